@@ -1,0 +1,127 @@
+/*
+ * api.h - the api layer's public contract: JSON request bodies in, replies
+ * (JSON or application/problem+json) out. The api layer knows nothing of
+ * HTTP: the server hands it a body and sends back what it returns.
+ *
+ * Every handler is callable from any thread; none keeps state between calls.
+ */
+#ifndef LOSSD_API_API_H
+#define LOSSD_API_API_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lossd/eng.h"
+
+/* ---- replies ---------------------------------------------------------------- */
+#define API_JSON "application/json"
+#define API_PROBLEM_JSON "application/problem+json"
+
+typedef struct api_reply {
+	int status;
+	const char *content_type; /* borrowed: a static string */
+	char *body;               /* new: free() or api_reply_free() */
+	size_t len;
+	int retry_after;          /* seconds for Retry-After, 0 for none */
+} api_reply;
+
+/* Frees the body and resets *r. Accepts NULL. */
+void api_reply_free(api_reply *r);
+
+/* ---- problems (API.md section 5) -------------------------------------------- */
+/*
+ * A caller-owned, fixed-size validation error, like jansson's json_error_t.
+ * `code` is a stable machine-readable string literal ("shape_mismatch"),
+ * `pointer` a JSON Pointer to the offending value ("/y_true/3") or "".
+ */
+typedef struct api_problem {
+	int status;
+	const char *code;
+	char pointer[160];
+	char detail[320];
+} api_problem;
+
+/* Fills *p (p may be NULL) and returns -1, so `return api_problem_set(...)`. */
+int api_problem_set(api_problem *p, int status, const char *code,
+		    const char *pointer, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+/* Fills *p from a failed engine call: the code by err->code, the pointer
+ * from err->field and err->index. Returns -1. */
+int api_problem_from_eng(api_problem *p, const eng_error *err);
+
+/* Renders p as an application/problem+json reply into *out. */
+void api_reply_problem(api_reply *out, const api_problem *p);
+
+/* Shorthand: a problem reply without a pointer. */
+void api_reply_error(api_reply *out, int status, const char *code,
+		     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Renders body as an application/json reply; steals body. NaN and Inf
+ * never reach the wire: callers put json_null() for undefined values. */
+void api_reply_json(api_reply *out, int status, json_t *body);
+
+/* ---- limits and shared resources of one request ------------------------------ */
+typedef struct api_ctx {
+	const eng_parallel *par; /* borrowed; NULL runs serially */
+	int64_t max_elements;    /* numbers per request, over all tensors and arrays */
+	size_t max_json_bytes;   /* heap jansson may use for one request's tree */
+	int max_depth;           /* JSON nesting */
+} api_ctx;
+
+#define API_DEFAULT_MAX_ELEMENTS ((int64_t)64 * 1024 * 1024)
+#define API_DEFAULT_MAX_JSON_BYTES ((size_t)1024 * 1024 * 1024)
+#define API_DEFAULT_MAX_DEPTH 64
+#define API_CTX_INIT \
+	{ NULL, API_DEFAULT_MAX_ELEMENTS, API_DEFAULT_MAX_JSON_BYTES, API_DEFAULT_MAX_DEPTH }
+
+/*
+ * Parses a request body strictly: valid UTF-8 JSON, an object at the top,
+ * no duplicate keys, nesting within ctx->max_depth, at most
+ * ctx->max_elements numbers (counted on the raw bytes before any tree is
+ * built), and jansson's heap within ctx->max_json_bytes. Returns a new
+ * reference, or NULL with *p set (400 malformed_json / not_an_object /
+ * too_deep, 413 too_many_elements / body_too_large).
+ */
+json_t *api_parse_body(const api_ctx *ctx, const char *body, size_t len,
+		       api_problem *p);
+
+/* ---- tensors (API.md section 1) ---------------------------------------------- */
+typedef struct api_tensor {
+	eng_tensor t; /* a view of buf (or of a scalar held in buf) */
+	void *buf;    /* new: released by api_tensor_free */
+} api_tensor;
+
+#define API_TENSOR_INIT { { ENG_F64, 0, { 0 }, 0, NULL }, NULL }
+
+typedef struct api_tensor_opts {
+	bool allow_nonfinite;  /* "nan_policy": "propagate" */
+	int64_t *budget;       /* elements left for this request; decremented */
+} api_tensor_opts;
+
+/*
+ * Decodes v, in any of the three encodings (nested arrays, {shape, data},
+ * {shape, dtype, b64}), or a plain number (a rank-0 tensor), into *out.
+ * JSON numbers decode to float64; b64 keeps its dtype (float32 stays
+ * float32). `pointer` is the JSON Pointer of v, used in problems. Shape
+ * products are overflow-checked and bounded by *opts->budget before any
+ * allocation. Errors: 422 bad_type, shape_mismatch, bad_base64,
+ * non_finite (with the flat index), 413 too_many_elements.
+ * On success returns 0; on failure -1 with *p set and *out empty.
+ */
+int api_tensor_decode(api_tensor *out, json_t *v, const char *pointer,
+		      const api_tensor_opts *opts, api_problem *p);
+
+/* Releases what api_tensor_decode allocated. Accepts NULL and empty. */
+void api_tensor_free(api_tensor *t);
+
+/* ---- endpoints ------------------------------------------------------------------ */
+/* POST /v1/loss (API.md section 2). Any thread. */
+void api_loss(api_reply *out, const api_ctx *ctx, const char *body, size_t len);
+
+/* POST /v1/auc (API.md section 3). Any thread. */
+void api_auc(api_reply *out, const api_ctx *ctx, const char *body, size_t len);
+
+#endif

@@ -22,7 +22,9 @@
 typedef struct api_reply {
 	int status;
 	const char *content_type; /* borrowed: a static string */
-	char *body;               /* new: free() or api_reply_free() */
+	char *body;               /* new: free() or api_reply_free(); NUL after len
+	                           * bytes; NULL (len 0) only when even the problem
+	                           * body could not be allocated (status then 503) */
 	size_t len;
 	int retry_after;          /* seconds for Retry-After, 0 for none */
 } api_reply;
@@ -87,6 +89,21 @@ typedef struct api_ctx {
  */
 json_t *api_parse_body(const api_ctx *ctx, const char *body, size_t len,
 		       api_problem *p);
+
+/*
+ * Bytes of jansson heap held right now by values allocated on the calling
+ * thread (their malloc_usable_size): what ctx->max_json_bytes bounds.
+ * api_parse_body limits this thread's jansson heap to max_json_bytes more
+ * than it held when the parse began, until the thread's next
+ * api_parse_body, so the budget covers the tree's lifetime and the reply a
+ * handler builds on the same thread. Any thread; counts its own.
+ */
+size_t api_json_heap_in_use(void);
+
+/* Lifts the calling thread's jansson budget set by api_parse_body (a
+ * worker may call it when a request is done, before building JSON that no
+ * request limit should bound). Any thread; affects its own. */
+void api_json_budget_clear(void);
 
 /* ---- tensors (API.md section 1) ---------------------------------------------- */
 typedef struct api_tensor {

@@ -1,0 +1,133 @@
+/*
+ * api_stream.h - JSON <-> streams (API.md section 4): the create config,
+ * update and merge bodies, and the read / config / state replies.
+ *
+ * The api layer knows nothing of storage or HTTP: the server keeps the
+ * eng_stream objects and the spec of each stream, and calls these to turn
+ * bodies into engine objects and engine objects into replies. A spec is
+ * the parsed, validated config of one stream; its canonical JSON text
+ * (api_stream_spec_text) is what the server stores and what
+ * api_stream_spec_load reads back.
+ *
+ * Every function is callable from any thread; specs are immutable once
+ * made, so one spec may be read by several threads at once.
+ */
+#ifndef LOSSD_API_API_STREAM_H
+#define LOSSD_API_API_STREAM_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lossd/api.h"
+#include "lossd/stream.h"
+
+/* Version of the exported state JSON ("version" field). */
+#define API_STREAM_STATE_VERSION 1
+
+typedef struct api_stream_limits {
+	size_t max_bytes;    /* memory cap of one stream (507 past it) */
+	size_t sketch_bytes; /* a sketch stream's budget when the config gives none */
+} api_stream_limits;
+
+#define API_STREAM_LIMITS_INIT { ENG_STREAM_DEFAULT_MAX_BYTES, ENG_STREAM_DEFAULT_SKETCH_BYTES }
+
+typedef struct api_stream_spec api_stream_spec;
+
+/*
+ * Parses a create body (POST /v1/streams):
+ *   {"name"?, "method"? ("sketch"), "curve"? ("roc"), "num_classes"? (none:
+ *    binary), "multi_label"? (false), "num_thresholds"? (200),
+ *    "summation_method"? ("interpolation"), "average"? ("macro"),
+ *    "from_logits"? (false), "sketch_bytes"?, "loss"?: "name" or
+ *    {"loss", "reduction"?, "from_logits"?, "class_weight"?, "pos_weight"?,
+ *     "ignore_class"?, "label_smoothing"?, "alpha"?, "gamma"?,
+ *     "apply_class_balancing"?, "delta"?}}
+ * An empty body means {}. Unknown fields are 422 unknown_field; bad values
+ * 422 bad_option / bad_type; a sketch or binned table larger than
+ * lim->max_bytes 507 stream_memory_exceeded; plus api_parse_body's 400/413. *out is new
+ * (api_stream_spec_free) on success (0); -1 with *p set otherwise.
+ */
+int api_stream_spec_parse(api_stream_spec **out, const api_ctx *ctx, const char *body,
+			  size_t len, const api_stream_limits *lim, api_problem *p);
+
+/* Rebuilds a spec from api_stream_spec_text's output (borrowed). Returns 0
+ * or -1 with *p set (the text is corrupt). */
+int api_stream_spec_load(api_stream_spec **out, const char *text,
+			 const api_stream_limits *lim, api_problem *p);
+
+/* Accepts NULL. */
+void api_stream_spec_free(api_stream_spec *s);
+
+/* The canonical config as JSON text: new (free()), NULL when out of memory. */
+char *api_stream_spec_text(const api_stream_spec *s);
+
+/* The engine config (borrowed from s). */
+const eng_stream_config *api_stream_spec_engine(const api_stream_spec *s);
+
+/* The stream's name, or "" (borrowed from s). */
+const char *api_stream_spec_name(const api_stream_spec *s);
+
+/* {"id": id, ...canonical config}: the create reply and a list entry.
+ * New reference, NULL when out of memory. */
+json_t *api_stream_render_config(const api_stream_spec *s, const char *id);
+
+/*
+ * Decodes an update body {"y_true", "y_score" and/or "y_pred",
+ * "sample_weight"?, "batch_id"?} into a new one-batch stream (*delta,
+ * eng_stream_free) and
+ * *batch_id (new, free(); NULL when absent; a string or an integer, 1 to
+ * 256 characters). With a loss in the spec, the loss of the batch is
+ * computed too. One of y_score / y_pred serves both the AUC and the loss;
+ * with both (loss streams only), y_score feeds the AUC and y_pred the loss.
+ * Rows whose label is the loss' ignore_class are left out of the AUC.
+ * Errors: api_parse_body's, 422 missing_field /
+ * unknown_field / shape_mismatch / label_out_of_range / non_finite /
+ * bad_weight / prediction_out_of_range, 507 stream_memory_exceeded. Returns
+ * 0, or -1 with *p set and nothing allocated.
+ */
+int api_stream_decode_update(eng_stream **delta, char **batch_id, const api_stream_spec *s,
+			     const api_ctx *ctx, const char *body, size_t len, api_problem *p);
+
+typedef struct api_stream_read_opts {
+	bool curve;         /* include "curve" */
+	int64_t curve_col;  /* column of the curve, or -1: binary's / pooled (micro) */
+	int64_t max_points; /* curve points, >= 2 */
+} api_stream_read_opts;
+
+#define API_STREAM_READ_OPTS_INIT { false, -1, ENG_AUC_DEFAULT_MAX_POINTS }
+
+/*
+ * The read reply of GET /v1/streams/{id}: {"id", "name", "method", "auc",
+ * "average", "per_class"?, "count", "updates", "positives", "negatives",
+ * "error_bound"?, "loss"?, "loss_detail"?, "curve"?, "warnings"?}. New
+ * reference, or NULL with *p set (422 bad_option for a bad curve column,
+ * 500 on out of memory).
+ */
+json_t *api_stream_render_read(const api_stream_spec *s, const char *id, const eng_stream *st,
+			       const api_stream_read_opts *o, api_problem *p);
+
+/*
+ * The mergeable state (GET /v1/streams/{id}/state):
+ * {"version": 1, "id", "config": {...}, "count", "updates",
+ *  "state": base64 of eng_stream_serialize}. NULL with *p on out of memory.
+ */
+json_t *api_stream_export(const api_stream_spec *s, const char *id, const eng_stream *st,
+			  api_problem *p);
+
+/*
+ * Decodes a merge body (an exported state, as above; "id" and the counts
+ * are informational) into *delta (new) for eng_stream_merge into a stream
+ * of spec s. 409 state_mismatch when its config differs from s's (names
+ * and memory caps aside), 422 bad_state for a state that does not parse,
+ * 422 unknown_field / missing_field / bad_type for the envelope.
+ */
+int api_stream_decode_merge(eng_stream **delta, const api_stream_spec *s, const api_ctx *ctx,
+			    const char *body, size_t len, api_problem *p);
+
+/* Fills *p for a failed eng_stream_merge (err->code): 409 state_mismatch,
+ * 507 stream_memory_exceeded, 500 out_of_memory. Returns -1. */
+int api_stream_merge_problem(api_problem *p, const eng_error *err);
+
+#endif

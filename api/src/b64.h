@@ -1,0 +1,22 @@
+/*
+ * b64.h - standard padded base64 decoding for tensor payloads (b64.c).
+ */
+#ifndef LOSSD_API_B64_H
+#define LOSSD_API_B64_H
+
+#include <stddef.h>
+
+/* Bytes that len characters of padded base64 at s decode to, or SIZE_MAX
+ * when len is not a multiple of 4. Looks only at the padding. */
+size_t api__b64_decoded_size(const char *s, size_t len);
+
+/*
+ * Decodes len characters at s into dst, which must hold exactly
+ * api__b64_decoded_size(s, len) bytes. Returns 0, or -1 when s is not
+ * valid padded base64, with *bad_at (may be NULL) the offset of the first
+ * offending character (len when the length itself is wrong); dst then
+ * holds garbage.
+ */
+int api__b64_decode(void *dst, const char *s, size_t len, size_t *bad_at);
+
+#endif

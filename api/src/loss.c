@@ -1,0 +1,400 @@
+/*
+ * loss.c - POST /v1/loss (API.md section 2): request fields -> engine
+ * options, eng_loss_compute(), and the reply rendered from the result's
+ * sums; also the multi-head form {"heads": [...], "head_weights": [...]}.
+ *
+ * Why shaped so: the engine owns every formula and every check of values
+ * (labels, probabilities, weights, shapes); this file only knows field
+ * names, defaults, JSON types and how a reply looks. A head is a complete
+ * loss request evaluated by the same function with the JSON Pointer base
+ * "/heads/i", so its errors point into the head.
+ *
+ * Reply keys, in this order (undefined values are null, never NaN):
+ *   reduction, loss (absent for "none"), count, ignored, weight_sum,
+ *   accuracy (categorical and binary), per_class (if asked, categorical and
+ *   binary), confusion_matrix (if asked), per_position (reduction "none").
+ * One element budget (ctx->max_elements) is shared by every tensor of a
+ * request, heads included.
+ *
+ * Fields (default): loss (required), y_true, y_pred (required tensors),
+ * from_logits (false), axis (-1, an integer in [-8, 7], checked against
+ * y_pred's rank by the engine), reduction ("mean"), sample_weight,
+ * class_weight, cost_matrix, pos_weight, x (tensors, absent = none),
+ * ignore_class / ignore_index (none; any integer; both given must agree),
+ * label_smoothing (0, in [0, 1]), per_class (true), confusion_matrix
+ * (false), alpha (0.25), gamma (2, >= 0), apply_class_balancing (false),
+ * delta (1, > 0), error ("mae" | "mse"), nan_policy ("raise" | "propagate").
+ * JSON null means "not given". An option that does not apply to the loss
+ * (delta on a cross-entropy, pos_weight on a categorical loss, ...) is 422
+ * bad_option rather than silently ignored.
+ *
+ * It does not decide anything numeric and keeps no state between calls.
+ */
+#include "lossd/api.h"
+#include "lossd/loss.h"
+#include "fields.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *const loss_fields[] = {
+        "loss",
+        "y_true",
+        "y_pred",
+        "from_logits",
+        "axis",
+        "reduction",
+        "sample_weight",
+        "class_weight",
+        "cost_matrix",
+        "pos_weight",
+        "ignore_class",
+        "ignore_index",
+        "label_smoothing",
+        "per_class",
+        "confusion_matrix",
+        "alpha",
+        "gamma",
+        "apply_class_balancing",
+        "delta",
+        "x",
+        "error",
+        "nan_policy",
+        NULL,
+};
+
+static const char *const head_fields[] = {"heads", "head_weights", NULL};
+
+static const char *const error_names[] = {"mae", "mse", NULL};
+static const char *const nan_names[] = {"raise", "propagate", NULL};
+
+/* One tensor per tensor field of a request. */
+enum { T_TRUE, T_PRED, T_SW, T_CW, T_COST, T_PW, T_X, T_COUNT };
+static const char *const tensor_keys[T_COUNT] = {
+        "y_true", "y_pred", "sample_weight", "class_weight", "cost_matrix", "pos_weight", "x",
+};
+
+/* ---- rendering ------------------------------------------------------------------ */
+
+/* A double, or null when NaN/Inf. New reference (NULL when out of memory). */
+static json_t *num(double v)
+{
+	return isfinite(v) ? json_real(v) : json_null();
+}
+
+static json_t *ratio(int64_t a, int64_t b)
+{
+	return b ? json_real((double)a / (double)b) : json_null();
+}
+
+/* Nested arrays of values in shape (a plain number for rank 0). */
+static json_t *nested(const double *v, int ndim, const int64_t *shape)
+{
+	if (ndim == 0)
+		return num(v[0]);
+	json_t *a = json_array();
+	int64_t step = 1;
+	for (int i = 1; i < ndim; i++)
+		step *= shape[i];
+	for (int64_t i = 0; a && i < shape[0]; i++) {
+		if (json_array_append_new(a, nested(v + i * step, ndim - 1, shape + 1))) {
+			json_decref(a);
+			return NULL;
+		}
+	}
+	return a;
+}
+
+static json_t *class_row(int64_t c, const eng_loss_class *k)
+{
+	json_t *row = json_object();
+	if (!row)
+		return NULL;
+	bool has_p = k->predicted > 0, has_r = k->support > 0;
+	double prec = has_p ? (double)k->correct / (double)k->predicted : 0;
+	double rec = has_r ? (double)k->correct / (double)k->support : 0;
+	json_t *f1 = json_null();
+	if (has_p && has_r)
+		f1 = prec + rec > 0 ? json_real(2 * prec * rec / (prec + rec)) : json_real(0.0);
+	int bad = 0;
+	bad |= json_object_set_new(row, "class", json_integer(c));
+	bad |= json_object_set_new(row, "support", json_integer(k->support));
+	bad |= json_object_set_new(row, "weight_sum", num(k->weight_sum));
+	bad |= json_object_set_new(row, "loss_sum", num(k->loss_sum));
+	bad |= json_object_set_new(row, "loss_mean",
+	                           k->weight_sum != 0 ? num(k->loss_sum / k->weight_sum)
+	                                              : json_null());
+	bad |= json_object_set_new(row, "predicted", json_integer(k->predicted));
+	bad |= json_object_set_new(row, "correct", json_integer(k->correct));
+	bad |= json_object_set_new(row, "precision", has_p ? json_real(prec) : json_null());
+	bad |= json_object_set_new(row, "recall", has_r ? json_real(rec) : json_null());
+	bad |= json_object_set_new(row, "f1", f1);
+	if (bad) {
+		json_decref(row);
+		return NULL;
+	}
+	return row;
+}
+
+/* The reply object of one loss; NULL when out of memory. */
+static json_t *render(const eng_loss_result *r, eng_reduction red)
+{
+	json_t *o = json_object();
+	double v;
+	int bad = 0;
+	if (!o)
+		return NULL;
+	bad |= json_object_set_new(o, "reduction", json_string(eng_reduction_name(red)));
+	if (red != ENG_RED_NONE) {
+		bool def = eng_loss_result_value(r, red, &v);
+		bad |= json_object_set_new(o, "loss", def ? num(v) : json_null());
+	}
+	bad |= json_object_set_new(o, "count", json_integer(r->count));
+	bad |= json_object_set_new(o, "ignored", json_integer(r->ignored));
+	bad |= json_object_set_new(o, "weight_sum", num(r->weight_sum));
+	if (r->has_accuracy)
+		bad |= json_object_set_new(o, "accuracy", ratio(r->correct, r->count));
+	if (r->per_class) {
+		json_t *a = json_array();
+		for (int64_t c = 0; a && c < r->nclasses; c++)
+			if (json_array_append_new(a, class_row(c, &r->per_class[c])))
+				bad = 1;
+		bad |= json_object_set_new(o, "per_class", a);
+	}
+	if (r->confusion) {
+		json_t *m = json_array();
+		for (int64_t i = 0; m && i < r->conf_n; i++) {
+			json_t *row = json_array();
+			for (int64_t k = 0; row && k < r->conf_n; k++)
+				bad |= json_array_append_new(
+				        row, json_integer(r->confusion[i * r->conf_n + k]));
+			bad |= json_array_append_new(m, row);
+		}
+		bad |= json_object_set_new(o, "confusion_matrix", m);
+	}
+	if (red == ENG_RED_NONE && r->per_position)
+		bad |= json_object_set_new(o, "per_position",
+		                           nested(r->per_position, r->pos_ndim, r->pos_shape));
+	if (bad) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* ---- one loss request ------------------------------------------------------------ */
+
+/* Prefixes the engine's pointer with base ("/heads/2"). */
+static int from_eng(api_problem *p, const eng_error *err, const char *base)
+{
+	api_problem_from_eng(p, err);
+	if (p && base && base[0]) {
+		char tmp[sizeof p->pointer];
+		snprintf(tmp, sizeof tmp, "%s%s", base, p->pointer);
+		memcpy(p->pointer, tmp, sizeof tmp);
+	}
+	return -1;
+}
+
+/*
+ * Evaluates the loss request obj (pointer base) into *reply (new) and
+ * *value (the reduced loss, NaN when undefined). Returns 0 or -1 with *p.
+ */
+static int one_loss(json_t **reply, double *value, const api_ctx *ctx, const json_t *obj,
+                    const char *base, int64_t *budget, api_problem *p)
+{
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	api_tensor t[T_COUNT];
+	eng_loss_result *res = NULL;
+	eng_error err = {0};
+	char ptr[sizeof p->pointer];
+	int kind = 0, red = 0, gerr = 0, nanp = 0, rc = -1;
+	int64_t axis = -1, ign = 0, ign2 = 0;
+	bool has_ign, has_ign2;
+
+	for (int i = 0; i < T_COUNT; i++) {
+		api_tensor e = API_TENSOR_INIT;
+		t[i] = e;
+	}
+	*reply = NULL;
+	*value = NAN;
+	if (!json_is_object(obj)) {
+		api_problem_set(p, 422, "bad_type", base,
+		                "a loss request must be an object, got %s", api__type_name(obj));
+		goto out;
+	}
+	if (api__check_fields(obj, loss_fields, base, p) || api__require(obj, base, "loss", p) ||
+	    api__get_enum(&kind, obj, base, "loss", eng_loss_names, 0, p) ||
+	    api__get_enum(&nanp, obj, base, "nan_policy", nan_names, 0, p) ||
+	    api__get_bool(&o.from_logits, obj, base, "from_logits", false, p) ||
+	    api__get_int(&axis, obj, base, "axis", -1, -ENG_MAX_RANK, ENG_MAX_RANK - 1, p) ||
+	    api__get_enum(&red, obj, base, "reduction", eng_reduction_names, ENG_RED_MEAN, p) ||
+	    api__get_number(&o.label_smoothing, obj, base, "label_smoothing", 0.0, 0.0, 1.0, p) ||
+	    api__get_number(&o.alpha, obj, base, "alpha", 0.25, -INFINITY, INFINITY, p) ||
+	    api__get_number(&o.gamma, obj, base, "gamma", 2.0, 0.0, INFINITY, p) ||
+	    api__get_bool(&o.apply_class_balancing, obj, base, "apply_class_balancing", false, p) ||
+	    api__get_number(&o.delta, obj, base, "delta", 1.0, 0.0, INFINITY, p) ||
+	    api__get_enum(&gerr, obj, base, "error", error_names, ENG_GMM_MAE, p) ||
+	    api__get_bool(&o.per_class, obj, base, "per_class", true, p) ||
+	    api__get_bool(&o.confusion, obj, base, "confusion_matrix", false, p))
+		goto out;
+	has_ign = api__field(obj, "ignore_class") != NULL;
+	has_ign2 = api__field(obj, "ignore_index") != NULL;
+	if ((has_ign &&
+	     api__get_int(&ign, obj, base, "ignore_class", 0, INT64_MIN, INT64_MAX, p)) ||
+	    (has_ign2 &&
+	     api__get_int(&ign2, obj, base, "ignore_index", 0, INT64_MIN, INT64_MAX, p)))
+		goto out;
+	if (has_ign && has_ign2 && ign != ign2) {
+		api_problem_set(
+		        p, 422, "bad_option", api__pointer(ptr, sizeof ptr, base, "ignore_index"),
+		        "ignore_index is a synonym of ignore_class; they differ (%lld and %lld)",
+		        (long long)ign, (long long)ign2);
+		goto out;
+	}
+	o.kind = (eng_loss_kind)kind;
+	o.reduction = (eng_reduction)red;
+	o.gmm_error = (eng_gmm_error)gerr;
+	o.axis = (int)axis;
+	o.propagate_nan = nanp == 1;
+	o.has_ignore_class = has_ign || has_ign2;
+	o.ignore_class = has_ign ? ign : ign2;
+
+	api_tensor_opts topts = {o.propagate_nan, budget};
+	for (int i = 0; i < T_COUNT; i++)
+		if (api__get_tensor(&t[i], obj, base, tensor_keys[i], i <= T_PRED, &topts, p))
+			goto out;
+	o.sample_weight = t[T_SW].t.data ? &t[T_SW].t : NULL;
+	o.class_weight = t[T_CW].t.data ? &t[T_CW].t : NULL;
+	o.cost_matrix = t[T_COST].t.data ? &t[T_COST].t : NULL;
+	o.pos_weight = t[T_PW].t.data ? &t[T_PW].t : NULL;
+	o.x = t[T_X].t.data ? &t[T_X].t : NULL;
+
+	if (eng_loss_compute(&res, &t[T_TRUE].t, &t[T_PRED].t, &o, ctx ? ctx->par : NULL, &err)) {
+		from_eng(p, &err, base);
+		goto out;
+	}
+	*reply = render(res, o.reduction);
+	if (!*reply) {
+		api_problem_set(p, 503, "out_of_memory", "",
+		                "out of memory while building the reply");
+		goto out;
+	}
+	if (o.reduction != ENG_RED_NONE && !eng_loss_result_value(res, o.reduction, value))
+		*value = NAN;
+	rc = 0;
+out:
+	eng_loss_result_free(res);
+	for (int i = T_COUNT - 1; i >= 0; i--)
+		api_tensor_free(&t[i]);
+	return rc;
+}
+
+/* ---- multi-head ------------------------------------------------------------------- */
+
+static int heads(json_t **reply, const api_ctx *ctx, const json_t *obj, int64_t *budget,
+                 api_problem *p)
+{
+	json_t *hs = json_object_get(obj, "heads");
+	json_t *hw = api__field(obj, "head_weights");
+	json_t *out = NULL, *list = NULL;
+	char base[48];
+	double total = 0;
+	size_t n;
+	int rc = -1;
+
+	*reply = NULL;
+	if (api__check_fields(obj, head_fields, "", p))
+		return -1;
+	if (!json_is_array(hs) || json_array_size(hs) == 0)
+		return api_problem_set(p, 422, json_is_array(hs) ? "bad_option" : "bad_type",
+		                       "/heads",
+		                       "heads must be a non-empty array of loss requests, got %s",
+		                       json_is_array(hs) ? "an empty array" : api__type_name(hs));
+	n = json_array_size(hs);
+	if (hw) {
+		if (!json_is_array(hw))
+			return api_problem_set(p, 422, "bad_type", "/head_weights",
+			                       "head_weights must be an array of numbers, got %s",
+			                       api__type_name(hw));
+		if (json_array_size(hw) != n)
+			return api_problem_set(
+			        p, 422, "shape_mismatch", "/head_weights",
+			        "head_weights has %zu entries but there are %zu heads",
+			        json_array_size(hw), n);
+		for (size_t i = 0; i < n; i++) {
+			json_t *w = json_array_get(hw, i);
+			snprintf(base, sizeof base, "/head_weights/%zu", i);
+			if (!json_is_number(w))
+				return api_problem_set(p, 422, "bad_type", base,
+				                       "head_weights[%zu] must be a number, got %s",
+				                       i, api__type_name(w));
+			double v = json_number_value(w);
+			if (!isfinite(v) || v < 0)
+				return api_problem_set(
+				        p, 422, "bad_weight", base,
+				        "head_weights[%zu] is %g; weights must be finite and >= 0",
+				        i, v);
+		}
+	}
+	out = json_object();
+	list = json_array();
+	if (!out || !list) {
+		api_problem_set(p, 503, "out_of_memory", "", "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		json_t *r;
+		double v;
+		snprintf(base, sizeof base, "/heads/%zu", i);
+		if (one_loss(&r, &v, ctx, json_array_get(hs, i), base, budget, p))
+			goto out;
+		if (json_array_append_new(list, r)) {
+			api_problem_set(p, 503, "out_of_memory", "", "out of memory");
+			goto out;
+		}
+		total += (hw ? json_number_value(json_array_get(hw, i)) : 1.0) * v;
+	}
+	if (json_object_set_new(out, "loss", num(total)) || json_object_set(out, "heads", list)) {
+		api_problem_set(p, 503, "out_of_memory", "", "out of memory");
+		goto out;
+	}
+	*reply = out;
+	out = NULL;
+	rc = 0;
+out:
+	json_decref(list);
+	json_decref(out);
+	return rc;
+}
+
+/* ---- the endpoint --------------------------------------------------------------------- */
+
+void api_loss(api_reply *out, const api_ctx *ctx, const char *body, size_t len)
+{
+	api_ctx defaults = API_CTX_INIT;
+	api_problem p = {0};
+	json_t *req, *reply = NULL;
+	double v;
+	int rc;
+
+	if (!ctx)
+		ctx = &defaults;
+	int64_t budget = ctx->max_elements;
+	req = api_parse_body(ctx, body, len, &p);
+	if (!req) {
+		api_reply_problem(out, &p);
+		return;
+	}
+	if (api__field(req, "heads"))
+		rc = heads(&reply, ctx, req, &budget, &p);
+	else
+		rc = one_loss(&reply, &v, ctx, req, "", &budget, &p);
+	json_decref(req);
+	if (rc) {
+		api_reply_problem(out, &p);
+		return;
+	}
+	api_reply_json(out, 200, reply);
+}

@@ -1,0 +1,41 @@
+/*
+ * mem.h - the api layer's allocator: jansson's heap accounted per thread,
+ * a budget on it, and a fault-injection hook for out-of-memory tests.
+ *
+ * Private to api/ (tests reach it by relative path). See mem.c.
+ */
+#ifndef LOSSD_API_MEM_H
+#define LOSSD_API_MEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Installs the accounting allocator into jansson (idempotent, any thread).
+ * Runs from a constructor too, so it is in place before the first json_t. */
+void api__mem_install(void);
+
+/* malloc/free/posix_memalign for api buffers (tensor data): subject to the
+ * fault-injection hook but not charged to the jansson budget. api__free
+ * releases both kinds (plain free underneath). */
+void *api__malloc(size_t n);
+void *api__realloc(void *p, size_t n);
+void *api__aligned_alloc(size_t align, size_t n);
+void api__free(void *p);
+
+/* Limits jansson's heap on this thread to `bytes` more than it holds now.
+ * In force until the next call or api__json_budget_clear(). */
+void api__json_budget_set(size_t bytes);
+void api__json_budget_clear(void);
+/* Whether a jansson allocation failed on this thread since the last
+ * api__json_budget_set / _clear, and why (the latest failure wins): jansson
+ * does not always report a failed allocation as out_of_memory. */
+enum { API__ALLOC_OK = 0, API__ALLOC_BUDGET = 1, API__ALLOC_SYSTEM = 2 };
+int api__json_alloc_failure(void);
+
+/* Test hook, this thread only: the n-th allocation from now (1 = the next
+ * one) through jansson or api__malloc fails; n <= 0 disables. */
+void api__alloc_fail_after(long n);
+/* Allocations made on this thread through jansson or api__malloc so far. */
+uint64_t api__alloc_count(void);
+
+#endif

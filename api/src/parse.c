@@ -1,0 +1,169 @@
+/*
+ * parse.c - strict parsing of a request body into a jansson tree.
+ *
+ * A request body is untrusted and may be large (megabytes of numbers), and
+ * jansson spends about 32 heap bytes per number as mem.c counts them (a
+ * 24-byte json_t plus its 8-byte slot in the array; about 40 bytes of RSS
+ * with malloc's headers; measured in tests/api/test_parse.c), so the tree
+ * costs 16 times a body of "0,0,0,...": 32 MB for a 2 MB body. Two guards
+ * run before and during the parse:
+ *
+ *   1. One pass over the raw bytes (no allocation) counts number tokens and
+ *      tracks nesting depth, outside strings and honouring escapes. Too
+ *      many numbers is 413 too_many_elements and too deep is 400 too_deep,
+ *      both answered before any tree is built. jansson itself recurses per
+ *      nesting level, so the depth check also keeps its stack small.
+ *   2. jansson's heap on this thread is budgeted (mem.c) to
+ *      ctx->max_json_bytes; past it the parse fails and the answer is 413
+ *      body_too_large.
+ *
+ * Strictness: jansson rejects invalid UTF-8, NUL bytes (raw or \u0000),
+ * trailing data after the value, numbers that overflow (1e400, integers
+ * beyond 64 bits: 400 malformed_json naming the position); duplicate keys
+ * are 400 duplicate_key; a top-level value that is not an object is 400
+ * not_an_object; an empty body is 400 malformed_json.
+ *
+ * It does not look at field names or values: that is the handlers' job.
+ */
+#include "lossd/api.h"
+#include "mem.h"
+
+#include <string.h>
+
+/* The raw-byte pre-pass: 0, or -1 with *p set. */
+static int prescan(const api_ctx *ctx, const unsigned char *s, size_t n, api_problem *p)
+{
+	int64_t numbers = 0;
+	int64_t max_numbers = ctx->max_elements;
+	int depth = 0, max_depth = ctx->max_depth;
+	int in_num = 0;
+	int any = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = s[i];
+		switch (c) {
+		case '"':
+			/* skip the string; a backslash escapes the next byte */
+			any = 1;
+			in_num = 0;
+			i++;
+			while (i < n && s[i] != '"') {
+				/* a backslash takes the next byte with it */
+				i += s[i] == '\\' ? 2 : 1;
+			}
+			break;
+		case '[':
+		case '{':
+			any = 1;
+			in_num = 0;
+			if (++depth > max_depth)
+				return api_problem_set(
+				        p, 400, "too_deep", "",
+				        "the body nests deeper than %d levels (at byte %zu)",
+				        max_depth, i);
+			break;
+		case ']':
+		case '}':
+			in_num = 0;
+			depth--;
+			break;
+		case '-':
+		case '0':
+		case '1':
+		case '2':
+		case '3':
+		case '4':
+		case '5':
+		case '6':
+		case '7':
+		case '8':
+		case '9':
+			any = 1;
+			if (!in_num) {
+				in_num = 1;
+				if (++numbers > max_numbers)
+					return api_problem_set(
+					        p, 413, "too_many_elements", "",
+					        "the body holds more than %lld numbers",
+					        (long long)max_numbers);
+			}
+			break;
+		case '.':
+		case 'e':
+		case 'E':
+		case '+': break; /* inside a number (or a literal: harmless) */
+		case ' ':
+		case '\t':
+		case '\n':
+		case '\r': in_num = 0; break;
+		default:
+			any = 1;
+			in_num = 0;
+			break;
+		}
+	}
+	if (!any)
+		return api_problem_set(p, 400, "malformed_json", "", "the body is empty");
+	return 0;
+}
+
+json_t *api_parse_body(const api_ctx *ctx, const char *body, size_t len, api_problem *p)
+{
+	static const api_ctx defaults = API_CTX_INIT;
+	json_error_t e;
+
+	api__mem_install();
+	if (!ctx)
+		ctx = &defaults;
+	api__json_budget_set(ctx->max_json_bytes);
+	if (!body)
+		len = 0;
+	if (prescan(ctx, (const unsigned char *)body, len, p))
+		return NULL;
+
+	json_t *v = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &e);
+	int why = api__json_alloc_failure();
+	if (v && why != API__ALLOC_OK) {
+		/* jansson 2.14's lexer ignores a failed append to its string
+		 * buffer, so a refused allocation can yield a tree with a
+		 * silently shortened string ("sparse_categorcal_..."). A tree
+		 * built while any allocation failed is never trusted. */
+		json_decref(v);
+		v = NULL;
+	}
+	if (!v) {
+		/* Allocation failures first: jansson may word a refused
+		 * allocation as another error than out_of_memory. */
+		if (why == API__ALLOC_BUDGET) {
+			api_problem_set(p, 413, "body_too_large", "",
+			                "the body needs more than %zu bytes of memory to parse",
+			                ctx->max_json_bytes);
+			return NULL;
+		}
+		switch (why == API__ALLOC_SYSTEM ? json_error_out_of_memory : json_error_code(&e)) {
+		case json_error_out_of_memory:
+			api_problem_set(p, 503, "out_of_memory", "",
+			                "out of memory while parsing the body");
+			break;
+		case json_error_duplicate_key:
+			api_problem_set(p, 400, "duplicate_key", "", "%s (at byte %d)", e.text,
+			                e.position);
+			break;
+		case json_error_stack_overflow:
+			api_problem_set(p, 400, "too_deep", "", "%s", e.text);
+			break;
+		default:
+			api_problem_set(p, 400, "malformed_json", "", "%s at line %d, column %d",
+			                e.text, e.line, e.column);
+			break;
+		}
+		return NULL;
+	}
+	if (!json_is_object(v)) {
+		json_decref(v);
+		api_problem_set(p, 400, "not_an_object", "",
+		                "the body must be a JSON object ({...})");
+		return NULL;
+	}
+	return v;
+}

@@ -1,0 +1,1047 @@
+/*
+ * stream.c - JSON <-> streams (API.md section 4): the create config (a
+ * "spec"), update and merge bodies into engine deltas, and the read,
+ * config and state replies. See api_stream.h.
+ *
+ * Why shaped so: the engine holds the numbers (eng_stream), the server
+ * holds the streams and their storage; this file only knows field names,
+ * defaults, JSON types and how replies look. A spec keeps its canonical
+ * config as plain JSON text (every default written out, keys sorted), not
+ * as a jansson tree, so it can live for the process' lifetime and be read
+ * by many threads without touching any thread's jansson budget. The loss
+ * options of the spec are checked at create time by evaluating the loss on
+ * a one-row dummy batch of the stream's shape, so an update never finds a
+ * config problem that create let through.
+ *
+ * Invariants: a spec is immutable after it is made; two specs whose engine
+ * configs are equal (eng_stream_config_equal, with the loss options' hash
+ * inside) describe states that may merge. A loss config's `from_logits`
+ * defaults to the stream's. Unknown fields are rejected everywhere.
+ *
+ * Not here: locking, ids, owners, idempotency (server/src/streams.c).
+ */
+#include "lossd/api_stream.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fields.h"
+#include "lossd/loss.h"
+#include "lossd/sketch.h"
+#include "mem.h"
+
+struct api_stream_spec {
+	char *text;             /* canonical config JSON (new) */
+	char *name;             /* "" when none */
+	eng_stream_config eng;
+	int average;            /* enum avg */
+	/* loss, when eng.has_loss */
+	eng_loss_opts lopts;    /* tensor pointers point into the tensors below */
+	api_tensor class_weight, pos_weight;
+	eng_reduction reduction;
+};
+
+enum avg { AVG_MACRO, AVG_WEIGHTED, AVG_MICRO, AVG_NONE };
+
+static const char *const method_names[] = { "sketch", "binned", "exact", NULL };
+static const char *const curve_names[] = { "roc", "pr", NULL };
+static const char *const sum_names[] = { "interpolation", "minoring", "majoring", NULL };
+static const char *const avg_names[] = { "macro", "weighted", "micro", "none", NULL };
+static const char *const red_names[] = { "mean", "sum", "sum_over_batch_size", NULL };
+static const char *const loss_names[] = {
+	"sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy",
+	"categorical_focal_crossentropy", "binary_focal_crossentropy", "kl_divergence",
+	"gaussian_mixture", "mean_squared_error", "mean_absolute_error", "huber", NULL,
+};
+
+static const char *const create_fields[] = {
+	"name", "method", "curve", "num_classes", "multi_label", "num_thresholds",
+	"summation_method", "average", "from_logits", "sketch_bytes", "loss", NULL,
+};
+static const char *const loss_fields[] = {
+	"loss", "reduction", "from_logits", "class_weight", "pos_weight", "ignore_class",
+	"ignore_index", "label_smoothing", "alpha", "gamma", "apply_class_balancing", "delta",
+	NULL,
+};
+static const char *const update_fields[] = { "y_true", "y_score", "y_pred", "sample_weight",
+					     "batch_id", NULL };
+static const char *const state_fields[] = { "version", "id", "config", "count", "updates",
+					    "state", NULL };
+
+/* ---- small helpers ------------------------------------------------------------ */
+
+typedef struct dbuf {
+	char *p;
+	size_t len, cap;
+	bool failed;
+} dbuf;
+
+static int dbuf_cb(const char *b, size_t n, void *data)
+{
+	dbuf *d = data;
+	if (d->failed)
+		return -1;
+	if (d->len + n + 1 > d->cap) {
+		size_t nc = d->cap ? d->cap * 2 : 256;
+		while (nc < d->len + n + 1)
+			nc *= 2;
+		char *np = realloc(d->p, nc);
+		if (!np) {
+			d->failed = true;
+			return -1;
+		}
+		d->p = np;
+		d->cap = nc;
+	}
+	memcpy(d->p + d->len, b, n);
+	d->len += n;
+	d->p[d->len] = '\0';
+	return 0;
+}
+
+/* v as compact JSON text with sorted keys: new (free()), NULL on failure. */
+static char *dump(const json_t *v)
+{
+	dbuf d = { NULL, 0, 0, false };
+	if (json_dump_callback(v, dbuf_cb, &d,
+			       JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17) |
+				       JSON_ENCODE_ANY) != 0 ||
+	    d.failed || !d.p) {
+		free(d.p);
+		return NULL;
+	}
+	return d.p;
+}
+
+static uint64_t fnv1a(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
+static json_t *num(double v)
+{
+	return isfinite(v) ? json_real(v) : json_null();
+}
+
+static int oom(api_problem *p)
+{
+	return api_problem_set(p, 503, "out_of_memory", "", "out of memory");
+}
+
+/* Engine error with the field the user actually sent (y_pred for y_score). */
+static int from_eng(api_problem *p, const eng_error *err, const char *score_key)
+{
+	eng_error e = *err;
+	if (e.field && strcmp(e.field, "y_score") == 0)
+		e.field = score_key;
+	return api_problem_from_eng(p, &e);
+}
+
+/* ---- base64 ----------------------------------------------------------------------- */
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static char *b64_encode(const uint8_t *in, size_t n)
+{
+	size_t out_len = (n + 2) / 3 * 4;
+	char *o = malloc(out_len + 1), *q = o;
+	if (!o)
+		return NULL;
+	size_t i = 0;
+	for (; i + 2 < n; i += 3) {
+		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+		*q++ = b64[v >> 18];
+		*q++ = b64[(v >> 12) & 63];
+		*q++ = b64[(v >> 6) & 63];
+		*q++ = b64[v & 63];
+	}
+	if (i < n) {
+		uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0);
+		*q++ = b64[v >> 18];
+		*q++ = b64[(v >> 12) & 63];
+		*q++ = i + 1 < n ? b64[(v >> 6) & 63] : '=';
+		*q++ = '=';
+	}
+	*q = '\0';
+	return o;
+}
+
+static int b64_val(char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+/* Strict: length a multiple of 4, padding only at the end. Returns 0 or -1
+ * (malformed), -2 (out of memory). *out new. */
+static int b64_decode(uint8_t **out, size_t *len, const char *s, size_t n)
+{
+	*out = NULL;
+	*len = 0;
+	if (n % 4)
+		return -1;
+	uint8_t *o = malloc(n / 4 * 3 + 1);
+	if (!o)
+		return -2;
+	size_t k = 0;
+	for (size_t i = 0; i < n; i += 4) {
+		int v[4], pad = 0;
+		for (int j = 0; j < 4; j++) {
+			char c = s[i + j];
+			if (c == '=' && i + 4 == n && j >= 2) {
+				v[j] = 0;
+				pad++;
+			} else if (pad || (v[j] = b64_val(c)) < 0) {
+				free(o);
+				return -1;
+			}
+		}
+		uint32_t x = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
+			     (uint32_t)v[3];
+		o[k++] = (uint8_t)(x >> 16);
+		if (pad < 2)
+			o[k++] = (uint8_t)(x >> 8);
+		if (pad < 1)
+			o[k++] = (uint8_t)x;
+	}
+	*out = o;
+	*len = k;
+	return 0;
+}
+
+/* ---- specs --------------------------------------------------------------------------- */
+
+void api_stream_spec_free(api_stream_spec *s)
+{
+	if (!s)
+		return;
+	api_tensor_free(&s->class_weight);
+	api_tensor_free(&s->pos_weight);
+	free(s->text);
+	free(s->name);
+	free(s);
+}
+
+static bool loss_is_regression(eng_loss_kind k)
+{
+	return k == ENG_LOSS_MSE || k == ENG_LOSS_MAE || k == ENG_LOSS_HUBER;
+}
+
+/*
+ * Evaluates the spec's loss on a one-row batch of the stream's shape: the
+ * check that every loss option fits the stream (class_weight length,
+ * options not applicable to the loss, ...). Errors point into /loss.
+ */
+static int check_loss_on_dummy(const api_stream_spec *s, api_problem *p)
+{
+	int64_t C = s->eng.columns;
+	double *yp = calloc((size_t)C, sizeof(double)), *yt = calloc((size_t)C, sizeof(double));
+	eng_loss_result *r = NULL;
+	eng_error err = { 0 };
+	int rc = 0;
+	if (!yp || !yt) {
+		rc = oom(p);
+		goto out;
+	}
+	for (int64_t c = 0; c < C; c++)
+		yp[c] = s->lopts.from_logits ? 0.0 : 1.0 / (double)(C > 1 ? C : 2);
+	eng_tensor tp = { ENG_F64, 2, { 1, C }, C, yp }, tt = { ENG_F64, 1, { 1 }, 1, yt };
+	if (s->eng.kind == ENG_LABELS_BINARY)
+		tp.ndim = 1, tp.shape[0] = 1, tp.shape[1] = 0;
+	if (s->eng.kind == ENG_LABELS_MULTI) {
+		tt = tp;
+		tt.data = yt;
+	}
+	if (eng_loss_compute(&r, &tt, &tp, &s->lopts, NULL, &err)) {
+		api_problem_from_eng(p, &err);
+		if (p) {
+			char tmp[sizeof p->pointer];
+			const char *f = err.field;
+			bool option = f && strcmp(f, "y_true") != 0 && strcmp(f, "y_pred") != 0;
+			snprintf(tmp, sizeof tmp, "/loss%s%s", option ? "/" : "", option ? f : "");
+			memcpy(p->pointer, tmp, sizeof tmp);
+			p->status = 422;
+			p->code = "bad_option";
+		}
+		rc = -1;
+	} else if (r->nclasses != 0 && r->nclasses != C) {
+		rc = api_problem_set(p, 422, "bad_option", "/loss",
+				     "the loss' per-class table does not fit the stream's %lld columns",
+				     (long long)C);
+	}
+out:
+	eng_loss_result_free(r);
+	free(yp);
+	free(yt);
+	return rc;
+}
+
+/*
+ * Reads the loss config v (a loss name or an object) into s and the
+ * canonical object *canon (new). Called after the stream fields are known.
+ */
+static int parse_loss(api_stream_spec *s, json_t *v, json_t **canon, api_problem *p)
+{
+	const char *base = "/loss";
+	json_t *obj = NULL, *c = NULL;
+	int kind = 0, red = 0;
+	int64_t ign = 0, ign2 = 0;
+	bool has_ign, has_ign2;
+	int rc = -1;
+	eng_loss_opts *o = &s->lopts;
+
+	*canon = NULL;
+	if (json_is_string(v)) {
+		obj = json_pack("{sO}", "loss", v);
+		if (!obj)
+			return oom(p);
+	} else if (json_is_object(v)) {
+		obj = json_incref(v);
+	} else {
+		return api_problem_set(p, 422, "bad_type", base,
+				       "loss must be a loss name or an object, got %s",
+				       api__type_name(v));
+	}
+	if (api__check_fields(obj, loss_fields, base, p) || api__require(obj, base, "loss", p) ||
+	    api__get_enum(&kind, obj, base, "loss", loss_names, 0, p) ||
+	    api__get_enum(&red, obj, base, "reduction", red_names, ENG_RED_MEAN, p) ||
+	    api__get_bool(&o->from_logits, obj, base, "from_logits",
+			  loss_is_regression((eng_loss_kind)kind) ? false : s->eng.from_logits, p) ||
+	    api__get_number(&o->label_smoothing, obj, base, "label_smoothing", 0.0, 0.0, 1.0, p) ||
+	    api__get_number(&o->alpha, obj, base, "alpha", 0.25, -INFINITY, INFINITY, p) ||
+	    api__get_number(&o->gamma, obj, base, "gamma", 2.0, 0.0, INFINITY, p) ||
+	    api__get_bool(&o->apply_class_balancing, obj, base, "apply_class_balancing", false, p) ||
+	    api__get_number(&o->delta, obj, base, "delta", 1.0, 0.0, INFINITY, p))
+		goto out;
+	has_ign = api__field(obj, "ignore_class") != NULL;
+	has_ign2 = api__field(obj, "ignore_index") != NULL;
+	if ((has_ign && api__get_int(&ign, obj, base, "ignore_class", 0, INT64_MIN, INT64_MAX, p)) ||
+	    (has_ign2 && api__get_int(&ign2, obj, base, "ignore_index", 0, INT64_MIN, INT64_MAX, p)))
+		goto out;
+	if (has_ign && has_ign2 && ign != ign2) {
+		api_problem_set(p, 422, "bad_option", "/loss/ignore_index",
+				"ignore_index is a synonym of ignore_class; they differ");
+		goto out;
+	}
+	o->kind = (eng_loss_kind)kind;
+	o->reduction = ENG_RED_MEAN; /* the stream reduces at read time */
+	o->has_ignore_class = has_ign || has_ign2;
+	o->ignore_class = has_ign ? ign : ign2;
+	o->per_class = true;
+	o->confusion = false;
+	o->per_position = false;
+	s->reduction = (eng_reduction)red;
+
+	/* Which losses fit which labels: the update's y_true serves both. */
+	bool ok;
+	switch (s->eng.kind) {
+	case ENG_LABELS_CLASS_ID: ok = o->kind == ENG_LOSS_SPARSE_CE; break;
+	default:
+		ok = eng_loss_is_binary(o->kind) || loss_is_regression(o->kind);
+		break;
+	}
+	if (!ok) {
+		api_problem_set(p, 422, "bad_option", "/loss/loss",
+				"%s does not fit a %s stream (%s)", eng_loss_kind_name(o->kind),
+				s->eng.kind == ENG_LABELS_CLASS_ID ? "one-vs-rest" :
+				s->eng.kind == ENG_LABELS_MULTI ? "multi-label" : "binary",
+				s->eng.kind == ENG_LABELS_CLASS_ID
+					? "class-id labels take sparse_categorical_crossentropy"
+					: "0/1 labels take binary_crossentropy, binary_focal_crossentropy "
+					  "or a regression loss");
+		goto out;
+	}
+	int64_t budget = 1 << 20;
+	api_tensor_opts topts = { false, &budget };
+	if (api__get_tensor(&s->class_weight, obj, base, "class_weight", false, &topts, p) ||
+	    api__get_tensor(&s->pos_weight, obj, base, "pos_weight", false, &topts, p))
+		goto out;
+	o->class_weight = s->class_weight.t.data ? &s->class_weight.t : NULL;
+	o->pos_weight = s->pos_weight.t.data ? &s->pos_weight.t : NULL;
+	if (check_loss_on_dummy(s, p))
+		goto out;
+
+	/* Canonical: every option explicit. */
+	c = json_pack("{ss ss sb sf sf sf sb sf}", "loss", eng_loss_kind_name(o->kind), "reduction",
+		      red_names[red], "from_logits", o->from_logits, "label_smoothing",
+		      o->label_smoothing, "alpha", o->alpha, "gamma", o->gamma,
+		      "apply_class_balancing", o->apply_class_balancing, "delta", o->delta);
+	if (!c) {
+		oom(p);
+		goto out;
+	}
+	int bad = 0;
+	bad |= json_object_set(c, "class_weight", api__field(obj, "class_weight") ?
+						 api__field(obj, "class_weight") : json_null());
+	bad |= json_object_set(c, "pos_weight", api__field(obj, "pos_weight") ?
+					       api__field(obj, "pos_weight") : json_null());
+	bad |= json_object_set_new(c, "ignore_class", o->has_ignore_class ?
+						     json_integer(o->ignore_class) : json_null());
+	if (bad) {
+		oom(p);
+		goto out;
+	}
+	char *t = dump(c);
+	if (!t) {
+		oom(p);
+		goto out;
+	}
+	s->eng.loss_fingerprint = fnv1a(t);
+	free(t);
+	s->eng.has_loss = true;
+	s->eng.loss_kind = o->kind;
+	*canon = c;
+	c = NULL;
+	rc = 0;
+out:
+	json_decref(c);
+	json_decref(obj);
+	return rc;
+}
+
+/* The spec of config object obj (a create body or a stored config). */
+static int spec_from(api_stream_spec **out, json_t *obj, const api_stream_limits *lim,
+		     bool stored, api_problem *p)
+{
+	api_stream_spec *s = calloc(1, sizeof(*s));
+	json_t *canon = NULL, *lcanon = NULL;
+	const char *name = NULL;
+	int method = 0, curve = 0, summ = 0, avg = 0;
+	int64_t ncls = 1, nth = 200, skb;
+	bool multi = false;
+	int rc = -1;
+	eng_error err;
+	api_stream_limits dl = API_STREAM_LIMITS_INIT;
+
+	*out = NULL;
+	if (!s)
+		return oom(p);
+	if (!lim)
+		lim = &dl;
+	api_tensor e = API_TENSOR_INIT;
+	s->class_weight = e;
+	s->pos_weight = e;
+	eng_loss_opts lo = ENG_LOSS_OPTS_INIT;
+	s->lopts = lo;
+	s->eng = (eng_stream_config)ENG_STREAM_CONFIG_INIT;
+	size_t max_sk = lim->max_bytes < ENG_SKETCH_MAX_CAP ? lim->max_bytes : ENG_SKETCH_MAX_CAP;
+
+	if (api__check_fields(obj, create_fields, "", p) ||
+	    api__get_string(&name, obj, "", "name", "", p) ||
+	    api__get_enum(&method, obj, "", "method", method_names, ENG_STREAM_SKETCH, p) ||
+	    api__get_enum(&curve, obj, "", "curve", curve_names, ENG_CURVE_ROC, p) ||
+	    api__get_int(&ncls, obj, "", "num_classes", 1, 1, ENG_STREAM_MAX_COLUMNS, p) ||
+	    api__get_bool(&multi, obj, "", "multi_label", false, p) ||
+	    api__get_int(&nth, obj, "", "num_thresholds", 200, 2, 1 << 16, p) ||
+	    api__get_enum(&summ, obj, "", "summation_method", sum_names, ENG_SUM_INTERPOLATION, p) ||
+	    api__get_enum(&avg, obj, "", "average", avg_names, AVG_MACRO, p) ||
+	    api__get_bool(&s->eng.from_logits, obj, "", "from_logits", false, p))
+		goto out;
+	if (api__get_int(&skb, obj, "", "sketch_bytes",
+			 (int64_t)(lim->sketch_bytes < max_sk ? lim->sketch_bytes : max_sk),
+			 (int64_t)ENG_SKETCH_MIN_CAP,
+			 (int64_t)ENG_SKETCH_MAX_CAP * ENG_STREAM_MAX_COLUMNS, p))
+		goto out;
+	if (strlen(name) > 256) {
+		api_problem_set(p, 422, "bad_option", "/name", "name is longer than 256 bytes");
+		goto out;
+	}
+	if (multi && ncls < 2) {
+		api_problem_set(p, 422, "bad_option", "/multi_label",
+				"multi_label needs num_classes >= 2");
+		goto out;
+	}
+	s->eng.method = (eng_stream_method)method;
+	s->eng.curve = (eng_curve)curve;
+	s->eng.summation = (eng_summation)summ;
+	s->eng.num_thresholds = nth;
+	s->eng.columns = ncls;
+	s->eng.kind = ncls == 1 ? ENG_LABELS_BINARY : multi ? ENG_LABELS_MULTI : ENG_LABELS_CLASS_ID;
+	s->eng.sketch_bytes = (size_t)skb;
+	/* A stored config may be larger than today's cap: it was accepted. */
+	s->eng.max_bytes = stored ? SIZE_MAX : lim->max_bytes;
+	s->average = avg;
+	int crc = eng_stream_config_check(&s->eng, &err);
+	s->eng.max_bytes = lim->max_bytes;
+	if (crc) {
+		char ptr[64];
+		snprintf(ptr, sizeof ptr, "/%s", err.field ? err.field : "");
+		if (err.code == ENG_ELIMIT)
+			api_problem_set(p, 507, "stream_memory_exceeded", ptr, "%s", err.msg);
+		else
+			api_problem_set(p, 422, "bad_option", ptr, "%s", err.msg);
+		goto out;
+	}
+	if (api__field(obj, "loss") && parse_loss(s, api__field(obj, "loss"), &lcanon, p))
+		goto out;
+
+	canon = json_pack("{ss ss ss sI sb sI ss ss sb sI}", "name", name, "method",
+			  method_names[method], "curve", curve_names[curve], "num_classes",
+			  (json_int_t)ncls, "multi_label", multi, "num_thresholds", (json_int_t)nth,
+			  "summation_method", sum_names[summ], "average", avg_names[avg],
+			  "from_logits", s->eng.from_logits, "sketch_bytes", (json_int_t)skb);
+	if (!canon || json_object_set(canon, "loss", lcanon ? lcanon : json_null())) {
+		oom(p);
+		goto out;
+	}
+	if (!(s->text = dump(canon)) || !(s->name = strdup(name))) {
+		oom(p);
+		goto out;
+	}
+	*out = s;
+	s = NULL;
+	rc = 0;
+out:
+	json_decref(lcanon);
+	json_decref(canon);
+	api_stream_spec_free(s);
+	return rc;
+}
+
+int api_stream_spec_parse(api_stream_spec **out, const api_ctx *ctx, const char *body,
+			  size_t len, const api_stream_limits *lim, api_problem *p)
+{
+	api_ctx dctx = API_CTX_INIT;
+	*out = NULL;
+	if (len == 0) { /* every field is optional: no body means {} */
+		body = "{}";
+		len = 2;
+	}
+	json_t *obj = api_parse_body(ctx ? ctx : &dctx, body, len, p);
+	if (!obj)
+		return -1;
+	int rc = spec_from(out, obj, lim, false, p);
+	json_decref(obj);
+	return rc;
+}
+
+int api_stream_spec_load(api_stream_spec **out, const char *text,
+			 const api_stream_limits *lim, api_problem *p)
+{
+	json_error_t je;
+	*out = NULL;
+	api__mem_install();
+	json_t *obj = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+	if (!json_is_object(obj)) {
+		json_decref(obj);
+		return api_problem_set(p, 500, "bad_state", "", "stored stream config is corrupt");
+	}
+	int rc = spec_from(out, obj, lim, true, p);
+	json_decref(obj);
+	return rc;
+}
+
+char *api_stream_spec_text(const api_stream_spec *s)
+{
+	return strdup(s->text);
+}
+
+const eng_stream_config *api_stream_spec_engine(const api_stream_spec *s)
+{
+	return &s->eng;
+}
+
+const char *api_stream_spec_name(const api_stream_spec *s)
+{
+	return s->name;
+}
+
+static json_t *config_obj(const api_stream_spec *s)
+{
+	api__mem_install();
+	return json_loads(s->text, 0, NULL);
+}
+
+json_t *api_stream_render_config(const api_stream_spec *s, const char *id)
+{
+	json_t *o = config_obj(s);
+	if (o && json_object_set_new(o, "id", json_string(id))) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* ---- updates ----------------------------------------------------------------------------- */
+
+/*
+ * Rows whose label is the loss' ignore_class count for neither the loss
+ * (the engine skips them) nor the AUC: copies the other rows of y_true,
+ * y_score and a per-row sample_weight into new float64 tensors in place
+ * of the decoded ones. Shapes are checked by the engine afterwards; rows
+ * beyond the shorter tensor are left for it to reject.
+ */
+static int drop_ignored(api_tensor *yt, api_tensor *ys, api_tensor *sw, int64_t ignore,
+			api_problem *p)
+{
+	int64_t n = yt->t.shape[0], keep = 0;
+	for (int64_t i = 0; i < n; i++)
+		keep += eng_tensor_at(&yt->t, i) != (double)ignore;
+	if (keep == n || ys->t.ndim < 1 || ys->t.shape[0] != n)
+		return 0;
+	int64_t row = ys->t.ndim == 2 ? ys->t.shape[1] : 1;
+	bool per_row_w = sw->t.data && sw->t.ndim == 1 && sw->t.shape[0] == n;
+	double *ny = malloc((size_t)(keep ? keep : 1) * sizeof(double));
+	double *nsc = malloc((size_t)(keep ? keep * row : 1) * sizeof(double));
+	double *nw = per_row_w ? malloc((size_t)(keep ? keep : 1) * sizeof(double)) : NULL;
+	if (!ny || !nsc || (per_row_w && !nw)) {
+		free(ny);
+		free(nsc);
+		free(nw);
+		return oom(p);
+	}
+	int64_t k = 0;
+	for (int64_t i = 0; i < n; i++) {
+		if (eng_tensor_at(&yt->t, i) == (double)ignore)
+			continue;
+		ny[k] = eng_tensor_at(&yt->t, i);
+		for (int64_t c = 0; c < row; c++)
+			nsc[k * row + c] = eng_tensor_at(&ys->t, i * row + c);
+		if (nw)
+			nw[k] = eng_tensor_at(&sw->t, i);
+		k++;
+	}
+	api_tensor_free(yt);
+	yt->buf = ny;
+	yt->t = (eng_tensor){ ENG_F64, 1, { keep }, keep, ny };
+	eng_tensor st = ys->t;
+	api_tensor_free(ys);
+	ys->buf = nsc;
+	ys->t = st;
+	ys->t.dtype = ENG_F64;
+	ys->t.shape[0] = keep;
+	ys->t.size = keep * row;
+	ys->t.data = nsc;
+	if (nw) {
+		api_tensor_free(sw);
+		sw->buf = nw;
+		sw->t = (eng_tensor){ ENG_F64, 1, { keep }, keep, nw };
+	}
+	return 0;
+}
+
+int api_stream_decode_update(eng_stream **delta, char **batch_id, const api_stream_spec *s,
+			     const api_ctx *ctx, const char *body, size_t len, api_problem *p)
+{
+	api_ctx dctx = API_CTX_INIT;
+	api_tensor yt = API_TENSOR_INIT, ys = API_TENSOR_INIT, yp = API_TENSOR_INIT,
+		   sw = API_TENSOR_INIT;
+	eng_loss_result *lr = NULL;
+	eng_error err = { 0 };
+	json_t *obj = NULL;
+	char *bid = NULL;
+	int rc = -1;
+
+	*delta = NULL;
+	*batch_id = NULL;
+	if (!ctx)
+		ctx = &dctx;
+	if (!(obj = api_parse_body(ctx, body, len, p)))
+		return -1;
+	if (api__check_fields(obj, update_fields, "", p) || api__require(obj, "", "y_true", p))
+		goto out;
+	/* One of y_score / y_pred serves both the AUC and the loss; with both,
+	 * y_score feeds the AUC and y_pred the loss. */
+	bool has_s = api__field(obj, "y_score") != NULL, has_p = api__field(obj, "y_pred") != NULL;
+	if (!has_s && !has_p) {
+		api_problem_set(p, 422, "missing_field", "/y_score",
+				"y_score (or y_pred) is required");
+		goto out;
+	}
+	if (has_s && has_p && !s->eng.has_loss) {
+		api_problem_set(p, 422, "bad_option", "/y_pred",
+				"this stream keeps no loss: send the scores once, as y_score");
+		goto out;
+	}
+	const char *skey = has_s ? "y_score" : "y_pred";
+	json_t *b = api__field(obj, "batch_id");
+	if (b) {
+		char tmp[32];
+		const char *v = NULL;
+		if (json_is_string(b)) {
+			v = json_string_value(b);
+		} else if (json_is_integer(b)) {
+			snprintf(tmp, sizeof tmp, "%lld", (long long)json_integer_value(b));
+			v = tmp;
+		} else {
+			api_problem_set(p, 422, "bad_type", "/batch_id",
+					"batch_id must be a string or an integer, got %s",
+					api__type_name(b));
+			goto out;
+		}
+		size_t n = strlen(v);
+		if (n < 1 || n > 256 || (json_is_string(b) && n != json_string_length(b))) {
+			api_problem_set(p, 422, "bad_option", "/batch_id",
+					"batch_id must be 1 to 256 characters without NUL");
+			goto out;
+		}
+		if (!(bid = strdup(v))) {
+			oom(p);
+			goto out;
+		}
+	}
+	int64_t budget = ctx->max_elements;
+	api_tensor_opts topts = { false, &budget };
+	if (api__get_tensor(&yt, obj, "", "y_true", true, &topts, p) ||
+	    api__get_tensor(&ys, obj, "", skey, true, &topts, p) ||
+	    (has_s && has_p && api__get_tensor(&yp, obj, "", "y_pred", true, &topts, p)) ||
+	    api__get_tensor(&sw, obj, "", "sample_weight", false, &topts, p))
+		goto out;
+	const eng_tensor *w = sw.t.data ? &sw.t : NULL;
+	if (s->eng.has_loss) {
+		eng_loss_opts o = s->lopts;
+		const char *lkey = has_p ? "y_pred" : "y_score";
+		o.sample_weight = w;
+		if (eng_loss_compute(&lr, &yt.t, yp.t.data ? &yp.t : &ys.t, &o, ctx->par, &err)) {
+			from_eng(p, &err, lkey);
+			if (p && strcmp(lkey, "y_score") == 0 && strncmp(p->pointer, "/y_pred", 7) == 0) {
+				char tmp[sizeof p->pointer];
+				snprintf(tmp, sizeof tmp, "/y_score%s", p->pointer + 7);
+				memcpy(p->pointer, tmp, sizeof tmp);
+			}
+			goto out;
+		}
+	}
+	if (s->eng.has_loss && s->lopts.has_ignore_class && yt.t.ndim == 1 &&
+	    drop_ignored(&yt, &ys, &sw, s->lopts.ignore_class, p))
+		goto out;
+	w = sw.t.data ? &sw.t : NULL;
+	if (eng_stream_batch(delta, &s->eng, &yt.t, &ys.t, w, lr, &err)) {
+		from_eng(p, &err, skey);
+		goto out;
+	}
+	*batch_id = bid;
+	bid = NULL;
+	rc = 0;
+out:
+	free(bid);
+	eng_loss_result_free(lr);
+	api_tensor_free(&sw);
+	api_tensor_free(&yp);
+	api_tensor_free(&ys);
+	api_tensor_free(&yt);
+	json_decref(obj);
+	return rc;
+}
+
+/* ---- reads ---------------------------------------------------------------------------------- */
+
+static json_t *curve_json(const eng_auc_curve *c)
+{
+	json_t *o = json_object(), *x = json_array(), *y = json_array(), *t = json_array();
+	int bad = !o || !x || !y || !t;
+	for (int64_t i = 0; !bad && i < c->n; i++) {
+		bad |= json_array_append_new(x, num(c->x[i]));
+		bad |= json_array_append_new(y, num(c->y[i]));
+		bad |= json_array_append_new(t, num(c->thresholds[i]));
+	}
+	if (!bad) {
+		bad |= json_object_set_new(o, "x", x);
+		bad |= json_object_set_new(o, "y", y);
+		bad |= json_object_set_new(o, "thresholds", t);
+		x = y = t = NULL;
+	}
+	json_decref(x);
+	json_decref(y);
+	json_decref(t);
+	if (bad) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+static json_t *class_row(int64_t c, const eng_loss_class *k)
+{
+	bool has_p = k->predicted > 0, has_r = k->support > 0;
+	double prec = has_p ? (double)k->correct / (double)k->predicted : 0;
+	double rec = has_r ? (double)k->correct / (double)k->support : 0;
+	json_t *f1 = json_null();
+	if (has_p && has_r)
+		f1 = json_real(prec + rec > 0 ? 2 * prec * rec / (prec + rec) : 0.0);
+	return json_pack("{sI sI so so so sI sI so so so}", "class", (json_int_t)c, "support",
+			 (json_int_t)k->support, "weight_sum", num(k->weight_sum), "loss_sum",
+			 num(k->loss_sum), "loss_mean",
+			 k->weight_sum != 0 ? num(k->loss_sum / k->weight_sum) : json_null(),
+			 "predicted", (json_int_t)k->predicted, "correct", (json_int_t)k->correct,
+			 "precision", has_p ? json_real(prec) : json_null(), "recall",
+			 has_r ? json_real(rec) : json_null(), "f1", f1);
+}
+
+/* "loss" and "loss_detail" of the reply. */
+static int render_loss(json_t *o, const api_stream_spec *s, const eng_loss_result *r)
+{
+	double v = NAN;
+	bool def = r && eng_loss_result_value(r, s->reduction, &v);
+	int bad = json_object_set_new(o, "loss", def ? num(v) : json_null());
+	json_t *d = json_pack("{ss sI sI so}", "reduction", eng_reduction_name(s->reduction),
+			      "count", (json_int_t)(r ? r->count : 0), "ignored",
+			      (json_int_t)(r ? r->ignored : 0), "weight_sum",
+			      num(r ? r->weight_sum : 0.0));
+	if (!d)
+		return -1;
+	bad |= json_object_set_new(d, "loss_sum", num(r ? r->wloss_sum : 0.0));
+	if (r && r->has_accuracy)
+		bad |= json_object_set_new(d, "accuracy",
+					   r->count ? json_real((double)r->correct / (double)r->count)
+						    : json_null());
+	if (r && r->per_class) {
+		json_t *a = json_array();
+		for (int64_t c = 0; a && c < r->nclasses; c++)
+			bad |= json_array_append_new(a, class_row(c, &r->per_class[c]));
+		bad |= json_object_set_new(d, "per_class", a);
+	}
+	bad |= json_object_set_new(o, "loss_detail", d);
+	return bad ? -1 : 0;
+}
+
+json_t *api_stream_render_read(const api_stream_spec *s, const char *id, const eng_stream *st,
+			       const api_stream_read_opts *o, api_problem *p)
+{
+	api_stream_read_opts dflt = API_STREAM_READ_OPTS_INIT;
+	const eng_stream_config *c = &s->eng;
+	int64_t C = c->columns;
+	eng_auc_result *per = NULL;
+	eng_auc_curve curve = ENG_AUC_CURVE_INIT;
+	eng_stream_counts cnt;
+	eng_error err = { 0 };
+	json_t *out = NULL, *warn = NULL;
+	int bad = 0;
+
+	api__mem_install();
+	if (!o)
+		o = &dflt;
+	if (o->curve && o->curve_col != -1 && (o->curve_col < 0 || o->curve_col >= C)) {
+		api_problem_set(p, 422, "bad_option", "/class", "class %lld is not in [0, %lld)",
+				(long long)o->curve_col, (long long)C);
+		return NULL;
+	}
+	if (!(per = calloc((size_t)C, sizeof(*per))))
+		goto nomem;
+	eng_stream_counts_of(&cnt, st);
+	int64_t P = 0, Nn = 0, ndef = 0;
+	double macro = 0, wsum = 0, wacc = 0, bmacro = 0, bw = 0;
+	for (int64_t k = 0; k < C; k++) {
+		if (eng_stream_auc(&per[k], NULL, st, k, 2, &err))
+			goto eng_fail;
+		P += per[k].positives;
+		Nn += per[k].negatives;
+		if (per[k].defined) {
+			ndef++;
+			macro += per[k].auc;
+			bmacro += per[k].error_bound;
+			wsum += per[k].pos_weight;
+			wacc += per[k].pos_weight * per[k].auc;
+			bw += per[k].pos_weight * per[k].error_bound;
+		}
+	}
+	double auc = NAN, bound = 0;
+	if (C == 1) {
+		auc = per[0].defined ? per[0].auc : NAN;
+		bound = per[0].error_bound;
+	} else if (s->average == AVG_MACRO && ndef) {
+		auc = macro / (double)ndef;
+		bound = bmacro / (double)ndef;
+	} else if (s->average == AVG_WEIGHTED && ndef && wsum > 0) {
+		auc = wacc / wsum;
+		bound = bw / wsum;
+	} else if (s->average == AVG_MICRO) {
+		eng_auc_result m;
+		if (eng_stream_auc(&m, NULL, st, ENG_AUC_ALL, 2, &err))
+			goto eng_fail;
+		auc = m.defined ? m.auc : NAN;
+		bound = m.error_bound;
+	}
+	if (!(out = json_object()) || !(warn = json_array()))
+		goto nomem;
+	bad |= json_object_set_new(out, "id", json_string(id));
+	bad |= json_object_set_new(out, "name", json_string(s->name));
+	bad |= json_object_set_new(out, "method", json_string(method_names[c->method]));
+	bad |= json_object_set_new(out, "auc", num(auc));
+	if (C > 1) {
+		bad |= json_object_set_new(out, "average", json_string(avg_names[s->average]));
+		json_t *a = json_array();
+		for (int64_t k = 0; a && k < C; k++) {
+			json_t *row = json_pack("{sI so sI sI}", "class", (json_int_t)k, "auc",
+						per[k].defined ? num(per[k].auc) : json_null(),
+						"positives", (json_int_t)per[k].positives,
+						"negatives", (json_int_t)per[k].negatives);
+			if (row && c->method == ENG_STREAM_SKETCH)
+				bad |= json_object_set_new(row, "error_bound",
+							   num(per[k].error_bound));
+			bad |= json_array_append_new(a, row);
+		}
+		bad |= json_object_set_new(out, "per_class", a);
+	}
+	bad |= json_object_set_new(out, "count", json_integer(cnt.rows));
+	bad |= json_object_set_new(out, "updates", json_integer(cnt.updates));
+	bad |= json_object_set_new(out, "positives", json_integer(P));
+	bad |= json_object_set_new(out, "negatives", json_integer(Nn));
+	if (c->method == ENG_STREAM_SKETCH)
+		bad |= json_object_set_new(out, "error_bound", isfinite(auc) ? num(bound) : json_null());
+	if (c->has_loss && render_loss(out, s, eng_stream_loss(st)))
+		goto nomem;
+	for (int64_t k = 0; k < C; k++)
+		if (!per[k].defined && cnt.rows > 0) {
+			char msg[160];
+			if (C == 1)
+				snprintf(msg, sizeof msg,
+					 "only one class present so far: AUC is not defined");
+			else
+				snprintf(msg, sizeof msg,
+					 "class %lld: only one class present so far, its AUC is null",
+					 (long long)k);
+			bad |= json_array_append_new(warn, json_string(msg));
+		}
+	if (o->curve) {
+		eng_auc_result r;
+		if (eng_stream_auc(&r, &curve, st, C == 1 ? 0 : o->curve_col, o->max_points, &err))
+			goto eng_fail;
+		json_t *cj = curve_json(&curve);
+		if (!cj)
+			goto nomem;
+		bad |= json_object_set_new(out, "curve", cj);
+	}
+	if (json_array_size(warn)) {
+		bad |= json_object_set_new(out, "warnings", warn);
+		warn = NULL;
+	}
+	if (bad)
+		goto nomem;
+	goto done;
+eng_fail:
+	api_problem_from_eng(p, &err);
+	json_decref(out);
+	out = NULL;
+	goto done;
+nomem:
+	json_decref(out);
+	out = NULL;
+	oom(p);
+done:
+	json_decref(warn);
+	eng_auc_curve_free(&curve);
+	free(per);
+	return out;
+}
+
+/* ---- state export / import -------------------------------------------------------------- */
+
+json_t *api_stream_export(const api_stream_spec *s, const char *id, const eng_stream *st,
+			  api_problem *p)
+{
+	void *bytes = NULL;
+	size_t len = 0;
+	char *b = NULL;
+	json_t *o = NULL;
+	eng_stream_counts cnt;
+
+	if (eng_stream_serialize(&bytes, &len, st) || !(b = b64_encode(bytes, len)))
+		goto nomem;
+	eng_stream_counts_of(&cnt, st);
+	o = json_pack("{si ss so sI sI ss}", "version", API_STREAM_STATE_VERSION, "id", id,
+		      "config", config_obj(s), "count", (json_int_t)cnt.rows, "updates",
+		      (json_int_t)cnt.updates, "state", b);
+	if (!o)
+		goto nomem;
+	goto out;
+nomem:
+	oom(p);
+out:
+	free(bytes);
+	free(b);
+	return o;
+}
+
+int api_stream_decode_merge(eng_stream **delta, const api_stream_spec *s, const api_ctx *ctx,
+			    const char *body, size_t len, api_problem *p)
+{
+	api_ctx dctx = API_CTX_INIT;
+	json_t *obj = NULL;
+	uint8_t *bytes = NULL;
+	size_t blen = 0;
+	int64_t version;
+	eng_error err = { 0 };
+	int rc = -1;
+
+	*delta = NULL;
+	if (!(obj = api_parse_body(ctx ? ctx : &dctx, body, len, p)))
+		return -1;
+	if (api__check_fields(obj, state_fields, "", p) || api__require(obj, "", "version", p) ||
+	    api__require(obj, "", "state", p) ||
+	    api__get_int(&version, obj, "", "version", 1, 1, API_STREAM_STATE_VERSION, p))
+		goto out;
+	json_t *st = api__field(obj, "state"), *cfg = api__field(obj, "config");
+	if (!json_is_string(st)) {
+		api_problem_set(p, 422, "bad_type", "/state",
+				"state must be a base64 string, got %s", api__type_name(st));
+		goto out;
+	}
+	if (cfg && !json_is_object(cfg)) {
+		api_problem_set(p, 422, "bad_type", "/config", "config must be an object, got %s",
+				api__type_name(cfg));
+		goto out;
+	}
+	int b = b64_decode(&bytes, &blen, json_string_value(st), json_string_length(st));
+	if (b == -2) {
+		oom(p);
+		goto out;
+	}
+	if (b) {
+		api_problem_set(p, 422, "bad_state", "/state", "state is not valid base64");
+		goto out;
+	}
+	int e = eng_stream_deserialize(delta, bytes, blen, s->eng.max_bytes, &err);
+	if (e == ENG_ENOMEM) {
+		oom(p);
+		goto out;
+	}
+	if (e) {
+		api_problem_set(p, 422, "bad_state", "/state", "%s", err.msg);
+		goto out;
+	}
+	if (!eng_stream_config_equal(eng_stream_config_of(*delta), &s->eng)) {
+		eng_stream_free(*delta);
+		*delta = NULL;
+		api_problem_set(p, 409, "state_mismatch", "/config",
+				"the state was made by a stream of another config "
+				"(method, classes, curve, thresholds, logits, sketch size or loss "
+				"differ)");
+		goto out;
+	}
+	rc = 0;
+out:
+	free(bytes);
+	json_decref(obj);
+	return rc;
+}
+
+int api_stream_merge_problem(api_problem *p, const eng_error *err)
+{
+	switch (err->code) {
+	case ENG_ESTATE:
+		return api_problem_set(p, 409, "state_mismatch", "", "%s", err->msg);
+	case ENG_ELIMIT:
+		return api_problem_set(p, 507, "stream_memory_exceeded", "", "%s", err->msg);
+	case ENG_ENOMEM:
+		return oom(p);
+	default:
+		return api_problem_from_eng(p, err);
+	}
+}

@@ -1,0 +1,299 @@
+/*
+ * bench_auc.c - lossd's AUC engines: exact AUC next to scikit-learn's
+ * roc_auc_score (bench/peers/sklearn_auc.py, the same data recipe), and the
+ * update rate of the mergeable accumulators (binned, sketch), which must
+ * keep up with streams of scores.
+ *
+ * Data: labels positive with probability 0.3, scores normal with the
+ * positives shifted by +1 (AUC ~0.76); float32 like a model's output
+ * (ties happen), and float64 (what JSON numbers decode to). For the binned
+ * and sketch updates the scores are squashed into (0, 1) by a sigmoid, as
+ * probabilities are.
+ *
+ * Figures are M scores/s = n / median seconds, on one thread: the AUC
+ * engines take no eng_parallel, so per core is per call. Checks that fail
+ * the program: the exact AUC agrees with a float64 O(n log n) reference
+ * computed here (sort, ties counted one half) to 1e-9, binned and sketch
+ * AUCs are within their stated error of the exact one.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench_util.h"
+#include "lossd/auc.h"
+#ifdef BENCH_HAVE_BINNED
+#include "lossd/binned.h"
+#endif
+#ifdef BENCH_HAVE_SKETCH
+#include "lossd/sketch.h"
+#endif
+
+typedef struct sl {
+	double s;
+	int y;
+} sl;
+
+static int cmp_sl(const void *a, const void *b)
+{
+	double x = ((const sl *)a)->s, y = ((const sl *)b)->s;
+
+	return (x > y) - (x < y);
+}
+
+/* Mann-Whitney with midranks, in double: the reference exact AUC. */
+static double ref_auc(const double *s, const int32_t *y, int64_t n)
+{
+	sl *v = malloc((size_t)n * sizeof *v);
+	double rank_sum = 0.0, P = 0.0, N;
+
+	if (!v)
+		exit(2);
+	for (int64_t i = 0; i < n; i++) {
+		v[i].s = s[i];
+		v[i].y = y[i];
+	}
+	qsort(v, (size_t)n, sizeof *v, cmp_sl);
+	for (int64_t i = 0; i < n;) {
+		int64_t j = i;
+		double pos = 0.0, mid;
+
+		while (j < n && v[j].s == v[i].s)
+			pos += v[j++].y;
+		mid = 0.5 * (double)(i + 1 + j); /* mean of ranks i+1 .. j */
+		rank_sum += pos * mid;
+		P += pos;
+		i = j;
+	}
+	free(v);
+	N = (double)n - P;
+	return (rank_sum - P * (P + 1.0) / 2.0) / (P * N);
+}
+
+typedef struct dataset {
+	int64_t n;
+	int32_t *y;
+	float *s32;
+	double *s64;  /* the same values as s32, widened */
+	double *p64;  /* sigmoid(s64): probabilities for binned and sketch */
+	uint8_t *y8;
+	double exact; /* reference AUC of s64 */
+} dataset;
+
+static void make_data(dataset *d, int64_t n)
+{
+	bench_rng rng = { 5 };
+
+	d->n = n;
+	d->y = bench_alloc((size_t)n * sizeof *d->y);
+	d->y8 = bench_alloc((size_t)n);
+	d->s32 = bench_alloc((size_t)n * sizeof *d->s32);
+	d->s64 = bench_alloc((size_t)n * sizeof *d->s64);
+	d->p64 = bench_alloc((size_t)n * sizeof *d->p64);
+	for (int64_t i = 0; i < n; i++) {
+		d->y[i] = bench_rng_unif(&rng) < 0.3;
+		d->y8[i] = (uint8_t)d->y[i];
+		d->s32[i] = (float)(bench_rng_normal(&rng) + d->y[i]);
+		d->s64[i] = d->s32[i];
+		d->p64[i] = 1.0 / (1.0 + exp(-d->s64[i]));
+	}
+	d->exact = ref_auc(d->s64, d->y, n);
+}
+
+static void free_data(dataset *d)
+{
+	free(d->y);
+	free(d->y8);
+	free(d->s32);
+	free(d->s64);
+	free(d->p64);
+}
+
+static eng_tensor vec(eng_dtype t, const void *data, int64_t n)
+{
+	eng_tensor v = { t, 1, { n }, n, data };
+
+	return v;
+}
+
+static int bench_exact(const bench_opts *o, const dataset *d, const char *name, int f64)
+{
+	eng_tensor st = vec(f64 ? ENG_F64 : ENG_F32, f64 ? (const void *)d->s64 : (const void *)d->s32,
+			    d->n);
+	eng_tensor lt = vec(ENG_I32, d->y, d->n);
+	eng_auc_data ad = { &st, &lt, NULL, ENG_LABELS_BINARY };
+	int runs = d->n >= 5000000 && o->runs > 5 ? 5 : o->runs;
+	double *secs = calloc((size_t)runs, sizeof *secs), med;
+	eng_auc_result res = { 0 };
+	eng_error err;
+	char id[64], extra[160];
+
+	for (int r = -1; r < runs; r++) {
+		double t0 = bench_now();
+		int rc = eng_auc_exact(&res, NULL, &ad, 0, NULL, &err);
+
+		if (r >= 0)
+			secs[r] = bench_now() - t0;
+		if (rc != 0) {
+			fprintf(stderr, "bench_auc: eng_auc_exact: %d %s\n", rc, err.msg);
+			free(secs);
+			return 1;
+		}
+	}
+	med = bench_median(secs, runs);
+	free(secs);
+	snprintf(id, sizeof id, "auc/exact/%s%s", name, f64 ? "_f64" : "");
+	snprintf(extra, sizeof extra, "\"auc\": %.12g, \"ref\": %.12g, \"ms\": %.4g", res.auc, d->exact,
+		 med * 1e3);
+	bench_emit(id, "lossd", "M/s", (double)d->n / med / 1e6, extra);
+	if (!(fabs(res.auc - d->exact) <= 1e-9)) {
+		fprintf(stderr, "bench_auc: exact AUC %.15g, reference %.15g\n", res.auc, d->exact);
+		return 1;
+	}
+	return 0;
+}
+
+#ifdef BENCH_HAVE_BINNED
+/* Binned (Keras, 200 thresholds) updates: eng_binned_add on a float64
+ * tensor (what JSON decodes to) and eng_binned_add_values on raw arrays. */
+static int bench_binned(const bench_opts *o, const dataset *d)
+{
+	eng_tensor st = vec(ENG_F64, d->p64, d->n), lt = vec(ENG_I32, d->y, d->n);
+	eng_auc_data ad = { &st, &lt, NULL, ENG_LABELS_BINARY };
+	int fails = 0;
+
+	for (int variant = 0; variant < 2; variant++) {
+		double *secs = calloc((size_t)o->runs, sizeof *secs), med;
+		eng_binned *b = eng_binned_new(200);
+		eng_auc_result res = { 0 };
+		eng_error err;
+		char extra[160];
+
+		for (int r = -1; r < o->runs && b; r++) {
+			double t0 = bench_now();
+			int rc;
+
+			eng_binned_reset(b);
+			rc = variant ? eng_binned_add_values(b, d->p64, d->y8, NULL, d->n, &err)
+				     : eng_binned_add(b, &ad, 0, &err);
+			if (r >= 0)
+				secs[r] = bench_now() - t0;
+			if (rc != 0) {
+				fprintf(stderr, "bench_auc: binned add: %d %s\n", rc, err.msg);
+				fails++;
+				break;
+			}
+		}
+		if (!b || eng_binned_auc(&res, NULL, b, ENG_CURVE_ROC, ENG_SUM_INTERPOLATION, 2) != 0) {
+			fails++;
+		} else {
+			med = bench_median(secs, o->runs);
+			snprintf(extra, sizeof extra, "\"auc\": %.8g, \"exact\": %.8g, \"per_core\": true",
+				 res.auc, d->exact);
+			bench_emit(variant ? "auc/binned_update_values" : "auc/binned_update", "lossd",
+				   "M/s", (double)d->n / med / 1e6, extra);
+			/* 200 thresholds on these scores: Keras' interpolation is
+			 * within about 1e-3 of the exact AUC */
+			if (!(fabs(res.auc - d->exact) < 5e-3)) {
+				fprintf(stderr, "bench_auc: binned AUC %.6g vs exact %.6g\n", res.auc,
+					d->exact);
+				fails++;
+			}
+		}
+		eng_binned_free(b);
+		free(secs);
+	}
+	return fails;
+}
+#endif
+
+#ifdef BENCH_HAVE_SKETCH
+/* Sketch updates (default 1 MiB cap: at 1e7 distinct scores it folds):
+ * eng_sketch_add on a float64 tensor and eng_sketch_add_values on raw
+ * arrays. The AUC must be within its own error bound of the exact one. */
+static int bench_sketch(const bench_opts *o, const dataset *d)
+{
+	eng_tensor st = vec(ENG_F64, d->p64, d->n), lt = vec(ENG_I32, d->y, d->n);
+	eng_auc_data ad = { &st, &lt, NULL, ENG_LABELS_BINARY };
+	double exact_p = ref_auc(d->p64, d->y, d->n); /* the sigmoid can merge ties */
+	int fails = 0;
+
+	for (int variant = 0; variant < 2; variant++) {
+		double *secs = calloc((size_t)o->runs, sizeof *secs), med;
+		eng_sketch *sk = eng_sketch_new(0);
+		eng_auc_result res = { 0 };
+		eng_error err;
+		char extra[200];
+
+		for (int r = -1; r < o->runs && sk; r++) {
+			double t0 = bench_now();
+			int rc;
+
+			eng_sketch_reset(sk);
+			rc = variant ? eng_sketch_add_values(sk, d->p64, d->y8, NULL, d->n, &err)
+				     : eng_sketch_add(sk, &ad, 0, &err);
+			if (r >= 0)
+				secs[r] = bench_now() - t0;
+			if (rc != 0) {
+				fprintf(stderr, "bench_auc: sketch add: %d %s\n", rc, err.msg);
+				fails++;
+				break;
+			}
+		}
+		if (!sk || eng_sketch_auc(&res, NULL, sk, ENG_CURVE_ROC, 2) != 0) {
+			fails++;
+		} else {
+			med = bench_median(secs, o->runs);
+			snprintf(extra, sizeof extra,
+				 "\"auc\": %.10g, \"exact\": %.10g, \"error_bound\": %.3g, "
+				 "\"buckets\": %lld, \"per_core\": true",
+				 res.auc, exact_p, res.error_bound, (long long)eng_sketch_buckets(sk));
+			bench_emit(variant ? "auc/sketch_update_values" : "auc/sketch_update", "lossd",
+				   "M/s", (double)d->n / med / 1e6, extra);
+			if (!(fabs(res.auc - exact_p) <= res.error_bound + 1e-12)) {
+				fprintf(stderr, "bench_auc: sketch AUC %.12g, exact %.12g, bound %.3g\n",
+					res.auc, exact_p, res.error_bound);
+				fails++;
+			}
+		}
+		eng_sketch_free(sk);
+		free(secs);
+	}
+	return fails;
+}
+#endif
+
+int main(int argc, char **argv)
+{
+	bench_opts o;
+	int fails = 0;
+	dataset d;
+	static const struct {
+		int64_t n;
+		const char *name;
+	} full[] = { { 1000000, "1e6" }, { 10000000, "1e7" } }, smoke[] = { { 100000, "1e5" } };
+	int nsizes;
+
+	bench_parse_args(&o, argc, argv, 9);
+	nsizes = o.smoke ? 1 : 2;
+	for (int i = 0; i < nsizes; i++) {
+		int64_t n = o.smoke ? smoke[i].n : full[i].n;
+		const char *name = o.smoke ? smoke[i].name : full[i].name;
+
+		fprintf(stderr, "bench_auc: n = %s\n", name);
+		make_data(&d, n);
+		fails += bench_exact(&o, &d, name, 0);
+		fails += bench_exact(&o, &d, name, 1);
+#ifdef BENCH_HAVE_BINNED
+		if (i == nsizes - 1)
+			fails += bench_binned(&o, &d);
+#endif
+#ifdef BENCH_HAVE_SKETCH
+		if (i == nsizes - 1)
+			fails += bench_sketch(&o, &d);
+#endif
+		free_data(&d);
+	}
+	return fails ? 1 : 0;
+}

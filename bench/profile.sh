@@ -1,0 +1,29 @@
+#!/bin/bash
+# bench/profile.sh - where the time of one benchmark goes: perf record with
+# the cpu-clock software event (this VM exposes no hardware counters, so
+# cycles/instructions/cache misses are "not supported"; sampling on time
+# still shows which functions bound a figure), then the top of perf report.
+#
+#   bench/profile.sh [-o OUT.txt] CMD ARGS...
+#     e.g. BENCH_ONLY=ce/8192x32000 bench/profile.sh build-bench/bench/bench_loss --threads 2
+#          bench/profile.sh build-bench/bench/bench_auc --runs 3
+#   bench/profile.sh -p PID SECONDS     attach to a running process (lossd
+#                                       under wrk, see http_bench.py --perf)
+# Falls back to valgrind --tool=callgrind when perf is missing.
+set -uo pipefail
+OUT=/dev/stdout
+if [ "${1:-}" = "-o" ]; then OUT=$2; shift 2; fi
+DATA=$(mktemp /tmp/lossd-perf.XXXXXX)
+if command -v perf >/dev/null; then
+	if [ "${1:-}" = "-p" ]; then
+		perf record -q -e cpu-clock -F 1999 -g -o "$DATA" -p "$2" -- sleep "$3" >/dev/null 2>&1
+	else
+		perf record -q -e cpu-clock -F 1999 -g -o "$DATA" -- "$@" >/dev/null 2>&1
+	fi
+	perf report -i "$DATA" --stdio --no-children --sort symbol --percent-limit 1.5 \
+		-g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -40 >"$OUT"
+else
+	valgrind --tool=callgrind --callgrind-out-file="$DATA" "$@" >/dev/null 2>&1
+	callgrind_annotate "$DATA" 2>/dev/null | head -40 >"$OUT"
+fi
+rm -f "$DATA"

@@ -1,0 +1,205 @@
+#!/usr/bin/python3
+"""Turns the JSON lines of one bench/run.sh run into ONE table of lossd vs
+its peers, with the ratio and the issue's target for each figure.
+
+usage: report.py RESULTS.jsonl [--md OUT.md] [--smoke]
+
+Each input line is {"id", "impl", "metric", "value", ...} (bench_util.h).
+A row pairs lossd's line with a peer's line of the same id (a ratio target),
+or checks lossd's line against a bound (an absolute target). Rows whose
+lines are missing say "not run"; nothing is invented. In --smoke mode sizes
+are tiny, so the "met" column is left out: smoke runs assert that the
+programs run and their accuracy checks hold, never a time.
+"""
+import argparse
+import json
+import sys
+
+
+def load(path):
+    res = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line.startswith("{"):
+                continue
+            try:
+                d = json.loads(line)
+            except ValueError:
+                continue
+            res[(d["id"], d["impl"])] = d
+    return res
+
+
+def fmt(v):
+    if v is None:
+        return "-"
+    if abs(v) >= 100:
+        return "%.0f" % v
+    if abs(v) >= 10:
+        return "%.1f" % v
+    return "%.3g" % v
+
+
+class Table:
+    def __init__(self, res, smoke):
+        self.res, self.smoke, self.rows = res, smoke, []
+
+    def get(self, id_, impl):
+        d = self.res.get((id_, impl))
+        return None if d is None else d["value"]
+
+    def section(self, title):
+        self.rows.append(("section", title))
+
+    def ratio(self, label, id_, impl, peer_id, peer_impl, target, unit, note=""):
+        """lossd / peer >= target (or <= target when target is negative)."""
+        v, p = self.get(id_, impl), self.get(peer_id, peer_impl)
+        r = v / p if v is not None and p not in (None, 0) else None
+        if target is None:
+            met = ""
+        elif r is None:
+            met = "not run"
+        elif target > 0:
+            met = "yes" if r >= target else "NO"
+        else:
+            met = "yes" if r <= -target else "NO"
+        tgt = "" if target is None else (">= %gx" % target if target > 0 else "<= %gx" % -target)
+        self.rows.append((label, fmt(v), peer_impl, fmt(p), fmt(r) + ("x" if r else ""), tgt,
+                          met, unit, note))
+
+    def bound(self, label, id_, impl, lo=None, hi=None, unit="", note=""):
+        v = self.get(id_, impl)
+        if v is None:
+            met = "not run" if (lo is not None or hi is not None) else ""
+        elif lo is not None:
+            met = "yes" if v >= lo else "NO"
+        elif hi is not None:
+            met = "yes" if v <= hi else "NO"
+        else:
+            met = ""
+        tgt = (">= %g" % lo) if lo is not None else ("<= %g" % hi) if hi is not None else ""
+        self.rows.append((label, fmt(v), "", "", "", tgt, met, unit, note))
+
+    def render(self):
+        head = ["figure", "lossd", "peer", "peer value", "ratio", "target", "met", "unit",
+                "note"]
+        if self.smoke:
+            head = head[:6] + head[7:]
+        out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for row in self.rows:
+            if row[0] == "section":
+                out.append("| **%s** |" % row[1] + " |" * (len(head) - 1))
+                continue
+            cells = list(row)
+            if self.smoke:
+                cells = cells[:6] + cells[7:]
+            out.append("| " + " | ".join(str(c) for c in cells) + " |")
+        return "\n".join(out)
+
+
+def build(res, smoke):
+    t = Table(res, smoke)
+    ids = list(dict.fromkeys(k[0] for k in res))  # in the order the benchmarks ran
+
+    t.section("memory")
+    for nt in (1, 2):
+        t.bound("read bandwidth, %d thread%s" % (nt, "s" if nt > 1 else ""),
+                "bw/read/t%d" % nt, "memory", unit="GB/s")
+
+    t.section("loss kernels (float32, GB/s of inputs read, median)")
+    cases = []
+    for i in ids:
+        if (i.startswith("ce/") or i.startswith("bce/")) and i.endswith(("/t1", "/t2")):
+            c = i.rsplit("/", 1)[0]
+            if c not in cases:
+                cases.append(c)
+    for c in cases:
+        small_vocab = c.endswith("x10") or c.startswith("bce/")
+        want = 3 if small_vocab else 5
+        for nt in (1, 2):
+            id_ = "%s/t%d" % (c, nt)
+            d = res.get((id_, "lossd"))
+            note = "rel err %s" % d.get("rel_err") if d else ""
+            t.ratio("%s, %d thr" % (c, nt), id_, "lossd", id_, "torch", want, "GB/s", note)
+            if (id_, "torch_flat") in res:
+                t.ratio("%s, %d thr, vs torch on view(-1, V)" % (c, nt), id_, "lossd", id_,
+                        "torch_flat", None, "GB/s")
+            if (id_, "lossd_default") in res:
+                t.ratio("%s, %d thr, per_class on (API default)" % (c, nt), id_,
+                        "lossd_default", id_, "torch", None, "GB/s")
+        if not small_vocab and "axis1" not in c:
+            t.ratio("%s, 2 thr, share of read bandwidth" % c, "%s/t2" % c, "lossd", "bw/read/t2",
+                    "memory", 0.6, "GB/s")
+
+    t.section("AUC (M scores/s, one thread)")
+    for i in ids:
+        if i.startswith("auc/exact/"):
+            if (i, "lossd") in res:
+                t.ratio("exact AUC n=%s" % i.split("/")[-1], i, "lossd", i, "sklearn", 10, "M/s")
+    for i in ids:
+        if i.startswith("auc/") and ("update" in i) and (i, "lossd") in res:
+            t.bound(i[4:], i, "lossd", lo=500, unit="M/s", note="per core")
+
+    t.section("JSON and base64 decoding")
+    t.ratio("float array: lossd decode vs jansson parse", "json/float_array", "lossd",
+            "json/float_array", "jansson", None, "MB/s")
+    t.ratio("heap per number", "json/float_array/heap", "lossd", "json/float_array/heap",
+            "jansson", None, "B/number")
+    t.ratio("base64 body: lossd decode vs table decoder", "json/b64_body", "lossd",
+            "b64/decode", "table", None, "MB/s", note="MB/s of base64 text")
+    t.bound("base64 body: jansson alone loading it", "json/b64_body", "jansson", unit="MB/s")
+
+    t.section("HTTP, small requests (32x10 logits, 3.2 KB JSON)")
+    t.ratio("req/s vs bare libmicrohttpd+jansson", "http/small", "lossd", "http/small",
+            "mhd_ceiling", 0.8, "req/s")
+    t.ratio("req/s vs FastAPI+numpy, 1 worker", "http/small", "lossd", "http/small",
+            "fastapi_w1", 4, "req/s")
+    t.ratio("req/s vs FastAPI+numpy, 2 workers", "http/small", "lossd", "http/small",
+            "fastapi_w2", 4, "req/s")
+    t.ratio("req/s vs libmicrohttpd fixed reply (HTTP alone)", "http/small", "lossd",
+            "http/small", "mhd_fixed", None, "req/s")
+    t.bound("p99 latency", "http/small/p99", "lossd", hi=10, unit="ms")
+
+    t.section("HTTP, large requests")
+    t.bound("base64 (8192, 32000) float32, end to end", "http/large_b64", "lossd", lo=500,
+            unit="MB/s")
+    t.ratio("JSON (4096, 1000), end to end, vs jansson parse", "http/large_json", "lossd",
+            "json/float_array", "jansson", 0.8, "MB/s")
+    t.bound("peak RSS, base64 request", "http/large_b64/peak_rss", "lossd", hi=1.5,
+            unit="x (body + decoded)")
+    t.bound("peak RSS, JSON request", "http/large_json/peak_rss", "lossd", hi=1.5,
+            unit="x (body + decoded)")
+
+    stream_ids = [k for k in res if k[0].startswith("stream")]
+    if stream_ids:
+        t.section("streams, durability on")
+        for id_, impl in sorted(stream_ids):
+            d = res[(id_, impl)]
+            t.bound("%s (%s)" % (id_, impl), id_, impl, unit=d.get("metric", ""),
+                    note=d.get("note", ""))
+    return t
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("results")
+    ap.add_argument("--md")
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--header", default="")
+    a = ap.parse_args()
+    res = load(a.results)
+    table = build(res, a.smoke).render()
+    print(table)
+    if a.md:
+        with open(a.md, "w") as f:
+            if a.header:
+                f.write(a.header + "\n\n")
+            f.write(table + "\n")
+    misses = table.count("| NO |")
+    if not a.smoke:
+        print("\n%d target(s) not met" % misses, file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+/*
+ * loss_priv.h - what the loss modules (loss.c, xent.c, binary.c, regress.c,
+ * gmm.c) share: the job one eng_loss_compute() call runs and the partial
+ * sums one task fills. Private to the engine.
+ *
+ * A job is cut into ntasks tasks of rows_per_task consecutive positions
+ * (the last one shorter). Task t writes only parts[t] and its own slice of
+ * per_position, so tasks never share memory; loss.c adds the parts in task
+ * order afterwards. A task that finds bad input records the first problem
+ * in its part and stops; loss.c reports the one with the smallest index.
+ */
+#ifndef LOSSD_ENGINE_LOSS_PRIV_H
+#define LOSSD_ENGINE_LOSS_PRIV_H
+
+#include "lossd/loss.h"
+
+#define ENG__EPS 1e-7
+
+typedef struct eng__loss_part {
+	double wl;
+	double w;
+	int64_t count;
+	int64_t ignored;
+	int64_t correct;
+	eng_loss_class *cls; /* borrowed from the job: nclasses entries, or NULL */
+	int64_t *conf;       /* borrowed from the job: conf_n^2 entries, or NULL */
+	int err;             /* 0 or the first ENG_E* this task met */
+	const char *err_field;
+	int64_t err_index;
+	char err_msg[160];
+} eng__loss_part;
+
+typedef struct eng__loss_job {
+	const eng_loss_opts *o;
+	const eng_tensor *yt;
+	const eng_tensor *yp;
+	int64_t npos; /* positions */
+	/* categorical: classes C, and position p = (po, pi) with po = p / inner,
+	 * pi = p % inner; class c of p is y_pred[po * C * inner + c * inner + pi].
+	 * binary: C = columns (positions per row of the last axis).
+	 * gmm: C = Z grid points, K components. */
+	int64_t C;
+	int64_t inner;
+	int64_t K;
+	const double *sw; /* sample weight of p = sw[p / sw_div]; NULL = 1 */
+	int64_t sw_div;
+	const double *cw;   /* class_weight (C) or NULL */
+	const double *cost; /* cost_matrix (C*C) or NULL */
+	const double *pw;   /* pos_weight of p = pw[p % pw_period], NULL = 1 */
+	int64_t pw_period;
+	const double *x;      /* gmm grid (Z) */
+	double *per_position; /* npos or NULL */
+	int64_t nclasses;
+	int64_t conf_n;
+	int64_t rows_per_task;
+	int64_t ntasks;
+	eng__loss_part *parts;
+} eng__loss_job;
+
+static inline double eng__sw(const eng__loss_job *j, int64_t p)
+{
+	return j->sw ? j->sw[p / j->sw_div] : 1.0;
+}
+
+/* Sample weights of positions [p, p + n) into dst (1 without weights). */
+static inline void eng__load_sw(double *dst, const eng__loss_job *j, int64_t p, int64_t n)
+{
+	if (!j->sw) {
+		for (int64_t i = 0; i < n; i++)
+			dst[i] = 1.0;
+		return;
+	}
+	int64_t li = p / j->sw_div, rem = p % j->sw_div;
+	for (int64_t i = 0; i < n; i++) {
+		dst[i] = j->sw[li];
+		if (++rem == j->sw_div) {
+			rem = 0;
+			li++;
+		}
+	}
+}
+
+static inline void eng__task_range(const eng__loss_job *j, int64_t t, int64_t *p0, int64_t *p1)
+{
+	*p0 = t * j->rows_per_task;
+	*p1 = *p0 + j->rows_per_task;
+	if (*p1 > j->npos)
+		*p1 = j->npos;
+}
+
+/* Elements [off, off + n) of t as doubles into dst: one typed loop per
+ * dtype, so elementwise kernels do not switch per element. */
+static inline void eng__load(double *dst, const eng_tensor *t, int64_t off, int64_t n)
+{
+	switch (t->dtype) {
+	case ENG_F32:
+		for (int64_t i = 0; i < n; i++)
+			dst[i] = (double)((const float *)t->data)[off + i];
+		break;
+	case ENG_F64:
+		for (int64_t i = 0; i < n; i++)
+			dst[i] = ((const double *)t->data)[off + i];
+		break;
+	default:
+		for (int64_t i = 0; i < n; i++)
+			dst[i] = eng_tensor_at(t, off + i);
+		break;
+	}
+}
+
+/* Records the task's first problem (later ones are dropped). Returns code. */
+int eng__part_fail(eng__loss_part *pt, int code, const char *field, int64_t index, const char *fmt,
+                   ...) __attribute__((format(printf, 5, 6)));
+
+/* Adds one counted position of true class tc and predicted class pc. */
+static inline void eng__part_add(eng__loss_part *pt, int64_t conf_n, int64_t tc, int64_t pc,
+                                 double lw, double w)
+{
+	pt->wl += lw;
+	pt->w += w;
+	pt->count++;
+	pt->correct += (tc == pc);
+	if (pt->cls) {
+		pt->cls[tc].support++;
+		pt->cls[tc].weight_sum += w;
+		pt->cls[tc].loss_sum += lw;
+		pt->cls[pc].predicted++;
+		pt->cls[tc].correct += (tc == pc);
+	}
+	if (pt->conf)
+		pt->conf[tc * conf_n + pc]++;
+}
+
+/* Task functions (eng_task_fn), one per family. arg is the eng__loss_job. */
+void eng__xent_task(void *arg, int64_t t);
+void eng__binary_task(void *arg, int64_t t);
+void eng__regress_task(void *arg, int64_t t);
+void eng__gmm_task(void *arg, int64_t t);
+
+#endif

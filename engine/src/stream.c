@@ -1,0 +1,1156 @@
+/*
+ * stream.c - a stream's accumulated state (see stream.h): per-column AUC
+ * accumulators, per-column label counts and optional loss sums.
+ *
+ * Layout by method:
+ *   exact   every row kept as it came, after the logit link: scores (rows x
+ *           C doubles, C = 1 for binary), labels as int32 (rows for binary
+ *           and class ids, rows x C for multi-label) and weights (rows
+ *           doubles, or none while every batch was unweighted). Reading is
+ *           one eng_auc_exact over these arrays, so the number is
+ *           scikit-learn's over all rows seen, micro average included.
+ *   binned  one eng_binned per column; the micro average merges them into
+ *           a scratch accumulator (Keras' counts simply add).
+ *   sketch  one eng_sketch per column, each with sketch_bytes / C; micro
+ *           merges them like binned.
+ * Counts (unweighted positives/negatives and weighted sums per column,
+ * batches, rows) are kept here for every method.
+ *
+ * Why "a batch is a stream": eng_stream_batch validates a whole batch into a
+ * fresh object and eng_stream_merge adds objects, so an update either
+ * happens entirely or not at all, and the server can log and replay the
+ * batch's bytes to reach the identical state (same merges, same order).
+ *
+ * Invariants: merge allocates everything it needs before it changes dst,
+ * so every error leaves dst as it was. Serialized bytes carry a magic, a
+ * version, the payload length and a 64-bit checksum of the payload;
+ * the reader validates every field (enums, sizes against the bytes left,
+ * labels, weights) so corrupt input is ENG_ESTATE, never a crash or an
+ * allocation larger than the input justifies.
+ *
+ * Not here: locking, JSON, I/O, computing losses (the caller does and hands
+ * the batch's sums in).
+ */
+#include "lossd/stream.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aucdata.h"
+#include "bytes.h"
+#include "lossd/binned.h"
+#include "lossd/sketch.h"
+
+typedef struct colcount {
+	int64_t pos, neg; /* unweighted rows */
+	double pw, nw;    /* weighted */
+} colcount;
+
+struct eng_stream {
+	eng_stream_config cfg;
+	int64_t updates, rows;
+	colcount *cc; /* columns entries */
+	/* exact */
+	int64_t n, cap;  /* rows stored, rows allocated */
+	double *score;   /* n * columns */
+	int32_t *label;  /* n * lcols */
+	double *weight;  /* n, or NULL: every weight 1 */
+	/* binned / sketch: columns accumulators */
+	eng_binned **bins;
+	eng_sketch **sk;
+	/* loss sums, NULL until a batch with a loss was merged */
+	eng_loss_result *loss;
+};
+
+static int64_t lcols(const eng_stream_config *c)
+{
+	return c->kind == ENG_LABELS_MULTI ? c->columns : 1;
+}
+
+/* ---- config ------------------------------------------------------------------ */
+
+int eng_stream_config_check(const eng_stream_config *c, eng_error *err)
+{
+	if ((unsigned)c->method > ENG_STREAM_EXACT)
+		return eng_error_set(err, ENG_EINVAL, "method", -1, "unknown method");
+	if ((unsigned)c->kind > ENG_LABELS_MULTI)
+		return eng_error_set(err, ENG_EINVAL, "num_classes", -1, "unknown label kind");
+	if (c->kind == ENG_LABELS_BINARY ? c->columns != 1
+					 : (c->columns < 2 || c->columns > ENG_STREAM_MAX_COLUMNS))
+		return eng_error_set(err, ENG_EINVAL, "num_classes", -1,
+				     "num_classes must be in [2, %d] for one-vs-rest or multi-label",
+				     ENG_STREAM_MAX_COLUMNS);
+	if ((unsigned)c->curve > ENG_CURVE_PR)
+		return eng_error_set(err, ENG_EINVAL, "curve", -1, "unknown curve");
+	if ((unsigned)c->summation > ENG_SUM_MAJORING)
+		return eng_error_set(err, ENG_EINVAL, "summation_method", -1,
+				     "unknown summation method");
+	if (c->method == ENG_STREAM_BINNED &&
+	    (c->num_thresholds < 2 || c->num_thresholds > ENG_BINNED_MAX_THRESHOLDS))
+		return eng_error_set(err, ENG_EINVAL, "num_thresholds", -1,
+				     "num_thresholds must be in [2, %lld]",
+				     (long long)ENG_BINNED_MAX_THRESHOLDS);
+	if (c->method == ENG_STREAM_SKETCH &&
+	    (c->sketch_bytes / (size_t)c->columns < ENG_SKETCH_MIN_CAP ||
+	     c->sketch_bytes / (size_t)c->columns > ENG_SKETCH_MAX_CAP))
+		return eng_error_set(err, ENG_EINVAL, "sketch_bytes", -1,
+				     "sketch_bytes must give each column between %zu and %zu bytes",
+				     (size_t)ENG_SKETCH_MIN_CAP, (size_t)ENG_SKETCH_MAX_CAP);
+	if (c->has_loss && (unsigned)c->loss_kind >= ENG_LOSS__COUNT)
+		return eng_error_set(err, ENG_EINVAL, "loss", -1, "unknown loss");
+	/* The accumulators' fixed size must fit the cap (exact grows instead). */
+	size_t fixed = 0;
+	if (c->method == ENG_STREAM_BINNED)
+		fixed = (size_t)c->columns * (size_t)(c->num_thresholds + 1) * 2 * sizeof(double);
+	else if (c->method == ENG_STREAM_SKETCH)
+		fixed = c->sketch_bytes;
+	if (fixed > c->max_bytes)
+		return eng_error_set(err, ENG_ELIMIT,
+				     c->method == ENG_STREAM_BINNED ? "num_thresholds" : "sketch_bytes",
+				     -1, "the accumulators need %zu bytes, more than the cap of %zu",
+				     fixed, c->max_bytes);
+	return 0;
+}
+
+bool eng_stream_config_equal(const eng_stream_config *a, const eng_stream_config *b)
+{
+	if (a->method != b->method || a->kind != b->kind || a->columns != b->columns ||
+	    a->curve != b->curve || a->from_logits != b->from_logits || a->has_loss != b->has_loss)
+		return false;
+	if (a->has_loss && (a->loss_kind != b->loss_kind || a->loss_fingerprint != b->loss_fingerprint))
+		return false;
+	if (a->method == ENG_STREAM_BINNED &&
+	    (a->num_thresholds != b->num_thresholds || a->summation != b->summation))
+		return false;
+	if (a->method == ENG_STREAM_SKETCH && a->sketch_bytes != b->sketch_bytes)
+		return false;
+	return true;
+}
+
+const eng_stream_config *eng_stream_config_of(const eng_stream *s)
+{
+	return &s->cfg;
+}
+
+/* ---- life cycle ------------------------------------------------------------------ */
+
+void eng_stream_free(eng_stream *s)
+{
+	if (!s)
+		return;
+	if (s->bins)
+		for (int64_t c = 0; c < s->cfg.columns; c++)
+			eng_binned_free(s->bins[c]);
+	if (s->sk)
+		for (int64_t c = 0; c < s->cfg.columns; c++)
+			eng_sketch_free(s->sk[c]);
+	free(s->bins);
+	free(s->sk);
+	free(s->cc);
+	free(s->score);
+	free(s->label);
+	free(s->weight);
+	eng_loss_result_free(s->loss);
+	free(s);
+}
+
+static size_t sketch_col_bytes(const eng_stream_config *c)
+{
+	return c->sketch_bytes / (size_t)c->columns;
+}
+
+/* A new sketch of `cap` bytes holding src's data (NULL when out of memory). */
+static eng_sketch *sketch_copy(const eng_sketch *src, size_t cap)
+{
+	eng_sketch *k = eng_sketch_new(cap);
+	if (k && eng_sketch_merge(k, src) != 0) {
+		eng_sketch_free(k);
+		return NULL;
+	}
+	return k;
+}
+
+/* An empty stream without accumulators (make_accs adds them). */
+static eng_stream *alloc_stream(const eng_stream_config *cfg)
+{
+	eng_stream *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->cfg = *cfg;
+	s->cc = calloc((size_t)cfg->columns, sizeof(*s->cc));
+	if (!s->cc) {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+static int make_accs(eng_stream *s)
+{
+	int64_t C = s->cfg.columns;
+	if (s->cfg.method == ENG_STREAM_BINNED) {
+		s->bins = calloc((size_t)C, sizeof(*s->bins));
+		if (!s->bins)
+			return ENG_ENOMEM;
+		for (int64_t c = 0; c < C; c++)
+			if (!(s->bins[c] = eng_binned_new(s->cfg.num_thresholds)))
+				return ENG_ENOMEM;
+	} else if (s->cfg.method == ENG_STREAM_SKETCH) {
+		s->sk = calloc((size_t)C, sizeof(*s->sk));
+		if (!s->sk)
+			return ENG_ENOMEM;
+		for (int64_t c = 0; c < C; c++)
+			if (!(s->sk[c] = eng_sketch_new(sketch_col_bytes(&s->cfg))))
+				return ENG_ENOMEM;
+	}
+	return 0;
+}
+
+int eng_stream_new(eng_stream **out, const eng_stream_config *cfg, eng_error *err)
+{
+	int rc = eng_stream_config_check(cfg, err);
+	*out = NULL;
+	if (rc)
+		return rc;
+	eng_stream *s = alloc_stream(cfg);
+	if (!s || make_accs(s)) {
+		eng_stream_free(s);
+		return eng_error_set(err, ENG_ENOMEM, NULL, -1, "out of memory");
+	}
+	*out = s;
+	return 0;
+}
+
+void eng_stream_set_max_bytes(eng_stream *s, size_t max_bytes)
+{
+	s->cfg.max_bytes = max_bytes;
+}
+
+size_t eng_stream_memory(const eng_stream *s)
+{
+	int64_t C = s->cfg.columns;
+	size_t m = sizeof(*s) + (size_t)C * sizeof(colcount);
+	m += (size_t)s->cap * ((size_t)C * sizeof(double) + (size_t)lcols(&s->cfg) * sizeof(int32_t));
+	if (s->weight)
+		m += (size_t)s->cap * sizeof(double);
+	if (s->bins)
+		m += (size_t)C * (sizeof(void *) + 64 +
+				  2 * (size_t)(s->cfg.num_thresholds + 1) * sizeof(double));
+	if (s->sk)
+		for (int64_t c = 0; c < C; c++)
+			m += sizeof(void *) + eng_sketch_memory(s->sk[c]);
+	if (s->loss)
+		m += sizeof(*s->loss) + (size_t)s->loss->nclasses * sizeof(eng_loss_class);
+	return m;
+}
+
+void eng_stream_counts_of(eng_stream_counts *out, const eng_stream *s)
+{
+	out->updates = s->updates;
+	out->rows = s->rows;
+}
+
+const eng_loss_result *eng_stream_loss(const eng_stream *s)
+{
+	return s->loss;
+}
+
+static eng_loss_result *loss_copy(const eng_loss_result *src)
+{
+	eng_loss_result *r = eng_loss_result_new(src->kind, src->nclasses, 0);
+	if (r && eng_loss_result_merge(r, src) != 0) {
+		eng_loss_result_free(r);
+		return NULL;
+	}
+	/* merge keeps dst's has_accuracy: carry src's over. */
+	if (r)
+		r->has_accuracy = src->has_accuracy;
+	return r;
+}
+
+int eng_stream_clone(eng_stream **out, const eng_stream *s)
+{
+	void *buf = NULL;
+	size_t len = 0;
+	*out = NULL;
+	int rc = eng_stream_serialize(&buf, &len, s);
+	if (!rc)
+		rc = eng_stream_deserialize(out, buf, len, s->cfg.max_bytes, NULL);
+	free(buf);
+	return rc == ENG_ESTATE ? ENG_ENOMEM : rc;
+}
+
+int eng_stream_reset(eng_stream *s)
+{
+	eng_stream *fresh = alloc_stream(&s->cfg);
+	if (!fresh || make_accs(fresh)) {
+		eng_stream_free(fresh);
+		return ENG_ENOMEM;
+	}
+	/* Swap the contents, then free the old ones through `fresh`. */
+	eng_stream tmp = *s;
+	*s = *fresh;
+	*fresh = tmp;
+	eng_stream_free(fresh);
+	return 0;
+}
+
+/* ---- one batch ------------------------------------------------------------------------ */
+
+int eng_stream_batch(eng_stream **out, const eng_stream_config *cfg, const eng_tensor *y_true,
+		     const eng_tensor *y_score, const eng_tensor *weight,
+		     const eng_loss_result *loss, eng_error *err)
+{
+	eng_stream *s = NULL;
+	double *linked = NULL, *sbuf = NULL, *wbuf = NULL;
+	uint8_t *lbuf = NULL;
+	eng_tensor score_view;
+	int rc;
+
+	*out = NULL;
+	if ((rc = eng_stream_config_check(cfg, err)))
+		return rc;
+	if (!y_true || !y_score)
+		return eng_error_set(err, ENG_EINVAL, "y_true", -1, "y_true and y_score are required");
+	if (cfg->has_loss != (loss != NULL))
+		return eng_error_set(err, ENG_EINVAL, "loss", -1, "loss sums do not match the config");
+	if (loss && (loss->kind != cfg->loss_kind ||
+		     (loss->nclasses != 0 && loss->nclasses != cfg->columns)))
+		return eng_error_set(err, ENG_ESHAPE, "y_pred", -1,
+				     "the loss has %lld classes but the stream %lld",
+				     (long long)loss->nclasses, (long long)cfg->columns);
+
+	eng_auc_data d = { y_score, y_true, weight, cfg->kind };
+	int64_t C = eng_auc_columns(&d, err);
+	if (C < 0)
+		return (int)C;
+	if (C != cfg->columns || (cfg->kind == ENG_LABELS_BINARY && y_score->ndim != 1 && C != 1))
+		return eng_error_set(err, ENG_ESHAPE, "y_score", -1,
+				     "y_score has %lld columns but the stream has %lld",
+				     (long long)C, (long long)cfg->columns);
+	int64_t N = y_score->shape[0];
+	size_t L = (size_t)lcols(cfg);
+
+	if (cfg->from_logits) {
+		linked = malloc((size_t)(y_score->size ? y_score->size : 1) * sizeof(double));
+		if (!linked)
+			goto nomem;
+		if ((rc = eng_auc_logits(linked, y_score, cfg->kind == ENG_LABELS_CLASS_ID))) {
+			eng_error_set(err, rc, "y_score", -1, "cannot apply the logit link");
+			goto out;
+		}
+		score_view = *y_score;
+		score_view.dtype = ENG_F64;
+		score_view.data = linked;
+		d.score = &score_view;
+	}
+
+	if (!(s = alloc_stream(cfg)) || make_accs(s))
+		goto nomem;
+	size_t nn = (size_t)(N ? N : 1);
+	sbuf = malloc(nn * sizeof(double));
+	wbuf = malloc(nn * sizeof(double));
+	lbuf = malloc(nn);
+	if (!sbuf || !wbuf || !lbuf)
+		goto nomem;
+	if (cfg->method == ENG_STREAM_EXACT && N > 0) {
+		size_t need = (size_t)N * ((size_t)C * sizeof(double) + L * sizeof(int32_t) +
+					   (weight ? sizeof(double) : 0));
+		if (need > cfg->max_bytes) {
+			rc = eng_error_set(err, ENG_ELIMIT, "y_score", -1,
+					   "the batch needs %zu bytes, more than the stream's cap %zu",
+					   need, cfg->max_bytes);
+			goto out;
+		}
+		s->score = malloc((size_t)N * (size_t)C * sizeof(double));
+		s->label = malloc((size_t)N * L * sizeof(int32_t));
+		if (weight)
+			s->weight = malloc((size_t)N * sizeof(double));
+		if (!s->score || !s->label || (weight && !s->weight))
+			goto nomem;
+		s->n = s->cap = N;
+	}
+
+	for (int64_t c = 0; c < C; c++) {
+		/* Reads and validates the column (labels, weights, NaN scores). */
+		if ((rc = eng__auc_gather(&d, c, 0, N, sbuf, lbuf, wbuf, err)))
+			goto out;
+		colcount *k = &s->cc[c];
+		for (int64_t i = 0; i < N; i++) {
+			if (lbuf[i]) {
+				k->pos++;
+				k->pw += wbuf[i];
+			} else {
+				k->neg++;
+				k->nw += wbuf[i];
+			}
+		}
+		if (s->bins && (rc = eng_binned_add_values(s->bins[c], sbuf, lbuf, wbuf, N, err)))
+			goto out;
+		if (s->sk && (rc = eng_sketch_add_values(s->sk[c], sbuf, lbuf, wbuf, N, err)))
+			goto out;
+		if (cfg->method == ENG_STREAM_EXACT) {
+			for (int64_t i = 0; i < N; i++)
+				s->score[i * C + c] = sbuf[i];
+			if (cfg->kind == ENG_LABELS_MULTI)
+				for (int64_t i = 0; i < N; i++)
+					s->label[i * C + c] = lbuf[i];
+			else if (cfg->kind == ENG_LABELS_BINARY)
+				for (int64_t i = 0; i < N; i++)
+					s->label[i] = lbuf[i];
+			else if (c == 0) /* class ids, validated by the gather */
+				for (int64_t i = 0; i < N; i++)
+					s->label[i] = (int32_t)eng_tensor_at(y_true, i);
+			if (c == 0 && s->weight)
+				memcpy(s->weight, wbuf, (size_t)N * sizeof(double));
+		}
+	}
+	if (loss && !(s->loss = loss_copy(loss)))
+		goto nomem;
+	s->updates = 1;
+	s->rows = N;
+	*out = s;
+	s = NULL;
+	rc = 0;
+	goto out;
+nomem:
+	rc = eng_error_set(err, ENG_ENOMEM, NULL, -1, "out of memory");
+out:
+	eng_stream_free(s);
+	free(linked);
+	free(sbuf);
+	free(wbuf);
+	free(lbuf);
+	return rc;
+}
+
+/* ---- merge ------------------------------------------------------------------------- */
+
+#define COUNT_MAX ((int64_t)1 << 62)
+
+static bool over(int64_t a, int64_t b)
+{
+	return a < 0 || b < 0 || a >= COUNT_MAX || b >= COUNT_MAX - a;
+}
+
+/* True when adding src's counters to dst's would pass COUNT_MAX (every
+ * counter, in the accumulators too, is below it, so none overflows). */
+static bool counts_overflow(const eng_stream *dst, const eng_stream *src)
+{
+	if (over(dst->rows, src->rows) || over(dst->updates, src->updates))
+		return true;
+	for (int64_t k = 0; k < dst->cfg.columns; k++)
+		if (over(dst->cc[k].pos, src->cc[k].pos) || over(dst->cc[k].neg, src->cc[k].neg))
+			return true;
+	const eng_loss_result *a = dst->loss, *b = src->loss;
+	if (a && b) {
+		if (over(a->count, b->count) || over(a->ignored, b->ignored) ||
+		    over(a->correct, b->correct))
+			return true;
+		for (int64_t k = 0; k < a->nclasses && k < b->nclasses; k++)
+			if (over(a->per_class[k].support, b->per_class[k].support) ||
+			    over(a->per_class[k].predicted, b->per_class[k].predicted) ||
+			    over(a->per_class[k].correct, b->per_class[k].correct))
+				return true;
+	}
+	return false;
+}
+
+int eng_stream_merge(eng_stream *dst, const eng_stream *src, eng_error *err)
+{
+	const eng_stream_config *c = &dst->cfg;
+	int64_t C = c->columns;
+	size_t L = (size_t)lcols(c);
+	eng_loss_result *nloss = NULL;
+	eng_sketch **nsk = NULL;
+	int rc = 0;
+
+	if (!eng_stream_config_equal(&dst->cfg, &src->cfg))
+		return eng_error_set(err, ENG_ESTATE, "state", -1,
+				     "the state's config differs from the stream's");
+	if (src->loss && dst->loss &&
+	    (src->loss->nclasses != dst->loss->nclasses || src->loss->kind != dst->loss->kind))
+		return eng_error_set(err, ENG_ESTATE, "state", -1,
+				     "the state's loss table differs from the stream's");
+
+	/* Phase 1: everything that can fail, dst untouched. */
+	if (counts_overflow(dst, src))
+		return eng_error_set(err, ENG_ELIMIT, "state", -1,
+				     "the stream's counts would pass 2^62");
+	if (src->loss && !dst->loss && !(nloss = eng_loss_result_new(src->loss->kind,
+								      src->loss->nclasses, 0)))
+		goto nomem;
+	if (nloss)
+		nloss->has_accuracy = src->loss->has_accuracy;
+	int64_t n2 = dst->n + src->n;
+	bool need_w = dst->weight || src->weight;
+	if (c->method == ENG_STREAM_EXACT && src->n > 0) {
+		size_t row = (size_t)C * sizeof(double) + L * sizeof(int32_t) +
+			     (need_w ? sizeof(double) : 0);
+		if (src->n > INT64_MAX / 2 || (size_t)n2 > (c->max_bytes / row)) {
+			rc = eng_error_set(err, ENG_ELIMIT, "y_score", -1,
+					   "the stream would hold %lld rows, more than its "
+					   "memory cap of %zu bytes allows",
+					   (long long)n2, c->max_bytes);
+			goto out;
+		}
+		if (n2 > dst->cap) {
+			int64_t ncap = dst->cap ? dst->cap : 64;
+			while (ncap < n2)
+				ncap = ncap > INT64_MAX / 2 ? n2 : ncap * 2;
+			if ((size_t)ncap > c->max_bytes / row)
+				ncap = n2;
+			double *ns = realloc(dst->score, (size_t)ncap * (size_t)C * sizeof(double));
+			if (!ns)
+				goto nomem;
+			dst->score = ns;
+			int32_t *nl = realloc(dst->label, (size_t)ncap * L * sizeof(int32_t));
+			if (!nl)
+				goto nomem;
+			dst->label = nl;
+			if (dst->weight) {
+				double *nw = realloc(dst->weight, (size_t)ncap * sizeof(double));
+				if (!nw)
+					goto nomem;
+				dst->weight = nw;
+			}
+			dst->cap = ncap; /* capacity only: contents unchanged */
+		}
+		if (need_w && !dst->weight) {
+			double *nw = malloc((size_t)dst->cap * sizeof(double));
+			if (!nw)
+				goto nomem;
+			for (int64_t i = 0; i < dst->n; i++)
+				nw[i] = 1.0;
+			dst->weight = nw; /* all ones: the same data, now explicit */
+		}
+	}
+	if (src->sk && C == 1) {
+		/* One sketch: its merge is all or nothing by itself, and it is
+		 * the last step that can fail, so do it here. */
+		if (eng_sketch_merge(dst->sk[0], src->sk[0]))
+			goto nomem;
+	} else if (src->sk) {
+		/* Sketch merges may allocate: merge into copies, swap at the end. */
+		nsk = calloc((size_t)C, sizeof(*nsk));
+		if (!nsk)
+			goto nomem;
+		for (int64_t k = 0; k < C; k++) {
+			if (!(nsk[k] = sketch_copy(dst->sk[k], eng_sketch_cap(dst->sk[k]))))
+				goto nomem;
+			if ((rc = eng_sketch_merge(nsk[k], src->sk[k]))) {
+				eng_error_set(err, rc, "state", -1, "cannot merge the sketches");
+				goto out;
+			}
+		}
+	} else if (src->bins) {
+		for (int64_t k = 0; k < C; k++)
+			if (eng_binned_num_thresholds(src->bins[k]) !=
+			    eng_binned_num_thresholds(dst->bins[k])) {
+				rc = eng_error_set(err, ENG_ESTATE, "state", -1,
+						   "threshold counts differ");
+				goto out;
+			}
+	}
+
+	/* Phase 2: cannot fail. */
+	if (c->method == ENG_STREAM_EXACT && src->n > 0) {
+		memcpy(dst->score + dst->n * C, src->score, (size_t)src->n * (size_t)C * sizeof(double));
+		memcpy(dst->label + (size_t)dst->n * L, src->label, (size_t)src->n * L * sizeof(int32_t));
+		if (dst->weight) {
+			if (src->weight)
+				memcpy(dst->weight + dst->n, src->weight, (size_t)src->n * sizeof(double));
+			else
+				for (int64_t i = 0; i < src->n; i++)
+					dst->weight[dst->n + i] = 1.0;
+		}
+		dst->n = n2;
+	}
+	if (src->bins)
+		for (int64_t k = 0; k < C; k++)
+			(void)eng_binned_merge(dst->bins[k], src->bins[k]);
+	if (nsk) {
+		for (int64_t k = 0; k < C; k++) {
+			eng_sketch *old = dst->sk[k];
+			dst->sk[k] = nsk[k];
+			nsk[k] = old; /* freed below */
+		}
+	}
+	if (nloss) {
+		dst->loss = nloss;
+		nloss = NULL;
+	}
+	if (src->loss)
+		(void)eng_loss_result_merge(dst->loss, src->loss);
+	for (int64_t k = 0; k < C; k++) {
+		dst->cc[k].pos += src->cc[k].pos;
+		dst->cc[k].neg += src->cc[k].neg;
+		dst->cc[k].pw += src->cc[k].pw;
+		dst->cc[k].nw += src->cc[k].nw;
+	}
+	dst->updates += src->updates;
+	dst->rows += src->rows;
+	rc = 0;
+	goto out;
+nomem:
+	rc = eng_error_set(err, ENG_ENOMEM, NULL, -1, "out of memory");
+out:
+	if (nsk) {
+		for (int64_t k = 0; k < C; k++)
+			eng_sketch_free(nsk[k]);
+		free(nsk);
+	}
+	eng_loss_result_free(nloss);
+	return rc;
+}
+
+/* ---- reading --------------------------------------------------------------------------- */
+
+int eng_stream_auc(eng_auc_result *out, eng_auc_curve *curve, const eng_stream *s, int64_t col,
+		   int64_t max_points, eng_error *err)
+{
+	const eng_stream_config *c = &s->cfg;
+	int64_t C = c->columns;
+	int rc = 0;
+
+	memset(out, 0, sizeof(*out));
+	out->auc = NAN;
+	if (col != ENG_AUC_ALL && (col < 0 || col >= C))
+		return eng_error_set(err, ENG_EINVAL, "class", -1, "class %lld is not in [0, %lld)",
+				     (long long)col, (long long)C);
+	if (max_points < 2)
+		max_points = 2;
+	/* Counts first: they are ours for every method. */
+	colcount k = { 0, 0, 0, 0 };
+	for (int64_t j = 0; j < C; j++) {
+		if (col != ENG_AUC_ALL && j != col)
+			continue;
+		k.pos += s->cc[j].pos;
+		k.neg += s->cc[j].neg;
+		k.pw += s->cc[j].pw;
+		k.nw += s->cc[j].nw;
+	}
+
+	if (c->method == ENG_STREAM_EXACT) {
+		if (s->n > 0) {
+			eng_tensor sc = { ENG_F64, 2, { s->n, C }, s->n * C, s->score };
+			eng_tensor lb = { ENG_I32, 1, { s->n }, s->n, s->label };
+			eng_tensor wt = { ENG_F64, 1, { s->n }, s->n, s->weight };
+			if (c->kind == ENG_LABELS_BINARY) {
+				sc.ndim = 1;
+				sc.shape[1] = 0;
+			}
+			if (c->kind == ENG_LABELS_MULTI) {
+				lb.ndim = 2;
+				lb.shape[1] = C;
+				lb.size = s->n * C;
+			}
+			eng_auc_data d = { &sc, &lb, s->weight ? &wt : NULL, c->kind };
+			eng_auc_opts o = ENG_AUC_OPTS_INIT;
+			o.curve = c->curve;
+			o.max_points = max_points;
+			rc = eng_auc_exact(out, curve, &d,
+					   c->kind == ENG_LABELS_BINARY && col == ENG_AUC_ALL ? 0 : col,
+					   &o, err);
+		}
+	} else if (c->method == ENG_STREAM_BINNED) {
+		if (col != ENG_AUC_ALL || C == 1) {
+			rc = eng_binned_auc(out, curve, s->bins[col == ENG_AUC_ALL ? 0 : col], c->curve,
+					    c->summation, max_points);
+		} else {
+			eng_binned *m = eng_binned_new(c->num_thresholds);
+			if (!m)
+				return eng_error_set(err, ENG_ENOMEM, NULL, -1, "out of memory");
+			for (int64_t j = 0; j < C; j++)
+				(void)eng_binned_merge(m, s->bins[j]);
+			rc = eng_binned_auc(out, curve, m, c->curve, c->summation, max_points);
+			eng_binned_free(m);
+		}
+	} else {
+		if (col != ENG_AUC_ALL || C == 1) {
+			rc = eng_sketch_auc(out, curve, s->sk[col == ENG_AUC_ALL ? 0 : col], c->curve,
+					    max_points);
+		} else {
+			size_t cap = c->sketch_bytes < ENG_SKETCH_MAX_CAP ? c->sketch_bytes
+									  : ENG_SKETCH_MAX_CAP;
+			eng_sketch *m = eng_sketch_new(cap);
+			if (!m)
+				return eng_error_set(err, ENG_ENOMEM, NULL, -1, "out of memory");
+			for (int64_t j = 0; j < C && !rc; j++)
+				rc = eng_sketch_merge(m, s->sk[j]);
+			if (!rc)
+				rc = eng_sketch_auc(out, curve, m, c->curve, max_points);
+			eng_sketch_free(m);
+		}
+	}
+	if (rc)
+		return rc == ENG_ENOMEM ? eng_error_set(err, rc, NULL, -1, "out of memory") : rc;
+	out->positives = k.pos;
+	out->negatives = k.neg;
+	out->pos_weight = k.pw;
+	out->neg_weight = k.nw;
+	if (!out->defined)
+		out->auc = NAN;
+	return 0;
+}
+
+/* ---- serialization ------------------------------------------------------------------------ */
+/*
+ * Format, version 1, little-endian:
+ *   "LSTR" u32 version u64 payload_len u64 checksum(payload) | payload
+ * payload:
+ *   u32 method, kind, curve, summation, from_logits, has_loss, loss_kind, 0
+ *   u64 columns, num_thresholds, sketch_bytes, loss_fingerprint, updates, rows
+ *   per column: u64 pos, u64 neg, f64 pw, f64 nw
+ *   exact:  u64 n, u32 has_weight, u32 0, f64 score[n*C], u32 label[n*L],
+ *           f64 weight[n] (if has_weight)
+ *   binned/sketch: per column u64 len + the accumulator's own bytes
+ *   u32 has_loss_sums, u32 has_accuracy; if set: u32 kind, u32 0,
+ *   f64 wloss_sum, f64 weight_sum, u64 count, ignored, correct, nclasses,
+ *   per class: u64 support, predicted, correct, f64 weight_sum, loss_sum
+ */
+#define MAGIC "LSTR"
+#define VERSION 1u
+#define HEADER 24
+
+typedef struct wbuf {
+	uint8_t *p;
+	size_t len, cap;
+	bool fail;
+} wbuf;
+
+static uint8_t *wreserve(wbuf *w, size_t n)
+{
+	if (w->fail)
+		return NULL;
+	if (n > SIZE_MAX - w->len) {
+		w->fail = true;
+		return NULL;
+	}
+	if (w->len + n > w->cap) {
+		size_t nc = w->cap ? w->cap : 256;
+		while (nc < w->len + n)
+			nc = nc > SIZE_MAX / 2 ? w->len + n : nc * 2;
+		uint8_t *np = realloc(w->p, nc);
+		if (!np) {
+			w->fail = true;
+			return NULL;
+		}
+		w->p = np;
+		w->cap = nc;
+	}
+	uint8_t *r = w->p + w->len;
+	w->len += n;
+	return r;
+}
+
+static void w32(wbuf *w, uint32_t v)
+{
+	uint8_t *p = wreserve(w, 4);
+	if (p)
+		eng__put_u32(p, v);
+}
+
+static void w64(wbuf *w, uint64_t v)
+{
+	uint8_t *p = wreserve(w, 8);
+	if (p)
+		eng__put_u64(p, v);
+}
+
+static void wf64(wbuf *w, double v)
+{
+	uint8_t *p = wreserve(w, 8);
+	if (p)
+		eng__put_f64(p, v);
+}
+
+static void wbytes(wbuf *w, const void *b, size_t n)
+{
+	w64(w, n);
+	uint8_t *p = wreserve(w, n);
+	if (p && n)
+		memcpy(p, b, n);
+}
+
+/*
+ * The checksum: FNV-1a's step over 8-byte little-endian words (then the
+ * tail bytes), with an xorshift after each multiply so high bits flow back
+ * down. Every step is a bijection of the running value, so changing any one
+ * word (any burst of up to 64 bits within it) always changes the result.
+ */
+static uint64_t checksum(const uint8_t *p, size_t n)
+{
+	uint64_t h = 1469598103934665603ull;
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		h ^= eng__get_u64(p + i);
+		h *= 1099511628211ull;
+		h ^= h >> 29;
+	}
+	for (; i < n; i++) {
+		h ^= p[i];
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
+int eng_stream_serialize(void **out, size_t *len, const eng_stream *s)
+{
+	const eng_stream_config *c = &s->cfg;
+	int64_t C = c->columns;
+	size_t L = (size_t)lcols(c);
+	wbuf w = { NULL, 0, 0, false };
+
+	*out = NULL;
+	*len = 0;
+	(void)wreserve(&w, HEADER);
+	w32(&w, (uint32_t)c->method);
+	w32(&w, (uint32_t)c->kind);
+	w32(&w, (uint32_t)c->curve);
+	w32(&w, (uint32_t)c->summation);
+	w32(&w, c->from_logits);
+	w32(&w, c->has_loss);
+	w32(&w, (uint32_t)c->loss_kind);
+	w32(&w, 0);
+	w64(&w, (uint64_t)C);
+	w64(&w, (uint64_t)c->num_thresholds);
+	w64(&w, (uint64_t)c->sketch_bytes);
+	w64(&w, c->loss_fingerprint);
+	w64(&w, (uint64_t)s->updates);
+	w64(&w, (uint64_t)s->rows);
+	for (int64_t k = 0; k < C; k++) {
+		w64(&w, (uint64_t)s->cc[k].pos);
+		w64(&w, (uint64_t)s->cc[k].neg);
+		wf64(&w, s->cc[k].pw);
+		wf64(&w, s->cc[k].nw);
+	}
+	if (c->method == ENG_STREAM_EXACT) {
+		w64(&w, (uint64_t)s->n);
+		w32(&w, s->weight != NULL);
+		w32(&w, 0);
+		uint8_t *p = wreserve(&w, (size_t)s->n * ((size_t)C * 8 + L * 4 + (s->weight ? 8 : 0)));
+		if (p) {
+			for (int64_t i = 0; i < s->n * C; i++, p += 8)
+				eng__put_f64(p, s->score[i]);
+			for (size_t i = 0; i < (size_t)s->n * L; i++, p += 4)
+				eng__put_u32(p, (uint32_t)s->label[i]);
+			if (s->weight)
+				for (int64_t i = 0; i < s->n; i++, p += 8)
+					eng__put_f64(p, s->weight[i]);
+		}
+	} else {
+		for (int64_t k = 0; k < C && !w.fail; k++) {
+			uint8_t *b = NULL;
+			size_t bl = 0;
+			int rc = s->bins ? eng_binned_serialize(&b, &bl, s->bins[k])
+					 : eng_sketch_serialize(&b, &bl, s->sk[k]);
+			if (rc)
+				w.fail = true;
+			else
+				wbytes(&w, b, bl);
+			free(b);
+		}
+	}
+	const eng_loss_result *l = s->loss;
+	w32(&w, l != NULL);
+	w32(&w, l ? l->has_accuracy : 0);
+	if (l) {
+		w32(&w, (uint32_t)l->kind);
+		w32(&w, 0);
+		wf64(&w, l->wloss_sum);
+		wf64(&w, l->weight_sum);
+		w64(&w, (uint64_t)l->count);
+		w64(&w, (uint64_t)l->ignored);
+		w64(&w, (uint64_t)l->correct);
+		w64(&w, (uint64_t)l->nclasses);
+		for (int64_t k = 0; k < l->nclasses; k++) {
+			const eng_loss_class *pc = &l->per_class[k];
+			w64(&w, (uint64_t)pc->support);
+			w64(&w, (uint64_t)pc->predicted);
+			w64(&w, (uint64_t)pc->correct);
+			wf64(&w, pc->weight_sum);
+			wf64(&w, pc->loss_sum);
+		}
+	}
+	if (w.fail) {
+		free(w.p);
+		return ENG_ENOMEM;
+	}
+	memcpy(w.p, MAGIC, 4);
+	eng__put_u32(w.p + 4, VERSION);
+	eng__put_u64(w.p + 8, (uint64_t)(w.len - HEADER));
+	eng__put_u64(w.p + 16, checksum(w.p + HEADER, w.len - HEADER));
+	*out = w.p;
+	*len = w.len;
+	return 0;
+}
+
+typedef struct rbuf {
+	const uint8_t *p;
+	size_t left;
+	bool fail;
+} rbuf;
+
+static const uint8_t *rtake(rbuf *r, size_t n)
+{
+	if (r->fail || n > r->left) {
+		r->fail = true;
+		return NULL;
+	}
+	const uint8_t *p = r->p;
+	r->p += n;
+	r->left -= n;
+	return p;
+}
+
+static uint32_t r32(rbuf *r)
+{
+	const uint8_t *p = rtake(r, 4);
+	return p ? eng__get_u32(p) : 0;
+}
+
+static uint64_t r64(rbuf *r)
+{
+	const uint8_t *p = rtake(r, 8);
+	return p ? eng__get_u64(p) : 0;
+}
+
+static double rf64(rbuf *r)
+{
+	const uint8_t *p = rtake(r, 8);
+	return p ? eng__get_f64(p) : 0.0;
+}
+
+/* A count read from the bytes: < 2^62, so sums and products stay checked. */
+static int64_t rcount(rbuf *r)
+{
+	uint64_t v = r64(r);
+	if (v >= ((uint64_t)1 << 62))
+		r->fail = true;
+	return (int64_t)(v & (((uint64_t)1 << 62) - 1));
+}
+
+static bool good_weight(double x)
+{
+	return isfinite(x) && x >= 0.0;
+}
+
+int eng_stream_deserialize(eng_stream **out, const void *data, size_t len, size_t max_bytes,
+			   eng_error *err)
+{
+	const uint8_t *b = data;
+	eng_stream_config c = ENG_STREAM_CONFIG_INIT;
+	eng_stream *s = NULL;
+	rbuf r;
+	int rc = ENG_ESTATE;
+	const char *why = "truncated";
+
+	*out = NULL;
+	if (!b || len < HEADER || memcmp(b, MAGIC, 4) != 0) {
+		why = "not a stream state";
+		goto bad;
+	}
+	if (eng__get_u32(b + 4) != VERSION) {
+		why = "unsupported state version";
+		goto bad;
+	}
+	if (eng__get_u64(b + 8) != len - HEADER) {
+		why = "length mismatch";
+		goto bad;
+	}
+	if (eng__get_u64(b + 16) != checksum(b + HEADER, len - HEADER)) {
+		why = "checksum mismatch";
+		goto bad;
+	}
+	r.p = b + HEADER;
+	r.left = len - HEADER;
+	r.fail = false;
+	c.method = (eng_stream_method)r32(&r);
+	c.kind = (eng_label_kind)r32(&r);
+	c.curve = (eng_curve)r32(&r);
+	c.summation = (eng_summation)r32(&r);
+	uint32_t fl = r32(&r), hl = r32(&r);
+	c.loss_kind = (eng_loss_kind)r32(&r);
+	(void)r32(&r);
+	c.columns = rcount(&r);
+	c.num_thresholds = rcount(&r);
+	c.sketch_bytes = (size_t)rcount(&r);
+	c.loss_fingerprint = r64(&r);
+	c.max_bytes = max_bytes;
+	if (r.fail || fl > 1 || hl > 1) {
+		why = "bad config";
+		goto bad;
+	}
+	c.from_logits = fl;
+	c.has_loss = hl;
+	if (!c.has_loss)
+		c.loss_kind = ENG_LOSS_BINARY_CE;
+	if (eng_stream_config_check(&c, NULL)) {
+		why = "bad config";
+		goto bad;
+	}
+	int64_t C = c.columns;
+	size_t L = (size_t)lcols(&c);
+	if (!(s = alloc_stream(&c))) {
+		rc = ENG_ENOMEM;
+		goto bad;
+	}
+	s->updates = rcount(&r);
+	s->rows = rcount(&r);
+	if ((size_t)C > r.left / 32) {
+		why = "truncated counts";
+		goto bad;
+	}
+	for (int64_t k = 0; k < C; k++) {
+		s->cc[k].pos = rcount(&r);
+		s->cc[k].neg = rcount(&r);
+		s->cc[k].pw = rf64(&r);
+		s->cc[k].nw = rf64(&r);
+		if (!good_weight(s->cc[k].pw) || !good_weight(s->cc[k].nw) ||
+		    s->cc[k].pos + s->cc[k].neg != s->rows) {
+			why = "bad counts";
+			goto bad;
+		}
+	}
+	if (r.fail)
+		goto bad;
+	if (c.method == ENG_STREAM_EXACT) {
+		int64_t n = rcount(&r);
+		uint32_t hw = r32(&r);
+		(void)r32(&r);
+		size_t row = (size_t)C * 8 + L * 4 + (hw ? 8 : 0);
+		if (r.fail || hw > 1 || n != s->rows || (size_t)n > r.left / row) {
+			why = "bad exact section";
+			goto bad;
+		}
+		if (n > 0) {
+			s->score = malloc((size_t)n * (size_t)C * sizeof(double));
+			s->label = malloc((size_t)n * L * sizeof(int32_t));
+			if (hw)
+				s->weight = malloc((size_t)n * sizeof(double));
+			if (!s->score || !s->label || (hw && !s->weight)) {
+				rc = ENG_ENOMEM;
+				goto bad;
+			}
+		}
+		s->n = s->cap = n;
+		const uint8_t *p = rtake(&r, (size_t)n * row);
+		for (int64_t i = 0; p && i < n * C; i++, p += 8) {
+			s->score[i] = eng__get_f64(p);
+			if (isnan(s->score[i])) {
+				why = "NaN score";
+				goto bad;
+			}
+		}
+		for (size_t i = 0; p && i < (size_t)n * L; i++, p += 4) {
+			uint32_t y = eng__get_u32(p);
+			if (c.kind == ENG_LABELS_CLASS_ID ? y >= (uint32_t)C : y > 1) {
+				why = "bad label";
+				goto bad;
+			}
+			s->label[i] = (int32_t)y;
+		}
+		for (int64_t i = 0; p && hw && i < n; i++, p += 8) {
+			s->weight[i] = eng__get_f64(p);
+			if (!good_weight(s->weight[i])) {
+				why = "bad weight";
+				goto bad;
+			}
+		}
+	} else {
+		if (c.method == ENG_STREAM_BINNED)
+			s->bins = calloc((size_t)C, sizeof(*s->bins));
+		else
+			s->sk = calloc((size_t)C, sizeof(*s->sk));
+		if (!s->bins && !s->sk) {
+			rc = ENG_ENOMEM;
+			goto bad;
+		}
+		for (int64_t k = 0; k < C; k++) {
+			uint64_t bl = r64(&r);
+			const uint8_t *p = bl <= r.left ? rtake(&r, (size_t)bl) : NULL;
+			if (!p) {
+				why = "truncated accumulator";
+				goto bad;
+			}
+			int e = s->bins ? eng_binned_deserialize(&s->bins[k], p, (size_t)bl)
+					: eng_sketch_deserialize(&s->sk[k], p, (size_t)bl);
+			if (e) {
+				rc = e == ENG_ENOMEM ? ENG_ENOMEM : ENG_ESTATE;
+				why = "bad accumulator";
+				goto bad;
+			}
+			if (s->bins ? eng_binned_num_thresholds(s->bins[k]) != c.num_thresholds
+				    : eng_sketch_cap(s->sk[k]) != sketch_col_bytes(&c)) {
+				why = "accumulator of another config";
+				goto bad;
+			}
+			/* The accumulators count rows as we do: they must agree. */
+			int64_t ap, an;
+			if (s->bins) {
+				eng_auc_result ar;
+				if (eng_binned_auc(&ar, NULL, s->bins[k], ENG_CURVE_ROC,
+						   ENG_SUM_INTERPOLATION, 2)) {
+					rc = ENG_ENOMEM;
+					goto bad;
+				}
+				ap = ar.positives;
+				an = ar.negatives;
+			} else {
+				ap = eng_sketch_positives(s->sk[k]);
+				an = eng_sketch_negatives(s->sk[k]);
+			}
+			if (ap != s->cc[k].pos || an != s->cc[k].neg) {
+				why = "accumulator counts disagree";
+				goto bad;
+			}
+		}
+	}
+	uint32_t has_sums = r32(&r), has_acc = r32(&r);
+	if (r.fail || has_sums > 1 || has_acc > 1 || (has_sums && !c.has_loss)) {
+		why = "bad loss section";
+		goto bad;
+	}
+	if (has_sums) {
+		eng_loss_kind k = (eng_loss_kind)r32(&r);
+		(void)r32(&r);
+		double wl = rf64(&r), ws = rf64(&r);
+		int64_t cnt = rcount(&r), ign = rcount(&r), cor = rcount(&r), nc = rcount(&r);
+		if (r.fail || k != c.loss_kind || (nc != 0 && nc != C) ||
+		    (size_t)nc > r.left / 40 || isnan(ws) || cor > cnt) {
+			why = "bad loss section";
+			goto bad;
+		}
+		if (!(s->loss = eng_loss_result_new(k, nc, 0))) {
+			rc = ENG_ENOMEM;
+			goto bad;
+		}
+		s->loss->has_accuracy = has_acc;
+		s->loss->wloss_sum = wl;
+		s->loss->weight_sum = ws;
+		s->loss->count = cnt;
+		s->loss->ignored = ign;
+		s->loss->correct = cor;
+		for (int64_t j = 0; j < nc; j++) {
+			eng_loss_class *pc = &s->loss->per_class[j];
+			pc->support = rcount(&r);
+			pc->predicted = rcount(&r);
+			pc->correct = rcount(&r);
+			pc->weight_sum = rf64(&r);
+			pc->loss_sum = rf64(&r);
+		}
+	}
+	if (r.fail || r.left != 0) {
+		why = r.fail ? "truncated" : "trailing bytes";
+		goto bad;
+	}
+	*out = s;
+	return 0;
+bad:
+	eng_stream_free(s);
+	if (rc == ENG_ENOMEM)
+		return eng_error_set(err, ENG_ENOMEM, "state", -1, "out of memory");
+	return eng_error_set(err, ENG_ESTATE, "state", -1, "corrupt stream state: %s", why);
+}

@@ -1,0 +1,138 @@
+/*
+ * check.c - `lossd --check URL`: a self-probe for container health checks.
+ *
+ * Images built on a slim base have no curl; the daemon's own binary GETs
+ * the URL over plain HTTP/1.1 with "Connection: close" and exits 0 when the
+ * status line says 2xx. It understands http://host[:port][/path] with a
+ * numeric or resolvable host; not https, redirects or proxies. The whole
+ * exchange is bounded by a timeout (socket send/receive timeouts, which on
+ * Linux also bound connect) and it reads only the status line.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+static int split_url(const char *url, char *host, size_t hcap, char *port, size_t pcap,
+                     const char **path)
+{
+	const char *p, *h, *hend, *slash;
+
+	if (strncmp(url, "http://", 7) != 0)
+		return -1;
+	h = url + 7;
+	slash = strchr(h, '/');
+	*path = slash ? slash : "/";
+	hend = slash ? slash : h + strlen(h);
+	if (*h == '[') { /* [v6]:port */
+		const char *rb = memchr(h, ']', (size_t)(hend - h));
+		if (!rb || (size_t)(rb - h - 1) >= hcap)
+			return -1;
+		memcpy(host, h + 1, (size_t)(rb - h - 1));
+		host[rb - h - 1] = '\0';
+		p = rb + 1;
+	} else {
+		const char *colon = memchr(h, ':', (size_t)(hend - h));
+		const char *e = colon ? colon : hend;
+		if (e == h || (size_t)(e - h) >= hcap)
+			return -1;
+		memcpy(host, h, (size_t)(e - h));
+		host[e - h] = '\0';
+		p = e;
+	}
+	if (p < hend && *p == ':') {
+		p++;
+		if (p == hend || (size_t)(hend - p) >= pcap)
+			return -1;
+		memcpy(port, p, (size_t)(hend - p));
+		port[hend - p] = '\0';
+	} else if (p == hend) {
+		snprintf(port, pcap, "80");
+	} else {
+		return -1;
+	}
+	return 0;
+}
+
+int srv__check(const char *url, int timeout_s)
+{
+	char host[256], port[16], req[2048], resp[256];
+	const char *path;
+	struct addrinfo hints = {0}, *ai = NULL, *a;
+	struct timeval tv = {timeout_s, 0};
+	int fd = -1, rc = 1, code = 0;
+	size_t got = 0, off = 0;
+	int n;
+
+	if (split_url(url, host, sizeof(host), port, sizeof(port), &path)) {
+		fprintf(stderr, "lossd --check: expected http://host[:port]/path, got \"%s\"\n",
+		        url);
+		return 1;
+	}
+	hints.ai_socktype = SOCK_STREAM;
+	if (getaddrinfo(host, port, &hints, &ai) != 0 || !ai) {
+		fprintf(stderr, "lossd --check: cannot resolve %s\n", host);
+		return 1;
+	}
+	for (a = ai; a; a = a->ai_next) {
+		fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+		if (fd < 0)
+			continue;
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		if (connect(fd, a->ai_addr, a->ai_addrlen) == 0)
+			break;
+		close(fd);
+		fd = -1;
+	}
+	if (fd < 0) {
+		fprintf(stderr, "lossd --check: cannot connect to %s port %s: %s\n", host, port,
+		        strerror(errno));
+		goto out;
+	}
+	n = snprintf(req, sizeof(req),
+	             "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: lossd-check\r\n"
+	             "Connection: close\r\n\r\n",
+	             path, host);
+	if (n < 0 || (size_t)n >= sizeof(req)) {
+		fprintf(stderr, "lossd --check: URL too long\n");
+		goto out;
+	}
+	while (off < (size_t)n) {
+		ssize_t w = send(fd, req + off, (size_t)n - off, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			fprintf(stderr, "lossd --check: send failed: %s\n", strerror(errno));
+			goto out;
+		}
+		off += (size_t)w;
+	}
+	while (got < sizeof(resp) - 1 && !memchr(resp, '\n', got)) {
+		ssize_t r = recv(fd, resp + got, sizeof(resp) - 1 - got, 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	resp[got] = '\0';
+	if (sscanf(resp, "HTTP/%*d.%*d %d", &code) != 1) {
+		fprintf(stderr, "lossd --check: no HTTP status line from %s\n", url);
+		goto out;
+	}
+	if (code >= 200 && code < 300)
+		rc = 0;
+	else
+		fprintf(stderr, "lossd --check: %s answered %d\n", url, code);
+out:
+	if (fd >= 0)
+		close(fd);
+	freeaddrinfo(ai);
+	return rc;
+}

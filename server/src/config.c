@@ -1,0 +1,362 @@
+/*
+ * config.c - lossd's configuration from defaults, LOSSD_* variables and
+ * flags.
+ *
+ * One table lists every setting once: its flag, its environment variable,
+ * its kind, where it lands in srv_config and its help text. Parsing the
+ * environment and the command line walk the same table, and --help prints
+ * it, so the three cannot drift apart. Precedence: defaults < environment <
+ * flags. The parser is reentrant (no getopt state) so tests can call it
+ * again and again.
+ *
+ * Invariants: after SRV_CONFIG_RUN every field is within the bounds the
+ * table states (ports 0..65535, thread counts >= 1, sizes > 0).
+ * It does not touch the file system (the data dir is created at startup).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#ifndef LOSSD_VERSION
+#define LOSSD_VERSION "0.0.0"
+#endif
+
+enum kind { K_INT, K_SIZE, K_I64, K_STR, K_LEVEL, K_BOOL };
+
+struct opt {
+	const char *flag; /* without the leading "--" */
+	const char *env;  /* NULL: flag only */
+	enum kind kind;
+	size_t off;         /* offset in srv_config */
+	size_t cap;         /* K_STR: buffer size */
+	long long min, max; /* K_INT, K_I64, K_SIZE bounds */
+	const char *arg;    /* metavariable in --help */
+	const char *help;
+	const char *dflt; /* default as shown in --help */
+};
+
+#define OFF(f) offsetof(srv_config, f)
+#define CAP(f) sizeof(((srv_config *)0)->f)
+
+static const struct opt opts[] = {
+        {"bind", "LOSSD_BIND", K_STR, OFF(bind), CAP(bind), 0, 0, "ADDR",
+         "numeric IPv4 or IPv6 address to listen on", "0.0.0.0"},
+        {"port", "LOSSD_PORT", K_INT, OFF(port), 0, 0, 65535, "N",
+         "TCP port; 0 picks a free one (see the \"listening\" log line)", "8080"},
+        {"threads", "LOSSD_THREADS", K_INT, OFF(threads), 0, 1, 1024, "N",
+         "worker threads running requests (libuv pool, UV_THREADPOOL_SIZE)", "number of CPUs"},
+        {"par-threads", "LOSSD_PAR_THREADS", K_INT, OFF(par_threads), 0, 0, 256, "N",
+         "helper threads one big request is split across (0: none)", "number of CPUs - 1"},
+        {"http-threads", "LOSSD_HTTP_THREADS", K_INT, OFF(http_threads), 0, 1, 256, "N",
+         "libmicrohttpd threads (parse, route, health; never compute)", "2"},
+        {"data-dir", "LOSSD_DATA_DIR", K_STR, OFF(data_dir), CAP(data_dir), 0, 0, "DIR",
+         "where streams are stored; created if missing", "./data"},
+        {"max-body", "LOSSD_MAX_BODY", K_SIZE, OFF(max_body), 0, 1, (long long)1 << 40, "SIZE",
+         "largest request body (413 past it); suffixes KiB, MiB, GiB", "64MiB"},
+        {"max-inflight", "LOSSD_MAX_INFLIGHT", K_INT, OFF(max_inflight), 0, 1, 1000000, "N",
+         "requests queued or running at once (503 overloaded past it)", "256"},
+        {"max-buffered", "LOSSD_MAX_BUFFERED", K_SIZE, OFF(max_buffered), 0, 1, (long long)1 << 44,
+         "SIZE",
+         "request bodies held in memory at once, over all requests (503 overloaded past "
+         "it); raised to --max-body if lower",
+         "1GiB"},
+        {"max-connections", "LOSSD_MAX_CONNECTIONS", K_INT, OFF(max_connections), 0, 1, 1000000,
+         "N", "open connections", "1024"},
+        {"max-per-ip", "LOSSD_MAX_PER_IP", K_INT, OFF(max_per_ip), 0, 0, 1000000, "N",
+         "open connections per client address (0: no limit)", "512"},
+        {"timeout", "LOSSD_TIMEOUT", K_INT, OFF(timeout), 0, 1, 86400, "SECONDS",
+         "idle connection timeout", "30"},
+        {"drain-timeout", "LOSSD_DRAIN_TIMEOUT", K_INT, OFF(drain_timeout), 0, 0, 86400, "SECONDS",
+         "on SIGTERM, how long open connections may take to finish", "30"},
+        {"request-timeout", "LOSSD_REQUEST_TIMEOUT", K_INT, OFF(request_timeout), 0, 1, 86400,
+         "SECONDS",
+         "longest time from the request line to the end of the body (slow clients are cut off)",
+         "120"},
+        {"tokens-file", "LOSSD_TOKENS_FILE", K_STR, OFF(tokens_file), CAP(tokens_file), 0, 0,
+         "FILE", "bearer tokens, one \"TOKEN PRINCIPAL [rw|ro]\" per line; /v1 then needs one", ""},
+        {"tls-cert", "LOSSD_TLS_CERT", K_STR, OFF(tls_cert), CAP(tls_cert), 0, 0, "FILE",
+         "PEM certificate chain: serve HTTPS (with --tls-key)", ""},
+        {"tls-key", "LOSSD_TLS_KEY", K_STR, OFF(tls_key), CAP(tls_key), 0, 0, "FILE",
+         "PEM private key of --tls-cert", ""},
+        {"max-elements", "LOSSD_MAX_ELEMENTS", K_I64, OFF(max_elements), 0, 1, (long long)1 << 40,
+         "N", "numbers per request (413 too_many_elements)", "67108864"},
+        {"max-depth", "LOSSD_MAX_DEPTH", K_INT, OFF(max_depth), 0, 1, 10000, "N",
+         "JSON nesting depth (400 past it)", "64"},
+        {"max-json-mem", "LOSSD_MAX_JSON_MEM", K_SIZE, OFF(max_json_mem), 0, 1, (long long)1 << 44,
+         "SIZE", "heap one request's JSON tree may use", "1GiB"},
+        {"log-level", "LOSSD_LOG_LEVEL", K_LEVEL, OFF(log_level), 0, 0, 0, "LEVEL",
+         "debug, info (one line per request), warn, error or off", "info"},
+        {"check", NULL, K_STR, OFF(check_url), CAP(check_url), 0, 0, "URL",
+         "probe: GET http://URL, exit 0 on a 2xx reply, 1 otherwise (container HEALTHCHECK)", ""},
+        {"test-hooks", "LOSSD_TEST_HOOKS", K_BOOL, OFF(test_hooks), 0, 0, 0, NULL,
+         "enable POST /v1/_sleep?ms=N for tests; never in production", "off"},
+};
+#define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+static const char *level_names[] = {"debug", "info", "warn", "error", "off"};
+
+const char *srv__log_level_name(int level)
+{
+	if (level < 0 || level > SRV_LOG_OFF)
+		return "?";
+	return level_names[level];
+}
+
+static int ncpus(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n < 1)
+		return 1;
+	if (n > 256)
+		return 256;
+	return (int)n;
+}
+
+static void defaults(srv_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	strcpy(c->bind, "0.0.0.0");
+	c->port = 8080;
+	c->threads = ncpus();
+	c->par_threads = ncpus() - 1;
+	c->http_threads = 2;
+	strcpy(c->data_dir, "./data");
+	c->max_body = (size_t)64 << 20;
+	c->max_inflight = 256;
+	c->max_buffered = (size_t)1 << 30;
+	c->max_connections = 1024;
+	c->max_per_ip = 512;
+	c->timeout = 30;
+	c->drain_timeout = 30;
+	c->request_timeout = 120;
+	c->max_elements = (int64_t)64 << 20;
+	c->max_depth = 64;
+	c->max_json_mem = (size_t)1 << 30;
+	c->log_level = SRV_LOG_INFO;
+	c->test_hooks = false;
+	c->check_url[0] = '\0';
+}
+
+int srv__parse_size(const char *s, size_t max, size_t *out)
+{
+	char *end;
+	unsigned long long v, mul = 1;
+
+	if (!s || *s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -1;
+	if (*end) {
+		if (!strcasecmp(end, "k") || !strcasecmp(end, "kib") || !strcasecmp(end, "kb"))
+			mul = 1ull << 10;
+		else if (!strcasecmp(end, "m") || !strcasecmp(end, "mib") || !strcasecmp(end, "mb"))
+			mul = 1ull << 20;
+		else if (!strcasecmp(end, "g") || !strcasecmp(end, "gib") || !strcasecmp(end, "gb"))
+			mul = 1ull << 30;
+		else if (!strcasecmp(end, "b"))
+			mul = 1;
+		else
+			return -1;
+	}
+	if (v > max / mul)
+		return -1;
+	*out = (size_t)(v * mul);
+	return 0;
+}
+
+static int parse_ll(const char *s, long long *out)
+{
+	char *end;
+	long long v;
+
+	if (!s || !*s)
+		return -1;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno || *end)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return SRV_CONFIG_EUSAGE;
+}
+
+/* Stores value (from `src`, a flag or variable name for messages) into c. */
+static int set(srv_config *c, const struct opt *o, const char *value, const char *src, char *err,
+               size_t errlen)
+{
+	char *base = (char *)c + o->off;
+	long long v;
+	size_t sz;
+
+	switch (o->kind) {
+	case K_INT:
+	case K_I64:
+		if (parse_ll(value, &v) || v < o->min || v > o->max)
+			return fail(err, errlen,
+			            "%s: expected an integer in [%lld, %lld], got \"%s\"", src,
+			            o->min, o->max, value);
+		if (o->kind == K_INT)
+			*(int *)base = (int)v;
+		else
+			*(int64_t *)base = (int64_t)v;
+		return 0;
+	case K_SIZE:
+		if (srv__parse_size(value, (size_t)o->max, &sz) || sz < (size_t)o->min)
+			return fail(
+			        err, errlen,
+			        "%s: expected a size such as 1048576, 512KiB or 64MiB, got \"%s\"",
+			        src, value);
+		*(size_t *)base = sz;
+		return 0;
+	case K_STR:
+		if (strlen(value) >= o->cap)
+			return fail(err, errlen, "%s: value too long", src);
+		if (!*value && strcmp(o->flag, "check") != 0)
+			return fail(err, errlen, "%s: empty value", src);
+		strcpy(base, value);
+		return 0;
+	case K_LEVEL:
+		for (int i = 0; i <= SRV_LOG_OFF; i++) {
+			if (!strcasecmp(value, level_names[i])) {
+				*(int *)base = i;
+				return 0;
+			}
+		}
+		return fail(err, errlen, "%s: expected debug, info, warn, error or off, got \"%s\"",
+		            src, value);
+	case K_BOOL:
+		if (!strcmp(value, "1") || !strcasecmp(value, "true") ||
+		    !strcasecmp(value, "yes") || !strcasecmp(value, "on"))
+			*(bool *)base = true;
+		else if (!strcmp(value, "0") || !strcasecmp(value, "false") ||
+		         !strcasecmp(value, "no") || !strcasecmp(value, "off") || !*value)
+			*(bool *)base = false;
+		else
+			return fail(err, errlen, "%s: expected 1 or 0, got \"%s\"", src, value);
+		return 0;
+	}
+	return fail(err, errlen, "%s: unknown option kind", src);
+}
+
+static const struct opt *find_flag(const char *name, size_t n)
+{
+	for (size_t i = 0; i < NOPTS; i++)
+		if (strlen(opts[i].flag) == n && !strncmp(opts[i].flag, name, n))
+			return &opts[i];
+	return NULL;
+}
+
+int srv_config_parse(srv_config *out, int argc, char *const *argv, char *const *envp, char *err,
+                     size_t errlen)
+{
+	int rc;
+
+	defaults(out);
+	if (err && errlen)
+		err[0] = '\0';
+
+	for (char *const *e = envp; e && *e; e++) {
+		const char *eq = strchr(*e, '=');
+		if (!eq || strncmp(*e, "LOSSD_", 6) != 0)
+			continue;
+		for (size_t i = 0; i < NOPTS; i++) {
+			const struct opt *o = &opts[i];
+			size_t n = (size_t)(eq - *e);
+			if (!o->env || strlen(o->env) != n || strncmp(o->env, *e, n) != 0)
+				continue;
+			/* An empty variable means "not set", as in most daemons. */
+			if (!eq[1] && o->kind != K_BOOL)
+				break;
+			rc = set(out, o, eq + 1, o->env, err, errlen);
+			if (rc)
+				return rc;
+			break;
+		}
+	}
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char *name, *eq, *value;
+		const struct opt *o;
+		char src[64];
+		size_t n;
+
+		if (!strcmp(a, "--help") || !strcmp(a, "-h"))
+			return SRV_CONFIG_HELP;
+		if (!strcmp(a, "--version") || !strcmp(a, "-V"))
+			return SRV_CONFIG_VERSION;
+		if (strncmp(a, "--", 2) != 0 || !a[2])
+			return fail(err, errlen, "unexpected argument \"%s\" (see --help)", a);
+		name = a + 2;
+		eq = strchr(name, '=');
+		n = eq ? (size_t)(eq - name) : strlen(name);
+		o = find_flag(name, n);
+		if (!o)
+			return fail(err, errlen, "unknown option \"--%.*s\" (see --help)", (int)n,
+			            name);
+		snprintf(src, sizeof(src), "--%s", o->flag);
+		if (eq) {
+			value = eq + 1;
+		} else if (o->kind == K_BOOL) {
+			value = "1";
+		} else {
+			if (i + 1 >= argc)
+				return fail(err, errlen, "%s needs a value", src);
+			value = argv[++i];
+		}
+		rc = set(out, o, value, src, err, errlen);
+		if (rc)
+			return rc;
+	}
+	if (out->par_threads < 0)
+		out->par_threads = 0;
+	if (out->max_buffered < out->max_body)
+		out->max_buffered = out->max_body;
+	if (!out->tls_cert[0] != !out->tls_key[0])
+		return fail(err, errlen, "--tls-cert and --tls-key go together");
+	return SRV_CONFIG_RUN;
+}
+
+void srv_config_usage(FILE *f)
+{
+	fprintf(f,
+	        "lossd %s - loss and AUC evaluation service (HTTP/JSON)\n\n"
+	        "Usage: lossd [options]\n"
+	        "       lossd --check http://127.0.0.1:8080/healthz\n\n"
+	        "Options (each also read from its environment variable; flags win):\n",
+	        LOSSD_VERSION);
+	for (size_t i = 0; i < NOPTS; i++) {
+		const struct opt *o = &opts[i];
+		char left[64];
+		snprintf(left, sizeof(left), "--%s%s%s", o->flag, o->arg ? " " : "",
+		         o->arg ? o->arg : "");
+		fprintf(f, "  %-26s %s\n", left, o->help);
+		fprintf(f, "  %-26s %s%sdefault: %s\n", "", o->env ? o->env : "",
+		        o->env ? ", " : "", *o->dflt ? o->dflt : "none");
+	}
+	fprintf(f, "  %-26s %s\n  %-26s %s\n", "--help", "this text", "--version",
+	        "print the version and exit");
+	fprintf(f, "\nExit status: 0 after a clean SIGTERM/SIGINT drain, 1 on a startup\n"
+	           "failure, 2 on a usage error.\n");
+}

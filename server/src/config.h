@@ -1,0 +1,73 @@
+/*
+ * config.h - lossd's configuration: defaults, LOSSD_* environment variables
+ * and command-line flags, in that order of precedence.
+ */
+#ifndef LOSSD_SERVER_CONFIG_H
+#define LOSSD_SERVER_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum srv_log_level {
+	SRV_LOG_DEBUG = 0,
+	SRV_LOG_INFO,
+	SRV_LOG_WARN,
+	SRV_LOG_ERROR,
+	SRV_LOG_OFF,
+};
+
+typedef struct srv_config {
+	char bind[256];   /* numeric IPv4 or IPv6 address */
+	int port;         /* 0: any free port, reported in the "listening" log line */
+	int threads;      /* libuv worker pool (UV_THREADPOOL_SIZE) */
+	int par_threads;  /* helper threads of the engine's parallel-for */
+	int http_threads; /* libmicrohttpd thread pool */
+	char data_dir[1024];
+	size_t max_body;     /* bytes */
+	int max_inflight;    /* requests handed to workers and not yet answered */
+	size_t max_buffered; /* request bodies held in memory, all requests; >= max_body */
+	int max_connections;
+	int max_per_ip;
+	int timeout;            /* idle connection timeout, seconds */
+	int drain_timeout;      /* seconds SIGTERM waits for open requests */
+	int request_timeout;    /* seconds from request line to end of body */
+	char tokens_file[1024]; /* bearer tokens, or "" for no authentication */
+	char tls_cert[1024];    /* PEM certificate (chain), or "" for plain HTTP */
+	char tls_key[1024];     /* PEM private key, with tls_cert */
+	int64_t max_elements;   /* numbers per request */
+	int max_depth;          /* JSON nesting */
+	size_t max_json_mem;    /* jansson heap per request */
+	int log_level;          /* enum srv_log_level */
+	bool test_hooks;        /* LOSSD_TEST_HOOKS=1: POST /v1/_sleep exists */
+	char check_url[1024];   /* --check URL, or "" */
+} srv_config;
+
+/* What srv_config_parse found. */
+#define SRV_CONFIG_RUN     0  /* run the daemon (or the --check probe) */
+#define SRV_CONFIG_HELP    1  /* --help: print srv_config_usage, exit 0 */
+#define SRV_CONFIG_VERSION 2  /* --version: print the version, exit 0 */
+#define SRV_CONFIG_EUSAGE  -1 /* bad flag or value: err says which, exit 2 */
+
+/*
+ * Fills *out from the defaults, then envp (a NULL-terminated array of
+ * "NAME=value" strings, borrowed; NULL for none), then argv[1..argc).
+ * Flags are `--name value` or `--name=value`. Returns one of SRV_CONFIG_*;
+ * on SRV_CONFIG_EUSAGE, err (errlen bytes) holds a one-line message.
+ * Any thread; keeps no state.
+ */
+int srv_config_parse(srv_config *out, int argc, char *const *argv, char *const *envp, char *err,
+                     size_t errlen);
+
+/* Writes the --help text (every flag, its variable and default) to f. */
+void srv_config_usage(FILE *f);
+
+/* Parses a byte size: digits with an optional k/K/KiB, M/MiB, G/GiB
+ * suffix (binary multiples). Returns 0, or -1 when malformed or > max. */
+int srv__parse_size(const char *s, size_t max, size_t *out);
+
+/* The name of a log level ("info"), or "?" */
+const char *srv__log_level_name(int level);
+
+#endif

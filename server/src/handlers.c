@@ -1,0 +1,73 @@
+/*
+ * handlers.c - the worker routes' dispatcher.
+ *
+ * Runs on a libuv worker thread: maps a route to the api layer (loss, auc),
+ * the stream store (streams.c) or a test hook. Everything a handler needs
+ * is in the srv_request; nothing here touches libmicrohttpd.
+ *
+ * The test hook POST /v1/_sleep?ms=N (routed only with LOSSD_TEST_HOOKS=1 /
+ * --test-hooks) holds a worker for N ms (at most 60000) so the end-to-end
+ * tests can saturate the workers and drain with a request in flight.
+ */
+#include "server.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "streams.h"
+
+static long query_long(const char *query, const char *name, long dflt)
+{
+	size_t n = strlen(name);
+	const char *p = query;
+
+	while (p && *p) {
+		if (!strncmp(p, name, n) && p[n] == '=') {
+			char *end;
+			long v = strtol(p + n + 1, &end, 10);
+			if (end != p + n + 1 && (*end == '\0' || *end == '&'))
+				return v;
+			return dflt;
+		}
+		p = strchr(p, '&');
+		if (p)
+			p++;
+	}
+	return dflt;
+}
+
+static void test_sleep(api_reply *out, const srv_request *req)
+{
+	long ms = query_long(req->query, "ms", 100);
+	struct timespec ts;
+
+	if (ms < 0 || ms > 60000) {
+		api_reply_error(out, 422, "bad_option", "ms must be in [0, 60000]");
+		return;
+	}
+	ts.tv_sec = ms / 1000;
+	ts.tv_nsec = (ms % 1000) * 1000000L;
+	while (nanosleep(&ts, &ts) != 0)
+		;
+	api_reply_json(out, 200, json_pack("{s:i}", "slept_ms", (int)ms));
+}
+
+void srv__dispatch(api_reply *out, enum srv_route route, const srv_request *req)
+{
+	switch (route) {
+	case SRV_ROUTE_LOSS: api_loss(out, req->api, req->body, req->len); return;
+	case SRV_ROUTE_AUC: api_auc(out, req->api, req->body, req->len); return;
+	case SRV_ROUTE_STREAMS_CREATE: srv_streams_create(out, req); return;
+	case SRV_ROUTE_STREAMS_LIST: srv_streams_list(out, req); return;
+	case SRV_ROUTE_STREAMS_GET: srv_streams_get(out, req); return;
+	case SRV_ROUTE_STREAMS_DELETE: srv_streams_delete(out, req); return;
+	case SRV_ROUTE_STREAMS_UPDATE: srv_streams_update(out, req); return;
+	case SRV_ROUTE_STREAMS_RESET: srv_streams_reset(out, req); return;
+	case SRV_ROUTE_STREAMS_STATE: srv_streams_state(out, req); return;
+	case SRV_ROUTE_STREAMS_MERGE: srv_streams_merge(out, req); return;
+	case SRV_ROUTE_TEST_SLEEP: test_sleep(out, req); return;
+	default: break;
+	}
+	api_reply_error(out, 500, "internal_error", "route %d has no worker handler", (int)route);
+}

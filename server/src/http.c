@@ -1,0 +1,716 @@
+/*
+ * http.c - libmicrohttpd's side of lossd: read, route, bound, hand off,
+ * answer.
+ *
+ * libmicrohttpd runs its own thread pool with epoll. Those threads only
+ * parse, route, enforce limits and answer the direct routes (health,
+ * metrics, version, openapi), so /healthz answers while every worker is
+ * busy. A worker route's body is gathered into one buffer; then the
+ * connection is suspended and the request handed to the libuv loop
+ * (loop.c), which runs the handler on a worker thread and, on the loop
+ * thread, resumes the connection. libmicrohttpd then calls the access
+ * handler again on the connection's own thread, which queues the reply.
+ *
+ * One request is one `struct req`, created by the URI-log callback (the
+ * only place libmicrohttpd 0.9.75 shows the raw request target, query
+ * included, before unescaping) and freed by the completion callback, which
+ * also writes the log line and the metrics. Stages:
+ *   NEW    headers just arrived: deadline, framing, route, bearer token
+ *          (--tokens-file: /v1 needs one, writes a read-write one),
+ *          Content-Type, size, body budget, admission; direct routes
+ *          answered here (or at the end of the empty body, so keep-alive
+ *          connections survive)
+ *   BODY   body chunks appended (bounded by --max-body, also for chunked:
+ *          0.9.75 cannot queue a reply mid-body, so an oversize chunked
+ *          body is dropped as it arrives and answered 413 at its end, or
+ *          the connection is closed once it exceeds twice the limit)
+ *   QUEUED suspended, owned by the loop/worker until done() resumes it
+ *   SENT   a reply was queued
+ *
+ * libmicrohttpd 0.9.75 pitfalls handled here: its default connection
+ * timeout is "never" (we set one); its URL unescaping turns %2F into '/'
+ * and %00 into an early end (we install an identity unescaper and route
+ * the raw bytes); it accepts two different Content-Length headers (it
+ * reads the first), Content-Length together with chunked, and unknown
+ * Transfer-Encodings (as "read until close"): all three are refused on the
+ * first call, before any body byte is read.
+ *
+ * Lock order: no lock is held here; the hand-off lock lives in loop.c and
+ * the log lock in log.c, both leaves.
+ * Invariants: a connection is suspended only while its request is admitted
+ * (counted in s->inflight); done() resumes it, so inflight == 0 means no
+ * connection is suspended. To stop, srv_main swaps inflight from 0 to
+ * SRV_INFLIGHT_CLOSED (negative) in one compare-and-swap; admission sees a
+ * negative count and answers 503, so nothing can be suspended after the
+ * swap and MHD_stop_daemon is safe. A reply queued before the body was
+ * read carries "Connection: close". Every request holds at most
+ * --max-body bytes, and all of them together at most --max-buffered.
+ * TLS, when configured, is libmicrohttpd's (GnuTLS); nothing here sees it.
+ */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "headers.h"
+#include "log.h"
+#include "metrics.h"
+
+enum stage { ST_NEW, ST_BODY, ST_QUEUED, ST_SENT };
+
+struct req {
+	srv_job job; /* first: the loop's view */
+	srv_server *srv;
+	struct MHD_Connection *conn;
+	enum stage stage;
+	char *target;      /* new: raw request target, split at '?' */
+	const char *query; /* into target, or NULL */
+	char method[16];
+	srv_match match;
+	enum srv_route route; /* SRV_ROUTE_NONE until matched */
+	char request_id[132];
+	char idem_key[256];
+	bool has_idem;
+	bool body_expected; /* Content-Length > 0 or chunked */
+	bool keep_body;     /* the route takes a body */
+	bool too_large;
+	bool over_budget;      /* --max-buffered reached while reading */
+	size_t reserved;       /* bytes of s->buffered this request holds */
+	const char *principal; /* the token's owner (borrowed from s->auth), or NULL */
+	const char *www_auth;  /* WWW-Authenticate of a 401, static, or NULL */
+	bool admitted;
+	bool pending;      /* reply decided on the headers, sent at body end */
+	const char *allow; /* Allow header of a pending 405, static or in match */
+	char *body;        /* new; NUL-terminated */
+	size_t len, cap;
+	uint64_t bytes_in;
+	api_reply reply; /* filled by the worker */
+	int status;
+	uint64_t bytes_out;
+	const char *error; /* problem code for the log, or NULL */
+	struct timespec t0;
+	char client[64];
+};
+
+static double since(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* ---- request ids -------------------------------------------------------------- */
+
+/* splitmix64: ids are unique per process (a counter) and unpredictable
+ * across processes (a random seed); they are not secrets. */
+static uint64_t mix(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ull;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+static void new_request_id(srv_server *s, char *out, size_t cap)
+{
+	uint64_t n = atomic_fetch_add(&s->next_id, 1);
+	snprintf(out, cap, "%016llx%016llx", (unsigned long long)mix(s->id_seed ^ n),
+	         (unsigned long long)mix(n + (s->id_seed << 1)));
+}
+
+/* ---- replies ---------------------------------------------------------------------- */
+
+/* Queues r->reply's status/body (stolen) plus our headers. */
+static enum MHD_Result send_reply(struct req *r, api_reply *rep, const char *allow)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+	bool close = false;
+	char ra[16];
+
+	if (rep->body) {
+		resp = MHD_create_response_from_buffer(rep->len, rep->body, MHD_RESPMEM_MUST_FREE);
+	} else {
+		resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+		rep->len = 0;
+	}
+	if (!resp) {
+		api_reply_free(rep);
+		return MHD_NO;
+	}
+	rep->body = NULL; /* now owned by resp */
+	if (rep->content_type)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, rep->content_type);
+	MHD_add_response_header(resp, "X-Request-Id", r->request_id);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	if (rep->retry_after > 0) {
+		snprintf(ra, sizeof(ra), "%d", rep->retry_after);
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+	}
+	if (allow)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+	if (r->www_auth)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, r->www_auth);
+	/* The unread body is still on the socket: this connection cannot be
+	 * reused. During a drain, move clients to another replica. */
+	if ((r->stage == ST_NEW && r->body_expected) || atomic_load(&r->srv->draining))
+		close = true;
+	if (close)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+	r->status = rep->status;
+	r->bytes_out = rep->len;
+	r->stage = ST_SENT;
+	ret = MHD_queue_response(r->conn, (unsigned int)rep->status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+/*
+ * A reply decided before the body was read. With a body on its way it goes
+ * out now (413 before the body is read) and the connection closes; without
+ * one it waits for libmicrohttpd's end-of-request call, because a reply
+ * queued on the headers call makes 0.9.75 close the connection, and health
+ * checks and errors should keep a keep-alive connection usable. Steals
+ * rep's body.
+ */
+static enum MHD_Result early_reply(struct req *r, api_reply *rep, const char *allow)
+{
+	if (r->stage != ST_NEW || r->body_expected)
+		return send_reply(r, rep, allow);
+	r->reply = *rep;
+	memset(rep, 0, sizeof(*rep));
+	r->allow = allow;
+	r->pending = true;
+	r->stage = ST_BODY;
+	return MHD_YES;
+}
+
+static enum MHD_Result send_problem(struct req *r, int status, const char *code, const char *allow,
+                                    int retry_after, const char *fmt, ...)
+        __attribute__((format(printf, 6, 7)));
+
+static enum MHD_Result send_problem(struct req *r, int status, const char *code, const char *allow,
+                                    int retry_after, const char *fmt, ...)
+{
+	api_reply rep = {0};
+	char detail[320];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	api_reply_error(&rep, status, code, "%s", detail);
+	rep.retry_after = retry_after;
+	r->error = code;
+	return early_reply(r, &rep, allow);
+}
+
+/* ---- header checks -------------------------------------------------------------- */
+
+static enum MHD_Result framing_cb(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value)
+{
+	(void)kind;
+	srv__framing_add(cls, key, value);
+	return MHD_YES;
+}
+
+/* ---- the body-memory budget ------------------------------------------------------ */
+
+/* Reserves n more bytes of --max-buffered for r. Any MHD thread. */
+static bool reserve(struct req *r, size_t n)
+{
+	srv_server *s = r->srv;
+	uint64_t prev = atomic_fetch_add(&s->buffered, n);
+
+	if (prev + n > s->cfg.max_buffered) {
+		atomic_fetch_sub(&s->buffered, n);
+		return false;
+	}
+	r->reserved += n;
+	return true;
+}
+
+static void drop_body(struct req *r)
+{
+	free(r->body);
+	r->body = NULL;
+	r->len = r->cap = 0;
+	atomic_fetch_sub(&r->srv->buffered, r->reserved);
+	r->reserved = 0;
+}
+
+/* ---- the stages ------------------------------------------------------------------ */
+
+static enum MHD_Result on_headers(struct req *r, const char *url)
+{
+	srv_server *s = r->srv;
+	srv_framing f = {0};
+	const char *v, *code, *detail;
+	int m, status;
+
+	(void)url;
+	v = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Request-Id");
+	if (v && srv__valid_request_id(v))
+		snprintf(r->request_id, sizeof(r->request_id), "%s", v);
+	else
+		new_request_id(s, r->request_id, sizeof(r->request_id));
+	if (since(&r->t0) > s->cfg.request_timeout) {
+		r->body_expected = true; /* whatever follows is not read: close */
+		return send_problem(r, 408, "request_timeout", NULL, 0,
+		                    "the headers took over %d s", s->cfg.request_timeout);
+	}
+
+	MHD_get_connection_values(r->conn, MHD_HEADER_KIND, framing_cb, &f);
+	r->body_expected = srv__framing_has_body(&f);
+	status = srv__framing_check(&f, &code, &detail);
+	if (status)
+		return send_problem(r, status, code, NULL, 0, "%s", detail);
+
+	m = srv_route_match(&r->match, r->method, r->target, s->cfg.test_hooks);
+	switch (m) {
+	case SRV_MATCH_NOT_FOUND:
+		return send_problem(r, 404, "not_found", NULL, 0, "no route for this path");
+	case SRV_MATCH_BAD_METHOD:
+		return send_problem(r, 405, "method_not_allowed", r->match.allow, 0,
+		                    "%s is not allowed here; allowed: %s", r->method,
+		                    r->match.allow);
+	case SRV_MATCH_BAD_ID:
+		return send_problem(r, 400, "invalid_stream_id", NULL, 0,
+		                    "a stream id must match [A-Za-z0-9_-]{1,128}");
+	default: break;
+	}
+	r->route = r->match.info->route;
+
+	/* Everything under /v1 needs a token once tokens are configured;
+	 * health, metrics and the spec stay open for probes and scrapers. */
+	if (s->auth && !strncmp(r->match.info->pattern, "/v1/", 4)) {
+		bool ro = false;
+		int a = srv_auth_check(s->auth,
+		                       MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+		                                                   MHD_HTTP_HEADER_AUTHORIZATION),
+		                       &r->principal, &ro);
+		if (a == SRV_AUTH_MISSING) {
+			r->www_auth = "Bearer realm=\"lossd\"";
+			return send_problem(r, 401, "unauthorized", NULL, 0,
+			                    "this route needs Authorization: Bearer <token>");
+		}
+		if (a != SRV_AUTH_OK) {
+			r->www_auth = "Bearer realm=\"lossd\", error=\"invalid_token\"";
+			return send_problem(r, 401, "unauthorized", NULL, 0,
+			                    "the bearer token is not valid");
+		}
+		if (ro && r->match.info->write)
+			return send_problem(r, 403, "forbidden", NULL, 0,
+			                    "this token is read-only");
+	}
+
+	if (r->match.info->kind == SRV_DIRECT) {
+		api_reply rep = {0};
+		srv__ops(&rep, s, r->route);
+		if (rep.status >= 400)
+			r->error = rep.status == 503 ? "draining" : "error";
+		return early_reply(r, &rep, NULL);
+	}
+
+	r->keep_body = r->match.info->has_body;
+	if (r->keep_body && r->body_expected &&
+	    !srv__is_json_type(MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+	                                                   MHD_HTTP_HEADER_CONTENT_TYPE)))
+		return send_problem(r, 415, "unsupported_media_type", NULL, 0,
+		                    "the body must be Content-Type: application/json");
+	if (f.ncl && f.cl > s->cfg.max_body)
+		return send_problem(r, 413, "body_too_large", NULL, 0,
+		                    "the body is %llu bytes; the limit is %zu", f.cl,
+		                    s->cfg.max_body);
+	if (atomic_load(&s->inflight) >= s->cfg.max_inflight) {
+		srv_metrics_overloaded();
+		return send_problem(r, 503, "overloaded", NULL, 1,
+		                    "too many requests in flight; retry later");
+	}
+	if (r->keep_body && f.ncl && f.cl > 0) {
+		if (!reserve(r, (size_t)f.cl)) {
+			srv_metrics_overloaded();
+			return send_problem(r, 503, "overloaded", NULL, 1,
+			                    "request bodies in memory are at --max-buffered; "
+			                    "retry later");
+		}
+		r->body = malloc((size_t)f.cl + 1);
+		if (!r->body)
+			return send_problem(r, 503, "out_of_memory", NULL, 1,
+			                    "no memory for a %llu-byte body", f.cl);
+		r->cap = (size_t)f.cl + 1;
+	}
+	v = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Idempotency-Key");
+	if (v) {
+		/* Refused rather than ignored: a dropped key would let a retry
+		 * apply an update twice. */
+		if (!*v || strlen(v) >= sizeof(r->idem_key))
+			return send_problem(r, 400, "bad_idempotency_key", NULL, 0,
+			                    "Idempotency-Key must be 1 to %zu bytes",
+			                    sizeof(r->idem_key) - 1);
+		strcpy(r->idem_key, v);
+		r->has_idem = true;
+	}
+	r->stage = ST_BODY;
+	return MHD_YES;
+}
+
+/* Appends a chunk; on overflow marks too_large (or over_budget) and drops
+ * the buffer: the rest of the body is counted and discarded. */
+static void on_chunk(struct req *r, const char *data, size_t n)
+{
+	size_t max = r->srv->cfg.max_body;
+
+	r->bytes_in += n;
+	if (r->too_large || r->over_budget)
+		return;
+	if (r->len + n > max || r->len + n < r->len) {
+		r->too_large = true;
+		drop_body(r);
+		return;
+	}
+	if (!r->keep_body)
+		return;
+	if (r->len + n + 1 > r->cap) {
+		size_t ncap = r->cap ? r->cap : 4096;
+		char *nb;
+		while (ncap < r->len + n + 1)
+			ncap *= 2;
+		if (ncap > max + 1)
+			ncap = max + 1;
+		/* Capacities count the NUL; the budget counts body bytes. */
+		if (!reserve(r, (ncap - 1) - (r->cap ? r->cap - 1 : 0))) {
+			r->over_budget = true;
+			drop_body(r);
+			return;
+		}
+		nb = realloc(r->body, ncap);
+		if (!nb) {
+			/* Answered like the budget: 503, retry later. */
+			r->over_budget = true;
+			drop_body(r);
+			return;
+		}
+		r->body = nb;
+		r->cap = ncap;
+	}
+	memcpy(r->body + r->len, data, n);
+	r->len += n;
+}
+
+static void job_run(srv_job *job)
+{
+	struct req *r = (struct req *)job;
+	srv_request q = {
+	        .method = r->match.info->method, /* HEAD arrives as GET */
+	        .route = r->match.info->pattern,
+	        .id = r->match.id[0] ? r->match.id : NULL,
+	        .query = r->query,
+	        .body = r->body ? r->body : "",
+	        .len = r->len,
+	        .idempotency_key = r->has_idem ? r->idem_key : NULL,
+	        .principal = r->principal,
+	        .api = &r->srv->api,
+	};
+	srv_metrics_queued_add(-1);
+	memset(&r->reply, 0, sizeof(r->reply));
+	srv__dispatch(&r->reply, r->route, &q);
+	if (!r->reply.status)
+		api_reply_error(&r->reply, 500, "internal_error", "the handler gave no reply");
+}
+
+static void job_done(srv_job *job, int cancelled)
+{
+	struct req *r = (struct req *)job;
+	srv_server *s = r->srv;
+
+	if (cancelled) {
+		srv_metrics_queued_add(-1);
+		api_reply_free(&r->reply);
+		api_reply_error(&r->reply, 503, "overloaded", "the server is stopping");
+		r->reply.retry_after = 1;
+	}
+	MHD_resume_connection(r->conn);
+	/* Count it out only after the resume: inflight == 0 then means no
+	 * connection is left suspended. */
+	atomic_fetch_sub(&s->inflight, 1);
+	srv_metrics_inflight_add(-1);
+}
+
+static enum MHD_Result on_body_end(struct req *r)
+{
+	srv_server *s = r->srv;
+	int prev;
+
+	if (r->pending)
+		return send_reply(r, &r->reply, r->allow);
+	if (r->too_large)
+		return send_problem(r, 413, "body_too_large", NULL, 0,
+		                    "the body is over the limit of %zu bytes", s->cfg.max_body);
+	if (r->over_budget) {
+		srv_metrics_overloaded();
+		return send_problem(r, 503, "overloaded", NULL, 1,
+		                    "request bodies in memory are at --max-buffered; retry later");
+	}
+	prev = atomic_fetch_add(&s->inflight, 1);
+	if (prev < 0 || prev >= s->cfg.max_inflight) {
+		/* < 0: srv_main closed admission to stop the daemon. */
+		atomic_fetch_sub(&s->inflight, 1);
+		srv_metrics_overloaded();
+		return send_problem(r, 503, "overloaded", NULL, 1,
+		                    prev < 0 ? "the server is stopping"
+		                             : "too many requests in flight; retry later");
+	}
+	if (r->body)
+		r->body[r->len] = '\0';
+	r->admitted = true;
+	r->stage = ST_QUEUED;
+	srv_metrics_inflight_add(1);
+	srv_metrics_queued_add(1);
+	r->job.run = job_run;
+	r->job.done = job_done;
+	MHD_suspend_connection(r->conn);
+	srv_loop_submit(s->loop, &r->job);
+	return MHD_YES;
+}
+
+static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls)
+{
+	struct req *r = *con_cls;
+
+	(void)cls;
+	(void)version;
+	if (!r)
+		return MHD_NO; /* the URI callback failed to allocate */
+	switch (r->stage) {
+	case ST_NEW:
+		r->conn = conn;
+		snprintf(r->method, sizeof(r->method), "%s", method);
+		return on_headers(r, url);
+	case ST_BODY:
+		if (*upload_data_size) {
+			if (r->pending)
+				r->bytes_in += *upload_data_size;
+			else
+				on_chunk(r, upload_data, *upload_data_size);
+			*upload_data_size = 0;
+			/* 0.9.75 refuses a reply queued mid-body, so an oversize
+			 * body is read and dropped, and the 413 goes out at its
+			 * end; a body that goes on past twice the limit is cut
+			 * off by closing the connection. */
+			/* Slow uploads (a slowloris trickling its body) are cut
+			 * off: 0.9.75's timeout only counts idle time. */
+			if (since(&r->t0) > r->srv->cfg.request_timeout) {
+				r->error = "request_timeout";
+				return MHD_NO;
+			}
+			if ((r->too_large || r->over_budget) &&
+			    r->bytes_in / 2 > r->srv->cfg.max_body + 65536) {
+				r->error = r->too_large ? "body_too_large" : "overloaded";
+				return MHD_NO;
+			}
+			return MHD_YES;
+		}
+		return on_body_end(r);
+	case ST_QUEUED: return send_reply(r, &r->reply, NULL);
+	case ST_SENT:
+		/* Body bytes after an early reply: drop them. */
+		if (*upload_data_size) {
+			r->bytes_in += *upload_data_size;
+			*upload_data_size = 0;
+		}
+		return MHD_YES;
+	}
+	return MHD_NO;
+}
+
+/* ---- request lifetime ------------------------------------------------------------- */
+
+static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	srv_server *s = cls;
+	struct req *r = calloc(1, sizeof(*r));
+	const union MHD_ConnectionInfo *ci;
+	char *q;
+
+	if (!r)
+		return NULL;
+	r->target = strdup(uri ? uri : "");
+	if (!r->target) {
+		free(r);
+		return NULL;
+	}
+	q = strchr(r->target, '?');
+	if (q) {
+		*q = '\0';
+		r->query = q + 1;
+	}
+	r->srv = s;
+	r->conn = conn;
+	r->route = SRV_ROUTE_NONE;
+	clock_gettime(CLOCK_MONOTONIC, &r->t0);
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (ci && ci->client_addr) {
+		const struct sockaddr *sa = ci->client_addr;
+		if (sa->sa_family == AF_INET)
+			inet_ntop(AF_INET,
+			          &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
+			          r->client, sizeof(r->client));
+		else if (sa->sa_family == AF_INET6)
+			inet_ntop(AF_INET6,
+			          &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
+			          r->client, sizeof(r->client));
+	}
+	atomic_fetch_add(&s->active, 1);
+	return r;
+}
+
+static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+	srv_server *s = cls;
+	struct req *r = *con_cls;
+	double dt;
+
+	(void)conn;
+	if (!r)
+		return;
+	*con_cls = NULL;
+	dt = since(&r->t0);
+	srv_metrics_request(r->route, r->status, dt, r->bytes_in, r->bytes_out);
+	srv_log_request(&(srv_log_request_fields){
+	        .method = r->method[0] ? r->method : NULL,
+	        .path = r->target,
+	        .route = r->route == SRV_ROUTE_NONE ? NULL : srv_route_name(r->route),
+	        .status = r->status,
+	        .bytes_in = r->bytes_in,
+	        .bytes_out = r->bytes_out,
+	        .duration_s = dt,
+	        .request_id = r->request_id[0] ? r->request_id : NULL,
+	        .client = r->client[0] ? r->client : NULL,
+	        .error = r->error
+	                         ? r->error
+	                         : (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK ? "connection_closed"
+	                                                                       : NULL),
+	});
+	api_reply_free(&r->reply);
+	drop_body(r);
+	free(r->target);
+	free(r);
+	atomic_fetch_sub(&s->active, 1);
+}
+
+/* Keeps the target exactly as sent: no %-decoding anywhere. */
+static size_t unescape_cb(void *cls, struct MHD_Connection *c, char *str)
+{
+	(void)cls;
+	(void)c;
+	return strlen(str);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[512];
+	size_t n;
+
+	(void)cls;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	n = strlen(msg);
+	while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+		msg[--n] = '\0';
+	srv_log(SRV_LOG_DEBUG, "\"component\":\"microhttpd\"", "%s", msg);
+}
+
+/* ---- daemon ------------------------------------------------------------------------ */
+
+int srv__http_start(srv_server *s)
+{
+	struct addrinfo hints = {0}, *ai = NULL;
+	unsigned int flags;
+	const union MHD_DaemonInfo *di;
+	struct MHD_OptionItem tls[3] = {{MHD_OPTION_END, 0, NULL}};
+	int rc;
+
+	hints.ai_flags = AI_NUMERICHOST | AI_PASSIVE;
+	hints.ai_socktype = SOCK_STREAM;
+	rc = getaddrinfo(s->cfg.bind, NULL, &hints, &ai);
+	if (rc != 0 || !ai) {
+		srv_log(SRV_LOG_ERROR, NULL, "--bind %s: %s", s->cfg.bind, gai_strerror(rc));
+		return -1;
+	}
+	if (ai->ai_family == AF_INET)
+		((struct sockaddr_in *)(void *)ai->ai_addr)->sin_port =
+		        htons((uint16_t)s->cfg.port);
+	else
+		((struct sockaddr_in6 *)(void *)ai->ai_addr)->sin6_port =
+		        htons((uint16_t)s->cfg.port);
+
+	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	if (ai->ai_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	if (s->tls_cert_pem) {
+		flags |= MHD_USE_TLS;
+		tls[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, s->tls_key_pem};
+		tls[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, s->tls_cert_pem};
+		tls[2] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+	}
+	for (int attempt = 0; attempt < 2 && !s->mhd; attempt++) {
+		unsigned int poll = attempt == 0 ? MHD_USE_EPOLL : MHD_USE_AUTO;
+		/* clang-format off */
+		s->mhd = MHD_start_daemon(
+			flags | poll, (uint16_t)s->cfg.port, NULL, NULL, access_cb, s,
+			MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
+			MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+			MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)s->cfg.http_threads,
+			MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)s->cfg.timeout,
+			MHD_OPTION_CONNECTION_LIMIT, (unsigned int)s->cfg.max_connections,
+			MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)s->cfg.max_per_ip,
+			MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
+			MHD_OPTION_URI_LOG_CALLBACK, uri_cb, s,
+			MHD_OPTION_NOTIFY_COMPLETED, completed_cb, s,
+			MHD_OPTION_UNESCAPE_CALLBACK, unescape_cb, s,
+			MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+			MHD_OPTION_ARRAY, tls,
+			MHD_OPTION_END);
+		/* clang-format on */
+	}
+	freeaddrinfo(ai);
+	if (!s->mhd) {
+		srv_log(SRV_LOG_ERROR, NULL, "cannot listen on %s port %d: %s", s->cfg.bind,
+		        s->cfg.port, strerror(errno));
+		return -1;
+	}
+	di = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
+	s->port = di ? di->port : s->cfg.port;
+	return 0;
+}
+
+void srv__http_quiesce(srv_server *s)
+{
+	if (s->mhd && s->listen_fd < 0)
+		s->listen_fd = MHD_quiesce_daemon(s->mhd);
+}
+
+void srv__http_stop(srv_server *s)
+{
+	if (s->mhd) {
+		MHD_stop_daemon(s->mhd);
+		s->mhd = NULL;
+	}
+	if (s->listen_fd >= 0) {
+		close(s->listen_fd);
+		s->listen_fd = -1;
+	}
+}

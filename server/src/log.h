@@ -1,0 +1,45 @@
+/*
+ * log.h - JSON lines on stdout: one per request, plus daemon events.
+ */
+#ifndef LOSSD_SERVER_LOG_H
+#define LOSSD_SERVER_LOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+/* Sets the lowest level written. Call before starting threads. */
+void srv_log_set_level(int level);
+
+/* True if lines at `level` are written. Any thread. */
+int srv_log_enabled(int level);
+
+/* Writes {"ts","level","msg"} plus `extra` (a JSON object's members
+ * without braces, e.g. "\"port\":8080", or NULL) as one line. Any thread. */
+void srv_log(int level, const char *extra, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+typedef struct srv_log_request_fields {
+	const char *method;
+	const char *path;  /* raw, may hold any bytes; escaped */
+	const char *route; /* matched pattern or NULL */
+	int status;        /* 0: no reply was sent */
+	uint64_t bytes_in;
+	uint64_t bytes_out;
+	double duration_s;
+	const char *request_id;
+	const char *client; /* address, or NULL */
+	const char *error;  /* problem code, or NULL */
+} srv_log_request_fields;
+
+/* The per-request line, at SRV_LOG_INFO. Never given Authorization. Any thread. */
+void srv_log_request(const srv_log_request_fields *f);
+
+/* Appends s as a JSON string (with quotes) to buf[*pos..cap), escaping
+ * control characters, quotes, backslashes and bytes >= 0x80 (as \u00XX, so
+ * the line stays valid UTF-8 whatever the client sent). Truncates, never
+ * overflows; buf stays NUL-terminated. */
+void srv__json_str(char *buf, size_t cap, size_t *pos, const char *s);
+
+#endif

@@ -1,0 +1,38 @@
+/*
+ * loop.h - the libuv loop thread and its worker pool.
+ */
+#ifndef LOSSD_SERVER_LOOP_H
+#define LOSSD_SERVER_LOOP_H
+
+#include <uv.h>
+
+typedef struct srv_job srv_job;
+
+/* A unit of work: run() on a worker thread, then done() on the loop
+ * thread (cancelled != 0 if the loop is stopping and run() never ran). */
+struct srv_job {
+	uv_work_t work; /* private to loop.c */
+	srv_job *next;  /* private to loop.c */
+	void (*run)(srv_job *job);
+	void (*done)(srv_job *job, int cancelled);
+};
+
+typedef struct srv_loop srv_loop;
+
+/*
+ * Sets UV_THREADPOOL_SIZE to nworkers (libuv reads it once, at the first
+ * uv_queue_work in the process, so this must come first) and starts the
+ * loop thread. Returns a new loop (stop with srv_loop_stop) or NULL.
+ * Main thread.
+ */
+srv_loop *srv_loop_start(int nworkers);
+
+/* Hands job to the loop. The loop thread queues it on the worker pool.
+ * The job must stay valid until its done() runs. Any thread. */
+void srv_loop_submit(srv_loop *l, srv_job *job);
+
+/* Stops the loop once every submitted job's done() has run, joins the
+ * loop thread and frees l. Accepts NULL. Main thread. */
+void srv_loop_stop(srv_loop *l);
+
+#endif

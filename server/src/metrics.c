@@ -1,0 +1,257 @@
+/*
+ * metrics.c - counters, gauges and latency histograms for /metrics.
+ *
+ * Every number is a relaxed atomic in a fixed array indexed by route and
+ * status, so counting a request costs a few uncontended atomic adds and
+ * takes no lock; rendering reads the same atomics. Statuses the service
+ * can send are listed in `statuses`; any other lands in the last slot,
+ * labelled "other". Durations are summed in microseconds (integers keep
+ * the sum exact and atomic).
+ *
+ * Exposed names (all prefixed lossd_): http_requests_total{route,status},
+ * http_request_duration_seconds{route} (histogram), http_in_flight_requests,
+ * http_queue_depth, http_request_bytes_total, http_response_bytes_total,
+ * http_overloaded_total, draining, build_info{version,...}.
+ *
+ * It keeps process-wide state (one daemon per process).
+ */
+#include "metrics.h"
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#ifndef LOSSD_VERSION
+#define LOSSD_VERSION "0.0.0"
+#endif
+
+static const int statuses[] = {200, 201, 204, 400, 401, 403, 404, 405, 409,
+                               413, 415, 422, 429, 500, 501, 503, 507, 0};
+#define NSTATUS (sizeof(statuses) / sizeof(statuses[0]))
+
+static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                 0.25,   0.5,   1,      2.5,   5,    10,    30};
+#define NBUCKET (sizeof(buckets) / sizeof(buckets[0]))
+
+static atomic_uint_fast64_t requests[SRV_ROUTE_COUNT][NSTATUS];
+static atomic_uint_fast64_t hist[SRV_ROUTE_COUNT][NBUCKET + 1]; /* last: +Inf */
+static atomic_uint_fast64_t hist_sum_us[SRV_ROUTE_COUNT];
+static atomic_uint_fast64_t bytes_in_total, bytes_out_total, overloaded_total;
+static atomic_int_fast64_t inflight, queued;
+static atomic_int draining;
+
+static size_t status_slot(int status)
+{
+	for (size_t i = 0; i + 1 < NSTATUS; i++)
+		if (statuses[i] == status)
+			return i;
+	return NSTATUS - 1;
+}
+
+void srv_metrics_request(enum srv_route route, int status, double seconds, uint64_t bytes_in,
+                         uint64_t bytes_out)
+{
+	size_t b = 0;
+
+	if ((int)route < 0 || route >= SRV_ROUTE_COUNT)
+		route = SRV_ROUTE_NONE;
+	if (seconds < 0)
+		seconds = 0;
+	atomic_fetch_add_explicit(&requests[route][status_slot(status)], 1, memory_order_relaxed);
+	while (b < NBUCKET && seconds > buckets[b])
+		b++;
+	atomic_fetch_add_explicit(&hist[route][b], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&hist_sum_us[route], (uint64_t)(seconds * 1e6 + 0.5),
+	                          memory_order_relaxed);
+	atomic_fetch_add_explicit(&bytes_in_total, bytes_in, memory_order_relaxed);
+	atomic_fetch_add_explicit(&bytes_out_total, bytes_out, memory_order_relaxed);
+}
+
+void srv_metrics_inflight_add(int delta)
+{
+	atomic_fetch_add_explicit(&inflight, delta, memory_order_relaxed);
+}
+
+void srv_metrics_queued_add(int delta)
+{
+	atomic_fetch_add_explicit(&queued, delta, memory_order_relaxed);
+}
+
+int64_t srv_metrics_inflight(void)
+{
+	return (int64_t)atomic_load_explicit(&inflight, memory_order_relaxed);
+}
+
+int64_t srv_metrics_queued(void)
+{
+	return (int64_t)atomic_load_explicit(&queued, memory_order_relaxed);
+}
+
+void srv_metrics_overloaded(void)
+{
+	atomic_fetch_add_explicit(&overloaded_total, 1, memory_order_relaxed);
+}
+
+void srv_metrics_set_draining(int on)
+{
+	atomic_store(&draining, on ? 1 : 0);
+}
+
+void srv__metrics_reset(void)
+{
+	for (size_t r = 0; r < SRV_ROUTE_COUNT; r++) {
+		for (size_t s = 0; s < NSTATUS; s++)
+			atomic_store(&requests[r][s], 0);
+		for (size_t b = 0; b <= NBUCKET; b++)
+			atomic_store(&hist[r][b], 0);
+		atomic_store(&hist_sum_us[r], 0);
+	}
+	atomic_store(&bytes_in_total, 0);
+	atomic_store(&bytes_out_total, 0);
+	atomic_store(&overloaded_total, 0);
+	atomic_store(&inflight, 0);
+	atomic_store(&queued, 0);
+	atomic_store(&draining, 0);
+}
+
+/* ---- rendering -------------------------------------------------------------- */
+
+typedef struct buf {
+	char *p;
+	size_t len, cap;
+	int failed;
+} buf;
+
+static void bprintf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void bprintf(buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (b->failed)
+		return;
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			b->failed = 1;
+			return;
+		}
+		if ((size_t)n < b->cap - b->len) {
+			b->len += (size_t)n;
+			return;
+		}
+		size_t ncap = b->cap * 2 + (size_t)n;
+		char *np = realloc(b->p, ncap);
+		if (!np) {
+			b->failed = 1;
+			return;
+		}
+		b->p = np;
+		b->cap = ncap;
+	}
+}
+
+static uint64_t ld(atomic_uint_fast64_t *a)
+{
+	return (uint64_t)atomic_load_explicit(a, memory_order_relaxed);
+}
+
+char *srv_metrics_render(size_t *len)
+{
+	buf b = {malloc(8192), 0, 8192, 0};
+
+	if (!b.p)
+		return NULL;
+	b.p[0] = '\0';
+
+	bprintf(&b, "# HELP lossd_http_requests_total Requests answered, by route and status.\n"
+	            "# TYPE lossd_http_requests_total counter\n");
+	for (size_t r = 0; r < SRV_ROUTE_COUNT; r++) {
+		for (size_t s = 0; s < NSTATUS; s++) {
+			uint64_t n = ld(&requests[r][s]);
+			char st[16];
+			if (!n)
+				continue;
+			if (statuses[s])
+				snprintf(st, sizeof(st), "%d", statuses[s]);
+			else
+				strcpy(st, "other");
+			bprintf(&b, "lossd_http_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
+			        srv_route_name((enum srv_route)r), st, (unsigned long long)n);
+		}
+	}
+
+	bprintf(&b, "# HELP lossd_http_request_duration_seconds Time from the request line "
+	            "to the last byte of the reply, by route.\n"
+	            "# TYPE lossd_http_request_duration_seconds histogram\n");
+	for (size_t r = 0; r < SRV_ROUTE_COUNT; r++) {
+		uint64_t cum = 0, total = 0;
+		const char *name = srv_route_name((enum srv_route)r);
+		for (size_t i = 0; i <= NBUCKET; i++)
+			total += ld(&hist[r][i]);
+		if (!total)
+			continue;
+		for (size_t i = 0; i < NBUCKET; i++) {
+			cum += ld(&hist[r][i]);
+			bprintf(&b,
+			        "lossd_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"}"
+			        " "
+			        "%llu\n",
+			        name, buckets[i], (unsigned long long)cum);
+		}
+		cum += ld(&hist[r][NBUCKET]);
+		bprintf(&b,
+		        "lossd_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} "
+		        "%llu\n"
+		        "lossd_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n"
+		        "lossd_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
+		        name, (unsigned long long)cum, name, (double)ld(&hist_sum_us[r]) / 1e6,
+		        name, (unsigned long long)cum);
+	}
+
+	bprintf(&b,
+	        "# HELP lossd_http_in_flight_requests Requests handed to the workers and not yet "
+	        "answered.\n"
+	        "# TYPE lossd_http_in_flight_requests gauge\n"
+	        "lossd_http_in_flight_requests %lld\n"
+	        "# HELP lossd_http_queue_depth Of those, requests waiting for a worker thread.\n"
+	        "# TYPE lossd_http_queue_depth gauge\n"
+	        "lossd_http_queue_depth %lld\n"
+	        "# HELP lossd_http_request_bytes_total Request body bytes received.\n"
+	        "# TYPE lossd_http_request_bytes_total counter\n"
+	        "lossd_http_request_bytes_total %llu\n"
+	        "# HELP lossd_http_response_bytes_total Response body bytes sent.\n"
+	        "# TYPE lossd_http_response_bytes_total counter\n"
+	        "lossd_http_response_bytes_total %llu\n"
+	        "# HELP lossd_http_overloaded_total Requests refused with 503 overloaded.\n"
+	        "# TYPE lossd_http_overloaded_total counter\n"
+	        "lossd_http_overloaded_total %llu\n"
+	        "# HELP lossd_draining 1 after SIGTERM, while open requests finish.\n"
+	        "# TYPE lossd_draining gauge\n"
+	        "lossd_draining %d\n",
+	        (long long)srv_metrics_inflight(), (long long)srv_metrics_queued(),
+	        (unsigned long long)ld(&bytes_in_total), (unsigned long long)ld(&bytes_out_total),
+	        (unsigned long long)ld(&overloaded_total), atomic_load(&draining));
+
+	bprintf(&b,
+	        "# HELP lossd_build_info Build and library versions.\n"
+	        "# TYPE lossd_build_info gauge\n"
+	        "lossd_build_info{version=\"%s\",microhttpd=\"%s\",libuv=\"%s\",jansson=\"%s\"} "
+	        "1\n",
+	        LOSSD_VERSION, MHD_get_version(), uv_version_string(), JANSSON_VERSION);
+
+	if (b.failed) {
+		free(b.p);
+		return NULL;
+	}
+	*len = b.len;
+	return b.p;
+}

@@ -1,0 +1,41 @@
+/*
+ * metrics.h - counters and histograms, rendered in Prometheus text format.
+ */
+#ifndef LOSSD_SERVER_METRICS_H
+#define LOSSD_SERVER_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "router.h"
+
+/* Counts one finished request. route may be SRV_ROUTE_NONE. Any thread. */
+void srv_metrics_request(enum srv_route route, int status, double seconds, uint64_t bytes_in,
+                         uint64_t bytes_out);
+
+/* Gauges: requests admitted to the workers and not yet answered; of
+ * those, the ones waiting for a worker. Any thread. */
+void srv_metrics_inflight_add(int delta);
+void srv_metrics_queued_add(int delta);
+int64_t srv_metrics_inflight(void);
+int64_t srv_metrics_queued(void);
+
+/* Requests refused with 503 overloaded. Any thread. */
+void srv_metrics_overloaded(void);
+
+/* Sets the draining gauge (1 after SIGTERM). Any thread. */
+void srv_metrics_set_draining(int on);
+
+/* Resets every counter and gauge; for tests only. */
+void srv__metrics_reset(void);
+
+/*
+ * Renders every metric as Prometheus text format 0.0.4 into a new
+ * malloc'd, NUL-terminated buffer (caller frees) and its length in *len.
+ * Returns NULL when out of memory. Any thread; it reads the atomics one by
+ * one, so a scrape is not a snapshot of one instant (as in every
+ * Prometheus client).
+ */
+char *srv_metrics_render(size_t *len);
+
+#endif

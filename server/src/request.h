@@ -1,0 +1,35 @@
+/*
+ * request.h - what a worker-thread handler sees of one HTTP request.
+ *
+ * The HTTP layer (http.c) parses, routes and bounds a request on a
+ * libmicrohttpd thread, then hands a srv_request to a libuv worker thread.
+ * Everything a handler reads is in here, so handlers (handlers.c,
+ * streams.c) know nothing of libmicrohttpd. Every pointer is borrowed and
+ * valid for the duration of the handler call only; the strings are
+ * NUL-terminated; `body` is NUL-terminated too (body[len] == '\0') but may
+ * hold NULs before len.
+ *
+ * `principal` is the hook for bearer-token authentication: NULL while
+ * auth is off. When tokens are configured, it names the token's owner and
+ * handlers scope what they show to it.
+ */
+#ifndef LOSSD_SERVER_REQUEST_H
+#define LOSSD_SERVER_REQUEST_H
+
+#include <stddef.h>
+
+#include "lossd/api.h"
+
+typedef struct srv_request {
+	const char *method;          /* "GET", "POST", ... */
+	const char *route;           /* route pattern, e.g. "/v1/streams/{id}/update" */
+	const char *id;              /* validated {id} or NULL */
+	const char *query;           /* raw query string after '?', or NULL */
+	const char *body;
+	size_t len;
+	const char *idempotency_key; /* Idempotency-Key header or NULL */
+	const char *principal;       /* owner of the bearer token, or NULL when auth is off */
+	const api_ctx *api;          /* limits + eng_parallel */
+} srv_request;
+
+#endif

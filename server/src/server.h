@@ -1,0 +1,64 @@
+/*
+ * server.h - the daemon's shared state and the pieces srv_main wires up.
+ */
+#ifndef LOSSD_SERVER_SERVER_H
+#define LOSSD_SERVER_SERVER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "loop.h"
+#include "lossd/api.h"
+#include "par.h"
+#include "request.h"
+#include "router.h"
+
+/* s->inflight after srv_main closed admission (see http.c). */
+#define SRV_INFLIGHT_CLOSED (-(1 << 30))
+
+typedef struct srv_server {
+	srv_config cfg; /* read-only after startup */
+	api_ctx api;    /* limits + parallel hook; read-only */
+	srv_par *par;
+	struct srv_auth *auth;            /* NULL: no tokens configured */
+	char *tls_cert_pem, *tls_key_pem; /* NULL: plain HTTP */
+	srv_loop *loop;
+	struct MHD_Daemon *mhd;
+	int listen_fd;                 /* after quiesce: ours to close, else -1 */
+	int port;                      /* the bound port */
+	atomic_int draining;           /* 1 after SIGTERM/SIGINT */
+	atomic_int active;             /* requests between request line and completion */
+	atomic_int inflight;           /* admitted to the workers, not yet resumed;
+					  SRV_INFLIGHT_CLOSED once stopping */
+	atomic_uint_fast64_t next_id;  /* request id counter */
+	atomic_uint_fast64_t buffered; /* body bytes reserved, all requests (--max-buffered) */
+	uint64_t id_seed;              /* random, per process */
+} srv_server;
+
+/* ---- http.c ---------------------------------------------------------------- */
+/* Starts libmicrohttpd on cfg.bind:cfg.port; sets s->mhd and s->port.
+ * Returns 0 or -1 (logged). Main thread. */
+int srv__http_start(srv_server *s);
+/* Stops accepting connections (open ones keep being served). Main thread. */
+void srv__http_quiesce(srv_server *s);
+/* Stops the daemon; every suspended connection must have been resumed
+ * (inflight == 0). Main thread. */
+void srv__http_stop(srv_server *s);
+
+/* ---- handlers.c ------------------------------------------------------------ */
+/* Runs the handler of a worker route into *out. Worker thread. */
+void srv__dispatch(api_reply *out, enum srv_route route, const srv_request *req);
+
+/* ---- ops.c ----------------------------------------------------------------- */
+/* Answers a direct route (health, metrics, version, openapi) into *out.
+ * Cheap, no compute. MHD thread. */
+void srv__ops(api_reply *out, const srv_server *s, enum srv_route route);
+
+/* ---- check.c --------------------------------------------------------------- */
+/* GET url (http://host[:port]/path) with a timeout of timeout_s; returns 0
+ * for a 2xx reply, 1 otherwise (with a message on stderr). Main thread. */
+int srv__check(const char *url, int timeout_s);
+
+#endif

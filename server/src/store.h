@@ -1,0 +1,100 @@
+/*
+ * store.h - private: the durable home of streams, an SQLite database
+ * (data_dir/lossd.db) written in groups (group commit, leader/follower).
+ *
+ * See store.c's top comment for the schema, the group commit and what a
+ * finished op guarantees. streams.c is the only user.
+ */
+#ifndef LOSSD_SERVER_STORE_H
+#define LOSSD_SERVER_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct srv__store srv__store;
+
+enum srv__store_op_type {
+	SRV__OP_CREATE = 1, /* new stream row: owner, config, data = empty state at seq */
+	SRV__OP_DELTA,      /* one delta (a serialized stream state to merge) at seq */
+	SRV__OP_CHECKPOINT, /* the full state at seq; deltas up to seq are dropped */
+	SRV__OP_DELETE,     /* the stream, its deltas and its idempotency keys go */
+};
+
+/*
+ * One unit of work for a group commit. Lives in the submitting thread
+ * (usually on its stack) from srv__store_submit until srv__store_wait
+ * returns; every pointer in it is borrowed for that long.
+ */
+typedef struct srv__store_op {
+	int type;            /* enum srv__store_op_type */
+	const char *stream;  /* stream id */
+	int64_t seq;         /* the stream's sequence number after this op */
+	const char *owner;   /* CREATE: principal ("" when anonymous) */
+	const char *config;  /* CREATE: canonical config JSON */
+	const void *data;    /* CREATE, DELTA, CHECKPOINT: engine bytes */
+	size_t len;
+	bool clear_keys;     /* CHECKPOINT: forget the stream's idempotency keys */
+	const char *key;     /* idempotency key to record with this op, or NULL */
+	const char *reply;   /* the reply body stored with key */
+	/* Set by the group's leader; read them after srv__store_wait. */
+	int rc;              /* 0, or -1 when the group's transaction failed */
+	bool done;
+	struct srv__store_op *next;
+} srv__store_op;
+
+/*
+ * Opens (creating) data_dir/lossd.db, creating data_dir itself when
+ * missing. Main thread. Returns 0 or -1
+ * (reason written to err, errlen bytes).
+ */
+int srv__store_open(srv__store **out, const char *data_dir, char *err, size_t errlen);
+
+/* Closes the database. Accepts NULL. Main thread, after every submitter
+ * has returned from srv__store_wait. */
+void srv__store_close(srv__store *st);
+
+/*
+ * Load callbacks: on_stream once per stream (state bytes borrowed for the
+ * call) returning a handle, or NULL to stop with an error; then on_delta
+ * for each of that stream's deltas in seq order, returning 0 or -1 (stop).
+ */
+typedef void *(*srv__store_stream_fn)(void *arg, const char *id, const char *owner,
+				      const char *config, const void *state, size_t len,
+				      int64_t seq);
+typedef int (*srv__store_delta_fn)(void *arg, void *handle, int64_t seq, const void *data,
+				   size_t len);
+
+/*
+ * Reads every stream (only_id == NULL) or the one named only_id, in id
+ * order, through the callbacks. Returns 0, -1 on a database error or when
+ * a callback stopped. Any thread (uses the reader connection).
+ */
+int srv__store_load(srv__store *st, const char *only_id, srv__store_stream_fn on_stream,
+		    srv__store_delta_fn on_delta, void *arg);
+
+/*
+ * Looks up the reply recorded with (stream, key). Returns 1 and *reply
+ * (new, free()) when found, 0 when not, -1 on a database error. Sees every
+ * group committed before the call. Any thread.
+ */
+int srv__store_key_get(srv__store *st, const char *stream, const char *key, char **reply);
+
+/* Queues op for the next group. Never blocks on I/O: callable with a
+ * stream's mutex held (lock order: stream, then the store's queue). Any
+ * thread. */
+void srv__store_submit(srv__store *st, srv__store_op *op);
+
+/* Blocks until op's group is committed (and fsynced) or failed, leading
+ * the commit itself when no other waiter is. Returns op->rc. Any thread,
+ * with no stream mutex held. */
+int srv__store_wait(srv__store *st, srv__store_op *op);
+
+/* Groups committed and ops written since open (for tests and metrics). */
+void srv__store_stats(srv__store *st, uint64_t *groups, uint64_t *ops);
+
+/* True once a group's transaction failed: every later op fails too, until
+ * a restart replays the database (see store.c). Any thread. */
+bool srv__store_broken(srv__store *st);
+
+#endif

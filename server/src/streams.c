@@ -1,0 +1,889 @@
+/*
+ * streams.c - the stream handlers (API.md section 4): a table of streams
+ * in memory, each the replay of what the store (store.c) holds on disk.
+ *
+ * Design. Every stream is loaded at open (checkpoint + deltas replayed) and
+ * lives in a table sorted by id. A write (create, update, merge, reset,
+ * delete) goes:
+ *   1. decode the body into an engine delta (no lock: JSON and validation
+ *      run in parallel on every worker);
+ *   2. under the stream's mutex: the idempotency check, eng_stream_merge
+ *      (all or nothing), seq + 1, and srv__store_submit of an op carrying
+ *      the delta's bytes (or, once the deltas since the last checkpoint
+ *      outweigh the state, the whole state as a checkpoint) together with
+ *      the idempotency key and the reply;
+ *   3. without the mutex: srv__store_wait until the group commit has written
+ *      the group that holds the op (one transaction, one fsync for many
+ *      updates of many streams), then the 2xx.
+ * So a 2xx always follows the durable commit, many updates of one stream
+ * share a commit (the mutex is held for the merge only, not for the
+ * fsync), and ops of one stream reach the queue in the order they were
+ * applied, which is the order the store replays them.
+ *
+ * Idempotency. The key is the body's batch_id, else the Idempotency-Key
+ * header; it is scoped to the stream. Under the stream's mutex an update
+ * first looks at the keys of its in-flight ops (a retry racing the
+ * original waits for it) and then in the store (every committed key): a
+ * hit returns the first reply and applies nothing. The key row is written
+ * in the same transaction as the delta, so after a crash either both are
+ * there or neither, and a retry after a restart is answered, not applied.
+ * A reset forgets a stream's keys (a new accumulation starts).
+ *
+ * Reads see the memory state: it may include updates whose commit is in
+ * flight (not yet acknowledged), never half an update.
+ *
+ * Invariants:
+ * - A stream's state == its checkpoint merged with its deltas in seq order
+ *   (store.c), because every op is submitted under the stream's mutex
+ *   right after the merge it records.
+ * - A stream is removed from the table before its DELETE op is submitted
+ *   and `deleted` is set under its mutex, so no op follows a DELETE.
+ * - If a group's transaction fails the store refuses every later write
+ *   (srv__store_broken): memory may then hold updates the disk lacks, and
+ *   writes answer 503 store_unavailable until a restart replays the disk.
+ *
+ * Lock order: table `mu` -> a stream's `mu` -> the store's locks. Waiting
+ * on the store happens with no lock held; a stream's `cv` is waited on
+ * with its own mutex only.
+ *
+ * Ownership: a stream belongs to the principal that created it ("" when
+ * auth is off); another principal gets the same 404 unknown_stream as for
+ * a missing id. Limits: max_streams per principal (507 too_many_streams),
+ * max_bytes per stream (507 stream_memory_exceeded).
+ *
+ * Not here: HTTP (the router validated the id), JSON shapes (api layer).
+ */
+#include "streams.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "lossd/api_stream.h"
+#include "lossd/stream.h"
+#include "store.h"
+
+/* Checkpoint once the deltas since the last one weigh this much and more
+ * than the state itself: writes stay within ~2x the deltas' bytes and a
+ * replay reads at most ~2x the state. */
+#define CKPT_MIN_BYTES ((size_t)256 << 10)
+
+typedef struct pending_key {
+	const char *key; /* borrowed from the waiting handler */
+	struct pending_key *next;
+} pending_key;
+
+typedef struct stream {
+	char id[129];
+	char *owner;           /* "" when anonymous */
+	api_stream_spec *spec; /* immutable */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;     /* an in-flight op finished */
+	/* under mu: */
+	eng_stream *st;
+	int64_t seq;           /* seq of the last op applied */
+	size_t delta_bytes;    /* delta bytes submitted since the last checkpoint */
+	pending_key *keys;     /* keys of in-flight ops */
+	bool deleted;
+	/* under the table's mu: */
+	int refs;
+} stream;
+
+static struct {
+	pthread_mutex_t mu;
+	stream **v; /* sorted by id */
+	size_t n, cap;
+	srv__store *store;
+	srv_streams_limits lim;
+	bool open;
+} T = { .mu = PTHREAD_MUTEX_INITIALIZER, .lim = SRV_STREAMS_LIMITS_INIT };
+
+static api_stream_limits api_limits(void)
+{
+	api_stream_limits l = { T.lim.max_bytes, T.lim.sketch_bytes };
+	return l;
+}
+
+/* ---- the table --------------------------------------------------------------- */
+
+static void stream_free(stream *s)
+{
+	if (!s)
+		return;
+	eng_stream_free(s->st);
+	api_stream_spec_free(s->spec);
+	free(s->owner);
+	pthread_mutex_destroy(&s->mu);
+	pthread_cond_destroy(&s->cv);
+	free(s);
+}
+
+static stream *stream_alloc(const char *id, const char *owner)
+{
+	stream *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	snprintf(s->id, sizeof s->id, "%s", id);
+	s->owner = strdup(owner ? owner : "");
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
+	if (!s->owner) {
+		stream_free(s);
+		return NULL;
+	}
+	return s;
+}
+
+/* Index of id in the table, or -(insertion point) - 1. Table mu held. */
+static long find(const char *id)
+{
+	size_t lo = 0, hi = T.n;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = strcmp(T.v[mid]->id, id);
+		if (c == 0)
+			return (long)mid;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -(long)lo - 1;
+}
+
+/* Table mu held. */
+static int insert_at(size_t at, stream *s)
+{
+	if (T.n == T.cap) {
+		size_t nc = T.cap ? T.cap * 2 : 64;
+		stream **nv = realloc(T.v, nc * sizeof(*nv));
+		if (!nv)
+			return -1;
+		T.v = nv;
+		T.cap = nc;
+	}
+	memmove(T.v + at + 1, T.v + at, (T.n - at) * sizeof(*T.v));
+	T.v[at] = s;
+	T.n++;
+	return 0;
+}
+
+static const char *who(const srv_request *req)
+{
+	return req->principal ? req->principal : "";
+}
+
+/* The stream req->id owned by req's principal, with a reference; NULL (and
+ * the 404) otherwise. */
+static stream *acquire(api_reply *out, const srv_request *req)
+{
+	stream *s = NULL;
+	pthread_mutex_lock(&T.mu);
+	long i = T.open && req->id ? find(req->id) : -1;
+	if (i >= 0 && strcmp(T.v[i]->owner, who(req)) == 0) {
+		s = T.v[i];
+		s->refs++;
+	}
+	pthread_mutex_unlock(&T.mu);
+	if (!s)
+		api_reply_error(out, 404, "unknown_stream", "no stream with id %s",
+				req->id ? req->id : "(none)");
+	return s;
+}
+
+static void release(stream *s)
+{
+	pthread_mutex_lock(&T.mu);
+	bool last = --s->refs == 0 && s->deleted;
+	pthread_mutex_unlock(&T.mu);
+	if (last)
+		stream_free(s);
+}
+
+/* ---- open / close ------------------------------------------------------------------ */
+
+typedef struct load_ctx {
+	int failed;
+} load_ctx;
+
+static void *on_stream(void *arg, const char *id, const char *owner, const char *config,
+		       const void *state, size_t len, int64_t seq)
+{
+	load_ctx *lc = arg;
+	api_problem p;
+	eng_error err;
+	api_stream_limits lim = api_limits();
+	stream *s = stream_alloc(id, owner);
+	if (!s)
+		goto fail;
+	if (api_stream_spec_load(&s->spec, config, &lim, &p)) {
+		fprintf(stderr, "lossd: stream %s: bad stored config: %s\n", id, p.detail);
+		goto fail;
+	}
+	/* Uncapped while replaying (the cap may have shrunk since): the disk
+	 * holds only what was accepted. srv_streams_open sets the cap after. */
+	if (eng_stream_deserialize(&s->st, state, len, SIZE_MAX, &err)) {
+		fprintf(stderr, "lossd: stream %s: bad stored state: %s\n", id, err.msg);
+		goto fail;
+	}
+	s->seq = seq;
+	pthread_mutex_lock(&T.mu);
+	long at = find(id);
+	int rc = at >= 0 ? -1 : insert_at((size_t)(-at - 1), s);
+	pthread_mutex_unlock(&T.mu);
+	if (rc)
+		goto fail;
+	return s;
+fail:
+	lc->failed = 1;
+	stream_free(s);
+	return NULL;
+}
+
+static int on_delta(void *arg, void *handle, int64_t seq, const void *data, size_t len)
+{
+	stream *s = handle;
+	eng_stream *d = NULL;
+	eng_error err;
+	(void)arg;
+	/* Replays ignore the cap: the disk holds only what was accepted. */
+	if (eng_stream_deserialize(&d, data, len, SIZE_MAX, &err)) {
+		fprintf(stderr, "lossd: stream %s: bad delta %lld: %s\n", s->id, (long long)seq,
+			err.msg);
+		return -1;
+	}
+	int rc = eng_stream_merge(s->st, d, &err);
+	eng_stream_free(d);
+	if (rc) {
+		fprintf(stderr, "lossd: stream %s: cannot replay delta %lld: %s\n", s->id,
+			(long long)seq, err.msg);
+		return -1;
+	}
+	s->seq = seq;
+	return 0;
+}
+
+void srv_streams_set_limits(const srv_streams_limits *lim)
+{
+	pthread_mutex_lock(&T.mu);
+	T.lim = *lim;
+	pthread_mutex_unlock(&T.mu);
+}
+
+int srv_streams_open(const char *data_dir)
+{
+	char err[512];
+	load_ctx lc = { 0 };
+
+	if (srv__store_open(&T.store, data_dir, err, sizeof err)) {
+		fprintf(stderr, "lossd: %s\n", err);
+		return -1;
+	}
+	if (srv__store_load(T.store, NULL, on_stream, on_delta, &lc) || lc.failed) {
+		fprintf(stderr, "lossd: cannot load the streams in %s/lossd.db\n", data_dir);
+		srv_streams_close();
+		return -1;
+	}
+	pthread_mutex_lock(&T.mu);
+	for (size_t i = 0; i < T.n; i++)
+		eng_stream_set_max_bytes(T.v[i]->st, T.lim.max_bytes);
+	T.open = true;
+	pthread_mutex_unlock(&T.mu);
+	return 0;
+}
+
+void srv_streams_close(void)
+{
+	srv__store_close(T.store);
+	T.store = NULL;
+	pthread_mutex_lock(&T.mu);
+	for (size_t i = 0; i < T.n; i++)
+		stream_free(T.v[i]);
+	free(T.v);
+	T.v = NULL;
+	T.n = T.cap = 0;
+	T.open = false;
+	pthread_mutex_unlock(&T.mu);
+}
+
+/* ---- helpers ---------------------------------------------------------------------------- */
+
+static void store_unavailable(api_reply *out)
+{
+	api_reply_error(out, 503, "store_unavailable",
+			"the stream store failed to write; the service needs a restart");
+}
+
+/* Replies with a copy of a stored reply body. */
+static void reply_text(api_reply *out, int status, const char *text)
+{
+	out->status = status;
+	out->content_type = API_JSON;
+	out->body = strdup(text);
+	out->len = out->body ? strlen(out->body) : 0;
+	if (!out->body)
+		api_reply_error(out, 503, "out_of_memory", "out of memory");
+}
+
+/* Renders o into *out and keeps a copy of the body in *copy (new). */
+static int reply_json_copy(api_reply *out, int status, json_t *o, char **copy)
+{
+	api_reply_json(out, status, o);
+	*copy = NULL;
+	if (out->status != status || !out->body)
+		return -1;
+	*copy = strdup(out->body);
+	return *copy ? 0 : -1;
+}
+
+/* Value of name in a query string (a=1&b=2), copied into buf. */
+static bool query_get(const char *q, const char *name, char *buf, size_t cap)
+{
+	size_t nl = strlen(name);
+	while (q && *q) {
+		const char *amp = strchr(q, '&');
+		size_t len = amp ? (size_t)(amp - q) : strlen(q);
+		if (len > nl && strncmp(q, name, nl) == 0 && q[nl] == '=') {
+			size_t vl = len - nl - 1;
+			if (vl >= cap)
+				vl = cap - 1;
+			memcpy(buf, q + nl + 1, vl);
+			buf[vl] = '\0';
+			return true;
+		}
+		if (len == nl && strncmp(q, name, nl) == 0) {
+			buf[0] = '\0';
+			return true;
+		}
+		q = amp ? amp + 1 : NULL;
+	}
+	return false;
+}
+
+static int query_int(api_reply *out, const char *q, const char *name, long long def,
+		     long long lo, long long hi, long long *v)
+{
+	char buf[32];
+	*v = def;
+	if (!query_get(q, name, buf, sizeof buf))
+		return 0;
+	char *end;
+	errno = 0;
+	long long x = strtoll(buf, &end, 10);
+	if (!buf[0] || *end || errno || x < lo || x > hi) {
+		api_reply_error(out, 422, "bad_option", "query parameter %s must be an integer in "
+				"[%lld, %lld]", name, lo, hi);
+		return -1;
+	}
+	*v = x;
+	return 0;
+}
+
+static int query_bool(api_reply *out, const char *q, const char *name, bool *v)
+{
+	char buf[16];
+	*v = false;
+	if (!query_get(q, name, buf, sizeof buf))
+		return 0;
+	if (!strcmp(buf, "") || !strcmp(buf, "1") || !strcmp(buf, "true")) {
+		*v = true;
+		return 0;
+	}
+	if (!strcmp(buf, "0") || !strcmp(buf, "false"))
+		return 0;
+	api_reply_error(out, 422, "bad_option", "query parameter %s must be true or false", name);
+	return -1;
+}
+
+static int new_id(char *out, size_t cap)
+{
+	uint8_t r[16];
+	size_t got = 0;
+	while (got < sizeof r) {
+		ssize_t n = getrandom(r + got, sizeof r - got, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		got += (size_t)n;
+	}
+	static const char hex[] = "0123456789abcdef";
+	if (cap < 2 * sizeof r + 1)
+		return -1;
+	for (size_t i = 0; i < sizeof r; i++) {
+		out[2 * i] = hex[r[i] >> 4];
+		out[2 * i + 1] = hex[r[i] & 15];
+	}
+	out[2 * sizeof r] = '\0';
+	return 0;
+}
+
+/* ---- create ---------------------------------------------------------------------------------- */
+
+void srv_streams_create(api_reply *out, const srv_request *req)
+{
+	api_problem p;
+	api_stream_spec *spec = NULL;
+	stream *s = NULL;
+	void *state = NULL;
+	size_t slen = 0;
+	char *text = NULL, *reply = NULL;
+	eng_error err;
+	api_stream_limits lim = api_limits();
+	srv__store_op op;
+	char id[40];
+
+	if (api_stream_spec_parse(&spec, req->api, req->body, req->len, &lim, &p)) {
+		api_reply_problem(out, &p);
+		goto out;
+	}
+	if (new_id(id, sizeof id)) {
+		api_reply_error(out, 500, "internal_error", "no randomness for a stream id");
+		goto out;
+	}
+	if (!(s = stream_alloc(id, who(req))) ||
+	    eng_stream_new(&s->st, api_stream_spec_engine(spec), &err) ||
+	    eng_stream_serialize(&state, &slen, s->st) || !(text = api_stream_spec_text(spec)) ||
+	    reply_json_copy(out, 201, api_stream_render_config(spec, id), &reply)) {
+		api_reply_free(out);
+		api_reply_error(out, 503, "out_of_memory", "out of memory");
+		goto out;
+	}
+	s->spec = spec;
+	spec = NULL;
+	s->refs = 1;
+
+	memset(&op, 0, sizeof op);
+	op.type = SRV__OP_CREATE;
+	op.stream = s->id;
+	op.owner = s->owner;
+	op.config = text;
+	op.data = state;
+	op.len = slen;
+
+	pthread_mutex_lock(&T.mu);
+	size_t mine = 0;
+	for (size_t i = 0; i < T.n; i++)
+		mine += strcmp(T.v[i]->owner, s->owner) == 0;
+	long at = find(id);
+	int rc = 0;
+	if (!T.open || srv__store_broken(T.store))
+		rc = -3;
+	else if (mine >= (size_t)T.lim.max_streams)
+		rc = -1;
+	else if (at >= 0 || insert_at((size_t)(-at - 1), s))
+		rc = -2;
+	else
+		srv__store_submit(T.store, &op); /* before any op of the stream */
+	pthread_mutex_unlock(&T.mu);
+	if (rc) {
+		api_reply_free(out);
+		if (rc == -1)
+			api_reply_error(out, 507, "too_many_streams",
+					"this token already has %zu streams, the configured maximum",
+					mine);
+		else if (rc == -3)
+			store_unavailable(out);
+		else
+			api_reply_error(out, 503, "out_of_memory", "cannot add the stream");
+		goto out;
+	}
+	if (srv__store_wait(T.store, &op)) {
+		api_reply_free(out);
+		store_unavailable(out);
+	}
+	release(s);
+	s = NULL;
+out:
+	if (s)
+		stream_free(s);
+	api_stream_spec_free(spec);
+	free(state);
+	free(text);
+	free(reply);
+}
+
+/* ---- list ------------------------------------------------------------------------------------- */
+
+void srv_streams_list(api_reply *out, const srv_request *req)
+{
+	long long limit;
+	char after[160] = "";
+	json_t *arr = NULL, *o = NULL;
+	const char *next = NULL;
+	int bad = 0;
+
+	if (query_int(out, req->query, "limit", 100, 1, 1000, &limit))
+		return;
+	(void)query_get(req->query, "after", after, sizeof after);
+	if (!(arr = json_array())) {
+		api_reply_error(out, 503, "out_of_memory", "out of memory");
+		return;
+	}
+	pthread_mutex_lock(&T.mu);
+	long i = find(after);
+	size_t from = i >= 0 ? (size_t)i + 1 : (size_t)(-i - 1);
+	long long n = 0;
+	bool more = false;
+	for (size_t k = from; k < T.n; k++) {
+		stream *s = T.v[k];
+		if (strcmp(s->owner, who(req)) != 0)
+			continue;
+		if (n == limit) {
+			more = true;
+			break;
+		}
+		json_t *e = api_stream_render_config(s->spec, s->id);
+		eng_stream_counts c;
+		pthread_mutex_lock(&s->mu);
+		eng_stream_counts_of(&c, s->st);
+		pthread_mutex_unlock(&s->mu);
+		if (e) {
+			bad |= json_object_set_new(e, "count", json_integer(c.rows));
+			bad |= json_object_set_new(e, "updates", json_integer(c.updates));
+		}
+		bad |= json_array_append_new(arr, e);
+		n++;
+	}
+	pthread_mutex_unlock(&T.mu);
+	if (more) {
+		/* the cursor for the next page: the last id of this one */
+		json_t *last = json_array_get(arr, json_array_size(arr) - 1);
+		next = json_string_value(json_object_get(last, "id"));
+	}
+	o = json_pack("{so so}", "streams", arr, "next", next ? json_string(next) : json_null());
+	if (bad) {
+		json_decref(o);
+		o = NULL;
+	}
+	api_reply_json(out, 200, o);
+}
+
+/* ---- read, state ----------------------------------------------------------------------------- */
+
+void srv_streams_get(api_reply *out, const srv_request *req)
+{
+	api_stream_read_opts o = API_STREAM_READ_OPTS_INIT;
+	long long col, pts;
+	api_problem p;
+
+	if (query_bool(out, req->query, "curve", &o.curve) ||
+	    query_int(out, req->query, "class", -1, -1, ENG_STREAM_MAX_COLUMNS - 1, &col) ||
+	    query_int(out, req->query, "max_points", ENG_AUC_DEFAULT_MAX_POINTS, 2, 100000, &pts))
+		return;
+	o.curve_col = col;
+	o.max_points = pts;
+	stream *s = acquire(out, req);
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->mu);
+	json_t *j = api_stream_render_read(s->spec, s->id, s->st, &o, &p);
+	pthread_mutex_unlock(&s->mu);
+	if (j)
+		api_reply_json(out, 200, j);
+	else
+		api_reply_problem(out, &p);
+	release(s);
+}
+
+void srv_streams_state(api_reply *out, const srv_request *req)
+{
+	api_problem p;
+	stream *s = acquire(out, req);
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->mu);
+	json_t *j = api_stream_export(s->spec, s->id, s->st, &p);
+	pthread_mutex_unlock(&s->mu);
+	if (j)
+		api_reply_json(out, 200, j);
+	else
+		api_reply_problem(out, &p);
+	release(s);
+}
+
+/* ---- writes ------------------------------------------------------------------------------------ */
+
+static bool key_pending(const stream *s, const char *key)
+{
+	for (const pending_key *k = s->keys; k; k = k->next)
+		if (strcmp(k->key, key) == 0)
+			return true;
+	return false;
+}
+
+static void key_remove(stream *s, pending_key *pk)
+{
+	for (pending_key **k = &s->keys; *k; k = &(*k)->next)
+		if (*k == pk) {
+			*k = pk->next;
+			return;
+		}
+}
+
+/*
+ * Applies delta (owned by the caller) to s as one durable op, with
+ * idempotency key `key` (or NULL). Fills *out with the 200 reply, the
+ * first reply of key, or a problem.
+ */
+static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key)
+{
+	void *bytes = NULL, *state = NULL;
+	size_t blen = 0, slen = 0;
+	char *reply = NULL, *prev = NULL;
+	pending_key pk = { key, NULL };
+	srv__store_op op;
+	eng_error err;
+	eng_stream_counts c, dc;
+
+	if (eng_stream_serialize(&bytes, &blen, delta)) {
+		api_reply_error(out, 503, "out_of_memory", "out of memory");
+		return;
+	}
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		if (s->deleted) {
+			api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
+			goto unlock;
+		}
+		if (!key || !key_pending(s, key))
+			break;
+		pthread_cond_wait(&s->cv, &s->mu); /* the original is in flight */
+	}
+	if (srv__store_broken(T.store)) {
+		store_unavailable(out);
+		goto unlock;
+	}
+	if (key) {
+		int r = srv__store_key_get(T.store, s->id, key, &prev);
+		if (r < 0) {
+			store_unavailable(out);
+			goto unlock;
+		}
+		if (r == 1) {
+			reply_text(out, 200, prev);
+			goto unlock;
+		}
+	}
+	/* The reply first (the counts after the merge are known), so nothing
+	 * can fail once the stream has changed. */
+	eng_stream_counts_of(&c, s->st);
+	eng_stream_counts_of(&dc, delta);
+	json_t *body = json_pack("{ss sI sI}", "id", s->id, "updates",
+				 (json_int_t)(c.updates + dc.updates), "count",
+				 (json_int_t)(c.rows + dc.rows));
+	if (reply_json_copy(out, 200, body, &reply)) {
+		api_reply_free(out);
+		api_reply_error(out, 503, "out_of_memory", "out of memory");
+		goto unlock;
+	}
+	if (eng_stream_merge(s->st, delta, &err)) {
+		api_problem p;
+		api_reply_free(out);
+		api_stream_merge_problem(&p, &err);
+		api_reply_problem(out, &p);
+		goto unlock;
+	}
+	memset(&op, 0, sizeof op);
+	op.stream = s->id;
+	op.seq = ++s->seq;
+	op.key = key;
+	op.reply = reply;
+	s->delta_bytes += blen;
+	size_t mem = eng_stream_memory(s->st);
+	if (s->delta_bytes >= CKPT_MIN_BYTES && s->delta_bytes >= mem &&
+	    eng_stream_serialize(&state, &slen, s->st) == 0) {
+		op.type = SRV__OP_CHECKPOINT;
+		op.data = state;
+		op.len = slen;
+		s->delta_bytes = 0;
+	} else {
+		op.type = SRV__OP_DELTA;
+		op.data = bytes;
+		op.len = blen;
+	}
+	if (op.key) {
+		pk.next = s->keys;
+		s->keys = &pk;
+	}
+	srv__store_submit(T.store, &op);
+	pthread_mutex_unlock(&s->mu);
+
+	int rc = srv__store_wait(T.store, &op);
+
+	pthread_mutex_lock(&s->mu);
+	if (op.key)
+		key_remove(s, &pk);
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	if (rc) {
+		api_reply_free(out);
+		store_unavailable(out);
+	}
+	goto out;
+unlock:
+	pthread_mutex_unlock(&s->mu);
+out:
+	free(prev);
+	free(reply);
+	free(bytes);
+	free(state);
+}
+
+/* The Idempotency-Key header, if any, must be 1 to 256 bytes. */
+static bool header_key_ok(api_reply *out, const srv_request *req)
+{
+	size_t n = req->idempotency_key ? strlen(req->idempotency_key) : 1;
+	if (n >= 1 && n <= 256)
+		return true;
+	api_reply_error(out, 422, "bad_option", "Idempotency-Key must be 1 to 256 characters");
+	return false;
+}
+
+void srv_streams_update(api_reply *out, const srv_request *req)
+{
+	api_problem p;
+	eng_stream *delta = NULL;
+	char *bid = NULL;
+	if (!header_key_ok(out, req))
+		return;
+	stream *s = acquire(out, req);
+	if (!s)
+		return;
+	if (api_stream_decode_update(&delta, &bid, s->spec, req->api, req->body, req->len, &p))
+		api_reply_problem(out, &p);
+	else
+		apply(out, s, delta, bid ? bid : req->idempotency_key);
+	eng_stream_free(delta);
+	free(bid);
+	release(s);
+}
+
+void srv_streams_merge(api_reply *out, const srv_request *req)
+{
+	api_problem p;
+	eng_stream *delta = NULL;
+	if (!header_key_ok(out, req))
+		return;
+	stream *s = acquire(out, req);
+	if (!s)
+		return;
+	if (api_stream_decode_merge(&delta, s->spec, req->api, req->body, req->len, &p))
+		api_reply_problem(out, &p);
+	else
+		apply(out, s, delta, req->idempotency_key);
+	eng_stream_free(delta);
+	release(s);
+}
+
+void srv_streams_reset(api_reply *out, const srv_request *req)
+{
+	api_problem p;
+	void *state = NULL;
+	size_t slen = 0;
+	srv__store_op op;
+
+	if (req->len > 0) {
+		/* An optional empty object; anything else is a mistake. */
+		json_t *b = api_parse_body(req->api, req->body, req->len, &p);
+		if (!b) {
+			api_reply_problem(out, &p);
+			return;
+		}
+		size_t n = json_object_size(b);
+		json_decref(b);
+		if (n) {
+			api_reply_error(out, 422, "unknown_field", "reset takes no fields");
+			return;
+		}
+	}
+	stream *s = acquire(out, req);
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->mu);
+	if (s->deleted) {
+		pthread_mutex_unlock(&s->mu);
+		api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
+		goto out;
+	}
+	if (srv__store_broken(T.store) || eng_stream_reset(s->st) ||
+	    eng_stream_serialize(&state, &slen, s->st)) {
+		pthread_mutex_unlock(&s->mu);
+		store_unavailable(out);
+		goto out;
+	}
+	json_t *j = api_stream_render_read(s->spec, s->id, s->st, NULL, &p);
+	memset(&op, 0, sizeof op);
+	op.type = SRV__OP_CHECKPOINT;
+	op.stream = s->id;
+	op.seq = ++s->seq;
+	op.data = state;
+	op.len = slen;
+	op.clear_keys = true;
+	s->delta_bytes = 0;
+	srv__store_submit(T.store, &op);
+	pthread_mutex_unlock(&s->mu);
+	if (srv__store_wait(T.store, &op)) {
+		json_decref(j);
+		store_unavailable(out);
+	} else if (j) {
+		api_reply_json(out, 200, j);
+	} else {
+		api_reply_problem(out, &p);
+	}
+out:
+	free(state);
+	release(s);
+}
+
+void srv_streams_delete(api_reply *out, const srv_request *req)
+{
+	srv__store_op op;
+	stream *s = NULL;
+
+	memset(&op, 0, sizeof op);
+	pthread_mutex_lock(&T.mu);
+	long i = T.open && req->id ? find(req->id) : -1;
+	if (i >= 0 && strcmp(T.v[i]->owner, who(req)) == 0 && !srv__store_broken(T.store)) {
+		s = T.v[i];
+		memmove(T.v + i, T.v + i + 1, (T.n - (size_t)i - 1) * sizeof(*T.v));
+		T.n--;
+		s->refs++;
+		pthread_mutex_lock(&s->mu);
+		s->deleted = true;
+		op.type = SRV__OP_DELETE;
+		op.stream = s->id;
+		op.seq = ++s->seq;
+		srv__store_submit(T.store, &op);
+		pthread_mutex_unlock(&s->mu);
+	}
+	bool broken = i >= 0 && !s;
+	pthread_mutex_unlock(&T.mu);
+	if (!s) {
+		if (broken && srv__store_broken(T.store))
+			store_unavailable(out);
+		else
+			api_reply_error(out, 404, "unknown_stream", "no stream with id %s",
+					req->id ? req->id : "(none)");
+		return;
+	}
+	int rc = srv__store_wait(T.store, &op);
+	pthread_mutex_lock(&s->mu);
+	pthread_cond_broadcast(&s->cv); /* waiters on a key see `deleted` */
+	pthread_mutex_unlock(&s->mu);
+	if (rc)
+		store_unavailable(out);
+	else {
+		out->status = 204; /* no body */
+		out->content_type = API_JSON;
+		out->body = NULL;
+		out->len = 0;
+	}
+	release(s);
+}

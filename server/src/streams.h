@@ -1,0 +1,54 @@
+/*
+ * streams.h - the stream handlers (API.md section 4), called by the HTTP
+ * layer's dispatcher on a libuv worker thread. Each fills *out (a JSON or
+ * problem+json reply; out is zeroed by the caller) from *req (borrowed,
+ * see request.h). The router has already checked the method, the route
+ * and the {id} syntax ([A-Za-z0-9_-]{1,128}, on the raw path).
+ */
+#ifndef LOSSD_SERVER_STREAMS_H
+#define LOSSD_SERVER_STREAMS_H
+
+#include "request.h"
+
+/* Limits of the stream store (API.md section 5). */
+typedef struct srv_streams_limits {
+	int max_streams;     /* streams per principal: 507 too_many_streams past it */
+	size_t max_bytes;    /* memory per stream: 507 stream_memory_exceeded past it */
+	size_t sketch_bytes; /* default sketch size of a stream (all columns) */
+} srv_streams_limits;
+
+#define SRV_STREAMS_DEFAULT_MAX_STREAMS 1000
+#define SRV_STREAMS_LIMITS_INIT \
+	{ SRV_STREAMS_DEFAULT_MAX_STREAMS, (size_t)64 << 20, (size_t)1 << 20 }
+
+/* Sets the limits; call before srv_streams_open (main thread). Without a
+ * call, SRV_STREAMS_LIMITS_INIT applies. */
+void srv_streams_set_limits(const srv_streams_limits *lim);
+
+/* Opens (creating if missing) the stream store under data_dir. Called once
+ * at startup, before any handler, from the main thread. Returns 0 or a
+ * negative code (the daemon then exits 1). */
+int srv_streams_open(const char *data_dir);
+
+/* Flushes and closes the store. Called once at shutdown, after every
+ * handler has returned, from the main thread. */
+void srv_streams_close(void);
+
+/* Worker thread. POST /v1/streams */
+void srv_streams_create(api_reply *out, const srv_request *req);
+/* Worker thread. GET /v1/streams */
+void srv_streams_list(api_reply *out, const srv_request *req);
+/* Worker thread. GET /v1/streams/{id} */
+void srv_streams_get(api_reply *out, const srv_request *req);
+/* Worker thread. DELETE /v1/streams/{id} */
+void srv_streams_delete(api_reply *out, const srv_request *req);
+/* Worker thread. POST /v1/streams/{id}/update */
+void srv_streams_update(api_reply *out, const srv_request *req);
+/* Worker thread. POST /v1/streams/{id}/reset */
+void srv_streams_reset(api_reply *out, const srv_request *req);
+/* Worker thread. GET /v1/streams/{id}/state */
+void srv_streams_state(api_reply *out, const srv_request *req);
+/* Worker thread. POST /v1/streams/{id}/merge */
+void srv_streams_merge(api_reply *out, const srv_request *req);
+
+#endif

@@ -1,0 +1,288 @@
+/*
+ * test_loss_binary.c - binary cross-entropy and binary focal cross-entropy
+ * (engine/src/binary.c): Keras docstring values, pos_weight per column,
+ * the stable log-sigmoid at +-1e4, clipping of 0 and 1, the per-column
+ * table, masks and validation.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdarg.h>
+#include <string.h>
+
+#include "lossd/loss.h"
+
+static eng_tensor tens(eng_dtype dt, const void *data, int ndim, ...)
+{
+	eng_tensor t = {dt, ndim, {0}, 1, data};
+	va_list ap;
+	va_start(ap, ndim);
+	for (int i = 0; i < ndim; i++) {
+		t.shape[i] = va_arg(ap, int64_t);
+		t.size *= t.shape[i];
+	}
+	va_end(ap);
+	return t;
+}
+
+#define D(...) ((const double[]){__VA_ARGS__})
+#define I64(x) ((int64_t)(x))
+#define NEAR(a, b, tol)                                                                            \
+	cr_expect(fabs((a) - (b)) <= (tol), "%s = %.12g, expected %.12g", #a, (double)(a),         \
+	          (double)(b))
+
+static double run(const eng_tensor *yt, const eng_tensor *yp, const eng_loss_opts *o,
+                  eng_loss_result **keep)
+{
+	eng_loss_result *r = NULL;
+	eng_error err = {0};
+	int rc = eng_loss_compute(&r, yt, yp, o, NULL, &err);
+	cr_assert_eq(rc, 0, "eng_loss_compute failed: %d %s", rc, err.msg);
+	double v;
+	if (!eng_loss_result_value(r, o->reduction, &v))
+		v = NAN;
+	if (keep)
+		*keep = r;
+	else
+		eng_loss_result_free(r);
+	return v;
+}
+
+static double softplus(double z)
+{
+	return fmax(z, 0) + log1p(exp(-fabs(z)));
+}
+
+Test(binary, keras_docstrings)
+{
+	eng_tensor yt = tens(ENG_F64, D(0, 1, 0, 0), 2, I64(2), I64(2));
+	eng_tensor yp = tens(ENG_F64, D(0.6, 0.4, 0.4, 0.6), 2, I64(2), I64(2));
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	o.kind = ENG_LOSS_BINARY_CE;
+	NEAR(run(&yt, &yp, &o, NULL), 0.815, 5e-4);
+	NEAR(run(&yt, &yp, &o, NULL), 0.814924454847114, 1e-12); /* ref.py */
+
+	eng_tensor lt = tens(ENG_F64, D(0, 1, 0, 0), 1, I64(4));
+	eng_tensor lp = tens(ENG_F64, D(-18.6, 0.51, 2.94, -12.8), 1, I64(4));
+	o.from_logits = true;
+	NEAR(run(&lt, &lp, &o, NULL), 0.865, 5e-4);
+	o.kind = ENG_LOSS_BINARY_FOCAL;
+	NEAR(run(&lt, &lp, &o, NULL), 0.691, 5e-4);
+	NEAR(run(&lt, &lp, &o, NULL), 0.691212075832067, 1e-12);
+	o.apply_class_balancing = true;
+	NEAR(run(&lt, &lp, &o, NULL), 0.51, 5e-4);
+	NEAR(run(&lt, &lp, &o, NULL), 0.5101332954752431, 1e-12);
+}
+
+Test(binary, huge_logits_are_finite_and_exact)
+{
+	eng_tensor yt = tens(ENG_F64, D(0, 1, 1, 0, 0.3), 1, I64(5));
+	eng_tensor yp = tens(ENG_F64, D(1e4, -1e4, 1e4, -1e4, 30), 1, I64(5));
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	o.kind = ENG_LOSS_BINARY_CE;
+	o.from_logits = true;
+	o.reduction = ENG_RED_NONE;
+	eng_loss_result *r;
+	run(&yt, &yp, &o, &r);
+	NEAR(r->per_position[0], 1e4, 1e-9);
+	NEAR(r->per_position[1], 1e4, 1e-9);
+	cr_expect(r->per_position[2] >= 0 && r->per_position[2] < 1e-300);
+	cr_expect(r->per_position[3] >= 0 && r->per_position[3] < 1e-300);
+	NEAR(r->per_position[4], 0.3 * softplus(-30) + 0.7 * softplus(30), 1e-12);
+	eng_loss_result_free(r);
+}
+
+Test(binary, probabilities_zero_and_one_are_clipped)
+{
+	eng_tensor yt = tens(ENG_F64, D(1, 0, 1, 0), 1, I64(4));
+	eng_tensor yp = tens(ENG_F64, D(1, 0, 0, 1), 1, I64(4));
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	o.kind = ENG_LOSS_BINARY_CE;
+	o.reduction = ENG_RED_NONE;
+	eng_loss_result *r;
+	run(&yt, &yp, &o, &r);
+	NEAR(r->per_position[0], -log(1 - 1e-7), 1e-15);
+	NEAR(r->per_position[1], -log(1 - 1e-7), 1e-15);
+	NEAR(r->per_position[2], -log(1e-7), 1e-12);
+	NEAR(r->per_position[3], -log(1 - (1 - 1e-7)), 1e-12); /* clip, then 1 - p */
+	eng_loss_result_free(r);
+}
+
+Test(binary, pos_weight_per_column_and_sample_weight)
+{
+	/* (3, 2): pos_weight (2) per column, sample_weight (3) per row */
+	double y[] = {1, 0, 0, 1, 1, 1}, x[] = {0.5, -1, 2, 0.25, -3, 4};
+	eng_tensor yt = tens(ENG_F64, y, 2, I64(3), I64(2));
+	eng_tensor yp = tens(ENG_F64, x, 2, I64(3), I64(2));
+	eng_tensor pw = tens(ENG_F64, D(3, 0.5), 1, I64(2));
+	eng_tensor sw = tens(ENG_F64, D(1, 2, 0.5), 1, I64(3));
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	o.kind = ENG_LOSS_BINARY_CE;
+	o.from_logits = true;
+	o.pos_weight = &pw;
+	o.sample_weight = &sw;
+	double num = 0, den = 0;
+	for (int i = 0; i < 6; i++) {
+		double w = (double[]){1, 2, 0.5}[i / 2], p = (double[]){3, 0.5}[i % 2];
+		num += w * (p * y[i] * softplus(-x[i]) + (1 - y[i]) * softplus(x[i]));
+		den += w;
+	}
+	eng_loss_result *r;
+	NEAR(run(&yt, &yp, &o, &r), num / den, 1e-12);
+	cr_expect_eq(r->nclasses, 2);
+	cr_expect_eq(r->per_class[0].support, 2);   /* column 0: 1, 0, 1 */
+	cr_expect_eq(r->per_class[1].support, 2);   /* column 1: 0, 1, 1 */
+	cr_expect_eq(r->per_class[0].predicted, 2); /* 0.5, 2 >= 0 */
+	cr_expect_eq(r->per_class[0].correct, 1);
+	cr_expect_eq(r->per_class[1].predicted, 2); /* 0.25, 4 */
+	cr_expect_eq(r->per_class[1].correct, 2);
+	cr_expect_eq(r->correct, 4); /* thresholds agree on 4 of 6 */
+	eng_loss_result_free(r);
+	/* a scalar pos_weight and a full-shape one agree with per-column */
+	eng_tensor pw_full = tens(ENG_F64, D(3, 0.5, 3, 0.5, 3, 0.5), 2, I64(3), I64(2));
+	o.pos_weight = &pw_full;
+	NEAR(run(&yt, &yp, &o, NULL), num / den, 1e-12);
+	eng_tensor pw_col = tens(ENG_F64, D(3, 0.5), 2, I64(1), I64(2));
+	o.pos_weight = &pw_col;
+	NEAR(run(&yt, &yp, &o, NULL), num / den, 1e-12);
+}
+
+Test(binary, focal_from_probabilities)
+{
+	double y = 1, p = 0.7;
+	eng_tensor yt = tens(ENG_F64, &y, 0);
+	eng_tensor yp = tens(ENG_F64, &p, 0);
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	o.kind = ENG_LOSS_BINARY_FOCAL;
+	o.gamma = 3;
+	o.alpha = 0.4;
+	o.apply_class_balancing = true;
+	NEAR(run(&yt, &yp, &o, NULL), -log(0.7) * pow(0.3, 3) * 0.4, 1e-12);
+}
+
+Test(binary, label_smoothing_is_keras)
+{
+	eng_tensor yt = tens(ENG_F64, D(1), 1, I64(1));
+	eng_tensor yp = tens(ENG_F64, D(0.9), 1, I64(1));
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	o.kind = ENG_LOSS_BINARY_CE;
+	o.label_smoothing = 0.2; /* target 0.9 */
+	NEAR(run(&yt, &yp, &o, NULL), -(0.9 * log(0.9) + 0.1 * log(0.1)), 1e-12);
+}
+
+Test(binary, ignore_class_masks_elements)
+{
+	eng_tensor yt = tens(ENG_F64, D(1, -1, 0), 1, I64(3));
+	eng_tensor yp = tens(ENG_F64, D(0.8, 0.5, 0.4), 1, I64(3));
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	o.kind = ENG_LOSS_BINARY_CE;
+	o.has_ignore_class = true;
+	o.ignore_class = -1;
+	eng_loss_result *r;
+	NEAR(run(&yt, &yp, &o, &r), (-log(0.8) - log(0.6)) / 2, 1e-12);
+	cr_expect_eq(r->ignored, 1);
+	cr_expect_eq(r->count, 2);
+	eng_loss_result_free(r);
+}
+
+Test(binary, confusion_is_two_by_two)
+{
+	eng_tensor yt = tens(ENG_F64, D(1, 1, 0, 0, 1), 1, I64(5));
+	eng_tensor yp = tens(ENG_F64, D(0.9, 0.2, 0.6, 0.1, 0.5), 1, I64(5));
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	o.kind = ENG_LOSS_BINARY_CE;
+	o.confusion = true;
+	eng_loss_result *r;
+	run(&yt, &yp, &o, &r);
+	cr_assert_eq(r->conf_n, 2);
+	cr_expect_eq(r->confusion[0], 1); /* tn */
+	cr_expect_eq(r->confusion[1], 1); /* fp */
+	cr_expect_eq(r->confusion[2], 1); /* fn */
+	cr_expect_eq(r->confusion[3], 2); /* tp (0.5 counts as predicted) */
+	eng_loss_result_free(r);
+}
+
+Test(binary, rejects)
+{
+	eng_tensor yt = tens(ENG_F64, D(1, 2), 1, I64(2));
+	eng_tensor yp = tens(ENG_F64, D(0.5, 0.5), 1, I64(2));
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	eng_loss_result *r = NULL;
+	eng_error err = {0};
+	o.kind = ENG_LOSS_BINARY_CE;
+	cr_expect_eq(eng_loss_compute(&r, &yt, &yp, &o, NULL, &err), ENG_ELABEL);
+	cr_expect_eq(err.index, 1);
+
+	eng_tensor yt2 = tens(ENG_F64, D(1, 0), 1, I64(2));
+	eng_tensor yp2 = tens(ENG_F64, D(0.5, 1.5), 1, I64(2));
+	cr_expect_eq(eng_loss_compute(&r, &yt2, &yp2, &o, NULL, &err), ENG_EPROB);
+	cr_expect_str_eq(err.field, "y_pred");
+	cr_expect_eq(err.index, 1);
+	o.from_logits = true; /* 1.5 is a fine logit */
+	cr_expect_eq(eng_loss_compute(&r, &yt2, &yp2, &o, NULL, &err), 0);
+	eng_loss_result_free(r);
+
+	eng_tensor pw = tens(ENG_F64, D(1, 2, 3), 1, I64(3));
+	o.pos_weight = &pw;
+	cr_expect_eq(eng_loss_compute(&r, &yt2, &yp2, &o, NULL, &err), ENG_ESHAPE);
+	cr_expect_str_eq(err.field, "pos_weight");
+	eng_tensor pwn = tens(ENG_F64, D(-1), 0);
+	o.pos_weight = &pwn;
+	cr_expect_eq(eng_loss_compute(&r, &yt2, &yp2, &o, NULL, &err), ENG_EWEIGHT);
+	o.pos_weight = NULL;
+	eng_tensor cw = tens(ENG_F64, D(1, 1), 1, I64(2));
+	o.class_weight = &cw;
+	cr_expect_eq(eng_loss_compute(&r, &yt2, &yp2, &o, NULL, &err), ENG_EINVAL);
+	cr_expect_str_eq(err.field, "class_weight");
+	o.class_weight = NULL;
+	eng_tensor yt3 = tens(ENG_F64, D(1, 0, 1), 1, I64(3));
+	cr_expect_eq(eng_loss_compute(&r, &yt3, &yp2, &o, NULL, &err), ENG_ESHAPE);
+	cr_expect_null(r);
+}
+
+Test(binary, float32_logits_fast_path_matches_double)
+{
+	enum { N = 1001 };
+	static float xf[N], yf[N];
+	static double xd[N];
+	for (int i = 0; i < N; i++) {
+		xf[i] = (float)(sin(i * 1.7) * (i % 3 ? 8 : 40));
+		yf[i] = (float)((i % 5) / 4.0); /* soft targets too */
+	}
+	xf[10] = 1e4f;
+	xf[11] = -1e4f;
+	xf[12] = 0;
+	for (int i = 0; i < N; i++)
+		xd[i] = xf[i];
+	eng_tensor yt = tens(ENG_F32, yf, 1, I64(N));
+	eng_tensor a = tens(ENG_F32, xf, 1, I64(N));
+	eng_tensor b = tens(ENG_F64, xd, 1, I64(N));
+	eng_tensor pw = tens(ENG_F64, D(2.5), 0);
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	o.kind = ENG_LOSS_BINARY_CE;
+	o.from_logits = true;
+	o.pos_weight = &pw;
+	o.reduction = ENG_RED_NONE;
+	eng_loss_result *ra, *rb;
+	run(&yt, &a, &o, &ra);
+	run(&yt, &b, &o, &rb);
+	for (int i = 0; i < N; i++) {
+		double u = ra->per_position[i], v = rb->per_position[i];
+		cr_expect(fabs(u - v) <= 1e-6 * fabs(v) + 1e-30, "%d: %.12g vs %.12g (x %g)", i, u,
+		          v, (double)xf[i]);
+	}
+	NEAR(ra->wloss_sum, rb->wloss_sum, 1e-7 * rb->wloss_sum);
+	cr_expect_eq(ra->correct, rb->correct);
+	eng_loss_result_free(ra);
+	eng_loss_result_free(rb);
+	/* a NaN in a block is reported (or propagated) by the scalar path */
+	xf[700] = NAN;
+	eng_loss_result *r = NULL;
+	eng_error err = {0};
+	cr_expect_eq(eng_loss_compute(&r, &yt, &a, &o, NULL, &err), ENG_ENONFINITE);
+	cr_expect_eq(err.index, 700);
+	o.propagate_nan = true;
+	run(&yt, &a, &o, &r);
+	cr_expect(isnan(r->per_position[700]));
+	cr_expect(!isnan(r->per_position[699]));
+	eng_loss_result_free(r);
+}

@@ -1,0 +1,596 @@
+/*
+ * test_loss_xent.c - the categorical family of engine/src/xent.c through
+ * eng_loss_compute(): sparse and categorical cross-entropy, categorical
+ * focal, KL. Expected values are the Keras docstring figures, hand sums
+ * (written out next to each case) and float64 recomputations in the test.
+ */
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <math.h>
+#include <stdarg.h>
+#include <string.h>
+
+#include "lossd/loss.h"
+
+static eng_tensor tens(eng_dtype dt, const void *data, int ndim, ...)
+{
+	eng_tensor t = {dt, ndim, {0}, 1, data};
+	va_list ap;
+	va_start(ap, ndim);
+	for (int i = 0; i < ndim; i++) {
+		t.shape[i] = va_arg(ap, int64_t);
+		t.size *= t.shape[i];
+	}
+	va_end(ap);
+	return t;
+}
+
+#define D(...) ((const double[]){__VA_ARGS__})
+#define I64(x) ((int64_t)(x))
+
+/* Computes and returns the reduced loss (NaN when undefined); asserts success. */
+static double run(const eng_tensor *yt, const eng_tensor *yp, const eng_loss_opts *o,
+                  eng_loss_result **keep)
+{
+	eng_loss_result *r = NULL;
+	eng_error err = {0};
+	int rc = eng_loss_compute(&r, yt, yp, o, NULL, &err);
+	cr_assert_eq(rc, 0, "eng_loss_compute failed: %d %s", rc, err.msg);
+	double v;
+	if (!eng_loss_result_value(r, o->reduction, &v))
+		v = NAN;
+	if (keep)
+		*keep = r;
+	else
+		eng_loss_result_free(r);
+	return v;
+}
+
+static int fail(const eng_tensor *yt, const eng_tensor *yp, const eng_loss_opts *o, eng_error *err)
+{
+	eng_loss_result *r = (eng_loss_result *)1;
+	int rc = eng_loss_compute(&r, yt, yp, o, NULL, err);
+	cr_assert_null(r, "a failed call leaves *out NULL");
+	return rc;
+}
+
+#define NEAR(a, b, tol)                                                                            \
+	cr_expect(fabs((a) - (b)) <= (tol), "%s = %.12g, expected %.12g", #a, (double)(a),         \
+	          (double)(b))
+
+/* ---- Keras docstring values ----------------------------------------------------- */
+
+static const double P23[] = {0.05, 0.95, 0, 0.1, 0.8, 0.1};
+
+Test(xent, keras_sparse_docstring)
+{
+	eng_tensor yt = tens(ENG_F64, D(1, 2), 1, I64(2));
+	eng_tensor yp = tens(ENG_F64, P23, 2, I64(2), I64(3));
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	NEAR(run(&yt, &yp, &o, NULL), 1.177, 5e-4);
+	eng_tensor sw = tens(ENG_F64, D(0.3, 0.7), 1, I64(2));
+	o.sample_weight = &sw;
+	o.reduction = ENG_RED_SUM_OVER_BATCH_SIZE;
+	NEAR(run(&yt, &yp, &o, NULL), 0.814, 5e-4);
+	/* exactly: (0.3 * -log 0.95 + 0.7 * -log 0.1) / 2 */
+	NEAR(run(&yt, &yp, &o, NULL), (0.3 * -log(0.95) + 0.7 * -log(0.1)) / 2, 1e-12);
+	o.reduction = ENG_RED_MEAN; /* sum(w l) / sum(w) = 1 here */
+	NEAR(run(&yt, &yp, &o, NULL), 0.3 * -log(0.95) + 0.7 * -log(0.1), 1e-12);
+}
+
+Test(xent, keras_categorical_docstring)
+{
+	eng_tensor yt = tens(ENG_F64, D(0, 1, 0, 0, 0, 1), 2, I64(2), I64(3));
+	eng_tensor yp = tens(ENG_F64, P23, 2, I64(2), I64(3));
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	o.kind = ENG_LOSS_CATEGORICAL_CE;
+	NEAR(run(&yt, &yp, &o, NULL), 1.177, 5e-4);
+	eng_tensor sw = tens(ENG_F64, D(0.3, 0.7), 1, I64(2));
+	o.sample_weight = &sw;
+	o.reduction = ENG_RED_SUM_OVER_BATCH_SIZE;
+	NEAR(run(&yt, &yp, &o, NULL), 0.814, 5e-4);
+}
+
+Test(xent, keras_kl_docstring)
+{
+	eng_tensor yt = tens(ENG_F64, D(0, 1, 0, 0), 2, I64(2), I64(2));
+	eng_tensor yp = tens(ENG_F64, D(0.6, 0.4, 0.4, 0.6), 2, I64(2), I64(2));
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	o.kind = ENG_LOSS_KL;
+	o.reduction = ENG_RED_SUM_OVER_BATCH_SIZE;
+	NEAR(run(&yt, &yp, &o, NULL), 0.458, 5e-4);
+	eng_tensor sw = tens(ENG_F64, D(0.8, 0.2), 1, I64(2));
+	o.sample_weight = &sw;
+	NEAR(run(&yt, &yp, &o, NULL), 0.366, 1e-3);
+	/* y_true clipped to [1e-7, 1] too: the zeros contribute 1e-7 log(1e-7 / q) */
+	double row0 = 1e-7 * log(1e-7 / 0.6) + 1 * log(1 / 0.4);
+	double row1 = 1e-7 * log(1e-7 / 0.4) + 1e-7 * log(1e-7 / 0.6);
+	NEAR(run(&yt, &yp, &o, NULL), (0.8 * row0 + 0.2 * row1) / 2, 1e-12);
+}
+
+Test(xent, categorical_focal_docstring)
+{
+	/* Keras CategoricalFocalCrossentropy docstring: 0.23315276 */
+	eng_tensor yt = tens(ENG_F64, D(0, 1, 0, 0, 0, 1), 2, I64(2), I64(3));
+	eng_tensor yp = tens(ENG_F64, P23, 2, I64(2), I64(3));
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	o.kind = ENG_LOSS_CATEGORICAL_FOCAL;
+	o.reduction = ENG_RED_SUM_OVER_BATCH_SIZE;
+	NEAR(run(&yt, &yp, &o, NULL), 0.23315276, 1e-7);
+	/* gamma 0, alpha 1 is plain cross-entropy */
+	o.gamma = 0;
+	o.alpha = 1;
+	NEAR(run(&yt, &yp, &o, NULL), 1.176939193690798, 1e-9);
+}
+
+/* ---- options, each alone and combined ---------------------------------------------- */
+
+Test(xent, sparse_label_smoothing_class_weight)
+{
+	/* l_i = (1-e) w_y (-log p_y) + e/C sum_c w_c (-log p_c), w_i = w_y;
+	 * clipped at 1e-7 for the probability 0. */
+	eng_tensor yt = tens(ENG_F64, D(1, 2), 1, I64(2));
+	eng_tensor yp = tens(ENG_F64, P23, 2, I64(2), I64(3));
+	eng_tensor cw = tens(ENG_F64, D(1, 2, 3), 1, I64(3));
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	o.label_smoothing = 0.1;
+	o.class_weight = &cw;
+	double e = 0.1, nl[2][3];
+	for (int i = 0; i < 2; i++)
+		for (int c = 0; c < 3; c++)
+			nl[i][c] = -log(fmin(fmax(P23[3 * i + c], 1e-7), 1 - 1e-7));
+	double l0 = (1 - e) * 2 * nl[0][1] + e / 3 * (1 * nl[0][0] + 2 * nl[0][1] + 3 * nl[0][2]);
+	double l1 = (1 - e) * 3 * nl[1][2] + e / 3 * (1 * nl[1][0] + 2 * nl[1][1] + 3 * nl[1][2]);
+	eng_loss_result *r;
+	NEAR(run(&yt, &yp, &o, &r), (l0 + l1) / 5, 1e-12);
+	NEAR(r->weight_sum, 5, 1e-12);
+	NEAR(r->per_class[1].loss_sum, l0, 1e-12);
+	NEAR(r->per_class[2].weight_sum, 3, 1e-12);
+	eng_loss_result_free(r);
+	NEAR(1.6692564247950272, (l0 + l1) / 5, 1e-12); /* ref.py */
+}
+
+Test(xent, categorical_class_weight_distribution)
+{
+	/* a distribution y_true: l = -sum w_c y_c log p_c, w = sum w_c y_c */
+	eng_tensor yt = tens(ENG_F64, D(0.25, 0.75, 1, 0), 2, I64(2), I64(2));
+	eng_tensor yp = tens(ENG_F64, D(0.5, 0.5, 0.2, 0.8), 2, I64(2), I64(2));
+	eng_tensor cw = tens(ENG_F64, D(2, 4), 1, I64(2));
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	o.kind = ENG_LOSS_CATEGORICAL_CE;
+	o.class_weight = &cw;
+	double l0 = -(2 * 0.25 * log(0.5) + 4 * 0.75 * log(0.5)), w0 = 0.5 + 3;
+	double l1 = -(2 * 1 * log(0.2)), w1 = 2;
+	eng_loss_result *r;
+	NEAR(run(&yt, &yp, &o, &r), (l0 + l1) / (w0 + w1), 1e-12);
+	cr_expect_eq(r->per_class[1].support, 1); /* argmax of y_true row 0 is class 1 */
+	cr_expect_eq(r->per_class[0].support, 1);
+	cr_expect_eq(r->per_class[0].predicted, 1); /* argmax of (0.5, 0.5): the first */
+	cr_expect_eq(r->per_class[1].predicted, 1); /* argmax of (0.2, 0.8) */
+	cr_expect_eq(r->correct, 0);
+	eng_loss_result_free(r);
+}
+
+Test(xent, cost_matrix_weights_true_by_predicted)
+{
+	/* row 0: true 0, argmax 1 -> cost[0][1] = 5; row 1: true 1, argmax 1 -> 1 */
+	eng_tensor yt = tens(ENG_I32, (const int32_t[]){0, 1}, 1, I64(2));
+	eng_tensor yp = tens(ENG_F64, D(0.3, 0.7, 0.4, 0.6), 2, I64(2), I64(2));
+	eng_tensor cm = tens(ENG_F64, D(1, 5, 2, 1), 2, I64(2), I64(2));
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	o.cost_matrix = &cm;
+	o.reduction = ENG_RED_SUM;
+	o.confusion = true;
+	eng_loss_result *r;
+	NEAR(run(&yt, &yp, &o, &r), 5 * -log(0.3) + 1 * -log(0.6), 1e-12);
+	NEAR(r->weight_sum, 6, 1e-12);
+	cr_expect_eq(r->conf_n, 2);
+	cr_expect_eq(r->confusion[0 * 2 + 1], 1);
+	cr_expect_eq(r->confusion[1 * 2 + 1], 1);
+	cr_expect_eq(r->correct, 1);
+	eng_loss_result_free(r);
+}
+
+Test(xent, ignore_class_any_integer)
+{
+	int64_t y[] = {-100, 1, -100, 0};
+	eng_tensor yt = tens(ENG_I64, y, 1, I64(4));
+	eng_tensor yp = tens(ENG_F64, D(1, 2, 3, 4, 5, 6, 7, 8), 2, I64(4), I64(2));
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	o.from_logits = true;
+	o.has_ignore_class = true;
+	o.ignore_class = -100;
+	o.reduction = ENG_RED_NONE;
+	eng_loss_result *r;
+	run(&yt, &yp, &o, &r);
+	cr_expect_eq(r->count, 2);
+	cr_expect_eq(r->ignored, 2);
+	cr_expect_eq(r->per_position[0], 0);
+	cr_expect_eq(r->per_position[2], 0);
+	NEAR(r->per_position[1], log1p(exp(-1.0)), 1e-12);     /* logits 3, 4, true 1 */
+	NEAR(r->per_position[3], 1 + log1p(exp(-1.0)), 1e-12); /* logits 7, 8, true 0 */
+	eng_loss_result_free(r);
+}
+
+Test(xent, all_ignored_and_empty_are_undefined)
+{
+	eng_tensor yt = tens(ENG_F64, D(-1, -1), 1, I64(2));
+	eng_tensor yp = tens(ENG_F64, D(1, 2, 3, 4), 2, I64(2), I64(2));
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	o.from_logits = true;
+	o.has_ignore_class = true;
+	o.ignore_class = -1;
+	for (int red = 0; red < 3; red++) {
+		o.reduction = (eng_reduction)red;
+		cr_expect(isnan(run(&yt, &yp, &o, NULL)), "reduction %d of nothing is undefined",
+		          red);
+	}
+	eng_tensor et = tens(ENG_F64, D(0), 1, I64(0));
+	eng_tensor ep = tens(ENG_F64, D(0), 2, I64(0), I64(3));
+	o.has_ignore_class = false;
+	eng_loss_result *r;
+	cr_expect(isnan(run(&et, &ep, &o, &r)));
+	cr_expect_eq(r->count, 0);
+	cr_expect_eq(r->nclasses, 3);
+	eng_loss_result_free(r);
+}
+
+Test(xent, zero_weight_sum_mean_is_undefined_sum_is_zero)
+{
+	eng_tensor yt = tens(ENG_F64, D(0, 1), 1, I64(2));
+	eng_tensor yp = tens(ENG_F64, D(1, 2, 3, 4), 2, I64(2), I64(2));
+	eng_tensor sw = tens(ENG_F64, D(0, 0), 1, I64(2));
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	o.from_logits = true;
+	o.sample_weight = &sw;
+	cr_expect(isnan(run(&yt, &yp, &o, NULL)));
+	o.reduction = ENG_RED_SUM;
+	cr_expect_eq(run(&yt, &yp, &o, NULL), 0.0);
+}
+
+/* ---- extremes ------------------------------------------------------------------------ */
+
+Test(xent, huge_logits_stay_finite)
+{
+	float x[] = {1e4f, -1e4f, 0, -1e4f, 1e4f, 1e4f};
+	eng_tensor yp = tens(ENG_F32, x, 2, I64(2), I64(3));
+	eng_tensor yt = tens(ENG_I32, (const int32_t[]){1, 2}, 1, I64(2));
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	o.from_logits = true;
+	o.reduction = ENG_RED_NONE;
+	eng_loss_result *r;
+	run(&yt, &yp, &o, &r);
+	NEAR(r->per_position[0], 2e4, 1e-6);      /* 1e4 - (-1e4) */
+	NEAR(r->per_position[1], log(2.0), 1e-7); /* two equal maxima */
+	eng_loss_result_free(r);
+	/* the same through the double path (float64 input) */
+	double xd[] = {1e4, -1e4, 0, -1e4, 1e4, 1e4};
+	eng_tensor ypd = tens(ENG_F64, xd, 2, I64(2), I64(3));
+	run(&yt, &ypd, &o, &r);
+	NEAR(r->per_position[0], 2e4, 1e-9);
+	NEAR(r->per_position[1], log(2.0), 1e-12);
+	eng_loss_result_free(r);
+}
+
+Test(xent, probabilities_exactly_zero_and_one_are_clipped)
+{
+	eng_tensor yt = tens(ENG_F64, D(0, 1), 1, I64(2));
+	eng_tensor yp = tens(ENG_F64, D(1, 0, 1, 0), 2, I64(2), I64(2));
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	o.reduction = ENG_RED_NONE;
+	eng_loss_result *r;
+	run(&yt, &yp, &o, &r);
+	NEAR(r->per_position[0], -log(1 - 1e-7), 1e-15);
+	NEAR(r->per_position[1], -log(1e-7), 1e-12);
+	eng_loss_result_free(r);
+}
+
+Test(xent, probabilities_are_divided_by_their_row_sum)
+{
+	eng_tensor yt = tens(ENG_F64, D(0), 1, I64(1));
+	eng_tensor yp = tens(ENG_F64, D(2, 6), 2, I64(1), I64(2));
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	NEAR(run(&yt, &yp, &o, NULL), -log(0.25), 1e-12);
+	o.kind = ENG_LOSS_KL; /* KL clips without dividing: q = (1, 1-ish) */
+	eng_tensor dt = tens(ENG_F64, D(0.5, 0.5), 2, I64(1), I64(2));
+	NEAR(run(&dt, &yp, &o, NULL), 0.5 * log(0.5) * 2, 1e-12);
+}
+
+/* ---- axes and ranks ---------------------------------------------------------------------- */
+
+/* (B=2, T=3, V=4) logits with axis -1, the same numbers as (B, V, T) with axis 1 */
+Test(xent, rank3_axis_last_equals_axis1_transposed)
+{
+	double btv[24], bvt[24];
+	for (int i = 0; i < 24; i++)
+		btv[i] = sin(i * 1.3) * 4;
+	for (int b = 0; b < 2; b++)
+		for (int t = 0; t < 3; t++)
+			for (int v = 0; v < 4; v++)
+				bvt[b * 12 + v * 3 + t] = btv[b * 12 + t * 4 + v];
+	int32_t y[] = {0, 3, 2, 1, 1, 0};
+	eng_tensor yt = tens(ENG_I32, y, 2, I64(2), I64(3));
+	eng_tensor a = tens(ENG_F64, btv, 3, I64(2), I64(3), I64(4));
+	eng_tensor b = tens(ENG_F64, bvt, 3, I64(2), I64(4), I64(3));
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	o.from_logits = true;
+	o.reduction = ENG_RED_NONE;
+	eng_loss_result *ra, *rb;
+	run(&yt, &a, &o, &ra);
+	o.axis = 1;
+	run(&yt, &b, &o, &rb);
+	cr_expect_eq(rb->pos_ndim, 2);
+	cr_expect_eq(rb->pos_shape[1], 3);
+	for (int i = 0; i < 6; i++) {
+		double m = -INFINITY, s = 0;
+		for (int v = 0; v < 4; v++)
+			m = fmax(m, btv[i * 4 + v]);
+		for (int v = 0; v < 4; v++)
+			s += exp(btv[i * 4 + v] - m);
+		double want = m + log(s) - btv[i * 4 + y[i]];
+		NEAR(ra->per_position[i], want, 1e-12);
+		NEAR(rb->per_position[i], want, 1e-12);
+	}
+	for (int c = 0; c < 4; c++)
+		cr_expect_eq(ra->per_class[c].predicted, rb->per_class[c].predicted);
+	o.reduction = ENG_RED_SUM;
+	double s1 = run(&yt, &b, &o, NULL);
+	o.axis = -2; /* negative axis counts from the end */
+	NEAR(run(&yt, &b, &o, NULL), s1, 0);
+	eng_loss_result_free(ra);
+	eng_loss_result_free(rb);
+}
+
+Test(xent, float32_fast_path_matches_double)
+{
+	enum { N = 37, C = 67 };
+	static float xf[N * C];
+	static double xd[N * C];
+	int32_t y[N];
+	for (int i = 0; i < N * C; i++) {
+		xf[i] = (float)(cos(i * 0.7) * 6 + (i % 5));
+		xd[i] = xf[i];
+	}
+	for (int i = 0; i < N; i++)
+		y[i] = (i * 7) % C;
+	eng_tensor yt = tens(ENG_I32, y, 1, I64(N));
+	eng_tensor a = tens(ENG_F32, xf, 2, I64(N), I64(C));
+	eng_tensor b = tens(ENG_F64, xd, 2, I64(N), I64(C));
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	o.from_logits = true;
+	o.reduction = ENG_RED_NONE;
+	eng_loss_result *ra, *rb;
+	run(&yt, &a, &o, &ra);
+	run(&yt, &b, &o, &rb);
+	for (int i = 0; i < N; i++)
+		cr_expect(fabs(ra->per_position[i] - rb->per_position[i]) <=
+		                  1e-6 * fabs(rb->per_position[i]) + 1e-12,
+		          "row %d: %.12g vs %.12g", i, ra->per_position[i], rb->per_position[i]);
+	for (int c = 0; c < C; c++)
+		cr_expect_eq(ra->per_class[c].predicted, rb->per_class[c].predicted);
+	cr_expect_eq(ra->correct, rb->correct);
+	eng_loss_result_free(ra);
+	eng_loss_result_free(rb);
+}
+
+Test(xent, trailing_size1_label_axis_is_squeezed)
+{
+	eng_tensor yt = tens(ENG_F64, D(1, 2), 2, I64(2), I64(1));
+	eng_tensor yp = tens(ENG_F64, P23, 2, I64(2), I64(3));
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	NEAR(run(&yt, &yp, &o, NULL), 1.176939193690798, 1e-12);
+	/* and (N, 1) sample weights with (N) positions (Keras squeezes them) */
+	eng_tensor sw = tens(ENG_F64, D(0.3, 0.7), 2, I64(2), I64(1));
+	o.sample_weight = &sw;
+	o.reduction = ENG_RED_SUM_OVER_BATCH_SIZE;
+	NEAR(run(&yt, &yp, &o, NULL), 0.8135987767060484, 1e-12);
+}
+
+Test(xent, sample_weight_broadcasts_over_trailing_positions)
+{
+	/* positions (2, 3); weights (2) apply per row */
+	double x[24];
+	for (int i = 0; i < 24; i++)
+		x[i] = (i % 7) * 0.5;
+	eng_tensor yt = tens(ENG_F64, D(0, 1, 2, 3, 0, 1), 2, I64(2), I64(3));
+	eng_tensor yp = tens(ENG_F64, x, 3, I64(2), I64(3), I64(4));
+	eng_tensor sw = tens(ENG_F64, D(2, 0.5), 1, I64(2));
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	o.from_logits = true;
+	o.reduction = ENG_RED_NONE;
+	eng_loss_result *r0, *r1;
+	run(&yt, &yp, &o, &r0);
+	o.sample_weight = &sw;
+	run(&yt, &yp, &o, &r1);
+	for (int i = 0; i < 6; i++)
+		NEAR(r1->per_position[i], r0->per_position[i] * (i < 3 ? 2 : 0.5), 1e-12);
+	NEAR(r1->weight_sum, 3 * 2 + 3 * 0.5, 1e-12);
+	eng_loss_result_free(r0);
+	eng_loss_result_free(r1);
+}
+
+/* ---- validation ---------------------------------------------------------------------------- */
+
+typedef struct bad_case {
+	const char *what;
+	int kind;
+	int code;
+	const char *field;
+	int64_t index;
+} bad_case;
+
+/* Criterion may run each parameter in a re-executed process, where
+ * pointers inside parameters are not valid: parameters are indices. */
+static const bad_case bad_cases[] = {
+        {"label 2 of 2 classes", 0, ENG_ELABEL, "y_true", 1},
+        {"label 0.5", 1, ENG_ELABEL, "y_true", 0},
+        {"negative probability", 2, ENG_EPROB, "y_pred", 1},
+        {"row sum 0", 3, ENG_EPROB, "y_pred", 2},
+        {"shape", 4, ENG_ESHAPE, "y_true", -1},
+        {"negative class weight", 5, ENG_EWEIGHT, "class_weight", 1},
+        {"NaN sample weight", 6, ENG_EWEIGHT, "sample_weight", 0},
+        {"cost matrix shape", 7, ENG_ESHAPE, "cost_matrix", -1},
+        {"axis out of range", 8, ENG_EINVAL, "axis", -1},
+        {"NaN logit", 9, ENG_ENONFINITE, "y_pred", 3},
+        {"pos_weight on a categorical loss", 10, ENG_EINVAL, "pos_weight", -1},
+        {"label_smoothing > 1", 11, ENG_EINVAL, "label_smoothing", -1},
+        {"negative distribution", 12, ENG_ELABEL, "y_true", 0},
+        {"sample_weight shape", 13, ENG_ESHAPE, "sample_weight", -1},
+        {"Inf logit in float32 fast path", 14, ENG_ENONFINITE, "y_pred", 2},
+};
+
+static const double GOODP[] = {0.2, 0.8, 0.5, 0.5};
+
+ParameterizedTestParameters(xent, rejects)
+{
+	static int idx[sizeof bad_cases / sizeof *bad_cases];
+	for (size_t i = 0; i < sizeof idx / sizeof *idx; i++)
+		idx[i] = (int)i;
+	return cr_make_param_array(int, idx, sizeof idx / sizeof *idx);
+}
+
+ParameterizedTest(int *ip, xent, rejects)
+{
+	const bad_case *bc = &bad_cases[*ip];
+	double y[] = {0, 1}, p[4];
+	memcpy(p, GOODP, sizeof p);
+	eng_tensor yt = tens(ENG_F64, y, 1, I64(2));
+	eng_tensor yp = tens(ENG_F64, p, 2, I64(2), I64(2));
+	eng_tensor w = tens(ENG_F64, D(1, -1), 1, I64(2));
+	eng_tensor wn = tens(ENG_F64, D(NAN, 1), 1, I64(2));
+	eng_tensor cm = tens(ENG_F64, D(1, 1, 1, 1, 1, 1), 2, I64(2), I64(3));
+	eng_tensor sw3 = tens(ENG_F64, D(1, 1, 1), 1, I64(3));
+	float pf[] = {1, 2, INFINITY, 0};
+	eng_tensor ypf = tens(ENG_F32, pf, 2, I64(2), I64(2));
+	double dist[] = {-0.5, 1.5, 0, 1};
+	eng_tensor tdist = tens(ENG_F64, dist, 2, I64(2), I64(2));
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	eng_error err = {0};
+	switch (bc->kind) {
+	case 0: y[1] = 2; break;
+	case 1: y[0] = 0.5; break;
+	case 2: p[1] = -0.1; break;
+	case 3: p[2] = p[3] = 0; break;
+	case 4:
+		yt.shape[0] = 1;
+		yt.size = 1;
+		break;
+	case 5: o.class_weight = &w; break;
+	case 6: o.sample_weight = &wn; break;
+	case 7: o.cost_matrix = &cm; break;
+	case 8: o.axis = 2; break;
+	case 9:
+		p[3] = NAN;
+		o.from_logits = true;
+		break;
+	case 10: o.pos_weight = &w; break;
+	case 11: o.label_smoothing = 1.5; break;
+	case 12:
+		o.kind = ENG_LOSS_CATEGORICAL_CE;
+		yt = tdist;
+		break;
+	case 13: o.sample_weight = &sw3; break;
+	case 14:
+		yp = ypf;
+		o.from_logits = true;
+		break;
+	}
+	int rc = fail(&yt, &yp, &o, &err);
+	cr_expect_eq(rc, bc->code, "%s: rc %d, expected %d (%s)", bc->what, rc, bc->code, err.msg);
+	cr_expect_eq(err.code, bc->code);
+	cr_expect_str_eq(err.field, bc->field, "%s: field %s", bc->what, err.field);
+	cr_expect_eq(err.index, bc->index, "%s: index %lld", bc->what, (long long)err.index);
+	cr_expect(strlen(err.msg) > 0);
+}
+
+Test(xent, shape_message_names_both_shapes)
+{
+	eng_tensor yt = tens(ENG_F64, D(0, 1, 2, 0, 1), 1, I64(5));
+	eng_tensor yp = tens(ENG_F64, D(1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1), 2, I64(4), I64(3));
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	eng_error err = {0};
+	cr_assert_eq(fail(&yt, &yp, &o, &err), ENG_ESHAPE);
+	cr_expect(strstr(err.msg, "y_pred has shape [4, 3] but y_true has shape [5]") != NULL, "%s",
+	          err.msg);
+}
+
+Test(xent, nan_propagates_when_asked)
+{
+	eng_tensor yt = tens(ENG_F64, D(0, 1), 1, I64(2));
+	eng_tensor yp = tens(ENG_F64, D(1, NAN, 0.5, 0.5), 2, I64(2), I64(2));
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	o.from_logits = true;
+	o.propagate_nan = true;
+	o.reduction = ENG_RED_NONE;
+	eng_loss_result *r;
+	run(&yt, &yp, &o, &r);
+	cr_expect(isnan(r->per_position[0]));
+	NEAR(r->per_position[1], log(2.0), 1e-12);
+	cr_expect(isnan(r->wloss_sum));
+	eng_loss_result_free(r);
+}
+
+Test(xent, float32_strided_tiles_match_double)
+{
+	/* (B=2, V=45, T=70), axis 1: two tiles of 32 and a tail of 6 per b */
+	enum { B = 2, V = 45, T = 70 };
+	static float xf[B * V * T];
+	static double xd[B * V * T];
+	int32_t y[B * T];
+	for (int i = 0; i < B * V * T; i++) {
+		xf[i] = (float)(sin(i * 0.91) * 7);
+		xd[i] = xf[i];
+	}
+	for (int i = 0; i < B * T; i++)
+		y[i] = i % 9 == 4 ? -100 : (i * 5) % V;
+	xf[1 * V * T + 3 * T + 40] = NAN; /* b 1, class 3, t 40: a tile falls back */
+	xd[1 * V * T + 3 * T + 40] = NAN;
+	eng_tensor yt = tens(ENG_I32, y, 2, I64(B), I64(T));
+	eng_tensor a = tens(ENG_F32, xf, 3, I64(B), I64(V), I64(T));
+	eng_tensor b = tens(ENG_F64, xd, 3, I64(B), I64(V), I64(T));
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	o.from_logits = true;
+	o.axis = 1;
+	o.has_ignore_class = true;
+	o.ignore_class = -100;
+	o.propagate_nan = true;
+	o.reduction = ENG_RED_NONE;
+	eng_loss_result *ra, *rb;
+	run(&yt, &a, &o, &ra);
+	run(&yt, &b, &o, &rb);
+	for (int i = 0; i < B * T; i++) {
+		double u = ra->per_position[i], v = rb->per_position[i];
+		if (i == T + 40 && y[i] != -100) {
+			cr_expect(isnan(u) && isnan(v), "NaN propagates at %d", i);
+			continue;
+		}
+		cr_expect(fabs(u - v) <= 1e-6 * fabs(v) + 1e-12, "pos %d: %.12g vs %.12g", i, u, v);
+	}
+	cr_expect_eq(ra->ignored, rb->ignored);
+	cr_expect_eq(ra->correct, rb->correct);
+	for (int c = 0; c < V; c++)
+		cr_expect_eq(ra->per_class[c].predicted, rb->per_class[c].predicted, "class %d", c);
+	eng_loss_result_free(ra);
+	eng_loss_result_free(rb);
+	/* without propagate the NaN is reported with its flat index */
+	o.propagate_nan = false;
+	eng_error err = {0};
+	cr_expect_eq(fail(&yt, &a, &o, &err), ENG_ENONFINITE);
+	cr_expect_eq(err.index, 1 * V * T + 3 * T + 40);
+}
+
+Test(xent, confusion_matrix_is_bounded)
+{
+	enum { C = ENG_LOSS_MAX_CONFUSION + 1 };
+	static double x[C];
+	eng_tensor yt = tens(ENG_F64, D(0), 1, I64(1));
+	eng_tensor yp = tens(ENG_F64, x, 2, I64(1), I64(C));
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	o.from_logits = true;
+	o.confusion = true;
+	eng_error err = {0};
+	cr_expect_eq(fail(&yt, &yp, &o, &err), ENG_EINVAL);
+	cr_expect_str_eq(err.field, "confusion_matrix");
+	o.confusion = false; /* the loss itself is fine: log C */
+	NEAR(run(&yt, &yp, &o, NULL), log((double)C), 1e-9);
+}

@@ -1,0 +1,512 @@
+/*
+ * test_stream.c - engine/src/stream.c: batches merged into a stream give the
+ * numbers of one evaluation over all the data; merge and update are all or
+ * nothing; serialized states round-trip and corrupt ones are refused.
+ */
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lossd/binned.h"
+#include "lossd/sketch.h"
+#include "lossd/stream.h"
+
+#define N 600
+#define C 4
+
+static double score1[N], scoreC[N * C], weight[N];
+static double label1[N], labelC[N], labelM[N * C];
+
+/* Deterministic pseudo-random data with ties (scores on a coarse grid). */
+static void make_data(void)
+{
+	uint64_t x = 88172645463325252ull;
+	for (int i = 0; i < N; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		int y = (int)(x % 2);
+		label1[i] = y;
+		score1[i] = (double)((x >> 8) % 50) / 50.0 * 0.6 + 0.4 * y;
+		weight[i] = 0.5 + (double)((x >> 20) % 7) / 4.0;
+		labelC[i] = (double)((x >> 30) % C);
+		for (int c = 0; c < C; c++) {
+			uint64_t z = x * (uint64_t)(c + 3);
+			scoreC[i * C + c] = (double)((z >> 33) % 97) / 97.0 +
+					    (labelC[i] == c ? 0.3 : 0.0) - 0.15;
+			labelM[i * C + c] = (double)((z >> 40) % 2);
+		}
+	}
+}
+
+static eng_tensor t1(const double *d, int64_t n)
+{
+	eng_tensor t = { ENG_F64, 1, { n }, n, d };
+	return t;
+}
+
+static eng_tensor t2(const double *d, int64_t n, int64_t c)
+{
+	eng_tensor t = { ENG_F64, 2, { n, c }, n * c, d };
+	return t;
+}
+
+/* Merges rows [from, to) as one batch into s. */
+static void add_rows(eng_stream *s, eng_label_kind kind, int from, int to, bool weighted)
+{
+	const eng_stream_config *cfg = eng_stream_config_of(s);
+	eng_tensor ys, yt, w = t1(weight + from, to - from);
+	if (kind == ENG_LABELS_BINARY) {
+		ys = t1(score1 + from, to - from);
+		yt = t1(label1 + from, to - from);
+	} else {
+		ys = t2(scoreC + from * C, to - from, C);
+		yt = kind == ENG_LABELS_CLASS_ID ? t1(labelC + from, to - from)
+						 : t2(labelM + from * C, to - from, C);
+	}
+	eng_stream *b = NULL;
+	eng_error err;
+	int rc = eng_stream_batch(&b, cfg, &yt, &ys, weighted ? &w : NULL, NULL, &err);
+	cr_assert_eq(rc, 0, "batch: %s", err.msg);
+	cr_assert_eq(eng_stream_merge(s, b, &err), 0, "merge: %s", err.msg);
+	eng_stream_free(b);
+}
+
+static eng_stream *new_stream(eng_stream_method m, eng_label_kind kind, eng_curve curve)
+{
+	eng_stream_config cfg = ENG_STREAM_CONFIG_INIT;
+	cfg.method = m;
+	cfg.kind = kind;
+	cfg.columns = kind == ENG_LABELS_BINARY ? 1 : C;
+	cfg.curve = curve;
+	eng_stream *s = NULL;
+	eng_error err;
+	cr_assert_eq(eng_stream_new(&s, &cfg, &err), 0, "%s", err.msg);
+	return s;
+}
+
+/* The one-shot AUC of every row, per method. */
+static eng_auc_result oneshot(eng_stream_method m, eng_label_kind kind, eng_curve curve,
+			      int64_t col, bool weighted)
+{
+	eng_tensor ys, yt, w = t1(weight, N);
+	if (kind == ENG_LABELS_BINARY) {
+		ys = t1(score1, N);
+		yt = t1(label1, N);
+	} else {
+		ys = t2(scoreC, N, C);
+		yt = kind == ENG_LABELS_CLASS_ID ? t1(labelC, N) : t2(labelM, N, C);
+	}
+	eng_auc_data d = { &ys, &yt, weighted ? &w : NULL, kind };
+	eng_auc_result r;
+	eng_error err;
+	int rc;
+	if (m == ENG_STREAM_EXACT) {
+		eng_auc_opts o = ENG_AUC_OPTS_INIT;
+		o.curve = curve;
+		rc = eng_auc_exact(&r, NULL, &d, col, &o, &err);
+	} else if (m == ENG_STREAM_BINNED) {
+		rc = eng_auc_binned(&r, NULL, &d, col, 200, curve, ENG_SUM_INTERPOLATION, 512, &err);
+	} else {
+		rc = eng_auc_sketch(&r, NULL, &d, col, ENG_STREAM_DEFAULT_SKETCH_BYTES /
+				    (kind == ENG_LABELS_BINARY ? 1 : C), curve, 512, &err);
+	}
+	cr_assert_eq(rc, 0, "%s", err.msg);
+	return r;
+}
+
+struct combo {
+	eng_stream_method m;
+	eng_label_kind kind;
+	eng_curve curve;
+	bool weighted;
+};
+
+static struct combo combos[] = {
+	{ ENG_STREAM_EXACT, ENG_LABELS_BINARY, ENG_CURVE_ROC, false },
+	{ ENG_STREAM_EXACT, ENG_LABELS_BINARY, ENG_CURVE_PR, true },
+	{ ENG_STREAM_EXACT, ENG_LABELS_CLASS_ID, ENG_CURVE_ROC, true },
+	{ ENG_STREAM_EXACT, ENG_LABELS_MULTI, ENG_CURVE_PR, false },
+	{ ENG_STREAM_BINNED, ENG_LABELS_BINARY, ENG_CURVE_ROC, true },
+	{ ENG_STREAM_BINNED, ENG_LABELS_CLASS_ID, ENG_CURVE_PR, false },
+	{ ENG_STREAM_BINNED, ENG_LABELS_MULTI, ENG_CURVE_ROC, true },
+	{ ENG_STREAM_SKETCH, ENG_LABELS_BINARY, ENG_CURVE_ROC, true },
+	{ ENG_STREAM_SKETCH, ENG_LABELS_CLASS_ID, ENG_CURVE_ROC, false },
+	{ ENG_STREAM_SKETCH, ENG_LABELS_MULTI, ENG_CURVE_PR, true },
+};
+
+ParameterizedTestParameters(stream, batches_equal_one_shot)
+{
+	make_data();
+	return cr_make_param_array(struct combo, combos, sizeof(combos) / sizeof(combos[0]));
+}
+
+ParameterizedTest(struct combo *k, stream, batches_equal_one_shot)
+{
+	make_data();
+	eng_stream *s = new_stream(k->m, k->kind, k->curve);
+	/* Uneven batches, one empty. */
+	int cuts[] = { 0, 7, 7, 250, 251, 480, N };
+	for (size_t i = 0; i + 1 < sizeof(cuts) / sizeof(cuts[0]); i++)
+		add_rows(s, k->kind, cuts[i], cuts[i + 1], k->weighted);
+	eng_stream_counts cnt;
+	eng_stream_counts_of(&cnt, s);
+	cr_assert_eq(cnt.rows, N);
+	cr_assert_eq(cnt.updates, 6);
+	int64_t cols = k->kind == ENG_LABELS_BINARY ? 1 : C;
+	for (int64_t col = (cols == 1 ? 0 : -1); col < cols; col++) {
+		eng_auc_result want = oneshot(k->m, k->kind, k->curve, col, k->weighted);
+		eng_auc_result got;
+		eng_error err;
+		cr_assert_eq(eng_stream_auc(&got, NULL, s, col, 512, &err), 0, "%s", err.msg);
+		cr_assert_eq(got.defined, want.defined);
+		cr_assert(fabs(got.auc - want.auc) <= 1e-9 * (1 + fabs(want.auc)),
+			  "col %lld: %.15g vs %.15g", (long long)col, got.auc, want.auc);
+		cr_assert_eq(got.positives, want.positives);
+		cr_assert_eq(got.negatives, want.negatives);
+		if (k->m == ENG_STREAM_SKETCH)
+			cr_assert(got.error_bound == 0.0, "few distinct scores: sketch is exact");
+	}
+	eng_stream_free(s);
+}
+
+/* Reads every byte of a serialized state. */
+static void *ser(const eng_stream *s, size_t *len)
+{
+	void *b = NULL;
+	cr_assert_eq(eng_stream_serialize(&b, len, s), 0);
+	return b;
+}
+
+Test(stream, bad_batch_changes_nothing)
+{
+	make_data();
+	eng_stream *s = new_stream(ENG_STREAM_EXACT, ENG_LABELS_CLASS_ID, ENG_CURVE_ROC);
+	add_rows(s, ENG_LABELS_CLASS_ID, 0, 100, true);
+	size_t l0, l1;
+	void *b0 = ser(s, &l0);
+
+	double bad_labels[10];
+	memcpy(bad_labels, labelC, sizeof(bad_labels));
+	bad_labels[9] = C; /* out of range */
+	eng_tensor yt = t1(bad_labels, 10), ys = t2(scoreC, 10, C);
+	eng_stream *b = NULL;
+	eng_error err;
+	cr_assert_eq(eng_stream_batch(&b, eng_stream_config_of(s), &yt, &ys, NULL, NULL, &err),
+		     ENG_ELABEL);
+	cr_assert_eq(err.index, 9);
+	cr_assert_null(b);
+
+	double nan_scores[10 * C];
+	memcpy(nan_scores, scoreC, sizeof(nan_scores));
+	nan_scores[17] = NAN;
+	yt = t1(labelC, 10);
+	ys = t2(nan_scores, 10, C);
+	cr_assert_eq(eng_stream_batch(&b, eng_stream_config_of(s), &yt, &ys, NULL, NULL, &err),
+		     ENG_ENONFINITE);
+
+	double neg_w[10] = { 1, 1, 1, -1, 1, 1, 1, 1, 1, 1 };
+	eng_tensor w = t1(neg_w, 10);
+	ys = t2(scoreC, 10, C);
+	cr_assert_eq(eng_stream_batch(&b, eng_stream_config_of(s), &yt, &ys, &w, NULL, &err),
+		     ENG_EWEIGHT);
+
+	ys = t2(scoreC, 10, C - 1); /* wrong column count */
+	cr_assert_eq(eng_stream_batch(&b, eng_stream_config_of(s), &yt, &ys, NULL, NULL, &err),
+		     ENG_ESHAPE);
+
+	void *b1 = ser(s, &l1);
+	cr_assert_eq(l0, l1);
+	cr_assert(memcmp(b0, b1, l0) == 0, "a refused batch left a trace");
+	free(b0);
+	free(b1);
+	eng_stream_free(s);
+}
+
+Test(stream, round_trip_and_replay_identical)
+{
+	make_data();
+	eng_stream_method ms[] = { ENG_STREAM_EXACT, ENG_STREAM_BINNED, ENG_STREAM_SKETCH };
+	for (int i = 0; i < 3; i++) {
+		eng_stream *a = new_stream(ms[i], ENG_LABELS_MULTI, ENG_CURVE_ROC);
+		eng_stream *r = new_stream(ms[i], ENG_LABELS_MULTI, ENG_CURVE_ROC);
+		/* a: batches merged directly; r: each batch serialized and parsed first. */
+		for (int from = 0; from < N; from += 100) {
+			eng_tensor ys = t2(scoreC + from * C, 100, C), yt = t2(labelM + from * C, 100, C);
+			eng_tensor w = t1(weight + from, 100);
+			eng_stream *b = NULL, *b2 = NULL;
+			eng_error err;
+			cr_assert_eq(eng_stream_batch(&b, eng_stream_config_of(a), &yt, &ys,
+						      from >= 300 ? &w : NULL, NULL, &err), 0);
+			size_t bl;
+			void *bb = ser(b, &bl);
+			cr_assert_eq(eng_stream_deserialize(&b2, bb, bl, ENG_STREAM_DEFAULT_MAX_BYTES, &err),
+				     0, "%s", err.msg);
+			cr_assert_eq(eng_stream_merge(a, b, &err), 0);
+			cr_assert_eq(eng_stream_merge(r, b2, &err), 0);
+			free(bb);
+			eng_stream_free(b);
+			eng_stream_free(b2);
+		}
+		size_t la, lr;
+		void *ba = ser(a, &la), *br = ser(r, &lr);
+		cr_assert_eq(la, lr);
+		cr_assert(memcmp(ba, br, la) == 0, "method %d: replay differs", ms[i]);
+		eng_stream *c = NULL;
+		eng_error err;
+		cr_assert_eq(eng_stream_deserialize(&c, ba, la, ENG_STREAM_DEFAULT_MAX_BYTES, &err), 0);
+		size_t lc;
+		void *bc = ser(c, &lc);
+		cr_assert(lc == la && memcmp(ba, bc, la) == 0);
+		eng_auc_result x, y;
+		cr_assert_eq(eng_stream_auc(&x, NULL, a, ENG_AUC_ALL, 512, &err), 0);
+		cr_assert_eq(eng_stream_auc(&y, NULL, c, ENG_AUC_ALL, 512, &err), 0);
+		cr_assert(x.defined && y.defined && x.auc == y.auc);
+		free(ba);
+		free(br);
+		free(bc);
+		eng_stream_free(a);
+		eng_stream_free(r);
+		eng_stream_free(c);
+	}
+}
+
+Test(stream, corrupt_states_refused)
+{
+	make_data();
+	eng_stream_method ms[] = { ENG_STREAM_EXACT, ENG_STREAM_BINNED, ENG_STREAM_SKETCH };
+	for (int i = 0; i < 3; i++) {
+		eng_stream *s = new_stream(ms[i], ENG_LABELS_BINARY, ENG_CURVE_ROC);
+		add_rows(s, ENG_LABELS_BINARY, 0, 40, true);
+		size_t len;
+		uint8_t *b = ser(s, &len);
+		eng_stream *o = NULL;
+		eng_error err;
+		/* Every truncation. */
+		for (size_t l = 0; l < len; l++) {
+			cr_assert_eq(eng_stream_deserialize(&o, b, l, 1 << 20, &err), ENG_ESTATE);
+			cr_assert_null(o);
+		}
+		/* Every single-bit flip (the checksum catches payload flips, the
+		 * header checks the rest). */
+		for (size_t p = 0; p < len; p++) {
+			b[p] ^= 0x10;
+			cr_assert_eq(eng_stream_deserialize(&o, b, len, 1 << 20, &err), ENG_ESTATE,
+				     "flip at %zu accepted", p);
+			b[p] ^= 0x10;
+		}
+		cr_assert_eq(eng_stream_deserialize(&o, b, len, 1 << 20, &err), 0);
+		eng_stream_free(o);
+		free(b);
+		eng_stream_free(s);
+	}
+}
+
+Test(stream, memory_cap)
+{
+	make_data();
+	eng_stream_config cfg = ENG_STREAM_CONFIG_INIT;
+	cfg.method = ENG_STREAM_EXACT;
+	cfg.max_bytes = 16 * 200; /* 200 unweighted binary rows of 12 bytes, and then some */
+	eng_stream *s = NULL;
+	eng_error err;
+	cr_assert_eq(eng_stream_new(&s, &cfg, &err), 0);
+	add_rows(s, ENG_LABELS_BINARY, 0, 200, false);
+	size_t l0;
+	void *b0 = ser(s, &l0);
+	eng_tensor ys = t1(score1, 200), yt = t1(label1, 200);
+	eng_stream *b = NULL;
+	cr_assert_eq(eng_stream_batch(&b, &cfg, &yt, &ys, NULL, NULL, &err), 0);
+	cr_assert_eq(eng_stream_merge(s, b, &err), ENG_ELIMIT);
+	size_t l1;
+	void *b1 = ser(s, &l1);
+	cr_assert(l0 == l1 && memcmp(b0, b1, l0) == 0, "refused merge changed the stream");
+	/* A batch larger than the cap alone is refused before it is built. */
+	eng_stream *big = NULL;
+	ys = t1(score1, N);
+	yt = t1(label1, N);
+	cr_assert_eq(eng_stream_batch(&big, &cfg, &yt, &ys, NULL, NULL, &err), ENG_ELIMIT);
+	eng_stream_free(b);
+	free(b0);
+	free(b1);
+	eng_stream_free(s);
+}
+
+Test(stream, config_mismatch_and_reset)
+{
+	make_data();
+	eng_stream *a = new_stream(ENG_STREAM_BINNED, ENG_LABELS_BINARY, ENG_CURVE_ROC);
+	eng_stream *b = new_stream(ENG_STREAM_BINNED, ENG_LABELS_BINARY, ENG_CURVE_PR);
+	eng_stream *e = new_stream(ENG_STREAM_EXACT, ENG_LABELS_BINARY, ENG_CURVE_ROC);
+	add_rows(b, ENG_LABELS_BINARY, 0, 50, false);
+	eng_error err;
+	cr_assert_eq(eng_stream_merge(a, b, &err), ENG_ESTATE);
+	cr_assert_eq(eng_stream_merge(a, e, &err), ENG_ESTATE);
+	add_rows(a, ENG_LABELS_BINARY, 0, 50, false);
+	cr_assert_eq(eng_stream_reset(a), 0);
+	eng_stream_counts cnt;
+	eng_stream_counts_of(&cnt, a);
+	cr_assert_eq(cnt.rows, 0);
+	eng_auc_result r;
+	cr_assert_eq(eng_stream_auc(&r, NULL, a, 0, 512, &err), 0);
+	cr_assert(!r.defined);
+	cr_assert_eq(r.positives + r.negatives, 0);
+	add_rows(a, ENG_LABELS_BINARY, 0, N, false);
+	eng_auc_result want = oneshot(ENG_STREAM_BINNED, ENG_LABELS_BINARY, ENG_CURVE_ROC, 0, false);
+	cr_assert_eq(eng_stream_auc(&r, NULL, a, 0, 512, &err), 0);
+	cr_assert(fabs(r.auc - want.auc) < 1e-12);
+	eng_stream_free(a);
+	eng_stream_free(b);
+	eng_stream_free(e);
+}
+
+Test(stream, loss_sums_add_up)
+{
+	make_data();
+	eng_stream_config cfg = ENG_STREAM_CONFIG_INIT;
+	cfg.method = ENG_STREAM_BINNED;
+	cfg.has_loss = true;
+	cfg.loss_kind = ENG_LOSS_BINARY_CE;
+	eng_stream *s = NULL;
+	eng_error err;
+	cr_assert_eq(eng_stream_new(&s, &cfg, &err), 0);
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	o.kind = ENG_LOSS_BINARY_CE;
+	for (int from = 0; from < N; from += 150) {
+		eng_tensor ys = t1(score1 + from, 150), yt = t1(label1 + from, 150);
+		eng_loss_result *lr = NULL;
+		cr_assert_eq(eng_loss_compute(&lr, &yt, &ys, &o, NULL, &err), 0, "%s", err.msg);
+		eng_stream *b = NULL;
+		cr_assert_eq(eng_stream_batch(&b, &cfg, &yt, &ys, NULL, lr, &err), 0, "%s", err.msg);
+		cr_assert_eq(eng_stream_merge(s, b, &err), 0);
+		eng_stream_free(b);
+		eng_loss_result_free(lr);
+	}
+	eng_tensor ys = t1(score1, N), yt = t1(label1, N);
+	eng_loss_result *all = NULL;
+	cr_assert_eq(eng_loss_compute(&all, &yt, &ys, &o, NULL, &err), 0);
+	const eng_loss_result *got = eng_stream_loss(s);
+	cr_assert_not_null(got);
+	double a, b;
+	cr_assert(eng_loss_result_value(all, ENG_RED_MEAN, &a));
+	cr_assert(eng_loss_result_value(got, ENG_RED_MEAN, &b));
+	cr_assert(fabs(a - b) <= 1e-12 * fabs(a), "%.17g vs %.17g", a, b);
+	cr_assert_eq(got->count, all->count);
+	cr_assert_eq(got->correct, all->correct);
+	/* Without a loss result in a loss stream: refused. */
+	eng_stream *bad = NULL;
+	cr_assert_eq(eng_stream_batch(&bad, &cfg, &yt, &ys, NULL, NULL, &err), ENG_EINVAL);
+	eng_loss_result_free(all);
+	eng_stream_free(s);
+}
+
+Test(stream, logits_link)
+{
+	make_data();
+	eng_stream_config cfg = ENG_STREAM_CONFIG_INIT;
+	cfg.method = ENG_STREAM_BINNED;
+	cfg.from_logits = true;
+	double logit[N];
+	for (int i = 0; i < N; i++)
+		logit[i] = log(score1[i] + 1e-3) - log1p(-score1[i] + 1e-3);
+	eng_stream *s = NULL;
+	eng_error err;
+	cr_assert_eq(eng_stream_new(&s, &cfg, &err), 0);
+	eng_tensor ys = t1(logit, N), yt = t1(label1, N);
+	eng_stream *b = NULL;
+	cr_assert_eq(eng_stream_batch(&b, &cfg, &yt, &ys, NULL, NULL, &err), 0);
+	cr_assert_eq(eng_stream_merge(s, b, &err), 0);
+	double p[N];
+	eng_auc_logits(p, &ys, false);
+	eng_tensor ps = t1(p, N);
+	eng_auc_data d = { &ps, &yt, NULL, ENG_LABELS_BINARY };
+	eng_auc_result want, got;
+	cr_assert_eq(eng_auc_binned(&want, NULL, &d, 0, 200, ENG_CURVE_ROC, ENG_SUM_INTERPOLATION,
+				    512, &err), 0);
+	cr_assert_eq(eng_stream_auc(&got, NULL, s, 0, 512, &err), 0);
+	cr_assert(fabs(got.auc - want.auc) < 1e-12);
+	eng_stream_free(b);
+	eng_stream_free(s);
+}
+
+/* stream.c's checksum, as its format comment documents it. */
+static uint64_t state_checksum(const uint8_t *p, size_t n)
+{
+	uint64_t h = 1469598103934665603ull;
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t v = 0;
+		for (int k = 0; k < 8; k++)
+			v |= (uint64_t)p[i + k] << (8 * k);
+		h ^= v;
+		h *= 1099511628211ull;
+		h ^= h >> 29;
+	}
+	for (; i < n; i++) {
+		h ^= p[i];
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
+static void fix_checksum(uint8_t *b, size_t len)
+{
+	uint64_t h = state_checksum(b + 24, len - 24);
+	for (int k = 0; k < 8; k++)
+		b[16 + k] = (uint8_t)(h >> (8 * k));
+}
+
+/* A crafted state (valid checksum, any field changed) never crashes: it is
+ * refused, or it parses into a stream that reads, merges and serializes. */
+Test(stream, crafted_states_are_safe)
+{
+	make_data();
+	eng_stream_method ms[] = { ENG_STREAM_EXACT, ENG_STREAM_BINNED, ENG_STREAM_SKETCH };
+	eng_label_kind ks[] = { ENG_LABELS_CLASS_ID, ENG_LABELS_MULTI, ENG_LABELS_BINARY };
+	uint8_t vals[] = { 0x00, 0xff, 0x01, 0x80, 0x7f };
+	for (int i = 0; i < 3; i++) {
+		eng_stream *s = new_stream(ms[i], ks[i], ENG_CURVE_PR);
+		add_rows(s, ks[i], 0, 12, i != 1);
+		size_t len;
+		uint8_t *b = ser(s, &len);
+		int accepted = 0;
+		for (size_t p = 24; p < len; p++) {
+			for (size_t v = 0; v < sizeof(vals); v++) {
+				uint8_t old = b[p];
+				if (old == vals[v])
+					continue;
+				b[p] = vals[v];
+				fix_checksum(b, len);
+				eng_stream *o = NULL;
+				eng_error err;
+				int rc = eng_stream_deserialize(&o, b, len, 1 << 20, &err);
+				cr_assert(rc == 0 || rc == ENG_ESTATE, "rc %d at %zu", rc, p);
+				if (rc == 0) {
+					accepted++;
+					eng_auc_result r;
+					eng_auc_curve c = ENG_AUC_CURVE_INIT;
+					int64_t cols = eng_stream_config_of(o)->columns;
+					for (int64_t k = -1; k < cols; k++)
+						(void)eng_stream_auc(&r, &c, o, k, 16, &err), eng_auc_curve_free(&c);
+					eng_stream *cp = NULL;
+					if (eng_stream_new(&cp, eng_stream_config_of(o), &err) == 0) {
+						(void)eng_stream_merge(cp, o, &err);
+						(void)eng_stream_merge(cp, o, &err);
+					}
+					size_t l2;
+					void *b2 = ser(o, &l2);
+					free(b2);
+					eng_stream_free(cp);
+					eng_stream_free(o);
+				}
+				b[p] = old;
+			}
+		}
+		fix_checksum(b, len);
+		cr_log_info("method %d: %d crafted states parsed", ms[i], accepted);
+		free(b);
+		eng_stream_free(s);
+	}
+}

@@ -1,0 +1,170 @@
+/*
+ * race_server.c - the server's hand-off machinery under many threads, as a
+ * plain executable so it runs under ThreadSanitizer (where Criterion
+ * aborts): srv_par's work sharing with more callers than helpers, and
+ * srv_loop's locked queue fed by several threads at once. Exits 0 when
+ * every task and job ran exactly once and every done() ran on the loop
+ * thread; prints what went wrong and exits 1 otherwise.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "../../server/src/loop.h"
+#include "../../server/src/par.h"
+
+static int failures;
+
+#define CHECK(cond, ...)                                                                           \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "race_server: " __VA_ARGS__);                              \
+			fputc('\n', stderr);                                                       \
+			failures++;                                                                \
+		}                                                                                  \
+	} while (0)
+
+/* ---- srv_par ---------------------------------------------------------- */
+
+struct tasks {
+	atomic_int hits[512];
+	double partial[512]; /* written by exactly one task each */
+};
+
+static void task(void *arg, int64_t t)
+{
+	struct tasks *ts = arg;
+	atomic_fetch_add(&ts->hits[t], 1);
+	ts->partial[t] = (double)t * 0.5;
+}
+
+static void *par_caller(void *arg)
+{
+	const eng_parallel *p = arg;
+	int bad = 0;
+
+	for (int round = 0; round < 300; round++) {
+		struct tasks *ts = calloc(1, sizeof(*ts));
+		int64_t n = 1 + (round * 53) % 512;
+		double sum = 0;
+		if (!ts)
+			return (void *)1;
+		eng_parallel_for(p, n, task, ts);
+		for (int64_t i = 0; i < n; i++) {
+			if (atomic_load(&ts->hits[i]) != 1)
+				bad++;
+			sum += ts->partial[i];
+		}
+		if (sum != 0.25 * (double)n * (double)(n - 1))
+			bad++;
+		free(ts);
+	}
+	return (void *)(intptr_t)bad;
+}
+
+/* ---- srv_loop ---------------------------------------------------------- */
+
+#define SUBMITTERS 4
+#define JOBS       500
+
+struct myjob {
+	srv_job job; /* first */
+	atomic_int ran;
+	atomic_int finished;
+};
+
+static atomic_int done_count;
+static atomic_int wrong_thread;
+static pthread_t loop_thread;
+static atomic_int loop_thread_set;
+
+static void job_run(srv_job *j)
+{
+	struct myjob *m = (struct myjob *)j;
+	atomic_fetch_add(&m->ran, 1);
+}
+
+static void job_done(srv_job *j, int cancelled)
+{
+	struct myjob *m = (struct myjob *)j;
+	int expected = 0;
+
+	if (atomic_compare_exchange_strong(&loop_thread_set, &expected, 1))
+		loop_thread = pthread_self();
+	else if (!pthread_equal(loop_thread, pthread_self()))
+		atomic_fetch_add(&wrong_thread, 1);
+	if (cancelled)
+		atomic_fetch_add(&wrong_thread, 1000);
+	atomic_fetch_add(&m->finished, 1);
+	atomic_fetch_add(&done_count, 1);
+}
+
+struct feed {
+	srv_loop *loop;
+	struct myjob *jobs;
+};
+
+static void *submitter(void *arg)
+{
+	struct feed *f = arg;
+	for (int i = 0; i < JOBS; i++) {
+		f->jobs[i].job.run = job_run;
+		f->jobs[i].job.done = job_done;
+		srv_loop_submit(f->loop, &f->jobs[i].job);
+	}
+	return NULL;
+}
+
+int main(void)
+{
+	srv_par *p = srv_par_new(3);
+	pthread_t t[SUBMITTERS > 6 ? SUBMITTERS : 6];
+	struct feed feeds[SUBMITTERS];
+	srv_loop *loop;
+	struct timespec ts = {0, 1000000};
+
+	CHECK(p != NULL, "srv_par_new failed");
+	if (!p)
+		return 1;
+	for (int i = 0; i < 6; i++)
+		pthread_create(&t[i], NULL, par_caller, (void *)srv_par_hook(p));
+	for (int i = 0; i < 6; i++) {
+		void *bad;
+		pthread_join(t[i], &bad);
+		CHECK(bad == NULL, "par caller %d saw %ld wrong results", i, (long)(intptr_t)bad);
+	}
+	srv_par_free(p);
+
+	loop = srv_loop_start(3);
+	CHECK(loop != NULL, "srv_loop_start failed");
+	if (!loop)
+		return 1;
+	for (int i = 0; i < SUBMITTERS; i++) {
+		feeds[i].loop = loop;
+		feeds[i].jobs = calloc(JOBS, sizeof(struct myjob));
+		pthread_create(&t[i], NULL, submitter, &feeds[i]);
+	}
+	for (int i = 0; i < SUBMITTERS; i++)
+		pthread_join(t[i], NULL);
+	for (int w = 0; w < 30000 && atomic_load(&done_count) < SUBMITTERS * JOBS; w++)
+		nanosleep(&ts, NULL);
+	CHECK(atomic_load(&done_count) == SUBMITTERS * JOBS, "%d of %d jobs done",
+	      atomic_load(&done_count), SUBMITTERS * JOBS);
+	srv_loop_stop(loop);
+	CHECK(atomic_load(&wrong_thread) == 0, "done() off the loop thread or cancelled: %d",
+	      atomic_load(&wrong_thread));
+	for (int i = 0; i < SUBMITTERS; i++) {
+		for (int j = 0; j < JOBS; j++)
+			CHECK(atomic_load(&feeds[i].jobs[j].ran) == 1 &&
+			              atomic_load(&feeds[i].jobs[j].finished) == 1,
+			      "job %d/%d ran %d, done %d", i, j, atomic_load(&feeds[i].jobs[j].ran),
+			      atomic_load(&feeds[i].jobs[j].finished));
+		free(feeds[i].jobs);
+	}
+	if (failures)
+		return 1;
+	printf("race_server: ok\n");
+	return 0;
+}

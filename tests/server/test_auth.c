@@ -1,0 +1,108 @@
+/*
+ * test_auth.c - server/src/auth.c: the tokens file format and the bearer
+ * check.
+ */
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../../server/src/auth.h"
+
+#define T1 "tok_aaaaaaaaaaaaaaaa1"
+#define T2 "tok_bbbbbbbbbbbbbbbb2"
+
+Test(auth, parse_and_check)
+{
+	srv_auth *a = NULL;
+	char err[256];
+	const char *who = NULL;
+	bool ro = true;
+
+	cr_assert_eq(srv_auth_parse(&a,
+	                            "# tokens\n\n" T1 " alice\n  " T2 "\tbob@ci ro  \r\n"
+	                            "tok_cccccccccccccccc3 carol RW\n",
+	                            err, sizeof(err)),
+	             0, "%s", err);
+	cr_assert_eq(srv_auth_count(a), 3);
+
+	cr_assert_eq(srv_auth_check(a, "Bearer " T1, &who, &ro), SRV_AUTH_OK);
+	cr_assert_str_eq(who, "alice");
+	cr_assert_not(ro);
+	cr_assert_eq(srv_auth_check(a, "bearer   " T2 " ", &who, &ro), SRV_AUTH_OK);
+	cr_assert_str_eq(who, "bob@ci");
+	cr_assert(ro);
+	cr_assert_eq(srv_auth_check(a, "Bearer tok_cccccccccccccccc3", &who, &ro), SRV_AUTH_OK);
+	cr_assert_str_eq(who, "carol");
+	cr_assert_not(ro);
+
+	cr_assert_eq(srv_auth_check(a, NULL, &who, &ro), SRV_AUTH_MISSING);
+	cr_assert_eq(srv_auth_check(a, "", &who, &ro), SRV_AUTH_MISSING);
+	cr_assert_eq(srv_auth_check(a, "Bearer", &who, &ro), SRV_AUTH_MISSING);
+	cr_assert_eq(srv_auth_check(a, "Bearer   ", &who, &ro), SRV_AUTH_MISSING);
+	cr_assert_eq(srv_auth_check(a, "Basic dXNlcjpwYXNz", &who, &ro), SRV_AUTH_MISSING);
+	cr_assert_eq(srv_auth_check(a, "Bearer" T1, &who, &ro), SRV_AUTH_MISSING);
+	cr_assert_eq(srv_auth_check(a, "Bearer tok_aaaaaaaaaaaaaaaa", &who, &ro), SRV_AUTH_INVALID,
+	             "a prefix is not the token");
+	cr_assert_eq(srv_auth_check(a, "Bearer " T1 "x", &who, &ro), SRV_AUTH_INVALID);
+	cr_assert_eq(srv_auth_check(a, "Bearer TOK_AAAAAAAAAAAAAAAA1", &who, &ro), SRV_AUTH_INVALID,
+	             "tokens are case-sensitive");
+	srv_auth_free(a);
+	srv_auth_free(NULL);
+}
+
+struct bad {
+	char text[96];
+	char needle[48];
+};
+
+ParameterizedTestParameters(auth, bad_files)
+{
+	static struct bad cases[] = {
+	        {"", "no tokens"},
+	        {"# only a comment\n\n", "no tokens"},
+	        {"short alice\n", "line 1: a token must be 16"},
+	        {"\n" T1 "\n", "line 2: expected TOKEN PRINCIPAL"},
+	        {T1 " alice\n" T1 " bob\n", "line 2: duplicate token"},
+	        {T1 " alice admin\n", "must be rw or ro"},
+	        {T1 " alice ro extra\n", "must be rw or ro"},
+	        {"tok_aaaaaaaaaaaa\"aaa alice\n", "may hold only"},
+	        {T1 " al!ce\n", "a principal may hold only"},
+	};
+	return cr_make_param_array(struct bad, cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+ParameterizedTest(struct bad *t, auth, bad_files)
+{
+	srv_auth *a = (srv_auth *)1;
+	char err[256] = "";
+
+	cr_assert_eq(srv_auth_parse(&a, t->text, err, sizeof(err)), -1, "%s", t->text);
+	cr_assert_null(a);
+	cr_assert(strstr(err, t->needle), "\"%s\" lacks \"%s\"", err, t->needle);
+	cr_assert_null(strstr(err, "tok_"), "messages never show a token: %s", err);
+}
+
+Test(auth, load_file)
+{
+	char path[] = "/tmp/lossd-test-tokens-XXXXXX";
+	int fd = mkstemp(path);
+	srv_auth *a = NULL;
+	char err[256];
+	const char *who;
+	bool ro;
+	FILE *f;
+
+	cr_assert_geq(fd, 0);
+	f = fdopen(fd, "w");
+	fputs(T1 " alice ro\n", f);
+	fclose(f);
+	cr_assert_eq(srv_auth_load(&a, path, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(srv_auth_check(a, "Bearer " T1, &who, &ro), SRV_AUTH_OK);
+	cr_assert(ro);
+	srv_auth_free(a);
+	unlink(path);
+	cr_assert_eq(srv_auth_load(&a, path, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "cannot read"), "%s", err);
+}

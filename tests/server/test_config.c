@@ -1,0 +1,202 @@
+/*
+ * test_config.c - server/src/config.c: defaults, environment, flags,
+ * precedence and usage errors.
+ */
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <string.h>
+
+#include "../../server/src/config.h"
+
+static int parse(srv_config *c, char *const *argv, char *const *envp, char *err)
+{
+	int argc = 0;
+	while (argv[argc])
+		argc++;
+	return srv_config_parse(c, argc, argv, envp, err, 256);
+}
+
+Test(config, defaults)
+{
+	srv_config c;
+	char err[256];
+	char *argv[] = {"lossd", NULL};
+
+	cr_assert_eq(parse(&c, argv, NULL, err), SRV_CONFIG_RUN);
+	cr_assert_str_eq(c.bind, "0.0.0.0");
+	cr_assert_eq(c.port, 8080);
+	cr_assert_geq(c.threads, 1);
+	cr_assert_geq(c.par_threads, 0);
+	cr_assert_eq(c.http_threads, 2);
+	cr_assert_str_eq(c.data_dir, "./data");
+	cr_assert_eq(c.max_body, (size_t)64 << 20);
+	cr_assert_eq(c.max_inflight, 256);
+	cr_assert_eq(c.log_level, SRV_LOG_INFO);
+	cr_assert_not(c.test_hooks);
+	cr_assert_str_eq(c.check_url, "");
+	cr_assert_gt(c.timeout, 0, "libmicrohttpd's default timeout is never; ours must not be");
+}
+
+Test(config, flags_both_forms)
+{
+	srv_config c;
+	char err[256];
+	char *argv[] = {"lossd",
+	                "--port",
+	                "9000",
+	                "--bind=127.0.0.1",
+	                "--threads",
+	                "3",
+	                "--http-threads=4",
+	                "--par-threads",
+	                "0",
+	                "--data-dir",
+	                "/tmp/x",
+	                "--max-body",
+	                "2MiB",
+	                "--max-inflight=7",
+	                "--log-level",
+	                "DEBUG",
+	                "--test-hooks",
+	                NULL};
+
+	cr_assert_eq(parse(&c, argv, NULL, err), SRV_CONFIG_RUN, "%s", err);
+	cr_assert_eq(c.port, 9000);
+	cr_assert_str_eq(c.bind, "127.0.0.1");
+	cr_assert_eq(c.threads, 3);
+	cr_assert_eq(c.http_threads, 4);
+	cr_assert_eq(c.par_threads, 0);
+	cr_assert_str_eq(c.data_dir, "/tmp/x");
+	cr_assert_eq(c.max_body, (size_t)2 << 20);
+	cr_assert_eq(c.max_inflight, 7);
+	cr_assert_eq(c.log_level, SRV_LOG_DEBUG);
+	cr_assert(c.test_hooks);
+}
+
+Test(config, env_then_flags_win)
+{
+	srv_config c;
+	char err[256];
+	char *envp[] = {"PATH=/bin",
+	                "LOSSD_PORT=7000",
+	                "LOSSD_DATA_DIR=/srv/lossd",
+	                "LOSSD_MAX_BODY=1k",
+	                "LOSSD_TEST_HOOKS=1",
+	                "LOSSD_THREADS=",
+	                NULL};
+	char *argv1[] = {"lossd", NULL};
+	char *argv2[] = {"lossd", "--port", "7001", NULL};
+
+	cr_assert_eq(parse(&c, argv1, envp, err), SRV_CONFIG_RUN, "%s", err);
+	cr_assert_eq(c.port, 7000);
+	cr_assert_str_eq(c.data_dir, "/srv/lossd");
+	cr_assert_eq(c.max_body, 1024);
+	cr_assert(c.test_hooks);
+	cr_assert_geq(c.threads, 1, "an empty variable keeps the default");
+
+	cr_assert_eq(parse(&c, argv2, envp, err), SRV_CONFIG_RUN, "%s", err);
+	cr_assert_eq(c.port, 7001);
+}
+
+Test(config, help_version_check)
+{
+	srv_config c;
+	char err[256];
+	char *h[] = {"lossd", "--port", "1", "--help", NULL};
+	char *v[] = {"lossd", "--version", NULL};
+	char *k[] = {"lossd", "--check", "http://127.0.0.1:1/healthz", NULL};
+
+	cr_assert_eq(parse(&c, h, NULL, err), SRV_CONFIG_HELP);
+	cr_assert_eq(parse(&c, v, NULL, err), SRV_CONFIG_VERSION);
+	cr_assert_eq(parse(&c, k, NULL, err), SRV_CONFIG_RUN);
+	cr_assert_str_eq(c.check_url, "http://127.0.0.1:1/healthz");
+}
+
+/* Arrays, not pointers: Criterion may run a parameterized test in a fresh
+ * process where the parent's pointers mean nothing. */
+struct bad {
+	char a[32], b[32]; /* b "" means: no second argument */
+	char needle[32];   /* in the message */
+};
+
+ParameterizedTestParameters(config, usage_errors)
+{
+	static struct bad cases[] = {
+	        {"--port", "65536", "--port"},
+	        {"--port", "-1", "--port"},
+	        {"--port", "80x", "--port"},
+	        {"--threads", "0", "--threads"},
+	        {"--max-body", "12XB", "--max-body"},
+	        {"--max-body", "0", "--max-body"},
+	        {"--log-level", "loud", "--log-level"},
+	        {"--frobnicate", "1", "unknown option"},
+	        {"stray", "", "unexpected argument"},
+	        {"--port", "", "needs a value"},
+	        {"--max-inflight", "99999999999999999999", "--max-inflight"},
+	};
+	return cr_make_param_array(struct bad, cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+ParameterizedTest(struct bad *t, config, usage_errors)
+{
+	srv_config c;
+	char err[256] = "";
+	char *argv[] = {"lossd", t->a, t->b[0] ? t->b : NULL, NULL};
+
+	cr_assert_eq(parse(&c, argv, NULL, err), SRV_CONFIG_EUSAGE, "%s %s", t->a, t->b);
+	cr_assert(strstr(err, t->needle), "message \"%s\" lacks \"%s\"", err, t->needle);
+}
+
+Test(config, tls_files_go_together)
+{
+	srv_config c;
+	char err[256];
+	char *one[] = {"lossd", "--tls-cert", "/c.pem", NULL};
+	char *both[] = {"lossd",
+	                "--tls-cert",
+	                "/c.pem",
+	                "--tls-key=/k.pem",
+	                "--tokens-file",
+	                "/t",
+	                "--request-timeout",
+	                "5",
+	                NULL};
+
+	cr_assert_eq(parse(&c, one, NULL, err), SRV_CONFIG_EUSAGE);
+	cr_assert(strstr(err, "--tls-key"), "%s", err);
+	cr_assert_eq(parse(&c, both, NULL, err), SRV_CONFIG_RUN, "%s", err);
+	cr_assert_str_eq(c.tls_cert, "/c.pem");
+	cr_assert_str_eq(c.tls_key, "/k.pem");
+	cr_assert_str_eq(c.tokens_file, "/t");
+	cr_assert_eq(c.request_timeout, 5);
+}
+
+Test(config, bad_env_is_a_usage_error)
+{
+	srv_config c;
+	char err[256];
+	char *envp[] = {"LOSSD_PORT=eighty", NULL};
+	char *argv[] = {"lossd", NULL};
+
+	cr_assert_eq(parse(&c, argv, envp, err), SRV_CONFIG_EUSAGE);
+	cr_assert(strstr(err, "LOSSD_PORT"), "%s", err);
+}
+
+Test(config, sizes)
+{
+	size_t v;
+
+	cr_assert_eq(srv__parse_size("0", 100, &v), 0);
+	cr_assert_eq(v, 0);
+	cr_assert_eq(srv__parse_size("64MiB", (size_t)1 << 40, &v), 0);
+	cr_assert_eq(v, (size_t)64 << 20);
+	cr_assert_eq(srv__parse_size("3k", (size_t)1 << 40, &v), 0);
+	cr_assert_eq(v, 3072);
+	cr_assert_eq(srv__parse_size("1G", (size_t)1 << 40, &v), 0);
+	cr_assert_eq(v, (size_t)1 << 30);
+	cr_assert_eq(srv__parse_size("2GiB", (size_t)1 << 30, &v), -1, "over max");
+	cr_assert_eq(srv__parse_size("", 100, &v), -1);
+	cr_assert_eq(srv__parse_size("-1", 100, &v), -1);
+	cr_assert_eq(srv__parse_size("1.5M", (size_t)1 << 40, &v), -1);
+	cr_assert_eq(srv__parse_size("18446744073709551615k", (size_t)-1, &v), -1, "overflow");
+}

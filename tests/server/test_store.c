@@ -1,0 +1,283 @@
+/*
+ * test_store.c - server/src/store.c: ops written by group commit are
+ * there after a reopen, in order; checkpoints drop covered deltas; keys
+ * survive; many threads' ops are committed in fewer groups than ops.
+ */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../../server/src/store.h"
+
+static char dir[256];
+
+static void mkdir_temp(void)
+{
+	snprintf(dir, sizeof dir, "/tmp/lossd_test_store_XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+}
+
+static void rm_temp(void)
+{
+	char cmd[300];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	(void)system(cmd);
+}
+
+static srv__store *open_store(void)
+{
+	srv__store *st = NULL;
+	char err[256] = "";
+	cr_assert_eq(srv__store_open(&st, dir, err, sizeof err), 0, "%s", err);
+	return st;
+}
+
+/* What a load saw. */
+#define MAXS 16
+#define MAXD 4096
+typedef struct seen {
+	int nstreams;
+	char id[MAXS][64], owner[MAXS][64], config[MAXS][64], state[MAXS][64];
+	int64_t seq[MAXS];
+	int ndeltas[MAXS];
+	int64_t dseq[MAXS][MAXD];
+	char dfirst[MAXS][MAXD];
+} seen;
+
+static void *on_stream(void *arg, const char *id, const char *owner, const char *config,
+		       const void *state, size_t len, int64_t seq)
+{
+	seen *s = arg;
+	int i = s->nstreams++;
+	snprintf(s->id[i], 64, "%s", id);
+	snprintf(s->owner[i], 64, "%s", owner);
+	snprintf(s->config[i], 64, "%s", config);
+	snprintf(s->state[i], 64, "%.*s", (int)len, (const char *)state);
+	s->seq[i] = seq;
+	return &s->ndeltas[i];
+}
+
+static int on_delta(void *arg, void *h, int64_t seq, const void *data, size_t len)
+{
+	seen *s = arg;
+	int i = (int)((int *)h - s->ndeltas);
+	cr_assert(len >= 1);
+	s->dseq[i][s->ndeltas[i]] = seq;
+	s->dfirst[i][s->ndeltas[i]] = ((const char *)data)[0];
+	s->ndeltas[i]++;
+	return 0;
+}
+
+static seen *load(srv__store *st)
+{
+	seen *s = calloc(1, sizeof(*s));
+	cr_assert_eq(srv__store_load(st, NULL, on_stream, on_delta, s), 0);
+	return s;
+}
+
+static void run(srv__store *st, srv__store_op *op)
+{
+	srv__store_submit(st, op);
+	cr_assert_eq(srv__store_wait(st, op), 0);
+}
+
+Test(store, round_trip_and_keys_across_reopen, .init = mkdir_temp, .fini = rm_temp)
+{
+	srv__store *st = open_store();
+	srv__store_op op = { 0 };
+	op.type = SRV__OP_CREATE;
+	op.stream = "s1";
+	op.owner = "alice";
+	op.config = "{\"m\":1}";
+	op.data = "EMPTY";
+	op.len = 5;
+	run(st, &op);
+	for (int i = 1; i <= 5; i++) {
+		char data[2] = { (char)('a' + i), 0 };
+		char key[8];
+		snprintf(key, sizeof key, "k%d", i);
+		srv__store_op d = { 0 };
+		d.type = SRV__OP_DELTA;
+		d.stream = "s1";
+		d.seq = i;
+		d.data = data;
+		d.len = 1;
+		d.key = i % 2 ? key : NULL;
+		d.reply = "{\"r\":1}";
+		run(st, &d);
+	}
+	srv__store_close(st);
+
+	st = open_store();
+	seen *s = load(st);
+	cr_assert_eq(s->nstreams, 1);
+	cr_assert_str_eq(s->id[0], "s1");
+	cr_assert_str_eq(s->owner[0], "alice");
+	cr_assert_str_eq(s->config[0], "{\"m\":1}");
+	cr_assert_str_eq(s->state[0], "EMPTY");
+	cr_assert_eq(s->ndeltas[0], 5);
+	for (int i = 0; i < 5; i++) {
+		cr_assert_eq(s->dseq[0][i], i + 1);
+		cr_assert_eq(s->dfirst[0][i], 'a' + i + 1);
+	}
+	char *reply = NULL;
+	cr_assert_eq(srv__store_key_get(st, "s1", "k3", &reply), 1);
+	cr_assert_str_eq(reply, "{\"r\":1}");
+	free(reply);
+	cr_assert_eq(srv__store_key_get(st, "s1", "k2", &reply), 0);
+	cr_assert_eq(srv__store_key_get(st, "other", "k3", &reply), 0);
+	free(s);
+	srv__store_close(st);
+}
+
+Test(store, checkpoint_reset_delete, .init = mkdir_temp, .fini = rm_temp)
+{
+	srv__store *st = open_store();
+	srv__store_op c1 = { 0 }, c2 = { 0 };
+	c1.type = c2.type = SRV__OP_CREATE;
+	c1.stream = "a";
+	c2.stream = "b";
+	c1.config = c2.config = "{}";
+	c1.data = c2.data = "0";
+	c1.len = c2.len = 1;
+	run(st, &c1);
+	run(st, &c2);
+	/* One group: deltas 1..3 of a, a checkpoint at 2 (covers 1, 2), key k. */
+	srv__store_op d[3] = { { 0 } }, ck = { 0 };
+	for (int i = 0; i < 3; i++) {
+		d[i].type = SRV__OP_DELTA;
+		d[i].stream = "a";
+		d[i].seq = i + 1;
+		d[i].data = "d";
+		d[i].len = 1;
+	}
+	d[0].key = "k";
+	d[0].reply = "R";
+	ck.type = SRV__OP_CHECKPOINT;
+	ck.stream = "a";
+	ck.seq = 2;
+	ck.data = "CK";
+	ck.len = 2;
+	srv__store_submit(st, &d[0]);
+	srv__store_submit(st, &d[1]);
+	srv__store_submit(st, &ck);
+	srv__store_submit(st, &d[2]);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(srv__store_wait(st, &d[i]), 0);
+	cr_assert_eq(srv__store_wait(st, &ck), 0);
+	seen *s = load(st);
+	cr_assert_eq(s->nstreams, 2);
+	cr_assert_str_eq(s->id[0], "a");
+	cr_assert_str_eq(s->state[0], "CK");
+	cr_assert_eq(s->seq[0], 2);
+	cr_assert_eq(s->ndeltas[0], 1, "only the delta after the checkpoint is replayed");
+	cr_assert_eq(s->dseq[0][0], 3);
+	free(s);
+	char *r = NULL;
+	cr_assert_eq(srv__store_key_get(st, "a", "k", &r), 1);
+	free(r);
+
+	/* A reset: checkpoint that clears keys. */
+	srv__store_op rs = { 0 };
+	rs.type = SRV__OP_CHECKPOINT;
+	rs.stream = "a";
+	rs.seq = 4;
+	rs.data = "E";
+	rs.len = 1;
+	rs.clear_keys = true;
+	run(st, &rs);
+	cr_assert_eq(srv__store_key_get(st, "a", "k", &r), 0);
+
+	srv__store_op del = { 0 };
+	del.type = SRV__OP_DELETE;
+	del.stream = "a";
+	run(st, &del);
+	srv__store_close(st);
+	st = open_store();
+	s = load(st);
+	cr_assert_eq(s->nstreams, 1);
+	cr_assert_str_eq(s->id[0], "b");
+	free(s);
+	srv__store_close(st);
+}
+
+#define THREADS 8
+#define PER 150
+
+typedef struct worker {
+	srv__store *st;
+	int t;
+	int failures;
+} worker;
+
+static void *work(void *arg)
+{
+	worker *w = arg;
+	char sid[8], key[32];
+	snprintf(sid, sizeof sid, "t%d", w->t % 2);
+	for (int i = 0; i < PER; i++) {
+		srv__store_op op = { 0 };
+		op.type = SRV__OP_DELTA;
+		op.stream = sid;
+		/* Distinct seqs per stream: thread t owns seqs = t + THREADS * i. */
+		op.seq = 1 + w->t + (int64_t)THREADS * i;
+		op.data = "x";
+		op.len = 1;
+		snprintf(key, sizeof key, "t%d-%d", w->t, i);
+		op.key = key;
+		op.reply = key;
+		srv__store_submit(w->st, &op);
+		if (srv__store_wait(w->st, &op))
+			w->failures++;
+	}
+	return NULL;
+}
+
+Test(store, group_commit_many_threads, .init = mkdir_temp, .fini = rm_temp, .timeout = 120)
+{
+	srv__store *st = open_store();
+	for (int k = 0; k < 2; k++) {
+		srv__store_op c = { 0 };
+		c.type = SRV__OP_CREATE;
+		c.stream = k ? "t1" : "t0";
+		c.config = "{}";
+		c.data = "0";
+		c.len = 1;
+		run(st, &c);
+	}
+	uint64_t g0, o0;
+	srv__store_stats(st, &g0, &o0);
+	pthread_t th[THREADS];
+	worker w[THREADS];
+	for (int t = 0; t < THREADS; t++) {
+		w[t] = (worker){ st, t, 0 };
+		pthread_create(&th[t], NULL, work, &w[t]);
+	}
+	for (int t = 0; t < THREADS; t++) {
+		pthread_join(th[t], NULL);
+		cr_assert_eq(w[t].failures, 0);
+	}
+	uint64_t g1, o1;
+	srv__store_stats(st, &g1, &o1);
+	cr_assert_eq(o1 - o0, (uint64_t)THREADS * PER);
+	cr_assert_lt(g1 - g0, (uint64_t)THREADS * PER, "no grouping: %llu groups",
+		     (unsigned long long)(g1 - g0));
+	srv__store_close(st);
+
+	st = open_store();
+	seen *s = load(st);
+	cr_assert_eq(s->nstreams, 2);
+	cr_assert_eq(s->ndeltas[0] + s->ndeltas[1], THREADS * PER);
+	for (int k = 0; k < 2; k++)
+		for (int i = 1; i < s->ndeltas[k]; i++)
+			cr_assert_lt(s->dseq[k][i - 1], s->dseq[k][i]);
+	char *r = NULL;
+	cr_assert_eq(srv__store_key_get(st, "t1", "t3-149", &r), 1);
+	cr_assert_str_eq(r, "t3-149");
+	free(r);
+	free(s);
+	srv__store_close(st);
+}

@@ -274,6 +274,9 @@ int main(int argc, char **argv)
 		const char *name;
 	} full[] = { { 1000000, "1e6" }, { 10000000, "1e7" } }, smoke[] = { { 100000, "1e5" } };
 	int nsizes;
+	/* BENCH_ONLY: a substring of "<size>/<part>" to run, e.g. "1e7/exact" */
+	const char *only = getenv("BENCH_ONLY");
+	char key[64];
 
 	bench_parse_args(&o, argc, argv, 9);
 	nsizes = o.smoke ? 1 : 2;
@@ -281,16 +284,21 @@ int main(int argc, char **argv)
 		int64_t n = o.smoke ? smoke[i].n : full[i].n;
 		const char *name = o.smoke ? smoke[i].name : full[i].name;
 
+#define WANT(part) (snprintf(key, sizeof key, "%s/%s", name, part), !only || strstr(key, only))
+		if (!WANT("exact") && !WANT("binned") && !WANT("sketch"))
+			continue;
 		fprintf(stderr, "bench_auc: n = %s\n", name);
 		make_data(&d, n);
-		fails += bench_exact(&o, &d, name, 0);
-		fails += bench_exact(&o, &d, name, 1);
+		if (WANT("exact")) {
+			fails += bench_exact(&o, &d, name, 0);
+			fails += bench_exact(&o, &d, name, 1);
+		}
 #ifdef BENCH_HAVE_BINNED
-		if (i == nsizes - 1)
+		if (i == nsizes - 1 && WANT("binned"))
 			fails += bench_binned(&o, &d);
 #endif
 #ifdef BENCH_HAVE_SKETCH
-		if (i == nsizes - 1)
+		if (i == nsizes - 1 && WANT("sketch"))
 			fails += bench_sketch(&o, &d);
 #endif
 		free_data(&d);

@@ -6,7 +6,8 @@ body (about 3.2 KB) at --connections connections for --duration seconds to
   lossd             the build's binary, POST /v1/loss
   mhd_ceiling       bare libmicrohttpd + jansson + the loss (bench/mhd_ceiling.c)
   mhd_fixed         the same server replying without parsing (HTTP alone)
-  fastapi_w1/_w2    FastAPI + numpy under uvicorn, 1 and 2 workers
+  fastapi_w1/_w2    FastAPI + numpy under uvicorn (uvloop + httptools), 1 and
+                    2 workers; fastapi_w1_h11 the pure-Python h11/asyncio stack
 and reports req/s and the p99 latency from wrk --latency. A run with any
 non-2xx reply or socket error is reported as failed, never as a figure
 (a server answering 503 fast must not look fast).
@@ -175,10 +176,11 @@ def start_perf(a, name, pid, secs):
 def bench_small(a, body, ref, body_file):
     servers = []
     if a.lossd:
-        servers.append(("lossd", "/v1/loss", lambda p: Server(
-            "lossd", [a.lossd, "--bind", "127.0.0.1", "--port", str(p), "--data-dir",
-                      tempfile.mkdtemp(prefix="bench-lossd-"), "--log-level", "warn"],
-            p, "/healthz")))
+        for name in ("lossd", "lossd_scalar"):
+            servers.append((name, "/v1/loss", lambda p, name=name: Server(
+                name, [a.lossd, "--bind", "127.0.0.1", "--port", str(p), "--data-dir",
+                       tempfile.mkdtemp(prefix="bench-lossd-"), "--log-level", "warn"],
+                p, "/healthz")))
     if a.ceiling:
         for mode in ("loss", "fixed"):
             servers.append(("mhd_ceiling" if mode == "loss" else "mhd_fixed", "/v1/loss",
@@ -186,14 +188,24 @@ def bench_small(a, body, ref, body_file):
                                 "mhd_" + mode, [a.ceiling, "--port", str(p), "--threads", "2",
                                                 "--mode", mode], p, "/v1/loss", body)))
     if a.fastapi:
-        for w in (1, 2):
-            servers.append(("fastapi_w%d" % w, "/v1/loss", lambda p, w=w: Server(
-                "fastapi%d" % w,
+        # uvloop + httptools (what `pip install uvicorn[standard]` deploys) with 1 and 2
+        # workers; and, for reference, the pure-Python h11/asyncio stack with 1 worker
+        for name, w, extra in (("fastapi_w1", 1, []), ("fastapi_w2", 2, []),
+                               ("fastapi_w1_h11", 1, ["--http", "h11", "--loop", "asyncio"])):
+            servers.append((name, "/v1/loss", lambda p, w=w, extra=extra, name=name: Server(
+                name,
                 [PY, "-m", "uvicorn", "fastapi_app:app", "--app-dir", os.path.join(HERE, "peers"),
                  "--host", "127.0.0.1", "--port", str(p), "--workers", str(w),
-                 "--no-access-log", "--log-level", "warning"], p, "/v1/loss", body)))
+                 "--no-access-log", "--log-level", "warning"] + extra, p, "/v1/loss", body)))
+    # lossd_scalar: the same request with "per_class": false, so the reply is the
+    # scalar figures only (about 100 bytes instead of 1.9 KB), like the ceiling's
+    scalar = body.replace(b'"from_logits": true', b'"from_logits": true, "per_class": false', 1)
+    with tempfile.NamedTemporaryFile(prefix="bench-body-", suffix=".json", delete=False) as f:
+        f.write(scalar)
+        scalar_file = f.name
     fails = 0
     for impl, path, start in servers:
+        bfile, bbody = (scalar_file, scalar) if impl == "lossd_scalar" else (body_file, body)
         port = free_port()
         try:
             srv = start(port)
@@ -202,7 +214,7 @@ def bench_small(a, body, ref, body_file):
             fails += 1
             continue
         try:
-            st, reply = request(port, "POST", path, body)
+            st, reply = request(port, "POST", path, bbody)
             if impl != "mhd_fixed":
                 got = json.loads(reply).get("loss")
                 if st != 200 or got is None or abs(got - ref) > 1e-5 * abs(ref):
@@ -211,7 +223,7 @@ def bench_small(a, body, ref, body_file):
                     continue
             prof = start_perf(a, "http-small-" + impl, srv.proc.pid, max(1, a.duration - 2)) \
                 if impl in ("lossd", "mhd_ceiling") else None
-            (rps, lat, bad, errs, total), out = run_wrk(port, body_file, path, a)
+            (rps, lat, bad, errs, total), out = run_wrk(port, bfile, path, a)
             if prof:
                 prof.wait()
             if bad or errs:
@@ -221,11 +233,12 @@ def bench_small(a, body, ref, body_file):
                 continue
             emit("http/small", impl, "req/s", rps, p50_ms=lat.get("50"), p99_ms=lat.get("99"),
                  requests=total, connections=a.connections, duration_s=a.duration,
-                 body_bytes=len(body))
+                 body_bytes=len(bbody), reply_bytes=len(reply))
             emit("http/small/p99", impl, "ms", lat.get("99", -1))
             log("%s: %.0f req/s, p99 %.2f ms" % (impl, rps, lat.get("99", -1)))
         finally:
             srv.stop()
+    os.unlink(scalar_file)
     return fails
 
 
@@ -350,7 +363,7 @@ def bench_streams(a):
     with tempfile.NamedTemporaryFile(prefix="bench-upd-", suffix=".json", delete=False) as f:
         f.write(body)
         body_file = f.name
-    data_dir = tempfile.mkdtemp(prefix="bench-streams-", dir="/var/tmp")
+    data_dir = tempfile.mkdtemp(prefix="bench-streams-", dir=a.streams_dir)
     port = free_port()
     fails = 0
     try:
@@ -418,6 +431,9 @@ def main():
     ap.add_argument("--large-runs", type=int, default=3)
     ap.add_argument("--skip-large", action="store_true")
     ap.add_argument("--streams", action="store_true", help="durable stream updates/s")
+    ap.add_argument("--streams-dir", default="/var/tmp",
+                    help="where the stream data dir goes; /dev/shm (tmpfs, fsync free) shows "
+                    "what the rate would be if fsync cost nothing")
     ap.add_argument("--perf", metavar="DIR", help="profile lossd (perf) into DIR/profile-*.txt")
     a = ap.parse_args()
     if a.smoke:

@@ -20,8 +20,14 @@ if command -v perf >/dev/null; then
 	else
 		perf record -q -e cpu-clock -F 1999 -g -o "$DATA" -- "$@" >/dev/null 2>&1
 	fi
-	perf report -i "$DATA" --stdio --no-children --sort symbol --percent-limit 1.5 \
-		-g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -40 >"$OUT"
+	{
+		echo "== by shared object"
+		perf report -i "$DATA" --stdio --no-children --sort dso --percent-limit 1 \
+			-g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -12
+		echo "== by function"
+		perf report -i "$DATA" --stdio --no-children --sort dso,symbol --percent-limit 1.5 \
+			-g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -40
+	} >"$OUT"
 else
 	valgrind --tool=callgrind --callgrind-out-file="$DATA" "$@" >/dev/null 2>&1
 	callgrind_annotate "$DATA" 2>/dev/null | head -40 >"$OUT"

@@ -125,6 +125,9 @@ def build(res, smoke):
             if (id_, "torch_flat") in res:
                 t.ratio("%s, %d thr, vs torch on view(-1, V)" % (c, nt), id_, "lossd", id_,
                         "torch_flat", None, "GB/s")
+            if (id_, "plainc_avx512") in res:
+                t.ratio("%s, %d thr, vs a plain AVX-512 C loop (bench yardstick)" % (c, nt), id_,
+                        "lossd", id_, "plainc_avx512", None, "GB/s")
             if (id_, "lossd_default") in res:
                 t.ratio("%s, %d thr, per_class on (API default)" % (c, nt), id_,
                         "lossd_default", id_, "torch", None, "GB/s")
@@ -157,8 +160,12 @@ def build(res, smoke):
             "fastapi_w1", 4, "req/s")
     t.ratio("req/s vs FastAPI+numpy, 2 workers", "http/small", "lossd", "http/small",
             "fastapi_w2", 4, "req/s")
+    t.ratio("req/s vs FastAPI+numpy, 1 worker, h11/asyncio", "http/small", "lossd",
+            "http/small", "fastapi_w1_h11", None, "req/s")
     t.ratio("req/s vs libmicrohttpd fixed reply (HTTP alone)", "http/small", "lossd",
             "http/small", "mhd_fixed", None, "req/s")
+    t.ratio("req/s with \"per_class\": false (scalar reply) vs the ceiling", "http/small",
+            "lossd_scalar", "http/small", "mhd_ceiling", None, "req/s")
     t.bound("p99 latency", "http/small/p99", "lossd", hi=10, unit="ms")
 
     t.section("HTTP, large requests")

@@ -141,7 +141,7 @@ if want profile && [ $SMOKE = 0 ] && command -v perf >/dev/null; then
 	echo "run.sh: profiles into $P" >&2
 	for c in ce/32768x1000 ce/8192x32000 ce/32x512x1000 ce/262144x10 bce/1000000x8; do
 		f=$P/profile-loss-$(echo "$c" | tr '/' '-')-t2.txt
-		BENCH_ONLY=$c "$ROOT/bench/profile.sh" -o "$f" "$B/bench_loss" --threads 2 --runs 31
+		BENCH_ONLY=$c BENCH_IMPL=lossd "$ROOT/bench/profile.sh" -o "$f" "$B/bench_loss" --threads 2 --runs 41
 	done
 	[ -x "$B/bench_auc" ] && "$ROOT/bench/profile.sh" -o "$P/profile-auc.txt" "$B/bench_auc" --runs 5
 	"$ROOT/bench/profile.sh" -o "$P/profile-json-lossd.txt" "$B/bench_json_lossd" --runs 3

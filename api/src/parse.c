@@ -11,7 +11,8 @@
  *   1. One pass over the raw bytes (no allocation) counts number tokens and
  *      tracks nesting depth, outside strings and honouring escapes. Too
  *      many numbers is 413 too_many_elements and too deep is 400 too_deep,
- *      both answered before any tree is built. jansson itself recurses per
+ *      both answered before any tree is built (a body that opens with '['
+ *      is 400 not_an_object even before that). jansson itself recurses per
  *      nesting level, so the depth check also keeps its stack small.
  *   2. jansson's heap on this thread is budgeted (mem.c) to
  *      ctx->max_json_bytes; past it the parse fails and the answer is 413
@@ -118,6 +119,20 @@ json_t *api_parse_body(const api_ctx *ctx, const char *body, size_t len, api_pro
 	api__json_budget_set(ctx->max_json_bytes);
 	if (!body)
 		len = 0;
+	/* A top-level array is refused before the prescan and the parse: a
+	 * 2 MB "[0,0,...]" would otherwise build a 40 MB tree only to be
+	 * told it is not an object. (Other non-objects cost no tree.) */
+	for (size_t i = 0; i < len; i++) {
+		char c = body[i];
+		if (c == ' ' || c == '\t' || c == '\n' || c == '\r')
+			continue;
+		if (c == '[') {
+			api_problem_set(p, 400, "not_an_object", "",
+			                "the body must be a JSON object ({...})");
+			return NULL;
+		}
+		break;
+	}
 	if (prescan(ctx, (const unsigned char *)body, len, p))
 		return NULL;
 

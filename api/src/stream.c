@@ -13,6 +13,11 @@
  * a one-row dummy batch of the stream's shape, so an update never finds a
  * config problem that create let through.
  *
+ * An update's y_score (or y_pred) feeds both the AUC and the loss; a loss
+ * stream may take both, y_score for the AUC and y_pred for the loss (AUC
+ * on probabilities, loss on logits). Rows whose label is the loss'
+ * ignore_class are left out of the AUC as they are out of the loss.
+ *
  * Invariants: a spec is immutable after it is made; two specs whose engine
  * configs are equal (eng_stream_config_equal, with the loss options' hash
  * inside) describe states that may merge. A loss config's `from_logits`
@@ -33,42 +38,61 @@
 #include "mem.h"
 
 struct api_stream_spec {
-	char *text;             /* canonical config JSON (new) */
-	char *name;             /* "" when none */
+	char *text; /* canonical config JSON (new) */
+	char *name; /* "" when none */
 	eng_stream_config eng;
-	int average;            /* enum avg */
+	int average; /* enum avg */
 	/* loss, when eng.has_loss */
-	eng_loss_opts lopts;    /* tensor pointers point into the tensors below */
+	eng_loss_opts lopts; /* tensor pointers point into the tensors below */
 	api_tensor class_weight, pos_weight;
 	eng_reduction reduction;
 };
 
 enum avg { AVG_MACRO, AVG_WEIGHTED, AVG_MICRO, AVG_NONE };
 
-static const char *const method_names[] = { "sketch", "binned", "exact", NULL };
-static const char *const curve_names[] = { "roc", "pr", NULL };
-static const char *const sum_names[] = { "interpolation", "minoring", "majoring", NULL };
-static const char *const avg_names[] = { "macro", "weighted", "micro", "none", NULL };
-static const char *const red_names[] = { "mean", "sum", "sum_over_batch_size", NULL };
+static const char *const method_names[] = {"sketch", "binned", "exact", NULL};
+static const char *const curve_names[] = {"roc", "pr", NULL};
+static const char *const sum_names[] = {"interpolation", "minoring", "majoring", NULL};
+static const char *const avg_names[] = {"macro", "weighted", "micro", "none", NULL};
+static const char *const red_names[] = {"mean", "sum", "sum_over_batch_size", NULL};
 static const char *const loss_names[] = {
-	"sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy",
-	"categorical_focal_crossentropy", "binary_focal_crossentropy", "kl_divergence",
-	"gaussian_mixture", "mean_squared_error", "mean_absolute_error", "huber", NULL,
+        "sparse_categorical_crossentropy",
+        "categorical_crossentropy",
+        "binary_crossentropy",
+        "categorical_focal_crossentropy",
+        "binary_focal_crossentropy",
+        "kl_divergence",
+        "gaussian_mixture",
+        "mean_squared_error",
+        "mean_absolute_error",
+        "huber",
+        NULL,
 };
 
 static const char *const create_fields[] = {
-	"name", "method", "curve", "num_classes", "multi_label", "num_thresholds",
-	"summation_method", "average", "from_logits", "sketch_bytes", "loss", NULL,
+        "name",
+        "method",
+        "curve",
+        "num_classes",
+        "multi_label",
+        "num_thresholds",
+        "summation_method",
+        "average",
+        "from_logits",
+        "sketch_bytes",
+        "loss",
+        NULL,
 };
 static const char *const loss_fields[] = {
-	"loss", "reduction", "from_logits", "class_weight", "pos_weight", "ignore_class",
-	"ignore_index", "label_smoothing", "alpha", "gamma", "apply_class_balancing", "delta",
-	NULL,
+        "loss",       "reduction",    "from_logits",           "class_weight",
+        "pos_weight", "ignore_class", "ignore_index",          "label_smoothing",
+        "alpha",      "gamma",        "apply_class_balancing", "delta",
+        NULL,
 };
-static const char *const update_fields[] = { "y_true", "y_score", "y_pred", "sample_weight",
-					     "batch_id", NULL };
-static const char *const state_fields[] = { "version", "id", "config", "count", "updates",
-					    "state", NULL };
+static const char *const update_fields[] = {"y_true",        "y_score",  "y_pred",
+                                            "sample_weight", "batch_id", NULL};
+static const char *const state_fields[] = {"version", "id",    "config", "count",
+                                           "updates", "state", NULL};
 
 /* ---- small helpers ------------------------------------------------------------ */
 
@@ -104,10 +128,10 @@ static int dbuf_cb(const char *b, size_t n, void *data)
 /* v as compact JSON text with sorted keys: new (free()), NULL on failure. */
 static char *dump(const json_t *v)
 {
-	dbuf d = { NULL, 0, 0, false };
+	dbuf d = {NULL, 0, 0, false};
 	if (json_dump_callback(v, dbuf_cb, &d,
-			       JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17) |
-				       JSON_ENCODE_ANY) != 0 ||
+	                       JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17) |
+	                               JSON_ENCODE_ANY) != 0 ||
 	    d.failed || !d.p) {
 		free(d.p);
 		return NULL;
@@ -213,7 +237,7 @@ static int b64_decode(uint8_t **out, size_t *len, const char *s, size_t n)
 			}
 		}
 		uint32_t x = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
-			     (uint32_t)v[3];
+		             (uint32_t)v[3];
 		o[k++] = (uint8_t)(x >> 16);
 		if (pad < 2)
 			o[k++] = (uint8_t)(x >> 8);
@@ -253,7 +277,7 @@ static int check_loss_on_dummy(const api_stream_spec *s, api_problem *p)
 	int64_t C = s->eng.columns;
 	double *yp = calloc((size_t)C, sizeof(double)), *yt = calloc((size_t)C, sizeof(double));
 	eng_loss_result *r = NULL;
-	eng_error err = { 0 };
+	eng_error err = {0};
 	int rc = 0;
 	if (!yp || !yt) {
 		rc = oom(p);
@@ -261,7 +285,7 @@ static int check_loss_on_dummy(const api_stream_spec *s, api_problem *p)
 	}
 	for (int64_t c = 0; c < C; c++)
 		yp[c] = s->lopts.from_logits ? 0.0 : 1.0 / (double)(C > 1 ? C : 2);
-	eng_tensor tp = { ENG_F64, 2, { 1, C }, C, yp }, tt = { ENG_F64, 1, { 1 }, 1, yt };
+	eng_tensor tp = {ENG_F64, 2, {1, C}, C, yp}, tt = {ENG_F64, 1, {1}, 1, yt};
 	if (s->eng.kind == ENG_LABELS_BINARY)
 		tp.ndim = 1, tp.shape[0] = 1, tp.shape[1] = 0;
 	if (s->eng.kind == ENG_LABELS_MULTI) {
@@ -281,15 +305,37 @@ static int check_loss_on_dummy(const api_stream_spec *s, api_problem *p)
 		}
 		rc = -1;
 	} else if (r->nclasses != 0 && r->nclasses != C) {
-		rc = api_problem_set(p, 422, "bad_option", "/loss",
-				     "the loss' per-class table does not fit the stream's %lld columns",
-				     (long long)C);
+		rc = api_problem_set(
+		        p, 422, "bad_option", "/loss",
+		        "the loss' per-class table does not fit the stream's %lld columns",
+		        (long long)C);
 	}
 out:
 	eng_loss_result_free(r);
 	free(yp);
 	free(yt);
 	return rc;
+}
+
+/* Nested arrays of reals in t's shape (a number for rank 0), or null for
+ * no tensor. New reference; NULL when out of memory. */
+static json_t *tensor_rec(const eng_tensor *t, int dim, int64_t *at)
+{
+	if (dim == t->ndim)
+		return json_real(eng_tensor_at(t, (*at)++));
+	json_t *a = json_array();
+	for (int64_t i = 0; a && i < t->shape[dim]; i++)
+		if (json_array_append_new(a, tensor_rec(t, dim + 1, at))) {
+			json_decref(a);
+			return NULL;
+		}
+	return a;
+}
+
+static json_t *tensor_json(const eng_tensor *t)
+{
+	int64_t at = 0;
+	return t ? tensor_rec(t, 0, &at) : json_null();
 }
 
 /*
@@ -315,28 +361,32 @@ static int parse_loss(api_stream_spec *s, json_t *v, json_t **canon, api_problem
 		obj = json_incref(v);
 	} else {
 		return api_problem_set(p, 422, "bad_type", base,
-				       "loss must be a loss name or an object, got %s",
-				       api__type_name(v));
+		                       "loss must be a loss name or an object, got %s",
+		                       api__type_name(v));
 	}
 	if (api__check_fields(obj, loss_fields, base, p) || api__require(obj, base, "loss", p) ||
 	    api__get_enum(&kind, obj, base, "loss", loss_names, 0, p) ||
 	    api__get_enum(&red, obj, base, "reduction", red_names, ENG_RED_MEAN, p) ||
 	    api__get_bool(&o->from_logits, obj, base, "from_logits",
-			  loss_is_regression((eng_loss_kind)kind) ? false : s->eng.from_logits, p) ||
+	                  loss_is_regression((eng_loss_kind)kind) ? false : s->eng.from_logits,
+	                  p) ||
 	    api__get_number(&o->label_smoothing, obj, base, "label_smoothing", 0.0, 0.0, 1.0, p) ||
 	    api__get_number(&o->alpha, obj, base, "alpha", 0.25, -INFINITY, INFINITY, p) ||
 	    api__get_number(&o->gamma, obj, base, "gamma", 2.0, 0.0, INFINITY, p) ||
-	    api__get_bool(&o->apply_class_balancing, obj, base, "apply_class_balancing", false, p) ||
+	    api__get_bool(&o->apply_class_balancing, obj, base, "apply_class_balancing", false,
+	                  p) ||
 	    api__get_number(&o->delta, obj, base, "delta", 1.0, 0.0, INFINITY, p))
 		goto out;
 	has_ign = api__field(obj, "ignore_class") != NULL;
 	has_ign2 = api__field(obj, "ignore_index") != NULL;
-	if ((has_ign && api__get_int(&ign, obj, base, "ignore_class", 0, INT64_MIN, INT64_MAX, p)) ||
-	    (has_ign2 && api__get_int(&ign2, obj, base, "ignore_index", 0, INT64_MIN, INT64_MAX, p)))
+	if ((has_ign &&
+	     api__get_int(&ign, obj, base, "ignore_class", 0, INT64_MIN, INT64_MAX, p)) ||
+	    (has_ign2 &&
+	     api__get_int(&ign2, obj, base, "ignore_index", 0, INT64_MIN, INT64_MAX, p)))
 		goto out;
 	if (has_ign && has_ign2 && ign != ign2) {
 		api_problem_set(p, 422, "bad_option", "/loss/ignore_index",
-				"ignore_index is a synonym of ignore_class; they differ");
+		                "ignore_index is a synonym of ignore_class; they differ");
 		goto out;
 	}
 	o->kind = (eng_loss_kind)kind;
@@ -352,23 +402,23 @@ static int parse_loss(api_stream_spec *s, json_t *v, json_t **canon, api_problem
 	bool ok;
 	switch (s->eng.kind) {
 	case ENG_LABELS_CLASS_ID: ok = o->kind == ENG_LOSS_SPARSE_CE; break;
-	default:
-		ok = eng_loss_is_binary(o->kind) || loss_is_regression(o->kind);
-		break;
+	default: ok = eng_loss_is_binary(o->kind) || loss_is_regression(o->kind); break;
 	}
 	if (!ok) {
-		api_problem_set(p, 422, "bad_option", "/loss/loss",
-				"%s does not fit a %s stream (%s)", eng_loss_kind_name(o->kind),
-				s->eng.kind == ENG_LABELS_CLASS_ID ? "one-vs-rest" :
-				s->eng.kind == ENG_LABELS_MULTI ? "multi-label" : "binary",
-				s->eng.kind == ENG_LABELS_CLASS_ID
-					? "class-id labels take sparse_categorical_crossentropy"
-					: "0/1 labels take binary_crossentropy, binary_focal_crossentropy "
-					  "or a regression loss");
+		api_problem_set(
+		        p, 422, "bad_option", "/loss/loss", "%s does not fit a %s stream (%s)",
+		        eng_loss_kind_name(o->kind),
+		        s->eng.kind == ENG_LABELS_CLASS_ID ? "one-vs-rest"
+		        : s->eng.kind == ENG_LABELS_MULTI  ? "multi-label"
+		                                           : "binary",
+		        s->eng.kind == ENG_LABELS_CLASS_ID
+		                ? "class-id labels take sparse_categorical_crossentropy"
+		                : "0/1 labels take binary_crossentropy, binary_focal_crossentropy "
+		                  "or a regression loss");
 		goto out;
 	}
 	int64_t budget = 1 << 20;
-	api_tensor_opts topts = { false, &budget };
+	api_tensor_opts topts = {false, &budget};
 	if (api__get_tensor(&s->class_weight, obj, base, "class_weight", false, &topts, p) ||
 	    api__get_tensor(&s->pos_weight, obj, base, "pos_weight", false, &topts, p))
 		goto out;
@@ -379,20 +429,21 @@ static int parse_loss(api_stream_spec *s, json_t *v, json_t **canon, api_problem
 
 	/* Canonical: every option explicit. */
 	c = json_pack("{ss ss sb sf sf sf sb sf}", "loss", eng_loss_kind_name(o->kind), "reduction",
-		      red_names[red], "from_logits", o->from_logits, "label_smoothing",
-		      o->label_smoothing, "alpha", o->alpha, "gamma", o->gamma,
-		      "apply_class_balancing", o->apply_class_balancing, "delta", o->delta);
+	              red_names[red], "from_logits", o->from_logits, "label_smoothing",
+	              o->label_smoothing, "alpha", o->alpha, "gamma", o->gamma,
+	              "apply_class_balancing", o->apply_class_balancing, "delta", o->delta);
 	if (!c) {
 		oom(p);
 		goto out;
 	}
 	int bad = 0;
-	bad |= json_object_set(c, "class_weight", api__field(obj, "class_weight") ?
-						 api__field(obj, "class_weight") : json_null());
-	bad |= json_object_set(c, "pos_weight", api__field(obj, "pos_weight") ?
-					       api__field(obj, "pos_weight") : json_null());
-	bad |= json_object_set_new(c, "ignore_class", o->has_ignore_class ?
-						     json_integer(o->ignore_class) : json_null());
+	/* Tensors as their decoded values (1 and 1.0 alike), so equal options
+	 * give equal text and equal fingerprints. */
+	bad |= json_object_set_new(c, "class_weight", tensor_json(o->class_weight));
+	bad |= json_object_set_new(c, "pos_weight", tensor_json(o->pos_weight));
+	bad |= json_object_set_new(c, "ignore_class",
+	                           o->has_ignore_class ? json_integer(o->ignore_class)
+	                                               : json_null());
 	if (bad) {
 		oom(p);
 		goto out;
@@ -416,8 +467,8 @@ out:
 }
 
 /* The spec of config object obj (a create body or a stored config). */
-static int spec_from(api_stream_spec **out, json_t *obj, const api_stream_limits *lim,
-		     bool stored, api_problem *p)
+static int spec_from(api_stream_spec **out, json_t *obj, const api_stream_limits *lim, bool stored,
+                     api_problem *p)
 {
 	api_stream_spec *s = calloc(1, sizeof(*s));
 	json_t *canon = NULL, *lcanon = NULL;
@@ -449,14 +500,15 @@ static int spec_from(api_stream_spec **out, json_t *obj, const api_stream_limits
 	    api__get_int(&ncls, obj, "", "num_classes", 1, 1, ENG_STREAM_MAX_COLUMNS, p) ||
 	    api__get_bool(&multi, obj, "", "multi_label", false, p) ||
 	    api__get_int(&nth, obj, "", "num_thresholds", 200, 2, 1 << 16, p) ||
-	    api__get_enum(&summ, obj, "", "summation_method", sum_names, ENG_SUM_INTERPOLATION, p) ||
+	    api__get_enum(&summ, obj, "", "summation_method", sum_names, ENG_SUM_INTERPOLATION,
+	                  p) ||
 	    api__get_enum(&avg, obj, "", "average", avg_names, AVG_MACRO, p) ||
 	    api__get_bool(&s->eng.from_logits, obj, "", "from_logits", false, p))
 		goto out;
 	if (api__get_int(&skb, obj, "", "sketch_bytes",
-			 (int64_t)(lim->sketch_bytes < max_sk ? lim->sketch_bytes : max_sk),
-			 (int64_t)ENG_SKETCH_MIN_CAP,
-			 (int64_t)ENG_SKETCH_MAX_CAP * ENG_STREAM_MAX_COLUMNS, p))
+	                 (int64_t)(lim->sketch_bytes < max_sk ? lim->sketch_bytes : max_sk),
+	                 (int64_t)ENG_SKETCH_MIN_CAP,
+	                 (int64_t)ENG_SKETCH_MAX_CAP * ENG_STREAM_MAX_COLUMNS, p))
 		goto out;
 	if (strlen(name) > 256) {
 		api_problem_set(p, 422, "bad_option", "/name", "name is longer than 256 bytes");
@@ -464,7 +516,7 @@ static int spec_from(api_stream_spec **out, json_t *obj, const api_stream_limits
 	}
 	if (multi && ncls < 2) {
 		api_problem_set(p, 422, "bad_option", "/multi_label",
-				"multi_label needs num_classes >= 2");
+		                "multi_label needs num_classes >= 2");
 		goto out;
 	}
 	s->eng.method = (eng_stream_method)method;
@@ -472,7 +524,9 @@ static int spec_from(api_stream_spec **out, json_t *obj, const api_stream_limits
 	s->eng.summation = (eng_summation)summ;
 	s->eng.num_thresholds = nth;
 	s->eng.columns = ncls;
-	s->eng.kind = ncls == 1 ? ENG_LABELS_BINARY : multi ? ENG_LABELS_MULTI : ENG_LABELS_CLASS_ID;
+	s->eng.kind = ncls == 1 ? ENG_LABELS_BINARY
+	              : multi   ? ENG_LABELS_MULTI
+	                        : ENG_LABELS_CLASS_ID;
 	s->eng.sketch_bytes = (size_t)skb;
 	/* A stored config may be larger than today's cap: it was accepted. */
 	s->eng.max_bytes = stored ? SIZE_MAX : lim->max_bytes;
@@ -492,10 +546,10 @@ static int spec_from(api_stream_spec **out, json_t *obj, const api_stream_limits
 		goto out;
 
 	canon = json_pack("{ss ss ss sI sb sI ss ss sb sI}", "name", name, "method",
-			  method_names[method], "curve", curve_names[curve], "num_classes",
-			  (json_int_t)ncls, "multi_label", multi, "num_thresholds", (json_int_t)nth,
-			  "summation_method", sum_names[summ], "average", avg_names[avg],
-			  "from_logits", s->eng.from_logits, "sketch_bytes", (json_int_t)skb);
+	                  method_names[method], "curve", curve_names[curve], "num_classes",
+	                  (json_int_t)ncls, "multi_label", multi, "num_thresholds", (json_int_t)nth,
+	                  "summation_method", sum_names[summ], "average", avg_names[avg],
+	                  "from_logits", s->eng.from_logits, "sketch_bytes", (json_int_t)skb);
 	if (!canon || json_object_set(canon, "loss", lcanon ? lcanon : json_null())) {
 		oom(p);
 		goto out;
@@ -514,8 +568,8 @@ out:
 	return rc;
 }
 
-int api_stream_spec_parse(api_stream_spec **out, const api_ctx *ctx, const char *body,
-			  size_t len, const api_stream_limits *lim, api_problem *p)
+int api_stream_spec_parse(api_stream_spec **out, const api_ctx *ctx, const char *body, size_t len,
+                          const api_stream_limits *lim, api_problem *p)
 {
 	api_ctx dctx = API_CTX_INIT;
 	*out = NULL;
@@ -531,8 +585,8 @@ int api_stream_spec_parse(api_stream_spec **out, const api_ctx *ctx, const char 
 	return rc;
 }
 
-int api_stream_spec_load(api_stream_spec **out, const char *text,
-			 const api_stream_limits *lim, api_problem *p)
+int api_stream_spec_load(api_stream_spec **out, const char *text, const api_stream_limits *lim,
+                         api_problem *p)
 {
 	json_error_t je;
 	*out = NULL;
@@ -588,7 +642,7 @@ json_t *api_stream_render_config(const api_stream_spec *s, const char *id)
  * beyond the shorter tensor are left for it to reject.
  */
 static int drop_ignored(api_tensor *yt, api_tensor *ys, api_tensor *sw, int64_t ignore,
-			api_problem *p)
+                        api_problem *p)
 {
 	int64_t n = yt->t.shape[0], keep = 0;
 	for (int64_t i = 0; i < n; i++)
@@ -619,7 +673,7 @@ static int drop_ignored(api_tensor *yt, api_tensor *ys, api_tensor *sw, int64_t 
 	}
 	api_tensor_free(yt);
 	yt->buf = ny;
-	yt->t = (eng_tensor){ ENG_F64, 1, { keep }, keep, ny };
+	yt->t = (eng_tensor){ENG_F64, 1, {keep}, keep, ny};
 	eng_tensor st = ys->t;
 	api_tensor_free(ys);
 	ys->buf = nsc;
@@ -631,19 +685,19 @@ static int drop_ignored(api_tensor *yt, api_tensor *ys, api_tensor *sw, int64_t 
 	if (nw) {
 		api_tensor_free(sw);
 		sw->buf = nw;
-		sw->t = (eng_tensor){ ENG_F64, 1, { keep }, keep, nw };
+		sw->t = (eng_tensor){ENG_F64, 1, {keep}, keep, nw};
 	}
 	return 0;
 }
 
 int api_stream_decode_update(eng_stream **delta, char **batch_id, const api_stream_spec *s,
-			     const api_ctx *ctx, const char *body, size_t len, api_problem *p)
+                             const api_ctx *ctx, const char *body, size_t len, api_problem *p)
 {
 	api_ctx dctx = API_CTX_INIT;
 	api_tensor yt = API_TENSOR_INIT, ys = API_TENSOR_INIT, yp = API_TENSOR_INIT,
-		   sw = API_TENSOR_INIT;
+	           sw = API_TENSOR_INIT;
 	eng_loss_result *lr = NULL;
-	eng_error err = { 0 };
+	eng_error err = {0};
 	json_t *obj = NULL;
 	char *bid = NULL;
 	int rc = -1;
@@ -661,12 +715,12 @@ int api_stream_decode_update(eng_stream **delta, char **batch_id, const api_stre
 	bool has_s = api__field(obj, "y_score") != NULL, has_p = api__field(obj, "y_pred") != NULL;
 	if (!has_s && !has_p) {
 		api_problem_set(p, 422, "missing_field", "/y_score",
-				"y_score (or y_pred) is required");
+		                "y_score (or y_pred) is required");
 		goto out;
 	}
 	if (has_s && has_p && !s->eng.has_loss) {
 		api_problem_set(p, 422, "bad_option", "/y_pred",
-				"this stream keeps no loss: send the scores once, as y_score");
+		                "this stream keeps no loss: send the scores once, as y_score");
 		goto out;
 	}
 	const char *skey = has_s ? "y_score" : "y_pred";
@@ -681,14 +735,14 @@ int api_stream_decode_update(eng_stream **delta, char **batch_id, const api_stre
 			v = tmp;
 		} else {
 			api_problem_set(p, 422, "bad_type", "/batch_id",
-					"batch_id must be a string or an integer, got %s",
-					api__type_name(b));
+			                "batch_id must be a string or an integer, got %s",
+			                api__type_name(b));
 			goto out;
 		}
 		size_t n = strlen(v);
 		if (n < 1 || n > 256 || (json_is_string(b) && n != json_string_length(b))) {
 			api_problem_set(p, 422, "bad_option", "/batch_id",
-					"batch_id must be 1 to 256 characters without NUL");
+			                "batch_id must be 1 to 256 characters without NUL");
 			goto out;
 		}
 		if (!(bid = strdup(v))) {
@@ -697,7 +751,7 @@ int api_stream_decode_update(eng_stream **delta, char **batch_id, const api_stre
 		}
 	}
 	int64_t budget = ctx->max_elements;
-	api_tensor_opts topts = { false, &budget };
+	api_tensor_opts topts = {false, &budget};
 	if (api__get_tensor(&yt, obj, "", "y_true", true, &topts, p) ||
 	    api__get_tensor(&ys, obj, "", skey, true, &topts, p) ||
 	    (has_s && has_p && api__get_tensor(&yp, obj, "", "y_pred", true, &topts, p)) ||
@@ -710,7 +764,8 @@ int api_stream_decode_update(eng_stream **delta, char **batch_id, const api_stre
 		o.sample_weight = w;
 		if (eng_loss_compute(&lr, &yt.t, yp.t.data ? &yp.t : &ys.t, &o, ctx->par, &err)) {
 			from_eng(p, &err, lkey);
-			if (p && strcmp(lkey, "y_score") == 0 && strncmp(p->pointer, "/y_pred", 7) == 0) {
+			if (p && strcmp(lkey, "y_score") == 0 &&
+			    strncmp(p->pointer, "/y_pred", 7) == 0) {
 				char tmp[sizeof p->pointer];
 				snprintf(tmp, sizeof tmp, "/y_score%s", p->pointer + 7);
 				memcpy(p->pointer, tmp, sizeof tmp);
@@ -776,12 +831,12 @@ static json_t *class_row(int64_t c, const eng_loss_class *k)
 	if (has_p && has_r)
 		f1 = json_real(prec + rec > 0 ? 2 * prec * rec / (prec + rec) : 0.0);
 	return json_pack("{sI sI so so so sI sI so so so}", "class", (json_int_t)c, "support",
-			 (json_int_t)k->support, "weight_sum", num(k->weight_sum), "loss_sum",
-			 num(k->loss_sum), "loss_mean",
-			 k->weight_sum != 0 ? num(k->loss_sum / k->weight_sum) : json_null(),
-			 "predicted", (json_int_t)k->predicted, "correct", (json_int_t)k->correct,
-			 "precision", has_p ? json_real(prec) : json_null(), "recall",
-			 has_r ? json_real(rec) : json_null(), "f1", f1);
+	                 (json_int_t)k->support, "weight_sum", num(k->weight_sum), "loss_sum",
+	                 num(k->loss_sum), "loss_mean",
+	                 k->weight_sum != 0 ? num(k->loss_sum / k->weight_sum) : json_null(),
+	                 "predicted", (json_int_t)k->predicted, "correct", (json_int_t)k->correct,
+	                 "precision", has_p ? json_real(prec) : json_null(), "recall",
+	                 has_r ? json_real(rec) : json_null(), "f1", f1);
 }
 
 /* "loss" and "loss_detail" of the reply. */
@@ -791,16 +846,16 @@ static int render_loss(json_t *o, const api_stream_spec *s, const eng_loss_resul
 	bool def = r && eng_loss_result_value(r, s->reduction, &v);
 	int bad = json_object_set_new(o, "loss", def ? num(v) : json_null());
 	json_t *d = json_pack("{ss sI sI so}", "reduction", eng_reduction_name(s->reduction),
-			      "count", (json_int_t)(r ? r->count : 0), "ignored",
-			      (json_int_t)(r ? r->ignored : 0), "weight_sum",
-			      num(r ? r->weight_sum : 0.0));
+	                      "count", (json_int_t)(r ? r->count : 0), "ignored",
+	                      (json_int_t)(r ? r->ignored : 0), "weight_sum",
+	                      num(r ? r->weight_sum : 0.0));
 	if (!d)
 		return -1;
 	bad |= json_object_set_new(d, "loss_sum", num(r ? r->wloss_sum : 0.0));
 	if (r && r->has_accuracy)
-		bad |= json_object_set_new(d, "accuracy",
-					   r->count ? json_real((double)r->correct / (double)r->count)
-						    : json_null());
+		bad |= json_object_set_new(
+		        d, "accuracy",
+		        r->count ? json_real((double)r->correct / (double)r->count) : json_null());
 	if (r && r->per_class) {
 		json_t *a = json_array();
 		for (int64_t c = 0; a && c < r->nclasses; c++)
@@ -812,7 +867,7 @@ static int render_loss(json_t *o, const api_stream_spec *s, const eng_loss_resul
 }
 
 json_t *api_stream_render_read(const api_stream_spec *s, const char *id, const eng_stream *st,
-			       const api_stream_read_opts *o, api_problem *p)
+                               const api_stream_read_opts *o, api_problem *p)
 {
 	api_stream_read_opts dflt = API_STREAM_READ_OPTS_INIT;
 	const eng_stream_config *c = &s->eng;
@@ -820,7 +875,7 @@ json_t *api_stream_render_read(const api_stream_spec *s, const char *id, const e
 	eng_auc_result *per = NULL;
 	eng_auc_curve curve = ENG_AUC_CURVE_INIT;
 	eng_stream_counts cnt;
-	eng_error err = { 0 };
+	eng_error err = {0};
 	json_t *out = NULL, *warn = NULL;
 	int bad = 0;
 
@@ -829,7 +884,7 @@ json_t *api_stream_render_read(const api_stream_spec *s, const char *id, const e
 		o = &dflt;
 	if (o->curve && o->curve_col != -1 && (o->curve_col < 0 || o->curve_col >= C)) {
 		api_problem_set(p, 422, "bad_option", "/class", "class %lld is not in [0, %lld)",
-				(long long)o->curve_col, (long long)C);
+		                (long long)o->curve_col, (long long)C);
 		return NULL;
 	}
 	if (!(per = calloc((size_t)C, sizeof(*per))))
@@ -879,12 +934,12 @@ json_t *api_stream_render_read(const api_stream_spec *s, const char *id, const e
 		json_t *a = json_array();
 		for (int64_t k = 0; a && k < C; k++) {
 			json_t *row = json_pack("{sI so sI sI}", "class", (json_int_t)k, "auc",
-						per[k].defined ? num(per[k].auc) : json_null(),
-						"positives", (json_int_t)per[k].positives,
-						"negatives", (json_int_t)per[k].negatives);
+			                        per[k].defined ? num(per[k].auc) : json_null(),
+			                        "positives", (json_int_t)per[k].positives,
+			                        "negatives", (json_int_t)per[k].negatives);
 			if (row && c->method == ENG_STREAM_SKETCH)
 				bad |= json_object_set_new(row, "error_bound",
-							   num(per[k].error_bound));
+				                           num(per[k].error_bound));
 			bad |= json_array_append_new(a, row);
 		}
 		bad |= json_object_set_new(out, "per_class", a);
@@ -894,7 +949,8 @@ json_t *api_stream_render_read(const api_stream_spec *s, const char *id, const e
 	bad |= json_object_set_new(out, "positives", json_integer(P));
 	bad |= json_object_set_new(out, "negatives", json_integer(Nn));
 	if (c->method == ENG_STREAM_SKETCH)
-		bad |= json_object_set_new(out, "error_bound", isfinite(auc) ? num(bound) : json_null());
+		bad |= json_object_set_new(out, "error_bound",
+		                           isfinite(auc) ? num(bound) : json_null());
 	if (c->has_loss && render_loss(out, s, eng_stream_loss(st)))
 		goto nomem;
 	for (int64_t k = 0; k < C; k++)
@@ -902,11 +958,12 @@ json_t *api_stream_render_read(const api_stream_spec *s, const char *id, const e
 			char msg[160];
 			if (C == 1)
 				snprintf(msg, sizeof msg,
-					 "only one class present so far: AUC is not defined");
+				         "only one class present so far: AUC is not defined");
 			else
 				snprintf(msg, sizeof msg,
-					 "class %lld: only one class present so far, its AUC is null",
-					 (long long)k);
+				         "class %lld: only one class present so far, its AUC is "
+				         "null",
+				         (long long)k);
 			bad |= json_array_append_new(warn, json_string(msg));
 		}
 	if (o->curve) {
@@ -944,7 +1001,7 @@ done:
 /* ---- state export / import -------------------------------------------------------------- */
 
 json_t *api_stream_export(const api_stream_spec *s, const char *id, const eng_stream *st,
-			  api_problem *p)
+                          api_problem *p)
 {
 	void *bytes = NULL;
 	size_t len = 0;
@@ -956,8 +1013,8 @@ json_t *api_stream_export(const api_stream_spec *s, const char *id, const eng_st
 		goto nomem;
 	eng_stream_counts_of(&cnt, st);
 	o = json_pack("{si ss so sI sI ss}", "version", API_STREAM_STATE_VERSION, "id", id,
-		      "config", config_obj(s), "count", (json_int_t)cnt.rows, "updates",
-		      (json_int_t)cnt.updates, "state", b);
+	              "config", config_obj(s), "count", (json_int_t)cnt.rows, "updates",
+	              (json_int_t)cnt.updates, "state", b);
 	if (!o)
 		goto nomem;
 	goto out;
@@ -970,32 +1027,43 @@ out:
 }
 
 int api_stream_decode_merge(eng_stream **delta, const api_stream_spec *s, const api_ctx *ctx,
-			    const char *body, size_t len, api_problem *p)
+                            const char *body, size_t len, api_problem *p)
 {
 	api_ctx dctx = API_CTX_INIT;
+	api_stream_limits lim = {s->eng.max_bytes, s->eng.sketch_bytes};
+	api_stream_spec *env = NULL;
 	json_t *obj = NULL;
 	uint8_t *bytes = NULL;
 	size_t blen = 0;
-	int64_t version;
-	eng_error err = { 0 };
+	int64_t version, count, updates;
+	const char *id;
+	eng_error err = {0};
+	eng_stream_counts cnt;
 	int rc = -1;
 
 	*delta = NULL;
 	if (!(obj = api_parse_body(ctx ? ctx : &dctx, body, len, p)))
 		return -1;
-	if (api__check_fields(obj, state_fields, "", p) || api__require(obj, "", "version", p) ||
-	    api__require(obj, "", "state", p) ||
-	    api__get_int(&version, obj, "", "version", 1, 1, API_STREAM_STATE_VERSION, p))
+	/* Every field of an export is required and must agree with the bytes:
+	 * a state is taken whole or not at all. */
+	for (const char *const *f = state_fields; *f; f++)
+		if (api__require(obj, "", *f, p))
+			goto out;
+	if (api__check_fields(obj, state_fields, "", p) ||
+	    api__get_int(&version, obj, "", "version", 1, 1, API_STREAM_STATE_VERSION, p) ||
+	    api__get_string(&id, obj, "", "id", "", p) ||
+	    api__get_int(&count, obj, "", "count", 0, 0, INT64_MAX, p) ||
+	    api__get_int(&updates, obj, "", "updates", 0, 0, INT64_MAX, p))
 		goto out;
 	json_t *st = api__field(obj, "state"), *cfg = api__field(obj, "config");
 	if (!json_is_string(st)) {
 		api_problem_set(p, 422, "bad_type", "/state",
-				"state must be a base64 string, got %s", api__type_name(st));
+		                "state must be a base64 string, got %s", api__type_name(st));
 		goto out;
 	}
-	if (cfg && !json_is_object(cfg)) {
+	if (!json_is_object(cfg)) {
 		api_problem_set(p, 422, "bad_type", "/config", "config must be an object, got %s",
-				api__type_name(cfg));
+		                api__type_name(cfg));
 		goto out;
 	}
 	int b = b64_decode(&bytes, &blen, json_string_value(st), json_string_length(st));
@@ -1016,17 +1084,42 @@ int api_stream_decode_merge(eng_stream **delta, const api_stream_spec *s, const 
 		api_problem_set(p, 422, "bad_state", "/state", "%s", err.msg);
 		goto out;
 	}
+	eng_stream_counts_of(&cnt, *delta);
+	if (cnt.rows != count || cnt.updates != updates) {
+		api_problem_set(p, 422, "bad_state", cnt.rows != count ? "/count" : "/updates",
+		                "count and updates must be those of the state (%lld, %lld)",
+		                (long long)cnt.rows, (long long)cnt.updates);
+		goto out;
+	}
+	if (spec_from(&env, cfg, &lim, true, p)) {
+		char tmp[sizeof p->pointer];
+		snprintf(tmp, sizeof tmp, "/config%.150s", p->pointer);
+		memcpy(p->pointer, tmp, sizeof tmp);
+		if (p->status != 503) {
+			p->status = 422;
+			p->code = "bad_state";
+		}
+		goto out;
+	}
+	if (!eng_stream_config_equal(&env->eng, eng_stream_config_of(*delta))) {
+		api_problem_set(p, 422, "bad_state", "/config",
+		                "config does not describe the state it comes with");
+		goto out;
+	}
 	if (!eng_stream_config_equal(eng_stream_config_of(*delta), &s->eng)) {
-		eng_stream_free(*delta);
-		*delta = NULL;
 		api_problem_set(p, 409, "state_mismatch", "/config",
-				"the state was made by a stream of another config "
-				"(method, classes, curve, thresholds, logits, sketch size or loss "
-				"differ)");
+		                "the state was made by a stream of another config "
+		                "(method, classes, curve, thresholds, logits, sketch size or loss "
+		                "differ)");
 		goto out;
 	}
 	rc = 0;
 out:
+	if (rc) {
+		eng_stream_free(*delta);
+		*delta = NULL;
+	}
+	api_stream_spec_free(env);
 	free(bytes);
 	json_decref(obj);
 	return rc;
@@ -1035,13 +1128,10 @@ out:
 int api_stream_merge_problem(api_problem *p, const eng_error *err)
 {
 	switch (err->code) {
-	case ENG_ESTATE:
-		return api_problem_set(p, 409, "state_mismatch", "", "%s", err->msg);
+	case ENG_ESTATE: return api_problem_set(p, 409, "state_mismatch", "", "%s", err->msg);
 	case ENG_ELIMIT:
 		return api_problem_set(p, 507, "stream_memory_exceeded", "", "%s", err->msg);
-	case ENG_ENOMEM:
-		return oom(p);
-	default:
-		return api_problem_from_eng(p, err);
+	case ENG_ENOMEM: return oom(p);
+	default: return api_problem_from_eng(p, err);
 	}
 }

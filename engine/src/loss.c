@@ -152,10 +152,16 @@ int eng_loss_result_merge(eng_loss_result *dst, const eng_loss_result *src)
 bool eng_loss_result_value(const eng_loss_result *r, eng_reduction red, double *out)
 {
 	*out = NAN;
+	if (red == ENG_RED_SUM) {
+		/* The sum of no terms is 0, not undefined (PyTorch, Keras and
+		 * ref.py agree); only the means of nothing are null. */
+		*out = r->wloss_sum;
+		return true;
+	}
 	if (r->count == 0)
 		return false;
 	switch (red) {
-	case ENG_RED_SUM: *out = r->wloss_sum; return true;
+	case ENG_RED_SUM: break;
 	case ENG_RED_MEAN:
 		if (r->weight_sum == 0)
 			return false;

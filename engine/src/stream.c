@@ -52,10 +52,10 @@ struct eng_stream {
 	int64_t updates, rows;
 	colcount *cc; /* columns entries */
 	/* exact */
-	int64_t n, cap;  /* rows stored, rows allocated */
-	double *score;   /* n * columns */
-	int32_t *label;  /* n * lcols */
-	double *weight;  /* n, or NULL: every weight 1 */
+	int64_t n, cap; /* rows stored, rows allocated */
+	double *score;  /* n * columns */
+	int32_t *label; /* n * lcols */
+	double *weight; /* n, or NULL: every weight 1 */
 	/* binned / sketch: columns accumulators */
 	eng_binned **bins;
 	eng_sketch **sk;
@@ -77,26 +77,27 @@ int eng_stream_config_check(const eng_stream_config *c, eng_error *err)
 	if ((unsigned)c->kind > ENG_LABELS_MULTI)
 		return eng_error_set(err, ENG_EINVAL, "num_classes", -1, "unknown label kind");
 	if (c->kind == ENG_LABELS_BINARY ? c->columns != 1
-					 : (c->columns < 2 || c->columns > ENG_STREAM_MAX_COLUMNS))
-		return eng_error_set(err, ENG_EINVAL, "num_classes", -1,
-				     "num_classes must be in [2, %d] for one-vs-rest or multi-label",
-				     ENG_STREAM_MAX_COLUMNS);
+	                                 : (c->columns < 2 || c->columns > ENG_STREAM_MAX_COLUMNS))
+		return eng_error_set(
+		        err, ENG_EINVAL, "num_classes", -1,
+		        "num_classes must be in [2, %d] for one-vs-rest or multi-label",
+		        ENG_STREAM_MAX_COLUMNS);
 	if ((unsigned)c->curve > ENG_CURVE_PR)
 		return eng_error_set(err, ENG_EINVAL, "curve", -1, "unknown curve");
 	if ((unsigned)c->summation > ENG_SUM_MAJORING)
 		return eng_error_set(err, ENG_EINVAL, "summation_method", -1,
-				     "unknown summation method");
+		                     "unknown summation method");
 	if (c->method == ENG_STREAM_BINNED &&
 	    (c->num_thresholds < 2 || c->num_thresholds > ENG_BINNED_MAX_THRESHOLDS))
 		return eng_error_set(err, ENG_EINVAL, "num_thresholds", -1,
-				     "num_thresholds must be in [2, %lld]",
-				     (long long)ENG_BINNED_MAX_THRESHOLDS);
+		                     "num_thresholds must be in [2, %lld]",
+		                     (long long)ENG_BINNED_MAX_THRESHOLDS);
 	if (c->method == ENG_STREAM_SKETCH &&
 	    (c->sketch_bytes / (size_t)c->columns < ENG_SKETCH_MIN_CAP ||
 	     c->sketch_bytes / (size_t)c->columns > ENG_SKETCH_MAX_CAP))
 		return eng_error_set(err, ENG_EINVAL, "sketch_bytes", -1,
-				     "sketch_bytes must give each column between %zu and %zu bytes",
-				     (size_t)ENG_SKETCH_MIN_CAP, (size_t)ENG_SKETCH_MAX_CAP);
+		                     "sketch_bytes must give each column between %zu and %zu bytes",
+		                     (size_t)ENG_SKETCH_MIN_CAP, (size_t)ENG_SKETCH_MAX_CAP);
 	if (c->has_loss && (unsigned)c->loss_kind >= ENG_LOSS__COUNT)
 		return eng_error_set(err, ENG_EINVAL, "loss", -1, "unknown loss");
 	/* The accumulators' fixed size must fit the cap (exact grows instead). */
@@ -106,10 +107,11 @@ int eng_stream_config_check(const eng_stream_config *c, eng_error *err)
 	else if (c->method == ENG_STREAM_SKETCH)
 		fixed = c->sketch_bytes;
 	if (fixed > c->max_bytes)
-		return eng_error_set(err, ENG_ELIMIT,
-				     c->method == ENG_STREAM_BINNED ? "num_thresholds" : "sketch_bytes",
-				     -1, "the accumulators need %zu bytes, more than the cap of %zu",
-				     fixed, c->max_bytes);
+		return eng_error_set(
+		        err, ENG_ELIMIT,
+		        c->method == ENG_STREAM_BINNED ? "num_thresholds" : "sketch_bytes", -1,
+		        "the accumulators need %zu bytes, more than the cap of %zu", fixed,
+		        c->max_bytes);
 	return 0;
 }
 
@@ -118,7 +120,8 @@ bool eng_stream_config_equal(const eng_stream_config *a, const eng_stream_config
 	if (a->method != b->method || a->kind != b->kind || a->columns != b->columns ||
 	    a->curve != b->curve || a->from_logits != b->from_logits || a->has_loss != b->has_loss)
 		return false;
-	if (a->has_loss && (a->loss_kind != b->loss_kind || a->loss_fingerprint != b->loss_fingerprint))
+	if (a->has_loss &&
+	    (a->loss_kind != b->loss_kind || a->loss_fingerprint != b->loss_fingerprint))
 		return false;
 	if (a->method == ENG_STREAM_BINNED &&
 	    (a->num_thresholds != b->num_thresholds || a->summation != b->summation))
@@ -231,12 +234,13 @@ size_t eng_stream_memory(const eng_stream *s)
 {
 	int64_t C = s->cfg.columns;
 	size_t m = sizeof(*s) + (size_t)C * sizeof(colcount);
-	m += (size_t)s->cap * ((size_t)C * sizeof(double) + (size_t)lcols(&s->cfg) * sizeof(int32_t));
+	m += (size_t)s->cap *
+	     ((size_t)C * sizeof(double) + (size_t)lcols(&s->cfg) * sizeof(int32_t));
 	if (s->weight)
 		m += (size_t)s->cap * sizeof(double);
 	if (s->bins)
 		m += (size_t)C * (sizeof(void *) + 64 +
-				  2 * (size_t)(s->cfg.num_thresholds + 1) * sizeof(double));
+		                  2 * (size_t)(s->cfg.num_thresholds + 1) * sizeof(double));
 	if (s->sk)
 		for (int64_t c = 0; c < C; c++)
 			m += sizeof(void *) + eng_sketch_memory(s->sk[c]);
@@ -299,8 +303,8 @@ int eng_stream_reset(eng_stream *s)
 /* ---- one batch ------------------------------------------------------------------------ */
 
 int eng_stream_batch(eng_stream **out, const eng_stream_config *cfg, const eng_tensor *y_true,
-		     const eng_tensor *y_score, const eng_tensor *weight,
-		     const eng_loss_result *loss, eng_error *err)
+                     const eng_tensor *y_score, const eng_tensor *weight,
+                     const eng_loss_result *loss, eng_error *err)
 {
 	eng_stream *s = NULL;
 	double *linked = NULL, *sbuf = NULL, *wbuf = NULL;
@@ -312,23 +316,25 @@ int eng_stream_batch(eng_stream **out, const eng_stream_config *cfg, const eng_t
 	if ((rc = eng_stream_config_check(cfg, err)))
 		return rc;
 	if (!y_true || !y_score)
-		return eng_error_set(err, ENG_EINVAL, "y_true", -1, "y_true and y_score are required");
+		return eng_error_set(err, ENG_EINVAL, "y_true", -1,
+		                     "y_true and y_score are required");
 	if (cfg->has_loss != (loss != NULL))
-		return eng_error_set(err, ENG_EINVAL, "loss", -1, "loss sums do not match the config");
+		return eng_error_set(err, ENG_EINVAL, "loss", -1,
+		                     "loss sums do not match the config");
 	if (loss && (loss->kind != cfg->loss_kind ||
-		     (loss->nclasses != 0 && loss->nclasses != cfg->columns)))
+	             (loss->nclasses != 0 && loss->nclasses != cfg->columns)))
 		return eng_error_set(err, ENG_ESHAPE, "y_pred", -1,
-				     "the loss has %lld classes but the stream %lld",
-				     (long long)loss->nclasses, (long long)cfg->columns);
+		                     "the loss has %lld classes but the stream %lld",
+		                     (long long)loss->nclasses, (long long)cfg->columns);
 
-	eng_auc_data d = { y_score, y_true, weight, cfg->kind };
+	eng_auc_data d = {y_score, y_true, weight, cfg->kind};
 	int64_t C = eng_auc_columns(&d, err);
 	if (C < 0)
 		return (int)C;
 	if (C != cfg->columns || (cfg->kind == ENG_LABELS_BINARY && y_score->ndim != 1 && C != 1))
 		return eng_error_set(err, ENG_ESHAPE, "y_score", -1,
-				     "y_score has %lld columns but the stream has %lld",
-				     (long long)C, (long long)cfg->columns);
+		                     "y_score has %lld columns but the stream has %lld",
+		                     (long long)C, (long long)cfg->columns);
 	int64_t N = y_score->shape[0];
 	size_t L = (size_t)lcols(cfg);
 
@@ -356,11 +362,12 @@ int eng_stream_batch(eng_stream **out, const eng_stream_config *cfg, const eng_t
 		goto nomem;
 	if (cfg->method == ENG_STREAM_EXACT && N > 0) {
 		size_t need = (size_t)N * ((size_t)C * sizeof(double) + L * sizeof(int32_t) +
-					   (weight ? sizeof(double) : 0));
+		                           (weight ? sizeof(double) : 0));
 		if (need > cfg->max_bytes) {
-			rc = eng_error_set(err, ENG_ELIMIT, "y_score", -1,
-					   "the batch needs %zu bytes, more than the stream's cap %zu",
-					   need, cfg->max_bytes);
+			rc = eng_error_set(
+			        err, ENG_ELIMIT, "y_score", -1,
+			        "the batch needs %zu bytes, more than the stream's cap %zu", need,
+			        cfg->max_bytes);
 			goto out;
 		}
 		s->score = malloc((size_t)N * (size_t)C * sizeof(double));
@@ -468,18 +475,18 @@ int eng_stream_merge(eng_stream *dst, const eng_stream *src, eng_error *err)
 
 	if (!eng_stream_config_equal(&dst->cfg, &src->cfg))
 		return eng_error_set(err, ENG_ESTATE, "state", -1,
-				     "the state's config differs from the stream's");
+		                     "the state's config differs from the stream's");
 	if (src->loss && dst->loss &&
 	    (src->loss->nclasses != dst->loss->nclasses || src->loss->kind != dst->loss->kind))
 		return eng_error_set(err, ENG_ESTATE, "state", -1,
-				     "the state's loss table differs from the stream's");
+		                     "the state's loss table differs from the stream's");
 
 	/* Phase 1: everything that can fail, dst untouched. */
 	if (counts_overflow(dst, src))
 		return eng_error_set(err, ENG_ELIMIT, "state", -1,
-				     "the stream's counts would pass 2^62");
-	if (src->loss && !dst->loss && !(nloss = eng_loss_result_new(src->loss->kind,
-								      src->loss->nclasses, 0)))
+		                     "the stream's counts would pass 2^62");
+	if (src->loss && !dst->loss &&
+	    !(nloss = eng_loss_result_new(src->loss->kind, src->loss->nclasses, 0)))
 		goto nomem;
 	if (nloss)
 		nloss->has_accuracy = src->loss->has_accuracy;
@@ -487,12 +494,12 @@ int eng_stream_merge(eng_stream *dst, const eng_stream *src, eng_error *err)
 	bool need_w = dst->weight || src->weight;
 	if (c->method == ENG_STREAM_EXACT && src->n > 0) {
 		size_t row = (size_t)C * sizeof(double) + L * sizeof(int32_t) +
-			     (need_w ? sizeof(double) : 0);
+		             (need_w ? sizeof(double) : 0);
 		if (src->n > INT64_MAX / 2 || (size_t)n2 > (c->max_bytes / row)) {
 			rc = eng_error_set(err, ENG_ELIMIT, "y_score", -1,
-					   "the stream would hold %lld rows, more than its "
-					   "memory cap of %zu bytes allows",
-					   (long long)n2, c->max_bytes);
+			                   "the stream would hold %lld rows, more than its "
+			                   "memory cap of %zu bytes allows",
+			                   (long long)n2, c->max_bytes);
 			goto out;
 		}
 		if (n2 > dst->cap) {
@@ -549,18 +556,21 @@ int eng_stream_merge(eng_stream *dst, const eng_stream *src, eng_error *err)
 			if (eng_binned_num_thresholds(src->bins[k]) !=
 			    eng_binned_num_thresholds(dst->bins[k])) {
 				rc = eng_error_set(err, ENG_ESTATE, "state", -1,
-						   "threshold counts differ");
+				                   "threshold counts differ");
 				goto out;
 			}
 	}
 
 	/* Phase 2: cannot fail. */
 	if (c->method == ENG_STREAM_EXACT && src->n > 0) {
-		memcpy(dst->score + dst->n * C, src->score, (size_t)src->n * (size_t)C * sizeof(double));
-		memcpy(dst->label + (size_t)dst->n * L, src->label, (size_t)src->n * L * sizeof(int32_t));
+		memcpy(dst->score + dst->n * C, src->score,
+		       (size_t)src->n * (size_t)C * sizeof(double));
+		memcpy(dst->label + (size_t)dst->n * L, src->label,
+		       (size_t)src->n * L * sizeof(int32_t));
 		if (dst->weight) {
 			if (src->weight)
-				memcpy(dst->weight + dst->n, src->weight, (size_t)src->n * sizeof(double));
+				memcpy(dst->weight + dst->n, src->weight,
+				       (size_t)src->n * sizeof(double));
 			else
 				for (int64_t i = 0; i < src->n; i++)
 					dst->weight[dst->n + i] = 1.0;
@@ -608,7 +618,7 @@ out:
 /* ---- reading --------------------------------------------------------------------------- */
 
 int eng_stream_auc(eng_auc_result *out, eng_auc_curve *curve, const eng_stream *s, int64_t col,
-		   int64_t max_points, eng_error *err)
+                   int64_t max_points, eng_error *err)
 {
 	const eng_stream_config *c = &s->cfg;
 	int64_t C = c->columns;
@@ -618,11 +628,11 @@ int eng_stream_auc(eng_auc_result *out, eng_auc_curve *curve, const eng_stream *
 	out->auc = NAN;
 	if (col != ENG_AUC_ALL && (col < 0 || col >= C))
 		return eng_error_set(err, ENG_EINVAL, "class", -1, "class %lld is not in [0, %lld)",
-				     (long long)col, (long long)C);
+		                     (long long)col, (long long)C);
 	if (max_points < 2)
 		max_points = 2;
 	/* Counts first: they are ours for every method. */
-	colcount k = { 0, 0, 0, 0 };
+	colcount k = {0, 0, 0, 0};
 	for (int64_t j = 0; j < C; j++) {
 		if (col != ENG_AUC_ALL && j != col)
 			continue;
@@ -634,9 +644,9 @@ int eng_stream_auc(eng_auc_result *out, eng_auc_curve *curve, const eng_stream *
 
 	if (c->method == ENG_STREAM_EXACT) {
 		if (s->n > 0) {
-			eng_tensor sc = { ENG_F64, 2, { s->n, C }, s->n * C, s->score };
-			eng_tensor lb = { ENG_I32, 1, { s->n }, s->n, s->label };
-			eng_tensor wt = { ENG_F64, 1, { s->n }, s->n, s->weight };
+			eng_tensor sc = {ENG_F64, 2, {s->n, C}, s->n * C, s->score};
+			eng_tensor lb = {ENG_I32, 1, {s->n}, s->n, s->label};
+			eng_tensor wt = {ENG_F64, 1, {s->n}, s->n, s->weight};
 			if (c->kind == ENG_LABELS_BINARY) {
 				sc.ndim = 1;
 				sc.shape[1] = 0;
@@ -646,18 +656,19 @@ int eng_stream_auc(eng_auc_result *out, eng_auc_curve *curve, const eng_stream *
 				lb.shape[1] = C;
 				lb.size = s->n * C;
 			}
-			eng_auc_data d = { &sc, &lb, s->weight ? &wt : NULL, c->kind };
+			eng_auc_data d = {&sc, &lb, s->weight ? &wt : NULL, c->kind};
 			eng_auc_opts o = ENG_AUC_OPTS_INIT;
 			o.curve = c->curve;
 			o.max_points = max_points;
 			rc = eng_auc_exact(out, curve, &d,
-					   c->kind == ENG_LABELS_BINARY && col == ENG_AUC_ALL ? 0 : col,
-					   &o, err);
+			                   c->kind == ENG_LABELS_BINARY && col == ENG_AUC_ALL ? 0
+			                                                                      : col,
+			                   &o, err);
 		}
 	} else if (c->method == ENG_STREAM_BINNED) {
 		if (col != ENG_AUC_ALL || C == 1) {
-			rc = eng_binned_auc(out, curve, s->bins[col == ENG_AUC_ALL ? 0 : col], c->curve,
-					    c->summation, max_points);
+			rc = eng_binned_auc(out, curve, s->bins[col == ENG_AUC_ALL ? 0 : col],
+			                    c->curve, c->summation, max_points);
 		} else {
 			eng_binned *m = eng_binned_new(c->num_thresholds);
 			if (!m)
@@ -669,11 +680,11 @@ int eng_stream_auc(eng_auc_result *out, eng_auc_curve *curve, const eng_stream *
 		}
 	} else {
 		if (col != ENG_AUC_ALL || C == 1) {
-			rc = eng_sketch_auc(out, curve, s->sk[col == ENG_AUC_ALL ? 0 : col], c->curve,
-					    max_points);
+			rc = eng_sketch_auc(out, curve, s->sk[col == ENG_AUC_ALL ? 0 : col],
+			                    c->curve, max_points);
 		} else {
 			size_t cap = c->sketch_bytes < ENG_SKETCH_MAX_CAP ? c->sketch_bytes
-									  : ENG_SKETCH_MAX_CAP;
+			                                                  : ENG_SKETCH_MAX_CAP;
 			eng_sketch *m = eng_sketch_new(cap);
 			if (!m)
 				return eng_error_set(err, ENG_ENOMEM, NULL, -1, "out of memory");
@@ -710,9 +721,9 @@ int eng_stream_auc(eng_auc_result *out, eng_auc_curve *curve, const eng_stream *
  *   f64 wloss_sum, f64 weight_sum, u64 count, ignored, correct, nclasses,
  *   per class: u64 support, predicted, correct, f64 weight_sum, loss_sum
  */
-#define MAGIC "LSTR"
+#define MAGIC   "LSTR"
 #define VERSION 1u
-#define HEADER 24
+#define HEADER  24
 
 typedef struct wbuf {
 	uint8_t *p;
@@ -801,7 +812,7 @@ int eng_stream_serialize(void **out, size_t *len, const eng_stream *s)
 	const eng_stream_config *c = &s->cfg;
 	int64_t C = c->columns;
 	size_t L = (size_t)lcols(c);
-	wbuf w = { NULL, 0, 0, false };
+	wbuf w = {NULL, 0, 0, false};
 
 	*out = NULL;
 	*len = 0;
@@ -830,7 +841,8 @@ int eng_stream_serialize(void **out, size_t *len, const eng_stream *s)
 		w64(&w, (uint64_t)s->n);
 		w32(&w, s->weight != NULL);
 		w32(&w, 0);
-		uint8_t *p = wreserve(&w, (size_t)s->n * ((size_t)C * 8 + L * 4 + (s->weight ? 8 : 0)));
+		uint8_t *p =
+		        wreserve(&w, (size_t)s->n * ((size_t)C * 8 + L * 4 + (s->weight ? 8 : 0)));
 		if (p) {
 			for (int64_t i = 0; i < s->n * C; i++, p += 8)
 				eng__put_f64(p, s->score[i]);
@@ -845,7 +857,7 @@ int eng_stream_serialize(void **out, size_t *len, const eng_stream *s)
 			uint8_t *b = NULL;
 			size_t bl = 0;
 			int rc = s->bins ? eng_binned_serialize(&b, &bl, s->bins[k])
-					 : eng_sketch_serialize(&b, &bl, s->sk[k]);
+			                 : eng_sketch_serialize(&b, &bl, s->sk[k]);
 			if (rc)
 				w.fail = true;
 			else
@@ -938,7 +950,7 @@ static bool good_weight(double x)
 }
 
 int eng_stream_deserialize(eng_stream **out, const void *data, size_t len, size_t max_bytes,
-			   eng_error *err)
+                           eng_error *err)
 {
 	const uint8_t *b = data;
 	eng_stream_config c = ENG_STREAM_CONFIG_INIT;
@@ -1076,14 +1088,14 @@ int eng_stream_deserialize(eng_stream **out, const void *data, size_t len, size_
 				goto bad;
 			}
 			int e = s->bins ? eng_binned_deserialize(&s->bins[k], p, (size_t)bl)
-					: eng_sketch_deserialize(&s->sk[k], p, (size_t)bl);
+			                : eng_sketch_deserialize(&s->sk[k], p, (size_t)bl);
 			if (e) {
 				rc = e == ENG_ENOMEM ? ENG_ENOMEM : ENG_ESTATE;
 				why = "bad accumulator";
 				goto bad;
 			}
 			if (s->bins ? eng_binned_num_thresholds(s->bins[k]) != c.num_thresholds
-				    : eng_sketch_cap(s->sk[k]) != sketch_col_bytes(&c)) {
+			            : eng_sketch_cap(s->sk[k]) != sketch_col_bytes(&c)) {
 				why = "accumulator of another config";
 				goto bad;
 			}
@@ -1092,7 +1104,7 @@ int eng_stream_deserialize(eng_stream **out, const void *data, size_t len, size_
 			if (s->bins) {
 				eng_auc_result ar;
 				if (eng_binned_auc(&ar, NULL, s->bins[k], ENG_CURVE_ROC,
-						   ENG_SUM_INTERPOLATION, 2)) {
+				                   ENG_SUM_INTERPOLATION, 2)) {
 					rc = ENG_ENOMEM;
 					goto bad;
 				}

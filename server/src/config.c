@@ -15,6 +15,7 @@
  */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -90,6 +91,14 @@ static const struct opt opts[] = {
          "JSON nesting depth (400 past it)", "64"},
         {"max-json-mem", "LOSSD_MAX_JSON_MEM", K_SIZE, OFF(max_json_mem), 0, 1, (long long)1 << 44,
          "SIZE", "heap one request's JSON tree may use", "1GiB"},
+        {"max-streams", "LOSSD_MAX_STREAMS", K_INT, OFF(max_streams), 0, 1, 1000000, "N",
+         "streams one token may own (507 too_many_streams past it)", "1000"},
+        {"stream-memory", "LOSSD_STREAM_MEMORY", K_SIZE, OFF(stream_memory), 0, 4096,
+         (long long)1 << 40, "SIZE",
+         "memory cap of one stream, e.g. an exact stream's scores (507 past it)", "64MiB"},
+        {"sketch-memory", "LOSSD_SKETCH_MEMORY", K_SIZE, OFF(sketch_memory), 0, 1024,
+         (long long)1 << 30, "SIZE",
+         "default size of a sketch stream, all classes together (<= --stream-memory)", "1MiB"},
         {"log-level", "LOSSD_LOG_LEVEL", K_LEVEL, OFF(log_level), 0, 0, 0, "LEVEL",
          "debug, info (one line per request), warn, error or off", "info"},
         {"check", NULL, K_STR, OFF(check_url), CAP(check_url), 0, 0, "URL",
@@ -138,6 +147,9 @@ static void defaults(srv_config *c)
 	c->max_elements = (int64_t)64 << 20;
 	c->max_depth = 64;
 	c->max_json_mem = (size_t)1 << 30;
+	c->max_streams = 1000;
+	c->stream_memory = (size_t)64 << 20;
+	c->sketch_memory = (size_t)1 << 20;
 	c->log_level = SRV_LOG_INFO;
 	c->test_hooks = false;
 	c->check_url[0] = '\0';
@@ -259,6 +271,12 @@ static int set(srv_config *c, const struct opt *o, const char *value, const char
 	return fail(err, errlen, "%s: unknown option kind", src);
 }
 
+static bool numeric_address(const char *s)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
 static const struct opt *find_flag(const char *name, size_t n)
 {
 	for (size_t i = 0; i < NOPTS; i++)
@@ -333,6 +351,10 @@ int srv_config_parse(srv_config *out, int argc, char *const *argv, char *const *
 		out->par_threads = 0;
 	if (out->max_buffered < out->max_body)
 		out->max_buffered = out->max_body;
+	if (!numeric_address(out->bind))
+		return fail(err, errlen,
+		            "--bind: expected a numeric IPv4 or IPv6 address, got \"%s\"",
+		            out->bind);
 	if (!out->tls_cert[0] != !out->tls_key[0])
 		return fail(err, errlen, "--tls-cert and --tls-key go together");
 	return SRV_CONFIG_RUN;

@@ -39,6 +39,9 @@ typedef struct srv_config {
 	int64_t max_elements;   /* numbers per request */
 	int max_depth;          /* JSON nesting */
 	size_t max_json_mem;    /* jansson heap per request */
+	int max_streams;        /* streams per principal (507 too_many_streams) */
+	size_t stream_memory;   /* memory cap of one stream (507 stream_memory_exceeded) */
+	size_t sketch_memory;   /* default sketch size of a stream, all classes together */
 	int log_level;          /* enum srv_log_level */
 	bool test_hooks;        /* LOSSD_TEST_HOOKS=1: POST /v1/_sleep exists */
 	char check_url[1024];   /* --check URL, or "" */

@@ -248,6 +248,8 @@ static int run(srv_server *s)
 	s->api.max_json_bytes = s->cfg.max_json_mem;
 	s->api.max_depth = s->cfg.max_depth;
 
+	srv_streams_limits lim = {s->cfg.max_streams, s->cfg.stream_memory, s->cfg.sketch_memory};
+	srv_streams_set_limits(&lim);
 	if (srv_streams_open(s->cfg.data_dir) != 0) {
 		srv_log(SRV_LOG_ERROR, NULL, "cannot open the stream store in %s", s->cfg.data_dir);
 		goto out_par;

@@ -46,6 +46,10 @@
  * reader connection (key lookups, reloads). Lock order: a stream's mutex
  * (streams.c), then `mu` or `rmu`; never both of these at once.
  *
+ * A data dir belongs to one process at a time: lossd.lock next to the
+ * database is flock()ed for the store's lifetime (released by the kernel
+ * when the process dies, so a kill -9 never leaves it stale).
+ *
  * Not here: what a state means (engine), ownership checks (streams.c).
  */
 #include "store.h"
@@ -58,6 +62,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -65,25 +70,26 @@ struct srv__store {
 	sqlite3 *w; /* writer: the leader only (and open/close) */
 	sqlite3 *r; /* reader: under rmu */
 	sqlite3_stmt *ins_stream, *upd_state, *ins_delta, *del_deltas_upto, *del_stream,
-		*del_deltas, *del_keys, *ins_key;
+	        *del_deltas, *del_keys, *ins_key;
 	sqlite3_stmt *get_key;
 	pthread_mutex_t mu, rmu;
 	pthread_cond_t cv_done;
 	bool leader, broken;
+	int lock_fd; /* data_dir/lossd.lock, flock()ed: one process per store */
 	srv__store_op *head, *tail;
 	uint64_t groups, ops;
 };
 
 static const char schema[] =
-	"CREATE TABLE IF NOT EXISTS streams(id TEXT PRIMARY KEY, owner TEXT NOT NULL,"
-	" config TEXT NOT NULL, state BLOB NOT NULL, seq INTEGER NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS deltas(stream TEXT NOT NULL, seq INTEGER NOT NULL,"
-	" data BLOB NOT NULL, PRIMARY KEY(stream, seq)) WITHOUT ROWID;"
-	"CREATE TABLE IF NOT EXISTS keys(stream TEXT NOT NULL, key TEXT NOT NULL,"
-	" reply TEXT NOT NULL, PRIMARY KEY(stream, key)) WITHOUT ROWID;";
+        "CREATE TABLE IF NOT EXISTS streams(id TEXT PRIMARY KEY, owner TEXT NOT NULL,"
+        " config TEXT NOT NULL, state BLOB NOT NULL, seq INTEGER NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS deltas(stream TEXT NOT NULL, seq INTEGER NOT NULL,"
+        " data BLOB NOT NULL, PRIMARY KEY(stream, seq)) WITHOUT ROWID;"
+        "CREATE TABLE IF NOT EXISTS keys(stream TEXT NOT NULL, key TEXT NOT NULL,"
+        " reply TEXT NOT NULL, PRIMARY KEY(stream, key)) WITHOUT ROWID;";
 
 static void errf(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 static void errf(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
@@ -96,18 +102,18 @@ static void errf(char *err, size_t errlen, const char *fmt, ...)
 
 static int open_conn(sqlite3 **db, const char *path, char *err, size_t errlen)
 {
-	int rc = sqlite3_open_v2(path, db,
-				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-				 NULL);
+	int rc = sqlite3_open_v2(
+	        path, db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
 		errf(err, errlen, "cannot open %s: %s", path,
 		     *db ? sqlite3_errmsg(*db) : sqlite3_errstr(rc));
 		return -1;
 	}
 	sqlite3_busy_timeout(*db, 10000);
-	if (sqlite3_exec(*db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-			      " PRAGMA foreign_keys=OFF;",
-			 NULL, NULL, NULL) != SQLITE_OK) {
+	if (sqlite3_exec(*db,
+	                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+	                 " PRAGMA foreign_keys=OFF;",
+	                 NULL, NULL, NULL) != SQLITE_OK) {
 		errf(err, errlen, "cannot configure %s: %s", path, sqlite3_errmsg(*db));
 		return -1;
 	}
@@ -153,9 +159,21 @@ int srv__store_open(srv__store **out, const char *data_dir, char *err, size_t er
 		errf(err, errlen, "out of memory");
 		return -1;
 	}
+	st->lock_fd = -1;
 	pthread_mutex_init(&st->mu, NULL);
 	pthread_mutex_init(&st->rmu, NULL);
 	pthread_cond_init(&st->cv_done, NULL);
+	/* Two processes writing one store would each replay only their own
+	 * updates: the second one is refused. The lock dies with the process. */
+	char lpath[4096];
+	snprintf(lpath, sizeof lpath, "%s/lossd.lock", data_dir);
+	st->lock_fd = open(lpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (st->lock_fd < 0 || flock(st->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+		errf(err, errlen, "%s: %s", lpath,
+		     st->lock_fd < 0 ? strerror(errno)
+		                     : "locked: another lossd is using this data dir");
+		goto out;
+	}
 	if (open_conn(&st->w, path, err, errlen))
 		goto out;
 	if (sqlite3_exec(st->w, schema, NULL, NULL, NULL) != SQLITE_OK) {
@@ -166,23 +184,23 @@ int srv__store_open(srv__store **out, const char *data_dir, char *err, size_t er
 		goto out;
 	sync_dir(data_dir);
 	if (prep(st->w, &st->ins_stream,
-		 "INSERT INTO streams(id, owner, config, state, seq) VALUES(?1, ?2, ?3, ?4, ?5)",
-		 err, errlen) ||
+	         "INSERT INTO streams(id, owner, config, state, seq) VALUES(?1, ?2, ?3, ?4, ?5)",
+	         err, errlen) ||
 	    prep(st->w, &st->upd_state, "UPDATE streams SET state = ?2, seq = ?3 WHERE id = ?1",
-		 err, errlen) ||
+	         err, errlen) ||
 	    prep(st->w, &st->ins_delta,
-		 "INSERT OR REPLACE INTO deltas(stream, seq, data) VALUES(?1, ?2, ?3)", err,
-		 errlen) ||
+	         "INSERT OR REPLACE INTO deltas(stream, seq, data) VALUES(?1, ?2, ?3)", err,
+	         errlen) ||
 	    prep(st->w, &st->del_deltas_upto, "DELETE FROM deltas WHERE stream = ?1 AND seq <= ?2",
-		 err, errlen) ||
+	         err, errlen) ||
 	    prep(st->w, &st->del_stream, "DELETE FROM streams WHERE id = ?1", err, errlen) ||
 	    prep(st->w, &st->del_deltas, "DELETE FROM deltas WHERE stream = ?1", err, errlen) ||
 	    prep(st->w, &st->del_keys, "DELETE FROM keys WHERE stream = ?1", err, errlen) ||
 	    prep(st->w, &st->ins_key,
-		 "INSERT OR IGNORE INTO keys(stream, key, reply) VALUES(?1, ?2, ?3)", err,
-		 errlen) ||
-	    prep(st->r, &st->get_key, "SELECT reply FROM keys WHERE stream = ?1 AND key = ?2",
-		 err, errlen))
+	         "INSERT OR IGNORE INTO keys(stream, key, reply) VALUES(?1, ?2, ?3)", err,
+	         errlen) ||
+	    prep(st->r, &st->get_key, "SELECT reply FROM keys WHERE stream = ?1 AND key = ?2", err,
+	         errlen))
 		goto out;
 	*out = st;
 	st = NULL;
@@ -207,6 +225,8 @@ void srv__store_close(srv__store *st)
 	sqlite3_finalize(st->get_key);
 	sqlite3_close(st->r);
 	sqlite3_close(st->w);
+	if (st->lock_fd >= 0)
+		close(st->lock_fd);
 	pthread_cond_destroy(&st->cv_done);
 	pthread_mutex_destroy(&st->mu);
 	pthread_mutex_destroy(&st->rmu);
@@ -302,8 +322,7 @@ static int write_op(srv__store *st, const srv__store_op *op, bool skip_data)
 		if (step(st->del_keys))
 			return -1;
 		return 0;
-	default:
-		return -1;
+	default: return -1;
 	}
 	if (op->key) {
 		s = st->ins_key;
@@ -325,15 +344,16 @@ static int commit_group(srv__store *st, srv__store_op *group, uint64_t *n)
 		rc = -1;
 	for (srv__store_op *op = group; !rc && op; op = op->next, (*n)++) {
 		bool skip = (op->type == SRV__OP_DELTA || op->type == SRV__OP_CHECKPOINT) &&
-			    covered(op);
+		            covered(op);
 		rc = write_op(st, op, skip);
 	}
 	if (!rc && sqlite3_exec(st->w, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
 		rc = -1;
 	if (rc) {
-		fprintf(stderr, "lossd: stream store: transaction failed (%s); "
-				"refusing further writes until restart\n",
-			sqlite3_errmsg(st->w));
+		fprintf(stderr,
+		        "lossd: stream store: transaction failed (%s); "
+		        "refusing further writes until restart\n",
+		        sqlite3_errmsg(st->w));
 		sqlite3_exec(st->w, "ROLLBACK", NULL, NULL, NULL);
 	}
 	return rc;
@@ -432,7 +452,7 @@ int srv__store_key_get(srv__store *st, const char *stream, const char *key, char
 }
 
 int srv__store_load(srv__store *st, const char *only_id, srv__store_stream_fn on_stream,
-		    srv__store_delta_fn on_delta, void *arg)
+                    srv__store_delta_fn on_delta, void *arg)
 {
 	sqlite3_stmt *ss = NULL, *ds = NULL;
 	int rc = -1, src;
@@ -442,15 +462,15 @@ int srv__store_load(srv__store *st, const char *only_id, srv__store_stream_fn on
 	if (sqlite3_exec(st->r, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
 		goto out;
 	if (sqlite3_prepare_v2(st->r,
-			       only_id ? "SELECT id, owner, config, state, seq FROM streams"
-					 " WHERE id = ?1"
-				       : "SELECT id, owner, config, state, seq FROM streams"
-					 " ORDER BY id",
-			       -1, &ss, NULL) != SQLITE_OK ||
+	                       only_id ? "SELECT id, owner, config, state, seq FROM streams"
+	                                 " WHERE id = ?1"
+	                               : "SELECT id, owner, config, state, seq FROM streams"
+	                                 " ORDER BY id",
+	                       -1, &ss, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(st->r,
-			       "SELECT seq, data FROM deltas WHERE stream = ?1 AND seq > ?2"
-			       " ORDER BY seq",
-			       -1, &ds, NULL) != SQLITE_OK)
+	                       "SELECT seq, data FROM deltas WHERE stream = ?1 AND seq > ?2"
+	                       " ORDER BY seq",
+	                       -1, &ds, NULL) != SQLITE_OK)
 		goto out;
 	if (only_id)
 		sqlite3_bind_text(ss, 1, only_id, -1, SQLITE_STATIC);
@@ -462,15 +482,16 @@ int srv__store_load(srv__store *st, const char *only_id, srv__store_stream_fn on
 		size_t len = (size_t)sqlite3_column_bytes(ss, 3);
 		int64_t seq = sqlite3_column_int64(ss, 4);
 		void *h = on_stream(arg, id ? id : "", owner ? owner : "", config ? config : "",
-				    state, len, seq);
+		                    state, len, seq);
 		if (!h)
 			goto out;
 		sqlite3_bind_text(ds, 1, id, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_int64(ds, 2, seq);
 		int drc;
 		while ((drc = sqlite3_step(ds)) == SQLITE_ROW) {
-			if (on_delta(arg, h, sqlite3_column_int64(ds, 0), sqlite3_column_blob(ds, 1),
-				     (size_t)sqlite3_column_bytes(ds, 1))) {
+			if (on_delta(arg, h, sqlite3_column_int64(ds, 0),
+			             sqlite3_column_blob(ds, 1),
+			             (size_t)sqlite3_column_bytes(ds, 1))) {
 				sqlite3_reset(ds);
 				goto out;
 			}

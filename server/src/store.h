@@ -27,18 +27,18 @@ enum srv__store_op_type {
  * returns; every pointer in it is borrowed for that long.
  */
 typedef struct srv__store_op {
-	int type;            /* enum srv__store_op_type */
-	const char *stream;  /* stream id */
-	int64_t seq;         /* the stream's sequence number after this op */
-	const char *owner;   /* CREATE: principal ("" when anonymous) */
-	const char *config;  /* CREATE: canonical config JSON */
-	const void *data;    /* CREATE, DELTA, CHECKPOINT: engine bytes */
+	int type;           /* enum srv__store_op_type */
+	const char *stream; /* stream id */
+	int64_t seq;        /* the stream's sequence number after this op */
+	const char *owner;  /* CREATE: principal ("" when anonymous) */
+	const char *config; /* CREATE: canonical config JSON */
+	const void *data;   /* CREATE, DELTA, CHECKPOINT: engine bytes */
 	size_t len;
-	bool clear_keys;     /* CHECKPOINT: forget the stream's idempotency keys */
-	const char *key;     /* idempotency key to record with this op, or NULL */
-	const char *reply;   /* the reply body stored with key */
+	bool clear_keys;   /* CHECKPOINT: forget the stream's idempotency keys */
+	const char *key;   /* idempotency key to record with this op, or NULL */
+	const char *reply; /* the reply body stored with key */
 	/* Set by the group's leader; read them after srv__store_wait. */
-	int rc;              /* 0, or -1 when the group's transaction failed */
+	int rc; /* 0, or -1 when the group's transaction failed */
 	bool done;
 	struct srv__store_op *next;
 } srv__store_op;
@@ -60,10 +60,10 @@ void srv__store_close(srv__store *st);
  * for each of that stream's deltas in seq order, returning 0 or -1 (stop).
  */
 typedef void *(*srv__store_stream_fn)(void *arg, const char *id, const char *owner,
-				      const char *config, const void *state, size_t len,
-				      int64_t seq);
+                                      const char *config, const void *state, size_t len,
+                                      int64_t seq);
 typedef int (*srv__store_delta_fn)(void *arg, void *handle, int64_t seq, const void *data,
-				   size_t len);
+                                   size_t len);
 
 /*
  * Reads every stream (only_id == NULL) or the one named only_id, in id
@@ -71,7 +71,7 @@ typedef int (*srv__store_delta_fn)(void *arg, void *handle, int64_t seq, const v
  * a callback stopped. Any thread (uses the reader connection).
  */
 int srv__store_load(srv__store *st, const char *only_id, srv__store_stream_fn on_stream,
-		    srv__store_delta_fn on_delta, void *arg);
+                    srv__store_delta_fn on_delta, void *arg);
 
 /*
  * Looks up the reply recorded with (stream, key). Returns 1 and *reply

@@ -68,9 +68,10 @@
 #include "lossd/stream.h"
 #include "store.h"
 
-/* Checkpoint once the deltas since the last one weigh this much and more
- * than the state itself: writes stay within ~2x the deltas' bytes and a
- * replay reads at most ~2x the state. */
+/* Checkpoint once the deltas since the last one weigh this much and twice
+ * the state: disk writes stay within 1.5x the deltas' bytes and a replay
+ * reads at most ~3x the state. An exact stream's state is its deltas, so it
+ * (rightly) never qualifies: rewriting it would only cost time and memory. */
 #define CKPT_MIN_BYTES ((size_t)256 << 10)
 
 typedef struct pending_key {
@@ -83,12 +84,12 @@ typedef struct stream {
 	char *owner;           /* "" when anonymous */
 	api_stream_spec *spec; /* immutable */
 	pthread_mutex_t mu;
-	pthread_cond_t cv;     /* an in-flight op finished */
+	pthread_cond_t cv; /* an in-flight op finished */
 	/* under mu: */
 	eng_stream *st;
-	int64_t seq;           /* seq of the last op applied */
-	size_t delta_bytes;    /* delta bytes submitted since the last checkpoint */
-	pending_key *keys;     /* keys of in-flight ops */
+	int64_t seq;        /* seq of the last op applied */
+	size_t delta_bytes; /* delta bytes submitted since the last checkpoint */
+	pending_key *keys;  /* keys of in-flight ops */
 	bool deleted;
 	/* under the table's mu: */
 	int refs;
@@ -101,11 +102,11 @@ static struct {
 	srv__store *store;
 	srv_streams_limits lim;
 	bool open;
-} T = { .mu = PTHREAD_MUTEX_INITIALIZER, .lim = SRV_STREAMS_LIMITS_INIT };
+} T = {.mu = PTHREAD_MUTEX_INITIALIZER, .lim = SRV_STREAMS_LIMITS_INIT};
 
 static api_stream_limits api_limits(void)
 {
-	api_stream_limits l = { T.lim.max_bytes, T.lim.sketch_bytes };
+	api_stream_limits l = {T.lim.max_bytes, T.lim.sketch_bytes};
 	return l;
 }
 
@@ -192,7 +193,7 @@ static stream *acquire(api_reply *out, const srv_request *req)
 	pthread_mutex_unlock(&T.mu);
 	if (!s)
 		api_reply_error(out, 404, "unknown_stream", "no stream with id %s",
-				req->id ? req->id : "(none)");
+		                req->id ? req->id : "(none)");
 	return s;
 }
 
@@ -212,7 +213,7 @@ typedef struct load_ctx {
 } load_ctx;
 
 static void *on_stream(void *arg, const char *id, const char *owner, const char *config,
-		       const void *state, size_t len, int64_t seq)
+                       const void *state, size_t len, int64_t seq)
 {
 	load_ctx *lc = arg;
 	api_problem p;
@@ -254,14 +255,14 @@ static int on_delta(void *arg, void *handle, int64_t seq, const void *data, size
 	/* Replays ignore the cap: the disk holds only what was accepted. */
 	if (eng_stream_deserialize(&d, data, len, SIZE_MAX, &err)) {
 		fprintf(stderr, "lossd: stream %s: bad delta %lld: %s\n", s->id, (long long)seq,
-			err.msg);
+		        err.msg);
 		return -1;
 	}
 	int rc = eng_stream_merge(s->st, d, &err);
 	eng_stream_free(d);
 	if (rc) {
 		fprintf(stderr, "lossd: stream %s: cannot replay delta %lld: %s\n", s->id,
-			(long long)seq, err.msg);
+		        (long long)seq, err.msg);
 		return -1;
 	}
 	s->seq = seq;
@@ -278,7 +279,7 @@ void srv_streams_set_limits(const srv_streams_limits *lim)
 int srv_streams_open(const char *data_dir)
 {
 	char err[512];
-	load_ctx lc = { 0 };
+	load_ctx lc = {0};
 
 	if (srv__store_open(&T.store, data_dir, err, sizeof err)) {
 		fprintf(stderr, "lossd: %s\n", err);
@@ -295,6 +296,18 @@ int srv_streams_open(const char *data_dir)
 	T.open = true;
 	pthread_mutex_unlock(&T.mu);
 	return 0;
+}
+
+void srv_streams_get_stats(srv_streams_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&T.mu);
+	if (T.open) {
+		out->streams = T.n;
+		srv__store_stats(T.store, &out->commit_groups, &out->commit_ops);
+		out->store_broken = srv__store_broken(T.store);
+	}
+	pthread_mutex_unlock(&T.mu);
 }
 
 void srv_streams_close(void)
@@ -316,7 +329,7 @@ void srv_streams_close(void)
 static void store_unavailable(api_reply *out)
 {
 	api_reply_error(out, 503, "store_unavailable",
-			"the stream store failed to write; the service needs a restart");
+	                "the stream store failed to write; the service needs a restart");
 }
 
 /* Replies with a copy of a stored reply body. */
@@ -365,8 +378,8 @@ static bool query_get(const char *q, const char *name, char *buf, size_t cap)
 	return false;
 }
 
-static int query_int(api_reply *out, const char *q, const char *name, long long def,
-		     long long lo, long long hi, long long *v)
+static int query_int(api_reply *out, const char *q, const char *name, long long def, long long lo,
+                     long long hi, long long *v)
 {
 	char buf[32];
 	*v = def;
@@ -376,8 +389,10 @@ static int query_int(api_reply *out, const char *q, const char *name, long long 
 	errno = 0;
 	long long x = strtoll(buf, &end, 10);
 	if (!buf[0] || *end || errno || x < lo || x > hi) {
-		api_reply_error(out, 422, "bad_option", "query parameter %s must be an integer in "
-				"[%lld, %lld]", name, lo, hi);
+		api_reply_error(out, 422, "bad_option",
+		                "query parameter %s must be an integer in "
+		                "[%lld, %lld]",
+		                name, lo, hi);
 		return -1;
 	}
 	*v = x;
@@ -485,9 +500,9 @@ void srv_streams_create(api_reply *out, const srv_request *req)
 	if (rc) {
 		api_reply_free(out);
 		if (rc == -1)
-			api_reply_error(out, 507, "too_many_streams",
-					"this token already has %zu streams, the configured maximum",
-					mine);
+			api_reply_error(
+			        out, 507, "too_many_streams",
+			        "this token already has %zu streams, the configured maximum", mine);
 		else if (rc == -3)
 			store_unavailable(out);
 		else
@@ -637,7 +652,7 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key)
 	void *bytes = NULL, *state = NULL;
 	size_t blen = 0, slen = 0;
 	char *reply = NULL, *prev = NULL;
-	pending_key pk = { key, NULL };
+	pending_key pk = {key, NULL};
 	srv__store_op op;
 	eng_error err;
 	eng_stream_counts c, dc;
@@ -676,8 +691,8 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key)
 	eng_stream_counts_of(&c, s->st);
 	eng_stream_counts_of(&dc, delta);
 	json_t *body = json_pack("{ss sI sI}", "id", s->id, "updates",
-				 (json_int_t)(c.updates + dc.updates), "count",
-				 (json_int_t)(c.rows + dc.rows));
+	                         (json_int_t)(c.updates + dc.updates), "count",
+	                         (json_int_t)(c.rows + dc.rows));
 	if (reply_json_copy(out, 200, body, &reply)) {
 		api_reply_free(out);
 		api_reply_error(out, 503, "out_of_memory", "out of memory");
@@ -697,7 +712,7 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key)
 	op.reply = reply;
 	s->delta_bytes += blen;
 	size_t mem = eng_stream_memory(s->st);
-	if (s->delta_bytes >= CKPT_MIN_BYTES && s->delta_bytes >= mem &&
+	if (s->delta_bytes >= CKPT_MIN_BYTES && s->delta_bytes / 2 >= mem &&
 	    eng_stream_serialize(&state, &slen, s->st) == 0) {
 		op.type = SRV__OP_CHECKPOINT;
 		op.data = state;
@@ -789,23 +804,23 @@ void srv_streams_reset(api_reply *out, const srv_request *req)
 	size_t slen = 0;
 	srv__store_op op;
 
-	if (req->len > 0) {
-		/* An optional empty object; anything else is a mistake. */
-		json_t *b = api_parse_body(req->api, req->body, req->len, &p);
-		if (!b) {
-			api_reply_problem(out, &p);
-			return;
-		}
-		size_t n = json_object_size(b);
-		json_decref(b);
-		if (n) {
-			api_reply_error(out, 422, "unknown_field", "reset takes no fields");
-			return;
-		}
-	}
 	stream *s = acquire(out, req);
 	if (!s)
 		return;
+	if (req->len > 0) {
+		/* An optional empty object; anything else is a mistake. */
+		json_t *b = api_parse_body(req->api, req->body, req->len, &p);
+		size_t n = b ? json_object_size(b) : 0;
+		json_decref(b);
+		if (!b)
+			api_reply_problem(out, &p);
+		else if (n)
+			api_reply_error(out, 422, "unknown_field", "reset takes no fields");
+		if (!b || n) {
+			release(s);
+			return;
+		}
+	}
 	pthread_mutex_lock(&s->mu);
 	if (s->deleted) {
 		pthread_mutex_unlock(&s->mu);
@@ -870,7 +885,7 @@ void srv_streams_delete(api_reply *out, const srv_request *req)
 			store_unavailable(out);
 		else
 			api_reply_error(out, 404, "unknown_stream", "no stream with id %s",
-					req->id ? req->id : "(none)");
+			                req->id ? req->id : "(none)");
 		return;
 	}
 	int rc = srv__store_wait(T.store, &op);

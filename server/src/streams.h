@@ -8,6 +8,10 @@
 #ifndef LOSSD_SERVER_STREAMS_H
 #define LOSSD_SERVER_STREAMS_H
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
 #include "request.h"
 
 /* Limits of the stream store (API.md section 5). */
@@ -18,12 +22,25 @@ typedef struct srv_streams_limits {
 } srv_streams_limits;
 
 #define SRV_STREAMS_DEFAULT_MAX_STREAMS 1000
-#define SRV_STREAMS_LIMITS_INIT \
-	{ SRV_STREAMS_DEFAULT_MAX_STREAMS, (size_t)64 << 20, (size_t)1 << 20 }
+#define SRV_STREAMS_LIMITS_INIT                                                                    \
+	{                                                                                          \
+		SRV_STREAMS_DEFAULT_MAX_STREAMS, (size_t)64 << 20, (size_t)1 << 20                 \
+	}
 
 /* Sets the limits; call before srv_streams_open (main thread). Without a
  * call, SRV_STREAMS_LIMITS_INIT applies. */
 void srv_streams_set_limits(const srv_streams_limits *lim);
+
+/* Figures for /metrics. */
+typedef struct srv_streams_stats {
+	uint64_t streams;       /* streams loaded (all principals) */
+	uint64_t commit_groups; /* transactions committed since open */
+	uint64_t commit_ops;    /* ops (updates, merges, resets, ...) in them */
+	bool store_broken;      /* a commit failed: writes refused until restart */
+} srv_streams_stats;
+
+/* Any thread; all zero before srv_streams_open. */
+void srv_streams_get_stats(srv_streams_stats *out);
 
 /* Opens (creating if missing) the stream store under data_dir. Called once
  * at startup, before any handler, from the main thread. Returns 0 or a

@@ -29,7 +29,7 @@ static char *dumps(const json_t *j)
 static api_stream_spec *spec_ok(const char *body)
 {
 	api_stream_spec *s = NULL;
-	api_problem p = { 0 };
+	api_problem p = {0};
 	int rc = api_stream_spec_parse(&s, &ctx, body, strlen(body), NULL, &p);
 	cr_assert_eq(rc, 0, "%s: %s %s", body, p.code, p.detail);
 	return s;
@@ -38,7 +38,7 @@ static api_stream_spec *spec_ok(const char *body)
 static api_problem spec_bad(const char *body)
 {
 	api_stream_spec *s = NULL;
-	api_problem p = { 0 };
+	api_problem p = {0};
 	cr_assert_eq(api_stream_spec_parse(&s, &ctx, body, strlen(body), NULL, &p), -1, "%s", body);
 	cr_assert_null(s);
 	return p;
@@ -69,8 +69,8 @@ Test(stream_api, config_defaults_and_round_trip)
 	api_stream_spec_free(s2);
 
 	s = spec_ok("{\"method\":\"binned\",\"num_classes\":5,\"multi_label\":true,"
-		    "\"loss\":{\"loss\":\"binary_focal_crossentropy\",\"gamma\":1.5},"
-		    "\"from_logits\":true,\"name\":\"val\"}");
+	            "\"loss\":{\"loss\":\"binary_focal_crossentropy\",\"gamma\":1.5},"
+	            "\"from_logits\":true,\"name\":\"val\"}");
 	c = api_stream_spec_engine(s);
 	cr_assert_eq(c->kind, ENG_LABELS_MULTI);
 	cr_assert_eq(c->columns, 5);
@@ -105,7 +105,7 @@ Test(stream_api, config_errors)
 	cr_assert_str_eq(p.code, "unknown_field");
 	cr_assert_str_eq(p.pointer, "/loss/from_logit");
 	p = spec_bad("{\"num_classes\":3,\"loss\":{\"loss\":\"sparse_categorical_crossentropy\","
-		     "\"class_weight\":[1,2]}}");
+	             "\"class_weight\":[1,2]}}");
 	cr_assert_eq(p.status, 422);
 	cr_assert_str_eq(p.pointer, "/loss/class_weight");
 	p = spec_bad("{\"loss\":{\"loss\":\"binary_crossentropy\",\"reduction\":\"none\"}}");
@@ -118,7 +118,7 @@ Test(stream_api, config_errors)
 static api_problem upd(api_stream_spec *s, eng_stream *st, const char *body, char **bid)
 {
 	eng_stream *d = NULL;
-	api_problem p = { 0 };
+	api_problem p = {0};
 	char *b = NULL;
 	if (api_stream_decode_update(&d, &b, s, &ctx, body, strlen(body), &p) == 0) {
 		eng_error err;
@@ -151,17 +151,22 @@ static double json_num(json_t *o, const char *k)
 
 Test(stream_api, updates_equal_one_request)
 {
-	api_stream_spec *s = spec_ok("{\"method\":\"exact\",\"num_classes\":3,"
-				     "\"loss\":\"sparse_categorical_crossentropy\",\"from_logits\":true}");
+	api_stream_spec *s =
+	        spec_ok("{\"method\":\"exact\",\"num_classes\":3,"
+	                "\"loss\":\"sparse_categorical_crossentropy\",\"from_logits\":true}");
 	eng_stream *st = new_state(s);
 	char *bid = NULL;
-	api_problem p = upd(s, st, "{\"y_true\":[0,1,2,1],\"y_pred\":[[2,0,1],[0,1,0.5],"
-				   "[1,1,3],[0.2,0.1,0]],\"batch_id\":7}", &bid);
+	api_problem p = upd(s, st,
+	                    "{\"y_true\":[0,1,2,1],\"y_pred\":[[2,0,1],[0,1,0.5],"
+	                    "[1,1,3],[0.2,0.1,0]],\"batch_id\":7}",
+	                    &bid);
 	cr_assert_eq(p.status, 0, "%s", p.detail);
 	cr_assert_str_eq(bid, "7");
 	free(bid);
-	p = upd(s, st, "{\"y_true\":[2,0],\"y_score\":[[0,0,1],[3,1,2]],"
-		       "\"sample_weight\":[1,1]}", NULL);
+	p = upd(s, st,
+	        "{\"y_true\":[2,0],\"y_score\":[[0,0,1],[3,1,2]],"
+	        "\"sample_weight\":[1,1]}",
+	        NULL);
 	cr_assert_eq(p.status, 0, "%s", p.detail);
 
 	api_stream_read_opts o = API_STREAM_READ_OPTS_INIT;
@@ -174,8 +179,8 @@ Test(stream_api, updates_equal_one_request)
 	cr_assert_not_null(json_object_get(r, "curve"));
 
 	const char *all = "{\"y_true\":[0,1,2,1,2,0],\"y_score\":[[2,0,1],[0,1,0.5],[1,1,3],"
-			  "[0.2,0.1,0],[0,0,1],[3,1,2]],\"from_logits\":true}";
-	api_reply a = { 0 };
+	                  "[0.2,0.1,0],[0,0,1],[3,1,2]],\"from_logits\":true}";
+	api_reply a = {0};
 	api_auc(&a, &ctx, all, strlen(all));
 	cr_assert_eq(a.status, 200, "%s", a.body);
 	json_t *w = json_loads(a.body, 0, NULL);
@@ -184,8 +189,8 @@ Test(stream_api, updates_equal_one_request)
 	api_reply_free(&a);
 
 	const char *lall = "{\"loss\":\"sparse_categorical_crossentropy\",\"from_logits\":true,"
-			   "\"y_true\":[0,1,2,1,2,0],\"y_pred\":[[2,0,1],[0,1,0.5],[1,1,3],"
-			   "[0.2,0.1,0],[0,0,1],[3,1,2]]}";
+	                   "\"y_true\":[0,1,2,1,2,0],\"y_pred\":[[2,0,1],[0,1,0.5],[1,1,3],"
+	                   "[0.2,0.1,0],[0,0,1],[3,1,2]]}";
 	api_loss(&a, &ctx, lall, strlen(lall));
 	cr_assert_eq(a.status, 200, "%s", a.body);
 	w = json_loads(a.body, 0, NULL);
@@ -206,25 +211,26 @@ Test(stream_api, update_errors_change_nothing)
 		int status;
 		const char *code, *pointer;
 	} cases[] = {
-		{ "{\"y_true\":[0,1]}", 422, "missing_field", "/y_score" },
-		{ "{\"y_true\":[0,1],\"y_score\":[1,0],\"y_pred\":[1,0]}", 422, "bad_option",
-		  "/y_pred" }, /* both: only for a loss stream */
-		{ "{\"y_true\":[0,3],\"y_pred\":[0.1,0.2]}", 422, "label_out_of_range", "/y_true/1" },
-		{ "{\"y_true\":[0,1],\"y_score\":[0.1,0.2,0.3]}", 422, "shape_mismatch", NULL },
-		{ "{\"y_true\":[0,1],\"y_score\":[0.1,0.2],\"sample_weight\":[1,-1]}", 422,
-		  "bad_weight", "/sample_weight/1" },
-		{ "{\"y_true\":[0,1],\"y_score\":[0.1,0.2],\"batch_id\":[1]}", 422, "bad_type",
-		  "/batch_id" },
-		{ "{\"y_true\":[0,1],\"y_score\":[0.1,0.2],\"batch_id\":\"\"}", 422, "bad_option",
-		  "/batch_id" },
-		{ "{\"y_true\":[0,1],\"y_score\":[0.1,0.2],\"weights\":[1,1]}", 422, "unknown_field",
-		  "/weights" },
-		{ "{\"y_true\":[0,1],\"y_score\":[[0.1],[0.2],[0.3]]}", 422, "shape_mismatch", NULL },
-		{ "not json", 400, "malformed_json", NULL },
+	        {"{\"y_true\":[0,1]}", 422, "missing_field", "/y_score"},
+	        {"{\"y_true\":[0,1],\"y_score\":[1,0],\"y_pred\":[1,0]}", 422, "bad_option",
+	         "/y_pred"}, /* both: only for a loss stream */
+	        {"{\"y_true\":[0,3],\"y_pred\":[0.1,0.2]}", 422, "label_out_of_range", "/y_true/1"},
+	        {"{\"y_true\":[0,1],\"y_score\":[0.1,0.2,0.3]}", 422, "shape_mismatch", NULL},
+	        {"{\"y_true\":[0,1],\"y_score\":[0.1,0.2],\"sample_weight\":[1,-1]}", 422,
+	         "bad_weight", "/sample_weight/1"},
+	        {"{\"y_true\":[0,1],\"y_score\":[0.1,0.2],\"batch_id\":[1]}", 422, "bad_type",
+	         "/batch_id"},
+	        {"{\"y_true\":[0,1],\"y_score\":[0.1,0.2],\"batch_id\":\"\"}", 422, "bad_option",
+	         "/batch_id"},
+	        {"{\"y_true\":[0,1],\"y_score\":[0.1,0.2],\"weights\":[1,1]}", 422, "unknown_field",
+	         "/weights"},
+	        {"{\"y_true\":[0,1],\"y_score\":[[0.1],[0.2],[0.3]]}", 422, "shape_mismatch", NULL},
+	        {"not json", 400, "malformed_json", NULL},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		api_problem p = upd(s, st, cases[i].body, NULL);
-		cr_assert_eq(p.status, cases[i].status, "%s: %d %s", cases[i].body, p.status, p.detail);
+		cr_assert_eq(p.status, cases[i].status, "%s: %d %s", cases[i].body, p.status,
+		             p.detail);
 		cr_assert_str_eq(p.code, cases[i].code, "%s", cases[i].body);
 		if (cases[i].pointer)
 			cr_assert_str_eq(p.pointer, cases[i].pointer, "%s", cases[i].body);
@@ -266,7 +272,7 @@ Test(stream_api, export_merge_and_mismatch)
 	cr_assert_null(d);
 
 	/* Corrupt bytes (a flipped base64 character) and bad base64: 422 bad_state. */
-	const char *st64 = json_string_value(json_object_get(e, "state"));
+	char *st64 = strdup(json_string_value(json_object_get(e, "state")));
 	char *bad = strdup(st64);
 	bad[strlen(bad) / 2] = bad[strlen(bad) / 2] == 'A' ? 'B' : 'A';
 	json_object_set_new(e, "state", json_string(bad));
@@ -274,12 +280,39 @@ Test(stream_api, export_merge_and_mismatch)
 	cr_assert_eq(api_stream_decode_merge(&d, s, &ctx, t2, strlen(t2), &p), -1);
 	cr_assert_eq(p.status, 422);
 	cr_assert_str_eq(p.code, "bad_state");
-	const char *b2 = "{\"version\":1,\"state\":\"@@@@\"}";
+	json_object_set_new(e, "state", json_string("@@@@"));
+	char *b2 = dumps(e);
 	cr_assert_eq(api_stream_decode_merge(&d, s, &ctx, b2, strlen(b2), &p), -1);
 	cr_assert_str_eq(p.code, "bad_state");
-	const char *b3 = "{\"version\":2,\"state\":\"\"}";
+	/* The envelope must agree with the bytes and be whole. */
+	json_object_set_new(e, "state", json_string(st64));
+	json_object_set_new(e, "count", json_integer(3));
+	char *b3 = dumps(e);
 	cr_assert_eq(api_stream_decode_merge(&d, s, &ctx, b3, strlen(b3), &p), -1);
+	cr_assert_str_eq(p.code, "bad_state");
+	cr_assert_str_eq(p.pointer, "/count");
+	json_object_set_new(e, "count", json_integer(2));
+	json_object_set_new(e, "version", json_integer(2));
+	char *b4 = dumps(e);
+	cr_assert_eq(api_stream_decode_merge(&d, s, &ctx, b4, strlen(b4), &p), -1);
 	cr_assert_str_eq(p.pointer, "/version");
+	json_object_set_new(e, "version", json_integer(1));
+	json_object_del(e, "id");
+	char *b5 = dumps(e);
+	cr_assert_eq(api_stream_decode_merge(&d, s, &ctx, b5, strlen(b5), &p), -1);
+	cr_assert_str_eq(p.code, "missing_field");
+	json_object_set_new(e, "id", json_string("b"));
+	json_object_set_new(json_object_get(e, "config"), "method", json_string("exact"));
+	char *b6 = dumps(e);
+	cr_assert_eq(api_stream_decode_merge(&d, s, &ctx, b6, strlen(b6), &p), -1);
+	cr_assert_str_eq(p.code, "bad_state");
+	cr_assert_str_eq(p.pointer, "/config");
+	free(b2);
+	free(b3);
+	free(b4);
+	free(b5);
+	free(b6);
+	free(st64);
 	free(bad);
 	free(t2);
 	free(txt);
@@ -292,7 +325,7 @@ Test(stream_api, export_merge_and_mismatch)
 
 Test(stream_api, memory_cap_is_507)
 {
-	api_stream_limits lim = { 4096, 1 << 20 };
+	api_stream_limits lim = {4096, 1 << 20};
 	api_stream_spec *s = NULL;
 	api_problem p;
 	const char *cfg = "{\"method\":\"exact\"}";
@@ -333,27 +366,29 @@ Test(stream_api, memory_cap_is_507)
 Test(stream_api, ignored_rows_count_for_neither)
 {
 	api_stream_spec *s = spec_ok("{\"method\":\"exact\",\"num_classes\":3,\"loss\":{\"loss\":"
-				     "\"sparse_categorical_crossentropy\",\"ignore_index\":-100}}");
+	                             "\"sparse_categorical_crossentropy\",\"ignore_index\":-100}}");
 	eng_stream *st = new_state(s);
-	api_problem p = upd(s, st, "{\"y_true\":[0,-100,2,1],\"y_pred\":[[0.7,0.2,0.1],"
-				   "[0.1,0.1,0.8],[0.2,0.2,0.6],[0.3,0.4,0.3]],"
-				   "\"sample_weight\":[1,5,2,1]}", NULL);
+	api_problem p = upd(s, st,
+	                    "{\"y_true\":[0,-100,2,1],\"y_pred\":[[0.7,0.2,0.1],"
+	                    "[0.1,0.1,0.8],[0.2,0.2,0.6],[0.3,0.4,0.3]],"
+	                    "\"sample_weight\":[1,5,2,1]}",
+	                    NULL);
 	cr_assert_eq(p.status, 0, "%s", p.detail);
 	json_t *r = api_stream_render_read(s, "x", st, NULL, &p);
 	cr_assert_eq(json_integer_value(json_object_get(r, "count")), 3);
 	json_t *d = json_object_get(r, "loss_detail");
 	cr_assert_eq(json_integer_value(json_object_get(d, "ignored")), 1);
 	const char *all = "{\"y_true\":[0,2,1],\"y_score\":[[0.7,0.2,0.1],[0.2,0.2,0.6],"
-			  "[0.3,0.4,0.3]],\"sample_weight\":[1,2,1]}";
-	api_reply a = { 0 };
+	                  "[0.3,0.4,0.3]],\"sample_weight\":[1,2,1]}";
+	api_reply a = {0};
 	api_auc(&a, &ctx, all, strlen(all));
 	json_t *w = json_loads(a.body, 0, NULL);
 	cr_assert(fabs(json_num(r, "auc") - json_num(w, "auc")) < 1e-12);
 	json_decref(w);
 	api_reply_free(&a);
 	const char *lall = "{\"loss\":\"sparse_categorical_crossentropy\",\"ignore_class\":-100,"
-			   "\"y_true\":[0,-100,2,1],\"y_pred\":[[0.7,0.2,0.1],[0.1,0.1,0.8],"
-			   "[0.2,0.2,0.6],[0.3,0.4,0.3]],\"sample_weight\":[1,5,2,1]}";
+	                   "\"y_true\":[0,-100,2,1],\"y_pred\":[[0.7,0.2,0.1],[0.1,0.1,0.8],"
+	                   "[0.2,0.2,0.6],[0.3,0.4,0.3]],\"sample_weight\":[1,5,2,1]}";
 	api_loss(&a, &ctx, lall, strlen(lall));
 	w = json_loads(a.body, 0, NULL);
 	cr_assert(fabs(json_num(r, "loss") - json_num(w, "loss")) < 1e-12);
@@ -367,17 +402,19 @@ Test(stream_api, ignored_rows_count_for_neither)
 Test(stream_api, score_for_auc_pred_for_loss)
 {
 	api_stream_spec *s = spec_ok("{\"method\":\"exact\",\"loss\":{\"loss\":"
-				     "\"binary_crossentropy\",\"from_logits\":true}}");
+	                             "\"binary_crossentropy\",\"from_logits\":true}}");
 	eng_stream *st = new_state(s);
-	api_problem p = upd(s, st, "{\"y_true\":[0,1,1],\"y_score\":[0.1,0.2,0.3],"
-				   "\"y_pred\":[5,-2,0]}", NULL);
+	api_problem p = upd(s, st,
+	                    "{\"y_true\":[0,1,1],\"y_score\":[0.1,0.2,0.3],"
+	                    "\"y_pred\":[5,-2,0]}",
+	                    NULL);
 	cr_assert_eq(p.status, 0, "%s", p.detail);
 	json_t *r = api_stream_render_read(s, "x", st, NULL, &p);
 	/* AUC of y_score (perfect), loss of the logits y_pred. */
 	cr_assert(fabs(json_num(r, "auc") - 1.0) < 1e-12);
 	double want = (log1p(exp(5.0)) + log1p(exp(2.0)) + log(2.0)) / 3.0;
 	cr_assert(fabs(json_num(r, "loss") - want) < 1e-9, "%.12g vs %.12g", json_num(r, "loss"),
-		  want);
+	          want);
 	json_decref(r);
 	eng_stream_free(st);
 	api_stream_spec_free(s);

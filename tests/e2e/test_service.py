@@ -11,6 +11,7 @@ workers are saturated, overload, and a clean SIGTERM drain.
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -34,6 +35,18 @@ class CommandLine(unittest.TestCase):
         for flag in ("--bind", "--port", "--threads", "--http-threads", "--data-dir",
                      "--max-body", "--max-inflight", "--log-level", "LOSSD_PORT"):
             self.assertIn(flag, r.stdout)
+
+    def test_readme_documents_every_flag(self):
+        src = os.environ.get("LOSSD_SOURCE_DIR", os.path.join(os.path.dirname(
+            os.path.abspath(__file__)), "..", ".."))
+        with open(os.path.join(src, "README.md")) as f:
+            readme = f.read()
+        flags = re.findall(r"^  (--[a-z-]+)", run_lossd(["--help"]).stdout, re.M)
+        self.assertGreater(len(flags), 10)
+        for flag in flags:
+            self.assertIn("`" + flag, readme, "README's configuration table lacks " + flag)
+        for var in re.findall(r"\b(LOSSD_[A-Z_]+)", run_lossd(["--help"]).stdout):
+            self.assertIn(var, readme, "README lacks " + var)
 
     def test_version(self):
         r = run_lossd(["--version"])

@@ -233,6 +233,25 @@ class StreamsTest(unittest.TestCase):
             self.assertEqual((r.status, r.body), (204, b""))
             self.assertEqual(srv.get("/v1/streams/" + sid).status, 404)
 
+    def test_limits_are_507(self):
+        with Server(args=["--max-streams", "2", "--stream-memory", "64KiB"]) as srv:
+            sid = self.create(srv, {"method": "exact"})
+            self.create(srv, {"method": "binned"})
+            p = srv.post_json("/v1/streams", {}).problem()
+            self.assertEqual((p["status"], p["code"]), (507, "too_many_streams"))
+            # 64 KiB hold about 5000 unweighted binary rows of an exact stream.
+            y, s, _ = make_data(4000, 9)
+            r = self.update(srv, sid, {"y_true": y, "y_score": s})
+            self.assertEqual(r.status, 200, r)
+            p = self.update(srv, sid, {"y_true": y, "y_score": s}).problem()
+            self.assertEqual((p["status"], p["code"]), (507, "stream_memory_exceeded"))
+            self.assertEqual(srv.get("/v1/streams/" + sid).json()["count"], 4000)
+            # A sketch or binned table that cannot fit is refused at create.
+            srv.delete("/v1/streams/" + sid)
+            p = srv.post_json("/v1/streams", {"method": "binned",
+                                              "num_thresholds": 10000}).problem()
+            self.assertEqual((p["status"], p["code"]), (507, "stream_memory_exceeded"))
+
     def test_list_paginates(self):
         with Server() as srv:
             ids = sorted(self.create(srv, {"name": "s%d" % i}) for i in range(7))
@@ -342,6 +361,38 @@ class StreamsTest(unittest.TestCase):
                 self.assertGreater(len(sent), 50, "the loop sent too little to mean much")
                 print("kill9 loop: %d batches sent, %d acknowledged before their kill"
                       % (len(sent), len(acked_first)), file=sys.stderr)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
+    def test_streams_belong_to_their_token(self):
+        d = tempfile.mkdtemp(prefix="lossd-tokens-")
+        try:
+            path = os.path.join(d, "tokens")
+            with open(path, "w") as f:
+                f.write("alice-token-0123456789 alice\n"
+                        "alice-token-second-key alice\n"
+                        "bob-token-0123456789ab bob\n")
+            with Server(args=["--tokens-file", path]) as srv:
+                A = {"Authorization": "Bearer alice-token-0123456789"}
+                A2 = {"Authorization": "Bearer alice-token-second-key"}
+                B = {"Authorization": "Bearer bob-token-0123456789ab"}
+                r = srv.post_json("/v1/streams", {"method": "binned"}, headers=A)
+                self.assertEqual(r.status, 201, r)
+                sid = r.json()["id"]
+                b = {"y_true": [0, 1], "y_score": [0.3, 0.6]}
+                self.assertEqual(self.update(srv, sid, b, headers=A2).status, 200)
+                # Another principal: the same 404 as a stream that does not exist.
+                for method, path_ in (("GET", ""), ("GET", "/state"), ("DELETE", ""),
+                                      ("POST", "/update"), ("POST", "/reset")):
+                    h = dict(B, **{"Content-Type": "application/json"})
+                    r = srv.request(method, "/v1/streams/" + sid + path_,
+                                    body=json.dumps(b) if method == "POST" else None, headers=h)
+                    p = r.problem()
+                    self.assertEqual((p["status"], p["code"]), (404, "unknown_stream"), path_)
+                self.assertEqual(srv.get("/v1/streams", headers=B).json()["streams"], [])
+                mine = srv.get("/v1/streams", headers=A2).json()["streams"]
+                self.assertEqual([e["id"] for e in mine], [sid])
+                self.assertEqual(mine[0]["count"], 2)
         finally:
             shutil.rmtree(d, ignore_errors=True)
 

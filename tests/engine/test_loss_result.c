@@ -175,8 +175,10 @@ Test(result, merge_adds_and_value_reduces)
 	cr_assert_eq(eng_loss_compute(&b, &tb, &tpb, &o, NULL, &err), 0);
 	cr_assert_eq(eng_loss_compute(&all, &tall, &tpall, &o, NULL, &err), 0);
 	double v;
-	cr_expect_not(eng_loss_result_value(acc, ENG_RED_SUM, &v), "empty: undefined");
+	cr_expect_not(eng_loss_result_value(acc, ENG_RED_MEAN, &v), "empty mean: undefined");
 	cr_expect(isnan(v));
+	cr_expect(eng_loss_result_value(acc, ENG_RED_SUM, &v), "empty sum: 0");
+	cr_expect_eq(v, 0.0);
 	cr_expect_eq(eng_loss_result_merge(acc, a), 0);
 	cr_expect_eq(eng_loss_result_merge(acc, b), 0);
 	cr_expect_eq(acc->count, 5);

@@ -35,7 +35,7 @@ static void make_data(void)
 		for (int c = 0; c < C; c++) {
 			uint64_t z = x * (uint64_t)(c + 3);
 			scoreC[i * C + c] = (double)((z >> 33) % 97) / 97.0 +
-					    (labelC[i] == c ? 0.3 : 0.0) - 0.15;
+			                    (labelC[i] == c ? 0.3 : 0.0) - 0.15;
 			labelM[i * C + c] = (double)((z >> 40) % 2);
 		}
 	}
@@ -43,13 +43,13 @@ static void make_data(void)
 
 static eng_tensor t1(const double *d, int64_t n)
 {
-	eng_tensor t = { ENG_F64, 1, { n }, n, d };
+	eng_tensor t = {ENG_F64, 1, {n}, n, d};
 	return t;
 }
 
 static eng_tensor t2(const double *d, int64_t n, int64_t c)
 {
-	eng_tensor t = { ENG_F64, 2, { n, c }, n * c, d };
+	eng_tensor t = {ENG_F64, 2, {n, c}, n * c, d};
 	return t;
 }
 
@@ -64,7 +64,7 @@ static void add_rows(eng_stream *s, eng_label_kind kind, int from, int to, bool 
 	} else {
 		ys = t2(scoreC + from * C, to - from, C);
 		yt = kind == ENG_LABELS_CLASS_ID ? t1(labelC + from, to - from)
-						 : t2(labelM + from * C, to - from, C);
+		                                 : t2(labelM + from * C, to - from, C);
 	}
 	eng_stream *b = NULL;
 	eng_error err;
@@ -89,7 +89,7 @@ static eng_stream *new_stream(eng_stream_method m, eng_label_kind kind, eng_curv
 
 /* The one-shot AUC of every row, per method. */
 static eng_auc_result oneshot(eng_stream_method m, eng_label_kind kind, eng_curve curve,
-			      int64_t col, bool weighted)
+                              int64_t col, bool weighted)
 {
 	eng_tensor ys, yt, w = t1(weight, N);
 	if (kind == ENG_LABELS_BINARY) {
@@ -99,7 +99,7 @@ static eng_auc_result oneshot(eng_stream_method m, eng_label_kind kind, eng_curv
 		ys = t2(scoreC, N, C);
 		yt = kind == ENG_LABELS_CLASS_ID ? t1(labelC, N) : t2(labelM, N, C);
 	}
-	eng_auc_data d = { &ys, &yt, weighted ? &w : NULL, kind };
+	eng_auc_data d = {&ys, &yt, weighted ? &w : NULL, kind};
 	eng_auc_result r;
 	eng_error err;
 	int rc;
@@ -108,10 +108,13 @@ static eng_auc_result oneshot(eng_stream_method m, eng_label_kind kind, eng_curv
 		o.curve = curve;
 		rc = eng_auc_exact(&r, NULL, &d, col, &o, &err);
 	} else if (m == ENG_STREAM_BINNED) {
-		rc = eng_auc_binned(&r, NULL, &d, col, 200, curve, ENG_SUM_INTERPOLATION, 512, &err);
+		rc = eng_auc_binned(&r, NULL, &d, col, 200, curve, ENG_SUM_INTERPOLATION, 512,
+		                    &err);
 	} else {
-		rc = eng_auc_sketch(&r, NULL, &d, col, ENG_STREAM_DEFAULT_SKETCH_BYTES /
-				    (kind == ENG_LABELS_BINARY ? 1 : C), curve, 512, &err);
+		rc = eng_auc_sketch(&r, NULL, &d, col,
+		                    ENG_STREAM_DEFAULT_SKETCH_BYTES /
+		                            (kind == ENG_LABELS_BINARY ? 1 : C),
+		                    curve, 512, &err);
 	}
 	cr_assert_eq(rc, 0, "%s", err.msg);
 	return r;
@@ -125,16 +128,16 @@ struct combo {
 };
 
 static struct combo combos[] = {
-	{ ENG_STREAM_EXACT, ENG_LABELS_BINARY, ENG_CURVE_ROC, false },
-	{ ENG_STREAM_EXACT, ENG_LABELS_BINARY, ENG_CURVE_PR, true },
-	{ ENG_STREAM_EXACT, ENG_LABELS_CLASS_ID, ENG_CURVE_ROC, true },
-	{ ENG_STREAM_EXACT, ENG_LABELS_MULTI, ENG_CURVE_PR, false },
-	{ ENG_STREAM_BINNED, ENG_LABELS_BINARY, ENG_CURVE_ROC, true },
-	{ ENG_STREAM_BINNED, ENG_LABELS_CLASS_ID, ENG_CURVE_PR, false },
-	{ ENG_STREAM_BINNED, ENG_LABELS_MULTI, ENG_CURVE_ROC, true },
-	{ ENG_STREAM_SKETCH, ENG_LABELS_BINARY, ENG_CURVE_ROC, true },
-	{ ENG_STREAM_SKETCH, ENG_LABELS_CLASS_ID, ENG_CURVE_ROC, false },
-	{ ENG_STREAM_SKETCH, ENG_LABELS_MULTI, ENG_CURVE_PR, true },
+        {ENG_STREAM_EXACT, ENG_LABELS_BINARY, ENG_CURVE_ROC, false},
+        {ENG_STREAM_EXACT, ENG_LABELS_BINARY, ENG_CURVE_PR, true},
+        {ENG_STREAM_EXACT, ENG_LABELS_CLASS_ID, ENG_CURVE_ROC, true},
+        {ENG_STREAM_EXACT, ENG_LABELS_MULTI, ENG_CURVE_PR, false},
+        {ENG_STREAM_BINNED, ENG_LABELS_BINARY, ENG_CURVE_ROC, true},
+        {ENG_STREAM_BINNED, ENG_LABELS_CLASS_ID, ENG_CURVE_PR, false},
+        {ENG_STREAM_BINNED, ENG_LABELS_MULTI, ENG_CURVE_ROC, true},
+        {ENG_STREAM_SKETCH, ENG_LABELS_BINARY, ENG_CURVE_ROC, true},
+        {ENG_STREAM_SKETCH, ENG_LABELS_CLASS_ID, ENG_CURVE_ROC, false},
+        {ENG_STREAM_SKETCH, ENG_LABELS_MULTI, ENG_CURVE_PR, true},
 };
 
 ParameterizedTestParameters(stream, batches_equal_one_shot)
@@ -148,7 +151,7 @@ ParameterizedTest(struct combo *k, stream, batches_equal_one_shot)
 	make_data();
 	eng_stream *s = new_stream(k->m, k->kind, k->curve);
 	/* Uneven batches, one empty. */
-	int cuts[] = { 0, 7, 7, 250, 251, 480, N };
+	int cuts[] = {0, 7, 7, 250, 251, 480, N};
 	for (size_t i = 0; i + 1 < sizeof(cuts) / sizeof(cuts[0]); i++)
 		add_rows(s, k->kind, cuts[i], cuts[i + 1], k->weighted);
 	eng_stream_counts cnt;
@@ -163,7 +166,7 @@ ParameterizedTest(struct combo *k, stream, batches_equal_one_shot)
 		cr_assert_eq(eng_stream_auc(&got, NULL, s, col, 512, &err), 0, "%s", err.msg);
 		cr_assert_eq(got.defined, want.defined);
 		cr_assert(fabs(got.auc - want.auc) <= 1e-9 * (1 + fabs(want.auc)),
-			  "col %lld: %.15g vs %.15g", (long long)col, got.auc, want.auc);
+		          "col %lld: %.15g vs %.15g", (long long)col, got.auc, want.auc);
 		cr_assert_eq(got.positives, want.positives);
 		cr_assert_eq(got.negatives, want.negatives);
 		if (k->m == ENG_STREAM_SKETCH)
@@ -195,7 +198,7 @@ Test(stream, bad_batch_changes_nothing)
 	eng_stream *b = NULL;
 	eng_error err;
 	cr_assert_eq(eng_stream_batch(&b, eng_stream_config_of(s), &yt, &ys, NULL, NULL, &err),
-		     ENG_ELABEL);
+	             ENG_ELABEL);
 	cr_assert_eq(err.index, 9);
 	cr_assert_null(b);
 
@@ -205,17 +208,17 @@ Test(stream, bad_batch_changes_nothing)
 	yt = t1(labelC, 10);
 	ys = t2(nan_scores, 10, C);
 	cr_assert_eq(eng_stream_batch(&b, eng_stream_config_of(s), &yt, &ys, NULL, NULL, &err),
-		     ENG_ENONFINITE);
+	             ENG_ENONFINITE);
 
-	double neg_w[10] = { 1, 1, 1, -1, 1, 1, 1, 1, 1, 1 };
+	double neg_w[10] = {1, 1, 1, -1, 1, 1, 1, 1, 1, 1};
 	eng_tensor w = t1(neg_w, 10);
 	ys = t2(scoreC, 10, C);
 	cr_assert_eq(eng_stream_batch(&b, eng_stream_config_of(s), &yt, &ys, &w, NULL, &err),
-		     ENG_EWEIGHT);
+	             ENG_EWEIGHT);
 
 	ys = t2(scoreC, 10, C - 1); /* wrong column count */
 	cr_assert_eq(eng_stream_batch(&b, eng_stream_config_of(s), &yt, &ys, NULL, NULL, &err),
-		     ENG_ESHAPE);
+	             ENG_ESHAPE);
 
 	void *b1 = ser(s, &l1);
 	cr_assert_eq(l0, l1);
@@ -228,22 +231,25 @@ Test(stream, bad_batch_changes_nothing)
 Test(stream, round_trip_and_replay_identical)
 {
 	make_data();
-	eng_stream_method ms[] = { ENG_STREAM_EXACT, ENG_STREAM_BINNED, ENG_STREAM_SKETCH };
+	eng_stream_method ms[] = {ENG_STREAM_EXACT, ENG_STREAM_BINNED, ENG_STREAM_SKETCH};
 	for (int i = 0; i < 3; i++) {
 		eng_stream *a = new_stream(ms[i], ENG_LABELS_MULTI, ENG_CURVE_ROC);
 		eng_stream *r = new_stream(ms[i], ENG_LABELS_MULTI, ENG_CURVE_ROC);
 		/* a: batches merged directly; r: each batch serialized and parsed first. */
 		for (int from = 0; from < N; from += 100) {
-			eng_tensor ys = t2(scoreC + from * C, 100, C), yt = t2(labelM + from * C, 100, C);
+			eng_tensor ys = t2(scoreC + from * C, 100, C),
+			           yt = t2(labelM + from * C, 100, C);
 			eng_tensor w = t1(weight + from, 100);
 			eng_stream *b = NULL, *b2 = NULL;
 			eng_error err;
 			cr_assert_eq(eng_stream_batch(&b, eng_stream_config_of(a), &yt, &ys,
-						      from >= 300 ? &w : NULL, NULL, &err), 0);
+			                              from >= 300 ? &w : NULL, NULL, &err),
+			             0);
 			size_t bl;
 			void *bb = ser(b, &bl);
-			cr_assert_eq(eng_stream_deserialize(&b2, bb, bl, ENG_STREAM_DEFAULT_MAX_BYTES, &err),
-				     0, "%s", err.msg);
+			cr_assert_eq(eng_stream_deserialize(&b2, bb, bl,
+			                                    ENG_STREAM_DEFAULT_MAX_BYTES, &err),
+			             0, "%s", err.msg);
 			cr_assert_eq(eng_stream_merge(a, b, &err), 0);
 			cr_assert_eq(eng_stream_merge(r, b2, &err), 0);
 			free(bb);
@@ -256,7 +262,8 @@ Test(stream, round_trip_and_replay_identical)
 		cr_assert(memcmp(ba, br, la) == 0, "method %d: replay differs", ms[i]);
 		eng_stream *c = NULL;
 		eng_error err;
-		cr_assert_eq(eng_stream_deserialize(&c, ba, la, ENG_STREAM_DEFAULT_MAX_BYTES, &err), 0);
+		cr_assert_eq(eng_stream_deserialize(&c, ba, la, ENG_STREAM_DEFAULT_MAX_BYTES, &err),
+		             0);
 		size_t lc;
 		void *bc = ser(c, &lc);
 		cr_assert(lc == la && memcmp(ba, bc, la) == 0);
@@ -276,7 +283,7 @@ Test(stream, round_trip_and_replay_identical)
 Test(stream, corrupt_states_refused)
 {
 	make_data();
-	eng_stream_method ms[] = { ENG_STREAM_EXACT, ENG_STREAM_BINNED, ENG_STREAM_SKETCH };
+	eng_stream_method ms[] = {ENG_STREAM_EXACT, ENG_STREAM_BINNED, ENG_STREAM_SKETCH};
 	for (int i = 0; i < 3; i++) {
 		eng_stream *s = new_stream(ms[i], ENG_LABELS_BINARY, ENG_CURVE_ROC);
 		add_rows(s, ENG_LABELS_BINARY, 0, 40, true);
@@ -294,7 +301,7 @@ Test(stream, corrupt_states_refused)
 		for (size_t p = 0; p < len; p++) {
 			b[p] ^= 0x10;
 			cr_assert_eq(eng_stream_deserialize(&o, b, len, 1 << 20, &err), ENG_ESTATE,
-				     "flip at %zu accepted", p);
+			             "flip at %zu accepted", p);
 			b[p] ^= 0x10;
 		}
 		cr_assert_eq(eng_stream_deserialize(&o, b, len, 1 << 20, &err), 0);
@@ -354,7 +361,8 @@ Test(stream, config_mismatch_and_reset)
 	cr_assert(!r.defined);
 	cr_assert_eq(r.positives + r.negatives, 0);
 	add_rows(a, ENG_LABELS_BINARY, 0, N, false);
-	eng_auc_result want = oneshot(ENG_STREAM_BINNED, ENG_LABELS_BINARY, ENG_CURVE_ROC, 0, false);
+	eng_auc_result want =
+	        oneshot(ENG_STREAM_BINNED, ENG_LABELS_BINARY, ENG_CURVE_ROC, 0, false);
 	cr_assert_eq(eng_stream_auc(&r, NULL, a, 0, 512, &err), 0);
 	cr_assert(fabs(r.auc - want.auc) < 1e-12);
 	eng_stream_free(a);
@@ -379,7 +387,8 @@ Test(stream, loss_sums_add_up)
 		eng_loss_result *lr = NULL;
 		cr_assert_eq(eng_loss_compute(&lr, &yt, &ys, &o, NULL, &err), 0, "%s", err.msg);
 		eng_stream *b = NULL;
-		cr_assert_eq(eng_stream_batch(&b, &cfg, &yt, &ys, NULL, lr, &err), 0, "%s", err.msg);
+		cr_assert_eq(eng_stream_batch(&b, &cfg, &yt, &ys, NULL, lr, &err), 0, "%s",
+		             err.msg);
 		cr_assert_eq(eng_stream_merge(s, b, &err), 0);
 		eng_stream_free(b);
 		eng_loss_result_free(lr);
@@ -421,10 +430,11 @@ Test(stream, logits_link)
 	double p[N];
 	eng_auc_logits(p, &ys, false);
 	eng_tensor ps = t1(p, N);
-	eng_auc_data d = { &ps, &yt, NULL, ENG_LABELS_BINARY };
+	eng_auc_data d = {&ps, &yt, NULL, ENG_LABELS_BINARY};
 	eng_auc_result want, got;
 	cr_assert_eq(eng_auc_binned(&want, NULL, &d, 0, 200, ENG_CURVE_ROC, ENG_SUM_INTERPOLATION,
-				    512, &err), 0);
+	                            512, &err),
+	             0);
 	cr_assert_eq(eng_stream_auc(&got, NULL, s, 0, 512, &err), 0);
 	cr_assert(fabs(got.auc - want.auc) < 1e-12);
 	eng_stream_free(b);
@@ -463,9 +473,9 @@ static void fix_checksum(uint8_t *b, size_t len)
 Test(stream, crafted_states_are_safe)
 {
 	make_data();
-	eng_stream_method ms[] = { ENG_STREAM_EXACT, ENG_STREAM_BINNED, ENG_STREAM_SKETCH };
-	eng_label_kind ks[] = { ENG_LABELS_CLASS_ID, ENG_LABELS_MULTI, ENG_LABELS_BINARY };
-	uint8_t vals[] = { 0x00, 0xff, 0x01, 0x80, 0x7f };
+	eng_stream_method ms[] = {ENG_STREAM_EXACT, ENG_STREAM_BINNED, ENG_STREAM_SKETCH};
+	eng_label_kind ks[] = {ENG_LABELS_CLASS_ID, ENG_LABELS_MULTI, ENG_LABELS_BINARY};
+	uint8_t vals[] = {0x00, 0xff, 0x01, 0x80, 0x7f};
 	for (int i = 0; i < 3; i++) {
 		eng_stream *s = new_stream(ms[i], ks[i], ENG_CURVE_PR);
 		add_rows(s, ks[i], 0, 12, i != 1);
@@ -489,9 +499,11 @@ Test(stream, crafted_states_are_safe)
 					eng_auc_curve c = ENG_AUC_CURVE_INIT;
 					int64_t cols = eng_stream_config_of(o)->columns;
 					for (int64_t k = -1; k < cols; k++)
-						(void)eng_stream_auc(&r, &c, o, k, 16, &err), eng_auc_curve_free(&c);
+						(void)eng_stream_auc(&r, &c, o, k, 16, &err),
+						        eng_auc_curve_free(&c);
 					eng_stream *cp = NULL;
-					if (eng_stream_new(&cp, eng_stream_config_of(o), &err) == 0) {
+					if (eng_stream_new(&cp, eng_stream_config_of(o), &err) ==
+					    0) {
 						(void)eng_stream_merge(cp, o, &err);
 						(void)eng_stream_merge(cp, o, &err);
 					}

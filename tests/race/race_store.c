@@ -17,8 +17,8 @@
 #include "../../server/src/streams.h"
 
 #define THREADS 6
-#define PER 60
-#define ROWS 10
+#define PER     60
+#define ROWS    10
 
 static char id[64];
 static const api_ctx ctx = API_CTX_INIT;
@@ -39,8 +39,8 @@ static void fail(const char *fmt, ...)
 	pthread_mutex_unlock(&fail_mu);
 }
 
-static srv_request request(const char *method, const char *route, const char *sid,
-			   const char *body, const char *key)
+static srv_request request(const char *method, const char *route, const char *sid, const char *body,
+                           const char *key)
 {
 	srv_request r;
 	memset(&r, 0, sizeof r);
@@ -62,7 +62,7 @@ static json_t *reply_json(const api_reply *out)
 /* count and updates of the stream, -1 on failure. */
 static void read_counts(long long *count, long long *updates)
 {
-	api_reply out = { 0 };
+	api_reply out = {0};
 	srv_request r = request("GET", "/v1/streams/{id}", id, NULL, NULL);
 	srv_streams_get(&out, &r);
 	json_t *j = reply_json(&out);
@@ -89,14 +89,14 @@ static long long update(int n, bool header_key)
 	pos += snprintf(body + pos, sizeof body - pos, "],\"y_score\":[");
 	for (int i = 0; i < ROWS; i++)
 		pos += snprintf(body + pos, sizeof body - pos, "%s%.3f", i ? "," : "",
-				(double)((n * 7 + i * 13) % 100) / 100.0);
+		                (double)((n * 7 + i * 13) % 100) / 100.0);
 	if (header_key)
 		snprintf(body + pos, sizeof body - pos, "]}");
 	else
 		snprintf(body + pos, sizeof body - pos, "],\"batch_id\":\"%s\"}", key);
-	api_reply out = { 0 };
-	srv_request r = request("POST", "/v1/streams/{id}/update", id, body,
-				header_key ? key : NULL);
+	api_reply out = {0};
+	srv_request r =
+	        request("POST", "/v1/streams/{id}/update", id, body, header_key ? key : NULL);
 	srv_streams_update(&out, &r);
 	long long c = -1;
 	json_t *j = reply_json(&out);
@@ -141,9 +141,9 @@ int main(void)
 	if (srv_streams_open(dir))
 		return 2;
 
-	api_reply out = { 0 };
+	api_reply out = {0};
 	srv_request r = request("POST", "/v1/streams", NULL,
-				"{\"method\":\"binned\",\"loss\":\"binary_crossentropy\"}", NULL);
+	                        "{\"method\":\"binned\",\"loss\":\"binary_crossentropy\"}", NULL);
 	srv_streams_create(&out, &r);
 	json_t *j = reply_json(&out);
 	if (out.status != 201 || !j) {
@@ -170,6 +170,18 @@ int main(void)
 	if (u != distinct || c != (long long)distinct * ROWS)
 		fail("after the race: %lld updates, %lld rows; want %d, %d", u, c, distinct,
 		     distinct * ROWS);
+
+	srv_streams_stats stats;
+	srv_streams_get_stats(&stats);
+	if (stats.streams != 1 || stats.commit_ops < (uint64_t)distinct ||
+	    stats.commit_groups >= stats.commit_ops || stats.store_broken)
+		fail("stats: %llu streams, %llu groups for %llu ops",
+		     (unsigned long long)stats.streams, (unsigned long long)stats.commit_groups,
+		     (unsigned long long)stats.commit_ops);
+	else
+		printf("race_store: %llu ops in %llu group commits\n",
+		       (unsigned long long)stats.commit_ops,
+		       (unsigned long long)stats.commit_groups);
 
 	/* Reopen: the same state, and retries are answered, not applied. */
 	srv_streams_close();
@@ -202,7 +214,7 @@ int main(void)
 		fail("reopen with limits failed");
 	} else {
 		/* bob cannot see alice's (anonymous) stream: the same 404. */
-		api_reply o = { 0 };
+		api_reply o = {0};
 		srv_request g = request("GET", "/v1/streams/{id}", id, NULL, NULL);
 		g.principal = "bob";
 		srv_streams_get(&o, &g);

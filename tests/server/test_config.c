@@ -133,6 +133,8 @@ ParameterizedTestParameters(config, usage_errors)
 	        {"stray", "", "unexpected argument"},
 	        {"--port", "", "needs a value"},
 	        {"--max-inflight", "99999999999999999999", "--max-inflight"},
+	        {"--bind", "localhost", "--bind"},
+	        {"--bind", "10.0.0.256", "--bind"},
 	};
 	return cr_make_param_array(struct bad, cases, sizeof(cases) / sizeof(cases[0]));
 }

@@ -48,7 +48,7 @@ typedef struct seen {
 } seen;
 
 static void *on_stream(void *arg, const char *id, const char *owner, const char *config,
-		       const void *state, size_t len, int64_t seq)
+                       const void *state, size_t len, int64_t seq)
 {
 	seen *s = arg;
 	int i = s->nstreams++;
@@ -87,7 +87,7 @@ static void run(srv__store *st, srv__store_op *op)
 Test(store, round_trip_and_keys_across_reopen, .init = mkdir_temp, .fini = rm_temp)
 {
 	srv__store *st = open_store();
-	srv__store_op op = { 0 };
+	srv__store_op op = {0};
 	op.type = SRV__OP_CREATE;
 	op.stream = "s1";
 	op.owner = "alice";
@@ -96,10 +96,10 @@ Test(store, round_trip_and_keys_across_reopen, .init = mkdir_temp, .fini = rm_te
 	op.len = 5;
 	run(st, &op);
 	for (int i = 1; i <= 5; i++) {
-		char data[2] = { (char)('a' + i), 0 };
+		char data[2] = {(char)('a' + i), 0};
 		char key[8];
 		snprintf(key, sizeof key, "k%d", i);
-		srv__store_op d = { 0 };
+		srv__store_op d = {0};
 		d.type = SRV__OP_DELTA;
 		d.stream = "s1";
 		d.seq = i;
@@ -136,7 +136,7 @@ Test(store, round_trip_and_keys_across_reopen, .init = mkdir_temp, .fini = rm_te
 Test(store, checkpoint_reset_delete, .init = mkdir_temp, .fini = rm_temp)
 {
 	srv__store *st = open_store();
-	srv__store_op c1 = { 0 }, c2 = { 0 };
+	srv__store_op c1 = {0}, c2 = {0};
 	c1.type = c2.type = SRV__OP_CREATE;
 	c1.stream = "a";
 	c2.stream = "b";
@@ -146,7 +146,7 @@ Test(store, checkpoint_reset_delete, .init = mkdir_temp, .fini = rm_temp)
 	run(st, &c1);
 	run(st, &c2);
 	/* One group: deltas 1..3 of a, a checkpoint at 2 (covers 1, 2), key k. */
-	srv__store_op d[3] = { { 0 } }, ck = { 0 };
+	srv__store_op d[3] = {{0}}, ck = {0};
 	for (int i = 0; i < 3; i++) {
 		d[i].type = SRV__OP_DELTA;
 		d[i].stream = "a";
@@ -181,7 +181,7 @@ Test(store, checkpoint_reset_delete, .init = mkdir_temp, .fini = rm_temp)
 	free(r);
 
 	/* A reset: checkpoint that clears keys. */
-	srv__store_op rs = { 0 };
+	srv__store_op rs = {0};
 	rs.type = SRV__OP_CHECKPOINT;
 	rs.stream = "a";
 	rs.seq = 4;
@@ -191,7 +191,7 @@ Test(store, checkpoint_reset_delete, .init = mkdir_temp, .fini = rm_temp)
 	run(st, &rs);
 	cr_assert_eq(srv__store_key_get(st, "a", "k", &r), 0);
 
-	srv__store_op del = { 0 };
+	srv__store_op del = {0};
 	del.type = SRV__OP_DELETE;
 	del.stream = "a";
 	run(st, &del);
@@ -205,7 +205,7 @@ Test(store, checkpoint_reset_delete, .init = mkdir_temp, .fini = rm_temp)
 }
 
 #define THREADS 8
-#define PER 150
+#define PER     150
 
 typedef struct worker {
 	srv__store *st;
@@ -219,7 +219,7 @@ static void *work(void *arg)
 	char sid[8], key[32];
 	snprintf(sid, sizeof sid, "t%d", w->t % 2);
 	for (int i = 0; i < PER; i++) {
-		srv__store_op op = { 0 };
+		srv__store_op op = {0};
 		op.type = SRV__OP_DELTA;
 		op.stream = sid;
 		/* Distinct seqs per stream: thread t owns seqs = t + THREADS * i. */
@@ -240,7 +240,7 @@ Test(store, group_commit_many_threads, .init = mkdir_temp, .fini = rm_temp, .tim
 {
 	srv__store *st = open_store();
 	for (int k = 0; k < 2; k++) {
-		srv__store_op c = { 0 };
+		srv__store_op c = {0};
 		c.type = SRV__OP_CREATE;
 		c.stream = k ? "t1" : "t0";
 		c.config = "{}";
@@ -253,7 +253,7 @@ Test(store, group_commit_many_threads, .init = mkdir_temp, .fini = rm_temp, .tim
 	pthread_t th[THREADS];
 	worker w[THREADS];
 	for (int t = 0; t < THREADS; t++) {
-		w[t] = (worker){ st, t, 0 };
+		w[t] = (worker){st, t, 0};
 		pthread_create(&th[t], NULL, work, &w[t]);
 	}
 	for (int t = 0; t < THREADS; t++) {
@@ -264,7 +264,7 @@ Test(store, group_commit_many_threads, .init = mkdir_temp, .fini = rm_temp, .tim
 	srv__store_stats(st, &g1, &o1);
 	cr_assert_eq(o1 - o0, (uint64_t)THREADS * PER);
 	cr_assert_lt(g1 - g0, (uint64_t)THREADS * PER, "no grouping: %llu groups",
-		     (unsigned long long)(g1 - g0));
+	             (unsigned long long)(g1 - g0));
 	srv__store_close(st);
 
 	st = open_store();
@@ -280,4 +280,18 @@ Test(store, group_commit_many_threads, .init = mkdir_temp, .fini = rm_temp, .tim
 	free(r);
 	free(s);
 	srv__store_close(st);
+}
+
+Test(store, one_process_per_data_dir, .init = mkdir_temp, .fini = rm_temp)
+{
+	srv__store *a = open_store(), *b = NULL;
+	char err[256] = "";
+	/* flock locks belong to the open file description: a second open in
+	 * the same process conflicts just as another process would. */
+	cr_assert_eq(srv__store_open(&b, dir, err, sizeof err), -1);
+	cr_assert_null(b);
+	cr_assert_not_null(strstr(err, "another lossd"), "%s", err);
+	srv__store_close(a);
+	b = open_store();
+	srv__store_close(b);
 }

@@ -31,7 +31,10 @@ typedef struct api_stream_limits {
 	size_t sketch_bytes; /* a sketch stream's budget when the config gives none */
 } api_stream_limits;
 
-#define API_STREAM_LIMITS_INIT { ENG_STREAM_DEFAULT_MAX_BYTES, ENG_STREAM_DEFAULT_SKETCH_BYTES }
+#define API_STREAM_LIMITS_INIT                                                                     \
+	{                                                                                          \
+		ENG_STREAM_DEFAULT_MAX_BYTES, ENG_STREAM_DEFAULT_SKETCH_BYTES                      \
+	}
 
 typedef struct api_stream_spec api_stream_spec;
 
@@ -49,13 +52,13 @@ typedef struct api_stream_spec api_stream_spec;
  * lim->max_bytes 507 stream_memory_exceeded; plus api_parse_body's 400/413. *out is new
  * (api_stream_spec_free) on success (0); -1 with *p set otherwise.
  */
-int api_stream_spec_parse(api_stream_spec **out, const api_ctx *ctx, const char *body,
-			  size_t len, const api_stream_limits *lim, api_problem *p);
+int api_stream_spec_parse(api_stream_spec **out, const api_ctx *ctx, const char *body, size_t len,
+                          const api_stream_limits *lim, api_problem *p);
 
 /* Rebuilds a spec from api_stream_spec_text's output (borrowed). Returns 0
  * or -1 with *p set (the text is corrupt). */
-int api_stream_spec_load(api_stream_spec **out, const char *text,
-			 const api_stream_limits *lim, api_problem *p);
+int api_stream_spec_load(api_stream_spec **out, const char *text, const api_stream_limits *lim,
+                         api_problem *p);
 
 /* Accepts NULL. */
 void api_stream_spec_free(api_stream_spec *s);
@@ -88,7 +91,7 @@ json_t *api_stream_render_config(const api_stream_spec *s, const char *id);
  * 0, or -1 with *p set and nothing allocated.
  */
 int api_stream_decode_update(eng_stream **delta, char **batch_id, const api_stream_spec *s,
-			     const api_ctx *ctx, const char *body, size_t len, api_problem *p);
+                             const api_ctx *ctx, const char *body, size_t len, api_problem *p);
 
 typedef struct api_stream_read_opts {
 	bool curve;         /* include "curve" */
@@ -96,7 +99,10 @@ typedef struct api_stream_read_opts {
 	int64_t max_points; /* curve points, >= 2 */
 } api_stream_read_opts;
 
-#define API_STREAM_READ_OPTS_INIT { false, -1, ENG_AUC_DEFAULT_MAX_POINTS }
+#define API_STREAM_READ_OPTS_INIT                                                                  \
+	{                                                                                          \
+		false, -1, ENG_AUC_DEFAULT_MAX_POINTS                                              \
+	}
 
 /*
  * The read reply of GET /v1/streams/{id}: {"id", "name", "method", "auc",
@@ -106,7 +112,7 @@ typedef struct api_stream_read_opts {
  * 500 on out of memory).
  */
 json_t *api_stream_render_read(const api_stream_spec *s, const char *id, const eng_stream *st,
-			       const api_stream_read_opts *o, api_problem *p);
+                               const api_stream_read_opts *o, api_problem *p);
 
 /*
  * The mergeable state (GET /v1/streams/{id}/state):
@@ -114,17 +120,19 @@ json_t *api_stream_render_read(const api_stream_spec *s, const char *id, const e
  *  "state": base64 of eng_stream_serialize}. NULL with *p on out of memory.
  */
 json_t *api_stream_export(const api_stream_spec *s, const char *id, const eng_stream *st,
-			  api_problem *p);
+                          api_problem *p);
 
 /*
- * Decodes a merge body (an exported state, as above; "id" and the counts
- * are informational) into *delta (new) for eng_stream_merge into a stream
- * of spec s. 409 state_mismatch when its config differs from s's (names
- * and memory caps aside), 422 bad_state for a state that does not parse,
- * 422 unknown_field / missing_field / bad_type for the envelope.
+ * Decodes a merge body (an exported state, as above, whole: every field
+ * required, "count", "updates" and "config" agreeing with the bytes) into
+ * *delta (new) for eng_stream_merge into a stream of spec s. 409
+ * state_mismatch when its config differs from s's (names, averages and
+ * memory caps aside); 422 bad_state for bytes that do not parse or an
+ * envelope that disagrees with them; 422 unknown_field / missing_field /
+ * bad_type for the envelope's shape.
  */
 int api_stream_decode_merge(eng_stream **delta, const api_stream_spec *s, const api_ctx *ctx,
-			    const char *body, size_t len, api_problem *p);
+                            const char *body, size_t len, api_problem *p);
 
 /* Fills *p for a failed eng_stream_merge (err->code): 409 state_mismatch,
  * 507 stream_memory_exceeded, 500 out_of_memory. Returns -1. */

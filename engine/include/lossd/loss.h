@@ -208,9 +208,10 @@ int eng_loss_result_merge(eng_loss_result *dst, const eng_loss_result *src);
 
 /*
  * The reduced loss of r under reduction red, into *out. Returns true when
- * defined; false (and *out = NaN) for ENG_RED_NONE, for no counted position
- * (an empty sum is undefined for every reduction, never a made-up 0), and
- * for a mean whose weight sum is 0. *out may be NaN or Inf only when NaN was
+ * defined; false (and *out = NaN) for ENG_RED_NONE, for a mean or
+ * sum_over_batch_size of no counted position (undefined, never a made-up 0),
+ * and for a mean whose weight sum is 0. ENG_RED_SUM is always defined: the
+ * sum of no terms is 0, as in PyTorch and Keras. *out may be NaN or Inf only when NaN was
  * propagated into the sums.
  */
 bool eng_loss_result_value(const eng_loss_result *r, eng_reduction red, double *out);

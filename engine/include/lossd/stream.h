@@ -38,7 +38,7 @@ typedef enum {
 /* Largest number of columns (classes or labels) a stream may have. */
 #define ENG_STREAM_MAX_COLUMNS 4096
 /* Default memory cap of a stream (bytes), and the sketch's share of it. */
-#define ENG_STREAM_DEFAULT_MAX_BYTES ((size_t)64 << 20)
+#define ENG_STREAM_DEFAULT_MAX_BYTES    ((size_t)64 << 20)
 #define ENG_STREAM_DEFAULT_SKETCH_BYTES ((size_t)1 << 20)
 
 /*
@@ -47,8 +47,8 @@ typedef enum {
  */
 typedef struct eng_stream_config {
 	eng_stream_method method;
-	eng_label_kind kind;     /* binary, class ids (one-vs-rest) or multi-label */
-	int64_t columns;         /* 1 for binary, C (>= 2) otherwise */
+	eng_label_kind kind; /* binary, class ids (one-vs-rest) or multi-label */
+	int64_t columns;     /* 1 for binary, C (>= 2) otherwise */
 	eng_curve curve;
 	eng_summation summation; /* binned */
 	int64_t num_thresholds;  /* binned, >= 2 (Keras: > 1) */
@@ -60,12 +60,11 @@ typedef struct eng_stream_config {
 	uint64_t loss_fingerprint; /* the caller's hash of the loss options */
 } eng_stream_config;
 
-#define ENG_STREAM_CONFIG_INIT                                                      \
-	{                                                                           \
-		ENG_STREAM_SKETCH, ENG_LABELS_BINARY, 1, ENG_CURVE_ROC,            \
-			ENG_SUM_INTERPOLATION, 200, false,                          \
-			ENG_STREAM_DEFAULT_SKETCH_BYTES,                            \
-			ENG_STREAM_DEFAULT_MAX_BYTES, false, ENG_LOSS_BINARY_CE, 0 \
+#define ENG_STREAM_CONFIG_INIT                                                                     \
+	{                                                                                          \
+		ENG_STREAM_SKETCH, ENG_LABELS_BINARY, 1, ENG_CURVE_ROC, ENG_SUM_INTERPOLATION,     \
+		        200, false, ENG_STREAM_DEFAULT_SKETCH_BYTES, ENG_STREAM_DEFAULT_MAX_BYTES, \
+		        false, ENG_LOSS_BINARY_CE, 0                                               \
 	}
 
 typedef struct eng_stream eng_stream;
@@ -99,8 +98,8 @@ int eng_stream_clone(eng_stream **out, const eng_stream *s);
  * exceeds max_bytes), ENG_ENOMEM; *err says where. *out is new on success.
  */
 int eng_stream_batch(eng_stream **out, const eng_stream_config *cfg, const eng_tensor *y_true,
-		     const eng_tensor *y_score, const eng_tensor *weight,
-		     const eng_loss_result *loss, eng_error *err);
+                     const eng_tensor *y_score, const eng_tensor *weight,
+                     const eng_loss_result *loss, eng_error *err);
 
 /*
  * Adds src's data into dst. All or nothing: on any error dst is unchanged.
@@ -140,7 +139,7 @@ const eng_loss_result *eng_stream_loss(const eng_stream *s);
  * col) or ENG_ENOMEM.
  */
 int eng_stream_auc(eng_auc_result *out, eng_auc_curve *curve, const eng_stream *s, int64_t col,
-		   int64_t max_points, eng_error *err);
+                   int64_t max_points, eng_error *err);
 
 /* ---- serialization ------------------------------------------------------------- */
 /*
@@ -158,7 +157,7 @@ int eng_stream_serialize(void **out, size_t *len, const eng_stream *s);
  * Returns 0, ENG_ESTATE or ENG_ENOMEM; *out is new on success.
  */
 int eng_stream_deserialize(eng_stream **out, const void *data, size_t len, size_t max_bytes,
-			   eng_error *err);
+                           eng_error *err);
 
 /* True when streams of a and b can merge (all but max_bytes equal). */
 bool eng_stream_config_equal(const eng_stream_config *a, const eng_stream_config *b);

@@ -53,8 +53,9 @@ def free_port():
 def start(binary, data_dir, threads):
     """lossd with request logging off (it would cost the server time)."""
     port = free_port()
+    # --stream-memory: room for an exact stream's 10 s of scores.
     cmd = [binary, "--bind", "127.0.0.1", "--port", str(port), "--data-dir", data_dir,
-           "--log-level", "warn", "--max-inflight", "4096"]
+           "--log-level", "warn", "--max-inflight", "4096", "--stream-memory", "1GiB"]
     if threads:
         cmd += ["--threads", str(threads)]
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

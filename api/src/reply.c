@@ -4,9 +4,11 @@
  * A handler fills an api_problem (status, stable code, JSON Pointer,
  * human-readable detail) as soon as something is wrong and renders it once,
  * at the end, as application/problem+json (API.md section 5, RFC 9457).
- * Successful replies are jansson trees rendered compactly with doubles at
- * 17 significant digits, so every double a client parses back is the one
- * the engine computed.
+ * Successful replies are jansson trees, written out here (not with
+ * json_dumps) so that every double is printed in the shortest form that
+ * parses back to the same double (0.1, not 0.10000000000000001, as Python,
+ * JavaScript and numpy print it): a client gets exactly the double the
+ * engine computed, in the digits a person expects.
  *
  * Invariants: a reply body is always plain malloc memory (free() or
  * api_reply_free()), NUL-terminated after len bytes, never jansson's heap,
@@ -311,11 +313,70 @@ void api_reply_error(api_reply *out, int status, const char *code, const char *f
 	api_reply_problem(out, &p);
 }
 
-static int dump_cb(const char *buffer, size_t size, void *data)
+/*
+ * The shortest of %.15g, %.16g, %.17g that reads back as d (17 always
+ * does), with ".0" kept on whole numbers so a real stays a real for typed
+ * clients. Most doubles need 15 to 17 digits, so three tries at most; the
+ * daemon never calls setlocale, so the decimal point is '.'.
+ */
+static void db_double(dynbuf *b, double d)
 {
-	dynbuf *b = data;
-	db_add(b, buffer, size);
-	return b->failed ? -1 : 0;
+	char num[40];
+	for (int prec = 15; prec <= 17; prec++) {
+		snprintf(num, sizeof num, "%.*g", prec, d);
+		if (prec == 17 || strtod(num, NULL) == d)
+			break;
+	}
+	if (!strpbrk(num, ".eEni"))
+		strcat(num, ".0");
+	db_puts(b, num);
+}
+
+/* Writes v compactly; objects in insertion order (jansson keeps it). */
+static void db_json(dynbuf *b, json_t *v)
+{
+	char num[32];
+	switch (json_typeof(v)) {
+	case JSON_OBJECT: {
+		const char *key;
+		json_t *x;
+		int first = 1;
+		db_add(b, "{", 1);
+		json_object_foreach(v, key, x)
+		{
+			if (!first)
+				db_add(b, ",", 1);
+			first = 0;
+			db_json_str(b, key);
+			db_add(b, ":", 1);
+			db_json(b, x);
+		}
+		db_add(b, "}", 1);
+		break;
+	}
+	case JSON_ARRAY: {
+		size_t i;
+		json_t *x;
+		db_add(b, "[", 1);
+		json_array_foreach(v, i, x)
+		{
+			if (i)
+				db_add(b, ",", 1);
+			db_json(b, x);
+		}
+		db_add(b, "]", 1);
+		break;
+	}
+	case JSON_STRING: db_json_str(b, json_string_value(v)); break;
+	case JSON_INTEGER:
+		snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		db_puts(b, num);
+		break;
+	case JSON_REAL: db_double(b, json_real_value(v)); break;
+	case JSON_TRUE: db_puts(b, "true"); break;
+	case JSON_FALSE: db_puts(b, "false"); break;
+	case JSON_NULL: db_puts(b, "null"); break;
+	}
 }
 
 void api_reply_json(api_reply *out, int status, json_t *body)
@@ -328,9 +389,8 @@ void api_reply_json(api_reply *out, int status, json_t *body)
 		                "out of memory while building the reply");
 		return;
 	}
-	/* Compact, doubles round-trip; JSON_ENCODE_ANY so a bare array works. */
-	size_t flags = JSON_COMPACT | JSON_REAL_PRECISION(17) | JSON_ENCODE_ANY;
-	if (json_dump_callback(body, dump_cb, &b, flags) != 0 || b.failed) {
+	db_json(&b, body);
+	if (b.failed) {
 		free(b.p);
 		json_decref(body);
 		api_reply_error(out, 503, "out_of_memory",

@@ -198,10 +198,18 @@ out:
 	return rc;
 }
 
+/* Row counts stay below 2^53 (exact in a double, far past any real stream):
+ * a state claiming more is corrupt, and a merge that would pass it is
+ * refused, so the int64 counters can never overflow. */
+#define COUNT_MAX ((int64_t)1 << 53)
+
 int eng_binned_merge(eng_binned *dst, const eng_binned *src)
 {
 	if (dst->n != src->n)
 		return ENG_ESTATE;
+	if (src->positives > COUNT_MAX - dst->positives ||
+	    src->negatives > COUNT_MAX - dst->negatives)
+		return ENG_ELIMIT;
 	commit(dst, src->pos, src->neg, src->positives, src->negatives);
 	return 0;
 }
@@ -370,7 +378,8 @@ int eng_binned_deserialize(eng_binned **out, const uint8_t *buf, size_t len)
 		return ENG_ESTATE;
 	uint64_t n = eng__get_u64(buf + 8);
 	uint64_t np = eng__get_u64(buf + 16), nn = eng__get_u64(buf + 24);
-	if (n < 2 || n > (uint64_t)ENG_BINNED_MAX_THRESHOLDS || np > INT64_MAX || nn > INT64_MAX)
+	if (n < 2 || n > (uint64_t)ENG_BINNED_MAX_THRESHOLDS || np > (uint64_t)COUNT_MAX ||
+	    nn > (uint64_t)COUNT_MAX)
 		return ENG_ESTATE;
 	if (len != HEADER + (size_t)(n + 1) * 16)
 		return ENG_ESTATE;

@@ -77,7 +77,8 @@ static const struct opt opts[] = {
          "on SIGTERM, how long open connections may take to finish", "30"},
         {"request-timeout", "LOSSD_REQUEST_TIMEOUT", K_INT, OFF(request_timeout), 0, 1, 86400,
          "SECONDS",
-         "longest time from the request line to the end of the body (slow clients are cut off)",
+         "longest time a client may take to send one request, from its first byte (headers "
+         "included) to the end of its body; slow clients are cut off",
          "120"},
         {"tokens-file", "LOSSD_TOKENS_FILE", K_STR, OFF(tokens_file), CAP(tokens_file), 0, 0,
          "FILE", "bearer tokens, one \"TOKEN PRINCIPAL [rw|ro]\" per line; /v1 then needs one", ""},

@@ -2,8 +2,9 @@
  * http.c - libmicrohttpd's side of lossd: read, route, bound, hand off,
  * answer.
  *
- * libmicrohttpd runs its own thread pool with epoll. Those threads only
- * parse, route, enforce limits and answer the direct routes (health,
+ * libmicrohttpd runs its own thread pool with poll() (srv__http_start says
+ * why not epoll). Those threads only parse, route, enforce limits and
+ * answer the direct routes (health,
  * metrics, version, openapi), so /healthz answers while every worker is
  * busy. A worker route's body is gathered into one buffer; then the
  * connection is suspended and the request handed to the libuv loop
@@ -33,10 +34,16 @@
  * the raw bytes); it accepts two different Content-Length headers (it
  * reads the first), Content-Length together with chunked, and unknown
  * Transfer-Encodings (as "read until close"): all three are refused on the
- * first call, before any body byte is read.
+ * first call, before any body byte is read. Its timeout counts idle time
+ * only, so a client trickling a byte a second is never idle: conns.c
+ * gives each request --request-timeout from its first byte (headers
+ * included) and shuts down the sockets of those past it. It does not
+ * require Host in HTTP/1.1 (we do), and GnuTLS' default priorities still
+ * offer TLS 1.0 (we ask for 1.2+).
  *
- * Lock order: no lock is held here; the hand-off lock lives in loop.c and
- * the log lock in log.c, both leaves.
+ * Lock order: no lock is held here; the hand-off lock lives in loop.c,
+ * the log lock in log.c and the connection table's in conns.c, all
+ * leaves.
  * Invariants: a connection is suspended only while its request is admitted
  * (counted in s->inflight); done() resumes it, so inflight == 0 means no
  * connection is suspended. To stop, srv_main swaps inflight from 0 to
@@ -61,6 +68,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "conns.h"
 #include "headers.h"
 #include "log.h"
 #include "metrics.h"
@@ -99,6 +107,7 @@ struct req {
 	const char *error; /* problem code for the log, or NULL */
 	struct timespec t0;
 	char client[64];
+	srv_conn *timer; /* the connection's request clock (conns.c), or NULL */
 };
 
 static double since(const struct timespec *t0)
@@ -251,7 +260,7 @@ static void drop_body(struct req *r)
 
 /* ---- the stages ------------------------------------------------------------------ */
 
-static enum MHD_Result on_headers(struct req *r, const char *url)
+static enum MHD_Result on_headers(struct req *r, const char *url, const char *version)
 {
 	srv_server *s = r->srv;
 	srv_framing f = {0};
@@ -275,6 +284,11 @@ static enum MHD_Result on_headers(struct req *r, const char *url)
 	status = srv__framing_check(&f, &code, &detail);
 	if (status)
 		return send_problem(r, status, code, NULL, 0, "%s", detail);
+	/* RFC 9112 section 3.2: a 1.1 request without Host is a 400. */
+	if (version && !strcmp(version, MHD_HTTP_VERSION_1_1) &&
+	    !MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST))
+		return send_problem(r, 400, "missing_host", NULL, 0,
+		                    "an HTTP/1.1 request needs a Host header");
 
 	m = srv_route_match(&r->match, r->method, r->target, s->cfg.test_hooks);
 	switch (m) {
@@ -479,6 +493,8 @@ static enum MHD_Result on_body_end(struct req *r)
 	srv_metrics_queued_add(1);
 	r->job.run = job_run;
 	r->job.done = job_done;
+	/* The request is ours now: no request clock while the workers have it. */
+	srv__conn_timed(s->conns, r->timer, false);
 	MHD_suspend_connection(r->conn);
 	srv_loop_submit(s->loop, &r->job);
 	return MHD_YES;
@@ -498,7 +514,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
 	case ST_NEW:
 		r->conn = conn;
 		snprintf(r->method, sizeof(r->method), "%s", method);
-		return on_headers(r, url);
+		return on_headers(r, url, version);
 	case ST_BODY:
 		if (*upload_data_size) {
 			if (r->pending)
@@ -560,6 +576,8 @@ static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *conn)
 	r->srv = s;
 	r->conn = conn;
 	r->route = SRV_ROUTE_NONE;
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	r->timer = ci ? ci->socket_context : NULL;
 	clock_gettime(CLOCK_MONOTONIC, &r->t0);
 	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 	if (ci && ci->client_addr) {
@@ -605,6 +623,9 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
 	                         : (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK ? "connection_closed"
 	                                                                       : NULL),
 	});
+	/* The next request on this connection has --request-timeout from now
+	 * (an idle one goes first, at --timeout). */
+	srv__conn_timed(s->conns, r->timer, true);
 	api_reply_free(&r->reply);
 	drop_body(r);
 	free(r->target);
@@ -633,6 +654,23 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	srv_log(SRV_LOG_DEBUG, "\"component\":\"microhttpd\"", "%s", msg);
 }
 
+/* Registers each connection with the request-timeout sweeper (conns.c):
+ * "started" comes before any byte is read, "closed" before the fd is. */
+static void conn_cb(void *cls, struct MHD_Connection *conn, void **socket_context,
+                    enum MHD_ConnectionNotificationCode code)
+{
+	srv_server *s = cls;
+	const union MHD_ConnectionInfo *ci;
+
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		*socket_context = ci ? srv__conn_open(s->conns, ci->connect_fd) : NULL;
+	} else {
+		srv__conn_close(s->conns, *socket_context);
+		*socket_context = NULL;
+	}
+}
+
 /* ---- daemon ------------------------------------------------------------------------ */
 
 int srv__http_start(srv_server *s)
@@ -640,7 +678,7 @@ int srv__http_start(srv_server *s)
 	struct addrinfo hints = {0}, *ai = NULL;
 	unsigned int flags;
 	const union MHD_DaemonInfo *di;
-	struct MHD_OptionItem tls[3] = {{MHD_OPTION_END, 0, NULL}};
+	struct MHD_OptionItem tls[4] = {{MHD_OPTION_END, 0, NULL}};
 	int rc;
 
 	hints.ai_flags = AI_NUMERICHOST | AI_PASSIVE;
@@ -661,13 +699,32 @@ int srv__http_start(srv_server *s)
 	if (ai->ai_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	if (s->tls_cert_pem) {
+		if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+			srv_log(SRV_LOG_ERROR, NULL,
+			        "this libmicrohttpd is built without TLS: --tls-cert cannot be "
+			        "served");
+			freeaddrinfo(ai);
+			return -1;
+		}
 		flags |= MHD_USE_TLS;
 		tls[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, s->tls_key_pem};
 		tls[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, s->tls_cert_pem};
-		tls[2] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+		/* TLS 1.2 and 1.3 only (GnuTLS' NORMAL still offers 1.0/1.1). */
+		tls[2] = (struct MHD_OptionItem){
+		        MHD_OPTION_HTTPS_PRIORITIES, 0,
+		        (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"};
+		tls[3] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+	}
+	if (srv__conns_start(&s->conns, s->cfg.request_timeout) != 0) {
+		srv_log(SRV_LOG_ERROR, NULL, "cannot start the request-timeout sweeper");
+		freeaddrinfo(ai);
+		return -1;
 	}
 	for (int attempt = 0; attempt < 2 && !s->mhd; attempt++) {
-		unsigned int poll = attempt == 0 ? MHD_USE_EPOLL : MHD_USE_AUTO;
+		/* poll, not epoll: 0.9.75's edge-triggered epoll loses the EOF
+		 * of a client that sends part of a request and closes at once
+		 * (the connection then sits in CLOSE_WAIT until --timeout). */
+		unsigned int poll = attempt == 0 ? MHD_USE_POLL : MHD_USE_AUTO;
 		/* clang-format off */
 		s->mhd = MHD_start_daemon(
 			flags | poll, (uint16_t)s->cfg.port, NULL, NULL, access_cb, s,
@@ -680,6 +737,7 @@ int srv__http_start(srv_server *s)
 			MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
 			MHD_OPTION_URI_LOG_CALLBACK, uri_cb, s,
 			MHD_OPTION_NOTIFY_COMPLETED, completed_cb, s,
+			MHD_OPTION_NOTIFY_CONNECTION, conn_cb, s,
 			MHD_OPTION_UNESCAPE_CALLBACK, unescape_cb, s,
 			MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
 			MHD_OPTION_ARRAY, tls,
@@ -690,6 +748,8 @@ int srv__http_start(srv_server *s)
 	if (!s->mhd) {
 		srv_log(SRV_LOG_ERROR, NULL, "cannot listen on %s port %d: %s", s->cfg.bind,
 		        s->cfg.port, strerror(errno));
+		srv__conns_free(s->conns);
+		s->conns = NULL;
 		return -1;
 	}
 	di = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
@@ -705,10 +765,15 @@ void srv__http_quiesce(srv_server *s)
 
 void srv__http_stop(srv_server *s)
 {
+	/* The sweeper first (it must not shut down sockets MHD is closing);
+	 * the table after MHD, which reports every close into it. */
+	srv__conns_stop(s->conns);
 	if (s->mhd) {
 		MHD_stop_daemon(s->mhd);
 		s->mhd = NULL;
 	}
+	srv__conns_free(s->conns);
+	s->conns = NULL;
 	if (s->listen_fd >= 0) {
 		close(s->listen_fd);
 		s->listen_fd = -1;

@@ -11,11 +11,14 @@
  * Exposed names (all prefixed lossd_): http_requests_total{route,status},
  * http_request_duration_seconds{route} (histogram), http_in_flight_requests,
  * http_queue_depth, http_request_bytes_total, http_response_bytes_total,
- * http_overloaded_total, draining, build_info{version,...}.
+ * http_overloaded_total, draining, build_info{version,...}; and the stream
+ * store's streams, store_commit_groups_total, store_commit_ops_total (their
+ * ratio is the group-commit batching factor) and store_broken.
  *
  * It keeps process-wide state (one daemon per process).
  */
 #include "metrics.h"
+#include "streams.h"
 
 #include <jansson.h>
 #include <microhttpd.h>
@@ -247,6 +250,24 @@ char *srv_metrics_render(size_t *len)
 	        "lossd_build_info{version=\"%s\",microhttpd=\"%s\",libuv=\"%s\",jansson=\"%s\"} "
 	        "1\n",
 	        LOSSD_VERSION, MHD_get_version(), uv_version_string(), JANSSON_VERSION);
+
+	srv_streams_stats st;
+	srv_streams_get_stats(&st);
+	bprintf(&b,
+	        "# HELP lossd_streams Streams loaded (all tokens).\n"
+	        "# TYPE lossd_streams gauge\n"
+	        "lossd_streams %llu\n"
+	        "# HELP lossd_store_commit_groups_total Store transactions committed (one fsync each).\n"
+	        "# TYPE lossd_store_commit_groups_total counter\n"
+	        "lossd_store_commit_groups_total %llu\n"
+	        "# HELP lossd_store_commit_ops_total Stream writes committed in those transactions.\n"
+	        "# TYPE lossd_store_commit_ops_total counter\n"
+	        "lossd_store_commit_ops_total %llu\n"
+	        "# HELP lossd_store_broken 1 after a failed commit: writes refused until restart.\n"
+	        "# TYPE lossd_store_broken gauge\n"
+	        "lossd_store_broken %d\n",
+	        (unsigned long long)st.streams, (unsigned long long)st.commit_groups,
+	        (unsigned long long)st.commit_ops, st.store_broken ? 1 : 0);
 
 	if (b.failed) {
 		free(b.p);

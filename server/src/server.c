@@ -259,6 +259,10 @@ static int run(srv_server *s)
 		srv_log(SRV_LOG_ERROR, NULL, "cannot start the libuv loop");
 		goto out_streams;
 	}
+	if (geteuid() == 0)
+		srv_log(SRV_LOG_WARN, NULL,
+		        "running as root: run lossd as an unprivileged user (the container "
+		        "image does); it needs no privilege but its data dir and port");
 	if (srv__http_start(s) != 0)
 		goto out_loop;
 

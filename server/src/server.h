@@ -23,6 +23,7 @@ typedef struct srv_server {
 	api_ctx api;    /* limits + parallel hook; read-only */
 	srv_par *par;
 	struct srv_auth *auth;            /* NULL: no tokens configured */
+	struct srv_conns *conns;          /* open connections, request-timeout sweeper */
 	char *tls_cert_pem, *tls_key_pem; /* NULL: plain HTTP */
 	srv_loop *loop;
 	struct MHD_Daemon *mhd;

@@ -10,8 +10,8 @@
  *   2. under the stream's mutex: the idempotency check, eng_stream_merge
  *      (all or nothing), seq + 1, and srv__store_submit of an op carrying
  *      the delta's bytes (or, once the deltas since the last checkpoint
- *      outweigh the state, the whole state as a checkpoint) together with
- *      the idempotency key and the reply;
+ *      weigh twice the state, the whole state as a checkpoint) together
+ *      with the idempotency key and the reply;
  *   3. without the mutex: srv__store_wait until the group commit has written
  *      the group that holds the op (one transaction, one fsync for many
  *      updates of many streams), then the 2xx.
@@ -50,6 +50,10 @@
  * auth is off); another principal gets the same 404 unknown_stream as for
  * a missing id. Limits: max_streams per principal (507 too_many_streams),
  * max_bytes per stream (507 stream_memory_exceeded).
+ *
+ * Stream ids are 32 random hex digits (getrandom); a name is only a label.
+ * A worker blocked in srv__store_wait is idle, so the worker pool should
+ * be larger than the core count when streams are busy (bench_streams.py).
  *
  * Not here: HTTP (the router validated the id), JSON shapes (api layer).
  */

@@ -256,6 +256,31 @@ Test(reply, doubles_round_trip)
 	api_reply_free(&r);
 }
 
+Test(reply, doubles_are_printed_in_their_shortest_form)
+{
+	static const struct {
+		double x;
+		const char *text;
+	} cases[] = {
+	        {0.1, "0.1"},
+	        {0.51552076992710683, "0.5155207699271068"},
+	        {1.0, "1.0"},
+	        {-0.0, "-0.0"},
+	        {1.0 / 3.0, "0.3333333333333333"},
+	        {1e300, "1e+300"},
+	        {5e-324, "4.94065645841247e-324"},
+	        {2.5, "2.5"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		api_reply r;
+		api_reply_json(&r, 200, json_pack("[f]", cases[i].x));
+		char want[64];
+		snprintf(want, sizeof want, "[%s]", cases[i].text);
+		cr_expect_str_eq(r.body, want, "%.17g", cases[i].x);
+		api_reply_free(&r);
+	}
+}
+
 Test(reply, nan_cannot_reach_the_wire)
 {
 	/* jansson refuses non-finite reals; a caller that forgets to check

@@ -11,7 +11,7 @@ else ../../build/server/lossd relative to this file.
     # leaving the block sends SIGTERM and asserts exit status 0
 
 Server(args=(), env=None, test_hooks=False, data_dir=None, check_exit=True,
-       tls=False, tokens=None)
+       tls=False, tokens=None, contract=True)
     Starts lossd on 127.0.0.1 with --port 0 (the port is read from the
     daemon's JSON "listening" log line) and a fresh temporary --data-dir
     (or data_dir, kept across restarts when given), then waits for
@@ -24,10 +24,18 @@ Server(args=(), env=None, test_hooks=False, data_dir=None, check_exit=True,
     tokens: {token: "principal" or "principal ro"} written to a tokens file
     passed as --tokens-file; srv.request() then sends no Authorization
     unless headers= carries one (see auth()).
+    contract: when $LOSSD_OPENAPI_JSON names openapi.yaml as JSON
+    (scripts/openapi-json.sh), every reply srv.request() gets is checked
+    against it (contract.py); the failures collect in
+    srv.contract_failures and stop() fails with them. contract may also
+    be a contract.Contract to check against. contract=False (or
+    request(..., contract=False)) opts out; the test hook /v1/_sleep is
+    never checked (it is not part of the API).
     Attributes: port, base_url (also .url), data_dir, proc (subprocess.Popen),
     logs (list of parsed JSON log lines, appended as they arrive).
 
-  srv.request(method, path, body=None, headers=None, timeout=30) -> Response
+  srv.request(method, path, body=None, headers=None, timeout=30,
+              contract=True) -> Response
     One request on a new connection (http.client). body: bytes or str.
     path is sent exactly as given (raw; "%2F" stays "%2F").
   srv.get(path, **kw), srv.post(path, body, **kw), srv.delete(path, **kw)
@@ -42,7 +50,8 @@ Server(args=(), env=None, test_hooks=False, data_dir=None, check_exit=True,
   srv.wait_log(pred, timeout=10) -> the first log line dict with pred(line)
   srv.send_signal(sig), srv.wait(timeout=30) -> exit code
   srv.stop(sig=signal.SIGTERM, timeout=30) -> exit code (asserts 0 when
-    check_exit); called by __exit__; idempotent.
+    check_exit, then that no reply broke the contract); called by
+    __exit__; idempotent.
 
 Response: status (int), reason, headers (http.client.HTTPMessage; case-
 insensitive .get()), body (bytes), json() (parsed body), text().
@@ -67,13 +76,24 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import sys
 import threading
 import time
+
+from contract import Contract
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 LOSSD_BIN = os.environ.get(
     "LOSSD_BIN", os.path.join(_HERE, "..", "..", "build", "server", "lossd"))
 TEST_DATA = os.environ.get("LOSSD_TEST_DATA", os.path.join(_HERE, "..", "data"))
+CONTRACT = Contract.from_env()
+_UNCHECKED_PATHS = ("/v1/_sleep",)  # test hooks, not part of the API
+
+if CONTRACT is not None:
+    import atexit
+    atexit.register(lambda: sys.stderr.write(
+        "contract: %d replies checked against openapi.yaml, %d broke it\n"
+        % (Contract.checked, Contract.failed)))
 
 
 class Response:
@@ -112,8 +132,14 @@ def run_lossd(args, env=None, timeout=10):
 
 class Server:
     def __init__(self, args=(), env=None, test_hooks=False, data_dir=None,
-                 check_exit=True, start_timeout=20, tls=False, tokens=None):
+                 check_exit=True, start_timeout=20, tls=False, tokens=None,
+                 contract=True):
         self.check_exit = check_exit
+        if isinstance(contract, Contract):
+            self.contract = contract
+        else:
+            self.contract = CONTRACT if contract else None
+        self.contract_failures = []
         self.ssl_context = None
         self._secrets = None
         extra = []
@@ -227,16 +253,22 @@ class Server:
     def auth(token):
         return {"Authorization": "Bearer " + token}
 
-    def request(self, method, path, body=None, headers=None, timeout=30):
+    def request(self, method, path, body=None, headers=None, timeout=30, contract=True):
         conn = self.connection(timeout)
         try:
             if isinstance(body, str):
                 body = body.encode()
             conn.request(method, path, body=body, headers=headers or {})
             r = conn.getresponse()
-            return Response(r.status, r.reason, r.headers, r.read())
+            resp = Response(r.status, r.reason, r.headers, r.read())
         finally:
             conn.close()
+        if contract and self.contract is not None and \
+                not path.startswith(_UNCHECKED_PATHS):
+            # list.extend is atomic: tests send requests from many threads
+            self.contract_failures.extend(
+                self.contract.check(method, path, resp.status, resp.headers, resp.body))
+        return resp
 
     def get(self, path, **kw):
         return self.request("GET", path, **kw)
@@ -325,6 +357,10 @@ class Server:
         self._cleanup()
         if self.check_exit:
             assert code == 0, "lossd exited with %r; stderr=%r" % (code, self.stderr())
+        if self.contract_failures:
+            failures, self.contract_failures = self.contract_failures, []
+            raise AssertionError("%d replies broke openapi.yaml:\n  %s"
+                                 % (len(failures), "\n  ".join(failures[:50])))
         return code
 
     def __enter__(self):

@@ -31,7 +31,7 @@ import threading
 import time
 import unittest
 
-from lossd_harness import LOSSD_BIN, Server, run_lossd
+from lossd_harness import LOSSD_BIN, Server
 
 RSS_GROWTH_MB = 64  # after a whole family of cases
 PEAK_2MB_MB = 25    # VmHWM growth allowed for a 2 MB "[0,0,...]" body
@@ -808,10 +808,9 @@ class Streams(Base):
 
 class StreamMemoryCap(Base):
     """An exact stream keeps every score: past the per-stream cap, 507."""
-    server_args = ["--max-elements", "4000000", "--max-body", "64MiB"]
+    server_args = ["--max-elements", "4000000", "--max-body", "64MiB", "--stream-memory", "16MiB"]
 
     def test_exact_stream_hits_its_cap(self):
-        flags = run_lossd(["--help"]).stdout
         r = self.srv.post_json("/v1/streams", {"method": "exact"})
         self.assertEqual(r.status, 201, r)
         sid = r.json()["id"]
@@ -822,14 +821,15 @@ class StreamMemoryCap(Base):
                                        "b64": base64.b64encode(bytes(4 * n)).decode()}}).encode()
         got, last_ok = None, None
         rss0 = self.rss()["VmRSS"]
-        for i in range(64):  # 64 M scores: past a 64 MiB cap at any size per score
+        for i in range(16):  # 16 M scores: past a 16 MiB cap at any size per score
             r = self.srv.post("/v1/streams/%s/update" % sid, body,
                               headers={"Content-Type": "application/json"}, timeout=60)
             if r.status != 200:
                 got = r
                 break
             last_ok = r.json()
-        self.assertIsNotNone(got, "no cap reached after 64 M scores (flags: %s)" % flags[:0])
+        self.assertIsNotNone(got, "no cap reached after 16 M scores")
+        self.assertIsNotNone(last_ok, "the first 1 M scores should fit in 16 MiB")
         self.assertEqual((got.status, got.problem()["code"]), (507, "stream_memory_exceeded"))
         # the refused update changed nothing, and the stream still answers
         r = self.srv.get("/v1/streams/" + sid)

@@ -153,6 +153,15 @@ class StreamsTest(unittest.TestCase):
             self.assertLessEqual(len(got["curve"]["x"]), 50)
             self.assertEqual(len(got["curve"]["x"]), len(got["curve"]["y"]))
 
+            # the store's figures in /metrics: 3 streams, every write committed,
+            # and commits grouped (never more groups than writes)
+            self.assertEqual(srv.metric("lossd_streams"), 3)
+            groups = srv.metric("lossd_store_commit_groups_total")
+            ops = srv.metric("lossd_store_commit_ops_total")
+            self.assertGreaterEqual(ops, 3 + 40 + 24 + 15)
+            self.assertLessEqual(groups, ops)
+            self.assertEqual(srv.metric("lossd_store_broken"), 0)
+
     def test_merge_across_servers(self):
         y, s, w = make_data(2000, 4)
         cfg = {"method": "binned", "num_thresholds": 50, "loss": "binary_crossentropy"}

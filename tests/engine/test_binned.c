@@ -305,6 +305,23 @@ Test(binned, serialization_round_trip_and_corruption)
 	copy[len - 2] = 0xff;
 	cr_expect_eq(eng_binned_deserialize(&bad, copy, len), ENG_ESTATE);
 	cr_expect_null(bad);
+
+	/* Counts are bounded so merges can never overflow the int64 counters:
+	 * a state claiming 2^53 + 1 positives is corrupt; two states at the
+	 * bound do not merge. */
+	memcpy(copy, buf, len);
+	for (int k = 0; k < 8; k++)
+		copy[16 + k] = (uint8_t)((((uint64_t)1 << 53) + 1) >> (8 * k));
+	cr_expect_eq(eng_binned_deserialize(&bad, copy, len), ENG_ESTATE);
+	memcpy(copy, buf, len);
+	for (int k = 0; k < 8; k++)
+		copy[16 + k] = (uint8_t)(((uint64_t)1 << 53) >> (8 * k));
+	eng_binned *big1, *big2;
+	cr_assert_eq(eng_binned_deserialize(&big1, copy, len), 0);
+	cr_assert_eq(eng_binned_deserialize(&big2, copy, len), 0);
+	cr_expect_eq(eng_binned_merge(big1, big2), ENG_ELIMIT);
+	eng_binned_free(big1);
+	eng_binned_free(big2);
 	free(copy);
 	free(buf);
 	eng_binned_free(b);

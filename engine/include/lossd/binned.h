@@ -46,7 +46,8 @@ int eng_binned_add(eng_binned *b, const eng_auc_data *d, int64_t col, eng_error 
 int eng_binned_add_values(eng_binned *b, const double *score, const uint8_t *label,
                           const double *weight, int64_t n, eng_error *err);
 
-/* dst += src. ENG_ESTATE when the thresholds differ (dst unchanged). */
+/* dst += src. ENG_ESTATE when the thresholds differ, ENG_ELIMIT when a row
+ * count would pass 2^53 (dst unchanged in both cases). */
 int eng_binned_merge(eng_binned *dst, const eng_binned *src);
 
 /*

@@ -29,7 +29,13 @@ OUT=${LOAD_OUT:-$ROOT/bench/results/load.jsonl}
 BIN=${LOSSD_BIN:-$ROOT/build/server/lossd}
 export WRK_DIR=$ROOT/bench/wrk
 
-command -v wrk >/dev/null || { echo "load.sh: wrk is not installed (apt-get install wrk)" >&2; exit 1; }
+if ! command -v wrk >/dev/null || ! command -v curl >/dev/null; then
+	SUDO=""
+	[ "$(id -u)" -ne 0 ] && SUDO=sudo
+	echo "load.sh: installing wrk curl" >&2
+	$SUDO apt-get update -qq >/dev/null
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends wrk curl >/dev/null
+fi
 if [ ! -x "$BIN" ]; then
 	cmake -S "$ROOT" -B "$ROOT/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 	cmake --build "$ROOT/build" -j"$(nproc)" --target lossd >/dev/null
@@ -39,6 +45,7 @@ mkdir -p "$(dirname "$OUT")"
 
 TMP=$(mktemp -d)
 PID=""
+# shellcheck disable=SC2317 # called by the trap
 cleanup() {
 	[ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
 	rm -rf "$TMP"
@@ -90,7 +97,7 @@ run() { # run <name> <lua> <threads> <connections> <overload 0|1> <lossd flags..
 	sleep 0.5
 	kill "$sampler" 2>/dev/null || true
 	wait "$sampler" 2>/dev/null || true
-	for r in $(cat "$TMP/rss"); do ((r > peak)) && peak=$r; done
+	while read -r r; do ((r > peak)) && peak=$r; done <"$TMP/rss"
 	local rss1
 	rss1=$(rss_kb "$PID")
 	stop

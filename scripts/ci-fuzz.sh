@@ -28,6 +28,18 @@ FUZZ_TIMEOUT=${FUZZ_TIMEOUT:-10}
 FUZZ_RSS_MB=${FUZZ_RSS_MB:-2048}
 export CC=${CC:-clang}
 
+# clang and its libFuzzer runtime (Debian: clang-14, libclang-rt-14-dev).
+if ! command -v "$CC" >/dev/null || ! dpkg-query -W -f='${Status}' libclang-rt-14-dev 2>/dev/null |
+	grep -q "install ok installed"; then
+	SUDO=""
+	[ "$(id -u)" -ne 0 ] && SUDO=sudo
+	echo "ci-fuzz: installing clang-14 libclang-rt-14-dev" >&2
+	$SUDO apt-get update -qq >/dev/null
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+		clang-14 libclang-rt-14-dev >/dev/null
+	command -v "$CC" >/dev/null || export CC=clang-14
+fi
+
 for s in llvm-symbolizer llvm-symbolizer-14; do
 	if command -v "$s" >/dev/null; then
 		export ASAN_SYMBOLIZER_PATH

@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 need=()
 command -v npm >/dev/null || need+=(nodejs npm)
 command -v clang-format >/dev/null || need+=(clang-format)
+command -v shellcheck >/dev/null || need+=(shellcheck) # docker/lint.sh checks the scripts with it
 if ((${#need[@]})); then
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi

@@ -13,8 +13,10 @@ set -euo pipefail
 out=${1:?usage: scripts/openapi-json.sh OUT.json}
 root=$(cd "$(dirname "$0")/.." && pwd)
 tools=$root/tools/contract
-command -v node >/dev/null && command -v npm >/dev/null ||
-	{ echo "openapi-json.sh: needs node and npm (apt-get install nodejs npm)" >&2; exit 1; }
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+	echo "openapi-json.sh: needs node and npm (apt-get install nodejs npm)" >&2
+	exit 1
+fi
 if [ ! -d "$tools/node_modules/yaml" ]; then
 	(cd "$tools" && npm ci --no-audit --no-fund --loglevel=error) >&2
 fi

@@ -1,16 +1,27 @@
 #!/usr/bin/env bash
-# scripts/test.sh - build lossd with -Werror and run every test (unit + e2e).
+# scripts/test.sh - set up a fresh Debian 12 machine and run every test.
 #
-#   scripts/test.sh                 build into build/ and run ctest
-#   BUILD_DIR=/tmp/b scripts/test.sh
-#   CMAKE_ARGS="-DLOSSD_SANITIZE=address,undefined" BUILD_DIR=build-asan scripts/test.sh
-#   CTEST_ARGS="-L unit" scripts/test.sh
+#   scripts/test.sh            everything (what CI runs, via .ci/run)
+#   scripts/test.sh --quick    only the build and ctest (unit, race, e2e)
+#   BUILD_DIR=/tmp/b CTEST_ARGS="-L unit" scripts/test.sh --quick
 #
-# Installs the build and test packages with apt-get when any is missing (as
-# root, or through sudo; apt's output goes to a log that is shown only if
-# it fails), configures with -DLOSSD_WERROR=ON, builds, and runs
-# `ctest --output-on-failure`. Idempotent: a second run only rebuilds what
-# changed. Exits non-zero when anything fails.
+# Stages, each reported as it ends; a failing stage does not stop the
+# others, and the script exits non-zero when any failed:
+#   core      apt-get install, build with -DLOSSD_WERROR=ON, ctest: Criterion
+#             unit tests, race executables, end-to-end tests against the real
+#             binary, every e2e reply checked against openapi.yaml (contract)
+#   lint      openapi.yaml lint, clang-format, vendored web files up to date,
+#             Dockerfile / compose / Kubernetes lint
+#   sanitize  the whole ctest suite under ASan+UBSan, race tests under TSan
+#   fuzz      each libFuzzer harness for FUZZ_SECONDS (default 45)
+#   browser   the dashboard and /docs in headless Chromium
+#   docker    the Dockerfile's build steps replayed in a clean folder
+#   bench     every benchmark on tiny sizes, peers not installed (asserts
+#             accuracy, never time; bench/run.sh does the full comparison),
+#             and the wrk load / overload run for LOAD_SECONDS (default 5)
+#
+# Installs what each stage needs with apt-get (as root, or through sudo) and
+# npm (pinned lock files). Idempotent: a second run only rebuilds.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -23,6 +34,7 @@ for p in "${PKGS[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
 		missing+=("$p")
 done
+command -v npm >/dev/null || missing+=(nodejs npm)  # scripts/openapi-json.sh
 if ((${#missing[@]})); then
 	SUDO=""
 	if [ "$(id -u)" -ne 0 ]; then
@@ -38,14 +50,57 @@ if ((${#missing[@]})); then
 	fi
 fi
 
-# shellcheck disable=SC2086 # CMAKE_ARGS is a list of words on purpose
-cmake -S . -B "$BUILD_DIR" -DLOSSD_WERROR=ON -DLOSSD_BUILD_TESTS=ON ${CMAKE_ARGS:-} >/dev/null
-if ! cmake --build "$BUILD_DIR" -j"$(nproc)" >"$BUILD_DIR/build.log" 2>&1; then
-	cat "$BUILD_DIR/build.log" >&2
-	echo "test.sh: build failed (log: $BUILD_DIR/build.log)" >&2
-	exit 1
+QUICK=0
+[ "${1:-}" = "--quick" ] && QUICK=1
+ROOT=$PWD
+failed=()
+passed=()
+stage() { # stage NAME COMMAND...: runs a stage, records its result
+	local name=$1 t0=$SECONDS rc=0
+	shift
+	echo "== test.sh: stage $name" >&2
+	"$@" || rc=$?
+	if [ "$rc" -eq 0 ]; then
+		passed+=("$name")
+		echo "== test.sh: stage $name passed ($((SECONDS - t0)) s)" >&2
+	else
+		failed+=("$name")
+		echo "== test.sh: stage $name FAILED (exit $rc, $((SECONDS - t0)) s)" >&2
+	fi
+}
+
+core() {
+	# shellcheck disable=SC2086 # CMAKE_ARGS is a list of words on purpose
+	cmake -S . -B "$BUILD_DIR" -DLOSSD_WERROR=ON -DLOSSD_BUILD_TESTS=ON ${CMAKE_ARGS:-} >/dev/null
+	if ! cmake --build "$BUILD_DIR" -j"$(nproc)" >"$BUILD_DIR/build.log" 2>&1; then
+		cat "$BUILD_DIR/build.log" >&2
+		echo "test.sh: build failed (log: $BUILD_DIR/build.log)" >&2
+		return 1
+	fi
+	# The contract: the e2e tests check every reply against openapi.yaml, read
+	# as JSON (tests/e2e/contract.py; the pinned YAML parser is in tools/contract).
+	scripts/openapi-json.sh "$BUILD_DIR/openapi.json"
+	LOSSD_OPENAPI_JSON="$(cd "$BUILD_DIR" && pwd)/openapi.json"
+	export LOSSD_OPENAPI_JSON
+	# Sequential: several e2e tests load the machine on purpose.
+	# shellcheck disable=SC2086
+	(cd "$BUILD_DIR" && ctest --output-on-failure ${CTEST_ARGS:-})
+}
+
+lint() {
+	scripts/ci-lint.sh && scripts/vendor-web.sh --check && docker/lint.sh
+}
+
+stage core core
+if [ "$QUICK" -eq 0 ]; then
+	export LOSSD_BIN="$ROOT/$BUILD_DIR/server/lossd"
+	stage lint lint
+	stage sanitize scripts/ci-sanitize.sh
+	stage fuzz env FUZZ_SECONDS="${FUZZ_SECONDS:-45}" scripts/ci-fuzz.sh
+	stage browser scripts/ci-browser.sh
+	stage docker docker/build-steps.sh
+	stage bench bash -c 'bench/run.sh --smoke --no-install && LOAD_SECONDS="${LOAD_SECONDS:-5}" bench/load.sh'
 fi
-cd "$BUILD_DIR"
-# Sequential by default: the e2e tests measure latencies under load.
-# shellcheck disable=SC2086
-ctest --output-on-failure ${CTEST_ARGS:-}
+
+echo "test.sh: stages ${#passed[@]} passed, ${#failed[@]} failed${failed:+: ${failed[*]}}"
+[ "${#failed[@]}" -eq 0 ]

@@ -98,8 +98,8 @@
 			const tr = el('tr', { 'data-id': s.id, tabindex: '0' });
 			if (s.id === selected) tr.className = 'selected';
 			const name = el('td', { class: 'name' });
-			name.append(el('span', { class: 'label' }, s.name || '(unnamed)'), el('span', { class: 'id' }, s.id));
-			tr.append(name, el('td', {}, `${s.method || ''}${s.curve === 'pr' ? ' · PR' : ''}`),
+			name.append(el('span', { class: 'label' }, s.name || '(unnamed)'), el('span', { class: 'id', title: s.id }, s.id));
+			tr.append(name, el('td', { class: 'method' }, `${s.method || ''}${s.curve === 'pr' ? ' · PR' : ''}`),
 				el('td', { class: 'num auc' }, fmtAuc(r.auc)), el('td', { class: 'num' }, fmtInt(r.count ?? s.count)),
 				el('td', { class: 'num' }, fmtNum(r.loss, 4)));
 			tr.addEventListener('click', () => select(s.id));
@@ -132,12 +132,32 @@
 				{ label: roc ? 'chance' : 'base rate', stroke: '#9aa4b2', dash: [6, 4], width: 1, points: { show: false } },
 			],
 			cursor: { drag: { x: false, y: false } },
+			legend: { live: false },
 		};
 		const histOpts = {
 			width: chartWidth(hnode),
 			height: 300,
-			scales: { x: { time: true } },
-			axes: [{}, { label: 'AUC', values: (u, vals) => vals.map((v) => v.toFixed(3)) }],
+			scales: {
+				x: { time: true },
+				// Around the values, within [0, 1]: a flat series stays readable.
+				y: {
+					range: (u, min, max) => {
+						if (min === null || max === null) return [0, 1];
+						const pad = Math.max((max - min) * 0.1, 0.005);
+						return [Math.max(0, min - pad), Math.min(1, max + pad)];
+					},
+				},
+			},
+			axes: [{}, {
+				label: 'AUC',
+				size: 70,
+				// Enough decimals to tell the ticks apart when the AUC barely moves.
+				values: (u, splits, ax, space, incr) => {
+					const dec = Math.min(8, Math.max(2, Math.ceil(-Math.log10(incr || 1))));
+					return splits.map((v) => v.toFixed(dec));
+				},
+			}],
+			legend: { live: false },
 			series: [{}, { label: 'AUC', stroke: '#0a7d45', width: 2, value: (u, v) => fmtAuc(v), points: { show: true, size: 4 } }],
 		};
 		charts = {
@@ -165,7 +185,7 @@
 		const kind = info && info.curve === 'pr' ? 'pr' : 'roc';
 		$('detail-title').textContent = `${(info && info.name) || r.name || '(unnamed)'} · ${r.id}`;
 		$('d-auc').textContent = fmtAuc(r.auc);
-		$('d-err').textContent = r.error_bound === null || r.error_bound === undefined ? '—' : Number(r.error_bound).toExponential(2);
+		$('d-err').textContent = r.error_bound === null || r.error_bound === undefined ? '—' : r.error_bound === 0 ? '0' : Number(r.error_bound).toExponential(2);
 		$('d-count').textContent = fmtInt(r.count);
 		$('d-posneg').textContent = `${fmtInt(r.positives)} / ${fmtInt(r.negatives)}`;
 		$('d-loss').textContent = fmtNum(r.loss, 4);

@@ -72,6 +72,7 @@
 #include "headers.h"
 #include "log.h"
 #include "metrics.h"
+#include "ui.h"
 
 enum stage { ST_NEW, ST_BODY, ST_QUEUED, ST_SENT };
 
@@ -160,7 +161,7 @@ static enum MHD_Result send_reply(struct req *r, api_reply *rep, const char *all
 	if (rep->content_type)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, rep->content_type);
 	MHD_add_response_header(resp, "X-Request-Id", r->request_id);
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	srv__ui_headers(resp, r->route); /* Cache-Control; CSP for the dashboard */
 	if (rep->retry_after > 0) {
 		snprintf(ra, sizeof(ra), "%d", rep->retry_after);
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);

@@ -1,6 +1,6 @@
 /*
  * ops.c - the direct routes: /healthz, /livez, /readyz, /metrics,
- * /openapi.yaml, /v1/version.
+ * /openapi.yaml, /v1/version, and the dashboard's files (ui.c).
  *
  * Answered on the libmicrohttpd thread that read the request, so they keep
  * answering while every worker is busy. Each is cheap and bounded: a
@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "metrics.h"
+#include "ui.h"
 
 #ifndef LOSSD_VERSION
 #define LOSSD_VERSION "0.0.0"
@@ -83,6 +84,10 @@ void srv__ops(api_reply *out, const srv_server *s, enum srv_route route)
 		return;
 	case SRV_ROUTE_VERSION: version(out, s); return;
 	default: break;
+	}
+	if (srv__ui_route(route)) {
+		srv__ui_reply(out, route);
+		return;
 	}
 	api_reply_error(out, 500, "internal_error", "route %d is not a direct route", (int)route);
 }

@@ -39,6 +39,14 @@ static const srv_route_info table[] = {
         {SRV_ROUTE_STREAMS_STATE, "GET", "/v1/streams/{id}/state", SRV_WORKER, false, false},
         {SRV_ROUTE_STREAMS_MERGE, "POST", "/v1/streams/{id}/merge", SRV_WORKER, true, true},
         {SRV_ROUTE_TEST_SLEEP, "POST", "/v1/_sleep", SRV_WORKER, true, false},
+        {SRV_ROUTE_UI_INDEX, "GET", "/", SRV_DIRECT, false, false},
+        {SRV_ROUTE_UI_DOCS, "GET", "/docs", SRV_DIRECT, false, false},
+        {SRV_ROUTE_UI_APP_JS, "GET", "/ui/app.js", SRV_DIRECT, false, false},
+        {SRV_ROUTE_UI_STYLE_CSS, "GET", "/ui/style.css", SRV_DIRECT, false, false},
+        {SRV_ROUTE_UI_DOCS_CSS, "GET", "/ui/docs.css", SRV_DIRECT, false, false},
+        {SRV_ROUTE_UI_FAVICON, "GET", "/ui/favicon.svg", SRV_DIRECT, false, false},
+        {SRV_ROUTE_UI_UPLOT_JS, "GET", "/ui/uPlot.iife.min.js", SRV_DIRECT, false, false},
+        {SRV_ROUTE_UI_UPLOT_CSS, "GET", "/ui/uPlot.min.css", SRV_DIRECT, false, false},
 };
 #define NROUTES (sizeof(table) / sizeof(table[0]))
 

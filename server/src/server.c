@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "tls.h"
 #include "log.h"
 #include "metrics.h"
 #include "server.h"
@@ -140,6 +141,11 @@ static int load_secrets(srv_server *s)
 		if (!s->tls_cert_pem || !s->tls_key_pem) {
 			srv_log(SRV_LOG_ERROR, NULL, "cannot read --tls-cert %s or --tls-key %s",
 			        s->cfg.tls_cert, s->cfg.tls_key);
+			return -1;
+		}
+		if (srv__tls_check(s->tls_cert_pem, s->tls_key_pem, err, sizeof(err)) != 0) {
+			srv_log(SRV_LOG_ERROR, NULL, "--tls-cert %s with --tls-key %s: %s",
+			        s->cfg.tls_cert, s->cfg.tls_key, err);
 			return -1;
 		}
 	}

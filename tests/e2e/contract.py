@@ -133,7 +133,9 @@ class Contract:
         for tsegs, template, item in self.paths:
             if len(tsegs) != len(segs):
                 continue
-            if all(t == s or (t.startswith("{") and t.endswith("}") and s)
+            # a {param} fits any one segment, even an empty one: the server
+            # routes by shape first and answers a bad id with 400
+            if all(t == s or (t.startswith("{") and t.endswith("}"))
                    for t, s in zip(tsegs, segs)):
                 return template, item
         return None, None

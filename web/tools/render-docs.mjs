@@ -184,6 +184,7 @@ function render() {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${esc(info.title || 'API')} ${esc(info.version || '')} — API reference</title>
+<link rel="icon" href="/ui/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/ui/docs.css">
 </head>
 <body>

@@ -31,8 +31,7 @@ const char *eng_dtype_name(eng_dtype d)
 	return "?";
 }
 
-int eng_error_set(eng_error *err, int code, const char *field, int64_t index,
-		  const char *fmt, ...)
+int eng_error_set(eng_error *err, int code, const char *field, int64_t index, const char *fmt, ...)
 {
 	if (err) {
 		va_list ap;
@@ -46,8 +45,7 @@ int eng_error_set(eng_error *err, int code, const char *field, int64_t index,
 	return code;
 }
 
-void eng_parallel_for(const eng_parallel *par, int64_t ntasks, eng_task_fn fn,
-		      void *arg)
+void eng_parallel_for(const eng_parallel *par, int64_t ntasks, eng_task_fn fn, void *arg)
 {
 	if (ntasks <= 0)
 		return;

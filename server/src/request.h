@@ -21,10 +21,10 @@
 #include "lossd/api.h"
 
 typedef struct srv_request {
-	const char *method;          /* "GET", "POST", ... */
-	const char *route;           /* route pattern, e.g. "/v1/streams/{id}/update" */
-	const char *id;              /* validated {id} or NULL */
-	const char *query;           /* raw query string after '?', or NULL */
+	const char *method; /* "GET", "POST", ... */
+	const char *route;  /* route pattern, e.g. "/v1/streams/{id}/update" */
+	const char *id;     /* validated {id} or NULL */
+	const char *query;  /* raw query string after '?', or NULL */
 	const char *body;
 	size_t len;
 	const char *idempotency_key; /* Idempotency-Key header or NULL */

@@ -302,9 +302,8 @@ Test(loss_errors, out_of_memory_at_every_allocation, .timeout = 60)
 			/* Every failed allocation is the 503, also one inside
 			 * jansson's lexer (which would otherwise damage a string:
 			 * api_parse_body discards such a tree). */
-			cr_expect(r.status == 503,
-			          "body %zu, allocation %ld: %d %.*s", b, n, r.status, (int)r.len,
-			          r.body);
+			cr_expect(r.status == 503, "body %zu, allocation %ld: %d %.*s", b, n,
+			          r.status, (int)r.len, r.body);
 			cr_expect_str_eq(r.content_type, API_PROBLEM_JSON);
 			fails += r.status == 503;
 			api_reply_free(&r);

@@ -16,7 +16,7 @@
 #include "lossd/eng.h"
 
 /* ---- replies ---------------------------------------------------------------- */
-#define API_JSON "application/json"
+#define API_JSON         "application/json"
 #define API_PROBLEM_JSON "application/problem+json"
 
 typedef struct api_reply {
@@ -26,7 +26,7 @@ typedef struct api_reply {
 	                           * bytes; NULL (len 0) only when even the problem
 	                           * body could not be allocated (status then 503) */
 	size_t len;
-	int retry_after;          /* seconds for Retry-After, 0 for none */
+	int retry_after; /* seconds for Retry-After, 0 for none */
 } api_reply;
 
 /* Frees the body and resets *r. Accepts NULL. */
@@ -46,9 +46,8 @@ typedef struct api_problem {
 } api_problem;
 
 /* Fills *p (p may be NULL) and returns -1, so `return api_problem_set(...)`. */
-int api_problem_set(api_problem *p, int status, const char *code,
-		    const char *pointer, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
+int api_problem_set(api_problem *p, int status, const char *code, const char *pointer,
+                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 /* Fills *p from a failed engine call: the code by err->code, the pointer
  * from err->field and err->index. Returns -1. */
@@ -58,8 +57,8 @@ int api_problem_from_eng(api_problem *p, const eng_error *err);
 void api_reply_problem(api_reply *out, const api_problem *p);
 
 /* Shorthand: a problem reply without a pointer. */
-void api_reply_error(api_reply *out, int status, const char *code,
-		     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void api_reply_error(api_reply *out, int status, const char *code, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
 
 /* Renders body as an application/json reply; steals body. NaN and Inf
  * never reach the wire: callers put json_null() for undefined values. */
@@ -73,11 +72,13 @@ typedef struct api_ctx {
 	int max_depth;           /* JSON nesting */
 } api_ctx;
 
-#define API_DEFAULT_MAX_ELEMENTS ((int64_t)64 * 1024 * 1024)
+#define API_DEFAULT_MAX_ELEMENTS   ((int64_t)64 * 1024 * 1024)
 #define API_DEFAULT_MAX_JSON_BYTES ((size_t)1024 * 1024 * 1024)
-#define API_DEFAULT_MAX_DEPTH 64
-#define API_CTX_INIT \
-	{ NULL, API_DEFAULT_MAX_ELEMENTS, API_DEFAULT_MAX_JSON_BYTES, API_DEFAULT_MAX_DEPTH }
+#define API_DEFAULT_MAX_DEPTH      64
+#define API_CTX_INIT                                                                               \
+	{                                                                                          \
+		NULL, API_DEFAULT_MAX_ELEMENTS, API_DEFAULT_MAX_JSON_BYTES, API_DEFAULT_MAX_DEPTH  \
+	}
 
 /*
  * Parses a request body strictly: valid UTF-8 JSON, an object at the top,
@@ -87,8 +88,7 @@ typedef struct api_ctx {
  * reference, or NULL with *p set (400 malformed_json / not_an_object /
  * too_deep, 413 too_many_elements / body_too_large).
  */
-json_t *api_parse_body(const api_ctx *ctx, const char *body, size_t len,
-		       api_problem *p);
+json_t *api_parse_body(const api_ctx *ctx, const char *body, size_t len, api_problem *p);
 
 /*
  * Bytes of jansson heap held right now by values allocated on the calling
@@ -111,11 +111,14 @@ typedef struct api_tensor {
 	void *buf;    /* new: released by api_tensor_free */
 } api_tensor;
 
-#define API_TENSOR_INIT { { ENG_F64, 0, { 0 }, 0, NULL }, NULL }
+#define API_TENSOR_INIT                                                                            \
+	{                                                                                          \
+		{ENG_F64, 0, {0}, 0, NULL}, NULL                                                   \
+	}
 
 typedef struct api_tensor_opts {
-	bool allow_nonfinite;  /* "nan_policy": "propagate" */
-	int64_t *budget;       /* elements left for this request; decremented */
+	bool allow_nonfinite; /* "nan_policy": "propagate" */
+	int64_t *budget;      /* elements left for this request; decremented */
 } api_tensor_opts;
 
 /*
@@ -128,8 +131,8 @@ typedef struct api_tensor_opts {
  * non_finite (with the flat index), 413 too_many_elements.
  * On success returns 0; on failure -1 with *p set and *out empty.
  */
-int api_tensor_decode(api_tensor *out, json_t *v, const char *pointer,
-		      const api_tensor_opts *opts, api_problem *p);
+int api_tensor_decode(api_tensor *out, json_t *v, const char *pointer, const api_tensor_opts *opts,
+                      api_problem *p);
 
 /* Releases what api_tensor_decode allocated. Accepts NULL and empty. */
 void api_tensor_free(api_tensor *t);

@@ -17,16 +17,16 @@
 #include <stdint.h>
 
 /* ---- error codes: 0 or one of these (negative) ------------------------ */
-#define ENG_OK 0
-#define ENG_EINVAL -1      /* bad option or argument (maps to bad_option) */
-#define ENG_ENOMEM -2      /* allocation failed */
-#define ENG_ESHAPE -3      /* shapes do not fit together (shape_mismatch) */
-#define ENG_ELABEL -4      /* label not whole or out of range (label_out_of_range) */
-#define ENG_EPROB -5       /* probability out of range (prediction_out_of_range) */
-#define ENG_ENONFINITE -6  /* NaN or Inf where not allowed (non_finite) */
-#define ENG_EWEIGHT -7     /* negative or non-finite weight (bad_weight) */
-#define ENG_ELIMIT -8      /* a configured memory cap was reached */
-#define ENG_ESTATE -9      /* serialized state is corrupt or of another config */
+#define ENG_OK         0
+#define ENG_EINVAL     -1 /* bad option or argument (maps to bad_option) */
+#define ENG_ENOMEM     -2 /* allocation failed */
+#define ENG_ESHAPE     -3 /* shapes do not fit together (shape_mismatch) */
+#define ENG_ELABEL     -4 /* label not whole or out of range (label_out_of_range) */
+#define ENG_EPROB      -5 /* probability out of range (prediction_out_of_range) */
+#define ENG_ENONFINITE -6 /* NaN or Inf where not allowed (non_finite) */
+#define ENG_EWEIGHT    -7 /* negative or non-finite weight (bad_weight) */
+#define ENG_ELIMIT     -8 /* a configured memory cap was reached */
+#define ENG_ESTATE     -9 /* serialized state is corrupt or of another config */
 
 /* ---- tensors ----------------------------------------------------------- */
 typedef enum {
@@ -86,8 +86,8 @@ typedef struct eng_error {
 } eng_error;
 
 /* Sets *err (err may be NULL) and returns code. printf-style message. */
-int eng_error_set(eng_error *err, int code, const char *field, int64_t index,
-		  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+int eng_error_set(eng_error *err, int code, const char *field, int64_t index, const char *fmt, ...)
+        __attribute__((format(printf, 5, 6)));
 
 /* ---- parallel-for --------------------------------------------------------- */
 typedef void (*eng_task_fn)(void *arg, int64_t task);
@@ -98,13 +98,12 @@ typedef void (*eng_task_fn)(void *arg, int64_t task);
  * a NULL for_each means serial. Tasks must not call for_each again.
  */
 typedef struct eng_parallel {
-	void (*for_each)(const struct eng_parallel *self, int64_t ntasks,
-			 eng_task_fn fn, void *arg);
+	void (*for_each)(const struct eng_parallel *self, int64_t ntasks, eng_task_fn fn,
+	                 void *arg);
 	int nthreads; /* threads for_each may use, >= 1 */
 	void *impl;
 } eng_parallel;
 
-void eng_parallel_for(const eng_parallel *par, int64_t ntasks, eng_task_fn fn,
-		      void *arg);
+void eng_parallel_for(const eng_parallel *par, int64_t ntasks, eng_task_fn fn, void *arg);
 
 #endif

@@ -399,8 +399,15 @@ class Saturation(unittest.TestCase):
                 self.assertTrue(reply.startswith(b"HTTP/1.1 400"), reply[:100])  # blank body
             finally:
                 s.close()
-            # The budget is released with the request.
-            r = srv.post_json("/v1/auc", {"y_true": [0, 1], "y_score": [0.2, 0.7]})
+            # The budget is released when the request completes, which the
+            # daemon may record just after the client has read the reply:
+            # wait for it (bounded) rather than race it.
+            deadline = time.monotonic() + 5
+            while True:
+                r = srv.post_json("/v1/auc", {"y_true": [0, 1], "y_score": [0.2, 0.7]})
+                if r.status == 200 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
             self.assertEqual(r.status, 200, r)
 
 

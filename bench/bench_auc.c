@@ -75,15 +75,15 @@ typedef struct dataset {
 	int64_t n;
 	int32_t *y;
 	float *s32;
-	double *s64;  /* the same values as s32, widened */
-	double *p64;  /* sigmoid(s64): probabilities for binned and sketch */
+	double *s64; /* the same values as s32, widened */
+	double *p64; /* sigmoid(s64): probabilities for binned and sketch */
 	uint8_t *y8;
 	double exact; /* reference AUC of s64 */
 } dataset;
 
 static void make_data(dataset *d, int64_t n)
 {
-	bench_rng rng = { 5 };
+	bench_rng rng = {5};
 
 	d->n = n;
 	d->y = bench_alloc((size_t)n * sizeof *d->y);
@@ -112,20 +112,20 @@ static void free_data(dataset *d)
 
 static eng_tensor vec(eng_dtype t, const void *data, int64_t n)
 {
-	eng_tensor v = { t, 1, { n }, n, data };
+	eng_tensor v = {t, 1, {n}, n, data};
 
 	return v;
 }
 
 static int bench_exact(const bench_opts *o, const dataset *d, const char *name, int f64)
 {
-	eng_tensor st = vec(f64 ? ENG_F64 : ENG_F32, f64 ? (const void *)d->s64 : (const void *)d->s32,
-			    d->n);
+	eng_tensor st = vec(f64 ? ENG_F64 : ENG_F32,
+	                    f64 ? (const void *)d->s64 : (const void *)d->s32, d->n);
 	eng_tensor lt = vec(ENG_I32, d->y, d->n);
-	eng_auc_data ad = { &st, &lt, NULL, ENG_LABELS_BINARY };
+	eng_auc_data ad = {&st, &lt, NULL, ENG_LABELS_BINARY};
 	int runs = d->n >= 5000000 && o->runs > 5 ? 5 : o->runs;
 	double *secs = calloc((size_t)runs, sizeof *secs), med;
-	eng_auc_result res = { 0 };
+	eng_auc_result res = {0};
 	eng_error err;
 	char id[64], extra[160];
 
@@ -144,8 +144,8 @@ static int bench_exact(const bench_opts *o, const dataset *d, const char *name, 
 	med = bench_median(secs, runs);
 	free(secs);
 	snprintf(id, sizeof id, "auc/exact/%s%s", name, f64 ? "_f64" : "");
-	snprintf(extra, sizeof extra, "\"auc\": %.12g, \"ref\": %.12g, \"ms\": %.4g", res.auc, d->exact,
-		 med * 1e3);
+	snprintf(extra, sizeof extra, "\"auc\": %.12g, \"ref\": %.12g, \"ms\": %.4g", res.auc,
+	         d->exact, med * 1e3);
 	bench_emit(id, "lossd", "M/s", (double)d->n / med / 1e6, extra);
 	if (!(fabs(res.auc - d->exact) <= 1e-9)) {
 		fprintf(stderr, "bench_auc: exact AUC %.15g, reference %.15g\n", res.auc, d->exact);
@@ -160,13 +160,13 @@ static int bench_exact(const bench_opts *o, const dataset *d, const char *name, 
 static int bench_binned(const bench_opts *o, const dataset *d)
 {
 	eng_tensor st = vec(ENG_F64, d->p64, d->n), lt = vec(ENG_I32, d->y, d->n);
-	eng_auc_data ad = { &st, &lt, NULL, ENG_LABELS_BINARY };
+	eng_auc_data ad = {&st, &lt, NULL, ENG_LABELS_BINARY};
 	int fails = 0;
 
 	for (int variant = 0; variant < 2; variant++) {
 		double *secs = calloc((size_t)o->runs, sizeof *secs), med;
 		eng_binned *b = eng_binned_new(200);
-		eng_auc_result res = { 0 };
+		eng_auc_result res = {0};
 		eng_error err;
 		char extra[160];
 
@@ -176,7 +176,7 @@ static int bench_binned(const bench_opts *o, const dataset *d)
 
 			eng_binned_reset(b);
 			rc = variant ? eng_binned_add_values(b, d->p64, d->y8, NULL, d->n, &err)
-				     : eng_binned_add(b, &ad, 0, &err);
+			             : eng_binned_add(b, &ad, 0, &err);
 			if (r >= 0)
 				secs[r] = bench_now() - t0;
 			if (rc != 0) {
@@ -185,19 +185,21 @@ static int bench_binned(const bench_opts *o, const dataset *d)
 				break;
 			}
 		}
-		if (!b || eng_binned_auc(&res, NULL, b, ENG_CURVE_ROC, ENG_SUM_INTERPOLATION, 2) != 0) {
+		if (!b ||
+		    eng_binned_auc(&res, NULL, b, ENG_CURVE_ROC, ENG_SUM_INTERPOLATION, 2) != 0) {
 			fails++;
 		} else {
 			med = bench_median(secs, o->runs);
-			snprintf(extra, sizeof extra, "\"auc\": %.8g, \"exact\": %.8g, \"per_core\": true",
-				 res.auc, d->exact);
-			bench_emit(variant ? "auc/binned_update_values" : "auc/binned_update", "lossd",
-				   "M/s", (double)d->n / med / 1e6, extra);
+			snprintf(extra, sizeof extra,
+			         "\"auc\": %.8g, \"exact\": %.8g, \"per_core\": true", res.auc,
+			         d->exact);
+			bench_emit(variant ? "auc/binned_update_values" : "auc/binned_update",
+			           "lossd", "M/s", (double)d->n / med / 1e6, extra);
 			/* 200 thresholds on these scores: Keras' interpolation is
 			 * within about 1e-3 of the exact AUC */
 			if (!(fabs(res.auc - d->exact) < 5e-3)) {
-				fprintf(stderr, "bench_auc: binned AUC %.6g vs exact %.6g\n", res.auc,
-					d->exact);
+				fprintf(stderr, "bench_auc: binned AUC %.6g vs exact %.6g\n",
+				        res.auc, d->exact);
 				fails++;
 			}
 		}
@@ -215,14 +217,14 @@ static int bench_binned(const bench_opts *o, const dataset *d)
 static int bench_sketch(const bench_opts *o, const dataset *d)
 {
 	eng_tensor st = vec(ENG_F64, d->p64, d->n), lt = vec(ENG_I32, d->y, d->n);
-	eng_auc_data ad = { &st, &lt, NULL, ENG_LABELS_BINARY };
+	eng_auc_data ad = {&st, &lt, NULL, ENG_LABELS_BINARY};
 	double exact_p = ref_auc(d->p64, d->y, d->n); /* the sigmoid can merge ties */
 	int fails = 0;
 
 	for (int variant = 0; variant < 2; variant++) {
 		double *secs = calloc((size_t)o->runs, sizeof *secs), med;
 		eng_sketch *sk = eng_sketch_new(0);
-		eng_auc_result res = { 0 };
+		eng_auc_result res = {0};
 		eng_error err;
 		char extra[200];
 
@@ -232,7 +234,7 @@ static int bench_sketch(const bench_opts *o, const dataset *d)
 
 			eng_sketch_reset(sk);
 			rc = variant ? eng_sketch_add_values(sk, d->p64, d->y8, NULL, d->n, &err)
-				     : eng_sketch_add(sk, &ad, 0, &err);
+			             : eng_sketch_add(sk, &ad, 0, &err);
 			if (r >= 0)
 				secs[r] = bench_now() - t0;
 			if (rc != 0) {
@@ -246,14 +248,16 @@ static int bench_sketch(const bench_opts *o, const dataset *d)
 		} else {
 			med = bench_median(secs, o->runs);
 			snprintf(extra, sizeof extra,
-				 "\"auc\": %.10g, \"exact\": %.10g, \"error_bound\": %.3g, "
-				 "\"buckets\": %lld, \"per_core\": true",
-				 res.auc, exact_p, res.error_bound, (long long)eng_sketch_buckets(sk));
-			bench_emit(variant ? "auc/sketch_update_values" : "auc/sketch_update", "lossd",
-				   "M/s", (double)d->n / med / 1e6, extra);
+			         "\"auc\": %.10g, \"exact\": %.10g, \"error_bound\": %.3g, "
+			         "\"buckets\": %lld, \"per_core\": true",
+			         res.auc, exact_p, res.error_bound,
+			         (long long)eng_sketch_buckets(sk));
+			bench_emit(variant ? "auc/sketch_update_values" : "auc/sketch_update",
+			           "lossd", "M/s", (double)d->n / med / 1e6, extra);
 			if (!(fabs(res.auc - exact_p) <= res.error_bound + 1e-12)) {
-				fprintf(stderr, "bench_auc: sketch AUC %.12g, exact %.12g, bound %.3g\n",
-					res.auc, exact_p, res.error_bound);
+				fprintf(stderr,
+				        "bench_auc: sketch AUC %.12g, exact %.12g, bound %.3g\n",
+				        res.auc, exact_p, res.error_bound);
 				fails++;
 			}
 		}
@@ -272,7 +276,7 @@ int main(int argc, char **argv)
 	static const struct {
 		int64_t n;
 		const char *name;
-	} full[] = { { 1000000, "1e6" }, { 10000000, "1e7" } }, smoke[] = { { 100000, "1e5" } };
+	} full[] = {{1000000, "1e6"}, {10000000, "1e7"}}, smoke[] = {{100000, "1e5"}};
 	int nsizes;
 	/* BENCH_ONLY: a substring of "<size>/<part>" to run, e.g. "1e7/exact" */
 	const char *only = getenv("BENCH_ONLY");

@@ -45,8 +45,8 @@ int main(int argc, char **argv)
 {
 	bench_opts o;
 	size_t bytes;
-	job j = { 0 };
-	bench_rng rng = { 42 };
+	job j = {0};
+	bench_rng rng = {42};
 	uint64_t *buf;
 
 	bench_parse_args(&o, argc, argv, 15);
@@ -76,10 +76,11 @@ int main(int argc, char **argv)
 				check += j.sums[t];
 		}
 		snprintf(id, sizeof id, "bw/read/t%d", nt);
-		snprintf(extra, sizeof extra, "\"bytes\": %zu, \"best\": %.4g, \"check\": %llu", bytes,
-			 (double)bytes / bench_min(secs, o.runs) / 1e9, (unsigned long long)check);
+		snprintf(extra, sizeof extra, "\"bytes\": %zu, \"best\": %.4g, \"check\": %llu",
+		         bytes, (double)bytes / bench_min(secs, o.runs) / 1e9,
+		         (unsigned long long)check);
 		bench_emit(id, "memory", "GB/s", (double)bytes / bench_median(secs, o.runs) / 1e9,
-			   extra);
+		           extra);
 		free(secs);
 		bench_pool_free(par);
 	}

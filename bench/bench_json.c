@@ -46,7 +46,7 @@ static size_t heap_in_use(void)
 /* {"y_pred": [x0, x1, ...]} with n numbers; *vals gets them as floats. */
 static char *make_json_body(int64_t n, size_t *len, float **vals)
 {
-	bench_rng rng = { 7 };
+	bench_rng rng = {7};
 	size_t cap = (size_t)n * 24 + 64, at = 0;
 	char *s = malloc(cap);
 	float *v = malloc((size_t)n * sizeof *v);
@@ -69,7 +69,7 @@ static char *make_json_body(int64_t n, size_t *len, float **vals)
 }
 
 static const char b64_alphabet[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 static size_t b64_encode(char *out, const unsigned char *in, size_t n)
 {
@@ -98,7 +98,7 @@ static size_t b64_encode(char *out, const unsigned char *in, size_t n)
  * the length of the base64 text alone. */
 static char *make_b64_body(int64_t n, size_t *len, size_t *b64len, float **vals)
 {
-	bench_rng rng = { 11 };
+	bench_rng rng = {11};
 	size_t raw = (size_t)n * sizeof(float), cap = raw / 3 * 4 + 256, at;
 	float *v = malloc(raw);
 	char *s = malloc(cap);
@@ -107,8 +107,9 @@ static char *make_b64_body(int64_t n, size_t *len, size_t *b64len, float **vals)
 		exit(2);
 	for (int64_t i = 0; i < n; i++)
 		v[i] = (float)(3.0 * bench_rng_normal(&rng));
-	at = (size_t)snprintf(s, cap, "{\"y_pred\": {\"shape\": [%lld], \"dtype\": \"float32\", \"b64\": \"",
-			      (long long)n);
+	at = (size_t)snprintf(
+	        s, cap, "{\"y_pred\": {\"shape\": [%lld], \"dtype\": \"float32\", \"b64\": \"",
+	        (long long)n);
 	*b64len = b64_encode(s + at, (const unsigned char *)v, raw);
 	at += *b64len;
 	at += (size_t)snprintf(s + at, cap - at, "\"}}");
@@ -161,7 +162,7 @@ static int64_t b64_decode_table(unsigned char *out, const char *in, size_t n)
 /* One parse (and decode) of body; returns seconds or a negative value on
  * failure. *heap gets the heap growth while the result was alive. */
 static double run_once(const char *body, size_t len, int64_t n, const float *expect, int exact,
-		       size_t *heap, int *ok)
+                       size_t *heap, int *ok)
 {
 	size_t h0 = heap_in_use();
 	double t0 = bench_now(), secs;
@@ -171,13 +172,14 @@ static double run_once(const char *body, size_t len, int64_t n, const float *exp
 	api_problem p;
 	api_tensor t = API_TENSOR_INIT;
 	int64_t budget = n + 16;
-	api_tensor_opts opts = { false, &budget };
+	api_tensor_opts opts = {false, &budget};
 
 	ctx.max_elements = n + 16;
 	root = api_parse_body(&ctx, body, len, &p);
-	if (!root || api_tensor_decode(&t, json_object_get(root, "y_pred"), "/y_pred", &opts, &p) != 0) {
+	if (!root ||
+	    api_tensor_decode(&t, json_object_get(root, "y_pred"), "/y_pred", &opts, &p) != 0) {
 		fprintf(stderr, "bench_json_lossd: %d %s: %s\n", p.status, p.code ? p.code : "?",
-			p.detail);
+		        p.detail);
 		json_decref(root);
 		*ok = 0;
 		return -1.0;
@@ -189,7 +191,7 @@ static double run_once(const char *body, size_t len, int64_t n, const float *exp
 		double got = eng_tensor_at(&t.t, i);
 
 		*ok = exact ? got == (double)expect[i]
-			    : fabs(got - (double)expect[i]) <= 1e-6 * fabs((double)expect[i]);
+		            : fabs(got - (double)expect[i]) <= 1e-6 * fabs((double)expect[i]);
 	}
 	api_tensor_free(&t);
 	json_decref(root);
@@ -219,7 +221,7 @@ static double run_once(const char *body, size_t len, int64_t n, const float *exp
 }
 
 static int bench_body(const bench_opts *o, const char *id, const char *body, size_t len,
-		      size_t payload, int64_t n, const float *expect, int exact)
+                      size_t payload, int64_t n, const float *expect, int exact)
 {
 	double *secs = calloc((size_t)o->runs, sizeof *secs);
 	size_t heap = 0;
@@ -238,10 +240,11 @@ static int bench_body(const bench_opts *o, const char *id, const char *body, siz
 	}
 	med = bench_median(secs, o->runs);
 	snprintf(extra, sizeof extra,
-		 "\"bytes\": %zu, \"numbers\": %lld, \"Mnum_per_s\": %.4g, \"heap_per_number\": %.1f, "
-		 "\"heap_over_body\": %.3g",
-		 payload, (long long)n, (double)n / med / 1e6, (double)heap / (double)n,
-		 (double)heap / (double)len);
+	         "\"bytes\": %zu, \"numbers\": %lld, \"Mnum_per_s\": %.4g, \"heap_per_number\": "
+	         "%.1f, "
+	         "\"heap_over_body\": %.3g",
+	         payload, (long long)n, (double)n / med / 1e6, (double)heap / (double)n,
+	         (double)heap / (double)len);
 	bench_emit(id, IMPL, "MB/s", (double)payload / med / 1e6, extra);
 	snprintf(idb, sizeof idb, "%s/heap", id);
 	bench_emit(idb, IMPL, "B/number", (double)heap / (double)n, NULL);
@@ -264,14 +267,14 @@ int main(int argc, char **argv)
 
 	body = make_json_body(n_json, &len, &vals);
 	fprintf(stderr, "%s: JSON array of %lld numbers, %.1f MB\n", IMPL, (long long)n_json,
-		(double)len / 1e6);
+	        (double)len / 1e6);
 	fails += bench_body(&o, "json/float_array", body, len, len, n_json, vals, 0);
 	free(body);
 	free(vals);
 
 	body = make_b64_body(n_b64, &len, &b64len, &vals);
 	fprintf(stderr, "%s: base64 float32 tensor of %lld values, %.1f MB of base64\n", IMPL,
-		(long long)n_b64, (double)b64len / 1e6);
+	        (long long)n_b64, (double)b64len / 1e6);
 	fails += bench_body(&o, "json/b64_body", body, len, b64len, n_b64, vals, 1);
 #ifndef BENCH_LOSSD_API
 	{
@@ -286,13 +289,12 @@ int main(int argc, char **argv)
 			got = b64_decode_table(out, b64, b64len);
 			secs[r] = bench_now() - t0;
 		}
-		if (got != n_b64 * (int64_t)sizeof(float) ||
-		    memcmp(out, vals, (size_t)got) != 0) {
+		if (got != n_b64 * (int64_t)sizeof(float) || memcmp(out, vals, (size_t)got) != 0) {
 			fprintf(stderr, "bench_json: base64 reference decoder is wrong\n");
 			fails++;
 		} else {
 			bench_emit("b64/decode", "table", "MB/s",
-				   (double)b64len / bench_median(secs, o.runs) / 1e6, NULL);
+			           (double)b64len / bench_median(secs, o.runs) / 1e6, NULL);
 		}
 		free(secs);
 		free(out);

@@ -45,12 +45,12 @@ typedef struct ce_case {
 /* Roughly normal logits, scale 3, cheaply: Irwin-Hall of four 16-bit uniforms. */
 static void fill_logits(float *x, int64_t n, uint64_t seed)
 {
-	bench_rng rng = { seed };
+	bench_rng rng = {seed};
 
 	for (int64_t i = 0; i < n; i++) {
 		uint64_t u = bench_rng_u64(&rng);
 		double s = (double)(u & 0xffff) + (double)((u >> 16) & 0xffff) +
-			   (double)((u >> 32) & 0xffff) + (double)(u >> 48);
+		           (double)((u >> 32) & 0xffff) + (double)(u >> 48);
 
 		x[i] = (float)((s / 65536.0 - 2.0) * 3.0 * 1.7320508);
 	}
@@ -59,7 +59,7 @@ static void fill_logits(float *x, int64_t n, uint64_t seed)
 /* Float64 mean sparse CE with the class axis at `axis` of (d0, d1, d2): the
  * row of position (i, k) runs over class c at x[i*C*K + c*K + k]. */
 static double ref_sparse_ce(const float *x, const int32_t *y, int64_t outer, int64_t C,
-			    int64_t inner)
+                            int64_t inner)
 {
 	double total = 0.0, comp = 0.0;
 
@@ -125,9 +125,9 @@ static int want_impl(const char *impl)
  * implementation. target_clones picks AVX-512, AVX2 or SSE2 at load time.
  */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define BASELINE_CLONES                                                                  \
-	__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"),    \
-		       optimize("fp-contract=fast")))
+#define BASELINE_CLONES                                                                            \
+	__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"),               \
+	               optimize("fp-contract=fast")))
 #else
 #define BASELINE_CLONES
 #endif
@@ -141,7 +141,7 @@ typedef int32_t v16i __attribute__((vector_size(64)));
 
 static inline v16f v16_splat(float f)
 {
-	return (v16f){ f, f, f, f, f, f, f, f, f, f, f, f, f, f, f, f };
+	return (v16f){f, f, f, f, f, f, f, f, f, f, f, f, f, f, f, f};
 }
 
 /* e^t for t in [-87, 0], 16 lanes: n = round(t / ln 2), r = t - n ln 2
@@ -220,23 +220,23 @@ __attribute__((target("avx512f,fma"))) static double lse_avx512(const float *x, 
 {
 	__m512 mx = _mm512_set1_ps(-INFINITY), acc0 = _mm512_setzero_ps(), acc1 = acc0;
 	const __m512 log2e = _mm512_set1_ps(1.44269504f), ln2hi = _mm512_set1_ps(-0.693145752f),
-		     ln2lo = _mm512_set1_ps(-1.42860677e-6f);
+	             ln2lo = _mm512_set1_ps(-1.42860677e-6f);
 	const __m512 c6 = _mm512_set1_ps(1.0f / 720.0f), c5 = _mm512_set1_ps(1.0f / 120.0f),
-		     c4 = _mm512_set1_ps(1.0f / 24.0f), c3 = _mm512_set1_ps(1.0f / 6.0f),
-		     c2 = _mm512_set1_ps(0.5f), c1 = _mm512_set1_ps(1.0f);
-#define EXP16(t, out)                                                                   \
-	do {                                                                            \
-		__m512 n_ = _mm512_roundscale_ps(_mm512_mul_ps(t, log2e),                \
-						 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); \
-		__m512 r_ = _mm512_fmadd_ps(n_, ln2hi, t);                              \
-		r_ = _mm512_fmadd_ps(n_, ln2lo, r_);                                    \
-		__m512 p_ = _mm512_fmadd_ps(c6, r_, c5);                                \
-		p_ = _mm512_fmadd_ps(p_, r_, c4);                                       \
-		p_ = _mm512_fmadd_ps(p_, r_, c3);                                       \
-		p_ = _mm512_fmadd_ps(p_, r_, c2);                                       \
-		p_ = _mm512_fmadd_ps(p_, r_, c1);                                       \
-		p_ = _mm512_fmadd_ps(p_, r_, c1);                                       \
-		out = _mm512_scalef_ps(p_, n_);                                         \
+	             c4 = _mm512_set1_ps(1.0f / 24.0f), c3 = _mm512_set1_ps(1.0f / 6.0f),
+	             c2 = _mm512_set1_ps(0.5f), c1 = _mm512_set1_ps(1.0f);
+#define EXP16(t, out)                                                                              \
+	do {                                                                                       \
+		__m512 n_ = _mm512_roundscale_ps(_mm512_mul_ps(t, log2e),                          \
+		                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);   \
+		__m512 r_ = _mm512_fmadd_ps(n_, ln2hi, t);                                         \
+		r_ = _mm512_fmadd_ps(n_, ln2lo, r_);                                               \
+		__m512 p_ = _mm512_fmadd_ps(c6, r_, c5);                                           \
+		p_ = _mm512_fmadd_ps(p_, r_, c4);                                                  \
+		p_ = _mm512_fmadd_ps(p_, r_, c3);                                                  \
+		p_ = _mm512_fmadd_ps(p_, r_, c2);                                                  \
+		p_ = _mm512_fmadd_ps(p_, r_, c1);                                                  \
+		p_ = _mm512_fmadd_ps(p_, r_, c1);                                                  \
+		out = _mm512_scalef_ps(p_, n_);                                                    \
 	} while (0)
 	int64_t c = 0;
 	float m;
@@ -276,7 +276,7 @@ __attribute__((target("avx512f,fma"))) static double lse_avx512(const float *x, 
 	if (c < C) { /* the tail, masked: lanes past C add exp(-inf) = 0 */
 		__mmask16 k = (__mmask16)((1u << (C - c)) - 1);
 		__m512 t0 = _mm512_sub_ps(_mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), k, x + c),
-					  vm),
+		                          vm),
 		       e0;
 
 		t0 = _mm512_max_ps(t0, _mm512_set1_ps(-104.0f));
@@ -328,9 +328,9 @@ static double baseline_mean_ce(baseline_job *j, const eng_parallel *par)
 }
 
 static int run_baseline(const bench_opts *o, const ce_case *cs, const float *x, const int32_t *y,
-			int64_t rows, int64_t C, double ref)
+                        int64_t rows, int64_t C, double ref)
 {
-	baseline_job j = { x, y, rows, C, 0, 0, { 0 } };
+	baseline_job j = {x, y, rows, C, 0, 0, {0}};
 	double bytes = (double)rows * (double)C * sizeof(float);
 	int fails = 0;
 
@@ -366,7 +366,7 @@ static int run_baseline(const bench_opts *o, const ce_case *cs, const float *x, 
 		}
 		snprintf(id, sizeof id, "%s/t%d", cs->id, nt);
 		snprintf(extra, sizeof extra, "\"rel_err\": %.3g, \"ms\": %.4g", rel,
-			 bench_median(secs, o->runs) * 1e3);
+		         bench_median(secs, o->runs) * 1e3);
 		bench_emit(id, impl, "GB/s", bytes / bench_median(secs, o->runs) / 1e9, extra);
 		free(secs);
 		bench_pool_free(par);
@@ -377,13 +377,13 @@ static int run_baseline(const bench_opts *o, const ce_case *cs, const float *x, 
 static int run_case(const bench_opts *o, const ce_case *cs)
 {
 	int64_t n = 1, outer = 1, inner = 1, C, npos;
-	eng_tensor yt = { 0 }, yp = { 0 }, pwt = { 0 };
+	eng_tensor yt = {0}, yp = {0}, pwt = {0};
 	eng_loss_opts lo = ENG_LOSS_OPTS_INIT;
 	float *x, *yf = NULL, *pw = NULL;
 	int32_t *yi = NULL;
 	double ref, bytes, first_value = NAN;
 	int fails = 0;
-	bench_rng rng = { 99 };
+	bench_rng rng = {99};
 
 	for (int d = 0; d < cs->ndim; d++)
 		n *= cs->shape[d];
@@ -463,7 +463,7 @@ static int run_case(const bench_opts *o, const ce_case *cs)
 					secs[r] = bench_now() - t0;
 				if (rc != 0) {
 					fprintf(stderr, "bench_loss: %s: eng_loss_compute: %d %s\n",
-						cs->id, rc, err.msg);
+					        cs->id, rc, err.msg);
 					eng_loss_result_free(res);
 					free(secs);
 					bench_pool_free(par);
@@ -476,25 +476,29 @@ static int run_case(const bench_opts *o, const ce_case *cs)
 			rel = fabs(value - ref) / fabs(ref);
 			if (!(rel <= REL_TOL)) {
 				fprintf(stderr,
-					"bench_loss: %s t%d: loss %.17g vs float64 %.17g, rel %.3g > %g\n",
-					cs->id, nt, value, ref, rel, REL_TOL);
+				        "bench_loss: %s t%d: loss %.17g vs float64 %.17g, rel %.3g "
+				        "> %g\n",
+				        cs->id, nt, value, ref, rel, REL_TOL);
 				fails++;
 			}
 			if (variant == 0 && ti == 0) {
 				first_value = value;
 			} else if (variant == 0 && value != first_value) {
-				fprintf(stderr, "bench_loss: %s: %d threads gave %.17g, 1 gave %.17g\n",
-					cs->id, nt, value, first_value);
+				fprintf(stderr,
+				        "bench_loss: %s: %d threads gave %.17g, 1 gave %.17g\n",
+				        cs->id, nt, value, first_value);
 				fails++;
 			}
 			snprintf(id, sizeof id, "%s/t%d", cs->id, nt);
-			snprintf(extra, sizeof extra,
-				 "\"rel_err\": %.3g, \"loss\": %.10g, \"ms\": %.4g, \"best\": %.4g, "
-				 "\"Mrows_per_s\": %.4g",
-				 rel, value, bench_median(secs, o->runs) * 1e3,
-				 bytes / bench_min(secs, o->runs) / 1e9,
-				 (double)npos / bench_median(secs, o->runs) / 1e6);
-			bench_emit(id, impl, "GB/s", bytes / bench_median(secs, o->runs) / 1e9, extra);
+			snprintf(
+			        extra, sizeof extra,
+			        "\"rel_err\": %.3g, \"loss\": %.10g, \"ms\": %.4g, \"best\": %.4g, "
+			        "\"Mrows_per_s\": %.4g",
+			        rel, value, bench_median(secs, o->runs) * 1e3,
+			        bytes / bench_min(secs, o->runs) / 1e9,
+			        (double)npos / bench_median(secs, o->runs) / 1e6);
+			bench_emit(id, impl, "GB/s", bytes / bench_median(secs, o->runs) / 1e9,
+			           extra);
 			free(secs);
 			bench_pool_free(par);
 		}
@@ -512,20 +516,20 @@ int main(int argc, char **argv)
 	bench_opts o;
 	int fails = 0;
 	static const ce_case full[] = {
-		{ "ce/32768x1000", 2, { 32768, 1000 }, 1, 0 },
-		{ "ce/8192x32000", 2, { 8192, 32000 }, 1, 0 },
-		{ "ce/32x512x1000", 3, { 32, 512, 1000 }, 2, 0 },
-		{ "ce/32x1000x512_axis1", 3, { 32, 1000, 512 }, 1, 0 },
-		{ "ce/262144x10", 2, { 262144, 10 }, 1, 0 },
-		{ "bce/1000000x8", 2, { 1000000, 8 }, 1, 1 },
+	        {"ce/32768x1000", 2, {32768, 1000}, 1, 0},
+	        {"ce/8192x32000", 2, {8192, 32000}, 1, 0},
+	        {"ce/32x512x1000", 3, {32, 512, 1000}, 2, 0},
+	        {"ce/32x1000x512_axis1", 3, {32, 1000, 512}, 1, 0},
+	        {"ce/262144x10", 2, {262144, 10}, 1, 0},
+	        {"bce/1000000x8", 2, {1000000, 8}, 1, 1},
 	};
 	static const ce_case smoke[] = {
-		{ "ce/512x1000", 2, { 512, 1000 }, 1, 0 },
-		{ "ce/16x32000", 2, { 16, 32000 }, 1, 0 },
-		{ "ce/4x64x100", 3, { 4, 64, 100 }, 2, 0 },
-		{ "ce/4x100x64_axis1", 3, { 4, 100, 64 }, 1, 0 },
-		{ "ce/4096x10", 2, { 4096, 10 }, 1, 0 },
-		{ "bce/10000x8", 2, { 10000, 8 }, 1, 1 },
+	        {"ce/512x1000", 2, {512, 1000}, 1, 0},
+	        {"ce/16x32000", 2, {16, 32000}, 1, 0},
+	        {"ce/4x64x100", 3, {4, 64, 100}, 2, 0},
+	        {"ce/4x100x64_axis1", 3, {4, 100, 64}, 1, 0},
+	        {"ce/4096x10", 2, {4096, 10}, 1, 0},
+	        {"bce/10000x8", 2, {10000, 8}, 1, 1},
 	};
 	const ce_case *cases;
 	size_t ncases;

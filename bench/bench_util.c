@@ -222,7 +222,7 @@ void bench_pool_free(eng_parallel *par)
 
 /* ---- output and options ---------------------------------------------------- */
 void bench_emit(const char *id, const char *impl, const char *metric, double value,
-		const char *extra)
+                const char *extra)
 {
 	printf("{\"id\": \"%s\", \"impl\": \"%s\", \"metric\": \"%s\", \"value\": %.6g%s%s}\n", id,
 	       impl, metric, isfinite(value) ? value : -1.0, extra ? ", " : "", extra ? extra : "");
@@ -254,7 +254,8 @@ void bench_parse_args(bench_opts *o, int argc, char **argv, int default_runs)
 				s = *end == ',' ? end + 1 : end;
 			}
 		} else {
-			fprintf(stderr, "usage: %s [--smoke] [--runs N] [--threads 1,2]\n", argv[0]);
+			fprintf(stderr, "usage: %s [--smoke] [--runs N] [--threads 1,2]\n",
+			        argv[0]);
 			exit(2);
 		}
 	}

@@ -55,7 +55,7 @@ void bench_pool_free(eng_parallel *par);
 /* Prints one result line. extra is NULL or a JSON fragment without braces
  * that is appended to the object ("\"rel_err\": 1e-9"). */
 void bench_emit(const char *id, const char *impl, const char *metric, double value,
-		const char *extra);
+                const char *extra);
 
 /* Options every benchmark takes: --smoke (tiny sizes, few runs),
  * --runs N, --threads LIST ("1,2"). */

@@ -66,10 +66,10 @@ static double mean_sparse_ce(json_t *root, int *ok)
 }
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *text,
-			     size_t len)
+                             size_t len)
 {
 	struct MHD_Response *r =
-		MHD_create_response_from_buffer(len, (void *)text, MHD_RESPMEM_MUST_COPY);
+	        MHD_create_response_from_buffer(len, (void *)text, MHD_RESPMEM_MUST_COPY);
 	enum MHD_Result ret;
 
 	if (!r)
@@ -81,8 +81,8 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const ch
 }
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
-			      const char *method, const char *version, const char *upload,
-			      size_t *upload_size, void **con_cls)
+                              const char *method, const char *version, const char *upload,
+                              size_t *upload_size, void **con_cls)
 {
 	body *b = *con_cls;
 	json_t *root;
@@ -138,7 +138,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
-		      enum MHD_RequestTerminationCode toe)
+                      enum MHD_RequestTerminationCode toe)
 {
 	body *b = *con_cls;
 
@@ -167,11 +167,12 @@ int main(int argc, char **argv)
 			const char *m = argv[++i];
 
 			g_mode = strcmp(m, "fixed") == 0   ? MODE_FIXED
-				 : strcmp(m, "parse") == 0 ? MODE_PARSE
-							   : MODE_LOSS;
+			         : strcmp(m, "parse") == 0 ? MODE_PARSE
+			                                   : MODE_LOSS;
 		} else {
-			fprintf(stderr, "usage: %s [--port N] [--threads N] [--mode fixed|parse|loss]\n",
-				argv[0]);
+			fprintf(stderr,
+			        "usage: %s [--port N] [--threads N] [--mode fixed|parse|loss]\n",
+			        argv[0]);
 			return 2;
 		}
 	}
@@ -186,19 +187,18 @@ int main(int argc, char **argv)
 	addr.sin_family = AF_INET;
 	addr.sin_port = htons((uint16_t)port);
 	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	d = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)port, NULL,
-			     NULL, handle, NULL, MHD_OPTION_THREAD_POOL_SIZE,
-			     threads < 1 ? 1u : threads, MHD_OPTION_NOTIFY_COMPLETED, completed,
-			     NULL, MHD_OPTION_CONNECTION_LIMIT, 4096u,
-			     MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_SOCK_ADDR, &addr,
-			     MHD_OPTION_END);
+	d = MHD_start_daemon(
+	        MHD_USE_EPOLL | MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)port, NULL, NULL, handle,
+	        NULL, MHD_OPTION_THREAD_POOL_SIZE, threads < 1 ? 1u : threads,
+	        MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_CONNECTION_LIMIT, 4096u,
+	        MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_END);
 	if (!d) {
 		fprintf(stderr, "mhd_ceiling: cannot listen on port %u\n", port);
 		return 1;
 	}
 	info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
 	fprintf(stderr, "mhd_ceiling: listening on 127.0.0.1:%u, %u threads\n",
-		info ? (unsigned)info->port : port, threads);
+	        info ? (unsigned)info->port : port, threads);
 	sigwait(&set, &sig);
 	MHD_stop_daemon(d);
 	return 0;

@@ -19,6 +19,9 @@
         !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 #define HOT_CLONES                                                                                 \
 	__attribute__((target_clones("arch=x86-64-v3", "default"), optimize("fp-contract=fast")))
+/* kernels may add an x86-64-v4 (AVX-512) variant chosen with
+ * __builtin_cpu_supports("x86-64-v4"); same guard as the clones */
+#define LOSSD_HOT_V4 1
 #else
 #define HOT_CLONES
 #endif

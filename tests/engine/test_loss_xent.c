@@ -375,6 +375,69 @@ Test(xent, float32_fast_path_matches_double)
 	eng_loss_result_free(rb);
 }
 
+/*
+ * The contiguous float32 kernels on every row length from 1 to 300 (all
+ * the vector tails and partial blocks of the 8- and 16-lane kernels), with
+ * rows of ordinary logits, +-1e4 logits, huge and small mixed, ties for the
+ * max (the first one is the argmax) and confident rows whose loss is a tiny
+ * log1p; each position against a float64 computation done here.
+ */
+Test(xent, float32_rows_of_every_length_match_double)
+{
+	enum { ROWS = 6, CMAX = 300 };
+	static float x[ROWS * CMAX];
+	int32_t y[ROWS];
+	for (int C = 1; C <= CMAX; C++) {
+		for (int r = 0; r < ROWS; r++) {
+			float *row = x + r * C;
+			for (int c = 0; c < C; c++) {
+				double u = sin(c * 1.7 + r * 0.3 + C * 0.11);
+				switch (r) {
+				case 0: row[c] = (float)(u * 8); break;
+				case 1: row[c] = u > 0 ? 1e4f : -1e4f; break;
+				case 2: row[c] = (float)(c % 3 == 0 ? u * 1e4 : u * 0.5); break;
+				case 3: row[c] = (float)((c * 7 + C) % 5); break; /* many ties */
+				case 4: row[c] = 0; break;
+				default: row[c] = (float)(u * 3e38); break; /* overflows x - m */
+				}
+			}
+			y[r] = (r * 13 + C / 2) % C;
+			if (r == 4)
+				row[y[r]] = 30; /* confident and right: loss ~ (C-1) e^-30 */
+		}
+		eng_tensor yt = tens(ENG_I32, y, 1, I64(ROWS));
+		eng_tensor yp = tens(ENG_F32, x, 2, I64(ROWS), I64(C));
+		eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+		o.from_logits = true;
+		o.reduction = ENG_RED_NONE;
+		eng_loss_result *r;
+		run(&yt, &yp, &o, &r);
+		int64_t pred[CMAX] = {0};
+		for (int i = 0; i < ROWS; i++) {
+			const float *row = x + i * C;
+			double m = -INFINITY, s = 0;
+			int64_t am = 0;
+			for (int c = 0; c < C; c++) {
+				if (row[c] > m) {
+					m = row[c];
+					am = c;
+				}
+			}
+			for (int c = 0; c < C; c++)
+				s += exp((double)row[c] - m);
+			double want = m - row[y[i]] + log(s);
+			if (i == 4 && C > 1)
+				want = log1p((C - 1) * exp(-30.0));
+			cr_expect(fabs(r->per_position[i] - want) <= 2e-6 * fabs(want) + 1e-15,
+			          "C %d row %d: %.12g vs %.12g", C, i, r->per_position[i], want);
+			pred[am]++;
+		}
+		for (int c = 0; c < C; c++)
+			cr_expect_eq(r->per_class[c].predicted, pred[c], "C %d class %d", C, c);
+		eng_loss_result_free(r);
+	}
+}
+
 Test(xent, trailing_size1_label_axis_is_squeezed)
 {
 	eng_tensor yt = tens(ENG_F64, D(1, 2), 2, I64(2), I64(1));

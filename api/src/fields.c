@@ -239,6 +239,27 @@ int api__get_int(int64_t *out, const json_t *obj, const char *base, const char *
 	return 0;
 }
 
+int api__get_ignore_class(bool *has, int64_t *out, const json_t *obj, const char *base,
+                          api_problem *p)
+{
+	char ptr[sizeof p->pointer];
+	bool has1 = api__field(obj, "ignore_class") != NULL;
+	bool has2 = api__field(obj, "ignore_index") != NULL;
+	int64_t a = 0, b = 0;
+	*has = has1 || has2;
+	*out = 0;
+	if ((has1 && api__get_int(&a, obj, base, "ignore_class", 0, INT64_MIN, INT64_MAX, p)) ||
+	    (has2 && api__get_int(&b, obj, base, "ignore_index", 0, INT64_MIN, INT64_MAX, p)))
+		return -1;
+	if (has1 && has2 && a != b)
+		return api_problem_set(
+		        p, 422, "bad_option", api__pointer(ptr, sizeof ptr, base, "ignore_index"),
+		        "ignore_index is a synonym of ignore_class; they differ (%lld and %lld)",
+		        (long long)a, (long long)b);
+	*out = has1 ? a : b;
+	return 0;
+}
+
 int api__get_enum(int *out, const json_t *obj, const char *base, const char *key,
                   const char *const *names, int def, api_problem *p)
 {

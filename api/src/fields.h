@@ -54,6 +54,12 @@ int api__get_number(double *out, const json_t *obj, const char *base, const char
 int api__get_int(int64_t *out, const json_t *obj, const char *base, const char *key, int64_t def,
                  int64_t min, int64_t max, api_problem *p);
 
+/* ignore_class, or its synonym ignore_index (PyTorch): any whole number.
+ * *has is whether either is given; both given and different is 422
+ * bad_option at base/ignore_index. */
+int api__get_ignore_class(bool *has, int64_t *out, const json_t *obj, const char *base,
+                          api_problem *p);
+
 /* A string that must be one of names (NULL-terminated); *out is its index,
  * or def when absent. 422 bad_option lists the allowed values. */
 int api__get_enum(int *out, const json_t *obj, const char *base, const char *key,

@@ -208,10 +208,8 @@ static int one_loss(json_t **reply, double *value, const api_ctx *ctx, const jso
 	api_tensor t[T_COUNT];
 	eng_loss_result *res = NULL;
 	eng_error err = {0};
-	char ptr[sizeof p->pointer];
 	int kind = 0, red = 0, gerr = 0, nanp = 0, rc = -1;
-	int64_t axis = -1, ign = 0, ign2 = 0;
-	bool has_ign, has_ign2;
+	int64_t axis = -1;
 
 	for (int i = 0; i < T_COUNT; i++) {
 		api_tensor e = API_TENSOR_INIT;
@@ -239,27 +237,13 @@ static int one_loss(json_t **reply, double *value, const api_ctx *ctx, const jso
 	    api__get_bool(&o.per_class, obj, base, "per_class", true, p) ||
 	    api__get_bool(&o.confusion, obj, base, "confusion_matrix", false, p))
 		goto out;
-	has_ign = api__field(obj, "ignore_class") != NULL;
-	has_ign2 = api__field(obj, "ignore_index") != NULL;
-	if ((has_ign &&
-	     api__get_int(&ign, obj, base, "ignore_class", 0, INT64_MIN, INT64_MAX, p)) ||
-	    (has_ign2 &&
-	     api__get_int(&ign2, obj, base, "ignore_index", 0, INT64_MIN, INT64_MAX, p)))
+	if (api__get_ignore_class(&o.has_ignore_class, &o.ignore_class, obj, base, p))
 		goto out;
-	if (has_ign && has_ign2 && ign != ign2) {
-		api_problem_set(
-		        p, 422, "bad_option", api__pointer(ptr, sizeof ptr, base, "ignore_index"),
-		        "ignore_index is a synonym of ignore_class; they differ (%lld and %lld)",
-		        (long long)ign, (long long)ign2);
-		goto out;
-	}
 	o.kind = (eng_loss_kind)kind;
 	o.reduction = (eng_reduction)red;
 	o.gmm_error = (eng_gmm_error)gerr;
 	o.axis = (int)axis;
 	o.propagate_nan = nanp == 1;
-	o.has_ignore_class = has_ign || has_ign2;
-	o.ignore_class = has_ign ? ign : ign2;
 
 	api_tensor_opts topts = {o.propagate_nan, budget};
 	for (int i = 0; i < T_COUNT; i++)

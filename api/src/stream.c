@@ -55,19 +55,6 @@ static const char *const curve_names[] = {"roc", "pr", NULL};
 static const char *const sum_names[] = {"interpolation", "minoring", "majoring", NULL};
 static const char *const avg_names[] = {"macro", "weighted", "micro", "none", NULL};
 static const char *const red_names[] = {"mean", "sum", "sum_over_batch_size", NULL};
-static const char *const loss_names[] = {
-        "sparse_categorical_crossentropy",
-        "categorical_crossentropy",
-        "binary_crossentropy",
-        "categorical_focal_crossentropy",
-        "binary_focal_crossentropy",
-        "kl_divergence",
-        "gaussian_mixture",
-        "mean_squared_error",
-        "mean_absolute_error",
-        "huber",
-        NULL,
-};
 
 static const char *const create_fields[] = {
         "name",
@@ -347,8 +334,6 @@ static int parse_loss(api_stream_spec *s, json_t *v, json_t **canon, api_problem
 	const char *base = "/loss";
 	json_t *obj = NULL, *c = NULL;
 	int kind = 0, red = 0;
-	int64_t ign = 0, ign2 = 0;
-	bool has_ign, has_ign2;
 	int rc = -1;
 	eng_loss_opts *o = &s->lopts;
 
@@ -365,7 +350,7 @@ static int parse_loss(api_stream_spec *s, json_t *v, json_t **canon, api_problem
 		                       api__type_name(v));
 	}
 	if (api__check_fields(obj, loss_fields, base, p) || api__require(obj, base, "loss", p) ||
-	    api__get_enum(&kind, obj, base, "loss", loss_names, 0, p) ||
+	    api__get_enum(&kind, obj, base, "loss", eng_loss_names, 0, p) ||
 	    api__get_enum(&red, obj, base, "reduction", red_names, ENG_RED_MEAN, p) ||
 	    api__get_bool(&o->from_logits, obj, base, "from_logits",
 	                  loss_is_regression((eng_loss_kind)kind) ? false : s->eng.from_logits,
@@ -377,22 +362,10 @@ static int parse_loss(api_stream_spec *s, json_t *v, json_t **canon, api_problem
 	                  p) ||
 	    api__get_number(&o->delta, obj, base, "delta", 1.0, 0.0, INFINITY, p))
 		goto out;
-	has_ign = api__field(obj, "ignore_class") != NULL;
-	has_ign2 = api__field(obj, "ignore_index") != NULL;
-	if ((has_ign &&
-	     api__get_int(&ign, obj, base, "ignore_class", 0, INT64_MIN, INT64_MAX, p)) ||
-	    (has_ign2 &&
-	     api__get_int(&ign2, obj, base, "ignore_index", 0, INT64_MIN, INT64_MAX, p)))
+	if (api__get_ignore_class(&o->has_ignore_class, &o->ignore_class, obj, base, p))
 		goto out;
-	if (has_ign && has_ign2 && ign != ign2) {
-		api_problem_set(p, 422, "bad_option", "/loss/ignore_index",
-		                "ignore_index is a synonym of ignore_class; they differ");
-		goto out;
-	}
 	o->kind = (eng_loss_kind)kind;
 	o->reduction = ENG_RED_MEAN; /* the stream reduces at read time */
-	o->has_ignore_class = has_ign || has_ign2;
-	o->ignore_class = has_ign ? ign : ign2;
 	o->per_class = true;
 	o->confusion = false;
 	o->per_position = false;

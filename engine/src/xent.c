@@ -154,8 +154,9 @@ static void row_f32(const float *x, int64_t C, float *mx_out, float *sx_out, dou
  * 16 lanes wide, with AVX-512 intrinsics where the vector extensions have
  * no match: masked loads for the row's tail, a mask (not a blend) to keep
  * the maxima out of the rest, vrndscaleps + vscalefps in exp (2^n without
- * the exponent arithmetic; underflows to 0, so no clamp is needed: an x - m
- * that overflows to -inf makes *rest NaN and the caller redoes the row).
+ * the exponent arithmetic; underflows to 0, so no clamp is needed). The
+ * float sum stays the non-finite detector: vscalefps(NaN, -Inf) is 0, so
+ * a -Inf logit need not show in *rest.
  * Per block of 128 terms each float lane sums 8 of them and the block goes
  * to double lanes, so the rest is accurate to ~5e-7 of itself as in
  * row_f32. Built only where HOT_CLONES is (GCC, x86-64, no sanitizer);

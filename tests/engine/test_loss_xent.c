@@ -438,6 +438,34 @@ Test(xent, float32_rows_of_every_length_match_double)
 	}
 }
 
+/* A NaN, +Inf or -Inf at any place of a float32 row (every vector tail)
+ * is reported at its index, whatever the fast kernel saw. */
+Test(xent, float32_rows_report_any_nonfinite_logit)
+{
+	static const float bad[] = {NAN, INFINITY, -INFINITY};
+	float x[2 * 70];
+	int32_t y[] = {0, 0};
+	for (int C = 1; C <= 70; C++) {
+		for (int c = 0; c < C; c++) {
+			for (int b = 0; b < 3; b++) {
+				for (int i = 0; i < 2 * C; i++)
+					x[i] = (float)sin(i * 0.9) * 5;
+				x[C + c] = bad[b]; /* in the second row */
+				eng_tensor yt = tens(ENG_I32, y, 1, I64(2));
+				eng_tensor yp = tens(ENG_F32, x, 2, I64(2), I64(C));
+				eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+				o.from_logits = true;
+				eng_error err = {0};
+				eng_loss_result *r = NULL;
+				int rc = eng_loss_compute(&r, &yt, &yp, &o, NULL, &err);
+				cr_expect_eq(rc, ENG_ENONFINITE, "C %d c %d bad %d", C, c, b);
+				cr_expect_eq(err.index, C + c, "C %d c %d bad %d", C, c, b);
+				eng_loss_result_free(r);
+			}
+		}
+	}
+}
+
 Test(xent, trailing_size1_label_axis_is_squeezed)
 {
 	eng_tensor yt = tens(ENG_F64, D(1, 2), 2, I64(2), I64(1));

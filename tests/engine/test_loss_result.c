@@ -10,21 +10,7 @@
 #include <string.h>
 
 #include "lossd/loss.h"
-
-static eng_tensor tens(eng_dtype dt, const void *data, int ndim, ...)
-{
-	eng_tensor t = {dt, ndim, {0}, 1, data};
-	va_list ap;
-	va_start(ap, ndim);
-	for (int i = 0; i < ndim; i++) {
-		t.shape[i] = va_arg(ap, int64_t);
-		t.size *= t.shape[i];
-	}
-	va_end(ap);
-	return t;
-}
-
-#define I64(x) ((int64_t)(x))
+#include "loss_helpers.h"
 
 /* Runs the tasks last to first: any order dependence shows up. */
 static void reverse_for_each(const eng_parallel *self, int64_t n, eng_task_fn fn, void *arg)

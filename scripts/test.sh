@@ -26,29 +26,11 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
-PKGS=(cmake make gcc libc6-dev pkg-config libmicrohttpd-dev libjansson-dev libuv1-dev
-      libsqlite3-dev libcriterion-dev python3 openssl)
-
-missing=()
-for p in "${PKGS[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
-		missing+=("$p")
-done
-command -v npm >/dev/null || missing+=(nodejs npm)  # scripts/openapi-json.sh
-if ((${#missing[@]})); then
-	SUDO=""
-	if [ "$(id -u)" -ne 0 ]; then
-		command -v sudo >/dev/null || { echo "test.sh: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
-		SUDO=sudo
-	fi
-	log=${TMPDIR:-/tmp}/lossd-apt.log
-	echo "test.sh: installing ${missing[*]} (log: $log)" >&2
-	if ! { $SUDO apt-get update && \
-	       DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
-		cat "$log" >&2
-		exit 1
-	fi
-fi
+# shellcheck source=scripts/lib-apt.sh
+. scripts/lib-apt.sh
+test_pkgs=("${BUILD_PKGS[@]}" libcriterion-dev python3 openssl)
+command -v npm >/dev/null || test_pkgs+=(nodejs npm) # scripts/openapi-json.sh
+apt_ensure test.sh "${test_pkgs[@]}"
 
 QUICK=0
 [ "${1:-}" = "--quick" ] && QUICK=1
@@ -99,6 +81,7 @@ if [ "$QUICK" -eq 0 ]; then
 	stage fuzz env FUZZ_SECONDS="${FUZZ_SECONDS:-45}" scripts/ci-fuzz.sh
 	stage browser scripts/ci-browser.sh
 	stage docker docker/build-steps.sh
+	# shellcheck disable=SC2016 # expanded by the inner bash, on purpose
 	stage bench bash -c 'bench/run.sh --smoke --no-install && LOAD_SECONDS="${LOAD_SECONDS:-5}" bench/load.sh'
 fi
 

@@ -785,28 +785,6 @@ static void wbytes(wbuf *w, const void *b, size_t n)
 		memcpy(p, b, n);
 }
 
-/*
- * The checksum: FNV-1a's step over 8-byte little-endian words (then the
- * tail bytes), with an xorshift after each multiply so high bits flow back
- * down. Every step is a bijection of the running value, so changing any one
- * word (any burst of up to 64 bits within it) always changes the result.
- */
-static uint64_t checksum(const uint8_t *p, size_t n)
-{
-	uint64_t h = 1469598103934665603ull;
-	size_t i = 0;
-	for (; i + 8 <= n; i += 8) {
-		h ^= eng__get_u64(p + i);
-		h *= 1099511628211ull;
-		h ^= h >> 29;
-	}
-	for (; i < n; i++) {
-		h ^= p[i];
-		h *= 1099511628211ull;
-	}
-	return h;
-}
-
 int eng_stream_serialize(void **out, size_t *len, const eng_stream *s)
 {
 	const eng_stream_config *c = &s->cfg;
@@ -893,7 +871,7 @@ int eng_stream_serialize(void **out, size_t *len, const eng_stream *s)
 	memcpy(w.p, MAGIC, 4);
 	eng__put_u32(w.p + 4, VERSION);
 	eng__put_u64(w.p + 8, (uint64_t)(w.len - HEADER));
-	eng__put_u64(w.p + 16, checksum(w.p + HEADER, w.len - HEADER));
+	eng__put_u64(w.p + 16, eng__checksum64(w.p + HEADER, w.len - HEADER));
 	*out = w.p;
 	*len = w.len;
 	return 0;
@@ -972,7 +950,7 @@ int eng_stream_deserialize(eng_stream **out, const void *data, size_t len, size_
 		why = "length mismatch";
 		goto bad;
 	}
-	if (eng__get_u64(b + 16) != checksum(b + HEADER, len - HEADER)) {
+	if (eng__get_u64(b + 16) != eng__checksum64(b + HEADER, len - HEADER)) {
 		why = "checksum mismatch";
 		goto bad;
 	}

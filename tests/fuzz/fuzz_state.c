@@ -4,8 +4,8 @@
  * eng_stream_deserialize on hostile bytes.
  *
  * The input is the payload; the harness wraps it in a valid header (magic,
- * version, length and checksum, the checksum recomputed here the way
- * engine/src/stream.c documents it), so the fuzzer reaches the payload
+ * version, length and checksum, computed with the engine's own
+ * eng__checksum64 from engine/src/bytes.h), so the fuzzer reaches the payload
  * parser instead of stopping at the checksum. Whatever parses must then be
  * usable: counts, AUC of every column (and pooled), serialize and parse
  * back to identical bytes, merge into a copy of itself. ASan/UBSan and
@@ -18,39 +18,9 @@
 #include <string.h>
 
 #include "lossd/stream.h"
+#include "../../engine/src/bytes.h" /* the state format's helpers and checksum */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-/* engine/src/stream.c's checksum, as its comment defines it. */
-static uint64_t checksum(const uint8_t *p, size_t n)
-{
-	uint64_t h = 1469598103934665603ull;
-	size_t i = 0;
-	for (; i + 8 <= n; i += 8) {
-		h ^= get64(p + i);
-		h *= 1099511628211ull;
-		h ^= h >> 29;
-	}
-	for (; i < n; i++) {
-		h ^= p[i];
-		h *= 1099511628211ull;
-	}
-	return h;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -64,8 +34,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memcpy(blob, "LSTR", 4);
 	blob[4] = 1, blob[5] = blob[6] = blob[7] = 0;
-	put64(blob + 8, size);
-	put64(blob + 16, checksum(data, size));
+	eng__put_u64(blob + 8, size);
+	eng__put_u64(blob + 16, eng__checksum64(data, size));
 	if (size)
 		memcpy(blob + 24, data, size);
 

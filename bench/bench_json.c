@@ -172,7 +172,7 @@ static double run_once(const char *body, size_t len, int64_t n, const float *exp
 	api_problem p;
 	api_tensor t = API_TENSOR_INIT;
 	int64_t budget = n + 16;
-	api_tensor_opts opts = {false, &budget};
+	api_tensor_opts opts = {false, &budget, NULL};
 
 	ctx.max_elements = n + 16;
 	root = api_parse_body(&ctx, body, len, &p);

@@ -362,6 +362,7 @@ void api_auc(api_reply *out, const api_ctx *ctx, const char *body, size_t len)
 	auc_req q = {0};
 	column *cols = NULL, micro;
 	json_t *req = NULL, *reply = NULL;
+	api_packed *pk = NULL;
 	double *logits = NULL;
 	eng_tensor score_view;
 	int64_t ncols = 0, col0 = 0, done = 0;
@@ -372,12 +373,12 @@ void api_auc(api_reply *out, const api_ctx *ctx, const char *body, size_t len)
 	if (!ctx)
 		ctx = &defaults;
 	int64_t budget = ctx->max_elements;
-	req = api_parse_body(ctx, body, len, &p);
+	req = api_parse_body_packed(ctx, body, len, &pk, &p);
 	if (!req)
 		goto out;
 	if (read_options(&q, req, &p))
 		goto out;
-	api_tensor_opts topts = {q.nan_policy == 1, &budget};
+	api_tensor_opts topts = {q.nan_policy == 1, &budget, pk};
 	if (api__get_tensor(&ty, req, "", "y_true", true, &topts, &p) ||
 	    api__get_tensor(&ts, req, "", "y_score", true, &topts, &p) ||
 	    api__get_tensor(&tw, req, "", "sample_weight", false, &topts, &p))
@@ -447,6 +448,7 @@ out:
 	api_tensor_free(&ts);
 	api_tensor_free(&ty);
 	json_decref(req);
+	api_packed_free(pk); /* after the tensors that may view it */
 	if (rc)
 		api_reply_problem(out, &p);
 	else

@@ -33,6 +33,7 @@
 #include "lossd/api.h"
 #include "lossd/loss.h"
 #include "fields.h"
+#include "packed.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -199,10 +200,11 @@ static int from_eng(api_problem *p, const eng_error *err, const char *base)
 
 /*
  * Evaluates the loss request obj (pointer base) into *reply (new) and
- * *value (the reduced loss, NaN when undefined). Returns 0 or -1 with *p.
+ * *value (the reduced loss, NaN when undefined); pk is what the body's
+ * parse lifted (tensors may view it). Returns 0 or -1 with *p.
  */
 static int one_loss(json_t **reply, double *value, const api_ctx *ctx, const json_t *obj,
-                    const char *base, int64_t *budget, api_problem *p)
+                    const char *base, int64_t *budget, const api_packed *pk, api_problem *p)
 {
 	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
 	api_tensor t[T_COUNT];
@@ -245,7 +247,7 @@ static int one_loss(json_t **reply, double *value, const api_ctx *ctx, const jso
 	o.axis = (int)axis;
 	o.propagate_nan = nanp == 1;
 
-	api_tensor_opts topts = {o.propagate_nan, budget};
+	api_tensor_opts topts = {o.propagate_nan, budget, pk};
 	for (int i = 0; i < T_COUNT; i++)
 		if (api__get_tensor(&t[i], obj, base, tensor_keys[i], i <= T_PRED, &topts, p))
 			goto out;
@@ -278,7 +280,7 @@ out:
 /* ---- multi-head ------------------------------------------------------------------- */
 
 static int heads(json_t **reply, const api_ctx *ctx, const json_t *obj, int64_t *budget,
-                 api_problem *p)
+                 const api_packed *pk, api_problem *p)
 {
 	json_t *hs = json_object_get(obj, "heads");
 	json_t *hw = api__field(obj, "head_weights");
@@ -297,24 +299,27 @@ static int heads(json_t **reply, const api_ctx *ctx, const json_t *obj, int64_t 
 		                       "heads must be a non-empty array of loss requests, got %s",
 		                       json_is_array(hs) ? "an empty array" : api__type_name(hs));
 	n = json_array_size(hs);
+	/* 16 or more weights arrive lifted (packed.c); a lifted array of
+	 * arrays has arrays for elements. */
+	const api__pack *lw = api__packed_array(pk, hw);
 	if (hw) {
 		if (!json_is_array(hw))
 			return api_problem_set(p, 422, "bad_type", "/head_weights",
 			                       "head_weights must be an array of numbers, got %s",
 			                       api__type_name(hw));
-		if (json_array_size(hw) != n)
+		size_t nw = lw ? (size_t)lw->shape[0] : json_array_size(hw);
+		if (nw != n)
 			return api_problem_set(
 			        p, 422, "shape_mismatch", "/head_weights",
-			        "head_weights has %zu entries but there are %zu heads",
-			        json_array_size(hw), n);
+			        "head_weights has %zu entries but there are %zu heads", nw, n);
 		for (size_t i = 0; i < n; i++) {
-			json_t *w = json_array_get(hw, i);
+			json_t *w = lw ? NULL : json_array_get(hw, i);
 			snprintf(base, sizeof base, "/head_weights/%zu", i);
-			if (!json_is_number(w))
+			if (lw ? lw->rank > 1 : !json_is_number(w))
 				return api_problem_set(p, 422, "bad_type", base,
 				                       "head_weights[%zu] must be a number, got %s",
-				                       i, api__type_name(w));
-			double v = json_number_value(w);
+				                       i, lw ? "an array" : api__type_name(w));
+			double v = lw ? lw->values[i] : json_number_value(w);
 			if (!isfinite(v) || v < 0)
 				return api_problem_set(
 				        p, 422, "bad_weight", base,
@@ -332,13 +337,14 @@ static int heads(json_t **reply, const api_ctx *ctx, const json_t *obj, int64_t 
 		json_t *r;
 		double v;
 		snprintf(base, sizeof base, "/heads/%zu", i);
-		if (one_loss(&r, &v, ctx, json_array_get(hs, i), base, budget, p))
+		if (one_loss(&r, &v, ctx, json_array_get(hs, i), base, budget, pk, p))
 			goto out;
 		if (json_array_append_new(list, r)) {
 			api_problem_set(p, 503, "out_of_memory", "", "out of memory");
 			goto out;
 		}
-		total += (hw ? json_number_value(json_array_get(hw, i)) : 1.0) * v;
+		double w = lw ? lw->values[i] : hw ? json_number_value(json_array_get(hw, i)) : 1.0;
+		total += w * v;
 	}
 	if (json_object_set_new(out, "loss", num(total)) || json_object_set(out, "heads", list)) {
 		api_problem_set(p, 503, "out_of_memory", "", "out of memory");
@@ -360,22 +366,24 @@ void api_loss(api_reply *out, const api_ctx *ctx, const char *body, size_t len)
 	api_ctx defaults = API_CTX_INIT;
 	api_problem p = {0};
 	json_t *req, *reply = NULL;
+	api_packed *pk = NULL;
 	double v;
 	int rc;
 
 	if (!ctx)
 		ctx = &defaults;
 	int64_t budget = ctx->max_elements;
-	req = api_parse_body(ctx, body, len, &p);
+	req = api_parse_body_packed(ctx, body, len, &pk, &p);
 	if (!req) {
 		api_reply_problem(out, &p);
 		return;
 	}
 	if (api__field(req, "heads"))
-		rc = heads(&reply, ctx, req, &budget, &p);
+		rc = heads(&reply, ctx, req, &budget, pk, &p);
 	else
-		rc = one_loss(&reply, &v, ctx, req, "", &budget, &p);
+		rc = one_loss(&reply, &v, ctx, req, "", &budget, pk, &p);
 	json_decref(req);
+	api_packed_free(pk);
 	if (rc) {
 		api_reply_problem(out, &p);
 		return;

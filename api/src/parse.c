@@ -28,11 +28,30 @@
  */
 #include "lossd/api.h"
 #include "mem.h"
+#include "packed.h"
 
 #include <string.h>
 
-/* The raw-byte pre-pass: 0, or -1 with *p set. */
-static int prescan(const api_ctx *ctx, const unsigned char *s, size_t n, api_problem *p)
+/* jansson's line and column of body offset pos: lines from 1, columns in
+ * UTF-8 characters since the last newline. */
+static void line_col(const unsigned char *s, size_t pos, int *line, int *col)
+{
+	int l = 1, c = 0;
+	for (size_t i = 0; i < pos; i++) {
+		if (s[i] == '\n') {
+			l++;
+			c = 0;
+		} else if ((s[i] & 0xc0) != 0x80) {
+			c++;
+		}
+	}
+	*line = l;
+	*col = c;
+}
+
+/* The raw-byte pre-pass: 0 with *count the number tokens, or -1 with *p set. */
+static int prescan(const api_ctx *ctx, const unsigned char *s, size_t n, int64_t *count,
+                   api_problem *p)
 {
 	int64_t numbers = 0;
 	int64_t max_numbers = ctx->max_elements;
@@ -43,16 +62,24 @@ static int prescan(const api_ctx *ctx, const unsigned char *s, size_t n, api_pro
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = s[i];
 		switch (c) {
-		case '"':
-			/* skip the string; a backslash escapes the next byte */
+		case '"': {
+			bool esc = false, nul = false;
+			size_t e = api__string_end(s, i, n, &esc, &nul);
+			if (nul) {
+				/* jansson would refuse it too; here it also keeps
+				 * the placeholders of packed.c unforgeable */
+				int line, col;
+				line_col(s, i, &line, &col);
+				return api_problem_set(p, 400, "malformed_json", "",
+				                       "\\u0000 is not allowed in a string at line "
+				                       "%d, column %d",
+				                       line, col);
+			}
 			any = 1;
 			in_num = 0;
-			i++;
-			while (i < n && s[i] != '"') {
-				/* a backslash takes the next byte with it */
-				i += s[i] == '\\' ? 2 : 1;
-			}
+			i = e;
 			break;
+		}
 		case '[':
 		case '{':
 			any = 1;
@@ -105,14 +132,24 @@ static int prescan(const api_ctx *ctx, const unsigned char *s, size_t n, api_pro
 	}
 	if (!any)
 		return api_problem_set(p, 400, "malformed_json", "", "the body is empty");
+	*count = numbers;
 	return 0;
 }
 
-json_t *api_parse_body(const api_ctx *ctx, const char *body, size_t len, api_problem *p)
+json_t *api_parse_body_packed(const api_ctx *ctx, const char *body, size_t len, api_packed **packed,
+                              api_problem *p)
 {
 	static const api_ctx defaults = API_CTX_INIT;
+	const unsigned char *u = (const unsigned char *)body;
 	json_error_t e;
+	int64_t numbers = 0;
+	api_packed *pk = NULL;
+	char *skel = NULL;
+	size_t skel_len = 0;
+	json_t *v = NULL;
 
+	if (packed)
+		*packed = NULL;
 	api__mem_install();
 	if (!ctx)
 		ctx = &defaults;
@@ -133,10 +170,22 @@ json_t *api_parse_body(const api_ctx *ctx, const char *body, size_t len, api_pro
 		}
 		break;
 	}
-	if (prescan(ctx, (const unsigned char *)body, len, p))
+	if (prescan(ctx, u, len, &numbers, p))
 		return NULL;
+	if (packed && api__lift(&pk, &skel, &skel_len, body, len, numbers, ctx->max_depth)) {
+		api_problem_set(p, 503, "out_of_memory", "",
+		                "out of memory while parsing the body");
+		return NULL;
+	}
 
-	json_t *v = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &e);
+	/* The skeleton's placeholders hold "\u0000", which prescan refused in
+	 * the body itself. */
+	if (skel)
+		v = json_loadb(skel, skel_len,
+		               JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+	else
+		v = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &e);
+	api__free(skel);
 	int why = api__json_alloc_failure();
 	if (v && why != API__ALLOC_OK) {
 		/* jansson 2.14's lexer ignores a failed append to its string
@@ -147,6 +196,14 @@ json_t *api_parse_body(const api_ctx *ctx, const char *body, size_t len, api_pro
 		v = NULL;
 	}
 	if (!v) {
+		if (pk) {
+			/* the error's place in the body, not in the skeleton */
+			size_t at =
+			        api__packed_body_pos(pk, (size_t)(e.position > 0 ? e.position : 0));
+			e.position = (int)(at < (size_t)INT32_MAX ? at : INT32_MAX);
+			line_col(u, at < len ? at : len, &e.line, &e.column);
+		}
+		api_packed_free(pk);
 		/* Allocation failures first: jansson may word a refused
 		 * allocation as another error than out_of_memory. */
 		if (why == API__ALLOC_BUDGET) {
@@ -176,9 +233,17 @@ json_t *api_parse_body(const api_ctx *ctx, const char *body, size_t len, api_pro
 	}
 	if (!json_is_object(v)) {
 		json_decref(v);
+		api_packed_free(pk);
 		api_problem_set(p, 400, "not_an_object", "",
 		                "the body must be a JSON object ({...})");
 		return NULL;
 	}
+	if (packed)
+		*packed = pk;
 	return v;
+}
+
+json_t *api_parse_body(const api_ctx *ctx, const char *body, size_t len, api_problem *p)
+{
+	return api_parse_body_packed(ctx, body, len, NULL, p);
 }

@@ -391,7 +391,7 @@ static int parse_loss(api_stream_spec *s, json_t *v, json_t **canon, api_problem
 		goto out;
 	}
 	int64_t budget = 1 << 20;
-	api_tensor_opts topts = {false, &budget};
+	api_tensor_opts topts = {false, &budget, NULL}; /* the spec keeps its tensors */
 	if (api__get_tensor(&s->class_weight, obj, base, "class_weight", false, &topts, p) ||
 	    api__get_tensor(&s->pos_weight, obj, base, "pos_weight", false, &topts, p))
 		goto out;
@@ -672,6 +672,7 @@ int api_stream_decode_update(eng_stream **delta, char **batch_id, const api_stre
 	eng_loss_result *lr = NULL;
 	eng_error err = {0};
 	json_t *obj = NULL;
+	api_packed *pk = NULL;
 	char *bid = NULL;
 	int rc = -1;
 
@@ -679,7 +680,7 @@ int api_stream_decode_update(eng_stream **delta, char **batch_id, const api_stre
 	*batch_id = NULL;
 	if (!ctx)
 		ctx = &dctx;
-	if (!(obj = api_parse_body(ctx, body, len, p)))
+	if (!(obj = api_parse_body_packed(ctx, body, len, &pk, p)))
 		return -1;
 	if (api__check_fields(obj, update_fields, "", p) || api__require(obj, "", "y_true", p))
 		goto out;
@@ -724,7 +725,7 @@ int api_stream_decode_update(eng_stream **delta, char **batch_id, const api_stre
 		}
 	}
 	int64_t budget = ctx->max_elements;
-	api_tensor_opts topts = {false, &budget};
+	api_tensor_opts topts = {false, &budget, pk};
 	if (api__get_tensor(&yt, obj, "", "y_true", true, &topts, p) ||
 	    api__get_tensor(&ys, obj, "", skey, true, &topts, p) ||
 	    (has_s && has_p && api__get_tensor(&yp, obj, "", "y_pred", true, &topts, p)) ||
@@ -765,6 +766,7 @@ out:
 	api_tensor_free(&ys);
 	api_tensor_free(&yt);
 	json_decref(obj);
+	api_packed_free(pk); /* after the tensors that may view it */
 	return rc;
 }
 

@@ -29,6 +29,7 @@
 #include "lossd/api.h"
 #include "b64.h"
 #include "mem.h"
+#include "packed.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -65,6 +66,11 @@ static void shape_str(char *buf, size_t cap, const int64_t *shape, int ndim)
 		                        (long long)shape[i]);
 	if (len < cap)
 		snprintf(buf + len, cap - len, "]");
+}
+
+static const api_packed *packed_of(const api_tensor_opts *opts)
+{
+	return opts ? opts->packed : NULL;
 }
 
 /* Charges n elements to the budget: 413 too_many_elements past it. */
@@ -139,8 +145,51 @@ static int elem_error(const json_t *e, const char *pointer, const size_t *idx, i
  * leaves to dst in row-major order unless dst is NULL (a check only).
  * Iterative: rank <= ENG_MAX_RANK levels of state, no recursion.
  */
+/*
+ * A lifted array met at tree level `level` (idx[0..level) is its path)
+ * where shape[level..rank) is expected: 0 when it fits, or -1 with the
+ * problem the walk below would report for the same values as JSON.
+ */
+static int pack_fits(const api__pack *e, const int64_t *shape, int rank, int level,
+                     const size_t *idx, const char *pointer, api_problem *p)
+{
+	size_t path[ENG_MAX_RANK];
+	char ptr[sizeof p->pointer];
+	char sh[96];
+	int k = rank - level;
+
+	memcpy(path, idx, (size_t)level * sizeof path[0]);
+	for (int j = 0;; j++) {
+		if (j == k && j == e->rank)
+			return 0;
+		if (j < k)
+			path[level + j] = 0;
+		if (j == k) { /* an array where the leaf row has numbers */
+			index_pointer(ptr, sizeof ptr, pointer, path, level + j);
+			return api_problem_set(
+			        p, 422, "shape_mismatch", ptr,
+			        "%s is ragged: %s is an array where the first row has a number",
+			        name_of(pointer), ptr[0] == '/' ? ptr + 1 : ptr);
+		}
+		index_pointer(ptr, sizeof ptr, pointer, path, level + j);
+		shape_str(sh, sizeof sh, shape, rank);
+		if (j == e->rank)
+			return api_problem_set(p, 422, "shape_mismatch", ptr,
+			                       "%s is ragged: %s is a number, expected an array "
+			                       "(shape %s from the first elements)",
+			                       name_of(pointer), ptr[0] == '/' ? ptr + 1 : ptr, sh);
+		if (e->shape[j] != shape[level + j])
+			return api_problem_set(p, 422, "shape_mismatch", ptr,
+			                       "%s is ragged: %s has %lld elements, expected %lld "
+			                       "(shape %s from the first elements)",
+			                       name_of(pointer), ptr[0] == '/' ? ptr + 1 : ptr,
+			                       (long long)e->shape[j], (long long)shape[level + j],
+			                       sh);
+	}
+}
+
 static int walk(json_t *v, const int64_t *shape, int rank, double *dst, const char *pointer,
-                api_problem *p)
+                const api_packed *pk, api_problem *p)
 {
 	json_t *arrs[ENG_MAX_RANK];
 	size_t idx[ENG_MAX_RANK];
@@ -178,6 +227,22 @@ static int walk(json_t *v, const int64_t *shape, int rank, double *dst, const ch
 			}
 		}
 		json_t *c = json_array_get(arrs[level], idx[level]);
+		const api__pack *e = api__packed_array(pk, c);
+		if (e) {
+			/* a lifted sub-array: checked and copied whole */
+			if (pack_fits(e, shape, rank, level + 1, idx, pointer, p))
+				return -1;
+			if (dst) {
+				memcpy(dst, e->values, (size_t)e->size * sizeof *dst);
+				dst += e->size;
+			}
+			while (++idx[level] == (size_t)shape[level]) {
+				if (level == 0)
+					return 0;
+				level--;
+			}
+			continue;
+		}
 		if (!json_is_array(c) || json_array_size(c) != (size_t)shape[level + 1]) {
 			index_pointer(ptr, sizeof ptr, pointer, idx, level + 1);
 			if (!json_is_array(c) && !json_is_number(c))
@@ -215,6 +280,16 @@ static int decode_nested(api_tensor *out, json_t *v, const char *pointer,
 	bool overflow = false;
 	char ptr[sizeof p->pointer];
 
+	const api_packed *pk = packed_of(opts);
+	const api__pack *e = api__packed_array(pk, v);
+	if (e) {
+		/* lifted whole: rectangular already, and viewed where it is */
+		if (charge(opts, e->size, pointer, p))
+			return -1;
+		set_view(out, ENG_F64, e->rank, e->shape, e->size, NULL);
+		out->t.data = e->values;
+		return 0;
+	}
 	if (json_is_number(v)) {
 		if (charge(opts, 1, pointer, p))
 			return -1;
@@ -231,6 +306,18 @@ static int decode_nested(api_tensor *out, json_t *v, const char *pointer,
 
 	/* The shape, from the first element at every level. */
 	for (json_t *a = v; json_is_array(a); a = json_array_get(a, 0)) {
+		const api__pack *sub = api__packed_array(pk, a);
+		for (int j = 0; sub && j < sub->rank; j++) {
+			if (rank == ENG_MAX_RANK) {
+				index_pointer(ptr, sizeof ptr, pointer, idx, rank);
+				return api_problem_set(p, 422, "shape_mismatch", ptr,
+				                       "%s has more than %d dimensions",
+				                       name_of(pointer), ENG_MAX_RANK);
+			}
+			shape[rank++] = sub->shape[j];
+		}
+		if (sub)
+			break;
 		if (rank == ENG_MAX_RANK) {
 			index_pointer(ptr, sizeof ptr, pointer, idx, rank);
 			return api_problem_set(p, 422, "shape_mismatch", ptr,
@@ -248,7 +335,7 @@ static int decode_nested(api_tensor *out, json_t *v, const char *pointer,
 			overflow = true;
 	if (overflow || size > ((int64_t)1 << 53) ||
 	    (opts && opts->budget && size > *opts->budget)) {
-		if (walk(v, shape, rank, NULL, pointer, p))
+		if (walk(v, shape, rank, NULL, pointer, pk, p))
 			return -1;
 		if (overflow || size > ((int64_t)1 << 53))
 			return api_problem_set(p, 413, "too_many_elements", pointer,
@@ -260,11 +347,11 @@ static int decode_nested(api_tensor *out, json_t *v, const char *pointer,
 	if (!buf) {
 		/* a ragged array that only looked big: say so, not 503 */
 		api_problem ragged;
-		if (p && walk(v, shape, rank, NULL, pointer, &ragged) != 0)
+		if (p && walk(v, shape, rank, NULL, pointer, pk, &ragged) != 0)
 			*p = ragged;
 		goto fail;
 	}
-	if (walk(v, shape, rank, buf, pointer, p))
+	if (walk(v, shape, rank, buf, pointer, pk, p))
 		goto fail;
 	set_view(out, ENG_F64, rank, shape, size, buf);
 	return 0;
@@ -295,7 +382,7 @@ static int64_t first_nonfinite(const eng_tensor *t)
 /* ---- tensor objects -------------------------------------------------------------- */
 
 static int read_shape(int64_t *shape, int *ndim, int64_t *size, json_t *s, const char *pointer,
-                      api_problem *p)
+                      const api_packed *pk, api_problem *p)
 {
 	char ptr[sizeof p->pointer];
 	snprintf(ptr, sizeof ptr, "%s/shape", pointer ? pointer : "");
@@ -308,7 +395,14 @@ static int read_shape(int64_t *shape, int *ndim, int64_t *size, json_t *s, const
 		                       : json_is_number(s)  ? "a number"
 		                       : json_is_boolean(s) ? "a boolean"
 		                                            : "null");
-	size_t n = json_array_size(s);
+	/* A lifted shape has 16 or more numbers, or arrays for elements. */
+	const api__pack *lifted = api__packed_array(pk, s);
+	size_t n = lifted ? (size_t)lifted->shape[0] : json_array_size(s);
+	if (lifted && n <= ENG_MAX_RANK) {
+		snprintf(ptr, sizeof ptr, "%s/shape/0", pointer ? pointer : "");
+		return api_problem_set(p, 422, "bad_type", ptr, "%s/shape must hold whole numbers",
+		                       name_of(pointer));
+	}
 	if (n > ENG_MAX_RANK)
 		return api_problem_set(p, 422, "shape_mismatch", ptr,
 		                       "%s has %zu dimensions, at most %d are supported",
@@ -397,15 +491,16 @@ static int decode_b64(api_tensor *out, json_t *obj, const char *pointer,
 		return api_problem_set(p, 422, "bad_type", ptr, "%s/b64 must be a base64 string",
 		                       name_of(pointer));
 	}
-	if (read_shape(shape, &ndim, &size, s, pointer, p))
+	if (read_shape(shape, &ndim, &size, s, pointer, packed_of(opts), p))
 		return -1;
 
 	/* A declared shape past the budget is 413 whatever the payload. */
 	if (opts && opts->budget && size > *opts->budget)
 		return charge(opts, size, pointer, p);
 
-	const char *str = json_string_value(b);
-	size_t len = json_string_length(b);
+	const api__pack *lifted = api__packed_string(packed_of(opts), b);
+	const char *str = lifted ? lifted->str : json_string_value(b);
+	size_t len = lifted ? (size_t)lifted->size : json_string_length(b);
 	snprintf(ptr, sizeof ptr, "%s/b64", pointer ? pointer : "");
 	size_t nbytes = api__b64_decoded_size(str, len);
 	if (nbytes == SIZE_MAX)
@@ -515,7 +610,7 @@ static int decode_object(api_tensor *out, json_t *obj, const char *pointer,
 			                       name_of(pointer));
 		}
 	}
-	if (s && read_shape(shape, &ndim, &size, s, pointer, p))
+	if (s && read_shape(shape, &ndim, &size, s, pointer, packed_of(opts), p))
 		return -1;
 	snprintf(ptr, sizeof ptr, "%s/data", pointer ? pointer : "");
 	if (!json_is_array(data) && !json_is_number(data))
@@ -536,7 +631,9 @@ static int decode_object(api_tensor *out, json_t *obj, const char *pointer,
 		api_tensor_free(out);
 		return -1;
 	}
+	const void *vals = out->t.data; /* out->buf, or the lifted values */
 	set_view(out, ENG_F64, ndim, shape, size, out->buf);
+	out->t.data = vals;
 	return 0;
 }
 

@@ -36,7 +36,7 @@ static void expect_fail(const char *text, int status, const char *code, const ch
 	api_tensor t = API_TENSOR_INIT;
 	api_problem p;
 	int64_t budget = 1000;
-	api_tensor_opts o = {false, &budget};
+	api_tensor_opts o = {false, &budget, NULL};
 	cr_assert_eq(decode(&t, text, &o, &p), -1, "accepted %s", text);
 	cr_assert_eq(p.status, status, "%s: status %d (%s: %s)", text, p.status, p.code, p.detail);
 	cr_assert_str_eq(p.code, code, "%s: code %s (%s)", text, p.code, p.detail);
@@ -197,7 +197,7 @@ Test(nested, ragged_bomb_with_overflowing_first_rows)
 	api_tensor t = API_TENSOR_INIT;
 	api_problem p;
 	int64_t budget = INT64_MAX;
-	api_tensor_opts o = {false, &budget};
+	api_tensor_opts o = {false, &budget, NULL};
 	cr_assert_eq(decode(&t, s, &o, &p), -1);
 	cr_assert_eq(p.status, 422, "%d %s %s", p.status, p.code, p.detail);
 	cr_assert_str_eq(p.code, "shape_mismatch");
@@ -470,7 +470,7 @@ static void nonfinite_case(eng_dtype dt, const void *raw, size_t bytes, int64_t 
 	api_tensor t = API_TENSOR_INIT;
 	api_problem p;
 	int64_t budget = 100;
-	api_tensor_opts o = {false, &budget};
+	api_tensor_opts o = {false, &budget, NULL};
 	cr_assert_eq(decode(&t, text, &o, &p), -1, "%s", text);
 	cr_assert_eq(p.status, 422);
 	cr_assert_str_eq(p.code, "non_finite");
@@ -528,7 +528,7 @@ Test(budget, charged_and_exhausted)
 	api_tensor t = API_TENSOR_INIT;
 	api_problem p;
 	int64_t budget = 5;
-	api_tensor_opts o = {false, &budget};
+	api_tensor_opts o = {false, &budget, NULL};
 	cr_assert_eq(decode(&t, "[1, 2, 3, 4, 5, 6]", &o, &p), -1);
 	cr_assert_eq(p.status, 413);
 	cr_assert_str_eq(p.code, "too_many_elements");
@@ -559,7 +559,7 @@ Test(budget, ragged_over_budget_still_reports_the_ragged_spot)
 	api_tensor t = API_TENSOR_INIT;
 	api_problem p;
 	int64_t budget = 3;
-	api_tensor_opts o = {false, &budget};
+	api_tensor_opts o = {false, &budget, NULL};
 	cr_assert_eq(decode(&t, "[[1, 2, 3, 4], [5]]", &o, &p), -1);
 	cr_assert_str_eq(p.code, "shape_mismatch");
 	cr_assert_str_eq(p.pointer, "/y/1");
@@ -587,7 +587,7 @@ Test(oom, every_allocation_failure_is_503)
 		cr_assert_geq(n, 1);
 		for (uint64_t i = 1; i <= n + 1; i++) {
 			int64_t budget = 100;
-			api_tensor_opts o = {false, &budget};
+			api_tensor_opts o = {false, &budget, NULL};
 			api__alloc_fail_after((long)i);
 			int rc = api_tensor_decode(&t, v, "/y", &o, &p);
 			api__alloc_fail_after(0);

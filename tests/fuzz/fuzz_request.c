@@ -1,8 +1,14 @@
 /*
  * fuzz_request.c - libFuzzer harness for the api layer's request plumbing:
- * api_parse_body, then every top-level member decoded as a tensor (with a
- * small element budget), the field checks, and the problem or JSON reply
- * rendered and parsed back.
+ * api_parse_body_packed, then every top-level member decoded as a tensor
+ * (with a small element budget), the field checks, and the problem or JSON
+ * reply rendered and parsed back.
+ *
+ * Differential: the body is also parsed by jansson alone (api_parse_body)
+ * and every member decoded from that tree; lifting tensors out of the body
+ * (packed.c) must never change an answer: the same problem, or the same
+ * tensor bit for bit. (Only jansson alone may run out of its heap budget
+ * where the lifted parse does not: that is what lifting is for.)
  *
  * Asserts what must hold for any input: a rejection carries a 4xx/5xx
  * status, a code and a detail; a decoded tensor's size is the product of
@@ -11,6 +17,7 @@
  * rest. Build: CC=clang cmake -DLOSSD_FUZZ=ON -DLOSSD_BUILD_TESTS=OFF.
  */
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +27,16 @@
 #include "../../api/src/fields.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void same_problem(const api_problem *a, const api_problem *b)
+{
+	if (a->status != b->status || strcmp(a->code, b->code) || strcmp(a->pointer, b->pointer) ||
+	    strcmp(a->detail, b->detail)) {
+		fprintf(stderr, "jansson: %d %s %s %s\nlifted: %d %s %s %s\n", a->status, a->code,
+		        a->pointer, a->detail, b->status, b->code, b->pointer, b->detail);
+		abort();
+	}
+}
 
 static void check_problem(const api_problem *p)
 {
@@ -61,8 +78,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ctx.max_elements = 4096;
 	ctx.max_json_bytes = (size_t)1 << 20;
 
-	json_t *v = api_parse_body(&ctx, (const char *)data, size, &p);
+	api_packed *pk = NULL;
+	api_problem p2;
+	json_t *v2 = api_parse_body(&ctx, (const char *)data, size, &p2);
+	bool v2_budget = !v2 && (!strcmp(p2.code, "body_too_large") || p2.status == 503);
+	json_t *v = api_parse_body_packed(&ctx, (const char *)data, size, &pk, &p);
+	if (!v2_budget && !v != !v2) {
+		fprintf(stderr, "jansson %s, lifted %s\n", v2 ? "ok" : p2.detail,
+		        v ? "ok" : p.detail);
+		abort();
+	}
+	if (!v && !v2_budget)
+		same_problem(&p2, &p);
 	if (!v) {
+		json_decref(v2);
+		if (pk)
+			abort();
 		check_problem(&p);
 		api_reply_problem(&r, &p);
 		check_reply(&r);
@@ -75,10 +106,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	json_object_foreach(v, key, val)
 	{
 		api_tensor t = API_TENSOR_INIT;
-		api_tensor_opts o = {(size & 1) != 0, &budget};
+		api_tensor_opts o = {(size & 1) != 0, &budget, pk};
 		char ptr[160];
 		api__pointer(ptr, sizeof ptr, "", key);
-		if (api_tensor_decode(&t, val, ptr, &o, &p) == 0) {
+		int rc = api_tensor_decode(&t, val, ptr, &o, &p);
+		if (v2) {
+			api_tensor t2 = API_TENSOR_INIT;
+			api_problem q;
+			int64_t budget2 = budget + (rc == 0 ? t.t.size : 0);
+			api_tensor_opts o2 = {(size & 1) != 0, &budget2, NULL};
+			int rc2 = api_tensor_decode(&t2, json_object_get(v2, key), ptr, &o2, &q);
+			if (rc != rc2)
+				abort();
+			if (rc)
+				same_problem(&q, &p);
+			else if (t.t.ndim != t2.t.ndim || t.t.size != t2.t.size ||
+			         t.t.dtype != t2.t.dtype ||
+			         memcmp(t.t.shape, t2.t.shape, sizeof t.t.shape) ||
+			         memcmp(t.t.data, t2.t.data,
+			                (size_t)t.t.size * eng_dtype_size(t.t.dtype)))
+				abort();
+			api_tensor_free(&t2);
+		}
+		if (rc == 0) {
 			/* the product of all dimensions, and of the non-zero
 			 * ones, fit (tensor.c keeps both below 2^53) */
 			int64_t n = 1, nz = 1;
@@ -128,5 +178,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	api_reply_json(&r, 200, v); /* steals v */
 	check_reply(&r);
+	json_decref(v2);
+	api_packed_free(pk);
 	return 0;
 }

@@ -91,6 +91,27 @@ typedef struct api_ctx {
 json_t *api_parse_body(const api_ctx *ctx, const char *body, size_t len, api_problem *p);
 
 /*
+ * The tensors of a request, lifted out of its body before jansson parses
+ * the rest (api/src/packed.c): rectangular arrays of at least 16 numbers
+ * as float64 values, and long "b64" strings as spans of the body. In the
+ * tree they are placeholders that only api_tensor_decode (given the table
+ * in its opts) reads; to anything else they look like an array or a string.
+ */
+typedef struct api_packed api_packed;
+
+/*
+ * api_parse_body, lifting tensors as it goes: the same checks and errors,
+ * about 8 bytes a number instead of jansson's 40, and base64 decoded
+ * straight from the body. *packed gets the new table, or NULL when nothing
+ * was lifted. body must stay unchanged until the table is freed.
+ */
+json_t *api_parse_body_packed(const api_ctx *ctx, const char *body, size_t len, api_packed **packed,
+                              api_problem *p);
+
+/* Frees a table from api_parse_body_packed. Accepts NULL. */
+void api_packed_free(api_packed *pk);
+
+/*
  * Bytes of jansson heap held right now by values allocated on the calling
  * thread (their malloc_usable_size): what ctx->max_json_bytes bounds.
  * api_parse_body limits this thread's jansson heap to max_json_bytes more
@@ -107,8 +128,9 @@ void api_json_budget_clear(void);
 
 /* ---- tensors (API.md section 1) ---------------------------------------------- */
 typedef struct api_tensor {
-	eng_tensor t; /* a view of buf (or of a scalar held in buf) */
-	void *buf;    /* new: released by api_tensor_free */
+	eng_tensor t; /* a view of buf (or of a scalar held in buf), or of an
+	               * api_packed's memory when buf is NULL */
+	void *buf;    /* new: released by api_tensor_free; NULL for a view */
 } api_tensor;
 
 #define API_TENSOR_INIT                                                                            \
@@ -119,6 +141,10 @@ typedef struct api_tensor {
 typedef struct api_tensor_opts {
 	bool allow_nonfinite; /* "nan_policy": "propagate" */
 	int64_t *budget;      /* elements left for this request; decremented */
+	/* borrowed, may be NULL: what the body's parse lifted. A tensor
+	 * decoded from a lifted array views the table's memory (its buf is
+	 * NULL): free the table only after the tensor. */
+	const api_packed *packed;
 } api_tensor_opts;
 
 /*

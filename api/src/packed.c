@@ -1,0 +1,568 @@
+/*
+ * packed.c - lifting number arrays and base64 strings out of a request
+ * body before jansson parses it.
+ *
+ * Why: jansson spends a 24-byte json_t plus an array slot on every number
+ * (about 40 bytes of heap for 2 bytes of "0,"), parses each with strtod,
+ * and copies every string through a growing buffer (70-90 MB/s for a
+ * megabyte of base64). A request is mostly tensors, so one pass over the
+ * raw bytes takes them out first: the values of every rectangular nest of
+ * JSON numbers go straight into one float64 arena (8 bytes a number), the
+ * long strings of "b64" keys stay where they are in the body, and jansson
+ * parses what is left: a skeleton where each lifted value is a placeholder
+ * (packed.h). The tensors' decoding then reads the arena and the body.
+ *
+ * How: a stack of open arrays and objects. An array stays "ok" while it
+ * holds only numbers, or only ok arrays of one same shape, within
+ * ENG_MAX_RANK dimensions and with JSON's syntax; a number in an ok array
+ * is parsed into the arena as it is met. An ok array that closes inside
+ * an object (or a failed array, or at the top) is lifted when it has at
+ * least API__PACK_MIN values. When an ok array fails (a string, an object,
+ * a ragged row, a bad token...), every ok array around it fails too, and
+ * the pass resumes just inside the outermost of them with the arena cut
+ * back to where that one began: its rows are then lifted one by one, and
+ * the rest is left to jansson. A byte is read at most 1 + ENG_MAX_RANK + 1
+ * times, since a resumed array is never ok again and only ok arrays nest
+ * into a resumption.
+ *
+ * Numbers: exactly jansson's grammar and values. An integer token (no
+ * fraction, no exponent) must fit int64 and becomes (double)int64 ("-0" is
+ * +0.0, as jansson's json_integer 0); a real is correctly rounded
+ * (Clinger's fast path: a mantissa below 2^53 times or divided by an exact
+ * power of ten up to 1e22 is one rounding; anything else goes to strtod,
+ * which is correctly rounded in glibc). A token jansson would refuse
+ * (leading zeros, "1.", an integer past int64, a real that overflows) just
+ * fails its array, so the error reply is jansson's own.
+ *
+ * Invariants: lifted spans are disjoint, in body order, and each is valid
+ * JSON; the skeleton is never longer than the body (a placeholder is at
+ * most 31 bytes, a lifted value at least 33); the arena is sized once from
+ * the pre-pass count and never moves, so packs point into it for good;
+ * each lifted array starts on a 64-byte boundary, as decoded tensors do.
+ *
+ * It does not judge the JSON: bodies it cannot make sense of (a ']'
+ * closing an object...) are copied to the skeleton as they are from there
+ * on, and jansson reports them.
+ */
+#include "packed.h"
+#include "mem.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { KIND_NONE, KIND_NUMBERS, KIND_ARRAYS };
+enum { EXPECT_FIRST, EXPECT_COMMA, EXPECT_NEXT }; /* after '[', a value, a ',' */
+
+typedef struct frame {
+	size_t start;       /* offset of its '[' or '{' */
+	size_t arena_start; /* arena length when it opened */
+	int64_t n;          /* elements so far (ok arrays) */
+	int rank;           /* of each child (kind KIND_ARRAYS) */
+	unsigned char array, ok, kind, expect;
+	int64_t shape[ENG_MAX_RANK]; /* each child's shape */
+} frame;
+
+typedef struct lifter {
+	const unsigned char *s;
+	size_t len;
+	frame *fr;
+	int depth, max_frames;
+	size_t alen, acap; /* arena use and size, in values */
+	api_packed *pk;
+	char *skel;
+	size_t slen;   /* skeleton bytes written */
+	size_t copied; /* body bytes [0, copied) are in the skeleton */
+} lifter;
+
+/* ---- strings ------------------------------------------------------------------------ */
+
+size_t api__string_end(const unsigned char *s, size_t i, size_t n, bool *esc, bool *nul)
+{
+	size_t j = i + 1, q = i; /* q: the next '"' at or after j, once found */
+	for (;;) {
+		if (q < j) {
+			const unsigned char *f = j < n ? memchr(s + j, '"', n - j) : NULL;
+			if (!f)
+				return n;
+			q = (size_t)(f - s);
+		}
+		const unsigned char *b = memchr(s + j, '\\', q - j);
+		if (!b)
+			return q;
+		j = (size_t)(b - s);
+		*esc = true;
+		if (j + 5 < n && s[j + 1] == 'u' && memcmp(s + j + 2, "0000", 4) == 0)
+			*nul = true;
+		j += 2; /* the backslash and what it escapes */
+		if (j > n)
+			return n;
+	}
+}
+
+/* Printable ASCII only: what a lifted string may hold (jansson validates the rest). */
+static bool plain_ascii(const unsigned char *s, size_t n)
+{
+	unsigned bad = 0;
+	for (size_t i = 0; i < n; i++)
+		bad |= (unsigned)(s[i] < 0x20) | (unsigned)(s[i] > 0x7e);
+	return !bad;
+}
+
+/* ---- numbers ------------------------------------------------------------------------ */
+
+static const double pow10_exact[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                     1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                     1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+static inline bool is_digit(unsigned char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/* Whether c may follow a number inside an array. */
+static inline bool ends_number(unsigned char c)
+{
+	return c == ',' || c == ']' || c == ' ' || c == '\n' || c == '\r' || c == '\t';
+}
+
+/*
+ * The JSON number at s[i..n) as jansson would read it: 0 with *x and *end
+ * (one past it), or -1 when jansson would refuse the token.
+ */
+static int number(const unsigned char *s, size_t i, size_t n, double *x, size_t *end)
+{
+	size_t j = i;
+	bool neg = false, real = false, exact = true;
+	uint64_t m = 0;
+	int nd = 0;        /* digits in m, leading zeros not counted */
+	int64_t scale = 0; /* value = m * 10^(scale + exp) */
+
+	if (s[j] == '-' && ++j == n)
+		return -1;
+	neg = s[i] == '-';
+	if (s[j] == '0') {
+		j++;
+	} else if (s[j] >= '1' && s[j] <= '9') {
+		for (; j < n && is_digit(s[j]); j++) {
+			if (nd < 19) {
+				m = m * 10 + (uint64_t)(s[j] - '0');
+				nd++;
+			} else {
+				scale++;
+				exact = false;
+			}
+		}
+	} else {
+		return -1;
+	}
+	if (j < n && s[j] == '.') {
+		real = true;
+		size_t f = ++j;
+		for (; j < n && is_digit(s[j]); j++) {
+			if (nd < 19) {
+				m = m * 10 + (uint64_t)(s[j] - '0');
+				nd += m != 0;
+				scale--;
+			} else if (s[j] != '0') {
+				exact = false;
+			}
+		}
+		if (j == f)
+			return -1;
+	}
+	if (j < n && (s[j] == 'e' || s[j] == 'E')) {
+		real = true;
+		bool eneg = false;
+		int64_t e = 0;
+		if (++j < n && (s[j] == '+' || s[j] == '-'))
+			eneg = s[j++] == '-';
+		size_t f = j;
+		for (; j < n && is_digit(s[j]); j++)
+			if (e < 1000000)
+				e = e * 10 + (s[j] - '0');
+		if (j == f)
+			return -1;
+		scale += eneg ? -e : e;
+	}
+	if (j < n && !ends_number(s[j]))
+		return -1;
+	*end = j;
+
+	if (!real) {
+		/* jansson: strtoll, "too big integer" past int64 */
+		if (!exact || m > (uint64_t)INT64_MAX + neg)
+			return -1;
+		int64_t v = neg ? (int64_t)(0 - m) : (int64_t)m;
+		*x = (double)v;
+		return 0;
+	}
+	if (m == 0) {
+		*x = neg ? -0.0 : 0.0;
+		return 0;
+	}
+	if (exact && m <= ((uint64_t)1 << 53) && scale >= -22 && scale <= 22) {
+		double v = (double)m;
+		v = scale < 0 ? v / pow10_exact[-scale] : v * pow10_exact[scale];
+		*x = neg ? -v : v;
+		return 0;
+	}
+	/* strtod needs a terminated copy; lossd never calls setlocale, so '.'. */
+	char small[64], *buf = small;
+	size_t k = j - i;
+	if (k >= sizeof small && !(buf = api__malloc(k + 1)))
+		return -1;
+	memcpy(buf, s + i, k);
+	buf[k] = '\0';
+	double v = strtod(buf, NULL);
+	if (buf != small)
+		api__free(buf);
+	if (isinf(v))
+		return -1; /* jansson: "real number overflow" */
+	*x = v;
+	return 0;
+}
+
+/* ---- the skeleton ------------------------------------------------------------------- */
+
+static int add_pack(lifter *L, size_t start, size_t end, const api__pack *tmpl)
+{
+	api_packed *pk = L->pk;
+	char ph[40];
+	int phn;
+
+	if (pk->n == pk->cap) {
+		size_t cap = pk->cap ? pk->cap * 2 : 16;
+		api__pack *np = api__realloc(pk->packs, cap * sizeof *np);
+		if (!np)
+			return -1;
+		pk->packs = np;
+		pk->cap = cap;
+	}
+	if (!L->skel && !(L->skel = api__malloc(L->len + 1)))
+		return -1;
+	if (tmpl->rank)
+		phn = snprintf(ph, sizeof ph, "[\"\\u0000\",%zu]", pk->n);
+	else
+		phn = snprintf(ph, sizeof ph, "\"\\u0000%zu\"", pk->n);
+	memcpy(L->skel + L->slen, L->s + L->copied, start - L->copied);
+	L->slen += start - L->copied;
+	api__pack *p = &pk->packs[pk->n++];
+	*p = *tmpl;
+	p->body_start = start;
+	p->body_end = end;
+	p->skel_start = L->slen;
+	memcpy(L->skel + L->slen, ph, (size_t)phn);
+	L->slen += (size_t)phn;
+	p->skel_end = L->slen;
+	L->copied = end;
+	return 0;
+}
+
+/* ---- arrays ------------------------------------------------------------------------- */
+
+/* The top frame (an ok array) fails, and every ok array around it: resumes
+ * just inside the outermost of them. Returns the offset to go on from. */
+static size_t fail(lifter *L)
+{
+	int g = L->depth - 1;
+	while (g > 0 && L->fr[g - 1].array && L->fr[g - 1].ok)
+		g--;
+	frame *f = &L->fr[g];
+	f->ok = 0;
+	L->depth = g + 1;
+	L->alen = f->arena_start;
+	return f->start + 1;
+}
+
+/* The top frame, an ok array holding n >= 1 elements, closes at offset i.
+ * Returns the offset to go on from, or SIZE_MAX when out of memory. */
+static size_t close_ok(lifter *L, size_t i)
+{
+	frame *f = &L->fr[L->depth - 1];
+	api__pack t;
+
+	memset(&t, 0, sizeof t);
+	if (f->kind == KIND_ARRAYS && f->rank == ENG_MAX_RANK)
+		return fail(L);
+	t.rank = f->kind == KIND_ARRAYS ? f->rank + 1 : 1;
+	t.shape[0] = f->n;
+	if (f->kind == KIND_ARRAYS)
+		memcpy(t.shape + 1, f->shape, (size_t)f->rank * sizeof t.shape[0]);
+	size_t start = f->start, astart = f->arena_start;
+	L->depth--;
+
+	frame *p = L->depth ? &L->fr[L->depth - 1] : NULL;
+	if (p && p->array && p->ok) {
+		/* '[' was only taken where p expected a value and held no number */
+		if (p->kind == KIND_ARRAYS &&
+		    (p->rank != t.rank ||
+		     memcmp(p->shape, t.shape, (size_t)t.rank * sizeof t.shape[0])))
+			return fail(L);
+		p->kind = KIND_ARRAYS;
+		p->rank = t.rank;
+		memcpy(p->shape, t.shape, (size_t)t.rank * sizeof t.shape[0]);
+		p->n++;
+		p->expect = EXPECT_COMMA;
+		return i + 1;
+	}
+	t.size = (int64_t)(L->alen - astart);
+	if (t.size < API__PACK_MIN) {
+		L->alen = astart; /* left in the skeleton: its values are not needed */
+		return i + 1;
+	}
+	t.values = L->pk->arena + astart;
+	if (add_pack(L, start, i + 1, &t))
+		return SIZE_MAX;
+	return i + 1;
+}
+
+/* ---- the pass ----------------------------------------------------------------------- */
+
+static int run(lifter *L)
+{
+	const unsigned char *s = L->s;
+	size_t n = L->len, i = 0;
+	size_t key = 0, key_len = SIZE_MAX; /* the last string, a key if ':' follows */
+	bool b64_value = false;             /* the next value is that of a "b64" key */
+
+	while (i < n) {
+		unsigned char c = s[i];
+		frame *top = L->depth ? &L->fr[L->depth - 1] : NULL;
+		bool in_ok = top && top->array && top->ok;
+
+		if (c == ' ' || c == '\n' || c == '\r' || c == '\t') {
+			i++;
+			continue;
+		}
+		bool was_b64 = b64_value;
+		b64_value = false;
+		switch (c) {
+		case '[':
+			if (in_ok && (top->kind == KIND_NUMBERS || top->expect == EXPECT_COMMA)) {
+				i = fail(L);
+				break;
+			}
+			if (L->depth == L->max_frames)
+				return 1;
+			if (!in_ok) /* it may be lifted whole: 64-byte aligned */
+				L->alen = (L->alen + 7) & ~(size_t)7;
+			L->fr[L->depth++] = (frame){.start = i,
+			                            .arena_start = L->alen,
+			                            .array = 1,
+			                            .ok = 1,
+			                            .kind = KIND_NONE,
+			                            .expect = EXPECT_FIRST};
+			i++;
+			break;
+		case '{':
+			if (in_ok) {
+				i = fail(L);
+				break;
+			}
+			if (L->depth == L->max_frames)
+				return 1;
+			L->fr[L->depth++] = (frame){.start = i, .arena_start = L->alen};
+			i++;
+			break;
+		case ']':
+			if (!top || !top->array)
+				return 1;
+			if (!top->ok) {
+				L->depth--;
+				i++;
+			} else if (top->expect != EXPECT_COMMA) {
+				i = fail(L); /* [] or a trailing comma */
+			} else if ((i = close_ok(L, i)) == SIZE_MAX) {
+				return -1;
+			}
+			break;
+		case '}':
+			if (!top || top->array)
+				return 1;
+			L->depth--;
+			i++;
+			break;
+		case ',':
+			if (in_ok) {
+				if (top->expect != EXPECT_COMMA) {
+					i = fail(L);
+					break;
+				}
+				top->expect = EXPECT_NEXT;
+			}
+			i++;
+			break;
+		case ':':
+			b64_value = key_len == 3 && memcmp(s + key, "b64", 3) == 0;
+			key_len = SIZE_MAX;
+			i++;
+			break;
+		case '"': {
+			if (in_ok) {
+				i = fail(L);
+				break;
+			}
+			bool esc = false, nul = false;
+			size_t e = api__string_end(s, i, n, &esc, &nul);
+			if (e >= n)
+				return 1;
+			size_t slen = e - i - 1;
+			if (was_b64 && top && !top->array && !esc && slen >= API__PACK_STR_MIN &&
+			    plain_ascii(s + i + 1, slen)) {
+				api__pack t;
+				memset(&t, 0, sizeof t);
+				t.str = (const char *)s + i + 1;
+				t.size = (int64_t)slen;
+				if (add_pack(L, i, e + 1, &t))
+					return -1;
+				key_len = SIZE_MAX;
+			} else {
+				key = i + 1;
+				key_len = esc ? SIZE_MAX : slen;
+			}
+			i = e + 1;
+			break;
+		}
+		case '-':
+		case '0':
+		case '1':
+		case '2':
+		case '3':
+		case '4':
+		case '5':
+		case '6':
+		case '7':
+		case '8':
+		case '9':
+			if (in_ok) {
+				double x;
+				size_t e;
+				if (top->expect == EXPECT_COMMA || top->kind == KIND_ARRAYS ||
+				    L->alen >= L->acap || number(s, i, n, &x, &e)) {
+					i = fail(L);
+					break;
+				}
+				L->pk->arena[L->alen++] = x;
+				top->kind = KIND_NUMBERS;
+				top->n++;
+				top->expect = EXPECT_COMMA;
+				i = e;
+				break;
+			}
+			while (i < n && (is_digit(s[i]) || s[i] == '-' || s[i] == '+' ||
+			                 s[i] == '.' || s[i] == 'e' || s[i] == 'E'))
+				i++;
+			break;
+		default:
+			/* literals and stray bytes: not in an ok array, jansson judges them */
+			if (in_ok) {
+				i = fail(L);
+				break;
+			}
+			i++;
+			break;
+		}
+	}
+	return 0;
+}
+
+int api__lift(api_packed **out, char **skel, size_t *skel_len, const char *body, size_t len,
+              int64_t numbers, int max_depth)
+{
+	lifter L;
+	int rc = -1;
+
+	*out = NULL;
+	*skel = NULL;
+	*skel_len = 0;
+	memset(&L, 0, sizeof L);
+	L.s = (const unsigned char *)body;
+	L.len = len;
+	L.max_frames = max_depth > 0 ? max_depth + 1 : 1;
+	/* every number, and up to 7 values of padding after each lifted
+	 * array (>= API__PACK_MIN values) to align the next one */
+	L.acap = numbers >= API__PACK_MIN ? (size_t)numbers + (size_t)numbers / 2 + 8 : 0;
+	if (!L.acap && len < API__PACK_STR_MIN)
+		return 0; /* nothing could be lifted */
+	L.pk = api__malloc(sizeof *L.pk);
+	L.fr = api__malloc((size_t)L.max_frames * sizeof *L.fr);
+	if (!L.pk || !L.fr)
+		goto out;
+	memset(L.pk, 0, sizeof *L.pk);
+	/* malloc'd, not touched: only the values written cost memory */
+	if (L.acap && !(L.pk->arena = api__aligned_alloc(64, L.acap * sizeof(double))))
+		goto out;
+	int r = run(&L);
+	if (r < 0)
+		goto out;
+	rc = 0;
+	if (L.pk->n == 0)
+		goto out; /* nothing lifted: the body parses as it is */
+	memcpy(L.skel + L.slen, body + L.copied, len - L.copied);
+	L.slen += len - L.copied;
+	L.skel[L.slen] = '\0';
+	*out = L.pk;
+	*skel = L.skel;
+	*skel_len = L.slen;
+	L.pk = NULL;
+	L.skel = NULL;
+out:
+	api__free(L.fr);
+	api__free(L.skel);
+	api_packed_free(L.pk);
+	return rc;
+}
+
+void api_packed_free(api_packed *pk)
+{
+	if (!pk)
+		return;
+	api__free(pk->arena);
+	api__free(pk->packs);
+	api__free(pk);
+}
+
+/* ---- lookups ------------------------------------------------------------------------ */
+
+const api__pack *api__packed_array(const api_packed *pk, const json_t *v)
+{
+	if (!pk || !json_is_array(v) || json_array_size(v) != 2)
+		return NULL;
+	const json_t *tag = json_array_get(v, 0), *k = json_array_get(v, 1);
+	if (!json_is_string(tag) || json_string_length(tag) != 1 ||
+	    json_string_value(tag)[0] != '\0' || !json_is_integer(k))
+		return NULL;
+	json_int_t i = json_integer_value(k);
+	if (i < 0 || (size_t)i >= pk->n || pk->packs[i].rank == 0)
+		return NULL;
+	return &pk->packs[i];
+}
+
+const api__pack *api__packed_string(const api_packed *pk, const json_t *v)
+{
+	if (!pk || !json_is_string(v) || json_string_length(v) < 2 || json_string_value(v)[0])
+		return NULL;
+	const char *d = json_string_value(v) + 1;
+	size_t i = 0;
+	for (; *d; d++) {
+		if (!is_digit((unsigned char)*d) || i > pk->n)
+			return NULL;
+		i = i * 10 + (size_t)(*d - '0');
+	}
+	if (i >= pk->n || pk->packs[i].rank != 0)
+		return NULL;
+	return &pk->packs[i];
+}
+
+size_t api__packed_body_pos(const api_packed *pk, size_t skel_pos)
+{
+	size_t shift_from = 0, shift_to = 0; /* skel_pos - shift_from + shift_to */
+	for (size_t k = 0; pk && k < pk->n && pk->packs[k].skel_end <= skel_pos; k++) {
+		shift_from = pk->packs[k].skel_end;
+		shift_to = pk->packs[k].body_end;
+	}
+	return skel_pos - shift_from + shift_to;
+}

@@ -1,0 +1,65 @@
+/*
+ * packed.h - number arrays and base64 strings lifted out of a request body
+ * before jansson parses it (see packed.c). Private to api/.
+ *
+ * jansson sees a skeleton in which every lifted value is a placeholder
+ * that no client can write (it holds "\u0000", which parse.c refuses in
+ * any string of a body): an array becomes ["\u0000",K] and a string
+ * "\u0000K", K indexing api_packed's table. Code that reads arrays of
+ * numbers or "b64" strings asks api__packed_array / api__packed_string
+ * whether a json_t is such a placeholder before looking into it.
+ */
+#ifndef LOSSD_API_PACKED_H
+#define LOSSD_API_PACKED_H
+
+#include "lossd/api.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct api__pack {
+	const double *values; /* arrays: row-major, `size` values (in the arena) */
+	const char *str;      /* strings: the body's bytes (printable ASCII, no escapes) */
+	int64_t size;         /* arrays: elements (>= 1); strings: bytes */
+	int rank;             /* arrays: 1..ENG_MAX_RANK, every dimension >= 1; strings: 0 */
+	int64_t shape[ENG_MAX_RANK];
+	size_t body_start, body_end; /* the value's bytes in the body */
+	size_t skel_start, skel_end; /* its placeholder's bytes in the skeleton */
+} api__pack;
+
+struct api_packed {
+	double *arena; /* the lifted arrays' values, back to back */
+	api__pack *packs;
+	size_t n, cap;
+};
+
+/*
+ * Lifts the body's number arrays (rectangular nests of JSON numbers with
+ * at least API__PACK_MIN values) and the long string values of "b64" keys.
+ * `numbers` bounds the number tokens in the body (parse.c's pre-pass count).
+ * On success returns 0 with *skel a new skeleton of *skel_len bytes and *out
+ * the new table, or *skel and *out NULL when nothing was lifted (parse the
+ * body itself). Returns -1 when out of memory. Never fails on bad JSON:
+ * what it cannot lift stays in the skeleton, for jansson to judge.
+ * The table points into body: body must outlive it.
+ */
+int api__lift(api_packed **out, char **skel, size_t *skel_len, const char *body, size_t len,
+              int64_t numbers, int max_depth);
+
+/* The lifted array v stands for, or NULL (pk may be NULL). Borrowed. */
+const api__pack *api__packed_array(const api_packed *pk, const json_t *v);
+
+/* The lifted string v stands for, or NULL (pk may be NULL). Borrowed. */
+const api__pack *api__packed_string(const api_packed *pk, const json_t *v);
+
+/* s[i] is '"': the offset of the closing '"' (n when there is none). Sets
+ * *esc when the string has a backslash and *nul when it has "\u0000". */
+size_t api__string_end(const unsigned char *s, size_t i, size_t n, bool *esc, bool *nul);
+
+/* The body offset of the skeleton's byte at skel_pos (outside any placeholder). */
+size_t api__packed_body_pos(const api_packed *pk, size_t skel_pos);
+
+enum { API__PACK_MIN = 16, API__PACK_STR_MIN = 1024 };
+
+#endif

@@ -7,7 +7,7 @@
  *                     M numbers/s, heap bytes per number), jansson loading a
  *                     base64 body (one long string), and a bench-local
  *                     table-driven base64 decoder (MB/s of base64 text);
- *   bench_json_lossd  (BENCH_LOSSD_API) lossd's api_parse_body +
+ *   bench_json_lossd  (BENCH_LOSSD_API) lossd's api_parse_body_packed +
  *                     api_tensor_decode on the same bodies: the path every
  *                     request takes before the engine sees a number.
  * Two programs, because the api layer installs its own counting allocator
@@ -172,15 +172,18 @@ static double run_once(const char *body, size_t len, int64_t n, const float *exp
 	api_problem p;
 	api_tensor t = API_TENSOR_INIT;
 	int64_t budget = n + 16;
+	api_packed *pk = NULL;
 	api_tensor_opts opts = {false, &budget, NULL};
 
 	ctx.max_elements = n + 16;
-	root = api_parse_body(&ctx, body, len, &p);
+	root = api_parse_body_packed(&ctx, body, len, &pk, &p); /* as the handlers parse */
+	opts.packed = pk;
 	if (!root ||
 	    api_tensor_decode(&t, json_object_get(root, "y_pred"), "/y_pred", &opts, &p) != 0) {
 		fprintf(stderr, "bench_json_lossd: %d %s: %s\n", p.status, p.code ? p.code : "?",
 		        p.detail);
 		json_decref(root);
+		api_packed_free(pk);
 		*ok = 0;
 		return -1.0;
 	}
@@ -195,6 +198,7 @@ static double run_once(const char *body, size_t len, int64_t n, const float *exp
 	}
 	api_tensor_free(&t);
 	json_decref(root);
+	api_packed_free(pk);
 #else
 	json_error_t err;
 	json_t *arr;

@@ -49,6 +49,33 @@ static void line_col(const unsigned char *s, size_t pos, int *line, int *col)
 	*col = c;
 }
 
+/* Byte classes of the pre-pass. */
+enum {
+	C_SPACE, /* ends a number */
+	C_KEEP,  /* '.', 'e', 'E', '+': inside a number, or a literal's letter */
+	C_NUM,   /* '-', digits: starts or continues a number */
+	C_OTHER, /* ',', ':', letters...: ends a number */
+	C_QUOTE,
+	C_OPEN,
+	C_CLOSE,
+};
+
+static unsigned char byte_class[256];
+
+__attribute__((constructor)) static void byte_class_init(void)
+{
+	for (int c = 0; c < 256; c++)
+		byte_class[c] = C_OTHER;
+	byte_class[' '] = byte_class['\t'] = byte_class['\n'] = byte_class['\r'] = C_SPACE;
+	byte_class['.'] = byte_class['e'] = byte_class['E'] = byte_class['+'] = C_KEEP;
+	byte_class['-'] = C_NUM;
+	for (int c = '0'; c <= '9'; c++)
+		byte_class[c] = C_NUM;
+	byte_class['"'] = C_QUOTE;
+	byte_class['['] = byte_class['{'] = C_OPEN;
+	byte_class[']'] = byte_class['}'] = C_CLOSE;
+}
+
 /* The raw-byte pre-pass: 0 with *count the number tokens, or -1 with *p set. */
 static int prescan(const api_ctx *ctx, const unsigned char *s, size_t n, int64_t *count,
                    api_problem *p)
@@ -56,13 +83,23 @@ static int prescan(const api_ctx *ctx, const unsigned char *s, size_t n, int64_t
 	int64_t numbers = 0;
 	int64_t max_numbers = ctx->max_elements;
 	int depth = 0, max_depth = ctx->max_depth;
-	int in_num = 0;
-	int any = 0;
+	unsigned in_num = 0, any = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		unsigned char c = s[i];
-		switch (c) {
-		case '"': {
+		unsigned k = byte_class[s[i]];
+		if (k <= C_OTHER) {
+			/* the common bytes, without branches */
+			unsigned num = k == C_NUM;
+			numbers += num & ~in_num;
+			in_num = num | (in_num & (k == C_KEEP));
+			any |= k >= C_NUM;
+			continue;
+		}
+		if (numbers > max_numbers)
+			break;
+		in_num = 0;
+		any = 1;
+		if (k == C_QUOTE) {
 			bool esc = false, nul = false;
 			size_t e = api__string_end(s, i, n, &esc, &nul);
 			if (nul) {
@@ -75,61 +112,21 @@ static int prescan(const api_ctx *ctx, const unsigned char *s, size_t n, int64_t
 				                       "%d, column %d",
 				                       line, col);
 			}
-			any = 1;
-			in_num = 0;
 			i = e;
-			break;
-		}
-		case '[':
-		case '{':
-			any = 1;
-			in_num = 0;
+		} else if (k == C_OPEN) {
 			if (++depth > max_depth)
 				return api_problem_set(
 				        p, 400, "too_deep", "",
 				        "the body nests deeper than %d levels (at byte %zu)",
 				        max_depth, i);
-			break;
-		case ']':
-		case '}':
-			in_num = 0;
+		} else {
 			depth--;
-			break;
-		case '-':
-		case '0':
-		case '1':
-		case '2':
-		case '3':
-		case '4':
-		case '5':
-		case '6':
-		case '7':
-		case '8':
-		case '9':
-			any = 1;
-			if (!in_num) {
-				in_num = 1;
-				if (++numbers > max_numbers)
-					return api_problem_set(
-					        p, 413, "too_many_elements", "",
-					        "the body holds more than %lld numbers",
-					        (long long)max_numbers);
-			}
-			break;
-		case '.':
-		case 'e':
-		case 'E':
-		case '+': break; /* inside a number (or a literal: harmless) */
-		case ' ':
-		case '\t':
-		case '\n':
-		case '\r': in_num = 0; break;
-		default:
-			any = 1;
-			in_num = 0;
-			break;
 		}
 	}
+	if (numbers > max_numbers)
+		return api_problem_set(p, 413, "too_many_elements", "",
+		                       "the body holds more than %lld numbers",
+		                       (long long)max_numbers);
 	if (!any)
 		return api_problem_set(p, 400, "malformed_json", "", "the body is empty");
 	*count = numbers;

@@ -496,3 +496,36 @@ Test(packed, nul_escapes_are_refused_so_placeholders_cannot_be_forged)
 	cr_assert_not_null(v, "%s", p.detail);
 	json_decref(v);
 }
+
+Test(packed, lifted_head_weights_read_like_short_ones)
+{
+	/* 20 heads: head_weights is lifted; the answers are those of 2 heads */
+	buf b = {0};
+	puts_(&b, "{\"heads\": [");
+	for (int i = 0; i < 20; i++)
+		puts_(&b, i ? ",{\"loss\": \"mean_squared_error\", \"y_true\": [1, 2], \"y_pred\": "
+		              "[1.5, 2.5]}"
+		            : "{\"loss\": \"mean_squared_error\", \"y_true\": [1, 2], \"y_pred\": "
+		              "[1.5, 2.5]}");
+	size_t at = b.n;
+	const char *tails[] = {
+	        "], \"head_weights\": [0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,"
+	        "0.5,0.5,0.5,0.5,0.5]}",
+	        "], \"head_weights\": [0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,"
+	        "0.5,0.5,0.5,0.5,-1]}",
+	        "], \"head_weights\": [[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],"
+	        "[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]]}",
+	};
+	const char *expect[] = {"\"loss\":2.5", "\"pointer\":\"/head_weights/19\"",
+	                        "\"code\":\"shape_mismatch\""};
+	for (int k = 0; k < 3; k++) {
+		b.n = at;
+		puts_(&b, tails[k]);
+		api_reply r;
+		api_loss(&r, NULL, b.s, b.n);
+		cr_assert_not_null(r.body);
+		cr_assert_not_null(strstr(r.body, expect[k]), "%d: %s", k, r.body);
+		api_reply_free(&r);
+	}
+	free(b.s);
+}

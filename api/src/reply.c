@@ -24,6 +24,7 @@
  * It does not know HTTP beyond status numbers and reason phrases.
  */
 #include "lossd/api.h"
+#include "dtoa.h"
 #include "mem.h"
 
 #include <stdarg.h>
@@ -313,23 +314,11 @@ void api_reply_error(api_reply *out, int status, const char *code, const char *f
 	api_reply_problem(out, &p);
 }
 
-/*
- * The shortest of %.15g, %.16g, %.17g that reads back as d (17 always
- * does), with ".0" kept on whole numbers so a real stays a real for typed
- * clients. Most doubles need 15 to 17 digits, so three tries at most; the
- * daemon never calls setlocale, so the decimal point is '.'.
- */
+/* The shortest of %.15g, %.16g, %.17g that reads back as d (dtoa.c). */
 static void db_double(dynbuf *b, double d)
 {
-	char num[40];
-	for (int prec = 15; prec <= 17; prec++) {
-		snprintf(num, sizeof num, "%.*g", prec, d);
-		if (prec == 17 || strtod(num, NULL) == d)
-			break;
-	}
-	if (!strpbrk(num, ".eEni"))
-		strcat(num, ".0");
-	db_puts(b, num);
+	char num[API__DTOA_MAX];
+	db_puts(b, (api__dtoa(num, d), num));
 }
 
 /* Writes v compactly; objects in insertion order (jansson keeps it). */

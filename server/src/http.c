@@ -6,7 +6,11 @@
  * why not epoll). Those threads only parse, route, enforce limits and
  * answer the direct routes (health,
  * metrics, version, openapi), so /healthz answers while every worker is
- * busy. A worker route's body is gathered into one buffer; then the
+ * busy. A small stateless request (/v1/loss or /v1/auc with a body of at
+ * most INLINE_MAX_BODY bytes: microseconds of work, nothing that blocks)
+ * is answered on the HTTP thread too, counted in --max-inflight like the
+ * rest: the hand-off below costs two thread switches, more than the work.
+ * A worker route's body is gathered into one buffer; then the
  * connection is suspended and the request handed to the libuv loop
  * (loop.c), which runs the handler on a worker thread and, on the loop
  * thread, resumes the connection. libmicrohttpd then calls the access
@@ -75,6 +79,10 @@
 #include "ui.h"
 
 enum stage { ST_NEW, ST_BODY, ST_QUEUED, ST_SENT };
+
+/* Bodies up to this size of /v1/loss and /v1/auc run on the HTTP thread
+ * (a 32x10 logits request is 3.3 KB; 64 KB is a few thousand numbers). */
+#define INLINE_MAX_BODY ((size_t)64 * 1024)
 
 struct req {
 	srv_job job; /* first: the loop's view */
@@ -423,9 +431,9 @@ static void on_chunk(struct req *r, const char *data, size_t n)
 	r->len += n;
 }
 
-static void job_run(srv_job *job)
+/* Runs r's handler into r->reply, on whichever thread calls it. */
+static void run_handler(struct req *r)
 {
-	struct req *r = (struct req *)job;
 	srv_request q = {
 	        .method = r->match.info->method, /* HEAD arrives as GET */
 	        .route = r->match.info->pattern,
@@ -437,11 +445,16 @@ static void job_run(srv_job *job)
 	        .principal = r->principal,
 	        .api = &r->srv->api,
 	};
-	srv_metrics_queued_add(-1);
 	memset(&r->reply, 0, sizeof(r->reply));
 	srv__dispatch(&r->reply, r->route, &q);
 	if (!r->reply.status)
 		api_reply_error(&r->reply, 500, "internal_error", "the handler gave no reply");
+}
+
+static void job_run(srv_job *job)
+{
+	srv_metrics_queued_add(-1);
+	run_handler((struct req *)job);
 }
 
 static void job_done(srv_job *job, int cancelled)
@@ -489,6 +502,18 @@ static enum MHD_Result on_body_end(struct req *r)
 	if (r->body)
 		r->body[r->len] = '\0';
 	r->admitted = true;
+	if ((r->route == SRV_ROUTE_LOSS || r->route == SRV_ROUTE_AUC) &&
+	    r->len <= INLINE_MAX_BODY) {
+		/* Small and stateless: answered on this thread. Handing a 3 KB
+		 * loss to a worker costs two thread switches and a wake-up of
+		 * the loop, more than computing it; nothing here can block. */
+		srv_metrics_inflight_add(1);
+		run_handler(r);
+		atomic_fetch_sub(&s->inflight, 1);
+		srv_metrics_inflight_add(-1);
+		r->stage = ST_QUEUED;
+		return send_reply(r, &r->reply, NULL);
+	}
 	r->stage = ST_QUEUED;
 	srv_metrics_inflight_add(1);
 	srv_metrics_queued_add(1);

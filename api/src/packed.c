@@ -117,6 +117,52 @@ static const double pow10_exact[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1
                                      1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
                                      1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
+typedef unsigned __int128 u128;
+
+static const uint64_t pow10_u64[] = {1ull,
+                                     10ull,
+                                     100ull,
+                                     1000ull,
+                                     10000ull,
+                                     100000ull,
+                                     1000000ull,
+                                     10000000ull,
+                                     100000000ull,
+                                     1000000000ull,
+                                     10000000000ull,
+                                     100000000000ull,
+                                     1000000000000ull,
+                                     10000000000000ull,
+                                     100000000000000ull,
+                                     1000000000000000ull,
+                                     10000000000000000ull,
+                                     100000000000000000ull,
+                                     1000000000000000000ull,
+                                     10000000000000000000ull};
+
+/*
+ * m / 10^k correctly rounded (half to even), for 1 <= m < 2^64 and
+ * 1 <= k <= 22: m shifted to the top of 128 bits, divided by 10^k (< 2^74)
+ * leaves a quotient of at least 54 bits and an exact remainder, so rounding
+ * it to 53 bits sees every bit it needs. The result is >= 1e-22: normal.
+ */
+static double div_pow10(uint64_t m, int k)
+{
+	int z = __builtin_clzll(m);
+	u128 d = k < 20 ? (u128)pow10_u64[k] : (u128)pow10_u64[19] * pow10_u64[k - 19];
+	u128 num = (u128)(m << z) << 64;
+	u128 q = num / d;
+	bool sticky = num - q * d != 0;
+	int bits = 128 - (q >> 64 ? __builtin_clzll((uint64_t)(q >> 64))
+	                          : 64 + __builtin_clzll((uint64_t)q));
+	int r = bits - 53; /* >= 1 */
+	uint64_t mant = (uint64_t)(q >> r);
+	u128 low = q & (((u128)1 << r) - 1), half = (u128)1 << (r - 1);
+	if (low > half || (low == half && (sticky || (mant & 1))))
+		mant++;
+	return ldexp((double)mant, r - 64 - z); /* mant == 2^53 is exact too */
+}
+
 static inline bool is_digit(unsigned char c)
 {
 	return c >= '0' && c <= '9';
@@ -206,6 +252,13 @@ static int number(const unsigned char *s, size_t i, size_t n, double *x, size_t 
 	if (exact && m <= ((uint64_t)1 << 53) && scale >= -22 && scale <= 22) {
 		double v = (double)m;
 		v = scale < 0 ? v / pow10_exact[-scale] : v * pow10_exact[scale];
+		*x = neg ? -v : v;
+		return 0;
+	}
+	if (exact && scale >= -22 && scale <= 19) {
+		/* 16 to 19 digits (what Python and numpy print): exact in 128 bits */
+		double v = scale >= 0 ? (double)((u128)m * pow10_u64[scale])
+		                      : div_pow10(m, (int)-scale);
 		*x = neg ? -v : v;
 		return 0;
 	}

@@ -6,10 +6,12 @@
  * why not epoll). Those threads only parse, route, enforce limits and
  * answer the direct routes (health,
  * metrics, version, openapi), so /healthz answers while every worker is
- * busy. A small stateless request (/v1/loss or /v1/auc with a body of at
- * most INLINE_MAX_BODY bytes: microseconds of work, nothing that blocks)
- * is answered on the HTTP thread too, counted in --max-inflight like the
- * rest: the hand-off below costs two thread switches, more than the work.
+ * busy. A small /v1/loss (a body of at most INLINE_MAX_BODY bytes: its
+ * work is linear in the numbers it carries, microseconds, nothing that
+ * blocks) is answered on the HTTP thread too, counted in --max-inflight
+ * like the rest: the hand-off below costs two thread switches, more than
+ * the work. (/v1/auc is not: 2^20 thresholds or a curve cost as much from
+ * a small body as from a large one.)
  * A worker route's body is gathered into one buffer; then the
  * connection is suspended and the request handed to the libuv loop
  * (loop.c), which runs the handler on a worker thread and, on the loop
@@ -80,7 +82,7 @@
 
 enum stage { ST_NEW, ST_BODY, ST_QUEUED, ST_SENT };
 
-/* Bodies up to this size of /v1/loss and /v1/auc run on the HTTP thread
+/* Bodies up to this size of /v1/loss run on the HTTP thread
  * (a 32x10 logits request is 3.3 KB; 64 KB is a few thousand numbers). */
 #define INLINE_MAX_BODY ((size_t)64 * 1024)
 
@@ -502,8 +504,7 @@ static enum MHD_Result on_body_end(struct req *r)
 	if (r->body)
 		r->body[r->len] = '\0';
 	r->admitted = true;
-	if ((r->route == SRV_ROUTE_LOSS || r->route == SRV_ROUTE_AUC) &&
-	    r->len <= INLINE_MAX_BODY) {
+	if (r->route == SRV_ROUTE_LOSS && r->len <= INLINE_MAX_BODY) {
 		/* Small and stateless: answered on this thread. Handing a 3 KB
 		 * loss to a worker costs two thread switches and a wake-up of
 		 * the loop, more than computing it; nothing here can block. */

@@ -173,7 +173,7 @@ static double run_once(const char *body, size_t len, int64_t n, const float *exp
 	api_tensor t = API_TENSOR_INIT;
 	int64_t budget = n + 16;
 	api_packed *pk = NULL;
-	api_tensor_opts opts = {false, &budget, NULL};
+	api_tensor_opts opts = {false, &budget, NULL, NULL};
 
 	ctx.max_elements = n + 16;
 	root = api_parse_body_packed(&ctx, body, len, &pk, &p); /* as the handlers parse */

@@ -378,7 +378,7 @@ void api_auc(api_reply *out, const api_ctx *ctx, const char *body, size_t len)
 		goto out;
 	if (read_options(&q, req, &p))
 		goto out;
-	api_tensor_opts topts = {q.nan_policy == 1, &budget, pk};
+	api_tensor_opts topts = {q.nan_policy == 1, &budget, pk, ctx->par};
 	if (api__get_tensor(&ty, req, "", "y_true", true, &topts, &p) ||
 	    api__get_tensor(&ts, req, "", "y_score", true, &topts, &p) ||
 	    api__get_tensor(&tw, req, "", "sample_weight", false, &topts, &p))

@@ -247,7 +247,7 @@ static int one_loss(json_t **reply, double *value, const api_ctx *ctx, const jso
 	o.axis = (int)axis;
 	o.propagate_nan = nanp == 1;
 
-	api_tensor_opts topts = {o.propagate_nan, budget, pk};
+	api_tensor_opts topts = {o.propagate_nan, budget, pk, ctx ? ctx->par : NULL};
 	for (int i = 0; i < T_COUNT; i++)
 		if (api__get_tensor(&t[i], obj, base, tensor_keys[i], i <= T_PRED, &topts, p))
 			goto out;

@@ -391,7 +391,7 @@ static int parse_loss(api_stream_spec *s, json_t *v, json_t **canon, api_problem
 		goto out;
 	}
 	int64_t budget = 1 << 20;
-	api_tensor_opts topts = {false, &budget, NULL}; /* the spec keeps its tensors */
+	api_tensor_opts topts = {false, &budget, NULL, NULL}; /* the spec keeps its tensors */
 	if (api__get_tensor(&s->class_weight, obj, base, "class_weight", false, &topts, p) ||
 	    api__get_tensor(&s->pos_weight, obj, base, "pos_weight", false, &topts, p))
 		goto out;
@@ -725,7 +725,7 @@ int api_stream_decode_update(eng_stream **delta, char **batch_id, const api_stre
 		}
 	}
 	int64_t budget = ctx->max_elements;
-	api_tensor_opts topts = {false, &budget, pk};
+	api_tensor_opts topts = {false, &budget, pk, ctx->par};
 	if (api__get_tensor(&yt, obj, "", "y_true", true, &topts, p) ||
 	    api__get_tensor(&ys, obj, "", skey, true, &topts, p) ||
 	    (has_s && has_p && api__get_tensor(&yp, obj, "", "y_pred", true, &topts, p)) ||

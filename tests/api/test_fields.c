@@ -170,7 +170,7 @@ Test(fields, tensors)
 	api_problem p;
 	api_tensor t = API_TENSOR_INIT;
 	int64_t budget = 10;
-	api_tensor_opts opts = {false, &budget, NULL};
+	api_tensor_opts opts = {false, &budget, NULL, NULL};
 	json_t *o = obj("{\"y\": [[1, 2], [3, 4]], \"bad\": [1, [2]], \"n\": null}");
 	cr_assert_eq(api__get_tensor(&t, o, "/heads/1", "y", true, &opts, &p), 0);
 	cr_assert_eq(t.t.size, 4);

@@ -225,7 +225,7 @@ static void decode(outcome *o, const char *body, size_t len, bool lift, const ch
 	               : api_parse_body(&ctx, body, len, &o->p);
 	if (!o->root)
 		return;
-	api_tensor_opts opts = {false, &budget, o->pk};
+	api_tensor_opts opts = {false, &budget, o->pk, NULL};
 	json_t *v = json_object_get(o->root, field);
 	if (!v) {
 		o->ok = true;
@@ -455,7 +455,7 @@ Test(packed, lifted_values_view_the_table_and_cost_no_json_tree)
 	cr_assert_lt(api_json_heap_in_use(), 4096, "jansson holds %zu bytes",
 	             api_json_heap_in_use());
 	int64_t budget = ctx.max_elements;
-	api_tensor_opts opts = {false, &budget, pk};
+	api_tensor_opts opts = {false, &budget, pk, NULL};
 	api_tensor t;
 	cr_assert_eq(api_tensor_decode(&t, json_object_get(root, "y_true"), "/y_true", &opts, &p),
 	             0);

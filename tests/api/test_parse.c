@@ -322,7 +322,7 @@ Test(oom, parse_then_decode_every_allocation)
 		api_problem p;
 		api_tensor y = API_TENSOR_INIT, z = API_TENSOR_INIT;
 		int64_t budget = 100;
-		api_tensor_opts o = {false, &budget, NULL};
+		api_tensor_opts o = {false, &budget, NULL, NULL};
 		uint64_t before = api__alloc_count();
 		api__alloc_fail_after((long)i);
 		json_t *v = api_parse_body(&ctx, body, len, &p);

@@ -36,7 +36,7 @@ static void expect_fail(const char *text, int status, const char *code, const ch
 	api_tensor t = API_TENSOR_INIT;
 	api_problem p;
 	int64_t budget = 1000;
-	api_tensor_opts o = {false, &budget, NULL};
+	api_tensor_opts o = {false, &budget, NULL, NULL};
 	cr_assert_eq(decode(&t, text, &o, &p), -1, "accepted %s", text);
 	cr_assert_eq(p.status, status, "%s: status %d (%s: %s)", text, p.status, p.code, p.detail);
 	cr_assert_str_eq(p.code, code, "%s: code %s (%s)", text, p.code, p.detail);
@@ -197,7 +197,7 @@ Test(nested, ragged_bomb_with_overflowing_first_rows)
 	api_tensor t = API_TENSOR_INIT;
 	api_problem p;
 	int64_t budget = INT64_MAX;
-	api_tensor_opts o = {false, &budget, NULL};
+	api_tensor_opts o = {false, &budget, NULL, NULL};
 	cr_assert_eq(decode(&t, s, &o, &p), -1);
 	cr_assert_eq(p.status, 422, "%d %s %s", p.status, p.code, p.detail);
 	cr_assert_str_eq(p.code, "shape_mismatch");
@@ -470,7 +470,7 @@ static void nonfinite_case(eng_dtype dt, const void *raw, size_t bytes, int64_t 
 	api_tensor t = API_TENSOR_INIT;
 	api_problem p;
 	int64_t budget = 100;
-	api_tensor_opts o = {false, &budget, NULL};
+	api_tensor_opts o = {false, &budget, NULL, NULL};
 	cr_assert_eq(decode(&t, text, &o, &p), -1, "%s", text);
 	cr_assert_eq(p.status, 422);
 	cr_assert_str_eq(p.code, "non_finite");
@@ -528,7 +528,7 @@ Test(budget, charged_and_exhausted)
 	api_tensor t = API_TENSOR_INIT;
 	api_problem p;
 	int64_t budget = 5;
-	api_tensor_opts o = {false, &budget, NULL};
+	api_tensor_opts o = {false, &budget, NULL, NULL};
 	cr_assert_eq(decode(&t, "[1, 2, 3, 4, 5, 6]", &o, &p), -1);
 	cr_assert_eq(p.status, 413);
 	cr_assert_str_eq(p.code, "too_many_elements");
@@ -559,7 +559,7 @@ Test(budget, ragged_over_budget_still_reports_the_ragged_spot)
 	api_tensor t = API_TENSOR_INIT;
 	api_problem p;
 	int64_t budget = 3;
-	api_tensor_opts o = {false, &budget, NULL};
+	api_tensor_opts o = {false, &budget, NULL, NULL};
 	cr_assert_eq(decode(&t, "[[1, 2, 3, 4], [5]]", &o, &p), -1);
 	cr_assert_str_eq(p.code, "shape_mismatch");
 	cr_assert_str_eq(p.pointer, "/y/1");
@@ -587,7 +587,7 @@ Test(oom, every_allocation_failure_is_503)
 		cr_assert_geq(n, 1);
 		for (uint64_t i = 1; i <= n + 1; i++) {
 			int64_t budget = 100;
-			api_tensor_opts o = {false, &budget, NULL};
+			api_tensor_opts o = {false, &budget, NULL, NULL};
 			api__alloc_fail_after((long)i);
 			int rc = api_tensor_decode(&t, v, "/y", &o, &p);
 			api__alloc_fail_after(0);
@@ -605,4 +605,96 @@ Test(oom, every_allocation_failure_is_503)
 		}
 		json_decref(v);
 	}
+}
+
+/* ---- base64 split across threads ---------------------------------------------------- */
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+typedef struct pool_run {
+	const eng_parallel *par;
+	int64_t ntasks;
+	eng_task_fn fn;
+	void *arg;
+	atomic_llong next;
+} pool_run;
+
+static void *pool_worker(void *p)
+{
+	pool_run *r = p;
+	for (int64_t t; (t = atomic_fetch_add(&r->next, 1)) < r->ntasks;)
+		r->fn(r->arg, t);
+	return NULL;
+}
+
+/* A plain eng_parallel: three threads claiming tasks (the server's par.c
+ * is in another layer). */
+static void pool_for_each(const eng_parallel *self, int64_t ntasks, eng_task_fn fn, void *arg)
+{
+	pool_run r = {self, ntasks, fn, arg, 0};
+	pthread_t th[2];
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(pthread_create(&th[i], NULL, pool_worker, &r), 0);
+	pool_worker(&r);
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+}
+
+Test(b64, split_across_threads_same_bytes_same_errors)
+{
+	static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	eng_parallel par = {pool_for_each, 3, NULL};
+	size_t n = (size_t)7 << 20; /* bytes: 9.3 M characters, 9 stretches */
+	size_t chars = (n + 2) / 3 * 4;
+	char *text = malloc(chars + 128);
+	cr_assert_not_null(text);
+	int head = snprintf(text, 128, "{\"shape\": [%zu], \"dtype\": \"uint8\", \"b64\": \"", n);
+	char *s = text + head;
+	uint64_t x = 88172645463325252ull;
+	for (size_t i = 0; i < chars; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		s[i] = al[x % 64];
+	}
+	s[chars - 1] = '='; /* n % 3 == 1: "==" */
+	s[chars - 2] = '=';
+	s[chars - 3] = 'A'; /* canonical: the last group's spare bits are 0 */
+	memcpy(s + chars, "\"}", 3);
+
+	/* the same bytes as one thread */
+	api_tensor a = API_TENSOR_INIT, b = API_TENSOR_INIT;
+	api_problem pa, pb;
+	int64_t ba = (int64_t)n, bb = (int64_t)n;
+	api_tensor_opts oa = {false, &ba, NULL, NULL}, ob = {false, &bb, NULL, &par};
+	cr_assert_eq(decode(&a, text, &oa, &pa), 0, "%s", pa.detail);
+	cr_assert_eq(decode(&b, text, &ob, &pb), 0, "%s", pb.detail);
+	cr_assert_eq(a.t.size, (int64_t)n);
+	cr_assert(memcmp(a.t.data, b.t.data, n) == 0);
+	api_tensor_free(&a);
+	api_tensor_free(&b);
+
+	/* damage at stretch boundaries, inside stretches and in the last
+	 * group: the same problem either way */
+	size_t stretch = (chars / 4 + 8) / 9 * 4; /* tensor.c's split of 9 tasks */
+	size_t spots[] = {0, stretch - 2, stretch - 1, stretch, chars / 2, chars - 5, chars - 3};
+	const char bad[] = {'*', '=', '-'};
+	for (size_t k = 0; k < sizeof spots / sizeof spots[0]; k++) {
+		for (size_t c = 0; c < sizeof bad; c++) {
+			char keep = s[spots[k]];
+			s[spots[k]] = bad[c];
+			ba = bb = (int64_t)n;
+			int ra = decode(&a, text, &oa, &pa), rb = decode(&b, text, &ob, &pb);
+			s[spots[k]] = keep;
+			cr_assert_eq(ra, rb, "spot %zu char %d", spots[k], bad[c]);
+			if (ra == 0) {
+				cr_assert(memcmp(a.t.data, b.t.data, n) == 0);
+			} else {
+				cr_assert_str_eq(pa.code, pb.code);
+				cr_assert_str_eq(pa.detail, pb.detail, "spot %zu", spots[k]);
+			}
+			api_tensor_free(&a);
+			api_tensor_free(&b);
+		}
+	}
+	free(text);
 }

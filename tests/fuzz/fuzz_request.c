@@ -106,7 +106,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	json_object_foreach(v, key, val)
 	{
 		api_tensor t = API_TENSOR_INIT;
-		api_tensor_opts o = {(size & 1) != 0, &budget, pk};
+		api_tensor_opts o = {(size & 1) != 0, &budget, pk, NULL};
 		char ptr[160];
 		api__pointer(ptr, sizeof ptr, "", key);
 		int rc = api_tensor_decode(&t, val, ptr, &o, &p);
@@ -114,7 +114,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			api_tensor t2 = API_TENSOR_INIT;
 			api_problem q;
 			int64_t budget2 = budget + (rc == 0 ? t.t.size : 0);
-			api_tensor_opts o2 = {(size & 1) != 0, &budget2, NULL};
+			api_tensor_opts o2 = {(size & 1) != 0, &budget2, NULL, NULL};
 			int rc2 = api_tensor_decode(&t2, json_object_get(v2, key), ptr, &o2, &q);
 			if (rc != rc2)
 				abort();

@@ -145,6 +145,8 @@ typedef struct api_tensor_opts {
 	 * decoded from a lifted array views the table's memory (its buf is
 	 * NULL): free the table only after the tensor. */
 	const api_packed *packed;
+	/* borrowed, may be NULL: threads for decoding a large base64 payload */
+	const eng_parallel *par;
 } api_tensor_opts;
 
 /*

@@ -3,9 +3,10 @@
  *
  * DESIGN. A score s is mapped to its order-preserving 64-bit key k(s)
  * (radix.h; -0.0 ties +0.0). The sketch is a list of buckets sorted by
- * key; bucket b holds [lo_b, hi_b], the smallest and largest key it has
- * seen, and pos_b / neg_b, the weights of the positives and negatives in
- * it. Every bucket has a dyadic CELL: the set of keys sharing the first
+ * key; bucket b holds lo_b <= hi_b, two keys of its items (the smallest
+ * and largest it was merged, folded or grown with; items added inside its
+ * cell later - INSERT - need not move them), and pos_b / neg_b, the
+ * weights of the positives and negatives in it. Every bucket has a dyadic CELL: the set of keys sharing the first
  * L_b = clz(lo_b ^ hi_b) bits with lo_b (L_b = 64 for lo_b == hi_b: one
  * key). Invariant (I): the cells of the buckets are pairwise disjoint and
  * sorted. Dyadic cells are either nested or disjoint, never overlapping.
@@ -37,8 +38,30 @@
  * of its interval (an exact one scikit-learn's tie value), so the PR bound
  * is half the summed interval widths.
  *
- * INSERT. A batch (at most 64Ki items) is sorted by key (radix sort), equal
- * keys are summed into exact buckets, and the batch is MERGED in.
+ * INSERT. An item whose key lies in the cell of a bucket is added to that
+ * bucket: that is what MERGE does with it (below), and the cell does not
+ * change. The bucket is found in O(1) by a ROUTING INDEX over the sorted
+ * cells: a table per top-12-bit key prefix (one binade), and per prefix 4x
+ * as many second-level entries as cells meet it; most entries lie inside
+ * one cell and name its bucket, and an item there only adds its weight
+ * (unweighted ones are counted in a small integer array, summed into the
+ * buckets at each flush): lo/hi stay as they were, which changes neither
+ * the cell nor any bound, only the threshold a curve shows for a folded
+ * bucket (its lo). An entry not inside one cell is walked (lo/hi widened).
+ * An item whose key lies in no cell is PENDING. At capacity, a pending key
+ * may GROW a neighbouring folded bucket: it shares a longer prefix with
+ * exactly one of the two buckets around it, and folding it in is legal
+ * (the grown cell holds no other bucket's cell) iff the depth of that
+ * common prefix exceeds the depths of the bucket's two boundaries - the
+ * COARSEN rule; an exact bucket grows only if that costs no bound (it and
+ * the key are of one class). Other pending keys are kept; at
+ * 64Ki of them, and when the call ends, they are sorted by key (radix
+ * sort), equal keys summed into exact buckets, the batch is MERGED in, the
+ * list COARSENED to capacity and the index rebuilt. So while nothing is
+ * folded every item keeps its own key (exact), every path keeps (I) and
+ * "each item lies in its bucket's cell" (sound), and the state is a
+ * function of the calls' items and their split into calls (deterministic;
+ * a different split may fold differently once the sketch is at capacity).
  * MERGE of two lists satisfying (I): walk both in order of cell start
  * (larger cell first on a tie); a bucket whose cell lies inside the cell of
  * the last output bucket is folded into it (its items are in that cell, so
@@ -72,8 +95,9 @@
  *
  * MEMORY. State = the struct plus the bucket array, grown by doubling and
  * never beyond capacity = (cap - sizeof struct) / 32 buckets. Insert and
- * merge use transient buffers of O(capacity + batch) that are freed before
- * returning; the cap bounds what a stream keeps, not a call's scratch.
+ * merge use transient buffers of O(capacity + 64Ki) (working lists, the
+ * routing index: ~16 bytes per bucket) that are freed before returning;
+ * the cap bounds what a stream keeps, not a call's scratch.
  *
  * Does not: give max_fpr (partial AUC) or the binned Keras number, keep
  * the items (only buckets), or accept NaN scores.
@@ -85,6 +109,7 @@
 #include <string.h>
 
 #include "aucdata.h"
+#include "aucfast.h"
 #include "bytes.h"
 #include "radix.h"
 
@@ -235,10 +260,13 @@ static int64_t merge_lists(bucket *out, const bucket *a, int64_t na, const bucke
 	return m;
 }
 
+/* A fold of boundary (left, next[left]) as it was when pushed: stale once
+ * either bucket's version moved (left's version moves whenever its next
+ * does). 24 bytes: bucket indices stay below 2^32 (capacity + one batch). */
 typedef struct cand {
 	double cost;
-	int depth;
-	int64_t left, right;
+	int32_t depth;
+	uint32_t left;
 	uint32_t vl, vr;
 } cand;
 
@@ -262,6 +290,26 @@ static void heap_push(cand *h, int64_t *n, cand c)
 		i = p;
 	}
 	h[i] = c;
+}
+
+/* Puts c at slot i of the heap h[0..n) whose subtrees below i are heaps. */
+static void sift_down(cand *h, int64_t n, int64_t i, cand last)
+{
+	for (;;) {
+		int64_t l = 2 * i + 1, r = l + 1, s = i;
+		const cand *best = &last;
+		if (l < n && cand_less(&h[l], best)) {
+			s = l;
+			best = &h[l];
+		}
+		if (r < n && cand_less(&h[r], best))
+			s = r;
+		if (s == i)
+			break;
+		h[i] = h[s];
+		i = s;
+	}
+	h[i] = last;
 }
 
 static cand heap_pop(cand *h, int64_t *n)
@@ -302,8 +350,10 @@ static double fold_cost(const bucket *x, const bucket *y)
 	return c > 0.0 ? c : 0.0;
 }
 
-/* Pushes the fold of boundary (i, next[i]) if it is legal. */
-static void consider(cand *h, int64_t *nh, const bucket *b, const links *lk, int64_t i, int64_t n)
+/* Pushes the fold of boundary (i, next[i]) if it is legal (appends it
+ * without ordering when heap is false). */
+static void consider(cand *h, int64_t *nh, const bucket *b, const links *lk, int64_t i, int64_t n,
+                     bool heap)
 {
 	if (i < 0)
 		return;
@@ -316,8 +366,11 @@ static void consider(cand *h, int64_t *nh, const bucket *b, const links *lk, int
 		return;
 	if (q < n && depth(&b[j], &b[q]) >= d)
 		return;
-	cand c = {fold_cost(&b[i], &b[j]), d, i, j, lk->ver[i], lk->ver[j]};
-	heap_push(h, nh, c);
+	cand c = {fold_cost(&b[i], &b[j]), d, (uint32_t)i, lk->ver[i], lk->ver[j]};
+	if (heap)
+		heap_push(h, nh, c);
+	else
+		h[(*nh)++] = c;
 }
 
 /* Folds b[0..n) down to at most cap buckets, in place; returns the new
@@ -344,11 +397,13 @@ static int64_t coarsen(bucket *b, int64_t n, int64_t cap)
 	}
 	int64_t nh = 0, live = n;
 	for (int64_t i = 0; i + 1 < n; i++)
-		consider(h, &nh, b, &lk, i, n);
+		consider(h, &nh, b, &lk, i, n, false);
+	for (int64_t i = nh / 2 - 1; i >= 0; i--) /* heapify: O(n), same pops */
+		sift_down(h, nh, i, h[i]);
 	while (live > cap && nh > 0) {
 		cand c = heap_pop(h, &nh);
-		int64_t i = c.left, j = c.right;
-		if (lk.ver[i] != c.vl || lk.next[i] != j || lk.ver[j] != c.vr)
+		int64_t i = c.left, j = lk.next[i];
+		if (lk.ver[i] != c.vl || j >= n || lk.ver[j] != c.vr)
 			continue; /* stale */
 		/* fold j into i */
 		b[i].hi = b[j].hi;
@@ -360,8 +415,8 @@ static int64_t coarsen(bucket *b, int64_t n, int64_t cap)
 		if (lk.next[j] < n)
 			lk.prev[lk.next[j]] = i;
 		live--;
-		consider(h, &nh, b, &lk, lk.prev[i], n);
-		consider(h, &nh, b, &lk, i, n);
+		consider(h, &nh, b, &lk, lk.prev[i], n, true);
+		consider(h, &nh, b, &lk, i, n, true);
 	}
 	int64_t m = 0;
 	for (int64_t i = 0; i < n; i = lk.next[i])
@@ -396,15 +451,157 @@ static int install(eng_sketch *s, const bucket *cur, int64_t n)
 
 /* ---- insertion ----------------------------------------------------------------- */
 
+/*
+ * ROUTING INDEX over the working list (sorted, disjoint cells): which
+ * bucket's cell holds a key, in O(1) expected. Level one has an entry per
+ * top-12-bit prefix of the key (sign and exponent: one binade); a prefix
+ * whose binade meets m > 1 cells gets 2^b level-two entries, b = bits(m) + 2,
+ * indexed by the next b bits. Each level-two entry holds the first bucket
+ * whose cell ends at or after the entry's first key, so a lookup reads two
+ * entries and then steps over the few cells that end before the key (about
+ * a quarter of one on average). ch[nb] = UINT64_MAX stops every walk.
+ */
+#define L1_BITS  12
+#define L1_SIZE  (1u << L1_BITS)
+#define L2_MAX_B 20
+
+typedef struct route {
+	uint64_t *l1; /* L1_SIZE: level-two offset | b << 32 */
+	uint32_t *l2;
+	int64_t l2_len, l2_alloc;
+	uint64_t *cl, *ch; /* cell bounds, nb + 1 (sentinel) */
+	int64_t cap;       /* room in cl, ch */
+} route;
+
+static void route_free(route *r)
+{
+	free(r->l1);
+	free(r->l2);
+	free(r->cl);
+	free(r->ch);
+}
+
+static int bits_for(int64_t m)
+{
+	int b = 0;
+	while (((int64_t)1 << b) < m)
+		b++;
+	b += 2;
+	return b > L2_MAX_B ? L2_MAX_B : b;
+}
+
+/* Level-two entry: a bucket index, and whether the entry's whole key range
+ * lies in that bucket's cell (WHOLE: no walk, no check; an item there only
+ * adds its weight, see INSERT). */
+#define E_WHOLE ((uint32_t)1 << 31)
+#define E_INDEX (E_WHOLE - 1)
+
+/* Builds the index of b[0..n) (n < 2^31). Returns 0 or ENG_ENOMEM. */
+static int route_build(route *r, const bucket *b, int64_t n)
+{
+	if (!r->l1 && !(r->l1 = malloc(L1_SIZE * sizeof(uint64_t))))
+		return ENG_ENOMEM;
+	if (n + 1 > r->cap) {
+		uint64_t *cl = realloc(r->cl, (size_t)(n + 1) * sizeof(uint64_t));
+		if (cl)
+			r->cl = cl;
+		uint64_t *ch = realloc(r->ch, (size_t)(n + 1) * sizeof(uint64_t));
+		if (ch)
+			r->ch = ch;
+		if (!cl || !ch)
+			return ENG_ENOMEM;
+		r->cap = n + 1;
+	}
+	for (int64_t j = 0; j < n; j++) {
+		r->cl[j] = cell_lo(&b[j]);
+		r->ch[j] = cell_hi(&b[j]);
+	}
+	r->cl[n] = r->ch[n] = UINT64_MAX;
+	/* level one: for each prefix, how many cells meet it */
+	int64_t len = 0, j = 0;
+	int bt[L1_SIZE];
+	for (uint32_t t = 0; t < L1_SIZE; t++) {
+		uint64_t lo = (uint64_t)t << (64 - L1_BITS), hi = lo | (~(uint64_t)0 >> L1_BITS);
+		while (r->ch[j] < lo)
+			j++;
+		int64_t m = 0;
+		for (int64_t q = j; q < n && r->cl[q] <= hi; q++)
+			m++;
+		bt[t] = m > 1 ? bits_for(m) : 0;
+		r->l1[t] = (uint64_t)len | ((uint64_t)bt[t] << 32);
+		len += (int64_t)1 << bt[t];
+	}
+	if (len > r->l2_alloc) {
+		uint32_t *l2 = realloc(r->l2, (size_t)len * sizeof(uint32_t));
+		if (!l2)
+			return ENG_ENOMEM;
+		r->l2 = l2;
+		r->l2_alloc = len;
+	}
+	r->l2_len = len;
+	j = 0;
+	for (uint32_t t = 0; t < L1_SIZE; t++) {
+		uint64_t base = (uint64_t)t << (64 - L1_BITS);
+		uint32_t *e = r->l2 + (uint32_t)r->l1[t];
+		int sh = 64 - L1_BITS - bt[t];
+		for (int64_t u = 0; u < ((int64_t)1 << bt[t]); u++) {
+			uint64_t start = base + ((uint64_t)u << sh);
+			uint64_t end = start + ((~(uint64_t)0) >> (64 - sh));
+			while (r->ch[j] < start)
+				j++;
+			uint32_t v = (uint32_t)j;
+			if (j < n && r->cl[j] <= start && end <= r->ch[j])
+				v |= E_WHOLE;
+			e[u] = v;
+		}
+	}
+	return 0;
+}
+
+/* The level-two entry for key k. */
+static inline uint32_t route_entry(const route *r, uint64_t k)
+{
+	uint64_t e = r->l1[k >> (64 - L1_BITS)];
+	uint32_t bb = (uint32_t)(e >> 32);
+	uint64_t sub = ((k << L1_BITS) >> 1) >> (63 - bb);
+	return r->l2[(uint32_t)e + sub];
+}
+
+/*
+ * One call's insertion. Items whose key lies in the cell of a bucket of the
+ * working list are added to it where they are (what MERGE would do with
+ * them: fold into the bucket whose cell holds them), others may GROW a
+ * neighbour at capacity (grow_into). The rest are PENDING: kept as (key,
+ * label, weight) and, when PENDING items are held or the call ends, sorted,
+ * summed per key into exact buckets, MERGED in and the list COARSENED: the
+ * old batch insertion, for the items that need it.
+ */
+#define PENDING BATCH
+/* Smaller calls find cells by binary search: building the index costs
+ * about as much as a few thousand searches. Same state either way. */
+#define INDEX_MIN 2048
+/* uint32 counts are settled before they could reach 2^32 */
+#define COUNT_SETTLE ((int64_t)1 << 31)
+
 typedef struct scratch {
-	double *score, *w;
+	double *score, *w; /* read buffers: CHUNK items */
 	uint8_t *lab;
-	uint64_t *key, *tkey;
+	uint64_t *key, *tkey; /* pending */
 	uint32_t *idx, *tidx;
+	uint8_t *plab;
+	double *pw;
+	int64_t npend;
 	bucket *batch;
-	bucket *cur, *next; /* working lists: O(capacity + BATCH) each */
+	bucket *cur, *next; /* working lists: O(capacity + PENDING) each */
 	int64_t ncur, room;
+	uint32_t *cnt;   /* 2 per bucket of cur */
+	int64_t counted; /* items since the counts were settled */
+	bool indexed;    /* rt is built (calls of INDEX_MIN items or more) */
+	route rt;
+	int64_t np, nn;
 } scratch;
+
+#define CHUNK 4096
 
 static void scratch_free(scratch *x)
 {
@@ -415,64 +612,77 @@ static void scratch_free(scratch *x)
 	free(x->tkey);
 	free(x->idx);
 	free(x->tidx);
+	free(x->plab);
+	free(x->pw);
 	free(x->batch);
 	free(x->cur);
 	free(x->next);
+	free(x->cnt);
+	route_free(&x->rt);
 }
 
-/* Scratch for adding n items: batches of min(n, BATCH), and working lists
- * big enough for every merge result (at most the buckets held plus one
- * batch, and never more than capacity plus one batch). */
+/* Scratch for adding n items: pending room of min(n, PENDING), and working
+ * lists big enough for every merge result (at most the buckets held plus
+ * one batch of pending items, and never more than capacity plus one). */
 static int scratch_init(scratch *x, const eng_sketch *s, int64_t n)
 {
 	memset(x, 0, sizeof(*x));
-	size_t b = (size_t)(n < BATCH ? (n > 0 ? n : 1) : BATCH);
+	size_t b = (size_t)(n < PENDING ? (n > 0 ? n : 1) : PENDING);
+	size_t c = (size_t)(n < CHUNK ? (n > 0 ? n : 1) : CHUNK);
 	int64_t held = s->nb + n < s->capacity ? s->nb + n : s->capacity;
 	x->room = held + (int64_t)b;
-	x->score = malloc(b * sizeof(double));
-	x->w = malloc(b * sizeof(double));
-	x->lab = malloc(b);
+	x->score = malloc(c * sizeof(double));
+	x->w = malloc(c * sizeof(double));
+	x->lab = malloc(c);
 	x->key = malloc(b * sizeof(uint64_t));
 	x->tkey = malloc(b * sizeof(uint64_t));
 	x->idx = malloc(b * sizeof(uint32_t));
 	x->tidx = malloc(b * sizeof(uint32_t));
+	x->plab = malloc(b);
+	x->pw = malloc(b * sizeof(double));
 	x->batch = malloc(b * sizeof(bucket));
 	x->cur = malloc((size_t)x->room * sizeof(bucket));
 	x->next = malloc((size_t)x->room * sizeof(bucket));
+	x->cnt = calloc(2 * (size_t)x->room, sizeof(uint32_t));
 	if (!x->score || !x->w || !x->lab || !x->key || !x->tkey || !x->idx || !x->tidx ||
-	    !x->batch || !x->cur || !x->next) {
+	    !x->plab || !x->pw || !x->batch || !x->cur || !x->next || !x->cnt) {
 		scratch_free(x);
 		return ENG_ENOMEM;
 	}
 	if (s->nb > 0)
 		memcpy(x->cur, s->b, (size_t)s->nb * sizeof(bucket));
 	x->ncur = s->nb;
+	x->indexed = n >= INDEX_MIN;
+	if (x->indexed && route_build(&x->rt, x->cur, x->ncur)) {
+		scratch_free(x);
+		return ENG_ENOMEM;
+	}
 	return 0;
 }
 
-/* Merges the cnt gathered items in x into x->cur; counts go to *np, *nn. */
-static int insert_batch(scratch *x, const eng_sketch *s, int64_t cnt, int64_t *np, int64_t *nn,
-                        eng_error *err)
+/* Adds the counts into the buckets and clears them. */
+static void settle_counts(scratch *x)
 {
-	int64_t m = 0;
-	for (int64_t i = 0; i < cnt; i++) {
-		if (isnan(x->score[i]))
-			return eng_error_set(err, ENG_ENONFINITE, "y_score", -1, "y_score is NaN");
-		if (x->lab[i] > 1)
-			return eng_error_set(err, ENG_ELABEL, "y_true", -1, "label is not 0 or 1");
-		if (!(x->w[i] >= 0.0 && isfinite(x->w[i])))
-			return eng_error_set(err, ENG_EWEIGHT, "sample_weight", -1,
-			                     "weight %g is not finite and >= 0", x->w[i]);
-		if (x->lab[i])
-			(*np)++;
-		else
-			(*nn)++;
-		if (x->w[i] == 0.0)
-			continue;
-		x->key[m] = eng__key64(x->score[i]);
-		x->idx[m] = (uint32_t)i;
-		m++;
+	x->counted = 0;
+	for (int64_t j = 0; j < x->ncur; j++) {
+		uint32_t q = x->cnt[2 * j], p = x->cnt[2 * j + 1];
+		if (p | q) {
+			x->cur[j].pos += (double)p;
+			x->cur[j].neg += (double)q;
+			x->cnt[2 * j] = x->cnt[2 * j + 1] = 0;
+		}
 	}
+}
+
+/* Merges the pending items into the working list and rebuilds the index. */
+static int flush(scratch *x, const eng_sketch *s, eng_error *err)
+{
+	settle_counts(x);
+	int64_t m = x->npend;
+	if (m == 0)
+		return 0;
+	for (int64_t i = 0; i < m; i++)
+		x->idx[i] = (uint32_t)i;
 	eng__radix_sort64(x->key, x->idx, x->tkey, x->tidx, m);
 	int64_t nb = 0;
 	for (int64_t i = 0; i < m;) {
@@ -480,14 +690,15 @@ static int insert_batch(scratch *x, const eng_sketch *s, int64_t cnt, int64_t *n
 		int64_t j = i;
 		for (; j < m && x->key[j] == x->key[i]; j++) {
 			uint32_t k = x->idx[j];
-			if (x->lab[k])
-				t.pos += x->w[k];
+			if (x->plab[k])
+				t.pos += x->pw[k];
 			else
-				t.neg += x->w[k];
+				t.neg += x->pw[k];
 		}
 		x->batch[nb++] = t;
 		i = j;
 	}
+	x->npend = 0;
 	int64_t n = merge_lists(x->next, x->cur, x->ncur, x->batch, nb);
 	n = coarsen(x->next, n, s->capacity);
 	if (n < 0)
@@ -496,37 +707,229 @@ static int insert_batch(scratch *x, const eng_sketch *s, int64_t cnt, int64_t *n
 	x->cur = x->next;
 	x->next = t;
 	x->ncur = n;
+	if (x->indexed && route_build(&x->rt, x->cur, x->ncur))
+		return eng_error_set(err, ENG_ENOMEM, "y_score", -1, "out of memory");
 	return 0;
 }
 
-static int commit(eng_sketch *s, scratch *x, int64_t np, int64_t nn, eng_error *err)
+/* Cell bounds of bucket j of the working list (UINT64_MAX past its end):
+ * from the index's arrays when there is one, else from the bucket. */
+static uint64_t cell_start(const scratch *x, int64_t j)
 {
+	if (j >= x->ncur)
+		return UINT64_MAX;
+	return x->indexed ? x->rt.cl[j] : cell_lo(&x->cur[j]);
+}
+
+static uint64_t cell_end(const scratch *x, int64_t j)
+{
+	if (j >= x->ncur)
+		return UINT64_MAX;
+	return x->indexed ? x->rt.ch[j] : cell_hi(&x->cur[j]);
+}
+
+/* The first bucket whose cell ends at or after k (ncur if none): a walk
+ * from the key's index entry, or a binary search without an index. */
+static int64_t first_after(const scratch *x, uint64_t k, uint32_t e)
+{
+	if (x->indexed) {
+		int64_t j = e & E_INDEX;
+		while (x->rt.ch[j] < k)
+			j++;
+		return j;
+	}
+	int64_t lo = 0, hi = x->ncur;
+	while (lo < hi) {
+		int64_t mid = lo + (hi - lo) / 2;
+		if (cell_hi(&x->cur[mid]) < k)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/*
+ * GROW (only when the list is at capacity, where a new bucket would cost a
+ * fold anyway): key k lies between the cells of buckets i and j = i + 1.
+ * It shares a longer prefix with exactly one of them; folding it into that
+ * one (if already folded, or exact with no weight of the key's other class:
+ * a fold that COARSEN would count free) grows that bucket's cell to the
+ * cell of the common prefix, which is legal iff the grown cell holds no
+ * neighbour's cell: its depth must exceed the depths of the bucket's two
+ * boundaries (the same rule as COARSEN). Then (I) holds and k is in its
+ * bucket's cell: sound. lo/hi take k (they now span the grown cell).
+ * Returns the bucket, or -1 (k pends).
+ */
+static int64_t grow_into(scratch *x, uint64_t k, uint8_t y, int64_t j)
+{
+	int64_t n = x->ncur, i = j - 1, b;
+	if (i >= 0 &&
+	    (j >= n || __builtin_clzll(x->cur[i].lo ^ k) > __builtin_clzll(k ^ x->cur[j].lo)))
+		b = i;
+	else if (j < n)
+		b = j;
+	else
+		return -1;
+	bucket *t = &x->cur[b];
+	/* an exact bucket only grows for free: it and the key of one class */
+	if (!folded(t) &&
+	    (y ? t->neg + (double)x->cnt[2 * b] : t->pos + (double)x->cnt[2 * b + 1]) > 0.0)
+		return -1;
+	int d = __builtin_clzll(t->lo ^ k);
+	if (b > 0 && depth(&x->cur[b - 1], t) >= d)
+		return -1;
+	if (b + 1 < n && depth(t, &x->cur[b + 1]) >= d)
+		return -1;
+	if (k < t->lo)
+		t->lo = k;
+	if (k > t->hi)
+		t->hi = k;
+	if (x->indexed) {
+		x->rt.cl[b] = cell_lo(t);
+		x->rt.ch[b] = cell_hi(t);
+	}
+	return b;
+}
+
+/* eng__key64 without branches (-0.0 ties +0.0; NaN never comes here). */
+static inline uint64_t key_of(double v)
+{
+	uint64_t u;
+	memcpy(&u, &v, sizeof(u));
+	u &= -(uint64_t)(v != 0.0);
+	uint64_t neg = (uint64_t)((int64_t)u >> 63);
+	return u ^ (neg | ((uint64_t)1 << 63));
+}
+
+/* An item whose entry is not WHOLE (or any item without an index): find
+ * the cell that holds it, grow one, or pend it. A hit only adds the weight
+ * (lo/hi stay), so the state does not depend on whether an index was used.
+ * Returns 0 or an error of flush. */
+static int insert_slow(scratch *x, const eng_sketch *s, uint64_t k, uint32_t e, uint8_t y,
+                       double wi, eng_error *err)
+{
+	int64_t j = first_after(x, k, e);
+	if (cell_start(x, j) > k) {
+		/* in no cell; a bucket grown before may hold it now */
+		j = j > 0 && cell_end(x, j - 1) >= k ? j - 1
+		    : x->ncur >= s->capacity         ? grow_into(x, k, y, j)
+		                                     : -1;
+	}
+	if (j < 0) {
+		x->key[x->npend] = k;
+		x->plab[x->npend] = y;
+		x->pw[x->npend] = wi;
+		return ++x->npend == PENDING ? flush(x, s, err) : 0;
+	}
+	if (y)
+		x->cur[j].pos += wi;
+	else
+		x->cur[j].neg += wi;
+	return 0;
+}
+
+/* Items looked up ahead of their update: the lookups of a group have no
+ * branch between them, so their cache misses overlap. */
+#define GROUP 32
+
+/* Adds cnt valid items (w NULL: all weigh 1). The common case - the key's
+ * entry lies inside one bucket's cell - only adds a weight: unweighted
+ * items are counted in cnt (2 j + label; the list's buckets), a small
+ * array that stays in cache, and summed into the buckets at flushes. */
+static int insert_items(scratch *x, const eng_sketch *s, const double *score, const uint8_t *lab,
+                        const double *w, int64_t cnt, eng_error *err)
+{
+	int64_t ones = 0;
+	for (int64_t i = 0; i < cnt; i++)
+		ones += lab[i];
+	x->np += ones;
+	x->nn += cnt - ones;
+	if (x->counted > COUNT_SETTLE)
+		settle_counts(x);
+	x->counted += cnt;
+	uint64_t kk[GROUP];
+	uint32_t ee[GROUP];
+	/* locals: the tree builds with -fno-strict-aliasing, so fields of x
+	 * would be reloaded after every store */
+	uint32_t *counts = x->cnt;
+	bucket *cur = x->cur;
+	for (int64_t g = 0; g < cnt; g += GROUP) {
+		int64_t ng = cnt - g < GROUP ? cnt - g : GROUP;
+		const route *r = &x->rt;
+		for (int64_t i = 0; i < ng; i++) {
+			uint64_t k = key_of(score[g + i]);
+			kk[i] = k;
+			ee[i] = x->indexed ? route_entry(r, k) : 0;
+		}
+		for (int64_t i = 0; i < ng; i++) {
+			uint8_t y = lab[g + i];
+			uint32_t e = ee[i];
+			if (!w) {
+				if (e & E_WHOLE) {
+					counts[2 * (e & E_INDEX) + y]++;
+					continue;
+				}
+			} else {
+				double wi = w[g + i];
+				if (wi == 0.0)
+					continue;
+				if (e & E_WHOLE) {
+					bucket *t = &cur[e & E_INDEX];
+					if (y)
+						t->pos += wi;
+					else
+						t->neg += wi;
+					continue;
+				}
+			}
+			int64_t before = x->npend;
+			int rc = insert_slow(x, s, kk[i], e, y, w ? w[g + i] : 1.0, err);
+			if (rc)
+				return rc;
+			cur = x->cur;
+			if (x->npend < before && x->indexed) /* flushed: new index */
+				for (int64_t q = i + 1; q < ng; q++)
+					ee[q] = route_entry(&x->rt, kk[q]);
+		}
+	}
+	return 0;
+}
+
+static int commit(eng_sketch *s, scratch *x, eng_error *err)
+{
+	int rc = flush(x, s, err);
+	if (rc)
+		return rc;
 	if (install(s, x->cur, x->ncur))
 		return eng_error_set(err, ENG_ENOMEM, "y_score", -1, "out of memory");
-	s->positives += np;
-	s->negatives += nn;
+	s->positives += x->np;
+	s->negatives += x->nn;
 	return 0;
 }
 
 int eng_sketch_add(eng_sketch *s, const eng_auc_data *d, int64_t col, eng_error *err)
 {
 	scratch x;
-	int64_t n, ncols, np = 0, nn = 0;
+	eng__auc_reader r;
+	int64_t n, ncols;
 	int rc = eng__auc_items(d, col, &n, &ncols, err);
 	if (rc)
 		return rc;
+	eng__auc_reader_init(&r, d, col, ncols);
 	if (scratch_init(&x, s, n))
 		return eng_error_set(err, ENG_ENOMEM, "y_score", -1, "out of memory");
-	for (int64_t from = 0; from < n; from += BATCH) {
-		int64_t cnt = n - from < BATCH ? n - from : BATCH;
-		rc = eng__auc_gather(d, col, from, cnt, x.score, x.lab, x.w, err);
+	for (int64_t from = 0; from < n; from += CHUNK) {
+		int64_t cnt = n - from < CHUNK ? n - from : CHUNK;
+		const double *sp;
+		rc = eng__auc_read(&r, from, cnt, x.score, &sp, x.lab, x.w, err);
 		if (rc)
 			goto out;
-		rc = insert_batch(&x, s, cnt, &np, &nn, err);
+		rc = insert_items(&x, s, sp, x.lab, r.weighted ? x.w : NULL, cnt, err);
 		if (rc)
 			goto out;
 	}
-	rc = commit(s, &x, np, nn, err);
+	rc = commit(s, &x, err);
 out:
 	scratch_free(&x);
 	return rc;
@@ -536,24 +939,31 @@ int eng_sketch_add_values(eng_sketch *s, const double *score, const uint8_t *lab
                           const double *weight, int64_t n, eng_error *err)
 {
 	scratch x;
-	int64_t np = 0, nn = 0;
-	int rc;
+	int rc = 0;
 	if (scratch_init(&x, s, n))
 		return eng_error_set(err, ENG_ENOMEM, "y_score", -1, "out of memory");
-	for (int64_t from = 0; from < n; from += BATCH) {
-		int64_t cnt = n - from < BATCH ? n - from : BATCH;
-		memcpy(x.score, score + from, (size_t)cnt * sizeof(double));
-		memcpy(x.lab, label + from, (size_t)cnt);
-		for (int64_t i = 0; i < cnt; i++)
-			x.w[i] = weight ? weight[from + i] : 1.0;
-		rc = insert_batch(&x, s, cnt, &np, &nn, err);
-		if (rc) {
-			if (err && err->index == -1 && rc != ENG_ENOMEM)
-				err->index = from; /* the batch, not the item */
+	for (int64_t from = 0; from < n; from += CHUNK) {
+		int64_t cnt = n - from < CHUNK ? n - from : CHUNK;
+		const double *sc = score + from, *w = weight ? weight + from : NULL;
+		const uint8_t *lb = label + from;
+		int64_t i = eng__auc_first_bad(sc, lb, w, cnt);
+		if (i >= 0) {
+			if (isnan(sc[i]))
+				rc = eng_error_set(err, ENG_ENONFINITE, "y_score", from + i,
+				                   "y_score is NaN");
+			else if (lb[i] > 1)
+				rc = eng_error_set(err, ENG_ELABEL, "y_true", from + i,
+				                   "label is not 0 or 1");
+			else
+				rc = eng_error_set(err, ENG_EWEIGHT, "sample_weight", from + i,
+				                   "weight %g is not finite and >= 0", w[i]);
 			goto out;
 		}
+		rc = insert_items(&x, s, sc, lb, w, cnt, err);
+		if (rc)
+			goto out;
 	}
-	rc = commit(s, &x, np, nn, err);
+	rc = commit(s, &x, err);
 out:
 	scratch_free(&x);
 	return rc;

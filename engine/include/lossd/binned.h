@@ -33,6 +33,10 @@ void eng_binned_reset(eng_binned *b);
 
 int64_t eng_binned_num_thresholds(const eng_binned *b);
 
+/* The histogram cell a score goes to: #{ i : score > t_i } in [0, n], the
+ * number of thresholds the score is positive at. score must not be NaN. */
+int64_t eng_binned_cell(const eng_binned *b, double score);
+
 /*
  * Adds column col (or ENG_AUC_ALL) of d. All or nothing: on error b is
  * unchanged. Scores outside [0, 1] are counted like Keras does (above or

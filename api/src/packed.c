@@ -449,6 +449,10 @@ static int run(lifter *L)
 			i++;
 			break;
 		case ':':
+			if (in_ok) { /* no ':' in an array: jansson's to report */
+				i = fail(L);
+				break;
+			}
 			b64_value = key_len == 3 && memcmp(s + key, "b64", 3) == 0;
 			key_len = SIZE_MAX;
 			i++;

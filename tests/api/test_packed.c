@@ -186,9 +186,9 @@ static void nest(buf *b, const int *shape, int rank, int damage)
 			ws(b);
 		}
 		if (damage && pick(damage * 6) == 0) {
-			static const char *const junk[] = {"\"x\"", "null",      "true",
-			                                   "{}",    "{\"a\":1}", "[]",
-			                                   "[1]",   "[[1,2]]",   "\"\\u0041\""};
+			static const char *const junk[] = {
+			        "\"x\"",   "null",        "true", "{}", "{\"a\":1}", "[]", "[1]",
+			        "[[1,2]]", "\"\\u0041\"", ":",    "}",  "x",         "1:", ":1"};
 			puts_(b, junk[pick((int)(sizeof junk / sizeof junk[0]))]);
 			continue;
 		}
@@ -392,6 +392,11 @@ Test(packed, deep_and_wide_nests)
 	r = "{\"y\": [0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15] \n \"z\": 2}";
 	cr_assert_not(same_both_ways(r, strlen(r), "y", NULL));
 	r = "{\"y\": [0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]]";
+	cr_assert_not(same_both_ways(r, strlen(r), "y", NULL));
+	/* found by fuzz_request: a ':' inside an array of numbers */
+	r = "{\"y\": [0,1,2,3,4,5,6,7,8,9,10,11,12,13,::14,15,16]}";
+	cr_assert_not(same_both_ways(r, strlen(r), "y", NULL));
+	r = "{\"y\": [0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16:]}";
 	cr_assert_not(same_both_ways(r, strlen(r), "y", NULL));
 }
 

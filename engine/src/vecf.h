@@ -75,4 +75,48 @@ static inline void log1p_unit(v8f *ep)
 	*ep = 2.0f * u * s;
 }
 
+typedef double v4d __attribute__((vector_size(32)));
+typedef int64_t v4l __attribute__((vector_size(32)));
+
+#define VSEL4(m, a, b) ((v4d)(((m) & (v4l)(a)) | (~(m) & (v4l)(b))))
+#define VSPLAT4(f)     ((v4d){(f), (f), (f), (f)})
+
+/*
+ * log(n + r) into *rp, four double lanes, for n >= 1 a whole number (a
+ * count of exp(0) terms) and finite r >= 0 (the other terms), as log-sum-
+ * exp needs it: relative error a few ulp, also where n == 1 and r is tiny,
+ * where the result is log1p(r) ~ r and the rounded n + r would have lost r.
+ * n + r = 2^e (1 + f) with 1 + f in [sqrt 1/2, sqrt 2); when e == 0, n is 1
+ * and f is r itself, exactly. log(1 + f) = 2 atanh(s), s = f / (2 + f),
+ * |s| <= 0.172: the odd series to s^21 leaves < 1e-17 relative.
+ */
+static inline void log_count_rest(v4d *rp, const v4d *np)
+{
+	v4d n = *np, r = *rp, u = n + r;
+	v4l b = (v4l)u;
+	v4l e = ((b >> 52) & 0x7ff) - 1023;
+	v4d m = (v4d)((b & 0x000fffffffffffffLL) | 0x3ff0000000000000LL); /* [1, 2) */
+	v4l big = m > VSPLAT4(1.4142135623730951);
+	m = VSEL4(big, m * 0.5, m);
+	e -= big; /* big is -1 where true */
+	v4l e0 = e == 0;
+	v4d f = VSEL4(e0, (n - 1.0) + r, m - 1.0);
+	v4d s = f / (f + 2.0), z = s * s;
+	v4d q = VSPLAT4(1.0 / 21);
+	q = q * z + 1.0 / 19;
+	q = q * z + 1.0 / 17;
+	q = q * z + 1.0 / 15;
+	q = q * z + 1.0 / 13;
+	q = q * z + 1.0 / 11;
+	q = q * z + 1.0 / 9;
+	q = q * z + 1.0 / 7;
+	q = q * z + 1.0 / 5;
+	q = q * z + 1.0 / 3;
+	q = q * z;
+	/* e as a double without a 64-bit integer convert (none before AVX-512) */
+	v4d ed = (v4d)(e + 0x4338000000000000LL) - 6755399441055744.0;
+	v4d s2 = s + s;
+	*rp = ed * 6.93147180369123816490e-01 + (ed * 1.90821492927058770002e-10 + (s2 + s2 * q));
+}
+
 #endif

@@ -12,16 +12,23 @@
  *                  focal); clipped to [1e-7, 1] without dividing (KL)
  * The hot case - sparse CE from float32 logits without label smoothing -
  * skips the copy: one pass for the max, one for the sum of exp(x - max)
- * with a vectorizable float exp (Cephes polynomial, ~1 ulp), vectorized
- * along the row when the class axis is last (row_f32) and across 32
- * neighbouring positions when it is not (tile_f32, e.g. (B, V, T) with
- * axis 1), so every load is contiguous either way. On CPUs with AVX-512
- * (x86-64-v4) rows go to row_f32_v4 instead: the same outputs, 16 lanes,
- * masked tails, within the same tolerance of the double path (not
- * bit-identical to row_f32; one process always picks the same kernel, so
- * results stay identical across thread counts). A row the fast pass
+ * with a vectorizable float exp (Cephes polynomial, ~1 ulp), the maxima's
+ * exp(0) = 1 counted apart so a confident row's loss log1p(rest) keeps its
+ * digits. When the class axis is last, rows go a block of RBLK at a time
+ * (rows_block): labels read in one typed loop, the row kernel for each row,
+ * the logs of the whole block at once in double (log_count_rest, vecf.h:
+ * no libm call per row), then the sums. Row kernels: row_f32, vectorized
+ * along the row; on CPUs with AVX-512 (x86-64-v4, chosen at run time)
+ * row_f32_v4 (16 lanes, masked tails) and, for rows of at most 32 classes,
+ * rows_tall_v4 (16 rows transposed in registers, one row per lane, so a
+ * short row wastes no lane and needs no shuffle). When the class axis is
+ * not last, 32 neighbouring positions go across the lanes (tile_f32, e.g.
+ * (B, V, T) with axis 1), so every load is contiguous either way. The
+ * kernels agree with the double path within ~1e-7 relative per row (not
+ * bit-identical to each other; one process always picks the same kernel,
+ * so results stay identical across thread counts). A row a fast kernel
  * finds non-finite is redone by the general path, which reports it or lets
- * NaN through (nan_policy).
+ * NaN through (nan_policy), in row order.
  *
  * Validation happens here as rows are read (labels, probabilities,
  * non-finite values); weights were validated by loss.c. Ignored positions
@@ -37,11 +44,25 @@
 
 /* ---- the fast row kernel (float32 logits, contiguous) ------------------------------- */
 
-static inline float exp_neg1(float x)
+/*
+ * *xp := exp(*xp - m). With exact, the rounding of d = x - m (up to
+ * 2^-24 |d|, e.g. 2e-6 for 40 - 7.3) is taken back: TwoSum gives it as err
+ * exactly and exp(x - m) = exp(d) (1 + err). Rows of at most 32 classes
+ * pay for it (their tiny confident losses are all such terms); longer rows
+ * keep ~2^-24 |d| per term.
+ */
+static inline void exp_sub(v8f *xp, const v8f *mp, bool exact)
 {
-	v8f v = VSPLAT(x);
-	exp_neg(&v);
-	return v[0];
+	v8f x = *xp, m = *mp, d = x - m;
+	if (exact) {
+		v8f bp = d - x, ap = d - bp;
+		v8f err = (x - ap) + ((-m) - bp);
+		exp_neg(&d);
+		*xp = d + d * err;
+		return;
+	}
+	exp_neg(&d);
+	*xp = d;
 }
 
 /*
@@ -97,6 +118,7 @@ static void row_f32(const float *x, int64_t C, float *mx_out, float *sx_out, dou
 	v8f vm = VSPLAT(m);
 	double r = 0;
 	int64_t n1 = 0, first = -1;
+	bool exact = C <= 32;
 	for (c = 0; c + 16 <= C;) {
 		/* two independent chains per step; 4 steps = 64 terms a block */
 		v8f acc = VSPLAT(0.0f), acc2 = VSPLAT(0.0f);
@@ -107,10 +129,8 @@ static void row_f32(const float *x, int64_t C, float *mx_out, float *sx_out, dou
 			memcpy(&v, x + c, sizeof(v));
 			memcpy(&u, x + c + 8, sizeof(u));
 			v8i top = v == vm, top2 = u == vm;
-			v -= vm;
-			u -= vm;
-			exp_neg(&v);
-			exp_neg(&u);
+			exp_sub(&v, &vm, exact);
+			exp_sub(&u, &vm, exact);
 			acc += (v8f)(~top & (v8i)v);
 			acc2 += (v8f)(~top2 & (v8i)u);
 			ones -= top;
@@ -131,13 +151,26 @@ static void row_f32(const float *x, int64_t C, float *mx_out, float *sx_out, dou
 			}
 		}
 	}
+	/* the last < 16: eight lanes at a time, lanes past the row padded with
+	 * m - 200 (finite, never a max) and masked out */
+	const v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
+	v8f tail = VSPLAT(0.0f);
+	for (int64_t c0 = c; c0 < C; c0 += 8) {
+		int64_t left = C - c0 < 8 ? C - c0 : 8;
+		v8f v = VSPLAT(m - 200.0f);
+		memcpy(&v, x + c0, (size_t)left * sizeof(float));
+		v8i valid = lane < (int32_t)left;
+		v8i top = valid & (v == vm);
+		exp_sub(&v, &vm, exact);
+		tail += (v8f)(valid & ~top & (v8i)v);
+	}
+	r += (double)((tail[0] + tail[1]) + (tail[2] + tail[3])) +
+	     (double)((tail[4] + tail[5]) + (tail[6] + tail[7]));
 	for (; c < C; c++) {
 		if (x[c] == m) {
 			n1++;
 			if (first < 0)
 				first = c;
-		} else {
-			r += (double)exp_neg1(x[c] - m);
 		}
 	}
 	for (int k = 0; k < 8; k++)
@@ -269,6 +302,180 @@ __attribute__((target("arch=x86-64-v4"))) static void row_f32_v4(const float *x,
 	*rest = _mm512_reduce_add_pd(racc);
 	*amax = first < 0 ? 0 : first;
 }
+
+/* fpclass categories: QNaN, +Inf, -Inf, SNaN */
+#define NONFINITE 0x99
+
+/* log_count_rest (vecf.h) on 8 lanes, with vgetexppd / vgetmantpd for the
+ * exponent and mantissa: log(n + r), n >= 1 whole, r >= 0. */
+__attribute__((target("arch=x86-64-v4"), always_inline)) static inline __m512d
+log_count_rest8(__m512d n, __m512d r)
+{
+	const __m512d one = _mm512_set1_pd(1.0), half = _mm512_set1_pd(0.5);
+	__m512d u = _mm512_add_pd(n, r);
+	__m512d m = _mm512_getmant_pd(u, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero); /* [1, 2) */
+	__m512d e = _mm512_getexp_pd(u);
+	__mmask8 big = _mm512_cmp_pd_mask(m, _mm512_set1_pd(1.4142135623730951), _CMP_GT_OQ);
+	m = _mm512_mask_mul_pd(m, big, m, half);
+	e = _mm512_mask_add_pd(e, big, e, one);
+	__mmask8 e0 = _mm512_cmp_pd_mask(e, _mm512_setzero_pd(), _CMP_EQ_OQ);
+	__m512d f = _mm512_mask_add_pd(_mm512_sub_pd(m, one), e0, _mm512_sub_pd(n, one), r);
+	__m512d s = _mm512_div_pd(f, _mm512_add_pd(f, _mm512_set1_pd(2.0)));
+	__m512d z = _mm512_mul_pd(s, s);
+	__m512d q = _mm512_set1_pd(1.0 / 21);
+	q = _mm512_fmadd_pd(q, z, _mm512_set1_pd(1.0 / 19));
+	q = _mm512_fmadd_pd(q, z, _mm512_set1_pd(1.0 / 17));
+	q = _mm512_fmadd_pd(q, z, _mm512_set1_pd(1.0 / 15));
+	q = _mm512_fmadd_pd(q, z, _mm512_set1_pd(1.0 / 13));
+	q = _mm512_fmadd_pd(q, z, _mm512_set1_pd(1.0 / 11));
+	q = _mm512_fmadd_pd(q, z, _mm512_set1_pd(1.0 / 9));
+	q = _mm512_fmadd_pd(q, z, _mm512_set1_pd(1.0 / 7));
+	q = _mm512_fmadd_pd(q, z, _mm512_set1_pd(1.0 / 5));
+	q = _mm512_fmadd_pd(q, z, _mm512_set1_pd(1.0 / 3));
+	q = _mm512_mul_pd(q, z);
+	__m512d s2 = _mm512_add_pd(s, s);
+	__m512d lo = _mm512_fmadd_pd(e, _mm512_set1_pd(1.90821492927058770002e-10),
+	                             _mm512_fmadd_pd(s2, q, s2));
+	return _mm512_fmadd_pd(e, _mm512_set1_pd(6.93147180369123816490e-01), lo);
+}
+
+/* In place: the 16 x 16 floats r[i][j] -> r[j][i] (64 shuffles). */
+__attribute__((target("arch=x86-64-v4"), always_inline)) static inline void transpose16(__m512 *r)
+{
+	__m512 t[16];
+	for (int i = 0; i < 8; i++) {
+		t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+		t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+	}
+	for (int i = 0; i < 4; i++) {
+		__m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+		__m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
+		r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+		r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+		r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+		r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+	}
+	for (int h = 0; h < 2; h++) {
+		for (int i = 0; i < 4; i++) {
+			t[8 * h + i] = _mm512_shuffle_f32x4(r[8 * h + i], r[8 * h + 4 + i], 0x88);
+			t[8 * h + 4 + i] =
+			        _mm512_shuffle_f32x4(r[8 * h + i], r[8 * h + 4 + i], 0xdd);
+		}
+	}
+	for (int i = 0; i < 8; i++) {
+		r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
+		r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xdd);
+	}
+}
+
+/*
+ * Short rows (C <= 32) on AVX-512: for the n rows at x with labels lab
+ * (-1 = ignored; such lanes compute garbage nobody reads), the unweighted
+ * loss lo = (max - x[label]) + log sum exp(x - max) in double, the first
+ * argmax, and bad = some element is NaN or +-Inf (an exact test), or x - max
+ * overflows. 16 rows at a time, one row per lane: the rows are loaded as
+ * they lie (one masked load each, two when C > 16; lanes past a row read as
+ * 0 and fault nothing) and transposed in registers, so column c of the 16
+ * rows is one vector; max, exp, the sums (pairs of float terms, then
+ * double), the count of maxima (exp(0) = 1 each, kept out of the rest as in
+ * row_f32), the first argmax (the least column among the maxima), the
+ * label's logit and the log (log_count_rest8) are then lane-wise: no
+ * shuffle per row, no lane spent on row ends, no libm call.
+ */
+__attribute__((target("arch=x86-64-v4"))) static void rows_tall_v4(const float *x, int64_t C,
+                                                                   int64_t n, const int64_t *lab,
+                                                                   double *lo, int64_t *amax,
+                                                                   unsigned char *bad)
+{
+	const __m512 floor_ = _mm512_set1_ps(-104.0f), log2e = _mm512_set1_ps(1.44269504088896341f),
+	             ln2hi = _mm512_set1_ps(0.693359375f), ln2lo = _mm512_set1_ps(-2.12194440e-4f),
+	             p6 = _mm512_set1_ps(1.9875691500e-4f), p5 = _mm512_set1_ps(1.3981999507e-3f),
+	             p4 = _mm512_set1_ps(8.3334519073e-3f), p3 = _mm512_set1_ps(4.1665795894e-2f),
+	             p2 = _mm512_set1_ps(1.6666665459e-1f), p1 = _mm512_set1_ps(5.0000001201e-1f),
+	             one = _mm512_set1_ps(1.0f);
+	const __m512i one_i = _mm512_set1_epi32(1);
+	__mmask16 k0 = (__mmask16)((1u << (C < 16 ? C : 16)) - 1);
+	__mmask16 k1 = (__mmask16)(C > 16 ? (1u << (C - 16)) - 1 : 0);
+	__m512 col[32];
+	for (int64_t r0 = 0; r0 < n; r0 += 16, x += 16 * C) {
+		int64_t nr = n - r0 < 16 ? n - r0 : 16;
+		__mmask16 rk = (__mmask16)((1u << nr) - 1);
+		if (nr == 16) {
+			for (int r = 0; r < 16; r++)
+				col[r] = _mm512_maskz_loadu_ps(k0, x + r * C);
+		} else {
+			for (int r = 0; r < 16; r++)
+				col[r] = _mm512_maskz_loadu_ps(r < nr ? k0 : 0, x + r * C);
+		}
+		transpose16(col);
+		if (C > 16) {
+			for (int r = 0; r < 16; r++)
+				col[16 + r] =
+				        _mm512_maskz_loadu_ps(r < nr ? k1 : 0, x + r * C + 16);
+			transpose16(col + 16);
+		}
+		__mmask16 nf = 0;
+		__m512 mx = col[0];
+		for (int64_t c = 0; c < C; c++) {
+			nf |= _mm512_fpclass_ps_mask(col[c], NONFINITE);
+			mx = _mm512_max_ps(mx, col[c]);
+		}
+		__m512d s0 = _mm512_setzero_pd(), s1 = s0;
+		__m512i nt = _mm512_setzero_si512(), first = _mm512_set1_epi32(32), ci = nt;
+		__m512 pair = _mm512_setzero_ps(), xt = pair, nmx = _mm512_sub_ps(pair, mx);
+		__m512i lv = _mm512_inserti64x4(
+		        _mm512_castsi256_si512(_mm512_cvtepi64_epi32(
+		                _mm512_maskz_loadu_epi64((__mmask8)rk, lab + r0))),
+		        _mm512_cvtepi64_epi32(
+		                _mm512_maskz_loadu_epi64((__mmask8)(rk >> 8), lab + r0 + 8)),
+		        1);
+		for (int64_t c = 0; c < C; c++, ci = _mm512_add_epi32(ci, one_i)) {
+			__m512 v = col[c], e;
+			__mmask16 top = _mm512_cmp_ps_mask(v, mx, _CMP_EQ_OQ);
+			xt = _mm512_mask_mov_ps(xt, _mm512_cmpeq_epi32_mask(ci, lv), v);
+			/* d = x - max rounds when x is far below max (x = 7.5,
+			 * max = 40: by up to 2e-6 absolute, so 2e-6 relative in
+			 * exp(d)); TwoSum gives the rounding error err exactly and
+			 * exp(x - max) = exp(d) (1 + err). A d that overflows to
+			 * -Inf (|x| > 1.7e38) sends the row to the general path. */
+			__m512 d = _mm512_sub_ps(v, mx);
+			__m512 bp = _mm512_sub_ps(d, v), ap = _mm512_sub_ps(d, bp);
+			__m512 err = _mm512_add_ps(_mm512_sub_ps(v, ap), _mm512_sub_ps(nmx, bp));
+			nf |= _mm512_fpclass_ps_mask(d, 0x10);
+			d = _mm512_max_ps(d, floor_);
+			EXP16(d, e);
+			e = _mm512_fmadd_ps(e, err, e);
+			/* two terms per float add, then into the double sums */
+			pair = _mm512_mask_add_ps(pair, (__mmask16)~top, pair, e);
+			if ((c & 1) || c == C - 1) {
+				s0 = _mm512_add_pd(s0,
+				                   _mm512_cvtps_pd(_mm512_castps512_ps256(pair)));
+				s1 = _mm512_add_pd(
+				        s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(pair, 1)));
+				pair = _mm512_setzero_ps();
+			}
+			nt = _mm512_mask_add_epi32(nt, top, nt, one_i);
+			first = _mm512_mask_min_epu32(first, top, first, ci);
+		}
+		first = _mm512_min_epu32(first, _mm512_set1_epi32((int32_t)C - 1));
+		/* loss = (max - x[label]) + lse, in double */
+		__m512d d0 = _mm512_sub_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(mx)),
+		                           _mm512_cvtps_pd(_mm512_castps512_ps256(xt)));
+		__m512d d1 = _mm512_sub_pd(_mm512_cvtps_pd(_mm512_extractf32x8_ps(mx, 1)),
+		                           _mm512_cvtps_pd(_mm512_extractf32x8_ps(xt, 1)));
+		s0 = log_count_rest8(_mm512_cvtepi32_pd(_mm512_castsi512_si256(nt)), s0);
+		s1 = log_count_rest8(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(nt, 1)), s1);
+		_mm512_storeu_pd(lo + r0, _mm512_add_pd(d0, s0));
+		_mm512_storeu_pd(lo + r0 + 8, _mm512_add_pd(d1, s1));
+		_mm512_storeu_si512(amax + r0,
+		                    _mm512_cvtepi32_epi64(_mm512_castsi512_si256(first)));
+		_mm512_storeu_si512(amax + r0 + 8,
+		                    _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(first, 1)));
+		for (int64_t r = 0; r < nr; r++)
+			bad[r0 + r] = (nf >> r) & 1;
+	}
+}
+#undef NONFINITE
 #undef EXP16
 #endif
 
@@ -362,9 +569,10 @@ static void log_softmax(double *v, int64_t C)
 	double s = 0;
 	for (int64_t c = 0; c < C; c++)
 		s += exp(v[c] - m);
-	double lse = m + log(s);
+	double ls = log(s); /* (x - m) - log s, as ref.py: m + log s would drop
+			     * log s when |m| >> 1 (logits of 1e30) */
 	for (int64_t c = 0; c < C; c++)
-		v[c] -= lse;
+		v[c] = (v[c] - m) - ls;
 }
 
 /* ---- one position, general path ---------------------------------------------------------- */
@@ -572,14 +780,13 @@ static void tile_f32(const float *x, int64_t C, int64_t inner, float *mx_out, fl
 	}
 }
 
-/* Adds a sparse position computed by a fast kernel: row max m, the logit
- * of the true class xt, the sum of exp(x - m) as ones + rest, argmax pcls. */
-static void sparse_fast_add(eng__loss_part *pt, const eng__loss_job *j, int64_t p, int64_t tcls,
-                            double m, double xt, double ones, double rest, int64_t pcls)
+/* Adds a sparse position computed by a fast kernel: its unweighted loss
+ * l0 = (max - x[tcls]) + log sum exp(x - max), argmax pcls. */
+static inline void sparse_fast_add(eng__loss_part *pt, const eng__loss_job *j, int64_t p,
+                                   int64_t tcls, double l0, int64_t pcls)
 {
 	double w = j->cw ? j->cw[tcls] : 1.0;
-	double lse = ones == 1 ? log1p(rest) : log(ones + rest);
-	double l = w * ((m - xt) + lse);
+	double l = w * l0;
 	if (j->cost) {
 		double f = j->cost[tcls * j->C + pcls];
 		l *= f;
@@ -591,6 +798,175 @@ static void sparse_fast_add(eng__loss_part *pt, const eng__loss_job *j, int64_t 
 	if (j->per_position)
 		j->per_position[p] = l;
 	eng__part_add(pt, j->conf_n, tcls, pcls, l, w);
+}
+
+/*
+ * lse[i] = log(ones[i] + rest[i]), four at a time (log_count_rest): the
+ * per-row log of the fast kernels, batched. Entries must be valid
+ * (ones >= 1, rest >= 0 finite); callers put 1 and 0 in unused ones.
+ */
+HOT_CLONES
+static void lse_rows(const double *ones, const double *rest, double *lse, int64_t n)
+{
+	int64_t i = 0;
+	for (; i + 4 <= n; i += 4) {
+		v4d c, r;
+		memcpy(&c, ones + i, sizeof(c));
+		memcpy(&r, rest + i, sizeof(r));
+		log_count_rest(&r, &c);
+		memcpy(lse + i, &r, sizeof(r));
+	}
+	if (i < n) {
+		v4d c = VSPLAT4(1.0), r = VSPLAT4(0.0);
+		for (int64_t k = 0; i + k < n; k++) {
+			c[k] = ones[i + k];
+			r[k] = rest[i + k];
+		}
+		log_count_rest(&r, &c);
+		for (int64_t k = 0; i + k < n; k++)
+			lse[i + k] = r[k];
+	}
+}
+
+/* ---- contiguous rows (class axis last), a block at a time ---------------------------- */
+
+#define RBLK 64 /* rows per block */
+
+/*
+ * Labels of positions [p, p + n) into lab (-1 when ignored), read as
+ * sparse_label does. Returns false if one is not a valid class id: the
+ * caller then takes the block row by row, so the problem is reported
+ * exactly where the per-row order meets it.
+ */
+static bool block_labels(const eng__loss_job *j, int64_t p, int64_t n, int64_t *lab)
+{
+	const eng_loss_opts *o = j->o;
+	int64_t C = j->C;
+	bool ok = true;
+	if (j->yt->dtype == ENG_I32) {
+		const int32_t *y = (const int32_t *)j->yt->data + p;
+		for (int64_t k = 0; k < n; k++) {
+			int64_t v = y[k];
+			bool ign = o->has_ignore_class && v == o->ignore_class;
+			ok &= ign || (v >= 0 && v < C);
+			lab[k] = ign ? -1 : v;
+		}
+		return ok;
+	}
+	for (int64_t k = 0; k < n && ok; k++) {
+		double v = eng_tensor_at(j->yt, p + k);
+		bool ign = o->has_ignore_class && v == (double)o->ignore_class;
+		ok = ign || (v == floor(v) && v >= 0 && v < (double)C);
+		lab[k] = ign || !ok ? -1 : (int64_t)v;
+	}
+	return ok;
+}
+
+/*
+ * Sparse CE from float32 logits for the n (<= RBLK) contiguous rows of
+ * positions p.. with valid labels lab (-1 = ignored): the row kernel
+ * (rows_tall_v4 for short rows on AVX-512, else row_f32_v4 / row_f32 per
+ * row and the logs of the block at once), then the positions in order; a
+ * row with a non-finite logit goes to the general path, which reports it
+ * or lets NaN through. Unweighted blocks sum in registers and take such
+ * rows afterwards (still in order). Returns 0 or the ENG_E* recorded in pt.
+ */
+static int rows_block(eng__loss_part *pt, const eng__loss_job *j, scratch *s, int64_t p, int64_t n,
+                      const int64_t *lab, bool v4)
+{
+	int64_t C = j->C;
+	const float *x = (const float *)j->yp->data + p * C;
+	float m[RBLK];
+	double ones[RBLK], rest[RBLK], lse[RBLK], lo[RBLK];
+	int64_t am[RBLK];
+	unsigned char bad[RBLK];
+	int rc;
+
+	(void)v4;
+#ifdef LOSSD_HOT_V4
+	if (v4 && C <= 32) {
+		rows_tall_v4(x, C, n, lab, lo, am, bad);
+	} else
+#endif
+	{
+		for (int64_t k = 0; k < n; k++) {
+			float sx = 0;
+			ones[k] = 1;
+			rest[k] = 0;
+			bad[k] = 0;
+			if (lab[k] < 0)
+				continue;
+#ifdef LOSSD_HOT_V4
+			if (v4)
+				row_f32_v4(x + k * C, C, &m[k], &sx, &ones[k], &rest[k], &am[k]);
+			else
+#endif
+				row_f32(x + k * C, C, &m[k], &sx, &ones[k], &rest[k], &am[k]);
+			bad[k] = !(isfinite(m[k]) && isfinite(sx) && isfinite(rest[k]));
+			if (bad[k]) {
+				ones[k] = 1;
+				rest[k] = 0;
+			}
+		}
+		lse_rows(ones, rest, lse, n);
+		for (int64_t k = 0; k < n; k++)
+			lo[k] = lab[k] < 0 ? 0
+			                   : ((double)m[k] - (double)x[k * C + lab[k]]) + lse[k];
+	}
+	if (!j->cw && !j->cost && !j->sw && !j->per_position) {
+		/* unweighted: sums in registers (four chains), the rare
+		 * non-finite rows afterwards in order */
+		double wl4[4] = {0, 0, 0, 0};
+		int64_t nc = 0, ok = 0, ign = 0, nbad = 0;
+		eng_loss_class *cls = pt->cls;
+		int64_t *conf = pt->conf;
+		for (int64_t k = 0; k < n; k++) {
+			bool valid = lab[k] >= 0 && !bad[k];
+			wl4[k & 3] += valid ? lo[k] : 0.0;
+			nc += valid;
+			ok += valid && lab[k] == am[k];
+			ign += lab[k] < 0;
+			nbad += lab[k] >= 0 && bad[k];
+			if (valid && cls) {
+				eng_loss_class *tc = &cls[lab[k]];
+				tc->support++;
+				tc->weight_sum += 1.0;
+				tc->loss_sum += lo[k];
+				tc->correct += lab[k] == am[k];
+				cls[am[k]].predicted++;
+			}
+			if (valid && conf)
+				conf[lab[k] * j->conf_n + am[k]]++;
+		}
+		for (int64_t k = 0; nbad && k < n; k++) {
+			if (lab[k] >= 0 && bad[k] &&
+			    ((rc = scratch_get(s, pt, j)) ||
+			     (rc = position(pt, j, s, p + k, (p + k) * C, lab[k]))))
+				return rc;
+		}
+		double wl = (wl4[0] + wl4[1]) + (wl4[2] + wl4[3]);
+		pt->wl += wl;
+		pt->w += (double)nc;
+		pt->count += nc;
+		pt->correct += ok;
+		pt->ignored += ign;
+		return 0;
+	}
+	for (int64_t k = 0; k < n; k++) {
+		int64_t q = p + k;
+		if (lab[k] < 0) {
+			pt->ignored++;
+			if (j->per_position)
+				j->per_position[q] = 0;
+		} else if (bad[k]) {
+			if ((rc = scratch_get(s, pt, j)) ||
+			    (rc = position(pt, j, s, q, q * C, lab[k])))
+				return rc;
+		} else {
+			sparse_fast_add(pt, j, q, lab[k], lo[k], am[k]);
+		}
+	}
+	return 0;
 }
 
 /* ---- the task ---------------------------------------------------------------------------- */
@@ -606,6 +982,8 @@ void eng__xent_task(void *arg, int64_t t)
 	scratch s = {0};
 #ifdef LOSSD_HOT_V4
 	bool v4 = __builtin_cpu_supports("x86-64-v4");
+#else
+	bool v4 = false;
 #endif
 
 	eng__task_range(j, t, &p0, &p1);
@@ -627,14 +1005,18 @@ void eng__xent_task(void *arg, int64_t t)
 			tile_f32(x, C, inner, m, sx, ones, rest, am);
 			for (int k = 0; k < TILE; k++)
 				ok = ok && isfinite(m[k]) && isfinite(sx[k]) && isfinite(rest[k]);
+			double lse[TILE];
+			if (ok)
+				lse_rows(ones, rest, lse, TILE);
 			for (int k = 0; k < TILE; k++) {
 				if (lab[k] < 0) {
 					pt->ignored++;
 					if (j->per_position)
 						j->per_position[p + k] = 0;
 				} else if (ok) {
-					sparse_fast_add(pt, j, p + k, lab[k], m[k],
-					                x[lab[k] * inner + k], ones[k], rest[k],
+					sparse_fast_add(pt, j, p + k, lab[k],
+					                ((double)m[k] - x[lab[k] * inner + k]) +
+					                        lse[k],
 					                am[k]);
 				} else if (scratch_get(&s, pt, j) ||
 				           position(pt, j, &s, p + k, base + k, lab[k])) {
@@ -645,26 +1027,27 @@ void eng__xent_task(void *arg, int64_t t)
 			continue;
 		}
 
+		/* contiguous rows: a block at a time */
+		if (fast && inner == 1) {
+			int64_t n = p1 - p < RBLK ? p1 - p : RBLK, lab[RBLK];
+			if (block_labels(j, p, n, lab)) {
+				if (rows_block(pt, j, &s, p, n, lab, v4))
+					goto out;
+				p += n;
+				continue;
+			}
+			/* a bad label in the block: row by row up to it */
+			for (int64_t k = 0; k < n; k++)
+				if (sparse_label(pt, j, p + k, lab) ||
+				    rows_block(pt, j, &s, p + k, 1, lab, v4))
+					goto out;
+			p += n;
+			continue;
+		}
+
 		int64_t tcls = -2;
 		if (o->kind == ENG_LOSS_SPARSE_CE && sparse_label(pt, j, p, &tcls))
 			break;
-		if (fast && inner == 1 && tcls >= 0) {
-			const float *x = (const float *)j->yp->data + base;
-			float m, sx;
-			double ones, rest;
-			int64_t pcls;
-#ifdef LOSSD_HOT_V4
-			if (v4)
-				row_f32_v4(x, C, &m, &sx, &ones, &rest, &pcls);
-			else
-#endif
-				row_f32(x, C, &m, &sx, &ones, &rest, &pcls);
-			if (isfinite(m) && isfinite(sx) && isfinite(rest)) {
-				sparse_fast_add(pt, j, p, tcls, m, x[tcls], ones, rest, pcls);
-				p++;
-				continue;
-			}
-		}
 		if (scratch_get(&s, pt, j) || position(pt, j, &s, p, base, tcls))
 			break;
 		p++;

@@ -6,6 +6,7 @@
  */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdlib.h>
 #include <stdarg.h>
 #include <string.h>
 
@@ -250,4 +251,171 @@ Test(binary, float32_logits_fast_path_matches_double)
 	cr_expect(isnan(r->per_position[700]));
 	cr_expect(!isnan(r->per_position[699]));
 	eng_loss_result_free(r);
+}
+
+/* ---- float32 blocks (bce_block_v4 on AVX-512, bce_block elsewhere) ------------------ */
+
+/* x_i: ordinary logits, and every 7th one from a list of edges: zeros of
+ * both signs, +-1e30, +-1e4, around exp's underflow (+-88, +-104, +-200) */
+static float edge_logit(int64_t i)
+{
+	static const float edges[] = {0.0f,   -0.0f,  1e30f,   -1e30f, 1e4f,    -1e4f, 88.0f,
+	                              -88.0f, 104.0f, -104.0f, 200.0f, -200.0f, 17.0f, -17.0f};
+	if (i % 7 == 3)
+		return edges[(i / 7) % 14];
+	return (float)(sin(i * 1.37) * (i % 3 ? 6 : 30));
+}
+
+/*
+ * (N, K) float32 logits and targets (hard and soft) with pos_weight per
+ * column and sample_weight per row, for K dividing 16 or not (the per-lane
+ * and the per-element column tables) and ~40000 elements (two tasks, the
+ * second starting mid-row, partial blocks): every element, the sums, the
+ * per-column table and the confusion counts against the float64 inputs
+ * (the scalar double path); then the plain mean without weights.
+ */
+Test(binary, float32_blocks_match_double)
+{
+	static const int Ks[] = {1, 2, 3, 4, 5, 8, 16, 17};
+	for (size_t ki = 0; ki < sizeof(Ks) / sizeof(Ks[0]); ki++) {
+		int64_t K = Ks[ki], N = 40000 / K + 3, n = N * K;
+		float *xf = malloc((size_t)n * sizeof(float)),
+		      *yf = malloc((size_t)n * sizeof(float));
+		double *xd = malloc((size_t)n * sizeof(double)),
+		       *yd = malloc((size_t)n * sizeof(double));
+		double *sw = malloc((size_t)N * sizeof(double)), pw[17];
+		cr_assert(xf && yf && xd && yd && sw);
+		for (int64_t i = 0; i < n; i++) {
+			xf[i] = edge_logit(i);
+			yf[i] = i % 4 == 1 ? (float)((i % 9) / 8.0) : (float)((i * 7 / 3) % 2);
+			xd[i] = xf[i];
+			yd[i] = yf[i];
+		}
+		for (int64_t r = 0; r < N; r++)
+			sw[r] = 0.5 + (double)(r % 5) * 0.25;
+		for (int64_t c = 0; c < K; c++)
+			pw[c] = 0.5 + (double)c * 0.75;
+		eng_tensor ya = tens(ENG_F32, yf, 2, N, K), xa = tens(ENG_F32, xf, 2, N, K);
+		eng_tensor yb = tens(ENG_F64, yd, 2, N, K), xb = tens(ENG_F64, xd, 2, N, K);
+		eng_tensor pwt = tens(ENG_F64, pw, 1, K), swt = tens(ENG_F64, sw, 1, N);
+		eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+		o.kind = ENG_LOSS_BINARY_CE;
+		o.from_logits = true;
+		o.pos_weight = &pwt;
+		o.sample_weight = &swt;
+		o.confusion = true;
+		o.reduction = ENG_RED_NONE;
+		eng_loss_result *ra, *rb;
+		run(&ya, &xa, &o, &ra);
+		run(&yb, &xb, &o, &rb);
+		int64_t worse = 0;
+		for (int64_t i = 0; i < n; i++) {
+			double u = ra->per_position[i], v = rb->per_position[i];
+			if (!(fabs(u - v) <= 1e-6 * fabs(v) + 1e-30) && worse++ < 5)
+				cr_expect(0, "K %lld el %lld: %.12g vs %.12g (x %g y %g)",
+				          (long long)K, (long long)i, u, v, (double)xf[i],
+				          (double)yf[i]);
+		}
+		cr_expect_eq(worse, 0, "K %lld: %lld elements off", (long long)K, (long long)worse);
+		NEAR(ra->wloss_sum, rb->wloss_sum, 1e-7 * rb->wloss_sum);
+		NEAR(ra->weight_sum, rb->weight_sum, 1e-12 * rb->weight_sum);
+		cr_expect_eq(ra->count, n);
+		cr_expect_eq(ra->correct, rb->correct, "K %lld", (long long)K);
+		for (int64_t c = 0; c < K; c++) {
+			const eng_loss_class *p = &ra->per_class[c], *q = &rb->per_class[c];
+			cr_expect_eq(p->support, q->support, "K %lld col %lld", (long long)K,
+			             (long long)c);
+			cr_expect_eq(p->predicted, q->predicted, "K %lld col %lld", (long long)K,
+			             (long long)c);
+			cr_expect_eq(p->correct, q->correct, "K %lld col %lld", (long long)K,
+			             (long long)c);
+			NEAR(p->weight_sum, q->weight_sum, 1e-12 * q->weight_sum);
+			NEAR(p->loss_sum, q->loss_sum, 1e-7 * q->loss_sum);
+		}
+		for (int i = 0; i < 4; i++)
+			cr_expect_eq(ra->confusion[i], rb->confusion[i], "K %lld cell %d",
+			             (long long)K, i);
+		eng_loss_result_free(ra);
+		eng_loss_result_free(rb);
+		/* pos_weight of the full shape (a period longer than a block) */
+		double *pwf = malloc((size_t)n * sizeof(double));
+		cr_assert(pwf);
+		for (int64_t i = 0; i < n; i++)
+			pwf[i] = pw[i % K];
+		eng_tensor pwft = tens(ENG_F64, pwf, 2, N, K);
+		o.reduction = ENG_RED_SUM;
+		double s1 = run(&ya, &xa, &o, NULL);
+		o.pos_weight = &pwft;
+		NEAR(run(&ya, &xa, &o, NULL), s1, 1e-12 * s1);
+		free(pwf);
+		/* the plain mean: no weights, no table, no per-element output */
+		eng_loss_opts p = ENG_LOSS_OPTS_INIT;
+		p.kind = ENG_LOSS_BINARY_CE;
+		p.from_logits = true;
+		p.per_class = false;
+		double ma = run(&ya, &xa, &p, NULL), mb = run(&yb, &xb, &p, NULL);
+		NEAR(ma, mb, 1e-7 * mb);
+		free(xf);
+		free(yf);
+		free(xd);
+		free(yd);
+		free(sw);
+	}
+}
+
+/* In float32 blocks, a NaN or +-Inf logit and a NaN or out-of-range target
+ * are reported at their index; with propagate, they affect their element
+ * only, exactly as the float64 path has them. */
+Test(binary, float32_blocks_report_bad_elements)
+{
+	enum { N = 300, K = 8, AT = 1234 };
+	static float xf[N * K], yf[N * K];
+	static double xd[N * K], yd[N * K];
+	static const float badx[] = {NAN, INFINITY, -INFINITY};
+	for (int b = 0; b < 5; b++) {
+		for (int i = 0; i < N * K; i++) {
+			xf[i] = edge_logit(i);
+			yf[i] = (float)(i % 2);
+		}
+		if (b < 3)
+			xf[AT] = badx[b];
+		else
+			yf[AT] = b == 3 ? NAN : 1.5f;
+		for (int i = 0; i < N * K; i++) {
+			xd[i] = xf[i];
+			yd[i] = yf[i];
+		}
+		eng_tensor ya = tens(ENG_F32, yf, 2, I64(N), I64(K));
+		eng_tensor xa = tens(ENG_F32, xf, 2, I64(N), I64(K));
+		eng_tensor yb = tens(ENG_F64, yd, 2, I64(N), I64(K));
+		eng_tensor xb = tens(ENG_F64, xd, 2, I64(N), I64(K));
+		eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+		o.kind = ENG_LOSS_BINARY_CE;
+		o.from_logits = true;
+		eng_loss_result *r = NULL;
+		eng_error err = {0};
+		cr_expect_eq(eng_loss_compute(&r, &ya, &xa, &o, NULL, &err),
+		             b == 4 ? ENG_ELABEL : ENG_ENONFINITE, "case %d", b);
+		cr_expect_eq(err.index, AT, "case %d", b);
+		cr_expect_str_eq(err.field, b < 3 ? "y_pred" : "y_true", "case %d", b);
+		cr_expect_null(r);
+		if (b == 4)
+			continue;
+		o.propagate_nan = true;
+		o.reduction = ENG_RED_NONE;
+		eng_loss_result *ra, *rb;
+		run(&ya, &xa, &o, &ra);
+		run(&yb, &xb, &o, &rb);
+		for (int i = 0; i < N * K; i++) {
+			double u = ra->per_position[i], v = rb->per_position[i];
+			if (i == AT)
+				cr_expect(isnan(u) == isnan(v) && (isnan(v) || u == v),
+				          "case %d: %g vs %g", b, u, v);
+			else
+				cr_expect(fabs(u - v) <= 1e-6 * fabs(v) + 1e-30, "case %d el %d", b,
+				          i);
+		}
+		eng_loss_result_free(ra);
+		eng_loss_result_free(rb);
+	}
 }

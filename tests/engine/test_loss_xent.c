@@ -650,3 +650,313 @@ Test(xent, confusion_matrix_is_bounded)
 	o.confusion = false; /* the loss itself is fine: log C */
 	NEAR(run(&yt, &yp, &o, NULL), log((double)C), 1e-9);
 }
+
+/* ---- float32 rows in blocks (rows_block: 16-row transposed kernel for C <= 32) ------- */
+
+/* Sparse CE of one float32 row in double, the max's exp(0) terms counted
+ * apart so a tiny loss log1p(rest) keeps its digits; the first argmax. */
+static double ref_row(const float *x, int64_t C, int64_t y, int64_t *amax)
+{
+	double m = -INFINITY, ones = 0, rest = 0;
+	*amax = 0;
+	for (int64_t c = 0; c < C; c++) {
+		if (x[c] > m) {
+			m = x[c];
+			*amax = c;
+		}
+	}
+	for (int64_t c = 0; c < C; c++) {
+		if (x[c] == m)
+			ones++;
+		else
+			rest += exp((double)x[c] - m);
+	}
+	return (m - x[y]) + (ones == 1 ? log1p(rest) : log(ones + rest));
+}
+
+/* Row r of a test matrix: ordinary, +-1e30, all but one underflowing,
+ * ties, confident, differences that overflow float, mixed scales, terms in
+ * float's subnormal range, a small confident loss. */
+static void fill_row(float *row, int64_t C, int r, int64_t y)
+{
+	for (int64_t c = 0; c < C; c++) {
+		double u = sin(c * 1.3 + r * 0.7 + C * 0.19);
+		switch (r % 9) {
+		case 0: row[c] = (float)(u * 8); break;
+		case 1: row[c] = u > 0 ? 1e30f : -1e30f; break;
+		case 2: row[c] = (float)(u * 3 - 150); break;
+		case 3: row[c] = (float)((c * 7 + C) % 5); break;
+		case 4: row[c] = 0; break;
+		case 5: row[c] = (float)(u * 3e38); break;
+		case 6: row[c] = (float)(c % 3 == 0 ? u * 1e4 : u * 0.5); break;
+		case 7: row[c] = (float)(u * 8 - 90); break;
+		default: row[c] = (float)u; break;
+		}
+	}
+	if (r % 9 == 2)
+		row[(r / 9) % C] = 0; /* the one that does not underflow */
+	if (r % 9 == 4 || r % 9 == 7)
+		row[y] = 30;
+	if (r % 9 == 8)
+		row[y] = 14;
+}
+
+/*
+ * Every row length 1..40 (one and two masked vectors, the 16/32 lane
+ * boundaries) on 83 rows (a block of 64, a full and a partial group of 16),
+ * every 11th row ignored; each position, the argmax table and the plain
+ * mean against ref_row. Tolerance 1e-6 relative, plus 1e-35 absolute for
+ * terms below float's normal range.
+ */
+Test(xent, float32_row_blocks_match_double)
+{
+	enum { N = 83, CMAX = 40 };
+	static float x[N * CMAX];
+	int32_t y[N];
+	for (int C = 1; C <= CMAX; C++) {
+		for (int r = 0; r < N; r++) {
+			y[r] = r % 11 == 5 ? -100 : (r * 7 + C / 3) % C;
+			fill_row(x + r * C, C, r, y[r] < 0 ? 0 : y[r]);
+		}
+		eng_tensor yt = tens(ENG_I32, y, 1, I64(N));
+		eng_tensor yp = tens(ENG_F32, x, 2, I64(N), I64(C));
+		eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+		o.from_logits = true;
+		o.has_ignore_class = true;
+		o.ignore_class = -100;
+		o.reduction = ENG_RED_NONE;
+		eng_loss_result *res;
+		run(&yt, &yp, &o, &res);
+		int64_t pred[CMAX] = {0}, correct = 0, ignored = 0;
+		static int64_t conf[CMAX * CMAX];
+		double sum = 0, lsum[CMAX] = {0};
+		memset(conf, 0, sizeof(conf));
+		for (int r = 0; r < N; r++) {
+			if (y[r] < 0) {
+				ignored++;
+				cr_expect_eq(res->per_position[r], 0);
+				continue;
+			}
+			int64_t am;
+			double want = ref_row(x + r * C, C, y[r], &am);
+			double got = res->per_position[r];
+			cr_expect(fabs(got - want) <= 1e-6 * fabs(want) + 1e-35,
+			          "C %d row %d: %.12g vs %.12g", C, r, got, want);
+			pred[am]++;
+			correct += am == y[r];
+			sum += want;
+			lsum[y[r]] += want;
+			conf[y[r] * C + am]++;
+		}
+		cr_expect_eq(res->ignored, ignored, "C %d", C);
+		cr_expect_eq(res->count, N - ignored, "C %d", C);
+		cr_expect_eq(res->correct, correct, "C %d", C);
+		for (int c = 0; c < C; c++)
+			cr_expect_eq(res->per_class[c].predicted, pred[c], "C %d class %d", C, c);
+		eng_loss_result_free(res);
+		/* unweighted, no per-position output: with the tables, then plain */
+		o.reduction = ENG_RED_MEAN;
+		o.confusion = true;
+		double want = sum / (double)(N - ignored);
+		NEAR(run(&yt, &yp, &o, &res), want, 1e-6 * fabs(want));
+		cr_expect_eq(res->correct, correct, "C %d", C);
+		for (int c = 0; c < C; c++) {
+			cr_expect_eq(res->per_class[c].predicted, pred[c], "C %d class %d", C, c);
+			NEAR(res->per_class[c].loss_sum, lsum[c], 1e-6 * lsum[c] + 1e-35);
+		}
+		for (int i = 0; i < C * C; i++)
+			cr_expect_eq(res->confusion[i], conf[i], "C %d cell %d", C, i);
+		eng_loss_result_free(res);
+		o.per_class = false;
+		o.confusion = false;
+		double mean = run(&yt, &yp, &o, NULL);
+		cr_expect(fabs(mean - want) <= 1e-6 * fabs(want), "C %d: mean %.12g vs %.12g", C,
+		          mean, want);
+	}
+}
+
+/* With class and sample weights, a cost matrix, the per-class table and
+ * the confusion matrix, float32 rows (block path) give what float64 rows
+ * (the general path) give; labels as float64 (the generic label reader). */
+Test(xent, float32_row_blocks_options_match_double)
+{
+	enum { N = 70, CMAX = 40 };
+	static const int Cs[] = {1, 2, 3, 8, 9, 10, 15, 16, 17, 31, 32, 33, 40};
+	static float xf[N * CMAX];
+	static double xd[N * CMAX], cw[CMAX], cost[CMAX * CMAX];
+	double y[N], sw[N];
+	for (size_t ci = 0; ci < sizeof(Cs) / sizeof(Cs[0]); ci++) {
+		int C = Cs[ci];
+		for (int r = 0; r < N; r++) {
+			y[r] = r % 13 == 3 && C > 7 ? 7 : (r * 5 + 1) % C; /* 7: ignore_class */
+			sw[r] = 0.25 + (r % 4) * 0.5;
+			fill_row(xf + r * C, C, r, (int64_t)y[r] % C);
+		}
+		for (int i = 0; i < N * C; i++)
+			xd[i] = xf[i];
+		for (int c = 0; c < C; c++)
+			cw[c] = 0.5 + c * 0.125;
+		for (int i = 0; i < C * C; i++)
+			cost[i] = i % (C + 1) == 0 ? 1.0 : 2.0 + (i % 3);
+		eng_tensor yt = tens(ENG_F64, y, 1, I64(N));
+		eng_tensor a = tens(ENG_F32, xf, 2, I64(N), I64(C));
+		eng_tensor b = tens(ENG_F64, xd, 2, I64(N), I64(C));
+		eng_tensor cwt = tens(ENG_F64, cw, 1, I64(C));
+		eng_tensor cmt = tens(ENG_F64, cost, 2, I64(C), I64(C));
+		eng_tensor swt = tens(ENG_F64, sw, 1, I64(N));
+		eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+		o.from_logits = true;
+		o.has_ignore_class = C > 7;
+		o.ignore_class = 7;
+		o.class_weight = &cwt;
+		o.cost_matrix = &cmt;
+		o.sample_weight = &swt;
+		o.confusion = true;
+		o.reduction = ENG_RED_NONE;
+		eng_loss_result *ra, *rb;
+		run(&yt, &a, &o, &ra);
+		run(&yt, &b, &o, &rb);
+		for (int r = 0; r < N; r++) {
+			double u = ra->per_position[r], v = rb->per_position[r];
+			/* the float64 path's log(1 + tiny) is only ~1e-16 absolute */
+			cr_expect(fabs(u - v) <= 1e-6 * fabs(v) + 1e-13,
+			          "C %d row %d: %.12g vs %.12g", C, r, u, v);
+		}
+		NEAR(ra->wloss_sum, rb->wloss_sum, 1e-6 * fabs(rb->wloss_sum));
+		NEAR(ra->weight_sum, rb->weight_sum, 1e-12 * rb->weight_sum);
+		cr_expect_eq(ra->count, rb->count);
+		cr_expect_eq(ra->ignored, rb->ignored);
+		cr_expect_eq(ra->correct, rb->correct);
+		for (int c = 0; c < C; c++) {
+			const eng_loss_class *p = &ra->per_class[c], *q = &rb->per_class[c];
+			cr_expect_eq(p->support, q->support, "C %d class %d", C, c);
+			cr_expect_eq(p->predicted, q->predicted, "C %d class %d", C, c);
+			cr_expect_eq(p->correct, q->correct, "C %d class %d", C, c);
+			NEAR(p->weight_sum, q->weight_sum, 1e-12 * fabs(q->weight_sum));
+			NEAR(p->loss_sum, q->loss_sum, 1e-6 * fabs(q->loss_sum) + 1e-12);
+		}
+		for (int i = 0; i < C * C; i++)
+			cr_expect_eq(ra->confusion[i], rb->confusion[i], "C %d cell %d", C, i);
+		eng_loss_result_free(ra);
+		eng_loss_result_free(rb);
+	}
+}
+
+/*
+ * A NaN, +Inf or -Inf in row 37 of 50 (a group of 16 rows, not its first
+ * lane), for every row length 1..40 and first, middle and last column: the
+ * error names its flat index; with propagate, NaN (and +Inf) make that
+ * row's loss non-finite only, and -Inf is a logit of probability 0.
+ */
+Test(xent, float32_row_blocks_nonfinite)
+{
+	enum { N = 50, CMAX = 40, BAD = 37 };
+	static const float bad[] = {NAN, INFINITY, -INFINITY};
+	static float x[N * CMAX];
+	int32_t y[N];
+	for (int C = 1; C <= CMAX; C++) {
+		int cols[] = {0, C / 2, C - 1};
+		for (int ci = 0; ci < 3; ci++) {
+			for (int b = 0; b < 3; b++) {
+				int c = cols[ci];
+				for (int r = 0; r < N; r++) {
+					y[r] = (r * 3) % C;
+					fill_row(x + r * C, C, 0, y[r]);
+				}
+				if (C > 1 && y[BAD] == c)
+					y[BAD] = (c + 1) % C; /* -Inf is not the label's logit */
+				x[BAD * C + c] = bad[b];
+				eng_tensor yt = tens(ENG_I32, y, 1, I64(N));
+				eng_tensor yp = tens(ENG_F32, x, 2, I64(N), I64(C));
+				eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+				o.from_logits = true;
+				eng_error err = {0};
+				cr_expect_eq(fail(&yt, &yp, &o, &err), ENG_ENONFINITE,
+				             "C %d c %d b %d", C, c, b);
+				cr_expect_eq(err.index, BAD * C + c, "C %d c %d b %d", C, c, b);
+				o.propagate_nan = true;
+				o.reduction = ENG_RED_NONE;
+				eng_loss_result *res;
+				run(&yt, &yp, &o, &res);
+				for (int r = 0; r < N; r++) {
+					double got = res->per_position[r];
+					if (r == BAD && (b < 2 || C == 1)) {
+						cr_expect(!isfinite(got), "C %d c %d b %d: %g", C,
+						          c, b, got);
+						continue;
+					}
+					int64_t am;
+					double want = ref_row(x + r * C, C, y[r], &am);
+					cr_expect(fabs(got - want) <= 1e-6 * fabs(want) + 1e-35,
+					          "C %d c %d b %d row %d: %.12g vs %.12g", C, c, b,
+					          r, got, want);
+				}
+				eng_loss_result_free(res);
+			}
+		}
+	}
+}
+
+/* Problems are reported in row order inside a block: a non-finite logit
+ * before a bad label wins, and a bad label before a non-finite logit. */
+Test(xent, float32_row_blocks_report_in_row_order)
+{
+	enum { N = 70, C = 10 };
+	static float x[N * C];
+	float y[N];
+	for (int i = 0; i < N * C; i++)
+		x[i] = (float)sin(i * 0.3);
+	for (int r = 0; r < N; r++)
+		y[r] = (float)(r % C);
+	eng_tensor yt = tens(ENG_F32, y, 1, I64(N));
+	eng_tensor yp = tens(ENG_F32, x, 2, I64(N), I64(C));
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	o.from_logits = true;
+	eng_error err = {0};
+	x[20 * C + 4] = NAN;
+	y[30] = 2.5f;
+	cr_expect_eq(fail(&yt, &yp, &o, &err), ENG_ENONFINITE);
+	cr_expect_eq(err.index, 20 * C + 4);
+	x[20 * C + 4] = 0;
+	x[40 * C + 1] = INFINITY;
+	cr_expect_eq(fail(&yt, &yp, &o, &err), ENG_ELABEL);
+	cr_expect_eq(err.index, 30);
+	y[30] = (float)C; /* out of range */
+	cr_expect_eq(fail(&yt, &yp, &o, &err), ENG_ELABEL);
+	cr_expect_eq(err.index, 30);
+	y[30] = 3;
+	cr_expect_eq(fail(&yt, &yp, &o, &err), ENG_ENONFINITE);
+	cr_expect_eq(err.index, 40 * C + 1);
+}
+
+/* Short rows (C <= 32) whose label is far above the rest: x - max rounds in
+ * float (40 - 7.3 by up to 2e-6), which the short-row kernel corrects, so
+ * the tiny loss ~ (C - 1) e^-36 keeps ~1e-7 of its digits. */
+Test(xent, float32_short_rows_far_below_max_keep_digits)
+{
+	enum { N = 40, CMAX = 32 };
+	static float x[N * CMAX];
+	int32_t y[N];
+	for (int C = 2; C <= CMAX; C++) {
+		for (int r = 0; r < N; r++) {
+			y[r] = (r * 5) % C;
+			for (int c = 0; c < C; c++)
+				x[r * C + c] = (float)(sin(c * 2.1 + r * 0.37) * 8);
+			x[r * C + y[r]] = 40.0f + (float)r * 0.37f;
+		}
+		eng_tensor yt = tens(ENG_I32, y, 1, I64(N));
+		eng_tensor yp = tens(ENG_F32, x, 2, I64(N), I64(C));
+		eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+		o.from_logits = true;
+		o.reduction = ENG_RED_NONE;
+		eng_loss_result *res;
+		run(&yt, &yp, &o, &res);
+		for (int r = 0; r < N; r++) {
+			int64_t am;
+			double want = ref_row(x + r * C, C, y[r], &am);
+			cr_expect(fabs(res->per_position[r] - want) <= 3e-7 * want,
+			          "C %d row %d: %.12g vs %.12g", C, r, res->per_position[r], want);
+		}
+		eng_loss_result_free(res);
+	}
+}

@@ -908,7 +908,16 @@ static int rows_block(eng__loss_part *pt, const eng__loss_job *j, scratch *s, in
 				rest[k] = 0;
 			}
 		}
+		/* lse_rows reads the n entries the loop above wrote; gcc -O1
+		 * (the sanitizer builds) cannot see that and warns. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 		lse_rows(ones, rest, lse, n);
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 		for (int64_t k = 0; k < n; k++)
 			lo[k] = lab[k] < 0 ? 0
 			                   : ((double)m[k] - (double)x[k * C + lab[k]]) + lse[k];

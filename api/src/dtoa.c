@@ -24,6 +24,7 @@
  * It does not print NaN or Inf: replies never carry them.
  */
 #include "dtoa.h"
+#include "pow10.h"
 
 #include <math.h>
 #include <stdbool.h>
@@ -34,35 +35,10 @@
 
 typedef unsigned __int128 u128;
 
-static const double pow10_exact[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                                     1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-                                     1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
-
-static const uint64_t pow10_u64[] = {1ull,
-                                     10ull,
-                                     100ull,
-                                     1000ull,
-                                     10000ull,
-                                     100000ull,
-                                     1000000ull,
-                                     10000000ull,
-                                     100000000ull,
-                                     1000000000ull,
-                                     10000000000ull,
-                                     100000000000ull,
-                                     1000000000000ull,
-                                     10000000000000ull,
-                                     100000000000000ull,
-                                     1000000000000000ull,
-                                     10000000000000000ull,
-                                     100000000000000000ull,
-                                     1000000000000000000ull,
-                                     10000000000000000000ull};
-
 /* 10^k for 0 <= k <= 20 */
 static inline u128 pow10_u128(int k)
 {
-	return k < 20 ? (u128)pow10_u64[k] : (u128)pow10_u64[19] * 10;
+	return k < 20 ? (u128)api__pow10_u64[k] : (u128)api__pow10_u64[19] * 10;
 }
 
 /* The snprintf loop: the definition of the text, for every double. */
@@ -166,7 +142,7 @@ size_t api__dtoa(char out[API__DTOA_MAX], double d)
 		if (p == 17)
 			back = true;
 		else if (n <= ((uint64_t)1 << 53))
-			back = (double)n / pow10_exact[k] == a;
+			back = (double)n / api__pow10_f64[k] == a;
 		else {
 			fixed(out, false, n, p, xo);
 			back = strtod(out, NULL) == a;

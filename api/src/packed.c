@@ -46,6 +46,7 @@
  */
 #include "packed.h"
 #include "mem.h"
+#include "pow10.h"
 
 #include <math.h>
 #include <stdbool.h>
@@ -113,32 +114,7 @@ static bool plain_ascii(const unsigned char *s, size_t n)
 
 /* ---- numbers ------------------------------------------------------------------------ */
 
-static const double pow10_exact[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                                     1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-                                     1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
-
 typedef unsigned __int128 u128;
-
-static const uint64_t pow10_u64[] = {1ull,
-                                     10ull,
-                                     100ull,
-                                     1000ull,
-                                     10000ull,
-                                     100000ull,
-                                     1000000ull,
-                                     10000000ull,
-                                     100000000ull,
-                                     1000000000ull,
-                                     10000000000ull,
-                                     100000000000ull,
-                                     1000000000000ull,
-                                     10000000000000ull,
-                                     100000000000000ull,
-                                     1000000000000000ull,
-                                     10000000000000000ull,
-                                     100000000000000000ull,
-                                     1000000000000000000ull,
-                                     10000000000000000000ull};
 
 /*
  * m / 10^k correctly rounded (half to even), for 1 <= m < 2^64 and
@@ -149,7 +125,8 @@ static const uint64_t pow10_u64[] = {1ull,
 static double div_pow10(uint64_t m, int k)
 {
 	int z = __builtin_clzll(m);
-	u128 d = k < 20 ? (u128)pow10_u64[k] : (u128)pow10_u64[19] * pow10_u64[k - 19];
+	u128 d = k < 20 ? (u128)api__pow10_u64[k]
+	                : (u128)api__pow10_u64[19] * api__pow10_u64[k - 19];
 	u128 num = (u128)(m << z) << 64;
 	u128 q = num / d;
 	bool sticky = num - q * d != 0;
@@ -251,13 +228,13 @@ static int number(const unsigned char *s, size_t i, size_t n, double *x, size_t 
 	}
 	if (exact && m <= ((uint64_t)1 << 53) && scale >= -22 && scale <= 22) {
 		double v = (double)m;
-		v = scale < 0 ? v / pow10_exact[-scale] : v * pow10_exact[scale];
+		v = scale < 0 ? v / api__pow10_f64[-scale] : v * api__pow10_f64[scale];
 		*x = neg ? -v : v;
 		return 0;
 	}
 	if (exact && scale >= -22 && scale <= 19) {
 		/* 16 to 19 digits (what Python and numpy print): exact in 128 bits */
-		double v = scale >= 0 ? (double)((u128)m * pow10_u64[scale])
+		double v = scale >= 0 ? (double)((u128)m * api__pow10_u64[scale])
 		                      : div_pow10(m, (int)-scale);
 		*x = neg ? -v : v;
 		return 0;

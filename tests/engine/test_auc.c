@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "lossd/auc.h"
+#include "rng.h"
 
 #define TOL 1e-12
 
@@ -189,21 +190,6 @@ ParameterizedTest(table_case *c, auc, table)
 }
 
 /* ---- property: equals the slow Mann-Whitney count -------------------------------------- */
-
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static double unif(void)
-{
-	return (double)(rnd() >> 11) / 9007199254740992.0;
-}
 
 static double slow_roc(const double *y, const double *s, const double *w, int64_t n)
 {

@@ -13,26 +13,12 @@
 #include <string.h>
 
 #include "lossd/binned.h"
+#include "rng.h"
 
 static eng_tensor vec(const double *v, int64_t n)
 {
 	eng_tensor t = {ENG_F64, 1, {n}, n, v};
 	return t;
-}
-
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static double unif(void)
-{
-	return (double)(rnd() >> 11) / 9007199254740992.0;
 }
 
 static double div0(double a, double b)

@@ -17,26 +17,7 @@
 
 #include "lossd/auc.h"
 #include "lossd/sketch.h"
-
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static double unif(void)
-{
-	return ((double)(rnd() >> 11) + 0.5) / 9007199254740992.0;
-}
-
-static double normal(void)
-{
-	return sqrt(-2.0 * log(unif())) * cos(6.283185307179586 * unif());
-}
+#include "rng.h"
 
 /* Exact AUC of raw arrays through eng_auc_exact. */
 static eng_auc_result exact(const double *s, const uint8_t *y, const double *w, int64_t n,
@@ -88,7 +69,9 @@ static void generate(dist kind, double *s, uint8_t *y, double *w, int64_t n)
 		case D_SIGMOID: s[i] = 1 / (1 + exp(-x)); break;
 		case D_TIES: s[i] = floor(x * 3) / 3; break;
 		case D_ONE_CLASS: y[i] = 1, s[i] = x; break;
-		case D_HUGE: s[i] = (rnd() & 1 ? 1e30 : -1e30) * unif() * (y[i] ? 2 : 1); break;
+		case D_HUGE:
+			s[i] = (rnd() & 1 ? 1e30 : -1e30) * unif_open() * (y[i] ? 2 : 1);
+			break;
 		case D_DENORMAL: s[i] = x * 1e-310; break;
 		case D_LOGITS: s[i] = x * 40; break;
 		case D_INF: s[i] = rnd() % 5 == 0 ? (y[i] ? INFINITY : -INFINITY) : x; break;
@@ -97,7 +80,7 @@ static void generate(dist kind, double *s, uint8_t *y, double *w, int64_t n)
 			break;
 		default: s[i] = -x; break;
 		}
-		w[i] = (rnd() % 4 == 0) ? 0.0 : 0.5 + unif() * 2;
+		w[i] = (rnd() % 4 == 0) ? 0.0 : 0.5 + unif_open() * 2;
 	}
 }
 

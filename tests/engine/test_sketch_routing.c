@@ -20,26 +20,7 @@
 
 #include "lossd/auc.h"
 #include "lossd/sketch.h"
-
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static double unif(void)
-{
-	return ((double)(rnd() >> 11) + 0.5) / 9007199254740992.0;
-}
-
-static double normal(void)
-{
-	return sqrt(-2.0 * log(unif())) * cos(6.283185307179586 * unif());
-}
+#include "rng.h"
 
 enum { D_NORMAL, D_SIGMOID, D_WIDE, D_FLOAT32, D_COUNT };
 
@@ -48,7 +29,7 @@ enum { D_NORMAL, D_SIGMOID, D_WIDE, D_FLOAT32, D_COUNT };
 static void generate(int kind, double *s, uint8_t *y, double *w, int64_t n)
 {
 	for (int64_t i = 0; i < n; i++) {
-		y[i] = unif() < 0.4;
+		y[i] = unif_open() < 0.4;
 		double x = normal() + (y[i] ? 0.7 : 0.0);
 		switch (kind) {
 		case D_NORMAL: s[i] = x; break;
@@ -56,7 +37,7 @@ static void generate(int kind, double *s, uint8_t *y, double *w, int64_t n)
 		case D_WIDE: s[i] = x * pow(10.0, (double)(int)(rnd() % 40) - 20.0); break;
 		default: s[i] = (double)(float)(1.0 / (1.0 + exp(-x)));
 		}
-		w[i] = rnd() % 5 == 0 ? 0.0 : 0.25 + unif();
+		w[i] = rnd() % 5 == 0 ? 0.0 : 0.25 + unif_open();
 	}
 }
 
@@ -268,7 +249,7 @@ Test(sketch_routing, few_distinct_scores_stay_exact_past_capacity_items)
 	rng_state = 5;
 	for (int64_t i = 0; i < n; i++) {
 		s[i] = (double)(rnd() % 500) / 499.0 - 0.3;
-		y[i] = (uint8_t)(unif() < 0.2 + 0.5 * (s[i] + 0.3));
+		y[i] = (uint8_t)(unif_open() < 0.2 + 0.5 * (s[i] + 0.3));
 	}
 	eng_sketch *k = eng_sketch_new(32768);
 	add_in_calls(k, s, y, NULL, n, 3, 100000);

@@ -14,8 +14,10 @@
 #      of 200 and 503, how many 503 carried Retry-After, p99 (the accepted
 #      ones wait at most max-inflight/threads sleeps), and VmRSS before,
 #      peak (sampled every 0.2 s) and after.
-#   3. overload-small: --threads 1 --max-inflight 2, 128 connections of the
-#      small request: the same counts and memory for real work.
+#   3. overload-small: --http-threads 2 --max-inflight 1, 128 connections of
+#      the small request: the same counts and memory for real work. (A small
+#      /v1/loss is computed on the HTTP thread that read it, so with two
+#      HTTP threads two can be in flight; a bound of 1 refuses the second.)
 # Fails (exit 1) when a run sees a status other than 200/503, a 503 without
 # Retry-After, no 503 at all in an overload run, or RSS growing by more than
 # LOAD_RSS_MB (default 64) over a run. Results go to stdout and, as one
@@ -140,6 +142,6 @@ run() { # run <name> <lua> <threads> <connections> <overload 0|1> <lossd flags..
 echo "lossd load figures: $(nproc) CPUs, ${SECONDS_PER_RUN}s per run, wrk on loopback"
 run small small.lua 2 32 0
 SLEEP_MS=20 run overload-sleep sleep.lua 2 64 1 --threads 2 --max-inflight 4
-run overload-small small.lua 2 128 1 --threads 1 --max-inflight 2
+run overload-small small.lua 2 128 1 --threads 1 --http-threads 2 --max-inflight 1
 echo "results: $OUT"
 exit $status

@@ -85,6 +85,17 @@ static int prescan(const api_ctx *ctx, const unsigned char *s, size_t n, int64_t
 	int depth = 0, max_depth = ctx->max_depth;
 	unsigned in_num = 0, any = 0;
 
+	/* A raw NUL is never JSON (not whitespace, and unescaped in no
+	 * string). Refused here, by position: jansson's own position and
+	 * column for it go astray (its reader treats a 0 byte as the end of
+	 * its buffer once the lexer puts it back). */
+	const unsigned char *zero = n ? memchr(s, 0, n) : NULL;
+	if (zero) {
+		int line, col;
+		line_col(s, (size_t)(zero - s), &line, &col);
+		return api_problem_set(p, 400, "malformed_json", "",
+		                       "a NUL byte at line %d, column %d: not JSON", line, col + 1);
+	}
 	for (size_t i = 0; i < n; i++) {
 		unsigned k = byte_class[s[i]];
 		if (k <= C_OTHER) {

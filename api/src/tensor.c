@@ -15,10 +15,18 @@
  * to the request's budget (*opts->budget) BEFORE the buffer is allocated,
  * so a 20-byte {"shape": [1e6, 1e6], ...} never allocates anything.
  *
- * Invariants: on success out->buf is 64-byte aligned, owned by out, never
- * NULL (also for empty tensors), and out->t views it; on failure *out is
+ * Arrays the body's parse lifted (packed.c; opts->packed) arrive as
+ * placeholders: one that is the whole tensor is viewed where it is, with no
+ * copy; one met inside a nest (a ragged or over-deep request) is checked
+ * against the expected shape and reported exactly as its JSON would be. A
+ * lifted "b64" string is decoded straight from the body; a large payload
+ * is split across opts->par's threads.
+ *
+ * Invariants: on success out->t.data is 64-byte aligned and non-NULL (also
+ * for empty tensors); it views out->buf, owned by out, or, for a lifted
+ * array, the api_packed table (out->buf NULL). On failure *out is
  * API_TENSOR_INIT and nothing is held. The budget is only decremented by
- * tensors that get allocated.
+ * tensors that get decoded.
  *
  * In {"shape", "data"}, shape may be left out (data's own nested shape is
  * used) and a dtype is checked but data still decodes to float64.

@@ -21,9 +21,10 @@
  * a ragged row, a bad token...), every ok array around it fails too, and
  * the pass resumes just inside the outermost of them with the arena cut
  * back to where that one began: its rows are then lifted one by one, and
- * the rest is left to jansson. A byte is read at most 1 + ENG_MAX_RANK + 1
- * times, since a resumed array is never ok again and only ok arrays nest
- * into a resumption.
+ * the rest is left to jansson. A chain of ok arrays nested deeper than
+ * ENG_MAX_RANK fails as it opens, so a byte is read at most ENG_MAX_RANK + 2
+ * times: a resumed array is never ok again, and each resumption peels one
+ * array off a chain of at most ENG_MAX_RANK.
  *
  * Numbers: exactly jansson's grammar and values. An integer token (no
  * fraction, no exponent) must fit int64 and becomes (double)int64 ("-0" is
@@ -63,6 +64,7 @@ typedef struct frame {
 	int64_t n;          /* elements so far (ok arrays) */
 	int rank;           /* of each child (kind KIND_ARRAYS) */
 	unsigned char array, ok, kind, expect;
+	unsigned char chain;         /* ok arrays from the outermost of its chain to it */
 	int64_t shape[ENG_MAX_RANK]; /* each child's shape */
 } frame;
 
@@ -371,7 +373,12 @@ static int run(lifter *L)
 		b64_value = false;
 		switch (c) {
 		case '[':
-			if (in_ok && (top->kind == KIND_NUMBERS || top->expect == EXPECT_COMMA)) {
+			/* A chain of ok arrays deeper than a tensor's rank can
+			 * never be lifted whole: failed at once, so that a deep
+			 * nest with a stray token at every level is rescanned
+			 * at most ENG_MAX_RANK + 1 times, not once per level. */
+			if (in_ok && (top->kind == KIND_NUMBERS || top->expect == EXPECT_COMMA ||
+			              top->chain >= ENG_MAX_RANK)) {
 				i = fail(L);
 				break;
 			}
@@ -379,12 +386,14 @@ static int run(lifter *L)
 				return 1;
 			if (!in_ok) /* it may be lifted whole: 64-byte aligned */
 				L->alen = (L->alen + 7) & ~(size_t)7;
-			L->fr[L->depth++] = (frame){.start = i,
-			                            .arena_start = L->alen,
-			                            .array = 1,
-			                            .ok = 1,
-			                            .kind = KIND_NONE,
-			                            .expect = EXPECT_FIRST};
+			L->fr[L->depth++] =
+			        (frame){.start = i,
+			                .arena_start = L->alen,
+			                .array = 1,
+			                .ok = 1,
+			                .kind = KIND_NONE,
+			                .expect = EXPECT_FIRST,
+			                .chain = (unsigned char)(in_ok ? top->chain + 1 : 1)};
 			i++;
 			break;
 		case '{':

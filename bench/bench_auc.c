@@ -23,12 +23,8 @@
 
 #include "bench_util.h"
 #include "lossd/auc.h"
-#ifdef BENCH_HAVE_BINNED
 #include "lossd/binned.h"
-#endif
-#ifdef BENCH_HAVE_SKETCH
 #include "lossd/sketch.h"
-#endif
 
 typedef struct sl {
 	double s;
@@ -154,7 +150,6 @@ static int bench_exact(const bench_opts *o, const dataset *d, const char *name, 
 	return 0;
 }
 
-#ifdef BENCH_HAVE_BINNED
 /* Binned (Keras, 200 thresholds) updates: eng_binned_add on a float64
  * tensor (what JSON decodes to) and eng_binned_add_values on raw arrays. */
 static int bench_binned(const bench_opts *o, const dataset *d)
@@ -208,9 +203,7 @@ static int bench_binned(const bench_opts *o, const dataset *d)
 	}
 	return fails;
 }
-#endif
 
-#ifdef BENCH_HAVE_SKETCH
 /* Sketch updates (default 1 MiB cap: at 1e7 distinct scores it folds):
  * eng_sketch_add on a float64 tensor and eng_sketch_add_values on raw
  * arrays. The AUC must be within its own error bound of the exact one. */
@@ -266,7 +259,6 @@ static int bench_sketch(const bench_opts *o, const dataset *d)
 	}
 	return fails;
 }
-#endif
 
 int main(int argc, char **argv)
 {
@@ -297,14 +289,10 @@ int main(int argc, char **argv)
 			fails += bench_exact(&o, &d, name, 0);
 			fails += bench_exact(&o, &d, name, 1);
 		}
-#ifdef BENCH_HAVE_BINNED
 		if (i == nsizes - 1 && WANT("binned"))
 			fails += bench_binned(&o, &d);
-#endif
-#ifdef BENCH_HAVE_SKETCH
 		if (i == nsizes - 1 && WANT("sketch"))
 			fails += bench_sketch(&o, &d);
-#endif
 		free_data(&d);
 	}
 	return fails ? 1 : 0;

@@ -1,5 +1,6 @@
-# lossd_target_defaults(<target>): warnings, -Werror and sanitizers for one
-# target. Applied per target; there are no global flags.
+# lossd_target_defaults(<target>): warnings, -Werror, sanitizers and, with
+# LOSSD_FUZZ, libFuzzer's coverage instrumentation for one target. Applied
+# per target by the directory that owns it; there are no global flags.
 find_package(PkgConfig REQUIRED)
 
 function(lossd_target_defaults tgt)
@@ -13,5 +14,12 @@ function(lossd_target_defaults tgt)
   if(LOSSD_SANITIZE)
     target_compile_options(${tgt} PRIVATE -fsanitize=${LOSSD_SANITIZE} -fno-omit-frame-pointer -fno-sanitize-recover=all)
     target_link_options(${tgt} PRIVATE -fsanitize=${LOSSD_SANITIZE})
+  endif()
+  if(LOSSD_FUZZ)
+    # Every target is instrumented for coverage and checked by ASan+UBSan;
+    # only the harnesses (tests/fuzz) link libFuzzer's main.
+    target_compile_options(${tgt} PRIVATE -fsanitize=fuzzer-no-link,address,undefined
+                           -fno-omit-frame-pointer -fno-sanitize-recover=all)
+    target_link_options(${tgt} PRIVATE -fsanitize=address,undefined)
   endif()
 endfunction()

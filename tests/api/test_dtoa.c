@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../api/src/dtoa.h"
+#include "dtoa.h"
 
 /* The definition, written out independently of dtoa.c. */
 static void reference(char *out, double d)

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "lossd/api.h"
-#include "../../api/src/fields.h"
+#include "fields.h"
 
 static json_t *obj(const char *text)
 {

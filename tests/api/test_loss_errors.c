@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "lossd/api.h"
-#include "../../api/src/mem.h"
+#include "mem.h"
 
 typedef struct err_case {
 	const char *what;

@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "lossd/api.h"
-#include "../../api/src/packed.h"
+#include "packed.h"
 
 /* ---- a growable string and a seeded generator ------------------------------------- */
 

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "lossd/api.h"
-#include "../../api/src/mem.h"
+#include "mem.h"
 
 static json_t *parse_n(const api_ctx *ctx, const char *body, size_t len, api_problem *p)
 {

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "lossd/api.h"
-#include "../../api/src/mem.h"
+#include "mem.h"
 
 /* Parses a reply body back with jansson (fails the test if it is not JSON). */
 static json_t *body_json(const api_reply *r)

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "lossd/api.h"
-#include "../../api/src/mem.h"
+#include "mem.h"
 
 /* Allocations made by the last decode() call. */
 static uint64_t last_allocs;

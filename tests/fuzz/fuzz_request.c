@@ -24,7 +24,7 @@
 #include <string.h>
 
 #include "lossd/api.h"
-#include "../../api/src/fields.h"
+#include "fields.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "lossd/stream.h"
-#include "../../engine/src/bytes.h" /* the state format's helpers and checksum */
+#include "bytes.h" /* the state format's helpers and checksum */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

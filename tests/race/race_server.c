@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "../../server/src/loop.h"
-#include "../../server/src/par.h"
+#include "loop.h"
+#include "par.h"
 
 static int failures;
 

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../../server/src/streams.h"
+#include "streams.h"
 
 #define THREADS 6
 #define PER     60

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../../server/src/auth.h"
+#include "auth.h"
 
 #define T1 "tok_aaaaaaaaaaaaaaaa1"
 #define T2 "tok_bbbbbbbbbbbbbbbb2"

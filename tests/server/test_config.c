@@ -6,7 +6,7 @@
 #include <criterion/parameterized.h>
 #include <string.h>
 
-#include "../../server/src/config.h"
+#include "config.h"
 
 static int parse(srv_config *c, char *const *argv, char *const *envp, char *err)
 {

@@ -6,7 +6,7 @@
 #include <criterion/parameterized.h>
 #include <string.h>
 
-#include "../../server/src/headers.h"
+#include "headers.h"
 
 /* Up to three headers, "" for none. Arrays, not pointers: Criterion may run
  * a parameterized test in a fresh process. */

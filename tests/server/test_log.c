@@ -5,7 +5,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "../../server/src/log.h"
+#include "log.h"
 
 static const char *esc(const char *s, size_t cap, char *buf)
 {

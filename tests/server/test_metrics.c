@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../server/src/metrics.h"
+#include "metrics.h"
 
 static char *render(void)
 {

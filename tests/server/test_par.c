@@ -7,7 +7,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#include "../../server/src/par.h"
+#include "par.h"
 
 struct counts {
 	atomic_int *hits;

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../../server/src/router.h"
+#include "router.h"
 
 /* Arrays, not pointers: Criterion may run a parameterized test in a fresh
  * process where the parent's pointers mean nothing. */

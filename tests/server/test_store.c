@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../../server/src/store.h"
+#include "store.h"
 
 static char dir[256];
 

@@ -58,6 +58,17 @@ static const struct opt opts[] = {
          "libmicrohttpd threads (parse, route, health; never compute)", "2"},
         {"data-dir", "LOSSD_DATA_DIR", K_STR, OFF(data_dir), CAP(data_dir), 0, 0, "DIR",
          "where streams are stored; created if missing", "./data"},
+        {"store", "LOSSD_STORE", K_STR, OFF(store), CAP(store), 0, 0, "URL",
+         "the stream store: sqlite (in --data-dir), sqlite:DIR or postgresql://user@host/db "
+         "(shared by any number of replicas)",
+         "sqlite"},
+        {"store-connections", "LOSSD_STORE_CONNECTIONS", K_INT, OFF(store_connections), 0, 1, 1000,
+         "N", "PostgreSQL connections per replica", "4"},
+        {"store-password-file", "LOSSD_STORE_PASSWORD_FILE", K_STR, OFF(store_password_file),
+         CAP(store_password_file), 0, 0, "FILE",
+         "PostgreSQL password (else PGPASSWORD or ~/.pgpass)", ""},
+        {"store-timeout", "LOSSD_STORE_TIMEOUT", K_INT, OFF(store_timeout), 0, 1, 3600, "SECONDS",
+         "PostgreSQL statement and connect timeout", "10"},
         {"max-body", "LOSSD_MAX_BODY", K_SIZE, OFF(max_body), 0, 1, (long long)1 << 40, "SIZE",
          "largest request body (413 past it); suffixes KiB, MiB, GiB", "64MiB"},
         {"max-inflight", "LOSSD_MAX_INFLIGHT", K_INT, OFF(max_inflight), 0, 1, 1000000, "N",
@@ -137,6 +148,9 @@ static void defaults(srv_config *c)
 	c->par_threads = ncpus() - 1;
 	c->http_threads = 2;
 	strcpy(c->data_dir, "./data");
+	strcpy(c->store, "sqlite");
+	c->store_connections = 4;
+	c->store_timeout = 10;
 	c->max_body = (size_t)64 << 20;
 	c->max_inflight = 256;
 	c->max_buffered = (size_t)1 << 30;
@@ -356,6 +370,17 @@ int srv_config_parse(srv_config *out, int argc, char *const *argv, char *const *
 		return fail(err, errlen,
 		            "--bind: expected a numeric IPv4 or IPv6 address, got \"%s\"",
 		            out->bind);
+	if (strcmp(out->store, "sqlite") != 0 && strncmp(out->store, "sqlite:", 7) != 0 &&
+	    strncmp(out->store, "postgresql://", 13) != 0 &&
+	    strncmp(out->store, "postgres://", 11) != 0)
+		return fail(err, errlen,
+		            "--store: expected sqlite, sqlite:DIR or postgresql://..., got \"%s\"",
+		            out->store);
+	if (!strncmp(out->store, "sqlite:", 7)) {
+		if (!out->store[7] || strlen(out->store + 7) >= sizeof out->data_dir)
+			return fail(err, errlen, "--store: sqlite:DIR needs a directory");
+		strcpy(out->data_dir, out->store + 7); /* the store names the data dir */
+	}
 	if (!out->tls_cert[0] != !out->tls_key[0])
 		return fail(err, errlen, "--tls-cert and --tls-key go together");
 	return SRV_CONFIG_RUN;

@@ -45,6 +45,11 @@ typedef struct srv_config {
 	int log_level;          /* enum srv_log_level */
 	bool test_hooks;        /* LOSSD_TEST_HOOKS=1: POST /v1/_sleep exists */
 	char check_url[1024];   /* --check URL, or "" */
+	/* The stream store (API.md section 10). */
+	char store[1024];               /* --store URL: sqlite, sqlite:DIR, postgresql://... */
+	int store_connections;          /* PostgreSQL connections per process */
+	char store_password_file[1024]; /* PostgreSQL password in a file, or "" */
+	int store_timeout;              /* PostgreSQL statement timeout, seconds */
 } srv_config;
 
 /* What srv_config_parse found. */

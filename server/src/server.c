@@ -232,7 +232,8 @@ static int run(srv_server *s)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
 	raise_nofile(s->cfg.max_connections + 256);
-	if (make_dirs(s->cfg.data_dir) != 0) {
+	bool pg = !strncmp(s->cfg.store, "postgres", 8); /* --data-dir unused */
+	if (!pg && make_dirs(s->cfg.data_dir) != 0) {
 		srv_log(SRV_LOG_ERROR, NULL, "cannot create data dir %s: %s", s->cfg.data_dir,
 		        strerror(errno));
 		return 1;
@@ -256,8 +257,11 @@ static int run(srv_server *s)
 
 	srv_streams_limits lim = {s->cfg.max_streams, s->cfg.stream_memory, s->cfg.sketch_memory};
 	srv_streams_set_limits(&lim);
+	srv_streams_set_store(s->cfg.store, s->cfg.store_connections, s->cfg.store_password_file,
+	                      s->cfg.store_timeout * 1000);
 	if (srv_streams_open(s->cfg.data_dir) != 0) {
-		srv_log(SRV_LOG_ERROR, NULL, "cannot open the stream store in %s", s->cfg.data_dir);
+		srv_log(SRV_LOG_ERROR, NULL, "cannot open the stream store %s",
+		        pg ? "(postgresql)" : s->cfg.data_dir);
 		goto out_par;
 	}
 	s->loop = srv_loop_start(s->cfg.threads);

@@ -50,6 +50,12 @@
  * database is flock()ed for the store's lifetime (released by the kernel
  * when the process dies, so a kill -9 never leaves it stale).
  *
+ * Backends: this file is also the store interface (store.h). A store
+ * opened by srv__store_open_url on another backend's URL is a bare
+ * srv__store whose `be` points at that backend's table; each srv__store_*
+ * function below first forwards to it, so the SQLite bodies stay as they
+ * are.
+ *
  * Not here: what a state means (engine), ownership checks (streams.c).
  */
 #include "store.h"
@@ -67,8 +73,10 @@
 #include <unistd.h>
 
 struct srv__store {
-	sqlite3 *w; /* writer: the leader only (and open/close) */
-	sqlite3 *r; /* reader: under rmu */
+	const srv__store_backend *be; /* NULL: this SQLite store; else every call goes there */
+	void *impl;                   /* be's handle */
+	sqlite3 *w;                   /* writer: the leader only (and open/close) */
+	sqlite3 *r;                   /* reader: under rmu */
 	sqlite3_stmt *ins_stream, *upd_state, *ins_delta, *del_deltas_upto, *del_stream,
 	        *del_deltas, *del_keys, *ins_key;
 	sqlite3_stmt *get_key;
@@ -214,6 +222,11 @@ void srv__store_close(srv__store *st)
 {
 	if (!st)
 		return;
+	if (st->be) {
+		st->be->close(st->impl);
+		free(st);
+		return;
+	}
 	sqlite3_finalize(st->ins_stream);
 	sqlite3_finalize(st->upd_state);
 	sqlite3_finalize(st->ins_delta);
@@ -231,6 +244,44 @@ void srv__store_close(srv__store *st)
 	pthread_mutex_destroy(&st->mu);
 	pthread_mutex_destroy(&st->rmu);
 	free(st);
+}
+
+bool srv__store_url_is_pg(const char *url)
+{
+	return url && (!strncmp(url, "postgresql://", 13) || !strncmp(url, "postgres://", 11));
+}
+
+int srv__store_open_url(srv__store **out, const char *url, const srv__store_opts *o, char *err,
+                        size_t errlen)
+{
+	*out = NULL;
+	if (!url || !*url || !strcmp(url, "sqlite"))
+		return srv__store_open(out, o->data_dir, err, errlen);
+	if (!strncmp(url, "sqlite:", 7) && url[7])
+		return srv__store_open(out, url + 7, err, errlen);
+	if (!srv__store_url_is_pg(url)) {
+		errf(err, errlen,
+		     "unknown store \"%.40s\": expected sqlite, sqlite:DIR or postgresql://...",
+		     url);
+		return -1;
+	}
+	const srv__store_backend *be = srv__store_pg_backend();
+	if (!be) {
+		errf(err, errlen, "this lossd was built without PostgreSQL support (libpq)");
+		return -1;
+	}
+	srv__store *st = calloc(1, sizeof(*st));
+	if (!st) {
+		errf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (be->open(&st->impl, url, o, err, errlen)) {
+		free(st);
+		return -1;
+	}
+	st->be = be;
+	*out = st;
+	return 0;
 }
 
 /* ---- group commit ------------------------------------------------------------ */
@@ -361,6 +412,10 @@ static int commit_group(srv__store *st, srv__store_op *group, uint64_t *n)
 
 void srv__store_submit(srv__store *st, srv__store_op *op)
 {
+	if (st->be) {
+		st->be->submit(st->impl, op);
+		return;
+	}
 	op->next = NULL;
 	op->done = false;
 	op->rc = 0;
@@ -375,6 +430,8 @@ void srv__store_submit(srv__store *st, srv__store_op *op)
 
 int srv__store_wait(srv__store *st, srv__store_op *op)
 {
+	if (st->be)
+		return st->be->wait(st->impl, op);
 	pthread_mutex_lock(&st->mu);
 	while (!op->done) {
 		if (st->leader || !st->head) {
@@ -413,6 +470,10 @@ int srv__store_wait(srv__store *st, srv__store_op *op)
 
 void srv__store_stats(srv__store *st, uint64_t *groups, uint64_t *ops)
 {
+	if (st->be) {
+		st->be->stats(st->impl, groups, ops);
+		return;
+	}
 	pthread_mutex_lock(&st->mu);
 	*groups = st->groups;
 	*ops = st->ops;
@@ -421,6 +482,8 @@ void srv__store_stats(srv__store *st, uint64_t *groups, uint64_t *ops)
 
 bool srv__store_broken(srv__store *st)
 {
+	if (st->be)
+		return st->be->broken(st->impl);
 	pthread_mutex_lock(&st->mu);
 	bool b = st->broken;
 	pthread_mutex_unlock(&st->mu);
@@ -432,6 +495,9 @@ bool srv__store_broken(srv__store *st)
 int srv__store_key_get(srv__store *st, const char *stream, const char *key, char **reply)
 {
 	int rc;
+
+	if (st->be)
+		return st->be->key_get(st->impl, stream, key, reply);
 
 	*reply = NULL;
 	pthread_mutex_lock(&st->rmu);
@@ -456,6 +522,9 @@ int srv__store_load(srv__store *st, const char *only_id, srv__store_stream_fn on
 {
 	sqlite3_stmt *ss = NULL, *ds = NULL;
 	int rc = -1, src;
+
+	if (st->be)
+		return st->be->load(st->impl, only_id, on_stream, on_delta, arg);
 
 	pthread_mutex_lock(&st->rmu);
 	/* One read transaction: the streams and deltas seen belong together. */

@@ -1,6 +1,13 @@
 /*
- * store.h - private: the durable home of streams, an SQLite database
- * (data_dir/lossd.db) written in groups (group commit, leader/follower).
+ * store.h - private: the durable home of streams. One interface, the
+ * srv__store_* functions below, over two backends picked by a store URL
+ * (srv__store_open_url, API.md section 10):
+ *   sqlite, sqlite:DIR      an SQLite database (DIR/lossd.db) written in
+ *                           groups (group commit, leader/follower): store.c
+ *   postgresql://...        PostgreSQL through libpq, shared by any number
+ *                           of replicas: store_pg.c
+ * Every srv__store_* function has the same contract for both; store.c's
+ * functions forward to the backend's table when the store is not SQLite.
  *
  * See store.c's top comment for the schema, the group commit and what a
  * finished op guarantees. streams.c is the only user.
@@ -50,6 +57,27 @@ typedef struct srv__store_op {
  */
 int srv__store_open(srv__store **out, const char *data_dir, char *err, size_t errlen);
 
+/* How a store URL's backend connects (ignored by SQLite but data_dir). */
+typedef struct srv__store_opts {
+	const char *data_dir;      /* sqlite: the directory when the URL names none */
+	int connections;           /* postgresql: connections per process */
+	const char *password_file; /* postgresql: the password in a file, or NULL */
+	int timeout_ms;            /* postgresql: statement and connect timeout */
+} srv__store_opts;
+
+#define SRV__STORE_OPTS_INIT                                                                       \
+	{                                                                                          \
+		"./data", 4, NULL, 10000                                                           \
+	}
+
+/*
+ * Opens the store a URL names: "sqlite" (o->data_dir), "sqlite:DIR" or
+ * "postgresql://..." / "postgres://..." (libpq's URI). Main thread.
+ * Returns 0 or -1 (reason written to err, errlen bytes).
+ */
+int srv__store_open_url(srv__store **out, const char *url, const srv__store_opts *o, char *err,
+                        size_t errlen);
+
 /* Closes the database. Accepts NULL. Main thread, after every submitter
  * has returned from srv__store_wait. */
 void srv__store_close(srv__store *st);
@@ -96,5 +124,29 @@ void srv__store_stats(srv__store *st, uint64_t *groups, uint64_t *ops);
 /* True once a group's transaction failed: every later op fails too, until
  * a restart replays the database (see store.c). Any thread. */
 bool srv__store_broken(srv__store *st);
+
+/*
+ * A backend other than SQLite: one function per srv__store_* function,
+ * with that function's contract, on the backend's own handle.
+ */
+typedef struct srv__store_backend {
+	const char *name;
+	int (*open)(void **out, const char *url, const srv__store_opts *o, char *err,
+	            size_t errlen);
+	void (*close)(void *b);
+	int (*load)(void *b, const char *only_id, srv__store_stream_fn on_stream,
+	            srv__store_delta_fn on_delta, void *arg);
+	int (*key_get)(void *b, const char *stream, const char *key, char **reply);
+	void (*submit)(void *b, srv__store_op *op);
+	int (*wait)(void *b, srv__store_op *op);
+	void (*stats)(void *b, uint64_t *groups, uint64_t *ops);
+	bool (*broken)(void *b);
+} srv__store_backend;
+
+/* The PostgreSQL backend (store_pg.c), or NULL when built without libpq. */
+const srv__store_backend *srv__store_pg_backend(void);
+
+/* True when url names a store of the PostgreSQL backend. */
+bool srv__store_url_is_pg(const char *url);
 
 #endif

@@ -104,9 +104,14 @@ static struct {
 	stream **v; /* sorted by id */
 	size_t n, cap;
 	srv__store *store;
+	char store_url[1024], store_pwfile[1024];
+	srv__store_opts store_opts;
 	srv_streams_limits lim;
 	bool open;
-} T = {.mu = PTHREAD_MUTEX_INITIALIZER, .lim = SRV_STREAMS_LIMITS_INIT};
+} T = {.mu = PTHREAD_MUTEX_INITIALIZER,
+       .lim = SRV_STREAMS_LIMITS_INIT,
+       .store_url = "sqlite",
+       .store_opts = SRV__STORE_OPTS_INIT};
 
 static api_stream_limits api_limits(void)
 {
@@ -280,17 +285,29 @@ void srv_streams_set_limits(const srv_streams_limits *lim)
 	pthread_mutex_unlock(&T.mu);
 }
 
+void srv_streams_set_store(const char *url, int connections, const char *password_file,
+                           int timeout_ms)
+{
+	snprintf(T.store_url, sizeof T.store_url, "%s", url && *url ? url : "sqlite");
+	snprintf(T.store_pwfile, sizeof T.store_pwfile, "%s", password_file ? password_file : "");
+	T.store_opts.connections = connections;
+	T.store_opts.password_file = T.store_pwfile[0] ? T.store_pwfile : NULL;
+	T.store_opts.timeout_ms = timeout_ms;
+}
+
 int srv_streams_open(const char *data_dir)
 {
 	char err[512];
 	load_ctx lc = {0};
 
-	if (srv__store_open(&T.store, data_dir, err, sizeof err)) {
+	T.store_opts.data_dir = data_dir;
+	if (srv__store_open_url(&T.store, T.store_url, &T.store_opts, err, sizeof err)) {
 		fprintf(stderr, "lossd: %s\n", err);
 		return -1;
 	}
 	if (srv__store_load(T.store, NULL, on_stream, on_delta, &lc) || lc.failed) {
-		fprintf(stderr, "lossd: cannot load the streams in %s/lossd.db\n", data_dir);
+		fprintf(stderr, "lossd: cannot load the streams of store %s\n",
+		        srv__store_url_is_pg(T.store_url) ? "postgresql" : data_dir);
 		srv_streams_close();
 		return -1;
 	}

@@ -42,6 +42,14 @@ typedef struct srv_streams_stats {
 /* Any thread; all zero before srv_streams_open. */
 void srv_streams_get_stats(srv_streams_stats *out);
 
+/* Which store srv_streams_open opens (API.md section 10): url is "sqlite"
+ * (data_dir), "sqlite:DIR" or "postgresql://..."; connections, the password
+ * file (or NULL) and the statement timeout apply to PostgreSQL. Strings are
+ * copied. Call before srv_streams_open (main thread); without a call the
+ * SQLite store under data_dir is used. */
+void srv_streams_set_store(const char *url, int connections, const char *password_file,
+                           int timeout_ms);
+
 /* Opens (creating if missing) the stream store under data_dir. Called once
  * at startup, before any handler, from the main thread. Returns 0 or a
  * negative code (the daemon then exits 1). */

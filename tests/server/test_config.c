@@ -202,3 +202,37 @@ Test(config, sizes)
 	cr_assert_eq(srv__parse_size("1.5M", (size_t)1 << 40, &v), -1);
 	cr_assert_eq(srv__parse_size("18446744073709551615k", (size_t)-1, &v), -1, "overflow");
 }
+
+Test(config, store_urls)
+{
+	srv_config c;
+	char err[256];
+	char *def[] = {"lossd", NULL};
+	char *dir[] = {"lossd", "--data-dir", "/a", "--store", "sqlite:/var/lib/lossd", NULL};
+	char *pg[] = {"lossd",
+	              "--store=postgresql://lossd@db:5432/lossd?sslmode=require",
+	              "--store-connections",
+	              "8",
+	              "--store-password-file",
+	              "/run/pw",
+	              NULL};
+	char *bad[] = {"lossd", "--store", "mysql://x", NULL};
+	char *nodir[] = {"lossd", "--store", "sqlite:", NULL};
+	char *env[] = {"LOSSD_STORE=postgres://h/d", NULL};
+
+	cr_assert_eq(parse(&c, def, NULL, err), SRV_CONFIG_RUN);
+	cr_assert_str_eq(c.store, "sqlite");
+	cr_assert_eq(c.store_connections, 4);
+	cr_assert_eq(c.store_timeout, 10);
+	cr_assert_eq(parse(&c, dir, NULL, err), SRV_CONFIG_RUN);
+	cr_assert_str_eq(c.data_dir, "/var/lib/lossd", "sqlite:DIR names the data dir");
+	cr_assert_eq(parse(&c, pg, NULL, err), SRV_CONFIG_RUN);
+	cr_assert_str_eq(c.store, "postgresql://lossd@db:5432/lossd?sslmode=require");
+	cr_assert_eq(c.store_connections, 8);
+	cr_assert_str_eq(c.store_password_file, "/run/pw");
+	cr_assert_eq(parse(&c, def, env, err), SRV_CONFIG_RUN);
+	cr_assert_str_eq(c.store, "postgres://h/d");
+	cr_assert_eq(parse(&c, bad, NULL, err), SRV_CONFIG_EUSAGE);
+	cr_assert(strstr(err, "--store"), "%s", err);
+	cr_assert_eq(parse(&c, nodir, NULL, err), SRV_CONFIG_EUSAGE);
+}

@@ -28,7 +28,10 @@ cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
 # shellcheck source=scripts/lib-apt.sh
 . scripts/lib-apt.sh
-test_pkgs=("${BUILD_PKGS[@]}" libcriterion-dev python3 openssl)
+test_pkgs=("${BUILD_PKGS[@]}" libcriterion-dev python3 openssl
+	# the Python client: its hooks in a two-rank torch.distributed run
+	# (tests/e2e/test_ddp_hooks.py), the loss aliases against PyTorch, its wheel
+	python3-numpy python3-sklearn python3-torch python3-venv python3-setuptools python3-pip)
 command -v npm >/dev/null || test_pkgs+=(nodejs npm) # scripts/openapi-json.sh
 apt_ensure test.sh "${test_pkgs[@]}"
 

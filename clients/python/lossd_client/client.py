@@ -485,13 +485,14 @@ class Stream:
         return self.info.get("name")
 
     def update(self, y_true, y_score=None, y_pred=None, sample_weight=None,
-               batch_id=None):
+               batch_id=None, step=None):
         """POST /v1/streams/{id}/update with one batch.
 
         y_score feeds the AUC, y_pred the stream's loss (and AUC); give one or
         both. batch_id defaults to a fresh uuid4, reused on every retry of
-        this call, so the batch is applied at most once. Returns the reply
-        ({"updates": n, "count": total}).
+        this call, so the batch is applied at most once. step: the training
+        step (an int >= 0, API.md section 7), sent only when given. Returns
+        the reply ({"updates": n, "count": total}).
         """
         if y_score is None and y_pred is None:
             raise ValueError("update needs y_score or y_pred")
@@ -504,6 +505,8 @@ class Stream:
             body["y_pred"] = y_pred
         if sample_weight is not None:
             body["sample_weight"] = sample_weight
+        if step is not None:
+            body["step"] = int(step)
         return self.client._request(
             "POST", self.client._stream_path(self.id, "/update"), body,
             policy=_SAFE, headers={"Idempotency-Key": str(batch_id)})

@@ -1,30 +1,45 @@
-"""PyTorch / Lightning hook that posts validation batches to a lossd stream.
+"""PyTorch / Lightning hooks that post batches to lossd streams.
 
     from lossd_client import Client
-    from lossd_client.torch import LossdHook
-    hook = LossdHook(Client(url), stream_config={"loss": {"loss": "cross_entropy..."}})
-    trainer = lightning.Trainer(callbacks=[hook])        # Lightning
-    # or, in a plain loop:
-    hook.on_validation_epoch_start(None, model)
-    for i, (x, y) in enumerate(val_loader):
-        hook.on_validation_batch_end(None, model, model(x), (x, y), i)
-    hook.on_validation_epoch_end(None, model)   # hook.history[-1]["lossd_auc"]
+    from lossd_client.torch import LossdHook, LossdTrainHook
+    c = Client(url)
+    val = LossdHook(c, {"name": "val", "from_logits": True,
+                        "loss": {"loss": "binary_crossentropy", "from_logits": True}})
+    train = LossdTrainHook(c, {"name": "train", "loss": {"loss": "cross_entropy"}})
 
-The methods have Lightning's Callback signatures. The class subclasses
-lightning's (or pytorch_lightning's) Callback when one is importable and is a
-plain class otherwise; torch itself is never imported (tensors are converted
-through their own .detach()/.cpu()/.numpy() methods).
+    # Lightning: trainer = Trainer(callbacks=[val, train]), and in the module
+    def validation_step(self, batch, i):
+        x, y = batch
+        val.update(self(x), y)                       # as a TorchMetrics metric
+    def training_step(self, batch, i):
+        x, y = batch
+        logits = self(x)
+        train.update(logits, y, step=self.global_step)
+        return F.cross_entropy(logits, y)
 
-Each batch becomes one update whose batch_id is derived from this hook's run
-id, the validation run, the dataloader, the batch index and the process rank,
-so a retried post is applied once and the ranks of a DDP job add up in one
-stream. At the end of a validation epoch the stream's AUC and loss are logged
-with pl_module.log (when it has one), passed to log_fn, and appended to
-.history.
+    # a plain loop (DDP or not): the same calls, and at the end of a pass
+    for x, y in val_loader:
+        val.update(model(x), y)
+    metrics = val.compute(reset=True)    # rank 0: {"lossd_auc": ..., ...}; others None
 
-Resetting at each validation epoch start happens on rank 0 only; in a
-multi-process job, prefer a fresh stream per run or reset_each_epoch=False if
-ranks may start their validation far apart.
+Predictions and targets are given explicitly, as to a TorchMetrics metric;
+what validation_step returns is not looked at (pass extract=callable(outputs,
+batch) -> (target, preds) to post from the outputs instead). Nothing here
+raises into the training loop: failures are logged on the "lossd_client"
+logger and counted in hook.failures; strict=True raises them.
+
+Distributed (DDP, torch.distributed with any backend): every rank posts its
+shard to the one stream (created on rank 0, its id broadcast); at the end
+of a validation (or training) epoch every rank meets at a barrier, rank 0
+reads the stream, logs it and resets it, and the value is broadcast so that
+pl_module.log gets the same number on every rank (Lightning's monitors,
+EarlyStopping and ModelCheckpoint, need it everywhere). log_fn and .history
+are rank 0's only. Rank from the trainer (global_rank), torch.distributed,
+or RANK / LOCAL_RANK (see _callbacks.distributed_rank).
+
+The classes subclass lightning's (or pytorch_lightning's) Callback when one
+is importable and are plain classes otherwise; torch itself is never
+imported here (tensors are converted through .detach()/.cpu()/.numpy()).
 """
 
 try:
@@ -35,9 +50,9 @@ except ImportError:
     except ImportError:
         _Base = object
 
-from ._callbacks import StreamBinding, metrics_from_result
+from ._callbacks import StreamMetric, _torch_dist
 
-__all__ = ["LossdHook", "LIGHTNING_AVAILABLE", "default_extract"]
+__all__ = ["LossdHook", "LossdTrainHook", "LIGHTNING_AVAILABLE", "default_extract"]
 
 LIGHTNING_AVAILABLE = _Base is not object
 
@@ -53,108 +68,137 @@ def _pick(d, keys):
 
 
 def default_extract(outputs, batch):
-    """(y_true, y_out) from what validation_step returned and the batch.
+    """(y_true, y_out) from a step's outputs and batch, for extract=.
 
     outputs: a dict with a prediction key (y_pred, preds, logits, probs, ...)
-    and optionally a target key (y_true, target, labels, ...); a (y_pred,
-    y_true) pair; or the prediction tensor alone. A missing target is taken
-    from the batch: batch[1] of an (x, y, ...) sequence or a target key of a
-    dict batch.
+    and optionally a target key (y_true, target, labels, ...), or a
+    (y_pred, y_true) pair. A missing target is taken from the batch:
+    batch[1] of an (x, y, ...) sequence or a target key of a dict batch.
+    Anything else (None, a scalar loss) is a ValueError, which the hook
+    counts as a failure.
     """
     y_out = y_true = None
     if isinstance(outputs, dict):
         y_out, y_true = _pick(outputs, _PRED_KEYS), _pick(outputs, _TRUE_KEYS)
     elif isinstance(outputs, (tuple, list)) and len(outputs) == 2:
         y_out, y_true = outputs
-    else:
-        y_out = outputs
     if y_true is None:
         if isinstance(batch, dict):
             y_true = _pick(batch, _TRUE_KEYS)
         elif isinstance(batch, (tuple, list)) and len(batch) >= 2:
             y_true = batch[1]
     if y_out is None or y_true is None:
-        raise ValueError("LossdHook cannot find predictions and targets in the "
-                         "validation outputs/batch; pass extract=callable(outputs, batch)")
+        raise ValueError("cannot find predictions and targets in the step's outputs/batch "
+                         "(got %s); call hook.update(preds, target) instead"
+                         % type(outputs).__name__)
     return y_true, y_out
 
 
-def _host(t):
-    """A tensor on the host, in a dtype numpy can hold (bfloat16/half -> float32)."""
-    if hasattr(t, "detach"):
-        t = t.detach()
-        if hasattr(t, "is_floating_point") and t.is_floating_point() and hasattr(t, "float"):
-            t = t.float()
-        if hasattr(t, "cpu"):
-            t = t.cpu()
-    return t
-
-
-class LossdHook(_Base):
-    """Post each validation batch to a lossd stream; log AUC and loss per epoch.
-
-    client_or_stream: a Client (a stream is created with stream_config on
-      first use) or an existing Stream.
-    extract: callable(outputs, batch) -> (y_true, y_out); default_extract by default.
-    transform: optional callable applied to y_out before posting (e.g. torch.sigmoid).
-    field: "y_pred" or "y_score" (default: y_pred when the stream has a loss).
-    log_fn: optional callable(metrics_dict) called at each epoch end.
-    reset_each_epoch: reset the stream when a validation epoch starts.
-    on_error: "warn" (default: training carries on) or "raise".
-    """
+class _Hook(StreamMetric, _Base):
+    """StreamMetric plus the Lightning plumbing both hooks share."""
 
     def __init__(self, client_or_stream, stream_config=None, *, extract=None,
-                 transform=None, field=None, log_fn=None, reset_each_epoch=True,
-                 prefix="lossd_", on_error="warn"):
-        super().__init__()
-        self.binding = StreamBinding(client_or_stream, stream_config, field, on_error)
-        self.extract = extract or default_extract
-        self.transform = transform
-        self.log_fn = log_fn
+                 reset_each_epoch=True, **kw):
+        _Base.__init__(self)
+        StreamMetric.__init__(self, client_or_stream, stream_config, **kw)
+        self.extract = extract
         self.reset_each_epoch = reset_each_epoch
-        self.prefix = prefix
-        self.history = []
-        self.validation_runs = 0
-        self.last_result = None
+        self.epochs = 0
 
-    @property
-    def stream(self):
-        return self.binding.stream
+    def _bind(self, trainer):
+        """Takes the rank from a Lightning trainer when there is one, and
+        creates or shares the stream (a collective step with DDP)."""
+        if trainer is not None and self._rank is None and hasattr(trainer, "global_rank"):
+            if _torch_dist() is None:
+                self._rank = int(getattr(trainer, "global_rank", 0) or 0)
+                self._world = int(getattr(trainer, "world_size", 1) or 1)
+        self.setup()
 
-    @staticmethod
-    def _rank(trainer):
-        return int(getattr(trainer, "global_rank", 0) or 0)
+    def _from_outputs(self, trainer, outputs, batch, step):
+        if self.extract is None or getattr(trainer, "sanity_checking", False):
+            return
+        pair = self.guard("extract", self.extract, outputs, batch)
+        if pair is not None:
+            self.update(pair[1], pair[0], step=step)
+
+    def _end(self, trainer, pl_module, epoch):
+        if getattr(trainer, "sanity_checking", False):
+            return None
+        metrics = self.compute(reset=self.reset_each_epoch)
+        dist = _torch_dist()
+        if dist is not None and self.world_size > 1 and self._barrier is None:
+            box = [metrics]
+            self.guard("broadcast", dist.broadcast_object_list, box, 0)
+            metrics = box[0]
+        if metrics is None:
+            return None
+        if self.is_rank_zero and self.history:
+            self.history[-1]["epoch"] = epoch
+        log = getattr(pl_module, "log", None)
+        if callable(log):
+            for k, v in metrics.items():
+                self.guard("pl_module.log", log, k, v)
+        return metrics
+
+    def _epoch(self, trainer):
+        e = getattr(trainer, "current_epoch", None)
+        return self.epochs if e is None else int(e)
+
+
+class LossdHook(_Hook):
+    """Validation metric: every rank posts its batches with update(preds,
+    target); each validation epoch's reading lands in pl_module.log,
+    log_fn and .history (rank 0).
+
+    client_or_stream, stream_config, field, transform, strict, rank,
+    world_size, barrier, prefix, log_fn: see StreamMetric.
+    extract: optional callable(outputs, batch) -> (target, preds), to post
+      from what validation_step returns (default_extract understands the
+      usual dicts and pairs); without it the batch-end hook posts nothing.
+    reset_each_epoch: empty the stream after reading it at each epoch end
+      (and at the first epoch's start), so each reading is one epoch's.
+    """
 
     def on_validation_epoch_start(self, trainer, pl_module):
-        self.validation_runs += 1
-        if self.reset_each_epoch and self._rank(trainer) == 0:
-            self.binding.guard("reset", lambda: self.binding.stream.reset())
+        self._bind(trainer)
+        if self.epochs == 0 and self.reset_each_epoch and not getattr(
+                trainer, "sanity_checking", False):
+            self.reset()
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
                                 dataloader_idx=0):
-        if getattr(trainer, "sanity_checking", False):
-            return
-        y_true, y_out = self.extract(outputs, batch)
-        if self.transform is not None:
-            y_out = self.transform(y_out)
-        batch_id = "%s-v%d-d%d-b%d-r%d" % (self.binding.run_id, self.validation_runs,
-                                          dataloader_idx, batch_idx, self._rank(trainer))
-        self.binding.guard("update", self.binding.update, _host(y_true), _host(y_out),
-                           batch_id=batch_id)
+        self._from_outputs(trainer, outputs, batch, None)
 
     def on_validation_epoch_end(self, trainer, pl_module):
         if getattr(trainer, "sanity_checking", False):
             return
-        result = self.binding.guard("result", lambda: self.binding.stream.result())
-        if result is None:
-            return
-        self.last_result = result
-        metrics = metrics_from_result(result, self.prefix)
-        epoch = getattr(trainer, "current_epoch", self.validation_runs - 1)
-        self.history.append(dict(metrics, epoch=epoch))
-        log = getattr(pl_module, "log", None)
-        if callable(log):
-            for k, v in metrics.items():
-                log(k, v)
-        if self.log_fn is not None:
-            self.log_fn(dict(metrics))
+        self._end(trainer, pl_module, self._epoch(trainer))
+        self.epochs += 1
+
+
+class LossdTrainHook(_Hook):
+    """Training-step metric: update(preds, target, step=global_step) from
+    training_step posts each batch (with "step" for the stream's step
+    series where the server has it, API.md section 7); at each training
+    epoch's end the running reading (the epoch's loss, accuracy, AUC) is
+    logged with the prefix "lossd_train_" by default.
+
+    extract: optional callable(outputs, batch) -> (target, preds) used by
+      on_train_batch_end (then step is the trainer's global_step).
+    """
+
+    def __init__(self, client_or_stream, stream_config=None, *, prefix="lossd_train_", **kw):
+        super().__init__(client_or_stream, stream_config, prefix=prefix, **kw)
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._bind(trainer)
+        if self.epochs == 0 and self.reset_each_epoch:
+            self.reset()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self._from_outputs(trainer, outputs, batch, getattr(trainer, "global_step", None))
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self._end(trainer, pl_module, self._epoch(trainer))
+        self.epochs += 1
+

@@ -157,6 +157,7 @@ class MiniLossd:
 
     def __init__(self):
         self.streams = {}
+        self.takes_step = False
         self.server = FakeServer(self.handle)
 
     def handle(self, req):
@@ -173,6 +174,8 @@ class MiniLossd:
             return 404, {}, problem(404, "unknown_stream", parts[2])
         op = parts[3] if len(parts) > 3 else None
         if op == "update":
+            if "step" in body and not self.takes_step:  # as lossd before section 7
+                return 422, {}, problem(422, "unknown_field", "unknown field step", "/step")
             bid = body.get("batch_id")
             if bid in st["batches"]:
                 return 200, {}, st["batches"][bid]
@@ -713,6 +716,45 @@ class CallbackCase(unittest.TestCase):
         # 12 validation rows from a fixed "model": score = x
         self.x = [0.05, 0.9, 0.4, 0.35, 0.8, 0.1, 0.7, 0.2, 0.65, 0.3, 0.95, 0.5]
         self.y = [0, 1, 0, 1, 1, 0, 1, 0, 0, 0, 1, 1]
+        for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "TF_CONFIG"):
+            if k in os.environ:
+                self.addCleanup(os.environ.__setitem__, k, os.environ.pop(k))
+
+    def requests(self, suffix):
+        return [r for r in self.mini.server.requests if r["path"].endswith(suffix)]
+
+
+class TestRanks(CallbackCase):
+
+    def test_rank_from_environment(self):
+        from lossd_client._callbacks import distributed_rank
+        self.assertEqual(distributed_rank({}), (0, 1))
+        self.assertEqual(distributed_rank({"RANK": "3", "WORLD_SIZE": "4"}), (3, 4))
+        self.assertEqual(distributed_rank({"LOCAL_RANK": "1"}), (1, 2))
+        self.assertEqual(distributed_rank({"RANK": "0", "LOCAL_RANK": "1",
+                                           "WORLD_SIZE": "2"}), (0, 2))
+        self.assertEqual(distributed_rank({"RANK": "x"}), (0, 1))
+
+    def test_keras_rank_from_tf_config_and_strategy(self):
+        mod = _fresh_import("keras", {"keras": None, "tensorflow": None})
+        cluster = {"chief": ["a:1"], "worker": ["b:1", "c:1"]}
+        env = {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker",
+                                                                     "index": 1}})}
+        self.assertEqual(mod.keras_rank(None, env), (2, 3))
+        env = {"TF_CONFIG": json.dumps({"cluster": {"worker": ["b", "c"]},
+                                        "task": {"type": "worker", "index": 0}})}
+        self.assertEqual(mod.keras_rank(None, env), (0, 2))
+
+        class Resolver:
+            task_type, task_id = "worker", 1
+
+            def cluster_spec(self):
+                return {"worker": ["b", "c", "d"]}
+
+        model = types.SimpleNamespace(
+            distribute_strategy=types.SimpleNamespace(cluster_resolver=Resolver()))
+        self.assertEqual(mod.keras_rank(model, {"RANK": "0"}), (1, 3))
+        self.assertEqual(mod.keras_rank(object(), {"RANK": "2", "WORLD_SIZE": "3"}), (2, 3))
 
 
 class TestKerasCallback(CallbackCase):
@@ -756,42 +798,84 @@ class TestKerasCallback(CallbackCase):
         cb = mod.LossdCallback(self.client, {"name": "val", "loss": {"loss": "binary_crossentropy"}},
                                validation_data=(self.x, self.y), chunk=5)
         cb.set_model(Model())
+        cb.on_train_begin({})
         for epoch in range(2):
             logs = {"loss": 0.3}
             cb.on_epoch_end(epoch, logs)
             self.assertAlmostEqual(logs["lossd_auc"], exact_auc(self.y, self.x), places=12)
             self.assertAlmostEqual(logs["lossd_loss"], bce(self.y, self.x), places=12)
             self.assertEqual(logs["lossd_count"], len(self.y))  # reset each epoch
+            self.assertIsInstance(logs["lossd_count"], int)
             self.assertEqual(logs["loss"], 0.3)
-        updates = [r for r in self.mini.server.requests if r["path"].endswith("/update")]
+        updates = self.requests("/update")
         self.assertEqual(len(updates), 6)  # 12 rows in chunks of 5, two epochs
         self.assertTrue(all("y_pred" in r["json"] for r in updates))
         self.assertEqual(len({r["json"]["batch_id"] for r in updates}), 6)
         self.assertEqual(Model.calls, 2)
         self.assertEqual([h["epoch"] for h in cb.history], [0, 1])
+        self.assertEqual(cb.failures, 0)
+
+    def test_custom_loop_update_then_epoch_end(self):
+        mod = _fresh_import("keras", {"keras": self.keras_module()})
+        cb = mod.LossdCallback(self.client, {"name": "loop"})
+        for epoch in range(2):
+            cb.update(self.x[:6], self.y[:6])
+            cb.update(self.x[6:], self.y[6:])
+            logs = {}
+            cb.on_epoch_end(epoch, logs)
+            self.assertEqual(logs["lossd_count"], 12)  # posted here: reset after reading
+            self.assertAlmostEqual(logs["lossd_auc"], exact_auc(self.y, self.x), places=12)
 
     def test_read_only_mode_and_y_score(self):
         mod = _fresh_import("keras", {"keras": self.keras_module()})
         s = self.client.stream(name="auc_only")
         s.update(self.y, y_score=self.x)
         cb = mod.LossdCallback(s)
-        logs = {}
-        cb.on_epoch_end(0, logs)
-        self.assertAlmostEqual(logs["lossd_auc"], exact_auc(self.y, self.x), places=12)
-        self.assertNotIn("lossd_loss", logs)
+        for epoch in range(2):  # only reads: the other process's data stays
+            logs = {}
+            cb.on_train_begin(logs)
+            cb.on_epoch_end(epoch, logs)
+            self.assertAlmostEqual(logs["lossd_auc"], exact_auc(self.y, self.x), places=12)
+            self.assertNotIn("lossd_loss", logs)
+        self.assertEqual(self.requests("/reset"), [])
 
-    def test_service_errors_warn_and_training_goes_on(self):
+    def test_rank_one_posts_reads_and_never_resets(self):
+        mod = _fresh_import("keras", {"keras": self.keras_module()})
+        s = self.client.stream(name="ranks")
+        barriers = []
+        ranks = [mod.LossdCallback(s, validation_data=(self.x[k::2], self.y[k::2]),
+                                   predict=lambda m, x: list(x), rank=k, world_size=2,
+                                   barrier=lambda: barriers.append(1)) for k in (0, 1)]
+        logs = [{}, {}]
+        for k in (1, 0):  # rank 1 posts first; the barrier is the caller's
+            ranks[k].guard("post", ranks[k]._post_validation, 0)
+        for k in (0, 1):
+            self.assertIsNotNone(ranks[k].guard("read", ranks[k].stream.result))
+        ranks[0].on_epoch_end(0, logs[0])
+        # rank 0's epoch end posts its shard again under the same batch ids
+        self.assertEqual(logs[0]["lossd_count"], 12)
+        self.assertEqual(len(self.requests("/reset")), 1)
+        ranks[1].on_epoch_end(0, logs[1])
+        self.assertEqual(len(self.requests("/reset")), 1)  # rank 1 does not reset
+        self.assertEqual(ranks[1].history, [])
+        self.assertEqual(len(ranks[0].history), 1)
+        self.assertTrue(barriers)
+
+    def test_service_errors_are_logged_counted_and_training_goes_on(self):
         mod = _fresh_import("keras", {"keras": self.keras_module()})
         cb = mod.LossdCallback(Stream(self.client, "missing"))
         logs = {"loss": 1.0}
-        with warnings.catch_warnings(record=True) as w:
-            warnings.simplefilter("always")
+        with self.assertLogs("lossd_client", "WARNING") as cm:
             cb.on_epoch_end(0, logs)
+            cb.on_epoch_end(1, logs)
         self.assertEqual(logs, {"loss": 1.0})
-        self.assertTrue(any("unknown_stream" in str(x.message) for x in w))
-        strict = mod.LossdCallback(Stream(self.client, "missing"), on_error="raise")
-        with self.assertRaises(LossdError):
-            strict.on_epoch_end(0, {})
+        self.assertTrue(any("unknown_stream" in m for m in cm.output), cm.output)
+        self.assertEqual(cb.failures, 2)
+        self.assertEqual(cb.last_error.code, "unknown_stream")
+        for strict in (mod.LossdCallback(Stream(self.client, "missing"), strict=True),
+                       mod.LossdCallback(Stream(self.client, "missing"), on_error="raise")):
+            with self.assertRaises(LossdError):
+                strict.on_epoch_end(0, {})
 
 
 class FakeTensor:
@@ -827,7 +911,8 @@ class TestTorchHook(CallbackCase):
     def test_plain_class_without_lightning(self):
         mod = self.torch_module()
         self.assertFalse(mod.LIGHTNING_AVAILABLE)
-        self.assertEqual(mod.LossdHook.__bases__, (object,))
+        from lossd_client._callbacks import StreamMetric
+        self.assertEqual(mod.LossdHook.__mro__[1:], (mod._Hook, StreamMetric, object))
 
     def test_subclasses_lightning_callback_when_present(self):
         pkgs = {n: types.ModuleType(n) for n in
@@ -839,6 +924,7 @@ class TestTorchHook(CallbackCase):
         mod = _fresh_import("torch", pkgs)
         self.assertTrue(mod.LIGHTNING_AVAILABLE)
         self.assertTrue(issubclass(mod.LossdHook, Callback))
+        self.assertTrue(issubclass(mod.LossdTrainHook, Callback))
 
     def test_validation_epoch_logs_auc_and_loss(self):
         mod = self.torch_module()
@@ -859,26 +945,48 @@ class TestTorchHook(CallbackCase):
         for epoch in range(2):
             trainer.current_epoch = epoch
             hook.on_validation_epoch_start(trainer, module)
-            # three output styles: dict, (pred, target) pair, bare prediction
-            hook.on_validation_batch_end(trainer, module,
-                                         {"preds": FakeTensor(self.x[:4]),
-                                          "target": FakeTensor(self.y[:4], False)},
-                                         ("x", "unused"), 0)
-            hook.on_validation_batch_end(trainer, module,
-                                         (FakeTensor(self.x[4:8]), FakeTensor(self.y[4:8], False)),
-                                         None, 1)
-            hook.on_validation_batch_end(trainer, module, FakeTensor(self.x[8:]),
-                                         ("x", FakeTensor(self.y[8:], False)), 0, dataloader_idx=1)
+            for i in range(0, 12, 4):
+                hook.update(FakeTensor(self.x[i:i + 4]), FakeTensor(self.y[i:i + 4], False))
+                # what validation_step returned (None, a loss) is not looked at
+                hook.on_validation_batch_end(trainer, module, None, ("x", "y"), i // 4)
             hook.on_validation_epoch_end(trainer, module)
             self.assertAlmostEqual(logged["lossd_auc"], exact_auc(self.y, self.x), places=12)
             self.assertAlmostEqual(logged["lossd_loss"], bce(self.y, self.x), places=12)
             self.assertEqual(logged["lossd_count"], 12)
+            self.assertIsInstance(logged["lossd_count"], int)
         self.assertEqual(len(fn_calls), 2)
         self.assertEqual([h["epoch"] for h in hook.history], [0, 1])
-        ids = [r["json"]["batch_id"] for r in self.mini.server.requests
-               if r["path"].endswith("/update")]
+        ids = [r["json"]["batch_id"] for r in self.requests("/update")]
         self.assertEqual(len(ids), 6)
-        self.assertEqual(len(set(ids)), 6)  # distinct across runs and dataloaders
+        self.assertEqual(len(set(ids)), 6)  # distinct across epochs
+        self.assertEqual(hook.failures, 0)
+        # reset at the first epoch's start, then after each reading
+        self.assertEqual(len(self.requests("/reset")), 3)
+
+    def test_step_outputs_never_raise(self):
+        mod = self.torch_module()
+        hook = mod.LossdHook(self.client, {"name": "x"}, extract=mod.default_extract)
+        gone = mod.LossdHook(Stream(self.client, "gone"))
+        with self.assertLogs("lossd_client", "WARNING"):
+            hook.on_validation_batch_end(None, None, None, None, 0)      # returned None
+            hook.on_validation_batch_end(None, None, 0.25, ("x",), 1)    # returned a loss
+            gone.update(FakeTensor([0.5, 0.2]), FakeTensor([1, 0], False))  # 404
+            self.assertEqual(gone.failures, 1)
+            self.assertIsNone(gone.compute())
+        self.assertEqual(hook.failures, 2)
+        self.assertEqual(gone.failures, 2)
+        self.assertIsInstance(gone.last_error, LossdError)
+        self.assertEqual(len(self.requests("/update")), 1)
+        hook.on_validation_batch_end(None, None, {"preds": FakeTensor(self.x)},
+                                     ("x", FakeTensor(self.y, False)), 2)
+        self.assertEqual(hook.failures, 2)
+        self.assertEqual(len(self.requests("/update")), 2)
+        strict = mod.LossdHook(self.client, {"name": "x"}, extract=mod.default_extract,
+                               strict=True)
+        with self.assertRaises(ValueError):
+            strict.on_validation_batch_end(None, None, None, None, 0)
+        with self.assertRaises(LossdError):
+            mod.LossdHook(Stream(self.client, "gone"), strict=True).update([0.5], [1])
 
     def test_sanity_check_is_not_posted(self):
         mod = self.torch_module()
@@ -886,30 +994,76 @@ class TestTorchHook(CallbackCase):
         class Trainer:
             sanity_checking = True
 
-        hook = mod.LossdHook(self.client, {"name": "v2"})
+        hook = mod.LossdHook(self.client, {"name": "v2"}, extract=mod.default_extract)
+        hook.on_validation_epoch_start(Trainer(), None)
         hook.on_validation_batch_end(Trainer(), None, FakeTensor([0.5]), (None, [1]), 0)
         hook.on_validation_epoch_end(Trainer(), None)
         self.assertEqual(hook.history, [])
-        self.assertFalse(any(r["path"].endswith("/update") for r in self.mini.server.requests))
+        self.assertEqual(self.requests("/update"), [])
+        self.assertEqual(self.requests("/reset"), [])
 
     def test_plain_loop_with_transform(self):
         mod = self.torch_module()
         hook = mod.LossdHook(self.client, {"name": "plain"},
                              transform=lambda t: FakeTensor([1 - v for v in t.v]))
-        hook.on_validation_epoch_start(None, None)
-        hook.on_validation_batch_end(None, None, FakeTensor(self.x), (None, self.y), 0)
-        hook.on_validation_epoch_end(None, None)
+        hook.update(FakeTensor(self.x), self.y)
+        metrics = hook.compute()
         flipped = [1 - v for v in self.x]
-        self.assertAlmostEqual(hook.history[-1]["lossd_auc"], exact_auc(self.y, flipped),
-                               places=12)
-        upd = [r for r in self.mini.server.requests if r["path"].endswith("/update")][0]
-        self.assertIn("y_score", upd["json"])  # no loss configured: scores only
+        self.assertAlmostEqual(metrics["lossd_auc"], exact_auc(self.y, flipped), places=12)
+        self.assertIn("y_score", self.requests("/update")[0]["json"])  # no loss: scores
 
-    def test_missing_targets_is_a_clear_error(self):
+    def test_rank_one_posts_but_never_resets_or_reads(self):
         mod = self.torch_module()
-        hook = mod.LossdHook(self.client, {"name": "x"})
-        with self.assertRaises(ValueError):
-            hook.on_validation_batch_end(None, None, {"nothing": 1}, None, 0)
+        s = self.client.stream(name="ddp")
+        r0 = mod.LossdHook(s, rank=0, world_size=2, barrier=lambda: None)
+        r1 = mod.LossdHook(s, rank=1, world_size=2, barrier=lambda: None)
+        for k, h in enumerate((r0, r1)):
+            h.on_validation_epoch_start(None, None)
+            h.update(FakeTensor(self.x[k::2]), self.y[k::2])
+        self.assertIsNone(r1.compute(reset=True))
+        self.assertEqual(len(self.requests("/reset")), 1)  # r0's first-epoch reset
+        m = r0.compute(reset=True)
+        self.assertEqual(m["lossd_count"], 12)
+        self.assertAlmostEqual(m["lossd_auc"], exact_auc(self.y, self.x), places=12)
+        self.assertEqual(len(self.requests("/reset")), 2)
+        self.assertEqual(r1.history, [])
+        ids = [r["json"]["batch_id"] for r in self.requests("/update")]
+        self.assertTrue(ids[0].endswith("-k0-b0") and ids[1].endswith("-k1-b0"), ids)
+
+    def test_train_hook_step_on_a_server_without_step(self):
+        mod = self.torch_module()
+        hook = mod.LossdTrainHook(self.client, {"name": "train"})
+
+        class Trainer:
+            global_step = 0
+            current_epoch = 0
+
+        logged = {}
+        module = types.SimpleNamespace(log=lambda k, v: logged.__setitem__(k, v))
+        hook.on_train_epoch_start(Trainer(), module)
+        with self.assertLogs("lossd_client", "WARNING") as cm:
+            for step in range(3):
+                r = hook.update(FakeTensor(self.x[4 * step:4 * step + 4]),
+                                self.y[4 * step:4 * step + 4], step=step)
+                self.assertIsNotNone(r)
+        self.assertEqual(len(cm.output), 1, cm.output)  # said once
+        self.assertIs(hook.step_supported, False)
+        sent = [r["json"] for r in self.requests("/update")]
+        # the first batch is sent again without step, the rest never carry it
+        self.assertEqual(["step" in b for b in sent], [True, False, False, False])
+        hook.on_train_epoch_end(Trainer(), module)
+        self.assertEqual(logged["lossd_train_count"], 12)
+        self.assertEqual(hook.failures, 0)
+
+    def test_train_hook_step_on_a_server_with_step(self):
+        mod = self.torch_module()
+        self.mini.takes_step = True
+        hook = mod.LossdTrainHook(self.client, {"name": "train"})
+        for step in range(3):
+            hook.update(FakeTensor(self.x), self.y, step=10 + step)
+        self.assertIs(hook.step_supported, True)
+        self.assertEqual([r["json"].get("step") for r in self.requests("/update")],
+                         [10, 11, 12])
 
 
 class TestExample(unittest.TestCase):
@@ -1184,8 +1338,7 @@ class LiveServerTests(unittest.TestCase):
         for _ in range(2):  # the second epoch must not double the counts
             hook.on_validation_epoch_start(None, None)
             for i in range(0, 12, 5):
-                hook.on_validation_batch_end(None, None, FakeTensor(x[i:i + 5]),
-                                             (None, FakeTensor(y[i:i + 5], False)), i)
+                hook.update(FakeTensor(x[i:i + 5]), FakeTensor(y[i:i + 5], False))
             hook.on_validation_epoch_end(None, None)
             m = hook.history[-1]
             self.assertEqual(m["lossd_count"], 12)

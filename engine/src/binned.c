@@ -426,6 +426,17 @@ int eng_binned_merge(eng_binned *dst, const eng_binned *src)
 	return 0;
 }
 
+void eng_binned_weights(const eng_binned *b, double *pos, double *neg)
+{
+	double p = 0.0, q = 0.0;
+	for (int64_t m = 0; m <= b->n; m++) {
+		p += b->pos[m];
+		q += b->neg[m];
+	}
+	*pos = p;
+	*neg = q;
+}
+
 static double div0(double a, double b)
 {
 	return b != 0.0 ? a / b : 0.0;

@@ -986,6 +986,17 @@ int eng_sketch_merge(eng_sketch *dst, const eng_sketch *src)
 	return rc;
 }
 
+void eng_sketch_weights(const eng_sketch *s, double *pos, double *neg)
+{
+	double p = 0.0, q = 0.0;
+	for (int64_t i = 0; i < s->nb; i++) {
+		p += s->b[i].pos;
+		q += s->b[i].neg;
+	}
+	*pos = p;
+	*neg = q;
+}
+
 /* ---- answers ----------------------------------------------------------------- */
 
 int eng_sketch_auc(eng_auc_result *out, eng_auc_curve *curve, const eng_sketch *s, eng_curve kind,

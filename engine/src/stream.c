@@ -22,17 +22,21 @@
  * batch's bytes to reach the identical state (same merges, same order).
  *
  * Invariants: merge allocates everything it needs before it changes dst,
- * so every error leaves dst as it was. Serialized bytes carry a magic, a
+ * so every error leaves dst as it was. Every weighted sum a stream keeps is
+ * finite (a batch or merge that would overflow one is ENG_ENONFINITE), so
+ * whatever a stream holds serializes into bytes the reader accepts. Serialized bytes carry a magic, a
  * version, the payload length and a 64-bit checksum of the payload;
  * the reader validates every field (enums, sizes against the bytes left,
- * labels, weights) so corrupt input is ENG_ESTATE, never a crash or an
- * allocation larger than the input justifies.
+ * labels, weights) and the sections against each other (check_state), so
+ * corrupt or forged input is ENG_ESTATE, never a crash, an allocation
+ * larger than the input justifies, or a stream whose readings are NaN.
  *
  * Not here: locking, JSON, I/O, computing losses (the caller does and hands
  * the batch's sums in).
  */
 #include "lossd/stream.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -300,6 +304,67 @@ int eng_stream_reset(eng_stream *s)
 	return 0;
 }
 
+/* ---- sums that must stay finite --------------------------------------------------- */
+/*
+ * Every weighted sum a stream keeps (per column the positives' and the
+ * negatives' weight, the accumulators' totals, the loss sums) stays finite:
+ * an inf there would make the state unreadable (the reader refuses it) and
+ * every reading NaN. A batch whose own sums overflow, or a merge whose
+ * result would, is refused before anything changes (ENG_ENONFINITE).
+ */
+
+static bool fin(double a, double b)
+{
+	return isfinite(a) && isfinite(b) && isfinite(a + b);
+}
+
+/* Totals of accumulator k of s (binned cells or sketch buckets); 0 for exact. */
+static void acc_weights(const eng_stream *s, int64_t k, double *pos, double *neg)
+{
+	*pos = *neg = 0.0;
+	if (s->bins)
+		eng_binned_weights(s->bins[k], pos, neg);
+	else if (s->sk)
+		eng_sketch_weights(s->sk[k], pos, neg);
+}
+
+/* True when every sum of a (plus b's, when b is not NULL) is finite; else
+ * *what names the first that is not. */
+static bool sums_finite(const eng_stream *a, const eng_stream *b, const char **what)
+{
+	for (int64_t k = 0; k < a->cfg.columns; k++) {
+		double ap, an, bp = 0.0, bn = 0.0;
+		if (!fin(a->cc[k].pw, b ? b->cc[k].pw : 0.0) ||
+		    !fin(a->cc[k].nw, b ? b->cc[k].nw : 0.0)) {
+			*what = "weight sums";
+			return false;
+		}
+		acc_weights(a, k, &ap, &an);
+		if (b)
+			acc_weights(b, k, &bp, &bn);
+		if (!fin(ap, bp) || !fin(an, bn)) {
+			*what = "weight sums";
+			return false;
+		}
+	}
+	const eng_loss_result *la = a->loss, *lb = b ? b->loss : NULL;
+	const eng_loss_result *l = la ? la : lb;
+	if (!l)
+		return true;
+	*what = "loss sums";
+	if (!fin(la ? la->wloss_sum : 0.0, lb ? lb->wloss_sum : 0.0) ||
+	    !fin(la ? la->weight_sum : 0.0, lb ? lb->weight_sum : 0.0))
+		return false;
+	for (int64_t k = 0; k < l->nclasses; k++) {
+		const eng_loss_class *x = la ? &la->per_class[k] : NULL;
+		const eng_loss_class *y = lb ? &lb->per_class[k] : NULL;
+		if (!fin(x ? x->weight_sum : 0.0, y ? y->weight_sum : 0.0) ||
+		    !fin(x ? x->loss_sum : 0.0, y ? y->loss_sum : 0.0))
+			return false;
+	}
+	return true;
+}
+
 /* ---- one batch ------------------------------------------------------------------------ */
 
 int eng_stream_batch(eng_stream **out, const eng_stream_config *cfg, const eng_tensor *y_true,
@@ -415,6 +480,14 @@ int eng_stream_batch(eng_stream **out, const eng_stream_config *cfg, const eng_t
 	}
 	if (loss && !(s->loss = loss_copy(loss)))
 		goto nomem;
+	const char *what = NULL;
+	if (!sums_finite(s, NULL, &what)) {
+		rc = eng_error_set(err, ENG_ENONFINITE,
+		                   strcmp(what, "weight sums") == 0 && weight ? "sample_weight"
+		                                                              : NULL,
+		                   -1, "the batch's %s overflow to infinity", what);
+		goto out;
+	}
 	s->updates = 1;
 	s->rows = N;
 	*out = s;
@@ -485,6 +558,12 @@ int eng_stream_merge(eng_stream *dst, const eng_stream *src, eng_error *err)
 	if (counts_overflow(dst, src))
 		return eng_error_set(err, ENG_ELIMIT, "state", -1,
 		                     "the stream's counts would pass 2^62");
+	const char *what = NULL;
+	if (!sums_finite(dst, src, &what))
+		return eng_error_set(err, ENG_ENONFINITE, NULL, -1,
+		                     "the stream's %s would overflow to infinity; "
+		                     "nothing was changed",
+		                     what);
 	if (src->loss && !dst->loss &&
 	    !(nloss = eng_loss_result_new(src->loss->kind, src->loss->nclasses, 0)))
 		goto nomem;
@@ -927,6 +1006,105 @@ static bool good_weight(double x)
 	return isfinite(x) && x >= 0.0;
 }
 
+/* Two sums of the same n non-negative terms, added in different orders
+ * (per batch then merged, or row by row): each is within (n - 1) u of the
+ * exact sum, so they differ by at most 2 n u relative; 8 n eps is loose
+ * enough never to refuse an honest state and far too tight for a forged one. */
+static bool same_sum(double a, double b, int64_t n)
+{
+	double m = fabs(a) > fabs(b) ? fabs(a) : fabs(b);
+	double tol = (1e-9 + 8.0 * ((double)n + 2.0) * DBL_EPSILON) * m;
+	return fabs(a - b) <= tol;
+}
+
+/* Losses that are >= 0 for every valid input (all but KL, and focal with a
+ * negative alpha, which Keras allows); their sums may dip below 0 only by
+ * rounding of terms that are 0. */
+static bool loss_nonnegative(eng_loss_kind k)
+{
+	return k != ENG_LOSS_KL && k != ENG_LOSS_CATEGORICAL_FOCAL && k != ENG_LOSS_BINARY_FOCAL;
+}
+
+static bool loss_categorical(eng_loss_kind k)
+{
+	return k == ENG_LOSS_SPARSE_CE || k == ENG_LOSS_CATEGORICAL_CE ||
+	       k == ENG_LOSS_CATEGORICAL_FOCAL || k == ENG_LOSS_KL;
+}
+
+/*
+ * The checks that tie a parsed state's sections together, beyond each
+ * field's own range: every sum finite, weights >= 0, a class with no rows
+ * has no weight, the accumulators (or the exact rows) hold the very counts
+ * and weights of the per-column table, loss counts nest. NULL when the
+ * state is consistent, else what is not.
+ */
+static const char *check_state(const eng_stream *s)
+{
+	const eng_stream_config *c = &s->cfg;
+	int64_t C = c->columns;
+	const char *what = NULL;
+
+	if (!sums_finite(s, NULL, &what))
+		return "a sum is not finite";
+	if (s->rows > 0 && s->updates == 0)
+		return "rows without updates";
+	for (int64_t k = 0; k < C; k++) {
+		const colcount *x = &s->cc[k];
+		if ((x->pos == 0 && x->pw != 0.0) || (x->neg == 0 && x->nw != 0.0))
+			return "weight without rows";
+		double ap, an;
+		if (c->method == ENG_STREAM_EXACT) {
+			int64_t p = 0, q = 0;
+			ap = an = 0.0;
+			for (int64_t i = 0; i < s->n; i++) {
+				bool y = c->kind == ENG_LABELS_MULTI      ? s->label[i * C + k] == 1
+				         : c->kind == ENG_LABELS_CLASS_ID ? s->label[i] == k
+				                                          : s->label[i] == 1;
+				double w = s->weight ? s->weight[i] : 1.0;
+				if (y) {
+					p++;
+					ap += w;
+				} else {
+					q++;
+					an += w;
+				}
+			}
+			if (p != x->pos || q != x->neg)
+				return "rows disagree with the counts";
+		} else {
+			acc_weights(s, k, &ap, &an);
+		}
+		if (!same_sum(ap, x->pw, x->pos) || !same_sum(an, x->nw, x->neg))
+			return "weights disagree with the counts";
+	}
+	const eng_loss_result *l = s->loss;
+	if (!l)
+		return NULL;
+	double slack = -1e-6 * l->weight_sum;
+	if (l->weight_sum < 0.0 || (loss_nonnegative(l->kind) && l->wloss_sum < slack))
+		return "negative loss sums";
+	if (l->correct > l->count || (l->count == 0 && l->weight_sum != 0.0))
+		return "loss counts disagree";
+	int64_t sup = 0, pred = 0, cor = 0;
+	for (int64_t k = 0; k < l->nclasses; k++) {
+		const eng_loss_class *pc = &l->per_class[k];
+		if (pc->weight_sum < 0.0 ||
+		    (loss_nonnegative(l->kind) && pc->loss_sum < -1e-6 * pc->weight_sum))
+			return "negative per-class sums";
+		if (pc->correct > pc->support || pc->correct > pc->predicted ||
+		    pc->support > l->count || pc->predicted > l->count)
+			return "per-class counts disagree";
+		sup += pc->support;
+		pred += pc->predicted;
+		cor += pc->correct;
+	}
+	/* Categorical: every counted position has one true and one predicted class. */
+	if (l->nclasses > 0 && loss_categorical(l->kind) &&
+	    (sup != l->count || pred != l->count || (l->has_accuracy && cor != l->correct)))
+		return "per-class counts disagree with the totals";
+	return NULL;
+}
+
 int eng_stream_deserialize(eng_stream **out, const void *data, size_t len, size_t max_bytes,
                            eng_error *err)
 {
@@ -1136,6 +1314,8 @@ int eng_stream_deserialize(eng_stream **out, const void *data, size_t len, size_
 		why = r.fail ? "truncated" : "trailing bytes";
 		goto bad;
 	}
+	if ((why = check_state(s)) != NULL)
+		goto bad;
 	*out = s;
 	return 0;
 bad:

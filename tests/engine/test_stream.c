@@ -522,3 +522,205 @@ Test(stream, crafted_states_are_safe)
 		eng_stream_free(s);
 	}
 }
+
+/* ---- sums stay finite; hostile but well-formed states are refused ------------------ */
+
+static eng_stream *batch_of(const eng_stream_config *cfg, const double *y, const double *sc,
+                            const double *w, int64_t n, const eng_loss_result *lr, int *rc,
+                            eng_error *err)
+{
+	eng_tensor yt = t1(y, n), ys = t1(sc, n), wt = t1(w, n);
+	eng_stream *b = NULL;
+	*rc = eng_stream_batch(&b, cfg, &yt, &ys, w ? &wt : NULL, lr, err);
+	return b;
+}
+
+/* Issue "one accepted update stops every later start": weights whose sums
+ * overflow are refused in a batch, and in a merge of two batches that are
+ * each fine, for every method, and the stream is left as it was. */
+Test(stream, sums_stay_finite)
+{
+	eng_stream_method ms[] = {ENG_STREAM_EXACT, ENG_STREAM_BINNED, ENG_STREAM_SKETCH};
+	double y3[] = {1, 1, 0}, s3[] = {0.2, 0.7, 0.5}, w3[] = {1e308, 1e308, 1};
+	double y2[] = {1, 0}, s2[] = {0.2, 0.5}, w2[] = {1.7e308, 1};
+	for (int i = 0; i < 3; i++) {
+		eng_stream *s = new_stream(ms[i], ENG_LABELS_BINARY, ENG_CURVE_ROC);
+		const eng_stream_config *cfg = eng_stream_config_of(s);
+		eng_error err;
+		int rc;
+		eng_stream *b = batch_of(cfg, y3, s3, w3, 3, NULL, &rc, &err);
+		cr_assert_eq(rc, ENG_ENONFINITE, "method %d: rc %d", ms[i], rc);
+		cr_assert_null(b);
+		cr_assert_str_eq(err.field, "sample_weight");
+
+		b = batch_of(cfg, y2, s2, w2, 2, NULL, &rc, &err);
+		cr_assert_eq(rc, 0, "%s", err.msg);
+		cr_assert_eq(eng_stream_merge(s, b, &err), 0, "%s", err.msg);
+		size_t l0, l1;
+		void *b0 = ser(s, &l0);
+		cr_assert_eq(eng_stream_merge(s, b, &err), ENG_ENONFINITE, "method %d", ms[i]);
+		void *b1 = ser(s, &l1);
+		cr_assert(l0 == l1 && memcmp(b0, b1, l0) == 0, "a refused merge left a trace");
+		/* What the stream holds still reads back. */
+		eng_stream *back = NULL;
+		cr_assert_eq(eng_stream_deserialize(&back, b1, l1, 1 << 20, &err), 0, "%s",
+		             err.msg);
+		eng_stream_free(back);
+		free(b0);
+		free(b1);
+		eng_stream_free(b);
+		eng_stream_free(s);
+	}
+}
+
+/* Loss sums overflow the same way (a huge squared error twice). */
+Test(stream, loss_sums_stay_finite)
+{
+	eng_stream_config cfg = ENG_STREAM_CONFIG_INIT;
+	cfg.has_loss = true;
+	cfg.loss_kind = ENG_LOSS_MSE;
+	double y[] = {1, 0}, sc[] = {0.9, 0.1};
+	eng_loss_result *lr = eng_loss_result_new(ENG_LOSS_MSE, 0, 0);
+	cr_assert_not_null(lr);
+	lr->wloss_sum = 1.5e308;
+	lr->weight_sum = 2;
+	lr->count = 2;
+	eng_error err;
+	int rc;
+	eng_stream *s = NULL;
+	cr_assert_eq(eng_stream_new(&s, &cfg, &err), 0);
+	eng_stream *b = batch_of(&cfg, y, sc, NULL, 2, lr, &rc, &err);
+	cr_assert_eq(rc, 0, "%s", err.msg);
+	cr_assert_eq(eng_stream_merge(s, b, &err), 0);
+	cr_assert_eq(eng_stream_merge(s, b, &err), ENG_ENONFINITE);
+	cr_assert(strstr(err.msg, "loss sums") != NULL, "%s", err.msg);
+	lr->wloss_sum = INFINITY;
+	eng_stream *b2 = batch_of(&cfg, y, sc, NULL, 2, lr, &rc, &err);
+	cr_assert_eq(rc, ENG_ENONFINITE);
+	cr_assert_null(b2);
+	eng_loss_result_free(lr);
+	eng_stream_free(b);
+	eng_stream_free(s);
+}
+
+static void put_f64_at(uint8_t *p, double v)
+{
+	uint64_t u;
+	memcpy(&u, &v, 8);
+	for (int k = 0; k < 8; k++)
+		p[k] = (uint8_t)(u >> (8 * k));
+}
+
+static void put_u64_at(uint8_t *p, uint64_t u)
+{
+	for (int k = 0; k < 8; k++)
+		p[k] = (uint8_t)(u >> (8 * k));
+}
+
+static size_t find_magic(const uint8_t *b, size_t len, const char *magic)
+{
+	for (size_t i = 24; i + 4 <= len; i++)
+		if (memcmp(b + i, magic, 4) == 0)
+			return i;
+	cr_assert_fail("no %s in the state", magic);
+	return 0;
+}
+
+/* Patches 8 bytes at off to v (a double, or a u64 when is_u64), fixes the
+ * checksum and asserts the state is refused; then puts the bytes back. */
+static void assert_refused(uint8_t *b, size_t len, size_t off, double v, bool is_u64, uint64_t u,
+                           const char *what)
+{
+	uint8_t old[8];
+	memcpy(old, b + off, 8);
+	if (is_u64)
+		put_u64_at(b + off, u);
+	else
+		put_f64_at(b + off, v);
+	fix_checksum(b, len);
+	eng_stream *o = NULL;
+	eng_error err;
+	int rc = eng_stream_deserialize(&o, b, len, 1 << 20, &err);
+	cr_assert_eq(rc, ENG_ESTATE, "%s = %g accepted", what, is_u64 ? (double)u : v);
+	cr_assert_null(o);
+	memcpy(b + off, old, 8);
+	fix_checksum(b, len);
+	cr_assert_eq(eng_stream_deserialize(&o, b, len, 1 << 20, &err), 0, "%s", err.msg);
+	eng_stream_free(o);
+}
+
+/* Payload offsets (absolute, header of 24 bytes): 8 u32 config words, then
+ * columns, num_thresholds, sketch_bytes, fingerprint, updates, rows; then
+ * per column pos, neg, pw, nw. */
+#define OFF_UPDATES (24 + 32 + 32)
+#define OFF_ROWS    (OFF_UPDATES + 8)
+#define OFF_CC      (OFF_ROWS + 8)
+
+Test(stream, hostile_values_refused)
+{
+	make_data();
+	eng_stream_method ms[] = {ENG_STREAM_EXACT, ENG_STREAM_BINNED, ENG_STREAM_SKETCH};
+	double bad[] = {NAN, INFINITY, -INFINITY, -1.0, -1e300, 1e300};
+	for (int i = 0; i < 3; i++) {
+		eng_stream_config cfg = ENG_STREAM_CONFIG_INIT;
+		cfg.method = ms[i];
+		cfg.has_loss = true;
+		cfg.loss_kind = ENG_LOSS_BINARY_CE;
+		eng_stream *s = NULL;
+		eng_error err;
+		cr_assert_eq(eng_stream_new(&s, &cfg, &err), 0);
+		eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+		o.kind = ENG_LOSS_BINARY_CE;
+		o.per_class = true;
+		eng_tensor ys = t1(score1, 40), yt = t1(label1, 40), w = t1(weight, 40);
+		o.sample_weight = &w;
+		eng_loss_result *lr = NULL;
+		cr_assert_eq(eng_loss_compute(&lr, &yt, &ys, &o, NULL, &err), 0, "%s", err.msg);
+		cr_assert_eq(lr->nclasses, 1);
+		eng_stream *bt = NULL;
+		cr_assert_eq(eng_stream_batch(&bt, &cfg, &yt, &ys, &w, lr, &err), 0, "%s", err.msg);
+		cr_assert_eq(eng_stream_merge(s, bt, &err), 0);
+		size_t len;
+		uint8_t *b = ser(s, &len);
+		/* Tail: ..., f64 wloss_sum, f64 weight_sum, u64 count, ignored,
+		 * correct, nclasses, then one class: u64 support, predicted,
+		 * correct, f64 weight_sum, loss_sum. */
+		size_t cls = len - 40, wl = cls - 48, ws = cls - 40, cnt = cls - 32;
+		for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+			if (bad[k] != 1e300) {
+				assert_refused(b, len, wl, bad[k], false, 0, "wloss_sum");
+				assert_refused(b, len, cls + 32, bad[k], false, 0,
+				               "class loss_sum");
+				assert_refused(b, len, cls + 24, bad[k], false, 0,
+				               "class weight_sum");
+				assert_refused(b, len, ws, bad[k], false, 0, "weight_sum");
+			}
+			/* The per-column weights must be those of the rows. */
+			assert_refused(b, len, OFF_CC + 16, bad[k], false, 0, "pw");
+			assert_refused(b, len, OFF_CC + 24, bad[k], false, 0, "nw");
+		}
+		assert_refused(b, len, OFF_UPDATES, 0, true, 0, "updates");
+		assert_refused(b, len, cls + 16, 0, true, 41, "class correct");
+		assert_refused(b, len, cnt + 16, 0, true, 41, "correct");
+		assert_refused(b, len, cnt, 0, true, 0, "count");
+		/* Inside the accumulators: a weight that disagrees with the counts. */
+		if (ms[i] == ENG_STREAM_EXACT) {
+			/* score[n], label[n], weight[n]: the first weight */
+			size_t wt0 = OFF_CC + 32 + 16 + 40 * 8 + 40 * 4;
+			assert_refused(b, len, wt0, 1e300, false, 0, "exact weight");
+			assert_refused(b, len, wt0, INFINITY, false, 0, "exact weight");
+		} else if (ms[i] == ENG_STREAM_BINNED) {
+			size_t cell = find_magic(b, len, "LDBN") + 32;
+			assert_refused(b, len, cell + 16 * 150, 1e300, false, 0, "binned cell");
+			assert_refused(b, len, cell + 16 * 150 + 8, 1e300, false, 0, "binned cell");
+		} else {
+			size_t bucket = find_magic(b, len, "LDSK") + 40;
+			assert_refused(b, len, bucket + 16, 1e300, false, 0, "sketch bucket");
+			assert_refused(b, len, bucket + 24, 1e300, false, 0, "sketch bucket");
+		}
+		free(b);
+		eng_loss_result_free(lr);
+		eng_stream_free(bt);
+		eng_stream_free(s);
+	}
+}

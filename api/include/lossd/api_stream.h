@@ -135,7 +135,8 @@ int api_stream_decode_merge(eng_stream **delta, const api_stream_spec *s, const 
                             const char *body, size_t len, api_problem *p);
 
 /* Fills *p for a failed eng_stream_merge (err->code): 409 state_mismatch,
- * 507 stream_memory_exceeded, 500 out_of_memory. Returns -1. */
+ * 422 non_finite (a sum would overflow), 507 stream_memory_exceeded, 503
+ * out_of_memory. Returns -1. */
 int api_stream_merge_problem(api_problem *p, const eng_error *err);
 
 #endif

@@ -54,6 +54,10 @@ int eng_binned_add_values(eng_binned *b, const double *score, const uint8_t *lab
  * count would pass 2^53 (dst unchanged in both cases). */
 int eng_binned_merge(eng_binned *dst, const eng_binned *src);
 
+/* Total weight of the positives and of the negatives over every cell (what
+ * a stream checks stays finite: Keras' suffix sums never exceed them). */
+void eng_binned_weights(const eng_binned *b, double *pos, double *neg);
+
 /*
  * Keras' result(): the ROC or PR area with the given summation method (PR
  * with interpolation is Davis & Goadrich's interpolation, as Keras).

@@ -56,6 +56,10 @@ int eng_sketch_add_values(eng_sketch *s, const double *score, const uint8_t *lab
  */
 int eng_sketch_merge(eng_sketch *dst, const eng_sketch *src);
 
+/* Total weight of the positives and of the negatives over every bucket
+ * (what a stream checks stays finite). */
+void eng_sketch_weights(const eng_sketch *s, double *pos, double *neg);
+
 /*
  * AUC of everything added. ROC: the Mann-Whitney area with every bucket's
  * inner pairs counted one half; error_bound = sum over folded buckets of

@@ -94,8 +94,10 @@ int eng_stream_clone(eng_stream **out, const eng_stream *s);
  * the batch's loss result, of cfg->loss_kind and with `columns` per-class
  * rows (or none); without, loss must be NULL. Validation is /v1/auc's:
  * ENG_ESHAPE (shapes, columns != cfg->columns), ENG_ELABEL, ENG_EWEIGHT,
- * ENG_ENONFINITE (a NaN score), ENG_EINVAL, ENG_ELIMIT (the batch alone
- * exceeds max_bytes), ENG_ENOMEM; *err says where. *out is new on success.
+ * ENG_ENONFINITE (a NaN score, or weight or loss sums that overflow to
+ * infinity: every sum a stream keeps stays finite), ENG_EINVAL, ENG_ELIMIT
+ * (the batch alone exceeds max_bytes), ENG_ENOMEM; *err says where. *out is
+ * new on success.
  */
 int eng_stream_batch(eng_stream **out, const eng_stream_config *cfg, const eng_tensor *y_true,
                      const eng_tensor *y_score, const eng_tensor *weight,
@@ -104,7 +106,8 @@ int eng_stream_batch(eng_stream **out, const eng_stream_config *cfg, const eng_t
 /*
  * Adds src's data into dst. All or nothing: on any error dst is unchanged.
  * Returns 0, ENG_ESTATE (configs differ), ENG_ELIMIT (dst would exceed its
- * max_bytes) or ENG_ENOMEM.
+ * max_bytes), ENG_ENONFINITE (a weight or loss sum of dst would overflow to
+ * infinity) or ENG_ENOMEM.
  */
 int eng_stream_merge(eng_stream *dst, const eng_stream *src, eng_error *err);
 
@@ -150,9 +153,13 @@ int eng_stream_serialize(void **out, size_t *len, const eng_stream *s);
 
 /*
  * Parses bytes made by eng_stream_serialize (any stream, any version this
- * build reads). Every field is validated; corrupt, truncated or
- * unsupported input is ENG_ESTATE, never a crash, and nothing larger than
- * the input justifies is allocated. max_bytes (not part of the bytes) is
+ * build reads). Every field is validated, and the sections against each
+ * other: every sum finite, weights >= 0, the per-column counts and weights
+ * those of the accumulators (or of the exact rows), loss counts nested
+ * (correct <= count, per class correct <= support and predicted), loss sums
+ * >= 0 for losses that cannot be negative. Corrupt, truncated, unsupported
+ * or inconsistent input is ENG_ESTATE, never a crash, and nothing larger
+ * than the input justifies is allocated. max_bytes (not part of the bytes) is
  * set on the result and bounds later merges into it, not this parse.
  * Returns 0, ENG_ESTATE or ENG_ENOMEM; *out is new on success.
  */

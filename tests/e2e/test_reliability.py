@@ -1,0 +1,200 @@
+"""Reliability of the stream store (API.md section 4): no request strands
+stored data, and damage on disk is detected, never served.
+
+- an update or merge whose sums would stop being finite is 422 non_finite
+  and changes nothing, for every method, across a checkpoint and a restart;
+- a forged state (valid checksum, hostile numbers) is 422 bad_state;
+- a stream whose stored state cannot be read is quarantined (503
+  stream_damaged, a log line, lossd_streams_damaged) while the others are
+  served;
+- a batch_id reused with another body is 409 idempotency_conflict, also
+  after a restart; a state_id is merged once;
+- a damaged database (0 bytes, truncated, bit flips, lost WAL) is refused
+  or quarantined, never served silently; a second lossd cannot open the
+  same database even with lossd.lock deleted.
+"""
+
+import base64
+import json
+import os
+import shutil
+import sqlite3
+import struct
+import sys
+import tempfile
+import unittest
+
+from lossd_harness import Server
+
+OVERFLOW = {"y_true": [1, 1, 0], "y_score": [0.2, 0.7, 0.5],
+            "sample_weight": [1e308, 1e308, 1]}
+METHODS = ("sketch", "binned", "exact")
+MASK = (1 << 64) - 1
+
+
+def state_checksum(p):
+    """engine/src/stream.c's checksum of a state's payload (format comment)."""
+    h = 1469598103934665603
+    i = 0
+    n = len(p)
+    while i + 8 <= n:
+        h ^= int.from_bytes(p[i:i + 8], "little")
+        h = (h * 1099511628211) & MASK
+        h ^= h >> 29
+        i += 8
+    while i < n:
+        h ^= p[i]
+        h = (h * 1099511628211) & MASK
+        i += 1
+    return h
+
+
+def with_checksum(b):
+    b = bytearray(b)
+    b[16:24] = struct.pack("<Q", state_checksum(bytes(b[24:])))
+    return bytes(b)
+
+
+class Base(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="lossd-rel-")
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def create(self, srv, cfg, **kw):
+        r = srv.post_json("/v1/streams", cfg, **kw)
+        self.assertEqual(r.status, 201, r.body)
+        return r.json()["id"]
+
+    def update(self, srv, sid, body, **kw):
+        return srv.post_json("/v1/streams/%s/update" % sid, body, **kw)
+
+
+class NonFiniteTest(Base):
+    def test_overflowing_update_is_422_and_restart_works(self):
+        with Server(data_dir=self.dir) as srv:
+            ids = {}
+            for m in METHODS:
+                sid = ids[m] = self.create(srv, {"method": m})
+                r = self.update(srv, sid, OVERFLOW)
+                self.assertEqual(r.status, 422, r.body)
+                p = r.problem()
+                self.assertEqual(p["code"], "non_finite")
+                self.assertEqual(srv.get("/v1/streams/" + sid).json()["count"], 0)
+                # Two updates, each fine alone, whose sum overflows.
+                one = {"y_true": [1, 0], "y_score": [0.2, 0.5], "sample_weight": [1.7e308, 1]}
+                self.assertEqual(self.update(srv, sid, one).status, 200)
+                r = self.update(srv, sid, one)
+                self.assertEqual(r.status, 422, r.body)
+                self.assertEqual(r.problem()["code"], "non_finite")
+                self.assertEqual(srv.get("/v1/streams/" + sid).json()["count"], 2)
+        with Server(data_dir=self.dir) as srv:
+            for m, sid in ids.items():
+                got = srv.get("/v1/streams/" + sid)
+                self.assertEqual(got.status, 200, got.body)
+                self.assertEqual(got.json()["count"], 2)
+
+    def test_overflow_after_a_checkpoint(self):
+        """Separately valid updates once a checkpoint is written (a stream
+        checkpoints once its deltas outweigh twice its state)."""
+        scores = [round(i / 2000.0, 6) for i in range(2000)]
+        small = {"y_true": [i % 2 for i in range(2000)], "y_score": scores}
+        big = {"y_true": [1], "y_score": [0.9], "sample_weight": [1.7e308]}
+        with Server(data_dir=self.dir) as srv:
+            sid = self.create(srv, {"method": "sketch"})
+            self.assertEqual(self.update(srv, sid, big).status, 200)
+            for i in range(12):  # 12 x 64 KiB of deltas over a 64 KiB state
+                self.assertEqual(self.update(srv, sid, small).status, 200)
+            r = self.update(srv, sid, big)
+            self.assertEqual(r.status, 422, r.body)
+            self.assertEqual(r.problem()["code"], "non_finite")
+            before = srv.get("/v1/streams/" + sid).json()
+        con = sqlite3.connect(os.path.join(self.dir, "lossd.db"))
+        seq = con.execute("SELECT seq FROM streams WHERE id = ?", (sid,)).fetchone()[0]
+        con.close()
+        self.assertGreater(seq, 0, "no checkpoint was written")
+        with Server(data_dir=self.dir) as srv:
+            self.assertEqual(srv.get("/v1/streams/" + sid).json(), before)
+
+    def test_overflowing_merge_is_422(self):
+        with Server(data_dir=self.dir) as srv:
+            for m in METHODS:
+                a = self.create(srv, {"method": m})
+                b = self.create(srv, {"method": m})
+                one = {"y_true": [1, 0], "y_score": [0.2, 0.5], "sample_weight": [1.7e308, 1]}
+                self.assertEqual(self.update(srv, a, one).status, 200)
+                self.assertEqual(self.update(srv, b, one).status, 200)
+                st = srv.get("/v1/streams/%s/state" % b).json()
+                r = srv.post_json("/v1/streams/%s/merge" % a, st)
+                self.assertEqual(r.status, 422, r.body)
+                self.assertEqual(r.problem()["code"], "non_finite")
+                self.assertEqual(srv.get("/v1/streams/" + a).json()["count"], 2)
+        with Server(data_dir=self.dir) as srv:
+            self.assertEqual(srv.get("/v1/streams/" + a).json()["count"], 2)
+
+
+class BadStateTest(Base):
+    def forged(self, srv, method, patch):
+        """An exported state of a loss stream with patch(bytes) applied and
+        the checksum made right again."""
+        sid = self.create(srv, {"method": method, "loss": "binary_crossentropy"})
+        body = {"y_true": [1, 0, 1, 0], "y_score": [0.9, 0.2, 0.6, 0.4],
+                "sample_weight": [1, 2, 3, 4]}
+        self.assertEqual(self.update(srv, sid, body).status, 200)
+        st = srv.get("/v1/streams/%s/state" % sid).json()
+        b = bytearray(base64.b64decode(st["state"]))
+        patch(b)
+        st["state"] = base64.b64encode(with_checksum(b)).decode()
+        return sid, st
+
+    def test_hostile_numbers_are_bad_state(self):
+        # The loss section ends: f64 wloss_sum, f64 weight_sum, u64 count,
+        # ignored, correct, nclasses, then nclasses rows of 40 bytes.
+        def at(off_from_end, value):
+            def patch(b):
+                o = len(b) - off_from_end
+                b[o:o + 8] = struct.pack("<d", value)
+            return patch
+
+        cases = []
+        for m in METHODS:
+            with Server(data_dir=self.dir) as srv:
+                # The unpatched state merges: the control.
+                target = self.create(srv, {"method": m, "loss": "binary_crossentropy"})
+                _, st = self.forged(srv, m, lambda b: None)
+                r = srv.post_json("/v1/streams/%s/merge" % target, st)
+                self.assertEqual(r.status, 200, r.body)
+                raw = base64.b64decode(st["state"])
+                # nclasses is the u64 just before its class rows (40 bytes each).
+                ncls = [k for k in (0, 1)
+                        if struct.unpack("<Q", raw[-8 - 40 * k:len(raw) - 40 * k])[0] == k]
+                self.assertEqual(len(ncls), 1)
+                ncls = ncls[0]
+                wl = 48 + 40 * ncls
+                ws = 40 + 40 * ncls
+                for name, off, v in (("wloss_sum NaN", wl, float("nan")),
+                                     ("wloss_sum -1e300", wl, -1e300),
+                                     ("weight_sum inf", ws, float("inf")),
+                                     ("weight_sum -1", ws, -1.0)):
+                    target = self.create(srv, {"method": m, "loss": "binary_crossentropy"})
+                    _, st2 = self.forged(srv, m, at(off, v))
+                    r = srv.post_json("/v1/streams/%s/merge" % target, st2)
+                    cases.append((m, name, r.status, r.json().get("code")))
+                    self.assertEqual(srv.get("/v1/streams/" + target).json()["count"], 0)
+                # A per-column weight of +inf (first column's pw: offset 96
+                # of the payload, 120 of the state).
+                target = self.create(srv, {"method": m, "loss": "binary_crossentropy"})
+
+                def pw_inf(b):
+                    b[120:128] = struct.pack("<d", float("inf"))
+                _, st3 = self.forged(srv, m, pw_inf)
+                r = srv.post_json("/v1/streams/%s/merge" % target, st3)
+                cases.append((m, "pw inf", r.status, r.json().get("code")))
+            shutil.rmtree(self.dir, ignore_errors=True)
+        bad = [c for c in cases if (c[2], c[3]) != (422, "bad_state")]
+        self.assertEqual(bad, [], "forged states not refused as bad_state")
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -66,7 +66,9 @@ core() {
 	# as JSON (tests/e2e/contract.py; the pinned YAML parser is in tools/contract).
 	scripts/openapi-json.sh "$BUILD_DIR/openapi.json"
 	LOSSD_OPENAPI_JSON="$(cd "$BUILD_DIR" && pwd)/openapi.json"
-	export LOSSD_OPENAPI_JSON
+	# the Python client's wheel, built by e2e_test_client_install, kept here
+	LOSSD_WHEEL_DIR="$(cd "$BUILD_DIR" && pwd)/dist"
+	export LOSSD_OPENAPI_JSON LOSSD_WHEEL_DIR
 	# Sequential: several e2e tests load the machine on purpose.
 	# shellcheck disable=SC2086
 	(cd "$BUILD_DIR" && ctest --output-on-failure ${CTEST_ARGS:-})

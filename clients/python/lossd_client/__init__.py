@@ -16,7 +16,7 @@ when imported themselves.
 from ._tensor import HAVE_NUMPY, decode_tensor, encode_tensor
 from .client import Client, LossdConnectionError, LossdError, Stream
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["Client", "Stream", "LossdError", "LossdConnectionError",
            "encode_tensor", "decode_tensor", "HAVE_NUMPY", "__version__"]

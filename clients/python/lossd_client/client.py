@@ -143,7 +143,7 @@ class Client:
         self.backoff = float(backoff)
         self.max_delay = float(max_delay)
         self.float_dtype = "float64" if float64 else "float32"
-        self.user_agent = user_agent or "lossd-client-python/0.1"
+        self.user_agent = user_agent or "lossd-client-python/0.2"
         self._local = threading.local()
         self._sleep = time.sleep  # replaced by tests to observe the waits
         self._random = random.random
@@ -213,15 +213,18 @@ class Client:
         s.info = s.result()
         return s
 
-    def streams(self, page_size=None):
+    def streams(self, page_size=None, query=None):
         """Iterate over every stream (GET /v1/streams), page by page.
+
+        query: more list parameters, e.g. {"tag": ["team:a", "split:val"],
+        "name_prefix": "val", "principal": "team-a"} (a list repeats the key).
 
         Each page is {"streams": [...], "next": <last id> | null}; "next" is
         passed back as ?after= (a "next" that is a URL or an absolute path,
         or a Link: <...>; rel="next" header, is followed as given).
         Yields Stream objects whose .info is the listed entry.
         """
-        query = {}
+        query = dict(query or {})
         if page_size is not None:
             query["limit"] = int(page_size)
         target = self._target("/v1/streams", query)
@@ -285,7 +288,7 @@ class Client:
     def _target(self, path, query=None):
         t = self._prefix + path
         if query:
-            t += "?" + urllib.parse.urlencode(query)
+            t += "?" + urllib.parse.urlencode(query, doseq=True)
         return t
 
     def _link_target(self, link):

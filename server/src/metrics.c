@@ -13,7 +13,8 @@
  * http_queue_depth, http_request_bytes_total, http_response_bytes_total,
  * http_overloaded_total, draining, build_info{version,...}; and the stream
  * store's streams, store_commit_groups_total, store_commit_ops_total (their
- * ratio is the group-commit batching factor) and store_broken.
+ * ratio is the group-commit batching factor), store_broken and
+ * streams_damaged (quarantined at start-up).
  *
  * It keeps process-wide state (one daemon per process).
  */
@@ -267,9 +268,14 @@ char *srv_metrics_render(size_t *len)
 	        "lossd_store_commit_ops_total %llu\n"
 	        "# HELP lossd_store_broken 1 after a failed commit: writes refused until restart.\n"
 	        "# TYPE lossd_store_broken gauge\n"
-	        "lossd_store_broken %d\n",
+	        "lossd_store_broken %d\n"
+	        "# HELP lossd_streams_damaged Streams whose stored state could not be read at "
+	        "start-up (quarantined: 503 stream_damaged).\n"
+	        "# TYPE lossd_streams_damaged gauge\n"
+	        "lossd_streams_damaged %llu\n",
 	        (unsigned long long)st.streams, (unsigned long long)st.commit_groups,
-	        (unsigned long long)st.commit_ops, st.store_broken ? 1 : 0);
+	        (unsigned long long)st.commit_ops, st.store_broken ? 1 : 0,
+	        (unsigned long long)st.damaged);
 
 	if (b.failed) {
 		free(b.p);

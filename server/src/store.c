@@ -536,9 +536,7 @@ int srv__store_load(srv__store *st, const char *only_id, srv__store_stream_fn on
 	                               : "SELECT id, owner, config, state, seq FROM streams"
 	                                 " ORDER BY id",
 	                       -1, &ss, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(st->r,
-	                       "SELECT seq, data FROM deltas WHERE stream = ?1 AND seq > ?2"
-	                       " ORDER BY seq",
+	    sqlite3_prepare_v2(st->r, "SELECT seq, data FROM deltas WHERE stream = ?1 ORDER BY seq",
 	                       -1, &ds, NULL) != SQLITE_OK)
 		goto out;
 	if (only_id)
@@ -555,7 +553,6 @@ int srv__store_load(srv__store *st, const char *only_id, srv__store_stream_fn on
 		if (!h)
 			goto out;
 		sqlite3_bind_text(ds, 1, id, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_int64(ds, 2, seq);
 		int drc;
 		while ((drc = sqlite3_step(ds)) == SQLITE_ROW) {
 			if (on_delta(arg, h, sqlite3_column_int64(ds, 0),
@@ -575,6 +572,31 @@ out:
 	sqlite3_finalize(ss);
 	sqlite3_finalize(ds);
 	sqlite3_exec(st->r, "COMMIT", NULL, NULL, NULL);
+	pthread_mutex_unlock(&st->rmu);
+	return rc;
+}
+
+int srv__store_orphans(srv__store *st, srv__store_orphan_fn fn, void *arg)
+{
+	sqlite3_stmt *q = NULL;
+	int rc = -1, src;
+
+	if (st->be)
+		return st->be->orphans ? st->be->orphans(st->impl, fn, arg) : 0;
+	pthread_mutex_lock(&st->rmu);
+	if (sqlite3_prepare_v2(st->r,
+	                       "SELECT DISTINCT stream FROM deltas"
+	                       " WHERE stream NOT IN (SELECT id FROM streams) ORDER BY stream",
+	                       -1, &q, NULL) != SQLITE_OK)
+		goto out;
+	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
+		const char *id = (const char *)sqlite3_column_text(q, 0);
+		if (fn(arg, id ? id : ""))
+			goto out;
+	}
+	rc = src == SQLITE_DONE ? 0 : -1;
+out:
+	sqlite3_finalize(q);
 	pthread_mutex_unlock(&st->rmu);
 	return rc;
 }

@@ -85,7 +85,9 @@ void srv__store_close(srv__store *st);
 /*
  * Load callbacks: on_stream once per stream (state bytes borrowed for the
  * call) returning a handle, or NULL to stop with an error; then on_delta
- * for each of that stream's deltas in seq order, returning 0 or -1 (stop).
+ * for each of that stream's deltas in seq order (every delta stored, also
+ * any at or below the checkpoint's seq, which should not exist: the caller
+ * checks the sequence), returning 0 or -1 (stop).
  */
 typedef void *(*srv__store_stream_fn)(void *arg, const char *id, const char *owner,
                                       const char *config, const void *state, size_t len,
@@ -100,6 +102,14 @@ typedef int (*srv__store_delta_fn)(void *arg, void *handle, int64_t seq, const v
  */
 int srv__store_load(srv__store *st, const char *only_id, srv__store_stream_fn on_stream,
                     srv__store_delta_fn on_delta, void *arg);
+
+/*
+ * Calls fn(arg, id) once per stream id that has deltas but no stream row
+ * (damage: the row was lost), in id order; fn returns 0 or -1 (stop).
+ * Returns 0, or -1 on a database error or when fn stopped. Any thread.
+ */
+typedef int (*srv__store_orphan_fn)(void *arg, const char *id);
+int srv__store_orphans(srv__store *st, srv__store_orphan_fn fn, void *arg);
 
 /*
  * Looks up the reply recorded with (stream, key). Returns 1 and *reply
@@ -141,6 +151,7 @@ typedef struct srv__store_backend {
 	int (*wait)(void *b, srv__store_op *op);
 	void (*stats)(void *b, uint64_t *groups, uint64_t *ops);
 	bool (*broken)(void *b);
+	int (*orphans)(void *b, srv__store_orphan_fn fn, void *arg); /* NULL: none */
 } srv__store_backend;
 
 /* The PostgreSQL backend (store_pg.c), or NULL when built without libpq. */

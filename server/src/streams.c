@@ -32,6 +32,17 @@
  * Reads see the memory state: it may include updates whose commit is in
  * flight (not yet acknowledged), never half an update.
  *
+ * Quarantine. Loading is never all or nothing: a stream whose config,
+ * checkpoint or any delta does not read back, whose deltas do not follow
+ * each other seq by seq from its checkpoint (a gap, or a delta at or below
+ * it: rows lost or keys damaged), or whose deltas have no stream row, is
+ * kept in the table as `damaged` with no state: every route answers 503
+ * stream_damaged (problem+json) but its owner's DELETE, it is left out of
+ * the listing, an error log line names it with its principal and the
+ * reason, and /metrics counts it (lossd_streams_damaged). Every other
+ * stream is served. Nothing on disk is changed, so a repaired database
+ * (or a fixed reader) serves the stream again after a restart.
+ *
  * Invariants:
  * - A stream's state == its checkpoint merged with its deltas in seq order
  *   (store.c), because every op is submitted under the stream's mutex
@@ -62,6 +73,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +82,7 @@
 
 #include "lossd/api_stream.h"
 #include "lossd/stream.h"
+#include "log.h"
 #include "store.h"
 
 /* Checkpoint once the deltas since the last one weigh this much and twice
@@ -95,6 +108,11 @@ typedef struct stream {
 	size_t delta_bytes; /* delta bytes submitted since the last checkpoint */
 	pending_key *keys;  /* keys of in-flight ops */
 	bool deleted;
+	/* Set at load, never changed after: the stored state could not be
+	 * read (st, and spec maybe, NULL); every route answers 503
+	 * stream_damaged but the owner's DELETE. */
+	char *damaged;
+	bool owner_unknown; /* only deltas were found: whose they are is lost */
 	/* under the table's mu: */
 	int refs;
 } stream;
@@ -128,6 +146,7 @@ static void stream_free(stream *s)
 	eng_stream_free(s->st);
 	api_stream_spec_free(s->spec);
 	free(s->owner);
+	free(s->damaged);
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cv);
 	free(s);
@@ -188,19 +207,35 @@ static const char *who(const srv_request *req)
 	return req->principal ? req->principal : "";
 }
 
+static void stream_damaged(api_reply *out, const char *id)
+{
+	api_reply_error(out, 503, "stream_damaged",
+	                "the stored state of stream %s cannot be read; it is not served until "
+	                "an operator repairs or deletes it (see the server's log)",
+	                id);
+}
+
 /* The stream req->id owned by req's principal, with a reference; NULL (and
- * the 404) otherwise. */
+ * the 404, or 503 stream_damaged) otherwise. */
 static stream *acquire(api_reply *out, const srv_request *req)
 {
 	stream *s = NULL;
 	pthread_mutex_lock(&T.mu);
 	long i = T.open && req->id ? find(req->id) : -1;
-	if (i >= 0 && strcmp(T.v[i]->owner, who(req)) == 0) {
+	bool damaged = false;
+	if (i >= 0 && (T.v[i]->owner_unknown || strcmp(T.v[i]->owner, who(req)) == 0)) {
 		s = T.v[i];
-		s->refs++;
+		if (s->damaged) {
+			damaged = true;
+			s = NULL;
+		} else {
+			s->refs++;
+		}
 	}
 	pthread_mutex_unlock(&T.mu);
-	if (!s)
+	if (damaged)
+		stream_damaged(out, req->id);
+	else if (!s)
 		api_reply_error(out, 404, "unknown_stream", "no stream with id %s",
 		                req->id ? req->id : "(none)");
 	return s;
@@ -221,6 +256,39 @@ typedef struct load_ctx {
 	int failed;
 } load_ctx;
 
+/* Marks s (being loaded) damaged: its state is dropped, every route but
+ * the owner's DELETE answers 503 stream_damaged, and an error line says
+ * why. Loading goes on with the other streams. */
+static void quarantine(stream *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void quarantine(stream *s, const char *fmt, ...)
+{
+	char why[256], extra[768];
+	size_t pos = 0;
+	va_list ap;
+
+	if (s->damaged)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof why, fmt, ap);
+	va_end(ap);
+	s->damaged = strdup(why);
+	if (!s->damaged)
+		s->damaged = strdup("out of memory");
+	eng_stream_free(s->st);
+	s->st = NULL;
+	pos = (size_t)snprintf(extra, sizeof extra, "\"stream\":");
+	srv__json_str(extra, sizeof extra, &pos, s->id);
+	if (pos < sizeof extra - 16) {
+		pos += (size_t)snprintf(extra + pos, sizeof extra - pos, ",\"principal\":");
+		srv__json_str(extra, sizeof extra, &pos, s->owner_unknown ? "?" : s->owner);
+	}
+	if (pos < sizeof extra - 16) {
+		pos += (size_t)snprintf(extra + pos, sizeof extra - pos, ",\"reason\":");
+		srv__json_str(extra, sizeof extra, &pos, why);
+	}
+	srv_log(SRV_LOG_ERROR, extra, "stream damaged on disk: quarantined (503 stream_damaged)");
+}
+
 static void *on_stream(void *arg, const char *id, const char *owner, const char *config,
                        const void *state, size_t len, int64_t seq)
 {
@@ -231,17 +299,13 @@ static void *on_stream(void *arg, const char *id, const char *owner, const char 
 	stream *s = stream_alloc(id, owner);
 	if (!s)
 		goto fail;
-	if (api_stream_spec_load(&s->spec, config, &lim, &p)) {
-		fprintf(stderr, "lossd: stream %s: bad stored config: %s\n", id, p.detail);
-		goto fail;
-	}
+	s->seq = seq;
+	if (api_stream_spec_load(&s->spec, config, &lim, &p))
+		quarantine(s, "bad stored config: %s", p.detail);
 	/* Uncapped while replaying (the cap may have shrunk since): the disk
 	 * holds only what was accepted. srv_streams_open sets the cap after. */
-	if (eng_stream_deserialize(&s->st, state, len, SIZE_MAX, &err)) {
-		fprintf(stderr, "lossd: stream %s: bad stored state: %s\n", id, err.msg);
-		goto fail;
-	}
-	s->seq = seq;
+	else if (eng_stream_deserialize(&s->st, state, len, SIZE_MAX, &err))
+		quarantine(s, "bad stored state at seq %lld: %s", (long long)seq, err.msg);
 	pthread_mutex_lock(&T.mu);
 	long at = find(id);
 	int rc = at >= 0 ? -1 : insert_at((size_t)(-at - 1), s);
@@ -255,26 +319,64 @@ fail:
 	return NULL;
 }
 
+/* Deltas come in seq order, each right after the last: a gap, or a delta
+ * at or below the checkpoint (which deleted those), means rows were lost
+ * or keys damaged, and replaying around them would serve wrong data. */
 static int on_delta(void *arg, void *handle, int64_t seq, const void *data, size_t len)
 {
 	stream *s = handle;
 	eng_stream *d = NULL;
 	eng_error err;
 	(void)arg;
+	if (s->damaged)
+		return 0;
+	if (seq != s->seq + 1) {
+		quarantine(s, "delta %lld follows %lld: deltas are missing or misplaced",
+		           (long long)seq, (long long)s->seq);
+		return 0;
+	}
 	/* Replays ignore the cap: the disk holds only what was accepted. */
 	if (eng_stream_deserialize(&d, data, len, SIZE_MAX, &err)) {
-		fprintf(stderr, "lossd: stream %s: bad delta %lld: %s\n", s->id, (long long)seq,
-		        err.msg);
-		return -1;
+		quarantine(s, "bad delta %lld: %s", (long long)seq, err.msg);
+		return 0;
 	}
 	int rc = eng_stream_merge(s->st, d, &err);
 	eng_stream_free(d);
 	if (rc) {
-		fprintf(stderr, "lossd: stream %s: cannot replay delta %lld: %s\n", s->id,
-		        (long long)seq, err.msg);
-		return -1;
+		quarantine(s, "cannot replay delta %lld: %s", (long long)seq, err.msg);
+		return 0;
 	}
 	s->seq = seq;
+	return 0;
+}
+
+/* Deltas whose stream row is gone: the stream is damaged, whoever owned it. */
+static int on_orphan(void *arg, const char *id)
+{
+	load_ctx *lc = arg;
+	pthread_mutex_lock(&T.mu);
+	long at = find(id);
+	pthread_mutex_unlock(&T.mu);
+	if (at >= 0)
+		return 0;
+	stream *s = stream_alloc(id, "");
+	if (!s) {
+		lc->failed = 1;
+		return -1;
+	}
+	s->owner_unknown = true;
+	quarantine(s, "deltas without their stream row");
+	pthread_mutex_lock(&T.mu);
+	at = find(id);
+	int rc = at >= 0 ? -1 : insert_at((size_t)(-at - 1), s);
+	pthread_mutex_unlock(&T.mu);
+	if (rc) {
+		stream_free(s);
+		if (at < 0) {
+			lc->failed = 1;
+			return -1;
+		}
+	}
 	return 0;
 }
 
@@ -305,7 +407,8 @@ int srv_streams_open(const char *data_dir)
 		fprintf(stderr, "lossd: %s\n", err);
 		return -1;
 	}
-	if (srv__store_load(T.store, NULL, on_stream, on_delta, &lc) || lc.failed) {
+	if (srv__store_load(T.store, NULL, on_stream, on_delta, &lc) || lc.failed ||
+	    srv__store_orphans(T.store, on_orphan, &lc) || lc.failed) {
 		fprintf(stderr, "lossd: cannot load the streams of store %s\n",
 		        srv__store_url_is_pg(T.store_url) ? "postgresql" : data_dir);
 		srv_streams_close();
@@ -313,7 +416,8 @@ int srv_streams_open(const char *data_dir)
 	}
 	pthread_mutex_lock(&T.mu);
 	for (size_t i = 0; i < T.n; i++)
-		eng_stream_set_max_bytes(T.v[i]->st, T.lim.max_bytes);
+		if (T.v[i]->st)
+			eng_stream_set_max_bytes(T.v[i]->st, T.lim.max_bytes);
 	T.open = true;
 	pthread_mutex_unlock(&T.mu);
 	return 0;
@@ -325,6 +429,8 @@ void srv_streams_get_stats(srv_streams_stats *out)
 	pthread_mutex_lock(&T.mu);
 	if (T.open) {
 		out->streams = T.n;
+		for (size_t i = 0; i < T.n; i++)
+			out->damaged += T.v[i]->damaged != NULL;
 		srv__store_stats(T.store, &out->commit_groups, &out->commit_ops);
 		out->store_broken = srv__store_broken(T.store);
 	}
@@ -569,7 +675,7 @@ void srv_streams_list(api_reply *out, const srv_request *req)
 	bool more = false;
 	for (size_t k = from; k < T.n; k++) {
 		stream *s = T.v[k];
-		if (strcmp(s->owner, who(req)) != 0)
+		if (s->damaged || strcmp(s->owner, who(req)) != 0)
 			continue;
 		if (n == limit) {
 			more = true;
@@ -886,7 +992,14 @@ void srv_streams_delete(api_reply *out, const srv_request *req)
 	memset(&op, 0, sizeof op);
 	pthread_mutex_lock(&T.mu);
 	long i = T.open && req->id ? find(req->id) : -1;
-	if (i >= 0 && strcmp(T.v[i]->owner, who(req)) == 0 && !srv__store_broken(T.store)) {
+	/* Ownership first: another principal's stream is a 404 whatever state
+	 * the store is in. A damaged stream goes with its owner's DELETE; one
+	 * whose owner is lost (deltas without a stream row) stays for the
+	 * operator. */
+	bool mine = i >= 0 && !T.v[i]->owner_unknown && strcmp(T.v[i]->owner, who(req)) == 0;
+	bool lost = i >= 0 && T.v[i]->owner_unknown;
+	bool broken = mine && srv__store_broken(T.store);
+	if (mine && !broken) {
 		s = T.v[i];
 		memmove(T.v + i, T.v + i + 1, (T.n - (size_t)i - 1) * sizeof(*T.v));
 		T.n--;
@@ -899,11 +1012,12 @@ void srv_streams_delete(api_reply *out, const srv_request *req)
 		srv__store_submit(T.store, &op);
 		pthread_mutex_unlock(&s->mu);
 	}
-	bool broken = i >= 0 && !s;
 	pthread_mutex_unlock(&T.mu);
 	if (!s) {
-		if (broken && srv__store_broken(T.store))
+		if (broken)
 			store_unavailable(out);
+		else if (lost)
+			stream_damaged(out, req->id);
 		else
 			api_reply_error(out, 404, "unknown_stream", "no stream with id %s",
 			                req->id ? req->id : "(none)");

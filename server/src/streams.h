@@ -34,6 +34,7 @@ void srv_streams_set_limits(const srv_streams_limits *lim);
 /* Figures for /metrics. */
 typedef struct srv_streams_stats {
 	uint64_t streams;       /* streams loaded (all principals) */
+	uint64_t damaged;       /* of them quarantined: stored state unreadable */
 	uint64_t commit_groups; /* transactions committed since open */
 	uint64_t commit_ops;    /* ops (updates, merges, resets, ...) in them */
 	bool store_broken;      /* a commit failed: writes refused until restart */

@@ -196,5 +196,107 @@ class BadStateTest(Base):
         self.assertEqual(bad, [], "forged states not refused as bad_state")
 
 
+class QuarantineTest(Base):
+    """A stream whose stored rows cannot be read is quarantined, the rest
+    is served (1b)."""
+
+    def fill(self):
+        ids = []
+        with Server(data_dir=self.dir) as srv:
+            for m in METHODS:
+                sid = self.create(srv, {"method": m})
+                for i in range(3):
+                    body = {"y_true": [1, 0, 1], "y_score": [0.9, 0.1, 0.4 + i / 10]}
+                    self.assertEqual(self.update(srv, sid, body).status, 200)
+                ids.append(sid)
+            readings = {sid: srv.get("/v1/streams/" + sid).json() for sid in ids}
+        return ids, readings
+
+    def sql(self, *stmts):
+        con = sqlite3.connect(os.path.join(self.dir, "lossd.db"))
+        for st in stmts:
+            con.execute(*st) if isinstance(st, tuple) else con.execute(st)
+        con.commit()
+        con.close()
+
+    def check_served(self, srv, readings, damaged):
+        for sid, before in readings.items():
+            r = srv.get("/v1/streams/" + sid)
+            if sid in damaged:
+                self.assertEqual(r.status, 503, r.body)
+                self.assertEqual(r.problem()["code"], "stream_damaged")
+                r = self.update(srv, sid, {"y_true": [1], "y_score": [0.5]})
+                self.assertEqual(r.status, 503)
+                self.assertEqual(r.problem()["code"], "stream_damaged")
+            else:
+                self.assertEqual(r.status, 200, r.body)
+                self.assertEqual(r.json(), before)
+        self.assertEqual(srv.metric("lossd_streams_damaged"), len(damaged))
+        for sid in damaged:
+            line = srv.wait_log(lambda l: l.get("stream") == sid and "damaged" in l.get("msg", ""))
+            self.assertEqual(line["level"], "error")
+            self.assertIn("reason", line)
+
+    def test_bad_delta_blob(self):
+        ids, readings = self.fill()
+        # A flipped byte in one delta: the state's checksum fails.
+        self.sql(("UPDATE deltas SET data = substr(data, 1, 40) || x'ff' || substr(data, 42)"
+                  " WHERE stream = ? AND seq = 2", (ids[0],)))
+        with Server(data_dir=self.dir) as srv:
+            self.check_served(srv, readings, {ids[0]})
+            # The listing leaves it out; its owner may delete it.
+            listed = [e["id"] for e in srv.get("/v1/streams").json()["streams"]]
+            self.assertNotIn(ids[0], listed)
+            self.assertEqual(len(listed), 2)
+            self.assertEqual(srv.delete("/v1/streams/" + ids[0]).status, 204)
+            self.assertEqual(srv.get("/v1/streams/" + ids[0]).status, 404)
+        with Server(data_dir=self.dir) as srv:
+            self.assertEqual(srv.metric("lossd_streams_damaged"), 0)
+
+    def test_an_unreadable_state_does_not_stop_the_start(self):
+        """The issue's case: a stored state whose sums are not finite (as the
+        overflowing update used to write) is quarantined, not fatal."""
+        ids, readings = self.fill()
+
+        def inf_weight(b):
+            b = bytearray(b)
+            b[120:128] = struct.pack("<d", float("inf"))  # first column's pw
+            return with_checksum(bytes(b))
+
+        con = sqlite3.connect(os.path.join(self.dir, "lossd.db"))
+        blob = con.execute("SELECT data FROM deltas WHERE stream = ? AND seq = 1",
+                           (ids[1],)).fetchone()[0]
+        con.execute("UPDATE deltas SET data = ? WHERE stream = ? AND seq = 1",
+                    (inf_weight(blob), ids[1]))
+        blob = con.execute("SELECT state FROM streams WHERE id = ?", (ids[2],)).fetchone()[0]
+        con.execute("UPDATE streams SET state = ? WHERE id = ?", (inf_weight(blob), ids[2]))
+        con.commit()
+        con.close()
+        with Server(data_dir=self.dir) as srv:
+            self.check_served(srv, readings, {ids[1], ids[2]})
+
+    def test_gap_in_deltas(self):
+        ids, readings = self.fill()
+        self.sql(("DELETE FROM deltas WHERE stream = ? AND seq = 2", (ids[1],)))
+        with Server(data_dir=self.dir) as srv:
+            self.check_served(srv, readings, {ids[1]})
+
+    def test_checkpoint_seq_past_its_deltas(self):
+        ids, readings = self.fill()
+        self.sql(("UPDATE streams SET seq = 2 WHERE id = ?", (ids[2],)))
+        with Server(data_dir=self.dir) as srv:
+            self.check_served(srv, readings, {ids[2]})
+
+    def test_deltas_without_their_stream(self):
+        ids, readings = self.fill()
+        self.sql(("DELETE FROM streams WHERE id = ?", (ids[0],)))
+        with Server(data_dir=self.dir) as srv:
+            self.check_served(srv, readings, {ids[0]})
+            # Whose it was is lost: nobody deletes it through the API.
+            r = srv.delete("/v1/streams/" + ids[0])
+            self.assertEqual(r.status, 503)
+            self.assertEqual(r.problem()["code"], "stream_damaged")
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -29,6 +29,7 @@
  */
 #include "lossd/api.h"
 #include "lossd/auc.h"
+#include "lossd/aucci.h"
 #include "lossd/binned.h"
 #include "lossd/sketch.h"
 #include "fields.h"
@@ -42,7 +43,8 @@ static const char *const auc_fields[] = {
         "y_true",      "y_score",        "positive_class",   "curve",
         "method",      "num_thresholds", "summation_method", "average",
         "from_logits", "sample_weight",  "max_fpr",          "return_curve",
-        "max_points",  "sketch_bytes",   "nan_policy",       NULL,
+        "max_points",  "sketch_bytes",   "nan_policy",       "ci",
+        NULL,
 };
 
 static const char *const curve_names[] = {"roc", "pr", NULL};
@@ -58,16 +60,18 @@ static const char *const nan_names[] = {"raise", "propagate", NULL};
 
 typedef struct auc_req {
 	int curve, method, summation, average, nan_policy;
-	bool from_logits, return_curve, has_max_fpr, has_pc;
+	bool from_logits, return_curve, has_max_fpr, has_pc, has_ci;
 	int64_t num_thresholds, max_points, sketch_bytes, positive_class;
 	double max_fpr;
+	double ci; /* level in (0, 1) when has_ci */
 } auc_req;
 
 /* One column's outcome. */
 typedef struct column {
 	eng_auc_result r;
 	eng_auc_curve curve;
-	bool nan; /* a NaN score under nan_policy propagate */
+	bool nan;  /* a NaN score under nan_policy propagate */
+	double se; /* ci: standard error (DeLong or Hanley-McNeil), NaN if none */
 } column;
 
 /* ---- rendering ------------------------------------------------------------------ */
@@ -110,6 +114,30 @@ static json_t *curve_json(const column *c)
 static json_t *count(int64_t v, bool unknown)
 {
 	return unknown ? json_null() : json_integer(v);
+}
+
+/* {"level", "method", "lower", "upper", "se"}, or null when the column's
+ * AUC or its standard error is undefined. */
+static json_t *ci_json(const column *c, const auc_req *q)
+{
+	double lo, hi;
+	if (!c->r.defined || c->nan ||
+	    !eng_auc_ci(&lo, &hi, c->r.auc, c->se, q->method == M_SKETCH ? c->r.error_bound : 0.0,
+	                q->ci))
+		return json_null();
+	json_t *o = json_object();
+	int bad = !o;
+	bad |= json_object_set_new(o, "level", json_real(q->ci));
+	bad |= json_object_set_new(o, "method",
+	                           json_string(q->method == M_EXACT ? "delong" : "hanley_mcneil"));
+	bad |= json_object_set_new(o, "lower", num(lo));
+	bad |= json_object_set_new(o, "upper", num(hi));
+	bad |= json_object_set_new(o, "se", num(c->se));
+	if (bad) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
 }
 
 static json_t *auc_json(const column *c)
@@ -167,7 +195,16 @@ static int run_column(column *c, const eng_auc_data *d, int64_t col, const auc_r
 		eng_auc_curve_free(&c->curve);
 		return 0;
 	}
-	return rc;
+	c->se = NAN;
+	if (rc || !q->has_ci || col == ENG_AUC_ALL || !c->r.defined)
+		return rc;
+	if (q->method == M_EXACT) {
+		/* the same scores, so the same ranking as the area just computed */
+		double a;
+		return eng_auc_delong(&a, &c->se, d, col, err);
+	}
+	c->se = eng_auc_se_hanley_mcneil(c->r.auc, (double)c->r.positives, (double)c->r.negatives);
+	return 0;
 }
 
 /* ---- the request ---------------------------------------------------------------------- */
@@ -194,6 +231,25 @@ static int read_options(auc_req *q, const json_t *req, api_problem *p)
 	    api__get_number(&fpr, req, "", "max_fpr", 0.0, 0.0, 1.0, p))
 		return -1;
 	q->has_pc = api__field(req, "positive_class") != NULL;
+	q->has_ci = api__field(req, "ci") != NULL;
+	if (q->has_ci) {
+		if (api__get_number(&q->ci, req, "", "ci", 0.95, 0.0, 1.0, p))
+			return -1;
+		if (!(q->ci > 0.0 && q->ci < 1.0))
+			return api_problem_set(p, 422, "bad_option", "/ci",
+			                       "ci is a confidence level in (0, 1), got %g", q->ci);
+		if (q->curve != 0)
+			return api_problem_set(p, 422, "bad_option", "/ci",
+			                       "ci is for the ROC AUC, not \"pr\"");
+		if (api__field(req, "max_fpr"))
+			return api_problem_set(p, 422, "bad_option", "/ci",
+			                       "ci is for the full ROC AUC, not with max_fpr");
+		if (api__field(req, "sample_weight"))
+			return api_problem_set(
+			        p, 422, "bad_option", "/ci",
+			        "ci does not take sample weights (DeLong's and Hanley-McNeil's "
+			        "intervals are for unweighted AUCs)");
+	}
 	q->has_max_fpr = api__field(req, "max_fpr") != NULL;
 	q->max_fpr = fpr;
 	if (q->has_max_fpr) {
@@ -286,6 +342,8 @@ static json_t *render(const column *cols, int64_t ncols, const column *micro, co
 			                                                   : json_null());
 		if (q->return_curve)
 			bad |= json_object_set_new(o, "curve", curve_json(c));
+		if (q->has_ci)
+			bad |= json_object_set_new(o, "ci", ci_json(c, q));
 		bad |= warn(warnings, c, -1);
 	} else if (!bad) {
 		double sum = 0.0, wsum = 0.0, bsum = 0.0;
@@ -310,6 +368,8 @@ static json_t *render(const column *cols, int64_t ncols, const column *micro, co
 				                               : json_null());
 			if (q->return_curve)
 				bad |= json_object_set_new(row, "curve", curve_json(c));
+			if (q->has_ci)
+				bad |= json_object_set_new(row, "ci", ci_json(c, q));
 			bad |= json_array_append_new(per, row);
 			bad |= warn(warnings, c, k);
 			if (!def)

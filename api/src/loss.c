@@ -62,8 +62,12 @@ static const char *const loss_fields[] = {
         "x",
         "error",
         "nan_policy",
+        "top_k",
+        "calibration",
         NULL,
 };
+
+static const char *const calibration_fields[] = {"bins", NULL};
 
 static const char *const head_fields[] = {"heads", "head_weights", NULL};
 
@@ -138,6 +142,64 @@ static json_t *class_row(int64_t c, const eng_loss_class *k)
 	return row;
 }
 
+static json_t *calibration_json(const eng_extra_result *e)
+{
+	eng_calib_summary cs;
+	json_t *o = json_object(), *bins = json_array();
+	int bad = !o || !bins;
+	eng_calib_summarize(&cs, e);
+	for (int b = 0; !bad && b < e->bins; b++) {
+		const eng_calib_bin *k = &e->bin[b];
+		json_t *row = json_object();
+		bool def = k->weight > 0;
+		bad |= !row;
+		bad |= json_object_set_new(row, "lo", json_real((double)b / e->bins));
+		bad |= json_object_set_new(row, "hi", json_real((double)(b + 1) / e->bins));
+		bad |= json_object_set_new(row, "count", json_integer(k->count));
+		bad |= json_object_set_new(row, "weight", num(k->weight));
+		bad |= json_object_set_new(row, "confidence",
+		                           def ? num(k->conf / k->weight) : json_null());
+		bad |= json_object_set_new(row, "accuracy",
+		                           def ? num(k->acc / k->weight) : json_null());
+		bad |= json_array_append_new(bins, row);
+	}
+	bad |= json_object_set_new(o, "ece", num(cs.ece));
+	bad |= json_object_set_new(o, "mce", num(cs.mce));
+	bad |= json_object_set_new(o, "rmsce", num(cs.rmsce));
+	bad |= json_object_set_new(o, "brier", num(cs.brier));
+	bad |= json_object_set(o, "bins", bins);
+	json_decref(bins);
+	if (bad) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* perplexity, top_k_accuracy and calibration into o; nonzero when out of memory. */
+static int render_extra(json_t *o, const eng_extra_result *e)
+{
+	int bad = 0;
+	double v;
+	if (e->perplexity)
+		bad |= json_object_set_new(o, "perplexity",
+		                           eng_extra_perplexity(e, &v) ? num(v) : json_null());
+	if (e->ntop > 0) {
+		json_t *t = json_object();
+		char key[24];
+		bad |= !t;
+		for (int i = 0; t && i < e->ntop; i++) {
+			snprintf(key, sizeof key, "%lld", (long long)e->top_k[i]);
+			bad |= json_object_set_new(
+			        t, key, eng_extra_top_k(e, i, &v) ? num(v) : json_null());
+		}
+		bad |= json_object_set_new(o, "top_k_accuracy", t);
+	}
+	if (e->bins > 0)
+		bad |= json_object_set_new(o, "calibration", calibration_json(e));
+	return bad;
+}
+
 /* The reply object of one loss; NULL when out of memory. */
 static json_t *render(const eng_loss_result *r, eng_reduction red)
 {
@@ -156,6 +218,8 @@ static json_t *render(const eng_loss_result *r, eng_reduction red)
 	bad |= json_object_set_new(o, "weight_sum", num(r->weight_sum));
 	if (r->has_accuracy)
 		bad |= json_object_set_new(o, "accuracy", ratio(r->correct, r->count));
+	if (r->extra)
+		bad |= render_extra(o, r->extra);
 	if (r->per_class) {
 		json_t *a = json_array();
 		for (int64_t c = 0; a && c < r->nclasses; c++)
@@ -199,6 +263,73 @@ static int from_eng(api_problem *p, const eng_error *err, const char *base)
 }
 
 /*
+ * top_k: a non-empty array of whole numbers, each >= 1 and strictly
+ * increasing (checked here, with the pointer of the entry); <= C is the
+ * engine's check. Lifted arrays (16 or more entries) are read from pk.
+ */
+static int read_top_k(eng_extra_opts *x, const json_t *obj, const char *base, const api_packed *pk,
+                      api_problem *p)
+{
+	const json_t *v = api__field(obj, "top_k");
+	char ptr[96], at[120];
+	if (!v)
+		return 0;
+	api__pointer(ptr, sizeof ptr, base, "top_k");
+	const api__pack *lk = api__packed_array(pk, v);
+	if (!json_is_array(v) || (lk && lk->rank != 1))
+		return api_problem_set(p, 422, "bad_type", ptr,
+		                       "top_k must be an array of whole numbers, got %s",
+		                       lk ? "nested arrays" : api__type_name(v));
+	size_t n = lk ? (size_t)lk->shape[0] : json_array_size(v);
+	if (n == 0 || n > ENG_EXTRA_MAX_TOPK)
+		return api_problem_set(p, 422, "bad_option", ptr,
+		                       "top_k must have 1 to %d entries, got %zu",
+		                       ENG_EXTRA_MAX_TOPK, n);
+	for (size_t i = 0; i < n; i++) {
+		json_t *e = lk ? NULL : json_array_get(v, i);
+		snprintf(at, sizeof at, "%s/%zu", ptr, i);
+		if (!lk && !json_is_number(e))
+			return api_problem_set(p, 422, "bad_type", at,
+			                       "top_k[%zu] must be a whole number, got %s", i,
+			                       api__type_name(e));
+		double k = lk ? lk->values[i] : json_number_value(e);
+		if (!(k == floor(k)) || k < 1 || k > 1e15)
+			return api_problem_set(
+			        p, 422, "bad_option", at,
+			        "top_k[%zu] is %g; each k must be a whole number >= 1", i, k);
+		x->top_k[i] = (int64_t)k;
+		if (i > 0 && x->top_k[i] <= x->top_k[i - 1])
+			return api_problem_set(p, 422, "bad_option", at,
+			                       "top_k must be strictly increasing; top_k[%zu] = %g "
+			                       "follows %lld",
+			                       i, k, (long long)x->top_k[i - 1]);
+	}
+	x->ntop = (int)n;
+	return 0;
+}
+
+/* calibration: {"bins": B}, B in [1, 1000], 15 when absent. */
+static int read_calibration(eng_extra_opts *x, const json_t *obj, const char *base, api_problem *p)
+{
+	const json_t *v = api__field(obj, "calibration");
+	char ptr[96];
+	int64_t bins;
+	if (!v)
+		return 0;
+	api__pointer(ptr, sizeof ptr, base, "calibration");
+	if (!json_is_object(v))
+		return api_problem_set(
+		        p, 422, "bad_type", ptr,
+		        "calibration must be an object such as {\"bins\": 15}, got %s",
+		        api__type_name(v));
+	if (api__check_fields(v, calibration_fields, ptr, p) ||
+	    api__get_int(&bins, v, ptr, "bins", 15, 1, ENG_CALIB_MAX_BINS, p))
+		return -1;
+	x->bins = (int)bins;
+	return 0;
+}
+
+/*
  * Evaluates the loss request obj (pointer base) into *reply (new) and
  * *value (the reduced loss, NaN when undefined); pk is what the body's
  * parse lifted (tensors may view it). Returns 0 or -1 with *p.
@@ -207,6 +338,7 @@ static int one_loss(json_t **reply, double *value, const api_ctx *ctx, const jso
                     const char *base, int64_t *budget, const api_packed *pk, api_problem *p)
 {
 	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	eng_extra_opts x = ENG_EXTRA_OPTS_INIT;
 	api_tensor t[T_COUNT];
 	eng_loss_result *res = NULL;
 	eng_error err = {0};
@@ -239,9 +371,13 @@ static int one_loss(json_t **reply, double *value, const api_ctx *ctx, const jso
 	    api__get_bool(&o.per_class, obj, base, "per_class", true, p) ||
 	    api__get_bool(&o.confusion, obj, base, "confusion_matrix", false, p))
 		goto out;
-	if (api__get_ignore_class(&o.has_ignore_class, &o.ignore_class, obj, base, p))
+	if (api__get_ignore_class(&o.has_ignore_class, &o.ignore_class, obj, base, p) ||
+	    read_top_k(&x, obj, base, pk, p) || read_calibration(&x, obj, base, p))
 		goto out;
 	o.kind = (eng_loss_kind)kind;
+	x.perplexity = o.kind == ENG_LOSS_SPARSE_CE || o.kind == ENG_LOSS_CATEGORICAL_CE;
+	if (x.ntop || x.bins || x.perplexity)
+		o.extra = &x;
 	o.reduction = (eng_reduction)red;
 	o.gmm_error = (eng_gmm_error)gerr;
 	o.axis = (int)axis;

@@ -121,6 +121,7 @@ void eng_loss_result_free(eng_loss_result *r)
 	free(r->per_class);
 	free(r->confusion);
 	free(r->per_position);
+	eng_extra_result_free(r->extra);
 	free(r);
 }
 
@@ -136,6 +137,10 @@ static void add_class(eng_loss_class *dst, const eng_loss_class *src)
 int eng_loss_result_merge(eng_loss_result *dst, const eng_loss_result *src)
 {
 	if (dst->kind != src->kind || dst->nclasses != src->nclasses || dst->conf_n != src->conf_n)
+		return ENG_ESTATE;
+	if (!dst->extra != !src->extra)
+		return ENG_ESTATE;
+	if (dst->extra && eng_extra_result_merge(dst->extra, src->extra))
 		return ENG_ESTATE;
 	dst->wloss_sum += src->wloss_sum;
 	dst->weight_sum += src->weight_sum;
@@ -613,6 +618,8 @@ int eng_loss_compute(eng_loss_result **out, const eng_tensor *y_true, const eng_
 	j->npos = 1;
 	for (int i = 0; i < pos_ndim; i++)
 		j->npos *= pos_shape[i];
+	if (o->extra && (rc = eng__extra_check(o->extra, k, j->C, err)))
+		goto out;
 
 	/* weights and grids, validated and widened once */
 	if (o->sample_weight && (rc = prepare_sample_weight(j, &sw, pos_ndim, pos_shape, err)))
@@ -717,6 +724,8 @@ int eng_loss_compute(eng_loss_result **out, const eng_tensor *y_true, const eng_
 		for (int64_t i = 0; i < j->conf_n * j->conf_n; i++)
 			r->confusion[i] += pt->conf[i];
 	}
+	if (o->extra && (rc = eng__extra_run(j, r, par, err)))
+		goto out;
 	*out = r;
 	r = NULL;
 	rc = 0;

@@ -30,6 +30,18 @@ typedef struct eng__loss_part {
 	char err_msg[160];
 } eng__loss_part;
 
+/* One task's share of the extra metrics (extra.c). */
+typedef struct eng__extra_part {
+	int64_t top[ENG_EXTRA_MAX_TOPK];
+	int64_t top_n;
+	double nll, nll_w;
+	int64_t nll_n;
+	eng_calib_bin *bin; /* borrowed: the task's bins */
+	double brier, calib_w;
+	int64_t calib_n;
+	int err;
+} eng__extra_part;
+
 typedef struct eng__loss_job {
 	const eng_loss_opts *o;
 	const eng_tensor *yt;
@@ -55,6 +67,10 @@ typedef struct eng__loss_job {
 	int64_t rows_per_task;
 	int64_t ntasks;
 	eng__loss_part *parts;
+	/* extra metrics (extra.c), run after the loss tasks */
+	const eng_extra_opts *xo;
+	bool x_nll; /* compute nll sums (perplexity not taken from the loss) */
+	eng__extra_part *xparts;
 } eng__loss_job;
 
 static inline double eng__sw(const eng__loss_job *j, int64_t p)
@@ -136,5 +152,12 @@ void eng__xent_task(void *arg, int64_t t);
 void eng__binary_task(void *arg, int64_t t);
 void eng__regress_task(void *arg, int64_t t);
 void eng__gmm_task(void *arg, int64_t t);
+
+/* extra.c: checks o->extra against the loss kind and class count
+ * (ENG_EINVAL), and computes r->extra once the loss tasks succeeded
+ * (0 or ENG_ENOMEM). */
+int eng__extra_check(const eng_extra_opts *x, eng_loss_kind k, int64_t C, eng_error *err);
+int eng__extra_run(eng__loss_job *j, eng_loss_result *r, const eng_parallel *par, eng_error *err);
+void eng__extra_task(void *arg, int64_t t);
 
 #endif

@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "lossd/eng.h"
+#include "lossd/extra.h"
 
 typedef enum {
 	ENG_LOSS_SPARSE_CE = 0,     /* sparse_categorical_crossentropy */
@@ -123,6 +124,9 @@ typedef struct eng_loss_opts {
 	bool confusion;    /* C x C counts (categorical, C <= ENG_LOSS_MAX_CONFUSION,
 				* else ENG_EINVAL), 2 x 2 (binary) */
 	bool per_position; /* weighted loss per position; implied by ENG_RED_NONE */
+	/* perplexity, top-k accuracy, calibration (extra.h); NULL = none.
+	 * Borrowed. Checked against the kind and class count (ENG_EINVAL). */
+	const eng_extra_opts *extra;
 } eng_loss_opts;
 
 /* Largest class count with a confusion matrix: 2048^2 cells, 32 MiB. */
@@ -186,6 +190,8 @@ typedef struct eng_loss_result {
 	int pos_ndim;
 	int64_t pos_shape[ENG_MAX_RANK];
 	int64_t pos_size;
+	/* the sums of o->extra (new; merged with the rest), or NULL */
+	eng_extra_result *extra;
 } eng_loss_result;
 
 /*
@@ -201,7 +207,8 @@ void eng_loss_result_free(eng_loss_result *r);
 
 /*
  * Adds src's sums into dst. Both must be of the same kind, nclasses and
- * conf_n (else ENG_ESTATE, dst unchanged). per_position is not merged:
+ * conf_n, and carry extra sums of one configuration or none (else
+ * ENG_ESTATE, dst unchanged). per_position is not merged:
  * dst keeps its own. Returns 0 or ENG_ESTATE.
  */
 int eng_loss_result_merge(eng_loss_result *dst, const eng_loss_result *src);

@@ -1,0 +1,344 @@
+"""Perplexity, top-k accuracy, calibration and AUC confidence intervals over
+HTTP (API.md section 9), against the real binary.
+
+Expected figures are computed here from each metric's definition in plain
+Python (no numpy), over inputs sent in the encodings a client uses (nested
+arrays, base64 float32, a class axis that is not last); the AUC intervals
+are checked against pROC's published values for its aSAH data set (pROC
+tests/testthat/test-ci.auc.R: ci.auc(roc(aSAH$outcome, aSAH$ndka)) is
+0.501244999271703, 0.611957994579946, 0.722670989888189). Every bad option
+is a 422 with a JSON pointer.
+"""
+
+import base64
+import math
+import random
+import struct
+import unittest
+
+from lossd_harness import Server
+
+ASAH_POOR = [0, 0, 0, 0, 1, 1, 0, 1, 0, 0, 1, 0, 1, 1, 0, 0, 1, 0, 1, 1, 1, 0, 1, 0, 0, 0, 0,
+0, 0, 0, 0, 0, 1, 0, 0, 1, 1, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 1, 0, 0, 0, 1,
+0, 1, 0, 0, 1, 1, 1, 0, 1, 1, 0, 1, 1, 1, 1, 0, 0, 0, 1, 1, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 0, 0, 0]
+ASAH_NDKA = [3.01, 8.54, 8.09, 10.42, 17.4, 12.75, 6.0, 13.2, 15.54, 6.01, 15.96, 17.86, 5.18,
+8.9, 13.41, 20.75, 11.6, 16.11, 32.37, 54.82, 32.41, 49.94, 40.34, 9.47, 6.29, 12.53, 6.54,
+6.3, 80.3, 12.8, 9.8, 9.81, 9.85, 18.21, 5.03, 14.04, 21.93, 8.02, 7.42, 8.38, 6.59, 9.63,
+13.12, 7.96, 14.34, 41.43, 7.63, 7.06, 12.59, 13.56, 3.87, 9.44, 7.66, 12.98, 419.19, 27.19,
+22.27, 9.95, 21.22, 11.73, 10.4, 58.83, 6.39, 11.09, 12.22, 13.67, 17.21, 22.63, 12.9, 9.7,
+21.57, 8.23, 72.57, 15.54, 10.51, 10.6, 14.57, 5.19, 9.63, 4.61, 21.48, 17.3, 12.71, 9.44,
+11.07, 19.46, 10.83, 5.37, 11.97, 7.75, 9.83, 10.55, 28.49, 8.53, 12.57, 12.9, 46.83, 11.68,
+12.67, 9.01, 9.57, 34.06, 11.72, 14.26, 47.61, 11.67, 24.58, 10.33, 13.87, 15.89, 22.43, 6.79,
+13.45]
+ASAH_S100B = [0.13, 0.14, 0.1, 0.04, 0.13, 0.1, 0.47, 0.16, 0.18, 0.1, 0.12, 0.1, 0.44, 0.71,
+0.04, 0.08, 0.49, 0.04, 0.07, 0.33, 0.09, 0.09, 0.07, 0.11, 0.07, 0.17, 0.07, 0.11, 0.13, 0.19,
+0.05, 0.16, 0.41, 0.14, 0.34, 0.35, 0.48, 0.09, 0.96, 0.25, 0.5, 0.46, 0.16, 0.07, 0.43, 0.45,
+0.11, 0.08, 0.09, 0.86, 0.52, 0.08, 0.06, 0.13, 2.07, 0.1, 0.14, 0.15, 0.07, 0.06, 0.77, 0.05,
+0.09, 0.3, 0.03, 0.09, 0.04, 0.23, 0.7, 0.09, 0.27, 0.71, 0.08, 0.26, 0.08, 0.16, 0.09, 0.13,
+0.1, 0.08, 0.11, 0.33, 0.11, 0.28, 0.07, 0.1, 0.32, 0.22, 0.07, 0.05, 0.24, 0.38, 0.1, 0.15,
+0.08, 0.14, 0.1, 0.07, 0.04, 0.19, 0.56, 0.14, 0.58, 0.32, 0.82, 0.74, 0.15, 0.47, 0.17, 0.44,
+0.15, 0.5, 0.48]
+
+
+def f32(rows):
+    """Nested lists -> base64 float32 tensor with its shape, and the float32
+    values back (what the server sees)."""
+    shape, flat, v = [], [], rows
+    while isinstance(v, list):
+        shape.append(len(v))
+        v = v[0]
+
+    def walk(x):
+        if isinstance(x, list):
+            for e in x:
+                walk(e)
+        else:
+            flat.append(x)
+    walk(rows)
+    raw = struct.pack("<%df" % len(flat), *flat)
+    back = list(struct.unpack("<%df" % len(flat), raw))
+    return {"shape": shape, "dtype": "float32", "b64": base64.b64encode(raw).decode()}, back
+
+
+def softmax(row):
+    m = max(row)
+    e = [math.exp(x - m) for x in row]
+    s = sum(e)
+    return [x / s for x in e]
+
+
+def calib_expected(conf, acc, brier, w, bins):
+    idx = []
+    for p in conf:
+        b = min(int(p * bins), bins - 1)
+        if b > 0 and p < b / bins:
+            b -= 1
+        elif b + 1 < bins and p >= (b + 1) / bins:
+            b += 1
+        idx.append(b)
+    W = sum(w)
+    ece = mce = ms = 0.0
+    rows = []
+    for b in range(bins):
+        m = [i for i in range(len(conf)) if idx[i] == b]
+        wb = sum(w[i] for i in m)
+        if wb == 0:
+            rows.append((len(m), None, None))
+            continue
+        cb = sum(w[i] * conf[i] for i in m) / wb
+        ab = sum(w[i] * acc[i] for i in m) / wb
+        rows.append((len(m), cb, ab))
+        gap = abs(ab - cb)
+        ece += wb / W * gap
+        ms += wb / W * gap * gap
+        mce = max(mce, gap)
+    br = sum(w[i] * brier[i] for i in range(len(w))) / W
+    return ece, mce, math.sqrt(ms), br, rows
+
+
+class Metrics(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server(args=["--threads", "2"])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def post(self, path, body):
+        return self.srv.post_json(path, body)
+
+    def ok(self, path, body):
+        r = self.post(path, body)
+        self.assertEqual(r.status, 200, r.text())
+        return r.json()
+
+    def bad(self, path, body, pointer, code="bad_option"):
+        r = self.post(path, body)
+        self.assertEqual(r.status, 422, r.text())
+        p = r.problem()
+        self.assertEqual(p["code"], code, p)
+        self.assertEqual(p.get("pointer"), pointer, p)
+        return p
+
+    def close(self, a, b, tol=1e-9):
+        self.assertIsNotNone(a)
+        self.assertLessEqual(abs(a - b), tol * max(1.0, abs(b)), (a, b))
+
+    # ---- perplexity ------------------------------------------------------------------
+    def test_perplexity_sparse_weighted_ignored(self):
+        rng = random.Random(7)
+        B, T, V = 3, 5, 11
+        x = [[[rng.gauss(0, 2) for _ in range(V)] for _ in range(T)] for _ in range(B)]
+        y = [[rng.randrange(V) if rng.random() > 0.2 else -100 for _ in range(T)] for _ in range(B)]
+        sw = [0.5, 2.0, 1.25]
+        xb, xv = f32(x)
+        num = den = 0.0
+        for b in range(B):
+            for t in range(T):
+                if y[b][t] == -100:
+                    continue
+                row = xv[(b * T + t) * V:(b * T + t + 1) * V]
+                m = max(row)
+                nll = m + math.log(sum(math.exp(v - m) for v in row)) - row[y[b][t]]
+                num += sw[b] * nll
+                den += sw[b]
+        want = math.exp(num / den)
+        base = {"loss": "sparse_categorical_crossentropy", "from_logits": True,
+                "y_true": y, "y_pred": xb, "ignore_class": -100, "sample_weight": sw}
+        r = self.ok("/v1/loss", base)
+        self.close(r["perplexity"], want, 1e-6)
+        # class weights and label smoothing change the loss, not the perplexity
+        r2 = self.ok("/v1/loss", dict(base, class_weight=[1 + c for c in range(V)],
+                                      label_smoothing=0.1))
+        self.close(r2["perplexity"], want, 1e-6)
+        self.assertGreater(abs(r2["loss"] - r["loss"]), 1e-3)
+        # every position ignored: null, and so is the loss
+        r3 = self.ok("/v1/loss", dict(base, y_true=[[-100] * T] * B))
+        self.assertIsNone(r3["perplexity"])
+        # heads carry it too
+        r4 = self.ok("/v1/loss", {"heads": [base, dict(base, sample_weight=None)]})
+        self.close(r4["heads"][0]["perplexity"], want, 1e-6)
+        self.assertIn("perplexity", r4["heads"][1])
+
+    def test_perplexity_categorical_and_absent_elsewhere(self):
+        t = [[0.2, 0.8, 0.0], [1.0, 0.0, 0.0]]
+        p = [[0.3, 0.6, 0.1], [0.5, 0.25, 0.25]]
+        nll = [-(0.2 * math.log(0.3) + 0.8 * math.log(0.6)), -math.log(0.5)]
+        r = self.ok("/v1/loss", {"loss": "categorical_crossentropy", "y_true": t, "y_pred": p})
+        self.close(r["perplexity"], math.exp(sum(nll) / 2), 1e-12)
+        r = self.ok("/v1/loss", {"loss": "kl_divergence", "y_true": t, "y_pred": p})
+        self.assertNotIn("perplexity", r)
+        r = self.ok("/v1/loss", {"loss": "binary_crossentropy", "y_true": [0, 1], "y_pred": [0.3, 0.6]})
+        self.assertNotIn("perplexity", r)
+
+    # ---- top-k ------------------------------------------------------------------------
+    def test_top_k_rank3_and_class_axis_1(self):
+        rng = random.Random(11)
+        B, T, V = 2, 7, 9
+        x = [[[rng.choice([rng.gauss(0, 1), 0.5]) for _ in range(V)] for _ in range(T)]
+             for _ in range(B)]  # many ties at 0.5
+        y = [[rng.randrange(V) for _ in range(T)] for _ in range(B)]
+        ks = [1, 2, 5, 9]
+        want = {str(k): 0 for k in ks}
+        for b in range(B):
+            for t in range(T):
+                above = sum(1 for v in x[b][t] if v > x[b][t][y[b][t]])
+                for k in ks:
+                    want[str(k)] += above < k
+        want = {k: v / (B * T) for k, v in want.items()}
+        r = self.ok("/v1/loss", {"loss": "sparse_categorical_crossentropy", "from_logits": True,
+                                 "y_true": y, "y_pred": x, "top_k": ks})
+        self.assertEqual(set(r["top_k_accuracy"]), set(want))
+        for k in want:
+            self.close(r["top_k_accuracy"][k], want[k], 1e-15)
+        self.assertEqual(r["top_k_accuracy"]["9"], 1.0)
+        # (B, V, T) with axis 1, float32: the same answer
+        xt = [[[x[b][t][v] for t in range(T)] for v in range(V)] for b in range(B)]
+        xb, _ = f32(xt)
+        r2 = self.ok("/v1/loss", {"loss": "sparse_categorical_crossentropy", "from_logits": True,
+                                  "axis": 1, "y_true": y, "y_pred": xb, "top_k": ks})
+        self.assertEqual(r2["top_k_accuracy"], r["top_k_accuracy"])
+        # probabilities (divided by the row sum) rank the same way
+        pr = [[softmax(row) for row in seq] for seq in x]
+        r3 = self.ok("/v1/loss", {"loss": "categorical_crossentropy",
+                                  "y_true": [[[1.0 if c == y[b][t] else 0.0 for c in range(V)]
+                                              for t in range(T)] for b in range(B)],
+                                  "y_pred": pr, "top_k": [1, 2]})
+        self.close(r3["top_k_accuracy"]["2"], want["2"], 1e-15)
+
+    def test_top_k_bad_input(self):
+        base = {"loss": "sparse_categorical_crossentropy", "y_true": [0, 1],
+                "y_pred": [[0.5, 0.3, 0.2], [0.1, 0.8, 0.1]]}
+        self.bad("/v1/loss", dict(base, top_k=[0]), "/top_k/0")
+        self.bad("/v1/loss", dict(base, top_k=[1, 4]), "/top_k/1")
+        self.bad("/v1/loss", dict(base, top_k=[2, 2]), "/top_k/1")
+        self.bad("/v1/loss", dict(base, top_k=[3, 1]), "/top_k/1")
+        self.bad("/v1/loss", dict(base, top_k=[]), "/top_k")
+        self.bad("/v1/loss", dict(base, top_k=[1.5]), "/top_k/0")
+        self.bad("/v1/loss", dict(base, top_k=["1"]), "/top_k/0", "bad_type")
+        self.bad("/v1/loss", {"heads": [dict(base, top_k=[0])]}, "/heads/0/top_k/0")
+        self.bad("/v1/loss", {"loss": "binary_crossentropy", "y_true": [0, 1],
+                              "y_pred": [0.2, 0.7], "top_k": [1]}, "/top_k")
+
+    # ---- calibration --------------------------------------------------------------------
+    def test_calibration_binary_logits_weighted(self):
+        rng = random.Random(5)
+        n, bins = 200, 10
+        logits = [rng.gauss(0, 2) for _ in range(n)]
+        y = [1.0 if rng.random() < 1 / (1 + math.exp(-0.7 * z)) else 0.0 for z in logits]
+        w = [rng.uniform(0.1, 3) for _ in range(n)]
+        xb, xv = f32(logits)
+        p = [1 / (1 + math.exp(-z)) for z in xv]
+        ece, mce, rms, br, rows = calib_expected(p, y, [(p[i] - y[i]) ** 2 for i in range(n)], w, bins)
+        r = self.ok("/v1/loss", {"loss": "binary_crossentropy", "from_logits": True, "y_true": y,
+                                 "y_pred": xb, "sample_weight": w, "calibration": {"bins": bins}})
+        c = r["calibration"]
+        self.close(c["ece"], ece)
+        self.close(c["mce"], mce)
+        self.close(c["rmsce"], rms)
+        self.close(c["brier"], br)
+        self.assertEqual(len(c["bins"]), bins)
+        for b, (row, (cnt, cb, ab)) in enumerate(zip(c["bins"], rows)):
+            self.assertEqual(row["count"], cnt)
+            self.close(row["lo"], b / bins, 1e-15)
+            self.close(row["hi"], (b + 1) / bins, 1e-15)
+            if cb is None:
+                self.assertIsNone(row["confidence"])
+                self.assertIsNone(row["accuracy"])
+            else:
+                self.close(row["confidence"], cb)
+                self.close(row["accuracy"], ab)
+
+    def test_calibration_categorical_and_empty_bins(self):
+        x = [[2.0, 1.0, 0.5], [0.1, 3.0, 0.2], [1.0, 1.0, 1.0], [3.0, 2.0, 1.0]]
+        y = [0, 1, 2, 1]
+        bins = 20
+        p = [softmax(r) for r in x]
+        conf = [max(r) for r in p]
+        pred = [r.index(max(r)) for r in p]
+        acc = [1.0 if pred[i] == y[i] else 0.0 for i in range(4)]
+        brier = [sum((p[i][c] - (1.0 if c == y[i] else 0.0)) ** 2 for c in range(3)) for i in range(4)]
+        ece, mce, rms, br, rows = calib_expected(conf, acc, brier, [1.0] * 4, bins)
+        r = self.ok("/v1/loss", {"loss": "sparse_categorical_crossentropy", "from_logits": True,
+                                 "y_true": y, "y_pred": x, "calibration": {"bins": bins}})
+        c = r["calibration"]
+        self.close(c["ece"], ece)
+        self.close(c["mce"], mce)
+        self.close(c["rmsce"], rms)
+        self.close(c["brier"], br)
+        self.assertEqual(sum(b["count"] for b in c["bins"]), 4)
+        self.assertEqual(sum(1 for b in c["bins"] if b["confidence"] is None), bins - 4)
+        # default bins: 15
+        r = self.ok("/v1/loss", {"loss": "sparse_categorical_crossentropy", "from_logits": True,
+                                 "y_true": y, "y_pred": x, "calibration": {}})
+        self.assertEqual(len(r["calibration"]["bins"]), 15)
+
+    def test_calibration_bad_input(self):
+        base = {"loss": "binary_crossentropy", "y_true": [0, 1], "y_pred": [0.2, 0.7]}
+        self.bad("/v1/loss", dict(base, calibration={"bins": 0}), "/calibration/bins")
+        self.bad("/v1/loss", dict(base, calibration={"bins": 1001}), "/calibration/bins")
+        self.bad("/v1/loss", dict(base, calibration={"bins": 2.5}), "/calibration/bins")
+        self.bad("/v1/loss", dict(base, calibration={"bin": 10}), "/calibration/bin", "unknown_field")
+        self.bad("/v1/loss", dict(base, calibration=10), "/calibration", "bad_type")
+        self.bad("/v1/loss", {"loss": "mean_squared_error", "y_true": [0, 1], "y_pred": [0.2, 0.7],
+                              "calibration": {"bins": 10}}, "/calibration")
+        self.bad("/v1/loss", {"loss": "huber", "y_true": [0, 1], "y_pred": [0.2, 0.7],
+                              "calibration": {"bins": 10}}, "/calibration")
+
+    # ---- AUC confidence intervals --------------------------------------------------------
+    def test_ci_delong_matches_proc(self):
+        r = self.ok("/v1/auc", {"y_true": ASAH_POOR, "y_score": ASAH_NDKA, "ci": 0.95})
+        ci = r["ci"]
+        self.assertEqual(ci["method"], "delong")
+        self.assertEqual(ci["level"], 0.95)
+        self.close(r["auc"], 0.611957994579946, 1e-13)
+        self.close(ci["lower"], 0.501244999271703, 1e-13)
+        self.close(ci["upper"], 0.722670989888189, 1e-13)
+        r = self.ok("/v1/auc", {"y_true": ASAH_POOR, "y_score": ASAH_S100B, "ci": 0.95})
+        self.assertEqual(round(r["auc"], 4), 0.7314)
+        self.assertEqual(round(r["ci"]["lower"], 4), 0.6301)
+        self.assertEqual(round(r["ci"]["upper"], 4), 0.8326)
+        # a narrower level, a narrower interval around the same AUC
+        r90 = self.ok("/v1/auc", {"y_true": ASAH_POOR, "y_score": ASAH_S100B, "ci": 0.9})
+        self.assertGreater(r90["ci"]["lower"], r["ci"]["lower"])
+        self.close(r90["ci"]["se"], r["ci"]["se"], 1e-15)
+
+    def test_ci_hanley_mcneil_binned_sketch_per_class(self):
+        s = [v / 500.0 for v in ASAH_NDKA]  # into [0, 1] for the binned thresholds
+        A = self.ok("/v1/auc", {"y_true": ASAH_POOR, "y_score": s, "method": "binned",
+                                "num_thresholds": 1000, "ci": 0.95})
+        a, P, N = A["auc"], 41.0, 72.0
+        q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+        se = math.sqrt((a * (1 - a) + (P - 1) * (q1 - a * a) + (N - 1) * (q2 - a * a)) / (P * N))
+        self.assertEqual(A["ci"]["method"], "hanley_mcneil")
+        self.close(A["ci"]["se"], se, 1e-12)
+        self.close(A["ci"]["lower"], a - 1.959963984540054 * se, 1e-12)
+        S = self.ok("/v1/auc", {"y_true": ASAH_POOR, "y_score": s, "method": "sketch", "ci": 0.95})
+        self.assertEqual(S["ci"]["method"], "hanley_mcneil")
+        half = S["ci"]["upper"] - S["auc"]
+        self.assertGreaterEqual(half + 1e-15, 1.959963984540054 * S["ci"]["se"] + S["error_bound"])
+        # one-vs-rest: a ci per class, none on the average
+        y = [0, 1, 2, 1, 0, 2, 2, 1, 0, 1]
+        sc = [[0.5, 0.3, 0.2], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6], [0.3, 0.4, 0.3], [0.4, 0.4, 0.2],
+              [0.3, 0.3, 0.4], [0.6, 0.1, 0.3], [0.2, 0.5, 0.3], [0.3, 0.3, 0.4], [0.1, 0.2, 0.7]]
+        r = self.ok("/v1/auc", {"y_true": y, "y_score": sc, "ci": 0.9})
+        self.assertNotIn("ci", r)
+        for row in r["per_class"]:
+            c = self.ok("/v1/auc", {"y_true": [1 if v == row["class"] else 0 for v in y],
+                                    "y_score": [s_[row["class"]] for s_ in sc], "ci": 0.9})
+            self.assertEqual(row["ci"], c["ci"])
+
+    def test_ci_bad_input(self):
+        base = {"y_true": [0, 1, 0, 1], "y_score": [0.1, 0.7, 0.4, 0.3]}
+        for level in (0, 1, -0.5, 1.5):
+            self.bad("/v1/auc", dict(base, ci=level), "/ci")
+        self.bad("/v1/auc", dict(base, ci=0.95, sample_weight=[1, 2, 1, 1]), "/ci")
+        self.bad("/v1/auc", dict(base, ci=0.95, curve="pr"), "/ci")
+        self.bad("/v1/auc", dict(base, ci=0.95, max_fpr=0.5), "/ci")
+        self.bad("/v1/auc", dict(base, ci="0.95"), "/ci", "bad_type")
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -714,9 +714,11 @@ int api_stream_decode_update(eng_stream **delta, char **batch_id, const api_stre
 			goto out;
 		}
 		size_t n = strlen(v);
-		if (n < 1 || n > 256 || (json_is_string(b) && n != json_string_length(b))) {
+		if (n < 1 || n > API_IDEMPOTENCY_KEY_MAX ||
+		    (json_is_string(b) && n != json_string_length(b))) {
 			api_problem_set(p, 422, "bad_option", "/batch_id",
-			                "batch_id must be 1 to 256 characters without NUL");
+			                "batch_id must be 1 to %d bytes without NUL",
+			                API_IDEMPOTENCY_KEY_MAX);
 			goto out;
 		}
 		if (!(bid = strdup(v))) {

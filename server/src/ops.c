@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "metrics.h"
+#include "streams.h"
 #include "ui.h"
 
 #ifndef LOSSD_VERSION
@@ -65,6 +66,16 @@ void srv__ops(api_reply *out, const srv_server *s, enum srv_route route)
 			api_reply_error(out, 503, "draining", "shutting down; not taking new work");
 			out->retry_after = 1;
 			return;
+		}
+		{
+			srv_streams_stats st;
+			srv_streams_get_stats(&st);
+			if (st.store_broken) { /* updates would be refused: send them elsewhere */
+				api_reply_error(out, 503, "store_unavailable",
+				                "the stream store cannot take writes");
+				out->retry_after = 1;
+				return;
+			}
 		}
 		text(out, 200, API_JSON, ok, sizeof(ok) - 1);
 		return;

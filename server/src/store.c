@@ -284,6 +284,27 @@ int srv__store_open_url(srv__store **out, const char *url, const srv__store_opts
 	return 0;
 }
 
+bool srv__store_shared(srv__store *st)
+{
+	return st->be != NULL && st->be->sync != NULL;
+}
+
+int srv__store_sync(srv__store *st, const char *id, int64_t seq, void *handle,
+                    srv__store_stream_fn on_state, srv__store_delta_fn on_delta, void *arg)
+{
+	if (!st->be || !st->be->sync)
+		return -1; /* one process: memory is the truth */
+	return st->be->sync(st->impl, id, seq, handle, on_state, on_delta, arg);
+}
+
+int srv__store_list(srv__store *st, const char *owner, const char *after, int limit,
+                    srv__store_list_fn fn, void *arg)
+{
+	if (!st->be || !st->be->list)
+		return -1;
+	return st->be->list(st->impl, owner, after, limit, fn, arg);
+}
+
 /* ---- group commit ------------------------------------------------------------ */
 
 /* Runs stmt (already bound) to completion and resets it. */

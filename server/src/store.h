@@ -44,6 +44,16 @@ typedef struct srv__store_op {
 	bool clear_keys;   /* CHECKPOINT: forget the stream's idempotency keys */
 	const char *key;   /* idempotency key to record with this op, or NULL */
 	const char *reply; /* the reply body stored with key */
+	/* Shared stores (srv__store_shared) only: */
+	const void *delta;   /* CHECKPOINT standing for an update: the update's own */
+	size_t delta_len;    /* bytes, written instead when another replica moved on */
+	int64_t add_updates; /* DELTA, CHECKPOINT of an update: the update's counts */
+	int64_t add_rows;
+	int64_t committed_seq; /* out: the seq the op took in the store */
+	char *stored_reply;    /* out, new (free()): the reply to send (see replayed) */
+	bool replayed;         /* out: key was already used; not applied, stored_reply
+	                        * is the first request's reply */
+	bool gone;             /* out: the stream no longer exists; not applied */
 	/* Set by the group's leader; read them after srv__store_wait. */
 	int rc; /* 0, or -1 when the group's transaction failed */
 	bool done;
@@ -135,6 +145,30 @@ void srv__store_stats(srv__store *st, uint64_t *groups, uint64_t *ops);
  * a restart replays the database (see store.c). Any thread. */
 bool srv__store_broken(srv__store *st);
 
+/* True when other processes write the same store (PostgreSQL): a stream's
+ * memory is then only a cache, brought up to date by srv__store_sync.
+ * Any thread. */
+bool srv__store_shared(srv__store *st);
+
+/*
+ * Shared stores: brings a cached stream up to date. When the store holds a
+ * checkpoint above seq (or seq < 0), calls on_state once, as a load would
+ * (its return value becomes the handle), then on_delta for each delta
+ * above it; else on_delta(arg, handle, ...) for each delta above seq, in
+ * seq order. All in one snapshot. Returns 1, 0 when the stream is gone,
+ * -1 on a store error or a callback's. Any thread.
+ */
+int srv__store_sync(srv__store *st, const char *id, int64_t seq, void *handle,
+                    srv__store_stream_fn on_state, srv__store_delta_fn on_delta, void *arg);
+
+/* A list entry: the stream's id and counts as committed. Returns 0 or -1 (stop). */
+typedef int (*srv__store_list_fn)(void *arg, const char *id, int64_t updates, int64_t rows);
+
+/* Shared stores: owner's streams with ids above after (or all), in id
+ * order, at most limit. Returns how many, or -1. Any thread. */
+int srv__store_list(srv__store *st, const char *owner, const char *after, int limit,
+                    srv__store_list_fn fn, void *arg);
+
 /*
  * A backend other than SQLite: one function per srv__store_* function,
  * with that function's contract, on the backend's own handle.
@@ -152,6 +186,10 @@ typedef struct srv__store_backend {
 	void (*stats)(void *b, uint64_t *groups, uint64_t *ops);
 	bool (*broken)(void *b);
 	int (*orphans)(void *b, srv__store_orphan_fn fn, void *arg); /* NULL: none */
+	int (*sync)(void *b, const char *id, int64_t seq, void *handle,
+	            srv__store_stream_fn on_state, srv__store_delta_fn on_delta, void *arg);
+	int (*list)(void *b, const char *owner, const char *after, int limit, srv__store_list_fn fn,
+	            void *arg);
 } srv__store_backend;
 
 /* The PostgreSQL backend (store_pg.c), or NULL when built without libpq. */

@@ -1,11 +1,951 @@
 /*
- * store_pg.c - the PostgreSQL backend of the store interface (store.h).
- * Built only with libpq; without it srv__store_pg_backend() is NULL and a
- * postgresql:// store URL is refused at start.
+ * store_pg.c - the PostgreSQL backend of the store interface (store.h):
+ * every lossd replica connects to the same database, so replicas keep no
+ * state of their own and any number of them serve the same streams behind
+ * a load balancer (API.md section 10). Built only with libpq; without it
+ * srv__store_pg_backend() is NULL and a postgresql:// URL is refused.
+ *
+ * Schema (version 1, kept in lossd_schema_version):
+ *   lossd_streams(id PK, owner, config, state, ckpt_seq, seq, updates, rows,
+ *                 created_at, updated_at)
+ *       state is the checkpoint at ckpt_seq; seq is the last sequence
+ *       number taken; updates and rows the stream's counts after seq.
+ *   lossd_deltas(stream -> lossd_streams ON DELETE CASCADE, seq, data)
+ *       PK(stream, seq); a stream's state = state merged with its deltas
+ *       of seq > ckpt_seq in seq order.
+ *   lossd_keys(stream -> lossd_streams ON DELETE CASCADE, key, reply)
+ *       PK(stream, key): the idempotency records; the key constraint, not
+ *       a replica, decides which request of a batch_id applies.
+ *   lossd_delta(...), lossd_reset(...)  the write of one update or reset,
+ *       one round trip each (PL/pgSQL).
+ * The schema is created or migrated at open under a session advisory lock,
+ * so replicas starting together migrate once and the others wait.
+ *
+ * Sequence numbers. A write takes the stream's next seq inside its own
+ * transaction, under the stream row's lock (lossd_delta's SELECT ... FOR
+ * UPDATE), and writes its delta at that seq before COMMIT. A reader that
+ * sees seq = n in one statement therefore sees every delta <= n: the
+ * deltas become visible as a gap-free prefix, in commit order. A replica
+ * caches a stream's state with the seq it reflects and, at read, folds in
+ * the deltas above it (srv__store_sync), which is what makes a read on any
+ * replica include every write acknowledged on any replica.
+ *
+ * Idempotency across replicas: lossd_delta inserts the key first (ON
+ * CONFLICT DO NOTHING) under the stream's row lock; when it is already
+ * there - committed by this or any replica, also one racing us, whose
+ * commit the row lock waited for - the op is not applied and the stored
+ * reply comes back (op->replayed). Both replies are the first one's.
+ *
+ * Group commit as in store.c (leader/follower, one transaction per group),
+ * on one writer connection; reads (sync, load, key lookups, lists) take
+ * one of the other --store-connections - 1 connections. A 2xx goes out
+ * only after COMMIT returned, so PostgreSQL's own durability (WAL fsync)
+ * covers it: no acknowledged update is lost when PostgreSQL or a replica
+ * crashes. A COMMIT whose outcome is unknown (connection lost) fails the
+ * op; a retry with the same batch_id then finds the key if it did commit.
+ *
+ * Faults. A connection error marks the store down (srv__store_broken):
+ * writes and reads fail fast (503 store_unavailable) and /readyz is 503.
+ * A monitor thread probes the server (SELECT 1) every second, and while
+ * down with a backoff from 100 ms to 2 s; the first probe that succeeds
+ * brings the store back, and every pooled connection reconnects before its
+ * next use (a generation counter). Statements run under statement_timeout
+ * (--store-timeout), connects under connect_timeout.
+ *
+ * Threads and locks: `mu` guards the group queue and counters (as in
+ * store.c); `pool_mu` guards the reader slots; `down` and `gen` are
+ * atomics. Lock order: a stream's mutex (streams.c), then `mu` or
+ * `pool_mu`, never both.
+ *
+ * Not here: what a state means (engine), caching and ownership (streams.c).
  */
 #include "store.h"
+
+#ifdef LOSSD_HAVE_LIBPQ
+
+#include <endian.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SCHEMA_VERSION 1
+#define MIGRATE_LOCK   0x6c6f737364 /* "lossd": the advisory lock's key */
+#define MAX_CONNS      64
+
+typedef struct slot {
+	PGconn *c;
+	unsigned gen; /* pg->gen when connected: older ones reconnect */
+	bool busy;
+} slot;
+
+typedef struct pg {
+	const char **kw, **val; /* connection parameters (the URL expanded) */
+	char *pw;               /* from the password file, or NULL */
+	char opts[64], ctimeout[16];
+	int nslots;
+	slot w;  /* the writer: the group leader only */
+	slot *r; /* readers, under pool_mu */
+	atomic_bool down;
+	atomic_uint gen;
+	pthread_mutex_t mu, pool_mu;
+	pthread_cond_t cv_done, pool_cv, mon_cv;
+	bool leader, stop;
+	srv__store_op *head, *tail;
+	uint64_t groups, ops;
+	pthread_t mon;
+	bool mon_started;
+	char why[200]; /* the last failure, under mu */
+} pg;
+
+static void errf(char *err, size_t errlen, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+static void errf(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	if (!err || !errlen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* ---- schema ----------------------------------------------------------------- */
+
+static const char schema_v1[] =
+        "CREATE TABLE lossd_streams(id text PRIMARY KEY, owner text NOT NULL,"
+        " config text NOT NULL, state bytea NOT NULL, ckpt_seq bigint NOT NULL,"
+        " seq bigint NOT NULL, updates bigint NOT NULL DEFAULT 0,"
+        " rows bigint NOT NULL DEFAULT 0,"
+        " created_at timestamptz NOT NULL DEFAULT now(),"
+        " updated_at timestamptz NOT NULL DEFAULT now());"
+        "CREATE INDEX lossd_streams_owner ON lossd_streams(owner, id);"
+        "CREATE TABLE lossd_deltas(stream text NOT NULL REFERENCES lossd_streams(id)"
+        " ON DELETE CASCADE, seq bigint NOT NULL, data bytea NOT NULL,"
+        " PRIMARY KEY(stream, seq));"
+        "CREATE TABLE lossd_keys(stream text NOT NULL REFERENCES lossd_streams(id)"
+        " ON DELETE CASCADE, key text NOT NULL, reply text NOT NULL,"
+        " PRIMARY KEY(stream, key));"
+        /* One update (or merge): 0 applied, 1 replayed (the key's first
+         * reply), 2 no such stream. With a checkpoint, and when no other
+         * replica took a seq since the caller's cache (expect), the state
+         * replaces the deltas; else the delta is written. */
+        "CREATE FUNCTION lossd_delta(p_stream text, p_key text, p_data bytea,"
+        " p_ckpt bytea, p_expect bigint, p_updates bigint, p_rows bigint)"
+        " RETURNS TABLE(status int, seq bigint, reply text) LANGUAGE plpgsql AS $f$"
+        " DECLARE r record; prev text; rep text;"
+        " BEGIN"
+        "  PERFORM 1 FROM lossd_streams s WHERE s.id = p_stream FOR UPDATE;"
+        "  IF NOT FOUND THEN RETURN QUERY SELECT 2, 0::bigint, NULL::text; RETURN; END IF;"
+        "  IF p_key IS NOT NULL THEN"
+        "   INSERT INTO lossd_keys(stream, key, reply) VALUES (p_stream, p_key, '')"
+        "    ON CONFLICT DO NOTHING;"
+        "   IF NOT FOUND THEN"
+        "    SELECT k.reply INTO prev FROM lossd_keys k"
+        "     WHERE k.stream = p_stream AND k.key = p_key;"
+        "    RETURN QUERY SELECT 1, 0::bigint, prev; RETURN;"
+        "   END IF;"
+        "  END IF;"
+        "  UPDATE lossd_streams s SET seq = s.seq + 1, updates = s.updates + p_updates,"
+        "   rows = s.rows + p_rows, updated_at = now() WHERE s.id = p_stream"
+        "   RETURNING s.seq, s.updates, s.rows INTO r;"
+        "  IF p_ckpt IS NOT NULL AND r.seq = p_expect THEN"
+        "   UPDATE lossd_streams s SET state = p_ckpt, ckpt_seq = r.seq WHERE s.id = p_stream;"
+        "   DELETE FROM lossd_deltas d WHERE d.stream = p_stream AND d.seq <= r.seq;"
+        "  ELSE"
+        "   INSERT INTO lossd_deltas(stream, seq, data) VALUES (p_stream, r.seq, p_data);"
+        "  END IF;"
+        "  rep := format('{\"id\":\"%s\",\"updates\":%s,\"count\":%s}',"
+        "   p_stream, r.updates, r.rows);"
+        "  IF p_key IS NOT NULL THEN"
+        "   UPDATE lossd_keys k SET reply = rep WHERE k.stream = p_stream AND k.key = p_key;"
+        "  END IF;"
+        "  RETURN QUERY SELECT 0, r.seq, rep;"
+        " END $f$;"
+        /* A reset: the state replaces everything, keys are forgotten. */
+        "CREATE FUNCTION lossd_reset(p_stream text, p_state bytea)"
+        " RETURNS bigint LANGUAGE plpgsql AS $f$"
+        " DECLARE n bigint;"
+        " BEGIN"
+        "  UPDATE lossd_streams s SET seq = s.seq + 1, ckpt_seq = s.seq + 1, state = p_state,"
+        "   updates = 0, rows = 0, updated_at = now() WHERE s.id = p_stream"
+        "   RETURNING s.seq INTO n;"
+        "  IF NOT FOUND THEN RETURN -1; END IF;"
+        "  DELETE FROM lossd_deltas d WHERE d.stream = p_stream;"
+        "  DELETE FROM lossd_keys k WHERE k.stream = p_stream;"
+        "  RETURN n;"
+        " END $f$;";
+
+static const char *const migrations[SCHEMA_VERSION] = {schema_v1};
+
+/* Prepared on every connection. */
+static const struct {
+	const char *name, *sql;
+	int nparams;
+} stmts[] = {
+        {"ins_stream",
+         "INSERT INTO lossd_streams(id, owner, config, state, ckpt_seq, seq)"
+         " VALUES($1, $2, $3, $4, $5, $5)",
+         5},
+        {"delta", "SELECT status, seq, reply FROM lossd_delta($1, $2, $3, $4, $5, $6, $7)", 7},
+        {"reset", "SELECT lossd_reset($1, $2)", 2},
+        {"del", "DELETE FROM lossd_streams WHERE id = $1", 1},
+        {"key_get", "SELECT reply FROM lossd_keys WHERE stream = $1 AND key = $2", 2},
+        {"sync",
+         "SELECT s.seq, s.ckpt_seq, d.seq, d.data FROM lossd_streams s LEFT JOIN lossd_deltas d"
+         " ON d.stream = s.id AND d.seq > $2 WHERE s.id = $1 ORDER BY d.seq",
+         2},
+        {"load_one", "SELECT id, owner, config, state, ckpt_seq FROM lossd_streams WHERE id = $1",
+         1},
+        {"load_all", "SELECT id, owner, config, state, ckpt_seq FROM lossd_streams ORDER BY id", 0},
+        {"deltas", "SELECT seq, data FROM lossd_deltas WHERE stream = $1 AND seq > $2 ORDER BY seq",
+         2},
+        {"list",
+         "SELECT id, updates, rows FROM lossd_streams WHERE owner = $1 AND id > $2"
+         " ORDER BY id LIMIT $3",
+         3},
+        {"ping", "SELECT 1", 0},
+};
+#define NSTMTS (sizeof stmts / sizeof stmts[0])
+
+/* ---- connections ------------------------------------------------------------- */
+
+/* True when res (or its absence) means the server is unreachable or
+ * going away, rather than that this statement was refused. */
+static bool conn_error(PGconn *c, const PGresult *res)
+{
+	if (!c || PQstatus(c) != CONNECTION_OK || !res)
+		return true;
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	if (!state)
+		return false;
+	return !strncmp(state, "08", 2) ||  /* connection exception */
+	       !strncmp(state, "57P", 3) || /* shutdown, crash, cannot connect now */
+	       !strcmp(state, "53300");     /* too many connections */
+}
+
+static void set_why(pg *p, const char *what, PGconn *c)
+{
+	char buf[sizeof p->why];
+	const char *m = c ? PQerrorMessage(c) : "no connection";
+	snprintf(buf, sizeof buf, "%s: %s", what, m && *m ? m : "failed");
+	size_t n = strlen(buf);
+	while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+		buf[--n] = '\0';
+	pthread_mutex_lock(&p->mu);
+	memcpy(p->why, buf, sizeof buf);
+	pthread_mutex_unlock(&p->mu);
+}
+
+static void mark_down(pg *p, const char *what, PGconn *c)
+{
+	set_why(p, what, c);
+	if (!atomic_exchange(&p->down, true)) {
+		fprintf(stderr, "lossd: postgresql store unavailable (%s)\n", p->why);
+		pthread_mutex_lock(&p->mu);
+		pthread_cond_broadcast(&p->mon_cv); /* probe now, with backoff */
+		pthread_mutex_unlock(&p->mu);
+	}
+}
+
+static void quiet(void *arg, const char *msg)
+{
+	(void)arg;
+	(void)msg; /* NOTICEs ("relation already exists, skipping") are not news */
+}
+
+static PGconn *connect_one(pg *p, bool prepare)
+{
+	PGconn *c = PQconnectdbParams(p->kw, p->val, 1);
+	if (!c || PQstatus(c) != CONNECTION_OK) {
+		set_why(p, "connect", c);
+		PQfinish(c);
+		return NULL;
+	}
+	PQsetNoticeProcessor(c, quiet, NULL);
+	for (size_t i = 0; prepare && i < NSTMTS; i++) {
+		PGresult *r = PQprepare(c, stmts[i].name, stmts[i].sql, stmts[i].nparams, NULL);
+		bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+		if (!ok)
+			set_why(p, stmts[i].name, c);
+		PQclear(r);
+		if (!ok) {
+			PQfinish(c);
+			return NULL;
+		}
+	}
+	return c;
+}
+
+/* Makes s usable: reconnects when it is missing, broken or from before the
+ * last recovery. Fails fast while the store is down. */
+static int slot_ready(pg *p, slot *s)
+{
+	unsigned g = atomic_load(&p->gen);
+	if (s->c && s->gen == g && PQstatus(s->c) == CONNECTION_OK)
+		return 0;
+	PQfinish(s->c);
+	s->c = NULL;
+	if (atomic_load(&p->down))
+		return -1;
+	s->c = connect_one(p, true);
+	if (!s->c) {
+		mark_down(p, "connect", NULL);
+		return -1;
+	}
+	s->gen = g;
+	return 0;
+}
+
+static slot *reader_get(pg *p)
+{
+	slot *s = NULL;
+	pthread_mutex_lock(&p->pool_mu);
+	for (;;) {
+		for (int i = 0; i < p->nslots && !s; i++)
+			if (!p->r[i].busy)
+				s = &p->r[i];
+		if (s)
+			break;
+		pthread_cond_wait(&p->pool_cv, &p->pool_mu);
+	}
+	s->busy = true;
+	pthread_mutex_unlock(&p->pool_mu);
+	if (slot_ready(p, s)) {
+		pthread_mutex_lock(&p->pool_mu);
+		s->busy = false;
+		pthread_cond_signal(&p->pool_cv);
+		pthread_mutex_unlock(&p->pool_mu);
+		return NULL;
+	}
+	return s;
+}
+
+static void reader_put(pg *p, slot *s)
+{
+	pthread_mutex_lock(&p->pool_mu);
+	s->busy = false;
+	pthread_cond_signal(&p->pool_cv);
+	pthread_mutex_unlock(&p->pool_mu);
+}
+
+/* Runs a prepared statement; binary results. Params: text unless len[i]
+ * >= 0 (then binary, len[i] bytes). Returns the result (PQclear it) or
+ * NULL, marking the store down on a connection error. */
+static PGresult *run(pg *p, slot *s, const char *name, int n, const char *const *v, const int *len,
+                     ExecStatusType want)
+{
+	int fmt[8] = {0}, lens[8] = {0};
+	for (int i = 0; i < n && i < 8; i++) {
+		fmt[i] = len && len[i] >= 0;
+		lens[i] = fmt[i] ? len[i] : 0;
+	}
+	PGresult *r = PQexecPrepared(s->c, name, n, v, lens, fmt, 1);
+	if (PQresultStatus(r) == want)
+		return r;
+	if (conn_error(s->c, r))
+		mark_down(p, name, s->c);
+	else
+		set_why(p, name, s->c);
+	PQclear(r);
+	return NULL;
+}
+
+static bool exec_ok(pg *p, slot *s, const char *sql)
+{
+	PGresult *r = PQexec(s->c, sql);
+	bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+	if (!ok) {
+		if (conn_error(s->c, r))
+			mark_down(p, sql, s->c);
+		else
+			set_why(p, sql, s->c);
+	}
+	PQclear(r);
+	return ok;
+}
+
+static int64_t get_i64(const PGresult *r, int row, int col)
+{
+	uint64_t v = 0;
+	if (PQgetisnull(r, row, col) || PQgetlength(r, row, col) != 8)
+		return -1;
+	memcpy(&v, PQgetvalue(r, row, col), 8);
+	return (int64_t)be64toh(v);
+}
+
+static int32_t get_i32(const PGresult *r, int row, int col)
+{
+	uint32_t v = 0;
+	if (PQgetisnull(r, row, col) || PQgetlength(r, row, col) != 4)
+		return -1;
+	memcpy(&v, PQgetvalue(r, row, col), 4);
+	return (int32_t)be32toh(v);
+}
+
+/* ---- monitor ------------------------------------------------------------------ */
+
+static void *monitor(void *arg)
+{
+	pg *p = arg;
+	PGconn *c = NULL;
+	long backoff_ms = 100;
+
+	pthread_mutex_lock(&p->mu);
+	while (!p->stop) {
+		bool down = atomic_load(&p->down);
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		long ms = down ? backoff_ms : 1000;
+		ts.tv_sec += ms / 1000;
+		ts.tv_nsec += (ms % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&p->mon_cv, &p->mu, &ts);
+		if (p->stop)
+			break;
+		pthread_mutex_unlock(&p->mu);
+		if (!c || PQstatus(c) != CONNECTION_OK) {
+			PQfinish(c);
+			c = connect_one(p, false);
+		}
+		bool ok = false;
+		if (c) {
+			PGresult *r = PQexec(c, "SELECT 1");
+			ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+			PQclear(r);
+			if (!ok) {
+				PQfinish(c);
+				c = NULL;
+			}
+		}
+		if (ok && atomic_load(&p->down)) {
+			atomic_fetch_add(&p->gen, 1); /* every pooled connection reconnects */
+			atomic_store(&p->down, false);
+			backoff_ms = 100;
+			fprintf(stderr, "lossd: postgresql store available again\n");
+		} else if (!ok) {
+			if (!atomic_exchange(&p->down, true))
+				fprintf(stderr,
+				        "lossd: postgresql store unavailable (probe failed)\n");
+			backoff_ms = backoff_ms * 2 > 2000 ? 2000 : backoff_ms * 2;
+		}
+		pthread_mutex_lock(&p->mu);
+	}
+	pthread_mutex_unlock(&p->mu);
+	PQfinish(c);
+	return NULL;
+}
+
+/* ---- open / close ------------------------------------------------------------- */
+
+static void pg_close(void *b)
+{
+	pg *p = b;
+	if (!p)
+		return;
+	if (p->mon_started) {
+		pthread_mutex_lock(&p->mu);
+		p->stop = true;
+		pthread_cond_broadcast(&p->mon_cv);
+		pthread_mutex_unlock(&p->mu);
+		pthread_join(p->mon, NULL);
+	}
+	PQfinish(p->w.c);
+	for (int i = 0; i < p->nslots; i++)
+		PQfinish(p->r[i].c);
+	free(p->r);
+	free(p->kw);
+	free(p->val);
+	if (p->pw) {
+		memset(p->pw, 0, strlen(p->pw));
+		free(p->pw);
+	}
+	pthread_mutex_destroy(&p->mu);
+	pthread_mutex_destroy(&p->pool_mu);
+	pthread_cond_destroy(&p->cv_done);
+	pthread_cond_destroy(&p->pool_cv);
+	pthread_cond_destroy(&p->mon_cv);
+	free(p);
+}
+
+static char *read_password(const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	char buf[1024];
+	if (!f) {
+		errf(err, errlen, "cannot read the store password file %s", path);
+		return NULL;
+	}
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = '\0';
+	char *pw = strdup(buf);
+	memset(buf, 0, sizeof buf);
+	if (!pw)
+		errf(err, errlen, "out of memory");
+	return pw;
+}
+
+/* Creates or migrates the schema, once, under the advisory lock. */
+static int migrate(pg *p, PGconn *c, char *err, size_t errlen)
+{
+	char sql[128];
+	int rc = -1, have = 0;
+	PGresult *r;
+
+	snprintf(sql, sizeof sql, "SELECT pg_advisory_lock(%lld)", (long long)MIGRATE_LOCK);
+	r = PQexec(c, sql);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		errf(err, errlen, "postgresql: advisory lock: %s", PQerrorMessage(c));
+		PQclear(r);
+		return -1;
+	}
+	PQclear(r);
+	r = PQexec(c, "CREATE TABLE IF NOT EXISTS lossd_schema_version(version int PRIMARY KEY,"
+	              " applied_at timestamptz NOT NULL DEFAULT now());"
+	              "SELECT coalesce(max(version), 0) FROM lossd_schema_version");
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		errf(err, errlen, "postgresql: schema version: %s", PQerrorMessage(c));
+		PQclear(r);
+		goto out;
+	}
+	have = atoi(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	if (have > SCHEMA_VERSION) {
+		errf(err, errlen,
+		     "postgresql: the schema is version %d, newer than this lossd knows (%d)", have,
+		     SCHEMA_VERSION);
+		goto out;
+	}
+	for (int v = have + 1; v <= SCHEMA_VERSION; v++) {
+		char ins[96];
+		snprintf(ins, sizeof ins, "INSERT INTO lossd_schema_version(version) VALUES(%d)",
+		         v);
+		if (!exec_ok(p, &(slot){c, 0, false}, "BEGIN") ||
+		    !exec_ok(p, &(slot){c, 0, false}, migrations[v - 1]) ||
+		    !exec_ok(p, &(slot){c, 0, false}, ins) ||
+		    !exec_ok(p, &(slot){c, 0, false}, "COMMIT")) {
+			errf(err, errlen, "postgresql: migrating to schema version %d: %s", v,
+			     p->why);
+			exec_ok(p, &(slot){c, 0, false}, "ROLLBACK");
+			goto out;
+		}
+		fprintf(stderr, "lossd: postgresql schema migrated to version %d\n", v);
+	}
+	rc = 0;
+out:
+	snprintf(sql, sizeof sql, "SELECT pg_advisory_unlock(%lld)", (long long)MIGRATE_LOCK);
+	PQclear(PQexec(c, sql));
+	return rc;
+}
+
+static int pg_open(void **out, const char *url, const srv__store_opts *o, char *err, size_t errlen)
+{
+	pg *p = calloc(1, sizeof(*p));
+	int rc = -1;
+
+	*out = NULL;
+	if (!p) {
+		errf(err, errlen, "out of memory");
+		return -1;
+	}
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_mutex_init(&p->pool_mu, NULL);
+	pthread_cond_init(&p->cv_done, NULL);
+	pthread_cond_init(&p->pool_cv, NULL);
+	pthread_cond_init(&p->mon_cv, NULL);
+	int n = o->connections < 2 ? 2 : o->connections > MAX_CONNS ? MAX_CONNS : o->connections;
+	p->nslots = n - 1;
+	p->r = calloc((size_t)p->nslots, sizeof(*p->r));
+	p->kw = calloc(8, sizeof(*p->kw));
+	p->val = calloc(8, sizeof(*p->val));
+	if (!p->r || !p->kw || !p->val) {
+		errf(err, errlen, "out of memory");
+		goto out;
+	}
+	if (o->password_file && !(p->pw = read_password(o->password_file, err, errlen)))
+		goto out;
+	int ms = o->timeout_ms > 0 ? o->timeout_ms : 10000;
+	snprintf(p->opts, sizeof p->opts, "-c statement_timeout=%d", ms);
+	snprintf(p->ctimeout, sizeof p->ctimeout, "%d", ms / 1000 < 2 ? 2 : ms / 1000);
+	/* The URL first: the parameters after it override what it says. */
+	int k = 0;
+	p->kw[k] = "dbname", p->val[k++] = url;
+	p->kw[k] = "connect_timeout", p->val[k++] = p->ctimeout;
+	p->kw[k] = "options", p->val[k++] = p->opts;
+	p->kw[k] = "application_name", p->val[k++] = "lossd";
+	if (p->pw)
+		p->kw[k] = "password", p->val[k++] = p->pw;
+	p->kw[k] = NULL, p->val[k] = NULL;
+
+	PGconn *c = connect_one(p, false);
+	if (!c) {
+		errf(err, errlen, "postgresql: %s", p->why);
+		goto out;
+	}
+	if (migrate(p, c, err, errlen)) {
+		PQfinish(c);
+		goto out;
+	}
+	PQfinish(c);
+	if (slot_ready(p, &p->w)) {
+		errf(err, errlen, "postgresql: %s", p->why);
+		goto out;
+	}
+	if (pthread_create(&p->mon, NULL, monitor, p) != 0) {
+		errf(err, errlen, "cannot start the store monitor thread");
+		goto out;
+	}
+	p->mon_started = true;
+	*out = p;
+	p = NULL;
+	rc = 0;
+out:
+	pg_close(p);
+	return rc;
+}
+
+/* ---- group commit ------------------------------------------------------------- */
+
+static int write_op(pg *p, srv__store_op *op)
+{
+	PGresult *r = NULL;
+	char seq[24], expect[24], upd[24], rows[24];
+
+	snprintf(seq, sizeof seq, "%lld", (long long)op->seq);
+	switch (op->type) {
+	case SRV__OP_CREATE: {
+		const char *v[] = {op->stream, op->owner ? op->owner : "", op->config, op->data,
+		                   seq};
+		int len[] = {-1, -1, -1, (int)op->len, -1};
+		if (!(r = run(p, &p->w, "ins_stream", 5, v, len, PGRES_COMMAND_OK)))
+			return -1;
+		op->committed_seq = op->seq;
+		break;
+	}
+	case SRV__OP_DELTA:
+	case SRV__OP_CHECKPOINT:
+		if (op->clear_keys) { /* a reset */
+			const char *v[] = {op->stream, op->data};
+			int len[] = {-1, (int)op->len};
+			if (!(r = run(p, &p->w, "reset", 2, v, len, PGRES_TUPLES_OK)))
+				return -1;
+			op->committed_seq = get_i64(r, 0, 0);
+			op->gone = op->committed_seq < 0;
+			break;
+		} else {
+			bool ck = op->type == SRV__OP_CHECKPOINT;
+			const void *delta = ck ? op->delta : op->data;
+			size_t dlen = ck ? op->delta_len : op->len;
+			snprintf(expect, sizeof expect, "%lld", (long long)op->seq);
+			snprintf(upd, sizeof upd, "%lld", (long long)op->add_updates);
+			snprintf(rows, sizeof rows, "%lld", (long long)op->add_rows);
+			const char *v[] = {op->stream, op->key, delta, ck ? op->data : NULL,
+			                   expect,     upd,     rows};
+			int len[] = {-1, -1, (int)dlen, ck ? (int)op->len : -1, -1, -1, -1};
+			if (!(r = run(p, &p->w, "delta", 7, v, len, PGRES_TUPLES_OK)))
+				return -1;
+			int status = get_i32(r, 0, 0);
+			op->committed_seq = get_i64(r, 0, 1);
+			op->gone = status == 2;
+			op->replayed = status == 1;
+			if (!PQgetisnull(r, 0, 2)) {
+				op->stored_reply = strdup(PQgetvalue(r, 0, 2));
+				if (!op->stored_reply) {
+					PQclear(r);
+					return -1;
+				}
+			}
+		}
+		break;
+	case SRV__OP_DELETE: {
+		const char *v[] = {op->stream};
+		if (!(r = run(p, &p->w, "del", 1, v, NULL, PGRES_COMMAND_OK)))
+			return -1;
+		op->committed_seq = op->seq;
+		break;
+	}
+	default: return -1;
+	}
+	PQclear(r);
+	return 0;
+}
+
+static int commit_group(pg *p, srv__store_op *group, uint64_t *n)
+{
+	*n = 0;
+	if (slot_ready(p, &p->w) || !exec_ok(p, &p->w, "BEGIN"))
+		return -1;
+	for (srv__store_op *op = group; op; op = op->next, (*n)++) {
+		if (write_op(p, op)) {
+			exec_ok(p, &p->w, "ROLLBACK");
+			return -1;
+		}
+	}
+	return exec_ok(p, &p->w, "COMMIT") ? 0 : -1;
+}
+
+static void pg_submit(void *b, srv__store_op *op)
+{
+	pg *p = b;
+	op->next = NULL;
+	op->done = false;
+	op->rc = 0;
+	op->committed_seq = -1;
+	op->stored_reply = NULL;
+	op->replayed = op->gone = false;
+	pthread_mutex_lock(&p->mu);
+	if (p->tail)
+		p->tail->next = op;
+	else
+		p->head = op;
+	p->tail = op;
+	pthread_mutex_unlock(&p->mu);
+}
+
+static int pg_wait(void *b, srv__store_op *op)
+{
+	pg *p = b;
+	pthread_mutex_lock(&p->mu);
+	while (!op->done) {
+		if (p->leader || !p->head) {
+			pthread_cond_wait(&p->cv_done, &p->mu);
+			continue;
+		}
+		p->leader = true;
+		srv__store_op *group = p->head;
+		p->head = p->tail = NULL;
+		pthread_mutex_unlock(&p->mu);
+
+		uint64_t n = 0;
+		int rc = atomic_load(&p->down) ? -1 : commit_group(p, group, &n);
+
+		pthread_mutex_lock(&p->mu);
+		if (!rc) {
+			p->groups++;
+			p->ops += n;
+		}
+		for (srv__store_op *o = group, *next; o; o = next) {
+			next = o->next;
+			if (rc) {
+				free(o->stored_reply);
+				o->stored_reply = NULL;
+				o->replayed = o->gone = false;
+			}
+			o->rc = rc;
+			o->done = true;
+		}
+		p->leader = false;
+		pthread_cond_broadcast(&p->cv_done);
+	}
+	int rc = op->rc;
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+static void pg_stats(void *b, uint64_t *groups, uint64_t *ops)
+{
+	pg *p = b;
+	pthread_mutex_lock(&p->mu);
+	*groups = p->groups;
+	*ops = p->ops;
+	pthread_mutex_unlock(&p->mu);
+}
+
+static bool pg_broken(void *b)
+{
+	return atomic_load(&((pg *)b)->down);
+}
+
+/* ---- reading ------------------------------------------------------------------- */
+
+static int pg_key_get(void *b, const char *stream, const char *key, char **reply)
+{
+	pg *p = b;
+	*reply = NULL;
+	slot *s = reader_get(p);
+	if (!s)
+		return -1;
+	const char *v[] = {stream, key};
+	PGresult *r = run(p, s, "key_get", 2, v, NULL, PGRES_TUPLES_OK);
+	int rc = -1;
+	if (r) {
+		rc = 0;
+		if (PQntuples(r) > 0) {
+			*reply = strdup(PQgetvalue(r, 0, 0));
+			rc = *reply ? 1 : -1;
+		}
+	}
+	PQclear(r);
+	reader_put(p, s);
+	return rc;
+}
+
+/* Feeds the deltas of stream id above seq to on_delta. */
+static int feed_deltas(pg *p, slot *s, const char *id, int64_t seq, void *h,
+                       srv__store_delta_fn on_delta, void *arg)
+{
+	char sq[24];
+	snprintf(sq, sizeof sq, "%lld", (long long)seq);
+	const char *v[] = {id, sq};
+	PGresult *r = run(p, s, "deltas", 2, v, NULL, PGRES_TUPLES_OK);
+	if (!r)
+		return -1;
+	int rc = 0;
+	for (int i = 0; i < PQntuples(r) && !rc; i++)
+		rc = on_delta(arg, h, get_i64(r, i, 0), PQgetvalue(r, i, 1),
+		              (size_t)PQgetlength(r, i, 1))
+		             ? -1
+		             : 0;
+	PQclear(r);
+	return rc;
+}
+
+/* Loads streams (one, or all) in one repeatable-read snapshot. Returns the
+ * number of streams loaded, or -1. */
+static int load(pg *p, slot *s, const char *only_id, srv__store_stream_fn on_stream,
+                srv__store_delta_fn on_delta, void *arg)
+{
+	int rc = -1, n = 0;
+	PGresult *r = NULL;
+
+	if (!exec_ok(p, s, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+		return -1;
+	const char *v[] = {only_id};
+	r = only_id ? run(p, s, "load_one", 1, v, NULL, PGRES_TUPLES_OK)
+	            : run(p, s, "load_all", 0, NULL, NULL, PGRES_TUPLES_OK);
+	if (!r)
+		goto out;
+	for (int i = 0; i < PQntuples(r); i++) {
+		const char *id = PQgetvalue(r, i, 0);
+		int64_t seq = get_i64(r, i, 4);
+		void *h = on_stream(arg, id, PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
+		                    PQgetvalue(r, i, 3), (size_t)PQgetlength(r, i, 3), seq);
+		if (!h || feed_deltas(p, s, id, seq, h, on_delta, arg))
+			goto out;
+		n++;
+	}
+	rc = n;
+out:
+	PQclear(r);
+	exec_ok(p, s, "COMMIT");
+	return rc;
+}
+
+static int pg_load(void *b, const char *only_id, srv__store_stream_fn on_stream,
+                   srv__store_delta_fn on_delta, void *arg)
+{
+	pg *p = b;
+	slot *s = reader_get(p);
+	if (!s)
+		return -1;
+	int rc = load(p, s, only_id, on_stream, on_delta, arg);
+	reader_put(p, s);
+	return rc < 0 ? -1 : 0;
+}
+
+static int pg_sync(void *b, const char *id, int64_t seq, void *handle,
+                   srv__store_stream_fn on_state, srv__store_delta_fn on_delta, void *arg)
+{
+	pg *p = b;
+	slot *s = reader_get(p);
+	int rc = -1;
+	if (!s)
+		return -1;
+	char sq[24];
+	snprintf(sq, sizeof sq, "%lld", (long long)(seq < 0 ? 0 : seq));
+	const char *v[] = {id, sq};
+	PGresult *r = run(p, s, "sync", 2, v, NULL, PGRES_TUPLES_OK);
+	if (!r)
+		goto out;
+	if (PQntuples(r) == 0) {
+		rc = 0; /* gone */
+		goto out;
+	}
+	if (seq < 0 || get_i64(r, 0, 1) > seq) {
+		/* A checkpoint (or a reset) above the cache: read it whole. */
+		PQclear(r);
+		r = NULL;
+		int n = load(p, s, id, on_state, on_delta, arg);
+		rc = n < 0 ? -1 : n > 0 ? 1 : 0;
+		goto out;
+	}
+	rc = 1;
+	for (int i = 0; i < PQntuples(r); i++) {
+		if (PQgetisnull(r, i, 2))
+			continue;
+		if (on_delta(arg, handle, get_i64(r, i, 2), PQgetvalue(r, i, 3),
+		             (size_t)PQgetlength(r, i, 3))) {
+			rc = -1;
+			break;
+		}
+	}
+out:
+	PQclear(r);
+	reader_put(p, s);
+	return rc;
+}
+
+static int pg_list(void *b, const char *owner, const char *after, int limit, srv__store_list_fn fn,
+                   void *arg)
+{
+	pg *p = b;
+	slot *s = reader_get(p);
+	if (!s)
+		return -1;
+	char lim[16];
+	snprintf(lim, sizeof lim, "%d", limit);
+	const char *v[] = {owner, after ? after : "", lim};
+	PGresult *r = run(p, s, "list", 3, v, NULL, PGRES_TUPLES_OK);
+	int rc = -1;
+	if (r) {
+		rc = 0;
+		for (int i = 0; i < PQntuples(r) && rc >= 0; i++) {
+			if (fn(arg, PQgetvalue(r, i, 0), get_i64(r, i, 1), get_i64(r, i, 2)))
+				rc = -1;
+			else
+				rc++;
+		}
+	}
+	PQclear(r);
+	reader_put(p, s);
+	return rc;
+}
+
+static const srv__store_backend backend = {
+        .name = "postgresql",
+        .open = pg_open,
+        .close = pg_close,
+        .load = pg_load,
+        .key_get = pg_key_get,
+        .submit = pg_submit,
+        .wait = pg_wait,
+        .stats = pg_stats,
+        .broken = pg_broken,
+        .sync = pg_sync,
+        .list = pg_list,
+};
+
+const srv__store_backend *srv__store_pg_backend(void)
+{
+	return &backend;
+}
+
+#else /* !LOSSD_HAVE_LIBPQ */
 
 const srv__store_backend *srv__store_pg_backend(void)
 {
 	return NULL;
 }
+
+#endif

@@ -113,6 +113,10 @@ typedef struct stream {
 	 * stream_damaged but the owner's DELETE. */
 	char *damaged;
 	bool owner_unknown; /* only deltas were found: whose they are is lost */
+	/* shared stores only (PostgreSQL), under mu: */
+	int inflight; /* this replica's ops of the stream not yet finished */
+	int readers;  /* reads waiting for inflight to reach 0 (writes let them go first) */
+	bool reload;  /* memory is not the store's prefix at seq: read it whole */
 	/* under the table's mu: */
 	int refs;
 } stream;
@@ -215,11 +219,17 @@ static void stream_damaged(api_reply *out, const char *id)
 	                id);
 }
 
+static void store_unavailable(api_reply *out);
+static int load_one(const char *id);
+
 /* The stream req->id owned by req's principal, with a reference; NULL (and
- * the 404, or 503 stream_damaged) otherwise. */
+ * the 404, 503 stream_damaged, or 503 store_unavailable when a shared store
+ * cannot be read) otherwise. */
 static stream *acquire(api_reply *out, const srv_request *req)
 {
 	stream *s = NULL;
+	bool loaded = false;
+again:
 	pthread_mutex_lock(&T.mu);
 	long i = T.open && req->id ? find(req->id) : -1;
 	bool damaged = false;
@@ -232,10 +242,22 @@ static stream *acquire(api_reply *out, const srv_request *req)
 			s->refs++;
 		}
 	}
+	bool shared = T.open && srv__store_shared(T.store);
 	pthread_mutex_unlock(&T.mu);
-	if (damaged)
+	if (damaged) {
 		stream_damaged(out, req->id);
-	else if (!s)
+		return NULL;
+	}
+	if (!s && i < 0 && shared && req->id && !loaded) {
+		/* Created on another replica: read it from the store. */
+		loaded = true;
+		if (load_one(req->id) < 0) {
+			store_unavailable(out);
+			return NULL;
+		}
+		goto again;
+	}
+	if (!s)
 		api_reply_error(out, 404, "unknown_stream", "no stream with id %s",
 		                req->id ? req->id : "(none)");
 	return s;
@@ -254,6 +276,7 @@ static void release(stream *s)
 
 typedef struct load_ctx {
 	int failed;
+	bool lazy; /* load_one: a stream already in the table is not an error */
 } load_ctx;
 
 /* Marks s (being loaded) damaged: its state is dropped, every route but
@@ -306,10 +329,16 @@ static void *on_stream(void *arg, const char *id, const char *owner, const char 
 	 * holds only what was accepted. srv_streams_open sets the cap after. */
 	else if (eng_stream_deserialize(&s->st, state, len, SIZE_MAX, &err))
 		quarantine(s, "bad stored state at seq %lld: %s", (long long)seq, err.msg);
+	else if (lc->lazy)
+		eng_stream_set_max_bytes(s->st, T.lim.max_bytes);
 	pthread_mutex_lock(&T.mu);
 	long at = find(id);
-	int rc = at >= 0 ? -1 : insert_at((size_t)(-at - 1), s);
+	int rc = at >= 0 ? (lc->lazy ? 1 : -1) : insert_at((size_t)(-at - 1), s);
 	pthread_mutex_unlock(&T.mu);
+	if (rc == 1) { /* another request loaded it meanwhile */
+		stream_free(s);
+		return NULL;
+	}
 	if (rc)
 		goto fail;
 	return s;
@@ -380,6 +409,115 @@ static int on_orphan(void *arg, const char *id)
 	return 0;
 }
 
+/* Reads stream id from a shared store into the table (unless another
+ * request did meanwhile). Returns 0 (also when there is no such stream)
+ * or -1 when the store cannot be read. */
+static int load_one(const char *id)
+{
+	load_ctx lc = {0, true};
+	if (srv__store_load(T.store, id, on_stream, on_delta, &lc) == 0)
+		return 0;
+	pthread_mutex_lock(&T.mu);
+	bool there = find(id) >= 0;
+	pthread_mutex_unlock(&T.mu);
+	return there && !lc.failed ? 0 : -1;
+}
+
+/* srv__store_sync's on_state: the stored checkpoint replaces the cache. */
+static void *on_state(void *arg, const char *id, const char *owner, const char *config,
+                      const void *state, size_t len, int64_t seq)
+{
+	stream *s = arg;
+	eng_stream *n = NULL;
+	eng_error err;
+	(void)owner;
+	(void)config;
+	if (eng_stream_deserialize(&n, state, len, SIZE_MAX, &err)) {
+		fprintf(stderr, "lossd: stream %s: bad stored state: %s\n", id, err.msg);
+		return NULL;
+	}
+	eng_stream_set_max_bytes(n, T.lim.max_bytes);
+	eng_stream_free(s->st);
+	s->st = n;
+	s->seq = seq;
+	s->delta_bytes = 0;
+	return s;
+}
+
+/* srv__store_sync's on_delta: unlike a load's, a delta that does not
+ * follow or does not merge fails the sync (memory is then read whole on
+ * the next try) instead of quarantining a stream that is being served. */
+static int on_sync_delta(void *arg, void *handle, int64_t seq, const void *data, size_t len)
+{
+	stream *s = handle;
+	eng_stream *d = NULL;
+	eng_error err;
+	(void)arg;
+	if (seq != s->seq + 1 || eng_stream_deserialize(&d, data, len, SIZE_MAX, &err))
+		return -1;
+	int rc = eng_stream_merge(s->st, d, &err);
+	eng_stream_free(d);
+	if (rc)
+		return -1;
+	s->seq = seq;
+	return 0;
+}
+
+/*
+ * Shared stores: brings s's memory up to the store's latest seq (its mu
+ * held, none of this replica's ops of it in flight). Returns 0, 1 when the
+ * stream is gone (s->deleted is then set: call forget), -1 when the store
+ * cannot be read (s->reload is then set).
+ */
+static int sync_stream(stream *s)
+{
+	if (srv__store_broken(T.store))
+		return -1;
+	int r = srv__store_sync(T.store, s->id, s->reload ? -1 : s->seq, s, on_state, on_sync_delta,
+	                        s);
+	if (r == 1) {
+		s->reload = false;
+		return 0;
+	}
+	if (r == 0) {
+		s->deleted = true;
+		pthread_cond_broadcast(&s->cv);
+		return 1;
+	}
+	s->reload = true;
+	return -1;
+}
+
+/* Shared stores, before a read: waits for this replica's writes of s to
+ * finish, then syncs. Returns as sync_stream (0 at once for SQLite).
+ * s's mu held. */
+static int refresh_for_read(stream *s)
+{
+	if (!srv__store_shared(T.store))
+		return 0;
+	s->readers++;
+	while (s->inflight > 0)
+		pthread_cond_wait(&s->cv, &s->mu);
+	s->readers--;
+	pthread_cond_broadcast(&s->cv);
+	if (s->deleted)
+		return 1;
+	return sync_stream(s);
+}
+
+/* Drops a stream that another replica deleted from the table (no lock
+ * held; s->deleted set). */
+static void forget(stream *s)
+{
+	pthread_mutex_lock(&T.mu);
+	long i = find(s->id);
+	if (i >= 0 && T.v[i] == s) {
+		memmove(T.v + i, T.v + i + 1, (T.n - (size_t)i - 1) * sizeof(*T.v));
+		T.n--;
+	}
+	pthread_mutex_unlock(&T.mu);
+}
+
 void srv_streams_set_limits(const srv_streams_limits *lim)
 {
 	pthread_mutex_lock(&T.mu);
@@ -407,8 +545,10 @@ int srv_streams_open(const char *data_dir)
 		fprintf(stderr, "lossd: %s\n", err);
 		return -1;
 	}
-	if (srv__store_load(T.store, NULL, on_stream, on_delta, &lc) || lc.failed ||
-	    srv__store_orphans(T.store, on_orphan, &lc) || lc.failed) {
+	/* A shared store's streams are read when first asked for. */
+	if (!srv__store_shared(T.store) &&
+	    (srv__store_load(T.store, NULL, on_stream, on_delta, &lc) || lc.failed ||
+	     srv__store_orphans(T.store, on_orphan, &lc) || lc.failed)) {
 		fprintf(stderr, "lossd: cannot load the streams of store %s\n",
 		        srv__store_url_is_pg(T.store_url) ? "postgresql" : data_dir);
 		srv_streams_close();
@@ -455,6 +595,12 @@ void srv_streams_close(void)
 
 static void store_unavailable(api_reply *out)
 {
+	if (T.store && srv__store_shared(T.store)) {
+		api_reply_error(out, 503, "store_unavailable",
+		                "the stream store cannot be reached; retry later");
+		out->retry_after = 1;
+		return;
+	}
 	api_reply_error(out, 503, "store_unavailable",
 	                "the stream store failed to write; the service needs a restart");
 }
@@ -653,6 +799,83 @@ out:
 
 /* ---- list ------------------------------------------------------------------------------------- */
 
+/* ---- list from a shared store ---- */
+
+typedef struct listed {
+	char id[129];
+	int64_t updates, rows;
+} listed;
+
+typedef struct list_ctx {
+	listed *v;
+	size_t n, cap;
+} list_ctx;
+
+static int on_listed(void *arg, const char *id, int64_t updates, int64_t rows)
+{
+	list_ctx *lc = arg;
+	if (lc->n == lc->cap)
+		return -1;
+	listed *e = &lc->v[lc->n++];
+	snprintf(e->id, sizeof e->id, "%s", id);
+	e->updates = updates;
+	e->rows = rows;
+	return 0;
+}
+
+/* GET /v1/streams on a shared store: the page comes from the store (every
+ * replica's streams, with their committed counts); each stream's config
+ * from memory, read in when this replica has not seen it yet. */
+static void list_shared(api_reply *out, const srv_request *req, long long limit, const char *after)
+{
+	list_ctx lc = {calloc((size_t)limit + 1, sizeof(listed)), 0, (size_t)limit + 1};
+	json_t *arr = json_array(), *o = NULL;
+	int bad = 0;
+
+	if (!lc.v || !arr) {
+		api_reply_error(out, 503, "out_of_memory", "out of memory");
+		goto out;
+	}
+	if (srv__store_broken(T.store) ||
+	    srv__store_list(T.store, who(req), after, (int)limit + 1, on_listed, &lc) < 0) {
+		store_unavailable(out);
+		goto out;
+	}
+	size_t shown = lc.n > (size_t)limit ? (size_t)limit : lc.n;
+	for (size_t k = 0; k < shown; k++) {
+		json_t *e = NULL;
+		for (int tries = 0; tries < 2 && !e; tries++) {
+			pthread_mutex_lock(&T.mu);
+			long i = find(lc.v[k].id);
+			if (i >= 0 && !T.v[i]->damaged)
+				e = api_stream_render_config(T.v[i]->spec, T.v[i]->id);
+			pthread_mutex_unlock(&T.mu);
+			if (i >= 0)
+				break;
+			if (tries == 0 && load_one(lc.v[k].id) < 0) {
+				store_unavailable(out);
+				goto out;
+			}
+		}
+		if (!e)
+			continue; /* deleted meanwhile */
+		bad |= json_object_set_new(e, "count", json_integer(lc.v[k].rows));
+		bad |= json_object_set_new(e, "updates", json_integer(lc.v[k].updates));
+		bad |= json_array_append_new(arr, e);
+	}
+	const char *next = lc.n > (size_t)limit ? lc.v[shown - 1].id : NULL;
+	o = json_pack("{so so}", "streams", arr, "next", next ? json_string(next) : json_null());
+	arr = NULL;
+	if (bad) {
+		json_decref(o);
+		o = NULL;
+	}
+	api_reply_json(out, 200, o);
+out:
+	json_decref(arr);
+	free(lc.v);
+}
+
 void srv_streams_list(api_reply *out, const srv_request *req)
 {
 	long long limit;
@@ -664,6 +887,10 @@ void srv_streams_list(api_reply *out, const srv_request *req)
 	if (query_int(out, req->query, "limit", 100, 1, 1000, &limit))
 		return;
 	(void)query_get(req->query, "after", after, sizeof after);
+	if (T.open && srv__store_shared(T.store)) {
+		list_shared(out, req, limit, after);
+		return;
+	}
 	if (!(arr = json_array())) {
 		api_reply_error(out, 503, "out_of_memory", "out of memory");
 		return;
@@ -721,16 +948,33 @@ void srv_streams_get(api_reply *out, const srv_request *req)
 		return;
 	o.curve_col = col;
 	o.max_points = pts;
+	bool allow_stale;
+	if (query_bool(out, req->query, "allow_stale", &allow_stale))
+		return;
 	stream *s = acquire(out, req);
 	if (!s)
 		return;
 	pthread_mutex_lock(&s->mu);
-	json_t *j = api_stream_render_read(s->spec, s->id, s->st, &o, &p);
+	int r = refresh_for_read(s);
+	json_t *j = NULL;
+	if (r == 0 || (r < 0 && allow_stale)) {
+		j = api_stream_render_read(s->spec, s->id, s->st, &o, &p);
+		if (j && r < 0 && json_object_set_new(j, "stale", json_true())) {
+			json_decref(j);
+			j = NULL;
+		}
+	}
 	pthread_mutex_unlock(&s->mu);
-	if (j)
+	if (r > 0) {
+		forget(s);
+		api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
+	} else if (r < 0 && !allow_stale) {
+		store_unavailable(out);
+	} else if (j) {
 		api_reply_json(out, 200, j);
-	else
+	} else {
 		api_reply_problem(out, &p);
+	}
 	release(s);
 }
 
@@ -741,12 +985,19 @@ void srv_streams_state(api_reply *out, const srv_request *req)
 	if (!s)
 		return;
 	pthread_mutex_lock(&s->mu);
-	json_t *j = api_stream_export(s->spec, s->id, s->st, &p);
+	int r = refresh_for_read(s); /* a state is never stale: it would be merged */
+	json_t *j = r == 0 ? api_stream_export(s->spec, s->id, s->st, &p) : NULL;
 	pthread_mutex_unlock(&s->mu);
-	if (j)
+	if (r > 0) {
+		forget(s);
+		api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
+	} else if (r < 0) {
+		store_unavailable(out);
+	} else if (j) {
 		api_reply_json(out, 200, j);
-	else
+	} else {
 		api_reply_problem(out, &p);
+	}
 	release(s);
 }
 
@@ -783,6 +1034,7 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key)
 	srv__store_op op;
 	eng_error err;
 	eng_stream_counts c, dc;
+	bool shared = srv__store_shared(T.store), synced = false;
 
 	if (eng_stream_serialize(&bytes, &blen, delta)) {
 		api_reply_error(out, 503, "out_of_memory", "out of memory");
@@ -794,6 +1046,10 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key)
 			api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
 			goto unlock;
 		}
+		if (shared && s->readers > 0) { /* reads go first: they wait for inflight 0 */
+			pthread_cond_wait(&s->cv, &s->mu);
+			continue;
+		}
 		if (!key || !key_pending(s, key))
 			break;
 		pthread_cond_wait(&s->cv, &s->mu); /* the original is in flight */
@@ -801,6 +1057,20 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key)
 	if (srv__store_broken(T.store)) {
 		store_unavailable(out);
 		goto unlock;
+	}
+	if (shared && s->inflight == 0) {
+		/* Up to date before merging: the merge's checks see the store's
+		 * state, and a checkpoint may be written from it. */
+		int r = sync_stream(s);
+		if (r > 0) {
+			api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
+			goto unlock;
+		}
+		if (r < 0) {
+			store_unavailable(out);
+			goto unlock;
+		}
+		synced = true;
 	}
 	if (key) {
 		int r = srv__store_key_get(T.store, s->id, key, &prev);
@@ -825,7 +1095,7 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key)
 		api_reply_error(out, 503, "out_of_memory", "out of memory");
 		goto unlock;
 	}
-	if (eng_stream_merge(s->st, delta, &err)) {
+	if ((!shared || !s->reload) && eng_stream_merge(s->st, delta, &err)) {
 		api_problem p;
 		api_reply_free(out);
 		api_stream_merge_problem(&p, &err);
@@ -837,9 +1107,15 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key)
 	op.seq = ++s->seq;
 	op.key = key;
 	op.reply = reply;
+	op.add_updates = (int64_t)dc.updates;
+	op.add_rows = (int64_t)dc.rows;
+	op.delta = bytes;
+	op.delta_len = blen;
 	s->delta_bytes += blen;
 	size_t mem = eng_stream_memory(s->st);
-	if (s->delta_bytes >= CKPT_MIN_BYTES && s->delta_bytes / 2 >= mem &&
+	/* A shared store's checkpoint only from a cache just synced, with no
+	 * other op of this replica in flight: it then is the store's state. */
+	if ((!shared || synced) && s->delta_bytes >= CKPT_MIN_BYTES && s->delta_bytes / 2 >= mem &&
 	    eng_stream_serialize(&state, &slen, s->st) == 0) {
 		op.type = SRV__OP_CHECKPOINT;
 		op.data = state;
@@ -854,6 +1130,7 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key)
 		pk.next = s->keys;
 		s->keys = &pk;
 	}
+	s->inflight++;
 	srv__store_submit(T.store, &op);
 	pthread_mutex_unlock(&s->mu);
 
@@ -862,12 +1139,28 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key)
 	pthread_mutex_lock(&s->mu);
 	if (op.key)
 		key_remove(s, &pk);
+	s->inflight--;
+	/* Another replica took a seq meanwhile, the key was used elsewhere or
+	 * the commit failed: memory is no longer the store's prefix. */
+	if (shared && (rc || op.gone || op.replayed || op.committed_seq != op.seq))
+		s->reload = true;
+	if (shared && !rc && op.gone)
+		s->deleted = true;
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);
 	if (rc) {
 		api_reply_free(out);
 		store_unavailable(out);
+	} else if (shared && op.gone) {
+		api_reply_free(out);
+		forget(s);
+		api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
+	} else if (shared && op.stored_reply) {
+		api_reply_free(out);
+		reply_text(out, 200,
+		           op.stored_reply); /* the committed counts, or the first reply */
 	}
+	free(op.stored_reply);
 	goto out;
 unlock:
 	pthread_mutex_unlock(&s->mu);
@@ -878,15 +1171,13 @@ out:
 	free(state);
 }
 
-/* The Idempotency-Key header, if any, must be 1 to API_IDEMPOTENCY_KEY_MAX
- * bytes (http.c refuses others first; this guards other callers). */
+/* The Idempotency-Key header, if any, must be 1 to 256 bytes. */
 static bool header_key_ok(api_reply *out, const srv_request *req)
 {
 	size_t n = req->idempotency_key ? strlen(req->idempotency_key) : 1;
-	if (n >= 1 && n <= API_IDEMPOTENCY_KEY_MAX)
+	if (n >= 1 && n <= 256)
 		return true;
-	api_reply_error(out, 422, "bad_option", "Idempotency-Key must be 1 to %d bytes",
-	                API_IDEMPOTENCY_KEY_MAX);
+	api_reply_error(out, 422, "bad_option", "Idempotency-Key must be 1 to 256 characters");
 	return false;
 }
 
@@ -971,11 +1262,27 @@ void srv_streams_reset(api_reply *out, const srv_request *req)
 	op.len = slen;
 	op.clear_keys = true;
 	s->delta_bytes = 0;
+	s->inflight++;
 	srv__store_submit(T.store, &op);
 	pthread_mutex_unlock(&s->mu);
-	if (srv__store_wait(T.store, &op)) {
+	int rc = srv__store_wait(T.store, &op);
+	bool shared = srv__store_shared(T.store);
+	pthread_mutex_lock(&s->mu);
+	s->inflight--;
+	if (shared && (rc || op.gone || op.committed_seq != op.seq))
+		s->reload = true;
+	if (shared && !rc && op.gone)
+		s->deleted = true;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	free(op.stored_reply);
+	if (rc) {
 		json_decref(j);
 		store_unavailable(out);
+	} else if (shared && op.gone) {
+		json_decref(j);
+		forget(s);
+		api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
 	} else if (j) {
 		api_reply_json(out, 200, j);
 	} else {
@@ -994,6 +1301,14 @@ void srv_streams_delete(api_reply *out, const srv_request *req)
 	memset(&op, 0, sizeof op);
 	pthread_mutex_lock(&T.mu);
 	long i = T.open && req->id ? find(req->id) : -1;
+	bool lazy = i < 0 && T.open && req->id && srv__store_shared(T.store);
+	pthread_mutex_unlock(&T.mu);
+	if (lazy && load_one(req->id) < 0) { /* created on another replica? */
+		store_unavailable(out);
+		return;
+	}
+	pthread_mutex_lock(&T.mu);
+	i = T.open && req->id ? find(req->id) : -1;
 	/* Ownership first: another principal's stream is a 404 whatever state
 	 * the store is in. A damaged stream goes with its owner's DELETE; one
 	 * whose owner is lost (deltas without a stream row) stays for the
@@ -1026,6 +1341,7 @@ void srv_streams_delete(api_reply *out, const srv_request *req)
 		return;
 	}
 	int rc = srv__store_wait(T.store, &op);
+	free(op.stored_reply);
 	pthread_mutex_lock(&s->mu);
 	pthread_cond_broadcast(&s->cv); /* waiters on a key see `deleted` */
 	pthread_mutex_unlock(&s->mu);

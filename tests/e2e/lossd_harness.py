@@ -31,6 +31,10 @@ Server(args=(), env=None, test_hooks=False, data_dir=None, check_exit=True,
     be a contract.Contract to check against. contract=False (or
     request(..., contract=False)) opts out; the test hook /v1/_sleep is
     never checked (it is not part of the API).
+    LOSSD_TEST_STORE=postgresql in the environment runs the server on the
+    PostgreSQL store instead (pg_harness.py: a private PostgreSQL started
+    once per test process, one database per data dir, so a restart on the
+    same data_dir finds the same streams), unless args name a --store.
     Attributes: port, base_url (also .url), data_dir, proc (subprocess.Popen),
     logs (list of parsed JSON log lines, appended as they arrive).
 
@@ -169,6 +173,11 @@ class Server:
         if test_hooks:
             e["LOSSD_TEST_HOOKS"] = "1"
         e.update(env or {})
+        if (os.environ.get("LOSSD_TEST_STORE", "sqlite") == "postgresql"
+                and not any(str(a).startswith("--store") for a in args)):
+            import pg_harness
+            extra += ["--store", pg_harness.db_url_for(self.data_dir),
+                      "--store-password-file", pg_harness.shared().password_file]
         cmd = [LOSSD_BIN, "--bind", "127.0.0.1", "--port", "0",
                "--data-dir", self.data_dir] + extra + list(args)
         self.proc = subprocess.Popen(cmd, env=e, stdout=subprocess.PIPE,

@@ -1,0 +1,254 @@
+"""Several lossd replicas on one PostgreSQL (API.md section 10).
+
+- ten replicas starting together migrate the schema once;
+- a batch_id sent to two replicas at the same moment is applied once and
+  both get the first reply; a read on one replica includes what another
+  acknowledged (read-your-writes across replicas);
+- PostgreSQL stopped: /readyz 503, /livez 200, writes and reads 503
+  store_unavailable with Retry-After, allow_stale=true reads the cache;
+  service resumes by itself after a restart;
+- the fault run: three replicas behind a real HAProxy (round robin,
+  health-checking /readyz), 16 clients spraying batches with batch ids and
+  retrying with the same id after any error, one replica killed -9 and
+  PostgreSQL stopped in immediate mode and restarted mid-run; at the end
+  every acknowledged batch is present exactly once, none is invented and
+  every replica gives the same reading.
+
+Needs Debian's postgresql (and haproxy for the fault run); skips with a
+message otherwise.
+"""
+import http.client
+import json
+import os
+import random
+import signal
+import threading
+import time
+import unittest
+
+from lossd_harness import Server
+import pg_harness
+
+ROWS = 8
+
+
+def batch(client, k):
+    rnd = random.Random(client * 100003 + k)
+    y = [(client + k + j) % 2 for j in range(ROWS)]
+    s = [round(rnd.random(), 6) for _ in range(ROWS)]
+    return {"y_true": y, "y_score": s, "batch_id": "c%d-b%d" % (client, k)}
+
+
+def call(base, method, path, body=None, timeout=10):
+    host, port = base.replace("http://", "").split(":")
+    c = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        data = json.dumps(body).encode() if body is not None else None
+        hdr = {"Content-Type": "application/json"} if body is not None else {}
+        c.request(method, path, body=data, headers=hdr)
+        r = c.getresponse()
+        return r.status, r.getheader("Retry-After"), r.read()
+    finally:
+        c.close()
+
+
+class PgReplicas(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = pg_harness.PgServer()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pg.close()
+
+    def replica(self, url, **kw):
+        env = {"PGPASSWORD": pg_harness.PASSWORD}
+        return Server(args=["--store", url, "--threads", "8", "--store-connections", "4",
+                            "--store-timeout", "5", "--log-level", "warn"], env=env, **kw)
+
+    def test_ten_replicas_migrate_once(self):
+        url = self.pg.create_db("migrate10")
+        servers, errors = [None] * 10, []
+
+        def start(i):
+            try:
+                servers[i] = self.replica(url)
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        ts = [threading.Thread(target=start, args=(i,)) for i in range(10)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        try:
+            self.assertEqual(errors, [])
+            rows = self.pg.psql("SELECT version FROM lossd_schema_version", "migrate10").split()
+            self.assertEqual(rows, ["1"])
+            migrated = sum("schema migrated" in s.stderr() for s in servers)
+            self.assertEqual(migrated, 1, "exactly one replica migrates")
+        finally:
+            for s in servers:
+                if s:
+                    s.stop()
+
+    def test_same_batch_id_on_two_replicas_at_once(self):
+        url = self.pg.create_db("race")
+        with self.replica(url) as a, self.replica(url) as b:
+            st, _, body = call(a.url, "POST", "/v1/streams", {"method": "binned"})
+            self.assertEqual(st, 201)
+            sid = json.loads(body)["id"]
+            for k in range(25):
+                go = threading.Barrier(2)
+                got = [None, None]
+
+                def send(i, srv):
+                    go.wait()
+                    got[i] = call(srv.url, "POST", "/v1/streams/%s/update" % sid, batch(0, k))
+
+                ts = [threading.Thread(target=send, args=(i, s)) for i, s in enumerate((a, b))]
+                for t in ts:
+                    t.start()
+                for t in ts:
+                    t.join()
+                self.assertEqual(got[0][0], 200, got[0])
+                self.assertEqual(got[1][0], 200, got[1])
+                self.assertEqual(got[0][2], got[1][2], "both replies are the first one's")
+                # read-your-writes: the other replica's reading includes it
+                for srv in (a, b):
+                    r = json.loads(call(srv.url, "GET", "/v1/streams/" + sid)[2])
+                    self.assertEqual(r["updates"], k + 1)
+                    self.assertEqual(r["count"], (k + 1) * ROWS)
+            keys = self.pg.psql("SELECT count(*) FROM lossd_keys WHERE stream = '%s'" % sid,
+                                "race").strip()
+            self.assertEqual(keys, "25")
+            # reset on one replica, read on the other; delete likewise
+            self.assertEqual(call(a.url, "POST", "/v1/streams/%s/reset" % sid)[0], 200)
+            self.assertEqual(json.loads(call(b.url, "GET", "/v1/streams/" + sid)[2])["count"], 0)
+            st, _, body = call(b.url, "POST", "/v1/streams/%s/update" % sid, batch(0, 0))
+            self.assertEqual((st, json.loads(body)["updates"]), (200, 1), "keys forgotten")
+            self.assertEqual(call(b.url, "DELETE", "/v1/streams/" + sid)[0], 204)
+            self.assertEqual(call(a.url, "GET", "/v1/streams/" + sid)[0], 404)
+            self.assertEqual(call(a.url, "POST", "/v1/streams/%s/update" % sid,
+                                  batch(0, 1))[0], 404)
+
+    def test_store_down_then_back(self):
+        url = self.pg.create_db("down")
+        with self.replica(url) as a:
+            st, _, body = call(a.url, "POST", "/v1/streams", {})
+            sid = json.loads(body)["id"]
+            self.assertEqual(call(a.url, "POST", "/v1/streams/%s/update" % sid,
+                                  batch(1, 0))[0], 200)
+            self.pg.stop("immediate")
+            try:
+                deadline = time.monotonic() + 10
+                while call(a.url, "GET", "/readyz")[0] != 503:
+                    self.assertLess(time.monotonic(), deadline, "/readyz never went 503")
+                    time.sleep(0.1)
+                self.assertEqual(call(a.url, "GET", "/livez")[0], 200)
+                st, ra, body = call(a.url, "POST", "/v1/streams/%s/update" % sid, batch(1, 1))
+                self.assertEqual(st, 503)
+                self.assertIsNotNone(ra, "Retry-After")
+                self.assertEqual(json.loads(body)["code"], "store_unavailable")
+                st, ra, body = call(a.url, "GET", "/v1/streams/" + sid)
+                self.assertEqual((st, json.loads(body)["code"]), (503, "store_unavailable"))
+                st, _, body = call(a.url, "GET", "/v1/streams/%s?allow_stale=true" % sid)
+                self.assertEqual(st, 200)
+                r = json.loads(body)
+                self.assertIs(r["stale"], True)
+                self.assertEqual(r["count"], ROWS)
+            finally:
+                self.pg.start()
+            deadline = time.monotonic() + 20
+            while call(a.url, "GET", "/readyz")[0] != 200:
+                self.assertLess(time.monotonic(), deadline, "/readyz never came back")
+                time.sleep(0.1)
+            st, _, body = call(a.url, "POST", "/v1/streams/%s/update" % sid, batch(1, 1))
+            self.assertEqual(st, 200, body)
+            r = json.loads(call(a.url, "GET", "/v1/streams/" + sid)[2])
+            self.assertNotIn("stale", r)
+            self.assertEqual(r["count"], 2 * ROWS)
+
+    def test_fault_run_behind_haproxy(self):
+        url = self.pg.create_db("faults")
+        reps = [self.replica(url, check_exit=False) for _ in range(3)]
+        lb = None
+        try:
+            lb = pg_harness.HAProxy(["127.0.0.1:%d" % r.port for r in reps])
+            st, _, body = call(lb.url, "POST", "/v1/streams", {"method": "sketch"})
+            self.assertEqual(st, 201, body)
+            sid = json.loads(body)["id"]
+            clients, per_client = 16, 40
+            acked = [dict() for _ in range(clients)]
+            attempts = [0] * clients
+            stop_at = time.monotonic() + 240
+
+            def client(i):
+                for k in range(per_client):
+                    b = batch(i, k)
+                    while time.monotonic() < stop_at:
+                        attempts[i] += 1
+                        try:
+                            st, _, body = call(lb.url, "POST",
+                                               "/v1/streams/%s/update" % sid, b, timeout=15)
+                        except OSError:
+                            st = None
+                        if st == 200:
+                            acked[i][b["batch_id"]] = json.loads(body)
+                            break
+                        time.sleep(0.05)
+
+            ts = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+            for t in ts:
+                t.start()
+
+            def progress():
+                return sum(len(a) for a in acked)
+
+            total = clients * per_client
+            while progress() < total // 4:
+                time.sleep(0.05)
+            reps[1].proc.send_signal(signal.SIGKILL)  # a replica dies mid-request
+            reps[1].proc.wait()
+            while progress() < total // 2:
+                time.sleep(0.05)
+            self.pg.stop("immediate")  # PostgreSQL crashes
+            time.sleep(1.5)
+            self.pg.start()  # and recovers
+            for t in ts:
+                t.join()
+            reps[1].stop()  # reaps the killed one (check_exit=False)
+            reps[1] = self.replica(url, check_exit=False)  # and it comes back
+            n_acked = progress()
+            self.assertEqual(n_acked, total, "every batch acknowledged in the end")
+
+            readings = []
+            for r in reps:
+                st, _, body = call(r.url, "GET", "/v1/streams/" + sid)
+                self.assertEqual(st, 200, body)
+                readings.append(json.loads(body))
+            self.assertEqual(readings[0]["updates"], total, "none lost, none twice")
+            self.assertEqual(readings[0]["count"], total * ROWS)
+            for r in readings[1:]:
+                self.assertEqual(r, readings[0], "every replica gives the same reading")
+            keys = set(self.pg.psql("SELECT key FROM lossd_keys WHERE stream = '%s'" % sid,
+                                    "faults").split())
+            sent = {b for a in acked for b in a}
+            self.assertEqual(keys, sent, "exactly the acknowledged batches, none invented")
+            # the replies a client kept are consistent with the stream
+            counts = sorted(v["updates"] for a in acked for v in a.values())
+            self.assertEqual(counts, list(range(1, total + 1)),
+                             "each acknowledged batch took its own place in the sequence")
+            print("\npg fault run: %d clients, %d batches acknowledged (%d attempts), "
+                  "%d keys stored, count %d = %d x %d rows, %d replicas agree"
+                  % (clients, n_acked, sum(attempts), len(keys), readings[0]["count"],
+                     total, ROWS, len(readings)))
+        finally:
+            if lb:
+                lb.close()
+            for r in reps:
+                r.stop(sig=signal.SIGTERM)
+
+
+if __name__ == "__main__":
+    unittest.main()

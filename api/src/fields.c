@@ -264,18 +264,24 @@ int api__get_enum(int *out, const json_t *obj, const char *base, const char *key
                   const char *const *names, int def, api_problem *p)
 {
 	char ptr[sizeof p->pointer];
-	char list[200];
+	/* Every name, whole: the longest list (the loss names) is ~240
+	 * bytes, and the detail (api_problem) holds it with the key and the
+	 * value echoed. A list that did not fit would end at its last whole
+	 * name with ", ..." rather than mid-word. */
+	char list[400];
 	json_t *v = api__field(obj, key);
 	*out = def;
 	if (!v)
 		return 0;
 	size_t n = 0;
 	list[0] = '\0';
-	for (const char *const *a = names; *a && n < sizeof list; a++) {
-		int k = snprintf(list + n, sizeof list - n, "%s\"%s\"", a == names ? "" : ", ", *a);
-		if (k < 0)
+	for (const char *const *a = names; *a; a++) {
+		const char *sep = a == names ? "" : ", ";
+		if (n + strlen(sep) + strlen(*a) + 2 + sizeof ", ..." > sizeof list) {
+			snprintf(list + n, sizeof list - n, ", ...");
 			break;
-		n += (size_t)k;
+		}
+		n += (size_t)snprintf(list + n, sizeof list - n, "%s\"%s\"", sep, *a);
 	}
 	if (!json_is_string(v)) {
 		api__pointer(ptr, sizeof ptr, base, key);

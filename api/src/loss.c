@@ -119,9 +119,10 @@ static json_t *class_row(int64_t c, const eng_loss_class *k)
 	bool has_p = k->predicted > 0, has_r = k->support > 0;
 	double prec = has_p ? (double)k->correct / (double)k->predicted : 0;
 	double rec = has_r ? (double)k->correct / (double)k->support : 0;
-	json_t *f1 = json_null();
-	if (has_p && has_r)
-		f1 = prec + rec > 0 ? json_real(2 * prec * rec / (prec + rec)) : json_real(0.0);
+	/* 2 correct / (predicted + support): 0 for a class present but never
+	 * predicted (scikit-learn, zero_division=0); null only when both are 0 */
+	int64_t ps = k->predicted + k->support;
+	json_t *f1 = ps > 0 ? json_real(2.0 * (double)k->correct / (double)ps) : json_null();
 	int bad = 0;
 	bad |= json_object_set_new(row, "class", json_integer(c));
 	bad |= json_object_set_new(row, "support", json_integer(k->support));

@@ -714,9 +714,11 @@ int api_stream_decode_update(eng_stream **delta, char **batch_id, const api_stre
 			goto out;
 		}
 		size_t n = strlen(v);
-		if (n < 1 || n > 256 || (json_is_string(b) && n != json_string_length(b))) {
+		if (n < 1 || n > API_IDEMPOTENCY_KEY_MAX ||
+		    (json_is_string(b) && n != json_string_length(b))) {
 			api_problem_set(p, 422, "bad_option", "/batch_id",
-			                "batch_id must be 1 to 256 characters without NUL");
+			                "batch_id must be 1 to %d bytes without NUL",
+			                API_IDEMPOTENCY_KEY_MAX);
 			goto out;
 		}
 		if (!(bid = strdup(v))) {
@@ -802,9 +804,8 @@ static json_t *class_row(int64_t c, const eng_loss_class *k)
 	bool has_p = k->predicted > 0, has_r = k->support > 0;
 	double prec = has_p ? (double)k->correct / (double)k->predicted : 0;
 	double rec = has_r ? (double)k->correct / (double)k->support : 0;
-	json_t *f1 = json_null();
-	if (has_p && has_r)
-		f1 = json_real(prec + rec > 0 ? 2 * prec * rec / (prec + rec) : 0.0);
+	int64_t ps = k->predicted + k->support; /* f1 as /v1/loss: null only when 0 */
+	json_t *f1 = ps > 0 ? json_real(2.0 * (double)k->correct / (double)ps) : json_null();
 	return json_pack("{sI sI so so so sI sI so so so}", "class", (json_int_t)c, "support",
 	                 (json_int_t)k->support, "weight_sum", num(k->weight_sum), "loss_sum",
 	                 num(k->loss_sum), "loss_mean",

@@ -15,8 +15,10 @@
  * y alpha + (1 - y)(1 - alpha).
  *
  * The per-class table is by column (the last axis): support = positives
- * (raw y >= 0.5), predicted = p >= 0.5 (logit >= 0), correct = both; the
- * top-level `correct` counts elements where the two thresholds agree.
+ * (raw y > 0.5), predicted = p > 0.5 (logit > 0), correct = both; the
+ * top-level `correct` counts elements where the two thresholds agree. A
+ * prediction of exactly 0.5 (logit 0, either sign of zero) is negative, as
+ * in Keras' binary_accuracy and TorchMetrics.
  * Elements whose target equals ignore_class are skipped (a mask).
  *
  * Elements are processed in blocks of BLOCK: the inputs are widened into
@@ -94,7 +96,7 @@ static void bce_block(const double *x, const double *y, const double *w, const d
 		memcpy(lb + i, &l, sizeof(l));
 		al += l;
 		aw += vw;
-		cc -= ~((vy >= 0.5) ^ (vx >= zero));
+		cc -= ~((vy > 0.5) ^ (vx > zero));
 	}
 	double l_ = (al[0] + al[1]) + (al[2] + al[3]), w_ = (aw[0] + aw[1]) + (aw[2] + aw[3]);
 	int64_t c_ = cc[0] + cc[1] + cc[2] + cc[3];
@@ -104,7 +106,7 @@ static void bce_block(const double *x, const double *y, const double *w, const d
 		                (1 - y[i]) * ((v > 0 ? v : 0) + sp[i]));
 		l_ += lb[i];
 		w_ += w[i];
-		c_ += (y[i] >= 0.5) == (v >= 0);
+		c_ += (y[i] > 0.5) == (v > 0);
 	}
 	*sl += l_;
 	*sw += w_;
@@ -157,8 +159,8 @@ bce_block_v4(const float *x, const float *y, const double *pw, const double *w, 
 		bad |= _mm512_mask_fpclass_ps_mask(k, vx, 0x99);          /* NaN, +-Inf */
 		bad |= _mm512_mask_cmp_ps_mask(k, vy, zero, _CMP_NGE_UQ); /* < 0 or NaN */
 		bad |= _mm512_mask_cmp_ps_mask(k, vy, one, _CMP_GT_OQ);
-		__mmask16 ypos = _mm512_cmp_ps_mask(vy, half, _CMP_GE_OQ);
-		__mmask16 xpos = _mm512_cmp_ps_mask(vx, zero, _CMP_GE_OQ);
+		__mmask16 ypos = _mm512_cmp_ps_mask(vy, half, _CMP_GT_OQ);
+		__mmask16 xpos = _mm512_cmp_ps_mask(vx, zero, _CMP_GT_OQ);
 		agree += __builtin_popcount((unsigned)(k & ~(ypos ^ xpos)));
 		if (cols) {
 			__mmask16 both = k & ypos & xpos;
@@ -347,7 +349,7 @@ void eng__binary_task(void *arg, int64_t t)
 					memcpy(j->per_position + b0, lb,
 					       (size_t)n * sizeof(double));
 				for (int64_t i = 0; !lanes && (pt->cls || pt->conf) && i < n; i++) {
-					bool pos = yf[i] >= 0.5f, pred = xf[i] >= 0;
+					bool pos = yf[i] > 0.5f, pred = xf[i] > 0;
 					if (pt->cls) {
 						eng_loss_class *c = &pt->cls[col];
 						c->support += pos;
@@ -389,7 +391,7 @@ void eng__binary_task(void *arg, int64_t t)
 			if (j->per_position)
 				memcpy(j->per_position + b0, lb, (size_t)n * sizeof(double));
 			for (int64_t i = 0; (pt->cls || pt->conf) && i < n; i++) {
-				bool pos = yb[i] >= 0.5, pred = xb[i] >= 0;
+				bool pos = yb[i] > 0.5, pred = xb[i] > 0;
 				if (pt->cls) {
 					eng_loss_class *c = &pt->cls[col];
 					c->support += pos;
@@ -446,7 +448,7 @@ void eng__binary_task(void *arg, int64_t t)
 			if (j->per_position)
 				j->per_position[p] = l;
 
-			bool pos = y >= 0.5, pred = o->from_logits ? x >= 0 : x >= 0.5;
+			bool pos = y > 0.5, pred = o->from_logits ? x > 0 : x > 0.5;
 			wl += l;
 			ws += w;
 			count++;

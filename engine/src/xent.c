@@ -30,6 +30,17 @@
  * finds non-finite is redone by the general path, which reports it or lets
  * NaN through (nan_policy), in row order.
  *
+ * Weights: a sparse position weighs its true class's class_weight (times
+ * its sample weight and cost factor); a position with a distribution
+ * target (categorical, focal, KL) weighs its sample weight times its cost
+ * factor only, with class_weight inside its sum over classes,
+ * l = -sum_c w_c y_c log p_c: PyTorch's cross_entropy with probability
+ * targets, whose mean divides by the number of positions. An all-zero
+ * target row is an ordinary counted position (class 0 by the argmax; its
+ * cross-entropy is 0 without smoothing). KL from logits uses the
+ * log-softmax unclipped (PyTorch kl_div(log_softmax(x), p)); from
+ * probabilities q is clipped to [1e-7, 1] (Keras).
+ *
  * Validation happens here as rows are read (labels, probabilities,
  * non-finite values); weights were validated by loss.c. Ignored positions
  * (true class == ignore_class) are neither validated beyond their label nor
@@ -679,24 +690,24 @@ static int position(eng__loss_part *pt, const eng__loss_job *j, const scratch *s
 			double wc = cw ? cw[c] : 1.0;
 			double y = d[c] * (1 - ls) + ls / (double)C;
 			l -= y * q[c] * wc;
-			w += d[c] * wc;
 		}
+		w = 1.0;
 		break;
 	case ENG_LOSS_CATEGORICAL_FOCAL:
 		for (int64_t c = 0; c < C; c++) {
 			double wc = cw ? cw[c] : 1.0;
 			double y = d[c] * (1 - ls) + ls / (double)C;
 			l += o->alpha * pow(1 - s->p[c], o->gamma) * -(y * q[c]) * wc;
-			w += d[c] * wc;
 		}
+		w = 1.0;
 		break;
 	case ENG_LOSS_KL:
 		for (int64_t c = 0; c < C; c++) {
 			double wc = cw ? cw[c] : 1.0;
 			double pc = clip(d[c], ENG__EPS, 1);
 			l += pc * (log(pc) - q[c]) * wc;
-			w += d[c] * wc;
 		}
+		w = 1.0;
 		break;
 	default: break;
 	}

@@ -8,9 +8,20 @@
  * other way. http.c feeds every header here on the first call of a request
  * (before any body byte is read) and refuses what srv__framing_check
  * refuses. Pure functions: no state, no allocation, no libmicrohttpd.
+ *
+ * Two more shapes get past 0.9.75 and are refused here (RFC 9112 section
+ * 5: 400, and the connection closed): a header name with whitespace
+ * before its colon, `Transfer-Encoding : chunked` (0.9.75 keeps the blank
+ * in the name, so nothing sees a Transfer-Encoding and Content-Length
+ * frames the body), and an obs-folded line, `Transfer-Encoding:` followed
+ * by a line ` chunked` (0.9.75 appends the continuation to the *name*,
+ * "Transfer-Encodingchunked"). The first shows as a name that is not an
+ * RFC 9110 token; the second only in where 0.9.75 left the name and the
+ * value in its read buffer (srv__header_in_place).
  */
 #include "headers.h"
 
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
@@ -24,6 +35,27 @@ static const char *trim(const char *s, size_t *n)
 	return s;
 }
 
+/* RFC 9110 section 5.6.2: tchar. */
+static bool is_tchar(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+bool srv__header_in_place(const char *key, const char *value)
+{
+	uintptr_t k = (uintptr_t)key, v = (uintptr_t)value;
+	uintptr_t end = k + strlen(key) + 1; /* past the NUL that was the ':' */
+
+	/* A gap longer than any header buffer (64 KiB) is no gap of blanks. */
+	if (v < end || v - end > 65536)
+		return false;
+	for (const char *p = key + (end - k); (uintptr_t)p < v; p++)
+		if (*p != ' ' && *p != '\t')
+			return false;
+	return true;
+}
+
 void srv__framing_add(srv_framing *f, const char *key, const char *value)
 {
 	size_t n;
@@ -31,6 +63,11 @@ void srv__framing_add(srv_framing *f, const char *key, const char *value)
 
 	if (!key || !value)
 		return;
+	if (!*key)
+		f->bad_name = true;
+	for (const char *p = key; *p && !f->bad_name; p++)
+		if (!is_tchar((unsigned char)*p))
+			f->bad_name = true;
 	v = trim(value, &n);
 	if (!strcasecmp(key, "Content-Length")) {
 		unsigned long long x = 0;
@@ -62,6 +99,16 @@ bool srv__framing_has_body(const srv_framing *f)
 
 int srv__framing_check(const srv_framing *f, const char **code, const char **detail)
 {
+	if (f->bad_name) {
+		*code = "malformed_header";
+		*detail = "a header name must be a token: no whitespace before the colon";
+		return 400;
+	}
+	if (f->folded) {
+		*code = "malformed_header";
+		*detail = "a header line continued on the next (obs-fold) is refused";
+		return 400;
+	}
 	if (f->nte && !f->te_chunked_only) {
 		*code = "unsupported_transfer_encoding";
 		*detail = "only a single Transfer-Encoding: chunked is supported";

@@ -15,17 +15,32 @@ typedef struct srv_framing {
 	unsigned long long cl; /* the (last) Content-Length */
 	int nte;               /* Transfer-Encoding headers seen */
 	bool te_chunked_only;  /* exactly one, and it is "chunked" */
+	bool bad_name;         /* a name that is not a token ("Transfer-Encoding ") */
+	bool folded;           /* an obs-folded line (set by the caller) */
 } srv_framing;
 
-/* Records one header (any name; others are ignored). Any thread. */
+/* Records one header (any name: a name that is not an RFC 9110 token sets
+ * bad_name; framing names are parsed). Any thread. */
 void srv__framing_add(srv_framing *f, const char *key, const char *value);
+
+/*
+ * False if a header from libmicrohttpd 0.9.75 came from an obs-folded
+ * line. 0.9.75 parses a line in place: the ':' becomes the NUL ending the
+ * name, blanks are skipped and the value starts right there. A line
+ * continued on the next (starting with SP or HT) is appended to the name,
+ * which moves it out of the buffer or over the value, so the value no
+ * longer follows the name's NUL across blanks only. key and value are
+ * libmicrohttpd's own pointers (not copies). Any thread.
+ */
+bool srv__header_in_place(const char *key, const char *value);
 
 /* True if a body follows the headers (or may: a malformed length). */
 bool srv__framing_has_body(const srv_framing *f);
 
 /*
  * Returns 0 if the framing is acceptable, else the HTTP status to refuse
- * with (501 for a Transfer-Encoding other than a single "chunked", 400 for
+ * with (400 malformed_header for a bad name or an obs-fold, 501 for a
+ * Transfer-Encoding other than a single "chunked", 400 for
  * Content-Length with Transfer-Encoding or conflicting Content-Lengths),
  * with *code and *detail set to static strings.
  */

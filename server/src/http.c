@@ -31,6 +31,8 @@
  *          0.9.75 cannot queue a reply mid-body, so an oversize chunked
  *          body is dropped as it arrives and answered 413 at its end, or
  *          the connection is closed once it exceeds twice the limit)
+ *   PARKED admitted; suspended and handed off on libmicrohttpd's next
+ *          call (park_and_submit says why not at once)
  *   QUEUED suspended, owned by the loop/worker until done() resumes it
  *   SENT   a reply was queued
  *
@@ -77,10 +79,11 @@
 #include "conns.h"
 #include "headers.h"
 #include "log.h"
+#include "lossd/api_stream.h"
 #include "metrics.h"
 #include "ui.h"
 
-enum stage { ST_NEW, ST_BODY, ST_QUEUED, ST_SENT };
+enum stage { ST_NEW, ST_BODY, ST_PARKED, ST_QUEUED, ST_SENT };
 
 /* Bodies up to this size of /v1/loss run on the HTTP thread
  * (a 32x10 logits request is 3.3 KB; 64 KB is a few thousand numbers). */
@@ -97,7 +100,7 @@ struct req {
 	srv_match match;
 	enum srv_route route; /* SRV_ROUTE_NONE until matched */
 	char request_id[132];
-	char idem_key[256];
+	char idem_key[API_IDEMPOTENCY_KEY_MAX + 1];
 	bool has_idem;
 	bool body_expected; /* Content-Length > 0 or chunked */
 	bool keep_body;     /* the route takes a body */
@@ -239,8 +242,12 @@ static enum MHD_Result send_problem(struct req *r, int status, const char *code,
 static enum MHD_Result framing_cb(void *cls, enum MHD_ValueKind kind, const char *key,
                                   const char *value)
 {
+	srv_framing *f = cls;
+
 	(void)kind;
-	srv__framing_add(cls, key, value);
+	if (key && value && !srv__header_in_place(key, value))
+		f->folded = true;
+	srv__framing_add(f, key, value);
 	return MHD_YES;
 }
 
@@ -293,8 +300,11 @@ static enum MHD_Result on_headers(struct req *r, const char *url, const char *ve
 	MHD_get_connection_values(r->conn, MHD_HEADER_KIND, framing_cb, &f);
 	r->body_expected = srv__framing_has_body(&f);
 	status = srv__framing_check(&f, &code, &detail);
-	if (status)
+	if (status) {
+		/* Whatever follows was framed by a parse we refuse: close. */
+		r->body_expected = true;
 		return send_problem(r, status, code, NULL, 0, "%s", detail);
+	}
 	/* RFC 9112 section 3.2: a 1.1 request without Host is a 400. */
 	if (version && !strcmp(version, MHD_HTTP_VERSION_1_1) &&
 	    !MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST))
@@ -381,8 +391,8 @@ static enum MHD_Result on_headers(struct req *r, const char *url, const char *ve
 		 * apply an update twice. */
 		if (!*v || strlen(v) >= sizeof(r->idem_key))
 			return send_problem(r, 400, "bad_idempotency_key", NULL, 0,
-			                    "Idempotency-Key must be 1 to %zu bytes",
-			                    sizeof(r->idem_key) - 1);
+			                    "Idempotency-Key must be 1 to %d bytes",
+			                    API_IDEMPOTENCY_KEY_MAX);
 		strcpy(r->idem_key, v);
 		r->has_idem = true;
 	}
@@ -515,13 +525,35 @@ static enum MHD_Result on_body_end(struct req *r)
 		r->stage = ST_QUEUED;
 		return send_reply(r, &r->reply, NULL);
 	}
+	/* The request is ours now: no request clock while the workers have it. */
+	srv__conn_timed(s->conns, r->timer, false);
+	r->stage = ST_PARKED;
+	return MHD_YES; /* suspended on the next call: see park_and_submit */
+}
+
+/*
+ * The second end-of-request call of a worker route: suspend, hand off.
+ *
+ * Why not on the first: 0.9.75 keeps a suspended connection's poll events
+ * as they were before the call that suspended it. Suspended on the first
+ * end-of-request call, a connection is still polled for reading when it
+ * is resumed, so a client that sent its request and then shut down its
+ * side (FIN, a half-close: `curl -T`, `nc -N`, HTTP/1.0 tools) is read
+ * to EOF before the reply goes out, and 0.9.75 closes it with the reply
+ * unsent. Returning without a reply once makes 0.9.75 mark the
+ * connection as waiting for the application (polled for errors only)
+ * and call again at once; suspended then, it is resumed in that state
+ * and the reply is written whatever the client's side did.
+ */
+static enum MHD_Result park_and_submit(struct req *r)
+{
+	srv_server *s = r->srv;
+
 	r->stage = ST_QUEUED;
 	srv_metrics_inflight_add(1);
 	srv_metrics_queued_add(1);
 	r->job.run = job_run;
 	r->job.done = job_done;
-	/* The request is ours now: no request clock while the workers have it. */
-	srv__conn_timed(s->conns, r->timer, false);
 	MHD_suspend_connection(r->conn);
 	srv_loop_submit(s->loop, &r->job);
 	return MHD_YES;
@@ -567,6 +599,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
 			return MHD_YES;
 		}
 		return on_body_end(r);
+	case ST_PARKED: return park_and_submit(r);
 	case ST_QUEUED: return send_reply(r, &r->reply, NULL);
 	case ST_SENT:
 		/* Body bytes after an early reply: drop them. */
@@ -633,6 +666,10 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (!r)
 		return;
 	*con_cls = NULL;
+	/* Admitted but closed (a reset, the daemon stopping) before the call
+	 * that would have handed it to the workers: count it out here. */
+	if (r->stage == ST_PARKED)
+		atomic_fetch_sub(&s->inflight, 1);
 	dt = since(&r->t0);
 	srv_metrics_request(r->route, r->status, dt, r->bytes_in, r->bytes_out);
 	srv_log_request(&(srv_log_request_fields){

@@ -1171,13 +1171,15 @@ out:
 	free(state);
 }
 
-/* The Idempotency-Key header, if any, must be 1 to 256 bytes. */
+/* The Idempotency-Key header, if any, must be 1 to API_IDEMPOTENCY_KEY_MAX
+ * bytes (http.c refuses others first; this guards other callers). */
 static bool header_key_ok(api_reply *out, const srv_request *req)
 {
 	size_t n = req->idempotency_key ? strlen(req->idempotency_key) : 1;
-	if (n >= 1 && n <= 256)
+	if (n >= 1 && n <= API_IDEMPOTENCY_KEY_MAX)
 		return true;
-	api_reply_error(out, 422, "bad_option", "Idempotency-Key must be 1 to 256 characters");
+	api_reply_error(out, 422, "bad_option", "Idempotency-Key must be 1 to %d bytes",
+	                API_IDEMPOTENCY_KEY_MAX);
 	return false;
 }
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "lossd/api.h"
+#include "lossd/loss.h"
 #include "fields.h"
 
 static json_t *obj(const char *text)
@@ -162,6 +163,29 @@ Test(fields, enums_and_strings)
 	cr_assert_str_eq(s, "dflt");
 	cr_assert_eq(api__get_string(&s, o, "", "num", NULL, &p), -1);
 	expect_problem(&p, 422, "bad_type", "/num");
+	json_decref(o);
+}
+
+/* The loss names are the longest list: every one appears whole in both
+ * problems (it was once cut mid-word, `"mean_squared; got ...`). */
+Test(fields, enum_lists_every_loss_name)
+{
+	api_problem p;
+	int k;
+	char quoted[64];
+	json_t *o =
+	        obj("{\"loss\": \"nope_nope_nope_nope_nope_nope_nope_nope_nope_nope_nope_nope\", "
+	            "\"n\": 1}");
+	const char *keys[] = {"loss", "n"};
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(api__get_enum(&k, o, "", keys[i], eng_loss_names, 0, &p), -1);
+		for (const char *const *a = eng_loss_names; *a; a++) {
+			snprintf(quoted, sizeof quoted, "\"%s\"", *a);
+			cr_assert(strstr(p.detail, quoted), "%s missing from: %s", quoted,
+			          p.detail);
+		}
+		cr_assert(strstr(p.detail, "; got "), "%s", p.detail);
+	}
 	json_decref(o);
 }
 

@@ -242,6 +242,32 @@ Test(loss_errors, undefined_values_are_null)
 	api_reply_free(&r);
 }
 
+/* f1 = 2 correct / (predicted + support): 0 for a class present but never
+ * predicted or predicted but absent (scikit-learn, zero_division=0), null
+ * only when both are 0. */
+Test(loss_errors, f1_is_zero_for_a_class_never_predicted)
+{
+	api_reply r = {0};
+	call(&r, "{" SCCE ", \"y_true\": [0, 1, 0], "
+	         "\"y_pred\": [[0.9, 0.1, 0], [0.8, 0.2, 0], [0.1, 0.1, 0.8]]}");
+	cr_assert_eq(r.status, 200, "%.*s", (int)r.len, r.body);
+	json_t *j = parse(&r), *pc = json_object_get(j, "per_class");
+	json_t *c0 = json_array_get(pc, 0), *c1 = json_array_get(pc, 1),
+	       *c2 = json_array_get(pc, 2);
+	/* class 0: support 2, predicted 2, correct 1 */
+	cr_expect_float_eq(json_real_value(json_object_get(c0, "f1")), 0.5, 1e-15);
+	/* class 1: support 1, never predicted: precision null, f1 0 */
+	cr_expect(json_is_null(json_object_get(c1, "precision")));
+	cr_expect(json_is_real(json_object_get(c1, "f1")), "%.*s", (int)r.len, r.body);
+	cr_expect_eq(json_real_value(json_object_get(c1, "f1")), 0.0);
+	/* class 2: predicted once, absent: recall null, f1 0 */
+	cr_expect(json_is_null(json_object_get(c2, "recall")));
+	cr_expect(json_is_real(json_object_get(c2, "f1")));
+	cr_expect_eq(json_real_value(json_object_get(c2, "f1")), 0.0);
+	json_decref(j);
+	api_reply_free(&r);
+}
+
 Test(loss_errors, head_with_undefined_loss_makes_the_sum_null)
 {
 	api_reply r = {0};

@@ -462,6 +462,19 @@ class Bodies(Base):
         # the "digits inside strings" row must have been a 422 of some
         # kind, not a 413: checked by the table's status column.
 
+    def test_unknown_loss_lists_every_name(self):
+        names = ["sparse_categorical_crossentropy", "categorical_crossentropy",
+                 "binary_crossentropy", "categorical_focal_crossentropy",
+                 "binary_focal_crossentropy", "kl_divergence", "gaussian_mixture",
+                 "mean_squared_error", "mean_absolute_error", "huber"]
+        for loss in ("nope", "x" * 300, 7):
+            with self.subTest(loss=loss):
+                r = self.srv.post_json("/v1/loss", with_(SCCE, loss=loss))
+                p = r.problem()
+                self.assertEqual((r.status, p["pointer"]), (422, "/loss"), p)
+                for name in names:
+                    self.assertIn('"%s"' % name, p["detail"])
+
     def test_wrong_types_everywhere(self):
         # Every field of /v1/loss and /v1/auc with a value of the wrong type.
         wrong = [None, True, "str", [], {}, 1.5, -1, [["x"]]]
@@ -685,6 +698,31 @@ class Streams(Base):
                 self.assertEqual(r.status, 404, r)
                 self.assertEqual(r.problem()["code"], "unknown_stream")
         self.assert_alive()
+
+    def test_idempotency_key_limit_is_batch_ids(self):
+        # One limit, 256 bytes, for the header and the body's batch_id: the
+        # Python client sends one key as both.
+        sid = self.create({"method": "binned"})
+        path = "/v1/streams/%s/update" % sid
+        batch = {"y_true": [0, 1], "y_score": [0.3, 0.8]}
+        for n, want in ((256, 200), (257, 400)):
+            with self.subTest(header=n):
+                h = {"Idempotency-Key": "k" * n}
+                r = self.srv.post_json(path, batch, headers=h)
+                self.assertEqual(r.status, want, r)
+                if want == 400:
+                    self.assertEqual(r.problem()["code"], "bad_idempotency_key")
+                    self.assertIn("256", r.problem()["detail"])
+                else:
+                    again = self.srv.post_json(path, batch, headers=h)
+                    self.assertEqual((again.status, again.body), (200, r.body))
+        for n, want in ((256, 200), (257, 422)):
+            with self.subTest(batch_id=n):
+                r = self.srv.post_json(path, dict(batch, batch_id="b" * n),
+                                       headers={"Idempotency-Key": "b" * n}
+                                       if n <= 256 else None)
+                self.assertEqual(r.status, want, r)
+        self.assertEqual(self.srv.get("/v1/streams/" + sid).json()["count"], 4)
 
     def test_bad_updates_and_merges_leave_state_unchanged(self):
         sid = self.create({"method": "binned", "num_thresholds": 50})

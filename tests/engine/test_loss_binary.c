@@ -162,8 +162,8 @@ Test(binary, confusion_is_two_by_two)
 	cr_assert_eq(r->conf_n, 2);
 	cr_expect_eq(r->confusion[0], 1); /* tn */
 	cr_expect_eq(r->confusion[1], 1); /* fp */
-	cr_expect_eq(r->confusion[2], 1); /* fn */
-	cr_expect_eq(r->confusion[3], 2); /* tp (0.5 counts as predicted) */
+	cr_expect_eq(r->confusion[2], 2); /* fn (0.5 is predicted negative) */
+	cr_expect_eq(r->confusion[3], 1); /* tp */
 	eng_loss_result_free(r);
 }
 
@@ -418,4 +418,66 @@ Test(binary, float32_blocks_report_bad_elements)
 		eng_loss_result_free(ra);
 		eng_loss_result_free(rb);
 	}
+}
+
+/* Predicted positive iff p > 0.5 (logit > 0), positive iff y > 0.5:
+ * exactly 0.5, logit 0 and -0 are negative (Keras' binary_accuracy,
+ * TorchMetrics), on every path: probabilities, float64 logits, float32
+ * logits (the vector blocks, 40 elements so full blocks and tails run),
+ * with and without the per-column table. */
+Test(binary, half_is_negative)
+{
+	eng_loss_result *r;
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	o.kind = ENG_LOSS_BINARY_CE;
+	eng_tensor yt = tens(ENG_F64, D(1, 0, 0.5, 1), 1, I64(4));
+	eng_tensor yp = tens(ENG_F64, D(0.5, 0.5, 0.9, 0.5000001), 1, I64(4));
+	run(&yt, &yp, &o, &r);
+	cr_expect_eq(r->per_class[0].support, 2);   /* 1 and 1; 0.5 is not > 0.5 */
+	cr_expect_eq(r->per_class[0].predicted, 2); /* 0.9 and 0.5000001 */
+	cr_expect_eq(r->per_class[0].correct, 1);
+	cr_expect_eq(r->correct, 2); /* (0, 0.5) and (1, 0.5000001) agree */
+	eng_loss_result_free(r);
+
+	o.from_logits = true;
+	eng_tensor yl = tens(ENG_F64, D(0, -0.0, 1e-300, -1e-300), 1, I64(4));
+	eng_tensor y1 = tens(ENG_F64, D(1, 1, 1, 1), 1, I64(4));
+	run(&y1, &yl, &o, &r);
+	cr_expect_eq(r->per_class[0].predicted, 1);
+	cr_expect_eq(r->correct, 1);
+	eng_loss_result_free(r);
+
+	float xf[40], yf[40];
+	for (int i = 0; i < 40; i++) {
+		xf[i] = i % 4 == 0 ? 0.0f : (i % 4 == 1 ? -0.0f : (i % 4 == 2 ? 1e-30f : -1.0f));
+		yf[i] = i % 2 ? 0.5f : 1.0f;
+	}
+	eng_tensor tx = {ENG_F32, 1, {40}, 40, xf}, ty = {ENG_F32, 1, {40}, 40, yf};
+	for (int table = 0; table < 2; table++) {
+		o.per_class = table;
+		o.confusion = table;
+		run(&ty, &tx, &o, &r);
+		/* i%4: 0 -> y 1, pred 0; 1 -> y 0.5 (neg), pred 0; 2 -> y 1, pred 1;
+		 * 3 -> y 0.5 (neg), pred 0: 30 of 40 agree */
+		cr_expect_eq(r->correct, 30, "table %d: correct %lld", table,
+		             (long long)r->correct);
+		if (table) {
+			cr_expect_eq(r->per_class[0].support, 20);
+			cr_expect_eq(r->per_class[0].predicted, 10);
+			cr_expect_eq(r->per_class[0].correct, 10);
+			cr_expect_eq(r->confusion[2], 10); /* fn: logit +-0 with y 1 */
+		}
+		eng_loss_result_free(r);
+	}
+	/* float32 targets and logits in a (10, 4) tensor: per-column lanes */
+	eng_tensor tx2 = {ENG_F32, 2, {10, 4}, 40, xf}, ty2 = {ENG_F32, 2, {10, 4}, 40, yf};
+	o.per_class = true;
+	run(&ty2, &tx2, &o, &r);
+	cr_expect_eq(r->correct, 30);
+	cr_expect_eq(r->per_class[0].predicted, 0);
+	cr_expect_eq(r->per_class[0].support, 10);
+	cr_expect_eq(r->per_class[2].predicted, 10);
+	cr_expect_eq(r->per_class[2].correct, 10);
+	cr_expect_eq(r->per_class[1].support, 0);
+	eng_loss_result_free(r);
 }

@@ -115,17 +115,21 @@ Test(xent, sparse_label_smoothing_class_weight)
 
 Test(xent, categorical_class_weight_distribution)
 {
-	/* a distribution y_true: l = -sum w_c y_c log p_c, w = sum w_c y_c */
+	/* a distribution y_true: l = -sum w_c y_c log p_c, and the position
+	 * weighs 1 (its sample weight), not sum w_c y_c: class weights act
+	 * inside the sum only (PyTorch's mean with probability targets) */
 	eng_tensor yt = tens(ENG_F64, D(0.25, 0.75, 1, 0), 2, I64(2), I64(2));
 	eng_tensor yp = tens(ENG_F64, D(0.5, 0.5, 0.2, 0.8), 2, I64(2), I64(2));
 	eng_tensor cw = tens(ENG_F64, D(2, 4), 1, I64(2));
 	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
 	o.kind = ENG_LOSS_CATEGORICAL_CE;
 	o.class_weight = &cw;
-	double l0 = -(2 * 0.25 * log(0.5) + 4 * 0.75 * log(0.5)), w0 = 0.5 + 3;
-	double l1 = -(2 * 1 * log(0.2)), w1 = 2;
+	double l0 = -(2 * 0.25 * log(0.5) + 4 * 0.75 * log(0.5));
+	double l1 = -(2 * 1 * log(0.2));
 	eng_loss_result *r;
-	NEAR(run(&yt, &yp, &o, &r), (l0 + l1) / (w0 + w1), 1e-12);
+	NEAR(run(&yt, &yp, &o, &r), (l0 + l1) / 2, 1e-12);
+	NEAR(r->weight_sum, 2, 1e-12);
+	NEAR(r->per_class[1].weight_sum, 1, 1e-12);
 	cr_expect_eq(r->per_class[1].support, 1); /* argmax of y_true row 0 is class 1 */
 	cr_expect_eq(r->per_class[0].support, 1);
 	cr_expect_eq(r->per_class[0].predicted, 1); /* argmax of (0.5, 0.5): the first */
@@ -958,5 +962,91 @@ Test(xent, float32_short_rows_far_below_max_keep_digits)
 			          "C %d row %d: %.12g vs %.12g", C, r, res->per_position[r], want);
 		}
 		eng_loss_result_free(res);
+	}
+}
+
+/* ---- distribution targets: a position weighs its sample weight ------------------------ */
+
+/* The issue's case: y_true rows summing to 0.5 and 1 divide by 2 positions,
+ * not by 1.5 (PyTorch cross_entropy with probability targets, Keras). */
+Test(xent, categorical_soft_targets_divide_by_positions)
+{
+	eng_tensor yt = tens(ENG_F64, D(0.5, 0, 0.2, 0.8), 2, I64(2), I64(2));
+	eng_tensor yp = tens(ENG_F64, D(0.6, 0.4, 0.3, 0.7), 2, I64(2), I64(2));
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	o.kind = ENG_LOSS_CATEGORICAL_CE;
+	double l0 = -0.5 * log(0.6), l1 = -(0.2 * log(0.3) + 0.8 * log(0.7));
+	eng_loss_result *r;
+	NEAR(run(&yt, &yp, &o, &r), (l0 + l1) / 2, 1e-12);
+	NEAR(r->weight_sum, 2, 1e-12);
+	cr_expect_eq(r->count, 2);
+	eng_loss_result_free(r);
+	/* with sample weights the mean divides by their sum */
+	eng_tensor sw = tens(ENG_F64, D(3, 0.5), 1, I64(2));
+	o.sample_weight = &sw;
+	NEAR(run(&yt, &yp, &o, &r), (3 * l0 + 0.5 * l1) / 3.5, 1e-12);
+	NEAR(r->weight_sum, 3.5, 1e-12);
+	eng_loss_result_free(r);
+}
+
+/* An all-zero target row is a counted position of class 0 (the argmax),
+ * with loss 0 for cross-entropy without smoothing. */
+Test(xent, categorical_all_zero_row_is_counted)
+{
+	eng_tensor yt = tens(ENG_F64, D(0, 0, 0, 0, 1, 0), 2, I64(2), I64(3));
+	eng_tensor yp = tens(ENG_F64, D(0.2, 0.5, 0.3, 0.1, 0.6, 0.3), 2, I64(2), I64(3));
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	o.kind = ENG_LOSS_CATEGORICAL_CE;
+	o.per_position = true;
+	eng_loss_result *r;
+	NEAR(run(&yt, &yp, &o, &r), -log(0.6) / 2, 1e-12);
+	cr_expect_eq(r->count, 2);
+	cr_expect_eq(r->ignored, 0);
+	NEAR(r->weight_sum, 2, 1e-12);
+	NEAR(r->per_position[0], 0, 1e-15);
+	cr_expect_eq(r->per_class[0].support, 1);
+	NEAR(r->per_class[0].weight_sum, 1, 1e-12);
+	cr_expect_eq(r->per_class[1].predicted, 2);
+	eng_loss_result_free(r);
+	/* ignore_class 0 drops it, as it drops any position of class 0 */
+	o.has_ignore_class = true;
+	o.ignore_class = 0;
+	NEAR(run(&yt, &yp, &o, &r), -log(0.6), 1e-12);
+	cr_expect_eq(r->ignored, 1);
+	eng_loss_result_free(r);
+}
+
+/* Focal and KL weigh a position like categorical CE: sample weight times
+ * the cost factor; class weights only inside the sum. */
+Test(xent, focal_and_kl_position_weight)
+{
+	eng_tensor yt = tens(ENG_F64, D(0.3, 0.3, 0, 0, 1, 0), 2, I64(2), I64(3));
+	eng_tensor yp = tens(ENG_F64, D(0.2, 0.5, 0.3, 0.1, 0.6, 0.3), 2, I64(2), I64(3));
+	eng_tensor cw = tens(ENG_F64, D(2, 3, 5), 1, I64(3));
+	eng_tensor cost = tens(ENG_F64, D(1, 4, 1, 1, 1, 1, 1, 1, 1), 2, I64(3), I64(3));
+	const double *y = yt.data, *q = yp.data, *w = cw.data;
+	for (int kind = 0; kind < 2; kind++) {
+		eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+		o.kind = kind ? ENG_LOSS_KL : ENG_LOSS_CATEGORICAL_FOCAL;
+		o.class_weight = &cw;
+		o.cost_matrix = &cost;
+		double l[2] = {0, 0};
+		for (int i = 0; i < 2; i++)
+			for (int c = 0; c < 3; c++) {
+				double qc = q[3 * i + c], yc = y[3 * i + c];
+				if (kind) {
+					double pc = fmax(yc, 1e-7);
+					l[i] += w[c] * pc * (log(pc) - log(qc));
+				} else {
+					l[i] += w[c] * 0.25 * pow(1 - qc, 2) * -(yc * log(qc));
+				}
+			}
+		/* row 0: true class 0 (first max), predicted 1: cost 4 */
+		eng_loss_result *r;
+		NEAR(run(&yt, &yp, &o, &r), (4 * l[0] + l[1]) / 5, 1e-12);
+		NEAR(r->weight_sum, 5, 1e-12);
+		NEAR(r->per_class[0].weight_sum, 4, 1e-12);
+		NEAR(r->per_class[1].weight_sum, 1, 1e-12);
+		eng_loss_result_free(r);
 	}
 }

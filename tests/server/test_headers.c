@@ -55,6 +55,18 @@ ParameterizedTestParameters(headers, framing)
 	         "bad_framing",
 	         true},
 	        {{"Host", "Content-Type"}, {"x", "application/json"}, 0, "", false},
+	        /* whitespace before the colon stays in 0.9.75's name */
+	        {{"Transfer-Encoding ", "Content-Length"},
+	         {"chunked", "5"},
+	         400,
+	         "malformed_header",
+	         true},
+	        {{"Content-Length\t"}, {"5"}, 400, "malformed_header", false},
+	        {{" Host"}, {"x"}, 400, "malformed_header", false},
+	        {{"X Y"}, {"x"}, 400, "malformed_header", false},
+	        {{"X\x0bY"}, {"x"}, 400, "malformed_header", false},
+	        {{"X-\xc3\xa9"}, {"x"}, 400, "malformed_header", false},
+	        {{"X-Ok_1.2!#$%&'*+^`|~"}, {"x"}, 0, "", false},
 	};
 	return cr_make_param_array(struct fcase, cases, sizeof(cases) / sizeof(cases[0]));
 }
@@ -74,6 +86,25 @@ ParameterizedTest(struct fcase *t, headers, framing)
 		cr_assert(detail && *detail);
 	}
 	cr_assert_eq(srv__framing_has_body(&f), t->body, "%s: %s", t->k[0], t->v[0]);
+}
+
+/* Layouts as 0.9.75 leaves them in its read buffer. */
+Test(headers, header_in_place)
+{
+	char line[] = "Host\0  example\0\0X-Empty\0\0\0Transfer-Encodingchunked\0";
+	char *host = line, *host_v = line + 7;
+	char *empty = line + 16, *empty_v = line + 24;
+	char *folded = line + 26;
+
+	cr_assert(srv__header_in_place(host, host_v));
+	cr_assert(srv__header_in_place(host, host_v - 2)); /* "Host:example" */
+	cr_assert(srv__header_in_place(empty, empty_v));
+	/* the value before the end of the name: the name grew over it */
+	cr_assert_not(srv__header_in_place(folded, folded + 18));
+	/* the name moved past the value (0.9.75 copies it to a new block) */
+	cr_assert_not(srv__header_in_place(folded, host_v));
+	/* something other than blanks between the name and the value */
+	cr_assert_not(srv__header_in_place(host, empty_v));
 }
 
 Test(headers, json_media_type)

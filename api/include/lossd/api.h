@@ -42,7 +42,7 @@ typedef struct api_problem {
 	int status;
 	const char *code;
 	char pointer[160];
-	char detail[320];
+	char detail[512];
 } api_problem;
 
 /* Fills *p (p may be NULL) and returns -1, so `return api_problem_set(...)`. */

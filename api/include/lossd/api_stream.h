@@ -23,6 +23,11 @@
 #include "lossd/api.h"
 #include "lossd/stream.h"
 
+/* Longest idempotency key in bytes, the one limit of both spellings: a
+ * body's batch_id and the Idempotency-Key header (clients send the same
+ * key as both, so they must agree). */
+#define API_IDEMPOTENCY_KEY_MAX 256
+
 /* Version of the exported state JSON ("version" field). */
 #define API_STREAM_STATE_VERSION 1
 

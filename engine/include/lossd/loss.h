@@ -148,9 +148,12 @@ typedef struct eng_loss_opts {
  *   predicted  positions whose argmax of y_pred is c (first maximum wins)
  *   correct    both
  *   weight_sum sum of w over positions of true class c; loss_sum sum of w*l
+ *              (w: see eng_loss_result; an all-zero distribution row is a
+ *              counted position of class 0, the argmax)
  * Binary losses, by column c (the last axis of y_pred; one column for rank <= 1):
- *   support    elements of the column with y_true >= 0.5 (positives)
- *   predicted  elements with p >= 0.5 (logit >= 0 with from_logits)
+ *   support    elements of the column with y_true > 0.5 (positives)
+ *   predicted  elements with p > 0.5 (logit > 0 with from_logits): exactly
+ *              0.5 is negative, as Keras' binary_accuracy and TorchMetrics
  *   correct    both (true positives), so precision/recall/F1 are those of
  *              the positive class of that column
  *   weight_sum, loss_sum over every counted element of the column
@@ -169,9 +172,19 @@ typedef struct eng_loss_class {
  * eng_loss_result_free.
  *
  * `correct` is the number of counted positions whose argmax of y_pred is the
- * true class (categorical), or elements whose thresholded prediction (0.5)
- * matches the thresholded target (binary: Keras BinaryAccuracy); 0 and
- * meaningless for regression and GMM (has_accuracy false).
+ * true class (categorical), or elements whose thresholded prediction
+ * (p > 0.5) matches the thresholded target (y > 0.5) (binary: Keras
+ * BinaryAccuracy); 0 and meaningless for regression and GMM (has_accuracy
+ * false).
+ *
+ * A position's weight w is the product of the weights that apply to it:
+ * its sample weight, the cost_matrix factor, and for the sparse loss its
+ * true class's class_weight (PyTorch's weight= with class ids). With
+ * distribution targets (categorical, categorical focal, KL) class_weight
+ * acts inside the sum over classes only and w is the sample weight times
+ * the cost factor (PyTorch's mean with probability targets), so "mean"
+ * without sample weights divides by the number of counted positions,
+ * whatever the targets sum to.
  */
 typedef struct eng_loss_result {
 	eng_loss_kind kind;

@@ -395,6 +395,8 @@ void api_reply_free(api_reply *r)
 	if (!r)
 		return;
 	free(r->body);
+	free(r->link);
+	r->link = NULL;
 	r->status = 0;
 	r->content_type = NULL;
 	r->body = NULL;

@@ -33,9 +33,11 @@
 #include <string.h>
 
 #include "fields.h"
+#include "lossd/history.h"
 #include "lossd/loss.h"
 #include "lossd/sketch.h"
 #include "mem.h"
+#include "stream_priv.h"
 
 struct api_stream_spec {
 	char *text; /* canonical config JSON (new) */
@@ -76,8 +78,8 @@ static const char *const loss_fields[] = {
         "alpha",      "gamma",        "apply_class_balancing", "delta",
         NULL,
 };
-static const char *const update_fields[] = {"y_true",        "y_score",  "y_pred",
-                                            "sample_weight", "batch_id", NULL};
+static const char *const update_fields[] = {"y_true",   "y_score", "y_pred", "sample_weight",
+                                            "batch_id", "step",    NULL};
 static const char *const state_fields[] = {"version", "id",    "config", "count",
                                            "updates", "state", NULL};
 
@@ -698,6 +700,9 @@ int api_stream_decode_update(eng_stream **delta, char **batch_id, const api_stre
 		goto out;
 	}
 	const char *skey = has_s ? "y_score" : "y_pred";
+	int64_t step = -1; /* API.md section 7: an integer in [0, 2^63) */
+	if (api__get_int(&step, obj, "", "step", -1, 0, INT64_MAX, p))
+		goto out;
 	json_t *b = api__field(obj, "batch_id");
 	if (b) {
 		char tmp[32];
@@ -755,6 +760,12 @@ int api_stream_decode_update(eng_stream **delta, char **batch_id, const api_stre
 	w = sw.t.data ? &sw.t : NULL;
 	if (eng_stream_batch(delta, &s->eng, &yt.t, &ys.t, w, lr, &err)) {
 		from_eng(p, &err, skey);
+		goto out;
+	}
+	if (step >= 0 && eng_stream_set_step(*delta, step)) {
+		eng_stream_free(*delta);
+		*delta = NULL;
+		oom(p);
 		goto out;
 	}
 	*batch_id = bid;
@@ -1110,4 +1121,11 @@ int api_stream_merge_problem(api_problem *p, const eng_error *err)
 	case ENG_ENOMEM: return oom(p);
 	default: return api_problem_from_eng(p, err);
 	}
+}
+
+/* ---- for history.c ---------------------------------------------------------------------- */
+
+eng_reduction api__stream_reduction(const api_stream_spec *s)
+{
+	return s->reduction;
 }

@@ -43,6 +43,7 @@
 
 #include "aucdata.h"
 #include "bytes.h"
+#include "history_priv.h"
 #include "lossd/binned.h"
 #include "lossd/sketch.h"
 
@@ -65,6 +66,10 @@ struct eng_stream {
 	eng_sketch **sk;
 	/* loss sums, NULL until a batch with a loss was merged */
 	eng_loss_result *loss;
+	/* the step series (history.c), NULL until a step-tagged batch came;
+	 * hist_max is how many points it keeps (not part of the identity) */
+	eng__hist *hist;
+	size_t hist_max;
 };
 
 static int64_t lcols(const eng_stream_config *c)
@@ -159,6 +164,7 @@ void eng_stream_free(eng_stream *s)
 	free(s->label);
 	free(s->weight);
 	eng_loss_result_free(s->loss);
+	eng__hist_free(s->hist);
 	free(s);
 }
 
@@ -185,6 +191,7 @@ static eng_stream *alloc_stream(const eng_stream_config *cfg)
 	if (!s)
 		return NULL;
 	s->cfg = *cfg;
+	s->hist_max = ENG_HISTORY_DEFAULT_POINTS;
 	s->cc = calloc((size_t)cfg->columns, sizeof(*s->cc));
 	if (!s->cc) {
 		free(s);
@@ -250,7 +257,7 @@ size_t eng_stream_memory(const eng_stream *s)
 			m += sizeof(void *) + eng_sketch_memory(s->sk[c]);
 	if (s->loss)
 		m += sizeof(*s->loss) + (size_t)s->loss->nclasses * sizeof(eng_loss_class);
-	return m;
+	return m + eng__hist_memory(s->hist);
 }
 
 void eng_stream_counts_of(eng_stream_counts *out, const eng_stream *s)
@@ -300,6 +307,10 @@ int eng_stream_reset(eng_stream *s)
 	eng_stream tmp = *s;
 	*s = *fresh;
 	*fresh = tmp;
+	/* The step series is history, not running state: it stays. */
+	s->hist = fresh->hist;
+	s->hist_max = fresh->hist_max;
+	fresh->hist = NULL;
 	eng_stream_free(fresh);
 	return 0;
 }
@@ -544,6 +555,7 @@ int eng_stream_merge(eng_stream *dst, const eng_stream *src, eng_error *err)
 	size_t L = (size_t)lcols(c);
 	eng_loss_result *nloss = NULL;
 	eng_sketch **nsk = NULL;
+	eng__hist_plan hp = {0};
 	int rc = 0;
 
 	if (!eng_stream_config_equal(&dst->cfg, &src->cfg))
@@ -564,6 +576,12 @@ int eng_stream_merge(eng_stream *dst, const eng_stream *src, eng_error *err)
 		                     "the stream's %s would overflow to infinity; "
 		                     "nothing was changed",
 		                     what);
+	if ((rc = eng__hist_prepare(&hp, dst->hist, src->hist, C, dst->hist_max)))
+		return eng_error_set(err, rc, "state", -1,
+		                     rc == ENG_ENOMEM   ? "out of memory"
+		                     : rc == ENG_ELIMIT ? "the step series' counts would pass 2^62"
+		                                        : "the step series' sums would overflow to "
+		                                          "infinity; nothing was changed");
 	if (src->loss && !dst->loss &&
 	    !(nloss = eng_loss_result_new(src->loss->kind, src->loss->nclasses, 0)))
 		goto nomem;
@@ -680,6 +698,7 @@ int eng_stream_merge(eng_stream *dst, const eng_stream *src, eng_error *err)
 	}
 	dst->updates += src->updates;
 	dst->rows += src->rows;
+	eng__hist_commit(&dst->hist, src->hist, &hp, dst->hist_max);
 	rc = 0;
 	goto out;
 nomem:
@@ -691,6 +710,7 @@ out:
 		free(nsk);
 	}
 	eng_loss_result_free(nloss);
+	eng__hist_plan_drop(&hp);
 	return rc;
 }
 
@@ -800,9 +820,10 @@ int eng_stream_auc(eng_auc_result *out, eng_auc_curve *curve, const eng_stream *
  *   f64 wloss_sum, f64 weight_sum, u64 count, ignored, correct, nclasses,
  *   per class: u64 support, predicted, correct, f64 weight_sum, loss_sum
  */
-#define MAGIC   "LSTR"
-#define VERSION 1u
-#define HEADER  24
+#define MAGIC    "LSTR"
+#define HIST_TAG 0x54534948u /* "HIST" */
+#define VERSION  1u
+#define HEADER   24
 
 typedef struct wbuf {
 	uint8_t *p;
@@ -942,6 +963,18 @@ int eng_stream_serialize(void **out, size_t *len, const eng_stream *s)
 			wf64(&w, pc->weight_sum);
 			wf64(&w, pc->loss_sum);
 		}
+	}
+	/* Optional trailing section: the step series (history.c), absent
+	 * for a stream that never saw a step. */
+	if (eng__hist_size(s->hist)) {
+		uint8_t *hb = NULL;
+		size_t hl = 0;
+		if (eng__hist_write(&hb, &hl, s->hist))
+			w.fail = true;
+		w32(&w, HIST_TAG);
+		w32(&w, 0);
+		wbytes(&w, hb, hl);
+		free(hb);
 	}
 	if (w.fail) {
 		free(w.p);
@@ -1310,6 +1343,20 @@ int eng_stream_deserialize(eng_stream **out, const void *data, size_t len, size_
 			pc->loss_sum = rf64(&r);
 		}
 	}
+	if (!r.fail && r.left > 0) {
+		uint32_t tag = r32(&r), zero = r32(&r);
+		uint64_t hlen = r64(&r);
+		const uint8_t *p = !r.fail && hlen <= r.left ? rtake(&r, (size_t)hlen) : NULL;
+		if (tag != HIST_TAG || zero != 0 || !p) {
+			why = "bad trailing section";
+			goto bad;
+		}
+		int e = eng__hist_read(&s->hist, p, (size_t)hlen, C, &why);
+		if (e) {
+			rc = e;
+			goto bad;
+		}
+	}
 	if (r.fail || r.left != 0) {
 		why = r.fail ? "truncated" : "trailing bytes";
 		goto bad;
@@ -1323,4 +1370,36 @@ bad:
 	if (rc == ENG_ENOMEM)
 		return eng_error_set(err, ENG_ENOMEM, "state", -1, "out of memory");
 	return eng_error_set(err, ENG_ESTATE, "state", -1, "corrupt stream state: %s", why);
+}
+
+/* ---- the step series (history.h; the series itself is history.c) ---------------------------- */
+
+eng__hist **eng__stream_hist(eng_stream *s)
+{
+	return &s->hist;
+}
+
+const eng__hist *eng__stream_hist_c(const eng_stream *s)
+{
+	return s->hist;
+}
+
+int eng_stream_set_step(eng_stream *s, int64_t step)
+{
+	if (step < 0 || s->hist)
+		return ENG_EINVAL;
+	int64_t *pos = malloc((size_t)s->cfg.columns * sizeof(int64_t));
+	if (!pos)
+		return ENG_ENOMEM;
+	for (int64_t k = 0; k < s->cfg.columns; k++)
+		pos[k] = s->cc[k].pos;
+	int rc = eng__hist_from_totals(&s->hist, step, s->cfg.columns, s->updates, s->rows, pos,
+	                               s->loss);
+	free(pos);
+	return rc;
+}
+
+void eng_stream_set_history_max(eng_stream *s, size_t max_points)
+{
+	s->hist_max = max_points;
 }

@@ -111,6 +111,10 @@ static const struct opt opts[] = {
         {"sketch-memory", "LOSSD_SKETCH_MEMORY", K_SIZE, OFF(sketch_memory), 0, 1024,
          (long long)1 << 30, "SIZE",
          "default size of a sketch stream, all classes together (<= --stream-memory)", "1MiB"},
+        {"history-points", "LOSSD_HISTORY_POINTS", K_INT, OFF(history_points), 0, 2, 10000000, "N",
+         "step points a stream keeps; past it neighbours merge into ranges (exactly)", "10000"},
+        {"history-checkpoints", "LOSSD_HISTORY_CHECKPOINTS", K_INT, OFF(history_checkpoints), 0, 1,
+         1000000, "N", "checkpoints a stream keeps; the oldest go first", "1000"},
         {"log-level", "LOSSD_LOG_LEVEL", K_LEVEL, OFF(log_level), 0, 0, 0, "LEVEL",
          "debug, info (one line per request), warn, error or off", "info"},
         {"check", NULL, K_STR, OFF(check_url), CAP(check_url), 0, 0, "URL",
@@ -165,6 +169,8 @@ static void defaults(srv_config *c)
 	c->max_streams = 1000;
 	c->stream_memory = (size_t)64 << 20;
 	c->sketch_memory = (size_t)1 << 20;
+	c->history_points = 10000;
+	c->history_checkpoints = 1000;
 	c->log_level = SRV_LOG_INFO;
 	c->test_hooks = false;
 	c->check_url[0] = '\0';

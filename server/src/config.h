@@ -30,21 +30,23 @@ typedef struct srv_config {
 	size_t max_buffered; /* request bodies held in memory, all requests; >= max_body */
 	int max_connections;
 	int max_per_ip;
-	int timeout;            /* idle connection timeout, seconds */
-	int drain_timeout;      /* seconds SIGTERM waits for open requests */
-	int request_timeout;    /* seconds from request line to end of body */
-	char tokens_file[1024]; /* bearer tokens, or "" for no authentication */
-	char tls_cert[1024];    /* PEM certificate (chain), or "" for plain HTTP */
-	char tls_key[1024];     /* PEM private key, with tls_cert */
-	int64_t max_elements;   /* numbers per request */
-	int max_depth;          /* JSON nesting */
-	size_t max_json_mem;    /* jansson heap per request */
-	int max_streams;        /* streams per principal (507 too_many_streams) */
-	size_t stream_memory;   /* memory cap of one stream (507 stream_memory_exceeded) */
-	size_t sketch_memory;   /* default sketch size of a stream, all classes together */
-	int log_level;          /* enum srv_log_level */
-	bool test_hooks;        /* LOSSD_TEST_HOOKS=1: POST /v1/_sleep exists */
-	char check_url[1024];   /* --check URL, or "" */
+	int timeout;             /* idle connection timeout, seconds */
+	int drain_timeout;       /* seconds SIGTERM waits for open requests */
+	int request_timeout;     /* seconds from request line to end of body */
+	char tokens_file[1024];  /* bearer tokens, or "" for no authentication */
+	char tls_cert[1024];     /* PEM certificate (chain), or "" for plain HTTP */
+	char tls_key[1024];      /* PEM private key, with tls_cert */
+	int64_t max_elements;    /* numbers per request */
+	int max_depth;           /* JSON nesting */
+	size_t max_json_mem;     /* jansson heap per request */
+	int max_streams;         /* streams per principal (507 too_many_streams) */
+	size_t stream_memory;    /* memory cap of one stream (507 stream_memory_exceeded) */
+	size_t sketch_memory;    /* default sketch size of a stream, all classes together */
+	int history_points;      /* step points per stream (API.md section 7) */
+	int history_checkpoints; /* checkpoint records per stream */
+	int log_level;           /* enum srv_log_level */
+	bool test_hooks;         /* LOSSD_TEST_HOOKS=1: POST /v1/_sleep exists */
+	char check_url[1024];    /* --check URL, or "" */
 	/* The stream store (API.md section 10). */
 	char store[1024];               /* --store URL: sqlite, sqlite:DIR, postgresql://... */
 	int store_connections;          /* PostgreSQL connections per process */

@@ -66,6 +66,8 @@ void srv__dispatch(api_reply *out, enum srv_route route, const srv_request *req)
 	case SRV_ROUTE_STREAMS_RESET: srv_streams_reset(out, req); return;
 	case SRV_ROUTE_STREAMS_STATE: srv_streams_state(out, req); return;
 	case SRV_ROUTE_STREAMS_MERGE: srv_streams_merge(out, req); return;
+	case SRV_ROUTE_STREAMS_CHECKPOINT: srv_streams_checkpoint(out, req); return;
+	case SRV_ROUTE_STREAMS_HISTORY: srv_streams_history(out, req); return;
 	case SRV_ROUTE_TEST_SLEEP: test_sleep(out, req); return;
 	default: break;
 	}

@@ -181,6 +181,11 @@ static enum MHD_Result send_reply(struct req *r, api_reply *rep, const char *all
 	}
 	if (allow)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+	if (rep->link) {
+		MHD_add_response_header(resp, "Link", rep->link);
+		free(rep->link);
+		rep->link = NULL;
+	}
 	if (r->www_auth)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, r->www_auth);
 	/* The unread body is still on the socket: this connection cannot be

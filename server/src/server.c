@@ -255,7 +255,12 @@ static int run(srv_server *s)
 	s->api.max_json_bytes = s->cfg.max_json_mem;
 	s->api.max_depth = s->cfg.max_depth;
 
-	srv_streams_limits lim = {s->cfg.max_streams, s->cfg.stream_memory, s->cfg.sketch_memory};
+	srv_streams_limits lim = SRV_STREAMS_LIMITS_INIT;
+	lim.max_streams = s->cfg.max_streams;
+	lim.max_bytes = s->cfg.stream_memory;
+	lim.sketch_bytes = s->cfg.sketch_memory;
+	lim.history_points = (size_t)s->cfg.history_points;
+	lim.history_checkpoints = (size_t)s->cfg.history_checkpoints;
 	srv_streams_set_limits(&lim);
 	srv_streams_set_store(s->cfg.store, s->cfg.store_connections, s->cfg.store_password_file,
 	                      s->cfg.store_timeout * 1000);

@@ -86,7 +86,12 @@ struct srv__store {
 	int lock_fd; /* data_dir/lossd.lock, flock()ed: one process per store */
 	srv__store_op *head, *tail;
 	uint64_t groups, ops;
+	struct extra *x; /* history and metadata statements (the last section) */
 };
+
+static int extra_open(srv__store *st, char *err, size_t errlen);
+static void extra_close(srv__store *st);
+static int extra_write(srv__store *st, const srv__store_op *op);
 
 static const char schema[] =
         "CREATE TABLE IF NOT EXISTS streams(id TEXT PRIMARY KEY, owner TEXT NOT NULL,"
@@ -208,7 +213,8 @@ int srv__store_open(srv__store **out, const char *data_dir, char *err, size_t er
 	         "INSERT OR IGNORE INTO keys(stream, key, reply) VALUES(?1, ?2, ?3)", err,
 	         errlen) ||
 	    prep(st->r, &st->get_key, "SELECT reply FROM keys WHERE stream = ?1 AND key = ?2", err,
-	         errlen))
+	         errlen) ||
+	    extra_open(st, err, errlen))
 		goto out;
 	*out = st;
 	st = NULL;
@@ -236,6 +242,7 @@ void srv__store_close(srv__store *st)
 	sqlite3_finalize(st->del_keys);
 	sqlite3_finalize(st->ins_key);
 	sqlite3_finalize(st->get_key);
+	extra_close(st);
 	sqlite3_close(st->r);
 	sqlite3_close(st->w);
 	if (st->lock_fd >= 0)
@@ -393,9 +400,12 @@ static int write_op(srv__store *st, const srv__store_op *op, bool skip_data)
 		sqlite3_bind_text(st->del_keys, 1, op->stream, -1, SQLITE_STATIC);
 		if (step(st->del_keys))
 			return -1;
-		return 0;
+		return extra_write(st, op);
+	case SRV__OP_NOTE: break;
 	default: return -1;
 	}
+	if (extra_write(st, op))
+		return -1;
 	if (op->key) {
 		s = st->ins_key;
 		sqlite3_bind_text(s, 1, op->stream, -1, SQLITE_STATIC);
@@ -618,6 +628,165 @@ int srv__store_orphans(srv__store *st, srv__store_orphan_fn fn, void *arg)
 	rc = src == SQLITE_DONE ? 0 : -1;
 out:
 	sqlite3_finalize(q);
+	pthread_mutex_unlock(&st->rmu);
+	return rc;
+}
+
+/* ---- history and metadata (API.md sections 7 and 8) ------------------------------ */
+/*
+ * Two more tables, written by the same group transaction as the op that
+ * carries them:
+ *   checkpoints(stream, n, step, body) PK(stream, n)  checkpoint records
+ *   meta(stream PK, meta, updated_ms)                 tags, ttl_s, created_at
+ *                                                     as JSON; updated_at
+ * The step series needs no table: it is part of the stream's state and
+ * travels in its deltas and checkpoints.
+ */
+static const char extra_schema[] =
+        "CREATE TABLE IF NOT EXISTS checkpoints(stream TEXT NOT NULL, n INTEGER NOT NULL,"
+        " step INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY(stream, n)) WITHOUT ROWID;"
+        "CREATE TABLE IF NOT EXISTS meta(stream TEXT PRIMARY KEY, meta TEXT NOT NULL,"
+        " updated_ms INTEGER NOT NULL) WITHOUT ROWID;";
+
+struct extra {
+	sqlite3_stmt *ins_ckpt, *trim_ckpt, *del_ckpts, *put_meta, *put_mtime, *del_meta;
+};
+
+static int extra_open(srv__store *st, char *err, size_t errlen)
+{
+	struct extra *x = calloc(1, sizeof(*x));
+	if (!x) {
+		errf(err, errlen, "out of memory");
+		return -1;
+	}
+	st->x = x;
+	if (sqlite3_exec(st->w, extra_schema, NULL, NULL, NULL) != SQLITE_OK) {
+		errf(err, errlen, "cannot create schema: %s", sqlite3_errmsg(st->w));
+		return -1;
+	}
+	return prep(st->w, &x->ins_ckpt,
+	            "INSERT OR REPLACE INTO checkpoints(stream, n, step, body)"
+	            " VALUES(?1, ?2, ?3, ?4)",
+	            err, errlen) ||
+	       prep(st->w, &x->trim_ckpt, "DELETE FROM checkpoints WHERE stream = ?1 AND n < ?2",
+	            err, errlen) ||
+	       prep(st->w, &x->del_ckpts, "DELETE FROM checkpoints WHERE stream = ?1", err,
+	            errlen) ||
+	       prep(st->w, &x->put_meta,
+	            "INSERT INTO meta(stream, meta, updated_ms) VALUES(?1, ?2, ?3)"
+	            " ON CONFLICT(stream) DO UPDATE SET meta = excluded.meta,"
+	            " updated_ms = max(updated_ms, excluded.updated_ms)",
+	            err, errlen) ||
+	       prep(st->w, &x->put_mtime,
+	            "INSERT INTO meta(stream, meta, updated_ms) VALUES(?1, '{}', ?2)"
+	            " ON CONFLICT(stream) DO UPDATE SET updated_ms = excluded.updated_ms",
+	            err, errlen) ||
+	       prep(st->w, &x->del_meta, "DELETE FROM meta WHERE stream = ?1", err, errlen);
+}
+
+static void extra_close(srv__store *st)
+{
+	struct extra *x = st->x;
+	if (!x)
+		return;
+	sqlite3_finalize(x->ins_ckpt);
+	sqlite3_finalize(x->trim_ckpt);
+	sqlite3_finalize(x->del_ckpts);
+	sqlite3_finalize(x->put_meta);
+	sqlite3_finalize(x->put_mtime);
+	sqlite3_finalize(x->del_meta);
+	free(x);
+	st->x = NULL;
+}
+
+/* True when a later op of the group stores op's stream's updated_at too. */
+static bool mtime_covered(const srv__store_op *op)
+{
+	for (const srv__store_op *o = op->next; o; o = o->next)
+		if ((o->updated_ms || o->type == SRV__OP_DELETE) &&
+		    strcmp(o->stream, op->stream) == 0)
+			return true;
+	return false;
+}
+
+static int extra_write(srv__store *st, const srv__store_op *op)
+{
+	struct extra *x = st->x;
+	sqlite3_stmt *s;
+
+	if (op->type == SRV__OP_DELETE) {
+		sqlite3_bind_text(x->del_ckpts, 1, op->stream, -1, SQLITE_STATIC);
+		if (step(x->del_ckpts))
+			return -1;
+		sqlite3_bind_text(x->del_meta, 1, op->stream, -1, SQLITE_STATIC);
+		return step(x->del_meta);
+	}
+	if (op->ckpt_body) {
+		s = x->ins_ckpt;
+		sqlite3_bind_text(s, 1, op->stream, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, op->ckpt_n);
+		sqlite3_bind_int64(s, 3, op->ckpt_step);
+		sqlite3_bind_text(s, 4, op->ckpt_body, -1, SQLITE_STATIC);
+		if (step(s))
+			return -1;
+		s = x->trim_ckpt;
+		sqlite3_bind_text(s, 1, op->stream, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, op->ckpt_keep_from);
+		if (step(s))
+			return -1;
+	}
+	if (op->meta) {
+		s = x->put_meta;
+		sqlite3_bind_text(s, 1, op->stream, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, op->meta, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 3, op->updated_ms);
+		if (step(s))
+			return -1;
+	} else if (op->updated_ms && !mtime_covered(op)) {
+		s = x->put_mtime;
+		sqlite3_bind_text(s, 1, op->stream, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, op->updated_ms);
+		if (step(s))
+			return -1;
+	}
+	return 0;
+}
+
+int srv__store_load_extra(srv__store *st, srv__store_ckpt_fn on_ckpt, srv__store_meta_fn on_meta,
+                          void *arg)
+{
+	sqlite3_stmt *cs = NULL, *ms = NULL;
+	int rc = -1, src;
+
+	if (st->be)
+		return st->be->load_extra ? st->be->load_extra(st->impl, on_ckpt, on_meta, arg) : 0;
+	pthread_mutex_lock(&st->rmu);
+	if (sqlite3_prepare_v2(st->r,
+	                       "SELECT stream, n, step, body FROM checkpoints ORDER BY stream, n",
+	                       -1, &cs, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(st->r, "SELECT stream, meta, updated_ms FROM meta", -1, &ms, NULL) !=
+	            SQLITE_OK)
+		goto out;
+	while ((src = sqlite3_step(cs)) == SQLITE_ROW) {
+		const char *id = (const char *)sqlite3_column_text(cs, 0);
+		const char *body = (const char *)sqlite3_column_text(cs, 3);
+		if (on_ckpt(arg, id ? id : "", sqlite3_column_int64(cs, 1),
+		            sqlite3_column_int64(cs, 2), body ? body : "{}"))
+			goto out;
+	}
+	if (src != SQLITE_DONE)
+		goto out;
+	while ((src = sqlite3_step(ms)) == SQLITE_ROW) {
+		const char *id = (const char *)sqlite3_column_text(ms, 0);
+		const char *meta = (const char *)sqlite3_column_text(ms, 1);
+		if (on_meta(arg, id ? id : "", meta ? meta : "{}", sqlite3_column_int64(ms, 2)))
+			goto out;
+	}
+	if (src == SQLITE_DONE)
+		rc = 0;
+out:
+	sqlite3_finalize(cs);
+	sqlite3_finalize(ms);
 	pthread_mutex_unlock(&st->rmu);
 	return rc;
 }

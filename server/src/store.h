@@ -26,6 +26,8 @@ enum srv__store_op_type {
 	SRV__OP_DELTA,      /* one delta (a serialized stream state to merge) at seq */
 	SRV__OP_CHECKPOINT, /* the full state at seq; deltas up to seq are dropped */
 	SRV__OP_DELETE,     /* the stream, its deltas and its idempotency keys go */
+	SRV__OP_NOTE,       /* the state is unchanged: only the key, checkpoint
+	                     * record and metadata below are written */
 };
 
 /*
@@ -54,6 +56,14 @@ typedef struct srv__store_op {
 	bool replayed;         /* out: key was already used; not applied, stored_reply
 	                        * is the first request's reply */
 	bool gone;             /* out: the stream no longer exists; not applied */
+	/* History (API.md section 7) and metadata (section 8), written in the
+	 * same transaction as the rest of the op: */
+	const char *ckpt_body;  /* a checkpoint record to add, or NULL */
+	int64_t ckpt_n;         /* its number in the stream */
+	int64_t ckpt_step;      /* its step */
+	int64_t ckpt_keep_from; /* records numbered below this are dropped */
+	const char *meta;       /* CREATE, NOTE: the metadata JSON to store, or NULL */
+	int64_t updated_ms;     /* the stream's new updated_at (ms), or 0 */
 	/* Set by the group's leader; read them after srv__store_wait. */
 	int rc; /* 0, or -1 when the group's transaction failed */
 	bool done;
@@ -138,6 +148,18 @@ void srv__store_submit(srv__store *st, srv__store_op *op);
  * with no stream mutex held. */
 int srv__store_wait(srv__store *st, srv__store_op *op);
 
+/*
+ * History and metadata at load, after srv__store_load: on_ckpt for every
+ * checkpoint record in (stream, n) order, on_meta for every metadata row.
+ * A callback returning -1 stops the load (-1). Any thread (reader).
+ */
+typedef int (*srv__store_ckpt_fn)(void *arg, const char *stream, int64_t n, int64_t step,
+                                  const char *body);
+typedef int (*srv__store_meta_fn)(void *arg, const char *stream, const char *meta,
+                                  int64_t updated_ms);
+int srv__store_load_extra(srv__store *st, srv__store_ckpt_fn on_ckpt, srv__store_meta_fn on_meta,
+                          void *arg);
+
 /* Groups committed and ops written since open (for tests and metrics). */
 void srv__store_stats(srv__store *st, uint64_t *groups, uint64_t *ops);
 
@@ -190,6 +212,10 @@ typedef struct srv__store_backend {
 	            srv__store_stream_fn on_state, srv__store_delta_fn on_delta, void *arg);
 	int (*list)(void *b, const char *owner, const char *after, int limit, srv__store_list_fn fn,
 	            void *arg);
+	/* checkpoint records and metadata (API.md sections 7, 8); a backend
+	 * without them (NULL) loads none */
+	int (*load_extra)(void *b, srv__store_ckpt_fn on_ckpt, srv__store_meta_fn on_meta,
+	                  void *arg);
 } srv__store_backend;
 
 /* The PostgreSQL backend (store_pg.c), or NULL when built without libpq. */

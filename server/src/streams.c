@@ -80,7 +80,10 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "history.h"
+#include "lossd/api_history.h"
 #include "lossd/api_stream.h"
+#include "lossd/history.h"
 #include "lossd/stream.h"
 #include "log.h"
 #include "store.h"
@@ -107,6 +110,7 @@ typedef struct stream {
 	int64_t seq;        /* seq of the last op applied */
 	size_t delta_bytes; /* delta bytes submitted since the last checkpoint */
 	pending_key *keys;  /* keys of in-flight ops */
+	srv__ckpts ckpts;   /* checkpoint records (API.md section 7) */
 	bool deleted;
 	/* Set at load, never changed after: the stored state could not be
 	 * read (st, and spec maybe, NULL); every route answers 503
@@ -148,6 +152,7 @@ static void stream_free(stream *s)
 	if (!s)
 		return;
 	eng_stream_free(s->st);
+	srv__ckpts_clear(&s->ckpts);
 	api_stream_spec_free(s->spec);
 	free(s->owner);
 	free(s->damaged);
@@ -331,6 +336,8 @@ static void *on_stream(void *arg, const char *id, const char *owner, const char 
 		quarantine(s, "bad stored state at seq %lld: %s", (long long)seq, err.msg);
 	else if (lc->lazy)
 		eng_stream_set_max_bytes(s->st, T.lim.max_bytes);
+	if (s->st)
+		eng_stream_set_history_max(s->st, T.lim.history_points);
 	pthread_mutex_lock(&T.mu);
 	long at = find(id);
 	int rc = at >= 0 ? (lc->lazy ? 1 : -1) : insert_at((size_t)(-at - 1), s);
@@ -437,6 +444,7 @@ static void *on_state(void *arg, const char *id, const char *owner, const char *
 		return NULL;
 	}
 	eng_stream_set_max_bytes(n, T.lim.max_bytes);
+	eng_stream_set_history_max(n, T.lim.history_points);
 	eng_stream_free(s->st);
 	s->st = n;
 	s->seq = seq;
@@ -518,6 +526,33 @@ static void forget(stream *s)
 	pthread_mutex_unlock(&T.mu);
 }
 
+/* A stored checkpoint record: into its stream's list (load, one thread). */
+static int on_ckpt(void *arg, const char *id, int64_t n, int64_t step, const char *body)
+{
+	(void)arg;
+	long i = find(id);
+	if (i < 0)
+		return 0; /* a record left by a stream since deleted */
+	stream *s = T.v[i];
+	char *text = strdup(body);
+	int64_t keep;
+	if (!text || srv__ckpts_reserve(&s->ckpts)) {
+		free(text);
+		return -1;
+	}
+	(void)srv__ckpts_add(&s->ckpts, step, n, text, SIZE_MAX, &keep);
+	return 0;
+}
+
+static int on_meta(void *arg, const char *id, const char *meta, int64_t updated_ms)
+{
+	(void)arg;
+	(void)id;
+	(void)meta;
+	(void)updated_ms;
+	return 0;
+}
+
 void srv_streams_set_limits(const srv_streams_limits *lim)
 {
 	pthread_mutex_lock(&T.mu);
@@ -548,7 +583,8 @@ int srv_streams_open(const char *data_dir)
 	/* A shared store's streams are read when first asked for. */
 	if (!srv__store_shared(T.store) &&
 	    (srv__store_load(T.store, NULL, on_stream, on_delta, &lc) || lc.failed ||
-	     srv__store_orphans(T.store, on_orphan, &lc) || lc.failed)) {
+	     srv__store_orphans(T.store, on_orphan, &lc) || lc.failed ||
+	     srv__store_load_extra(T.store, on_ckpt, on_meta, &lc))) {
 		fprintf(stderr, "lossd: cannot load the streams of store %s\n",
 		        srv__store_url_is_pg(T.store_url) ? "postgresql" : data_dir);
 		srv_streams_close();
@@ -737,6 +773,7 @@ void srv_streams_create(api_reply *out, const srv_request *req)
 	}
 	if (!(s = stream_alloc(id, who(req))) ||
 	    eng_stream_new(&s->st, api_stream_spec_engine(spec), &err) ||
+	    (eng_stream_set_history_max(s->st, T.lim.history_points), false) ||
 	    eng_stream_serialize(&state, &slen, s->st) || !(text = api_stream_spec_text(spec)) ||
 	    reply_json_copy(out, 201, api_stream_render_config(spec, id), &reply)) {
 		api_reply_free(out);
@@ -773,9 +810,10 @@ void srv_streams_create(api_reply *out, const srv_request *req)
 	if (rc) {
 		api_reply_free(out);
 		if (rc == -1)
-			api_reply_error(
-			        out, 507, "too_many_streams",
-			        "this token already has %zu streams, the configured maximum", mine);
+			api_reply_error(out, 507, "too_many_streams",
+			                "this token already has %zu streams, the "
+			                "configured maximum",
+			                mine);
 		else if (rc == -3)
 			store_unavailable(out);
 		else
@@ -1355,5 +1393,312 @@ void srv_streams_delete(api_reply *out, const srv_request *req)
 		out->body = NULL;
 		out->len = 0;
 	}
+	release(s);
+}
+
+/* ---- history (API.md section 7) --------------------------------------------------------- */
+
+/* Splices ,"dropped":n into a record's text (a JSON object). New text. */
+static char *with_dropped(const char *text, size_t dropped)
+{
+	size_t n = strlen(text);
+	char *r = malloc(n + 40);
+	if (!r || n < 2)
+		return free(r), NULL;
+	memcpy(r, text, n - 1);
+	snprintf(r + n - 1, 40, ",\"dropped\":%zu}", dropped);
+	return r;
+}
+
+void srv_streams_checkpoint(api_reply *out, const srv_request *req)
+{
+	api_problem p;
+	api_history_ckpt_req cr = {0};
+	void *state = NULL;
+	size_t slen = 0;
+	char *prev = NULL, *text = NULL, *reply = NULL;
+	char when[40];
+	srv__store_op op;
+	pending_key pk = {NULL, NULL};
+
+	if (!header_key_ok(out, req))
+		return;
+	if (srv__store_shared(T.store)) {
+		/* The checkpoint records live in the SQLite store's own table;
+		 * a shared (PostgreSQL) store keeps the step series (it is part
+		 * of the state) but no records yet. */
+		api_reply_error(out, 501, "not_implemented",
+		                "checkpoints are kept by the SQLite store only, not by a shared "
+		                "PostgreSQL store");
+		return;
+	}
+	stream *s = acquire(out, req);
+	if (!s)
+		return;
+	if (api_history_parse_checkpoint(&cr, req->api, req->body, req->len, &p)) {
+		api_reply_problem(out, &p);
+		goto done;
+	}
+	const char *key = cr.batch_id ? cr.batch_id : req->idempotency_key;
+	pk.key = key;
+	int64_t now = srv__now_ms();
+	srv__rfc3339_ms(when, sizeof when, now);
+
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		if (s->deleted) {
+			api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
+			goto unlock;
+		}
+		if (!key || !key_pending(s, key))
+			break;
+		pthread_cond_wait(&s->cv, &s->mu);
+	}
+	if (srv__store_broken(T.store)) {
+		store_unavailable(out);
+		goto unlock;
+	}
+	if (key) {
+		int r = srv__store_key_get(T.store, s->id, key, &prev);
+		if (r < 0) {
+			store_unavailable(out);
+			goto unlock;
+		}
+		if (r == 1) {
+			reply_text(out, 201, prev);
+			goto unlock;
+		}
+	}
+	int64_t n = s->ckpts.next_n;
+	if (!(text = api_history_checkpoint_record(s->spec, s->id, s->st, n, cr.step, cr.label,
+	                                           when, &p))) {
+		api_reply_problem(out, &p);
+		goto unlock;
+	}
+	if (srv__ckpts_reserve(&s->ckpts)) {
+		api_reply_error(out, 503, "out_of_memory", "out of memory");
+		goto unlock;
+	}
+	memset(&op, 0, sizeof op);
+	op.type = SRV__OP_NOTE;
+	if (cr.reset) {
+		/* The epoch-end pattern: the reading above, then empty, in one
+		 * transaction (the step series stays: it is history). */
+		if (eng_stream_reset(s->st) || eng_stream_serialize(&state, &slen, s->st)) {
+			store_unavailable(out);
+			goto unlock;
+		}
+		op.type = SRV__OP_CHECKPOINT;
+		op.data = state;
+		op.len = slen;
+		op.clear_keys = true;
+		s->delta_bytes = 0;
+	}
+	int64_t keep_from;
+	size_t dropped =
+	        srv__ckpts_add(&s->ckpts, cr.step, n, text, T.lim.history_checkpoints, &keep_from);
+	const char *stored = text;
+	text = NULL; /* the list owns it; it lives while we hold the mutex */
+	/* the record may be the one just dropped (history_checkpoints 0 is
+	 * refused by the config, so it is not) */
+	if (!(reply = with_dropped(stored, dropped))) {
+		api_reply_error(out, 503, "out_of_memory", "out of memory");
+		goto unlock;
+	}
+	op.stream = s->id;
+	op.seq = ++s->seq;
+	op.key = key;
+	op.reply = reply;
+	op.ckpt_n = n;
+	op.ckpt_step = cr.step;
+	op.ckpt_keep_from = keep_from;
+	op.updated_ms = now;
+	char *body_copy = NULL;
+	if (!(body_copy = strdup(stored))) {
+		api_reply_error(out, 503, "out_of_memory", "out of memory");
+		goto unlock;
+	}
+	op.ckpt_body = body_copy; /* the list's text may go with a later drop */
+	if (key) {
+		pk.next = s->keys;
+		s->keys = &pk;
+	}
+	srv__store_submit(T.store, &op);
+	pthread_mutex_unlock(&s->mu);
+
+	int rc = srv__store_wait(T.store, &op);
+	free(body_copy);
+
+	pthread_mutex_lock(&s->mu);
+	if (key)
+		key_remove(s, &pk);
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	if (rc) {
+		store_unavailable(out);
+	} else {
+		out->status = 201;
+		out->content_type = API_JSON;
+		out->body = reply;
+		out->len = strlen(reply);
+		reply = NULL;
+	}
+	goto done;
+unlock:
+	pthread_mutex_unlock(&s->mu);
+done:
+	free(prev);
+	free(text);
+	free(reply);
+	free(state);
+	api_history_ckpt_req_clear(&cr);
+	release(s);
+}
+
+/* The query of GET .../history into *q. 0, or -1 with *out a 422. */
+static int history_query(api_reply *out, api_history_query *q, const char *query, char *after,
+                         size_t acap)
+{
+	char k[32], v[64];
+	api_problem p;
+	bool has_from = false, has_to = false;
+	int r;
+	after[0] = '\0';
+	while ((r = srv__query_next(&query, k, sizeof k, v, sizeof v)) == 1) {
+		char *end = NULL;
+		long long x = 0;
+		bool num = !strcmp(k, "from") || !strcmp(k, "to") || !strcmp(k, "limit");
+		if (num) {
+			errno = 0;
+			x = strtoll(v, &end, 10);
+			if (!v[0] || *end || errno || x < 0 ||
+			    (!strcmp(k, "limit") && (x < 1 || x > API_HISTORY_MAX_LIMIT))) {
+				api_reply_error(out, 422, "bad_option",
+				                !strcmp(k, "limit")
+				                        ? "limit must be an integer in [1, 10000]"
+				                        : "%s must be a step: an integer in [0, "
+				                          "2^63)",
+				                k);
+				return -1;
+			}
+		}
+		if (!strcmp(k, "series")) {
+			if (strcmp(v, "steps") && strcmp(v, "checkpoints")) {
+				api_reply_error(out, 422, "bad_option",
+				                "series must be steps or checkpoints");
+				return -1;
+			}
+			q->checkpoints = !strcmp(v, "checkpoints");
+		} else if (!strcmp(k, "format")) {
+			if (strcmp(v, "json") && strcmp(v, "csv")) {
+				api_reply_error(out, 422, "bad_option",
+				                "format must be json or csv");
+				return -1;
+			}
+			q->csv = !strcmp(v, "csv");
+		} else if (!strcmp(k, "from")) {
+			q->from = x;
+			has_from = true;
+		} else if (!strcmp(k, "to")) {
+			q->to = x;
+			has_to = true;
+		} else if (!strcmp(k, "limit")) {
+			q->limit = x;
+		} else if (!strcmp(k, "after")) {
+			snprintf(after, acap, "%s", v);
+		} else {
+			api_reply_error(out, 422, "unknown_parameter",
+			                "unknown query parameter %.31s (history takes "
+			                "series, from, "
+			                "to, limit, after, format)",
+			                k);
+			return -1;
+		}
+	}
+	if (r < 0) {
+		api_reply_error(out, 422, "bad_option",
+		                "a query parameter is malformed or too long");
+		return -1;
+	}
+	if (has_from && has_to && q->from > q->to) {
+		api_reply_error(out, 422, "bad_option", "from (%lld) is after to (%lld)",
+		                (long long)q->from, (long long)q->to);
+		return -1;
+	}
+	if (after[0] && api_history_cursor_parse(q, after, &p)) {
+		api_reply_problem(out, &p);
+		return -1;
+	}
+	return 0;
+}
+
+/* Link: <...>; rel="next" for the page after `next`. */
+static void link_next(api_reply *out, const char *id, const api_history_query *q, const char *next)
+{
+	char buf[512];
+	if (!next[0] || out->status != 200)
+		return;
+	int n = snprintf(buf, sizeof buf,
+	                 "</v1/streams/%s/history?series=%s&format=%s&from=%lld&to=%lld&limit=%lld"
+	                 "&after=%s>; rel=\"next\"",
+	                 id, q->checkpoints ? "checkpoints" : "steps", q->csv ? "csv" : "json",
+	                 (long long)q->from, (long long)q->to, (long long)q->limit, next);
+	if (n > 0 && (size_t)n < sizeof buf)
+		out->link = strdup(buf);
+}
+
+void srv_streams_history(api_reply *out, const srv_request *req)
+{
+	api_history_query q = API_HISTORY_QUERY_INIT;
+	char after[API_HISTORY_CURSOR_MAX + 16], next[API_HISTORY_CURSOR_MAX];
+	const char **texts = NULL;
+
+	if (history_query(out, &q, req->query, after, sizeof after))
+		return;
+	stream *s = acquire(out, req);
+	if (!s)
+		return;
+	next[0] = '\0';
+	pthread_mutex_lock(&s->mu);
+	int r = refresh_for_read(s);
+	if (r) {
+		pthread_mutex_unlock(&s->mu);
+		if (r > 0) {
+			forget(s);
+			api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
+		} else {
+			store_unavailable(out);
+		}
+		goto out;
+	}
+	if (!q.checkpoints) {
+		(void)api_history_steps(out, next, s->spec, s->st, &q);
+	} else {
+		const srv__ckpts *l = &s->ckpts;
+		size_t i = q.has_after ? srv__ckpts_after(l, q.after_step, q.after_n)
+		                       : srv__ckpts_after(l, q.from, -1);
+		while (i < l->len && l->v[i].step < q.from)
+			i++;
+		size_t cap = (size_t)q.limit, k = 0;
+		if (!(texts = malloc(cap * sizeof(*texts)))) {
+			pthread_mutex_unlock(&s->mu);
+			api_reply_error(out, 503, "out_of_memory", "out of memory");
+			goto out;
+		}
+		for (; i < l->len && l->v[i].step <= q.to; i++) {
+			if (k == cap) {
+				const srv__ckpt *last = &l->v[i - 1];
+				snprintf(next, sizeof next, "c%lld.%lld", (long long)last->step,
+				         (long long)last->n);
+				break;
+			}
+			texts[k++] = l->v[i].text;
+		}
+		(void)api_history_checkpoints(out, s->spec, texts, k, next, q.csv);
+	}
+	pthread_mutex_unlock(&s->mu);
+	link_next(out, s->id, &q, next);
+out:
+	free(texts);
 	release(s);
 }

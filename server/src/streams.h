@@ -16,15 +16,17 @@
 
 /* Limits of the stream store (API.md section 5). */
 typedef struct srv_streams_limits {
-	int max_streams;     /* streams per principal: 507 too_many_streams past it */
-	size_t max_bytes;    /* memory per stream: 507 stream_memory_exceeded past it */
-	size_t sketch_bytes; /* default sketch size of a stream (all columns) */
+	int max_streams;            /* streams per principal: 507 too_many_streams past it */
+	size_t max_bytes;           /* memory per stream: 507 stream_memory_exceeded past it */
+	size_t sketch_bytes;        /* default sketch size of a stream (all columns) */
+	size_t history_points;      /* step points per stream (API.md section 7) */
+	size_t history_checkpoints; /* checkpoint records per stream */
 } srv_streams_limits;
 
 #define SRV_STREAMS_DEFAULT_MAX_STREAMS 1000
 #define SRV_STREAMS_LIMITS_INIT                                                                    \
 	{                                                                                          \
-		SRV_STREAMS_DEFAULT_MAX_STREAMS, (size_t)64 << 20, (size_t)1 << 20                 \
+		SRV_STREAMS_DEFAULT_MAX_STREAMS, (size_t)64 << 20, (size_t)1 << 20, 10000, 1000    \
 	}
 
 /* Sets the limits; call before srv_streams_open (main thread). Without a
@@ -76,5 +78,9 @@ void srv_streams_reset(api_reply *out, const srv_request *req);
 void srv_streams_state(api_reply *out, const srv_request *req);
 /* Worker thread. POST /v1/streams/{id}/merge */
 void srv_streams_merge(api_reply *out, const srv_request *req);
+/* Worker thread. POST /v1/streams/{id}/checkpoint (API.md section 7) */
+void srv_streams_checkpoint(api_reply *out, const srv_request *req);
+/* Worker thread. GET /v1/streams/{id}/history */
+void srv_streams_history(api_reply *out, const srv_request *req);
 
 #endif

@@ -27,6 +27,7 @@ typedef struct api_reply {
 	                           * body could not be allocated (status then 503) */
 	size_t len;
 	int retry_after; /* seconds for Retry-After, 0 for none */
+	char *link;      /* new: a Link header's value (paging), or NULL */
 } api_reply;
 
 /* Frees the body and resets *r. Accepts NULL. */

@@ -1,0 +1,570 @@
+/*
+ * history.c - a stream's history as JSON and CSV (api_history.h, API.md
+ * section 7).
+ *
+ * Pages are written straight into a growing text buffer instead of a
+ * jansson tree: a 10,000-point page is one pass over the points with no
+ * allocation per value, and doubles go through api__dtoa (the shortest
+ * text that reads back as the same double, like every other reply).
+ *
+ * Derived values of a point: `loss` is the stream's reduction applied to
+ * the point's sums (mean: loss_sum / weight_sum; sum: loss_sum;
+ * sum_over_batch_size: loss_sum / positions), `accuracy` correct /
+ * positions; both null when undefined (no loss configured, no counted
+ * position, or a loss without accuracy), with the reason in
+ * "null_reasons" so a dashboard can show it where the value would be.
+ *
+ * CSV: one header row, then one row per point or checkpoint; per-class
+ * values as positives_class_0, ... (steps) and auc_class_0,
+ * loss_mean_class_0, ... (checkpoints); an undefined value is an empty
+ * cell; text cells are quoted when they hold a comma, quote or newline.
+ *
+ * The output is capped by the page size (API_HISTORY_MAX_LIMIT points of
+ * at most ENG_STREAM_MAX_COLUMNS columns), never by request data.
+ */
+#include "lossd/api_history.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dtoa.h"
+#include "fields.h"
+#include "lossd/history.h"
+#include "lossd/loss.h"
+#include "stream_priv.h"
+
+#define API_CSV "text/csv; charset=utf-8"
+
+/* ---- a text buffer -------------------------------------------------------------- */
+
+typedef struct tbuf {
+	char *p;
+	size_t len, cap;
+	bool fail;
+} tbuf;
+
+static void tadd(tbuf *b, const char *s, size_t n)
+{
+	if (b->fail)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		size_t nc = b->cap ? b->cap * 2 : 4096;
+		while (nc < b->len + n + 1)
+			nc *= 2;
+		char *np = realloc(b->p, nc);
+		if (!np) {
+			b->fail = true;
+			return;
+		}
+		b->p = np;
+		b->cap = nc;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static void tputs(tbuf *b, const char *s)
+{
+	tadd(b, s, strlen(s));
+}
+
+static void tprintf(tbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void tprintf(tbuf *b, const char *fmt, ...)
+{
+	char tmp[160];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		tadd(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+}
+
+/* A double, or `null_text` when it is not finite. */
+static void tnum(tbuf *b, double d, const char *null_text)
+{
+	char num[API__DTOA_MAX];
+	if (!isfinite(d)) {
+		tputs(b, null_text);
+		return;
+	}
+	api__dtoa(num, d);
+	tputs(b, num);
+}
+
+static void tjson_str(tbuf *b, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	tadd(b, "\"", 1);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\') {
+			char e[2] = {'\\', (char)*p};
+			tadd(b, e, 2);
+		} else if (*p < 0x20) {
+			char e[6] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
+			tadd(b, e, 6);
+		} else {
+			tadd(b, (const char *)p, 1);
+		}
+	}
+	tadd(b, "\"", 1);
+}
+
+static void tcsv_str(tbuf *b, const char *s)
+{
+	if (!strpbrk(s, ",\"\r\n")) {
+		tputs(b, s);
+		return;
+	}
+	tadd(b, "\"", 1);
+	for (const char *p = s; *p; p++) {
+		if (*p == '"')
+			tadd(b, "\"\"", 2);
+		else
+			tadd(b, p, 1);
+	}
+	tadd(b, "\"", 1);
+}
+
+static int finish(api_reply *out, tbuf *b, const char *ctype)
+{
+	if (b->fail || !b->p) {
+		free(b->p);
+		api_reply_error(out, 503, "out_of_memory", "out of memory");
+		return -1;
+	}
+	out->status = 200;
+	out->content_type = ctype;
+	out->body = b->p;
+	out->len = b->len;
+	return 0;
+}
+
+/* ---- cursors -------------------------------------------------------------------- */
+
+static bool parse_i64(const char *s, const char **end, int64_t *v)
+{
+	int64_t x = 0;
+	const char *p = s;
+	if (*p < '0' || *p > '9')
+		return false;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (x > (INT64_MAX - (*p - '0')) / 10)
+			return false;
+		x = x * 10 + (*p - '0');
+	}
+	*end = p;
+	*v = x;
+	return true;
+}
+
+int api_history_cursor_parse(api_history_query *q, const char *cursor, api_problem *p)
+{
+	const char *e = cursor;
+	int64_t a = -1, n = -1;
+	bool ok = false;
+	if (!q->checkpoints && cursor[0] == 's')
+		ok = parse_i64(cursor + 1, &e, &a) && *e == '\0';
+	else if (q->checkpoints && cursor[0] == 'c')
+		ok = parse_i64(cursor + 1, &e, &a) && *e == '.' && parse_i64(e + 1, &e, &n) &&
+		     *e == '\0';
+	if (!ok)
+		return api_problem_set(p, 422, "bad_cursor", "/after",
+		                       "after must be a cursor from a previous page's \"next\" "
+		                       "of the same series");
+	q->has_after = true;
+	q->after_step = a;
+	q->after_n = n;
+	return 0;
+}
+
+/* ---- steps ---------------------------------------------------------------------- */
+
+typedef struct derived {
+	double loss, accuracy;
+	const char *loss_why, *acc_why; /* reasons when null */
+} derived;
+
+static void derive(derived *d, const api_stream_spec *s, const eng_history_point *pt)
+{
+	const eng_stream_config *c = api_stream_spec_engine(s);
+	d->loss = d->accuracy = NAN;
+	d->loss_why = d->acc_why = NULL;
+	if (!c->has_loss) {
+		d->loss_why = d->acc_why = "the stream keeps no loss";
+		return;
+	}
+	eng_loss_result r;
+	memset(&r, 0, sizeof r);
+	r.kind = c->loss_kind;
+	r.wloss_sum = pt->loss_sum;
+	r.weight_sum = pt->weight_sum;
+	r.count = pt->positions;
+	r.correct = pt->correct;
+	if (!eng_loss_result_value(&r, api__stream_reduction(s), &d->loss) || !isfinite(d->loss)) {
+		d->loss = NAN;
+		d->loss_why = pt->positions ? "the weights of this point sum to 0"
+		                            : "no position counted at this point";
+	}
+	if (!(eng_loss_is_categorical(c->loss_kind) || eng_loss_is_binary(c->loss_kind)))
+		d->acc_why = "this loss has no accuracy";
+	else if (!pt->positions)
+		d->acc_why = "no position counted at this point";
+	else
+		d->accuracy = (double)pt->correct / (double)pt->positions;
+}
+
+static void step_json(tbuf *b, const api_stream_spec *s, const eng_history_point *pt, int64_t C)
+{
+	derived d;
+	derive(&d, s, pt);
+	int64_t pos = 0;
+	for (int64_t k = 0; k < C; k++)
+		pos += pt->positives[k];
+	/* binary: negatives = rows - positives; classes: every row is positive
+	 * for exactly one class (ids) or counted per label (multi-label) */
+	int64_t neg = C * pt->count - pos;
+	tprintf(b,
+	        "{\"step\":%" PRId64 ",\"step_end\":%" PRId64 ",\"updates\":%" PRId64
+	        ",\"count\":%" PRId64 ",\"positives\":%" PRId64 ",\"negatives\":%" PRId64
+	        ",\"positions\":%" PRId64 ",\"correct\":%" PRId64 ",\"weight_sum\":",
+	        pt->step, pt->step_end, pt->updates, pt->count, pos, neg, pt->positions,
+	        pt->correct);
+	tnum(b, pt->weight_sum, "0");
+	tputs(b, ",\"loss_sum\":");
+	tnum(b, pt->loss_sum, "0");
+	tputs(b, ",\"loss\":");
+	tnum(b, d.loss, "null");
+	tputs(b, ",\"accuracy\":");
+	tnum(b, d.accuracy, "null");
+	if (d.loss_why || d.acc_why) {
+		tputs(b, ",\"null_reasons\":{");
+		if (d.loss_why) {
+			tputs(b, "\"loss\":");
+			tjson_str(b, d.loss_why);
+		}
+		if (d.acc_why) {
+			tputs(b, d.loss_why ? ",\"accuracy\":" : "\"accuracy\":");
+			tjson_str(b, d.acc_why);
+		}
+		tputs(b, "}");
+	}
+	if (C > 1) {
+		tputs(b, ",\"per_class\":[");
+		for (int64_t k = 0; k < C; k++)
+			tprintf(b,
+			        "%s{\"class\":%" PRId64 ",\"positives\":%" PRId64
+			        ",\"negatives\":%" PRId64 "}",
+			        k ? "," : "", k, pt->positives[k], pt->count - pt->positives[k]);
+		tputs(b, "]");
+	}
+	tputs(b, "}");
+}
+
+static void step_csv_header(tbuf *b, int64_t C)
+{
+	tputs(b, "step,step_end,updates,count,positives,negatives,positions,correct,weight_sum,"
+	         "loss_sum,loss,accuracy");
+	for (int64_t k = 0; C > 1 && k < C; k++)
+		tprintf(b, ",positives_class_%" PRId64 ",negatives_class_%" PRId64, k, k);
+	tputs(b, "\r\n");
+}
+
+static void step_csv(tbuf *b, const api_stream_spec *s, const eng_history_point *pt, int64_t C)
+{
+	derived d;
+	derive(&d, s, pt);
+	int64_t pos = 0;
+	for (int64_t k = 0; k < C; k++)
+		pos += pt->positives[k];
+	tprintf(b,
+	        "%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64
+	        ",%" PRId64 ",",
+	        pt->step, pt->step_end, pt->updates, pt->count, pos, C * pt->count - pos,
+	        pt->positions, pt->correct);
+	tnum(b, pt->weight_sum, "");
+	tputs(b, ",");
+	tnum(b, pt->loss_sum, "");
+	tputs(b, ",");
+	tnum(b, d.loss, "");
+	tputs(b, ",");
+	tnum(b, d.accuracy, "");
+	for (int64_t k = 0; C > 1 && k < C; k++)
+		tprintf(b, ",%" PRId64 ",%" PRId64, pt->positives[k], pt->count - pt->positives[k]);
+	tputs(b, "\r\n");
+}
+
+int api_history_steps(api_reply *out, char *next, const api_stream_spec *s, const eng_stream *st,
+                      const api_history_query *q)
+{
+	tbuf b = {0};
+	int64_t C = api_stream_spec_engine(s)->columns;
+	int64_t from = q->from;
+	if (q->has_after && q->after_step >= from)
+		from = q->after_step == INT64_MAX ? INT64_MAX : q->after_step + 1;
+	bool done = q->has_after && q->after_step == INT64_MAX;
+	size_t n = eng_stream_history_size(st);
+	size_t i = done ? n : eng_stream_history_find(st, from);
+	int64_t shown = 0;
+	eng_history_point pt;
+
+	next[0] = '\0';
+	if (q->csv)
+		step_csv_header(&b, C);
+	else
+		tputs(&b, "{\"steps\":[");
+	for (; i < n; i++) {
+		eng_stream_history_get(&pt, st, i);
+		if (pt.step > q->to)
+			break;
+		if (shown == q->limit) {
+			snprintf(next, API_HISTORY_CURSOR_MAX, "s%" PRId64, pt.step - 1);
+			break;
+		}
+		if (q->csv) {
+			step_csv(&b, s, &pt, C);
+		} else {
+			if (shown)
+				tputs(&b, ",");
+			step_json(&b, s, &pt, C);
+		}
+		shown++;
+	}
+	if (next[0] && shown) {
+		/* the cursor names the last point shown: the next page starts
+		 * after it (points never straddle it: ranges are disjoint) */
+		eng_stream_history_get(&pt, st, i - 1);
+		snprintf(next, API_HISTORY_CURSOR_MAX, "s%" PRId64, pt.step_end);
+	}
+	if (!q->csv) {
+		tputs(&b, "],\"next\":");
+		if (next[0])
+			tjson_str(&b, next);
+		else
+			tputs(&b, "null");
+		tputs(&b, "}");
+	}
+	return finish(out, &b, q->csv ? API_CSV : API_JSON);
+}
+
+/* ---- checkpoints ---------------------------------------------------------------- */
+
+static void csv_cell(tbuf *b, json_t *v)
+{
+	char num[API__DTOA_MAX];
+	if (json_is_integer(v))
+		tprintf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+	else if (json_is_real(v))
+		tputs(b, (api__dtoa(num, json_real_value(v)), num));
+	else if (json_is_string(v))
+		tcsv_str(b, json_string_value(v));
+	else if (json_is_true(v))
+		tputs(b, "true");
+	else if (json_is_false(v))
+		tputs(b, "false");
+}
+
+static const char *const ckpt_cols[] = {"n",         "step",        "label",    "time",
+                                        "auc",       "error_bound", "count",    "positives",
+                                        "negatives", "loss",        "accuracy", NULL};
+
+int api_history_checkpoints(api_reply *out, const api_stream_spec *s, const char *const *texts,
+                            size_t n, const char *next, bool csv)
+{
+	tbuf b = {0};
+	int64_t C = api_stream_spec_engine(s)->columns;
+	if (!csv) {
+		tputs(&b, "{\"checkpoints\":[");
+		for (size_t i = 0; i < n; i++) {
+			if (i)
+				tputs(&b, ",");
+			tputs(&b, texts[i]);
+		}
+		tputs(&b, "],\"next\":");
+		if (next && next[0])
+			tjson_str(&b, next);
+		else
+			tputs(&b, "null");
+		tputs(&b, "}");
+		return finish(out, &b, API_JSON);
+	}
+	for (size_t k = 0; ckpt_cols[k]; k++)
+		tprintf(&b, "%s%s", k ? "," : "", ckpt_cols[k]);
+	for (int64_t k = 0; C > 1 && k < C; k++)
+		tprintf(&b, ",auc_class_%" PRId64 ",loss_mean_class_%" PRId64, k, k);
+	tputs(&b, "\r\n");
+	for (size_t i = 0; i < n; i++) {
+		json_t *o = json_loads(texts[i], 0, NULL);
+		if (!o) {
+			b.fail = true;
+			break;
+		}
+		for (size_t k = 0; ckpt_cols[k]; k++) {
+			if (k)
+				tputs(&b, ",");
+			csv_cell(&b, json_object_get(o, ckpt_cols[k]));
+		}
+		json_t *pc = json_object_get(o, "per_class");
+		for (int64_t k = 0; C > 1 && k < C; k++) {
+			json_t *row = json_array_get(pc, (size_t)k);
+			tputs(&b, ",");
+			csv_cell(&b, json_object_get(row, "auc"));
+			tputs(&b, ",");
+			csv_cell(&b, json_object_get(row, "loss_mean"));
+		}
+		tputs(&b, "\r\n");
+		json_decref(o);
+	}
+	return finish(out, &b, API_CSV);
+}
+
+static const char *const ckpt_fields[] = {"step", "label", "reset", "batch_id", NULL};
+
+void api_history_ckpt_req_clear(api_history_ckpt_req *r)
+{
+	free(r->label);
+	free(r->batch_id);
+	r->label = r->batch_id = NULL;
+}
+
+int api_history_parse_checkpoint(api_history_ckpt_req *out, const api_ctx *ctx, const char *body,
+                                 size_t len, api_problem *p)
+{
+	const char *label = NULL;
+	int rc = -1;
+	memset(out, 0, sizeof(*out));
+	json_t *obj = api_parse_body(ctx, body, len, p);
+	if (!obj)
+		return -1;
+	if (api__check_fields(obj, ckpt_fields, "", p) || api__require(obj, "", "step", p) ||
+	    api__get_int(&out->step, obj, "", "step", 0, 0, INT64_MAX, p) ||
+	    api__get_bool(&out->reset, obj, "", "reset", false, p))
+		goto out;
+	json_t *l = api__field(obj, "label");
+	if (l && !json_is_null(l)) {
+		if (!json_is_string(l)) {
+			api_problem_set(p, 422, "bad_type", "/label",
+			                "label must be a string, got %s", api__type_name(l));
+			goto out;
+		}
+		label = json_string_value(l);
+		if (json_string_length(l) > 256 || strlen(label) != json_string_length(l)) {
+			api_problem_set(p, 422, "bad_option", "/label",
+			                "label must be at most 256 characters without NUL");
+			goto out;
+		}
+		if (!(out->label = strdup(label)))
+			goto oom;
+	}
+	json_t *bid = api__field(obj, "batch_id");
+	if (bid) {
+		char tmp[32];
+		const char *v = tmp;
+		if (json_is_string(bid))
+			v = json_string_value(bid);
+		else if (json_is_integer(bid))
+			snprintf(tmp, sizeof tmp, "%" JSON_INTEGER_FORMAT, json_integer_value(bid));
+		else {
+			api_problem_set(p, 422, "bad_type", "/batch_id",
+			                "batch_id must be a string or an integer, got %s",
+			                api__type_name(bid));
+			goto out;
+		}
+		size_t n = strlen(v);
+		if (n < 1 || n > 256 || (json_is_string(bid) && n != json_string_length(bid))) {
+			api_problem_set(p, 422, "bad_option", "/batch_id",
+			                "batch_id must be 1 to 256 characters without NUL");
+			goto out;
+		}
+		if (!(out->batch_id = strdup(v)))
+			goto oom;
+	}
+	rc = 0;
+	goto out;
+oom:
+	api_problem_set(p, 503, "out_of_memory", "", "out of memory");
+out:
+	if (rc)
+		api_history_ckpt_req_clear(out);
+	json_decref(obj);
+	return rc;
+}
+
+/* Copies key of src into dst (null when absent). */
+static int copy_key(json_t *dst, const char *dkey, json_t *src, const char *skey)
+{
+	json_t *v = src ? json_object_get(src, skey) : NULL;
+	return json_object_set(dst, dkey, v ? v : json_null());
+}
+
+char *api_history_checkpoint_record(const api_stream_spec *s, const char *id, const eng_stream *st,
+                                    int64_t n, int64_t step, const char *label, const char *time,
+                                    api_problem *p)
+{
+	json_t *r = api_stream_render_read(s, id, st, NULL, p), *o = NULL;
+	char *text = NULL;
+	int bad = 0;
+	if (!r)
+		return NULL;
+	json_t *ld = json_object_get(r, "loss_detail");
+	if (!(o = json_object()))
+		goto nomem;
+	bad |= json_object_set_new(o, "n", json_integer(n));
+	bad |= json_object_set_new(o, "step", json_integer(step));
+	bad |= json_object_set_new(o, "label", label ? json_string(label) : json_null());
+	bad |= json_object_set_new(o, "time", json_string(time));
+	bad |= copy_key(o, "auc", r, "auc");
+	bad |= copy_key(o, "error_bound", r, "error_bound");
+	bad |= copy_key(o, "count", r, "count");
+	bad |= copy_key(o, "positives", r, "positives");
+	bad |= copy_key(o, "negatives", r, "negatives");
+	bad |= copy_key(o, "loss", r, "loss");
+	bad |= copy_key(o, "accuracy", ld, "accuracy");
+	int64_t C = api_stream_spec_engine(s)->columns;
+	if (C > 1) {
+		json_t *pc = json_object_get(r, "per_class"),
+		       *lpc = json_object_get(ld, "per_class");
+		json_t *a = json_array();
+		for (int64_t k = 0; a && k < C; k++) {
+			json_t *row = json_object(), *src = json_array_get(pc, (size_t)k);
+			json_t *lrow = json_array_get(lpc, (size_t)k);
+			if (!row) {
+				bad = 1;
+				break;
+			}
+			bad |= json_object_set_new(row, "class", json_integer(k));
+			bad |= copy_key(row, "auc", src, "auc");
+			bad |= copy_key(row, "positives", src, "positives");
+			bad |= copy_key(row, "negatives", src, "negatives");
+			bad |= copy_key(row, "loss_mean", lrow, "loss_mean");
+			bad |= json_array_append_new(a, row);
+		}
+		bad |= json_object_set_new(o, "per_class", a);
+	}
+	json_t *w = json_object_get(r, "warnings");
+	if (w)
+		bad |= json_object_set(o, "warnings", w);
+	if (bad)
+		goto nomem;
+	api_reply tmp = {0};
+	api_reply_json(&tmp, 200, o); /* steals o: the reply layer's number format */
+	o = NULL;
+	if (tmp.status == 200 && tmp.body)
+		text = tmp.body;
+	else {
+		api_reply_free(&tmp);
+		goto nomem;
+	}
+	json_decref(r);
+	return text;
+nomem:
+	json_decref(o);
+	json_decref(r);
+	api_problem_set(p, 503, "out_of_memory", "", "out of memory");
+	return NULL;
+}

@@ -263,6 +263,7 @@ static void set_reply(api_reply *out, int status, const char *ctype, dynbuf *b)
 	out->status = status;
 	out->content_type = ctype;
 	out->retry_after = 0;
+	out->link = NULL; /* callers may pass an uninitialized reply */
 	db_add(b, "", 1); /* a terminating NUL, not counted in len */
 	if (b->failed) {
 		free(b->p);

@@ -176,6 +176,20 @@ class Contracted(unittest.TestCase):
                          .json()["count"], 2)
         c("POST", "/v1/streams/%s/merge" % b, state, want=409)
         c("POST", "/v1/streams/%s/merge" % s2, dict(state, state="AAAA"), want=422)
+        # checkpointStream, streamHistory (API.md section 7)
+        c("POST", "/v1/streams/%s/update" % s1,
+          {"y_true": [0, 1], "y_score": [0.2, 0.9], "step": 7}, want=200)
+        ck = c("POST", "/v1/streams/%s/checkpoint" % s1, {"step": 7, "label": "e0"},
+               want=201).json()
+        self.assertEqual(ck["count"], 4)
+        c("POST", "/v1/streams/nope/checkpoint", {"step": 1}, want=404)
+        c("POST", "/v1/streams/%s/checkpoint" % s1, {"step": -1}, want=422)
+        h = c("GET", "/v1/streams/%s/history" % s1, want=200).json()
+        self.assertEqual([p["step"] for p in h["steps"]], [7])
+        c("GET", "/v1/streams/%s/history?series=checkpoints" % s1, want=200)
+        c("GET", "/v1/streams/%s/history?format=csv" % s1, want=200)
+        c("GET", "/v1/streams/%s/history?from=3&to=1" % s1, want=422)
+        c("GET", "/v1/streams/nope/history", want=404)
         # resetStream
         self.assertEqual(c("POST", "/v1/streams/%s/reset" % a, want=200).json()["count"], 0)
         c("POST", "/v1/streams/nope/reset", want=404)

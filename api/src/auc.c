@@ -11,8 +11,13 @@
  *   y_score (N, 1), y_true (N)          one column, y_true of 0/1 (Keras' shape)
  *   y_score (N, C), y_true (N)          C columns, one-vs-rest on class ids
  *   y_score (N, C), y_true (N, C)       C columns, multi-label
- * from_logits applies a sigmoid per element, or a softmax across classes for
- * one-vs-rest (before anything else, so it changes even exact AUC there).
+ * from_logits: binned AUC (thresholds are probabilities) sees a sigmoid per
+ * element, or a softmax across classes for one-vs-rest; exact and sketch AUC
+ * rank by the logits themselves, or by the log-softmax for one-vs-rest
+ * (eng_auc_logit_keys: distinct logits stay distinct where a double sigmoid
+ * would round both to 1.0), and their curve thresholds are turned back into
+ * probabilities. One-vs-rest is the only case where from_logits changes an
+ * exact AUC.
  * Averages: macro and weighted over the columns whose AUC is defined
  * (weighted by sample-weighted positives), micro = every column flattened
  * into one problem, none = null with the values in per_class.
@@ -189,6 +194,8 @@ static int run_column(column *c, const eng_auc_data *d, int64_t col, const auc_r
 		rc = eng_auc_sketch(&c->r, cv, d, col, (size_t)q->sketch_bytes, (eng_curve)q->curve,
 		                    q->max_points, err);
 	}
+	if (!rc && cv && q->from_logits && q->method != M_BINNED)
+		eng_auc_curve_key_probs(cv, d->kind == ENG_LABELS_CLASS_ID); /* thresholds */
 	if (rc == ENG_ENONFINITE && q->nan_policy == 1) {
 		/* propagate: the column's AUC (and its counts, not read) are null */
 		c->nan = true;
@@ -452,13 +459,19 @@ void api_auc(api_reply *out, const api_ctx *ctx, const char *body, size_t len)
 	eng_auc_data d = {&ts.t, &ty.t, tw.t.data ? &tw.t : NULL, ENG_LABELS_BINARY};
 	if (layout(&d, &ncols, &col0, &q, &p))
 		goto out;
-	if (q.from_logits) {
+	bool ovr = d.kind == ENG_LABELS_CLASS_ID;
+	if (q.from_logits && (ovr || q.method == M_BINNED)) {
+		/* binned: probabilities; exact and sketch: ranking keys (the
+		 * logits themselves need no copy) */
 		logits = malloc((size_t)(ts.t.size > 0 ? ts.t.size : 1) * sizeof(double));
 		if (!logits) {
 			api_problem_set(&p, 503, "out_of_memory", "", "out of memory");
 			goto out;
 		}
-		eng_auc_logits(logits, &ts.t, d.kind == ENG_LABELS_CLASS_ID);
+		if (q.method == M_BINNED)
+			eng_auc_logits(logits, &ts.t, ovr);
+		else
+			eng_auc_logit_keys(logits, &ts.t, ovr);
 		score_view = ts.t;
 		score_view.dtype = ENG_F64;
 		score_view.data = logits;

@@ -422,14 +422,74 @@ int eng_auc_exact_values(eng_auc_result *out, eng_auc_curve *curve, const double
 
 /* ---- logits ------------------------------------------------------------------ */
 
+/* Stable sigmoid, as ref.py: never 1/(1 + exp(x)) with an overflowing exp. */
+static double sigmoid(double x)
+{
+	double e = exp(-fabs(x));
+	return x >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+}
+
+int eng_auc_logit_keys(double *out, const eng_tensor *score, bool softmax_rows)
+{
+	if (!softmax_rows) {
+		for (int64_t i = 0; i < score->size; i++)
+			out[i] = eng_tensor_at(score, i);
+		return 0;
+	}
+	if (score->ndim != 2)
+		return ENG_ESHAPE;
+	int64_t n = score->shape[0], c = score->shape[1];
+	for (int64_t r = 0; r < n; r++) {
+		double *o = out + r * c;
+		double m = -INFINITY;
+		int64_t top = 0;
+		bool nan = false;
+		for (int64_t j = 0; j < c; j++) {
+			o[j] = eng_tensor_at(score, r * c + j);
+			nan |= isnan(o[j]);
+			if (o[j] > m) {
+				m = o[j];
+				top = j;
+			}
+		}
+		if (nan || !isfinite(m)) {
+			/* NaN anywhere, +inf, or every logit -inf: the row is NaN,
+			 * as the softmax would make it (the caller reports it) */
+			for (int64_t j = 0; j < c; j++)
+				o[j] = NAN;
+			continue;
+		}
+		/* rest = sum over j != top of e^(x_j - m), every term <= 1; the
+		 * top class is -log1p(rest), which keeps rest's digits (a
+		 * log(1 + rest) would round it to 0 below 1e-16) */
+		double rest = 0.0;
+		for (int64_t j = 0; j < c; j++)
+			if (j != top)
+				rest += exp(o[j] - m);
+		double lse = log1p(rest);
+		for (int64_t j = 0; j < c; j++)
+			o[j] = j == top ? -lse : (o[j] - m) - lse;
+	}
+	return 0;
+}
+
+double eng_auc_key_prob(double key, bool softmax_rows)
+{
+	return softmax_rows ? exp(key) : sigmoid(key);
+}
+
+void eng_auc_curve_key_probs(eng_auc_curve *c, bool softmax_rows)
+{
+	for (int64_t i = 0; c && i < c->n; i++)
+		if (!isnan(c->thresholds[i]))
+			c->thresholds[i] = eng_auc_key_prob(c->thresholds[i], softmax_rows);
+}
+
 int eng_auc_logits(double *out, const eng_tensor *score, bool softmax_rows)
 {
 	if (!softmax_rows) {
-		for (int64_t i = 0; i < score->size; i++) {
-			double x = eng_tensor_at(score, i);
-			double e = exp(-fabs(x));
-			out[i] = x >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
-		}
+		for (int64_t i = 0; i < score->size; i++)
+			out[i] = sigmoid(eng_tensor_at(score, i));
 		return 0;
 	}
 	if (score->ndim != 2)

@@ -3,7 +3,7 @@
  * accumulators, per-column label counts and optional loss sums.
  *
  * Layout by method:
- *   exact   every row kept as it came, after the logit link: scores (rows x
+ *   exact   every row kept as it came: scores (rows x
  *           C doubles, C = 1 for binary), labels as int32 (rows for binary
  *           and class ids, rows x C for multi-label) and weights (rows
  *           doubles, or none while every batch was unweighted). Reading is
@@ -13,6 +13,12 @@
  *           a scratch accumulator (Keras' counts simply add).
  *   sketch  one eng_sketch per column, each with sketch_bytes / C; micro
  *           merges them like binned.
+ * With from_logits, exact and sketch take the ranking keys of
+ * eng_auc_logit_keys (the logits, or the log-softmax for one-vs-rest), so
+ * logits a double sigmoid would round to the same 1.0 stay distinct and a
+ * sketch's error_bound stays honest; a curve's thresholds are turned back
+ * into probabilities when read. Binned takes probabilities (its thresholds
+ * are in [0, 1]).
  * Counts (unweighted positives/negatives and weighted sums per column,
  * batches, rows) are kept here for every method.
  *
@@ -418,7 +424,13 @@ int eng_stream_batch(eng_stream **out, const eng_stream_config *cfg, const eng_t
 		linked = malloc((size_t)(y_score->size ? y_score->size : 1) * sizeof(double));
 		if (!linked)
 			goto nomem;
-		if ((rc = eng_auc_logits(linked, y_score, cfg->kind == ENG_LABELS_CLASS_ID))) {
+		/* binned counts probabilities against its thresholds; exact and
+		 * sketch keep the ranking keys (logits, or the log-softmax for
+		 * one-vs-rest), which a saturating sigmoid would tie */
+		bool ovr = cfg->kind == ENG_LABELS_CLASS_ID;
+		rc = cfg->method == ENG_STREAM_BINNED ? eng_auc_logits(linked, y_score, ovr)
+		                                      : eng_auc_logit_keys(linked, y_score, ovr);
+		if (rc) {
 			eng_error_set(err, rc, "y_score", -1, "cannot apply the logit link");
 			goto out;
 		}
@@ -796,6 +808,8 @@ int eng_stream_auc(eng_auc_result *out, eng_auc_curve *curve, const eng_stream *
 	}
 	if (rc)
 		return rc == ENG_ENOMEM ? eng_error_set(err, rc, NULL, -1, "out of memory") : rc;
+	if (c->from_logits && c->method != ENG_STREAM_BINNED)
+		eng_auc_curve_key_probs(curve, c->kind == ENG_LABELS_CLASS_ID);
 	out->positives = k.pos;
 	out->negatives = k.neg;
 	out->pos_weight = k.pw;

@@ -7,12 +7,19 @@ against PyTorch, scikit-learn and Keras' formulas once found answered wrong.
 - binary losses: predicted positive iff p > 0.5 (logit > 0), in /v1/loss
   and in a stream's loss_detail;
 - f1 = 2 correct / (predicted + support), null only when both are 0;
-- a "sum" over no counted position is 0, a "mean" over none is null.
+- a "sum" over no counted position is 0, a "mean" over none is null;
+- exact AUC from logits ranks by the logits (log-softmax for one-vs-rest),
+  one-shot and in exact streams, and a sketch stream fed logits keys on
+  them too, so its error_bound is honest; curve thresholds stay
+  probabilities;
+- binned AUC compares float32(score) > float32(threshold), as Keras.
 
 Expected numbers are written out from the formulas (math only, no numpy).
 """
 
 import math
+import random
+import struct
 import unittest
 
 from lossd_harness import Server
@@ -22,6 +29,37 @@ REL = 1e-9
 
 def close(a, b, rel=REL):
     return abs(a - b) <= rel * max(1.0, abs(a), abs(b))
+
+
+def mann_whitney(y, s):
+    """ROC AUC by counting pairs (ties one half): scikit-learn's value."""
+    pos = [v for t, v in zip(y, s) if t == 1]
+    neg = [v for t, v in zip(y, s) if t == 0]
+    won = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    return won / (len(pos) * len(neg))
+
+
+def average_precision(y, s):
+    """scikit-learn's average_precision_score: sum over distinct thresholds
+    of (R_n - R_{n-1}) P_n."""
+    order = sorted(set(s), reverse=True)
+    P = sum(y)
+    tp = fp = 0
+    ap, r0 = 0.0, 0.0
+    for t in order:
+        tp += sum(1 for a, b in zip(y, s) if b == t and a == 1)
+        fp += sum(1 for a, b in zip(y, s) if b == t and a == 0)
+        ap += (tp / P - r0) * tp / (tp + fp)
+        r0 = tp / P
+    return ap
+
+
+def sigmoid(x):
+    return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
+
+
+def f32(x):
+    return struct.unpack("<f", struct.pack("<f", x))[0]
 
 
 class LossCorrections(unittest.TestCase):
@@ -159,6 +197,144 @@ class LossCorrections(unittest.TestCase):
         pc = self.srv.get("/v1/streams/%s" % sid).json()["loss_detail"]["per_class"]
         self.assertEqual(pc[1]["f1"], 0.0, pc)
         self.assertEqual(pc[2]["f1"], 0.0, pc)
+
+
+def ovr_rows(rnd, n):
+    y, z = [], []
+    for _ in range(n):
+        k, t = rnd.randrange(3), rnd.randrange(3)
+        row = [rnd.random() for _ in range(3)]
+        row[k] += 38 + 4 * rnd.random() + 4 * (k == t)
+        y.append(t)
+        z.append(row)
+    return y, z
+
+
+class AucCorrections(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server()
+        cls.srv.__enter__()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.__exit__(None, None, None)
+
+    def auc(self, body):
+        r = self.srv.post_json("/v1/auc", body)
+        self.assertEqual(r.status, 200, r.text())
+        return r.json()
+
+    def stream(self, cfg, batches):
+        r = self.srv.post_json("/v1/streams", cfg)
+        self.assertEqual(r.status, 201, r.text())
+        sid = r.json()["id"]
+        for b in batches:
+            r = self.srv.post_json("/v1/streams/%s/update" % sid, b)
+            self.assertEqual(r.status, 200, r.text())
+        r = self.srv.get("/v1/streams/%s?curve=true" % sid)
+        self.assertEqual(r.status, 200, r.text())
+        return r.json()
+
+    def test_large_logits_stay_distinct(self):
+        # the issue's case: a double sigmoid rounds both to 1.0
+        self.assertEqual(self.auc({"from_logits": True, "y_true": [0, 1],
+                                   "y_score": [40.0, 41.0]})["auc"], 1.0)
+        self.assertEqual(self.auc({"from_logits": True, "y_true": [1, 0],
+                                   "y_score": [-800.0, -790.0]})["auc"], 0.0)
+        got = self.auc({"from_logits": True, "y_true": [0, 1, 1], "curve": "pr",
+                        "y_score": [40.0, 41.0, 42.0]})
+        self.assertEqual(got["auc"], 1.0)
+        # float32 logits (b64) too
+        b64 = {"shape": [2], "dtype": "float32", "b64": "AAAgQgAAJEI="}  # 40, 41
+        self.assertEqual(self.auc({"from_logits": True, "y_true": [0, 1],
+                                   "y_score": b64})["auc"], 1.0)
+
+    def test_random_large_logits_match_ranking(self):
+        rnd = random.Random(12)
+        y = [rnd.randrange(2) for _ in range(300)]
+        s = [37 + 10 * rnd.random() + 2 * t for t in y]
+        want = mann_whitney(y, s)
+        self.assertLess(want, 1.0)
+        for method in ("exact", "sketch"):
+            got = self.auc({"from_logits": True, "y_true": y, "y_score": s, "method": method})
+            self.assertTrue(close(got["auc"], want), (method, got["auc"], want))
+        got = self.auc({"from_logits": True, "y_true": y, "y_score": s, "curve": "pr"})
+        self.assertTrue(close(got["auc"], average_precision(y, s)), got)
+
+    def test_multilabel_and_one_vs_rest(self):
+        rnd = random.Random(5)
+        n = 60
+        yt = [[rnd.randrange(2), rnd.randrange(2)] for _ in range(n)]
+        ys = [[40 + rnd.random() * 5 + 3 * a, -760 + rnd.random() * 10 + 5 * b]
+              for a, b in yt]
+        cols = [[r[c] for r in ys] for c in range(2)]
+        labs = [[r[c] for r in yt] for c in range(2)]
+        got = self.auc({"from_logits": True, "y_true": yt, "y_score": ys, "average": "none"})
+        for c in range(2):
+            self.assertTrue(close(got["per_class"][c]["auc"], mann_whitney(labs[c], cols[c])),
+                            (c, got))
+        # one-vs-rest: one class of each row leads by 38-46, so every
+        # softmax probability is 1.0 or ~1e-18 in double; the lead is
+        # larger when that class is the true one
+        y, z = ovr_rows(rnd, n)
+
+        def log_softmax(row):
+            m = max(row)
+            return [x - m - math.log(sum(math.exp(v - m) for v in row)) for x in row]
+
+        ls = [log_softmax(r) for r in z]
+        # the top class' value, -log1p(rest), keeps digits log(sum) loses
+        for r, row in zip(ls, z):
+            top = row.index(max(row))
+            rest = sum(math.exp(v - max(row)) for j, v in enumerate(row) if j != top)
+            r[top] = -math.log1p(rest)
+        got = self.auc({"from_logits": True, "y_true": y, "y_score": z, "average": "none"})
+        for c in range(3):
+            want = mann_whitney([int(t == c) for t in y], [r[c] for r in ls])
+            self.assertTrue(close(got["per_class"][c]["auc"], want), (c, got, want))
+            self.assertLess(got["per_class"][c]["auc"], 1.0)
+
+    def test_curve_thresholds_are_probabilities(self):
+        got = self.auc({"from_logits": True, "y_true": [0, 1, 0, 1],
+                        "y_score": [-2.0, 3.0, 0.5, 1.0], "return_curve": True})
+        th = [t for t in got["curve"]["thresholds"] if t is not None]
+        want = sorted((sigmoid(x) for x in (-2.0, 3.0, 0.5, 1.0)), reverse=True)
+        self.assertEqual(len(th), 4)
+        for a, b in zip(th, want):
+            self.assertTrue(close(a, b), (th, want))
+        got = self.auc({"from_logits": True, "y_true": [0, 1, 2],
+                        "y_score": [[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 3.0]],
+                        "average": "micro", "return_curve": True})
+        th = [t for t in got["curve"]["thresholds"] if t is not None]
+        self.assertTrue(all(0.0 <= t <= 1.0 for t in th), th)
+        top = math.exp(3.0) / (math.exp(3.0) + 2)
+        self.assertTrue(close(th[0], top), th)
+
+    def test_streams_rank_logits(self):
+        rnd = random.Random(7)
+        y = [rnd.randrange(2) for _ in range(400)]
+        s = [37 + 12 * rnd.random() + 1.5 * t for t in y]
+        want = mann_whitney(y, s)
+        batches = [{"y_true": y[i:i + 100], "y_score": s[i:i + 100]} for i in range(0, 400, 100)]
+        got = self.stream({"method": "exact", "from_logits": True}, batches)
+        self.assertTrue(close(got["auc"], want), (got["auc"], want))
+        th = [t for t in got["curve"]["thresholds"] if t is not None]
+        self.assertTrue(all(0.5 < t <= 1.0 for t in th), th[:5])
+        got = self.stream({"method": "sketch", "from_logits": True}, batches)
+        # honest bound: the exact AUC lies within auc +- error_bound (here
+        # every logit is a distinct key, so the sketch is exact)
+        self.assertLessEqual(abs(got["auc"] - want), got["error_bound"] + 1e-12,
+                             (got["auc"], got["error_bound"], want))
+        self.assertTrue(close(got["auc"], want), (got["auc"], want))
+        # one-vs-rest exact stream: the log-softmax
+        y3, z = ovr_rows(rnd, 90)
+        one = self.auc({"from_logits": True, "y_true": y3, "y_score": z})
+        got = self.stream({"method": "exact", "from_logits": True, "num_classes": 3},
+                          [{"y_true": y3[:45], "y_score": z[:45]},
+                           {"y_true": y3[45:], "y_score": z[45:]}])
+        self.assertTrue(close(got["auc"], one["auc"]), (got["auc"], one["auc"]))
+        self.assertLess(one["auc"], 1.0)
 
 
 if __name__ == "__main__":

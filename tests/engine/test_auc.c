@@ -467,6 +467,66 @@ Test(auc, logits_sigmoid_and_softmax)
 	cr_expect(out[3] > out[4] && out[4] > out[5]);
 }
 
+/* Exact AUC from logits ranks by the logits (binary) or a log-softmax that
+ * keeps distinct values distinct (one-vs-rest): logits 40 and 41 are one
+ * probability, 1.0, in double, but not one key. */
+Test(auc, logit_keys_keep_large_logits_apart)
+{
+	double z[] = {40, 41, -800, -790};
+	double k[4];
+	eng_tensor t = vec(z, 4);
+	cr_assert_eq(eng_auc_logit_keys(k, &t, false), 0);
+	for (int i = 0; i < 4; i++)
+		cr_expect_eq(k[i], z[i]);
+	uint8_t y[] = {0, 1, 0, 1};
+	eng_auc_result r;
+	eng_error err;
+	cr_assert_eq(eng_auc_exact_values(&r, NULL, k, y, NULL, 4, NULL, &err), 0);
+	/* 3 of 4 pairs ordered (-790 < 40); by probabilities 0.625, as
+	 * sigmoid(40) == sigmoid(41) == 1 and sigmoid(-790) == sigmoid(-800) == 0 */
+	cr_expect(fabs(r.auc - 0.75) < TOL, "auc %.17g", r.auc);
+	cr_expect(fabs(eng_auc_key_prob(2.0, false) - 1 / (1 + exp(-2.0))) < TOL);
+	cr_expect_eq(eng_auc_key_prob(-800, false), 0.0);
+
+	/* rows (40, 0, 1) and (41, 0, 1): the top class is -log1p(rest) */
+	double zz[] = {40, 0, 1, 41, 0, 1, 0, 2, 2};
+	double kk[9];
+	eng_tensor m = mat(zz, 3, 3);
+	cr_expect_eq(eng_auc_logit_keys(kk, &t, true), ENG_ESHAPE);
+	cr_assert_eq(eng_auc_logit_keys(kk, &m, true), 0);
+	double rest0 = exp(-40.0) + exp(-39.0), rest1 = exp(-41.0) + exp(-40.0);
+	cr_expect(fabs(kk[0] + log1p(rest0)) <= 1e-30, "%.17g", kk[0]);
+	cr_expect(fabs(kk[3] + log1p(rest1)) <= 1e-30, "%.17g", kk[3]);
+	cr_expect(kk[3] > kk[0] && kk[0] < 0); /* distinct, ordered, below 0 */
+	cr_expect(fabs(kk[1] - (-40 - log1p(rest0))) < TOL);
+	cr_expect(fabs(kk[2] - (-39 - log1p(rest0))) < TOL);
+	/* tied maxima (0, 2, 2) share one key, the exact log(1/2.135...) */
+	cr_expect_eq(kk[7], kk[8]);
+	double lse = log(1 + 2 * exp(2.0));
+	cr_expect(fabs(kk[7] - (2 - lse)) < TOL && fabs(kk[6] - (0 - lse)) < TOL);
+	for (int i = 0; i < 9; i++)
+		cr_expect(fabs(eng_auc_key_prob(kk[i], true) -
+		               exp(zz[i]) / (exp(zz[3 * (i / 3)]) + exp(zz[3 * (i / 3) + 1]) +
+		                             exp(zz[3 * (i / 3) + 2]))) < TOL);
+	/* a NaN or +inf makes its row NaN (the caller reports it) */
+	double zn[] = {1, NAN, 0, INFINITY, 1, 2};
+	eng_tensor mn = mat(zn, 2, 3);
+	cr_assert_eq(eng_auc_logit_keys(kk, &mn, true), 0);
+	for (int i = 0; i < 6; i++)
+		cr_expect(isnan(kk[i]));
+
+	/* curve thresholds back to probabilities; NaN (no threshold) kept */
+	eng_auc_curve c = ENG_AUC_CURVE_INIT;
+	cr_assert_eq(eng_auc_exact_values(&r, &c, k, y, NULL, 4, NULL, &err), 0);
+	eng_auc_curve_key_probs(&c, false);
+	cr_expect(isnan(c.thresholds[0]));
+	cr_expect_eq(c.thresholds[1], 1.0); /* sigmoid(41) */
+	cr_expect_eq(c.thresholds[4], 0.0); /* sigmoid(-800) in double */
+	cr_expect_eq(c.n, 5);
+	eng_auc_curve_free(&c);
+	eng_auc_curve_key_probs(NULL, false);
+}
+
 Test(auc, raw_arrays_entry_point)
 {
 	double s[] = {.1, .4, .35, .8}, w[] = {1, 2, 3, 4};

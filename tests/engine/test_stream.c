@@ -441,6 +441,56 @@ Test(stream, logits_link)
 	eng_stream_free(s);
 }
 
+/* Exact and sketch streams fed logits rank by them: logits above 37 that a
+ * double sigmoid rounds to 1.0 stay apart, so the exact stream gives the
+ * Mann-Whitney AUC of the logits and the sketch (every key distinct, far
+ * below its capacity) the same with an error bound that covers it. */
+Test(stream, logits_rank_exact_and_sketch)
+{
+	enum { M = 64 };
+	double z[M], y[M];
+	uint8_t yb[M];
+	for (int i = 0; i < M; i++) {
+		yb[i] = (uint8_t)((i * 7) % 3 == 0);
+		y[i] = yb[i];
+		z[i] = 37.0 + 0.25 * ((i * 13) % M) + 3.0 * yb[i];
+	}
+	double want = 0, np = 0, nn = 0;
+	for (int i = 0; i < M; i++)
+		for (int j = 0; j < M; j++)
+			if (yb[i] && !yb[j])
+				want += (z[i] > z[j]) + 0.5 * (z[i] == z[j]);
+	for (int i = 0; i < M; i++)
+		np += yb[i], nn += !yb[i];
+	want /= np * nn;
+	cr_assert(want < 1.0 && want > 0.5);
+	for (int m = 0; m < 2; m++) {
+		eng_stream_config cfg = ENG_STREAM_CONFIG_INIT;
+		cfg.method = m ? ENG_STREAM_SKETCH : ENG_STREAM_EXACT;
+		cfg.from_logits = true;
+		eng_stream *s = NULL, *b = NULL;
+		eng_error err;
+		cr_assert_eq(eng_stream_new(&s, &cfg, &err), 0);
+		eng_tensor ys = t1(z, M), yt = t1(y, M);
+		cr_assert_eq(eng_stream_batch(&b, &cfg, &yt, &ys, NULL, NULL, &err), 0);
+		cr_assert_eq(eng_stream_merge(s, b, &err), 0);
+		eng_auc_result got;
+		eng_auc_curve c = ENG_AUC_CURVE_INIT;
+		cr_assert_eq(eng_stream_auc(&got, &c, s, 0, 512, &err), 0);
+		cr_expect(fabs(got.auc - want) <= got.error_bound + 1e-12,
+		          "method %d: auc %.12g, bound %g, want %.12g", m, got.auc, got.error_bound,
+		          want);
+		cr_expect(fabs(got.auc - want) < 1e-12, "method %d", m);
+		for (int64_t i = 0; i < c.n; i++)
+			cr_expect(isnan(c.thresholds[i]) ||
+			                  (c.thresholds[i] > 0.5 && c.thresholds[i] <= 1.0),
+			          "threshold %g", c.thresholds[i]);
+		eng_auc_curve_free(&c);
+		eng_stream_free(b);
+		eng_stream_free(s);
+	}
+}
+
 /* stream.c's checksum, as its format comment documents it. */
 static uint64_t state_checksum(const uint8_t *p, size_t n)
 {

@@ -136,13 +136,36 @@ int eng_auc_exact_values(eng_auc_result *out, eng_auc_curve *curve, const double
                          const eng_auc_opts *o, eng_error *err);
 
 /*
- * Applies the link that turns logits into the scores AUC sees, into out
+ * Applies the link that turns logits into probabilities, into out
  * (score->size doubles, caller-owned): a sigmoid per element, or, with
  * softmax_rows, a softmax across the last axis of a rank-2 tensor (for
- * one-vs-rest class-id labels). Computed as ref.py does (stable forms), so
- * ties created by saturation match scikit-learn fed the same numbers.
- * Returns 0 or ENG_ESHAPE (softmax on a tensor that is not rank 2).
+ * one-vs-rest class-id labels), in stable forms. For binned AUC, whose
+ * thresholds are probabilities; exact and sketch AUC rank by
+ * eng_auc_logit_keys instead. Returns 0 or ENG_ESHAPE (softmax on a tensor
+ * that is not rank 2).
  */
 int eng_auc_logits(double *out, const eng_tensor *score, bool softmax_rows);
+
+/*
+ * The keys exact and sketch AUC rank logits by, into out (score->size
+ * doubles, caller-owned): the logits themselves (binary, multi-label), or,
+ * with softmax_rows, the log-softmax across the last axis of a rank-2
+ * tensor (one-vs-rest), computed so that distinct values stay distinct: the
+ * row's top class (first maximum) is -log1p(sum_{j != top} e^(x_j - max)),
+ * the others (x_j - max) - that log1p. Each is a monotone map of the
+ * probability, so the AUC is the one of the probabilities without the ties
+ * a double sigmoid or softmax makes when it rounds to 1 or 0 (logits 40 and
+ * 41 stay apart). A row with a NaN, a +inf, or only -inf is all NaN.
+ * Returns 0 or ENG_ESHAPE (softmax_rows on a tensor that is not rank 2).
+ */
+int eng_auc_logit_keys(double *out, const eng_tensor *score, bool softmax_rows);
+
+/* The probability of a key of eng_auc_logit_keys: sigmoid(key), or
+ * exp(key) with softmax_rows. */
+double eng_auc_key_prob(double key, bool softmax_rows);
+
+/* Turns c's thresholds (keys of eng_auc_logit_keys) into probabilities, in
+ * place; NaN entries (points without a threshold) stay NaN. c may be NULL. */
+void eng_auc_curve_key_probs(eng_auc_curve *c, bool softmax_rows);
 
 #endif

@@ -52,7 +52,9 @@ typedef struct eng_stream_config {
 	eng_curve curve;
 	eng_summation summation; /* binned */
 	int64_t num_thresholds;  /* binned, >= 2 (Keras: > 1) */
-	bool from_logits;        /* scores are logits: sigmoid / softmax first */
+	bool from_logits;        /* scores are logits: binned sees sigmoid /
+	                          * softmax, exact and sketch rank the logits
+	                          * (log-softmax for one-vs-rest) */
 	size_t sketch_bytes;     /* sketch: memory budget of all columns together */
 	size_t max_bytes;        /* cap on eng_stream_memory: ENG_ELIMIT past it */
 	bool has_loss;           /* keep loss sums of loss_kind */

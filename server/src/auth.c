@@ -1,20 +1,30 @@
 /*
- * auth.c - bearer tokens from a file (--tokens-file).
+ * auth.c - bearer tokens from a file (--tokens-file), reloaded on SIGHUP.
  *
- * The table is built once at startup and only read afterwards, so checks
- * from any number of libmicrohttpd threads need no lock. A check compares
- * the presented token with every token in the table, each comparison
- * touching every byte of the longer of the two, and never stops early:
- * its time depends on the table, not on how close a guess was.
+ * The table is built from the whole file and never changed afterwards; a
+ * reload (srv_auth_reload, SIGHUP) builds a new table and swaps the
+ * pointer under a rwlock, so checks from any number of libmicrohttpd
+ * threads take the read side only, and a check copies the principal out
+ * before it lets go: no request ever holds a pointer into a table that a
+ * reload may free. A file that does not parse leaves the old table in
+ * place. Open connections are not touched: a reload only changes which
+ * tokens the next request's check accepts.
  *
+ * A check compares the presented token with every token in the table,
+ * each comparison touching every byte of the longer of the two, and never
+ * stops early: its time depends on the table, not on how close a guess
+ * was.
+ *
+ * Roles (the third field): rw (default) and ro act on their principal's
+ * streams; admin reads every principal's streams and writes nothing.
  * Tokens never appear in messages or logs; a parse error names the line.
- * It does not reload the file (restart to rotate tokens) and knows nothing
- * of routes: http.c decides which routes need a token and which need a
- * read-write one.
+ * It knows nothing of routes: http.c decides which routes need a token
+ * and which need a writer, streams.c what a principal or an admin sees.
  */
 #include "auth.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,18 +32,24 @@
 
 #define TOKEN_MIN     16
 #define TOKEN_MAX     256
-#define PRINCIPAL_MAX 64
+#define PRINCIPAL_MAX SRV_PRINCIPAL_MAX
 
 struct entry {
 	char token[TOKEN_MAX + 1];
 	size_t len;
 	char principal[PRINCIPAL_MAX + 1];
-	bool read_only;
+	srv_role role;
+};
+
+/* One parsed file; immutable once built. */
+struct table {
+	struct entry *e;
+	size_t n;
 };
 
 struct srv_auth {
-	struct entry *e;
-	size_t n;
+	pthread_rwlock_t lock; /* guards t: checks read, a reload swaps */
+	struct table *t;
 };
 
 static bool token_char(char c)
@@ -68,9 +84,27 @@ static int fail(char *err, size_t errlen, int line, const char *what)
 	return -1;
 }
 
-int srv_auth_parse(srv_auth **out, const char *text, char *err, size_t errlen)
+static void table_free(struct table *a)
 {
-	srv_auth *a = calloc(1, sizeof(*a));
+	if (!a)
+		return;
+	if (a->e) {
+		volatile char *v = (volatile char *)a->e;
+		for (size_t i = 0; i < a->n * sizeof(*a->e); i++)
+			v[i] = 0;
+	}
+	free(a->e);
+	free(a);
+}
+
+static bool role_is(const char *w, size_t n, const char *name)
+{
+	return n == strlen(name) && !strncasecmp(w, name, n);
+}
+
+static int table_parse(struct table **out, const char *text, char *err, size_t errlen)
+{
+	struct table *a = calloc(1, sizeof(*a));
 	size_t cap = 0;
 	int line = 0;
 	const char *p = text;
@@ -104,7 +138,7 @@ int srv_auth_parse(srv_auth **out, const char *text, char *err, size_t errlen)
 			}
 		}
 		if (n[1] == 0 || n[1] > PRINCIPAL_MAX) {
-			fail(err, errlen, line, "expected TOKEN PRINCIPAL [rw|ro]");
+			fail(err, errlen, line, "expected TOKEN PRINCIPAL [rw|ro|admin]");
 			goto fail;
 		}
 		for (size_t i = 0; i < n[1]; i++) {
@@ -114,9 +148,9 @@ int srv_auth_parse(srv_auth **out, const char *text, char *err, size_t errlen)
 				goto fail;
 			}
 		}
-		if (n[3] || (n[2] && !(n[2] == 2 && (!strncasecmp(w[2], "rw", 2) ||
-		                                     !strncasecmp(w[2], "ro", 2))))) {
-			fail(err, errlen, line, "the third field, if any, must be rw or ro");
+		if (n[3] || (n[2] && !role_is(w[2], n[2], "rw") && !role_is(w[2], n[2], "ro") &&
+		             !role_is(w[2], n[2], "admin"))) {
+			fail(err, errlen, line, "the third field, if any, must be rw, ro or admin");
 			goto fail;
 		}
 		for (size_t i = 0; i < a->n; i++) {
@@ -140,7 +174,10 @@ int srv_auth_parse(srv_auth **out, const char *text, char *err, size_t errlen)
 		memcpy(e->token, w[0], n[0]);
 		e->len = n[0];
 		memcpy(e->principal, w[1], n[1]);
-		e->read_only = n[2] && !strncasecmp(w[2], "ro", 2);
+		e->role = !n[2]                       ? SRV_ROLE_RW
+		          : role_is(w[2], n[2], "ro") ? SRV_ROLE_RO
+		          : role_is(w[2], n[2], "rw") ? SRV_ROLE_RW
+		                                      : SRV_ROLE_ADMIN;
 	}
 	if (a->n == 0) {
 		fail(err, errlen, line, "no tokens (an empty tokens file would lock everyone out)");
@@ -149,11 +186,35 @@ int srv_auth_parse(srv_auth **out, const char *text, char *err, size_t errlen)
 	*out = a;
 	return 0;
 fail:
-	srv_auth_free(a);
+	table_free(a);
 	return -1;
 }
 
-int srv_auth_load(srv_auth **out, const char *path, char *err, size_t errlen)
+static srv_auth *auth_new(struct table *t)
+{
+	srv_auth *a = calloc(1, sizeof(*a));
+	if (!a || pthread_rwlock_init(&a->lock, NULL) != 0) {
+		free(a);
+		table_free(t);
+		return NULL;
+	}
+	a->t = t;
+	return a;
+}
+
+int srv_auth_parse(srv_auth **out, const char *text, char *err, size_t errlen)
+{
+	struct table *t;
+
+	*out = NULL;
+	if (table_parse(&t, text, err, errlen))
+		return -1;
+	*out = auth_new(t);
+	return *out ? 0 : fail(err, errlen, 0, "out of memory");
+}
+
+/* Reads path into a new table. */
+static int table_load(struct table **out, const char *path, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "rb");
 	char *buf = NULL;
@@ -200,7 +261,7 @@ int srv_auth_load(srv_auth **out, const char *path, char *err, size_t errlen)
 			snprintf(err, errlen, "tokens file %s holds a NUL byte", path);
 		goto out;
 	}
-	rc = srv_auth_parse(out, buf, err, errlen);
+	rc = table_parse(out, buf, err, errlen);
 out:
 	if (buf) {
 		/* Do not leave tokens lying around in freed heap. */
@@ -213,22 +274,49 @@ out:
 	return rc;
 }
 
+int srv_auth_load(srv_auth **out, const char *path, char *err, size_t errlen)
+{
+	struct table *t;
+
+	*out = NULL;
+	if (table_load(&t, path, err, errlen))
+		return -1;
+	*out = auth_new(t);
+	return *out ? 0 : fail(err, errlen, 0, "out of memory");
+}
+
+int srv_auth_reload(srv_auth *a, const char *path, char *err, size_t errlen)
+{
+	struct table *t, *old;
+
+	if (table_load(&t, path, err, errlen))
+		return -1;
+	pthread_rwlock_wrlock(&a->lock);
+	old = a->t;
+	a->t = t;
+	pthread_rwlock_unlock(&a->lock);
+	table_free(old);
+	return 0;
+}
+
 void srv_auth_free(srv_auth *a)
 {
 	if (!a)
 		return;
-	if (a->e) {
-		volatile char *v = (volatile char *)a->e;
-		for (size_t i = 0; i < a->n * sizeof(*a->e); i++)
-			v[i] = 0;
-	}
-	free(a->e);
+	table_free(a->t);
+	pthread_rwlock_destroy(&a->lock);
 	free(a);
 }
 
-size_t srv_auth_count(const srv_auth *a)
+size_t srv_auth_count(srv_auth *a)
 {
-	return a ? a->n : 0;
+	size_t n;
+	if (!a)
+		return 0;
+	pthread_rwlock_rdlock(&a->lock);
+	n = a->t->n;
+	pthread_rwlock_unlock(&a->lock);
+	return n;
 }
 
 /* 1 if equal; time depends only on the lengths' maximum. */
@@ -245,12 +333,13 @@ static int ct_equal(const char *x, size_t xn, const char *y, size_t yn)
 	return diff == 0;
 }
 
-int srv_auth_check(const srv_auth *a, const char *authorization, const char **principal,
-                   bool *read_only)
+int srv_auth_check(srv_auth *a, const char *authorization, char principal[SRV_PRINCIPAL_MAX + 1],
+                   srv_role *role)
 {
 	const char *t;
 	size_t tn;
 	const struct entry *hit = NULL;
+	int rc = SRV_AUTH_INVALID;
 
 	if (!authorization)
 		return SRV_AUTH_MISSING;
@@ -269,14 +358,18 @@ int srv_auth_check(const srv_auth *a, const char *authorization, const char **pr
 		return SRV_AUTH_MISSING;
 	if (tn > TOKEN_MAX)
 		return SRV_AUTH_INVALID;
-	for (size_t i = 0; i < a->n; i++) {
+	pthread_rwlock_rdlock(&a->lock);
+	const struct table *tab = a->t;
+	for (size_t i = 0; i < tab->n; i++) {
 		/* No early exit: every entry is compared. */
-		if (ct_equal(a->e[i].token, a->e[i].len, t, tn))
-			hit = &a->e[i];
+		if (ct_equal(tab->e[i].token, tab->e[i].len, t, tn))
+			hit = &tab->e[i];
 	}
-	if (!hit)
-		return SRV_AUTH_INVALID;
-	*principal = hit->principal;
-	*read_only = hit->read_only;
-	return SRV_AUTH_OK;
+	if (hit) {
+		memcpy(principal, hit->principal, sizeof hit->principal);
+		*role = hit->role;
+		rc = SRV_AUTH_OK;
+	}
+	pthread_rwlock_unlock(&a->lock);
+	return rc;
 }

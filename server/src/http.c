@@ -105,10 +105,9 @@ struct req {
 	bool body_expected; /* Content-Length > 0 or chunked */
 	bool keep_body;     /* the route takes a body */
 	bool too_large;
-	bool over_budget;      /* --max-buffered reached while reading */
-	size_t reserved;       /* bytes of s->buffered this request holds */
-	const char *principal; /* the token's owner (borrowed from s->auth), or NULL */
-	const char *www_auth;  /* WWW-Authenticate of a 401, static, or NULL */
+	bool over_budget;     /* --max-buffered reached while reading */
+	size_t reserved;      /* bytes of s->buffered this request holds */
+	const char *www_auth; /* WWW-Authenticate of a 401, static, or NULL */
 	bool admitted;
 	bool pending;      /* reply decided on the headers, sent at body end */
 	const char *allow; /* Allow header of a pending 405, static or in match */
@@ -122,6 +121,10 @@ struct req {
 	struct timespec t0;
 	char client[64];
 	srv_conn *timer; /* the connection's request clock (conns.c), or NULL */
+
+	/* who is calling (auth.c copies it: a reload cannot free it under us) */
+	char principal[SRV_PRINCIPAL_MAX + 1]; /* "" without auth */
+	srv_role role;
 };
 
 static double since(const struct timespec *t0)
@@ -334,11 +337,10 @@ static enum MHD_Result on_headers(struct req *r, const char *url, const char *ve
 	/* Everything under /v1 needs a token once tokens are configured;
 	 * health, metrics and the spec stay open for probes and scrapers. */
 	if (s->auth && !strncmp(r->match.info->pattern, "/v1/", 4)) {
-		bool ro = false;
 		int a = srv_auth_check(s->auth,
 		                       MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
 		                                                   MHD_HTTP_HEADER_AUTHORIZATION),
-		                       &r->principal, &ro);
+		                       r->principal, &r->role);
 		if (a == SRV_AUTH_MISSING) {
 			r->www_auth = "Bearer realm=\"lossd\"";
 			return send_problem(r, 401, "unauthorized", NULL, 0,
@@ -349,9 +351,12 @@ static enum MHD_Result on_headers(struct req *r, const char *url, const char *ve
 			return send_problem(r, 401, "unauthorized", NULL, 0,
 			                    "the bearer token is not valid");
 		}
-		if (ro && r->match.info->write)
-			return send_problem(r, 403, "forbidden", NULL, 0,
-			                    "this token is read-only");
+		if (r->role != SRV_ROLE_RW && r->match.info->write)
+			return send_problem(
+			        r, 403, "forbidden", NULL, 0,
+			        r->role == SRV_ROLE_ADMIN
+			                ? "admin tokens read every stream and write none"
+			                : "this token is read-only");
 	}
 
 	if (r->match.info->kind == SRV_DIRECT) {
@@ -459,7 +464,8 @@ static void run_handler(struct req *r)
 	        .body = r->body ? r->body : "",
 	        .len = r->len,
 	        .idempotency_key = r->has_idem ? r->idem_key : NULL,
-	        .principal = r->principal,
+	        .principal = r->srv->auth ? r->principal : NULL,
+	        .admin = r->srv->auth && r->role == SRV_ROLE_ADMIN,
 	        .api = &r->srv->api,
 	};
 	memset(&r->reply, 0, sizeof(r->reply));

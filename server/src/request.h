@@ -11,11 +11,13 @@
  *
  * `principal` is the hook for bearer-token authentication: NULL while
  * auth is off. When tokens are configured, it names the token's owner and
- * handlers scope what they show to it.
+ * handlers scope what they show to it, except for an `admin` token, which
+ * reads every principal's streams (http.c never lets one write).
  */
 #ifndef LOSSD_SERVER_REQUEST_H
 #define LOSSD_SERVER_REQUEST_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "lossd/api.h"
@@ -29,6 +31,7 @@ typedef struct srv_request {
 	size_t len;
 	const char *idempotency_key; /* Idempotency-Key header or NULL */
 	const char *principal;       /* owner of the bearer token, or NULL when auth is off */
+	bool admin;                  /* an admin token: reads every principal's streams */
 	const api_ctx *api;          /* limits + eng_parallel */
 } srv_request;
 

@@ -9,7 +9,8 @@
  * everything it needs exists. SIGTERM and SIGINT are blocked in every
  * thread (the mask is set before any thread starts, and threads inherit
  * it) and taken synchronously by the main thread with sigtimedwait: no
- * async-signal-safety puzzles.
+ * async-signal-safety puzzles. SIGHUP, taken the same way, reloads the
+ * tokens file (auth.c swaps the table; connections stay open).
  *
  * Drain, on the first SIGTERM/SIGINT: /readyz turns 503 and replies carry
  * "Connection: close"; libmicrohttpd stops accepting (quiesce); every
@@ -218,9 +219,27 @@ static void drain(srv_server *s, const sigset_t *set)
 	srv_log(SRV_LOG_INFO, extra, "drained");
 }
 
+/* SIGHUP: the tokens file again. Main thread. */
+static void reload_tokens(srv_server *s)
+{
+	char err[512], extra[64];
+
+	if (!s->auth) {
+		srv_log(SRV_LOG_WARN, NULL, "SIGHUP: no --tokens-file to reload");
+		return;
+	}
+	if (srv_auth_reload(s->auth, s->cfg.tokens_file, err, sizeof(err)) != 0) {
+		snprintf(extra, sizeof(extra), "\"tokens\":%zu", srv_auth_count(s->auth));
+		srv_log(SRV_LOG_ERROR, extra, "SIGHUP: %s; the tokens in use are kept", err);
+		return;
+	}
+	snprintf(extra, sizeof(extra), "\"tokens\":%zu", srv_auth_count(s->auth));
+	srv_log(SRV_LOG_INFO, extra, "tokens reloaded");
+}
+
 static int run(srv_server *s)
 {
-	sigset_t set;
+	sigset_t set, stop;
 	int rc = 1, sig;
 	char extra[512];
 
@@ -229,6 +248,8 @@ static int run(srv_server *s)
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
+	stop = set; /* what drain() waits for: SIGHUP there is left pending */
+	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
 	raise_nofile(s->cfg.max_connections + 256);
@@ -302,10 +323,11 @@ static int run(srv_server *s)
 	else
 		printf("{\"msg\":\"listening\",%s}\n", extra), fflush(stdout);
 
-	sig = wait_signal(&set, -1);
+	while ((sig = wait_signal(&set, -1)) == SIGHUP)
+		reload_tokens(s);
 	snprintf(extra, sizeof(extra), "\"signal\":\"%s\"", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	srv_log(SRV_LOG_INFO, extra, "signal received");
-	drain(s, &set);
+	drain(s, &stop);
 	rc = 0;
 
 	srv__http_stop(s);

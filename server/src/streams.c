@@ -59,7 +59,9 @@
  *
  * Ownership: a stream belongs to the principal that created it ("" when
  * auth is off); another principal gets the same 404 unknown_stream as for
- * a missing id. Limits: max_streams per principal (507 too_many_streams),
+ * a missing id. An admin token (request.h) reads every principal's
+ * streams: the list and a reading then carry each stream's "principal",
+ * and the list takes principal= (a filter on the owner, for everyone). Limits: max_streams per principal (507 too_many_streams),
  * max_bytes per stream (507 stream_memory_exceeded).
  *
  * Stream ids are 32 random hex digits (getrandom); a name is only a label.
@@ -238,7 +240,8 @@ again:
 	pthread_mutex_lock(&T.mu);
 	long i = T.open && req->id ? find(req->id) : -1;
 	bool damaged = false;
-	if (i >= 0 && (T.v[i]->owner_unknown || strcmp(T.v[i]->owner, who(req)) == 0)) {
+	if (i >= 0 &&
+	    (T.v[i]->owner_unknown || req->admin || strcmp(T.v[i]->owner, who(req)) == 0)) {
 		s = T.v[i];
 		if (s->damaged) {
 			damaged = true;
@@ -663,6 +666,30 @@ static int reply_json_copy(api_reply *out, int status, json_t *o, char **copy)
 	return *copy ? 0 : -1;
 }
 
+static int hexval(char c)
+{
+	return c >= '0' && c <= '9'   ? c - '0'
+	       : c >= 'a' && c <= 'f' ? c - 'a' + 10
+	       : c >= 'A' && c <= 'F' ? c - 'A' + 10
+	                              : -1;
+}
+
+/* Decodes %XX escapes in place (a principal may hold '@', sent as %40). */
+static void percent_decode(char *v)
+{
+	char *w = v;
+	for (; *v; v++) {
+		int hi, lo;
+		if (v[0] == '%' && (hi = hexval(v[1])) >= 0 && (lo = hexval(v[2])) >= 0) {
+			*w++ = (char)(hi * 16 + lo);
+			v += 2;
+		} else {
+			*w++ = *v;
+		}
+	}
+	*w = '\0';
+}
+
 /* Value of name in a query string (a=1&b=2), copied into buf. */
 static bool query_get(const char *q, const char *name, char *buf, size_t cap)
 {
@@ -864,18 +891,33 @@ static int on_listed(void *arg, const char *id, int64_t updates, int64_t rows)
 /* GET /v1/streams on a shared store: the page comes from the store (every
  * replica's streams, with their committed counts); each stream's config
  * from memory, read in when this replica has not seen it yet. */
-static void list_shared(api_reply *out, const srv_request *req, long long limit, const char *after)
+/* The shared store lists one owner at a time: an admin names it with
+ * principal=; anyone else sees their own (another name: nothing). */
+static void list_shared(api_reply *out, const srv_request *req, long long limit, const char *after,
+                        const char *by_owner)
 {
 	list_ctx lc = {calloc((size_t)limit + 1, sizeof(listed)), 0, (size_t)limit + 1};
 	json_t *arr = json_array(), *o = NULL;
+	const char *owner = req->admin && by_owner ? by_owner : who(req);
 	int bad = 0;
 
 	if (!lc.v || !arr) {
 		api_reply_error(out, 503, "out_of_memory", "out of memory");
 		goto out;
 	}
+	if (req->admin && !by_owner) {
+		api_reply_error(out, 422, "bad_option",
+		                "with a shared store an admin lists one principal at a time: "
+		                "add principal=");
+		goto out;
+	}
+	if (by_owner && strcmp(by_owner, owner) != 0) {
+		o = json_pack("{s[] sn}", "streams", "next");
+		api_reply_json(out, 200, o);
+		goto out;
+	}
 	if (srv__store_broken(T.store) ||
-	    srv__store_list(T.store, who(req), after, (int)limit + 1, on_listed, &lc) < 0) {
+	    srv__store_list(T.store, owner, after, (int)limit + 1, on_listed, &lc) < 0) {
 		store_unavailable(out);
 		goto out;
 	}
@@ -899,6 +941,8 @@ static void list_shared(api_reply *out, const srv_request *req, long long limit,
 			continue; /* deleted meanwhile */
 		bad |= json_object_set_new(e, "count", json_integer(lc.v[k].rows));
 		bad |= json_object_set_new(e, "updates", json_integer(lc.v[k].updates));
+		if (req->admin)
+			bad |= json_object_set_new(e, "principal", json_string(owner));
 		bad |= json_array_append_new(arr, e);
 	}
 	const char *next = lc.n > (size_t)limit ? lc.v[shown - 1].id : NULL;
@@ -922,11 +966,16 @@ void srv_streams_list(api_reply *out, const srv_request *req)
 	const char *next = NULL;
 	int bad = 0;
 
+	char owner[3 * 64 + 1];
+	bool by_owner = query_get(req->query, "principal", owner, sizeof owner);
+
 	if (query_int(out, req->query, "limit", 100, 1, 1000, &limit))
 		return;
 	(void)query_get(req->query, "after", after, sizeof after);
+	if (by_owner)
+		percent_decode(owner);
 	if (T.open && srv__store_shared(T.store)) {
-		list_shared(out, req, limit, after);
+		list_shared(out, req, limit, after, by_owner ? owner : NULL);
 		return;
 	}
 	if (!(arr = json_array())) {
@@ -940,7 +989,9 @@ void srv_streams_list(api_reply *out, const srv_request *req)
 	bool more = false;
 	for (size_t k = from; k < T.n; k++) {
 		stream *s = T.v[k];
-		if (s->damaged || strcmp(s->owner, who(req)) != 0)
+		if (s->damaged || (!req->admin && strcmp(s->owner, who(req)) != 0))
+			continue;
+		if (by_owner && strcmp(s->owner, owner) != 0)
 			continue;
 		if (n == limit) {
 			more = true;
@@ -954,6 +1005,8 @@ void srv_streams_list(api_reply *out, const srv_request *req)
 		if (e) {
 			bad |= json_object_set_new(e, "count", json_integer(c.rows));
 			bad |= json_object_set_new(e, "updates", json_integer(c.updates));
+			if (req->admin)
+				bad |= json_object_set_new(e, "principal", json_string(s->owner));
 		}
 		bad |= json_array_append_new(arr, e);
 		n++;
@@ -1003,6 +1056,11 @@ void srv_streams_get(api_reply *out, const srv_request *req)
 		}
 	}
 	pthread_mutex_unlock(&s->mu);
+	if (j && req->admin && json_object_set_new(j, "principal", json_string(s->owner))) {
+		json_decref(j);
+		j = NULL;
+		api_problem_set(&p, 503, "out_of_memory", "", "out of memory");
+	}
 	if (r > 0) {
 		forget(s);
 		api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);

@@ -1,6 +1,6 @@
 /*
- * test_auth.c - server/src/auth.c: the tokens file format and the bearer
- * check.
+ * test_auth.c - server/src/auth.c: the tokens file format, the bearer
+ * check, the three roles and a reload that swaps tokens.
  */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
@@ -17,36 +17,40 @@ Test(auth, parse_and_check)
 {
 	srv_auth *a = NULL;
 	char err[256];
-	const char *who = NULL;
-	bool ro = true;
+	char who[SRV_PRINCIPAL_MAX + 1] = "";
+	srv_role ro = SRV_ROLE_RO;
 
 	cr_assert_eq(srv_auth_parse(&a,
 	                            "# tokens\n\n" T1 " alice\n  " T2 "\tbob@ci ro  \r\n"
-	                            "tok_cccccccccccccccc3 carol RW\n",
+	                            "tok_cccccccccccccccc3 carol RW\n"
+	                            "tok_dddddddddddddddd4 org Admin\n",
 	                            err, sizeof(err)),
 	             0, "%s", err);
-	cr_assert_eq(srv_auth_count(a), 3);
+	cr_assert_eq(srv_auth_count(a), 4);
 
-	cr_assert_eq(srv_auth_check(a, "Bearer " T1, &who, &ro), SRV_AUTH_OK);
+	cr_assert_eq(srv_auth_check(a, "Bearer " T1, who, &ro), SRV_AUTH_OK);
 	cr_assert_str_eq(who, "alice");
-	cr_assert_not(ro);
-	cr_assert_eq(srv_auth_check(a, "bearer   " T2 " ", &who, &ro), SRV_AUTH_OK);
+	cr_assert_eq(ro, SRV_ROLE_RW);
+	cr_assert_eq(srv_auth_check(a, "bearer   " T2 " ", who, &ro), SRV_AUTH_OK);
 	cr_assert_str_eq(who, "bob@ci");
-	cr_assert(ro);
-	cr_assert_eq(srv_auth_check(a, "Bearer tok_cccccccccccccccc3", &who, &ro), SRV_AUTH_OK);
+	cr_assert_eq(ro, SRV_ROLE_RO);
+	cr_assert_eq(srv_auth_check(a, "Bearer tok_cccccccccccccccc3", who, &ro), SRV_AUTH_OK);
 	cr_assert_str_eq(who, "carol");
-	cr_assert_not(ro);
+	cr_assert_eq(ro, SRV_ROLE_RW);
+	cr_assert_eq(srv_auth_check(a, "Bearer tok_dddddddddddddddd4", who, &ro), SRV_AUTH_OK);
+	cr_assert_str_eq(who, "org");
+	cr_assert_eq(ro, SRV_ROLE_ADMIN);
 
-	cr_assert_eq(srv_auth_check(a, NULL, &who, &ro), SRV_AUTH_MISSING);
-	cr_assert_eq(srv_auth_check(a, "", &who, &ro), SRV_AUTH_MISSING);
-	cr_assert_eq(srv_auth_check(a, "Bearer", &who, &ro), SRV_AUTH_MISSING);
-	cr_assert_eq(srv_auth_check(a, "Bearer   ", &who, &ro), SRV_AUTH_MISSING);
-	cr_assert_eq(srv_auth_check(a, "Basic dXNlcjpwYXNz", &who, &ro), SRV_AUTH_MISSING);
-	cr_assert_eq(srv_auth_check(a, "Bearer" T1, &who, &ro), SRV_AUTH_MISSING);
-	cr_assert_eq(srv_auth_check(a, "Bearer tok_aaaaaaaaaaaaaaaa", &who, &ro), SRV_AUTH_INVALID,
+	cr_assert_eq(srv_auth_check(a, NULL, who, &ro), SRV_AUTH_MISSING);
+	cr_assert_eq(srv_auth_check(a, "", who, &ro), SRV_AUTH_MISSING);
+	cr_assert_eq(srv_auth_check(a, "Bearer", who, &ro), SRV_AUTH_MISSING);
+	cr_assert_eq(srv_auth_check(a, "Bearer   ", who, &ro), SRV_AUTH_MISSING);
+	cr_assert_eq(srv_auth_check(a, "Basic dXNlcjpwYXNz", who, &ro), SRV_AUTH_MISSING);
+	cr_assert_eq(srv_auth_check(a, "Bearer" T1, who, &ro), SRV_AUTH_MISSING);
+	cr_assert_eq(srv_auth_check(a, "Bearer tok_aaaaaaaaaaaaaaaa", who, &ro), SRV_AUTH_INVALID,
 	             "a prefix is not the token");
-	cr_assert_eq(srv_auth_check(a, "Bearer " T1 "x", &who, &ro), SRV_AUTH_INVALID);
-	cr_assert_eq(srv_auth_check(a, "Bearer TOK_AAAAAAAAAAAAAAAA1", &who, &ro), SRV_AUTH_INVALID,
+	cr_assert_eq(srv_auth_check(a, "Bearer " T1 "x", who, &ro), SRV_AUTH_INVALID);
+	cr_assert_eq(srv_auth_check(a, "Bearer TOK_AAAAAAAAAAAAAAAA1", who, &ro), SRV_AUTH_INVALID,
 	             "tokens are case-sensitive");
 	srv_auth_free(a);
 	srv_auth_free(NULL);
@@ -65,8 +69,9 @@ ParameterizedTestParameters(auth, bad_files)
 	        {"short alice\n", "line 1: a token must be 16"},
 	        {"\n" T1 "\n", "line 2: expected TOKEN PRINCIPAL"},
 	        {T1 " alice\n" T1 " bob\n", "line 2: duplicate token"},
-	        {T1 " alice admin\n", "must be rw or ro"},
-	        {T1 " alice ro extra\n", "must be rw or ro"},
+	        {T1 " alice adm\n", "must be rw, ro or admin"},
+	        {T1 " alice administrator\n", "must be rw, ro or admin"},
+	        {T1 " alice ro extra\n", "must be rw, ro or admin"},
 	        {"tok_aaaaaaaaaaaa\"aaa alice\n", "may hold only"},
 	        {T1 " al!ce\n", "a principal may hold only"},
 	};
@@ -90,8 +95,8 @@ Test(auth, load_file)
 	int fd = mkstemp(path);
 	srv_auth *a = NULL;
 	char err[256];
-	const char *who;
-	bool ro;
+	char who[SRV_PRINCIPAL_MAX + 1];
+	srv_role ro;
 	FILE *f;
 
 	cr_assert_geq(fd, 0);
@@ -99,8 +104,26 @@ Test(auth, load_file)
 	fputs(T1 " alice ro\n", f);
 	fclose(f);
 	cr_assert_eq(srv_auth_load(&a, path, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(srv_auth_check(a, "Bearer " T1, &who, &ro), SRV_AUTH_OK);
-	cr_assert(ro);
+	cr_assert_eq(srv_auth_check(a, "Bearer " T1, who, &ro), SRV_AUTH_OK);
+	cr_assert_eq(ro, SRV_ROLE_RO);
+
+	/* a reload swaps the whole table: T1 out, T2 in */
+	f = fopen(path, "w");
+	fputs(T2 " bob admin\n", f);
+	fclose(f);
+	cr_assert_eq(srv_auth_reload(a, path, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(srv_auth_check(a, "Bearer " T1, who, &ro), SRV_AUTH_INVALID);
+	cr_assert_eq(srv_auth_check(a, "Bearer " T2, who, &ro), SRV_AUTH_OK);
+	cr_assert_str_eq(who, "bob");
+	cr_assert_eq(ro, SRV_ROLE_ADMIN);
+	/* a file that does not parse keeps the tokens in use */
+	f = fopen(path, "w");
+	fputs("short bob\n", f);
+	fclose(f);
+	cr_assert_eq(srv_auth_reload(a, path, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "line 1"), "%s", err);
+	cr_assert_eq(srv_auth_check(a, "Bearer " T2, who, &ro), SRV_AUTH_OK);
+	cr_assert_eq(srv_auth_count(a), 1);
 	srv_auth_free(a);
 	unlink(path);
 	cr_assert_eq(srv_auth_load(&a, path, err, sizeof(err)), -1);

@@ -82,6 +82,10 @@ static const char *const update_fields[] = {"y_true",   "y_score", "y_pred", "sa
                                             "batch_id", "step",    NULL};
 static const char *const state_fields[] = {"version", "id",    "config", "count",
                                            "updates", "state", NULL};
+/* state_fields plus the optional ones (a state exported before state_id
+ * existed still merges). */
+static const char *const state_fields_all[] = {"version", "id",    "config",   "count",
+                                               "updates", "state", "state_id", NULL};
 
 /* ---- small helpers ------------------------------------------------------------ */
 
@@ -1016,6 +1020,13 @@ out:
 int api_stream_decode_merge(eng_stream **delta, const api_stream_spec *s, const api_ctx *ctx,
                             const char *body, size_t len, api_problem *p)
 {
+	return api_stream_decode_merge_origin(delta, NULL, s, ctx, body, len, p);
+}
+
+int api_stream_decode_merge_origin(eng_stream **delta, api_stream_origin *origin,
+                                   const api_stream_spec *s, const api_ctx *ctx, const char *body,
+                                   size_t len, api_problem *p)
+{
 	api_ctx dctx = API_CTX_INIT;
 	api_stream_limits lim = {s->eng.max_bytes, s->eng.sketch_bytes};
 	api_stream_spec *env = NULL;
@@ -1036,12 +1047,31 @@ int api_stream_decode_merge(eng_stream **delta, const api_stream_spec *s, const 
 	for (const char *const *f = state_fields; *f; f++)
 		if (api__require(obj, "", *f, p))
 			goto out;
-	if (api__check_fields(obj, state_fields, "", p) ||
+	if (api__check_fields(obj, state_fields_all, "", p) ||
 	    api__get_int(&version, obj, "", "version", 1, 1, API_STREAM_STATE_VERSION, p) ||
 	    api__get_string(&id, obj, "", "id", "", p) ||
 	    api__get_int(&count, obj, "", "count", 0, 0, INT64_MAX, p) ||
 	    api__get_int(&updates, obj, "", "updates", 0, 0, INT64_MAX, p))
 		goto out;
+	json_t *sid = api__field(obj, "state_id");
+	if (sid &&
+	    (!json_is_string(sid) || json_string_length(sid) < 1 ||
+	     json_string_length(sid) >= sizeof origin->state_id ||
+	     strspn(json_string_value(sid), "0123456789abcdef") != json_string_length(sid))) {
+		api_problem_set(p, 422, json_is_string(sid) ? "bad_state" : "bad_type", "/state_id",
+		                "state_id must be the lowercase hex digest GET /state gave");
+		goto out;
+	}
+	if (strlen(id) < 1 || strlen(id) >= sizeof origin->id) {
+		api_problem_set(p, 422, "bad_state", "/id",
+		                "id must be a stream id (1 to 128 characters)");
+		goto out;
+	}
+	if (origin) {
+		snprintf(origin->id, sizeof origin->id, "%s", id);
+		snprintf(origin->state_id, sizeof origin->state_id, "%s",
+		         sid ? json_string_value(sid) : "");
+	}
 	json_t *st = api__field(obj, "state"), *cfg = api__field(obj, "config");
 	if (!json_is_string(st)) {
 		api_problem_set(p, 422, "bad_type", "/state",

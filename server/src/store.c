@@ -406,11 +406,14 @@ static int write_op(srv__store *st, const srv__store_op *op, bool skip_data)
 	}
 	if (extra_write(st, op))
 		return -1;
-	if (op->key) {
+	for (int k = 0; k < 2; k++) {
+		const char *key = k ? op->key2 : op->key, *rep = k ? op->reply2 : op->reply;
+		if (!key)
+			continue;
 		s = st->ins_key;
 		sqlite3_bind_text(s, 1, op->stream, -1, SQLITE_STATIC);
-		sqlite3_bind_text(s, 2, op->key, -1, SQLITE_STATIC);
-		sqlite3_bind_text(s, 3, op->reply ? op->reply : "", -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 3, rep ? rep : "", -1, SQLITE_STATIC);
 		if (step(s))
 			return -1;
 	}

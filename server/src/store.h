@@ -45,7 +45,13 @@ typedef struct srv__store_op {
 	size_t len;
 	bool clear_keys;   /* CHECKPOINT: forget the stream's idempotency keys */
 	const char *key;   /* idempotency key to record with this op, or NULL */
-	const char *reply; /* the reply body stored with key */
+	const char *reply; /* the record stored with key (opaque text: streams.c
+	                    * keeps a digest of the body in it) */
+	/* A second key recorded with the op, or NULL: a merge's "state:<id>"
+	 * (applied once per stream). Same rules as key. The PostgreSQL backend
+	 * records neither reply nor key2 yet (it writes its own reply). */
+	const char *key2;
+	const char *reply2;
 	/* Shared stores (srv__store_shared) only: */
 	const void *delta;   /* CHECKPOINT standing for an update: the update's own */
 	size_t delta_len;    /* bytes, written instead when another replica moved on */

@@ -27,7 +27,15 @@
  * hit returns the first reply and applies nothing. The key row is written
  * in the same transaction as the delta, so after a crash either both are
  * there or neither, and a retry after a restart is answered, not applied.
- * A reset forgets a stream's keys (a new accumulation starts).
+ * The record keeps the SHA-256 of the decoded delta beside the reply: a
+ * key reused with other data is 409 idempotency_conflict, never a silent
+ * drop of the new data (record_new / record_reply; a record written before
+ * digests existed matches any body).
+ * A merge also records its state's state_id (SHA-256 of the exporting
+ * stream's id and the state's bytes; GET /state hands it out) as the key
+ * "state:<id>" in the same transaction: merging that state again answers
+ * "applied": false and adds nothing, also after a restart.
+ * A reset forgets a stream's keys and state_ids (a new accumulation starts).
  *
  * Reads see the memory state: it may include updates whose commit is in
  * flight (not yet acknowledged), never half an update.
@@ -81,6 +89,9 @@
 #include <string.h>
 #include <sys/random.h>
 #include <unistd.h>
+
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
 
 #include "history.h"
 #include "lossd/api_history.h"
@@ -632,6 +643,33 @@ void srv_streams_close(void)
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
+/* Hex digits of a digest, with the NUL. */
+#define DIGEST_HEX 65
+
+/* SHA-256 of (tag, NUL, bytes) as lowercase hex into out: a state's
+ * state_id (tag = the exporting stream's id) and the digest an
+ * idempotency record keeps of what its key was first used with. Returns 0
+ * or -1. */
+static int digest_hex(char out[DIGEST_HEX], const char *tag, const void *bytes, size_t len)
+{
+	gnutls_hash_hd_t h;
+	uint8_t d[32];
+	static const char hex[] = "0123456789abcdef";
+	if (gnutls_hash_init(&h, GNUTLS_DIG_SHA256) < 0)
+		return -1;
+	if (gnutls_hash(h, tag, strlen(tag) + 1) < 0 || (len && gnutls_hash(h, bytes, len) < 0)) {
+		gnutls_hash_deinit(h, NULL);
+		return -1;
+	}
+	gnutls_hash_deinit(h, d);
+	for (size_t i = 0; i < sizeof d; i++) {
+		out[2 * i] = hex[d[i] >> 4];
+		out[2 * i + 1] = hex[d[i] & 15];
+	}
+	out[2 * sizeof d] = '\0';
+	return 0;
+}
+
 static void store_unavailable(api_reply *out)
 {
 	if (T.store && srv__store_shared(T.store)) {
@@ -1080,10 +1118,20 @@ void srv_streams_state(api_reply *out, const srv_request *req)
 	stream *s = acquire(out, req);
 	if (!s)
 		return;
+	void *bytes = NULL;
+	size_t blen = 0;
+	char sid[DIGEST_HEX];
 	pthread_mutex_lock(&s->mu);
 	int r = refresh_for_read(s); /* a state is never stale: it would be merged */
 	json_t *j = r == 0 ? api_stream_export(s->spec, s->id, s->st, &p) : NULL;
+	int rc = j ? eng_stream_serialize(&bytes, &blen, s->st) : 0;
 	pthread_mutex_unlock(&s->mu);
+	if (j && (rc || digest_hex(sid, s->id, bytes, blen) ||
+	          json_object_set_new(j, "state_id", json_string(sid)))) {
+		json_decref(j);
+		j = NULL;
+		api_problem_set(&p, 503, "out_of_memory", "", "out of memory");
+	}
 	if (r > 0) {
 		forget(s);
 		api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
@@ -1094,6 +1142,7 @@ void srv_streams_state(api_reply *out, const srv_request *req)
 	} else {
 		api_reply_problem(out, &p);
 	}
+	free(bytes);
 	release(s);
 }
 
@@ -1117,24 +1166,67 @@ static void key_remove(stream *s, pending_key *pk)
 }
 
 /*
- * Applies delta (owned by the caller) to s as one durable op, with
- * idempotency key `key` (or NULL). Fills *out with the 200 reply, the
- * first reply of key, or a problem.
+ * An idempotency record (the store's reply text for a key): the digest of
+ * what the key was first used with, a newline, then the first reply. A
+ * record without the digest line (written before digests existed) starts
+ * with '{' and matches any body.
  */
-static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key)
+static char *record_new(const char *digest, const char *reply)
+{
+	size_t n = strlen(digest) + 1 + strlen(reply) + 1;
+	char *r = malloc(n);
+	if (r)
+		snprintf(r, n, "%s\n%s", digest, reply);
+	return r;
+}
+
+/* The reply part of a record (borrowed from rec); *digest_ok says whether
+ * the record's digest is `digest` (true for a record without one). */
+static const char *record_reply(const char *rec, const char *digest, bool *digest_ok)
+{
+	const char *nl = rec[0] == '{' ? NULL : strchr(rec, '\n');
+	if (!nl) {
+		*digest_ok = true;
+		return rec;
+	}
+	*digest_ok = (size_t)(nl - rec) == strlen(digest) && !strncmp(rec, digest, strlen(digest));
+	return nl + 1;
+}
+
+/* The record key of a merged state_id (beside batch ids, in one table). */
+static void state_key(char *out, size_t cap, const char *state_id)
+{
+	snprintf(out, cap, "state:%s", state_id);
+}
+
+/*
+ * Applies delta (owned by the caller) to s as one durable op, with
+ * idempotency key `key` (or NULL) and, for a merge, the merged state's
+ * state_id (or NULL). Fills *out with the 200 reply, the first reply of
+ * key (409 idempotency_conflict when key was used with another body), a
+ * {"applied": false} reply when state_id was merged before, or a problem.
+ */
+static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
+                  const char *state_id)
 {
 	void *bytes = NULL, *state = NULL;
 	size_t blen = 0, slen = 0;
-	char *reply = NULL, *prev = NULL;
-	pending_key pk = {key, NULL};
+	char *reply = NULL, *prev = NULL, *rec = NULL, *srec = NULL;
+	pending_key pk = {key, NULL}, pk2 = {NULL, NULL};
 	srv__store_op op;
 	eng_error err;
 	eng_stream_counts c, dc;
 	bool shared = srv__store_shared(T.store), synced = false;
+	char digest[DIGEST_HEX], skey[DIGEST_HEX + 8];
 
-	if (eng_stream_serialize(&bytes, &blen, delta)) {
+	if (eng_stream_serialize(&bytes, &blen, delta) ||
+	    digest_hex(digest, state_id ? state_id : "", bytes, blen)) {
 		api_reply_error(out, 503, "out_of_memory", "out of memory");
-		return;
+		goto out;
+	}
+	if (state_id) {
+		state_key(skey, sizeof skey, state_id);
+		pk2.key = skey;
 	}
 	pthread_mutex_lock(&s->mu);
 	for (;;) {
@@ -1146,7 +1238,7 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key)
 			pthread_cond_wait(&s->cv, &s->mu);
 			continue;
 		}
-		if (!key || !key_pending(s, key))
+		if ((!key || !key_pending(s, key)) && (!pk2.key || !key_pending(s, pk2.key)))
 			break;
 		pthread_cond_wait(&s->cv, &s->mu); /* the original is in flight */
 	}
@@ -1175,18 +1267,51 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key)
 			goto unlock;
 		}
 		if (r == 1) {
-			reply_text(out, 200, prev);
+			bool same;
+			const char *first = record_reply(prev, digest, &same);
+			if (same)
+				reply_text(out, 200, first);
+			else
+				api_reply_error(out, 409, "idempotency_conflict",
+				                "%s was first used with another body; a retry must "
+				                "send the same data (use a new key for new data)",
+				                key);
+			goto unlock;
+		}
+	}
+	eng_stream_counts_of(&c, s->st);
+	if (pk2.key) {
+		int r = srv__store_key_get(T.store, s->id, pk2.key, &srec);
+		if (r < 0) {
+			store_unavailable(out);
+			goto unlock;
+		}
+		if (r == 1) {
+			/* Merged before: nothing to add, say so. */
+			json_t *o = json_pack("{ss sI sI sb}", "id", s->id, "updates",
+			                      (json_int_t)c.updates, "count", (json_int_t)c.rows,
+			                      "applied", 0);
+			api_reply_json(out, 200, o);
+			goto unlock;
+		}
+		free(srec);
+		srec = record_new(digest, "{}");
+		if (!srec) {
+			api_reply_error(out, 503, "out_of_memory", "out of memory");
 			goto unlock;
 		}
 	}
 	/* The reply first (the counts after the merge are known), so nothing
 	 * can fail once the stream has changed. */
-	eng_stream_counts_of(&c, s->st);
 	eng_stream_counts_of(&dc, delta);
 	json_t *body = json_pack("{ss sI sI}", "id", s->id, "updates",
 	                         (json_int_t)(c.updates + dc.updates), "count",
 	                         (json_int_t)(c.rows + dc.rows));
-	if (reply_json_copy(out, 200, body, &reply)) {
+	if (body && state_id && json_object_set_new(body, "applied", json_true())) {
+		json_decref(body);
+		body = NULL;
+	}
+	if (reply_json_copy(out, 200, body, &reply) || !(rec = record_new(digest, reply))) {
 		api_reply_free(out);
 		api_reply_error(out, 503, "out_of_memory", "out of memory");
 		goto unlock;
@@ -1202,7 +1327,9 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key)
 	op.stream = s->id;
 	op.seq = ++s->seq;
 	op.key = key;
-	op.reply = reply;
+	op.reply = rec;
+	op.key2 = pk2.key;
+	op.reply2 = srec;
 	op.add_updates = (int64_t)dc.updates;
 	op.add_rows = (int64_t)dc.rows;
 	op.delta = bytes;
@@ -1226,6 +1353,10 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key)
 		pk.next = s->keys;
 		s->keys = &pk;
 	}
+	if (op.key2) {
+		pk2.next = s->keys;
+		s->keys = &pk2;
+	}
 	s->inflight++;
 	srv__store_submit(T.store, &op);
 	pthread_mutex_unlock(&s->mu);
@@ -1235,6 +1366,8 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key)
 	pthread_mutex_lock(&s->mu);
 	if (op.key)
 		key_remove(s, &pk);
+	if (op.key2)
+		key_remove(s, &pk2);
 	s->inflight--;
 	/* Another replica took a seq meanwhile, the key was used elsewhere or
 	 * the commit failed: memory is no longer the store's prefix. */
@@ -1252,9 +1385,19 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key)
 		forget(s);
 		api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
 	} else if (shared && op.stored_reply) {
+		/* The committed counts, or (replayed) the key's first reply. */
+		bool same = true;
+		const char *first = op.replayed ? record_reply(op.stored_reply, digest, &same)
+		                                : op.stored_reply;
 		api_reply_free(out);
-		reply_text(out, 200,
-		           op.stored_reply); /* the committed counts, or the first reply */
+		if (same)
+			reply_text(out, 200, first);
+		else
+			api_reply_error(
+			        out, 409, "idempotency_conflict",
+			        "%s was first used with another body; a retry must send the "
+			        "same data (use a new key for new data)",
+			        key ? key : "the key");
 	}
 	free(op.stored_reply);
 	goto out;
@@ -1262,6 +1405,8 @@ unlock:
 	pthread_mutex_unlock(&s->mu);
 out:
 	free(prev);
+	free(srec);
+	free(rec);
 	free(reply);
 	free(bytes);
 	free(state);
@@ -1292,7 +1437,7 @@ void srv_streams_update(api_reply *out, const srv_request *req)
 	if (api_stream_decode_update(&delta, &bid, s->spec, req->api, req->body, req->len, &p))
 		api_reply_problem(out, &p);
 	else
-		apply(out, s, delta, bid ? bid : req->idempotency_key);
+		apply(out, s, delta, bid ? bid : req->idempotency_key, NULL);
 	eng_stream_free(delta);
 	free(bid);
 	release(s);
@@ -1307,10 +1452,23 @@ void srv_streams_merge(api_reply *out, const srv_request *req)
 	stream *s = acquire(out, req);
 	if (!s)
 		return;
-	if (api_stream_decode_merge(&delta, s->spec, req->api, req->body, req->len, &p))
+	api_stream_origin from;
+	void *bytes = NULL;
+	size_t blen = 0;
+	char sid[DIGEST_HEX];
+	if (api_stream_decode_merge_origin(&delta, &from, s->spec, req->api, req->body, req->len,
+	                                   &p))
 		api_reply_problem(out, &p);
-	else
-		apply(out, s, delta, req->idempotency_key);
+	else if (eng_stream_serialize(&bytes, &blen, delta) ||
+	         digest_hex(sid, from.id, bytes, blen))
+		api_reply_error(out, 503, "out_of_memory", "out of memory");
+	else if (from.state_id[0] && strcmp(from.state_id, sid) != 0) {
+		api_problem_set(&p, 422, "bad_state", "/state_id",
+		                "state_id is not the digest of this state");
+		api_reply_problem(out, &p);
+	} else
+		apply(out, s, delta, req->idempotency_key, sid);
+	free(bytes);
 	eng_stream_free(delta);
 	release(s);
 }

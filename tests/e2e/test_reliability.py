@@ -298,5 +298,88 @@ class QuarantineTest(Base):
             self.assertEqual(r.problem()["code"], "stream_damaged")
 
 
+class IdempotencyTest(Base):
+    """A key reused with another body is a conflict, not a silent drop; a
+    state_id is merged once (10)."""
+
+    def test_batch_id_reused_with_another_body(self):
+        a = {"y_true": [1, 0], "y_score": [0.8, 0.3], "batch_id": "b-1"}
+        b = {"y_true": [1, 0], "y_score": [0.2, 0.9], "batch_id": "b-1"}
+        with Server(data_dir=self.dir) as srv:
+            sid = self.create(srv, {"method": "exact"})
+            first = self.update(srv, sid, a)
+            self.assertEqual(first.status, 200, first.body)
+            again = self.update(srv, sid, a)
+            self.assertEqual((again.status, again.json()), (200, first.json()))
+            r = self.update(srv, sid, b)
+            self.assertEqual(r.status, 409, r.body)
+            self.assertEqual(r.problem()["code"], "idempotency_conflict")
+            # The same with the header.
+            h = {"Idempotency-Key": "k-9"}
+            body = {"y_true": [1], "y_score": [0.5]}
+            self.assertEqual(self.update(srv, sid, body, headers=h).status, 200)
+            r = self.update(srv, sid, {"y_true": [0], "y_score": [0.5]}, headers=h)
+            self.assertEqual(r.status, 409, r.body)
+            self.assertEqual(r.problem()["code"], "idempotency_conflict")
+            self.assertEqual(srv.get("/v1/streams/" + sid).json()["count"], 3)
+        with Server(data_dir=self.dir) as srv:
+            r = self.update(srv, sid, b)
+            self.assertEqual(r.status, 409, r.body)
+            self.assertEqual(r.problem()["code"], "idempotency_conflict")
+            again = self.update(srv, sid, a)
+            self.assertEqual((again.status, again.json()), (200, first.json()))
+            self.assertEqual(srv.get("/v1/streams/" + sid).json()["count"], 3)
+
+    def test_state_id_merged_once(self):
+        body = {"y_true": [1, 0, 1], "y_score": [0.8, 0.3, 0.6]}
+        with Server(data_dir=self.dir) as srv:
+            for m in METHODS:
+                src = self.create(srv, {"method": m, "loss": "binary_crossentropy"})
+                dst = self.create(srv, {"method": m, "loss": "binary_crossentropy"})
+                self.assertEqual(self.update(srv, src, body).status, 200)
+                st = srv.get("/v1/streams/%s/state" % src).json()
+                self.assertRegex(st["state_id"], "^[0-9a-f]{64}$")
+                # The same content exported twice has the same id.
+                self.assertEqual(srv.get("/v1/streams/%s/state" % src).json()["state_id"],
+                                 st["state_id"])
+                r = srv.post_json("/v1/streams/%s/merge" % dst, st)
+                self.assertEqual(r.status, 200, r.body)
+                self.assertIs(r.json()["applied"], True)
+                r = srv.post_json("/v1/streams/%s/merge" % dst, st)
+                self.assertEqual(r.status, 200, r.body)
+                self.assertIs(r.json()["applied"], False)
+                self.assertEqual(r.json()["count"], 3)
+                # Without the field the digest is recomputed: still once.
+                bare = dict(st)
+                del bare["state_id"]
+                r = srv.post_json("/v1/streams/%s/merge" % dst, bare)
+                self.assertIs(r.json()["applied"], False)
+                # A state_id that is not the state's digest is refused.
+                forged = dict(st, state_id="0" * 64)
+                r = srv.post_json("/v1/streams/%s/merge" % dst, forged)
+                self.assertEqual(r.status, 422, r.body)
+                self.assertEqual(r.problem()["code"], "bad_state")
+                self.assertEqual(srv.get("/v1/streams/" + dst).json()["count"], 3)
+                # New data in the source: a new state_id, merged again.
+                self.assertEqual(self.update(srv, src, body).status, 200)
+                st2 = srv.get("/v1/streams/%s/state" % src).json()
+                self.assertNotEqual(st2["state_id"], st["state_id"])
+                r = srv.post_json("/v1/streams/%s/merge" % dst, st2)
+                self.assertIs(r.json()["applied"], True)
+                self.assertEqual(r.json()["count"], 9)
+            last = (dst, st, st2)
+        with Server(data_dir=self.dir) as srv:
+            dst, st, st2 = last
+            for x in (st, st2):
+                r = srv.post_json("/v1/streams/%s/merge" % dst, x)
+                self.assertEqual(r.status, 200, r.body)
+                self.assertIs(r.json()["applied"], False)
+            self.assertEqual(srv.get("/v1/streams/" + dst).json()["count"], 9)
+            # A reset starts a new accumulation: the state applies again.
+            self.assertEqual(srv.post("/v1/streams/%s/reset" % dst, b"").status, 200)
+            r = srv.post_json("/v1/streams/%s/merge" % dst, st)
+            self.assertIs(r.json()["applied"], True)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -123,6 +123,8 @@ json_t *api_stream_render_read(const api_stream_spec *s, const char *id, const e
  * The mergeable state (GET /v1/streams/{id}/state):
  * {"version": 1, "id", "config": {...}, "count", "updates",
  *  "state": base64 of eng_stream_serialize}. NULL with *p on out of memory.
+ * (The server adds "state_id", a digest of id and bytes: the api layer
+ * has no digest of its own.)
  */
 json_t *api_stream_export(const api_stream_spec *s, const char *id, const eng_stream *st,
                           api_problem *p);
@@ -138,6 +140,21 @@ json_t *api_stream_export(const api_stream_spec *s, const char *id, const eng_st
  */
 int api_stream_decode_merge(eng_stream **delta, const api_stream_spec *s, const api_ctx *ctx,
                             const char *body, size_t len, api_problem *p);
+
+/* Where a merged state says it comes from: the envelope's "id" (the
+ * exporting stream) and its "state_id" ("" when the envelope has none; the
+ * server recomputes the digest from the bytes and compares). */
+typedef struct api_stream_origin {
+	char id[129];
+	char state_id[65];
+} api_stream_origin;
+
+/* api_stream_decode_merge that also fills *origin (may be NULL). The
+ * envelope may carry "state_id" (lowercase hex, up to 64 digits; else 422
+ * bad_state, or bad_type when not a string). */
+int api_stream_decode_merge_origin(eng_stream **delta, api_stream_origin *origin,
+                                   const api_stream_spec *s, const api_ctx *ctx, const char *body,
+                                   size_t len, api_problem *p);
 
 /* Fills *p for a failed eng_stream_merge (err->code): 409 state_mismatch,
  * 422 non_finite (a sum would overflow), 507 stream_memory_exceeded, 503

@@ -82,8 +82,8 @@ static const char *const update_fields[] = {"y_true",   "y_score", "y_pred", "sa
                                             "batch_id", "step",    NULL};
 static const char *const state_fields[] = {"version", "id",    "config", "count",
                                            "updates", "state", NULL};
-/* state_fields plus the optional ones (a state exported before state_id
- * existed still merges). */
+/* state_fields plus state_id, which the server adds to an export and
+ * requires in a merge (api_stream_decode_merge_origin). */
 static const char *const state_fields_all[] = {"version", "id",    "config",   "count",
                                                "updates", "state", "state_id", NULL};
 
@@ -1054,6 +1054,8 @@ int api_stream_decode_merge_origin(eng_stream **delta, api_stream_origin *origin
 	    api__get_int(&updates, obj, "", "updates", 0, 0, INT64_MAX, p))
 		goto out;
 	json_t *sid = api__field(obj, "state_id");
+	if (origin && api__require(obj, "", "state_id", p))
+		goto out;
 	if (sid &&
 	    (!json_is_string(sid) || json_string_length(sid) < 1 ||
 	     json_string_length(sid) >= sizeof origin->state_id ||

@@ -149,9 +149,10 @@ typedef struct api_stream_origin {
 	char state_id[65];
 } api_stream_origin;
 
-/* api_stream_decode_merge that also fills *origin (may be NULL). The
- * envelope may carry "state_id" (lowercase hex, up to 64 digits; else 422
- * bad_state, or bad_type when not a string). */
+/* api_stream_decode_merge that also fills *origin. With origin (the
+ * server's merge) the envelope must carry "state_id" (422 missing_field),
+ * lowercase hex, up to 64 digits (else 422 bad_state, or bad_type when not
+ * a string); without, it may. */
 int api_stream_decode_merge_origin(eng_stream **delta, api_stream_origin *origin,
                                    const api_stream_spec *s, const api_ctx *ctx, const char *body,
                                    size_t len, api_problem *p);

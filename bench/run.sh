@@ -9,7 +9,7 @@
 #                           and that its accuracy checks hold; asserts no time
 #                           (for CI). Writes bench/results/smoke.md.
 # Options: --no-install (do not apt-get the peers), --only LIST (comma list
-# of: bandwidth,loss,auc,json,http,sketch,streams,profile). A full run also
+# of: bandwidth,loss,metrics,auc,json,http,sketch,streams,profile). A full run also
 # writes perf profiles of the hot cases to bench/results/profiles/.
 # Env: BENCH_BUILD_DIR (default <repo>/build-bench).
 #
@@ -25,7 +25,7 @@ BUILD=${BENCH_BUILD_DIR:-$ROOT/build-bench}
 PY=/usr/bin/python3
 SMOKE=0
 INSTALL=1
-ONLY=bandwidth,loss,auc,json,http,sketch,streams,profile
+ONLY=bandwidth,loss,metrics,auc,json,http,sketch,streams,profile
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--smoke) SMOKE=1 ;;
@@ -99,6 +99,10 @@ if want loss; then
 	else skip loss "bench_loss not built (engine incomplete?)"; fi
 	if have_py torch; then run torch "$PY" "$ROOT/bench/peers/torch_ce.py" "${SM[@]}"
 	else skip torch "python3-torch missing"; fi
+fi
+if want metrics; then
+	if [ -x "$B/bench_metrics" ]; then run metrics "$B/bench_metrics" "${SM[@]}"
+	else skip metrics "bench_metrics not built"; fi
 fi
 if want auc; then
 	if [ -x "$B/bench_auc" ]; then run auc "$B/bench_auc" "${SM[@]}"

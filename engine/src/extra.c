@@ -4,28 +4,36 @@
  * option checks, and eng__extra_task, which loss.c runs over the same task
  * split as the loss once the loss tasks have validated every input.
  *
- * Why a pass of its own: these figures need the whole row (how many classes
- * beat the true one, the largest probability, sum_c p_c^2), not the one
- * log-probability the loss kernels keep, and the loss kernels are tuned to
- * the byte. Running after them means nothing here re-validates anything:
- * labels are in range, probabilities >= 0, rows sum above 0, and a
- * non-finite value is there only under nan_policy "propagate" (then it
- * flows into the sums as NaN and the figure reads null). Perplexity of
- * sparse cross-entropy without class weights, cost matrix or smoothing is
- * the loss's own mean, so loss.c copies those sums and no nll is computed
- * here.
+ * Where the work happens: these figures need more of a row than the one
+ * log-probability a loss keeps (how many classes beat the true one, the
+ * largest probability, sum_c p_c^2). In the hot case - sparse CE from
+ * float32 logits, class axis last, more than 32 classes, an AVX-512 CPU -
+ * they are gathered inside the loss pass itself (eng__xent_fuses_extra):
+ * xent.c's row kernel also sums exp(x - max)^2 when calibration wants it,
+ * the count of classes above the true one is taken while the row is in L1,
+ * and eng__extra_fused_rows adds the block's rows from what the kernel
+ * left (max, sum of exp, first argmax, loss). Everywhere else
+ * eng__extra_task makes its own pass after the loss tasks: float32 rows
+ * with the class axis last through row_f32_stats (eight lanes), every other
+ * row copied into doubles and done with libm. All paths give the same
+ * counts; the float sums agree with double to ~1e-7 relative.
+ *
+ * Running after (or inside) the loss pass means nothing here re-validates
+ * anything: labels are in range, probabilities >= 0, rows sum above 0, and
+ * a non-finite value is there only under nan_policy "propagate" (then it
+ * flows into the sums as NaN and the figure reads null; the fast paths hand
+ * such rows to the double path). Perplexity of sparse cross-entropy without
+ * class weights, cost matrix or smoothing is the loss's own weighted mean,
+ * so those sums are copied and no nll is computed.
  *
  * Rows: a position's class row is y_pred[po*C*inner + c*inner + pi], as in
- * xent.c. Float32 rows with the class axis last go through row_f32_stats
- * (eight lanes, one pass for the maximum, first argmax and the count of
- * classes above the true one; a second for the sums of exp(x - max) and of
- * its square only when calibration or perplexity needs them); every other
- * row is copied into doubles and done with libm. Both give the same counts;
- * the float sums agree with double to ~1e-7 relative.
+ * xent.c.
  *
  * Top-k needs no selection at all: correct at k iff fewer than k classes
  * score strictly higher than the true class, so one count per row answers
- * every k of the request (O(C) a row, no sort, no heap).
+ * every k of the request (O(C) a row, no sort, no heap); it is 0 without
+ * counting when the true class holds the maximum, and stops at the largest
+ * k (a row past it is wrong at every k).
  *
  * Invariant: task t writes only xparts[t] and its own bins; loss.c adds the
  * parts in task order, so results are bit-identical whatever the threads.
@@ -222,7 +230,7 @@ static void row_f32_stats(const float *x, int64_t C, float xt, bool sums, int64_
 	*s2 = a2;
 }
 
-/* ---- the task ---------------------------------------------------------------------------------- */
+/* ---- the general path: one position -------------------------------------------------------- */
 
 /* First maximum of v[0..C), numpy's argmax (a NaN wins). */
 static int64_t argmax_d(const double *v, int64_t C)
@@ -279,180 +287,292 @@ static void top_add(eng__extra_part *xp, const eng_extra_opts *x, int64_t above)
 	xp->top_n++;
 }
 
-/* Binary losses: every element a position. */
-static void binary_range(const eng__loss_job *j, eng__extra_part *xp, int64_t p0, int64_t p1)
+static void add_nll(eng__extra_part *xp, double nll, double w)
+{
+	xp->nll += w * nll;
+	xp->nll_w += w;
+	xp->nll_n++;
+}
+
+/* Binary losses: element p is a position. */
+static void binary_position(const eng__loss_job *j, eng__extra_part *xp, int64_t p)
 {
 	const eng_loss_opts *o = j->o;
-	for (int64_t p = p0; p < p1; p++) {
-		double y = eng_tensor_at(j->yt, p);
-		if (o->has_ignore_class && y == (double)o->ignore_class)
-			continue;
-		double v = eng_tensor_at(j->yp, p), pr = v;
-		if (o->from_logits) {
-			double e = exp(-fabs(v));
-			pr = v >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+	double y = eng_tensor_at(j->yt, p);
+	if (o->has_ignore_class && y == (double)o->ignore_class)
+		return;
+	double v = eng_tensor_at(j->yp, p), pr = v;
+	if (o->from_logits) {
+		double e = exp(-fabs(v));
+		pr = v >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+	}
+	add_calib(xp, j->xo->bins, pr, y > 0.5, (pr - y) * (pr - y), eng__sw(j, p));
+}
+
+/*
+ * Categorical position p with scratch q and d (C doubles each): the row
+ * copied into doubles, everything in double with libm.
+ */
+static void cat_position(const eng__loss_job *j, eng__extra_part *xp, int64_t p, double *q,
+                         double *d)
+{
+	const eng_loss_opts *o = j->o;
+	const eng_extra_opts *x = j->xo;
+	int64_t C = j->C, inner = j->inner, tc;
+	int64_t base = (p / inner) * C * inner + p % inner;
+	bool sparse = o->kind == ENG_LOSS_SPARSE_CE;
+	double w = eng__sw(j, p);
+
+	if (sparse) {
+		double v = eng_tensor_at(j->yt, p);
+		if (o->has_ignore_class && v == (double)o->ignore_class)
+			return;
+		tc = (int64_t)v;
+	} else {
+		read_row(j->yt, base, C, inner, d);
+		tc = argmax_d(d, C);
+		if (o->has_ignore_class && tc == o->ignore_class)
+			return;
+	}
+	read_row(j->yp, base, C, inner, q);
+	if (x->ntop) {
+		double xt = q[tc];
+		int64_t above = 0;
+		for (int64_t c = 0; c < C; c++)
+			above += q[c] > xt;
+		top_add(xp, x, above);
+	}
+	if (!x->bins && !j->x_nll)
+		return;
+	int64_t am = argmax_d(q, C);
+	double nll = 0, brier = 0;
+	if (o->from_logits) { /* probabilities into q; log-probabilities on the fly */
+		double m = q[am], s = 0;
+		for (int64_t c = 0; c < C; c++)
+			s += exp(q[c] - m);
+		double ls = log(s);
+		for (int64_t c = 0; c < C; c++) {
+			double lp = (q[c] - m) - ls;
+			if (sparse ? c == tc : d[c] != 0)
+				nll -= (sparse ? 1.0 : d[c]) * lp;
+			q[c] = exp(lp);
 		}
-		add_calib(xp, j->xo->bins, pr, y > 0.5, (pr - y) * (pr - y), eng__sw(j, p));
+	} else {
+		double z = 0;
+		for (int64_t c = 0; c < C; c++)
+			z += q[c];
+		for (int64_t c = 0; c < C; c++) {
+			q[c] /= z;
+			if (sparse ? c == tc : d[c] != 0)
+				nll -= (sparse ? 1.0 : d[c]) * log(clip(q[c]));
+		}
+	}
+	if (j->x_nll)
+		add_nll(xp, nll, w);
+	if (!x->bins)
+		return;
+	for (int64_t c = 0; c < C; c++) {
+		double y = sparse ? (c == tc ? 1.0 : 0.0) : d[c];
+		brier += (q[c] - y) * (q[c] - y);
+	}
+	add_calib(xp, x->bins, q[am], am == tc, brier, w);
+}
+
+int eng__extra_position(const eng__loss_job *j, eng__extra_part *xp, int64_t p)
+{
+	double *q = malloc((size_t)(2 * j->C + 1) * sizeof(double));
+	if (!q)
+		return ENG_ENOMEM;
+	cat_position(j, xp, p, q, q + j->C);
+	free(q);
+	return 0;
+}
+
+/* ---- the fast paths: float32 rows with the class axis last ------------------------------------- */
+
+#ifdef LOSSD_HOT_V4
+#include <immintrin.h>
+
+__attribute__((target("arch=x86-64-v4"))) static int64_t count_above_v4(const float *x, int64_t C,
+                                                                        float t, int64_t cap)
+{
+	const __m512 vt = _mm512_set1_ps(t);
+	int64_t n = 0, c = 0;
+	for (; c + 64 <= C && n < cap; c += 64) {
+		uint64_t m =
+		        (uint64_t)_mm512_cmp_ps_mask(_mm512_loadu_ps(x + c), vt, _CMP_GT_OQ) |
+		        (uint64_t)_mm512_cmp_ps_mask(_mm512_loadu_ps(x + c + 16), vt, _CMP_GT_OQ)
+		                << 16 |
+		        (uint64_t)_mm512_cmp_ps_mask(_mm512_loadu_ps(x + c + 32), vt, _CMP_GT_OQ)
+		                << 32 |
+		        (uint64_t)_mm512_cmp_ps_mask(_mm512_loadu_ps(x + c + 48), vt, _CMP_GT_OQ)
+		                << 48;
+		n += __builtin_popcountll(m);
+	}
+	for (; c < C && n < cap; c += 16) {
+		int64_t left = C - c < 16 ? C - c : 16;
+		__mmask16 k = (__mmask16)((1u << left) - 1);
+		__m512 v = _mm512_maskz_loadu_ps(k, x + c);
+		n += __builtin_popcount(_mm512_mask_cmp_ps_mask(k, v, vt, _CMP_GT_OQ));
+	}
+	return n < cap ? n : cap;
+}
+#endif
+
+int64_t eng__count_above_f32(const float *x, int64_t C, float t, int64_t cap)
+{
+#ifdef LOSSD_HOT_V4
+	if (__builtin_cpu_supports("x86-64-v4"))
+		return count_above_v4(x, C, t, cap);
+#endif
+	int64_t n = 0;
+	for (int64_t c = 0; c < C; c++)
+		n += x[c] > t;
+	return n < cap ? n : cap;
+}
+
+void eng__extra_fused_rows(const eng__loss_job *j, eng__extra_part *xp, const float *x, int64_t p,
+                           int64_t n, const eng__extra_fused *f)
+{
+	const eng_extra_opts *xo = j->xo;
+	int64_t C = j->C;
+	float et[64 + 8];
+	/* exp(x_true - max) of the block, eight lanes at a time (~1 ulp of
+	 * float): the true class's probability for the Brier score */
+	for (int64_t k0 = 0; xo->bins && k0 < n; k0 += 8) {
+		v8f d = VSPLAT(0.0f);
+		for (int64_t k = k0; k < k0 + 8 && k < n; k++)
+			if (f->lab[k] >= 0 && !f->bad[k])
+				d[k - k0] = x[k * C + f->lab[k]] - f->m[k];
+		exp_neg(&d);
+		memcpy(et + k0, &d, sizeof(d));
+	}
+	for (int64_t k = 0; k < n; k++) {
+		int64_t tc = f->lab[k];
+		if (tc < 0 || f->bad[k])
+			continue;
+		double w = eng__sw(j, p + k);
+		if (xo->ntop)
+			top_add(xp, xo, f->above[k]);
+		if (j->x_nll)
+			add_nll(xp, f->lo[k], w);
+		if (xo->bins) {
+			double s = f->ones[k] + f->rest[k], s2 = f->ones[k] + f->rest2[k];
+			double pt = (double)et[k] / s;
+			double brier = s2 / (s * s) - 2 * pt + 1;
+			add_calib(xp, xo->bins, 1.0 / s, f->am[k] == tc, brier < 0 ? 0 : brier, w);
+		}
 	}
 }
+
+/* The extra task's own pass for sparse CE from float32 logits, class axis
+ * last, when the loss pass did not gather the figures. */
+static void sparse_f32_position(const eng__loss_job *j, eng__extra_part *xp, int64_t p, double *q,
+                                double *d)
+{
+	const eng_loss_opts *o = j->o;
+	const eng_extra_opts *x = j->xo;
+	int64_t C = j->C;
+	double v = eng_tensor_at(j->yt, p);
+	if (o->has_ignore_class && v == (double)o->ignore_class)
+		return;
+	int64_t tc = (int64_t)v, above, am;
+	const float *row = (const float *)j->yp->data + p * C;
+	double w = eng__sw(j, p), s1 = 1, s2 = 1;
+	float m;
+	row_f32_stats(row, C, row[tc], x->bins || j->x_nll, &above, &am, &m, &s1, &s2);
+	if (!(isfinite(m) && isfinite(s1) && isfinite(s2))) {
+		cat_position(j, xp, p, q, d); /* NaN or Inf (nan_policy propagate) */
+		return;
+	}
+	if (x->ntop)
+		top_add(xp, x, above);
+	double xt = (double)row[tc] - (double)m;
+	if (j->x_nll)
+		add_nll(xp, log(s1) - xt, w);
+	if (x->bins) {
+		double pt = exp(xt) / s1, brier = s2 / (s1 * s1) - 2 * pt + 1;
+		add_calib(xp, x->bins, 1.0 / s1, am == tc, brier < 0 ? 0 : brier, w);
+	}
+}
+
+/* ---- the task and the driver ---------------------------------------------------------------------- */
 
 void eng__extra_task(void *arg, int64_t t)
 {
 	const eng__loss_job *j = arg;
 	const eng_loss_opts *o = j->o;
-	const eng_extra_opts *x = j->xo;
 	eng__extra_part *xp = &j->xparts[t];
-	int64_t p0, p1, C = j->C, inner = j->inner;
-	bool sparse = o->kind == ENG_LOSS_SPARSE_CE;
-	bool want_nll = j->x_nll, want_cal = x->bins > 0, want_top = x->ntop > 0;
-	bool fast = j->yp->dtype == ENG_F32 && inner == 1 && o->from_logits && sparse;
-	double *q = NULL, *d = NULL;
+	int64_t p0, p1;
+	bool fast = o->kind == ENG_LOSS_SPARSE_CE && o->from_logits && j->yp->dtype == ENG_F32 &&
+	            j->inner == 1;
 
 	eng__task_range(j, t, &p0, &p1);
 	if (p0 >= p1)
 		return;
 	if (eng_loss_is_binary(o->kind)) {
-		binary_range(j, xp, p0, p1);
+		for (int64_t p = p0; p < p1; p++)
+			binary_position(j, xp, p);
 		return;
 	}
-	q = malloc((size_t)(2 * C + 1) * sizeof(double));
+	double *q = malloc((size_t)(2 * j->C + 1) * sizeof(double));
 	if (!q) {
 		xp->err = ENG_ENOMEM;
 		return;
 	}
-	d = q + C;
 	for (int64_t p = p0; p < p1; p++) {
-		int64_t po = p / inner, pi = p % inner, base = po * C * inner + pi, tc;
-		double w = eng__sw(j, p);
-		if (sparse) {
-			double v = eng_tensor_at(j->yt, p);
-			if (o->has_ignore_class && v == (double)o->ignore_class)
-				continue;
-			tc = (int64_t)v;
-		} else {
-			read_row(j->yt, base, C, inner, d);
-			tc = argmax_d(d, C);
-			if (o->has_ignore_class && tc == o->ignore_class)
-				continue;
-		}
-
-		if (fast) {
-			const float *row = (const float *)j->yp->data + base;
-			int64_t above, am;
-			float m;
-			double s1 = 1, s2 = 1;
-			row_f32_stats(row, C, row[tc], want_cal || want_nll, &above, &am, &m, &s1,
-			              &s2);
-			if (!(isfinite(m) && isfinite(s1) && isfinite(s2)))
-				goto general; /* NaN or Inf (nan_policy propagate) */
-			if (want_top)
-				top_add(xp, x, above);
-			double xt = (double)row[tc] - (double)m;
-			if (want_nll) {
-				xp->nll += w * (log(s1) - xt);
-				xp->nll_w += w;
-				xp->nll_n++;
-			}
-			if (want_cal) {
-				double pt = exp(xt) / s1;
-				double brier = s2 / (s1 * s1) - 2 * pt + 1;
-				add_calib(xp, x->bins, 1.0 / s1, am == tc, brier < 0 ? 0 : brier,
-				          w);
-			}
-			continue;
-		}
-	general:
-		read_row(j->yp, base, C, inner, q);
-		if (want_top) {
-			double xt = q[tc];
-			int64_t above = 0;
-			for (int64_t c = 0; c < C; c++)
-				above += q[c] > xt;
-			top_add(xp, x, above);
-		}
-		if (!want_cal && !want_nll)
-			continue;
-		int64_t am = argmax_d(q, C);
-		/* probabilities into q, log-probabilities (for nll) computed on the fly */
-		double conf, nll = 0, brier = 0;
-		if (o->from_logits) {
-			double m = q[am], s = 0;
-			for (int64_t c = 0; c < C; c++)
-				s += exp(q[c] - m);
-			double ls = log(s);
-			for (int64_t c = 0; c < C; c++) {
-				double lp = (q[c] - m) - ls;
-				if (want_nll && (sparse ? c == tc : d[c] != 0))
-					nll -= (sparse ? 1.0 : d[c]) * lp;
-				q[c] = exp(lp);
-			}
-		} else {
-			double z = 0;
-			for (int64_t c = 0; c < C; c++)
-				z += q[c];
-			for (int64_t c = 0; c < C; c++) {
-				q[c] /= z;
-				if (want_nll && (sparse ? c == tc : d[c] != 0))
-					nll -= (sparse ? 1.0 : d[c]) * log(clip(q[c]));
-			}
-		}
-		conf = q[am];
-		for (int64_t c = 0; c < C; c++) {
-			double y = sparse ? (c == tc ? 1.0 : 0.0) : d[c];
-			brier += (q[c] - y) * (q[c] - y);
-		}
-		if (want_nll) {
-			xp->nll += w * nll;
-			xp->nll_w += w;
-			xp->nll_n++;
-		}
-		if (want_cal)
-			add_calib(xp, x->bins, conf, am == tc, brier, w);
+		if (fast)
+			sparse_f32_position(j, xp, p, q, q + j->C);
+		else
+			cat_position(j, xp, p, q, q + j->C);
 	}
 	free(q);
 }
 
-/* ---- driver (called by loss.c) ------------------------------------------------------------------- */
-
-int eng__extra_run(eng__loss_job *j, eng_loss_result *r, const eng_parallel *par, eng_error *err)
+int eng__extra_prepare(eng__loss_job *j, eng_error *err)
 {
 	const eng_extra_opts *x = j->o->extra;
 	const eng_loss_opts *o = j->o;
-	eng_calib_bin *bins = NULL;
-	int rc = 0;
+	j->xo = x;
+	/* perplexity of the plain sparse loss is its own weighted mean */
+	j->x_nll = x->perplexity && !(o->kind == ENG_LOSS_SPARSE_CE && !j->cw && !j->cost &&
+	                              o->label_smoothing == 0);
+	j->x_work = j->x_nll || x->ntop > 0 || x->bins > 0;
+	if (!j->x_work)
+		return 0;
+	j->xparts = calloc((size_t)(j->ntasks ? j->ntasks : 1), sizeof(*j->xparts));
+	if (x->bins > 0)
+		j->xbins = calloc((size_t)(j->ntasks * x->bins), sizeof(*j->xbins));
+	if (!j->xparts || (x->bins > 0 && !j->xbins))
+		return eng_error_set(err, ENG_ENOMEM, NULL, -1, "out of memory");
+	j->x_fused = eng__xent_fuses_extra(j);
+	for (int64_t t = 0; t < j->ntasks; t++) {
+		j->xparts[t].bin = j->xbins ? j->xbins + t * x->bins : NULL;
+		j->parts[t].xp = j->x_fused ? &j->xparts[t] : NULL;
+	}
+	return 0;
+}
 
+int eng__extra_finish(eng__loss_job *j, eng_loss_result *r, const eng_parallel *par, eng_error *err)
+{
+	const eng_extra_opts *x = j->xo;
 	r->extra = eng_extra_result_new(x);
 	if (!r->extra)
 		return eng_error_set(err, ENG_ENOMEM, NULL, -1, "out of memory");
 	eng_extra_result *e = r->extra;
-	/* perplexity of the plain sparse loss is its own weighted mean */
-	j->x_nll = x->perplexity;
-	if (x->perplexity && o->kind == ENG_LOSS_SPARSE_CE && !j->cw && !j->cost &&
-	    o->label_smoothing == 0) {
+	if (x->perplexity && !j->x_nll) {
 		e->nll_sum = r->wloss_sum;
 		e->nll_weight = r->weight_sum;
 		e->nll_count = r->count;
-		j->x_nll = false;
 	}
-	if (!j->x_nll && x->ntop == 0 && x->bins == 0)
+	if (!j->x_work)
 		return 0;
-	j->xo = x;
-	j->xparts = calloc((size_t)(j->ntasks ? j->ntasks : 1), sizeof(*j->xparts));
-	if (x->bins > 0)
-		bins = calloc((size_t)(j->ntasks * x->bins), sizeof(*bins));
-	if (!j->xparts || (x->bins > 0 && !bins)) {
-		rc = eng_error_set(err, ENG_ENOMEM, NULL, -1, "out of memory");
-		goto out;
-	}
-	for (int64_t t = 0; t < j->ntasks; t++)
-		j->xparts[t].bin = bins ? bins + t * x->bins : NULL;
-	eng_parallel_for(par, j->ntasks, eng__extra_task, j);
+	if (!j->x_fused)
+		eng_parallel_for(par, j->ntasks, eng__extra_task, j);
 	for (int64_t t = 0; t < j->ntasks; t++) {
 		const eng__extra_part *xp = &j->xparts[t];
-		if (xp->err) {
-			rc = eng_error_set(err, xp->err, NULL, -1, "out of memory");
-			goto out;
-		}
+		if (xp->err)
+			return eng_error_set(err, xp->err, NULL, -1, "out of memory");
 		for (int i = 0; i < x->ntop; i++)
 			e->top_correct[i] += xp->top[i];
 		e->top_count += xp->top_n;
@@ -471,9 +591,13 @@ int eng__extra_run(eng__loss_job *j, eng_loss_result *r, const eng_parallel *par
 		e->calib_weight += xp->calib_w;
 		e->calib_count += xp->calib_n;
 	}
-out:
-	free(bins);
+	return 0;
+}
+
+void eng__extra_cleanup(eng__loss_job *j)
+{
+	free(j->xbins);
 	free(j->xparts);
+	j->xbins = NULL;
 	j->xparts = NULL;
-	return rc;
 }

@@ -698,6 +698,8 @@ int eng_loss_compute(eng_loss_result **out, const eng_tensor *y_true, const eng_
 		j->parts[t].cls = cls ? cls + t * j->nclasses : NULL;
 		j->parts[t].conf = conf ? conf + t * j->conf_n * j->conf_n : NULL;
 	}
+	if (o->extra && (rc = eng__extra_prepare(j, err)))
+		goto out;
 	eng_parallel_for(par, j->ntasks, fn, j);
 
 	/* the first problem by index; else add the parts in task order */
@@ -724,12 +726,13 @@ int eng_loss_compute(eng_loss_result **out, const eng_tensor *y_true, const eng_
 		for (int64_t i = 0; i < j->conf_n * j->conf_n; i++)
 			r->confusion[i] += pt->conf[i];
 	}
-	if (o->extra && (rc = eng__extra_run(j, r, par, err)))
+	if (o->extra && (rc = eng__extra_finish(j, r, par, err)))
 		goto out;
 	*out = r;
 	r = NULL;
 	rc = 0;
 out:
+	eng__extra_cleanup(j);
 	eng_loss_result_free(r);
 	free(conf);
 	free(cls);

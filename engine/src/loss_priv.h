@@ -16,15 +16,18 @@
 
 #define ENG__EPS 1e-7
 
+struct eng__extra_part;
+
 typedef struct eng__loss_part {
 	double wl;
 	double w;
 	int64_t count;
 	int64_t ignored;
 	int64_t correct;
-	eng_loss_class *cls; /* borrowed from the job: nclasses entries, or NULL */
-	int64_t *conf;       /* borrowed from the job: conf_n^2 entries, or NULL */
-	int err;             /* 0 or the first ENG_E* this task met */
+	eng_loss_class *cls;        /* borrowed from the job: nclasses entries, or NULL */
+	int64_t *conf;              /* borrowed from the job: conf_n^2 entries, or NULL */
+	struct eng__extra_part *xp; /* extra metrics fused into the loss pass, or NULL */
+	int err;                    /* 0 or the first ENG_E* this task met */
 	const char *err_field;
 	int64_t err_index;
 	char err_msg[160];
@@ -69,8 +72,11 @@ typedef struct eng__loss_job {
 	eng__loss_part *parts;
 	/* extra metrics (extra.c), run after the loss tasks */
 	const eng_extra_opts *xo;
-	bool x_nll; /* compute nll sums (perplexity not taken from the loss) */
+	bool x_nll;   /* compute nll sums (perplexity not taken from the loss) */
+	bool x_work;  /* some extra figure needs a look at the rows */
+	bool x_fused; /* ... and the loss pass does it (xent.c rows_block) */
 	eng__extra_part *xparts;
+	eng_calib_bin *xbins;
 } eng__loss_job;
 
 static inline double eng__sw(const eng__loss_job *j, int64_t p)
@@ -153,11 +159,50 @@ void eng__binary_task(void *arg, int64_t t);
 void eng__regress_task(void *arg, int64_t t);
 void eng__gmm_task(void *arg, int64_t t);
 
-/* extra.c: checks o->extra against the loss kind and class count
- * (ENG_EINVAL), and computes r->extra once the loss tasks succeeded
- * (0 or ENG_ENOMEM). */
+/*
+ * extra.c, in the order loss.c calls them: check o->extra against the kind
+ * and class count (ENG_EINVAL); prepare the per-task parts once the tasks
+ * are planned (ENG_ENOMEM), fusing them into the loss pass when
+ * eng__xent_fuses_extra says so; finish: run eng__extra_task unless fused,
+ * and add the parts into r->extra (ENG_ENOMEM); cleanup frees the parts
+ * (always, also after a failure).
+ */
 int eng__extra_check(const eng_extra_opts *x, eng_loss_kind k, int64_t C, eng_error *err);
-int eng__extra_run(eng__loss_job *j, eng_loss_result *r, const eng_parallel *par, eng_error *err);
+int eng__extra_prepare(eng__loss_job *j, eng_error *err);
+int eng__extra_finish(eng__loss_job *j, eng_loss_result *r, const eng_parallel *par,
+                      eng_error *err);
+void eng__extra_cleanup(eng__loss_job *j);
 void eng__extra_task(void *arg, int64_t t);
+
+/* xent.c: whether every position of j goes through rows_block's AVX-512 row
+ * kernel, which then also gathers the extra figures. */
+bool eng__xent_fuses_extra(const eng__loss_job *j);
+
+/* What rows_block knows of each of its n rows (arrays of n), for the fused
+ * extra figures: labels (-1 ignored), rows that went to the general path,
+ * the count of maxima and the rest of sum exp(x - max), the rest of the sum
+ * of its squares (calibration only), first argmax, classes above the true
+ * one (top-k only), the unweighted loss, the max. */
+typedef struct eng__extra_fused {
+	const int64_t *lab;
+	const unsigned char *bad;
+	const double *ones, *rest, *rest2;
+	const int64_t *am, *above;
+	const double *lo;
+	const float *m;
+} eng__extra_fused;
+
+/* Adds rows [p, p + n) (contiguous float32 rows x) into xp. */
+void eng__extra_fused_rows(const eng__loss_job *j, struct eng__extra_part *xp, const float *x,
+                           int64_t p, int64_t n, const eng__extra_fused *f);
+
+/* Adds position p by the general path (a row the fast kernels left to
+ * position()). 0 or ENG_ENOMEM. */
+int eng__extra_position(const eng__loss_job *j, struct eng__extra_part *xp, int64_t p);
+
+/* Classes of x[0..C) scoring strictly above t, counted up to cap (the
+ * largest k: a row past it is wrong at every k) and then min(count, cap).
+ * AVX-512 where there is one. */
+int64_t eng__count_above_f32(const float *x, int64_t C, float t, int64_t cap);
 
 #endif

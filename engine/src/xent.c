@@ -41,6 +41,12 @@
  * log-softmax unclipped (PyTorch kl_div(log_softmax(x), p)); from
  * probabilities q is clipped to [1e-7, 1] (Keras).
  *
+ * With perplexity, top-k or calibration asked for (extra.c) and the
+ * row_f32_v4 path taken, rows_block also gathers those figures: the row
+ * kernel sums exp(x - max)^2 too (row_f32_v4_sq), the classes above the
+ * true one are counted while the row is in L1, and eng__extra_fused_rows
+ * takes the rest from the kernel's outputs; the loss itself is unchanged.
+ *
  * Validation happens here as rows are read (labels, probabilities,
  * non-finite values); weights were validated by loss.c. Ignored positions
  * (true class == ignore_class) are neither validated beyond their label nor
@@ -224,10 +230,12 @@ static void row_f32(const float *x, int64_t C, float *mx_out, float *sx_out, dou
 		out = _mm512_scalef_ps(_mm512_add_ps(y_, one), n_);                                \
 	} while (0)
 
-__attribute__((target("arch=x86-64-v4"))) static void row_f32_v4(const float *x, int64_t C,
-                                                                 float *mx_out, float *sx_out,
-                                                                 double *cnt, double *rest,
-                                                                 int64_t *amax)
+/* rest2, when not NULL, gets the sum of exp(x - max)^2 over the same terms
+ * as *rest (the maxima, each 1, left out): what the Brier score of
+ * calibration (extra.c) needs, one FMA per 16 terms. */
+__attribute__((target("arch=x86-64-v4"), always_inline)) static inline void
+row_f32_v4_body(const float *x, int64_t C, float *mx_out, float *sx_out, double *cnt, double *rest,
+                int64_t *amax, double *rest2)
 {
 	const __m512 ninf = _mm512_set1_ps(-INFINITY), zero = _mm512_setzero_ps();
 	__m512 mx = ninf, mx2 = ninf, mx3 = ninf, mx4 = ninf, sx = zero, sx2 = zero;
@@ -253,6 +261,7 @@ __attribute__((target("arch=x86-64-v4"))) static void row_f32_v4(const float *x,
 		mx = _mm512_mask_max_ps(mx, k, v, mx);
 		sx = _mm512_add_ps(sx, v);
 	}
+
 	mx = _mm512_max_ps(_mm512_max_ps(mx, mx2), _mm512_max_ps(mx3, mx4));
 	float m = _mm512_reduce_max_ps(mx);
 	float sum = _mm512_reduce_add_ps(_mm512_add_ps(sx, sx2));
@@ -263,11 +272,11 @@ __attribute__((target("arch=x86-64-v4"))) static void row_f32_v4(const float *x,
 	             p4 = _mm512_set1_ps(8.3334519073e-3f), p3 = _mm512_set1_ps(4.1665795894e-2f),
 	             p2 = _mm512_set1_ps(1.6666665459e-1f), p1 = _mm512_set1_ps(5.0000001201e-1f),
 	             one = _mm512_set1_ps(1.0f);
-	__m512d racc = _mm512_setzero_pd();
+	__m512d racc = _mm512_setzero_pd(), racc2 = racc;
 	int64_t n1 = 0, first = -1;
 	for (c = 0; c + 32 <= C;) {
 		/* two chains per step; 4 steps = 128 terms a block, 8 per lane */
-		__m512 acc = zero, acc2 = zero;
+		__m512 acc = zero, acc2 = zero, sq = zero, sq2 = zero;
 		for (int b = 0; b < 4 && c + 32 <= C; b++, c += 32) {
 			__m512 v = _mm512_loadu_ps(x + c), u = _mm512_loadu_ps(x + c + 16), e, e2;
 			__mmask16 top = _mm512_cmp_ps_mask(v, vm, _CMP_EQ_OQ);
@@ -278,6 +287,10 @@ __attribute__((target("arch=x86-64-v4"))) static void row_f32_v4(const float *x,
 			EXP16(u, e2);
 			acc = _mm512_mask_add_ps(acc, (__mmask16)~top, acc, e);
 			acc2 = _mm512_mask_add_ps(acc2, (__mmask16)~top2, acc2, e2);
+			if (rest2) {
+				sq = _mm512_mask3_fmadd_ps(e, e, sq, (__mmask16)~top);
+				sq2 = _mm512_mask3_fmadd_ps(e2, e2, sq2, (__mmask16)~top2);
+			}
 			uint32_t both = (uint32_t)top | (uint32_t)top2 << 16;
 			if (both) {
 				n1 += __builtin_popcount(both);
@@ -289,6 +302,13 @@ __attribute__((target("arch=x86-64-v4"))) static void row_f32_v4(const float *x,
 		racc = _mm512_add_pd(racc, _mm512_cvtps_pd(_mm512_castps512_ps256(acc)));
 		racc = _mm512_add_pd(racc, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(
 		                                   _mm512_castps_pd(acc), 1))));
+		if (rest2) {
+			sq = _mm512_add_ps(sq, sq2);
+			racc2 = _mm512_add_pd(racc2, _mm512_cvtps_pd(_mm512_castps512_ps256(sq)));
+			racc2 = _mm512_add_pd(
+			        racc2, _mm512_cvtps_pd(_mm256_castpd_ps(
+			                       _mm512_extractf64x4_pd(_mm512_castps_pd(sq), 1))));
+		}
 	}
 	for (; c < C; c += 16) { /* at most two masked steps */
 		int64_t left = C - c < 16 ? C - c : 16;
@@ -301,6 +321,13 @@ __attribute__((target("arch=x86-64-v4"))) static void row_f32_v4(const float *x,
 		racc = _mm512_add_pd(racc, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
 		racc = _mm512_add_pd(racc, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(
 		                                   _mm512_castps_pd(e), 1))));
+		if (rest2) {
+			__m512 e2 = _mm512_mul_ps(e, e);
+			racc2 = _mm512_add_pd(racc2, _mm512_cvtps_pd(_mm512_castps512_ps256(e2)));
+			racc2 = _mm512_add_pd(
+			        racc2, _mm512_cvtps_pd(_mm256_castpd_ps(
+			                       _mm512_extractf64x4_pd(_mm512_castps_pd(e2), 1))));
+		}
 		if (top) {
 			n1 += __builtin_popcount(top);
 			if (first < 0)
@@ -312,6 +339,25 @@ __attribute__((target("arch=x86-64-v4"))) static void row_f32_v4(const float *x,
 	*cnt = (double)n1;
 	*rest = _mm512_reduce_add_pd(racc);
 	*amax = first < 0 ? 0 : first;
+	if (rest2)
+		*rest2 = _mm512_reduce_add_pd(racc2);
+}
+
+__attribute__((target("arch=x86-64-v4"))) static void row_f32_v4(const float *x, int64_t C,
+                                                                 float *mx_out, float *sx_out,
+                                                                 double *cnt, double *rest,
+                                                                 int64_t *amax)
+{
+	row_f32_v4_body(x, C, mx_out, sx_out, cnt, rest, amax, NULL);
+}
+
+/* With calibration (extra.c): also the sum of squares into *rest2. */
+__attribute__((target("arch=x86-64-v4"))) static void row_f32_v4_sq(const float *x, int64_t C,
+                                                                    float *mx_out, float *sx_out,
+                                                                    double *cnt, double *rest,
+                                                                    int64_t *amax, double *rest2)
+{
+	row_f32_v4_body(x, C, mx_out, sx_out, cnt, rest, amax, rest2);
 }
 
 /* fpclass categories: QNaN, +Inf, -Inf, SNaN */
@@ -888,9 +934,10 @@ static int rows_block(eng__loss_part *pt, const eng__loss_job *j, scratch *s, in
 	int64_t C = j->C;
 	const float *x = (const float *)j->yp->data + p * C;
 	float m[RBLK];
-	double ones[RBLK], rest[RBLK], lse[RBLK], lo[RBLK];
-	int64_t am[RBLK];
+	double ones[RBLK], rest[RBLK], lse[RBLK], lo[RBLK], rest2[RBLK];
+	int64_t am[RBLK], above[RBLK];
 	unsigned char bad[RBLK];
+	eng__extra_part *xp = pt->xp; /* extra metrics fused into this pass */
 	int rc;
 
 	(void)v4;
@@ -908,12 +955,23 @@ static int rows_block(eng__loss_part *pt, const eng__loss_job *j, scratch *s, in
 			if (lab[k] < 0)
 				continue;
 #ifdef LOSSD_HOT_V4
-			if (v4)
+			if (v4 && xp && j->xo->bins)
+				row_f32_v4_sq(x + k * C, C, &m[k], &sx, &ones[k], &rest[k], &am[k],
+				              &rest2[k]);
+			else if (v4)
 				row_f32_v4(x + k * C, C, &m[k], &sx, &ones[k], &rest[k], &am[k]);
 			else
 #endif
 				row_f32(x + k * C, C, &m[k], &sx, &ones[k], &rest[k], &am[k]);
 			bad[k] = !(isfinite(m[k]) && isfinite(sx) && isfinite(rest[k]));
+			/* top-k, the row still in L1: nothing is above the max, and the
+			 * count stops at the largest k */
+			if (xp && j->xo->ntop && !bad[k])
+				above[k] = x[k * C + lab[k]] >= m[k]
+				                   ? 0
+				                   : eng__count_above_f32(
+				                             x + k * C, C, x[k * C + lab[k]],
+				                             j->xo->top_k[j->xo->ntop - 1]);
 			if (bad[k]) {
 				ones[k] = 1;
 				rest[k] = 0;
@@ -932,6 +990,10 @@ static int rows_block(eng__loss_part *pt, const eng__loss_job *j, scratch *s, in
 		for (int64_t k = 0; k < n; k++)
 			lo[k] = lab[k] < 0 ? 0
 			                   : ((double)m[k] - (double)x[k * C + lab[k]]) + lse[k];
+		if (xp) {
+			eng__extra_fused fu = {lab, bad, ones, rest, rest2, am, above, lo, m};
+			eng__extra_fused_rows(j, xp, x, p, n, &fu);
+		}
 	}
 	if (!j->cw && !j->cost && !j->sw && !j->per_position) {
 		/* unweighted: sums in registers (four chains), the rare
@@ -963,6 +1025,8 @@ static int rows_block(eng__loss_part *pt, const eng__loss_job *j, scratch *s, in
 			    ((rc = scratch_get(s, pt, j)) ||
 			     (rc = position(pt, j, s, p + k, (p + k) * C, lab[k]))))
 				return rc;
+			if (lab[k] >= 0 && bad[k] && xp && (rc = eng__extra_position(j, xp, p + k)))
+				return eng__part_fail(pt, rc, NULL, -1, "out of memory");
 		}
 		double wl = (wl4[0] + wl4[1]) + (wl4[2] + wl4[3]);
 		pt->wl += wl;
@@ -982,6 +1046,8 @@ static int rows_block(eng__loss_part *pt, const eng__loss_job *j, scratch *s, in
 			if ((rc = scratch_get(s, pt, j)) ||
 			    (rc = position(pt, j, s, q, q * C, lab[k])))
 				return rc;
+			if (xp && (rc = eng__extra_position(j, xp, q)))
+				return eng__part_fail(pt, rc, NULL, -1, "out of memory");
 		} else {
 			sparse_fast_add(pt, j, q, lab[k], lo[k], am[k]);
 		}
@@ -990,6 +1056,19 @@ static int rows_block(eng__loss_part *pt, const eng__loss_job *j, scratch *s, in
 }
 
 /* ---- the task ---------------------------------------------------------------------------- */
+
+bool eng__xent_fuses_extra(const eng__loss_job *j)
+{
+	const eng_loss_opts *o = j->o;
+#ifdef LOSSD_HOT_V4
+	bool v4 = __builtin_cpu_supports("x86-64-v4");
+#else
+	bool v4 = false;
+#endif
+	/* rows_block's row_f32_v4 path: every position goes through it */
+	return v4 && o->kind == ENG_LOSS_SPARSE_CE && o->from_logits && j->yp->dtype == ENG_F32 &&
+	       o->label_smoothing == 0 && j->inner == 1 && j->C > 32;
+}
 
 void eng__xent_task(void *arg, int64_t t)
 {

@@ -217,6 +217,87 @@ Test(extra, float32_long_rows_match_double)
 	free(y);
 }
 
+/*
+ * The same with the figures gathered inside the loss pass (sparse CE from
+ * float32 logits, class axis last, more than 32 classes: on AVX-512 CPUs
+ * rows_block's kernel does it), with class weights (so perplexity is
+ * computed, not copied), sample weights, ignored positions and a NaN row
+ * under nan_policy propagate, against the double path of the same numbers.
+ */
+Test(extra, fused_loss_pass_matches_double)
+{
+	int n = 203, C = 257;
+	float *f = malloc(sizeof(float) * (size_t)(n * C));
+	double *d = malloc(sizeof(double) * (size_t)(n * C));
+	double *y = malloc(sizeof(double) * (size_t)n), *w = malloc(sizeof(double) * (size_t)n);
+	double *cwv = malloc(sizeof(double) * (size_t)C);
+	for (int i = 0; i < n * C; i++) {
+		f[i] = (float)(sin(i * 0.37) * 5 + cos(i * 0.011) * 2);
+		d[i] = f[i];
+	}
+	for (int i = 0; i < n; i++) {
+		y[i] = i % 17 == 3 ? -1 : (i * 53) % C;
+		w[i] = 0.5 + (i % 5);
+	}
+	for (int c = 0; c < C; c++)
+		cwv[c] = 1 + c % 3;
+	for (int nanrow = 0; nanrow < 2; nanrow++) {
+		if (nanrow) {
+			f[40 * C + 7] = NAN;
+			d[40 * C + 7] = NAN;
+		}
+		eng_tensor yt = tens(ENG_F64, y, 1, I64(n)), sw = tens(ENG_F64, w, 1, I64(n));
+		eng_tensor cw = tens(ENG_F64, cwv, 1, I64(C));
+		eng_tensor tf = tens(ENG_F32, f, 2, I64(n), I64(C));
+		eng_tensor td = tens(ENG_F64, d, 2, I64(n), I64(C));
+		eng_extra_opts x = ENG_EXTRA_OPTS_INIT;
+		eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+		x.bins = 12;
+		x.ntop = 3;
+		x.top_k[0] = 1;
+		x.top_k[1] = 2;
+		x.top_k[2] = 50;
+		x.perplexity = true;
+		o.from_logits = true;
+		o.has_ignore_class = true;
+		o.ignore_class = -1;
+		o.sample_weight = &sw;
+		o.class_weight = &cw;
+		o.propagate_nan = nanrow;
+		o.extra = &x;
+		for (int pc = 0; pc < 2; pc++) {
+			o.per_class = pc;
+			eng_loss_result *a = compute(&yt, &tf, &o), *b = compute(&yt, &td, &o);
+			const eng_extra_result *ea = a->extra, *eb = b->extra;
+			cr_expect_eq(ea->top_count, n - 12);
+			for (int k = 0; k < 3; k++)
+				cr_expect_eq(ea->top_correct[k], eb->top_correct[k]);
+			cr_expect_eq(ea->nll_count, eb->nll_count);
+			NEAR(ea->nll_weight, eb->nll_weight, 1e-9);
+			if (nanrow) {
+				cr_expect(isnan(ea->nll_sum) && isnan(eb->nll_sum));
+				cr_expect(isnan(ea->brier_sum) && isnan(eb->brier_sum));
+			} else {
+				NEAR(ea->nll_sum, eb->nll_sum, 1e-6 * eb->nll_sum);
+				NEAR(ea->brier_sum, eb->brier_sum, 1e-6 * eb->brier_sum);
+			}
+			cr_expect_eq(ea->calib_count, eb->calib_count);
+			for (int k = 0; k < 12; k++) {
+				cr_expect_eq(ea->bin[k].count, eb->bin[k].count, "bin %d", k);
+				NEAR(ea->bin[k].conf, eb->bin[k].conf, 1e-6);
+				NEAR(ea->bin[k].acc, eb->bin[k].acc, 1e-12);
+			}
+			eng_loss_result_free(a);
+			eng_loss_result_free(b);
+		}
+	}
+	free(f);
+	free(d);
+	free(y);
+	free(w);
+	free(cwv);
+}
+
 /* ---- rules -------------------------------------------------------------------------------- */
 
 Test(extra, ties_count_for_the_true_class)

@@ -3,7 +3,12 @@
  *
  * What: weighted TP/FP/TN/FN at Keras' num_thresholds thresholds
  * t_0 = -1e-7, t_i = i/(n-1) for 0 < i < n-1 (computed as Keras does, in
- * double), t_{n-1} = 1 + 1e-7; a score is positive at t_i iff score > t_i.
+ * double), t_{n-1} = 1 + 1e-7, compared as Keras compares them: in
+ * float32. With T_i = float32(t_i) and sf = float32(score), a score is
+ * positive at t_i iff sf > T_i (Keras casts predictions and thresholds to
+ * the metric's float32 before `>`). Near a threshold this differs from a
+ * comparison in double: a score placed on float32(t_i) counts as below it.
+ * Curves report the t_i as computed in double (Keras' `thresholds`).
  * Then Keras' result(): Riemann sums with interpolation / minoring /
  * majoring heights, and for PR with interpolation the Davis-Goadrich
  * interpolation (keras' interpolate_pr_auc, ref.py keras_auc).
@@ -12,9 +17,10 @@
  * (thresholds increase), so one item touches one of n + 1 cells and the
  * confusion counts are suffix / prefix sums of the cells: O(1) per score
  * and O(n) per result, instead of Keras' O(n) per score. m(s) takes one
- * multiply and one compare against a table of the thresholds (cell_fast,
- * with the proof that it equals #{ i : s > t_i } for every double), and
- * away from the thresholds not even the compare (EASY_DELTA).
+ * multiply and two compares against a table of the float32 thresholds
+ * (cell_fast, with the proof that it equals #{ i : sf > T_i } for every
+ * double), and away from the thresholds not even the compares
+ * (easy_delta).
  *
  * Why so shaped for speed (hundreds of millions of scores a second per
  * core): inputs are checked in a separate pass per chunk (or-reductions
@@ -60,7 +66,8 @@ struct eng_binned {
 	int64_t n;                    /* num_thresholds */
 	int64_t positives, negatives; /* unweighted */
 	double *pos, *neg;            /* n + 1 cells: weight with m(s) == cell */
-	double *thr;                  /* n + 1: t_0 .. t_{n-1}, +inf */
+	double *thr;                  /* n + 2: T_0 .. T_{n-1} (float32), +inf, +inf */
+	double easy;                  /* easy_delta(n) */
 };
 
 static double threshold(int64_t n, int64_t i)
@@ -73,40 +80,47 @@ static double threshold(int64_t n, int64_t i)
 }
 
 /*
- * m(s) = #{ i : s > t_i } in [0, n], s not NaN, with one multiply and one
- * compare-and-adjust: e = floor(s (n-1)), the product rounded (f), clamped
- * to [0, n]; then m = e + [s > t_e] against the table (t_n = +inf).
- * Why no other threshold can be on the wrong side:
- * - t_{e+1} and above are >= s. f < e + 1 and rounding is monotone, so the
- *   exact s (n-1) < e + 1, s < q = (e+1)/(n-1); t_{e+1} = fl(q) is the
- *   double nearest q, so no double lies strictly between it and q, and the
- *   double s < q is <= t_{e+1}. (t_{n-1} = 1 + 1e-7 > 1 > s when e + 1 =
- *   n - 1; e = n needs f >= n, s >= n/(n-1) > 1 + 1e-7, and meets t_n.)
- * - t_{e-1} and below are < s: f >= e means s (n-1) >= e (1 - 2^-53), so
- *   s exceeds (e-1)/(n-1) by about 1/(n-1), far more than t_{e-1}'s
- *   rounding; t_0 = -1e-7 < 0 <= s whenever e >= 1.
- * -0.0 gives e = 0 (m = 1: above t_0); -inf and +inf clamp to 0 and n.
+ * m(s) = #{ i : sf > T_i } in [0, n], sf = float32(s), s not NaN, with one
+ * multiply and two compares: e = floor(sf (n-1)), the product rounded (f),
+ * clamped to [0, n]; then m = e + [sf > T_e] + [sf > T_{e+1}] against the
+ * table (T_n = T_{n+1} = +inf). Why m is one of e, e+1, e+2: every T_i is
+ * within a relative 2^-24 (+ 2^-53) of i/(n-1), while consecutive
+ * thresholds are 1/(n-1) >= 2^-20 apart (n <= 2^20), far more than
+ * (i+2) 2^-23 / (n-1) for any i <= n, so:
+ * - T_{e-1} and below are < sf: f >= e means sf (n-1) >= e (1 - 2^-53),
+ *   above (e-1)(1 + 2^-23); T_0 < 0 <= sf whenever e >= 1.
+ * - T_{e+2} and above are >= sf: f < e + 1 means sf (n-1) < e + 1, below
+ *   (e+2)(1 - 2^-23); T_{n-1} = float32(1 + 1e-7) = 1 + 2^-23 > sf when
+ *   e + 2 = n - 1, as sf < (n-2)/(n-1) < 1.
+ * - e = n needs sf >= n/(n-1) (1 - 2^-53) > 1 + 2^-23 = T_{n-1}: above all.
+ * -0.0 gives e = 0 (m = 1: above T_0 < 0); -inf and +inf clamp to 0 and
+ * n; a double beyond float32's range rounds to +-inf and goes with them.
  */
 static inline int64_t cell_fast(const double *thr, double nm1, double dn, double s)
 {
-	double f = s * nm1;
+	double sf = (double)(float)s;
+	double f = sf * nm1;
 	f = f > 0.0 ? f : 0.0;
 	f = f < dn ? f : dn;
 	int64_t e = (int64_t)f;
-	return e + (s > thr[e]);
+	return e + (sf > thr[e]) + (sf > thr[e + 1]);
 }
 
 /*
- * The easy case, without the table: when f = fl(s (n-1)) lies in
- * (e + EASY_DELTA, e + 1 - EASY_DELTA) for an integer e with 0 <= e and
- * e + 1 <= n - 1, the cell is e + 1. Why: fl() errs by at most f 2^-53 <=
- * 2^-33, and a table entry t_i = fl(i/(n-1)) by i/(n-1) 2^-53, so s (n-1)
- * lies strictly between e (1 + 2^-53) and (e + 1)(1 - 2^-53): s > t_e
- * (for e = 0: s > 0 > t_0) and s < t_{e+1} (for e + 1 = n - 1: s < 1).
- * EASY_DELTA (1e-9) is far above 2^-33 + 2^-32; only scores within about
- * 1e-9 / (n-1) of a threshold, or outside (0, 1), need the table.
+ * The easy case, without the table: when f = fl(sf (n-1)) lies in
+ * (e + delta, e + 1 - delta) for an integer e with 0 <= e and e + 1 <=
+ * n - 1, the cell is e + 1. Why: fl() errs by at most f 2^-53 <= n 2^-53,
+ * and T_i (n-1) differs from i by at most i (2^-24 + 2^-53) < n 2^-23, so
+ * with delta >= n 2^-22, sf (n-1) lies strictly between T_e (n-1) and
+ * T_{e+1} (n-1) (for e = 0: sf > 0 > T_0; for e + 1 = n - 1: sf < 1 <
+ * T_{n-1}). Only scores within about delta / (n-1) of a threshold, or
+ * outside (0, 1), need the table: 5e-5 / 199 for Keras' default 200.
  */
-#define EASY_DELTA 1e-9
+static double easy_delta(int64_t n)
+{
+	double d = ldexp((double)n, -22);
+	return d > 1e-9 ? d : 1e-9;
+}
 
 eng_binned *eng_binned_new(int64_t num_thresholds)
 {
@@ -118,14 +132,16 @@ eng_binned *eng_binned_new(int64_t num_thresholds)
 	b->n = num_thresholds;
 	b->pos = calloc((size_t)num_thresholds + 1, sizeof(double));
 	b->neg = calloc((size_t)num_thresholds + 1, sizeof(double));
-	b->thr = malloc(((size_t)num_thresholds + 1) * sizeof(double));
+	b->thr = malloc(((size_t)num_thresholds + 2) * sizeof(double));
 	if (!b->pos || !b->neg || !b->thr) {
 		eng_binned_free(b);
 		return NULL;
 	}
+	/* Keras' thresholds, computed in double, compared in float32 */
 	for (int64_t i = 0; i < num_thresholds; i++)
-		b->thr[i] = threshold(num_thresholds, i);
-	b->thr[num_thresholds] = INFINITY;
+		b->thr[i] = (double)(float)threshold(num_thresholds, i);
+	b->thr[num_thresholds] = b->thr[num_thresholds + 1] = INFINITY;
+	b->easy = easy_delta(num_thresholds);
 	return b;
 }
 
@@ -209,20 +225,22 @@ static void adder_free(adder *a)
 
 #ifdef HAVE_AVX2_KERNEL
 /* count_items' loop on AVX2, four scores at a time, without table reads:
- * away from the integers, f = s (n-1) decides the cell alone (EASY_DELTA);
- * a lane near an integer (a score near a threshold) or outside (0, 1)
- * takes cell_fast. Same cells as cell_fast for every score. */
+ * the scores rounded to float32, and away from the integers f = sf (n-1)
+ * decides the cell alone (easy_delta); a lane near an integer (a score
+ * near a threshold) or outside (0, 1) takes cell_fast. Same cells as
+ * cell_fast for every score. */
 __attribute__((target("avx2"))) static int64_t count_avx2(const double *thr, double nm1, double dn,
-                                                          const double *score, const uint8_t *label,
-                                                          int64_t cnt, uint64_t *h, size_t st)
+                                                          double easy, const double *score,
+                                                          const uint8_t *label, int64_t cnt,
+                                                          uint64_t *h, size_t st)
 {
-	const __m256d vn1 = _mm256_set1_pd(nm1), lo = _mm256_set1_pd(EASY_DELTA);
-	const __m256d hi = _mm256_set1_pd(1.0 - EASY_DELTA), top = _mm256_set1_pd(nm1 - EASY_DELTA);
+	const __m256d vn1 = _mm256_set1_pd(nm1), lo = _mm256_set1_pd(easy);
+	const __m256d hi = _mm256_set1_pd(1.0 - easy), top = _mm256_set1_pd(nm1 - easy);
 	const __m256i one = _mm256_set1_epi64x(1);
 	uint64_t *hs[4] = {h, h + st, h + 2 * st, h + 3 * st};
 	int64_t i = 0;
 	for (; i + 4 <= cnt; i += 4) {
-		__m256d s = _mm256_loadu_pd(score + i);
+		__m256d s = _mm256_cvtps_pd(_mm256_cvtpd_ps(_mm256_loadu_pd(score + i)));
 		__m256d f = _mm256_mul_pd(s, vn1);
 		__m256d fl = _mm256_round_pd(f, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
 		__m256d fr = _mm256_sub_pd(f, fl);
@@ -260,7 +278,7 @@ static void count_items(adder *a, const double *score, const uint8_t *label, int
 		size_t st = a->stride;
 #ifdef HAVE_AVX2_KERNEL
 		if (a->avx2)
-			i = count_avx2(thr, nm1, dn, score, label, cnt, h, st);
+			i = count_avx2(thr, nm1, dn, a->b->easy, score, label, cnt, h, st);
 #endif
 		for (; i + 4 <= cnt; i += 4) {
 			int64_t m0 = cell_fast(thr, nm1, dn, score[i]);

@@ -199,6 +199,29 @@ class LossCorrections(unittest.TestCase):
         self.assertEqual(pc[2]["f1"], 0.0, pc)
 
 
+def keras_roc(y, s, n, f32cmp=True):
+    """tf.keras.metrics.AUC(num_thresholds=n) ROC with interpolation, in
+    Keras' float32 comparison (or in double, to show the difference)."""
+    th = [-1e-7] + [(i + 1) * 1.0 / (n - 1) for i in range(n - 2)] + [1 + 1e-7]
+    tp, fp, fn, tn = [], [], [], []
+    for t in th:
+        a = [(f32(v) > f32(t)) if f32cmp else (v > t) for v in s]
+        tp.append(sum(1 for q, y_ in zip(a, y) if q and y_))
+        fp.append(sum(1 for q, y_ in zip(a, y) if q and not y_))
+        fn.append(sum(1 for q, y_ in zip(a, y) if not q and y_))
+        tn.append(sum(1 for q, y_ in zip(a, y) if not q and not y_))
+
+    def d(a, b):
+        return a / b if b else 0.0
+
+    area = 0.0
+    for i in range(n - 1):
+        x0, x1 = d(fp[i], fp[i] + tn[i]), d(fp[i + 1], fp[i + 1] + tn[i + 1])
+        y0, y1 = d(tp[i], tp[i] + fn[i]), d(tp[i + 1], tp[i + 1] + fn[i + 1])
+        area += (x0 - x1) * (y0 + y1) / 2
+    return area
+
+
 def ovr_rows(rnd, n):
     y, z = [], []
     for _ in range(n):
@@ -335,6 +358,26 @@ class AucCorrections(unittest.TestCase):
                            {"y_true": y3[45:], "y_score": z[45:]}])
         self.assertTrue(close(got["auc"], one["auc"]), (got["auc"], one["auc"]))
         self.assertLess(one["auc"], 1.0)
+
+    def test_binned_compares_in_float32(self):
+        # scores on the float32 roundings of Keras' thresholds (and just
+        # above the double ones): Keras counts each as below its threshold
+        rnd = random.Random(3)
+        n = 200
+        y, s = [], []
+        for i in range(400):
+            k = 1 + rnd.randrange(n - 2)
+            t = k * 1.0 / (n - 1)
+            s.append(f32(t) if i % 2 else math.nextafter(t, 2.0))
+            y.append(rnd.randrange(2))
+        want = keras_roc(y, s, n)
+        self.assertGreater(abs(want - keras_roc(y, s, n, False)), 1e-6)
+        got = self.auc({"y_true": y, "y_score": s, "method": "binned"})
+        self.assertTrue(close(got["auc"], want), (got["auc"], want))
+        got = self.stream({"method": "binned"},
+                          [{"y_true": y[:200], "y_score": s[:200]},
+                           {"y_true": y[200:], "y_score": s[200:]}])
+        self.assertTrue(close(got["auc"], want), (got["auc"], want))
 
 
 if __name__ == "__main__":

@@ -26,9 +26,11 @@ static double div0(double a, double b)
 	return b != 0 ? a / b : 0;
 }
 
-/* ref.py keras_auc, one threshold at a time. */
-static double slow_keras(const double *y, const double *s, const double *w, int64_t n, int nt,
-                         int curve, int summ)
+/* ref.py keras_auc, one threshold at a time; f32: compare as Keras does,
+ * float32(score) > float32(threshold) (else in double, to show the
+ * difference). */
+static double slow_keras_in(const double *y, const double *s, const double *w, int64_t n, int nt,
+                            int curve, int summ, bool f32)
 {
 	double *tp = calloc(nt, sizeof(double)), *fp = calloc(nt, sizeof(double));
 	double *tn = calloc(nt, sizeof(double)), *fn = calloc(nt, sizeof(double));
@@ -37,7 +39,7 @@ static double slow_keras(const double *y, const double *s, const double *w, int6
 		           : i == nt - 1 ? 1.0 + 1e-7
 		                         : (i - 1 + 1) * 1.0 / (nt - 1);
 		for (int64_t k = 0; k < n; k++) {
-			bool above = s[k] > t;
+			bool above = f32 ? (float)s[k] > (float)t : s[k] > t;
 			double wk = w ? w[k] : 1.0;
 			if (y[k] == 1) {
 				if (above)
@@ -86,6 +88,12 @@ static double slow_keras(const double *y, const double *s, const double *w, int6
 	return area;
 }
 
+static double slow_keras(const double *y, const double *s, const double *w, int64_t n, int nt,
+                         int curve, int summ)
+{
+	return slow_keras_in(y, s, w, n, nt, curve, summ, true);
+}
+
 Test(binned, keras_docstring_example)
 {
 	double y[] = {0, 0, 1, 1}, p[] = {0, 0.5, 0.3, 0.9}, w[] = {1, 0, 0, 1};
@@ -130,7 +138,11 @@ Test(binned, matches_slow_per_threshold_loop)
 			switch (i % 4) {
 			case 0: s[i] = unif(); break;
 			/* exactly on a threshold k / (n-1), computed as Keras does */
-			case 1: s[i] = (double)(rnd() % nt) * 1.0 / (nt - 1); break;
+			case 1:
+				s[i] = (double)(rnd() % nt) * 1.0 / (nt - 1);
+				if (i % 8 == 5) /* on the float32 threshold Keras compares */
+					s[i] = (double)(float)s[i];
+				break;
 			case 2: s[i] = fmin(1.0, fmax(0.0, unif() * 0.6 + 0.4 * y[i])); break;
 			default: s[i] = i % 8 == 3 ? 0.0 : 1.0; break;
 			}
@@ -157,6 +169,51 @@ Test(binned, matches_slow_per_threshold_loop)
 		free(y);
 		free(s);
 		free(w);
+	}
+}
+
+/* Keras compares float32(score) > float32(threshold): a score placed on
+ * the float32 rounding of a threshold counts as below it, although in
+ * double it may lie above (when the rounding went up) and a score just
+ * above a threshold in double may round onto it. */
+Test(binned, compares_in_float32_as_keras)
+{
+	enum { N = 600 };
+	int nt = 200;
+	double y[N], s[N];
+	int differ = 0;
+	for (int i = 0; i < N; i++) {
+		int k = 1 + i % (nt - 2);
+		double t = (double)k * 1.0 / (nt - 1);
+		y[i] = (double)((i * 7 + i / 3) % 2);
+		s[i] = i % 3 == 0 ? (double)(float)t : (i % 3 == 1 ? nextafter(t, 2.0) : t);
+		differ += ((float)s[i] > (float)t) != (s[i] > t);
+	}
+	cr_assert_gt(differ, 100, "the data must tell the two comparisons apart");
+	eng_tensor ts = vec(s, N), ty = vec(y, N);
+	eng_auc_data d = {&ts, &ty, NULL, ENG_LABELS_BINARY};
+	for (int curve = 0; curve < 2; curve++) {
+		eng_auc_result r;
+		cr_assert_eq(eng_auc_binned(&r, NULL, &d, 0, nt, (eng_curve)curve,
+		                            ENG_SUM_INTERPOLATION, 512, NULL),
+		             0);
+		double f32 = slow_keras_in(y, s, NULL, N, nt, curve, 0, true);
+		double f64 = slow_keras_in(y, s, NULL, N, nt, curve, 0, false);
+		cr_expect(fabs(f32 - f64) > 1e-6, "curve %d: %.12g %.12g", curve, f32, f64);
+		cr_expect(fabs(r.auc - f32) < 1e-12, "curve %d: %.12g, Keras %.12g (double %.12g)",
+		          curve, r.auc, f32, f64);
+		/* the same through a stream's accumulator, scores as raw values */
+		eng_binned *b = eng_binned_new(nt);
+		uint8_t lab[N];
+		for (int i = 0; i < N; i++)
+			lab[i] = (uint8_t)y[i];
+		cr_assert_eq(eng_binned_add_values(b, s, lab, NULL, N, NULL), 0);
+		eng_auc_result r2;
+		cr_assert_eq(
+		        eng_binned_auc(&r2, NULL, b, (eng_curve)curve, ENG_SUM_INTERPOLATION, 512),
+		        0);
+		cr_expect(fabs(r2.auc - f32) < 1e-12);
+		eng_binned_free(b);
 	}
 }
 

@@ -2,8 +2,9 @@
  * test_binned_cells.c - the fast cell lookup and the counting paths of
  * engine/src/binned.c against straightforward references.
  *
- * eng_binned_cell (one multiply, an easy case and a compare-and-adjust
- * against the threshold table) must give #{ i : s > t_i } for every score:
+ * eng_binned_cell (one multiply, an easy case and two compares against the
+ * float32 threshold table) must give #{ i : float32(s) > float32(t_i) },
+ * Keras' float32 comparison, for every score:
  * every threshold and its nextafter neighbours, float32 roundings of them,
  * random doubles and floats, and specials (0, -0.0, 1, +-inf, subnormals,
  * the epsilon thresholds). The histograms eng_binned_add_values and
@@ -30,8 +31,8 @@ static uint64_t rnd(void)
 	return z ^ (z >> 31);
 }
 
-/* Keras' thresholds as API.md states them, computed plainly. */
-static double ref_threshold(int64_t n, int64_t i)
+/* Keras' thresholds as API.md states them, computed plainly in double. */
+static double ref_threshold64(int64_t n, int64_t i)
 {
 	if (i == 0)
 		return -1e-7;
@@ -40,13 +41,20 @@ static double ref_threshold(int64_t n, int64_t i)
 	return (double)i / (double)(n - 1);
 }
 
-/* #{ i : s > t_i } by bisection over the increasing thresholds. */
+/* ... rounded to float32, as Keras compares them. */
+static float ref_threshold(int64_t n, int64_t i)
+{
+	return (float)ref_threshold64(n, i);
+}
+
+/* #{ i : float32(s) > T_i } by bisection over the increasing thresholds. */
 static int64_t ref_cell(int64_t n, double s)
 {
+	float sf = (float)s;
 	int64_t lo = 0, hi = n; /* answer in [lo, hi] */
 	while (lo < hi) {
 		int64_t mid = lo + (hi - lo) / 2;
-		if (s > ref_threshold(n, mid))
+		if (sf > ref_threshold(n, mid))
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -91,9 +99,9 @@ Test(binned_cells, every_threshold_and_its_neighbours)
 		 * large ones, to keep the test fast */
 		int64_t step = n <= 5000 ? 1 : n / 3001;
 		for (int64_t i = 0; i < n; i += step)
-			check_near(b, n, ref_threshold(n, i));
+			check_near(b, n, ref_threshold64(n, i));
 		for (int64_t i = n - 4 > 0 ? n - 4 : 0; i < n; i++)
-			check_near(b, n, ref_threshold(n, i));
+			check_near(b, n, ref_threshold64(n, i));
 		/* the products i/(n-1) the multiply can land on exactly */
 		for (int64_t i = 0; i < n; i += step)
 			check_near(b, n, ((double)i + 0.5) / (double)(n - 1));

@@ -2,7 +2,8 @@
  * binned.h - Keras' AUC metric (tf.keras.metrics.AUC) as a mergeable
  * accumulator: weighted true/false positives and negatives at
  * num_thresholds thresholds [-1e-7, 1/(n-1), ..., (n-2)/(n-1), 1 + 1e-7],
- * a score counting as positive at a threshold iff score > threshold.
+ * computed in double, a score counting as positive at a threshold iff
+ * float32(score) > float32(threshold): Keras compares in float32.
  *
  * The state is a histogram over the n + 1 gaps between thresholds, so
  * adding, merging and serializing are exact and order-independent up to
@@ -33,8 +34,9 @@ void eng_binned_reset(eng_binned *b);
 
 int64_t eng_binned_num_thresholds(const eng_binned *b);
 
-/* The histogram cell a score goes to: #{ i : score > t_i } in [0, n], the
- * number of thresholds the score is positive at. score must not be NaN. */
+/* The histogram cell a score goes to: #{ i : float32(score) >
+ * float32(t_i) } in [0, n], the number of thresholds the score is positive
+ * at. score must not be NaN. */
 int64_t eng_binned_cell(const eng_binned *b, double score);
 
 /*

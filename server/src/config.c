@@ -115,12 +115,17 @@ static const struct opt opts[] = {
          "step points a stream keeps; past it neighbours merge into ranges (exactly)", "10000"},
         {"history-checkpoints", "LOSSD_HISTORY_CHECKPOINTS", K_INT, OFF(history_checkpoints), 0, 1,
          1000000, "N", "checkpoints a stream keeps; the oldest go first", "1000"},
+        {"store-stall-s", "LOSSD_STORE_STALL_S", K_INT, OFF(store_stall_s), 0, 1, 86400, "SECONDS",
+         "a stream store commit running longer than this makes /readyz 503 and stream writes "
+         "503 store_unavailable (a stalled disk)",
+         "10"},
         {"log-level", "LOSSD_LOG_LEVEL", K_LEVEL, OFF(log_level), 0, 0, 0, "LEVEL",
          "debug, info (one line per request), warn, error or off", "info"},
         {"check", NULL, K_STR, OFF(check_url), CAP(check_url), 0, 0, "URL",
          "probe: GET http://URL, exit 0 on a 2xx reply, 1 otherwise (container HEALTHCHECK)", ""},
         {"test-hooks", "LOSSD_TEST_HOOKS", K_BOOL, OFF(test_hooks), 0, 0, 0, NULL,
-         "enable POST /v1/_sleep?ms=N for tests; never in production", "off"},
+         "enable POST /v1/_sleep?ms=N and /v1/_store_fail?n=N for tests; never in production",
+         "off"},
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
 
@@ -171,6 +176,7 @@ static void defaults(srv_config *c)
 	c->sketch_memory = (size_t)1 << 20;
 	c->history_points = 10000;
 	c->history_checkpoints = 1000;
+	c->store_stall_s = 10;
 	c->log_level = SRV_LOG_INFO;
 	c->test_hooks = false;
 	c->check_url[0] = '\0';

@@ -44,6 +44,7 @@ typedef struct srv_config {
 	size_t sketch_memory;    /* default sketch size of a stream, all classes together */
 	int history_points;      /* step points per stream (API.md section 7) */
 	int history_checkpoints; /* checkpoint records per stream */
+	int store_stall_s;       /* a store disk operation running longer makes /readyz 503 */
 	int log_level;           /* enum srv_log_level */
 	bool test_hooks;         /* LOSSD_TEST_HOOKS=1: POST /v1/_sleep exists */
 	char check_url[1024];    /* --check URL, or "" */

@@ -8,6 +8,9 @@
  * The test hook POST /v1/_sleep?ms=N (routed only with LOSSD_TEST_HOOKS=1 /
  * --test-hooks) holds a worker for N ms (at most 60000) so the end-to-end
  * tests can saturate the workers and drain with a request in flight.
+ * POST /v1/_store_fail?n=N (same switch) makes the stream store's next N
+ * transactions fail as an I/O error would (N = -1: all of them until
+ * n=0), for the store's recovery tests where no faulty device exists.
  */
 #include "server.h"
 
@@ -53,6 +56,17 @@ static void test_sleep(api_reply *out, const srv_request *req)
 	api_reply_json(out, 200, json_pack("{s:i}", "slept_ms", (int)ms));
 }
 
+static void test_store_fail(api_reply *out, const srv_request *req)
+{
+	long n = query_long(req->query, "n", 1);
+	if (n < -1 || n > 1000000) {
+		api_reply_error(out, 422, "bad_option", "n must be in [-1, 1000000]");
+		return;
+	}
+	srv_streams_test_store_fail((int)n);
+	api_reply_json(out, 200, json_pack("{s:i}", "fail", (int)n));
+}
+
 void srv__dispatch(api_reply *out, enum srv_route route, const srv_request *req)
 {
 	switch (route) {
@@ -69,6 +83,7 @@ void srv__dispatch(api_reply *out, enum srv_route route, const srv_request *req)
 	case SRV_ROUTE_STREAMS_CHECKPOINT: srv_streams_checkpoint(out, req); return;
 	case SRV_ROUTE_STREAMS_HISTORY: srv_streams_history(out, req); return;
 	case SRV_ROUTE_TEST_SLEEP: test_sleep(out, req); return;
+	case SRV_ROUTE_TEST_STORE_FAIL: test_store_fail(out, req); return;
 	default: break;
 	}
 	api_reply_error(out, 500, "internal_error", "route %d has no worker handler", (int)route);

@@ -81,6 +81,7 @@
 #include "log.h"
 #include "lossd/api_stream.h"
 #include "metrics.h"
+#include "streams.h"
 #include "ui.h"
 
 enum stage { ST_NEW, ST_BODY, ST_PARKED, ST_QUEUED, ST_SENT };
@@ -513,6 +514,12 @@ static enum MHD_Result on_body_end(struct req *r)
 		return send_problem(r, 503, "overloaded", NULL, 1,
 		                    "request bodies in memory are at --max-buffered; retry later");
 	}
+	if (r->match.info->kind == SRV_STORE && !srv_streams_writable()) {
+		/* Broken or stalled: a write would only wait or fail. */
+		return send_problem(r, 503, "store_unavailable", NULL, 1,
+		                    "the stream store cannot commit right now (see /readyz); "
+		                    "retry later");
+	}
 	prev = atomic_fetch_add(&s->inflight, 1);
 	if (prev < 0 || prev >= s->cfg.max_inflight) {
 		/* < 0: srv_main closed admission to stop the daemon. */
@@ -565,6 +572,7 @@ static enum MHD_Result park_and_submit(struct req *r)
 	srv_metrics_queued_add(1);
 	r->job.run = job_run;
 	r->job.done = job_done;
+	r->job.lane = r->match.info->kind == SRV_STORE ? SRV_LANE_STORE : 0;
 	MHD_suspend_connection(r->conn);
 	srv_loop_submit(s->loop, &r->job);
 	return MHD_YES;

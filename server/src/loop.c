@@ -8,11 +8,22 @@
  * done() runs on the loop thread in the after-work callback; http.c resumes
  * the suspended connection there.
  *
+ * The store lane. A stream write waits for its group commit (store.c),
+ * and a disk that stalls (a frozen file system, a dying device) makes that
+ * wait as long as the stall. On libuv's pool such waits would take every
+ * worker and starve /v1/loss and /v1/auc, so SRV_LANE_STORE jobs run on
+ * threads of their own: srv_loop_submit puts them on the store queue,
+ * a store thread runs them, then puts them on the done queue and pokes
+ * the async handle, and the loop thread calls their done() as for pool
+ * jobs. Store threads wait, they hardly compute, so there may be more of
+ * them than cores (more waiters also make larger commit groups).
+ *
  * Lock order: srv_loop.mu is a leaf; done() and run() are called without it.
- * Invariants: a job is in the queue or in libuv's pool, never both; the loop
- * ends only when stop was asked AND the queue is empty AND no work is
- * pending (libuv keeps the loop alive while work requests are pending).
- * It does not bound the queue: http.c admits at most --max-inflight jobs.
+ * Invariants: a job is in one queue or in libuv's pool or running, never
+ * two of these; the loop ends only when stop was asked AND the queue is
+ * empty AND no work is pending (libuv keeps the loop alive while work
+ * requests are pending) AND no store job awaits its done() (`souts`).
+ * It does not bound the queues: http.c admits at most --max-inflight jobs.
  */
 #include "loop.h"
 
@@ -28,7 +39,25 @@ struct srv_loop {
 	pthread_mutex_t mu;
 	srv_job *head, *tail; /* under mu */
 	bool stop;            /* under mu */
+	/* the store lane, under mu */
+	pthread_cond_t scv;     /* a store job was queued, or sstop */
+	srv_job *shead, *stail; /* store jobs waiting for a store thread */
+	srv_job *dhead, *dtail; /* store jobs run, their done() not yet called */
+	int souts;              /* store jobs submitted whose done() has not run */
+	bool sstop;
+	pthread_t *sthreads;
+	int nstore;
 };
+
+static void push(srv_job **head, srv_job **tail, srv_job *job)
+{
+	job->next = NULL;
+	if (*tail)
+		(*tail)->next = job;
+	else
+		*head = job;
+	*tail = job;
+}
 
 static void work_cb(uv_work_t *w)
 {
@@ -45,13 +74,14 @@ static void after_cb(uv_work_t *w, int status)
 static void async_cb(uv_async_t *a)
 {
 	srv_loop *l = a->data;
-	srv_job *list;
+	srv_job *list, *done;
 	bool stop;
 
 	pthread_mutex_lock(&l->mu);
 	list = l->head;
 	l->head = l->tail = NULL;
-	stop = l->stop;
+	done = l->dhead;
+	l->dhead = l->dtail = NULL;
 	pthread_mutex_unlock(&l->mu);
 
 	while (list) {
@@ -62,9 +92,44 @@ static void async_cb(uv_async_t *a)
 		if (uv_queue_work(&l->loop, &job->work, work_cb, after_cb) != 0)
 			job->done(job, 1);
 	}
+	int ndone = 0;
+	while (done) {
+		srv_job *job = done;
+		done = job->next;
+		job->next = NULL;
+		job->done(job, 0);
+		ndone++;
+	}
+	pthread_mutex_lock(&l->mu);
+	l->souts -= ndone;
+	stop = l->stop && l->souts == 0 && !l->head;
+	pthread_mutex_unlock(&l->mu);
 	/* Closing the handle lets uv_run return once pending work is done. */
 	if (stop && !uv_is_closing((uv_handle_t *)&l->async))
 		uv_close((uv_handle_t *)&l->async, NULL);
+}
+
+static void *store_main(void *arg)
+{
+	srv_loop *l = arg;
+	pthread_mutex_lock(&l->mu);
+	for (;;) {
+		while (!l->shead && !l->sstop)
+			pthread_cond_wait(&l->scv, &l->mu);
+		if (!l->shead)
+			break; /* sstop, and nothing left */
+		srv_job *job = l->shead;
+		l->shead = job->next;
+		if (!l->shead)
+			l->stail = NULL;
+		pthread_mutex_unlock(&l->mu);
+		job->run(job);
+		pthread_mutex_lock(&l->mu);
+		push(&l->dhead, &l->dtail, job);
+		uv_async_send(&l->async);
+	}
+	pthread_mutex_unlock(&l->mu);
+	return NULL;
 }
 
 static void loop_main(void *arg)
@@ -73,7 +138,21 @@ static void loop_main(void *arg)
 	uv_run(&l->loop, UV_RUN_DEFAULT);
 }
 
-srv_loop *srv_loop_start(int nworkers)
+/* Stops and joins the store threads (their queue must be empty). */
+static void store_stop(srv_loop *l)
+{
+	pthread_mutex_lock(&l->mu);
+	l->sstop = true;
+	pthread_cond_broadcast(&l->scv);
+	pthread_mutex_unlock(&l->mu);
+	for (int i = 0; i < l->nstore; i++)
+		pthread_join(l->sthreads[i], NULL);
+	free(l->sthreads);
+	l->sthreads = NULL;
+	l->nstore = 0;
+}
+
+srv_loop *srv_loop_start(int nworkers, int nstore)
 {
 	srv_loop *l = calloc(1, sizeof(*l));
 	char n[16];
@@ -83,35 +162,50 @@ srv_loop *srv_loop_start(int nworkers)
 	snprintf(n, sizeof(n), "%d", nworkers < 1 ? 1 : nworkers);
 	setenv("UV_THREADPOOL_SIZE", n, 1);
 	pthread_mutex_init(&l->mu, NULL);
+	pthread_cond_init(&l->scv, NULL);
 	if (uv_loop_init(&l->loop) != 0)
 		goto fail_mu;
 	if (uv_async_init(&l->loop, &l->async, async_cb) != 0)
 		goto fail_loop;
 	l->async.data = l;
-	if (uv_thread_create(&l->thread, loop_main, l) != 0)
+	if (nstore < 1)
+		nstore = 1;
+	l->sthreads = calloc((size_t)nstore, sizeof(*l->sthreads));
+	if (!l->sthreads)
 		goto fail_async;
+	for (; l->nstore < nstore; l->nstore++)
+		if (pthread_create(&l->sthreads[l->nstore], NULL, store_main, l) != 0)
+			goto fail_store;
+	if (uv_thread_create(&l->thread, loop_main, l) != 0)
+		goto fail_store;
 	return l;
 
+fail_store:
+	store_stop(l);
 fail_async:
 	uv_close((uv_handle_t *)&l->async, NULL);
 	uv_run(&l->loop, UV_RUN_DEFAULT);
 fail_loop:
 	uv_loop_close(&l->loop);
 fail_mu:
+	pthread_cond_destroy(&l->scv);
 	pthread_mutex_destroy(&l->mu);
+	free(l->sthreads);
 	free(l);
 	return NULL;
 }
 
 void srv_loop_submit(srv_loop *l, srv_job *job)
 {
-	job->next = NULL;
 	pthread_mutex_lock(&l->mu);
-	if (l->tail)
-		l->tail->next = job;
-	else
-		l->head = job;
-	l->tail = job;
+	if (job->lane == SRV_LANE_STORE) {
+		l->souts++;
+		push(&l->shead, &l->stail, job);
+		pthread_cond_signal(&l->scv);
+		pthread_mutex_unlock(&l->mu);
+		return;
+	}
+	push(&l->head, &l->tail, job);
 	pthread_mutex_unlock(&l->mu);
 	uv_async_send(&l->async);
 }
@@ -125,7 +219,9 @@ void srv_loop_stop(srv_loop *l)
 	pthread_mutex_unlock(&l->mu);
 	uv_async_send(&l->async);
 	uv_thread_join(&l->thread);
+	store_stop(l);
 	uv_loop_close(&l->loop);
+	pthread_cond_destroy(&l->scv);
 	pthread_mutex_destroy(&l->mu);
 	free(l);
 }

@@ -9,10 +9,14 @@
 typedef struct srv_job srv_job;
 
 /* A unit of work: run() on a worker thread, then done() on the loop
- * thread (cancelled != 0 if the loop is stopping and run() never ran). */
+ * thread (cancelled != 0 if the loop is stopping and run() never ran).
+ * lane 0 runs on libuv's pool, lane SRV_LANE_STORE on the store's own
+ * threads (work that may wait on the disk). */
+#define SRV_LANE_STORE 1
 struct srv_job {
 	uv_work_t work; /* private to loop.c */
 	srv_job *next;  /* private to loop.c */
+	int lane;       /* 0 or SRV_LANE_STORE; set before srv_loop_submit */
 	void (*run)(srv_job *job);
 	void (*done)(srv_job *job, int cancelled);
 };
@@ -21,11 +25,11 @@ typedef struct srv_loop srv_loop;
 
 /*
  * Sets UV_THREADPOOL_SIZE to nworkers (libuv reads it once, at the first
- * uv_queue_work in the process, so this must come first) and starts the
- * loop thread. Returns a new loop (stop with srv_loop_stop) or NULL.
- * Main thread.
+ * uv_queue_work in the process, so this must come first), starts the
+ * loop thread and nstore threads for SRV_LANE_STORE jobs. Returns a new
+ * loop (stop with srv_loop_stop) or NULL. Main thread.
  */
-srv_loop *srv_loop_start(int nworkers);
+srv_loop *srv_loop_start(int nworkers, int nstore);
 
 /* Hands job to the loop. The loop thread queues it on the worker pool.
  * The job must stay valid until its done() runs. Any thread. */

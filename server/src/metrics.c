@@ -13,8 +13,11 @@
  * http_queue_depth, http_request_bytes_total, http_response_bytes_total,
  * http_overloaded_total, draining, build_info{version,...}; and the stream
  * store's streams, store_commit_groups_total, store_commit_ops_total (their
- * ratio is the group-commit batching factor), store_broken and
- * streams_damaged (quarantined at start-up).
+ * ratio is the group-commit batching factor), store_broken, store_stalled,
+ * store_running_seconds, store_failures_total,
+ * store_recoveries_total, streams_resyncing, store_commit_seconds (a
+ * histogram of transaction durations: a stalling disk shows here first)
+ * and streams_damaged (quarantined at start-up).
  *
  * It keeps process-wide state (one daemon per process).
  */
@@ -266,16 +269,54 @@ char *srv_metrics_render(size_t *len)
 	        "transactions.\n"
 	        "# TYPE lossd_store_commit_ops_total counter\n"
 	        "lossd_store_commit_ops_total %llu\n"
-	        "# HELP lossd_store_broken 1 after a failed commit: writes refused until restart.\n"
+	        "# HELP lossd_store_broken 1 from a failed commit until a retry commits: writes "
+	        "refused, /readyz 503.\n"
 	        "# TYPE lossd_store_broken gauge\n"
 	        "lossd_store_broken %d\n"
+	        "# HELP lossd_store_stalled 1 while a commit has run longer than "
+	        "--store-stall-s: writes refused, /readyz 503.\n"
+	        "# TYPE lossd_store_stalled gauge\n"
+	        "lossd_store_stalled %d\n"
+	        "# HELP lossd_store_running_seconds Age of the store's disk operation in progress "
+	        "(a commit or a read; 0: none).\n"
+	        "# TYPE lossd_store_running_seconds gauge\n"
+	        "lossd_store_running_seconds %.6f\n"
+	        "# HELP lossd_store_failures_total Store transactions that failed (disk full, I/O "
+	        "error).\n"
+	        "# TYPE lossd_store_failures_total counter\n"
+	        "lossd_store_failures_total %llu\n"
+	        "# HELP lossd_store_recoveries_total Times the store committed again after "
+	        "failing.\n"
+	        "# TYPE lossd_store_recoveries_total counter\n"
+	        "lossd_store_recoveries_total %llu\n"
+	        "# HELP lossd_streams_resyncing Streams answering 503 until reloaded from disk "
+	        "after a failed write.\n"
+	        "# TYPE lossd_streams_resyncing gauge\n"
+	        "lossd_streams_resyncing %llu\n"
 	        "# HELP lossd_streams_damaged Streams whose stored state could not be read at "
 	        "start-up (quarantined: 503 stream_damaged).\n"
 	        "# TYPE lossd_streams_damaged gauge\n"
 	        "lossd_streams_damaged %llu\n",
 	        (unsigned long long)st.streams, (unsigned long long)st.commit_groups,
 	        (unsigned long long)st.commit_ops, st.store_broken ? 1 : 0,
-	        (unsigned long long)st.damaged);
+	        st.store_stalled ? 1 : 0, st.commit_running_s,
+	        (unsigned long long)st.store_failures, (unsigned long long)st.store_recoveries,
+	        (unsigned long long)st.resyncing, (unsigned long long)st.damaged);
+	bprintf(&b, "# HELP lossd_store_commit_seconds Duration of store transactions (group "
+	            "commits and recovery probes).\n"
+	            "# TYPE lossd_store_commit_seconds histogram\n");
+	uint64_t cum = 0;
+	for (size_t i = 0; i < SRV__STORE_LAT_BUCKETS; i++) {
+		cum += st.commit_lat[i];
+		bprintf(&b, "lossd_store_commit_seconds_bucket{le=\"%g\"} %llu\n",
+		        srv__store_lat_bounds[i], (unsigned long long)cum);
+	}
+	cum += st.commit_lat[SRV__STORE_LAT_BUCKETS];
+	bprintf(&b,
+	        "lossd_store_commit_seconds_bucket{le=\"+Inf\"} %llu\n"
+	        "lossd_store_commit_seconds_sum %.6f\n"
+	        "lossd_store_commit_seconds_count %llu\n",
+	        (unsigned long long)cum, st.commit_lat_sum, (unsigned long long)cum);
 
 	if (b.failed) {
 		free(b.p);

@@ -4,7 +4,10 @@
  *
  * Answered on the libmicrohttpd thread that read the request, so they keep
  * answering while every worker is busy. Each is cheap and bounded: a
- * constant, a copy of the embedded spec or a metrics rendering.
+ * constant, a copy of the embedded spec or a metrics rendering, and none
+ * touches the disk. /livez is 200 while the process runs; /readyz is 503
+ * while draining or while the stream store cannot commit (broken or
+ * stalled, srv_streams_ready), so an orchestrator stops sending work.
  */
 #include "server.h"
 
@@ -67,16 +70,10 @@ void srv__ops(api_reply *out, const srv_server *s, enum srv_route route)
 			out->retry_after = 1;
 			return;
 		}
-		{
-			srv_streams_stats st;
-			srv_streams_get_stats(&st);
-			if (st.store_broken) { /* updates would be refused: send them elsewhere */
-				api_reply_error(out, 503, "store_unavailable",
-				                "the stream store cannot take writes");
-				out->retry_after = 1;
-				return;
-			}
-		}
+		/* A store that cannot commit (broken or stalled) is not ready:
+		 * writes would 503. */
+		if (!srv_streams_ready(out))
+			return;
 		text(out, 200, API_JSON, ok, sizeof(ok) - 1);
 		return;
 	case SRV_ROUTE_METRICS:

@@ -30,18 +30,19 @@ static const srv_route_info table[] = {
         {SRV_ROUTE_VERSION, "GET", "/v1/version", SRV_DIRECT, false, false},
         {SRV_ROUTE_LOSS, "POST", "/v1/loss", SRV_WORKER, true, false},
         {SRV_ROUTE_AUC, "POST", "/v1/auc", SRV_WORKER, true, false},
-        {SRV_ROUTE_STREAMS_CREATE, "POST", "/v1/streams", SRV_WORKER, true, true},
+        {SRV_ROUTE_STREAMS_CREATE, "POST", "/v1/streams", SRV_STORE, true, true},
         {SRV_ROUTE_STREAMS_LIST, "GET", "/v1/streams", SRV_WORKER, false, false},
         {SRV_ROUTE_STREAMS_GET, "GET", "/v1/streams/{id}", SRV_WORKER, false, false},
-        {SRV_ROUTE_STREAMS_DELETE, "DELETE", "/v1/streams/{id}", SRV_WORKER, false, true},
-        {SRV_ROUTE_STREAMS_UPDATE, "POST", "/v1/streams/{id}/update", SRV_WORKER, true, true},
-        {SRV_ROUTE_STREAMS_RESET, "POST", "/v1/streams/{id}/reset", SRV_WORKER, true, true},
+        {SRV_ROUTE_STREAMS_DELETE, "DELETE", "/v1/streams/{id}", SRV_STORE, false, true},
+        {SRV_ROUTE_STREAMS_UPDATE, "POST", "/v1/streams/{id}/update", SRV_STORE, true, true},
+        {SRV_ROUTE_STREAMS_RESET, "POST", "/v1/streams/{id}/reset", SRV_STORE, true, true},
         {SRV_ROUTE_STREAMS_STATE, "GET", "/v1/streams/{id}/state", SRV_WORKER, false, false},
-        {SRV_ROUTE_STREAMS_MERGE, "POST", "/v1/streams/{id}/merge", SRV_WORKER, true, true},
-        {SRV_ROUTE_STREAMS_CHECKPOINT, "POST", "/v1/streams/{id}/checkpoint", SRV_WORKER, true,
+        {SRV_ROUTE_STREAMS_MERGE, "POST", "/v1/streams/{id}/merge", SRV_STORE, true, true},
+        {SRV_ROUTE_STREAMS_CHECKPOINT, "POST", "/v1/streams/{id}/checkpoint", SRV_STORE, true,
          true},
         {SRV_ROUTE_STREAMS_HISTORY, "GET", "/v1/streams/{id}/history", SRV_WORKER, false, false},
         {SRV_ROUTE_TEST_SLEEP, "POST", "/v1/_sleep", SRV_WORKER, true, false},
+        {SRV_ROUTE_TEST_STORE_FAIL, "POST", "/v1/_store_fail", SRV_WORKER, true, false},
         {SRV_ROUTE_UI_INDEX, "GET", "/", SRV_DIRECT, false, false},
         {SRV_ROUTE_UI_DOCS, "GET", "/docs", SRV_DIRECT, false, false},
         {SRV_ROUTE_UI_APP_JS, "GET", "/ui/app.js", SRV_DIRECT, false, false},
@@ -132,7 +133,8 @@ int srv_route_match(srv_match *out, const char *method, const char *path, bool t
 		const srv_route_info *r = &table[i];
 		const char *rid;
 		size_t rlen;
-		if (r->route == SRV_ROUTE_TEST_SLEEP && !test_hooks)
+		if ((r->route == SRV_ROUTE_TEST_SLEEP || r->route == SRV_ROUTE_TEST_STORE_FAIL) &&
+		    !test_hooks)
 			continue;
 		if (!fits(r->pattern, path, &rid, &rlen))
 			continue;

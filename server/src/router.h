@@ -30,6 +30,7 @@ enum srv_route {
 	SRV_ROUTE_STREAMS_CHECKPOINT,
 	SRV_ROUTE_STREAMS_HISTORY,
 	SRV_ROUTE_TEST_SLEEP,
+	SRV_ROUTE_TEST_STORE_FAIL,
 	SRV_ROUTE_UI_INDEX, /* the dashboard and its assets: ui.c */
 	SRV_ROUTE_UI_DOCS,
 	SRV_ROUTE_UI_APP_JS,
@@ -45,6 +46,9 @@ enum srv_route {
 enum srv_route_kind {
 	SRV_DIRECT, /* on the HTTP thread: cheap, no body, no compute */
 	SRV_WORKER, /* on a libuv worker thread, counted in max-inflight */
+	SRV_STORE,  /* a stream write: on the store's own threads (loop.c), so
+	               one waiting on a stalled disk never holds a worker that
+	               /v1/loss or /v1/auc need; counted in max-inflight */
 };
 
 typedef struct srv_route_info {
@@ -73,7 +77,7 @@ typedef struct srv_match {
 /*
  * Matches a RAW (not unescaped) path against the table. method is the
  * request method; HEAD matches GET routes. test_hooks adds
- * POST /v1/_sleep. The {id} segment must match [A-Za-z0-9_-]{1,128} on the
+ * POST /v1/_sleep and POST /v1/_store_fail. The {id} segment must match [A-Za-z0-9_-]{1,128} on the
  * raw bytes, so "%2F" or "%00" in an id is SRV_MATCH_BAD_ID and never an
  * id. A path with '%' elsewhere simply matches nothing. Any thread.
  */

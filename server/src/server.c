@@ -282,6 +282,7 @@ static int run(srv_server *s)
 	lim.sketch_bytes = s->cfg.sketch_memory;
 	lim.history_points = (size_t)s->cfg.history_points;
 	lim.history_checkpoints = (size_t)s->cfg.history_checkpoints;
+	lim.stall_s = s->cfg.store_stall_s;
 	srv_streams_set_limits(&lim);
 	srv_streams_set_store(s->cfg.store, s->cfg.store_connections, s->cfg.store_password_file,
 	                      s->cfg.store_timeout * 1000);
@@ -290,7 +291,10 @@ static int run(srv_server *s)
 		        pg ? "(postgresql)" : s->cfg.data_dir);
 		goto out_par;
 	}
-	s->loop = srv_loop_start(s->cfg.threads);
+	/* Store threads mostly wait on commits (loop.c): twice the workers,
+	 * at least 4, so a group commit gathers several writers. */
+	int nstore = s->cfg.threads * 2 < 4 ? 4 : s->cfg.threads * 2 > 64 ? 64 : s->cfg.threads * 2;
+	s->loop = srv_loop_start(s->cfg.threads, nstore);
 	if (!s->loop) {
 		srv_log(SRV_LOG_ERROR, NULL, "cannot start the libuv loop");
 		goto out_streams;

@@ -35,16 +35,28 @@
  *   under the stream's mutex).
  * - Within a group a delta covered by a later checkpoint of the same stream
  *   is not written at all (the coalescing that keeps hot streams cheap).
- * - After a failed transaction the store is "broken": every later op fails,
- *   because streams.c's memory already holds updates the disk lacks and
- *   only a restart (replaying the disk) makes them agree again. Failures
- *   here are disk-full or I/O errors, which need an operator anyway.
+ * - After a failed transaction (disk full, I/O error) the store is
+ *   "broken": the group's ops fail, ops still queued fail, and every op
+ *   submitted meanwhile fails at once, each marking its stream stale
+ *   (srv__store_op.stale) before its waiter is woken, so streams.c never
+ *   shows memory the disk refused (it reloads a stale stream from disk).
+ *   srv__store_heal (the healer thread in streams.c, every 500 ms) retries:
+ *   it takes the leader role, so no group is in flight, commits a one-row
+ *   probe transaction, reopening the writer connection if needed, and on
+ *   success the store takes ops again. No restart is needed once the disk
+ *   has room or works again.
+ * - Stall detection: the start of the transaction in progress (and of the
+ *   reader connection's current use) is kept under `mu`, so /readyz and
+ *   /metrics can tell, without touching the disk, that an operation has
+ *   run longer than --store-stall-s (a frozen or dying disk blocks rather
+ *   than fails). Commit durations go to a histogram.
  *
  * Threads and locks: `mu` guards the queue, done flags, `leader` and the
  * counters; only the current leader uses the writer connection (the
  * `leader` flag, handed over under `mu`, serializes them); `rmu` guards the
  * reader connection (key lookups, reloads). Lock order: a stream's mutex
- * (streams.c), then `mu` or `rmu`; never both of these at once.
+ * (streams.c), then `rmu`, then `mu` (held only to note the reader's use
+ * and never across I/O, so health snapshots never wait on the disk).
  *
  * A data dir belongs to one process at a time: lossd.lock next to the
  * database is flock()ed for the store's lifetime (released by the kernel
@@ -70,7 +82,10 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+
+#include "log.h"
 
 struct srv__store {
 	const srv__store_backend *be; /* NULL: this SQLite store; else every call goes there */
@@ -78,7 +93,7 @@ struct srv__store {
 	sqlite3 *w;                   /* writer: the leader only (and open/close) */
 	sqlite3 *r;                   /* reader: under rmu */
 	sqlite3_stmt *ins_stream, *upd_state, *ins_delta, *del_deltas_upto, *del_stream,
-	        *del_deltas, *del_keys, *ins_key;
+	        *del_deltas, *del_keys, *ins_key, *ins_probe;
 	sqlite3_stmt *get_key;
 	pthread_mutex_t mu, rmu;
 	pthread_cond_t cv_done;
@@ -87,7 +102,23 @@ struct srv__store {
 	srv__store_op *head, *tail;
 	uint64_t groups, ops;
 	struct extra *x; /* history and metadata statements (the last section) */
+	/* under mu: health */
+	bool committing;                          /* a transaction (group or probe) is running */
+	struct timespec t0;                       /* ... since then (CLOCK_MONOTONIC) */
+	bool reading;                             /* the reader connection is in use */
+	struct timespec r0;                       /* ... since then */
+	uint64_t failures;                        /* failed transactions */
+	uint64_t recoveries;                      /* broken -> writable again */
+	uint64_t lat[SRV__STORE_LAT_BUCKETS + 1]; /* commit durations, per bucket */
+	double lat_sum;
+	char why[160];   /* the last failure */
+	int inject;      /* test hook: fail this many commits (-1: all) */
+	uint64_t probes; /* the leader's: probe transactions run */
+	char path[4096];
 };
+
+const double srv__store_lat_bounds[SRV__STORE_LAT_BUCKETS] = {
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 
 static int extra_open(srv__store *st, char *err, size_t errlen);
 static void extra_close(srv__store *st);
@@ -99,7 +130,8 @@ static const char schema[] =
         "CREATE TABLE IF NOT EXISTS deltas(stream TEXT NOT NULL, seq INTEGER NOT NULL,"
         " data BLOB NOT NULL, PRIMARY KEY(stream, seq)) WITHOUT ROWID;"
         "CREATE TABLE IF NOT EXISTS keys(stream TEXT NOT NULL, key TEXT NOT NULL,"
-        " reply TEXT NOT NULL, PRIMARY KEY(stream, key)) WITHOUT ROWID;";
+        " reply TEXT NOT NULL, PRIMARY KEY(stream, key)) WITHOUT ROWID;"
+        "CREATE TABLE IF NOT EXISTS probe(id INTEGER PRIMARY KEY, n INTEGER NOT NULL);";
 
 static void errf(char *err, size_t errlen, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
@@ -152,50 +184,24 @@ static void sync_dir(const char *dir)
 	}
 }
 
-int srv__store_open(srv__store **out, const char *data_dir, char *err, size_t errlen)
+static void finalize_writer(srv__store *st)
 {
-	srv__store *st = NULL;
-	char path[4096];
-	int rc = -1;
+	sqlite3_finalize(st->ins_stream);
+	sqlite3_finalize(st->upd_state);
+	sqlite3_finalize(st->ins_delta);
+	sqlite3_finalize(st->del_deltas_upto);
+	sqlite3_finalize(st->del_stream);
+	sqlite3_finalize(st->del_deltas);
+	sqlite3_finalize(st->del_keys);
+	sqlite3_finalize(st->ins_key);
+	sqlite3_finalize(st->ins_probe);
+	st->ins_stream = st->upd_state = st->ins_delta = st->del_deltas_upto = NULL;
+	st->del_stream = st->del_deltas = st->del_keys = st->ins_key = st->ins_probe = NULL;
+}
 
-	*out = NULL;
-	if (mkdir(data_dir, 0700) != 0 && errno != EEXIST) {
-		errf(err, errlen, "cannot create %s: %s", data_dir, strerror(errno));
-		return -1;
-	}
-	if ((size_t)snprintf(path, sizeof(path), "%s/lossd.db", data_dir) >= sizeof(path)) {
-		errf(err, errlen, "data dir path too long");
-		return -1;
-	}
-	st = calloc(1, sizeof(*st));
-	if (!st) {
-		errf(err, errlen, "out of memory");
-		return -1;
-	}
-	st->lock_fd = -1;
-	pthread_mutex_init(&st->mu, NULL);
-	pthread_mutex_init(&st->rmu, NULL);
-	pthread_cond_init(&st->cv_done, NULL);
-	/* Two processes writing one store would each replay only their own
-	 * updates: the second one is refused. The lock dies with the process. */
-	char lpath[4096];
-	snprintf(lpath, sizeof lpath, "%s/lossd.lock", data_dir);
-	st->lock_fd = open(lpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (st->lock_fd < 0 || flock(st->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-		errf(err, errlen, "%s: %s", lpath,
-		     st->lock_fd < 0 ? strerror(errno)
-		                     : "locked: another lossd is using this data dir");
-		goto out;
-	}
-	if (open_conn(&st->w, path, err, errlen))
-		goto out;
-	if (sqlite3_exec(st->w, schema, NULL, NULL, NULL) != SQLITE_OK) {
-		errf(err, errlen, "cannot create schema: %s", sqlite3_errmsg(st->w));
-		goto out;
-	}
-	if (open_conn(&st->r, path, err, errlen))
-		goto out;
-	sync_dir(data_dir);
+/* Prepares the writer connection's statements. */
+static int prep_writer(srv__store *st, char *err, size_t errlen)
+{
 	if (prep(st->w, &st->ins_stream,
 	         "INSERT INTO streams(id, owner, config, state, seq) VALUES(?1, ?2, ?3, ?4, ?5)",
 	         err, errlen) ||
@@ -212,6 +218,57 @@ int srv__store_open(srv__store **out, const char *data_dir, char *err, size_t er
 	    prep(st->w, &st->ins_key,
 	         "INSERT OR IGNORE INTO keys(stream, key, reply) VALUES(?1, ?2, ?3)", err,
 	         errlen) ||
+	    prep(st->w, &st->ins_probe, "INSERT OR REPLACE INTO probe(id, n) VALUES(1, ?1)", err,
+	         errlen))
+		return -1;
+	return 0;
+}
+
+int srv__store_open(srv__store **out, const char *data_dir, char *err, size_t errlen)
+{
+	srv__store *st = NULL;
+	int rc = -1;
+
+	*out = NULL;
+	if (mkdir(data_dir, 0700) != 0 && errno != EEXIST) {
+		errf(err, errlen, "cannot create %s: %s", data_dir, strerror(errno));
+		return -1;
+	}
+	st = calloc(1, sizeof(*st));
+	if (!st) {
+		errf(err, errlen, "out of memory");
+		return -1;
+	}
+	st->lock_fd = -1;
+	pthread_mutex_init(&st->mu, NULL);
+	pthread_mutex_init(&st->rmu, NULL);
+	pthread_cond_init(&st->cv_done, NULL);
+	if ((size_t)snprintf(st->path, sizeof(st->path), "%s/lossd.db", data_dir) >=
+	    sizeof(st->path)) {
+		errf(err, errlen, "data dir path too long");
+		goto out;
+	}
+	/* Two processes writing one store would each replay only their own
+	 * updates: the second one is refused. The lock dies with the process. */
+	char lpath[4096];
+	snprintf(lpath, sizeof lpath, "%s/lossd.lock", data_dir);
+	st->lock_fd = open(lpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (st->lock_fd < 0 || flock(st->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+		errf(err, errlen, "%s: %s", lpath,
+		     st->lock_fd < 0 ? strerror(errno)
+		                     : "locked: another lossd is using this data dir");
+		goto out;
+	}
+	if (open_conn(&st->w, st->path, err, errlen))
+		goto out;
+	if (sqlite3_exec(st->w, schema, NULL, NULL, NULL) != SQLITE_OK) {
+		errf(err, errlen, "cannot create schema: %s", sqlite3_errmsg(st->w));
+		goto out;
+	}
+	if (open_conn(&st->r, st->path, err, errlen))
+		goto out;
+	sync_dir(data_dir);
+	if (prep_writer(st, err, errlen) ||
 	    prep(st->r, &st->get_key, "SELECT reply FROM keys WHERE stream = ?1 AND key = ?2", err,
 	         errlen) ||
 	    extra_open(st, err, errlen))
@@ -233,14 +290,7 @@ void srv__store_close(srv__store *st)
 		free(st);
 		return;
 	}
-	sqlite3_finalize(st->ins_stream);
-	sqlite3_finalize(st->upd_state);
-	sqlite3_finalize(st->ins_delta);
-	sqlite3_finalize(st->del_deltas_upto);
-	sqlite3_finalize(st->del_stream);
-	sqlite3_finalize(st->del_deltas);
-	sqlite3_finalize(st->del_keys);
-	sqlite3_finalize(st->ins_key);
+	finalize_writer(st);
 	sqlite3_finalize(st->get_key);
 	extra_close(st);
 	sqlite3_close(st->r);
@@ -420,8 +470,38 @@ static int write_op(srv__store *st, const srv__store_op *op, bool skip_data)
 	return 0;
 }
 
+/* The test hook's verdict for one transaction: true = fail it. mu held. */
+static bool injected(srv__store *st)
+{
+	if (!st->inject)
+		return false;
+	if (st->inject > 0)
+		st->inject--;
+	return true;
+}
+
+/* Commits (or, when fail_it, rolls back and fails) the transaction the
+ * writer has open. Writes the reason of a failure to why. Leader only. */
+static int finish(srv__store *st, int rc, bool fail_it, char *why, size_t whylen)
+{
+	if (!rc && fail_it) {
+		snprintf(why, whylen, "injected I/O error (test hook)");
+		rc = -1;
+	} else if (!rc && sqlite3_exec(st->w, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		rc = -1;
+	}
+	if (rc) {
+		if (!why[0])
+			snprintf(why, whylen, "%s", sqlite3_errmsg(st->w));
+		if (!sqlite3_get_autocommit(st->w))
+			sqlite3_exec(st->w, "ROLLBACK", NULL, NULL, NULL);
+	}
+	return rc;
+}
+
 /* Writes one group as one transaction. No lock held; only the leader. */
-static int commit_group(srv__store *st, srv__store_op *group, uint64_t *n)
+static int commit_group(srv__store *st, srv__store_op *group, uint64_t *n, bool fail_it, char *why,
+                        size_t whylen)
 {
 	int rc = 0;
 	*n = 0;
@@ -432,16 +512,49 @@ static int commit_group(srv__store *st, srv__store_op *group, uint64_t *n)
 		            covered(op);
 		rc = write_op(st, op, skip);
 	}
-	if (!rc && sqlite3_exec(st->w, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-		rc = -1;
+	return finish(st, rc, fail_it, why, whylen);
+}
+
+static double since(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* Marks the start of a transaction. mu held. */
+static void commit_begin(srv__store *st)
+{
+	st->committing = true;
+	clock_gettime(CLOCK_MONOTONIC, &st->t0);
+}
+
+/* Records the end of a transaction that began at commit_begin. mu held. */
+static void commit_end(srv__store *st, int rc, const char *why)
+{
+	double d = since(&st->t0);
+	size_t b = 0;
+	while (b < SRV__STORE_LAT_BUCKETS && d > srv__store_lat_bounds[b])
+		b++;
+	st->lat[b]++;
+	st->lat_sum += d;
+	st->committing = false;
 	if (rc) {
-		fprintf(stderr,
-		        "lossd: stream store: transaction failed (%s); "
-		        "refusing further writes until restart\n",
-		        sqlite3_errmsg(st->w));
-		sqlite3_exec(st->w, "ROLLBACK", NULL, NULL, NULL);
+		st->failures++;
+		snprintf(st->why, sizeof st->why, "%s", why);
 	}
-	return rc;
+}
+
+/* Fails every op of list (they were never written). mu held. */
+static void fail_ops(srv__store_op *list)
+{
+	for (srv__store_op *o = list, *next; o; o = next) {
+		next = o->next; /* o may be gone once its waiter sees done */
+		if (o->stale)
+			atomic_store(o->stale, true);
+		o->rc = -1;
+		o->done = true;
+	}
 }
 
 void srv__store_submit(srv__store *st, srv__store_op *op)
@@ -454,11 +567,16 @@ void srv__store_submit(srv__store *st, srv__store_op *op)
 	op->done = false;
 	op->rc = 0;
 	pthread_mutex_lock(&st->mu);
-	if (st->tail)
-		st->tail->next = op;
-	else
-		st->head = op;
-	st->tail = op;
+	if (st->broken) {
+		/* Refused at the door: the stream's memory already holds op. */
+		fail_ops(op);
+	} else {
+		if (st->tail)
+			st->tail->next = op;
+		else
+			st->head = op;
+		st->tail = op;
+	}
 	pthread_mutex_unlock(&st->mu);
 }
 
@@ -477,22 +595,34 @@ int srv__store_wait(srv__store *st, srv__store_op *op)
 		srv__store_op *group = st->head;
 		st->head = st->tail = NULL;
 		bool broken = st->broken;
+		bool fail_it = !broken && injected(st);
+		if (!broken)
+			commit_begin(st);
 		pthread_mutex_unlock(&st->mu);
 
 		uint64_t n = 0;
-		int rc = broken ? -1 : commit_group(st, group, &n);
+		char why[160] = "";
+		int rc = broken ? -1 : commit_group(st, group, &n, fail_it, why, sizeof why);
+		if (rc && !broken)
+			srv_log(SRV_LOG_ERROR, NULL,
+			        "stream store: transaction failed (%s); writes refused until a "
+			        "retry commits",
+			        why);
 
 		pthread_mutex_lock(&st->mu);
+		if (!broken)
+			commit_end(st, rc, why);
 		if (rc) {
 			st->broken = true;
+			fail_ops(group);
 		} else {
 			st->groups++;
 			st->ops += n;
-		}
-		for (srv__store_op *o = group, *next; o; o = next) {
-			next = o->next; /* o may be gone once its waiter sees done */
-			o->rc = rc;
-			o->done = true;
+			for (srv__store_op *o = group, *next; o; o = next) {
+				next = o->next;
+				o->rc = 0;
+				o->done = true;
+			}
 		}
 		st->leader = false;
 		pthread_cond_broadcast(&st->cv_done);
@@ -500,6 +630,91 @@ int srv__store_wait(srv__store *st, srv__store_op *op)
 	int rc = op->rc;
 	pthread_mutex_unlock(&st->mu);
 	return rc;
+}
+
+/* ---- healing ------------------------------------------------------------------ */
+
+/* One probe transaction: a row rewritten, so the WAL must take a frame and
+ * an fsync. Leader only. */
+static int probe(srv__store *st, bool fail_it, char *why, size_t whylen)
+{
+	int rc = 0;
+	if (sqlite3_exec(st->w, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		rc = -1;
+	if (!rc) {
+		sqlite3_bind_int64(st->ins_probe, 1, (sqlite3_int64)++st->probes);
+		rc = step(st->ins_probe);
+	}
+	return finish(st, rc, fail_it, why, whylen);
+}
+
+/* Closes and reopens the writer connection (a connection that saw an I/O
+ * error may keep failing). Leader only. */
+static int reopen_writer(srv__store *st, char *why, size_t whylen)
+{
+	finalize_writer(st);
+	extra_close(st);
+	sqlite3_close(st->w);
+	st->w = NULL;
+	if (open_conn(&st->w, st->path, why, whylen) || prep_writer(st, why, whylen) ||
+	    extra_open(st, why, whylen))
+		return -1;
+	return 0;
+}
+
+int srv__store_heal(srv__store *st)
+{
+	if (st->be)
+		return st->be->broken(st->impl) ? -1 : 0;
+	pthread_mutex_lock(&st->mu);
+	if (!st->broken) {
+		pthread_mutex_unlock(&st->mu);
+		return 0;
+	}
+	while (st->leader)
+		pthread_cond_wait(&st->cv_done, &st->mu);
+	/* Lead, so no group is in flight; ops queued before the store broke
+	 * fail (submits are refused while broken, so none arrive). */
+	st->leader = true;
+	srv__store_op *queued = st->head;
+	st->head = st->tail = NULL;
+	fail_ops(queued);
+	bool fail_it = injected(st);
+	commit_begin(st);
+	pthread_mutex_unlock(&st->mu);
+	pthread_cond_broadcast(&st->cv_done);
+
+	char why[160] = "";
+	/* w is NULL when an earlier reopen failed half-way */
+	int rc = st->w ? probe(st, fail_it, why, sizeof why) : -1;
+	if (rc && !fail_it) {
+		why[0] = '\0';
+		rc = reopen_writer(st, why, sizeof why);
+		if (!rc)
+			rc = probe(st, false, why, sizeof why);
+	}
+
+	pthread_mutex_lock(&st->mu);
+	commit_end(st, 0, NULL);
+	if (rc) {
+		snprintf(st->why, sizeof st->why, "%s", why);
+	} else {
+		st->broken = false;
+		st->recoveries++;
+	}
+	st->leader = false;
+	pthread_cond_broadcast(&st->cv_done);
+	pthread_mutex_unlock(&st->mu);
+	return rc;
+}
+
+void srv__store_test_fail(srv__store *st, int n)
+{
+	if (st->be)
+		return;
+	pthread_mutex_lock(&st->mu);
+	st->inject = n;
+	pthread_mutex_unlock(&st->mu);
 }
 
 void srv__store_stats(srv__store *st, uint64_t *groups, uint64_t *ops)
@@ -511,6 +726,30 @@ void srv__store_stats(srv__store *st, uint64_t *groups, uint64_t *ops)
 	pthread_mutex_lock(&st->mu);
 	*groups = st->groups;
 	*ops = st->ops;
+	pthread_mutex_unlock(&st->mu);
+}
+
+void srv__store_health_of(srv__store_health *out, srv__store *st)
+{
+	memset(out, 0, sizeof(*out));
+	if (st->be) {
+		st->be->stats(st->impl, &out->groups, &out->ops);
+		out->broken = st->be->broken(st->impl);
+		return;
+	}
+	pthread_mutex_lock(&st->mu);
+	out->groups = st->groups;
+	out->ops = st->ops;
+	out->broken = st->broken;
+	out->failures = st->failures;
+	out->recoveries = st->recoveries;
+	out->running_s = st->committing ? since(&st->t0) : 0;
+	double r = st->reading ? since(&st->r0) : 0;
+	if (r > out->running_s)
+		out->running_s = r;
+	memcpy(out->lat, st->lat, sizeof out->lat);
+	out->lat_sum = st->lat_sum;
+	snprintf(out->why, sizeof out->why, "%s", st->why);
 	pthread_mutex_unlock(&st->mu);
 }
 
@@ -526,6 +765,25 @@ bool srv__store_broken(srv__store *st)
 
 /* ---- reading ------------------------------------------------------------------ */
 
+/* Takes the reader connection, and times its use for stall detection: a
+ * read from a stalled disk blocks like a commit. */
+static void reader_lock(srv__store *st)
+{
+	pthread_mutex_lock(&st->rmu);
+	pthread_mutex_lock(&st->mu);
+	st->reading = true;
+	clock_gettime(CLOCK_MONOTONIC, &st->r0);
+	pthread_mutex_unlock(&st->mu);
+}
+
+static void reader_unlock(srv__store *st)
+{
+	pthread_mutex_lock(&st->mu);
+	st->reading = false;
+	pthread_mutex_unlock(&st->mu);
+	pthread_mutex_unlock(&st->rmu);
+}
+
 int srv__store_key_get(srv__store *st, const char *stream, const char *key, char **reply)
 {
 	int rc;
@@ -534,7 +792,7 @@ int srv__store_key_get(srv__store *st, const char *stream, const char *key, char
 		return st->be->key_get(st->impl, stream, key, reply);
 
 	*reply = NULL;
-	pthread_mutex_lock(&st->rmu);
+	reader_lock(st);
 	sqlite3_bind_text(st->get_key, 1, stream, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st->get_key, 2, key, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st->get_key);
@@ -547,7 +805,7 @@ int srv__store_key_get(srv__store *st, const char *stream, const char *key, char
 	}
 	sqlite3_reset(st->get_key);
 	sqlite3_clear_bindings(st->get_key);
-	pthread_mutex_unlock(&st->rmu);
+	reader_unlock(st);
 	return rc;
 }
 
@@ -560,7 +818,7 @@ int srv__store_load(srv__store *st, const char *only_id, srv__store_stream_fn on
 	if (st->be)
 		return st->be->load(st->impl, only_id, on_stream, on_delta, arg);
 
-	pthread_mutex_lock(&st->rmu);
+	reader_lock(st);
 	/* One read transaction: the streams and deltas seen belong together. */
 	if (sqlite3_exec(st->r, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
 		goto out;
@@ -606,7 +864,7 @@ out:
 	sqlite3_finalize(ss);
 	sqlite3_finalize(ds);
 	sqlite3_exec(st->r, "COMMIT", NULL, NULL, NULL);
-	pthread_mutex_unlock(&st->rmu);
+	reader_unlock(st);
 	return rc;
 }
 

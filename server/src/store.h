@@ -15,6 +15,7 @@
 #ifndef LOSSD_SERVER_STORE_H
 #define LOSSD_SERVER_STORE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -70,6 +71,9 @@ typedef struct srv__store_op {
 	int64_t ckpt_keep_from; /* records numbered below this are dropped */
 	const char *meta;       /* CREATE, NOTE: the metadata JSON to store, or NULL */
 	int64_t updated_ms;     /* the stream's new updated_at (ms), or 0 */
+	/* Set to true (when not NULL) the moment the op fails, before done:
+	 * the stream's memory holds an op the disk refused. */
+	atomic_bool *stale;
 	/* Set by the group's leader; read them after srv__store_wait. */
 	int rc; /* 0, or -1 when the group's transaction failed */
 	bool done;
@@ -144,9 +148,10 @@ int srv__store_orphans(srv__store *st, srv__store_orphan_fn fn, void *arg);
  */
 int srv__store_key_get(srv__store *st, const char *stream, const char *key, char **reply);
 
-/* Queues op for the next group. Never blocks on I/O: callable with a
- * stream's mutex held (lock order: stream, then the store's queue). Any
- * thread. */
+/* Queues op for the next group, or fails it at once (rc -1, done,
+ * *stale set) while the store is broken. Never blocks on I/O: callable
+ * with a stream's mutex held (lock order: stream, then the store's
+ * queue). Any thread. */
 void srv__store_submit(srv__store *st, srv__store_op *op);
 
 /* Blocks until op's group is committed (and fsynced) or failed, leading
@@ -169,8 +174,8 @@ int srv__store_load_extra(srv__store *st, srv__store_ckpt_fn on_ckpt, srv__store
 /* Groups committed and ops written since open (for tests and metrics). */
 void srv__store_stats(srv__store *st, uint64_t *groups, uint64_t *ops);
 
-/* True once a group's transaction failed: every later op fails too, until
- * a restart replays the database (see store.c). Any thread. */
+/* True from a failed transaction until srv__store_heal commits a probe:
+ * meanwhile every op fails (see store.c). Any thread. */
 bool srv__store_broken(srv__store *st);
 
 /* True when other processes write the same store (PostgreSQL): a stream's
@@ -196,6 +201,40 @@ typedef int (*srv__store_list_fn)(void *arg, const char *id, int64_t updates, in
  * order, at most limit. Returns how many, or -1. Any thread. */
 int srv__store_list(srv__store *st, const char *owner, const char *after, int limit,
                     srv__store_list_fn fn, void *arg);
+
+/*
+ * When broken: fails the ops still queued, then tries one small probe
+ * transaction (reopening the writer connection if the first try fails).
+ * If it commits, the store takes ops again. Returns 0 when the store is
+ * writable, -1 when still broken. Blocks on disk I/O. Any thread (the
+ * healer, see streams.c). Other backends: 0 unless they report broken.
+ */
+int srv__store_heal(srv__store *st);
+
+/* Test hook: the next n transactions fail as if the disk had refused them
+ * (n < 0: all of them, n == 0: none). SQLite only. Any thread. */
+void srv__store_test_fail(srv__store *st, int n);
+
+/* Commit durations: bucket upper bounds in seconds (the last bucket,
+ * index SRV__STORE_LAT_BUCKETS, is +Inf). */
+#define SRV__STORE_LAT_BUCKETS 13
+extern const double srv__store_lat_bounds[SRV__STORE_LAT_BUCKETS];
+
+typedef struct srv__store_health {
+	uint64_t groups, ops; /* as srv__store_stats */
+	bool broken;          /* see srv__store_broken */
+	uint64_t failures;    /* failed transactions since open */
+	uint64_t recoveries;  /* broken -> writable again */
+	double running_s;     /* age of the disk operation in progress (a transaction
+	                              or a read), 0 if none */
+	uint64_t lat[SRV__STORE_LAT_BUCKETS + 1]; /* transactions per duration bucket */
+	double lat_sum;                           /* their total duration, seconds */
+	char why[160];                            /* the last failure's reason, or "" */
+} srv__store_health;
+
+/* A snapshot of the store's health (other backends: groups, ops and
+ * broken only). Any thread; never blocks on I/O. */
+void srv__store_health_of(srv__store_health *out, srv__store *st);
 
 /*
  * A backend other than SQLite: one function per srv__store_* function,

@@ -38,7 +38,28 @@
  * A reset forgets a stream's keys and state_ids (a new accumulation starts).
  *
  * Reads see the memory state: it may include updates whose commit is in
- * flight (not yet acknowledged), never half an update.
+ * flight (not yet acknowledged), never half an update, and never an update
+ * the disk refused: the moment an op fails, the store marks its stream
+ * stale, and a stale stream answers every read and write with 503
+ * store_unavailable until the healer has reloaded it from disk.
+ *
+ * Healing. A failed commit (disk full, I/O error) breaks the store
+ * (store.c): writes get 503 store_unavailable with Retry-After and
+ * /readyz is 503. The healer thread wakes every 500 ms: while the store is
+ * broken it asks srv__store_heal for a probe commit, and it reloads every
+ * stale stream that has no op in flight (`inflight`) from disk, the truth
+ * (a stream the disk lacks, a refused create, leaves the table; a refused
+ * delete puts the stream back, stale). Reads of a stale stream resume as
+ * soon as the disk can be read; writes resume once a probe commits. No
+ * restart is needed.
+ *
+ * Stalls. A disk that blocks instead of failing (frozen, dying) makes
+ * writes wait: they run on the store's own threads (loop.c, SRV_STORE
+ * routes), never on the workers /v1/loss, /v1/auc and stream reads use,
+ * and no lock a reader takes is held across disk I/O (the idempotency
+ * lookup runs with the key claimed but s->mu released). A disk operation
+ * running longer than --store-stall-s makes the store unwritable, so
+ * /readyz is 503 and new writes are refused at once instead of queueing.
  *
  * Quarantine. Loading is never all or nothing: a stream whose config,
  * checkpoint or any delta does not read back, whose deltas do not follow
@@ -57,9 +78,8 @@
  *   right after the merge it records.
  * - A stream is removed from the table before its DELETE op is submitted
  *   and `deleted` is set under its mutex, so no op follows a DELETE.
- * - If a group's transaction fails the store refuses every later write
- *   (srv__store_broken): memory may then hold updates the disk lacks, and
- *   writes answer 503 store_unavailable until a restart replays the disk.
+ * - A stream whose op failed is stale until resync() reloads it from disk;
+ *   a stale stream takes no new op, so the reload races no write.
  *
  * Lock order: table `mu` -> a stream's `mu` -> the store's locks. Waiting
  * on the store happens with no lock held; a stream's `cv` is waited on
@@ -73,8 +93,8 @@
  * max_bytes per stream (507 stream_memory_exceeded).
  *
  * Stream ids are 32 random hex digits (getrandom); a name is only a label.
- * A worker blocked in srv__store_wait is idle, so the worker pool should
- * be larger than the core count when streams are busy (bench_streams.py).
+ * A thread blocked in srv__store_wait is idle; writes run on the store's
+ * threads (twice the workers, at least 4), so commits gather several.
  *
  * Not here: HTTP (the router validated the id), JSON shapes (api layer).
  */
@@ -88,6 +108,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <gnutls/crypto.h>
@@ -97,6 +118,7 @@
 #include "lossd/api_history.h"
 #include "lossd/api_stream.h"
 #include "lossd/history.h"
+#include "log.h"
 #include "lossd/stream.h"
 #include "log.h"
 #include "store.h"
@@ -122,18 +144,22 @@ typedef struct stream {
 	eng_stream *st;
 	int64_t seq;        /* seq of the last op applied */
 	size_t delta_bytes; /* delta bytes submitted since the last checkpoint */
-	pending_key *keys;  /* keys of in-flight ops */
+	pending_key *keys;  /* keys of in-flight ops (and of key lookups) */
 	srv__ckpts ckpts;   /* checkpoint records (API.md section 7) */
+	int inflight;       /* ops submitted whose srv__store_wait has not returned */
 	bool deleted;
-	/* Set at load, never changed after: the stored state could not be
-	 * read (st, and spec maybe, NULL); every route answers 503
-	 * stream_damaged but the owner's DELETE. */
+	/* Set at load (or by resync(), holding the table's mu and mu): the
+	 * stored state could not be read (st, and spec maybe, NULL); every
+	 * route answers 503 stream_damaged but the owner's DELETE. */
 	char *damaged;
 	bool owner_unknown; /* only deltas were found: whose they are is lost */
 	/* shared stores only (PostgreSQL), under mu: */
-	int inflight; /* this replica's ops of the stream not yet finished */
-	int readers;  /* reads waiting for inflight to reach 0 (writes let them go first) */
-	bool reload;  /* memory is not the store's prefix at seq: read it whole */
+	int readers; /* reads waiting for inflight to reach 0 (writes let them go first) */
+	bool reload; /* memory is not the store's prefix at seq: read it whole */
+	/* SQLite: true from a failed op until resync() reloads the stream from
+	 * disk; set by the store (srv__store_op.stale), read and cleared under
+	 * mu */
+	atomic_bool stale;
 	/* under the table's mu: */
 	int refs;
 } stream;
@@ -147,10 +173,17 @@ static struct {
 	srv__store_opts store_opts;
 	srv_streams_limits lim;
 	bool open;
+	/* the healer thread (see heal_main); stop under hmu */
+	pthread_t healer;
+	bool healer_started, stop;
+	pthread_mutex_t hmu;
+	pthread_cond_t hcv;
 } T = {.mu = PTHREAD_MUTEX_INITIALIZER,
        .lim = SRV_STREAMS_LIMITS_INIT,
        .store_url = "sqlite",
-       .store_opts = SRV__STORE_OPTS_INIT};
+       .store_opts = SRV__STORE_OPTS_INIT,
+       .hmu = PTHREAD_MUTEX_INITIALIZER,
+       .hcv = PTHREAD_COND_INITIALIZER};
 
 static api_stream_limits api_limits(void)
 {
@@ -584,6 +617,145 @@ void srv_streams_set_store(const char *url, int connections, const char *passwor
 	T.store_opts.timeout_ms = timeout_ms;
 }
 
+/* ---- healing ----------------------------------------------------------------------------- */
+
+/* resync's on_stream: the stream as the disk has it, in a stream object
+ * of its own (on_delta then replays into it). */
+static void *rs_stream(void *arg, const char *id, const char *owner, const char *config,
+                       const void *state, size_t len, int64_t seq)
+{
+	stream **out = arg;
+	eng_error err;
+	(void)config;
+	stream *t = stream_alloc(id, owner);
+	if (!t)
+		return NULL;
+	t->seq = seq;
+	if (eng_stream_deserialize(&t->st, state, len, SIZE_MAX, &err))
+		quarantine(t, "bad stored state at seq %lld: %s", (long long)seq, err.msg);
+	*out = t;
+	return t;
+}
+
+/* Takes s (a reference held by the caller) out of the table. */
+static void unlink_stream(stream *s)
+{
+	pthread_mutex_lock(&T.mu);
+	long i = find(s->id);
+	if (i >= 0 && T.v[i] == s) {
+		memmove(T.v + i, T.v + i + 1, (T.n - (size_t)i - 1) * sizeof(*T.v));
+		T.n--;
+	}
+	pthread_mutex_lock(&s->mu);
+	s->deleted = true;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	pthread_mutex_unlock(&T.mu);
+}
+
+/*
+ * Makes a stale stream (one whose memory holds an op the disk refused)
+ * what the disk says again: its state and seq reloaded, or, when the disk
+ * has no such stream (its create was refused), out of the table. Only
+ * once no op of it is in flight; a stale stream takes no new ops, so none
+ * can start meanwhile. Leaves it stale when the disk cannot be read (the
+ * next pass retries). Healer thread; the caller holds a reference.
+ */
+static void resync(stream *s)
+{
+	stream *t = NULL;
+
+	pthread_mutex_lock(&s->mu);
+	bool go = atomic_load(&s->stale) && s->inflight == 0 && !s->deleted;
+	pthread_mutex_unlock(&s->mu);
+	if (!go)
+		return;
+	if (srv__store_load(T.store, s->id, rs_stream, on_delta, &t)) {
+		stream_free(t);
+		return;
+	}
+	if (!t) {
+		unlink_stream(s);
+		srv_log(SRV_LOG_WARN, NULL, "stream %s: its create was not stored; removed", s->id);
+		return;
+	}
+	pthread_mutex_lock(&T.mu); /* acquire() reads `damaged` under it */
+	pthread_mutex_lock(&s->mu);
+	if (atomic_load(&s->stale) && s->inflight == 0 && !s->deleted) {
+		/* what the disk holds, damage included (t quarantined) */
+		eng_stream *old = s->st;
+		s->st = t->st;
+		t->st = old;
+		char *dmg = s->damaged;
+		s->damaged = t->damaged;
+		t->damaged = dmg;
+		if (s->st)
+			eng_stream_set_max_bytes(s->st, T.lim.max_bytes);
+		s->seq = t->seq;
+		s->delta_bytes = 0;
+		atomic_store(&s->stale, false);
+	}
+	pthread_mutex_unlock(&s->mu);
+	pthread_mutex_unlock(&T.mu);
+	stream_free(t);
+}
+
+/* One pass of the healer: a probe commit when the store is broken, then a
+ * resync of every stale stream. */
+static void heal_pass(void)
+{
+	if (srv__store_broken(T.store) && srv__store_heal(T.store) == 0)
+		srv_log(SRV_LOG_WARN, NULL,
+		        "stream store: a commit succeeded again; writes resume");
+
+	stream **v = NULL;
+	size_t n = 0;
+	pthread_mutex_lock(&T.mu);
+	for (size_t i = 0; i < T.n; i++)
+		n += atomic_load(&T.v[i]->stale);
+	if (n && (v = malloc(n * sizeof(*v)))) {
+		n = 0;
+		for (size_t i = 0; i < T.n; i++)
+			if (atomic_load(&T.v[i]->stale)) {
+				v[n++] = T.v[i];
+				T.v[i]->refs++;
+			}
+	} else {
+		n = 0;
+	}
+	pthread_mutex_unlock(&T.mu);
+	for (size_t i = 0; i < n; i++) {
+		resync(v[i]);
+		release(v[i]);
+	}
+	free(v);
+}
+
+/* The healer: a pass every HEAL_INTERVAL_MS, which costs a scan of the
+ * table's flags while all is well. */
+#define HEAL_INTERVAL_MS 500
+
+static void *heal_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&T.hmu);
+	while (!T.stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += (long)HEAL_INTERVAL_MS * 1000000L;
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&T.hcv, &T.hmu, &ts);
+		if (T.stop)
+			break;
+		pthread_mutex_unlock(&T.hmu);
+		heal_pass();
+		pthread_mutex_lock(&T.hmu);
+	}
+	pthread_mutex_unlock(&T.hmu);
+	return NULL;
+}
+
 int srv_streams_open(const char *data_dir)
 {
 	char err[512];
@@ -610,25 +782,101 @@ int srv_streams_open(const char *data_dir)
 			eng_stream_set_max_bytes(T.v[i]->st, T.lim.max_bytes);
 	T.open = true;
 	pthread_mutex_unlock(&T.mu);
+	T.stop = false;
+	if (pthread_create(&T.healer, NULL, heal_main, NULL) != 0) {
+		fprintf(stderr, "lossd: cannot start the stream store's healer thread\n");
+		srv_streams_close();
+		return -1;
+	}
+	T.healer_started = true;
+	return 0;
+}
+
+/* The store's state as readiness sees it: 0 when it commits, else 1 (broken)
+ * or 2 (a commit stalled), with the health snapshot in *h. */
+static int store_state(srv__store_health *h)
+{
+	srv__store_health_of(h, T.store);
+	if (h->broken)
+		return 1;
+	if (h->running_s > (double)T.lim.stall_s)
+		return 2;
 	return 0;
 }
 
 void srv_streams_get_stats(srv_streams_stats *out)
 {
+	srv__store_health h;
 	memset(out, 0, sizeof(*out));
 	pthread_mutex_lock(&T.mu);
 	if (T.open) {
 		out->streams = T.n;
-		for (size_t i = 0; i < T.n; i++)
+		for (size_t i = 0; i < T.n; i++) {
 			out->damaged += T.v[i]->damaged != NULL;
-		srv__store_stats(T.store, &out->commit_groups, &out->commit_ops);
-		out->store_broken = srv__store_broken(T.store);
+			out->resyncing += atomic_load(&T.v[i]->stale);
+		}
 	}
 	pthread_mutex_unlock(&T.mu);
+	if (!T.store)
+		return;
+	int state = store_state(&h);
+	out->commit_groups = h.groups;
+	out->commit_ops = h.ops;
+	out->store_broken = state == 1;
+	out->store_stalled = state == 2;
+	out->store_failures = h.failures;
+	out->store_recoveries = h.recoveries;
+	out->commit_running_s = h.running_s;
+	memcpy(out->commit_lat, h.lat, sizeof out->commit_lat);
+	out->commit_lat_sum = h.lat_sum;
+}
+
+bool srv_streams_ready(api_reply *out)
+{
+	srv__store_health h;
+	if (!T.store)
+		return true;
+	switch (store_state(&h)) {
+	case 1:
+		api_reply_error(out, 503, "store_unavailable",
+		                "the stream store cannot commit (%s); it retries every %d ms",
+		                h.why[0] ? h.why : "unknown error", HEAL_INTERVAL_MS);
+		break;
+	case 2:
+		api_reply_error(out, 503, "store_unavailable",
+		                "a stream store disk operation (a commit or a read) has been "
+		                "running for %.1f s "
+		                "(--store-stall-s %d)",
+		                h.running_s, T.lim.stall_s);
+		break;
+	default: return true;
+	}
+	out->retry_after = 1;
+	return false;
+}
+
+bool srv_streams_writable(void)
+{
+	srv__store_health h;
+	return !T.store || store_state(&h) == 0;
+}
+
+void srv_streams_test_store_fail(int n)
+{
+	if (T.store)
+		srv__store_test_fail(T.store, n);
 }
 
 void srv_streams_close(void)
 {
+	if (T.healer_started) {
+		pthread_mutex_lock(&T.hmu);
+		T.stop = true;
+		pthread_cond_signal(&T.hcv);
+		pthread_mutex_unlock(&T.hmu);
+		pthread_join(T.healer, NULL);
+		T.healer_started = false;
+	}
 	srv__store_close(T.store);
 	T.store = NULL;
 	pthread_mutex_lock(&T.mu);
@@ -679,7 +927,18 @@ static void store_unavailable(api_reply *out)
 		return;
 	}
 	api_reply_error(out, 503, "store_unavailable",
-	                "the stream store failed to write; the service needs a restart");
+	                "the stream store cannot commit right now (see /readyz); retry later");
+	out->retry_after = 1;
+}
+
+/* A stream whose memory may hold an op the disk refused is not shown
+ * until resync() has reloaded it. */
+static void stream_resyncing(api_reply *out, const stream *s)
+{
+	api_reply_error(out, 503, "store_unavailable",
+	                "stream %s is being reloaded from disk after a failed write; retry later",
+	                s->id);
+	out->retry_after = 1;
 }
 
 /* Replies with a copy of a stored reply body. */
@@ -856,6 +1115,7 @@ void srv_streams_create(api_reply *out, const srv_request *req)
 	op.config = text;
 	op.data = state;
 	op.len = slen;
+	op.stale = &s->stale;
 
 	pthread_mutex_lock(&T.mu);
 	size_t mine = 0;
@@ -863,14 +1123,16 @@ void srv_streams_create(api_reply *out, const srv_request *req)
 		mine += strcmp(T.v[i]->owner, s->owner) == 0;
 	long at = find(id);
 	int rc = 0;
-	if (!T.open || srv__store_broken(T.store))
+	if (!T.open || !srv_streams_writable())
 		rc = -3;
 	else if (mine >= (size_t)T.lim.max_streams)
 		rc = -1;
 	else if (at >= 0 || insert_at((size_t)(-at - 1), s))
 		rc = -2;
-	else
+	else {
+		s->inflight = 1; /* no other thread sees s before T.mu is released */
 		srv__store_submit(T.store, &op); /* before any op of the stream */
+	}
 	pthread_mutex_unlock(&T.mu);
 	if (rc) {
 		api_reply_free(out);
@@ -885,7 +1147,13 @@ void srv_streams_create(api_reply *out, const srv_request *req)
 			api_reply_error(out, 503, "out_of_memory", "cannot add the stream");
 		goto out;
 	}
-	if (srv__store_wait(T.store, &op)) {
+	int wrc = srv__store_wait(T.store, &op);
+	pthread_mutex_lock(&s->mu);
+	s->inflight--;
+	pthread_mutex_unlock(&s->mu);
+	if (wrc) {
+		/* s is stale: the healer reloads it, or removes it if the disk
+		 * has no such stream. */
 		api_reply_free(out);
 		store_unavailable(out);
 	}
@@ -1002,6 +1270,7 @@ void srv_streams_list(api_reply *out, const srv_request *req)
 	char after[160] = "";
 	json_t *arr = NULL, *o = NULL;
 	const char *next = NULL;
+	const stream *stale = NULL;
 	int bad = 0;
 
 	char owner[3 * 64 + 1];
@@ -1039,6 +1308,8 @@ void srv_streams_list(api_reply *out, const srv_request *req)
 		eng_stream_counts c;
 		pthread_mutex_lock(&s->mu);
 		eng_stream_counts_of(&c, s->st);
+		if (atomic_load(&s->stale) && !stale)
+			stale = s;
 		pthread_mutex_unlock(&s->mu);
 		if (e) {
 			bad |= json_object_set_new(e, "count", json_integer(c.rows));
@@ -1048,6 +1319,13 @@ void srv_streams_list(api_reply *out, const srv_request *req)
 		}
 		bad |= json_array_append_new(arr, e);
 		n++;
+	}
+	if (stale) {
+		/* s->id outlives T.mu: the reply is written before unlocking */
+		stream_resyncing(out, stale);
+		pthread_mutex_unlock(&T.mu);
+		json_decref(arr);
+		return;
 	}
 	pthread_mutex_unlock(&T.mu);
 	if (more) {
@@ -1084,9 +1362,10 @@ void srv_streams_get(api_reply *out, const srv_request *req)
 	if (!s)
 		return;
 	pthread_mutex_lock(&s->mu);
-	int r = refresh_for_read(s);
+	bool stale = atomic_load(&s->stale) || !s->st; /* !st: resync found damage */
+	int r = stale ? 0 : refresh_for_read(s);
 	json_t *j = NULL;
-	if (r == 0 || (r < 0 && allow_stale)) {
+	if (!stale && (r == 0 || (r < 0 && allow_stale))) {
 		j = api_stream_render_read(s->spec, s->id, s->st, &o, &p);
 		if (j && r < 0 && json_object_set_new(j, "stale", json_true())) {
 			json_decref(j);
@@ -1099,7 +1378,9 @@ void srv_streams_get(api_reply *out, const srv_request *req)
 		j = NULL;
 		api_problem_set(&p, 503, "out_of_memory", "", "out of memory");
 	}
-	if (r > 0) {
+	if (stale) {
+		stream_resyncing(out, s);
+	} else if (r > 0) {
 		forget(s);
 		api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
 	} else if (r < 0 && !allow_stale) {
@@ -1122,8 +1403,9 @@ void srv_streams_state(api_reply *out, const srv_request *req)
 	size_t blen = 0;
 	char sid[DIGEST_HEX];
 	pthread_mutex_lock(&s->mu);
-	int r = refresh_for_read(s); /* a state is never stale: it would be merged */
-	json_t *j = r == 0 ? api_stream_export(s->spec, s->id, s->st, &p) : NULL;
+	bool stale = atomic_load(&s->stale) || !s->st; /* !st: resync found damage */
+	int r = stale ? 0 : refresh_for_read(s); /* a state is never stale: it would be merged */
+	json_t *j = !stale && r == 0 ? api_stream_export(s->spec, s->id, s->st, &p) : NULL;
 	int rc = j ? eng_stream_serialize(&bytes, &blen, s->st) : 0;
 	pthread_mutex_unlock(&s->mu);
 	if (j && (rc || digest_hex(sid, s->id, bytes, blen) ||
@@ -1132,7 +1414,9 @@ void srv_streams_state(api_reply *out, const srv_request *req)
 		j = NULL;
 		api_problem_set(&p, 503, "out_of_memory", "", "out of memory");
 	}
-	if (r > 0) {
+	if (stale) {
+		stream_resyncing(out, s);
+	} else if (r > 0) {
 		forget(s);
 		api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
 	} else if (r < 0) {
@@ -1205,6 +1489,11 @@ static void state_key(char *out, size_t cap, const char *state_id)
  * state_id (or NULL). Fills *out with the 200 reply, the first reply of
  * key (409 idempotency_conflict when key was used with another body), a
  * {"applied": false} reply when state_id was merged before, or a problem.
+ *
+ * The keys are claimed (put in s->keys) before the store is asked about
+ * them, so a retry with the same key waits for this call instead of
+ * racing it, and with SQLite the lookups run without s->mu: a disk that
+ * stalls never holds up a reader of the stream.
  */
 static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
                   const char *state_id)
@@ -1213,6 +1502,7 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 	size_t blen = 0, slen = 0;
 	char *reply = NULL, *prev = NULL, *rec = NULL, *srec = NULL;
 	pending_key pk = {key, NULL}, pk2 = {NULL, NULL};
+	bool claimed = false;
 	srv__store_op op;
 	eng_error err;
 	eng_stream_counts c, dc;
@@ -1242,7 +1532,11 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 			break;
 		pthread_cond_wait(&s->cv, &s->mu); /* the original is in flight */
 	}
-	if (srv__store_broken(T.store)) {
+	if (atomic_load(&s->stale) || !s->st) {
+		stream_resyncing(out, s);
+		goto unlock;
+	}
+	if (!srv_streams_writable()) {
 		store_unavailable(out);
 		goto unlock;
 	}
@@ -1261,8 +1555,25 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 		synced = true;
 	}
 	if (key) {
-		int r = srv__store_key_get(T.store, s->id, key, &prev);
-		if (r < 0) {
+		pk.next = s->keys;
+		s->keys = &pk;
+	}
+	if (pk2.key) {
+		pk2.next = s->keys;
+		s->keys = &pk2;
+	}
+	claimed = true;
+	if (key || pk2.key) {
+		/* SQLite: the lookups may wait on the disk, so not under mu (the
+		 * claimed keys keep retries out). A shared store keeps mu: its
+		 * sync above must still hold at the merge. */
+		if (!shared)
+			pthread_mutex_unlock(&s->mu);
+		int r = key ? srv__store_key_get(T.store, s->id, key, &prev) : 0;
+		int r2 = r == 0 && pk2.key ? srv__store_key_get(T.store, s->id, pk2.key, &srec) : 0;
+		if (!shared)
+			pthread_mutex_lock(&s->mu);
+		if (r < 0 || r2 < 0) {
 			store_unavailable(out);
 			goto unlock;
 		}
@@ -1278,15 +1589,18 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 				                key);
 			goto unlock;
 		}
+		if (s->deleted) {
+			api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
+			goto unlock;
+		}
+		if (atomic_load(&s->stale) || !s->st) {
+			stream_resyncing(out, s);
+			goto unlock;
+		}
 	}
 	eng_stream_counts_of(&c, s->st);
 	if (pk2.key) {
-		int r = srv__store_key_get(T.store, s->id, pk2.key, &srec);
-		if (r < 0) {
-			store_unavailable(out);
-			goto unlock;
-		}
-		if (r == 1) {
+		if (srec) {
 			/* Merged before: nothing to add, say so. */
 			json_t *o = json_pack("{ss sI sI sb}", "id", s->id, "updates",
 			                      (json_int_t)c.updates, "count", (json_int_t)c.rows,
@@ -1294,7 +1608,6 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 			api_reply_json(out, 200, o);
 			goto unlock;
 		}
-		free(srec);
 		srec = record_new(digest, "{}");
 		if (!srec) {
 			api_reply_error(out, 503, "out_of_memory", "out of memory");
@@ -1334,6 +1647,7 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 	op.add_rows = (int64_t)dc.rows;
 	op.delta = bytes;
 	op.delta_len = blen;
+	op.stale = &s->stale;
 	s->delta_bytes += blen;
 	size_t mem = eng_stream_memory(s->st);
 	/* A shared store's checkpoint only from a cache just synced, with no
@@ -1349,14 +1663,6 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 		op.data = bytes;
 		op.len = blen;
 	}
-	if (op.key) {
-		pk.next = s->keys;
-		s->keys = &pk;
-	}
-	if (op.key2) {
-		pk2.next = s->keys;
-		s->keys = &pk2;
-	}
 	s->inflight++;
 	srv__store_submit(T.store, &op);
 	pthread_mutex_unlock(&s->mu);
@@ -1364,10 +1670,6 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 	int rc = srv__store_wait(T.store, &op);
 
 	pthread_mutex_lock(&s->mu);
-	if (op.key)
-		key_remove(s, &pk);
-	if (op.key2)
-		key_remove(s, &pk2);
 	s->inflight--;
 	/* Another replica took a seq meanwhile, the key was used elsewhere or
 	 * the commit failed: memory is no longer the store's prefix. */
@@ -1375,14 +1677,12 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 		s->reload = true;
 	if (shared && !rc && op.gone)
 		s->deleted = true;
-	pthread_cond_broadcast(&s->cv);
-	pthread_mutex_unlock(&s->mu);
 	if (rc) {
+		/* SQLite: s is stale now, 503 until the healer reloads it. */
 		api_reply_free(out);
 		store_unavailable(out);
 	} else if (shared && op.gone) {
 		api_reply_free(out);
-		forget(s);
 		api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
 	} else if (shared && op.stored_reply) {
 		/* The committed counts, or (replayed) the key's first reply. */
@@ -1400,8 +1700,26 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 			        key ? key : "the key");
 	}
 	free(op.stored_reply);
+	bool gone = shared && !rc && op.gone;
+	if (claimed) {
+		if (key)
+			key_remove(s, &pk);
+		if (pk2.key)
+			key_remove(s, &pk2);
+	}
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	if (gone)
+		forget(s);
 	goto out;
 unlock:
+	if (claimed) {
+		if (key)
+			key_remove(s, &pk);
+		if (pk2.key)
+			key_remove(s, &pk2);
+		pthread_cond_broadcast(&s->cv);
+	}
 	pthread_mutex_unlock(&s->mu);
 out:
 	free(prev);
@@ -1503,7 +1821,12 @@ void srv_streams_reset(api_reply *out, const srv_request *req)
 		api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
 		goto out;
 	}
-	if (srv__store_broken(T.store) || eng_stream_reset(s->st) ||
+	if (atomic_load(&s->stale) || !s->st) {
+		pthread_mutex_unlock(&s->mu);
+		stream_resyncing(out, s);
+		goto out;
+	}
+	if (!srv_streams_writable() || eng_stream_reset(s->st) ||
 	    eng_stream_serialize(&state, &slen, s->st)) {
 		pthread_mutex_unlock(&s->mu);
 		store_unavailable(out);
@@ -1517,6 +1840,7 @@ void srv_streams_reset(api_reply *out, const srv_request *req)
 	op.data = state;
 	op.len = slen;
 	op.clear_keys = true;
+	op.stale = &s->stale;
 	s->delta_bytes = 0;
 	s->inflight++;
 	srv__store_submit(T.store, &op);
@@ -1553,6 +1877,7 @@ void srv_streams_delete(api_reply *out, const srv_request *req)
 {
 	srv__store_op op;
 	stream *s = NULL;
+	bool busy = false;
 
 	memset(&op, 0, sizeof op);
 	pthread_mutex_lock(&T.mu);
@@ -1571,23 +1896,29 @@ void srv_streams_delete(api_reply *out, const srv_request *req)
 	 * operator. */
 	bool mine = i >= 0 && !T.v[i]->owner_unknown && strcmp(T.v[i]->owner, who(req)) == 0;
 	bool lost = i >= 0 && T.v[i]->owner_unknown;
-	bool broken = mine && srv__store_broken(T.store);
-	if (mine && !broken) {
-		s = T.v[i];
-		memmove(T.v + i, T.v + i + 1, (T.n - (size_t)i - 1) * sizeof(*T.v));
-		T.n--;
-		s->refs++;
-		pthread_mutex_lock(&s->mu);
-		s->deleted = true;
-		op.type = SRV__OP_DELETE;
-		op.stream = s->id;
-		op.seq = ++s->seq;
-		srv__store_submit(T.store, &op);
-		pthread_mutex_unlock(&s->mu);
+	if (mine) {
+		stream *c = T.v[i];
+		pthread_mutex_lock(&c->mu);
+		busy = atomic_load(&c->stale) || !srv_streams_writable();
+		if (!busy) {
+			s = c;
+			memmove(T.v + i, T.v + i + 1, (T.n - (size_t)i - 1) * sizeof(*T.v));
+			T.n--;
+			s->refs++;
+			s->deleted = true;
+			op.type = SRV__OP_DELETE;
+			op.stream = s->id;
+			op.seq = ++s->seq;
+			/* a damaged stream has no state to reload: back as it was */
+			op.stale = s->damaged ? NULL : &s->stale;
+			s->inflight++;
+			srv__store_submit(T.store, &op);
+		}
+		pthread_mutex_unlock(&c->mu);
 	}
 	pthread_mutex_unlock(&T.mu);
 	if (!s) {
-		if (broken)
+		if (busy)
 			store_unavailable(out);
 		else if (lost)
 			stream_damaged(out, req->id);
@@ -1597,8 +1928,20 @@ void srv_streams_delete(api_reply *out, const srv_request *req)
 		return;
 	}
 	int rc = srv__store_wait(T.store, &op);
+	if (rc) {
+		/* The disk still has the stream: back into the table, stale,
+		 * for the healer to reload (or drop, if the delete did land). */
+		pthread_mutex_lock(&T.mu);
+		long at = find(s->id);
+		pthread_mutex_lock(&s->mu);
+		if (at < 0 && insert_at((size_t)(-at - 1), s) == 0)
+			s->deleted = false;
+		pthread_mutex_unlock(&s->mu);
+		pthread_mutex_unlock(&T.mu);
+	}
 	free(op.stored_reply);
 	pthread_mutex_lock(&s->mu);
+	s->inflight--;
 	pthread_cond_broadcast(&s->cv); /* waiters on a key see `deleted` */
 	pthread_mutex_unlock(&s->mu);
 	if (rc)

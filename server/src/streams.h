@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "request.h"
+#include "store.h"
 
 /* Limits of the stream store (API.md section 5). */
 typedef struct srv_streams_limits {
@@ -21,12 +22,14 @@ typedef struct srv_streams_limits {
 	size_t sketch_bytes;        /* default sketch size of a stream (all columns) */
 	size_t history_points;      /* step points per stream (API.md section 7) */
 	size_t history_checkpoints; /* checkpoint records per stream */
+	int stall_s; /* a disk operation running longer is a stalled store (--store-stall-s) */
 } srv_streams_limits;
 
 #define SRV_STREAMS_DEFAULT_MAX_STREAMS 1000
 #define SRV_STREAMS_LIMITS_INIT                                                                    \
 	{                                                                                          \
-		SRV_STREAMS_DEFAULT_MAX_STREAMS, (size_t)64 << 20, (size_t)1 << 20, 10000, 1000    \
+		SRV_STREAMS_DEFAULT_MAX_STREAMS, (size_t)64 << 20, (size_t)1 << 20, 10000, 1000,   \
+		        10                                                                         \
 	}
 
 /* Sets the limits; call before srv_streams_open (main thread). Without a
@@ -35,11 +38,18 @@ void srv_streams_set_limits(const srv_streams_limits *lim);
 
 /* Figures for /metrics. */
 typedef struct srv_streams_stats {
-	uint64_t streams;       /* streams loaded (all principals) */
-	uint64_t damaged;       /* of them quarantined: stored state unreadable */
-	uint64_t commit_groups; /* transactions committed since open */
-	uint64_t commit_ops;    /* ops (updates, merges, resets, ...) in them */
-	bool store_broken;      /* a commit failed: writes refused until restart */
+	uint64_t streams;          /* streams loaded (all principals) */
+	uint64_t damaged;          /* of them quarantined: stored state unreadable */
+	uint64_t commit_groups;    /* transactions committed since open */
+	uint64_t commit_ops;       /* ops (updates, merges, resets, ...) in them */
+	bool store_broken;         /* a commit failed: writes refused until a probe commits */
+	bool store_stalled;        /* a commit has run longer than stall_s */
+	uint64_t store_failures;   /* failed transactions */
+	uint64_t store_recoveries; /* broken -> writable again */
+	uint64_t resyncing;        /* streams waiting to be reloaded after a failed op */
+	double commit_running_s;   /* age of the store operation in progress, 0 if none */
+	uint64_t commit_lat[SRV__STORE_LAT_BUCKETS + 1]; /* commits per duration bucket */
+	double commit_lat_sum;                           /* seconds, all commits */
 } srv_streams_stats;
 
 /* Any thread; all zero before srv_streams_open. */
@@ -52,6 +62,19 @@ void srv_streams_get_stats(srv_streams_stats *out);
  * SQLite store under data_dir is used. */
 void srv_streams_set_store(const char *url, int connections, const char *password_file,
                            int timeout_ms);
+
+/* True when the store commits; otherwise fills *out (zeroed) with a 503
+ * store_unavailable problem and Retry-After, for /readyz: the store is
+ * broken (a transaction failed and no retry has committed since) or a
+ * commit has run longer than stall_s. Any thread; never blocks on I/O. */
+bool srv_streams_ready(api_reply *out);
+
+/* True when a write may be tried: the store is neither broken nor
+ * stalled. Any thread; never blocks on I/O. */
+bool srv_streams_writable(void);
+
+/* Test hook: the next n store transactions fail (n < 0: all, 0: none). */
+void srv_streams_test_store_fail(int n);
 
 /* Opens (creating if missing) the stream store under data_dir. Called once
  * at startup, before any handler, from the main thread. Returns 0 or a

@@ -137,7 +137,7 @@ int main(void)
 	}
 	srv_par_free(p);
 
-	loop = srv_loop_start(3);
+	loop = srv_loop_start(3, 2);
 	CHECK(loop != NULL, "srv_loop_start failed");
 	if (!loop)
 		return 1;

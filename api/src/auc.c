@@ -121,28 +121,32 @@ static json_t *count(int64_t v, bool unknown)
 	return unknown ? json_null() : json_integer(v);
 }
 
-/* {"level", "method", "lower", "upper", "se"}, or null when the column's
- * AUC or its standard error is undefined. */
-static json_t *ci_json(const column *c, const auc_req *q)
+json_t *api__auc_ci_json(double level, bool delong, double a, double se, double widen)
 {
 	double lo, hi;
-	if (!c->r.defined || c->nan ||
-	    !eng_auc_ci(&lo, &hi, c->r.auc, c->se, q->method == M_SKETCH ? c->r.error_bound : 0.0,
-	                q->ci))
+	if (!eng_auc_ci(&lo, &hi, a, se, widen, level))
 		return json_null();
 	json_t *o = json_object();
 	int bad = !o;
-	bad |= json_object_set_new(o, "level", json_real(q->ci));
-	bad |= json_object_set_new(o, "method",
-	                           json_string(q->method == M_EXACT ? "delong" : "hanley_mcneil"));
+	bad |= json_object_set_new(o, "level", json_real(level));
+	bad |= json_object_set_new(o, "method", json_string(delong ? "delong" : "hanley_mcneil"));
 	bad |= json_object_set_new(o, "lower", num(lo));
 	bad |= json_object_set_new(o, "upper", num(hi));
-	bad |= json_object_set_new(o, "se", num(c->se));
+	bad |= json_object_set_new(o, "se", num(se));
 	if (bad) {
 		json_decref(o);
 		return NULL;
 	}
 	return o;
+}
+
+/* A column's ci, or null when its AUC or standard error is undefined. */
+static json_t *ci_json(const column *c, const auc_req *q)
+{
+	if (!c->r.defined || c->nan)
+		return json_null();
+	return api__auc_ci_json(q->ci, q->method == M_EXACT, c->r.auc, c->se,
+	                        q->method == M_SKETCH ? c->r.error_bound : 0.0);
 }
 
 static json_t *auc_json(const column *c)

@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "fields.h"
+#include "lossd/aucci.h"
 #include "lossd/history.h"
 #include "lossd/loss.h"
 #include "lossd/sketch.h"
@@ -857,6 +858,16 @@ static int render_loss(json_t *o, const api_stream_spec *s, const eng_loss_resul
 	return bad ? -1 : 0;
 }
 
+/* A column's "ci" (null when undefined; NULL when out of memory). */
+static json_t *stream_ci(const eng_stream_config *c, const api_stream_read_opts *o,
+                         const eng_auc_result *r, double se)
+{
+	if (!r->defined)
+		return json_null();
+	return api__auc_ci_json(o->ci, c->method == ENG_STREAM_EXACT, r->auc, se,
+	                        c->method == ENG_STREAM_SKETCH ? r->error_bound : 0.0);
+}
+
 json_t *api_stream_render_read(const api_stream_spec *s, const char *id, const eng_stream *st,
                                const api_stream_read_opts *o, api_problem *p)
 {
@@ -864,6 +875,7 @@ json_t *api_stream_render_read(const api_stream_spec *s, const char *id, const e
 	const eng_stream_config *c = &s->eng;
 	int64_t C = c->columns;
 	eng_auc_result *per = NULL;
+	double *se = NULL;
 	eng_auc_curve curve = ENG_AUC_CURVE_INIT;
 	eng_stream_counts cnt;
 	eng_error err = {0};
@@ -878,9 +890,18 @@ json_t *api_stream_render_read(const api_stream_spec *s, const char *id, const e
 		                (long long)o->curve_col, (long long)C);
 		return NULL;
 	}
-	if (!(per = calloc((size_t)C, sizeof(*per))))
+	if (!(per = calloc((size_t)C, sizeof(*per))) || !(se = calloc((size_t)C, sizeof(*se))))
 		goto nomem;
 	eng_stream_counts_of(&cnt, st);
+	for (int64_t k = 0; o->ci > 0 && k < C; k++) {
+		if (eng_stream_auc_se(&se[k], st, k, &err)) {
+			if (err.code == ENG_EINVAL) {
+				api_problem_set(p, 422, "bad_option", "/ci", "%s", err.msg);
+				goto done;
+			}
+			goto eng_fail;
+		}
+	}
 	int64_t P = 0, Nn = 0, ndef = 0;
 	double macro = 0, wsum = 0, wacc = 0, bmacro = 0, bw = 0;
 	for (int64_t k = 0; k < C; k++) {
@@ -931,6 +952,9 @@ json_t *api_stream_render_read(const api_stream_spec *s, const char *id, const e
 			if (row && c->method == ENG_STREAM_SKETCH)
 				bad |= json_object_set_new(row, "error_bound",
 				                           num(per[k].error_bound));
+			if (row && o->ci > 0)
+				bad |= json_object_set_new(row, "ci",
+				                           stream_ci(c, o, &per[k], se[k]));
 			bad |= json_array_append_new(a, row);
 		}
 		bad |= json_object_set_new(out, "per_class", a);
@@ -942,6 +966,8 @@ json_t *api_stream_render_read(const api_stream_spec *s, const char *id, const e
 	if (c->method == ENG_STREAM_SKETCH)
 		bad |= json_object_set_new(out, "error_bound",
 		                           isfinite(auc) ? num(bound) : json_null());
+	if (C == 1 && o->ci > 0)
+		bad |= json_object_set_new(out, "ci", stream_ci(c, o, &per[0], se[0]));
 	if (c->has_loss && render_loss(out, s, eng_stream_loss(st)))
 		goto nomem;
 	for (int64_t k = 0; k < C; k++)
@@ -985,6 +1011,7 @@ nomem:
 done:
 	json_decref(warn);
 	eng_auc_curve_free(&curve);
+	free(se);
 	free(per);
 	return out;
 }

@@ -41,6 +41,7 @@
  * the batch's sums in).
  */
 #include "lossd/stream.h"
+#include "lossd/aucci.h"
 
 #include <float.h>
 #include <math.h>
@@ -817,6 +818,47 @@ int eng_stream_auc(eng_auc_result *out, eng_auc_curve *curve, const eng_stream *
 	if (!out->defined)
 		out->auc = NAN;
 	return 0;
+}
+
+int eng_stream_auc_se(double *se, const eng_stream *s, int64_t col, eng_error *err)
+{
+	const eng_stream_config *c = &s->cfg;
+	eng_auc_result r;
+	double a;
+	int rc;
+
+	*se = NAN;
+	if (c->curve != ENG_CURVE_ROC)
+		return eng_error_set(err, ENG_EINVAL, "ci", -1,
+		                     "ci is for the ROC AUC; this stream's curve is pr");
+	if (c->method == ENG_STREAM_EXACT && s->weight)
+		return eng_error_set(err, ENG_EINVAL, "ci", -1,
+		                     "ci does not take sample weights, and this stream holds "
+		                     "weighted rows");
+	if (c->method != ENG_STREAM_EXACT) {
+		if ((rc = eng_stream_auc(&r, NULL, s, col, 2, err)))
+			return rc;
+		if (r.defined)
+			*se = eng_auc_se_hanley_mcneil(r.auc, (double)r.positives,
+			                               (double)r.negatives);
+		return 0;
+	}
+	if (s->n == 0 || col == ENG_AUC_ALL || col < 0 || col >= c->columns)
+		return 0;
+	/* the kept rows, viewed as eng_stream_auc views them */
+	eng_tensor sc = {ENG_F64, 2, {s->n, c->columns}, s->n * c->columns, s->score};
+	eng_tensor lb = {ENG_I32, 1, {s->n}, s->n, s->label};
+	if (c->kind == ENG_LABELS_BINARY) {
+		sc.ndim = 1;
+		sc.shape[1] = 0;
+	}
+	if (c->kind == ENG_LABELS_MULTI) {
+		lb.ndim = 2;
+		lb.shape[1] = c->columns;
+		lb.size = s->n * c->columns;
+	}
+	eng_auc_data d = {&sc, &lb, NULL, c->kind};
+	return eng_auc_delong(&a, se, &d, col, err);
 }
 
 /* ---- serialization ------------------------------------------------------------------------ */

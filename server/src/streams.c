@@ -1032,6 +1032,25 @@ static int query_int(api_reply *out, const char *q, const char *name, long long 
 	return 0;
 }
 
+/* A confidence level in (0, 1); absent = 0 (none). */
+static int query_level(api_reply *out, const char *q, const char *name, double *v)
+{
+	char buf[32];
+	*v = 0;
+	if (!query_get(q, name, buf, sizeof buf))
+		return 0;
+	char *end;
+	errno = 0;
+	double x = strtod(buf, &end);
+	if (!buf[0] || *end || errno || !(x > 0 && x < 1)) {
+		api_reply_error(out, 422, "bad_option",
+		                "query parameter %s must be a confidence level in (0, 1)", name);
+		return -1;
+	}
+	*v = x;
+	return 0;
+}
+
 static int query_bool(api_reply *out, const char *q, const char *name, bool *v)
 {
 	char buf[16];
@@ -1350,6 +1369,7 @@ void srv_streams_get(api_reply *out, const srv_request *req)
 	api_problem p;
 
 	if (query_bool(out, req->query, "curve", &o.curve) ||
+	    query_level(out, req->query, "ci", &o.ci) ||
 	    query_int(out, req->query, "class", -1, -1, ENG_STREAM_MAX_COLUMNS - 1, &col) ||
 	    query_int(out, req->query, "max_points", ENG_AUC_DEFAULT_MAX_POINTS, 2, 100000, &pts))
 		return;

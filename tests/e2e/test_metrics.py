@@ -339,6 +339,63 @@ class Metrics(unittest.TestCase):
         self.bad("/v1/auc", dict(base, ci=0.95, max_fpr=0.5), "/ci")
         self.bad("/v1/auc", dict(base, ci="0.95"), "/ci", "bad_type")
 
+    # ---- streams: GET /v1/streams/{id}?ci= --------------------------------------------------
+    def stream(self, config, *updates):
+        r = self.srv.post_json("/v1/streams", config)
+        self.assertEqual(r.status, 201, r.text())
+        sid = r.json()["id"]
+        for u in updates:
+            r = self.srv.post_json("/v1/streams/%s/update" % sid, u)
+            self.assertEqual(r.status, 200, r.text())
+        return sid
+
+    def test_stream_ci(self):
+        half = 60
+        sid = self.stream({"method": "exact"},
+                          {"y_true": ASAH_POOR[:half], "y_score": ASAH_NDKA[:half]},
+                          {"y_true": ASAH_POOR[half:], "y_score": ASAH_NDKA[half:]})
+        r = self.srv.get("/v1/streams/%s?ci=0.95" % sid)
+        self.assertEqual(r.status, 200, r.text())
+        ci = r.json()["ci"]
+        self.assertEqual(ci["method"], "delong")
+        self.close(ci["lower"], 0.501244999271703, 1e-13)
+        self.close(ci["upper"], 0.722670989888189, 1e-13)
+        self.assertNotIn("ci", self.srv.get("/v1/streams/%s" % sid).json())
+        # sketch and binned: Hanley-McNeil, as the one-shot call gives it
+        s = [v / 500.0 for v in ASAH_NDKA]
+        for method in ("sketch", "binned"):
+            sid = self.stream({"method": method}, {"y_true": ASAH_POOR, "y_score": s})
+            got = self.srv.get("/v1/streams/%s?ci=0.9" % sid).json()
+            one = self.ok("/v1/auc", {"y_true": ASAH_POOR, "y_score": s, "method": method,
+                                      "ci": 0.9})
+            self.assertEqual(got["ci"]["method"], "hanley_mcneil")
+            self.close(got["ci"]["se"], one["ci"]["se"], 1e-12)
+        # one-vs-rest: per class, equal to the one-shot per-class intervals
+        y = [0, 1, 2, 1, 0, 2, 2, 1, 0, 1]
+        sc = [[0.5, 0.3, 0.2], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6], [0.3, 0.4, 0.3], [0.4, 0.4, 0.2],
+              [0.3, 0.3, 0.4], [0.6, 0.1, 0.3], [0.2, 0.5, 0.3], [0.3, 0.3, 0.4], [0.1, 0.2, 0.7]]
+        sid = self.stream({"method": "exact", "num_classes": 3}, {"y_true": y, "y_score": sc})
+        got = self.srv.get("/v1/streams/%s?ci=0.9" % sid).json()
+        one = self.ok("/v1/auc", {"y_true": y, "y_score": sc, "ci": 0.9})
+        self.assertNotIn("ci", got)
+        for a, b in zip(got["per_class"], one["per_class"]):
+            self.assertEqual(a["ci"], b["ci"])
+
+    def test_stream_ci_bad_input(self):
+        sid = self.stream({"method": "exact"}, {"y_true": [0, 1, 1], "y_score": [0.1, 0.7, 0.4],
+                                                "sample_weight": [1, 2, 1]})
+        for q in ("ci=0", "ci=1", "ci=abc", "ci=-0.5"):
+            r = self.srv.get("/v1/streams/%s?%s" % (sid, q))
+            self.assertEqual(r.status, 422, (q, r.text()))
+            self.assertEqual(r.problem()["code"], "bad_option")
+        r = self.srv.get("/v1/streams/%s?ci=0.95" % sid)
+        self.assertEqual(r.status, 422, r.text())
+        self.assertEqual(r.problem()["pointer"], "/ci")
+        sid = self.stream({"method": "exact", "curve": "pr"}, {"y_true": [0, 1], "y_score": [0.1, 0.7]})
+        r = self.srv.get("/v1/streams/%s?ci=0.95" % sid)
+        self.assertEqual(r.status, 422, r.text())
+        self.assertEqual(r.problem()["pointer"], "/ci")
+
 
 if __name__ == "__main__":
     unittest.main()

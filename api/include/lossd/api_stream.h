@@ -102,19 +102,23 @@ typedef struct api_stream_read_opts {
 	bool curve;         /* include "curve" */
 	int64_t curve_col;  /* column of the curve, or -1: binary's / pooled (micro) */
 	int64_t max_points; /* curve points, >= 2 */
+	double ci;          /* a confidence level in (0, 1): add "ci"; 0 = none */
 } api_stream_read_opts;
 
 #define API_STREAM_READ_OPTS_INIT                                                                  \
 	{                                                                                          \
-		false, -1, ENG_AUC_DEFAULT_MAX_POINTS                                              \
+		false, -1, ENG_AUC_DEFAULT_MAX_POINTS, 0.0                                         \
 	}
 
 /*
  * The read reply of GET /v1/streams/{id}: {"id", "name", "method", "auc",
  * "average", "per_class"?, "count", "updates", "positives", "negatives",
- * "error_bound"?, "loss"?, "loss_detail"?, "curve"?, "warnings"?}. New
- * reference, or NULL with *p set (422 bad_option for a bad curve column,
- * 500 on out of memory).
+ * "error_bound"?, "loss"?, "loss_detail"?, "curve"?, "warnings"?}; with
+ * o->ci, a "ci" (aucci.h: DeLong for exact streams, Hanley-McNeil else) on
+ * a binary stream's reading and in each per_class entry. New reference, or
+ * NULL with *p set (422 bad_option for a bad curve column, and at /ci for
+ * a PR stream or an exact stream holding sample weights; 500 on out of
+ * memory).
  */
 json_t *api_stream_render_read(const api_stream_spec *s, const char *id, const eng_stream *st,
                                const api_stream_read_opts *o, api_problem *p);

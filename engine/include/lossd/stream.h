@@ -146,6 +146,16 @@ const eng_loss_result *eng_stream_loss(const eng_stream *s);
 int eng_stream_auc(eng_auc_result *out, eng_auc_curve *curve, const eng_stream *s, int64_t col,
                    int64_t max_points, eng_error *err);
 
+/*
+ * The standard error of column col's ROC AUC (0 for a binary stream; not
+ * ENG_AUC_ALL) into *se (aucci.h): DeLong's over the kept scores for
+ * `exact` streams, Hanley and McNeil's from the AUC and the row counts for
+ * `binned` and `sketch`. NaN when the AUC is undefined (or, for DeLong, a
+ * class has fewer than 2 rows). Returns 0, ENG_EINVAL with field "ci" for
+ * a PR stream or an exact stream that holds sample weights, or ENG_ENOMEM.
+ */
+int eng_stream_auc_se(double *se, const eng_stream *s, int64_t col, eng_error *err);
+
 /* ---- serialization ------------------------------------------------------------- */
 /*
  * The state as bytes: versioned, little-endian, with a checksum over

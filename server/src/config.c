@@ -403,7 +403,10 @@ void srv_config_usage(FILE *f)
 	fprintf(f,
 	        "lossd %s - loss and AUC evaluation service (HTTP/JSON)\n\n"
 	        "Usage: lossd [options]\n"
-	        "       lossd --check http://127.0.0.1:8080/healthz\n\n"
+	        "       lossd --check http://127.0.0.1:8080/healthz\n"
+	        "       lossd --copy-store FROM TO [--store-password-file FILE]   (store URLs:\n"
+	        "             sqlite:DIR, postgresql://...; copies every stream, verifies "
+	        "counts)\n\n"
 	        "Options (each also read from its environment variable; flags win):\n",
 	        LOSSD_VERSION);
 	for (size_t i = 0; i < NOPTS; i++) {

@@ -356,6 +356,27 @@ int srv_main(int argc, char **argv)
 	char err[512];
 	int rc;
 
+	if (argc >= 2 && !strcmp(argv[1], "--copy-store")) {
+		/* lossd --copy-store FROM TO [options]: the options as for the daemon
+		 * (--data-dir, --store-password-file, --store-timeout). */
+		if (argc < 4) {
+			fprintf(stderr, "lossd: --copy-store needs FROM and TO store URLs\n");
+			return 2;
+		}
+		char *rest[64];
+		int n = 0;
+		rest[n++] = argv[0];
+		for (int i = 4; i < argc && n < 63; i++)
+			rest[n++] = argv[i];
+		rest[n] = NULL;
+		if (srv_config_parse(&s.cfg, n, rest, environ, err, sizeof(err)) !=
+		    SRV_CONFIG_RUN) {
+			fprintf(stderr, "lossd: %s\n",
+			        err[0] ? err : "bad options for --copy-store");
+			return 2;
+		}
+		return srv__copy_store(argv[2], argv[3], &s.cfg);
+	}
 	rc = srv_config_parse(&s.cfg, argc, argv, environ, err, sizeof(err));
 	switch (rc) {
 	case SRV_CONFIG_HELP: srv_config_usage(stdout); return 0;

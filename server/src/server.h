@@ -62,4 +62,9 @@ void srv__ops(api_reply *out, const srv_server *s, enum srv_route route);
  * for a 2xx reply, 1 otherwise (with a message on stderr). Main thread. */
 int srv__check(const char *url, int timeout_s);
 
+/* lossd --copy-store FROM TO (copy.c): copies every stream of store URL
+ * from into store URL to and verifies the counts. Returns the exit status
+ * (0 done, 1 failed, 2 usage). Main thread, no server running. */
+int srv__copy_store(const char *from, const char *to, const srv_config *cfg);
+
 #endif

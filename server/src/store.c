@@ -1051,3 +1051,155 @@ out:
 	pthread_mutex_unlock(&st->rmu);
 	return rc;
 }
+
+/* ---- copying (lossd --copy-store) ------------------------------------------------ */
+
+void srv__store_rec_clear(srv__store_rec *rec)
+{
+	for (size_t i = 0; i < rec->ndeltas; i++)
+		free(rec->deltas[i].data);
+	for (size_t i = 0; i < rec->nkeys; i++) {
+		free(rec->keys[i].key);
+		free(rec->keys[i].reply);
+	}
+	free(rec->deltas);
+	free(rec->keys);
+	rec->deltas = NULL;
+	rec->keys = NULL;
+	rec->ndeltas = rec->nkeys = 0;
+}
+
+int srv__store_export(srv__store *st, srv__store_rec_fn fn, void *arg)
+{
+	sqlite3_stmt *ss = NULL, *ds = NULL, *ks = NULL;
+	int rc = -1, src = SQLITE_DONE;
+	srv__store_rec rec;
+
+	if (st->be)
+		return st->be->export_all ? st->be->export_all(st->impl, fn, arg) : -1;
+	memset(&rec, 0, sizeof rec);
+	pthread_mutex_lock(&st->rmu);
+	if (sqlite3_exec(st->r, "BEGIN", NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(st->r,
+	                       "SELECT id, owner, config, state, seq FROM streams ORDER BY id", -1,
+	                       &ss, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(st->r,
+	                       "SELECT seq, data FROM deltas WHERE stream = ?1 AND seq > ?2"
+	                       " ORDER BY seq",
+	                       -1, &ds, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(st->r, "SELECT key, reply FROM keys WHERE stream = ?1 ORDER BY key",
+	                       -1, &ks, NULL) != SQLITE_OK)
+		goto out;
+	while ((src = sqlite3_step(ss)) == SQLITE_ROW) {
+		size_t cap = 0;
+		memset(&rec, 0, sizeof rec);
+		rec.id = (const char *)sqlite3_column_text(ss, 0);
+		rec.owner = (const char *)sqlite3_column_text(ss, 1);
+		rec.config = (const char *)sqlite3_column_text(ss, 2);
+		rec.state = sqlite3_column_blob(ss, 3);
+		rec.len = (size_t)sqlite3_column_bytes(ss, 3);
+		rec.ckpt_seq = rec.seq = sqlite3_column_int64(ss, 4);
+		sqlite3_bind_text(ds, 1, rec.id, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(ds, 2, rec.ckpt_seq);
+		while (sqlite3_step(ds) == SQLITE_ROW) {
+			if (rec.ndeltas == cap) {
+				size_t nc = cap ? 2 * cap : 16;
+				void *nv = realloc(rec.deltas, nc * sizeof(*rec.deltas));
+				if (!nv)
+					goto out;
+				rec.deltas = nv;
+				cap = nc;
+			}
+			srv__store_delta_row *d = &rec.deltas[rec.ndeltas];
+			d->seq = sqlite3_column_int64(ds, 0);
+			d->len = (size_t)sqlite3_column_bytes(ds, 1);
+			d->data = malloc(d->len ? d->len : 1);
+			if (!d->data)
+				goto out;
+			if (d->len)
+				memcpy(d->data, sqlite3_column_blob(ds, 1), d->len);
+			rec.ndeltas++;
+			rec.seq = d->seq;
+		}
+		sqlite3_reset(ds);
+		cap = 0;
+		sqlite3_bind_text(ks, 1, rec.id, -1, SQLITE_TRANSIENT);
+		while (sqlite3_step(ks) == SQLITE_ROW) {
+			if (rec.nkeys == cap) {
+				size_t nc = cap ? 2 * cap : 16;
+				void *nv = realloc(rec.keys, nc * sizeof(*rec.keys));
+				if (!nv)
+					goto out;
+				rec.keys = nv;
+				cap = nc;
+			}
+			const char *k = (const char *)sqlite3_column_text(ks, 0);
+			const char *r = (const char *)sqlite3_column_text(ks, 1);
+			srv__store_key_row *kr = &rec.keys[rec.nkeys];
+			kr->key = strdup(k ? k : "");
+			kr->reply = strdup(r ? r : "");
+			rec.nkeys++;
+			if (!kr->key || !kr->reply)
+				goto out;
+		}
+		sqlite3_reset(ks);
+		int frc = fn(arg, &rec);
+		srv__store_rec_clear(&rec);
+		if (frc)
+			goto out;
+	}
+	rc = src == SQLITE_DONE ? 0 : -1;
+out:
+	srv__store_rec_clear(&rec);
+	sqlite3_finalize(ss);
+	sqlite3_finalize(ds);
+	sqlite3_finalize(ks);
+	sqlite3_exec(st->r, "COMMIT", NULL, NULL, NULL);
+	pthread_mutex_unlock(&st->rmu);
+	return rc;
+}
+
+int srv__store_import(srv__store *st, const srv__store_rec *rec)
+{
+	srv__store_op op;
+	int rc = -1;
+
+	if (st->be)
+		return st->be->import ? st->be->import(st->impl, rec) : -1;
+	/* No request is served while copying: the writer connection is ours. */
+	if (sqlite3_exec(st->w, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		return -1;
+	memset(&op, 0, sizeof op);
+	op.type = SRV__OP_DELETE;
+	op.stream = rec->id;
+	if (write_op(st, &op, false))
+		goto out;
+	op.type = SRV__OP_CREATE;
+	op.owner = rec->owner;
+	op.config = rec->config;
+	op.data = rec->state;
+	op.len = rec->len;
+	op.seq = rec->ckpt_seq;
+	if (write_op(st, &op, false))
+		goto out;
+	op.type = SRV__OP_DELTA;
+	for (size_t i = 0; i < rec->ndeltas; i++) {
+		op.seq = rec->deltas[i].seq;
+		op.data = rec->deltas[i].data;
+		op.len = rec->deltas[i].len;
+		if (write_op(st, &op, false))
+			goto out;
+	}
+	for (size_t i = 0; i < rec->nkeys; i++) {
+		sqlite3_bind_text(st->ins_key, 1, rec->id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st->ins_key, 2, rec->keys[i].key, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st->ins_key, 3, rec->keys[i].reply, -1, SQLITE_STATIC);
+		if (step(st->ins_key))
+			goto out;
+	}
+	rc = sqlite3_exec(st->w, "COMMIT", NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+out:
+	if (rc)
+		sqlite3_exec(st->w, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}

@@ -202,6 +202,46 @@ typedef int (*srv__store_list_fn)(void *arg, const char *id, int64_t updates, in
 int srv__store_list(srv__store *st, const char *owner, const char *after, int limit,
                     srv__store_list_fn fn, void *arg);
 
+/* ---- copying a store (lossd --copy-store, copy.c) ---- */
+
+/* One stream with every row the store keeps of it. Pointers borrowed for
+ * the callback (export) or the call (import). */
+typedef struct srv__store_delta_row {
+	int64_t seq;
+	void *data;
+	size_t len;
+} srv__store_delta_row;
+
+typedef struct srv__store_key_row {
+	char *key, *reply;
+} srv__store_key_row;
+
+typedef struct srv__store_rec {
+	const char *id, *owner, *config;
+	const void *state; /* the checkpoint, at ckpt_seq */
+	size_t len;
+	int64_t ckpt_seq, seq;        /* seq: the last delta's (ckpt_seq without deltas) */
+	int64_t updates, rows;        /* the counts after seq (import: set by the caller) */
+	srv__store_delta_row *deltas; /* above ckpt_seq, in seq order */
+	size_t ndeltas;
+	srv__store_key_row *keys;
+	size_t nkeys;
+} srv__store_rec;
+
+typedef int (*srv__store_rec_fn)(void *arg, srv__store_rec *rec);
+
+/* Every stream, in id order, through fn (0, or -1 to stop). Returns 0 or
+ * -1. Main thread, with no request being served. */
+int srv__store_export(srv__store *st, srv__store_rec_fn fn, void *arg);
+
+/* Writes rec as the stream's only rows (replacing any stream of that id),
+ * in one transaction: running a copy twice gives the same store. Returns 0
+ * or -1. Main thread, with no request being served. */
+int srv__store_import(srv__store *st, const srv__store_rec *rec);
+
+/* Frees what an exporter allocated in rec (deltas, keys). */
+void srv__store_rec_clear(srv__store_rec *rec);
+
 /*
  * When broken: fails the ops still queued, then tries one small probe
  * transaction (reopening the writer connection if the first try fails).
@@ -255,6 +295,8 @@ typedef struct srv__store_backend {
 	int (*orphans)(void *b, srv__store_orphan_fn fn, void *arg); /* NULL: none */
 	int (*sync)(void *b, const char *id, int64_t seq, void *handle,
 	            srv__store_stream_fn on_state, srv__store_delta_fn on_delta, void *arg);
+	int (*export_all)(void *b, srv__store_rec_fn fn, void *arg);
+	int (*import)(void *b, const srv__store_rec *rec);
 	int (*list)(void *b, const char *owner, const char *after, int limit, srv__store_list_fn fn,
 	            void *arg);
 	/* checkpoint records and metadata (API.md sections 7, 8); a backend

@@ -210,6 +210,13 @@ static const struct {
          " ORDER BY id LIMIT $3",
          3},
         {"ping", "SELECT 1", 0},
+        {"keys_all", "SELECT key, reply FROM lossd_keys WHERE stream = $1 ORDER BY key", 1},
+        {"imp_stream",
+         "INSERT INTO lossd_streams(id, owner, config, state, ckpt_seq, seq, updates, rows)"
+         " VALUES($1, $2, $3, $4, $5, $6, $7, $8)",
+         8},
+        {"imp_delta", "INSERT INTO lossd_deltas(stream, seq, data) VALUES($1, $2, $3)", 3},
+        {"imp_key", "INSERT INTO lossd_keys(stream, key, reply) VALUES($1, $2, $3)", 3},
 };
 #define NSTMTS (sizeof stmts / sizeof stmts[0])
 
@@ -922,6 +929,126 @@ static int pg_list(void *b, const char *owner, const char *after, int limit, srv
 	return rc;
 }
 
+/* ---- copying (lossd --copy-store) ---------------------------------------------- */
+
+static int export_one(pg *p, slot *s, const PGresult *sr, int row, srv__store_rec_fn fn, void *arg)
+{
+	srv__store_rec rec;
+	PGresult *r = NULL;
+	int rc = -1;
+	char sq[24];
+
+	memset(&rec, 0, sizeof rec);
+	rec.id = PQgetvalue(sr, row, 0);
+	rec.owner = PQgetvalue(sr, row, 1);
+	rec.config = PQgetvalue(sr, row, 2);
+	rec.state = PQgetvalue(sr, row, 3);
+	rec.len = (size_t)PQgetlength(sr, row, 3);
+	rec.ckpt_seq = rec.seq = get_i64(sr, row, 4);
+	snprintf(sq, sizeof sq, "%lld", (long long)rec.ckpt_seq);
+	const char *v[] = {rec.id, sq};
+	if (!(r = run(p, s, "deltas", 2, v, NULL, PGRES_TUPLES_OK)))
+		goto out;
+	int n = PQntuples(r);
+	rec.deltas = calloc((size_t)n + 1, sizeof(*rec.deltas));
+	if (!rec.deltas)
+		goto out;
+	for (int i = 0; i < n; i++, rec.ndeltas++) {
+		srv__store_delta_row *d = &rec.deltas[i];
+		d->seq = get_i64(r, i, 0);
+		d->len = (size_t)PQgetlength(r, i, 1);
+		if (!(d->data = malloc(d->len + 1)))
+			goto out;
+		memcpy(d->data, PQgetvalue(r, i, 1), d->len);
+		rec.seq = d->seq;
+	}
+	PQclear(r);
+	if (!(r = run(p, s, "keys_all", 1, v, NULL, PGRES_TUPLES_OK)))
+		goto out;
+	n = PQntuples(r);
+	rec.keys = calloc((size_t)n + 1, sizeof(*rec.keys));
+	if (!rec.keys)
+		goto out;
+	for (int i = 0; i < n; i++, rec.nkeys++) {
+		rec.keys[i].key = strdup(PQgetvalue(r, i, 0));
+		rec.keys[i].reply = strdup(PQgetvalue(r, i, 1));
+		if (!rec.keys[i].key || !rec.keys[i].reply) {
+			rec.nkeys++;
+			goto out;
+		}
+	}
+	rc = fn(arg, &rec) ? -1 : 0;
+out:
+	PQclear(r);
+	srv__store_rec_clear(&rec);
+	return rc;
+}
+
+static int pg_export(void *b, srv__store_rec_fn fn, void *arg)
+{
+	pg *p = b;
+	slot *s = reader_get(p);
+	PGresult *r = NULL;
+	int rc = -1;
+	if (!s)
+		return -1;
+	if (!exec_ok(p, s, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+		goto out;
+	if (!(r = run(p, s, "load_all", 0, NULL, NULL, PGRES_TUPLES_OK)))
+		goto out;
+	rc = 0;
+	for (int i = 0; i < PQntuples(r) && !rc; i++)
+		rc = export_one(p, s, r, i, fn, arg);
+out:
+	PQclear(r);
+	exec_ok(p, s, "COMMIT");
+	reader_put(p, s);
+	return rc;
+}
+
+static int pg_import(void *b, const srv__store_rec *rec)
+{
+	pg *p = b;
+	PGresult *r = NULL;
+	char ck[24], sq[24], up[24], rw[24];
+
+	/* No request is served while copying: the writer connection is ours. */
+	if (slot_ready(p, &p->w) || !exec_ok(p, &p->w, "BEGIN"))
+		return -1;
+	snprintf(ck, sizeof ck, "%lld", (long long)rec->ckpt_seq);
+	snprintf(sq, sizeof sq, "%lld", (long long)rec->seq);
+	snprintf(up, sizeof up, "%lld", (long long)rec->updates);
+	snprintf(rw, sizeof rw, "%lld", (long long)rec->rows);
+	const char *dv[] = {rec->id};
+	if (!(r = run(p, &p->w, "del", 1, dv, NULL, PGRES_COMMAND_OK)))
+		goto fail;
+	PQclear(r);
+	const char *v[] = {rec->id, rec->owner, rec->config, rec->state, ck, sq, up, rw};
+	int len[] = {-1, -1, -1, (int)rec->len, -1, -1, -1, -1};
+	if (!(r = run(p, &p->w, "imp_stream", 8, v, len, PGRES_COMMAND_OK)))
+		goto fail;
+	PQclear(r);
+	for (size_t i = 0; i < rec->ndeltas; i++) {
+		char ds[24];
+		snprintf(ds, sizeof ds, "%lld", (long long)rec->deltas[i].seq);
+		const char *w[] = {rec->id, ds, rec->deltas[i].data};
+		int wl[] = {-1, -1, (int)rec->deltas[i].len};
+		if (!(r = run(p, &p->w, "imp_delta", 3, w, wl, PGRES_COMMAND_OK)))
+			goto fail;
+		PQclear(r);
+	}
+	for (size_t i = 0; i < rec->nkeys; i++) {
+		const char *w[] = {rec->id, rec->keys[i].key, rec->keys[i].reply};
+		if (!(r = run(p, &p->w, "imp_key", 3, w, NULL, PGRES_COMMAND_OK)))
+			goto fail;
+		PQclear(r);
+	}
+	return exec_ok(p, &p->w, "COMMIT") ? 0 : -1;
+fail:
+	exec_ok(p, &p->w, "ROLLBACK");
+	return -1;
+}
+
 static const srv__store_backend backend = {
         .name = "postgresql",
         .open = pg_open,
@@ -934,6 +1061,8 @@ static const srv__store_backend backend = {
         .broken = pg_broken,
         .sync = pg_sync,
         .list = pg_list,
+        .export_all = pg_export,
+        .import = pg_import,
 };
 
 const srv__store_backend *srv__store_pg_backend(void)

@@ -1,6 +1,7 @@
 /*
  * copy.c - `lossd --copy-store FROM TO`: every stream of one store, with
- * its checkpoint, deltas and idempotency keys, written into another (API.md
+ * its checkpoint, deltas, idempotency keys, checkpoint records and
+ * metadata (the step series is part of the state), written into another (API.md
  * section 10), so a one-node SQLite deployment can move to PostgreSQL, or
  * back.
  *
@@ -29,7 +30,7 @@
 typedef struct copied {
 	char id[129];
 	int64_t updates, rows;
-	size_t ndeltas, nkeys;
+	size_t ndeltas, nkeys, nckpts;
 	bool seen; /* found again in TO */
 } copied;
 
@@ -37,7 +38,7 @@ typedef struct copy_ctx {
 	srv__store *to;
 	copied *v;
 	size_t n, cap;
-	size_t deltas, keys, extra, bad;
+	size_t deltas, keys, ckpts, extra, bad;
 } copy_ctx;
 
 /* The counts of rec's stream after all its deltas. */
@@ -96,9 +97,11 @@ static int on_from(void *arg, srv__store_rec *rec)
 	c->rows = rec->rows;
 	c->ndeltas = rec->ndeltas;
 	c->nkeys = rec->nkeys;
+	c->nckpts = rec->nckpts;
 	c->seen = false;
 	cc->deltas += rec->ndeltas;
 	cc->keys += rec->nkeys;
+	cc->ckpts += rec->nckpts;
 	return 0;
 }
 
@@ -116,7 +119,7 @@ static int on_to(void *arg, srv__store_rec *rec)
 	}
 	c->seen = true;
 	if (replay(rec, &updates, &rows) || updates != c->updates || rows != c->rows ||
-	    rec->ndeltas != c->ndeltas || rec->nkeys != c->nkeys) {
+	    rec->ndeltas != c->ndeltas || rec->nkeys != c->nkeys || rec->nckpts != c->nckpts) {
 		fprintf(stderr, "lossd: copy: stream %s differs after the copy\n", rec->id);
 		cc->bad++;
 	}
@@ -170,8 +173,8 @@ int srv__copy_store(const char *from, const char *to, const srv_config *cfg)
 			cc.bad++;
 		}
 	printf("{\"msg\":\"copied\",\"streams\":%zu,\"deltas\":%zu,\"keys\":%zu,"
-	       "\"verified\":%s,\"other_streams_in_target\":%zu}\n",
-	       cc.n, cc.deltas, cc.keys, cc.bad ? "false" : "true", cc.extra);
+	       "\"checkpoints\":%zu,\"verified\":%s,\"other_streams_in_target\":%zu}\n",
+	       cc.n, cc.deltas, cc.keys, cc.ckpts, cc.bad ? "false" : "true", cc.extra);
 	rc = cc.bad ? 1 : 0;
 out:
 	srv__store_close(a);

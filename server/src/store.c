@@ -354,6 +354,13 @@ int srv__store_sync(srv__store *st, const char *id, int64_t seq, void *handle,
 	return st->be->sync(st->impl, id, seq, handle, on_state, on_delta, arg);
 }
 
+int srv__store_ckpts_of(srv__store *st, const char *id, srv__store_ckpt_fn on_ckpt, void *arg)
+{
+	if (!st->be || !st->be->ckpts_of)
+		return -1;
+	return st->be->ckpts_of(st->impl, id, on_ckpt, arg);
+}
+
 int srv__store_list(srv__store *st, const char *owner, const char *after, int limit,
                     srv__store_list_fn fn, void *arg)
 {
@@ -1062,11 +1069,63 @@ void srv__store_rec_clear(srv__store_rec *rec)
 		free(rec->keys[i].key);
 		free(rec->keys[i].reply);
 	}
+	for (size_t i = 0; i < rec->nckpts; i++)
+		free(rec->ckpts[i].body);
 	free(rec->deltas);
 	free(rec->keys);
+	free(rec->ckpts);
+	free(rec->meta);
 	rec->deltas = NULL;
 	rec->keys = NULL;
-	rec->ndeltas = rec->nkeys = 0;
+	rec->ckpts = NULL;
+	rec->meta = NULL;
+	rec->ndeltas = rec->nkeys = rec->nckpts = 0;
+}
+
+/* The checkpoint records and metadata of rec's stream (SQLite). */
+static int export_extra(srv__store *st, srv__store_rec *rec)
+{
+	sqlite3_stmt *cs = NULL, *ms = NULL;
+	size_t cap = 0;
+	int rc = -1;
+
+	if (sqlite3_prepare_v2(st->r,
+	                       "SELECT n, step, body FROM checkpoints WHERE stream = ?1 ORDER BY n",
+	                       -1, &cs, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(st->r, "SELECT meta, updated_ms FROM meta WHERE stream = ?1", -1,
+	                       &ms, NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_bind_text(cs, 1, rec->id, -1, SQLITE_STATIC);
+	while (sqlite3_step(cs) == SQLITE_ROW) {
+		if (rec->nckpts == cap) {
+			size_t nc = cap ? 2 * cap : 16;
+			void *nv = realloc(rec->ckpts, nc * sizeof(*rec->ckpts));
+			if (!nv)
+				goto out;
+			rec->ckpts = nv;
+			cap = nc;
+		}
+		const char *b = (const char *)sqlite3_column_text(cs, 2);
+		srv__store_ckpt_row *c = &rec->ckpts[rec->nckpts];
+		c->n = sqlite3_column_int64(cs, 0);
+		c->step = sqlite3_column_int64(cs, 1);
+		c->body = strdup(b ? b : "");
+		rec->nckpts++;
+		if (!c->body)
+			goto out;
+	}
+	sqlite3_bind_text(ms, 1, rec->id, -1, SQLITE_STATIC);
+	if (sqlite3_step(ms) == SQLITE_ROW) {
+		const char *m = (const char *)sqlite3_column_text(ms, 0);
+		rec->updated_ms = sqlite3_column_int64(ms, 1);
+		if (!(rec->meta = strdup(m ? m : "{}")))
+			goto out;
+	}
+	rc = 0;
+out:
+	sqlite3_finalize(cs);
+	sqlite3_finalize(ms);
+	return rc;
 }
 
 int srv__store_export(srv__store *st, srv__store_rec_fn fn, void *arg)
@@ -1143,6 +1202,8 @@ int srv__store_export(srv__store *st, srv__store_rec_fn fn, void *arg)
 				goto out;
 		}
 		sqlite3_reset(ks);
+		if (export_extra(st, &rec))
+			goto out;
 		int frc = fn(arg, &rec);
 		srv__store_rec_clear(&rec);
 		if (frc)
@@ -1195,6 +1256,25 @@ int srv__store_import(srv__store *st, const srv__store_rec *rec)
 		sqlite3_bind_text(st->ins_key, 2, rec->keys[i].key, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st->ins_key, 3, rec->keys[i].reply, -1, SQLITE_STATIC);
 		if (step(st->ins_key))
+			goto out;
+	}
+	memset(&op, 0, sizeof op);
+	op.type = SRV__OP_NOTE;
+	op.stream = rec->id;
+	for (size_t i = 0; i < rec->nckpts; i++) {
+		op.ckpt_body = rec->ckpts[i].body;
+		op.ckpt_n = rec->ckpts[i].n;
+		op.ckpt_step = rec->ckpts[i].step;
+		if (extra_write(st, &op))
+			goto out;
+	}
+	if (rec->meta) {
+		memset(&op, 0, sizeof op);
+		op.type = SRV__OP_NOTE;
+		op.stream = rec->id;
+		op.meta = rec->meta;
+		op.updated_ms = rec->updated_ms;
+		if (extra_write(st, &op))
 			goto out;
 	}
 	rc = sqlite3_exec(st->w, "COMMIT", NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;

@@ -194,6 +194,10 @@ bool srv__store_shared(srv__store *st);
 int srv__store_sync(srv__store *st, const char *id, int64_t seq, void *handle,
                     srv__store_stream_fn on_state, srv__store_delta_fn on_delta, void *arg);
 
+/* Shared stores: one stream's checkpoint records, in n order, through
+ * on_ckpt. Returns 0 or -1. Any thread. */
+int srv__store_ckpts_of(srv__store *st, const char *id, srv__store_ckpt_fn on_ckpt, void *arg);
+
 /* A list entry: the stream's id and counts as committed. Returns 0 or -1 (stop). */
 typedef int (*srv__store_list_fn)(void *arg, const char *id, int64_t updates, int64_t rows);
 
@@ -216,6 +220,11 @@ typedef struct srv__store_key_row {
 	char *key, *reply;
 } srv__store_key_row;
 
+typedef struct srv__store_ckpt_row {
+	int64_t n, step;
+	char *body;
+} srv__store_ckpt_row;
+
 typedef struct srv__store_rec {
 	const char *id, *owner, *config;
 	const void *state; /* the checkpoint, at ckpt_seq */
@@ -226,6 +235,10 @@ typedef struct srv__store_rec {
 	size_t ndeltas;
 	srv__store_key_row *keys;
 	size_t nkeys;
+	srv__store_ckpt_row *ckpts; /* checkpoint records (API.md 7), in n order */
+	size_t nckpts;
+	char *meta; /* metadata JSON (API.md 8), or NULL */
+	int64_t updated_ms;
 } srv__store_rec;
 
 typedef int (*srv__store_rec_fn)(void *arg, srv__store_rec *rec);
@@ -239,7 +252,7 @@ int srv__store_export(srv__store *st, srv__store_rec_fn fn, void *arg);
  * or -1. Main thread, with no request being served. */
 int srv__store_import(srv__store *st, const srv__store_rec *rec);
 
-/* Frees what an exporter allocated in rec (deltas, keys). */
+/* Frees what an exporter allocated in rec (deltas, keys, ckpts, meta). */
 void srv__store_rec_clear(srv__store_rec *rec);
 
 /*
@@ -303,6 +316,7 @@ typedef struct srv__store_backend {
 	 * without them (NULL) loads none */
 	int (*load_extra)(void *b, srv__store_ckpt_fn on_ckpt, srv__store_meta_fn on_meta,
 	                  void *arg);
+	int (*ckpts_of)(void *b, const char *id, srv__store_ckpt_fn on_ckpt, void *arg);
 } srv__store_backend;
 
 /* The PostgreSQL backend (store_pg.c), or NULL when built without libpq. */

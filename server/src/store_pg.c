@@ -74,7 +74,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 #define MIGRATE_LOCK   0x6c6f737364 /* "lossd": the advisory lock's key */
 #define MAX_CONNS      64
 
@@ -181,7 +181,15 @@ static const char schema_v1[] =
         "  RETURN n;"
         " END $f$;";
 
-static const char *const migrations[SCHEMA_VERSION] = {schema_v1};
+/* Version 2: checkpoint records and metadata (API.md sections 7, 8). */
+static const char schema_v2[] =
+        "CREATE TABLE lossd_checkpoints(stream text NOT NULL REFERENCES lossd_streams(id)"
+        " ON DELETE CASCADE, n bigint NOT NULL, step bigint NOT NULL, body text NOT NULL,"
+        " PRIMARY KEY(stream, n));"
+        "CREATE TABLE lossd_meta(stream text PRIMARY KEY REFERENCES lossd_streams(id)"
+        " ON DELETE CASCADE, meta text NOT NULL, updated_ms bigint NOT NULL);";
+
+static const char *const migrations[SCHEMA_VERSION] = {schema_v1, schema_v2};
 
 /* Prepared on every connection. */
 static const struct {
@@ -210,6 +218,33 @@ static const struct {
          " ORDER BY id LIMIT $3",
          3},
         {"ping", "SELECT 1", 0},
+        {"ins_ckpt",
+         "INSERT INTO lossd_checkpoints(stream, n, step, body) SELECT $1, $2, $3, $4"
+         " WHERE EXISTS (SELECT 1 FROM lossd_streams WHERE id = $1) ON CONFLICT (stream, n) DO "
+         "UPDATE SET step = excluded.step, body = excluded.body",
+         4},
+        {"note_key",
+         "INSERT INTO lossd_keys(stream, key, reply) SELECT $1, $2, $3"
+         " WHERE EXISTS (SELECT 1 FROM lossd_streams WHERE id = $1)"
+         " ON CONFLICT DO NOTHING RETURNING 1",
+         3},
+        {"trim_ckpt", "DELETE FROM lossd_checkpoints WHERE stream = $1 AND n < $2", 2},
+        {"put_meta",
+         "INSERT INTO lossd_meta(stream, meta, updated_ms) SELECT $1, $2, $3"
+         " WHERE EXISTS (SELECT 1 FROM lossd_streams WHERE id = $1) ON CONFLICT (stream) DO UPDATE "
+         "SET meta = excluded.meta,"
+         " updated_ms = greatest(lossd_meta.updated_ms, excluded.updated_ms)",
+         3},
+        {"put_mtime",
+         "INSERT INTO lossd_meta(stream, meta, updated_ms) SELECT $1, '{}', $2"
+         " WHERE EXISTS (SELECT 1 FROM lossd_streams WHERE id = $1) ON CONFLICT (stream) DO UPDATE "
+         "SET"
+         " updated_ms = greatest(lossd_meta.updated_ms, excluded.updated_ms)",
+         2},
+        {"ckpts_of", "SELECT n, step, body FROM lossd_checkpoints WHERE stream = $1 ORDER BY n", 1},
+        {"meta_of", "SELECT meta, updated_ms FROM lossd_meta WHERE stream = $1", 1},
+        {"meta_all", "SELECT stream, meta, updated_ms FROM lossd_meta", 0},
+        {"ckpts_all", "SELECT stream, n, step, body FROM lossd_checkpoints ORDER BY stream, n", 0},
         {"keys_all", "SELECT key, reply FROM lossd_keys WHERE stream = $1 ORDER BY key", 1},
         {"imp_stream",
          "INSERT INTO lossd_streams(id, owner, config, state, ckpt_seq, seq, updates, rows)"
@@ -624,6 +659,65 @@ out:
 
 /* ---- group commit ------------------------------------------------------------- */
 
+/* The checkpoint record and metadata an op carries (API.md 7, 8). */
+static int write_extra(pg *p, const srv__store_op *op)
+{
+	char n[24], step[24], keep[24], ms[24];
+	PGresult *r;
+
+	snprintf(n, sizeof n, "%lld", (long long)op->ckpt_n);
+	snprintf(step, sizeof step, "%lld", (long long)op->ckpt_step);
+	snprintf(keep, sizeof keep, "%lld", (long long)op->ckpt_keep_from);
+	snprintf(ms, sizeof ms, "%lld", (long long)op->updated_ms);
+	if (op->ckpt_body) {
+		const char *v[] = {op->stream, n, step, op->ckpt_body};
+		if (!(r = run(p, &p->w, "ins_ckpt", 4, v, NULL, PGRES_COMMAND_OK)))
+			return -1;
+		PQclear(r);
+		const char *t[] = {op->stream, keep};
+		if (!(r = run(p, &p->w, "trim_ckpt", 2, t, NULL, PGRES_COMMAND_OK)))
+			return -1;
+		PQclear(r);
+	}
+	if (op->meta) {
+		const char *v[] = {op->stream, op->meta, ms};
+		if (!(r = run(p, &p->w, "put_meta", 3, v, NULL, PGRES_COMMAND_OK)))
+			return -1;
+		PQclear(r);
+	} else if (op->updated_ms) {
+		const char *v[] = {op->stream, ms};
+		if (!(r = run(p, &p->w, "put_mtime", 2, v, NULL, PGRES_COMMAND_OK)))
+			return -1;
+		PQclear(r);
+	}
+	return 0;
+}
+
+/* Records op->key with op->reply, or (the key is taken) marks op
+ * replayed with the first reply. */
+static int note_key(pg *p, srv__store_op *op)
+{
+	const char *v[] = {op->stream, op->key, op->reply ? op->reply : ""};
+	PGresult *r = run(p, &p->w, "note_key", 3, v, NULL, PGRES_TUPLES_OK);
+	if (!r)
+		return -1;
+	bool taken = PQntuples(r) == 0;
+	PQclear(r);
+	if (!taken)
+		return 0;
+	const char *k[] = {op->stream, op->key};
+	if (!(r = run(p, &p->w, "key_get", 2, k, NULL, PGRES_TUPLES_OK)))
+		return -1;
+	if (PQntuples(r) > 0) {
+		op->replayed = true;
+		op->stored_reply = strdup(PQgetvalue(r, 0, 0));
+	} else {
+		op->gone = true; /* no stream row */
+	}
+	PQclear(r);
+	return op->replayed && !op->stored_reply ? -1 : 0;
+}
+
 static int write_op(pg *p, srv__store_op *op)
 {
 	PGresult *r = NULL;
@@ -680,12 +774,19 @@ static int write_op(pg *p, srv__store_op *op)
 		if (!(r = run(p, &p->w, "del", 1, v, NULL, PGRES_COMMAND_OK)))
 			return -1;
 		op->committed_seq = op->seq;
-		break;
+		PQclear(r);
+		return 0;
 	}
+	case SRV__OP_NOTE: op->committed_seq = op->seq; break;
 	default: return -1;
 	}
 	PQclear(r);
-	return 0;
+	if (op->gone || op->replayed)
+		return 0;
+	/* A NOTE's or a reset's key (an update's is lossd_delta's). */
+	if (op->key && (op->type == SRV__OP_NOTE || op->clear_keys) && note_key(p, op))
+		return -1;
+	return op->replayed ? 0 : write_extra(p, op);
 }
 
 static int commit_group(pg *p, srv__store_op *group, uint64_t *n)
@@ -929,6 +1030,53 @@ static int pg_list(void *b, const char *owner, const char *after, int limit, srv
 	return rc;
 }
 
+static int pg_load_extra(void *b, srv__store_ckpt_fn on_ckpt, srv__store_meta_fn on_meta, void *arg)
+{
+	pg *p = b;
+	slot *s = reader_get(p);
+	PGresult *r = NULL;
+	int rc = -1;
+	if (!s)
+		return -1;
+	if (!(r = run(p, s, "ckpts_all", 0, NULL, NULL, PGRES_TUPLES_OK)))
+		goto out;
+	for (int i = 0; i < PQntuples(r); i++)
+		if (on_ckpt(arg, PQgetvalue(r, i, 0), get_i64(r, i, 1), get_i64(r, i, 2),
+		            PQgetvalue(r, i, 3)))
+			goto out;
+	PQclear(r);
+	if (!(r = run(p, s, "meta_all", 0, NULL, NULL, PGRES_TUPLES_OK)))
+		goto out;
+	for (int i = 0; i < PQntuples(r); i++)
+		if (on_meta(arg, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), get_i64(r, i, 2)))
+			goto out;
+	rc = 0;
+out:
+	PQclear(r);
+	reader_put(p, s);
+	return rc;
+}
+
+static int pg_ckpts_of(void *b, const char *id, srv__store_ckpt_fn on_ckpt, void *arg)
+{
+	pg *p = b;
+	slot *s = reader_get(p);
+	int rc = -1;
+	if (!s)
+		return -1;
+	const char *v[] = {id};
+	PGresult *r = run(p, s, "ckpts_of", 1, v, NULL, PGRES_TUPLES_OK);
+	if (r) {
+		rc = 0;
+		for (int i = 0; i < PQntuples(r) && !rc; i++)
+			rc = on_ckpt(arg, id, get_i64(r, i, 0), get_i64(r, i, 1),
+			             PQgetvalue(r, i, 2));
+	}
+	PQclear(r);
+	reader_put(p, s);
+	return rc;
+}
+
 /* ---- copying (lossd --copy-store) ---------------------------------------------- */
 
 static int export_one(pg *p, slot *s, const PGresult *sr, int row, srv__store_rec_fn fn, void *arg)
@@ -976,6 +1124,29 @@ static int export_one(pg *p, slot *s, const PGresult *sr, int row, srv__store_re
 			rec.nkeys++;
 			goto out;
 		}
+	}
+	PQclear(r);
+	if (!(r = run(p, s, "ckpts_of", 1, v, NULL, PGRES_TUPLES_OK)))
+		goto out;
+	n = PQntuples(r);
+	rec.ckpts = calloc((size_t)n + 1, sizeof(*rec.ckpts));
+	if (!rec.ckpts)
+		goto out;
+	for (int i = 0; i < n; i++, rec.nckpts++) {
+		rec.ckpts[i].n = get_i64(r, i, 0);
+		rec.ckpts[i].step = get_i64(r, i, 1);
+		if (!(rec.ckpts[i].body = strdup(PQgetvalue(r, i, 2)))) {
+			rec.nckpts++;
+			goto out;
+		}
+	}
+	PQclear(r);
+	if (!(r = run(p, s, "meta_of", 1, v, NULL, PGRES_TUPLES_OK)))
+		goto out;
+	if (PQntuples(r) > 0) {
+		rec.updated_ms = get_i64(r, 0, 1);
+		if (!(rec.meta = strdup(PQgetvalue(r, 0, 0))))
+			goto out;
 	}
 	rc = fn(arg, &rec) ? -1 : 0;
 out:
@@ -1043,6 +1214,26 @@ static int pg_import(void *b, const srv__store_rec *rec)
 			goto fail;
 		PQclear(r);
 	}
+	srv__store_op op;
+	memset(&op, 0, sizeof op);
+	op.type = SRV__OP_NOTE;
+	op.stream = rec->id;
+	for (size_t i = 0; i < rec->nckpts; i++) {
+		op.ckpt_body = rec->ckpts[i].body;
+		op.ckpt_n = rec->ckpts[i].n;
+		op.ckpt_step = rec->ckpts[i].step;
+		if (write_extra(p, &op))
+			goto fail;
+	}
+	if (rec->meta) {
+		memset(&op, 0, sizeof op);
+		op.type = SRV__OP_NOTE;
+		op.stream = rec->id;
+		op.meta = rec->meta;
+		op.updated_ms = rec->updated_ms;
+		if (write_extra(p, &op))
+			goto fail;
+	}
 	return exec_ok(p, &p->w, "COMMIT") ? 0 : -1;
 fail:
 	exec_ok(p, &p->w, "ROLLBACK");
@@ -1063,6 +1254,8 @@ static const srv__store_backend backend = {
         .list = pg_list,
         .export_all = pg_export,
         .import = pg_import,
+        .load_extra = pg_load_extra,
+        .ckpts_of = pg_ckpts_of,
 };
 
 const srv__store_backend *srv__store_pg_backend(void)

@@ -560,6 +560,34 @@ static int refresh_for_read(stream *s)
 	return sync_stream(s);
 }
 
+/* srv__store_ckpts_of's callback: one record into the stream's list. */
+static int on_own_ckpt(void *arg, const char *id, int64_t n, int64_t step, const char *body)
+{
+	stream *s = arg;
+	char *text = strdup(body);
+	int64_t keep;
+	(void)id;
+	if (!text || srv__ckpts_reserve(&s->ckpts)) {
+		free(text);
+		return -1;
+	}
+	(void)srv__ckpts_add(&s->ckpts, step, n, text, SIZE_MAX, &keep);
+	return 0;
+}
+
+/* Shared stores: s's checkpoint records as the store holds them, written
+ * by any replica (s's mu held). 0, or -1 when the store cannot be read. */
+static int refresh_ckpts(stream *s)
+{
+	if (!srv__store_shared(T.store))
+		return 0;
+	srv__ckpts_clear(&s->ckpts);
+	if (srv__store_ckpts_of(T.store, s->id, on_own_ckpt, s) == 0)
+		return 0;
+	srv__ckpts_clear(&s->ckpts);
+	return -1;
+}
+
 /* Drops a stream that another replica deleted from the table (no lock
  * held; s->deleted set). */
 static void forget(stream *s)
@@ -2002,15 +2030,6 @@ void srv_streams_checkpoint(api_reply *out, const srv_request *req)
 
 	if (!header_key_ok(out, req))
 		return;
-	if (srv__store_shared(T.store)) {
-		/* The checkpoint records live in the SQLite store's own table;
-		 * a shared (PostgreSQL) store keeps the step series (it is part
-		 * of the state) but no records yet. */
-		api_reply_error(out, 501, "not_implemented",
-		                "checkpoints are kept by the SQLite store only, not by a shared "
-		                "PostgreSQL store");
-		return;
-	}
 	stream *s = acquire(out, req);
 	if (!s)
 		return;
@@ -2036,6 +2055,22 @@ void srv_streams_checkpoint(api_reply *out, const srv_request *req)
 	if (srv__store_broken(T.store)) {
 		store_unavailable(out);
 		goto unlock;
+	}
+	if (srv__store_shared(T.store)) {
+		/* The reading and the record numbers as every replica left them. */
+		while (s->inflight > 0)
+			pthread_cond_wait(&s->cv, &s->mu);
+		int r = s->deleted ? 1 : sync_stream(s);
+		if (!r && refresh_ckpts(s))
+			r = -1;
+		if (r > 0) {
+			api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
+			goto unlock;
+		}
+		if (r < 0) {
+			store_unavailable(out);
+			goto unlock;
+		}
 	}
 	if (key) {
 		int r = srv__store_key_get(T.store, s->id, key, &prev);
@@ -2111,10 +2146,16 @@ void srv_streams_checkpoint(api_reply *out, const srv_request *req)
 	pthread_mutex_lock(&s->mu);
 	if (key)
 		key_remove(s, &pk);
+	if (srv__store_shared(T.store))
+		s->reload = true; /* the op took no seq in the store (or reset it) */
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);
 	if (rc) {
 		store_unavailable(out);
+	} else if (op.gone) {
+		api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
+	} else if (op.replayed && op.stored_reply) {
+		reply_text(out, 201, op.stored_reply); /* another replica took the key first */
 	} else {
 		out->status = 201;
 		out->content_type = API_JSON;
@@ -2122,6 +2163,7 @@ void srv_streams_checkpoint(api_reply *out, const srv_request *req)
 		out->len = strlen(reply);
 		reply = NULL;
 	}
+	free(op.stored_reply);
 	goto done;
 unlock:
 	pthread_mutex_unlock(&s->mu);
@@ -2240,6 +2282,8 @@ void srv_streams_history(api_reply *out, const srv_request *req)
 	next[0] = '\0';
 	pthread_mutex_lock(&s->mu);
 	int r = refresh_for_read(s);
+	if (!r && q.checkpoints && refresh_ckpts(s))
+		r = -1;
 	if (r) {
 		pthread_mutex_unlock(&s->mu);
 		if (r > 0) {

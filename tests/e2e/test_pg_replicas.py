@@ -89,7 +89,7 @@ class PgReplicas(unittest.TestCase):
         try:
             self.assertEqual(errors, [])
             rows = self.pg.psql("SELECT version FROM lossd_schema_version", "migrate10").split()
-            self.assertEqual(rows, ["1"])
+            self.assertEqual(rows, ["1", "2"], "each version once")
             migrated = sum("schema migrated" in s.stderr() for s in servers)
             self.assertEqual(migrated, 1, "exactly one replica migrates")
         finally:
@@ -127,6 +127,14 @@ class PgReplicas(unittest.TestCase):
             keys = self.pg.psql("SELECT count(*) FROM lossd_keys WHERE stream = '%s'" % sid,
                                 "race").strip()
             self.assertEqual(keys, "25")
+            # a checkpoint record written through one replica, read on the other
+            st, _, body = call(a.url, "POST", "/v1/streams/%s/checkpoint" % sid,
+                               {"step": 7, "label": "e1"})
+            self.assertEqual(st, 201, body)
+            h = json.loads(call(b.url, "GET",
+                                "/v1/streams/%s/history?series=checkpoints" % sid)[2])
+            self.assertEqual([(c["step"], c["count"]) for c in h["checkpoints"]],
+                             [(7, 25 * ROWS)])
             # reset on one replica, read on the other; delete likewise
             self.assertEqual(call(a.url, "POST", "/v1/streams/%s/reset" % sid)[0], 200)
             self.assertEqual(json.loads(call(b.url, "GET", "/v1/streams/" + sid)[2])["count"], 0)
@@ -174,33 +182,43 @@ class PgReplicas(unittest.TestCase):
             self.assertNotIn("stale", r)
             self.assertEqual(r["count"], 2 * ROWS)
 
+    @staticmethod
+    def history(srv, sid):
+        return (srv.get("/v1/streams/%s/history?series=steps" % sid).json(),
+                srv.get("/v1/streams/%s/history?series=checkpoints" % sid).json())
+
     def test_copy_store_round_trip(self):
         src = tempfile.mkdtemp(prefix="lossd-copy-src-")
         back = tempfile.mkdtemp(prefix="lossd-copy-back-")
         try:
-            readings, ids = {}, []
+            readings, history, ids = {}, {}, []
             with Server(data_dir=src, args=["--store", "sqlite:" + src]) as s:
                 for method in ("sketch", "binned", "exact"):
                     sid = s.post_json("/v1/streams", {"method": method}).json()["id"]
                     ids.append(sid)
                     for k in range(6):
-                        self.assertEqual(s.post_json("/v1/streams/%s/update" % sid,
-                                                     batch(3, k)).status, 200)
+                        b = dict(batch(3, k), step=k // 2)
+                        self.assertEqual(s.post_json("/v1/streams/%s/update" % sid, b).status,
+                                         200)
+                    self.assertEqual(s.post_json("/v1/streams/%s/checkpoint" % sid,
+                                                 {"step": 2, "label": "e"}).status, 201)
                 for sid in ids:
                     readings[sid] = s.get("/v1/streams/" + sid).json()
+                    history[sid] = self.history(s, sid)
             url = self.pg.create_db("copy")
             env = {"PGPASSWORD": pg_harness.PASSWORD}
             for attempt in range(2):  # idempotent: the second run changes nothing
                 r = run_lossd(["--copy-store", "sqlite:" + src, url], env=env, timeout=60)
                 self.assertEqual(r.returncode, 0, r.stderr)
                 out = json.loads(r.stdout.strip().splitlines()[-1])
-                self.assertEqual((out["streams"], out["deltas"], out["keys"], out["verified"]),
-                                 (3, 18, 18, True), out)
+                self.assertEqual((out["streams"], out["deltas"], out["keys"], out["checkpoints"],
+                                  out["verified"]), (3, 18, 18, 3, True), out)
             self.assertEqual(self.pg.psql("SELECT count(*) FROM lossd_streams", "copy").strip(),
                              "3")
             with self.replica(url) as p:
                 for sid in ids:
                     self.assertEqual(p.get("/v1/streams/" + sid).json(), readings[sid])
+                    self.assertEqual(self.history(p, sid), history[sid])
                 # keys came along: a retried batch is answered, not applied
                 r = p.post_json("/v1/streams/%s/update" % ids[0], batch(3, 2)).json()
                 self.assertEqual(r["updates"], 3)
@@ -213,6 +231,7 @@ class PgReplicas(unittest.TestCase):
             with Server(data_dir=back, args=["--store", "sqlite:" + back]) as s:
                 for sid in ids:
                     self.assertEqual(s.get("/v1/streams/" + sid).json(), readings[sid])
+                    self.assertEqual(self.history(s, sid), history[sid])
                 self.assertEqual(s.post_json("/v1/streams/%s/update" % ids[0],
                                              batch(3, 6)).json()["updates"], 7)
         finally:

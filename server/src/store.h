@@ -50,7 +50,8 @@ typedef struct srv__store_op {
 	                    * keeps a digest of the body in it) */
 	/* A second key recorded with the op, or NULL: a merge's "state:<id>"
 	 * (applied once per stream). Same rules as key. The PostgreSQL backend
-	 * records neither reply nor key2 yet (it writes its own reply). */
+	 * writes its own reply (the committed counts) after reply's digest line,
+	 * and decides key2 in the same transaction (replayed, "applied": false). */
 	const char *key2;
 	const char *reply2;
 	/* Shared stores (srv__store_shared) only: */

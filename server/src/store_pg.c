@@ -74,7 +74,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 #define MIGRATE_LOCK   0x6c6f737364 /* "lossd": the advisory lock's key */
 #define MAX_CONNS      64
 
@@ -189,7 +189,63 @@ static const char schema_v2[] =
         "CREATE TABLE lossd_meta(stream text PRIMARY KEY REFERENCES lossd_streams(id)"
         " ON DELETE CASCADE, meta text NOT NULL, updated_ms bigint NOT NULL);";
 
-static const char *const migrations[SCHEMA_VERSION] = {schema_v1, schema_v2};
+/* Version 3: an update's key record keeps the body's digest (p_prefix,
+ * "digest\n" before the reply: a reuse with another body is 409), and a
+ * merge's state_id is a second key (p_key2): a state merged before, through
+ * any replica, is not applied again (status 1, "applied": false). */
+static const char schema_v3[] =
+        "DROP FUNCTION lossd_delta(text, text, bytea, bytea, bigint, bigint, bigint);"
+        "CREATE FUNCTION lossd_delta(p_stream text, p_key text, p_data bytea,"
+        " p_ckpt bytea, p_expect bigint, p_updates bigint, p_rows bigint, p_prefix text,"
+        " p_key2 text, p_reply2 text)"
+        " RETURNS TABLE(status int, seq bigint, reply text) LANGUAGE plpgsql AS $f$"
+        " DECLARE r record; prev text; rep text;"
+        " BEGIN"
+        "  PERFORM 1 FROM lossd_streams s WHERE s.id = p_stream FOR UPDATE;"
+        "  IF NOT FOUND THEN RETURN QUERY SELECT 2, 0::bigint, NULL::text; RETURN; END IF;"
+        "  IF p_key IS NOT NULL THEN"
+        "   INSERT INTO lossd_keys(stream, key, reply) VALUES (p_stream, p_key, '')"
+        "    ON CONFLICT DO NOTHING;"
+        "   IF NOT FOUND THEN"
+        "    SELECT k.reply INTO prev FROM lossd_keys k"
+        "     WHERE k.stream = p_stream AND k.key = p_key;"
+        "    RETURN QUERY SELECT 1, 0::bigint, prev; RETURN;"
+        "   END IF;"
+        "  END IF;"
+        "  IF p_key2 IS NOT NULL THEN"
+        "   INSERT INTO lossd_keys(stream, key, reply) VALUES (p_stream, p_key2,"
+        "    coalesce(p_reply2, '')) ON CONFLICT DO NOTHING;"
+        "   IF NOT FOUND THEN"
+        "    SELECT s.updates, s.rows INTO r FROM lossd_streams s WHERE s.id = p_stream;"
+        "    rep := format('{\"id\":\"%s\",\"updates\":%s,\"count\":%s,\"applied\":false}',"
+        "     p_stream, r.updates, r.rows);"
+        "    IF p_key IS NOT NULL THEN"
+        "     UPDATE lossd_keys k SET reply = coalesce(p_prefix, '') || rep"
+        "      WHERE k.stream = p_stream AND k.key = p_key;"
+        "    END IF;"
+        "    RETURN QUERY SELECT 1, 0::bigint, rep; RETURN;"
+        "   END IF;"
+        "  END IF;"
+        "  UPDATE lossd_streams s SET seq = s.seq + 1, updates = s.updates + p_updates,"
+        "   rows = s.rows + p_rows, updated_at = now() WHERE s.id = p_stream"
+        "   RETURNING s.seq, s.updates, s.rows INTO r;"
+        "  IF p_ckpt IS NOT NULL AND r.seq = p_expect THEN"
+        "   UPDATE lossd_streams s SET state = p_ckpt, ckpt_seq = r.seq WHERE s.id = p_stream;"
+        "   DELETE FROM lossd_deltas d WHERE d.stream = p_stream AND d.seq <= r.seq;"
+        "  ELSE"
+        "   INSERT INTO lossd_deltas(stream, seq, data) VALUES (p_stream, r.seq, p_data);"
+        "  END IF;"
+        "  rep := format('{\"id\":\"%s\",\"updates\":%s,\"count\":%s%s}',"
+        "   p_stream, r.updates, r.rows,"
+        "   CASE WHEN p_key2 IS NOT NULL THEN ',\"applied\":true' ELSE '' END);"
+        "  IF p_key IS NOT NULL THEN"
+        "   UPDATE lossd_keys k SET reply = coalesce(p_prefix, '') || rep"
+        "    WHERE k.stream = p_stream AND k.key = p_key;"
+        "  END IF;"
+        "  RETURN QUERY SELECT 0, r.seq, rep;"
+        " END $f$;";
+
+static const char *const migrations[SCHEMA_VERSION] = {schema_v1, schema_v2, schema_v3};
 
 /* Prepared on every connection. */
 static const struct {
@@ -200,7 +256,8 @@ static const struct {
          "INSERT INTO lossd_streams(id, owner, config, state, ckpt_seq, seq)"
          " VALUES($1, $2, $3, $4, $5, $5)",
          5},
-        {"delta", "SELECT status, seq, reply FROM lossd_delta($1, $2, $3, $4, $5, $6, $7)", 7},
+        {"delta",
+         "SELECT status, seq, reply FROM lossd_delta($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)", 10},
         {"reset", "SELECT lossd_reset($1, $2)", 2},
         {"del", "DELETE FROM lossd_streams WHERE id = $1", 1},
         {"key_get", "SELECT reply FROM lossd_keys WHERE stream = $1 AND key = $2", 2},
@@ -382,8 +439,8 @@ static void reader_put(pg *p, slot *s)
 static PGresult *run(pg *p, slot *s, const char *name, int n, const char *const *v, const int *len,
                      ExecStatusType want)
 {
-	int fmt[8] = {0}, lens[8] = {0};
-	for (int i = 0; i < n && i < 8; i++) {
+	int fmt[16] = {0}, lens[16] = {0};
+	for (int i = 0; i < n && i < 16; i++) {
 		fmt[i] = len && len[i] >= 0;
 		lens[i] = fmt[i] ? len[i] : 0;
 	}
@@ -751,10 +808,19 @@ static int write_op(pg *p, srv__store_op *op)
 			snprintf(expect, sizeof expect, "%lld", (long long)op->seq);
 			snprintf(upd, sizeof upd, "%lld", (long long)op->add_updates);
 			snprintf(rows, sizeof rows, "%lld", (long long)op->add_rows);
-			const char *v[] = {op->stream, op->key, delta, ck ? op->data : NULL,
-			                   expect,     upd,     rows};
-			int len[] = {-1, -1, (int)dlen, ck ? (int)op->len : -1, -1, -1, -1};
-			if (!(r = run(p, &p->w, "delta", 7, v, len, PGRES_TUPLES_OK)))
+			/* streams.c's record is "digest\nreply": the digest line goes
+			 * before the reply the function writes. */
+			char prefix[160] = "";
+			const char *nl =
+			        op->reply && op->reply[0] != '{' ? strchr(op->reply, '\n') : NULL;
+			if (nl && (size_t)(nl - op->reply) + 2 <= sizeof prefix)
+				memcpy(prefix, op->reply, (size_t)(nl - op->reply) + 1);
+			const char *v[] = {op->stream, op->key,   delta, ck ? op->data : NULL,
+			                   expect,     upd,       rows,  prefix[0] ? prefix : NULL,
+			                   op->key2,   op->reply2};
+			int len[] = {-1, -1, (int)dlen, ck ? (int)op->len : -1, -1, -1, -1,
+			             -1, -1, -1};
+			if (!(r = run(p, &p->w, "delta", 10, v, len, PGRES_TUPLES_OK)))
 				return -1;
 			int status = get_i32(r, 0, 0);
 			op->committed_seq = get_i64(r, 0, 1);

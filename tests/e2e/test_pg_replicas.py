@@ -127,6 +127,18 @@ class PgReplicas(unittest.TestCase):
             keys = self.pg.psql("SELECT count(*) FROM lossd_keys WHERE stream = '%s'" % sid,
                                 "race").strip()
             self.assertEqual(keys, "25")
+            # a batch_id reused with another body, on the other replica: 409
+            other = dict(batch(0, 0), y_score=[0.5] * ROWS)
+            st, _, body = call(b.url, "POST", "/v1/streams/%s/update" % sid, other)
+            self.assertEqual((st, json.loads(body)["code"]), (409, "idempotency_conflict"))
+            # a state merged through one replica is not applied again through another
+            st, _, body = call(a.url, "POST", "/v1/streams", {"method": "binned"})
+            dst = json.loads(body)["id"]
+            state = json.loads(call(a.url, "GET", "/v1/streams/%s/state" % sid)[2])
+            first = json.loads(call(a.url, "POST", "/v1/streams/%s/merge" % dst, state)[2])
+            again = json.loads(call(b.url, "POST", "/v1/streams/%s/merge" % dst, state)[2])
+            self.assertEqual((first["applied"], first["updates"]), (True, 25))
+            self.assertEqual((again["applied"], again["updates"]), (False, 25))
             # a checkpoint record written through one replica, read on the other
             st, _, body = call(a.url, "POST", "/v1/streams/%s/checkpoint" % sid,
                                {"step": 7, "label": "e1"})

@@ -570,8 +570,8 @@ def lint_dockerfile():
         runs = " ".join(i.args for i in rt.all("RUN"))
         pkgs = [p for i in rt.all("RUN") for p in apt_packages(i.args)]
         need(sorted(pkgs) == sorted(["libmicrohttpd12", "libjansson4", "libuv1",
-                                     "libsqlite3-0"]),
-             "runtime: apt packages must be exactly the four runtime libraries, got %s" % pkgs)
+                                     "libsqlite3-0", "libpq5"]),
+             "runtime: apt packages must be exactly the five runtime libraries, got %s" % pkgs)
         need(not any(p.endswith("-dev") for p in pkgs), "runtime: no -dev packages")
         users = rt.all("USER")
         need(users and users[-1].args.split(":")[0] not in ("root", "0"),
@@ -699,10 +699,82 @@ def _lint_manifests(need, problems):
             for p in sv["spec"]["ports"]:
                 need(p.get("targetPort") in ports or p.get("targetPort") in ports.values(),
                      "k8s: Service %s targets a container port" % sv["metadata"]["name"])
+    n = len(docs) + 1
+    n += _lint_postgresql(need, c)
     for p in problems:
         print("manifests: " + p)
-    print("manifests: %s (%d objects)" % ("FAILED" if problems else "ok", len(docs) + 1))
+    print("manifests: %s (%d objects)" % ("FAILED" if problems else "ok", n))
     return 1 if problems else 0
+
+
+def _lint_postgresql(need, compose):
+    """The PostgreSQL mode: compose's profile and docker/k8s/postgresql."""
+    svcs = compose.get("services", {})
+    prof = {k: v for k, v in svcs.items() if "postgresql" in (v.get("profiles") or [])}
+    need("postgres" in prof and str(prof["postgres"].get("image", "")).startswith("postgres:15"),
+         "compose: profile postgresql runs PostgreSQL 15")
+    reps = [v for v in prof.values() if "LOSSD_STORE" in (v.get("environment") or {})]
+    need(len(reps) >= 2, "compose: profile postgresql has two lossd replicas")
+    for v in reps:
+        need(str(v["environment"]["LOSSD_STORE"]).startswith("postgresql://"),
+             "compose: replicas use a postgresql:// store")
+        need(v.get("read_only") is True, "compose: replicas read_only")
+    need("haproxy" in prof, "compose: profile postgresql has HAProxy")
+    d = os.path.join(HERE, "k8s", "postgresql")
+    docs = []
+    for name in sorted(os.listdir(d)):
+        if name.endswith(".yaml"):
+            docs += _load_yaml(os.path.join(d, name))
+    kinds = {}
+    for doc in docs:
+        if doc.get("kind") == "Kustomization":
+            need(set(doc.get("resources", [])) <= set(os.listdir(d)),
+                 "k8s/postgresql: kustomization lists existing files")
+            continue
+        kinds.setdefault(doc.get("kind"), []).append(doc)
+    deps = kinds.get("Deployment", [])
+    need(len(deps) == 1, "k8s/postgresql: one Deployment")
+    if deps:
+        dep = deps[0]
+        s = dep["spec"]
+        pod = s["template"]["spec"]
+        labels = s["template"]["metadata"]["labels"]
+        need(s.get("replicas") == 3, "k8s/postgresql: 3 replicas")
+        need(s["selector"]["matchLabels"].items() <= labels.items(),
+             "k8s/postgresql: selector matches the pod labels")
+        (ctr,) = pod["containers"]
+        env = {e["name"]: e for e in ctr.get("env", [])}
+        ref = env.get("LOSSD_STORE", {}).get("valueFrom", {}).get("secretKeyRef", {})
+        need(bool(ref.get("name")), "k8s/postgresql: LOSSD_STORE from a Secret")
+        need("LOSSD_DATA_DIR" not in env, "k8s/postgresql: no data dir (stateless)")
+        need(pod.get("securityContext", {}).get("runAsNonRoot") is True,
+             "k8s/postgresql: runAsNonRoot")
+        need(ctr.get("securityContext", {}).get("readOnlyRootFilesystem") is True,
+             "k8s/postgresql: readOnlyRootFilesystem")
+        need(ctr.get("readinessProbe", {}).get("httpGet", {}).get("path") == "/readyz",
+             "k8s/postgresql: readinessProbe /readyz")
+        need(ctr.get("livenessProbe", {}).get("httpGet", {}).get("path") == "/livez",
+             "k8s/postgresql: livenessProbe /livez")
+        need("cpu" in ctr.get("resources", {}).get("requests", {}),
+             "k8s/postgresql: a CPU request (the HPA scales on it)")
+        drain = int(env.get("LOSSD_DRAIN_TIMEOUT", {}).get("value", 30))
+        need(pod.get("terminationGracePeriodSeconds", 30) > drain,
+             "k8s/postgresql: terminationGracePeriodSeconds > LOSSD_DRAIN_TIMEOUT")
+        ports = {p["name"]: p["containerPort"] for p in ctr.get("ports", [])}
+        for sv in kinds.get("Service", []):
+            need(sv["spec"]["selector"].items() <= labels.items(),
+                 "k8s/postgresql: Service %s selects the pods" % sv["metadata"]["name"])
+            for p in sv["spec"]["ports"]:
+                need(p.get("targetPort") in ports, "k8s/postgresql: Service targets a port")
+        hpas = kinds.get("HorizontalPodAutoscaler", [])
+        need(len(hpas) == 1 and hpas[0]["spec"]["scaleTargetRef"]["name"] ==
+             dep["metadata"]["name"] and any(
+                 m.get("resource", {}).get("name") == "cpu" for m in hpas[0]["spec"]["metrics"]),
+             "k8s/postgresql: an HPA on CPU for the Deployment")
+        pdbs = kinds.get("PodDisruptionBudget", [])
+        need(len(pdbs) == 1 and pdbs[0]["spec"]["selector"]["matchLabels"].items() <=
+             labels.items(), "k8s/postgresql: a PodDisruptionBudget for the pods")
+    return len(docs)
 
 
 def run_steps_shellcheck():

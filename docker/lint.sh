@@ -31,7 +31,7 @@ if ! command -v yamllint >/dev/null 2>&1 && [ "$(id -u)" = 0 ] \
 			&& apt-get install -y --no-install-recommends yamllint >/dev/null 2>&1; } \
 		|| true
 fi
-yaml_files=("$here/compose.yaml" "$here"/k8s/*.yaml)
+yaml_files=("$here/compose.yaml" "$here"/k8s/*.yaml "$here"/k8s/postgresql/*.yaml)
 if command -v yamllint >/dev/null 2>&1; then
 	if yamllint -f parsable -d '{extends: relaxed, rules: {line-length: {max: 120}}}' \
 		"${yaml_files[@]}"; then
@@ -44,6 +44,10 @@ else
 	fail=1
 fi
 "$py" "$here/dockertool.py" lint-manifests || fail=1
+if command -v haproxy >/dev/null 2>&1; then
+	# compose's service names do not resolve here: init-addr none lets it parse
+	if haproxy -c -q -f "$here/haproxy.cfg"; then echo "haproxy.cfg: ok"; else fail=1; fi
+fi
 
 ms=$((($(date +%s%N) - start) / 1000000))
 printf 'docker lint: %s in %d.%03d s\n' "$([ $fail = 0 ] && echo OK || echo FAILED)" \

@@ -10,7 +10,7 @@
 
 # shellcheck disable=SC2034 # used by the scripts that source this
 BUILD_PKGS=(cmake make gcc libc6-dev pkg-config libmicrohttpd-dev libjansson-dev libuv1-dev
-            libsqlite3-dev)
+            libsqlite3-dev libpq-dev)
 
 apt_ensure() {
 	local who=$1 p sudo="" log

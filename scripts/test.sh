@@ -29,6 +29,9 @@ BUILD_DIR=${BUILD_DIR:-build}
 # shellcheck source=scripts/lib-apt.sh
 . scripts/lib-apt.sh
 test_pkgs=("${BUILD_PKGS[@]}" libcriterion-dev python3 openssl
+	# the PostgreSQL store's tests: a private PostgreSQL 15 and a real HAProxy
+	# (tests/e2e/pg_harness.py, test_pg_replicas.py)
+	postgresql haproxy
 	# the Python client: its hooks in a two-rank torch.distributed run
 	# (tests/e2e/test_ddp_hooks.py), the loss aliases against PyTorch, its wheel
 	python3-numpy python3-sklearn python3-torch python3-venv python3-setuptools python3-pip)

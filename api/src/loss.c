@@ -64,8 +64,78 @@ static const char *const loss_fields[] = {
         "nan_policy",
         "top_k",
         "calibration",
+        "beta",
+        "log_target",
         NULL,
 };
+
+/*
+ * PyTorch's names (API.md section 2). Each is answered by a canonical loss
+ * with PyTorch's conventions: cross_entropy and nll_loss take class axis 1
+ * (0 for an unbatched 1-D input) and ignore -100 by default, cross_entropy
+ * reads logits (class ids or, when y_true has y_pred's shape, probabilities),
+ * nll_loss log-probabilities (normalised again, so exact log-probabilities
+ * give -x[target]); bce reads probabilities and bce_with_logits logits;
+ * smooth_l1 is huber with delta = beta, divided by beta; kl_div takes log q
+ * as given and an unclipped p (log p with log_target). A from_logits that
+ * contradicts the alias is a 422, as are beta and log_target elsewhere.
+ */
+enum alias { AL_NONE, AL_CE, AL_NLL, AL_BCE, AL_BCE_LOGITS, AL_MSE, AL_MAE, AL_SL1, AL_KL };
+static const char *const alias_names[] = {
+        "",    "cross_entropy", "nll_loss",  "bce",    "bce_with_logits",
+        "mse", "mae",           "smooth_l1", "kl_div", NULL,
+};
+static const eng_loss_kind alias_kinds[] = {
+        ENG_LOSS_SPARSE_CE, ENG_LOSS_SPARSE_CE, ENG_LOSS_SPARSE_CE,
+        ENG_LOSS_BINARY_CE, ENG_LOSS_BINARY_CE, ENG_LOSS_MSE,
+        ENG_LOSS_MAE,       ENG_LOSS_HUBER,     ENG_LOSS_KL,
+};
+
+static int alias_of(const json_t *obj)
+{
+	const char *name = json_string_value(json_object_get(obj, "loss"));
+	for (int i = 1; name && alias_names[i]; i++)
+		if (!strcmp(name, alias_names[i]))
+			return i;
+	return AL_NONE;
+}
+
+/* from_logits as the alias fixes it: a request saying otherwise is a 422. */
+static int alias_logits(bool *out, const json_t *obj, const char *base, int al, bool want,
+                        api_problem *p)
+{
+	char ptr[sizeof p->pointer];
+	json_t *v = api__field(obj, "from_logits");
+	*out = want;
+	if (v && json_is_boolean(v) && json_is_true(v) != want)
+		return api_problem_set(
+		        p, 422, "bad_option", api__pointer(ptr, sizeof ptr, base, "from_logits"),
+		        "%s takes %s (PyTorch's convention); from_logits cannot be %s",
+		        alias_names[al], want ? "logits" : "probabilities",
+		        want ? "false" : "true");
+	return 0;
+}
+
+/* 422 bad_option for an alias-only option given to another loss. */
+static int only_for(const json_t *obj, const char *base, const char *key, bool ok,
+                    const char *which, api_problem *p)
+{
+	char ptr[sizeof p->pointer];
+	if (ok || !api__field(obj, key))
+		return 0;
+	return api_problem_set(p, 422, "bad_option", api__pointer(ptr, sizeof ptr, base, key),
+	                       "%s applies only to %s", key, which);
+}
+
+/* Multiplies every loss figure of r by f (smooth_l1 = huber / beta). */
+static void scale_losses(eng_loss_result *r, double f)
+{
+	r->wloss_sum *= f;
+	for (int64_t c = 0; c < r->nclasses && r->per_class; c++)
+		r->per_class[c].loss_sum *= f;
+	for (int64_t i = 0; r->per_position && i < r->pos_size; i++)
+		r->per_position[i] *= f;
+}
 
 static const char *const calibration_fields[] = {"bins", NULL};
 
@@ -345,6 +415,8 @@ static int one_loss(json_t **reply, double *value, const api_ctx *ctx, const jso
 	eng_error err = {0};
 	int kind = 0, red = 0, gerr = 0, nanp = 0, rc = -1;
 	int64_t axis = -1;
+	double beta = 1.0;
+	int al = AL_NONE;
 
 	for (int i = 0; i < T_COUNT; i++) {
 		api_tensor e = API_TENSOR_INIT;
@@ -357,8 +429,18 @@ static int one_loss(json_t **reply, double *value, const api_ctx *ctx, const jso
 		                "a loss request must be an object, got %s", api__type_name(obj));
 		goto out;
 	}
-	if (api__check_fields(obj, loss_fields, base, p) || api__require(obj, base, "loss", p) ||
-	    api__get_enum(&kind, obj, base, "loss", eng_loss_names, 0, p) ||
+	if (api__check_fields(obj, loss_fields, base, p) || api__require(obj, base, "loss", p))
+		goto out;
+	al = alias_of(obj);
+	if (al == AL_NONE && api__get_enum(&kind, obj, base, "loss", eng_loss_names, 0, p))
+		goto out;
+	if (al != AL_NONE)
+		kind = (int)alias_kinds[al];
+	if (only_for(obj, base, "beta", al == AL_SL1, "smooth_l1", p) ||
+	    only_for(obj, base, "log_target", al == AL_KL, "kl_div", p) ||
+	    only_for(obj, base, "delta", al != AL_SL1, "huber (smooth_l1 takes beta)", p) ||
+	    api__get_number(&beta, obj, base, "beta", 1.0, 0.0, INFINITY, p) ||
+	    api__get_bool(&o.log_target, obj, base, "log_target", false, p) ||
 	    api__get_enum(&nanp, obj, base, "nan_policy", nan_names, 0, p) ||
 	    api__get_bool(&o.from_logits, obj, base, "from_logits", false, p) ||
 	    api__get_int(&axis, obj, base, "axis", -1, -ENG_MAX_RANK, ENG_MAX_RANK - 1, p) ||
@@ -375,10 +457,25 @@ static int one_loss(json_t **reply, double *value, const api_ctx *ctx, const jso
 	if (api__get_ignore_class(&o.has_ignore_class, &o.ignore_class, obj, base, p) ||
 	    read_top_k(&x, obj, base, pk, p) || read_calibration(&x, obj, base, p))
 		goto out;
+	if (((al == AL_CE || al == AL_BCE_LOGITS) &&
+	     alias_logits(&o.from_logits, obj, base, al, true, p)) ||
+	    ((al == AL_NLL || al == AL_BCE || al == AL_KL) &&
+	     alias_logits(&o.from_logits, obj, base, al, false, p)))
+		goto out;
+	if (al == AL_SL1) {
+		if (!(beta > 0)) {
+			char ptr[sizeof p->pointer];
+			api_problem_set(p, 422, "bad_option",
+			                api__pointer(ptr, sizeof ptr, base, "beta"),
+			                "beta must be > 0 (PyTorch's beta = 0 is mae)");
+			goto out;
+		}
+		o.delta = beta;
+	}
+	if (al == AL_NLL)
+		o.from_logits = true; /* log_softmax of log-probabilities is themselves */
+	o.log_input = al == AL_KL;
 	o.kind = (eng_loss_kind)kind;
-	x.perplexity = o.kind == ENG_LOSS_SPARSE_CE || o.kind == ENG_LOSS_CATEGORICAL_CE;
-	if (x.ntop || x.bins || x.perplexity)
-		o.extra = &x;
 	o.reduction = (eng_reduction)red;
 	o.gmm_error = (eng_gmm_error)gerr;
 	o.axis = (int)axis;
@@ -393,12 +490,34 @@ static int one_loss(json_t **reply, double *value, const api_ctx *ctx, const jso
 	o.cost_matrix = t[T_COST].t.data ? &t[T_COST].t : NULL;
 	o.pos_weight = t[T_PW].t.data ? &t[T_PW].t : NULL;
 	o.x = t[T_X].t.data ? &t[T_X].t : NULL;
+	if (al == AL_CE || al == AL_NLL) {
+		const eng_tensor *yt = &t[T_TRUE].t, *yp = &t[T_PRED].t;
+		bool probs = al == AL_CE && yt->ndim == yp->ndim &&
+		             !memcmp(yt->shape, yp->shape, (size_t)yt->ndim * sizeof yt->shape[0]);
+		o.kind = probs ? ENG_LOSS_CATEGORICAL_CE : ENG_LOSS_SPARSE_CE;
+		if (!api__field(obj, "axis"))
+			o.axis = yp->ndim >= 2 ? 1 : 0;
+		if (!probs && !o.has_ignore_class) {
+			o.has_ignore_class = true;
+			o.ignore_class = -100;
+		}
+	}
+	x.perplexity = o.kind == ENG_LOSS_SPARSE_CE || o.kind == ENG_LOSS_CATEGORICAL_CE;
+	if (x.ntop || x.bins || x.perplexity)
+		o.extra = &x;
 
 	if (eng_loss_compute(&res, &t[T_TRUE].t, &t[T_PRED].t, &o, ctx ? ctx->par : NULL, &err)) {
 		from_eng(p, &err, base);
 		goto out;
 	}
+	if (al == AL_SL1)
+		scale_losses(res, 1.0 / beta);
 	*reply = render(res, o.reduction);
+	if (*reply &&
+	    json_object_set_new(*reply, "loss_name", json_string(eng_loss_kind_name(o.kind)))) {
+		json_decref(*reply);
+		*reply = NULL;
+	}
 	if (!*reply) {
 		api_problem_set(p, 503, "out_of_memory", "",
 		                "out of memory while building the reply");

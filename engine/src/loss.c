@@ -431,6 +431,15 @@ static int check_opts(const eng_loss_opts *o, eng_error *err)
 	if (o->label_smoothing != 0 && k == ENG_LOSS_KL)
 		return eng_error_set(err, ENG_EINVAL, "label_smoothing", -1,
 		                     "label_smoothing does not apply to %s", name);
+	if ((o->log_input || o->log_target) && k != ENG_LOSS_KL)
+		return eng_error_set(err, ENG_EINVAL, o->log_input ? "log_input" : "log_target", -1,
+		                     "log-space inputs apply only to kl_divergence, not %s", name);
+	if (o->log_target && !o->log_input)
+		return eng_error_set(err, ENG_EINVAL, "log_target", -1,
+		                     "log_target goes with log-probability predictions");
+	if (o->log_input && o->from_logits)
+		return eng_error_set(err, ENG_EINVAL, "from_logits", -1,
+		                     "y_pred holds log-probabilities here, not logits");
 	if (!focal && (o->alpha != 0.25 || o->gamma != 2.0))
 		return eng_error_set(err, ENG_EINVAL, o->alpha != 0.25 ? "alpha" : "gamma", -1,
 		                     "alpha and gamma apply only to the focal losses, not %s",

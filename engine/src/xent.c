@@ -670,7 +670,7 @@ static int position(eng__loss_part *pt, const eng__loss_job *j, const scratch *s
 	int rc;
 
 	if (k != ENG_LOSS_SPARSE_CE) {
-		if ((rc = read_row(pt, j, j->yt, "y_true", base, d, true, ENG_ELABEL)))
+		if ((rc = read_row(pt, j, j->yt, "y_true", base, d, !o->log_target, ENG_ELABEL)))
 			return rc;
 		tcls = argmax_d(d, C);
 		if (o->has_ignore_class && tcls == o->ignore_class)
@@ -682,12 +682,15 @@ static int position(eng__loss_part *pt, const eng__loss_job *j, const scratch *s
 			j->per_position[p] = 0;
 		return 0;
 	}
-	if ((rc = read_row(pt, j, j->yp, "y_pred", base, q, !o->from_logits, ENG_EPROB)))
+	if ((rc = read_row(pt, j, j->yp, "y_pred", base, q, !o->from_logits && !o->log_input,
+	                   ENG_EPROB)))
 		return rc;
 	int64_t pcls = argmax_d(q, C);
 
 	/* log-probabilities into q (and probabilities into s->p for focal) */
-	if (o->from_logits) {
+	if (o->log_input) {
+		/* already log q (PyTorch kl_div) */
+	} else if (o->from_logits) {
 		log_softmax(q, C);
 		if (k == ENG_LOSS_CATEGORICAL_FOCAL) {
 			double z = 0;
@@ -750,8 +753,15 @@ static int position(eng__loss_part *pt, const eng__loss_job *j, const scratch *s
 	case ENG_LOSS_KL:
 		for (int64_t c = 0; c < C; c++) {
 			double wc = cw ? cw[c] : 1.0;
-			double pc = clip(d[c], ENG__EPS, 1);
-			l += pc * (log(pc) - q[c]) * wc;
+			if (o->log_target) { /* PyTorch: exp(t)·(t − log q) */
+				l += exp(d[c]) * (d[c] - q[c]) * wc;
+			} else if (o->log_input) { /* PyTorch: xlogy, 0·log 0 = 0 */
+				if (d[c] != 0)
+					l += d[c] * (log(d[c]) - q[c]) * wc;
+			} else {
+				double pc = clip(d[c], ENG__EPS, 1);
+				l += pc * (log(pc) - q[c]) * wc;
+			}
 		}
 		w = 1.0;
 		break;

@@ -2,16 +2,26 @@
  * check.c - `lossd --check URL`: a self-probe for container health checks.
  *
  * Images built on a slim base have no curl; the daemon's own binary GETs
- * the URL over plain HTTP/1.1 with "Connection: close" and exits 0 when the
- * status line says 2xx. It understands http://host[:port][/path] with a
- * numeric or resolvable host; not https, redirects or proxies. The whole
- * exchange is bounded by a timeout (socket send/receive timeouts, which on
- * Linux also bound connect) and it reads only the status line.
+ * the URL over HTTP/1.1 with "Connection: close" and exits 0 when the
+ * status line says 2xx. It understands http:// and https://
+ * host[:port][/path] with a numeric or resolvable host; not redirects or
+ * proxies. The whole exchange is bounded by a timeout (socket send/receive
+ * timeouts, which on Linux also bound connect, and GnuTLS' handshake
+ * timeout) and it reads only the status line.
+ *
+ * https: GnuTLS (the library libmicrohttpd serves TLS with) speaks TLS to
+ * the server but does not verify its certificate: the probe asks "does the
+ * lossd on this port answer?" (typically https://127.0.0.1:8080/livez
+ * inside the container, where no certificate names 127.0.0.1), not "is
+ * this the right server?". It sends SNI when the host is a name.
  */
 #include "server.h"
 
+#include <arpa/inet.h>
+#include <gnutls/gnutls.h>
 #include <errno.h>
 #include <netdb.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -22,10 +32,11 @@ static int split_url(const char *url, char *host, size_t hcap, char *port, size_
                      const char **path)
 {
 	const char *p, *h, *hend, *slash;
+	bool tls = !strncmp(url, "https://", 8);
 
-	if (strncmp(url, "http://", 7) != 0)
+	if (!tls && strncmp(url, "http://", 7) != 0)
 		return -1;
-	h = url + 7;
+	h = url + (tls ? 8 : 7);
 	slash = strchr(h, '/');
 	*path = slash ? slash : "/";
 	hend = slash ? slash : h + strlen(h);
@@ -52,11 +63,63 @@ static int split_url(const char *url, char *host, size_t hcap, char *port, size_
 		memcpy(port, p, (size_t)(hend - p));
 		port[hend - p] = '\0';
 	} else if (p == hend) {
-		snprintf(port, pcap, "80");
+		snprintf(port, pcap, tls ? "443" : "80");
 	} else {
 		return -1;
 	}
 	return 0;
+}
+
+/* One send or recv, through TLS when sess is set: bytes, or -1. */
+static ssize_t io(int fd, gnutls_session_t sess, char *buf, size_t n, bool out)
+{
+	for (;;) {
+		ssize_t r;
+		if (sess) {
+			r = out ? gnutls_record_send(sess, buf, n)
+			        : gnutls_record_recv(sess, buf, n);
+			if (r == GNUTLS_E_INTERRUPTED)
+				continue;
+			if (r == GNUTLS_E_PREMATURE_TERMINATION)
+				return 0;
+			return r < 0 ? -1 : r;
+		}
+		r = out ? send(fd, buf, n, MSG_NOSIGNAL) : recv(fd, buf, n, 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		return r;
+	}
+}
+
+/* A TLS client session on fd, handshake done; NULL (and a message). */
+static gnutls_session_t tls_open(int fd, const char *host, int timeout_s,
+                                 gnutls_certificate_credentials_t *cred)
+{
+	gnutls_session_t sess = NULL;
+	unsigned char addr[16];
+	int rc;
+
+	if ((rc = gnutls_certificate_allocate_credentials(cred)) < 0 ||
+	    (rc = gnutls_init(&sess, GNUTLS_CLIENT)) < 0 ||
+	    (rc = gnutls_set_default_priority(sess)) < 0 ||
+	    (rc = gnutls_credentials_set(sess, GNUTLS_CRD_CERTIFICATE, *cred)) < 0)
+		goto fail;
+	/* SNI for a name; an IP address is not sent (RFC 6066) */
+	if (inet_pton(AF_INET, host, addr) != 1 && inet_pton(AF_INET6, host, addr) != 1)
+		gnutls_server_name_set(sess, GNUTLS_NAME_DNS, host, strlen(host));
+	gnutls_transport_set_int(sess, fd);
+	gnutls_handshake_set_timeout(sess, (unsigned)timeout_s * 1000u);
+	do
+		rc = gnutls_handshake(sess);
+	while (rc < 0 && !gnutls_error_is_fatal(rc) && rc != GNUTLS_E_AGAIN);
+	if (rc < 0)
+		goto fail;
+	return sess;
+fail:
+	fprintf(stderr, "lossd --check: TLS with %s failed: %s\n", host, gnutls_strerror(rc));
+	if (sess)
+		gnutls_deinit(sess);
+	return NULL;
 }
 
 int srv__check(const char *url, int timeout_s)
@@ -65,12 +128,14 @@ int srv__check(const char *url, int timeout_s)
 	const char *path;
 	struct addrinfo hints = {0}, *ai = NULL, *a;
 	struct timeval tv = {timeout_s, 0};
+	gnutls_session_t sess = NULL;
+	gnutls_certificate_credentials_t cred = NULL;
 	int fd = -1, rc = 1, code = 0;
 	size_t got = 0, off = 0;
 	int n;
 
 	if (split_url(url, host, sizeof(host), port, sizeof(port), &path)) {
-		fprintf(stderr, "lossd --check: expected http://host[:port]/path, got \"%s\"\n",
+		fprintf(stderr, "lossd --check: expected http(s)://host[:port]/path, got \"%s\"\n",
 		        url);
 		return 1;
 	}
@@ -95,6 +160,8 @@ int srv__check(const char *url, int timeout_s)
 		        strerror(errno));
 		goto out;
 	}
+	if (!strncmp(url, "https://", 8) && !(sess = tls_open(fd, host, timeout_s, &cred)))
+		goto out;
 	n = snprintf(req, sizeof(req),
 	             "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: lossd-check\r\n"
 	             "Connection: close\r\n\r\n",
@@ -104,9 +171,7 @@ int srv__check(const char *url, int timeout_s)
 		goto out;
 	}
 	while (off < (size_t)n) {
-		ssize_t w = send(fd, req + off, (size_t)n - off, MSG_NOSIGNAL);
-		if (w < 0 && errno == EINTR)
-			continue;
+		ssize_t w = io(fd, sess, req + off, (size_t)n - off, true);
 		if (w <= 0) {
 			fprintf(stderr, "lossd --check: send failed: %s\n", strerror(errno));
 			goto out;
@@ -114,9 +179,7 @@ int srv__check(const char *url, int timeout_s)
 		off += (size_t)w;
 	}
 	while (got < sizeof(resp) - 1 && !memchr(resp, '\n', got)) {
-		ssize_t r = recv(fd, resp + got, sizeof(resp) - 1 - got, 0);
-		if (r < 0 && errno == EINTR)
-			continue;
+		ssize_t r = io(fd, sess, resp + got, sizeof(resp) - 1 - got, false);
 		if (r <= 0)
 			break;
 		got += (size_t)r;
@@ -131,6 +194,12 @@ int srv__check(const char *url, int timeout_s)
 	else
 		fprintf(stderr, "lossd --check: %s answered %d\n", url, code);
 out:
+	if (sess) {
+		gnutls_bye(sess, GNUTLS_SHUT_WR);
+		gnutls_deinit(sess);
+	}
+	if (cred)
+		gnutls_certificate_free_credentials(cred);
 	if (fd >= 0)
 		close(fd);
 	freeaddrinfo(ai);

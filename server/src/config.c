@@ -28,7 +28,7 @@
 #define LOSSD_VERSION "0.0.0"
 #endif
 
-enum kind { K_INT, K_SIZE, K_I64, K_STR, K_LEVEL, K_BOOL };
+enum kind { K_INT, K_SIZE, K_I64, K_STR, K_LEVEL, K_BOOL, K_ORIGINS };
 
 struct opt {
 	const char *flag; /* without the leading "--" */
@@ -47,13 +47,16 @@ struct opt {
 
 static const struct opt opts[] = {
         {"bind", "LOSSD_BIND", K_STR, OFF(bind), CAP(bind), 0, 0, "ADDR",
-         "numeric IPv4 or IPv6 address to listen on", "0.0.0.0"},
+         "numeric IPv4 or IPv6 address to listen on (0.0.0.0: every interface, as the "
+         "container image sets)",
+         "127.0.0.1"},
         {"port", "LOSSD_PORT", K_INT, OFF(port), 0, 0, 65535, "N",
          "TCP port; 0 picks a free one (see the \"listening\" log line)", "8080"},
         {"threads", "LOSSD_THREADS", K_INT, OFF(threads), 0, 1, 1024, "N",
-         "worker threads running requests (libuv pool, UV_THREADPOOL_SIZE)", "number of CPUs"},
+         "worker threads running requests (libuv pool, UV_THREADPOOL_SIZE)",
+         "CPUs (the cgroup CPU quota when lower than the CPUs online)"},
         {"par-threads", "LOSSD_PAR_THREADS", K_INT, OFF(par_threads), 0, 0, 256, "N",
-         "helper threads one big request is split across (0: none)", "number of CPUs - 1"},
+         "helper threads one big request is split across (0: none)", "CPUs - 1"},
         {"http-threads", "LOSSD_HTTP_THREADS", K_INT, OFF(http_threads), 0, 1, 256, "N",
          "libmicrohttpd threads (parse, route, health; never compute)", "2"},
         {"data-dir", "LOSSD_DATA_DIR", K_STR, OFF(data_dir), CAP(data_dir), 0, 0, "DIR",
@@ -92,7 +95,15 @@ static const struct opt opts[] = {
          "included) to the end of its body; slow clients are cut off",
          "120"},
         {"tokens-file", "LOSSD_TOKENS_FILE", K_STR, OFF(tokens_file), CAP(tokens_file), 0, 0,
-         "FILE", "bearer tokens, one \"TOKEN PRINCIPAL [rw|ro]\" per line; /v1 then needs one", ""},
+         "FILE",
+         "bearer tokens, one \"TOKEN PRINCIPAL [rw|ro|admin]\" per line; /v1 then needs one; "
+         "SIGHUP reloads it",
+         ""},
+        {"cors-origin", "LOSSD_CORS_ORIGINS", K_ORIGINS, OFF(cors_origins), CAP(cors_origins), 0, 0,
+         "ORIGIN",
+         "let pages of this exact origin (https://dash.example.com:8443) call the API from a "
+         "browser; repeatable (the variable: space-separated); never *",
+         ""},
         {"tls-cert", "LOSSD_TLS_CERT", K_STR, OFF(tls_cert), CAP(tls_cert), 0, 0, "FILE",
          "PEM certificate chain: serve HTTPS (with --tls-key)", ""},
         {"tls-key", "LOSSD_TLS_KEY", K_STR, OFF(tls_key), CAP(tls_key), 0, 0, "FILE",
@@ -122,7 +133,10 @@ static const struct opt opts[] = {
         {"log-level", "LOSSD_LOG_LEVEL", K_LEVEL, OFF(log_level), 0, 0, 0, "LEVEL",
          "debug, info (one line per request), warn, error or off", "info"},
         {"check", NULL, K_STR, OFF(check_url), CAP(check_url), 0, 0, "URL",
-         "probe: GET http://URL, exit 0 on a 2xx reply, 1 otherwise (container HEALTHCHECK)", ""},
+         "probe: GET http(s)://URL, exit 0 on a 2xx reply, 1 otherwise (container HEALTHCHECK; "
+         "https does not verify the certificate; with --tls-cert set, http://127.0.0.1 "
+         "and http://localhost are probed over https)",
+         ""},
         {"test-hooks", "LOSSD_TEST_HOOKS", K_BOOL, OFF(test_hooks), 0, 0, 0, NULL,
          "enable POST /v1/_sleep?ms=N and /v1/_store_fail?n=N for tests; never in production",
          "off"},
@@ -138,23 +152,99 @@ const char *srv__log_level_name(int level)
 	return level_names[level];
 }
 
-static int ncpus(void)
+/* The first two numbers of a small file ("max 100000" gives -1, 100000). */
+static int read_two(const char *path, long long *a, long long *b)
+{
+	char buf[128] = "";
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	*b = 0;
+	if (!strncmp(buf, "max", 3)) {
+		*a = -1;
+		return 0;
+	}
+	char *end;
+	*a = strtoll(buf, &end, 10);
+	if (end == buf)
+		return -1;
+	*b = strtoll(end, NULL, 10);
+	return 0;
+}
+
+int srv__cpu_count(const char *root)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	long long quota = -1, period = 0, x;
+	char path[512];
+
 	if (n < 1)
-		return 1;
-	if (n > 256)
-		return 256;
-	return (int)n;
+		n = 1;
+	snprintf(path, sizeof path, "%s/cpu.max", root);
+	if (read_two(path, &quota, &period) != 0) {
+		/* cgroup v1: quota and period in two files */
+		const char *dirs[] = {"cpu", "cpu,cpuacct"};
+		for (size_t i = 0; i < 2 && quota == -1; i++) {
+			snprintf(path, sizeof path, "%s/%s/cpu.cfs_quota_us", root, dirs[i]);
+			if (read_two(path, &quota, &x) != 0)
+				continue;
+			snprintf(path, sizeof path, "%s/%s/cpu.cfs_period_us", root, dirs[i]);
+			if (read_two(path, &period, &x) != 0)
+				quota = -1;
+		}
+	}
+	if (quota > 0 && period > 0) {
+		long long q = (quota + period - 1) / period;
+		if (q < n)
+			n = (long)q;
+	}
+	return n > 256 ? 256 : (int)(n < 1 ? 1 : n);
+}
+
+static int ncpus(void)
+{
+	return srv__cpu_count("/sys/fs/cgroup");
+}
+
+/* An origin as a browser sends it: http(s)://host[:port], nothing after. */
+static bool origin_ok(const char *s, size_t n)
+{
+	size_t skip = n > 8 && !strncmp(s, "https://", 8)  ? 8
+	              : n > 7 && !strncmp(s, "http://", 7) ? 7
+	                                                   : 0;
+	if (!skip)
+		return false;
+	for (size_t i = skip; i < n; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+		      c == ':' || c == '[' || c == ']'))
+			return false;
+	}
+	return s[n - 1] != ':';
+}
+
+bool srv__cors_allowed(const srv_config *c, const char *origin)
+{
+	size_t n = origin ? strlen(origin) : 0;
+	for (const char *p = c->cors_origins; n && *p;) {
+		const char *nl = strchr(p, '\n');
+		if ((size_t)(nl - p) == n && !memcmp(p, origin, n))
+			return true;
+		p = nl + 1;
+	}
+	return false;
 }
 
 static void defaults(srv_config *c)
 {
 	memset(c, 0, sizeof(*c));
-	strcpy(c->bind, "0.0.0.0");
+	strcpy(c->bind, "127.0.0.1");
 	c->port = 8080;
 	c->threads = ncpus();
-	c->par_threads = ncpus() - 1;
+	c->par_threads = c->threads - 1;
 	c->http_threads = 2;
 	strcpy(c->data_dir, "./data");
 	strcpy(c->store, "sqlite");
@@ -284,6 +374,30 @@ static int set(srv_config *c, const struct opt *o, const char *value, const char
 		}
 		return fail(err, errlen, "%s: expected debug, info, warn, error or off, got \"%s\"",
 		            src, value);
+	case K_ORIGINS:
+		/* one origin per flag; the variable may hold several */
+		for (const char *w = value; *w;) {
+			size_t n = strcspn(w, " ,");
+			size_t have = strlen(base);
+			if (n == 0) {
+				w++;
+				continue;
+			}
+			if (!origin_ok(w, n))
+				return fail(
+				        err, errlen,
+				        "%s: expected an exact origin such as "
+				        "https://dash.example.com:8443 (scheme, lowercase host, "
+				        "port; no path, never *), got \"%.*s\"",
+				        src, (int)n, w);
+			if (have + n + 2 > o->cap)
+				return fail(err, errlen, "%s: too many origins", src);
+			memcpy(base + have, w, n);
+			base[have + n] = '\n';
+			base[have + n + 1] = '\0';
+			w += n;
+		}
+		return 0;
 	case K_BOOL:
 		if (!strcmp(value, "1") || !strcasecmp(value, "true") ||
 		    !strcasecmp(value, "yes") || !strcasecmp(value, "on"))

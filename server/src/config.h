@@ -48,6 +48,8 @@ typedef struct srv_config {
 	int log_level;           /* enum srv_log_level */
 	bool test_hooks;         /* LOSSD_TEST_HOOKS=1: POST /v1/_sleep exists */
 	char check_url[1024];    /* --check URL, or "" */
+	/* --cors-origin (repeatable): exact origins, each ending in '\n' */
+	char cors_origins[4096];
 	/* The stream store (API.md section 10). */
 	char store[1024];               /* --store URL: sqlite, sqlite:DIR, postgresql://... */
 	int store_connections;          /* PostgreSQL connections per process */
@@ -77,6 +79,17 @@ void srv_config_usage(FILE *f);
 /* Parses a byte size: digits with an optional k/K/KiB, M/MiB, G/GiB
  * suffix (binary multiples). Returns 0, or -1 when malformed or > max. */
 int srv__parse_size(const char *s, size_t max, size_t *out);
+
+/*
+ * CPUs the process may use: the cgroup CPU quota under root (normally
+ * "/sys/fs/cgroup"; v2 cpu.max, else v1 cpu/cpu.cfs_quota_us with
+ * cpu.cfs_period_us), rounded up, capped by the CPUs online. 1..256.
+ * Any thread.
+ */
+int srv__cpu_count(const char *root);
+
+/* Does the list of --cors-origin values hold origin (exact match)? */
+bool srv__cors_allowed(const srv_config *c, const char *origin);
 
 /* The name of a log level ("info"), or "?" */
 const char *srv__log_level_name(int level);

@@ -126,6 +126,10 @@ struct req {
 	/* who is calling (auth.c copies it: a reload cannot free it under us) */
 	char principal[SRV_PRINCIPAL_MAX + 1]; /* "" without auth */
 	srv_role role;
+	/* CORS: the request's Origin when --cors-origin lists it (borrowed
+	 * from the connection's headers), and whether this is a preflight */
+	const char *cors_origin;
+	bool preflight;
 };
 
 static double since(const struct timespec *t0)
@@ -156,6 +160,38 @@ static void new_request_id(srv_server *s, char *out, size_t cap)
 
 /* ---- replies ---------------------------------------------------------------------- */
 
+/*
+ * CORS (--cors-origin). A request whose Origin is one of the listed exact
+ * origins gets that origin back in Access-Control-Allow-Origin (never "*",
+ * and no Access-Control-Allow-Credentials: bearer tokens travel in a
+ * header the page sets, not as browser credentials); an unlisted origin
+ * gets no CORS header, so the browser withholds the reply from the page.
+ * A preflight (OPTIONS on a known path) is answered 204 before any token
+ * check, with the path's methods and the request headers lossd reads.
+ * With any origin configured every reply says Vary: Origin, so a cache
+ * between never hands one origin's reply to another.
+ */
+static void cors_headers(const struct req *r, struct MHD_Response *resp, const char *allow)
+{
+	if (!r->srv->cfg.cors_origins[0])
+		return;
+	MHD_add_response_header(resp, "Vary", "Origin");
+	if (!r->cors_origin)
+		return;
+	MHD_add_response_header(resp, "Access-Control-Allow-Origin", r->cors_origin);
+	if (r->preflight) {
+		MHD_add_response_header(resp, "Access-Control-Allow-Methods", allow ? allow : "");
+		MHD_add_response_header(
+		        resp, "Access-Control-Allow-Headers",
+		        "Authorization, Content-Type, Idempotency-Key, X-Request-Id");
+		MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
+	} else {
+		MHD_add_response_header(
+		        resp, "Access-Control-Expose-Headers",
+		        "Retry-After, X-Request-Id, Link, Location, WWW-Authenticate");
+	}
+}
+
 /* Queues r->reply's status/body (stolen) plus our headers. */
 static enum MHD_Result send_reply(struct req *r, api_reply *rep, const char *allow)
 {
@@ -174,9 +210,10 @@ static enum MHD_Result send_reply(struct req *r, api_reply *rep, const char *all
 		api_reply_free(rep);
 		return MHD_NO;
 	}
-	rep->body = NULL; /* now owned by resp */
-	if (rep->content_type)
+	rep->body = NULL;                            /* now owned by resp */
+	if (rep->content_type && rep->status != 204) /* 204 has no content to type */
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, rep->content_type);
+	cors_headers(r, resp, allow);
 	MHD_add_response_header(resp, "X-Request-Id", r->request_id);
 	srv__ui_headers(resp, r->route); /* Cache-Control; CSP for the dashboard */
 	if (rep->retry_after > 0) {
@@ -320,7 +357,18 @@ static enum MHD_Result on_headers(struct req *r, const char *url, const char *ve
 		return send_problem(r, 400, "missing_host", NULL, 0,
 		                    "an HTTP/1.1 request needs a Host header");
 
+	if (s->cfg.cors_origins[0]) {
+		v = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin");
+		if (v && srv__cors_allowed(&s->cfg, v))
+			r->cors_origin = v;
+	}
 	m = srv_route_match(&r->match, r->method, r->target, s->cfg.test_hooks);
+	if (m == SRV_MATCH_BAD_METHOD && !strcmp(r->method, "OPTIONS")) {
+		/* A preflight, or a plain OPTIONS: the path's methods, no body. */
+		api_reply rep = {.status = 204};
+		r->preflight = true;
+		return early_reply(r, &rep, r->match.allow);
+	}
 	switch (m) {
 	case SRV_MATCH_NOT_FOUND:
 		return send_problem(r, 404, "not_found", NULL, 0, "no route for this path");

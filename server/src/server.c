@@ -384,7 +384,21 @@ int srv_main(int argc, char **argv)
 	case SRV_CONFIG_RUN: break;
 	default: fprintf(stderr, "lossd: %s\n", err); return 2;
 	}
-	if (s.cfg.check_url[0])
-		return srv__check(s.cfg.check_url, 5);
+	if (s.cfg.check_url[0]) {
+		/* The image's HEALTHCHECK probes http://127.0.0.1:8080: when this
+		 * configuration serves TLS (LOSSD_TLS_CERT), a loopback probe
+		 * speaks TLS too, so turning TLS on does not break it. */
+		char url[sizeof s.cfg.check_url + 1];
+		const char *u = s.cfg.check_url;
+		if (s.cfg.tls_cert[0] &&
+		    (!strncmp(u, "http://127.0.0.1", 16) || !strncmp(u, "http://localhost", 16) ||
+		     !strncmp(u, "http://[::1]", 12))) {
+			size_t n = strlen(u + 7); /* < sizeof check_url - 7 */
+			memcpy(url, "https://", 8);
+			memcpy(url + 8, u + 7, n + 1);
+			u = url;
+		}
+		return srv__check(u, 5);
+	}
 	return run(&s);
 }

@@ -22,7 +22,9 @@ validates the body against its schema. Contract failures:
   - a path the document does not have that is answered with anything but
     404 problem+json, and a method the path lacks answered with anything
     but 405 problem+json whose Allow lists the path's methods.
-HEAD is checked as the path's GET without a body.
+HEAD is checked as the path's GET without a body; OPTIONS on a listed path
+as a 204 without a body whose Allow lists the path's methods (the CORS
+preflight the description promises).
 
 validate() is a JSON Schema (2020-12, as OpenAPI 3.1 uses it) validator for
 the keywords openapi.yaml uses: $ref (#/... pointers, with siblings), type
@@ -164,6 +166,19 @@ class Contract:
                 return ["path is not in openapi.yaml, so the reply must be 404 (got %d)" % status]
             return self._check_problem(status, ctype, body, head)
         op_method = "get" if head else method.lower()
+        if method == "OPTIONS" and op_method not in item:
+            # Every listed path answers OPTIONS (CORS preflights; the
+            # description's rule, like HEAD's): 204, no body, Allow.
+            errs = [] if status == 204 else ["OPTIONS must be 204 (got %d)" % status]
+            if body:
+                errs.append("OPTIONS has a body")
+            allow = {m.strip() for m in (headers.get("Allow") or "").split(",") if m.strip()}
+            allowed = self.operations(template)
+            want = set(allowed) | ({"HEAD"} if "GET" in allowed else set())
+            if allow != want:
+                errs.append("Allow is %r; openapi.yaml has %s" % (headers.get("Allow"),
+                                                                 sorted(want)))
+            return errs
         if op_method not in item:
             allowed = self.operations(template)
             errs = []

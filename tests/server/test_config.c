@@ -1,10 +1,14 @@
 /*
  * test_config.c - server/src/config.c: defaults, environment, flags,
- * precedence and usage errors.
+ * precedence and usage errors; the cgroup CPU quota; CORS origins.
  */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "config.h"
 
@@ -23,8 +27,9 @@ Test(config, defaults)
 	char *argv[] = {"lossd", NULL};
 
 	cr_assert_eq(parse(&c, argv, NULL, err), SRV_CONFIG_RUN);
-	cr_assert_str_eq(c.bind, "0.0.0.0");
+	cr_assert_str_eq(c.bind, "127.0.0.1"); /* loopback unless told (the image says 0.0.0.0) */
 	cr_assert_eq(c.port, 8080);
+	cr_assert_str_eq(c.cors_origins, "");
 	cr_assert_geq(c.threads, 1);
 	cr_assert_geq(c.par_threads, 0);
 	cr_assert_eq(c.http_threads, 2);
@@ -135,6 +140,12 @@ ParameterizedTestParameters(config, usage_errors)
 	        {"--max-inflight", "99999999999999999999", "--max-inflight"},
 	        {"--bind", "localhost", "--bind"},
 	        {"--bind", "10.0.0.256", "--bind"},
+	        {"--cors-origin", "*", "never *"},
+	        {"--cors-origin", "https://a.example/", "exact origin"},
+	        {"--cors-origin", "https://a.example/app", "exact origin"},
+	        {"--cors-origin", "a.example", "exact origin"},
+	        {"--cors-origin", "https://A.example", "exact origin"},
+	        {"--cors-origin", "https://a.example:", "exact origin"},
 	};
 	return cr_make_param_array(struct bad, cases, sizeof(cases) / sizeof(cases[0]));
 }
@@ -235,4 +246,73 @@ Test(config, store_urls)
 	cr_assert_eq(parse(&c, bad, NULL, err), SRV_CONFIG_EUSAGE);
 	cr_assert(strstr(err, "--store"), "%s", err);
 	cr_assert_eq(parse(&c, nodir, NULL, err), SRV_CONFIG_EUSAGE);
+}
+
+Test(config, cors_origins)
+{
+	srv_config c;
+	char err[256];
+	char *argv[] = {"lossd", "--cors-origin", "https://dash.example.com:8443",
+	                "--cors-origin=http://127.0.0.1:3000", NULL};
+	char *envp[] = {"LOSSD_CORS_ORIGINS=https://a.example, http://[::1]:8000", NULL};
+
+	cr_assert_eq(parse(&c, argv, envp, err), SRV_CONFIG_RUN, "%s", err);
+	cr_assert(srv__cors_allowed(&c, "https://dash.example.com:8443"));
+	cr_assert(srv__cors_allowed(&c, "http://127.0.0.1:3000"));
+	cr_assert(srv__cors_allowed(&c, "https://a.example"));
+	cr_assert(srv__cors_allowed(&c, "http://[::1]:8000"));
+	cr_assert_not(srv__cors_allowed(&c, "https://dash.example.com"), "the port is part of it");
+	cr_assert_not(srv__cors_allowed(&c, "http://dash.example.com:8443"), "so is the scheme");
+	cr_assert_not(srv__cors_allowed(&c, "https://a.example.evil"));
+	cr_assert_not(srv__cors_allowed(&c, "https://a.exampl"));
+	cr_assert_not(srv__cors_allowed(&c, "null"));
+	cr_assert_not(srv__cors_allowed(&c, ""));
+	cr_assert_not(srv__cors_allowed(&c, NULL));
+}
+
+/* A fake cgroup tree: root/name holds text. */
+static void put(const char *root, const char *name, const char *text)
+{
+	char path[512];
+	snprintf(path, sizeof path, "%s/%s", root, name);
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f, "%s", path);
+	fputs(text, f);
+	fclose(f);
+}
+
+Test(config, cpu_count_from_cgroup_quota)
+{
+	char root[] = "/tmp/lossd-cgroup-XXXXXX";
+	char sub[600];
+	long online = sysconf(_SC_NPROCESSORS_ONLN);
+
+	cr_assert_not_null(mkdtemp(root));
+	cr_assert_eq(srv__cpu_count(root), online > 256 ? 256 : online, "no cgroup files");
+	/* v2 */
+	put(root, "cpu.max", "max 100000\n");
+	cr_assert_eq(srv__cpu_count(root), online > 256 ? 256 : online, "no quota");
+	put(root, "cpu.max", "100000 100000\n");
+	cr_assert_eq(srv__cpu_count(root), 1);
+	put(root, "cpu.max", "50000 100000\n");
+	cr_assert_eq(srv__cpu_count(root), 1, "half a CPU is one thread");
+	put(root, "cpu.max", "150000 100000\n");
+	cr_assert_eq(srv__cpu_count(root), online >= 2 ? 2 : online, "rounded up");
+	put(root, "cpu.max", "100000000 100000\n");
+	cr_assert_eq(srv__cpu_count(root), online > 256 ? 256 : online, "capped by online");
+	snprintf(sub, sizeof sub, "%s/cpu.max", root);
+	unlink(sub);
+	/* v1 */
+	snprintf(sub, sizeof sub, "%s/cpu", root);
+	cr_assert_eq(mkdir(sub, 0700), 0);
+	put(sub, "cpu.cfs_quota_us", "-1\n");
+	put(sub, "cpu.cfs_period_us", "100000\n");
+	cr_assert_eq(srv__cpu_count(root), online > 256 ? 256 : online, "v1 without quota");
+	put(sub, "cpu.cfs_quota_us", "100000\n");
+	cr_assert_eq(srv__cpu_count(root), 1);
+	put(sub, "cpu.cfs_quota_us", "200000\n");
+	cr_assert_eq(srv__cpu_count(root), online >= 2 ? 2 : online);
+	char cmd[700];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+	cr_assert_eq(system(cmd), 0);
 }

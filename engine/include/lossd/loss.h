@@ -90,6 +90,7 @@ bool eng_loss_is_binary(eng_loss_kind k);
  *   delta                                       huber
  *   x, gmm_error                                gaussian_mixture
  *   from_logits                                 all but regression and GMM
+ *   log_input, log_target                       kl_divergence
  *   sample_weight, reduction, nan_policy        all
  */
 typedef struct eng_loss_opts {
@@ -106,6 +107,15 @@ typedef struct eng_loss_opts {
 	double delta; /* huber, 1.0, > 0 */
 	eng_gmm_error gmm_error;
 	bool propagate_nan; /* nan_policy "propagate": NaN flows into the sums */
+	/*
+	 * kl_divergence in PyTorch's form (F.kl_div): y_pred holds log q, used
+	 * as given (no softmax, no clipping), and the target p is not clipped:
+	 * Σ_c p_c·(log p_c − log q_c) with 0·log 0 = 0. With log_target, y_true
+	 * holds log p: Σ_c exp(t_c)·(t_c − log q_c). KL only (else ENG_EINVAL);
+	 * from_logits must be false with log_input.
+	 */
+	bool log_input;
+	bool log_target;
 	/*
 	 * sample_weight: one weight per position, Keras' rule: its shape is a
 	 * leading part of the position shape (each of its dims equal to the

@@ -34,7 +34,9 @@ test_pkgs=("${BUILD_PKGS[@]}" libcriterion-dev python3 openssl
 	postgresql haproxy
 	# the Python client: its hooks in a two-rank torch.distributed run
 	# (tests/e2e/test_ddp_hooks.py), the loss aliases against PyTorch, its wheel
-	python3-numpy python3-sklearn python3-torch python3-venv python3-setuptools python3-pip)
+	python3-numpy python3-sklearn python3-torch python3-venv python3-setuptools python3-pip
+	# tests/e2e/test_readme.py runs the README's curl examples
+	curl)
 command -v npm >/dev/null || test_pkgs+=(nodejs npm) # scripts/openapi-json.sh
 apt_ensure test.sh "${test_pkgs[@]}"
 

@@ -81,10 +81,29 @@ static const struct opt opts[] = {
          "request bodies held in memory at once, over all requests (503 overloaded past "
          "it); raised to --max-body if lower",
          "1GiB"},
+        {"max-buffered-per-principal", "LOSSD_MAX_BUFFERED_PER_PRINCIPAL", K_SIZE,
+         OFF(max_buffered_per_principal), 0, 1, (long long)1 << 44, "SIZE",
+         "with --tokens-file, request bodies one token's principal may hold in memory at once "
+         "(503 overloaded past it); read-only tokens together hold at most half of "
+         "--max-buffered; both raised to --max-body if lower",
+         "a quarter of --max-buffered"},
+        {"min-body-rate", "LOSSD_MIN_BODY_RATE", K_SIZE, OFF(min_body_rate), 0, 0,
+         (long long)1 << 40, "SIZE",
+         "bytes/s a request body must average over each --min-body-rate-window; slower "
+         "uploads are cut off (0: off)",
+         "1KiB"},
+        {"min-body-rate-window", "LOSSD_MIN_BODY_RATE_WINDOW", K_INT, OFF(min_body_rate_window), 0,
+         1, 86400, "SECONDS",
+         "the window --min-body-rate is measured over; the first starts with the body (a "
+         "grace period)",
+         "10"},
         {"max-connections", "LOSSD_MAX_CONNECTIONS", K_INT, OFF(max_connections), 0, 1, 1000000,
-         "N", "open connections", "1024"},
+         "N",
+         "open connections; past it the connection idle the longest is closed to admit a new "
+         "one",
+         "1024"},
         {"max-per-ip", "LOSSD_MAX_PER_IP", K_INT, OFF(max_per_ip), 0, 0, 1000000, "N",
-         "open connections per client address (0: no limit)", "512"},
+         "open connections per client address (0: no limit)", "an eighth of --max-connections"},
         {"timeout", "LOSSD_TIMEOUT", K_INT, OFF(timeout), 0, 1, 86400, "SECONDS",
          "idle connection timeout", "30"},
         {"drain-timeout", "LOSSD_DRAIN_TIMEOUT", K_INT, OFF(drain_timeout), 0, 0, 86400, "SECONDS",
@@ -253,8 +272,11 @@ static void defaults(srv_config *c)
 	c->max_body = (size_t)64 << 20;
 	c->max_inflight = 256;
 	c->max_buffered = (size_t)1 << 30;
+	c->max_buffered_per_principal = 0; /* a quarter of max_buffered */
+	c->min_body_rate = 1024;
+	c->min_body_rate_window = 10;
 	c->max_connections = 1024;
-	c->max_per_ip = 512;
+	c->max_per_ip = -1; /* an eighth of max_connections */
 	c->timeout = 30;
 	c->drain_timeout = 30;
 	c->request_timeout = 120;
@@ -492,6 +514,12 @@ int srv_config_parse(srv_config *out, int argc, char *const *argv, char *const *
 		out->par_threads = 0;
 	if (out->max_buffered < out->max_body)
 		out->max_buffered = out->max_body;
+	if (!out->max_buffered_per_principal)
+		out->max_buffered_per_principal = out->max_buffered / 4;
+	if (out->max_buffered_per_principal < out->max_body)
+		out->max_buffered_per_principal = out->max_body;
+	if (out->max_per_ip < 0)
+		out->max_per_ip = out->max_connections / 8 > 0 ? out->max_connections / 8 : 1;
 	if (!numeric_address(out->bind))
 		return fail(err, errlen,
 		            "--bind: expected a numeric IPv4 or IPv6 address, got \"%s\"",

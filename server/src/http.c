@@ -45,13 +45,27 @@
  * first call, before any body byte is read. Its timeout counts idle time
  * only, so a client trickling a byte a second is never idle: conns.c
  * gives each request --request-timeout from its first byte (headers
- * included) and shuts down the sockets of those past it. It does not
- * require Host in HTTP/1.1 (we do), and GnuTLS' default priorities still
- * offer TLS 1.0 (we ask for 1.2+).
+ * included), holds bodies to --min-body-rate, and shuts down the sockets
+ * of those that fail. Its connection limit refuses new clients while idle
+ * ones hold every slot: conns.c closes the longest-idle connection past
+ * --max-connections, and libmicrohttpd's limit is set a little above it.
+ * It keeps whitespace before a header's colon in the name and appends an
+ * obs-folded line to the name, so neither framing header is seen:
+ * headers.c refuses both (400 malformed_header, connection closed). It
+ * closes a connection resumed after the client's FIN before the reply
+ * (see park_and_submit). It does not require Host in HTTP/1.1 (we do),
+ * and GnuTLS' default priorities still offer TLS 1.0 (we ask for 1.2+).
+ *
+ * Body memory: a body is gathered into one buffer that doubles as bytes
+ * arrive (up to its Content-Length), and each growth is taken from the
+ * budget (budget.c: --max-buffered, with tokens a principal's share and
+ * the read-only tokens' half) when it happens, never for a declared
+ * length up front; only the first 64 KiB are taken with the headers, so a
+ * full budget is answered before the body is sent.
  *
  * Lock order: no lock is held here; the hand-off lock lives in loop.c,
- * the log lock in log.c and the connection table's in conns.c, all
- * leaves.
+ * the log lock in log.c, the budget's in budget.c and the connection
+ * table's in conns.c (which may take the log's), all leaves otherwise.
  * Invariants: a connection is suspended only while its request is admitted
  * (counted in s->inflight); done() resumes it, so inflight == 0 means no
  * connection is suspended. To stop, srv_main swaps inflight from 0 to
@@ -59,7 +73,8 @@
  * negative count and answers 503, so nothing can be suspended after the
  * swap and MHD_stop_daemon is safe. A reply queued before the body was
  * read carries "Connection: close". Every request holds at most
- * --max-body bytes, and all of them together at most --max-buffered.
+ * --max-body bytes, and all of them together at most --max-buffered
+ * (one principal at most --max-buffered-per-principal).
  * TLS, when configured, is libmicrohttpd's (GnuTLS); nothing here sees it.
  */
 #include "server.h"
@@ -76,6 +91,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "budget.h"
 #include "conns.h"
 #include "headers.h"
 #include "log.h"
@@ -89,6 +105,10 @@ enum stage { ST_NEW, ST_BODY, ST_PARKED, ST_QUEUED, ST_SENT };
 /* Bodies up to this size of /v1/loss run on the HTTP thread
  * (a 32x10 logits request is 3.3 KB; 64 KB is a few thousand numbers). */
 #define INLINE_MAX_BODY ((size_t)64 * 1024)
+
+/* The body buffer taken with the headers (the rest grows, doubling, as
+ * bytes arrive). */
+#define FIRST_PIECE ((size_t)64 * 1024)
 
 struct req {
 	srv_job job; /* first: the loop's view */
@@ -106,9 +126,10 @@ struct req {
 	bool body_expected; /* Content-Length > 0 or chunked */
 	bool keep_body;     /* the route takes a body */
 	bool too_large;
-	bool over_budget;     /* --max-buffered reached while reading */
-	size_t reserved;      /* bytes of s->buffered this request holds */
-	const char *www_auth; /* WWW-Authenticate of a 401, static, or NULL */
+	bool over_budget;            /* --max-buffered reached while reading */
+	size_t reserved;             /* bytes of the body budget (budget.c) this request holds */
+	unsigned long long declared; /* Content-Length, or 0 (chunked or none) */
+	const char *www_auth;        /* WWW-Authenticate of a 401, static, or NULL */
 	bool admitted;
 	bool pending;      /* reply decided on the headers, sent at body end */
 	const char *allow; /* Allow header of a pending 405, static or in match */
@@ -299,16 +320,25 @@ static enum MHD_Result framing_cb(void *cls, enum MHD_ValueKind kind, const char
 
 /* ---- the body-memory budget ------------------------------------------------------ */
 
-/* Reserves n more bytes of --max-buffered for r. Any MHD thread. */
+/* Whose budget a request's body counts against: with tokens its principal
+ * (read-only and admin tokens, which write nothing, are readers), without
+ * them nobody's but the total. */
+static const char *budget_owner(const struct req *r)
+{
+	return r->srv->auth && r->principal[0] ? r->principal : NULL;
+}
+
+static bool budget_reader(const struct req *r)
+{
+	return r->role != SRV_ROLE_RW;
+}
+
+/* Reserves n more bytes of the body budget for r (--max-buffered, and with
+ * tokens its principal's share). Any MHD thread. */
 static bool reserve(struct req *r, size_t n)
 {
-	srv_server *s = r->srv;
-	uint64_t prev = atomic_fetch_add(&s->buffered, n);
-
-	if (prev + n > s->cfg.max_buffered) {
-		atomic_fetch_sub(&s->buffered, n);
+	if (!srv__budget_take(r->srv->budget, budget_owner(r), budget_reader(r), n))
 		return false;
-	}
 	r->reserved += n;
 	return true;
 }
@@ -318,7 +348,7 @@ static void drop_body(struct req *r)
 	free(r->body);
 	r->body = NULL;
 	r->len = r->cap = 0;
-	atomic_fetch_sub(&r->srv->buffered, r->reserved);
+	srv__budget_give(r->srv->budget, budget_owner(r), budget_reader(r), r->reserved);
 	r->reserved = 0;
 }
 
@@ -345,6 +375,10 @@ static enum MHD_Result on_headers(struct req *r, const char *url, const char *ve
 
 	MHD_get_connection_values(r->conn, MHD_HEADER_KIND, framing_cb, &f);
 	r->body_expected = srv__framing_has_body(&f);
+	/* From here a body, even one refused and drained, must keep up
+	 * --min-body-rate (conns.c). */
+	if (r->body_expected)
+		srv__conn_body(s->conns, r->timer, true);
 	status = srv__framing_check(&f, &code, &detail);
 	if (status) {
 		/* Whatever follows was framed by a parse we refuse: close. */
@@ -431,18 +465,25 @@ static enum MHD_Result on_headers(struct req *r, const char *url, const char *ve
 		return send_problem(r, 503, "overloaded", NULL, 1,
 		                    "too many requests in flight; retry later");
 	}
+	/* The budget is taken as the body arrives (on_chunk), never for a
+	 * declared length alone: a client announcing 64 MiB and sending a byte
+	 * now and then holds only what it sent. The first piece is taken now,
+	 * so a full budget is answered before the body is sent. */
 	if (r->keep_body && f.ncl && f.cl > 0) {
-		if (!reserve(r, (size_t)f.cl)) {
+		size_t first = f.cl < FIRST_PIECE ? (size_t)f.cl : FIRST_PIECE;
+		r->declared = f.cl;
+		if (!reserve(r, first)) {
 			srv_metrics_overloaded();
 			return send_problem(r, 503, "overloaded", NULL, 1,
-			                    "request bodies in memory are at --max-buffered; "
-			                    "retry later");
+			                    "request bodies in memory are at --max-buffered%s; "
+			                    "retry later",
+			                    budget_owner(r) ? " or this token's share" : "");
 		}
-		r->body = malloc((size_t)f.cl + 1);
+		r->body = malloc(first + 1);
 		if (!r->body)
 			return send_problem(r, 503, "out_of_memory", NULL, 1,
-			                    "no memory for a %llu-byte body", f.cl);
-		r->cap = (size_t)f.cl + 1;
+			                    "no memory for a %zu-byte body buffer", first);
+		r->cap = first + 1;
 	}
 	v = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Idempotency-Key");
 	if (v) {
@@ -482,6 +523,8 @@ static void on_chunk(struct req *r, const char *data, size_t n)
 			ncap *= 2;
 		if (ncap > max + 1)
 			ncap = max + 1;
+		if (r->declared && ncap > r->declared + 1)
+			ncap = (size_t)r->declared + 1;
 		/* Capacities count the NUL; the budget counts body bytes. */
 		if (!reserve(r, (ncap - 1) - (r->cap ? r->cap - 1 : 0))) {
 			r->over_budget = true;
@@ -552,6 +595,7 @@ static enum MHD_Result on_body_end(struct req *r)
 	srv_server *s = r->srv;
 	int prev;
 
+	srv__conn_body(s->conns, r->timer, false);
 	if (r->pending)
 		return send_reply(r, &r->reply, r->allow);
 	if (r->too_large)
@@ -643,6 +687,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
 		return on_headers(r, url, version);
 	case ST_BODY:
 		if (*upload_data_size) {
+			srv__conn_body_bytes(r->timer, *upload_data_size);
 			if (r->pending)
 				r->bytes_in += *upload_data_size;
 			else
@@ -671,8 +716,11 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
 	case ST_SENT:
 		/* Body bytes after an early reply: drop them. */
 		if (*upload_data_size) {
+			srv__conn_body_bytes(r->timer, *upload_data_size);
 			r->bytes_in += *upload_data_size;
 			*upload_data_size = 0;
+		} else {
+			srv__conn_body(r->srv->conns, r->timer, false);
 		}
 		return MHD_YES;
 	}
@@ -680,6 +728,26 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
 }
 
 /* ---- request lifetime ------------------------------------------------------------- */
+
+/* The connection's client address as text into out (cap bytes), or "". */
+static void client_address(struct MHD_Connection *conn, char *out, size_t cap)
+{
+	const union MHD_ConnectionInfo *ci =
+	        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+
+	out[0] = '\0';
+	if (ci && ci->client_addr) {
+		const struct sockaddr *sa = ci->client_addr;
+		if (sa->sa_family == AF_INET)
+			inet_ntop(AF_INET,
+			          &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
+			          (socklen_t)cap);
+		else if (sa->sa_family == AF_INET6)
+			inet_ntop(AF_INET6,
+			          &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out,
+			          (socklen_t)cap);
+	}
+}
 
 static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *conn)
 {
@@ -706,18 +774,9 @@ static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *conn)
 	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 	r->timer = ci ? ci->socket_context : NULL;
 	clock_gettime(CLOCK_MONOTONIC, &r->t0);
-	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	if (ci && ci->client_addr) {
-		const struct sockaddr *sa = ci->client_addr;
-		if (sa->sa_family == AF_INET)
-			inet_ntop(AF_INET,
-			          &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
-			          r->client, sizeof(r->client));
-		else if (sa->sa_family == AF_INET6)
-			inet_ntop(AF_INET6,
-			          &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
-			          r->client, sizeof(r->client));
-	}
+	client_address(conn, r->client, sizeof(r->client));
+	/* A request has begun: this connection is no longer idle. */
+	srv__conn_busy(s->conns, r->timer, true);
 	atomic_fetch_add(&s->active, 1);
 	return r;
 }
@@ -727,6 +786,7 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
 	srv_server *s = cls;
 	struct req *r = *con_cls;
+	const char *cut;
 	double dt;
 
 	(void)conn;
@@ -738,6 +798,11 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (r->stage == ST_PARKED)
 		atomic_fetch_sub(&s->inflight, 1);
 	dt = since(&r->t0);
+	/* Cut by the sweeper (conns.c): say why in the log line. */
+	cut = toe != MHD_REQUEST_TERMINATED_COMPLETED_OK ? srv__conn_reason(s->conns, r->timer)
+	                                                 : NULL;
+	if (cut && !r->error)
+		r->error = cut;
 	srv_metrics_request(r->route, r->status, dt, r->bytes_in, r->bytes_out);
 	srv_log_request(&(srv_log_request_fields){
 	        .method = r->method[0] ? r->method : NULL,
@@ -757,6 +822,7 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
 	/* The next request on this connection has --request-timeout from now
 	 * (an idle one goes first, at --timeout). */
 	srv__conn_timed(s->conns, r->timer, true);
+	srv__conn_busy(s->conns, r->timer, false);
 	api_reply_free(&r->reply);
 	drop_body(r);
 	free(r->target);
@@ -792,10 +858,12 @@ static void conn_cb(void *cls, struct MHD_Connection *conn, void **socket_contex
 {
 	srv_server *s = cls;
 	const union MHD_ConnectionInfo *ci;
+	char client[64];
 
 	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
 		ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-		*socket_context = ci ? srv__conn_open(s->conns, ci->connect_fd) : NULL;
+		client_address(conn, client, sizeof(client));
+		*socket_context = ci ? srv__conn_open(s->conns, ci->connect_fd, client) : NULL;
 	} else {
 		srv__conn_close(s->conns, *socket_context);
 		*socket_context = NULL;
@@ -810,6 +878,7 @@ int srv__http_start(srv_server *s)
 	unsigned int flags;
 	const union MHD_DaemonInfo *di;
 	struct MHD_OptionItem tls[4] = {{MHD_OPTION_END, 0, NULL}};
+	unsigned int mhd_limit;
 	int rc;
 
 	hints.ai_flags = AI_NUMERICHOST | AI_PASSIVE;
@@ -846,11 +915,29 @@ int srv__http_start(srv_server *s)
 		        (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"};
 		tls[3] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 	}
-	if (srv__conns_start(&s->conns, s->cfg.request_timeout) != 0) {
-		srv_log(SRV_LOG_ERROR, NULL, "cannot start the request-timeout sweeper");
+	srv_conns_opts co = {
+	        .request_timeout = s->cfg.request_timeout,
+	        .max_connections = s->cfg.max_connections,
+	        .min_body_rate = s->cfg.min_body_rate,
+	        .body_window = s->cfg.min_body_rate_window,
+	};
+	s->budget =
+	        srv__budget_new(s->cfg.max_buffered, s->cfg.max_buffered_per_principal,
+	                        s->cfg.max_buffered / 2 > s->cfg.max_body ? s->cfg.max_buffered / 2
+	                                                                  : s->cfg.max_body);
+	if (!s->budget || srv__conns_start(&s->conns, &co) != 0) {
+		srv_log(SRV_LOG_ERROR, NULL, "cannot start the connection sweeper");
+		srv__budget_free(s->budget);
+		s->budget = NULL;
 		freeaddrinfo(ai);
 		return -1;
 	}
+	/* libmicrohttpd refuses past its own limit before conns.c can make
+	 * room; it is set above --max-connections, which conns.c enforces
+	 * by closing the longest-idle connection (or the new one). The
+	 * margin covers connections cut but not yet closed. */
+	mhd_limit = (unsigned int)s->cfg.max_connections + 16u +
+	            (unsigned int)s->cfg.max_connections / 16u;
 	for (int attempt = 0; attempt < 2 && !s->mhd; attempt++) {
 		/* poll, not epoll: 0.9.75's edge-triggered epoll loses the EOF
 		 * of a client that sends part of a request and closes at once
@@ -863,7 +950,7 @@ int srv__http_start(srv_server *s)
 			MHD_OPTION_SOCK_ADDR, ai->ai_addr,
 			MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)s->cfg.http_threads,
 			MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)s->cfg.timeout,
-			MHD_OPTION_CONNECTION_LIMIT, (unsigned int)s->cfg.max_connections,
+			MHD_OPTION_CONNECTION_LIMIT, mhd_limit,
 			MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)s->cfg.max_per_ip,
 			MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
 			MHD_OPTION_URI_LOG_CALLBACK, uri_cb, s,
@@ -881,6 +968,8 @@ int srv__http_start(srv_server *s)
 		        s->cfg.port, strerror(errno));
 		srv__conns_free(s->conns);
 		s->conns = NULL;
+		srv__budget_free(s->budget);
+		s->budget = NULL;
 		return -1;
 	}
 	di = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
@@ -905,6 +994,8 @@ void srv__http_stop(srv_server *s)
 	}
 	srv__conns_free(s->conns);
 	s->conns = NULL;
+	srv__budget_free(s->budget);
+	s->budget = NULL;
 	if (s->listen_fd >= 0) {
 		close(s->listen_fd);
 		s->listen_fd = -1;

@@ -11,7 +11,9 @@
  * Exposed names (all prefixed lossd_): http_requests_total{route,status},
  * http_request_duration_seconds{route} (histogram), http_in_flight_requests,
  * http_queue_depth, http_request_bytes_total, http_response_bytes_total,
- * http_overloaded_total, draining, build_info{version,...}; and the stream
+ * http_overloaded_total, http_buffered_bytes,
+ * http_connections_cut_total{reason}, draining,
+ * build_info{version,...}; and the stream
  * store's streams, store_commit_groups_total, store_commit_ops_total (their
  * ratio is the group-commit batching factor), store_broken, store_stalled,
  * store_running_seconds, store_failures_total,
@@ -49,7 +51,10 @@ static atomic_uint_fast64_t requests[SRV_ROUTE_COUNT][NSTATUS];
 static atomic_uint_fast64_t hist[SRV_ROUTE_COUNT][NBUCKET + 1]; /* last: +Inf */
 static atomic_uint_fast64_t hist_sum_us[SRV_ROUTE_COUNT];
 static atomic_uint_fast64_t bytes_in_total, bytes_out_total, overloaded_total;
-static atomic_int_fast64_t inflight, queued;
+static atomic_uint_fast64_t cut_total[SRV_CUT__COUNT];
+static const char *const cut_names[SRV_CUT__COUNT] = {"request_timeout", "slow_body",
+                                                      "evicted_idle", "refused"};
+static atomic_int_fast64_t inflight, queued, buffered;
 static atomic_int draining;
 
 static size_t status_slot(int status)
@@ -104,6 +109,17 @@ void srv_metrics_overloaded(void)
 	atomic_fetch_add_explicit(&overloaded_total, 1, memory_order_relaxed);
 }
 
+void srv_metrics_buffered_add(int64_t delta)
+{
+	atomic_fetch_add_explicit(&buffered, delta, memory_order_relaxed);
+}
+
+void srv_metrics_conn_cut(enum srv_cut why)
+{
+	if ((int)why >= 0 && why < SRV_CUT__COUNT)
+		atomic_fetch_add_explicit(&cut_total[why], 1, memory_order_relaxed);
+}
+
 void srv_metrics_set_draining(int on)
 {
 	atomic_store(&draining, on ? 1 : 0);
@@ -121,8 +137,11 @@ void srv__metrics_reset(void)
 	atomic_store(&bytes_in_total, 0);
 	atomic_store(&bytes_out_total, 0);
 	atomic_store(&overloaded_total, 0);
+	for (size_t i = 0; i < SRV_CUT__COUNT; i++)
+		atomic_store(&cut_total[i], 0);
 	atomic_store(&inflight, 0);
 	atomic_store(&queued, 0);
+	atomic_store(&buffered, 0);
 	atomic_store(&draining, 0);
 }
 
@@ -247,6 +266,20 @@ char *srv_metrics_render(size_t *len)
 	        (long long)srv_metrics_inflight(), (long long)srv_metrics_queued(),
 	        (unsigned long long)ld(&bytes_in_total), (unsigned long long)ld(&bytes_out_total),
 	        (unsigned long long)ld(&overloaded_total), atomic_load(&draining));
+
+	bprintf(&b,
+	        "# HELP lossd_http_buffered_bytes Request-body bytes held in memory (taken "
+	        "from --max-buffered as they arrive).\n"
+	        "# TYPE lossd_http_buffered_bytes gauge\n"
+	        "lossd_http_buffered_bytes %lld\n",
+	        (long long)atomic_load(&buffered));
+	bprintf(&b, "# HELP lossd_http_connections_cut_total Connections the server cut: "
+	            "request_timeout, slow_body (under --min-body-rate), evicted_idle (idle "
+	            "longest at --max-connections), refused (at --max-connections, none idle).\n"
+	            "# TYPE lossd_http_connections_cut_total counter\n");
+	for (size_t i = 0; i < SRV_CUT__COUNT; i++)
+		bprintf(&b, "lossd_http_connections_cut_total{reason=\"%s\"} %llu\n", cut_names[i],
+		        (unsigned long long)ld(&cut_total[i]));
 
 	bprintf(&b,
 	        "# HELP lossd_build_info Build and library versions.\n"

@@ -23,6 +23,23 @@ int64_t srv_metrics_queued(void);
 /* Requests refused with 503 overloaded. Any thread. */
 void srv_metrics_overloaded(void);
 
+/* Why the server cut a connection (conns.c). */
+enum srv_cut {
+	SRV_CUT_REQUEST_TIMEOUT, /* one request took longer than --request-timeout */
+	SRV_CUT_SLOW_BODY,       /* a body under --min-body-rate */
+	SRV_CUT_EVICTED,         /* idle longest at --max-connections, to admit a new one */
+	SRV_CUT_REFUSED,         /* new at --max-connections with none idle */
+	SRV_CUT__COUNT
+};
+
+/* Request-body bytes held in memory (lossd_http_buffered_bytes), by the
+ * body budget as it changes. Any thread. */
+void srv_metrics_buffered_add(int64_t delta);
+
+/* Counts one connection cut (lossd_http_connections_cut_total{reason}).
+ * Any thread. */
+void srv_metrics_conn_cut(enum srv_cut why);
+
 /* Sets the draining gauge (1 after SIGTERM). Any thread. */
 void srv_metrics_set_draining(int on);
 

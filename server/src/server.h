@@ -27,15 +27,15 @@ typedef struct srv_server {
 	char *tls_cert_pem, *tls_key_pem; /* NULL: plain HTTP */
 	srv_loop *loop;
 	struct MHD_Daemon *mhd;
-	int listen_fd;                 /* after quiesce: ours to close, else -1 */
-	int port;                      /* the bound port */
-	atomic_int draining;           /* 1 after SIGTERM/SIGINT */
-	atomic_int active;             /* requests between request line and completion */
-	atomic_int inflight;           /* admitted to the workers, not yet resumed;
+	int listen_fd;                /* after quiesce: ours to close, else -1 */
+	int port;                     /* the bound port */
+	atomic_int draining;          /* 1 after SIGTERM/SIGINT */
+	atomic_int active;            /* requests between request line and completion */
+	atomic_int inflight;          /* admitted to the workers, not yet resumed;
 					  SRV_INFLIGHT_CLOSED once stopping */
-	atomic_uint_fast64_t next_id;  /* request id counter */
-	atomic_uint_fast64_t buffered; /* body bytes reserved, all requests (--max-buffered) */
-	uint64_t id_seed;              /* random, per process */
+	atomic_uint_fast64_t next_id; /* request id counter */
+	struct srv_budget *budget;    /* request-body memory (budget.c), made by http.c */
+	uint64_t id_seed;             /* random, per process */
 } srv_server;
 
 /* ---- http.c ---------------------------------------------------------------- */

@@ -370,29 +370,33 @@ class Saturation(unittest.TestCase):
 
 
     def test_body_memory_budget(self):
-        # One body of 1 MiB is being uploaded and holds the whole budget:
-        # another body is refused at its headers, a bodiless request is not.
-        with Server(args=["--max-body", "1MiB", "--max-buffered", "1MiB"]) as srv:
+        # One body of 1 MiB is being uploaded, most of it sent, and holds
+        # the whole budget (a body takes budget as its bytes arrive, not
+        # for its Content-Length): another body is refused at its headers,
+        # a bodiless request is not. (--min-body-rate 0: however slowly a
+        # sanitized build gets here, the upload is not cut.)
+        with Server(args=["--max-body", "1MiB", "--max-buffered", "1MiB",
+                          "--min-body-rate", "0"]) as srv:
             import socket
             s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
             try:
                 s.sendall(b"POST /v1/loss HTTP/1.1\r\nHost: x\r\n"
                           b"Content-Type: application/json\r\n"
-                          b"Content-Length: 1048576\r\n\r\n" + b" " * 1000)
-                # Bounded wait for the daemon to take the upload in: under
-                # ASan with ctest -j2 on two cores this has taken over 15 s
-                # (seen twice in ~20 sanitizer runs; cause not found).
+                          b"Content-Length: 1048576\r\n\r\n" + b" " * (1048576 - 1000))
+                # Bounded wait for the daemon to take the upload in (under
+                # ASan with ctest -j2 on two cores this has taken over
+                # 15 s), watched on /metrics: a body request sent meanwhile
+                # would take budget the upload then misses.
                 deadline = time.monotonic() + 60
-                while True:
-                    r = srv.post_json("/v1/auc", {"y_true": [0, 1], "y_score": [0.2, 0.7]})
-                    if r.status == 503 or time.monotonic() > deadline:
-                        break
+                while (srv.metric("lossd_http_buffered_bytes") < 1048576
+                       and time.monotonic() < deadline):
                     time.sleep(0.02)
+                r = srv.post_json("/v1/auc", {"y_true": [0, 1], "y_score": [0.2, 0.7]})
                 self.assertEqual(r.status, 503, r)
                 self.assertEqual(r.problem()["code"], "overloaded")
                 self.assertIn("Retry-After", r.headers)
                 self.assertEqual(srv.get("/healthz").status, 200)
-                s.sendall(b" " * (1048576 - 1000))
+                s.sendall(b" " * 1000)
                 reply = b""
                 while b"\r\n\r\n" not in reply:
                     chunk = s.recv(4096)

@@ -42,6 +42,36 @@ Test(config, defaults)
 	cr_assert_gt(c.timeout, 0, "libmicrohttpd's default timeout is never; ours must not be");
 }
 
+/* The connection and body limits of issue 13: derived defaults, flags and
+ * variables. */
+Test(config, connection_and_body_limits)
+{
+	srv_config c;
+	char err[256];
+	char *argv[] = {"lossd", NULL};
+	char *argv2[] = {"lossd", "--max-connections=100", "--min-body-rate",
+	                 "0",     "--max-buffered=8MiB",   "--max-body=4MiB",
+	                 NULL};
+	char *argv3[] = {"lossd", "--max-per-ip", "0", "--max-buffered-per-principal=1MiB", NULL};
+	char *envp[] = {"LOSSD_MIN_BODY_RATE=4KiB", "LOSSD_MIN_BODY_RATE_WINDOW=3", NULL};
+
+	cr_assert_eq(parse(&c, argv, NULL, err), SRV_CONFIG_RUN);
+	cr_assert_eq(c.max_connections, 1024);
+	cr_assert_eq(c.max_per_ip, 128, "an eighth of --max-connections");
+	cr_assert_eq(c.min_body_rate, 1024);
+	cr_assert_eq(c.min_body_rate_window, 10);
+	cr_assert_eq(c.max_buffered_per_principal, c.max_buffered / 4);
+	cr_assert_eq(parse(&c, argv2, envp, err), SRV_CONFIG_RUN, "%s", err);
+	cr_assert_eq(c.max_per_ip, 12);
+	cr_assert_eq(c.min_body_rate, 0, "the flag wins over the variable");
+	cr_assert_eq(c.min_body_rate_window, 3);
+	cr_assert_eq(c.max_buffered_per_principal, (size_t)4 << 20, "at least --max-body");
+	cr_assert_eq(parse(&c, argv3, envp, err), SRV_CONFIG_RUN, "%s", err);
+	cr_assert_eq(c.max_per_ip, 0);
+	cr_assert_eq(c.min_body_rate, 4096);
+	cr_assert_eq(c.max_buffered_per_principal, c.max_body, "raised to --max-body");
+}
+
 Test(config, flags_both_forms)
 {
 	srv_config c;

@@ -855,6 +855,18 @@ static int render_loss(json_t *o, const api_stream_spec *s, const eng_loss_resul
 		bad |= json_object_set_new(d, "per_class", a);
 	}
 	bad |= json_object_set_new(o, "loss_detail", d);
+	/* perplexity (API.md 9) of a cross-entropy stream whose running loss is
+	 * the plain nll: no class weights, cost matrix or smoothing, so
+	 * loss_sum / weight_sum is the sample-weighted mean nll. With those a
+	 * stream keeps no separate nll sums, and there is no perplexity. */
+	const eng_loss_opts *lo = &s->lopts;
+	if ((lo->kind == ENG_LOSS_SPARSE_CE || lo->kind == ENG_LOSS_CATEGORICAL_CE) &&
+	    !lo->class_weight && !lo->cost_matrix && lo->label_smoothing == 0) {
+		bool has = r && r->count > 0 && r->weight_sum > 0;
+		bad |= json_object_set_new(o, "perplexity",
+		                           has ? num(exp(r->wloss_sum / r->weight_sum))
+		                               : json_null());
+	}
 	return bad ? -1 : 0;
 }
 

@@ -381,6 +381,26 @@ class Metrics(unittest.TestCase):
         for a, b in zip(got["per_class"], one["per_class"]):
             self.assertEqual(a["ci"], b["ci"])
 
+    def test_stream_perplexity(self):
+        rng = random.Random(3)
+        n, C = 40, 6
+        x = [[rng.gauss(0, 2) for _ in range(C)] for _ in range(n)]
+        y = [rng.randrange(C) for _ in range(n)]
+        sid = self.stream({"method": "sketch", "num_classes": C, "from_logits": True,
+                           "loss": {"loss": "sparse_categorical_crossentropy", "from_logits": True}},
+                          {"y_true": y[:15], "y_score": x[:15]}, {"y_true": y[15:], "y_score": x[15:]})
+        got = self.srv.get("/v1/streams/" + sid).json()
+        one = self.ok("/v1/loss", {"loss": "sparse_categorical_crossentropy", "from_logits": True,
+                                   "y_true": y, "y_pred": x})
+        self.close(got["perplexity"], one["perplexity"], 1e-12)
+        sid = self.stream({"method": "sketch", "num_classes": C,
+                           "loss": {"loss": "sparse_categorical_crossentropy",
+                                    "class_weight": [1, 2, 3, 4, 5, 6]}})
+        self.assertNotIn("perplexity", self.srv.get("/v1/streams/" + sid).json())
+        sid = self.stream({"method": "sketch", "num_classes": C,
+                           "loss": {"loss": "sparse_categorical_crossentropy"}})
+        self.assertIsNone(self.srv.get("/v1/streams/" + sid).json()["perplexity"])
+
     def test_stream_ci_bad_input(self):
         sid = self.stream({"method": "exact"}, {"y_true": [0, 1, 1], "y_score": [0.1, 0.7, 0.4],
                                                 "sample_weight": [1, 2, 1]})

@@ -295,3 +295,73 @@ Test(store, one_process_per_data_dir, .init = mkdir_temp, .fini = rm_temp)
 	b = open_store();
 	srv__store_close(b);
 }
+
+/* A failed transaction breaks the store: its ops fail and mark their
+ * streams stale, later submits are refused at once, and srv__store_heal
+ * brings it back once a probe commits; what failed is not on disk. */
+Test(store, broken_then_healed, .init = mkdir_temp, .fini = rm_temp)
+{
+	srv__store *st = open_store();
+	srv__store_op c = {0};
+	c.type = SRV__OP_CREATE;
+	c.stream = "s";
+	c.config = "{}";
+	c.data = "0";
+	c.len = 1;
+	run(st, &c);
+
+	atomic_bool stale = false;
+	srv__store_op d = {0};
+	d.type = SRV__OP_DELTA;
+	d.stream = "s";
+	d.seq = 1;
+	d.data = "1";
+	d.len = 1;
+	d.stale = &stale;
+	srv__store_test_fail(st, -1);
+	srv__store_submit(st, &d);
+	cr_assert_eq(srv__store_wait(st, &d), -1);
+	cr_assert(atomic_load(&stale));
+	cr_assert(srv__store_broken(st));
+	srv__store_health h;
+	srv__store_health_of(&h, st);
+	cr_assert(h.broken);
+	cr_assert_eq(h.failures, 1);
+	cr_assert(strstr(h.why, "injected"), "%s", h.why);
+
+	/* refused at the door while broken, even with the fault gone */
+	srv__store_test_fail(st, 0);
+	atomic_bool stale2 = false;
+	srv__store_op d2 = d;
+	d2.stale = &stale2;
+	srv__store_submit(st, &d2);
+	cr_assert(d2.done);
+	cr_assert_eq(srv__store_wait(st, &d2), -1);
+	cr_assert(atomic_load(&stale2));
+
+	/* a heal with the fault still there fails; without it, it succeeds */
+	srv__store_test_fail(st, 1);
+	cr_assert_eq(srv__store_heal(st), -1);
+	cr_assert(srv__store_broken(st));
+	cr_assert_eq(srv__store_heal(st), 0);
+	cr_assert_not(srv__store_broken(st));
+	srv__store_health_of(&h, st);
+	cr_assert_eq(h.recoveries, 1);
+	cr_assert_eq(h.running_s, 0);
+
+	srv__store_op d3 = d;
+	d3.seq = 2;
+	d3.data = "2";
+	d3.stale = NULL;
+	run(st, &d3);
+	srv__store_close(st);
+
+	st = open_store();
+	seen *s = load(st);
+	cr_assert_eq(s->nstreams, 1);
+	cr_assert_eq(s->ndeltas[0], 1, "the failed delta must not be stored");
+	cr_assert_eq(s->dseq[0][0], 2);
+	cr_assert_eq(s->dfirst[0][0], '2');
+	free(s);
+	srv__store_close(st);
+}

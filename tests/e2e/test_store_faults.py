@@ -5,9 +5,12 @@
   read shows a refused batch; once the file is removed the store commits
   again with no restart, the refused batch can be retried, and after a
   restart every acknowledged batch is there and nothing else;
+- device write errors (root: ext4 on a loop device whose backing file is
+  on a small tmpfs; filling the tmpfs makes the device fail writes while
+  the file system still has room): the same checks;
 - I/O error (the test hook POST /v1/_store_fail: this machine has no
   device-mapper, so no dm "error" target to put under the data dir): the
-  same checks, on any user;
+  same checks, on any user, plus a refused create and delete;
 - frozen disk (root: an ext4 file system on a loop device, fsfreeze -f):
   /v1/auc, /v1/loss and stream reads keep answering while writes wait on
   the frozen commit; past --store-stall-s /readyz is 503, new writes are
@@ -207,6 +210,61 @@ class DiskFullTest(StoreFaultBase):
             subprocess.run(["umount", "-l", mnt], capture_output=True)
             shutil.rmtree(mnt, ignore_errors=True)
         probe.report("disk full (tmpfs 2 MiB)")
+
+
+class DeviceWriteErrorTest(StoreFaultBase):
+    def test_device_write_errors_heal_without_restart(self):
+        """A device that refuses writes under a file system that still has
+        room: ext4 (no journal) on a loop device whose backing file lives
+        on a 6 MiB tmpfs. Filling the tmpfs makes the loop device fail its
+        writes (the kernel logs "I/O error ... writing to inode"), which
+        SQLite sees as a failed write or fsync of the WAL, not as a full
+        file system. Freeing the tmpfs makes the device work again."""
+        if not ROOT:
+            self.skipTest("needs root for tmpfs, a loop device and mount (CI runs as root)")
+        if not shutil.which("mkfs.ext4"):
+            self.skipTest("needs mkfs.ext4 (e2fsprogs)")
+        work = tempfile.mkdtemp(prefix="lossd-dev-")
+        back, mnt = os.path.join(work, "back"), os.path.join(work, "mnt")
+        os.mkdir(back)
+        os.mkdir(mnt)
+        mounted = []
+        probe = Probe()
+        try:
+            sh("mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", back)
+            mounted.append(back)
+            img = os.path.join(back, "img")
+            with open(img, "wb") as f:
+                f.truncate(64 << 20)
+            sh("mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-E",
+               "lazy_itable_init=1,nodiscard", img)
+            sh("mount", "-o", "loop", img, mnt)
+            mounted.append(mnt)
+            filler = os.path.join(back, "filler")
+            data = os.path.join(mnt, "data")
+
+            def fill():
+                subprocess.run(["dd", "if=/dev/zero", "of=" + filler, "bs=4k"],
+                               capture_output=True)
+
+            def unfill():
+                os.unlink(filler)
+
+            with Server(data_dir=data, args=["--threads", "2"]) as srv:
+                sid = self.create(srv)
+                acked = self.break_and_heal(srv, sid, fill, unfill, probe)
+                failed = [l["msg"] for l in srv.logs
+                          if "transaction failed" in (l.get("msg") or "")]
+                self.assertTrue(failed, "no failed commit was logged")
+                sys.stderr.write("\n[device write errors] %s\n" % failed[0])
+            with Server(data_dir=data) as srv:
+                self.assertEqual(self.count(srv, sid), acked,
+                                 "after a restart: acknowledged rows lost or extra")
+        finally:
+            for m in reversed(mounted):
+                subprocess.run(["umount", m], capture_output=True)
+            shutil.rmtree(work, ignore_errors=True)
+        probe.report("device write errors (loop device on a full tmpfs)")
 
 
 class IOErrorTest(StoreFaultBase):

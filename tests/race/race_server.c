@@ -2,7 +2,8 @@
  * race_server.c - the server's hand-off machinery under many threads, as a
  * plain executable so it runs under ThreadSanitizer (where Criterion
  * aborts): srv_par's work sharing with more callers than helpers, and
- * srv_loop's locked queue fed by several threads at once. Exits 0 when
+ * srv_loop's locked queue fed by several threads at once, a third of the
+ * jobs going to the store lane's threads. Exits 0 when
  * every task and job ran exactly once and every done() ran on the loop
  * thread; prints what went wrong and exits 1 otherwise.
  */
@@ -112,6 +113,8 @@ static void *submitter(void *arg)
 	for (int i = 0; i < JOBS; i++) {
 		f->jobs[i].job.run = job_run;
 		f->jobs[i].job.done = job_done;
+		/* every third job on the store lane's own threads */
+		f->jobs[i].job.lane = i % 3 == 0 ? SRV_LANE_STORE : 0;
 		srv_loop_submit(f->loop, &f->jobs[i].job);
 	}
 	return NULL;

@@ -606,8 +606,10 @@ static enum MHD_Result on_body_end(struct req *r)
 		return send_problem(r, 503, "overloaded", NULL, 1,
 		                    "request bodies in memory are at --max-buffered; retry later");
 	}
-	if (r->match.info->kind == SRV_STORE && !srv_streams_writable()) {
-		/* Broken or stalled: a write would only wait or fail. */
+	if (r->match.info->kind == SRV_STORE && srv_streams_stalled()) {
+		/* A write would only queue behind the stalled ones, holding an
+		 * --max-inflight slot: refused here. (A broken store is the
+		 * handlers' to answer: they check ownership first.) */
 		return send_problem(r, 503, "store_unavailable", NULL, 1,
 		                    "the stream store cannot commit right now (see /readyz); "
 		                    "retry later");

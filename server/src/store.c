@@ -131,7 +131,7 @@ static const char schema[] =
         " data BLOB NOT NULL, PRIMARY KEY(stream, seq)) WITHOUT ROWID;"
         "CREATE TABLE IF NOT EXISTS keys(stream TEXT NOT NULL, key TEXT NOT NULL,"
         " reply TEXT NOT NULL, PRIMARY KEY(stream, key)) WITHOUT ROWID;"
-        "CREATE TABLE IF NOT EXISTS probe(id INTEGER PRIMARY KEY, n INTEGER NOT NULL);";
+        "CREATE TABLE IF NOT EXISTS probe(id INTEGER PRIMARY KEY, n NOT NULL);";
 
 static void errf(char *err, size_t errlen, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
@@ -641,15 +641,19 @@ int srv__store_wait(srv__store *st, srv__store_op *op)
 
 /* ---- healing ------------------------------------------------------------------ */
 
-/* One probe transaction: a row rewritten, so the WAL must take a frame and
- * an fsync. Leader only. */
+/* One probe transaction: a 64 KiB row rewritten, so the WAL must take
+ * about 17 frames and an fsync: a disk that is still full rarely has that much slack left in the
+ * WAL by a failed group, so the store does not flap between broken and
+ * healed while nothing was freed. Leader only. */
+#define PROBE_BYTES 65536
 static int probe(srv__store *st, bool fail_it, char *why, size_t whylen)
 {
 	int rc = 0;
 	if (sqlite3_exec(st->w, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
 		rc = -1;
 	if (!rc) {
-		sqlite3_bind_int64(st->ins_probe, 1, (sqlite3_int64)++st->probes);
+		st->probes++;
+		sqlite3_bind_zeroblob(st->ins_probe, 1, PROBE_BYTES);
 		rc = step(st->ins_probe);
 	}
 	return finish(st, rc, fail_it, why, whylen);

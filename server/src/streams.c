@@ -883,6 +883,12 @@ bool srv_streams_ready(api_reply *out)
 	return false;
 }
 
+bool srv_streams_stalled(void)
+{
+	srv__store_health h;
+	return T.store && store_state(&h) == 2;
+}
+
 bool srv_streams_writable(void)
 {
 	srv__store_health h;

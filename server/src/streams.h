@@ -73,6 +73,10 @@ bool srv_streams_ready(api_reply *out);
  * stalled. Any thread; never blocks on I/O. */
 bool srv_streams_writable(void);
 
+/* True while a store disk operation has run longer than stall_s. Any
+ * thread; never blocks on I/O. */
+bool srv_streams_stalled(void);
+
 /* Test hook: the next n store transactions fail (n < 0: all, 0: none). */
 void srv_streams_test_store_fail(int n);
 

@@ -151,7 +151,8 @@ class StoreFaultBase(unittest.TestCase):
         # no read shows the refused batch.
         self.assert_unready(srv)
         self.assertEqual(srv.metric("lossd_store_broken"), 1)
-        for _ in range(5):
+        for _ in range(8):  # over a second: the healer's probes keep failing
+            self.assert_unready(srv)
             self.check_compute(srv, probe)
             c = self.count(srv, sid)
             self.assertIn(c, (None, acked), "a read showed the refused batch")

@@ -33,7 +33,9 @@ test_pkgs=("${BUILD_PKGS[@]}" libcriterion-dev python3 openssl
 	# (tests/e2e/pg_harness.py, test_pg_replicas.py)
 	postgresql haproxy
 	# the Python client: its hooks in a two-rank torch.distributed run
-	# (tests/e2e/test_ddp_hooks.py), the loss aliases against PyTorch, its wheel
+	# (tests/e2e/test_ddp_hooks.py), the loss aliases against PyTorch, its wheel;
+	# the random differential run against PyTorch and scikit-learn
+	# (tests/differential/differential.py, ctest's differential_smoke)
 	python3-numpy python3-sklearn python3-torch python3-venv python3-setuptools python3-pip
 	# tests/e2e/test_readme.py runs the README's curl examples
 	curl)

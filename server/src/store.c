@@ -60,7 +60,24 @@
  *
  * A data dir belongs to one process at a time: lossd.lock next to the
  * database is flock()ed for the store's lifetime (released by the kernel
- * when the process dies, so a kill -9 never leaves it stale).
+ * when the process dies, so a kill -9 never leaves it stale), and so is
+ * lossd.db itself, so deleting lossd.lock does not let a second lossd in.
+ *
+ * Damage is detected at open, never served:
+ * - every group's transaction also bumps store_info 'generation', and once
+ *   COMMIT returned the count is written into lossd.lock ("lossd-commits
+ *   N", not synced: after a crash it can only be older than the database).
+ *   A database holding fewer commits than the marker (empty, truncated, an
+ *   old backup, a lost -wal file) is refused with a message saying so;
+ *   deleting lossd.lock accepts it as it is.
+ * - PRAGMA quick_check runs before anything is read (page structure,
+ *   truncation, flipped bits in b-tree pages); a finding refuses the start.
+ *   Its time is logged at start-up (quick_check_ms).
+ * - heads(stream, seq) keeps each stream's last committed seq, written
+ *   with every op, so a lost tail of deltas (which leaves no gap) shows.
+ * - streams.c checks each stream's rows as it loads them (checksums, the
+ *   delta sequence, the head, rows without their stream: srv__store_orphans)
+ *   and quarantines what fails.
  *
  * Backends: this file is also the store interface (store.h). A store
  * opened by srv__store_open_url on another backend's URL is a bare
@@ -98,7 +115,12 @@ struct srv__store {
 	pthread_mutex_t mu, rmu;
 	pthread_cond_t cv_done;
 	bool leader, broken;
-	int lock_fd; /* data_dir/lossd.lock, flock()ed: one process per store */
+	int lock_fd;  /* data_dir/lossd.lock, flock()ed: one process per store;
+	               * also holds the commit marker (see "Damage") */
+	int db_fd;    /* lossd.db itself, flock()ed too (the lock file may go) */
+	uint64_t gen; /* commits so far: store_info 'generation'; the leader's */
+	sqlite3_stmt *set_gen, *set_head, *del_head;
+	double check_ms; /* how long quick_check took at open */
 	srv__store_op *head, *tail;
 	uint64_t groups, ops;
 	struct extra *x; /* history and metadata statements (the last section) */
@@ -131,7 +153,11 @@ static const char schema[] =
         " data BLOB NOT NULL, PRIMARY KEY(stream, seq)) WITHOUT ROWID;"
         "CREATE TABLE IF NOT EXISTS keys(stream TEXT NOT NULL, key TEXT NOT NULL,"
         " reply TEXT NOT NULL, PRIMARY KEY(stream, key)) WITHOUT ROWID;"
-        "CREATE TABLE IF NOT EXISTS probe(id INTEGER PRIMARY KEY, n NOT NULL);";
+        "CREATE TABLE IF NOT EXISTS probe(id INTEGER PRIMARY KEY, n NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS heads(stream TEXT PRIMARY KEY, seq INTEGER NOT NULL)"
+        " WITHOUT ROWID;"
+        "CREATE TABLE IF NOT EXISTS store_info(k TEXT PRIMARY KEY, v INTEGER NOT NULL)"
+        " WITHOUT ROWID;";
 
 static void errf(char *err, size_t errlen, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
@@ -143,6 +169,77 @@ static void errf(char *err, size_t errlen, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
+}
+
+/* ---- damage: the commit marker and the checks at open ------------------------ */
+
+#define MARKER "lossd-commits "
+
+/* The marker in the lock file: how many commits this data dir had
+ * acknowledged when it was last written (0: none or unreadable). */
+static uint64_t marker_read(int fd)
+{
+	char buf[64];
+	ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	if (strncmp(buf, MARKER, strlen(MARKER)) != 0)
+		return 0;
+	return strtoull(buf + strlen(MARKER), NULL, 10);
+}
+
+/* Written after each commit returned (so after its fsync), never synced
+ * itself: after a crash it may be older than the database, never newer. */
+static void marker_write(int fd, uint64_t gen)
+{
+	char buf[64];
+	int n = snprintf(buf, sizeof buf, MARKER "%llu\n", (unsigned long long)gen);
+	if (pwrite(fd, buf, (size_t)n, 0) == n)
+		(void)ftruncate(fd, n);
+}
+
+/* Rewrites err into the refusal for damage when db's last error says the
+ * file is corrupt or not a database. */
+static void refuse_if_damaged(sqlite3 *db, const char *path, char *err, size_t errlen)
+{
+	int e = db ? sqlite3_errcode(db) : SQLITE_OK;
+	if (e == SQLITE_CORRUPT || e == SQLITE_NOTADB)
+		errf(err, errlen,
+		     "%s is damaged (%s); refusing to start. Restore it from a backup, or try "
+		     "`sqlite3 %s .recover`",
+		     path, sqlite3_errmsg(db), path);
+}
+
+/* Runs PRAGMA quick_check; 0 when it says ok, else -1 with its first
+ * findings in err. */
+static int quick_check(sqlite3 *db, char *err, size_t errlen)
+{
+	sqlite3_stmt *q = NULL;
+	char found[512] = "";
+	size_t pos = 0;
+	int rc = -1, lines = 0, src;
+	if (sqlite3_prepare_v2(db, "PRAGMA quick_check(3)", -1, &q, NULL) != SQLITE_OK) {
+		errf(err, errlen, "%s", sqlite3_errmsg(db));
+		return -1;
+	}
+	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
+		const char *t = (const char *)sqlite3_column_text(q, 0);
+		if (lines == 0 && t && strcmp(t, "ok") == 0)
+			rc = 0;
+		if (pos < sizeof found - 1)
+			pos += (size_t)snprintf(found + pos, sizeof found - pos, "%s%s",
+			                        lines ? "; " : "", t ? t : "?");
+		lines++;
+	}
+	if (src != SQLITE_DONE) {
+		rc = -1;
+		errf(err, errlen, "%s", sqlite3_errmsg(db));
+	} else if (rc) {
+		errf(err, errlen, "%s", found);
+	}
+	sqlite3_finalize(q);
+	return rc;
 }
 
 static int open_conn(sqlite3 **db, const char *path, char *err, size_t errlen)
@@ -195,6 +292,10 @@ static void finalize_writer(srv__store *st)
 	sqlite3_finalize(st->del_keys);
 	sqlite3_finalize(st->ins_key);
 	sqlite3_finalize(st->ins_probe);
+	sqlite3_finalize(st->set_gen);
+	sqlite3_finalize(st->set_head);
+	sqlite3_finalize(st->del_head);
+	st->set_gen = st->set_head = st->del_head = NULL;
 	st->ins_stream = st->upd_state = st->ins_delta = st->del_deltas_upto = NULL;
 	st->del_stream = st->del_deltas = st->del_keys = st->ins_key = st->ins_probe = NULL;
 }
@@ -219,7 +320,12 @@ static int prep_writer(srv__store *st, char *err, size_t errlen)
 	         "INSERT OR IGNORE INTO keys(stream, key, reply) VALUES(?1, ?2, ?3)", err,
 	         errlen) ||
 	    prep(st->w, &st->ins_probe, "INSERT OR REPLACE INTO probe(id, n) VALUES(1, ?1)", err,
-	         errlen))
+	         errlen) ||
+	    prep(st->w, &st->set_head, "INSERT OR REPLACE INTO heads(stream, seq) VALUES(?1, ?2)",
+	         err, errlen) ||
+	    prep(st->w, &st->del_head, "DELETE FROM heads WHERE stream = ?1", err, errlen) ||
+	    prep(st->w, &st->set_gen,
+	         "INSERT OR REPLACE INTO store_info(k, v) VALUES('generation', ?1)", err, errlen))
 		return -1;
 	return 0;
 }
@@ -239,7 +345,7 @@ int srv__store_open(srv__store **out, const char *data_dir, char *err, size_t er
 		errf(err, errlen, "out of memory");
 		return -1;
 	}
-	st->lock_fd = -1;
+	st->lock_fd = st->db_fd = -1;
 	pthread_mutex_init(&st->mu, NULL);
 	pthread_mutex_init(&st->rmu, NULL);
 	pthread_cond_init(&st->cv_done, NULL);
@@ -259,12 +365,69 @@ int srv__store_open(srv__store **out, const char *data_dir, char *err, size_t er
 		                     : "locked: another lossd is using this data dir");
 		goto out;
 	}
-	if (open_conn(&st->w, st->path, err, errlen))
-		goto out;
-	if (sqlite3_exec(st->w, schema, NULL, NULL, NULL) != SQLITE_OK) {
-		errf(err, errlen, "cannot create schema: %s", sqlite3_errmsg(st->w));
+	/* The database file is locked too: with lossd.lock deleted a second
+	 * lossd would otherwise open the same database and overwrite rows.
+	 * (flock is separate from SQLite's fcntl locks; the fd stays open
+	 * until after SQLite closes, so closing it never drops SQLite's.) */
+	st->db_fd = open(st->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (st->db_fd < 0 || flock(st->db_fd, LOCK_EX | LOCK_NB) != 0) {
+		errf(err, errlen, "%s: %s", st->path,
+		     st->db_fd < 0 ? strerror(errno)
+		                   : "locked: another lossd is using this database");
 		goto out;
 	}
+	uint64_t acked = marker_read(st->lock_fd);
+	struct stat sb;
+	if (acked > 0 && fstat(st->db_fd, &sb) == 0 && sb.st_size == 0) {
+		errf(err, errlen,
+		     "%s is empty but %llu commits were acknowledged from it (marker in "
+		     "lossd.lock): the database was lost or replaced; refusing to start. Restore "
+		     "it from a backup, or delete lossd.lock to start from what is there",
+		     st->path, (unsigned long long)acked);
+		goto out;
+	}
+	if (open_conn(&st->w, st->path, err, errlen)) {
+		refuse_if_damaged(st->w, st->path, err, errlen);
+		goto out;
+	}
+	/* Structure first (truncation, flipped bits in pages), then ours. */
+	char why[512];
+	struct timespec c0, c1;
+	clock_gettime(CLOCK_MONOTONIC, &c0);
+	if (quick_check(st->w, why, sizeof why)) {
+		errf(err, errlen,
+		     "%s is damaged (PRAGMA quick_check: %s); refusing to start. Restore it from "
+		     "a backup, or try `sqlite3 %s .recover`",
+		     st->path, why, st->path);
+		goto out;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &c1);
+	st->check_ms =
+	        (double)(c1.tv_sec - c0.tv_sec) * 1e3 + (double)(c1.tv_nsec - c0.tv_nsec) / 1e6;
+	if (sqlite3_exec(st->w, schema, NULL, NULL, NULL) != SQLITE_OK) {
+		errf(err, errlen, "cannot create schema: %s", sqlite3_errmsg(st->w));
+		refuse_if_damaged(st->w, st->path, err, errlen);
+		goto out;
+	}
+	sqlite3_stmt *g = NULL;
+	if (sqlite3_prepare_v2(st->w, "SELECT v FROM store_info WHERE k = 'generation'", -1, &g,
+	                       NULL) != SQLITE_OK) {
+		errf(err, errlen, "cannot read the commit count: %s", sqlite3_errmsg(st->w));
+		goto out;
+	}
+	if (sqlite3_step(g) == SQLITE_ROW)
+		st->gen = (uint64_t)sqlite3_column_int64(g, 0);
+	sqlite3_finalize(g);
+	if (st->gen < acked) {
+		errf(err, errlen,
+		     "%s holds %llu commits but %llu were acknowledged (marker in lossd.lock): "
+		     "committed updates are missing (an old backup, a truncated file or a lost "
+		     "-wal file); refusing to start. Restore the database, or delete lossd.lock "
+		     "to start from what is there",
+		     st->path, (unsigned long long)st->gen, (unsigned long long)acked);
+		goto out;
+	}
+	marker_write(st->lock_fd, st->gen);
 	if (open_conn(&st->r, st->path, err, errlen))
 		goto out;
 	sync_dir(data_dir);
@@ -295,6 +458,8 @@ void srv__store_close(srv__store *st)
 	extra_close(st);
 	sqlite3_close(st->r);
 	sqlite3_close(st->w);
+	if (st->db_fd >= 0)
+		close(st->db_fd);
 	if (st->lock_fd >= 0)
 		close(st->lock_fd);
 	pthread_cond_destroy(&st->cv_done);
@@ -404,6 +569,18 @@ static bool covered(const srv__store_op *op)
 
 static int write_op(srv__store *st, const srv__store_op *op, bool skip_data)
 {
+	/* The stream's last seq, beside its rows: a lost tail of deltas (which
+	 * leaves no gap) shows as a head the deltas do not reach. */
+	if (op->type == SRV__OP_DELETE) {
+		sqlite3_bind_text(st->del_head, 1, op->stream, -1, SQLITE_STATIC);
+		if (step(st->del_head))
+			return -1;
+	} else if (op->type != SRV__OP_NOTE) {
+		sqlite3_bind_text(st->set_head, 1, op->stream, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st->set_head, 2, op->seq);
+		if (step(st->set_head))
+			return -1;
+	}
 	sqlite3_stmt *s;
 
 	switch (op->type) {
@@ -519,7 +696,14 @@ static int commit_group(srv__store *st, srv__store_op *group, uint64_t *n, bool 
 		            covered(op);
 		rc = write_op(st, op, skip);
 	}
-	return finish(st, rc, fail_it, why, whylen);
+	if (!rc) {
+		sqlite3_bind_int64(st->set_gen, 1, (sqlite3_int64)(st->gen + 1));
+		rc = step(st->set_gen);
+	}
+	rc = finish(st, rc, fail_it, why, whylen);
+	if (!rc)
+		marker_write(st->lock_fd, ++st->gen);
+	return rc;
 }
 
 static double since(const struct timespec *t0)
@@ -1286,4 +1470,32 @@ out:
 	if (rc)
 		sqlite3_exec(st->w, "ROLLBACK", NULL, NULL, NULL);
 	return rc;
+}
+
+int srv__store_heads(srv__store *st, srv__store_head_fn fn, void *arg)
+{
+	sqlite3_stmt *q = NULL;
+	int rc = -1, src;
+
+	if (st->be)
+		return 0; /* recorded by the SQLite store only */
+	reader_lock(st);
+	if (sqlite3_prepare_v2(st->r, "SELECT stream, seq FROM heads ORDER BY stream", -1, &q,
+	                       NULL) != SQLITE_OK)
+		goto out;
+	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
+		const char *id = (const char *)sqlite3_column_text(q, 0);
+		if (fn(arg, id ? id : "", sqlite3_column_int64(q, 1)))
+			goto out;
+	}
+	rc = src == SQLITE_DONE ? 0 : -1;
+out:
+	sqlite3_finalize(q);
+	reader_unlock(st);
+	return rc;
+}
+
+double srv__store_check_ms(srv__store *st)
+{
+	return st->be ? 0.0 : st->check_ms;
 }

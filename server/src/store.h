@@ -143,6 +143,15 @@ typedef int (*srv__store_orphan_fn)(void *arg, const char *id);
 int srv__store_orphans(srv__store *st, srv__store_orphan_fn fn, void *arg);
 
 /*
+ * Calls fn(arg, id, seq) once per stream with its last committed seq (the
+ * seq of its last create, delta or checkpoint), in id order; a stream
+ * written before heads were kept has none. fn returns 0 or -1 (stop).
+ * Returns 0 or -1. SQLite only (0 without calls elsewhere). Any thread.
+ */
+typedef int (*srv__store_head_fn)(void *arg, const char *id, int64_t seq);
+int srv__store_heads(srv__store *st, srv__store_head_fn fn, void *arg);
+
+/*
  * Looks up the reply recorded with (stream, key). Returns 1 and *reply
  * (new, free()) when found, 0 when not, -1 on a database error. Sees every
  * group committed before the call. Any thread.
@@ -174,6 +183,10 @@ int srv__store_load_extra(srv__store *st, srv__store_ckpt_fn on_ckpt, srv__store
 
 /* Groups committed and ops written since open (for tests and metrics). */
 void srv__store_stats(srv__store *st, uint64_t *groups, uint64_t *ops);
+
+/* Milliseconds PRAGMA quick_check took when the store opened (SQLite; 0
+ * for other backends). Any thread. */
+double srv__store_check_ms(srv__store *st);
 
 /* True from a failed transaction until srv__store_heal commits a probe:
  * meanwhile every op fails (see store.c). Any thread. */

@@ -448,7 +448,7 @@ static int on_orphan(void *arg, const char *id)
 		return -1;
 	}
 	s->owner_unknown = true;
-	quarantine(s, "deltas without their stream row");
+	quarantine(s, "rows (deltas or its last seq) without their stream row");
 	pthread_mutex_lock(&T.mu);
 	at = find(id);
 	int rc = at >= 0 ? -1 : insert_at((size_t)(-at - 1), s);
@@ -487,7 +487,7 @@ static void *on_state(void *arg, const char *id, const char *owner, const char *
 	(void)owner;
 	(void)config;
 	if (eng_stream_deserialize(&n, state, len, SIZE_MAX, &err)) {
-		fprintf(stderr, "lossd: stream %s: bad stored state: %s\n", id, err.msg);
+		srv_log(SRV_LOG_ERROR, NULL, "stream %s: bad stored state: %s", id, err.msg);
 		return NULL;
 	}
 	eng_stream_set_max_bytes(n, T.lim.max_bytes);
@@ -625,6 +625,22 @@ static int on_meta(void *arg, const char *id, const char *meta, int64_t updated_
 	(void)id;
 	(void)meta;
 	(void)updated_ms;
+	return 0;
+}
+
+/* A stream's recorded head: its deltas must reach it exactly (a lost tail
+ * leaves no gap), and a head without its stream means the row is gone. */
+static int on_head(void *arg, const char *id, int64_t head)
+{
+	pthread_mutex_lock(&T.mu);
+	long at = find(id);
+	stream *s = at >= 0 ? T.v[at] : NULL;
+	pthread_mutex_unlock(&T.mu);
+	if (!s)
+		return on_orphan(arg, id);
+	if (!s->damaged && s->seq != head)
+		quarantine(s, "its rows end at seq %lld but seq %lld was committed",
+		           (long long)s->seq, (long long)head);
 	return 0;
 }
 
@@ -791,18 +807,25 @@ int srv_streams_open(const char *data_dir)
 
 	T.store_opts.data_dir = data_dir;
 	if (srv__store_open_url(&T.store, T.store_url, &T.store_opts, err, sizeof err)) {
-		fprintf(stderr, "lossd: %s\n", err);
+		srv_log(SRV_LOG_ERROR, NULL, "stream store: %s", err);
 		return -1;
 	}
 	/* A shared store's streams are read when first asked for. */
 	if (!srv__store_shared(T.store) &&
 	    (srv__store_load(T.store, NULL, on_stream, on_delta, &lc) || lc.failed ||
 	     srv__store_orphans(T.store, on_orphan, &lc) || lc.failed ||
+	     srv__store_heads(T.store, on_head, &lc) || lc.failed ||
 	     srv__store_load_extra(T.store, on_ckpt, on_meta, &lc))) {
-		fprintf(stderr, "lossd: cannot load the streams of store %s\n",
+		srv_log(SRV_LOG_ERROR, NULL, "stream store: cannot load the streams of %s",
 		        srv__store_url_is_pg(T.store_url) ? "postgresql" : data_dir);
 		srv_streams_close();
 		return -1;
+	}
+	if (!srv__store_shared(T.store)) {
+		char extra[64];
+		snprintf(extra, sizeof extra, "\"quick_check_ms\":%.1f",
+		         srv__store_check_ms(T.store));
+		srv_log(SRV_LOG_INFO, extra, "stream store checked and loaded");
 	}
 	pthread_mutex_lock(&T.mu);
 	for (size_t i = 0; i < T.n; i++)
@@ -950,6 +973,25 @@ static int digest_hex(char out[DIGEST_HEX], const char *tag, const void *bytes, 
 	}
 	out[2 * sizeof d] = '\0';
 	return 0;
+}
+
+/* srv__store_wait, and on failure an error line naming the stream and its
+ * principal (never a token): what the client got was 503 store_unavailable. */
+static int commit_wait(srv__store_op *op, const stream *s)
+{
+	int rc = srv__store_wait(T.store, op);
+	if (rc) {
+		char extra[512];
+		size_t pos = (size_t)snprintf(extra, sizeof extra, "\"stream\":");
+		srv__json_str(extra, sizeof extra, &pos, s->id);
+		if (pos < sizeof extra - 16) {
+			pos += (size_t)snprintf(extra + pos, sizeof extra - pos, ",\"principal\":");
+			srv__json_str(extra, sizeof extra, &pos, s->owner);
+		}
+		srv_log(SRV_LOG_ERROR, extra,
+		        "stream store: the write was not committed (503 store_unavailable)");
+	}
+	return rc;
 }
 
 static void store_unavailable(api_reply *out)
@@ -1200,7 +1242,7 @@ void srv_streams_create(api_reply *out, const srv_request *req)
 			api_reply_error(out, 503, "out_of_memory", "cannot add the stream");
 		goto out;
 	}
-	int wrc = srv__store_wait(T.store, &op);
+	int wrc = commit_wait(&op, s);
 	pthread_mutex_lock(&s->mu);
 	s->inflight--;
 	pthread_mutex_unlock(&s->mu);
@@ -1721,7 +1763,7 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 	srv__store_submit(T.store, &op);
 	pthread_mutex_unlock(&s->mu);
 
-	int rc = srv__store_wait(T.store, &op);
+	int rc = commit_wait(&op, s);
 
 	pthread_mutex_lock(&s->mu);
 	s->inflight--;
@@ -1899,7 +1941,7 @@ void srv_streams_reset(api_reply *out, const srv_request *req)
 	s->inflight++;
 	srv__store_submit(T.store, &op);
 	pthread_mutex_unlock(&s->mu);
-	int rc = srv__store_wait(T.store, &op);
+	int rc = commit_wait(&op, s);
 	bool shared = srv__store_shared(T.store);
 	pthread_mutex_lock(&s->mu);
 	s->inflight--;
@@ -1981,7 +2023,7 @@ void srv_streams_delete(api_reply *out, const srv_request *req)
 			                req->id ? req->id : "(none)");
 		return;
 	}
-	int rc = srv__store_wait(T.store, &op);
+	int rc = commit_wait(&op, s);
 	if (rc) {
 		/* The disk still has the stream: back into the table, stale,
 		 * for the healer to reload (or drop, if the delete did land). */
@@ -2126,7 +2168,9 @@ void srv_streams_checkpoint(api_reply *out, const srv_request *req)
 		goto unlock;
 	}
 	op.stream = s->id;
-	op.seq = ++s->seq;
+	/* A note writes no delta, so it takes no seq: a stream's deltas stay
+	 * numbered one after another, which the load checks. */
+	op.seq = op.type == SRV__OP_NOTE ? s->seq : ++s->seq;
 	op.key = key;
 	op.reply = reply;
 	op.ckpt_n = n;
@@ -2146,7 +2190,7 @@ void srv_streams_checkpoint(api_reply *out, const srv_request *req)
 	srv__store_submit(T.store, &op);
 	pthread_mutex_unlock(&s->mu);
 
-	int rc = srv__store_wait(T.store, &op);
+	int rc = commit_wait(&op, s);
 	free(body_copy);
 
 	pthread_mutex_lock(&s->mu);

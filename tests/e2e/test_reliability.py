@@ -18,6 +18,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import struct
 import sys
@@ -281,11 +282,35 @@ class QuarantineTest(Base):
         with Server(data_dir=self.dir) as srv:
             self.check_served(srv, readings, {ids[1]})
 
+    def test_lost_last_delta(self):
+        """A lost tail leaves no gap: the stream's recorded last seq shows it."""
+        ids, readings = self.fill()
+        self.sql(("DELETE FROM deltas WHERE stream = ? AND seq = 3", (ids[0],)))
+        with Server(data_dir=self.dir) as srv:
+            self.check_served(srv, readings, {ids[0]})
+
     def test_checkpoint_seq_past_its_deltas(self):
         ids, readings = self.fill()
         self.sql(("UPDATE streams SET seq = 2 WHERE id = ?", (ids[2],)))
         with Server(data_dir=self.dir) as srv:
             self.check_served(srv, readings, {ids[2]})
+
+    def test_history_checkpoints_between_deltas_are_no_gap(self):
+        """A checkpoint record (API.md 7) writes no delta: the stream is not
+        taken for damaged at the next start."""
+        with Server(data_dir=self.dir) as srv:
+            sid = self.create(srv, {"method": "sketch"})
+            body = {"y_true": [1, 0], "y_score": [0.7, 0.2]}
+            self.assertEqual(self.update(srv, sid, body).status, 200)
+            r = srv.post_json("/v1/streams/%s/checkpoint" % sid, {"step": 1})
+            self.assertEqual(r.status, 201, r.body)
+            self.assertEqual(self.update(srv, sid, body).status, 200)
+            before = srv.get("/v1/streams/" + sid).json()
+        with Server(data_dir=self.dir) as srv:
+            r = srv.get("/v1/streams/" + sid)
+            self.assertEqual(r.status, 200, r.body)
+            self.assertEqual(r.json(), before)
+            self.assertEqual(srv.metric("lossd_streams_damaged"), 0)
 
     def test_deltas_without_their_stream(self):
         ids, readings = self.fill()
@@ -380,6 +405,155 @@ class IdempotencyTest(Base):
             self.assertEqual(srv.post("/v1/streams/%s/reset" % dst, b"").status, 200)
             r = srv.post_json("/v1/streams/%s/merge" % dst, st)
             self.assertIs(r.json()["applied"], True)
+
+
+def start_outcome(d, **kw):
+    """Starts lossd on data dir d: (server, None) when it is serving, or
+    (None, message) when it refused to start."""
+    try:
+        return Server(data_dir=d, check_exit=False, contract=False, **kw), None
+    except AssertionError as e:
+        return None, str(e)
+
+
+class DamagedDatabaseTest(Base):
+    """On-disk damage is detected, not served (5)."""
+
+    def fill(self, srv=None, n=3):
+        own = srv is None
+        if own:
+            srv = Server(data_dir=self.dir)
+        try:
+            ids = []
+            for m in METHODS:
+                sid = self.create(srv, {"method": m, "loss": "binary_crossentropy"})
+                for i in range(n):
+                    body = {"y_true": [1, 0, 1, 0], "y_score": [0.9, 0.1, 0.3 + (i % 10) / 20, 0.6],
+                            "batch_id": "b%d" % i}
+                    self.assertEqual(self.update(srv, sid, body).status, 200)
+                ids.append(sid)
+            readings = {sid: srv.get("/v1/streams/" + sid).json() for sid in ids}
+        finally:
+            if own:
+                srv.stop()
+        return ids, readings
+
+    def db(self, suffix=""):
+        return os.path.join(self.dir, "lossd.db" + suffix)
+
+    def assert_refused(self, must_say):
+        srv, msg = start_outcome(self.dir)
+        if srv:
+            srv.stop()
+            self.fail("lossd served a damaged database")
+        self.assertIn(must_say, msg)
+
+    def test_empty_database_is_refused(self):
+        self.fill()
+        for sfx in ("-wal", "-shm"):
+            if os.path.exists(self.db(sfx)):
+                os.unlink(self.db(sfx))
+        open(self.db(), "wb").close()  # 0 bytes
+        self.assert_refused("is empty but")
+        # Deleting lossd.lock accepts the database as it is (here: empty).
+        os.unlink(os.path.join(self.dir, "lossd.lock"))
+        with Server(data_dir=self.dir) as srv:
+            self.assertEqual(srv.get("/v1/streams").json()["streams"], [])
+
+    def test_truncated_database_is_refused(self):
+        self.fill(n=40)
+        size = os.path.getsize(self.db())
+        self.assertGreater(size, 8192)
+        with open(self.db(), "r+b") as f:
+            f.truncate(size // 2 // 4096 * 4096)
+        self.assert_refused("refusing to start")
+
+    def test_lost_wal_is_refused(self):
+        srv = Server(data_dir=self.dir, check_exit=False)
+        try:
+            self.fill(srv)
+            srv.send_signal(signal.SIGKILL)
+            srv.wait()
+        finally:
+            srv.stop()
+        self.assertTrue(os.path.exists(self.db("-wal")))
+        os.unlink(self.db("-wal"))
+        if os.path.exists(self.db("-shm")):
+            os.unlink(self.db("-shm"))
+        self.assert_refused("were acknowledged")
+
+    def test_database_locked_without_the_lock_file(self):
+        with Server(data_dir=self.dir) as srv:
+            sid = self.create(srv, {"method": "exact"})
+            os.unlink(os.path.join(self.dir, "lossd.lock"))
+            other, msg = start_outcome(self.dir)
+            if other:
+                other.stop()
+                self.fail("a second lossd opened the same database")
+            self.assertIn("another lossd is using this database", msg)
+            self.assertEqual(srv.get("/v1/streams/" + sid).status, 200)
+
+
+    def test_bit_flips_are_refused_or_quarantined(self):
+        """Single-bit flips anywhere in the database file and in its b-tree
+        index pages (deltas live in a WITHOUT ROWID table, i.e. an index
+        b-tree): lossd refuses to start with a message, or serves every
+        stream exactly as before or as 503 stream_damaged. Never a wrong
+        reading, a missing stream or a stream that was not there."""
+        ids, readings = self.fill(n=25)
+        with open(self.db(), "rb") as f:
+            pristine = f.read()
+        with open(os.path.join(self.dir, "lossd.lock"), "rb") as f:
+            lock = f.read()
+        page = struct.unpack(">H", pristine[16:18])[0]
+        page = 65536 if page == 1 else page
+        index_pages = [p for p in range(len(pristine) // page)
+                       if pristine[p * page + (100 if p == 0 else 0)] in (0x02, 0x0a)]
+        self.assertTrue(index_pages, "no index b-tree page found")
+        import random
+        rnd = random.Random(1234)
+        trials = [rnd.randrange(len(pristine) * 8) for _ in range(200)]
+        for _ in range(100):
+            p = rnd.choice(index_pages)
+            trials.append((p * page + rnd.randrange(page)) * 8 + rnd.randrange(8))
+        outcome = {"refused": 0, "served intact": 0, "quarantined": 0}
+        silent = []
+        trial_dir = os.path.join(self.dir, "trial")
+        for bit in trials:
+            shutil.rmtree(trial_dir, ignore_errors=True)
+            os.mkdir(trial_dir)
+            b = bytearray(pristine)
+            b[bit // 8] ^= 1 << (bit % 8)
+            with open(os.path.join(trial_dir, "lossd.db"), "wb") as f:
+                f.write(b)
+            with open(os.path.join(trial_dir, "lossd.lock"), "wb") as f:
+                f.write(lock)
+            srv, msg = start_outcome(trial_dir)
+            if srv is None:
+                self.assertTrue("damaged" in msg or "refusing to start" in msg,
+                                "bit %d: refused without saying why: %s" % (bit, msg[:300]))
+                outcome["refused"] += 1
+                continue
+            try:
+                damaged = 0
+                for sid, before in readings.items():
+                    r = srv.get("/v1/streams/" + sid)
+                    if r.status == 503 and r.json().get("code") == "stream_damaged":
+                        damaged += 1
+                    elif r.status != 200 or r.json() != before:
+                        got = r.json() if r.status == 200 else {}
+                        silent.append((bit, sid, r.status,
+                                       sorted(k for k in set(got) | set(before)
+                                              if got.get(k) != before.get(k))))
+                listed = {e["id"] for e in srv.get("/v1/streams").json()["streams"]}
+                if not listed <= set(ids):
+                    silent.append((bit, "listed", sorted(listed - set(ids))))
+                outcome["quarantined" if damaged else "served intact"] += 1
+            finally:
+                srv.stop()
+        print("bit flips: %d trials (%d in index pages): %r; served silently: %d"
+              % (len(trials), 100, outcome, len(silent)), file=sys.stderr)
+        self.assertEqual(silent, [], "damage served silently")
 
 
 if __name__ == "__main__":

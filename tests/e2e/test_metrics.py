@@ -208,6 +208,22 @@ class Metrics(unittest.TestCase):
                                   "y_pred": pr, "top_k": [1, 2]})
         self.close(r3["top_k_accuracy"]["2"], want["2"], 1e-15)
 
+    def test_top_k_many_ks(self):
+        # 16 or more entries arrive lifted out of the JSON (api/src/packed.c)
+        rng = random.Random(1)
+        x = [[rng.gauss(0, 1) for _ in range(40)] for _ in range(8)]
+        y = [rng.randrange(40) for _ in range(8)]
+        ks = list(range(1, 21))
+        r = self.ok("/v1/loss", {"loss": "sparse_categorical_crossentropy", "from_logits": True,
+                                 "y_true": y, "y_pred": x, "top_k": ks})
+        for k in ks:
+            want = sum(1 for i in range(8) if sum(v > x[i][y[i]] for v in x[i]) < k) / 8
+            self.assertEqual(r["top_k_accuracy"][str(k)], want, k)
+        base = {"loss": "sparse_categorical_crossentropy", "y_true": y, "y_pred": x}
+        self.bad("/v1/loss", dict(base, top_k=list(range(1, 34))), "/top_k")
+        self.bad("/v1/loss", dict(base, top_k=list(range(1, 19)) + [17, 30]), "/top_k/18")
+        self.bad("/v1/loss", dict(base, top_k=[[1, 2]] * 10), "/top_k", "bad_type")
+
     def test_top_k_bad_input(self):
         base = {"loss": "sparse_categorical_crossentropy", "y_true": [0, 1],
                 "y_pred": [[0.5, 0.3, 0.2], [0.1, 0.8, 0.1]]}

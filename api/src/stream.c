@@ -71,6 +71,8 @@ static const char *const create_fields[] = {
         "from_logits",
         "sketch_bytes",
         "loss",
+        "tags", /* metadata (api_meta.h): read by the server, not config */
+        "ttl_s",
         NULL,
 };
 static const char *const loss_fields[] = {

@@ -82,6 +82,7 @@ void srv__dispatch(api_reply *out, enum srv_route route, const srv_request *req)
 	case SRV_ROUTE_STREAMS_MERGE: srv_streams_merge(out, req); return;
 	case SRV_ROUTE_STREAMS_CHECKPOINT: srv_streams_checkpoint(out, req); return;
 	case SRV_ROUTE_STREAMS_HISTORY: srv_streams_history(out, req); return;
+	case SRV_ROUTE_STREAMS_PATCH: srv_streams_patch(out, req); return;
 	case SRV_ROUTE_TEST_SLEEP: test_sleep(out, req); return;
 	case SRV_ROUTE_TEST_STORE_FAIL: test_store_fail(out, req); return;
 	default: break;

@@ -143,6 +143,22 @@ bool srv__is_json_type(const char *ct)
 	return n == 16 && !strncasecmp(v, "application/json", 16);
 }
 
+bool srv__is_merge_patch_type(const char *ct)
+{
+	size_t n;
+	const char *v, *semi;
+
+	if (!ct)
+		return false;
+	v = trim(ct, &n);
+	semi = memchr(v, ';', n);
+	if (semi)
+		n = (size_t)(semi - v);
+	while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+		n--;
+	return n == 28 && !strncasecmp(v, "application/merge-patch+json", 28);
+}
+
 bool srv__valid_request_id(const char *s)
 {
 	size_t n = 0;

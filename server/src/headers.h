@@ -50,6 +50,9 @@ int srv__framing_check(const srv_framing *f, const char **code, const char **det
  * parameters such as charset). NULL is false. */
 bool srv__is_json_type(const char *ct);
 
+/* True if a Content-Type value names application/merge-patch+json. */
+bool srv__is_merge_patch_type(const char *ct);
+
 /* True if a client's X-Request-Id is safe to echo and log: 1..128
  * characters of [A-Za-z0-9._:/+=-]. */
 bool srv__valid_request_id(const char *s);

@@ -451,11 +451,16 @@ static enum MHD_Result on_headers(struct req *r, const char *url, const char *ve
 	}
 
 	r->keep_body = r->match.info->has_body;
-	if (r->keep_body && r->body_expected &&
-	    !srv__is_json_type(MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-	                                                   MHD_HTTP_HEADER_CONTENT_TYPE)))
+	const char *ctype =
+	        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+	/* PATCH takes a JSON merge patch under its own media type too (RFC 7396). */
+	bool patch = r->match.info->route == SRV_ROUTE_STREAMS_PATCH;
+	if (r->keep_body && r->body_expected && !srv__is_json_type(ctype) &&
+	    !(patch && srv__is_merge_patch_type(ctype)))
 		return send_problem(r, 415, "unsupported_media_type", NULL, 0,
-		                    "the body must be Content-Type: application/json");
+		                    patch ? "the body must be Content-Type: application/json or "
+		                            "application/merge-patch+json"
+		                          : "the body must be Content-Type: application/json");
 	if (f.ncl && f.cl > s->cfg.max_body)
 		return send_problem(r, 413, "body_too_large", NULL, 0,
 		                    "the body is %llu bytes; the limit is %zu", f.cl,

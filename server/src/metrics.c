@@ -350,6 +350,12 @@ char *srv_metrics_render(size_t *len)
 	        "lossd_store_commit_seconds_sum %.6f\n"
 	        "lossd_store_commit_seconds_count %llu\n",
 	        (unsigned long long)cum, st.commit_lat_sum, (unsigned long long)cum);
+	bprintf(&b,
+	        "# HELP lossd_streams_expired_total Streams deleted for going ttl_s seconds "
+	        "without an update or checkpoint.\n"
+	        "# TYPE lossd_streams_expired_total counter\n"
+	        "lossd_streams_expired_total %llu\n",
+	        (unsigned long long)st.expired);
 
 	if (b.failed) {
 		free(b.p);

@@ -34,6 +34,7 @@ static const srv_route_info table[] = {
         {SRV_ROUTE_STREAMS_LIST, "GET", "/v1/streams", SRV_WORKER, false, false},
         {SRV_ROUTE_STREAMS_GET, "GET", "/v1/streams/{id}", SRV_WORKER, false, false},
         {SRV_ROUTE_STREAMS_DELETE, "DELETE", "/v1/streams/{id}", SRV_STORE, false, true},
+        {SRV_ROUTE_STREAMS_PATCH, "PATCH", "/v1/streams/{id}", SRV_STORE, true, true},
         {SRV_ROUTE_STREAMS_UPDATE, "POST", "/v1/streams/{id}/update", SRV_STORE, true, true},
         {SRV_ROUTE_STREAMS_RESET, "POST", "/v1/streams/{id}/reset", SRV_STORE, true, true},
         {SRV_ROUTE_STREAMS_STATE, "GET", "/v1/streams/{id}/state", SRV_WORKER, false, false},

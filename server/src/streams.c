@@ -115,7 +115,9 @@
 #include <gnutls/gnutls.h>
 
 #include "history.h"
+#include "router.h"
 #include "lossd/api_history.h"
+#include "lossd/api_meta.h"
 #include "lossd/api_stream.h"
 #include "lossd/history.h"
 #include "log.h"
@@ -147,6 +149,7 @@ typedef struct stream {
 	pending_key *keys;  /* keys of in-flight ops (and of key lookups) */
 	srv__ckpts ckpts;   /* checkpoint records (API.md section 7) */
 	int inflight;       /* ops submitted whose srv__store_wait has not returned */
+	api_meta meta;      /* tags, ttl_s, created/updated (section 8) */
 	bool deleted;
 	/* Set at load (or by resync(), holding the table's mu and mu): the
 	 * stored state could not be read (st, and spec maybe, NULL); every
@@ -178,7 +181,13 @@ static struct {
 	bool healer_started, stop;
 	pthread_mutex_t hmu;
 	pthread_cond_t hcv;
-} T = {.mu = PTHREAD_MUTEX_INITIALIZER,
+	uint64_t expired; /* streams deleted by ttl_s */
+	/* the expiry thread (ttl_s): wakes every second until `stop` */
+	pthread_t reaper;
+	bool reaper_on, reaper_stop;
+	pthread_cond_t reaper_cv;
+} T = {.reaper_cv = PTHREAD_COND_INITIALIZER,
+       .mu = PTHREAD_MUTEX_INITIALIZER,
        .lim = SRV_STREAMS_LIMITS_INIT,
        .store_url = "sqlite",
        .store_opts = SRV__STORE_OPTS_INIT,
@@ -199,6 +208,7 @@ static void stream_free(stream *s)
 		return;
 	eng_stream_free(s->st);
 	srv__ckpts_clear(&s->ckpts);
+	api_meta_clear(&s->meta);
 	api_stream_spec_free(s->spec);
 	free(s->owner);
 	free(s->damaged);
@@ -213,6 +223,8 @@ static stream *stream_alloc(const char *id, const char *owner)
 	if (!s)
 		return NULL;
 	snprintf(s->id, sizeof s->id, "%s", id);
+	/* a stream stored before metadata existed reads as created at load */
+	s->meta.created_ms = s->meta.updated_ms = srv__now_ms();
 	s->owner = strdup(owner ? owner : "");
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
@@ -622,9 +634,20 @@ static int on_ckpt(void *arg, const char *id, int64_t n, int64_t step, const cha
 static int on_meta(void *arg, const char *id, const char *meta, int64_t updated_ms)
 {
 	(void)arg;
-	(void)id;
-	(void)meta;
-	(void)updated_ms;
+	long i = find(id);
+	if (i < 0)
+		return 0; /* a row left by a stream since deleted */
+	stream *s = T.v[i];
+	api_meta m;
+	if (api_meta_load(&m, meta)) {
+		fprintf(stderr, "lossd: stream %s: bad stored metadata (ignored)\n", id);
+		return 0;
+	}
+	if (!m.created_ms)
+		m.created_ms = s->meta.created_ms;
+	m.updated_ms = updated_ms ? updated_ms : m.created_ms;
+	api_meta_clear(&s->meta);
+	s->meta = m;
 	return 0;
 }
 
@@ -800,6 +823,26 @@ static void *heal_main(void *arg)
 	return NULL;
 }
 
+/* The expiry thread: srv_streams_expire once a second until close. */
+static void *reaper_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&T.mu);
+	while (!T.reaper_stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&T.reaper_cv, &T.mu, &ts);
+		if (T.reaper_stop)
+			break;
+		pthread_mutex_unlock(&T.mu);
+		(void)srv_streams_expire(srv__now_ms());
+		pthread_mutex_lock(&T.mu);
+	}
+	pthread_mutex_unlock(&T.mu);
+	return NULL;
+}
+
 int srv_streams_open(const char *data_dir)
 {
 	char err[512];
@@ -832,7 +875,11 @@ int srv_streams_open(const char *data_dir)
 		if (T.v[i]->st)
 			eng_stream_set_max_bytes(T.v[i]->st, T.lim.max_bytes);
 	T.open = true;
+	T.reaper_stop = false;
+	T.reaper_on = pthread_create(&T.reaper, NULL, reaper_main, NULL) == 0;
 	pthread_mutex_unlock(&T.mu);
+	if (!T.reaper_on)
+		fprintf(stderr, "lossd: no expiry thread: ttl_s is not enforced\n");
 	T.stop = false;
 	if (pthread_create(&T.healer, NULL, heal_main, NULL) != 0) {
 		fprintf(stderr, "lossd: cannot start the stream store's healer thread\n");
@@ -866,6 +913,7 @@ void srv_streams_get_stats(srv_streams_stats *out)
 			out->damaged += T.v[i]->damaged != NULL;
 			out->resyncing += atomic_load(&T.v[i]->stale);
 		}
+		out->expired = T.expired;
 	}
 	pthread_mutex_unlock(&T.mu);
 	if (!T.store)
@@ -926,6 +974,14 @@ void srv_streams_test_store_fail(int n)
 
 void srv_streams_close(void)
 {
+	pthread_mutex_lock(&T.mu);
+	T.reaper_stop = true;
+	pthread_cond_broadcast(&T.reaper_cv);
+	bool joined = T.reaper_on;
+	T.reaper_on = false;
+	pthread_mutex_unlock(&T.mu);
+	if (joined)
+		pthread_join(T.reaper, NULL);
 	if (T.healer_started) {
 		pthread_mutex_lock(&T.hmu);
 		T.stop = true;
@@ -1037,30 +1093,6 @@ static int reply_json_copy(api_reply *out, int status, json_t *o, char **copy)
 		return -1;
 	*copy = strdup(out->body);
 	return *copy ? 0 : -1;
-}
-
-static int hexval(char c)
-{
-	return c >= '0' && c <= '9'   ? c - '0'
-	       : c >= 'a' && c <= 'f' ? c - 'a' + 10
-	       : c >= 'A' && c <= 'F' ? c - 'A' + 10
-	                              : -1;
-}
-
-/* Decodes %XX escapes in place (a principal may hold '@', sent as %40). */
-static void percent_decode(char *v)
-{
-	char *w = v;
-	for (; *v; v++) {
-		int hi, lo;
-		if (v[0] == '%' && (hi = hexval(v[1])) >= 0 && (lo = hexval(v[2])) >= 0) {
-			*w++ = (char)(hi * 16 + lo);
-			v += 2;
-		} else {
-			*w++ = *v;
-		}
-	}
-	*w = '\0';
 }
 
 /* Value of name in a query string (a=1&b=2), copied into buf. */
@@ -1176,25 +1208,42 @@ void srv_streams_create(api_reply *out, const srv_request *req)
 	stream *s = NULL;
 	void *state = NULL;
 	size_t slen = 0;
-	char *text = NULL, *reply = NULL;
+	char *text = NULL, *reply = NULL, *mtext = NULL;
 	eng_error err;
 	api_stream_limits lim = api_limits();
 	srv__store_op op;
 	char id[40];
+	api_meta meta = {0};
 
 	if (api_stream_spec_parse(&spec, req->api, req->body, req->len, &lim, &p)) {
 		api_reply_problem(out, &p);
 		goto out;
 	}
+	/* tags and ttl_s (API.md section 8): beside the config, not in it */
+	json_t *body = req->len ? api_parse_body(req->api, req->body, req->len, &p) : json_object();
+	int mrc = body ? api_meta_parse(&meta, body, &p) : -1;
+	json_decref(body);
+	if (mrc) {
+		api_reply_problem(out, &p);
+		goto out;
+	}
+	meta.created_ms = meta.updated_ms = srv__now_ms();
 	if (new_id(id, sizeof id)) {
 		api_reply_error(out, 500, "internal_error", "no randomness for a stream id");
 		goto out;
 	}
+	json_t *cfg = NULL;
 	if (!(s = stream_alloc(id, who(req))) ||
 	    eng_stream_new(&s->st, api_stream_spec_engine(spec), &err) ||
 	    (eng_stream_set_history_max(s->st, T.lim.history_points), false) ||
 	    eng_stream_serialize(&state, &slen, s->st) || !(text = api_stream_spec_text(spec)) ||
-	    reply_json_copy(out, 201, api_stream_render_config(spec, id), &reply)) {
+	    !(mtext = api_meta_text(&meta)) || !(cfg = api_stream_render_config(spec, id)) ||
+	    api_meta_render(cfg, &meta)) {
+		json_decref(cfg);
+		api_reply_error(out, 503, "out_of_memory", "out of memory");
+		goto out;
+	}
+	if (reply_json_copy(out, 201, cfg, &reply)) { /* steals cfg */
 		api_reply_free(out);
 		api_reply_error(out, 503, "out_of_memory", "out of memory");
 		goto out;
@@ -1202,6 +1251,9 @@ void srv_streams_create(api_reply *out, const srv_request *req)
 	s->spec = spec;
 	spec = NULL;
 	s->refs = 1;
+	api_meta_clear(&s->meta);
+	s->meta = meta;
+	memset(&meta, 0, sizeof meta);
 
 	memset(&op, 0, sizeof op);
 	op.type = SRV__OP_CREATE;
@@ -1211,6 +1263,8 @@ void srv_streams_create(api_reply *out, const srv_request *req)
 	op.data = state;
 	op.len = slen;
 	op.stale = &s->stale;
+	op.meta = mtext;
+	op.updated_ms = s->meta.updated_ms;
 
 	pthread_mutex_lock(&T.mu);
 	size_t mine = 0;
@@ -1258,8 +1312,10 @@ out:
 	if (s)
 		stream_free(s);
 	api_stream_spec_free(spec);
+	api_meta_clear(&meta);
 	free(state);
 	free(text);
+	free(mtext);
 	free(reply);
 }
 
@@ -1359,81 +1415,328 @@ out:
 	free(lc.v);
 }
 
+static int hexdigit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* One stream in a sorted listing. */
+typedef struct lent {
+	stream *s;
+	int64_t t;        /* created_ms or updated_ms (sort by time) */
+	const char *name; /* the spec's (immutable) */
+} lent;
+
+static int cmp_id(const lent *a, const lent *b)
+{
+	return strcmp(a->s->id, b->s->id);
+}
+
+static int cmp_time(const void *x, const void *y)
+{
+	const lent *a = x, *b = y;
+	return a->t < b->t ? -1 : a->t > b->t ? 1 : cmp_id(a, b);
+}
+
+static int cmp_name(const void *x, const void *y)
+{
+	const lent *a = x, *b = y;
+	int c = strcmp(a->name, b->name);
+	return c ? c : cmp_id(a, b);
+}
+
+enum { SORT_ID, SORT_UPDATED, SORT_CREATED, SORT_NAME };
+
+#define LIST_MAX_TAGS 16
+
+typedef struct list_query {
+	long long limit;
+	int sort;
+	bool desc;
+	char after[2 * 257 + 160];
+	char prefix[260];
+	char tag_key[LIST_MAX_TAGS][API_META_MAX_KEY + 1];
+	char tag_val[LIST_MAX_TAGS][4 * API_META_MAX_VALUE + 1];
+	int ntags;
+	bool filtered; /* name_prefix, tag, sort or order given */
+	bool by_owner; /* principal= (admin tokens see every principal's) */
+	char owner[3 * 64 + 1];
+} list_query;
+
+/* The query of GET /v1/streams. 0, or -1 with *out a 422. */
+static int list_parse(api_reply *out, list_query *q, const char *query)
+{
+	char k[32], v[4 * API_META_MAX_VALUE + API_META_MAX_KEY + 8];
+	int r;
+	memset(q, 0, sizeof(*q));
+	q->limit = 100;
+	while ((r = srv__query_next(&query, k, sizeof k, v, sizeof v)) == 1) {
+		if (!strcmp(k, "limit")) {
+			char *end;
+			errno = 0;
+			q->limit = strtoll(v, &end, 10);
+			if (!v[0] || *end || errno || q->limit < 1 || q->limit > 1000) {
+				api_reply_error(
+				        out, 422, "bad_option",
+				        "query parameter limit must be an integer in [1, 1000]");
+				return -1;
+			}
+		} else if (!strcmp(k, "after")) {
+			snprintf(q->after, sizeof q->after, "%s", v);
+		} else if (!strcmp(k, "principal")) {
+			if (strlen(v) >= sizeof q->owner) {
+				api_reply_error(out, 422, "bad_option",
+				                "principal is at most 64 bytes");
+				return -1;
+			}
+			memcpy(q->owner, v, strlen(v) + 1);
+			q->by_owner = true;
+		} else if (!strcmp(k, "name_prefix")) {
+			if (strlen(v) > 256) {
+				api_reply_error(out, 422, "bad_option",
+				                "name_prefix is at most 256 bytes");
+				return -1;
+			}
+			snprintf(q->prefix, sizeof q->prefix, "%s", v);
+			q->filtered = true;
+		} else if (!strcmp(k, "tag")) {
+			char *colon = strchr(v, ':');
+			if (colon)
+				*colon = '\0';
+			if (!colon || !api_meta_key_ok(v) ||
+			    strlen(colon + 1) > 4 * API_META_MAX_VALUE) {
+				api_reply_error(out, 422, "bad_option",
+				                "tag must be KEY:VALUE with KEY matching "
+				                "[A-Za-z0-9_.-]{1,64}");
+				return -1;
+			}
+			if (q->ntags == LIST_MAX_TAGS) {
+				api_reply_error(out, 422, "bad_option", "at most %d tag filters",
+				                LIST_MAX_TAGS);
+				return -1;
+			}
+			memcpy(q->tag_key[q->ntags], v, strlen(v) + 1); /* <= 64 bytes: checked */
+			snprintf(q->tag_val[q->ntags], sizeof q->tag_val[0], "%s", colon + 1);
+			q->ntags++;
+			q->filtered = true;
+		} else if (!strcmp(k, "sort")) {
+			static const char *const names[] = {"updated", "created", "name"};
+			q->sort = -1;
+			for (int i = 0; i < 3; i++)
+				if (!strcmp(v, names[i]))
+					q->sort = i + 1;
+			if (q->sort < 0) {
+				api_reply_error(out, 422, "bad_option",
+				                "sort must be updated, created or name");
+				return -1;
+			}
+			q->filtered = true;
+		} else if (!strcmp(k, "order")) {
+			if (strcmp(v, "asc") && strcmp(v, "desc")) {
+				api_reply_error(out, 422, "bad_option",
+				                "order must be asc or desc");
+				return -1;
+			}
+			q->desc = !strcmp(v, "desc");
+			q->filtered = true;
+		} else {
+			api_reply_error(
+			        out, 422, "unknown_parameter",
+			        "unknown query parameter %.31s (the list takes limit, after, "
+			        "name_prefix, tag, sort, order, principal)",
+			        k);
+			return -1;
+		}
+	}
+	if (r < 0) {
+		api_reply_error(out, 422, "bad_option",
+		                "a query parameter is malformed or too long");
+		return -1;
+	}
+	return 0;
+}
+
+/* The cursor of entry e under sort: "<ms>.<id>", "<hex of name>.<id>" or
+ * the id alone. */
+static void list_cursor(char *out, size_t cap, const lent *e, int sort)
+{
+	static const char hex[] = "0123456789abcdef";
+	if (sort == SORT_ID) {
+		snprintf(out, cap, "%s", e->s->id);
+	} else if (sort == SORT_NAME) {
+		size_t n = 0;
+		for (const unsigned char *p = (const unsigned char *)e->name; *p && n + 3 < cap;
+		     p++) {
+			out[n++] = hex[*p >> 4];
+			out[n++] = hex[*p & 15];
+		}
+		snprintf(out + n, cap - n, ".%s", e->s->id);
+	} else {
+		snprintf(out, cap, "%lld.%s", (long long)e->t, e->s->id);
+	}
+}
+
+/* Parses a cursor of a sorted listing into *c (t or name, and id); the
+ * name goes into nbuf. 0 or -1. */
+static int list_uncursor(lent *c, stream *idholder, char *nbuf, size_t ncap, const char *cur,
+                         int sort)
+{
+	const char *dot = strchr(cur, '.');
+	if (!dot || !srv_route_valid_id(dot + 1, strlen(dot + 1)))
+		return -1;
+	snprintf(idholder->id, sizeof idholder->id, "%s", dot + 1);
+	c->s = idholder;
+	c->t = 0;
+	c->name = "";
+	if (sort == SORT_NAME) {
+		size_t n = (size_t)(dot - cur);
+		if (n % 2 || n / 2 >= ncap)
+			return -1;
+		for (size_t i = 0; i < n; i += 2) {
+			int hi = hexdigit(cur[i]), lo = hexdigit(cur[i + 1]);
+			if (hi < 0 || lo < 0)
+				return -1;
+			nbuf[i / 2] = (char)(hi * 16 + lo);
+		}
+		nbuf[n / 2] = '\0';
+		c->name = nbuf;
+		return 0;
+	}
+	char *end;
+	errno = 0;
+	long long t = strtoll(cur, &end, 10);
+	if (end != dot || errno || cur == dot)
+		return -1;
+	c->t = t;
+	return 0;
+}
+
 void srv_streams_list(api_reply *out, const srv_request *req)
 {
-	long long limit;
-	char after[160] = "";
+	list_query q;
 	json_t *arr = NULL, *o = NULL;
-	const char *next = NULL;
+	lent *v = NULL;
+	char next[600] = "";
 	const stream *stale = NULL;
 	int bad = 0;
 
-	char owner[3 * 64 + 1];
-	bool by_owner = query_get(req->query, "principal", owner, sizeof owner);
-
-	if (query_int(out, req->query, "limit", 100, 1, 1000, &limit))
+	if (list_parse(out, &q, req->query))
 		return;
-	(void)query_get(req->query, "after", after, sizeof after);
-	if (by_owner)
-		percent_decode(owner);
 	if (T.open && srv__store_shared(T.store)) {
-		list_shared(out, req, limit, after, by_owner ? owner : NULL);
+		if (q.filtered) {
+			api_reply_error(out, 501, "not_implemented",
+			                "name_prefix, tag, sort and order need the SQLite store; a "
+			                "shared PostgreSQL store lists by id only");
+			return;
+		}
+		list_shared(out, req, q.limit, q.after, q.by_owner ? q.owner : NULL);
 		return;
 	}
 	if (!(arr = json_array())) {
 		api_reply_error(out, 503, "out_of_memory", "out of memory");
 		return;
 	}
+	stream *cur_holder = calloc(1, sizeof(*cur_holder));
+	char *nbuf = malloc(512);
+	lent cur = {0};
+	if (!cur_holder || !nbuf) {
+		api_reply_error(out, 503, "out_of_memory", "out of memory");
+		goto done;
+	}
+	if (q.sort != SORT_ID && q.after[0] &&
+	    list_uncursor(&cur, cur_holder, nbuf, 512, q.after, q.sort)) {
+		api_reply_error(out, 422, "bad_cursor",
+		                "after must be the `next` of a previous page with the same sort");
+		goto done;
+	}
 	pthread_mutex_lock(&T.mu);
-	long i = find(after);
-	size_t from = i >= 0 ? (size_t)i + 1 : (size_t)(-i - 1);
-	long long n = 0;
-	bool more = false;
-	for (size_t k = from; k < T.n; k++) {
+	size_t n = 0;
+	if (T.n && !(v = malloc(T.n * sizeof(*v)))) {
+		pthread_mutex_unlock(&T.mu);
+		api_reply_error(out, 503, "out_of_memory", "out of memory");
+		goto done;
+	}
+	size_t plen = strlen(q.prefix);
+	for (size_t k = 0; k < T.n; k++) {
 		stream *s = T.v[k];
 		if (s->damaged || (!req->admin && strcmp(s->owner, who(req)) != 0))
 			continue;
-		if (by_owner && strcmp(s->owner, owner) != 0)
+		if (q.by_owner && strcmp(s->owner, q.owner) != 0)
 			continue;
-		if (n == limit) {
-			more = true;
+		const char *name = api_stream_spec_name(s->spec);
+		if (plen && strncmp(name, q.prefix, plen) != 0)
+			continue;
+		pthread_mutex_lock(&s->mu);
+		bool ok = true;
+		for (int t = 0; ok && t < q.ntags; t++)
+			ok = api_meta_has_tag(&s->meta, q.tag_key[t], q.tag_val[t]);
+		int64_t tm = q.sort == SORT_CREATED ? s->meta.created_ms : s->meta.updated_ms;
+		pthread_mutex_unlock(&s->mu);
+		if (ok)
+			v[n++] = (lent){s, tm, name};
+	}
+	/* The table is in id order already. */
+	if (q.sort == SORT_UPDATED || q.sort == SORT_CREATED)
+		qsort(v, n, sizeof(*v), cmp_time);
+	else if (q.sort == SORT_NAME)
+		qsort(v, n, sizeof(*v), cmp_name);
+	int (*cmp)(const void *, const void *) = q.sort == SORT_NAME ? cmp_name : cmp_time;
+	long long shown = 0;
+	lent *last = NULL;
+	for (size_t k = 0; k < n; k++) {
+		lent *e = &v[q.desc ? n - 1 - k : k];
+		if (q.after[0]) {
+			int c = q.sort == SORT_ID ? strcmp(e->s->id, q.after) : cmp(e, &cur);
+			if (q.desc ? c >= 0 : c <= 0)
+				continue;
+		}
+		if (shown == q.limit) {
+			list_cursor(next, sizeof next, last, q.sort);
 			break;
 		}
-		json_t *e = api_stream_render_config(s->spec, s->id);
+		stream *s = e->s;
+		json_t *j = api_stream_render_config(s->spec, s->id);
 		eng_stream_counts c;
 		pthread_mutex_lock(&s->mu);
 		eng_stream_counts_of(&c, s->st);
 		if (atomic_load(&s->stale) && !stale)
 			stale = s;
+		if (j)
+			bad |= api_meta_render(j, &s->meta);
 		pthread_mutex_unlock(&s->mu);
-		if (e) {
-			bad |= json_object_set_new(e, "count", json_integer(c.rows));
-			bad |= json_object_set_new(e, "updates", json_integer(c.updates));
+		if (j) {
+			bad |= json_object_set_new(j, "count", json_integer(c.rows));
+			bad |= json_object_set_new(j, "updates", json_integer(c.updates));
 			if (req->admin)
-				bad |= json_object_set_new(e, "principal", json_string(s->owner));
+				bad |= json_object_set_new(j, "principal", json_string(s->owner));
 		}
-		bad |= json_array_append_new(arr, e);
-		n++;
+		bad |= json_array_append_new(arr, j);
+		last = e;
+		shown++;
 	}
 	if (stale) {
 		/* s->id outlives T.mu: the reply is written before unlocking */
 		stream_resyncing(out, stale);
 		pthread_mutex_unlock(&T.mu);
-		json_decref(arr);
-		return;
+		goto done;
 	}
 	pthread_mutex_unlock(&T.mu);
-	if (more) {
-		/* the cursor for the next page: the last id of this one */
-		json_t *last = json_array_get(arr, json_array_size(arr) - 1);
-		next = json_string_value(json_object_get(last, "id"));
-	}
-	o = json_pack("{so so}", "streams", arr, "next", next ? json_string(next) : json_null());
+	o = json_pack("{so so}", "streams", arr, "next", next[0] ? json_string(next) : json_null());
+	arr = NULL;
 	if (bad) {
 		json_decref(o);
 		o = NULL;
 	}
 	api_reply_json(out, 200, o);
+done:
+	json_decref(arr);
+	free(v);
+	free(nbuf);
+	free(cur_holder);
 }
 
 /* ---- read, state ----------------------------------------------------------------------------- */
@@ -1463,6 +1766,11 @@ void srv_streams_get(api_reply *out, const srv_request *req)
 	json_t *j = NULL;
 	if (!stale && (r == 0 || (r < 0 && allow_stale))) {
 		j = api_stream_render_read(s->spec, s->id, s->st, &o, &p);
+		if (j && api_meta_render(j, &s->meta)) {
+			json_decref(j);
+			j = NULL;
+			api_problem_set(&p, 503, "out_of_memory", "", "out of memory");
+		}
 		if (j && r < 0 && json_object_set_new(j, "stale", json_true())) {
 			json_decref(j);
 			j = NULL;
@@ -1739,6 +2047,7 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 	op.reply = rec;
 	op.key2 = pk2.key;
 	op.reply2 = srec;
+	op.updated_ms = s->meta.updated_ms = srv__now_ms();
 	op.add_updates = (int64_t)dc.updates;
 	op.add_rows = (int64_t)dc.rows;
 	op.delta = bytes;
@@ -1937,6 +2246,7 @@ void srv_streams_reset(api_reply *out, const srv_request *req)
 	op.len = slen;
 	op.clear_keys = true;
 	op.stale = &s->stale;
+	op.updated_ms = s->meta.updated_ms = srv__now_ms();
 	s->delta_bytes = 0;
 	s->inflight++;
 	srv__store_submit(T.store, &op);
@@ -2120,6 +2430,10 @@ void srv_streams_checkpoint(api_reply *out, const srv_request *req)
 			goto unlock;
 		}
 	}
+	if (atomic_load(&s->stale) || !s->st) {
+		stream_resyncing(out, s);
+		goto unlock;
+	}
 	if (key) {
 		int r = srv__store_key_get(T.store, s->id, key, &prev);
 		if (r < 0) {
@@ -2176,7 +2490,8 @@ void srv_streams_checkpoint(api_reply *out, const srv_request *req)
 	op.ckpt_n = n;
 	op.ckpt_step = cr.step;
 	op.ckpt_keep_from = keep_from;
-	op.updated_ms = now;
+	op.stale = &s->stale;
+	op.updated_ms = s->meta.updated_ms = now;
 	char *body_copy = NULL;
 	if (!(body_copy = strdup(stored))) {
 		api_reply_error(out, 503, "out_of_memory", "out of memory");
@@ -2187,6 +2502,7 @@ void srv_streams_checkpoint(api_reply *out, const srv_request *req)
 		pk.next = s->keys;
 		s->keys = &pk;
 	}
+	s->inflight++;
 	srv__store_submit(T.store, &op);
 	pthread_mutex_unlock(&s->mu);
 
@@ -2194,6 +2510,7 @@ void srv_streams_checkpoint(api_reply *out, const srv_request *req)
 	free(body_copy);
 
 	pthread_mutex_lock(&s->mu);
+	s->inflight--;
 	if (key)
 		key_remove(s, &pk);
 	if (srv__store_shared(T.store))
@@ -2331,6 +2648,11 @@ void srv_streams_history(api_reply *out, const srv_request *req)
 		return;
 	next[0] = '\0';
 	pthread_mutex_lock(&s->mu);
+	if (atomic_load(&s->stale) || !s->st) {
+		pthread_mutex_unlock(&s->mu);
+		stream_resyncing(out, s);
+		goto out;
+	}
 	int r = refresh_for_read(s);
 	if (!r && q.checkpoints && refresh_ckpts(s))
 		r = -1;
@@ -2374,4 +2696,149 @@ void srv_streams_history(api_reply *out, const srv_request *req)
 out:
 	free(texts);
 	release(s);
+}
+
+/* ---- metadata (API.md section 8) ------------------------------------------------------ */
+
+void srv_streams_patch(api_reply *out, const srv_request *req)
+{
+	api_problem p;
+	api_meta n = {0};
+	char *text = NULL;
+	json_t *j = NULL;
+	srv__store_op op;
+
+	if (srv__store_shared(T.store)) {
+		api_reply_error(out, 501, "not_implemented",
+		                "tags and ttl_s are kept by the SQLite store only, not by a shared "
+		                "PostgreSQL store");
+		return;
+	}
+	stream *s = acquire(out, req);
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->mu);
+	if (s->deleted) {
+		pthread_mutex_unlock(&s->mu);
+		api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
+		goto out;
+	}
+	if (srv__store_broken(T.store)) {
+		pthread_mutex_unlock(&s->mu);
+		store_unavailable(out);
+		goto out;
+	}
+	if (atomic_load(&s->stale) || !s->st) {
+		pthread_mutex_unlock(&s->mu);
+		stream_resyncing(out, s);
+		goto out;
+	}
+	if (api_meta_copy(&n, &s->meta) || api_meta_patch(&n, req->api, req->body, req->len, &p)) {
+		pthread_mutex_unlock(&s->mu);
+		if (!n.created_ms)
+			api_problem_set(&p, 503, "out_of_memory", "", "out of memory");
+		api_reply_problem(out, &p);
+		goto out;
+	}
+	eng_stream_counts c;
+	eng_stream_counts_of(&c, s->st);
+	if (!(text = api_meta_text(&n)) || !(j = api_stream_render_config(s->spec, s->id)) ||
+	    api_meta_render(j, &n) || json_object_set_new(j, "count", json_integer(c.rows)) ||
+	    json_object_set_new(j, "updates", json_integer(c.updates))) {
+		pthread_mutex_unlock(&s->mu);
+		api_reply_error(out, 503, "out_of_memory", "out of memory");
+		goto out;
+	}
+	api_meta_clear(&s->meta);
+	s->meta = n;
+	memset(&n, 0, sizeof n);
+	memset(&op, 0, sizeof op);
+	op.type = SRV__OP_NOTE;
+	op.stream = s->id;
+	op.seq = ++s->seq;
+	op.meta = text;
+	op.updated_ms = s->meta.updated_ms;
+	op.stale = &s->stale;
+	s->inflight++;
+	srv__store_submit(T.store, &op);
+	pthread_mutex_unlock(&s->mu);
+	int wrc = srv__store_wait(T.store, &op);
+	pthread_mutex_lock(&s->mu);
+	s->inflight--;
+	pthread_mutex_unlock(&s->mu);
+	if (wrc) {
+		store_unavailable(out);
+	} else {
+		api_reply_json(out, 200, j);
+		j = NULL;
+	}
+out:
+	json_decref(j);
+	api_meta_clear(&n);
+	free(text);
+	release(s);
+}
+
+/* ---- expiry: ttl_s -------------------------------------------------------------------- */
+
+/* Deletes the stream at table index i (T.mu held) as DELETE would, and
+ * waits for it with T.mu released. Returns 0 when deleted. */
+static int expire_at(size_t i)
+{
+	srv__store_op op;
+	stream *s = T.v[i];
+	memset(&op, 0, sizeof op);
+	memmove(T.v + i, T.v + i + 1, (T.n - i - 1) * sizeof(*T.v));
+	T.n--;
+	s->refs++;
+	pthread_mutex_lock(&s->mu);
+	s->deleted = true;
+	op.type = SRV__OP_DELETE;
+	op.stream = s->id;
+	op.seq = ++s->seq;
+	srv__store_submit(T.store, &op);
+	pthread_mutex_unlock(&s->mu);
+	pthread_mutex_unlock(&T.mu);
+	int rc = srv__store_wait(T.store, &op);
+	free(op.stored_reply);
+	pthread_mutex_lock(&s->mu);
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	release(s);
+	pthread_mutex_lock(&T.mu);
+	return rc;
+}
+
+size_t srv_streams_expire(int64_t now_ms)
+{
+	size_t n = 0;
+	pthread_mutex_lock(&T.mu);
+	if (!T.open || srv__store_shared(T.store)) {
+		pthread_mutex_unlock(&T.mu);
+		return 0;
+	}
+	for (size_t i = 0; i < T.n && !srv__store_broken(T.store);) {
+		stream *s = T.v[i];
+		pthread_mutex_lock(&s->mu);
+		bool due = !s->damaged && s->st && !atomic_load(&s->stale) && s->inflight == 0 &&
+		           s->meta.ttl_s > 0 && s->keys == NULL &&
+		           now_ms - s->meta.updated_ms >= s->meta.ttl_s * 1000;
+		pthread_mutex_unlock(&s->mu);
+		if (!due) {
+			i++;
+			continue;
+		}
+		char id[sizeof s->id];
+		snprintf(id, sizeof id, "%s", s->id);
+		if (expire_at(i) == 0) {
+			n++;
+			T.expired++;
+			srv_log(SRV_LOG_INFO, NULL, "stream %s expired (ttl_s)", id);
+		}
+		/* the table may have changed while T.mu was released */
+		long at = find(id);
+		i = at >= 0 ? (size_t)at + 1 : (size_t)(-at - 1);
+	}
+	pthread_mutex_unlock(&T.mu);
+	return n;
 }

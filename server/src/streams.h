@@ -40,6 +40,7 @@ void srv_streams_set_limits(const srv_streams_limits *lim);
 typedef struct srv_streams_stats {
 	uint64_t streams;          /* streams loaded (all principals) */
 	uint64_t damaged;          /* of them quarantined: stored state unreadable */
+	uint64_t expired;          /* deleted by ttl_s since open (API.md section 8) */
 	uint64_t commit_groups;    /* transactions committed since open */
 	uint64_t commit_ops;       /* ops (updates, merges, resets, ...) in them */
 	bool store_broken;         /* a commit failed: writes refused until a probe commits */
@@ -109,5 +110,12 @@ void srv_streams_merge(api_reply *out, const srv_request *req);
 void srv_streams_checkpoint(api_reply *out, const srv_request *req);
 /* Worker thread. GET /v1/streams/{id}/history */
 void srv_streams_history(api_reply *out, const srv_request *req);
+/* Worker thread. PATCH /v1/streams/{id} (API.md section 8) */
+void srv_streams_patch(api_reply *out, const srv_request *req);
+
+/* Deletes every stream whose ttl_s has passed since its last update or
+ * checkpoint at now_ms; returns how many. The expiry thread srv_streams_open
+ * starts calls it every second (tests may too). Any thread, no lock held. */
+size_t srv_streams_expire(int64_t now_ms);
 
 #endif

@@ -190,6 +190,16 @@ class Contracted(unittest.TestCase):
         c("GET", "/v1/streams/%s/history?format=csv" % s1, want=200)
         c("GET", "/v1/streams/%s/history?from=3&to=1" % s1, want=422)
         c("GET", "/v1/streams/nope/history", want=404)
+        # patchStream (API.md section 8)
+        pa = c("PATCH", "/v1/streams/%s" % s1, {"tags": {"run": "r1"}, "ttl_s": 3600},
+               want=200, ctype="application/merge-patch+json").json()
+        self.assertEqual((pa["tags"], pa["ttl_s"]), ({"run": "r1"}, 3600))
+        c("PATCH", "/v1/streams/%s" % s1, {"tags": {"a b": "x"}}, want=422)
+        c("PATCH", "/v1/streams/nope", {"ttl_s": 1}, want=404)
+        c("PATCH", "/v1/streams/%s" % s1, {"ttl_s": 1}, want=415, ctype="text/plain")
+        lst = c("GET", "/v1/streams?tag=run:r1&sort=updated&order=desc", want=200).json()
+        self.assertEqual([e["id"] for e in lst["streams"]], [s1])
+        c("GET", "/v1/streams?colour=red", want=422)
         # resetStream
         self.assertEqual(c("POST", "/v1/streams/%s/reset" % a, want=200).json()["count"], 0)
         c("POST", "/v1/streams/nope/reset", want=404)
@@ -251,7 +261,7 @@ class Contracted(unittest.TestCase):
             r = self.call("GET", path, want=404)
             self.assertEqual(r.json()["code"], "not_found", path)
         for method, path in (("PUT", "/v1/loss"), ("DELETE", "/v1/streams"),
-                             ("POST", "/healthz"), ("PATCH", "/v1/streams/abc"),
+                             ("POST", "/healthz"), ("PATCH", "/v1/streams/abc/state"),
                              ("GET", "/v1/streams/abc/update")):
             r = self.call(method, path, want=405)
             self.assertEqual(r.json()["code"], "method_not_allowed", (method, path))

@@ -1228,6 +1228,15 @@ void srv_streams_create(api_reply *out, const srv_request *req)
 		goto out;
 	}
 	meta.created_ms = meta.updated_ms = srv__now_ms();
+	/* A shared (PostgreSQL) store keeps no metadata yet: no reply shows
+	 * any, and asking for some is refused rather than dropped. */
+	bool shared = T.open && srv__store_shared(T.store);
+	if (shared && (meta.ntags || meta.ttl_s)) {
+		api_reply_error(out, 501, "not_implemented",
+		                "tags and ttl_s are kept by the SQLite store only, not by a shared "
+		                "PostgreSQL store");
+		goto out;
+	}
 	if (new_id(id, sizeof id)) {
 		api_reply_error(out, 500, "internal_error", "no randomness for a stream id");
 		goto out;
@@ -1238,7 +1247,7 @@ void srv_streams_create(api_reply *out, const srv_request *req)
 	    (eng_stream_set_history_max(s->st, T.lim.history_points), false) ||
 	    eng_stream_serialize(&state, &slen, s->st) || !(text = api_stream_spec_text(spec)) ||
 	    !(mtext = api_meta_text(&meta)) || !(cfg = api_stream_render_config(spec, id)) ||
-	    api_meta_render(cfg, &meta)) {
+	    (!shared && api_meta_render(cfg, &meta))) {
 		json_decref(cfg);
 		api_reply_error(out, 503, "out_of_memory", "out of memory");
 		goto out;
@@ -1766,7 +1775,7 @@ void srv_streams_get(api_reply *out, const srv_request *req)
 	json_t *j = NULL;
 	if (!stale && (r == 0 || (r < 0 && allow_stale))) {
 		j = api_stream_render_read(s->spec, s->id, s->st, &o, &p);
-		if (j && api_meta_render(j, &s->meta)) {
+		if (j && !srv__store_shared(T.store) && api_meta_render(j, &s->meta)) {
 			json_decref(j);
 			j = NULL;
 			api_problem_set(&p, 503, "out_of_memory", "", "out of memory");

@@ -172,7 +172,7 @@ class Service(unittest.TestCase):
         self.assertEqual(r.headers["Allow"], "POST")
         r = self.srv.request("PUT", "/v1/streams/abc")
         self.assertEqual(r.status, 405)
-        self.assertEqual(set(r.headers["Allow"].split(", ")), {"GET", "HEAD", "DELETE"})
+        self.assertEqual(set(r.headers["Allow"].split(", ")), {"GET", "HEAD", "PATCH", "DELETE"})
 
     def test_413_from_content_length_before_the_body(self):
         # Headers only: the body never comes, so the 413 must not wait for it.

@@ -526,6 +526,13 @@ int srv__store_ckpts_of(srv__store *st, const char *id, srv__store_ckpt_fn on_ck
 	return st->be->ckpts_of(st->impl, id, on_ckpt, arg);
 }
 
+int srv__store_meta_of(srv__store *st, const char *id, srv__store_meta_fn on_meta, void *arg)
+{
+	if (!st->be || !st->be->meta_of)
+		return -1;
+	return st->be->meta_of(st->impl, id, on_meta, arg);
+}
+
 int srv__store_list(srv__store *st, const char *owner, const char *after, int limit,
                     srv__store_list_fn fn, void *arg)
 {

@@ -212,6 +212,10 @@ int srv__store_sync(srv__store *st, const char *id, int64_t seq, void *handle,
  * on_ckpt. Returns 0 or -1. Any thread. */
 int srv__store_ckpts_of(srv__store *st, const char *id, srv__store_ckpt_fn on_ckpt, void *arg);
 
+/* Shared stores: one stream's metadata row (API.md 8) through on_meta
+ * (not called when it has none). Returns 0 or -1. Any thread. */
+int srv__store_meta_of(srv__store *st, const char *id, srv__store_meta_fn on_meta, void *arg);
+
 /* A list entry: the stream's id and counts as committed. Returns 0 or -1 (stop). */
 typedef int (*srv__store_list_fn)(void *arg, const char *id, int64_t updates, int64_t rows);
 
@@ -331,6 +335,7 @@ typedef struct srv__store_backend {
 	int (*load_extra)(void *b, srv__store_ckpt_fn on_ckpt, srv__store_meta_fn on_meta,
 	                  void *arg);
 	int (*ckpts_of)(void *b, const char *id, srv__store_ckpt_fn on_ckpt, void *arg);
+	int (*meta_of)(void *b, const char *id, srv__store_meta_fn on_meta, void *arg);
 } srv__store_backend;
 
 /* The PostgreSQL backend (store_pg.c), or NULL when built without libpq. */

@@ -1143,6 +1143,25 @@ static int pg_ckpts_of(void *b, const char *id, srv__store_ckpt_fn on_ckpt, void
 	return rc;
 }
 
+static int pg_meta_of(void *b, const char *id, srv__store_meta_fn on_meta, void *arg)
+{
+	pg *p = b;
+	slot *s = reader_get(p);
+	int rc = -1;
+	if (!s)
+		return -1;
+	const char *v[] = {id};
+	PGresult *r = run(p, s, "meta_of", 1, v, NULL, PGRES_TUPLES_OK);
+	if (r) {
+		rc = 0;
+		if (PQntuples(r) > 0)
+			rc = on_meta(arg, id, PQgetvalue(r, 0, 0), get_i64(r, 0, 1));
+	}
+	PQclear(r);
+	reader_put(p, s);
+	return rc;
+}
+
 /* ---- copying (lossd --copy-store) ---------------------------------------------- */
 
 static int export_one(pg *p, slot *s, const PGresult *sr, int row, srv__store_rec_fn fn, void *arg)
@@ -1322,6 +1341,7 @@ static const srv__store_backend backend = {
         .import = pg_import,
         .load_extra = pg_load_extra,
         .ckpts_of = pg_ckpts_of,
+        .meta_of = pg_meta_of,
 };
 
 const srv__store_backend *srv__store_pg_backend(void)

@@ -555,6 +555,34 @@ static int sync_stream(stream *s)
 	return -1;
 }
 
+/* srv__store_meta_of's callback: the stored metadata replaces s's. */
+static int on_own_meta(void *arg, const char *id, const char *meta, int64_t updated_ms)
+{
+	stream *s = arg;
+	api_meta m;
+	(void)id;
+	if (api_meta_load(&m, meta))
+		return 0; /* unreadable: keep what memory has */
+	if (!m.created_ms)
+		m.created_ms = s->meta.created_ms;
+	/* the store keeps the latest of every replica's (no op of ours is in
+	 * flight: the caller waited) */
+	m.updated_ms = updated_ms ? updated_ms : m.created_ms;
+	api_meta_clear(&s->meta);
+	s->meta = m;
+	return 0;
+}
+
+/* Shared stores: s's tags, ttl_s and times as the store holds them (any
+ * replica may have changed them). s's mu held. 0, or -1 when the store
+ * cannot be read. */
+static int refresh_meta(stream *s)
+{
+	if (!srv__store_shared(T.store))
+		return 0;
+	return srv__store_meta_of(T.store, s->id, on_own_meta, s) ? -1 : 0;
+}
+
 /* Shared stores, before a read: waits for this replica's writes of s to
  * finish, then syncs. Returns as sync_stream (0 at once for SQLite).
  * s's mu held. */
@@ -569,7 +597,8 @@ static int refresh_for_read(stream *s)
 	pthread_cond_broadcast(&s->cv);
 	if (s->deleted)
 		return 1;
-	return sync_stream(s);
+	int r = sync_stream(s);
+	return r == 0 && refresh_meta(s) ? -1 : r;
 }
 
 /* srv__store_ckpts_of's callback: one record into the stream's list. */
@@ -1228,15 +1257,6 @@ void srv_streams_create(api_reply *out, const srv_request *req)
 		goto out;
 	}
 	meta.created_ms = meta.updated_ms = srv__now_ms();
-	/* A shared (PostgreSQL) store keeps no metadata yet: no reply shows
-	 * any, and asking for some is refused rather than dropped. */
-	bool shared = T.open && srv__store_shared(T.store);
-	if (shared && (meta.ntags || meta.ttl_s)) {
-		api_reply_error(out, 501, "not_implemented",
-		                "tags and ttl_s are kept by the SQLite store only, not by a shared "
-		                "PostgreSQL store");
-		goto out;
-	}
 	if (new_id(id, sizeof id)) {
 		api_reply_error(out, 500, "internal_error", "no randomness for a stream id");
 		goto out;
@@ -1247,7 +1267,7 @@ void srv_streams_create(api_reply *out, const srv_request *req)
 	    (eng_stream_set_history_max(s->st, T.lim.history_points), false) ||
 	    eng_stream_serialize(&state, &slen, s->st) || !(text = api_stream_spec_text(spec)) ||
 	    !(mtext = api_meta_text(&meta)) || !(cfg = api_stream_render_config(spec, id)) ||
-	    (!shared && api_meta_render(cfg, &meta))) {
+	    api_meta_render(cfg, &meta)) {
 		json_decref(cfg);
 		api_reply_error(out, 503, "out_of_memory", "out of memory");
 		goto out;
@@ -1775,7 +1795,7 @@ void srv_streams_get(api_reply *out, const srv_request *req)
 	json_t *j = NULL;
 	if (!stale && (r == 0 || (r < 0 && allow_stale))) {
 		j = api_stream_render_read(s->spec, s->id, s->st, &o, &p);
-		if (j && !srv__store_shared(T.store) && api_meta_render(j, &s->meta)) {
+		if (j && api_meta_render(j, &s->meta)) {
 			json_decref(j);
 			j = NULL;
 			api_problem_set(&p, 503, "out_of_memory", "", "out of memory");
@@ -2717,16 +2737,15 @@ void srv_streams_patch(api_reply *out, const srv_request *req)
 	json_t *j = NULL;
 	srv__store_op op;
 
-	if (srv__store_shared(T.store)) {
-		api_reply_error(out, 501, "not_implemented",
-		                "tags and ttl_s are kept by the SQLite store only, not by a shared "
-		                "PostgreSQL store");
-		return;
-	}
 	stream *s = acquire(out, req);
 	if (!s)
 		return;
 	pthread_mutex_lock(&s->mu);
+	if (srv__store_shared(T.store) && refresh_meta(s)) { /* another replica's patch */
+		pthread_mutex_unlock(&s->mu);
+		store_unavailable(out);
+		goto out;
+	}
 	if (s->deleted) {
 		pthread_mutex_unlock(&s->mu);
 		api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);

@@ -37,6 +37,7 @@ test_pkgs=("${BUILD_PKGS[@]}" libcriterion-dev python3 openssl
 	# the random differential run against PyTorch and scikit-learn
 	# (tests/differential/differential.py, ctest's differential_smoke)
 	python3-numpy python3-sklearn python3-torch python3-venv python3-setuptools python3-pip
+	python3-wheel
 	# tests/e2e/test_readme.py runs the README's curl examples
 	curl)
 command -v npm >/dev/null || test_pkgs+=(nodejs npm) # scripts/openapi-json.sh

@@ -74,7 +74,7 @@ def main():
             loss.backward()
             opt.step()
             step += 1
-        train_metrics = train.compute(reset=True)
+        train_metrics = train.compute(reset=True, step=step, label="train-%d" % epoch)
         dist.all_reduce(loss_sum)
 
         val.on_validation_epoch_start(None, None)
@@ -83,7 +83,7 @@ def main():
                                 for i in range(0, len(yv), BATCH)])
             for i in range(0, len(yv), BATCH):
                 val.update(logits[i:i + BATCH], yv[i:i + BATCH])
-        val_metrics = val.compute(reset=True)
+        val_metrics = val.compute(reset=True, step=step, label="epoch-%d" % epoch)
         parts_l = [torch.zeros_like(logits) for _ in range(world)]
         parts_y = [torch.zeros_like(yv) for _ in range(world)]
         dist.all_gather(parts_l, logits)
@@ -102,6 +102,7 @@ def main():
             mine["epochs"].append({"lossd_train": train_metrics, "lossd_val": val_metrics})
     mine.update(rank=rank, failures=val.failures + train.failures,
                 step_supported=train.step_supported, val_history=val.history,
+                checkpoint_supported=val.checkpoint_supported, steps=step,
                 val_stream=val.stream.id, train_stream=train.stream.id)
     with open(out, "w") as f:
         json.dump(mine, f)

@@ -9,7 +9,10 @@ and scikit-learn compute on the whole data: validation loss
 (F.binary_cross_entropy_with_logits), accuracy, AUC (roc_auc_score) each
 epoch, and the training loss over every batch of the epoch as the model
 was when the batch was posted. Rank 1's readings are None, and no hook
-counted a failure.
+counted a failure. Rank 0 ends each epoch with a checkpoint-with-reset,
+so the stream's history holds each epoch's reading at its step, and the
+training stream's step series has one point per step holding both ranks'
+rows.
 
 Skips (saying so) when torch, numpy or scikit-learn is missing
 (Debian: python3-torch python3-sklearn).
@@ -84,6 +87,26 @@ class TestDDPHooks(unittest.TestCase):
                                       r0["epochs"][1]["lossd_val"]["lossd_loss"], places=4)
             self.assertEqual(len(r0["val_history"]), 2)
             self.assertEqual(r1["val_history"], [])
+            # rank 0 ended each epoch with a checkpoint (reset in the same
+            # step): the stream's history holds both epochs' readings
+            self.assertIs(r0["checkpoint_supported"], True)
+            self.assertIsNone(r1["checkpoint_supported"])  # rank 1 never reads
+            r = srv.get("/v1/streams/%s/history?series=checkpoints" % r0["val_stream"])
+            self.assertEqual(r.status, 200, r)
+            ckpts = r.json()["checkpoints"]
+            self.assertEqual([c["label"] for c in ckpts], ["epoch-0", "epoch-1"])
+            self.assertEqual([c["step"] for c in ckpts], [8, 16])  # 256 rows / 32 per rank
+            for c, ep in zip(ckpts, r0["epochs"]):
+                self.assertEqual(c["count"], ep["lossd_val"]["lossd_count"])
+                self.assertAlmostEqual(c["auc"], ep["lossd_val"]["lossd_auc"], delta=1e-12)
+                self.assertAlmostEqual(c["loss"], ep["lossd_val"]["lossd_loss"], delta=1e-12)
+            # the training steps went in with their step: one point per step
+            r = srv.get("/v1/streams/%s/history?series=steps" % r0["train_stream"])
+            self.assertEqual(r.status, 200, r)
+            points = r.json()["steps"]
+            self.assertIs(r0["step_supported"], True)
+            self.assertEqual([p["step"] for p in points], list(range(16)))
+            self.assertTrue(all(p["count"] == 64 for p in points), points[:2])  # 2 ranks x 32
             print("ddp: epochs", [(round(ep["lossd_val"]["lossd_auc"], 6),
                                   round(ep["lossd_val"]["lossd_loss"], 6),
                                   round(ep["lossd_train"]["lossd_train_loss"], 6))

@@ -20,6 +20,13 @@ imported here.
   when the server takes it. A server that does not know the field answers
   422 unknown_field at /step; the batch is then sent again without it, once
   noted in the log, and later batches leave it out.
+- Epoch ends. compute(reset=True) on rank 0 records a checkpoint with
+  reset (API.md section 7: the reading and the emptying in one
+  transaction, kept in the stream's history at the step given, or the
+  round number), so no batch of the next round can slip in between the
+  reading and the reset and dashboards see every epoch's value. A server
+  without checkpoints (404 not_found for the route, 405, 501 on a shared
+  store) is noted once in the log and read + reset instead.
 - metrics_from_result: a stream reading as flat metrics; counts are ints.
 """
 
@@ -155,6 +162,7 @@ class StreamMetric:
         self.history = []
         self.last_result = None
         self.step_supported = None  # unknown until a step is sent
+        self.checkpoint_supported = None  # unknown until an epoch ends
         self._round = 0     # reads so far: batch ids of a new round differ
         self._batches = 0   # batches posted by this rank in this round
 
@@ -283,26 +291,58 @@ class StreamMetric:
         self._batches += 1
         return self.guard("update", self._post, preds, target, sample_weight, step, batch_id)
 
-    def compute(self, *, sync=True, reset=False):
+    def _checkpoint(self, step, label):
+        """POST .../checkpoint with reset: the reading, or None when the
+        server has no checkpoints (then read + reset)."""
+        stream = self.stream
+        body = {"step": int(step), "reset": True,
+                "batch_id": "%s-ckpt-%d" % (self.run_id, self._round)}
+        if label is not None:
+            body["label"] = str(label)
+        try:
+            reply = self.client._request(
+                "POST", self.client._stream_path(stream.id, "/checkpoint"), body,
+                policy="safe", headers={"Idempotency-Key": body["batch_id"]})
+        except LossdError as e:
+            if not (e.status in (405, 501) or (e.status == 404 and e.code == "not_found")):
+                raise
+            self.checkpoint_supported = False
+            log.warning("lossd: no checkpoints on this server (%s); reading and resetting "
+                        "instead", e)
+            return None
+        self.checkpoint_supported = True
+        return reply.get("checkpoint", reply) if isinstance(reply, dict) else reply
+
+    def _read_and_reset(self, reset, step, label):
+        if reset and self.checkpoint_supported is not False:
+            reading = self._checkpoint(self._round if step is None else step, label)
+            if reading is not None:
+                return reading
+        reading = self.stream.result()
+        if reset:
+            self.guard("reset", lambda: self.stream.reset())
+        return reading
+
+    def compute(self, *, sync=True, reset=False, step=None, label=None):
         """The stream's reading as metrics ({"lossd_auc", "lossd_loss",
         "lossd_count", ...}) on rank 0, appended to .history and passed to
         log_fn; None on the other ranks and after a counted failure.
         sync: barrier first, so every rank's posts are in. reset: rank 0
-        then resets the stream (before a second barrier), so the next
-        round starts empty."""
+        records a checkpoint with reset at step (default: the round
+        number) and label (or reads and resets where the server has no
+        checkpoints), before a second barrier, so the next round starts
+        empty."""
         if sync:
             self.guard("barrier", self.barrier)
         metrics = None
         if self.is_rank_zero:
-            result = self.guard("read", lambda: self.stream.result())
+            result = self.guard("read", self._read_and_reset, reset, step, label)
             if result is not None:
                 self.last_result = result
                 metrics = metrics_from_result(result, self.prefix)
                 self.history.append(dict(metrics))
                 if self.log_fn is not None:
                     self.guard("log_fn", self.log_fn, dict(metrics))
-            if reset:
-                self.guard("reset", lambda: self.stream.reset())
         if reset and sync:
             self.guard("barrier", self.barrier)
         self._round += 1

@@ -11,7 +11,10 @@ At the end of each epoch it (1) when validation_data is given, predicts it
 and posts it in chunks (each worker its own shard), (2) reads the stream
 and writes lossd_auc, lossd_loss, lossd_accuracy, lossd_count (an int) and,
 for sketch streams, lossd_auc_error_bound into `logs`, then (3) rank 0
-resets the stream, so the next epoch's reading is that epoch's alone. In a
+records the epoch as a checkpoint with reset (step = the epoch, label
+"epoch-N"; read + reset where the server has no checkpoints), so the
+stream's history keeps every epoch and the next reading is that epoch's
+alone. In a
 custom loop, call cb.update(preds, target) for each batch instead of giving
 validation_data; the epoch end reads and resets the same way.
 
@@ -203,9 +206,12 @@ class LossdCallback(StreamMetric, _Base):
                 if self.log_fn is not None:
                     self.guard("log_fn", self.log_fn, dict(metrics))
         if self._resets():
-            # a barrier first: no worker may still be reading
+            # a barrier first: no worker may still be reading; then rank 0
+            # records the epoch as a checkpoint and empties the stream in
+            # one step (read + reset on a server without checkpoints)
             self.guard("barrier", self.barrier)
-            self.reset()
-        else:
-            self._round += 1
-            self._batches = 0
+            if self.is_rank_zero:
+                self.guard("checkpoint", self._read_and_reset, True, epoch, "epoch-%d" % epoch)
+            self.guard("barrier", self.barrier)
+        self._round += 1
+        self._batches = 0

@@ -31,7 +31,9 @@ logger and counted in hook.failures; strict=True raises them.
 Distributed (DDP, torch.distributed with any backend): every rank posts its
 shard to the one stream (created on rank 0, its id broadcast); at the end
 of a validation (or training) epoch every rank meets at a barrier, rank 0
-reads the stream, logs it and resets it, and the value is broadcast so that
+records a checkpoint with reset (the reading, kept in the stream's history
+at the trainer's global_step, and the emptying in one step; read + reset
+on a server without checkpoints), logs it, and the value is broadcast so that
 pl_module.log gets the same number on every rank (Lightning's monitors,
 EarlyStopping and ModelCheckpoint, need it everywhere). log_fn and .history
 are rank 0's only. Rank from the trainer (global_rank), torch.distributed,
@@ -124,7 +126,9 @@ class _Hook(StreamMetric, _Base):
     def _end(self, trainer, pl_module, epoch):
         if getattr(trainer, "sanity_checking", False):
             return None
-        metrics = self.compute(reset=self.reset_each_epoch)
+        step = getattr(trainer, "global_step", None)
+        metrics = self.compute(reset=self.reset_each_epoch, step=step,
+                               label="epoch-%d" % epoch)
         dist = _torch_dist()
         if dist is not None and self.world_size > 1 and self._barrier is None:
             box = [metrics]

@@ -158,6 +158,7 @@ class MiniLossd:
     def __init__(self):
         self.streams = {}
         self.takes_step = False
+        self.takes_checkpoint = False
         self.server = FakeServer(self.handle)
 
     def handle(self, req):
@@ -165,7 +166,7 @@ class MiniLossd:
         body = req["json"] or {}
         if parts == ["v1", "streams"] and req["method"] == "POST":
             sid = uuid.uuid4().hex  # as lossd: the name is a label, not the id
-            self.streams[sid] = {"config": body, "y": [], "s": [], "batches": {}}
+            self.streams[sid] = {"config": body, "y": [], "s": [], "batches": {}, "ckpts": []}
             return 201, {}, dict(body, id=sid)
         if len(parts) < 3 or parts[:2] != ["v1", "streams"]:
             return 404, {}, problem(404, "not_found", req["path"])
@@ -189,17 +190,30 @@ class MiniLossd:
         if op == "reset":
             st["y"], st["s"] = [], []
             return 200, {}, dict(st["config"], id=parts[2])
+        if op == "checkpoint" and self.takes_checkpoint:
+            res = self.reading(st)
+            res.update(step=body["step"], label=body.get("label"), n=len(st["ckpts"]),
+                       dropped=0)
+            res.pop("loss_detail", None)
+            st["ckpts"].append(res)
+            if body.get("reset"):
+                st["y"], st["s"] = [], []
+            return 201, {}, res
         if op is None and req["method"] == "DELETE":
             del self.streams[parts[2]]
             return 204, {}, None
         if op is None:
-            res = {"auc": exact_auc(st["y"], st["s"]), "count": len(st["y"]),
-                   "positives": sum(st["y"]), "negatives": len(st["y"]) - sum(st["y"])}
-            if "loss" in st["config"]:  # as lossd: a number, details aside
-                res["loss"] = bce(st["y"], st["s"]) if st["y"] else None
-                res["loss_detail"] = {"count": len(st["y"])}
-            return 200, {}, res
+            return 200, {}, self.reading(st)
         return 404, {}, problem(404, "not_found", req["path"])
+
+    @staticmethod
+    def reading(st):
+        res = {"auc": exact_auc(st["y"], st["s"]), "count": len(st["y"]),
+               "positives": sum(st["y"]), "negatives": len(st["y"]) - sum(st["y"])}
+        if "loss" in st["config"]:  # as lossd: a number, details aside
+            res["loss"] = bce(st["y"], st["s"]) if st["y"] else None
+            res["loss_detail"] = {"count": len(st["y"])}
+        return res
 
     def stop(self):
         self.server.stop()
@@ -815,6 +829,22 @@ class TestKerasCallback(CallbackCase):
         self.assertEqual([h["epoch"] for h in cb.history], [0, 1])
         self.assertEqual(cb.failures, 0)
 
+    def test_epoch_end_checkpoints_where_the_server_can(self):
+        mod = _fresh_import("keras", {"keras": self.keras_module()})
+        self.mini.takes_checkpoint = True
+        cb = mod.LossdCallback(self.client, {"name": "val", "loss": {"loss": "binary_crossentropy"}},
+                               validation_data=(self.x, self.y), predict=lambda m, x: list(x))
+        cb.on_train_begin({})
+        for epoch in range(3):
+            logs = {}
+            cb.on_epoch_end(epoch, logs)
+            self.assertEqual(logs["lossd_count"], 12)  # emptied by each checkpoint
+        sent = [r["json"] for r in self.requests("/checkpoint")]
+        self.assertEqual([(b["step"], b["label"]) for b in sent],
+                         [(0, "epoch-0"), (1, "epoch-1"), (2, "epoch-2")])
+        self.assertEqual(len(self.requests("/reset")), 1)  # training begins
+        self.assertEqual(cb.failures, 0)
+
     def test_custom_loop_update_then_epoch_end(self):
         mod = _fresh_import("keras", {"keras": self.keras_module()})
         cb = mod.LossdCallback(self.client, {"name": "loop"})
@@ -1054,6 +1084,33 @@ class TestTorchHook(CallbackCase):
         hook.on_train_epoch_end(Trainer(), module)
         self.assertEqual(logged["lossd_train_count"], 12)
         self.assertEqual(hook.failures, 0)
+
+    def test_epoch_end_checkpoints_with_reset_where_the_server_can(self):
+        mod = self.torch_module()
+        self.mini.takes_checkpoint = True
+
+        class Trainer:
+            sanity_checking = False
+            global_step = 0
+            current_epoch = 0
+
+        hook = mod.LossdHook(self.client, {"name": "val", "loss": {"loss": "binary_crossentropy"}})
+        trainer = Trainer()
+        for epoch in range(2):
+            trainer.current_epoch, trainer.global_step = epoch, 100 * (epoch + 1)
+            hook.on_validation_epoch_start(trainer, None)
+            hook.update(FakeTensor(self.x), self.y)
+            hook.on_validation_epoch_end(trainer, None)
+            self.assertEqual(hook.history[-1]["lossd_count"], 12)
+            self.assertAlmostEqual(hook.history[-1]["lossd_auc"], exact_auc(self.y, self.x),
+                                   places=12)
+        sent = [r["json"] for r in self.requests("/checkpoint")]
+        self.assertEqual([(b["step"], b["label"], b["reset"]) for b in sent],
+                         [(100, "epoch-0", True), (200, "epoch-1", True)])
+        self.assertEqual(len(self.requests("/reset")), 1)  # the first epoch's start only
+        self.assertIs(hook.checkpoint_supported, True)
+        ckpts = self.mini.streams[hook.stream.id]["ckpts"]
+        self.assertEqual([c["count"] for c in ckpts], [12, 12])
 
     def test_train_hook_step_on_a_server_with_step(self):
         mod = self.torch_module()

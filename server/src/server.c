@@ -252,7 +252,8 @@ static int run(srv_server *s)
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
-	raise_nofile(s->cfg.max_connections + 256);
+	/* libmicrohttpd may hold max/16 + 16 more for a moment (http.c). */
+	raise_nofile(s->cfg.max_connections + s->cfg.max_connections / 16 + 256);
 	bool pg = !strncmp(s->cfg.store, "postgres", 8); /* --data-dir unused */
 	if (!pg && make_dirs(s->cfg.data_dir) != 0) {
 		srv_log(SRV_LOG_ERROR, NULL, "cannot create data dir %s: %s", s->cfg.data_dir,

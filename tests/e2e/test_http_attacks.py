@@ -284,6 +284,8 @@ class SlowUploads(Base):
             self.srv.metric('lossd_http_connections_cut_total{reason="slow_body"}'), 16)
         line = self.srv.wait_log(lambda l: "slow request body" in l.get("msg", ""))
         self.assertEqual(line["level"], "warn", line)
+        line = self.srv.wait_log(lambda l: l.get("error") == "body_too_slow")
+        self.assertEqual((line["msg"], line["route"]), ("request", "/v1/auc"), line)
         self.assert_alive()
 
 

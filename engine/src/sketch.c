@@ -1116,6 +1116,66 @@ int eng_auc_sketch(eng_auc_result *out, eng_auc_curve *curve, const eng_auc_data
 #define HEADER       (4 + 4 + 8 + 8 + 8 + 8)
 #define BUCKET_BYTES 32
 
+/* Whether the cells of a and b share a key (dyadic cells: one holds the
+ * other). */
+static bool cells_meet(const bucket *a, const bucket *b)
+{
+	return cell_lo(a) <= cell_hi(b) && cell_lo(b) <= cell_hi(a);
+}
+
+/* The value of key k clamped to [0, 1] (NaN keys: to the side they lie on). */
+static double unit_value(uint64_t k, bool high)
+{
+	double v = eng__key64_value(k);
+	if (isnan(v))
+		return high ? 1.0 : 0.0;
+	return v < 0.0 ? 0.0 : (v > 1.0 ? 1.0 : v);
+}
+
+int eng__sketch_rekey(eng_sketch *s, double (*f)(double))
+{
+	/* Every item of a bucket lies in its cell (not only in [lo, hi]: an
+	 * insert inside the cell leaves lo and hi alone), and every item is in
+	 * [0, 1]; so a folded bucket becomes [f(cell start), f(cell end)] with
+	 * the cell clamped to [0, 1], an exact one (lo == hi, the items' one
+	 * key) f(lo). f keeps the order of the buckets but not their dyadic
+	 * cells: walk them in order and fold each into the output's last
+	 * bucket while their cells meet (an earlier cell it met would hold the
+	 * last one too, so the output stays sorted and disjoint, (I)). Folding
+	 * only adds pos * neg terms to the bound: sound. In place. */
+	for (int64_t i = 0; i < s->nb; i++) {
+		double v = eng__key64_value(s->b[i].lo);
+		if (!folded(&s->b[i]) && !(v >= 0.0 && v <= 1.0))
+			return ENG_ESTATE;
+	}
+	int64_t m = 0;
+	for (int64_t i = 0; i < s->nb; i++) {
+		bucket x = s->b[i];
+		double lo, hi;
+		if (folded(&x)) {
+			lo = f(unit_value(cell_lo(&x), false));
+			hi = f(unit_value(cell_hi(&x), true));
+		} else {
+			lo = hi = f(eng__key64_value(x.lo));
+		}
+		if (isnan(lo) || isnan(hi))
+			return ENG_ESTATE; /* s is left partly re-keyed: the caller drops it */
+		x.lo = eng__key64(lo);
+		x.hi = eng__key64(hi);
+		while (m > 0 && cells_meet(&s->b[m - 1], &x)) {
+			const bucket *t = &s->b[m - 1];
+			x.lo = t->lo < x.lo ? t->lo : x.lo;
+			x.hi = t->hi > x.hi ? t->hi : x.hi;
+			x.pos += t->pos;
+			x.neg += t->neg;
+			m--;
+		}
+		s->b[m++] = x;
+	}
+	s->nb = m;
+	return 0;
+}
+
 int eng_sketch_serialize(uint8_t **out, size_t *len, const eng_sketch *s)
 {
 	size_t sz = HEADER + (size_t)s->nb * BUCKET_BYTES;

@@ -863,7 +863,8 @@ int eng_stream_auc_se(double *se, const eng_stream *s, int64_t col, eng_error *e
 
 /* ---- serialization ------------------------------------------------------------------------ */
 /*
- * Format, version 1, little-endian:
+ * Format, version 2, little-endian (version 1 is read too, see
+ * upgrade_v1):
  *   "LSTR" u32 version u64 payload_len u64 checksum(payload) | payload
  * payload:
  *   u32 method, kind, curve, summation, from_logits, has_loss, loss_kind, 0
@@ -878,7 +879,7 @@ int eng_stream_auc_se(double *se, const eng_stream *s, int64_t col, eng_error *e
  */
 #define MAGIC    "LSTR"
 #define HIST_TAG 0x54534948u /* "HIST" */
-#define VERSION  1u
+#define VERSION  2u
 #define HEADER   24
 
 typedef struct wbuf {
@@ -1194,6 +1195,60 @@ static const char *check_state(const eng_stream *s)
 	return NULL;
 }
 
+/* A probability p as the key exact and sketch streams now keep for logits:
+ * the logit log(p) - log1p(-p) (sigmoid columns) or log(p) (softmax rows),
+ * so 1 and 0 become +inf and -inf; NaN for p outside [0, 1]. */
+static double key_of_prob(double p, bool softmax_rows)
+{
+	if (!(p >= 0.0 && p <= 1.0))
+		return NAN;
+	return softmax_rows ? log(p) : log(p) - log1p(-p);
+}
+
+static double key_of_sigmoid(double p)
+{
+	return key_of_prob(p, false);
+}
+
+static double key_of_softmax(double p)
+{
+	return key_of_prob(p, true);
+}
+
+/*
+ * Version 1 states of exact and sketch streams with from_logits kept
+ * probabilities (a sigmoid or softmax of the logits); version 2 keeps the
+ * ranking keys of eng_auc_logit_keys. Mapping each kept probability to its
+ * key is monotone, so an upgraded state gives the AUC it gave before (ties
+ * that the probabilities had stay ties) and merges with new batches in one
+ * order. A sketch's buckets are re-keyed and folded where their cells come
+ * to meet (eng__sketch_rekey: sound, the bound can only grow). Returns NULL
+ * or why the state cannot be upgraded.
+ */
+static const char *upgrade_v1(eng_stream *s)
+{
+	const eng_stream_config *c = &s->cfg;
+	bool ovr = c->kind == ENG_LABELS_CLASS_ID;
+	if (!c->from_logits || c->method == ENG_STREAM_BINNED)
+		return NULL;
+	if (c->method == ENG_STREAM_EXACT) {
+		for (int64_t i = 0; i < s->n * c->columns; i++) {
+			s->score[i] = key_of_prob(s->score[i], ovr);
+			if (isnan(s->score[i]))
+				return "a version 1 logit stream's score is not a probability";
+		}
+		return NULL;
+	}
+	for (int64_t k = 0; k < c->columns; k++) {
+		int e = eng__sketch_rekey(s->sk[k], ovr ? key_of_softmax : key_of_sigmoid);
+		if (e)
+			return e == ENG_ENOMEM ? "out of memory"
+			                       : "a version 1 logit stream's sketch key is not a "
+			                         "probability";
+	}
+	return NULL;
+}
+
 int eng_stream_deserialize(eng_stream **out, const void *data, size_t len, size_t max_bytes,
                            eng_error *err)
 {
@@ -1209,7 +1264,8 @@ int eng_stream_deserialize(eng_stream **out, const void *data, size_t len, size_
 		why = "not a stream state";
 		goto bad;
 	}
-	if (eng__get_u32(b + 4) != VERSION) {
+	uint32_t version = eng__get_u32(b + 4);
+	if (version != VERSION && version != 1) {
 		why = "unsupported state version";
 		goto bad;
 	}
@@ -1415,6 +1471,10 @@ int eng_stream_deserialize(eng_stream **out, const void *data, size_t len, size_
 	}
 	if (r.fail || r.left != 0) {
 		why = r.fail ? "truncated" : "trailing bytes";
+		goto bad;
+	}
+	if (version == 1 && (why = upgrade_v1(s)) != NULL) {
+		rc = strcmp(why, "out of memory") == 0 ? ENG_ENOMEM : ENG_ESTATE;
 		goto bad;
 	}
 	if ((why = check_state(s)) != NULL)

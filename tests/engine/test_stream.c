@@ -774,3 +774,159 @@ Test(stream, hostile_values_refused)
 		eng_stream_free(s);
 	}
 }
+
+/* One batch of (N) or (N, cols) scores merged into a new stream of cfg. */
+static eng_stream *one_batch(const eng_stream_config *cfg, const double *y, const double *s,
+                             int64_t n, int64_t cols)
+{
+	eng_stream *st = NULL, *b = NULL;
+	eng_error err;
+	eng_tensor ys = cols > 1 ? t2(s, n, cols) : t1(s, n), yt = t1(y, n);
+	cr_assert_eq(eng_stream_new(&st, cfg, &err), 0, "%s", err.msg);
+	cr_assert_eq(eng_stream_batch(&b, cfg, &yt, &ys, NULL, NULL, &err), 0, "%s", err.msg);
+	cr_assert_eq(eng_stream_merge(st, b, &err), 0);
+	eng_stream_free(b);
+	return st;
+}
+
+/*
+ * A version 1 state of an exact or sketch stream with from_logits kept
+ * probabilities; read today it is upgraded to the logit keys (logit(p), or
+ * log(p) for one-vs-rest), so it reads the AUC of those keys and merges
+ * with batches of logits in one order. Crafted here from a stream fed the
+ * probabilities: version 1 and from_logits 1 written into its bytes.
+ */
+Test(stream, version_1_logit_states_are_upgraded)
+{
+	enum { M = 80 };
+	double y[M], p[M], z[M], keys[2 * M], pc[M * 3], yc[M];
+	uint8_t lab[2 * M];
+	for (int i = 0; i < M; i++) {
+		y[i] = (double)((i * 5) % 3 == 0);
+		/* probabilities with ties, and 0 and 1 (keys -inf and +inf) */
+		p[i] = i % 11 == 0 ? 1.0 : (i % 13 == 0 ? 0.0 : (double)((i * 7) % 20) / 20.0);
+		z[i] = -3.0 + 0.09 * ((i * 17) % 67) + 1.5 * y[i];
+		keys[i] = log(p[i]) - log1p(-p[i]);
+		keys[M + i] = z[i];
+		lab[i] = lab[M + i] = (uint8_t)y[i];
+		yc[i] = (double)(i % 3);
+		double r[3] = {1.0 + (i % 4), 1.0 + ((i * 3) % 5), 2.0 + (i % 2)},
+		       t = r[0] + r[1] + r[2];
+		for (int c = 0; c < 3; c++)
+			pc[3 * i + c] = r[c] / t;
+	}
+	for (int m = 0; m < 3; m++) {
+		eng_stream_config cfg = ENG_STREAM_CONFIG_INIT;
+		cfg.method = m == 1 ? ENG_STREAM_SKETCH : ENG_STREAM_EXACT;
+		if (m == 2) {
+			cfg.kind = ENG_LABELS_CLASS_ID;
+			cfg.columns = 3;
+		}
+		eng_stream *old =
+		        m == 2 ? one_batch(&cfg, yc, pc, M, 3) : one_batch(&cfg, y, p, M, 1);
+		size_t len;
+		uint8_t *b = ser(old, &len);
+		b[4] = 1;  /* version 1 */
+		b[40] = 1; /* from_logits */
+		fix_checksum(b, len);
+		eng_stream *o = NULL;
+		eng_error err;
+		cr_assert_eq(eng_stream_deserialize(&o, b, len, 1 << 20, &err), 0, "method %d: %s",
+		             m, err.msg);
+		cr_assert(eng_stream_config_of(o)->from_logits);
+		eng_auc_result got, want;
+		if (m == 2) {
+			/* one-vs-rest: column c's keys are log(p_c) */
+			for (int c = 0; c < 3; c++) {
+				double k[M];
+				uint8_t l[M];
+				for (int i = 0; i < M; i++) {
+					k[i] = log(pc[3 * i + c]);
+					l[i] = yc[i] == c;
+				}
+				cr_assert_eq(eng_auc_exact_values(&want, NULL, k, l, NULL, M, NULL,
+				                                  &err),
+				             0);
+				cr_assert_eq(eng_stream_auc(&got, NULL, o, c, 512, &err), 0);
+				cr_expect(fabs(got.auc - want.auc) < 1e-12, "class %d", c);
+			}
+		} else {
+			cr_assert_eq(
+			        eng_auc_exact_values(&want, NULL, keys, lab, NULL, M, NULL, &err),
+			        0);
+			cr_assert_eq(eng_stream_auc(&got, NULL, o, 0, 512, &err), 0);
+			cr_expect(fabs(got.auc - want.auc) <= got.error_bound + 1e-12, "method %d",
+			          m);
+			cr_expect(fabs(got.auc - want.auc) < 1e-12, "method %d: %.15g vs %.15g", m,
+			          got.auc, want.auc);
+			/* new batches of logits rank with the upgraded rows */
+			eng_stream *nb = one_batch(eng_stream_config_of(o), y, z, M, 1);
+			cr_assert_eq(eng_stream_merge(o, nb, &err), 0);
+			cr_assert_eq(eng_auc_exact_values(&want, NULL, keys, lab, NULL, 2 * M, NULL,
+			                                  &err),
+			             0);
+			cr_assert_eq(eng_stream_auc(&got, NULL, o, 0, 512, &err), 0);
+			cr_expect(fabs(got.auc - want.auc) <= got.error_bound + 1e-12,
+			          "method %d: %.15g +- %g vs %.15g", m, got.auc, got.error_bound,
+			          want.auc);
+			eng_stream_free(nb);
+		}
+		/* it is written back as version 2 and reads the same */
+		size_t len2;
+		uint8_t *b2 = ser(o, &len2);
+		cr_expect_eq(b2[4], 2);
+		eng_stream *o2 = NULL;
+		cr_assert_eq(eng_stream_deserialize(&o2, b2, len2, 1 << 20, &err), 0);
+		eng_auc_result a1, a2;
+		cr_assert_eq(eng_stream_auc(&a1, NULL, o, ENG_AUC_ALL, 512, &err), 0);
+		cr_assert_eq(eng_stream_auc(&a2, NULL, o2, ENG_AUC_ALL, 512, &err), 0);
+		cr_expect(a1.auc == a2.auc);
+		eng_stream_free(o2);
+		free(b2);
+		eng_stream_free(o);
+		free(b);
+		eng_stream_free(old);
+	}
+}
+
+/* The same upgrade of a sketch that has folded buckets (a 1 KiB cap for
+ * 3000 distinct probabilities): re-keyed and re-folded, its AUC still lies
+ * within its error bound of the exact AUC of the logit keys. */
+Test(stream, version_1_folded_sketch_stays_sound)
+{
+	enum { M = 3000 };
+	static double y[M], p[M], keys[M];
+	static uint8_t lab[M];
+	for (int i = 0; i < M; i++) {
+		uint64_t x = (uint64_t)i * 0x9e3779b97f4a7c15ull;
+		y[i] = (double)(x >> 63);
+		double u = (double)((x >> 11) % 1000003) / 1000003.0;
+		p[i] = fmin(1.0, u * 0.8 + 0.2 * y[i]);
+		keys[i] = log(p[i]) - log1p(-p[i]);
+		lab[i] = (uint8_t)y[i];
+	}
+	eng_stream_config cfg = ENG_STREAM_CONFIG_INIT;
+	cfg.method = ENG_STREAM_SKETCH;
+	cfg.sketch_bytes = ENG_SKETCH_MIN_CAP;
+	eng_stream *old = one_batch(&cfg, y, p, M, 1);
+	eng_auc_result before, got, want;
+	eng_error err;
+	cr_assert_eq(eng_stream_auc(&before, NULL, old, 0, 512, &err), 0);
+	cr_assert_gt(before.error_bound, 0.0, "the sketch must have folded");
+	size_t len;
+	uint8_t *b = ser(old, &len);
+	b[4] = 1;
+	b[40] = 1;
+	fix_checksum(b, len);
+	eng_stream *o = NULL;
+	cr_assert_eq(eng_stream_deserialize(&o, b, len, 1 << 20, &err), 0, "%s", err.msg);
+	cr_assert_eq(eng_auc_exact_values(&want, NULL, keys, lab, NULL, M, NULL, &err), 0);
+	cr_assert_eq(eng_stream_auc(&got, NULL, o, 0, 512, &err), 0);
+	cr_expect(fabs(got.auc - want.auc) <= got.error_bound + 1e-12, "%.12g +- %g vs %.12g",
+	          got.auc, got.error_bound, want.auc);
+	cr_expect(got.error_bound >= before.error_bound - 1e-15);
+	cr_expect(got.positives == before.positives && got.negatives == before.negatives);
+	eng_stream_free(o);
+	free(b);
+	eng_stream_free(old);
+}

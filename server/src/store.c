@@ -41,10 +41,10 @@
  *   (srv__store_op.stale) before its waiter is woken, so streams.c never
  *   shows memory the disk refused (it reloads a stale stream from disk).
  *   srv__store_heal (the healer thread in streams.c, every 500 ms) retries:
- *   it takes the leader role, so no group is in flight, commits a one-row
- *   probe transaction, reopening the writer connection if needed, and on
- *   success the store takes ops again. No restart is needed once the disk
- *   has room or works again.
+ *   it takes the leader role, so no group is in flight, commits a probe
+ *   transaction (one 64 KiB row of the `probe` table rewritten), reopening
+ *   the writer connection if needed, and on success the store takes ops
+ *   again. No restart is needed once the disk has room or works again.
  * - Stall detection: the start of the transaction in progress (and of the
  *   reader connection's current use) is kept under `mu`, so /readyz and
  *   /metrics can tell, without touching the disk, that an operation has
@@ -851,7 +851,9 @@ static int probe(srv__store *st, bool fail_it, char *why, size_t whylen)
 }
 
 /* Closes and reopens the writer connection (a connection that saw an I/O
- * error may keep failing). Leader only. */
+ * error may keep failing). Leader only. Closing a descriptor of lossd.db
+ * drops every POSIX (fcntl) lock this process holds on it: a lock on the
+ * database file itself must be flock() or an OFD lock, never F_SETLK. */
 static int reopen_writer(srv__store *st, char *why, size_t whylen)
 {
 	finalize_writer(st);

@@ -16,6 +16,12 @@ Prints JSON lines like the other benchmarks (bench/bench_util.h):
 stdlib only; only loopback is contacted. Usage:
   bench/bench_streams.py [--bin build/server/lossd] [--duration 10]
                          [--clients 32] [--batch 1000] [--method sketch]
+                         [--step] [--history-read N]
+--step: every update also carries "step" (client k's i-th update has step
+i, so the clients add into the same points, as data-parallel workers do);
+the id gets "/step". --history-read N: afterwards, a stream of N step
+points (one update each) is read back whole (GET .../history?limit=N, then
+format=csv) 20 times; the median milliseconds are emitted.
 """
 import argparse
 import http.client
@@ -91,6 +97,46 @@ def request(port, method, path, body=None):
         c.close()
 
 
+def history_read(port, npoints):
+    """A stream of npoints step points, read back whole; median ms."""
+    st, body = request(port, "POST", "/v1/streams", json.dumps(
+        {"loss": "binary_crossentropy"}))
+    sid = json.loads(body)["id"]
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    for i in range(npoints):
+        c.request("POST", "/v1/streams/%s/update" % sid,
+                  body=json.dumps({"y_true": [0, 1, 1], "y_pred": [0.2, 0.7, 0.4],
+                                   "step": i}),
+                  headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        r.read()
+        if r.status != 200:
+            log("FAILED: step update %d: %d" % (i, r.status))
+            return 1
+    for fmt in ("json", "csv"):
+        times = []
+        for _ in range(20):
+            t0 = time.perf_counter()
+            c.request("GET", "/v1/streams/%s/history?limit=%d&format=%s" % (sid, npoints, fmt))
+            r = c.getresponse()
+            data = r.read()
+            times.append((time.perf_counter() - t0) * 1000)
+            if r.status != 200:
+                log("FAILED: history read %d" % r.status)
+                return 1
+        n = len(json.loads(data)["steps"]) if fmt == "json" else data.count(b"\n") - 1
+        if n != npoints:
+            log("FAILED: read %d points of %d" % (n, npoints))
+            return 1
+        times.sort()
+        med = times[len(times) // 2]
+        emit("streams/history_read/%d/%s" % (npoints, fmt), "ms", med, bytes=len(data))
+        log("history: %d points as %s in %.2f ms median (%d bytes)" % (npoints, fmt, med,
+                                                                          len(data)))
+    c.close()
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.environ.get(
@@ -100,6 +146,9 @@ def main():
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--method", default="sketch", choices=["sketch", "binned", "exact"])
     ap.add_argument("--threads", type=int, default=0, help="lossd --threads (0: default)")
+    ap.add_argument("--step", action="store_true", help="updates carry a training step")
+    ap.add_argument("--history-read", type=int, default=0, metavar="N",
+                    help="then time reading back N step points")
     a = ap.parse_args()
 
     data_dir = tempfile.mkdtemp(prefix="lossd-bench-streams-")
@@ -128,7 +177,8 @@ def main():
             i = 0
             go.wait()
             while time.monotonic() < stop_at[0]:
-                b = prefixes[i % len(prefixes)] + b',"batch_id":"c%d-%d"}' % (k, i)
+                b = prefixes[i % len(prefixes)] + b',"batch_id":"c%d-%d"' % (k, i)
+                b += (b',"step":%d}' % i) if a.step else b"}"
                 i += 1
                 c.request("POST", path, body=b, headers={"Content-Type": "application/json"})
                 r = c.getresponse()
@@ -165,11 +215,14 @@ def main():
             log("FAILED: after a restart the stream lost updates")
             return 1
         ups = n / elapsed
-        id_ = "streams/update/%s/b%d/c%d" % (a.method, a.batch, a.clients)
+        id_ = "streams/update/%s/b%d/c%d%s" % (a.method, a.batch, a.clients,
+                                               "/step" if a.step else "")
         emit(id_, "updates/s", ups, clients=a.clients, batch=a.batch, seconds=round(elapsed, 2))
         emit(id_, "scores/s", ups * a.batch, clients=a.clients, batch=a.batch)
-        log("%d updates in %.1fs: %.0f updates/s, %.2fM scores/s (%s, durable, one stream)"
-            % (n, elapsed, ups, ups * a.batch / 1e6, a.method))
+        log("%d updates in %.1fs: %.0f updates/s, %.2fM scores/s (%s, durable, one stream%s)"
+            % (n, elapsed, ups, ups * a.batch / 1e6, a.method, ", with step" if a.step else ""))
+        if a.history_read:
+            return history_read(port, a.history_read)
         return 0
     finally:
         if p.poll() is None:

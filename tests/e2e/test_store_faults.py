@@ -108,11 +108,12 @@ class StoreFaultBase(unittest.TestCase):
         self.assertTrue(r.headers.get("Retry-After"), r.headers)
 
     def wait_ready(self, srv, timeout=15):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        """Polls /readyz until 200; returns the seconds it took."""
+        t0 = time.monotonic()
+        while time.monotonic() < t0 + timeout:
             if srv.get("/readyz").status == 200:
-                return
-            time.sleep(0.1)
+                return time.monotonic() - t0
+            time.sleep(0.05)
         self.fail("/readyz never came back to 200")
 
     def wait_count(self, srv, sid, want, timeout=15):
@@ -163,7 +164,8 @@ class StoreFaultBase(unittest.TestCase):
         r = srv.get("/v1/streams")
         self.assertIn(r.status, (200, 503), r)
         fault_off()
-        self.wait_ready(srv)
+        sys.stderr.write("\n[recovery] /readyz 200 again %.2f s after the fault ended\n"
+                         % self.wait_ready(srv))
         self.assertEqual(srv.metric("lossd_store_broken"), 0)
         self.assertGreaterEqual(srv.metric("lossd_store_recoveries_total"), 1)
         self.wait_count(srv, sid, acked)
@@ -377,7 +379,8 @@ class FrozenDiskTest(StoreFaultBase):
                     t.join(60)
                 self.assertEqual(sorted(results), [200] * 6, results)
                 acked += 60
-                self.wait_ready(srv)
+                sys.stderr.write("\n[recovery] /readyz 200 again %.2f s after the writers "
+                                 "finished\n" % self.wait_ready(srv))
                 self.assertEqual(self.count(srv, sid), acked)
                 self.assertEqual(self.update(srv, sid, 50, 5).status, 200)
                 acked += 5

@@ -519,6 +519,14 @@ int srv__store_sync(srv__store *st, const char *id, int64_t seq, void *handle,
 	return st->be->sync(st->impl, id, seq, handle, on_state, on_delta, arg);
 }
 
+int srv__store_put_checkpoint(srv__store *st, const char *id, int64_t seq, const void *state,
+                              size_t len)
+{
+	if (!st->be || !st->be->put_checkpoint)
+		return -1;
+	return st->be->put_checkpoint(st->impl, id, seq, state, len);
+}
+
 int srv__store_ckpts_of(srv__store *st, const char *id, srv__store_ckpt_fn on_ckpt, void *arg)
 {
 	if (!st->be || !st->be->ckpts_of)

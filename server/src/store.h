@@ -208,6 +208,14 @@ bool srv__store_shared(srv__store *st);
 int srv__store_sync(srv__store *st, const char *id, int64_t seq, void *handle,
                     srv__store_stream_fn on_state, srv__store_delta_fn on_delta, void *arg);
 
+/* Shared stores: stores state (the stream's whole state at seq, as every
+ * replica folds it) as the stream's checkpoint and drops the deltas up to
+ * seq, unless the stored checkpoint is already at or above seq. Takes no
+ * seq, so it never races a write. Its own transaction, right away (not a
+ * group). Returns 0 or -1. Any thread. */
+int srv__store_put_checkpoint(srv__store *st, const char *id, int64_t seq, const void *state,
+                              size_t len);
+
 /* Shared stores: one stream's checkpoint records, in n order, through
  * on_ckpt. Returns 0 or -1. Any thread. */
 int srv__store_ckpts_of(srv__store *st, const char *id, srv__store_ckpt_fn on_ckpt, void *arg);
@@ -336,6 +344,7 @@ typedef struct srv__store_backend {
 	                  void *arg);
 	int (*ckpts_of)(void *b, const char *id, srv__store_ckpt_fn on_ckpt, void *arg);
 	int (*meta_of)(void *b, const char *id, srv__store_meta_fn on_meta, void *arg);
+	int (*put_checkpoint)(void *b, const char *id, int64_t seq, const void *state, size_t len);
 } srv__store_backend;
 
 /* The PostgreSQL backend (store_pg.c), or NULL when built without libpq. */

@@ -157,8 +157,8 @@ typedef struct stream {
 	char *damaged;
 	bool owner_unknown; /* only deltas were found: whose they are is lost */
 	/* shared stores only (PostgreSQL), under mu: */
-	int readers; /* reads waiting for inflight to reach 0 (writes let them go first) */
-	bool reload; /* memory is not the store's prefix at seq: read it whole */
+	bool reload;         /* memory is not the store's prefix at seq: read it whole */
+	size_t folded_bytes; /* delta bytes folded in since the last checkpoint */
 	/* SQLite: true from a failed op until resync() reloads the stream from
 	 * disk; set by the store (srv__store_op.stale), read and cleared under
 	 * mu */
@@ -393,8 +393,8 @@ static void *on_stream(void *arg, const char *id, const char *owner, const char 
 	 * holds only what was accepted. srv_streams_open sets the cap after. */
 	else if (eng_stream_deserialize(&s->st, state, len, SIZE_MAX, &err))
 		quarantine(s, "bad stored state at seq %lld: %s", (long long)seq, err.msg);
-	else if (lc->lazy)
-		eng_stream_set_max_bytes(s->st, T.lim.max_bytes);
+	/* (lazily loaded, a shared store's cache stays uncapped: it folds
+	 * what was committed; check_shared applies the cap to updates) */
 	if (s->st)
 		eng_stream_set_history_max(s->st, T.lim.history_points);
 	pthread_mutex_lock(&T.mu);
@@ -502,12 +502,13 @@ static void *on_state(void *arg, const char *id, const char *owner, const char *
 		srv_log(SRV_LOG_ERROR, NULL, "stream %s: bad stored state: %s", id, err.msg);
 		return NULL;
 	}
-	eng_stream_set_max_bytes(n, T.lim.max_bytes);
+	eng_stream_set_max_bytes(n, SIZE_MAX); /* a cache folds what was committed */
 	eng_stream_set_history_max(n, T.lim.history_points);
 	eng_stream_free(s->st);
 	s->st = n;
 	s->seq = seq;
 	s->delta_bytes = 0;
+	s->folded_bytes = 0;
 	return s;
 }
 
@@ -527,7 +528,40 @@ static int on_sync_delta(void *arg, void *handle, int64_t seq, const void *data,
 	if (rc)
 		return -1;
 	s->seq = seq;
+	s->folded_bytes += len;
 	return 0;
+}
+
+/*
+ * Shared stores: would delta merge into the stream (finite sums, the
+ * memory cap)? The cache itself is left alone (it changes only by folding
+ * the store's deltas in seq order), so the check merges into a copy; a
+ * state too large to copy per update (an exact stream past 4 MiB) is
+ * checked against the memory cap only. 0 or an engine error in *err.
+ */
+static int check_shared(const stream *s, const eng_stream *delta, eng_error *err)
+{
+	size_t mem = eng_stream_memory(s->st), dmem = eng_stream_memory(delta);
+	eng_stream *c = NULL;
+	memset(err, 0, sizeof(*err));
+	if (mem > ((size_t)4 << 20)) {
+		if (mem + dmem <= T.lim.max_bytes)
+			return 0;
+		err->code = ENG_ELIMIT;
+		snprintf(err->msg, sizeof err->msg,
+		         "the stream would keep more than its memory cap (%zu bytes)",
+		         T.lim.max_bytes);
+		return err->code;
+	}
+	if (eng_stream_clone(&c, s->st)) {
+		err->code = ENG_ENOMEM;
+		snprintf(err->msg, sizeof err->msg, "out of memory");
+		return err->code;
+	}
+	eng_stream_set_max_bytes(c, T.lim.max_bytes);
+	int rc = eng_stream_merge(c, delta, err);
+	eng_stream_free(c);
+	return rc;
 }
 
 /*
@@ -544,6 +578,20 @@ static int sync_stream(stream *s)
 	                        s);
 	if (r == 1) {
 		s->reload = false;
+		/* Memory is now exactly the store's state at seq: once the deltas
+		 * folded in since the stored checkpoint outweigh it, store it as
+		 * the checkpoint, so that neither a replica's reload nor the
+		 * deltas table grows without bound. (A full reload folds with
+		 * on_delta and counts from zero.) */
+		size_t mem = eng_stream_memory(s->st);
+		void *state = NULL;
+		size_t slen = 0;
+		if (s->folded_bytes >= CKPT_MIN_BYTES && s->folded_bytes / 2 >= mem &&
+		    eng_stream_serialize(&state, &slen, s->st) == 0) {
+			if (srv__store_put_checkpoint(T.store, s->id, s->seq, state, slen) == 0)
+				s->folded_bytes = 0;
+			free(state);
+		}
 		return 0;
 	}
 	if (r == 0) {
@@ -590,11 +638,6 @@ static int refresh_for_read(stream *s)
 {
 	if (!srv__store_shared(T.store))
 		return 0;
-	s->readers++;
-	while (s->inflight > 0)
-		pthread_cond_wait(&s->cv, &s->mu);
-	s->readers--;
-	pthread_cond_broadcast(&s->cv);
 	if (s->deleted)
 		return 1;
 	int r = sync_stream(s);
@@ -1939,7 +1982,7 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 	srv__store_op op;
 	eng_error err;
 	eng_stream_counts c, dc;
-	bool shared = srv__store_shared(T.store), synced = false;
+	bool shared = srv__store_shared(T.store);
 	char digest[DIGEST_HEX], skey[DIGEST_HEX + 8];
 
 	if (eng_stream_serialize(&bytes, &blen, delta) ||
@@ -1957,10 +2000,6 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 			api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
 			goto unlock;
 		}
-		if (shared && s->readers > 0) { /* reads go first: they wait for inflight 0 */
-			pthread_cond_wait(&s->cv, &s->mu);
-			continue;
-		}
 		if ((!key || !key_pending(s, key)) && (!pk2.key || !key_pending(s, pk2.key)))
 			break;
 		pthread_cond_wait(&s->cv, &s->mu); /* the original is in flight */
@@ -1973,9 +2012,9 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 		store_unavailable(out);
 		goto unlock;
 	}
-	if (shared && s->inflight == 0) {
-		/* Up to date before merging: the merge's checks see the store's
-		 * state, and a checkpoint may be written from it. */
+	if (shared) {
+		/* The checks below see the store's latest state (one query that
+		 * folds in what every replica committed since the last one). */
 		int r = sync_stream(s);
 		if (r > 0) {
 			api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
@@ -1985,7 +2024,6 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 			store_unavailable(out);
 			goto unlock;
 		}
-		synced = true;
 	}
 	if (key) {
 		pk.next = s->keys;
@@ -2062,7 +2100,7 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 		api_reply_error(out, 503, "out_of_memory", "out of memory");
 		goto unlock;
 	}
-	if ((!shared || !s->reload) && eng_stream_merge(s->st, delta, &err)) {
+	if (shared ? check_shared(s, delta, &err) : eng_stream_merge(s->st, delta, &err)) {
 		api_problem p;
 		api_reply_free(out);
 		api_stream_merge_problem(&p, &err);
@@ -2071,7 +2109,9 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 	}
 	memset(&op, 0, sizeof op);
 	op.stream = s->id;
-	op.seq = ++s->seq;
+	/* A shared store's cache moves only by folding the store's deltas in
+	 * order (sync_stream): this op's seq is taken at commit. */
+	op.seq = shared ? s->seq + 1 : ++s->seq;
 	op.key = key;
 	op.reply = rec;
 	op.key2 = pk2.key;
@@ -2084,9 +2124,8 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 	op.stale = &s->stale;
 	s->delta_bytes += blen;
 	size_t mem = eng_stream_memory(s->st);
-	/* A shared store's checkpoint only from a cache just synced, with no
-	 * other op of this replica in flight: it then is the store's state. */
-	if ((!shared || synced) && s->delta_bytes >= CKPT_MIN_BYTES && s->delta_bytes / 2 >= mem &&
+	/* (A shared store's checkpoints are written by sync_stream.) */
+	if (!shared && s->delta_bytes >= CKPT_MIN_BYTES && s->delta_bytes / 2 >= mem &&
 	    eng_stream_serialize(&state, &slen, s->st) == 0) {
 		op.type = SRV__OP_CHECKPOINT;
 		op.data = state;
@@ -2107,8 +2146,6 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 	s->inflight--;
 	/* Another replica took a seq meanwhile, the key was used elsewhere or
 	 * the commit failed: memory is no longer the store's prefix. */
-	if (shared && (rc || op.gone || op.replayed || op.committed_seq != op.seq))
-		s->reload = true;
 	if (shared && !rc && op.gone)
 		s->deleted = true;
 	if (rc) {
@@ -2284,8 +2321,8 @@ void srv_streams_reset(api_reply *out, const srv_request *req)
 	bool shared = srv__store_shared(T.store);
 	pthread_mutex_lock(&s->mu);
 	s->inflight--;
-	if (shared && (rc || op.gone || op.committed_seq != op.seq))
-		s->reload = true;
+	if (shared)
+		s->reload = true; /* memory was reset ahead of the store */
 	if (shared && !rc && op.gone)
 		s->deleted = true;
 	pthread_cond_broadcast(&s->cv);

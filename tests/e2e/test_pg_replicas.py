@@ -165,6 +165,7 @@ class PgReplicas(unittest.TestCase):
             sid = json.loads(body)["id"]
             self.assertEqual(call(a.url, "POST", "/v1/streams/%s/update" % sid,
                                   batch(1, 0))[0], 200)
+            self.assertEqual(call(a.url, "GET", "/v1/streams/" + sid)[0], 200)  # cached
             self.pg.stop("immediate")
             try:
                 deadline = time.monotonic() + 10

@@ -1,0 +1,246 @@
+#!/usr/bin/python3
+"""Stream updates on PostgreSQL replicas against one lossd on SQLite, in one run.
+
+1. pgbench on a private PostgreSQL 15 (tests/e2e/pg_harness.py: initdb in a
+   temporary folder, fsync on): its commit rate (TPS of the built-in
+   simple-update script, --clients connections), what bounds any store
+   that commits on this machine's PostgreSQL.
+2. acknowledged 1,000-score updates/s from --clients client threads, each on
+   its own keep-alive connection with its own batch_ids, into ONE sketch
+   stream:
+     a) through HAProxy (round robin) to --replicas lossd replicas on that
+        PostgreSQL;
+     b) straight to one lossd on SQLite (WAL, synchronous=FULL).
+   Every reply must be 200 (anything else fails the run), and the stream's
+   count must equal what was acknowledged.
+3. read latency of a stream another replica just updated: update through
+   replica 0, then GET through replica 1 (which must include it), --reads
+   times; p50 and p99.
+
+Prints JSON lines ({"id", "impl", "metric", "value", ...}) like the other
+benchmarks, and a summary on stderr. Usage:
+  bench/bench_pg.py [--bin build/server/lossd] [--duration 10] [--clients 32]
+                    [--replicas 2] [--reads 300]
+Needs postgresql, pgbench (postgresql-contrib is part of postgresql on
+Debian) and haproxy; only loopback is contacted.
+"""
+import argparse
+import http.client
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
+import pg_harness  # noqa: E402
+
+
+def emit(id_, impl, metric, value, **extra):
+    d = {"id": id_, "impl": impl, "metric": metric, "value": round(float(value), 3)}
+    d.update(extra)
+    print(json.dumps(d), flush=True)
+
+
+def log(msg):
+    print("bench_pg: " + msg, file=sys.stderr, flush=True)
+
+
+class Lossd:
+    def __init__(self, binary, args, env=None):
+        self.dir = tempfile.mkdtemp(prefix="lossd-bench-pg-")
+        e = dict(os.environ)
+        e.update(env or {})
+        self.port = pg_harness._free_port()
+        cmd = [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--data-dir", self.dir,
+               "--log-level", "warn", "--max-inflight", "4096"] + args
+        self.proc = subprocess.Popen(cmd, env=e, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if request(self.port, "GET", "/readyz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("lossd did not start: %s" % self.proc.stderr.read())
+            time.sleep(0.05)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def request(port, method, path, body=None, conn=None):
+    c = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        hdr = {"Content-Type": "application/json"} if body is not None else {}
+        c.request(method, path, body=body, headers=hdr)
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        if conn is None:
+            c.close()
+
+
+def spray(port, duration, clients, batch=1000):
+    """(acknowledged updates/s, acknowledged, failures, stream reading)."""
+    st, body = request(port, "POST", "/v1/streams", json.dumps({"method": "sketch"}))
+    assert st == 201, body
+    sid = json.loads(body)["id"]
+    path = "/v1/streams/%s/update" % sid
+    rnd = random.Random(7)
+    y = json.dumps([rnd.randint(0, 1) for _ in range(batch)])
+    s = json.dumps([round(rnd.random(), 6) for _ in range(batch)])
+    template = '{"y_true": %s, "y_score": %s, "batch_id": "%%s"}' % (y, s)
+    acked, bad = [0] * clients, [0] * clients
+    go = threading.Event()
+    stop_at = [0.0]
+
+    def client(i):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        go.wait()
+        k = 0
+        while time.monotonic() < stop_at[0]:
+            k += 1
+            try:
+                st, _ = request(port, "POST", path, template % ("c%d-%d" % (i, k)), conn)
+            except OSError:
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                st = None
+            if st == 200:
+                acked[i] += 1
+            else:
+                bad[i] += 1
+        conn.close()
+
+    ts = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in ts:
+        t.start()
+    t0 = time.monotonic()
+    stop_at[0] = t0 + duration
+    go.set()
+    for t in ts:
+        t.join()
+    elapsed = time.monotonic() - t0
+    reading = json.loads(request(port, "GET", "/v1/streams/" + sid)[1])
+    return sum(acked) / elapsed, sum(acked), sum(bad), reading
+
+
+def pgbench(pg, clients, duration):
+    pg.psql("SELECT 1")
+    db = "bench"
+    pg.create_db(db)
+    pg._run(["pgbench", "-h", pg.sock, "-p", str(pg.port), "-U", pg_harness.USER, "-i",
+             "-q", "-s", "4", db])
+    r = pg._run(["pgbench", "-h", pg.sock, "-p", str(pg.port), "-U", pg_harness.USER, "-N",
+                 "-c", str(clients), "-j", "2", "-T", str(duration), db])
+    m = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", r.stdout)
+    if not m:
+        raise RuntimeError("pgbench printed no tps:\n" + r.stdout + r.stderr)
+    return float(m.group(1))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", default=os.path.join(HERE, "..", "build", "server", "lossd"))
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--replicas", type=int, default=2)
+    ap.add_argument("--reads", type=int, default=300)
+    ap.add_argument("--threads", type=int, default=8)
+    a = ap.parse_args()
+    pg = pg_harness.PgServer()
+    reps, lb, sq = [], None, None
+    fails = 0
+    try:
+        tps = pgbench(pg, a.clients, a.duration)
+        emit("pg/pgbench_simple_update/c%d" % a.clients, "postgresql", "commits/s", tps,
+             note="pgbench -N -c %d -j 2 -T %d, scale 4, fsync on" % (a.clients, a.duration))
+        log("pgbench: %.0f commits/s (simple-update, %d clients)" % (tps, a.clients))
+
+        url = pg.create_db("lossd")
+        env = {"PGPASSWORD": pg_harness.PASSWORD}
+        for _ in range(a.replicas):
+            reps.append(Lossd(a.bin, ["--store", url, "--threads", str(a.threads),
+                                      "--store-connections", "4"], env))
+        lb = pg_harness.HAProxy(["127.0.0.1:%d" % r.port for r in reps])
+        port = int(lb.url.rsplit(":", 1)[1])
+        rps, n, bad, reading = spray(port, a.duration, a.clients)
+        ok = bad == 0 and reading["count"] == n * 1000
+        fails += not ok
+        emit("streams/update_1000/pg_%dreplicas_haproxy" % a.replicas, "lossd", "updates/s",
+             rps, acknowledged=n, failed=bad, count_ok=ok, clients=a.clients,
+             note="through HAProxy to %d replicas on one PostgreSQL" % a.replicas)
+        log("postgresql, %d replicas behind HAProxy: %.0f acknowledged updates/s "
+            "(%d acknowledged, %d failed, count %s)" % (a.replicas, rps, n, bad,
+                                                      "ok" if ok else "WRONG"))
+
+        # a read on replica 1 of what replica 0 just acknowledged
+        st, body = request(reps[0].port, "POST", "/v1/streams", json.dumps({"method": "sketch"}))
+        sid = json.loads(body)["id"]
+        upd = json.dumps({"y_true": [0, 1, 1, 0], "y_score": [0.1, 0.8, 0.6, 0.3]})
+        c0 = http.client.HTTPConnection("127.0.0.1", reps[0].port, timeout=30)
+        c1 = http.client.HTTPConnection("127.0.0.1", reps[1 % len(reps)].port, timeout=30)
+        lat = []
+        for i in range(a.reads):
+            assert request(reps[0].port, "POST", "/v1/streams/%s/update" % sid, upd, c0)[0] == 200
+            t = time.perf_counter()
+            st, body = request(reps[1 % len(reps)].port, "GET", "/v1/streams/" + sid, None, c1)
+            lat.append((time.perf_counter() - t) * 1e3)
+            if st != 200 or json.loads(body)["updates"] != i + 1:
+                fails += 1
+                log("read after another replica's write missed it: %s" % body[:200])
+                break
+        lat.sort()
+        p50, p99 = lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+        emit("streams/read_after_other_replica_write", "lossd", "ms p50", p50, p99_ms=p99,
+             reads=len(lat))
+        log("read on replica 1 after an update on replica 0: p50 %.2f ms, p99 %.2f ms"
+            % (p50, p99))
+        c0.close()
+        c1.close()
+        lb.close()
+        lb = None
+        for r in reps:
+            r.stop()
+        reps = []
+
+        sq = Lossd(a.bin, ["--threads", str(a.threads)])
+        srps, sn, sbad, sreading = spray(sq.port, a.duration, a.clients)
+        ok = sbad == 0 and sreading["count"] == sn * 1000
+        fails += not ok
+        emit("streams/update_1000/sqlite_one", "lossd", "updates/s", srps, acknowledged=sn,
+             failed=sbad, count_ok=ok, clients=a.clients, note="one lossd on SQLite")
+        log("sqlite, one lossd: %.0f acknowledged updates/s (%d acknowledged, %d failed)"
+            % (srps, sn, sbad))
+        emit("streams/update_1000/pg_vs_sqlite", "lossd", "ratio", rps / srps if srps else 0)
+        log("postgresql / sqlite: %.2fx; lossd updates per pgbench commit: %.2f"
+            % (rps / srps if srps else 0, rps / tps if tps else 0))
+    finally:
+        if lb:
+            lb.close()
+        for r in reps:
+            r.stop()
+        if sq:
+            sq.stop()
+        pg.close()
+    return 1 if fails else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

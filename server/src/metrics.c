@@ -24,6 +24,7 @@
  * It keeps process-wide state (one daemon per process).
  */
 #include "metrics.h"
+#include "procstats.h"
 #include "streams.h"
 
 #include <jansson.h>
@@ -356,6 +357,10 @@ char *srv_metrics_render(size_t *len)
 	        "# TYPE lossd_streams_expired_total counter\n"
 	        "lossd_streams_expired_total %llu\n",
 	        (unsigned long long)st.expired);
+
+	char proc[2048];
+	srv__process_metrics(proc, sizeof proc);
+	bprintf(&b, "%s", proc);
 
 	if (b.failed) {
 		free(b.p);

@@ -90,13 +90,16 @@ Test(metrics, text_format_is_well_formed)
 	s = render();
 	cr_assert_eq(s[strlen(s) - 1], '\n');
 	for (line = strtok_r(s, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		/* lossd's families, and the standard process_* ones (procstats.c) */
 		if (line[0] == '#') {
 			cr_assert(!strncmp(line, "# HELP lossd_", 13) ||
-			                  !strncmp(line, "# TYPE lossd_", 13),
+			                  !strncmp(line, "# TYPE lossd_", 13) ||
+			                  !strncmp(line, "# HELP process_", 15) ||
+			                  !strncmp(line, "# TYPE process_", 15),
 			          "%s", line);
 			continue;
 		}
-		cr_assert(!strncmp(line, "lossd_", 6), "%s", line);
+		cr_assert(!strncmp(line, "lossd_", 6) || !strncmp(line, "process_", 8), "%s", line);
 		char *sp = strrchr(line, ' ');
 		cr_assert_not_null(sp, "%s", line);
 		char *end;

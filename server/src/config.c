@@ -75,7 +75,9 @@ static const struct opt opts[] = {
         {"max-body", "LOSSD_MAX_BODY", K_SIZE, OFF(max_body), 0, 1, (long long)1 << 40, "SIZE",
          "largest request body (413 past it); suffixes KiB, MiB, GiB", "64MiB"},
         {"max-inflight", "LOSSD_MAX_INFLIGHT", K_INT, OFF(max_inflight), 0, 1, 1000000, "N",
-         "requests queued or running at once (503 overloaded past it)", "256"},
+         "requests queued or running at once (503 overloaded past it; stream writes may hold "
+         "at most half)",
+         "256"},
         {"max-buffered", "LOSSD_MAX_BUFFERED", K_SIZE, OFF(max_buffered), 0, 1, (long long)1 << 44,
          "SIZE",
          "request bodies held in memory at once, over all requests (503 overloaded past "

@@ -131,6 +131,7 @@ struct req {
 	unsigned long long declared; /* Content-Length, or 0 (chunked or none) */
 	const char *www_auth;        /* WWW-Authenticate of a 401, static, or NULL */
 	bool admitted;
+	bool store_slot;   /* holds one of s->store_inflight */
 	bool pending;      /* reply decided on the headers, sent at body end */
 	const char *allow; /* Allow header of a pending 405, static or in match */
 	char *body;        /* new; NUL-terminated */
@@ -588,6 +589,11 @@ static void job_done(srv_job *job, int cancelled)
 		api_reply_error(&r->reply, 503, "overloaded", "the server is stopping");
 		r->reply.retry_after = 1;
 	}
+	/* Before the resume: r may be gone once the connection runs again. */
+	if (r->store_slot) {
+		r->store_slot = false;
+		atomic_fetch_sub(&s->store_inflight, 1);
+	}
 	MHD_resume_connection(r->conn);
 	/* Count it out only after the resume: inflight == 0 then means no
 	 * connection is left suspended. */
@@ -627,6 +633,21 @@ static enum MHD_Result on_body_end(struct req *r)
 		return send_problem(r, 503, "overloaded", NULL, 1,
 		                    prev < 0 ? "the server is stopping"
 		                             : "too many requests in flight; retry later");
+	}
+	if (r->match.info->kind == SRV_STORE) {
+		/* Stream writes may wait on the disk (a stall shorter than
+		 * --store-stall-s is not refused at the door): they get at most
+		 * half of the slots, so /v1/loss and /v1/auc always find one. */
+		int cap = s->cfg.max_inflight / 2 > 0 ? s->cfg.max_inflight / 2 : 1;
+		if (atomic_fetch_add(&s->store_inflight, 1) >= cap) {
+			atomic_fetch_sub(&s->store_inflight, 1);
+			atomic_fetch_sub(&s->inflight, 1);
+			srv_metrics_overloaded();
+			return send_problem(r, 503, "overloaded", NULL, 1,
+			                    "too many stream writes in flight (half of "
+			                    "--max-inflight); retry later");
+		}
+		r->store_slot = true;
 	}
 	if (r->body)
 		r->body[r->len] = '\0';
@@ -802,8 +823,11 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
 	*con_cls = NULL;
 	/* Admitted but closed (a reset, the daemon stopping) before the call
 	 * that would have handed it to the workers: count it out here. */
-	if (r->stage == ST_PARKED)
+	if (r->stage == ST_PARKED) {
+		if (r->store_slot)
+			atomic_fetch_sub(&s->store_inflight, 1);
 		atomic_fetch_sub(&s->inflight, 1);
+	}
 	dt = since(&r->t0);
 	/* Cut by the sweeper (conns.c): say why in the log line. */
 	cut = toe != MHD_REQUEST_TERMINATED_COMPLETED_OK ? srv__conn_reason(s->conns, r->timer)

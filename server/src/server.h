@@ -31,6 +31,10 @@ typedef struct srv_server {
 	int port;                     /* the bound port */
 	atomic_int draining;          /* 1 after SIGTERM/SIGINT */
 	atomic_int active;            /* requests between request line and completion */
+	atomic_int store_inflight;    /* of inflight, stream writes (SRV_STORE routes):
+					  at most half of --max-inflight, so writes
+					  waiting on a stalled disk leave room for the
+					  compute routes */
 	atomic_int inflight;          /* admitted to the workers, not yet resumed;
 					  SRV_INFLIGHT_CLOSED once stopping */
 	atomic_uint_fast64_t next_id; /* request id counter */

@@ -398,5 +398,63 @@ class FrozenDiskTest(StoreFaultBase):
         probe.report("frozen disk (fsfreeze, --store-stall-s 1)")
 
 
+class FrozenDiskSlotsTest(StoreFaultBase):
+    def test_writes_waiting_on_a_frozen_disk_leave_slots_for_compute(self):
+        """Before --store-stall-s has passed, writes to a frozen disk are
+        admitted and wait; they may hold at most half of --max-inflight,
+        so /v1/auc and /v1/loss still find a slot (with 4 slots and 6
+        waiting writers, without the cap, every slot would be a write's)."""
+        if not ROOT:
+            self.skipTest("needs root for a loop device and fsfreeze (CI runs as root)")
+        if not shutil.which("fsfreeze") or not shutil.which("mkfs.ext4"):
+            self.skipTest("needs fsfreeze and mkfs.ext4 (util-linux, e2fsprogs)")
+        work = tempfile.mkdtemp(prefix="lossd-slots-")
+        img, mnt = os.path.join(work, "img"), os.path.join(work, "mnt")
+        os.mkdir(mnt)
+        with open(img, "wb") as f:
+            f.truncate(64 << 20)
+        sh("mkfs.ext4", "-q", "-F", img)
+        sh("mount", "-o", "loop", img, mnt)
+        frozen = False
+        probe = Probe()
+        try:
+            data = os.path.join(mnt, "data")
+            with Server(data_dir=data, args=["--threads", "2", "--max-inflight", "4",
+                                             "--store-stall-s", "60"]) as srv:
+                sid = self.create(srv)
+                results = []
+                threads = []
+                try:
+                    sh("fsfreeze", "-f", mnt)
+                    frozen = True
+                    threads = [threading.Thread(target=lambda k=k: results.append(
+                        self.update(srv, sid, 10 + k, 10, timeout=120,
+                                    keyed=False).status)) for k in range(6)]
+                    for t in threads:
+                        t.start()
+                    deadline = time.monotonic() + 10
+                    while len(results) < 4 and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                    # two writes wait on the disk, four were refused
+                    self.assertEqual(sorted(results), [503] * 4, results)
+                    for _ in range(10):
+                        self.check_compute(srv, probe)
+                        time.sleep(0.05)
+                finally:
+                    if frozen:
+                        subprocess.run(["fsfreeze", "-u", mnt], capture_output=True)
+                        frozen = False
+                for t in threads:
+                    t.join(60)
+                self.assertEqual(sorted(results), [200] * 2 + [503] * 4, results)
+                self.assertEqual(self.count(srv, sid), 20)
+        finally:
+            if frozen:
+                subprocess.run(["fsfreeze", "-u", mnt], capture_output=True)
+            subprocess.run(["umount", mnt], capture_output=True)
+            shutil.rmtree(work, ignore_errors=True)
+        probe.report("frozen disk, writes holding slots (--max-inflight 4)")
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -28,7 +28,7 @@
 #define LOSSD_VERSION "0.0.0"
 #endif
 
-enum kind { K_INT, K_SIZE, K_I64, K_STR, K_LEVEL, K_BOOL, K_ORIGINS };
+enum kind { K_INT, K_SIZE, K_I64, K_STR, K_LEVEL, K_BOOL, K_ORIGINS, K_LIST };
 
 struct opt {
 	const char *flag; /* without the leading "--" */
@@ -143,6 +143,20 @@ static const struct opt opts[] = {
         {"sketch-memory", "LOSSD_SKETCH_MEMORY", K_SIZE, OFF(sketch_memory), 0, 1024,
          (long long)1 << 30, "SIZE",
          "default size of a sketch stream, all classes together (<= --stream-memory)", "1MiB"},
+        {"metrics-streams", "LOSSD_METRICS_STREAMS", K_BOOL, OFF(metrics_streams), 0, 0, 0, NULL,
+         "export lossd_stream_auc, lossd_stream_loss and lossd_stream_count per stream in "
+         "/metrics (labels stream, name)",
+         "off"},
+        {"metrics-streams-tag", "LOSSD_METRICS_STREAMS_TAG", K_LIST, OFF(metrics_streams_tags),
+         CAP(metrics_streams_tags), 0, 0, "KEY:VALUE",
+         "only streams with this tag get gauges; repeatable, all must match (the variable: "
+         "space-separated)",
+         ""},
+        {"metrics-labels", "LOSSD_METRICS_LABELS", K_LIST, OFF(metrics_labels), CAP(metrics_labels),
+         0, 0, "KEY,...",
+         "tags added as labels of the per-stream gauges ('.' and '-' in a key become '_')", ""},
+        {"metrics-streams-max", "LOSSD_METRICS_STREAMS_MAX", K_INT, OFF(metrics_streams_max), 0, 1,
+         1000000, "N", "streams with gauges at most (the most recently updated first)", "1000"},
         {"history-points", "LOSSD_HISTORY_POINTS", K_INT, OFF(history_points), 0, 2, 10000000, "N",
          "step points a stream keeps; past it neighbours merge into ranges (exactly)", "10000"},
         {"history-checkpoints", "LOSSD_HISTORY_CHECKPOINTS", K_INT, OFF(history_checkpoints), 0, 1,
@@ -289,6 +303,7 @@ static void defaults(srv_config *c)
 	c->stream_memory = (size_t)64 << 20;
 	c->sketch_memory = (size_t)1 << 20;
 	c->history_points = 10000;
+	c->metrics_streams_max = 1000;
 	c->history_checkpoints = 1000;
 	c->store_stall_s = 10;
 	c->log_level = SRV_LOG_INFO;
@@ -416,6 +431,23 @@ static int set(srv_config *c, const struct opt *o, const char *value, const char
 				        src, (int)n, w);
 			if (have + n + 2 > o->cap)
 				return fail(err, errlen, "%s: too many origins", src);
+			memcpy(base + have, w, n);
+			base[have + n] = '\n';
+			base[have + n + 1] = '\0';
+			w += n;
+		}
+		return 0;
+	case K_LIST:
+		/* repeatable; one value may hold several, split at spaces and commas */
+		for (const char *w = value; *w;) {
+			size_t n = strcspn(w, " ,");
+			size_t have = strlen(base);
+			if (n == 0) {
+				w++;
+				continue;
+			}
+			if (have + n + 2 > o->cap)
+				return fail(err, errlen, "%s: too many values", src);
 			memcpy(base + have, w, n);
 			base[have + n] = '\n';
 			base[have + n + 1] = '\0';

@@ -33,24 +33,28 @@ typedef struct srv_config {
 	int min_body_rate_window;          /* seconds */
 	int max_connections;
 	int max_per_ip;
-	int timeout;             /* idle connection timeout, seconds */
-	int drain_timeout;       /* seconds SIGTERM waits for open requests */
-	int request_timeout;     /* seconds from request line to end of body */
-	char tokens_file[1024];  /* bearer tokens, or "" for no authentication */
-	char tls_cert[1024];     /* PEM certificate (chain), or "" for plain HTTP */
-	char tls_key[1024];      /* PEM private key, with tls_cert */
-	int64_t max_elements;    /* numbers per request */
-	int max_depth;           /* JSON nesting */
-	size_t max_json_mem;     /* jansson heap per request */
-	int max_streams;         /* streams per principal (507 too_many_streams) */
-	size_t stream_memory;    /* memory cap of one stream (507 stream_memory_exceeded) */
-	size_t sketch_memory;    /* default sketch size of a stream, all classes together */
-	int history_points;      /* step points per stream (API.md section 7) */
-	int history_checkpoints; /* checkpoint records per stream */
-	int store_stall_s;       /* a store disk operation running longer makes /readyz 503 */
-	int log_level;           /* enum srv_log_level */
-	bool test_hooks;         /* LOSSD_TEST_HOOKS=1: POST /v1/_sleep exists */
-	char check_url[1024];    /* --check URL, or "" */
+	int timeout;                     /* idle connection timeout, seconds */
+	int drain_timeout;               /* seconds SIGTERM waits for open requests */
+	int request_timeout;             /* seconds from request line to end of body */
+	char tokens_file[1024];          /* bearer tokens, or "" for no authentication */
+	char tls_cert[1024];             /* PEM certificate (chain), or "" for plain HTTP */
+	char tls_key[1024];              /* PEM private key, with tls_cert */
+	int64_t max_elements;            /* numbers per request */
+	int max_depth;                   /* JSON nesting */
+	size_t max_json_mem;             /* jansson heap per request */
+	int max_streams;                 /* streams per principal (507 too_many_streams) */
+	size_t stream_memory;            /* memory cap of one stream (507 stream_memory_exceeded) */
+	size_t sketch_memory;            /* default sketch size of a stream, all classes together */
+	int history_points;              /* step points per stream (API.md section 7) */
+	int history_checkpoints;         /* checkpoint records per stream */
+	bool metrics_streams;            /* per-stream gauges in /metrics (API.md section 6) */
+	char metrics_streams_tags[2048]; /* KEY:VALUE lines: only streams with all of them */
+	char metrics_labels[1024];       /* tag keys added as labels, one per line */
+	int metrics_streams_max;         /* streams with gauges at most */
+	int store_stall_s;    /* a store disk operation running longer makes /readyz 503 */
+	int log_level;        /* enum srv_log_level */
+	bool test_hooks;      /* LOSSD_TEST_HOOKS=1: POST /v1/_sleep exists */
+	char check_url[1024]; /* --check URL, or "" */
 	/* --cors-origin (repeatable): exact origins, each ending in '\n' */
 	char cors_origins[4096];
 	/* The stream store (API.md section 10). */

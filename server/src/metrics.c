@@ -361,6 +361,10 @@ char *srv_metrics_render(size_t *len)
 	char proc[2048];
 	srv__process_metrics(proc, sizeof proc);
 	bprintf(&b, "%s", proc);
+	char *gauges = srv_streams_gauges(); /* opt-in: --metrics-streams */
+	if (gauges)
+		bprintf(&b, "%s", gauges);
+	free(gauges);
 
 	if (b.failed) {
 		free(b.p);

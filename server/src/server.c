@@ -283,6 +283,10 @@ static int run(srv_server *s)
 	lim.sketch_bytes = s->cfg.sketch_memory;
 	lim.history_points = (size_t)s->cfg.history_points;
 	lim.history_checkpoints = (size_t)s->cfg.history_checkpoints;
+	lim.metrics_streams = s->cfg.metrics_streams;
+	lim.metrics_tags = s->cfg.metrics_streams_tags;
+	lim.metrics_labels = s->cfg.metrics_labels;
+	lim.metrics_max = (size_t)s->cfg.metrics_streams_max;
 	lim.stall_s = s->cfg.store_stall_s;
 	srv_streams_set_limits(&lim);
 	srv_streams_set_store(s->cfg.store, s->cfg.store_connections, s->cfg.store_password_file,

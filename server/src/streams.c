@@ -101,6 +101,7 @@
 #include "streams.h"
 
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -2906,4 +2907,218 @@ size_t srv_streams_expire(int64_t now_ms)
 	}
 	pthread_mutex_unlock(&T.mu);
 	return n;
+}
+
+/* ---- per-stream gauges (API.md section 6) ------------------------------------------------- */
+/*
+ * Opt-in (--metrics-streams): for the streams with every --metrics-streams-tag
+ * (at most --metrics-streams-max, the most recently updated first), the
+ * gauges lossd_stream_auc, lossd_stream_loss and lossd_stream_count with the
+ * labels stream (id), name and one per --metrics-labels key (the tag's value,
+ * "" when absent; '.' and '-' in the key become '_'; a key that starts
+ * with a digit or is "stream" or "name" gets "tag_" before it). An undefined AUC or loss leaves that series out for the
+ * scrape. Each scrape computes every reading, so the cap bounds its cost.
+ */
+
+typedef struct gtext {
+	char *p;
+	size_t len, cap;
+	bool fail;
+} gtext;
+
+static void gput(gtext *g, const char *s, size_t n)
+{
+	if (g->fail)
+		return;
+	if (g->len + n + 1 > g->cap) {
+		size_t nc = g->cap ? g->cap * 2 : 4096;
+		while (nc < g->len + n + 1)
+			nc *= 2;
+		char *np = realloc(g->p, nc);
+		if (!np) {
+			g->fail = true;
+			return;
+		}
+		g->p = np;
+		g->cap = nc;
+	}
+	memcpy(g->p + g->len, s, n);
+	g->len += n;
+	g->p[g->len] = '\0';
+}
+
+static void gputs(gtext *g, const char *s)
+{
+	gput(g, s, strlen(s));
+}
+
+/* A label value, escaped as the text format wants (\\, \", \n). */
+static void gval(gtext *g, const char *v)
+{
+	gput(g, "\"", 1);
+	for (; *v; v++) {
+		if (*v == '\\' || *v == '"')
+			gput(g, "\\", 1);
+		if (*v == '\n')
+			gput(g, "\\n", 2);
+		else
+			gput(g, v, 1);
+	}
+	gput(g, "\"", 1);
+}
+
+/* A tag key as a label name. */
+static void gname(gtext *g, const char *k, size_t n)
+{
+	if ((n && k[0] >= '0' && k[0] <= '9') || !strcmp(k, "stream") || !strcmp(k, "name"))
+		gput(g, "tag_", 4); /* a label name, never one of ours twice */
+	for (size_t i = 0; i < n; i++)
+		gput(g, k[i] == '.' || k[i] == '-' ? "_" : k + i, 1);
+}
+
+typedef struct gent {
+	stream *s;
+	int64_t updated;
+	double auc, loss;
+	int64_t count;
+	char *labels; /* {stream="...",...} */
+} gent;
+
+static int gent_cmp(const void *x, const void *y)
+{
+	const gent *a = x, *b = y;
+	if (a->updated != b->updated)
+		return a->updated > b->updated ? -1 : 1;
+	return strcmp(a->s->id, b->s->id);
+}
+
+/* True when m has every KEY:VALUE line of tags. */
+static bool has_all_tags(const api_meta *m, const char *tags)
+{
+	char k[API_META_MAX_KEY + 1], v[4 * API_META_MAX_VALUE + 1];
+	for (const char *l = tags; l && *l;) {
+		size_t n = strcspn(l, "\n");
+		const char *colon = memchr(l, ':', n);
+		if (!colon || (size_t)(colon - l) > API_META_MAX_KEY ||
+		    n - (size_t)(colon - l) - 1 > sizeof v - 1)
+			return false;
+		memcpy(k, l, (size_t)(colon - l));
+		k[colon - l] = '\0';
+		memcpy(v, colon + 1, n - (size_t)(colon - l) - 1);
+		v[n - (size_t)(colon - l) - 1] = '\0';
+		if (!api_meta_has_tag(m, k, v))
+			return false;
+		l += n + (l[n] == '\n');
+	}
+	return true;
+}
+
+static void gfamily(gtext *g, const gent *v, size_t n, int which)
+{
+	static const char *const names[] = {"lossd_stream_auc", "lossd_stream_loss",
+	                                    "lossd_stream_count"};
+	static const char *const helps[] = {
+	        "The stream's AUC (its reading; absent while undefined).",
+	        "The stream's running loss (absent without a loss or while undefined).",
+	        "Rows the stream has seen since its last reset."};
+	char line[96];
+	snprintf(line, sizeof line, "# HELP %s ", names[which]);
+	gputs(g, line);
+	gputs(g, helps[which]);
+	snprintf(line, sizeof line, "\n# TYPE %s gauge\n", names[which]);
+	gputs(g, line);
+	for (size_t i = 0; i < n; i++) {
+		double x = which == 0 ? v[i].auc : which == 1 ? v[i].loss : (double)v[i].count;
+		if (!isfinite(x) || !v[i].labels)
+			continue;
+		char num[64];
+		snprintf(num, sizeof num, " %.17g\n", x);
+		gputs(g, names[which]);
+		gputs(g, v[i].labels);
+		gputs(g, num);
+	}
+}
+
+char *srv_streams_gauges(void)
+{
+	gtext g = {0};
+	gent *v = NULL;
+	size_t n = 0;
+
+	pthread_mutex_lock(&T.mu);
+	if (!T.open || !T.lim.metrics_streams) {
+		pthread_mutex_unlock(&T.mu);
+		return NULL;
+	}
+	if (T.n && !(v = calloc(T.n, sizeof(*v)))) {
+		pthread_mutex_unlock(&T.mu);
+		return NULL;
+	}
+	for (size_t i = 0; i < T.n; i++) {
+		stream *s = T.v[i];
+		if (s->damaged)
+			continue;
+		pthread_mutex_lock(&s->mu);
+		bool ok = s->st && has_all_tags(&s->meta, T.lim.metrics_tags);
+		int64_t up = s->meta.updated_ms;
+		pthread_mutex_unlock(&s->mu);
+		if (!ok)
+			continue;
+		s->refs++;
+		v[n++] = (gent){s, up, NAN, NAN, 0, NULL};
+	}
+	pthread_mutex_unlock(&T.mu);
+	qsort(v, n, sizeof(*v), gent_cmp);
+	size_t keep = n < T.lim.metrics_max ? n : T.lim.metrics_max;
+	for (size_t i = 0; i < keep; i++) {
+		stream *s = v[i].s;
+		api_problem p;
+		gtext l = {0};
+		pthread_mutex_lock(&s->mu);
+		json_t *j = s->st && !s->deleted
+		                    ? api_stream_render_read(s->spec, s->id, s->st, NULL, &p)
+		                    : NULL;
+		gputs(&l, "{stream=");
+		gval(&l, s->id);
+		gputs(&l, ",name=");
+		gval(&l, api_stream_spec_name(s->spec));
+		for (const char *k = T.lim.metrics_labels; k && *k;) {
+			size_t kn = strcspn(k, "\n");
+			char key[API_META_MAX_KEY + 1];
+			snprintf(key, sizeof key, "%.*s", (int)kn, k);
+			gputs(&l, ",");
+			gname(&l, key, strlen(key));
+			gputs(&l, "=");
+			const char *val = "";
+			for (size_t t = 0; t < s->meta.ntags; t++)
+				if (!strcmp(s->meta.key[t], key))
+					val = s->meta.val[t];
+			gval(&l, val);
+			k += kn + (k[kn] == '\n');
+		}
+		gputs(&l, "}");
+		pthread_mutex_unlock(&s->mu);
+		if (j) {
+			json_t *a = json_object_get(j, "auc"), *lo = json_object_get(j, "loss");
+			v[i].auc = json_is_number(a) ? json_number_value(a) : NAN;
+			v[i].loss = json_is_number(lo) ? json_number_value(lo) : NAN;
+			v[i].count = (int64_t)json_integer_value(json_object_get(j, "count"));
+			v[i].labels = l.fail ? NULL : l.p;
+			json_decref(j);
+		} else {
+			free(l.p);
+		}
+	}
+	for (int f = 0; f < 3; f++)
+		gfamily(&g, v, keep, f);
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].labels);
+		release(v[i].s);
+	}
+	free(v);
+	if (g.fail) {
+		free(g.p);
+		return NULL;
+	}
+	return g.p;
 }

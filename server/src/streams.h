@@ -23,13 +23,18 @@ typedef struct srv_streams_limits {
 	size_t history_points;      /* step points per stream (API.md section 7) */
 	size_t history_checkpoints; /* checkpoint records per stream */
 	int stall_s; /* a disk operation running longer is a stalled store (--store-stall-s) */
+	/* per-stream gauges in /metrics (API.md section 6), off by default */
+	bool metrics_streams;
+	const char *metrics_tags;   /* KEY:VALUE lines (borrowed, lives with the config) */
+	const char *metrics_labels; /* tag keys, one per line (borrowed) */
+	size_t metrics_max;
 } srv_streams_limits;
 
 #define SRV_STREAMS_DEFAULT_MAX_STREAMS 1000
 #define SRV_STREAMS_LIMITS_INIT                                                                    \
 	{                                                                                          \
 		SRV_STREAMS_DEFAULT_MAX_STREAMS, (size_t)64 << 20, (size_t)1 << 20, 10000, 1000,   \
-		        10                                                                         \
+		        10, false, NULL, NULL, 1000                                                \
 	}
 
 /* Sets the limits; call before srv_streams_open (main thread). Without a
@@ -110,6 +115,10 @@ void srv_streams_merge(api_reply *out, const srv_request *req);
 void srv_streams_checkpoint(api_reply *out, const srv_request *req);
 /* Worker thread. GET /v1/streams/{id}/history */
 void srv_streams_history(api_reply *out, const srv_request *req);
+/* The per-stream gauges (lossd_stream_auc, _loss, _count) as Prometheus
+ * text: new (free()), NULL when off or out of memory. Any thread. */
+char *srv_streams_gauges(void);
+
 /* Worker thread. PATCH /v1/streams/{id} (API.md section 8) */
 void srv_streams_patch(api_reply *out, const srv_request *req);
 

@@ -41,5 +41,55 @@ class ProcessMetrics(unittest.TestCase):
             self.assertGreater(srv.metric("process_cpu_seconds_total"), cpu0)
 
 
+class StreamGauges(unittest.TestCase):
+    """--metrics-streams and its companions (API.md section 6)."""
+
+    @staticmethod
+    def series(text, family):
+        return [l for l in text.splitlines() if l.startswith(family + "{")]
+
+    def test_off_by_default(self):
+        with Server() as srv:
+            srv.post_json("/v1/streams", {"name": "a"})
+            self.assertNotIn("lossd_stream_auc", srv.metrics())
+
+    def test_gauges_filtered_labelled_capped(self):
+        args = ["--metrics-streams", "--metrics-streams-tag", "run:r1",
+                "--metrics-labels", "split,run", "--metrics-streams-max", "2"]
+        with Server(args=args) as srv:
+            ids = []
+            for name, tags in (("train", {"run": "r1", "split": "train"}),
+                               ("val", {"run": "r1", "split": "val"}),
+                               ("old", {"run": "r1", "split": "x"}),
+                               ("other", {"run": "r2"})):
+                r = srv.post_json("/v1/streams", {"name": name, "tags": tags,
+                                                  "loss": "binary_crossentropy"})
+                ids.append(r.json()["id"])
+            time.sleep(0.01)
+            for sid in ids[:2] + ids[3:]:  # "old" is the least recently updated
+                srv.post_json("/v1/streams/%s/update" % sid,
+                              {"y_true": [0, 1, 1], "y_score": [0.2, 0.7, 0.4]})
+                time.sleep(0.01)
+            text = srv.metrics()
+            counts = self.series(text, "lossd_stream_count")
+            self.assertEqual(len(counts), 2, text)  # r1 only, capped at the 2 newest
+            want = srv.get("/v1/streams/" + ids[1]).json()
+            line = [l for l in counts if ids[1] in l][0]
+            self.assertIn('name="val"', line)
+            self.assertIn('split="val"', line)
+            self.assertIn('run="r1"', line)
+            self.assertEqual(float(line.rsplit(" ", 1)[1]), want["count"])
+            auc = [l for l in self.series(text, "lossd_stream_auc") if ids[1] in l][0]
+            self.assertEqual(float(auc.rsplit(" ", 1)[1]), want["auc"])
+            loss = [l for l in self.series(text, "lossd_stream_loss") if ids[1] in l][0]
+            self.assertEqual(float(loss.rsplit(" ", 1)[1]), want["loss"])
+            self.assertFalse([l for l in counts if ids[2] in l or ids[3] in l])
+            # an undefined AUC leaves its series out
+            srv.post_json("/v1/streams/%s/reset" % ids[1], {})
+            text = srv.metrics()
+            self.assertFalse([l for l in self.series(text, "lossd_stream_auc") if ids[1] in l])
+            self.assertTrue([l for l in self.series(text, "lossd_stream_count") if ids[1] in l])
+
+
 if __name__ == "__main__":
     unittest.main()

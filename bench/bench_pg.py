@@ -20,7 +20,7 @@
 Prints JSON lines ({"id", "impl", "metric", "value", ...}) like the other
 benchmarks, and a summary on stderr. Usage:
   bench/bench_pg.py [--bin build/server/lossd] [--duration 10] [--clients 32]
-                    [--replicas 2] [--reads 300]
+                    [--replicas 2] [--reads 300] [--streams 1]
 Needs postgresql, pgbench (postgresql-contrib is part of postgresql on
 Debian) and haproxy; only loopback is contacted.
 """
@@ -96,12 +96,14 @@ def request(port, method, path, body=None, conn=None):
             c.close()
 
 
-def spray(port, duration, clients, batch=1000):
-    """(acknowledged updates/s, acknowledged, failures, stream reading)."""
-    st, body = request(port, "POST", "/v1/streams", json.dumps({"method": "sketch"}))
-    assert st == 201, body
-    sid = json.loads(body)["id"]
-    path = "/v1/streams/%s/update" % sid
+def spray(port, duration, clients, batch=1000, streams=1):
+    """(acknowledged updates/s, acknowledged, failures, reading of the
+    streams: count summed) - client i posts to stream i % streams."""
+    sids = []
+    for _ in range(streams):
+        st, body = request(port, "POST", "/v1/streams", json.dumps({"method": "sketch"}))
+        assert st == 201, body
+        sids.append(json.loads(body)["id"])
     rnd = random.Random(7)
     y = json.dumps([rnd.randint(0, 1) for _ in range(batch)])
     s = json.dumps([round(rnd.random(), 6) for _ in range(batch)])
@@ -111,6 +113,7 @@ def spray(port, duration, clients, batch=1000):
     stop_at = [0.0]
 
     def client(i):
+        path = "/v1/streams/%s/update" % sids[i % streams]
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         go.wait()
         k = 0
@@ -137,8 +140,9 @@ def spray(port, duration, clients, batch=1000):
     for t in ts:
         t.join()
     elapsed = time.monotonic() - t0
-    reading = json.loads(request(port, "GET", "/v1/streams/" + sid)[1])
-    return sum(acked) / elapsed, sum(acked), sum(bad), reading
+    count = sum(json.loads(request(port, "GET", "/v1/streams/" + sid)[1])["count"]
+                for sid in sids)
+    return sum(acked) / elapsed, sum(acked), sum(bad), {"count": count}
 
 
 def pgbench(pg, clients, duration):
@@ -163,6 +167,8 @@ def main():
     ap.add_argument("--replicas", type=int, default=2)
     ap.add_argument("--reads", type=int, default=300)
     ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--streams", type=int, default=1,
+                    help="spread the clients over this many streams (default one)")
     a = ap.parse_args()
     pg = pg_harness.PgServer()
     reps, lb, sq = [], None, None
@@ -180,11 +186,12 @@ def main():
                                       "--store-connections", "4"], env))
         lb = pg_harness.HAProxy(["127.0.0.1:%d" % r.port for r in reps])
         port = int(lb.url.rsplit(":", 1)[1])
-        rps, n, bad, reading = spray(port, a.duration, a.clients)
+        rps, n, bad, reading = spray(port, a.duration, a.clients, streams=a.streams)
         ok = bad == 0 and reading["count"] == n * 1000
         fails += not ok
-        emit("streams/update_1000/pg_%dreplicas_haproxy" % a.replicas, "lossd", "updates/s",
-             rps, acknowledged=n, failed=bad, count_ok=ok, clients=a.clients,
+        sfx = "" if a.streams == 1 else "/s%d" % a.streams
+        emit("streams/update_1000/pg_%dreplicas_haproxy%s" % (a.replicas, sfx), "lossd",
+             "updates/s", rps, streams=a.streams, acknowledged=n, failed=bad, count_ok=ok, clients=a.clients,
              note="through HAProxy to %d replicas on one PostgreSQL" % a.replicas)
         log("postgresql, %d replicas behind HAProxy: %.0f acknowledged updates/s "
             "(%d acknowledged, %d failed, count %s)" % (a.replicas, rps, n, bad,
@@ -221,10 +228,11 @@ def main():
         reps = []
 
         sq = Lossd(a.bin, ["--threads", str(a.threads)])
-        srps, sn, sbad, sreading = spray(sq.port, a.duration, a.clients)
+        srps, sn, sbad, sreading = spray(sq.port, a.duration, a.clients, streams=a.streams)
         ok = sbad == 0 and sreading["count"] == sn * 1000
         fails += not ok
-        emit("streams/update_1000/sqlite_one", "lossd", "updates/s", srps, acknowledged=sn,
+        emit("streams/update_1000/sqlite_one" + sfx, "lossd", "updates/s", srps,
+             streams=a.streams, acknowledged=sn,
              failed=sbad, count_ok=ok, clients=a.clients, note="one lossd on SQLite")
         log("sqlite, one lossd: %.0f acknowledged updates/s (%d acknowledged, %d failed)"
             % (srps, sn, sbad))

@@ -867,18 +867,49 @@ static int write_op(pg *p, srv__store_op *op)
 	return op->replayed ? 0 : write_extra(p, op);
 }
 
+typedef struct ordered {
+	srv__store_op *op;
+	size_t i;
+} ordered;
+
+static int by_stream(const void *a, const void *b)
+{
+	const ordered *x = a, *y = b;
+	int c = strcmp(x->op->stream, y->op->stream);
+	return c ? c : (x->i > y->i) - (x->i < y->i);
+}
+
+/*
+ * One transaction for the group. Its ops are written in stream id order
+ * (each stream's own ops keep their order): every transaction of every
+ * replica then takes the streams' row locks in the same order, so two
+ * groups never deadlock (PostgreSQL would abort one after deadlock_timeout).
+ */
 static int commit_group(pg *p, srv__store_op *group, uint64_t *n)
 {
+	size_t cnt = 0, k = 0;
+	int rc = -1;
 	*n = 0;
-	if (slot_ready(p, &p->w) || !exec_ok(p, &p->w, "BEGIN"))
+	for (srv__store_op *op = group; op; op = op->next)
+		cnt++;
+	ordered *v = malloc(cnt * sizeof(*v));
+	if (!v)
 		return -1;
-	for (srv__store_op *op = group; op; op = op->next, (*n)++) {
-		if (write_op(p, op)) {
+	for (srv__store_op *op = group; op; op = op->next, k++)
+		v[k] = (ordered){op, k};
+	qsort(v, cnt, sizeof(*v), by_stream);
+	if (slot_ready(p, &p->w) || !exec_ok(p, &p->w, "BEGIN"))
+		goto out;
+	for (k = 0; k < cnt; k++, (*n)++) {
+		if (write_op(p, v[k].op)) {
 			exec_ok(p, &p->w, "ROLLBACK");
-			return -1;
+			goto out;
 		}
 	}
-	return exec_ok(p, &p->w, "COMMIT") ? 0 : -1;
+	rc = exec_ok(p, &p->w, "COMMIT") ? 0 : -1;
+out:
+	free(v);
+	return rc;
 }
 
 static void pg_submit(void *b, srv__store_op *op)

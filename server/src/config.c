@@ -24,6 +24,9 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "lossd/api.h"
+#include "lossd/stream.h"
+
 #ifndef LOSSD_VERSION
 #define LOSSD_VERSION "0.0.0"
 #endif
@@ -285,7 +288,7 @@ static void defaults(srv_config *c)
 	strcpy(c->store, "sqlite");
 	c->store_connections = 4;
 	c->store_timeout = 10;
-	c->max_body = (size_t)64 << 20;
+	c->max_body = SRV_DEFAULT_MAX_BODY;
 	c->max_inflight = 256;
 	c->max_buffered = (size_t)1 << 30;
 	c->max_buffered_per_principal = 0; /* a quarter of max_buffered */
@@ -296,12 +299,12 @@ static void defaults(srv_config *c)
 	c->timeout = 30;
 	c->drain_timeout = 30;
 	c->request_timeout = 120;
-	c->max_elements = (int64_t)64 << 20;
+	c->max_elements = API_DEFAULT_MAX_ELEMENTS;
 	c->max_depth = 64;
 	c->max_json_mem = (size_t)1 << 30;
 	c->max_streams = 1000;
-	c->stream_memory = (size_t)64 << 20;
-	c->sketch_memory = (size_t)1 << 20;
+	c->stream_memory = ENG_STREAM_DEFAULT_MAX_BYTES;
+	c->sketch_memory = ENG_STREAM_DEFAULT_SKETCH_BYTES;
 	c->history_points = 10000;
 	c->metrics_streams_max = 1000;
 	c->history_checkpoints = 1000;

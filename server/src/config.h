@@ -10,6 +10,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* Default largest request body (--max-body), bytes: 64 MiB. */
+#define SRV_DEFAULT_MAX_BODY ((size_t)64 << 20)
+
 enum srv_log_level {
 	SRV_LOG_DEBUG = 0,
 	SRV_LOG_INFO,

@@ -14,6 +14,7 @@
 
 #include "request.h"
 #include "store.h"
+#include "lossd/stream.h"
 
 /* Limits of the stream store (API.md section 5). */
 typedef struct srv_streams_limits {
@@ -33,8 +34,8 @@ typedef struct srv_streams_limits {
 #define SRV_STREAMS_DEFAULT_MAX_STREAMS 1000
 #define SRV_STREAMS_LIMITS_INIT                                                                    \
 	{                                                                                          \
-		SRV_STREAMS_DEFAULT_MAX_STREAMS, (size_t)64 << 20, (size_t)1 << 20, 10000, 1000,   \
-		        10, false, NULL, NULL, 1000                                                \
+		SRV_STREAMS_DEFAULT_MAX_STREAMS, ENG_STREAM_DEFAULT_MAX_BYTES,                     \
+		        ENG_STREAM_DEFAULT_SKETCH_BYTES, 10000, 1000, 10, false, NULL, NULL, 1000  \
 	}
 
 /* Sets the limits; call before srv_streams_open (main thread). Without a

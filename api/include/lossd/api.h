@@ -73,7 +73,7 @@ typedef struct api_ctx {
 	int max_depth;           /* JSON nesting */
 } api_ctx;
 
-#define API_DEFAULT_MAX_ELEMENTS   ((int64_t)64 * 1024 * 1024)
+#define API_DEFAULT_MAX_ELEMENTS   ((int64_t)64 << 20)
 #define API_DEFAULT_MAX_JSON_BYTES ((size_t)1024 * 1024 * 1024)
 #define API_DEFAULT_MAX_DEPTH      64
 #define API_CTX_INIT                                                                               \

@@ -28,6 +28,7 @@
 #include "lossd/auc.h"
 #include "lossd/eng.h"
 #include "lossd/loss.h"
+#include "lossd/sketch.h"
 
 typedef enum {
 	ENG_STREAM_SKETCH = 0, /* bounded mergeable histogram, error_bound */
@@ -39,7 +40,7 @@ typedef enum {
 #define ENG_STREAM_MAX_COLUMNS 4096
 /* Default memory cap of a stream (bytes), and the sketch's share of it. */
 #define ENG_STREAM_DEFAULT_MAX_BYTES    ((size_t)64 << 20)
-#define ENG_STREAM_DEFAULT_SKETCH_BYTES ((size_t)1 << 20)
+#define ENG_STREAM_DEFAULT_SKETCH_BYTES ENG_SKETCH_DEFAULT_CAP
 
 /*
  * What a stream is. Transparent; start from ENG_STREAM_CONFIG_INIT. Two

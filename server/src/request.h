@@ -29,7 +29,8 @@ typedef struct srv_request {
 	const char *query;  /* raw query string after '?', or NULL */
 	const char *body;
 	size_t len;
-	const char *idempotency_key; /* Idempotency-Key header or NULL */
+	const char *idempotency_key; /* Idempotency-Key header or NULL; http.c admits 1 to
+	                              * API_IDEMPOTENCY_KEY_MAX bytes (400 otherwise) */
 	const char *principal;       /* owner of the bearer token, or NULL when auth is off */
 	bool admin;                  /* an admin token: reads every principal's streams */
 	const api_ctx *api;          /* limits + eng_parallel */

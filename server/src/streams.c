@@ -2202,25 +2202,11 @@ out:
 	free(state);
 }
 
-/* The Idempotency-Key header, if any, must be 1 to API_IDEMPOTENCY_KEY_MAX
- * bytes (http.c refuses others first; this guards other callers). */
-static bool header_key_ok(api_reply *out, const srv_request *req)
-{
-	size_t n = req->idempotency_key ? strlen(req->idempotency_key) : 1;
-	if (n >= 1 && n <= API_IDEMPOTENCY_KEY_MAX)
-		return true;
-	api_reply_error(out, 422, "bad_option", "Idempotency-Key must be 1 to %d bytes",
-	                API_IDEMPOTENCY_KEY_MAX);
-	return false;
-}
-
 void srv_streams_update(api_reply *out, const srv_request *req)
 {
 	api_problem p;
 	eng_stream *delta = NULL;
 	char *bid = NULL;
-	if (!header_key_ok(out, req))
-		return;
 	stream *s = acquire(out, req);
 	if (!s)
 		return;
@@ -2237,8 +2223,6 @@ void srv_streams_merge(api_reply *out, const srv_request *req)
 {
 	api_problem p;
 	eng_stream *delta = NULL;
-	if (!header_key_ok(out, req))
-		return;
 	stream *s = acquire(out, req);
 	if (!s)
 		return;
@@ -2453,8 +2437,6 @@ void srv_streams_checkpoint(api_reply *out, const srv_request *req)
 	srv__store_op op;
 	pending_key pk = {NULL, NULL};
 
-	if (!header_key_ok(out, req))
-		return;
 	stream *s = acquire(out, req);
 	if (!s)
 		return;

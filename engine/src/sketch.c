@@ -1098,11 +1098,15 @@ int eng_auc_sketch(eng_auc_result *out, eng_auc_curve *curve, const eng_auc_data
 	out->auc = NAN;
 	if (curve)
 		memset(curve, 0, sizeof(*curve));
-	eng_sketch *s = eng_sketch_new(cap_bytes);
-	if (!s)
+	/* A cap out of range is the caller's error (422); NULL from
+	 * eng_sketch_new after that check is out of memory (503). */
+	if (cap_bytes != 0 && (cap_bytes < ENG_SKETCH_MIN_CAP || cap_bytes > ENG_SKETCH_MAX_CAP))
 		return eng_error_set(err, ENG_EINVAL, "sketch_bytes", -1,
 		                     "sketch memory must be in [%zu, %zu] bytes",
 		                     ENG_SKETCH_MIN_CAP, ENG_SKETCH_MAX_CAP);
+	eng_sketch *s = eng_sketch_new(cap_bytes);
+	if (!s)
+		return eng_error_set(err, ENG_ENOMEM, NULL, -1, "out of memory");
 	int rc = eng_sketch_add(s, d, col, err);
 	if (!rc && eng_sketch_auc(out, curve, s, kind, max_points))
 		rc = eng_error_set(err, ENG_ENOMEM, "y_score", -1, "out of memory");

@@ -74,7 +74,9 @@ int eng_sketch_auc(eng_auc_result *out, eng_auc_curve *curve, const eng_sketch *
                    int64_t max_points);
 
 /* One-shot: the sketch AUC of column col of d, with a sketch of cap_bytes
- * (0 = default). */
+ * (0 = default). Returns 0, ENG_EINVAL (cap_bytes out of range),
+ * ENG_ENOMEM (out of memory, the sketch itself included) or an
+ * eng_sketch_add error. */
 int eng_auc_sketch(eng_auc_result *out, eng_auc_curve *curve, const eng_auc_data *d, int64_t col,
                    size_t cap_bytes, eng_curve kind, int64_t max_points, eng_error *err);
 

@@ -199,7 +199,8 @@ char *srv_metrics_render(size_t *len)
 		return NULL;
 	b.p[0] = '\0';
 
-	bprintf(&b, "# HELP lossd_http_requests_total Requests answered, by route and status.\n"
+	bprintf(&b, "# HELP lossd_http_requests_total Requests answered, by route, method and "
+	            "status.\n"
 	            "# TYPE lossd_http_requests_total counter\n");
 	for (size_t r = 0; r < SRV_ROUTE_COUNT; r++) {
 		for (size_t s = 0; s < NSTATUS; s++) {
@@ -211,8 +212,12 @@ char *srv_metrics_render(size_t *len)
 				snprintf(st, sizeof(st), "%d", statuses[s]);
 			else
 				strcpy(st, "other");
-			bprintf(&b, "lossd_http_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
-			        srv_route_name((enum srv_route)r), st, (unsigned long long)n);
+			bprintf(&b,
+			        "lossd_http_requests_total{route=\"%s\",method=\"%s\",status=\"%"
+			        "s\"} "
+			        "%llu\n",
+			        srv_route_name((enum srv_route)r),
+			        srv_route_method((enum srv_route)r), st, (unsigned long long)n);
 		}
 	}
 
@@ -221,7 +226,9 @@ char *srv_metrics_render(size_t *len)
 	            "# TYPE lossd_http_request_duration_seconds histogram\n");
 	for (size_t r = 0; r < SRV_ROUTE_COUNT; r++) {
 		uint64_t cum = 0, total = 0;
-		const char *name = srv_route_name((enum srv_route)r);
+		char name[256]; /* the route's labels: route="...",method="..." */
+		snprintf(name, sizeof name, "route=\"%s\",method=\"%s\"",
+		         srv_route_name((enum srv_route)r), srv_route_method((enum srv_route)r));
 		for (size_t i = 0; i <= NBUCKET; i++)
 			total += ld(&hist[r][i]);
 		if (!total)
@@ -229,17 +236,17 @@ char *srv_metrics_render(size_t *len)
 		for (size_t i = 0; i < NBUCKET; i++) {
 			cum += ld(&hist[r][i]);
 			bprintf(&b,
-			        "lossd_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"}"
+			        "lossd_http_request_duration_seconds_bucket{%s,le=\"%g\"}"
 			        " "
 			        "%llu\n",
 			        name, buckets[i], (unsigned long long)cum);
 		}
 		cum += ld(&hist[r][NBUCKET]);
 		bprintf(&b,
-		        "lossd_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} "
+		        "lossd_http_request_duration_seconds_bucket{%s,le=\"+Inf\"} "
 		        "%llu\n"
-		        "lossd_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n"
-		        "lossd_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
+		        "lossd_http_request_duration_seconds_sum{%s} %.6f\n"
+		        "lossd_http_request_duration_seconds_count{%s} %llu\n",
 		        name, (unsigned long long)cum, name, (double)ld(&hist_sum_us[r]) / 1e6,
 		        name, (unsigned long long)cum);
 	}

@@ -65,6 +65,14 @@ const char *srv_route_name(enum srv_route r)
 	return "none";
 }
 
+const char *srv_route_method(enum srv_route r)
+{
+	for (size_t i = 0; i < NROUTES; i++)
+		if (table[i].route == r)
+			return table[i].method;
+	return "none";
+}
+
 bool srv_route_valid_id(const char *s, size_t len)
 {
 	if (len < 1 || len > SRV_ID_MAX)

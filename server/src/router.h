@@ -87,6 +87,9 @@ int srv_route_match(srv_match *out, const char *method, const char *path, bool t
 /* The route's label for metrics and logs ("/v1/loss", "none"). */
 const char *srv_route_name(enum srv_route r);
 
+/* Its method ("GET"; HEAD is counted as GET), or "none" for SRV_ROUTE_NONE. */
+const char *srv_route_method(enum srv_route r);
+
 /* True if s is a valid stream id ([A-Za-z0-9_-]{1,128}). */
 bool srv_route_valid_id(const char *s, size_t len);
 

@@ -123,18 +123,18 @@ class Service(unittest.TestCase):
         text = self.srv.metrics()
         r = self.srv.get("/metrics")
         self.assertTrue(r.headers["Content-Type"].startswith("text/plain"))
-        self.assertIn('lossd_http_requests_total{route="/healthz",status="200"}', text)
-        self.assertIn('lossd_http_requests_total{route="none",status="404"}', text)
+        self.assertIn('lossd_http_requests_total{route="/healthz",method="GET",status="200"}', text)
+        self.assertIn('lossd_http_requests_total{route="none",method="none",status="404"}', text)
         self.assertIn("# TYPE lossd_http_request_duration_seconds histogram", text)
-        self.assertIn('lossd_http_request_duration_seconds_bucket{route="/healthz",le="+Inf"}',
+        self.assertIn('lossd_http_request_duration_seconds_bucket{route="/healthz",method="GET",le="+Inf"}',
                       text)
         for g in ("lossd_http_in_flight_requests", "lossd_http_queue_depth",
                   "lossd_http_request_bytes_total", "lossd_http_response_bytes_total"):
             self.assertIsNotNone(self.srv.metric(g), g)
         self.assertIn("lossd_build_info{", text)
-        n1 = self.srv.metric('lossd_http_requests_total{route="/healthz",status="200"}')
+        n1 = self.srv.metric('lossd_http_requests_total{route="/healthz",method="GET",status="200"}')
         self.srv.get("/healthz")
-        n2 = self.srv.metric('lossd_http_requests_total{route="/healthz",status="200"}')
+        n2 = self.srv.metric('lossd_http_requests_total{route="/healthz",method="GET",status="200"}')
         self.assertEqual(n2, n1 + 1)
 
     def test_request_id(self):

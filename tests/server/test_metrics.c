@@ -29,31 +29,33 @@ Test(metrics, counters_and_histogram)
 	srv_metrics_request(SRV_ROUTE_NONE, 404, 0.0001, 0, 7);
 	srv_metrics_request(SRV_ROUTE_NONE, 418, 0.0001, 0, 0);
 	s = render();
-	cr_assert(strstr(s, "lossd_http_requests_total{route=\"/v1/loss\",status=\"200\"} 2\n"),
+	cr_assert(strstr(s, "lossd_http_requests_total{route=\"/v1/"
+	                    "loss\",method=\"POST\",status=\"200\"} 2\n"),
 	          "%s", s);
-	cr_assert(strstr(s, "lossd_http_requests_total{route=\"/v1/loss\",status=\"422\"} 1\n"));
-	cr_assert(strstr(s, "lossd_http_requests_total{route=\"none\",status=\"404\"} 1\n"));
-	cr_assert(strstr(s, "lossd_http_requests_total{route=\"none\",status=\"other\"} 1\n"));
+	cr_assert(strstr(s, "lossd_http_requests_total{route=\"/v1/"
+	                    "loss\",method=\"POST\",status=\"422\"} 1\n"));
+	cr_assert(strstr(
+	        s, "lossd_http_requests_total{route=\"none\",method=\"none\",status=\"404\"} 1\n"));
+	cr_assert(strstr(
+	        s,
+	        "lossd_http_requests_total{route=\"none\",method=\"none\",status=\"other\"} 1\n"));
 	/* Cumulative buckets: 0.0001 <= 0.0005; 0.003 <= 0.005; 0.2 <= 0.25. */
 	cr_assert(strstr(s, "lossd_http_request_duration_seconds_bucket{route=\"/v1/"
-	                    "loss\",le=\"0.0005\"} 1\n"),
+	                    "loss\",method=\"POST\",le=\"0.0005\"} 1\n"),
 	          "%s", s);
-	cr_assert(strstr(
-	        s,
-	        "lossd_http_request_duration_seconds_bucket{route=\"/v1/loss\",le=\"0.005\"} 2\n"));
-	cr_assert(strstr(
-	        s,
-	        "lossd_http_request_duration_seconds_bucket{route=\"/v1/loss\",le=\"0.1\"} 2\n"));
-	cr_assert(strstr(
-	        s,
-	        "lossd_http_request_duration_seconds_bucket{route=\"/v1/loss\",le=\"0.25\"} 3\n"));
-	cr_assert(strstr(
-	        s,
-	        "lossd_http_request_duration_seconds_bucket{route=\"/v1/loss\",le=\"+Inf\"} 3\n"));
-	cr_assert(strstr(s, "lossd_http_request_duration_seconds_count{route=\"/v1/loss\"} 3\n"));
-	cr_assert(
-	        strstr(s, "lossd_http_request_duration_seconds_sum{route=\"/v1/loss\"} 0.203100\n"),
-	        "%s", s);
+	cr_assert(strstr(s, "lossd_http_request_duration_seconds_bucket{route=\"/v1/"
+	                    "loss\",method=\"POST\",le=\"0.005\"} 2\n"));
+	cr_assert(strstr(s, "lossd_http_request_duration_seconds_bucket{route=\"/v1/"
+	                    "loss\",method=\"POST\",le=\"0.1\"} 2\n"));
+	cr_assert(strstr(s, "lossd_http_request_duration_seconds_bucket{route=\"/v1/"
+	                    "loss\",method=\"POST\",le=\"0.25\"} 3\n"));
+	cr_assert(strstr(s, "lossd_http_request_duration_seconds_bucket{route=\"/v1/"
+	                    "loss\",method=\"POST\",le=\"+Inf\"} 3\n"));
+	cr_assert(strstr(s, "lossd_http_request_duration_seconds_count{route=\"/v1/"
+	                    "loss\",method=\"POST\"} 3\n"));
+	cr_assert(strstr(s, "lossd_http_request_duration_seconds_sum{route=\"/v1/"
+	                    "loss\",method=\"POST\"} 0.203100\n"),
+	          "%s", s);
 	cr_assert(strstr(s, "lossd_http_request_bytes_total 111\n"));
 	cr_assert(strstr(s, "lossd_http_response_bytes_total 63\n"));
 	cr_assert_null(strstr(s, "route=\"/v1/auc\""), "routes never hit are not rendered");
@@ -128,7 +130,8 @@ Test(metrics, concurrent_counting_loses_nothing)
 	for (int i = 0; i < 4; i++)
 		pthread_join(t[i], NULL);
 	s = render();
-	cr_assert(strstr(s, "lossd_http_requests_total{route=\"/healthz\",status=\"200\"} 40000\n"),
+	cr_assert(strstr(s, "lossd_http_requests_total{route=\"/"
+	                    "healthz\",method=\"GET\",status=\"200\"} 40000\n"),
 	          "%s", s);
 	cr_assert(strstr(s, "lossd_http_request_bytes_total 40000\n"));
 	cr_assert(strstr(s, "lossd_http_response_bytes_total 80000\n"));

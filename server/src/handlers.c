@@ -18,24 +18,20 @@
 #include <string.h>
 #include <time.h>
 
+#include "history.h"
 #include "streams.h"
 
+/* The integer value of name in the query (srv__query_next, the one query
+ * parser), or dflt when it is absent or not an integer. */
 static long query_long(const char *query, const char *name, long dflt)
 {
-	size_t n = strlen(name);
-	const char *p = query;
-
-	while (p && *p) {
-		if (!strncmp(p, name, n) && p[n] == '=') {
-			char *end;
-			long v = strtol(p + n + 1, &end, 10);
-			if (end != p + n + 1 && (*end == '\0' || *end == '&'))
-				return v;
-			return dflt;
-		}
-		p = strchr(p, '&');
-		if (p)
-			p++;
+	char k[32], v[32];
+	while (srv__query_next(&query, k, sizeof k, v, sizeof v) == 1) {
+		if (strcmp(k, name) != 0)
+			continue;
+		char *end;
+		long x = strtol(v, &end, 10);
+		return v[0] && !*end ? x : dflt;
 	}
 	return dflt;
 }

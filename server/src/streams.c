@@ -1168,28 +1168,21 @@ static int reply_json_copy(api_reply *out, int status, json_t *o, char **copy)
 	return *copy ? 0 : -1;
 }
 
-/* Value of name in a query string (a=1&b=2), copied into buf. */
-static bool query_get(const char *q, const char *name, char *buf, size_t cap)
+/* Value of name in a query string, percent-decoded into buf by
+ * srv__query_next, the one query parser (the list and history queries use it
+ * too, so every route reads a query with one strictness). 1 found, 0 absent,
+ * -1 with *out a 422 when a pair is malformed or longer than its buffer. */
+static int query_get(api_reply *out, const char *q, const char *name, char *buf, size_t cap)
 {
-	size_t nl = strlen(name);
-	while (q && *q) {
-		const char *amp = strchr(q, '&');
-		size_t len = amp ? (size_t)(amp - q) : strlen(q);
-		if (len > nl && strncmp(q, name, nl) == 0 && q[nl] == '=') {
-			size_t vl = len - nl - 1;
-			if (vl >= cap)
-				vl = cap - 1;
-			memcpy(buf, q + nl + 1, vl);
-			buf[vl] = '\0';
-			return true;
-		}
-		if (len == nl && strncmp(q, name, nl) == 0) {
-			buf[0] = '\0';
-			return true;
-		}
-		q = amp ? amp + 1 : NULL;
-	}
-	return false;
+	char k[32];
+	int r;
+	while ((r = srv__query_next(&q, k, sizeof k, buf, cap)) == 1)
+		if (!strcmp(k, name))
+			return 1;
+	if (r < 0)
+		api_reply_error(out, 422, "bad_option",
+		                "a query parameter is malformed or too long");
+	return r;
 }
 
 static int query_int(api_reply *out, const char *q, const char *name, long long def, long long lo,
@@ -1197,8 +1190,9 @@ static int query_int(api_reply *out, const char *q, const char *name, long long 
 {
 	char buf[32];
 	*v = def;
-	if (!query_get(q, name, buf, sizeof buf))
-		return 0;
+	int r = query_get(out, q, name, buf, sizeof buf);
+	if (r <= 0)
+		return r;
 	char *end;
 	errno = 0;
 	long long x = strtoll(buf, &end, 10);
@@ -1218,8 +1212,9 @@ static int query_level(api_reply *out, const char *q, const char *name, double *
 {
 	char buf[32];
 	*v = 0;
-	if (!query_get(q, name, buf, sizeof buf))
-		return 0;
+	int r = query_get(out, q, name, buf, sizeof buf);
+	if (r <= 0)
+		return r;
 	char *end;
 	errno = 0;
 	double x = strtod(buf, &end);
@@ -1236,8 +1231,9 @@ static int query_bool(api_reply *out, const char *q, const char *name, bool *v)
 {
 	char buf[16];
 	*v = false;
-	if (!query_get(q, name, buf, sizeof buf))
-		return 0;
+	int r = query_get(out, q, name, buf, sizeof buf);
+	if (r <= 0)
+		return r;
 	if (!strcmp(buf, "") || !strcmp(buf, "1") || !strcmp(buf, "true")) {
 		*v = true;
 		return 0;

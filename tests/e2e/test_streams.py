@@ -233,6 +233,15 @@ class StreamsTest(unittest.TestCase):
             self.assertEqual((p["status"], p["pointer"]), (422, "/loss/loss"))
             self.assertEqual(srv.get("/v1/streams/" + sid).json()["count"], 6)
 
+            # the query is read by the one query parser: percent-decoded,
+            # a malformed escape or an over-long value is a 422
+            r = srv.get("/v1/streams/%s?curv%%65=tru%%65" % sid)
+            self.assertEqual(r.status, 200, r)
+            self.assertIn("curve", r.json())
+            for q in ("curve=%zz", "max_points=" + "1" * 40, "c%69=2"):
+                p = srv.get("/v1/streams/%s?%s" % (sid, q)).problem()
+                self.assertEqual((p["status"], p["code"]), (422, "bad_option"), q)
+
             # reset keeps the config, forgets the keys; delete makes it 404
             r = srv.post("/v1/streams/%s/reset" % sid, b"")
             self.assertEqual(r.status, 200, r)

@@ -533,6 +533,30 @@ class KillLoopTest(Base):
         self.assertGreater(len(sent), 50, "the loop sent too little to mean much")
 
 
+class BrokenStoreOwnershipTest(Base):
+    def test_delete_of_another_principals_stream_is_404_while_broken(self):
+        """Item 9: ownership before the store's state. While the store cannot
+        commit, another principal's DELETE gets the 404 of a missing id, the
+        owner's gets 503; the failure is a JSON log line with the principal."""
+        tokens = {"tok-alice-0123456789": "alice", "tok-bob-0123456789ab": "bob"}
+        with Server(data_dir=self.dir, tokens=tokens, test_hooks=True) as srv:
+            a = srv.auth("tok-alice-0123456789")
+            b = srv.auth("tok-bob-0123456789ab")
+            sid = self.create(srv, {"method": "exact"}, headers=a)
+            self.assertEqual(srv.post_json("/v1/_store_fail?n=-1", {}, headers=a).status, 200)
+            r = self.update(srv, sid, {"y_true": [1], "y_score": [0.5]}, headers=a)
+            self.assertEqual(r.status, 503, r.body)
+            line = srv.wait_log(lambda l: l.get("stream") == sid and l.get("level") == "error")
+            self.assertEqual(line.get("principal"), "alice")
+            self.assertNotIn("tok-alice-0123456789", json.dumps(srv.logs))
+            missing = srv.delete("/v1/streams/" + "f" * 32, headers=b)
+            other = srv.delete("/v1/streams/" + sid, headers=b)
+            self.assertEqual(missing.status, 404)
+            self.assertEqual((other.status, other.body), (404, missing.body.replace(b"f" * 32, sid.encode())))
+            self.assertEqual(srv.delete("/v1/streams/" + sid, headers=a).status, 503)
+            self.assertEqual(srv.post_json("/v1/_store_fail?n=0", {}, headers=a).status, 200)
+
+
 def start_outcome(d, **kw):
     """Starts lossd on data dir d: (server, None) when it is serving, or
     (None, message) when it refused to start."""

@@ -39,7 +39,9 @@ test_pkgs=("${BUILD_PKGS[@]}" libcriterion-dev python3 openssl
 	python3-numpy python3-sklearn python3-torch python3-venv python3-setuptools python3-pip
 	python3-wheel
 	# tests/e2e/test_readme.py runs the README's curl examples
-	curl)
+	curl
+	# tests/e2e/test_process_metrics.py: promtool check metrics on /metrics
+	prometheus)
 command -v npm >/dev/null || test_pkgs+=(nodejs npm) # scripts/openapi-json.sh
 apt_ensure test.sh "${test_pkgs[@]}"
 

@@ -37,7 +37,9 @@
 #include "lossd/aucci.h"
 #include "lossd/binned.h"
 #include "lossd/sketch.h"
+#include "lossd/stream.h"
 #include "fields.h"
+#include "render.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -52,12 +54,8 @@ static const char *const auc_fields[] = {
         NULL,
 };
 
-static const char *const curve_names[] = {"roc", "pr", NULL};
-enum { M_EXACT, M_BINNED, M_SKETCH };
-static const char *const method_names[] = {"exact", "binned", "sketch", NULL};
-static const char *const summation_names[] = {"interpolation", "minoring", "majoring", NULL};
-enum { AVG_MACRO, AVG_WEIGHTED, AVG_MICRO, AVG_NONE };
-static const char *const average_names[] = {"macro", "weighted", "micro", "none", NULL};
+/* the stream's methods, with the same names (render.h) */
+enum { M_EXACT = ENG_STREAM_EXACT, M_BINNED = ENG_STREAM_BINNED, M_SKETCH = ENG_STREAM_SKETCH };
 static const char *const nan_names[] = {"raise", "propagate", NULL};
 
 #define MAX_POINTS_LIMIT   100000
@@ -81,63 +79,17 @@ typedef struct column {
 
 /* ---- rendering ------------------------------------------------------------------ */
 
-static json_t *num(double v)
-{
-	return isfinite(v) ? json_real(v) : json_null();
-}
-
-static json_t *num_array(const double *v, int64_t n)
-{
-	json_t *a = json_array();
-	for (int64_t i = 0; a && i < n; i++)
-		if (json_array_append_new(a, num(v[i]))) {
-			json_decref(a);
-			return NULL;
-		}
-	return a;
-}
-
 static json_t *curve_json(const column *c)
 {
 	if (!c->r.defined || c->nan)
 		return json_null();
-	json_t *o = json_object();
-	if (!o)
-		return NULL;
-	int bad = 0;
-	bad |= json_object_set_new(o, "x", num_array(c->curve.x, c->curve.n));
-	bad |= json_object_set_new(o, "y", num_array(c->curve.y, c->curve.n));
-	bad |= json_object_set_new(o, "thresholds", num_array(c->curve.thresholds, c->curve.n));
-	if (bad) {
-		json_decref(o);
-		return NULL;
-	}
-	return o;
+	return api__curve_json(&c->curve);
 }
 
 /* A count, or null when a NaN stopped the column before it was counted. */
 static json_t *count(int64_t v, bool unknown)
 {
 	return unknown ? json_null() : json_integer(v);
-}
-
-json_t *api__auc_ci_json(double level, bool delong, double a, double se, double widen)
-{
-	double lo, hi;
-	if (!eng_auc_ci(&lo, &hi, a, se, widen, level))
-		return json_null();
-	json_t *o = json_object();
-	int bad = !o;
-	bad |= json_object_set_new(o, "level", json_real(level));
-	bad |= json_object_set_new(o, "method", json_string(delong ? "delong" : "hanley_mcneil"));
-	bad |= json_object_set_new(o, "lower", num(lo));
-	bad |= json_object_set_new(o, "upper", num(hi));
-	bad |= json_object_set_new(o, "se", num(se));
-	if (bad) {
-		json_decref(o);
-		return NULL;
-	}
-	return o;
 }
 
 /* A column's ci, or null when its AUC or standard error is undefined. */
@@ -151,7 +103,7 @@ static json_t *ci_json(const column *c, const auc_req *q)
 
 static json_t *auc_json(const column *c)
 {
-	return c->r.defined && !c->nan ? num(c->r.auc) : json_null();
+	return c->r.defined && !c->nan ? api__num(c->r.auc) : json_null();
 }
 
 /* Adds a warning for column c (class < 0: the only column; -2: micro). */
@@ -225,12 +177,12 @@ static int read_options(auc_req *q, const json_t *req, api_problem *p)
 	double fpr = 0.0;
 	if (api__check_fields(req, auc_fields, "", p) || api__require(req, "", "y_true", p) ||
 	    api__require(req, "", "y_score", p) ||
-	    api__get_enum(&q->curve, req, "", "curve", curve_names, 0, p) ||
-	    api__get_enum(&q->method, req, "", "method", method_names, M_EXACT, p) ||
+	    api__get_enum(&q->curve, req, "", "curve", api__curve_names, 0, p) ||
+	    api__get_enum(&q->method, req, "", "method", api__method_names, M_EXACT, p) ||
 	    api__get_int(&q->num_thresholds, req, "", "num_thresholds", 200, 2,
 	                 ENG_BINNED_MAX_THRESHOLDS, p) ||
-	    api__get_enum(&q->summation, req, "", "summation_method", summation_names, 0, p) ||
-	    api__get_enum(&q->average, req, "", "average", average_names, AVG_MACRO, p) ||
+	    api__get_enum(&q->summation, req, "", "summation_method", api__summation_names, 0, p) ||
+	    api__get_enum(&q->average, req, "", "average", api__average_names, API_AVG_MACRO, p) ||
 	    api__get_bool(&q->from_logits, req, "", "from_logits", false, p) ||
 	    api__get_bool(&q->return_curve, req, "", "return_curve", false, p) ||
 	    api__get_int(&q->max_points, req, "", "max_points", ENG_AUC_DEFAULT_MAX_POINTS, 2,
@@ -273,7 +225,7 @@ static int read_options(auc_req *q, const json_t *req, api_problem *p)
 		if (q->method != M_EXACT)
 			return api_problem_set(p, 422, "bad_option", "/max_fpr",
 			                       "max_fpr needs method \"exact\", not \"%s\"",
-			                       method_names[q->method]);
+			                       api__method_names[q->method]);
 	}
 	return 0;
 }
@@ -348,17 +300,16 @@ static json_t *render(const column *cols, int64_t ncols, const column *micro, co
 		bad |= json_object_set_new(o, "positives", count(P, any_nan));
 		bad |= json_object_set_new(o, "negatives", count(N, any_nan));
 		if (sketch)
-			bad |= json_object_set_new(o, "error_bound",
-			                           c->r.defined && !c->nan ? num(c->r.error_bound)
-			                                                   : json_null());
+			bad |= json_object_set_new(
+			        o, "error_bound",
+			        c->r.defined && !c->nan ? api__num(c->r.error_bound) : json_null());
 		if (q->return_curve)
 			bad |= json_object_set_new(o, "curve", curve_json(c));
 		if (q->has_ci)
 			bad |= json_object_set_new(o, "ci", ci_json(c, q));
 		bad |= warn(warnings, c, -1);
 	} else if (!bad) {
-		double sum = 0.0, wsum = 0.0, bsum = 0.0;
-		int64_t ndef = 0;
+		api_auc_avg acc = API_AUC_AVG_INIT(q->average);
 		json_t *per = json_array();
 		bad |= !per;
 		for (int64_t k = 0; !bad && k < ncols; k++) {
@@ -375,7 +326,7 @@ static json_t *render(const column *cols, int64_t ncols, const column *micro, co
 			bad |= json_object_set_new(row, "negatives", count(c->r.negatives, c->nan));
 			if (sketch)
 				bad |= json_object_set_new(row, "error_bound",
-				                           def ? num(c->r.error_bound)
+				                           def ? api__num(c->r.error_bound)
 				                               : json_null());
 			if (q->return_curve)
 				bad |= json_object_set_new(row, "curve", curve_json(c));
@@ -383,23 +334,19 @@ static json_t *render(const column *cols, int64_t ncols, const column *micro, co
 				bad |= json_object_set_new(row, "ci", ci_json(c, q));
 			bad |= json_array_append_new(per, row);
 			bad |= warn(warnings, c, k);
-			if (!def)
-				continue;
-			double w = q->average == AVG_WEIGHTED ? c->r.pos_weight : 1.0;
-			sum += w * c->r.auc;
-			bsum += w * c->r.error_bound;
-			wsum += w;
-			ndef++;
+			if (def)
+				api__auc_avg_add(&acc, &c->r);
 		}
 		json_t *avg = json_null(), *bound = json_null();
-		if (q->average == AVG_MICRO) {
+		double a, b;
+		if (q->average == API_AVG_MICRO) {
 			avg = auc_json(micro);
 			if (micro->r.defined && !micro->nan)
-				bound = num(micro->r.error_bound);
+				bound = api__num(micro->r.error_bound);
 			bad |= warn(warnings, micro, -2);
-		} else if (q->average != AVG_NONE && ndef > 0 && wsum > 0.0) {
-			avg = num(sum / wsum);
-			bound = num(bsum / wsum);
+		} else if (api__auc_avg_value(&a, &b, &acc)) {
+			avg = api__num(a);
+			bound = api__num(b);
 		}
 		bad |= json_object_set_new(o, "auc", avg);
 		bad |= json_object_set_new(o, "positives", count(P, any_nan));
@@ -409,7 +356,7 @@ static json_t *render(const column *cols, int64_t ncols, const column *micro, co
 			bad |= json_object_set_new(o, "error_bound", bound);
 		else
 			json_decref(bound);
-		if (q->return_curve && q->average == AVG_MICRO)
+		if (q->return_curve && q->average == API_AVG_MICRO)
 			bad |= json_object_set_new(o, "curve", curve_json(micro));
 	}
 	if (!bad && json_array_size(warnings) > 0) {
@@ -500,7 +447,7 @@ void api_auc(api_reply *out, const api_ctx *ctx, const char *body, size_t len)
 			goto out;
 		}
 	}
-	if (ncols > 1 && q.average == AVG_MICRO) {
+	if (ncols > 1 && q.average == API_AVG_MICRO) {
 		have_micro = true;
 		if (run_column(&micro, &d, ENG_AUC_ALL, &q, false, &err)) {
 			api_problem_from_eng(&p, &err);

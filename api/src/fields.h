@@ -79,12 +79,4 @@ int api__get_string(const char **out, const json_t *obj, const char *base, const
 int api__get_tensor(api_tensor *out, const json_t *obj, const char *base, const char *key,
                     bool required, const api_tensor_opts *opts, api_problem *p);
 
-/*
- * An AUC's interval as API.md section 9 renders it (auc.c; streams too):
- * {"level", "method": "delong" | "hanley_mcneil", "lower", "upper", "se"}
- * from AUC a, standard error se and the sketch's widen (else 0), or JSON
- * null when a or se is NaN. New reference; NULL when out of memory.
- */
-json_t *api__auc_ci_json(double level, bool delong, double a, double se, double widen);
-
 #endif

@@ -34,6 +34,7 @@
 #include "lossd/loss.h"
 #include "fields.h"
 #include "packed.h"
+#include "render.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -152,12 +153,6 @@ static const char *const tensor_keys[T_COUNT] = {
 
 /* ---- rendering ------------------------------------------------------------------ */
 
-/* A double, or null when NaN/Inf. New reference (NULL when out of memory). */
-static json_t *num(double v)
-{
-	return isfinite(v) ? json_real(v) : json_null();
-}
-
 static json_t *ratio(int64_t a, int64_t b)
 {
 	return b ? json_real((double)a / (double)b) : json_null();
@@ -167,7 +162,7 @@ static json_t *ratio(int64_t a, int64_t b)
 static json_t *nested(const double *v, int ndim, const int64_t *shape)
 {
 	if (ndim == 0)
-		return num(v[0]);
+		return api__num(v[0]);
 	json_t *a = json_array();
 	int64_t step = 1;
 	for (int i = 1; i < ndim; i++)
@@ -179,38 +174,6 @@ static json_t *nested(const double *v, int ndim, const int64_t *shape)
 		}
 	}
 	return a;
-}
-
-static json_t *class_row(int64_t c, const eng_loss_class *k)
-{
-	json_t *row = json_object();
-	if (!row)
-		return NULL;
-	bool has_p = k->predicted > 0, has_r = k->support > 0;
-	double prec = has_p ? (double)k->correct / (double)k->predicted : 0;
-	double rec = has_r ? (double)k->correct / (double)k->support : 0;
-	/* 2 correct / (predicted + support): 0 for a class present but never
-	 * predicted (scikit-learn, zero_division=0); null only when both are 0 */
-	int64_t ps = k->predicted + k->support;
-	json_t *f1 = ps > 0 ? json_real(2.0 * (double)k->correct / (double)ps) : json_null();
-	int bad = 0;
-	bad |= json_object_set_new(row, "class", json_integer(c));
-	bad |= json_object_set_new(row, "support", json_integer(k->support));
-	bad |= json_object_set_new(row, "weight_sum", num(k->weight_sum));
-	bad |= json_object_set_new(row, "loss_sum", num(k->loss_sum));
-	bad |= json_object_set_new(row, "loss_mean",
-	                           k->weight_sum != 0 ? num(k->loss_sum / k->weight_sum)
-	                                              : json_null());
-	bad |= json_object_set_new(row, "predicted", json_integer(k->predicted));
-	bad |= json_object_set_new(row, "correct", json_integer(k->correct));
-	bad |= json_object_set_new(row, "precision", has_p ? json_real(prec) : json_null());
-	bad |= json_object_set_new(row, "recall", has_r ? json_real(rec) : json_null());
-	bad |= json_object_set_new(row, "f1", f1);
-	if (bad) {
-		json_decref(row);
-		return NULL;
-	}
-	return row;
 }
 
 static json_t *calibration_json(const eng_extra_result *e)
@@ -227,17 +190,17 @@ static json_t *calibration_json(const eng_extra_result *e)
 		bad |= json_object_set_new(row, "lo", json_real((double)b / e->bins));
 		bad |= json_object_set_new(row, "hi", json_real((double)(b + 1) / e->bins));
 		bad |= json_object_set_new(row, "count", json_integer(k->count));
-		bad |= json_object_set_new(row, "weight", num(k->weight));
+		bad |= json_object_set_new(row, "weight", api__num(k->weight));
 		bad |= json_object_set_new(row, "confidence",
-		                           def ? num(k->conf / k->weight) : json_null());
+		                           def ? api__num(k->conf / k->weight) : json_null());
 		bad |= json_object_set_new(row, "accuracy",
-		                           def ? num(k->acc / k->weight) : json_null());
+		                           def ? api__num(k->acc / k->weight) : json_null());
 		bad |= json_array_append_new(bins, row);
 	}
-	bad |= json_object_set_new(o, "ece", num(cs.ece));
-	bad |= json_object_set_new(o, "mce", num(cs.mce));
-	bad |= json_object_set_new(o, "rmsce", num(cs.rmsce));
-	bad |= json_object_set_new(o, "brier", num(cs.brier));
+	bad |= json_object_set_new(o, "ece", api__num(cs.ece));
+	bad |= json_object_set_new(o, "mce", api__num(cs.mce));
+	bad |= json_object_set_new(o, "rmsce", api__num(cs.rmsce));
+	bad |= json_object_set_new(o, "brier", api__num(cs.brier));
 	bad |= json_object_set(o, "bins", bins);
 	json_decref(bins);
 	if (bad) {
@@ -254,7 +217,7 @@ static int render_extra(json_t *o, const eng_extra_result *e)
 	double v;
 	if (e->perplexity)
 		bad |= json_object_set_new(o, "perplexity",
-		                           eng_extra_perplexity(e, &v) ? num(v) : json_null());
+		                           eng_extra_perplexity(e, &v) ? api__num(v) : json_null());
 	if (e->ntop > 0) {
 		json_t *t = json_object();
 		char key[24];
@@ -262,7 +225,7 @@ static int render_extra(json_t *o, const eng_extra_result *e)
 		for (int i = 0; t && i < e->ntop; i++) {
 			snprintf(key, sizeof key, "%lld", (long long)e->top_k[i]);
 			bad |= json_object_set_new(
-			        t, key, eng_extra_top_k(e, i, &v) ? num(v) : json_null());
+			        t, key, eng_extra_top_k(e, i, &v) ? api__num(v) : json_null());
 		}
 		bad |= json_object_set_new(o, "top_k_accuracy", t);
 	}
@@ -282,11 +245,11 @@ static json_t *render(const eng_loss_result *r, eng_reduction red)
 	bad |= json_object_set_new(o, "reduction", json_string(eng_reduction_name(red)));
 	if (red != ENG_RED_NONE) {
 		bool def = eng_loss_result_value(r, red, &v);
-		bad |= json_object_set_new(o, "loss", def ? num(v) : json_null());
+		bad |= json_object_set_new(o, "loss", def ? api__num(v) : json_null());
 	}
 	bad |= json_object_set_new(o, "count", json_integer(r->count));
 	bad |= json_object_set_new(o, "ignored", json_integer(r->ignored));
-	bad |= json_object_set_new(o, "weight_sum", num(r->weight_sum));
+	bad |= json_object_set_new(o, "weight_sum", api__num(r->weight_sum));
 	if (r->has_accuracy)
 		bad |= json_object_set_new(o, "accuracy", ratio(r->correct, r->count));
 	if (r->extra)
@@ -294,7 +257,7 @@ static json_t *render(const eng_loss_result *r, eng_reduction red)
 	if (r->per_class) {
 		json_t *a = json_array();
 		for (int64_t c = 0; a && c < r->nclasses; c++)
-			if (json_array_append_new(a, class_row(c, &r->per_class[c])))
+			if (json_array_append_new(a, api__class_row(c, &r->per_class[c])))
 				bad = 1;
 		bad |= json_object_set_new(o, "per_class", a);
 	}
@@ -602,7 +565,8 @@ static int heads(json_t **reply, const api_ctx *ctx, const json_t *obj, int64_t 
 		double w = lw ? lw->values[i] : hw ? json_number_value(json_array_get(hw, i)) : 1.0;
 		total += w * v;
 	}
-	if (json_object_set_new(out, "loss", num(total)) || json_object_set(out, "heads", list)) {
+	if (json_object_set_new(out, "loss", api__num(total)) ||
+	    json_object_set(out, "heads", list)) {
 		api_problem_set(p, 503, "out_of_memory", "", "out of memory");
 		goto out;
 	}

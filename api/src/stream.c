@@ -38,25 +38,20 @@
 #include "lossd/loss.h"
 #include "lossd/sketch.h"
 #include "mem.h"
+#include "render.h"
 #include "stream_priv.h"
 
 struct api_stream_spec {
 	char *text; /* canonical config JSON (new) */
 	char *name; /* "" when none */
 	eng_stream_config eng;
-	int average; /* enum avg */
+	int average; /* api_average */
 	/* loss, when eng.has_loss */
 	eng_loss_opts lopts; /* tensor pointers point into the tensors below */
 	api_tensor class_weight, pos_weight;
 	eng_reduction reduction;
 };
 
-enum avg { AVG_MACRO, AVG_WEIGHTED, AVG_MICRO, AVG_NONE };
-
-static const char *const method_names[] = {"sketch", "binned", "exact", NULL};
-static const char *const curve_names[] = {"roc", "pr", NULL};
-static const char *const sum_names[] = {"interpolation", "minoring", "majoring", NULL};
-static const char *const avg_names[] = {"macro", "weighted", "micro", "none", NULL};
 static const char *const red_names[] = {"mean", "sum", "sum_over_batch_size", NULL};
 
 static const char *const create_fields[] = {
@@ -143,11 +138,6 @@ static uint64_t fnv1a(const char *s)
 		h *= 1099511628211ull;
 	}
 	return h;
-}
-
-static json_t *num(double v)
-{
-	return isfinite(v) ? json_real(v) : json_null();
 }
 
 static int oom(api_problem *p)
@@ -477,14 +467,14 @@ static int spec_from(api_stream_spec **out, json_t *obj, const api_stream_limits
 
 	if (api__check_fields(obj, create_fields, "", p) ||
 	    api__get_string(&name, obj, "", "name", "", p) ||
-	    api__get_enum(&method, obj, "", "method", method_names, ENG_STREAM_SKETCH, p) ||
-	    api__get_enum(&curve, obj, "", "curve", curve_names, ENG_CURVE_ROC, p) ||
+	    api__get_enum(&method, obj, "", "method", api__method_names, ENG_STREAM_SKETCH, p) ||
+	    api__get_enum(&curve, obj, "", "curve", api__curve_names, ENG_CURVE_ROC, p) ||
 	    api__get_int(&ncls, obj, "", "num_classes", 1, 1, ENG_STREAM_MAX_COLUMNS, p) ||
 	    api__get_bool(&multi, obj, "", "multi_label", false, p) ||
 	    api__get_int(&nth, obj, "", "num_thresholds", 200, 2, 1 << 16, p) ||
-	    api__get_enum(&summ, obj, "", "summation_method", sum_names, ENG_SUM_INTERPOLATION,
-	                  p) ||
-	    api__get_enum(&avg, obj, "", "average", avg_names, AVG_MACRO, p) ||
+	    api__get_enum(&summ, obj, "", "summation_method", api__summation_names,
+	                  ENG_SUM_INTERPOLATION, p) ||
+	    api__get_enum(&avg, obj, "", "average", api__average_names, API_AVG_MACRO, p) ||
 	    api__get_bool(&s->eng.from_logits, obj, "", "from_logits", false, p))
 		goto out;
 	if (api__get_int(&skb, obj, "", "sketch_bytes",
@@ -528,10 +518,11 @@ static int spec_from(api_stream_spec **out, json_t *obj, const api_stream_limits
 		goto out;
 
 	canon = json_pack("{ss ss ss sI sb sI ss ss sb sI}", "name", name, "method",
-	                  method_names[method], "curve", curve_names[curve], "num_classes",
-	                  (json_int_t)ncls, "multi_label", multi, "num_thresholds", (json_int_t)nth,
-	                  "summation_method", sum_names[summ], "average", avg_names[avg],
-	                  "from_logits", s->eng.from_logits, "sketch_bytes", (json_int_t)skb);
+	                  api__method_names[method], "curve", api__curve_names[curve],
+	                  "num_classes", (json_int_t)ncls, "multi_label", multi, "num_thresholds",
+	                  (json_int_t)nth, "summation_method", api__summation_names[summ],
+	                  "average", api__average_names[avg], "from_logits", s->eng.from_logits,
+	                  "sketch_bytes", (json_int_t)skb);
 	if (!canon || json_object_set(canon, "loss", lcanon ? lcanon : json_null())) {
 		oom(p);
 		goto out;
@@ -792,60 +783,19 @@ out:
 
 /* ---- reads ---------------------------------------------------------------------------------- */
 
-static json_t *curve_json(const eng_auc_curve *c)
-{
-	json_t *o = json_object(), *x = json_array(), *y = json_array(), *t = json_array();
-	int bad = !o || !x || !y || !t;
-	for (int64_t i = 0; !bad && i < c->n; i++) {
-		bad |= json_array_append_new(x, num(c->x[i]));
-		bad |= json_array_append_new(y, num(c->y[i]));
-		bad |= json_array_append_new(t, num(c->thresholds[i]));
-	}
-	if (!bad) {
-		bad |= json_object_set_new(o, "x", x);
-		bad |= json_object_set_new(o, "y", y);
-		bad |= json_object_set_new(o, "thresholds", t);
-		x = y = t = NULL;
-	}
-	json_decref(x);
-	json_decref(y);
-	json_decref(t);
-	if (bad) {
-		json_decref(o);
-		return NULL;
-	}
-	return o;
-}
-
-static json_t *class_row(int64_t c, const eng_loss_class *k)
-{
-	bool has_p = k->predicted > 0, has_r = k->support > 0;
-	double prec = has_p ? (double)k->correct / (double)k->predicted : 0;
-	double rec = has_r ? (double)k->correct / (double)k->support : 0;
-	int64_t ps = k->predicted + k->support; /* f1 as /v1/loss: null only when 0 */
-	json_t *f1 = ps > 0 ? json_real(2.0 * (double)k->correct / (double)ps) : json_null();
-	return json_pack("{sI sI so so so sI sI so so so}", "class", (json_int_t)c, "support",
-	                 (json_int_t)k->support, "weight_sum", num(k->weight_sum), "loss_sum",
-	                 num(k->loss_sum), "loss_mean",
-	                 k->weight_sum != 0 ? num(k->loss_sum / k->weight_sum) : json_null(),
-	                 "predicted", (json_int_t)k->predicted, "correct", (json_int_t)k->correct,
-	                 "precision", has_p ? json_real(prec) : json_null(), "recall",
-	                 has_r ? json_real(rec) : json_null(), "f1", f1);
-}
-
 /* "loss" and "loss_detail" of the reply. */
 static int render_loss(json_t *o, const api_stream_spec *s, const eng_loss_result *r)
 {
 	double v = NAN;
 	bool def = r && eng_loss_result_value(r, s->reduction, &v);
-	int bad = json_object_set_new(o, "loss", def ? num(v) : json_null());
+	int bad = json_object_set_new(o, "loss", def ? api__num(v) : json_null());
 	json_t *d = json_pack("{ss sI sI so}", "reduction", eng_reduction_name(s->reduction),
 	                      "count", (json_int_t)(r ? r->count : 0), "ignored",
 	                      (json_int_t)(r ? r->ignored : 0), "weight_sum",
-	                      num(r ? r->weight_sum : 0.0));
+	                      api__num(r ? r->weight_sum : 0.0));
 	if (!d)
 		return -1;
-	bad |= json_object_set_new(d, "loss_sum", num(r ? r->wloss_sum : 0.0));
+	bad |= json_object_set_new(d, "loss_sum", api__num(r ? r->wloss_sum : 0.0));
 	if (r && r->has_accuracy)
 		bad |= json_object_set_new(
 		        d, "accuracy",
@@ -853,7 +803,7 @@ static int render_loss(json_t *o, const api_stream_spec *s, const eng_loss_resul
 	if (r && r->per_class) {
 		json_t *a = json_array();
 		for (int64_t c = 0; a && c < r->nclasses; c++)
-			bad |= json_array_append_new(a, class_row(c, &r->per_class[c]));
+			bad |= json_array_append_new(a, api__class_row(c, &r->per_class[c]));
 		bad |= json_object_set_new(d, "per_class", a);
 	}
 	bad |= json_object_set_new(o, "loss_detail", d);
@@ -866,7 +816,7 @@ static int render_loss(json_t *o, const api_stream_spec *s, const eng_loss_resul
 	    !lo->class_weight && !lo->cost_matrix && lo->label_smoothing == 0) {
 		bool has = r && r->count > 0 && r->weight_sum > 0;
 		bad |= json_object_set_new(o, "perplexity",
-		                           has ? num(exp(r->wloss_sum / r->weight_sum))
+		                           has ? api__num(exp(r->wloss_sum / r->weight_sum))
 		                               : json_null());
 	}
 	return bad ? -1 : 0;
@@ -916,56 +866,46 @@ json_t *api_stream_render_read(const api_stream_spec *s, const char *id, const e
 			goto eng_fail;
 		}
 	}
-	int64_t P = 0, Nn = 0, ndef = 0;
-	double macro = 0, wsum = 0, wacc = 0, bmacro = 0, bw = 0;
+	int64_t P = 0, Nn = 0;
+	api_auc_avg acc = API_AUC_AVG_INIT(s->average);
 	for (int64_t k = 0; k < C; k++) {
 		if (eng_stream_auc(&per[k], NULL, st, k, 2, &err))
 			goto eng_fail;
 		P += per[k].positives;
 		Nn += per[k].negatives;
-		if (per[k].defined) {
-			ndef++;
-			macro += per[k].auc;
-			bmacro += per[k].error_bound;
-			wsum += per[k].pos_weight;
-			wacc += per[k].pos_weight * per[k].auc;
-			bw += per[k].pos_weight * per[k].error_bound;
-		}
+		api__auc_avg_add(&acc, &per[k]);
 	}
 	double auc = NAN, bound = 0;
 	if (C == 1) {
 		auc = per[0].defined ? per[0].auc : NAN;
 		bound = per[0].error_bound;
-	} else if (s->average == AVG_MACRO && ndef) {
-		auc = macro / (double)ndef;
-		bound = bmacro / (double)ndef;
-	} else if (s->average == AVG_WEIGHTED && ndef && wsum > 0) {
-		auc = wacc / wsum;
-		bound = bw / wsum;
-	} else if (s->average == AVG_MICRO) {
+	} else if (s->average == API_AVG_MICRO) {
 		eng_auc_result m;
 		if (eng_stream_auc(&m, NULL, st, ENG_AUC_ALL, 2, &err))
 			goto eng_fail;
 		auc = m.defined ? m.auc : NAN;
 		bound = m.error_bound;
+	} else { /* macro, weighted, or none: null */
+		api__auc_avg_value(&auc, &bound, &acc);
 	}
 	if (!(out = json_object()) || !(warn = json_array()))
 		goto nomem;
 	bad |= json_object_set_new(out, "id", json_string(id));
 	bad |= json_object_set_new(out, "name", json_string(s->name));
-	bad |= json_object_set_new(out, "method", json_string(method_names[c->method]));
-	bad |= json_object_set_new(out, "auc", num(auc));
+	bad |= json_object_set_new(out, "method", json_string(api__method_names[c->method]));
+	bad |= json_object_set_new(out, "auc", api__num(auc));
 	if (C > 1) {
-		bad |= json_object_set_new(out, "average", json_string(avg_names[s->average]));
+		bad |= json_object_set_new(out, "average",
+		                           json_string(api__average_names[s->average]));
 		json_t *a = json_array();
 		for (int64_t k = 0; a && k < C; k++) {
 			json_t *row = json_pack("{sI so sI sI}", "class", (json_int_t)k, "auc",
-			                        per[k].defined ? num(per[k].auc) : json_null(),
+			                        per[k].defined ? api__num(per[k].auc) : json_null(),
 			                        "positives", (json_int_t)per[k].positives,
 			                        "negatives", (json_int_t)per[k].negatives);
 			if (row && c->method == ENG_STREAM_SKETCH)
 				bad |= json_object_set_new(row, "error_bound",
-				                           num(per[k].error_bound));
+				                           api__num(per[k].error_bound));
 			if (row && o->ci > 0)
 				bad |= json_object_set_new(row, "ci",
 				                           stream_ci(c, o, &per[k], se[k]));
@@ -979,7 +919,7 @@ json_t *api_stream_render_read(const api_stream_spec *s, const char *id, const e
 	bad |= json_object_set_new(out, "negatives", json_integer(Nn));
 	if (c->method == ENG_STREAM_SKETCH)
 		bad |= json_object_set_new(out, "error_bound",
-		                           isfinite(auc) ? num(bound) : json_null());
+		                           isfinite(auc) ? api__num(bound) : json_null());
 	if (C == 1 && o->ci > 0)
 		bad |= json_object_set_new(out, "ci", stream_ci(c, o, &per[0], se[0]));
 	if (c->has_loss && render_loss(out, s, eng_stream_loss(st)))
@@ -1001,7 +941,7 @@ json_t *api_stream_render_read(const api_stream_spec *s, const char *id, const e
 		eng_auc_result r;
 		if (eng_stream_auc(&r, &curve, st, C == 1 ? 0 : o->curve_col, o->max_points, &err))
 			goto eng_fail;
-		json_t *cj = curve_json(&curve);
+		json_t *cj = api__curve_json(&curve);
 		if (!cj)
 			goto nomem;
 		bad |= json_object_set_new(out, "curve", cj);

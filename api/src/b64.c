@@ -1,6 +1,7 @@
 /*
- * b64.c - decoding standard base64 (RFC 4648 section 4, padded), the
- * payload of {"shape", "dtype", "b64"} tensors.
+ * b64.c - standard base64 (RFC 4648 section 4, padded): decoding the
+ * payload of {"shape", "dtype", "b64"} tensors and of imported stream
+ * states, encoding exported stream states.
  *
  * Why shaped so: tensors arrive as megabytes of base64, so the decoder is
  * table-driven and branch-free per group. b64dK[c] is character c in
@@ -16,12 +17,16 @@
  * Invariants: only the last group may hold '=' (one or two, at its end);
  * len must be a multiple of 4. Padding bits are not required to be zero.
  *
+ * The encoder is the plain one (a state is exported far less often than
+ * tensors arrive) and always pads.
+ *
  * It does not accept the URL-safe alphabet, unpadded input or whitespace.
  */
 #include "b64.h"
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define B64_BAD 0x01000000u
@@ -259,4 +264,33 @@ int api__b64_decode(void *out, const char *str, size_t len, size_t *bad_at)
 		return -1;
 	}
 	return 0;
+}
+
+static const char b64e[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+char *api__b64_encode(const void *bytes, size_t n)
+{
+	const unsigned char *in = bytes;
+	if (n > (SIZE_MAX - 1) / 4 * 3 - 2)
+		return NULL;
+	char *o = malloc((n + 2) / 3 * 4 + 1), *q = o;
+	if (!o)
+		return NULL;
+	size_t i = 0;
+	for (; i + 2 < n; i += 3) {
+		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+		*q++ = b64e[v >> 18];
+		*q++ = b64e[(v >> 12) & 63];
+		*q++ = b64e[(v >> 6) & 63];
+		*q++ = b64e[v & 63];
+	}
+	if (i < n) {
+		uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0);
+		*q++ = b64e[v >> 18];
+		*q++ = b64e[(v >> 12) & 63];
+		*q++ = i + 1 < n ? b64e[(v >> 6) & 63] : '=';
+		*q++ = '=';
+	}
+	*q = '\0';
+	return o;
 }

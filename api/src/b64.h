@@ -1,5 +1,5 @@
 /*
- * b64.h - standard padded base64 decoding for tensor payloads (b64.c).
+ * b64.h - standard padded base64 (b64.c): tensor payloads and stream states.
  */
 #ifndef LOSSD_API_B64_H
 #define LOSSD_API_B64_H
@@ -18,5 +18,9 @@ size_t api__b64_decoded_size(const char *s, size_t len);
  * holds garbage.
  */
 int api__b64_decode(void *dst, const char *s, size_t len, size_t *bad_at);
+
+/* n bytes at bytes as padded base64, NUL-terminated: new (free()), NULL
+ * when out of memory. */
+char *api__b64_encode(const void *bytes, size_t n);
 
 #endif

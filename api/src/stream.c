@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "b64.h"
 #include "fields.h"
 #include "lossd/aucci.h"
 #include "lossd/history.h"
@@ -152,87 +153,6 @@ static int from_eng(api_problem *p, const eng_error *err, const char *score_key)
 	if (e.field && strcmp(e.field, "y_score") == 0)
 		e.field = score_key;
 	return api_problem_from_eng(p, &e);
-}
-
-/* ---- base64 ----------------------------------------------------------------------- */
-
-static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static char *b64_encode(const uint8_t *in, size_t n)
-{
-	size_t out_len = (n + 2) / 3 * 4;
-	char *o = malloc(out_len + 1), *q = o;
-	if (!o)
-		return NULL;
-	size_t i = 0;
-	for (; i + 2 < n; i += 3) {
-		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-		*q++ = b64[v >> 18];
-		*q++ = b64[(v >> 12) & 63];
-		*q++ = b64[(v >> 6) & 63];
-		*q++ = b64[v & 63];
-	}
-	if (i < n) {
-		uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0);
-		*q++ = b64[v >> 18];
-		*q++ = b64[(v >> 12) & 63];
-		*q++ = i + 1 < n ? b64[(v >> 6) & 63] : '=';
-		*q++ = '=';
-	}
-	*q = '\0';
-	return o;
-}
-
-static int b64_val(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
-/* Strict: length a multiple of 4, padding only at the end. Returns 0 or -1
- * (malformed), -2 (out of memory). *out new. */
-static int b64_decode(uint8_t **out, size_t *len, const char *s, size_t n)
-{
-	*out = NULL;
-	*len = 0;
-	if (n % 4)
-		return -1;
-	uint8_t *o = malloc(n / 4 * 3 + 1);
-	if (!o)
-		return -2;
-	size_t k = 0;
-	for (size_t i = 0; i < n; i += 4) {
-		int v[4], pad = 0;
-		for (int j = 0; j < 4; j++) {
-			char c = s[i + j];
-			if (c == '=' && i + 4 == n && j >= 2) {
-				v[j] = 0;
-				pad++;
-			} else if (pad || (v[j] = b64_val(c)) < 0) {
-				free(o);
-				return -1;
-			}
-		}
-		uint32_t x = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
-		             (uint32_t)v[3];
-		o[k++] = (uint8_t)(x >> 16);
-		if (pad < 2)
-			o[k++] = (uint8_t)(x >> 8);
-		if (pad < 1)
-			o[k++] = (uint8_t)x;
-	}
-	*out = o;
-	*len = k;
-	return 0;
 }
 
 /* ---- specs --------------------------------------------------------------------------- */
@@ -981,7 +901,7 @@ json_t *api_stream_export(const api_stream_spec *s, const char *id, const eng_st
 	json_t *o = NULL;
 	eng_stream_counts cnt;
 
-	if (eng_stream_serialize(&bytes, &len, st) || !(b = b64_encode(bytes, len)))
+	if (eng_stream_serialize(&bytes, &len, st) || !(b = api__b64_encode(bytes, len)))
 		goto nomem;
 	eng_stream_counts_of(&cnt, st);
 	o = json_pack("{si ss so sI sI ss}", "version", API_STREAM_STATE_VERSION, "id", id,
@@ -1066,12 +986,17 @@ int api_stream_decode_merge_origin(eng_stream **delta, api_stream_origin *origin
 		                api__type_name(cfg));
 		goto out;
 	}
-	int b = b64_decode(&bytes, &blen, json_string_value(st), json_string_length(st));
-	if (b == -2) {
+	const char *text = json_string_value(st);
+	size_t tlen = json_string_length(st);
+	if ((blen = api__b64_decoded_size(text, tlen)) == SIZE_MAX) {
+		api_problem_set(p, 422, "bad_state", "/state", "state is not valid base64");
+		goto out;
+	}
+	if (!(bytes = malloc(blen + 1))) {
 		oom(p);
 		goto out;
 	}
-	if (b) {
+	if (api__b64_decode(bytes, text, tlen, NULL)) {
 		api_problem_set(p, 422, "bad_state", "/state", "state is not valid base64");
 		goto out;
 	}

@@ -61,6 +61,8 @@
  */
 #include "store.h"
 
+#include "log.h"
+
 #ifdef LOSSD_HAVE_LIBPQ
 
 #include <endian.h>
@@ -357,7 +359,7 @@ static void mark_down(pg *p, const char *what, PGconn *c)
 {
 	set_why(p, what, c);
 	if (!atomic_exchange(&p->down, true)) {
-		fprintf(stderr, "lossd: postgresql store unavailable (%s)\n", p->why);
+		srv_log(SRV_LOG_ERROR, NULL, "postgresql store unavailable (%s)", p->why);
 		pthread_mutex_lock(&p->mu);
 		pthread_cond_broadcast(&p->mon_cv); /* probe now, with backoff */
 		pthread_mutex_unlock(&p->mu);
@@ -541,11 +543,11 @@ static void *monitor(void *arg)
 			atomic_fetch_add(&p->gen, 1); /* every pooled connection reconnects */
 			atomic_store(&p->down, false);
 			backoff_ms = 100;
-			fprintf(stderr, "lossd: postgresql store available again\n");
+			srv_log(SRV_LOG_WARN, NULL, "postgresql store available again");
 		} else if (!ok) {
 			if (!atomic_exchange(&p->down, true))
-				fprintf(stderr,
-				        "lossd: postgresql store unavailable (probe failed)\n");
+				srv_log(SRV_LOG_ERROR, NULL,
+				        "postgresql store unavailable (probe failed)");
 			backoff_ms = backoff_ms * 2 > 2000 ? 2000 : backoff_ms * 2;
 		}
 		pthread_mutex_lock(&p->mu);
@@ -651,7 +653,8 @@ static int migrate(pg *p, PGconn *c, char *err, size_t errlen)
 			exec_ok(p, &(slot){c, 0, false}, "ROLLBACK");
 			goto out;
 		}
-		fprintf(stderr, "lossd: postgresql schema migrated to version %d\n", v);
+		/* warn: a change to the database an operator should see at --log-level warn */
+		srv_log(SRV_LOG_WARN, NULL, "postgresql schema migrated to version %d", v);
 	}
 	rc = 0;
 out:

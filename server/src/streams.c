@@ -713,7 +713,7 @@ static int on_meta(void *arg, const char *id, const char *meta, int64_t updated_
 	stream *s = T.v[i];
 	api_meta m;
 	if (api_meta_load(&m, meta)) {
-		fprintf(stderr, "lossd: stream %s: bad stored metadata (ignored)\n", id);
+		srv_log(SRV_LOG_WARN, NULL, "stream %s: bad stored metadata (ignored)", id);
 		return 0;
 	}
 	if (!m.created_ms)
@@ -952,10 +952,10 @@ int srv_streams_open(const char *data_dir)
 	T.reaper_on = pthread_create(&T.reaper, NULL, reaper_main, NULL) == 0;
 	pthread_mutex_unlock(&T.mu);
 	if (!T.reaper_on)
-		fprintf(stderr, "lossd: no expiry thread: ttl_s is not enforced\n");
+		srv_log(SRV_LOG_WARN, NULL, "no expiry thread: ttl_s is not enforced");
 	T.stop = false;
 	if (pthread_create(&T.healer, NULL, heal_main, NULL) != 0) {
-		fprintf(stderr, "lossd: cannot start the stream store's healer thread\n");
+		srv_log(SRV_LOG_ERROR, NULL, "cannot start the stream store's healer thread");
 		srv_streams_close();
 		return -1;
 	}

@@ -91,7 +91,8 @@ class PgReplicas(unittest.TestCase):
             rows = self.pg.psql("SELECT version FROM lossd_schema_version", "migrate10").split()
             self.assertEqual(rows, [str(v) for v in range(1, len(rows) + 1)],
                              "each version once, in order")
-            migrated = sum("schema migrated" in s.stderr() for s in servers)
+            migrated = sum(any("schema migrated" in str(l.get("msg")) for l in s.logs)
+                           for s in servers)
             self.assertEqual(migrated, 1, "exactly one replica migrates")
         finally:
             for s in servers:

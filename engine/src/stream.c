@@ -303,6 +303,32 @@ int eng_stream_clone(eng_stream **out, const eng_stream *s)
 	return rc == ENG_ESTATE ? ENG_ENOMEM : rc;
 }
 
+int eng_stream_empty_copy(eng_stream **out, const eng_stream *s)
+{
+	eng_stream *e = alloc_stream(&s->cfg);
+	*out = NULL;
+	if (!e || make_accs(e))
+		goto oom;
+	/* What eng_stream_reset keeps: the step series and its size. */
+	e->hist_max = s->hist_max;
+	if (eng__hist_size(s->hist)) {
+		uint8_t *hb = NULL;
+		size_t hl = 0;
+		const char *why = NULL;
+		int rc = eng__hist_write(&hb, &hl, s->hist);
+		if (!rc)
+			rc = eng__hist_read(&e->hist, hb, hl, s->cfg.columns, &why);
+		free(hb);
+		if (rc)
+			goto oom;
+	}
+	*out = e;
+	return 0;
+oom:
+	eng_stream_free(e);
+	return ENG_ENOMEM;
+}
+
 int eng_stream_reset(eng_stream *s)
 {
 	eng_stream *fresh = alloc_stream(&s->cfg);

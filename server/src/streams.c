@@ -2248,6 +2248,7 @@ void srv_streams_reset(api_reply *out, const srv_request *req)
 	api_problem p;
 	void *state = NULL;
 	size_t slen = 0;
+	eng_stream *fresh = NULL;
 	srv__store_op op;
 
 	stream *s = acquire(out, req);
@@ -2278,12 +2279,17 @@ void srv_streams_reset(api_reply *out, const srv_request *req)
 		stream_resyncing(out, s);
 		goto out;
 	}
-	if (!srv_streams_writable() || eng_stream_reset(s->st) ||
-	    eng_stream_serialize(&state, &slen, s->st)) {
+	/* The empty state is built and serialized before the stream is
+	 * touched (as apply() does): a failure leaves it as it was. */
+	if (!srv_streams_writable() || eng_stream_empty_copy(&fresh, s->st) ||
+	    eng_stream_serialize(&state, &slen, fresh)) {
 		pthread_mutex_unlock(&s->mu);
 		store_unavailable(out);
 		goto out;
 	}
+	eng_stream_free(s->st);
+	s->st = fresh;
+	fresh = NULL;
 	json_t *j = api_stream_render_read(s->spec, s->id, s->st, NULL, &p);
 	memset(&op, 0, sizeof op);
 	op.type = SRV__OP_CHECKPOINT;
@@ -2322,6 +2328,7 @@ void srv_streams_reset(api_reply *out, const srv_request *req)
 		api_reply_problem(out, &p);
 	}
 out:
+	eng_stream_free(fresh);
 	free(state);
 	release(s);
 }

@@ -190,3 +190,32 @@ Test(history, bad_steps_are_refused)
 	eng_stream_free(b);
 	eng_stream_free(s);
 }
+
+Test(history, empty_copy_is_the_reset_state_and_leaves_the_stream_alone)
+{
+	eng_stream *s = empty_stream(3);
+	for (int64_t st = 0; st < 6; st++)
+		add(s, batch(s, st, 4, (int)st));
+	void *before = NULL, *copy = NULL, *reset = NULL;
+	size_t lbefore = 0, lcopy = 0, lreset = 0;
+	cr_assert_eq(eng_stream_serialize(&before, &lbefore, s), 0);
+	eng_stream *e = NULL;
+	cr_assert_eq(eng_stream_empty_copy(&e, s), 0);
+	cr_assert_eq(eng_stream_serialize(&copy, &lcopy, e), 0);
+	void *again = NULL;
+	size_t lagain = 0;
+	cr_assert_eq(eng_stream_serialize(&again, &lagain, s), 0);
+	cr_assert(lagain == lbefore && memcmp(again, before, lbefore) == 0, "s changed");
+	cr_assert_eq(eng_stream_reset(s), 0);
+	cr_assert_eq(eng_stream_serialize(&reset, &lreset, s), 0);
+	cr_assert_eq(eng_stream_history_size(e), 6);
+	cr_assert(lcopy == lreset && memcmp(copy, reset, lcopy) == 0,
+	          "the copy is not the reset state");
+	cr_assert(lcopy != lbefore || memcmp(copy, before, lcopy) != 0, "nothing was emptied");
+	free(before);
+	free(again);
+	free(copy);
+	free(reset);
+	eng_stream_free(e);
+	eng_stream_free(s);
+}

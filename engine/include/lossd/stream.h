@@ -117,6 +117,11 @@ int eng_stream_merge(eng_stream *dst, const eng_stream *src, eng_error *err);
 /* Back to empty, config kept. Returns 0 or ENG_ENOMEM (s then unchanged). */
 int eng_stream_reset(eng_stream *s);
 
+/* New (free with eng_stream_free): what eng_stream_reset would make of s
+ * (its config and step series, no data), s untouched, so a caller can
+ * build and store the empty state before changing s. 0 or ENG_ENOMEM. */
+int eng_stream_empty_copy(eng_stream **out, const eng_stream *s);
+
 /* Sets the memory cap of s (not part of its identity). */
 void eng_stream_set_max_bytes(eng_stream *s, size_t max_bytes);
 

@@ -253,6 +253,15 @@ static long find(const char *id)
 	return -(long)lo - 1;
 }
 
+/* Why a stream could not be added (create), each value answered with its
+ * own status below. */
+typedef enum stream_err {
+	STREAM_OK = 0,
+	STREAM_ETOO_MANY = -1, /* 507 too_many_streams */
+	STREAM_ENOMEM = -2,    /* 503 out_of_memory */
+	STREAM_ESTORE = -3,    /* 503 store_unavailable */
+} stream_err;
+
 /* Table mu held. */
 static int insert_at(size_t at, stream *s)
 {
@@ -1340,13 +1349,13 @@ void srv_streams_create(api_reply *out, const srv_request *req)
 	for (size_t i = 0; i < T.n; i++)
 		mine += strcmp(T.v[i]->owner, s->owner) == 0;
 	long at = find(id);
-	int rc = 0;
+	stream_err rc = STREAM_OK;
 	if (!T.open || !srv_streams_writable())
-		rc = -3;
+		rc = STREAM_ESTORE;
 	else if (mine >= (size_t)T.lim.max_streams)
-		rc = -1;
+		rc = STREAM_ETOO_MANY;
 	else if (at >= 0 || insert_at((size_t)(-at - 1), s))
-		rc = -2;
+		rc = STREAM_ENOMEM;
 	else {
 		s->inflight = 1; /* no other thread sees s before T.mu is released */
 		srv__store_submit(T.store, &op); /* before any op of the stream */
@@ -1354,12 +1363,12 @@ void srv_streams_create(api_reply *out, const srv_request *req)
 	pthread_mutex_unlock(&T.mu);
 	if (rc) {
 		api_reply_free(out);
-		if (rc == -1)
+		if (rc == STREAM_ETOO_MANY)
 			api_reply_error(out, 507, "too_many_streams",
 			                "this token already has %zu streams, the "
 			                "configured maximum",
 			                mine);
-		else if (rc == -3)
+		else if (rc == STREAM_ESTORE)
 			store_unavailable(out);
 		else
 			api_reply_error(out, 503, "out_of_memory", "cannot add the stream");

@@ -918,12 +918,6 @@ out:
 	return o;
 }
 
-int api_stream_decode_merge(eng_stream **delta, const api_stream_spec *s, const api_ctx *ctx,
-                            const char *body, size_t len, api_problem *p)
-{
-	return api_stream_decode_merge_origin(delta, NULL, s, ctx, body, len, p);
-}
-
 int api_stream_decode_merge_origin(eng_stream **delta, api_stream_origin *origin,
                                    const api_stream_spec *s, const api_ctx *ctx, const char *body,
                                    size_t len, api_problem *p)

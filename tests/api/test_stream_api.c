@@ -255,7 +255,8 @@ Test(stream_api, export_merge_and_mismatch)
 	cr_assert_not_null(e);
 	char *txt = dumps(e);
 	eng_stream *d = NULL;
-	cr_assert_eq(api_stream_decode_merge(&d, s, &ctx, txt, strlen(txt), &p), 0, "%s", p.detail);
+	cr_assert_eq(api_stream_decode_merge_origin(&d, NULL, s, &ctx, txt, strlen(txt), &p), 0,
+	             "%s", p.detail);
 	eng_error err;
 	cr_assert_eq(eng_stream_merge(a, d, &err), 0);
 	eng_stream_free(d);
@@ -266,7 +267,7 @@ Test(stream_api, export_merge_and_mismatch)
 
 	/* Another config: 409. */
 	api_stream_spec *s2 = spec_ok("{\"method\":\"sketch\"}");
-	cr_assert_eq(api_stream_decode_merge(&d, s2, &ctx, txt, strlen(txt), &p), -1);
+	cr_assert_eq(api_stream_decode_merge_origin(&d, NULL, s2, &ctx, txt, strlen(txt), &p), -1);
 	cr_assert_eq(p.status, 409);
 	cr_assert_str_eq(p.code, "state_mismatch");
 	cr_assert_null(d);
@@ -277,34 +278,34 @@ Test(stream_api, export_merge_and_mismatch)
 	bad[strlen(bad) / 2] = bad[strlen(bad) / 2] == 'A' ? 'B' : 'A';
 	json_object_set_new(e, "state", json_string(bad));
 	char *t2 = dumps(e);
-	cr_assert_eq(api_stream_decode_merge(&d, s, &ctx, t2, strlen(t2), &p), -1);
+	cr_assert_eq(api_stream_decode_merge_origin(&d, NULL, s, &ctx, t2, strlen(t2), &p), -1);
 	cr_assert_eq(p.status, 422);
 	cr_assert_str_eq(p.code, "bad_state");
 	json_object_set_new(e, "state", json_string("@@@@"));
 	char *b2 = dumps(e);
-	cr_assert_eq(api_stream_decode_merge(&d, s, &ctx, b2, strlen(b2), &p), -1);
+	cr_assert_eq(api_stream_decode_merge_origin(&d, NULL, s, &ctx, b2, strlen(b2), &p), -1);
 	cr_assert_str_eq(p.code, "bad_state");
 	/* The envelope must agree with the bytes and be whole. */
 	json_object_set_new(e, "state", json_string(st64));
 	json_object_set_new(e, "count", json_integer(3));
 	char *b3 = dumps(e);
-	cr_assert_eq(api_stream_decode_merge(&d, s, &ctx, b3, strlen(b3), &p), -1);
+	cr_assert_eq(api_stream_decode_merge_origin(&d, NULL, s, &ctx, b3, strlen(b3), &p), -1);
 	cr_assert_str_eq(p.code, "bad_state");
 	cr_assert_str_eq(p.pointer, "/count");
 	json_object_set_new(e, "count", json_integer(2));
 	json_object_set_new(e, "version", json_integer(2));
 	char *b4 = dumps(e);
-	cr_assert_eq(api_stream_decode_merge(&d, s, &ctx, b4, strlen(b4), &p), -1);
+	cr_assert_eq(api_stream_decode_merge_origin(&d, NULL, s, &ctx, b4, strlen(b4), &p), -1);
 	cr_assert_str_eq(p.pointer, "/version");
 	json_object_set_new(e, "version", json_integer(1));
 	json_object_del(e, "id");
 	char *b5 = dumps(e);
-	cr_assert_eq(api_stream_decode_merge(&d, s, &ctx, b5, strlen(b5), &p), -1);
+	cr_assert_eq(api_stream_decode_merge_origin(&d, NULL, s, &ctx, b5, strlen(b5), &p), -1);
 	cr_assert_str_eq(p.code, "missing_field");
 	json_object_set_new(e, "id", json_string("b"));
 	json_object_set_new(json_object_get(e, "config"), "method", json_string("exact"));
 	char *b6 = dumps(e);
-	cr_assert_eq(api_stream_decode_merge(&d, s, &ctx, b6, strlen(b6), &p), -1);
+	cr_assert_eq(api_stream_decode_merge_origin(&d, NULL, s, &ctx, b6, strlen(b6), &p), -1);
 	cr_assert_str_eq(p.code, "bad_state");
 	cr_assert_str_eq(p.pointer, "/config");
 	free(b2);

@@ -133,18 +133,6 @@ json_t *api_stream_render_read(const api_stream_spec *s, const char *id, const e
 json_t *api_stream_export(const api_stream_spec *s, const char *id, const eng_stream *st,
                           api_problem *p);
 
-/*
- * Decodes a merge body (an exported state, as above, whole: every field
- * required, "count", "updates" and "config" agreeing with the bytes) into
- * *delta (new) for eng_stream_merge into a stream of spec s. 409
- * state_mismatch when its config differs from s's (names, averages and
- * memory caps aside); 422 bad_state for bytes that do not parse or an
- * envelope that disagrees with them; 422 unknown_field / missing_field /
- * bad_type for the envelope's shape.
- */
-int api_stream_decode_merge(eng_stream **delta, const api_stream_spec *s, const api_ctx *ctx,
-                            const char *body, size_t len, api_problem *p);
-
 /* Where a merged state says it comes from: the envelope's "id" (the
  * exporting stream) and its "state_id" ("" when the envelope has none; the
  * server recomputes the digest from the bytes and compares). */
@@ -153,10 +141,18 @@ typedef struct api_stream_origin {
 	char state_id[65];
 } api_stream_origin;
 
-/* api_stream_decode_merge that also fills *origin. With origin (the
- * server's merge) the envelope must carry "state_id" (422 missing_field),
- * lowercase hex, up to 64 digits (else 422 bad_state, or bad_type when not
- * a string); without, it may. */
+/*
+ * Decodes a merge body (an exported state, as above, whole: every field
+ * required, "count", "updates" and "config" agreeing with the bytes) into
+ * *delta (new) for eng_stream_merge into a stream of spec s. 409
+ * state_mismatch when its config differs from s's (names, averages and
+ * memory caps aside); 422 bad_state for bytes that do not parse or an
+ * envelope that disagrees with them; 422 unknown_field / missing_field /
+ * bad_type for the envelope's shape. Fills *origin when origin is not
+ * NULL; with origin (the server's merge) the envelope must carry "state_id"
+ * (422 missing_field), lowercase hex, up to 64 digits (else 422 bad_state,
+ * or bad_type when not a string); without, it may.
+ */
 int api_stream_decode_merge_origin(eng_stream **delta, api_stream_origin *origin,
                                    const api_stream_spec *s, const api_ctx *ctx, const char *body,
                                    size_t len, api_problem *p);

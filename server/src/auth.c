@@ -202,17 +202,6 @@ static srv_auth *auth_new(struct table *t)
 	return a;
 }
 
-int srv_auth_parse(srv_auth **out, const char *text, char *err, size_t errlen)
-{
-	struct table *t;
-
-	*out = NULL;
-	if (table_parse(&t, text, err, errlen))
-		return -1;
-	*out = auth_new(t);
-	return *out ? 0 : fail(err, errlen, 0, "out of memory");
-}
-
 /* Reads path into a new table. */
 static int table_load(struct table **out, const char *path, char *err, size_t errlen)
 {

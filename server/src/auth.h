@@ -19,7 +19,7 @@ typedef enum srv_role {
 #define SRV_PRINCIPAL_MAX 64
 
 /*
- * Parses a tokens file's text: one token per line, "TOKEN PRINCIPAL
+ * Reads a tokens file at path: one token per line, "TOKEN PRINCIPAL
  * [rw|ro|admin]" separated by blanks (rw when omitted); blank lines and lines
  * starting with '#' are ignored. A token is 16 to 256 characters of
  * [A-Za-z0-9._~+/=-] (RFC 6750's b64token); a principal 1 to 64 of
@@ -28,9 +28,6 @@ typedef enum srv_role {
  * a one-line message in err (naming the line, never the token). Main
  * thread.
  */
-int srv_auth_parse(srv_auth **out, const char *text, char *err, size_t errlen);
-
-/* Reads path and parses it as above. Main thread. */
 int srv_auth_load(srv_auth **out, const char *path, char *err, size_t errlen);
 
 /*

@@ -13,6 +13,21 @@
 #define T1 "tok_aaaaaaaaaaaaaaaa1"
 #define T2 "tok_bbbbbbbbbbbbbbbb2"
 
+/* srv_auth_load of a tokens file holding text (the loader and its parser,
+ * the way the server reads the file). */
+static int load_text(srv_auth **out, const char *text, char *err, size_t errlen)
+{
+	char path[] = "/tmp/lossd-test-tokens-XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	size_t n = strlen(text);
+	cr_assert_eq(write(fd, text, n), (ssize_t)n);
+	close(fd);
+	int rc = srv_auth_load(out, path, err, errlen);
+	unlink(path);
+	return rc;
+}
+
 Test(auth, parse_and_check)
 {
 	srv_auth *a = NULL;
@@ -20,11 +35,11 @@ Test(auth, parse_and_check)
 	char who[SRV_PRINCIPAL_MAX + 1] = "";
 	srv_role ro = SRV_ROLE_RO;
 
-	cr_assert_eq(srv_auth_parse(&a,
-	                            "# tokens\n\n" T1 " alice\n  " T2 "\tbob@ci ro  \r\n"
-	                            "tok_cccccccccccccccc3 carol RW\n"
-	                            "tok_dddddddddddddddd4 org Admin\n",
-	                            err, sizeof(err)),
+	cr_assert_eq(load_text(&a,
+	                       "# tokens\n\n" T1 " alice\n  " T2 "\tbob@ci ro  \r\n"
+	                       "tok_cccccccccccccccc3 carol RW\n"
+	                       "tok_dddddddddddddddd4 org Admin\n",
+	                       err, sizeof(err)),
 	             0, "%s", err);
 	cr_assert_eq(srv_auth_count(a), 4);
 
@@ -83,7 +98,7 @@ ParameterizedTest(struct bad *t, auth, bad_files)
 	srv_auth *a = (srv_auth *)1;
 	char err[256] = "";
 
-	cr_assert_eq(srv_auth_parse(&a, t->text, err, sizeof(err)), -1, "%s", t->text);
+	cr_assert_eq(load_text(&a, t->text, err, sizeof(err)), -1, "%s", t->text);
 	cr_assert_null(a);
 	cr_assert(strstr(err, t->needle), "\"%s\" lacks \"%s\"", err, t->needle);
 	cr_assert_null(strstr(err, "tok_"), "messages never show a token: %s", err);

@@ -17,6 +17,7 @@
 #define LOSSD_API_FIELDS_H
 
 #include "lossd/api.h"
+#include "lossd/extra.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -78,5 +79,18 @@ int api__get_string(const char **out, const json_t *obj, const char *base, const
  */
 int api__get_tensor(api_tensor *out, const json_t *obj, const char *base, const char *key,
                     bool required, const api_tensor_opts *opts, api_problem *p);
+
+/* ---- the metrics that ride on a loss (API.md section 9; loss.c) ---- */
+/* "top_k" of obj (pointer base) into x: 1 to ENG_EXTRA_MAX_TOPK whole
+ * numbers >= 1, strictly increasing (<= C is the engine's check); lifted
+ * arrays are read from pk (may be NULL). Absent leaves x. 0 or -1 with *p. */
+int api__read_top_k(eng_extra_opts *x, const json_t *obj, const char *base, const api_packed *pk,
+                    api_problem *p);
+/* "calibration": {"bins": B} of obj into x->bins (B in [1, 1000], 15 when
+ * absent). Absent leaves x. 0 or -1 with *p. */
+int api__read_calibration(eng_extra_opts *x, const json_t *obj, const char *base, api_problem *p);
+/* perplexity, top_k_accuracy and calibration of e into o; nonzero when out
+ * of memory. */
+int api__render_extra(json_t *o, const eng_extra_result *e);
 
 #endif

@@ -211,7 +211,7 @@ static json_t *calibration_json(const eng_extra_result *e)
 }
 
 /* perplexity, top_k_accuracy and calibration into o; nonzero when out of memory. */
-static int render_extra(json_t *o, const eng_extra_result *e)
+int api__render_extra(json_t *o, const eng_extra_result *e)
 {
 	int bad = 0;
 	double v;
@@ -253,7 +253,7 @@ static json_t *render(const eng_loss_result *r, eng_reduction red)
 	if (r->has_accuracy)
 		bad |= json_object_set_new(o, "accuracy", ratio(r->correct, r->count));
 	if (r->extra)
-		bad |= render_extra(o, r->extra);
+		bad |= api__render_extra(o, r->extra);
 	if (r->per_class) {
 		json_t *a = json_array();
 		for (int64_t c = 0; a && c < r->nclasses; c++)
@@ -301,8 +301,8 @@ static int from_eng(api_problem *p, const eng_error *err, const char *base)
  * increasing (checked here, with the pointer of the entry); <= C is the
  * engine's check. Lifted arrays (16 or more entries) are read from pk.
  */
-static int read_top_k(eng_extra_opts *x, const json_t *obj, const char *base, const api_packed *pk,
-                      api_problem *p)
+int api__read_top_k(eng_extra_opts *x, const json_t *obj, const char *base, const api_packed *pk,
+                    api_problem *p)
 {
 	const json_t *v = api__field(obj, "top_k");
 	char ptr[96], at[120];
@@ -343,7 +343,7 @@ static int read_top_k(eng_extra_opts *x, const json_t *obj, const char *base, co
 }
 
 /* calibration: {"bins": B}, B in [1, 1000], 15 when absent. */
-static int read_calibration(eng_extra_opts *x, const json_t *obj, const char *base, api_problem *p)
+int api__read_calibration(eng_extra_opts *x, const json_t *obj, const char *base, api_problem *p)
 {
 	const json_t *v = api__field(obj, "calibration");
 	char ptr[96];
@@ -418,7 +418,7 @@ static int one_loss(json_t **reply, double *value, const api_ctx *ctx, const jso
 	    api__get_bool(&o.confusion, obj, base, "confusion_matrix", false, p))
 		goto out;
 	if (api__get_ignore_class(&o.has_ignore_class, &o.ignore_class, obj, base, p) ||
-	    read_top_k(&x, obj, base, pk, p) || read_calibration(&x, obj, base, p))
+	    api__read_top_k(&x, obj, base, pk, p) || api__read_calibration(&x, obj, base, p))
 		goto out;
 	if (((al == AL_CE || al == AL_BCE_LOGITS) &&
 	     alias_logits(&o.from_logits, obj, base, al, true, p)) ||

@@ -51,6 +51,9 @@ struct api_stream_spec {
 	eng_loss_opts lopts; /* tensor pointers point into the tensors below */
 	api_tensor class_weight, pos_weight;
 	eng_reduction reduction;
+	/* top_k / calibration (and then the perplexity sums of a cross-entropy
+	 * loss), API.md section 9; lopts.extra points here when any is asked */
+	eng_extra_opts xopts;
 };
 
 static const char *const red_names[] = {"mean", "sum", "sum_over_batch_size", NULL};
@@ -72,9 +75,20 @@ static const char *const create_fields[] = {
         NULL,
 };
 static const char *const loss_fields[] = {
-        "loss",       "reduction",    "from_logits",           "class_weight",
-        "pos_weight", "ignore_class", "ignore_index",          "label_smoothing",
-        "alpha",      "gamma",        "apply_class_balancing", "delta",
+        "loss",
+        "reduction",
+        "from_logits",
+        "class_weight",
+        "pos_weight",
+        "ignore_class",
+        "ignore_index",
+        "label_smoothing",
+        "alpha",
+        "gamma",
+        "apply_class_balancing",
+        "delta",
+        "top_k",
+        "calibration",
         NULL,
 };
 static const char *const update_fields[] = {"y_true",   "y_score", "y_pred", "sample_weight",
@@ -205,6 +219,10 @@ static int check_loss_on_dummy(const api_stream_spec *s, api_problem *p)
 			const char *f = err.field;
 			bool option = f && strcmp(f, "y_true") != 0 && strcmp(f, "y_pred") != 0;
 			snprintf(tmp, sizeof tmp, "/loss%s%s", option ? "/" : "", option ? f : "");
+			if (option && strcmp(f, "top_k") == 0 && err.index >= 0) {
+				size_t at = strlen(tmp);
+				snprintf(tmp + at, sizeof tmp - at, "/%lld", (long long)err.index);
+			}
 			memcpy(p->pointer, tmp, sizeof tmp);
 			p->status = 422;
 			p->code = "bad_option";
@@ -281,9 +299,19 @@ static int parse_loss(api_stream_spec *s, json_t *v, json_t **canon, api_problem
 	                  p) ||
 	    api__get_number(&o->delta, obj, base, "delta", 1.0, 0.0, INFINITY, p))
 		goto out;
-	if (api__get_ignore_class(&o->has_ignore_class, &o->ignore_class, obj, base, p))
+	if (api__get_ignore_class(&o->has_ignore_class, &o->ignore_class, obj, base, p) ||
+	    api__read_top_k(&s->xopts, obj, base, NULL, p) ||
+	    api__read_calibration(&s->xopts, obj, base, p))
 		goto out;
 	o->kind = (eng_loss_kind)kind;
+	/* The extra sums are kept only when asked for (top_k or calibration),
+	 * so a config without them keeps its state (and fingerprint) as before;
+	 * with them, a cross-entropy loss keeps its perplexity sums as well. */
+	if (s->xopts.ntop || s->xopts.bins) {
+		s->xopts.perplexity =
+		        o->kind == ENG_LOSS_SPARSE_CE || o->kind == ENG_LOSS_CATEGORICAL_CE;
+		o->extra = &s->xopts;
+	}
 	o->reduction = ENG_RED_MEAN; /* the stream reduces at read time */
 	o->per_class = true;
 	o->confusion = false;
@@ -336,6 +364,15 @@ static int parse_loss(api_stream_spec *s, json_t *v, json_t **canon, api_problem
 	bad |= json_object_set_new(c, "ignore_class",
 	                           o->has_ignore_class ? json_integer(o->ignore_class)
 	                                               : json_null());
+	if (s->xopts.ntop) { /* only when given: older configs keep their text */
+		json_t *a = json_array();
+		for (int i = 0; a && i < s->xopts.ntop; i++)
+			bad |= json_array_append_new(a, json_integer(s->xopts.top_k[i]));
+		bad |= json_object_set_new(c, "top_k", a);
+	}
+	if (s->xopts.bins)
+		bad |= json_object_set_new(c, "calibration",
+		                           json_pack("{si}", "bins", s->xopts.bins));
 	if (bad) {
 		oom(p);
 		goto out;
@@ -382,6 +419,8 @@ static int spec_from(api_stream_spec **out, json_t *obj, const api_stream_limits
 	s->pos_weight = e;
 	eng_loss_opts lo = ENG_LOSS_OPTS_INIT;
 	s->lopts = lo;
+	eng_extra_opts xo = ENG_EXTRA_OPTS_INIT;
+	s->xopts = xo;
 	s->eng = (eng_stream_config)ENG_STREAM_CONFIG_INIT;
 	size_t max_sk = lim->max_bytes < ENG_SKETCH_MAX_CAP ? lim->max_bytes : ENG_SKETCH_MAX_CAP;
 
@@ -732,8 +771,18 @@ static int render_loss(json_t *o, const api_stream_spec *s, const eng_loss_resul
 	 * loss_sum / weight_sum is the sample-weighted mean nll. With those a
 	 * stream keeps no separate nll sums, and there is no perplexity. */
 	const eng_loss_opts *lo = &s->lopts;
-	if ((lo->kind == ENG_LOSS_SPARSE_CE || lo->kind == ENG_LOSS_CATEGORICAL_CE) &&
-	    !lo->class_weight && !lo->cost_matrix && lo->label_smoothing == 0) {
+	if (lo->extra) {
+		/* top_k / calibration asked: the stream keeps the metric sums
+		 * (perplexity's too, whatever the loss' weights), rendered as
+		 * /v1/loss renders them; before any batch, from empty sums. */
+		eng_extra_result *e0 = NULL;
+		const eng_extra_result *e = r ? r->extra : NULL;
+		if (!e && !(e = e0 = eng_extra_result_new(lo->extra)))
+			return -1;
+		bad |= api__render_extra(o, e);
+		eng_extra_result_free(e0);
+	} else if ((lo->kind == ENG_LOSS_SPARSE_CE || lo->kind == ENG_LOSS_CATEGORICAL_CE) &&
+	           !lo->class_weight && !lo->cost_matrix && lo->label_smoothing == 0) {
 		bool has = r && r->count > 0 && r->weight_sum > 0;
 		bad |= json_object_set_new(o, "perplexity",
 		                           has ? api__num(exp(r->wloss_sum / r->weight_sum))
@@ -918,6 +967,24 @@ out:
 	return o;
 }
 
+/* True when loss sums l (NULL: none yet) carry the extra sums spec s asks
+ * for, of its configuration, and none when it asks for none. */
+static bool extra_fits(const api_stream_spec *s, const eng_loss_result *l)
+{
+	if (!l)
+		return true;
+	const eng_extra_result *x = l->extra;
+	const eng_extra_opts *o = s->lopts.extra;
+	if (!x || !o)
+		return !x && !o;
+	if (x->ntop != o->ntop || x->bins != o->bins || x->perplexity != o->perplexity)
+		return false;
+	for (int i = 0; i < x->ntop; i++)
+		if (x->top_k[i] != o->top_k[i])
+			return false;
+	return true;
+}
+
 int api_stream_decode_merge_origin(eng_stream **delta, api_stream_origin *origin,
                                    const api_stream_spec *s, const api_ctx *ctx, const char *body,
                                    size_t len, api_problem *p)
@@ -1023,6 +1090,12 @@ int api_stream_decode_merge_origin(eng_stream **delta, api_stream_origin *origin
 	if (!eng_stream_config_equal(&env->eng, eng_stream_config_of(*delta))) {
 		api_problem_set(p, 422, "bad_state", "/config",
 		                "config does not describe the state it comes with");
+		goto out;
+	}
+	if (!extra_fits(env, eng_stream_loss(*delta))) {
+		api_problem_set(p, 422, "bad_state", "/state",
+		                "the state's top_k, calibration or perplexity sums are not those "
+		                "its config asks for");
 		goto out;
 	}
 	if (!eng_stream_config_equal(eng_stream_config_of(*delta), &s->eng)) {

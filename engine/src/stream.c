@@ -20,7 +20,10 @@
  * into probabilities when read. Binned takes probabilities (its thresholds
  * are in [0, 1]).
  * Counts (unweighted positives/negatives and weighted sums per column,
- * batches, rows) are kept here for every method.
+ * batches, rows) are kept here for every method. The loss sums may carry
+ * extra sums (top-k, calibration bins, perplexity; extra.h): they add like
+ * the rest, merge only with sums of the same configuration, and are
+ * written in a section of their own (format version 3).
  *
  * Why "a batch is a stream": eng_stream_batch validates a whole batch into a
  * fresh object and eng_stream_merge adds objects, so an update either
@@ -51,6 +54,7 @@
 #include "aucdata.h"
 #include "bytes.h"
 #include "history_priv.h"
+#include "loss_priv.h"
 #include "lossd/binned.h"
 #include "lossd/sketch.h"
 
@@ -264,6 +268,9 @@ size_t eng_stream_memory(const eng_stream *s)
 			m += sizeof(void *) + eng_sketch_memory(s->sk[c]);
 	if (s->loss)
 		m += sizeof(*s->loss) + (size_t)s->loss->nclasses * sizeof(eng_loss_class);
+	if (s->loss && s->loss->extra)
+		m += sizeof(eng_extra_result) +
+		     (size_t)s->loss->extra->bins * sizeof(eng_calib_bin);
 	return m + eng__hist_memory(s->hist);
 }
 
@@ -278,9 +285,50 @@ const eng_loss_result *eng_stream_loss(const eng_stream *s)
 	return s->loss;
 }
 
-static eng_loss_result *loss_copy(const eng_loss_result *src)
+/* The options an extra result was made with (its configuration). */
+static void extra_opts_of(eng_extra_opts *o, const eng_extra_result *x)
+{
+	eng_extra_opts z = ENG_EXTRA_OPTS_INIT;
+	*o = z;
+	o->ntop = x->ntop;
+	memcpy(o->top_k, x->top_k, sizeof(o->top_k));
+	o->bins = x->bins;
+	o->perplexity = x->perplexity;
+}
+
+/* True when a and b (either may be NULL) are extra sums of one configuration. */
+static bool extra_same_config(const eng_extra_result *a, const eng_extra_result *b)
+{
+	if (!a || !b)
+		return !a && !b;
+	if (a->ntop != b->ntop || a->bins != b->bins || a->perplexity != b->perplexity)
+		return false;
+	for (int i = 0; i < a->ntop; i++)
+		if (a->top_k[i] != b->top_k[i])
+			return false;
+	return true;
+}
+
+/* An empty loss result of src's kind, classes and extra configuration. */
+static eng_loss_result *loss_empty_like(const eng_loss_result *src)
 {
 	eng_loss_result *r = eng_loss_result_new(src->kind, src->nclasses, 0);
+	if (r && src->extra) {
+		eng_extra_opts o;
+		extra_opts_of(&o, src->extra);
+		if (!(r->extra = eng_extra_result_new(&o))) {
+			eng_loss_result_free(r);
+			return NULL;
+		}
+	}
+	if (r)
+		r->has_accuracy = src->has_accuracy;
+	return r;
+}
+
+static eng_loss_result *loss_copy(const eng_loss_result *src)
+{
+	eng_loss_result *r = loss_empty_like(src);
 	if (r && eng_loss_result_merge(r, src) != 0) {
 		eng_loss_result_free(r);
 		return NULL;
@@ -404,6 +452,23 @@ static bool sums_finite(const eng_stream *a, const eng_stream *b, const char **w
 		const eng_loss_class *y = lb ? &lb->per_class[k] : NULL;
 		if (!fin(x ? x->weight_sum : 0.0, y ? y->weight_sum : 0.0) ||
 		    !fin(x ? x->loss_sum : 0.0, y ? y->loss_sum : 0.0))
+			return false;
+	}
+	const eng_extra_result *xa = la ? la->extra : NULL, *xb = lb ? lb->extra : NULL;
+	const eng_extra_result *xe = xa ? xa : xb;
+	if (!xe)
+		return true;
+	*what = "metric sums";
+	if (!fin(xa ? xa->nll_sum : 0.0, xb ? xb->nll_sum : 0.0) ||
+	    !fin(xa ? xa->nll_weight : 0.0, xb ? xb->nll_weight : 0.0) ||
+	    !fin(xa ? xa->brier_sum : 0.0, xb ? xb->brier_sum : 0.0) ||
+	    !fin(xa ? xa->calib_weight : 0.0, xb ? xb->calib_weight : 0.0))
+		return false;
+	for (int k = 0; k < xe->bins; k++) {
+		const eng_calib_bin *x = xa ? &xa->bin[k] : NULL, *y = xb ? &xb->bin[k] : NULL;
+		if (!fin(x ? x->weight : 0.0, y ? y->weight : 0.0) ||
+		    !fin(x ? x->conf : 0.0, y ? y->conf : 0.0) ||
+		    !fin(x ? x->acc : 0.0, y ? y->acc : 0.0))
 			return false;
 	}
 	return true;
@@ -583,6 +648,18 @@ static bool counts_overflow(const eng_stream *dst, const eng_stream *src)
 			    over(a->per_class[k].predicted, b->per_class[k].predicted) ||
 			    over(a->per_class[k].correct, b->per_class[k].correct))
 				return true;
+		const eng_extra_result *x = a->extra, *y = b->extra;
+		if (x && y && extra_same_config(x, y)) {
+			if (over(x->top_count, y->top_count) || over(x->nll_count, y->nll_count) ||
+			    over(x->calib_count, y->calib_count))
+				return true;
+			for (int i = 0; i < x->ntop; i++)
+				if (over(x->top_correct[i], y->top_correct[i]))
+					return true;
+			for (int i = 0; i < x->bins; i++)
+				if (over(x->bin[i].count, y->bin[i].count))
+					return true;
+		}
 	}
 	return false;
 }
@@ -604,6 +681,11 @@ int eng_stream_merge(eng_stream *dst, const eng_stream *src, eng_error *err)
 	    (src->loss->nclasses != dst->loss->nclasses || src->loss->kind != dst->loss->kind))
 		return eng_error_set(err, ENG_ESTATE, "state", -1,
 		                     "the state's loss table differs from the stream's");
+	if (src->loss && dst->loss && !extra_same_config(src->loss->extra, dst->loss->extra))
+		return eng_error_set(
+		        err, ENG_ESTATE, "state", -1,
+		        "the state's top_k, calibration or perplexity sums differ from "
+		        "the stream's");
 
 	/* Phase 1: everything that can fail, dst untouched. */
 	if (counts_overflow(dst, src))
@@ -621,11 +703,8 @@ int eng_stream_merge(eng_stream *dst, const eng_stream *src, eng_error *err)
 		                     : rc == ENG_ELIMIT ? "the step series' counts would pass 2^62"
 		                                        : "the step series' sums would overflow to "
 		                                          "infinity; nothing was changed");
-	if (src->loss && !dst->loss &&
-	    !(nloss = eng_loss_result_new(src->loss->kind, src->loss->nclasses, 0)))
+	if (src->loss && !dst->loss && !(nloss = loss_empty_like(src->loss)))
 		goto nomem;
-	if (nloss)
-		nloss->has_accuracy = src->loss->has_accuracy;
 	int64_t n2 = dst->n + src->n;
 	bool need_w = dst->weight || src->weight;
 	if (c->method == ENG_STREAM_EXACT && src->n > 0) {
@@ -902,11 +981,24 @@ int eng_stream_auc_se(double *se, const eng_stream *s, int64_t col, eng_error *e
  *   u32 has_loss_sums, u32 has_accuracy; if set: u32 kind, u32 0,
  *   f64 wloss_sum, f64 weight_sum, u64 count, ignored, correct, nclasses,
  *   per class: u64 support, predicted, correct, f64 weight_sum, loss_sum
+ * version 3 only (a state whose loss sums carry top-k, calibration or
+ * perplexity sums, extra.h; a state without them is written as version 2,
+ * byte for byte what earlier builds wrote; versions 1 to 3 are read):
+ *   u32 "XTRA", u32 0, u64 len, then len bytes:
+ *   u32 ntop, u32 bins, u32 perplexity, u32 0,
+ *   per top_k entry: u64 k, u64 correct; u64 top_count,
+ *   f64 nll_sum, f64 nll_weight, u64 nll_count,
+ *   per bin: u64 count, f64 weight, f64 conf, f64 acc,
+ *   f64 brier_sum, f64 calib_weight, u64 calib_count
+ * then, in every version, optionally u32 "HIST", u32 0, u64 len + the step
+ * series (history.c).
  */
-#define MAGIC    "LSTR"
-#define HIST_TAG 0x54534948u /* "HIST" */
-#define VERSION  2u
-#define HEADER   24
+#define MAGIC     "LSTR"
+#define HIST_TAG  0x54534948u /* "HIST" */
+#define XTRA_TAG  0x41525458u /* "XTRA" */
+#define VERSION   2u
+#define VERSION_X 3u /* version 2 with the XTRA section */
+#define HEADER    24
 
 typedef struct wbuf {
 	uint8_t *p;
@@ -1047,6 +1139,34 @@ int eng_stream_serialize(void **out, size_t *len, const eng_stream *s)
 			wf64(&w, pc->loss_sum);
 		}
 	}
+	/* Version 2: the loss' extra sums. */
+	const eng_extra_result *x = l ? l->extra : NULL;
+	if (x) {
+		w32(&w, XTRA_TAG);
+		w32(&w, 0);
+		w64(&w, 16 + (uint64_t)x->ntop * 16 + 8 + 24 + (uint64_t)x->bins * 32 + 24);
+		w32(&w, (uint32_t)x->ntop);
+		w32(&w, (uint32_t)x->bins);
+		w32(&w, x->perplexity);
+		w32(&w, 0);
+		for (int i = 0; i < x->ntop; i++) {
+			w64(&w, (uint64_t)x->top_k[i]);
+			w64(&w, (uint64_t)x->top_correct[i]);
+		}
+		w64(&w, (uint64_t)x->top_count);
+		wf64(&w, x->nll_sum);
+		wf64(&w, x->nll_weight);
+		w64(&w, (uint64_t)x->nll_count);
+		for (int b = 0; b < x->bins; b++) {
+			w64(&w, (uint64_t)x->bin[b].count);
+			wf64(&w, x->bin[b].weight);
+			wf64(&w, x->bin[b].conf);
+			wf64(&w, x->bin[b].acc);
+		}
+		wf64(&w, x->brier_sum);
+		wf64(&w, x->calib_weight);
+		w64(&w, (uint64_t)x->calib_count);
+	}
 	/* Optional trailing section: the step series (history.c), absent
 	 * for a stream that never saw a step. */
 	if (eng__hist_size(s->hist)) {
@@ -1064,7 +1184,7 @@ int eng_stream_serialize(void **out, size_t *len, const eng_stream *s)
 		return ENG_ENOMEM;
 	}
 	memcpy(w.p, MAGIC, 4);
-	eng__put_u32(w.p + 4, VERSION);
+	eng__put_u32(w.p + 4, x ? VERSION_X : VERSION);
 	eng__put_u64(w.p + 8, (uint64_t)(w.len - HEADER));
 	eng__put_u64(w.p + 16, eng__checksum64(w.p + HEADER, w.len - HEADER));
 	*out = w.p;
@@ -1275,6 +1395,96 @@ static const char *upgrade_v1(eng_stream *s)
 	return NULL;
 }
 
+/*
+ * The XTRA section into s->loss->extra (version 3). Each field is checked
+ * on its own here (the options as eng_loss_compute would take them for
+ * this stream, counts nested: correct at k <= correct at a larger k <=
+ * counted, every count at most the loss' positions; sums finite and >= 0,
+ * a bin's confidence and accuracy sums within its weight, the bins' counts
+ * and weights within the totals, a Brier sum at most 2 per unit weight).
+ * NULL when good, else what is wrong (*rc stays ENG_ESTATE, or ENG_ENOMEM).
+ */
+static const char *read_extra(eng_stream *s, rbuf *r, int *rc)
+{
+	eng_loss_result *l = s->loss;
+	uint32_t tag = r32(r), zero = r32(r);
+	uint64_t len = r64(r);
+	if (r->fail || tag != XTRA_TAG || zero != 0 || len > r->left)
+		return "bad metric section";
+	if (!l)
+		return "metric sums without loss sums";
+	size_t end = r->left - (size_t)len;
+	uint32_t ntop = r32(r), bins = r32(r), ppl = r32(r), z2 = r32(r);
+	if (r->fail || ntop > ENG_EXTRA_MAX_TOPK || bins > ENG_CALIB_MAX_BINS || ppl > 1 ||
+	    z2 != 0 || len != 16 + (uint64_t)ntop * 16 + 8 + 24 + (uint64_t)bins * 32 + 24)
+		return "bad metric section";
+	eng_extra_opts o = ENG_EXTRA_OPTS_INIT;
+	o.ntop = (int)ntop;
+	o.bins = (int)bins;
+	o.perplexity = ppl;
+	int64_t correct[ENG_EXTRA_MAX_TOPK];
+	for (uint32_t i = 0; i < ntop; i++) {
+		o.top_k[i] = rcount(r);
+		correct[i] = rcount(r);
+	}
+	if (r->fail || eng__extra_check(&o, l->kind, s->cfg.columns, NULL) ||
+	    (!o.ntop && !o.bins && !o.perplexity))
+		return "bad metric options";
+	eng_extra_result *x = eng_extra_result_new(&o);
+	if (!x) {
+		*rc = ENG_ENOMEM;
+		return "out of memory";
+	}
+	l->extra = x;
+	memcpy(x->top_correct, correct, sizeof correct[0] * ntop);
+	x->top_count = rcount(r);
+	x->nll_sum = rf64(r);
+	x->nll_weight = rf64(r);
+	x->nll_count = rcount(r);
+	for (int b = 0; b < x->bins; b++) {
+		x->bin[b].count = rcount(r);
+		x->bin[b].weight = rf64(r);
+		x->bin[b].conf = rf64(r);
+		x->bin[b].acc = rf64(r);
+	}
+	x->brier_sum = rf64(r);
+	x->calib_weight = rf64(r);
+	x->calib_count = rcount(r);
+	if (r->fail || r->left != end)
+		return "truncated metric section";
+	/* counts */
+	if (x->top_count > l->count || x->nll_count > l->count || x->calib_count > l->count ||
+	    (!x->ntop && x->top_count) || (!x->perplexity && x->nll_count) ||
+	    (!x->bins && x->calib_count))
+		return "metric counts disagree with the loss";
+	for (int i = 0; i < x->ntop; i++)
+		if (x->top_correct[i] > x->top_count ||
+		    (i > 0 && x->top_correct[i] < x->top_correct[i - 1]))
+			return "top-k counts disagree";
+	/* sums */
+	if (!good_weight(x->nll_sum) || !good_weight(x->nll_weight) || !good_weight(x->brier_sum) ||
+	    !good_weight(x->calib_weight) ||
+	    (x->nll_count == 0 && (x->nll_sum != 0.0 || x->nll_weight != 0.0)) ||
+	    (x->calib_count == 0 && (x->calib_weight != 0.0 || x->brier_sum != 0.0)) ||
+	    x->brier_sum > 2.0 * x->calib_weight * (1.0 + 1e-9))
+		return "bad metric sums";
+	int64_t nb = 0;
+	double wb = 0.0;
+	for (int b = 0; b < x->bins; b++) {
+		const eng_calib_bin *k = &x->bin[b];
+		double top = k->weight * (1.0 + 1e-9);
+		if (!good_weight(k->weight) || !good_weight(k->conf) || !good_weight(k->acc) ||
+		    k->conf > top || k->acc > top || (k->count == 0 && k->weight != 0.0) ||
+		    k->count > x->calib_count - nb)
+			return "bad calibration bins";
+		nb += k->count;
+		wb += k->weight;
+	}
+	if (!(wb <= x->calib_weight * (1.0 + 1e-9)))
+		return "calibration bins disagree with the totals";
+	return NULL;
+}
+
 int eng_stream_deserialize(eng_stream **out, const void *data, size_t len, size_t max_bytes,
                            eng_error *err)
 {
@@ -1291,7 +1501,7 @@ int eng_stream_deserialize(eng_stream **out, const void *data, size_t len, size_
 		goto bad;
 	}
 	uint32_t version = eng__get_u32(b + 4);
-	if (version != VERSION && version != 1) {
+	if (version != VERSION && version != VERSION_X && version != 1) {
 		why = "unsupported state version";
 		goto bad;
 	}
@@ -1481,6 +1691,9 @@ int eng_stream_deserialize(eng_stream **out, const void *data, size_t len, size_
 			pc->loss_sum = rf64(&r);
 		}
 	}
+	if (version == VERSION_X && (why = read_extra(s, &r, &rc)) != NULL)
+		goto bad;
+	why = "truncated";
 	if (!r.fail && r.left > 0) {
 		uint32_t tag = r32(&r), zero = r32(&r);
 		uint64_t hlen = r64(&r);

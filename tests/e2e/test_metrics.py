@@ -13,7 +13,9 @@ is a 422 with a JSON pointer.
 import base64
 import math
 import random
+import shutil
 import struct
+import tempfile
 import unittest
 
 from lossd_harness import Server
@@ -416,6 +418,142 @@ class Metrics(unittest.TestCase):
         sid = self.stream({"method": "sketch", "num_classes": C,
                            "loss": {"loss": "sparse_categorical_crossentropy"}})
         self.assertIsNone(self.srv.get("/v1/streams/" + sid).json()["perplexity"])
+
+    # ---- top-k and calibration in streams (API.md section 9, "Streams") ---------------
+    def same_extra(self, got, one, tol=1e-12):
+        """A stream reading's top_k_accuracy, calibration and perplexity
+        against a one-shot /v1/loss reply over the same rows."""
+        self.assertEqual(got["top_k_accuracy"], one["top_k_accuracy"])
+        self.close(got["perplexity"], one["perplexity"], tol)
+        gc, oc = got["calibration"], one["calibration"]
+        for k in ("ece", "mce", "rmsce", "brier"):
+            self.close(gc[k], oc[k], tol)
+        self.assertEqual(len(gc["bins"]), len(oc["bins"]))
+        for a, b in zip(gc["bins"], oc["bins"]):
+            self.assertEqual((a["lo"], a["hi"], a["count"]), (b["lo"], b["hi"], b["count"]))
+            for k in ("weight", "confidence", "accuracy"):
+                if b[k] is None:
+                    self.assertIsNone(a[k])
+                else:
+                    self.close(a[k], b[k], tol)
+
+    def extra_batches(self, seed, n, C):
+        rng = random.Random(seed)
+        x = [[rng.gauss(0, 2) for _ in range(C)] for _ in range(n)]
+        y = [rng.randrange(C) for _ in range(n)]
+        w = [rng.choice([0.5, 1.0, 2.0, 3.0]) for _ in range(n)]
+        return x, y, w
+
+    def test_stream_top_k_calibration(self):
+        C = 6
+        x, y, w = self.extra_batches(11, 90, C)
+        loss = {"loss": "sparse_categorical_crossentropy", "from_logits": True,
+                "top_k": [1, 3], "calibration": {"bins": 7}}
+        cfg = {"method": "sketch", "num_classes": C, "from_logits": True, "loss": loss}
+        cuts = [(0, 25), (25, 60), (60, 90)]
+        ups = [{"y_true": y[a:b], "y_score": x[a:b], "sample_weight": w[a:b]} for a, b in cuts]
+        sid = self.stream(cfg)
+        empty = self.srv.get("/v1/streams/" + sid).json()
+        self.assertEqual(empty["top_k_accuracy"], {"1": None, "3": None})
+        self.assertIsNone(empty["calibration"]["ece"])
+        self.assertEqual([b["count"] for b in empty["calibration"]["bins"]], [0] * 7)
+        for u in ups:
+            r = self.srv.post_json("/v1/streams/%s/update" % sid, u)
+            self.assertEqual(r.status, 200, r.text())
+        got = self.srv.get("/v1/streams/" + sid).json()
+        one = self.ok("/v1/loss", dict(loss, y_true=y, y_pred=x, sample_weight=w))
+        self.same_extra(got, one)
+        # the weighted perplexity is the sample-weighted one of /v1/loss
+        self.close(got["perplexity"], one["perplexity"], 1e-12)
+
+        # merge: another stream's exported state adds exactly
+        x2, y2, w2 = self.extra_batches(12, 40, C)
+        sid2 = self.stream(cfg, {"y_true": y2, "y_score": x2, "sample_weight": w2})
+        st = self.srv.get("/v1/streams/%s/state" % sid).json()
+        r = self.srv.post_json("/v1/streams/%s/merge" % sid2, st)
+        self.assertEqual(r.status, 200, r.text())
+        got = self.srv.get("/v1/streams/" + sid2).json()
+        one = self.ok("/v1/loss", dict(loss, y_true=y2 + y, y_pred=x2 + x, sample_weight=w2 + w))
+        self.same_extra(got, one)
+        self.assertEqual(got["count"], 130)
+
+        # a state of other top_k: another config, 409
+        other = dict(cfg, loss=dict(loss, top_k=[1, 2]))
+        sid3 = self.stream(other, {"y_true": y2, "y_score": x2})
+        st3 = self.srv.get("/v1/streams/%s/state" % sid3).json()
+        p = self.srv.post_json("/v1/streams/%s/merge" % sid2, st3).problem()
+        self.assertEqual((p["status"], p["code"]), (409, "state_mismatch"))
+        # a state whose config claims metrics its bytes were not made with: 422
+        plain = self.stream({"method": "sketch", "num_classes": C, "from_logits": True,
+                             "loss": {"loss": "sparse_categorical_crossentropy",
+                                      "from_logits": True}}, {"y_true": y2, "y_score": x2})
+        forged = self.srv.get("/v1/streams/%s/state" % plain).json()
+        forged["config"] = st["config"]
+        p = self.srv.post_json("/v1/streams/%s/merge" % sid2, forged).problem()
+        self.assertEqual((p["status"], p["code"]), (422, "bad_state"))
+
+    def test_stream_calibration_binary(self):
+        rng = random.Random(5)
+        n = 70
+        p = [rng.random() for _ in range(n)]
+        y = [1 if rng.random() < q else 0 for q in p]
+        loss = {"loss": "binary_crossentropy", "calibration": {"bins": 10}}
+        sid = self.stream({"method": "binned", "loss": loss},
+                          {"y_true": y[:33], "y_score": p[:33]},
+                          {"y_true": y[33:], "y_score": p[33:]})
+        got = self.srv.get("/v1/streams/" + sid).json()
+        one = self.ok("/v1/loss", dict(loss, y_true=y, y_pred=p))
+        self.assertNotIn("top_k_accuracy", got)
+        self.assertNotIn("perplexity", got)
+        gc, oc = got["calibration"], one["calibration"]
+        for k in ("ece", "mce", "rmsce", "brier"):
+            self.close(gc[k], oc[k], 1e-12)
+        self.assertEqual([b["count"] for b in gc["bins"]], [b["count"] for b in oc["bins"]])
+
+    def test_stream_extra_bad_config(self):
+        def bad(loss, pointer, ncls=5):
+            r = self.srv.post_json("/v1/streams", {"num_classes": ncls, "loss": loss})
+            self.assertEqual(r.status, 422, r.text())
+            self.assertEqual(r.problem()["code"], "bad_option", r.problem())
+            self.assertEqual(r.problem()["pointer"], pointer, r.problem())
+        sce = "sparse_categorical_crossentropy"
+        bad({"loss": sce, "top_k": [3, 2]}, "/loss/top_k/1")
+        bad({"loss": sce, "top_k": [0]}, "/loss/top_k/0")
+        bad({"loss": sce, "top_k": [1, 6]}, "/loss/top_k/1")
+        bad({"loss": sce, "calibration": {"bins": 0}}, "/loss/calibration/bins")
+        bad({"loss": sce, "calibration": {"bins": 1001}}, "/loss/calibration/bins")
+        bad({"loss": "mean_squared_error", "calibration": {"bins": 10}}, "/loss/calibration", ncls=1)
+        bad({"loss": "binary_crossentropy", "top_k": [1]}, "/loss/top_k", ncls=1)
+
+    def test_stream_extra_survives_restart(self):
+        d = tempfile.mkdtemp(prefix="lossd-extra-")
+        try:
+            C = 4
+            x, y, w = self.extra_batches(21, 50, C)
+            cfg = {"method": "exact", "num_classes": C,
+                   "loss": {"loss": "sparse_categorical_crossentropy", "from_logits": True,
+                            "top_k": [2], "calibration": {"bins": 5}}}
+            with Server(data_dir=d) as srv:
+                sid = srv.post_json("/v1/streams", cfg).json()["id"]
+                for a, b in ((0, 20), (20, 50)):
+                    r = srv.post_json("/v1/streams/%s/update" % sid,
+                                      {"y_true": y[a:b], "y_score": x[a:b],
+                                       "sample_weight": w[a:b]})
+                    self.assertEqual(r.status, 200, r.text())
+                r = srv.post_json("/v1/streams/%s/update" % sid,
+                                  {"y_true": y[:5], "y_score": x[:5]})
+                self.assertEqual(r.status, 200, r.text())
+                before = srv.get("/v1/streams/" + sid).json()
+            with Server(data_dir=d) as srv:
+                got = srv.get("/v1/streams/" + sid).json()
+                for k in ("top_k_accuracy", "calibration", "perplexity", "count"):
+                    self.assertEqual(got[k], before[k], k)
+                one = srv.post_json("/v1/loss", dict(cfg["loss"], y_true=y + y[:5],
+                                                     y_pred=x + x[:5],
+                                                     sample_weight=w + [1] * 5)).json()
+                self.same_extra(got, one)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
 
     def test_stream_ci_bad_input(self):
         sid = self.stream({"method": "exact"}, {"y_true": [0, 1, 1], "y_score": [0.1, 0.7, 0.4],

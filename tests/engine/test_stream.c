@@ -930,3 +930,238 @@ Test(stream, version_1_folded_sketch_stays_sound)
 	free(b);
 	eng_stream_free(old);
 }
+
+/* ---- top-k, calibration and perplexity sums (API.md section 9) ------------------------- */
+
+static const int64_t xtop[2] = {1, 2};
+
+/* A one-vs-rest stream config with sparse cross-entropy and its extra sums. */
+static eng_stream_config xcfg(eng_stream_method m)
+{
+	eng_stream_config cfg = ENG_STREAM_CONFIG_INIT;
+	cfg.method = m;
+	cfg.kind = ENG_LABELS_CLASS_ID;
+	cfg.columns = C;
+	cfg.has_loss = true;
+	cfg.loss_kind = ENG_LOSS_SPARSE_CE;
+	return cfg;
+}
+
+static eng_extra_opts xopts(int bins)
+{
+	eng_extra_opts x = ENG_EXTRA_OPTS_INIT;
+	x.ntop = 2;
+	memcpy(x.top_k, xtop, sizeof xtop);
+	x.bins = bins;
+	x.perplexity = true;
+	return x;
+}
+
+/* The loss (with extra sums of x) of rows [from, to), weighted. */
+static eng_loss_result *xloss(const eng_extra_opts *x, int from, int to)
+{
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	o.kind = ENG_LOSS_SPARSE_CE;
+	o.from_logits = true;
+	o.per_class = true;
+	o.extra = x;
+	eng_tensor ys = t2(scoreC + from * C, to - from, C), yt = t1(labelC + from, to - from);
+	eng_tensor w = t1(weight + from, to - from);
+	o.sample_weight = &w;
+	eng_loss_result *lr = NULL;
+	eng_error err;
+	cr_assert_eq(eng_loss_compute(&lr, &yt, &ys, &o, NULL, &err), 0, "%s", err.msg);
+	cr_assert_not_null(lr->extra);
+	return lr;
+}
+
+/* Rows [from, to) as a batch of cfg with the extra sums of x. */
+static eng_stream *xbatch(const eng_stream_config *cfg, const eng_extra_opts *x, int from, int to)
+{
+	eng_loss_result *lr = xloss(x, from, to);
+	eng_tensor ys = t2(scoreC + from * C, to - from, C), yt = t1(labelC + from, to - from);
+	eng_tensor w = t1(weight + from, to - from);
+	eng_stream *b = NULL;
+	eng_error err;
+	cr_assert_eq(eng_stream_batch(&b, cfg, &yt, &ys, &w, lr, &err), 0, "%s", err.msg);
+	eng_loss_result_free(lr);
+	return b;
+}
+
+static bool near(double a, double b)
+{
+	return fabs(a - b) <= 1e-12 * (fabs(a) > 1 ? fabs(a) : 1);
+}
+
+/* The extra sums of got equal those of one evaluation (counts exactly). */
+static void same_extra(const eng_extra_result *got, const eng_extra_result *all)
+{
+	cr_assert_eq(got->ntop, all->ntop);
+	cr_assert_eq(got->bins, all->bins);
+	cr_assert_eq(got->top_count, all->top_count);
+	for (int i = 0; i < got->ntop; i++)
+		cr_assert_eq(got->top_correct[i], all->top_correct[i]);
+	cr_assert_eq(got->nll_count, all->nll_count);
+	cr_assert(near(got->nll_sum, all->nll_sum), "%.17g %.17g", got->nll_sum, all->nll_sum);
+	cr_assert(near(got->nll_weight, all->nll_weight));
+	cr_assert_eq(got->calib_count, all->calib_count);
+	cr_assert(near(got->brier_sum, all->brier_sum));
+	cr_assert(near(got->calib_weight, all->calib_weight));
+	for (int b = 0; b < got->bins; b++) {
+		cr_assert_eq(got->bin[b].count, all->bin[b].count);
+		cr_assert(near(got->bin[b].weight, all->bin[b].weight));
+		cr_assert(near(got->bin[b].conf, all->bin[b].conf));
+		cr_assert(near(got->bin[b].acc, all->bin[b].acc));
+	}
+}
+
+/* Batches merged (and a state exported, parsed and merged) give the sums of
+ * one evaluation over all rows; the state round-trips byte for byte. */
+Test(stream, extra_sums_merge_and_round_trip)
+{
+	make_data();
+	eng_stream_method ms[] = {ENG_STREAM_EXACT, ENG_STREAM_BINNED, ENG_STREAM_SKETCH};
+	eng_extra_opts x = xopts(7);
+	eng_loss_result *all = xloss(&x, 0, N);
+	cr_assert_gt(all->extra->top_correct[0], 0);
+	cr_assert_lt(all->extra->top_correct[0], all->extra->top_correct[1]);
+	for (int i = 0; i < 3; i++) {
+		eng_stream_config cfg = xcfg(ms[i]);
+		eng_stream *s = NULL, *t = NULL, *u = NULL;
+		eng_error err;
+		cr_assert_eq(eng_stream_new(&s, &cfg, &err), 0);
+		cr_assert_eq(eng_stream_new(&t, &cfg, &err), 0);
+		/* s: the first 400 rows in 4 batches; t: the rest, then s merged in */
+		for (int from = 0; from < 400; from += 100) {
+			eng_stream *b = xbatch(&cfg, &x, from, from + 100);
+			cr_assert_eq(eng_stream_merge(s, b, &err), 0, "%s", err.msg);
+			eng_stream_free(b);
+		}
+		eng_stream *b = xbatch(&cfg, &x, 400, N);
+		cr_assert_eq(eng_stream_merge(t, b, &err), 0, "%s", err.msg);
+		eng_stream_free(b);
+		size_t len, len2;
+		uint8_t *bytes = ser(s, &len);
+		cr_assert_eq(bytes[4], 3, "a state with metric sums is version 3");
+		cr_assert_eq(eng_stream_deserialize(&u, bytes, len, 1 << 24, &err), 0, "%s",
+		             err.msg);
+		uint8_t *again = ser(u, &len2);
+		cr_assert_eq(len2, len);
+		cr_assert_eq(memcmp(again, bytes, len), 0);
+		cr_assert_eq(eng_stream_merge(t, u, &err), 0, "%s", err.msg);
+		same_extra(eng_stream_loss(t)->extra, all->extra);
+		cr_assert_eq(eng_stream_loss(t)->count, all->count);
+		/* the clone carries them too */
+		eng_stream *cl = NULL;
+		cr_assert_eq(eng_stream_clone(&cl, t), 0);
+		same_extra(eng_stream_loss(cl)->extra, all->extra);
+		eng_stream_free(cl);
+		free(again);
+		free(bytes);
+		eng_stream_free(u);
+		eng_stream_free(t);
+		eng_stream_free(s);
+	}
+	eng_loss_result_free(all);
+}
+
+/* Sums of another top_k or bins, or none, never merge: dst unchanged. A
+ * stream without them still writes version 2. */
+Test(stream, extra_config_mismatch_refused)
+{
+	make_data();
+	eng_stream_config cfg = xcfg(ENG_STREAM_SKETCH);
+	eng_extra_opts x = xopts(5), y = xopts(6);
+	eng_stream *s = NULL, *b1 = xbatch(&cfg, &x, 0, 50), *b2 = xbatch(&cfg, &y, 50, 100);
+	eng_error err;
+	cr_assert_eq(eng_stream_new(&s, &cfg, &err), 0);
+	cr_assert_eq(eng_stream_merge(s, b1, &err), 0, "%s", err.msg);
+	size_t l0, l1;
+	uint8_t *before = ser(s, &l0);
+	cr_assert_eq(eng_stream_merge(s, b2, &err), ENG_ESTATE);
+	uint8_t *after = ser(s, &l1);
+	cr_assert_eq(l0, l1);
+	cr_assert_eq(memcmp(before, after, l0), 0);
+
+	/* no extra sums at all: version 2, and refused against extra sums */
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	o.kind = ENG_LOSS_SPARSE_CE;
+	o.from_logits = true;
+	o.per_class = true;
+	eng_tensor ys = t2(scoreC, 30, C), yt = t1(labelC, 30);
+	eng_loss_result *lr = NULL;
+	cr_assert_eq(eng_loss_compute(&lr, &yt, &ys, &o, NULL, &err), 0, "%s", err.msg);
+	eng_stream *plain = NULL;
+	cr_assert_eq(eng_stream_batch(&plain, &cfg, &yt, &ys, NULL, lr, &err), 0, "%s", err.msg);
+	size_t lp;
+	uint8_t *pb = ser(plain, &lp);
+	cr_assert_eq(pb[4], 2);
+	cr_assert_eq(eng_stream_merge(s, plain, &err), ENG_ESTATE);
+	cr_assert_eq(eng_stream_merge(plain, s, &err), ENG_ESTATE);
+	free(pb);
+	free(before);
+	free(after);
+	eng_loss_result_free(lr);
+	eng_stream_free(plain);
+	eng_stream_free(b1);
+	eng_stream_free(b2);
+	eng_stream_free(s);
+}
+
+/* Forged metric sections (valid checksum) are refused: counts that do not
+ * nest, sums that are not finite or negative, bins past their weight. */
+Test(stream, extra_forged_sections_refused)
+{
+	make_data();
+	eng_stream_config cfg = xcfg(ENG_STREAM_BINNED);
+	eng_extra_opts x = xopts(3);
+	eng_stream *s = xbatch(&cfg, &x, 0, 80);
+	size_t len;
+	uint8_t *b = ser(s, &len);
+	const eng_extra_result *e = eng_stream_loss(s)->extra;
+	cr_assert_gt(e->top_correct[0], 0);
+	size_t at = find_magic(b, len, "XTRA");
+	size_t top = at + 32;        /* (k, correct) x 2 */
+	size_t tcount = top + 32;    /* top_count */
+	size_t nll = tcount + 8;     /* nll_sum, nll_weight, nll_count */
+	size_t bin = nll + 24;       /* (count, weight, conf, acc) x 3 */
+	size_t brier = bin + 3 * 32; /* brier_sum, calib_weight, calib_count */
+	int nb = e->bin[0].count ? 0 : e->bin[1].count ? 1 : 2;
+	size_t b0 = bin + (size_t)nb * 32;
+	double bad[] = {NAN, INFINITY, -1.0};
+	for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+		assert_refused(b, len, nll, bad[k], false, 0, "nll_sum");
+		assert_refused(b, len, nll + 8, bad[k], false, 0, "nll_weight");
+		assert_refused(b, len, b0 + 8, bad[k], false, 0, "bin weight");
+		assert_refused(b, len, b0 + 16, bad[k], false, 0, "bin conf");
+		assert_refused(b, len, b0 + 24, bad[k], false, 0, "bin acc");
+		assert_refused(b, len, brier, bad[k], false, 0, "brier_sum");
+		assert_refused(b, len, brier + 8, bad[k], false, 0, "calib_weight");
+	}
+	assert_refused(b, len, b0 + 16, 1e300, false, 0, "bin conf past its weight");
+	assert_refused(b, len, brier, 1e300, false, 0, "brier past 2 per weight");
+	assert_refused(b, len, b0 + 8, 1e300, false, 0, "bins past the total weight");
+	assert_refused(b, len, top, 0, true, 0, "k = 0");
+	assert_refused(b, len, top, 0, true, C + 1, "k > C");
+	assert_refused(b, len, top + 16, 0, true, 1, "k not increasing");
+	assert_refused(b, len, top + 8, 0, true, (uint64_t)e->top_count + 1, "correct > counted");
+	assert_refused(b, len, top + 24, 0, true, 0, "correct at 2 < correct at 1");
+	assert_refused(b, len, tcount, 0, true, 1000, "top_count > positions");
+	assert_refused(b, len, nll + 16, 0, true, 1000, "nll_count > positions");
+	assert_refused(b, len, brier + 16, 0, true, 0, "bins past calib_count");
+	assert_refused(b, len, b0, 0, true, 1000, "bin count past calib_count");
+	assert_refused(b, len, at + 16, 0, true, 33, "ntop 33");
+	assert_refused(b, len, at, 0, true, 0x5453494841525458ull, "another tag");
+	/* version 2 with the section: refused; the version-3 bytes are fine */
+	b[4] = 2;
+	fix_checksum(b, len);
+	eng_stream *o = NULL;
+	eng_error err;
+	cr_assert_eq(eng_stream_deserialize(&o, b, len, 1 << 20, &err), ENG_ESTATE);
+	b[4] = 3;
+	fix_checksum(b, len);
+	cr_assert_eq(eng_stream_deserialize(&o, b, len, 1 << 20, &err), 0, "%s", err.msg);
+	eng_stream_free(o);
+	free(b);
+	eng_stream_free(s);
+}

@@ -108,7 +108,8 @@ int eng_stream_batch(eng_stream **out, const eng_stream_config *cfg, const eng_t
 
 /*
  * Adds src's data into dst. All or nothing: on any error dst is unchanged.
- * Returns 0, ENG_ESTATE (configs differ), ENG_ELIMIT (dst would exceed its
+ * Returns 0, ENG_ESTATE (configs differ, or the loss sums' extra sums are
+ * of another top_k, bins or perplexity, or present in one only), ENG_ELIMIT (dst would exceed its
  * max_bytes), ENG_ENONFINITE (a weight or loss sum of dst would overflow to
  * infinity) or ENG_ENOMEM.
  */
@@ -175,7 +176,12 @@ int eng_stream_serialize(void **out, size_t *len, const eng_stream *s);
  * other: every sum finite, weights >= 0, the per-column counts and weights
  * those of the accumulators (or of the exact rows), loss counts nested
  * (correct <= count, per class correct <= support and predicted), loss sums
- * >= 0 for losses that cannot be negative. Corrupt, truncated, unsupported
+ * >= 0 for losses that cannot be negative, and the loss' extra sums
+ * (top-k, calibration, perplexity; extra.h) valid options for the loss,
+ * counts nested within the loss' positions, sums finite, >= 0 and within
+ * their weights. A state with extra sums is written as version 3, one
+ * without as version 2 (as earlier builds wrote it); versions 1 to 3 are
+ * read. Corrupt, truncated, unsupported
  * or inconsistent input is ENG_ESTATE, never a crash, and nothing larger
  * than the input justifies is allocated. max_bytes (not part of the bytes) is
  * set on the result and bounds later merges into it, not this parse.

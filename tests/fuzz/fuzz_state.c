@@ -10,7 +10,9 @@
  * usable: counts, AUC of every column (and pooled), serialize and parse
  * back to identical bytes, merge into a copy of itself. ASan/UBSan and
  * libFuzzer's leak check do the rest.
- * Seeds: tests/fuzz/corpus_state (payloads of real streams' states).
+ * Each payload is tried under versions 1, 2 and 3 of the header.
+ * Seeds: tests/fuzz/corpus_state (payloads of real streams' states, some
+ * with top-k and calibration sums).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -22,7 +24,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* The payload under header version `version`. */
+static void one(const uint8_t *data, size_t size, uint8_t version)
 {
 	uint8_t *blob = malloc(24 + size);
 	eng_stream *st = NULL, *back = NULL, *copy = NULL;
@@ -31,9 +34,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	eng_error err = {0};
 
 	if (!blob)
-		return 0;
+		return;
 	memcpy(blob, "LSTR", 4);
-	blob[4] = 1, blob[5] = blob[6] = blob[7] = 0;
+	blob[4] = version, blob[5] = blob[6] = blob[7] = 0;
 	eng__put_u64(blob + 8, size);
 	eng__put_u64(blob + 16, eng__checksum64(data, size));
 	if (size)
@@ -47,7 +50,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (cnt.rows < 0 || cnt.updates < 0)
 		abort();
 	(void)eng_stream_memory(st);
-	(void)eng_stream_loss(st);
+	const eng_loss_result *lr = eng_stream_loss(st);
+	if (lr && lr->extra) { /* the metric sums read (version 3) */
+		double v;
+		eng_calib_summary cs;
+		(void)eng_extra_perplexity(lr->extra, &v);
+		for (int i = 0; i < lr->extra->ntop; i++)
+			(void)eng_extra_top_k(lr->extra, i, &v);
+		(void)eng_calib_summarize(&cs, lr->extra);
+	}
 	const eng_stream_config *cfg = eng_stream_config_of(st);
 	int64_t cols = cfg->columns < 8 ? cfg->columns : 8;
 	for (int64_t c = -1; c < cols; c++) {
@@ -81,5 +92,13 @@ out:
 	free(bytes2);
 	free(bytes);
 	free(blob);
+}
+
+/* Every payload under each header version the reader takes: 1 (upgraded
+ * on read), 2 and 3 (with the metric sums' XTRA section). */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	for (uint8_t v = 1; v <= 3; v++)
+		one(data, size, v);
 	return 0;
 }

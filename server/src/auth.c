@@ -2,7 +2,7 @@
  * auth.c - bearer tokens from a file (--tokens-file), reloaded on SIGHUP.
  *
  * The table is built from the whole file and never changed afterwards; a
- * reload (srv_auth_reload, SIGHUP) builds a new table and swaps the
+ * reload (srv__auth_reload, SIGHUP) builds a new table and swaps the
  * pointer under a rwlock, so checks from any number of libmicrohttpd
  * threads take the read side only, and a check copies the principal out
  * before it lets go: no request ever holds a pointer into a table that a
@@ -38,7 +38,7 @@ struct entry {
 	char token[TOKEN_MAX + 1];
 	size_t len;
 	char principal[PRINCIPAL_MAX + 1];
-	srv_role role;
+	srv__role role;
 };
 
 /* One parsed file; immutable once built. */
@@ -47,7 +47,7 @@ struct table {
 	size_t n;
 };
 
-struct srv_auth {
+struct srv__auth {
 	pthread_rwlock_t lock; /* guards t: checks read, a reload swaps */
 	struct table *t;
 };
@@ -190,9 +190,9 @@ fail:
 	return -1;
 }
 
-static srv_auth *auth_new(struct table *t)
+static srv__auth *auth_new(struct table *t)
 {
-	srv_auth *a = calloc(1, sizeof(*a));
+	srv__auth *a = calloc(1, sizeof(*a));
 	if (!a || pthread_rwlock_init(&a->lock, NULL) != 0) {
 		free(a);
 		table_free(t);
@@ -263,7 +263,7 @@ out:
 	return rc;
 }
 
-int srv_auth_load(srv_auth **out, const char *path, char *err, size_t errlen)
+int srv__auth_load(srv__auth **out, const char *path, char *err, size_t errlen)
 {
 	struct table *t;
 
@@ -274,7 +274,7 @@ int srv_auth_load(srv_auth **out, const char *path, char *err, size_t errlen)
 	return *out ? 0 : fail(err, errlen, 0, "out of memory");
 }
 
-int srv_auth_reload(srv_auth *a, const char *path, char *err, size_t errlen)
+int srv__auth_reload(srv__auth *a, const char *path, char *err, size_t errlen)
 {
 	struct table *t, *old;
 
@@ -288,7 +288,7 @@ int srv_auth_reload(srv_auth *a, const char *path, char *err, size_t errlen)
 	return 0;
 }
 
-void srv_auth_free(srv_auth *a)
+void srv__auth_free(srv__auth *a)
 {
 	if (!a)
 		return;
@@ -297,7 +297,7 @@ void srv_auth_free(srv_auth *a)
 	free(a);
 }
 
-size_t srv_auth_count(srv_auth *a)
+size_t srv__auth_count(srv__auth *a)
 {
 	size_t n;
 	if (!a)
@@ -322,8 +322,8 @@ static int ct_equal(const char *x, size_t xn, const char *y, size_t yn)
 	return diff == 0;
 }
 
-int srv_auth_check(srv_auth *a, const char *authorization, char principal[SRV_PRINCIPAL_MAX + 1],
-                   srv_role *role)
+int srv__auth_check(srv__auth *a, const char *authorization, char principal[SRV_PRINCIPAL_MAX + 1],
+                    srv__role *role)
 {
 	const char *t;
 	size_t tn;

@@ -32,7 +32,7 @@ struct holder {
 	size_t used;
 };
 
-struct srv_budget {
+struct srv__budget {
 	pthread_mutex_t mu;
 	size_t total, per_principal, readers_cap;
 	size_t used, readers;
@@ -40,9 +40,9 @@ struct srv_budget {
 	size_t nh, caph;
 };
 
-srv_budget *srv__budget_new(size_t total, size_t per_principal, size_t readers)
+srv__budget *srv__budget_new(size_t total, size_t per_principal, size_t readers)
 {
-	srv_budget *b = calloc(1, sizeof(*b));
+	srv__budget *b = calloc(1, sizeof(*b));
 
 	if (!b)
 		return NULL;
@@ -53,7 +53,7 @@ srv_budget *srv__budget_new(size_t total, size_t per_principal, size_t readers)
 	return b;
 }
 
-void srv__budget_free(srv_budget *b)
+void srv__budget_free(srv__budget *b)
 {
 	if (!b)
 		return;
@@ -66,7 +66,7 @@ void srv__budget_free(srv_budget *b)
 
 /* The principal's entry, made if missing; NULL when out of memory. Caller
  * holds mu. */
-static struct holder *holder_of(srv_budget *b, const char *principal)
+static struct holder *holder_of(srv__budget *b, const char *principal)
 {
 	struct holder *nh;
 
@@ -86,7 +86,7 @@ static struct holder *holder_of(srv_budget *b, const char *principal)
 	return &b->h[b->nh++];
 }
 
-bool srv__budget_take(srv_budget *b, const char *principal, bool ro, size_t n)
+bool srv__budget_take(srv__budget *b, const char *principal, bool ro, size_t n)
 {
 	struct holder *h = NULL;
 	bool ok = false;
@@ -104,14 +104,14 @@ bool srv__budget_take(srv_budget *b, const char *principal, bool ro, size_t n)
 			b->readers += n;
 	}
 	b->used += n;
-	srv_metrics_buffered_add((int64_t)n);
+	srv__metrics_buffered_add((int64_t)n);
 	ok = true;
 out:
 	pthread_mutex_unlock(&b->mu);
 	return ok;
 }
 
-void srv__budget_give(srv_budget *b, const char *principal, bool ro, size_t n)
+void srv__budget_give(srv__budget *b, const char *principal, bool ro, size_t n)
 {
 	struct holder *h;
 
@@ -119,7 +119,7 @@ void srv__budget_give(srv_budget *b, const char *principal, bool ro, size_t n)
 		return;
 	pthread_mutex_lock(&b->mu);
 	b->used -= n;
-	srv_metrics_buffered_add(-(int64_t)n);
+	srv__metrics_buffered_add(-(int64_t)n);
 	if (principal && (h = holder_of(b, principal))) {
 		h->used -= n;
 		if (ro)
@@ -128,7 +128,7 @@ void srv__budget_give(srv_budget *b, const char *principal, bool ro, size_t n)
 	pthread_mutex_unlock(&b->mu);
 }
 
-size_t srv__budget_used(srv_budget *b)
+size_t srv__budget_used(srv__budget *b)
 {
 	size_t u;
 

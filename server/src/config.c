@@ -3,7 +3,7 @@
  * flags.
  *
  * One table lists every setting once: its flag, its environment variable,
- * its kind, where it lands in srv_config and its help text. Parsing the
+ * its kind, where it lands in srv__config and its help text. Parsing the
  * environment and the command line walk the same table, and --help prints
  * it, so the three cannot drift apart. Precedence: defaults < environment <
  * flags. The parser is reentrant (no getopt state) so tests can call it
@@ -37,7 +37,7 @@ struct opt {
 	const char *flag; /* without the leading "--" */
 	const char *env;  /* NULL: flag only */
 	enum kind kind;
-	size_t off;         /* offset in srv_config */
+	size_t off;         /* offset in srv__config */
 	size_t cap;         /* K_STR: buffer size */
 	long long min, max; /* K_INT, K_I64, K_SIZE bounds */
 	const char *arg;    /* metavariable in --help */
@@ -45,8 +45,8 @@ struct opt {
 	const char *dflt; /* default as shown in --help */
 };
 
-#define OFF(f) offsetof(srv_config, f)
-#define CAP(f) sizeof(((srv_config *)0)->f)
+#define OFF(f) offsetof(srv__config, f)
+#define CAP(f) sizeof(((srv__config *)0)->f)
 
 static const struct opt opts[] = {
         {"bind", "LOSSD_BIND", K_STR, OFF(bind), CAP(bind), 0, 0, "ADDR",
@@ -264,7 +264,7 @@ static bool origin_ok(const char *s, size_t n)
 	return s[n - 1] != ':';
 }
 
-bool srv__cors_allowed(const srv_config *c, const char *origin)
+bool srv__cors_allowed(const srv__config *c, const char *origin)
 {
 	size_t n = origin ? strlen(origin) : 0;
 	for (const char *p = c->cors_origins; n && *p;) {
@@ -276,7 +276,7 @@ bool srv__cors_allowed(const srv_config *c, const char *origin)
 	return false;
 }
 
-static void defaults(srv_config *c)
+static void defaults(srv__config *c)
 {
 	memset(c, 0, sizeof(*c));
 	strcpy(c->bind, "127.0.0.1");
@@ -373,7 +373,7 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
 }
 
 /* Stores value (from `src`, a flag or variable name for messages) into c. */
-static int set(srv_config *c, const struct opt *o, const char *value, const char *src, char *err,
+static int set(srv__config *c, const struct opt *o, const char *value, const char *src, char *err,
                size_t errlen)
 {
 	char *base = (char *)c + o->off;
@@ -485,8 +485,8 @@ static const struct opt *find_flag(const char *name, size_t n)
 	return NULL;
 }
 
-int srv_config_parse(srv_config *out, int argc, char *const *argv, char *const *envp, char *err,
-                     size_t errlen)
+int srv__config_parse(srv__config *out, int argc, char *const *argv, char *const *envp, char *err,
+                      size_t errlen)
 {
 	int rc;
 
@@ -577,7 +577,7 @@ int srv_config_parse(srv_config *out, int argc, char *const *argv, char *const *
 	return SRV_CONFIG_RUN;
 }
 
-void srv_config_usage(FILE *f)
+void srv__config_usage(FILE *f)
 {
 	fprintf(f,
 	        "lossd %s - loss and AUC evaluation service (HTTP/JSON)\n\n"

@@ -13,7 +13,7 @@
 /* Default largest request body (--max-body), bytes: 64 MiB. */
 #define SRV_DEFAULT_MAX_BODY ((size_t)64 << 20)
 
-enum srv_log_level {
+enum srv__log_level {
 	SRV_LOG_DEBUG = 0,
 	SRV_LOG_INFO,
 	SRV_LOG_WARN,
@@ -21,7 +21,7 @@ enum srv_log_level {
 	SRV_LOG_OFF,
 };
 
-typedef struct srv_config {
+typedef struct srv__config {
 	char bind[256];   /* numeric IPv4 or IPv6 address */
 	int port;         /* 0: any free port, reported in the "listening" log line */
 	int threads;      /* libuv worker pool (UV_THREADPOOL_SIZE) */
@@ -55,7 +55,7 @@ typedef struct srv_config {
 	char metrics_labels[1024];       /* tag keys added as labels, one per line */
 	int metrics_streams_max;         /* streams with gauges at most */
 	int store_stall_s;    /* a store disk operation running longer makes /readyz 503 */
-	int log_level;        /* enum srv_log_level */
+	int log_level;        /* enum srv__log_level */
 	bool test_hooks;      /* LOSSD_TEST_HOOKS=1: POST /v1/_sleep exists */
 	char check_url[1024]; /* --check URL, or "" */
 	/* --cors-origin (repeatable): exact origins, each ending in '\n' */
@@ -65,11 +65,11 @@ typedef struct srv_config {
 	int store_connections;          /* PostgreSQL connections per process */
 	char store_password_file[1024]; /* PostgreSQL password in a file, or "" */
 	int store_timeout;              /* PostgreSQL statement timeout, seconds */
-} srv_config;
+} srv__config;
 
-/* What srv_config_parse found. */
+/* What srv__config_parse found. */
 #define SRV_CONFIG_RUN     0  /* run the daemon (or the --check probe) */
-#define SRV_CONFIG_HELP    1  /* --help: print srv_config_usage, exit 0 */
+#define SRV_CONFIG_HELP    1  /* --help: print srv__config_usage, exit 0 */
 #define SRV_CONFIG_VERSION 2  /* --version: print the version, exit 0 */
 #define SRV_CONFIG_EUSAGE  -1 /* bad flag or value: err says which, exit 2 */
 
@@ -80,11 +80,11 @@ typedef struct srv_config {
  * on SRV_CONFIG_EUSAGE, err (errlen bytes) holds a one-line message.
  * Any thread; keeps no state.
  */
-int srv_config_parse(srv_config *out, int argc, char *const *argv, char *const *envp, char *err,
-                     size_t errlen);
+int srv__config_parse(srv__config *out, int argc, char *const *argv, char *const *envp, char *err,
+                      size_t errlen);
 
 /* Writes the --help text (every flag, its variable and default) to f. */
-void srv_config_usage(FILE *f);
+void srv__config_usage(FILE *f);
 
 /* Parses a byte size: digits with an optional k/K/KiB, M/MiB, G/GiB
  * suffix (binary multiples). Returns 0, or -1 when malformed or > max. */
@@ -99,7 +99,7 @@ int srv__parse_size(const char *s, size_t max, size_t *out);
 int srv__cpu_count(const char *root);
 
 /* Does the list of --cors-origin values hold origin (exact match)? */
-bool srv__cors_allowed(const srv_config *c, const char *origin);
+bool srv__cors_allowed(const srv__config *c, const char *origin);
 
 /* The name of a log level ("info"), or "?" */
 const char *srv__log_level_name(int level);

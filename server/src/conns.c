@@ -54,8 +54,8 @@
 #include "log.h"
 #include "metrics.h"
 
-struct srv_conn {
-	srv_conn *prev, *next;
+struct srv__conn {
+	srv__conn *prev, *next;
 	int fd;
 	bool timed;                /* the request clock runs */
 	bool shut;                 /* cut (once) */
@@ -69,11 +69,11 @@ struct srv_conn {
 	char client[48];
 };
 
-struct srv_conns {
+struct srv__conns {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	srv_conn head; /* circular list sentinel */
-	srv_conns_opts o;
+	srv__conn head; /* circular list sentinel */
+	srv__conns_opts o;
 	int live; /* entries not cut */
 	bool stop;
 	bool running;
@@ -88,7 +88,7 @@ static double now_s(void)
 }
 
 /* Cuts k. Caller holds c->mu. */
-static void cut(srv_conns *c, srv_conn *k, enum srv_cut why, const char *reason)
+static void cut(srv__conns *c, srv__conn *k, enum srv__cut why, const char *reason)
 {
 	if (k->shut)
 		return;
@@ -96,11 +96,11 @@ static void cut(srv_conns *c, srv_conn *k, enum srv_cut why, const char *reason)
 	k->shut = true;
 	k->reason = reason;
 	c->live--;
-	srv_metrics_conn_cut(why);
+	srv__metrics_conn_cut(why);
 }
 
 /* A body under --min-body-rate over its current window? Caller holds mu. */
-static void check_body(srv_conns *c, srv_conn *k, double now)
+static void check_body(srv__conns *c, srv__conn *k, double now)
 {
 	double span = now - k->window;
 	uint64_t got;
@@ -122,14 +122,14 @@ static void check_body(srv_conns *c, srv_conn *k, double now)
 
 static void *sweeper(void *arg)
 {
-	srv_conns *c = arg;
+	srv__conns *c = arg;
 
 	pthread_mutex_lock(&c->mu);
 	while (!c->stop) {
 		struct timespec until;
 		double now = now_s();
 
-		for (srv_conn *k = c->head.next; k != &c->head; k = k->next) {
+		for (srv__conn *k = c->head.next; k != &c->head; k = k->next) {
 			if (k->shut)
 				continue;
 			if (k->timed && now - k->since > c->o.request_timeout)
@@ -145,9 +145,9 @@ static void *sweeper(void *arg)
 	return NULL;
 }
 
-int srv__conns_start(srv_conns **out, const srv_conns_opts *o)
+int srv__conns_start(srv__conns **out, const srv__conns_opts *o)
 {
-	srv_conns *c = calloc(1, sizeof(*c));
+	srv__conns *c = calloc(1, sizeof(*c));
 
 	*out = NULL;
 	if (!c)
@@ -167,7 +167,7 @@ int srv__conns_start(srv_conns **out, const srv_conns_opts *o)
 	return 0;
 }
 
-void srv__conns_stop(srv_conns *c)
+void srv__conns_stop(srv__conns *c)
 {
 	if (!c || !c->running)
 		return;
@@ -179,13 +179,13 @@ void srv__conns_stop(srv_conns *c)
 	c->running = false;
 }
 
-void srv__conns_free(srv_conns *c)
+void srv__conns_free(srv__conns *c)
 {
 	if (!c)
 		return;
 	srv__conns_stop(c);
 	while (c->head.next != &c->head) {
-		srv_conn *k = c->head.next;
+		srv__conn *k = c->head.next;
 		k->next->prev = k->prev;
 		k->prev->next = k->next;
 		free(k);
@@ -195,9 +195,9 @@ void srv__conns_free(srv_conns *c)
 	free(c);
 }
 
-srv_conn *srv__conn_open(srv_conns *c, int fd, const char *client)
+srv__conn *srv__conn_open(srv__conns *c, int fd, const char *client)
 {
-	srv_conn *k, *oldest = NULL;
+	srv__conn *k, *oldest = NULL;
 
 	if (!c || !(k = calloc(1, sizeof(*k))))
 		return NULL;
@@ -212,7 +212,7 @@ srv_conn *srv__conn_open(srv_conns *c, int fd, const char *client)
 	c->head.prev = k;
 	c->live++;
 	if (c->o.max_connections > 0 && c->live > c->o.max_connections) {
-		for (srv_conn *e = c->head.next; e != &c->head; e = e->next)
+		for (srv__conn *e = c->head.next; e != &c->head; e = e->next)
 			if (e != k && !e->shut && !e->busy &&
 			    (!oldest || e->idle_since < oldest->idle_since))
 				oldest = e;
@@ -225,7 +225,7 @@ srv_conn *srv__conn_open(srv_conns *c, int fd, const char *client)
 	return k;
 }
 
-void srv__conn_close(srv_conns *c, srv_conn *k)
+void srv__conn_close(srv__conns *c, srv__conn *k)
 {
 	if (!c || !k)
 		return;
@@ -238,7 +238,7 @@ void srv__conn_close(srv_conns *c, srv_conn *k)
 	free(k);
 }
 
-void srv__conn_timed(srv_conns *c, srv_conn *k, bool timed)
+void srv__conn_timed(srv__conns *c, srv__conn *k, bool timed)
 {
 	if (!c || !k)
 		return;
@@ -248,7 +248,7 @@ void srv__conn_timed(srv_conns *c, srv_conn *k, bool timed)
 	pthread_mutex_unlock(&c->mu);
 }
 
-void srv__conn_busy(srv_conns *c, srv_conn *k, bool busy)
+void srv__conn_busy(srv__conns *c, srv__conn *k, bool busy)
 {
 	if (!c || !k)
 		return;
@@ -261,7 +261,7 @@ void srv__conn_busy(srv_conns *c, srv_conn *k, bool busy)
 	pthread_mutex_unlock(&c->mu);
 }
 
-void srv__conn_body(srv_conns *c, srv_conn *k, bool reading)
+void srv__conn_body(srv__conns *c, srv__conn *k, bool reading)
 {
 	if (!c || !k)
 		return;
@@ -271,13 +271,13 @@ void srv__conn_body(srv_conns *c, srv_conn *k, bool reading)
 	pthread_mutex_unlock(&c->mu);
 }
 
-void srv__conn_body_bytes(srv_conn *k, size_t n)
+void srv__conn_body_bytes(srv__conn *k, size_t n)
 {
 	if (k)
 		atomic_fetch_add_explicit(&k->body, n, memory_order_relaxed);
 }
 
-const char *srv__conn_reason(srv_conns *c, srv_conn *k)
+const char *srv__conn_reason(srv__conns *c, srv__conn *k)
 {
 	const char *r;
 

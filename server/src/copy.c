@@ -126,7 +126,7 @@ static int on_to(void *arg, srv__store_rec *rec)
 	return 0;
 }
 
-static int open_store(srv__store **out, const char *url, const srv_config *cfg)
+static int open_store(srv__store **out, const char *url, const srv__config *cfg)
 {
 	srv__store_opts o = SRV__STORE_OPTS_INIT;
 	char err[512];
@@ -142,7 +142,7 @@ static int open_store(srv__store **out, const char *url, const srv_config *cfg)
 	return 0;
 }
 
-int srv__copy_store(const char *from, const char *to, const srv_config *cfg)
+int srv__copy_store(const char *from, const char *to, const srv__config *cfg)
 {
 	srv__store *a = NULL, *b = NULL;
 	copy_ctx cc;

@@ -63,7 +63,7 @@ static void test_store_fail(api_reply *out, const srv_request *req)
 	api_reply_json(out, 200, json_pack("{s:i}", "fail", (int)n));
 }
 
-void srv__dispatch(api_reply *out, enum srv_route route, const srv_request *req)
+void srv__dispatch(api_reply *out, enum srv__route route, const srv_request *req)
 {
 	switch (route) {
 	case SRV_ROUTE_LOSS: api_loss(out, req->api, req->body, req->len); return;

@@ -56,7 +56,7 @@ bool srv__header_in_place(const char *key, const char *value)
 	return true;
 }
 
-void srv__framing_add(srv_framing *f, const char *key, const char *value)
+void srv__framing_add(srv__framing *f, const char *key, const char *value)
 {
 	size_t n;
 	const char *v;
@@ -90,14 +90,14 @@ void srv__framing_add(srv_framing *f, const char *key, const char *value)
 	}
 }
 
-bool srv__framing_has_body(const srv_framing *f)
+bool srv__framing_has_body(const srv__framing *f)
 {
 	/* A malformed length may hide a body: assume one, so the refusal goes
 	 * out at once and the connection is closed. */
 	return (f->ncl && (f->cl > 0 || f->cl_conflict)) || f->nte;
 }
 
-int srv__framing_check(const srv_framing *f, const char **code, const char **detail)
+int srv__framing_check(const srv__framing *f, const char **code, const char **detail)
 {
 	if (f->bad_name) {
 		*code = "malformed_header";

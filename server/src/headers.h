@@ -9,7 +9,7 @@
 
 /* What the framing headers of one request said. Zero-initialize, feed
  * every header to srv__framing_add, then ask srv__framing_check. */
-typedef struct srv_framing {
+typedef struct srv__framing {
 	int ncl;               /* Content-Length headers seen */
 	bool cl_conflict;      /* two that differ, or one that is not digits */
 	unsigned long long cl; /* the (last) Content-Length */
@@ -17,11 +17,11 @@ typedef struct srv_framing {
 	bool te_chunked_only;  /* exactly one, and it is "chunked" */
 	bool bad_name;         /* a name that is not a token ("Transfer-Encoding ") */
 	bool folded;           /* an obs-folded line (set by the caller) */
-} srv_framing;
+} srv__framing;
 
 /* Records one header (any name: a name that is not an RFC 9110 token sets
  * bad_name; framing names are parsed). Any thread. */
-void srv__framing_add(srv_framing *f, const char *key, const char *value);
+void srv__framing_add(srv__framing *f, const char *key, const char *value);
 
 /*
  * False if a header from libmicrohttpd 0.9.75 came from an obs-folded
@@ -35,7 +35,7 @@ void srv__framing_add(srv_framing *f, const char *key, const char *value);
 bool srv__header_in_place(const char *key, const char *value);
 
 /* True if a body follows the headers (or may: a malformed length). */
-bool srv__framing_has_body(const srv_framing *f);
+bool srv__framing_has_body(const srv__framing *f);
 
 /*
  * Returns 0 if the framing is acceptable, else the HTTP status to refuse
@@ -44,7 +44,7 @@ bool srv__framing_has_body(const srv_framing *f);
  * Content-Length with Transfer-Encoding or conflicting Content-Lengths),
  * with *code and *detail set to static strings.
  */
-int srv__framing_check(const srv_framing *f, const char **code, const char **detail);
+int srv__framing_check(const srv__framing *f, const char **code, const char **detail);
 
 /* True if a Content-Type value names application/json (any case, any
  * parameters such as charset). NULL is false. */

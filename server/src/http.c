@@ -111,15 +111,15 @@ enum stage { ST_NEW, ST_BODY, ST_PARKED, ST_QUEUED, ST_SENT };
 #define FIRST_PIECE ((size_t)64 * 1024)
 
 struct req {
-	srv_job job; /* first: the loop's view */
-	srv_server *srv;
+	srv__job job; /* first: the loop's view */
+	srv__server *srv;
 	struct MHD_Connection *conn;
 	enum stage stage;
 	char *target;      /* new: raw request target, split at '?' */
 	const char *query; /* into target, or NULL */
 	char method[16];
-	srv_match match;
-	enum srv_route route; /* SRV_ROUTE_NONE until matched */
+	srv__match match;
+	enum srv__route route; /* SRV_ROUTE_NONE until matched */
 	char request_id[132];
 	char idem_key[API_IDEMPOTENCY_KEY_MAX + 1];
 	bool has_idem;
@@ -143,11 +143,11 @@ struct req {
 	const char *error; /* problem code for the log, or NULL */
 	struct timespec t0;
 	char client[64];
-	srv_conn *timer; /* the connection's request clock (conns.c), or NULL */
+	srv__conn *timer; /* the connection's request clock (conns.c), or NULL */
 
 	/* who is calling (auth.c copies it: a reload cannot free it under us) */
 	char principal[SRV_PRINCIPAL_MAX + 1]; /* "" without auth */
-	srv_role role;
+	srv__role role;
 	/* CORS: the request's Origin when --cors-origin lists it (borrowed
 	 * from the connection's headers), and whether this is a preflight */
 	const char *cors_origin;
@@ -173,7 +173,7 @@ static uint64_t mix(uint64_t x)
 	return x ^ (x >> 31);
 }
 
-static void new_request_id(srv_server *s, char *out, size_t cap)
+static void new_request_id(srv__server *s, char *out, size_t cap)
 {
 	uint64_t n = atomic_fetch_add(&s->next_id, 1);
 	snprintf(out, cap, "%016llx%016llx", (unsigned long long)mix(s->id_seed ^ n),
@@ -310,7 +310,7 @@ static enum MHD_Result send_problem(struct req *r, int status, const char *code,
 static enum MHD_Result framing_cb(void *cls, enum MHD_ValueKind kind, const char *key,
                                   const char *value)
 {
-	srv_framing *f = cls;
+	srv__framing *f = cls;
 
 	(void)kind;
 	if (key && value && !srv__header_in_place(key, value))
@@ -357,8 +357,8 @@ static void drop_body(struct req *r)
 
 static enum MHD_Result on_headers(struct req *r, const char *url, const char *version)
 {
-	srv_server *s = r->srv;
-	srv_framing f = {0};
+	srv__server *s = r->srv;
+	srv__framing f = {0};
 	const char *v, *code, *detail;
 	int m, status;
 
@@ -397,7 +397,7 @@ static enum MHD_Result on_headers(struct req *r, const char *url, const char *ve
 		if (v && srv__cors_allowed(&s->cfg, v))
 			r->cors_origin = v;
 	}
-	m = srv_route_match(&r->match, r->method, r->target, s->cfg.test_hooks);
+	m = srv__route_match(&r->match, r->method, r->target, s->cfg.test_hooks);
 	if (m == SRV_MATCH_BAD_METHOD && !strcmp(r->method, "OPTIONS")) {
 		/* A preflight, or a plain OPTIONS: the path's methods, no body. */
 		api_reply rep = {.status = 204};
@@ -421,10 +421,10 @@ static enum MHD_Result on_headers(struct req *r, const char *url, const char *ve
 	/* Everything under /v1 needs a token once tokens are configured;
 	 * health, metrics and the spec stay open for probes and scrapers. */
 	if (s->auth && !strncmp(r->match.info->pattern, "/v1/", 4)) {
-		int a = srv_auth_check(s->auth,
-		                       MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-		                                                   MHD_HTTP_HEADER_AUTHORIZATION),
-		                       r->principal, &r->role);
+		int a = srv__auth_check(s->auth,
+		                        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+		                                                    MHD_HTTP_HEADER_AUTHORIZATION),
+		                        r->principal, &r->role);
 		if (a == SRV_AUTH_MISSING) {
 			r->www_auth = "Bearer realm=\"lossd\"";
 			return send_problem(r, 401, "unauthorized", NULL, 0,
@@ -467,7 +467,7 @@ static enum MHD_Result on_headers(struct req *r, const char *url, const char *ve
 		                    "the body is %llu bytes; the limit is %zu", f.cl,
 		                    s->cfg.max_body);
 	if (atomic_load(&s->inflight) >= s->cfg.max_inflight) {
-		srv_metrics_overloaded();
+		srv__metrics_overloaded();
 		return send_problem(r, 503, "overloaded", NULL, 1,
 		                    "too many requests in flight; retry later");
 	}
@@ -479,7 +479,7 @@ static enum MHD_Result on_headers(struct req *r, const char *url, const char *ve
 		size_t first = f.cl < FIRST_PIECE ? (size_t)f.cl : FIRST_PIECE;
 		r->declared = f.cl;
 		if (!reserve(r, first)) {
-			srv_metrics_overloaded();
+			srv__metrics_overloaded();
 			return send_problem(r, 503, "overloaded", NULL, 1,
 			                    "request bodies in memory are at --max-buffered%s; "
 			                    "retry later",
@@ -572,19 +572,19 @@ static void run_handler(struct req *r)
 		api_reply_error(&r->reply, 500, "internal_error", "the handler gave no reply");
 }
 
-static void job_run(srv_job *job)
+static void job_run(srv__job *job)
 {
-	srv_metrics_queued_add(-1);
+	srv__metrics_queued_add(-1);
 	run_handler((struct req *)job);
 }
 
-static void job_done(srv_job *job, int cancelled)
+static void job_done(srv__job *job, int cancelled)
 {
 	struct req *r = (struct req *)job;
-	srv_server *s = r->srv;
+	srv__server *s = r->srv;
 
 	if (cancelled) {
-		srv_metrics_queued_add(-1);
+		srv__metrics_queued_add(-1);
 		api_reply_free(&r->reply);
 		api_reply_error(&r->reply, 503, "overloaded", "the server is stopping");
 		r->reply.retry_after = 1;
@@ -598,12 +598,12 @@ static void job_done(srv_job *job, int cancelled)
 	/* Count it out only after the resume: inflight == 0 then means no
 	 * connection is left suspended. */
 	atomic_fetch_sub(&s->inflight, 1);
-	srv_metrics_inflight_add(-1);
+	srv__metrics_inflight_add(-1);
 }
 
 static enum MHD_Result on_body_end(struct req *r)
 {
-	srv_server *s = r->srv;
+	srv__server *s = r->srv;
 	int prev;
 
 	srv__conn_body(s->conns, r->timer, false);
@@ -613,7 +613,7 @@ static enum MHD_Result on_body_end(struct req *r)
 		return send_problem(r, 413, "body_too_large", NULL, 0,
 		                    "the body is over the limit of %zu bytes", s->cfg.max_body);
 	if (r->over_budget) {
-		srv_metrics_overloaded();
+		srv__metrics_overloaded();
 		return send_problem(r, 503, "overloaded", NULL, 1,
 		                    "request bodies in memory are at --max-buffered; retry later");
 	}
@@ -629,7 +629,7 @@ static enum MHD_Result on_body_end(struct req *r)
 	if (prev < 0 || prev >= s->cfg.max_inflight) {
 		/* < 0: srv_main closed admission to stop the daemon. */
 		atomic_fetch_sub(&s->inflight, 1);
-		srv_metrics_overloaded();
+		srv__metrics_overloaded();
 		return send_problem(r, 503, "overloaded", NULL, 1,
 		                    prev < 0 ? "the server is stopping"
 		                             : "too many requests in flight; retry later");
@@ -642,7 +642,7 @@ static enum MHD_Result on_body_end(struct req *r)
 		if (atomic_fetch_add(&s->store_inflight, 1) >= cap) {
 			atomic_fetch_sub(&s->store_inflight, 1);
 			atomic_fetch_sub(&s->inflight, 1);
-			srv_metrics_overloaded();
+			srv__metrics_overloaded();
 			return send_problem(r, 503, "overloaded", NULL, 1,
 			                    "too many stream writes in flight (half of "
 			                    "--max-inflight); retry later");
@@ -656,10 +656,10 @@ static enum MHD_Result on_body_end(struct req *r)
 		/* Small and stateless: answered on this thread. Handing a 3 KB
 		 * loss to a worker costs two thread switches and a wake-up of
 		 * the loop, more than computing it; nothing here can block. */
-		srv_metrics_inflight_add(1);
+		srv__metrics_inflight_add(1);
 		run_handler(r);
 		atomic_fetch_sub(&s->inflight, 1);
-		srv_metrics_inflight_add(-1);
+		srv__metrics_inflight_add(-1);
 		r->stage = ST_QUEUED;
 		return send_reply(r, &r->reply, NULL);
 	}
@@ -685,16 +685,16 @@ static enum MHD_Result on_body_end(struct req *r)
  */
 static enum MHD_Result park_and_submit(struct req *r)
 {
-	srv_server *s = r->srv;
+	srv__server *s = r->srv;
 
 	r->stage = ST_QUEUED;
-	srv_metrics_inflight_add(1);
-	srv_metrics_queued_add(1);
+	srv__metrics_inflight_add(1);
+	srv__metrics_queued_add(1);
 	r->job.run = job_run;
 	r->job.done = job_done;
 	r->job.lane = r->match.info->kind == SRV_STORE ? SRV_LANE_STORE : 0;
 	MHD_suspend_connection(r->conn);
-	srv_loop_submit(s->loop, &r->job);
+	srv__loop_submit(s->loop, &r->job);
 	return MHD_YES;
 }
 
@@ -779,7 +779,7 @@ static void client_address(struct MHD_Connection *conn, char *out, size_t cap)
 
 static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *conn)
 {
-	srv_server *s = cls;
+	srv__server *s = cls;
 	struct req *r = calloc(1, sizeof(*r));
 	const union MHD_ConnectionInfo *ci;
 	char *q;
@@ -812,7 +812,7 @@ static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *conn)
 static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-	srv_server *s = cls;
+	srv__server *s = cls;
 	struct req *r = *con_cls;
 	const char *cut;
 	double dt;
@@ -834,11 +834,11 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
 	                                                 : NULL;
 	if (cut && !r->error)
 		r->error = cut;
-	srv_metrics_request(r->route, r->status, dt, r->bytes_in, r->bytes_out);
-	srv_log_request(&(srv_log_request_fields){
+	srv__metrics_request(r->route, r->status, dt, r->bytes_in, r->bytes_out);
+	srv__log_request(&(srv__log_request_fields){
 	        .method = r->method[0] ? r->method : NULL,
 	        .path = r->target,
-	        .route = r->route == SRV_ROUTE_NONE ? NULL : srv_route_name(r->route),
+	        .route = r->route == SRV_ROUTE_NONE ? NULL : srv__route_name(r->route),
 	        .status = r->status,
 	        .bytes_in = r->bytes_in,
 	        .bytes_out = r->bytes_out,
@@ -887,7 +887,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 static void conn_cb(void *cls, struct MHD_Connection *conn, void **socket_context,
                     enum MHD_ConnectionNotificationCode code)
 {
-	srv_server *s = cls;
+	srv__server *s = cls;
 	const union MHD_ConnectionInfo *ci;
 	char client[64];
 
@@ -903,7 +903,7 @@ static void conn_cb(void *cls, struct MHD_Connection *conn, void **socket_contex
 
 /* ---- daemon ------------------------------------------------------------------------ */
 
-int srv__http_start(srv_server *s)
+int srv__http_start(srv__server *s)
 {
 	struct addrinfo hints = {0}, *ai = NULL;
 	unsigned int flags;
@@ -946,7 +946,7 @@ int srv__http_start(srv_server *s)
 		        (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"};
 		tls[3] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 	}
-	srv_conns_opts co = {
+	srv__conns_opts co = {
 	        .request_timeout = s->cfg.request_timeout,
 	        .max_connections = s->cfg.max_connections,
 	        .min_body_rate = s->cfg.min_body_rate,
@@ -1008,13 +1008,13 @@ int srv__http_start(srv_server *s)
 	return 0;
 }
 
-void srv__http_quiesce(srv_server *s)
+void srv__http_quiesce(srv__server *s)
 {
 	if (s->mhd && s->listen_fd < 0)
 		s->listen_fd = MHD_quiesce_daemon(s->mhd);
 }
 
-void srv__http_stop(srv_server *s)
+void srv__http_stop(srv__server *s)
 {
 	/* The sweeper first (it must not shut down sockets MHD is closing);
 	 * the table after MHD, which reports every close into it. */

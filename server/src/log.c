@@ -26,12 +26,12 @@ static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 
 #define LINE_MAX_BYTES 4096
 
-void srv_log_set_level(int level)
+void srv__log_set_level(int level)
 {
 	atomic_store(&min_level, level);
 }
 
-int srv_log_enabled(int level)
+int srv__log_enabled(int level)
 {
 	return level >= atomic_load(&min_level) && level < SRV_LOG_OFF;
 }
@@ -148,7 +148,7 @@ void srv_log(int level, const char *extra, const char *fmt, ...)
 	size_t pos = 0;
 	va_list ap;
 
-	if (!srv_log_enabled(level))
+	if (!srv__log_enabled(level))
 		return;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -162,12 +162,12 @@ void srv_log(int level, const char *extra, const char *fmt, ...)
 	emit(buf, pos);
 }
 
-void srv_log_request(const srv_log_request_fields *f)
+void srv__log_request(const srv__log_request_fields *f)
 {
 	char buf[LINE_MAX_BYTES];
 	size_t pos = 0;
 
-	if (!srv_log_enabled(SRV_LOG_INFO))
+	if (!srv__log_enabled(SRV_LOG_INFO))
 		return;
 	stamp(buf, sizeof(buf), &pos, SRV_LOG_INFO);
 	put(buf, sizeof(buf), &pos, ",\"msg\":\"request\",\"request_id\":");

@@ -10,17 +10,17 @@
 #include "config.h"
 
 /* Sets the lowest level written. Call before starting threads. */
-void srv_log_set_level(int level);
+void srv__log_set_level(int level);
 
 /* True if lines at `level` are written. Any thread. */
-int srv_log_enabled(int level);
+int srv__log_enabled(int level);
 
 /* Writes {"ts","level","msg"} plus `extra` (a JSON object's members
  * without braces, e.g. "\"port\":8080", or NULL) as one line. Any thread. */
 void srv_log(int level, const char *extra, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 
-typedef struct srv_log_request_fields {
+typedef struct srv__log_request_fields {
 	const char *method;
 	const char *path;  /* raw, may hold any bytes; escaped */
 	const char *route; /* matched pattern or NULL */
@@ -31,10 +31,10 @@ typedef struct srv_log_request_fields {
 	const char *request_id;
 	const char *client; /* address, or NULL */
 	const char *error;  /* problem code, or NULL */
-} srv_log_request_fields;
+} srv__log_request_fields;
 
 /* The per-request line, at SRV_LOG_INFO. Never given Authorization. Any thread. */
-void srv_log_request(const srv_log_request_fields *f);
+void srv__log_request(const srv__log_request_fields *f);
 
 /* Appends s as a JSON string (with quotes) to buf[*pos..cap), escaping
  * control characters, quotes, backslashes and bytes >= 0x80 (as \u00XX, so

@@ -1,7 +1,7 @@
 /*
  * loop.c - the libuv loop thread: hand-off queue in, worker pool out.
  *
- * libmicrohttpd threads call srv_loop_submit, which appends the job to one
+ * libmicrohttpd threads call srv__loop_submit, which appends the job to one
  * locked queue and pokes a uv_async handle. uv_async_send coalesces, so the
  * loop drains the whole queue on every wake-up and queues each job with
  * uv_queue_work (which may only be called on the loop thread). The job's
@@ -12,13 +12,13 @@
  * and a disk that stalls (a frozen file system, a dying device) makes that
  * wait as long as the stall. On libuv's pool such waits would take every
  * worker and starve /v1/loss and /v1/auc, so SRV_LANE_STORE jobs run on
- * threads of their own: srv_loop_submit puts them on the store queue,
+ * threads of their own: srv__loop_submit puts them on the store queue,
  * a store thread runs them, then puts them on the done queue and pokes
  * the async handle, and the loop thread calls their done() as for pool
  * jobs. Store threads wait, they hardly compute, so there may be more of
  * them than cores (more waiters also make larger commit groups).
  *
- * Lock order: srv_loop.mu is a leaf; done() and run() are called without it.
+ * Lock order: srv__loop.mu is a leaf; done() and run() are called without it.
  * Invariants: a job is in one queue or in libuv's pool or running, never
  * two of these; the loop ends only when stop was asked AND the queue is
  * empty AND no work is pending (libuv keeps the loop alive while work
@@ -32,24 +32,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-struct srv_loop {
+struct srv__loop {
 	uv_loop_t loop;
 	uv_async_t async;
 	uv_thread_t thread;
 	pthread_mutex_t mu;
-	srv_job *head, *tail; /* under mu */
-	bool stop;            /* under mu */
+	srv__job *head, *tail; /* under mu */
+	bool stop;             /* under mu */
 	/* the store lane, under mu */
-	pthread_cond_t scv;     /* a store job was queued, or sstop */
-	srv_job *shead, *stail; /* store jobs waiting for a store thread */
-	srv_job *dhead, *dtail; /* store jobs run, their done() not yet called */
-	int souts;              /* store jobs submitted whose done() has not run */
+	pthread_cond_t scv;      /* a store job was queued, or sstop */
+	srv__job *shead, *stail; /* store jobs waiting for a store thread */
+	srv__job *dhead, *dtail; /* store jobs run, their done() not yet called */
+	int souts;               /* store jobs submitted whose done() has not run */
 	bool sstop;
 	pthread_t *sthreads;
 	int nstore;
 };
 
-static void push(srv_job **head, srv_job **tail, srv_job *job)
+static void push(srv__job **head, srv__job **tail, srv__job *job)
 {
 	job->next = NULL;
 	if (*tail)
@@ -61,20 +61,20 @@ static void push(srv_job **head, srv_job **tail, srv_job *job)
 
 static void work_cb(uv_work_t *w)
 {
-	srv_job *job = w->data;
+	srv__job *job = w->data;
 	job->run(job);
 }
 
 static void after_cb(uv_work_t *w, int status)
 {
-	srv_job *job = w->data;
+	srv__job *job = w->data;
 	job->done(job, status == UV_ECANCELED);
 }
 
 static void async_cb(uv_async_t *a)
 {
-	srv_loop *l = a->data;
-	srv_job *list, *done;
+	srv__loop *l = a->data;
+	srv__job *list, *done;
 	bool stop;
 
 	pthread_mutex_lock(&l->mu);
@@ -85,7 +85,7 @@ static void async_cb(uv_async_t *a)
 	pthread_mutex_unlock(&l->mu);
 
 	while (list) {
-		srv_job *job = list;
+		srv__job *job = list;
 		list = job->next;
 		job->next = NULL;
 		job->work.data = job;
@@ -94,7 +94,7 @@ static void async_cb(uv_async_t *a)
 	}
 	int ndone = 0;
 	while (done) {
-		srv_job *job = done;
+		srv__job *job = done;
 		done = job->next;
 		job->next = NULL;
 		job->done(job, 0);
@@ -111,14 +111,14 @@ static void async_cb(uv_async_t *a)
 
 static void *store_main(void *arg)
 {
-	srv_loop *l = arg;
+	srv__loop *l = arg;
 	pthread_mutex_lock(&l->mu);
 	for (;;) {
 		while (!l->shead && !l->sstop)
 			pthread_cond_wait(&l->scv, &l->mu);
 		if (!l->shead)
 			break; /* sstop, and nothing left */
-		srv_job *job = l->shead;
+		srv__job *job = l->shead;
 		l->shead = job->next;
 		if (!l->shead)
 			l->stail = NULL;
@@ -134,12 +134,12 @@ static void *store_main(void *arg)
 
 static void loop_main(void *arg)
 {
-	srv_loop *l = arg;
+	srv__loop *l = arg;
 	uv_run(&l->loop, UV_RUN_DEFAULT);
 }
 
 /* Stops and joins the store threads (their queue must be empty). */
-static void store_stop(srv_loop *l)
+static void store_stop(srv__loop *l)
 {
 	pthread_mutex_lock(&l->mu);
 	l->sstop = true;
@@ -152,9 +152,9 @@ static void store_stop(srv_loop *l)
 	l->nstore = 0;
 }
 
-srv_loop *srv_loop_start(int nworkers, int nstore)
+srv__loop *srv__loop_start(int nworkers, int nstore)
 {
-	srv_loop *l = calloc(1, sizeof(*l));
+	srv__loop *l = calloc(1, sizeof(*l));
 	char n[16];
 
 	if (!l)
@@ -195,7 +195,7 @@ fail_mu:
 	return NULL;
 }
 
-void srv_loop_submit(srv_loop *l, srv_job *job)
+void srv__loop_submit(srv__loop *l, srv__job *job)
 {
 	pthread_mutex_lock(&l->mu);
 	if (job->lane == SRV_LANE_STORE) {
@@ -210,7 +210,7 @@ void srv_loop_submit(srv_loop *l, srv_job *job)
 	uv_async_send(&l->async);
 }
 
-void srv_loop_stop(srv_loop *l)
+void srv__loop_stop(srv__loop *l)
 {
 	if (!l)
 		return;

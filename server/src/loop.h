@@ -6,37 +6,37 @@
 
 #include <uv.h>
 
-typedef struct srv_job srv_job;
+typedef struct srv__job srv__job;
 
 /* A unit of work: run() on a worker thread, then done() on the loop
  * thread (cancelled != 0 if the loop is stopping and run() never ran).
  * lane 0 runs on libuv's pool, lane SRV_LANE_STORE on the store's own
  * threads (work that may wait on the disk). */
 #define SRV_LANE_STORE 1
-struct srv_job {
+struct srv__job {
 	uv_work_t work; /* private to loop.c */
-	srv_job *next;  /* private to loop.c */
-	int lane;       /* 0 or SRV_LANE_STORE; set before srv_loop_submit */
-	void (*run)(srv_job *job);
-	void (*done)(srv_job *job, int cancelled);
+	srv__job *next; /* private to loop.c */
+	int lane;       /* 0 or SRV_LANE_STORE; set before srv__loop_submit */
+	void (*run)(srv__job *job);
+	void (*done)(srv__job *job, int cancelled);
 };
 
-typedef struct srv_loop srv_loop;
+typedef struct srv__loop srv__loop;
 
 /*
  * Sets UV_THREADPOOL_SIZE to nworkers (libuv reads it once, at the first
  * uv_queue_work in the process, so this must come first), starts the
  * loop thread and nstore threads for SRV_LANE_STORE jobs. Returns a new
- * loop (stop with srv_loop_stop) or NULL. Main thread.
+ * loop (stop with srv__loop_stop) or NULL. Main thread.
  */
-srv_loop *srv_loop_start(int nworkers, int nstore);
+srv__loop *srv__loop_start(int nworkers, int nstore);
 
 /* Hands job to the loop. The loop thread queues it on the worker pool.
  * The job must stay valid until its done() runs. Any thread. */
-void srv_loop_submit(srv_loop *l, srv_job *job);
+void srv__loop_submit(srv__loop *l, srv__job *job);
 
 /* Stops the loop once every submitted job's done() has run, joins the
  * loop thread and frees l. Accepts NULL. Main thread. */
-void srv_loop_stop(srv_loop *l);
+void srv__loop_stop(srv__loop *l);
 
 #endif

@@ -66,8 +66,8 @@ static size_t status_slot(int status)
 	return NSTATUS - 1;
 }
 
-void srv_metrics_request(enum srv_route route, int status, double seconds, uint64_t bytes_in,
-                         uint64_t bytes_out)
+void srv__metrics_request(enum srv__route route, int status, double seconds, uint64_t bytes_in,
+                          uint64_t bytes_out)
 {
 	size_t b = 0;
 
@@ -85,43 +85,43 @@ void srv_metrics_request(enum srv_route route, int status, double seconds, uint6
 	atomic_fetch_add_explicit(&bytes_out_total, bytes_out, memory_order_relaxed);
 }
 
-void srv_metrics_inflight_add(int delta)
+void srv__metrics_inflight_add(int delta)
 {
 	atomic_fetch_add_explicit(&inflight, delta, memory_order_relaxed);
 }
 
-void srv_metrics_queued_add(int delta)
+void srv__metrics_queued_add(int delta)
 {
 	atomic_fetch_add_explicit(&queued, delta, memory_order_relaxed);
 }
 
-int64_t srv_metrics_inflight(void)
+int64_t srv__metrics_inflight(void)
 {
 	return (int64_t)atomic_load_explicit(&inflight, memory_order_relaxed);
 }
 
-int64_t srv_metrics_queued(void)
+int64_t srv__metrics_queued(void)
 {
 	return (int64_t)atomic_load_explicit(&queued, memory_order_relaxed);
 }
 
-void srv_metrics_overloaded(void)
+void srv__metrics_overloaded(void)
 {
 	atomic_fetch_add_explicit(&overloaded_total, 1, memory_order_relaxed);
 }
 
-void srv_metrics_buffered_add(int64_t delta)
+void srv__metrics_buffered_add(int64_t delta)
 {
 	atomic_fetch_add_explicit(&buffered, delta, memory_order_relaxed);
 }
 
-void srv_metrics_conn_cut(enum srv_cut why)
+void srv__metrics_conn_cut(enum srv__cut why)
 {
 	if ((int)why >= 0 && why < SRV_CUT__COUNT)
 		atomic_fetch_add_explicit(&cut_total[why], 1, memory_order_relaxed);
 }
 
-void srv_metrics_set_draining(int on)
+void srv__metrics_set_draining(int on)
 {
 	atomic_store(&draining, on ? 1 : 0);
 }
@@ -191,7 +191,7 @@ static uint64_t ld(atomic_uint_fast64_t *a)
 	return (uint64_t)atomic_load_explicit(a, memory_order_relaxed);
 }
 
-char *srv_metrics_render(size_t *len)
+char *srv__metrics_render(size_t *len)
 {
 	buf b = {malloc(8192), 0, 8192, 0};
 
@@ -216,8 +216,8 @@ char *srv_metrics_render(size_t *len)
 			        "lossd_http_requests_total{route=\"%s\",method=\"%s\",status=\"%"
 			        "s\"} "
 			        "%llu\n",
-			        srv_route_name((enum srv_route)r),
-			        srv_route_method((enum srv_route)r), st, (unsigned long long)n);
+			        srv__route_name((enum srv__route)r),
+			        srv__route_method((enum srv__route)r), st, (unsigned long long)n);
 		}
 	}
 
@@ -228,7 +228,8 @@ char *srv_metrics_render(size_t *len)
 		uint64_t cum = 0, total = 0;
 		char name[256]; /* the route's labels: route="...",method="..." */
 		snprintf(name, sizeof name, "route=\"%s\",method=\"%s\"",
-		         srv_route_name((enum srv_route)r), srv_route_method((enum srv_route)r));
+		         srv__route_name((enum srv__route)r),
+		         srv__route_method((enum srv__route)r));
 		for (size_t i = 0; i <= NBUCKET; i++)
 			total += ld(&hist[r][i]);
 		if (!total)
@@ -271,7 +272,7 @@ char *srv_metrics_render(size_t *len)
 	        "# HELP lossd_draining 1 after SIGTERM, while open requests finish.\n"
 	        "# TYPE lossd_draining gauge\n"
 	        "lossd_draining %d\n",
-	        (long long)srv_metrics_inflight(), (long long)srv_metrics_queued(),
+	        (long long)srv__metrics_inflight(), (long long)srv__metrics_queued(),
 	        (unsigned long long)ld(&bytes_in_total), (unsigned long long)ld(&bytes_out_total),
 	        (unsigned long long)ld(&overloaded_total), atomic_load(&draining));
 

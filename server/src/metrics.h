@@ -10,21 +10,21 @@
 #include "router.h"
 
 /* Counts one finished request. route may be SRV_ROUTE_NONE. Any thread. */
-void srv_metrics_request(enum srv_route route, int status, double seconds, uint64_t bytes_in,
-                         uint64_t bytes_out);
+void srv__metrics_request(enum srv__route route, int status, double seconds, uint64_t bytes_in,
+                          uint64_t bytes_out);
 
 /* Gauges: requests admitted to the workers and not yet answered; of
  * those, the ones waiting for a worker. Any thread. */
-void srv_metrics_inflight_add(int delta);
-void srv_metrics_queued_add(int delta);
-int64_t srv_metrics_inflight(void);
-int64_t srv_metrics_queued(void);
+void srv__metrics_inflight_add(int delta);
+void srv__metrics_queued_add(int delta);
+int64_t srv__metrics_inflight(void);
+int64_t srv__metrics_queued(void);
 
 /* Requests refused with 503 overloaded. Any thread. */
-void srv_metrics_overloaded(void);
+void srv__metrics_overloaded(void);
 
 /* Why the server cut a connection (conns.c). */
-enum srv_cut {
+enum srv__cut {
 	SRV_CUT_REQUEST_TIMEOUT, /* one request took longer than --request-timeout */
 	SRV_CUT_SLOW_BODY,       /* a body under --min-body-rate */
 	SRV_CUT_EVICTED,         /* idle longest at --max-connections, to admit a new one */
@@ -34,14 +34,14 @@ enum srv_cut {
 
 /* Request-body bytes held in memory (lossd_http_buffered_bytes), by the
  * body budget as it changes. Any thread. */
-void srv_metrics_buffered_add(int64_t delta);
+void srv__metrics_buffered_add(int64_t delta);
 
 /* Counts one connection cut (lossd_http_connections_cut_total{reason}).
  * Any thread. */
-void srv_metrics_conn_cut(enum srv_cut why);
+void srv__metrics_conn_cut(enum srv__cut why);
 
 /* Sets the draining gauge (1 after SIGTERM). Any thread. */
-void srv_metrics_set_draining(int on);
+void srv__metrics_set_draining(int on);
 
 /* Resets every counter and gauge; for tests only. */
 void srv__metrics_reset(void);
@@ -53,6 +53,6 @@ void srv__metrics_reset(void);
  * one, so a scrape is not a snapshot of one instant (as in every
  * Prometheus client).
  */
-char *srv_metrics_render(size_t *len);
+char *srv__metrics_render(size_t *len);
 
 #endif

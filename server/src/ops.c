@@ -40,7 +40,7 @@ static void text(api_reply *out, int status, const char *ctype, const char *s, s
 	}
 }
 
-static void version(api_reply *out, const srv_server *s)
+static void version(api_reply *out, const srv__server *s)
 {
 	json_t *b = json_pack("{s:s, s:{s:s, s:s, s:s, s:s, s:s, s:i, s:i}}", "version",
 	                      LOSSD_VERSION, "build", "compiler",
@@ -55,7 +55,7 @@ static void version(api_reply *out, const srv_server *s)
 	api_reply_json(out, 200, b);
 }
 
-void srv__ops(api_reply *out, const srv_server *s, enum srv_route route)
+void srv__ops(api_reply *out, const srv__server *s, enum srv__route route)
 {
 	static const char ok[] = "{\"status\":\"ok\"}";
 	char *m;
@@ -65,7 +65,7 @@ void srv__ops(api_reply *out, const srv_server *s, enum srv_route route)
 	case SRV_ROUTE_HEALTHZ:
 	case SRV_ROUTE_LIVEZ: text(out, 200, API_JSON, ok, sizeof(ok) - 1); return;
 	case SRV_ROUTE_READYZ:
-		if (atomic_load(&((srv_server *)s)->draining)) {
+		if (atomic_load(&((srv__server *)s)->draining)) {
 			api_reply_error(out, 503, "draining", "shutting down; not taking new work");
 			out->retry_after = 1;
 			return;
@@ -77,7 +77,7 @@ void srv__ops(api_reply *out, const srv_server *s, enum srv_route route)
 		text(out, 200, API_JSON, ok, sizeof(ok) - 1);
 		return;
 	case SRV_ROUTE_METRICS:
-		m = srv_metrics_render(&n);
+		m = srv__metrics_render(&n);
 		if (!m) {
 			api_reply_error(out, 503, "out_of_memory", "no memory to render metrics");
 			return;

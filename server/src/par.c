@@ -14,7 +14,7 @@
  * here (uv_queue_work may only be called from the loop thread, and a
  * worker waiting on another pool's slot could deadlock the pool).
  *
- * Lock order: srv_par.mu is the only lock; tasks run without it.
+ * Lock order: srv__par.mu is the only lock; tasks run without it.
  * Invariants: a job is in the list only while it may have unclaimed tasks;
  * job->helpers counts helpers that hold a pointer to it, changed under mu,
  * and the caller returns only when that count is 0 and done == ntasks.
@@ -38,7 +38,7 @@ typedef struct job {
 	struct job *prev, *nextjob;
 } job;
 
-struct srv_par {
+struct srv__par {
 	eng_parallel hook;
 	pthread_mutex_t mu;
 	pthread_cond_t work; /* a job was listed, or stop */
@@ -63,7 +63,7 @@ static int64_t run_claims(job *j)
 }
 
 /* Under mu. */
-static void unlist(srv_par *p, job *j)
+static void unlist(srv__par *p, job *j)
 {
 	if (!j->listed)
 		return;
@@ -81,7 +81,7 @@ static void unlist(srv_par *p, job *j)
 
 static void *helper_main(void *arg)
 {
-	srv_par *p = arg;
+	srv__par *p = arg;
 
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
@@ -111,7 +111,7 @@ static void *helper_main(void *arg)
 
 static void for_each(const eng_parallel *self, int64_t ntasks, eng_task_fn fn, void *arg)
 {
-	srv_par *p = self->impl;
+	srv__par *p = self->impl;
 	job j;
 	int64_t n;
 
@@ -151,9 +151,9 @@ static void for_each(const eng_parallel *self, int64_t ntasks, eng_task_fn fn, v
 	pthread_mutex_unlock(&p->mu);
 }
 
-srv_par *srv_par_new(int nhelpers)
+srv__par *srv__par_new(int nhelpers)
 {
-	srv_par *p = calloc(1, sizeof(*p));
+	srv__par *p = calloc(1, sizeof(*p));
 
 	if (!p)
 		return NULL;
@@ -177,11 +177,11 @@ srv_par *srv_par_new(int nhelpers)
 	}
 	return p;
 fail:
-	srv_par_free(p);
+	srv__par_free(p);
 	return NULL;
 }
 
-void srv_par_free(srv_par *p)
+void srv__par_free(srv__par *p)
 {
 	if (!p)
 		return;
@@ -198,7 +198,7 @@ void srv_par_free(srv_par *p)
 	free(p);
 }
 
-const eng_parallel *srv_par_hook(srv_par *p)
+const eng_parallel *srv__par_hook(srv__par *p)
 {
 	return p ? &p->hook : NULL;
 }

@@ -21,7 +21,7 @@
 
 #include <string.h>
 
-static const srv_route_info table[] = {
+static const srv__route_info table[] = {
         {SRV_ROUTE_HEALTHZ, "GET", "/healthz", SRV_DIRECT, false, false},
         {SRV_ROUTE_LIVEZ, "GET", "/livez", SRV_DIRECT, false, false},
         {SRV_ROUTE_READYZ, "GET", "/readyz", SRV_DIRECT, false, false},
@@ -55,7 +55,7 @@ static const srv_route_info table[] = {
 };
 #define NROUTES (sizeof(table) / sizeof(table[0]))
 
-const char *srv_route_name(enum srv_route r)
+const char *srv__route_name(enum srv__route r)
 {
 	if (r == SRV_ROUTE_NONE || (int)r < 0 || r >= SRV_ROUTE_COUNT)
 		return "none";
@@ -65,7 +65,7 @@ const char *srv_route_name(enum srv_route r)
 	return "none";
 }
 
-const char *srv_route_method(enum srv_route r)
+const char *srv__route_method(enum srv__route r)
 {
 	for (size_t i = 0; i < NROUTES; i++)
 		if (table[i].route == r)
@@ -127,9 +127,9 @@ static void allow_add(char *allow, size_t cap, const char *m)
 	strcpy(allow + n, m);
 }
 
-int srv_route_match(srv_match *out, const char *method, const char *path, bool test_hooks)
+int srv__route_match(srv__match *out, const char *method, const char *path, bool test_hooks)
 {
-	const srv_route_info *hit = NULL;
+	const srv__route_info *hit = NULL;
 	const char *id = NULL;
 	size_t idlen = 0;
 	bool any = false;
@@ -139,7 +139,7 @@ int srv_route_match(srv_match *out, const char *method, const char *path, bool t
 	out->id[0] = '\0';
 	out->allow[0] = '\0';
 	for (size_t i = 0; i < NROUTES; i++) {
-		const srv_route_info *r = &table[i];
+		const srv__route_info *r = &table[i];
 		const char *rid;
 		size_t rlen;
 		if ((r->route == SRV_ROUTE_TEST_SLEEP || r->route == SRV_ROUTE_TEST_STORE_FAIL) &&

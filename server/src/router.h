@@ -9,7 +9,7 @@
 
 /* Routes, also the metrics' route label index. SRV_ROUTE_NONE is every
  * request that matched nothing (404, 405, bad framing). */
-enum srv_route {
+enum srv__route {
 	SRV_ROUTE_NONE = 0,
 	SRV_ROUTE_HEALTHZ,
 	SRV_ROUTE_LIVEZ,
@@ -44,7 +44,7 @@ enum srv_route {
 };
 
 /* How a route is answered. */
-enum srv_route_kind {
+enum srv__route_kind {
 	SRV_DIRECT, /* on the HTTP thread: cheap, no body, no compute */
 	SRV_WORKER, /* on a libuv worker thread, counted in max-inflight */
 	SRV_STORE,  /* a stream write: on the store's own threads (loop.c), so
@@ -52,16 +52,16 @@ enum srv_route_kind {
 	               /v1/loss or /v1/auc need; counted in max-inflight */
 };
 
-typedef struct srv_route_info {
-	enum srv_route route;
+typedef struct srv__route_info {
+	enum srv__route route;
 	const char *method;  /* "GET", "POST", "DELETE" */
 	const char *pattern; /* "/v1/streams/{id}/update"; {id} is one segment */
-	enum srv_route_kind kind;
+	enum srv__route_kind kind;
 	bool has_body; /* takes a JSON body (Content-Type checked) */
 	bool write;    /* changes state: needs a read-write token */
-} srv_route_info;
+} srv__route_info;
 
-/* What srv_route_match found. */
+/* What srv__route_match found. */
 #define SRV_MATCH_OK         0
 #define SRV_MATCH_NOT_FOUND  -1 /* 404 not_found */
 #define SRV_MATCH_BAD_METHOD -2 /* 405 method_not_allowed, see allow */
@@ -69,11 +69,11 @@ typedef struct srv_route_info {
 
 #define SRV_ID_MAX           128
 
-typedef struct srv_match {
-	const srv_route_info *info; /* borrowed, static; NULL unless OK */
-	char id[SRV_ID_MAX + 1];    /* the {id} segment, or "" */
-	char allow[96];             /* for 405: "GET, HEAD" etc. */
-} srv_match;
+typedef struct srv__match {
+	const srv__route_info *info; /* borrowed, static; NULL unless OK */
+	char id[SRV_ID_MAX + 1];     /* the {id} segment, or "" */
+	char allow[96];              /* for 405: "GET, HEAD" etc. */
+} srv__match;
 
 /*
  * Matches a RAW (not unescaped) path against the table. method is the
@@ -82,13 +82,13 @@ typedef struct srv_match {
  * raw bytes, so "%2F" or "%00" in an id is SRV_MATCH_BAD_ID and never an
  * id. A path with '%' elsewhere simply matches nothing. Any thread.
  */
-int srv_route_match(srv_match *out, const char *method, const char *path, bool test_hooks);
+int srv__route_match(srv__match *out, const char *method, const char *path, bool test_hooks);
 
 /* The route's label for metrics and logs ("/v1/loss", "none"). */
-const char *srv_route_name(enum srv_route r);
+const char *srv__route_name(enum srv__route r);
 
 /* Its method ("GET"; HEAD is counted as GET), or "none" for SRV_ROUTE_NONE. */
-const char *srv_route_method(enum srv_route r);
+const char *srv__route_method(enum srv__route r);
 
 /* True if s is a valid stream id ([A-Za-z0-9_-]{1,128}). */
 bool srv_route_valid_id(const char *s, size_t len);

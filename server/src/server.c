@@ -126,12 +126,12 @@ static void free_secret(char *p)
 
 /* Loads the tokens file and the TLS files named in cfg. Returns 0 or -1
  * (logged). */
-static int load_secrets(srv_server *s)
+static int load_secrets(srv__server *s)
 {
 	char err[512];
 
 	if (s->cfg.tokens_file[0]) {
-		if (srv_auth_load(&s->auth, s->cfg.tokens_file, err, sizeof(err)) != 0) {
+		if (srv__auth_load(&s->auth, s->cfg.tokens_file, err, sizeof(err)) != 0) {
 			srv_log(SRV_LOG_ERROR, NULL, "%s", err);
 			return -1;
 		}
@@ -153,9 +153,9 @@ static int load_secrets(srv_server *s)
 	return 0;
 }
 
-static void free_secrets(srv_server *s)
+static void free_secrets(srv__server *s)
 {
-	srv_auth_free(s->auth);
+	srv__auth_free(s->auth);
 	s->auth = NULL;
 	free(s->tls_cert_pem);
 	s->tls_cert_pem = NULL;
@@ -186,14 +186,14 @@ static int wait_signal(const sigset_t *set, long ms)
 	return sig < 0 ? 0 : sig;
 }
 
-static void drain(srv_server *s, const sigset_t *set)
+static void drain(srv__server *s, const sigset_t *set)
 {
 	double deadline = now_s() + s->cfg.drain_timeout;
 	bool forced = false;
 	char extra[128];
 
 	atomic_store(&s->draining, 1);
-	srv_metrics_set_draining(1);
+	srv__metrics_set_draining(1);
 	srv__http_quiesce(s);
 	snprintf(extra, sizeof(extra), "\"in_flight\":%d,\"open_requests\":%d",
 	         atomic_load(&s->inflight), atomic_load(&s->active));
@@ -220,7 +220,7 @@ static void drain(srv_server *s, const sigset_t *set)
 }
 
 /* SIGHUP: the tokens file again. Main thread. */
-static void reload_tokens(srv_server *s)
+static void reload_tokens(srv__server *s)
 {
 	char err[512], extra[64];
 
@@ -228,22 +228,22 @@ static void reload_tokens(srv_server *s)
 		srv_log(SRV_LOG_WARN, NULL, "SIGHUP: no --tokens-file to reload");
 		return;
 	}
-	if (srv_auth_reload(s->auth, s->cfg.tokens_file, err, sizeof(err)) != 0) {
-		snprintf(extra, sizeof(extra), "\"tokens\":%zu", srv_auth_count(s->auth));
+	if (srv__auth_reload(s->auth, s->cfg.tokens_file, err, sizeof(err)) != 0) {
+		snprintf(extra, sizeof(extra), "\"tokens\":%zu", srv__auth_count(s->auth));
 		srv_log(SRV_LOG_ERROR, extra, "SIGHUP: %s; the tokens in use are kept", err);
 		return;
 	}
-	snprintf(extra, sizeof(extra), "\"tokens\":%zu", srv_auth_count(s->auth));
+	snprintf(extra, sizeof(extra), "\"tokens\":%zu", srv__auth_count(s->auth));
 	srv_log(SRV_LOG_INFO, extra, "tokens reloaded");
 }
 
-static int run(srv_server *s)
+static int run(srv__server *s)
 {
 	sigset_t set, stop;
 	int rc = 1, sig;
 	char extra[512];
 
-	srv_log_set_level(s->cfg.log_level);
+	srv__log_set_level(s->cfg.log_level);
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
@@ -266,13 +266,13 @@ static int run(srv_server *s)
 
 	if (load_secrets(s) != 0)
 		goto out;
-	s->par = srv_par_new(s->cfg.par_threads);
+	s->par = srv__par_new(s->cfg.par_threads);
 	if (!s->par) {
 		srv_log(SRV_LOG_ERROR, NULL, "cannot start %d parallel helper threads",
 		        s->cfg.par_threads);
 		goto out;
 	}
-	s->api.par = srv_par_hook(s->par);
+	s->api.par = srv__par_hook(s->par);
 	s->api.max_elements = s->cfg.max_elements;
 	s->api.max_json_bytes = s->cfg.max_json_mem;
 	s->api.max_depth = s->cfg.max_depth;
@@ -299,7 +299,7 @@ static int run(srv_server *s)
 	/* Store threads mostly wait on commits (loop.c): twice the workers,
 	 * at least 4, so a group commit gathers several writers. */
 	int nstore = s->cfg.threads * 2 < 4 ? 4 : s->cfg.threads * 2 > 64 ? 64 : s->cfg.threads * 2;
-	s->loop = srv_loop_start(s->cfg.threads, nstore);
+	s->loop = srv__loop_start(s->cfg.threads, nstore);
 	if (!s->loop) {
 		srv_log(SRV_LOG_ERROR, NULL, "cannot start the libuv loop");
 		goto out_streams;
@@ -323,11 +323,11 @@ static int run(srv_server *s)
 		         "\"test_hooks\":%s,\"tls\":%s,\"tokens\":%zu",
 		         LOSSD_VERSION, s->cfg.threads, s->cfg.par_threads, s->cfg.http_threads,
 		         s->cfg.max_inflight, s->cfg.max_body, s->cfg.test_hooks ? "true" : "false",
-		         s->tls_cert_pem ? "true" : "false", srv_auth_count(s->auth));
+		         s->tls_cert_pem ? "true" : "false", srv__auth_count(s->auth));
 	}
 	/* Always written, whatever the log level: tests and scripts read the
 	 * port from it when started with --port 0. */
-	if (srv_log_enabled(SRV_LOG_INFO))
+	if (srv__log_enabled(SRV_LOG_INFO))
 		srv_log(SRV_LOG_INFO, extra, "listening");
 	else
 		printf("{\"msg\":\"listening\",%s}\n", extra), fflush(stdout);
@@ -341,12 +341,12 @@ static int run(srv_server *s)
 
 	srv__http_stop(s);
 out_loop:
-	srv_loop_stop(s->loop);
+	srv__loop_stop(s->loop);
 	s->loop = NULL;
 out_streams:
 	srv_streams_close();
 out_par:
-	srv_par_free(s->par);
+	srv__par_free(s->par);
 	s->par = NULL;
 out:
 	free_secrets(s);
@@ -357,7 +357,7 @@ out:
 
 int srv_main(int argc, char **argv)
 {
-	static srv_server s; /* large; and one per process */
+	static srv__server s; /* large; and one per process */
 	char err[512];
 	int rc;
 
@@ -374,7 +374,7 @@ int srv_main(int argc, char **argv)
 		for (int i = 4; i < argc && n < 63; i++)
 			rest[n++] = argv[i];
 		rest[n] = NULL;
-		if (srv_config_parse(&s.cfg, n, rest, environ, err, sizeof(err)) !=
+		if (srv__config_parse(&s.cfg, n, rest, environ, err, sizeof(err)) !=
 		    SRV_CONFIG_RUN) {
 			fprintf(stderr, "lossd: %s\n",
 			        err[0] ? err : "bad options for --copy-store");
@@ -382,9 +382,9 @@ int srv_main(int argc, char **argv)
 		}
 		return srv__copy_store(argv[2], argv[3], &s.cfg);
 	}
-	rc = srv_config_parse(&s.cfg, argc, argv, environ, err, sizeof(err));
+	rc = srv__config_parse(&s.cfg, argc, argv, environ, err, sizeof(err));
 	switch (rc) {
-	case SRV_CONFIG_HELP: srv_config_usage(stdout); return 0;
+	case SRV_CONFIG_HELP: srv__config_usage(stdout); return 0;
 	case SRV_CONFIG_VERSION: printf("lossd %s\n", LOSSD_VERSION); return 0;
 	case SRV_CONFIG_RUN: break;
 	default: fprintf(stderr, "lossd: %s\n", err); return 2;

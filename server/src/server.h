@@ -18,14 +18,14 @@
 /* s->inflight after srv_main closed admission (see http.c). */
 #define SRV_INFLIGHT_CLOSED (-(1 << 30))
 
-typedef struct srv_server {
-	srv_config cfg; /* read-only after startup */
-	api_ctx api;    /* limits + parallel hook; read-only */
-	srv_par *par;
-	struct srv_auth *auth;            /* NULL: no tokens configured */
-	struct srv_conns *conns;          /* open connections, request-timeout sweeper */
+typedef struct srv__server {
+	srv__config cfg; /* read-only after startup */
+	api_ctx api;     /* limits + parallel hook; read-only */
+	srv__par *par;
+	struct srv__auth *auth;           /* NULL: no tokens configured */
+	struct srv__conns *conns;         /* open connections, request-timeout sweeper */
 	char *tls_cert_pem, *tls_key_pem; /* NULL: plain HTTP */
-	srv_loop *loop;
+	srv__loop *loop;
 	struct MHD_Daemon *mhd;
 	int listen_fd;                /* after quiesce: ours to close, else -1 */
 	int port;                     /* the bound port */
@@ -38,28 +38,28 @@ typedef struct srv_server {
 	atomic_int inflight;          /* admitted to the workers, not yet resumed;
 					  SRV_INFLIGHT_CLOSED once stopping */
 	atomic_uint_fast64_t next_id; /* request id counter */
-	struct srv_budget *budget;    /* request-body memory (budget.c), made by http.c */
+	struct srv__budget *budget;   /* request-body memory (budget.c), made by http.c */
 	uint64_t id_seed;             /* random, per process */
-} srv_server;
+} srv__server;
 
 /* ---- http.c ---------------------------------------------------------------- */
 /* Starts libmicrohttpd on cfg.bind:cfg.port; sets s->mhd and s->port.
  * Returns 0 or -1 (logged). Main thread. */
-int srv__http_start(srv_server *s);
+int srv__http_start(srv__server *s);
 /* Stops accepting connections (open ones keep being served). Main thread. */
-void srv__http_quiesce(srv_server *s);
+void srv__http_quiesce(srv__server *s);
 /* Stops the daemon; every suspended connection must have been resumed
  * (inflight == 0). Main thread. */
-void srv__http_stop(srv_server *s);
+void srv__http_stop(srv__server *s);
 
 /* ---- handlers.c ------------------------------------------------------------ */
 /* Runs the handler of a worker route into *out. Worker thread. */
-void srv__dispatch(api_reply *out, enum srv_route route, const srv_request *req);
+void srv__dispatch(api_reply *out, enum srv__route route, const srv_request *req);
 
 /* ---- ops.c ----------------------------------------------------------------- */
 /* Answers a direct route (health, metrics, version, openapi) into *out.
  * Cheap, no compute. MHD thread. */
-void srv__ops(api_reply *out, const srv_server *s, enum srv_route route);
+void srv__ops(api_reply *out, const srv__server *s, enum srv__route route);
 
 /* ---- check.c --------------------------------------------------------------- */
 /* GET url (http://host[:port]/path) with a timeout of timeout_s; returns 0
@@ -69,6 +69,6 @@ int srv__check(const char *url, int timeout_s);
 /* lossd --copy-store FROM TO (copy.c): copies every stream of store URL
  * from into store URL to and verifies the counts. Returns the exit status
  * (0 done, 1 failed, 2 usage). Main thread, no server running. */
-int srv__copy_store(const char *from, const char *to, const srv_config *cfg);
+int srv__copy_store(const char *from, const char *to, const srv__config *cfg);
 
 #endif

@@ -42,7 +42,7 @@ EMBED(uplot_css)
 #define SVG  "image/svg+xml"
 
 static const struct asset {
-	enum srv_route route;
+	enum srv__route route;
 	const char *ctype;
 	const char *data;
 	const size_t *len;
@@ -64,7 +64,7 @@ static const struct asset {
 static const char csp[] = "default-src 'self'; object-src 'none'; base-uri 'none'; "
                           "frame-ancestors 'none'; form-action 'self'";
 
-static const struct asset *find(enum srv_route route)
+static const struct asset *find(enum srv__route route)
 {
 	for (size_t i = 0; i < NASSETS; i++)
 		if (table[i].route == route)
@@ -72,12 +72,12 @@ static const struct asset *find(enum srv_route route)
 	return NULL;
 }
 
-bool srv__ui_route(enum srv_route route)
+bool srv__ui_route(enum srv__route route)
 {
 	return find(route) != NULL;
 }
 
-void srv__ui_reply(api_reply *out, enum srv_route route)
+void srv__ui_reply(api_reply *out, enum srv__route route)
 {
 	const struct asset *a = find(route);
 
@@ -99,7 +99,7 @@ void srv__ui_reply(api_reply *out, enum srv_route route)
 	out->content_type = a->ctype;
 }
 
-void srv__ui_headers(struct MHD_Response *resp, enum srv_route route)
+void srv__ui_headers(struct MHD_Response *resp, enum srv__route route)
 {
 	const struct asset *a = find(route);
 

@@ -14,11 +14,11 @@
 struct MHD_Response;
 
 /* True for the routes this module answers. Any thread. */
-bool srv__ui_route(enum srv_route route);
+bool srv__ui_route(enum srv__route route);
 
 /* Fills *out with a new copy of the route's embedded file, 200 with its
  * Content-Type (500 for a route that is not srv__ui_route). Any thread. */
-void srv__ui_reply(api_reply *out, enum srv_route route);
+void srv__ui_reply(api_reply *out, enum srv__route route);
 
 /*
  * Adds the caching and browser-security headers of a reply on this route:
@@ -27,6 +27,6 @@ void srv__ui_reply(api_reply *out, enum srv_route route);
  * origin, no inline script or style, no framing), nosniff and
  * Referrer-Policy; for every other route "Cache-Control: no-store".
  */
-void srv__ui_headers(struct MHD_Response *resp, enum srv_route route);
+void srv__ui_headers(struct MHD_Response *resp, enum srv__route route);
 
 #endif

@@ -1,8 +1,8 @@
 /*
  * race_server.c - the server's hand-off machinery under many threads, as a
  * plain executable so it runs under ThreadSanitizer (where Criterion
- * aborts): srv_par's work sharing with more callers than helpers, and
- * srv_loop's locked queue fed by several threads at once, a third of the
+ * aborts): srv__par's work sharing with more callers than helpers, and
+ * srv__loop's locked queue fed by several threads at once, a third of the
  * jobs going to the store lane's threads. Exits 0 when
  * every task and job ran exactly once and every done() ran on the loop
  * thread; prints what went wrong and exits 1 otherwise.
@@ -27,7 +27,7 @@ static int failures;
 		}                                                                                  \
 	} while (0)
 
-/* ---- srv_par ---------------------------------------------------------- */
+/* ---- srv__par ---------------------------------------------------------- */
 
 struct tasks {
 	atomic_int hits[512];
@@ -65,13 +65,13 @@ static void *par_caller(void *arg)
 	return (void *)(intptr_t)bad;
 }
 
-/* ---- srv_loop ---------------------------------------------------------- */
+/* ---- srv__loop ---------------------------------------------------------- */
 
 #define SUBMITTERS 4
 #define JOBS       500
 
 struct myjob {
-	srv_job job; /* first */
+	srv__job job; /* first */
 	atomic_int ran;
 	atomic_int finished;
 };
@@ -81,13 +81,13 @@ static atomic_int wrong_thread;
 static pthread_t loop_thread;
 static atomic_int loop_thread_set;
 
-static void job_run(srv_job *j)
+static void job_run(srv__job *j)
 {
 	struct myjob *m = (struct myjob *)j;
 	atomic_fetch_add(&m->ran, 1);
 }
 
-static void job_done(srv_job *j, int cancelled)
+static void job_done(srv__job *j, int cancelled)
 {
 	struct myjob *m = (struct myjob *)j;
 	int expected = 0;
@@ -103,7 +103,7 @@ static void job_done(srv_job *j, int cancelled)
 }
 
 struct feed {
-	srv_loop *loop;
+	srv__loop *loop;
 	struct myjob *jobs;
 };
 
@@ -115,33 +115,33 @@ static void *submitter(void *arg)
 		f->jobs[i].job.done = job_done;
 		/* every third job on the store lane's own threads */
 		f->jobs[i].job.lane = i % 3 == 0 ? SRV_LANE_STORE : 0;
-		srv_loop_submit(f->loop, &f->jobs[i].job);
+		srv__loop_submit(f->loop, &f->jobs[i].job);
 	}
 	return NULL;
 }
 
 int main(void)
 {
-	srv_par *p = srv_par_new(3);
+	srv__par *p = srv__par_new(3);
 	pthread_t t[SUBMITTERS > 6 ? SUBMITTERS : 6];
 	struct feed feeds[SUBMITTERS];
-	srv_loop *loop;
+	srv__loop *loop;
 	struct timespec ts = {0, 1000000};
 
-	CHECK(p != NULL, "srv_par_new failed");
+	CHECK(p != NULL, "srv__par_new failed");
 	if (!p)
 		return 1;
 	for (int i = 0; i < 6; i++)
-		pthread_create(&t[i], NULL, par_caller, (void *)srv_par_hook(p));
+		pthread_create(&t[i], NULL, par_caller, (void *)srv__par_hook(p));
 	for (int i = 0; i < 6; i++) {
 		void *bad;
 		pthread_join(t[i], &bad);
 		CHECK(bad == NULL, "par caller %d saw %ld wrong results", i, (long)(intptr_t)bad);
 	}
-	srv_par_free(p);
+	srv__par_free(p);
 
-	loop = srv_loop_start(3, 2);
-	CHECK(loop != NULL, "srv_loop_start failed");
+	loop = srv__loop_start(3, 2);
+	CHECK(loop != NULL, "srv__loop_start failed");
 	if (!loop)
 		return 1;
 	for (int i = 0; i < SUBMITTERS; i++) {
@@ -155,7 +155,7 @@ int main(void)
 		nanosleep(&ts, NULL);
 	CHECK(atomic_load(&done_count) == SUBMITTERS * JOBS, "%d of %d jobs done",
 	      atomic_load(&done_count), SUBMITTERS * JOBS);
-	srv_loop_stop(loop);
+	srv__loop_stop(loop);
 	CHECK(atomic_load(&wrong_thread) == 0, "done() off the loop thread or cancelled: %d",
 	      atomic_load(&wrong_thread));
 	for (int i = 0; i < SUBMITTERS; i++) {

@@ -13,9 +13,9 @@
 #define T1 "tok_aaaaaaaaaaaaaaaa1"
 #define T2 "tok_bbbbbbbbbbbbbbbb2"
 
-/* srv_auth_load of a tokens file holding text (the loader and its parser,
+/* srv__auth_load of a tokens file holding text (the loader and its parser,
  * the way the server reads the file). */
-static int load_text(srv_auth **out, const char *text, char *err, size_t errlen)
+static int load_text(srv__auth **out, const char *text, char *err, size_t errlen)
 {
 	char path[] = "/tmp/lossd-test-tokens-XXXXXX";
 	int fd = mkstemp(path);
@@ -23,17 +23,17 @@ static int load_text(srv_auth **out, const char *text, char *err, size_t errlen)
 	size_t n = strlen(text);
 	cr_assert_eq(write(fd, text, n), (ssize_t)n);
 	close(fd);
-	int rc = srv_auth_load(out, path, err, errlen);
+	int rc = srv__auth_load(out, path, err, errlen);
 	unlink(path);
 	return rc;
 }
 
 Test(auth, parse_and_check)
 {
-	srv_auth *a = NULL;
+	srv__auth *a = NULL;
 	char err[256];
 	char who[SRV_PRINCIPAL_MAX + 1] = "";
-	srv_role ro = SRV_ROLE_RO;
+	srv__role ro = SRV_ROLE_RO;
 
 	cr_assert_eq(load_text(&a,
 	                       "# tokens\n\n" T1 " alice\n  " T2 "\tbob@ci ro  \r\n"
@@ -41,34 +41,34 @@ Test(auth, parse_and_check)
 	                       "tok_dddddddddddddddd4 org Admin\n",
 	                       err, sizeof(err)),
 	             0, "%s", err);
-	cr_assert_eq(srv_auth_count(a), 4);
+	cr_assert_eq(srv__auth_count(a), 4);
 
-	cr_assert_eq(srv_auth_check(a, "Bearer " T1, who, &ro), SRV_AUTH_OK);
+	cr_assert_eq(srv__auth_check(a, "Bearer " T1, who, &ro), SRV_AUTH_OK);
 	cr_assert_str_eq(who, "alice");
 	cr_assert_eq(ro, SRV_ROLE_RW);
-	cr_assert_eq(srv_auth_check(a, "bearer   " T2 " ", who, &ro), SRV_AUTH_OK);
+	cr_assert_eq(srv__auth_check(a, "bearer   " T2 " ", who, &ro), SRV_AUTH_OK);
 	cr_assert_str_eq(who, "bob@ci");
 	cr_assert_eq(ro, SRV_ROLE_RO);
-	cr_assert_eq(srv_auth_check(a, "Bearer tok_cccccccccccccccc3", who, &ro), SRV_AUTH_OK);
+	cr_assert_eq(srv__auth_check(a, "Bearer tok_cccccccccccccccc3", who, &ro), SRV_AUTH_OK);
 	cr_assert_str_eq(who, "carol");
 	cr_assert_eq(ro, SRV_ROLE_RW);
-	cr_assert_eq(srv_auth_check(a, "Bearer tok_dddddddddddddddd4", who, &ro), SRV_AUTH_OK);
+	cr_assert_eq(srv__auth_check(a, "Bearer tok_dddddddddddddddd4", who, &ro), SRV_AUTH_OK);
 	cr_assert_str_eq(who, "org");
 	cr_assert_eq(ro, SRV_ROLE_ADMIN);
 
-	cr_assert_eq(srv_auth_check(a, NULL, who, &ro), SRV_AUTH_MISSING);
-	cr_assert_eq(srv_auth_check(a, "", who, &ro), SRV_AUTH_MISSING);
-	cr_assert_eq(srv_auth_check(a, "Bearer", who, &ro), SRV_AUTH_MISSING);
-	cr_assert_eq(srv_auth_check(a, "Bearer   ", who, &ro), SRV_AUTH_MISSING);
-	cr_assert_eq(srv_auth_check(a, "Basic dXNlcjpwYXNz", who, &ro), SRV_AUTH_MISSING);
-	cr_assert_eq(srv_auth_check(a, "Bearer" T1, who, &ro), SRV_AUTH_MISSING);
-	cr_assert_eq(srv_auth_check(a, "Bearer tok_aaaaaaaaaaaaaaaa", who, &ro), SRV_AUTH_INVALID,
+	cr_assert_eq(srv__auth_check(a, NULL, who, &ro), SRV_AUTH_MISSING);
+	cr_assert_eq(srv__auth_check(a, "", who, &ro), SRV_AUTH_MISSING);
+	cr_assert_eq(srv__auth_check(a, "Bearer", who, &ro), SRV_AUTH_MISSING);
+	cr_assert_eq(srv__auth_check(a, "Bearer   ", who, &ro), SRV_AUTH_MISSING);
+	cr_assert_eq(srv__auth_check(a, "Basic dXNlcjpwYXNz", who, &ro), SRV_AUTH_MISSING);
+	cr_assert_eq(srv__auth_check(a, "Bearer" T1, who, &ro), SRV_AUTH_MISSING);
+	cr_assert_eq(srv__auth_check(a, "Bearer tok_aaaaaaaaaaaaaaaa", who, &ro), SRV_AUTH_INVALID,
 	             "a prefix is not the token");
-	cr_assert_eq(srv_auth_check(a, "Bearer " T1 "x", who, &ro), SRV_AUTH_INVALID);
-	cr_assert_eq(srv_auth_check(a, "Bearer TOK_AAAAAAAAAAAAAAAA1", who, &ro), SRV_AUTH_INVALID,
+	cr_assert_eq(srv__auth_check(a, "Bearer " T1 "x", who, &ro), SRV_AUTH_INVALID);
+	cr_assert_eq(srv__auth_check(a, "Bearer TOK_AAAAAAAAAAAAAAAA1", who, &ro), SRV_AUTH_INVALID,
 	             "tokens are case-sensitive");
-	srv_auth_free(a);
-	srv_auth_free(NULL);
+	srv__auth_free(a);
+	srv__auth_free(NULL);
 }
 
 struct bad {
@@ -95,7 +95,7 @@ ParameterizedTestParameters(auth, bad_files)
 
 ParameterizedTest(struct bad *t, auth, bad_files)
 {
-	srv_auth *a = (srv_auth *)1;
+	srv__auth *a = (srv__auth *)1;
 	char err[256] = "";
 
 	cr_assert_eq(load_text(&a, t->text, err, sizeof(err)), -1, "%s", t->text);
@@ -108,39 +108,39 @@ Test(auth, load_file)
 {
 	char path[] = "/tmp/lossd-test-tokens-XXXXXX";
 	int fd = mkstemp(path);
-	srv_auth *a = NULL;
+	srv__auth *a = NULL;
 	char err[256];
 	char who[SRV_PRINCIPAL_MAX + 1];
-	srv_role ro;
+	srv__role ro;
 	FILE *f;
 
 	cr_assert_geq(fd, 0);
 	f = fdopen(fd, "w");
 	fputs(T1 " alice ro\n", f);
 	fclose(f);
-	cr_assert_eq(srv_auth_load(&a, path, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(srv_auth_check(a, "Bearer " T1, who, &ro), SRV_AUTH_OK);
+	cr_assert_eq(srv__auth_load(&a, path, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(srv__auth_check(a, "Bearer " T1, who, &ro), SRV_AUTH_OK);
 	cr_assert_eq(ro, SRV_ROLE_RO);
 
 	/* a reload swaps the whole table: T1 out, T2 in */
 	f = fopen(path, "w");
 	fputs(T2 " bob admin\n", f);
 	fclose(f);
-	cr_assert_eq(srv_auth_reload(a, path, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(srv_auth_check(a, "Bearer " T1, who, &ro), SRV_AUTH_INVALID);
-	cr_assert_eq(srv_auth_check(a, "Bearer " T2, who, &ro), SRV_AUTH_OK);
+	cr_assert_eq(srv__auth_reload(a, path, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(srv__auth_check(a, "Bearer " T1, who, &ro), SRV_AUTH_INVALID);
+	cr_assert_eq(srv__auth_check(a, "Bearer " T2, who, &ro), SRV_AUTH_OK);
 	cr_assert_str_eq(who, "bob");
 	cr_assert_eq(ro, SRV_ROLE_ADMIN);
 	/* a file that does not parse keeps the tokens in use */
 	f = fopen(path, "w");
 	fputs("short bob\n", f);
 	fclose(f);
-	cr_assert_eq(srv_auth_reload(a, path, err, sizeof(err)), -1);
+	cr_assert_eq(srv__auth_reload(a, path, err, sizeof(err)), -1);
 	cr_assert(strstr(err, "line 1"), "%s", err);
-	cr_assert_eq(srv_auth_check(a, "Bearer " T2, who, &ro), SRV_AUTH_OK);
-	cr_assert_eq(srv_auth_count(a), 1);
-	srv_auth_free(a);
+	cr_assert_eq(srv__auth_check(a, "Bearer " T2, who, &ro), SRV_AUTH_OK);
+	cr_assert_eq(srv__auth_count(a), 1);
+	srv__auth_free(a);
 	unlink(path);
-	cr_assert_eq(srv_auth_load(&a, path, err, sizeof(err)), -1);
+	cr_assert_eq(srv__auth_load(&a, path, err, sizeof(err)), -1);
 	cr_assert(strstr(err, "cannot read"), "%s", err);
 }

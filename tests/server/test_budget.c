@@ -9,7 +9,7 @@
 
 Test(budget, total_without_tokens)
 {
-	srv_budget *b = srv__budget_new(100, 40, 50);
+	srv__budget *b = srv__budget_new(100, 40, 50);
 	cr_assert_not_null(b);
 	cr_assert(srv__budget_take(b, NULL, false, 60));
 	cr_assert(srv__budget_take(b, NULL, false, 40));
@@ -24,7 +24,7 @@ Test(budget, total_without_tokens)
 
 Test(budget, per_principal_and_readers)
 {
-	srv_budget *b = srv__budget_new(100, 40, 50);
+	srv__budget *b = srv__budget_new(100, 40, 50);
 	/* one principal: 40 at most, whatever is left */
 	cr_assert(srv__budget_take(b, "alice", false, 40));
 	cr_assert_not(srv__budget_take(b, "alice", false, 1));

@@ -12,17 +12,17 @@
 
 #include "config.h"
 
-static int parse(srv_config *c, char *const *argv, char *const *envp, char *err)
+static int parse(srv__config *c, char *const *argv, char *const *envp, char *err)
 {
 	int argc = 0;
 	while (argv[argc])
 		argc++;
-	return srv_config_parse(c, argc, argv, envp, err, 256);
+	return srv__config_parse(c, argc, argv, envp, err, 256);
 }
 
 Test(config, defaults)
 {
-	srv_config c;
+	srv__config c;
 	char err[256];
 	char *argv[] = {"lossd", NULL};
 
@@ -46,7 +46,7 @@ Test(config, defaults)
  * variables. */
 Test(config, connection_and_body_limits)
 {
-	srv_config c;
+	srv__config c;
 	char err[256];
 	char *argv[] = {"lossd", NULL};
 	char *argv2[] = {"lossd", "--max-connections=100", "--min-body-rate",
@@ -74,7 +74,7 @@ Test(config, connection_and_body_limits)
 
 Test(config, flags_both_forms)
 {
-	srv_config c;
+	srv__config c;
 	char err[256];
 	char *argv[] = {"lossd",
 	                "--port",
@@ -110,7 +110,7 @@ Test(config, flags_both_forms)
 
 Test(config, env_then_flags_win)
 {
-	srv_config c;
+	srv__config c;
 	char err[256];
 	char *envp[] = {"PATH=/bin",
 	                "LOSSD_PORT=7000",
@@ -135,7 +135,7 @@ Test(config, env_then_flags_win)
 
 Test(config, help_version_check)
 {
-	srv_config c;
+	srv__config c;
 	char err[256];
 	char *h[] = {"lossd", "--port", "1", "--help", NULL};
 	char *v[] = {"lossd", "--version", NULL};
@@ -182,7 +182,7 @@ ParameterizedTestParameters(config, usage_errors)
 
 ParameterizedTest(struct bad *t, config, usage_errors)
 {
-	srv_config c;
+	srv__config c;
 	char err[256] = "";
 	char *argv[] = {"lossd", t->a, t->b[0] ? t->b : NULL, NULL};
 
@@ -192,7 +192,7 @@ ParameterizedTest(struct bad *t, config, usage_errors)
 
 Test(config, tls_files_go_together)
 {
-	srv_config c;
+	srv__config c;
 	char err[256];
 	char *one[] = {"lossd", "--tls-cert", "/c.pem", NULL};
 	char *both[] = {"lossd",
@@ -216,7 +216,7 @@ Test(config, tls_files_go_together)
 
 Test(config, bad_env_is_a_usage_error)
 {
-	srv_config c;
+	srv__config c;
 	char err[256];
 	char *envp[] = {"LOSSD_PORT=eighty", NULL};
 	char *argv[] = {"lossd", NULL};
@@ -246,7 +246,7 @@ Test(config, sizes)
 
 Test(config, store_urls)
 {
-	srv_config c;
+	srv__config c;
 	char err[256];
 	char *def[] = {"lossd", NULL};
 	char *dir[] = {"lossd", "--data-dir", "/a", "--store", "sqlite:/var/lib/lossd", NULL};
@@ -280,7 +280,7 @@ Test(config, store_urls)
 
 Test(config, cors_origins)
 {
-	srv_config c;
+	srv__config c;
 	char err[256];
 	char *argv[] = {"lossd", "--cors-origin", "https://dash.example.com:8443",
 	                "--cors-origin=http://127.0.0.1:3000", NULL};

@@ -73,7 +73,7 @@ ParameterizedTestParameters(headers, framing)
 
 ParameterizedTest(struct fcase *t, headers, framing)
 {
-	srv_framing f = {0};
+	srv__framing f = {0};
 	const char *code = NULL, *detail = NULL;
 	int status;
 

@@ -41,10 +41,10 @@ Test(log, truncates_inside_the_quotes)
 
 Test(log, levels)
 {
-	srv_log_set_level(SRV_LOG_WARN);
-	cr_assert_not(srv_log_enabled(SRV_LOG_INFO));
-	cr_assert(srv_log_enabled(SRV_LOG_ERROR));
-	srv_log_set_level(SRV_LOG_OFF);
-	cr_assert_not(srv_log_enabled(SRV_LOG_ERROR));
+	srv__log_set_level(SRV_LOG_WARN);
+	cr_assert_not(srv__log_enabled(SRV_LOG_INFO));
+	cr_assert(srv__log_enabled(SRV_LOG_ERROR));
+	srv__log_set_level(SRV_LOG_OFF);
+	cr_assert_not(srv__log_enabled(SRV_LOG_ERROR));
 	cr_assert_str_eq(srv__log_level_name(SRV_LOG_DEBUG), "debug");
 }

@@ -12,7 +12,7 @@
 static char *render(void)
 {
 	size_t n = 0;
-	char *s = srv_metrics_render(&n);
+	char *s = srv__metrics_render(&n);
 	cr_assert_not_null(s);
 	cr_assert_eq(strlen(s), n);
 	return s;
@@ -23,11 +23,11 @@ Test(metrics, counters_and_histogram)
 	char *s;
 
 	srv__metrics_reset();
-	srv_metrics_request(SRV_ROUTE_LOSS, 200, 0.003, 100, 50);
-	srv_metrics_request(SRV_ROUTE_LOSS, 200, 0.2, 10, 5);
-	srv_metrics_request(SRV_ROUTE_LOSS, 422, 0.0001, 1, 1);
-	srv_metrics_request(SRV_ROUTE_NONE, 404, 0.0001, 0, 7);
-	srv_metrics_request(SRV_ROUTE_NONE, 418, 0.0001, 0, 0);
+	srv__metrics_request(SRV_ROUTE_LOSS, 200, 0.003, 100, 50);
+	srv__metrics_request(SRV_ROUTE_LOSS, 200, 0.2, 10, 5);
+	srv__metrics_request(SRV_ROUTE_LOSS, 422, 0.0001, 1, 1);
+	srv__metrics_request(SRV_ROUTE_NONE, 404, 0.0001, 0, 7);
+	srv__metrics_request(SRV_ROUTE_NONE, 418, 0.0001, 0, 0);
 	s = render();
 	cr_assert(strstr(s, "lossd_http_requests_total{route=\"/v1/"
 	                    "loss\",method=\"POST\",status=\"200\"} 2\n"),
@@ -69,11 +69,11 @@ Test(metrics, gauges)
 	char *s;
 
 	srv__metrics_reset();
-	srv_metrics_inflight_add(3);
-	srv_metrics_queued_add(2);
-	srv_metrics_inflight_add(-1);
-	srv_metrics_overloaded();
-	srv_metrics_set_draining(1);
+	srv__metrics_inflight_add(3);
+	srv__metrics_queued_add(2);
+	srv__metrics_inflight_add(-1);
+	srv__metrics_overloaded();
+	srv__metrics_set_draining(1);
 	s = render();
 	cr_assert(strstr(s, "lossd_http_in_flight_requests 2\n"), "%s", s);
 	cr_assert(strstr(s, "lossd_http_queue_depth 2\n"));
@@ -88,7 +88,7 @@ Test(metrics, text_format_is_well_formed)
 	char *s, *line, *save = NULL;
 
 	srv__metrics_reset();
-	srv_metrics_request(SRV_ROUTE_AUC, 200, 1.5, 1, 1);
+	srv__metrics_request(SRV_ROUTE_AUC, 200, 1.5, 1, 1);
 	s = render();
 	cr_assert_eq(s[strlen(s) - 1], '\n');
 	for (line = strtok_r(s, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
@@ -115,7 +115,7 @@ static void *hammer(void *arg)
 {
 	(void)arg;
 	for (int i = 0; i < 10000; i++)
-		srv_metrics_request(SRV_ROUTE_HEALTHZ, 200, 0.0001, 1, 2);
+		srv__metrics_request(SRV_ROUTE_HEALTHZ, 200, 0.0001, 1, 2);
 	return NULL;
 }
 

@@ -34,22 +34,22 @@ static void run_and_check(const eng_parallel *p, int64_t n)
 
 Test(par, no_helpers_runs_serially)
 {
-	srv_par *p = srv_par_new(0);
+	srv__par *p = srv__par_new(0);
 	cr_assert_not_null(p);
-	cr_assert_eq(srv_par_hook(p)->nthreads, 1);
-	run_and_check(srv_par_hook(p), 100);
-	run_and_check(srv_par_hook(p), 0);
-	srv_par_free(p);
+	cr_assert_eq(srv__par_hook(p)->nthreads, 1);
+	run_and_check(srv__par_hook(p), 100);
+	run_and_check(srv__par_hook(p), 0);
+	srv__par_free(p);
 }
 
 Test(par, helpers_share_tasks)
 {
-	srv_par *p = srv_par_new(3);
+	srv__par *p = srv__par_new(3);
 	cr_assert_not_null(p);
-	cr_assert_eq(srv_par_hook(p)->nthreads, 4);
+	cr_assert_eq(srv__par_hook(p)->nthreads, 4);
 	for (int64_t n = 1; n < 2000; n = n * 3 + 1)
-		run_and_check(srv_par_hook(p), n);
-	srv_par_free(p);
+		run_and_check(srv__par_hook(p), n);
+	srv__par_free(p);
 }
 
 static void *caller(void *arg)
@@ -63,19 +63,19 @@ static void *caller(void *arg)
 /* More callers than helpers: nobody waits for a helper that never comes. */
 Test(par, many_callers_no_deadlock, .timeout = 60)
 {
-	srv_par *p = srv_par_new(2);
+	srv__par *p = srv__par_new(2);
 	pthread_t t[6];
 
 	cr_assert_not_null(p);
 	for (int i = 0; i < 6; i++)
-		pthread_create(&t[i], NULL, caller, (void *)srv_par_hook(p));
+		pthread_create(&t[i], NULL, caller, (void *)srv__par_hook(p));
 	for (int i = 0; i < 6; i++)
 		pthread_join(t[i], NULL);
-	srv_par_free(p);
+	srv__par_free(p);
 }
 
 Test(par, free_null)
 {
-	srv_par_free(NULL);
-	cr_assert_null(srv_par_hook(NULL));
+	srv__par_free(NULL);
+	cr_assert_null(srv__par_hook(NULL));
 }

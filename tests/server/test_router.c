@@ -14,7 +14,7 @@
 struct rcase {
 	char method[8], path[48];
 	int rc;
-	enum srv_route route;
+	enum srv__route route;
 	char id[16];    /* expected id, or "" */
 	char allow[24]; /* expected Allow for 405 */
 };
@@ -70,8 +70,8 @@ ParameterizedTestParameters(router, table)
 
 ParameterizedTest(struct rcase *t, router, table)
 {
-	srv_match m;
-	int rc = srv_route_match(&m, t->method, t->path, false);
+	srv__match m;
+	int rc = srv__route_match(&m, t->method, t->path, false);
 
 	cr_assert_eq(rc, t->rc, "%s %s: rc %d, expected %d", t->method, t->path, rc, t->rc);
 	if (rc == SRV_MATCH_OK) {
@@ -87,43 +87,43 @@ ParameterizedTest(struct rcase *t, router, table)
 
 Test(router, test_hook_only_when_enabled)
 {
-	srv_match m;
+	srv__match m;
 
-	cr_assert_eq(srv_route_match(&m, "POST", "/v1/_sleep", true), SRV_MATCH_OK);
+	cr_assert_eq(srv__route_match(&m, "POST", "/v1/_sleep", true), SRV_MATCH_OK);
 	cr_assert_eq(m.info->route, SRV_ROUTE_TEST_SLEEP);
 	cr_assert_eq(m.info->kind, SRV_WORKER);
-	cr_assert_eq(srv_route_match(&m, "POST", "/v1/_sleep", false), SRV_MATCH_NOT_FOUND);
+	cr_assert_eq(srv__route_match(&m, "POST", "/v1/_sleep", false), SRV_MATCH_NOT_FOUND);
 }
 
 Test(router, id_length_limit)
 {
 	char path[300], id[200];
-	srv_match m;
+	srv__match m;
 
 	memset(id, 'a', 128);
 	id[128] = '\0';
 	snprintf(path, sizeof(path), "/v1/streams/%s/state", id);
-	cr_assert_eq(srv_route_match(&m, "GET", path, false), SRV_MATCH_OK);
+	cr_assert_eq(srv__route_match(&m, "GET", path, false), SRV_MATCH_OK);
 	cr_assert_str_eq(m.id, id);
 	id[128] = 'a';
 	id[129] = '\0';
 	snprintf(path, sizeof(path), "/v1/streams/%s/state", id);
-	cr_assert_eq(srv_route_match(&m, "GET", path, false), SRV_MATCH_BAD_ID);
+	cr_assert_eq(srv__route_match(&m, "GET", path, false), SRV_MATCH_BAD_ID);
 }
 
 Test(router, kinds_and_names)
 {
-	srv_match m;
+	srv__match m;
 
-	cr_assert_eq(srv_route_match(&m, "GET", "/healthz", false), SRV_MATCH_OK);
+	cr_assert_eq(srv__route_match(&m, "GET", "/healthz", false), SRV_MATCH_OK);
 	cr_assert_eq(m.info->kind, SRV_DIRECT);
 	cr_assert_not(m.info->has_body);
-	cr_assert_eq(srv_route_match(&m, "POST", "/v1/loss", false), SRV_MATCH_OK);
+	cr_assert_eq(srv__route_match(&m, "POST", "/v1/loss", false), SRV_MATCH_OK);
 	cr_assert_eq(m.info->kind, SRV_WORKER);
 	cr_assert(m.info->has_body);
-	cr_assert_str_eq(srv_route_name(SRV_ROUTE_LOSS), "/v1/loss");
-	cr_assert_str_eq(srv_route_name(SRV_ROUTE_NONE), "none");
-	cr_assert_str_eq(srv_route_name(SRV_ROUTE_STREAMS_UPDATE), "/v1/streams/{id}/update");
+	cr_assert_str_eq(srv__route_name(SRV_ROUTE_LOSS), "/v1/loss");
+	cr_assert_str_eq(srv__route_name(SRV_ROUTE_NONE), "none");
+	cr_assert_str_eq(srv__route_name(SRV_ROUTE_STREAMS_UPDATE), "/v1/streams/{id}/update");
 	for (int r = 1; r < SRV_ROUTE_COUNT; r++)
-		cr_assert_str_neq(srv_route_name((enum srv_route)r), "none", "route %d", r);
+		cr_assert_str_neq(srv__route_name((enum srv__route)r), "none", "route %d", r);
 }

@@ -1179,19 +1179,28 @@ static int reply_json_copy(api_reply *out, int status, json_t *o, char **copy)
 
 /* Value of name in a query string, percent-decoded into buf by
  * srv__query_next, the one query parser (the list and history queries use it
- * too, so every route reads a query with one strictness). 1 found, 0 absent,
- * -1 with *out a 422 when a pair is malformed or longer than its buffer. */
+ * too). 1 found, 0 absent, -1 with *out a 422 when name's own pair is
+ * malformed or longer than buf; a malformed pair of another name is
+ * ignored, as every other unknown parameter of these routes is. */
 static int query_get(api_reply *out, const char *q, const char *name, char *buf, size_t cap)
 {
 	char k[32];
-	int r;
-	while ((r = srv__query_next(&q, k, sizeof k, buf, cap)) == 1)
-		if (!strcmp(k, name))
+	for (;;) {
+		while (q && *q == '&')
+			q++;
+		const char *at = q;
+		int r = srv__query_next(&q, k, sizeof k, buf, cap);
+		if (r == 0)
+			return 0;
+		if (r == 1 && !strcmp(k, name))
 			return 1;
-	if (r < 0)
-		api_reply_error(out, 422, "bad_option",
-		                "a query parameter is malformed or too long");
-	return r;
+		if (r < 0 && strcspn(at, "=&") == strlen(name) &&
+		    !strncmp(at, name, strlen(name))) {
+			api_reply_error(out, 422, "bad_option",
+			                "query parameter %s is malformed or too long", name);
+			return -1;
+		}
+	}
 }
 
 static int query_int(api_reply *out, const char *q, const char *name, long long def, long long lo,

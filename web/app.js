@@ -1,26 +1,35 @@
-// app.js - lossd's dashboard: the streams, their AUC, count and loss, and
-// for the chosen stream its curve and its AUC over time, polled live.
+// app.js - lossd's dashboard: the streams (latest update first, filtered
+// by name prefix or tag), and for the chosen stream its loss and accuracy
+// over training steps, its AUC over checkpoints and its curve, polled live.
 //
-// It reads only the public JSON API (GET /v1/streams, GET /v1/streams/{id}),
-// the same calls any client makes, with the bearer token the user pasted
-// (kept in sessionStorage, so it dies with the tab). "AUC over time" is a
-// client-side series: the values polled since the page was opened, kept in
-// memory; the server keeps no history. No inline script, no eval, no
-// innerHTML of server data: the page runs under a strict
-// Content-Security-Policy and shows stream names as text only.
+// It reads only the public JSON API, the same calls any client makes, with
+// the bearer token the user pasted (kept in sessionStorage, so it dies with
+// the tab):
+//   GET /v1/streams?sort=updated&order=desc&name_prefix=&tag=K:V  the list
+//   GET /v1/streams/{id}                                           a reading
+//   GET /v1/streams/{id}/history?series=steps|checkpoints          the series
+// The series are the server's (they survive a reload): the page walks the
+// history's `next` cursor, at most HISTORY_PAGES pages, and refetches only
+// when the stream's updated_at moves. "Export as CSV" downloads the same
+// route with format=csv (every page, following the Link rel="next"
+// header), fetched with the token and saved through a Blob.
+// No inline script, no eval, no innerHTML of server data: the page runs
+// under a strict Content-Security-Policy and shows stream names as text.
 'use strict';
 
 (function () {
 	const POLL_MS = 3000;
 	const MAX_STREAMS = 200; // details fetched per poll
-	const MAX_HISTORY = 2400; // points kept per stream (2 hours at 3 s)
+	const HISTORY_LIMIT = 1000; // points per history page
+	const HISTORY_PAGES = 50; // pages read per series (50,000 points)
 	const TOKEN_KEY = 'lossd.token';
 
 	const $ = (id) => document.getElementById(id);
-	const history = new Map(); // id -> {t: [], auc: []}
 	let selected = null;
-	let charts = { id: null, curve: null, hist: null, kind: null };
+	let charts = { id: null, curve: null, steps: null, ckpt: null, kind: null };
+	let series = { id: null, stamp: null, steps: [], ckpts: [], complete: true };
 	let busy = false;
+	let again = false;
 	let lastList = [];
 
 	// The one format used for every AUC on the page (tests compare with it).
@@ -33,6 +42,11 @@
 	}
 	function fmtInt(x) {
 		return x === null || x === undefined ? '—' : Number(x).toLocaleString('en-US');
+	}
+	// RFC 3339 from the server -> "2026-12-06 15:52:03" (UTC, as sent).
+	function fmtTime(iso) {
+		if (!iso) return '—';
+		return String(iso).replace('T', ' ').replace(/\.\d+Z$|Z$/, '');
 	}
 
 	function token() {
@@ -47,11 +61,15 @@
 		}
 	}
 
-	async function api(path) {
-		const headers = { Accept: 'application/json' };
+	async function request(path, accept) {
+		const headers = { Accept: accept };
 		const t = token();
 		if (t) headers.Authorization = `Bearer ${t}`;
-		const r = await fetch(path, { headers, cache: 'no-store' });
+		return fetch(path, { headers, cache: 'no-store' });
+	}
+
+	async function api(path) {
+		const r = await request(path, 'application/json');
 		let body = null;
 		try {
 			body = await r.json();
@@ -75,19 +93,42 @@
 		return e;
 	}
 
-	function record(id, auc) {
-		if (auc === null || auc === undefined) return;
-		let h = history.get(id);
-		if (!h) {
-			h = { t: [], auc: [] };
-			history.set(id, h);
+	// A value, or "—" with the server's null_reasons entry beside it.
+	function setValue(node, text, reason) {
+		node.replaceChildren(text);
+		node.removeAttribute('title');
+		if (text === '—' && reason) {
+			node.append(el('span', { class: 'reason' }, reason));
+			node.title = reason;
 		}
-		h.t.push(Date.now() / 1000);
-		h.auc.push(auc);
-		if (h.t.length > MAX_HISTORY) {
-			h.t.shift();
-			h.auc.shift();
+	}
+
+	// The search box: "tag:KEY:VALUE" words become tag filters (all must
+	// match), the rest is the name prefix.
+	function listQuery() {
+		const q = new URLSearchParams({ limit: '1000', sort: 'updated', order: 'desc' });
+		const words = $('search').value.trim().split(/\s+/).filter(Boolean);
+		const name = [];
+		for (const w of words) {
+			if (/^tag:[^:]+:/.test(w)) q.append('tag', w.slice(4));
+			else name.push(w);
 		}
+		if (name.length) q.set('name_prefix', name.join(' '));
+		return q;
+	}
+
+	function tagChips(tags) {
+		const box = el('span', { class: 'tags' });
+		for (const [k, v] of Object.entries(tags || {})) {
+			const chip = el('button', { type: 'button', class: 'tag', title: `show only tag:${k}:${v}` }, `${k}=${v}`);
+			chip.addEventListener('click', (e) => {
+				e.stopPropagation();
+				$('search').value = `tag:${k}:${v}`;
+				poll();
+			});
+			box.append(chip);
+		}
+		return box;
 	}
 
 	function renderList(list, results) {
@@ -98,10 +139,18 @@
 			const tr = el('tr', { 'data-id': s.id, tabindex: '0' });
 			if (s.id === selected) tr.className = 'selected';
 			const name = el('td', { class: 'name' });
-			name.append(el('span', { class: 'label' }, s.name || '(unnamed)'), el('span', { class: 'id', title: s.id }, s.id));
-			tr.append(name, el('td', { class: 'method' }, `${s.method || ''}${s.curve === 'pr' ? ' · PR' : ''}`),
-				el('td', { class: 'num auc' }, fmtAuc(r.auc)), el('td', { class: 'num' }, fmtInt(r.count ?? s.count)),
-				el('td', { class: 'num' }, fmtNum(r.loss, 4)));
+			const method = `${s.method || ''}${s.curve === 'pr' ? ' · PR' : ''}`;
+			name.append(el('span', { class: 'label' }, s.name || '(unnamed)'),
+				el('span', { class: 'id', title: s.id }, `${method} · ${s.id}`), tagChips(s.tags));
+			const when = el('td', { class: 'time', title: `created ${s.created_at || '?'}\nupdated ${s.updated_at || '?'}` });
+			const [ud, ut] = fmtTime(s.updated_at).split(' ');
+			const [cd, ct] = fmtTime(s.created_at).split(' ');
+			const upd = el('span', { class: 'updated' });
+			upd.append(el('span', {}, ud), ' ', el('span', {}, ut || ''));
+			// The creation day, or its time when that is the update's day too.
+			when.append(upd, el('span', { class: 'created' }, `created ${cd === ud && ct ? ct : cd}`));
+			tr.append(name, el('td', { class: 'num auc' }, fmtAuc(r.auc)), el('td', { class: 'num' }, fmtInt(r.count ?? s.count)),
+				el('td', { class: 'num' }, fmtNum(r.loss, 4)), when);
 			tr.addEventListener('click', () => select(s.id));
 			tr.addEventListener('keydown', (e) => {
 				if (e.key === 'Enter' || e.key === ' ') select(s.id);
@@ -110,20 +159,34 @@
 		}
 		$('stream-count').textContent = list.length ? `(${list.length})` : '';
 		$('empty').hidden = list.length > 0;
+		$('empty').textContent = $('search').value.trim() ? 'No stream matches the filter.' : 'No streams yet. Create one with POST /v1/streams.';
 	}
 
 	function chartWidth(node) {
-		return Math.max(280, Math.floor(node.clientWidth || 400));
+		return Math.max(260, Math.floor(node.clientWidth || 400));
+	}
+
+	// Ticks with enough decimals to tell them apart when a value barely moves.
+	function fineTicks(u, splits, ax, space, incr) {
+		const dec = Math.min(8, Math.max(2, Math.ceil(-Math.log10(incr || 1))));
+		return splits.map((v) => v.toFixed(dec));
+	}
+	// Around the values, within [0, 1]: a flat series stays readable.
+	function unitRange(u, min, max) {
+		if (min === null || max === null) return [0, 1];
+		const pad = Math.max((max - min) * 0.1, 0.005);
+		return [Math.max(0, min - pad), Math.min(1, max + pad)];
 	}
 
 	function makeCharts(kind) {
-		for (const c of [charts.curve, charts.hist]) if (c) c.destroy();
+		for (const c of [charts.curve, charts.steps, charts.ckpt]) if (c) c.destroy();
 		const cnode = $('curve-chart');
-		const hnode = $('history-chart');
+		const snode = $('steps-chart');
+		const knode = $('ckpt-chart');
 		const roc = kind !== 'pr';
 		const curveOpts = {
 			width: chartWidth(cnode),
-			height: 300,
+			height: 280,
 			scales: { x: { time: false, range: [0, 1] }, y: { range: [0, 1.02] } },
 			axes: [{ label: roc ? 'false positive rate' : 'recall' }, { label: roc ? 'true positive rate' : 'precision' }],
 			series: [
@@ -134,37 +197,37 @@
 			cursor: { drag: { x: false, y: false } },
 			legend: { live: false },
 		};
-		const histOpts = {
-			width: chartWidth(hnode),
+		const stepsOpts = {
+			width: chartWidth(snode),
 			height: 300,
-			scales: {
-				x: { time: true },
-				// Around the values, within [0, 1]: a flat series stays readable.
-				y: {
-					range: (u, min, max) => {
-						if (min === null || max === null) return [0, 1];
-						const pad = Math.max((max - min) * 0.1, 0.005);
-						return [Math.max(0, min - pad), Math.min(1, max + pad)];
-					},
-				},
-			},
-			axes: [{}, {
-				label: 'AUC',
-				size: 70,
-				// Enough decimals to tell the ticks apart when the AUC barely moves.
-				values: (u, splits, ax, space, incr) => {
-					const dec = Math.min(8, Math.max(2, Math.ceil(-Math.log10(incr || 1))));
-					return splits.map((v) => v.toFixed(dec));
-				},
-			}],
-			legend: { live: false },
-			series: [{}, { label: 'AUC', stroke: '#0a7d45', width: 2, value: (u, v) => fmtAuc(v), points: { show: true, size: 4 } }],
+			scales: { x: { time: false }, loss: {}, acc: { range: unitRange } },
+			axes: [
+				{ label: 'step' },
+				{ scale: 'loss', label: 'loss', size: 70, values: fineTicks, stroke: '#c2410c' },
+				{ scale: 'acc', label: 'accuracy', side: 1, size: 70, values: fineTicks, stroke: '#1f6feb', grid: { show: false } },
+			],
+			series: [
+				{ label: 'step', value: (u, v) => (v === null ? '—' : fmtInt(v)) },
+				{ label: 'loss', scale: 'loss', stroke: '#c2410c', width: 2, value: (u, v) => fmtNum(v, 4) },
+				{ label: 'accuracy', scale: 'acc', stroke: '#1f6feb', width: 2, value: (u, v) => fmtNum(v, 4) },
+			],
+		};
+		const ckptOpts = {
+			width: chartWidth(knode),
+			height: 280,
+			scales: { x: { time: false }, y: { range: unitRange } },
+			axes: [{ label: 'step' }, { label: 'AUC', size: 70, values: fineTicks }],
+			series: [
+				{ label: 'step', value: (u, v) => (v === null ? '—' : fmtInt(v)) },
+				{ label: 'AUC', stroke: '#0a7d45', width: 2, value: (u, v) => fmtAuc(v), points: { show: true, size: 6 } },
+			],
 		};
 		charts = {
 			id: selected,
 			kind,
 			curve: new uPlot(curveOpts, [[], [], []], cnode),
-			hist: new uPlot(histOpts, [[], []], hnode),
+			steps: new uPlot(stepsOpts, [[], [], []], snode),
+			ckpt: new uPlot(ckptOpts, [[], []], knode),
 		};
 	}
 
@@ -179,45 +242,129 @@
 		return [x, y, ref];
 	}
 
+	// New data for a chart, keeping the user's zoom: uPlot resets the
+	// scales on setData unless told not to, so a zoomed-in chart (its x
+	// scale narrower than the old data) keeps its window.
+	function feed(chart, data) {
+		const xs = chart.data && chart.data[0];
+		const sc = chart.scales.x;
+		const zoomed = xs && xs.length > 1 && sc.min !== null && (sc.min > xs[0] || sc.max < xs[xs.length - 1]);
+		chart.setData(data, !zoomed);
+	}
+
+	// Every page of one series, at most HISTORY_PAGES.
+	async function fetchSeries(id, name) {
+		const out = [];
+		let after = null;
+		for (let page = 0; page < HISTORY_PAGES; page++) {
+			const q = new URLSearchParams({ series: name, limit: String(HISTORY_LIMIT) });
+			if (after) q.set('after', after);
+			const r = await api(`/v1/streams/${encodeURIComponent(id)}/history?${q}`);
+			for (const p of r[name] || []) out.push(p);
+			if (!r.next) return { points: out, complete: true };
+			after = r.next;
+		}
+		return { points: out, complete: false };
+	}
+
+	async function loadSeries(info) {
+		const stamp = info.updated_at || '';
+		if (series.id === info.id && series.stamp === stamp) return;
+		const [steps, ckpts] = await Promise.all([fetchSeries(info.id, 'steps'), fetchSeries(info.id, 'checkpoints')]);
+		series = { id: info.id, stamp, steps: steps.points, ckpts: ckpts.points, complete: steps.complete && ckpts.complete };
+	}
+
+	function renderSeries() {
+		const st = series.steps;
+		const ck = series.ckpts;
+		feed(charts.steps, [st.map((p) => p.step), st.map((p) => p.loss ?? null), st.map((p) => p.accuracy ?? null)]);
+		feed(charts.ckpt, [ck.map((p) => p.step), ck.map((p) => p.auc ?? null)]);
+		$('steps-chart').dataset.points = String(st.length);
+		$('ckpt-chart').dataset.points = String(ck.length);
+		const more = series.complete ? '' : ` (first ${HISTORY_PAGES * HISTORY_LIMIT} shown)`;
+		$('steps-note').textContent = st.length ? `· ${fmtInt(st.length)} points${more}` : '· no step points yet (post updates with "step")';
+		$('ckpt-note').textContent = ck.length ? `· ${fmtInt(ck.length)}` : '· none yet (POST …/checkpoint)';
+		const p = st[st.length - 1];
+		const why = (p && p.null_reasons) || {};
+		$('lp-step').textContent = p ? (p.step_end > p.step ? `${fmtInt(p.step)}–${fmtInt(p.step_end)}` : fmtInt(p.step)) : '—';
+		$('lp-count').textContent = p ? fmtInt(p.count) : '—';
+		setValue($('lp-loss'), p ? fmtNum(p.loss, 6) : '—', why.loss);
+		setValue($('lp-acc'), p ? fmtNum(p.accuracy, 4) : '—', why.accuracy);
+		const c = ck[ck.length - 1];
+		const cwhy = (c && c.null_reasons) || {};
+		$('lc-step').textContent = c ? fmtInt(c.step) : '—';
+		$('lc-label').textContent = c ? c.label || '' : '—';
+		setValue($('lc-auc'), c ? fmtAuc(c.auc) : '—', cwhy.auc);
+		setValue($('lc-loss'), c ? fmtNum(c.loss, 6) : '—', cwhy.loss);
+	}
+
 	function renderDetail(info, r) {
 		$('pick').hidden = true;
 		$('detail').hidden = false;
 		const kind = info && info.curve === 'pr' ? 'pr' : 'roc';
+		const why = r.null_reasons || {};
 		$('detail-title').textContent = `${(info && info.name) || r.name || '(unnamed)'} · ${r.id}`;
-		$('d-auc').textContent = fmtAuc(r.auc);
+		const meta = $('d-meta');
+		meta.replaceChildren(`created ${fmtTime(r.created_at)} · updated ${fmtTime(r.updated_at)} UTC`);
+		if (r.tags && Object.keys(r.tags).length) meta.append(' · ', tagChips(r.tags));
+		setValue($('d-auc'), fmtAuc(r.auc), why.auc);
 		$('d-err').textContent = r.error_bound === null || r.error_bound === undefined ? '—' : r.error_bound === 0 ? '0' : Number(r.error_bound).toExponential(2);
 		$('d-count').textContent = fmtInt(r.count);
 		$('d-posneg').textContent = `${fmtInt(r.positives)} / ${fmtInt(r.negatives)}`;
-		$('d-loss').textContent = fmtNum(r.loss, 4);
+		setValue($('d-loss'), fmtNum(r.loss, 4), why.loss);
+		$('d-ppl-box').hidden = !('perplexity' in r);
+		setValue($('d-ppl'), fmtNum(r.perplexity, 4), why.perplexity);
 		$('d-updates').textContent = fmtInt(r.updates);
 		$('curve-caption').textContent = kind === 'pr' ? 'Precision-recall curve' : 'ROC curve';
 		if (charts.id !== r.id || charts.kind !== kind || !charts.curve) makeCharts(kind);
 		charts.curve.setData(curveData(r.curve, kind, r.positives || 0, r.negatives || 0));
-		const h = history.get(r.id) || { t: [], auc: [] };
-		charts.hist.setData([h.t.slice(), h.auc.slice()]);
+		renderSeries();
+	}
+
+	async function fetchList() {
+		try {
+			return (await api(`/v1/streams?${listQuery()}`)).streams || [];
+		} catch (e) {
+			// A shared PostgreSQL store lists by id only (501 not_implemented).
+			if (!(e instanceof HttpError) || e.status !== 501) throw e;
+			return (await api('/v1/streams?limit=1000')).streams || [];
+		}
 	}
 
 	async function poll() {
-		if (busy) return;
+		if (busy) {
+			again = true;
+			return;
+		}
 		busy = true;
 		try {
-			const list = (await api('/v1/streams?limit=1000')).streams || [];
+			const list = await fetchList();
 			lastList = list;
 			const results = new Map();
 			await Promise.all(list.slice(0, MAX_STREAMS).map(async (s) => {
 				const q = s.id === selected ? '?curve=true&max_points=512' : '';
 				try {
-					const r = await api(`/v1/streams/${encodeURIComponent(s.id)}${q}`);
-					results.set(s.id, r);
-					record(s.id, r.auc);
+					results.set(s.id, await api(`/v1/streams/${encodeURIComponent(s.id)}${q}`));
 				} catch (e) {
 					if (!(e instanceof HttpError) || e.status !== 404) throw e;
 				}
 			}));
+			let info = list.find((s) => s.id === selected);
+			// The selected stream stays shown when the filter hides it.
+			if (selected && !info) {
+				try {
+					const r = await api(`/v1/streams/${encodeURIComponent(selected)}?curve=true&max_points=512`);
+					results.set(selected, r);
+					info = r;
+				} catch (e) {
+					if (!(e instanceof HttpError) || e.status !== 404) throw e;
+				}
+			}
+			if (info) await loadSeries(results.get(selected) || info);
 			renderList(list, results);
-			if (selected && results.has(selected)) {
-				renderDetail(list.find((s) => s.id === selected), results.get(selected));
-			} else if (selected && !list.some((s) => s.id === selected)) {
+			if (info && results.has(selected)) {
+				renderDetail(info, results.get(selected));
+			} else if (selected) {
 				$('detail').hidden = true;
 				$('pick').hidden = false;
 			}
@@ -227,22 +374,50 @@
 			if (e instanceof HttpError && e.status === 401) {
 				setStatus(token() ? 'The token was refused (401). Paste a valid one above.' : 'This server needs a bearer token: paste one above.', 'warn');
 				$('token').focus();
+			} else if (e instanceof HttpError && e.status === 422 && e.body && /tag|name_prefix/.test(e.body.pointer || e.body.detail || '')) {
+				setStatus(`The filter was refused: ${e.body.detail || e.body.code}.`, 'warn');
 			} else {
 				setStatus(`Cannot reach the API: ${e.message}. Retrying.`, 'err');
 			}
 		} finally {
 			busy = false;
+			if (again) {
+				again = false;
+				poll();
+			}
 		}
+	}
+
+	// Every CSV page of a series (the Link rel="next" header), one file.
+	async function exportCsv(name) {
+		if (!selected) return;
+		const id = selected;
+		let url = `/v1/streams/${encodeURIComponent(id)}/history?series=${name}&format=csv&limit=10000`;
+		let text = '';
+		for (let page = 0; url && page < HISTORY_PAGES; page++) {
+			const r = await request(url, 'text/csv');
+			if (!r.ok) {
+				setStatus(`Export failed: ${r.status}.`, 'err');
+				return;
+			}
+			let body = await r.text();
+			if (page > 0) body = body.slice(body.indexOf('\n') + 1); // one header row
+			text += body;
+			const m = /<([^>]+)>;\s*rel="next"/.exec(r.headers.get('Link') || '');
+			url = m ? m[1] : null;
+		}
+		const a = el('a', { href: URL.createObjectURL(new Blob([text], { type: 'text/csv' })), download: `${id}-${name}.csv` });
+		document.body.append(a);
+		a.click();
+		a.remove();
+		setTimeout(() => URL.revokeObjectURL(a.href), 10000);
 	}
 
 	function select(id) {
 		selected = id;
-		if (location.hash !== `#stream=${id}`) history_replace(id);
+		if (location.hash !== `#stream=${id}`) window.history.replaceState(null, '', `#stream=${encodeURIComponent(id)}`);
 		for (const tr of $('streams').tBodies[0].rows) tr.className = tr.dataset.id === id ? 'selected' : '';
 		poll();
-	}
-	function history_replace(id) {
-		window.history.replaceState(null, '', `#stream=${encodeURIComponent(id)}`);
 	}
 
 	function init() {
@@ -261,15 +436,36 @@
 			$('token').value = '';
 			poll();
 		});
+		let typing = null;
+		$('search').addEventListener('input', () => {
+			clearTimeout(typing);
+			typing = setTimeout(poll, 250);
+		});
+		$('search-form').addEventListener('submit', (e) => {
+			e.preventDefault();
+			poll();
+		});
+		$('export-steps').addEventListener('click', () => exportCsv('steps'));
+		$('export-ckpts').addEventListener('click', () => exportCsv('checkpoints'));
 		window.addEventListener('resize', () => {
-			if (charts.curve) charts.curve.setSize({ width: chartWidth($('curve-chart')), height: 300 });
-			if (charts.hist) charts.hist.setSize({ width: chartWidth($('history-chart')), height: 300 });
+			if (charts.curve) charts.curve.setSize({ width: chartWidth($('curve-chart')), height: 280 });
+			if (charts.steps) charts.steps.setSize({ width: chartWidth($('steps-chart')), height: 300 });
+			if (charts.ckpt) charts.ckpt.setSize({ width: chartWidth($('ckpt-chart')), height: 280 });
 		});
 		poll();
 		setInterval(poll, POLL_MS);
 	}
 
-	window.lossdDashboard = { fmtAuc, streams: () => lastList };
+	window.lossdDashboard = {
+		fmtAuc,
+		streams: () => lastList,
+		// What the charts hold, for tests: [x, ...series] per chart.
+		chartData: () => ({
+			steps: charts.steps ? charts.steps.data.map((a) => Array.from(a)) : null,
+			checkpoints: charts.ckpt ? charts.ckpt.data.map((a) => Array.from(a)) : null,
+			stepsX: charts.steps ? [charts.steps.scales.x.min, charts.steps.scales.x.max] : null,
+		}),
+	};
 	if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init);
 	else init();
 })();

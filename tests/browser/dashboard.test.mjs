@@ -5,11 +5,13 @@
 // Each test starts its own lossd on a free port (--port 0; the port comes
 // from the JSON "listening" log line) with a fresh data dir, feeds it
 // through the public API, and checks what the page shows against what the
-// API answers. The screenshot lands in tests/browser/out/dashboard.png.
+// API answers. Screenshots land in tests/browser/out/; with
+// LOSSD_DOCS_SCREENSHOT=1 the realistic-run test also writes
+// docs/img/dashboard.png (the README's picture; commit it).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync, existsSync, readFileSync, copyFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -184,8 +186,9 @@ test('dashboard shows the API\'s AUC, the curve and live updates', async () => {
 		await canvas.waitFor({ timeout: 10000 });
 		const box = await canvas.boundingBox();
 		assert.ok(box && box.width > 200 && box.height > 100, `ROC canvas ${JSON.stringify(box)}`);
-		assert.equal(await page.locator('#history-chart canvas').count(), 1);
-		assert.match(await page.textContent('#detail'), /kept in this tab's memory/);
+		assert.equal(await page.locator('#steps-chart canvas').count(), 1);
+		assert.equal(await page.locator('#ckpt-chart canvas').count(), 1);
+		assert.match(await page.textContent('#steps-note'), /no step points yet/);
 
 		// Live: a new batch shows up without a reload.
 		const u = await call(srv, 'POST', `/v1/streams/${id}/update`, batch(77, 400));
@@ -194,7 +197,6 @@ test('dashboard shows the API\'s AUC, the curve and live updates', async () => {
 		assert.notEqual(fmtAuc(now.auc), fmtAuc(want.auc), 'the new batch should move the AUC');
 		await page.waitForFunction((t) => document.getElementById('d-auc')?.textContent === t, fmtAuc(now.auc), { timeout: 10000 });
 		assert.equal(await page.textContent('#d-count'), now.count.toLocaleString('en-US'));
-		await page.waitForTimeout(3500); // one more poll: a visible AUC-over-time series
 
 		await page.screenshot({ path: join(OUT, 'dashboard.png'), fullPage: true });
 
@@ -283,6 +285,220 @@ test('pages are GET/HEAD only', async () => {
 		assert.match(js.headers.get('content-type'), /^text\/javascript/);
 		assert.equal(js.headers.get('x-content-type-options'), 'nosniff');
 	} finally {
+		await srv.stop();
+	}
+});
+
+// Every page of a stream's history through the API (a smaller page than
+// the dashboard's, so both walk the cursor their own way).
+async function allHistory(srv, id, series) {
+	const out = [];
+	let after = null;
+	for (let i = 0; i < 100; i++) {
+		const r = await call(srv, 'GET', `/v1/streams/${id}/history?series=${series}&limit=300${after ? `&after=${after}` : ''}`);
+		assert.equal(r.status, 200, r.text);
+		out.push(...r.json[series]);
+		if (!r.json.next) return out;
+		after = encodeURIComponent(r.json.next);
+	}
+	throw new Error('history did not end in 100 pages');
+}
+
+// Nothing wider than the window, no table cell past its panel's edge.
+async function assertNoCutOff(page, width) {
+	await page.setViewportSize({ width, height: 900 });
+	await page.waitForTimeout(300); // the resize handler resizes the charts
+	const r = await page.evaluate(() => {
+		const cut = [];
+		for (const sel of ['#streams', '#last-point', '#last-ckpt', '#steps-chart canvas', '#ckpt-chart canvas']) {
+			for (const node of document.querySelectorAll(sel)) {
+				const panel = node.closest('.panel').getBoundingClientRect();
+				const cells = node.tagName === 'TABLE' ? node.querySelectorAll('th, td') : [node];
+				for (const c of cells) {
+					const b = c.getBoundingClientRect();
+					if (b.width > 0 && (b.right > panel.right + 0.5 || b.left < panel.left - 0.5)) cut.push(`${sel}: ${c.textContent.slice(0, 30)}`);
+				}
+			}
+		}
+		return { over: document.documentElement.scrollWidth - window.innerWidth, cut };
+	});
+	assert.ok(r.over <= 0, `page ${r.over} px wider than ${width}`);
+	assert.deepEqual(r.cut, [], `cut off at ${width} px`);
+}
+
+test('history: loss and accuracy over steps and AUC over checkpoints come from the server, page by page', async () => {
+	const srv = await startLossd();
+	const page = await browser.newPage();
+	try {
+		const old = await call(srv, 'POST', '/v1/streams', { name: 'zz-old', tags: { run: 'r6', split: 'val' } });
+		assert.equal(old.status, 201, old.text);
+		const made = await call(srv, 'POST', '/v1/streams', { name: 'run7-train', loss: 'binary_crossentropy', tags: { run: 'r7', split: 'train' } });
+		assert.equal(made.status, 201, made.text);
+		const id = made.json.id;
+		// 1,100 steps: more than one page (1,000) of the dashboard's history reads.
+		const N = 1100;
+		for (let step = 1; step <= N; step++) {
+			const u = await call(srv, 'POST', `/v1/streams/${id}/update`, { ...batch(step, 6), step });
+			assert.equal(u.status, 200, u.text);
+			if (step === 550 || step === N) {
+				const c = await call(srv, 'POST', `/v1/streams/${id}/checkpoint`, { step, label: `epoch-${step / 550}` });
+				assert.equal(c.status, 201, c.text);
+			}
+		}
+		const steps = await allHistory(srv, id, 'steps');
+		const ckpts = await allHistory(srv, id, 'checkpoints');
+		assert.equal(steps.length, N);
+		assert.equal(ckpts.length, 2);
+
+		const w = watch(page);
+		await page.setViewportSize({ width: 1400, height: 1000 });
+		await page.goto(`${srv.url}/#stream=${id}`);
+		await page.waitForSelector(`#steps-chart[data-points="${N}"]`, { timeout: 15000 });
+		await page.waitForSelector('#ckpt-chart[data-points="2"]', { timeout: 15000 });
+
+		// The list: latest update first, created/updated and tags shown.
+		const ids = await page.$$eval('#streams tbody tr', (rows) => rows.map((r) => r.dataset.id));
+		assert.deepEqual(ids, [id, old.json.id]);
+		const row = page.locator(`#streams tbody tr[data-id="${id}"]`);
+		const info = (await call(srv, 'GET', `/v1/streams/${id}`)).json;
+		assert.equal(await row.locator('td.time .updated').textContent(), info.updated_at.replace('T', ' ').replace(/\.\d+Z$/, ''));
+		assert.match(await row.locator('td.time .created').textContent(), /^created (\d\d:\d\d:\d\d|\d{4}-\d\d-\d\d)$/);
+		assert.deepEqual(await row.locator('.tag').allTextContents(), ['run=r7', 'split=train']);
+
+		// What the charts hold is the API's history, point by point.
+		const data = await page.evaluate(() => window.lossdDashboard.chartData());
+		assert.deepEqual(data.steps[0], steps.map((p) => p.step));
+		assert.deepEqual(data.steps[1], steps.map((p) => p.loss));
+		assert.deepEqual(data.steps[2], steps.map((p) => p.accuracy));
+		assert.deepEqual(data.checkpoints, [ckpts.map((p) => p.step), ckpts.map((p) => p.auc)]);
+		const last = steps[N - 1];
+		assert.equal(await page.textContent('#lp-step'), N.toLocaleString('en-US'));
+		assert.equal(await page.textContent('#lp-count'), String(last.count));
+		assert.equal(await page.textContent('#lp-loss'), last.loss.toFixed(6));
+		assert.equal(await page.textContent('#lp-acc'), last.accuracy.toFixed(4));
+		assert.equal(await page.textContent('#lc-step'), N.toLocaleString('en-US'));
+		assert.equal(await page.textContent('#lc-label'), 'epoch-2');
+		assert.equal(await page.textContent('#lc-auc'), fmtAuc(ckpts[1].auc));
+		assert.equal(await page.textContent('#lc-loss'), ckpts[1].loss.toFixed(6));
+
+		// Drag to zoom (uPlot's default) narrows the step axis.
+		const over = await page.locator('#steps-chart .u-over').boundingBox();
+		await page.mouse.move(over.x + over.width * 0.3, over.y + over.height / 2);
+		await page.mouse.down();
+		await page.mouse.move(over.x + over.width * 0.6, over.y + over.height / 2, { steps: 5 });
+		await page.mouse.up();
+		const zoomed = (await page.evaluate(() => window.lossdDashboard.chartData())).stepsX;
+		assert.ok(zoomed[0] > 200 && zoomed[1] < 900, `zoomed x ${zoomed}`);
+
+		await page.screenshot({ path: join(OUT, 'history-1400.png'), fullPage: true });
+		await assertNoCutOff(page, 1400);
+		await assertNoCutOff(page, 1920);
+		await assertNoCutOff(page, 700);
+		await page.screenshot({ path: join(OUT, 'history-700.png'), fullPage: true });
+		await page.setViewportSize({ width: 1400, height: 1000 });
+
+		// Export: every CSV page of the step series in one file.
+		const csv = (await call(srv, 'GET', `/v1/streams/${id}/history?series=steps&format=csv&limit=10000`)).text;
+		assert.equal(csv.trim().split('\n').length, N + 1);
+		const [down] = await Promise.all([page.waitForEvent('download'), page.click('#export-steps')]);
+		assert.equal(down.suggestedFilename(), `${id}-steps.csv`);
+		assert.equal(readFileSync(await down.path(), 'utf8'), csv);
+		const ckcsv = (await call(srv, 'GET', `/v1/streams/${id}/history?series=checkpoints&format=csv`)).text;
+		const [down2] = await Promise.all([page.waitForEvent('download'), page.click('#export-ckpts')]);
+		assert.equal(readFileSync(await down2.path(), 'utf8'), ckcsv);
+
+		// Survives a reload: the series is the server's, not the tab's.
+		await page.reload();
+		await page.waitForSelector(`#steps-chart[data-points="${N}"]`, { timeout: 15000 });
+		assert.equal(await page.textContent('#lc-auc'), fmtAuc(ckpts[1].auc));
+
+		// Search: a tag filter and a name prefix, both answered by the server.
+		await page.fill('#search', 'tag:split:val');
+		await page.waitForFunction((want) => [...document.querySelectorAll('#streams tbody tr')].map((r) => r.dataset.id).join() === want, old.json.id, { timeout: 10000 });
+		await page.fill('#search', 'run7');
+		await page.waitForFunction((want) => [...document.querySelectorAll('#streams tbody tr')].map((r) => r.dataset.id).join() === want, id, { timeout: 10000 });
+		await page.fill('#search', 'nothing-like-this');
+		await page.waitForSelector('#empty:not([hidden])', { timeout: 10000 });
+		assert.match(await page.textContent('#empty'), /No stream matches/);
+		// Clicking a tag filters by it.
+		await page.fill('#search', '');
+		await page.locator(`#streams tbody tr[data-id="${old.json.id}"] .tag`, { hasText: 'run=r6' }).waitFor({ timeout: 10000 });
+		await page.locator(`#streams tbody tr[data-id="${old.json.id}"] .tag`, { hasText: 'run=r6' }).click();
+		assert.equal(await page.inputValue('#search'), 'tag:run:r6');
+		await page.waitForFunction((want) => [...document.querySelectorAll('#streams tbody tr')].map((r) => r.dataset.id).join() === want, old.json.id, { timeout: 10000 });
+		// An update moves a stream to the top of the unfiltered list.
+		await page.fill('#search', '');
+		assert.equal((await call(srv, 'POST', `/v1/streams/${old.json.id}/update`, batch(5, 20))).status, 200);
+		await page.waitForFunction((want) => document.querySelector('#streams tbody tr')?.dataset.id === want, old.json.id, { timeout: 10000 });
+
+		assertLocalOnly(w, srv);
+		assert.deepEqual(w.bad, [], 'replies >= 400');
+		assert.deepEqual(w.errors, [], 'console errors (CSP violations included)');
+	} finally {
+		await page.close();
+		await srv.stop();
+	}
+});
+
+// A training run as a user would see it: a train stream posting a few
+// hundred steps of falling loss, a validation stream checkpointed with
+// reset at each epoch's end, and the train stream checkpointed too.
+test('a realistic run: screenshot at 1400 px (docs/img/dashboard.png with LOSSD_DOCS_SCREENSHOT=1)', async () => {
+	const srv = await startLossd();
+	const page = await browser.newPage();
+	try {
+		const tags = (split) => ({ run: 'resnet18-0412', split });
+		const train = (await call(srv, 'POST', '/v1/streams', { name: 'resnet18-0412/train', loss: 'binary_crossentropy', tags: tags('train') })).json;
+		const val = (await call(srv, 'POST', '/v1/streams', { name: 'resnet18-0412/val', loss: 'binary_crossentropy', tags: tags('val') })).json;
+		let s = 20260412;
+		const rnd = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648);
+		const gauss = () => Math.sqrt(-2 * Math.log(rnd() + 1e-12)) * Math.cos(2 * Math.PI * rnd());
+		// The model's margin grows with training: loss falls, AUC rises.
+		const make = (n, skill) => {
+			const y_true = [];
+			const y_pred = [];
+			for (let i = 0; i < n; i++) {
+				const y = rnd() < 0.45 ? 1 : 0;
+				const z = (y ? 1 : -1) * skill + 1.1 * gauss();
+				y_true.push(y);
+				y_pred.push(1 / (1 + Math.exp(-z)));
+			}
+			return { y_true, y_pred };
+		};
+		const STEPS = 300;
+		for (let step = 1; step <= STEPS; step++) {
+			const skill = 0.2 + 2.2 * (1 - Math.exp(-step / 90));
+			assert.equal((await call(srv, 'POST', `/v1/streams/${train.id}/update`, { ...make(64, skill), step })).status, 200);
+			if (step % 60 === 0) {
+				const label = `epoch-${step / 60}`;
+				for (let b = 0; b < 4; b++) assert.equal((await call(srv, 'POST', `/v1/streams/${val.id}/update`, make(128, skill * 0.85))).status, 200);
+				assert.equal((await call(srv, 'POST', `/v1/streams/${val.id}/checkpoint`, { step, label, reset: step < STEPS })).status, 201);
+				assert.equal((await call(srv, 'POST', `/v1/streams/${train.id}/checkpoint`, { step, label })).status, 201);
+			}
+		}
+		const w = watch(page);
+		await page.setViewportSize({ width: 1400, height: 1050 });
+		await page.goto(`${srv.url}/#stream=${train.id}`);
+		await page.waitForSelector(`#steps-chart[data-points="${STEPS}"]`, { timeout: 15000 });
+		await page.waitForSelector('#ckpt-chart[data-points="5"]', { timeout: 15000 });
+		const ck = await allHistory(srv, train.id, 'checkpoints');
+		assert.ok(ck[4].auc > ck[0].auc, 'AUC rises over the run');
+		const st = await allHistory(srv, train.id, 'steps');
+		assert.ok(st[STEPS - 1].loss < st[0].loss, 'loss falls over the run');
+		await page.waitForTimeout(300);
+		const shot = join(OUT, 'dashboard-run.png');
+		await page.screenshot({ path: shot });
+		if (process.env.LOSSD_DOCS_SCREENSHOT === '1') {
+			const dst = join(root, 'docs', 'img', 'dashboard.png');
+			mkdirSync(dirname(dst), { recursive: true });
+			copyFileSync(shot, dst);
+			assert.ok(statSync(dst).size < 400 * 1024, `docs screenshot ${statSync(dst).size} bytes`);
+		}
+		assertLocalOnly(w, srv);
+		assert.deepEqual(w.bad, [], 'replies >= 400');
+		assert.deepEqual(w.errors, [], 'console errors (CSP violations included)');
+	} finally {
+		await page.close();
 		await srv.stop();
 	}
 });

@@ -16,7 +16,7 @@
  * cases the same way. Labels are int32 (what a client sends in base64).
  *
  * Two variants are timed: "lossd" asks for the scalar only (per_class off,
- * as F.cross_entropy computes), "lossd_default" with API.md's default
+ * as F.cross_entropy computes), "lossd_default" with docs/API.md's default
  * per_class on (argmax and per-class sums too). On the contiguous CE cases
  * a plain C loop ("plainc", below) is timed too, as a yardstick.
  *

@@ -1,5 +1,5 @@
 /*
- * bench_metrics.c - what the metrics of API.md section 9 add to the call
+ * bench_metrics.c - what the metrics of docs/API.md section 9 add to the call
  * they ride on: perplexity, top-k accuracy and calibration on top of sparse
  * cross-entropy from float32 logits, and DeLong's interval next to the
  * exact AUC it belongs to.

@@ -1,5 +1,5 @@
 /*
- * auc.c - POST /v1/auc (API.md section 3): request fields -> one binary
+ * auc.c - POST /v1/auc (docs/API.md section 3): request fields -> one binary
  * problem per column -> the engine's exact, binned or sketch AUC -> reply.
  *
  * Why shaped so: the engine owns every formula and every check of values

@@ -80,7 +80,7 @@ int api__get_string(const char **out, const json_t *obj, const char *base, const
 int api__get_tensor(api_tensor *out, const json_t *obj, const char *base, const char *key,
                     bool required, const api_tensor_opts *opts, api_problem *p);
 
-/* ---- the metrics that ride on a loss (API.md section 9; loss.c) ---- */
+/* ---- the metrics that ride on a loss (docs/API.md section 9; loss.c) ---- */
 /* "top_k" of obj (pointer base) into x: 1 to ENG_EXTRA_MAX_TOPK whole
  * numbers >= 1, strictly increasing (<= C is the engine's check); lifted
  * arrays are read from pk (may be NULL). Absent leaves x. 0 or -1 with *p. */

@@ -1,5 +1,5 @@
 /*
- * history.c - a stream's history as JSON and CSV (api_history.h, API.md
+ * history.c - a stream's history as JSON and CSV (api_history.h, docs/API.md
  * section 7).
  *
  * Pages are written straight into a growing text buffer instead of a

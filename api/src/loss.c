@@ -1,5 +1,5 @@
 /*
- * loss.c - POST /v1/loss (API.md section 2): request fields -> engine
+ * loss.c - POST /v1/loss (docs/API.md section 2): request fields -> engine
  * options, eng_loss_compute(), and the reply rendered from the result's
  * sums; also the multi-head form {"heads": [...], "head_weights": [...]}.
  *
@@ -71,7 +71,7 @@ static const char *const loss_fields[] = {
 };
 
 /*
- * PyTorch's names (API.md section 2). Each is answered by a canonical loss
+ * PyTorch's names (docs/API.md section 2). Each is answered by a canonical loss
  * with PyTorch's conventions: cross_entropy and nll_loss take class axis 1
  * (0 for an unbatched 1-D input) and ignore -100 by default, cross_entropy
  * reads logits (class ids or, when y_true has y_pred's shape, probabilities),

@@ -1,5 +1,5 @@
 /*
- * meta.c - a stream's metadata (api_meta.h, API.md section 8): tags and
+ * meta.c - a stream's metadata (api_meta.h, docs/API.md section 8): tags and
  * ttl_s from a create body or a JSON merge patch (RFC 7396), the text the
  * server stores, and the reply fields.
  *

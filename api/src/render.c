@@ -5,7 +5,7 @@
  * /v1/auc and the streams both accept.
  *
  * Why shaped so: /v1/auc, /v1/loss and a stream's read answer with the same
- * shapes (API.md sections 3, 4 and 9), and a client compares them field by
+ * shapes (docs/API.md sections 3, 4 and 9), and a client compares them field by
  * field; one function per shape keeps them from drifting apart. The name
  * tables are indexed by the engine's enums, so a parsed index is the
  * engine's value and a stored config reads back the same.

@@ -21,7 +21,7 @@ extern const char *const api__summation_names[];
 /* "average", indexed by api_average. */
 extern const char *const api__average_names[];
 
-/* How per-class AUCs become one (API.md section 3). */
+/* How per-class AUCs become one (docs/API.md section 3). */
 typedef enum api_average {
 	API_AVG_MACRO,    /* plain mean over the defined classes */
 	API_AVG_WEIGHTED, /* weighted by each class' sample-weighted positives */
@@ -63,7 +63,7 @@ json_t *api__curve_json(const eng_auc_curve *c);
 json_t *api__class_row(int64_t c, const eng_loss_class *k);
 
 /*
- * An AUC's interval as API.md section 9 renders it (/v1/auc and streams):
+ * An AUC's interval as docs/API.md section 9 renders it (/v1/auc and streams):
  * {"level", "method": "delong" | "hanley_mcneil", "lower", "upper", "se"}
  * from AUC a, standard error se and the sketch's widen (else 0), or JSON
  * null when a or se is NaN. New reference; NULL when out of memory.

@@ -3,7 +3,7 @@
  *
  * A handler fills an api_problem (status, stable code, JSON Pointer,
  * human-readable detail) as soon as something is wrong and renders it once,
- * at the end, as application/problem+json (API.md section 5, RFC 9457).
+ * at the end, as application/problem+json (docs/API.md section 5, RFC 9457).
  * Successful replies are jansson trees, written out here (not with
  * json_dumps) so that every double is printed in the shortest form that
  * parses back to the same double (0.1, not 0.10000000000000001, as Python,

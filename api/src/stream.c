@@ -1,5 +1,5 @@
 /*
- * stream.c - JSON <-> streams (API.md section 4): update and merge bodies
+ * stream.c - JSON <-> streams (docs/API.md section 4): update and merge bodies
  * into engine deltas, and the read and state replies. See api_stream.h;
  * the create config (a "spec") is stream_spec.c's.
  *
@@ -158,7 +158,7 @@ int api_stream_decode_update(eng_stream **delta, char **batch_id, const api_stre
 		goto out;
 	}
 	const char *skey = has_s ? "y_score" : "y_pred";
-	int64_t step = -1; /* API.md section 7: an integer in [0, 2^63) */
+	int64_t step = -1; /* docs/API.md section 7: an integer in [0, 2^63) */
 	if (api__get_int(&step, obj, "", "step", -1, 0, INT64_MAX, p))
 		goto out;
 	json_t *b = api__field(obj, "batch_id");
@@ -267,7 +267,7 @@ static int render_loss(json_t *o, const api_stream_spec *s, const eng_loss_resul
 		bad |= json_object_set_new(d, "per_class", a);
 	}
 	bad |= json_object_set_new(o, "loss_detail", d);
-	/* perplexity (API.md 9) of a cross-entropy stream whose running loss is
+	/* perplexity (docs/API.md 9) of a cross-entropy stream whose running loss is
 	 * the plain nll: no class weights, cost matrix or smoothing, so
 	 * loss_sum / weight_sum is the sample-weighted mean nll. With those a
 	 * stream keeps no separate nll sums, and there is no perplexity. */

@@ -22,7 +22,7 @@ struct api_stream_spec {
 	api_tensor class_weight, pos_weight;
 	eng_reduction reduction;
 	/* top_k / calibration (and then the perplexity sums of a cross-entropy
-	 * loss), API.md section 9; lopts.extra points here when any is asked */
+	 * loss), docs/API.md section 9; lopts.extra points here when any is asked */
 	eng_extra_opts xopts;
 };
 

@@ -1,5 +1,5 @@
 /*
- * stream_spec.c - a stream's spec (API.md section 4): the create config
+ * stream_spec.c - a stream's spec (docs/API.md section 4): the create config
  * read into an engine config and loss options, its canonical text (every
  * default written out, keys sorted: what the store keeps and what
  * GET /v1/streams/{id}/config shows) and the loss options' fingerprint

@@ -1,5 +1,5 @@
 /*
- * tensor.c - decoding a tensor field of a request (API.md section 1).
+ * tensor.c - decoding a tensor field of a request (docs/API.md section 1).
  *
  * Three encodings mean the same thing: nested rectangular JSON arrays,
  * {"shape", "data"} (data flat or nested, row-major), and

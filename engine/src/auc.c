@@ -422,7 +422,7 @@ int eng_auc_exact_values(eng_auc_result *out, eng_auc_curve *curve, const double
 
 /* ---- logits ------------------------------------------------------------------ */
 
-/* Stable sigmoid, as ref.py: never 1/(1 + exp(x)) with an overflowing exp. */
+/* Stable sigmoid: never 1/(1 + exp(x)) with an overflowing exp. */
 static double sigmoid(double x)
 {
 	double e = exp(-fabs(x));

@@ -11,7 +11,7 @@
  * Curves report the t_i as computed in double (Keras' `thresholds`).
  * Then Keras' result(): Riemann sums with interpolation / minoring /
  * majoring heights, and for PR with interpolation the Davis-Goadrich
- * interpolation (keras' interpolate_pr_auc, ref.py keras_auc).
+ * interpolation (keras' interpolate_pr_auc).
  *
  * Why a histogram: a score exceeds exactly the first m(s) thresholds
  * (thresholds increase), so one item touches one of n + 1 cells and the

@@ -158,8 +158,8 @@ bool eng_loss_result_value(const eng_loss_result *r, eng_reduction red, double *
 {
 	*out = NAN;
 	if (red == ENG_RED_SUM) {
-		/* The sum of no terms is 0, not undefined (PyTorch, Keras and
-		 * ref.py agree); only the means of nothing are null. */
+		/* The sum of no terms is 0, not undefined (PyTorch and Keras
+		 * agree; docs/API.md §2); only the means of nothing are null. */
 		*out = r->wloss_sum;
 		return true;
 	}

@@ -6,7 +6,7 @@
  * A position's class row is y_pred[po*C*inner + c*inner + pi] for c < C:
  * contiguous when the class axis is last (inner == 1), strided otherwise.
  * The general path copies the row into a double scratch buffer and computes
- * log-probabilities there exactly as ref.py does:
+ * log-probabilities there exactly as docs/API.md §2 defines them:
  *   logits         log-softmax with the max subtracted
  *   probabilities  divided by the row sum, clipped to [1e-7, 1 - 1e-7] (CE,
  *                  focal); clipped to [1e-7, 1] without dividing (KL)
@@ -626,7 +626,7 @@ static void log_softmax(double *v, int64_t C)
 	double s = 0;
 	for (int64_t c = 0; c < C; c++)
 		s += exp(v[c] - m);
-	double ls = log(s); /* (x - m) - log s, as ref.py: m + log s would drop
+	double ls = log(s); /* (x - m) - log s: m + log s would drop
 			     * log s when |m| >> 1 (logits of 1e30) */
 	for (int64_t c = 0; c < C; c++)
 		v[c] = (v[c] - m) - ls;

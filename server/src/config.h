@@ -48,9 +48,9 @@ typedef struct srv__config {
 	int max_streams;                 /* streams per principal (507 too_many_streams) */
 	size_t stream_memory;            /* memory cap of one stream (507 stream_memory_exceeded) */
 	size_t sketch_memory;            /* default sketch size of a stream, all classes together */
-	int history_points;              /* step points per stream (API.md section 7) */
+	int history_points;              /* step points per stream (docs/API.md section 7) */
 	int history_checkpoints;         /* checkpoint records per stream */
-	bool metrics_streams;            /* per-stream gauges in /metrics (API.md section 6) */
+	bool metrics_streams;            /* per-stream gauges in /metrics (docs/API.md section 6) */
 	char metrics_streams_tags[2048]; /* KEY:VALUE lines: only streams with all of them */
 	char metrics_labels[1024];       /* tag keys added as labels, one per line */
 	int metrics_streams_max;         /* streams with gauges at most */
@@ -60,7 +60,7 @@ typedef struct srv__config {
 	char check_url[1024]; /* --check URL, or "" */
 	/* --cors-origin (repeatable): exact origins, each ending in '\n' */
 	char cors_origins[4096];
-	/* The stream store (API.md section 10). */
+	/* The stream store (docs/API.md section 10). */
 	char store[1024];               /* --store URL: sqlite, sqlite:DIR, postgresql://... */
 	int store_connections;          /* PostgreSQL connections per process */
 	char store_password_file[1024]; /* PostgreSQL password in a file, or "" */

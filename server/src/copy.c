@@ -1,7 +1,7 @@
 /*
  * copy.c - `lossd --copy-store FROM TO`: every stream of one store, with
  * its checkpoint, deltas, idempotency keys, checkpoint records and
- * metadata (the step series is part of the state), written into another (API.md
+ * metadata (the step series is part of the state), written into another (docs/API.md
  * section 10), so a one-node SQLite deployment can move to PostgreSQL, or
  * back.
  *

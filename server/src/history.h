@@ -1,6 +1,6 @@
 /*
  * history.h - private: the checkpoint records a stream keeps in memory
- * (API.md section 7), ordered by (step, n), each the JSON text
+ * (docs/API.md section 7), ordered by (step, n), each the JSON text
  * api_history_checkpoint_record made. streams.c owns one list per stream
  * and calls these under that stream's mutex; the store keeps the same
  * records in its checkpoints table.

@@ -1105,7 +1105,7 @@ out:
 	return rc;
 }
 
-/* ---- history and metadata (API.md sections 7 and 8) ------------------------------ */
+/* ---- history and metadata (docs/API.md sections 7 and 8) ------------------------------ */
 /*
  * Two more tables, written by the same group transaction as the op that
  * carries them:

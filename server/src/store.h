@@ -1,7 +1,7 @@
 /*
  * store.h - private: the durable home of streams. One interface, the
  * srv__store_* functions below, over two backends picked by a store URL
- * (srv__store_open_url, API.md section 10):
+ * (srv__store_open_url, docs/API.md section 10):
  *   sqlite, sqlite:DIR      an SQLite database (DIR/lossd.db) written in
  *                           groups (group commit, leader/follower): store.c
  *   postgresql://...        PostgreSQL through libpq, shared by any number
@@ -64,7 +64,7 @@ typedef struct srv__store_op {
 	bool replayed;         /* out: key was already used; not applied, stored_reply
 	                        * is the first request's reply */
 	bool gone;             /* out: the stream no longer exists; not applied */
-	/* History (API.md section 7) and metadata (section 8), written in the
+	/* History (docs/API.md section 7) and metadata (section 8), written in the
 	 * same transaction as the rest of the op: */
 	const char *ckpt_body;  /* a checkpoint record to add, or NULL */
 	int64_t ckpt_n;         /* its number in the stream */
@@ -220,7 +220,7 @@ int srv__store_put_checkpoint(srv__store *st, const char *id, int64_t seq, const
  * on_ckpt. Returns 0 or -1. Any thread. */
 int srv__store_ckpts_of(srv__store *st, const char *id, srv__store_ckpt_fn on_ckpt, void *arg);
 
-/* Shared stores: one stream's metadata row (API.md 8) through on_meta
+/* Shared stores: one stream's metadata row (docs/API.md 8) through on_meta
  * (not called when it has none). Returns 0 or -1. Any thread. */
 int srv__store_meta_of(srv__store *st, const char *id, srv__store_meta_fn on_meta, void *arg);
 
@@ -261,9 +261,9 @@ typedef struct srv__store_rec {
 	size_t ndeltas;
 	srv__store_key_row *keys;
 	size_t nkeys;
-	srv__store_ckpt_row *ckpts; /* checkpoint records (API.md 7), in n order */
+	srv__store_ckpt_row *ckpts; /* checkpoint records (docs/API.md 7), in n order */
 	size_t nckpts;
-	char *meta; /* metadata JSON (API.md 8), or NULL */
+	char *meta; /* metadata JSON (docs/API.md 8), or NULL */
 	int64_t updated_ms;
 } srv__store_rec;
 
@@ -338,7 +338,7 @@ typedef struct srv__store_backend {
 	int (*import)(void *b, const srv__store_rec *rec);
 	int (*list)(void *b, const char *owner, const char *after, int limit, srv__store_list_fn fn,
 	            void *arg);
-	/* checkpoint records and metadata (API.md sections 7, 8); a backend
+	/* checkpoint records and metadata (docs/API.md sections 7, 8); a backend
 	 * without them (NULL) loads none */
 	int (*load_extra)(void *b, srv__store_ckpt_fn on_ckpt, srv__store_meta_fn on_meta,
 	                  void *arg);

@@ -2,7 +2,7 @@
  * store_pg.c - the PostgreSQL backend of the store interface (store.h):
  * every lossd replica connects to the same database, so replicas keep no
  * state of their own and any number of them serve the same streams behind
- * a load balancer (API.md section 10). Built only with libpq; without it
+ * a load balancer (docs/API.md section 10). Built only with libpq; without it
  * srv__store_pg_backend() is NULL and a postgresql:// URL is refused.
  *
  * Schema (version 1, kept in lossd_schema_version):
@@ -183,7 +183,7 @@ static const char schema_v1[] =
         "  RETURN n;"
         " END $f$;";
 
-/* Version 2: checkpoint records and metadata (API.md sections 7, 8). */
+/* Version 2: checkpoint records and metadata (docs/API.md sections 7, 8). */
 static const char schema_v2[] =
         "CREATE TABLE lossd_checkpoints(stream text NOT NULL REFERENCES lossd_streams(id)"
         " ON DELETE CASCADE, n bigint NOT NULL, step bigint NOT NULL, body text NOT NULL,"
@@ -731,7 +731,7 @@ out:
 
 /* ---- group commit ------------------------------------------------------------- */
 
-/* The checkpoint record and metadata an op carries (API.md 7, 8). */
+/* The checkpoint record and metadata an op carries (docs/API.md 7, 8). */
 static int write_extra(pg *p, const srv__store_op *op)
 {
 	char n[24], step[24], keep[24], ms[24];

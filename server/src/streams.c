@@ -1,5 +1,5 @@
 /*
- * streams.c - the stream handlers (API.md section 4): a table of streams
+ * streams.c - the stream handlers (docs/API.md section 4): a table of streams
  * in memory, each the replay of what the store (store.c) holds on disk.
  *
  * Design. Every stream is loaded at open (checkpoint + deltas replayed) and
@@ -148,7 +148,7 @@ typedef struct stream {
 	int64_t seq;        /* seq of the last op applied */
 	size_t delta_bytes; /* delta bytes submitted since the last checkpoint */
 	pending_key *keys;  /* keys of in-flight ops (and of key lookups) */
-	srv__ckpts ckpts;   /* checkpoint records (API.md section 7) */
+	srv__ckpts ckpts;   /* checkpoint records (docs/API.md section 7) */
 	int inflight;       /* ops submitted whose srv__store_wait has not returned */
 	api_meta meta;      /* tags, ttl_s, created/updated (section 8) */
 	bool deleted;
@@ -1306,7 +1306,7 @@ void srv_streams_create(api_reply *out, const srv_request *req)
 		api_reply_problem(out, &p);
 		goto out;
 	}
-	/* tags and ttl_s (API.md section 8): beside the config, not in it */
+	/* tags and ttl_s (docs/API.md section 8): beside the config, not in it */
 	json_t *body = req->len ? api_parse_body(req->api, req->body, req->len, &p) : json_object();
 	int mrc = body ? api_meta_parse(&meta, body, &p) : -1;
 	json_decref(body);
@@ -2433,7 +2433,7 @@ void srv_streams_delete(api_reply *out, const srv_request *req)
 	release(s);
 }
 
-/* ---- history (API.md section 7) --------------------------------------------------------- */
+/* ---- history (docs/API.md section 7) --------------------------------------------------------- */
 
 /* Splices ,"dropped":n into a record's text (a JSON object). New text. */
 static char *with_dropped(const char *text, size_t dropped)
@@ -2768,7 +2768,7 @@ out:
 	release(s);
 }
 
-/* ---- metadata (API.md section 8) ------------------------------------------------------ */
+/* ---- metadata (docs/API.md section 8) ------------------------------------------------------ */
 
 void srv_streams_patch(api_reply *out, const srv_request *req)
 {
@@ -2912,7 +2912,7 @@ size_t srv_streams_expire(int64_t now_ms)
 	return n;
 }
 
-/* ---- per-stream gauges (API.md section 6) ------------------------------------------------- */
+/* ---- per-stream gauges (docs/API.md section 6) ------------------------------------------------- */
 /*
  * Opt-in (--metrics-streams): for the streams with every --metrics-streams-tag
  * (at most --metrics-streams-max, the most recently updated first), the

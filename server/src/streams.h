@@ -1,5 +1,5 @@
 /*
- * streams.h - the stream handlers (API.md section 4), called by the HTTP
+ * streams.h - the stream handlers (docs/API.md section 4), called by the HTTP
  * layer's dispatcher on a libuv worker thread. Each fills *out (a JSON or
  * problem+json reply; out is zeroed by the caller) from *req (borrowed,
  * see request.h). The router has already checked the method, the route
@@ -16,15 +16,15 @@
 #include "store.h"
 #include "lossd/stream.h"
 
-/* Limits of the stream store (API.md section 5). */
+/* Limits of the stream store (docs/API.md section 5). */
 typedef struct srv_streams_limits {
 	int max_streams;            /* streams per principal: 507 too_many_streams past it */
 	size_t max_bytes;           /* memory per stream: 507 stream_memory_exceeded past it */
 	size_t sketch_bytes;        /* default sketch size of a stream (all columns) */
-	size_t history_points;      /* step points per stream (API.md section 7) */
+	size_t history_points;      /* step points per stream (docs/API.md section 7) */
 	size_t history_checkpoints; /* checkpoint records per stream */
 	int stall_s; /* a disk operation running longer is a stalled store (--store-stall-s) */
-	/* per-stream gauges in /metrics (API.md section 6), off by default */
+	/* per-stream gauges in /metrics (docs/API.md section 6), off by default */
 	bool metrics_streams;
 	const char *metrics_tags;   /* KEY:VALUE lines (borrowed, lives with the config) */
 	const char *metrics_labels; /* tag keys, one per line (borrowed) */
@@ -46,7 +46,7 @@ void srv_streams_set_limits(const srv_streams_limits *lim);
 typedef struct srv_streams_stats {
 	uint64_t streams;          /* streams loaded (all principals) */
 	uint64_t damaged;          /* of them quarantined: stored state unreadable */
-	uint64_t expired;          /* deleted by ttl_s since open (API.md section 8) */
+	uint64_t expired;          /* deleted by ttl_s since open (docs/API.md section 8) */
 	uint64_t commit_groups;    /* transactions committed since open */
 	uint64_t commit_ops;       /* ops (updates, merges, resets, ...) in them */
 	bool store_broken;         /* a commit failed: writes refused until a probe commits */
@@ -62,7 +62,7 @@ typedef struct srv_streams_stats {
 /* Any thread; all zero before srv_streams_open. */
 void srv_streams_get_stats(srv_streams_stats *out);
 
-/* Which store srv_streams_open opens (API.md section 10): url is "sqlite"
+/* Which store srv_streams_open opens (docs/API.md section 10): url is "sqlite"
  * (data_dir), "sqlite:DIR" or "postgresql://..."; connections, the password
  * file (or NULL) and the statement timeout apply to PostgreSQL. Strings are
  * copied. Call before srv_streams_open (main thread); without a call the
@@ -112,7 +112,7 @@ void srv_streams_reset(api_reply *out, const srv_request *req);
 void srv_streams_state(api_reply *out, const srv_request *req);
 /* Worker thread. POST /v1/streams/{id}/merge */
 void srv_streams_merge(api_reply *out, const srv_request *req);
-/* Worker thread. POST /v1/streams/{id}/checkpoint (API.md section 7) */
+/* Worker thread. POST /v1/streams/{id}/checkpoint (docs/API.md section 7) */
 void srv_streams_checkpoint(api_reply *out, const srv_request *req);
 /* Worker thread. GET /v1/streams/{id}/history */
 void srv_streams_history(api_reply *out, const srv_request *req);
@@ -120,7 +120,7 @@ void srv_streams_history(api_reply *out, const srv_request *req);
  * text: new (free()), NULL when off or out of memory. Any thread. */
 char *srv_streams_gauges(void);
 
-/* Worker thread. PATCH /v1/streams/{id} (API.md section 8) */
+/* Worker thread. PATCH /v1/streams/{id} (docs/API.md section 8) */
 void srv_streams_patch(api_reply *out, const srv_request *req);
 
 /* Deletes every stream whose ttl_s has passed since its last update or

@@ -1,8 +1,8 @@
 /*
  * test_auc_conformance.c - replays every "/v1/auc" case of
  * tests/data/conformance.jsonl (the public vectors) and of
- * tests/data/auc_extra.jsonl (generated offline by gen_auc_extra.py from
- * shared/reference/ref.py) through api_auc, and checks every expected field
+ * tests/data/auc_extra.jsonl (generated offline by gen_auc_extra.py from a
+ * reference implementation of docs/API.md's formulas) through api_auc, and checks every expected field
  * recursively: numbers within relative tolerance 2e-5, null only against
  * null, objects by the expected keys, arrays element by element.
  */

@@ -1,5 +1,5 @@
 /*
- * test_loss_errors.c - every rejection of API.md sections 1-2 by POST
+ * test_loss_errors.c - every rejection of docs/API.md sections 1-2 by POST
  * /v1/loss (api/src/loss.c) comes back with its status, code and JSON
  * Pointer, heads included (/heads/i/...). Also: reduction "none" has no
  * "loss" key, undefined values are null.

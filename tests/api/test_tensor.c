@@ -348,7 +348,7 @@ Test(b64, api_md_example)
 	cr_assert_float_eq(f[0], 0.1f, 1e-7);
 	cr_assert_float_eq(f[1], 0.9f, 1e-7);
 	cr_assert_float_eq(f[2], 0.8f, 1e-7);
-	/* API.md's table says [[0.1, 0.9], [0.8, 0.2]], but these bytes are 0.4 */
+	/* docs/API.md's table says [[0.1, 0.9], [0.8, 0.2]], but these bytes are 0.4 */
 	cr_assert_float_eq(f[3], 0.4f, 1e-7);
 	api_tensor_free(&t);
 	/* dtype defaults to float32 */

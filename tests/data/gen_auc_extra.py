@@ -1,10 +1,12 @@
 #!/usr/bin/python3
 """Generates tests/data/auc_extra.jsonl: extra /v1/auc request/expected-reply
-cases computed by /work/shared/reference/ref.py (numpy + scikit-learn).
+cases computed by a reference implementation of docs/API.md's formulas
+(a Python module with reply_auc, numpy + scikit-learn, kept outside this
+repository).
 
 OFFLINE ONLY: the product's tests read the committed .jsonl and never run
 this script (it needs python3-numpy and python3-sklearn). Re-run with
-    /usr/bin/python3 tests/data/gen_auc_extra.py [path/to/ref.py]
+    /usr/bin/python3 tests/data/gen_auc_extra.py path/to/ref.py
 Cases cover combinations the public vectors do not: weights with
 multi-label and binned, PR micro, from_logits one-vs-rest, positive_class
 with PR, small max_fpr, heavy ties, num_thresholds 2/3/1000, every tensor
@@ -19,7 +21,9 @@ import sys
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REF = sys.argv[1] if len(sys.argv) > 1 else "/work/shared/reference/ref.py"
+if len(sys.argv) < 2:
+    sys.exit("usage: %s path/to/ref.py" % sys.argv[0])
+REF = sys.argv[1]
 spec = importlib.util.spec_from_file_location("ref", REF)
 ref = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(ref)

@@ -12,7 +12,7 @@ Each expected value comes from its anchor's definition:
   top-k        sklearn.metrics.top_k_accuracy_score (tie-free scores)
   calibration  TorchMetrics' _binning_bucketize + norms l1 / max / l2
                (BinaryCalibrationError, MulticlassCalibrationError),
-               re-written here in numpy with sample weights as API.md 9
+               re-written here in numpy with sample weights as docs/API.md 9
                defines them; sklearn.calibration.calibration_curve for the
                per-bin means; sklearn.metrics.brier_score_loss (binary)
   perplexity   TorchMetrics Perplexity: exp(mean nll), here weighted

@@ -2,10 +2,11 @@
 """Generates tests/data/loss_extra.jsonl: held-out-style /v1/loss cases.
 
 OFFLINE ONLY. The product's tests read the committed .jsonl and never run
-this script (it needs numpy and the reference semantics in
-/work/shared/reference/ref.py, neither of which the build depends on).
+this script. It needs numpy and a reference implementation of docs/API.md's
+formulas (a Python module with reply_loss / reply_auc, numpy + scikit-learn,
+kept outside this repository), neither of which the build depends on.
 
-    /usr/bin/python3 tests/data/gen_loss_extra.py [path/to/ref.py] > tests/data/loss_extra.jsonl
+    /usr/bin/python3 tests/data/gen_loss_extra.py path/to/ref.py > tests/data/loss_extra.jsonl
 
 Every case is {"name", "endpoint": "/v1/loss", "request", "expect"} like
 conformance.jsonl; "expect" is ref.reply_loss(request) with NaN/Inf turned
@@ -19,7 +20,9 @@ import sys
 
 import numpy as np
 
-REF = sys.argv[1] if len(sys.argv) > 1 else "/work/shared/reference/ref.py"
+if len(sys.argv) < 2:
+    sys.exit("usage: %s path/to/ref.py" % sys.argv[0])
+REF = sys.argv[1]
 spec = importlib.util.spec_from_file_location("ref", REF)
 ref = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(ref)

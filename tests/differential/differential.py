@@ -4,7 +4,7 @@
     tests/differential/differential.py [--requests N] [--seed S]
         [--url http://host:port | --bin path/to/lossd] [--stop-after K] [-v]
 
-Draws N random requests (default 3000) over the losses of API.md section 2
+Draws N random requests (default 3000) over the losses of docs/API.md section 2
 and the AUCs of section 3 and the streams of section 4, sends each to
 lossd, and compares every number that has an independent reference:
 
@@ -14,7 +14,7 @@ lossd, and compares every number that has an independent reference:
               F.binary_cross_entropy(_with_logits) with pos_weight,
               F.kl_div(log_softmax(x), p), mse/l1/huber, and the Keras focal
               formulas written in torch ops; sample weights applied to
-              PyTorch's reduction="none" output and reduced as API.md says
+              PyTorch's reduction="none" output and reduced as docs/API.md says
   per class   scikit-learn precision_recall_fscore_support (zero_division=0)
               and confusion_matrix, binary predictions p > 0.5
   exact AUC   roc_auc_score (max_fpr too) and average_precision_score on the
@@ -159,7 +159,7 @@ class Checker:
 # ---- losses ----------------------------------------------------------------------
 
 def reduce_(lw, w, red):
-    """API.md, lw the weighted losses w l of the counted positions: mean =
+    """docs/API.md, lw the weighted losses w l of the counted positions: mean =
     sum(w l) / sum(w), sum, sum_over_batch_size = sum(w l) / count."""
     s = float(lw.sum())
     if red == "sum":
@@ -446,7 +446,7 @@ def sigmoid(x):
 
 
 def log_softmax_keys(x):
-    """API.md section 3's one-vs-rest keys: the top class (first max) is
+    """docs/API.md section 3's one-vs-rest keys: the top class (first max) is
     -log1p(sum of the others' exp(x_j - x_top)), the others (x_j - max) -
     that log1p. With the C library's exp and log1p (Python's math), summed
     in class order: rows whose keys are equal in exact arithmetic are then
@@ -467,7 +467,7 @@ def log_softmax_keys(x):
 
 def keras_auc(y, s, w, n, curve, summation):
     """tf.keras.metrics.AUC on flat y, s: thresholds in double, compared in
-    float32 (ref.py's keras_auc)."""
+    float32 (Keras' AUC formula)."""
     th = np.array([0.0 - EPS] + [(i + 1) * 1.0 / (n - 1) for i in range(n - 2)] + [1.0 + EPS])
     th = th.astype(np.float32)
     above = np.asarray(s, np.float32)[None, :] > th[:, None]
@@ -519,7 +519,7 @@ def auc_scores(rng, y, from_logits, shape):
 
 
 def ref_columns(y, s, kind, from_logits, method):
-    """Per column (labels, reference scores) as API.md section 3 says."""
+    """Per column (labels, reference scores) as docs/API.md section 3 says."""
     if kind == "binary":
         cols = [(y, s)]
     elif kind == "ovr":

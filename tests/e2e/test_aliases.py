@@ -1,4 +1,4 @@
-"""PyTorch's loss names on /v1/loss (API.md section 2, aliases), each against
+"""PyTorch's loss names on /v1/loss (docs/API.md section 2, aliases), each against
 the PyTorch function of that name on the same numbers (float64 both sides).
 
 cross_entropy (class ids with the class axis 1, the default ignore_index

@@ -1,4 +1,4 @@
-"""Bearer tokens end to end (--tokens-file; API.md sections 4 and 5).
+"""Bearer tokens end to end (--tokens-file; docs/API.md sections 4 and 5).
 
 - every /v1 route needs `Authorization: Bearer <token>` once tokens are
   configured: 401 `unauthorized` with `WWW-Authenticate: Bearer realm="lossd"`

@@ -1,7 +1,7 @@
 """The bad-input suite: hostile and malformed requests against the real binary.
 
 Every case is a row of a table (request -> expected status and problem+json
-code, API.md section 5). After each family the server must still answer
+code, docs/API.md section 5). After each family the server must still answer
 /healthz, its resident memory must not have grown past a bound (VmRSS from
 /proc/PID/status), and a stream created before the barrage must hold exactly
 the state it held before (GET and GET /state compared byte for byte).

@@ -161,7 +161,7 @@ class TestCli(unittest.TestCase):
     def test_list_by_tag(self):
         rc, out, err = self.cli("create", "--name", "t", "--tag", "team:vision")
         if rc == 1 and "unknown_field" in err:
-            # a server before API.md section 8: the refusal names the field
+            # a server before docs/API.md section 8: the refusal names the field
             self.assertIn("tags", err)
             rc, out, err = self.cli("list", "--tag", "team:vision")
             self.assertIn(rc, (1, 4), err)  # refused, or not filtered: never all streams

@@ -176,7 +176,7 @@ class Contracted(unittest.TestCase):
                          .json()["count"], 2)
         c("POST", "/v1/streams/%s/merge" % b, state, want=409)
         c("POST", "/v1/streams/%s/merge" % s2, dict(state, state="AAAA"), want=422)
-        # checkpointStream, streamHistory (API.md section 7)
+        # checkpointStream, streamHistory (docs/API.md section 7)
         c("POST", "/v1/streams/%s/update" % s1,
           {"y_true": [0, 1], "y_score": [0.2, 0.9], "step": 7}, want=200)
         ck = c("POST", "/v1/streams/%s/checkpoint" % s1, {"step": 7, "label": "e0"},
@@ -190,7 +190,7 @@ class Contracted(unittest.TestCase):
         c("GET", "/v1/streams/%s/history?format=csv" % s1, want=200)
         c("GET", "/v1/streams/%s/history?from=3&to=1" % s1, want=422)
         c("GET", "/v1/streams/nope/history", want=404)
-        # patchStream (API.md section 8)
+        # patchStream (docs/API.md section 8)
         pa = c("PATCH", "/v1/streams/%s" % s1, {"tags": {"run": "r1"}, "ttl_s": 3600},
                want=200, ctype="application/merge-patch+json").json()
         self.assertEqual((pa["tags"], pa["ttl_s"]), ({"run": "r1"}, 3600))

@@ -1,4 +1,4 @@
-"""Regression tests for the conformance corrections of API.md sections 2-3,
+"""Regression tests for the conformance corrections of docs/API.md sections 2-3,
 over HTTP against the real binary: each case is one a differential check
 against PyTorch, scikit-learn and Keras' formulas once found answered wrong.
 

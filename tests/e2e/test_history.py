@@ -1,4 +1,4 @@
-"""End-to-end tests of a stream's history (API.md section 7) against the real binary.
+"""End-to-end tests of a stream's history (docs/API.md section 7) against the real binary.
 
 - 8 worker threads post per-step batches for 1,000 steps: the step series
   equals, point by point, the aggregates computed here (loss within 1e-12

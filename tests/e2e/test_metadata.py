@@ -1,4 +1,4 @@
-"""End-to-end tests of stream metadata, listing and expiry (API.md section 8).
+"""End-to-end tests of stream metadata, listing and expiry (docs/API.md section 8).
 
 - tags and ttl_s at create; created_at / updated_at (RFC 3339 UTC, ms) in
   the create reply, every reading and every list entry; updated_at moves

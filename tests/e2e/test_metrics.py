@@ -1,5 +1,5 @@
 """Perplexity, top-k accuracy, calibration and AUC confidence intervals over
-HTTP (API.md section 9), against the real binary.
+HTTP (docs/API.md section 9), against the real binary.
 
 Expected figures are computed here from each metric's definition in plain
 Python (no numpy), over inputs sent in the encodings a client uses (nested
@@ -419,7 +419,7 @@ class Metrics(unittest.TestCase):
                            "loss": {"loss": "sparse_categorical_crossentropy"}})
         self.assertIsNone(self.srv.get("/v1/streams/" + sid).json()["perplexity"])
 
-    # ---- top-k and calibration in streams (API.md section 9, "Streams") ---------------
+    # ---- top-k and calibration in streams (docs/API.md section 9, "Streams") ---------------
     def same_extra(self, got, one, tol=1e-12):
         """A stream reading's top_k_accuracy, calibration and perplexity
         against a one-shot /v1/loss reply over the same rows."""

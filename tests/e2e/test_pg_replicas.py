@@ -1,4 +1,4 @@
-"""Several lossd replicas on one PostgreSQL (API.md section 10).
+"""Several lossd replicas on one PostgreSQL (docs/API.md section 10).
 
 - ten replicas starting together migrate the schema once;
 - a batch_id sent to two replicas at the same moment is applied once and

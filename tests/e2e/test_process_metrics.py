@@ -44,7 +44,7 @@ class ProcessMetrics(unittest.TestCase):
 
 
 class StreamGauges(unittest.TestCase):
-    """--metrics-streams and its companions (API.md section 6)."""
+    """--metrics-streams and its companions (docs/API.md section 6)."""
 
     @staticmethod
     def series(text, family):
@@ -109,7 +109,7 @@ class Promtool(unittest.TestCase):
             text = srv.metrics()
         p = subprocess.run([promtool, "check", "metrics"], input=text, text=True,
                            capture_output=True, timeout=60)
-        # API.md section 6 names the gauge lossd_stream_count, which promtool's
+        # docs/API.md section 6 names the gauge lossd_stream_count, which promtool's
         # naming lint flags (a "_count" suffix outside a histogram); that one
         # finding is the contract's choice, any other fails the test.
         allowed = ('lossd_stream_count non-histogram and non-summary metrics should not '

@@ -1,4 +1,4 @@
-"""Reliability of the stream store (API.md section 4): no request strands
+"""Reliability of the stream store (docs/API.md section 4): no request strands
 stored data, and damage on disk is detected, never served.
 
 - an update or merge whose sums would stop being finite is 422 non_finite
@@ -298,7 +298,7 @@ class QuarantineTest(Base):
             self.check_served(srv, readings, {ids[2]})
 
     def test_history_checkpoints_between_deltas_are_no_gap(self):
-        """A checkpoint record (API.md 7) writes no delta: the stream is not
+        """A checkpoint record (docs/API.md 7) writes no delta: the stream is not
         taken for damaged at the next start."""
         with Server(data_dir=self.dir) as srv:
             sid = self.create(srv, {"method": "sketch"})

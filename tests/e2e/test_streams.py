@@ -1,4 +1,4 @@
-"""End-to-end tests of the streams (API.md section 4) against the real binary.
+"""End-to-end tests of the streams (docs/API.md section 4) against the real binary.
 
 - batches from concurrent clients give the AUC and loss of one /v1/auc and
   /v1/loss request over all the data (exact, binned, sketch within its bound);

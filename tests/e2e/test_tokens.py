@@ -1,4 +1,4 @@
-"""Teams and roles (API.md section 4): a principal is a team, admin tokens
+"""Teams and roles (docs/API.md section 4): a principal is a team, admin tokens
 read across teams, SIGHUP swaps the tokens file.
 
 - another principal's stream answers, byte for byte, what a stream that

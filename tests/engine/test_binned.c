@@ -2,7 +2,7 @@
  * test_binned.c - Keras' AUC as a histogram (engine/src/binned.c).
  *
  * Keras' docstring example, a slow per-threshold reimplementation of
- * Keras' update_state + result() (ref.py keras_auc) compared on random data
+ * Keras' update_state + result() (Keras' AUC formula) compared on random data
  * including scores exactly on thresholds, merge, reset, serialization and
  * corrupt state.
  */
@@ -26,7 +26,7 @@ static double div0(double a, double b)
 	return b != 0 ? a / b : 0;
 }
 
-/* ref.py keras_auc, one threshold at a time; f32: compare as Keras does,
+/* Keras' AUC formula, one threshold at a time; f32: compare as Keras does,
  * float32(score) > float32(threshold) (else in double, to show the
  * difference). */
 static double slow_keras_in(const double *y, const double *s, const double *w, int64_t n, int nt,

@@ -31,7 +31,7 @@ static uint64_t rnd(void)
 	return z ^ (z >> 31);
 }
 
-/* Keras' thresholds as API.md states them, computed plainly in double. */
+/* Keras' thresholds as docs/API.md states them, computed plainly in double. */
 static double ref_threshold64(int64_t n, int64_t i)
 {
 	if (i == 0)

@@ -25,7 +25,8 @@ Test(binary, keras_docstrings)
 	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
 	o.kind = ENG_LOSS_BINARY_CE;
 	NEAR(run(&yt, &yp, &o, NULL), 0.815, 5e-4);
-	NEAR(run(&yt, &yp, &o, NULL), 0.814924454847114, 1e-12); /* ref.py */
+	NEAR(run(&yt, &yp, &o, NULL), 0.814924454847114,
+	     1e-12); /* the formula of docs/API.md, evaluated in numpy */
 
 	eng_tensor lt = tens(ENG_F64, D(0, 1, 0, 0), 1, I64(4));
 	eng_tensor lp = tens(ENG_F64, D(-18.6, 0.51, 2.94, -12.8), 1, I64(4));

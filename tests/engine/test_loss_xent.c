@@ -110,7 +110,8 @@ Test(xent, sparse_label_smoothing_class_weight)
 	NEAR(r->per_class[1].loss_sum, l0, 1e-12);
 	NEAR(r->per_class[2].weight_sum, 3, 1e-12);
 	eng_loss_result_free(r);
-	NEAR(1.6692564247950272, (l0 + l1) / 5, 1e-12); /* ref.py */
+	NEAR(1.6692564247950272, (l0 + l1) / 5,
+	     1e-12); /* the formula of docs/API.md, evaluated in numpy */
 }
 
 Test(xent, categorical_class_weight_distribution)

@@ -931,7 +931,7 @@ Test(stream, version_1_folded_sketch_stays_sound)
 	eng_stream_free(old);
 }
 
-/* ---- top-k, calibration and perplexity sums (API.md section 9) ------------------------- */
+/* ---- top-k, calibration and perplexity sums (docs/API.md section 9) ------------------------- */
 
 static const int64_t xtop[2] = {1, 2};
 

@@ -33,7 +33,7 @@ typedef struct api_reply {
 /* Frees the body and resets *r. Accepts NULL. */
 void api_reply_free(api_reply *r);
 
-/* ---- problems (API.md section 5) -------------------------------------------- */
+/* ---- problems (docs/API.md section 5) -------------------------------------------- */
 /*
  * A caller-owned, fixed-size validation error, like jansson's json_error_t.
  * `code` is a stable machine-readable string literal ("shape_mismatch"),
@@ -127,7 +127,7 @@ size_t api_json_heap_in_use(void);
  * request limit should bound). Any thread; affects its own. */
 void api_json_budget_clear(void);
 
-/* ---- tensors (API.md section 1) ---------------------------------------------- */
+/* ---- tensors (docs/API.md section 1) ---------------------------------------------- */
 typedef struct api_tensor {
 	eng_tensor t; /* a view of buf (or of a scalar held in buf), or of an
 	               * api_packed's memory when buf is NULL */
@@ -167,10 +167,10 @@ int api_tensor_decode(api_tensor *out, json_t *v, const char *pointer, const api
 void api_tensor_free(api_tensor *t);
 
 /* ---- endpoints ------------------------------------------------------------------ */
-/* POST /v1/loss (API.md section 2). Any thread. */
+/* POST /v1/loss (docs/API.md section 2). Any thread. */
 void api_loss(api_reply *out, const api_ctx *ctx, const char *body, size_t len);
 
-/* POST /v1/auc (API.md section 3). Any thread. */
+/* POST /v1/auc (docs/API.md section 3). Any thread. */
 void api_auc(api_reply *out, const api_ctx *ctx, const char *body, size_t len);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * api_history.h - JSON and CSV of a stream's history (API.md section 7):
+ * api_history.h - JSON and CSV of a stream's history (docs/API.md section 7):
  * the step series kept in the engine stream (lossd/history.h) and the
  * checkpoint records the server keeps beside it.
  *
@@ -80,7 +80,7 @@ int api_history_parse_checkpoint(api_history_ckpt_req *out, const api_ctx *ctx, 
 void api_history_ckpt_req_clear(api_history_ckpt_req *r);
 
 /*
- * The record of a checkpoint of st at `step` (API.md section 7): {"n",
+ * The record of a checkpoint of st at `step` (docs/API.md section 7): {"n",
  * "step", "label", "time", "auc", "error_bound", "count", "positives",
  * "negatives", "loss", "accuracy", "per_class"?, "warnings"?}; `time` is
  * the server's (RFC 3339, borrowed), n the checkpoint's number in its

@@ -1,5 +1,5 @@
 /*
- * api_meta.h - a stream's metadata (API.md section 8): tags, ttl_s and
+ * api_meta.h - a stream's metadata (docs/API.md section 8): tags, ttl_s and
  * the created_at / updated_at times, as create fields, a JSON merge patch,
  * stored text and reply fields.
  *

@@ -1,5 +1,5 @@
 /*
- * api_stream.h - JSON <-> streams (API.md section 4): the create config,
+ * api_stream.h - JSON <-> streams (docs/API.md section 4): the create config,
  * update and merge bodies, and the read / config / state replies.
  *
  * The api layer knows nothing of storage or HTTP: the server keeps the

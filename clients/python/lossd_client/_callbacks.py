@@ -16,12 +16,12 @@ imported here.
   reset, so rank 0 reads only after every rank has posted its shard.
   Without torch.distributed, pass barrier= (a callable every rank calls)
   or give every rank the same Stream.
-- The training step: update(..., step=N) sends "step" (API.md section 7)
+- The training step: update(..., step=N) sends "step" (docs/API.md section 7)
   when the server takes it. A server that does not know the field answers
   422 unknown_field at /step; the batch is then sent again without it, once
   noted in the log, and later batches leave it out.
 - Epoch ends. compute(reset=True) on rank 0 records a checkpoint with
-  reset (API.md section 7: the reading and the emptying in one
+  reset (docs/API.md section 7: the reading and the emptying in one
   transaction, kept in the stream's history at the step given, or the
   round number), so no batch of the next round can slip in between the
   reading and the reset and dashboards see every epoch's value. A server
@@ -281,7 +281,7 @@ class StreamMetric:
 
         preds: predictions (probabilities, or logits with a from_logits
         stream), target: labels; any tensor type the client encodes (numpy,
-        torch on any device, lists). step: the training step (API.md
+        torch on any device, lists). step: the training step (docs/API.md
         section 7). batch_id: default derived from this metric's run id,
         round, rank and batch number, so a retried post counts once and
         ranks never collide. Returns the reply, or None after a counted

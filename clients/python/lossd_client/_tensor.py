@@ -1,4 +1,4 @@
-"""Tensor encoding for lossd requests (API.md section 1).
+"""Tensor encoding for lossd requests (docs/API.md section 1).
 
 What travels how:
 - numpy arrays (and torch / tensorflow tensors, via numpy) travel as

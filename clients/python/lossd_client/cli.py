@@ -12,7 +12,7 @@ Exit codes (also in --help):
   1  the server refused the request (its problem+json on stderr)
   2  bad command line or unreadable input file
   3  the server could not be reached
-  4  the server does not have this feature (e.g. history before API.md section 7)
+  4  the server does not have this feature (e.g. history before docs/API.md section 7)
 """
 
 import argparse
@@ -273,11 +273,11 @@ def cmd_history(a, c):
             reply = c._request("GET", c._target(path, q), None, policy="safe",
                                raw_target=True)
         except LossdError as e:
-            # Before API.md section 7 the route does not exist: a 404 that is
+            # Before docs/API.md section 7 the route does not exist: a 404 that is
             # not about the stream, or 405 for the method on the stream path.
             if e.status == 405 or (e.status == 404 and e.code != "unknown_stream"):
                 raise Unsupported("this lossd has no stream history (GET /v1/streams/{id}/"
-                                  "history answered %s %s); it needs a server with API.md "
+                                  "history answered %s %s); it needs a server with docs/API.md "
                                   "section 7" % (e.status, e.code)) from None
             raise
         if not isinstance(reply, dict) or a.series not in reply:
@@ -338,7 +338,7 @@ def cmd_list(a, c):
         query["tag"] = list(a.tag)
     items = [s.info for s in c.streams(query=query)]
     if a.tag and any("tags" not in i for i in items):
-        raise Unsupported("this lossd does not keep stream tags (API.md section 8): its "
+        raise Unsupported("this lossd does not keep stream tags (docs/API.md section 8): its "
                           "list has no \"tags\", so it cannot filter by them")
     cols = [k for k in ("id", "name", "principal", "method", "count", "auc", "loss", "tags")
             if any(k in i for i in items)] or ["id"]
@@ -396,7 +396,7 @@ def parser():
     sp.add_argument("--y-pred", metavar="FILE")
     sp.add_argument("--y-score", metavar="FILE")
     sp.add_argument("--sample-weight", metavar="FILE")
-    sp.add_argument("--step", type=int, help="training step (servers with API.md section 7)")
+    sp.add_argument("--step", type=int, help="training step (servers with docs/API.md section 7)")
     sp.add_argument("--batch-id", help="default: from the files' content, so a rerun "
                     "counts once")
     sp.add_argument("--chunk", type=int, default=65536, help="rows per request")

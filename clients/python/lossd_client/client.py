@@ -1,4 +1,4 @@
-"""HTTP client for lossd (the contract is API.md; this module is its mirror).
+"""HTTP client for lossd (the contract is docs/API.md; this module is its mirror).
 
 Shape: one Client holds the base URL, the token and the retry policy; every
 call goes through Client._request, which is the only place that talks HTTP
@@ -50,7 +50,7 @@ _UNSENT = "unsent"  # not repeatable: retry on 429/503 and refused connections
 
 
 class LossdError(Exception):
-    """A problem+json error reply (API.md section 5).
+    """A problem+json error reply (docs/API.md section 5).
 
     status: HTTP status (int); code: the machine-readable "code" ("shape_mismatch");
     detail: the human message; pointer: JSON Pointer into the request or None.
@@ -494,7 +494,7 @@ class Stream:
         y_score feeds the AUC, y_pred the stream's loss (and AUC); give one or
         both. batch_id defaults to a fresh uuid4, reused on every retry of
         this call, so the batch is applied at most once. step: the training
-        step (an int >= 0, API.md section 7), sent only when given. Returns
+        step (an int >= 0, docs/API.md section 7), sent only when given. Returns
         the reply ({"updates": n, "count": total}).
         """
         if y_score is None and y_pred is None:

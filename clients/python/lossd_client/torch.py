@@ -183,7 +183,7 @@ class LossdHook(_Hook):
 class LossdTrainHook(_Hook):
     """Training-step metric: update(preds, target, step=global_step) from
     training_step posts each batch (with "step" for the stream's step
-    series where the server has it, API.md section 7); at each training
+    series where the server has it, docs/API.md section 7); at each training
     epoch's end the running reading (the epoch's loss, accuracy, AUC) is
     logged with the prefix "lossd_train_" by default.
 

@@ -1,5 +1,5 @@
 /*
- * aucci.h - confidence intervals for a ROC AUC (API.md section 9):
+ * aucci.h - confidence intervals for a ROC AUC (docs/API.md section 9):
  * DeLong's variance for the exact AUC, Hanley and McNeil's for the binned
  * and sketch AUCs, and the interval pROC's ci.auc reports from either.
  *

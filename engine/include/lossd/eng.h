@@ -55,7 +55,7 @@ typedef struct eng_tensor {
 
 /* Bytes of one element of dtype d. */
 size_t eng_dtype_size(eng_dtype d);
-/* The dtype's name as API.md spells it ("float32", ...). */
+/* The dtype's name as docs/API.md spells it ("float32", ...). */
 const char *eng_dtype_name(eng_dtype d);
 
 /* Element i of t converted to double. */

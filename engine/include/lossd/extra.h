@@ -1,5 +1,5 @@
 /*
- * extra.h - the metrics that ride on a loss evaluation (API.md section 9):
+ * extra.h - the metrics that ride on a loss evaluation (docs/API.md section 9):
  * perplexity, top-k accuracy and calibration (ECE, MCE, RMS calibration
  * error, Brier score and the reliability-diagram bins).
  *

@@ -1,5 +1,5 @@
 /*
- * history.h - a stream's step series (API.md section 7): additive
+ * history.h - a stream's step series (docs/API.md section 7): additive
  * aggregates of every batch that carried a training step, one point per
  * step (or per range of steps once retention merged neighbours).
  *

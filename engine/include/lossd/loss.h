@@ -1,5 +1,5 @@
 /*
- * loss.h - the losses of API.md section 2, computed into additive sums.
+ * loss.h - the losses of docs/API.md section 2, computed into additive sums.
  *
  * One call, eng_loss_compute(), evaluates any loss on a pair of tensor views
  * and returns a heap result that holds SUMS (sum of w*l, sum of w, counts,
@@ -57,11 +57,11 @@ typedef enum {
 	ENG_GMM_MSE,
 } eng_gmm_error;
 
-/* Names as API.md spells them, indexed by the enums, NULL-terminated. */
+/* Names as docs/API.md spells them, indexed by the enums, NULL-terminated. */
 extern const char *const eng_loss_names[ENG_LOSS__COUNT + 1];
 extern const char *const eng_reduction_names[5];
 
-/* Names as API.md spells them; NULL for a value out of range. */
+/* Names as docs/API.md spells them; NULL for a value out of range. */
 const char *eng_loss_kind_name(eng_loss_kind k);
 const char *eng_reduction_name(eng_reduction r);
 /* Parse a name; 0 on success, ENG_EINVAL for an unknown name. */
@@ -142,7 +142,7 @@ typedef struct eng_loss_opts {
 /* Largest class count with a confusion matrix: 2048^2 cells, 32 MiB. */
 #define ENG_LOSS_MAX_CONFUSION 2048
 
-/* The defaults of API.md section 2; every member not named is 0 / false / NULL. */
+/* The defaults of docs/API.md section 2; every member not named is 0 / false / NULL. */
 #define ENG_LOSS_OPTS_INIT                                                                         \
 	{                                                                                          \
 		.kind = ENG_LOSS_SPARSE_CE, .axis = -1, .reduction = ENG_RED_MEAN, .alpha = 0.25,  \

@@ -1,5 +1,5 @@
-"""Every curl example of README.md, run against a started lossd, prints what
-the README says it prints.
+"""Every curl example of README.md and docs/QUESTIONS.md, run against a
+started lossd, prints what the document says it prints.
 
 The format it reads (keep it when editing README.md):
 - a fenced ```sh block; in it, a command starting with `curl` that calls
@@ -39,8 +39,10 @@ import unittest
 from lossd_harness import Server
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-README = os.path.join(os.environ.get("LOSSD_SOURCE_DIR", os.path.join(HERE, "..", "..")),
-                      "README.md")
+SOURCE = os.environ.get("LOSSD_SOURCE_DIR", os.path.join(HERE, "..", ".."))
+README = os.path.join(SOURCE, "README.md")
+# docs/QUESTIONS.md holds the users' questions, each with a request and its output.
+QUESTIONS = os.path.join(SOURCE, "docs", "QUESTIONS.md")
 STRICT = os.environ.get("LOSSD_README_STRICT") == "1"
 SKIP_MARK = "# readme-test: skip"
 
@@ -318,10 +320,17 @@ class ReadmeParsing(unittest.TestCase):
 class Readme(unittest.TestCase):
 
     def test_every_curl_example(self):
-        with open(README, encoding="utf-8") as f:
+        self.check_examples(README, at_least=5)
+
+    def test_every_curl_example_of_the_questions(self):
+        self.check_examples(QUESTIONS, at_least=8)
+
+    def check_examples(self, path, at_least):
+        name = os.path.relpath(path, SOURCE)
+        with open(path, encoding="utf-8") as f:
             text = f.read()
         blocks = sh_blocks(text)
-        self.assertTrue(blocks, "README.md has no ```sh block")
+        self.assertTrue(blocks, "%s has no ```sh block" % name)
         ran, failures = 0, []
         with Server() as srv, tempfile.TemporaryDirectory() as tmp:
             host = "127.0.0.1:%d" % srv.port
@@ -340,7 +349,7 @@ class Readme(unittest.TestCase):
                     uses_var = any("$" + k in st["cmd"] or "${" + k in st["cmd"] for k in names)
                     if st["skip"] or not ("localhost:8080" in st["cmd"] or uses_var):
                         continue  # marked, or another host
-                    where = "README.md line %d" % (start + st["line"])
+                    where = "%s line %d" % (name, start + st["line"])
                     status, want = parse_expect(st["expect"])
                     cmd = st["cmd"].replace("localhost:8080", host)
                     if want is not None or status is not None:
@@ -369,7 +378,7 @@ class Readme(unittest.TestCase):
                         if err:
                             failures.append("%s: %s\n    got: %s" % (where, err,
                                                                     json.dumps(got)[:400]))
-        self.assertGreater(ran, 5, "too few README examples ran")
+        self.assertGreaterEqual(ran, at_least, "too few examples of %s ran" % name)
         self.assertEqual(failures, [], "\n" + "\n".join(failures))
 
 

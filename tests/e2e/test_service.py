@@ -36,17 +36,18 @@ class CommandLine(unittest.TestCase):
                      "--max-body", "--max-inflight", "--log-level", "LOSSD_PORT"):
             self.assertIn(flag, r.stdout)
 
-    def test_readme_documents_every_flag(self):
+    def test_operations_guide_documents_every_flag(self):
         src = os.environ.get("LOSSD_SOURCE_DIR", os.path.join(os.path.dirname(
             os.path.abspath(__file__)), "..", ".."))
-        with open(os.path.join(src, "README.md")) as f:
-            readme = f.read()
+        with open(os.path.join(src, "docs", "OPERATIONS.md")) as f:
+            guide = f.read()
         flags = re.findall(r"^  (--[a-z-]+)", run_lossd(["--help"]).stdout, re.M)
         self.assertGreater(len(flags), 10)
         for flag in flags:
-            self.assertIn("`" + flag, readme, "README's configuration table lacks " + flag)
+            self.assertIn("`" + flag, guide,
+                          "docs/OPERATIONS.md's configuration table lacks " + flag)
         for var in re.findall(r"\b(LOSSD_[A-Z_]+)", run_lossd(["--help"]).stdout):
-            self.assertIn(var, readme, "README lacks " + var)
+            self.assertIn(var, guide, "docs/OPERATIONS.md lacks " + var)
 
     def test_version(self):
         r = run_lossd(["--version"])

@@ -23,6 +23,8 @@
 	const HISTORY_LIMIT = 1000; // points per history page
 	const HISTORY_PAGES = 50; // pages read per series (50,000 points)
 	const TOKEN_KEY = 'lossd.token';
+	const OVERLAY_MAX = 8; // streams overlaid
+	const OVERLAY_COLORS = ['#7c3aed', '#c2410c', '#0891b2', '#be185d'];
 
 	const $ = (id) => document.getElementById(id);
 	let selected = null;
@@ -31,6 +33,7 @@
 	let busy = false;
 	let again = false;
 	let lastList = [];
+	let overlay = { key: '', streams: [] }; // other streams' checkpoints, by tag
 
 	// The one format used for every AUC on the page (tests compare with it).
 	function fmtAuc(x) {
@@ -220,14 +223,18 @@
 			series: [
 				{ label: 'step', value: (u, v) => (v === null ? '—' : fmtInt(v)) },
 				{ label: 'AUC', stroke: '#0a7d45', width: 2, value: (u, v) => fmtAuc(v), points: { show: true, size: 6 } },
-			],
+			].concat(overlay.streams.map((o, i) => ({
+				label: o.name, stroke: OVERLAY_COLORS[i % OVERLAY_COLORS.length], width: 2, dash: [6, 3], spanGaps: true,
+				value: (u, v) => fmtAuc(v), points: { show: true, size: 6 },
+			}))),
 		};
 		charts = {
 			id: selected,
 			kind,
 			curve: new uPlot(curveOpts, [[], [], []], cnode),
 			steps: new uPlot(stepsOpts, [[], [], []], snode),
-			ckpt: new uPlot(ckptOpts, [[], []], knode),
+			ckpt: new uPlot(ckptOpts, [[], [], ...overlay.streams.map(() => [])], knode),
+			overlayKey: overlay.key,
 		};
 	}
 
@@ -278,7 +285,13 @@
 		const st = series.steps;
 		const ck = series.ckpts;
 		feed(charts.steps, [st.map((p) => p.step), st.map((p) => p.loss ?? null), st.map((p) => p.accuracy ?? null)]);
-		feed(charts.ckpt, [ck.map((p) => p.step), ck.map((p) => p.auc ?? null)]);
+		// The overlaid streams' checkpoints on the union of their steps.
+		const xs = [...new Set(ck.map((p) => p.step).concat(...overlay.streams.map((o) => o.points.map((p) => p.step))))].sort((a, b) => a - b);
+		const at = (pts) => {
+			const m = new Map(pts.map((p) => [p.step, p.auc ?? null]));
+			return xs.map((x) => (m.has(x) ? m.get(x) : null));
+		};
+		feed(charts.ckpt, [xs, at(ck), ...overlay.streams.map((o) => at(o.points))]);
 		$('steps-chart').dataset.points = String(st.length);
 		$('ckpt-chart').dataset.points = String(ck.length);
 		const more = series.complete ? '' : ` (first ${HISTORY_PAGES * HISTORY_LIMIT} shown)`;
@@ -316,9 +329,30 @@
 		setValue($('d-ppl'), fmtNum(r.perplexity, 4), why.perplexity);
 		$('d-updates').textContent = fmtInt(r.updates);
 		$('curve-caption').textContent = kind === 'pr' ? 'Precision-recall curve' : 'ROC curve';
-		if (charts.id !== r.id || charts.kind !== kind || !charts.curve) makeCharts(kind);
+		const sel = $('overlay');
+		const want = ['', ...Object.entries(r.tags || {}).map(([k, v]) => `${k}:${v}`)];
+		if ([...sel.options].map((o) => o.value).join('\n') !== want.join('\n')) {
+			const keep = sel.value;
+			sel.replaceChildren(...want.map((v) => el('option', { value: v }, v ? v.replace(':', '=') : 'none')));
+			sel.value = want.includes(keep) ? keep : '';
+		}
+		if (charts.id !== r.id || charts.kind !== kind || !charts.curve || charts.overlayKey !== overlay.key) makeCharts(kind);
 		charts.curve.setData(curveData(r.curve, kind, r.positives || 0, r.negatives || 0));
 		renderSeries();
+	}
+
+	// The streams sharing the chosen tag (not the selected one), each with
+	// its checkpoints; the key names the set, so the chart is rebuilt when
+	// it changes.
+	async function loadOverlay() {
+		const tag = $('overlay').value;
+		const streams = [];
+		if (tag) {
+			const q = new URLSearchParams({ tag, limit: String(OVERLAY_MAX + 1), sort: 'name', order: 'asc' });
+			const list = ((await api(`/v1/streams?${q}`)).streams || []).filter((s) => s.id !== selected).slice(0, OVERLAY_MAX);
+			for (const s of list) streams.push({ id: s.id, name: s.name || s.id, points: (await fetchSeries(s.id, 'checkpoints')).points });
+		}
+		overlay = { key: `${selected}|${tag}|${streams.map((s) => s.id).join(',')}`, streams };
 	}
 
 	async function fetchList() {
@@ -361,6 +395,7 @@
 				}
 			}
 			if (info) await loadSeries(results.get(selected) || info);
+			if (info) await loadOverlay();
 			renderList(list, results);
 			if (info && results.has(selected)) {
 				renderDetail(info, results.get(selected));
@@ -445,6 +480,7 @@
 			e.preventDefault();
 			poll();
 		});
+		$('overlay').addEventListener('change', () => poll());
 		$('export-steps').addEventListener('click', () => exportCsv('steps'));
 		$('export-ckpts').addEventListener('click', () => exportCsv('checkpoints'));
 		window.addEventListener('resize', () => {
@@ -463,6 +499,7 @@
 		chartData: () => ({
 			steps: charts.steps ? charts.steps.data.map((a) => Array.from(a)) : null,
 			checkpoints: charts.ckpt ? charts.ckpt.data.map((a) => Array.from(a)) : null,
+			overlay: overlay.streams.map((o) => o.id),
 			stepsX: charts.steps ? [charts.steps.scales.x.min, charts.steps.scales.x.max] : null,
 		}),
 	};

@@ -485,6 +485,13 @@ test('a realistic run: screenshot at 1400 px (docs/img/dashboard.png with LOSSD_
 		assert.ok(ck[4].auc > ck[0].auc, 'AUC rises over the run');
 		const st = await allHistory(srv, train.id, 'steps');
 		assert.ok(st[STEPS - 1].loss < st[0].loss, 'loss falls over the run');
+		// Overlay: the val stream's checkpoint AUCs, chosen by the run's tag.
+		await page.selectOption('#overlay', 'run:resnet18-0412');
+		await page.waitForFunction((v) => window.lossdDashboard.chartData().overlay.join() === v, val.id, { timeout: 10000 });
+		const vck = await allHistory(srv, val.id, 'checkpoints');
+		assert.equal(vck.length, 5);
+		const od = await page.evaluate(() => window.lossdDashboard.chartData().checkpoints);
+		assert.deepEqual(od, [ck.map((p) => p.step), ck.map((p) => p.auc), vck.map((p) => p.auc)]);
 		await page.waitForTimeout(300);
 		const shot = join(OUT, 'dashboard-run.png');
 		await page.screenshot({ path: shot });

@@ -28,7 +28,7 @@
 
 	const $ = (id) => document.getElementById(id);
 	let selected = null;
-	let charts = { id: null, curve: null, steps: null, ckpt: null, kind: null };
+	let charts = { id: null, curve: null, steps: null, ckpt: null, calib: null, kind: null };
 	let series = { id: null, stamp: null, steps: [], ckpts: [], complete: true };
 	let busy = false;
 	let again = false;
@@ -182,7 +182,7 @@
 	}
 
 	function makeCharts(kind) {
-		for (const c of [charts.curve, charts.steps, charts.ckpt]) if (c) c.destroy();
+		for (const c of [charts.curve, charts.steps, charts.ckpt, charts.calib]) if (c) c.destroy();
 		const cnode = $('curve-chart');
 		const snode = $('steps-chart');
 		const knode = $('ckpt-chart');
@@ -235,6 +235,7 @@
 			steps: new uPlot(stepsOpts, [[], [], []], snode),
 			ckpt: new uPlot(ckptOpts, [[], [], ...overlay.streams.map(() => [])], knode),
 			overlayKey: overlay.key,
+			calib: null,
 		};
 	}
 
@@ -339,6 +340,41 @@
 		if (charts.id !== r.id || charts.kind !== kind || !charts.curve || charts.overlayKey !== overlay.key) makeCharts(kind);
 		charts.curve.setData(curveData(r.curve, kind, r.positives || 0, r.negatives || 0));
 		renderSeries();
+		renderExtra(r);
+	}
+
+	// Calibration (streams created with calibration): ECE / Brier and the
+	// reliability diagram, shown only where the reading has them.
+	function renderExtra(r) {
+		const cal = r.calibration;
+		$('d-ece-row').hidden = !cal;
+		$('calib-fig').hidden = !cal;
+		if (!cal) {
+			if (charts.calib) charts.calib.destroy();
+			charts.calib = null;
+			return;
+		}
+		$('d-ece').textContent = `${fmtNum(cal.ece, 4)} / ${fmtNum(cal.brier, 4)}`;
+		const bins = (cal.bins || []).filter((b) => b.count > 0 && b.confidence !== null && b.accuracy !== null);
+		const data = [bins.map((b) => b.confidence), bins.map((b) => b.accuracy), bins.map((b) => b.confidence)];
+		if (!charts.calib) {
+			const node = $('calib-chart');
+			charts.calib = new uPlot({
+				width: chartWidth(node),
+				height: 300,
+				scales: { x: { time: false, range: [0, 1] }, y: { range: [0, 1.02] } },
+				axes: [{ label: 'confidence' }, { label: 'accuracy' }],
+				series: [
+					{ label: 'confidence', value: (u, v) => (v === null ? '—' : v.toFixed(3)) },
+					{ label: 'accuracy', stroke: '#b35c00', width: 2, points: { show: true, size: 6 }, value: (u, v) => (v === null ? '—' : v.toFixed(3)) },
+					{ label: 'perfect', stroke: '#9aa4b2', dash: [6, 4], width: 1, points: { show: false } },
+				],
+				cursor: { drag: { x: false, y: false } },
+				legend: { live: false },
+			}, data, node);
+		} else {
+			charts.calib.setData(data);
+		}
 	}
 
 	// The streams sharing the chosen tag (not the selected one), each with

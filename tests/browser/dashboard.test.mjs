@@ -216,6 +216,39 @@ test('dashboard shows the API\'s AUC, the curve and live updates', async () => {
 	}
 });
 
+test('a stream with calibration shows its reliability diagram, ECE and Brier', async () => {
+	const srv = await startLossd();
+	const page = await browser.newPage();
+	try {
+		const made = await call(srv, 'POST', '/v1/streams', { name: 'calib', loss: { loss: 'binary_crossentropy', calibration: { bins: 5 } } });
+		assert.equal(made.status, 201, made.text);
+		const id = made.json.id;
+		const plain = await call(srv, 'POST', '/v1/streams', { name: 'plain' });
+		assert.equal(plain.status, 201, plain.text);
+		assert.equal((await call(srv, 'POST', `/v1/streams/${id}/update`, batch(5, 300))).status, 200);
+		assert.equal((await call(srv, 'POST', `/v1/streams/${plain.json.id}/update`, batch(6, 300))).status, 200);
+		const want = (await call(srv, 'GET', `/v1/streams/${id}`)).json;
+		assert.equal(typeof want.calibration.ece, 'number');
+		const w = watch(page);
+		await page.goto(`${srv.url}/#stream=${id}`);
+		await page.locator('#calib-fig').waitFor({ state: 'visible', timeout: 10000 });
+		const text = `${want.calibration.ece.toFixed(4)} / ${want.calibration.brier.toFixed(4)}`;
+		await page.waitForFunction((t) => document.getElementById('d-ece')?.textContent === t, text, { timeout: 10000 });
+		assert.equal(await page.locator('#calib-chart canvas').count(), 1);
+		assert.equal(await page.isHidden('#d-ppl-box'), true, 'binary cross-entropy has no perplexity');
+		await page.screenshot({ path: join(OUT, 'dashboard-calibration.png'), fullPage: true });
+		await page.click(`#streams tbody tr[data-id="${plain.json.id}"]`);
+		await page.waitForFunction(() => document.getElementById('calib-fig')?.hidden === true, null, { timeout: 10000 });
+		assert.equal(await page.isHidden('#d-ece-row'), true);
+		assertLocalOnly(w, srv);
+		assert.deepEqual(w.bad, [], 'replies >= 400');
+		assert.deepEqual(w.errors, [], 'console errors (CSP violations included)');
+	} finally {
+		await page.close();
+		await srv.stop();
+	}
+});
+
 test('with --tokens-file the page asks for a token and sends it as Bearer', async () => {
 	const dir = mkdtempSync(join(tmpdir(), 'lossd-tokens-'));
 	const file = join(dir, 'tokens');

@@ -521,6 +521,67 @@ class Stream:
         target = self.client._target(path, {"curve": "true"} if curve else None)
         return self.client._request("GET", target, None, policy=_SAFE, raw_target=True)
 
+    def checkpoint(self, step, label=None, reset=False, batch_id=None):
+        """POST /v1/streams/{id}/checkpoint: record the stream's whole reading
+        at training step `step` (docs/API.md section 7), with an optional
+        label ("epoch-3"); reset=True empties the stream in the same
+        transaction (the epoch-end validation pattern). batch_id defaults to
+        a fresh uuid4 reused on every retry, so a retried checkpoint is
+        recorded once. Returns the checkpoint record (201)."""
+        if batch_id is None:
+            batch_id = str(uuid.uuid4())
+        body = {"step": int(step), "batch_id": str(batch_id)}
+        if label is not None:
+            body["label"] = str(label)
+        if reset:
+            body["reset"] = True
+        return self.client._request(
+            "POST", self.client._stream_path(self.id, "/checkpoint"), body,
+            policy=_SAFE, headers={"Idempotency-Key": str(batch_id)})
+
+    def history(self, series="steps", format="json", start=None, end=None,
+                page_size=None):
+        """GET /v1/streams/{id}/history, every page (docs/API.md section 7).
+
+        series: "steps" (the per-step aggregates) or "checkpoints".
+        start, end: inclusive step bounds (the API's from and to).
+        format="json" returns the list of points (or checkpoints) in step
+        order; format="csv" returns the CSV text, one header row."""
+        if series not in ("steps", "checkpoints"):
+            raise ValueError('series must be "steps" or "checkpoints"')
+        if format not in ("json", "csv"):
+            raise ValueError('format must be "json" or "csv"')
+        query = {"series": series, "format": format}
+        if start is not None:
+            query["from"] = str(int(start))
+        if end is not None:
+            query["to"] = str(int(end))
+        if page_size is not None:
+            query["limit"] = str(int(page_size))
+        path = self.client._stream_path(self.id, "/history")
+        target = self.client._target(path, query)
+        points, csv_parts = [], []
+        while target:
+            reply, headers = self.client._request("GET", target, None, policy=_SAFE,
+                                                  raw_target=True, want_headers=True)
+            target = None
+            if format == "csv":
+                text = reply if isinstance(reply, str) else ""
+                if csv_parts:  # later pages repeat the header row
+                    text = text.split("\n", 1)[1] if "\n" in text else ""
+                csv_parts.append(text)
+                link = _next_link(headers.get("Link"))
+                if link:
+                    target = self.client._link_target(link)
+            else:
+                points.extend(reply.get(series, []))
+                nxt = reply.get("next")
+                if nxt:
+                    q = dict(query)
+                    q["after"] = nxt
+                    target = self.client._target(path, q)
+        return "".join(csv_parts) if format == "csv" else points
+
     def reset(self):
         """POST /v1/streams/{id}/reset: back to empty, config kept."""
         return self.client._request("POST", self.client._stream_path(self.id, "/reset"),

@@ -1245,6 +1245,48 @@ class LiveServerTests(unittest.TestCase):
         self.assertTrue(self.client.ready())
         self.assertIn("version", self.client.version())
 
+    def test_step_checkpoint_and_history(self):
+        """update(step=), checkpoint(reset=) and history() over several pages:
+        the step points add the batches of each step, the checkpoints hold the
+        readings taken before each reset, CSV pages are joined under one
+        header."""
+        self.needs_streams()
+        s = self.client.stream(name="hist-" + self.tag, method="exact",
+                               loss={"loss": "binary_crossentropy"})
+        try:
+            ys = {}
+            for step in range(1, 8):
+                for worker in range(2):
+                    y = [(step + worker + i) % 2 for i in range(4)]
+                    p = [0.2 + 0.1 * ((step * 3 + worker + i) % 7) for i in range(4)]
+                    s.update(y, y_pred=p, step=step)
+                    ys.setdefault(step, []).extend(y)
+                if step % 3 == 0:
+                    r = s.result()
+                    ck = s.checkpoint(step, label="epoch-%d" % (step // 3), reset=True)
+                    self.assertEqual(ck["step"], step)
+                    self.assertEqual(ck["count"], r["count"])
+                    self.assertEqual(ck["auc"], r["auc"])
+                    self.assertEqual(s.result()["count"], 0)
+            points = s.history(page_size=2)
+            self.assertEqual([q["step"] for q in points], list(range(1, 8)))
+            for q in points:
+                self.assertEqual(q["count"], 8)
+                self.assertEqual(q["positives"], sum(ys[q["step"]]))
+            self.assertEqual([q["step"] for q in s.history(start=3, end=5)], [3, 4, 5])
+            cks = s.history("checkpoints", page_size=1)
+            self.assertEqual([(c["step"], c["label"]) for c in cks],
+                             [(3, "epoch-1"), (6, "epoch-2")])
+            text = s.history(format="csv", page_size=3)
+            rows = text.strip().split("\n")
+            self.assertEqual(len(rows), 1 + 7, text)
+            self.assertTrue(rows[0].startswith("step"), rows[0])
+            self.assertEqual([r.split(",")[0] for r in rows[1:]], [str(i) for i in range(1, 8)])
+            with self.assertRaises(ValueError):
+                s.history(series="epochs")
+        finally:
+            s.delete()
+
     def test_binary_crossentropy_lists_and_b64_agree(self):
         y = [0, 1, 1, 0, 1]
         p = [0.1, 0.8, 0.6, 0.3, 0.99]

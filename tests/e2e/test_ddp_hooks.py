@@ -56,7 +56,16 @@ class TestDDPHooks(unittest.TestCase):
                                       env=env, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, text=True)
                      for r in range(2)]
-            logs = [p.communicate(timeout=300)[0] for p in procs]
+            logs = []
+            for r, p in enumerate(procs):
+                try:
+                    logs.append(p.communicate(timeout=300)[0])
+                except subprocess.TimeoutExpired:
+                    for q in procs:
+                        q.kill()
+                    rest = [q.communicate()[0] for q in procs[r:]]
+                    self.fail("rank %d did not finish in 300 s; logs so far:\n%s"
+                              % (r, "\n".join(logs + rest)))
             for r, p in enumerate(procs):
                 self.assertEqual(p.returncode, 0, "rank %d:\n%s" % (r, logs[r]))
             r0, r1 = [self.load(o) for o in outs]

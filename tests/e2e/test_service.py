@@ -133,9 +133,19 @@ class Service(unittest.TestCase):
                   "lossd_http_request_bytes_total", "lossd_http_response_bytes_total"):
             self.assertIsNotNone(self.srv.metric(g), g)
         self.assertIn("lossd_build_info{", text)
-        n1 = self.srv.metric('lossd_http_requests_total{route="/healthz",method="GET",status="200"}')
+        # A request is counted when libmicrohttpd reports it completed, which
+        # can be just after its client has the reply: wait (briefly) for the
+        # count to move, then check it moved by exactly one.
+        name = 'lossd_http_requests_total{route="/healthz",method="GET",status="200"}'
+        n1 = self.srv.metric(name)
+        time.sleep(0.2)
+        n1 = self.srv.metric(name)
         self.srv.get("/healthz")
-        n2 = self.srv.metric('lossd_http_requests_total{route="/healthz",method="GET",status="200"}')
+        deadline = time.monotonic() + 5
+        n2 = self.srv.metric(name)
+        while n2 == n1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            n2 = self.srv.metric(name)
         self.assertEqual(n2, n1 + 1)
 
     def test_request_id(self):

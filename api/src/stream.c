@@ -26,6 +26,7 @@
  * Not here: locking, ids, owners, idempotency (server/src/streams.c).
  */
 #include "lossd/api_stream.h"
+#include "lossd/api_stream_reply.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -447,24 +448,16 @@ json_t *api_stream_export(const api_stream_spec *s, const char *id, const eng_st
 {
 	void *bytes = NULL;
 	size_t len = 0;
-	char *b = NULL;
-	json_t *o = NULL;
 	eng_stream_counts cnt;
+	json_t *o = NULL;
 
-	if (eng_stream_serialize(&bytes, &len, st) || !(b = api__b64_encode(bytes, len)))
-		goto nomem;
+	if (eng_stream_serialize(&bytes, &len, st)) {
+		api__stream_oom(p);
+		return NULL;
+	}
 	eng_stream_counts_of(&cnt, st);
-	o = json_pack("{si ss so sI sI ss}", "version", API_STREAM_STATE_VERSION, "id", id,
-	              "config", api__stream_config_obj(s), "count", (json_int_t)cnt.rows, "updates",
-	              (json_int_t)cnt.updates, "state", b);
-	if (!o)
-		goto nomem;
-	goto out;
-nomem:
-	api__stream_oom(p);
-out:
+	o = api_stream_export_bytes(s, id, &cnt, bytes, len, NULL, p);
 	free(bytes);
-	free(b);
 	return o;
 }
 

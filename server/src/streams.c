@@ -120,6 +120,7 @@
 #include "lossd/api_history.h"
 #include "lossd/api_meta.h"
 #include "lossd/api_stream.h"
+#include "lossd/api_stream_reply.h"
 #include "lossd/history.h"
 #include "log.h"
 #include "lossd/stream.h"
@@ -1324,9 +1325,8 @@ void srv_streams_create(api_reply *out, const srv_request *req)
 	    eng_stream_new(&s->st, api_stream_spec_engine(spec), &err) ||
 	    (eng_stream_set_history_max(s->st, T.lim.history_points), false) ||
 	    eng_stream_serialize(&state, &slen, s->st) || !(text = api_stream_spec_text(spec)) ||
-	    !(mtext = api_meta_text(&meta)) || !(cfg = api_stream_render_config(spec, id)) ||
-	    api_meta_render(cfg, &meta)) {
-		json_decref(cfg);
+	    !(mtext = api_meta_text(&meta)) ||
+	    !(cfg = api_stream_summary(spec, id, &meta, NULL, NULL))) {
 		api_reply_error(out, 503, "out_of_memory", "out of memory");
 		goto out;
 	}
@@ -1456,8 +1456,7 @@ static void list_shared(api_reply *out, const srv_request *req, long long limit,
 		goto out;
 	}
 	if (by_owner && strcmp(by_owner, owner) != 0) {
-		o = json_pack("{s[] sn}", "streams", "next");
-		api_reply_json(out, 200, o);
+		api_reply_json(out, 200, api_stream_list_page(NULL, NULL));
 		goto out;
 	}
 	if (srv__store_broken(T.store) ||
@@ -1467,12 +1466,16 @@ static void list_shared(api_reply *out, const srv_request *req, long long limit,
 	}
 	size_t shown = lc.n > (size_t)limit ? (size_t)limit : lc.n;
 	for (size_t k = 0; k < shown; k++) {
+		eng_stream_counts c = {lc.v[k].updates, lc.v[k].rows}; /* committed */
 		json_t *e = NULL;
-		for (int tries = 0; tries < 2 && !e; tries++) {
+		bool found = false;
+		for (int tries = 0; tries < 2 && !found; tries++) {
 			pthread_mutex_lock(&T.mu);
 			long i = find(lc.v[k].id);
-			if (i >= 0 && !T.v[i]->damaged)
-				e = api_stream_render_config(T.v[i]->spec, T.v[i]->id);
+			found = i >= 0 && !T.v[i]->damaged;
+			if (found)
+				e = api_stream_summary(T.v[i]->spec, T.v[i]->id, NULL, &c,
+				                       req->admin ? owner : NULL);
 			pthread_mutex_unlock(&T.mu);
 			if (i >= 0)
 				break;
@@ -1481,16 +1484,12 @@ static void list_shared(api_reply *out, const srv_request *req, long long limit,
 				goto out;
 			}
 		}
-		if (!e)
-			continue; /* deleted meanwhile */
-		bad |= json_object_set_new(e, "count", json_integer(lc.v[k].rows));
-		bad |= json_object_set_new(e, "updates", json_integer(lc.v[k].updates));
-		if (req->admin)
-			bad |= json_object_set_new(e, "principal", json_string(owner));
-		bad |= json_array_append_new(arr, e);
+		if (!found) /* deleted meanwhile */
+			continue;
+		bad |= json_array_append_new(arr, e); /* -1 for a NULL e */
 	}
 	const char *next = lc.n > (size_t)limit ? lc.v[shown - 1].id : NULL;
-	o = json_pack("{so so}", "streams", arr, "next", next ? json_string(next) : json_null());
+	o = api_stream_list_page(arr, next);
 	arr = NULL;
 	if (bad) {
 		json_decref(o);
@@ -1786,22 +1785,15 @@ void srv_streams_list(api_reply *out, const srv_request *req)
 			break;
 		}
 		stream *s = e->s;
-		json_t *j = api_stream_render_config(s->spec, s->id);
 		eng_stream_counts c;
 		pthread_mutex_lock(&s->mu);
 		eng_stream_counts_of(&c, s->st);
 		if (atomic_load(&s->stale) && !stale)
 			stale = s;
-		if (j)
-			bad |= api_meta_render(j, &s->meta);
+		json_t *j = api_stream_summary(s->spec, s->id, &s->meta, &c,
+		                               req->admin ? s->owner : NULL);
 		pthread_mutex_unlock(&s->mu);
-		if (j) {
-			bad |= json_object_set_new(j, "count", json_integer(c.rows));
-			bad |= json_object_set_new(j, "updates", json_integer(c.updates));
-			if (req->admin)
-				bad |= json_object_set_new(j, "principal", json_string(s->owner));
-		}
-		bad |= json_array_append_new(arr, j);
+		bad |= json_array_append_new(arr, j); /* -1 for a NULL j */
 		last = e;
 		shown++;
 	}
@@ -1812,7 +1804,7 @@ void srv_streams_list(api_reply *out, const srv_request *req)
 		goto done;
 	}
 	pthread_mutex_unlock(&T.mu);
-	o = json_pack("{so so}", "streams", arr, "next", next[0] ? json_string(next) : json_null());
+	o = api_stream_list_page(arr, next[0] ? next : NULL);
 	arr = NULL;
 	if (bad) {
 		json_decref(o);
@@ -1851,24 +1843,10 @@ void srv_streams_get(api_reply *out, const srv_request *req)
 	bool stale = atomic_load(&s->stale) || !s->st; /* !st: resync found damage */
 	int r = stale ? 0 : refresh_for_read(s);
 	json_t *j = NULL;
-	if (!stale && (r == 0 || (r < 0 && allow_stale))) {
-		j = api_stream_render_read(s->spec, s->id, s->st, &o, &p);
-		if (j && api_meta_render(j, &s->meta)) {
-			json_decref(j);
-			j = NULL;
-			api_problem_set(&p, 503, "out_of_memory", "", "out of memory");
-		}
-		if (j && r < 0 && json_object_set_new(j, "stale", json_true())) {
-			json_decref(j);
-			j = NULL;
-		}
-	}
+	if (!stale && (r == 0 || (r < 0 && allow_stale)))
+		j = api_stream_reading(s->spec, s->id, s->st, &o, &s->meta, r < 0,
+		                       req->admin ? s->owner : NULL, &p);
 	pthread_mutex_unlock(&s->mu);
-	if (j && req->admin && json_object_set_new(j, "principal", json_string(s->owner))) {
-		json_decref(j);
-		j = NULL;
-		api_problem_set(&p, 503, "out_of_memory", "", "out of memory");
-	}
 	if (stale) {
 		stream_resyncing(out, s);
 	} else if (r > 0) {
@@ -1893,17 +1871,22 @@ void srv_streams_state(api_reply *out, const srv_request *req)
 	void *bytes = NULL;
 	size_t blen = 0;
 	char sid[DIGEST_HEX];
+	eng_stream_counts c;
+	json_t *j = NULL;
 	pthread_mutex_lock(&s->mu);
 	bool stale = atomic_load(&s->stale) || !s->st; /* !st: resync found damage */
 	int r = stale ? 0 : refresh_for_read(s); /* a state is never stale: it would be merged */
-	json_t *j = !stale && r == 0 ? api_stream_export(s->spec, s->id, s->st, &p) : NULL;
-	int rc = j ? eng_stream_serialize(&bytes, &blen, s->st) : 0;
+	int rc = !stale && r == 0 ? eng_stream_serialize(&bytes, &blen, s->st) : 0;
+	if (!stale && r == 0)
+		eng_stream_counts_of(&c, s->st);
 	pthread_mutex_unlock(&s->mu);
-	if (j && (rc || digest_hex(sid, s->id, bytes, blen) ||
-	          json_object_set_new(j, "state_id", json_string(sid)))) {
-		json_decref(j);
-		j = NULL;
-		api_problem_set(&p, 503, "out_of_memory", "", "out of memory");
+	/* the bytes and their digest are taken under the mutex, the body
+	 * (base64 of the bytes) is built after it */
+	if (!stale && r == 0) {
+		if (rc || digest_hex(sid, s->id, bytes, blen))
+			api_problem_set(&p, 503, "out_of_memory", "", "out of memory");
+		else
+			j = api_stream_export_bytes(s->spec, s->id, &c, bytes, blen, sid, &p);
 	}
 	if (stale) {
 		stream_resyncing(out, s);
@@ -2088,10 +2071,7 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 	if (pk2.key) {
 		if (srec) {
 			/* Merged before: nothing to add, say so. */
-			json_t *o = json_pack("{ss sI sI sb}", "id", s->id, "updates",
-			                      (json_int_t)c.updates, "count", (json_int_t)c.rows,
-			                      "applied", 0);
-			api_reply_json(out, 200, o);
+			api_reply_json(out, 200, api_stream_ack(s->id, &c, API_STREAM_APPLIED_NO));
 			goto unlock;
 		}
 		srec = record_new(digest, "{}");
@@ -2103,13 +2083,9 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 	/* The reply first (the counts after the merge are known), so nothing
 	 * can fail once the stream has changed. */
 	eng_stream_counts_of(&dc, delta);
-	json_t *body = json_pack("{ss sI sI}", "id", s->id, "updates",
-	                         (json_int_t)(c.updates + dc.updates), "count",
-	                         (json_int_t)(c.rows + dc.rows));
-	if (body && state_id && json_object_set_new(body, "applied", json_true())) {
-		json_decref(body);
-		body = NULL;
-	}
+	eng_stream_counts after = {c.updates + dc.updates, c.rows + dc.rows};
+	json_t *body = api_stream_ack(
+	        s->id, &after, state_id ? API_STREAM_APPLIED_YES : API_STREAM_APPLIED_UNSAID);
 	if (reply_json_copy(out, 200, body, &reply) || !(rec = record_new(digest, reply))) {
 		api_reply_free(out);
 		api_reply_error(out, 503, "out_of_memory", "out of memory");
@@ -2811,9 +2787,8 @@ void srv_streams_patch(api_reply *out, const srv_request *req)
 	}
 	eng_stream_counts c;
 	eng_stream_counts_of(&c, s->st);
-	if (!(text = api_meta_text(&n)) || !(j = api_stream_render_config(s->spec, s->id)) ||
-	    api_meta_render(j, &n) || json_object_set_new(j, "count", json_integer(c.rows)) ||
-	    json_object_set_new(j, "updates", json_integer(c.updates))) {
+	if (!(text = api_meta_text(&n)) ||
+	    !(j = api_stream_summary(s->spec, s->id, &n, &c, NULL))) {
 		pthread_mutex_unlock(&s->mu);
 		api_reply_error(out, 503, "out_of_memory", "out of memory");
 		goto out;

@@ -19,14 +19,15 @@
 #include <time.h>
 
 #include "history.h"
+#include "lossd/api_query.h"
 #include "streams.h"
 
-/* The integer value of name in the query (srv__query_next, the one query
+/* The integer value of name in the query (api_query_next, the one query
  * parser), or dflt when it is absent or not an integer. */
 static long query_long(const char *query, const char *name, long dflt)
 {
 	char k[32], v[32];
-	while (srv__query_next(&query, k, sizeof k, v, sizeof v) == 1) {
+	while (api_query_next(&query, k, sizeof k, v, sizeof v) == 1) {
 		if (strcmp(k, name) != 0)
 			continue;
 		char *end;

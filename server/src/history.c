@@ -86,62 +86,7 @@ void srv__ckpts_clear(srv__ckpts *l)
 	memset(l, 0, sizeof(*l));
 }
 
-/* ---- query strings and time ------------------------------------------------------ */
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* Decodes [s, e) into out (cap bytes). 0 or -1. */
-static int unescape(const char *s, const char *e, char *out, size_t cap)
-{
-	size_t n = 0;
-	while (s < e) {
-		char c = *s++;
-		if (c == '+') {
-			c = ' ';
-		} else if (c == '%') {
-			int hi = s < e ? hexval(s[0]) : -1, lo = s + 1 < e ? hexval(s[1]) : -1;
-			if (hi < 0 || lo < 0)
-				return -1;
-			c = (char)(hi * 16 + lo);
-			s += 2;
-		}
-		if (c == '\0' || n + 1 >= cap)
-			return -1;
-		out[n++] = c;
-	}
-	out[n] = '\0';
-	return 0;
-}
-
-int srv__query_next(const char **q, char *key, size_t kcap, char *val, size_t vcap)
-{
-	const char *p = *q;
-	while (p && *p == '&')
-		p++;
-	if (!p || !*p) {
-		*q = p;
-		return 0;
-	}
-	const char *end = strchr(p, '&');
-	if (!end)
-		end = p + strlen(p);
-	const char *eq = memchr(p, '=', (size_t)(end - p));
-	*q = end;
-	if (unescape(p, eq ? eq : end, key, kcap))
-		return -1;
-	if (unescape(eq ? eq + 1 : end, end, val, vcap))
-		return -1;
-	return 1;
-}
+/* ---- time ------------------------------------------------------ */
 
 int64_t srv__now_ms(void)
 {

@@ -40,15 +40,6 @@ void srv__ckpts_clear(srv__ckpts *l);
 
 #endif
 
-/*
- * Takes the next pair of a query string ("a=1&b=%20x"): key and value
- * percent-decoded ('+' is a space) into key (kcap bytes) and val (vcap
- * bytes); a pair without '=' has the value "". Advances *q. Returns 1 for
- * a pair, 0 at the end, -1 when a part is longer than its buffer, holds a
- * NUL or a bad %-escape.
- */
-int srv__query_next(const char **q, char *key, size_t kcap, char *val, size_t vcap);
-
 /* Now as RFC 3339 UTC with milliseconds ("2026-12-06T14:03:07.123Z") in
  * out (at least 32 bytes), from ms since the epoch. */
 void srv__rfc3339_ms(char *out, size_t cap, int64_t ms);

@@ -162,6 +162,30 @@ void srv_log(int level, const char *extra, const char *fmt, ...)
 	emit(buf, pos);
 }
 
+void srv__log_fields(int level, const srv__log_field *f, size_t n, const char *fmt, ...)
+{
+	char buf[LINE_MAX_BYTES], msg[1024];
+	size_t pos = 0;
+	va_list ap;
+
+	if (!srv__log_enabled(level))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	stamp(buf, sizeof(buf), &pos, level);
+	put(buf, sizeof(buf), &pos, ",\"msg\":");
+	srv__json_str(buf, sizeof(buf), &pos, msg);
+	for (size_t i = 0; i < n; i++) {
+		if (!f[i].val)
+			continue;
+		put(buf, sizeof(buf), &pos, ",\"%s\":", f[i].key);
+		srv__json_str(buf, sizeof(buf), &pos, f[i].val);
+	}
+	finish(buf, sizeof(buf), &pos);
+	emit(buf, pos);
+}
+
 void srv__log_request(const srv__log_request_fields *f)
 {
 	char buf[LINE_MAX_BYTES];

@@ -20,6 +20,19 @@ int srv__log_enabled(int level);
 void srv_log(int level, const char *extra, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 
+/* A string field of a daemon event: key (a plain name, written as is) and
+ * val (any bytes, escaped as srv__json_str does; NULL: the field is left
+ * out). */
+typedef struct srv__log_field {
+	const char *key;
+	const char *val;
+} srv__log_field;
+
+/* srv_log with fields given as values rather than a pre-built `extra`:
+ * {"ts","level","msg"} then each of the n fields in order. Any thread. */
+void srv__log_fields(int level, const srv__log_field *f, size_t n, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+
 typedef struct srv__log_request_fields {
 	const char *method;
 	const char *path;  /* raw, may hold any bytes; escaped */

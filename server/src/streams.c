@@ -96,7 +96,9 @@
  * A thread blocked in srv__store_wait is idle; writes run on the store's
  * threads (twice the workers, at least 4), so commits gather several.
  *
- * Not here: HTTP (the router validated the id), JSON shapes (api layer).
+ * Not here: HTTP (the router validated the id), JSON shapes and query
+ * strings (api/src/stream_reply.c, api/src/query.c: this file hands them
+ * plain values and gets plain values back).
  */
 #include "streams.h"
 
@@ -119,6 +121,7 @@
 #include "router.h"
 #include "lossd/api_history.h"
 #include "lossd/api_meta.h"
+#include "lossd/api_query.h"
 #include "lossd/api_stream.h"
 #include "lossd/api_stream_reply.h"
 #include "lossd/history.h"
@@ -360,8 +363,7 @@ typedef struct load_ctx {
 static void quarantine(stream *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void quarantine(stream *s, const char *fmt, ...)
 {
-	char why[256], extra[768];
-	size_t pos = 0;
+	char why[256];
 	va_list ap;
 
 	if (s->damaged)
@@ -374,17 +376,11 @@ static void quarantine(stream *s, const char *fmt, ...)
 		s->damaged = strdup("out of memory");
 	eng_stream_free(s->st);
 	s->st = NULL;
-	pos = (size_t)snprintf(extra, sizeof extra, "\"stream\":");
-	srv__json_str(extra, sizeof extra, &pos, s->id);
-	if (pos < sizeof extra - 16) {
-		pos += (size_t)snprintf(extra + pos, sizeof extra - pos, ",\"principal\":");
-		srv__json_str(extra, sizeof extra, &pos, s->owner_unknown ? "?" : s->owner);
-	}
-	if (pos < sizeof extra - 16) {
-		pos += (size_t)snprintf(extra + pos, sizeof extra - pos, ",\"reason\":");
-		srv__json_str(extra, sizeof extra, &pos, why);
-	}
-	srv_log(SRV_LOG_ERROR, extra, "stream damaged on disk: quarantined (503 stream_damaged)");
+	srv__log_field f[] = {{"stream", s->id},
+	                      {"principal", s->owner_unknown ? "?" : s->owner},
+	                      {"reason", why}};
+	srv__log_fields(SRV_LOG_ERROR, f, 3,
+	                "stream damaged on disk: quarantined (503 stream_damaged)");
 }
 
 static void *on_stream(void *arg, const char *id, const char *owner, const char *config,
@@ -1120,14 +1116,9 @@ static int commit_wait(srv__store_op *op, const stream *s)
 {
 	int rc = srv__store_wait(T.store, op);
 	if (rc) {
-		char extra[512];
-		size_t pos = (size_t)snprintf(extra, sizeof extra, "\"stream\":");
-		srv__json_str(extra, sizeof extra, &pos, s->id);
-		if (pos < sizeof extra - 16) {
-			pos += (size_t)snprintf(extra + pos, sizeof extra - pos, ",\"principal\":");
-			srv__json_str(extra, sizeof extra, &pos, s->owner);
-		}
-		srv_log(SRV_LOG_ERROR, extra,
+		srv__log_field f[] = {{"stream", s->id}, {"principal", s->owner}};
+		srv__log_fields(
+		        SRV_LOG_ERROR, f, 2,
 		        "stream store: the write was not committed (503 store_unavailable)");
 	}
 	return rc;
@@ -1176,91 +1167,6 @@ static int reply_json_copy(api_reply *out, int status, json_t *o, char **copy)
 		return -1;
 	*copy = strdup(out->body);
 	return *copy ? 0 : -1;
-}
-
-/* Value of name in a query string, percent-decoded into buf by
- * srv__query_next, the one query parser (the list and history queries use it
- * too). 1 found, 0 absent, -1 with *out a 422 when name's own pair is
- * malformed or longer than buf; a malformed pair of another name is
- * ignored, as every other unknown parameter of these routes is. */
-static int query_get(api_reply *out, const char *q, const char *name, char *buf, size_t cap)
-{
-	char k[32];
-	for (;;) {
-		while (q && *q == '&')
-			q++;
-		const char *at = q;
-		int r = srv__query_next(&q, k, sizeof k, buf, cap);
-		if (r == 0)
-			return 0;
-		if (r == 1 && !strcmp(k, name))
-			return 1;
-		if (r < 0 && strcspn(at, "=&") == strlen(name) &&
-		    !strncmp(at, name, strlen(name))) {
-			api_reply_error(out, 422, "bad_option",
-			                "query parameter %s is malformed or too long", name);
-			return -1;
-		}
-	}
-}
-
-static int query_int(api_reply *out, const char *q, const char *name, long long def, long long lo,
-                     long long hi, long long *v)
-{
-	char buf[32];
-	*v = def;
-	int r = query_get(out, q, name, buf, sizeof buf);
-	if (r <= 0)
-		return r;
-	char *end;
-	errno = 0;
-	long long x = strtoll(buf, &end, 10);
-	if (!buf[0] || *end || errno || x < lo || x > hi) {
-		api_reply_error(out, 422, "bad_option",
-		                "query parameter %s must be an integer in "
-		                "[%lld, %lld]",
-		                name, lo, hi);
-		return -1;
-	}
-	*v = x;
-	return 0;
-}
-
-/* A confidence level in (0, 1); absent = 0 (none). */
-static int query_level(api_reply *out, const char *q, const char *name, double *v)
-{
-	char buf[32];
-	*v = 0;
-	int r = query_get(out, q, name, buf, sizeof buf);
-	if (r <= 0)
-		return r;
-	char *end;
-	errno = 0;
-	double x = strtod(buf, &end);
-	if (!buf[0] || *end || errno || !(x > 0 && x < 1)) {
-		api_reply_error(out, 422, "bad_option",
-		                "query parameter %s must be a confidence level in (0, 1)", name);
-		return -1;
-	}
-	*v = x;
-	return 0;
-}
-
-static int query_bool(api_reply *out, const char *q, const char *name, bool *v)
-{
-	char buf[16];
-	*v = false;
-	int r = query_get(out, q, name, buf, sizeof buf);
-	if (r <= 0)
-		return r;
-	if (!strcmp(buf, "") || !strcmp(buf, "1") || !strcmp(buf, "true")) {
-		*v = true;
-		return 0;
-	}
-	if (!strcmp(buf, "0") || !strcmp(buf, "false"))
-		return 0;
-	api_reply_error(out, 422, "bad_option", "query parameter %s must be true or false", name);
-	return -1;
 }
 
 static int new_id(char *out, size_t cap)
@@ -1535,125 +1441,14 @@ static int cmp_name(const void *x, const void *y)
 	return c ? c : cmp_id(a, b);
 }
 
-enum { SORT_ID, SORT_UPDATED, SORT_CREATED, SORT_NAME };
-
-#define LIST_MAX_TAGS 16
-
-typedef struct list_query {
-	long long limit;
-	int sort;
-	bool desc;
-	char after[2 * 257 + 160];
-	char prefix[260];
-	char tag_key[LIST_MAX_TAGS][API_META_MAX_KEY + 1];
-	char tag_val[LIST_MAX_TAGS][4 * API_META_MAX_VALUE + 1];
-	int ntags;
-	bool filtered; /* name_prefix, tag, sort or order given */
-	bool by_owner; /* principal= (admin tokens see every principal's) */
-	char owner[3 * 64 + 1];
-} list_query;
-
-/* The query of GET /v1/streams. 0, or -1 with *out a 422. */
-static int list_parse(api_reply *out, list_query *q, const char *query)
-{
-	char k[32], v[4 * API_META_MAX_VALUE + API_META_MAX_KEY + 8];
-	int r;
-	memset(q, 0, sizeof(*q));
-	q->limit = 100;
-	while ((r = srv__query_next(&query, k, sizeof k, v, sizeof v)) == 1) {
-		if (!strcmp(k, "limit")) {
-			char *end;
-			errno = 0;
-			q->limit = strtoll(v, &end, 10);
-			if (!v[0] || *end || errno || q->limit < 1 || q->limit > 1000) {
-				api_reply_error(
-				        out, 422, "bad_option",
-				        "query parameter limit must be an integer in [1, 1000]");
-				return -1;
-			}
-		} else if (!strcmp(k, "after")) {
-			snprintf(q->after, sizeof q->after, "%s", v);
-		} else if (!strcmp(k, "principal")) {
-			if (strlen(v) >= sizeof q->owner) {
-				api_reply_error(out, 422, "bad_option",
-				                "principal is at most 64 bytes");
-				return -1;
-			}
-			memcpy(q->owner, v, strlen(v) + 1);
-			q->by_owner = true;
-		} else if (!strcmp(k, "name_prefix")) {
-			if (strlen(v) > 256) {
-				api_reply_error(out, 422, "bad_option",
-				                "name_prefix is at most 256 bytes");
-				return -1;
-			}
-			snprintf(q->prefix, sizeof q->prefix, "%s", v);
-			q->filtered = true;
-		} else if (!strcmp(k, "tag")) {
-			char *colon = strchr(v, ':');
-			if (colon)
-				*colon = '\0';
-			if (!colon || !api_meta_key_ok(v) ||
-			    strlen(colon + 1) > 4 * API_META_MAX_VALUE) {
-				api_reply_error(out, 422, "bad_option",
-				                "tag must be KEY:VALUE with KEY matching "
-				                "[A-Za-z0-9_.-]{1,64}");
-				return -1;
-			}
-			if (q->ntags == LIST_MAX_TAGS) {
-				api_reply_error(out, 422, "bad_option", "at most %d tag filters",
-				                LIST_MAX_TAGS);
-				return -1;
-			}
-			memcpy(q->tag_key[q->ntags], v, strlen(v) + 1); /* <= 64 bytes: checked */
-			snprintf(q->tag_val[q->ntags], sizeof q->tag_val[0], "%s", colon + 1);
-			q->ntags++;
-			q->filtered = true;
-		} else if (!strcmp(k, "sort")) {
-			static const char *const names[] = {"updated", "created", "name"};
-			q->sort = -1;
-			for (int i = 0; i < 3; i++)
-				if (!strcmp(v, names[i]))
-					q->sort = i + 1;
-			if (q->sort < 0) {
-				api_reply_error(out, 422, "bad_option",
-				                "sort must be updated, created or name");
-				return -1;
-			}
-			q->filtered = true;
-		} else if (!strcmp(k, "order")) {
-			if (strcmp(v, "asc") && strcmp(v, "desc")) {
-				api_reply_error(out, 422, "bad_option",
-				                "order must be asc or desc");
-				return -1;
-			}
-			q->desc = !strcmp(v, "desc");
-			q->filtered = true;
-		} else {
-			api_reply_error(
-			        out, 422, "unknown_parameter",
-			        "unknown query parameter %.31s (the list takes limit, after, "
-			        "name_prefix, tag, sort, order, principal)",
-			        k);
-			return -1;
-		}
-	}
-	if (r < 0) {
-		api_reply_error(out, 422, "bad_option",
-		                "a query parameter is malformed or too long");
-		return -1;
-	}
-	return 0;
-}
-
 /* The cursor of entry e under sort: "<ms>.<id>", "<hex of name>.<id>" or
  * the id alone. */
-static void list_cursor(char *out, size_t cap, const lent *e, int sort)
+static void list_cursor(char *out, size_t cap, const lent *e, api_list_sort sort)
 {
 	static const char hex[] = "0123456789abcdef";
-	if (sort == SORT_ID) {
+	if (sort == API_LIST_SORT_ID) {
 		snprintf(out, cap, "%s", e->s->id);
-	} else if (sort == SORT_NAME) {
+	} else if (sort == API_LIST_SORT_NAME) {
 		size_t n = 0;
 		for (const unsigned char *p = (const unsigned char *)e->name; *p && n + 3 < cap;
 		     p++) {
@@ -1669,7 +1464,7 @@ static void list_cursor(char *out, size_t cap, const lent *e, int sort)
 /* Parses a cursor of a sorted listing into *c (t or name, and id); the
  * name goes into nbuf. 0 or -1. */
 static int list_uncursor(lent *c, stream *idholder, char *nbuf, size_t ncap, const char *cur,
-                         int sort)
+                         api_list_sort sort)
 {
 	const char *dot = strchr(cur, '.');
 	if (!dot || !srv_route_valid_id(dot + 1, strlen(dot + 1)))
@@ -1678,7 +1473,7 @@ static int list_uncursor(lent *c, stream *idholder, char *nbuf, size_t ncap, con
 	c->s = idholder;
 	c->t = 0;
 	c->name = "";
-	if (sort == SORT_NAME) {
+	if (sort == API_LIST_SORT_NAME) {
 		size_t n = (size_t)(dot - cur);
 		if (n % 2 || n / 2 >= ncap)
 			return -1;
@@ -1703,15 +1498,18 @@ static int list_uncursor(lent *c, stream *idholder, char *nbuf, size_t ncap, con
 
 void srv_streams_list(api_reply *out, const srv_request *req)
 {
-	list_query q;
+	api_list_query q;
+	api_problem p;
 	json_t *arr = NULL, *o = NULL;
 	lent *v = NULL;
 	char next[600] = "";
 	const stream *stale = NULL;
 	int bad = 0;
 
-	if (list_parse(out, &q, req->query))
+	if (api_query_list(&q, req->query, &p)) {
+		api_reply_problem(out, &p);
 		return;
+	}
 	if (T.open && srv__store_shared(T.store)) {
 		if (q.filtered) {
 			api_reply_error(out, 501, "not_implemented",
@@ -1733,7 +1531,7 @@ void srv_streams_list(api_reply *out, const srv_request *req)
 		api_reply_error(out, 503, "out_of_memory", "out of memory");
 		goto done;
 	}
-	if (q.sort != SORT_ID && q.after[0] &&
+	if (q.sort != API_LIST_SORT_ID && q.after[0] &&
 	    list_uncursor(&cur, cur_holder, nbuf, 512, q.after, q.sort)) {
 		api_reply_error(out, 422, "bad_cursor",
 		                "after must be the `next` of a previous page with the same sort");
@@ -1760,23 +1558,25 @@ void srv_streams_list(api_reply *out, const srv_request *req)
 		bool ok = true;
 		for (int t = 0; ok && t < q.ntags; t++)
 			ok = api_meta_has_tag(&s->meta, q.tag_key[t], q.tag_val[t]);
-		int64_t tm = q.sort == SORT_CREATED ? s->meta.created_ms : s->meta.updated_ms;
+		int64_t tm =
+		        q.sort == API_LIST_SORT_CREATED ? s->meta.created_ms : s->meta.updated_ms;
 		pthread_mutex_unlock(&s->mu);
 		if (ok)
 			v[n++] = (lent){s, tm, name};
 	}
 	/* The table is in id order already. */
-	if (q.sort == SORT_UPDATED || q.sort == SORT_CREATED)
+	if (q.sort == API_LIST_SORT_UPDATED || q.sort == API_LIST_SORT_CREATED)
 		qsort(v, n, sizeof(*v), cmp_time);
-	else if (q.sort == SORT_NAME)
+	else if (q.sort == API_LIST_SORT_NAME)
 		qsort(v, n, sizeof(*v), cmp_name);
-	int (*cmp)(const void *, const void *) = q.sort == SORT_NAME ? cmp_name : cmp_time;
+	int (*cmp)(const void *, const void *) = q.sort == API_LIST_SORT_NAME ? cmp_name : cmp_time;
 	long long shown = 0;
 	lent *last = NULL;
 	for (size_t k = 0; k < n; k++) {
 		lent *e = &v[q.desc ? n - 1 - k : k];
 		if (q.after[0]) {
-			int c = q.sort == SORT_ID ? strcmp(e->s->id, q.after) : cmp(e, &cur);
+			int c = q.sort == API_LIST_SORT_ID ? strcmp(e->s->id, q.after)
+			                                   : cmp(e, &cur);
 			if (q.desc ? c >= 0 : c <= 0)
 				continue;
 		}
@@ -1826,16 +1626,18 @@ void srv_streams_get(api_reply *out, const srv_request *req)
 	long long col, pts;
 	api_problem p;
 
-	if (query_bool(out, req->query, "curve", &o.curve) ||
-	    query_level(out, req->query, "ci", &o.ci) ||
-	    query_int(out, req->query, "class", -1, -1, ENG_STREAM_MAX_COLUMNS - 1, &col) ||
-	    query_int(out, req->query, "max_points", ENG_AUC_DEFAULT_MAX_POINTS, 2, 100000, &pts))
+	bool allow_stale;
+	if (api_query_bool(req->query, "curve", &o.curve, &p) ||
+	    api_query_level(req->query, "ci", &o.ci, &p) ||
+	    api_query_int(req->query, "class", -1, -1, ENG_STREAM_MAX_COLUMNS - 1, &col, &p) ||
+	    api_query_int(req->query, "max_points", ENG_AUC_DEFAULT_MAX_POINTS, 2, 100000, &pts,
+	                  &p) ||
+	    api_query_bool(req->query, "allow_stale", &allow_stale, &p)) {
+		api_reply_problem(out, &p);
 		return;
+	}
 	o.curve_col = col;
 	o.max_points = pts;
-	bool allow_stale;
-	if (query_bool(out, req->query, "allow_stale", &allow_stale))
-		return;
 	stream *s = acquire(out, req);
 	if (!s)
 		return;
@@ -2589,83 +2391,6 @@ done:
 	release(s);
 }
 
-/* The query of GET .../history into *q. 0, or -1 with *out a 422. */
-static int history_query(api_reply *out, api_history_query *q, const char *query, char *after,
-                         size_t acap)
-{
-	char k[32], v[64];
-	api_problem p;
-	bool has_from = false, has_to = false;
-	int r;
-	after[0] = '\0';
-	while ((r = srv__query_next(&query, k, sizeof k, v, sizeof v)) == 1) {
-		char *end = NULL;
-		long long x = 0;
-		bool num = !strcmp(k, "from") || !strcmp(k, "to") || !strcmp(k, "limit");
-		if (num) {
-			errno = 0;
-			x = strtoll(v, &end, 10);
-			if (!v[0] || *end || errno || x < 0 ||
-			    (!strcmp(k, "limit") && (x < 1 || x > API_HISTORY_MAX_LIMIT))) {
-				api_reply_error(out, 422, "bad_option",
-				                !strcmp(k, "limit")
-				                        ? "limit must be an integer in [1, 10000]"
-				                        : "%s must be a step: an integer in [0, "
-				                          "2^63)",
-				                k);
-				return -1;
-			}
-		}
-		if (!strcmp(k, "series")) {
-			if (strcmp(v, "steps") && strcmp(v, "checkpoints")) {
-				api_reply_error(out, 422, "bad_option",
-				                "series must be steps or checkpoints");
-				return -1;
-			}
-			q->checkpoints = !strcmp(v, "checkpoints");
-		} else if (!strcmp(k, "format")) {
-			if (strcmp(v, "json") && strcmp(v, "csv")) {
-				api_reply_error(out, 422, "bad_option",
-				                "format must be json or csv");
-				return -1;
-			}
-			q->csv = !strcmp(v, "csv");
-		} else if (!strcmp(k, "from")) {
-			q->from = x;
-			has_from = true;
-		} else if (!strcmp(k, "to")) {
-			q->to = x;
-			has_to = true;
-		} else if (!strcmp(k, "limit")) {
-			q->limit = x;
-		} else if (!strcmp(k, "after")) {
-			snprintf(after, acap, "%s", v);
-		} else {
-			api_reply_error(out, 422, "unknown_parameter",
-			                "unknown query parameter %.31s (history takes "
-			                "series, from, "
-			                "to, limit, after, format)",
-			                k);
-			return -1;
-		}
-	}
-	if (r < 0) {
-		api_reply_error(out, 422, "bad_option",
-		                "a query parameter is malformed or too long");
-		return -1;
-	}
-	if (has_from && has_to && q->from > q->to) {
-		api_reply_error(out, 422, "bad_option", "from (%lld) is after to (%lld)",
-		                (long long)q->from, (long long)q->to);
-		return -1;
-	}
-	if (after[0] && api_history_cursor_parse(q, after, &p)) {
-		api_reply_problem(out, &p);
-		return -1;
-	}
-	return 0;
-}
-
 /* Link: <...>; rel="next" for the page after `next`. */
 static void link_next(api_reply *out, const char *id, const api_history_query *q, const char *next)
 {
@@ -2687,8 +2412,11 @@ void srv_streams_history(api_reply *out, const srv_request *req)
 	char after[API_HISTORY_CURSOR_MAX + 16], next[API_HISTORY_CURSOR_MAX];
 	const char **texts = NULL;
 
-	if (history_query(out, &q, req->query, after, sizeof after))
+	api_problem p;
+	if (api_query_history(&q, req->query, after, sizeof after, &p)) {
+		api_reply_problem(out, &p);
 		return;
+	}
 	stream *s = acquire(out, req);
 	if (!s)
 		return;

@@ -178,6 +178,21 @@ def build(res, smoke):
     t.bound("peak RSS, JSON request", "http/large_json/peak_rss", "lossd", hi=1.5,
             unit="x (body + decoded)")
 
+    t.section("durable stream updates, 32 clients, 1,000 scores each (issue 19)")
+    for kind, lo in (("json", 4000), ("b64", 15000)):
+        for ns in (1, 32):
+            c = "durable/%s/s%d/c32" % (kind, ns)
+            d = res.get((c, "lossd"), {})
+            note = ("%s commits/s, disk %s fsyncs/s, load %s" %
+                    (fmt(d.get("commits_per_s")), fmt(d.get("fsyncs_per_s")), d.get("load"))
+                    if d else "")
+            t.bound("%s bodies, %d stream(s): updates/s" % (kind, ns), c, "lossd", lo=lo,
+                    unit="updates/s", note=note)
+            t.bound("%s bodies, %d stream(s): updates per commit" % (kind, ns),
+                    c + "/per_commit", "lossd", lo=8, unit="updates/commit")
+            t.bound("%s bodies, %d stream(s): p99" % (kind, ns), c + "/p99", "lossd", hi=20,
+                    unit="ms")
+
     stream_ids = [k for k in res if k[0].startswith("stream")]
     if stream_ids:
         t.section("streams, durability on")

@@ -9,7 +9,7 @@
 #                           and that its accuracy checks hold; asserts no time
 #                           (for CI). Writes bench/results/smoke.md.
 # Options: --no-install (do not apt-get the peers), --only LIST (comma list
-# of: bandwidth,loss,metrics,auc,json,http,sketch,streams,profile). A full run also
+# of: bandwidth,loss,metrics,auc,json,http,sketch,streams,durable,profile). A full run also
 # writes perf profiles of the hot cases to bench/results/profiles/.
 # Env: BENCH_BUILD_DIR (default <repo>/build-bench).
 #
@@ -25,7 +25,7 @@ BUILD=${BENCH_BUILD_DIR:-$ROOT/build-bench}
 PY=/usr/bin/python3
 SMOKE=0
 INSTALL=1
-ONLY=bandwidth,loss,metrics,auc,json,http,sketch,streams,profile
+ONLY=bandwidth,loss,metrics,auc,json,http,sketch,streams,durable,profile
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--smoke) SMOKE=1 ;;
@@ -136,6 +136,14 @@ if want streams && [ -f "$ROOT/bench/bench_streams.py" ]; then
 		sargs=(); [ $SMOKE = 1 ] && sargs=(--duration 2 --clients 4)
 		run streams "$PY" "$ROOT/bench/bench_streams.py" --bin "$BUILD/server/lossd" "${sargs[@]}"
 	else skip streams "lossd not built"; fi
+fi
+if want durable; then
+	# durable updates: JSON and base64 bodies, 1 and 32 streams, 32 clients,
+	# beside the data dir's fsync rate (bench/bench_durable.py)
+	if [ -x "$BUILD/server/lossd" ] && [ -x "$B/durable_client" ]; then
+		run durable "$PY" "$ROOT/bench/bench_durable.py" --bin "$BUILD/server/lossd" \
+			--client "$B/durable_client" "${SM[@]}"
+	else skip durable "lossd or durable_client not built"; fi
 fi
 
 if want profile && [ $SMOKE = 0 ] && command -v perf >/dev/null; then

@@ -16,7 +16,11 @@
  * a store thread runs them, then puts them on the done queue and pokes
  * the async handle, and the loop thread calls their done() as for pool
  * jobs. Store threads wait, they hardly compute, so there may be more of
- * them than cores (more waiters also make larger commit groups).
+ * them than cores: one per store job admitted (http.c admits at most half
+ * of --max-inflight), started when a job finds no idle one and kept. A job
+ * that waited in the queue for a thread would join a later commit group
+ * instead of the one in progress: with a few threads, 32 writers made
+ * groups of about 1.2 and the disk's fsync rate the ceiling (issue 19).
  *
  * Lock order: srv__loop.mu is a leaf; done() and run() are called without it.
  * Invariants: a job is in one queue or in libuv's pool or running, never
@@ -46,7 +50,8 @@ struct srv__loop {
 	int souts;               /* store jobs submitted whose done() has not run */
 	bool sstop;
 	pthread_t *sthreads;
-	int nstore;
+	int nstore, smax; /* store threads started, and the most there may be */
+	int sidle;        /* of them waiting for a job */
 };
 
 static void push(srv__job **head, srv__job **tail, srv__job *job)
@@ -114,8 +119,10 @@ static void *store_main(void *arg)
 	srv__loop *l = arg;
 	pthread_mutex_lock(&l->mu);
 	for (;;) {
+		l->sidle++;
 		while (!l->shead && !l->sstop)
 			pthread_cond_wait(&l->scv, &l->mu);
+		l->sidle--;
 		if (!l->shead)
 			break; /* sstop, and nothing left */
 		srv__job *job = l->shead;
@@ -152,6 +159,16 @@ static void store_stop(srv__loop *l)
 	l->nstore = 0;
 }
 
+/* Starts one more store thread if the limit allows. l->mu held. */
+static int store_grow(srv__loop *l)
+{
+	if (l->nstore >= l->smax ||
+	    pthread_create(&l->sthreads[l->nstore], NULL, store_main, l) != 0)
+		return -1;
+	l->nstore++;
+	return 0;
+}
+
 srv__loop *srv__loop_start(int nworkers, int nstore)
 {
 	srv__loop *l = calloc(1, sizeof(*l));
@@ -173,8 +190,10 @@ srv__loop *srv__loop_start(int nworkers, int nstore)
 	l->sthreads = calloc((size_t)nstore, sizeof(*l->sthreads));
 	if (!l->sthreads)
 		goto fail_async;
-	for (; l->nstore < nstore; l->nstore++)
-		if (pthread_create(&l->sthreads[l->nstore], NULL, store_main, l) != 0)
+	l->smax = nstore;
+	/* a few now, the rest as jobs find none idle (srv__loop_submit) */
+	while (l->nstore < (nstore < 4 ? nstore : 4))
+		if (store_grow(l))
 			goto fail_store;
 	if (uv_thread_create(&l->thread, loop_main, l) != 0)
 		goto fail_store;
@@ -201,6 +220,10 @@ void srv__loop_submit(srv__loop *l, srv__job *job)
 	if (job->lane == SRV_LANE_STORE) {
 		l->souts++;
 		push(&l->shead, &l->stail, job);
+		/* No idle thread: one more, else the job waits for one (a
+		 * thread that cannot start is not an error: the queue drains). */
+		if (l->sidle == 0)
+			(void)store_grow(l);
 		pthread_cond_signal(&l->scv);
 		pthread_mutex_unlock(&l->mu);
 		return;

@@ -26,8 +26,9 @@ typedef struct srv__loop srv__loop;
 /*
  * Sets UV_THREADPOOL_SIZE to nworkers (libuv reads it once, at the first
  * uv_queue_work in the process, so this must come first), starts the
- * loop thread and nstore threads for SRV_LANE_STORE jobs. Returns a new
- * loop (stop with srv__loop_stop) or NULL. Main thread.
+ * loop thread and up to nstore threads for SRV_LANE_STORE jobs (a few at
+ * once, more as jobs find none idle). Returns a new loop (stop with
+ * srv__loop_stop) or NULL. Main thread.
  */
 srv__loop *srv__loop_start(int nworkers, int nstore);
 

@@ -14,8 +14,9 @@
  * http_overloaded_total, http_buffered_bytes,
  * http_connections_cut_total{reason}, draining,
  * build_info{version,...}; and the stream
- * store's streams, store_commit_groups_total, store_commit_ops_total (their
- * ratio is the group-commit batching factor), store_broken, store_stalled,
+ * store's streams, store_commit_groups_total (commits: one fsync each),
+ * store_commit_ops_total (their ratio is the group-commit batching factor),
+ * stream_updates_committed_total, store_broken, store_stalled,
  * store_running_seconds, store_failures_total,
  * store_recoveries_total, streams_resyncing, store_commit_seconds (a
  * histogram of transaction durations: a stalling disk shows here first)
@@ -311,6 +312,10 @@ char *srv__metrics_render(size_t *len)
 	        "transactions.\n"
 	        "# TYPE lossd_store_commit_ops_total counter\n"
 	        "lossd_store_commit_ops_total %llu\n"
+	        "# HELP lossd_stream_updates_committed_total Stream updates and merges applied "
+	        "and committed (their 2xx sent after the commit).\n"
+	        "# TYPE lossd_stream_updates_committed_total counter\n"
+	        "lossd_stream_updates_committed_total %llu\n"
 	        "# HELP lossd_store_broken 1 from a failed commit until a retry commits: writes "
 	        "refused, /readyz 503.\n"
 	        "# TYPE lossd_store_broken gauge\n"
@@ -340,8 +345,8 @@ char *srv__metrics_render(size_t *len)
 	        "# TYPE lossd_streams_damaged gauge\n"
 	        "lossd_streams_damaged %llu\n",
 	        (unsigned long long)st.streams, (unsigned long long)st.commit_groups,
-	        (unsigned long long)st.commit_ops, st.store_broken ? 1 : 0,
-	        st.store_stalled ? 1 : 0, st.commit_running_s,
+	        (unsigned long long)st.commit_ops, (unsigned long long)st.updates_committed,
+	        st.store_broken ? 1 : 0, st.store_stalled ? 1 : 0, st.commit_running_s,
 	        (unsigned long long)st.store_failures, (unsigned long long)st.store_recoveries,
 	        (unsigned long long)st.resyncing, (unsigned long long)st.damaged);
 	bprintf(&b, "# HELP lossd_store_commit_seconds Duration of store transactions (group "

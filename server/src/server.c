@@ -296,9 +296,12 @@ static int run(srv__server *s)
 		        pg ? "(postgresql)" : s->cfg.data_dir);
 		goto out_par;
 	}
-	/* Store threads mostly wait on commits (loop.c): twice the workers,
-	 * at least 4, so a group commit gathers several writers. */
-	int nstore = s->cfg.threads * 2 < 4 ? 4 : s->cfg.threads * 2 > 64 ? 64 : s->cfg.threads * 2;
+	/* Store threads mostly wait on commits (loop.c): one per stream write
+	 * http.c admits (half of --max-inflight), so every admitted writer
+	 * can be waiting on the commit in progress and join the next group. */
+	int nstore = s->cfg.max_inflight / 2 < 4     ? 4
+	             : s->cfg.max_inflight / 2 > 512 ? 512
+	                                             : s->cfg.max_inflight / 2;
 	s->loop = srv__loop_start(s->cfg.threads, nstore);
 	if (!s->loop) {
 		srv_log(SRV_LOG_ERROR, NULL, "cannot start the libuv loop");

@@ -94,7 +94,8 @@
  *
  * Stream ids are 32 random hex digits (getrandom); a name is only a label.
  * A thread blocked in srv__store_wait is idle; writes run on the store's
- * threads (twice the workers, at least 4), so commits gather several.
+ * threads (loop.c: one per admitted write), so a commit gathers every
+ * write applied while the one before it ran.
  *
  * Not here: HTTP (the router validated the id), JSON shapes and query
  * strings (api/src/stream_reply.c, api/src/query.c: this file hands them
@@ -191,6 +192,8 @@ static struct {
 	pthread_t reaper;
 	bool reaper_on, reaper_stop;
 	pthread_cond_t reaper_cv;
+	/* updates and merges applied and committed since open (/metrics) */
+	atomic_uint_fast64_t updates_committed;
 } T = {.reaper_cv = PTHREAD_COND_INITIALIZER,
        .mu = PTHREAD_MUTEX_INITIALIZER,
        .lim = SRV_STREAMS_LIMITS_INIT,
@@ -995,6 +998,7 @@ void srv_streams_get_stats(srv_streams_stats *out)
 		out->expired = T.expired;
 	}
 	pthread_mutex_unlock(&T.mu);
+	out->updates_committed = atomic_load(&T.updates_committed);
 	if (!T.store)
 		return;
 	int state = store_state(&h);
@@ -1963,6 +1967,8 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 			        "same data (use a new key for new data)",
 			        key ? key : "the key");
 	}
+	if (!rc && !(shared && (op.gone || op.replayed)))
+		atomic_fetch_add(&T.updates_committed, 1);
 	free(op.stored_reply);
 	bool gone = shared && !rc && op.gone;
 	if (claimed) {

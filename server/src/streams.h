@@ -44,17 +44,18 @@ void srv_streams_set_limits(const srv_streams_limits *lim);
 
 /* Figures for /metrics. */
 typedef struct srv_streams_stats {
-	uint64_t streams;          /* streams loaded (all principals) */
-	uint64_t damaged;          /* of them quarantined: stored state unreadable */
-	uint64_t expired;          /* deleted by ttl_s since open (docs/API.md section 8) */
-	uint64_t commit_groups;    /* transactions committed since open */
-	uint64_t commit_ops;       /* ops (updates, merges, resets, ...) in them */
-	bool store_broken;         /* a commit failed: writes refused until a probe commits */
-	bool store_stalled;        /* a commit has run longer than stall_s */
-	uint64_t store_failures;   /* failed transactions */
-	uint64_t store_recoveries; /* broken -> writable again */
-	uint64_t resyncing;        /* streams waiting to be reloaded after a failed op */
-	double commit_running_s;   /* age of the store operation in progress, 0 if none */
+	uint64_t streams;           /* streams loaded (all principals) */
+	uint64_t damaged;           /* of them quarantined: stored state unreadable */
+	uint64_t expired;           /* deleted by ttl_s since open (docs/API.md section 8) */
+	uint64_t commit_groups;     /* transactions committed since open */
+	uint64_t commit_ops;        /* ops (updates, merges, resets, ...) in them */
+	uint64_t updates_committed; /* updates and merges applied and committed */
+	bool store_broken;          /* a commit failed: writes refused until a probe commits */
+	bool store_stalled;         /* a commit has run longer than stall_s */
+	uint64_t store_failures;    /* failed transactions */
+	uint64_t store_recoveries;  /* broken -> writable again */
+	uint64_t resyncing;         /* streams waiting to be reloaded after a failed op */
+	double commit_running_s;    /* age of the store operation in progress, 0 if none */
 	uint64_t commit_lat[SRV__STORE_LAT_BUCKETS + 1]; /* commits per duration bucket */
 	double commit_lat_sum;                           /* seconds, all commits */
 } srv_streams_stats;

@@ -1,0 +1,221 @@
+#!/usr/bin/python3
+"""Durable stream updates: acknowledged updates/s, updates per commit and
+p99 at 32 clients, beside this disk's fsync rate measured in the same run.
+
+For each body (1,000 binary scores as JSON arrays, and the same as base64
+tensors: y_true uint8, y_score float32) and each spread (ONE sketch stream
+shared by every client, and 32 streams, client i on stream i mod 32):
+  1. a fresh lossd (the build's, durability on: WAL + synchronous=FULL, a
+     2xx only after the commit's fsync) on 127.0.0.1 with a --data-dir in
+     --dir (default /var/tmp; /dev/shm shows the rate if fsync were free);
+  2. bench/durable_client (C, one epoll thread: the client must cost far
+     less than the server) first measures write+fdatasync of 4 KiB in the
+     data dir for 2 s, then keeps --clients connections posting for
+     --duration seconds, each waiting for its reply before the next (a
+     closed loop, as a training worker waits for its 2xx);
+  3. /metrics before and after give the commits (lossd_store_commit_groups_total)
+     and the updates committed (lossd_stream_updates_committed_total) of the
+     run; every reply must be 200, and every stream's update count and score
+     count must equal what was acknowledged, else the run fails (no figure).
+
+Prints JSON lines (bench/bench_util.h):
+  {"id": "durable/json/s1/c32", "impl": "lossd", "metric": "updates/s", ...}
+  {"id": "durable/json/s1/c32/per_commit", ..., "metric": "updates/commit"}
+  {"id": "durable/json/s1/c32/p99", ..., "metric": "ms"}
+  {"id": "durable/fsync", ..., "metric": "fsyncs/s"}
+with commits/s, fsyncs/s, p50 and the load average as extra fields.
+Usage: bench/bench_durable.py [--bin build/server/lossd]
+  [--client build/bench/durable_client] [--duration 10] [--clients 32]
+  [--only json/s1,b64/s32,...] [--smoke]
+"""
+import argparse
+import base64
+import json
+import os
+import random
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import http.client
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def emit(id_, metric, value, **extra):
+    d = {"id": id_, "impl": "lossd", "metric": metric, "value": round(float(value), 3)}
+    d.update(extra)
+    print(json.dumps(d), flush=True)
+
+
+def log(msg):
+    print("bench_durable: " + msg, file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        return so.getsockname()[1]
+
+
+def request(port, method, path, body=None):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        c.request(method, path, body=body,
+                  headers={"Content-Type": "application/json"} if body is not None else {})
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+def metrics(port):
+    st, text = request(port, "GET", "/metrics")
+    if st != 200:
+        raise SystemExit("/metrics answered %d" % st)
+    out = {}
+    for line in text.decode().splitlines():
+        if line and not line.startswith("#"):
+            name, _, v = line.rpartition(" ")
+            out[name] = float(v)
+    return out
+
+
+def start(binary, data_dir, a):
+    port = free_port()
+    cmd = [binary, "--bind", "127.0.0.1", "--port", str(port), "--data-dir", data_dir,
+           "--log-level", "warn"] + a.server_args
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if p.poll() is not None:
+            raise SystemExit("lossd exited: " + p.stderr.read().decode(errors="replace"))
+        try:
+            if request(port, "GET", "/readyz")[0] == 200:
+                return p, port
+        except OSError:
+            time.sleep(0.05)
+    p.kill()
+    raise SystemExit("lossd did not become ready")
+
+
+def bodies(n):
+    rng = random.Random(7)
+    y = [rng.randrange(2) for _ in range(n)]
+    s = [min(max(rng.gauss(0.35 + 0.3 * v, 0.2), 0.0), 1.0) for v in y]
+    js = ('{"y_true": [%s], "y_score": [%s]}' % (", ".join(str(v) for v in y),
+                                                 ", ".join("%.6f" % v for v in s))).encode()
+    yb = base64.b64encode(bytes(y)).decode()
+    sb = base64.b64encode(struct.pack("<%df" % n, *s)).decode()
+    b64 = json.dumps({"y_true": {"shape": [n], "dtype": "uint8", "b64": yb},
+                      "y_score": {"shape": [n], "dtype": "float32", "b64": sb}}).encode()
+    return {"json": js, "b64": b64}
+
+
+def run_case(a, kind, nstreams, body, batch):
+    data_dir = tempfile.mkdtemp(prefix="bench-durable-", dir=a.dir)
+    body_file = os.path.join(data_dir, "body.json")
+    with open(body_file, "wb") as f:
+        f.write(body)
+    p, port = start(a.bin, os.path.join(data_dir, "db"), a)
+    case = "durable/%s/s%d/c%d" % (kind, nstreams, a.clients)
+    try:
+        ids = []
+        for _ in range(nstreams):
+            st, reply = request(port, "POST", "/v1/streams", b'{"method": "sketch"}')
+            if st != 201:
+                raise SystemExit("create answered %d %r" % (st, reply[:200]))
+            ids.append(json.loads(reply)["id"])
+        paths = ["/v1/streams/%s/update" % i for i in ids]
+        m0 = metrics(port)
+        load0 = os.getloadavg()[0]
+        cp = subprocess.run([a.client, "--port", str(port), "--seconds", str(a.duration),
+                             "--clients", str(a.clients), "--body", body_file,
+                             "--fsync", data_dir, str(a.fsync_seconds)] + paths,
+                            capture_output=True, text=True, timeout=a.duration + 180)
+        load1 = os.getloadavg()[0]
+        if cp.returncode != 0:
+            log("%s: client failed: %s" % (case, cp.stderr))
+            return 1
+        r = json.loads(cp.stdout)
+        m1 = metrics(port)
+        commits = m1["lossd_store_commit_groups_total"] - m0["lossd_store_commit_groups_total"]
+        updates = (m1["lossd_stream_updates_committed_total"] -
+                   m0["lossd_stream_updates_committed_total"])
+        counted = 0
+        scores = 0
+        for i in ids:
+            st, reply = request(port, "GET", "/v1/streams/" + i)
+            if st != 200:
+                log("%s: GET answered %d" % (case, st))
+                return 1
+            d = json.loads(reply)
+            counted += d["updates"]
+            scores += d["count"]
+        if r["bad"] or r["errors"] or counted != r["ok"] or scores != r["ok"] * batch \
+                or updates != r["ok"]:
+            log("%s: INVALID run: %d non-200 (first: %r), %d broken connections, %d "
+                "acknowledged, %d updates and %d scores counted, %d committed" %
+                (case, r["bad"], r["first_bad"], r["errors"], r["ok"], counted, scores,
+                 updates))
+            return 1
+        rate = r["ok"] / r["seconds"]
+        per_commit = updates / commits if commits else 0
+        commits_s = commits / r["seconds"]
+        extra = dict(p50_ms=r["p50_ms"], p99_ms=r["p99_ms"], updates_per_commit=per_commit,
+                     commits_per_s=commits_s, fsyncs_per_s=r["fsyncs_per_s"],
+                     acknowledged=r["ok"], clients=a.clients, streams=nstreams,
+                     load=[round(load0, 2), round(load1, 2)],
+                     note="%d clients, %s 1,000-score bodies, %d stream(s); fsync %.0f/s" %
+                     (a.clients, kind, nstreams, r["fsyncs_per_s"]))
+        emit(case, "updates/s", rate, **extra)
+        emit(case + "/per_commit", "updates/commit", per_commit,
+             note="%.0f commits/s; disk: %.0f fsyncs/s" % (commits_s, r["fsyncs_per_s"]))
+        emit(case + "/p99", "ms", r["p99_ms"])
+        emit("durable/fsync/%s/s%d" % (kind, nstreams), "fsyncs/s", r["fsyncs_per_s"],
+             note="write+fdatasync of 4 KiB in the data dir, just before the run")
+        log("%s: %.0f updates/s, %.1f updates/commit, %.0f commits/s, fsync %.0f/s, "
+            "p50 %.2f ms, p99 %.2f ms, load %.2f -> %.2f" %
+            (case, rate, per_commit, commits_s, r["fsyncs_per_s"], r["p50_ms"], r["p99_ms"],
+             load0, load1))
+        return 0
+    finally:
+        p.terminate()
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    root = os.path.dirname(HERE)
+    ap.add_argument("--bin", default=os.path.join(root, "build", "server", "lossd"))
+    ap.add_argument("--client", default=os.path.join(root, "build", "bench", "durable_client"))
+    ap.add_argument("--duration", type=float, default=10)
+    ap.add_argument("--fsync-seconds", type=float, default=2)
+    ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--dir", default="/var/tmp")
+    ap.add_argument("--only", default="json/s1,json/s32,b64/s1,b64/s32")
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--server-args", default="", help="more lossd flags (space separated)")
+    a = ap.parse_args()
+    a.server_args = a.server_args.split()
+    if a.smoke:
+        a.duration, a.fsync_seconds, a.clients = 1, 0.2, 4
+    bs = bodies(1000)
+    fails = 0
+    for c in a.only.split(","):
+        kind, s = c.split("/")
+        fails += run_case(a, kind, int(s[1:]) if not a.smoke else min(int(s[1:]), 4), bs[kind],
+                          1000)
+    return 1 if fails else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -160,6 +160,8 @@ class StreamsTest(unittest.TestCase):
             ops = srv.metric("lossd_store_commit_ops_total")
             self.assertGreaterEqual(ops, 3 + 40 + 24 + 15)
             self.assertLessEqual(groups, ops)
+            # every update was applied once and committed: counted once
+            self.assertEqual(srv.metric("lossd_stream_updates_committed_total"), 40 + 24 + 15)
             self.assertEqual(srv.metric("lossd_store_broken"), 0)
 
     def test_merge_across_servers(self):

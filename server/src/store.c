@@ -135,6 +135,7 @@ struct srv__store {
 	double lat_sum;
 	char why[160];   /* the last failure */
 	int inject;      /* test hook: fail this many commits (-1: all) */
+	bool hold;       /* test hook: a leader waits before committing */
 	uint64_t probes; /* the leader's: probe transactions run */
 	char path[4096];
 };
@@ -804,6 +805,8 @@ int srv__store_wait(srv__store *st, srv__store_op *op)
 		bool fail_it = !broken && injected(st);
 		if (!broken)
 			commit_begin(st);
+		while (st->hold) /* test hook: the commit is in flight meanwhile */
+			pthread_cond_wait(&st->cv_done, &st->mu);
 		pthread_mutex_unlock(&st->mu);
 
 		uint64_t n = 0;
@@ -926,6 +929,16 @@ void srv__store_test_fail(srv__store *st, int n)
 		return;
 	pthread_mutex_lock(&st->mu);
 	st->inject = n;
+	pthread_mutex_unlock(&st->mu);
+}
+
+void srv__store_test_hold(srv__store *st, bool on)
+{
+	if (st->be)
+		return;
+	pthread_mutex_lock(&st->mu);
+	st->hold = on;
+	pthread_cond_broadcast(&st->cv_done);
 	pthread_mutex_unlock(&st->mu);
 }
 

@@ -294,6 +294,11 @@ int srv__store_heal(srv__store *st);
  * (n < 0: all of them, n == 0: none). SQLite only. Any thread. */
 void srv__store_test_fail(srv__store *st, int n);
 
+/* Test hook: while on, a group's leader waits before writing the group
+ * (its ops are in flight, the commit running); off lets it go on.
+ * SQLite only. Any thread. */
+void srv__store_test_hold(srv__store *st, bool on);
+
 /* Commit durations: bucket upper bounds in seconds (the last bucket,
  * index SRV__STORE_LAT_BUCKETS, is +Inf). */
 #define SRV__STORE_LAT_BUCKETS 13

@@ -37,11 +37,20 @@
  * "applied": false and adds nothing, also after a restart.
  * A reset forgets a stream's keys and state_ids (a new accumulation starts).
  *
- * Reads see the memory state: it may include updates whose commit is in
- * flight (not yet acknowledged), never half an update, and never an update
- * the disk refused: the moment an op fails, the store marks its stream
- * stale, and a stale stream answers every read and write with 503
- * store_unavailable until the healer has reloaded it from disk.
+ * Reads see committed state only: never half an update, never an update
+ * whose commit is in flight (it may still fail) and never one the disk
+ * refused. A read of a stream with ops in flight waits for them
+ * (wait_committed), and meanwhile holds new writes of that stream back
+ * (`readers`), so the wait is at most the commit in progress and its
+ * successor. The moment an op fails, the store marks its stream stale
+ * before the op's waiter wakes, and a stale stream answers every read and
+ * write with 503 store_unavailable until the healer has reloaded it from
+ * disk. A stalled store, or a wait past a second, makes such a read 503
+ * store_unavailable (Retry-After) rather than hold a worker. The listing
+ * does not wait: it shows each stream's counts less what its in-flight ops
+ * added (`pend_updates`, `pend_rows`) and leaves out streams whose create
+ * is in flight (`unborn`). (Shared stores: memory moves only by what the
+ * store committed, so nothing waits.)
  *
  * Healing. A failed commit (disk full, I/O error) breaks the store
  * (store.c): writes get 503 store_unavailable with Retry-After and
@@ -150,12 +159,15 @@ typedef struct stream {
 	pthread_cond_t cv; /* an in-flight op finished */
 	/* under mu: */
 	eng_stream *st;
-	int64_t seq;        /* seq of the last op applied */
-	size_t delta_bytes; /* delta bytes submitted since the last checkpoint */
-	pending_key *keys;  /* keys of in-flight ops (and of key lookups) */
-	srv__ckpts ckpts;   /* checkpoint records (docs/API.md section 7) */
-	int inflight;       /* ops submitted whose srv__store_wait has not returned */
-	api_meta meta;      /* tags, ttl_s, created/updated (section 8) */
+	int64_t seq;                     /* seq of the last op applied */
+	size_t delta_bytes;              /* delta bytes submitted since the last checkpoint */
+	pending_key *keys;               /* keys of in-flight ops (and of key lookups) */
+	srv__ckpts ckpts;                /* checkpoint records (docs/API.md section 7) */
+	int inflight;                    /* ops submitted whose srv__store_wait has not returned */
+	int readers;                     /* reads waiting for inflight == 0 (see wait_committed) */
+	int64_t pend_updates, pend_rows; /* what in-flight ops changed the counts by */
+	bool unborn;                     /* its create is in flight */
+	api_meta meta;                   /* tags, ttl_s, created/updated (section 8) */
 	bool deleted;
 	/* Set at load (or by resync(), holding the table's mu and mu): the
 	 * stored state could not be read (st, and spec maybe, NULL); every
@@ -1055,6 +1067,12 @@ void srv_streams_test_store_fail(int n)
 		srv__store_test_fail(T.store, n);
 }
 
+void srv_streams_test_store_hold(bool on)
+{
+	if (T.store)
+		srv__store_test_hold(T.store, on);
+}
+
 void srv_streams_close(void)
 {
 	pthread_mutex_lock(&T.mu);
@@ -1149,6 +1167,61 @@ static void stream_resyncing(api_reply *out, const stream *s)
 	                "stream %s is being reloaded from disk after a failed write; retry later",
 	                s->id);
 	out->retry_after = 1;
+}
+
+/*
+ * Reads show committed state only. With s->mu held: waits until no op of
+ * s is in flight (each acknowledged, or failed and s marked stale), while
+ * s->readers holds new writes back (write_gate), so the wait is bounded
+ * by the commits in progress. Returns 0, or -1 when the store is stalled
+ * or the wait passes READ_WAIT_S: the caller answers 503
+ * store_unavailable instead of holding a worker on a frozen disk.
+ * Shared stores return 0 at once: their memory moves only by what the
+ * store committed (sync_stream).
+ */
+#define READ_WAIT_S 1
+static int wait_committed(stream *s)
+{
+	if (s->inflight == 0 || srv__store_shared(T.store))
+		return 0;
+	/* A commit takes milliseconds; one a reader waits on for a second
+	 * is not normal, and the worker it holds is one /v1/loss needs. */
+	struct timespec end, t;
+	clock_gettime(CLOCK_REALTIME, &end);
+	end.tv_sec += READ_WAIT_S;
+	int rc = 0;
+	s->readers++;
+	while (s->inflight > 0) {
+		if (srv_streams_stalled()) {
+			rc = -1;
+			break;
+		}
+		/* a stall shows without an op finishing: look every 100 ms */
+		clock_gettime(CLOCK_REALTIME, &t);
+		if (t.tv_sec > end.tv_sec || (t.tv_sec == end.tv_sec && t.tv_nsec >= end.tv_nsec)) {
+			rc = -1;
+			break;
+		}
+		t.tv_nsec += 100000000L;
+		if (t.tv_nsec >= 1000000000L) {
+			t.tv_sec++;
+			t.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&s->cv, &s->mu, &t);
+	}
+	if (--s->readers == 0)
+		pthread_cond_broadcast(&s->cv); /* writers held back by write_gate */
+	return rc;
+}
+
+/* With s->mu held, before a write changes s's memory: waits while a read
+ * waits for s's in-flight ops (wait_committed), so reads are not starved
+ * by a stream that always has a commit in flight. The caller re-checks
+ * `deleted` and `stale` after it (mu may have been released). */
+static void write_gate(stream *s)
+{
+	while (s->readers > 0)
+		pthread_cond_wait(&s->cv, &s->mu);
 }
 
 /* Replies with a copy of a stored reply body. */
@@ -1277,6 +1350,7 @@ void srv_streams_create(api_reply *out, const srv_request *req)
 		rc = STREAM_ENOMEM;
 	else {
 		s->inflight = 1; /* no other thread sees s before T.mu is released */
+		s->unborn = true;
 		srv__store_submit(T.store, &op); /* before any op of the stream */
 	}
 	pthread_mutex_unlock(&T.mu);
@@ -1296,6 +1370,9 @@ void srv_streams_create(api_reply *out, const srv_request *req)
 	int wrc = commit_wait(&op, s);
 	pthread_mutex_lock(&s->mu);
 	s->inflight--;
+	if (!wrc)
+		s->unborn = false;
+	pthread_cond_broadcast(&s->cv); /* reads waiting for the create */
 	pthread_mutex_unlock(&s->mu);
 	if (wrc) {
 		/* s is stale: the healer reloads it, or removes it if the disk
@@ -1553,6 +1630,11 @@ void srv_streams_list(api_reply *out, const srv_request *req)
 		stream *s = T.v[k];
 		if (s->damaged || (!req->admin && strcmp(s->owner, who(req)) != 0))
 			continue;
+		pthread_mutex_lock(&s->mu);
+		bool unborn = s->unborn; /* its create may still be refused */
+		pthread_mutex_unlock(&s->mu);
+		if (unborn)
+			continue;
 		if (q.by_owner && strcmp(s->owner, q.owner) != 0)
 			continue;
 		const char *name = api_stream_spec_name(s->spec);
@@ -1592,6 +1674,9 @@ void srv_streams_list(api_reply *out, const srv_request *req)
 		eng_stream_counts c;
 		pthread_mutex_lock(&s->mu);
 		eng_stream_counts_of(&c, s->st);
+		/* committed counts: less what ops in flight added */
+		c.updates -= s->pend_updates;
+		c.rows -= s->pend_rows;
 		if (atomic_load(&s->stale) && !stale)
 			stale = s;
 		json_t *j = api_stream_summary(s->spec, s->id, &s->meta, &c,
@@ -1646,14 +1731,17 @@ void srv_streams_get(api_reply *out, const srv_request *req)
 	if (!s)
 		return;
 	pthread_mutex_lock(&s->mu);
+	int w = wait_committed(s);
 	bool stale = atomic_load(&s->stale) || !s->st; /* !st: resync found damage */
-	int r = stale ? 0 : refresh_for_read(s);
+	int r = stale || w ? 0 : refresh_for_read(s);
 	json_t *j = NULL;
-	if (!stale && (r == 0 || (r < 0 && allow_stale)))
+	if (!w && !stale && (r == 0 || (r < 0 && allow_stale)))
 		j = api_stream_reading(s->spec, s->id, s->st, &o, &s->meta, r < 0,
 		                       req->admin ? s->owner : NULL, &p);
 	pthread_mutex_unlock(&s->mu);
-	if (stale) {
+	if (w) {
+		store_unavailable(out);
+	} else if (stale) {
 		stream_resyncing(out, s);
 	} else if (r > 0) {
 		forget(s);
@@ -1680,21 +1768,26 @@ void srv_streams_state(api_reply *out, const srv_request *req)
 	eng_stream_counts c;
 	json_t *j = NULL;
 	pthread_mutex_lock(&s->mu);
+	int w = wait_committed(s);
 	bool stale = atomic_load(&s->stale) || !s->st; /* !st: resync found damage */
-	int r = stale ? 0 : refresh_for_read(s); /* a state is never stale: it would be merged */
-	int rc = !stale && r == 0 ? eng_stream_serialize(&bytes, &blen, s->st) : 0;
-	if (!stale && r == 0)
+	int r = stale || w ? 0
+	                   : refresh_for_read(s); /* a state is never stale: it would be merged */
+	bool ok = !w && !stale && r == 0;
+	int rc = ok ? eng_stream_serialize(&bytes, &blen, s->st) : 0;
+	if (ok)
 		eng_stream_counts_of(&c, s->st);
 	pthread_mutex_unlock(&s->mu);
 	/* the bytes and their digest are taken under the mutex, the body
 	 * (base64 of the bytes) is built after it */
-	if (!stale && r == 0) {
+	if (ok) {
 		if (rc || digest_hex(sid, s->id, bytes, blen))
 			api_problem_set(&p, 503, "out_of_memory", "", "out of memory");
 		else
 			j = api_stream_export_bytes(s->spec, s->id, &c, bytes, blen, sid, &p);
 	}
-	if (stale) {
+	if (w) {
+		store_unavailable(out);
+	} else if (stale) {
 		stream_resyncing(out, s);
 	} else if (r > 0) {
 		forget(s);
@@ -1873,6 +1966,17 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 			goto unlock;
 		}
 	}
+	if (s->readers > 0) {
+		write_gate(s);
+		if (s->deleted) {
+			api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
+			goto unlock;
+		}
+		if (atomic_load(&s->stale) || !s->st) {
+			stream_resyncing(out, s);
+			goto unlock;
+		}
+	}
 	eng_stream_counts_of(&c, s->st);
 	if (pk2.key) {
 		if (srec) {
@@ -1934,6 +2038,10 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 		op.len = blen;
 	}
 	s->inflight++;
+	if (!shared) {
+		s->pend_updates += (int64_t)dc.updates;
+		s->pend_rows += (int64_t)dc.rows;
+	}
 	srv__store_submit(T.store, &op);
 	pthread_mutex_unlock(&s->mu);
 
@@ -1941,6 +2049,10 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 
 	pthread_mutex_lock(&s->mu);
 	s->inflight--;
+	if (!shared) {
+		s->pend_updates -= (int64_t)dc.updates;
+		s->pend_rows -= (int64_t)dc.rows;
+	}
 	/* Another replica took a seq meanwhile, the key was used elsewhere or
 	 * the commit failed: memory is no longer the store's prefix. */
 	if (shared && !rc && op.gone)
@@ -2076,6 +2188,12 @@ void srv_streams_reset(api_reply *out, const srv_request *req)
 		api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
 		goto out;
 	}
+	write_gate(s);
+	if (s->deleted) {
+		pthread_mutex_unlock(&s->mu);
+		api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
+		goto out;
+	}
 	if (atomic_load(&s->stale) || !s->st) {
 		pthread_mutex_unlock(&s->mu);
 		stream_resyncing(out, s);
@@ -2089,6 +2207,8 @@ void srv_streams_reset(api_reply *out, const srv_request *req)
 		store_unavailable(out);
 		goto out;
 	}
+	eng_stream_counts c0;
+	eng_stream_counts_of(&c0, s->st);
 	eng_stream_free(s->st);
 	s->st = fresh;
 	fresh = NULL;
@@ -2104,12 +2224,16 @@ void srv_streams_reset(api_reply *out, const srv_request *req)
 	op.updated_ms = s->meta.updated_ms = srv__now_ms();
 	s->delta_bytes = 0;
 	s->inflight++;
+	s->pend_updates -= (int64_t)c0.updates;
+	s->pend_rows -= (int64_t)c0.rows;
 	srv__store_submit(T.store, &op);
 	pthread_mutex_unlock(&s->mu);
 	int rc = commit_wait(&op, s);
 	bool shared = srv__store_shared(T.store);
 	pthread_mutex_lock(&s->mu);
 	s->inflight--;
+	s->pend_updates += (int64_t)c0.updates;
+	s->pend_rows += (int64_t)c0.rows;
 	if (shared)
 		s->reload = true; /* memory was reset ahead of the store */
 	if (shared && !rc && op.gone)
@@ -2241,6 +2365,8 @@ void srv_streams_checkpoint(api_reply *out, const srv_request *req)
 	char when[40];
 	srv__store_op op;
 	pending_key pk = {NULL, NULL};
+	eng_stream_counts c0; /* the counts a reset takes away */
+	memset(&c0, 0, sizeof c0);
 
 	stream *s = acquire(out, req);
 	if (!s)
@@ -2260,7 +2386,8 @@ void srv_streams_checkpoint(api_reply *out, const srv_request *req)
 			api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
 			goto unlock;
 		}
-		if (!key || !key_pending(s, key))
+		/* (and no read waits for committed state: write_gate) */
+		if ((!key || !key_pending(s, key)) && s->readers == 0)
 			break;
 		pthread_cond_wait(&s->cv, &s->mu);
 	}
@@ -2314,6 +2441,7 @@ void srv_streams_checkpoint(api_reply *out, const srv_request *req)
 	if (cr.reset) {
 		/* The epoch-end pattern: the reading above, then empty, in one
 		 * transaction (the step series stays: it is history). */
+		eng_stream_counts_of(&c0, s->st);
 		if (eng_stream_reset(s->st) || eng_stream_serialize(&state, &slen, s->st)) {
 			store_unavailable(out);
 			goto unlock;
@@ -2357,6 +2485,8 @@ void srv_streams_checkpoint(api_reply *out, const srv_request *req)
 		s->keys = &pk;
 	}
 	s->inflight++;
+	s->pend_updates -= (int64_t)c0.updates;
+	s->pend_rows -= (int64_t)c0.rows;
 	srv__store_submit(T.store, &op);
 	pthread_mutex_unlock(&s->mu);
 
@@ -2365,6 +2495,8 @@ void srv_streams_checkpoint(api_reply *out, const srv_request *req)
 
 	pthread_mutex_lock(&s->mu);
 	s->inflight--;
+	s->pend_updates += (int64_t)c0.updates;
+	s->pend_rows += (int64_t)c0.rows;
 	if (key)
 		key_remove(s, &pk);
 	if (srv__store_shared(T.store))
@@ -2428,6 +2560,11 @@ void srv_streams_history(api_reply *out, const srv_request *req)
 		return;
 	next[0] = '\0';
 	pthread_mutex_lock(&s->mu);
+	if (wait_committed(s)) {
+		pthread_mutex_unlock(&s->mu);
+		store_unavailable(out);
+		goto out;
+	}
 	if (atomic_load(&s->stale) || !s->st) {
 		pthread_mutex_unlock(&s->mu);
 		stream_resyncing(out, s);
@@ -2492,6 +2629,7 @@ void srv_streams_patch(api_reply *out, const srv_request *req)
 	if (!s)
 		return;
 	pthread_mutex_lock(&s->mu);
+	write_gate(s);
 	if (srv__store_shared(T.store) && refresh_meta(s)) { /* another replica's patch */
 		pthread_mutex_unlock(&s->mu);
 		store_unavailable(out);
@@ -2543,6 +2681,7 @@ void srv_streams_patch(api_reply *out, const srv_request *req)
 	int wrc = srv__store_wait(T.store, &op);
 	pthread_mutex_lock(&s->mu);
 	s->inflight--;
+	pthread_cond_broadcast(&s->cv); /* reads waiting for committed state */
 	pthread_mutex_unlock(&s->mu);
 	if (wrc) {
 		store_unavailable(out);

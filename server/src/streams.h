@@ -88,6 +88,10 @@ bool srv_streams_stalled(void);
 /* Test hook: the next n store transactions fail (n < 0: all, 0: none). */
 void srv_streams_test_store_fail(int n);
 
+/* Test hook: while on, the store's next commit waits before it writes
+ * (its ops stay in flight); off lets it go on. SQLite only. */
+void srv_streams_test_store_hold(bool on);
+
 /* Opens (creating if missing) the stream store under data_dir. Called once
  * at startup, before any handler, from the main thread. Returns 0 or a
  * negative code (the daemon then exits 1). */

@@ -13,7 +13,8 @@
   same checks, on any user, plus a refused create and delete;
 - frozen disk (root: an ext4 file system on a loop device, fsfreeze -f):
   /v1/auc, /v1/loss and stream reads keep answering while writes wait on
-  the frozen commit; past --store-stall-s /readyz is 503, new writes are
+  the frozen commit (a read of a stream whose writes wait shows only what
+  is committed, or 503 within a second); past --store-stall-s /readyz is 503, new writes are
   refused at once, /metrics shows the stall; after fsfreeze -u the waiting
   writes finish (200) and /readyz is 200 again.
 
@@ -334,6 +335,8 @@ class FrozenDiskTest(StoreFaultBase):
             data = os.path.join(mnt, "data")
             with Server(data_dir=data, args=["--threads", "2", "--store-stall-s", "1"]) as srv:
                 sid = self.create(srv)
+                quiet = self.create(srv)
+                self.assertEqual(self.update(srv, quiet, 1, 20).status, 200)
                 acked = 0
                 for k in range(3):
                     self.assertEqual(self.update(srv, sid, k, 50).status, 200)
@@ -358,9 +361,22 @@ class FrozenDiskTest(StoreFaultBase):
                     t0 = time.monotonic()
                     while time.monotonic() - t0 < 2.5:
                         self.check_compute(srv, probe)
+                        # a stream with no write in flight reads as usual
                         r = probe.run("GET stream", lambda: srv.get(
-                            "/v1/streams/%s" % sid, timeout=5))
+                            "/v1/streams/%s" % quiet, timeout=5))
                         self.assertEqual(r.status, 200, r)
+                        self.assertEqual(r.json()["count"], 20)
+                        # one whose writes wait on the frozen commit shows
+                        # only what is committed, or (it cannot tell yet)
+                        # 503 within a second: never the waiting writes
+                        r = probe.run("GET written stream", lambda: srv.get(
+                            "/v1/streams/%s" % sid, timeout=5))
+                        if r.status == 200:
+                            self.assertEqual(r.json()["count"], acked)
+                        else:
+                            self.assertEqual((r.status, r.problem()["code"]),
+                                             (503, "store_unavailable"), r)
+                            self.assertTrue(r.headers.get("Retry-After"), r.headers)
                         time.sleep(0.1)
                     self.assertEqual(results, [], "a write finished on a frozen disk")
                     self.assert_unready(srv)

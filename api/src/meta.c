@@ -170,6 +170,17 @@ int api_meta_parse(api_meta *m, const json_t *obj, api_problem *p)
 	return get_ttl(&m->ttl_s, obj, p);
 }
 
+int api_meta_parse_create(api_meta *m, const api_ctx *ctx, const char *body, size_t len,
+                          api_problem *p)
+{
+	json_t *obj = len ? api_parse_body(ctx, body, len, p) : json_object();
+	if (!obj)
+		return len ? -1 : api_problem_set(p, 503, "out_of_memory", "", "out of memory");
+	int rc = api_meta_parse(m, obj, p);
+	json_decref(obj);
+	return rc;
+}
+
 static const char *const patch_fields[] = {"tags", "ttl_s", NULL};
 
 int api_meta_patch(api_meta *m, const api_ctx *ctx, const char *body, size_t len, api_problem *p)

@@ -621,3 +621,34 @@ int api_stream_merge_problem(api_problem *p, const eng_error *err)
 	default: return api_problem_from_eng(p, err);
 	}
 }
+
+int api_stream_parse_reset(const api_ctx *ctx, const char *body, size_t len, api_problem *p)
+{
+	if (len == 0)
+		return 0;
+	json_t *b = api_parse_body(ctx, body, len, p);
+	if (!b)
+		return -1;
+	size_t n = json_object_size(b);
+	json_decref(b);
+	if (n)
+		return api_problem_set(p, 422, "unknown_field", "", "reset takes no fields");
+	return 0;
+}
+
+int api_stream_figures(const api_stream_spec *s, const eng_stream *st, double *auc, double *loss,
+                       int64_t *count)
+{
+	api_problem p;
+	*auc = *loss = NAN;
+	*count = 0;
+	json_t *j = api_stream_render_read(s, "", st, NULL, &p);
+	if (!j)
+		return -1;
+	json_t *a = json_object_get(j, "auc"), *l = json_object_get(j, "loss");
+	*auc = json_is_number(a) ? json_number_value(a) : NAN;
+	*loss = json_is_number(l) ? json_number_value(l) : NAN;
+	*count = (int64_t)json_integer_value(json_object_get(j, "count"));
+	json_decref(j);
+	return 0;
+}

@@ -1291,10 +1291,7 @@ void srv_streams_create(api_reply *out, const srv_request *req)
 		goto out;
 	}
 	/* tags and ttl_s (docs/API.md section 8): beside the config, not in it */
-	json_t *body = req->len ? api_parse_body(req->api, req->body, req->len, &p) : json_object();
-	int mrc = body ? api_meta_parse(&meta, body, &p) : -1;
-	json_decref(body);
-	if (mrc) {
+	if (api_meta_parse_create(&meta, req->api, req->body, req->len, &p)) {
 		api_reply_problem(out, &p);
 		goto out;
 	}
@@ -2168,19 +2165,10 @@ void srv_streams_reset(api_reply *out, const srv_request *req)
 	stream *s = acquire(out, req);
 	if (!s)
 		return;
-	if (req->len > 0) {
-		/* An optional empty object; anything else is a mistake. */
-		json_t *b = api_parse_body(req->api, req->body, req->len, &p);
-		size_t n = b ? json_object_size(b) : 0;
-		json_decref(b);
-		if (!b)
-			api_reply_problem(out, &p);
-		else if (n)
-			api_reply_error(out, 422, "unknown_field", "reset takes no fields");
-		if (!b || n) {
-			release(s);
-			return;
-		}
+	if (api_stream_parse_reset(req->api, req->body, req->len, &p)) {
+		api_reply_problem(out, &p);
+		release(s);
+		return;
 	}
 	pthread_mutex_lock(&s->mu);
 	if (s->deleted) {
@@ -2923,12 +2911,11 @@ char *srv_streams_gauges(void)
 	size_t keep = n < T.lim.metrics_max ? n : T.lim.metrics_max;
 	for (size_t i = 0; i < keep; i++) {
 		stream *s = v[i].s;
-		api_problem p;
 		gtext l = {0};
 		pthread_mutex_lock(&s->mu);
-		json_t *j = s->st && !s->deleted
-		                    ? api_stream_render_read(s->spec, s->id, s->st, NULL, &p)
-		                    : NULL;
+		bool read =
+		        s->st && !s->deleted &&
+		        api_stream_figures(s->spec, s->st, &v[i].auc, &v[i].loss, &v[i].count) == 0;
 		gputs(&l, "{stream=");
 		gval(&l, s->id);
 		gputs(&l, ",name=");
@@ -2949,13 +2936,8 @@ char *srv_streams_gauges(void)
 		}
 		gputs(&l, "}");
 		pthread_mutex_unlock(&s->mu);
-		if (j) {
-			json_t *a = json_object_get(j, "auc"), *lo = json_object_get(j, "loss");
-			v[i].auc = json_is_number(a) ? json_number_value(a) : NAN;
-			v[i].loss = json_is_number(lo) ? json_number_value(lo) : NAN;
-			v[i].count = (int64_t)json_integer_value(json_object_get(j, "count"));
+		if (read) {
 			v[i].labels = l.fail ? NULL : l.p;
-			json_decref(j);
 		} else {
 			free(l.p);
 		}

@@ -420,3 +420,39 @@ Test(stream_api, score_for_auc_pred_for_loss)
 	eng_stream_free(st);
 	api_stream_spec_free(s);
 }
+
+Test(stream_api, reset_body_is_empty_or_an_empty_object)
+{
+	api_problem p = {0};
+	cr_assert_eq(api_stream_parse_reset(&ctx, "", 0, &p), 0);
+	cr_assert_eq(api_stream_parse_reset(&ctx, "{}", 2, &p), 0);
+	cr_assert_eq(api_stream_parse_reset(&ctx, "{\"a\":1}", 7, &p), -1);
+	cr_assert_eq(p.status, 422);
+	cr_assert_str_eq(p.code, "unknown_field");
+	cr_assert_str_eq(p.detail, "reset takes no fields");
+	cr_assert_eq(api_stream_parse_reset(&ctx, "{", 1, &p), -1);
+	cr_assert_eq(p.status, 400);
+}
+
+Test(stream_api, figures_are_the_readings)
+{
+	api_stream_spec *s = spec_ok("{\"method\":\"exact\",\"loss\":\"binary_crossentropy\"}");
+	eng_stream *st = new_state(s);
+	double auc = 0, loss = 0;
+	int64_t count = -1;
+	/* nothing seen: both undefined */
+	cr_assert_eq(api_stream_figures(s, st, &auc, &loss, &count), 0);
+	cr_assert(isnan(auc) && isnan(loss));
+	cr_assert_eq(count, 0);
+	api_problem p = upd(s, st, "{\"y_true\":[0,1,1],\"y_pred\":[0.1,0.7,0.4]}", NULL);
+	cr_assert_eq(p.status, 0);
+	cr_assert_eq(api_stream_figures(s, st, &auc, &loss, &count), 0);
+	json_t *r = api_stream_render_read(s, "x", st, NULL, &p);
+	cr_assert_float_eq(auc, json_num(r, "auc"), 0);
+	cr_assert_float_eq(loss, json_num(r, "loss"), 0);
+	cr_assert_float_eq(auc, 1.0, 1e-12);
+	cr_assert_eq(count, 3);
+	json_decref(r);
+	eng_stream_free(st);
+	api_stream_spec_free(s);
+}

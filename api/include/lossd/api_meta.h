@@ -50,6 +50,11 @@ int api_meta_copy(api_meta *out, const api_meta *m);
  */
 int api_meta_parse(api_meta *m, const json_t *obj, api_problem *p);
 
+/* api_meta_parse of a create body (borrowed text; empty means {}):
+ * api_parse_body's errors, then api_meta_parse's; 503 out_of_memory. */
+int api_meta_parse_create(api_meta *m, const api_ctx *ctx, const char *body, size_t len,
+                          api_problem *p);
+
 /*
  * Applies a PATCH body (RFC 7396 JSON merge patch of {"tags", "ttl_s"})
  * to *m: into a copy first, so on any error *m is unchanged. Returns 0, or

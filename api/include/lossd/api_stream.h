@@ -98,6 +98,11 @@ json_t *api_stream_render_config(const api_stream_spec *s, const char *id);
 int api_stream_decode_update(eng_stream **delta, char **batch_id, const api_stream_spec *s,
                              const api_ctx *ctx, const char *body, size_t len, api_problem *p);
 
+/* Checks a reset body (POST /v1/streams/{id}/reset): empty or an object
+ * without fields. 0, or -1 with *p: api_parse_body's errors, 422
+ * unknown_field. */
+int api_stream_parse_reset(const api_ctx *ctx, const char *body, size_t len, api_problem *p);
+
 typedef struct api_stream_read_opts {
 	bool curve;         /* include "curve" */
 	int64_t curve_col;  /* column of the curve, or -1: binary's / pooled (micro) */
@@ -122,6 +127,12 @@ typedef struct api_stream_read_opts {
  */
 json_t *api_stream_render_read(const api_stream_spec *s, const char *id, const eng_stream *st,
                                const api_stream_read_opts *o, api_problem *p);
+
+/* The figures of a reading (api_stream_render_read's "auc", "loss" and
+ * "count") for the per-stream gauges: NaN for an AUC or a loss that is
+ * undefined or absent. 0, or -1 (out of memory). */
+int api_stream_figures(const api_stream_spec *s, const eng_stream *st, double *auc, double *loss,
+                       int64_t *count);
 
 /*
  * The mergeable state (GET /v1/streams/{id}/state):

@@ -12,7 +12,12 @@
  * by the radix sort of radix.c with the item index carried along: O(n) per
  * digit pass, no comparison callbacks. Runs of equal keys are one threshold,
  * which is exactly sklearn's "distinct thresholds" rule: a tie between a
- * positive and a negative adds a trapezoid, i.e. counts one half.
+ * positive and a negative adds a trapezoid, i.e. counts one half. Without
+ * weights (the common case, and DeLong's) the keys are first reduced to
+ * the bits that differ between scores and the label rides in the lowest
+ * bit (eng__auc_sort): float32 scores, or float32 values read as float64,
+ * then sort as 33-bit words in three 11-bit passes, and the walk reads the
+ * sorted words in order instead of gathering labels by index.
  *
  * Invariants: sums of weights are in double; the area is accumulated in
  * unnormalized units (false positives x true positives) and divided by P*N
@@ -31,6 +36,7 @@
 #include <string.h>
 
 #include "aucdata.h"
+#include "aucfast.h"
 #include "radix.h"
 
 #define GATHER 1024 /* items read from the tensors per step */
@@ -154,6 +160,131 @@ int eng__auc_gather(const eng_auc_data *d, int64_t col, int64_t from, int64_t co
 	return 0;
 }
 
+/* ---- sorted labelled keys (aucdata.h) ------------------------------------------ */
+
+void eng__auc_sorted_free(eng__auc_sorted *s)
+{
+	for (int i = 0; i < 4; i++)
+		free(s->mem[i]);
+	memset(s, 0, sizeof(*s));
+}
+
+double eng__auc_sorted_value(const eng__auc_sorted *s, uint64_t key)
+{
+	int top = s->narrow ? 31 : 63;
+	uint64_t k = (key + s->base) << s->shift;
+	/* the dropped bits: zeros under a positive score's key, ones under a
+	 * negative one's (radix.h's keys flip every bit of a negative score) */
+	if (!((k >> top) & 1))
+		k |= (s->shift ? ((uint64_t)1 << s->shift) - 1 : 0);
+	return s->narrow ? (double)eng__key32_value((uint32_t)k) : eng__key64_value(k);
+}
+
+int eng__auc_sort(eng__auc_sorted *s, const eng_auc_data *d, int64_t col, int64_t n, int64_t ncols,
+                  eng_error *err)
+{
+	eng__auc_reader r;
+	size_t nn = (size_t)(n > 0 ? n : 1);
+	uint64_t *key = NULL, *tmp = NULL;
+	uint8_t *lab = NULL;
+	int rc = 0;
+
+	memset(s, 0, sizeof(*s));
+	s->n = n;
+	s->narrow = d->score->dtype == ENG_F32;
+	key = malloc(nn * sizeof(uint64_t));
+	tmp = malloc(nn * sizeof(uint64_t));
+	lab = malloc(nn);
+	s->mem[0] = key;
+	s->mem[1] = tmp;
+	if (!key || !tmp || !lab) {
+		rc = eng_error_set(err, ENG_ENOMEM, "y_score", -1, "out of memory");
+		goto out;
+	}
+	/* keys, their least and greatest, and the OR of the scores' bits
+	 * (after -0 -> +0): its trailing zeros are zero in every score */
+	eng__auc_reader_init(&r, d, col, ncols);
+	uint64_t kmin = UINT64_MAX, kmax = 0, bits = 0;
+	int64_t pos = 0;
+	for (int64_t from = 0; from < n; from += GATHER) {
+		double buf[GATHER];
+		const double *sp;
+		int64_t cnt = n - from < GATHER ? n - from : GATHER;
+		rc = eng__auc_read(&r, from, cnt, buf, &sp, lab + from, NULL, err);
+		if (rc)
+			goto out;
+		uint64_t *k = key + from, lo = kmin, hi = kmax, orr = 0;
+		if (s->narrow) {
+			for (int64_t i = 0; i < cnt; i++) {
+				uint32_t q = eng__key32((float)sp[i]);
+				k[i] = q;
+				orr |= (q >> 31) ? q : ~q;
+				lo = q < lo ? q : lo;
+				hi = q > hi ? q : hi;
+			}
+		} else {
+			for (int64_t i = 0; i < cnt; i++) {
+				uint64_t q = eng__key64(sp[i]);
+				k[i] = q;
+				orr |= (q >> 63) ? q : ~q;
+				lo = q < lo ? q : lo;
+				hi = q > hi ? q : hi;
+			}
+		}
+		int64_t p = 0;
+		for (int64_t i = 0; i < cnt; i++)
+			p += lab[from + i];
+		pos += p;
+		kmin = lo;
+		kmax = hi;
+		bits |= orr;
+	}
+	s->positives = pos;
+	if (pos == 0 || pos == n)
+		goto out; /* one class: nothing to sort */
+	if (s->narrow)
+		bits &= 0xffffffffu;
+	s->shift = bits ? __builtin_ctzll(bits) : 0;
+	s->base = kmin >> s->shift;
+	uint64_t range = (kmax >> s->shift) - s->base;
+	int width = range ? 64 - __builtin_clzll(range) : 0;
+	if (width < 32) {
+		/* words of 32 bits, written into tmp; key is the sort's scratch */
+		uint32_t *w = (uint32_t *)tmp;
+		for (int64_t i = 0; i < n; i++)
+			w[i] = (uint32_t)(((key[i] >> s->shift) - s->base) << 1) | lab[i];
+		eng__radix_sort32(w, NULL, (uint32_t *)key, NULL, n);
+		s->k32 = w;
+	} else if (width < 64) {
+		for (int64_t i = 0; i < n; i++)
+			key[i] = (((key[i] >> s->shift) - s->base) << 1) | lab[i];
+		eng__radix_sort64(key, NULL, tmp, NULL, n);
+		s->k64 = key;
+	} else {
+		uint32_t *l = malloc(nn * sizeof(uint32_t)), *tl = malloc(nn * sizeof(uint32_t));
+		s->mem[2] = l;
+		s->mem[3] = tl;
+		if (!l || !tl) {
+			rc = eng_error_set(err, ENG_ENOMEM, "y_score", -1, "out of memory");
+			goto out;
+		}
+		for (int64_t i = 0; i < n; i++) {
+			key[i] = (key[i] >> s->shift) - s->base;
+			l[i] = lab[i];
+		}
+		eng__radix_sort64(key, l, tmp, tl, n);
+		s->k64 = key;
+		s->lab = l;
+	}
+out:
+	free(lab);
+	if (rc) {
+		eng__auc_sorted_free(s);
+		s->n = n;
+	}
+	return rc;
+}
+
 /* ---- curves --------------------------------------------------------------- */
 
 void eng_auc_curve_free(eng_auc_curve *c)
@@ -257,6 +388,72 @@ static int fill_curve(eng_auc_curve *curve, const point *pt, int64_t np, double 
 	return 0;
 }
 
+/*
+ * Without weights: the scores sorted with their labels (eng__auc_sort), one
+ * walk down them. The counts are whole numbers, so the sums are those of
+ * the weighted walk below with every weight 1, bit for bit.
+ */
+static int exact_unweighted(eng_auc_result *out, eng_auc_curve *curve, const eng_auc_data *d,
+                            int64_t col, int64_t n, int64_t ncols, const eng_auc_opts *o,
+                            eng_error *err)
+{
+	eng__auc_sorted s;
+	point *pt = NULL;
+	int rc = eng__auc_sort(&s, d, col, n, ncols, err);
+	if (rc)
+		goto out;
+	out->positives = s.positives;
+	out->negatives = n - s.positives;
+	out->pos_weight = (double)out->positives;
+	out->neg_weight = (double)out->negatives;
+	if (out->positives == 0 || out->negatives == 0)
+		goto out; /* undefined: one class present */
+
+	bool keep = curve || (o->max_fpr > 0.0 && o->max_fpr < 1.0);
+	int64_t np = 0;
+	if (keep) {
+		pt = malloc(((size_t)n + 1) * sizeof(point));
+		if (!pt) {
+			rc = eng_error_set(err, ENG_ENOMEM, "y_score", -1, "out of memory");
+			goto out;
+		}
+		pt[np++] = (point){0.0, 0.0, NAN};
+	}
+	/* from the highest key down; a run of equal keys is one threshold */
+	double tp = 0.0, fp = 0.0, area = 0.0, ap = 0.0;
+	for (int64_t i = n - 1; i >= 0;) {
+		uint64_t k = eng__sorted_key(&s, i);
+		int64_t j = i, npos = 0;
+		while (j >= 0 && eng__sorted_key(&s, j) == k)
+			npos += eng__sorted_label(&s, j--);
+		double tp0 = tp, fp0 = fp;
+		tp += (double)npos;
+		fp += (double)(i - j - npos);
+		area += (fp - fp0) * (tp + tp0) / 2.0;
+		if (tp + fp > 0.0)
+			ap += (tp - tp0) * (tp / (tp + fp));
+		if (keep)
+			pt[np++] = (point){fp, tp, eng__auc_sorted_value(&s, k)};
+		i = j;
+	}
+	if (o->curve == ENG_CURVE_PR)
+		out->auc = ap / tp;
+	else if (o->max_fpr > 0.0 && o->max_fpr < 1.0)
+		out->auc = partial_auc(pt, np, tp, fp, o->max_fpr);
+	else
+		out->auc = area / tp / fp;
+	out->defined = true;
+	if (curve) {
+		rc = fill_curve(curve, pt, np, tp, fp, o->curve, o->max_points);
+		if (rc)
+			rc = eng_error_set(err, ENG_ENOMEM, "y_score", -1, "out of memory");
+	}
+out:
+	free(pt);
+	eng__auc_sorted_free(&s);
+	return rc;
+}
+
 int eng_auc_exact(eng_auc_result *out, eng_auc_curve *curve, const eng_auc_data *d, int64_t col,
                   const eng_auc_opts *o, eng_error *err)
 {
@@ -285,8 +482,11 @@ int eng_auc_exact(eng_auc_result *out, eng_auc_curve *curve, const eng_auc_data 
 	if (n >= ((int64_t)1 << 32) - 1)
 		return eng_error_set(err, ENG_ELIMIT, "y_score", -1, "too many scores for one AUC");
 
+	if (!d->weight)
+		return exact_unweighted(out, curve, d, col, n, ncols, o, err);
+
 	bool narrow = d->score->dtype == ENG_F32;
-	bool weighted = d->weight != NULL;
+	bool weighted = true; /* unweighted columns went to exact_unweighted */
 	size_t ksz = narrow ? sizeof(uint32_t) : sizeof(uint64_t);
 	size_t nn = (size_t)(n > 0 ? n : 1);
 	/* 17 (float32) or 25 (float64) bytes an item, +8 with weights: scores

@@ -13,9 +13,10 @@
  * a run adds np_run (or nn_run) copies of one value to a running mean and
  * sum of squared deviations (Chan's pairwise update: no cancellation of
  * sum x^2 - n mean^2), and nothing of size n is kept besides the sort.
- * The sort is auc.c's: order-preserving integer keys (32-bit for float32
- * scores), radix-sorted with the item index carried along, so DeLong costs
- * what the exact AUC costs plus a few operations per distinct score.
+ * The sort is the exact AUC's (eng__auc_sort: order-preserving integer
+ * keys reduced to the bits that differ, the label in the lowest bit,
+ * radix-sorted), so DeLong costs what the exact AUC costs plus a few
+ * operations per distinct score.
  *
  * Invariants: placements are exact ratios of counts; S10 and S01 divide by
  * n - 1 as R's var() (pROC's convention); se is NaN, not 0, when a class
@@ -31,9 +32,6 @@
 #include <string.h>
 
 #include "aucdata.h"
-#include "radix.h"
-
-#define GATHER 1024
 
 /* ---- running mean and squared deviations, k copies of v at a time ------- */
 
@@ -55,9 +53,7 @@ static inline void moments_add(moments *m, double k, double v)
 
 int eng_auc_delong(double *auc, double *se, const eng_auc_data *d, int64_t col, eng_error *err)
 {
-	uint8_t *lab = NULL;
-	void *key = NULL, *tkey = NULL;
-	uint32_t *idx = NULL, *tidx = NULL;
+	eng__auc_sorted s;
 	int64_t n = 0, ncols = 0;
 	int rc;
 
@@ -73,59 +69,19 @@ int eng_auc_delong(double *auc, double *se, const eng_auc_data *d, int64_t col, 
 		return rc;
 	if (n >= ((int64_t)1 << 32) - 1)
 		return eng_error_set(err, ENG_ELIMIT, "y_score", -1, "too many scores for one AUC");
-
-	bool narrow = d->score->dtype == ENG_F32;
-	size_t ksz = narrow ? sizeof(uint32_t) : sizeof(uint64_t);
-	size_t nn = (size_t)(n > 0 ? n : 1);
-	lab = malloc(nn);
-	key = malloc(nn * ksz);
-	tkey = malloc(nn * ksz);
-	idx = malloc(nn * sizeof(uint32_t));
-	tidx = malloc(nn * sizeof(uint32_t));
-	if (!lab || !key || !tkey || !idx || !tidx) {
-		rc = eng_error_set(err, ENG_ENOMEM, "y_score", -1, "out of memory");
-		goto out;
-	}
-	int64_t P = 0, N = 0;
-	for (int64_t from = 0; from < n; from += GATHER) {
-		double buf[GATHER];
-		int64_t cnt = n - from < GATHER ? n - from : GATHER;
-		rc = eng__auc_gather(d, col, from, cnt, buf, lab + from, NULL, err);
-		if (rc)
-			goto out;
-		if (narrow)
-			for (int64_t i = 0; i < cnt; i++)
-				((uint32_t *)key)[from + i] = eng__key32((float)buf[i]);
-		else
-			for (int64_t i = 0; i < cnt; i++)
-				((uint64_t *)key)[from + i] = eng__key64(buf[i]);
-		for (int64_t i = 0; i < cnt; i++) {
-			P += lab[from + i];
-			idx[from + i] = (uint32_t)(from + i);
-		}
-	}
-	N = n - P;
-	if (P == 0 || N == 0)
-		goto out; /* undefined: one class present */
-	if (narrow)
-		eng__radix_sort32(key, idx, tkey, tidx, n);
-	else
-		eng__radix_sort64(key, idx, tkey, tidx, n);
+	rc = eng__auc_sort(&s, d, col, n, ncols, err);
+	int64_t P = s.positives, N = n - P;
+	if (rc || P == 0 || N == 0)
+		goto out; /* an error, or undefined: one class present */
 
 	/* from the highest score down; a run of equal keys shares its placements */
 	moments m10 = {0, 0, 0}, m01 = {0, 0, 0};
 	double tp = 0, fp = 0, dP = (double)P, dN = (double)N;
 	for (int64_t i = n - 1; i >= 0;) {
+		uint64_t k = eng__sorted_key(&s, i);
 		int64_t j = i, np = 0;
-		if (narrow) {
-			const uint32_t *k = key;
-			while (j >= 0 && k[j] == k[i])
-				np += lab[idx[j--]];
-		} else {
-			const uint64_t *k = key;
-			while (j >= 0 && k[j] == k[i])
-				np += lab[idx[j--]];
-		}
+		while (j >= 0 && eng__sorted_key(&s, j) == k)
+			np += eng__sorted_label(&s, j--);
 		double dp = (double)np, dn = (double)(i - j - np);
 		moments_add(&m10, dp, (dN - fp - 0.5 * dn) / dN);
 		moments_add(&m01, dn, (tp + 0.5 * dp) / dP);
@@ -137,11 +93,7 @@ int eng_auc_delong(double *auc, double *se, const eng_auc_data *d, int64_t col, 
 	if (P >= 2 && N >= 2)
 		*se = sqrt(m10.m2 / (dP - 1) / dP + m01.m2 / (dN - 1) / dN);
 out:
-	free(tidx);
-	free(idx);
-	free(tkey);
-	free(key);
-	free(lab);
+	eng__auc_sorted_free(&s);
 	return rc;
 }
 

@@ -1,16 +1,23 @@
 /*
  * radix.c - stable LSD radix sort of integer keys with a carried index.
  *
- * Why: exact AUC and the sketch sort scores, and comparison sorts (qsort)
- * are O(n log n) with an indirect call per comparison. Scores are first
- * mapped to order-preserving unsigned keys (radix.h), then sorted with
- * 8-bit digits, least significant first. All digit histograms are built in
- * one read of the keys; a digit that is the same in every key (the top
- * bytes of scores in [0, 1], say) costs no pass.
+ * Why: exact AUC, DeLong and the sketch sort scores, and comparison sorts
+ * (qsort) are O(n log n) with an indirect call per comparison. Scores are
+ * first mapped to order-preserving unsigned keys (radix.h), then sorted
+ * digit by digit, least significant first. The digits are 11 bits wide
+ * (2,048 buckets: the counts of a digit stay in L1 and its scatter streams
+ * stay few enough for the write-combining of L1/L2), so a 32-bit key takes
+ * three passes and a 64-bit one six; below SMALL keys, 8-bit digits, whose
+ * histograms cost less to clear and scan than the sort itself. All digit
+ * histograms are built in one read of the keys, and a digit that is the
+ * same in every key (the top bits of range-reduced keys, say) costs no
+ * pass: callers that subtract the least key and drop constant low bits
+ * (auc.c) pay only for the bits that differ.
  *
  * Invariants: stable (equal keys keep their input order), so ties carry
  * their indices in input order. The result always ends in the caller's
- * arrays (a final copy when an odd number of passes ran).
+ * arrays (a final copy when an odd number of passes ran). n < 2^32 (the
+ * counts are 32-bit, as the carried indices are).
  *
  * Does not: allocate, fail, or sort anything but unsigned keys.
  */
@@ -19,25 +26,31 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
-#define RADIX 256
+#define SMALL 4096 /* below this many keys, 8-bit digits */
 
-#define DEFINE_RADIX_SORT(NAME, KT, NBYTES)                                                        \
-	void NAME(KT *key, uint32_t *idx, KT *tkey, uint32_t *tidx, int64_t n)                     \
+/*
+ * NAME_BITS(key, idx, tkey, tidx, n): the sort with BITS-bit digits,
+ * DIGITS = ceil(width / BITS) of them.
+ */
+#define DEFINE_RADIX_PASSES(NAME, KT, BITS, DIGITS)                                                \
+	static void NAME(KT *key, uint32_t *idx, KT *tkey, uint32_t *tidx, int64_t n)              \
 	{                                                                                          \
-		int64_t hist[NBYTES][RADIX];                                                       \
+		enum { R = 1 << (BITS) };                                                          \
+		const KT mask = (KT)(R - 1);                                                       \
+		uint32_t hist[DIGITS][R];                                                          \
 		memset(hist, 0, sizeof(hist));                                                     \
 		for (int64_t i = 0; i < n; i++) {                                                  \
 			KT k = key[i];                                                             \
-			for (int b = 0; b < NBYTES; b++)                                           \
-				hist[b][(k >> (8 * b)) & 0xff]++;                                  \
+			for (int b = 0; b < (DIGITS); b++)                                         \
+				hist[b][(k >> ((BITS)*b)) & mask]++;                               \
 		}                                                                                  \
 		KT *src = key, *dst = tkey;                                                        \
 		uint32_t *isrc = idx, *idst = tidx;                                                \
-		for (int b = 0; b < NBYTES; b++) {                                                 \
-			int64_t *h = hist[b];                                                      \
+		for (int b = 0; b < (DIGITS); b++) {                                               \
+			uint32_t *h = hist[b];                                                     \
 			bool trivial = false;                                                      \
-			for (int d = 0; d < RADIX; d++) {                                          \
-				if (h[d] == n) {                                                   \
+			for (int d = 0; d < R; d++) {                                              \
+				if (h[d] == (uint32_t)n) {                                         \
 					trivial = true;                                            \
 					break;                                                     \
 				}                                                                  \
@@ -46,16 +59,16 @@
 			}                                                                          \
 			if (trivial || n < 2)                                                      \
 				continue;                                                          \
-			int64_t off = 0;                                                           \
-			for (int d = 0; d < RADIX; d++) {                                          \
-				int64_t c = h[d];                                                  \
+			uint32_t off = 0;                                                          \
+			for (int d = 0; d < R; d++) {                                              \
+				uint32_t c = h[d];                                                 \
 				h[d] = off;                                                        \
 				off += c;                                                          \
 			}                                                                          \
-			int sh = 8 * b;                                                            \
+			int sh = (BITS)*b;                                                         \
 			if (isrc) {                                                                \
 				for (int64_t i = 0; i < n; i++) {                                  \
-					int64_t p = h[(src[i] >> sh) & 0xff]++;                    \
+					uint32_t p = h[(src[i] >> sh) & mask]++;                   \
 					dst[p] = src[i];                                           \
 					idst[p] = isrc[i];                                         \
 				}                                                                  \
@@ -64,7 +77,7 @@
 				idst = it;                                                         \
 			} else {                                                                   \
 				for (int64_t i = 0; i < n; i++)                                    \
-					dst[h[(src[i] >> sh) & 0xff]++] = src[i];                  \
+					dst[h[(src[i] >> sh) & mask]++] = src[i];                  \
 			}                                                                          \
 			KT *t = src;                                                               \
 			src = dst;                                                                 \
@@ -77,5 +90,23 @@
 		}                                                                                  \
 	}
 
-DEFINE_RADIX_SORT(eng__radix_sort64, uint64_t, 8)
-DEFINE_RADIX_SORT(eng__radix_sort32, uint32_t, 4)
+DEFINE_RADIX_PASSES(sort64_d8, uint64_t, 8, 8)
+DEFINE_RADIX_PASSES(sort64_d11, uint64_t, 11, 6)
+DEFINE_RADIX_PASSES(sort32_d8, uint32_t, 8, 4)
+DEFINE_RADIX_PASSES(sort32_d11, uint32_t, 11, 3)
+
+void eng__radix_sort64(uint64_t *key, uint32_t *idx, uint64_t *tkey, uint32_t *tidx, int64_t n)
+{
+	if (n < SMALL)
+		sort64_d8(key, idx, tkey, tidx, n);
+	else
+		sort64_d11(key, idx, tkey, tidx, n);
+}
+
+void eng__radix_sort32(uint32_t *key, uint32_t *idx, uint32_t *tkey, uint32_t *tidx, int64_t n)
+{
+	if (n < SMALL)
+		sort32_d8(key, idx, tkey, tidx, n);
+	else
+		sort32_d11(key, idx, tkey, tidx, n);
+}

@@ -54,7 +54,8 @@ static inline float eng__key32_value(uint32_t k)
 
 /*
  * Sorts key[0..n) ascending, stably, carrying idx along, by an LSD radix
- * sort with 8-bit digits; digits that are equal in every key are skipped.
+ * sort with 11-bit digits (8-bit for small n); digits that are equal in
+ * every key are skipped.
  * tkey and tidx are caller-provided scratch of n elements each. The sorted
  * result is left in key/idx. idx may be NULL (keys only; tidx ignored).
  * Never fails, never allocates.

@@ -22,8 +22,10 @@
  * row_f32_v4 (16 lanes, masked tails) and, for rows of at most 32 classes,
  * rows_tall_v4 (16 rows transposed in registers, one row per lane, so a
  * short row wastes no lane and needs no shuffle). When the class axis is
- * not last, 32 neighbouring positions go across the lanes (tile_f32, e.g.
- * (B, V, T) with axis 1), so every load is contiguous either way. The
+ * not last, neighbouring positions go across the lanes (tile_f32, 32 at a
+ * time; on AVX-512 tile_f32_v4, up to 128 at a time in a tile of every
+ * class that L2 holds, the last tile of a row masked; e.g. (B, V, T) with
+ * axis 1), so every load is contiguous either way. The
  * kernels agree with the double path within ~1e-7 relative per row (not
  * bit-identical to each other; one process always picks the same kernel,
  * so results stay identical across thread counts). A row a fast kernel
@@ -532,6 +534,132 @@ __attribute__((target("arch=x86-64-v4"))) static void rows_tall_v4(const float *
 			bad[r0 + r] = (nf >> r) & 1;
 	}
 }
+/*
+ * The strided tile kernel (class axis not last) on AVX-512: tile_f32's
+ * outputs for nw (1..TILE4) consecutive positions of one outer index,
+ * whose class c values sit contiguously at x[c * inner + k], 16 positions
+ * a vector (the last one masked, so a tile may be cut short at the end of
+ * a row of positions or of a task: no position falls back to the general
+ * path for being an odd one). The tile is cache-sized: TILE4 * 4 = 512
+ * bytes (eight cache lines) of each of the C class rows, for (B, 1000, T)
+ * 512 KB, half of L2. Pass 1 streams it in from memory, every vector of a
+ * class row at once (wide contiguous pieces keep the prefetcher ahead of
+ * the stride of 4 * T bytes), for the max, the float sum (non-finite
+ * detector) and the first argmax (the first class that raised the max: a
+ * strict compare, so a later equal class does not move it). Pass 2 re-reads
+ * it from L2 two vectors (32 positions) at a time down all C classes, for
+ * the count of maxima and the rest of the sum of exp(x - max), eight
+ * classes a float lane and then into double lanes, as tile_f32 does.
+ */
+#define TILE4 128
+
+__attribute__((target("arch=x86-64-v4"), always_inline)) static inline void
+tile_f32_v4_body(const float *x, int64_t C, int64_t inner, int nw, const int nv, float *mx_out,
+                 float *sx_out, double *cnt, double *rest, int64_t *amax)
+{
+	const __m512 log2e = _mm512_set1_ps(1.44269504088896341f),
+	             ln2hi = _mm512_set1_ps(0.693359375f), ln2lo = _mm512_set1_ps(-2.12194440e-4f),
+	             p6 = _mm512_set1_ps(1.9875691500e-4f), p5 = _mm512_set1_ps(1.3981999507e-3f),
+	             p4 = _mm512_set1_ps(8.3334519073e-3f), p3 = _mm512_set1_ps(4.1665795894e-2f),
+	             p2 = _mm512_set1_ps(1.6666665459e-1f), p1 = _mm512_set1_ps(5.0000001201e-1f),
+	             one = _mm512_set1_ps(1.0f);
+	const __m512i one_i = _mm512_set1_epi32(1);
+	__mmask16 km[TILE4 / 16 + 1];
+	__m512 mx[TILE4 / 16 + 1], sx[TILE4 / 16];
+	__m512i am[TILE4 / 16];
+	for (int k = 0; k < nv; k++) {
+		int left = nw - 16 * k;
+		km[k] = (__mmask16)(left >= 16 ? 0xffffu : (1u << left) - 1);
+		mx[k] = _mm512_set1_ps(-INFINITY);
+		sx[k] = _mm512_setzero_ps();
+		am[k] = _mm512_setzero_si512();
+	}
+	km[nv] = 0; /* pass 2's partner of an odd last vector */
+	mx[nv] = _mm512_setzero_ps();
+	for (int64_t c = 0; c < C; c++) {
+		const float *row = x + c * inner;
+		__m512i ci = _mm512_set1_epi32((int32_t)c);
+		for (int k = 0; k < nv; k++) {
+			__m512 v = _mm512_maskz_loadu_ps(km[k], row + 16 * k);
+			__mmask16 gt = _mm512_cmp_ps_mask(v, mx[k], _CMP_GT_OQ);
+			mx[k] = _mm512_mask_mov_ps(mx[k], gt, v);
+			am[k] = _mm512_mask_mov_epi32(am[k], gt, ci);
+			sx[k] = _mm512_add_ps(sx[k], v);
+		}
+	}
+	for (int k = 0; k < nv; k += 2) {
+		__m512 m0 = mx[k], m1 = mx[k + 1];
+		__m512i o0 = _mm512_setzero_si512(), o1 = o0;
+		__m512d r00 = _mm512_setzero_pd(), r01 = r00, r10 = r00, r11 = r00;
+		for (int64_t c0 = 0; c0 < C; c0 += 8) {
+			int64_t c1 = c0 + 8 < C ? c0 + 8 : C;
+			__m512 a0 = _mm512_setzero_ps(), a1 = a0;
+			for (int64_t c = c0; c < c1; c++) {
+				const float *row = x + c * inner + 16 * k;
+				__m512 v = _mm512_maskz_loadu_ps(km[k], row), e;
+				__m512 u = _mm512_maskz_loadu_ps(km[k + 1], row + 16), f;
+				__mmask16 t0 = _mm512_cmp_ps_mask(v, m0, _CMP_EQ_OQ);
+				__mmask16 t1 = _mm512_cmp_ps_mask(u, m1, _CMP_EQ_OQ);
+				v = _mm512_sub_ps(v, m0);
+				u = _mm512_sub_ps(u, m1);
+				EXP16(v, e);
+				EXP16(u, f);
+				a0 = _mm512_mask_add_ps(a0, (__mmask16)~t0, a0, e);
+				a1 = _mm512_mask_add_ps(a1, (__mmask16)~t1, a1, f);
+				o0 = _mm512_mask_add_epi32(o0, t0, o0, one_i);
+				o1 = _mm512_mask_add_epi32(o1, t1, o1, one_i);
+			}
+			r00 = _mm512_add_pd(r00, _mm512_cvtps_pd(_mm512_castps512_ps256(a0)));
+			r01 = _mm512_add_pd(r01, _mm512_cvtps_pd(_mm512_extractf32x8_ps(a0, 1)));
+			r10 = _mm512_add_pd(r10, _mm512_cvtps_pd(_mm512_castps512_ps256(a1)));
+			r11 = _mm512_add_pd(r11, _mm512_cvtps_pd(_mm512_extractf32x8_ps(a1, 1)));
+		}
+		int32_t o[32];
+		double q[32];
+		_mm512_storeu_si512(o, o0);
+		_mm512_storeu_si512(o + 16, o1);
+		_mm512_storeu_pd(q, r00);
+		_mm512_storeu_pd(q + 8, r01);
+		_mm512_storeu_pd(q + 16, r10);
+		_mm512_storeu_pd(q + 24, r11);
+		for (int l = 0; l < 32 && 16 * k + l < nw; l++) {
+			cnt[16 * k + l] = (double)o[l];
+			rest[16 * k + l] = q[l];
+		}
+	}
+	for (int k = 0; k < nv; k++) {
+		float m[16], s[16];
+		int32_t a[16];
+		_mm512_storeu_ps(m, mx[k]);
+		_mm512_storeu_ps(s, sx[k]);
+		_mm512_storeu_si512(a, am[k]);
+		for (int l = 0; l < 16 && 16 * k + l < nw; l++) {
+			mx_out[16 * k + l] = m[l];
+			sx_out[16 * k + l] = s[l];
+			amax[16 * k + l] = a[l];
+		}
+	}
+}
+
+__attribute__((target("arch=x86-64-v4"))) static void
+tile_f32_v4(const float *x, int64_t C, int64_t inner, int nw, float *mx_out, float *sx_out,
+            double *cnt, double *rest, int64_t *amax)
+{
+	/* the vector count a constant in each copy: the tile stays in registers */
+#define TILE_V4(NV) tile_f32_v4_body(x, C, inner, nw, NV, mx_out, sx_out, cnt, rest, amax)
+	switch ((nw + 15) / 16) {
+	case 1: TILE_V4(1); break;
+	case 2: TILE_V4(2); break;
+	case 3: TILE_V4(3); break;
+	case 4: TILE_V4(4); break;
+	case 5: TILE_V4(5); break;
+	case 6: TILE_V4(6); break;
+	case 7: TILE_V4(7); break;
+	default: TILE_V4(8); break;
+	}
+#undef TILE_V4
+}
+
 #undef NONFINITE
 #undef EXP16
 #endif
@@ -783,7 +911,8 @@ static int position(eng__loss_part *pt, const eng__loss_job *j, const scratch *s
 
 /* ---- the strided tile kernel (float32 logits, class axis not last) -------------------- */
 
-#define TILE 32 /* positions per tile: 4 vectors of 8 */
+#define TILE     32  /* positions per tile of tile_f32: 4 vectors of 8 */
+#define TILE_MAX 128 /* the widest tile of either kernel (TILE4) */
 
 /*
  * For TILE consecutive positions pi0.. of one outer index, whose class c
@@ -1101,28 +1230,50 @@ void eng__xent_task(void *arg, int64_t t)
 	for (int64_t p = p0; p < p1;) {
 		int64_t pi = p % inner, base = (p / inner) * C * inner + pi;
 
-		/* a whole tile of positions within one outer index: vectorized */
-		if (fast && inner > 1 && pi + TILE <= inner && p + TILE <= p1) {
+		/* a tile of positions within one outer index: vectorized; on
+		 * AVX-512 any width up to TILE4 (masked), else whole TILEs */
+		int nw = 0;
+		if (fast && inner > 1) {
+			int64_t left = inner - pi < p1 - p ? inner - pi : p1 - p;
+#ifdef LOSSD_HOT_V4
+			if (v4)
+				nw = (int)(left < TILE4 ? left : TILE4);
+			else
+#endif
+				nw = left >= TILE ? TILE : 0;
+		}
+		if (nw > 0) {
 			const float *x = (const float *)j->yp->data + base;
-			float m[TILE], sx[TILE];
-			double ones[TILE], rest[TILE];
-			int64_t am[TILE], lab[TILE];
-			bool ok = true;
-			for (int k = 0; k < TILE; k++)
+			float m[TILE_MAX], sx[TILE_MAX];
+			double ones[TILE_MAX], rest[TILE_MAX];
+			int64_t am[TILE_MAX], lab[TILE_MAX];
+			unsigned char bad[TILE_MAX];
+			for (int k = 0; k < nw; k++)
 				if (sparse_label(pt, j, p + k, &lab[k]))
 					goto out;
-			tile_f32(x, C, inner, m, sx, ones, rest, am);
-			for (int k = 0; k < TILE; k++)
-				ok = ok && isfinite(m[k]) && isfinite(sx[k]) && isfinite(rest[k]);
-			double lse[TILE];
-			if (ok)
-				lse_rows(ones, rest, lse, TILE);
-			for (int k = 0; k < TILE; k++) {
+#ifdef LOSSD_HOT_V4
+			if (v4)
+				tile_f32_v4(x, C, inner, nw, m, sx, ones, rest, am);
+			else
+#endif
+				tile_f32(x, C, inner, m, sx, ones, rest, am);
+			/* a position with a non-finite value (or a false alarm)
+			 * goes to the general path alone */
+			for (int k = 0; k < nw; k++) {
+				bad[k] = !(isfinite(m[k]) && isfinite(sx[k]) && isfinite(rest[k]));
+				if (bad[k]) {
+					ones[k] = 1;
+					rest[k] = 0;
+				}
+			}
+			double lse[TILE_MAX];
+			lse_rows(ones, rest, lse, nw);
+			for (int k = 0; k < nw; k++) {
 				if (lab[k] < 0) {
 					pt->ignored++;
 					if (j->per_position)
 						j->per_position[p + k] = 0;
-				} else if (ok) {
+				} else if (!bad[k]) {
 					sparse_fast_add(pt, j, p + k, lab[k],
 					                ((double)m[k] - x[lab[k] * inner + k]) +
 					                        lse[k],
@@ -1132,7 +1283,7 @@ void eng__xent_task(void *arg, int64_t t)
 					goto out;
 				}
 			}
-			p += TILE;
+			p += nw;
 			continue;
 		}
 

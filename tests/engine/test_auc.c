@@ -540,3 +540,68 @@ Test(auc, raw_arrays_entry_point)
 	cr_expect_eq(eng_auc_exact_values(&r, NULL, s, bad, NULL, 4, NULL, &err), ENG_ELABEL);
 	cr_expect_eq(err.index, 1);
 }
+
+/* The unweighted path sorts reduced keys with the label in the lowest bit
+ * (32-bit words, 64-bit words, or bare 64-bit keys when -Inf and +Inf meet):
+ * every layout, both digit widths, against the O(n^2) count, with signed
+ * zeros, subnormals and infinities; the curve's thresholds are the scores. */
+Test(auc, unweighted_key_layouts_match_slow_mann_whitney)
+{
+	static const int64_t sizes[] = {7, 300, 5000};
+	rng_state = 4242;
+	for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+		for (int v = 0; v < 5; v++) {
+			int64_t n = sizes[k];
+			double *y = malloc(n * sizeof(double)), *s = malloc(n * sizeof(double));
+			double *w = malloc(n * sizeof(double));
+			for (int64_t i = 0; i < n; i++) {
+				y[i] = (double)(rnd() & 1);
+				w[i] = 1.0;
+				double x = normal() + y[i];
+				switch (v) {
+				case 0: s[i] = (float)x; break;
+				case 1: s[i] = x; break;
+				case 2:
+					s[i] = (double[]){-0.0,
+					                  0.0,
+					                  4.9e-324,
+					                  -4.9e-324,
+					                  1e-310,
+					                  -1e-310,
+					                  2.2250738585072014e-308,
+					                  0.5}[rnd() % 8];
+					break;
+				case 3:
+					s[i] = i % 5 == 0 ? -INFINITY : i % 7 == 0 ? INFINITY : x;
+					break;
+				default: s[i] = floor(x * 2); break;
+				}
+			}
+			y[0] = 1, y[1] = 0;
+			eng_tensor ts = vec(s, n), ty = vec(y, n);
+			eng_auc_data d = {&ts, &ty, NULL, ENG_LABELS_BINARY};
+			eng_auc_opts o = ENG_AUC_OPTS_INIT;
+			eng_auc_result r;
+			eng_auc_curve c;
+			eng_error err;
+			cr_assert_eq(eng_auc_exact(&r, &c, &d, 0, &o, &err), 0);
+			double want = slow_roc(y, s, w, n);
+			cr_expect(fabs(r.auc - want) < 1e-12, "n=%lld v=%d roc %.17g vs %.17g",
+			          (long long)n, v, r.auc, want);
+			cr_expect_eq(r.positives + r.negatives, n);
+			/* thresholds: decreasing, each one of the scores */
+			for (int64_t i = 1; i < c.n && n <= 300; i++) {
+				cr_expect(i == 1 || c.thresholds[i] < c.thresholds[i - 1]);
+				bool found = false;
+				for (int64_t j = 0; j < n && !found; j++)
+					found = s[j] == c.thresholds[i];
+				cr_expect(found, "v=%d threshold %a is a score", v,
+				          c.thresholds[i]);
+			}
+			eng_auc_curve_free(&c);
+			free(y);
+			free(s);
+			free(w);
+		}
+	}
+}

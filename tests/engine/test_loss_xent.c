@@ -1051,3 +1051,126 @@ Test(xent, focal_and_kl_position_weight)
 		eng_loss_result_free(r);
 	}
 }
+
+/* ---- float32 strided tiles of any width (tile_f32_v4 on AVX-512) ------------------- */
+
+/* (B, V, T) float32 logits with axis 1 for widths T that are not multiples
+ * of a tile (16 lanes, 128 positions) nor of each other: every position
+ * against ref_row on its gathered class row, the argmax counts exactly;
+ * hard rows (fill_row: +-1e30, underflow, ties, huge, subnormal terms) go
+ * down the class axis of some positions. */
+Test(xent, float32_strided_tiles_of_odd_widths_match_double)
+{
+	static const int64_t Ts[] = {2, 5, 16, 17, 33, 127, 128, 129, 200, 300};
+	static const int64_t Vs[] = {1, 3, 40, 150};
+	for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++) {
+		for (size_t vi = 0; vi < sizeof Vs / sizeof Vs[0]; vi++) {
+			int64_t B = 2, T = Ts[ti], V = Vs[vi];
+			float *x = malloc((size_t)(B * V * T) * sizeof(float));
+			float *row = malloc((size_t)V * sizeof(float));
+			int32_t *y = malloc((size_t)(B * T) * sizeof(int32_t));
+			for (int64_t b = 0; b < B; b++)
+				for (int64_t t = 0; t < T; t++) {
+					int64_t q = b * T + t;
+					y[q] = q % 11 == 6 ? -100 : (int32_t)((q * 7) % V);
+					fill_row(row, V, (int)(q % 9 == 5 ? 0 : q),
+					         y[q] < 0 ? 0 : y[q]);
+					for (int64_t c = 0; c < V; c++)
+						x[(b * V + c) * T + t] = row[c];
+				}
+			eng_tensor yt = tens(ENG_I32, y, 2, I64(B), I64(T));
+			eng_tensor yp = tens(ENG_F32, x, 3, I64(B), I64(V), I64(T));
+			eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+			o.from_logits = true;
+			o.axis = 1;
+			o.has_ignore_class = true;
+			o.ignore_class = -100;
+			o.reduction = ENG_RED_NONE;
+			eng_loss_result *r;
+			run(&yt, &yp, &o, &r);
+			int64_t correct = 0, ignored = 0;
+			int64_t *pred = calloc((size_t)V, sizeof(int64_t));
+			for (int64_t b = 0; b < B; b++)
+				for (int64_t t = 0; t < T; t++) {
+					int64_t q = b * T + t, am;
+					if (y[q] < 0) {
+						ignored++;
+						cr_expect_eq(r->per_position[q], 0.0);
+						continue;
+					}
+					for (int64_t c = 0; c < V; c++)
+						row[c] = x[(b * V + c) * T + t];
+					double want = ref_row(row, V, y[q], &am);
+					double got = r->per_position[q];
+					cr_expect(fabs(got - want) <= 1e-6 * fabs(want) + 1e-35,
+					          "T=%lld V=%lld pos %lld: %.12g vs %.12g",
+					          (long long)T, (long long)V, (long long)q, got,
+					          want);
+					correct += am == y[q];
+					pred[am]++;
+				}
+			cr_expect_eq(r->ignored, ignored, "T=%lld V=%lld", (long long)T,
+			             (long long)V);
+			cr_expect_eq(r->correct, correct, "T=%lld V=%lld", (long long)T,
+			             (long long)V);
+			for (int64_t c = 0; c < V; c++)
+				cr_expect_eq(r->per_class[c].predicted, pred[c],
+				             "T=%lld V=%lld class %lld", (long long)T, (long long)V,
+				             (long long)c);
+			eng_loss_result_free(r);
+			free(pred);
+			free(x);
+			free(row);
+			free(y);
+		}
+	}
+}
+
+/* A NaN, +Inf or -Inf logit in a cut-short tile: that tile goes to the
+ * general path (NaN propagates, or the error names the element); the other
+ * tiles are untouched. */
+Test(xent, float32_strided_partial_tile_nonfinite)
+{
+	enum { B = 1, V = 20, T = 150 }; /* tiles of 128 and 22 */
+	static const float bad[] = {NAN, INFINITY, -INFINITY};
+	for (int k = 0; k < 3; k++) {
+		static float x[B * V * T];
+		static double xd[B * V * T];
+		int32_t y[B * T];
+		for (int i = 0; i < B * V * T; i++)
+			xd[i] = x[i] = (float)(cos(i * 0.37) * 5);
+		for (int i = 0; i < B * T; i++)
+			y[i] = (i * 3) % V;
+		int at = 7 * T + 140; /* class 7, position 140: the short tile */
+		x[at] = bad[k];
+		xd[at] = bad[k];
+		eng_tensor yt = tens(ENG_I32, y, 2, I64(B), I64(T));
+		eng_tensor a = tens(ENG_F32, x, 3, I64(B), I64(V), I64(T));
+		eng_tensor b = tens(ENG_F64, xd, 3, I64(B), I64(V), I64(T));
+		eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+		o.from_logits = true;
+		o.axis = 1;
+		o.propagate_nan = true;
+		o.reduction = ENG_RED_NONE;
+		eng_loss_result *ra, *rb;
+		run(&yt, &a, &o, &ra);
+		run(&yt, &b, &o, &rb);
+		for (int i = 0; i < B * T; i++) {
+			double u = ra->per_position[i], v = rb->per_position[i];
+			if (isnan(v) || isinf(v)) {
+				cr_expect(isnan(u) == isnan(v) && isinf(u) == isinf(v),
+				          "k=%d pos %d: %g vs %g", k, i, u, v);
+				continue;
+			}
+			cr_expect(fabs(u - v) <= 1e-6 * fabs(v) + 1e-12,
+			          "k=%d pos %d: %.12g vs %.12g", k, i, u, v);
+		}
+		cr_expect_eq(ra->correct, rb->correct);
+		eng_loss_result_free(ra);
+		eng_loss_result_free(rb);
+		o.propagate_nan = false;
+		eng_error err = {0};
+		cr_expect_eq(fail(&yt, &a, &o, &err), ENG_ENONFINITE, "k=%d", k);
+		cr_expect_eq(err.index, at, "k=%d", k);
+	}
+}

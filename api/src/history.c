@@ -14,6 +14,15 @@
  * position, or a loss without accuracy), with the reason in
  * "null_reasons" so a dashboard can show it where the value would be.
  *
+ * Metrics of section 9 per point, where the stream has them: `perplexity`
+ * (from the point's nll sums when the loss asks for top_k or calibration,
+ * else exp(loss / weight) of a plain cross-entropy, as the reading),
+ * `top_k_accuracy` {"k": share} and `calibration` {ece, mce, rmsce, brier}
+ * (the bins themselves are in the reading and in checkpoints, not in
+ * every point). A point kept from before points held these sums (or with
+ * nothing counted) shows null, with the reason in null_reasons. CSV gives
+ * them as perplexity, top_k_<k>, ece, mce, rmsce, brier after accuracy.
+ *
  * CSV: one header row, then one row per point or checkpoint; per-class
  * values as positives_class_0, ... (steps) and auc_class_0,
  * loss_mean_class_0, ... (checkpoints); an undefined value is an empty
@@ -219,7 +228,149 @@ static void derive(derived *d, const api_stream_spec *s, const eng_history_point
 		d->accuracy = (double)pt->correct / (double)pt->positions;
 }
 
-static void step_json(tbuf *b, const api_stream_spec *s, const eng_history_point *pt, int64_t C)
+/* The section 9 metrics a page shows, and a point's values of them. */
+typedef struct metrics {
+	const eng_extra_opts *xo; /* the stream's top_k / calibration, or NULL */
+	bool ppl_plain;           /* perplexity from the loss sums */
+	bool series_has;          /* the points keep the sums (else all null) */
+	eng_extra_result *x;      /* the current point's sums (new) */
+	/* per point */
+	double ppl, top[ENG_EXTRA_MAX_TOPK];
+	eng_calib_summary cal;
+	bool has_cal;
+	const char *why; /* why the metrics are null, or NULL */
+} metrics;
+
+static bool same_opts(const eng_extra_opts *a, const eng_extra_opts *b)
+{
+	if (a->ntop != b->ntop || a->bins != b->bins || a->perplexity != b->perplexity)
+		return false;
+	return memcmp(a->top_k, b->top_k, (size_t)a->ntop * sizeof a->top_k[0]) == 0;
+}
+
+/* Sets m up for stream s, series st (NULL: the columns only); -1 when out
+ * of memory. */
+static int metrics_init(metrics *m, const api_stream_spec *s, const eng_stream *st)
+{
+	const eng_loss_opts *lo = &s->lopts;
+	memset(m, 0, sizeof *m);
+	if (!api_stream_spec_engine(s)->has_loss)
+		return 0;
+	if (lo->extra) {
+		m->xo = lo->extra;
+		const eng_extra_opts *ho = st ? eng_stream_history_extra_opts(st) : NULL;
+		m->series_has = ho && same_opts(ho, lo->extra);
+		if (m->series_has && !(m->x = eng_extra_result_new(ho)))
+			return -1;
+	} else {
+		m->ppl_plain =
+		        (lo->kind == ENG_LOSS_SPARSE_CE || lo->kind == ENG_LOSS_CATEGORICAL_CE) &&
+		        !lo->class_weight && !lo->cost_matrix && lo->label_smoothing == 0;
+	}
+	return 0;
+}
+
+static bool metrics_any(const metrics *m)
+{
+	return m->ppl_plain || (m->xo && (m->xo->perplexity || m->xo->ntop || m->xo->bins));
+}
+
+static void metrics_point(metrics *m, const eng_stream *st, size_t i, const eng_history_point *pt)
+{
+	m->ppl = NAN;
+	m->has_cal = false;
+	m->why = NULL;
+	if (m->ppl_plain) {
+		if (pt->positions > 0 && pt->weight_sum > 0)
+			m->ppl = exp(pt->loss_sum / pt->weight_sum);
+		else
+			m->why = "no position counted at this point";
+		return;
+	}
+	if (!m->xo)
+		return;
+	for (int k = 0; k < m->xo->ntop; k++)
+		m->top[k] = NAN;
+	if (!m->series_has) {
+		m->why = "not measured at this point (kept from before points held it)";
+		return;
+	}
+	eng_stream_history_extra(m->x, st, i);
+	if (m->xo->perplexity && !eng_extra_perplexity(m->x, &m->ppl))
+		m->ppl = NAN;
+	for (int k = 0; k < m->xo->ntop; k++)
+		if (!eng_extra_top_k(m->x, k, &m->top[k]))
+			m->top[k] = NAN;
+	if (m->xo->bins)
+		m->has_cal = eng_calib_summarize(&m->cal, m->x);
+	if ((m->xo->ntop && !m->x->top_count) || (m->xo->bins && !m->x->calib_count) ||
+	    (m->xo->perplexity && !m->x->nll_count))
+		m->why = pt->positions
+		                 ? "not measured at this point (kept from before points held it)"
+		                 : "no position counted at this point";
+}
+
+static void metrics_json(tbuf *b, const metrics *m)
+{
+	if (m->ppl_plain || (m->xo && m->xo->perplexity)) {
+		tputs(b, ",\"perplexity\":");
+		tnum(b, m->ppl, "null");
+	}
+	if (!m->xo)
+		return;
+	if (m->xo->ntop) {
+		tputs(b, ",\"top_k_accuracy\":{");
+		for (int k = 0; k < m->xo->ntop; k++) {
+			tprintf(b, "%s\"%" PRId64 "\":", k ? "," : "", m->xo->top_k[k]);
+			tnum(b, m->top[k], "null");
+		}
+		tputs(b, "}");
+	}
+	if (m->xo->bins) {
+		double nan = NAN;
+		tputs(b, ",\"calibration\":{\"ece\":");
+		tnum(b, m->has_cal ? m->cal.ece : nan, "null");
+		tputs(b, ",\"mce\":");
+		tnum(b, m->has_cal ? m->cal.mce : nan, "null");
+		tputs(b, ",\"rmsce\":");
+		tnum(b, m->has_cal ? m->cal.rmsce : nan, "null");
+		tputs(b, ",\"brier\":");
+		tnum(b, m->has_cal ? m->cal.brier : nan, "null");
+		tputs(b, "}");
+	}
+}
+
+static void metrics_csv_header(tbuf *b, const metrics *m)
+{
+	if (m->ppl_plain || (m->xo && m->xo->perplexity))
+		tputs(b, ",perplexity");
+	for (int k = 0; m->xo && k < m->xo->ntop; k++)
+		tprintf(b, ",top_k_%" PRId64, m->xo->top_k[k]);
+	if (m->xo && m->xo->bins)
+		tputs(b, ",ece,mce,rmsce,brier");
+}
+
+static void metrics_csv(tbuf *b, const metrics *m)
+{
+	if (m->ppl_plain || (m->xo && m->xo->perplexity)) {
+		tputs(b, ",");
+		tnum(b, m->ppl, "");
+	}
+	for (int k = 0; m->xo && k < m->xo->ntop; k++) {
+		tputs(b, ",");
+		tnum(b, m->top[k], "");
+	}
+	if (m->xo && m->xo->bins) {
+		const double v[4] = {m->cal.ece, m->cal.mce, m->cal.rmsce, m->cal.brier};
+		for (int k = 0; k < 4; k++) {
+			tputs(b, ",");
+			tnum(b, m->has_cal ? v[k] : NAN, "");
+		}
+	}
+}
+
+static void step_json(tbuf *b, const api_stream_spec *s, const eng_history_point *pt, int64_t C,
+                      const metrics *m)
 {
 	derived d;
 	derive(&d, s, pt);
@@ -242,15 +393,23 @@ static void step_json(tbuf *b, const api_stream_spec *s, const eng_history_point
 	tnum(b, d.loss, "null");
 	tputs(b, ",\"accuracy\":");
 	tnum(b, d.accuracy, "null");
-	if (d.loss_why || d.acc_why) {
+	metrics_json(b, m);
+	if (d.loss_why || d.acc_why || m->why) {
+		const char *sep = "";
 		tputs(b, ",\"null_reasons\":{");
 		if (d.loss_why) {
 			tputs(b, "\"loss\":");
 			tjson_str(b, d.loss_why);
+			sep = ",";
 		}
 		if (d.acc_why) {
-			tputs(b, d.loss_why ? ",\"accuracy\":" : "\"accuracy\":");
+			tprintf(b, "%s\"accuracy\":", sep);
 			tjson_str(b, d.acc_why);
+			sep = ",";
+		}
+		if (m->why) {
+			tprintf(b, "%s\"metrics\":", sep);
+			tjson_str(b, m->why);
 		}
 		tputs(b, "}");
 	}
@@ -266,16 +425,18 @@ static void step_json(tbuf *b, const api_stream_spec *s, const eng_history_point
 	tputs(b, "}");
 }
 
-static void step_csv_header(tbuf *b, int64_t C)
+static void step_csv_header(tbuf *b, int64_t C, const metrics *m)
 {
 	tputs(b, "step,step_end,updates,count,positives,negatives,positions,correct,weight_sum,"
 	         "loss_sum,loss,accuracy");
+	metrics_csv_header(b, m);
 	for (int64_t k = 0; C > 1 && k < C; k++)
 		tprintf(b, ",positives_class_%" PRId64 ",negatives_class_%" PRId64, k, k);
 	tputs(b, "\r\n");
 }
 
-static void step_csv(tbuf *b, const api_stream_spec *s, const eng_history_point *pt, int64_t C)
+static void step_csv(tbuf *b, const api_stream_spec *s, const eng_history_point *pt, int64_t C,
+                     const metrics *m)
 {
 	derived d;
 	derive(&d, s, pt);
@@ -294,6 +455,7 @@ static void step_csv(tbuf *b, const api_stream_spec *s, const eng_history_point 
 	tnum(b, d.loss, "");
 	tputs(b, ",");
 	tnum(b, d.accuracy, "");
+	metrics_csv(b, m);
 	for (int64_t k = 0; C > 1 && k < C; k++)
 		tprintf(b, ",%" PRId64 ",%" PRId64, pt->positives[k], pt->count - pt->positives[k]);
 	tputs(b, "\r\n");
@@ -312,10 +474,15 @@ int api_history_steps(api_reply *out, char *next, const api_stream_spec *s, cons
 	size_t i = done ? n : eng_stream_history_find(st, from);
 	int64_t shown = 0;
 	eng_history_point pt;
+	metrics m;
 
 	next[0] = '\0';
+	if (metrics_init(&m, s, st)) {
+		api_reply_error(out, 503, "out_of_memory", "out of memory");
+		return -1;
+	}
 	if (q->csv)
-		step_csv_header(&b, C);
+		step_csv_header(&b, C, &m);
 	else
 		tputs(&b, "{\"steps\":[");
 	for (; i < n; i++) {
@@ -326,12 +493,14 @@ int api_history_steps(api_reply *out, char *next, const api_stream_spec *s, cons
 			snprintf(next, API_HISTORY_CURSOR_MAX, "s%" PRId64, pt.step - 1);
 			break;
 		}
+		if (metrics_any(&m))
+			metrics_point(&m, st, i, &pt);
 		if (q->csv) {
-			step_csv(&b, s, &pt, C);
+			step_csv(&b, s, &pt, C, &m);
 		} else {
 			if (shown)
 				tputs(&b, ",");
-			step_json(&b, s, &pt, C);
+			step_json(&b, s, &pt, C, &m);
 		}
 		shown++;
 	}
@@ -349,6 +518,7 @@ int api_history_steps(api_reply *out, char *next, const api_stream_spec *s, cons
 			tputs(&b, "null");
 		tputs(&b, "}");
 	}
+	eng_extra_result_free(m.x);
 	return finish(out, &b, q->csv ? API_CSV : API_JSON);
 }
 
@@ -395,6 +565,9 @@ int api_history_checkpoints(api_reply *out, const api_stream_spec *s, const char
 	}
 	for (size_t k = 0; ckpt_cols[k]; k++)
 		tprintf(&b, "%s%s", k ? "," : "", ckpt_cols[k]);
+	metrics m;
+	metrics_init(&m, s, NULL); /* no series: allocates nothing */
+	metrics_csv_header(&b, &m);
 	for (int64_t k = 0; C > 1 && k < C; k++)
 		tprintf(&b, ",auc_class_%" PRId64 ",loss_mean_class_%" PRId64, k, k);
 	tputs(&b, "\r\n");
@@ -408,6 +581,23 @@ int api_history_checkpoints(api_reply *out, const api_stream_spec *s, const char
 			if (k)
 				tputs(&b, ",");
 			csv_cell(&b, json_object_get(o, ckpt_cols[k]));
+		}
+		if (m.ppl_plain || (m.xo && m.xo->perplexity)) {
+			tputs(&b, ",");
+			csv_cell(&b, json_object_get(o, "perplexity"));
+		}
+		json_t *tk = json_object_get(o, "top_k_accuracy");
+		for (int k = 0; m.xo && k < m.xo->ntop; k++) {
+			char key[24];
+			snprintf(key, sizeof key, "%" PRId64, m.xo->top_k[k]);
+			tputs(&b, ",");
+			csv_cell(&b, json_object_get(tk, key));
+		}
+		json_t *cal = json_object_get(o, "calibration");
+		static const char *const cal_keys[] = {"ece", "mce", "rmsce", "brier"};
+		for (int k = 0; m.xo && m.xo->bins && k < 4; k++) {
+			tputs(&b, ",");
+			csv_cell(&b, json_object_get(cal, cal_keys[k]));
 		}
 		json_t *pc = json_object_get(o, "per_class");
 		for (int64_t k = 0; C > 1 && k < C; k++) {
@@ -525,6 +715,11 @@ char *api_history_checkpoint_record(const api_stream_spec *s, const char *id, co
 	bad |= copy_key(o, "negatives", r, "negatives");
 	bad |= copy_key(o, "loss", r, "loss");
 	bad |= copy_key(o, "accuracy", ld, "accuracy");
+	/* section 9's metrics where the reading has them (bins included) */
+	static const char *const extra_keys[] = {"perplexity", "top_k_accuracy", "calibration"};
+	for (size_t k = 0; k < 3; k++)
+		if (json_object_get(r, extra_keys[k]))
+			bad |= copy_key(o, extra_keys[k], r, extra_keys[k]);
 	int64_t C = api_stream_spec_engine(s)->columns;
 	if (C > 1) {
 		json_t *pc = json_object_get(r, "per_class"),

@@ -57,6 +57,10 @@ int eng__hist_read(eng__hist **out, const uint8_t *p, size_t len, int64_t column
 /* Point i of h (i < eng__hist_size(h)). */
 void eng__hist_get(eng_history_point *out, const eng__hist *h, size_t i);
 size_t eng__hist_find(const eng__hist *h, int64_t step);
+/* h's metric-sum layout (borrowed), NULL when its points keep none. */
+const eng_extra_opts *eng__hist_extra_opts(const eng__hist *h);
+/* The metric sums of point i into out (made for eng__hist_extra_opts(h)). */
+void eng__hist_extra(eng_extra_result *out, const eng__hist *h, size_t i);
 
 /* stream.c: the series slot of s, and the totals a one-batch stream tags. */
 eng__hist **eng__stream_hist(eng_stream *s);

@@ -309,6 +309,14 @@ static bool extra_same_config(const eng_extra_result *a, const eng_extra_result 
 	return true;
 }
 
+/* True when x (may be NULL) has the configuration o. */
+static bool hist_layout_matches(const eng_extra_result *x, const eng_extra_opts *o)
+{
+	if (!x || x->ntop != o->ntop || x->bins != o->bins || x->perplexity != o->perplexity)
+		return false;
+	return memcmp(x->top_k, o->top_k, (size_t)o->ntop * sizeof(o->top_k[0])) == 0;
+}
+
 /* An empty loss result of src's kind, classes and extra configuration. */
 static eng_loss_result *loss_empty_like(const eng_loss_result *src)
 {
@@ -701,6 +709,8 @@ int eng_stream_merge(eng_stream *dst, const eng_stream *src, eng_error *err)
 		return eng_error_set(err, rc, "state", -1,
 		                     rc == ENG_ENOMEM   ? "out of memory"
 		                     : rc == ENG_ELIMIT ? "the step series' counts would pass 2^62"
+		                     : rc == ENG_ESTATE ? "the step series' top_k, calibration or "
+		                                          "perplexity sums differ from the stream's"
 		                                        : "the step series' sums would overflow to "
 		                                          "infinity; nothing was changed");
 	if (src->loss && !dst->loss && !(nloss = loss_empty_like(src->loss)))
@@ -1705,6 +1715,13 @@ int eng_stream_deserialize(eng_stream **out, const void *data, size_t len, size_
 		int e = eng__hist_read(&s->hist, p, (size_t)hlen, C, &why);
 		if (e) {
 			rc = e;
+			goto bad;
+		}
+		/* points with metric sums: the loss' own layout (a reset stream
+		 * has no loss sums and keeps its history) */
+		const eng_extra_opts *ho = eng__hist_extra_opts(s->hist);
+		if (ho && s->loss && !hist_layout_matches(s->loss->extra, ho)) {
+			why = "the history's metric sums differ from the loss'";
 			goto bad;
 		}
 	}

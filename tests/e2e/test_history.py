@@ -10,6 +10,9 @@
 - the series and the checkpoints survive kill -9;
 - state export / merge carry the series (equal steps add up), reset keeps
   it, DELETE removes it;
+- a stream with top_k and calibration keeps them per step point (JSON
+  and CSV), per retention range, through export / merge and in
+  checkpoints, each equal to one /v1/loss call over the same rows;
 - bad input (negative or non-integer step, checkpoint on a missing stream,
   from > to, malformed cursor, unknown parameter) is a clear error and
   changes nothing.
@@ -329,6 +332,111 @@ class HistoryTest(unittest.TestCase):
             r = srv.get("/v1/streams/%s/history" % b)
             self.assertEqual(r.status, 404)
             self.assertEqual(r.problem()["code"], "unknown_stream")
+
+    # ---- top-k and calibration per point (docs/API.md sections 7 and 9) ------------------
+    XLOSS = {"loss": "sparse_categorical_crossentropy", "from_logits": True,
+             "top_k": [1, 2], "calibration": {"bins": 5}}
+
+    def xrows(self, seed, n, C=4):
+        rnd = random.Random(seed)
+        x = [[rnd.gauss(0, 1.5) for _ in range(C)] for _ in range(n)]
+        y = [rnd.randrange(C) for _ in range(n)]
+        w = [rnd.choice([0.5, 1.0, 2.0]) for _ in range(n)]
+        return x, y, w
+
+    def one_shot(self, srv, rows):
+        """/v1/loss with XLOSS over rows [(x, y, w), ...]."""
+        r = srv.post_json("/v1/loss", dict(self.XLOSS, y_pred=[q[0] for q in rows],
+                                           y_true=[q[1] for q in rows],
+                                           sample_weight=[q[2] for q in rows]))
+        self.assertEqual(r.status, 200, r.body)
+        return r.json()
+
+    def same_metrics(self, got, one, what):
+        self.assertEqual(got["top_k_accuracy"], one["top_k_accuracy"], what)
+        for k in ("ece", "mce", "rmsce", "brier"):
+            self.assertTrue(rel_close(got["calibration"][k], one["calibration"][k]),
+                            (what, k, got["calibration"][k], one["calibration"][k]))
+        self.assertTrue(rel_close(got["perplexity"], one["perplexity"]), what)
+        self.assertTrue(rel_close(got["loss"], one["loss"]), what)
+
+    def post_steps(self, srv, sid, steps, seed):
+        """Two workers' batches per step; returns {step: rows}."""
+        rows = {}
+        for s in steps:
+            for w in range(2):
+                x, y, wt = self.xrows(seed * 1000 + s * 2 + w, 7 + w)
+                r = srv.post_json("/v1/streams/%s/update" % sid,
+                                  {"y_true": y, "y_score": x, "sample_weight": wt, "step": s})
+                self.assertEqual(r.status, 200, r.body)
+                rows.setdefault(s, []).extend(zip(x, y, wt))
+        return rows
+
+    def check_points(self, srv, sid, rows):
+        pts, _ = all_points(srv, sid)
+        self.assertTrue(pts)
+        for q in pts:
+            got = [r for s, rs in sorted(rows.items()) if q["step"] <= s <= q["step_end"]
+                   for r in rs]
+            self.assertEqual(q["count"], len(got))
+            self.same_metrics(q, self.one_shot(srv, got), q["step"])
+            self.assertNotIn("null_reasons", q)
+        return pts
+
+    def test_points_keep_top_k_and_calibration(self):
+        cfg = {"method": "exact", "num_classes": 4, "from_logits": True, "loss": self.XLOSS}
+        with Server() as srv:
+            sid = self.create(srv, cfg)
+            rows = self.post_steps(srv, sid, [3, 0, 2, 1, 5], 1)
+            pts = self.check_points(srv, sid, rows)
+            self.assertEqual([q["step"] for q in pts], [0, 1, 2, 3, 5])
+            # CSV: the same values under flat column names
+            r = srv.get("/v1/streams/%s/history?series=steps&format=csv" % sid)
+            self.assertEqual(r.status, 200)
+            recs = list(csv.DictReader(io.StringIO(r.text())))
+            self.assertEqual(len(recs), len(pts))
+            for rec, q in zip(recs, pts):
+                self.assertEqual(float(rec["top_k_1"]), q["top_k_accuracy"]["1"])
+                self.assertEqual(float(rec["top_k_2"]), q["top_k_accuracy"]["2"])
+                for k in ("ece", "mce", "rmsce", "brier", "perplexity"):
+                    got = q["calibration"][k] if k != "perplexity" else q[k]
+                    self.assertEqual(float(rec[k]), got, k)
+            # export / merge: equal steps add up, every point's metrics are
+            # those of all its rows, from both streams
+            state = srv.get("/v1/streams/%s/state" % sid).json()
+            other = self.create(srv, cfg)
+            both = self.post_steps(srv, other, [1, 5, 7], 3)
+            self.assertEqual(srv.post_json("/v1/streams/%s/merge" % other, state).status, 200)
+            for s, rs in rows.items():
+                both.setdefault(s, []).extend(rs)
+            merged = self.check_points(srv, other, both)
+            self.assertEqual([q["step"] for q in merged], [0, 1, 2, 3, 5, 7])
+            # a checkpoint with reset holds the epoch's metrics and bins
+            r = srv.post_json("/v1/streams/%s/checkpoint" % sid, {"step": 5, "reset": True})
+            self.assertEqual(r.status, 201, r.body)
+            ck = r.json()
+            every = [q for s in sorted(rows) for q in rows[s]]
+            one = self.one_shot(srv, every)
+            self.same_metrics(ck, one, "checkpoint")
+            self.assertEqual([b["count"] for b in ck["calibration"]["bins"]],
+                             [b["count"] for b in one["calibration"]["bins"]])
+            listed = srv.get("/v1/streams/%s/history?series=checkpoints" % sid).json()
+            self.assertEqual(listed["checkpoints"][0]["top_k_accuracy"], ck["top_k_accuracy"])
+            r = srv.get("/v1/streams/%s/history?series=checkpoints&format=csv" % sid)
+            rec = list(csv.DictReader(io.StringIO(r.text())))[0]
+            self.assertEqual(float(rec["top_k_2"]), ck["top_k_accuracy"]["2"])
+            self.assertEqual(float(rec["ece"]), ck["calibration"]["ece"])
+            # reset kept the points
+            self.assertEqual(all_points(srv, sid)[0], pts)
+
+    def test_retention_ranges_keep_top_k_and_calibration(self):
+        cfg = {"method": "sketch", "num_classes": 4, "from_logits": True, "loss": self.XLOSS}
+        with Server(args=["--history-points", "4"]) as srv:
+            sid = self.create(srv, cfg)
+            rows = self.post_steps(srv, sid, list(range(11)), 2)
+            pts = self.check_points(srv, sid, rows)
+            self.assertLessEqual(len(pts), 4)
+            self.assertTrue(any(q["step_end"] > q["step"] for q in pts))
 
     def test_bad_input_changes_nothing(self):
         with Server() as srv:

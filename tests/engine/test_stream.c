@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "lossd/binned.h"
+#include "lossd/history.h"
 #include "lossd/sketch.h"
 #include "lossd/stream.h"
 
@@ -1162,6 +1163,225 @@ Test(stream, extra_forged_sections_refused)
 	fix_checksum(b, len);
 	cr_assert_eq(eng_stream_deserialize(&o, b, len, 1 << 20, &err), 0, "%s", err.msg);
 	eng_stream_free(o);
+	free(b);
+	eng_stream_free(s);
+}
+
+/* ---- the step series keeps the metric sums (docs/API.md sections 7 and 9) ------------------- */
+
+#define XSTEPS 4
+
+/* Rows of step k: [k N / XSTEPS, (k + 1) N / XSTEPS), posted as two batches
+ * (two workers), steps in the order 2, 0, 3, 1. */
+static eng_stream *xstepped(const eng_extra_opts *x, size_t max_points)
+{
+	eng_stream_config cfg = xcfg(ENG_STREAM_BINNED);
+	eng_stream *s = NULL;
+	eng_error err;
+	cr_assert_eq(eng_stream_new(&s, &cfg, &err), 0);
+	eng_stream_set_history_max(s, max_points);
+	int order[XSTEPS] = {2, 0, 3, 1};
+	for (int i = 0; i < XSTEPS; i++) {
+		int k = order[i], lo = k * N / XSTEPS, hi = (k + 1) * N / XSTEPS,
+		    mid = (lo + hi) / 2;
+		for (int half = 0; half < 2; half++) {
+			eng_stream *b = xbatch(&cfg, x, half ? mid : lo, half ? hi : mid);
+			cr_assert_eq(eng_stream_set_step(b, k), 0);
+			cr_assert_eq(eng_stream_merge(s, b, &err), 0, "%s", err.msg);
+			eng_stream_free(b);
+		}
+	}
+	return s;
+}
+
+/* Every point of s holds the metric sums of one evaluation over its rows
+ * (times `copies` for a series merged with copies of itself). */
+static void points_match(const eng_stream *s, const eng_extra_opts *x, int64_t copies)
+{
+	const eng_extra_opts *o = eng_stream_history_extra_opts(s);
+	cr_assert_not_null(o);
+	cr_assert_eq(o->ntop, x->ntop);
+	cr_assert_eq(o->bins, x->bins);
+	eng_extra_result *got = eng_extra_result_new(o);
+	cr_assert_not_null(got);
+	for (size_t i = 0; i < eng_stream_history_size(s); i++) {
+		eng_history_point p;
+		eng_stream_history_get(&p, s, i);
+		eng_loss_result *want =
+		        xloss(x, (int)p.step * N / XSTEPS, ((int)p.step_end + 1) * N / XSTEPS);
+		eng_extra_result *w = want->extra;
+		w->top_count *= copies;
+		w->nll_count *= copies;
+		w->calib_count *= copies;
+		w->nll_sum *= (double)copies;
+		w->nll_weight *= (double)copies;
+		w->brier_sum *= (double)copies;
+		w->calib_weight *= (double)copies;
+		for (int k = 0; k < w->ntop; k++)
+			w->top_correct[k] *= copies;
+		for (int b = 0; b < w->bins; b++) {
+			w->bin[b].count *= copies;
+			w->bin[b].weight *= (double)copies;
+			w->bin[b].conf *= (double)copies;
+			w->bin[b].acc *= (double)copies;
+		}
+		eng_stream_history_extra(got, s, i);
+		cr_assert_eq(p.positions, copies * want->count);
+		cr_assert_gt(got->top_count, 0);
+		same_extra(got, w);
+		eng_loss_result_free(want);
+	}
+	eng_extra_result_free(got);
+}
+
+Test(stream, history_points_keep_metric_sums_exactly)
+{
+	make_data();
+	eng_extra_opts x = xopts(7);
+	eng_stream *s = xstepped(&x, 1000);
+	cr_assert_eq(eng_stream_history_size(s), XSTEPS);
+	points_match(s, &x, 1);
+	/* retention adds neighbours: ranges hold the sums of all their rows */
+	eng_stream *t = xstepped(&x, 2);
+	cr_assert_eq(eng_stream_history_size(t), 2);
+	points_match(t, &x, 1);
+	/* reset keeps them, bytes round-trip, a merged copy doubles them */
+	cr_assert_eq(eng_stream_reset(t), 0);
+	size_t len, len2;
+	uint8_t *b = ser(s, &len);
+	eng_stream *r = NULL;
+	eng_error err;
+	cr_assert_eq(eng_stream_deserialize(&r, b, len, SIZE_MAX, &err), 0, "%s", err.msg);
+	points_match(r, &x, 1);
+	uint8_t *b2 = ser(r, &len2);
+	cr_assert(len == len2 && memcmp(b, b2, len) == 0);
+	cr_assert_eq(eng_stream_merge(r, s, &err), 0, "%s", err.msg);
+	points_match(r, &x, 2);
+	free(b2);
+	b2 = ser(t, &len2);
+	eng_stream *rt = NULL;
+	cr_assert_eq(eng_stream_deserialize(&rt, b2, len2, SIZE_MAX, &err), 0, "%s", err.msg);
+	points_match(rt, &x, 1);
+	eng_stream_free(rt);
+	free(b2);
+	free(b);
+	eng_stream_free(r);
+	eng_stream_free(t);
+	eng_stream_free(s);
+}
+
+/* s's bytes with its history section rewritten as version 1 (the points
+ * without their metric sums), as a build before version 2 wrote them. */
+static uint8_t *as_history_v1(const eng_stream *s, size_t *len)
+{
+	size_t n = eng_stream_history_size(s), full;
+	const eng_extra_opts *o = eng_stream_history_extra_opts(s);
+	uint8_t *b = ser(s, &full);
+	size_t per1 = 64 + 8 * C, ni = (size_t)o->ntop + 3 + (size_t)o->bins;
+	size_t per2 = per1 + 8 * (ni + 4 + 3 * (size_t)o->bins);
+	size_t h2 = 24 + 16 + 8 * (size_t)o->ntop + n * per2, h1 = 24 + n * per1;
+	size_t at = full - h2; /* the history bytes end the state */
+	cr_assert_eq(b[at] | b[at + 1] << 8, 2, "history version 2");
+	uint8_t *v = malloc(at + h1);
+	memcpy(v, b, at + 24);
+	v[at] = 1;
+	for (size_t i = 0; i < n; i++)
+		memcpy(v + at + 24 + i * per1, b + at + 24 + 16 + 8 * (size_t)o->ntop + i * per2,
+		       per1);
+	for (int k = 0; k < 8; k++) { /* the section's length, then the payload's */
+		v[at - 8 + k] = (uint8_t)((uint64_t)h1 >> (8 * k));
+		v[8 + k] = (uint8_t)((uint64_t)(at + h1 - 24) >> (8 * k));
+	}
+	*len = at + h1;
+	fix_checksum(v, *len);
+	free(b);
+	return v;
+}
+
+Test(stream, history_without_metric_sums_still_loads_and_gains_them)
+{
+	make_data();
+	eng_extra_opts x = xopts(5);
+	eng_stream *s = xstepped(&x, 1000);
+	size_t len;
+	uint8_t *v1 = as_history_v1(s, &len);
+	eng_stream *r = NULL;
+	eng_error err;
+	cr_assert_eq(eng_stream_deserialize(&r, v1, len, SIZE_MAX, &err), 0, "%s", err.msg);
+	cr_assert_eq(eng_stream_history_size(r), XSTEPS);
+	cr_assert_null(eng_stream_history_extra_opts(r));
+	for (size_t i = 0; i < XSTEPS; i++) {
+		eng_history_point p, q;
+		eng_stream_history_get(&p, s, i);
+		eng_stream_history_get(&q, r, i);
+		cr_assert(p.step == q.step && p.count == q.count && p.correct == q.correct &&
+		          p.loss_sum == q.loss_sum && p.weight_sum == q.weight_sum);
+	}
+	/* a new step brings the sums: old points hold zeros (nothing measured) */
+	eng_stream_config cfg = xcfg(ENG_STREAM_BINNED);
+	eng_stream *b = xbatch(&cfg, &x, 0, N / 2);
+	cr_assert_eq(eng_stream_set_step(b, 9), 0);
+	cr_assert_eq(eng_stream_merge(r, b, &err), 0, "%s", err.msg);
+	eng_stream_free(b);
+	const eng_extra_opts *o = eng_stream_history_extra_opts(r);
+	cr_assert_not_null(o);
+	eng_extra_result *got = eng_extra_result_new(o);
+	for (size_t i = 0; i < XSTEPS; i++) {
+		eng_stream_history_extra(got, r, i);
+		cr_assert_eq(got->top_count, 0);
+		cr_assert_eq(got->calib_count, 0);
+		cr_assert_eq(got->calib_weight, 0.0);
+	}
+	eng_stream_history_extra(got, r, XSTEPS);
+	eng_loss_result *want = xloss(&x, 0, N / 2);
+	same_extra(got, want->extra);
+	/* and the mixed series round-trips as version 2 */
+	size_t l2, l3;
+	uint8_t *b2 = ser(r, &l2);
+	eng_stream *r2 = NULL;
+	cr_assert_eq(eng_stream_deserialize(&r2, b2, l2, SIZE_MAX, &err), 0, "%s", err.msg);
+	uint8_t *b3 = ser(r2, &l3);
+	cr_assert(l2 == l3 && memcmp(b2, b3, l2) == 0);
+	free(b3);
+	free(b2);
+	eng_stream_free(r2);
+	eng_loss_result_free(want);
+	eng_extra_result_free(got);
+	eng_stream_free(r);
+	free(v1);
+	eng_stream_free(s);
+}
+
+/* Metric sums that disagree with their point are refused, checksum or not. */
+Test(stream, history_metric_sums_are_checked_on_read)
+{
+	make_data();
+	eng_extra_opts x = xopts(3);
+	eng_stream *s = xstepped(&x, 1000);
+	size_t len, n = eng_stream_history_size(s);
+	uint8_t *b = ser(s, &len);
+	size_t per1 = 64 + 8 * C, ni = 2 + 3 + 3, nd = 4 + 9, per2 = per1 + 8 * (ni + nd);
+	size_t first = len - n * per2;          /* point 0 */
+	size_t slots[] = {first + per1 + 8 * 0, /* top_correct[0] */
+	                  first + per1 + 8 * 2, /* top_count */
+	                  first + per1 + 8 * 4, /* calib_count */
+	                  first + per1 + 8 * ni + 8 * 3 /* calib_weight (f64) */};
+	for (size_t k = 0; k < sizeof slots / sizeof *slots; k++) {
+		uint8_t *c = malloc(len);
+		memcpy(c, b, len);
+		c[slots[k] + 7] ^= 0x40; /* a huge count, or a huge / NaN-ish double */
+		fix_checksum(c, len);
+		eng_stream *r = NULL;
+		eng_error err;
+		cr_assert_eq(eng_stream_deserialize(&r, c, len, SIZE_MAX, &err), ENG_ESTATE,
+		             "slot %zu", k);
+		cr_assert_null(r);
+		free(c);
+	}
+	for (size_t cut = 1; cut < 200; cut += 7) {
+		eng_stream *r = NULL;
+		cr_assert_neq(eng_stream_deserialize(&r, b, len - cut, SIZE_MAX, NULL), 0);
+	}
 	free(b);
 	eng_stream_free(s);
 }

@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lossd/extra.h"
 #include "lossd/stream.h"
 
 /* Largest step (exclusive): steps are integers in [0, 2^63). */
@@ -65,7 +66,22 @@ size_t eng_stream_history_find(const eng_stream *s, int64_t step);
 /* Point i < size; out->positives is borrowed until s changes. */
 void eng_stream_history_get(eng_history_point *out, const eng_stream *s, size_t i);
 
-/* Bytes one point of a stream of `columns` columns takes in memory. */
+/*
+ * The metric sums (top-k, calibration, perplexity; extra.h) the points of
+ * s keep: their configuration (borrowed until s changes), NULL when the
+ * points keep none (the stream's loss asks for none, or every point came
+ * from bytes written before points kept them). A point added before the
+ * series had them holds zero sums: nothing measured.
+ */
+const eng_extra_opts *eng_stream_history_extra_opts(const eng_stream *s);
+
+/* Point i's metric sums into out, made by eng_extra_result_new with
+ * eng_stream_history_extra_opts(s) (which must not be NULL). */
+void eng_stream_history_extra(eng_extra_result *out, const eng_stream *s, size_t i);
+
+/* Bytes one point of a stream of `columns` columns takes in memory, not
+ * counting metric sums (8 bytes per top_k entry, 8 x (4 x bins + 7)
+ * more with them). */
 size_t eng_history_point_bytes(int64_t columns);
 
 #endif

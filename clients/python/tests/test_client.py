@@ -17,6 +17,7 @@ import importlib
 import json
 import math
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -1127,6 +1128,7 @@ class TestExample(unittest.TestCase):
 
     def test_train_loop_against_the_fake(self):
         mini = MiniLossd()
+        mini.takes_step = mini.takes_checkpoint = True
         self.addCleanup(mini.stop)
         ex_dir = os.path.join(PKG_ROOT, "examples")
         sys.path.insert(0, ex_dir)
@@ -1138,11 +1140,13 @@ class TestExample(unittest.TestCase):
         with contextlib.redirect_stdout(buf):
             rc = train_loop.main(["--url", mini.server.url, "--epochs", "2", "--delete"])
         self.assertEqual(rc, 0)
-        lines = buf.getvalue().splitlines()
+        lines = [ln for ln in buf.getvalue().splitlines() if ln.startswith("epoch")]
         self.assertEqual(len(lines), 2, lines)
-        self.assertTrue(all("count=400" in ln for ln in lines), lines)
-        self.assertGreater(float(lines[-1].split("auc=")[1].split()[0]), 0.8)
-        self.assertEqual(mini.streams, {})  # --delete removed it
+        self.assertTrue(all("val_count=400" in ln for ln in lines), lines)
+        self.assertGreater(float(lines[-1].split("val_auc=")[1].split()[0]), 0.8)
+        steps = [r["json"]["step"] for r in mini.server.requests if r["path"].endswith("/update")]
+        self.assertEqual(steps[:21], list(range(20)) + [20])  # 20 training steps, then val
+        self.assertEqual(mini.streams, {})  # --delete removed them
 
 
 # --- against a real lossd -----------------------------------------------------------
@@ -1411,16 +1415,41 @@ class LiveServerTests(unittest.TestCase):
         self.assertEqual(len(listed), len(set(listed)))
 
     def test_example_train_loop(self):
+        """examples/train_loop.py as a user runs it: the server then holds the
+        loss of every training step and one checkpoint per epoch, the values
+        the example printed, for the dashboard to plot."""
         self.needs_streams()
         ex = os.path.join(PKG_ROOT, "examples", "train_loop.py")
         out = subprocess.run([sys.executable, ex, "--url", self.url, "--epochs", "3",
-                              "--stream", "ex-" + self.tag, "--delete"],
+                              "--run", "ex-" + self.tag],
                              capture_output=True, text=True, timeout=120)
         self.assertEqual(out.returncode, 0, out.stderr)
         lines = [ln for ln in out.stdout.splitlines() if ln.startswith("epoch")]
         self.assertEqual(len(lines), 3, out.stdout)
-        last_auc = float(lines[-1].split("auc=")[1].split()[0])
-        self.assertGreater(last_auc, 0.8)
+        printed = [dict(kv.split("=") for kv in ln.split()[4:]) for ln in lines]
+        self.assertGreater(float(printed[-1]["val_auc"]), 0.8)
+        ids = dict(re.findall(r"^(train|val) stream (\w+):", out.stdout, re.M))
+        train, val = (self.client.get_stream(ids[k]) for k in ("train", "val"))
+        for s in (train, val):
+            self.addCleanup(self._delete_quietly, s)
+        # train: one point per minibatch (1,000 rows / 50), loss falling
+        steps = train.history()
+        self.assertEqual([p["step"] for p in steps], list(range(60)))
+        self.assertTrue(all(p["count"] == 50 and p["loss"] is not None for p in steps))
+        first, last = (sum(p["loss"] for p in part) / 5 for part in (steps[:5], steps[-5:]))
+        self.assertLess(last, first)
+        # val: one point per epoch end, then the checkpoint with reset
+        self.assertEqual([(p["step"], p["count"]) for p in val.history()],
+                         [(20, 400), (40, 400), (60, 400)])
+        for s, key, rows in ((val, "val", 400), (train, "train", 1000)):
+            ck = s.history(series="checkpoints")
+            self.assertEqual([(c["step"], c["label"], c["count"]) for c in ck],
+                             [(20 * e, "epoch-%d" % e, rows) for e in (1, 2, 3)])
+            self.assertEqual(["%.4f" % c["auc"] for c in ck],
+                             [p[key + "_auc"] for p in printed])
+            self.assertEqual(["%.4f" % c["loss"] for c in ck],
+                             [p[key + "_loss"] for p in printed])
+        self.assertEqual(val.result()["count"], 0)  # emptied by the last reset
 
     def test_torch_hook_against_lossd(self):
         self.needs_streams()

@@ -9,8 +9,8 @@
 #                            into build/ unless LOSSD_BIN names one, runs
 #                            `node --test tests/browser/`
 #
-# Exits non-zero on any failure. The dashboard screenshot lands in
-# tests/browser/out/ (gitignored).
+# Exits non-zero on any failure. The screenshots (1400 px and 700 px wide)
+# land in build/browser-screenshots/ (LOSSD_SCREENSHOT_DIR to change it).
 set -eu
 
 root=$(cd "$(dirname "$0")/.." && pwd)

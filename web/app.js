@@ -1,12 +1,16 @@
 // app.js - lossd's dashboard: the streams (latest update first, filtered
 // by name prefix or tag), and for the chosen stream its loss and accuracy
 // over training steps, its AUC over checkpoints and its curve, polled live.
+// A multi-class stream also gets its per-class table (AUC, counts, loss,
+// precision, recall, F1) and a class picker for the curve (the reading's
+// ?class=K). "Overlay the streams with tag" draws the other streams of
+// that tag (train and val of one run) dashed on both series charts.
 //
 // It reads only the public JSON API, the same calls any client makes, with
 // the bearer token the user pasted (kept in sessionStorage, so it dies with
 // the tab):
 //   GET /v1/streams?sort=updated&order=desc&name_prefix=&tag=K:V  the list
-//   GET /v1/streams/{id}                                           a reading
+//   GET /v1/streams/{id}?curve=true&class=K                        a reading
 //   GET /v1/streams/{id}/history?series=steps|checkpoints          the series
 // The series are the server's (they survive a reload): the page walks the
 // history's `next` cursor, at most HISTORY_PAGES pages, and refetches only
@@ -33,7 +37,10 @@
 	let busy = false;
 	let again = false;
 	let lastList = [];
-	let overlay = { key: '', streams: [] }; // other streams' checkpoints, by tag
+	let overlay = { key: '', streams: [] }; // other streams' series, by tag
+	const overlayCache = new Map(); // id -> { stamp, steps, ckpts }
+	let pick = { id: null, col: -1 }; // the class whose curve is shown (-1: pooled)
+	const PER_CLASS_ROWS = 1000; // rows of the per-class table
 
 	// The one format used for every AUC on the page (tests compare with it).
 	function fmtAuc(x) {
@@ -213,7 +220,10 @@
 				{ label: 'step', value: (u, v) => (v === null ? '—' : fmtInt(v)) },
 				{ label: 'loss', scale: 'loss', stroke: '#c2410c', width: 2, value: (u, v) => fmtNum(v, 4) },
 				{ label: 'accuracy', scale: 'acc', stroke: '#1f6feb', width: 2, value: (u, v) => fmtNum(v, 4) },
-			],
+			].concat(...overlay.streams.map((o, i) => [
+				{ label: `${o.name} loss`, scale: 'loss', stroke: OVERLAY_COLORS[i % OVERLAY_COLORS.length], width: 2, dash: [6, 3], spanGaps: true, value: (u, v) => fmtNum(v, 4) },
+				{ label: `${o.name} accuracy`, scale: 'acc', stroke: OVERLAY_COLORS[i % OVERLAY_COLORS.length], width: 1, dash: [2, 3], spanGaps: true, value: (u, v) => fmtNum(v, 4) },
+			])),
 		};
 		const ckptOpts = {
 			width: chartWidth(knode),
@@ -232,7 +242,7 @@
 			id: selected,
 			kind,
 			curve: new uPlot(curveOpts, [[], [], []], cnode),
-			steps: new uPlot(stepsOpts, [[], [], []], snode),
+			steps: new uPlot(stepsOpts, [[], [], [], ...overlay.streams.flatMap(() => [[], []])], snode),
 			ckpt: new uPlot(ckptOpts, [[], [], ...overlay.streams.map(() => [])], knode),
 			overlayKey: overlay.key,
 			calib: null,
@@ -285,14 +295,25 @@
 	function renderSeries() {
 		const st = series.steps;
 		const ck = series.ckpts;
-		feed(charts.steps, [st.map((p) => p.step), st.map((p) => p.loss ?? null), st.map((p) => p.accuracy ?? null)]);
-		// The overlaid streams' checkpoints on the union of their steps.
-		const xs = [...new Set(ck.map((p) => p.step).concat(...overlay.streams.map((o) => o.points.map((p) => p.step))))].sort((a, b) => a - b);
-		const at = (pts) => {
-			const m = new Map(pts.map((p) => [p.step, p.auc ?? null]));
+		// Each chart on the union of the steps of its streams; a stream
+		// without a value at a step has null there (a gap, bridged).
+		const union = (lists) => {
+			if (lists.length === 1) return lists[0].map((p) => p.step);
+			return [...new Set([].concat(...lists.map((l) => l.map((p) => p.step))))].sort((a, b) => a - b);
+		};
+		const at = (xs, pts, key) => {
+			if (pts.length === xs.length && pts.every((p, i) => p.step === xs[i])) return pts.map((p) => p[key] ?? null);
+			const m = new Map(pts.map((p) => [p.step, p[key] ?? null]));
 			return xs.map((x) => (m.has(x) ? m.get(x) : null));
 		};
-		feed(charts.ckpt, [xs, at(ck), ...overlay.streams.map((o) => at(o.points))]);
+		const sx = union([st, ...overlay.streams.map((o) => o.steps)]);
+		feed(charts.steps, [sx, at(sx, st, 'loss'), at(sx, st, 'accuracy'),
+			...overlay.streams.flatMap((o) => [at(sx, o.steps, 'loss'), at(sx, o.steps, 'accuracy')])]);
+		const xs = union([ck, ...overlay.streams.map((o) => o.points)]);
+		feed(charts.ckpt, [xs, at(xs, ck, 'auc'), ...overlay.streams.map((o) => at(xs, o.points, 'auc'))]);
+		$('overlay-note').textContent = overlay.streams.length
+			? `· ${overlay.streams.map((o) => o.name).join(', ')} (dashed)`
+			: $('overlay').value ? '· no other stream has this tag' : '';
 		$('steps-chart').dataset.points = String(st.length);
 		$('ckpt-chart').dataset.points = String(ck.length);
 		const more = series.complete ? '' : ` (first ${HISTORY_PAGES * HISTORY_LIMIT} shown)`;
@@ -330,6 +351,7 @@
 		setValue($('d-ppl'), fmtNum(r.perplexity, 4), why.perplexity);
 		$('d-updates').textContent = fmtInt(r.updates);
 		$('curve-caption').textContent = kind === 'pr' ? 'Precision-recall curve' : 'ROC curve';
+		renderClasses(r);
 		const sel = $('overlay');
 		const want = ['', ...Object.entries(r.tags || {}).map(([k, v]) => `${k}:${v}`)];
 		if ([...sel.options].map((o) => o.value).join('\n') !== want.join('\n')) {
@@ -341,6 +363,56 @@
 		charts.curve.setData(curveData(r.curve, kind, r.positives || 0, r.negatives || 0));
 		renderSeries();
 		renderExtra(r);
+	}
+
+	// Multi-class streams: the class picker and the per-class table, the
+	// reading's per_class joined with loss_detail.per_class by class.
+	function renderClasses(r) {
+		const pc = r.per_class || [];
+		const many = pc.length > 1;
+		$('class-pick-box').hidden = !many;
+		$('pc-fig').hidden = !many;
+		const col = pick.id === r.id ? pick.col : -1;
+		const shown = pc.find((c) => c.class === col);
+		$('curve-class-auc').textContent = many ? (shown ? `· class ${col}, AUC ${fmtAuc(shown.auc)}` : `· all classes pooled${r.average ? ` (AUC: ${r.average} average)` : ''}`) : '';
+		if (!many) return;
+		const sel = $('class-pick');
+		const want = ['-1', ...pc.map((c) => String(c.class))];
+		if ([...sel.options].map((o) => o.value).join() !== want.join()) {
+			sel.replaceChildren(...want.map((v) => el('option', { value: v }, v === '-1' ? 'all (pooled)' : `class ${v}`)));
+		}
+		sel.value = String(col);
+		const loss = new Map(((r.loss_detail && r.loss_detail.per_class) || []).map((c) => [c.class, c]));
+		const tbody = $('per-class').tBodies[0];
+		tbody.replaceChildren();
+		for (const c of pc.slice(0, PER_CLASS_ROWS)) {
+			const l = loss.get(c.class) || {};
+			const tr = el('tr', { 'data-class': String(c.class), tabindex: '0' });
+			if (c.class === col) tr.className = 'selected';
+			tr.append(el('td', { class: 'num' }, String(c.class)), el('td', { class: 'num auc' }, fmtAuc(c.auc)),
+				el('td', { class: 'num' }, fmtInt(c.positives)), el('td', { class: 'num' }, fmtInt(c.negatives)),
+				el('td', { class: 'num' }, fmtNum(l.loss_mean, 4)), el('td', { class: 'num' }, fmtNum(l.precision, 4)),
+				el('td', { class: 'num' }, fmtNum(l.recall, 4)), el('td', { class: 'num' }, fmtNum(l.f1, 4)));
+			const choose = () => pickClass(c.class === col ? -1 : c.class);
+			tr.addEventListener('click', choose);
+			tr.addEventListener('keydown', (e) => {
+				if (e.key === 'Enter' || e.key === ' ') choose();
+			});
+			tbody.append(tr);
+		}
+		$('pc-note').textContent = pc.length > PER_CLASS_ROWS ? `· first ${PER_CLASS_ROWS} of ${fmtInt(pc.length)} classes` : `· ${pc.length} classes`;
+	}
+
+	function pickClass(col) {
+		pick = { id: selected, col };
+		poll();
+	}
+
+	// The reading's query for the selected stream: its curve, of the
+	// picked class when one is.
+	function readQuery() {
+		const col = pick.id === selected ? pick.col : -1;
+		return `?curve=true&max_points=512${col >= 0 ? `&class=${col}` : ''}`;
 	}
 
 	// Calibration (streams created with calibration): ECE / Brier and the
@@ -378,16 +450,26 @@
 	}
 
 	// The streams sharing the chosen tag (not the selected one), each with
-	// its checkpoints; the key names the set, so the chart is rebuilt when
-	// it changes.
+	// its step series and checkpoints (refetched only when its updated_at
+	// moves); the key names the set, so the charts are rebuilt when it
+	// changes.
 	async function loadOverlay() {
 		const tag = $('overlay').value;
 		const streams = [];
 		if (tag) {
 			const q = new URLSearchParams({ tag, limit: String(OVERLAY_MAX + 1), sort: 'name', order: 'asc' });
 			const list = ((await api(`/v1/streams?${q}`)).streams || []).filter((s) => s.id !== selected).slice(0, OVERLAY_MAX);
-			for (const s of list) streams.push({ id: s.id, name: s.name || s.id, points: (await fetchSeries(s.id, 'checkpoints')).points });
+			for (const s of list) {
+				let c = overlayCache.get(s.id);
+				if (!c || c.stamp !== (s.updated_at || '')) {
+					const [st, ck] = await Promise.all([fetchSeries(s.id, 'steps'), fetchSeries(s.id, 'checkpoints')]);
+					c = { stamp: s.updated_at || '', steps: st.points, ckpts: ck.points };
+					overlayCache.set(s.id, c);
+				}
+				streams.push({ id: s.id, name: s.name || s.id, steps: c.steps, points: c.ckpts });
+			}
 		}
+		for (const id of overlayCache.keys()) if (!streams.some((o) => o.id === id)) overlayCache.delete(id);
 		overlay = { key: `${selected}|${tag}|${streams.map((s) => s.id).join(',')}`, streams };
 	}
 
@@ -412,7 +494,7 @@
 			lastList = list;
 			const results = new Map();
 			await Promise.all(list.slice(0, MAX_STREAMS).map(async (s) => {
-				const q = s.id === selected ? '?curve=true&max_points=512' : '';
+				const q = s.id === selected ? readQuery() : '';
 				try {
 					results.set(s.id, await api(`/v1/streams/${encodeURIComponent(s.id)}${q}`));
 				} catch (e) {
@@ -423,7 +505,7 @@
 			// The selected stream stays shown when the filter hides it.
 			if (selected && !info) {
 				try {
-					const r = await api(`/v1/streams/${encodeURIComponent(selected)}?curve=true&max_points=512`);
+					const r = await api(`/v1/streams/${encodeURIComponent(selected)}${readQuery()}`);
 					results.set(selected, r);
 					info = r;
 				} catch (e) {
@@ -517,6 +599,7 @@
 			poll();
 		});
 		$('overlay').addEventListener('change', () => poll());
+		$('class-pick').addEventListener('change', () => pickClass(Number($('class-pick').value)));
 		$('export-steps').addEventListener('click', () => exportCsv('steps'));
 		$('export-ckpts').addEventListener('click', () => exportCsv('checkpoints'));
 		window.addEventListener('resize', () => {
@@ -535,6 +618,7 @@
 		chartData: () => ({
 			steps: charts.steps ? charts.steps.data.map((a) => Array.from(a)) : null,
 			checkpoints: charts.ckpt ? charts.ckpt.data.map((a) => Array.from(a)) : null,
+			curve: charts.curve ? charts.curve.data.map((a) => Array.from(a)) : null,
 			overlay: overlay.streams.map((o) => o.id),
 			stepsX: charts.steps ? [charts.steps.scales.x.min, charts.steps.scales.x.max] : null,
 		}),

@@ -5,8 +5,9 @@
 // Each test starts its own lossd on a free port (--port 0; the port comes
 // from the JSON "listening" log line) with a fresh data dir, feeds it
 // through the public API, and checks what the page shows against what the
-// API answers. Screenshots land in tests/browser/out/; with
-// LOSSD_DOCS_SCREENSHOT=1 the realistic-run test also writes
+// API answers. Screenshots land under the build folder, in
+// build/browser-screenshots/ (or $LOSSD_SCREENSHOT_DIR), at 1400 px and
+// 700 px; with LOSSD_DOCS_SCREENSHOT=1 the realistic-run test also writes
 // docs/img/dashboard.png (the README's picture; commit it).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -21,7 +22,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..', '..');
 const BIN = process.env.LOSSD_BIN || join(root, 'build', 'server', 'lossd');
 const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
-const OUT = join(here, 'out');
+const OUT = process.env.LOSSD_SCREENSHOT_DIR || join(root, 'build', 'browser-screenshots');
 
 // The dashboard's AUC format (web/app.js fmtAuc).
 const fmtAuc = (x) => (x === null || x === undefined ? '—' : Number(x).toFixed(4));
@@ -343,7 +344,7 @@ async function assertNoCutOff(page, width) {
 	await page.waitForTimeout(300); // the resize handler resizes the charts
 	const r = await page.evaluate(() => {
 		const cut = [];
-		for (const sel of ['#streams', '#last-point', '#last-ckpt', '#steps-chart canvas', '#ckpt-chart canvas']) {
+		for (const sel of ['#streams', '#last-point', '#last-ckpt', '#per-class', '#steps-chart canvas', '#ckpt-chart canvas', '#curve-chart canvas']) {
 			for (const node of document.querySelectorAll(sel)) {
 				const panel = node.closest('.panel').getBoundingClientRect();
 				const cells = node.tagName === 'TABLE' ? node.querySelectorAll('th, td') : [node];
@@ -534,6 +535,120 @@ test('a realistic run: screenshot at 1400 px (docs/img/dashboard.png with LOSSD_
 			copyFileSync(shot, dst);
 			assert.ok(statSync(dst).size < 400 * 1024, `docs screenshot ${statSync(dst).size} bytes`);
 		}
+		assertLocalOnly(w, srv);
+		assert.deepEqual(w.bad, [], 'replies >= 400');
+		assert.deepEqual(w.errors, [], 'console errors (CSP violations included)');
+	} finally {
+		await page.close();
+		await srv.stop();
+	}
+});
+
+
+// The same [x, y] order the dashboard plots a curve in (web/app.js curveData).
+function sortedCurve(c) {
+	const idx = c.x.map((_, i) => i).sort((a, b) => c.x[a] - c.x[b] || a - b);
+	return [idx.map((i) => c.x[i]), idx.map((i) => c.y[i])];
+}
+
+// Values on the union of steps, null where a stream has no point (web/app.js renderSeries).
+function onSteps(xs, pts, key) {
+	const m = new Map(pts.map((p) => [p.step, p[key] ?? null]));
+	return xs.map((x) => (m.has(x) ? m.get(x) : null));
+}
+
+test('multi-class: the per-class table and the class picker show the API\'s per-class values; train and val step series overlay by tag', async () => {
+	const srv = await startLossd();
+	const page = await browser.newPage();
+	try {
+		const C = 5;
+		const cfg = (split) => ({
+			name: `cls-run/${split}`, method: 'exact', num_classes: C, from_logits: true,
+			loss: { loss: 'sparse_categorical_crossentropy', from_logits: true }, tags: { run: 'cls-run', split },
+		});
+		const train = (await call(srv, 'POST', '/v1/streams', cfg('train'))).json;
+		const val = (await call(srv, 'POST', '/v1/streams', cfg('val'))).json;
+		let s = 4242;
+		const rnd = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648);
+		// Logits that favour the true class more as training goes on.
+		const make = (n, skill) => {
+			const y_true = [];
+			const y_score = [];
+			for (let i = 0; i < n; i++) {
+				const y = Math.floor(rnd() * C);
+				y_true.push(y);
+				y_score.push(Array.from({ length: C }, (_, c) => 3 * (rnd() - 0.5) + (c === y ? skill * (1 + c / C) : 0)));
+			}
+			return { y_true, y_score };
+		};
+		const STEPS = 60;
+		for (let step = 1; step <= STEPS; step++) {
+			const skill = 2.5 * (1 - Math.exp(-step / 25));
+			assert.equal((await call(srv, 'POST', `/v1/streams/${train.id}/update`, { ...make(24, skill), step })).status, 200);
+			if (step % 10 === 0) {
+				const u = await call(srv, 'POST', `/v1/streams/${val.id}/update`, { ...make(40, skill * 0.8), step });
+				assert.equal(u.status, 200, u.text);
+			}
+		}
+		const w = watch(page);
+		await page.setViewportSize({ width: 1400, height: 1000 });
+		await page.goto(`${srv.url}/#stream=${train.id}`);
+		await page.waitForSelector(`#steps-chart[data-points="${STEPS}"]`, { timeout: 15000 });
+		await page.locator('#pc-fig').waitFor({ state: 'visible', timeout: 10000 });
+
+		// The per-class table: every class, its AUC and counts from the
+		// reading, its loss and precision/recall/F1 from loss_detail.
+		const want = (await call(srv, 'GET', `/v1/streams/${train.id}`)).json;
+		assert.equal(want.per_class.length, C);
+		const rows = await page.$$eval('#per-class tbody tr', (trs) => trs.map((tr) => [...tr.cells].map((td) => td.textContent)));
+		const lossRows = new Map(want.loss_detail.per_class.map((c) => [c.class, c]));
+		const f4 = (x) => (x === null || x === undefined ? '—' : x.toFixed(4));
+		assert.deepEqual(rows, want.per_class.map((c) => {
+			const l = lossRows.get(c.class);
+			return [String(c.class), fmtAuc(c.auc), c.positives.toLocaleString('en-US'), c.negatives.toLocaleString('en-US'),
+				f4(l.loss_mean), f4(l.precision), f4(l.recall), f4(l.f1)];
+		}));
+		assert.ok(new Set(want.per_class.map((c) => fmtAuc(c.auc))).size > 1, 'classes differ in AUC');
+
+		// The pooled curve first, then class 3 from the picker: the plotted
+		// points are the API's curve of that class.
+		const pooled = (await call(srv, 'GET', `/v1/streams/${train.id}?curve=true&max_points=512`)).json;
+		await page.waitForFunction((n) => window.lossdDashboard.chartData().curve[0].length === n, pooled.curve.x.length, { timeout: 10000 });
+		assert.deepEqual((await page.evaluate(() => window.lossdDashboard.chartData().curve)).slice(0, 2), sortedCurve(pooled.curve));
+		await page.selectOption('#class-pick', '3');
+		const c3 = (await call(srv, 'GET', `/v1/streams/${train.id}?curve=true&max_points=512&class=3`)).json;
+		await page.waitForFunction((t) => document.getElementById('curve-class-auc').textContent === t, `· class 3, AUC ${fmtAuc(c3.per_class[3].auc)}`, { timeout: 10000 });
+		await page.waitForFunction((x) => JSON.stringify(window.lossdDashboard.chartData().curve[0]) === x, JSON.stringify(sortedCurve(c3.curve)[0]), { timeout: 10000 });
+		assert.deepEqual((await page.evaluate(() => window.lossdDashboard.chartData().curve)).slice(0, 2), sortedCurve(c3.curve));
+		assert.notDeepEqual(sortedCurve(c3.curve), sortedCurve(pooled.curve));
+		assert.equal(await page.getAttribute('#per-class tbody tr.selected', 'data-class'), '3');
+		// A row click picks that class too.
+		await page.click('#per-class tbody tr[data-class="1"]');
+		const c1 = (await call(srv, 'GET', `/v1/streams/${train.id}?curve=true&max_points=512&class=1`)).json;
+		await page.waitForFunction((t) => document.getElementById('curve-class-auc').textContent === t, `· class 1, AUC ${fmtAuc(c1.per_class[1].auc)}`, { timeout: 10000 });
+		assert.equal(await page.inputValue('#class-pick'), '1');
+		assert.deepEqual((await page.evaluate(() => window.lossdDashboard.chartData().curve)).slice(0, 2), sortedCurve(c1.curve));
+
+		// Overlay by the run's tag: val's loss and accuracy over steps on the
+		// train chart, on the union of both streams' steps.
+		await page.selectOption('#overlay', 'run:cls-run');
+		await page.waitForFunction((v) => window.lossdDashboard.chartData().overlay.join() === v, val.id, { timeout: 10000 });
+		await page.waitForFunction(() => window.lossdDashboard.chartData().steps.length === 5, null, { timeout: 10000 });
+		const tst = await allHistory(srv, train.id, 'steps');
+		const vst = await allHistory(srv, val.id, 'steps');
+		assert.equal(vst.length, STEPS / 10);
+		const xs = [...new Set([...tst, ...vst].map((p) => p.step))].sort((a, b) => a - b);
+		const data = await page.evaluate(() => window.lossdDashboard.chartData().steps);
+		assert.deepEqual(data, [xs, onSteps(xs, tst, 'loss'), onSteps(xs, tst, 'accuracy'), onSteps(xs, vst, 'loss'), onSteps(xs, vst, 'accuracy')]);
+		assert.ok(vst.every((p) => typeof p.loss === 'number' && typeof p.accuracy === 'number'));
+		assert.match(await page.textContent('#overlay-note'), /cls-run\/val \(dashed\)/);
+
+		await page.waitForTimeout(300);
+		await page.screenshot({ path: join(OUT, 'multiclass-1400.png'), fullPage: true });
+		await assertNoCutOff(page, 1400);
+		await assertNoCutOff(page, 1920);
+		await assertNoCutOff(page, 700);
+		await page.screenshot({ path: join(OUT, 'multiclass-700.png'), fullPage: true });
 		assertLocalOnly(w, srv);
 		assert.deepEqual(w.bad, [], 'replies >= 400');
 		assert.deepEqual(w.errors, [], 'console errors (CSP violations included)');

@@ -64,6 +64,9 @@ typedef struct srv__store_op {
 	bool replayed;         /* out: key was already used; not applied, stored_reply
 	                        * is the first request's reply */
 	bool gone;             /* out: the stream no longer exists; not applied */
+	bool taken;            /* out: ckpt_n is another request's record (another
+	                        * replica numbered one meanwhile); nothing of the op
+	                        * was written: read the records again and renumber */
 	/* History (docs/API.md section 7) and metadata (section 8), written in the
 	 * same transaction as the rest of the op: */
 	const char *ckpt_body;  /* a checkpoint record to add, or NULL */

@@ -36,6 +36,13 @@
  * commit the row lock waited for - the op is not applied and the stored
  * reply comes back (op->replayed). Both replies are the first one's.
  *
+ * Checkpoint records (docs/API.md section 7) are numbered by the store:
+ * a replica proposes one more than the highest it read, and the primary
+ * key (stream, n) refuses a number another replica's record took. That op
+ * then writes nothing (a savepoint undoes its reset and key) and comes
+ * back op->taken; streams.c reads the records again and renumbers. So the
+ * acknowledged records of a stream are numbered 0, 1, 2, ... once each.
+ *
  * Group commit as in store.c (leader/follower, one transaction per group),
  * on one writer connection; reads (sync, load, key lookups, lists) take
  * one of the other --store-connections - 1 connections. A 2xx goes out
@@ -284,11 +291,15 @@ static const struct {
          " ORDER BY id LIMIT $3",
          3},
         {"ping", "SELECT 1", 0},
+        /* A record's number is decided here: the primary key refuses a
+         * number another replica's record took (ON CONFLICT waits for that
+         * transaction), and the op is then renumbered (op->taken). */
         {"ins_ckpt",
          "INSERT INTO lossd_checkpoints(stream, n, step, body) SELECT $1, $2, $3, $4"
-         " WHERE EXISTS (SELECT 1 FROM lossd_streams WHERE id = $1) ON CONFLICT (stream, n) DO "
-         "UPDATE SET step = excluded.step, body = excluded.body",
+         " WHERE EXISTS (SELECT 1 FROM lossd_streams WHERE id = $1)"
+         " ON CONFLICT (stream, n) DO NOTHING RETURNING 1",
          4},
+        {"ckpt_taken", "SELECT 1 FROM lossd_checkpoints WHERE stream = $1 AND n = $2", 2},
         {"note_key",
          "INSERT INTO lossd_keys(stream, key, reply) SELECT $1, $2, $3"
          " WHERE EXISTS (SELECT 1 FROM lossd_streams WHERE id = $1)"
@@ -732,7 +743,7 @@ out:
 /* ---- group commit ------------------------------------------------------------- */
 
 /* The checkpoint record and metadata an op carries (docs/API.md 7, 8). */
-static int write_extra(pg *p, const srv__store_op *op)
+static int write_extra(pg *p, srv__store_op *op)
 {
 	char n[24], step[24], keep[24], ms[24];
 	PGresult *r;
@@ -743,9 +754,20 @@ static int write_extra(pg *p, const srv__store_op *op)
 	snprintf(ms, sizeof ms, "%lld", (long long)op->updated_ms);
 	if (op->ckpt_body) {
 		const char *v[] = {op->stream, n, step, op->ckpt_body};
-		if (!(r = run(p, &p->w, "ins_ckpt", 4, v, NULL, PGRES_COMMAND_OK)))
+		if (!(r = run(p, &p->w, "ins_ckpt", 4, v, NULL, PGRES_TUPLES_OK)))
 			return -1;
+		bool added = PQntuples(r) > 0;
 		PQclear(r);
+		if (!added) {
+			/* the number is taken, or the stream is gone */
+			const char *t[] = {op->stream, n};
+			if (!(r = run(p, &p->w, "ckpt_taken", 2, t, NULL, PGRES_TUPLES_OK)))
+				return -1;
+			op->taken = PQntuples(r) > 0;
+			op->gone = !op->taken;
+			PQclear(r);
+			return 0;
+		}
 		const char *t[] = {op->stream, keep};
 		if (!(r = run(p, &p->w, "trim_ckpt", 2, t, NULL, PGRES_COMMAND_OK)))
 			return -1;
@@ -790,7 +812,7 @@ static int note_key(pg *p, srv__store_op *op)
 	return op->replayed && !op->stored_reply ? -1 : 0;
 }
 
-static int write_op(pg *p, srv__store_op *op)
+static int write_op_body(pg *p, srv__store_op *op)
 {
 	PGresult *r = NULL;
 	char seq[24], expect[24], upd[24], rows[24];
@@ -870,6 +892,27 @@ static int write_op(pg *p, srv__store_op *op)
 	return op->replayed ? 0 : write_extra(p, op);
 }
 
+/* Writes op. An op that adds a checkpoint record runs under a savepoint:
+ * when the record's number is taken (op->taken) or the stream is gone,
+ * nothing it wrote (a reset, its key) stays. */
+static int write_op(pg *p, srv__store_op *op)
+{
+	if (!op->ckpt_body)
+		return write_op_body(p, op);
+	if (!exec_ok(p, &p->w, "SAVEPOINT ckpt"))
+		return -1;
+	if (write_op_body(p, op))
+		return -1;
+	if (op->taken || op->gone) {
+		free(op->stored_reply);
+		op->stored_reply = NULL;
+		op->replayed = false;
+		op->committed_seq = -1;
+		return exec_ok(p, &p->w, "ROLLBACK TO SAVEPOINT ckpt") ? 0 : -1;
+	}
+	return exec_ok(p, &p->w, "RELEASE SAVEPOINT ckpt") ? 0 : -1;
+}
+
 typedef struct ordered {
 	srv__store_op *op;
 	size_t i;
@@ -923,7 +966,7 @@ static void pg_submit(void *b, srv__store_op *op)
 	op->rc = 0;
 	op->committed_seq = -1;
 	op->stored_reply = NULL;
-	op->replayed = op->gone = false;
+	op->replayed = op->gone = op->taken = false;
 	pthread_mutex_lock(&p->mu);
 	if (p->tail)
 		p->tail->next = op;
@@ -960,7 +1003,7 @@ static int pg_wait(void *b, srv__store_op *op)
 			if (rc) {
 				free(o->stored_reply);
 				o->stored_reply = NULL;
-				o->replayed = o->gone = false;
+				o->replayed = o->gone = o->taken = false;
 			}
 			o->rc = rc;
 			o->done = true;

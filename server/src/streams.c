@@ -2367,8 +2367,10 @@ void srv_streams_checkpoint(api_reply *out, const srv_request *req)
 	pk.key = key;
 	int64_t now = srv__now_ms();
 	srv__rfc3339_ms(when, sizeof when, now);
+	int tries = 0;
 
 	pthread_mutex_lock(&s->mu);
+again: /* a shared store: another replica's record took the number */
 	for (;;) {
 		if (s->deleted) {
 			api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
@@ -2490,8 +2492,18 @@ void srv_streams_checkpoint(api_reply *out, const srv_request *req)
 	if (srv__store_shared(T.store))
 		s->reload = true; /* the op took no seq in the store (or reset it) */
 	pthread_cond_broadcast(&s->cv);
+	if (!rc && op.taken && ++tries < 64) {
+		/* Nothing was written: read the records as they are now and
+		 * number this one after them (the store decides, see store.h). */
+		free(op.stored_reply);
+		free(reply);
+		free(state);
+		reply = NULL;
+		state = NULL;
+		goto again;
+	}
 	pthread_mutex_unlock(&s->mu);
-	if (rc) {
+	if (rc || op.taken) {
 		store_unavailable(out);
 	} else if (op.gone) {
 		api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);

@@ -197,6 +197,61 @@ class PgReplicas(unittest.TestCase):
             self.assertNotIn("stale", r)
             self.assertEqual(r["count"], 2 * ROWS)
 
+    def test_checkpoints_on_two_replicas_at_once(self):
+        """Checkpoint records are numbered by the store: 3 clients on each of
+        two replicas post checkpoints at once; every acknowledged one is
+        there once, with the number its reply gave, and the numbers run
+        0, 1, 2, ... without a gap or a repeat."""
+        url = self.pg.create_db("ckpts")
+        with self.replica(url) as a, self.replica(url) as b:
+            st, _, body = call(a.url, "POST", "/v1/streams", {"method": "sketch"})
+            self.assertEqual(st, 201)
+            sid = json.loads(body)["id"]
+            self.assertEqual(call(b.url, "POST", "/v1/streams/%s/update" % sid,
+                                  batch(0, 0))[0], 200)
+            per, clients = 8, [(a, 0), (a, 1), (a, 2), (b, 3), (b, 4), (b, 5)]
+            acked, errors, lock = {}, [], threading.Lock()
+            go = threading.Barrier(len(clients))
+
+            def client(srv, i):
+                go.wait()
+                for k in range(per):
+                    label = "c%d-%d" % (i, k)
+                    body = {"step": k, "label": label, "batch_id": "ck-" + label}
+                    for _ in range(50):
+                        st, _, resp = call(srv.url, "POST", "/v1/streams/%s/checkpoint" % sid,
+                                           body, timeout=30)
+                        if st != 503:
+                            break
+                        time.sleep(0.05)
+                    with lock:
+                        if st == 201:
+                            acked[label] = json.loads(resp)["n"]
+                        else:
+                            errors.append((label, st, resp[:200]))
+
+            ts = [threading.Thread(target=client, args=c) for c in clients]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+            self.assertEqual(errors, [])
+            total = per * len(clients)
+            self.assertEqual(len(acked), total)
+            self.assertEqual(sorted(acked.values()), list(range(total)),
+                             "each reply has its own number, gap-free")
+            # a retry on the other replica is the first reply, not a new record
+            st, _, resp = call(b.url, "POST", "/v1/streams/%s/checkpoint" % sid,
+                               {"step": 0, "label": "c0-0", "batch_id": "ck-c0-0"})
+            self.assertEqual((st, json.loads(resp)["n"]), (201, acked["c0-0"]))
+            for srv in (a, b):
+                recs = srv.get("/v1/streams/%s/history?series=checkpoints&limit=1000"
+                               % sid).json()["checkpoints"]
+                got = sorted((r["n"], r["label"]) for r in recs)
+                self.assertEqual(got, sorted((n, lab) for lab, n in acked.items()))
+            print("\ncheckpoints: %d acknowledged from 2 replicas, numbered 0..%d, each once"
+                  % (total, total - 1))
+
     @staticmethod
     def history(srv, sid):
         return (srv.get("/v1/streams/%s/history?series=steps" % sid).json(),

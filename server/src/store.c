@@ -542,12 +542,18 @@ int srv__store_meta_of(srv__store *st, const char *id, srv__store_meta_fn on_met
 	return st->be->meta_of(st->impl, id, on_meta, arg);
 }
 
-int srv__store_list(srv__store *st, const char *owner, const char *after, int limit,
-                    srv__store_list_fn fn, void *arg)
+int srv__store_list(srv__store *st, const srv__store_list_q *q, srv__store_list_fn fn, void *arg)
 {
 	if (!st->be || !st->be->list)
 		return -1;
-	return st->be->list(st->impl, owner, after, limit, fn, arg);
+	return st->be->list(st->impl, q, fn, arg);
+}
+
+int srv__store_expire(srv__store *st, int64_t now_ms, srv__store_expired_fn fn, void *arg)
+{
+	if (!st->be || !st->be->expire)
+		return -1;
+	return st->be->expire(st->impl, now_ms, fn, arg);
 }
 
 /* ---- group commit ------------------------------------------------------------ */

@@ -227,13 +227,50 @@ int srv__store_ckpts_of(srv__store *st, const char *id, srv__store_ckpt_fn on_ck
  * (not called when it has none). Returns 0 or -1. Any thread. */
 int srv__store_meta_of(srv__store *st, const char *id, srv__store_meta_fn on_meta, void *arg);
 
-/* A list entry: the stream's id and counts as committed. Returns 0 or -1 (stop). */
-typedef int (*srv__store_list_fn)(void *arg, const char *id, int64_t updates, int64_t rows);
+/* What a shared store lists (GET /v1/streams, docs/API.md section 8),
+ * with the SQLite path's semantics (streams.c): keys compare bytewise, ties
+ * by id, desc reverses both. */
+enum srv__store_sort {
+	SRV__SORT_ID = 0,
+	SRV__SORT_UPDATED, /* updated_ms (created_ms when never updated) */
+	SRV__SORT_CREATED, /* created_ms */
+	SRV__SORT_NAME,    /* the config's name */
+};
 
-/* Shared stores: owner's streams with ids above after (or all), in id
- * order, at most limit. Returns how many, or -1. Any thread. */
-int srv__store_list(srv__store *st, const char *owner, const char *after, int limit,
-                    srv__store_list_fn fn, void *arg);
+typedef struct srv__store_list_q {
+	const char *owner;
+	int limit;
+	int sort; /* enum srv__store_sort */
+	bool desc;
+	const char *after_id;   /* the cursor: entries after (id) or after (key, id); NULL: none */
+	int64_t after_t;        /* the cursor's key under SRV__SORT_UPDATED, _CREATED */
+	const char *after_name; /* the cursor's key under SRV__SORT_NAME */
+	const char *prefix;     /* name_prefix, or NULL */
+	const char *tags;       /* JSON [[key, value], ...]: every tag must match; or NULL */
+} srv__store_list_q;
+
+/* A list entry as committed; every pointer borrowed for the call. meta is
+ * the metadata text (api_meta_text's, "{}" when the stream has none). */
+typedef struct srv__store_listed {
+	const char *id, *name, *meta;
+	int64_t updates, rows, created_ms, updated_ms;
+} srv__store_listed;
+
+/* Returns 0 or -1 (stop). */
+typedef int (*srv__store_list_fn)(void *arg, const srv__store_listed *e);
+
+/* Shared stores: the streams q selects, in its order, at most q->limit.
+ * Returns how many, or -1. Any thread. */
+int srv__store_list(srv__store *st, const srv__store_list_q *q, srv__store_list_fn fn, void *arg);
+
+/* Shared stores: deletes (with everything they keep) the streams whose
+ * ttl_s has passed since their updated_ms at now_ms, and calls fn(arg, id)
+ * once per stream this call deleted, after its commit. Safe with any
+ * number of replicas: each stream is deleted and reported by one call (a
+ * stream being written is skipped for now). Returns how many, or -1. Any
+ * thread. */
+typedef void (*srv__store_expired_fn)(void *arg, const char *id);
+int srv__store_expire(srv__store *st, int64_t now_ms, srv__store_expired_fn fn, void *arg);
 
 /* ---- copying a store (lossd --copy-store, copy.c) ---- */
 
@@ -344,8 +381,8 @@ typedef struct srv__store_backend {
 	            srv__store_stream_fn on_state, srv__store_delta_fn on_delta, void *arg);
 	int (*export_all)(void *b, srv__store_rec_fn fn, void *arg);
 	int (*import)(void *b, const srv__store_rec *rec);
-	int (*list)(void *b, const char *owner, const char *after, int limit, srv__store_list_fn fn,
-	            void *arg);
+	int (*list)(void *b, const srv__store_list_q *q, srv__store_list_fn fn, void *arg);
+	int (*expire)(void *b, int64_t now_ms, srv__store_expired_fn fn, void *arg);
 	/* checkpoint records and metadata (docs/API.md sections 7, 8); a backend
 	 * without them (NULL) loads none */
 	int (*load_extra)(void *b, srv__store_ckpt_fn on_ckpt, srv__store_meta_fn on_meta,

@@ -18,6 +18,12 @@
  *       a replica, decides which request of a batch_id applies.
  *   lossd_delta(...), lossd_reset(...)  the write of one update or reset,
  *       one round trip each (PL/pgSQL).
+ *   lossd_checkpoints(stream, n, step, body), lossd_meta(stream, meta,
+ *       updated_ms, ttl_ms)  history and metadata (versions 2 and 5).
+ * Expiry (ttl_s): every replica sweeps once a second with one DELETE of
+ * the due streams it can lock (SKIP LOCKED), so each expired stream is
+ * deleted, and counted, by exactly one replica. The list (GET /v1/streams)
+ * is one query with the SQLite path's filters, sort and cursor.
  * The schema is created or migrated at open under a session advisory lock,
  * so replicas starting together migrate once and the others wait.
  *
@@ -83,7 +89,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 #define MIGRATE_LOCK   0x6c6f737364 /* "lossd": the advisory lock's key */
 #define MAX_CONNS      64
 
@@ -261,7 +267,16 @@ static const char schema_v4[] =
         "ALTER TABLE lossd_deltas ALTER COLUMN data SET STORAGE EXTERNAL;"
         "ALTER TABLE lossd_streams ALTER COLUMN state SET STORAGE EXTERNAL;";
 
-static const char *const migrations[SCHEMA_VERSION] = {schema_v1, schema_v2, schema_v3, schema_v4};
+/* Version 5: expiry (ttl_s, docs/API.md section 8) by any replica: a
+ * stream's ttl in ms kept beside its metadata, and an index on when it
+ * falls due, so the once-a-second sweep reads only the due rows. */
+static const char schema_v5[] =
+        "ALTER TABLE lossd_meta ADD COLUMN ttl_ms bigint NOT NULL GENERATED ALWAYS AS"
+        " (coalesce((meta::jsonb->>'ttl_s')::bigint, 0) * 1000) STORED;"
+        "CREATE INDEX lossd_meta_due ON lossd_meta((updated_ms + ttl_ms)) WHERE ttl_ms > 0;";
+
+static const char *const migrations[SCHEMA_VERSION] = {schema_v1, schema_v2, schema_v3, schema_v4,
+                                                       schema_v5};
 
 /* Prepared on every connection. */
 static const struct {
@@ -286,11 +301,16 @@ static const struct {
         {"load_all", "SELECT id, owner, config, state, ckpt_seq FROM lossd_streams ORDER BY id", 0},
         {"deltas", "SELECT seq, data FROM lossd_deltas WHERE stream = $1 AND seq > $2 ORDER BY seq",
          2},
-        {"list",
-         "SELECT id, updates, rows FROM lossd_streams WHERE owner = $1 AND id > $2"
-         " ORDER BY id LIMIT $3",
-         3},
         {"ping", "SELECT 1", 0},
+        /* The due streams, locked (a stream or metadata row being written
+         * is skipped until the next sweep) and deleted in one statement:
+         * each goes once, whichever replicas sweep at the same time. */
+        {"expire",
+         "WITH due AS (SELECT s.id FROM lossd_streams s JOIN lossd_meta m ON m.stream = s.id"
+         " WHERE m.ttl_ms > 0 AND m.updated_ms + m.ttl_ms <= $1 LIMIT 256"
+         " FOR UPDATE OF s, m SKIP LOCKED)"
+         " DELETE FROM lossd_streams d USING due WHERE d.id = due.id RETURNING d.id",
+         1},
         /* A record's number is decided here: the primary key refuses a
          * number another replica's record took (ON CONFLICT waits for that
          * transaction), and the op is then renumbered (op->taken). */
@@ -1159,30 +1179,118 @@ out:
 	return rc;
 }
 
-static int pg_list(void *b, const char *owner, const char *after, int limit, srv__store_list_fn fn,
-                   void *arg)
+/*
+ * The list's SQL: the SQLite path's filters, sort and cursor (streams.c)
+ * over every replica's streams. Keys compare bytewise (COLLATE "C", as
+ * strcmp); the metadata text is api_meta_text's JSON.
+ */
+static int pg_list(void *b, const srv__store_list_q *q, srv__store_list_fn fn, void *arg)
 {
+	static const char *const keys[] = {"id", "updated", "created", "name"};
 	pg *p = b;
+	char sql[2048], lim[16], t[24];
+	const char *v[6];
+	int n = 0, len = 0, rc = -1;
+	const char *dir = q->desc ? "DESC" : "ASC", *cmp = q->desc ? "<" : ">";
+	int sort = q->sort >= SRV__SORT_ID && q->sort <= SRV__SORT_NAME ? q->sort : SRV__SORT_ID;
+
+	v[n++] = q->owner;
+	len = snprintf(sql, sizeof sql,
+	               "SELECT id, updates, rows, meta, updated_ms, name, created, updated FROM ("
+	               "SELECT s.id COLLATE \"C\" AS id, s.updates, s.rows,"
+	               " coalesce(m.meta, '{}') AS meta, coalesce(m.updated_ms, 0) AS updated_ms,"
+	               " (s.config::jsonb->>'name') COLLATE \"C\" AS name,"
+	               " coalesce((m.meta::jsonb->>'created_ms')::bigint, 0) AS created,"
+	               " coalesce(nullif(m.updated_ms, 0), (m.meta::jsonb->>'created_ms')::bigint,"
+	               " 0) AS updated, coalesce(m.meta::jsonb->'tags', '{}') AS tags"
+	               " FROM lossd_streams s LEFT JOIN lossd_meta m ON m.stream = s.id"
+	               " WHERE s.owner = $1) x WHERE true");
+	if (q->prefix && q->prefix[0]) {
+		v[n++] = q->prefix;
+		len += snprintf(sql + len, sizeof sql - (size_t)len, " AND starts_with(name, $%d)",
+		                n);
+	}
+	if (q->tags) {
+		v[n++] = q->tags;
+		len += snprintf(sql + len, sizeof sql - (size_t)len,
+		                " AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements($%d::jsonb) e"
+		                " WHERE (x.tags->>(e->>0)) IS DISTINCT FROM (e->>1))",
+		                n);
+	}
+	if (q->after_id && sort == SRV__SORT_ID) {
+		v[n++] = q->after_id;
+		len += snprintf(sql + len, sizeof sql - (size_t)len, " AND id %s $%d", cmp, n);
+	} else if (q->after_id) {
+		snprintf(t, sizeof t, "%lld", (long long)q->after_t);
+		v[n++] = sort == SRV__SORT_NAME ? (q->after_name ? q->after_name : "") : t;
+		v[n++] = q->after_id;
+		len += snprintf(sql + len, sizeof sql - (size_t)len,
+		                " AND (%s, id) %s ($%d::%s, $%d)", keys[sort], cmp, n - 1,
+		                sort == SRV__SORT_NAME ? "text" : "bigint", n);
+	}
+	snprintf(lim, sizeof lim, "%d", q->limit);
+	v[n++] = lim;
+	if (sort == SRV__SORT_ID)
+		len += snprintf(sql + len, sizeof sql - (size_t)len, " ORDER BY id %s LIMIT $%d",
+		                dir, n);
+	else
+		len += snprintf(sql + len, sizeof sql - (size_t)len,
+		                " ORDER BY %s %s, id %s LIMIT $%d", keys[sort], dir, dir, n);
+	if (len <= 0 || (size_t)len >= sizeof sql)
+		return -1;
+
 	slot *s = reader_get(p);
 	if (!s)
 		return -1;
-	char lim[16];
-	snprintf(lim, sizeof lim, "%d", limit);
-	const char *v[] = {owner, after ? after : "", lim};
-	PGresult *r = run(p, s, "list", 3, v, NULL, PGRES_TUPLES_OK);
-	int rc = -1;
-	if (r) {
-		rc = 0;
-		for (int i = 0; i < PQntuples(r) && rc >= 0; i++) {
-			if (fn(arg, PQgetvalue(r, i, 0), get_i64(r, i, 1), get_i64(r, i, 2)))
-				rc = -1;
-			else
-				rc++;
-		}
+	PGresult *r = PQexecParams(s->c, sql, n, NULL, v, NULL, NULL, 1);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		if (conn_error(s->c, r))
+			mark_down(p, "list", s->c);
+		else
+			set_why(p, "list", s->c);
+		goto out;
 	}
+	rc = 0;
+	for (int i = 0; i < PQntuples(r) && rc >= 0; i++) {
+		srv__store_listed e = {
+		        .id = PQgetvalue(r, i, 0),
+		        .updates = get_i64(r, i, 1),
+		        .rows = get_i64(r, i, 2),
+		        .meta = PQgetvalue(r, i, 3),
+		        .updated_ms = get_i64(r, i, 4),
+		        .name = PQgetvalue(r, i, 5),
+		        .created_ms = get_i64(r, i, 6),
+		};
+		rc = fn(arg, &e) ? -1 : rc + 1;
+	}
+out:
 	PQclear(r);
 	reader_put(p, s);
 	return rc;
+}
+
+static int pg_expire(void *b, int64_t now_ms, srv__store_expired_fn fn, void *arg)
+{
+	pg *p = b;
+	char now[24];
+	int total = 0, got;
+	snprintf(now, sizeof now, "%lld", (long long)now_ms);
+	do {
+		slot *s = reader_get(p);
+		if (!s)
+			return -1;
+		const char *v[] = {now};
+		PGresult *r = run(p, s, "expire", 1, v, NULL, PGRES_TUPLES_OK);
+		reader_put(p, s); /* the result stays; fn may wait on a stream's mutex */
+		got = r ? PQntuples(r) : -1;
+		for (int i = 0; i < got; i++)
+			fn(arg, PQgetvalue(r, i, 0));
+		PQclear(r);
+		if (got < 0)
+			return -1;
+		total += got;
+	} while (got == 256);
+	return total;
 }
 
 static int pg_load_extra(void *b, srv__store_ckpt_fn on_ckpt, srv__store_meta_fn on_meta, void *arg)
@@ -1460,6 +1568,7 @@ static const srv__store_backend backend = {
         .broken = pg_broken,
         .sync = pg_sync,
         .list = pg_list,
+        .expire = pg_expire,
         .export_all = pg_export,
         .import = pg_import,
         .load_extra = pg_load_extra,

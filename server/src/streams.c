@@ -1392,99 +1392,6 @@ out:
 
 /* ---- list ------------------------------------------------------------------------------------- */
 
-/* ---- list from a shared store ---- */
-
-typedef struct listed {
-	char id[129];
-	int64_t updates, rows;
-} listed;
-
-typedef struct list_ctx {
-	listed *v;
-	size_t n, cap;
-} list_ctx;
-
-static int on_listed(void *arg, const char *id, int64_t updates, int64_t rows)
-{
-	list_ctx *lc = arg;
-	if (lc->n == lc->cap)
-		return -1;
-	listed *e = &lc->v[lc->n++];
-	snprintf(e->id, sizeof e->id, "%s", id);
-	e->updates = updates;
-	e->rows = rows;
-	return 0;
-}
-
-/* GET /v1/streams on a shared store: the page comes from the store (every
- * replica's streams, with their committed counts); each stream's config
- * from memory, read in when this replica has not seen it yet. */
-/* The shared store lists one owner at a time: an admin names it with
- * principal=; anyone else sees their own (another name: nothing). */
-static void list_shared(api_reply *out, const srv_request *req, long long limit, const char *after,
-                        const char *by_owner)
-{
-	list_ctx lc = {calloc((size_t)limit + 1, sizeof(listed)), 0, (size_t)limit + 1};
-	json_t *arr = json_array(), *o = NULL;
-	const char *owner = req->admin && by_owner ? by_owner : who(req);
-	int bad = 0;
-
-	if (!lc.v || !arr) {
-		api_reply_error(out, 503, "out_of_memory", "out of memory");
-		goto out;
-	}
-	if (req->admin && !by_owner) {
-		api_reply_error(out, 422, "bad_option",
-		                "with a shared store an admin lists one principal at a time: "
-		                "add principal=");
-		goto out;
-	}
-	if (by_owner && strcmp(by_owner, owner) != 0) {
-		api_reply_json(out, 200, api_stream_list_page(NULL, NULL));
-		goto out;
-	}
-	if (srv__store_broken(T.store) ||
-	    srv__store_list(T.store, owner, after, (int)limit + 1, on_listed, &lc) < 0) {
-		store_unavailable(out);
-		goto out;
-	}
-	size_t shown = lc.n > (size_t)limit ? (size_t)limit : lc.n;
-	for (size_t k = 0; k < shown; k++) {
-		eng_stream_counts c = {lc.v[k].updates, lc.v[k].rows}; /* committed */
-		json_t *e = NULL;
-		bool found = false;
-		for (int tries = 0; tries < 2 && !found; tries++) {
-			pthread_mutex_lock(&T.mu);
-			long i = find(lc.v[k].id);
-			found = i >= 0 && !T.v[i]->damaged;
-			if (found)
-				e = api_stream_summary(T.v[i]->spec, T.v[i]->id, NULL, &c,
-				                       req->admin ? owner : NULL);
-			pthread_mutex_unlock(&T.mu);
-			if (i >= 0)
-				break;
-			if (tries == 0 && load_one(lc.v[k].id) < 0) {
-				store_unavailable(out);
-				goto out;
-			}
-		}
-		if (!found) /* deleted meanwhile */
-			continue;
-		bad |= json_array_append_new(arr, e); /* -1 for a NULL e */
-	}
-	const char *next = lc.n > (size_t)limit ? lc.v[shown - 1].id : NULL;
-	o = api_stream_list_page(arr, next);
-	arr = NULL;
-	if (bad) {
-		json_decref(o);
-		o = NULL;
-	}
-	api_reply_json(out, 200, o);
-out:
-	json_decref(arr);
-	free(lc.v);
-}
-
 static int hexdigit(char c)
 {
 	if (c >= '0' && c <= '9')
@@ -1574,6 +1481,167 @@ static int list_uncursor(lent *c, stream *idholder, char *nbuf, size_t ncap, con
 	return 0;
 }
 
+/* ---- list from a shared store ---- */
+
+typedef struct listed {
+	char id[129];
+	int64_t updates, rows, t;
+	char *name, *meta;
+	int64_t updated_ms;
+} listed;
+
+typedef struct list_ctx {
+	listed *v;
+	size_t n, cap;
+	int sort;
+} list_ctx;
+
+static int on_listed(void *arg, const srv__store_listed *se)
+{
+	list_ctx *lc = arg;
+	if (lc->n == lc->cap)
+		return -1;
+	listed *e = &lc->v[lc->n];
+	snprintf(e->id, sizeof e->id, "%s", se->id);
+	e->updates = se->updates;
+	e->rows = se->rows;
+	e->updated_ms = se->updated_ms;
+	e->t = lc->sort == API_LIST_SORT_CREATED ? se->created_ms
+	       : se->updated_ms                  ? se->updated_ms
+	                                         : se->created_ms;
+	e->name = strdup(se->name);
+	e->meta = strdup(se->meta);
+	if (!e->name || !e->meta) {
+		free(e->name);
+		free(e->meta);
+		return -1;
+	}
+	lc->n++;
+	return 0;
+}
+
+/* The tag filters as the store takes them: [[key, value], ...] (new, free()). */
+static char *list_tags_json(const api_list_query *q)
+{
+	json_t *a = json_array();
+	for (int t = 0; a && t < q->ntags; t++)
+		if (json_array_append_new(a, json_pack("[ss]", q->tag_key[t], q->tag_val[t]))) {
+			json_decref(a);
+			a = NULL;
+		}
+	char *text = a ? json_dumps(a, JSON_COMPACT) : NULL;
+	json_decref(a);
+	return text;
+}
+
+/* GET /v1/streams on a shared store: the page (filters, sort, cursor as
+ * the SQLite path's below) comes from the store, every replica's streams
+ * with their committed counts and metadata; each stream's config from
+ * memory, read in when this replica has not seen it yet. The shared store
+ * lists one owner at a time: an admin names it with principal=; anyone
+ * else sees their own (another name: nothing). cur: the parsed cursor of
+ * a sorted listing. */
+static void list_shared(api_reply *out, const srv_request *req, const api_list_query *q,
+                        const lent *cur)
+{
+	list_ctx lc = {calloc((size_t)q->limit + 1, sizeof(listed)), 0, (size_t)q->limit + 1,
+	               q->sort};
+	json_t *arr = json_array(), *o = NULL;
+	const char *by_owner = q->by_owner ? q->owner : NULL;
+	const char *owner = req->admin && by_owner ? by_owner : who(req);
+	char *tags = NULL, next[600] = "";
+	stream *holder = NULL;
+	int bad = 0;
+
+	if (!lc.v || !arr || (q->ntags && !(tags = list_tags_json(q)))) {
+		api_reply_error(out, 503, "out_of_memory", "out of memory");
+		goto out;
+	}
+	if (req->admin && !by_owner) {
+		api_reply_error(out, 422, "bad_option",
+		                "with a shared store an admin lists one principal at a time: "
+		                "add principal=");
+		goto out;
+	}
+	if (by_owner && strcmp(by_owner, owner) != 0) {
+		api_reply_json(out, 200, api_stream_list_page(NULL, NULL));
+		goto out;
+	}
+	_Static_assert((int)API_LIST_SORT_NAME == (int)SRV__SORT_NAME &&
+	                       (int)API_LIST_SORT_CREATED == (int)SRV__SORT_CREATED,
+	               "the store takes the list's sort as is");
+	srv__store_list_q sq = {owner, (int)q->limit + 1, q->sort, q->desc, NULL, 0,
+	                        NULL,  q->prefix,         tags};
+	if (q->after[0]) {
+		sq.after_id = q->sort == API_LIST_SORT_ID ? q->after : cur->s->id;
+		sq.after_t = cur->t;
+		sq.after_name = cur->name;
+	}
+	if (srv__store_broken(T.store) || srv__store_list(T.store, &sq, on_listed, &lc) < 0) {
+		store_unavailable(out);
+		goto out;
+	}
+	size_t shown = lc.n > (size_t)q->limit ? (size_t)q->limit : lc.n;
+	for (size_t k = 0; k < shown; k++) {
+		eng_stream_counts c = {lc.v[k].updates, lc.v[k].rows}; /* committed */
+		api_meta m;
+		bool has_meta = api_meta_load(&m, lc.v[k].meta) == 0;
+		if (has_meta)
+			m.updated_ms = lc.v[k].updated_ms ? lc.v[k].updated_ms : m.created_ms;
+		json_t *e = NULL;
+		bool found = false;
+		for (int tries = 0; tries < 2 && !found; tries++) {
+			pthread_mutex_lock(&T.mu);
+			long i = find(lc.v[k].id);
+			found = i >= 0 && !T.v[i]->damaged;
+			if (found)
+				e = api_stream_summary(T.v[i]->spec, T.v[i]->id,
+				                       has_meta ? &m : NULL, &c,
+				                       req->admin ? owner : NULL);
+			pthread_mutex_unlock(&T.mu);
+			if (i >= 0)
+				break;
+			if (tries == 0 && load_one(lc.v[k].id) < 0) {
+				if (has_meta)
+					api_meta_clear(&m);
+				store_unavailable(out);
+				goto out;
+			}
+		}
+		if (has_meta)
+			api_meta_clear(&m);
+		if (!found) /* deleted meanwhile */
+			continue;
+		bad |= json_array_append_new(arr, e); /* -1 for a NULL e */
+	}
+	if (lc.n > (size_t)q->limit && shown > 0) {
+		const listed *l = &lc.v[shown - 1];
+		if (!(holder = calloc(1, sizeof(*holder)))) {
+			api_reply_error(out, 503, "out_of_memory", "out of memory");
+			goto out;
+		}
+		snprintf(holder->id, sizeof holder->id, "%s", l->id);
+		lent e = {holder, l->t, l->name};
+		list_cursor(next, sizeof next, &e, q->sort);
+	}
+	o = api_stream_list_page(arr, next[0] ? next : NULL);
+	arr = NULL;
+	if (bad) {
+		json_decref(o);
+		o = NULL;
+	}
+	api_reply_json(out, 200, o);
+out:
+	json_decref(arr);
+	for (size_t k = 0; lc.v && k < lc.n; k++) {
+		free(lc.v[k].name);
+		free(lc.v[k].meta);
+	}
+	free(lc.v);
+	free(tags);
+	free(holder);
+}
+
 void srv_streams_list(api_reply *out, const srv_request *req)
 {
 	api_list_query q;
@@ -1588,20 +1656,6 @@ void srv_streams_list(api_reply *out, const srv_request *req)
 		api_reply_problem(out, &p);
 		return;
 	}
-	if (T.open && srv__store_shared(T.store)) {
-		if (q.filtered) {
-			api_reply_error(out, 501, "not_implemented",
-			                "name_prefix, tag, sort and order need the SQLite store; a "
-			                "shared PostgreSQL store lists by id only");
-			return;
-		}
-		list_shared(out, req, q.limit, q.after, q.by_owner ? q.owner : NULL);
-		return;
-	}
-	if (!(arr = json_array())) {
-		api_reply_error(out, 503, "out_of_memory", "out of memory");
-		return;
-	}
 	stream *cur_holder = calloc(1, sizeof(*cur_holder));
 	char *nbuf = malloc(512);
 	lent cur = {0};
@@ -1613,6 +1667,14 @@ void srv_streams_list(api_reply *out, const srv_request *req)
 	    list_uncursor(&cur, cur_holder, nbuf, 512, q.after, q.sort)) {
 		api_reply_error(out, 422, "bad_cursor",
 		                "after must be the `next` of a previous page with the same sort");
+		goto done;
+	}
+	if (T.open && srv__store_shared(T.store)) {
+		list_shared(out, req, &q, &cur);
+		goto done;
+	}
+	if (!(arr = json_array())) {
+		api_reply_error(out, 503, "out_of_memory", "out of memory");
 		goto done;
 	}
 	pthread_mutex_lock(&T.mu);
@@ -2630,7 +2692,9 @@ void srv_streams_patch(api_reply *out, const srv_request *req)
 		return;
 	pthread_mutex_lock(&s->mu);
 	write_gate(s);
-	if (srv__store_shared(T.store) && refresh_meta(s)) { /* another replica's patch */
+	/* A shared store: every replica's writes and patches (the reply has
+	 * the counts; a gone stream is 404 below). */
+	if (srv__store_shared(T.store) && refresh_for_read(s) < 0) {
 		pthread_mutex_unlock(&s->mu);
 		store_unavailable(out);
 		goto out;
@@ -2671,7 +2735,8 @@ void srv_streams_patch(api_reply *out, const srv_request *req)
 	memset(&op, 0, sizeof op);
 	op.type = SRV__OP_NOTE;
 	op.stream = s->id;
-	op.seq = ++s->seq;
+	/* (a shared store's cache seq moves only by folding the store's deltas) */
+	op.seq = srv__store_shared(T.store) ? s->seq : ++s->seq;
 	op.meta = text;
 	op.updated_ms = s->meta.updated_ms;
 	op.stale = &s->stale;
@@ -2726,11 +2791,42 @@ static int expire_at(size_t i)
 	return rc;
 }
 
+/* srv__store_expire's callback: a stream this replica's sweep deleted
+ * from a shared store leaves the table (when cached) and is counted. */
+static void on_expired(void *arg, const char *id)
+{
+	(void)arg;
+	pthread_mutex_lock(&T.mu);
+	T.expired++;
+	long i = find(id);
+	stream *s = i >= 0 ? T.v[i] : NULL;
+	if (s)
+		s->refs++;
+	pthread_mutex_unlock(&T.mu);
+	srv_log(SRV_LOG_INFO, NULL, "stream %s expired (ttl_s)", id);
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->mu);
+	s->deleted = true;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	forget(s);
+	release(s);
+}
+
 size_t srv_streams_expire(int64_t now_ms)
 {
 	size_t n = 0;
 	pthread_mutex_lock(&T.mu);
-	if (!T.open || srv__store_shared(T.store)) {
+	if (T.open && srv__store_shared(T.store)) {
+		/* Any replica's sweep deletes a due stream, in the store. */
+		pthread_mutex_unlock(&T.mu);
+		if (srv__store_broken(T.store))
+			return 0;
+		int r = srv__store_expire(T.store, now_ms, on_expired, NULL);
+		return r > 0 ? (size_t)r : 0;
+	}
+	if (!T.open) {
 		pthread_mutex_unlock(&T.mu);
 		return 0;
 	}

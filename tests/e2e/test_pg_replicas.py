@@ -252,6 +252,53 @@ class PgReplicas(unittest.TestCase):
             print("\ncheckpoints: %d acknowledged from 2 replicas, numbered 0..%d, each once"
                   % (total, total - 1))
 
+    def test_expiry_and_listing_across_replicas(self):
+        """ttl_s on a shared store: three replicas sweep at once, and each
+        expired stream is deleted once (the expired counts add up to the
+        streams that expired); the list's filters and sorts see every
+        replica's streams and metadata."""
+        url = self.pg.create_db("expiry")
+        with self.replica(url) as a, self.replica(url) as b, self.replica(url) as c:
+            def make(srv, name, **kw):
+                st, _, body = call(srv.url, "POST", "/v1/streams", dict(name=name, **kw))
+                self.assertEqual(st, 201, body)
+                return json.loads(body)["id"]
+
+            keep = []
+            for i in range(6):  # distinct creation times: the sorts below are by time
+                keep.append(make((a, b, c)[i % 3], "keep-%02d" % i,
+                                 tags={"run": "r1", "i": str(i % 2)}))
+                time.sleep(0.005)
+            short = [make((a, b, c)[i % 3], "short-%02d" % i, ttl_s=1, tags={"run": "r1"})
+                     for i in range(12)]
+            self.assertEqual(call(b.url, "POST", "/v1/streams/%s/update" % keep[0],
+                                  batch(0, 0))[0], 200)
+
+            def names(srv, q):
+                st, _, body = call(srv.url, "GET", "/v1/streams?" + q)
+                self.assertEqual(st, 200, body)
+                return [e["name"] for e in json.loads(body)["streams"]]
+
+            # every replica lists every replica's streams, filtered and sorted
+            for srv in (a, b, c):
+                self.assertEqual(names(srv, "tag=run:r1&tag=i:1&sort=name&order=desc"),
+                                 ["keep-05", "keep-03", "keep-01"])
+                self.assertEqual(names(srv, "name_prefix=keep&sort=updated&order=desc"),
+                                 ["keep-00", "keep-05", "keep-04", "keep-03", "keep-02",
+                                  "keep-01"])
+            deadline = time.time() + 30
+            while time.time() < deadline and names(a, "name_prefix=short"):
+                time.sleep(0.2)
+            self.assertEqual(names(c, "name_prefix=short"), [])
+            for sid in short:
+                self.assertEqual(call(b.url, "GET", "/v1/streams/" + sid)[0], 404)
+            for sid in keep:
+                self.assertEqual(call(c.url, "GET", "/v1/streams/" + sid)[0], 200)
+            counts = [srv.metric("lossd_streams_expired_total") for srv in (a, b, c)]
+            self.assertEqual(sum(counts), len(short), counts)
+            print("\nexpiry: %d streams expired once across 3 replicas (per replica: %s)"
+                  % (len(short), counts))
+
     @staticmethod
     def history(srv, sid):
         return (srv.get("/v1/streams/%s/history?series=steps" % sid).json(),

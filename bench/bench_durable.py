@@ -23,7 +23,9 @@ Prints JSON lines (bench/bench_util.h):
   {"id": "durable/json/s1/c32/per_commit", ..., "metric": "updates/commit"}
   {"id": "durable/json/s1/c32/p99", ..., "metric": "ms"}
   {"id": "durable/fsync", ..., "metric": "fsyncs/s"}
-with commits/s, fsyncs/s, p50 and the load average as extra fields.
+with commits/s, fsyncs/s, p50, the bytes lossd wrote to disk per update
+(/proc/PID/io write_bytes: WAL and database) and the load average as
+extra fields.
 Usage: bench/bench_durable.py [--bin build/server/lossd]
   [--client build/bench/durable_client] [--duration 10] [--clients 32]
   [--only json/s1,b64/s32,...] [--smoke]
@@ -84,6 +86,18 @@ def metrics(port):
     return out
 
 
+def written(pid):
+    """Bytes the process has sent to the block layer (/proc/PID/io), or None."""
+    try:
+        with open("/proc/%d/io" % pid) as f:
+            for line in f:
+                if line.startswith("write_bytes:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def start(binary, data_dir, a):
     port = free_port()
     cmd = [binary, "--bind", "127.0.0.1", "--port", str(port), "--data-dir", data_dir,
@@ -131,6 +145,7 @@ def run_case(a, kind, nstreams, body, batch):
             ids.append(json.loads(reply)["id"])
         paths = ["/v1/streams/%s/update" % i for i in ids]
         m0 = metrics(port)
+        w0 = written(p.pid)
         load0 = os.getloadavg()[0]
         cp = subprocess.run([a.client, "--port", str(port), "--seconds", str(a.duration),
                              "--clients", str(a.clients), "--body", body_file,
@@ -142,6 +157,7 @@ def run_case(a, kind, nstreams, body, batch):
             return 1
         r = json.loads(cp.stdout)
         m1 = metrics(port)
+        w1 = written(p.pid)
         commits = m1["lossd_store_commit_groups_total"] - m0["lossd_store_commit_groups_total"]
         updates = (m1["lossd_stream_updates_committed_total"] -
                    m0["lossd_stream_updates_committed_total"])
@@ -165,7 +181,9 @@ def run_case(a, kind, nstreams, body, batch):
         rate = r["ok"] / r["seconds"]
         per_commit = updates / commits if commits else 0
         commits_s = commits / r["seconds"]
+        wpu = (w1 - w0) / r["ok"] if w0 is not None and w1 is not None and r["ok"] else None
         extra = dict(p50_ms=r["p50_ms"], p99_ms=r["p99_ms"], updates_per_commit=per_commit,
+                     disk_bytes_per_update=wpu,
                      commits_per_s=commits_s, fsyncs_per_s=r["fsyncs_per_s"],
                      acknowledged=r["ok"], clients=a.clients, streams=nstreams,
                      load=[round(load0, 2), round(load1, 2)],
@@ -178,9 +196,9 @@ def run_case(a, kind, nstreams, body, batch):
         emit("durable/fsync/%s/s%d" % (kind, nstreams), "fsyncs/s", r["fsyncs_per_s"],
              note="write+fdatasync of 4 KiB in the data dir, just before the run")
         log("%s: %.0f updates/s, %.1f updates/commit, %.0f commits/s, fsync %.0f/s, "
-            "p50 %.2f ms, p99 %.2f ms, load %.2f -> %.2f" %
+            "p50 %.2f ms, p99 %.2f ms, %s KB written per update, load %.2f -> %.2f" %
             (case, rate, per_commit, commits_s, r["fsyncs_per_s"], r["p50_ms"], r["p99_ms"],
-             load0, load1))
+             "%.1f" % (wpu / 1e3) if wpu is not None else "?", load0, load1))
         return 0
     finally:
         p.terminate()

@@ -2084,8 +2084,14 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 	op.stale = &s->stale;
 	s->delta_bytes += blen;
 	size_t mem = eng_stream_memory(s->st);
+	/* A hot stream (ops of it already in flight, so likely in the same
+	 * group as this one) whose state weighs less than those ops' deltas:
+	 * the state as a checkpoint, and the group writes it alone (store.c
+	 * skips the deltas it covers). 32 writers to one sketch stream write
+	 * one state per commit instead of a delta each. */
+	bool hot = s->inflight > 0 && mem <= (size_t)s->inflight * blen / 2;
 	/* (A shared store's checkpoints are written by sync_stream.) */
-	if (!shared && s->delta_bytes >= CKPT_MIN_BYTES && s->delta_bytes / 2 >= mem &&
+	if (!shared && ((s->delta_bytes >= CKPT_MIN_BYTES && s->delta_bytes / 2 >= mem) || hot) &&
 	    eng_stream_serialize(&state, &slen, s->st) == 0) {
 		op.type = SRV__OP_CHECKPOINT;
 		op.data = state;

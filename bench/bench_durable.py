@@ -24,8 +24,9 @@ Prints JSON lines (bench/bench_util.h):
   {"id": "durable/json/s1/c32/p99", ..., "metric": "ms"}
   {"id": "durable/fsync", ..., "metric": "fsyncs/s"}
 with commits/s, fsyncs/s, p50, the bytes lossd wrote to disk per update
-(/proc/PID/io write_bytes: WAL and database) and the load average as
-extra fields.
+(/proc/PID/io write_bytes: WAL and database), lossd's CPU time per update
+(/proc/PID/stat; cpu_bound_per_s: the rate if lossd had every core to
+itself) and the load average as extra fields.
 Usage: bench/bench_durable.py [--bin build/server/lossd]
   [--client build/bench/durable_client] [--duration 10] [--clients 32]
   [--only json/s1,b64/s32,...] [--smoke]
@@ -98,6 +99,13 @@ def written(pid):
     return None
 
 
+def cpu_seconds(pid):
+    """User + system CPU seconds the process has used (/proc/PID/stat)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start(binary, data_dir, a):
     port = free_port()
     cmd = [binary, "--bind", "127.0.0.1", "--port", str(port), "--data-dir", data_dir,
@@ -146,6 +154,7 @@ def run_case(a, kind, nstreams, body, batch):
         paths = ["/v1/streams/%s/update" % i for i in ids]
         m0 = metrics(port)
         w0 = written(p.pid)
+        c0 = cpu_seconds(p.pid)
         load0 = os.getloadavg()[0]
         cp = subprocess.run([a.client, "--port", str(port), "--seconds", str(a.duration),
                              "--clients", str(a.clients), "--body", body_file,
@@ -158,6 +167,7 @@ def run_case(a, kind, nstreams, body, batch):
         r = json.loads(cp.stdout)
         m1 = metrics(port)
         w1 = written(p.pid)
+        cpu = cpu_seconds(p.pid) - c0
         commits = m1["lossd_store_commit_groups_total"] - m0["lossd_store_commit_groups_total"]
         updates = (m1["lossd_stream_updates_committed_total"] -
                    m0["lossd_stream_updates_committed_total"])
@@ -183,7 +193,8 @@ def run_case(a, kind, nstreams, body, batch):
         commits_s = commits / r["seconds"]
         wpu = (w1 - w0) / r["ok"] if w0 is not None and w1 is not None and r["ok"] else None
         extra = dict(p50_ms=r["p50_ms"], p99_ms=r["p99_ms"], updates_per_commit=per_commit,
-                     disk_bytes_per_update=wpu,
+                     disk_bytes_per_update=wpu, cpu_us_per_update=cpu * 1e6 / r["ok"],
+                     cpu_bound_per_s=os.cpu_count() * r["ok"] / cpu if cpu else None,
                      commits_per_s=commits_s, fsyncs_per_s=r["fsyncs_per_s"],
                      acknowledged=r["ok"], clients=a.clients, streams=nstreams,
                      load=[round(load0, 2), round(load1, 2)],
@@ -196,9 +207,11 @@ def run_case(a, kind, nstreams, body, batch):
         emit("durable/fsync/%s/s%d" % (kind, nstreams), "fsyncs/s", r["fsyncs_per_s"],
              note="write+fdatasync of 4 KiB in the data dir, just before the run")
         log("%s: %.0f updates/s, %.1f updates/commit, %.0f commits/s, fsync %.0f/s, "
-            "p50 %.2f ms, p99 %.2f ms, %s KB written per update, load %.2f -> %.2f" %
+            "p50 %.2f ms, p99 %.2f ms, %s KB written and %.0f us of lossd CPU per update "
+            "(all %d cores: %.0f/s), load %.2f -> %.2f" %
             (case, rate, per_commit, commits_s, r["fsyncs_per_s"], r["p50_ms"], r["p99_ms"],
-             "%.1f" % (wpu / 1e3) if wpu is not None else "?", load0, load1))
+             "%.1f" % (wpu / 1e3) if wpu is not None else "?", cpu * 1e6 / r["ok"],
+             os.cpu_count(), os.cpu_count() * r["ok"] / cpu if cpu else 0, load0, load1))
         return 0
     finally:
         p.terminate()

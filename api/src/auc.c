@@ -39,6 +39,7 @@
 #include "lossd/sketch.h"
 #include "lossd/stream.h"
 #include "fields.h"
+#include "packed.h"
 #include "render.h"
 
 #include <math.h>
@@ -371,7 +372,8 @@ static json_t *render(const column *cols, int64_t ncols, const column *micro, co
 	return o;
 }
 
-void api_auc(api_reply *out, const api_ctx *ctx, const char *body, size_t len)
+/* The body is body[0, len), or sent when not NULL. */
+static void auc(api_reply *out, const api_ctx *ctx, const char *body, size_t len, api_body *sent)
 {
 	api_ctx defaults = API_CTX_INIT;
 	api_problem p = {0};
@@ -391,7 +393,8 @@ void api_auc(api_reply *out, const api_ctx *ctx, const char *body, size_t len)
 	if (!ctx)
 		ctx = &defaults;
 	int64_t budget = ctx->max_elements;
-	req = api_parse_body_packed(ctx, body, len, &pk, &p);
+	req = sent ? api__body_parse(ctx, sent, &pk, &p)
+	           : api_parse_body_packed(ctx, body, len, &pk, &p);
 	if (!req)
 		goto out;
 	if (read_options(&q, req, &p))
@@ -477,4 +480,14 @@ out:
 		api_reply_problem(out, &p);
 	else
 		api_reply_json(out, 200, reply);
+}
+
+void api_auc(api_reply *out, const api_ctx *ctx, const char *body, size_t len)
+{
+	auc(out, ctx, body, len, NULL);
+}
+
+void api_auc_sent(api_reply *out, const api_ctx *ctx, api_body *b)
+{
+	auc(out, ctx, NULL, 0, b);
 }

@@ -266,6 +266,22 @@ int api__b64_decode(void *out, const char *str, size_t len, size_t *bad_at)
 	return 0;
 }
 
+uint32_t api__b64_decode_groups(unsigned char *dst, const unsigned char *s, size_t groups)
+{
+	uint32_t bad = 0;
+	for (size_t g = 0; g < groups; g++, s += 4, dst += 3) {
+		uint32_t x = b64d0[s[0]] | b64d1[s[1]] | b64d2[s[2]] | b64d3[s[3]];
+		bad |= x;
+		memcpy(dst, &x, 4);
+	}
+	return bad & B64_BAD;
+}
+
+bool api__b64_alphabet(unsigned char c)
+{
+	return valid(c);
+}
+
 static const char b64e[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 char *api__b64_encode(const void *bytes, size_t n)

@@ -4,7 +4,9 @@
 #ifndef LOSSD_API_B64_H
 #define LOSSD_API_B64_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Bytes that len characters of padded base64 at s decode to, or SIZE_MAX
  * when len is not a multiple of 4. Looks only at the padding. */
@@ -18,6 +20,18 @@ size_t api__b64_decoded_size(const char *s, size_t len);
  * holds garbage.
  */
 int api__b64_decode(void *dst, const char *s, size_t len, size_t *bad_at);
+
+/*
+ * The streaming decoder's inner loop (body.c): decodes `groups` groups of 4
+ * characters at s into 3 * groups bytes at dst, storing 4 bytes a group (dst
+ * must have one byte of room past them). No padding: '=' counts as outside
+ * the alphabet. Returns nonzero when any character was outside it (the
+ * bytes of its group are then garbage).
+ */
+uint32_t api__b64_decode_groups(unsigned char *dst, const unsigned char *s, size_t groups);
+
+/* Whether c is one of the 64 characters of the alphabet ('=' is not). */
+bool api__b64_alphabet(unsigned char c);
 
 /* n bytes at bytes as padded base64, NUL-terminated: new (free()), NULL
  * when out of memory. */

@@ -581,7 +581,8 @@ out:
 
 /* ---- the endpoint --------------------------------------------------------------------- */
 
-void api_loss(api_reply *out, const api_ctx *ctx, const char *body, size_t len)
+/* The body is body[0, len), or sent when not NULL. */
+static void loss(api_reply *out, const api_ctx *ctx, const char *body, size_t len, api_body *sent)
 {
 	api_ctx defaults = API_CTX_INIT;
 	api_problem p = {0};
@@ -593,7 +594,8 @@ void api_loss(api_reply *out, const api_ctx *ctx, const char *body, size_t len)
 	if (!ctx)
 		ctx = &defaults;
 	int64_t budget = ctx->max_elements;
-	req = api_parse_body_packed(ctx, body, len, &pk, &p);
+	req = sent ? api__body_parse(ctx, sent, &pk, &p)
+	           : api_parse_body_packed(ctx, body, len, &pk, &p);
 	if (!req) {
 		api_reply_problem(out, &p);
 		return;
@@ -609,4 +611,14 @@ void api_loss(api_reply *out, const api_ctx *ctx, const char *body, size_t len)
 		return;
 	}
 	api_reply_json(out, 200, reply);
+}
+
+void api_loss(api_reply *out, const api_ctx *ctx, const char *body, size_t len)
+{
+	loss(out, ctx, body, len, NULL);
+}
+
+void api_loss_sent(api_reply *out, const api_ctx *ctx, api_body *b)
+{
+	loss(out, ctx, NULL, 0, b);
 }

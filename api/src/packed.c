@@ -518,7 +518,9 @@ int api__lift(api_packed **out, char **skel, size_t *skel_len, const char *body,
 	lifter L;
 	int rc = -1;
 
-	*out = NULL;
+	api_packed *given = *out;
+	size_t n0 = given ? given->n : 0;
+
 	*skel = NULL;
 	*skel_len = 0;
 	memset(&L, 0, sizeof L);
@@ -530,19 +532,20 @@ int api__lift(api_packed **out, char **skel, size_t *skel_len, const char *body,
 	L.acap = numbers >= API__PACK_MIN ? (size_t)numbers + (size_t)numbers / 2 + 8 : 0;
 	if (!L.acap && len < API__PACK_STR_MIN)
 		return 0; /* nothing could be lifted */
-	L.pk = api__malloc(sizeof *L.pk);
+	L.pk = given ? given : api__malloc(sizeof *L.pk);
 	L.fr = api__malloc((size_t)L.max_frames * sizeof *L.fr);
 	if (!L.pk || !L.fr)
 		goto out;
-	memset(L.pk, 0, sizeof *L.pk);
+	if (!given)
+		memset(L.pk, 0, sizeof *L.pk);
 	/* malloc'd, not touched: only the values written cost memory */
 	if (L.acap && !(L.pk->arena = api__aligned_alloc(64, L.acap * sizeof(double))))
-		goto out;
+		goto out; /* (a given table has no arena: body.c lifts strings only) */
 	int r = run(&L);
 	if (r < 0)
 		goto out;
 	rc = 0;
-	if (L.pk->n == 0)
+	if (L.pk->n == n0)
 		goto out; /* nothing lifted: the body parses as it is */
 	memcpy(L.skel + L.slen, body + L.copied, len - L.copied);
 	L.slen += len - L.copied;
@@ -555,7 +558,8 @@ int api__lift(api_packed **out, char **skel, size_t *skel_len, const char *body,
 out:
 	api__free(L.fr);
 	api__free(L.skel);
-	api_packed_free(L.pk);
+	if (L.pk != given)
+		api_packed_free(L.pk);
 	return rc;
 }
 
@@ -600,12 +604,21 @@ const api__pack *api__packed_string(const api_packed *pk, const json_t *v)
 	return &pk->packs[i];
 }
 
-size_t api__packed_body_pos(const api_packed *pk, size_t skel_pos)
+/* skel_pos through packs[from, to): the offset of that byte before they were lifted. */
+static size_t unshift(const api_packed *pk, size_t from, size_t to, size_t skel_pos)
 {
 	size_t shift_from = 0, shift_to = 0; /* skel_pos - shift_from + shift_to */
-	for (size_t k = 0; pk && k < pk->n && pk->packs[k].skel_end <= skel_pos; k++) {
+	for (size_t k = from; k < to && pk->packs[k].skel_end <= skel_pos; k++) {
 		shift_from = pk->packs[k].skel_end;
 		shift_to = pk->packs[k].body_end;
 	}
 	return skel_pos - shift_from + shift_to;
+}
+
+size_t api__packed_body_pos(const api_packed *pk, size_t skel_pos)
+{
+	if (!pk)
+		return skel_pos;
+	/* api__lift's own lifts, then those body.c made before it ran */
+	return unshift(pk, 0, pk->nstream, unshift(pk, pk->nstream, pk->n, skel_pos));
 }

@@ -20,9 +20,16 @@
 
 typedef struct api__pack {
 	const double *values; /* arrays: row-major, `size` values (in the arena) */
-	const char *str;      /* strings: the body's bytes (printable ASCII, no escapes) */
-	int64_t size;         /* arrays: elements (>= 1); strings: bytes */
-	int rank;             /* arrays: 1..ENG_MAX_RANK, every dimension >= 1; strings: 0 */
+	const char *str;      /* strings: the body's bytes (printable ASCII, no escapes),
+	                       * or NULL for a string decoded as it arrived (body.c) */
+	/* a string decoded as it arrived: its bytes (64-byte aligned, in the
+	 * api_body's arena), how many (api__b64_decoded_size of the text,
+	 * SIZE_MAX when not in groups of 4) and the offset of its first
+	 * invalid character (SIZE_MAX when it is valid padded base64) */
+	const unsigned char *decoded;
+	size_t nbytes, bad_at;
+	int64_t size; /* arrays: elements (>= 1); strings: bytes */
+	int rank;     /* arrays: 1..ENG_MAX_RANK, every dimension >= 1; strings: 0 */
 	int64_t shape[ENG_MAX_RANK];
 	size_t body_start, body_end; /* the value's bytes in the body */
 	size_t skel_start, skel_end; /* its placeholder's bytes in the skeleton */
@@ -32,6 +39,10 @@ struct api_packed {
 	double *arena; /* the lifted arrays' values, back to back */
 	api__pack *packs;
 	size_t n, cap;
+	/* packs[0, nstream) are strings body.c took out of a body as it
+	 * arrived: their skel_* offsets are in the text api__lift then read,
+	 * whose own lifts (packs[nstream, n)) have body_* offsets in that text */
+	size_t nstream;
 };
 
 /*
@@ -40,7 +51,9 @@ struct api_packed {
  * `numbers` bounds the number tokens in the body (parse.c's pre-pass count).
  * On success returns 0 with *skel a new skeleton of *skel_len bytes and *out
  * the new table, or *skel and *out NULL when nothing was lifted (parse the
- * body itself). Returns -1 when out of memory. Never fails on bad JSON:
+ * body itself). Returns -1 when out of memory. A table in *out on entry
+ * (body.c's) is extended instead (and left in *out whatever happens; the
+ * caller frees it). Never fails on bad JSON:
  * what it cannot lift stays in the skeleton, for jansson to judge.
  * The table points into body: body must outlive it.
  */
@@ -59,6 +72,19 @@ size_t api__string_end(const unsigned char *s, size_t i, size_t n, bool *esc, bo
 
 /* The body offset of the skeleton's byte at skel_pos (outside any placeholder). */
 size_t api__packed_body_pos(const api_packed *pk, size_t skel_pos);
+
+/*
+ * api_parse_body_packed of a text that body.c built as the body arrived:
+ * text holds placeholders for the strings in sp (stolen; its packs
+ * [0, sp->nstream)), and the body as sent was sent_len bytes, which is
+ * where errors say they are. Same checks, same errors.
+ */
+json_t *api__parse_sent(const api_ctx *ctx, const char *text, size_t len, api_packed *sp,
+                        size_t sent_len, api_packed **packed, api_problem *p);
+
+/* The parse of a body read by body.c: ends it (a string still open is
+ * text) and parses it as api_parse_body_packed would the body as sent. */
+json_t *api__body_parse(const api_ctx *ctx, api_body *b, api_packed **packed, api_problem *p);
 
 enum { API__PACK_MIN = 16, API__PACK_STR_MIN = 1024 };
 

@@ -49,6 +49,58 @@ static void line_col(const unsigned char *s, size_t pos, int *line, int *col)
 	*col = c;
 }
 
+/*
+ * Positions in a text body.c built as the body arrived (its long base64
+ * strings taken out: `sp`, packs [0, nstream)) are told as positions in the
+ * body: the byte offset, and the line and column (a taken-out string is
+ * printable ASCII on one line: a column a byte). With sp NULL the text is
+ * the body.
+ */
+static size_t sent_pos(const api_packed *sp, size_t pos)
+{
+	if (!sp || !sp->nstream)
+		return pos;
+	api_packed only = *sp;
+	only.n = sp->nstream;
+	only.nstream = 0;
+	return api__packed_body_pos(&only, pos);
+}
+
+/* line_col of body offset pos, reading the text (sp as above). */
+static void sent_line_col(const unsigned char *s, size_t n, const api_packed *sp, size_t pos,
+                          int *line, int *col)
+{
+	int l = 1, c = 0;
+	size_t t = 0, b = 0, k = 0;
+
+	if (!sp || !sp->nstream) {
+		line_col(s, pos < n ? pos : n, line, col);
+		return;
+	}
+	while (b < pos) {
+		if (k < sp->nstream && t == sp->packs[k].skel_start) {
+			size_t span = sp->packs[k].body_end - sp->packs[k].body_start;
+			size_t take = span < pos - b ? span : pos - b;
+			c += (int)take;
+			b += take;
+			t = sp->packs[k++].skel_end;
+			continue;
+		}
+		if (t >= n)
+			break;
+		if (s[t] == '\n') {
+			l++;
+			c = 0;
+		} else if ((s[t] & 0xc0) != 0x80) {
+			c++;
+		}
+		t++;
+		b++;
+	}
+	*line = l;
+	*col = c;
+}
+
 /* Byte classes of the pre-pass. */
 enum {
 	C_SPACE, /* ends a number */
@@ -76,10 +128,13 @@ __attribute__((constructor)) static void byte_class_init(void)
 	byte_class[']'] = byte_class['}'] = C_CLOSE;
 }
 
-/* The raw-byte pre-pass: 0 with *count the number tokens, or -1 with *p set. */
-static int prescan(const api_ctx *ctx, const unsigned char *s, size_t n, int64_t *count,
-                   api_problem *p)
+/* The raw-byte pre-pass: 0 with *count the number tokens, or -1 with *p set.
+ * sp (may be NULL): body.c's lifted strings, skipped, and positions told in
+ * the body. */
+static int prescan(const api_ctx *ctx, const unsigned char *s, size_t n, const api_packed *sp,
+                   int64_t *count, api_problem *p)
 {
+	size_t next = 0; /* sp's next placeholder */
 	int64_t numbers = 0;
 	int64_t max_numbers = ctx->max_elements;
 	int depth = 0, max_depth = ctx->max_depth;
@@ -92,7 +147,7 @@ static int prescan(const api_ctx *ctx, const unsigned char *s, size_t n, int64_t
 	const unsigned char *zero = n ? memchr(s, 0, n) : NULL;
 	if (zero) {
 		int line, col;
-		line_col(s, (size_t)(zero - s), &line, &col);
+		sent_line_col(s, n, sp, sent_pos(sp, (size_t)(zero - s)), &line, &col);
 		return api_problem_set(p, 400, "malformed_json", "",
 		                       "a NUL byte at line %d, column %d: not JSON", line, col + 1);
 	}
@@ -110,14 +165,17 @@ static int prescan(const api_ctx *ctx, const unsigned char *s, size_t n, int64_t
 			break;
 		in_num = 0;
 		any = 1;
-		if (k == C_QUOTE) {
+		if (k == C_QUOTE && sp && next < sp->nstream && i == sp->packs[next].skel_start) {
+			i = sp->packs[next++].skel_end -
+			    1; /* a lifted string: no number, no \u0000 */
+		} else if (k == C_QUOTE) {
 			bool esc = false, nul = false;
 			size_t e = api__string_end(s, i, n, &esc, &nul);
 			if (nul) {
 				/* jansson would refuse it too; here it also keeps
 				 * the placeholders of packed.c unforgeable */
 				int line, col;
-				line_col(s, i, &line, &col);
+				sent_line_col(s, n, sp, sent_pos(sp, i), &line, &col);
 				return api_problem_set(p, 400, "malformed_json", "",
 				                       "\\u0000 is not allowed in a string at line "
 				                       "%d, column %d",
@@ -129,7 +187,7 @@ static int prescan(const api_ctx *ctx, const unsigned char *s, size_t n, int64_t
 				return api_problem_set(
 				        p, 400, "too_deep", "",
 				        "the body nests deeper than %d levels (at byte %zu)",
-				        max_depth, i);
+				        max_depth, sent_pos(sp, i));
 		} else {
 			depth--;
 		}
@@ -144,14 +202,19 @@ static int prescan(const api_ctx *ctx, const unsigned char *s, size_t n, int64_t
 	return 0;
 }
 
-json_t *api_parse_body_packed(const api_ctx *ctx, const char *body, size_t len, api_packed **packed,
-                              api_problem *p)
+/*
+ * The parse of body (len bytes). sp (stolen, may be NULL): the strings
+ * body.c lifted as the body arrived, whose placeholders body holds; errors
+ * then tell positions in the body as sent, sent_len bytes.
+ */
+static json_t *parse(const api_ctx *ctx, const char *body, size_t len, api_packed *sp,
+                     size_t sent_len, api_packed **packed, api_problem *p)
 {
 	static const api_ctx defaults = API_CTX_INIT;
 	const unsigned char *u = (const unsigned char *)body;
 	json_error_t e;
 	int64_t numbers = 0;
-	api_packed *pk = NULL;
+	api_packed *pk = sp;
 	char *skel = NULL;
 	size_t skel_len = 0;
 	json_t *v = NULL;
@@ -172,15 +235,19 @@ json_t *api_parse_body_packed(const api_ctx *ctx, const char *body, size_t len, 
 		if (c == ' ' || c == '\t' || c == '\n' || c == '\r')
 			continue;
 		if (c == '[') {
+			api_packed_free(sp);
 			api_problem_set(p, 400, "not_an_object", "",
 			                "the body must be a JSON object ({...})");
 			return NULL;
 		}
 		break;
 	}
-	if (prescan(ctx, u, len, &numbers, p))
+	if (prescan(ctx, u, len, sp, &numbers, p)) {
+		api_packed_free(sp);
 		return NULL;
+	}
 	if (packed && api__lift(&pk, &skel, &skel_len, body, len, numbers, ctx->max_depth)) {
+		api_packed_free(pk);
 		api_problem_set(p, 503, "out_of_memory", "",
 		                "out of memory while parsing the body");
 		return NULL;
@@ -188,8 +255,8 @@ json_t *api_parse_body_packed(const api_ctx *ctx, const char *body, size_t len, 
 
 	/* The skeleton's placeholders hold "\u0000", which prescan refused in
 	 * the body itself. */
-	if (skel)
-		v = json_loadb(skel, skel_len,
+	if (skel || sp)
+		v = json_loadb(skel ? skel : body, skel ? skel_len : len,
 		               JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
 	else
 		v = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &e);
@@ -209,7 +276,8 @@ json_t *api_parse_body_packed(const api_ctx *ctx, const char *body, size_t len, 
 			size_t at =
 			        api__packed_body_pos(pk, (size_t)(e.position > 0 ? e.position : 0));
 			e.position = (int)(at < (size_t)INT32_MAX ? at : INT32_MAX);
-			line_col(u, at < len ? at : len, &e.line, &e.column);
+			sent_line_col(u, len, sp ? pk : NULL, at < sent_len ? at : sent_len,
+			              &e.line, &e.column);
 		}
 		api_packed_free(pk);
 		/* Allocation failures first: jansson may word a refused
@@ -249,6 +317,18 @@ json_t *api_parse_body_packed(const api_ctx *ctx, const char *body, size_t len, 
 	if (packed)
 		*packed = pk;
 	return v;
+}
+
+json_t *api_parse_body_packed(const api_ctx *ctx, const char *body, size_t len, api_packed **packed,
+                              api_problem *p)
+{
+	return parse(ctx, body, len, NULL, len, packed, p);
+}
+
+json_t *api__parse_sent(const api_ctx *ctx, const char *text, size_t len, api_packed *sp,
+                        size_t sent_len, api_packed **packed, api_problem *p)
+{
+	return parse(ctx, text, len, sp, sent_len, packed, p);
 }
 
 json_t *api_parse_body(const api_ctx *ctx, const char *body, size_t len, api_problem *p)

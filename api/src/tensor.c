@@ -559,8 +559,11 @@ static int decode_b64(api_tensor *out, json_t *obj, const char *pointer,
 	const api__pack *lifted = api__packed_string(packed_of(opts), b);
 	const char *str = lifted ? lifted->str : json_string_value(b);
 	size_t len = lifted ? (size_t)lifted->size : json_string_length(b);
+	/* decoded as the body arrived (body.c): the same checks, in the same
+	 * order, on what the decoder noted; the tensor views the bytes */
+	const unsigned char *early = lifted ? lifted->decoded : NULL;
 	snprintf(ptr, sizeof ptr, "%s/b64", pointer ? pointer : "");
-	size_t nbytes = api__b64_decoded_size(str, len);
+	size_t nbytes = early ? lifted->nbytes : api__b64_decoded_size(str, len);
 	if (nbytes == SIZE_MAX)
 		return api_problem_set(
 		        p, 422, "bad_base64", ptr,
@@ -577,11 +580,16 @@ static int decode_b64(api_tensor *out, json_t *obj, const char *pointer,
 	}
 	if (charge(opts, size, pointer, p))
 		return -1;
-	unsigned char *buf = alloc_elems(size, esz, pointer, p);
-	if (!buf)
+	size_t at = early ? lifted->bad_at : 0;
+	unsigned char *buf = NULL;
+	if (early && at == SIZE_MAX) {
+		set_view(out, dt, ndim, shape, size, NULL);
+		out->t.data = early;
+		goto decoded;
+	}
+	if (!early && !(buf = alloc_elems(size, esz, pointer, p)))
 		goto fail;
-	size_t at;
-	if (b64_decode(buf, str, len, opts ? opts->par : NULL, &at)) {
+	if (early || b64_decode(buf, str, len, opts ? opts->par : NULL, &at)) {
 		api__free(buf);
 		api_problem_set(p, 422, "bad_base64", ptr,
 		                "%s/b64 has an invalid character at offset %zu", name_of(pointer),
@@ -589,6 +597,7 @@ static int decode_b64(api_tensor *out, json_t *obj, const char *pointer,
 		goto fail;
 	}
 	set_view(out, dt, ndim, shape, size, buf);
+decoded:
 	if (!opts || !opts->allow_nonfinite) {
 		int64_t i = first_nonfinite(&out->t);
 		if (i >= 0) {

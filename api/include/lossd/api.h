@@ -166,11 +166,49 @@ int api_tensor_decode(api_tensor *out, json_t *v, const char *pointer, const api
 /* Releases what api_tensor_decode allocated. Accepts NULL and empty. */
 void api_tensor_free(api_tensor *t);
 
+/* ---- bodies read as they arrive (api/src/body.c) ---------------------------------- */
+/*
+ * A body fed chunk by chunk as the HTTP layer receives it: the long "b64"
+ * strings are decoded into a caller's arena on the way, the rest is kept
+ * as text, and api_loss_sent / api_auc_sent answer exactly as api_loss /
+ * api_auc would the whole body. Not thread-safe: one thread at a time
+ * (feeding on one, answering on another after a hand-off is fine).
+ */
+typedef struct api_body api_body;
+
+/* Arena bytes a body of at most len bytes may decode into. */
+size_t api_body_arena_size(size_t len);
+
+/* *out new (api_body_free): a body of at most max_len bytes, decoding into
+ * arena (borrowed until api_body_free; cap bytes, at least
+ * api_body_arena_size(max_len); NULL and 0 decode nothing: then every
+ * string is kept as text, up to max_len) with ctx's max_depth. Returns 0,
+ * or -1 when out of memory. */
+int api_body_new(api_body **out, void *arena, size_t cap, size_t max_len, int max_depth);
+
+/* The next n bytes of the body. Returns 0, or -1 when out of memory or
+ * past max_len (the body is then unusable: free it). */
+int api_body_feed(api_body *b, const char *data, size_t n);
+
+/* Bytes b holds: its text's buffer and the arena bytes it has written. */
+size_t api_body_held(const api_body *b);
+
+/* Body bytes fed so far. */
+size_t api_body_len(const api_body *b);
+
+/* Accepts NULL. The arena is the caller's again. */
+void api_body_free(api_body *b);
+
 /* ---- endpoints ------------------------------------------------------------------ */
 /* POST /v1/loss (docs/API.md section 2). Any thread. */
 void api_loss(api_reply *out, const api_ctx *ctx, const char *body, size_t len);
 
 /* POST /v1/auc (docs/API.md section 3). Any thread. */
 void api_auc(api_reply *out, const api_ctx *ctx, const char *body, size_t len);
+
+/* api_loss and api_auc of a body read with api_body_feed (ended by this
+ * call: b can only be freed afterwards). Any thread. */
+void api_loss_sent(api_reply *out, const api_ctx *ctx, api_body *b);
+void api_auc_sent(api_reply *out, const api_ctx *ctx, api_body *b);
 
 #endif

@@ -1,0 +1,542 @@
+/*
+ * body.c - a request body read as it arrives: long base64 strings decoded
+ * chunk by chunk into an arena, the rest of the JSON kept as text.
+ *
+ * Why: a (8192, 32000) float32 tensor is 1.4 GB of base64. Buffered whole,
+ * the body costs 1.4 GB of fresh pages before a byte is decoded, and the
+ * tensor 1 GB more. Here each chunk is scanned as the HTTP layer receives
+ * it: the characters of a "b64" string go through the table decoder (b64.c)
+ * straight into the arena, which the server lends and reuses across
+ * requests, and only the small rest of the object is kept. At the end that
+ * text holds one placeholder per decoded string, exactly as packed.c's
+ * skeleton would, and goes through the same parse (parse.c), so the
+ * request is answered as the buffered body would be: same values, same
+ * errors, same positions in them.
+ *
+ * What is taken out is what api__lift would take: the string value of a
+ * "b64" key (the key unescaped in the body) directly in an object, at
+ * least API__PACK_STR_MIN printable ASCII characters without a backslash,
+ * before anything that stops the lifting pass (a bracket that closes the
+ * wrong container, nesting past max_depth + 1). The scan keeps only what
+ * decides that: the open containers, the last key, whether a ':' follows
+ * it. A candidate string is held in a 1 KiB stash until it is long enough,
+ * then decoded as it comes; the decoder notes the first character outside
+ * the alphabet (its offset is the bad_base64 error). A backslash or a byte
+ * outside printable ASCII after the stash means the string is not lifted
+ * after all: its text is rebuilt (the decoded groups encoded again, the
+ * last characters and the first invalid one kept raw: all that the
+ * buffered path's checks can see of it, see fallback()) and the rest of it
+ * is kept as text.
+ *
+ * Invariants: the text is never longer than the body (a placeholder is at
+ * most 31 bytes, a lifted string at least 1026); decoded strings start on
+ * 64-byte boundaries of the arena and never pass api_body_arena_size(len);
+ * packs are in body order.
+ *
+ * It does not parse numbers: a body of JSON arrays is kept as text and
+ * lifted by packed.c at the end. It knows nothing of HTTP or threads: one
+ * thread feeds it, any one thread (after a hand-off) finishes it.
+ */
+#include "lossd/api.h"
+#include "b64.h"
+#include "mem.h"
+#include "packed.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define NONE  SIZE_MAX
+#define BLOCK ((size_t)4096) /* groups decoded between checks */
+
+enum { S_OUT, S_STR, S_ESC, S_STASH, S_DECODE };
+
+struct api_body {
+	char *text; /* the body less its lifted strings, NUL-terminated at the end */
+	size_t tlen, tcap, max_len;
+	size_t sent; /* body bytes fed */
+
+	unsigned char *open; /* 1: an array, 0: an object, per open container */
+	int depth, max_frames;
+	bool stopped;   /* api__lift would have stopped: no more lifts */
+	bool b64_value; /* the next value is that of a "b64" key */
+	bool key_b64;   /* the last string was "b64" */
+
+	/* the string being read */
+	int mode;
+	size_t start; /* body offset of its '"' */
+	size_t k;     /* its characters so far */
+	bool esc;
+	char key3[3];
+	char stash[API__PACK_STR_MIN];
+
+	/* decoding */
+	unsigned char *arena;
+	size_t acap, aused, ahigh;
+	size_t seg;    /* arena offset of the string being decoded */
+	size_t groups; /* its groups decoded */
+	unsigned char carry[4];
+	int ncarry;
+	unsigned char tail[4]; /* its last 4 characters before the current run */
+	size_t first_bad;      /* string offset of its first character outside the alphabet */
+	unsigned char bad_char;
+
+	api__pack *packs;
+	size_t npacks, pcap;
+};
+
+size_t api_body_arena_size(size_t len)
+{
+	/* 3 bytes a group, and per lifted string (>= 1026 bytes of body) up
+	 * to 63 bytes of alignment and 4 of store overrun */
+	return len / 4 * 3 + (len / API__PACK_STR_MIN + 1) * 68 + 64;
+}
+
+int api_body_new(api_body **out, void *arena, size_t cap, size_t max_len, int max_depth)
+{
+	api_body *b = api__malloc(sizeof *b);
+
+	*out = NULL;
+	if (!b)
+		return -1;
+	memset(b, 0, sizeof *b);
+	b->max_frames = max_depth > 0 ? max_depth + 1 : 1;
+	b->open = api__malloc((size_t)b->max_frames);
+	if (!b->open) {
+		api__free(b);
+		return -1;
+	}
+	b->arena = arena;
+	b->acap = arena ? cap : 0;
+	b->max_len = max_len;
+	*out = b;
+	return 0;
+}
+
+void api_body_free(api_body *b)
+{
+	if (!b)
+		return;
+	api__free(b->text);
+	api__free(b->open);
+	api__free(b->packs);
+	api__free(b);
+}
+
+size_t api_body_held(const api_body *b)
+{
+	return b ? b->tcap + b->ahigh : 0;
+}
+
+size_t api_body_len(const api_body *b)
+{
+	return b ? b->sent : 0;
+}
+
+/* ---- the text ----------------------------------------------------------------------- */
+
+static int put(api_body *b, const void *s, size_t n)
+{
+	if (b->tlen + n + 1 > b->tcap) {
+		size_t cap = b->tcap ? b->tcap : 4096;
+		while (cap < b->tlen + n + 1)
+			cap *= 2;
+		if (cap > b->max_len + 1)
+			cap = b->max_len + 1;
+		if (cap < b->tlen + n + 1)
+			return -1; /* longer than the body can be */
+		char *t = api__realloc(b->text, cap);
+		if (!t)
+			return -1;
+		b->text = t;
+		b->tcap = cap;
+	}
+	memcpy(b->text + b->tlen, s, n);
+	b->tlen += n;
+	return 0;
+}
+
+/* ---- decoding ----------------------------------------------------------------------- */
+
+static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* A character outside the alphabet at string offset pos: true when the
+ * string cannot be lifted (it must be kept as text). */
+static bool note_bad(api_body *b, size_t pos, unsigned char c)
+{
+	if (c == '\\' || c < 0x20 || c > 0x7e)
+		return true;
+	if (b->first_bad == NONE) {
+		b->first_bad = pos;
+		b->bad_char = c;
+	}
+	return false;
+}
+
+/*
+ * The string being decoded is not lifted after all: a backslash or a byte
+ * outside printable ASCII at string offset kk (r[kk - base] when r is
+ * given). Writes its first kk characters to the text as the buffered path
+ * would see them: the decoded groups encoded again, which gives every
+ * character back while all were in the alphabet; the first that was not,
+ * as it was (it is where a bad_base64 error points); the last four, as they
+ * were (the padding decides the decoded size). Characters between the first
+ * invalid one and those are decoded garbage: no check of the buffered path
+ * reads them (the first invalid one decides). Printable ASCII on one line
+ * either way, so lengths, lines and columns are the body's.
+ */
+static int fallback(api_body *b, const unsigned char *r, size_t base, size_t kk)
+{
+	char buf[256];
+	size_t n = 0;
+
+	if (put(b, "\"", 1))
+		return -1;
+	for (size_t pos = 0; pos < kk; pos++) {
+		unsigned char c;
+		if (r && pos >= base) {
+			c = r[pos - base];
+		} else if (pos + 4 >= base) {
+			c = b->tail[4 - (base - pos)];
+		} else if (pos == b->first_bad) {
+			c = b->bad_char;
+		} else {
+			const unsigned char *g = b->arena + b->seg + pos / 4 * 3;
+			uint32_t v = (uint32_t)g[0] << 16 | (uint32_t)g[1] << 8 | g[2];
+			c = (unsigned char)b64chars[(v >> (18 - 6 * (pos % 4))) & 63];
+		}
+		buf[n++] = (char)c;
+		if (n == sizeof buf) {
+			if (put(b, buf, n))
+				return -1;
+			n = 0;
+		}
+	}
+	if (put(b, buf, n))
+		return -1;
+	b->mode = S_STR;
+	b->k = kk;
+	b->esc = false;
+	memcpy(b->key3, "\0\0\0", 3); /* >= 1024 characters: not a key of 3 */
+	return 0;
+}
+
+/* The last 4 characters, after a run of n more at r. */
+static void keep_tail(api_body *b, const unsigned char *r, size_t n)
+{
+	if (n >= 4) {
+		memcpy(b->tail, r + n - 4, 4);
+		return;
+	}
+	memmove(b->tail, b->tail + n, 4 - n);
+	memcpy(b->tail + 4 - n, r, n);
+}
+
+/*
+ * n characters at r of the string being decoded (no '"' among them).
+ * Returns how many it took (n, or fewer when the string turned out to be
+ * kept as text: the rest is then the caller's, in mode S_STR), or
+ * SIZE_MAX when out of memory.
+ */
+static size_t decode_run(api_body *b, const unsigned char *r, size_t n)
+{
+	size_t base = b->k, i = 0;
+
+	while (b->ncarry && i < n) {
+		unsigned char c = r[i];
+		if (!api__b64_alphabet(c) && note_bad(b, base + i, c))
+			return fallback(b, r, base, base + i) ? SIZE_MAX : i;
+		b->carry[b->ncarry++] = c;
+		i++;
+		if (b->ncarry == 4) {
+			if (b->seg + b->groups * 3 + 4 > b->acap)
+				return SIZE_MAX;
+			api__b64_decode_groups(b->arena + b->seg + b->groups * 3, b->carry, 1);
+			b->groups++;
+			b->ncarry = 0;
+		}
+	}
+	while (n - i >= 4) {
+		size_t g = (n - i) / 4 < BLOCK ? (n - i) / 4 : BLOCK;
+		if (b->seg + (b->groups + g) * 3 + 1 > b->acap)
+			return SIZE_MAX;
+		if (api__b64_decode_groups(b->arena + b->seg + b->groups * 3, r + i, g)) {
+			for (size_t j = i; j < i + 4 * g; j++)
+				if (!api__b64_alphabet(r[j]) && note_bad(b, base + j, r[j]))
+					return fallback(b, r, base, base + j) ? SIZE_MAX : j;
+		}
+		b->groups += g;
+		i += 4 * g;
+	}
+	for (; i < n; i++) {
+		unsigned char c = r[i];
+		if (!api__b64_alphabet(c) && note_bad(b, base + i, c))
+			return fallback(b, r, base, base + i) ? SIZE_MAX : i;
+		b->carry[b->ncarry++] = c;
+	}
+	b->k = base + n;
+	keep_tail(b, r, n);
+	return n;
+}
+
+/* The arena bytes this body has written, for api_body_held. */
+static void touched(api_body *b)
+{
+	size_t t = b->seg + b->groups * 3 + 4;
+	if (t > b->ahigh)
+		b->ahigh = t;
+}
+
+/* The stash is full: from here the string is decoded as it comes. */
+static int start_decoding(api_body *b)
+{
+	b->seg = (b->aused + 63) & ~(size_t)63;
+	b->groups = 0;
+	b->ncarry = 0;
+	b->first_bad = NONE;
+	b->mode = S_DECODE;
+	if (b->seg + 64 > b->acap)
+		return -1;
+	b->k = 0;
+	size_t took = decode_run(b, (const unsigned char *)b->stash, API__PACK_STR_MIN);
+	touched(b);
+	return took == SIZE_MAX ? -1 : 0; /* the stash holds no backslash: all taken */
+}
+
+/* The decoded string closed at body offset end (its '"' included). */
+static int lifted(api_body *b, size_t end)
+{
+	size_t k = b->k, nbytes = NONE, bad = b->first_bad;
+	char ph[40];
+
+	if (k % 4 == 0) {
+		nbytes = k / 4 * 3;
+		if (b->tail[3] == '=')
+			nbytes -= b->tail[2] == '=' ? 2 : 1;
+		if (bad != NONE && b->bad_char == '=' &&
+		    (bad == k - 1 || (bad == k - 2 && b->tail[3] == '=')))
+			bad = NONE; /* padding */
+		if (bad == NONE && b->tail[3] == '=')
+			api__b64_decode(b->arena + b->seg + (k / 4 - 1) * 3, (const char *)b->tail,
+			                4, NULL);
+	}
+	if (b->npacks == b->pcap) {
+		size_t cap = b->pcap ? b->pcap * 2 : 8;
+		api__pack *np = api__realloc(b->packs, cap * sizeof *np);
+		if (!np)
+			return -1;
+		b->packs = np;
+		b->pcap = cap;
+	}
+	api__pack *p = &b->packs[b->npacks];
+	memset(p, 0, sizeof *p);
+	p->decoded = b->arena + b->seg;
+	p->size = (int64_t)k;
+	p->nbytes = nbytes;
+	p->bad_at = bad;
+	p->body_start = b->start;
+	p->body_end = end;
+	p->skel_start = b->tlen;
+	int phn = snprintf(ph, sizeof ph, "\"\\u0000%zu\"", b->npacks);
+	if (put(b, ph, (size_t)phn))
+		return -1;
+	p->skel_end = b->tlen;
+	b->npacks++;
+	b->aused = b->seg + b->groups * 3 + 1;
+	b->key_b64 = false;
+	b->mode = S_OUT;
+	return 0;
+}
+
+/* ---- the scan ----------------------------------------------------------------------- */
+
+/* Bytes that change nothing outside a string but b64_value (all but these). */
+static bool structural(unsigned char c)
+{
+	return c == '"' || c == ':' || c == '[' || c == ']' || c == '{' || c == '}';
+}
+
+static bool space(unsigned char c)
+{
+	return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+}
+
+/* A string kept as text ended: it may be the next key. */
+static void key_end(api_body *b)
+{
+	b->key_b64 = !b->esc && b->k == 3 && memcmp(b->key3, "b64", 3) == 0;
+}
+
+int api_body_feed(api_body *b, const char *data, size_t n)
+{
+	const unsigned char *s = (const unsigned char *)data;
+	size_t i = 0;
+
+	if (n > b->max_len - b->sent)
+		return -1;
+	while (i < n) {
+		unsigned char c = s[i];
+		switch (b->mode) {
+		case S_OUT: {
+			if (b->stopped) {
+				if (put(b, s + i, n - i))
+					return -1;
+				i = n;
+				break;
+			}
+			size_t j = i;
+			bool any = false;
+			while (j < n && !structural(s[j])) {
+				any |= !space(s[j]);
+				j++;
+			}
+			if (any)
+				b->b64_value = false;
+			if (j > i && put(b, s + i, j - i))
+				return -1;
+			if (j == n) {
+				i = n;
+				break;
+			}
+			c = s[j];
+			i = j + 1;
+			bool was_b64 = b->b64_value;
+			b->b64_value = false;
+			if (c == '"') {
+				b->start = b->sent + j;
+				b->k = 0;
+				b->esc = false;
+				memset(b->key3, 0, sizeof b->key3);
+				if (was_b64 && b->acap && b->depth > 0 && !b->open[b->depth - 1]) {
+					b->mode = S_STASH;
+					break;
+				}
+				b->mode = S_STR;
+			} else if (c == ':') {
+				b->b64_value = b->key_b64;
+				b->key_b64 = false;
+			} else if (c == '[' || c == '{') {
+				if (b->depth == b->max_frames)
+					b->stopped = true;
+				else
+					b->open[b->depth++] = c == '[';
+			} else if (b->depth == 0 || b->open[b->depth - 1] != (c == ']')) {
+				b->stopped = true; /* closes what is not open */
+			} else {
+				b->depth--;
+			}
+			if (put(b, &c, 1))
+				return -1;
+			break;
+		}
+		case S_STR: {
+			size_t j = i;
+			while (j < n && s[j] != '"' && s[j] != '\\') {
+				if (b->k < 3)
+					b->key3[b->k] = (char)s[j];
+				b->k++;
+				j++;
+			}
+			if (j > i && put(b, s + i, j - i))
+				return -1;
+			i = j;
+			if (j == n)
+				break;
+			if (put(b, s + j, 1))
+				return -1;
+			i++;
+			if (s[j] == '\\') {
+				b->esc = true;
+				b->k++;
+				b->mode = S_ESC;
+			} else {
+				key_end(b);
+				b->mode = S_OUT;
+			}
+			break;
+		}
+		case S_ESC:
+			if (put(b, &c, 1))
+				return -1;
+			b->k++;
+			i++;
+			b->mode = S_STR;
+			break;
+		case S_STASH:
+			if (c == '"' || c == '\\' || c < 0x20 || c > 0x7e) {
+				/* short, or not liftable: kept as text */
+				size_t k = b->k;
+				if (put(b, "\"", 1) || put(b, b->stash, k))
+					return -1;
+				memcpy(b->key3, b->stash, k < 3 ? k : 3);
+				b->mode = S_STR;
+				break; /* c again, as text */
+			}
+			b->stash[b->k++] = (char)c;
+			i++;
+			if (b->k == API__PACK_STR_MIN && start_decoding(b))
+				return -1;
+			break;
+		case S_DECODE: {
+			const unsigned char *q = memchr(s + i, '"', n - i);
+			size_t run = (q ? (size_t)(q - s) : n) - i;
+			size_t took = decode_run(b, s + i, run);
+			touched(b);
+			if (took == SIZE_MAX)
+				return -1;
+			i += took;
+			if (took < run || !q)
+				break; /* kept as text from s[i] on (S_STR), or more to come */
+			i++;           /* the closing '"' */
+			if (lifted(b, b->sent + i))
+				return -1;
+			break;
+		}
+		}
+	}
+	b->sent += n;
+	return 0;
+}
+
+/* The body has ended: a string still open is kept as text. */
+static int finish(api_body *b)
+{
+	if (b->mode == S_STASH) {
+		if (put(b, "\"", 1) || put(b, b->stash, b->k))
+			return -1;
+	} else if (b->mode == S_DECODE) {
+		if (fallback(b, NULL, b->k, b->k))
+			return -1;
+	}
+	b->mode = S_OUT;
+	if (!b->text && put(b, "", 0))
+		return -1;
+	b->text[b->tlen] = '\0';
+	return 0;
+}
+
+json_t *api__body_parse(const api_ctx *ctx, api_body *b, api_packed **packed, api_problem *p)
+{
+	api_packed *sp = NULL;
+
+	*packed = NULL;
+	if (finish(b)) {
+		api_problem_set(p, 503, "out_of_memory", "",
+		                "out of memory while parsing the body");
+		return NULL;
+	}
+	if (b->npacks) {
+		sp = api__malloc(sizeof *sp);
+		if (!sp) {
+			api_problem_set(p, 503, "out_of_memory", "",
+			                "out of memory while parsing the body");
+			return NULL;
+		}
+		memset(sp, 0, sizeof *sp);
+		sp->packs = b->packs;
+		sp->n = sp->nstream = b->npacks;
+		sp->cap = b->pcap;
+		b->packs = NULL; /* the table's now */
+		b->npacks = b->pcap = 0;
+	}
+	return api__parse_sent(ctx, b->text, b->tlen, sp, b->sent, packed, p);
+}

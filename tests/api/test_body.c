@@ -1,0 +1,493 @@
+/*
+ * test_body.c - api/src/body.c: a body fed chunk by chunk (its long base64
+ * strings decoded as they arrive) must be answered exactly as the whole
+ * body is. Every body here goes through api_loss (or api_auc) whole, then
+ * through api_body_feed + api_loss_sent split at every offset into two
+ * chunks and cut into chunks of every size from 1 to 67 bytes (inside a
+ * base64 group, inside a JSON escape, between a key and its ':'), and the
+ * replies must be byte for byte the same: status, code, pointer, detail
+ * (offsets, lines and columns included) or the loss figures.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lossd/api.h"
+#include "b64.h"
+#include "mem.h"
+
+typedef struct buf {
+	char *s;
+	size_t n, cap;
+} buf;
+
+static void put(buf *b, const char *s, size_t n)
+{
+	if (b->n + n + 1 > b->cap) {
+		b->cap = (b->n + n + 1) * 2;
+		b->s = realloc(b->s, b->cap);
+		cr_assert_not_null(b->s);
+	}
+	memcpy(b->s + b->n, s, n);
+	b->n += n;
+	b->s[b->n] = '\0';
+}
+
+static void puts_(buf *b, const char *s)
+{
+	put(b, s, strlen(s));
+}
+
+/* base64 of n float32 logits (deterministic), new */
+static char *logits_b64(size_t n, uint32_t seed)
+{
+	float *x = malloc(n * sizeof *x);
+	cr_assert_not_null(x);
+	for (size_t i = 0; i < n; i++) {
+		seed = seed * 1664525u + 1013904223u;
+		x[i] = (float)((int)(seed >> 8) % 2000 - 1000) / 250.0f;
+	}
+	char *s = api__b64_encode(x, n * sizeof *x);
+	free(x);
+	cr_assert_not_null(s);
+	return s;
+}
+
+static char *labels_b64(size_t n, int classes)
+{
+	int32_t *y = malloc(n * sizeof *y);
+	for (size_t i = 0; i < n; i++)
+		y[i] = (int32_t)((i * 7) % (size_t)classes);
+	char *s = api__b64_encode(y, n * sizeof *y);
+	free(y);
+	return s;
+}
+
+/* A sparse CE request of (rows, classes) float32 logits; `pred` replaces
+ * the logits' base64 text when not NULL; `tail` goes before the final '}'. */
+static void ce_body(buf *b, int rows, int classes, const char *pred, const char *tail)
+{
+	char head[256];
+	char *y = labels_b64((size_t)rows, classes);
+	char *x = pred ? NULL : logits_b64((size_t)rows * (size_t)classes, 7);
+	snprintf(head, sizeof head,
+	         "{\"loss\": \"sparse_categorical_crossentropy\", \"from_logits\": true,\n"
+	         " \"y_true\": {\"shape\": [%d], \"dtype\": \"int32\", \"b64\": \"",
+	         rows);
+	puts_(b, head);
+	puts_(b, y);
+	snprintf(head, sizeof head,
+	         "\"},\n \"y_pred\": {\"shape\": [%d, %d], \"dtype\": \"float32\", \"b64\": \"",
+	         rows, classes);
+	puts_(b, head);
+	puts_(b, pred ? pred : x);
+	puts_(b, "\"}");
+	puts_(b, tail ? tail : "");
+	puts_(b, "}");
+	free(x);
+	free(y);
+}
+
+/* ---- the comparison --------------------------------------------------------------- */
+
+typedef void (*whole_fn)(api_reply *, const api_ctx *, const char *, size_t);
+typedef void (*sent_fn)(api_reply *, const api_ctx *, api_body *);
+
+static void expect_same(const api_reply *want, const api_reply *got, const char *what, size_t at)
+{
+	cr_assert_eq(got->status, want->status, "%s %zu: status %d, whole body %d (%s)", what, at,
+	             got->status, want->status, got->body);
+	cr_assert_eq(got->len, want->len, "%s %zu:\n got  %s\n want %s", what, at, got->body,
+	             want->body);
+	cr_assert(memcmp(got->body, want->body, want->len) == 0, "%s %zu:\n got  %s\n want %s",
+	          what, at, got->body, want->body);
+}
+
+/* The body fed in the chunks cut at offsets cuts[0..ncuts), answered. */
+static bool lifts; /* the body being checked has a lifted string */
+
+static void sent(api_reply *out, sent_fn fn, const char *s, size_t n, const size_t *cuts,
+                 size_t ncuts)
+{
+	api_ctx ctx = API_CTX_INIT;
+	size_t cap = api_body_arena_size(n);
+	void *arena = malloc(cap);
+	api_body *b = NULL;
+	size_t from = 0;
+
+	cr_assert_eq(api_body_new(&b, arena, cap, n, ctx.max_depth), 0);
+	for (size_t i = 0; i <= ncuts; i++) {
+		size_t to = i < ncuts ? cuts[i] : n;
+		cr_assert_eq(api_body_feed(b, s + from, to - from), 0);
+		from = to;
+	}
+	cr_assert_eq(api_body_len(b), n);
+	/* the logits (>= 1280 bytes) went to the arena, not to the text */
+	if (lifts)
+		cr_assert_geq(api_body_held(b) - (size_t)0, (size_t)1280);
+	fn(out, &ctx, b);
+	api_body_free(b);
+	free(arena);
+}
+
+/* Whole vs split at every offset vs chunks of 1..67 bytes. */
+static void check_both(whole_fn whole, sent_fn fn, const char *s, size_t n, const char *expect_code,
+                       int expect_status)
+{
+	api_ctx ctx = API_CTX_INIT;
+	api_reply want = {0}, got = {0};
+	size_t *cuts = malloc((n + 1) * sizeof *cuts);
+
+	whole(&want, &ctx, s, n);
+	cr_assert_eq(want.status, expect_status, "whole body: %d %s", want.status, want.body);
+	if (expect_code)
+		cr_assert(strstr(want.body, expect_code), "whole body: %s", want.body);
+	sent(&got, fn, s, n, NULL, 0);
+	expect_same(&want, &got, "one chunk", n);
+	api_reply_free(&got);
+	for (size_t at = 0; at <= n; at += 1) {
+		cuts[0] = at;
+		sent(&got, fn, s, n, cuts, 1);
+		expect_same(&want, &got, "split at", at);
+		api_reply_free(&got);
+	}
+	for (size_t step = 1; step <= 67; step++) {
+		size_t k = 0;
+		for (size_t at = step; at < n; at += step)
+			cuts[k++] = at;
+		sent(&got, fn, s, n, cuts, k);
+		expect_same(&want, &got, "chunks of", step);
+		api_reply_free(&got);
+	}
+	api_reply_free(&want);
+	free(cuts);
+}
+
+static void check(const buf *b, const char *code, int status)
+{
+	check_both(api_loss, api_loss_sent, b->s, b->n, code, status);
+}
+
+/* ---- bodies ------------------------------------------------------------------------- */
+
+Test(body, valid_one_pad)
+{
+	buf b = {0};
+	ce_body(&b, 16, 20, NULL, NULL); /* 1280 bytes: one '=' */
+	lifts = true;
+	check(&b, NULL, 200);
+	lifts = false;
+	free(b.s);
+}
+
+Test(body, valid_two_pads)
+{
+	buf b = {0};
+	ce_body(&b, 4, 85, NULL, NULL); /* 1360 bytes: "==" */
+	check(&b, NULL, 200);
+	free(b.s);
+}
+
+Test(body, valid_no_pad_and_exactly_the_lift_size)
+{
+	buf b = {0};
+	ce_body(&b, 8, 24, NULL, NULL); /* 768 bytes: 1024 characters */
+	check(&b, NULL, 200);
+	free(b.s);
+	memset(&b, 0, sizeof b);
+	ce_body(&b, 3, 85, NULL, NULL); /* 1020 bytes: 1360 characters, short y_true */
+	check(&b, NULL, 200);
+	free(b.s);
+}
+
+/* the logits' text with s[at] replaced by c (or with `ins` inserted at at) */
+static char *edited(int rows, int classes, size_t at, const char *rep, size_t drop)
+{
+	char *x = logits_b64((size_t)rows * (size_t)classes, 7);
+	size_t n = strlen(x);
+	char *o = malloc(n + strlen(rep) + 1);
+	memcpy(o, x, at);
+	strcpy(o + at, rep);
+	strcat(o, x + at + drop);
+	free(x);
+	return o;
+}
+
+Test(body, bad_characters)
+{
+	static const struct {
+		size_t at;
+		const char *rep;
+		size_t drop;
+		const char *code;
+		int status;
+	} cases[] = {
+	        {1500, "!", 1, "bad_base64", 422},        /* in the middle */
+	        {10, "!", 1, "bad_base64", 422},          /* in the stash */
+	        {1500, "=", 1, "bad_base64", 422},        /* '=' not at the end */
+	        {1500, "", 1, "bad_base64", 422},         /* not in groups of 4 */
+	        {1500, "AAAA", 0, "shape_mismatch", 422}, /* a group too many */
+	        {1100, "!", 1, "bad_base64", 422},
+	        {1705, "=", 1, NULL, 0},                  /* 1708 chars: "=X=" at the end */
+	        {1706, "=", 1, NULL, 0},                  /* "==": a byte short */
+	        {1500, "\\u0041", 1, NULL, 0},            /* an escape: kept as text */
+	        {1500, "\\/", 1, NULL, 0},                /* "\/" is "/": valid */
+	        {1500, "\xc3\xa9", 1, "bad_base64", 422}, /* UTF-8 */
+	        {1500, "\x01", 1, "malformed_json", 400}, /* a control character */
+	        {1500, "\xff", 1, "malformed_json", 400}, /* not UTF-8 */
+	        {1023, "\\u0041", 1, NULL, 0},            /* at the stash's end */
+	        {1024, "\\u0041", 1, NULL, 0},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char *x = edited(16, 20, cases[i].at, cases[i].rep, cases[i].drop);
+		buf b = {0};
+		ce_body(&b, 16, 20, x, NULL);
+		api_ctx ctx = API_CTX_INIT;
+		api_reply r = {0};
+		api_loss(&r, &ctx, b.s, b.n);
+		int st = cases[i].status ? cases[i].status : r.status;
+		api_reply_free(&r);
+		check(&b, cases[i].code, st);
+		free(b.s);
+		free(x);
+	}
+}
+
+Test(body, escapes_after_a_bad_character)
+{
+	/* '!' at 1100, then an escape: the text is rebuilt around the '!' */
+	char *x = edited(16, 20, 1100, "!", 1);
+	char *y = malloc(strlen(x) + 8);
+	memcpy(y, x, 1300);
+	strcpy(y + 1300, "\\u0041");
+	strcat(y, x + 1301);
+	buf b = {0};
+	ce_body(&b, 16, 20, y, NULL);
+	check(&b, "bad_base64", 422);
+	free(b.s);
+	free(x);
+	free(y);
+	/* an escape that unescapes to the padding */
+	x = logits_b64(16 * 20, 7); /* ends in '=' */
+	size_t n = strlen(x);
+	x[n - 1] = '\0';
+	b = (buf){0};
+	char *z = malloc(n + 8);
+	sprintf(z, "%s\\u003d", x);
+	ce_body(&b, 16, 20, z, NULL);
+	check(&b, NULL, 200);
+	free(b.s);
+	free(x);
+	free(z);
+}
+
+Test(body, json_errors_after_a_lifted_string)
+{
+	static const char *tails[] = {
+	        ",\n \"x\": [1, 2,]",     /* malformed, line 4 */
+	        ", \"x\": tru",           /* same line as the string */
+	        ", \"y_true\": 1",        /* duplicate key */
+	        ", \"s\": \"a\\u0000b\"", /* \u0000 in a string */
+	        ", \"d\": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+	        "[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+	        ", \"z\": ]", /* a bracket that closes nothing */
+	        ", \"nan_policy\": \"raise\", \"x\": {\"shape\": [2], \"b64\": \"AAAAAAAAAAA=\"}",
+	};
+	static const int statuses[] = {400, 400, 400, 400, 400, 400, 422};
+	for (size_t i = 0; i < sizeof tails / sizeof tails[0]; i++) {
+		buf b = {0};
+		ce_body(&b, 16, 20, NULL, tails[i]);
+		check(&b, NULL, statuses[i]);
+		free(b.s);
+	}
+}
+
+Test(body, nul_byte_after_a_lifted_string)
+{
+	buf b = {0};
+	ce_body(&b, 16, 20, NULL, ", \"q\": 1");
+	b.s[b.n - 3] = '\0'; /* the '1' ... a NUL, after the lifted strings */
+	check(&b, "malformed_json", 400);
+	free(b.s);
+}
+
+Test(body, unterminated_and_truncated)
+{
+	buf b = {0};
+	ce_body(&b, 16, 20, NULL, NULL);
+	/* cut inside the logits' string, and inside the labels' */
+	for (size_t cut = b.n - 1000; cut > 0; cut = cut > 400 ? cut - 400 : 0)
+		check_both(api_loss, api_loss_sent, b.s, cut, NULL, 400);
+	free(b.s);
+}
+
+Test(body, not_lifted_places)
+{
+	char *x = logits_b64(16 * 20, 7);
+	/* each is the text before the string and the text after it */
+	const char *fmt[][2] = {
+	        /* the key escaped: not "b64" to the lifting pass */
+	        {"{\"loss\": \"mse\", \"y_true\": 1, \"y_pred\": {\"shape\": [320], "
+	         "\"dtype\": \"float32\", \"b\\u0036\\u0034\": \"",
+	         "\"}}"},
+	        /* in an array */
+	        {"{\"loss\": \"mse\", \"y_true\": [\"b64\", \"", "\"], \"y_pred\": 1}"},
+	        /* after a bracket that closes an object: nothing is lifted */
+	        {"{\"loss\": \"mse\"], \"y_pred\": {\"b64\": \"", "\"}}"},
+	        /* a key, not a value */
+	        {"{\"loss\": \"mse\", \"y_pred\": {\"b64\": 1, \"", "\": 2}}"},
+	        /* "b64" then a ',' then ':' (bad JSON, but the lifting pass lifts it) */
+	        {"{\"loss\": \"mse\", \"y_pred\": {\"b64\", : \"", "\"}}"},
+	        /* at the top */
+	        {"\"", "\""},
+	        {"[\"", "\"]"},
+	};
+	for (size_t i = 0; i < sizeof fmt / sizeof fmt[0]; i++) {
+		buf b = {0};
+		puts_(&b, fmt[i][0]);
+		puts_(&b, x);
+		puts_(&b, fmt[i][1]);
+		api_ctx ctx = API_CTX_INIT;
+		api_reply r = {0};
+		api_loss(&r, &ctx, b.s, b.n);
+		int st = r.status;
+		api_reply_free(&r);
+		check(&b, NULL, st);
+		free(b.s);
+	}
+	free(x);
+}
+
+Test(body, numbers_and_strings_lifted_together)
+{
+	/* y_true as a JSON array (lifted by packed.c at the end), y_pred as
+	 * base64 (decoded as it arrives), then an error: its position goes
+	 * back through both */
+	char *x = logits_b64(16 * 20, 7);
+	buf b = {0};
+	puts_(&b, "{\"loss\": \"sparse_categorical_crossentropy\", \"from_logits\": true, "
+	          "\"y_true\": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15], "
+	          "\"y_pred\": {\"shape\": [16, 20], \"dtype\": \"float32\", \"b64\": \"");
+	puts_(&b, x);
+	puts_(&b, "\"}, \"w\": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]}");
+	check(&b, "unknown_field", 422);
+	b.s[b.n - 1] = ','; /* malformed: at the very end */
+	check(&b, "malformed_json", 400);
+	free(b.s);
+	free(x);
+}
+
+Test(body, non_finite_and_dtype)
+{
+	float nanv[320];
+	for (int i = 0; i < 320; i++)
+		nanv[i] = i == 300 ? (float)NAN : 0.5f;
+	char *x = api__b64_encode(nanv, sizeof nanv);
+	buf b = {0};
+	ce_body(&b, 16, 20, x, NULL);
+	check(&b, "non_finite", 422);
+	free(b.s);
+	b = (buf){0};
+	ce_body(&b, 16, 20, x, ", \"nan_policy\": \"propagate\"");
+	check(&b, NULL, 200);
+	free(b.s);
+	free(x);
+}
+
+Test(body, heads_and_auc)
+{
+	char *x = logits_b64(16 * 20, 7);
+	char *y = labels_b64(16, 20);
+	buf b = {0};
+	puts_(&b, "{\"heads\": [{\"loss\": \"cross_entropy\", \"y_true\": {\"shape\": [16], "
+	          "\"dtype\": \"int32\", \"b64\": \"");
+	puts_(&b, y);
+	puts_(&b, "\"}, \"y_pred\": {\"shape\": [16, 20], \"dtype\": \"float32\", \"b64\": \"");
+	puts_(&b, x);
+	puts_(&b,
+	      "\"}}, {\"loss\": \"mse\", \"y_true\": {\"shape\": [320], \"dtype\": \"float32\", "
+	      "\"b64\": \"");
+	puts_(&b, x);
+	puts_(&b, "\"}, \"y_pred\": {\"shape\": [320], \"dtype\": \"float32\", \"b64\": \"");
+	puts_(&b, x);
+	puts_(&b, "\"}}]}");
+	check(&b, NULL, 200);
+	free(b.s);
+
+	/* AUC of 400 float32 scores against 0/1 labels, both base64 */
+	float sc[400];
+	uint8_t lab[400];
+	for (int i = 0; i < 400; i++) {
+		sc[i] = (float)((i * 37) % 101) / 101.0f;
+		lab[i] = (uint8_t)((i * 13) % 3 == 0);
+	}
+	char *s64 = api__b64_encode(sc, sizeof sc), *l64 = api__b64_encode(lab, sizeof lab);
+	b = (buf){0};
+	puts_(&b, "{\"y_true\": {\"shape\": [400], \"dtype\": \"uint8\", \"b64\": \"");
+	puts_(&b, l64);
+	puts_(&b, "\"}, \"y_score\": {\"shape\": [400], \"dtype\": \"float32\", \"b64\": \"");
+	puts_(&b, s64);
+	puts_(&b, "\"}}");
+	check_both(api_auc, api_auc_sent, b.s, b.n, NULL, 200);
+	free(b.s);
+	free(s64);
+	free(l64);
+	free(x);
+	free(y);
+}
+
+Test(body, limits)
+{
+	api_body *b = NULL;
+	char arena[256];
+	cr_assert_eq(api_body_new(&b, arena, sizeof arena, 10, 64), 0);
+	cr_assert_eq(api_body_feed(b, "{\"a\": 1}", 8), 0);
+	cr_assert_eq(api_body_feed(b, "   ", 3), -1, "past max_len");
+	api_body_free(b);
+	api_body_free(NULL);
+	/* no arena: every string is text, answered all the same */
+	buf s = {0};
+	ce_body(&s, 16, 20, NULL, NULL);
+	api_ctx ctx = API_CTX_INIT;
+	api_reply want = {0}, got = {0};
+	api_loss(&want, &ctx, s.s, s.n);
+	cr_assert_eq(api_body_new(&b, NULL, 0, s.n, 64), 0);
+	cr_assert_eq(api_body_feed(b, s.s, s.n), 0);
+	api_loss_sent(&got, &ctx, b);
+	expect_same(&want, &got, "no arena", 0);
+	api_body_free(b);
+	api_reply_free(&want);
+	api_reply_free(&got);
+	free(s.s);
+}
+
+Test(body, out_of_memory_at_every_allocation)
+{
+	buf s = {0};
+	ce_body(&s, 16, 20, NULL,
+	        ", \"x\": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]");
+	api_ctx ctx = API_CTX_INIT;
+	size_t cap = api_body_arena_size(s.n);
+	void *arena = malloc(cap);
+	for (long n = 1; n < 400; n++) {
+		api_body *b = NULL;
+		api_reply r = {0};
+		api__alloc_fail_after(n);
+		int rc = api_body_new(&b, arena, cap, s.n, 64);
+		for (size_t at = 0; rc == 0 && at < s.n; at += 100)
+			rc = api_body_feed(b, s.s + at, s.n - at < 100 ? s.n - at : 100);
+		if (rc == 0) {
+			api_loss_sent(&r, &ctx, b);
+			cr_assert(r.status == 503 || r.status == 422 || r.status == 200,
+			          "allocation %ld: %d %s", n, r.status, r.body);
+			api_reply_free(&r);
+		}
+		api__alloc_fail_after(0);
+		api_body_free(b);
+	}
+	free(arena);
+	free(s.s);
+}

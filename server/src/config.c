@@ -86,6 +86,11 @@ static const struct opt opts[] = {
          "request bodies held in memory at once, over all requests (503 overloaded past "
          "it); raised to --max-body if lower",
          "1GiB"},
+        {"body-cache", "LOSSD_BODY_CACHE", K_SIZE, OFF(body_cache), 0, 0, (long long)1 << 44,
+         "SIZE",
+         "memory kept between requests for decoding large base64 bodies as they arrive "
+         "(reused instead of fresh pages; what is above it is returned to the system)",
+         "256MiB"},
         {"max-buffered-per-principal", "LOSSD_MAX_BUFFERED_PER_PRINCIPAL", K_SIZE,
          OFF(max_buffered_per_principal), 0, 1, (long long)1 << 44, "SIZE",
          "with --tokens-file, request bodies one token's principal may hold in memory at once "
@@ -291,6 +296,7 @@ static void defaults(srv__config *c)
 	c->max_body = SRV_DEFAULT_MAX_BODY;
 	c->max_inflight = 256;
 	c->max_buffered = (size_t)1 << 30;
+	c->body_cache = (size_t)256 << 20;
 	c->max_buffered_per_principal = 0; /* a quarter of max_buffered */
 	c->min_body_rate = 1024;
 	c->min_body_rate_window = 10;

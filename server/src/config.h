@@ -32,8 +32,9 @@ typedef struct srv__config {
 	int max_inflight;    /* requests handed to workers and not yet answered */
 	size_t max_buffered; /* request bodies held in memory, all requests; >= max_body */
 	size_t max_buffered_per_principal; /* the same, one token's principal; >= max_body */
-	size_t min_body_rate;              /* bytes/s a body must average per window (0: off) */
-	int min_body_rate_window;          /* seconds */
+	size_t body_cache; /* idle arena bytes kept for bodies decoded as they arrive (bodymem.c) */
+	size_t min_body_rate;     /* bytes/s a body must average per window (0: off) */
+	int min_body_rate_window; /* seconds */
 	int max_connections;
 	int max_per_ip;
 	int timeout;                     /* idle connection timeout, seconds */

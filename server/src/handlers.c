@@ -67,8 +67,18 @@ static void test_store_fail(api_reply *out, const srv_request *req)
 void srv__dispatch(api_reply *out, enum srv__route route, const srv_request *req)
 {
 	switch (route) {
-	case SRV_ROUTE_LOSS: api_loss(out, req->api, req->body, req->len); return;
-	case SRV_ROUTE_AUC: api_auc(out, req->api, req->body, req->len); return;
+	case SRV_ROUTE_LOSS:
+		if (req->sent)
+			api_loss_sent(out, req->api, req->sent);
+		else
+			api_loss(out, req->api, req->body, req->len);
+		return;
+	case SRV_ROUTE_AUC:
+		if (req->sent)
+			api_auc_sent(out, req->api, req->sent);
+		else
+			api_auc(out, req->api, req->body, req->len);
+		return;
 	case SRV_ROUTE_STREAMS_CREATE: srv_streams_create(out, req); return;
 	case SRV_ROUTE_STREAMS_LIST: srv_streams_list(out, req); return;
 	case SRV_ROUTE_STREAMS_GET: srv_streams_get(out, req); return;

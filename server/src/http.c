@@ -91,6 +91,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "bodymem.h"
 #include "budget.h"
 #include "conns.h"
 #include "headers.h"
@@ -109,6 +110,11 @@ enum stage { ST_NEW, ST_BODY, ST_PARKED, ST_QUEUED, ST_SENT };
 /* The body buffer taken with the headers (the rest grows, doubling, as
  * bytes arrive). */
 #define FIRST_PIECE ((size_t)64 * 1024)
+
+/* /v1/loss and /v1/auc bodies declared larger than this are read as they
+ * arrive (api_body_feed): their base64 decoded chunk by chunk into an
+ * arena from s->bodymem, the rest kept as text. */
+#define STREAM_MIN_BODY ((size_t)1 << 20)
 
 struct req {
 	srv__job job; /* first: the loop's view */
@@ -136,6 +142,9 @@ struct req {
 	const char *allow; /* Allow header of a pending 405, static or in match */
 	char *body;        /* new; NUL-terminated */
 	size_t len, cap;
+	api_body *sent; /* new: the body read as it arrives, or NULL (then body) */
+	void *arena;    /* sent's arena, from s->bodymem */
+	size_t arena_cap;
 	uint64_t bytes_in;
 	api_reply reply; /* filled by the worker */
 	int status;
@@ -349,11 +358,46 @@ static void drop_body(struct req *r)
 	free(r->body);
 	r->body = NULL;
 	r->len = r->cap = 0;
+	if (r->arena) {
+		size_t used = api_body_held(r->sent);
+		api_body_free(r->sent);
+		r->sent = NULL;
+		srv__bodymem_give(r->srv->bodymem, r->arena, r->arena_cap, used);
+		r->arena = NULL;
+	}
 	srv__budget_give(r->srv->budget, budget_owner(r), budget_reader(r), r->reserved);
 	r->reserved = 0;
 }
 
 /* ---- the stages ------------------------------------------------------------------ */
+
+/* Reads r's body (len bytes declared) as it arrives, when an arena can be
+ * had; else it is gathered whole as usual. */
+static void start_sent(struct req *r, size_t len)
+{
+	srv__server *s = r->srv;
+
+	r->arena = srv__bodymem_take(s->bodymem, api_body_arena_size(len), &r->arena_cap);
+	if (!r->arena)
+		return;
+	if (api_body_new(&r->sent, r->arena, r->arena_cap, len, s->api.max_depth)) {
+		srv__bodymem_give(s->bodymem, r->arena, r->arena_cap, 0);
+		r->arena = NULL;
+	}
+}
+
+/* A chunk of a body read as it arrives; on overflow marks over_budget and
+ * drops it, like on_chunk. */
+static void sent_chunk(struct req *r, const char *data, size_t n)
+{
+	if (api_body_feed(r->sent, data, n) == 0) {
+		size_t held = api_body_held(r->sent);
+		if (held <= r->reserved || reserve(r, held - r->reserved))
+			return;
+	}
+	r->over_budget = true;
+	drop_body(r);
+}
 
 static enum MHD_Result on_headers(struct req *r, const char *url, const char *version)
 {
@@ -485,11 +529,14 @@ static enum MHD_Result on_headers(struct req *r, const char *url, const char *ve
 			                    "retry later",
 			                    budget_owner(r) ? " or this token's share" : "");
 		}
-		r->body = malloc(first + 1);
-		if (!r->body)
+		if ((r->route == SRV_ROUTE_LOSS || r->route == SRV_ROUTE_AUC) &&
+		    f.cl > STREAM_MIN_BODY && f.cl < SIZE_MAX / 2)
+			start_sent(r, (size_t)f.cl);
+		r->body = r->sent ? NULL : malloc(first + 1);
+		if (!r->body && !r->sent)
 			return send_problem(r, 503, "out_of_memory", NULL, 1,
 			                    "no memory for a %zu-byte body buffer", first);
-		r->cap = first + 1;
+		r->cap = r->sent ? 0 : first + 1;
 	}
 	v = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Idempotency-Key");
 	if (v) {
@@ -515,13 +562,18 @@ static void on_chunk(struct req *r, const char *data, size_t n)
 	r->bytes_in += n;
 	if (r->too_large || r->over_budget)
 		return;
-	if (r->len + n > max || r->len + n < r->len) {
+	size_t have = r->sent ? api_body_len(r->sent) : r->len;
+	if (have + n > max || have + n < have) {
 		r->too_large = true;
 		drop_body(r);
 		return;
 	}
 	if (!r->keep_body)
 		return;
+	if (r->sent) {
+		sent_chunk(r, data, n);
+		return;
+	}
 	if (r->len + n + 1 > r->cap) {
 		size_t ncap = r->cap ? r->cap : 4096;
 		char *nb;
@@ -561,6 +613,7 @@ static void run_handler(struct req *r)
 	        .query = r->query,
 	        .body = r->body ? r->body : "",
 	        .len = r->len,
+	        .sent = r->sent,
 	        .idempotency_key = r->has_idem ? r->idem_key : NULL,
 	        .principal = r->srv->auth ? r->principal : NULL,
 	        .admin = r->srv->auth && r->role == SRV_ROLE_ADMIN,
@@ -652,7 +705,7 @@ static enum MHD_Result on_body_end(struct req *r)
 	if (r->body)
 		r->body[r->len] = '\0';
 	r->admitted = true;
-	if (r->route == SRV_ROUTE_LOSS && r->len <= INLINE_MAX_BODY) {
+	if (r->route == SRV_ROUTE_LOSS && !r->sent && r->len <= INLINE_MAX_BODY) {
 		/* Small and stateless: answered on this thread. Handing a 3 KB
 		 * loss to a worker costs two thread switches and a wake-up of
 		 * the loop, more than computing it; nothing here can block. */
@@ -952,14 +1005,17 @@ int srv__http_start(srv__server *s)
 	        .min_body_rate = s->cfg.min_body_rate,
 	        .body_window = s->cfg.min_body_rate_window,
 	};
+	s->bodymem = srv__bodymem_new(s->cfg.body_cache);
 	s->budget =
 	        srv__budget_new(s->cfg.max_buffered, s->cfg.max_buffered_per_principal,
 	                        s->cfg.max_buffered / 2 > s->cfg.max_body ? s->cfg.max_buffered / 2
 	                                                                  : s->cfg.max_body);
-	if (!s->budget || srv__conns_start(&s->conns, &co) != 0) {
+	if (!s->budget || !s->bodymem || srv__conns_start(&s->conns, &co) != 0) {
 		srv_log(SRV_LOG_ERROR, NULL, "cannot start the connection sweeper");
 		srv__budget_free(s->budget);
 		s->budget = NULL;
+		srv__bodymem_free(s->bodymem);
+		s->bodymem = NULL;
 		freeaddrinfo(ai);
 		return -1;
 	}
@@ -1001,6 +1057,8 @@ int srv__http_start(srv__server *s)
 		s->conns = NULL;
 		srv__budget_free(s->budget);
 		s->budget = NULL;
+		srv__bodymem_free(s->bodymem);
+		s->bodymem = NULL;
 		return -1;
 	}
 	di = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
@@ -1027,6 +1085,8 @@ void srv__http_stop(srv__server *s)
 	s->conns = NULL;
 	srv__budget_free(s->budget);
 	s->budget = NULL;
+	srv__bodymem_free(s->bodymem);
+	s->bodymem = NULL;
 	if (s->listen_fd >= 0) {
 		close(s->listen_fd);
 		s->listen_fd = -1;

@@ -29,6 +29,8 @@ typedef struct srv_request {
 	const char *query;  /* raw query string after '?', or NULL */
 	const char *body;
 	size_t len;
+	api_body *sent;              /* the body read as it arrives (api_body_feed), or NULL: then
+	                 * body and len (/v1/loss and /v1/auc only) */
 	const char *idempotency_key; /* Idempotency-Key header or NULL; http.c admits 1 to
 	                              * API_IDEMPOTENCY_KEY_MAX bytes (400 otherwise) */
 	const char *principal;       /* owner of the bearer token, or NULL when auth is off */

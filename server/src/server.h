@@ -39,7 +39,9 @@ typedef struct srv__server {
 					  SRV_INFLIGHT_CLOSED once stopping */
 	atomic_uint_fast64_t next_id; /* request id counter */
 	struct srv__budget *budget;   /* request-body memory (budget.c), made by http.c */
-	uint64_t id_seed;             /* random, per process */
+	struct srv__bodymem
+	        *bodymem; /* arenas of bodies read as they arrive (bodymem.c), http.c's */
+	uint64_t id_seed; /* random, per process */
 } srv__server;
 
 /* ---- http.c ---------------------------------------------------------------- */

@@ -19,6 +19,10 @@ last byte of the reply; MB/s of body. The server is started fresh for each
 kind so that VmHWM (peak RSS, /proc/PID/status) covers that request alone;
 VmHWM less the idle server's RSS is compared with body + decoded tensors.
 
+Large bodies read as they arrive (--body-only): the same base64 request sent
+five times in a row to one server with a --body-cache that holds its tensor;
+MB/s end to end and VmHWM over the decoded tensors (bench_body_stream).
+
 Every server is started here on a free port of 127.0.0.1 and stopped (by
 its pid) when its figures are taken. Prints JSON lines like the C
 benchmarks (bench/bench_util.h). Only loopback is ever contacted.
@@ -336,6 +340,63 @@ def bench_large(a):
     return fails
 
 
+def bench_body_stream(a):
+    """A large base64 loss request read as it arrives (api/src/body.c): the
+    (8192, 32000) float32 logits of bench_large, sent --body-runs times in a
+    row to one server started with a --body-cache that holds its tensor.
+    MB/s of body end to end (median), and the process's VmHWM after all of
+    them over the decoded tensors' bytes (bound: 1.1x)."""
+    rng = np.random.default_rng(9)
+    n, v = (512, 1000) if a.smoke else (8192, 32000)  # smoke: 2.7 MB, still streamed
+    x = rng.standard_normal((n, v), dtype=np.float32) * 3.0
+    y = rng.integers(0, v, n).astype(np.int32)
+    body = (('{"loss": "sparse_categorical_crossentropy", "from_logits": true, '
+             '"y_true": {"shape": [%d], "dtype": "int32", "b64": "' % n).encode()
+            + base64.b64encode(y.tobytes()) +
+            ('"}, "y_pred": {"shape": [%d, %d], "dtype": "float32", "b64": "' % (n, v)).encode()
+            + base64.b64encode(x.tobytes()) + b'"}}')
+    decoded = x.nbytes + y.nbytes
+    ref = ce_ref(x, y)
+    del x
+    log("body stream: body %.1f MB, decoded %.1f MB, %d runs" % (len(body) / 1e6, decoded / 1e6,
+                                                                 a.body_runs))
+    port = free_port()
+    try:
+        srv = Server("lossd-body", lossd_large_cmd(a, port) + ["--body-cache", "2GiB"], port,
+                     "/healthz")
+    except RuntimeError as e:
+        log(str(e))
+        return 1
+    try:
+        secs = []
+        for r in range(a.body_runs):
+            t0 = time.perf_counter()
+            st, reply = request(port, "POST", "/v1/loss", body)
+            secs.append(time.perf_counter() - t0)
+            got = json.loads(reply).get("loss") if st == 200 else None
+            if got is None or abs(got - ref) > 1e-6 * abs(ref):
+                log("body stream: HTTP %d %r, float64 reference %.10g" % (st, reply[:300], ref))
+                return 1
+        hwm = srv.vm("VmHWM")
+        if a.perf:  # one more, profiled
+            prof = start_perf(a, "http-body-stream", srv.proc.pid, max(1, int(max(secs)) + 1))
+            time.sleep(0.2)
+            request(port, "POST", "/v1/loss", body)
+            prof.wait()
+        med = statistics.median(secs)
+        emit("http/body_b64", "lossd", "MB/s", len(body) / med / 1e6, body_bytes=len(body),
+             decoded_bytes=decoded, ms=round(med * 1e3, 1), shape=[n, v], runs=a.body_runs,
+             runs_ms=[round(t * 1e3, 1) for t in secs])
+        emit("http/body_b64/hwm", "lossd", "x(decoded)", hwm / decoded, vm_hwm=hwm,
+             decoded_bytes=decoded, runs=a.body_runs)
+        log("body stream: %.0f MB/s (median of %d: %s ms), VmHWM %.2f GB = %.2fx decoded" % (
+            len(body) / med / 1e6, a.body_runs, ", ".join("%.0f" % (t * 1e3) for t in secs),
+            hwm / 1e9, hwm / decoded))
+    finally:
+        srv.stop()
+    return 0
+
+
 def count_syncs(pid, secs):
     """fsync + fdatasync calls of pid over secs seconds (perf tracepoints;
     they cost next to nothing, unlike strace). None when perf cannot."""
@@ -430,6 +491,9 @@ def main():
     ap.add_argument("--wrk-threads", type=int, default=2)
     ap.add_argument("--large-runs", type=int, default=3)
     ap.add_argument("--skip-large", action="store_true")
+    ap.add_argument("--body-only", action="store_true",
+                    help="only the large base64 body read as it arrives (bench_body_stream)")
+    ap.add_argument("--body-runs", type=int, default=5)
     ap.add_argument("--streams", action="store_true", help="durable stream updates/s")
     ap.add_argument("--streams-dir", default="/var/tmp",
                     help="where the stream data dir goes; /dev/shm (tmpfs, fsync free) shows "
@@ -438,6 +502,8 @@ def main():
     a = ap.parse_args()
     if a.smoke:
         a.duration, a.connections, a.large_runs = 2, 4, 1
+    if a.body_only:
+        sys.exit(1 if not a.lossd or bench_body_stream(a) else 0)
     body, ref = small_body()
     with tempfile.NamedTemporaryFile(prefix="bench-body-", suffix=".json", delete=False) as f:
         f.write(body)

@@ -177,6 +177,11 @@ def build(res, smoke):
             unit="x (body + decoded)")
     t.bound("peak RSS, JSON request", "http/large_json/peak_rss", "lossd", hi=1.5,
             unit="x (body + decoded)")
+    t.ratio("base64 (8192, 32000) float32 read as it arrives, end to end, vs base64 decode",
+            "http/body_b64", "lossd", "b64/decode", "table", 0.6, "MB/s",
+            note="5 requests in a row, median; --body-cache 2GiB")
+    t.bound("peak memory over those 5 requests (VmHWM / decoded tensors)", "http/body_b64/hwm",
+            "lossd", hi=1.1, unit="x decoded")
 
     t.section("durable stream updates, 32 clients, 1,000 scores each (issue 19)")
     for kind, lo in (("json", 4000), ("b64", 15000)):

@@ -9,7 +9,7 @@
 #                           and that its accuracy checks hold; asserts no time
 #                           (for CI). Writes bench/results/smoke.md.
 # Options: --no-install (do not apt-get the peers), --only LIST (comma list
-# of: bandwidth,loss,metrics,auc,json,http,sketch,streams,durable,profile). A full run also
+# of: bandwidth,loss,metrics,auc,json,http,body,sketch,streams,durable,profile). A full run also
 # writes perf profiles of the hot cases to bench/results/profiles/.
 # Env: BENCH_BUILD_DIR (default <repo>/build-bench).
 #
@@ -25,7 +25,7 @@ BUILD=${BENCH_BUILD_DIR:-$ROOT/build-bench}
 PY=/usr/bin/python3
 SMOKE=0
 INSTALL=1
-ONLY=bandwidth,loss,metrics,auc,json,http,sketch,streams,durable,profile
+ONLY=bandwidth,loss,metrics,auc,json,http,body,sketch,streams,durable,profile
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--smoke) SMOKE=1 ;;
@@ -129,6 +129,18 @@ if want http; then
 		run http "$PY" "$ROOT/bench/http_bench.py" "${args[@]}" "${SM[@]}"
 	else
 		skip http "wrk or python3-numpy missing"
+	fi
+fi
+if want body; then
+	# a large base64 body read as it arrives, beside this machine's base64
+	# decode rate (bench_json's table decoder), measured in the same run
+	want json || run b64rate "$B/bench_json" "${SM[@]}"
+	if [ -x "$BUILD/server/lossd" ] && have_py numpy; then
+		bargs=(--lossd "$BUILD/server/lossd" --body-only)
+		[ $SMOKE = 0 ] && command -v perf >/dev/null && bargs+=(--perf "$ROOT/bench/results/profiles")
+		run body "$PY" "$ROOT/bench/http_bench.py" "${bargs[@]}" "${SM[@]}"
+	else
+		skip body "lossd not built or python3-numpy missing"
 	fi
 fi
 if want streams && [ -f "$ROOT/bench/bench_streams.py" ]; then

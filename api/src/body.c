@@ -38,6 +38,7 @@
  * thread feeds it, any one thread (after a hand-off) finishes it.
  */
 #include "lossd/api.h"
+#include "lossd/dynbuf.h"
 #include "b64.h"
 #include "mem.h"
 #include "packed.h"
@@ -51,8 +52,8 @@
 enum { S_OUT, S_STR, S_ESC, S_STASH, S_DECODE };
 
 struct api_body {
-	char *text; /* the body less its lifted strings, NUL-terminated at the end */
-	size_t tlen, tcap, max_len;
+	api_dynbuf text; /* the body less its lifted strings (never longer than it) */
+	size_t max_len;
 	size_t sent; /* body bytes fed */
 
 	unsigned char *open; /* 1: an array, 0: an object, per open container */
@@ -108,6 +109,7 @@ int api_body_new(api_body **out, void *arena, size_t cap, size_t max_len, int ma
 	b->arena = arena;
 	b->acap = arena ? cap : 0;
 	b->max_len = max_len;
+	api_dynbuf_init(&b->text, max_len);
 	*out = b;
 	return 0;
 }
@@ -116,7 +118,7 @@ void api_body_free(api_body *b)
 {
 	if (!b)
 		return;
-	api__free(b->text);
+	api_dynbuf_free(&b->text);
 	api__free(b->open);
 	api__free(b->packs);
 	api__free(b);
@@ -124,7 +126,7 @@ void api_body_free(api_body *b)
 
 size_t api_body_held(const api_body *b)
 {
-	return b ? b->tcap + b->ahigh : 0;
+	return b ? b->text.alloc + b->ahigh : 0;
 }
 
 size_t api_body_len(const api_body *b)
@@ -136,23 +138,7 @@ size_t api_body_len(const api_body *b)
 
 static int put(api_body *b, const void *s, size_t n)
 {
-	if (b->tlen + n + 1 > b->tcap) {
-		size_t cap = b->tcap ? b->tcap : 4096;
-		while (cap < b->tlen + n + 1)
-			cap *= 2;
-		if (cap > b->max_len + 1)
-			cap = b->max_len + 1;
-		if (cap < b->tlen + n + 1)
-			return -1; /* longer than the body can be */
-		char *t = api__realloc(b->text, cap);
-		if (!t)
-			return -1;
-		b->text = t;
-		b->tcap = cap;
-	}
-	memcpy(b->text + b->tlen, s, n);
-	b->tlen += n;
-	return 0;
+	return api_dynbuf_add(&b->text, s, n) ? -1 : 0;
 }
 
 /* ---- decoding ----------------------------------------------------------------------- */
@@ -335,11 +321,11 @@ static int lifted(api_body *b, size_t end)
 	p->bad_at = bad;
 	p->body_start = b->start;
 	p->body_end = end;
-	p->skel_start = b->tlen;
+	p->skel_start = b->text.len;
 	int phn = snprintf(ph, sizeof ph, "\"\\u0000%zu\"", b->npacks);
 	if (put(b, ph, (size_t)phn))
 		return -1;
-	p->skel_end = b->tlen;
+	p->skel_end = b->text.len;
 	b->npacks++;
 	b->aused = b->seg + b->groups * 3 + 1;
 	b->key_b64 = false;
@@ -508,10 +494,7 @@ static int finish(api_body *b)
 			return -1;
 	}
 	b->mode = S_OUT;
-	if (!b->text && put(b, "", 0))
-		return -1;
-	b->text[b->tlen] = '\0';
-	return 0;
+	return api_dynbuf_error(&b->text) ? -1 : 0;
 }
 
 json_t *api__body_parse(const api_ctx *ctx, api_body *b, api_packed **packed, api_problem *p)
@@ -538,5 +521,6 @@ json_t *api__body_parse(const api_ctx *ctx, api_body *b, api_packed **packed, ap
 		b->packs = NULL; /* the table's now */
 		b->npacks = b->pcap = 0;
 	}
-	return api__parse_sent(ctx, b->text, b->tlen, sp, b->sent, packed, p);
+	return api__parse_sent(ctx, api_dynbuf_ptr(&b->text), api_dynbuf_len(&b->text), sp, b->sent,
+	                       packed, p);
 }

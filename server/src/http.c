@@ -61,7 +61,12 @@
  * budget (budget.c: --max-buffered, with tokens a principal's share and
  * the read-only tokens' half) when it happens, never for a declared
  * length up front; only the first 64 KiB are taken with the headers, so a
- * full budget is answered before the body is sent.
+ * full budget is answered before the body is sent. A /v1/loss or /v1/auc
+ * body declared over STREAM_MIN_BODY is instead read as it arrives
+ * (api_body_feed, on this thread): its base64 decoded into an arena from
+ * bodymem.c (reused across requests, so no fresh pages to clear), the rest
+ * kept as text; the budget is taken as that text and the arena grow, and
+ * the handler answers from them (api_loss_sent) as from the whole body.
  *
  * Lock order: no lock is held here; the hand-off lock lives in loop.c,
  * the log lock in log.c, the budget's in budget.c and the connection

@@ -80,7 +80,7 @@ void eng__curve_downsample(eng_auc_curve *c, int64_t max_points);
 struct eng_sketch;
 /*
  * Re-keys a sketch of probabilities (every item in [0, 1]) by f, a
- * monotone map to the keys it should have been built on (stream.c's
+ * monotone map to the keys it should have been built on (stream_codec.c's
  * upgrade of version 1 logit streams), folding buckets whose cells come to
  * meet so the sketch stays sound. Returns 0, or ENG_ESTATE when a key is
  * not a probability or f gives NaN (the sketch is then unusable).

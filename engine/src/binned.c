@@ -589,47 +589,45 @@ int eng_auc_binned(eng_auc_result *out, eng_auc_curve *curve, const eng_auc_data
 
 /* ---- serialization ----------------------------------------------------------- */
 /* "LDBN" u32 version, u64 n, u64 positives, u64 negatives, then n + 1 pairs
- * of f64 (pos, neg). Little-endian throughout. */
+ * of f64 (pos, neg). Little-endian throughout (bytes.h). */
 #define HEADER (4 + 4 + 8 + 8 + 8)
 
 int eng_binned_serialize(uint8_t **out, size_t *len, const eng_binned *b)
 {
-	size_t sz = HEADER + (size_t)(b->n + 1) * 16;
-	uint8_t *p = malloc(sz);
-	if (!p)
-		return ENG_ENOMEM;
-	memcpy(p, MAGIC, 4);
-	eng__put_u32(p + 4, VERSION);
-	eng__put_u64(p + 8, (uint64_t)b->n);
-	eng__put_u64(p + 16, (uint64_t)b->positives);
-	eng__put_u64(p + 24, (uint64_t)b->negatives);
+	eng__writer w = ENG__WRITER_INIT;
+	eng__writer_presize(&w, HEADER + (size_t)(b->n + 1) * 16);
+	eng__writer_raw(&w, MAGIC, 4);
+	eng__writer_u32(&w, VERSION);
+	eng__writer_u64(&w, (uint64_t)b->n);
+	eng__writer_u64(&w, (uint64_t)b->positives);
+	eng__writer_u64(&w, (uint64_t)b->negatives);
 	for (int64_t m = 0; m <= b->n; m++) {
-		eng__put_f64(p + HEADER + 16 * m, b->pos[m]);
-		eng__put_f64(p + HEADER + 16 * m + 8, b->neg[m]);
+		eng__writer_f64(&w, b->pos[m]);
+		eng__writer_f64(&w, b->neg[m]);
 	}
-	*out = p;
-	*len = sz;
-	return 0;
+	return eng__writer_finish(&w, out, len);
 }
 
 int eng_binned_deserialize(eng_binned **out, const uint8_t *buf, size_t len)
 {
+	eng__reader r;
 	*out = NULL;
-	if (!buf || len < HEADER || memcmp(buf, MAGIC, 4) != 0 || eng__get_u32(buf + 4) != VERSION)
+	eng__reader_init(&r, buf, len);
+	if (!eng__reader_magic(&r, MAGIC) || eng__reader_u32(&r) != VERSION)
 		return ENG_ESTATE;
-	uint64_t n = eng__get_u64(buf + 8);
-	uint64_t np = eng__get_u64(buf + 16), nn = eng__get_u64(buf + 24);
-	if (n < 2 || n > (uint64_t)ENG_BINNED_MAX_THRESHOLDS || np > (uint64_t)COUNT_MAX ||
-	    nn > (uint64_t)COUNT_MAX)
+	uint64_t n = eng__reader_u64(&r);
+	uint64_t np = eng__reader_u64(&r), nn = eng__reader_u64(&r);
+	if (r.fail || n < 2 || n > (uint64_t)ENG_BINNED_MAX_THRESHOLDS ||
+	    np > (uint64_t)COUNT_MAX || nn > (uint64_t)COUNT_MAX)
 		return ENG_ESTATE;
-	if (len != HEADER + (size_t)(n + 1) * 16)
+	if (r.left != (size_t)(n + 1) * 16)
 		return ENG_ESTATE;
 	eng_binned *b = eng_binned_new((int64_t)n);
 	if (!b)
 		return ENG_ENOMEM;
 	for (uint64_t m = 0; m <= n; m++) {
-		double p = eng__get_f64(buf + HEADER + 16 * m);
-		double q = eng__get_f64(buf + HEADER + 16 * m + 8);
+		double p = eng__reader_f64(&r);
+		double q = eng__reader_f64(&r);
 		if (!(p >= 0.0 && isfinite(p) && q >= 0.0 && isfinite(q))) {
 			eng_binned_free(b);
 			return ENG_ESTATE;

@@ -1,7 +1,23 @@
 /*
- * bytes.h - engine-private little-endian encoding helpers for serialized
- * state (binned.c, sketch.c, stream.c). A reader never reads past its end: every get
- * checks the remaining length and reports failure instead.
+ * bytes.h - engine-private little-endian encoding of serialized state: the
+ * one byte writer and reader of the stream codec (stream_codec.c) and the
+ * binned and sketch codecs (binned.c, sketch.c).
+ *
+ * Two levels. The eng__put_* / eng__get_* primitives encode at a pointer
+ * the caller has already bounded (bulk arrays, headers, the checksum).
+ * Everything else goes through a cursor:
+ *
+ *   eng__writer  grows a heap buffer as values are appended (doubling). A
+ *                failed allocation sets `fail`, which sticks: later puts do
+ *                nothing, and eng__writer_finish reports ENG_ENOMEM once.
+ *   eng__reader  walks a borrowed buffer. A get past the end sets `fail`,
+ *                which sticks, and returns 0; so a codec reads a whole
+ *                section, then checks `fail` once, and never reads a byte
+ *                past its end, whatever the bytes say.
+ *
+ * Lengths that come from the bytes are checked against what is left
+ * (eng__reader_take) before anything is allocated for them, so a forged
+ * length costs a refusal, not an allocation.
  */
 #ifndef LOSSD_ENGINE_BYTES_H
 #define LOSSD_ENGINE_BYTES_H
@@ -9,7 +25,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "lossd/eng.h"
 
 static inline void eng__put_u32(uint8_t *p, uint32_t v)
 {
@@ -54,13 +73,217 @@ static inline double eng__get_f64(const uint8_t *p)
 	return x;
 }
 
+/* ---- the writer ------------------------------------------------------------------ */
+
+typedef struct eng__writer {
+	uint8_t *p; /* owned until eng__writer_finish */
+	size_t len, cap;
+	bool fail; /* an allocation failed: sticky */
+} eng__writer;
+
+#define ENG__WRITER_INIT                                                                           \
+	{                                                                                          \
+		NULL, 0, 0, false                                                                  \
+	}
+
+/* Appends n bytes left for the caller to fill: their address, or NULL
+ * (then `fail` is set) when they cannot be allocated. */
+static inline uint8_t *eng__writer_reserve(eng__writer *w, size_t n)
+{
+	if (w->fail)
+		return NULL;
+	if (n > SIZE_MAX - w->len) {
+		w->fail = true;
+		return NULL;
+	}
+	if (w->len + n > w->cap) {
+		size_t nc = w->cap ? w->cap : 256;
+		while (nc < w->len + n)
+			nc = nc > SIZE_MAX / 2 ? w->len + n : nc * 2;
+		uint8_t *np = realloc(w->p, nc);
+		if (!np) {
+			w->fail = true;
+			return NULL;
+		}
+		w->p = np;
+		w->cap = nc;
+	}
+	uint8_t *r = w->p + w->len;
+	w->len += n;
+	return r;
+}
+
+/* Allocates room for n bytes up front (an exact size known in advance
+ * saves the doublings); a failure sets `fail`. */
+static inline void eng__writer_presize(eng__writer *w, size_t n)
+{
+	if (w->fail || n <= w->cap)
+		return;
+	uint8_t *np = realloc(w->p, n);
+	if (!np) {
+		w->fail = true;
+		return;
+	}
+	w->p = np;
+	w->cap = n;
+}
+
+static inline void eng__writer_u8(eng__writer *w, uint8_t v)
+{
+	uint8_t *p = eng__writer_reserve(w, 1);
+	if (p)
+		*p = v;
+}
+
+static inline void eng__writer_u32(eng__writer *w, uint32_t v)
+{
+	uint8_t *p = eng__writer_reserve(w, 4);
+	if (p)
+		eng__put_u32(p, v);
+}
+
+static inline void eng__writer_u64(eng__writer *w, uint64_t v)
+{
+	uint8_t *p = eng__writer_reserve(w, 8);
+	if (p)
+		eng__put_u64(p, v);
+}
+
+static inline void eng__writer_f64(eng__writer *w, double v)
+{
+	uint8_t *p = eng__writer_reserve(w, 8);
+	if (p)
+		eng__put_f64(p, v);
+}
+
+/* n raw bytes. */
+static inline void eng__writer_raw(eng__writer *w, const void *b, size_t n)
+{
+	uint8_t *p = eng__writer_reserve(w, n);
+	if (p && n)
+		memcpy(p, b, n);
+}
+
+/* A blob: u64 n, then the n bytes. */
+static inline void eng__writer_blob(eng__writer *w, const void *b, size_t n)
+{
+	eng__writer_u64(w, n);
+	eng__writer_raw(w, b, n);
+}
+
+/* Hands the bytes over (new: free()) and returns 0, or frees them and
+ * returns ENG_ENOMEM if any append failed. *out is NULL and *len 0 then. */
+static inline int eng__writer_finish(eng__writer *w, uint8_t **out, size_t *len)
+{
+	*out = NULL;
+	*len = 0;
+	if (w->fail) {
+		free(w->p);
+		w->p = NULL;
+		return ENG_ENOMEM;
+	}
+	*out = w->p;
+	*len = w->len;
+	w->p = NULL;
+	return 0;
+}
+
+/* ---- the reader ------------------------------------------------------------------ */
+
+typedef struct eng__reader {
+	const uint8_t *p; /* borrowed */
+	size_t left;
+	bool fail; /* a get ran past the end (or a codec's check failed): sticky */
+} eng__reader;
+
+static inline void eng__reader_init(eng__reader *r, const void *p, size_t n)
+{
+	r->p = p;
+	r->left = p ? n : 0;
+	r->fail = !p;
+}
+
+/* The next n bytes (borrowed from the buffer), or NULL past the end. */
+static inline const uint8_t *eng__reader_take(eng__reader *r, size_t n)
+{
+	if (r->fail || n > r->left) {
+		r->fail = true;
+		return NULL;
+	}
+	const uint8_t *p = r->p;
+	r->p += n;
+	r->left -= n;
+	return p;
+}
+
+static inline uint8_t eng__reader_u8(eng__reader *r)
+{
+	const uint8_t *p = eng__reader_take(r, 1);
+	return p ? *p : 0;
+}
+
+static inline uint32_t eng__reader_u32(eng__reader *r)
+{
+	const uint8_t *p = eng__reader_take(r, 4);
+	return p ? eng__get_u32(p) : 0;
+}
+
+static inline uint64_t eng__reader_u64(eng__reader *r)
+{
+	const uint8_t *p = eng__reader_take(r, 8);
+	return p ? eng__get_u64(p) : 0;
+}
+
+static inline double eng__reader_f64(eng__reader *r)
+{
+	const uint8_t *p = eng__reader_take(r, 8);
+	return p ? eng__get_f64(p) : 0.0;
+}
+
+/* A count: below 2^62, so sums and products of counts stay checkable; a
+ * larger value fails the reader. */
+static inline int64_t eng__reader_count(eng__reader *r)
+{
+	uint64_t v = eng__reader_u64(r);
+	if (v >= ((uint64_t)1 << 62))
+		r->fail = true;
+	return (int64_t)(v & (((uint64_t)1 << 62) - 1));
+}
+
+/* A blob as eng__writer_blob wrote it: its bytes (borrowed), their count in
+ * *n; NULL (and *n 0) when the length passes the end. */
+static inline const uint8_t *eng__reader_blob(eng__reader *r, size_t *n)
+{
+	uint64_t len = eng__reader_u64(r);
+	const uint8_t *p = !r->fail && len <= r->left ? eng__reader_take(r, (size_t)len) : NULL;
+	if (!p)
+		r->fail = true;
+	*n = p ? (size_t)len : 0;
+	return p;
+}
+
+/* Takes the 4 bytes of a magic: true when they are m (false past the end). */
+static inline bool eng__reader_magic(eng__reader *r, const char m[4])
+{
+	const uint8_t *p = eng__reader_take(r, 4);
+	return p && memcmp(p, m, 4) == 0;
+}
+
+/* True when every byte was read and no get failed. */
+static inline bool eng__reader_done(const eng__reader *r)
+{
+	return !r->fail && r->left == 0;
+}
+
+/* ---- the checksum ---------------------------------------------------------------- */
+
 /*
  * The checksum of serialized state: FNV-1a's step over 8-byte
  * little-endian words (then the tail bytes), with an xorshift after each
  * multiply so high bits flow back down. Every step is a bijection of the
  * running value, so changing any one word (any burst of up to 64 bits
  * within it) always changes the result. Part of the stream state format
- * (stream.c); the fuzz harness recomputes it to reach the payload parser.
+ * (stream_codec.c); the fuzz harness recomputes it to reach the payload parser.
  */
 static inline uint64_t eng__checksum64(const uint8_t *p, size_t n)
 {

@@ -40,7 +40,7 @@
  * cost is amortized O(1) per point. The rule depends only on the series
  * and max_points, so a replay of the same merges reaches the same points.
  *
- * Bytes (inside a stream state, see stream.c), little-endian:
+ * Bytes (inside a stream state, see stream_codec.c), little-endian:
  *   u32 version (1 or 2), u32 0, u64 columns, u64 n,
  *   version 2 only: u32 ntop, u32 bins, u32 perplexity (0/1), u32 0,
  *              u64 top_k[ntop]

@@ -1116,7 +1116,7 @@ int eng_auc_sketch(eng_auc_result *out, eng_auc_curve *curve, const eng_auc_data
 
 /* ---- serialization --------------------------------------------------------------- */
 /* "LDSK", u32 version, u64 cap, u64 positives, u64 negatives, u64 nb, then
- * nb x (u64 lo, u64 hi, f64 pos, f64 neg). Little-endian. */
+ * nb x (u64 lo, u64 hi, f64 pos, f64 neg). Little-endian (bytes.h). */
 #define HEADER       (4 + 4 + 8 + 8 + 8 + 8)
 #define BUCKET_BYTES 32
 
@@ -1182,43 +1182,40 @@ int eng__sketch_rekey(eng_sketch *s, double (*f)(double))
 
 int eng_sketch_serialize(uint8_t **out, size_t *len, const eng_sketch *s)
 {
-	size_t sz = HEADER + (size_t)s->nb * BUCKET_BYTES;
-	uint8_t *p = malloc(sz);
-	if (!p)
-		return ENG_ENOMEM;
-	memcpy(p, MAGIC, 4);
-	eng__put_u32(p + 4, VERSION);
-	eng__put_u64(p + 8, (uint64_t)s->cap);
-	eng__put_u64(p + 16, (uint64_t)s->positives);
-	eng__put_u64(p + 24, (uint64_t)s->negatives);
-	eng__put_u64(p + 32, (uint64_t)s->nb);
+	eng__writer w = ENG__WRITER_INIT;
+	eng__writer_presize(&w, HEADER + (size_t)s->nb * BUCKET_BYTES);
+	eng__writer_raw(&w, MAGIC, 4);
+	eng__writer_u32(&w, VERSION);
+	eng__writer_u64(&w, (uint64_t)s->cap);
+	eng__writer_u64(&w, (uint64_t)s->positives);
+	eng__writer_u64(&w, (uint64_t)s->negatives);
+	eng__writer_u64(&w, (uint64_t)s->nb);
 	for (int64_t i = 0; i < s->nb; i++) {
-		uint8_t *q = p + HEADER + (size_t)i * BUCKET_BYTES;
-		eng__put_u64(q, s->b[i].lo);
-		eng__put_u64(q + 8, s->b[i].hi);
-		eng__put_f64(q + 16, s->b[i].pos);
-		eng__put_f64(q + 24, s->b[i].neg);
+		eng__writer_u64(&w, s->b[i].lo);
+		eng__writer_u64(&w, s->b[i].hi);
+		eng__writer_f64(&w, s->b[i].pos);
+		eng__writer_f64(&w, s->b[i].neg);
 	}
-	*out = p;
-	*len = sz;
-	return 0;
+	return eng__writer_finish(&w, out, len);
 }
 
 int eng_sketch_deserialize(eng_sketch **out, const uint8_t *buf, size_t len)
 {
+	eng__reader r;
 	*out = NULL;
-	if (!buf || len < HEADER || memcmp(buf, MAGIC, 4) != 0 || eng__get_u32(buf + 4) != VERSION)
+	eng__reader_init(&r, buf, len);
+	if (!eng__reader_magic(&r, MAGIC) || eng__reader_u32(&r) != VERSION)
 		return ENG_ESTATE;
-	uint64_t cap = eng__get_u64(buf + 8);
-	uint64_t np = eng__get_u64(buf + 16), nn = eng__get_u64(buf + 24);
-	uint64_t nb = eng__get_u64(buf + 32);
-	if (cap < ENG_SKETCH_MIN_CAP || cap > ENG_SKETCH_MAX_CAP || np > INT64_MAX ||
+	uint64_t cap = eng__reader_u64(&r);
+	uint64_t np = eng__reader_u64(&r), nn = eng__reader_u64(&r);
+	uint64_t nb = eng__reader_u64(&r);
+	if (r.fail || cap < ENG_SKETCH_MIN_CAP || cap > ENG_SKETCH_MAX_CAP || np > INT64_MAX ||
 	    nn > INT64_MAX)
 		return ENG_ESTATE;
 	eng_sketch *s = eng_sketch_new((size_t)cap);
 	if (!s)
 		return ENG_ENOMEM;
-	if (nb > (uint64_t)s->capacity || len != HEADER + (size_t)nb * BUCKET_BYTES)
+	if (nb > (uint64_t)s->capacity || r.left != (size_t)nb * BUCKET_BYTES)
 		goto bad;
 	if (nb > 0) {
 		s->b = malloc((size_t)nb * sizeof(bucket));
@@ -1231,9 +1228,11 @@ int eng_sketch_deserialize(eng_sketch **out, const uint8_t *buf, size_t len)
 	uint64_t kmin = eng__key64(-INFINITY), kmax = eng__key64(INFINITY);
 	double P = 0.0, N = 0.0;
 	for (uint64_t i = 0; i < nb; i++) {
-		const uint8_t *q = buf + HEADER + (size_t)i * BUCKET_BYTES;
-		bucket x = {eng__get_u64(q), eng__get_u64(q + 8), eng__get_f64(q + 16),
-		            eng__get_f64(q + 24)};
+		bucket x;
+		x.lo = eng__reader_u64(&r);
+		x.hi = eng__reader_u64(&r);
+		x.pos = eng__reader_f64(&r);
+		x.neg = eng__reader_f64(&r);
 		if (x.lo > x.hi || x.lo < kmin || x.hi > kmax)
 			goto bad;
 		if (!(x.pos >= 0.0 && isfinite(x.pos) && x.neg >= 0.0 && isfinite(x.neg)))
@@ -1244,7 +1243,7 @@ int eng_sketch_deserialize(eng_sketch **out, const uint8_t *buf, size_t len)
 		P += x.pos;
 		N += x.neg;
 	}
-	if (!isfinite(P) || !isfinite(N))
+	if (!eng__reader_done(&r) || !isfinite(P) || !isfinite(N))
 		goto bad;
 	s->nb = (int64_t)nb;
 	s->positives = (int64_t)np;

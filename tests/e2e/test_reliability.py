@@ -36,7 +36,7 @@ MASK = (1 << 64) - 1
 
 
 def state_checksum(p):
-    """engine/src/stream.c's checksum of a state's payload (format comment)."""
+    """engine/src/stream_codec.c's checksum of a state's payload (format comment)."""
     h = 1469598103934665603
     i = 0
     n = len(p)

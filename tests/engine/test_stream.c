@@ -492,7 +492,7 @@ Test(stream, logits_rank_exact_and_sketch)
 	}
 }
 
-/* stream.c's checksum, as its format comment documents it. */
+/* stream_codec.c's checksum, as its format comment documents it. */
 static uint64_t state_checksum(const uint8_t *p, size_t n)
 {
 	uint64_t h = 1469598103934665603ull;

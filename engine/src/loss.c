@@ -505,224 +505,260 @@ static void plan_tasks(eng__loss_job *j, int64_t work_per_pos)
 	j->ntasks = (j->npos + j->rows_per_task - 1) / j->rows_per_task;
 }
 
-int eng_loss_compute(eng_loss_result **out, const eng_tensor *y_true, const eng_tensor *y_pred,
-                     const eng_loss_opts *o, const eng_parallel *par, eng_error *err)
-{
-	eng__loss_job job = {0};
-	eng__loss_job *j = &job;
-	double *sw = NULL, *cw = NULL, *cost = NULL, *pw = NULL, *xg = NULL;
-	eng_loss_class *cls = NULL;
-	int64_t *conf = NULL;
-	eng_loss_result *r = NULL;
-	eng_loss_kind k = o->kind;
-	int pos_ndim = 0;
-	int64_t pos_shape[ENG_MAX_RANK];
-	int64_t work = 1;
+/*
+ * What a position is for this loss: the positions' shape, the family's task
+ * function and the work per position, with the job's C, K, inner, nclasses
+ * and conf_n. The shapes are checked here; each family has its own rule.
+ */
+typedef struct positions {
+	int ndim;
+	int64_t shape[ENG_MAX_RANK];
+	int64_t work; /* elements a task reads per position */
 	eng_task_fn fn;
-	int rc;
+} positions;
+
+/* Categorical: one position per slice along the class axis. */
+static int positions_categorical(positions *p, eng__loss_job *j, eng_error *err)
+{
+	const eng_loss_opts *o = j->o;
+	const eng_tensor *y_true = j->yt, *y_pred = j->yp;
+	eng_loss_kind k = o->kind;
+	int nd = y_pred->ndim;
 	char a[96];
 
-	*out = NULL;
-	rc = check_opts(o, err);
-	if (rc)
-		goto out;
-	j->o = o;
-	j->yt = y_true;
-	j->yp = y_pred;
+	if (nd < 1)
+		return eng_error_set(err, ENG_ESHAPE, "y_pred", -1,
+		                     "y_pred is a scalar but %s needs a class axis",
+		                     eng_loss_kind_name(k));
+	if (o->axis < -nd || o->axis >= nd)
+		return eng_error_set(err, ENG_EINVAL, "axis", -1,
+		                     "axis %d is out of range for y_pred of shape %s", o->axis,
+		                     shape_str(a, sizeof(a), nd, y_pred->shape));
+	int ax = o->axis < 0 ? o->axis + nd : o->axis;
+	j->C = y_pred->shape[ax];
+	j->inner = 1;
+	for (int i = 0; i < nd; i++) {
+		if (i == ax)
+			continue;
+		p->shape[p->ndim++] = y_pred->shape[i];
+		if (i > ax)
+			j->inner *= y_pred->shape[i];
+	}
+	if (k == ENG_LOSS_SPARSE_CE) {
+		bool fits = same_shape(y_true->ndim, y_true->shape, p->ndim, p->shape) ||
+		            (y_true->ndim == p->ndim + 1 && y_true->shape[p->ndim] == 1 &&
+		             same_shape(p->ndim, y_true->shape, p->ndim, p->shape));
+		if (!fits) {
+			char b[96], why[140];
+			snprintf(why, sizeof(why), " (class axis %d; expected %s)", ax,
+			         shape_str(b, sizeof(b), p->ndim, p->shape));
+			return shape_mismatch(err, y_true, y_pred, why);
+		}
+	} else if (!same_shape(y_true->ndim, y_true->shape, nd, y_pred->shape)) {
+		return shape_mismatch(err, y_true, y_pred, " (they must be equal)");
+	}
+	if (j->C == 0 && y_true->size > 0)
+		return eng_error_set(err, ENG_ESHAPE, "y_pred", -1,
+		                     "y_pred has shape %s: the class axis is empty",
+		                     shape_str(a, sizeof(a), nd, y_pred->shape));
+	if (o->confusion && j->C > ENG_LOSS_MAX_CONFUSION)
+		return eng_error_set(err, ENG_EINVAL, "confusion_matrix", -1,
+		                     "a confusion matrix of %lld classes is too large; at most %d",
+		                     (long long)j->C, ENG_LOSS_MAX_CONFUSION);
+	p->work = j->C;
+	j->nclasses = o->per_class ? j->C : 0;
+	j->conf_n = o->confusion ? j->C : 0;
+	p->fn = eng__xent_task;
+	return 0;
+}
 
-	/* what a position is */
-	if (eng_loss_is_categorical(k)) {
-		int nd = y_pred->ndim;
-		if (nd < 1) {
-			rc = eng_error_set(err, ENG_ESHAPE, "y_pred", -1,
-			                   "y_pred is a scalar but %s needs a class axis",
-			                   eng_loss_kind_name(k));
-			goto out;
-		}
-		if (o->axis < -nd || o->axis >= nd) {
-			rc = eng_error_set(err, ENG_EINVAL, "axis", -1,
-			                   "axis %d is out of range for y_pred of shape %s",
-			                   o->axis, shape_str(a, sizeof(a), nd, y_pred->shape));
-			goto out;
-		}
-		int ax = o->axis < 0 ? o->axis + nd : o->axis;
-		j->C = y_pred->shape[ax];
-		j->inner = 1;
-		for (int i = 0; i < nd; i++) {
-			if (i == ax)
-				continue;
-			pos_shape[pos_ndim++] = y_pred->shape[i];
-			if (i > ax)
-				j->inner *= y_pred->shape[i];
-		}
-		if (k == ENG_LOSS_SPARSE_CE) {
-			bool fits = same_shape(y_true->ndim, y_true->shape, pos_ndim, pos_shape) ||
-			            (y_true->ndim == pos_ndim + 1 && y_true->shape[pos_ndim] == 1 &&
-			             same_shape(pos_ndim, y_true->shape, pos_ndim, pos_shape));
-			if (!fits) {
-				char b[96], why[140];
-				snprintf(why, sizeof(why), " (class axis %d; expected %s)", ax,
-				         shape_str(b, sizeof(b), pos_ndim, pos_shape));
-				rc = shape_mismatch(err, y_true, y_pred, why);
-				goto out;
-			}
-		} else if (!same_shape(y_true->ndim, y_true->shape, nd, y_pred->shape)) {
-			rc = shape_mismatch(err, y_true, y_pred, " (they must be equal)");
-			goto out;
-		}
-		if (j->C == 0 && y_true->size > 0) {
-			rc = eng_error_set(err, ENG_ESHAPE, "y_pred", -1,
-			                   "y_pred has shape %s: the class axis is empty",
-			                   shape_str(a, sizeof(a), nd, y_pred->shape));
-			goto out;
-		}
-		if (o->confusion && j->C > ENG_LOSS_MAX_CONFUSION) {
-			rc = eng_error_set(
-			        err, ENG_EINVAL, "confusion_matrix", -1,
-			        "a confusion matrix of %lld classes is too large; at most %d",
-			        (long long)j->C, ENG_LOSS_MAX_CONFUSION);
-			goto out;
-		}
-		work = j->C;
+/* Gaussian mixture: one position per row of y_true (N, Z) and y_pred (N, 3K). */
+static int positions_gmm(positions *p, eng__loss_job *j, eng_error *err)
+{
+	const eng_tensor *y_true = j->yt, *y_pred = j->yp;
+	if (y_true->ndim != 2 || y_pred->ndim != 2 || y_true->shape[0] != y_pred->shape[0] ||
+	    y_pred->shape[1] % 3 != 0 || y_pred->shape[1] == 0 || y_true->shape[1] == 0)
+		return shape_mismatch(err, y_true, y_pred,
+		                      " (gaussian_mixture needs y_true (N, Z) and y_pred (N, 3K), "
+		                      "Z >= 1, K >= 1)");
+	p->ndim = 1;
+	p->shape[0] = y_true->shape[0];
+	j->C = y_true->shape[1];
+	j->K = y_pred->shape[1] / 3;
+	p->work = j->C * j->K;
+	p->fn = eng__gmm_task;
+	return 0;
+}
+
+/* Binary and regression losses: one position per element. */
+static int positions_elementwise(positions *p, eng__loss_job *j, eng_error *err)
+{
+	const eng_loss_opts *o = j->o;
+	const eng_tensor *y_true = j->yt, *y_pred = j->yp;
+	if (!elementwise_fits(y_true, y_pred))
+		return shape_mismatch(err, y_true, y_pred, " (they must be equal)");
+	p->ndim = y_pred->ndim;
+	memcpy(p->shape, y_pred->shape, sizeof(int64_t) * (size_t)p->ndim);
+	if (o->axis != -1 && o->axis != p->ndim - 1)
+		return eng_error_set(err, ENG_EINVAL, "axis", -1, "axis does not apply to %s",
+		                     eng_loss_kind_name(o->kind));
+	if (eng_loss_is_binary(o->kind)) {
+		j->C = p->ndim >= 2 ? p->shape[p->ndim - 1] : 1;
 		j->nclasses = o->per_class ? j->C : 0;
-		j->conf_n = o->confusion ? j->C : 0;
-		fn = eng__xent_task;
-	} else if (k == ENG_LOSS_GAUSSIAN_MIXTURE) {
-		if (y_true->ndim != 2 || y_pred->ndim != 2 ||
-		    y_true->shape[0] != y_pred->shape[0] || y_pred->shape[1] % 3 != 0 ||
-		    y_pred->shape[1] == 0 || y_true->shape[1] == 0) {
-			rc = shape_mismatch(
-			        err, y_true, y_pred,
-			        " (gaussian_mixture needs y_true (N, Z) and y_pred (N, 3K), "
-			        "Z >= 1, K >= 1)");
-			goto out;
-		}
-		pos_ndim = 1;
-		pos_shape[0] = y_true->shape[0];
-		j->C = y_true->shape[1];
-		j->K = y_pred->shape[1] / 3;
-		work = j->C * j->K;
-		fn = eng__gmm_task;
+		j->conf_n = o->confusion ? 2 : 0;
+		p->fn = eng__binary_task;
 	} else {
-		if (!elementwise_fits(y_true, y_pred)) {
-			rc = shape_mismatch(err, y_true, y_pred, " (they must be equal)");
-			goto out;
-		}
-		pos_ndim = y_pred->ndim;
-		memcpy(pos_shape, y_pred->shape, sizeof(int64_t) * (size_t)pos_ndim);
-		if (o->axis != -1 && o->axis != pos_ndim - 1) {
-			rc = eng_error_set(err, ENG_EINVAL, "axis", -1, "axis does not apply to %s",
-			                   eng_loss_kind_name(k));
-			goto out;
-		}
-		if (eng_loss_is_binary(k)) {
-			j->C = pos_ndim >= 2 ? pos_shape[pos_ndim - 1] : 1;
-			j->nclasses = o->per_class ? j->C : 0;
-			j->conf_n = o->confusion ? 2 : 0;
-			fn = eng__binary_task;
-		} else {
-			fn = eng__regress_task;
-		}
+		p->fn = eng__regress_task;
 	}
+	return 0;
+}
+
+/* The per-kind dispatch, then the position count and the extra options. */
+static int plan_positions(positions *p, eng__loss_job *j, eng_error *err)
+{
+	eng_loss_kind k = j->o->kind;
+	int rc;
+
+	p->ndim = 0;
+	p->work = 1;
+	if (eng_loss_is_categorical(k))
+		rc = positions_categorical(p, j, err);
+	else if (k == ENG_LOSS_GAUSSIAN_MIXTURE)
+		rc = positions_gmm(p, j, err);
+	else
+		rc = positions_elementwise(p, j, err);
+	if (rc)
+		return rc;
 	j->npos = 1;
-	for (int i = 0; i < pos_ndim; i++)
-		j->npos *= pos_shape[i];
-	if (o->extra && (rc = eng__extra_check(o->extra, k, j->C, err)))
-		goto out;
+	for (int i = 0; i < p->ndim; i++)
+		j->npos *= p->shape[i];
+	if (j->o->extra)
+		return eng__extra_check(j->o->extra, k, j->C, err);
+	return 0;
+}
 
-	/* weights and grids, validated and widened once */
-	if (o->sample_weight && (rc = prepare_sample_weight(j, &sw, pos_ndim, pos_shape, err)))
-		goto out;
+/* What one eng_loss_compute owns until it returns. */
+typedef struct owned {
+	double *sw, *cw, *cost, *pw, *xg; /* widened weights and the mixture's grid */
+	eng_loss_class *cls;              /* ntasks x nclasses partial rows */
+	int64_t *conf;                    /* ntasks x conf_n^2 partial counts */
+} owned;
+
+/* The mixture's grid x (Z points; numpy.linspace(0, 1, Z) when absent). */
+static int prepare_grid(eng__loss_job *j, owned *own, eng_error *err)
+{
+	const eng_loss_opts *o = j->o;
+	double *xg;
+	char a[96];
+
+	if (o->x) {
+		if (o->x->ndim != 1 || o->x->shape[0] != j->C)
+			return eng_error_set(err, ENG_ESHAPE, "x", -1,
+			                     "x has shape %s but y_true has %lld grid points",
+			                     shape_str(a, sizeof(a), o->x->ndim, o->x->shape),
+			                     (long long)j->C);
+		xg = own->xg = widen(o->x);
+	} else {
+		xg = own->xg = malloc((size_t)j->C * sizeof(double));
+		if (xg) {
+			double step = j->C > 1 ? 1.0 / (double)(j->C - 1) : 0.0;
+			for (int64_t z = 0; z < j->C; z++)
+				xg[z] = (double)z * step;
+			if (j->C > 1)
+				xg[j->C - 1] = 1.0;
+		}
+	}
+	if (!xg)
+		return eng_error_set(err, ENG_ENOMEM, "x", -1, "out of memory");
+	for (int64_t z = 0; o->x && !o->propagate_nan && z < j->C; z++)
+		if (!isfinite(xg[z]))
+			return eng_error_set(err, ENG_ENONFINITE, "x", z, "x[%lld] is not finite",
+			                     (long long)z);
+	j->x = xg;
+	return 0;
+}
+
+/* Weights and grids, validated and widened once, before any task runs. */
+static int prepare_inputs(eng__loss_job *j, owned *own, const positions *p, eng_error *err)
+{
+	const eng_loss_opts *o = j->o;
+	int rc;
+
+	if (o->sample_weight && (rc = prepare_sample_weight(j, &own->sw, p->ndim, p->shape, err)))
+		return rc;
 	if (o->class_weight &&
-	    (rc = prepare_vector(&j->cw, &cw, o->class_weight, "class_weight", 1, j->C, err)))
-		goto out;
-	if (o->cost_matrix &&
-	    (rc = prepare_vector(&j->cost, &cost, o->cost_matrix, "cost_matrix", 2, j->C, err)))
-		goto out;
-	if (o->pos_weight && (rc = prepare_pos_weight(j, &pw, pos_ndim, pos_shape, err)))
-		goto out;
-	if (k == ENG_LOSS_GAUSSIAN_MIXTURE) {
-		if (o->x) {
-			if (o->x->ndim != 1 || o->x->shape[0] != j->C) {
-				rc = eng_error_set(err, ENG_ESHAPE, "x", -1,
-				                   "x has shape %s but y_true has %lld grid points",
-				                   shape_str(a, sizeof(a), o->x->ndim, o->x->shape),
-				                   (long long)j->C);
-				goto out;
-			}
-			xg = widen(o->x);
-		} else {
-			xg = malloc((size_t)j->C * sizeof(double));
-			if (xg) { /* numpy.linspace(0, 1, Z) */
-				double step = j->C > 1 ? 1.0 / (double)(j->C - 1) : 0.0;
-				for (int64_t z = 0; z < j->C; z++)
-					xg[z] = (double)z * step;
-				if (j->C > 1)
-					xg[j->C - 1] = 1.0;
-			}
-		}
-		if (!xg) {
-			rc = eng_error_set(err, ENG_ENOMEM, "x", -1, "out of memory");
-			goto out;
-		}
-		for (int64_t z = 0; o->x && !o->propagate_nan && z < j->C; z++) {
-			if (!isfinite(xg[z])) {
-				rc = eng_error_set(err, ENG_ENONFINITE, "x", z,
-				                   "x[%lld] is not finite", (long long)z);
-				goto out;
-			}
-		}
-		j->x = xg;
-	}
+	    (rc = prepare_vector(&j->cw, &own->cw, o->class_weight, "class_weight", 1, j->C, err)))
+		return rc;
+	if (o->cost_matrix && (rc = prepare_vector(&j->cost, &own->cost, o->cost_matrix,
+	                                           "cost_matrix", 2, j->C, err)))
+		return rc;
+	if (o->pos_weight && (rc = prepare_pos_weight(j, &own->pw, p->ndim, p->shape, err)))
+		return rc;
+	if (o->kind == ENG_LOSS_GAUSSIAN_MIXTURE)
+		return prepare_grid(j, own, err);
+	return 0;
+}
 
-	r = eng_loss_result_new(k, j->nclasses, j->conf_n);
-	if (!r) {
-		rc = eng_error_set(err, ENG_ENOMEM, NULL, -1, "out of memory");
-		goto out;
-	}
-	r->pos_ndim = pos_ndim;
-	memcpy(r->pos_shape, pos_shape, sizeof(int64_t) * (size_t)pos_ndim);
+/* An empty result of the positions' shape (with per-position values when
+ * the options want them, which the tasks then write). */
+static int new_result(eng_loss_result **out, eng__loss_job *j, const positions *p, eng_error *err)
+{
+	const eng_loss_opts *o = j->o;
+	eng_loss_result *r = eng_loss_result_new(o->kind, j->nclasses, j->conf_n);
+	*out = r;
+	if (!r)
+		return eng_error_set(err, ENG_ENOMEM, NULL, -1, "out of memory");
+	r->pos_ndim = p->ndim;
+	memcpy(r->pos_shape, p->shape, sizeof(int64_t) * (size_t)p->ndim);
 	r->pos_size = j->npos;
 	if (o->per_position || o->reduction == ENG_RED_NONE) {
 		r->per_position = calloc((size_t)(j->npos ? j->npos : 1), sizeof(double));
-		if (!r->per_position) {
-			rc = eng_error_set(err, ENG_ENOMEM, NULL, -1, "out of memory");
-			goto out;
-		}
+		if (!r->per_position)
+			return eng_error_set(err, ENG_ENOMEM, NULL, -1, "out of memory");
 		j->per_position = r->per_position;
 	}
+	return 0;
+}
 
-	/* tasks */
-	plan_tasks(j, work);
+/* Cuts the job into tasks, gives each its partial tables and runs them;
+ * then reports the first problem by index, if a task met one. */
+static int run_tasks(eng__loss_job *j, owned *own, const positions *p, const eng_parallel *par,
+                     eng_error *err)
+{
+	int rc;
+
+	plan_tasks(j, p->work);
 	j->parts = calloc((size_t)(j->ntasks ? j->ntasks : 1), sizeof(*j->parts));
 	if (j->nclasses)
-		cls = calloc((size_t)(j->ntasks * j->nclasses), sizeof(*cls));
+		own->cls = calloc((size_t)(j->ntasks * j->nclasses), sizeof(*own->cls));
 	if (j->conf_n)
-		conf = calloc((size_t)(j->ntasks * j->conf_n * j->conf_n), sizeof(*conf));
-	if (!j->parts || (j->nclasses && !cls) || (j->conf_n && !conf)) {
-		rc = eng_error_set(err, ENG_ENOMEM, NULL, -1, "out of memory");
-		goto out;
-	}
+		own->conf = calloc((size_t)(j->ntasks * j->conf_n * j->conf_n), sizeof(*own->conf));
+	if (!j->parts || (j->nclasses && !own->cls) || (j->conf_n && !own->conf))
+		return eng_error_set(err, ENG_ENOMEM, NULL, -1, "out of memory");
 	for (int64_t t = 0; t < j->ntasks; t++) {
-		j->parts[t].cls = cls ? cls + t * j->nclasses : NULL;
-		j->parts[t].conf = conf ? conf + t * j->conf_n * j->conf_n : NULL;
+		j->parts[t].cls = own->cls ? own->cls + t * j->nclasses : NULL;
+		j->parts[t].conf = own->conf ? own->conf + t * j->conf_n * j->conf_n : NULL;
 	}
-	if (o->extra && (rc = eng__extra_prepare(j, err)))
-		goto out;
-	eng_parallel_for(par, j->ntasks, fn, j);
+	if (j->o->extra && (rc = eng__extra_prepare(j, err)))
+		return rc;
+	eng_parallel_for(par, j->ntasks, p->fn, j);
 
-	/* the first problem by index; else add the parts in task order */
 	const eng__loss_part *bad = NULL;
 	for (int64_t t = 0; t < j->ntasks; t++) {
 		const eng__loss_part *pt = &j->parts[t];
 		if (pt->err && (!bad || pt->err_index < bad->err_index))
 			bad = pt;
 	}
-	if (bad) {
-		rc = eng_error_set(err, bad->err, bad->err_field, bad->err_index, "%s",
-		                   bad->err_msg);
-		goto out;
-	}
+	if (bad)
+		return eng_error_set(err, bad->err, bad->err_field, bad->err_index, "%s",
+		                     bad->err_msg);
+	return 0;
+}
+
+/* Adds the parts into r in task order (so serial and parallel agree bit
+ * for bit). */
+static void reduce_parts(eng_loss_result *r, const eng__loss_job *j)
+{
 	for (int64_t t = 0; t < j->ntasks; t++) {
 		const eng__loss_part *pt = &j->parts[t];
 		r->wloss_sum += pt->wl;
@@ -735,6 +771,28 @@ int eng_loss_compute(eng_loss_result **out, const eng_tensor *y_true, const eng_
 		for (int64_t i = 0; i < j->conf_n * j->conf_n; i++)
 			r->confusion[i] += pt->conf[i];
 	}
+}
+
+int eng_loss_compute(eng_loss_result **out, const eng_tensor *y_true, const eng_tensor *y_pred,
+                     const eng_loss_opts *o, const eng_parallel *par, eng_error *err)
+{
+	eng__loss_job job = {0};
+	eng__loss_job *j = &job;
+	owned own = {0};
+	positions pos;
+	eng_loss_result *r = NULL;
+	int rc;
+
+	*out = NULL;
+	if ((rc = check_opts(o, err)))
+		goto out;
+	j->o = o;
+	j->yt = y_true;
+	j->yp = y_pred;
+	if ((rc = plan_positions(&pos, j, err)) || (rc = prepare_inputs(j, &own, &pos, err)) ||
+	    (rc = new_result(&r, j, &pos, err)) || (rc = run_tasks(j, &own, &pos, par, err)))
+		goto out;
+	reduce_parts(r, j);
 	if (o->extra && (rc = eng__extra_finish(j, r, par, err)))
 		goto out;
 	*out = r;
@@ -743,13 +801,13 @@ int eng_loss_compute(eng_loss_result **out, const eng_tensor *y_true, const eng_
 out:
 	eng__extra_cleanup(j);
 	eng_loss_result_free(r);
-	free(conf);
-	free(cls);
+	free(own.conf);
+	free(own.cls);
 	free(j->parts);
-	free(xg);
-	free(pw);
-	free(cost);
-	free(cw);
-	free(sw);
+	free(own.xg);
+	free(own.pw);
+	free(own.cost);
+	free(own.cw);
+	free(own.sw);
 	return rc;
 }

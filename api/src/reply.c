@@ -24,6 +24,7 @@
  * It does not know HTTP beyond status numbers and reason phrases.
  */
 #include "lossd/api.h"
+#include "lossd/dynbuf.h"
 #include "dtoa.h"
 #include "mem.h"
 
@@ -147,42 +148,17 @@ static const char *reason(int status)
 	return status >= 500 ? "Server Error" : status >= 400 ? "Client Error" : "Unknown";
 }
 
-/* A growing malloc buffer; `failed` latches the first allocation failure. */
-typedef struct dynbuf {
-	char *p;
-	size_t len, cap;
-	int failed;
-} dynbuf;
-
-static void db_add(dynbuf *b, const char *s, size_t n)
-{
-	if (b->failed)
-		return;
-	if (n > b->cap - b->len) {
-		size_t cap = b->cap ? b->cap : 256;
-		while (cap - b->len < n) {
-			if (cap > SIZE_MAX / 2) {
-				b->failed = 1;
-				return;
-			}
-			cap *= 2;
-		}
-		char *q = api__realloc(b->p, cap);
-		if (!q) {
-			b->failed = 1;
-			return;
-		}
-		b->p = q;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-}
-
-static void db_puts(dynbuf *b, const char *s)
-{
-	db_add(b, s, strlen(s));
-}
+/*
+ * Caps on what is rendered here (lossd/dynbuf.h). A problem is at most a
+ * short title, a code, a 160-byte pointer and a 512-byte detail, each
+ * escaped to at most 6 bytes a byte: 8 KiB holds it. A JSON reply is bounded
+ * by the request's caps (64 Mi positions by default, at most 25 bytes each
+ * in per-position output: 1.6 GiB); the cap sits far above that and is
+ * there so that no configuration turns a reply into an unbounded
+ * allocation: past it, as when memory runs out, the reply is a 503.
+ */
+#define PROBLEM_MAX ((size_t)8 << 10)
+#define REPLY_MAX   ((size_t)64 << 30)
 
 /* Length of the valid UTF-8 sequence at s (n bytes left), or 0. */
 static size_t utf8_len(const unsigned char *s, size_t n)
@@ -223,13 +199,13 @@ static size_t utf8_len(const unsigned char *s, size_t n)
  * request bytes, jansson's error texts included, and a fixed-size field
  * may cut a character in two).
  */
-static void db_json_str(dynbuf *b, const char *str)
+static void db_json_str(api_dynbuf *b, const char *str)
 {
 	static const char hex[] = "0123456789abcdef";
 	const unsigned char *s = (const unsigned char *)str;
 	size_t n = strlen(str);
 	size_t run = 0; /* start of bytes not yet copied */
-	db_add(b, "\"", 1);
+	api_dynbuf_add(b, "\"", 1);
 	for (size_t i = 0; i < n;) {
 		unsigned char c = s[i];
 		if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
@@ -241,64 +217,60 @@ static void db_json_str(dynbuf *b, const char *str)
 			i += k;
 			continue;
 		}
-		db_add(b, str + run, i - run);
+		api_dynbuf_add(b, str + run, i - run);
 		if (c >= 0x80) {
-			db_puts(b, "\xEF\xBF\xBD"); /* U+FFFD */
+			api_dynbuf_adds(b, "\xEF\xBF\xBD"); /* U+FFFD */
 		} else if (c < 0x20) {
 			char esc[7] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15], 0};
-			db_puts(b, esc);
+			api_dynbuf_adds(b, esc);
 		} else {
 			char esc[3] = {'\\', (char)c, 0};
-			db_puts(b, esc);
+			api_dynbuf_adds(b, esc);
 		}
 		i++;
 		run = i;
 	}
-	db_add(b, str + run, n - run);
-	db_add(b, "\"", 1);
+	api_dynbuf_add(b, str + run, n - run);
+	api_dynbuf_add(b, "\"", 1);
 }
 
-static void set_reply(api_reply *out, int status, const char *ctype, dynbuf *b)
+static void set_reply(api_reply *out, int status, const char *ctype, api_dynbuf *b)
 {
 	out->status = status;
 	out->content_type = ctype;
 	out->retry_after = 0;
-	out->link = NULL; /* callers may pass an uninitialized reply */
-	db_add(b, "", 1); /* a terminating NUL, not counted in len */
-	if (b->failed) {
-		free(b->p);
+	out->link = NULL;                          /* callers may pass an uninitialized reply */
+	out->body = api_dynbuf_take(b, &out->len); /* NUL-terminated */
+	if (!out->body) {
+		api_dynbuf_free(b);
 		out->status = 503;
 		out->content_type = API_PROBLEM_JSON;
-		out->body = NULL;
-		out->len = 0;
-		return;
 	}
-	out->body = b->p;
-	out->len = b->len - 1;
 }
 
 void api_reply_problem(api_reply *out, const api_problem *p)
 {
-	dynbuf b = {0};
+	api_dynbuf b;
 	char num[16];
 	int status = p ? p->status : 500;
 	if (status < 100 || status > 599)
 		status = 500;
 
-	db_puts(&b, "{\"type\":\"about:blank\",\"title\":");
+	api_dynbuf_init(&b, PROBLEM_MAX);
+	api_dynbuf_adds(&b, "{\"type\":\"about:blank\",\"title\":");
 	db_json_str(&b, reason(status));
 	snprintf(num, sizeof num, "%d", status);
-	db_puts(&b, ",\"status\":");
-	db_puts(&b, num);
-	db_puts(&b, ",\"code\":");
+	api_dynbuf_adds(&b, ",\"status\":");
+	api_dynbuf_adds(&b, num);
+	api_dynbuf_adds(&b, ",\"code\":");
 	db_json_str(&b, p && p->code ? p->code : "internal_error");
-	db_puts(&b, ",\"detail\":");
+	api_dynbuf_adds(&b, ",\"detail\":");
 	db_json_str(&b, p ? p->detail : "");
 	if (p && p->pointer[0]) {
-		db_puts(&b, ",\"pointer\":");
+		api_dynbuf_adds(&b, ",\"pointer\":");
 		db_json_str(&b, p->pointer);
 	}
-	db_puts(&b, "}");
+	api_dynbuf_adds(&b, "}");
 	set_reply(out, status, API_PROBLEM_JSON, &b);
 }
 
@@ -316,14 +288,14 @@ void api_reply_error(api_reply *out, int status, const char *code, const char *f
 }
 
 /* The shortest of %.15g, %.16g, %.17g that reads back as d (dtoa.c). */
-static void db_double(dynbuf *b, double d)
+static void db_double(api_dynbuf *b, double d)
 {
 	char num[API__DTOA_MAX];
-	db_puts(b, (api__dtoa(num, d), num));
+	api_dynbuf_adds(b, (api__dtoa(num, d), num));
 }
 
 /* Writes v compactly; objects in insertion order (jansson keeps it). */
-static void db_json(dynbuf *b, json_t *v)
+static void db_json(api_dynbuf *b, json_t *v)
 {
 	char num[32];
 	switch (json_typeof(v)) {
@@ -331,47 +303,47 @@ static void db_json(dynbuf *b, json_t *v)
 		const char *key;
 		json_t *x;
 		int first = 1;
-		db_add(b, "{", 1);
+		api_dynbuf_add(b, "{", 1);
 		json_object_foreach(v, key, x)
 		{
 			if (!first)
-				db_add(b, ",", 1);
+				api_dynbuf_add(b, ",", 1);
 			first = 0;
 			db_json_str(b, key);
-			db_add(b, ":", 1);
+			api_dynbuf_add(b, ":", 1);
 			db_json(b, x);
 		}
-		db_add(b, "}", 1);
+		api_dynbuf_add(b, "}", 1);
 		break;
 	}
 	case JSON_ARRAY: {
 		size_t i;
 		json_t *x;
-		db_add(b, "[", 1);
+		api_dynbuf_add(b, "[", 1);
 		json_array_foreach(v, i, x)
 		{
 			if (i)
-				db_add(b, ",", 1);
+				api_dynbuf_add(b, ",", 1);
 			db_json(b, x);
 		}
-		db_add(b, "]", 1);
+		api_dynbuf_add(b, "]", 1);
 		break;
 	}
 	case JSON_STRING: db_json_str(b, json_string_value(v)); break;
 	case JSON_INTEGER:
 		snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-		db_puts(b, num);
+		api_dynbuf_adds(b, num);
 		break;
 	case JSON_REAL: db_double(b, json_real_value(v)); break;
-	case JSON_TRUE: db_puts(b, "true"); break;
-	case JSON_FALSE: db_puts(b, "false"); break;
-	case JSON_NULL: db_puts(b, "null"); break;
+	case JSON_TRUE: api_dynbuf_adds(b, "true"); break;
+	case JSON_FALSE: api_dynbuf_adds(b, "false"); break;
+	case JSON_NULL: api_dynbuf_adds(b, "null"); break;
 	}
 }
 
 void api_reply_json(api_reply *out, int status, json_t *body)
 {
-	dynbuf b = {0};
+	api_dynbuf b;
 
 	api__mem_install();
 	if (!body) {
@@ -379,9 +351,10 @@ void api_reply_json(api_reply *out, int status, json_t *body)
 		                "out of memory while building the reply");
 		return;
 	}
+	api_dynbuf_init(&b, REPLY_MAX);
 	db_json(&b, body);
-	if (b.failed) {
-		free(b.p);
+	if (api_dynbuf_error(&b)) {
+		api_dynbuf_free(&b);
 		json_decref(body);
 		api_reply_error(out, 503, "out_of_memory",
 		                "out of memory while rendering the reply");

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "fields.h"
+#include "lossd/dynbuf.h"
 #include "lossd/loss.h"
 #include "lossd/sketch.h"
 #include "mem.h"
@@ -68,47 +69,30 @@ static const char *const loss_fields[] = {
         NULL,
 };
 
-typedef struct dbuf {
-	char *p;
-	size_t len, cap;
-	bool failed;
-} dbuf;
+/* A spec's text holds at most what its request held (a body of at most
+ * --max-body bytes, numbers written back with up to 17 digits: a few times
+ * the body); a stored spec may come from a build with larger caps. 4 GiB
+ * is above both and still a bound. */
+#define SPEC_TEXT_MAX ((size_t)4 << 30)
 
-static int dbuf_cb(const char *b, size_t n, void *data)
+static int dump_cb(const char *b, size_t n, void *data)
 {
-	dbuf *d = data;
-	if (d->failed)
-		return -1;
-	if (d->len + n + 1 > d->cap) {
-		size_t nc = d->cap ? d->cap * 2 : 256;
-		while (nc < d->len + n + 1)
-			nc *= 2;
-		char *np = realloc(d->p, nc);
-		if (!np) {
-			d->failed = true;
-			return -1;
-		}
-		d->p = np;
-		d->cap = nc;
-	}
-	memcpy(d->p + d->len, b, n);
-	d->len += n;
-	d->p[d->len] = '\0';
-	return 0;
+	return api_dynbuf_add(data, b, n) ? -1 : 0;
 }
 
 /* v as compact JSON text with sorted keys: new (free()), NULL on failure. */
 static char *dump(const json_t *v)
 {
-	dbuf d = {NULL, 0, 0, false};
-	if (json_dump_callback(v, dbuf_cb, &d,
+	api_dynbuf d;
+	api_dynbuf_init(&d, SPEC_TEXT_MAX);
+	if (json_dump_callback(v, dump_cb, &d,
 	                       JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17) |
 	                               JSON_ENCODE_ANY) != 0 ||
-	    d.failed || !d.p) {
-		free(d.p);
+	    api_dynbuf_len(&d) == 0) {
+		api_dynbuf_free(&d);
 		return NULL;
 	}
-	return d.p;
+	return api_dynbuf_take(&d, NULL);
 }
 
 static uint64_t fnv1a(const char *s)

@@ -25,6 +25,7 @@
  * It keeps process-wide state (one daemon per process).
  */
 #include "metrics.h"
+#include "lossd/dynbuf.h"
 #include "procstats.h"
 #include "streams.h"
 
@@ -149,42 +150,18 @@ void srv__metrics_reset(void)
 
 /* ---- rendering -------------------------------------------------------------- */
 
-typedef struct buf {
-	char *p;
-	size_t len, cap;
-	int failed;
-} buf;
+/* The exposition is a few hundred lines plus, with --metrics-streams, a
+ * few per stream: 256 MiB is far above it and still a bound. */
+#define METRICS_TEXT_MAX ((size_t)256 << 20)
 
-static void bprintf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void bprintf(api_dynbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-static void bprintf(buf *b, const char *fmt, ...)
+static void bprintf(api_dynbuf *b, const char *fmt, ...)
 {
 	va_list ap;
-	int n;
-
-	if (b->failed)
-		return;
-	for (;;) {
-		va_start(ap, fmt);
-		n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-		va_end(ap);
-		if (n < 0) {
-			b->failed = 1;
-			return;
-		}
-		if ((size_t)n < b->cap - b->len) {
-			b->len += (size_t)n;
-			return;
-		}
-		size_t ncap = b->cap * 2 + (size_t)n;
-		char *np = realloc(b->p, ncap);
-		if (!np) {
-			b->failed = 1;
-			return;
-		}
-		b->p = np;
-		b->cap = ncap;
-	}
+	va_start(ap, fmt);
+	(void)api_dynbuf_vprintf(b, fmt, ap);
+	va_end(ap);
 }
 
 static uint64_t ld(atomic_uint_fast64_t *a)
@@ -194,11 +171,9 @@ static uint64_t ld(atomic_uint_fast64_t *a)
 
 char *srv__metrics_render(size_t *len)
 {
-	buf b = {malloc(8192), 0, 8192, 0};
+	api_dynbuf b;
 
-	if (!b.p)
-		return NULL;
-	b.p[0] = '\0';
+	api_dynbuf_init(&b, METRICS_TEXT_MAX);
 
 	bprintf(&b, "# HELP lossd_http_requests_total Requests answered, by route, method and "
 	            "status.\n"
@@ -379,10 +354,9 @@ char *srv__metrics_render(size_t *len)
 		bprintf(&b, "%s", gauges);
 	free(gauges);
 
-	if (b.failed) {
-		free(b.p);
+	if (api_dynbuf_error(&b)) {
+		api_dynbuf_free(&b);
 		return NULL;
 	}
-	*len = b.len;
-	return b.p;
+	return api_dynbuf_take(&b, len);
 }

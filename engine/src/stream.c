@@ -793,6 +793,25 @@ out:
 
 /* ---- reading --------------------------------------------------------------------------- */
 
+/* An exact stream's kept rows as the tensors eng_auc_exact and
+ * eng_auc_delong read (views into s: valid while s is unchanged). */
+static void exact_view(eng_tensor *sc, eng_tensor *lb, eng_tensor *wt, const eng_stream *s)
+{
+	const eng_stream_config *c = &s->cfg;
+	*sc = (eng_tensor){ENG_F64, 2, {s->n, c->columns}, s->n * c->columns, s->score};
+	*lb = (eng_tensor){ENG_I32, 1, {s->n}, s->n, s->label};
+	*wt = (eng_tensor){ENG_F64, 1, {s->n}, s->n, s->weight};
+	if (c->kind == ENG_LABELS_BINARY) {
+		sc->ndim = 1;
+		sc->shape[1] = 0;
+	}
+	if (c->kind == ENG_LABELS_MULTI) {
+		lb->ndim = 2;
+		lb->shape[1] = c->columns;
+		lb->size = s->n * c->columns;
+	}
+}
+
 int eng_stream_auc(eng_auc_result *out, eng_auc_curve *curve, const eng_stream *s, int64_t col,
                    int64_t max_points, eng_error *err)
 {
@@ -820,18 +839,8 @@ int eng_stream_auc(eng_auc_result *out, eng_auc_curve *curve, const eng_stream *
 
 	if (c->method == ENG_STREAM_EXACT) {
 		if (s->n > 0) {
-			eng_tensor sc = {ENG_F64, 2, {s->n, C}, s->n * C, s->score};
-			eng_tensor lb = {ENG_I32, 1, {s->n}, s->n, s->label};
-			eng_tensor wt = {ENG_F64, 1, {s->n}, s->n, s->weight};
-			if (c->kind == ENG_LABELS_BINARY) {
-				sc.ndim = 1;
-				sc.shape[1] = 0;
-			}
-			if (c->kind == ENG_LABELS_MULTI) {
-				lb.ndim = 2;
-				lb.shape[1] = C;
-				lb.size = s->n * C;
-			}
+			eng_tensor sc, lb, wt;
+			exact_view(&sc, &lb, &wt, s);
 			eng_auc_data d = {&sc, &lb, s->weight ? &wt : NULL, c->kind};
 			eng_auc_opts o = ENG_AUC_OPTS_INIT;
 			o.curve = c->curve;
@@ -910,17 +919,8 @@ int eng_stream_auc_se(double *se, const eng_stream *s, int64_t col, eng_error *e
 	if (s->n == 0 || col == ENG_AUC_ALL || col < 0 || col >= c->columns)
 		return 0;
 	/* the kept rows, viewed as eng_stream_auc views them */
-	eng_tensor sc = {ENG_F64, 2, {s->n, c->columns}, s->n * c->columns, s->score};
-	eng_tensor lb = {ENG_I32, 1, {s->n}, s->n, s->label};
-	if (c->kind == ENG_LABELS_BINARY) {
-		sc.ndim = 1;
-		sc.shape[1] = 0;
-	}
-	if (c->kind == ENG_LABELS_MULTI) {
-		lb.ndim = 2;
-		lb.shape[1] = c->columns;
-		lb.size = s->n * c->columns;
-	}
+	eng_tensor sc, lb, wt;
+	exact_view(&sc, &lb, &wt, s);
 	eng_auc_data d = {&sc, &lb, NULL, c->kind};
 	return eng_auc_delong(&a, se, &d, col, err);
 }

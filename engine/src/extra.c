@@ -74,13 +74,22 @@ void eng_extra_result_free(eng_extra_result *r)
 	free(r);
 }
 
+bool eng__extra_same_config(const eng_extra_result *a, const eng_extra_result *b)
+{
+	if (!a || !b)
+		return !a && !b;
+	if (a->ntop != b->ntop || a->bins != b->bins || a->perplexity != b->perplexity)
+		return false;
+	for (int i = 0; i < a->ntop; i++)
+		if (a->top_k[i] != b->top_k[i])
+			return false;
+	return true;
+}
+
 int eng_extra_result_merge(eng_extra_result *dst, const eng_extra_result *src)
 {
-	if (dst->ntop != src->ntop || dst->bins != src->bins || dst->perplexity != src->perplexity)
+	if (!eng__extra_same_config(dst, src))
 		return ENG_ESTATE;
-	for (int i = 0; i < dst->ntop; i++)
-		if (dst->top_k[i] != src->top_k[i])
-			return ENG_ESTATE;
 	for (int i = 0; i < dst->ntop; i++)
 		dst->top_correct[i] += src->top_correct[i];
 	dst->top_count += src->top_count;

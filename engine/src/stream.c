@@ -256,19 +256,6 @@ static void extra_opts_of(eng_extra_opts *o, const eng_extra_result *x)
 	o->perplexity = x->perplexity;
 }
 
-/* True when a and b (either may be NULL) are extra sums of one configuration. */
-static bool extra_same_config(const eng_extra_result *a, const eng_extra_result *b)
-{
-	if (!a || !b)
-		return !a && !b;
-	if (a->ntop != b->ntop || a->bins != b->bins || a->perplexity != b->perplexity)
-		return false;
-	for (int i = 0; i < a->ntop; i++)
-		if (a->top_k[i] != b->top_k[i])
-			return false;
-	return true;
-}
-
 /* An empty loss result of src's kind, classes and extra configuration. */
 static eng_loss_result *loss_empty_like(const eng_loss_result *src)
 {
@@ -606,7 +593,7 @@ static bool counts_overflow(const eng_stream *dst, const eng_stream *src)
 			    over(a->per_class[k].correct, b->per_class[k].correct))
 				return true;
 		const eng_extra_result *x = a->extra, *y = b->extra;
-		if (x && y && extra_same_config(x, y)) {
+		if (x && y && eng__extra_same_config(x, y)) {
 			if (over(x->top_count, y->top_count) || over(x->nll_count, y->nll_count) ||
 			    over(x->calib_count, y->calib_count))
 				return true;
@@ -638,7 +625,7 @@ int eng_stream_merge(eng_stream *dst, const eng_stream *src, eng_error *err)
 	    (src->loss->nclasses != dst->loss->nclasses || src->loss->kind != dst->loss->kind))
 		return eng_error_set(err, ENG_ESTATE, "state", -1,
 		                     "the state's loss table differs from the stream's");
-	if (src->loss && dst->loss && !extra_same_config(src->loss->extra, dst->loss->extra))
+	if (src->loss && dst->loss && !eng__extra_same_config(src->loss->extra, dst->loss->extra))
 		return eng_error_set(
 		        err, ENG_ESTATE, "state", -1,
 		        "the state's top_k, calibration or perplexity sums differ from "

@@ -21,6 +21,7 @@
 #include "lossd/api_query.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -234,6 +235,23 @@ int api_query_list(api_list_query *q, const char *query, api_problem *p)
 		return api_problem_set(p, 422, "bad_option", "",
 		                       "a query parameter is malformed or too long");
 	return 0;
+}
+
+char *api_query_list_tags(const api_list_query *q)
+{
+	json_t *a = json_array();
+	for (int t = 0; a && t < q->ntags; t++)
+		if (json_array_append_new(a, json_pack("[ss]", q->tag_key[t], q->tag_val[t]))) {
+			json_decref(a);
+			a = NULL;
+		}
+	char *text = a ? json_dumps(a, JSON_COMPACT) : NULL;
+	json_decref(a);
+	if (!text)
+		return NULL;
+	char *r = strdup(text); /* free()-able whatever jansson's allocator is */
+	free(text);
+	return r;
 }
 
 /* ---- GET /v1/streams/{id}/history ------------------------------------------------------------ */

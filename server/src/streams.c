@@ -1520,20 +1520,6 @@ static int on_listed(void *arg, const srv__store_listed *se)
 	return 0;
 }
 
-/* The tag filters as the store takes them: [[key, value], ...] (new, free()). */
-static char *list_tags_json(const api_list_query *q)
-{
-	json_t *a = json_array();
-	for (int t = 0; a && t < q->ntags; t++)
-		if (json_array_append_new(a, json_pack("[ss]", q->tag_key[t], q->tag_val[t]))) {
-			json_decref(a);
-			a = NULL;
-		}
-	char *text = a ? json_dumps(a, JSON_COMPACT) : NULL;
-	json_decref(a);
-	return text;
-}
-
 /* GET /v1/streams on a shared store: the page (filters, sort, cursor as
  * the SQLite path's below) comes from the store, every replica's streams
  * with their committed counts and metadata; each stream's config from
@@ -1553,7 +1539,7 @@ static void list_shared(api_reply *out, const srv_request *req, const api_list_q
 	stream *holder = NULL;
 	int bad = 0;
 
-	if (!lc.v || !arr || (q->ntags && !(tags = list_tags_json(q)))) {
+	if (!lc.v || !arr || (q->ntags && !(tags = api_query_list_tags(q)))) {
 		api_reply_error(out, 503, "out_of_memory", "out of memory");
 		goto out;
 	}

@@ -6,6 +6,7 @@
  * with their codes and details).
  */
 #include <criterion/criterion.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lossd/api_query.h"
@@ -114,6 +115,20 @@ Test(query, list_reads_every_parameter)
 	cr_assert_eq(q.sort, API_LIST_SORT_UPDATED);
 	cr_assert_eq(api_query_list(&q, "sort=name", &p), 0);
 	cr_assert_eq(q.sort, API_LIST_SORT_NAME);
+}
+
+Test(query, list_tags_as_the_store_takes_them)
+{
+	api_list_query q;
+	api_problem p = {0};
+	cr_assert_eq(api_query_list(&q, "tag=run:7&tag=team:a%22b", &p), 0);
+	char *t = api_query_list_tags(&q);
+	cr_assert_str_eq(t, "[[\"run\",\"7\"],[\"team\",\"a\\\"b\"]]");
+	free(t);
+	cr_assert_eq(api_query_list(&q, "", &p), 0);
+	t = api_query_list_tags(&q);
+	cr_assert_str_eq(t, "[]");
+	free(t);
 }
 
 Test(query, list_refusals)

@@ -75,6 +75,10 @@ typedef struct api_list_query {
  * unknown_parameter. */
 int api_query_list(api_list_query *out, const char *query, api_problem *p);
 
+/* q's tag filters as a shared store takes them, [[key, value], ...]: new
+ * text (free()), NULL when out of memory. */
+char *api_query_list_tags(const api_list_query *q);
+
 /* Reads the query of GET /v1/streams/{id}/history (series, format, from,
  * to, limit, after) into *q (API_HISTORY_QUERY_INIT first), the raw cursor
  * into after (acap bytes, "" when absent). 0, or -1 with *p: 422

@@ -32,6 +32,7 @@
  * at most ENG_STREAM_MAX_COLUMNS columns), never by request data.
  */
 #include "lossd/api_history.h"
+#include "lossd/dynbuf.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -44,113 +45,70 @@
 #include "fields.h"
 #include "lossd/history.h"
 #include "lossd/loss.h"
+#include "render.h"
 #include "stream_priv.h"
 
 #define API_CSV "text/csv; charset=utf-8"
 
 /* ---- a text buffer -------------------------------------------------------------- */
 
-typedef struct tbuf {
-	char *p;
-	size_t len, cap;
-	bool fail;
-} tbuf;
-
-static void tadd(tbuf *b, const char *s, size_t n)
-{
-	if (b->fail)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t nc = b->cap ? b->cap * 2 : 4096;
-		while (nc < b->len + n + 1)
-			nc *= 2;
-		char *np = realloc(b->p, nc);
-		if (!np) {
-			b->fail = true;
-			return;
-		}
-		b->p = np;
-		b->cap = nc;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void tputs(tbuf *b, const char *s)
-{
-	tadd(b, s, strlen(s));
-}
-
-static void tprintf(tbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void tprintf(tbuf *b, const char *fmt, ...)
-{
-	char tmp[160];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		tadd(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
-
 /* A double, or `null_text` when it is not finite. */
-static void tnum(tbuf *b, double d, const char *null_text)
+static void tnum(api_dynbuf *b, double d, const char *null_text)
 {
 	char num[API__DTOA_MAX];
 	if (!isfinite(d)) {
-		tputs(b, null_text);
+		api_dynbuf_adds(b, null_text);
 		return;
 	}
 	api__dtoa(num, d);
-	tputs(b, num);
+	api_dynbuf_adds(b, num);
 }
 
-static void tjson_str(tbuf *b, const char *s)
+static void tjson_str(api_dynbuf *b, const char *s)
 {
 	static const char hex[] = "0123456789abcdef";
-	tadd(b, "\"", 1);
+	api_dynbuf_add(b, "\"", 1);
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
 		if (*p == '"' || *p == '\\') {
 			char e[2] = {'\\', (char)*p};
-			tadd(b, e, 2);
+			api_dynbuf_add(b, e, 2);
 		} else if (*p < 0x20) {
 			char e[6] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
-			tadd(b, e, 6);
+			api_dynbuf_add(b, e, 6);
 		} else {
-			tadd(b, (const char *)p, 1);
+			api_dynbuf_add(b, (const char *)p, 1);
 		}
 	}
-	tadd(b, "\"", 1);
+	api_dynbuf_add(b, "\"", 1);
 }
 
-static void tcsv_str(tbuf *b, const char *s)
+static void tcsv_str(api_dynbuf *b, const char *s)
 {
 	if (!strpbrk(s, ",\"\r\n")) {
-		tputs(b, s);
+		api_dynbuf_adds(b, s);
 		return;
 	}
-	tadd(b, "\"", 1);
+	api_dynbuf_add(b, "\"", 1);
 	for (const char *p = s; *p; p++) {
 		if (*p == '"')
-			tadd(b, "\"\"", 2);
+			api_dynbuf_add(b, "\"\"", 2);
 		else
-			tadd(b, p, 1);
+			api_dynbuf_add(b, p, 1);
 	}
-	tadd(b, "\"", 1);
+	api_dynbuf_add(b, "\"", 1);
 }
 
-static int finish(api_reply *out, tbuf *b, const char *ctype)
+static int finish(api_reply *out, api_dynbuf *b, const char *ctype)
 {
-	if (b->fail || !b->p) {
-		free(b->p);
+	char *body = api_dynbuf_take(b, &out->len);
+	if (!body) {
+		api_dynbuf_free(b);
 		api_reply_error(out, 503, "out_of_memory", "out of memory");
 		return -1;
 	}
 	out->status = 200;
 	out->content_type = ctype;
-	out->body = b->p;
-	out->len = b->len;
+	out->body = body;
 	return 0;
 }
 
@@ -310,67 +268,67 @@ static void metrics_point(metrics *m, const eng_stream *st, size_t i, const eng_
 		                 : "no position counted at this point";
 }
 
-static void metrics_json(tbuf *b, const metrics *m)
+static void metrics_json(api_dynbuf *b, const metrics *m)
 {
 	if (m->ppl_plain || (m->xo && m->xo->perplexity)) {
-		tputs(b, ",\"perplexity\":");
+		api_dynbuf_adds(b, ",\"perplexity\":");
 		tnum(b, m->ppl, "null");
 	}
 	if (!m->xo)
 		return;
 	if (m->xo->ntop) {
-		tputs(b, ",\"top_k_accuracy\":{");
+		api_dynbuf_adds(b, ",\"top_k_accuracy\":{");
 		for (int k = 0; k < m->xo->ntop; k++) {
-			tprintf(b, "%s\"%" PRId64 "\":", k ? "," : "", m->xo->top_k[k]);
+			api_dynbuf_printf(b, "%s\"%" PRId64 "\":", k ? "," : "", m->xo->top_k[k]);
 			tnum(b, m->top[k], "null");
 		}
-		tputs(b, "}");
+		api_dynbuf_adds(b, "}");
 	}
 	if (m->xo->bins) {
 		double nan = NAN;
-		tputs(b, ",\"calibration\":{\"ece\":");
+		api_dynbuf_adds(b, ",\"calibration\":{\"ece\":");
 		tnum(b, m->has_cal ? m->cal.ece : nan, "null");
-		tputs(b, ",\"mce\":");
+		api_dynbuf_adds(b, ",\"mce\":");
 		tnum(b, m->has_cal ? m->cal.mce : nan, "null");
-		tputs(b, ",\"rmsce\":");
+		api_dynbuf_adds(b, ",\"rmsce\":");
 		tnum(b, m->has_cal ? m->cal.rmsce : nan, "null");
-		tputs(b, ",\"brier\":");
+		api_dynbuf_adds(b, ",\"brier\":");
 		tnum(b, m->has_cal ? m->cal.brier : nan, "null");
-		tputs(b, "}");
+		api_dynbuf_adds(b, "}");
 	}
 }
 
-static void metrics_csv_header(tbuf *b, const metrics *m)
+static void metrics_csv_header(api_dynbuf *b, const metrics *m)
 {
 	if (m->ppl_plain || (m->xo && m->xo->perplexity))
-		tputs(b, ",perplexity");
+		api_dynbuf_adds(b, ",perplexity");
 	for (int k = 0; m->xo && k < m->xo->ntop; k++)
-		tprintf(b, ",top_k_%" PRId64, m->xo->top_k[k]);
+		api_dynbuf_printf(b, ",top_k_%" PRId64, m->xo->top_k[k]);
 	if (m->xo && m->xo->bins)
-		tputs(b, ",ece,mce,rmsce,brier");
+		api_dynbuf_adds(b, ",ece,mce,rmsce,brier");
 }
 
-static void metrics_csv(tbuf *b, const metrics *m)
+static void metrics_csv(api_dynbuf *b, const metrics *m)
 {
 	if (m->ppl_plain || (m->xo && m->xo->perplexity)) {
-		tputs(b, ",");
+		api_dynbuf_adds(b, ",");
 		tnum(b, m->ppl, "");
 	}
 	for (int k = 0; m->xo && k < m->xo->ntop; k++) {
-		tputs(b, ",");
+		api_dynbuf_adds(b, ",");
 		tnum(b, m->top[k], "");
 	}
 	if (m->xo && m->xo->bins) {
 		const double v[4] = {m->cal.ece, m->cal.mce, m->cal.rmsce, m->cal.brier};
 		for (int k = 0; k < 4; k++) {
-			tputs(b, ",");
+			api_dynbuf_adds(b, ",");
 			tnum(b, m->has_cal ? v[k] : NAN, "");
 		}
 	}
 }
 
-static void step_json(tbuf *b, const api_stream_spec *s, const eng_history_point *pt, int64_t C,
-                      const metrics *m)
+static void step_json(api_dynbuf *b, const api_stream_spec *s, const eng_history_point *pt,
+                      int64_t C, const metrics *m)
 {
 	derived d;
 	derive(&d, s, pt);
@@ -380,91 +338,95 @@ static void step_json(tbuf *b, const api_stream_spec *s, const eng_history_point
 	/* binary: negatives = rows - positives; classes: every row is positive
 	 * for exactly one class (ids) or counted per label (multi-label) */
 	int64_t neg = C * pt->count - pos;
-	tprintf(b,
-	        "{\"step\":%" PRId64 ",\"step_end\":%" PRId64 ",\"updates\":%" PRId64
-	        ",\"count\":%" PRId64 ",\"positives\":%" PRId64 ",\"negatives\":%" PRId64
-	        ",\"positions\":%" PRId64 ",\"correct\":%" PRId64 ",\"weight_sum\":",
-	        pt->step, pt->step_end, pt->updates, pt->count, pos, neg, pt->positions,
-	        pt->correct);
+	api_dynbuf_printf(b,
+	                  "{\"step\":%" PRId64 ",\"step_end\":%" PRId64 ",\"updates\":%" PRId64
+	                  ",\"count\":%" PRId64 ",\"positives\":%" PRId64 ",\"negatives\":%" PRId64
+	                  ",\"positions\":%" PRId64 ",\"correct\":%" PRId64 ",\"weight_sum\":",
+	                  pt->step, pt->step_end, pt->updates, pt->count, pos, neg, pt->positions,
+	                  pt->correct);
 	tnum(b, pt->weight_sum, "0");
-	tputs(b, ",\"loss_sum\":");
+	api_dynbuf_adds(b, ",\"loss_sum\":");
 	tnum(b, pt->loss_sum, "0");
-	tputs(b, ",\"loss\":");
+	api_dynbuf_adds(b, ",\"loss\":");
 	tnum(b, d.loss, "null");
-	tputs(b, ",\"accuracy\":");
+	api_dynbuf_adds(b, ",\"accuracy\":");
 	tnum(b, d.accuracy, "null");
 	metrics_json(b, m);
 	if (d.loss_why || d.acc_why || m->why) {
 		const char *sep = "";
-		tputs(b, ",\"null_reasons\":{");
+		api_dynbuf_adds(b, ",\"null_reasons\":{");
 		if (d.loss_why) {
-			tputs(b, "\"loss\":");
+			api_dynbuf_adds(b, "\"loss\":");
 			tjson_str(b, d.loss_why);
 			sep = ",";
 		}
 		if (d.acc_why) {
-			tprintf(b, "%s\"accuracy\":", sep);
+			api_dynbuf_printf(b, "%s\"accuracy\":", sep);
 			tjson_str(b, d.acc_why);
 			sep = ",";
 		}
 		if (m->why) {
-			tprintf(b, "%s\"metrics\":", sep);
+			api_dynbuf_printf(b, "%s\"metrics\":", sep);
 			tjson_str(b, m->why);
 		}
-		tputs(b, "}");
+		api_dynbuf_adds(b, "}");
 	}
 	if (C > 1) {
-		tputs(b, ",\"per_class\":[");
+		api_dynbuf_adds(b, ",\"per_class\":[");
 		for (int64_t k = 0; k < C; k++)
-			tprintf(b,
-			        "%s{\"class\":%" PRId64 ",\"positives\":%" PRId64
-			        ",\"negatives\":%" PRId64 "}",
-			        k ? "," : "", k, pt->positives[k], pt->count - pt->positives[k]);
-		tputs(b, "]");
+			api_dynbuf_printf(b,
+			                  "%s{\"class\":%" PRId64 ",\"positives\":%" PRId64
+			                  ",\"negatives\":%" PRId64 "}",
+			                  k ? "," : "", k, pt->positives[k],
+			                  pt->count - pt->positives[k]);
+		api_dynbuf_adds(b, "]");
 	}
-	tputs(b, "}");
+	api_dynbuf_adds(b, "}");
 }
 
-static void step_csv_header(tbuf *b, int64_t C, const metrics *m)
+static void step_csv_header(api_dynbuf *b, int64_t C, const metrics *m)
 {
-	tputs(b, "step,step_end,updates,count,positives,negatives,positions,correct,weight_sum,"
-	         "loss_sum,loss,accuracy");
+	api_dynbuf_adds(
+	        b, "step,step_end,updates,count,positives,negatives,positions,correct,weight_sum,"
+	           "loss_sum,loss,accuracy");
 	metrics_csv_header(b, m);
 	for (int64_t k = 0; C > 1 && k < C; k++)
-		tprintf(b, ",positives_class_%" PRId64 ",negatives_class_%" PRId64, k, k);
-	tputs(b, "\r\n");
+		api_dynbuf_printf(b, ",positives_class_%" PRId64 ",negatives_class_%" PRId64, k, k);
+	api_dynbuf_adds(b, "\r\n");
 }
 
-static void step_csv(tbuf *b, const api_stream_spec *s, const eng_history_point *pt, int64_t C,
-                     const metrics *m)
+static void step_csv(api_dynbuf *b, const api_stream_spec *s, const eng_history_point *pt,
+                     int64_t C, const metrics *m)
 {
 	derived d;
 	derive(&d, s, pt);
 	int64_t pos = 0;
 	for (int64_t k = 0; k < C; k++)
 		pos += pt->positives[k];
-	tprintf(b,
-	        "%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64
-	        ",%" PRId64 ",",
-	        pt->step, pt->step_end, pt->updates, pt->count, pos, C * pt->count - pos,
-	        pt->positions, pt->correct);
+	api_dynbuf_printf(b,
+	                  "%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64
+	                  ",%" PRId64 ",%" PRId64 ",",
+	                  pt->step, pt->step_end, pt->updates, pt->count, pos, C * pt->count - pos,
+	                  pt->positions, pt->correct);
 	tnum(b, pt->weight_sum, "");
-	tputs(b, ",");
+	api_dynbuf_adds(b, ",");
 	tnum(b, pt->loss_sum, "");
-	tputs(b, ",");
+	api_dynbuf_adds(b, ",");
 	tnum(b, d.loss, "");
-	tputs(b, ",");
+	api_dynbuf_adds(b, ",");
 	tnum(b, d.accuracy, "");
 	metrics_csv(b, m);
 	for (int64_t k = 0; C > 1 && k < C; k++)
-		tprintf(b, ",%" PRId64 ",%" PRId64, pt->positives[k], pt->count - pt->positives[k]);
-	tputs(b, "\r\n");
+		api_dynbuf_printf(b, ",%" PRId64 ",%" PRId64, pt->positives[k],
+		                  pt->count - pt->positives[k]);
+	api_dynbuf_adds(b, "\r\n");
 }
 
 int api_history_steps(api_reply *out, char *next, const api_stream_spec *s, const eng_stream *st,
                       const api_history_query *q)
 {
-	tbuf b = {0};
+	api_dynbuf b;
+	api_dynbuf_init(&b, API__REPLY_MAX);
 	int64_t C = api_stream_spec_engine(s)->columns;
 	int64_t from = q->from;
 	if (q->has_after && q->after_step >= from)
@@ -484,7 +446,7 @@ int api_history_steps(api_reply *out, char *next, const api_stream_spec *s, cons
 	if (q->csv)
 		step_csv_header(&b, C, &m);
 	else
-		tputs(&b, "{\"steps\":[");
+		api_dynbuf_adds(&b, "{\"steps\":[");
 	for (; i < n; i++) {
 		eng_stream_history_get(&pt, st, i);
 		if (pt.step > q->to)
@@ -499,7 +461,7 @@ int api_history_steps(api_reply *out, char *next, const api_stream_spec *s, cons
 			step_csv(&b, s, &pt, C, &m);
 		} else {
 			if (shown)
-				tputs(&b, ",");
+				api_dynbuf_adds(&b, ",");
 			step_json(&b, s, &pt, C, &m);
 		}
 		shown++;
@@ -511,12 +473,12 @@ int api_history_steps(api_reply *out, char *next, const api_stream_spec *s, cons
 		snprintf(next, API_HISTORY_CURSOR_MAX, "s%" PRId64, pt.step_end);
 	}
 	if (!q->csv) {
-		tputs(&b, "],\"next\":");
+		api_dynbuf_adds(&b, "],\"next\":");
 		if (next[0])
 			tjson_str(&b, next);
 		else
-			tputs(&b, "null");
-		tputs(&b, "}");
+			api_dynbuf_adds(&b, "null");
+		api_dynbuf_adds(&b, "}");
 	}
 	eng_extra_result_free(m.x);
 	return finish(out, &b, q->csv ? API_CSV : API_JSON);
@@ -524,19 +486,19 @@ int api_history_steps(api_reply *out, char *next, const api_stream_spec *s, cons
 
 /* ---- checkpoints ---------------------------------------------------------------- */
 
-static void csv_cell(tbuf *b, json_t *v)
+static void csv_cell(api_dynbuf *b, json_t *v)
 {
 	char num[API__DTOA_MAX];
 	if (json_is_integer(v))
-		tprintf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		api_dynbuf_printf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
 	else if (json_is_real(v))
-		tputs(b, (api__dtoa(num, json_real_value(v)), num));
+		api_dynbuf_adds(b, (api__dtoa(num, json_real_value(v)), num));
 	else if (json_is_string(v))
 		tcsv_str(b, json_string_value(v));
 	else if (json_is_true(v))
-		tputs(b, "true");
+		api_dynbuf_adds(b, "true");
 	else if (json_is_false(v))
-		tputs(b, "false");
+		api_dynbuf_adds(b, "false");
 }
 
 static const char *const ckpt_cols[] = {"n",         "step",        "label",    "time",
@@ -546,68 +508,70 @@ static const char *const ckpt_cols[] = {"n",         "step",        "label",    
 int api_history_checkpoints(api_reply *out, const api_stream_spec *s, const char *const *texts,
                             size_t n, const char *next, bool csv)
 {
-	tbuf b = {0};
+	api_dynbuf b;
+	api_dynbuf_init(&b, API__REPLY_MAX);
 	int64_t C = api_stream_spec_engine(s)->columns;
 	if (!csv) {
-		tputs(&b, "{\"checkpoints\":[");
+		api_dynbuf_adds(&b, "{\"checkpoints\":[");
 		for (size_t i = 0; i < n; i++) {
 			if (i)
-				tputs(&b, ",");
-			tputs(&b, texts[i]);
+				api_dynbuf_adds(&b, ",");
+			api_dynbuf_adds(&b, texts[i]);
 		}
-		tputs(&b, "],\"next\":");
+		api_dynbuf_adds(&b, "],\"next\":");
 		if (next && next[0])
 			tjson_str(&b, next);
 		else
-			tputs(&b, "null");
-		tputs(&b, "}");
+			api_dynbuf_adds(&b, "null");
+		api_dynbuf_adds(&b, "}");
 		return finish(out, &b, API_JSON);
 	}
 	for (size_t k = 0; ckpt_cols[k]; k++)
-		tprintf(&b, "%s%s", k ? "," : "", ckpt_cols[k]);
+		api_dynbuf_printf(&b, "%s%s", k ? "," : "", ckpt_cols[k]);
 	metrics m;
 	metrics_init(&m, s, NULL); /* no series: allocates nothing */
 	metrics_csv_header(&b, &m);
 	for (int64_t k = 0; C > 1 && k < C; k++)
-		tprintf(&b, ",auc_class_%" PRId64 ",loss_mean_class_%" PRId64, k, k);
-	tputs(&b, "\r\n");
+		api_dynbuf_printf(&b, ",auc_class_%" PRId64 ",loss_mean_class_%" PRId64, k, k);
+	api_dynbuf_adds(&b, "\r\n");
 	for (size_t i = 0; i < n; i++) {
 		json_t *o = json_loads(texts[i], 0, NULL);
-		if (!o) {
-			b.fail = true;
-			break;
+		if (!o) { /* as finish() answers a failed buffer */
+			api_dynbuf_free(&b);
+			api_reply_error(out, 503, "out_of_memory", "out of memory");
+			return -1;
 		}
 		for (size_t k = 0; ckpt_cols[k]; k++) {
 			if (k)
-				tputs(&b, ",");
+				api_dynbuf_adds(&b, ",");
 			csv_cell(&b, json_object_get(o, ckpt_cols[k]));
 		}
 		if (m.ppl_plain || (m.xo && m.xo->perplexity)) {
-			tputs(&b, ",");
+			api_dynbuf_adds(&b, ",");
 			csv_cell(&b, json_object_get(o, "perplexity"));
 		}
 		json_t *tk = json_object_get(o, "top_k_accuracy");
 		for (int k = 0; m.xo && k < m.xo->ntop; k++) {
 			char key[24];
 			snprintf(key, sizeof key, "%" PRId64, m.xo->top_k[k]);
-			tputs(&b, ",");
+			api_dynbuf_adds(&b, ",");
 			csv_cell(&b, json_object_get(tk, key));
 		}
 		json_t *cal = json_object_get(o, "calibration");
 		static const char *const cal_keys[] = {"ece", "mce", "rmsce", "brier"};
 		for (int k = 0; m.xo && m.xo->bins && k < 4; k++) {
-			tputs(&b, ",");
+			api_dynbuf_adds(&b, ",");
 			csv_cell(&b, json_object_get(cal, cal_keys[k]));
 		}
 		json_t *pc = json_object_get(o, "per_class");
 		for (int64_t k = 0; C > 1 && k < C; k++) {
 			json_t *row = json_array_get(pc, (size_t)k);
-			tputs(&b, ",");
+			api_dynbuf_adds(&b, ",");
 			csv_cell(&b, json_object_get(row, "auc"));
-			tputs(&b, ",");
+			api_dynbuf_adds(&b, ",");
 			csv_cell(&b, json_object_get(row, "loss_mean"));
 		}
-		tputs(&b, "\r\n");
+		api_dynbuf_adds(&b, "\r\n");
 		json_decref(o);
 	}
 	return finish(out, &b, API_CSV);

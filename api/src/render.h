@@ -12,6 +12,16 @@
 #include "lossd/auc.h"
 #include "lossd/loss.h"
 
+/*
+ * The cap on a rendered reply body (lossd/dynbuf.h). A reply is bounded by
+ * the request's caps (64 Mi positions by default, at most 25 bytes each in
+ * per-position output: 1.6 GiB; a history page of 4096-class points is
+ * of that order too); the cap sits far above that and is there so that no
+ * configuration turns a reply into an unbounded allocation: past it, as
+ * when memory runs out, the reply is a 503.
+ */
+#define API__REPLY_MAX ((size_t)64 << 30)
+
 /* "method" of /v1/auc and of a stream, indexed by eng_stream_method. */
 extern const char *const api__method_names[];
 /* "curve", indexed by eng_curve. */

@@ -27,6 +27,7 @@
 #include "lossd/dynbuf.h"
 #include "dtoa.h"
 #include "mem.h"
+#include "render.h"
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -148,17 +149,10 @@ static const char *reason(int status)
 	return status >= 500 ? "Server Error" : status >= 400 ? "Client Error" : "Unknown";
 }
 
-/*
- * Caps on what is rendered here (lossd/dynbuf.h). A problem is at most a
- * short title, a code, a 160-byte pointer and a 512-byte detail, each
- * escaped to at most 6 bytes a byte: 8 KiB holds it. A JSON reply is bounded
- * by the request's caps (64 Mi positions by default, at most 25 bytes each
- * in per-position output: 1.6 GiB); the cap sits far above that and is
- * there so that no configuration turns a reply into an unbounded
- * allocation: past it, as when memory runs out, the reply is a 503.
- */
+/* A problem is at most a short title, a code, a 160-byte pointer and a
+ * 512-byte detail, each escaped to at most 6 bytes a byte: 8 KiB holds it.
+ * (A JSON reply's cap is API__REPLY_MAX, render.h.) */
 #define PROBLEM_MAX ((size_t)8 << 10)
-#define REPLY_MAX   ((size_t)64 << 30)
 
 /* Length of the valid UTF-8 sequence at s (n bytes left), or 0. */
 static size_t utf8_len(const unsigned char *s, size_t n)
@@ -351,7 +345,7 @@ void api_reply_json(api_reply *out, int status, json_t *body)
 		                "out of memory while building the reply");
 		return;
 	}
-	api_dynbuf_init(&b, REPLY_MAX);
+	api_dynbuf_init(&b, API__REPLY_MAX);
 	db_json(&b, body);
 	if (api_dynbuf_error(&b)) {
 		api_dynbuf_free(&b);

@@ -199,6 +199,27 @@ class HistoryTest(unittest.TestCase):
             rows = list(csv.DictReader(io.StringIO(r.text())))
             self.assertEqual([float(x["auc"]) for x in rows], [c["auc"] for c in cks])
 
+    def test_steps_near_the_cap_render_whole(self):
+        # A step line with 19-digit steps is longer than 159 bytes: it once
+        # came out cut ('"weight_s2000.0'), so the page was not JSON.
+        big = 4611686018427387000  # just under 2^62
+        with Server() as srv:
+            sid = self.create(srv, {"loss": "binary_crossentropy"})
+            for i in range(3):
+                r = srv.post_json("/v1/streams/%s/update" % sid,
+                                  {"y_true": [1, 0] * 1000, "y_score": [0.9, 0.2] * 1000,
+                                   "step": big + i})
+                self.assertEqual(r.status, 200, r.body)
+            r = srv.get("/v1/streams/%s/history" % sid)
+            self.assertEqual(r.status, 200, r.body)
+            pts = r.json()["steps"]
+            self.assertEqual([q["step"] for q in pts], [big, big + 1, big + 2])
+            self.assertEqual([q["weight_sum"] for q in pts], [2000.0] * 3)
+            r = srv.get("/v1/streams/%s/history?format=csv" % sid)
+            self.assertEqual(r.status, 200, r.body)
+            rows = list(csv.DictReader(io.StringIO(r.body.decode())))
+            self.assertEqual([int(x["step"]) for x in rows], [big, big + 1, big + 2])
+
     def test_retention_merges_exactly(self):
         # Losses on a 1/8 grid: squared errors are exact binary fractions,
         # so every sum is exact and totals can be compared with ==.

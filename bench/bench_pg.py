@@ -21,6 +21,7 @@ Prints JSON lines ({"id", "impl", "metric", "value", ...}) like the other
 benchmarks, and a summary on stderr. Usage:
   bench/bench_pg.py [--bin build/server/lossd] [--duration 10] [--clients 32]
                     [--replicas 2] [--reads 300] [--streams 1]
+                    [--store-connections 8]
 Needs postgresql, pgbench (postgresql-contrib is part of postgresql on
 Debian) and haproxy; only loopback is contacted.
 """
@@ -145,6 +146,73 @@ def spray(port, duration, clients, batch=1000, streams=1):
     return sum(acked) / elapsed, sum(acked), sum(bad), {"count": count}
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pids, children=()):
+    """User + system CPU seconds used so far by pids (plus, for those in
+    children, their reaped children: PostgreSQL's ended backends)."""
+    t = 0.0
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                v = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        t += int(v[11]) + int(v[12]) + (int(v[13]) + int(v[14]) if pid in children else 0)
+    return t / TICK
+
+
+def pg_pids(pg):
+    """The postmaster and its children (backends, WAL writer, checkpointer)."""
+    with open(os.path.join(pg.data, "postmaster.pid")) as f:
+        pm = int(f.readline())
+    pids = [pm]
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pm:
+                        pids.append(int(d))
+            except (OSError, ValueError, IndexError):
+                pass
+    return pids, (pm,)
+
+
+class CpuMeter:
+    """CPU seconds of named process groups over a run: .start(), .stop() -> {name: s}."""
+
+    def __init__(self, groups):
+        self.groups = groups  # name -> callable returning (pids, children)
+
+    def _now(self):
+        out = {}
+        for name, get in self.groups.items():
+            pids, ch = get()
+            out[name] = cpu_s(pids, ch)
+        t = os.times()
+        out["bench client"] = t.user + t.system
+        return out
+
+    def start(self):
+        self.t0 = self._now()
+
+    def stop(self):
+        t1 = self._now()
+        return {k: t1[k] - self.t0.get(k, 0.0) for k in t1}
+
+
+def cpu_report(tag, used, acked):
+    """Emits and logs CPU ms per acknowledged update, by process group."""
+    per = {k: 1e3 * v / acked for k, v in used.items()} if acked else {}
+    server = sum(v for k, v in per.items() if k != "bench client")
+    log("%s: CPU ms per acknowledged update: %s; server side %.2f ms, so %d cores bound it "
+        "at %.0f updates/s" % (tag, ", ".join("%s %.2f" % kv for kv in sorted(per.items())),
+                                server, os.cpu_count(), 1e3 * os.cpu_count() / server
+                                if server else 0))
+    return server, per
+
+
 def pgbench(pg, clients, duration):
     pg.psql("SELECT 1")
     db = "bench"
@@ -167,6 +235,8 @@ def main():
     ap.add_argument("--replicas", type=int, default=2)
     ap.add_argument("--reads", type=int, default=300)
     ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--store-connections", type=int, default=8,
+                    help="each replica's --store-connections (half of them commit)")
     ap.add_argument("--streams", type=int, default=1,
                     help="spread the clients over this many streams (default one)")
     a = ap.parse_args()
@@ -174,8 +244,9 @@ def main():
     reps, lb, sq = [], None, None
     fails = 0
     try:
+        sfx = "/s%d" % a.streams
         tps = pgbench(pg, a.clients, a.duration)
-        emit("pg/pgbench_simple_update/c%d" % a.clients, "postgresql", "commits/s", tps,
+        emit("pg/commits" + sfx, "pgbench", "commits/s", tps,
              note="pgbench -N -c %d -j 2 -T %d, scale 4, fsync on" % (a.clients, a.duration))
         log("pgbench: %.0f commits/s (simple-update, %d clients)" % (tps, a.clients))
 
@@ -183,16 +254,22 @@ def main():
         env = {"PGPASSWORD": pg_harness.PASSWORD}
         for _ in range(a.replicas):
             reps.append(Lossd(a.bin, ["--store", url, "--threads", str(a.threads),
-                                      "--store-connections", "4"], env))
+                                      "--store-connections", str(a.store_connections)], env))
         lb = pg_harness.HAProxy(["127.0.0.1:%d" % r.port for r in reps])
         port = int(lb.url.rsplit(":", 1)[1])
+        meter = CpuMeter({"lossd replicas": lambda: ([r.proc.pid for r in reps], ()),
+                          "postgresql": lambda: pg_pids(pg),
+                          "haproxy": lambda: ([lb.proc.pid], ())})
+        meter.start()
         rps, n, bad, reading = spray(port, a.duration, a.clients, streams=a.streams)
+        pg_server, pg_per = cpu_report("postgresql", meter.stop(), n)
         ok = bad == 0 and reading["count"] == n * 1000
         fails += not ok
-        sfx = "" if a.streams == 1 else "/s%d" % a.streams
-        emit("streams/update_1000/pg_%dreplicas_haproxy%s" % (a.replicas, sfx), "lossd",
-             "updates/s", rps, streams=a.streams, acknowledged=n, failed=bad, count_ok=ok, clients=a.clients,
+        emit("pg/update_1000" + sfx, "lossd_pg", "updates/s", rps, streams=a.streams,
+             acknowledged=n, failed=bad, count_ok=ok, clients=a.clients,
              note="through HAProxy to %d replicas on one PostgreSQL" % a.replicas)
+        emit("pg/commits" + sfx, "lossd_pg", "updates/s", rps,
+             note="acknowledged updates/s beside pgbench's commits/s")
         log("postgresql, %d replicas behind HAProxy: %.0f acknowledged updates/s "
             "(%d acknowledged, %d failed, count %s)" % (a.replicas, rps, n, bad,
                                                       "ok" if ok else "WRONG"))
@@ -215,7 +292,7 @@ def main():
                 break
         lat.sort()
         p50, p99 = lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-        emit("streams/read_after_other_replica_write", "lossd", "ms p50", p50, p99_ms=p99,
+        emit("pg/read_after_other_replica_write" + sfx, "lossd", "ms p50", p50, p99_ms=p99,
              reads=len(lat))
         log("read on replica 1 after an update on replica 0: p50 %.2f ms, p99 %.2f ms"
             % (p50, p99))
@@ -228,15 +305,21 @@ def main():
         reps = []
 
         sq = Lossd(a.bin, ["--threads", str(a.threads)])
+        meter = CpuMeter({"lossd": lambda: ([sq.proc.pid], ())})
+        meter.start()
         srps, sn, sbad, sreading = spray(sq.port, a.duration, a.clients, streams=a.streams)
+        sq_server, sq_per = cpu_report("sqlite", meter.stop(), sn)
+        emit("pg/cpu_per_update" + sfx, "lossd_pg", "CPU ms/update", pg_server,
+             **{k.replace(" ", "_"): round(v, 3) for k, v in pg_per.items()})
+        emit("pg/cpu_per_update" + sfx, "lossd_sqlite", "CPU ms/update", sq_server,
+             **{k.replace(" ", "_"): round(v, 3) for k, v in sq_per.items()})
         ok = sbad == 0 and sreading["count"] == sn * 1000
         fails += not ok
-        emit("streams/update_1000/sqlite_one" + sfx, "lossd", "updates/s", srps,
+        emit("pg/update_1000" + sfx, "lossd_sqlite", "updates/s", srps,
              streams=a.streams, acknowledged=sn,
              failed=sbad, count_ok=ok, clients=a.clients, note="one lossd on SQLite")
         log("sqlite, one lossd: %.0f acknowledged updates/s (%d acknowledged, %d failed)"
             % (srps, sn, sbad))
-        emit("streams/update_1000/pg_vs_sqlite", "lossd", "ratio", rps / srps if srps else 0)
         log("postgresql / sqlite: %.2fx; lossd updates per pgbench commit: %.2f"
             % (rps / srps if srps else 0, rps / tps if tps else 0))
     finally:

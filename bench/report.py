@@ -200,6 +200,22 @@ def build(res, smoke):
             t.bound("%s bodies, %d stream(s): p99" % (kind, ns), c + "/p99", "lossd", hi=20,
                     unit="ms")
 
+    t.section("PostgreSQL store: 2 replicas behind HAProxy vs one lossd on SQLite "
+              "(1,000-score updates, 32 clients)")
+    for sfx, what in (("/s1", "one stream"), ("/s8", "8 streams")):
+        t.ratio("acknowledged updates/s, %s" % what, "pg/update_1000" + sfx, "lossd_pg",
+                "pg/update_1000" + sfx, "lossd_sqlite", 0.5, "updates/s")
+        t.ratio("the same vs pgbench commits/s on that PostgreSQL (bound)", "pg/commits" + sfx,
+                "lossd_pg", "pg/commits" + sfx, "pgbench", None, "updates/s per commits/s")
+        t.ratio("server CPU per acknowledged update (lossd + PostgreSQL + HAProxy vs lossd)",
+                "pg/cpu_per_update" + sfx, "lossd_pg", "pg/cpu_per_update" + sfx,
+                "lossd_sqlite", None, "CPU ms/update",
+                note="on a CPU-bound machine the updates/s ratio is at most its inverse")
+        d = res.get(("pg/read_after_other_replica_write" + sfx, "lossd"))
+        t.bound("read on replica 1 of replica 0's update, p50, %s run" % what,
+                "pg/read_after_other_replica_write" + sfx, "lossd", unit="ms",
+                note="p99 %s ms" % fmt(d.get("p99_ms")) if d else "")
+
     stream_ids = [k for k in res if k[0].startswith("stream")]
     if stream_ids:
         t.section("streams, durability on")

@@ -9,7 +9,7 @@
 #                           and that its accuracy checks hold; asserts no time
 #                           (for CI). Writes bench/results/smoke.md.
 # Options: --no-install (do not apt-get the peers), --only LIST (comma list
-# of: bandwidth,loss,metrics,auc,json,http,body,sketch,streams,durable,profile). A full run also
+# of: bandwidth,loss,metrics,auc,json,http,body,sketch,streams,durable,pg,profile). A full run also
 # writes perf profiles of the hot cases to bench/results/profiles/.
 # Env: BENCH_BUILD_DIR (default <repo>/build-bench).
 #
@@ -25,7 +25,7 @@ BUILD=${BENCH_BUILD_DIR:-$ROOT/build-bench}
 PY=/usr/bin/python3
 SMOKE=0
 INSTALL=1
-ONLY=bandwidth,loss,metrics,auc,json,http,body,sketch,streams,durable,profile
+ONLY=bandwidth,loss,metrics,auc,json,http,body,sketch,streams,durable,pg,profile
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--smoke) SMOKE=1 ;;
@@ -156,6 +156,20 @@ if want durable; then
 		run durable "$PY" "$ROOT/bench/bench_durable.py" --bin "$BUILD/server/lossd" \
 			--client "$B/durable_client" "${SM[@]}"
 	else skip durable "lossd or durable_client not built"; fi
+fi
+if want pg && [ -f "$ROOT/bench/bench_pg.py" ]; then
+	# lossd replicas on PostgreSQL behind HAProxy against one lossd on SQLite, with
+	# pgbench's commit rate on the same PostgreSQL: one stream, then 8
+	if [ ! -x "$BUILD/server/lossd" ]; then skip pg "lossd not built"
+	elif ! command -v pgbench >/dev/null || ! command -v haproxy >/dev/null ||
+		[ ! -x "${LOSSD_PG_BIN:-/usr/lib/postgresql/15/bin}/initdb" ]; then
+		skip pg "postgresql, pgbench or haproxy missing"
+	else
+		pargs=(); [ $SMOKE = 1 ] && pargs=(--duration 2 --clients 4 --reads 20)
+		for ns in 1 8; do
+			run "pg-s$ns" "$PY" "$ROOT/bench/bench_pg.py" --bin "$BUILD/server/lossd" --streams $ns "${pargs[@]}"
+		done
+	fi
 fi
 
 if want profile && [ $SMOKE = 0 ] && command -v perf >/dev/null; then

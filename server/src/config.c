@@ -69,7 +69,7 @@ static const struct opt opts[] = {
          "(shared by any number of replicas)",
          "sqlite"},
         {"store-connections", "LOSSD_STORE_CONNECTIONS", K_INT, OFF(store_connections), 0, 1, 1000,
-         "N", "PostgreSQL connections per replica", "4"},
+         "N", "PostgreSQL connections per replica (half of them commit)", "4"},
         {"store-password-file", "LOSSD_STORE_PASSWORD_FILE", K_STR, OFF(store_password_file),
          CAP(store_password_file), 0, 0, "FILE",
          "PostgreSQL password (else PGPASSWORD or ~/.pgpass)", ""},

@@ -50,9 +50,18 @@
  * acknowledged records of a stream are numbered 0, 1, 2, ... once each.
  *
  * Group commit as in store.c (leader/follower, one transaction per group),
- * on one writer connection; reads (sync, load, key lookups, lists) take
- * one of the other --store-connections - 1 connections. A 2xx goes out
- * only after COMMIT returned, so PostgreSQL's own durability (WAL fsync)
+ * on half of the --store-connections: each writer has its own queue, and
+ * a stream's ops always go to the same one (a hash of its id), so a busy
+ * stream's updates gather into one group while its previous group commits
+ * (several groups of one stream would only queue for its row lock), and
+ * different streams commit on different writers at once. A group of
+ * updates only (one lossd_delta each) goes out in one round trip (libpq's
+ * pipeline mode: BEGIN, the calls, COMMIT), so a row lock is held for the
+ * server's work and the WAL flush, never for a round trip; other groups
+ * run statement by statement. Reads (sync, load, key lookups, lists) take
+ * the other connections. A 2xx goes out only after COMMIT returned
+ * (synchronous_commit stays as the server has it, on by default), so
+ * PostgreSQL's own durability (WAL fsync)
  * covers it: no acknowledged update is lost when PostgreSQL or a replica
  * crashes. A COMMIT whose outcome is unknown (connection lost) fails the
  * op; a retry with the same batch_id then finds the key if it did commit.
@@ -65,8 +74,8 @@
  * next use (a generation counter). Statements run under statement_timeout
  * (--store-timeout), connects under connect_timeout.
  *
- * Threads and locks: `mu` guards the group queue and counters (as in
- * store.c); `pool_mu` guards the reader slots; `down` and `gen` are
+ * Threads and locks: `mu` guards the writers' queues, their busy flags
+ * and the counters; `pool_mu` guards the reader slots; `down` and `gen` are
  * atomics. Lock order: a stream's mutex (streams.c), then `mu` or
  * `pool_mu`, never both.
  *
@@ -89,7 +98,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SCHEMA_VERSION 5
+#define SCHEMA_VERSION 6
 #define MIGRATE_LOCK   0x6c6f737364 /* "lossd": the advisory lock's key */
 #define MAX_CONNS      64
 
@@ -104,14 +113,15 @@ typedef struct pg {
 	char *pw;               /* from the password file, or NULL */
 	char opts[64], ctimeout[16];
 	int nslots;
-	slot w;  /* the writer: the group leader only */
-	slot *r; /* readers, under pool_mu */
+	int nw;                   /* writers, each with its own queue of ops */
+	slot *wr;                 /* nw writers; busy (under mu) while a group commits */
+	srv__store_op **qh, **qt; /* nw queues (head, tail), under mu */
+	slot *r;                  /* readers, under pool_mu */
 	atomic_bool down;
 	atomic_uint gen;
 	pthread_mutex_t mu, pool_mu;
 	pthread_cond_t cv_done, pool_cv, mon_cv;
-	bool leader, stop;
-	srv__store_op *head, *tail;
+	bool stop;
 	uint64_t groups, ops;
 	pthread_t mon;
 	bool mon_started;
@@ -275,8 +285,69 @@ static const char schema_v5[] =
         " (coalesce((meta::jsonb->>'ttl_s')::bigint, 0) * 1000) STORED;"
         "CREATE INDEX lossd_meta_due ON lossd_meta((updated_ms + ttl_ms)) WHERE ttl_ms > 0;";
 
-static const char *const migrations[SCHEMA_VERSION] = {schema_v1, schema_v2, schema_v3, schema_v4,
-                                                       schema_v5};
+/* Version 6: an update's updated_ms is written by lossd_delta (p_mtime), so
+ * an update is one statement and a group of updates goes to the server in
+ * one round trip (commit_group's pipeline). */
+static const char schema_v6[] =
+        "DROP FUNCTION lossd_delta(text, text, bytea, bytea, bigint, bigint, bigint, text,"
+        " text, text);"
+        "CREATE FUNCTION lossd_delta(p_stream text, p_key text, p_data bytea,"
+        " p_ckpt bytea, p_expect bigint, p_updates bigint, p_rows bigint, p_prefix text,"
+        " p_key2 text, p_reply2 text, p_mtime bigint)"
+        " RETURNS TABLE(status int, seq bigint, reply text) LANGUAGE plpgsql AS $f$"
+        " DECLARE r record; prev text; rep text;"
+        " BEGIN"
+        "  PERFORM 1 FROM lossd_streams s WHERE s.id = p_stream FOR UPDATE;"
+        "  IF NOT FOUND THEN RETURN QUERY SELECT 2, 0::bigint, NULL::text; RETURN; END IF;"
+        "  IF p_key IS NOT NULL THEN"
+        "   INSERT INTO lossd_keys(stream, key, reply) VALUES (p_stream, p_key, '')"
+        "    ON CONFLICT DO NOTHING;"
+        "   IF NOT FOUND THEN"
+        "    SELECT k.reply INTO prev FROM lossd_keys k"
+        "     WHERE k.stream = p_stream AND k.key = p_key;"
+        "    RETURN QUERY SELECT 1, 0::bigint, prev; RETURN;"
+        "   END IF;"
+        "  END IF;"
+        "  IF p_key2 IS NOT NULL THEN"
+        "   INSERT INTO lossd_keys(stream, key, reply) VALUES (p_stream, p_key2,"
+        "    coalesce(p_reply2, '')) ON CONFLICT DO NOTHING;"
+        "   IF NOT FOUND THEN"
+        "    SELECT s.updates, s.rows INTO r FROM lossd_streams s WHERE s.id = p_stream;"
+        "    rep := format('{\"id\":\"%s\",\"updates\":%s,\"count\":%s,\"applied\":false}',"
+        "     p_stream, r.updates, r.rows);"
+        "    IF p_key IS NOT NULL THEN"
+        "     UPDATE lossd_keys k SET reply = coalesce(p_prefix, '') || rep"
+        "      WHERE k.stream = p_stream AND k.key = p_key;"
+        "    END IF;"
+        "    RETURN QUERY SELECT 1, 0::bigint, rep; RETURN;"
+        "   END IF;"
+        "  END IF;"
+        "  UPDATE lossd_streams s SET seq = s.seq + 1, updates = s.updates + p_updates,"
+        "   rows = s.rows + p_rows, updated_at = now() WHERE s.id = p_stream"
+        "   RETURNING s.seq, s.updates, s.rows INTO r;"
+        "  IF p_mtime > 0 THEN"
+        "   INSERT INTO lossd_meta(stream, meta, updated_ms) VALUES (p_stream, '{}', p_mtime)"
+        "    ON CONFLICT (stream) DO UPDATE"
+        "    SET updated_ms = greatest(lossd_meta.updated_ms, excluded.updated_ms);"
+        "  END IF;"
+        "  IF p_ckpt IS NOT NULL AND r.seq = p_expect THEN"
+        "   UPDATE lossd_streams s SET state = p_ckpt, ckpt_seq = r.seq WHERE s.id = p_stream;"
+        "   DELETE FROM lossd_deltas d WHERE d.stream = p_stream AND d.seq <= r.seq;"
+        "  ELSE"
+        "   INSERT INTO lossd_deltas(stream, seq, data) VALUES (p_stream, r.seq, p_data);"
+        "  END IF;"
+        "  rep := format('{\"id\":\"%s\",\"updates\":%s,\"count\":%s%s}',"
+        "   p_stream, r.updates, r.rows,"
+        "   CASE WHEN p_key2 IS NOT NULL THEN ',\"applied\":true' ELSE '' END);"
+        "  IF p_key IS NOT NULL THEN"
+        "   UPDATE lossd_keys k SET reply = coalesce(p_prefix, '') || rep"
+        "    WHERE k.stream = p_stream AND k.key = p_key;"
+        "  END IF;"
+        "  RETURN QUERY SELECT 0, r.seq, rep;"
+        " END $f$;";
+
+static const char *const migrations[SCHEMA_VERSION] = {schema_v1, schema_v2, schema_v3,
+                                                       schema_v4, schema_v5, schema_v6};
 
 /* Prepared on every connection. */
 static const struct {
@@ -288,7 +359,9 @@ static const struct {
          " VALUES($1, $2, $3, $4, $5, $5)",
          5},
         {"delta",
-         "SELECT status, seq, reply FROM lossd_delta($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)", 10},
+         "SELECT status, seq, reply FROM lossd_delta($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
+         " $11)",
+         11},
         {"reset", "SELECT lossd_reset($1, $2)", 2},
         {"del", "DELETE FROM lossd_streams WHERE id = $1", 1},
         {"key_get", "SELECT reply FROM lossd_keys WHERE stream = $1 AND key = $2", 2},
@@ -602,9 +675,13 @@ static void pg_close(void *b)
 		pthread_mutex_unlock(&p->mu);
 		pthread_join(p->mon, NULL);
 	}
-	PQfinish(p->w.c);
+	for (int i = 0; p->wr && i < p->nw; i++)
+		PQfinish(p->wr[i].c);
 	for (int i = 0; i < p->nslots; i++)
 		PQfinish(p->r[i].c);
+	free(p->wr);
+	free(p->qh);
+	free(p->qt);
 	free(p->r);
 	free(p->kw);
 	free(p->val);
@@ -710,11 +787,17 @@ static int pg_open(void **out, const char *url, const srv__store_opts *o, char *
 	pthread_cond_init(&p->pool_cv, NULL);
 	pthread_cond_init(&p->mon_cv, NULL);
 	int n = o->connections < 2 ? 2 : o->connections > MAX_CONNS ? MAX_CONNS : o->connections;
-	p->nslots = n - 1;
+	/* Half of the connections commit groups (several groups of a replica
+	 * in flight at once), the others read. */
+	p->nw = n / 2;
+	p->nslots = n - p->nw;
+	p->wr = calloc((size_t)p->nw, sizeof(*p->wr));
+	p->qh = calloc((size_t)p->nw, sizeof(*p->qh));
+	p->qt = calloc((size_t)p->nw, sizeof(*p->qt));
 	p->r = calloc((size_t)p->nslots, sizeof(*p->r));
 	p->kw = calloc(8, sizeof(*p->kw));
 	p->val = calloc(8, sizeof(*p->val));
-	if (!p->r || !p->kw || !p->val) {
+	if (!p->wr || !p->qh || !p->qt || !p->r || !p->kw || !p->val) {
 		errf(err, errlen, "out of memory");
 		goto out;
 	}
@@ -743,7 +826,7 @@ static int pg_open(void **out, const char *url, const srv__store_opts *o, char *
 		goto out;
 	}
 	PQfinish(c);
-	if (slot_ready(p, &p->w)) {
+	if (slot_ready(p, &p->wr[0])) {
 		errf(err, errlen, "postgresql: %s", p->why);
 		goto out;
 	}
@@ -763,7 +846,7 @@ out:
 /* ---- group commit ------------------------------------------------------------- */
 
 /* The checkpoint record and metadata an op carries (docs/API.md 7, 8). */
-static int write_extra(pg *p, srv__store_op *op)
+static int write_extra(pg *p, slot *w, srv__store_op *op, bool mtime)
 {
 	char n[24], step[24], keep[24], ms[24];
 	PGresult *r;
@@ -774,14 +857,14 @@ static int write_extra(pg *p, srv__store_op *op)
 	snprintf(ms, sizeof ms, "%lld", (long long)op->updated_ms);
 	if (op->ckpt_body) {
 		const char *v[] = {op->stream, n, step, op->ckpt_body};
-		if (!(r = run(p, &p->w, "ins_ckpt", 4, v, NULL, PGRES_TUPLES_OK)))
+		if (!(r = run(p, w, "ins_ckpt", 4, v, NULL, PGRES_TUPLES_OK)))
 			return -1;
 		bool added = PQntuples(r) > 0;
 		PQclear(r);
 		if (!added) {
 			/* the number is taken, or the stream is gone */
 			const char *t[] = {op->stream, n};
-			if (!(r = run(p, &p->w, "ckpt_taken", 2, t, NULL, PGRES_TUPLES_OK)))
+			if (!(r = run(p, w, "ckpt_taken", 2, t, NULL, PGRES_TUPLES_OK)))
 				return -1;
 			op->taken = PQntuples(r) > 0;
 			op->gone = !op->taken;
@@ -789,18 +872,18 @@ static int write_extra(pg *p, srv__store_op *op)
 			return 0;
 		}
 		const char *t[] = {op->stream, keep};
-		if (!(r = run(p, &p->w, "trim_ckpt", 2, t, NULL, PGRES_COMMAND_OK)))
+		if (!(r = run(p, w, "trim_ckpt", 2, t, NULL, PGRES_COMMAND_OK)))
 			return -1;
 		PQclear(r);
 	}
 	if (op->meta) {
 		const char *v[] = {op->stream, op->meta, ms};
-		if (!(r = run(p, &p->w, "put_meta", 3, v, NULL, PGRES_COMMAND_OK)))
+		if (!(r = run(p, w, "put_meta", 3, v, NULL, PGRES_COMMAND_OK)))
 			return -1;
 		PQclear(r);
-	} else if (op->updated_ms) {
+	} else if (op->updated_ms && mtime) {
 		const char *v[] = {op->stream, ms};
-		if (!(r = run(p, &p->w, "put_mtime", 2, v, NULL, PGRES_COMMAND_OK)))
+		if (!(r = run(p, w, "put_mtime", 2, v, NULL, PGRES_COMMAND_OK)))
 			return -1;
 		PQclear(r);
 	}
@@ -809,10 +892,10 @@ static int write_extra(pg *p, srv__store_op *op)
 
 /* Records op->key with op->reply, or (the key is taken) marks op
  * replayed with the first reply. */
-static int note_key(pg *p, srv__store_op *op)
+static int note_key(pg *p, slot *w, srv__store_op *op)
 {
 	const char *v[] = {op->stream, op->key, op->reply ? op->reply : ""};
-	PGresult *r = run(p, &p->w, "note_key", 3, v, NULL, PGRES_TUPLES_OK);
+	PGresult *r = run(p, w, "note_key", 3, v, NULL, PGRES_TUPLES_OK);
 	if (!r)
 		return -1;
 	bool taken = PQntuples(r) == 0;
@@ -820,7 +903,7 @@ static int note_key(pg *p, srv__store_op *op)
 	if (!taken)
 		return 0;
 	const char *k[] = {op->stream, op->key};
-	if (!(r = run(p, &p->w, "key_get", 2, k, NULL, PGRES_TUPLES_OK)))
+	if (!(r = run(p, w, "key_get", 2, k, NULL, PGRES_TUPLES_OK)))
 		return -1;
 	if (PQntuples(r) > 0) {
 		op->replayed = true;
@@ -832,10 +915,73 @@ static int note_key(pg *p, srv__store_op *op)
 	return op->replayed && !op->stored_reply ? -1 : 0;
 }
 
-static int write_op_body(pg *p, srv__store_op *op)
+/* The parameters of the "delta" statement (lossd_delta) for an update's
+ * op; every pointer borrowed from op or from the struct itself. */
+typedef struct delta_args {
+	char expect[24], upd[24], rows[24], mtime[24];
+	char prefix[160];
+	const char *v[11];
+	int len[11];
+} delta_args;
+
+static void delta_args_of(delta_args *a, const srv__store_op *op)
+{
+	bool ck = op->type == SRV__OP_CHECKPOINT;
+	snprintf(a->expect, sizeof a->expect, "%lld", (long long)op->seq);
+	snprintf(a->upd, sizeof a->upd, "%lld", (long long)op->add_updates);
+	snprintf(a->rows, sizeof a->rows, "%lld", (long long)op->add_rows);
+	snprintf(a->mtime, sizeof a->mtime, "%lld", (long long)op->updated_ms);
+	/* streams.c's record is "digest\nreply": the digest line goes before
+	 * the reply the function writes. */
+	a->prefix[0] = '\0';
+	const char *nl = op->reply && op->reply[0] != '{' ? strchr(op->reply, '\n') : NULL;
+	if (nl && (size_t)(nl - op->reply) + 2 <= sizeof a->prefix) {
+		memcpy(a->prefix, op->reply, (size_t)(nl - op->reply) + 1);
+		a->prefix[nl - op->reply + 1] = '\0';
+	}
+	const char *v[] = {op->stream,
+	                   op->key,
+	                   ck ? op->delta : op->data,
+	                   ck ? op->data : NULL,
+	                   a->expect,
+	                   a->upd,
+	                   a->rows,
+	                   a->prefix[0] ? a->prefix : NULL,
+	                   op->key2,
+	                   op->reply2,
+	                   a->mtime};
+	int len[] = {-1,
+	             -1,
+	             (int)(ck ? op->delta_len : op->len),
+	             ck ? (int)op->len : -1,
+	             -1,
+	             -1,
+	             -1,
+	             -1,
+	             -1,
+	             -1,
+	             -1};
+	memcpy(a->v, v, sizeof v);
+	memcpy(a->len, len, sizeof len);
+}
+
+/* lossd_delta's row into op (status, seq, reply). 0 or -1 (memory). */
+static int delta_result(srv__store_op *op, const PGresult *r)
+{
+	int status = get_i32(r, 0, 0);
+	op->committed_seq = get_i64(r, 0, 1);
+	op->gone = status == 2;
+	op->replayed = status == 1;
+	if (!PQgetisnull(r, 0, 2) && !(op->stored_reply = strdup(PQgetvalue(r, 0, 2))))
+		return -1;
+	return 0;
+}
+
+static int write_op_body(pg *p, slot *w, srv__store_op *op)
 {
 	PGresult *r = NULL;
-	char seq[24], expect[24], upd[24], rows[24];
+	char seq[24];
+	bool mtime = true;
 
 	snprintf(seq, sizeof seq, "%lld", (long long)op->seq);
 	switch (op->type) {
@@ -843,7 +989,7 @@ static int write_op_body(pg *p, srv__store_op *op)
 		const char *v[] = {op->stream, op->owner ? op->owner : "", op->config, op->data,
 		                   seq};
 		int len[] = {-1, -1, -1, (int)op->len, -1};
-		if (!(r = run(p, &p->w, "ins_stream", 5, v, len, PGRES_COMMAND_OK)))
+		if (!(r = run(p, w, "ins_stream", 5, v, len, PGRES_COMMAND_OK)))
 			return -1;
 		op->committed_seq = op->seq;
 		break;
@@ -853,48 +999,26 @@ static int write_op_body(pg *p, srv__store_op *op)
 		if (op->clear_keys) { /* a reset */
 			const char *v[] = {op->stream, op->data};
 			int len[] = {-1, (int)op->len};
-			if (!(r = run(p, &p->w, "reset", 2, v, len, PGRES_TUPLES_OK)))
+			if (!(r = run(p, w, "reset", 2, v, len, PGRES_TUPLES_OK)))
 				return -1;
 			op->committed_seq = get_i64(r, 0, 0);
 			op->gone = op->committed_seq < 0;
 			break;
 		} else {
-			bool ck = op->type == SRV__OP_CHECKPOINT;
-			const void *delta = ck ? op->delta : op->data;
-			size_t dlen = ck ? op->delta_len : op->len;
-			snprintf(expect, sizeof expect, "%lld", (long long)op->seq);
-			snprintf(upd, sizeof upd, "%lld", (long long)op->add_updates);
-			snprintf(rows, sizeof rows, "%lld", (long long)op->add_rows);
-			/* streams.c's record is "digest\nreply": the digest line goes
-			 * before the reply the function writes. */
-			char prefix[160] = "";
-			const char *nl =
-			        op->reply && op->reply[0] != '{' ? strchr(op->reply, '\n') : NULL;
-			if (nl && (size_t)(nl - op->reply) + 2 <= sizeof prefix)
-				memcpy(prefix, op->reply, (size_t)(nl - op->reply) + 1);
-			const char *v[] = {op->stream, op->key,   delta, ck ? op->data : NULL,
-			                   expect,     upd,       rows,  prefix[0] ? prefix : NULL,
-			                   op->key2,   op->reply2};
-			int len[] = {-1, -1, (int)dlen, ck ? (int)op->len : -1, -1, -1, -1,
-			             -1, -1, -1};
-			if (!(r = run(p, &p->w, "delta", 10, v, len, PGRES_TUPLES_OK)))
+			delta_args a;
+			delta_args_of(&a, op);
+			if (!(r = run(p, w, "delta", 11, a.v, a.len, PGRES_TUPLES_OK)))
 				return -1;
-			int status = get_i32(r, 0, 0);
-			op->committed_seq = get_i64(r, 0, 1);
-			op->gone = status == 2;
-			op->replayed = status == 1;
-			if (!PQgetisnull(r, 0, 2)) {
-				op->stored_reply = strdup(PQgetvalue(r, 0, 2));
-				if (!op->stored_reply) {
-					PQclear(r);
-					return -1;
-				}
+			if (delta_result(op, r)) {
+				PQclear(r);
+				return -1;
 			}
+			mtime = false; /* lossd_delta wrote it */
 		}
 		break;
 	case SRV__OP_DELETE: {
 		const char *v[] = {op->stream};
-		if (!(r = run(p, &p->w, "del", 1, v, NULL, PGRES_COMMAND_OK)))
+		if (!(r = run(p, w, "del", 1, v, NULL, PGRES_COMMAND_OK)))
 			return -1;
 		op->committed_seq = op->seq;
 		PQclear(r);
@@ -907,30 +1031,30 @@ static int write_op_body(pg *p, srv__store_op *op)
 	if (op->gone || op->replayed)
 		return 0;
 	/* A NOTE's or a reset's key (an update's is lossd_delta's). */
-	if (op->key && (op->type == SRV__OP_NOTE || op->clear_keys) && note_key(p, op))
+	if (op->key && (op->type == SRV__OP_NOTE || op->clear_keys) && note_key(p, w, op))
 		return -1;
-	return op->replayed ? 0 : write_extra(p, op);
+	return op->replayed ? 0 : write_extra(p, w, op, mtime);
 }
 
 /* Writes op. An op that adds a checkpoint record runs under a savepoint:
  * when the record's number is taken (op->taken) or the stream is gone,
  * nothing it wrote (a reset, its key) stays. */
-static int write_op(pg *p, srv__store_op *op)
+static int write_op(pg *p, slot *w, srv__store_op *op)
 {
 	if (!op->ckpt_body)
-		return write_op_body(p, op);
-	if (!exec_ok(p, &p->w, "SAVEPOINT ckpt"))
+		return write_op_body(p, w, op);
+	if (!exec_ok(p, w, "SAVEPOINT ckpt"))
 		return -1;
-	if (write_op_body(p, op))
+	if (write_op_body(p, w, op))
 		return -1;
 	if (op->taken || op->gone) {
 		free(op->stored_reply);
 		op->stored_reply = NULL;
 		op->replayed = false;
 		op->committed_seq = -1;
-		return exec_ok(p, &p->w, "ROLLBACK TO SAVEPOINT ckpt") ? 0 : -1;
+		return exec_ok(p, w, "ROLLBACK TO SAVEPOINT ckpt") ? 0 : -1;
 	}
-	return exec_ok(p, &p->w, "RELEASE SAVEPOINT ckpt") ? 0 : -1;
+	return exec_ok(p, w, "RELEASE SAVEPOINT ckpt") ? 0 : -1;
 }
 
 typedef struct ordered {
@@ -951,7 +1075,87 @@ static int by_stream(const void *a, const void *b)
  * replica then takes the streams' row locks in the same order, so two
  * groups never deadlock (PostgreSQL would abort one after deadlock_timeout).
  */
-static int commit_group(pg *p, srv__store_op *group, uint64_t *n)
+/* True when op is one lossd_delta call and nothing else (an update). */
+static bool one_statement(const srv__store_op *op)
+{
+	return (op->type == SRV__OP_DELTA || op->type == SRV__OP_CHECKPOINT) && !op->clear_keys &&
+	       !op->ckpt_body && !op->meta;
+}
+
+/* The connection of w is unusable (a pipeline broke off): dropped, and the
+ * store marked down until the monitor's probe succeeds. */
+static void writer_lost(pg *p, slot *w, const char *what)
+{
+	mark_down(p, what, w->c);
+	PQfinish(w->c);
+	w->c = NULL;
+}
+
+/*
+ * A group of updates in one round trip: BEGIN, one lossd_delta per op and
+ * COMMIT go out together (libpq's pipeline mode) and the results are read
+ * after, so the streams' row locks are held for the server's work and the
+ * commit only, never for a round trip. Every op is one_statement(). 0 when
+ * committed, else -1 (rolled back, or the outcome unknown: the ops fail
+ * and a retry with the same key finds out).
+ */
+static int commit_pipelined(pg *p, slot *w, ordered *v, size_t cnt)
+{
+	PGconn *c = w->c;
+	delta_args a;
+	int fmt[11];
+	bool ok = true;
+
+	if (!PQenterPipelineMode(c)) {
+		set_why(p, "pipeline", c);
+		return -1;
+	}
+	bool sent = PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
+	for (size_t k = 0; sent && k < cnt; k++) {
+		delta_args_of(&a, v[k].op);
+		for (int i = 0; i < 11; i++)
+			fmt[i] = a.len[i] >= 0;
+		sent = PQsendQueryPrepared(c, "delta", 11, a.v, a.len, fmt, 1);
+	}
+	sent = sent && PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
+	       PQpipelineSync(c);
+	if (!sent) {
+		writer_lost(p, w, "pipeline");
+		return -1;
+	}
+	/* One result and a NULL per statement, then the sync. */
+	for (size_t k = 0; k < cnt + 2; k++) {
+		PGresult *r = PQgetResult(c);
+		if (!r) {
+			writer_lost(p, w, "pipeline");
+			return -1;
+		}
+		ExecStatusType want = k == 0 || k == cnt + 1 ? PGRES_COMMAND_OK : PGRES_TUPLES_OK;
+		if (ok && PQresultStatus(r) != want) {
+			ok = false;
+			if (conn_error(c, r))
+				mark_down(p, k == cnt + 1 ? "COMMIT" : "delta", c);
+			else
+				set_why(p, k == cnt + 1 ? "COMMIT" : "delta", c);
+		} else if (ok && k >= 1 && k <= cnt && delta_result(v[k - 1].op, r)) {
+			ok = false;
+		}
+		PQclear(r);
+		PQclear(PQgetResult(c)); /* the statement's end */
+	}
+	PGresult *r = PQgetResult(c);
+	bool synced = r && PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+	PQclear(r);
+	if (!synced || !PQexitPipelineMode(c)) {
+		writer_lost(p, w, "pipeline");
+		return -1;
+	}
+	if (!ok)
+		exec_ok(p, w, "ROLLBACK"); /* a failed transaction block stays open */
+	return ok ? 0 : -1;
+}
+
+static int commit_group(pg *p, slot *w, srv__store_op *group, uint64_t *n)
 {
 	size_t cnt = 0, k = 0;
 	int rc = -1;
@@ -964,23 +1168,44 @@ static int commit_group(pg *p, srv__store_op *group, uint64_t *n)
 	for (srv__store_op *op = group; op; op = op->next, k++)
 		v[k] = (ordered){op, k};
 	qsort(v, cnt, sizeof(*v), by_stream);
-	if (slot_ready(p, &p->w) || !exec_ok(p, &p->w, "BEGIN"))
+	bool updates_only = true;
+	for (k = 0; k < cnt && updates_only; k++)
+		updates_only = one_statement(v[k].op);
+	if (updates_only) {
+		rc = slot_ready(p, w) ? -1 : commit_pipelined(p, w, v, cnt);
+		*n = rc ? 0 : cnt;
+		goto out;
+	}
+	if (slot_ready(p, w) || !exec_ok(p, w, "BEGIN"))
 		goto out;
 	for (k = 0; k < cnt; k++, (*n)++) {
-		if (write_op(p, v[k].op)) {
-			exec_ok(p, &p->w, "ROLLBACK");
+		if (write_op(p, w, v[k].op)) {
+			exec_ok(p, w, "ROLLBACK");
 			goto out;
 		}
 	}
-	rc = exec_ok(p, &p->w, "COMMIT") ? 0 : -1;
+	rc = exec_ok(p, w, "COMMIT") ? 0 : -1;
 out:
 	free(v);
 	return rc;
 }
 
+/* The writer (and queue) of a stream: all of a stream's ops go through
+ * one, so a busy stream's updates gather into one group while its last
+ * group commits (its groups would only queue for its row lock on several
+ * writers), and different streams commit on different writers at once. */
+static int writer_of(const pg *p, const char *stream)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+	for (const unsigned char *c = (const unsigned char *)stream; *c; c++)
+		h = (h ^ *c) * 16777619u;
+	return (int)(h % (uint32_t)p->nw);
+}
+
 static void pg_submit(void *b, srv__store_op *op)
 {
 	pg *p = b;
+	int k = writer_of(p, op->stream);
 	op->next = NULL;
 	op->done = false;
 	op->rc = 0;
@@ -988,32 +1213,36 @@ static void pg_submit(void *b, srv__store_op *op)
 	op->stored_reply = NULL;
 	op->replayed = op->gone = op->taken = false;
 	pthread_mutex_lock(&p->mu);
-	if (p->tail)
-		p->tail->next = op;
+	if (p->qt[k])
+		p->qt[k]->next = op;
 	else
-		p->head = op;
-	p->tail = op;
+		p->qh[k] = op;
+	p->qt[k] = op;
 	pthread_mutex_unlock(&p->mu);
 }
 
 static int pg_wait(void *b, srv__store_op *op)
 {
 	pg *p = b;
+	int k = writer_of(p, op->stream);
+	slot *w = &p->wr[k];
 	pthread_mutex_lock(&p->mu);
 	while (!op->done) {
-		if (p->leader || !p->head) {
+		if (w->busy || !p->qh[k]) {
 			pthread_cond_wait(&p->cv_done, &p->mu);
 			continue;
 		}
-		p->leader = true;
-		srv__store_op *group = p->head;
-		p->head = p->tail = NULL;
+		/* Lead the writer's queued ops: one transaction. */
+		w->busy = true;
+		srv__store_op *group = p->qh[k];
+		p->qh[k] = p->qt[k] = NULL;
 		pthread_mutex_unlock(&p->mu);
 
 		uint64_t n = 0;
-		int rc = atomic_load(&p->down) ? -1 : commit_group(p, group, &n);
+		int rc = atomic_load(&p->down) ? -1 : commit_group(p, w, group, &n);
 
 		pthread_mutex_lock(&p->mu);
+		w->busy = false;
 		if (!rc) {
 			p->groups++;
 			p->ops += n;
@@ -1028,7 +1257,6 @@ static int pg_wait(void *b, srv__store_op *op)
 			o->rc = rc;
 			o->done = true;
 		}
-		p->leader = false;
 		pthread_cond_broadcast(&p->cv_done);
 	}
 	int rc = op->rc;
@@ -1500,19 +1728,19 @@ static int pg_import(void *b, const srv__store_rec *rec)
 	char ck[24], sq[24], up[24], rw[24];
 
 	/* No request is served while copying: the writer connection is ours. */
-	if (slot_ready(p, &p->w) || !exec_ok(p, &p->w, "BEGIN"))
+	if (slot_ready(p, p->wr) || !exec_ok(p, p->wr, "BEGIN"))
 		return -1;
 	snprintf(ck, sizeof ck, "%lld", (long long)rec->ckpt_seq);
 	snprintf(sq, sizeof sq, "%lld", (long long)rec->seq);
 	snprintf(up, sizeof up, "%lld", (long long)rec->updates);
 	snprintf(rw, sizeof rw, "%lld", (long long)rec->rows);
 	const char *dv[] = {rec->id};
-	if (!(r = run(p, &p->w, "del", 1, dv, NULL, PGRES_COMMAND_OK)))
+	if (!(r = run(p, p->wr, "del", 1, dv, NULL, PGRES_COMMAND_OK)))
 		goto fail;
 	PQclear(r);
 	const char *v[] = {rec->id, rec->owner, rec->config, rec->state, ck, sq, up, rw};
 	int len[] = {-1, -1, -1, (int)rec->len, -1, -1, -1, -1};
-	if (!(r = run(p, &p->w, "imp_stream", 8, v, len, PGRES_COMMAND_OK)))
+	if (!(r = run(p, p->wr, "imp_stream", 8, v, len, PGRES_COMMAND_OK)))
 		goto fail;
 	PQclear(r);
 	for (size_t i = 0; i < rec->ndeltas; i++) {
@@ -1520,13 +1748,13 @@ static int pg_import(void *b, const srv__store_rec *rec)
 		snprintf(ds, sizeof ds, "%lld", (long long)rec->deltas[i].seq);
 		const char *w[] = {rec->id, ds, rec->deltas[i].data};
 		int wl[] = {-1, -1, (int)rec->deltas[i].len};
-		if (!(r = run(p, &p->w, "imp_delta", 3, w, wl, PGRES_COMMAND_OK)))
+		if (!(r = run(p, p->wr, "imp_delta", 3, w, wl, PGRES_COMMAND_OK)))
 			goto fail;
 		PQclear(r);
 	}
 	for (size_t i = 0; i < rec->nkeys; i++) {
 		const char *w[] = {rec->id, rec->keys[i].key, rec->keys[i].reply};
-		if (!(r = run(p, &p->w, "imp_key", 3, w, NULL, PGRES_COMMAND_OK)))
+		if (!(r = run(p, p->wr, "imp_key", 3, w, NULL, PGRES_COMMAND_OK)))
 			goto fail;
 		PQclear(r);
 	}
@@ -1538,7 +1766,7 @@ static int pg_import(void *b, const srv__store_rec *rec)
 		op.ckpt_body = rec->ckpts[i].body;
 		op.ckpt_n = rec->ckpts[i].n;
 		op.ckpt_step = rec->ckpts[i].step;
-		if (write_extra(p, &op))
+		if (write_extra(p, p->wr, &op, true))
 			goto fail;
 	}
 	if (rec->meta) {
@@ -1547,12 +1775,12 @@ static int pg_import(void *b, const srv__store_rec *rec)
 		op.stream = rec->id;
 		op.meta = rec->meta;
 		op.updated_ms = rec->updated_ms;
-		if (write_extra(p, &op))
+		if (write_extra(p, p->wr, &op, true))
 			goto fail;
 	}
-	return exec_ok(p, &p->w, "COMMIT") ? 0 : -1;
+	return exec_ok(p, p->wr, "COMMIT") ? 0 : -1;
 fail:
-	exec_ok(p, &p->w, "ROLLBACK");
+	exec_ok(p, p->wr, "ROLLBACK");
 	return -1;
 }
 

@@ -145,6 +145,11 @@
  * reads at most ~3x the state. An exact stream's state is its deltas, so it
  * (rightly) never qualifies: rewriting it would only cost time and memory. */
 #define CKPT_MIN_BYTES ((size_t)256 << 10)
+/* Shared stores: an update checks its batch against the cache as synced at
+ * most this long ago (the store decides seq and keys; the check is the
+ * memory cap and finite sums), so a busy stream's updates do not each wait
+ * for a round trip under the stream's mutex. Reads always sync. */
+#define SYNC_EVERY_MS 20
 
 typedef struct pending_key {
 	const char *key; /* borrowed from the waiting handler */
@@ -177,6 +182,7 @@ typedef struct stream {
 	/* shared stores only (PostgreSQL), under mu: */
 	bool reload;         /* memory is not the store's prefix at seq: read it whole */
 	size_t folded_bytes; /* delta bytes folded in since the last checkpoint */
+	int64_t synced_ms;   /* when sync_stream last succeeded */
 	/* SQLite: true from a failed op until resync() reloads the stream from
 	 * disk; set by the store (srv__store_op.stale), read and cleared under
 	 * mu */
@@ -600,6 +606,7 @@ static int sync_stream(stream *s)
 	                        s);
 	if (r == 1) {
 		s->reload = false;
+		s->synced_ms = srv__now_ms();
 		/* Memory is now exactly the store's state at seq: once the deltas
 		 * folded in since the stored checkpoint outweigh it, store it as
 		 * the checkpoint, so that neither a replica's reload nor the
@@ -1961,9 +1968,9 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 		store_unavailable(out);
 		goto unlock;
 	}
-	if (shared) {
-		/* The checks below see the store's latest state (one query that
-		 * folds in what every replica committed since the last one). */
+	if (shared && (s->reload || srv__now_ms() - s->synced_ms >= SYNC_EVERY_MS)) {
+		/* The checks below see the store's state of at most SYNC_EVERY_MS
+		 * ago (one query that folds in what every replica committed). */
 		int r = sync_stream(s);
 		if (r > 0) {
 			api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
@@ -1989,8 +1996,12 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 		 * sync above must still hold at the merge. */
 		if (!shared)
 			pthread_mutex_unlock(&s->mu);
-		int r = key ? srv__store_key_get(T.store, s->id, key, &prev) : 0;
-		int r2 = r == 0 && pk2.key ? srv__store_key_get(T.store, s->id, pk2.key, &srec) : 0;
+		/* (A shared store decides both keys in the commit, replies as
+		 * below; only a batch that fails the check looks its key up.) */
+		int r = key && !shared ? srv__store_key_get(T.store, s->id, key, &prev) : 0;
+		int r2 = r == 0 && pk2.key && !shared
+		                 ? srv__store_key_get(T.store, s->id, pk2.key, &srec)
+		                 : 0;
 		if (!shared)
 			pthread_mutex_lock(&s->mu);
 		if (r < 0 || r2 < 0) {
@@ -2056,6 +2067,19 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 	if (shared ? check_shared(s, delta, &err) : eng_stream_merge(s->st, delta, &err)) {
 		api_problem p;
 		api_reply_free(out);
+		if (shared && key && srv__store_key_get(T.store, s->id, key, &prev) == 1) {
+			/* a retry of a batch the store has: its first reply */
+			bool same;
+			const char *first = record_reply(prev, digest, &same);
+			if (same)
+				reply_text(out, 200, first);
+			else
+				api_reply_error(out, 409, "idempotency_conflict",
+				                "%s was first used with another body; a retry must "
+				                "send the same data (use a new key for new data)",
+				                key);
+			goto unlock;
+		}
 		api_stream_merge_problem(&p, &err);
 		api_reply_problem(out, &p);
 		goto unlock;

@@ -440,15 +440,36 @@ int64_t eng__count_above_f32(const float *x, int64_t C, float t, int64_t cap)
 	return n < cap ? n : cap;
 }
 
+/* eng_calib_bin_of (calib.c) with its edges b / B read from edge[0..bins]
+ * (the same doubles it divides out): no division, no call, per row. */
+static inline int bin_of_edges(double pr, int bins, double B, const double *edge)
+{
+	if (!(pr > 0))
+		return 0;
+	if (pr >= 1)
+		return bins - 1;
+	int b = (int)(pr * B);
+	if (b > bins - 1)
+		b = bins - 1;
+	if (b > 0 && pr < edge[b])
+		b--;
+	else if (b + 1 < bins && pr >= edge[b + 1])
+		b++;
+	return b;
+}
+
 void eng__extra_fused_rows(const eng__loss_job *j, eng__extra_part *xp, const float *x, int64_t p,
                            int64_t n, const eng__extra_fused *f)
 {
 	const eng_extra_opts *xo = j->xo;
 	int64_t C = j->C;
+	int bins = xo->bins;
 	float et[64 + 8];
+	double edge[64 + 1];
+	bool table = bins > 0 && bins <= 64;
 	/* exp(x_true - max) of the block, eight lanes at a time (~1 ulp of
 	 * float): the true class's probability for the Brier score */
-	for (int64_t k0 = 0; xo->bins && k0 < n; k0 += 8) {
+	for (int64_t k0 = 0; bins && k0 < n; k0 += 8) {
 		v8f d = VSPLAT(0.0f);
 		for (int64_t k = k0; k < k0 + 8 && k < n; k++)
 			if (f->lab[k] >= 0 && !f->bad[k])
@@ -456,6 +477,8 @@ void eng__extra_fused_rows(const eng__loss_job *j, eng__extra_part *xp, const fl
 		exp_neg(&d);
 		memcpy(et + k0, &d, sizeof(d));
 	}
+	for (int b = 0; table && b <= bins; b++)
+		edge[b] = (double)b / (double)bins;
 	for (int64_t k = 0; k < n; k++) {
 		int64_t tc = f->lab[k];
 		if (tc < 0 || f->bad[k])
@@ -465,11 +488,24 @@ void eng__extra_fused_rows(const eng__loss_job *j, eng__extra_part *xp, const fl
 			top_add(xp, xo, f->above[k]);
 		if (j->x_nll)
 			add_nll(xp, f->lo[k], w);
-		if (xo->bins) {
+		if (bins) {
+			/* one division a row: conf = 1 / s, p_true = e_true / s,
+			 * sum p^2 = s2 / s^2 */
 			double s = f->ones[k] + f->rest[k], s2 = f->ones[k] + f->rest2[k];
-			double pt = (double)et[k] / s;
-			double brier = s2 / (s * s) - 2 * pt + 1;
-			add_calib(xp, xo->bins, 1.0 / s, f->am[k] == tc, brier < 0 ? 0 : brier, w);
+			double inv = 1.0 / s, pt = (double)et[k] * inv;
+			double brier = s2 * inv * inv - 2 * pt + 1;
+			brier = brier < 0 ? 0 : brier;
+			xp->brier += w * brier;
+			xp->calib_w += w;
+			xp->calib_n++;
+			/* conf = 1 / s is in (0, 1]: never NaN here */
+			int b = table ? bin_of_edges(inv, bins, (double)bins, edge)
+			              : eng_calib_bin_of(inv, bins);
+			eng_calib_bin *bk = &xp->bin[b];
+			bk->count++;
+			bk->weight += w;
+			bk->conf += w * inv;
+			bk->acc += f->am[k] == tc ? w : 0.0;
 		}
 	}
 }

@@ -234,7 +234,10 @@ static void row_f32(const float *x, int64_t C, float *mx_out, float *sx_out, dou
 
 /* rest2, when not NULL, gets the sum of exp(x - max)^2 over the same terms
  * as *rest (the maxima, each 1, left out): what the Brier score of
- * calibration (extra.c) needs, one FMA per 16 terms. */
+ * calibration (extra.c) needs, one FMA per 16 terms into one chain, whose
+ * halves are added in float once a block (16 terms a float lane, ~1e-6 of
+ * the sum at worst) before going to double: the squares cost what they
+ * must and little more, since the exp already fills the FMA pipes. */
 __attribute__((target("arch=x86-64-v4"), always_inline)) static inline void
 row_f32_v4_body(const float *x, int64_t C, float *mx_out, float *sx_out, double *cnt, double *rest,
                 int64_t *amax, double *rest2)
@@ -278,7 +281,7 @@ row_f32_v4_body(const float *x, int64_t C, float *mx_out, float *sx_out, double 
 	int64_t n1 = 0, first = -1;
 	for (c = 0; c + 32 <= C;) {
 		/* two chains per step; 4 steps = 128 terms a block, 8 per lane */
-		__m512 acc = zero, acc2 = zero, sq = zero, sq2 = zero;
+		__m512 acc = zero, acc2 = zero, sq = zero;
 		for (int b = 0; b < 4 && c + 32 <= C; b++, c += 32) {
 			__m512 v = _mm512_loadu_ps(x + c), u = _mm512_loadu_ps(x + c + 16), e, e2;
 			__mmask16 top = _mm512_cmp_ps_mask(v, vm, _CMP_EQ_OQ);
@@ -291,7 +294,7 @@ row_f32_v4_body(const float *x, int64_t C, float *mx_out, float *sx_out, double 
 			acc2 = _mm512_mask_add_ps(acc2, (__mmask16)~top2, acc2, e2);
 			if (rest2) {
 				sq = _mm512_mask3_fmadd_ps(e, e, sq, (__mmask16)~top);
-				sq2 = _mm512_mask3_fmadd_ps(e2, e2, sq2, (__mmask16)~top2);
+				sq = _mm512_mask3_fmadd_ps(e2, e2, sq, (__mmask16)~top2);
 			}
 			uint32_t both = (uint32_t)top | (uint32_t)top2 << 16;
 			if (both) {
@@ -304,13 +307,10 @@ row_f32_v4_body(const float *x, int64_t C, float *mx_out, float *sx_out, double 
 		racc = _mm512_add_pd(racc, _mm512_cvtps_pd(_mm512_castps512_ps256(acc)));
 		racc = _mm512_add_pd(racc, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(
 		                                   _mm512_castps_pd(acc), 1))));
-		if (rest2) {
-			sq = _mm512_add_ps(sq, sq2);
-			racc2 = _mm512_add_pd(racc2, _mm512_cvtps_pd(_mm512_castps512_ps256(sq)));
-			racc2 = _mm512_add_pd(
-			        racc2, _mm512_cvtps_pd(_mm256_castpd_ps(
-			                       _mm512_extractf64x4_pd(_mm512_castps_pd(sq), 1))));
-		}
+		if (rest2) /* the two halves in float (16 terms a lane), then double */
+			racc2 = _mm512_add_pd(racc2, _mm512_cvtps_pd(_mm256_add_ps(
+			                                     _mm512_castps512_ps256(sq),
+			                                     _mm512_extractf32x8_ps(sq, 1))));
 	}
 	for (; c < C; c += 16) { /* at most two masked steps */
 		int64_t left = C - c < 16 ? C - c : 16;

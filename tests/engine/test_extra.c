@@ -505,3 +505,53 @@ Test(extra, errors)
 	z.perplexity = true;
 	cr_expect_eq(fails(ENG_LOSS_BINARY_CE, &z, "perplexity"), ENG_EINVAL);
 }
+
+/* Confidences exactly on bin edges: row r has k = r % 40 + 1 tied maxima
+ * and the other classes far below (their exp underflows in float), so its
+ * confidence in the fused float32 pass is exactly 1 / k, an edge b / B
+ * whenever k divides B. Every bin count
+ * equals eng_calib_bin_of's, for bin counts that take the fused pass's
+ * edge table (<= 64) and those that do not. */
+Test(extra, fused_bins_on_edges_match_calib_bin_of)
+{
+	enum { N = 200, C = 40 };
+	static float f[N * C];
+	static double d[N * C];
+	static double y[N];
+	static const int Bs[] = {1, 2, 3, 5, 8, 10, 20, 40, 64, 65, 100, 1000};
+	for (int r = 0; r < N; r++) {
+		int k = r % C + 1;
+		for (int c = 0; c < C; c++)
+			d[r * C + c] = f[r * C + c] = c < k ? 0.0f : -200.0f;
+		y[r] = (r * 7) % C;
+	}
+	eng_tensor yt = tens(ENG_F64, y, 1, I64(N));
+	eng_tensor tf = tens(ENG_F32, f, 2, I64(N), I64(C));
+	eng_tensor td = tens(ENG_F64, d, 2, I64(N), I64(C));
+	for (size_t i = 0; i < sizeof Bs / sizeof Bs[0]; i++) {
+		int B = Bs[i];
+		eng_extra_opts x = ENG_EXTRA_OPTS_INIT;
+		eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+		x.bins = B;
+		o.from_logits = true;
+		o.extra = &x;
+		eng_loss_result *a = compute(&yt, &tf, &o), *b = compute(&yt, &td, &o);
+		int64_t *want = calloc((size_t)B, sizeof(int64_t));
+		for (int r = 0; r < N; r++)
+			want[eng_calib_bin_of(1.0 / (double)(r % C + 1), B)]++;
+		/* (the double path's confidence is exp(-log k), an ulp off 1 / k,
+		 * so only its sums are compared) */
+		double ca = 0, cb = 0;
+		for (int k = 0; k < B; k++) {
+			cr_expect_eq(a->extra->bin[k].count, want[k], "B=%d bin %d: %lld vs %lld",
+			             B, k, (long long)a->extra->bin[k].count, (long long)want[k]);
+			ca += a->extra->bin[k].conf;
+			cb += b->extra->bin[k].conf;
+		}
+		NEAR(ca, cb, 1e-12 * cb);
+		NEAR(a->extra->brier_sum, b->extra->brier_sum, 1e-9 * b->extra->brier_sum);
+		free(want);
+		eng_loss_result_free(a);
+		eng_loss_result_free(b);
+	}
+}

@@ -81,6 +81,13 @@ class Table:
         tgt = (">= %g" % lo) if lo is not None else ("<= %g" % hi) if hi is not None else ""
         self.rows.append((label, fmt(v), "", "", "", tgt, met, unit, note))
 
+    def field(self, label, id_, impl, key, hi, unit, note=""):
+        """A number other than "value" of one line (e.g. "overhead_pct"), <= hi."""
+        d = self.res.get((id_, impl))
+        v = None if d is None else d.get(key)
+        met = "not run" if v is None else ("yes" if v <= hi else "NO")
+        self.rows.append((label, fmt(v), "", "", "", "<= %g" % hi, met, unit, note))
+
     def render(self):
         head = ["figure", "lossd", "peer", "peer value", "ratio", "target", "met", "unit",
                 "note"]
@@ -143,6 +150,16 @@ def build(res, smoke):
     for i in ids:
         if i.startswith("auc/") and ("update" in i) and (i, "lossd") in res:
             t.bound(i[4:], i, "lossd", lo=500, unit="M/s", note="per core")
+
+    t.section("metrics riding on the loss (CPU time added over the loss alone; DeLong vs exact AUC)")
+    for i in ids:
+        if i.startswith("xent/") and not i.endswith(" loss") and (i, "lossd") in res:
+            d = res[(i, "lossd")]
+            t.field(i[5:], i, "lossd", "overhead_pct", 15, "% of the loss",
+                    note="%s GB/s" % fmt(d.get("value")))
+    for i in ids:
+        if i.startswith("delong/") and (i, "delong") in res:
+            t.field("%s: DeLong time / exact AUC time" % i[7:], i, "delong", "ratio", 2, "x")
 
     t.section("JSON and base64 decoding")
     t.ratio("float array: lossd decode vs jansson parse", "json/float_array", "lossd",

@@ -60,7 +60,7 @@ static void test_store_fail(api_reply *out, const srv_request *req)
 		api_reply_error(out, 422, "bad_option", "n must be in [-1, 1000000]");
 		return;
 	}
-	srv_streams_test_store_fail((int)n);
+	srv__streams_test_store_fail(req->streams, (int)n);
 	api_reply_json(out, 200, json_pack("{s:i}", "fail", (int)n));
 }
 
@@ -79,17 +79,17 @@ void srv__dispatch(api_reply *out, enum srv__route route, const srv_request *req
 		else
 			api_auc(out, req->api, req->body, req->len);
 		return;
-	case SRV_ROUTE_STREAMS_CREATE: srv_streams_create(out, req); return;
-	case SRV_ROUTE_STREAMS_LIST: srv_streams_list(out, req); return;
-	case SRV_ROUTE_STREAMS_GET: srv_streams_get(out, req); return;
-	case SRV_ROUTE_STREAMS_DELETE: srv_streams_delete(out, req); return;
-	case SRV_ROUTE_STREAMS_UPDATE: srv_streams_update(out, req); return;
-	case SRV_ROUTE_STREAMS_RESET: srv_streams_reset(out, req); return;
-	case SRV_ROUTE_STREAMS_STATE: srv_streams_state(out, req); return;
-	case SRV_ROUTE_STREAMS_MERGE: srv_streams_merge(out, req); return;
-	case SRV_ROUTE_STREAMS_CHECKPOINT: srv_streams_checkpoint(out, req); return;
-	case SRV_ROUTE_STREAMS_HISTORY: srv_streams_history(out, req); return;
-	case SRV_ROUTE_STREAMS_PATCH: srv_streams_patch(out, req); return;
+	case SRV_ROUTE_STREAMS_CREATE: srv__streams_create(out, req); return;
+	case SRV_ROUTE_STREAMS_LIST: srv__streams_list(out, req); return;
+	case SRV_ROUTE_STREAMS_GET: srv__streams_get(out, req); return;
+	case SRV_ROUTE_STREAMS_DELETE: srv__streams_delete(out, req); return;
+	case SRV_ROUTE_STREAMS_UPDATE: srv__streams_update(out, req); return;
+	case SRV_ROUTE_STREAMS_RESET: srv__streams_reset(out, req); return;
+	case SRV_ROUTE_STREAMS_STATE: srv__streams_state(out, req); return;
+	case SRV_ROUTE_STREAMS_MERGE: srv__streams_merge(out, req); return;
+	case SRV_ROUTE_STREAMS_CHECKPOINT: srv__streams_checkpoint(out, req); return;
+	case SRV_ROUTE_STREAMS_HISTORY: srv__streams_history(out, req); return;
+	case SRV_ROUTE_STREAMS_PATCH: srv__streams_patch(out, req); return;
 	case SRV_ROUTE_TEST_SLEEP: test_sleep(out, req); return;
 	case SRV_ROUTE_TEST_STORE_FAIL: test_store_fail(out, req); return;
 	default: break;

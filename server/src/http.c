@@ -623,6 +623,7 @@ static void run_handler(struct req *r)
 	        .principal = r->srv->auth ? r->principal : NULL,
 	        .admin = r->srv->auth && r->role == SRV_ROLE_ADMIN,
 	        .api = &r->srv->api,
+	        .streams = r->srv->streams,
 	};
 	memset(&r->reply, 0, sizeof(r->reply));
 	srv__dispatch(&r->reply, r->route, &q);
@@ -675,7 +676,7 @@ static enum MHD_Result on_body_end(struct req *r)
 		return send_problem(r, 503, "overloaded", NULL, 1,
 		                    "request bodies in memory are at --max-buffered; retry later");
 	}
-	if (r->match.info->kind == SRV_STORE && srv_streams_stalled()) {
+	if (r->match.info->kind == SRV_STORE && srv__streams_stalled(r->srv->streams)) {
 		/* A write would only queue behind the stalled ones, holding an
 		 * --max-inflight slot: refused here. (A broken store is the
 		 * handlers' to answer: they check ownership first.) */

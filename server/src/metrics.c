@@ -169,7 +169,7 @@ static uint64_t ld(atomic_uint_fast64_t *a)
 	return (uint64_t)atomic_load_explicit(a, memory_order_relaxed);
 }
 
-char *srv__metrics_render(size_t *len)
+char *srv__metrics_render(srv__streams *ss, size_t *len)
 {
 	api_dynbuf b;
 
@@ -273,8 +273,8 @@ char *srv__metrics_render(size_t *len)
 	        "1\n",
 	        LOSSD_VERSION, MHD_get_version(), uv_version_string(), JANSSON_VERSION);
 
-	srv_streams_stats st;
-	srv_streams_get_stats(&st);
+	srv__streams_stats st;
+	srv__streams_get_stats(&st, ss);
 	bprintf(&b,
 	        "# HELP lossd_streams Streams loaded (all tokens).\n"
 	        "# TYPE lossd_streams gauge\n"
@@ -349,7 +349,7 @@ char *srv__metrics_render(size_t *len)
 	char proc[2048];
 	srv__process_metrics(proc, sizeof proc);
 	bprintf(&b, "%s", proc);
-	char *gauges = srv_streams_gauges(); /* opt-in: --metrics-streams */
+	char *gauges = srv__streams_gauges(ss); /* opt-in: --metrics-streams */
 	if (gauges)
 		bprintf(&b, "%s", gauges);
 	free(gauges);

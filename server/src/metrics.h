@@ -51,8 +51,10 @@ void srv__metrics_reset(void);
  * malloc'd, NUL-terminated buffer (caller frees) and its length in *len.
  * Returns NULL when out of memory. Any thread; it reads the atomics one by
  * one, so a scrape is not a snapshot of one instant (as in every
- * Prometheus client).
+ * Prometheus client). The stream figures come from ss (the server's
+ * stream table; NULL: zero streams, no per-stream gauges).
  */
-char *srv__metrics_render(size_t *len);
+struct srv__streams;
+char *srv__metrics_render(struct srv__streams *ss, size_t *len);
 
 #endif

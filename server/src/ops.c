@@ -7,7 +7,7 @@
  * constant, a copy of the embedded spec or a metrics rendering, and none
  * touches the disk. /livez is 200 while the process runs; /readyz is 503
  * while draining or while the stream store cannot commit (broken or
- * stalled, srv_streams_ready), so an orchestrator stops sending work.
+ * stalled, srv__streams_ready), so an orchestrator stops sending work.
  */
 #include "server.h"
 
@@ -72,12 +72,12 @@ void srv__ops(api_reply *out, const srv__server *s, enum srv__route route)
 		}
 		/* A store that cannot commit (broken or stalled) is not ready:
 		 * writes would 503. */
-		if (!srv_streams_ready(out))
+		if (!srv__streams_ready(out, s->streams))
 			return;
 		text(out, 200, API_JSON, ok, sizeof(ok) - 1);
 		return;
 	case SRV_ROUTE_METRICS:
-		m = srv__metrics_render(&n);
+		m = srv__metrics_render(s->streams, &n);
 		if (!m) {
 			api_reply_error(out, 503, "out_of_memory", "no memory to render metrics");
 			return;

@@ -29,13 +29,14 @@ typedef struct srv_request {
 	const char *query;  /* raw query string after '?', or NULL */
 	const char *body;
 	size_t len;
-	api_body *sent;              /* the body read as it arrives (api_body_feed), or NULL: then
+	api_body *sent;               /* the body read as it arrives (api_body_feed), or NULL: then
 	                 * body and len (/v1/loss and /v1/auc only) */
-	const char *idempotency_key; /* Idempotency-Key header or NULL; http.c admits 1 to
+	const char *idempotency_key;  /* Idempotency-Key header or NULL; http.c admits 1 to
 	                              * API_IDEMPOTENCY_KEY_MAX bytes (400 otherwise) */
-	const char *principal;       /* owner of the bearer token, or NULL when auth is off */
-	bool admin;                  /* an admin token: reads every principal's streams */
-	const api_ctx *api;          /* limits + eng_parallel */
+	const char *principal;        /* owner of the bearer token, or NULL when auth is off */
+	bool admin;                   /* an admin token: reads every principal's streams */
+	const api_ctx *api;           /* limits + eng_parallel */
+	struct srv__streams *streams; /* the server's stream table (streams.h) */
 } srv_request;
 
 #endif

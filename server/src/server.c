@@ -277,7 +277,7 @@ static int run(srv__server *s)
 	s->api.max_json_bytes = s->cfg.max_json_mem;
 	s->api.max_depth = s->cfg.max_depth;
 
-	srv_streams_limits lim = SRV_STREAMS_LIMITS_INIT;
+	srv__streams_limits lim = SRV__STREAMS_LIMITS_INIT;
 	lim.max_streams = s->cfg.max_streams;
 	lim.max_bytes = s->cfg.stream_memory;
 	lim.sketch_bytes = s->cfg.sketch_memory;
@@ -288,13 +288,17 @@ static int run(srv__server *s)
 	lim.metrics_labels = s->cfg.metrics_labels;
 	lim.metrics_max = (size_t)s->cfg.metrics_streams_max;
 	lim.stall_s = s->cfg.store_stall_s;
-	srv_streams_set_limits(&lim);
-	srv_streams_set_store(s->cfg.store, s->cfg.store_connections, s->cfg.store_password_file,
-	                      s->cfg.store_timeout * 1000);
-	if (srv_streams_open(s->cfg.data_dir) != 0) {
+	if (!(s->streams = srv__streams_new())) {
+		srv_log(SRV_LOG_ERROR, NULL, "no memory for the stream table");
+		goto out_par;
+	}
+	srv__streams_set_limits(s->streams, &lim);
+	srv__streams_set_store(s->streams, s->cfg.store, s->cfg.store_connections,
+	                       s->cfg.store_password_file, s->cfg.store_timeout * 1000);
+	if (srv__streams_open(s->streams, s->cfg.data_dir) != 0) {
 		srv_log(SRV_LOG_ERROR, NULL, "cannot open the stream store %s",
 		        pg ? "(postgresql)" : s->cfg.data_dir);
-		goto out_par;
+		goto out_streams;
 	}
 	/* Store threads mostly wait on commits (loop.c): one per stream write
 	 * http.c admits (half of --max-inflight), so every admitted writer
@@ -347,7 +351,8 @@ out_loop:
 	srv__loop_stop(s->loop);
 	s->loop = NULL;
 out_streams:
-	srv_streams_close();
+	srv__streams_free(s->streams);
+	s->streams = NULL;
 out_par:
 	srv__par_free(s->par);
 	s->par = NULL;

@@ -24,6 +24,7 @@ typedef struct srv__server {
 	srv__par *par;
 	struct srv__auth *auth;           /* NULL: no tokens configured */
 	struct srv__conns *conns;         /* open connections, request-timeout sweeper */
+	struct srv__streams *streams;     /* the stream table (streams.c), made at startup */
 	char *tls_cert_pem, *tls_key_pem; /* NULL: plain HTTP */
 	srv__loop *loop;
 	struct MHD_Daemon *mhd;

@@ -106,6 +106,12 @@
  * threads (loop.c: one per admitted write), so a commit gathers every
  * write applied while the one before it ran.
  *
+ * The table is an object, srv__streams: the server makes one at startup
+ * (server.c) and hands it to every handler in its srv_request
+ * (req->streams); a stream points back at its table. Nothing in this file
+ * is static and mutable, so a test (or a second server in one process)
+ * opens tables of its own.
+ *
  * Not here: HTTP (the router validated the id), JSON shapes and query
  * strings (api/src/stream_reply.c, api/src/query.c: this file hands them
  * plain values and gets plain values back).
@@ -157,6 +163,7 @@ typedef struct pending_key {
 } pending_key;
 
 typedef struct stream {
+	srv__streams *ss; /* the table it belongs to (borrowed) */
 	char id[129];
 	char *owner;           /* "" when anonymous */
 	api_stream_spec *spec; /* immutable */
@@ -191,14 +198,14 @@ typedef struct stream {
 	int refs;
 } stream;
 
-static struct {
+struct srv__streams {
 	pthread_mutex_t mu;
 	stream **v; /* sorted by id */
 	size_t n, cap;
 	srv__store *store;
 	char store_url[1024], store_pwfile[1024];
 	srv__store_opts store_opts;
-	srv_streams_limits lim;
+	srv__streams_limits lim;
 	bool open;
 	/* the healer thread (see heal_main); stop under hmu */
 	pthread_t healer;
@@ -212,17 +219,11 @@ static struct {
 	pthread_cond_t reaper_cv;
 	/* updates and merges applied and committed since open (/metrics) */
 	atomic_uint_fast64_t updates_committed;
-} T = {.reaper_cv = PTHREAD_COND_INITIALIZER,
-       .mu = PTHREAD_MUTEX_INITIALIZER,
-       .lim = SRV_STREAMS_LIMITS_INIT,
-       .store_url = "sqlite",
-       .store_opts = SRV__STORE_OPTS_INIT,
-       .hmu = PTHREAD_MUTEX_INITIALIZER,
-       .hcv = PTHREAD_COND_INITIALIZER};
+};
 
-static api_stream_limits api_limits(void)
+static api_stream_limits api_limits(srv__streams *ss)
 {
-	api_stream_limits l = {T.lim.max_bytes, T.lim.sketch_bytes};
+	api_stream_limits l = {ss->lim.max_bytes, ss->lim.sketch_bytes};
 	return l;
 }
 
@@ -243,11 +244,12 @@ static void stream_free(stream *s)
 	free(s);
 }
 
-static stream *stream_alloc(const char *id, const char *owner)
+static stream *stream_alloc(srv__streams *ss, const char *id, const char *owner)
 {
 	stream *s = calloc(1, sizeof(*s));
 	if (!s)
 		return NULL;
+	s->ss = ss;
 	snprintf(s->id, sizeof s->id, "%s", id);
 	/* a stream stored before metadata existed reads as created at load */
 	s->meta.created_ms = s->meta.updated_ms = srv__now_ms();
@@ -262,12 +264,12 @@ static stream *stream_alloc(const char *id, const char *owner)
 }
 
 /* Index of id in the table, or -(insertion point) - 1. Table mu held. */
-static long find(const char *id)
+static long find(srv__streams *ss, const char *id)
 {
-	size_t lo = 0, hi = T.n;
+	size_t lo = 0, hi = ss->n;
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
-		int c = strcmp(T.v[mid]->id, id);
+		int c = strcmp(ss->v[mid]->id, id);
 		if (c == 0)
 			return (long)mid;
 		if (c < 0)
@@ -288,19 +290,19 @@ typedef enum stream_err {
 } stream_err;
 
 /* Table mu held. */
-static int insert_at(size_t at, stream *s)
+static int insert_at(srv__streams *ss, size_t at, stream *s)
 {
-	if (T.n == T.cap) {
-		size_t nc = T.cap ? T.cap * 2 : 64;
-		stream **nv = realloc(T.v, nc * sizeof(*nv));
+	if (ss->n == ss->cap) {
+		size_t nc = ss->cap ? ss->cap * 2 : 64;
+		stream **nv = realloc(ss->v, nc * sizeof(*nv));
 		if (!nv)
 			return -1;
-		T.v = nv;
-		T.cap = nc;
+		ss->v = nv;
+		ss->cap = nc;
 	}
-	memmove(T.v + at + 1, T.v + at, (T.n - at) * sizeof(*T.v));
-	T.v[at] = s;
-	T.n++;
+	memmove(ss->v + at + 1, ss->v + at, (ss->n - at) * sizeof(*ss->v));
+	ss->v[at] = s;
+	ss->n++;
 	return 0;
 }
 
@@ -317,23 +319,24 @@ static void stream_damaged(api_reply *out, const char *id)
 	                id);
 }
 
-static void store_unavailable(api_reply *out);
-static int load_one(const char *id);
+static void store_unavailable(srv__streams *ss, api_reply *out);
+static int load_one(srv__streams *ss, const char *id);
 
 /* The stream req->id owned by req's principal, with a reference; NULL (and
  * the 404, 503 stream_damaged, or 503 store_unavailable when a shared store
  * cannot be read) otherwise. */
 static stream *acquire(api_reply *out, const srv_request *req)
 {
+	srv__streams *ss = req->streams;
 	stream *s = NULL;
 	bool loaded = false;
 again:
-	pthread_mutex_lock(&T.mu);
-	long i = T.open && req->id ? find(req->id) : -1;
+	pthread_mutex_lock(&ss->mu);
+	long i = ss->open && req->id ? find(ss, req->id) : -1;
 	bool damaged = false;
 	if (i >= 0 &&
-	    (T.v[i]->owner_unknown || req->admin || strcmp(T.v[i]->owner, who(req)) == 0)) {
-		s = T.v[i];
+	    (ss->v[i]->owner_unknown || req->admin || strcmp(ss->v[i]->owner, who(req)) == 0)) {
+		s = ss->v[i];
 		if (s->damaged) {
 			damaged = true;
 			s = NULL;
@@ -341,8 +344,8 @@ again:
 			s->refs++;
 		}
 	}
-	bool shared = T.open && srv__store_shared(T.store);
-	pthread_mutex_unlock(&T.mu);
+	bool shared = ss->open && srv__store_shared(ss->store);
+	pthread_mutex_unlock(&ss->mu);
 	if (damaged) {
 		stream_damaged(out, req->id);
 		return NULL;
@@ -350,8 +353,8 @@ again:
 	if (!s && i < 0 && shared && req->id && !loaded) {
 		/* Created on another replica: read it from the store. */
 		loaded = true;
-		if (load_one(req->id) < 0) {
-			store_unavailable(out);
+		if (load_one(ss, req->id) < 0) {
+			store_unavailable(ss, out);
 			return NULL;
 		}
 		goto again;
@@ -364,9 +367,10 @@ again:
 
 static void release(stream *s)
 {
-	pthread_mutex_lock(&T.mu);
+	srv__streams *ss = s->ss;
+	pthread_mutex_lock(&ss->mu);
 	bool last = --s->refs == 0 && s->deleted;
-	pthread_mutex_unlock(&T.mu);
+	pthread_mutex_unlock(&ss->mu);
 	if (last)
 		stream_free(s);
 }
@@ -374,6 +378,7 @@ static void release(stream *s)
 /* ---- open / close ------------------------------------------------------------------ */
 
 typedef struct load_ctx {
+	srv__streams *ss;
 	int failed;
 	bool lazy; /* load_one: a stream already in the table is not an error */
 } load_ctx;
@@ -408,27 +413,28 @@ static void *on_stream(void *arg, const char *id, const char *owner, const char 
                        const void *state, size_t len, int64_t seq)
 {
 	load_ctx *lc = arg;
+	srv__streams *ss = lc->ss;
 	api_problem p;
 	eng_error err;
-	api_stream_limits lim = api_limits();
-	stream *s = stream_alloc(id, owner);
+	api_stream_limits lim = api_limits(ss);
+	stream *s = stream_alloc(ss, id, owner);
 	if (!s)
 		goto fail;
 	s->seq = seq;
 	if (api_stream_spec_load(&s->spec, config, &lim, &p))
 		quarantine(s, "bad stored config: %s", p.detail);
 	/* Uncapped while replaying (the cap may have shrunk since): the disk
-	 * holds only what was accepted. srv_streams_open sets the cap after. */
+	 * holds only what was accepted. srv__streams_open sets the cap after. */
 	else if (eng_stream_deserialize(&s->st, state, len, SIZE_MAX, &err))
 		quarantine(s, "bad stored state at seq %lld: %s", (long long)seq, err.msg);
 	/* (lazily loaded, a shared store's cache stays uncapped: it folds
 	 * what was committed; check_shared applies the cap to updates) */
 	if (s->st)
-		eng_stream_set_history_max(s->st, T.lim.history_points);
-	pthread_mutex_lock(&T.mu);
-	long at = find(id);
-	int rc = at >= 0 ? (lc->lazy ? 1 : -1) : insert_at((size_t)(-at - 1), s);
-	pthread_mutex_unlock(&T.mu);
+		eng_stream_set_history_max(s->st, ss->lim.history_points);
+	pthread_mutex_lock(&ss->mu);
+	long at = find(ss, id);
+	int rc = at >= 0 ? (lc->lazy ? 1 : -1) : insert_at(ss, (size_t)(-at - 1), s);
+	pthread_mutex_unlock(&ss->mu);
 	if (rc == 1) { /* another request loaded it meanwhile */
 		stream_free(s);
 		return NULL;
@@ -477,22 +483,23 @@ static int on_delta(void *arg, void *handle, int64_t seq, const void *data, size
 static int on_orphan(void *arg, const char *id)
 {
 	load_ctx *lc = arg;
-	pthread_mutex_lock(&T.mu);
-	long at = find(id);
-	pthread_mutex_unlock(&T.mu);
+	srv__streams *ss = lc->ss;
+	pthread_mutex_lock(&ss->mu);
+	long at = find(ss, id);
+	pthread_mutex_unlock(&ss->mu);
 	if (at >= 0)
 		return 0;
-	stream *s = stream_alloc(id, "");
+	stream *s = stream_alloc(ss, id, "");
 	if (!s) {
 		lc->failed = 1;
 		return -1;
 	}
 	s->owner_unknown = true;
 	quarantine(s, "rows (deltas or its last seq) without their stream row");
-	pthread_mutex_lock(&T.mu);
-	at = find(id);
-	int rc = at >= 0 ? -1 : insert_at((size_t)(-at - 1), s);
-	pthread_mutex_unlock(&T.mu);
+	pthread_mutex_lock(&ss->mu);
+	at = find(ss, id);
+	int rc = at >= 0 ? -1 : insert_at(ss, (size_t)(-at - 1), s);
+	pthread_mutex_unlock(&ss->mu);
 	if (rc) {
 		stream_free(s);
 		if (at < 0) {
@@ -506,14 +513,14 @@ static int on_orphan(void *arg, const char *id)
 /* Reads stream id from a shared store into the table (unless another
  * request did meanwhile). Returns 0 (also when there is no such stream)
  * or -1 when the store cannot be read. */
-static int load_one(const char *id)
+static int load_one(srv__streams *ss, const char *id)
 {
-	load_ctx lc = {0, true};
-	if (srv__store_load(T.store, id, on_stream, on_delta, &lc) == 0)
+	load_ctx lc = {ss, 0, true};
+	if (srv__store_load(ss->store, id, on_stream, on_delta, &lc) == 0)
 		return 0;
-	pthread_mutex_lock(&T.mu);
-	bool there = find(id) >= 0;
-	pthread_mutex_unlock(&T.mu);
+	pthread_mutex_lock(&ss->mu);
+	bool there = find(ss, id) >= 0;
+	pthread_mutex_unlock(&ss->mu);
 	return there && !lc.failed ? 0 : -1;
 }
 
@@ -522,6 +529,7 @@ static void *on_state(void *arg, const char *id, const char *owner, const char *
                       const void *state, size_t len, int64_t seq)
 {
 	stream *s = arg;
+	srv__streams *ss = s->ss;
 	eng_stream *n = NULL;
 	eng_error err;
 	(void)owner;
@@ -531,7 +539,7 @@ static void *on_state(void *arg, const char *id, const char *owner, const char *
 		return NULL;
 	}
 	eng_stream_set_max_bytes(n, SIZE_MAX); /* a cache folds what was committed */
-	eng_stream_set_history_max(n, T.lim.history_points);
+	eng_stream_set_history_max(n, ss->lim.history_points);
 	eng_stream_free(s->st);
 	s->st = n;
 	s->seq = seq;
@@ -569,16 +577,17 @@ static int on_sync_delta(void *arg, void *handle, int64_t seq, const void *data,
  */
 static int check_shared(const stream *s, const eng_stream *delta, eng_error *err)
 {
+	srv__streams *ss = s->ss;
 	size_t mem = eng_stream_memory(s->st), dmem = eng_stream_memory(delta);
 	eng_stream *c = NULL;
 	memset(err, 0, sizeof(*err));
 	if (mem > ((size_t)4 << 20)) {
-		if (mem + dmem <= T.lim.max_bytes)
+		if (mem + dmem <= ss->lim.max_bytes)
 			return 0;
 		err->code = ENG_ELIMIT;
 		snprintf(err->msg, sizeof err->msg,
 		         "the stream would keep more than its memory cap (%zu bytes)",
-		         T.lim.max_bytes);
+		         ss->lim.max_bytes);
 		return err->code;
 	}
 	if (eng_stream_clone(&c, s->st)) {
@@ -586,7 +595,7 @@ static int check_shared(const stream *s, const eng_stream *delta, eng_error *err
 		snprintf(err->msg, sizeof err->msg, "out of memory");
 		return err->code;
 	}
-	eng_stream_set_max_bytes(c, T.lim.max_bytes);
+	eng_stream_set_max_bytes(c, ss->lim.max_bytes);
 	int rc = eng_stream_merge(c, delta, err);
 	eng_stream_free(c);
 	return rc;
@@ -600,10 +609,11 @@ static int check_shared(const stream *s, const eng_stream *delta, eng_error *err
  */
 static int sync_stream(stream *s)
 {
-	if (srv__store_broken(T.store))
+	srv__streams *ss = s->ss;
+	if (srv__store_broken(ss->store))
 		return -1;
-	int r = srv__store_sync(T.store, s->id, s->reload ? -1 : s->seq, s, on_state, on_sync_delta,
-	                        s);
+	int r = srv__store_sync(ss->store, s->id, s->reload ? -1 : s->seq, s, on_state,
+	                        on_sync_delta, s);
 	if (r == 1) {
 		s->reload = false;
 		s->synced_ms = srv__now_ms();
@@ -617,7 +627,7 @@ static int sync_stream(stream *s)
 		size_t slen = 0;
 		if (s->folded_bytes >= CKPT_MIN_BYTES && s->folded_bytes / 2 >= mem &&
 		    eng_stream_serialize(&state, &slen, s->st) == 0) {
-			if (srv__store_put_checkpoint(T.store, s->id, s->seq, state, slen) == 0)
+			if (srv__store_put_checkpoint(ss->store, s->id, s->seq, state, slen) == 0)
 				s->folded_bytes = 0;
 			free(state);
 		}
@@ -655,9 +665,10 @@ static int on_own_meta(void *arg, const char *id, const char *meta, int64_t upda
  * cannot be read. */
 static int refresh_meta(stream *s)
 {
-	if (!srv__store_shared(T.store))
+	srv__streams *ss = s->ss;
+	if (!srv__store_shared(ss->store))
 		return 0;
-	return srv__store_meta_of(T.store, s->id, on_own_meta, s) ? -1 : 0;
+	return srv__store_meta_of(ss->store, s->id, on_own_meta, s) ? -1 : 0;
 }
 
 /* Shared stores, before a read: waits for this replica's writes of s to
@@ -665,7 +676,8 @@ static int refresh_meta(stream *s)
  * s's mu held. */
 static int refresh_for_read(stream *s)
 {
-	if (!srv__store_shared(T.store))
+	srv__streams *ss = s->ss;
+	if (!srv__store_shared(ss->store))
 		return 0;
 	if (s->deleted)
 		return 1;
@@ -692,10 +704,11 @@ static int on_own_ckpt(void *arg, const char *id, int64_t n, int64_t step, const
  * by any replica (s's mu held). 0, or -1 when the store cannot be read. */
 static int refresh_ckpts(stream *s)
 {
-	if (!srv__store_shared(T.store))
+	srv__streams *ss = s->ss;
+	if (!srv__store_shared(ss->store))
 		return 0;
 	srv__ckpts_clear(&s->ckpts);
-	if (srv__store_ckpts_of(T.store, s->id, on_own_ckpt, s) == 0)
+	if (srv__store_ckpts_of(ss->store, s->id, on_own_ckpt, s) == 0)
 		return 0;
 	srv__ckpts_clear(&s->ckpts);
 	return -1;
@@ -705,23 +718,24 @@ static int refresh_ckpts(stream *s)
  * held; s->deleted set). */
 static void forget(stream *s)
 {
-	pthread_mutex_lock(&T.mu);
-	long i = find(s->id);
-	if (i >= 0 && T.v[i] == s) {
-		memmove(T.v + i, T.v + i + 1, (T.n - (size_t)i - 1) * sizeof(*T.v));
-		T.n--;
+	srv__streams *ss = s->ss;
+	pthread_mutex_lock(&ss->mu);
+	long i = find(ss, s->id);
+	if (i >= 0 && ss->v[i] == s) {
+		memmove(ss->v + i, ss->v + i + 1, (ss->n - (size_t)i - 1) * sizeof(*ss->v));
+		ss->n--;
 	}
-	pthread_mutex_unlock(&T.mu);
+	pthread_mutex_unlock(&ss->mu);
 }
 
 /* A stored checkpoint record: into its stream's list (load, one thread). */
 static int on_ckpt(void *arg, const char *id, int64_t n, int64_t step, const char *body)
 {
-	(void)arg;
-	long i = find(id);
+	srv__streams *ss = ((load_ctx *)arg)->ss;
+	long i = find(ss, id);
 	if (i < 0)
 		return 0; /* a record left by a stream since deleted */
-	stream *s = T.v[i];
+	stream *s = ss->v[i];
 	char *text = strdup(body);
 	int64_t keep;
 	if (!text || srv__ckpts_reserve(&s->ckpts)) {
@@ -734,11 +748,11 @@ static int on_ckpt(void *arg, const char *id, int64_t n, int64_t step, const cha
 
 static int on_meta(void *arg, const char *id, const char *meta, int64_t updated_ms)
 {
-	(void)arg;
-	long i = find(id);
+	srv__streams *ss = ((load_ctx *)arg)->ss;
+	long i = find(ss, id);
 	if (i < 0)
 		return 0; /* a row left by a stream since deleted */
-	stream *s = T.v[i];
+	stream *s = ss->v[i];
 	api_meta m;
 	if (api_meta_load(&m, meta)) {
 		srv_log(SRV_LOG_WARN, NULL, "stream %s: bad stored metadata (ignored)", id);
@@ -756,10 +770,11 @@ static int on_meta(void *arg, const char *id, const char *meta, int64_t updated_
  * leaves no gap), and a head without its stream means the row is gone. */
 static int on_head(void *arg, const char *id, int64_t head)
 {
-	pthread_mutex_lock(&T.mu);
-	long at = find(id);
-	stream *s = at >= 0 ? T.v[at] : NULL;
-	pthread_mutex_unlock(&T.mu);
+	srv__streams *ss = ((load_ctx *)arg)->ss;
+	pthread_mutex_lock(&ss->mu);
+	long at = find(ss, id);
+	stream *s = at >= 0 ? ss->v[at] : NULL;
+	pthread_mutex_unlock(&ss->mu);
 	if (!s)
 		return on_orphan(arg, id);
 	if (!s->damaged && s->seq != head)
@@ -768,57 +783,94 @@ static int on_head(void *arg, const char *id, int64_t head)
 	return 0;
 }
 
-void srv_streams_set_limits(const srv_streams_limits *lim)
+srv__streams *srv__streams_new(void)
 {
-	pthread_mutex_lock(&T.mu);
-	T.lim = *lim;
-	pthread_mutex_unlock(&T.mu);
+	srv__streams *ss = calloc(1, sizeof(*ss));
+	if (!ss)
+		return NULL;
+	pthread_mutex_init(&ss->mu, NULL);
+	pthread_mutex_init(&ss->hmu, NULL);
+	pthread_cond_init(&ss->hcv, NULL);
+	pthread_cond_init(&ss->reaper_cv, NULL);
+	srv__streams_limits lim = SRV__STREAMS_LIMITS_INIT;
+	srv__store_opts so = SRV__STORE_OPTS_INIT;
+	ss->lim = lim;
+	ss->store_opts = so;
+	snprintf(ss->store_url, sizeof ss->store_url, "sqlite");
+	return ss;
 }
 
-void srv_streams_set_store(const char *url, int connections, const char *password_file,
-                           int timeout_ms)
+void srv__streams_free(srv__streams *ss)
 {
-	snprintf(T.store_url, sizeof T.store_url, "%s", url && *url ? url : "sqlite");
-	snprintf(T.store_pwfile, sizeof T.store_pwfile, "%s", password_file ? password_file : "");
-	T.store_opts.connections = connections;
-	T.store_opts.password_file = T.store_pwfile[0] ? T.store_pwfile : NULL;
-	T.store_opts.timeout_ms = timeout_ms;
+	if (!ss)
+		return;
+	srv__streams_close(ss);
+	pthread_cond_destroy(&ss->reaper_cv);
+	pthread_cond_destroy(&ss->hcv);
+	pthread_mutex_destroy(&ss->hmu);
+	pthread_mutex_destroy(&ss->mu);
+	free(ss);
+}
+
+void srv__streams_set_limits(srv__streams *ss, const srv__streams_limits *lim)
+{
+	pthread_mutex_lock(&ss->mu);
+	ss->lim = *lim;
+	pthread_mutex_unlock(&ss->mu);
+}
+
+void srv__streams_set_store(srv__streams *ss, const char *url, int connections,
+                            const char *password_file, int timeout_ms)
+{
+	snprintf(ss->store_url, sizeof ss->store_url, "%s", url && *url ? url : "sqlite");
+	snprintf(ss->store_pwfile, sizeof ss->store_pwfile, "%s",
+	         password_file ? password_file : "");
+	ss->store_opts.connections = connections;
+	ss->store_opts.password_file = ss->store_pwfile[0] ? ss->store_pwfile : NULL;
+	ss->store_opts.timeout_ms = timeout_ms;
 }
 
 /* ---- healing ----------------------------------------------------------------------------- */
+
+/* resync's context: the table, and the stream read back (or NULL). */
+typedef struct rs_ctx {
+	srv__streams *ss;
+	stream *t;
+} rs_ctx;
 
 /* resync's on_stream: the stream as the disk has it, in a stream object
  * of its own (on_delta then replays into it). */
 static void *rs_stream(void *arg, const char *id, const char *owner, const char *config,
                        const void *state, size_t len, int64_t seq)
 {
-	stream **out = arg;
+	rs_ctx *rc = arg;
 	eng_error err;
 	(void)config;
-	stream *t = stream_alloc(id, owner);
+	stream *t = stream_alloc(rc->ss, id, owner);
 	if (!t)
 		return NULL;
 	t->seq = seq;
 	if (eng_stream_deserialize(&t->st, state, len, SIZE_MAX, &err))
 		quarantine(t, "bad stored state at seq %lld: %s", (long long)seq, err.msg);
-	*out = t;
+	rc->t = t;
 	return t;
 }
 
 /* Takes s (a reference held by the caller) out of the table. */
 static void unlink_stream(stream *s)
 {
-	pthread_mutex_lock(&T.mu);
-	long i = find(s->id);
-	if (i >= 0 && T.v[i] == s) {
-		memmove(T.v + i, T.v + i + 1, (T.n - (size_t)i - 1) * sizeof(*T.v));
-		T.n--;
+	srv__streams *ss = s->ss;
+	pthread_mutex_lock(&ss->mu);
+	long i = find(ss, s->id);
+	if (i >= 0 && ss->v[i] == s) {
+		memmove(ss->v + i, ss->v + i + 1, (ss->n - (size_t)i - 1) * sizeof(*ss->v));
+		ss->n--;
 	}
 	pthread_mutex_lock(&s->mu);
 	s->deleted = true;
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);
-	pthread_mutex_unlock(&T.mu);
+	pthread_mutex_unlock(&ss->mu);
 }
 
 /*
@@ -831,6 +883,7 @@ static void unlink_stream(stream *s)
  */
 static void resync(stream *s)
 {
+	srv__streams *ss = s->ss;
 	stream *t = NULL;
 
 	pthread_mutex_lock(&s->mu);
@@ -838,7 +891,10 @@ static void resync(stream *s)
 	pthread_mutex_unlock(&s->mu);
 	if (!go)
 		return;
-	if (srv__store_load(T.store, s->id, rs_stream, on_delta, &t)) {
+	rs_ctx rc = {ss, NULL};
+	int lrc = srv__store_load(ss->store, s->id, rs_stream, on_delta, &rc);
+	t = rc.t;
+	if (lrc) {
 		stream_free(t);
 		return;
 	}
@@ -847,7 +903,7 @@ static void resync(stream *s)
 		srv_log(SRV_LOG_WARN, NULL, "stream %s: its create was not stored; removed", s->id);
 		return;
 	}
-	pthread_mutex_lock(&T.mu); /* acquire() reads `damaged` under it */
+	pthread_mutex_lock(&ss->mu); /* acquire() reads `damaged` under it */
 	pthread_mutex_lock(&s->mu);
 	if (atomic_load(&s->stale) && s->inflight == 0 && !s->deleted) {
 		/* what the disk holds, damage included (t quarantined) */
@@ -858,40 +914,40 @@ static void resync(stream *s)
 		s->damaged = t->damaged;
 		t->damaged = dmg;
 		if (s->st)
-			eng_stream_set_max_bytes(s->st, T.lim.max_bytes);
+			eng_stream_set_max_bytes(s->st, ss->lim.max_bytes);
 		s->seq = t->seq;
 		s->delta_bytes = 0;
 		atomic_store(&s->stale, false);
 	}
 	pthread_mutex_unlock(&s->mu);
-	pthread_mutex_unlock(&T.mu);
+	pthread_mutex_unlock(&ss->mu);
 	stream_free(t);
 }
 
 /* One pass of the healer: a probe commit when the store is broken, then a
  * resync of every stale stream. */
-static void heal_pass(void)
+static void heal_pass(srv__streams *ss)
 {
-	if (srv__store_broken(T.store) && srv__store_heal(T.store) == 0)
+	if (srv__store_broken(ss->store) && srv__store_heal(ss->store) == 0)
 		srv_log(SRV_LOG_WARN, NULL,
 		        "stream store: a commit succeeded again; writes resume");
 
 	stream **v = NULL;
 	size_t n = 0;
-	pthread_mutex_lock(&T.mu);
-	for (size_t i = 0; i < T.n; i++)
-		n += atomic_load(&T.v[i]->stale);
+	pthread_mutex_lock(&ss->mu);
+	for (size_t i = 0; i < ss->n; i++)
+		n += atomic_load(&ss->v[i]->stale);
 	if (n && (v = malloc(n * sizeof(*v)))) {
 		n = 0;
-		for (size_t i = 0; i < T.n; i++)
-			if (atomic_load(&T.v[i]->stale)) {
-				v[n++] = T.v[i];
-				T.v[i]->refs++;
+		for (size_t i = 0; i < ss->n; i++)
+			if (atomic_load(&ss->v[i]->stale)) {
+				v[n++] = ss->v[i];
+				ss->v[i]->refs++;
 			}
 	} else {
 		n = 0;
 	}
-	pthread_mutex_unlock(&T.mu);
+	pthread_mutex_unlock(&ss->mu);
 	for (size_t i = 0; i < n; i++) {
 		resync(v[i]);
 		release(v[i]);
@@ -905,122 +961,124 @@ static void heal_pass(void)
 
 static void *heal_main(void *arg)
 {
-	(void)arg;
-	pthread_mutex_lock(&T.hmu);
-	while (!T.stop) {
+	srv__streams *ss = arg;
+	pthread_mutex_lock(&ss->hmu);
+	while (!ss->stop) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += (long)HEAL_INTERVAL_MS * 1000000L;
 		ts.tv_sec += ts.tv_nsec / 1000000000L;
 		ts.tv_nsec %= 1000000000L;
-		pthread_cond_timedwait(&T.hcv, &T.hmu, &ts);
-		if (T.stop)
+		pthread_cond_timedwait(&ss->hcv, &ss->hmu, &ts);
+		if (ss->stop)
 			break;
-		pthread_mutex_unlock(&T.hmu);
-		heal_pass();
-		pthread_mutex_lock(&T.hmu);
+		pthread_mutex_unlock(&ss->hmu);
+		heal_pass(ss);
+		pthread_mutex_lock(&ss->hmu);
 	}
-	pthread_mutex_unlock(&T.hmu);
+	pthread_mutex_unlock(&ss->hmu);
 	return NULL;
 }
 
-/* The expiry thread: srv_streams_expire once a second until close. */
+/* The expiry thread: srv__streams_expire once a second until close. */
 static void *reaper_main(void *arg)
 {
-	(void)arg;
-	pthread_mutex_lock(&T.mu);
-	while (!T.reaper_stop) {
+	srv__streams *ss = arg;
+	pthread_mutex_lock(&ss->mu);
+	while (!ss->reaper_stop) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_sec += 1;
-		pthread_cond_timedwait(&T.reaper_cv, &T.mu, &ts);
-		if (T.reaper_stop)
+		pthread_cond_timedwait(&ss->reaper_cv, &ss->mu, &ts);
+		if (ss->reaper_stop)
 			break;
-		pthread_mutex_unlock(&T.mu);
-		(void)srv_streams_expire(srv__now_ms());
-		pthread_mutex_lock(&T.mu);
+		pthread_mutex_unlock(&ss->mu);
+		(void)srv__streams_expire(ss, srv__now_ms());
+		pthread_mutex_lock(&ss->mu);
 	}
-	pthread_mutex_unlock(&T.mu);
+	pthread_mutex_unlock(&ss->mu);
 	return NULL;
 }
 
-int srv_streams_open(const char *data_dir)
+int srv__streams_open(srv__streams *ss, const char *data_dir)
 {
 	char err[512];
-	load_ctx lc = {0};
+	load_ctx lc = {ss, 0, false};
 
-	T.store_opts.data_dir = data_dir;
-	if (srv__store_open_url(&T.store, T.store_url, &T.store_opts, err, sizeof err)) {
+	ss->store_opts.data_dir = data_dir;
+	if (srv__store_open_url(&ss->store, ss->store_url, &ss->store_opts, err, sizeof err)) {
 		srv_log(SRV_LOG_ERROR, NULL, "stream store: %s", err);
 		return -1;
 	}
 	/* A shared store's streams are read when first asked for. */
-	if (!srv__store_shared(T.store) &&
-	    (srv__store_load(T.store, NULL, on_stream, on_delta, &lc) || lc.failed ||
-	     srv__store_orphans(T.store, on_orphan, &lc) || lc.failed ||
-	     srv__store_heads(T.store, on_head, &lc) || lc.failed ||
-	     srv__store_load_extra(T.store, on_ckpt, on_meta, &lc))) {
+	if (!srv__store_shared(ss->store) &&
+	    (srv__store_load(ss->store, NULL, on_stream, on_delta, &lc) || lc.failed ||
+	     srv__store_orphans(ss->store, on_orphan, &lc) || lc.failed ||
+	     srv__store_heads(ss->store, on_head, &lc) || lc.failed ||
+	     srv__store_load_extra(ss->store, on_ckpt, on_meta, &lc))) {
 		srv_log(SRV_LOG_ERROR, NULL, "stream store: cannot load the streams of %s",
-		        srv__store_url_is_pg(T.store_url) ? "postgresql" : data_dir);
-		srv_streams_close();
+		        srv__store_url_is_pg(ss->store_url) ? "postgresql" : data_dir);
+		srv__streams_close(ss);
 		return -1;
 	}
-	if (!srv__store_shared(T.store)) {
+	if (!srv__store_shared(ss->store)) {
 		char extra[64];
 		snprintf(extra, sizeof extra, "\"quick_check_ms\":%.1f",
-		         srv__store_check_ms(T.store));
+		         srv__store_check_ms(ss->store));
 		srv_log(SRV_LOG_INFO, extra, "stream store checked and loaded");
 	}
-	pthread_mutex_lock(&T.mu);
-	for (size_t i = 0; i < T.n; i++)
-		if (T.v[i]->st)
-			eng_stream_set_max_bytes(T.v[i]->st, T.lim.max_bytes);
-	T.open = true;
-	T.reaper_stop = false;
-	T.reaper_on = pthread_create(&T.reaper, NULL, reaper_main, NULL) == 0;
-	pthread_mutex_unlock(&T.mu);
-	if (!T.reaper_on)
+	pthread_mutex_lock(&ss->mu);
+	for (size_t i = 0; i < ss->n; i++)
+		if (ss->v[i]->st)
+			eng_stream_set_max_bytes(ss->v[i]->st, ss->lim.max_bytes);
+	ss->open = true;
+	ss->reaper_stop = false;
+	ss->reaper_on = pthread_create(&ss->reaper, NULL, reaper_main, ss) == 0;
+	pthread_mutex_unlock(&ss->mu);
+	if (!ss->reaper_on)
 		srv_log(SRV_LOG_WARN, NULL, "no expiry thread: ttl_s is not enforced");
-	T.stop = false;
-	if (pthread_create(&T.healer, NULL, heal_main, NULL) != 0) {
+	ss->stop = false;
+	if (pthread_create(&ss->healer, NULL, heal_main, ss) != 0) {
 		srv_log(SRV_LOG_ERROR, NULL, "cannot start the stream store's healer thread");
-		srv_streams_close();
+		srv__streams_close(ss);
 		return -1;
 	}
-	T.healer_started = true;
+	ss->healer_started = true;
 	return 0;
 }
 
 /* The store's state as readiness sees it: 0 when it commits, else 1 (broken)
  * or 2 (a commit stalled), with the health snapshot in *h. */
-static int store_state(srv__store_health *h)
+static int store_state(srv__streams *ss, srv__store_health *h)
 {
-	srv__store_health_of(h, T.store);
+	srv__store_health_of(h, ss->store);
 	if (h->broken)
 		return 1;
-	if (h->running_s > (double)T.lim.stall_s)
+	if (h->running_s > (double)ss->lim.stall_s)
 		return 2;
 	return 0;
 }
 
-void srv_streams_get_stats(srv_streams_stats *out)
+void srv__streams_get_stats(srv__streams_stats *out, srv__streams *ss)
 {
 	srv__store_health h;
 	memset(out, 0, sizeof(*out));
-	pthread_mutex_lock(&T.mu);
-	if (T.open) {
-		out->streams = T.n;
-		for (size_t i = 0; i < T.n; i++) {
-			out->damaged += T.v[i]->damaged != NULL;
-			out->resyncing += atomic_load(&T.v[i]->stale);
-		}
-		out->expired = T.expired;
-	}
-	pthread_mutex_unlock(&T.mu);
-	out->updates_committed = atomic_load(&T.updates_committed);
-	if (!T.store)
+	if (!ss)
 		return;
-	int state = store_state(&h);
+	pthread_mutex_lock(&ss->mu);
+	if (ss->open) {
+		out->streams = ss->n;
+		for (size_t i = 0; i < ss->n; i++) {
+			out->damaged += ss->v[i]->damaged != NULL;
+			out->resyncing += atomic_load(&ss->v[i]->stale);
+		}
+		out->expired = ss->expired;
+	}
+	pthread_mutex_unlock(&ss->mu);
+	out->updates_committed = atomic_load(&ss->updates_committed);
+	if (!ss->store)
+		return;
+	int state = store_state(ss, &h);
 	out->commit_groups = h.groups;
 	out->commit_ops = h.ops;
 	out->store_broken = state == 1;
@@ -1032,12 +1090,12 @@ void srv_streams_get_stats(srv_streams_stats *out)
 	out->commit_lat_sum = h.lat_sum;
 }
 
-bool srv_streams_ready(api_reply *out)
+bool srv__streams_ready(api_reply *out, srv__streams *ss)
 {
 	srv__store_health h;
-	if (!T.store)
+	if (!ss->store)
 		return true;
-	switch (store_state(&h)) {
+	switch (store_state(ss, &h)) {
 	case 1:
 		api_reply_error(out, 503, "store_unavailable",
 		                "the stream store cannot commit (%s); it retries every %d ms",
@@ -1048,7 +1106,7 @@ bool srv_streams_ready(api_reply *out)
 		                "a stream store disk operation (a commit or a read) has been "
 		                "running for %.1f s "
 		                "(--store-stall-s %d)",
-		                h.running_s, T.lim.stall_s);
+		                h.running_s, ss->lim.stall_s);
 		break;
 	default: return true;
 	}
@@ -1056,58 +1114,58 @@ bool srv_streams_ready(api_reply *out)
 	return false;
 }
 
-bool srv_streams_stalled(void)
+bool srv__streams_stalled(srv__streams *ss)
 {
 	srv__store_health h;
-	return T.store && store_state(&h) == 2;
+	return ss->store && store_state(ss, &h) == 2;
 }
 
-bool srv_streams_writable(void)
+bool srv__streams_writable(srv__streams *ss)
 {
 	srv__store_health h;
-	return !T.store || store_state(&h) == 0;
+	return !ss->store || store_state(ss, &h) == 0;
 }
 
-void srv_streams_test_store_fail(int n)
+void srv__streams_test_store_fail(srv__streams *ss, int n)
 {
-	if (T.store)
-		srv__store_test_fail(T.store, n);
+	if (ss->store)
+		srv__store_test_fail(ss->store, n);
 }
 
-void srv_streams_test_store_hold(bool on)
+void srv__streams_test_store_hold(srv__streams *ss, bool on)
 {
-	if (T.store)
-		srv__store_test_hold(T.store, on);
+	if (ss->store)
+		srv__store_test_hold(ss->store, on);
 }
 
-void srv_streams_close(void)
+void srv__streams_close(srv__streams *ss)
 {
-	pthread_mutex_lock(&T.mu);
-	T.reaper_stop = true;
-	pthread_cond_broadcast(&T.reaper_cv);
-	bool joined = T.reaper_on;
-	T.reaper_on = false;
-	pthread_mutex_unlock(&T.mu);
+	pthread_mutex_lock(&ss->mu);
+	ss->reaper_stop = true;
+	pthread_cond_broadcast(&ss->reaper_cv);
+	bool joined = ss->reaper_on;
+	ss->reaper_on = false;
+	pthread_mutex_unlock(&ss->mu);
 	if (joined)
-		pthread_join(T.reaper, NULL);
-	if (T.healer_started) {
-		pthread_mutex_lock(&T.hmu);
-		T.stop = true;
-		pthread_cond_signal(&T.hcv);
-		pthread_mutex_unlock(&T.hmu);
-		pthread_join(T.healer, NULL);
-		T.healer_started = false;
+		pthread_join(ss->reaper, NULL);
+	if (ss->healer_started) {
+		pthread_mutex_lock(&ss->hmu);
+		ss->stop = true;
+		pthread_cond_signal(&ss->hcv);
+		pthread_mutex_unlock(&ss->hmu);
+		pthread_join(ss->healer, NULL);
+		ss->healer_started = false;
 	}
-	srv__store_close(T.store);
-	T.store = NULL;
-	pthread_mutex_lock(&T.mu);
-	for (size_t i = 0; i < T.n; i++)
-		stream_free(T.v[i]);
-	free(T.v);
-	T.v = NULL;
-	T.n = T.cap = 0;
-	T.open = false;
-	pthread_mutex_unlock(&T.mu);
+	srv__store_close(ss->store);
+	ss->store = NULL;
+	pthread_mutex_lock(&ss->mu);
+	for (size_t i = 0; i < ss->n; i++)
+		stream_free(ss->v[i]);
+	free(ss->v);
+	ss->v = NULL;
+	ss->n = ss->cap = 0;
+	ss->open = false;
+	pthread_mutex_unlock(&ss->mu);
 }
 
 /* ---- helpers ---------------------------------------------------------------------------- */
@@ -1143,7 +1201,8 @@ static int digest_hex(char out[DIGEST_HEX], const char *tag, const void *bytes, 
  * principal (never a token): what the client got was 503 store_unavailable. */
 static int commit_wait(srv__store_op *op, const stream *s)
 {
-	int rc = srv__store_wait(T.store, op);
+	srv__streams *ss = s->ss;
+	int rc = srv__store_wait(ss->store, op);
 	if (rc) {
 		srv__log_field f[] = {{"stream", s->id}, {"principal", s->owner}};
 		srv__log_fields(
@@ -1153,9 +1212,9 @@ static int commit_wait(srv__store_op *op, const stream *s)
 	return rc;
 }
 
-static void store_unavailable(api_reply *out)
+static void store_unavailable(srv__streams *ss, api_reply *out)
 {
-	if (T.store && srv__store_shared(T.store)) {
+	if (ss->store && srv__store_shared(ss->store)) {
 		api_reply_error(out, 503, "store_unavailable",
 		                "the stream store cannot be reached; retry later");
 		out->retry_after = 1;
@@ -1189,7 +1248,8 @@ static void stream_resyncing(api_reply *out, const stream *s)
 #define READ_WAIT_S 1
 static int wait_committed(stream *s)
 {
-	if (s->inflight == 0 || srv__store_shared(T.store))
+	srv__streams *ss = s->ss;
+	if (s->inflight == 0 || srv__store_shared(ss->store))
 		return 0;
 	/* A commit takes milliseconds; one a reader waits on for a second
 	 * is not normal, and the worker it holds is one /v1/loss needs. */
@@ -1199,7 +1259,7 @@ static int wait_committed(stream *s)
 	int rc = 0;
 	s->readers++;
 	while (s->inflight > 0) {
-		if (srv_streams_stalled()) {
+		if (srv__streams_stalled(ss)) {
 			rc = -1;
 			break;
 		}
@@ -1279,8 +1339,9 @@ static int new_id(char *out, size_t cap)
 
 /* ---- create ---------------------------------------------------------------------------------- */
 
-void srv_streams_create(api_reply *out, const srv_request *req)
+void srv__streams_create(api_reply *out, const srv_request *req)
 {
+	srv__streams *ss = req->streams;
 	api_problem p;
 	api_stream_spec *spec = NULL;
 	stream *s = NULL;
@@ -1288,7 +1349,7 @@ void srv_streams_create(api_reply *out, const srv_request *req)
 	size_t slen = 0;
 	char *text = NULL, *reply = NULL, *mtext = NULL;
 	eng_error err;
-	api_stream_limits lim = api_limits();
+	api_stream_limits lim = api_limits(ss);
 	srv__store_op op;
 	char id[40];
 	api_meta meta = {0};
@@ -1308,9 +1369,9 @@ void srv_streams_create(api_reply *out, const srv_request *req)
 		goto out;
 	}
 	json_t *cfg = NULL;
-	if (!(s = stream_alloc(id, who(req))) ||
+	if (!(s = stream_alloc(ss, id, who(req))) ||
 	    eng_stream_new(&s->st, api_stream_spec_engine(spec), &err) ||
-	    (eng_stream_set_history_max(s->st, T.lim.history_points), false) ||
+	    (eng_stream_set_history_max(s->st, ss->lim.history_points), false) ||
 	    eng_stream_serialize(&state, &slen, s->st) || !(text = api_stream_spec_text(spec)) ||
 	    !(mtext = api_meta_text(&meta)) ||
 	    !(cfg = api_stream_summary(spec, id, &meta, NULL, NULL))) {
@@ -1340,24 +1401,24 @@ void srv_streams_create(api_reply *out, const srv_request *req)
 	op.meta = mtext;
 	op.updated_ms = s->meta.updated_ms;
 
-	pthread_mutex_lock(&T.mu);
+	pthread_mutex_lock(&ss->mu);
 	size_t mine = 0;
-	for (size_t i = 0; i < T.n; i++)
-		mine += strcmp(T.v[i]->owner, s->owner) == 0;
-	long at = find(id);
+	for (size_t i = 0; i < ss->n; i++)
+		mine += strcmp(ss->v[i]->owner, s->owner) == 0;
+	long at = find(ss, id);
 	stream_err rc = STREAM_OK;
-	if (!T.open || !srv_streams_writable())
+	if (!ss->open || !srv__streams_writable(ss))
 		rc = STREAM_ESTORE;
-	else if (mine >= (size_t)T.lim.max_streams)
+	else if (mine >= (size_t)ss->lim.max_streams)
 		rc = STREAM_ETOO_MANY;
-	else if (at >= 0 || insert_at((size_t)(-at - 1), s))
+	else if (at >= 0 || insert_at(ss, (size_t)(-at - 1), s))
 		rc = STREAM_ENOMEM;
 	else {
-		s->inflight = 1; /* no other thread sees s before T.mu is released */
+		s->inflight = 1; /* no other thread sees s before ss->mu is released */
 		s->unborn = true;
-		srv__store_submit(T.store, &op); /* before any op of the stream */
+		srv__store_submit(ss->store, &op); /* before any op of the stream */
 	}
-	pthread_mutex_unlock(&T.mu);
+	pthread_mutex_unlock(&ss->mu);
 	if (rc) {
 		api_reply_free(out);
 		if (rc == STREAM_ETOO_MANY)
@@ -1366,7 +1427,7 @@ void srv_streams_create(api_reply *out, const srv_request *req)
 			                "configured maximum",
 			                mine);
 		else if (rc == STREAM_ESTORE)
-			store_unavailable(out);
+			store_unavailable(ss, out);
 		else
 			api_reply_error(out, 503, "out_of_memory", "cannot add the stream");
 		goto out;
@@ -1382,7 +1443,7 @@ void srv_streams_create(api_reply *out, const srv_request *req)
 		/* s is stale: the healer reloads it, or removes it if the disk
 		 * has no such stream. */
 		api_reply_free(out);
-		store_unavailable(out);
+		store_unavailable(ss, out);
 	}
 	release(s);
 	s = NULL;
@@ -1537,6 +1598,7 @@ static int on_listed(void *arg, const srv__store_listed *se)
 static void list_shared(api_reply *out, const srv_request *req, const api_list_query *q,
                         const lent *cur)
 {
+	srv__streams *ss = req->streams;
 	list_ctx lc = {calloc((size_t)q->limit + 1, sizeof(listed)), 0, (size_t)q->limit + 1,
 	               q->sort};
 	json_t *arr = json_array(), *o = NULL;
@@ -1570,8 +1632,8 @@ static void list_shared(api_reply *out, const srv_request *req, const api_list_q
 		sq.after_t = cur->t;
 		sq.after_name = cur->name;
 	}
-	if (srv__store_broken(T.store) || srv__store_list(T.store, &sq, on_listed, &lc) < 0) {
-		store_unavailable(out);
+	if (srv__store_broken(ss->store) || srv__store_list(ss->store, &sq, on_listed, &lc) < 0) {
+		store_unavailable(ss, out);
 		goto out;
 	}
 	size_t shown = lc.n > (size_t)q->limit ? (size_t)q->limit : lc.n;
@@ -1584,20 +1646,20 @@ static void list_shared(api_reply *out, const srv_request *req, const api_list_q
 		json_t *e = NULL;
 		bool found = false;
 		for (int tries = 0; tries < 2 && !found; tries++) {
-			pthread_mutex_lock(&T.mu);
-			long i = find(lc.v[k].id);
-			found = i >= 0 && !T.v[i]->damaged;
+			pthread_mutex_lock(&ss->mu);
+			long i = find(ss, lc.v[k].id);
+			found = i >= 0 && !ss->v[i]->damaged;
 			if (found)
-				e = api_stream_summary(T.v[i]->spec, T.v[i]->id,
+				e = api_stream_summary(ss->v[i]->spec, ss->v[i]->id,
 				                       has_meta ? &m : NULL, &c,
 				                       req->admin ? owner : NULL);
-			pthread_mutex_unlock(&T.mu);
+			pthread_mutex_unlock(&ss->mu);
 			if (i >= 0)
 				break;
-			if (tries == 0 && load_one(lc.v[k].id) < 0) {
+			if (tries == 0 && load_one(ss, lc.v[k].id) < 0) {
 				if (has_meta)
 					api_meta_clear(&m);
-				store_unavailable(out);
+				store_unavailable(ss, out);
 				goto out;
 			}
 		}
@@ -1635,8 +1697,9 @@ out:
 	free(holder);
 }
 
-void srv_streams_list(api_reply *out, const srv_request *req)
+void srv__streams_list(api_reply *out, const srv_request *req)
 {
+	srv__streams *ss = req->streams;
 	api_list_query q;
 	api_problem p;
 	json_t *arr = NULL, *o = NULL;
@@ -1662,7 +1725,7 @@ void srv_streams_list(api_reply *out, const srv_request *req)
 		                "after must be the `next` of a previous page with the same sort");
 		goto done;
 	}
-	if (T.open && srv__store_shared(T.store)) {
+	if (ss->open && srv__store_shared(ss->store)) {
 		list_shared(out, req, &q, &cur);
 		goto done;
 	}
@@ -1670,16 +1733,16 @@ void srv_streams_list(api_reply *out, const srv_request *req)
 		api_reply_error(out, 503, "out_of_memory", "out of memory");
 		goto done;
 	}
-	pthread_mutex_lock(&T.mu);
+	pthread_mutex_lock(&ss->mu);
 	size_t n = 0;
-	if (T.n && !(v = malloc(T.n * sizeof(*v)))) {
-		pthread_mutex_unlock(&T.mu);
+	if (ss->n && !(v = malloc(ss->n * sizeof(*v)))) {
+		pthread_mutex_unlock(&ss->mu);
 		api_reply_error(out, 503, "out_of_memory", "out of memory");
 		goto done;
 	}
 	size_t plen = strlen(q.prefix);
-	for (size_t k = 0; k < T.n; k++) {
-		stream *s = T.v[k];
+	for (size_t k = 0; k < ss->n; k++) {
+		stream *s = ss->v[k];
 		if (s->damaged || (!req->admin && strcmp(s->owner, who(req)) != 0))
 			continue;
 		pthread_mutex_lock(&s->mu);
@@ -1739,12 +1802,12 @@ void srv_streams_list(api_reply *out, const srv_request *req)
 		shown++;
 	}
 	if (stale) {
-		/* s->id outlives T.mu: the reply is written before unlocking */
+		/* s->id outlives ss->mu: the reply is written before unlocking */
 		stream_resyncing(out, stale);
-		pthread_mutex_unlock(&T.mu);
+		pthread_mutex_unlock(&ss->mu);
 		goto done;
 	}
-	pthread_mutex_unlock(&T.mu);
+	pthread_mutex_unlock(&ss->mu);
 	o = api_stream_list_page(arr, next[0] ? next : NULL);
 	arr = NULL;
 	if (bad) {
@@ -1761,8 +1824,9 @@ done:
 
 /* ---- read, state ----------------------------------------------------------------------------- */
 
-void srv_streams_get(api_reply *out, const srv_request *req)
+void srv__streams_get(api_reply *out, const srv_request *req)
 {
+	srv__streams *ss = req->streams;
 	api_stream_read_opts o = API_STREAM_READ_OPTS_INIT;
 	long long col, pts;
 	api_problem p;
@@ -1792,14 +1856,14 @@ void srv_streams_get(api_reply *out, const srv_request *req)
 		                       req->admin ? s->owner : NULL, &p);
 	pthread_mutex_unlock(&s->mu);
 	if (w) {
-		store_unavailable(out);
+		store_unavailable(ss, out);
 	} else if (stale) {
 		stream_resyncing(out, s);
 	} else if (r > 0) {
 		forget(s);
 		api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
 	} else if (r < 0 && !allow_stale) {
-		store_unavailable(out);
+		store_unavailable(ss, out);
 	} else if (j) {
 		api_reply_json(out, 200, j);
 	} else {
@@ -1808,8 +1872,9 @@ void srv_streams_get(api_reply *out, const srv_request *req)
 	release(s);
 }
 
-void srv_streams_state(api_reply *out, const srv_request *req)
+void srv__streams_state(api_reply *out, const srv_request *req)
 {
+	srv__streams *ss = req->streams;
 	api_problem p;
 	stream *s = acquire(out, req);
 	if (!s)
@@ -1838,14 +1903,14 @@ void srv_streams_state(api_reply *out, const srv_request *req)
 			j = api_stream_export_bytes(s->spec, s->id, &c, bytes, blen, sid, &p);
 	}
 	if (w) {
-		store_unavailable(out);
+		store_unavailable(ss, out);
 	} else if (stale) {
 		stream_resyncing(out, s);
 	} else if (r > 0) {
 		forget(s);
 		api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
 	} else if (r < 0) {
-		store_unavailable(out);
+		store_unavailable(ss, out);
 	} else if (j) {
 		api_reply_json(out, 200, j);
 	} else {
@@ -1923,6 +1988,7 @@ static void state_key(char *out, size_t cap, const char *state_id)
 static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
                   const char *state_id)
 {
+	srv__streams *ss = s->ss;
 	void *bytes = NULL, *state = NULL;
 	size_t blen = 0, slen = 0;
 	char *reply = NULL, *prev = NULL, *rec = NULL, *srec = NULL;
@@ -1931,7 +1997,7 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 	srv__store_op op;
 	eng_error err;
 	eng_stream_counts c, dc;
-	bool shared = srv__store_shared(T.store);
+	bool shared = srv__store_shared(ss->store);
 	char digest[DIGEST_HEX], skey[DIGEST_HEX + 8];
 
 	/* The digest is kept only with a key or a state_id: without either,
@@ -1964,8 +2030,8 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 		stream_resyncing(out, s);
 		goto unlock;
 	}
-	if (!srv_streams_writable()) {
-		store_unavailable(out);
+	if (!srv__streams_writable(ss)) {
+		store_unavailable(ss, out);
 		goto unlock;
 	}
 	if (shared && (s->reload || srv__now_ms() - s->synced_ms >= SYNC_EVERY_MS)) {
@@ -1977,7 +2043,7 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 			goto unlock;
 		}
 		if (r < 0) {
-			store_unavailable(out);
+			store_unavailable(ss, out);
 			goto unlock;
 		}
 	}
@@ -1998,14 +2064,14 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 			pthread_mutex_unlock(&s->mu);
 		/* (A shared store decides both keys in the commit, replies as
 		 * below; only a batch that fails the check looks its key up.) */
-		int r = key && !shared ? srv__store_key_get(T.store, s->id, key, &prev) : 0;
+		int r = key && !shared ? srv__store_key_get(ss->store, s->id, key, &prev) : 0;
 		int r2 = r == 0 && pk2.key && !shared
-		                 ? srv__store_key_get(T.store, s->id, pk2.key, &srec)
+		                 ? srv__store_key_get(ss->store, s->id, pk2.key, &srec)
 		                 : 0;
 		if (!shared)
 			pthread_mutex_lock(&s->mu);
 		if (r < 0 || r2 < 0) {
-			store_unavailable(out);
+			store_unavailable(ss, out);
 			goto unlock;
 		}
 		if (r == 1) {
@@ -2067,7 +2133,7 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 	if (shared ? check_shared(s, delta, &err) : eng_stream_merge(s->st, delta, &err)) {
 		api_problem p;
 		api_reply_free(out);
-		if (shared && key && srv__store_key_get(T.store, s->id, key, &prev) == 1) {
+		if (shared && key && srv__store_key_get(ss->store, s->id, key, &prev) == 1) {
 			/* a retry of a batch the store has: its first reply */
 			bool same;
 			const char *first = record_reply(prev, digest, &same);
@@ -2124,7 +2190,7 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 		s->pend_updates += (int64_t)dc.updates;
 		s->pend_rows += (int64_t)dc.rows;
 	}
-	srv__store_submit(T.store, &op);
+	srv__store_submit(ss->store, &op);
 	pthread_mutex_unlock(&s->mu);
 
 	int rc = commit_wait(&op, s);
@@ -2142,7 +2208,7 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 	if (rc) {
 		/* SQLite: s is stale now, 503 until the healer reloads it. */
 		api_reply_free(out);
-		store_unavailable(out);
+		store_unavailable(ss, out);
 	} else if (shared && op.gone) {
 		api_reply_free(out);
 		api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
@@ -2162,7 +2228,7 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 			        key ? key : "the key");
 	}
 	if (!rc && !(shared && (op.gone || op.replayed)))
-		atomic_fetch_add(&T.updates_committed, 1);
+		atomic_fetch_add(&ss->updates_committed, 1);
 	free(op.stored_reply);
 	bool gone = shared && !rc && op.gone;
 	if (claimed) {
@@ -2194,7 +2260,7 @@ out:
 	free(state);
 }
 
-void srv_streams_update(api_reply *out, const srv_request *req)
+void srv__streams_update(api_reply *out, const srv_request *req)
 {
 	api_problem p;
 	eng_stream *delta = NULL;
@@ -2211,7 +2277,7 @@ void srv_streams_update(api_reply *out, const srv_request *req)
 	release(s);
 }
 
-void srv_streams_merge(api_reply *out, const srv_request *req)
+void srv__streams_merge(api_reply *out, const srv_request *req)
 {
 	api_problem p;
 	eng_stream *delta = NULL;
@@ -2239,8 +2305,9 @@ void srv_streams_merge(api_reply *out, const srv_request *req)
 	release(s);
 }
 
-void srv_streams_reset(api_reply *out, const srv_request *req)
+void srv__streams_reset(api_reply *out, const srv_request *req)
 {
+	srv__streams *ss = req->streams;
 	api_problem p;
 	void *state = NULL;
 	size_t slen = 0;
@@ -2274,10 +2341,10 @@ void srv_streams_reset(api_reply *out, const srv_request *req)
 	}
 	/* The empty state is built and serialized before the stream is
 	 * touched (as apply() does): a failure leaves it as it was. */
-	if (!srv_streams_writable() || eng_stream_empty_copy(&fresh, s->st) ||
+	if (!srv__streams_writable(ss) || eng_stream_empty_copy(&fresh, s->st) ||
 	    eng_stream_serialize(&state, &slen, fresh)) {
 		pthread_mutex_unlock(&s->mu);
-		store_unavailable(out);
+		store_unavailable(ss, out);
 		goto out;
 	}
 	eng_stream_counts c0;
@@ -2299,10 +2366,10 @@ void srv_streams_reset(api_reply *out, const srv_request *req)
 	s->inflight++;
 	s->pend_updates -= (int64_t)c0.updates;
 	s->pend_rows -= (int64_t)c0.rows;
-	srv__store_submit(T.store, &op);
+	srv__store_submit(ss->store, &op);
 	pthread_mutex_unlock(&s->mu);
 	int rc = commit_wait(&op, s);
-	bool shared = srv__store_shared(T.store);
+	bool shared = srv__store_shared(ss->store);
 	pthread_mutex_lock(&s->mu);
 	s->inflight--;
 	s->pend_updates += (int64_t)c0.updates;
@@ -2316,7 +2383,7 @@ void srv_streams_reset(api_reply *out, const srv_request *req)
 	free(op.stored_reply);
 	if (rc) {
 		json_decref(j);
-		store_unavailable(out);
+		store_unavailable(ss, out);
 	} else if (shared && op.gone) {
 		json_decref(j);
 		forget(s);
@@ -2332,37 +2399,38 @@ out:
 	release(s);
 }
 
-void srv_streams_delete(api_reply *out, const srv_request *req)
+void srv__streams_delete(api_reply *out, const srv_request *req)
 {
+	srv__streams *ss = req->streams;
 	srv__store_op op;
 	stream *s = NULL;
 	bool busy = false;
 
 	memset(&op, 0, sizeof op);
-	pthread_mutex_lock(&T.mu);
-	long i = T.open && req->id ? find(req->id) : -1;
-	bool lazy = i < 0 && T.open && req->id && srv__store_shared(T.store);
-	pthread_mutex_unlock(&T.mu);
-	if (lazy && load_one(req->id) < 0) { /* created on another replica? */
-		store_unavailable(out);
+	pthread_mutex_lock(&ss->mu);
+	long i = ss->open && req->id ? find(ss, req->id) : -1;
+	bool lazy = i < 0 && ss->open && req->id && srv__store_shared(ss->store);
+	pthread_mutex_unlock(&ss->mu);
+	if (lazy && load_one(ss, req->id) < 0) { /* created on another replica? */
+		store_unavailable(ss, out);
 		return;
 	}
-	pthread_mutex_lock(&T.mu);
-	i = T.open && req->id ? find(req->id) : -1;
+	pthread_mutex_lock(&ss->mu);
+	i = ss->open && req->id ? find(ss, req->id) : -1;
 	/* Ownership first: another principal's stream is a 404 whatever state
 	 * the store is in. A damaged stream goes with its owner's DELETE; one
 	 * whose owner is lost (deltas without a stream row) stays for the
 	 * operator. */
-	bool mine = i >= 0 && !T.v[i]->owner_unknown && strcmp(T.v[i]->owner, who(req)) == 0;
-	bool lost = i >= 0 && T.v[i]->owner_unknown;
+	bool mine = i >= 0 && !ss->v[i]->owner_unknown && strcmp(ss->v[i]->owner, who(req)) == 0;
+	bool lost = i >= 0 && ss->v[i]->owner_unknown;
 	if (mine) {
-		stream *c = T.v[i];
+		stream *c = ss->v[i];
 		pthread_mutex_lock(&c->mu);
-		busy = atomic_load(&c->stale) || !srv_streams_writable();
+		busy = atomic_load(&c->stale) || !srv__streams_writable(ss);
 		if (!busy) {
 			s = c;
-			memmove(T.v + i, T.v + i + 1, (T.n - (size_t)i - 1) * sizeof(*T.v));
-			T.n--;
+			memmove(ss->v + i, ss->v + i + 1, (ss->n - (size_t)i - 1) * sizeof(*ss->v));
+			ss->n--;
 			s->refs++;
 			s->deleted = true;
 			op.type = SRV__OP_DELETE;
@@ -2371,14 +2439,14 @@ void srv_streams_delete(api_reply *out, const srv_request *req)
 			/* a damaged stream has no state to reload: back as it was */
 			op.stale = s->damaged ? NULL : &s->stale;
 			s->inflight++;
-			srv__store_submit(T.store, &op);
+			srv__store_submit(ss->store, &op);
 		}
 		pthread_mutex_unlock(&c->mu);
 	}
-	pthread_mutex_unlock(&T.mu);
+	pthread_mutex_unlock(&ss->mu);
 	if (!s) {
 		if (busy)
-			store_unavailable(out);
+			store_unavailable(ss, out);
 		else if (lost)
 			stream_damaged(out, req->id);
 		else
@@ -2390,13 +2458,13 @@ void srv_streams_delete(api_reply *out, const srv_request *req)
 	if (rc) {
 		/* The disk still has the stream: back into the table, stale,
 		 * for the healer to reload (or drop, if the delete did land). */
-		pthread_mutex_lock(&T.mu);
-		long at = find(s->id);
+		pthread_mutex_lock(&ss->mu);
+		long at = find(ss, s->id);
 		pthread_mutex_lock(&s->mu);
-		if (at < 0 && insert_at((size_t)(-at - 1), s) == 0)
+		if (at < 0 && insert_at(ss, (size_t)(-at - 1), s) == 0)
 			s->deleted = false;
 		pthread_mutex_unlock(&s->mu);
-		pthread_mutex_unlock(&T.mu);
+		pthread_mutex_unlock(&ss->mu);
 	}
 	free(op.stored_reply);
 	pthread_mutex_lock(&s->mu);
@@ -2404,7 +2472,7 @@ void srv_streams_delete(api_reply *out, const srv_request *req)
 	pthread_cond_broadcast(&s->cv); /* waiters on a key see `deleted` */
 	pthread_mutex_unlock(&s->mu);
 	if (rc)
-		store_unavailable(out);
+		store_unavailable(ss, out);
 	else {
 		out->status = 204; /* no body */
 		out->content_type = API_JSON;
@@ -2428,8 +2496,9 @@ static char *with_dropped(const char *text, size_t dropped)
 	return r;
 }
 
-void srv_streams_checkpoint(api_reply *out, const srv_request *req)
+void srv__streams_checkpoint(api_reply *out, const srv_request *req)
 {
+	srv__streams *ss = req->streams;
 	api_problem p;
 	api_history_ckpt_req cr = {0};
 	void *state = NULL;
@@ -2466,11 +2535,11 @@ again: /* a shared store: another replica's record took the number */
 			break;
 		pthread_cond_wait(&s->cv, &s->mu);
 	}
-	if (srv__store_broken(T.store)) {
-		store_unavailable(out);
+	if (srv__store_broken(ss->store)) {
+		store_unavailable(ss, out);
 		goto unlock;
 	}
-	if (srv__store_shared(T.store)) {
+	if (srv__store_shared(ss->store)) {
 		/* The reading and the record numbers as every replica left them. */
 		while (s->inflight > 0)
 			pthread_cond_wait(&s->cv, &s->mu);
@@ -2482,7 +2551,7 @@ again: /* a shared store: another replica's record took the number */
 			goto unlock;
 		}
 		if (r < 0) {
-			store_unavailable(out);
+			store_unavailable(ss, out);
 			goto unlock;
 		}
 	}
@@ -2491,9 +2560,9 @@ again: /* a shared store: another replica's record took the number */
 		goto unlock;
 	}
 	if (key) {
-		int r = srv__store_key_get(T.store, s->id, key, &prev);
+		int r = srv__store_key_get(ss->store, s->id, key, &prev);
 		if (r < 0) {
-			store_unavailable(out);
+			store_unavailable(ss, out);
 			goto unlock;
 		}
 		if (r == 1) {
@@ -2518,7 +2587,7 @@ again: /* a shared store: another replica's record took the number */
 		 * transaction (the step series stays: it is history). */
 		eng_stream_counts_of(&c0, s->st);
 		if (eng_stream_reset(s->st) || eng_stream_serialize(&state, &slen, s->st)) {
-			store_unavailable(out);
+			store_unavailable(ss, out);
 			goto unlock;
 		}
 		op.type = SRV__OP_CHECKPOINT;
@@ -2528,8 +2597,8 @@ again: /* a shared store: another replica's record took the number */
 		s->delta_bytes = 0;
 	}
 	int64_t keep_from;
-	size_t dropped =
-	        srv__ckpts_add(&s->ckpts, cr.step, n, text, T.lim.history_checkpoints, &keep_from);
+	size_t dropped = srv__ckpts_add(&s->ckpts, cr.step, n, text, ss->lim.history_checkpoints,
+	                                &keep_from);
 	const char *stored = text;
 	text = NULL; /* the list owns it; it lives while we hold the mutex */
 	/* the record may be the one just dropped (history_checkpoints 0 is
@@ -2562,7 +2631,7 @@ again: /* a shared store: another replica's record took the number */
 	s->inflight++;
 	s->pend_updates -= (int64_t)c0.updates;
 	s->pend_rows -= (int64_t)c0.rows;
-	srv__store_submit(T.store, &op);
+	srv__store_submit(ss->store, &op);
 	pthread_mutex_unlock(&s->mu);
 
 	int rc = commit_wait(&op, s);
@@ -2574,7 +2643,7 @@ again: /* a shared store: another replica's record took the number */
 	s->pend_rows += (int64_t)c0.rows;
 	if (key)
 		key_remove(s, &pk);
-	if (srv__store_shared(T.store))
+	if (srv__store_shared(ss->store))
 		s->reload = true; /* the op took no seq in the store (or reset it) */
 	pthread_cond_broadcast(&s->cv);
 	if (!rc && op.taken && ++tries < 64) {
@@ -2589,7 +2658,7 @@ again: /* a shared store: another replica's record took the number */
 	}
 	pthread_mutex_unlock(&s->mu);
 	if (rc || op.taken) {
-		store_unavailable(out);
+		store_unavailable(ss, out);
 	} else if (op.gone) {
 		api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
 	} else if (op.replayed && op.stored_reply) {
@@ -2629,8 +2698,9 @@ static void link_next(api_reply *out, const char *id, const api_history_query *q
 		out->link = strdup(buf);
 }
 
-void srv_streams_history(api_reply *out, const srv_request *req)
+void srv__streams_history(api_reply *out, const srv_request *req)
 {
+	srv__streams *ss = req->streams;
 	api_history_query q = API_HISTORY_QUERY_INIT;
 	char after[API_HISTORY_CURSOR_MAX + 16], next[API_HISTORY_CURSOR_MAX];
 	const char **texts = NULL;
@@ -2647,7 +2717,7 @@ void srv_streams_history(api_reply *out, const srv_request *req)
 	pthread_mutex_lock(&s->mu);
 	if (wait_committed(s)) {
 		pthread_mutex_unlock(&s->mu);
-		store_unavailable(out);
+		store_unavailable(ss, out);
 		goto out;
 	}
 	if (atomic_load(&s->stale) || !s->st) {
@@ -2664,7 +2734,7 @@ void srv_streams_history(api_reply *out, const srv_request *req)
 			forget(s);
 			api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
 		} else {
-			store_unavailable(out);
+			store_unavailable(ss, out);
 		}
 		goto out;
 	}
@@ -2702,8 +2772,9 @@ out:
 
 /* ---- metadata (docs/API.md section 8) ------------------------------------------------------ */
 
-void srv_streams_patch(api_reply *out, const srv_request *req)
+void srv__streams_patch(api_reply *out, const srv_request *req)
 {
+	srv__streams *ss = req->streams;
 	api_problem p;
 	api_meta n = {0};
 	char *text = NULL;
@@ -2717,9 +2788,9 @@ void srv_streams_patch(api_reply *out, const srv_request *req)
 	write_gate(s);
 	/* A shared store: every replica's writes and patches (the reply has
 	 * the counts; a gone stream is 404 below). */
-	if (srv__store_shared(T.store) && refresh_for_read(s) < 0) {
+	if (srv__store_shared(ss->store) && refresh_for_read(s) < 0) {
 		pthread_mutex_unlock(&s->mu);
-		store_unavailable(out);
+		store_unavailable(ss, out);
 		goto out;
 	}
 	if (s->deleted) {
@@ -2727,9 +2798,9 @@ void srv_streams_patch(api_reply *out, const srv_request *req)
 		api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
 		goto out;
 	}
-	if (srv__store_broken(T.store)) {
+	if (srv__store_broken(ss->store)) {
 		pthread_mutex_unlock(&s->mu);
-		store_unavailable(out);
+		store_unavailable(ss, out);
 		goto out;
 	}
 	if (atomic_load(&s->stale) || !s->st) {
@@ -2759,20 +2830,20 @@ void srv_streams_patch(api_reply *out, const srv_request *req)
 	op.type = SRV__OP_NOTE;
 	op.stream = s->id;
 	/* (a shared store's cache seq moves only by folding the store's deltas) */
-	op.seq = srv__store_shared(T.store) ? s->seq : ++s->seq;
+	op.seq = srv__store_shared(ss->store) ? s->seq : ++s->seq;
 	op.meta = text;
 	op.updated_ms = s->meta.updated_ms;
 	op.stale = &s->stale;
 	s->inflight++;
-	srv__store_submit(T.store, &op);
+	srv__store_submit(ss->store, &op);
 	pthread_mutex_unlock(&s->mu);
-	int wrc = srv__store_wait(T.store, &op);
+	int wrc = srv__store_wait(ss->store, &op);
 	pthread_mutex_lock(&s->mu);
 	s->inflight--;
 	pthread_cond_broadcast(&s->cv); /* reads waiting for committed state */
 	pthread_mutex_unlock(&s->mu);
 	if (wrc) {
-		store_unavailable(out);
+		store_unavailable(ss, out);
 	} else {
 		api_reply_json(out, 200, j);
 		j = NULL;
@@ -2786,31 +2857,31 @@ out:
 
 /* ---- expiry: ttl_s -------------------------------------------------------------------- */
 
-/* Deletes the stream at table index i (T.mu held) as DELETE would, and
- * waits for it with T.mu released. Returns 0 when deleted. */
-static int expire_at(size_t i)
+/* Deletes the stream at table index i (ss->mu held) as DELETE would, and
+ * waits for it with ss->mu released. Returns 0 when deleted. */
+static int expire_at(srv__streams *ss, size_t i)
 {
 	srv__store_op op;
-	stream *s = T.v[i];
+	stream *s = ss->v[i];
 	memset(&op, 0, sizeof op);
-	memmove(T.v + i, T.v + i + 1, (T.n - i - 1) * sizeof(*T.v));
-	T.n--;
+	memmove(ss->v + i, ss->v + i + 1, (ss->n - i - 1) * sizeof(*ss->v));
+	ss->n--;
 	s->refs++;
 	pthread_mutex_lock(&s->mu);
 	s->deleted = true;
 	op.type = SRV__OP_DELETE;
 	op.stream = s->id;
 	op.seq = ++s->seq;
-	srv__store_submit(T.store, &op);
+	srv__store_submit(ss->store, &op);
 	pthread_mutex_unlock(&s->mu);
-	pthread_mutex_unlock(&T.mu);
-	int rc = srv__store_wait(T.store, &op);
+	pthread_mutex_unlock(&ss->mu);
+	int rc = srv__store_wait(ss->store, &op);
 	free(op.stored_reply);
 	pthread_mutex_lock(&s->mu);
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);
 	release(s);
-	pthread_mutex_lock(&T.mu);
+	pthread_mutex_lock(&ss->mu);
 	return rc;
 }
 
@@ -2818,14 +2889,14 @@ static int expire_at(size_t i)
  * from a shared store leaves the table (when cached) and is counted. */
 static void on_expired(void *arg, const char *id)
 {
-	(void)arg;
-	pthread_mutex_lock(&T.mu);
-	T.expired++;
-	long i = find(id);
-	stream *s = i >= 0 ? T.v[i] : NULL;
+	srv__streams *ss = arg;
+	pthread_mutex_lock(&ss->mu);
+	ss->expired++;
+	long i = find(ss, id);
+	stream *s = i >= 0 ? ss->v[i] : NULL;
 	if (s)
 		s->refs++;
-	pthread_mutex_unlock(&T.mu);
+	pthread_mutex_unlock(&ss->mu);
 	srv_log(SRV_LOG_INFO, NULL, "stream %s expired (ttl_s)", id);
 	if (!s)
 		return;
@@ -2837,24 +2908,24 @@ static void on_expired(void *arg, const char *id)
 	release(s);
 }
 
-size_t srv_streams_expire(int64_t now_ms)
+size_t srv__streams_expire(srv__streams *ss, int64_t now_ms)
 {
 	size_t n = 0;
-	pthread_mutex_lock(&T.mu);
-	if (T.open && srv__store_shared(T.store)) {
+	pthread_mutex_lock(&ss->mu);
+	if (ss->open && srv__store_shared(ss->store)) {
 		/* Any replica's sweep deletes a due stream, in the store. */
-		pthread_mutex_unlock(&T.mu);
-		if (srv__store_broken(T.store))
+		pthread_mutex_unlock(&ss->mu);
+		if (srv__store_broken(ss->store))
 			return 0;
-		int r = srv__store_expire(T.store, now_ms, on_expired, NULL);
+		int r = srv__store_expire(ss->store, now_ms, on_expired, ss);
 		return r > 0 ? (size_t)r : 0;
 	}
-	if (!T.open) {
-		pthread_mutex_unlock(&T.mu);
+	if (!ss->open) {
+		pthread_mutex_unlock(&ss->mu);
 		return 0;
 	}
-	for (size_t i = 0; i < T.n && !srv__store_broken(T.store);) {
-		stream *s = T.v[i];
+	for (size_t i = 0; i < ss->n && !srv__store_broken(ss->store);) {
+		stream *s = ss->v[i];
 		pthread_mutex_lock(&s->mu);
 		bool due = !s->damaged && s->st && !atomic_load(&s->stale) && s->inflight == 0 &&
 		           s->meta.ttl_s > 0 && s->keys == NULL &&
@@ -2866,16 +2937,16 @@ size_t srv_streams_expire(int64_t now_ms)
 		}
 		char id[sizeof s->id];
 		snprintf(id, sizeof id, "%s", s->id);
-		if (expire_at(i) == 0) {
+		if (expire_at(ss, i) == 0) {
 			n++;
-			T.expired++;
+			ss->expired++;
 			srv_log(SRV_LOG_INFO, NULL, "stream %s expired (ttl_s)", id);
 		}
-		/* the table may have changed while T.mu was released */
-		long at = find(id);
+		/* the table may have changed while ss->mu was released */
+		long at = find(ss, id);
 		i = at >= 0 ? (size_t)at + 1 : (size_t)(-at - 1);
 	}
-	pthread_mutex_unlock(&T.mu);
+	pthread_mutex_unlock(&ss->mu);
 	return n;
 }
 
@@ -3009,27 +3080,29 @@ static void gfamily(gtext *g, const gent *v, size_t n, int which)
 	}
 }
 
-char *srv_streams_gauges(void)
+char *srv__streams_gauges(srv__streams *ss)
 {
+	if (!ss)
+		return NULL;
 	gtext g = {0};
 	gent *v = NULL;
 	size_t n = 0;
 
-	pthread_mutex_lock(&T.mu);
-	if (!T.open || !T.lim.metrics_streams) {
-		pthread_mutex_unlock(&T.mu);
+	pthread_mutex_lock(&ss->mu);
+	if (!ss->open || !ss->lim.metrics_streams) {
+		pthread_mutex_unlock(&ss->mu);
 		return NULL;
 	}
-	if (T.n && !(v = calloc(T.n, sizeof(*v)))) {
-		pthread_mutex_unlock(&T.mu);
+	if (ss->n && !(v = calloc(ss->n, sizeof(*v)))) {
+		pthread_mutex_unlock(&ss->mu);
 		return NULL;
 	}
-	for (size_t i = 0; i < T.n; i++) {
-		stream *s = T.v[i];
+	for (size_t i = 0; i < ss->n; i++) {
+		stream *s = ss->v[i];
 		if (s->damaged)
 			continue;
 		pthread_mutex_lock(&s->mu);
-		bool ok = s->st && has_all_tags(&s->meta, T.lim.metrics_tags);
+		bool ok = s->st && has_all_tags(&s->meta, ss->lim.metrics_tags);
 		int64_t up = s->meta.updated_ms;
 		pthread_mutex_unlock(&s->mu);
 		if (!ok)
@@ -3037,9 +3110,9 @@ char *srv_streams_gauges(void)
 		s->refs++;
 		v[n++] = (gent){s, up, NAN, NAN, 0, NULL};
 	}
-	pthread_mutex_unlock(&T.mu);
+	pthread_mutex_unlock(&ss->mu);
 	qsort(v, n, sizeof(*v), gent_cmp);
-	size_t keep = n < T.lim.metrics_max ? n : T.lim.metrics_max;
+	size_t keep = n < ss->lim.metrics_max ? n : ss->lim.metrics_max;
 	for (size_t i = 0; i < keep; i++) {
 		stream *s = v[i].s;
 		gtext l = {0};
@@ -3051,7 +3124,7 @@ char *srv_streams_gauges(void)
 		gval(&l, s->id);
 		gputs(&l, ",name=");
 		gval(&l, api_stream_spec_name(s->spec));
-		for (const char *k = T.lim.metrics_labels; k && *k;) {
+		for (const char *k = ss->lim.metrics_labels; k && *k;) {
 			size_t kn = strcspn(k, "\n");
 			char key[API_META_MAX_KEY + 1];
 			snprintf(key, sizeof key, "%.*s", (int)kn, k);

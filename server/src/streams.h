@@ -16,8 +16,13 @@
 #include "store.h"
 #include "lossd/stream.h"
 
+/* The stream table: every stream in memory, the store behind them, the
+ * healer and expiry threads. The server makes one at startup and hands it
+ * to the handlers in each srv_request (req->streams). */
+typedef struct srv__streams srv__streams;
+
 /* Limits of the stream store (docs/API.md section 5). */
-typedef struct srv_streams_limits {
+typedef struct srv__streams_limits {
 	int max_streams;            /* streams per principal: 507 too_many_streams past it */
 	size_t max_bytes;           /* memory per stream: 507 stream_memory_exceeded past it */
 	size_t sketch_bytes;        /* default sketch size of a stream (all columns) */
@@ -29,21 +34,29 @@ typedef struct srv_streams_limits {
 	const char *metrics_tags;   /* KEY:VALUE lines (borrowed, lives with the config) */
 	const char *metrics_labels; /* tag keys, one per line (borrowed) */
 	size_t metrics_max;
-} srv_streams_limits;
+} srv__streams_limits;
 
-#define SRV_STREAMS_DEFAULT_MAX_STREAMS 1000
-#define SRV_STREAMS_LIMITS_INIT                                                                    \
+#define SRV__STREAMS_DEFAULT_MAX_STREAMS 1000
+#define SRV__STREAMS_LIMITS_INIT                                                                   \
 	{                                                                                          \
-		SRV_STREAMS_DEFAULT_MAX_STREAMS, ENG_STREAM_DEFAULT_MAX_BYTES,                     \
+		SRV__STREAMS_DEFAULT_MAX_STREAMS, ENG_STREAM_DEFAULT_MAX_BYTES,                    \
 		        ENG_STREAM_DEFAULT_SKETCH_BYTES, 10000, 1000, 10, false, NULL, NULL, 1000  \
 	}
 
-/* Sets the limits; call before srv_streams_open (main thread). Without a
- * call, SRV_STREAMS_LIMITS_INIT applies. */
-void srv_streams_set_limits(const srv_streams_limits *lim);
+/* A table with SRV__STREAMS_LIMITS_INIT and the SQLite store, not open
+ * yet: new (srv__streams_free), NULL when out of memory. Main thread. */
+srv__streams *srv__streams_new(void);
+
+/* Closes (srv__streams_close) and frees ss; accepts NULL. Main thread,
+ * after every handler has returned. */
+void srv__streams_free(srv__streams *ss);
+
+/* Sets the limits; call before srv__streams_open (main thread). Without a
+ * call, SRV__STREAMS_LIMITS_INIT applies. */
+void srv__streams_set_limits(srv__streams *ss, const srv__streams_limits *lim);
 
 /* Figures for /metrics. */
-typedef struct srv_streams_stats {
+typedef struct srv__streams_stats {
 	uint64_t streams;           /* streams loaded (all principals) */
 	uint64_t damaged;           /* of them quarantined: stored state unreadable */
 	uint64_t expired;           /* deleted by ttl_s since open (docs/API.md section 8) */
@@ -58,79 +71,80 @@ typedef struct srv_streams_stats {
 	double commit_running_s;    /* age of the store operation in progress, 0 if none */
 	uint64_t commit_lat[SRV__STORE_LAT_BUCKETS + 1]; /* commits per duration bucket */
 	double commit_lat_sum;                           /* seconds, all commits */
-} srv_streams_stats;
+} srv__streams_stats;
 
-/* Any thread; all zero before srv_streams_open. */
-void srv_streams_get_stats(srv_streams_stats *out);
+/* Any thread; all zero before srv__streams_open (or for a NULL ss). */
+void srv__streams_get_stats(srv__streams_stats *out, srv__streams *ss);
 
-/* Which store srv_streams_open opens (docs/API.md section 10): url is "sqlite"
+/* Which store srv__streams_open opens (docs/API.md section 10): url is "sqlite"
  * (data_dir), "sqlite:DIR" or "postgresql://..."; connections, the password
  * file (or NULL) and the statement timeout apply to PostgreSQL. Strings are
- * copied. Call before srv_streams_open (main thread); without a call the
+ * copied. Call before srv__streams_open (main thread); without a call the
  * SQLite store under data_dir is used. */
-void srv_streams_set_store(const char *url, int connections, const char *password_file,
-                           int timeout_ms);
+void srv__streams_set_store(srv__streams *ss, const char *url, int connections,
+                            const char *password_file, int timeout_ms);
 
 /* True when the store commits; otherwise fills *out (zeroed) with a 503
  * store_unavailable problem and Retry-After, for /readyz: the store is
  * broken (a transaction failed and no retry has committed since) or a
  * commit has run longer than stall_s. Any thread; never blocks on I/O. */
-bool srv_streams_ready(api_reply *out);
+bool srv__streams_ready(api_reply *out, srv__streams *ss);
 
 /* True when a write may be tried: the store is neither broken nor
  * stalled. Any thread; never blocks on I/O. */
-bool srv_streams_writable(void);
+bool srv__streams_writable(srv__streams *ss);
 
 /* True while a store disk operation has run longer than stall_s. Any
  * thread; never blocks on I/O. */
-bool srv_streams_stalled(void);
+bool srv__streams_stalled(srv__streams *ss);
 
 /* Test hook: the next n store transactions fail (n < 0: all, 0: none). */
-void srv_streams_test_store_fail(int n);
+void srv__streams_test_store_fail(srv__streams *ss, int n);
 
 /* Test hook: while on, the store's next commit waits before it writes
  * (its ops stay in flight); off lets it go on. SQLite only. */
-void srv_streams_test_store_hold(bool on);
+void srv__streams_test_store_hold(srv__streams *ss, bool on);
 
 /* Opens (creating if missing) the stream store under data_dir. Called once
  * at startup, before any handler, from the main thread. Returns 0 or a
  * negative code (the daemon then exits 1). */
-int srv_streams_open(const char *data_dir);
+int srv__streams_open(srv__streams *ss, const char *data_dir);
 
 /* Flushes and closes the store. Called once at shutdown, after every
  * handler has returned, from the main thread. */
-void srv_streams_close(void);
+void srv__streams_close(srv__streams *ss);
 
+/* The handlers: each works on req->streams (open). */
 /* Worker thread. POST /v1/streams */
-void srv_streams_create(api_reply *out, const srv_request *req);
+void srv__streams_create(api_reply *out, const srv_request *req);
 /* Worker thread. GET /v1/streams */
-void srv_streams_list(api_reply *out, const srv_request *req);
+void srv__streams_list(api_reply *out, const srv_request *req);
 /* Worker thread. GET /v1/streams/{id} */
-void srv_streams_get(api_reply *out, const srv_request *req);
+void srv__streams_get(api_reply *out, const srv_request *req);
 /* Worker thread. DELETE /v1/streams/{id} */
-void srv_streams_delete(api_reply *out, const srv_request *req);
+void srv__streams_delete(api_reply *out, const srv_request *req);
 /* Worker thread. POST /v1/streams/{id}/update */
-void srv_streams_update(api_reply *out, const srv_request *req);
+void srv__streams_update(api_reply *out, const srv_request *req);
 /* Worker thread. POST /v1/streams/{id}/reset */
-void srv_streams_reset(api_reply *out, const srv_request *req);
+void srv__streams_reset(api_reply *out, const srv_request *req);
 /* Worker thread. GET /v1/streams/{id}/state */
-void srv_streams_state(api_reply *out, const srv_request *req);
+void srv__streams_state(api_reply *out, const srv_request *req);
 /* Worker thread. POST /v1/streams/{id}/merge */
-void srv_streams_merge(api_reply *out, const srv_request *req);
+void srv__streams_merge(api_reply *out, const srv_request *req);
 /* Worker thread. POST /v1/streams/{id}/checkpoint (docs/API.md section 7) */
-void srv_streams_checkpoint(api_reply *out, const srv_request *req);
+void srv__streams_checkpoint(api_reply *out, const srv_request *req);
 /* Worker thread. GET /v1/streams/{id}/history */
-void srv_streams_history(api_reply *out, const srv_request *req);
+void srv__streams_history(api_reply *out, const srv_request *req);
 /* The per-stream gauges (lossd_stream_auc, _loss, _count) as Prometheus
  * text: new (free()), NULL when off or out of memory. Any thread. */
-char *srv_streams_gauges(void);
+char *srv__streams_gauges(srv__streams *ss);
 
 /* Worker thread. PATCH /v1/streams/{id} (docs/API.md section 8) */
-void srv_streams_patch(api_reply *out, const srv_request *req);
+void srv__streams_patch(api_reply *out, const srv_request *req);
 
 /* Deletes every stream whose ttl_s has passed since its last update or
- * checkpoint at now_ms; returns how many. The expiry thread srv_streams_open
+ * checkpoint at now_ms; returns how many. The expiry thread srv__streams_open
  * starts calls it every second (tests may too). Any thread, no lock held. */
-size_t srv_streams_expire(int64_t now_ms);
+size_t srv__streams_expire(srv__streams *ss, int64_t now_ms);
 
 #endif

@@ -2,7 +2,7 @@
  * race_heal.c - the store breaking and healing under load, through the
  * real handlers (server/src/streams.c + store.c): writers update two
  * streams with unique batch_ids while the main thread makes commits fail
- * (srv_streams_test_store_fail) and lets the healer bring the store back,
+ * (srv__streams_test_store_fail) and lets the healer bring the store back,
  * over and over; readers run throughout. Asserts that every read is 200
  * or 503 store_unavailable and never shows more rows than were sent, and
  * that at the end, once healed, each stream holds exactly the batches that
@@ -28,6 +28,7 @@
 
 static char ids[STREAMS][64];
 static const api_ctx ctx = API_CTX_INIT;
+static srv__streams *table; /* the stream table under test */
 static int done_writing, stop_writing;
 static int failures;
 static long long acked[STREAMS], sent[STREAMS];
@@ -57,6 +58,7 @@ static srv_request request(const char *method, const char *route, const char *si
 	r.body = body ? body : "";
 	r.len = body ? strlen(body) : 0;
 	r.api = &ctx;
+	r.streams = table;
 	return r;
 }
 
@@ -70,7 +72,7 @@ static long long read_count(int k)
 {
 	api_reply out = {0};
 	srv_request r = request("GET", "/v1/streams/{id}", ids[k], NULL);
-	srv_streams_get(&out, &r);
+	srv__streams_get(&out, &r);
 	long long c = -2;
 	if (out.status == 200) {
 		json_t *j = json_loadb(out.body, out.len, 0, NULL);
@@ -105,7 +107,7 @@ static void *writer(void *arg)
 		pthread_mutex_lock(&mu);
 		sent[k] += ROWS;
 		pthread_mutex_unlock(&mu);
-		srv_streams_update(&out, &r);
+		srv__streams_update(&out, &r);
 		pthread_mutex_lock(&mu);
 		if (out.status == 200)
 			acked[k] += ROWS;
@@ -141,8 +143,8 @@ static void *reader(void *arg)
 static bool wait_healed(void)
 {
 	for (int i = 0; i < 400; i++) {
-		srv_streams_stats st;
-		srv_streams_get_stats(&st);
+		srv__streams_stats st;
+		srv__streams_get_stats(&st, table);
 		if (!st.store_broken && !st.resyncing)
 			return true;
 		usleep(50000);
@@ -153,12 +155,16 @@ static bool wait_healed(void)
 int main(void)
 {
 	char dir[] = "/tmp/lossd_race_heal_XXXXXX";
-	if (!mkdtemp(dir) || srv_streams_open(dir))
+	if (!(table = srv__streams_new())) {
+		fprintf(stderr, "no memory\n");
+		return 1;
+	}
+	if (!mkdtemp(dir) || srv__streams_open(table, dir))
 		return 2;
 	for (int k = 0; k < STREAMS; k++) {
 		api_reply out = {0};
 		srv_request r = request("POST", "/v1/streams", NULL, "{\"method\":\"exact\"}");
-		srv_streams_create(&out, &r);
+		srv__streams_create(&out, &r);
 		json_t *j = out.body ? json_loadb(out.body, out.len, 0, NULL) : NULL;
 		if (out.status != 201 || !j)
 			return 1;
@@ -175,9 +181,9 @@ int main(void)
 	 * (or just the next one), then the healer brings the store back. */
 	for (int round = 0; round < ROUNDS; round++) {
 		usleep(100000);
-		srv_streams_test_store_fail(round % 2 ? 1 : -1);
+		srv__streams_test_store_fail(table, round % 2 ? 1 : -1);
 		usleep(100000);
-		srv_streams_test_store_fail(0);
+		srv__streams_test_store_fail(table, 0);
 		if (!wait_healed())
 			fail("round %d: the store did not heal", round);
 	}
@@ -190,8 +196,8 @@ int main(void)
 
 	if (!wait_healed())
 		fail("the store did not heal");
-	srv_streams_stats st;
-	srv_streams_get_stats(&st);
+	srv__streams_stats st;
+	srv__streams_get_stats(&st, table);
 	if (!st.store_failures || !st.store_recoveries)
 		fail("no failure was injected (%llu failures, %llu recoveries)",
 		     (unsigned long long)st.store_failures,
@@ -201,8 +207,8 @@ int main(void)
 		if (c != acked[k])
 			fail("stream %d holds %lld rows; %lld were acknowledged", k, c, acked[k]);
 	}
-	srv_streams_close();
-	if (srv_streams_open(dir)) {
+	srv__streams_close(table);
+	if (srv__streams_open(table, dir)) {
 		fail("reopen failed");
 	} else {
 		for (int k = 0; k < STREAMS; k++) {
@@ -211,7 +217,7 @@ int main(void)
 				fail("after reopen stream %d holds %lld rows; %lld acknowledged", k,
 				     c, acked[k]);
 		}
-		srv_streams_close();
+		srv__streams_close(table);
 	}
 	char cmd[128];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

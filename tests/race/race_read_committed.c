@@ -5,8 +5,8 @@
  *
  * For each read route (GET reading, GET state, GET history, the list):
  * an update is applied in memory and its commit held in flight by the
- * store's test hook (srv_streams_test_store_hold), with the next commit
- * set to fail (srv_streams_test_store_fail); a reader starts meanwhile;
+ * store's test hook (srv__streams_test_store_hold), with the next commit
+ * set to fail (srv__streams_test_store_fail); a reader starts meanwhile;
  * then the commit goes on and fails, so the writer gets 503. The reader
  * must answer either the committed state (the rows before the update) or
  * 503 store_unavailable, never the refused rows. Before reads waited for
@@ -26,6 +26,7 @@
 #include "../../server/src/streams.h"
 
 static const api_ctx ctx = API_CTX_INIT;
+static srv__streams *table; /* the stream table under test */
 static char sid[64];
 static int failures;
 
@@ -52,6 +53,7 @@ static srv_request request(const char *method, const char *route, const char *id
 	r.body = body ? body : "";
 	r.len = body ? strlen(body) : 0;
 	r.api = &ctx;
+	r.streams = table;
 	return r;
 }
 
@@ -59,7 +61,7 @@ static int update(const char *body)
 {
 	api_reply out = {0};
 	srv_request r = request("POST", "/v1/streams/{id}/update", sid, body, NULL);
-	srv_streams_update(&out, &r);
+	srv__streams_update(&out, &r);
 	int st = out.status;
 	api_reply_free(&out);
 	return st;
@@ -107,19 +109,19 @@ static void *reader(void *arg)
 	switch (rd->route) {
 	case 0:
 		r = request("GET", "/v1/streams/{id}", sid, NULL, NULL);
-		srv_streams_get(&out, &r);
+		srv__streams_get(&out, &r);
 		break;
 	case 1:
 		r = request("GET", "/v1/streams/{id}/state", sid, NULL, NULL);
-		srv_streams_state(&out, &r);
+		srv__streams_state(&out, &r);
 		break;
 	case 2:
 		r = request("GET", "/v1/streams/{id}/history", sid, NULL, "series=steps");
-		srv_streams_history(&out, &r);
+		srv__streams_history(&out, &r);
 		break;
 	default:
 		r = request("GET", "/v1/streams", NULL, NULL, NULL);
-		srv_streams_list(&out, &r);
+		srv__streams_list(&out, &r);
 		break;
 	}
 	rd->status = out.status;
@@ -146,8 +148,8 @@ static void *writer(void *arg)
 static int wait_running(void)
 {
 	for (int i = 0; i < 2000; i++) {
-		srv_streams_stats st;
-		srv_streams_get_stats(&st);
+		srv__streams_stats st;
+		srv__streams_get_stats(&st, table);
 		if (st.commit_running_s > 0)
 			return 0;
 		usleep(1000);
@@ -158,8 +160,8 @@ static int wait_running(void)
 static int wait_healed(void)
 {
 	for (int i = 0; i < 400; i++) {
-		srv_streams_stats st;
-		srv_streams_get_stats(&st);
+		srv__streams_stats st;
+		srv__streams_get_stats(&st, table);
 		if (!st.store_broken && !st.resyncing)
 			return 0;
 		usleep(50000);
@@ -172,11 +174,15 @@ static const char *const names[] = {"GET reading", "GET state", "GET history", "
 int main(void)
 {
 	char dir[] = "/tmp/lossd_race_read_committed_XXXXXX";
-	if (!mkdtemp(dir) || srv_streams_open(dir))
+	if (!(table = srv__streams_new())) {
+		fprintf(stderr, "no memory\n");
+		return 1;
+	}
+	if (!mkdtemp(dir) || srv__streams_open(table, dir))
 		return 2;
 	api_reply out = {0};
 	srv_request r = request("POST", "/v1/streams", NULL, "{\"method\":\"exact\"}", NULL);
-	srv_streams_create(&out, &r);
+	srv__streams_create(&out, &r);
 	json_t *j = out.body ? json_loadb(out.body, out.len, 0, NULL) : NULL;
 	if (out.status != 201 || !j)
 		return 1;
@@ -197,8 +203,8 @@ int main(void)
 		}
 		committed += 2;
 
-		srv_streams_test_store_fail(1);
-		srv_streams_test_store_hold(true);
+		srv__streams_test_store_fail(table, 1);
+		srv__streams_test_store_hold(table, true);
 		int wst = 0;
 		pthread_t w, rt;
 		pthread_create(&w, NULL, writer, &wst);
@@ -208,10 +214,10 @@ int main(void)
 		reading rd = {.route = route};
 		pthread_create(&rt, NULL, reader, &rd);
 		usleep(200000); /* an old reader has answered by now */
-		srv_streams_test_store_hold(false);
+		srv__streams_test_store_hold(table, false);
 		pthread_join(w, NULL);
 		pthread_join(rt, NULL);
-		srv_streams_test_store_fail(0);
+		srv__streams_test_store_fail(table, 0);
 
 		if (wst != 503)
 			fail("%s: the update whose commit failed got %d, not 503", names[route],
@@ -236,7 +242,7 @@ int main(void)
 			fail("%s: after healing the stream shows %lld rows, %lld committed",
 			     names[route], after.rows, committed);
 	}
-	srv_streams_close();
+	srv__streams_close(table);
 	char cmd[128];
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
 	if (system(cmd) != 0)

@@ -22,6 +22,7 @@
 
 static char id[64];
 static const api_ctx ctx = API_CTX_INIT;
+static srv__streams *table; /* the stream table under test */
 static volatile int done_writing;
 static int failures;
 static pthread_mutex_t fail_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -51,6 +52,7 @@ static srv_request request(const char *method, const char *route, const char *si
 	r.len = body ? strlen(body) : 0;
 	r.idempotency_key = key;
 	r.api = &ctx;
+	r.streams = table;
 	return r;
 }
 
@@ -64,7 +66,7 @@ static void read_counts(long long *count, long long *updates)
 {
 	api_reply out = {0};
 	srv_request r = request("GET", "/v1/streams/{id}", id, NULL, NULL);
-	srv_streams_get(&out, &r);
+	srv__streams_get(&out, &r);
 	json_t *j = reply_json(&out);
 	*count = *updates = -1;
 	if (out.status == 200 && j) {
@@ -97,7 +99,7 @@ static long long update(int n, bool header_key)
 	api_reply out = {0};
 	srv_request r =
 	        request("POST", "/v1/streams/{id}/update", id, body, header_key ? key : NULL);
-	srv_streams_update(&out, &r);
+	srv__streams_update(&out, &r);
 	long long c = -1;
 	json_t *j = reply_json(&out);
 	if (out.status == 200 && j)
@@ -136,15 +138,19 @@ static void *reader(void *arg)
 int main(void)
 {
 	char dir[] = "/tmp/lossd_race_store_XXXXXX";
+	if (!(table = srv__streams_new())) {
+		fprintf(stderr, "no memory\n");
+		return 1;
+	}
 	if (!mkdtemp(dir))
 		return 2;
-	if (srv_streams_open(dir))
+	if (srv__streams_open(table, dir))
 		return 2;
 
 	api_reply out = {0};
 	srv_request r = request("POST", "/v1/streams", NULL,
 	                        "{\"method\":\"binned\",\"loss\":\"binary_crossentropy\"}", NULL);
-	srv_streams_create(&out, &r);
+	srv__streams_create(&out, &r);
 	json_t *j = reply_json(&out);
 	if (out.status != 201 || !j) {
 		fprintf(stderr, "create answered %d\n", out.status);
@@ -171,8 +177,8 @@ int main(void)
 		fail("after the race: %lld updates, %lld rows; want %d, %d", u, c, distinct,
 		     distinct * ROWS);
 
-	srv_streams_stats stats;
-	srv_streams_get_stats(&stats);
+	srv__streams_stats stats;
+	srv__streams_get_stats(&stats, table);
 	if (stats.streams != 1 || stats.commit_ops < (uint64_t)distinct ||
 	    stats.commit_groups >= stats.commit_ops || stats.store_broken)
 		fail("stats: %llu streams, %llu groups for %llu ops",
@@ -184,8 +190,8 @@ int main(void)
 		       (unsigned long long)stats.commit_groups);
 
 	/* Reopen: the same state, and retries are answered, not applied. */
-	srv_streams_close();
-	if (srv_streams_open(dir)) {
+	srv__streams_close(table);
+	if (srv__streams_open(table, dir)) {
 		fail("reopen failed");
 	} else {
 		long long c2, u2;
@@ -203,27 +209,27 @@ int main(void)
 		read_counts(&c2, &u2);
 		if (c2 != c + ROWS)
 			fail("a new batch after reopen: %lld rows, want %lld", c2, c + ROWS);
-		srv_streams_close();
+		srv__streams_close(table);
 	}
 
 	/* Owners and the per-owner stream limit. */
-	srv_streams_limits lim = SRV_STREAMS_LIMITS_INIT;
+	srv__streams_limits lim = SRV__STREAMS_LIMITS_INIT;
 	lim.max_streams = 2;
-	srv_streams_set_limits(&lim);
-	if (srv_streams_open(dir)) {
+	srv__streams_set_limits(table, &lim);
+	if (srv__streams_open(table, dir)) {
 		fail("reopen with limits failed");
 	} else {
 		/* bob cannot see alice's (anonymous) stream: the same 404. */
 		api_reply o = {0};
 		srv_request g = request("GET", "/v1/streams/{id}", id, NULL, NULL);
 		g.principal = "bob";
-		srv_streams_get(&o, &g);
+		srv__streams_get(&o, &g);
 		if (o.status != 404)
 			fail("another principal got %d, not 404", o.status);
 		api_reply_free(&o);
 		g.route = "/v1/streams";
 		g.id = NULL;
-		srv_streams_list(&o, &g);
+		srv__streams_list(&o, &g);
 		if (o.status != 200 || !strstr(o.body, "\"streams\":[]"))
 			fail("bob's list is not empty: %s", o.body ? o.body : "");
 		api_reply_free(&o);
@@ -231,7 +237,7 @@ int main(void)
 		for (int k = 0; k < 3; k++) {
 			srv_request cr = request("POST", "/v1/streams", NULL, "{}", NULL);
 			cr.principal = "bob";
-			srv_streams_create(&o, &cr);
+			srv__streams_create(&o, &cr);
 			codes[k] = o.status;
 			if (k == 2 && (!o.body || !strstr(o.body, "too_many_streams")))
 				fail("third create: %s", o.body ? o.body : "");
@@ -240,7 +246,7 @@ int main(void)
 		if (codes[0] != 201 || codes[1] != 201 || codes[2] != 507)
 			fail("creates answered %d %d %d, want 201 201 507", codes[0], codes[1],
 			     codes[2]);
-		srv_streams_close();
+		srv__streams_close(table);
 	}
 	char cmd[128];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

@@ -12,7 +12,7 @@
 static char *render(void)
 {
 	size_t n = 0;
-	char *s = srv__metrics_render(&n);
+	char *s = srv__metrics_render(NULL, &n);
 	cr_assert_not_null(s);
 	cr_assert_eq(strlen(s), n);
 	return s;

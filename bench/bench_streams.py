@@ -21,7 +21,9 @@ stdlib only; only loopback is contacted. Usage:
 i, so the clients add into the same points, as data-parallel workers do);
 the id gets "/step". --history-read N: afterwards, a stream of N step
 points (one update each) is read back whole (GET .../history?limit=N, then
-format=csv) 20 times; the median milliseconds are emitted.
+format=csv) 20 times; the median milliseconds are emitted, with the
+server's CPU milliseconds per read (utime + stime of the lossd process from
+/proc, so a loaded machine's waiting is told apart from the work itself).
 """
 import argparse
 import http.client
@@ -97,7 +99,17 @@ def request(port, method, path, body=None):
         c.close()
 
 
-def history_read(port, npoints):
+def proc_cpu_ms(pid):
+    """utime + stime of process pid in ms (Linux /proc), or None."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) * 1000.0 / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def history_read(port, npoints, pid):
     """A stream of npoints step points, read back whole; median ms."""
     st, body = request(port, "POST", "/v1/streams", json.dumps(
         {"loss": "binary_crossentropy"}))
@@ -115,6 +127,7 @@ def history_read(port, npoints):
             return 1
     for fmt in ("json", "csv"):
         times = []
+        cpu0 = proc_cpu_ms(pid)
         for _ in range(20):
             t0 = time.perf_counter()
             c.request("GET", "/v1/streams/%s/history?limit=%d&format=%s" % (sid, npoints, fmt))
@@ -128,11 +141,14 @@ def history_read(port, npoints):
         if n != npoints:
             log("FAILED: read %d points of %d" % (n, npoints))
             return 1
+        cpu1 = proc_cpu_ms(pid)
+        cpu = None if cpu0 is None or cpu1 is None else round((cpu1 - cpu0) / len(times), 2)
         times.sort()
         med = times[len(times) // 2]
-        emit("streams/history_read/%d/%s" % (npoints, fmt), "ms", med, bytes=len(data))
-        log("history: %d points as %s in %.2f ms median (%d bytes)" % (npoints, fmt, med,
-                                                                          len(data)))
+        emit("streams/history_read/%d/%s" % (npoints, fmt), "ms", med, bytes=len(data),
+             server_cpu_ms=cpu)
+        log("history: %d points as %s in %.2f ms median (%d bytes), server CPU %s ms per read"
+            % (npoints, fmt, med, len(data), cpu))
     c.close()
     return 0
 
@@ -222,7 +238,7 @@ def main():
         log("%d updates in %.1fs: %.0f updates/s, %.2fM scores/s (%s, durable, one stream%s)"
             % (n, elapsed, ups, ups * a.batch / 1e6, a.method, ", with step" if a.step else ""))
         if a.history_read:
-            return history_read(port, a.history_read)
+            return history_read(port, a.history_read, p.pid)
         return 0
     finally:
         if p.poll() is None:

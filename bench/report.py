@@ -238,7 +238,9 @@ def build(res, smoke):
         t.section("streams, durability on")
         for id_, impl in sorted(stream_ids):
             d = res[(id_, impl)]
-            t.bound("%s (%s)" % (id_, impl), id_, impl, unit=d.get("metric", ""),
+            # issue 15: 10,000 step points read back in under 20 ms
+            hi = 20 if id_.startswith("streams/history_read/10000/") else None
+            t.bound("%s (%s)" % (id_, impl), id_, impl, hi=hi, unit=d.get("metric", ""),
                     note=d.get("note", ""))
     return t
 

@@ -114,8 +114,11 @@ size_t api__dtoa(char out[API__DTOA_MAX], double d)
 	double fr = frexp(a, &e2);
 	uint64_t f = (uint64_t)ldexp(fr, 53);
 	int e = e2 - 53; /* a = f * 2^e, -66 <= e <= -3 */
-	/* x: the decimal exponent, 10^x <= a < 10^(x+1), exactly */
-	int x = (int)floor(log10(a));
+	/* x: the decimal exponent, 10^x <= a < 10^(x+1). a lies in
+	 * [2^(e2-1), 2^e2), so floor((e2 - 1) log10 2) is x or x - 1 (no
+	 * log10 call: it was a tenth of a history page's time); the loop
+	 * below makes it exact */
+	int x = (int)floor((e2 - 1) * 0.30102999566398120);
 	uint64_t fl;
 	for (int tries = 0;; tries++) {
 		if (x < -4 || x > 14 || tries == 3)

@@ -505,7 +505,7 @@ test('a realistic run: screenshot at 1400 px (docs/img/dashboard.png with LOSSD_
 			assert.equal((await call(srv, 'POST', `/v1/streams/${train.id}/update`, { ...make(64, skill), step })).status, 200);
 			if (step % 60 === 0) {
 				const label = `epoch-${step / 60}`;
-				for (let b = 0; b < 4; b++) assert.equal((await call(srv, 'POST', `/v1/streams/${val.id}/update`, make(128, skill * 0.85))).status, 200);
+				for (let b = 0; b < 4; b++) assert.equal((await call(srv, 'POST', `/v1/streams/${val.id}/update`, { ...make(128, skill * 0.85), step })).status, 200);
 				assert.equal((await call(srv, 'POST', `/v1/streams/${val.id}/checkpoint`, { step, label, reset: step < STEPS })).status, 201);
 				assert.equal((await call(srv, 'POST', `/v1/streams/${train.id}/checkpoint`, { step, label })).status, 201);
 			}
@@ -526,6 +526,12 @@ test('a realistic run: screenshot at 1400 px (docs/img/dashboard.png with LOSSD_
 		assert.equal(vck.length, 5);
 		const od = await page.evaluate(() => window.lossdDashboard.chartData().checkpoints);
 		assert.deepEqual(od, [ck.map((p) => p.step), ck.map((p) => p.auc), vck.map((p) => p.auc)]);
+		// ... and its epoch-end validation loss on the train stream's step chart
+		const vst = await allHistory(srv, val.id, 'steps');
+		assert.deepEqual(vst.map((p) => [p.step, p.count]), [60, 120, 180, 240, 300].map((x) => [x, 512]));
+		const sd = await page.evaluate(() => window.lossdDashboard.chartData().steps);
+		assert.deepEqual(sd[0], st.map((p) => p.step));
+		assert.deepEqual(sd[3], st.map((p) => vst.find((v) => v.step === p.step)?.loss ?? null));
 		await page.waitForTimeout(300);
 		const shot = join(OUT, 'dashboard-run.png');
 		await page.screenshot({ path: shot });

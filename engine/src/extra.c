@@ -74,16 +74,34 @@ void eng_extra_result_free(eng_extra_result *r)
 	free(r);
 }
 
-bool eng__extra_same_config(const eng_extra_result *a, const eng_extra_result *b)
+bool eng__extra_opts_equal(const eng_extra_opts *a, const eng_extra_opts *b)
 {
-	if (!a || !b)
-		return !a && !b;
 	if (a->ntop != b->ntop || a->bins != b->bins || a->perplexity != b->perplexity)
 		return false;
 	for (int i = 0; i < a->ntop; i++)
 		if (a->top_k[i] != b->top_k[i])
 			return false;
 	return true;
+}
+
+void eng__extra_opts_of(eng_extra_opts *o, const eng_extra_result *x)
+{
+	eng_extra_opts z = ENG_EXTRA_OPTS_INIT;
+	*o = z;
+	o->ntop = x->ntop;
+	memcpy(o->top_k, x->top_k, sizeof(o->top_k));
+	o->bins = x->bins;
+	o->perplexity = x->perplexity;
+}
+
+bool eng__extra_same_config(const eng_extra_result *a, const eng_extra_result *b)
+{
+	eng_extra_opts oa, ob;
+	if (!a || !b)
+		return !a && !b;
+	eng__extra_opts_of(&oa, a);
+	eng__extra_opts_of(&ob, b);
+	return eng__extra_opts_equal(&oa, &ob);
 }
 
 int eng_extra_result_merge(eng_extra_result *dst, const eng_extra_result *src)

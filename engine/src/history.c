@@ -59,6 +59,7 @@
 
 #include "bytes.h"
 #include "history_priv.h"
+#include "loss_priv.h"
 
 #define COUNT_LIMIT ((int64_t)1 << 62)
 #define MAG_LIMIT   1e300
@@ -103,16 +104,6 @@ static size_t x_ni(const eng_extra_opts *o)
 static size_t x_nd(const eng_extra_opts *o)
 {
 	return 4 + 3 * (size_t)o->bins;
-}
-
-static bool same_layout(const eng_extra_opts *a, const eng_extra_opts *b)
-{
-	if (a->ntop != b->ntop || a->bins != b->bins || a->perplexity != b->perplexity)
-		return false;
-	for (int i = 0; i < a->ntop; i++)
-		if (a->top_k[i] != b->top_k[i])
-			return false;
-	return true;
 }
 
 size_t eng_history_point_bytes(int64_t columns)
@@ -423,7 +414,7 @@ int eng__hist_prepare(eng__hist_plan *plan, eng__hist *dst, const eng__hist *src
 	/* the extra layouts: equal, or one side has none (a series from
 	 * version-1 bytes meeting new points) */
 	bool dx = dst && dst->has_x, sx = src->has_x;
-	if (dx && sx && !same_layout(&dst->xo, &src->xo))
+	if (dx && sx && !eng__extra_opts_equal(&dst->xo, &src->xo))
 		return ENG_ESTATE;
 	const hpt *q = &src->p[0];
 	if (dst && dst->n && dx == sx && src->n == 1 && q->step == q->step_end) {

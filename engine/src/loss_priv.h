@@ -169,8 +169,13 @@ void eng__gmm_task(void *arg, int64_t t);
  */
 int eng__extra_check(const eng_extra_opts *x, eng_loss_kind k, int64_t C, eng_error *err);
 int eng__extra_prepare(eng__loss_job *j, eng_error *err);
+/* True when a and b ask for the same sums: the same top_k list, bins and
+ * perplexity (so sums made under them add). */
+bool eng__extra_opts_equal(const eng_extra_opts *a, const eng_extra_opts *b);
+/* The options x's sums were made under. */
+void eng__extra_opts_of(eng_extra_opts *o, const eng_extra_result *x);
 /* True when a and b (either may be NULL) are extra sums of one
- * configuration (the same top_k list, bins and perplexity), so they add. */
+ * configuration (eng__extra_opts_equal), so they add. */
 bool eng__extra_same_config(const eng_extra_result *a, const eng_extra_result *b);
 int eng__extra_finish(eng__loss_job *j, eng_loss_result *r, const eng_parallel *par,
                       eng_error *err);

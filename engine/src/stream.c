@@ -245,24 +245,13 @@ const eng_loss_result *eng_stream_loss(const eng_stream *s)
 	return s->loss;
 }
 
-/* The options an extra result was made with (its configuration). */
-static void extra_opts_of(eng_extra_opts *o, const eng_extra_result *x)
-{
-	eng_extra_opts z = ENG_EXTRA_OPTS_INIT;
-	*o = z;
-	o->ntop = x->ntop;
-	memcpy(o->top_k, x->top_k, sizeof(o->top_k));
-	o->bins = x->bins;
-	o->perplexity = x->perplexity;
-}
-
 /* An empty loss result of src's kind, classes and extra configuration. */
 static eng_loss_result *loss_empty_like(const eng_loss_result *src)
 {
 	eng_loss_result *r = eng_loss_result_new(src->kind, src->nclasses, 0);
 	if (r && src->extra) {
 		eng_extra_opts o;
-		extra_opts_of(&o, src->extra);
+		eng__extra_opts_of(&o, src->extra);
 		if (!(r->extra = eng_extra_result_new(&o))) {
 			eng_loss_result_free(r);
 			return NULL;

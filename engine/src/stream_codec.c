@@ -583,9 +583,11 @@ static const char *read_extra(eng_stream *s, eng__reader *r, int *rc)
 /* True when x (may be NULL) has the configuration o. */
 static bool hist_layout_matches(const eng_extra_result *x, const eng_extra_opts *o)
 {
-	if (!x || x->ntop != o->ntop || x->bins != o->bins || x->perplexity != o->perplexity)
+	eng_extra_opts xo;
+	if (!x)
 		return false;
-	return memcmp(x->top_k, o->top_k, (size_t)o->ntop * sizeof(o->top_k[0])) == 0;
+	eng__extra_opts_of(&xo, x);
+	return eng__extra_opts_equal(&xo, o);
 }
 
 /* The optional step series, then the end: nothing may follow it. */

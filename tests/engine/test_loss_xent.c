@@ -1102,7 +1102,10 @@ Test(xent, float32_strided_tiles_of_odd_widths_match_double)
 						row[c] = x[(b * V + c) * T + t];
 					double want = ref_row(row, V, y[q], &am);
 					double got = r->per_position[q];
-					cr_expect(fabs(got - want) <= 1e-6 * fabs(want) + 1e-35,
+					/* 1e-13 absolute: without AVX-512 a tile narrower
+					 * than 32 goes to the general (double) path, whose
+					 * log of a sum near 1 keeps ~1e-14 absolute */
+					cr_expect(fabs(got - want) <= 1e-6 * fabs(want) + 1e-13,
 					          "T=%lld V=%lld pos %lld: %.12g vs %.12g",
 					          (long long)T, (long long)V, (long long)q, got,
 					          want);

@@ -190,6 +190,11 @@ typedef struct stream {
 	bool reload;         /* memory is not the store's prefix at seq: read it whole */
 	size_t folded_bytes; /* delta bytes folded in since the last checkpoint */
 	int64_t synced_ms;   /* when sync_stream last succeeded */
+	/* The memory of this replica's updates that the cache may not hold
+	 * yet: in flight, or committed since the last sync. Near the memory
+	 * cap an update syncs first, whatever SYNC_EVERY_MS says, so that the
+	 * cap holds exactly for one replica's sequential updates. */
+	size_t inflight_mem, unsynced_mem;
 	/* SQLite: true from a failed op until resync() reloads the stream from
 	 * disk; set by the store (srv__store_op.stale), read and cleared under
 	 * mu */
@@ -617,6 +622,7 @@ static int sync_stream(stream *s)
 	if (r == 1) {
 		s->reload = false;
 		s->synced_ms = srv__now_ms();
+		s->unsynced_mem = 0;
 		/* Memory is now exactly the store's state at seq: once the deltas
 		 * folded in since the stored checkpoint outweigh it, store it as
 		 * the checkpoint, so that neither a replica's reload nor the
@@ -2034,9 +2040,14 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 		store_unavailable(ss, out);
 		goto unlock;
 	}
-	if (shared && (s->reload || srv__now_ms() - s->synced_ms >= SYNC_EVERY_MS)) {
+	size_t dmem = eng_stream_memory(delta);
+	bool near_cap = s->st && s->inflight_mem + s->unsynced_mem > 0 &&
+	                eng_stream_memory(s->st) + s->inflight_mem + s->unsynced_mem + dmem >
+	                        ss->lim.max_bytes;
+	if (shared && (s->reload || near_cap || srv__now_ms() - s->synced_ms >= SYNC_EVERY_MS)) {
 		/* The checks below see the store's state of at most SYNC_EVERY_MS
-		 * ago (one query that folds in what every replica committed). */
+		 * ago (one query that folds in what every replica committed), or
+		 * of now when this replica's own updates may reach the cap. */
 		int r = sync_stream(s);
 		if (r > 0) {
 			api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
@@ -2189,6 +2200,8 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 	if (!shared) {
 		s->pend_updates += (int64_t)dc.updates;
 		s->pend_rows += (int64_t)dc.rows;
+	} else {
+		s->inflight_mem += dmem;
 	}
 	srv__store_submit(ss->store, &op);
 	pthread_mutex_unlock(&s->mu);
@@ -2200,6 +2213,10 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 	if (!shared) {
 		s->pend_updates -= (int64_t)dc.updates;
 		s->pend_rows -= (int64_t)dc.rows;
+	} else {
+		s->inflight_mem -= dmem;
+		if (!rc)
+			s->unsynced_mem += dmem;
 	}
 	/* Another replica took a seq meanwhile, the key was used elsewhere or
 	 * the commit failed: memory is no longer the store's prefix. */

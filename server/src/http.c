@@ -86,6 +86,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -914,7 +915,17 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
 	srv__conn_timed(s->conns, r->timer, true);
 	srv__conn_busy(s->conns, r->timer, false);
 	api_reply_free(&r->reply);
+	bool large = r->arena != NULL;
 	drop_body(r);
+#ifdef __GLIBC__
+	/* A large body's reply (a per-class row for each of 32000 classes is
+	 * a 50 MB tree) leaves that much free in the worker's malloc arena,
+	 * and each worker has its own: give it back, or every worker keeps
+	 * its own copy resident (measured: 1.14x the decoded tensors after
+	 * five (8192, 32000) requests, 1.06x with this). */
+	if (large)
+		malloc_trim(0);
+#endif
 	free(r->target);
 	free(r);
 	atomic_fetch_sub(&s->active, 1);

@@ -49,9 +49,22 @@ static inline void eng__put_f64(uint8_t *p, double x)
 	eng__put_u64(p, v);
 }
 
+/* ENG__LE: the host stores integers and doubles little-endian, as the
+ * format does, so a field is one unaligned load (memcpy) and an array of
+ * them is one memcpy; elsewhere bytes are assembled one by one. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define ENG__LE 1
+#else
+#define ENG__LE 0
+#endif
+
 static inline uint32_t eng__get_u32(const uint8_t *p)
 {
 	uint32_t v = 0;
+	if (ENG__LE) {
+		memcpy(&v, p, sizeof v);
+		return v;
+	}
 	for (int i = 0; i < 4; i++)
 		v |= (uint32_t)p[i] << (8 * i);
 	return v;
@@ -60,6 +73,10 @@ static inline uint32_t eng__get_u32(const uint8_t *p)
 static inline uint64_t eng__get_u64(const uint8_t *p)
 {
 	uint64_t v = 0;
+	if (ENG__LE) {
+		memcpy(&v, p, sizeof v);
+		return v;
+	}
 	for (int i = 0; i < 8; i++)
 		v |= (uint64_t)p[i] << (8 * i);
 	return v;

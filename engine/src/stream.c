@@ -137,9 +137,12 @@ void eng_stream_free(eng_stream *s)
 	free(s->bins);
 	free(s->sk);
 	free(s->cc);
-	free(s->score);
-	free(s->label);
-	free(s->weight);
+	if (!s->borrowed_rows) {
+		free(s->score);
+		free(s->label);
+	}
+	if (!s->borrowed_weight)
+		free(s->weight);
 	eng_loss_result_free(s->loss);
 	eng__hist_free(s->hist);
 	free(s);
@@ -597,6 +600,35 @@ static bool counts_overflow(const eng_stream *dst, const eng_stream *src)
 	return false;
 }
 
+int eng__stream_grow_rows(eng_stream *dst, int64_t n2, size_t row)
+{
+	const eng_stream_config *c = &dst->cfg;
+	size_t L = (size_t)eng__stream_lcols(c);
+	if (n2 <= dst->cap)
+		return 0;
+	int64_t ncap = dst->cap ? dst->cap : 64;
+	while (ncap < n2)
+		ncap = ncap > INT64_MAX / 2 ? n2 : ncap * 2;
+	if ((size_t)ncap > c->max_bytes / row)
+		ncap = n2;
+	double *ns = realloc(dst->score, (size_t)ncap * (size_t)c->columns * sizeof(double));
+	if (!ns)
+		return ENG_ENOMEM;
+	dst->score = ns;
+	int32_t *nl = realloc(dst->label, (size_t)ncap * L * sizeof(int32_t));
+	if (!nl)
+		return ENG_ENOMEM;
+	dst->label = nl;
+	if (dst->weight) {
+		double *nw = realloc(dst->weight, (size_t)ncap * sizeof(double));
+		if (!nw)
+			return ENG_ENOMEM;
+		dst->weight = nw;
+	}
+	dst->cap = ncap; /* capacity only: contents unchanged */
+	return 0;
+}
+
 int eng_stream_merge(eng_stream *dst, const eng_stream *src, eng_error *err)
 {
 	const eng_stream_config *c = &dst->cfg;
@@ -652,28 +684,8 @@ int eng_stream_merge(eng_stream *dst, const eng_stream *src, eng_error *err)
 			                   (long long)n2, c->max_bytes);
 			goto out;
 		}
-		if (n2 > dst->cap) {
-			int64_t ncap = dst->cap ? dst->cap : 64;
-			while (ncap < n2)
-				ncap = ncap > INT64_MAX / 2 ? n2 : ncap * 2;
-			if ((size_t)ncap > c->max_bytes / row)
-				ncap = n2;
-			double *ns = realloc(dst->score, (size_t)ncap * (size_t)C * sizeof(double));
-			if (!ns)
-				goto nomem;
-			dst->score = ns;
-			int32_t *nl = realloc(dst->label, (size_t)ncap * L * sizeof(int32_t));
-			if (!nl)
-				goto nomem;
-			dst->label = nl;
-			if (dst->weight) {
-				double *nw = realloc(dst->weight, (size_t)ncap * sizeof(double));
-				if (!nw)
-					goto nomem;
-				dst->weight = nw;
-			}
-			dst->cap = ncap; /* capacity only: contents unchanged */
-		}
+		if (eng__stream_grow_rows(dst, n2, row))
+			goto nomem;
 		if (need_w && !dst->weight) {
 			double *nw = malloc((size_t)dst->cap * sizeof(double));
 			if (!nw)
@@ -713,17 +725,20 @@ int eng_stream_merge(eng_stream *dst, const eng_stream *src, eng_error *err)
 
 	/* Phase 2: cannot fail. */
 	if (c->method == ENG_STREAM_EXACT && src->n > 0) {
-		memcpy(dst->score + dst->n * C, src->score,
-		       (size_t)src->n * (size_t)C * sizeof(double));
-		memcpy(dst->label + (size_t)dst->n * L, src->label,
-		       (size_t)src->n * L * sizeof(int32_t));
+		/* (eng_stream_merge_bytes decoded src's rows in place already) */
+		if (src->score != dst->score + dst->n * C)
+			memcpy(dst->score + dst->n * C, src->score,
+			       (size_t)src->n * (size_t)C * sizeof(double));
+		if (src->label != dst->label + (size_t)dst->n * L)
+			memcpy(dst->label + (size_t)dst->n * L, src->label,
+			       (size_t)src->n * L * sizeof(int32_t));
 		if (dst->weight) {
-			if (src->weight)
-				memcpy(dst->weight + dst->n, src->weight,
-				       (size_t)src->n * sizeof(double));
-			else
+			if (!src->weight)
 				for (int64_t i = 0; i < src->n; i++)
 					dst->weight[dst->n + i] = 1.0;
+			else if (src->weight != dst->weight + dst->n)
+				memcpy(dst->weight + dst->n, src->weight,
+				       (size_t)src->n * sizeof(double));
 		}
 		dst->n = n2;
 	}

@@ -347,8 +347,43 @@ static const char *read_counts(eng_stream *s, eng__reader *r)
 	return r->fail ? "truncated" : NULL;
 }
 
-/* An exact stream's rows: scores not NaN, labels in range, weights >= 0. */
-static const char *read_exact(eng_stream *s, eng__reader *r, int *rc)
+/*
+ * Points a delta's row arrays (n rows, weights when hw) at into's spare
+ * rows, grown as needed, so they are decoded in place and the merge that
+ * follows copies nothing. false (nothing borrowed) when into cannot take
+ * them: not an exact stream of the same config, past its memory cap, or
+ * out of memory (the delta then gets arrays of its own).
+ */
+static bool borrow_rows(eng_stream *s, eng_stream *into, int64_t n, bool hw)
+{
+	const eng_stream_config *c = &into->cfg;
+	size_t C = (size_t)c->columns, L = (size_t)eng__stream_lcols(c);
+	if (!eng_stream_config_equal(c, &s->cfg) || c->method != ENG_STREAM_EXACT ||
+	    n > INT64_MAX / 2 - into->n)
+		return false;
+	bool w = hw || into->weight;
+	size_t row = C * sizeof(double) + L * sizeof(int32_t) + (w ? sizeof(double) : 0);
+	int64_t n2 = into->n + n;
+	if ((size_t)n2 > c->max_bytes / row || eng__stream_grow_rows(into, n2, row))
+		return false;
+	s->score = into->score + (size_t)into->n * C;
+	s->label = into->label + (size_t)into->n * L;
+	s->borrowed_rows = true;
+	if (hw && into->weight) {
+		s->weight = into->weight + into->n;
+		s->borrowed_weight = true;
+	}
+	return true;
+}
+
+/*
+ * An exact stream's rows: scores not NaN, labels in range, weights >= 0.
+ * Each array is copied whole (one memcpy on a little-endian host) and then
+ * checked in a loop without early exit that the compiler vectorizes: an
+ * exact state is most of a big store, and its load is bound by passes over
+ * these arrays. With into, the rows go straight into its spare capacity.
+ */
+static const char *read_exact(eng_stream *s, eng__reader *r, int *rc, eng_stream *into)
 {
 	const eng_stream_config *c = &s->cfg;
 	int64_t C = c->columns;
@@ -360,9 +395,11 @@ static const char *read_exact(eng_stream *s, eng__reader *r, int *rc)
 	if (r->fail || hw > 1 || n != s->rows || (size_t)n > r->left / row)
 		return "bad exact section";
 	if (n > 0) {
-		s->score = malloc((size_t)n * (size_t)C * sizeof(double));
-		s->label = malloc((size_t)n * L * sizeof(int32_t));
-		if (hw)
+		if (!(into && borrow_rows(s, into, n, hw))) {
+			s->score = malloc((size_t)n * (size_t)C * sizeof(double));
+			s->label = malloc((size_t)n * L * sizeof(int32_t));
+		}
+		if (hw && !s->weight)
 			s->weight = malloc((size_t)n * sizeof(double));
 		if (!s->score || !s->label || (hw && !s->weight)) {
 			*rc = ENG_ENOMEM;
@@ -373,23 +410,42 @@ static const char *read_exact(eng_stream *s, eng__reader *r, int *rc)
 	/* n rows fit in what is left (checked above): one take, then the
 	 * unchecked primitives over it. */
 	const uint8_t *p = eng__reader_take(r, (size_t)n * row);
-	for (int64_t i = 0; p && i < n * C; i++, p += 8) {
-		s->score[i] = eng__get_f64(p);
-		if (isnan(s->score[i]))
-			return "NaN score";
-	}
-	for (size_t i = 0; p && i < (size_t)n * L; i++, p += 4) {
-		uint32_t y = eng__get_u32(p);
-		if (c->kind == ENG_LABELS_CLASS_ID ? y >= (uint32_t)C : y > 1)
-			return "bad label";
-		s->label[i] = (int32_t)y;
-	}
-	for (int64_t i = 0; p && hw && i < n; i++, p += 8) {
-		s->weight[i] = eng__get_f64(p);
-		if (!good_weight(s->weight[i]))
-			return "bad weight";
-	}
-	return NULL;
+	if (!p || n == 0)
+		return NULL;
+	size_t ns = (size_t)n * (size_t)C, nl = (size_t)n * L;
+	unsigned bad = 0; /* not bool: the loops vectorize */
+	if (ENG__LE)
+		memcpy(s->score, p, ns * 8);
+	else
+		for (size_t i = 0; i < ns; i++)
+			s->score[i] = eng__get_f64(p + 8 * i);
+	p += ns * 8;
+	for (size_t i = 0; i < ns; i++)
+		bad |= (unsigned)(s->score[i] != s->score[i]);
+	if (bad)
+		return "NaN score";
+	if (ENG__LE)
+		memcpy(s->label, p, nl * 4);
+	else
+		for (size_t i = 0; i < nl; i++)
+			s->label[i] = (int32_t)eng__get_u32(p + 4 * i);
+	p += nl * 4;
+	uint32_t top = c->kind == ENG_LABELS_CLASS_ID ? (uint32_t)C - 1 : 1;
+	for (size_t i = 0; i < nl; i++)
+		bad |= (unsigned)((uint32_t)s->label[i] > top);
+	if (bad)
+		return "bad label";
+	if (!hw)
+		return NULL;
+	if (ENG__LE)
+		memcpy(s->weight, p, (size_t)n * 8);
+	else
+		for (size_t i = 0; i < (size_t)n; i++)
+			s->weight[i] = eng__get_f64(p + 8 * i);
+	/* good_weight: finite and >= 0 (NaN fails both compares) */
+	for (size_t i = 0; i < (size_t)n; i++)
+		bad |= (unsigned)!(s->weight[i] >= 0.0 && s->weight[i] <= DBL_MAX);
+	return bad ? "bad weight" : NULL;
 }
 
 /* Rows column k's accumulator counts: positives into *pos, negatives into
@@ -616,14 +672,35 @@ static const char *read_tail(eng_stream *s, eng__reader *r, int *rc)
 	return NULL;
 }
 
-/*
- * The checks that tie a parsed state's sections together, beyond each
- * field's own range: every sum finite, weights >= 0, a class with no rows
- * has no weight, the accumulators (or the exact rows) hold the very counts
- * and weights of the per-column table, loss counts nest. NULL when the
- * state is consistent, else what is not.
- */
-static const char *check_state(const eng_stream *s)
+/* Per column, how many of an exact state's rows are positive (label 1, or
+ * class k for one-vs-rest), in one pass that vectorizes; the labels were
+ * checked to be in range. New (free()), NULL when out of memory. */
+static int64_t *exact_positives(const eng_stream *s)
+{
+	int64_t C = s->cfg.columns;
+	size_t n = (size_t)s->n;
+	int64_t *pos = calloc((size_t)C, sizeof(*pos));
+	if (!pos)
+		return NULL;
+	if (s->cfg.kind == ENG_LABELS_CLASS_ID) {
+		for (size_t i = 0; i < n; i++)
+			pos[s->label[i]]++;
+	} else if (s->cfg.kind == ENG_LABELS_MULTI) {
+		for (size_t i = 0; i < n; i++)
+			for (int64_t k = 0; k < C; k++)
+				pos[k] += s->label[i * (size_t)C + (size_t)k];
+	} else {
+		int64_t p = 0;
+		for (size_t i = 0; i < n; i++)
+			p += s->label[i];
+		pos[0] = p;
+	}
+	return pos;
+}
+
+/* check_state's body; pos: exact_positives of an unweighted exact state
+ * (whose weights are its counts, exact in double), else NULL. */
+static const char *check_counts(const eng_stream *s, const int64_t *pos)
 {
 	const eng_stream_config *c = &s->cfg;
 	int64_t C = c->columns;
@@ -638,7 +715,12 @@ static const char *check_state(const eng_stream *s)
 		if ((x->pos == 0 && x->pw != 0.0) || (x->neg == 0 && x->nw != 0.0))
 			return "weight without rows";
 		double ap, an;
-		if (c->method == ENG_STREAM_EXACT) {
+		if (pos) {
+			if (pos[k] != x->pos || s->n - pos[k] != x->neg)
+				return "rows disagree with the counts";
+			ap = (double)pos[k];
+			an = (double)(s->n - pos[k]);
+		} else if (c->method == ENG_STREAM_EXACT) {
 			int64_t p = 0, q = 0;
 			ap = an = 0.0;
 			for (int64_t i = 0; i < s->n; i++) {
@@ -688,6 +770,25 @@ static const char *check_state(const eng_stream *s)
 	    (sup != l->count || pred != l->count || (l->has_accuracy && cor != l->correct)))
 		return "per-class counts disagree with the totals";
 	return NULL;
+}
+
+/*
+ * The checks that tie a parsed state's sections together, beyond each
+ * field's own range: every sum finite, weights >= 0, a class with no rows
+ * has no weight, the accumulators (or the exact rows) hold the very counts
+ * and weights of the per-column table, loss counts nest. NULL when the
+ * state is consistent, else what is not.
+ */
+static const char *check_state(const eng_stream *s, int *rc)
+{
+	int64_t *pos = NULL;
+	if (s->cfg.method == ENG_STREAM_EXACT && !s->weight && !(pos = exact_positives(s))) {
+		*rc = ENG_ENOMEM;
+		return "out of memory";
+	}
+	const char *why = check_counts(s, pos);
+	free(pos);
+	return why;
 }
 
 /* ---- version 1 ---------------------------------------------------------------------------- */
@@ -750,8 +851,10 @@ static const char *upgrade_v1(eng_stream *s, int *rc)
 
 /* ---- eng_stream_deserialize ------------------------------------------------------------------ */
 
-int eng_stream_deserialize(eng_stream **out, const void *data, size_t len, size_t max_bytes,
-                           eng_error *err)
+/* eng_stream_deserialize, an exact state's rows decoded into into's spare
+ * capacity when into is not NULL (eng_stream_merge_bytes). */
+static int deserialize(eng_stream **out, const void *data, size_t len, size_t max_bytes,
+                       eng_error *err, eng_stream *into)
 {
 	eng_stream_config c = ENG_STREAM_CONFIG_INIT;
 	eng_stream *s = NULL;
@@ -769,12 +872,13 @@ int eng_stream_deserialize(eng_stream **out, const void *data, size_t len, size_
 		goto bad;
 	}
 	if ((why = read_counts(s, &r)) != NULL ||
-	    (why = c.method == ENG_STREAM_EXACT ? read_exact(s, &r, &rc) : read_accs(s, &r, &rc)) !=
-	            NULL ||
+	    (why = c.method == ENG_STREAM_EXACT ? read_exact(s, &r, &rc, into)
+	                                        : read_accs(s, &r, &rc)) != NULL ||
 	    (why = read_loss(s, &r, &rc)) != NULL ||
 	    (version == VERSION_X && (why = read_extra(s, &r, &rc)) != NULL) ||
 	    (why = read_tail(s, &r, &rc)) != NULL ||
-	    (version == 1 && (why = upgrade_v1(s, &rc)) != NULL) || (why = check_state(s)) != NULL)
+	    (version == 1 && (why = upgrade_v1(s, &rc)) != NULL) ||
+	    (why = check_state(s, &rc)) != NULL)
 		goto bad;
 	*out = s;
 	return 0;
@@ -783,4 +887,20 @@ bad:
 	if (rc == ENG_ENOMEM)
 		return eng_error_set(err, ENG_ENOMEM, "state", -1, "out of memory");
 	return eng_error_set(err, ENG_ESTATE, "state", -1, "corrupt stream state: %s", why);
+}
+
+int eng_stream_deserialize(eng_stream **out, const void *data, size_t len, size_t max_bytes,
+                           eng_error *err)
+{
+	return deserialize(out, data, len, max_bytes, err, NULL);
+}
+
+int eng_stream_merge_bytes(eng_stream *dst, const void *data, size_t len, eng_error *err)
+{
+	eng_stream *d = NULL;
+	int rc = deserialize(&d, data, len, SIZE_MAX, err, dst);
+	if (!rc)
+		rc = eng_stream_merge(dst, d, err);
+	eng_stream_free(d);
+	return rc;
 }

@@ -30,6 +30,9 @@ struct eng_stream {
 	double *score;  /* n * columns */
 	int32_t *label; /* n * lcols */
 	double *weight; /* n, or NULL: every weight 1 */
+	/* score and label (weight) point into another stream's spare rows
+	 * (eng_stream_merge_bytes' delta): not this stream's to free */
+	bool borrowed_rows, borrowed_weight;
 	/* binned / sketch: columns accumulators */
 	eng_binned **bins;
 	eng_sketch **sk;
@@ -52,6 +55,10 @@ static inline size_t eng__stream_sketch_col_bytes(const eng_stream_config *c)
 {
 	return c->sketch_bytes / (size_t)c->columns;
 }
+
+/* Room for n2 rows of row bytes each in an exact stream (capacity doubles,
+ * clamped to the memory cap); the contents do not change. 0 or ENG_ENOMEM. */
+int eng__stream_grow_rows(eng_stream *dst, int64_t n2, size_t row);
 
 /* An empty stream of config cfg without accumulators (new: eng_stream_free),
  * NULL when out of memory. */

@@ -281,6 +281,68 @@ Test(stream, round_trip_and_replay_identical)
 	}
 }
 
+/* eng_stream_merge_bytes (a delta decoded straight into the stream) gives
+ * the bytes deserialize + merge gives, for every label kind, with weighted
+ * and unweighted deltas mixed both ways; a delta it refuses (a bad
+ * checksum, another config) changes nothing, though the stream may have
+ * grown room for it. */
+Test(stream, merge_bytes_is_deserialize_then_merge)
+{
+	make_data();
+	eng_stream_method ms[] = {ENG_STREAM_EXACT, ENG_STREAM_SKETCH};
+	eng_label_kind ks[] = {ENG_LABELS_BINARY, ENG_LABELS_CLASS_ID, ENG_LABELS_MULTI};
+	for (int i = 0; i < 2; i++)
+		for (int j = 0; j < 3; j++) {
+			eng_stream *a = new_stream(ms[i], ks[j], ENG_CURVE_ROC);
+			eng_stream *r = new_stream(ms[i], ks[j], ENG_CURVE_ROC);
+			eng_stream *src = new_stream(ms[i], ks[j], ENG_CURVE_ROC);
+			eng_error err;
+			for (int from = 0; from < N; from += 100) {
+				/* weights in the 2nd and 4th batches only */
+				bool weighted = (from / 100) % 2 == 1;
+				eng_stream *b = NULL, *b2 = NULL;
+				eng_stream_reset(src);
+				add_rows(src, ks[j], from, from + 100, weighted);
+				size_t bl;
+				void *bb = ser(src, &bl);
+				cr_assert_eq(eng_stream_deserialize(&b2, bb, bl, SIZE_MAX, &err),
+				             0);
+				cr_assert_eq(eng_stream_merge(a, b2, &err), 0);
+				cr_assert_eq(eng_stream_merge_bytes(r, bb, bl, &err), 0, "%s",
+				             err.msg);
+				/* refused deltas leave r as it was */
+				size_t l0, l1;
+				void *before = ser(r, &l0);
+				((uint8_t *)bb)[bl - 1] ^= 1;
+				cr_assert_eq(eng_stream_merge_bytes(r, bb, bl, &err), ENG_ESTATE);
+				((uint8_t *)bb)[bl - 1] ^= 1;
+				eng_stream *other = new_stream(ms[i], ks[j], ENG_CURVE_PR);
+				void *ob = ser(other, &l1);
+				cr_assert_neq(eng_stream_merge_bytes(r, ob, l1, &err), 0);
+				free(ob);
+				eng_stream_free(other);
+				void *after = ser(r, &l1);
+				cr_assert(l0 == l1 && memcmp(before, after, l0) == 0,
+				          "method %d kind %d: a refused delta left a trace", ms[i],
+				          ks[j]);
+				free(before);
+				free(after);
+				free(bb);
+				eng_stream_free(b);
+				eng_stream_free(b2);
+			}
+			size_t la, lr;
+			void *ba = ser(a, &la), *br = ser(r, &lr);
+			cr_assert(la == lr && memcmp(ba, br, la) == 0,
+			          "method %d kind %d: merge_bytes differs", ms[i], ks[j]);
+			free(ba);
+			free(br);
+			eng_stream_free(a);
+			eng_stream_free(r);
+			eng_stream_free(src);
+		}
+}
+
 Test(stream, corrupt_states_refused)
 {
 	make_data();

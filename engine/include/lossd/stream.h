@@ -190,6 +190,15 @@ int eng_stream_serialize(void **out, size_t *len, const eng_stream *s);
 int eng_stream_deserialize(eng_stream **out, const void *data, size_t len, size_t max_bytes,
                            eng_error *err);
 
+/*
+ * dst merged with the state serialized in data: eng_stream_deserialize
+ * then eng_stream_merge, all or nothing, with that pair's errors, but an
+ * exact state's rows are decoded straight into dst's spare capacity (so
+ * replaying a log of deltas copies each row once). dst's capacity may grow
+ * even when the call fails; its contents do not change.
+ */
+int eng_stream_merge_bytes(eng_stream *dst, const void *data, size_t len, eng_error *err);
+
 /* True when streams of a and b can merge (all but max_bytes equal). */
 bool eng_stream_config_equal(const eng_stream_config *a, const eng_stream_config *b);
 

@@ -233,6 +233,30 @@ def build(res, smoke):
                 "pg/read_after_other_replica_write" + sfx, "lossd", unit="ms",
                 note="p99 %s ms" % fmt(d.get("p99_ms")) if d else "")
 
+    if any(k[0].startswith("startup/") for k in res):
+        t.section("start-up after kill -9 (issue 19 item 2; bounds: file read warm, CPU / cores)")
+        for name, what in (("big", "150 exact streams, 1.8 GB"),
+                           ("pending", "the same as 10^6 pending deltas"),
+                           ("small", "10,000 small streams")):
+            b = "startup/%s/" % name
+            if (b + "ready", "lossd") not in res:
+                continue
+            hi = 0.5 if name == "small" else 2
+            t.bound("%s: seconds to /readyz 200" % what, b + "ready", "lossd", hi=hi, unit="s",
+                    note="load %s" % res[(b + "ready", "lossd")].get("load"))
+            t.bound("%s: reading the file, warm (disk bound)" % what, b + "disk_read", "lossd",
+                    unit="s")
+            t.bound("%s: CPU to ready / cores (decode bound)" % what, b + "cpu_bound", "lossd",
+                    unit="s")
+            t.bound("%s: decode rate per core" % what, b + "decode_rate", "lossd",
+                    unit="MB/s")
+            t.bound("%s: GET /v1/streams (100 per page)" % what, b + "list", "lossd",
+                    hi=100 if name == "small" else None, unit="ms")
+            t.bound("%s: GET /v1/streams?limit=1000" % what, b + "list1000", "lossd", unit="ms")
+            if name == "small":
+                t.bound("%s: RSS per stream (state ~200 B included)" % what,
+                        b + "bytes_per_stream", "lossd", hi=8192, unit="B")
+
     stream_ids = [k for k in res if k[0].startswith("stream")]
     if stream_ids:
         t.section("streams, durability on")

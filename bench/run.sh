@@ -9,7 +9,7 @@
 #                           and that its accuracy checks hold; asserts no time
 #                           (for CI). Writes bench/results/smoke.md.
 # Options: --no-install (do not apt-get the peers), --only LIST (comma list
-# of: bandwidth,loss,metrics,auc,json,http,body,sketch,streams,durable,pg,profile). A full run also
+# of: bandwidth,loss,metrics,auc,json,http,body,sketch,streams,durable,pg,startup,profile). A full run also
 # writes perf profiles of the hot cases to bench/results/profiles/.
 # Env: BENCH_BUILD_DIR (default <repo>/build-bench).
 #
@@ -25,7 +25,7 @@ BUILD=${BENCH_BUILD_DIR:-$ROOT/build-bench}
 PY=/usr/bin/python3
 SMOKE=0
 INSTALL=1
-ONLY=bandwidth,loss,metrics,auc,json,http,body,sketch,streams,durable,pg,profile
+ONLY=bandwidth,loss,metrics,auc,json,http,body,sketch,streams,durable,pg,startup,profile
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--smoke) SMOKE=1 ;;
@@ -171,6 +171,14 @@ if want pg && [ -f "$ROOT/bench/bench_pg.py" ]; then
 			run "pg-s$ns" "$PY" "$ROOT/bench/bench_pg.py" --bin "$BUILD/server/lossd" --streams $ns "${pargs[@]}"
 		done
 	fi
+fi
+if want startup; then
+	# start-up after kill -9 with a big store and with many streams
+	# (builds ~4 GB of stores in a temporary directory: a few minutes)
+	if [ -x "$BUILD/server/lossd" ] && [ -x "$B/startup_store" ]; then
+		run startup "$PY" "$ROOT/bench/bench_startup.py" --bin "$BUILD/server/lossd" \
+			--builder "$B/startup_store" "${SM[@]}"
+	else skip startup "lossd or startup_store not built"; fi
 fi
 
 if want profile && [ $SMOKE = 0 ] && command -v perf >/dev/null; then

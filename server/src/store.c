@@ -75,6 +75,8 @@
  *   Its time is logged at start-up (quick_check_ms).
  * - heads(stream, seq) keeps each stream's last committed seq, written
  *   with every op, so a lost tail of deltas (which leaves no gap) shows.
+ * - the start-up reads (quick_check, srv__store_load_all on a connection
+ *   per loader thread) map the file (LOAD_MMAP); nothing else does.
  * - streams.c checks each stream's rows as it loads them (checksums, the
  *   delta sequence, the head, rows without their stream: srv__store_orphans)
  *   and quarantines what fails.
@@ -243,6 +245,16 @@ static int quick_check(sqlite3 *db, char *err, size_t errlen)
 	return rc;
 }
 
+/*
+ * Start-up reads (quick_check, srv__store_load_all) map the database into
+ * memory: SQLite then reads a page where it lies instead of one pread()
+ * per 4 KiB page, which is most of the time a large store takes to read.
+ * Only then: a read error on a mapped page is a SIGBUS rather than an
+ * error code, acceptable before anything is served (the start fails
+ * either way) but not while serving.
+ */
+#define LOAD_MMAP "PRAGMA mmap_size=1099511627776"
+
 static int open_conn(sqlite3 **db, const char *path, char *err, size_t errlen)
 {
 	int rc = sqlite3_open_v2(
@@ -395,7 +407,12 @@ int srv__store_open(srv__store **out, const char *data_dir, char *err, size_t er
 	char why[512];
 	struct timespec c0, c1;
 	clock_gettime(CLOCK_MONOTONIC, &c0);
-	if (quick_check(st->w, why, sizeof why)) {
+	/* Memory-mapped while checking (see LOAD_MMAP): page reads without a
+	 * system call each; the map goes right after. */
+	sqlite3_exec(st->w, LOAD_MMAP, NULL, NULL, NULL);
+	int qc = quick_check(st->w, why, sizeof why);
+	sqlite3_exec(st->w, "PRAGMA mmap_size=0", NULL, NULL, NULL);
+	if (qc) {
 		errf(err, errlen,
 		     "%s is damaged (PRAGMA quick_check: %s); refusing to start. Restore it from "
 		     "a backup, or try `sqlite3 %s .recover`",
@@ -1096,6 +1113,153 @@ out:
 	sqlite3_finalize(ds);
 	sqlite3_exec(st->r, "COMMIT", NULL, NULL, NULL);
 	reader_unlock(st);
+	return rc;
+}
+
+/* ---- loading every stream, several threads at once ---- */
+
+typedef struct load_all {
+	srv__store *st;
+	char **ids; /* every stream id, sorted */
+	size_t n, chunk;
+	atomic_size_t next; /* the next unclaimed index into ids */
+	atomic_int failed;
+	srv__store_stream_fn on_stream;
+	srv__store_delta_fn on_delta;
+	void *arg;
+} load_all;
+
+/* One loader: claims chunks of ids and reads each stream whole (its row,
+ * then its deltas) on a connection of its own, until none is left or a
+ * loader failed. */
+static void *load_worker(void *arg)
+{
+	load_all *la = arg;
+	sqlite3 *db = NULL;
+	sqlite3_stmt *ss = NULL, *ds = NULL;
+	char err[256];
+	bool ok = false, begun = false;
+
+	if (open_conn(&db, la->st->path, err, sizeof err) ||
+	    sqlite3_exec(db, LOAD_MMAP, NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+		goto out;
+	begun = true;
+	if (sqlite3_prepare_v2(db,
+	                       "SELECT id, owner, config, state, seq FROM streams WHERE id = ?1",
+	                       -1, &ss, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "SELECT seq, data FROM deltas WHERE stream = ?1 ORDER BY seq",
+	                       -1, &ds, NULL) != SQLITE_OK)
+		goto out;
+	for (;;) {
+		size_t a = atomic_fetch_add(&la->next, la->chunk);
+		if (a >= la->n) {
+			ok = true;
+			break;
+		}
+		size_t b = a + la->chunk < la->n ? a + la->chunk : la->n;
+		for (size_t i = a; i < b; i++) {
+			if (atomic_load(&la->failed))
+				goto out;
+			sqlite3_bind_text(ss, 1, la->ids[i], -1, SQLITE_STATIC);
+			int src = sqlite3_step(ss);
+			if (src == SQLITE_DONE) { /* cannot happen: nothing writes meanwhile */
+				sqlite3_reset(ss);
+				continue;
+			}
+			if (src != SQLITE_ROW)
+				goto out;
+			const char *id = (const char *)sqlite3_column_text(ss, 0);
+			const char *owner = (const char *)sqlite3_column_text(ss, 1);
+			const char *config = (const char *)sqlite3_column_text(ss, 2);
+			const void *state = sqlite3_column_blob(ss, 3);
+			size_t len = (size_t)sqlite3_column_bytes(ss, 3);
+			int64_t seq = sqlite3_column_int64(ss, 4);
+			void *h = la->on_stream(la->arg, id ? id : "", owner ? owner : "",
+			                        config ? config : "", state, len, seq);
+			sqlite3_reset(ss);
+			if (!h)
+				goto out;
+			sqlite3_bind_text(ds, 1, la->ids[i], -1, SQLITE_STATIC);
+			int drc;
+			while ((drc = sqlite3_step(ds)) == SQLITE_ROW)
+				if (la->on_delta(la->arg, h, sqlite3_column_int64(ds, 0),
+				                 sqlite3_column_blob(ds, 1),
+				                 (size_t)sqlite3_column_bytes(ds, 1)))
+					break;
+			sqlite3_reset(ds);
+			if (drc != SQLITE_DONE)
+				goto out;
+		}
+	}
+out:
+	if (!ok)
+		atomic_store(&la->failed, 1);
+	sqlite3_finalize(ss);
+	sqlite3_finalize(ds);
+	if (begun)
+		sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	sqlite3_close(db);
+	return NULL;
+}
+
+int srv__store_load_all(srv__store *st, int threads, srv__store_stream_fn on_stream,
+                        srv__store_delta_fn on_delta, void *arg)
+{
+	load_all la = {.st = st, .on_stream = on_stream, .on_delta = on_delta, .arg = arg};
+	sqlite3_stmt *q = NULL;
+	pthread_t tid[SRV__STORE_LOAD_THREADS];
+	size_t cap = 0;
+	int rc = -1, started = 0, src;
+
+	if (st->be)
+		return st->be->load(st->impl, NULL, on_stream, on_delta, arg);
+	reader_lock(st);
+	if (sqlite3_prepare_v2(st->r, "SELECT id FROM streams ORDER BY id", -1, &q, NULL) !=
+	    SQLITE_OK) {
+		reader_unlock(st);
+		goto out;
+	}
+	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
+		const char *id = (const char *)sqlite3_column_text(q, 0);
+		if (la.n == cap) {
+			size_t nc = cap ? cap * 2 : 256;
+			char **nv = realloc(la.ids, nc * sizeof(*nv));
+			if (!nv)
+				break;
+			la.ids = nv;
+			cap = nc;
+		}
+		if (!(la.ids[la.n] = strdup(id ? id : "")))
+			break;
+		la.n++;
+	}
+	sqlite3_finalize(q);
+	reader_unlock(st);
+	if (src != SQLITE_DONE)
+		goto out;
+	if (threads > SRV__STORE_LOAD_THREADS)
+		threads = SRV__STORE_LOAD_THREADS;
+	if (threads < 1)
+		threads = 1;
+	/* Chunks small enough to share 150 big streams evenly, large enough
+	 * that 10,000 small ones cost few claims. */
+	la.chunk = la.n / ((size_t)threads * 64);
+	if (la.chunk < 1)
+		la.chunk = 1;
+	for (int t = 1; t < threads && (size_t)t < la.n; t++) {
+		if (pthread_create(&tid[started], NULL, load_worker, &la) != 0)
+			break;
+		started++;
+	}
+	load_worker(&la); /* this thread loads too */
+	for (int t = 0; t < started; t++)
+		pthread_join(tid[t], NULL);
+	rc = atomic_load(&la.failed) ? -1 : 0;
+out:
+	for (size_t i = 0; i < la.n; i++)
+		free(la.ids[i]);
+	free(la.ids);
 	return rc;
 }
 

@@ -138,6 +138,21 @@ int srv__store_load(srv__store *st, const char *only_id, srv__store_stream_fn on
                     srv__store_delta_fn on_delta, void *arg);
 
 /*
+ * Reads every stream as srv__store_load(st, NULL, ...) does, with up to
+ * `threads` threads at once (at most SRV__STORE_LOAD_THREADS; this one
+ * included), each on a read connection of its own: the callbacks are
+ * called from several threads, never two at once for one stream, and in
+ * no particular order across streams. For start-up only: no op may be
+ * submitted meanwhile (the loaders do not share one read transaction).
+ * Another backend loads with its own load(). Returns 0, -1 on a database
+ * error or when a callback stopped (the other loaders stop too). Main
+ * thread.
+ */
+#define SRV__STORE_LOAD_THREADS 8
+int srv__store_load_all(srv__store *st, int threads, srv__store_stream_fn on_stream,
+                        srv__store_delta_fn on_delta, void *arg);
+
+/*
  * Calls fn(arg, id) once per stream id that has deltas but no stream row
  * (damage: the row was lost), in id order; fn returns 0 or -1 (stop).
  * Returns 0, or -1 on a database error or when fn stopped. Any thread.

@@ -3,8 +3,10 @@
  * in memory, each the replay of what the store (store.c) holds on disk.
  *
  * Design. Every stream is loaded at open (checkpoint + deltas replayed) and
- * lives in a table sorted by id. A write (create, update, merge, reset,
- * delete) goes:
+ * lives in a table sorted by id. The load runs on a loader thread per core
+ * (srv__store_load_all), each delta decoded straight into its stream
+ * (eng_stream_merge_bytes): a big store's start is bound by decoding.
+ * A write (create, update, merge, reset, delete) goes:
  *   1. decode the body into an engine delta (no lock: JSON and validation
  *      run in parallel on every worker);
  *   2. under the stream's mutex: the idempotency check, eng_stream_merge
@@ -384,8 +386,8 @@ static void release(stream *s)
 
 typedef struct load_ctx {
 	srv__streams *ss;
-	int failed;
-	bool lazy; /* load_one: a stream already in the table is not an error */
+	atomic_int failed; /* set by any loader thread (srv__store_load_all) */
+	bool lazy;         /* load_one: a stream already in the table is not an error */
 } load_ctx;
 
 /* Marks s (being loaded) damaged: its state is dropped, every route but
@@ -459,7 +461,6 @@ fail:
 static int on_delta(void *arg, void *handle, int64_t seq, const void *data, size_t len)
 {
 	stream *s = handle;
-	eng_stream *d = NULL;
 	eng_error err;
 	(void)arg;
 	if (s->damaged)
@@ -469,14 +470,9 @@ static int on_delta(void *arg, void *handle, int64_t seq, const void *data, size
 		           (long long)seq, (long long)s->seq);
 		return 0;
 	}
-	/* Replays ignore the cap: the disk holds only what was accepted. */
-	if (eng_stream_deserialize(&d, data, len, SIZE_MAX, &err)) {
-		quarantine(s, "bad delta %lld: %s", (long long)seq, err.msg);
-		return 0;
-	}
-	int rc = eng_stream_merge(s->st, d, &err);
-	eng_stream_free(d);
-	if (rc) {
+	/* Replays ignore the cap: the disk holds only what was accepted (the
+	 * stream's is set after the load). Decoded into the stream in place. */
+	if (eng_stream_merge_bytes(s->st, data, len, &err)) {
 		quarantine(s, "cannot replay delta %lld: %s", (long long)seq, err.msg);
 		return 0;
 	}
@@ -1017,8 +1013,14 @@ int srv__streams_open(srv__streams *ss, const char *data_dir)
 		return -1;
 	}
 	/* A shared store's streams are read when first asked for. */
+	/* Streams decode on a loader thread per core: a big store's start is
+	 * bound by decoding, not by the disk. */
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	int loaders = cores < 1                         ? 1
+	              : cores > SRV__STORE_LOAD_THREADS ? SRV__STORE_LOAD_THREADS
+	                                                : (int)cores;
 	if (!srv__store_shared(ss->store) &&
-	    (srv__store_load(ss->store, NULL, on_stream, on_delta, &lc) || lc.failed ||
+	    (srv__store_load_all(ss->store, loaders, on_stream, on_delta, &lc) || lc.failed ||
 	     srv__store_orphans(ss->store, on_orphan, &lc) || lc.failed ||
 	     srv__store_heads(ss->store, on_head, &lc) || lc.failed ||
 	     srv__store_load_extra(ss->store, on_ckpt, on_meta, &lc))) {
@@ -1720,8 +1722,9 @@ void srv__streams_list(api_reply *out, const srv_request *req)
 	}
 	stream *cur_holder = calloc(1, sizeof(*cur_holder));
 	char *nbuf = malloc(512);
+	stream **page = malloc((size_t)q.limit * sizeof(*page));
 	lent cur = {0};
-	if (!cur_holder || !nbuf) {
+	if (!cur_holder || !nbuf || !page) {
 		api_reply_error(out, 503, "out_of_memory", "out of memory");
 		goto done;
 	}
@@ -1791,29 +1794,44 @@ void srv__streams_list(api_reply *out, const srv_request *req)
 			list_cursor(next, sizeof next, last, q.sort);
 			break;
 		}
-		stream *s = e->s;
+		/* the page's streams, held by a reference: rendered below */
+		page[shown] = e->s;
+		e->s->refs++;
+		last = e;
+		shown++;
+	}
+	pthread_mutex_unlock(&ss->mu);
+	/* Rendered without the table's mutex: the config, id and owner are
+	 * immutable and the reference keeps them; counts and metadata are
+	 * read under each stream's own mutex. */
+	for (long long k = 0; k < shown; k++) {
+		stream *s = page[k];
 		eng_stream_counts c;
 		pthread_mutex_lock(&s->mu);
+		if (s->deleted || s->damaged || !s->st) { /* meanwhile: left out */
+			pthread_mutex_unlock(&s->mu);
+			continue;
+		}
 		eng_stream_counts_of(&c, s->st);
 		/* committed counts: less what ops in flight added */
 		c.updates -= s->pend_updates;
 		c.rows -= s->pend_rows;
 		if (atomic_load(&s->stale) && !stale)
 			stale = s;
-		json_t *j = api_stream_summary(s->spec, s->id, &s->meta, &c,
-		                               req->admin ? s->owner : NULL);
+		json_t *j = stale ? NULL
+		                  : api_stream_summary(s->spec, s->id, &s->meta, &c,
+		                                       req->admin ? s->owner : NULL);
 		pthread_mutex_unlock(&s->mu);
+		if (stale)
+			break;
 		bad |= json_array_append_new(arr, j); /* -1 for a NULL j */
-		last = e;
-		shown++;
 	}
-	if (stale) {
-		/* s->id outlives ss->mu: the reply is written before unlocking */
-		stream_resyncing(out, stale);
-		pthread_mutex_unlock(&ss->mu);
+	if (stale)
+		stream_resyncing(out, stale); /* before the references go */
+	for (long long k = 0; k < shown; k++)
+		release(page[k]);
+	if (stale)
 		goto done;
-	}
-	pthread_mutex_unlock(&ss->mu);
 	o = api_stream_list_page(arr, next[0] ? next : NULL);
 	arr = NULL;
 	if (bad) {
@@ -1825,6 +1843,7 @@ done:
 	json_decref(arr);
 	free(v);
 	free(nbuf);
+	free(page);
 	free(cur_holder);
 }
 

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 
 #include "b64.h"
+#include "mem.h"
 #include "stream_priv.h"
 
 json_t *api_stream_ack(const char *id, const eng_stream_counts *c, api_stream_applied applied)
@@ -63,6 +64,56 @@ json_t *api_stream_list_page(json_t *entries, const char *next)
 	/* "o" steals entries and the next string, also when the pack fails */
 	return json_pack("{so so}", "streams", entries, "next",
 	                 next ? json_string(next) : json_null());
+}
+
+struct api_stream_page {
+	json_t *entries;
+	bool failed;
+};
+
+api_stream_page *api_stream_page_new(void)
+{
+	api_stream_page *pg = api__malloc(sizeof(*pg));
+	if (!pg)
+		return NULL;
+	pg->failed = false;
+	if (!(pg->entries = json_array())) {
+		api__free(pg);
+		return NULL;
+	}
+	return pg;
+}
+
+int api_stream_page_add(api_stream_page *pg, const api_stream_spec *s, const char *id,
+                        const api_meta *meta, const eng_stream_counts *c, const char *principal)
+{
+	json_t *e = api_stream_summary(s, id, meta, c, principal);
+	/* json_array_append_new takes e, also when it fails; NULL fails */
+	if (json_array_append_new(pg->entries, e))
+		pg->failed = true;
+	return pg->failed ? -1 : 0;
+}
+
+json_t *api_stream_page_finish(api_stream_page *pg, const char *next)
+{
+	if (!pg)
+		return NULL;
+	bool failed = pg->failed;
+	json_t *o = api_stream_list_page(pg->entries, next);
+	api__free(pg);
+	if (failed) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+void api_stream_page_free(api_stream_page *pg)
+{
+	if (!pg)
+		return;
+	json_decref(pg->entries);
+	api__free(pg);
 }
 
 json_t *api_stream_reading(const api_stream_spec *s, const char *id, const eng_stream *st,

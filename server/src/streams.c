@@ -1609,14 +1609,13 @@ static void list_shared(api_reply *out, const srv_request *req, const api_list_q
 	srv__streams *ss = req->streams;
 	list_ctx lc = {calloc((size_t)q->limit + 1, sizeof(listed)), 0, (size_t)q->limit + 1,
 	               q->sort};
-	json_t *arr = json_array(), *o = NULL;
+	api_stream_page *pg = api_stream_page_new();
 	const char *by_owner = q->by_owner ? q->owner : NULL;
 	const char *owner = req->admin && by_owner ? by_owner : who(req);
 	char *tags = NULL, next[600] = "";
 	stream *holder = NULL;
-	int bad = 0;
 
-	if (!lc.v || !arr || (q->ntags && !(tags = api_query_list_tags(q)))) {
+	if (!lc.v || !pg || (q->ntags && !(tags = api_query_list_tags(q)))) {
 		api_reply_error(out, 503, "out_of_memory", "out of memory");
 		goto out;
 	}
@@ -1627,7 +1626,8 @@ static void list_shared(api_reply *out, const srv_request *req, const api_list_q
 		goto out;
 	}
 	if (by_owner && strcmp(by_owner, owner) != 0) {
-		api_reply_json(out, 200, api_stream_list_page(NULL, NULL));
+		api_reply_json(out, 200, api_stream_page_finish(pg, NULL)); /* empty */
+		pg = NULL;
 		goto out;
 	}
 	_Static_assert((int)API_LIST_SORT_NAME == (int)SRV__SORT_NAME &&
@@ -1651,16 +1651,15 @@ static void list_shared(api_reply *out, const srv_request *req, const api_list_q
 		bool has_meta = api_meta_load(&m, lc.v[k].meta) == 0;
 		if (has_meta)
 			m.updated_ms = lc.v[k].updated_ms ? lc.v[k].updated_ms : m.created_ms;
-		json_t *e = NULL;
 		bool found = false;
 		for (int tries = 0; tries < 2 && !found; tries++) {
 			pthread_mutex_lock(&ss->mu);
 			long i = find(ss, lc.v[k].id);
 			found = i >= 0 && !ss->v[i]->damaged;
 			if (found)
-				e = api_stream_summary(ss->v[i]->spec, ss->v[i]->id,
-				                       has_meta ? &m : NULL, &c,
-				                       req->admin ? owner : NULL);
+				api_stream_page_add(pg, ss->v[i]->spec, ss->v[i]->id,
+				                    has_meta ? &m : NULL, &c,
+				                    req->admin ? owner : NULL);
 			pthread_mutex_unlock(&ss->mu);
 			if (i >= 0)
 				break;
@@ -1673,9 +1672,7 @@ static void list_shared(api_reply *out, const srv_request *req, const api_list_q
 		}
 		if (has_meta)
 			api_meta_clear(&m);
-		if (!found) /* deleted meanwhile */
-			continue;
-		bad |= json_array_append_new(arr, e); /* -1 for a NULL e */
+		/* (not found: deleted meanwhile, left out) */
 	}
 	if (lc.n > (size_t)q->limit && shown > 0) {
 		const listed *l = &lc.v[shown - 1];
@@ -1687,15 +1684,10 @@ static void list_shared(api_reply *out, const srv_request *req, const api_list_q
 		lent e = {holder, l->t, l->name};
 		list_cursor(next, sizeof next, &e, q->sort);
 	}
-	o = api_stream_list_page(arr, next[0] ? next : NULL);
-	arr = NULL;
-	if (bad) {
-		json_decref(o);
-		o = NULL;
-	}
-	api_reply_json(out, 200, o);
+	api_reply_json(out, 200, api_stream_page_finish(pg, next[0] ? next : NULL));
+	pg = NULL;
 out:
-	json_decref(arr);
+	api_stream_page_free(pg);
 	for (size_t k = 0; lc.v && k < lc.n; k++) {
 		free(lc.v[k].name);
 		free(lc.v[k].meta);
@@ -1710,11 +1702,10 @@ void srv__streams_list(api_reply *out, const srv_request *req)
 	srv__streams *ss = req->streams;
 	api_list_query q;
 	api_problem p;
-	json_t *arr = NULL, *o = NULL;
+	api_stream_page *pg = NULL;
 	lent *v = NULL;
 	char next[600] = "";
 	const stream *stale = NULL;
-	int bad = 0;
 
 	if (api_query_list(&q, req->query, &p)) {
 		api_reply_problem(out, &p);
@@ -1738,7 +1729,7 @@ void srv__streams_list(api_reply *out, const srv_request *req)
 		list_shared(out, req, &q, &cur);
 		goto done;
 	}
-	if (!(arr = json_array())) {
+	if (!(pg = api_stream_page_new())) {
 		api_reply_error(out, 503, "out_of_memory", "out of memory");
 		goto done;
 	}
@@ -1818,13 +1809,12 @@ void srv__streams_list(api_reply *out, const srv_request *req)
 		c.rows -= s->pend_rows;
 		if (atomic_load(&s->stale) && !stale)
 			stale = s;
-		json_t *j = stale ? NULL
-		                  : api_stream_summary(s->spec, s->id, &s->meta, &c,
-		                                       req->admin ? s->owner : NULL);
+		if (!stale)
+			api_stream_page_add(pg, s->spec, s->id, &s->meta, &c,
+			                    req->admin ? s->owner : NULL);
 		pthread_mutex_unlock(&s->mu);
 		if (stale)
 			break;
-		bad |= json_array_append_new(arr, j); /* -1 for a NULL j */
 	}
 	if (stale)
 		stream_resyncing(out, stale); /* before the references go */
@@ -1832,15 +1822,10 @@ void srv__streams_list(api_reply *out, const srv_request *req)
 		release(page[k]);
 	if (stale)
 		goto done;
-	o = api_stream_list_page(arr, next[0] ? next : NULL);
-	arr = NULL;
-	if (bad) {
-		json_decref(o);
-		o = NULL;
-	}
-	api_reply_json(out, 200, o);
+	api_reply_json(out, 200, api_stream_page_finish(pg, next[0] ? next : NULL));
+	pg = NULL;
 done:
-	json_decref(arr);
+	api_stream_page_free(pg);
 	free(v);
 	free(nbuf);
 	free(page);
@@ -1992,6 +1977,22 @@ static const char *record_reply(const char *rec, const char *digest, bool *diges
 	return nl + 1;
 }
 
+/* The reply to a retry of key whose stored record is rec: the first
+ * reply when the retry's body has the same digest, else 409
+ * idempotency_conflict. */
+static void reply_replayed(api_reply *out, const char *rec, const char *digest, const char *key)
+{
+	bool same;
+	const char *first = record_reply(rec, digest, &same);
+	if (same)
+		reply_text(out, 200, first);
+	else
+		api_reply_error(out, 409, "idempotency_conflict",
+		                "%s was first used with another body; a retry must send the same "
+		                "data (use a new key for new data)",
+		                key ? key : "the key");
+}
+
 /* The record key of a merged state_id (beside batch ids, in one table). */
 static void state_key(char *out, size_t cap, const char *state_id)
 {
@@ -2105,15 +2106,7 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 			goto unlock;
 		}
 		if (r == 1) {
-			bool same;
-			const char *first = record_reply(prev, digest, &same);
-			if (same)
-				reply_text(out, 200, first);
-			else
-				api_reply_error(out, 409, "idempotency_conflict",
-				                "%s was first used with another body; a retry must "
-				                "send the same data (use a new key for new data)",
-				                key);
+			reply_replayed(out, prev, digest, key);
 			goto unlock;
 		}
 		if (s->deleted) {
@@ -2165,15 +2158,7 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 		api_reply_free(out);
 		if (shared && key && srv__store_key_get(ss->store, s->id, key, &prev) == 1) {
 			/* a retry of a batch the store has: its first reply */
-			bool same;
-			const char *first = record_reply(prev, digest, &same);
-			if (same)
-				reply_text(out, 200, first);
-			else
-				api_reply_error(out, 409, "idempotency_conflict",
-				                "%s was first used with another body; a retry must "
-				                "send the same data (use a new key for new data)",
-				                key);
+			reply_replayed(out, prev, digest, key);
 			goto unlock;
 		}
 		api_stream_merge_problem(&p, &err);
@@ -2250,18 +2235,11 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 		api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
 	} else if (shared && op.stored_reply) {
 		/* The committed counts, or (replayed) the key's first reply. */
-		bool same = true;
-		const char *first = op.replayed ? record_reply(op.stored_reply, digest, &same)
-		                                : op.stored_reply;
 		api_reply_free(out);
-		if (same)
-			reply_text(out, 200, first);
+		if (op.replayed)
+			reply_replayed(out, op.stored_reply, digest, key);
 		else
-			api_reply_error(
-			        out, 409, "idempotency_conflict",
-			        "%s was first used with another body; a retry must send the "
-			        "same data (use a new key for new data)",
-			        key ? key : "the key");
+			reply_text(out, 200, op.stored_reply);
 	}
 	if (!rc && !(shared && (op.gone || op.replayed)))
 		atomic_fetch_add(&ss->updates_committed, 1);

@@ -137,6 +137,45 @@ Test(stream_reply, list_page_empty_and_with_next)
 	json_decref(p);
 }
 
+Test(stream_reply, page_built_entry_by_entry)
+{
+	api_stream_spec *s = spec_ok("{\"method\":\"exact\",\"name\":\"a\"}");
+	eng_stream_counts c = {2, 9};
+
+	api_stream_page *pg = api_stream_page_new();
+	cr_assert_not_null(pg);
+	json_t *empty = api_stream_page_finish(pg, NULL);
+	char *t = dumps(empty);
+	cr_assert_str_eq(t, "{\"streams\":[],\"next\":null}");
+	free(t);
+	json_decref(empty);
+
+	pg = api_stream_page_new();
+	cr_assert_eq(api_stream_page_add(pg, s, "s1", NULL, &c, NULL), 0);
+	cr_assert_eq(api_stream_page_add(pg, s, "s2", NULL, &c, "team"), 0);
+	json_t *page = api_stream_page_finish(pg, "c1.s2");
+	/* each entry is the summary api_stream_summary gives for the same values */
+	json_t *e1 = api_stream_summary(s, "s1", NULL, &c, NULL);
+	json_t *e2 = api_stream_summary(s, "s2", NULL, &c, "team");
+	json_t *arr = json_object_get(page, "streams");
+	cr_assert_eq(json_array_size(arr), 2);
+	cr_assert(json_equal(json_array_get(arr, 0), e1));
+	cr_assert(json_equal(json_array_get(arr, 1), e2));
+	cr_assert_str_eq(json_string_value(json_object_get(page, "next")), "c1.s2");
+	json_decref(e1);
+	json_decref(e2);
+	json_decref(page);
+
+	/* an unfinished page is dropped whole; finishing NULL is NULL */
+	pg = api_stream_page_new();
+	cr_assert_eq(api_stream_page_add(pg, s, "s1", NULL, &c, NULL), 0);
+	api_stream_page_free(pg);
+	api_stream_page_free(NULL);
+	cr_assert_null(api_stream_page_finish(NULL, NULL));
+
+	api_stream_spec_free(s);
+}
+
 Test(stream_reply, reading_adds_meta_stale_and_principal)
 {
 	api_stream_spec *s = spec_ok("{\"method\":\"exact\"}");

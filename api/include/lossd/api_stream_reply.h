@@ -49,6 +49,21 @@ json_t *api_stream_summary(const api_stream_spec *s, const char *id, const api_m
 json_t *api_stream_list_page(json_t *entries, const char *next);
 
 /*
+ * A page of GET /v1/streams built entry by entry, so that the server
+ * passes plain values and never holds the page's JSON: _new, then
+ * _add per stream (api_stream_summary's arguments), then _finish, which
+ * returns the page (api_stream_list_page's shape) and frees pg. A failed
+ * _add (out of memory) makes _finish return NULL. _free drops a page that
+ * is not finished. Any thread; one page per thread at a time.
+ */
+typedef struct api_stream_page api_stream_page;
+api_stream_page *api_stream_page_new(void);
+int api_stream_page_add(api_stream_page *pg, const api_stream_spec *s, const char *id,
+                        const api_meta *meta, const eng_stream_counts *c, const char *principal);
+json_t *api_stream_page_finish(api_stream_page *pg, const char *next);
+void api_stream_page_free(api_stream_page *pg);
+
+/*
  * The reading of GET /v1/streams/{id}: api_stream_render_read's, then the
  * metadata fields (meta, when not NULL), "stale": true when stale (a
  * shared store could not be read and the client allowed it) and

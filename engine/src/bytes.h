@@ -109,14 +109,15 @@ static inline uint8_t *eng__writer_reserve(eng__writer *w, size_t n)
 {
 	if (w->fail)
 		return NULL;
-	if (n > SIZE_MAX - w->len) {
+	/* no object is larger than PTRDIFF_MAX bytes (nor asked of realloc) */
+	if (n > (size_t)PTRDIFF_MAX - w->len) {
 		w->fail = true;
 		return NULL;
 	}
 	if (w->len + n > w->cap) {
 		size_t nc = w->cap ? w->cap : 256;
 		while (nc < w->len + n)
-			nc = nc > SIZE_MAX / 2 ? w->len + n : nc * 2;
+			nc = nc > (size_t)PTRDIFF_MAX / 2 ? w->len + n : nc * 2;
 		uint8_t *np = realloc(w->p, nc);
 		if (!np) {
 			w->fail = true;

@@ -142,6 +142,7 @@
 #include "lossd/api_query.h"
 #include "lossd/api_stream.h"
 #include "lossd/api_stream_reply.h"
+#include "lossd/dynbuf.h"
 #include "lossd/history.h"
 #include "log.h"
 #include "lossd/stream.h"
@@ -2975,40 +2976,24 @@ size_t srv__streams_expire(srv__streams *ss, int64_t now_ms)
  * scrape. Each scrape computes every reading, so the cap bounds its cost.
  */
 
-typedef struct gtext {
-	char *p;
-	size_t len, cap;
-	bool fail;
-} gtext;
+/* The gauges' text: at most this much (about 200 bytes per stream and
+ * family at --metrics-streams-max). */
+#define GAUGES_TEXT_MAX ((size_t)64 << 20)
+/* A label's text: an id, a name and the tags the operator lists. */
+#define GAUGE_LABELS_MAX ((size_t)64 << 10)
 
-static void gput(gtext *g, const char *s, size_t n)
+static void gput(api_dynbuf *g, const char *s, size_t n)
 {
-	if (g->fail)
-		return;
-	if (g->len + n + 1 > g->cap) {
-		size_t nc = g->cap ? g->cap * 2 : 4096;
-		while (nc < g->len + n + 1)
-			nc *= 2;
-		char *np = realloc(g->p, nc);
-		if (!np) {
-			g->fail = true;
-			return;
-		}
-		g->p = np;
-		g->cap = nc;
-	}
-	memcpy(g->p + g->len, s, n);
-	g->len += n;
-	g->p[g->len] = '\0';
+	api_dynbuf_add(g, s, n); /* an error sticks: checked once at the end */
 }
 
-static void gputs(gtext *g, const char *s)
+static void gputs(api_dynbuf *g, const char *s)
 {
 	gput(g, s, strlen(s));
 }
 
 /* A label value, escaped as the text format wants (\\, \", \n). */
-static void gval(gtext *g, const char *v)
+static void gval(api_dynbuf *g, const char *v)
 {
 	gput(g, "\"", 1);
 	for (; *v; v++) {
@@ -3023,7 +3008,7 @@ static void gval(gtext *g, const char *v)
 }
 
 /* A tag key as a label name. */
-static void gname(gtext *g, const char *k, size_t n)
+static void gname(api_dynbuf *g, const char *k, size_t n)
 {
 	if ((n && k[0] >= '0' && k[0] <= '9') || !strcmp(k, "stream") || !strcmp(k, "name"))
 		gput(g, "tag_", 4); /* a label name, never one of ours twice */
@@ -3068,7 +3053,7 @@ static bool has_all_tags(const api_meta *m, const char *tags)
 	return true;
 }
 
-static void gfamily(gtext *g, const gent *v, size_t n, int which)
+static void gfamily(api_dynbuf *g, const gent *v, size_t n, int which)
 {
 	static const char *const names[] = {"lossd_stream_auc", "lossd_stream_loss",
 	                                    "lossd_stream_count"};
@@ -3098,7 +3083,7 @@ char *srv__streams_gauges(srv__streams *ss)
 {
 	if (!ss)
 		return NULL;
-	gtext g = {0};
+	api_dynbuf g;
 	gent *v = NULL;
 	size_t n = 0;
 
@@ -3129,7 +3114,8 @@ char *srv__streams_gauges(srv__streams *ss)
 	size_t keep = n < ss->lim.metrics_max ? n : ss->lim.metrics_max;
 	for (size_t i = 0; i < keep; i++) {
 		stream *s = v[i].s;
-		gtext l = {0};
+		api_dynbuf l;
+		api_dynbuf_init(&l, GAUGE_LABELS_MAX);
 		pthread_mutex_lock(&s->mu);
 		bool read =
 		        s->st && !s->deleted &&
@@ -3154,12 +3140,11 @@ char *srv__streams_gauges(srv__streams *ss)
 		}
 		gputs(&l, "}");
 		pthread_mutex_unlock(&s->mu);
-		if (read) {
-			v[i].labels = l.fail ? NULL : l.p;
-		} else {
-			free(l.p);
-		}
+		if (read && !api_dynbuf_error(&l))
+			v[i].labels = api_dynbuf_take(&l, NULL);
+		api_dynbuf_free(&l);
 	}
+	api_dynbuf_init(&g, GAUGES_TEXT_MAX);
 	for (int f = 0; f < 3; f++)
 		gfamily(&g, v, keep, f);
 	for (size_t i = 0; i < n; i++) {
@@ -3167,9 +3152,7 @@ char *srv__streams_gauges(srv__streams *ss)
 		release(v[i].s);
 	}
 	free(v);
-	if (g.fail) {
-		free(g.p);
-		return NULL;
-	}
-	return g.p;
+	char *text = api_dynbuf_error(&g) ? NULL : api_dynbuf_take(&g, NULL);
+	api_dynbuf_free(&g);
+	return text;
 }

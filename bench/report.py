@@ -217,6 +217,19 @@ def build(res, smoke):
             t.bound("%s bodies, %d stream(s): p99" % (kind, ns), c + "/p99", "lossd", hi=20,
                     unit="ms")
 
+    # issue 15: an update with "step" costs at most 10% more than one without
+    t.ratio("JSON bodies with \"step\", 1 stream: updates/s vs the same without",
+            "durable/jsonstep/s1/c32", "lossd", "durable/json/s1/c32", "lossd", 0.9,
+            "updates/s")
+    st = res.get(("durable/jsonstep/s1/c32", "lossd"), {})
+    no = res.get(("durable/json/s1/c32", "lossd"), {})
+    if st.get("cpu_us_per_update") and no.get("cpu_us_per_update"):
+        # derived from the two lines above, same run: never invented
+        res[("durable/step_cpu_ratio", "lossd")] = {
+            "value": st["cpu_us_per_update"] / no["cpu_us_per_update"]}
+    t.bound("JSON bodies with \"step\": lossd CPU per update vs the same without",
+            "durable/step_cpu_ratio", "lossd", hi=1.1, unit="x")
+
     t.section("PostgreSQL store: 2 replicas behind HAProxy vs one lossd on SQLite "
               "(1,000-score updates, 32 clients)")
     for sfx, what in (("/s1", "one stream"), ("/s8", "8 streams")):

@@ -393,6 +393,25 @@ static int fill_curve(eng_auc_curve *curve, const point *pt, int64_t np, double 
  * walk down them. The counts are whole numbers, so the sums are those of
  * the weighted walk below with every weight 1, bit for bit.
  */
+/* The end of both exact walks: the AUC of the kind o asks for from the
+ * walk's totals (tp, fp, the trapezoid area and the PR step sum ap) and
+ * points, then the curve when asked. 0 or ENG_ENOMEM in *err. */
+static int finish_auc(eng_auc_result *out, eng_auc_curve *curve, eng_error *err,
+                      const eng_auc_opts *o, const point *pt, int64_t np, double tp, double fp,
+                      double area, double ap)
+{
+	if (o->curve == ENG_CURVE_PR)
+		out->auc = ap / tp;
+	else if (o->max_fpr > 0.0 && o->max_fpr < 1.0)
+		out->auc = partial_auc(pt, np, tp, fp, o->max_fpr);
+	else
+		out->auc = area / tp / fp;
+	out->defined = true;
+	if (curve && fill_curve(curve, pt, np, tp, fp, o->curve, o->max_points))
+		return eng_error_set(err, ENG_ENOMEM, "y_score", -1, "out of memory");
+	return 0;
+}
+
 static int exact_unweighted(eng_auc_result *out, eng_auc_curve *curve, const eng_auc_data *d,
                             int64_t col, int64_t n, int64_t ncols, const eng_auc_opts *o,
                             eng_error *err)
@@ -436,18 +455,7 @@ static int exact_unweighted(eng_auc_result *out, eng_auc_curve *curve, const eng
 			pt[np++] = (point){fp, tp, eng__auc_sorted_value(&s, k)};
 		i = j;
 	}
-	if (o->curve == ENG_CURVE_PR)
-		out->auc = ap / tp;
-	else if (o->max_fpr > 0.0 && o->max_fpr < 1.0)
-		out->auc = partial_auc(pt, np, tp, fp, o->max_fpr);
-	else
-		out->auc = area / tp / fp;
-	out->defined = true;
-	if (curve) {
-		rc = fill_curve(curve, pt, np, tp, fp, o->curve, o->max_points);
-		if (rc)
-			rc = eng_error_set(err, ENG_ENOMEM, "y_score", -1, "out of memory");
-	}
+	rc = finish_auc(out, curve, err, o, pt, np, tp, fp, area, ap);
 out:
 	free(pt);
 	eng__auc_sorted_free(&s);
@@ -586,18 +594,7 @@ int eng_auc_exact(eng_auc_result *out, eng_auc_curve *curve, const eng_auc_data 
 		i = j;
 	}
 
-	if (o->curve == ENG_CURVE_PR)
-		out->auc = ap / tp;
-	else if (o->max_fpr > 0.0 && o->max_fpr < 1.0)
-		out->auc = partial_auc(pt, np, tp, fp, o->max_fpr);
-	else
-		out->auc = area / tp / fp;
-	out->defined = true;
-	if (curve) {
-		rc = fill_curve(curve, pt, np, tp, fp, o->curve, o->max_points);
-		if (rc)
-			rc = eng_error_set(err, ENG_ENOMEM, "y_score", -1, "out of memory");
-	}
+	rc = finish_auc(out, curve, err, o, pt, np, tp, fp, area, ap);
 out:
 	free(pt);
 	free(tidx);

@@ -142,40 +142,21 @@ static void finish(char *buf, size_t cap, size_t *pos)
 	buf[*pos] = '\0';
 }
 
-void srv_log(int level, const char *extra, const char *fmt, ...)
+/* One line: the stamp, msg (fmt with ap), then extra (preformatted JSON
+ * members, may be NULL) and the n fields f (escaped here; a NULL value is
+ * left out). */
+static void vline(int level, const char *extra, const srv__log_field *f, size_t n, const char *fmt,
+                  va_list ap)
 {
 	char buf[LINE_MAX_BYTES], msg[1024];
 	size_t pos = 0;
-	va_list ap;
 
-	if (!srv__log_enabled(level))
-		return;
-	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	stamp(buf, sizeof(buf), &pos, level);
 	put(buf, sizeof(buf), &pos, ",\"msg\":");
 	srv__json_str(buf, sizeof(buf), &pos, msg);
 	if (extra && *extra)
 		put(buf, sizeof(buf), &pos, ",%s", extra);
-	finish(buf, sizeof(buf), &pos);
-	emit(buf, pos);
-}
-
-void srv__log_fields(int level, const srv__log_field *f, size_t n, const char *fmt, ...)
-{
-	char buf[LINE_MAX_BYTES], msg[1024];
-	size_t pos = 0;
-	va_list ap;
-
-	if (!srv__log_enabled(level))
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	stamp(buf, sizeof(buf), &pos, level);
-	put(buf, sizeof(buf), &pos, ",\"msg\":");
-	srv__json_str(buf, sizeof(buf), &pos, msg);
 	for (size_t i = 0; i < n; i++) {
 		if (!f[i].val)
 			continue;
@@ -184,6 +165,28 @@ void srv__log_fields(int level, const srv__log_field *f, size_t n, const char *f
 	}
 	finish(buf, sizeof(buf), &pos);
 	emit(buf, pos);
+}
+
+void srv_log(int level, const char *extra, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!srv__log_enabled(level))
+		return;
+	va_start(ap, fmt);
+	vline(level, extra, NULL, 0, fmt, ap);
+	va_end(ap);
+}
+
+void srv__log_fields(int level, const srv__log_field *f, size_t n, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!srv__log_enabled(level))
+		return;
+	va_start(ap, fmt);
+	vline(level, NULL, f, n, fmt, ap);
+	va_end(ap);
 }
 
 void srv__log_request(const srv__log_request_fields *f)

@@ -47,6 +47,7 @@
 
 #include "dtoa.h"
 #include "fields.h"
+#include "mem.h"
 #include "lossd/history.h"
 #include "lossd/loss.h"
 #include "render.h"
@@ -591,7 +592,7 @@ int api_history_checkpoints(api_reply *out, const api_stream_spec *s, const char
 		api_dynbuf_printf(&b, ",auc_class_%" PRId64 ",loss_mean_class_%" PRId64, k, k);
 	TLIT(&b, "\r\n");
 	for (size_t i = 0; i < n; i++) {
-		json_t *o = json_loads(texts[i], 0, NULL);
+		json_t *o = api__json_loads(texts[i], 0, NULL);
 		if (!o) { /* as finish() answers a failed buffer */
 			api_dynbuf_free(&b);
 			api_reply_error(out, 503, "out_of_memory", "out of memory");

@@ -25,6 +25,18 @@
  * freed correctly but not counted. malloc_usable_size is a glibc/musl
  * extension.
  *
+ * The lexing guard. jansson 2.14's lexer keeps each token's text in a
+ * growable buffer and ignores a failed growth (load.c, lex_save): the
+ * character is dropped and lexing goes on. For a string it then allocates
+ * the value and decodes the saved text up to its closing quote, which was
+ * never saved, so it reads and writes past both buffers (valgrind: invalid
+ * read/write 0 bytes after a block of 16). A budget that runs out while a
+ * token grows past 15 characters, then leaves room for the value, does
+ * exactly that. So while api__json_loadb runs (tl_lexing), a failed
+ * allocation fails every later one (tl_lex_failed): the value's buffer is
+ * refused too, the lexer gives up on that token, and the parse ends in an
+ * error that api__json_alloc_failure() explains.
+ *
  * It budgets only jansson's heap: api__malloc (tensor buffers, bounded by
  * the element budget instead) only passes through the fault-injection hook.
  */
@@ -34,6 +46,7 @@
 
 #include <jansson.h>
 #include <malloc.h>
+#include <stdbool.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +56,7 @@ static _Thread_local size_t tl_limit = SIZE_MAX; /* absolute, vs tl_in_use */
 static _Thread_local int tl_failure;             /* API__ALLOC_* since the last budget_set */
 static _Thread_local long tl_fail_after;
 static _Thread_local uint64_t tl_count;
+static _Thread_local bool tl_lexing, tl_lex_failed; /* the lexing guard */
 
 /* True if this allocation must fail because of the test hook. */
 static int injected_failure(void)
@@ -53,30 +67,50 @@ static int injected_failure(void)
 	return 0;
 }
 
+/* A refused jansson allocation: why, noted for api__json_alloc_failure
+ * and, while lexing, for every later allocation. */
+static void *refuse(int why)
+{
+	tl_failure = why;
+	tl_lex_failed = tl_lexing;
+	return NULL;
+}
+
 static void *json_alloc(size_t n)
 {
-	if (injected_failure()) {
-		tl_failure = API__ALLOC_SYSTEM;
-		return NULL;
-	}
+	if (tl_lex_failed)
+		return NULL; /* tl_failure says why already */
+	if (injected_failure())
+		return refuse(API__ALLOC_SYSTEM);
 	/* n is what jansson asks for; the charge is what malloc really gave */
-	if (n > tl_limit || tl_in_use > tl_limit - n) {
-		tl_failure = API__ALLOC_BUDGET;
-		return NULL;
-	}
+	if (n > tl_limit || tl_in_use > tl_limit - n)
+		return refuse(API__ALLOC_BUDGET);
 	void *p = malloc(n);
-	if (!p) {
-		tl_failure = API__ALLOC_SYSTEM;
-		return NULL;
-	}
+	if (!p)
+		return refuse(API__ALLOC_SYSTEM);
 	size_t got = malloc_usable_size(p);
 	if (got > tl_limit || tl_in_use > tl_limit - got) {
 		free(p);
-		tl_failure = API__ALLOC_BUDGET;
-		return NULL;
+		return refuse(API__ALLOC_BUDGET);
 	}
 	tl_in_use += got;
 	return p;
+}
+
+json_t *api__json_loadb(const char *buf, size_t len, size_t flags, json_error_t *error)
+{
+	api__mem_install();
+	tl_lexing = true;
+	tl_lex_failed = false;
+	json_t *v = json_loadb(buf, len, flags, error);
+	tl_lexing = false;
+	tl_lex_failed = false;
+	return v;
+}
+
+json_t *api__json_loads(const char *text, size_t flags, json_error_t *error)
+{
+	return api__json_loadb(text, strlen(text), flags, error);
 }
 
 static void json_release(void *p)

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 /* Installs the accounting allocator into jansson (idempotent, any thread).
  * Runs from a constructor too, so it is in place before the first json_t. */
 void api__mem_install(void);
@@ -31,6 +33,14 @@ void api__json_budget_clear(void);
  * does not always report a failed allocation as out_of_memory. */
 enum { API__ALLOC_OK = 0, API__ALLOC_BUDGET = 1, API__ALLOC_SYSTEM = 2 };
 int api__json_alloc_failure(void);
+
+/* json_loadb with this allocator's lexing guard: while it runs, the first
+ * jansson allocation that fails (budget, system, or the test hook) fails
+ * every later one until it returns, so jansson 2.14's lexer never decodes a
+ * token its buffer could not hold (see mem.c). Every JSON text in api/ is
+ * parsed through it. */
+json_t *api__json_loadb(const char *buf, size_t len, size_t flags, json_error_t *error);
+json_t *api__json_loads(const char *text, size_t flags, json_error_t *error);
 
 /* Test hook, this thread only: the n-th allocation from now (1 = the next
  * one) through jansson or api__malloc fails; n <= 0 disables. */

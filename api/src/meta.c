@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "fields.h"
+#include "mem.h"
 
 void api_meta_clear(api_meta *m)
 {
@@ -244,7 +245,7 @@ char *api_meta_text(const api_meta *m)
 int api_meta_load(api_meta *m, const char *text)
 {
 	api_problem p;
-	json_t *o = json_loads(text, 0, NULL);
+	json_t *o = api__json_loads(text, 0, NULL);
 	int rc = -1;
 	memset(m, 0, sizeof(*m));
 	if (!json_is_object(o))

@@ -256,10 +256,10 @@ static json_t *parse(const api_ctx *ctx, const char *body, size_t len, api_packe
 	/* The skeleton's placeholders hold "\u0000", which prescan refused in
 	 * the body itself. */
 	if (skel || sp)
-		v = json_loadb(skel ? skel : body, skel ? skel_len : len,
+		v = api__json_loadb(skel ? skel : body, skel ? skel_len : len,
 		               JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
 	else
-		v = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &e);
+		v = api__json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &e);
 	api__free(skel);
 	int why = api__json_alloc_failure();
 	if (v && why != API__ALLOC_OK) {

@@ -459,7 +459,7 @@ int api_stream_spec_load(api_stream_spec **out, const char *text, const api_stre
 	json_error_t je;
 	*out = NULL;
 	api__mem_install();
-	json_t *obj = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+	json_t *obj = api__json_loads(text, JSON_REJECT_DUPLICATES, &je);
 	if (!json_is_object(obj)) {
 		json_decref(obj);
 		return api_problem_set(p, 500, "bad_state", "", "stored stream config is corrupt");
@@ -487,7 +487,7 @@ const char *api_stream_spec_name(const api_stream_spec *s)
 json_t *api__stream_config_obj(const api_stream_spec *s)
 {
 	api__mem_install();
-	return json_loads(s->text, 0, NULL);
+	return api__json_loads(s->text, 0, NULL);
 }
 
 json_t *api_stream_render_config(const api_stream_spec *s, const char *id)

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mem.h"
 #include "lossd/api_stream.h"
 
 static const api_ctx ctx = API_CTX_INIT;
@@ -454,5 +455,34 @@ Test(stream_api, figures_are_the_readings)
 	cr_assert_eq(count, 3);
 	json_decref(r);
 	eng_stream_free(st);
+	api_stream_spec_free(s);
+}
+
+/* Every allocation of rendering a config may fail: the render gives NULL or
+ * a whole object, never a partial one, and leaks nothing (ASan/valgrind). */
+Test(stream_api, render_config_survives_every_failed_allocation)
+{
+	api_stream_spec *s =
+	        spec_ok("{\"method\":\"binned\",\"num_classes\":5,\"multi_label\":true,"
+	                "\"loss\":{\"loss\":\"binary_focal_crossentropy\",\"gamma\":1.5},"
+	                "\"from_logits\":true,\"name\":\"val\",\"tags\":{\"a\":\"b\",\"c\":\"d\","
+	                "\"e\":\"f\",\"g\":\"h\",\"i\":\"j\",\"k\":\"l\",\"m\":\"n\",\"o\":\"p\","
+	                "\"q\":\"r\",\"s\":\"t\",\"u\":\"v\"}}");
+	int failed = 0, whole = 0;
+	for (long n = 1; n < 2000 && whole < 3; n++) {
+		api__alloc_fail_after(n);
+		json_t *j = api_stream_render_config(s, "abc");
+		api__alloc_fail_after(0);
+		if (!j) {
+			failed++;
+			continue;
+		}
+		whole++;
+		cr_assert_str_eq(json_string_value(json_object_get(j, "id")), "abc");
+		cr_assert_str_eq(json_string_value(json_object_get(j, "name")), "val");
+		json_decref(j);
+	}
+	cr_assert_gt(failed, 0, "some injected failure reached the render");
+	cr_assert_eq(whole, 3, "once past its allocations the render succeeds");
 	api_stream_spec_free(s);
 }

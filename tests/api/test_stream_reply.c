@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "lossd/api_stream_reply.h"
+#include "mem.h"
 
 static const api_ctx ctx = API_CTX_INIT;
 
@@ -248,6 +249,67 @@ Test(stream_reply, export_bytes_is_the_export_plus_state_id)
 	json_decref(b);
 	json_decref(w);
 	free(bytes);
+	eng_stream_free(st);
+	api_stream_spec_free(s);
+}
+
+/* Every allocation of every builder may fail (api__alloc_fail_after): each
+ * gives NULL (or its error) or the whole reply, never a partial one, and
+ * leaks nothing (the sanitizer and valgrind runs check that part). */
+Test(stream_reply, builders_survive_every_failed_allocation)
+{
+	api_stream_spec *s = spec_ok("{\"method\":\"sketch\",\"name\":\"n\"}");
+	eng_stream *st = one_batch(s);
+	eng_stream_counts c;
+	eng_stream_counts_of(&c, st);
+	api_meta m = {0};
+	api_problem p = {0};
+	json_t *want[4] = {
+	        api_stream_summary(s, "s1", &m, &c, "team"),
+	        api_stream_reading(s, "s1", st, NULL, &m, true, "bob", &p),
+	        api_stream_export(s, "s1", st, &p),
+	        NULL,
+	};
+	api_stream_page *pg0 = api_stream_page_new();
+	cr_assert_eq(api_stream_page_add(pg0, s, "s1", &m, &c, NULL), 0);
+	want[3] = api_stream_page_finish(pg0, "next");
+	for (int k = 0; k < 4; k++)
+		cr_assert_not_null(want[k]);
+
+	for (int k = 0; k < 4; k++) {
+		int failed = 0, whole = 0;
+		for (long n = 1; n < 5000 && whole < 2; n++) {
+			json_t *j = NULL;
+			api__alloc_fail_after(n);
+			if (k == 0) {
+				j = api_stream_summary(s, "s1", &m, &c, "team");
+			} else if (k == 1) {
+				j = api_stream_reading(s, "s1", st, NULL, &m, true, "bob", &p);
+			} else if (k == 2) {
+				j = api_stream_export(s, "s1", st, &p);
+			} else {
+				api_stream_page *pg = api_stream_page_new();
+				if (pg && api_stream_page_add(pg, s, "s1", &m, &c, NULL) != 0) {
+					api_stream_page_free(pg);
+					pg = NULL;
+				}
+				j = api_stream_page_finish(pg, "next");
+			}
+			api__alloc_fail_after(0);
+			if (!j) {
+				failed++;
+				continue;
+			}
+			whole++;
+			cr_assert(json_equal(j, want[k]),
+			          "builder %d, failure at %ld: a partial reply", k, n);
+			json_decref(j);
+		}
+		cr_assert_gt(failed, 0, "builder %d: no injected failure reached it", k);
+		cr_assert_eq(whole, 2, "builder %d: never succeeded", k);
+	}
+	for (int k = 0; k < 4; k++)
+		json_decref(want[k]);
 	eng_stream_free(st);
 	api_stream_spec_free(s);
 }

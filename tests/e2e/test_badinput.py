@@ -27,6 +27,7 @@ import os
 import select
 import socket
 import struct
+import sys
 import threading
 import time
 import unittest
@@ -846,6 +847,101 @@ class Streams(Base):
                                        r.body, st, code)
         self.assertEqual(len(self.srv.get("/v1/streams").json()["streams"]), n0)
         self.assert_alive()
+
+
+class UnderLoad(Base):
+    """Bad input under load gets what it gets without load (issue 19): the
+    same status and problem+json body, nothing of it applied, memory
+    released. Bad updates are sent once on a quiet server, then again each
+    several times while 8 writers keep posting good updates to the same
+    streams; afterwards every stream holds exactly its acknowledged good
+    updates (row counts), and RSS is back within the family bound."""
+
+    WRITERS = 8
+
+    def test_bad_updates_while_good_ones_flow(self):
+        sids = [self.create_stream(m) for m in ("sketch", "exact", "binned")]
+        good = {"y_true": [0, 1, 1, 0], "y_score": [0.1, 0.9, 0.6, 0.4]}
+        bad = [
+            ("empty", b""),
+            ("truncated", b'{"y_true": [0, 1], "y_sc'),
+            ("duplicate key", b'{"y_true": [0], "y_true": [1], "y_score": [0.5]}'),
+            ("unknown field", with_(good, y_scores=[0.1])),
+            ("length mismatch", with_(good, y_score=[0.1])),
+            ("label 2", with_(good, y_true=[0, 2, 1, 0])),
+            ("NaN score", with_(good, y_score={"shape": [4], "dtype": "float64",
+                                               "b64": b64("d", [0.5, float("nan"), 0, 1])})),
+            ("bad base64", with_(good, y_score={"shape": [4], "dtype": "float32", "b64": "!!"})),
+            ("depth bomb", b'{"y_true":' + b"[" * 10000 + b"]" * 10000 + b"}"),
+            ("batch_id of the wrong type", with_(good, batch_id={"a": 1})),
+        ]
+        bodies = [(n, b if isinstance(b, bytes) else json.dumps(b).encode()) for n, b in bad]
+        hdr = {"Content-Type": "application/json"}
+
+        def send_bad(sid, body):
+            r = self.srv.post("/v1/streams/%s/update" % sid, body, headers=hdr, timeout=60)
+            return r.status, r.headers.get("Content-Type"), r.body
+
+        quiet = {(sid, n): send_bad(sid, b) for sid in sids for n, b in bodies}
+        for (sid, n), (st, ctype, _) in quiet.items():
+            self.assertIn(st, (400, 413, 422), n)
+            self.assertTrue(ctype.startswith("application/problem+json"), n)
+        rss0 = self.rss()["VmRSS"]
+
+        stop = threading.Event()
+        acked = {sid: 0 for sid in sids}
+        errors = []
+        lock = threading.Lock()
+
+        def writer(k):
+            sid = sids[k % len(sids)]
+            c = self.srv.connection(timeout=60)
+            try:
+                while not stop.is_set():
+                    c.request("POST", "/v1/streams/%s/update" % sid, body=json.dumps(good),
+                              headers=hdr)
+                    r = c.getresponse()
+                    body = r.read()
+                    with lock:
+                        if r.status == 200:
+                            acked[sid] += 1
+                        else:
+                            errors.append((r.status, body[:200]))
+            finally:
+                c.close()
+
+        threads = [threading.Thread(target=writer, args=(k,)) for k in range(self.WRITERS)]
+        for t in threads:
+            t.start()
+        try:
+            for _ in range(3):
+                for sid in sids:
+                    for n, b in bodies:
+                        with self.subTest(case=n, stream=sid):
+                            self.assertEqual(send_bad(sid, b), quiet[(sid, n)],
+                                             "%s under load differs from quiet" % n)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(60)
+        self.assertEqual(errors, [], "a good update failed under load")
+        print("bad input under load: %d bad updates answered as when quiet, %d good ones "
+              "acknowledged meanwhile" % (3 * len(sids) * len(bodies), sum(acked.values())),
+              file=sys.stderr)
+        for sid in sids:
+            r = self.srv.get("/v1/streams/" + sid)
+            self.assertEqual(r.status, 200, r)
+            j = r.json()
+            self.assertEqual(j["count"], 4 * acked[sid], "stream %s: rows of bad updates "
+                             "applied, or acknowledged ones lost" % sid)
+            self.assertGreater(acked[sid], 0)
+        self.assert_alive()
+        self.assert_rss_bound(rss0, RSS_GROWTH_MB << 20)
+
+    def create_stream(self, method):
+        r = self.srv.post_json("/v1/streams", {"method": method})
+        self.assertEqual(r.status, 201, r)
+        return r.json()["id"]
 
 
 class StreamMemoryCap(Base):

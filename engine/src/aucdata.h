@@ -87,4 +87,9 @@ struct eng_sketch;
  */
 int eng__sketch_rekey(struct eng_sketch *s, double (*f)(double));
 
+/* The sketch in version 1 of its format (sketch.c), which earlier builds
+ * wrote: for tests that prove those bytes still load. *out is new (free()).
+ * Returns 0 or ENG_ENOMEM. */
+int eng__sketch_serialize_v1(uint8_t **out, size_t *len, const struct eng_sketch *s);
+
 #endif

@@ -18,6 +18,12 @@
  * Lengths that come from the bytes are checked against what is left
  * (eng__reader_take) before anything is allocated for them, so a forged
  * length costs a refusal, not an allocation.
+ *
+ * Varints (the compact sketch format, sketch.c): an unsigned 64-bit value
+ * in 7-bit groups, least significant first, the high bit of a byte saying
+ * another follows (LEB128), 1 to 10 bytes. The reader takes only the one
+ * shortest encoding of each value (no trailing zero group, no bits past
+ * the 64th), so equal values always have equal bytes.
  */
 #ifndef LOSSD_ENGINE_BYTES_H
 #define LOSSD_ENGINE_BYTES_H
@@ -47,6 +53,19 @@ static inline void eng__put_f64(uint8_t *p, double x)
 	uint64_t v;
 	memcpy(&v, &x, sizeof(v));
 	eng__put_u64(p, v);
+}
+
+/* The varint of v at p (room for ENG__VARINT_MAX bytes): its length. */
+#define ENG__VARINT_MAX 10
+static inline size_t eng__put_varint(uint8_t *p, uint64_t v)
+{
+	size_t n = 0;
+	while (v >= 0x80) {
+		p[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t)v;
+	return n;
 }
 
 /* ENG__LE: the host stores integers and doubles little-endian, as the
@@ -174,6 +193,15 @@ static inline void eng__writer_f64(eng__writer *w, double v)
 		eng__put_f64(p, v);
 }
 
+static inline void eng__writer_varint(eng__writer *w, uint64_t v)
+{
+	uint8_t b[ENG__VARINT_MAX];
+	size_t n = eng__put_varint(b, v);
+	uint8_t *p = eng__writer_reserve(w, n);
+	if (p)
+		memcpy(p, b, n);
+}
+
 /* n raw bytes. */
 static inline void eng__writer_raw(eng__writer *w, const void *b, size_t n)
 {
@@ -256,6 +284,30 @@ static inline double eng__reader_f64(eng__reader *r)
 {
 	const uint8_t *p = eng__reader_take(r, 8);
 	return p ? eng__get_f64(p) : 0.0;
+}
+
+/* A varint as eng__writer_varint wrote it; one that runs past the end,
+ * past 64 bits or is longer than needed fails the reader (and gives 0). */
+static inline uint64_t eng__reader_varint(eng__reader *r)
+{
+	uint64_t v = 0;
+	if (r->fail)
+		return 0;
+	for (size_t i = 0; i < r->left && i < ENG__VARINT_MAX; i++) {
+		uint8_t b = r->p[i];
+		v |= (uint64_t)(b & 0x7f) << (7 * i);
+		if (b & 0x80)
+			continue;
+		/* the last byte: not a zero group after others, at most the
+		 * one bit left in the tenth */
+		if ((b == 0 && i > 0) || (i == ENG__VARINT_MAX - 1 && b > 1))
+			break;
+		r->p += i + 1;
+		r->left -= i + 1;
+		return v;
+	}
+	r->fail = true;
+	return 0;
 }
 
 /* A count: below 2^62, so sums and products of counts stay checkable; a

@@ -107,7 +107,9 @@ class NonFiniteTest(Base):
         with Server(data_dir=self.dir) as srv:
             sid = self.create(srv, {"method": "sketch"})
             self.assertEqual(self.update(srv, sid, big).status, 200)
-            for i in range(12):  # 12 x 64 KiB of deltas over a 64 KiB state
+            # 40 deltas of ~18 KiB (2,000 float64 scores in sketch format 2;
+            # 64 KiB in format 1) over a 64 KiB state: past 256 KiB and twice it
+            for i in range(40):
                 self.assertEqual(self.update(srv, sid, small).status, 200)
             r = self.update(srv, sid, big)
             self.assertEqual(r.status, 422, r.body)

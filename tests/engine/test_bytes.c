@@ -139,3 +139,75 @@ Test(bytes, failed_writer_reports_out_of_memory_once)
 	cr_assert_null(p);
 	cr_assert_eq(n, 0);
 }
+
+/* Varints: the lengths of LEB128, every edge of a 7-bit group, and back. */
+Test(bytes, varint_round_trip_and_lengths)
+{
+	static const struct {
+		uint64_t v;
+		size_t len;
+	} t[] = {{0, 1},
+	         {1, 1},
+	         {127, 1},
+	         {128, 2},
+	         {16383, 2},
+	         {16384, 3},
+	         {((uint64_t)1 << 49) - 1, 7},
+	         {(uint64_t)1 << 49, 8},
+	         {((uint64_t)1 << 63) - 1, 9},
+	         {(uint64_t)1 << 63, 10},
+	         {UINT64_MAX, 10}};
+	eng__writer w = ENG__WRITER_INIT;
+	uint8_t *p, one[ENG__VARINT_MAX];
+	size_t n, total = 0;
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+		cr_expect_eq(eng__put_varint(one, t[i].v), t[i].len, "%llu",
+		             (unsigned long long)t[i].v);
+		eng__writer_varint(&w, t[i].v);
+		total += t[i].len;
+	}
+	cr_assert_eq(eng__writer_finish(&w, &p, &n), 0);
+	cr_assert_eq(n, total);
+	eng__reader r;
+	eng__reader_init(&r, p, n);
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+		cr_expect_eq(eng__reader_varint(&r), t[i].v, "%zu", i);
+	cr_expect(eng__reader_done(&r));
+	free(p);
+}
+
+/* Only the shortest encoding reads; truncated or too long ones fail the
+ * reader (sticky) and consume nothing. */
+Test(bytes, varint_reader_refuses_other_encodings)
+{
+	static const struct {
+		uint8_t b[12];
+		size_t n;
+	} bad[] = {
+	        {{0x80}, 1},             /* runs past the end */
+	        {{0x81, 0x00}, 2},       /* 1 with a zero group after it */
+	        {{0x80, 0x80, 0x00}, 3}, /* 0, overlong */
+	        {{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02}, 10}, /* bit 65 */
+	        {{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x81, 0x00},
+	         11},     /* 11 bytes */
+	        {{0}, 0}, /* nothing */
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		eng__reader r;
+		eng__reader_init(&r, bad[i].b, bad[i].n);
+		cr_expect_eq(eng__reader_varint(&r), 0, "case %zu", i);
+		cr_expect(r.fail, "case %zu", i);
+		cr_expect_eq(r.left, bad[i].n, "case %zu consumed bytes", i);
+		cr_expect_eq(eng__reader_u8(&r), 0, "sticky");
+	}
+	/* the largest value and a lone zero are fine */
+	uint8_t max[10] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
+	        zero[1] = {0};
+	eng__reader r;
+	eng__reader_init(&r, max, 10);
+	cr_expect_eq(eng__reader_varint(&r), UINT64_MAX);
+	cr_expect(eng__reader_done(&r));
+	eng__reader_init(&r, zero, 1);
+	cr_expect_eq(eng__reader_varint(&r), 0);
+	cr_expect(eng__reader_done(&r));
+}

@@ -371,30 +371,9 @@ Test(sketch, serialization_round_trip_and_corruption)
 	x[1] = 'X';
 	cr_expect_eq(eng_sketch_deserialize(&bad, x, len), ENG_ESTATE);
 	memcpy(x, buf, len);
-	x[4] = 2; /* version */
+	x[4] = 9; /* version */
 	cr_expect_eq(eng_sketch_deserialize(&bad, x, len), ENG_ESTATE);
-	memcpy(x, buf, len);
-	x[8] = 0, x[9] = 0, x[10] = 0; /* cap 0 */
-	cr_expect_eq(eng_sketch_deserialize(&bad, x, len), ENG_ESTATE);
-	memcpy(x, buf, len);
-	x[32] ^= 0x01; /* bucket count no longer matches the length */
-	cr_expect_eq(eng_sketch_deserialize(&bad, x, len), ENG_ESTATE);
-	/* swap the first two buckets: order broken */
-	memcpy(x, buf, len);
-	memcpy(x + 40, buf + 72, 32);
-	memcpy(x + 72, buf + 40, 32);
-	cr_expect_eq(eng_sketch_deserialize(&bad, x, len), ENG_ESTATE);
-	/* lo > hi */
-	memcpy(x, buf, len);
-	memcpy(x + 40, buf + 48, 8);
-	memcpy(x + 48, buf + 40, 8);
-	x[40] ^= 0x80;
-	x[48] &= 0x7f;
-	cr_expect_eq(eng_sketch_deserialize(&bad, x, len), ENG_ESTATE);
-	/* a negative weight */
-	memcpy(x, buf, len);
-	x[40 + 23] |= 0x80;
-	cr_expect_eq(eng_sketch_deserialize(&bad, x, len), ENG_ESTATE);
+	/* field by field corruption of both versions: test_sketch_codec.c */
 	/* random byte flips never crash; what loads is a valid sketch */
 	for (int t = 0; t < 2000; t++) {
 		memcpy(x, buf, len);

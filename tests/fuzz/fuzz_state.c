@@ -12,7 +12,7 @@
  * libFuzzer's leak check do the rest.
  * Each payload is tried under versions 1, 2 and 3 of the header.
  * Seeds: tests/fuzz/corpus_state (payloads of real streams' states, some
- * with top-k and calibration sums).
+ * with top-k and calibration sums, sketches in both byte formats).
  */
 #include <stdint.h>
 #include <stdio.h>

@@ -92,7 +92,8 @@ int64_t eng_sketch_negatives(const eng_sketch *s);
 
 /*
  * Versioned little-endian bytes: magic "LDSK", version, cap, counts and the
- * buckets. *out is new (free()). Returns 0 or ENG_ENOMEM.
+ * buckets (version 2, compact: sketch.c; the reader also takes version 1).
+ * *out is new (free()). Returns 0 or ENG_ENOMEM.
  */
 int eng_sketch_serialize(uint8_t **out, size_t *len, const eng_sketch *s);
 

@@ -27,7 +27,8 @@ Prints JSON lines (bench/bench_util.h):
 with commits/s, fsyncs/s, p50, the bytes lossd wrote to disk per update
 (/proc/PID/io write_bytes: WAL and database), lossd's CPU time per update
 (/proc/PID/stat; cpu_bound_per_s: the rate if lossd had every core to
-itself) and the load average as extra fields.
+itself), its threads' context switches per update (switches_per_update:
+the thread hand-offs, load-independent) and the load average as extra fields.
 Usage: bench/bench_durable.py [--bin build/server/lossd]
   [--client build/bench/durable_client] [--duration 10] [--clients 32]
   [--only json/s1,b64/s32,...] [--smoke]
@@ -107,6 +108,27 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def switches(pid):
+    """Context switches (voluntary + involuntary) of the process's live threads
+    (/proc/PID/task/*/status): about two per thread wake-up, so a count of the
+    hand-offs that does not depend on the machine's load."""
+    n = 0
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return None
+    for t in tids:
+        try:
+            with open("/proc/%d/task/%s/status" % (pid, t)) as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches:",
+                                        "nonvoluntary_ctxt_switches:")):
+                        n += int(line.split()[1])
+        except OSError:
+            pass
+    return n
+
+
 def start(binary, data_dir, a):
     port = free_port()
     cmd = [binary, "--bind", "127.0.0.1", "--port", str(port), "--data-dir", data_dir,
@@ -159,6 +181,7 @@ def run_case(a, kind, nstreams, body, batch):
         m0 = metrics(port)
         w0 = written(p.pid)
         c0 = cpu_seconds(p.pid)
+        x0 = switches(p.pid)
         load0 = os.getloadavg()[0]
         cp = subprocess.run([a.client, "--port", str(port), "--seconds", str(a.duration),
                              "--clients", str(a.clients), "--body", body_file,
@@ -172,6 +195,8 @@ def run_case(a, kind, nstreams, body, batch):
         m1 = metrics(port)
         w1 = written(p.pid)
         cpu = cpu_seconds(p.pid) - c0
+        x1 = switches(p.pid)
+        spu = (x1 - x0) / r["ok"] if x0 is not None and x1 is not None and r["ok"] else None
         commits = m1["lossd_store_commit_groups_total"] - m0["lossd_store_commit_groups_total"]
         updates = (m1["lossd_stream_updates_committed_total"] -
                    m0["lossd_stream_updates_committed_total"])
@@ -198,6 +223,7 @@ def run_case(a, kind, nstreams, body, batch):
         wpu = (w1 - w0) / r["ok"] if w0 is not None and w1 is not None and r["ok"] else None
         extra = dict(p50_ms=r["p50_ms"], p99_ms=r["p99_ms"], updates_per_commit=per_commit,
                      disk_bytes_per_update=wpu, cpu_us_per_update=cpu * 1e6 / r["ok"],
+                     switches_per_update=spu,
                      cpu_bound_per_s=os.cpu_count() * r["ok"] / cpu if cpu else None,
                      commits_per_s=commits_s, fsyncs_per_s=r["fsyncs_per_s"],
                      acknowledged=r["ok"], clients=a.clients, streams=nstreams,
@@ -211,10 +237,11 @@ def run_case(a, kind, nstreams, body, batch):
         emit("durable/fsync/%s/s%d" % (kind, nstreams), "fsyncs/s", r["fsyncs_per_s"],
              note="write+fdatasync of 4 KiB in the data dir, just before the run")
         log("%s: %.0f updates/s, %.1f updates/commit, %.0f commits/s, fsync %.0f/s, "
-            "p50 %.2f ms, p99 %.2f ms, %s KB written and %.0f us of lossd CPU per update "
-            "(all %d cores: %.0f/s), load %.2f -> %.2f" %
+            "p50 %.2f ms, p99 %.2f ms, %s KB written, %.0f us of lossd CPU and %s context "
+            "switches per update (all %d cores: %.0f/s), load %.2f -> %.2f" %
             (case, rate, per_commit, commits_s, r["fsyncs_per_s"], r["p50_ms"], r["p99_ms"],
              "%.1f" % (wpu / 1e3) if wpu is not None else "?", cpu * 1e6 / r["ok"],
+             "%.1f" % spu if spu is not None else "?",
              os.cpu_count(), os.cpu_count() * r["ok"] / cpu if cpu else 0, load0, load1))
         return 0
     finally:

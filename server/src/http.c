@@ -15,8 +15,10 @@
  * A worker route's body is gathered into one buffer; then the
  * connection is suspended and the request handed to the libuv loop
  * (loop.c), which runs the handler on a worker thread and, on the loop
- * thread, resumes the connection. libmicrohttpd then calls the access
- * handler again on the connection's own thread, which queues the reply.
+ * thread, resumes the connection (a stream write: on the store thread
+ * that ran it, right after its commit). libmicrohttpd then calls the
+ * access handler again on the connection's own thread, which queues the
+ * reply.
  *
  * One request is one `struct req`, created by the URI-log callback (the
  * only place libmicrohttpd 0.9.75 shows the raw request target, query

@@ -13,9 +13,11 @@
  * wait as long as the stall. On libuv's pool such waits would take every
  * worker and starve /v1/loss and /v1/auc, so SRV_LANE_STORE jobs run on
  * threads of their own: srv__loop_submit puts them on the store queue,
- * a store thread runs them, then puts them on the done queue and pokes
- * the async handle, and the loop thread calls their done() as for pool
- * jobs. Store threads wait, they hardly compute, so there may be more of
+ * and a store thread runs them and then calls their done() itself (http.c
+ * resumes the connection from there, which libmicrohttpd allows from any
+ * thread): passing them back to the loop thread cost a wake-up of it, two
+ * context switches, per durable update. Store threads wait, they hardly
+ * compute, so there may be more of
  * them than cores: one per store job admitted (http.c admits at most half
  * of --max-inflight), started when a job finds no idle one and kept. A job
  * that waited in the queue for a thread would join a later commit group
@@ -26,7 +28,8 @@
  * Invariants: a job is in one queue or in libuv's pool or running, never
  * two of these; the loop ends only when stop was asked AND the queue is
  * empty AND no work is pending (libuv keeps the loop alive while work
- * requests are pending) AND no store job awaits its done() (`souts`).
+ * requests are pending) AND no store job awaits its done() (`souts`: the
+ * store thread that brings it to 0 after stop pokes the loop to end).
  * It does not bound the queues: http.c admits at most --max-inflight jobs.
  */
 #include "loop.h"
@@ -46,8 +49,7 @@ struct srv__loop {
 	/* the store lane, under mu */
 	pthread_cond_t scv;      /* a store job was queued, or sstop */
 	srv__job *shead, *stail; /* store jobs waiting for a store thread */
-	srv__job *dhead, *dtail; /* store jobs run, their done() not yet called */
-	int souts;               /* store jobs submitted whose done() has not run */
+	int souts;               /* store jobs submitted whose done() has not returned */
 	bool sstop;
 	pthread_t *sthreads;
 	int nstore, smax; /* store threads started, and the most there may be */
@@ -79,14 +81,12 @@ static void after_cb(uv_work_t *w, int status)
 static void async_cb(uv_async_t *a)
 {
 	srv__loop *l = a->data;
-	srv__job *list, *done;
+	srv__job *list;
 	bool stop;
 
 	pthread_mutex_lock(&l->mu);
 	list = l->head;
 	l->head = l->tail = NULL;
-	done = l->dhead;
-	l->dhead = l->dtail = NULL;
 	pthread_mutex_unlock(&l->mu);
 
 	while (list) {
@@ -97,16 +97,7 @@ static void async_cb(uv_async_t *a)
 		if (uv_queue_work(&l->loop, &job->work, work_cb, after_cb) != 0)
 			job->done(job, 1);
 	}
-	int ndone = 0;
-	while (done) {
-		srv__job *job = done;
-		done = job->next;
-		job->next = NULL;
-		job->done(job, 0);
-		ndone++;
-	}
 	pthread_mutex_lock(&l->mu);
-	l->souts -= ndone;
 	stop = l->stop && l->souts == 0 && !l->head;
 	pthread_mutex_unlock(&l->mu);
 	/* Closing the handle lets uv_run return once pending work is done. */
@@ -130,10 +121,13 @@ static void *store_main(void *arg)
 		if (!l->shead)
 			l->stail = NULL;
 		pthread_mutex_unlock(&l->mu);
+		job->next = NULL;
 		job->run(job);
+		job->done(job, 0); /* job may be gone from here */
 		pthread_mutex_lock(&l->mu);
-		push(&l->dhead, &l->dtail, job);
-		uv_async_send(&l->async);
+		/* The last one after a stop was asked: the loop may end now. */
+		if (--l->souts == 0 && l->stop)
+			uv_async_send(&l->async);
 	}
 	pthread_mutex_unlock(&l->mu);
 	return NULL;

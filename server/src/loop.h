@@ -8,10 +8,11 @@
 
 typedef struct srv__job srv__job;
 
-/* A unit of work: run() on a worker thread, then done() on the loop
- * thread (cancelled != 0 if the loop is stopping and run() never ran).
- * lane 0 runs on libuv's pool, lane SRV_LANE_STORE on the store's own
- * threads (work that may wait on the disk). */
+/* A unit of work: run() on a worker thread, then done() (cancelled != 0
+ * if the loop is stopping and run() never ran). lane 0 runs on libuv's
+ * pool and done() on the loop thread; lane SRV_LANE_STORE runs on the
+ * store's own threads (work that may wait on the disk), and done() right
+ * after run() on the same thread, never cancelled. */
 #define SRV_LANE_STORE 1
 struct srv__job {
 	uv_work_t work; /* private to loop.c */

@@ -10,6 +10,9 @@
  * others; ops queued meanwhile form the next group, led by one of their
  * waiters. This saves a thread hand-off (two context switches) per group
  * compared with a dedicated committer, which matters on a busy 2-core box.
+ * Each waiter sleeps on a lock and condition of its own (op->waiter,
+ * struct waiter): the leader wakes its group's waiters, once it released
+ * mu, and one waiter of the next group, no one else.
  *
  * Schema:
  *   streams(id PK, owner, config, state BLOB, seq)  the last checkpoint
@@ -56,7 +59,8 @@
  * `leader` flag, handed over under `mu`, serializes them); `rmu` guards the
  * reader connection (key lookups, reloads). Lock order: a stream's mutex
  * (streams.c), then `rmu`, then `mu` (held only to note the reader's use
- * and never across I/O, so health snapshots never wait on the disk).
+ * and never across I/O, so health snapshots never wait on the disk); a
+ * waiter's own lock (struct waiter) is a leaf, never taken with `mu` held.
  *
  * A data dir belongs to one process at a time: lossd.lock next to the
  * database is flock()ed for the store's lifetime (released by the kernel
@@ -775,16 +779,79 @@ static void commit_end(srv__store *st, int rc, const char *why)
 	}
 }
 
-/* Fails every op of list (they were never written). mu held. */
-static void fail_ops(srv__store_op *list)
+/*
+ * A caller of srv__store_wait sleeping until its op is done or it is to
+ * lead, on its stack: a lock and condition of its own, so the leader wakes
+ * it after releasing mu, and a follower whose op is done returns without
+ * taking mu (woken under mu, each would sleep once more waiting for it).
+ * Whoever takes it from op->waiter (under mu) is the only one to wake it.
+ */
+struct waiter {
+	pthread_mutex_t m;
+	pthread_cond_t cv;
+	int why;             /* under m: 0 asleep, else W_DONE or W_LEAD */
+	int give;            /* what the taker will wake it with */
+	struct waiter *next; /* the taker's list of those to wake */
+};
+enum { W_DONE = 1, W_LEAD = 2 };
+
+/* Takes op's waiter, if one sleeps, onto *list to be woken with why. mu held. */
+static void take_waiter(srv__store_op *op, int why, struct waiter **list)
+{
+	struct waiter *w = op->waiter;
+	if (!w)
+		return;
+	op->waiter = NULL;
+	w->give = why;
+	w->next = *list;
+	*list = w;
+}
+
+/* Wakes the waiters of list. mu NOT held: each may be gone once woken. */
+static void wake(struct waiter *list)
+{
+	for (struct waiter *w = list, *next; w; w = next) {
+		next = w->next;
+		pthread_mutex_lock(&w->m);
+		w->why = w->give;
+		pthread_cond_signal(&w->cv);
+		pthread_mutex_unlock(&w->m);
+	}
+}
+
+/* Marks op done with rc; its waiter, if one sleeps, goes onto *list. mu
+ * held; op may be gone once mu is released. */
+static void op_done(srv__store_op *op, int rc, struct waiter **list)
+{
+	op->rc = rc;
+	op->done = true;
+	take_waiter(op, W_DONE, list);
+}
+
+/* Fails every op of list (they were never written); their waiters go
+ * onto *wl. mu held. */
+static void fail_ops(srv__store_op *list, struct waiter **wl)
 {
 	for (srv__store_op *o = list, *next; o; o = next) {
 		next = o->next; /* o may be gone once its waiter sees done */
 		if (o->stale)
 			atomic_store(o->stale, true);
-		o->rc = -1;
-		o->done = true;
+		op_done(o, -1, wl);
 	}
+}
+
+/* The leader role was just given up: one waiter of a queued op goes onto
+ * *list, to lead the next group (a waiter that comes later leads by
+ * itself); whoever waits for the role itself (the healer) or for the test
+ * hook is woken. mu held. */
+static void hand_over(srv__store *st, struct waiter **list)
+{
+	for (srv__store_op *o = st->head; o; o = o->next)
+		if (o->waiter) {
+			take_waiter(o, W_LEAD, list);
+			break;
+		}
+	pthread_cond_broadcast(&st->cv_done);
 }
 
 void srv__store_submit(srv__store *st, srv__store_op *op)
@@ -796,10 +863,13 @@ void srv__store_submit(srv__store *st, srv__store_op *op)
 	op->next = NULL;
 	op->done = false;
 	op->rc = 0;
+	op->waiter = NULL;
 	pthread_mutex_lock(&st->mu);
 	if (st->broken) {
-		/* Refused at the door: the stream's memory already holds op. */
-		fail_ops(op);
+		/* Refused at the door: the stream's memory already holds op
+		 * (it has no waiter yet). */
+		struct waiter *none = NULL;
+		fail_ops(op, &none);
 	} else {
 		if (st->tail)
 			st->tail->next = op;
@@ -814,10 +884,34 @@ int srv__store_wait(srv__store *st, srv__store_op *op)
 {
 	if (st->be)
 		return st->be->wait(st->impl, op);
+	/* One wake-up per waiter and commit: a follower is woken once, when
+	 * its op is done, or to lead the next group (one of them). */
+	struct waiter w = {.why = 0};
+	int rc;
+	pthread_mutex_init(&w.m, NULL);
+	pthread_cond_init(&w.cv, NULL);
 	pthread_mutex_lock(&st->mu);
-	while (!op->done) {
+	for (;;) {
+		if (op->done) {
+			rc = op->rc;
+			pthread_mutex_unlock(&st->mu);
+			break;
+		}
 		if (st->leader || !st->head) {
-			pthread_cond_wait(&st->cv_done, &st->mu);
+			op->waiter = &w;
+			pthread_mutex_unlock(&st->mu);
+			pthread_mutex_lock(&w.m);
+			while (!w.why)
+				pthread_cond_wait(&w.cv, &w.m);
+			int why = w.why;
+			w.why = 0;
+			pthread_mutex_unlock(&w.m);
+			if (why == W_DONE) {
+				/* written under mu before the taker woke us */
+				rc = op->rc;
+				break;
+			}
+			pthread_mutex_lock(&st->mu);
 			continue;
 		}
 		/* Lead: commit everything queued (ours included), then hand over. */
@@ -834,33 +928,36 @@ int srv__store_wait(srv__store *st, srv__store_op *op)
 
 		uint64_t n = 0;
 		char why[160] = "";
-		int rc = broken ? -1 : commit_group(st, group, &n, fail_it, why, sizeof why);
-		if (rc && !broken)
+		int crc = broken ? -1 : commit_group(st, group, &n, fail_it, why, sizeof why);
+		if (crc && !broken)
 			srv_log(SRV_LOG_ERROR, NULL,
 			        "stream store: transaction failed (%s); writes refused until a "
 			        "retry commits",
 			        why);
 
+		struct waiter *woken = NULL;
 		pthread_mutex_lock(&st->mu);
 		if (!broken)
-			commit_end(st, rc, why);
-		if (rc) {
+			commit_end(st, crc, why);
+		if (crc) {
 			st->broken = true;
-			fail_ops(group);
+			fail_ops(group, &woken);
 		} else {
 			st->groups++;
 			st->ops += n;
 			for (srv__store_op *o = group, *next; o; o = next) {
 				next = o->next;
-				o->rc = 0;
-				o->done = true;
+				op_done(o, 0, &woken);
 			}
 		}
 		st->leader = false;
-		pthread_cond_broadcast(&st->cv_done);
+		hand_over(st, &woken);
+		pthread_mutex_unlock(&st->mu);
+		wake(woken);
+		pthread_mutex_lock(&st->mu);
 	}
-	int rc = op->rc;
-	pthread_mutex_unlock(&st->mu);
+	pthread_cond_destroy(&w.cv);
+	pthread_mutex_destroy(&w.m);
 	return rc;
 }
 
@@ -916,10 +1013,13 @@ int srv__store_heal(srv__store *st)
 	st->leader = true;
 	srv__store_op *queued = st->head;
 	st->head = st->tail = NULL;
-	fail_ops(queued);
+	struct waiter *woken = NULL;
+	fail_ops(queued, &woken);
 	bool fail_it = injected(st);
 	commit_begin(st);
 	pthread_mutex_unlock(&st->mu);
+	wake(woken);
+	woken = NULL;
 	pthread_cond_broadcast(&st->cv_done);
 
 	char why[160] = "";
@@ -941,8 +1041,9 @@ int srv__store_heal(srv__store *st)
 		st->recoveries++;
 	}
 	st->leader = false;
-	pthread_cond_broadcast(&st->cv_done);
+	hand_over(st, &woken);
 	pthread_mutex_unlock(&st->mu);
+	wake(woken);
 	return rc;
 }
 

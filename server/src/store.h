@@ -82,6 +82,7 @@ typedef struct srv__store_op {
 	int rc; /* 0, or -1 when the group's transaction failed */
 	bool done;
 	struct srv__store_op *next;
+	void *waiter; /* private to store.c: the condition its waiter sleeps on */
 } srv__store_op;
 
 /*

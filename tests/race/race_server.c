@@ -4,8 +4,10 @@
  * aborts): srv__par's work sharing with more callers than helpers, and
  * srv__loop's locked queue fed by several threads at once, a third of the
  * jobs going to the store lane's threads. Exits 0 when
- * every task and job ran exactly once and every done() ran on the loop
- * thread; prints what went wrong and exits 1 otherwise.
+ * every task and job ran exactly once, every pool job's done() ran on the
+ * loop thread and every store job's on the thread that ran it, and a stop
+ * asked while store jobs are still running waits for their done(); prints
+ * what went wrong and exits 1 otherwise.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -74,6 +76,7 @@ struct myjob {
 	srv__job job; /* first */
 	atomic_int ran;
 	atomic_int finished;
+	pthread_t ran_on; /* written by run(), read by done() */
 };
 
 static atomic_int done_count;
@@ -84,6 +87,7 @@ static atomic_int loop_thread_set;
 static void job_run(srv__job *j)
 {
 	struct myjob *m = (struct myjob *)j;
+	m->ran_on = pthread_self();
 	atomic_fetch_add(&m->ran, 1);
 }
 
@@ -92,14 +96,27 @@ static void job_done(srv__job *j, int cancelled)
 	struct myjob *m = (struct myjob *)j;
 	int expected = 0;
 
-	if (atomic_compare_exchange_strong(&loop_thread_set, &expected, 1))
+	if (j->lane == SRV_LANE_STORE) {
+		/* a store job's done() right after its run(), on its thread */
+		if (!pthread_equal(m->ran_on, pthread_self()))
+			atomic_fetch_add(&wrong_thread, 1);
+	} else if (atomic_compare_exchange_strong(&loop_thread_set, &expected, 1)) {
 		loop_thread = pthread_self();
-	else if (!pthread_equal(loop_thread, pthread_self()))
+	} else if (!pthread_equal(loop_thread, pthread_self())) {
 		atomic_fetch_add(&wrong_thread, 1);
+	}
 	if (cancelled)
 		atomic_fetch_add(&wrong_thread, 1000);
 	atomic_fetch_add(&m->finished, 1);
 	atomic_fetch_add(&done_count, 1);
+}
+
+/* A store job that waits a little, as one waiting on a commit. */
+static void slow_run(srv__job *j)
+{
+	struct timespec ts = {0, 2000000};
+	nanosleep(&ts, NULL);
+	job_run(j);
 }
 
 struct feed {
@@ -156,7 +173,9 @@ int main(void)
 	CHECK(atomic_load(&done_count) == SUBMITTERS * JOBS, "%d of %d jobs done",
 	      atomic_load(&done_count), SUBMITTERS * JOBS);
 	srv__loop_stop(loop);
-	CHECK(atomic_load(&wrong_thread) == 0, "done() off the loop thread or cancelled: %d",
+	CHECK(atomic_load(&wrong_thread) == 0,
+	      "done() off the loop thread (pool) or its run()'s thread (store), or "
+	      "cancelled: %d",
 	      atomic_load(&wrong_thread));
 	for (int i = 0; i < SUBMITTERS; i++) {
 		for (int j = 0; j < JOBS; j++)
@@ -166,6 +185,25 @@ int main(void)
 			      atomic_load(&feeds[i].jobs[j].finished));
 		free(feeds[i].jobs);
 	}
+
+	/* A stop asked while store jobs run (slowly) returns after their done(). */
+	loop = srv__loop_start(2, 4);
+	CHECK(loop != NULL, "srv__loop_start failed");
+	if (!loop)
+		return 1;
+	struct myjob *slow = calloc(16, sizeof(*slow));
+	for (int i = 0; i < 16; i++) {
+		slow[i].job.run = slow_run;
+		slow[i].job.done = job_done;
+		slow[i].job.lane = SRV_LANE_STORE;
+		srv__loop_submit(loop, &slow[i].job);
+	}
+	srv__loop_stop(loop);
+	for (int i = 0; i < 16; i++)
+		CHECK(atomic_load(&slow[i].ran) == 1 && atomic_load(&slow[i].finished) == 1,
+		      "slow store job %d: ran %d, done %d by the time the stop returned", i,
+		      atomic_load(&slow[i].ran), atomic_load(&slow[i].finished));
+	free(slow);
 	if (failures)
 		return 1;
 	printf("race_server: ok\n");

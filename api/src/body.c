@@ -1,6 +1,7 @@
 /*
  * body.c - a request body read as it arrives: long base64 strings decoded
- * chunk by chunk into an arena, the rest of the JSON kept as text.
+ * and rectangular arrays of JSON numbers parsed chunk by chunk into an
+ * arena, the rest of the JSON kept as text.
  *
  * Why: a (8192, 32000) float32 tensor is 1.4 GB of base64. Buffered whole,
  * the body costs 1.4 GB of fresh pages before a byte is decoded, and the
@@ -11,7 +12,11 @@
  * text holds one placeholder per decoded string, exactly as packed.c's
  * skeleton would, and goes through the same parse (parse.c), so the
  * request is answered as the buffered body would be: same values, same
- * errors, same positions in them.
+ * errors, same positions in them. Arrays of numbers likewise: their values
+ * go to the arena as float64 as they are read, and an array that closes
+ * rectangular with at least API__PACK_MIN values leaves a placeholder in
+ * the text (see "number arrays" below), so what is held is the values and
+ * the text of the row being read, not the body's text.
  *
  * What is taken out is what api__lift would take: the string value of a
  * "b64" key (the key unescaped in the body) directly in an object, at
@@ -29,13 +34,18 @@
  * is kept as text.
  *
  * Invariants: the text is never longer than the body (a placeholder is at
- * most 31 bytes, a lifted string at least 1026); decoded strings start on
+ * most 31 bytes, a lifted string at least 1026, a lifted array at least 33);
+ * decoded strings and arrays lifted outside another candidate start on
  * 64-byte boundaries of the arena and never pass api_body_arena_size(len);
- * packs are in body order.
+ * packs are in body order; a placeholder stands only for a rectangular nest
+ * of numbers (at most ENG_MAX_RANK deep, within max_depth).
  *
- * It does not parse numbers: a body of JSON arrays is kept as text and
- * lifted by packed.c at the end. It knows nothing of HTTP or threads: one
- * thread feeds it, any one thread (after a hand-off) finishes it.
+ * Limits: an array whose rows are shorter than API__PACK_MIN values (a
+ * (N, 3) tensor, a vector) keeps its text until it closes, so its peak is
+ * text and values; an array that turns out not to be a rectangular nest of
+ * numbers keeps the text of what is not lifted, and packed.c finishes it.
+ * It knows nothing of HTTP or threads: one thread feeds it, any one thread
+ * (after a hand-off) finishes it.
  */
 #include "lossd/api.h"
 #include "lossd/dynbuf.h"
@@ -49,7 +59,24 @@
 #define NONE  SIZE_MAX
 #define BLOCK ((size_t)4096) /* groups decoded between checks */
 
-enum { S_OUT, S_STR, S_ESC, S_STASH, S_DECODE };
+enum { S_OUT, S_STR, S_ESC, S_STASH, S_DECODE, S_ARR };
+enum { K_NONE, K_NUMBERS, K_ARRAYS }; /* what an array holds so far */
+enum { E_FIRST, E_COMMA, E_NEXT };    /* after '[', a value, a ',' */
+#define MAX_CANDS  (ENG_MAX_RANK + 1)
+#define HOLD_SLACK ((size_t)256 << 10) /* arena and text past the body read */
+
+/* An open array that may still be a rectangular nest of numbers. */
+typedef struct cand {
+	size_t start;  /* body offset of its '[' */
+	size_t tstart; /* text offset of its '[' */
+	size_t astart; /* arena offset of its first value */
+	size_t npacks; /* packs before it (those after are its children's) */
+	size_t lines;  /* newlines read in arrays before it */
+	int64_t n;     /* elements */
+	int rank;      /* of each child (K_ARRAYS) */
+	unsigned char kind, expect;
+	int64_t shape[ENG_MAX_RANK]; /* each child's */
+} cand;
 
 struct api_body {
 	api_dynbuf text; /* the body less its lifted strings (never longer than it) */
@@ -72,9 +99,9 @@ struct api_body {
 
 	/* decoding */
 	unsigned char *arena;
-	size_t acap, aused, ahigh;
-	size_t seg;    /* arena offset of the string being decoded */
-	size_t groups; /* its groups decoded */
+	size_t acap, aused, ahigh; /* ahigh: what decoded strings wrote */
+	size_t seg;                /* arena offset of the string being decoded */
+	size_t groups;             /* its groups decoded */
 	unsigned char carry[4];
 	int ncarry;
 	unsigned char tail[4]; /* its last 4 characters before the current run */
@@ -83,13 +110,25 @@ struct api_body {
 
 	api__pack *packs;
 	size_t npacks, pcap;
+	size_t akeep; /* arena bytes the packs need (after the last one) */
+	size_t vhigh; /* the most akeep was after a lifted array */
+
+	/* number arrays: the open arrays that may still be lifted (the top
+	 * ncand of open[]), the number token being read (its text offset) */
+	cand cands[MAX_CANDS];
+	int ncand;
+	size_t tok;
+	size_t lines, last_nl; /* newlines read in arrays, body offset of the last */
 };
 
 size_t api_body_arena_size(size_t len)
 {
 	/* 3 bytes a group, and per lifted string (>= 1026 bytes of body) up
 	 * to 63 bytes of alignment and 4 of store overrun */
-	return len / 4 * 3 + (len / API__PACK_STR_MIN + 1) * 68 + 64;
+	size_t b64 = len / 4 * 3 + (len / API__PACK_STR_MIN + 1) * 68 + 64;
+	/* and 8 bytes a number (at least 2 bytes of body: "0,"), and up to
+	 * 63 bytes of alignment per lifted array (at least 33 bytes) */
+	return b64 + len / 2 * 8 + 8 + (len / 33 + 1) * 64;
 }
 
 int api_body_new(api_body **out, void *arena, size_t cap, size_t max_len, int max_depth)
@@ -109,6 +148,7 @@ int api_body_new(api_body **out, void *arena, size_t cap, size_t max_len, int ma
 	b->arena = arena;
 	b->acap = arena ? cap : 0;
 	b->max_len = max_len;
+	b->tok = NONE;
 	api_dynbuf_init(&b->text, max_len);
 	*out = b;
 	return 0;
@@ -126,7 +166,7 @@ void api_body_free(api_body *b)
 
 size_t api_body_held(const api_body *b)
 {
-	return b ? b->text.alloc + b->ahigh : 0;
+	return b ? b->text.alloc + (b->ahigh > b->vhigh ? b->ahigh : b->vhigh) : 0;
 }
 
 size_t api_body_len(const api_body *b)
@@ -327,10 +367,250 @@ static int lifted(api_body *b, size_t end)
 		return -1;
 	p->skel_end = b->text.len;
 	b->npacks++;
-	b->aused = b->seg + b->groups * 3 + 1;
+	b->aused = b->akeep = b->seg + b->groups * 3 + 1;
 	b->key_b64 = false;
 	b->mode = S_OUT;
 	return 0;
+}
+
+/* ---- number arrays ------------------------------------------------------------------ */
+
+/*
+ * An open array is a candidate while it holds only JSON numbers, or only
+ * candidates closed with one same shape, within ENG_MAX_RANK dimensions:
+ * what packed.c calls an ok array, judged on the array alone. Its numbers
+ * go to the arena as they are read (parsed exactly as packed.c parses
+ * them), its text is kept, and when it closes with at least API__PACK_MIN
+ * values its text becomes a placeholder ["\u0000",K] (its children's
+ * placeholders merged into it). Anything else in it (a string, an object,
+ * a ragged row, a bad token, a full arena...) ends every open candidate:
+ * from there they are text like any other array, and the placeholders of
+ * rows that closed before stay. packed.c then takes each placeholder as
+ * the array it stands for (sent_array), so the pass over the text lifts
+ * what it would have lifted over the body: what is kept as text is the
+ * body's own text, and a placeholder stands only for an array that the
+ * pass takes whole wherever it meets it.
+ */
+
+static bool space(unsigned char c);
+
+static bool numchar(unsigned char c)
+{
+	return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E';
+}
+
+/* No open array can be lifted whole any more: they are text. */
+static void cands_fail(api_body *b)
+{
+	b->ncand = 0;
+	b->tok = NONE;
+	b->aused = b->akeep;
+	b->mode = S_OUT;
+}
+
+/* An array opens at s[i] (a candidate: the caller checked). */
+static int cand_open(api_body *b, size_t i)
+{
+	if (!b->ncand)
+		b->aused = (b->aused + 63) & ~(size_t)63; /* it may be lifted whole */
+	cand *f = &b->cands[b->ncand++];
+	f->start = b->sent + i;
+	f->tstart = b->text.len;
+	f->astart = b->aused;
+	f->npacks = b->npacks;
+	f->lines = b->lines;
+	f->n = 0;
+	f->rank = 0;
+	f->kind = K_NONE;
+	f->expect = E_FIRST;
+	b->open[b->depth++] = 1;
+	b->mode = S_ARR;
+	return put(b, "[", 1);
+}
+
+/*
+ * The number token read ends before c, at body offset at: 0 with its value
+ * in the arena, or 1 when the candidates ended (c is then read as text).
+ * Values are taken only while they and the text stay within the body read
+ * (and HOLD_SLACK), and while those not yet in a lifted array stay within
+ * HOLD_SLACK: short numbers ("0,1,", 8 bytes of value for 2 of text) and
+ * long vectors (their text kept until they close) are text as they would
+ * be buffered, never more memory than that and HOLD_SLACK of arena (which
+ * api_body_held does not count: it is written over by the next values).
+ */
+static int cand_number(api_body *b, unsigned char c, size_t at)
+{
+	const unsigned char *t = (const unsigned char *)b->text.p + b->tok;
+	size_t k = b->text.len - b->tok, e;
+	cand *f = &b->cands[b->ncand - 1];
+	double x;
+
+	b->tok = NONE;
+	if (api__json_number(t, 0, k, &x, &e) || e != k || !(c == ',' || c == ']' || space(c)) ||
+	    b->aused + sizeof x > b->acap || b->aused + sizeof x - b->akeep > HOLD_SLACK ||
+	    b->aused + sizeof x + b->text.len > at + HOLD_SLACK) {
+		cands_fail(b);
+		return 1;
+	}
+	memcpy(b->arena + b->aused, &x, sizeof x);
+	b->aused += sizeof x;
+	f->n++;
+	f->kind = K_NUMBERS;
+	f->expect = E_COMMA;
+	return 0;
+}
+
+/* The candidate f closed at body offset end with these values: its text
+ * (children's placeholders included) becomes one placeholder. */
+static int cand_lift(api_body *b, const cand *f, int rank, const int64_t *shape, size_t size,
+                     size_t end)
+{
+	char ph[40];
+
+	b->text.len = f->tstart;
+	b->text.p[b->text.len] = '\0';
+	b->npacks = f->npacks;
+	if (b->npacks == b->pcap) {
+		size_t cap = b->pcap ? b->pcap * 2 : 8;
+		api__pack *np = api__realloc(b->packs, cap * sizeof *np);
+		if (!np)
+			return -1;
+		b->packs = np;
+		b->pcap = cap;
+	}
+	api__pack *p = &b->packs[b->npacks];
+	memset(p, 0, sizeof *p);
+	p->values = (const double *)(const void *)(b->arena + f->astart);
+	p->size = (int64_t)size;
+	p->rank = rank;
+	memcpy(p->shape, shape, (size_t)rank * sizeof *shape);
+	p->body_start = f->start;
+	p->body_end = end;
+	p->lines = b->lines - f->lines;
+	p->last_col = p->lines ? end - (b->last_nl + 1) : 0;
+	p->skel_start = b->text.len;
+	int phn = snprintf(ph, sizeof ph, "[\"\\u0000\",%zu]", b->npacks);
+	if (put(b, ph, (size_t)phn))
+		return -1;
+	p->skel_end = b->text.len;
+	b->npacks++;
+	b->akeep = b->aused;
+	if (b->akeep > b->vhigh)
+		b->vhigh = b->akeep;
+	return 0;
+}
+
+/* The top candidate closes at s[i] (a ']' after a value). */
+static int cand_close(api_body *b, size_t i)
+{
+	cand f = b->cands[--b->ncand];
+	int64_t shape[ENG_MAX_RANK];
+	int rank = f.kind == K_ARRAYS ? f.rank + 1 : 1;
+	size_t size = (b->aused - f.astart) / sizeof(double);
+
+	shape[0] = f.n;
+	if (f.kind == K_ARRAYS)
+		memcpy(shape + 1, f.shape, (size_t)f.rank * sizeof *shape);
+	b->depth--;
+	if (put(b, "]", 1))
+		return -1;
+	if (size >= API__PACK_MIN && cand_lift(b, &f, rank, shape, size, b->sent + i + 1))
+		return -1;
+	if (!b->ncand) {
+		b->aused = b->akeep; /* lifted, or its values are not needed */
+		b->mode = S_OUT;
+		return 0;
+	}
+	cand *p = &b->cands[b->ncand - 1];
+	if (p->kind == K_ARRAYS &&
+	    (p->rank != rank || memcmp(p->shape, shape, (size_t)rank * sizeof *shape))) {
+		cands_fail(b); /* ragged */
+		return 0;
+	}
+	p->kind = K_ARRAYS;
+	p->rank = rank;
+	memcpy(p->shape, shape, (size_t)rank * sizeof *shape);
+	p->n++;
+	p->expect = E_COMMA;
+	return 0;
+}
+
+/* Reads s[i, n) while there are candidates: the offset it stopped at (the
+ * end, or a byte to read as text), or SIZE_MAX when out of memory. */
+static size_t cand_run(api_body *b, const unsigned char *s, size_t i, size_t n)
+{
+	while (i < n && b->ncand) {
+		cand *f = &b->cands[b->ncand - 1];
+		unsigned char c = s[i];
+		if (b->tok != NONE) {
+			size_t j = i;
+			while (j < n && numchar(s[j]))
+				j++;
+			if (j > i && put(b, s + i, j - i))
+				return SIZE_MAX;
+			i = j;
+			if (i == n || cand_number(b, s[i], b->sent + i))
+				continue;
+			c = s[i];
+		}
+		switch (c) {
+		case ' ':
+		case '\t':
+		case '\r':
+		case '\n': {
+			size_t j = i;
+			for (; j < n && space(s[j]); j++) {
+				if (s[j] == '\n') {
+					b->lines++;
+					b->last_nl = b->sent + j;
+				}
+			}
+			if (put(b, s + i, j - i))
+				return SIZE_MAX;
+			i = j;
+			break;
+		}
+		case ',':
+			if (f->expect != E_COMMA) {
+				cands_fail(b);
+				break;
+			}
+			f->expect = E_NEXT;
+			if (put(b, s + i, 1))
+				return SIZE_MAX;
+			i++;
+			break;
+		case '[':
+			if (f->kind == K_NUMBERS || f->expect == E_COMMA || b->ncand == MAX_CANDS ||
+			    b->depth + 1 >= b->max_frames) {
+				cands_fail(b);
+				break;
+			}
+			if (cand_open(b, i))
+				return SIZE_MAX;
+			i++;
+			break;
+		case ']':
+			if (f->expect != E_COMMA ||
+			    (f->kind == K_ARRAYS && f->rank == ENG_MAX_RANK)) {
+				cands_fail(b); /* [], [1,] or too many dimensions */
+				break;
+			}
+			if (cand_close(b, i))
+				return SIZE_MAX;
+			i++;
+			break;
+		default:
+			if ((c == '-' || (c >= '0' && c <= '9')) && f->expect != E_COMMA &&
+			    f->kind != K_ARRAYS) {
+				b->tok = b->text.len;
+				break;
+			}
+			cands_fail(b);
+			break;
+		}
+	}
+	return i;
 }
 
 /* ---- the scan ----------------------------------------------------------------------- */
@@ -400,6 +680,10 @@ int api_body_feed(api_body *b, const char *data, size_t n)
 			} else if (c == ':') {
 				b->b64_value = b->key_b64;
 				b->key_b64 = false;
+			} else if (c == '[' && b->acap && b->depth + 1 < b->max_frames) {
+				if (cand_open(b, j))
+					return -1;
+				break;
 			} else if (c == '[' || c == '{') {
 				if (b->depth == b->max_frames)
 					b->stopped = true;
@@ -462,6 +746,11 @@ int api_body_feed(api_body *b, const char *data, size_t n)
 			if (b->k == API__PACK_STR_MIN && start_decoding(b))
 				return -1;
 			break;
+		case S_ARR:
+			i = cand_run(b, s, i, n);
+			if (i == SIZE_MAX)
+				return -1;
+			break;
 		case S_DECODE: {
 			const unsigned char *q = memchr(s + i, '"', n - i);
 			size_t run = (q ? (size_t)(q - s) : n) - i;
@@ -493,6 +782,7 @@ static int finish(api_body *b)
 		if (fallback(b, NULL, b->k, b->k))
 			return -1;
 	}
+	b->ncand = 0; /* open arrays: text */
 	b->mode = S_OUT;
 	return api_dynbuf_error(&b->text) ? -1 : 0;
 }

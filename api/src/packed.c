@@ -37,9 +37,18 @@
  *
  * Invariants: lifted spans are disjoint, in body order, and each is valid
  * JSON; the skeleton is never longer than the body (a placeholder is at
- * most 31 bytes, a lifted value at least 33); the arena is sized once from
+ * most 31 bytes, a lifted value at least 33) but by 19 bytes per array of
+ * body.c's that it copies; the arena is sized once from
  * the pre-pass count and never moves, so packs point into it for good;
  * each lifted array starts on a 64-byte boundary, as decoded tensors do.
+ *
+ * Arrays body.c lifted as they arrived: the text it hands over holds a
+ * placeholder for each (a rectangular nest of numbers, already parsed).
+ * The pass takes one as it would the array's own text (sent_array): a
+ * child of its shape in an ok array (values copied), lifted whole
+ * elsewhere, failing a chain it would make deeper than ENG_MAX_RANK. So
+ * what is lifted, and what is left to jansson, is what it would be over
+ * the body.
  *
  * It does not judge the JSON: bodies it cannot make sense of (a ']'
  * closing an object...) are copied to the skeleton as they are from there
@@ -78,6 +87,8 @@ typedef struct lifter {
 	char *skel;
 	size_t slen;   /* skeleton bytes written */
 	size_t copied; /* body bytes [0, copied) are in the skeleton */
+	size_t next;   /* the given table's next pack (body.c's, in text order) */
+	size_t nstream;
 } lifter;
 
 /* ---- strings ------------------------------------------------------------------------ */
@@ -153,11 +164,7 @@ static inline bool ends_number(unsigned char c)
 	return c == ',' || c == ']' || c == ' ' || c == '\n' || c == '\r' || c == '\t';
 }
 
-/*
- * The JSON number at s[i..n) as jansson would read it: 0 with *x and *end
- * (one past it), or -1 when jansson would refuse the token.
- */
-static int number(const unsigned char *s, size_t i, size_t n, double *x, size_t *end)
+int api__json_number(const unsigned char *s, size_t i, size_t n, double *x, size_t *end)
 {
 	size_t j = i;
 	bool neg = false, real = false, exact = true;
@@ -273,7 +280,8 @@ static int add_pack(lifter *L, size_t start, size_t end, const api__pack *tmpl)
 		pk->packs = np;
 		pk->cap = cap;
 	}
-	if (!L->skel && !(L->skel = api__malloc(L->len + 1)))
+	/* a placeholder of body.c's copied may grow by up to 19 bytes */
+	if (!L->skel && !(L->skel = api__malloc(L->len + 1 + 19 * L->nstream)))
 		return -1;
 	if (tmpl->rank)
 		phn = snprintf(ph, sizeof ph, "[\"\\u0000\",%zu]", pk->n);
@@ -351,6 +359,71 @@ static size_t close_ok(lifter *L, size_t i)
 	return i + 1;
 }
 
+/* ---- arrays body.c lifted as they arrived --------------------------------------------- */
+
+#define STOP (SIZE_MAX - 1) /* what api__lift would stop at: the rest is copied */
+
+/* The given table's array whose placeholder starts at text offset i, or NULL. */
+static const api__pack *sent_at(const lifter *L, size_t i)
+{
+	size_t lo = 0, hi = L->nstream;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (L->pk->packs[mid].skel_start < i)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < L->nstream && L->pk->packs[lo].skel_start == i && L->pk->packs[lo].rank)
+		return &L->pk->packs[lo];
+	return NULL;
+}
+
+/*
+ * The placeholder at i of an array body.c lifted as it arrived (always a
+ * rectangular nest of at least API__PACK_MIN numbers): taken as the pass
+ * would take the array's own text. In an ok array it is a child of its
+ * shape (its values copied after the others); elsewhere it is lifted whole,
+ * where it is when 64-byte aligned, else copied. Its nesting is what the
+ * array's '[' would nest, so the chain and depth limits see it the same.
+ * Returns the offset to go on from, SIZE_MAX when out of memory, or STOP.
+ */
+static size_t sent_array(lifter *L, const api__pack *mp, size_t i)
+{
+	api__pack m = *mp; /* add_pack may move the table */
+	frame *top = L->depth ? &L->fr[L->depth - 1] : NULL;
+	bool in_ok = top && top->array && top->ok;
+	size_t end = m.skel_end;
+
+	if (in_ok && (top->kind == KIND_NUMBERS || top->expect == EXPECT_COMMA ||
+	              top->chain + m.rank > ENG_MAX_RANK))
+		return fail(L);
+	if (L->depth + m.rank > L->max_frames)
+		return STOP;
+	if (in_ok) {
+		if ((top->kind == KIND_ARRAYS &&
+		     (top->rank != m.rank ||
+		      memcmp(top->shape, m.shape, (size_t)m.rank * sizeof m.shape[0]))) ||
+		    L->alen + (size_t)m.size > L->acap)
+			return fail(L);
+		memcpy(L->pk->arena + L->alen, m.values, (size_t)m.size * sizeof(double));
+		L->alen += (size_t)m.size;
+		top->kind = KIND_ARRAYS;
+		top->rank = m.rank;
+		memcpy(top->shape, m.shape, (size_t)m.rank * sizeof m.shape[0]);
+		top->n++;
+		top->expect = EXPECT_COMMA;
+		return end;
+	}
+	L->alen = (L->alen + 7) & ~(size_t)7;
+	if (((uintptr_t)m.values & 63) == 0 || L->alen + (size_t)m.size > L->acap)
+		return end; /* lifted where it is */
+	memcpy(L->pk->arena + L->alen, m.values, (size_t)m.size * sizeof(double));
+	m.values = L->pk->arena + L->alen;
+	L->alen += (size_t)m.size;
+	return add_pack(L, i, end, &m) ? SIZE_MAX : end;
+}
+
 /* ---- the pass ----------------------------------------------------------------------- */
 
 static int run(lifter *L)
@@ -372,7 +445,16 @@ static int run(lifter *L)
 		bool was_b64 = b64_value;
 		b64_value = false;
 		switch (c) {
-		case '[':
+		case '[': {
+			const api__pack *m = L->nstream ? sent_at(L, i) : NULL;
+			if (m) {
+				i = sent_array(L, m, i);
+				if (i == SIZE_MAX)
+					return -1;
+				if (i == STOP)
+					return 1;
+				break;
+			}
 			/* A chain of ok arrays deeper than a tensor's rank can
 			 * never be lifted whole: failed at once, so that a deep
 			 * nest with a stray token at every level is rescanned
@@ -396,6 +478,7 @@ static int run(lifter *L)
 			                .chain = (unsigned char)(in_ok ? top->chain + 1 : 1)};
 			i++;
 			break;
+		}
 		case '{':
 			if (in_ok) {
 				i = fail(L);
@@ -484,7 +567,7 @@ static int run(lifter *L)
 				double x;
 				size_t e;
 				if (top->expect == EXPECT_COMMA || top->kind == KIND_ARRAYS ||
-				    L->alen >= L->acap || number(s, i, n, &x, &e)) {
+				    L->alen >= L->acap || api__json_number(s, i, n, &x, &e)) {
 					i = fail(L);
 					break;
 				}
@@ -527,6 +610,7 @@ int api__lift(api_packed **out, char **skel, size_t *skel_len, const char *body,
 	L.s = (const unsigned char *)body;
 	L.len = len;
 	L.max_frames = max_depth > 0 ? max_depth + 1 : 1;
+	L.nstream = given ? given->nstream : 0;
 	/* every number, and up to 7 values of padding after each lifted
 	 * array (>= API__PACK_MIN values) to align the next one */
 	L.acap = numbers >= API__PACK_MIN ? (size_t)numbers + (size_t)numbers / 2 + 8 : 0;
@@ -540,7 +624,7 @@ int api__lift(api_packed **out, char **skel, size_t *skel_len, const char *body,
 		memset(L.pk, 0, sizeof *L.pk);
 	/* malloc'd, not touched: only the values written cost memory */
 	if (L.acap && !(L.pk->arena = api__aligned_alloc(64, L.acap * sizeof(double))))
-		goto out; /* (a given table has no arena: body.c lifts strings only) */
+		goto out; /* (a given table has no arena: body.c's values are in its own) */
 	int r = run(&L);
 	if (r < 0)
 		goto out;

@@ -32,6 +32,9 @@ typedef struct api__pack {
 	int rank;     /* arrays: 1..ENG_MAX_RANK, every dimension >= 1; strings: 0 */
 	int64_t shape[ENG_MAX_RANK];
 	size_t body_start, body_end; /* the value's bytes in the body */
+	/* an array body.c lifted as it arrived: the newlines in its bytes and
+	 * the bytes after the last of them (it may be pretty-printed) */
+	size_t lines, last_col;
 	size_t skel_start, skel_end; /* its placeholder's bytes in the skeleton */
 } api__pack;
 
@@ -39,9 +42,10 @@ struct api_packed {
 	double *arena; /* the lifted arrays' values, back to back */
 	api__pack *packs;
 	size_t n, cap;
-	/* packs[0, nstream) are strings body.c took out of a body as it
-	 * arrived: their skel_* offsets are in the text api__lift then read,
-	 * whose own lifts (packs[nstream, n)) have body_* offsets in that text */
+	/* packs[0, nstream) are strings and arrays body.c took out of a body
+	 * as it arrived: their skel_* offsets are in the text api__lift then
+	 * read, whose own lifts (packs[nstream, n)) have body_* offsets in that
+	 * text; their bytes are in body.c's arena, not in `arena` */
 	size_t nstream;
 };
 
@@ -69,6 +73,10 @@ const api__pack *api__packed_string(const api_packed *pk, const json_t *v);
 /* s[i] is '"': the offset of the closing '"' (n when there is none). Sets
  * *esc when the string has a backslash and *nul when it has "\u0000". */
 size_t api__string_end(const unsigned char *s, size_t i, size_t n, bool *esc, bool *nul);
+
+/* The JSON number at s[i..n) as jansson would read it: 0 with *x and *end
+ * (one past it), or -1 when jansson would refuse the token. */
+int api__json_number(const unsigned char *s, size_t i, size_t n, double *x, size_t *end);
 
 /* The body offset of the skeleton's byte at skel_pos (outside any placeholder). */
 size_t api__packed_body_pos(const api_packed *pk, size_t skel_pos);

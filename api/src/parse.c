@@ -53,8 +53,9 @@ static void line_col(const unsigned char *s, size_t pos, int *line, int *col)
  * Positions in a text body.c built as the body arrived (its long base64
  * strings taken out: `sp`, packs [0, nstream)) are told as positions in the
  * body: the byte offset, and the line and column (a taken-out string is
- * printable ASCII on one line: a column a byte). With sp NULL the text is
- * the body.
+ * printable ASCII on one line: a column a byte; a taken-out array is ASCII
+ * too, and its pack counts its newlines). With sp NULL the text is the
+ * body.
  */
 static size_t sent_pos(const api_packed *sp, size_t pos)
 {
@@ -79,9 +80,15 @@ static void sent_line_col(const unsigned char *s, size_t n, const api_packed *sp
 	}
 	while (b < pos) {
 		if (k < sp->nstream && t == sp->packs[k].skel_start) {
-			size_t span = sp->packs[k].body_end - sp->packs[k].body_start;
+			const api__pack *q = &sp->packs[k];
+			size_t span = q->body_end - q->body_start;
 			size_t take = span < pos - b ? span : pos - b;
-			c += (int)take;
+			if (q->lines && take == span) {
+				l += (int)q->lines;
+				c = (int)q->last_col;
+			} else {
+				c += (int)take;
+			}
 			b += take;
 			t = sp->packs[k++].skel_end;
 			continue;
@@ -165,9 +172,13 @@ static int prescan(const api_ctx *ctx, const unsigned char *s, size_t n, const a
 			break;
 		in_num = 0;
 		any = 1;
-		if (k == C_QUOTE && sp && next < sp->nstream && i == sp->packs[next].skel_start) {
-			i = sp->packs[next++].skel_end -
-			    1; /* a lifted string: no number, no \u0000 */
+		if ((k == C_QUOTE || k == C_OPEN) && sp && next < sp->nstream &&
+		    i == sp->packs[next].skel_start) {
+			/* a lifted string (no number, no \u0000), or a lifted
+			 * array: its numbers, nested within max_depth */
+			if (sp->packs[next].rank)
+				numbers += sp->packs[next].size;
+			i = sp->packs[next++].skel_end - 1;
 		} else if (k == C_QUOTE) {
 			bool esc = false, nul = false;
 			size_t e = api__string_end(s, i, n, &esc, &nul);
@@ -257,7 +268,7 @@ static json_t *parse(const api_ctx *ctx, const char *body, size_t len, api_packe
 	 * the body itself. */
 	if (skel || sp)
 		v = api__json_loadb(skel ? skel : body, skel ? skel_len : len,
-		               JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+		                    JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
 	else
 		v = api__json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &e);
 	api__free(skel);

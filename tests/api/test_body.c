@@ -107,14 +107,17 @@ static void expect_same(const api_reply *want, const api_reply *got, const char 
 }
 
 /* The body fed in the chunks cut at offsets cuts[0..ncuts), answered. */
-static bool lifts; /* the body being checked has a lifted string */
+static bool lifts;    /* the body being checked has a lifted string */
+static bool misalign; /* the arena off a 64-byte boundary (lifted arrays are then copied) */
+static api_ctx limits = API_CTX_INIT;
 
 static void sent(api_reply *out, sent_fn fn, const char *s, size_t n, const size_t *cuts,
                  size_t ncuts)
 {
-	api_ctx ctx = API_CTX_INIT;
+	api_ctx ctx = limits;
 	size_t cap = api_body_arena_size(n);
-	void *arena = malloc(cap);
+	char *block = aligned_alloc(64, (cap + 16 + 63) / 64 * 64);
+	void *arena = block + (misalign ? 16 : 0);
 	api_body *b = NULL;
 	size_t from = 0;
 
@@ -130,14 +133,14 @@ static void sent(api_reply *out, sent_fn fn, const char *s, size_t n, const size
 		cr_assert_geq(api_body_held(b) - (size_t)0, (size_t)1280);
 	fn(out, &ctx, b);
 	api_body_free(b);
-	free(arena);
+	free(block);
 }
 
 /* Whole vs split at every offset vs chunks of 1..67 bytes. */
 static void check_both(whole_fn whole, sent_fn fn, const char *s, size_t n, const char *expect_code,
                        int expect_status)
 {
-	api_ctx ctx = API_CTX_INIT;
+	api_ctx ctx = limits;
 	api_reply want = {0}, got = {0};
 	size_t *cuts = malloc((n + 1) * sizeof *cuts);
 
@@ -148,6 +151,11 @@ static void check_both(whole_fn whole, sent_fn fn, const char *s, size_t n, cons
 	sent(&got, fn, s, n, NULL, 0);
 	expect_same(&want, &got, "one chunk", n);
 	api_reply_free(&got);
+	misalign = true;
+	sent(&got, fn, s, n, NULL, 0);
+	expect_same(&want, &got, "one chunk, arena off 64 bytes", n);
+	api_reply_free(&got);
+	misalign = false;
 	for (size_t at = 0; at <= n; at += 1) {
 		cuts[0] = at;
 		sent(&got, fn, s, n, cuts, 1);
@@ -437,6 +445,336 @@ Test(body, heads_and_auc)
 	free(l64);
 	free(x);
 	free(y);
+}
+
+/* ---- number arrays ------------------------------------------------------------------ */
+
+/*
+ * JSON logits of (rows, classes) as nested arrays; `sep` goes after each
+ * row's ',' (a newline and indentation make it pretty-printed), and the
+ * number token k (row-major) is replaced by `bad` when not NULL.
+ */
+static void json_logits(buf *b, int rows, int classes, const char *sep, long k, const char *bad)
+{
+	uint32_t seed = 11;
+	char num[32];
+	puts_(b, "[");
+	for (int r = 0; r < rows; r++) {
+		puts_(b, r ? sep : "");
+		puts_(b, "[");
+		for (int c = 0; c < classes; c++) {
+			seed = seed * 1664525u + 1013904223u;
+			long at = (long)r * classes + c;
+			if (bad && at == k)
+				snprintf(num, sizeof num, "%s", bad);
+			else
+				snprintf(num, sizeof num, "%.7g",
+				         (double)((int)(seed >> 8) % 20000 - 10000) / 2500.0);
+			puts_(b, c ? ", " : "");
+			puts_(b, num);
+		}
+		puts_(b, "]");
+		if (r + 1 < rows)
+			puts_(b, ",");
+	}
+	puts_(b, "]");
+}
+
+/* A sparse CE request with JSON labels and logits of (rows, classes). */
+static void json_ce(buf *b, int rows, int classes, const char *sep, long k, const char *bad,
+                    const char *tail)
+{
+	char num[16];
+	puts_(b, "{\"loss\": \"sparse_categorical_crossentropy\", \"from_logits\": true,\n"
+	         " \"y_true\": [");
+	for (int r = 0; r < rows; r++) {
+		snprintf(num, sizeof num, "%s%d", r ? ", " : "", (r * 7) % classes);
+		puts_(b, num);
+	}
+	puts_(b, "],\n \"y_pred\": ");
+	json_logits(b, rows, classes, sep, k, bad);
+	puts_(b, tail ? tail : "");
+	puts_(b, "}");
+}
+
+Test(body, json_arrays_valid)
+{
+	static const char *seps[] = {"", "\n  ", " \r\n\t"};
+	for (size_t i = 0; i < 3; i++) {
+		buf b = {0};
+		json_ce(&b, 12, 20, seps[i], -1, NULL, NULL);
+		check(&b, NULL, 200);
+		free(b.s);
+	}
+	/* rows of fewer than API__PACK_MIN values (kept as text until the
+	 * whole closes), and exactly API__PACK_MIN */
+	buf b = {0};
+	json_ce(&b, 40, 3, "\n", -1, NULL, NULL);
+	check(&b, NULL, 200);
+	free(b.s);
+	b = (buf){0};
+	json_ce(&b, 6, 16, "\n", -1, NULL, NULL);
+	check(&b, NULL, 200);
+	free(b.s);
+	/* three dimensions, per-sample weights and an unknown field after */
+	b = (buf){0};
+	puts_(&b, "{\"loss\": \"mse\", \"y_true\": [");
+	for (int k = 0; k < 2; k++) {
+		puts_(&b, k ? ",\n [" : "[");
+		json_logits(&b, 3, 17, "\n   ", -1, NULL);
+		puts_(&b, ",");
+		json_logits(&b, 3, 17, "", -1, NULL);
+		puts_(&b, "]");
+	}
+	puts_(&b, "],\n \"y_pred\": [");
+	for (int k = 0; k < 2; k++) {
+		puts_(&b, k ? ", " : "");
+		puts_(&b, "[");
+		json_logits(&b, 3, 17, "", -1, NULL);
+		puts_(&b, ",");
+		json_logits(&b, 3, 17, "\n", -1, NULL);
+		puts_(&b, "]");
+	}
+	puts_(&b, "]}");
+	check(&b, NULL, 200);
+	b.s[b.n - 1] = ',';
+	check(&b, "malformed_json", 400);
+	b.s[b.n - 1] = '}';
+	puts_(&b, " ");
+	free(b.s);
+}
+
+Test(body, json_arrays_bad_tokens)
+{
+	/* the token at 150 (row 7 of 12 x 20, after lifted rows), at 3 (in
+	 * the first row) and at 239 (the last) replaced */
+	static const struct {
+		const char *bad;
+		const char *code;
+		int status;
+	} cases[] = {
+	        {"1.2.3", "malformed_json", 400},
+	        {"01", "malformed_json", 400},
+	        {"1e400", "malformed_json", 400},
+	        {"-", "malformed_json", 400},
+	        {"1.", "malformed_json", 400},
+	        {"+1", "malformed_json", 400},
+	        {"\"x\"", "invalid_tensor", 0},
+	        {"null", NULL, 0},
+	        {"true", NULL, 0},
+	        {"{}", NULL, 0},
+	        {"[1]", "shape_mismatch", 422},
+	        {"[]", NULL, 0},
+	        {"1 2", "malformed_json", 400},
+	        {"1,", "malformed_json", 400},
+	        {"1e-400", NULL, 200},
+	        {"-0", NULL, 200},
+	        {"12345678901234567890", NULL, 0},
+	        {"9007199254740993", NULL, 200},
+	        {"0.1000000000000000055511151231257827", NULL, 200},
+	        {"1E+2", NULL, 200},
+	        {"1]", "malformed_json", 400},
+	};
+	static const long at[] = {150, 3, 239};
+	for (size_t a = 0; a < 3; a++) {
+		for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+			buf b = {0};
+			json_ce(&b, 12, 20, a == 1 ? "\n " : "", at[a], cases[i].bad, NULL);
+			api_ctx ctx = API_CTX_INIT;
+			api_reply r = {0};
+			api_loss(&r, &ctx, b.s, b.n);
+			int st = cases[i].status ? cases[i].status : r.status;
+			const char *code = cases[i].status ? cases[i].code : NULL;
+			api_reply_free(&r);
+			check(&b, code, st);
+			free(b.s);
+		}
+	}
+}
+
+Test(body, json_arrays_ragged_and_mixed)
+{
+	/* a row longer or shorter than the others after lifted rows */
+	buf b = {0};
+	json_ce(&b, 12, 20, "\n", 150, "1, 2", NULL);
+	check(&b, "shape_mismatch", 422);
+	free(b.s);
+	/* arrays of objects, arrays in objects in arrays, a string key after */
+	b = (buf){0};
+	puts_(&b, "{\"loss\": \"mse\", \"heads\": [{\"a\": ");
+	json_logits(&b, 3, 20, "\n", -1, NULL);
+	puts_(&b, "}, [");
+	json_logits(&b, 2, 18, "", -1, NULL);
+	puts_(&b, ", \"s\", ");
+	json_logits(&b, 2, 18, "", -1, NULL);
+	puts_(&b, "]], \"y_true\": ");
+	json_logits(&b, 4, 20, "", -1, NULL);
+	puts_(&b, ", \"y_pred\": ");
+	json_logits(&b, 4, 20, "", -1, NULL);
+	puts_(&b, "}");
+	api_ctx ctx = API_CTX_INIT;
+	api_reply r = {0};
+	api_loss(&r, &ctx, b.s, b.n);
+	int st = r.status;
+	api_reply_free(&r);
+	check(&b, NULL, st);
+	free(b.s);
+	/* nested deeper than a tensor: rows lifted, the rest text */
+	b = (buf){0};
+	puts_(&b, "{\"loss\": \"mse\", \"y_true\": [[[[[[[[[[");
+	json_logits(&b, 2, 16, "", -1, NULL);
+	puts_(&b, "]]]]]]]]], \"y_pred\": [1]}");
+	api_loss(&r, &ctx, b.s, b.n);
+	st = r.status;
+	api_reply_free(&r);
+	check(&b, NULL, st);
+	free(b.s);
+	/* a duplicate key after the arrays: its byte offset */
+	b = (buf){0};
+	json_ce(&b, 12, 20, "\n", -1, NULL, ", \"y_pred\": 1");
+	check(&b, "duplicate_key", 400);
+	free(b.s);
+	/* truncated inside the arrays, and in a number */
+	b = (buf){0};
+	json_ce(&b, 12, 20, "\n ", -1, NULL, NULL);
+	for (size_t cut = b.n / 2; cut < b.n; cut += b.n / 7) {
+		check_both(api_loss, api_loss_sent, b.s, cut, "malformed_json", 400);
+	}
+	free(b.s);
+}
+
+Test(body, json_arrays_limits)
+{
+	buf b = {0};
+	json_ce(&b, 12, 20, "\n", -1, NULL, NULL);
+	limits.max_elements = 12 * 20; /* the labels pass it, inside the logits */
+	check(&b, "too_many_elements", 413);
+	limits.max_elements = 12 * 20 + 12;
+	check(&b, NULL, 200);
+	limits = (api_ctx)API_CTX_INIT;
+	limits.max_depth = 3; /* the logits reach 3 */
+	check(&b, NULL, 200);
+	limits.max_depth = 2;
+	check(&b, "too_deep", 400);
+	limits = (api_ctx)API_CTX_INIT;
+	free(b.s);
+	/* a raw NUL byte and "\u0000" after lifted rows */
+	b = (buf){0};
+	json_ce(&b, 12, 20, "\n", -1, NULL, ", \"k\": \"\\u0000\"");
+	check(&b, "malformed_json", 400);
+	b.s[b.n - 4] = '\0';
+	check(&b, "malformed_json", 400);
+	free(b.s);
+}
+
+Test(body, json_arrays_held_as_values)
+{
+	/* (64, 100) logits read in chunks of 100 bytes: what is held is the
+	 * values and a row of text, not the body's text */
+	buf b = {0};
+	json_ce(&b, 64, 100, "\n", -1, NULL, NULL);
+	size_t cap = api_body_arena_size(b.n);
+	void *arena = aligned_alloc(64, (cap + 63) / 64 * 64);
+	api_body *s = NULL;
+	cr_assert_eq(api_body_new(&s, arena, cap, b.n, 64), 0);
+	for (size_t at = 0; at < b.n; at += 100)
+		cr_assert_eq(api_body_feed(s, b.s + at, b.n - at < 100 ? b.n - at : 100), 0);
+	size_t values = (64 * 100 + 64) * sizeof(double);
+	cr_assert_lt(api_body_held(s), values + 4096, "held %zu, values %zu, body %zu",
+	             api_body_held(s), values, b.n);
+	api_ctx ctx = API_CTX_INIT;
+	api_reply want = {0}, got = {0};
+	api_loss(&want, &ctx, b.s, b.n);
+	api_loss_sent(&got, &ctx, s);
+	expect_same(&want, &got, "held", 0);
+	cr_assert_eq(got.status, 200);
+	api_body_free(s);
+	free(arena);
+	api_reply_free(&want);
+	api_reply_free(&got);
+	free(b.s);
+}
+
+/* Whole vs one chunk and chunks of 1, 7 and 4093 bytes (long bodies). */
+static void check_chunks(whole_fn whole, sent_fn fn, const buf *b, const char *code, int status)
+{
+	static const size_t steps[] = {1, 7, 4093};
+	api_ctx ctx = limits;
+	api_reply want = {0}, got = {0};
+	size_t *cuts = malloc((b->n + 1) * sizeof *cuts);
+
+	whole(&want, &ctx, b->s, b->n);
+	cr_assert_eq(want.status, status, "whole body: %d %s", want.status, want.body);
+	if (code)
+		cr_assert(strstr(want.body, code), "whole body: %s", want.body);
+	sent(&got, fn, b->s, b->n, NULL, 0);
+	expect_same(&want, &got, "one chunk", b->n);
+	api_reply_free(&got);
+	for (size_t k = 0; k < 3; k++) {
+		size_t m = 0;
+		for (size_t at = steps[k]; at < b->n; at += steps[k])
+			cuts[m++] = at;
+		sent(&got, fn, b->s, b->n, cuts, m);
+		expect_same(&want, &got, "chunks of", steps[k]);
+		api_reply_free(&got);
+	}
+	api_reply_free(&want);
+	free(cuts);
+}
+
+Test(body, json_arrays_past_what_was_read)
+{
+	/* 40,000 labels and scores: the vectors keep their text, so values
+	 * stop being taken once they and the text pass the body read; short
+	 * integers pass it at once, and the rows of a (2000, 40) tensor of
+	 * "0" stop being lifted part way: answered the same */
+	buf b = {0};
+	char num[32];
+	puts_(&b, "{\"y_true\": [");
+	for (int i = 0; i < 40000; i++) {
+		snprintf(num, sizeof num, "%s%d", i ? "," : "", (i * 13) % 3 == 0);
+		puts_(&b, num);
+	}
+	puts_(&b, "],\n \"y_score\": [");
+	for (int i = 0; i < 40000; i++) {
+		snprintf(num, sizeof num, "%s%.9g", i ? ", " : "",
+		         (double)((i * 37) % 1001) / 1001.0);
+		puts_(&b, num);
+	}
+	puts_(&b, "]}");
+	check_chunks(api_auc, api_auc_sent, &b, NULL, 200);
+	free(b.s);
+	b = (buf){0};
+	puts_(&b, "{\"loss\": \"mse\", \"y_true\": [");
+	for (int r = 0; r < 2000; r++) {
+		puts_(&b, r ? ",\n[" : "[");
+		for (int c = 0; c < 40; c++)
+			puts_(&b, c ? ",0" : "0");
+		puts_(&b, "]");
+	}
+	puts_(&b, "], \"y_pred\": 0.5}");
+	check_chunks(api_loss, api_loss_sent, &b, "shape_mismatch", 422);
+	free(b.s);
+}
+
+Test(body, json_arrays_auc)
+{
+	buf b = {0};
+	char num[32];
+	puts_(&b, "{\"y_true\": [");
+	for (int i = 0; i < 300; i++) {
+		snprintf(num, sizeof num, "%s%d", i ? "," : "", (i * 13) % 3 == 0);
+		puts_(&b, num);
+	}
+	puts_(&b, "],\n \"y_score\": [");
+	for (int i = 0; i < 300; i++) {
+		snprintf(num, sizeof num, "%s%.9g", i ? ",\n " : "",
+		         (double)((i * 37) % 101) / 101.0);
+		puts_(&b, num);
+	}
+	puts_(&b, "]}");
+	check_both(api_auc, api_auc_sent, b.s, b.n, NULL, 200);
+	free(b.s);
 }
 
 Test(body, limits)

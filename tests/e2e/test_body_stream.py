@@ -4,13 +4,18 @@ server/src/http.c); chunked bodies are gathered whole. The same body sent
 both ways must get the same reply, byte for byte, valid or not (bad base64
 at a given offset, wrong length, bad dtype, malformed JSON after the
 string, a string cut off), and the server keeps answering with its memory
-given back (VmRSS after a barrage within a bound).
+given back (VmRSS after a barrage within a bound). Bodies of JSON number
+arrays are lifted as they arrive too: sent a few bytes at a time (every
+chunk boundary inside numbers, rows and keys), they get the chunked
+path's reply, valid or not (a bad number, a ragged row, a string in a
+row, a number that overflows, a body cut off, too many numbers).
 """
 
 import array
 import base64
 import json
 import random
+import socket
 import unittest
 
 from lossd_harness import Server
@@ -126,6 +131,108 @@ class BodyStream(unittest.TestCase):
         after = vm(self.srv, "VmRSS")
         self.assertLess(after - before, 16 * 2**20 + 12 * 2**20,
                         "RSS grew from %d to %d" % (before, after))
+
+
+def json_body(rows=300, classes=1000, edit=None, tail=""):
+    """A sparse CE request with JSON logits of (rows, classes), pretty-printed
+    one row a line; edit(text) may change the logits' text."""
+    rnd = random.Random(9)
+    y = ", ".join(str(rnd.randrange(classes)) for _ in range(rows))
+    x = ",\n  ".join("[" + ", ".join("%.6g" % rnd.uniform(-4, 4) for _ in range(classes)) + "]"
+                      for _ in range(rows))
+    x = "[" + x + "]"
+    if edit:
+        x = edit(x)
+    return ('{"loss": "sparse_categorical_crossentropy", "from_logits": true,\n'
+            ' "y_true": [%s],\n "y_pred": %s%s}' % (y, x, tail)).encode()
+
+
+class BodyStreamJson(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server(args=["--body-cache", "16MiB", "--max-elements", "400000"])
+        cls.srv.__enter__()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.__exit__(None, None, None)
+
+    def trickled(self, data, path="/v1/loss"):
+        """data sent with a Content-Length, its first 40,000 bytes in writes
+        of 1 to 13 bytes (so libmicrohttpd hands the body over in pieces
+        that end anywhere), the rest in 4093-byte writes: status, body."""
+        s = socket.create_connection(("127.0.0.1", self.srv.port), timeout=120)
+        try:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            s.sendall(("POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                       "Content-Length: %d\r\nConnection: close\r\n\r\n" % (
+                           path, len(data))).encode())
+            at, k = 0, 0
+            while at < len(data):
+                n = (k % 13) + 1 if at < 40000 else 4093
+                s.sendall(data[at:at + n])
+                at += n
+                k += 1
+            got = b""
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    break
+                got += b
+        finally:
+            s.close()
+        head, _, rest = got.partition(b"\r\n\r\n")
+        return int(head.split()[1]), rest
+
+    def same(self, data, status=None, code=None):
+        st, got = self.trickled(data)
+        c = self.srv.connection(timeout=120)
+        try:
+            pieces = [data[i:i + 65537] for i in range(0, len(data), 65537)]
+            c.request("POST", "/v1/loss", body=iter(pieces), encode_chunked=True,
+                      headers={"Content-Type": "application/json",
+                               "Transfer-Encoding": "chunked"})
+            r = c.getresponse()
+            want = (r.status, r.read())
+        finally:
+            c.close()
+        self.assertEqual((st, got), want)
+        if status:
+            self.assertEqual(st, status, got[:300])
+        if code:
+            self.assertEqual(json.loads(got)["code"], code, got[:300])
+
+    def test_valid(self):
+        data = json_body()
+        self.assertGreater(len(data), 2**20)  # read as it arrives
+        self.same(data, 200)
+
+    def test_errors_are_the_buffered_ones(self):
+        def at(k, rep):
+            return lambda x: x[:k] + rep + x[k + 1:]
+        cases = [
+            ("bad number", json_body(edit=lambda x: x.replace(", ", ", 1.2.", 1)),
+             400, "malformed_json"),
+            ("bad number late", json_body(
+                edit=lambda x: x[:2000000] + x[2000000:].replace(", ", ", 01", 1)),
+             400, "malformed_json"),
+            ("overflow", json_body(edit=lambda x: x.replace("]", ", 1e400]", 250)),
+             400, "malformed_json"),
+            ("ragged", json_body(edit=lambda x: x.replace("]", ", 1]", 250)[::-1].replace(
+                "]1 ,", "]", 249)[::-1]), 422, "shape_mismatch"),
+            ("string in a row", json_body(edit=lambda x: x.replace(", ", ", \"a\", ", 1)), 422,
+             None),
+            ("cut off", json_body()[:1500000], 400, "malformed_json"),
+            ("too many numbers", json_body(rows=500), 413, "too_many_elements"),
+            ("trailing comma", json_body(edit=lambda x: x[:-1] + ",]"), 400, "malformed_json"),
+        ]
+        for name, data, status, code in cases:
+            with self.subTest(name):
+                if code:
+                    self.same(data, status, code)
+                else:
+                    self.same(data)
+        self.assertEqual(self.srv.get("/healthz").status, 200)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,12 @@
  * the input picks the chunk size (1 to 256), the rest is the body; it goes
  * to api_loss whole and to api_body_feed + api_loss_sent in chunks, and
  * the two replies must be the same bytes. Inputs with "b64" strings of
- * 1024 characters or more exercise the decoding (seed the corpus with
- * such bodies: tests/api/test_body.c builds them). The arena is exactly
- * api_body_arena_size(len), so ASan sees any write past it.
+ * 1024 characters or more exercise the decoding, arrays of 16 numbers or
+ * more the lifting of number arrays (seed the corpus with such bodies:
+ * tests/api/test_body.c builds them; corpus_body has both). The arena is
+ * exactly api_body_arena_size(len), so ASan sees any write past it; a
+ * body whose input length is odd gets it 16 bytes off a 64-byte boundary
+ * (lifted arrays are then copied, not viewed where they are).
  * Build: CC=clang cmake -DLOSSD_FUZZ=ON -DLOSSD_BUILD_TESTS=OFF.
  */
 #include <stdint.h>
@@ -33,9 +36,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ctx.max_json_bytes = (size_t)1 << 22;
 
 	api_loss(&want, &ctx, s, n);
-	size_t cap = api_body_arena_size(n);
-	void *arena = malloc(cap);
-	if (!arena || api_body_new(&b, arena, cap, n, ctx.max_depth))
+	size_t cap = api_body_arena_size(n), off = size % 2 ? 16 : 0;
+	char *block = aligned_alloc(64, (cap + off + 63) / 64 * 64);
+	void *arena = block + off;
+	if (!block || api_body_new(&b, arena, cap, n, ctx.max_depth))
 		abort();
 	for (size_t at = 0; at < n; at += step)
 		if (api_body_feed(b, s + at, n - at < step ? n - at : step))
@@ -48,7 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	}
 	api_body_free(b);
-	free(arena);
+	free(block);
 	api_reply_free(&want);
 	api_reply_free(&got);
 	return 0;

@@ -190,7 +190,9 @@ int api_body_new(api_body **out, void *arena, size_t cap, size_t max_len, int ma
  * past max_len (the body is then unusable: free it). */
 int api_body_feed(api_body *b, const char *data, size_t n);
 
-/* Bytes b holds: its text's buffer and the arena bytes it has written. */
+/* Bytes b holds: its text's buffer and the arena bytes its decoded strings
+ * and lifted arrays need (up to 256 KiB more may be written for the row of
+ * numbers being read). */
 size_t api_body_held(const api_body *b);
 
 /* Body bytes fed so far. */

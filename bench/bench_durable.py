@@ -28,7 +28,8 @@ with commits/s, fsyncs/s, p50, the bytes lossd wrote to disk per update
 (/proc/PID/io write_bytes: WAL and database), lossd's CPU time per update
 (/proc/PID/stat; cpu_bound_per_s: the rate if lossd had every core to
 itself), its threads' context switches per update (switches_per_update:
-the thread hand-offs, load-independent) and the load average as extra fields.
+the thread hand-offs, load-independent), its minor page faults per update
+(faults_per_update) and the load average as extra fields.
 Usage: bench/bench_durable.py [--bin build/server/lossd]
   [--client build/bench/durable_client] [--duration 10] [--clients 32]
   [--only json/s1,b64/s32,...] [--smoke]
@@ -108,6 +109,13 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def minor_faults(pid):
+    """Minor page faults of the process so far (/proc/PID/stat): memory given
+    back to the kernel and touched again."""
+    with open("/proc/%d/stat" % pid) as f:
+        return int(f.read().rpartition(")")[2].split()[7])
+
+
 def switches(pid):
     """Context switches (voluntary + involuntary) of the process's live threads
     (/proc/PID/task/*/status): about two per thread wake-up, so a count of the
@@ -182,6 +190,7 @@ def run_case(a, kind, nstreams, body, batch):
         w0 = written(p.pid)
         c0 = cpu_seconds(p.pid)
         x0 = switches(p.pid)
+        f0 = minor_faults(p.pid)
         load0 = os.getloadavg()[0]
         cp = subprocess.run([a.client, "--port", str(port), "--seconds", str(a.duration),
                              "--clients", str(a.clients), "--body", body_file,
@@ -196,6 +205,7 @@ def run_case(a, kind, nstreams, body, batch):
         w1 = written(p.pid)
         cpu = cpu_seconds(p.pid) - c0
         x1 = switches(p.pid)
+        fpu = (minor_faults(p.pid) - f0) / r["ok"] if r["ok"] else None
         spu = (x1 - x0) / r["ok"] if x0 is not None and x1 is not None and r["ok"] else None
         commits = m1["lossd_store_commit_groups_total"] - m0["lossd_store_commit_groups_total"]
         updates = (m1["lossd_stream_updates_committed_total"] -
@@ -223,7 +233,7 @@ def run_case(a, kind, nstreams, body, batch):
         wpu = (w1 - w0) / r["ok"] if w0 is not None and w1 is not None and r["ok"] else None
         extra = dict(p50_ms=r["p50_ms"], p99_ms=r["p99_ms"], updates_per_commit=per_commit,
                      disk_bytes_per_update=wpu, cpu_us_per_update=cpu * 1e6 / r["ok"],
-                     switches_per_update=spu,
+                     switches_per_update=spu, faults_per_update=fpu,
                      cpu_bound_per_s=os.cpu_count() * r["ok"] / cpu if cpu else None,
                      commits_per_s=commits_s, fsyncs_per_s=r["fsyncs_per_s"],
                      acknowledged=r["ok"], clients=a.clients, streams=nstreams,

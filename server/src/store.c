@@ -74,13 +74,20 @@
  *   A database holding fewer commits than the marker (empty, truncated, an
  *   old backup, a lost -wal file) is refused with a message saying so;
  *   deleting lossd.lock accepts it as it is.
- * - PRAGMA quick_check runs before anything is read (page structure,
- *   truncation, flipped bits in b-tree pages); a finding refuses the start.
- *   Its time is logged at start-up (quick_check_ms).
+ * - PRAGMA quick_check (page structure, truncation, flipped bits in
+ *   b-tree pages) runs before anything is served or written; a finding
+ *   refuses the start. Its time is logged at start-up (quick_check_ms).
+ *   lossd's start-up (srv__store_opts.check_later) runs it on a thread
+ *   beside the loaders when every table exists (creating the schema then
+ *   writes nothing); the commit marker is written, and the store takes
+ *   ops, only once it passed (srv__store_check_wait), and a failure there
+ *   is reported in place of any error the load met on the damaged file.
+ *   The same thread then scans for deltas without their stream row.
  * - heads(stream, seq) keeps each stream's last committed seq, written
  *   with every op, so a lost tail of deltas (which leaves no gap) shows.
- * - the start-up reads (quick_check, srv__store_load_all on a connection
- *   per loader thread) map the file (LOAD_MMAP); nothing else does.
+ * - the start-up reads (quick_check and the orphan scan, srv__store_load_all
+ *   on a connection per loader thread) map the whole file (LOAD_MMAP on
+ *   store_map.c's VFS); nothing else does.
  * - streams.c checks each stream's rows as it loads them (checksums, the
  *   delta sequence, the head, rows without their stream: srv__store_orphans)
  *   and quarantines what fails.
@@ -127,6 +134,16 @@ struct srv__store {
 	uint64_t gen; /* commits so far: store_info 'generation'; the leader's */
 	sqlite3_stmt *set_gen, *set_head, *del_head;
 	double check_ms; /* how long quick_check took at open */
+	/* quick_check beside the load (store_open's check_later): its thread,
+	 * joined by srv__store_check_wait or close; the marker waits for it */
+	pthread_t check_tid;
+	bool check_running, check_failed, marker_later;
+	char check_why[512];
+	/* ... and, once it passed, the scan for deltas without their stream
+	 * (srv__store_orphans then hands these over) */
+	bool orphans_scanned, orphans_failed;
+	char **orphans;
+	size_t norphans;
 	srv__store_op *head, *tail;
 	uint64_t groups, ops;
 	struct extra *x; /* history and metadata statements (the last section) */
@@ -253,16 +270,20 @@ static int quick_check(sqlite3 *db, char *err, size_t errlen)
  * Start-up reads (quick_check, srv__store_load_all) map the database into
  * memory: SQLite then reads a page where it lies instead of one pread()
  * per 4 KiB page, which is most of the time a large store takes to read.
- * Only then: a read error on a mapped page is a SIGBUS rather than an
+ * They open their connections on srv__store_map_vfs(), which maps the
+ * whole file (SQLite's own mapping ends at 2 GiB, whatever this asks);
+ * the PRAGMA is still what makes the pager fetch pages in place. Only then: a read error on a mapped page is a SIGBUS rather than an
  * error code, acceptable before anything is served (the start fails
  * either way) but not while serving.
  */
 #define LOAD_MMAP "PRAGMA mmap_size=1099511627776"
 
-static int open_conn(sqlite3 **db, const char *path, char *err, size_t errlen)
+/* A connection on path; vfs NULL (the default) or srv__store_map_vfs()'s
+ * for a start-up read. */
+static int open_conn_vfs(sqlite3 **db, const char *path, const char *vfs, char *err, size_t errlen)
 {
 	int rc = sqlite3_open_v2(
-	        path, db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	        path, db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, vfs);
 	if (rc != SQLITE_OK) {
 		errf(err, errlen, "cannot open %s: %s", path,
 		     *db ? sqlite3_errmsg(*db) : sqlite3_errstr(rc));
@@ -277,6 +298,11 @@ static int open_conn(sqlite3 **db, const char *path, char *err, size_t errlen)
 		return -1;
 	}
 	return 0;
+}
+
+static int open_conn(sqlite3 **db, const char *path, char *err, size_t errlen)
+{
+	return open_conn_vfs(db, path, NULL, err, errlen);
 }
 
 static int prep(sqlite3 *db, sqlite3_stmt **st, const char *sql, char *err, size_t errlen)
@@ -347,7 +373,143 @@ static int prep_writer(srv__store *st, char *err, size_t errlen)
 	return 0;
 }
 
-int srv__store_open(srv__store **out, const char *data_dir, char *err, size_t errlen)
+/* A start-up read connection: mapped whole (srv__store_map_vfs,
+ * LOAD_MMAP). */
+static int open_mapped(sqlite3 **db, const char *path, char *err, size_t errlen)
+{
+	if (open_conn_vfs(db, path, srv__store_map_vfs(), err, errlen))
+		return -1;
+	if (sqlite3_exec(*db, LOAD_MMAP, NULL, NULL, NULL) != SQLITE_OK) {
+		errf(err, errlen, "%s", sqlite3_errmsg(*db));
+		return -1;
+	}
+	return 0;
+}
+
+static double ms_since(const struct timespec *t0)
+{
+	struct timespec t1;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/* Runs PRAGMA quick_check on a mapped connection of its own; 0 when it
+ * says ok, else -1 with why; *ms its time. */
+static int check_store(const char *path, char *why, size_t whylen, double *ms)
+{
+	struct timespec c0;
+	sqlite3 *db = NULL;
+	clock_gettime(CLOCK_MONOTONIC, &c0);
+	int qc = open_mapped(&db, path, why, whylen) || quick_check(db, why, whylen);
+	sqlite3_close(db);
+	*ms = ms_since(&c0);
+	return qc ? -1 : 0;
+}
+
+/* Every stream id that has deltas but no stream row, in id order, to fn:
+ * a pass over every delta's key (a seek per stream would be worse: to
+ * compare an index b-tree cell that overflows SQLite reads it whole). */
+static int scan_orphans(sqlite3 *db, srv__store_orphan_fn fn, void *arg)
+{
+	sqlite3_stmt *q = NULL;
+	int src = SQLITE_ERROR;
+	if (sqlite3_prepare_v2(db,
+	                       "SELECT DISTINCT stream FROM deltas"
+	                       " WHERE stream NOT IN (SELECT id FROM streams) ORDER BY stream",
+	                       -1, &q, NULL) == SQLITE_OK)
+		while ((src = sqlite3_step(q)) == SQLITE_ROW) {
+			const char *id = (const char *)sqlite3_column_text(q, 0);
+			if (fn(arg, id ? id : "")) {
+				src = SQLITE_ERROR;
+				break;
+			}
+		}
+	sqlite3_finalize(q);
+	return src == SQLITE_DONE ? 0 : -1;
+}
+
+/* scan_orphans' fn in the check thread: the id into st->orphans. */
+static int keep_orphan(void *arg, const char *id)
+{
+	srv__store *st = arg;
+	char **v = realloc(st->orphans, (st->norphans + 1) * sizeof(*v));
+	if (!v)
+		return -1;
+	st->orphans = v;
+	if (!(v[st->norphans] = strdup(id)))
+		return -1;
+	st->norphans++;
+	return 0;
+}
+
+/* The check thread: quick_check, then (when it passed) the orphan scan,
+ * on one mapped connection, beside the loaders. */
+static void *check_main(void *arg)
+{
+	srv__store *st = arg;
+	struct timespec c0;
+	sqlite3 *db = NULL;
+	clock_gettime(CLOCK_MONOTONIC, &c0);
+	st->check_failed = open_mapped(&db, st->path, st->check_why, sizeof st->check_why) ||
+	                   quick_check(db, st->check_why, sizeof st->check_why);
+	st->check_ms = ms_since(&c0);
+	if (!st->check_failed) {
+		st->orphans_failed = scan_orphans(db, keep_orphan, st) != 0;
+		st->orphans_scanned = true;
+	}
+	sqlite3_close(db);
+	return NULL;
+}
+
+static void check_join(srv__store *st)
+{
+	if (st->check_running)
+		pthread_join(st->check_tid, NULL);
+	st->check_running = false;
+}
+
+static void damaged(char *err, size_t errlen, const char *path, const char *why)
+{
+	errf(err, errlen,
+	     "%s is damaged (PRAGMA quick_check: %s); refusing to start. Restore it from "
+	     "a backup, or try `sqlite3 %s .recover`",
+	     path, why, path);
+}
+
+/* Whether every table of both schemas is there already (then creating
+ * them writes nothing): the check may run beside the load. */
+static bool schema_present(sqlite3 *db)
+{
+	sqlite3_stmt *q = NULL;
+	bool all = false;
+	if (sqlite3_prepare_v2(db,
+	                       "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN"
+	                       " ('streams', 'deltas', 'keys', 'probe', 'heads', 'store_info',"
+	                       " 'checkpoints', 'meta')",
+	                       -1, &q, NULL) == SQLITE_OK &&
+	    sqlite3_step(q) == SQLITE_ROW)
+		all = sqlite3_column_int(q, 0) == 8;
+	sqlite3_finalize(q);
+	return all;
+}
+
+int srv__store_check_wait(srv__store *st, char *err, size_t errlen)
+{
+	if (st->be)
+		return 0;
+	check_join(st);
+	if (st->check_failed) {
+		damaged(err, errlen, st->path, st->check_why);
+		return -1;
+	}
+	if (st->marker_later)
+		marker_write(st->lock_fd, st->gen);
+	st->marker_later = false;
+	return 0;
+}
+
+static int store_open(srv__store **out, const char *data_dir, bool check_later, char *err,
+                      size_t errlen)
 {
 	srv__store *st = NULL;
 	int rc = -1;
@@ -407,25 +569,17 @@ int srv__store_open(srv__store **out, const char *data_dir, char *err, size_t er
 		refuse_if_damaged(st->w, st->path, err, errlen);
 		goto out;
 	}
-	/* Structure first (truncation, flipped bits in pages), then ours. */
-	char why[512];
-	struct timespec c0, c1;
-	clock_gettime(CLOCK_MONOTONIC, &c0);
-	/* Memory-mapped while checking (see LOAD_MMAP): page reads without a
-	 * system call each; the map goes right after. */
-	sqlite3_exec(st->w, LOAD_MMAP, NULL, NULL, NULL);
-	int qc = quick_check(st->w, why, sizeof why);
-	sqlite3_exec(st->w, "PRAGMA mmap_size=0", NULL, NULL, NULL);
-	if (qc) {
-		errf(err, errlen,
-		     "%s is damaged (PRAGMA quick_check: %s); refusing to start. Restore it from "
-		     "a backup, or try `sqlite3 %s .recover`",
-		     st->path, why, st->path);
+	/* Structure first (truncation, flipped bits in pages), then ours; or,
+	 * with check_later and a store whose tables are all there (nothing
+	 * below writes then), the check runs on a thread of its own beside
+	 * the load, and the marker waits for it (srv__store_check_wait). */
+	if (check_later && schema_present(st->w) &&
+	    pthread_create(&st->check_tid, NULL, check_main, st) == 0) {
+		st->check_running = st->marker_later = true;
+	} else if (check_store(st->path, st->check_why, sizeof st->check_why, &st->check_ms)) {
+		damaged(err, errlen, st->path, st->check_why);
 		goto out;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &c1);
-	st->check_ms =
-	        (double)(c1.tv_sec - c0.tv_sec) * 1e3 + (double)(c1.tv_nsec - c0.tv_nsec) / 1e6;
 	if (sqlite3_exec(st->w, schema, NULL, NULL, NULL) != SQLITE_OK) {
 		errf(err, errlen, "cannot create schema: %s", sqlite3_errmsg(st->w));
 		refuse_if_damaged(st->w, st->path, err, errlen);
@@ -449,7 +603,8 @@ int srv__store_open(srv__store **out, const char *data_dir, char *err, size_t er
 		     st->path, (unsigned long long)st->gen, (unsigned long long)acked);
 		goto out;
 	}
-	marker_write(st->lock_fd, st->gen);
+	if (!st->marker_later)
+		marker_write(st->lock_fd, st->gen);
 	if (open_conn(&st->r, st->path, err, errlen))
 		goto out;
 	sync_dir(data_dir);
@@ -462,8 +617,19 @@ int srv__store_open(srv__store **out, const char *data_dir, char *err, size_t er
 	st = NULL;
 	rc = 0;
 out:
+	/* a damaged store may fail anywhere above: the check says why */
+	if (st && st->check_running) {
+		check_join(st);
+		if (st->check_failed)
+			damaged(err, errlen, st->path, st->check_why);
+	}
 	srv__store_close(st);
 	return rc;
+}
+
+int srv__store_open(srv__store **out, const char *data_dir, char *err, size_t errlen)
+{
+	return store_open(out, data_dir, false, err, errlen);
 }
 
 void srv__store_close(srv__store *st)
@@ -475,6 +641,10 @@ void srv__store_close(srv__store *st)
 		free(st);
 		return;
 	}
+	check_join(st);
+	for (size_t i = 0; i < st->norphans; i++)
+		free(st->orphans[i]);
+	free(st->orphans);
 	finalize_writer(st);
 	sqlite3_finalize(st->get_key);
 	extra_close(st);
@@ -500,9 +670,9 @@ int srv__store_open_url(srv__store **out, const char *url, const srv__store_opts
 {
 	*out = NULL;
 	if (!url || !*url || !strcmp(url, "sqlite"))
-		return srv__store_open(out, o->data_dir, err, errlen);
+		return store_open(out, o->data_dir, o->check_later, err, errlen);
 	if (!strncmp(url, "sqlite:", 7) && url[7])
-		return srv__store_open(out, url + 7, err, errlen);
+		return store_open(out, url + 7, o->check_later, err, errlen);
 	if (!srv__store_url_is_pg(url)) {
 		errf(err, errlen,
 		     "unknown store \"%.40s\": expected sqlite, sqlite:DIR or postgresql://...",
@@ -1241,7 +1411,7 @@ static void *load_worker(void *arg)
 	char err[256];
 	bool ok = false, begun = false;
 
-	if (open_conn(&db, la->st->path, err, sizeof err) ||
+	if (open_conn_vfs(&db, la->st->path, srv__store_map_vfs(), err, sizeof err) ||
 	    sqlite3_exec(db, LOAD_MMAP, NULL, NULL, NULL) != SQLITE_OK ||
 	    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
 		goto out;
@@ -1366,26 +1536,25 @@ out:
 
 int srv__store_orphans(srv__store *st, srv__store_orphan_fn fn, void *arg)
 {
-	sqlite3_stmt *q = NULL;
-	int rc = -1, src;
+	sqlite3 *db = NULL;
+	char err[256];
+	int rc = -1;
 
 	if (st->be)
 		return st->be->orphans ? st->be->orphans(st->impl, fn, arg) : 0;
-	pthread_mutex_lock(&st->rmu);
-	if (sqlite3_prepare_v2(st->r,
-	                       "SELECT DISTINCT stream FROM deltas"
-	                       " WHERE stream NOT IN (SELECT id FROM streams) ORDER BY stream",
-	                       -1, &q, NULL) != SQLITE_OK)
-		goto out;
-	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
-		const char *id = (const char *)sqlite3_column_text(q, 0);
-		if (fn(arg, id ? id : ""))
-			goto out;
+	if (st->check_running || st->orphans_scanned) {
+		/* the check thread scanned them, beside the loaders */
+		check_join(st);
+		if (st->check_failed || st->orphans_failed || !st->orphans_scanned)
+			return -1;
+		for (size_t i = 0; i < st->norphans; i++)
+			if (fn(arg, st->orphans[i]))
+				return -1;
+		return 0;
 	}
-	rc = src == SQLITE_DONE ? 0 : -1;
-out:
-	sqlite3_finalize(q);
-	pthread_mutex_unlock(&st->rmu);
+	if (!open_mapped(&db, st->path, err, sizeof err))
+		rc = scan_orphans(db, fn, arg);
+	sqlite3_close(db);
 	return rc;
 }
 

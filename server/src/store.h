@@ -98,11 +98,12 @@ typedef struct srv__store_opts {
 	int connections;           /* postgresql: connections per process */
 	const char *password_file; /* postgresql: the password in a file, or NULL */
 	int timeout_ms;            /* postgresql: statement and connect timeout */
+	bool check_later;          /* sqlite: quick_check beside the load (check_wait) */
 } srv__store_opts;
 
 #define SRV__STORE_OPTS_INIT                                                                       \
 	{                                                                                          \
-		"./data", 4, NULL, 10000                                                           \
+		"./data", 4, NULL, 10000, false                                                    \
 	}
 
 /*
@@ -112,6 +113,17 @@ typedef struct srv__store_opts {
  */
 int srv__store_open_url(srv__store **out, const char *url, const srv__store_opts *o, char *err,
                         size_t errlen);
+
+/*
+ * With o->check_later, a SQLite store whose tables all exist is opened
+ * before its PRAGMA quick_check has finished: the check runs on a thread
+ * of its own, beside srv__store_load_all, and the commit marker is
+ * written once it passed. This waits for it: 0 when it passed (or ran at
+ * open, or another backend), else -1 with the refusal written to err.
+ * Must be called, and return 0, before the store takes an op or its
+ * loaded streams are served. Main thread.
+ */
+int srv__store_check_wait(srv__store *st, char *err, size_t errlen);
 
 /* Closes the database. Accepts NULL. Main thread, after every submitter
  * has returned from srv__store_wait. */
@@ -154,9 +166,19 @@ int srv__store_load_all(srv__store *st, int threads, srv__store_stream_fn on_str
                         srv__store_delta_fn on_delta, void *arg);
 
 /*
+ * The name of the SQLite VFS that maps a database file whole for the
+ * start-up reads (store_map.c; SQLite's own mapping stops at 2 GiB), or
+ * NULL (then the default VFS) when it cannot be registered. A connection
+ * on it must be closed before anything writes the file. Any thread.
+ */
+const char *srv__store_map_vfs(void);
+
+/*
  * Calls fn(arg, id) once per stream id that has deltas but no stream row
  * (damage: the row was lost), in id order; fn returns 0 or -1 (stop).
- * Returns 0, or -1 on a database error or when fn stopped. Any thread.
+ * Returns 0, or -1 on a database error or when fn stopped. For start-up
+ * only, as srv__store_load_all (it reads on a mapped connection of its
+ * own, srv__store_map_vfs). Main thread.
  */
 typedef int (*srv__store_orphan_fn)(void *arg, const char *id);
 int srv__store_orphans(srv__store *st, srv__store_orphan_fn fn, void *arg);

@@ -1009,6 +1009,9 @@ int srv__streams_open(srv__streams *ss, const char *data_dir)
 	load_ctx lc = {ss, 0, false};
 
 	ss->store_opts.data_dir = data_dir;
+	/* SQLite's quick_check runs beside the loaders; nothing loaded is
+	 * served, and no op taken, before it passed (check_wait below). */
+	ss->store_opts.check_later = true;
 	if (srv__store_open_url(&ss->store, ss->store_url, &ss->store_opts, err, sizeof err)) {
 		srv_log(SRV_LOG_ERROR, NULL, "stream store: %s", err);
 		return -1;
@@ -1020,11 +1023,18 @@ int srv__streams_open(srv__streams *ss, const char *data_dir)
 	int loaders = cores < 1                         ? 1
 	              : cores > SRV__STORE_LOAD_THREADS ? SRV__STORE_LOAD_THREADS
 	                                                : (int)cores;
-	if (!srv__store_shared(ss->store) &&
-	    (srv__store_load_all(ss->store, loaders, on_stream, on_delta, &lc) || lc.failed ||
-	     srv__store_orphans(ss->store, on_orphan, &lc) || lc.failed ||
-	     srv__store_heads(ss->store, on_head, &lc) || lc.failed ||
-	     srv__store_load_extra(ss->store, on_ckpt, on_meta, &lc))) {
+	bool bad = !srv__store_shared(ss->store) &&
+	           (srv__store_load_all(ss->store, loaders, on_stream, on_delta, &lc) ||
+	            lc.failed || srv__store_orphans(ss->store, on_orphan, &lc) || lc.failed ||
+	            srv__store_heads(ss->store, on_head, &lc) || lc.failed ||
+	            srv__store_load_extra(ss->store, on_ckpt, on_meta, &lc));
+	/* a damaged file may also fail the load: the check's refusal first */
+	if (srv__store_check_wait(ss->store, err, sizeof err)) {
+		srv_log(SRV_LOG_ERROR, NULL, "stream store: %s", err);
+		srv__streams_close(ss);
+		return -1;
+	}
+	if (bad) {
 		srv_log(SRV_LOG_ERROR, NULL, "stream store: cannot load the streams of %s",
 		        srv__store_url_is_pg(ss->store_url) ? "postgresql" : data_dir);
 		srv__streams_close(ss);

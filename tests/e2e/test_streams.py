@@ -304,6 +304,40 @@ class StreamsTest(unittest.TestCase):
         finally:
             shutil.rmtree(d, ignore_errors=True)
 
+    def test_pending_deltas_load_as_their_merge(self):
+        """An exact stream of 300 pending deltas (never checkpointed: its
+        deltas never outweigh its state) is, after kill -9 and a restart,
+        byte for byte the state it had, and so is a stream holding the same
+        data as one merged state: the start-up decodes both alike."""
+        d = tempfile.mkdtemp(prefix="lossd-pending-")
+        try:
+            y, s, w = make_data(2400, 9)
+            cfg = {"method": "exact", "loss": "binary_crossentropy"}
+            srv = Server(data_dir=d, check_exit=False)
+            try:
+                a = self.create(srv, cfg)
+                for b in self.batches(y, s, w, 8, key="y_pred"):
+                    self.assertEqual(self.update(srv, a, b).status, 200)
+                reading = srv.get("/v1/streams/" + a).json()
+                state = srv.get("/v1/streams/%s/state" % a).json()
+                self.assertEqual(reading["count"], 2400)
+                m = self.create(srv, cfg)
+                self.assertEqual(srv.post_json("/v1/streams/%s/merge" % m, state).status, 200)
+                srv.send_signal(signal.SIGKILL)
+                srv.wait()
+            finally:
+                srv.stop()
+            with Server(data_dir=d) as srv:
+                self.assertEqual(srv.get("/v1/streams/" + a).json(), reading)
+                self.assertEqual(srv.get("/v1/streams/%s/state" % a).json(), state)
+                merged = srv.get("/v1/streams/%s/state" % m).json()
+                self.assertEqual(merged["state"], state["state"])
+                got = srv.get("/v1/streams/" + m).json()
+                for k in ("count", "auc", "loss", "positives", "negatives"):
+                    self.assertEqual(got.get(k), reading.get(k), k)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
     def test_kill9_loop(self):
         """Start, update from client threads, SIGKILL, restart, compare."""
         d = tempfile.mkdtemp(prefix="lossd-kill9-")

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lossd/stream.h"
 #include "store.h"
 
 static char dir[256];
@@ -363,5 +364,170 @@ Test(store, broken_then_healed, .init = mkdir_temp, .fini = rm_temp)
 	cr_assert_eq(s->dseq[0][0], 2);
 	cr_assert_eq(s->dfirst[0][0], '2');
 	free(s);
+	srv__store_close(st);
+}
+
+/* ---- start-up: many pending deltas load as their checkpoint ---- */
+
+#define NSTREAMS 4
+typedef struct replay {
+	pthread_mutex_t mu;
+	int n;
+	char id[NSTREAMS][32];
+	eng_stream *st[NSTREAMS];
+	int64_t seq[NSTREAMS];
+	bool bad;
+} replay;
+
+/* What streams.c does at start-up: the stored state, then each delta
+ * decoded into it (eng_stream_merge_bytes). Called from two loaders. */
+static void *rp_stream(void *arg, const char *id, const char *owner, const char *config,
+                       const void *state, size_t len, int64_t seq)
+{
+	replay *r = arg;
+	eng_error err;
+	(void)owner;
+	(void)config;
+	pthread_mutex_lock(&r->mu);
+	int i = r->n < NSTREAMS ? r->n++ : -1;
+	pthread_mutex_unlock(&r->mu);
+	if (i < 0 || eng_stream_deserialize(&r->st[i], state, len, SIZE_MAX, &err)) {
+		r->bad = true;
+		return NULL;
+	}
+	snprintf(r->id[i], sizeof r->id[i], "%s", id);
+	r->seq[i] = seq;
+	return &r->seq[i];
+}
+
+static int rp_delta(void *arg, void *h, int64_t seq, const void *data, size_t len)
+{
+	replay *r = arg;
+	int i = (int)((int64_t *)h - r->seq);
+	eng_error err;
+	if (seq != r->seq[i] + 1 || eng_stream_merge_bytes(r->st[i], data, len, &err)) {
+		r->bad = true;
+		return -1;
+	}
+	r->seq[i] = seq;
+	return 0;
+}
+
+static int rp_orphan(void *arg, const char *id)
+{
+	char *got = arg;
+	strcat(got, id);
+	strcat(got, ";");
+	return 0;
+}
+
+static void submit_bytes(srv__store *st, int type, const char *id, int64_t seq, void *data,
+                         size_t len)
+{
+	srv__store_op op = {0};
+	op.type = type;
+	op.stream = id;
+	op.owner = "o";
+	op.config = "{}";
+	op.seq = seq;
+	op.data = data;
+	op.len = len;
+	run(st, &op);
+	free(data);
+}
+
+static const eng_stream *find_stream(const replay *r, const char *id)
+{
+	for (int i = 0; i < r->n; i++)
+		if (!strcmp(r->id[i], id))
+			return r->st[i];
+	cr_assert_fail("stream %s was not loaded", id);
+	return NULL;
+}
+
+static void assert_same_bytes(const eng_stream *a, const eng_stream *b)
+{
+	void *x = NULL, *y = NULL;
+	size_t nx = 0, ny = 0;
+	cr_assert_eq(eng_stream_serialize(&x, &nx, a), 0);
+	cr_assert_eq(eng_stream_serialize(&y, &ny, b), 0);
+	cr_assert_eq(nx, ny);
+	cr_assert(memcmp(x, y, nx) == 0, "the states differ");
+	free(x);
+	free(y);
+}
+
+/*
+ * An exact stream of 300 pending deltas (weighted, with loss sums absent)
+ * and one holding their merge as its stored checkpoint load to the same
+ * bytes as the merge made in memory, through the start-up path: two
+ * loader threads on the mapped VFS with quick_check running beside them.
+ * Deltas of streams that have no row are found by the seeking scan, each
+ * once, in id order (before, between and after the real streams).
+ */
+Test(store, pending_deltas_load_as_their_checkpoint, .init = mkdir_temp, .fini = rm_temp,
+     .timeout = 120)
+{
+	eng_stream_config cfg = ENG_STREAM_CONFIG_INIT;
+	cfg.method = ENG_STREAM_EXACT;
+	eng_stream *whole = NULL;
+	eng_error err;
+	void *data = NULL;
+	size_t len = 0;
+	cr_assert_eq(eng_stream_new(&whole, &cfg, &err), 0);
+	srv__store *st = open_store();
+	cr_assert_eq(eng_stream_serialize(&data, &len, whole), 0);
+	submit_bytes(st, SRV__OP_CREATE, "pending", 0, data, len);
+	uint64_t rng = 7;
+	for (int64_t d = 1; d <= 300; d++) {
+		int64_t n = 5 + d % 9;
+		double score[16], w[16];
+		int32_t y[16];
+		for (int64_t i = 0; i < n; i++) {
+			rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+			score[i] = (double)(rng >> 40) / (double)(1 << 24);
+			y[i] = (int32_t)(rng >> 63);
+			w[i] = 0.25 * (double)((rng >> 20) % 8);
+		}
+		eng_tensor ty = {ENG_I32, 1, {n}, n, y};
+		eng_tensor ts = {ENG_F64, 1, {n}, n, score};
+		eng_tensor tw = {ENG_F64, 1, {n}, n, w};
+		eng_stream *b = NULL;
+		cr_assert_eq(eng_stream_batch(&b, &cfg, &ty, &ts, &tw, NULL, &err), 0, "%s",
+		             err.msg);
+		cr_assert_eq(eng_stream_merge(whole, b, &err), 0);
+		cr_assert_eq(eng_stream_serialize(&data, &len, b), 0);
+		submit_bytes(st, SRV__OP_DELTA, "pending", d, data, len);
+		eng_stream_free(b);
+	}
+	cr_assert_eq(eng_stream_serialize(&data, &len, whole), 0);
+	submit_bytes(st, SRV__OP_CREATE, "checkpointed", 300, data, len);
+	/* deltas without their stream row */
+	const char *orphans[] = {"a-orphan", "m-orphan", "zz-orphan"};
+	for (int k = 0; k < 3; k++)
+		for (int64_t d = 1; d <= 2; d++) {
+			cr_assert_eq(eng_stream_serialize(&data, &len, whole), 0);
+			submit_bytes(st, SRV__OP_DELTA, orphans[k], d, data, len);
+		}
+	srv__store_close(st);
+
+	srv__store_opts o = SRV__STORE_OPTS_INIT;
+	o.data_dir = dir;
+	o.check_later = true;
+	char e[512] = "";
+	cr_assert_eq(srv__store_open_url(&st, "sqlite", &o, e, sizeof e), 0, "%s", e);
+	replay r = {.mu = PTHREAD_MUTEX_INITIALIZER};
+	cr_assert_eq(srv__store_load_all(st, 2, rp_stream, rp_delta, &r), 0);
+	cr_assert_eq(srv__store_check_wait(st, e, sizeof e), 0, "%s", e);
+	cr_assert_not(r.bad);
+	cr_assert_eq(r.n, 2);
+	assert_same_bytes(find_stream(&r, "pending"), whole);
+	assert_same_bytes(find_stream(&r, "checkpointed"), whole);
+	char got[256] = "";
+	cr_assert_eq(srv__store_orphans(st, rp_orphan, got), 0);
+	cr_assert_str_eq(got, "a-orphan;m-orphan;zz-orphan;");
+	for (int i = 0; i < r.n; i++)
+		eng_stream_free(r.st[i]);
+	eng_stream_free(whole);
 	srv__store_close(st);
 }

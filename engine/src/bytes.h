@@ -55,19 +55,6 @@ static inline void eng__put_f64(uint8_t *p, double x)
 	eng__put_u64(p, v);
 }
 
-/* The varint of v at p (room for ENG__VARINT_MAX bytes): its length. */
-#define ENG__VARINT_MAX 10
-static inline size_t eng__put_varint(uint8_t *p, uint64_t v)
-{
-	size_t n = 0;
-	while (v >= 0x80) {
-		p[n++] = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	p[n++] = (uint8_t)v;
-	return n;
-}
-
 /* ENG__LE: the host stores integers and doubles little-endian, as the
  * format does, so a field is one unaligned load (memcpy) and an array of
  * them is one memcpy; elsewhere bytes are assembled one by one. */
@@ -76,6 +63,35 @@ static inline size_t eng__put_varint(uint8_t *p, uint64_t v)
 #else
 #define ENG__LE 0
 #endif
+
+/*
+ * The varint of v at p (room for ENG__VARINT_MAX bytes): its length. A
+ * value below 2^56 (up to 8 bytes) is spread into its 7-bit groups with
+ * three shift-and-mask steps and stored as one 8-byte word, the bytes
+ * past its length being room the caller gives back or overwrites: no
+ * branch on the length, which a loop mispredicts on every varint.
+ */
+#define ENG__VARINT_MAX 10
+static inline size_t eng__put_varint(uint8_t *p, uint64_t v)
+{
+	if (ENG__LE && v < ((uint64_t)1 << 56)) {
+		size_t n = ((size_t)(64 - __builtin_clzll(v | 1)) * 37 + 222) >>
+		           8; /* ceil(bits / 7) */
+		uint64_t x = (v & 0x000000000fffffffull) | ((v & 0x00fffffff0000000ull) << 4);
+		x = (x & 0x00003fff00003fffull) | ((x & 0x0fffc0000fffc000ull) << 2);
+		x = (x & 0x007f007f007f007full) | ((x & 0x3f803f803f803f80ull) << 1);
+		x |= 0x8080808080808080ull & ((((uint64_t)1) << (8 * (n - 1))) - 1);
+		memcpy(p, &x, 8);
+		return n;
+	}
+	size_t n = 0;
+	while (v >= 0x80) {
+		p[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t)v;
+	return n;
+}
 
 static inline uint32_t eng__get_u32(const uint8_t *p)
 {
@@ -148,6 +164,14 @@ static inline uint8_t *eng__writer_reserve(eng__writer *w, size_t n)
 	uint8_t *r = w->p + w->len;
 	w->len += n;
 	return r;
+}
+
+/* Gives back the last n of the bytes reserved (room a variable-length
+ * encoding did not use). */
+static inline void eng__writer_unreserve(eng__writer *w, size_t n)
+{
+	if (!w->fail && n <= w->len)
+		w->len -= n;
 }
 
 /* Allocates room for n bytes up front (an exact size known in advance
@@ -293,6 +317,30 @@ static inline uint64_t eng__reader_varint(eng__reader *r)
 	uint64_t v = 0;
 	if (r->fail)
 		return 0;
+	if (ENG__LE && r->left >= 8) {
+		/* up to 8 bytes from one word: the first byte without the high
+		 * bit ends it; its 7-bit groups gathered by eng__put_varint's
+		 * steps backwards */
+		uint64_t x, stop;
+		memcpy(&x, r->p, 8);
+		stop = ~x & 0x8080808080808080ull;
+		if (stop) {
+			size_t n = (size_t)__builtin_ctzll(stop) / 8 + 1;
+			if (n < 8)
+				x &= (((uint64_t)1) << (8 * n)) - 1;
+			x &= 0x7f7f7f7f7f7f7f7full;
+			if (n > 1 && (x >> (8 * (n - 1))) == 0) {
+				r->fail = true; /* a zero group last: longer than needed */
+				return 0;
+			}
+			x = (x & 0x007f007f007f007full) | ((x & 0x7f007f007f007f00ull) >> 1);
+			x = (x & 0x00003fff00003fffull) | ((x & 0x3fff00003fff0000ull) >> 2);
+			x = (x & 0x000000000fffffffull) | ((x & 0x0fffffff00000000ull) >> 4);
+			r->p += n;
+			r->left -= n;
+			return x;
+		}
+	}
 	for (size_t i = 0; i < r->left && i < ENG__VARINT_MAX; i++) {
 		uint8_t b = r->p[i];
 		v |= (uint64_t)(b & 0x7f) << (7 * i);

@@ -1232,20 +1232,20 @@ static uint64_t key_of_wire(uint64_t v)
 
 static bool small_int(double x)
 {
-	return x >= 0.0 && x < SMALL_INT && !signbit(x) && x == (double)(uint64_t)x;
+	/* (int64_t: one instruction; x is below 2^52 when it is converted) */
+	return x >= 0.0 && x < SMALL_INT && !signbit(x) && x == (double)(int64_t)x;
 }
 
-/* A weight code: 2 x (+ tag) for a small integer, 1 + tag and the f64
- * otherwise (tag: 2 for pos's folded bit, else 0; pos's integer is
- * doubled again below). */
-static void put_weight(eng__writer *w, double x, uint64_t scale, uint64_t tag)
+/* A weight code at p: 2 x (+ tag) for a small integer, 1 + tag and the
+ * f64 otherwise (tag: 2 for pos's folded bit, else 0; pos's integer is
+ * doubled again: scale 4). Returns the end. */
+static uint8_t *put_weight(uint8_t *p, double x, uint64_t scale, uint64_t tag)
 {
-	if (small_int(x)) {
-		eng__writer_varint(w, (uint64_t)x * scale + tag);
-	} else {
-		eng__writer_varint(w, tag + 1);
-		eng__writer_f64(w, x);
-	}
+	if (small_int(x))
+		return p + eng__put_varint(p, (uint64_t)(int64_t)x * scale + tag);
+	*p++ = (uint8_t)(tag + 1);
+	eng__put_f64(p, x);
+	return p + 8;
 }
 
 int eng_sketch_serialize(uint8_t **out, size_t *len, const eng_sketch *s)
@@ -1255,7 +1255,8 @@ int eng_sketch_serialize(uint8_t **out, size_t *len, const eng_sketch *s)
 	for (int64_t i = 0; i < s->nb; i++)
 		all |= wire_key(s->b[i].lo) | wire_key(s->b[i].hi);
 	unsigned z = all ? (unsigned)__builtin_ctzll(all) : 0;
-	eng__writer_presize(&w, 64 + (size_t)s->nb * BUCKET_V2_MAX);
+	size_t room = (size_t)s->nb * BUCKET_V2_MAX;
+	eng__writer_presize(&w, 64 + room);
 	eng__writer_raw(&w, MAGIC, 4);
 	eng__writer_u32(&w, VERSION);
 	eng__writer_varint(&w, (uint64_t)s->cap);
@@ -1263,17 +1264,22 @@ int eng_sketch_serialize(uint8_t **out, size_t *len, const eng_sketch *s)
 	eng__writer_varint(&w, (uint64_t)s->negatives);
 	eng__writer_varint(&w, (uint64_t)s->nb);
 	eng__writer_u8(&w, (uint8_t)z);
+	/* the buckets into one reservation of their largest size, the
+	 * unused rest given back */
+	uint8_t *p0 = eng__writer_reserve(&w, room), *p = p0;
 	uint64_t prev = 0;
-	for (int64_t i = 0; i < s->nb; i++) {
+	for (int64_t i = 0; p0 && i < s->nb; i++) {
 		const bucket *x = &s->b[i];
 		uint64_t lo = wire_key(x->lo), hi = wire_key(x->hi);
-		eng__writer_varint(&w, (lo - prev) >> z);
-		put_weight(&w, x->pos, 4, folded(x) ? 2 : 0);
-		put_weight(&w, x->neg, 2, 0);
+		p += eng__put_varint(p, (lo - prev) >> z);
+		p = put_weight(p, x->pos, 4, folded(x) ? 2 : 0);
+		p = put_weight(p, x->neg, 2, 0);
 		if (folded(x))
-			eng__writer_varint(&w, (hi - lo) >> z);
+			p += eng__put_varint(p, (hi - lo) >> z);
 		prev = hi;
 	}
+	if (p0)
+		eng__writer_unreserve(&w, room - (size_t)(p - p0));
 	return eng__writer_finish(&w, out, len);
 }
 

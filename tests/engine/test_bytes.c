@@ -152,6 +152,13 @@ Test(bytes, varint_round_trip_and_lengths)
 	         {128, 2},
 	         {16383, 2},
 	         {16384, 3},
+	         {((uint64_t)1 << 21) - 1, 3},
+	         {(uint64_t)1 << 21, 4},
+	         {(uint64_t)1 << 28, 5},
+	         {(uint64_t)1 << 35, 6},
+	         {(uint64_t)1 << 42, 7},
+	         {((uint64_t)1 << 56) - 1, 8},
+	         {(uint64_t)1 << 56, 9},
 	         {((uint64_t)1 << 49) - 1, 7},
 	         {(uint64_t)1 << 49, 8},
 	         {((uint64_t)1 << 63) - 1, 9},
@@ -191,6 +198,11 @@ Test(bytes, varint_reader_refuses_other_encodings)
 	        {{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x81, 0x00},
 	         11},     /* 11 bytes */
 	        {{0}, 0}, /* nothing */
+	        /* 8 bytes or more left: the word-at-a-time path */
+	        {{0x81, 0x00, 0, 0, 0, 0, 0, 0}, 8},                         /* 1, overlong */
+	        {{0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00}, 8},       /* 0 in 8 bytes */
+	        {{0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80}, 8},       /* past the end */
+	        {{0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00}, 9}, /* 0 in 9 bytes */
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		eng__reader r;
@@ -210,4 +222,60 @@ Test(bytes, varint_reader_refuses_other_encodings)
 	eng__reader_init(&r, zero, 1);
 	cr_expect_eq(eng__reader_varint(&r), 0);
 	cr_expect(eng__reader_done(&r));
+}
+
+/* The rules by the book, one byte at a time: the value, or -1 for bytes
+ * the reader must refuse. */
+static int ref_varint(uint64_t *v, const uint8_t *p, size_t n, size_t *used)
+{
+	*v = 0;
+	for (size_t i = 0; i < n && i < 10; i++) {
+		*v |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+		if (p[i] & 0x80)
+			continue;
+		if ((p[i] == 0 && i > 0) || (i == 9 && p[i] > 1))
+			return -1;
+		*used = i + 1;
+		return 0;
+	}
+	return -1;
+}
+
+/* Both of the reader's paths (a word at a time with 8 bytes left, a byte
+ * at a time near the end) agree with the rules on random bytes of every
+ * varint length, and put_varint's word store writes what the rules say. */
+Test(bytes, varint_paths_agree_with_the_rules)
+{
+	uint64_t st = 12345;
+	for (int t = 0; t < 200000; t++) {
+		uint8_t b[16];
+		st = st * 6364136223846793005ull + 1442695040888963407ull;
+		uint64_t h = st;
+		size_t len = 1 + (size_t)(h >> 60) % 11; /* 1..11 bytes: continuation bits */
+		for (int i = 0; i < 16; i++) {
+			st = st * 6364136223846793005ull + 1442695040888963407ull;
+			uint8_t x = (uint8_t)(st >> 56);
+			if ((st >> 40) % 8 == 0)
+				x &= 0x80; /* zero groups */
+			b[i] = (uint8_t)((size_t)i + 1 < len ? x | 0x80 : x & 0x7f);
+		}
+		if (t % 3 == 0)
+			b[len - 1] |= 0x80; /* no end */
+		for (size_t n = 1; n <= 16; n++) {
+			uint64_t want, got;
+			size_t used = 0;
+			int rc = ref_varint(&want, b, n, &used);
+			eng__reader r;
+			eng__reader_init(&r, b, n);
+			got = eng__reader_varint(&r);
+			cr_assert_eq(r.fail, rc != 0, "t=%d n=%zu", t, n);
+			if (rc == 0) {
+				cr_assert_eq(got, want, "t=%d n=%zu", t, n);
+				cr_assert_eq(r.left, n - used);
+				uint8_t out[16];
+				cr_assert_eq(eng__put_varint(out, want), used);
+				cr_assert_eq(memcmp(out, b, used), 0, "t=%d: put differs", t);
+			}
+		}
+	}
 }

@@ -218,8 +218,9 @@ void srv__loop_submit(srv__loop *l, srv__job *job)
 		 * thread that cannot start is not an error: the queue drains). */
 		if (l->sidle == 0)
 			(void)store_grow(l);
-		pthread_cond_signal(&l->scv);
 		pthread_mutex_unlock(&l->mu);
+		/* After the unlock: the woken thread does not wait for mu. */
+		pthread_cond_signal(&l->scv);
 		return;
 	}
 	push(&l->head, &l->tail, job);

@@ -206,10 +206,10 @@ def build(res, smoke):
             c = "durable/%s/s%d/c32" % (kind, ns)
             d = res.get((c, "lossd"), {})
             note = ("%s commits/s, disk %s fsyncs/s; lossd %s us CPU/update (%s/s on all "
-                    "cores); load %s" %
+                    "cores), %s context switches/update; load %s" %
                     (fmt(d.get("commits_per_s")), fmt(d.get("fsyncs_per_s")),
                      fmt(d.get("cpu_us_per_update")), fmt(d.get("cpu_bound_per_s")),
-                     d.get("load")) if d else "")
+                     fmt(d.get("switches_per_update")), d.get("load")) if d else "")
             t.bound("%s bodies, %d stream(s): updates/s" % (kind, ns), c, "lossd", lo=lo,
                     unit="updates/s", note=note)
             t.bound("%s bodies, %d stream(s): updates per commit" % (kind, ns),

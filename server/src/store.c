@@ -406,13 +406,89 @@ static int check_store(const char *path, char *why, size_t whylen, double *ms)
 	return qc ? -1 : 0;
 }
 
-/* Every stream id that has deltas but no stream row, in id order, to fn:
- * a pass over every delta's key (a seek per stream would be worse: to
- * compare an index b-tree cell that overflows SQLite reads it whole). */
+/*
+ * Whether the deltas are many and small: more than 64 per stream row (as
+ * heads and the checkpoints' seqs say) of at most 64 KiB each on average
+ * (the file's size over their number). Only chooses how scan_orphans
+ * walks the table: both ways find the same ids.
+ */
+static bool many_small_deltas(sqlite3 *db)
+{
+	sqlite3_stmt *q = NULL;
+	bool many = false;
+	if (sqlite3_prepare_v2(db,
+	                       "SELECT count(*), total(h.seq - s.seq),"
+	                       " (SELECT page_count FROM pragma_page_count()) *"
+	                       " (SELECT page_size FROM pragma_page_size())"
+	                       " FROM streams s JOIN heads h ON h.stream = s.id",
+	                       -1, &q, NULL) == SQLITE_OK &&
+	    sqlite3_step(q) == SQLITE_ROW) {
+		double n = sqlite3_column_double(q, 0), rows = sqlite3_column_double(q, 1);
+		double bytes = sqlite3_column_double(q, 2);
+		many = n > 0 && rows > 64 * n && bytes / rows <= 65536;
+	}
+	sqlite3_finalize(q);
+	return many;
+}
+
+/* scan_orphans with a seek past each stream of the deltas table (then a
+ * lookup of its stream row): one seek per stream instead of a visit to
+ * every delta. */
+static int seek_orphans(sqlite3 *db, srv__store_orphan_fn fn, void *arg)
+{
+	sqlite3_stmt *first = NULL, *after = NULL, *has = NULL;
+	sqlite3_value *at = NULL;
+	int rc = -1, src = SQLITE_ERROR;
+
+	if (sqlite3_prepare_v2(db, "SELECT stream FROM deltas ORDER BY stream LIMIT 1", -1, &first,
+	                       NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(
+	            db, "SELECT stream FROM deltas WHERE stream > ?1 ORDER BY stream LIMIT 1", -1,
+	            &after, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "SELECT 1 FROM streams WHERE id = ?1", -1, &has, NULL) !=
+	            SQLITE_OK)
+		goto out;
+	for (sqlite3_stmt *q = first;; q = after) {
+		if ((src = sqlite3_step(q)) != SQLITE_ROW)
+			break;
+		sqlite3_value_free(at);
+		/* a copy: the next seek starts from exactly this value */
+		at = sqlite3_value_dup(sqlite3_column_value(q, 0));
+		sqlite3_reset(q);
+		if (!at)
+			goto out;
+		sqlite3_bind_value(has, 1, at);
+		int hrc = sqlite3_step(has);
+		sqlite3_reset(has);
+		if (hrc != SQLITE_ROW && hrc != SQLITE_DONE)
+			goto out;
+		const char *id = (const char *)sqlite3_value_text(at);
+		if (hrc == SQLITE_DONE && fn(arg, id ? id : ""))
+			goto out;
+		sqlite3_bind_value(after, 1, at);
+	}
+	rc = src == SQLITE_DONE ? 0 : -1;
+out:
+	sqlite3_value_free(at);
+	sqlite3_finalize(first);
+	sqlite3_finalize(after);
+	sqlite3_finalize(has);
+	return rc;
+}
+
+/*
+ * Every stream id that has deltas but no stream row, in id order, to fn.
+ * Many small deltas: a seek per stream (seek_orphans; 10^6 deltas of 2 KB
+ * cost a pass over 330,000 pages otherwise). Else a pass over every
+ * delta's key: a seek would be worse when rows overflow, since to compare
+ * an index b-tree cell that overflows SQLite reads it whole.
+ */
 static int scan_orphans(sqlite3 *db, srv__store_orphan_fn fn, void *arg)
 {
 	sqlite3_stmt *q = NULL;
 	int src = SQLITE_ERROR;
+	if (many_small_deltas(db))
+		return seek_orphans(db, fn, arg);
 	if (sqlite3_prepare_v2(db,
 	                       "SELECT DISTINCT stream FROM deltas"
 	                       " WHERE stream NOT IN (SELECT id FROM streams) ORDER BY stream",

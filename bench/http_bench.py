@@ -21,7 +21,10 @@ VmHWM less the idle server's RSS is compared with body + decoded tensors.
 
 Large bodies read as they arrive (--body-only): the same base64 request sent
 five times in a row to one server with a --body-cache that holds its tensor;
-MB/s end to end and VmHWM over the decoded tensors (bench_body_stream).
+MB/s end to end and VmHWM over the decoded tensors (bench_body_stream). Then
+the same for a request of (4096, 4000) logits as nested JSON arrays (about
+180 MB of text) on a fresh server, beside bench_json_lossd's JSON lifting
+rate (bench_body_json).
 
 Every server is started here on a free port of 127.0.0.1 and stopped (by
 its pid) when its figures are taken. Prints JSON lines like the C
@@ -397,6 +400,65 @@ def bench_body_stream(a):
     return 0
 
 
+def bench_body_json(a):
+    """A large JSON loss request read as it arrives (api/src/body.c lifts its
+    number arrays row by row): (4096, 4000) logits as nested arrays of
+    "%.7g" numbers, sent --body-runs times in a row to a fresh server. MB/s
+    of body end to end (median), and the process's VmHWM after all of them
+    over the decoded tensors' bytes (float64, as JSON numbers decode)."""
+    rng = np.random.default_rng(10)
+    n, v = (256, 1000) if a.smoke else (4096, 4000)  # smoke: 2.8 MB, still streamed
+    x = rng.standard_normal((n, v)) * 3.0
+    y = rng.integers(0, v, n)
+    rows = ["[" + ", ".join(map("%.7g".__mod__, r)) + "]" for r in x.tolist()]
+    body = ('{"loss": "sparse_categorical_crossentropy", "from_logits": true, '
+            '"y_true": [%s],\n "y_pred": [%s]}' % (", ".join(map(str, y.tolist())),
+                                                    ",\n  ".join(rows))).encode()
+    del rows
+    x = np.array(["%.7g" % t for t in x.ravel()], dtype=np.float64).reshape(n, v)
+    decoded = x.nbytes + y.size * 8
+    ref = ce_ref(x, y)
+    del x
+    log("body json: body %.1f MB, decoded %.1f MB, %d runs" % (len(body) / 1e6, decoded / 1e6,
+                                                               a.body_runs))
+    port = free_port()
+    try:
+        srv = Server("lossd-body-json", lossd_large_cmd(a, port) + ["--body-cache", "2GiB"],
+                     port, "/healthz")
+    except RuntimeError as e:
+        log(str(e))
+        return 1
+    try:
+        secs = []
+        for r in range(a.body_runs):
+            t0 = time.perf_counter()
+            st, reply = request(port, "POST", "/v1/loss", body)
+            secs.append(time.perf_counter() - t0)
+            got = json.loads(reply).get("loss") if st == 200 else None
+            if got is None or abs(got - ref) > 1e-9 * abs(ref):
+                log("body json: HTTP %d %r, float64 reference %.10g" % (st, reply[:300], ref))
+                return 1
+        hwm = srv.vm("VmHWM")
+        if a.perf:  # one more, profiled
+            prof = start_perf(a, "http-body-json", srv.proc.pid, max(1, int(max(secs)) + 1))
+            time.sleep(0.2)
+            request(port, "POST", "/v1/loss", body)
+            prof.wait()
+        med = statistics.median(secs)
+        emit("http/body_json", "lossd", "MB/s", len(body) / med / 1e6, body_bytes=len(body),
+             decoded_bytes=decoded, ms=round(med * 1e3, 1), shape=[n, v], runs=a.body_runs,
+             runs_ms=[round(t * 1e3, 1) for t in secs])
+        emit("http/body_json/hwm", "lossd", "x(decoded)", hwm / decoded, vm_hwm=hwm,
+             decoded_bytes=decoded, runs=a.body_runs)
+        log("body json: %.0f MB/s (median of %d: %s ms), VmHWM %.3f GB = %.2fx decoded "
+            "(body %.2fx decoded)" % (
+                len(body) / med / 1e6, a.body_runs, ", ".join("%.0f" % (t * 1e3) for t in secs),
+                hwm / 1e9, hwm / decoded, len(body) / decoded))
+    finally:
+        srv.stop()
+    return 0
+
+
 def count_syncs(pid, secs):
     """fsync + fdatasync calls of pid over secs seconds (perf tracepoints;
     they cost next to nothing, unlike strace). None when perf cannot."""
@@ -492,7 +554,8 @@ def main():
     ap.add_argument("--large-runs", type=int, default=3)
     ap.add_argument("--skip-large", action="store_true")
     ap.add_argument("--body-only", action="store_true",
-                    help="only the large base64 body read as it arrives (bench_body_stream)")
+                    help="only the large base64 and JSON bodies read as they arrive "
+                    "(bench_body_stream, bench_body_json)")
     ap.add_argument("--body-runs", type=int, default=5)
     ap.add_argument("--streams", action="store_true", help="durable stream updates/s")
     ap.add_argument("--streams-dir", default="/var/tmp",
@@ -503,7 +566,7 @@ def main():
     if a.smoke:
         a.duration, a.connections, a.large_runs = 2, 4, 1
     if a.body_only:
-        sys.exit(1 if not a.lossd or bench_body_stream(a) else 0)
+        sys.exit(1 if not a.lossd or bench_body_stream(a) + bench_body_json(a) else 0)
     body, ref = small_body()
     with tempfile.NamedTemporaryFile(prefix="bench-body-", suffix=".json", delete=False) as f:
         f.write(body)

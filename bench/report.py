@@ -199,6 +199,11 @@ def build(res, smoke):
             note="5 requests in a row, median; --body-cache 2GiB")
     t.bound("peak memory over those 5 requests (VmHWM / decoded tensors)", "http/body_b64/hwm",
             "lossd", hi=1.1, unit="x decoded")
+    t.ratio("JSON (4096, 4000) read as it arrives, end to end, vs lossd's JSON lifting",
+            "http/body_json", "lossd", "json/float_array", "lossd", 0.6, "MB/s",
+            note="5 requests in a row, median; number arrays lifted row by row")
+    t.bound("peak memory over those 5 JSON requests (VmHWM / decoded float64)",
+            "http/body_json/hwm", "lossd", hi=1.1, unit="x decoded")
 
     t.section("durable stream updates, 32 clients, 1,000 scores each (issue 19)")
     for kind, lo in (("json", 4000), ("b64", 15000)):

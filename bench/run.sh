@@ -132,9 +132,11 @@ if want http; then
 	fi
 fi
 if want body; then
-	# a large base64 body read as it arrives, beside this machine's base64
-	# decode rate (bench_json's table decoder), measured in the same run
+	# large base64 and JSON bodies read as they arrive, beside this
+	# machine's base64 decode rate (bench_json's table decoder) and JSON
+	# lifting rate (bench_json_lossd), measured in the same run
 	want json || run b64rate "$B/bench_json" "${SM[@]}"
+	want json || run jsonrate "$B/bench_json_lossd" "${SM[@]}"
 	if [ -x "$BUILD/server/lossd" ] && have_py numpy; then
 		bargs=(--lossd "$BUILD/server/lossd" --body-only)
 		[ $SMOKE = 0 ] && command -v perf >/dev/null && bargs+=(--perf "$ROOT/bench/results/profiles")

@@ -16,7 +16,8 @@ shared by every client, and 32 streams, client i on stream i mod 32):
      closed loop, as a training worker waits for its 2xx);
   3. /metrics before and after give the commits (lossd_store_commit_groups_total)
      and the updates committed (lossd_stream_updates_committed_total) of the
-     run; every reply must be 200, and every stream's update count and score
+     run, and the mean commit (commit_ms: lossd_store_commit_seconds' sum over
+     its count, the transaction and its fsync); every reply must be 200, and every stream's update count and score
      count must equal what was acknowledged, else the run fails (no figure).
 
 Prints JSON lines (bench/bench_util.h):
@@ -228,6 +229,12 @@ def run_case(a, kind, nstreams, body, batch):
                  updates))
             return 1
         rate = r["ok"] / r["seconds"]
+        # the mean commit (transaction + fsync) from the histogram's sum and count
+        ncommit = (m1.get("lossd_store_commit_seconds_count", 0) -
+                   m0.get("lossd_store_commit_seconds_count", 0))
+        commit_ms = ((m1.get("lossd_store_commit_seconds_sum", 0) -
+                      m0.get("lossd_store_commit_seconds_sum", 0)) * 1e3 / ncommit
+                     if ncommit else None)
         per_commit = updates / commits if commits else 0
         commits_s = commits / r["seconds"]
         wpu = (w1 - w0) / r["ok"] if w0 is not None and w1 is not None and r["ok"] else None
@@ -236,6 +243,7 @@ def run_case(a, kind, nstreams, body, batch):
                      switches_per_update=spu, faults_per_update=fpu,
                      cpu_bound_per_s=os.cpu_count() * r["ok"] / cpu if cpu else None,
                      commits_per_s=commits_s, fsyncs_per_s=r["fsyncs_per_s"],
+                     commit_ms=commit_ms,
                      acknowledged=r["ok"], clients=a.clients, streams=nstreams,
                      load=[round(load0, 2), round(load1, 2)],
                      note="%d clients, %s 1,000-score bodies, %d stream(s); fsync %.0f/s" %
@@ -246,10 +254,12 @@ def run_case(a, kind, nstreams, body, batch):
         emit(case + "/p99", "ms", r["p99_ms"])
         emit("durable/fsync/%s/s%d" % (kind, nstreams), "fsyncs/s", r["fsyncs_per_s"],
              note="write+fdatasync of 4 KiB in the data dir, just before the run")
-        log("%s: %.0f updates/s, %.1f updates/commit, %.0f commits/s, fsync %.0f/s, "
-            "p50 %.2f ms, p99 %.2f ms, %s KB written, %.0f us of lossd CPU and %s context "
-            "switches per update (all %d cores: %.0f/s), load %.2f -> %.2f" %
-            (case, rate, per_commit, commits_s, r["fsyncs_per_s"], r["p50_ms"], r["p99_ms"],
+        log("%s: %.0f updates/s, %.1f updates/commit, %.0f commits/s (%s ms each), fsync "
+            "%.0f/s, p50 %.2f ms, p99 %.2f ms, %s KB written, %.0f us of lossd CPU and %s "
+            "context switches per update (all %d cores: %.0f/s), load %.2f -> %.2f" %
+            (case, rate, per_commit, commits_s,
+             "%.2f" % commit_ms if commit_ms is not None else "?", r["fsyncs_per_s"],
+             r["p50_ms"], r["p99_ms"],
              "%.1f" % (wpu / 1e3) if wpu is not None else "?", cpu * 1e6 / r["ok"],
              "%.1f" % spu if spu is not None else "?",
              os.cpu_count(), os.cpu_count() * r["ok"] / cpu if cpu else 0, load0, load1))

@@ -173,6 +173,11 @@ static const struct opt opts[] = {
          "a stream store commit running longer than this makes /readyz 503 and stream writes "
          "503 store_unavailable (a stalled disk)",
          "10"},
+        {"commit-delay-us", "LOSSD_COMMIT_DELAY_US", K_INT, OFF(commit_delay_us), 0, 0, 100000,
+         "MICROSECONDS",
+         "a SQLite store commit may wait this long for more stream writes when the traffic "
+         "should fill a group of 8 within it (0: never wait)",
+         "1000"},
         {"log-level", "LOSSD_LOG_LEVEL", K_LEVEL, OFF(log_level), 0, 0, 0, "LEVEL",
          "debug, info (one line per request), warn, error or off", "info"},
         {"check", NULL, K_STR, OFF(check_url), CAP(check_url), 0, 0, "URL",
@@ -315,6 +320,7 @@ static void defaults(srv__config *c)
 	c->metrics_streams_max = 1000;
 	c->history_checkpoints = 1000;
 	c->store_stall_s = 10;
+	c->commit_delay_us = 1000; /* SRV__STORE_COMMIT_DELAY_US */
 	c->log_level = SRV_LOG_INFO;
 	c->test_hooks = false;
 	c->check_url[0] = '\0';

@@ -56,6 +56,7 @@ typedef struct srv__config {
 	char metrics_labels[1024];       /* tag keys added as labels, one per line */
 	int metrics_streams_max;         /* streams with gauges at most */
 	int store_stall_s;    /* a store disk operation running longer makes /readyz 503 */
+	int commit_delay_us;  /* a store leader's longest wait for a fuller group */
 	int log_level;        /* enum srv__log_level */
 	bool test_hooks;      /* LOSSD_TEST_HOOKS=1: POST /v1/_sleep exists */
 	char check_url[1024]; /* --check URL, or "" */

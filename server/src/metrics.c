@@ -19,8 +19,11 @@
  * stream_updates_committed_total, store_broken, store_stalled,
  * store_running_seconds, store_failures_total,
  * store_recoveries_total, streams_resyncing, store_commit_seconds (a
- * histogram of transaction durations: a stalling disk shows here first)
- * and streams_damaged (quarantined at start-up).
+ * histogram of transaction durations: a stalling disk shows here first),
+ * store_commit_delays_total and store_commit_delay_seconds_total (leaders
+ * that waited for a fuller group), store_wal_checkpoints_total{by},
+ * store_wal_checkpoint_failures_total, store_wal_checkpoint_seconds_total,
+ * store_wal_pages, and streams_damaged (quarantined at start-up).
  *
  * It keeps process-wide state (one daemon per process).
  */
@@ -339,6 +342,34 @@ char *srv__metrics_render(srv__streams *ss, size_t *len)
 	        "lossd_store_commit_seconds_sum %.6f\n"
 	        "lossd_store_commit_seconds_count %llu\n",
 	        (unsigned long long)cum, st.commit_lat_sum, (unsigned long long)cum);
+	bprintf(&b,
+	        "# HELP lossd_store_commit_delays_total Store transactions whose leader waited "
+	        "for a fuller group (--commit-delay-us).\n"
+	        "# TYPE lossd_store_commit_delays_total counter\n"
+	        "lossd_store_commit_delays_total %llu\n"
+	        "# HELP lossd_store_commit_delay_seconds_total Time those leaders waited.\n"
+	        "# TYPE lossd_store_commit_delay_seconds_total counter\n"
+	        "lossd_store_commit_delay_seconds_total %.6f\n"
+	        "# HELP lossd_store_wal_checkpoints_total WAL checkpoints (copies into the "
+	        "database file), by the store's checkpointer thread or by a committing thread "
+	        "when the WAL had grown past its bound.\n"
+	        "# TYPE lossd_store_wal_checkpoints_total counter\n"
+	        "lossd_store_wal_checkpoints_total{by=\"checkpointer\"} %llu\n"
+	        "lossd_store_wal_checkpoints_total{by=\"commit\"} %llu\n"
+	        "# HELP lossd_store_wal_checkpoint_failures_total WAL checkpoints that failed "
+	        "(retried after the next commit; nothing is lost).\n"
+	        "# TYPE lossd_store_wal_checkpoint_failures_total counter\n"
+	        "lossd_store_wal_checkpoint_failures_total %llu\n"
+	        "# HELP lossd_store_wal_checkpoint_seconds_total Time spent in WAL checkpoints.\n"
+	        "# TYPE lossd_store_wal_checkpoint_seconds_total counter\n"
+	        "lossd_store_wal_checkpoint_seconds_total %.6f\n"
+	        "# HELP lossd_store_wal_pages Pages in the write-ahead log after the last "
+	        "commit.\n"
+	        "# TYPE lossd_store_wal_pages gauge\n"
+	        "lossd_store_wal_pages %lld\n",
+	        (unsigned long long)st.commit_delays, st.commit_delay_sum,
+	        (unsigned long long)st.wal_ckpts, (unsigned long long)st.wal_ckpts_inline,
+	        (unsigned long long)st.wal_ckpt_failures, st.wal_ckpt_sum, (long long)st.wal_pages);
 	bprintf(&b,
 	        "# HELP lossd_streams_expired_total Streams deleted for going ttl_s seconds "
 	        "without an update or checkpoint.\n"

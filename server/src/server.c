@@ -313,6 +313,7 @@ static int run(srv__server *s)
 	lim.metrics_labels = s->cfg.metrics_labels;
 	lim.metrics_max = (size_t)s->cfg.metrics_streams_max;
 	lim.stall_s = s->cfg.store_stall_s;
+	lim.commit_delay_us = s->cfg.commit_delay_us;
 	if (!(s->streams = srv__streams_new())) {
 		srv_log(SRV_LOG_ERROR, NULL, "no memory for the stream table");
 		goto out_par;

@@ -99,11 +99,15 @@ typedef struct srv__store_opts {
 	const char *password_file; /* postgresql: the password in a file, or NULL */
 	int timeout_ms;            /* postgresql: statement and connect timeout */
 	bool check_later;          /* sqlite: quick_check beside the load (check_wait) */
+	int commit_delay_us;       /* sqlite: a leader's longest wait for a fuller group
+	                            * (store.c, "Grouping"); 0: none */
 } srv__store_opts;
+
+#define SRV__STORE_COMMIT_DELAY_US 1000
 
 #define SRV__STORE_OPTS_INIT                                                                       \
 	{                                                                                          \
-		"./data", 4, NULL, 10000, false                                                    \
+		"./data", 4, NULL, 10000, false, SRV__STORE_COMMIT_DELAY_US                        \
 	}
 
 /*
@@ -377,6 +381,11 @@ void srv__store_test_fail(srv__store *st, int n);
  * SQLite only. Any thread. */
 void srv__store_test_hold(srv__store *st, bool on);
 
+/* Test hook: how long a leader that finds `queued` ops waits for a fuller
+ * group (seconds; 0: it commits at once), after a group of last_group ops,
+ * with submits `gap` seconds apart on average (store.c, "Grouping"). */
+double srv__store_test_gather_wait(int queued, uint64_t last_group, double gap, int delay_us);
+
 /* Commit durations: bucket upper bounds in seconds (the last bucket,
  * index SRV__STORE_LAT_BUCKETS, is +Inf). */
 #define SRV__STORE_LAT_BUCKETS 13
@@ -392,6 +401,13 @@ typedef struct srv__store_health {
 	uint64_t lat[SRV__STORE_LAT_BUCKETS + 1]; /* transactions per duration bucket */
 	double lat_sum;                           /* their total duration, seconds */
 	char why[160];                            /* the last failure's reason, or "" */
+	uint64_t delays;        /* groups whose leader waited for a fuller group */
+	double delay_sum;       /* ... the total wait, seconds */
+	uint64_t ckpts;         /* WAL checkpoints run by the checkpointer thread */
+	uint64_t ckpt_inline;   /* ... by a leader (the WAL was past its bound) */
+	uint64_t ckpt_failures; /* WAL checkpoints that failed */
+	double ckpt_sum;        /* their total duration, seconds */
+	int64_t wal_pages;      /* WAL frames after the last commit */
 } srv__store_health;
 
 /* A snapshot of the store's health (other backends: groups, ops and

@@ -1012,6 +1012,7 @@ int srv__streams_open(srv__streams *ss, const char *data_dir)
 	/* SQLite's quick_check runs beside the loaders; nothing loaded is
 	 * served, and no op taken, before it passed (check_wait below). */
 	ss->store_opts.check_later = true;
+	ss->store_opts.commit_delay_us = ss->lim.commit_delay_us;
 	if (srv__store_open_url(&ss->store, ss->store_url, &ss->store_opts, err, sizeof err)) {
 		srv_log(SRV_LOG_ERROR, NULL, "stream store: %s", err);
 		return -1;
@@ -1107,6 +1108,13 @@ void srv__streams_get_stats(srv__streams_stats *out, srv__streams *ss)
 	out->commit_running_s = h.running_s;
 	memcpy(out->commit_lat, h.lat, sizeof out->commit_lat);
 	out->commit_lat_sum = h.lat_sum;
+	out->commit_delays = h.delays;
+	out->commit_delay_sum = h.delay_sum;
+	out->wal_ckpts = h.ckpts;
+	out->wal_ckpts_inline = h.ckpt_inline;
+	out->wal_ckpt_failures = h.ckpt_failures;
+	out->wal_ckpt_sum = h.ckpt_sum;
+	out->wal_pages = h.wal_pages;
 }
 
 bool srv__streams_ready(api_reply *out, srv__streams *ss)

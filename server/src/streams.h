@@ -34,13 +34,15 @@ typedef struct srv__streams_limits {
 	const char *metrics_tags;   /* KEY:VALUE lines (borrowed, lives with the config) */
 	const char *metrics_labels; /* tag keys, one per line (borrowed) */
 	size_t metrics_max;
+	int commit_delay_us; /* SQLite: a leader's longest wait for a fuller group */
 } srv__streams_limits;
 
 #define SRV__STREAMS_DEFAULT_MAX_STREAMS 1000
 #define SRV__STREAMS_LIMITS_INIT                                                                   \
 	{                                                                                          \
 		SRV__STREAMS_DEFAULT_MAX_STREAMS, ENG_STREAM_DEFAULT_MAX_BYTES,                    \
-		        ENG_STREAM_DEFAULT_SKETCH_BYTES, 10000, 1000, 10, false, NULL, NULL, 1000  \
+		        ENG_STREAM_DEFAULT_SKETCH_BYTES, 10000, 1000, 10, false, NULL, NULL, 1000, \
+		        SRV__STORE_COMMIT_DELAY_US                                                 \
 	}
 
 /* A table with SRV__STREAMS_LIMITS_INIT and the SQLite store, not open
@@ -71,6 +73,13 @@ typedef struct srv__streams_stats {
 	double commit_running_s;    /* age of the store operation in progress, 0 if none */
 	uint64_t commit_lat[SRV__STORE_LAT_BUCKETS + 1]; /* commits per duration bucket */
 	double commit_lat_sum;                           /* seconds, all commits */
+	uint64_t commit_delays;    /* groups whose leader waited for a fuller group */
+	double commit_delay_sum;   /* ... seconds waited */
+	uint64_t wal_ckpts;        /* WAL checkpoints by the checkpointer thread */
+	uint64_t wal_ckpts_inline; /* ... by a committing thread (WAL past its bound) */
+	uint64_t wal_ckpt_failures;
+	double wal_ckpt_sum; /* seconds, all checkpoints */
+	int64_t wal_pages;   /* WAL frames after the last commit */
 } srv__streams_stats;
 
 /* Any thread; all zero before srv__streams_open (or for a NULL ss). */

@@ -531,3 +531,104 @@ Test(store, pending_deltas_load_as_their_checkpoint, .init = mkdir_temp, .fini =
 	eng_stream_free(whole);
 	srv__store_close(st);
 }
+
+/* The grouping rule (store.c, "Grouping"): a lone writer, a full queue or
+ * a zero --commit-delay-us never wait; otherwise the leader waits twice
+ * the time the missing ops are due, capped, and only when they are due
+ * within the cap. */
+Test(store, gather_rule)
+{
+	cr_assert_eq(srv__store_test_gather_wait(1, 1, 1e-6, 1000), 0);   /* lone writer */
+	cr_assert_eq(srv__store_test_gather_wait(8, 5, 1e-6, 1000), 0);   /* full */
+	cr_assert_eq(srv__store_test_gather_wait(20, 20, 1e-6, 1000), 0); /* more than full */
+	cr_assert_eq(srv__store_test_gather_wait(5, 5, 1e-4, 0), 0);      /* off */
+	cr_assert_eq(srv__store_test_gather_wait(2, 2, 5e-4, 1000), 0);   /* due in 3 ms */
+	/* 3 missing, due in 300 us: wait up to 600 us */
+	cr_assert_float_eq(srv__store_test_gather_wait(5, 5, 1e-4, 1000), 6e-4, 1e-9);
+	/* alone now, but the last group had company */
+	cr_assert_float_eq(srv__store_test_gather_wait(1, 6, 1e-5, 1000), 1.4e-4, 1e-9);
+	/* due exactly at the cap: wait the cap */
+	cr_assert_float_eq(srv__store_test_gather_wait(7, 7, 1e-3, 1000), 1e-3, 1e-9);
+}
+
+/* A lone writer committing in a tight loop (submits microseconds after
+ * its previous commit) never makes its leader wait. */
+Test(store, lone_writer_never_waits, .init = mkdir_temp, .fini = rm_temp)
+{
+	srv__store *st = open_store();
+	srv__store_op c = {0};
+	c.type = SRV__OP_CREATE;
+	c.stream = "a";
+	c.config = "{}";
+	c.data = "0";
+	c.len = 1;
+	run(st, &c);
+	for (int i = 0; i < 200; i++) {
+		srv__store_op op = {0};
+		op.type = SRV__OP_DELTA;
+		op.stream = "a";
+		op.seq = 2 + i;
+		op.data = "x";
+		op.len = 1;
+		run(st, &op);
+	}
+	srv__store_health h;
+	srv__store_health_of(&h, st);
+	cr_assert_eq(h.groups, 201);
+	cr_assert_eq(h.delays, 0, "a lone writer waited %llu times", (unsigned long long)h.delays);
+	srv__store_close(st);
+}
+
+/* Big deltas and checkpoints past the WAL's checkpoint threshold: the
+ * checkpointer copies the WAL into the database, the WAL stays bounded,
+ * and everything committed is there after a reopen. */
+Test(store, wal_checkpointed_off_the_commit_path, .init = mkdir_temp, .fini = rm_temp,
+     .timeout = 120)
+{
+	enum { N = 400, BIG = 32768 };
+	char *big = malloc(BIG);
+	cr_assert_not_null(big);
+	memset(big, 'd', BIG);
+	srv__store *st = open_store();
+	srv__store_op c = {0};
+	c.type = SRV__OP_CREATE;
+	c.stream = "w";
+	c.config = "{}";
+	c.data = "s";
+	c.len = 1;
+	run(st, &c);
+	int64_t seq = 1;
+	for (int i = 0; i < N; i++) {
+		srv__store_op op = {0};
+		op.stream = "w";
+		op.seq = ++seq;
+		if (i % 4 == 3) { /* a checkpoint drops the three deltas before it */
+			op.type = SRV__OP_CHECKPOINT;
+			op.data = "S";
+			op.len = 1;
+		} else {
+			op.type = SRV__OP_DELTA;
+			op.data = big;
+			op.len = BIG;
+		}
+		run(st, &op);
+	}
+	srv__store_health h;
+	srv__store_health_of(&h, st);
+	/* 300 deltas of 32 KiB: 9.6 MB through a WAL checkpointed each 4 MiB,
+	 * and by a committing thread past 64 MiB (16,384 pages of 4 KiB). */
+	cr_assert_geq(h.ckpts + h.ckpt_inline, 1, "no checkpoint ran");
+	cr_assert_eq(h.ckpt_failures, 0);
+	cr_assert_lt(h.wal_pages, 16384, "WAL of %lld pages", (long long)h.wal_pages);
+	srv__store_close(st);
+
+	st = open_store();
+	seen *s = load(st);
+	cr_assert_eq(s->nstreams, 1);
+	cr_assert_str_eq(s->state[0], "S");
+	cr_assert_eq(s->seq[0], seq);
+	cr_assert_eq(s->ndeltas[0], 0);
+	free(s);
+	srv__store_close(st);
+	free(big);
+}

@@ -357,7 +357,7 @@ char *srv__metrics_render(srv__streams *ss, size_t *len)
 	        "lossd_store_wal_checkpoints_total{by=\"checkpointer\"} %llu\n"
 	        "lossd_store_wal_checkpoints_total{by=\"commit\"} %llu\n"
 	        "# HELP lossd_store_wal_checkpoint_failures_total WAL checkpoints that failed "
-	        "(retried after the next commit; nothing is lost).\n"
+	        "(retried as the log grows; nothing is lost).\n"
 	        "# TYPE lossd_store_wal_checkpoint_failures_total counter\n"
 	        "lossd_store_wal_checkpoint_failures_total %llu\n"
 	        "# HELP lossd_store_wal_checkpoint_seconds_total Time spent in WAL checkpoints.\n"

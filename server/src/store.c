@@ -62,7 +62,8 @@
  * counters; only the current leader uses the writer connection (the
  * `leader` flag, handed over under `mu`, serializes them); `rmu` guards the
  * reader connection (key lookups, reloads); the checkpointer thread alone
- * uses its connection `c`, and takes `mu` only to read its hint and count. Lock order: a stream's mutex
+ * uses its connection `c`, taking `mu` only around its bookkeeping. Lock
+ * order: a stream's mutex
  * (streams.c), then `rmu`, then `mu` (held only to note the reader's use
  * and never across I/O, so health snapshots never wait on the disk); a
  * waiter's own lock (struct waiter) is a leaf, never taken with `mu` held.
@@ -170,9 +171,9 @@ struct srv__store {
 	pthread_t ckpt_thread;     /* running when c is set */
 	pthread_cond_t cv_ckpt;    /* wakes it: the WAL grew past ckpt_pages, or stop */
 	bool ckpt_stop;            /* under mu */
-	int wal_pages;             /* under mu: WAL frames after the last commit, 0 once
-	                          * the checkpointer took the hint */
-	int wal_last;              /* under mu: WAL frames after the last commit */
+	int wal_pages;             /* under mu: WAL frames after the last commit */
+	int ckpt_from;             /* under mu: wal_pages when the checkpointer last began */
+	bool ckpt_busy;            /* under mu: the checkpointer is copying */
 	int ckpt_pages, ckpt_hard; /* under mu: CKPT_BYTES, CKPT_HARD_BYTES in pages */
 	uint64_t ckpts;            /* under mu: checkpoints run (either thread) */
 	uint64_t ckpt_inline;      /* ... of them by a leader: the WAL was past ckpt_hard */
@@ -191,13 +192,12 @@ struct srv__store {
 	char path[4096];
 };
 
-/* WAL checkpoints (see that section): the WAL size past which the
- * checkpointer copies it, and past which a leader does; the writer's page
- * cache; the page size of a new database. */
+/* WAL checkpoints (see that section): the WAL growth past which the
+ * checkpointer copies it, and the WAL size past which a leader does; the
+ * writer's page cache. */
 #define CKPT_BYTES       (4 << 20)
 #define CKPT_HARD_BYTES  (64 << 20)
 #define WRITER_CACHE_KIB 32768
-#define PAGE_SIZE        "8192"
 
 const double srv__store_lat_bounds[SRV__STORE_LAT_BUCKETS] = {
         0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
@@ -331,8 +331,8 @@ static int open_conn_vfs(sqlite3 **db, const char *path, const char *vfs, char *
 	}
 	sqlite3_busy_timeout(*db, 10000);
 	if (sqlite3_exec(*db,
-	                 "PRAGMA page_size=" PAGE_SIZE "; PRAGMA journal_mode=WAL;"
-	                 " PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;",
+	                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+	                 " PRAGMA foreign_keys=OFF;",
 	                 NULL, NULL, NULL) != SQLITE_OK) {
 		errf(err, errlen, "cannot configure %s: %s", path, sqlite3_errmsg(*db));
 		return -1;
@@ -1329,7 +1329,7 @@ int srv__store_wait(srv__store *st, srv__store_op *op)
 				next = o->next;
 				op_done(o, 0, &woken);
 			}
-			if (st->wal_pages >= st->ckpt_hard) {
+			if (st->wal_pages >= st->ckpt_hard && !st->ckpt_busy) {
 				/* The checkpointer fell behind: copy the WAL
 				 * here, the group answered first, no commit
 				 * running meanwhile (see "WAL checkpoints"). */
@@ -1358,32 +1358,38 @@ int srv__store_wait(srv__store *st, srv__store_op *op)
  * commit that takes the WAL past 1,000 pages, on the committing thread:
  * with 32 streams (1.3 MB of WAL per group) every third group paid a 4 MB
  * copy (a pread and a pwrite per page) and an fsync of lossd.db before its
- * writers were answered. Here the
- * writer's WAL hook replaces it, and a thread of the store, on its own
- * connection, runs PASSIVE checkpoints while leaders go on committing:
- * PASSIVE never waits for a writer or a reader and copies only frames
- * committed before it began. SQLite starts the WAL over at the first write
- * after a checkpoint that copied every frame, so the WAL stays near
- * CKPT_BYTES while the checkpointer keeps up. Should it fall behind (a slow
- * disk, commits with no gap between them), the leader that leaves the WAL
- * past CKPT_HARD_BYTES checkpoints it itself once its group is answered, with no
- * commit running meanwhile, so everything is copied and the WAL starts
- * over: the WAL is bounded either way. Never TRUNCATE or RESTART (they wait
- * for readers and writers). A failed checkpoint loses nothing (its frames
- * stay in the WAL, which readers consult first) and is retried after the
- * next commit. Durability is the WAL's: a commit is acknowledged after the
- * WAL's fsync, never after a checkpoint.
- *
- * A new database gets 8 KiB pages (PAGE_SIZE; an existing one keeps its
- * own): SQLite writes a WAL frame as two pwrite() calls whatever its size,
- * and a 24 KB delta spans fewer overflow pages, so 32 streams' groups cost
- * 15% less CPU per update for the same bytes.
+ * writers were answered. Here the writer's WAL hook replaces it, and a
+ * thread of the store, on its own connection, runs a PASSIVE checkpoint
+ * each time the WAL grew by CKPT_BYTES (the same copy volume as SQLite's,
+ * a page written by many commits copied once per run) while leaders go on
+ * committing: PASSIVE never waits for a writer or a reader, and copies the
+ * frames committed before it began. SQLite starts the WAL over at the
+ * first write after a checkpoint that copied every frame, which under
+ * steady commits seldom happens (one lands during the copy), so the
+ * leader that leaves the WAL past CKPT_HARD_BYTES, with the checkpointer
+ * idle, checkpoints it itself once its group is answered: only what the
+ * last run left (under CKPT_BYTES), with no commit running meanwhile, so
+ * everything is copied and the WAL starts over. The WAL is bounded either
+ * way. Never TRUNCATE or RESTART (they wait for readers and writers). A
+ * failed checkpoint loses nothing (its frames stay in the WAL, which
+ * readers consult first) and is retried once the WAL has grown again.
+ * Durability is the WAL's: a commit is acknowledged after the WAL's fsync,
+ * never after a checkpoint.
  *
  * The writer also keeps a larger page cache (WRITER_CACHE_KIB): a group
  * frees the overflow pages of the deltas a checkpoint replaced (each
  * overflow page must be read to find the next), and with SQLite's default
  * 2 MiB most had been evicted by the groups since, one pread() each.
  */
+
+/* True when the WAL grew by ckpt_pages since the checkpointer last began
+ * (or since it started over). mu held. */
+static bool ckpt_due(srv__store *st)
+{
+	if (st->wal_pages < st->ckpt_from)
+		st->ckpt_from = 0; /* the WAL started over */
+	return st->wal_pages - st->ckpt_from >= st->ckpt_pages;
+}
 
 /* After every commit of the writer (leader; no lock held). */
 static int on_wal(void *arg, sqlite3 *db, const char *name, int pages)
@@ -1392,8 +1398,8 @@ static int on_wal(void *arg, sqlite3 *db, const char *name, int pages)
 	(void)db;
 	(void)name;
 	pthread_mutex_lock(&st->mu);
-	st->wal_pages = st->wal_last = pages;
-	if (pages >= st->ckpt_pages)
+	st->wal_pages = pages;
+	if (!st->ckpt_busy && ckpt_due(st))
 		pthread_cond_signal(&st->cv_ckpt);
 	pthread_mutex_unlock(&st->mu);
 	return SQLITE_OK;
@@ -1443,7 +1449,7 @@ static void checkpoint(srv__store *st, sqlite3 *db, bool inline_)
 	pthread_mutex_unlock(&st->mu);
 	if (first)
 		srv_log(SRV_LOG_WARN, NULL,
-		        "stream store: WAL checkpoint failed (%s); retried after each commit, "
+		        "stream store: WAL checkpoint failed (%s); retried as the WAL grows, "
 		        "see lossd_store_checkpoint_failures_total",
 		        sqlite3_errmsg(db));
 }
@@ -1453,14 +1459,16 @@ static void *checkpointer(void *arg)
 	srv__store *st = arg;
 	pthread_mutex_lock(&st->mu);
 	for (;;) {
-		while (!st->ckpt_stop && st->wal_pages < st->ckpt_pages)
+		while (!st->ckpt_stop && !ckpt_due(st))
 			pthread_cond_wait(&st->cv_ckpt, &st->mu);
 		if (st->ckpt_stop)
 			break;
-		st->wal_pages = 0; /* the next commit tells whether it started over */
+		st->ckpt_from = st->wal_pages;
+		st->ckpt_busy = true;
 		pthread_mutex_unlock(&st->mu);
 		checkpoint(st, st->c, false);
 		pthread_mutex_lock(&st->mu);
+		st->ckpt_busy = false;
 	}
 	pthread_mutex_unlock(&st->mu);
 	return NULL;
@@ -1637,7 +1645,7 @@ void srv__store_health_of(srv__store_health *out, srv__store *st)
 	out->ckpt_inline = st->ckpt_inline;
 	out->ckpt_failures = st->ckpt_failures;
 	out->ckpt_sum = st->ckpt_sum;
-	out->wal_pages = st->wal_last;
+	out->wal_pages = st->wal_pages;
 	snprintf(out->why, sizeof out->why, "%s", st->why);
 	pthread_mutex_unlock(&st->mu);
 }

@@ -496,6 +496,10 @@ int api_stream_decode_merge_origin(eng_stream **delta, api_stream_origin *origin
 	int rc = -1;
 
 	*delta = NULL;
+	if (origin) {
+		origin->state = NULL;
+		origin->state_len = 0;
+	}
 	if (!(obj = api_parse_body(ctx ? ctx : &dctx, body, len, p)))
 		return -1;
 	/* Every field of an export is required and must agree with the bytes:
@@ -598,6 +602,11 @@ int api_stream_decode_merge_origin(eng_stream **delta, api_stream_origin *origin
 		                "(method, classes, curve, thresholds, logits, sketch size or loss "
 		                "differ)");
 		goto out;
+	}
+	if (origin) {
+		origin->state = bytes;
+		origin->state_len = blen;
+		bytes = NULL;
 	}
 	rc = 0;
 out:

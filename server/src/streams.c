@@ -2318,14 +2318,13 @@ void srv__streams_merge(api_reply *out, const srv_request *req)
 	if (!s)
 		return;
 	api_stream_origin from;
-	void *bytes = NULL;
-	size_t blen = 0;
 	char sid[DIGEST_HEX];
+	/* the digest of the bytes as exported (an earlier build's format
+	 * re-serializes to other bytes) */
 	if (api_stream_decode_merge_origin(&delta, &from, s->spec, req->api, req->body, req->len,
 	                                   &p))
 		api_reply_problem(out, &p);
-	else if (eng_stream_serialize(&bytes, &blen, delta) ||
-	         digest_hex(sid, from.id, bytes, blen))
+	else if (digest_hex(sid, from.id, from.state, from.state_len))
 		api_reply_error(out, 503, "out_of_memory", "out of memory");
 	else if (from.state_id[0] && strcmp(from.state_id, sid) != 0) {
 		api_problem_set(&p, 422, "bad_state", "/state_id",
@@ -2333,7 +2332,7 @@ void srv__streams_merge(api_reply *out, const srv_request *req)
 		api_reply_problem(out, &p);
 	} else
 		apply(out, s, delta, req->idempotency_key, sid);
-	free(bytes);
+	free(from.state);
 	eng_stream_free(delta);
 	release(s);
 }

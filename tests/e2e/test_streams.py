@@ -203,6 +203,36 @@ class StreamsTest(unittest.TestCase):
             self.assertEqual((p["status"], p["code"]), (422, "bad_state"))
             self.assertEqual(a.get("/v1/streams/" + ida).json()["count"], 2000)
 
+    def test_sketch_v1_exports_still_merge(self):
+        """States exported before sketch format 2 (their sketches in bytes
+        version 1, tests/data/sketch_v1_exports.json) merge into a stream
+        of this build exactly as the same update applied here: the same
+        AUC, bound and loss, and the same state bytes once re-exported."""
+        path = os.path.join(os.environ.get("LOSSD_TEST_DATA") or
+                            os.path.join(os.path.dirname(__file__), "..", "data"),
+                            "sketch_v1_exports.json")
+        with open(path) as f:
+            cases = json.load(f)["cases"]
+        b64 = __import__("base64")
+        with Server() as srv:
+            for c in cases:
+                raw = b64.b64decode(c["export"]["state"])
+                self.assertIn(b"LDSK\x01\x00\x00\x00", raw, c["name"])
+                old = self.create(srv, c["config"])
+                r = srv.post_json("/v1/streams/%s/merge" % old, c["export"])
+                self.assertEqual(r.status, 200, (c["name"], r))
+                here = self.create(srv, c["config"])
+                self.assertEqual(self.update(srv, here, c["body"]).status, 200)
+                a = srv.get("/v1/streams/" + old).json()
+                b = srv.get("/v1/streams/" + here).json()
+                for k in ("count", "auc", "error_bound", "loss"):
+                    self.assertEqual(a.get(k), b.get(k), (c["name"], k))
+                sa = b64.b64decode(srv.get("/v1/streams/%s/state" % old).json()["state"])
+                sb = b64.b64decode(srv.get("/v1/streams/%s/state" % here).json()["state"])
+                self.assertIn(b"LDSK\x02\x00\x00\x00", sb, c["name"])
+                self.assertEqual(sa, sb, c["name"])
+                self.assertLess(len(sb), len(raw), c["name"])
+
     def test_idempotent_retries_and_errors(self):
         with Server() as srv:
             sid = self.create(srv, {"method": "exact"})

@@ -145,11 +145,16 @@ json_t *api_stream_export(const api_stream_spec *s, const char *id, const eng_st
                           api_problem *p);
 
 /* Where a merged state says it comes from: the envelope's "id" (the
- * exporting stream) and its "state_id" ("" when the envelope has none; the
- * server recomputes the digest from the bytes and compares). */
+ * exporting stream), its "state_id" ("" when the envelope has none; the
+ * server recomputes the digest from the bytes and compares) and the
+ * state's bytes as carried (new: free(); NULL unless the decode succeeded).
+ * The digest is of those bytes, not of their re-serialization, which
+ * differs for a state an earlier build wrote (an older sketch format). */
 typedef struct api_stream_origin {
 	char id[129];
 	char state_id[65];
+	uint8_t *state;
+	size_t state_len;
 } api_stream_origin;
 
 /*

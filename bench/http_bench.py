@@ -363,41 +363,8 @@ def bench_body_stream(a):
     del x
     log("body stream: body %.1f MB, decoded %.1f MB, %d runs" % (len(body) / 1e6, decoded / 1e6,
                                                                  a.body_runs))
-    port = free_port()
-    try:
-        srv = Server("lossd-body", lossd_large_cmd(a, port) + ["--body-cache", "2GiB"], port,
-                     "/healthz")
-    except RuntimeError as e:
-        log(str(e))
-        return 1
-    try:
-        secs = []
-        for r in range(a.body_runs):
-            t0 = time.perf_counter()
-            st, reply = request(port, "POST", "/v1/loss", body)
-            secs.append(time.perf_counter() - t0)
-            got = json.loads(reply).get("loss") if st == 200 else None
-            if got is None or abs(got - ref) > 1e-6 * abs(ref):
-                log("body stream: HTTP %d %r, float64 reference %.10g" % (st, reply[:300], ref))
-                return 1
-        hwm = srv.vm("VmHWM")
-        if a.perf:  # one more, profiled
-            prof = start_perf(a, "http-body-stream", srv.proc.pid, max(1, int(max(secs)) + 1))
-            time.sleep(0.2)
-            request(port, "POST", "/v1/loss", body)
-            prof.wait()
-        med = statistics.median(secs)
-        emit("http/body_b64", "lossd", "MB/s", len(body) / med / 1e6, body_bytes=len(body),
-             decoded_bytes=decoded, ms=round(med * 1e3, 1), shape=[n, v], runs=a.body_runs,
-             runs_ms=[round(t * 1e3, 1) for t in secs])
-        emit("http/body_b64/hwm", "lossd", "x(decoded)", hwm / decoded, vm_hwm=hwm,
-             decoded_bytes=decoded, runs=a.body_runs)
-        log("body stream: %.0f MB/s (median of %d: %s ms), VmHWM %.2f GB = %.2fx decoded" % (
-            len(body) / med / 1e6, a.body_runs, ", ".join("%.0f" % (t * 1e3) for t in secs),
-            hwm / 1e9, hwm / decoded))
-    finally:
-        srv.stop()
-    return 0
+    return run_body(a, "body stream", body, decoded, ref, 1e-6, "http/body_b64", (n, v),
+                    "http-body-stream")
 
 
 def bench_body_json(a):
@@ -421,10 +388,20 @@ def bench_body_json(a):
     del x
     log("body json: body %.1f MB, decoded %.1f MB, %d runs" % (len(body) / 1e6, decoded / 1e6,
                                                                a.body_runs))
+    return run_body(a, "body json", body, decoded, ref, 1e-9, "http/body_json", (n, v),
+                    "http-body-json")
+
+
+def run_body(a, what, body, decoded, ref, tol, id_, shape, profile):
+    """Sends body --body-runs times in a row to a fresh server with a
+    --body-cache that holds its tensors; checks every reply's loss against
+    ref (relative tol); emits id_ (MB/s of body end to end, the median) and
+    id_/hwm (the process's VmHWM after all of them over `decoded`). With
+    --perf, one more request is profiled (bench/profiles/profile-<profile>.txt)."""
     port = free_port()
     try:
-        srv = Server("lossd-body-json", lossd_large_cmd(a, port) + ["--body-cache", "2GiB"],
-                     port, "/healthz")
+        srv = Server("lossd-" + id_.replace("http/", "").replace("_", "-"),
+                     lossd_large_cmd(a, port) + ["--body-cache", "2GiB"], port, "/healthz")
     except RuntimeError as e:
         log(str(e))
         return 1
@@ -435,25 +412,26 @@ def bench_body_json(a):
             st, reply = request(port, "POST", "/v1/loss", body)
             secs.append(time.perf_counter() - t0)
             got = json.loads(reply).get("loss") if st == 200 else None
-            if got is None or abs(got - ref) > 1e-9 * abs(ref):
-                log("body json: HTTP %d %r, float64 reference %.10g" % (st, reply[:300], ref))
+            if got is None or abs(got - ref) > tol * abs(ref):
+                log("%s: HTTP %d %r, float64 reference %.10g" % (what, st, reply[:300], ref))
                 return 1
         hwm = srv.vm("VmHWM")
         if a.perf:  # one more, profiled
-            prof = start_perf(a, "http-body-json", srv.proc.pid, max(1, int(max(secs)) + 1))
+            prof = start_perf(a, profile, srv.proc.pid, max(1, int(max(secs)) + 1))
             time.sleep(0.2)
             request(port, "POST", "/v1/loss", body)
             prof.wait()
         med = statistics.median(secs)
-        emit("http/body_json", "lossd", "MB/s", len(body) / med / 1e6, body_bytes=len(body),
-             decoded_bytes=decoded, ms=round(med * 1e3, 1), shape=[n, v], runs=a.body_runs,
-             runs_ms=[round(t * 1e3, 1) for t in secs])
-        emit("http/body_json/hwm", "lossd", "x(decoded)", hwm / decoded, vm_hwm=hwm,
+        emit(id_, "lossd", "MB/s", len(body) / med / 1e6, body_bytes=len(body),
+             decoded_bytes=decoded, ms=round(med * 1e3, 1), shape=list(shape),
+             runs=a.body_runs, runs_ms=[round(t * 1e3, 1) for t in secs])
+        emit(id_ + "/hwm", "lossd", "x(decoded)", hwm / decoded, vm_hwm=hwm,
              decoded_bytes=decoded, runs=a.body_runs)
-        log("body json: %.0f MB/s (median of %d: %s ms), VmHWM %.3f GB = %.2fx decoded "
+        log("%s: %.0f MB/s (median of %d: %s ms), VmHWM %.3f GB = %.2fx decoded "
             "(body %.2fx decoded)" % (
-                len(body) / med / 1e6, a.body_runs, ", ".join("%.0f" % (t * 1e3) for t in secs),
-                hwm / 1e9, hwm / decoded, len(body) / decoded))
+                what, len(body) / med / 1e6, a.body_runs,
+                ", ".join("%.0f" % (t * 1e3) for t in secs), hwm / 1e9, hwm / decoded,
+                len(body) / decoded))
     finally:
         srv.stop()
     return 0

@@ -345,16 +345,9 @@ static int lifted(api_body *b, size_t end)
 			api__b64_decode(b->arena + b->seg + (k / 4 - 1) * 3, (const char *)b->tail,
 			                4, NULL);
 	}
-	if (b->npacks == b->pcap) {
-		size_t cap = b->pcap ? b->pcap * 2 : 8;
-		api__pack *np = api__realloc(b->packs, cap * sizeof *np);
-		if (!np)
-			return -1;
-		b->packs = np;
-		b->pcap = cap;
-	}
-	api__pack *p = &b->packs[b->npacks];
-	memset(p, 0, sizeof *p);
+	api__pack *p = api__pack_next(&b->packs, &b->pcap, b->npacks, 8);
+	if (!p)
+		return -1;
 	p->decoded = b->arena + b->seg;
 	p->size = (int64_t)k;
 	p->nbytes = nbytes;
@@ -470,16 +463,9 @@ static int cand_lift(api_body *b, const cand *f, int rank, const int64_t *shape,
 	b->text.len = f->tstart;
 	b->text.p[b->text.len] = '\0';
 	b->npacks = f->npacks;
-	if (b->npacks == b->pcap) {
-		size_t cap = b->pcap ? b->pcap * 2 : 8;
-		api__pack *np = api__realloc(b->packs, cap * sizeof *np);
-		if (!np)
-			return -1;
-		b->packs = np;
-		b->pcap = cap;
-	}
-	api__pack *p = &b->packs[b->npacks];
-	memset(p, 0, sizeof *p);
+	api__pack *p = api__pack_next(&b->packs, &b->pcap, b->npacks, 8);
+	if (!p)
+		return -1;
 	p->values = (const double *)(const void *)(b->arena + f->astart);
 	p->size = (int64_t)size;
 	p->rank = rank;

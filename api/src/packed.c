@@ -272,14 +272,9 @@ static int add_pack(lifter *L, size_t start, size_t end, const api__pack *tmpl)
 	char ph[40];
 	int phn;
 
-	if (pk->n == pk->cap) {
-		size_t cap = pk->cap ? pk->cap * 2 : 16;
-		api__pack *np = api__realloc(pk->packs, cap * sizeof *np);
-		if (!np)
-			return -1;
-		pk->packs = np;
-		pk->cap = cap;
-	}
+	api__pack *p = api__pack_next(&pk->packs, &pk->cap, pk->n, 16);
+	if (!p)
+		return -1;
 	/* a placeholder of body.c's copied may grow by up to 19 bytes */
 	if (!L->skel && !(L->skel = api__malloc(L->len + 1 + 19 * L->nstream)))
 		return -1;
@@ -289,7 +284,7 @@ static int add_pack(lifter *L, size_t start, size_t end, const api__pack *tmpl)
 		phn = snprintf(ph, sizeof ph, "\"\\u0000%zu\"", pk->n);
 	memcpy(L->skel + L->slen, L->s + L->copied, start - L->copied);
 	L->slen += start - L->copied;
-	api__pack *p = &pk->packs[pk->n++];
+	pk->n++;
 	*p = *tmpl;
 	p->body_start = start;
 	p->body_end = end;
@@ -657,6 +652,20 @@ void api_packed_free(api_packed *pk)
 }
 
 /* ---- lookups ------------------------------------------------------------------------ */
+
+api__pack *api__pack_next(api__pack **packs, size_t *cap, size_t n, size_t first)
+{
+	if (n == *cap) {
+		size_t c = *cap ? *cap * 2 : first;
+		api__pack *np = api__realloc(*packs, c * sizeof *np);
+		if (!np)
+			return NULL;
+		*packs = np;
+		*cap = c;
+	}
+	memset(&(*packs)[n], 0, sizeof **packs);
+	return &(*packs)[n];
+}
 
 const api__pack *api__packed_array(const api_packed *pk, const json_t *v)
 {

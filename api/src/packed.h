@@ -65,6 +65,11 @@ int api__lift(api_packed **out, char **skel, size_t *skel_len, const char *body,
               int64_t numbers, int max_depth);
 
 /* The lifted array v stands for, or NULL (pk may be NULL). Borrowed. */
+/* The next pack of the array *packs holding n of *cap (grown to twice, or
+ * to `first` when empty), zeroed; NULL when out of memory (nothing
+ * changed). The caller counts it in n. */
+api__pack *api__pack_next(api__pack **packs, size_t *cap, size_t n, size_t first);
+
 const api__pack *api__packed_array(const api_packed *pk, const json_t *v);
 
 /* The lifted string v stands for, or NULL (pk may be NULL). Borrowed. */

@@ -717,17 +717,24 @@ static int refresh_ckpts(stream *s)
 	return -1;
 }
 
+/* Takes s out of the table if it is still the entry of its id (under
+ * ss->mu). */
+static void table_drop(srv__streams *ss, stream *s)
+{
+	long i = find(ss, s->id);
+	if (i >= 0 && ss->v[i] == s) {
+		memmove(ss->v + i, ss->v + i + 1, (ss->n - (size_t)i - 1) * sizeof(*ss->v));
+		ss->n--;
+	}
+}
+
 /* Drops a stream that another replica deleted from the table (no lock
  * held; s->deleted set). */
 static void forget(stream *s)
 {
 	srv__streams *ss = s->ss;
 	pthread_mutex_lock(&ss->mu);
-	long i = find(ss, s->id);
-	if (i >= 0 && ss->v[i] == s) {
-		memmove(ss->v + i, ss->v + i + 1, (ss->n - (size_t)i - 1) * sizeof(*ss->v));
-		ss->n--;
-	}
+	table_drop(ss, s);
 	pthread_mutex_unlock(&ss->mu);
 }
 
@@ -864,11 +871,7 @@ static void unlink_stream(stream *s)
 {
 	srv__streams *ss = s->ss;
 	pthread_mutex_lock(&ss->mu);
-	long i = find(ss, s->id);
-	if (i >= 0 && ss->v[i] == s) {
-		memmove(ss->v + i, ss->v + i + 1, (ss->n - (size_t)i - 1) * sizeof(*ss->v));
-		ss->n--;
-	}
+	table_drop(ss, s);
 	pthread_mutex_lock(&s->mu);
 	s->deleted = true;
 	pthread_cond_broadcast(&s->cv);

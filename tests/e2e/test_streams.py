@@ -163,6 +163,17 @@ class StreamsTest(unittest.TestCase):
             # every update was applied once and committed: counted once
             self.assertEqual(srv.metric("lossd_stream_updates_committed_total"), 40 + 24 + 15)
             self.assertEqual(srv.metric("lossd_store_broken"), 0)
+            # the commit path's figures: leaders that waited for a fuller group
+            # (never more than the groups), WAL checkpoints without failures
+            delays = srv.metric("lossd_store_commit_delays_total")
+            self.assertIsNotNone(delays)
+            self.assertLessEqual(delays, groups)
+            self.assertGreaterEqual(srv.metric("lossd_store_commit_delay_seconds_total"), 0)
+            for by in ("checkpointer", "commit"):
+                self.assertGreaterEqual(
+                    srv.metric('lossd_store_wal_checkpoints_total{by="%s"}' % by), 0)
+            self.assertEqual(srv.metric("lossd_store_wal_checkpoint_failures_total"), 0)
+            self.assertGreaterEqual(srv.metric("lossd_store_wal_pages"), 0)
 
     def test_merge_across_servers(self):
         y, s, w = make_data(2000, 4)

@@ -16,7 +16,8 @@
  * connection is suspended and the request handed to the libuv loop
  * (loop.c), which runs the handler on a worker thread and, on the loop
  * thread, resumes the connection (a stream write: on the store thread
- * that ran it, right after its commit). libmicrohttpd then calls the
+ * that ran it, or, for an update, on the thread that committed its group:
+ * request.h's `deferred`). libmicrohttpd then calls the
  * access handler again on the connection's own thread, which queues the
  * reply.
  *
@@ -611,8 +612,12 @@ static void on_chunk(struct req *r, const char *data, size_t n)
 	r->len += n;
 }
 
-/* Runs r's handler into r->reply, on whichever thread calls it. */
-static void run_handler(struct req *r)
+static void job_finish(void *arg);
+
+/* Runs r's handler into r->reply, on whichever thread calls it. With
+ * deferred (the store lane), the handler may answer later (request.h):
+ * then *deferred is true on return and r may be gone already. */
+static void run_handler(struct req *r, bool *deferred)
 {
 	srv_request q = {
 	        .method = r->match.info->method, /* HEAD arrives as GET */
@@ -627,17 +632,31 @@ static void run_handler(struct req *r)
 	        .admin = r->srv->auth && r->role == SRV_ROLE_ADMIN,
 	        .api = &r->srv->api,
 	        .streams = r->srv->streams,
+	        .deferred = deferred,
+	        .defer_done = job_finish,
+	        .defer_arg = r,
 	};
 	memset(&r->reply, 0, sizeof(r->reply));
 	srv__dispatch(&r->reply, r->route, &q);
+	if (deferred && *deferred)
+		return;
 	if (!r->reply.status)
 		api_reply_error(&r->reply, 500, "internal_error", "the handler gave no reply");
 }
 
-static void job_run(srv__job *job)
+static int job_run(srv__job *job)
 {
+	bool deferred = false;
 	srv__metrics_queued_add(-1);
-	run_handler((struct req *)job);
+	run_handler((struct req *)job, job->lane == SRV_LANE_STORE ? &deferred : NULL);
+	return deferred; /* true: job may be gone, job_finish will come */
+}
+
+/* A deferred handler's reply is in r->reply (request.h). */
+static void job_finish(void *arg)
+{
+	struct req *r = arg;
+	srv__loop_finish(r->srv->loop, &r->job);
 }
 
 static void job_done(srv__job *job, int cancelled)
@@ -719,7 +738,7 @@ static enum MHD_Result on_body_end(struct req *r)
 		 * loss to a worker costs two thread switches and a wake-up of
 		 * the loop, more than computing it; nothing here can block. */
 		srv__metrics_inflight_add(1);
-		run_handler(r);
+		run_handler(r, NULL);
 		atomic_fetch_sub(&s->inflight, 1);
 		srv__metrics_inflight_add(-1);
 		r->stage = ST_QUEUED;

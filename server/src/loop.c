@@ -16,13 +16,17 @@
  * and a store thread runs them and then calls their done() itself (http.c
  * resumes the connection from there, which libmicrohttpd allows from any
  * thread): passing them back to the loop thread cost a wake-up of it, two
- * context switches, per durable update. Store threads wait, they hardly
- * compute, so there may be more of
- * them than cores: one per store job admitted (http.c admits at most half
- * of --max-inflight), started when a job finds no idle one and kept. A job
- * that waited in the queue for a thread would join a later commit group
- * instead of the one in progress: with a few threads, 32 writers made
- * groups of about 1.2 and the disk's fsync rate the ceiling (issue 19).
+ * context switches, per durable update. A stream update does not wait
+ * for its commit at all: its run() submits the op and returns nonzero,
+ * the store's committer finishes it (srv__loop_finish) with the rest of
+ * its group, and the store thread takes the next job at once (a sleep and
+ * a wake-up per update fewer). Other store jobs still wait, so there may
+ * be more store threads than cores: one per store job admitted (http.c
+ * admits at most half of --max-inflight), started when a job finds no
+ * idle one and kept. A job that waited in the queue for a thread would
+ * join a later commit group instead of the one in progress: with a few
+ * threads, 32 writers made groups of about 1.2 and the disk's fsync rate
+ * the ceiling (issue 19).
  *
  * Lock order: srv__loop.mu is a leaf; done() and run() are called without it.
  * Invariants: a job is in one queue or in libuv's pool or running, never
@@ -69,7 +73,7 @@ static void push(srv__job **head, srv__job **tail, srv__job *job)
 static void work_cb(uv_work_t *w)
 {
 	srv__job *job = w->data;
-	job->run(job);
+	(void)job->run(job);
 }
 
 static void after_cb(uv_work_t *w, int status)
@@ -122,12 +126,9 @@ static void *store_main(void *arg)
 			l->stail = NULL;
 		pthread_mutex_unlock(&l->mu);
 		job->next = NULL;
-		job->run(job);
-		job->done(job, 0); /* job may be gone from here */
+		if (!job->run(job))
+			srv__loop_finish(l, job); /* job may be gone from here */
 		pthread_mutex_lock(&l->mu);
-		/* The last one after a stop was asked: the loop may end now. */
-		if (--l->souts == 0 && l->stop)
-			uv_async_send(&l->async);
 	}
 	pthread_mutex_unlock(&l->mu);
 	return NULL;
@@ -226,6 +227,16 @@ void srv__loop_submit(srv__loop *l, srv__job *job)
 	push(&l->head, &l->tail, job);
 	pthread_mutex_unlock(&l->mu);
 	uv_async_send(&l->async);
+}
+
+void srv__loop_finish(srv__loop *l, srv__job *job)
+{
+	job->done(job, 0); /* job may be gone from here */
+	pthread_mutex_lock(&l->mu);
+	/* The last one after a stop was asked: the loop may end now. */
+	if (--l->souts == 0 && l->stop)
+		uv_async_send(&l->async);
+	pthread_mutex_unlock(&l->mu);
 }
 
 void srv__loop_stop(srv__loop *l)

@@ -12,13 +12,16 @@ typedef struct srv__job srv__job;
  * if the loop is stopping and run() never ran). lane 0 runs on libuv's
  * pool and done() on the loop thread; lane SRV_LANE_STORE runs on the
  * store's own threads (work that may wait on the disk), and done() right
- * after run() on the same thread, never cancelled. */
+ * after run() on the same thread, never cancelled, unless run() returned
+ * nonzero: then the job finishes later, from whichever thread calls
+ * srv__loop_finish for it (a stream write's group commit), and run()'s
+ * thread takes the next job meanwhile. run() returns 0 on lane 0. */
 #define SRV_LANE_STORE 1
 struct srv__job {
 	uv_work_t work; /* private to loop.c */
 	srv__job *next; /* private to loop.c */
 	int lane;       /* 0 or SRV_LANE_STORE; set before srv__loop_submit */
-	void (*run)(srv__job *job);
+	int (*run)(srv__job *job);
 	void (*done)(srv__job *job, int cancelled);
 };
 
@@ -36,6 +39,10 @@ srv__loop *srv__loop_start(int nworkers, int nstore);
 /* Hands job to the loop. The loop thread queues it on the worker pool.
  * The job must stay valid until its done() runs. Any thread. */
 void srv__loop_submit(srv__loop *l, srv__job *job);
+
+/* Finishes a store job whose run() returned nonzero: calls its done()
+ * (job may be gone once it returns). Any thread, no lock held. */
+void srv__loop_finish(srv__loop *l, srv__job *job);
 
 /* Stops the loop once every submitted job's done() has run, joins the
  * loop thread and frees l. Accepts NULL. Main thread. */

@@ -37,6 +37,16 @@ typedef struct srv_request {
 	bool admin;                   /* an admin token: reads every principal's streams */
 	const api_ctx *api;           /* limits + eng_parallel */
 	struct srv__streams *streams; /* the server's stream table (streams.h) */
+	/* A stream write on the store lane (http.c) may answer after its
+	 * handler returned, once its group commit is known: it sets
+	 * *deferred = true before anything can finish it, keeps `out` (the
+	 * reply, valid until then) and calls defer_done(defer_arg) exactly
+	 * once, from any thread, when `out` holds the reply. deferred NULL:
+	 * the reply is due when the handler returns. Nothing else of this
+	 * struct may be kept past the handler's return. */
+	bool *deferred;
+	void (*defer_done)(void *arg);
+	void *defer_arg;
 } srv_request;
 
 #endif

@@ -1,20 +1,26 @@
 /*
  * store.c - durable stream storage: SQLite (data_dir/lossd.db) in WAL mode
  * with synchronous=FULL, written in groups: whatever ops have queued up are
- * committed as ONE transaction (one WAL fsync), then every submitter of the
- * group is woken.
+ * committed as ONE transaction (one WAL fsync), then every op of the group
+ * learns its outcome.
  *
- * Group commit is leader/follower, with no thread of its own: a submitter
- * waiting in srv__store_wait becomes the leader when no commit is running,
- * takes the whole queue, commits it with the lock released and wakes the
- * others; ops queued meanwhile form the next group, led by one of their
- * waiters. This saves a thread hand-off (two context switches) per group
- * compared with a dedicated committer, which matters on a busy 2-core box.
- * Each waiter sleeps on a lock and condition of its own (op->waiter,
- * struct waiter): the leader wakes its group's waiters, once it released
- * mu, and one waiter of the next group, no one else.
- * A leader may wait up to --commit-delay-us for a fuller group when the
- * traffic predicts one ("Grouping", below); a lone writer never waits.
+ * Group commit. One thread of the store, the committer, takes the whole
+ * queue, commits it with the lock released and then finishes the group's
+ * ops itself: an op with on_done (a stream update, streams.c) is completed
+ * right there, on the committer's thread (its reply sent, its connection
+ * resumed), and a caller of srv__store_wait (creates, deletes, merges) is
+ * woken on a lock and condition of its own (op->waiter, struct waiter),
+ * once the committer released mu. Ops queued meanwhile form the next
+ * group. So a submitter that does not wait costs no context switch here,
+ * and a group of n updates costs the committer's wake-up (none while it
+ * finds work) instead of n sleeps and n wake-ups of their threads; the
+ * leader/follower scheme before (a waiter led the group and woke the
+ * others) had 4 context switches per durable update, this one about 2
+ * (the request's hand-off to a store thread, the HTTP thread's wake).
+ * The committer's role is `leader`: the healer takes it too (a probe
+ * commit), and the committer then waits for it.
+ * The committer may wait up to --commit-delay-us for a fuller group when
+ * the traffic predicts one ("Grouping", below); a lone writer never waits.
  * Copying the WAL into the database (checkpoints) is off the commit path:
  * a thread of the store does it on its own connection ("WAL checkpoints").
  *
@@ -33,10 +39,10 @@
  * Invariants:
  * - One transaction per group: an op's delta, checkpoint and idempotency
  *   key become durable together or not at all. A submitter learns the
- *   outcome only from srv__store_wait, after COMMIT returned (and, with
- *   synchronous=FULL in WAL mode, after the WAL was fsynced), so a 2xx sent
- *   after it survives kill -9 and power loss.
- * - Ops of one stream are committed in submission order, and a leader
+ *   outcome only from srv__store_wait or on_done, after COMMIT returned
+ *   (and, with synchronous=FULL in WAL mode, after the WAL was fsynced), so
+ *   a 2xx sent after it survives kill -9 and power loss.
+ * - Ops of one stream are committed in submission order, and the committer
  *   takes a prefix of the queue: a checkpoint at seq s is never committed
  *   before the deltas and keys of seq <= s (they were submitted before it,
  *   under the stream's mutex).
@@ -44,8 +50,9 @@
  *   is not written at all (the coalescing that keeps hot streams cheap).
  * - After a failed transaction (disk full, I/O error) the store is
  *   "broken": the group's ops fail, ops still queued fail, and every op
- *   submitted meanwhile fails at once, each marking its stream stale
- *   (srv__store_op.stale) before its waiter is woken, so streams.c never
+ *   submitted meanwhile fails at once (one with on_done is finished by
+ *   the committer), each marking its stream stale (srv__store_op.stale)
+ *   before its waiter is woken or its on_done runs, so streams.c never
  *   shows memory the disk refused (it reloads a stale stream from disk).
  *   srv__store_heal (the healer thread in streams.c, every 500 ms) retries:
  *   it takes the leader role, so no group is in flight, commits a probe
@@ -59,8 +66,9 @@
  *   than fails). Commit durations go to a histogram.
  *
  * Threads and locks: `mu` guards the queue, done flags, `leader` and the
- * counters; only the current leader uses the writer connection (the
- * `leader` flag, handed over under `mu`, serializes them); `rmu` guards the
+ * counters; only the holder of the `leader` role (the committer, or the
+ * healer; taken and given up under `mu`) uses the writer connection, and
+ * on_done runs with no lock of the store held; `rmu` guards the
  * reader connection (key lookups, reloads); the checkpointer thread alone
  * uses its connection `c`, taking `mu` only around its bookkeeping. Lock
  * order: a stream's mutex
@@ -108,6 +116,7 @@
  */
 #include "store.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -151,8 +160,13 @@ struct srv__store {
 	char **orphans;
 	size_t norphans;
 	srv__store_op *head, *tail;
+	srv__store_op *rhead, *rtail; /* on_done ops refused while broken (the committer's) */
 	uint64_t groups, ops;
-	struct extra *x; /* history and metadata statements (the last section) */
+	/* the committer (see "Group commit"); commit_stop under mu */
+	pthread_t commit_thread;
+	bool committer_on, commit_stop;
+	pthread_cond_t cv_commit; /* wakes it: an op was queued, the role is free, or stop */
+	struct extra *x;          /* history and metadata statements (the last section) */
 	/* under mu: health */
 	bool committing;                          /* a transaction (group or probe) is running */
 	struct timespec t0;                       /* ... since then (CLOCK_MONOTONIC) */
@@ -207,6 +221,8 @@ static void extra_close(srv__store *st);
 static int writer_setup(srv__store *st, char *err, size_t errlen);
 static int checkpointer_start(srv__store *st, char *err, size_t errlen);
 static void checkpointer_stop(srv__store *st);
+static int committer_start(srv__store *st, char *err, size_t errlen);
+static void committer_stop(srv__store *st);
 static void checkpoint(srv__store *st, sqlite3 *db, bool inline_);
 static int extra_write(srv__store *st, const srv__store_op *op);
 
@@ -645,6 +661,7 @@ static int store_open(srv__store **out, const char *data_dir, bool check_later, 
 	pthread_mutex_init(&st->rmu, NULL);
 	pthread_cond_init(&st->cv_done, NULL);
 	pthread_cond_init(&st->cv_ckpt, NULL);
+	pthread_cond_init(&st->cv_commit, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -736,7 +753,7 @@ static int store_open(srv__store **out, const char *data_dir, bool check_later, 
 	if (prep_writer(st, err, errlen) ||
 	    prep(st->r, &st->get_key, "SELECT reply FROM keys WHERE stream = ?1 AND key = ?2", err,
 	         errlen) ||
-	    extra_open(st, err, errlen))
+	    extra_open(st, err, errlen) || committer_start(st, err, errlen))
 		goto out;
 	*out = st;
 	st = NULL;
@@ -766,6 +783,7 @@ void srv__store_close(srv__store *st)
 		free(st);
 		return;
 	}
+	committer_stop(st);
 	checkpointer_stop(st);
 	check_join(st);
 	for (size_t i = 0; i < st->norphans; i++)
@@ -782,6 +800,7 @@ void srv__store_close(srv__store *st)
 		close(st->lock_fd);
 	pthread_cond_destroy(&st->cv_done);
 	pthread_cond_destroy(&st->cv_ckpt);
+	pthread_cond_destroy(&st->cv_commit);
 	pthread_cond_destroy(&st->cv_gather);
 	pthread_mutex_destroy(&st->mu);
 	pthread_mutex_destroy(&st->rmu);
@@ -1085,78 +1104,96 @@ static void commit_end(srv__store *st, int rc, const char *why)
 }
 
 /*
- * A caller of srv__store_wait sleeping until its op is done or it is to
- * lead, on its stack: a lock and condition of its own, so the leader wakes
- * it after releasing mu, and a follower whose op is done returns without
- * taking mu (woken under mu, each would sleep once more waiting for it).
- * Whoever takes it from op->waiter (under mu) is the only one to wake it.
+ * A caller of srv__store_wait sleeping until its op is done, on its stack:
+ * a lock and condition of its own, so the committer wakes it after
+ * releasing mu, and it returns without taking mu (woken under mu, each
+ * would sleep once more waiting for it). Whoever takes it from op->waiter
+ * (under mu) is the only one to wake it.
  */
 struct waiter {
 	pthread_mutex_t m;
 	pthread_cond_t cv;
-	int why;             /* under m: 0 asleep, else W_DONE or W_LEAD */
-	int give;            /* what the taker will wake it with */
+	bool woken;          /* under m */
 	struct waiter *next; /* the taker's list of those to wake */
 };
-enum { W_DONE = 1, W_LEAD = 2 };
 
-/* Takes op's waiter, if one sleeps, onto *list to be woken with why. mu held. */
-static void take_waiter(srv__store_op *op, int why, struct waiter **list)
+/* Who learns an outcome once mu is released: sleeping waiters, and ops
+ * finished by their on_done (in the order they were queued). */
+struct wakes {
+	struct waiter *w;
+	srv__store_op *ops, **tail;
+};
+
+static void wakes_init(struct wakes *k)
 {
+	k->w = NULL;
+	k->ops = NULL;
+	k->tail = &k->ops;
+}
+
+/* Tells k about op, which is done: its waiter, if one sleeps, or its
+ * on_done. mu held; op->next is k's from here. */
+static void take_done(srv__store_op *op, struct wakes *k)
+{
+	if (op->on_done) {
+		op->next = NULL;
+		*k->tail = op;
+		k->tail = &op->next;
+		return;
+	}
 	struct waiter *w = op->waiter;
 	if (!w)
 		return;
 	op->waiter = NULL;
-	w->give = why;
-	w->next = *list;
-	*list = w;
+	w->next = k->w;
+	k->w = w;
 }
 
-/* Wakes the waiters of list. mu NOT held: each may be gone once woken. */
-static void wake(struct waiter *list)
+/* Wakes k's waiters and finishes its ops. mu NOT held: each may be gone
+ * once told. */
+static void wake(struct wakes *k)
 {
-	for (struct waiter *w = list, *next; w; w = next) {
+	for (struct waiter *w = k->w, *next; w; w = next) {
 		next = w->next;
 		pthread_mutex_lock(&w->m);
-		w->why = w->give;
+		w->woken = true;
 		pthread_cond_signal(&w->cv);
 		pthread_mutex_unlock(&w->m);
 	}
+	for (srv__store_op *o = k->ops, *next; o; o = next) {
+		next = o->next;
+		o->on_done(o);
+	}
+	wakes_init(k);
 }
 
-/* Marks op done with rc; its waiter, if one sleeps, goes onto *list. mu
- * held; op may be gone once mu is released. */
-static void op_done(srv__store_op *op, int rc, struct waiter **list)
+/* Marks op done with rc; its waiter or on_done goes onto k. mu held; op
+ * may be gone once mu is released. */
+static void op_done(srv__store_op *op, int rc, struct wakes *k)
 {
 	op->rc = rc;
 	op->done = true;
-	take_waiter(op, W_DONE, list);
+	take_done(op, k);
 }
 
-/* Fails every op of list (they were never written); their waiters go
- * onto *wl. mu held. */
-static void fail_ops(srv__store_op *list, struct waiter **wl)
+/* Fails every op of list (they were never written), each marking its
+ * stream stale first; they go onto k. mu held. */
+static void fail_ops(srv__store_op *list, struct wakes *k)
 {
 	for (srv__store_op *o = list, *next; o; o = next) {
 		next = o->next; /* o may be gone once its waiter sees done */
 		if (o->stale)
 			atomic_store(o->stale, true);
-		op_done(o, -1, wl);
+		op_done(o, -1, k);
 	}
 }
 
-/* The leader role was just given up: one waiter of a queued op goes onto
- * *list, to lead the next group (a waiter that comes later leads by
- * itself); whoever waits for the role itself (the healer) or for the test
- * hook is woken. mu held. */
-static void hand_over(srv__store *st, struct waiter **list)
+/* The leader role was just given up: whoever waits for it (the
+ * committer, the healer) or for the test hook is woken. mu held. */
+static void hand_over(srv__store *st)
 {
-	for (srv__store_op *o = st->head; o; o = o->next)
-		if (o->waiter) {
-			take_waiter(o, W_LEAD, list);
-			break;
-		}
 	pthread_cond_broadcast(&st->cv_done);
+	pthread_cond_signal(&st->cv_commit);
 }
 
 /*
@@ -1232,6 +1269,7 @@ static void gather(srv__store *st)
 void srv__store_submit(srv__store *st, srv__store_op *op)
 {
 	if (st->be) {
+		assert(!op->on_done); /* SQLite only (store.h) */
 		st->be->submit(st->impl, op);
 		return;
 	}
@@ -1240,10 +1278,22 @@ void srv__store_submit(srv__store *st, srv__store_op *op)
 	op->rc = 0;
 	op->waiter = NULL;
 	pthread_mutex_lock(&st->mu);
-	if (st->broken) {
-		/* Refused at the door: the stream's memory already holds op
-		 * (it has no waiter yet). */
-		struct waiter *none = NULL;
+	if (st->broken && op->on_done) {
+		/* Refused at the door, finished by the committer: the
+		 * submitter may hold locks on_done takes. The stream's
+		 * memory already holds op. */
+		if (op->stale)
+			atomic_store(op->stale, true);
+		op->rc = -1;
+		if (st->rtail)
+			st->rtail->next = op;
+		else
+			st->rhead = op;
+		st->rtail = op;
+	} else if (st->broken) {
+		/* Refused at the door (no waiter yet, nothing to wake). */
+		struct wakes none;
+		wakes_init(&none);
 		fail_ops(op, &none);
 	} else {
 		if (st->tail)
@@ -1253,102 +1303,155 @@ void srv__store_submit(srv__store *st, srv__store_op *op)
 		st->tail = op;
 		arrive(st);
 	}
+	bool idle = !st->leader;
 	pthread_mutex_unlock(&st->mu);
+	/* After the unlock: the committer does not wait for mu. (Busy, it
+	 * looks at the queue again before it sleeps.) */
+	if (idle)
+		pthread_cond_signal(&st->cv_commit);
 }
 
 int srv__store_wait(srv__store *st, srv__store_op *op)
 {
 	if (st->be)
 		return st->be->wait(st->impl, op);
-	/* One wake-up per waiter and commit: a follower is woken once, when
-	 * its op is done, or to lead the next group (one of them). */
-	struct waiter w = {.why = 0};
+	assert(!op->on_done);
+	/* One wake-up per waiter: when its op is done. */
+	struct waiter w = {.woken = false};
 	int rc;
+	pthread_mutex_lock(&st->mu);
+	if (op->done) {
+		rc = op->rc;
+		pthread_mutex_unlock(&st->mu);
+		return rc;
+	}
 	pthread_mutex_init(&w.m, NULL);
 	pthread_cond_init(&w.cv, NULL);
-	pthread_mutex_lock(&st->mu);
-	for (;;) {
-		if (op->done) {
-			rc = op->rc;
-			pthread_mutex_unlock(&st->mu);
-			break;
-		}
-		if (st->leader || !st->head) {
-			op->waiter = &w;
-			pthread_mutex_unlock(&st->mu);
-			pthread_mutex_lock(&w.m);
-			while (!w.why)
-				pthread_cond_wait(&w.cv, &w.m);
-			int why = w.why;
-			w.why = 0;
-			pthread_mutex_unlock(&w.m);
-			if (why == W_DONE) {
-				/* written under mu before the taker woke us */
-				rc = op->rc;
-				break;
-			}
-			pthread_mutex_lock(&st->mu);
-			continue;
-		}
-		/* Lead: commit everything queued (ours included), then hand over. */
-		st->leader = true;
-		if (!st->broken)
-			gather(st);
-		srv__store_op *group = st->head;
-		st->head = st->tail = NULL;
-		st->last_group = (uint64_t)st->queued;
-		st->queued = 0;
-		bool broken = st->broken;
-		bool fail_it = !broken && injected(st);
-		if (!broken)
-			commit_begin(st);
-		while (st->hold) /* test hook: the commit is in flight meanwhile */
-			pthread_cond_wait(&st->cv_done, &st->mu);
-		pthread_mutex_unlock(&st->mu);
-
-		uint64_t n = 0;
-		char why[160] = "";
-		int crc = broken ? -1 : commit_group(st, group, &n, fail_it, why, sizeof why);
-		if (crc && !broken)
-			srv_log(SRV_LOG_ERROR, NULL,
-			        "stream store: transaction failed (%s); writes refused until a "
-			        "retry commits",
-			        why);
-
-		struct waiter *woken = NULL;
-		pthread_mutex_lock(&st->mu);
-		if (!broken)
-			commit_end(st, crc, why);
-		if (crc) {
-			st->broken = true;
-			fail_ops(group, &woken);
-		} else {
-			st->groups++;
-			st->ops += n;
-			for (srv__store_op *o = group, *next; o; o = next) {
-				next = o->next;
-				op_done(o, 0, &woken);
-			}
-			if (st->wal_pages >= st->ckpt_hard && !st->ckpt_busy) {
-				/* The checkpointer fell behind: copy the WAL
-				 * here, the group answered first, no commit
-				 * running meanwhile (see "WAL checkpoints"). */
-				pthread_mutex_unlock(&st->mu);
-				wake(woken);
-				woken = NULL;
-				checkpoint(st, st->w, true);
-				pthread_mutex_lock(&st->mu);
-			}
-		}
-		st->leader = false;
-		hand_over(st, &woken);
-		pthread_mutex_unlock(&st->mu);
-		wake(woken);
-		pthread_mutex_lock(&st->mu);
-	}
+	op->waiter = &w;
+	pthread_mutex_unlock(&st->mu);
+	pthread_mutex_lock(&w.m);
+	while (!w.woken)
+		pthread_cond_wait(&w.cv, &w.m);
+	pthread_mutex_unlock(&w.m);
+	rc = op->rc; /* written under mu before the committer took w */
 	pthread_cond_destroy(&w.cv);
 	pthread_mutex_destroy(&w.m);
 	return rc;
+}
+
+/* Commits one group: everything queued, as one transaction, then tells
+ * its ops (with mu released); first finishes the ops refused at the door.
+ * The committer thread only; mu held on entry and on return, `leader` not
+ * held by anyone. */
+static void commit_queued(srv__store *st)
+{
+	struct wakes k;
+	wakes_init(&k);
+	for (srv__store_op *o = st->rhead, *next; o; o = next) {
+		next = o->next;
+		op_done(o, -1, &k); /* stale since submit */
+	}
+	st->rhead = st->rtail = NULL;
+	if (!st->head) {
+		pthread_mutex_unlock(&st->mu);
+		wake(&k);
+		pthread_mutex_lock(&st->mu);
+		return;
+	}
+	st->leader = true;
+	if (!st->broken)
+		gather(st);
+	srv__store_op *group = st->head;
+	st->head = st->tail = NULL;
+	st->last_group = (uint64_t)st->queued;
+	st->queued = 0;
+	bool broken = st->broken;
+	bool fail_it = !broken && injected(st);
+	if (!broken)
+		commit_begin(st);
+	while (st->hold) /* test hook: the commit is in flight meanwhile */
+		pthread_cond_wait(&st->cv_done, &st->mu);
+	pthread_mutex_unlock(&st->mu);
+
+	uint64_t n = 0;
+	char why[160] = "";
+	int crc = broken ? -1 : commit_group(st, group, &n, fail_it, why, sizeof why);
+	if (crc && !broken)
+		srv_log(SRV_LOG_ERROR, NULL,
+		        "stream store: transaction failed (%s); writes refused until a "
+		        "retry commits",
+		        why);
+
+	pthread_mutex_lock(&st->mu);
+	if (!broken)
+		commit_end(st, crc, why);
+	if (crc) {
+		st->broken = true;
+		fail_ops(group, &k);
+	} else {
+		st->groups++;
+		st->ops += n;
+		for (srv__store_op *o = group, *next; o; o = next) {
+			next = o->next;
+			op_done(o, 0, &k);
+		}
+		if (st->wal_pages >= st->ckpt_hard && !st->ckpt_busy) {
+			/* The checkpointer fell behind: copy the WAL here,
+			 * the group answered first, no commit running
+			 * meanwhile (see "WAL checkpoints"). */
+			pthread_mutex_unlock(&st->mu);
+			wake(&k);
+			checkpoint(st, st->w, true);
+			pthread_mutex_lock(&st->mu);
+		}
+	}
+	st->leader = false;
+	hand_over(st);
+	pthread_mutex_unlock(&st->mu);
+	wake(&k);
+	pthread_mutex_lock(&st->mu);
+}
+
+/* The committer: commits whatever is queued, group after group, while
+ * the healer does not hold the leader role; ends once asked to and
+ * nothing is left. */
+static void *committer_main(void *arg)
+{
+	srv__store *st = arg;
+	pthread_mutex_lock(&st->mu);
+	for (;;) {
+		if (!st->leader && (st->head || st->rhead)) {
+			commit_queued(st);
+			continue;
+		}
+		if (st->commit_stop && !st->head && !st->rhead)
+			break;
+		pthread_cond_wait(&st->cv_commit, &st->mu);
+	}
+	pthread_mutex_unlock(&st->mu);
+	return NULL;
+}
+
+static int committer_start(srv__store *st, char *err, size_t errlen)
+{
+	if (pthread_create(&st->commit_thread, NULL, committer_main, st) != 0) {
+		errf(err, errlen, "cannot start the committer thread");
+		return -1;
+	}
+	st->committer_on = true;
+	return 0;
+}
+
+static void committer_stop(srv__store *st)
+{
+	if (!st->committer_on)
+		return;
+	pthread_mutex_lock(&st->mu);
+	st->commit_stop = true;
+	pthread_cond_signal(&st->cv_commit);
+	pthread_mutex_unlock(&st->mu);
+	pthread_join(st->commit_thread, NULL);
+	st->committer_on = false;
 }
 
 /* ---- WAL checkpoints ------------------------------------------------------------ */
@@ -1554,13 +1657,13 @@ int srv__store_heal(srv__store *st)
 	srv__store_op *queued = st->head;
 	st->head = st->tail = NULL;
 	st->queued = 0;
-	struct waiter *woken = NULL;
-	fail_ops(queued, &woken);
+	struct wakes k;
+	wakes_init(&k);
+	fail_ops(queued, &k);
 	bool fail_it = injected(st);
 	commit_begin(st);
 	pthread_mutex_unlock(&st->mu);
-	wake(woken);
-	woken = NULL;
+	wake(&k);
 	pthread_cond_broadcast(&st->cv_done);
 
 	char why[160] = "";
@@ -1582,9 +1685,8 @@ int srv__store_heal(srv__store *st)
 		st->recoveries++;
 	}
 	st->leader = false;
-	hand_over(st, &woken);
+	hand_over(st);
 	pthread_mutex_unlock(&st->mu);
-	wake(woken);
 	return rc;
 }
 

@@ -3,7 +3,7 @@
  * srv__store_* functions below, over two backends picked by a store URL
  * (srv__store_open_url, docs/API.md section 10):
  *   sqlite, sqlite:DIR      an SQLite database (DIR/lossd.db) written in
- *                           groups (group commit, leader/follower): store.c
+ *                           groups (group commit by a committer thread): store.c
  *   postgresql://...        PostgreSQL through libpq, shared by any number
  *                           of replicas: store_pg.c
  * Every srv__store_* function has the same contract for both; store.c's
@@ -34,7 +34,8 @@ enum srv__store_op_type {
 /*
  * One unit of work for a group commit. Lives in the submitting thread
  * (usually on its stack) from srv__store_submit until srv__store_wait
- * returns; every pointer in it is borrowed for that long.
+ * returns, or until on_done is called; every pointer in it is borrowed
+ * for that long.
  */
 typedef struct srv__store_op {
 	int type;           /* enum srv__store_op_type */
@@ -78,7 +79,15 @@ typedef struct srv__store_op {
 	/* Set to true (when not NULL) the moment the op fails, before done:
 	 * the stream's memory holds an op the disk refused. */
 	atomic_bool *stale;
-	/* Set by the group's leader; read them after srv__store_wait. */
+	/* NULL: the submitter learns the outcome from srv__store_wait. Else
+	 * (SQLite only, never with srv__store_wait) the committer calls
+	 * on_done(op) once the outcome is known (rc set, stale marked), on
+	 * its own thread with no lock of the store held, also for an op
+	 * refused at submit: never on the submitter's thread, so the
+	 * submitter may hold locks on_done takes. */
+	void (*on_done)(struct srv__store_op *op);
+	/* Set by the committer; read them after srv__store_wait (or in
+	 * on_done). */
 	int rc; /* 0, or -1 when the group's transaction failed */
 	bool done;
 	struct srv__store_op *next;
@@ -130,7 +139,7 @@ int srv__store_open_url(srv__store **out, const char *url, const srv__store_opts
 int srv__store_check_wait(srv__store *st, char *err, size_t errlen);
 
 /* Closes the database. Accepts NULL. Main thread, after every submitter
- * has returned from srv__store_wait. */
+ * has returned from srv__store_wait and every on_done has been called. */
 void srv__store_close(srv__store *st);
 
 /*
@@ -204,14 +213,14 @@ int srv__store_heads(srv__store *st, srv__store_head_fn fn, void *arg);
 int srv__store_key_get(srv__store *st, const char *stream, const char *key, char **reply);
 
 /* Queues op for the next group, or fails it at once (rc -1, done,
- * *stale set) while the store is broken. Never blocks on I/O: callable
- * with a stream's mutex held (lock order: stream, then the store's
- * queue). Any thread. */
+ * *stale set; with on_done, finished by the committer) while the store is
+ * broken. Never blocks on I/O: callable with a stream's mutex held (lock
+ * order: stream, then the store's queue). Any thread. */
 void srv__store_submit(srv__store *st, srv__store_op *op);
 
-/* Blocks until op's group is committed (and fsynced) or failed, leading
- * the commit itself when no other waiter is. Returns op->rc. Any thread,
- * with no stream mutex held. */
+/* Blocks until op's group is committed (and fsynced) or failed. Returns
+ * op->rc. Not for an op with on_done. Any thread, with no stream mutex
+ * held. */
 int srv__store_wait(srv__store *st, srv__store_op *op);
 
 /*

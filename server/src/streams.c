@@ -14,9 +14,18 @@
  *      the delta's bytes (or, once the deltas since the last checkpoint
  *      weigh twice the state, the whole state as a checkpoint) together
  *      with the idempotency key and the reply;
- *   3. without the mutex: srv__store_wait until the group commit has written
- *      the group that holds the op (one transaction, one fsync for many
- *      updates of many streams), then the 2xx.
+ *   3. without the mutex, once the group commit has written the group that
+ *      holds the op (one transaction, one fsync for many updates of many
+ *      streams): the stream's bookkeeping (write_end), then the 2xx. An
+ *      update does not wait for it: its handler returns after the submit
+ *      (request.h's `deferred`), and the store's committer runs step 3
+ *      for every op of the group and sends their replies (on_committed),
+ *      so the store thread takes the next request at once and a group of
+ *      n updates is not n sleeps and wake-ups. Other writes, and every
+ *      write on a shared store, wait in srv__store_wait and run step 3
+ *      themselves. Either way the state step 3 needs lives in a
+ *      pending_write, and the deferred one owns the request's decoded
+ *      update and its reference to the stream until its reply is out.
  * So a 2xx always follows the durable commit, many updates of one stream
  * share a commit (the mutex is held for the merge only, not for the
  * fsync), and ops of one stream reach the queue in the order they were
@@ -105,8 +114,9 @@
  *
  * Stream ids are 32 random hex digits (getrandom); a name is only a label.
  * A thread blocked in srv__store_wait is idle; writes run on the store's
- * threads (loop.c: one per admitted write), so a commit gathers every
- * write applied while the one before it ran.
+ * threads (loop.c: one per admitted write; an update's is free again once
+ * it submitted), so a commit gathers every write applied while the one
+ * before it ran.
  *
  * The table is an object, srv__streams: the server makes one at startup
  * (server.c) and hands it to every handler in its srv_request
@@ -178,7 +188,7 @@ typedef struct stream {
 	size_t delta_bytes;              /* delta bytes submitted since the last checkpoint */
 	pending_key *keys;               /* keys of in-flight ops (and of key lookups) */
 	srv__ckpts ckpts;                /* checkpoint records (docs/API.md section 7) */
-	int inflight;                    /* ops submitted whose srv__store_wait has not returned */
+	int inflight;                    /* ops submitted whose outcome write_end has not seen */
 	int readers;                     /* reads waiting for inflight == 0 (see wait_committed) */
 	int64_t pend_updates, pend_rows; /* what in-flight ops changed the counts by */
 	bool unborn;                     /* its create is in flight */
@@ -2022,31 +2032,161 @@ static void state_key(char *out, size_t cap, const char *state_id)
 }
 
 /*
- * Applies delta (owned by the caller) to s as one durable op, with
- * idempotency key `key` (or NULL) and, for a merge, the merged state's
- * state_id (or NULL). Fills *out with the 200 reply, the first reply of
- * key (409 idempotency_conflict when key was used with another body), a
+ * An update or merge between its submit and its outcome: what the end of
+ * apply (write_end) needs, on whichever thread learns the outcome. On the
+ * heap: an update on the store lane is finished by the store's committer
+ * after its handler returned (request.h's `deferred`).
+ */
+typedef struct pending_write {
+	srv__store_op op; /* first: on_committed gets &op */
+	stream *s;
+	api_reply *out;
+	const char *key;
+	pending_key pk, pk2;
+	bool claimed;
+	char *prev, *srec, *rec, *reply;
+	void *bytes, *state;
+	char digest[DIGEST_HEX], skey[DIGEST_HEX + 8];
+	eng_stream_counts dc;
+	size_t dmem;
+	/* deferred: the handler returned; freed and answered by write_end */
+	bool deferred;
+	eng_stream *delta; /* owned once deferred */
+	char *bid;         /* owned once deferred (key may point into it) */
+	void (*defer_done)(void *arg);
+	void *defer_arg;
+} pending_write;
+
+/* The outcome of w's op is known (rc): s's bookkeeping, the reply, then,
+ * when deferred, the handler's end (release, free, answer). No lock held. */
+static void write_end(pending_write *w, int rc)
+{
+	stream *s = w->s;
+	srv__streams *ss = s->ss;
+	api_reply *out = w->out;
+	srv__store_op *op = &w->op;
+	bool shared = srv__store_shared(ss->store);
+
+	pthread_mutex_lock(&s->mu);
+	s->inflight--;
+	if (!shared) {
+		s->pend_updates -= (int64_t)w->dc.updates;
+		s->pend_rows -= (int64_t)w->dc.rows;
+	} else {
+		s->inflight_mem -= w->dmem;
+		if (!rc)
+			s->unsynced_mem += w->dmem;
+	}
+	/* Another replica took a seq meanwhile, the key was used elsewhere or
+	 * the commit failed: memory is no longer the store's prefix. */
+	if (shared && !rc && op->gone)
+		s->deleted = true;
+	if (rc) {
+		/* SQLite: s is stale now, 503 until the healer reloads it. */
+		api_reply_free(out);
+		store_unavailable(ss, out);
+	} else if (shared && op->gone) {
+		api_reply_free(out);
+		api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
+	} else if (shared && op->stored_reply) {
+		/* The committed counts, or (replayed) the key's first reply. */
+		api_reply_free(out);
+		if (op->replayed)
+			reply_replayed(out, op->stored_reply, w->digest, w->key);
+		else
+			reply_text(out, 200, op->stored_reply);
+	}
+	if (!rc && !(shared && (op->gone || op->replayed)))
+		atomic_fetch_add(&ss->updates_committed, 1);
+	free(op->stored_reply);
+	op->stored_reply = NULL;
+	bool gone = shared && !rc && op->gone;
+	if (w->claimed) {
+		if (w->key)
+			key_remove(s, &w->pk);
+		if (w->pk2.key)
+			key_remove(s, &w->pk2);
+	}
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	if (gone)
+		forget(s);
+}
+
+/* Frees what w holds; a deferred w also ends its handler: the stream's
+ * reference, the decoded update, then the reply goes out. */
+static void write_free(pending_write *w)
+{
+	free(w->prev);
+	free(w->srec);
+	free(w->rec);
+	free(w->reply);
+	free(w->bytes);
+	free(w->state);
+	if (w->deferred) {
+		void (*done)(void *) = w->defer_done;
+		void *arg = w->defer_arg;
+		eng_stream_free(w->delta);
+		free(w->bid);
+		release(w->s);
+		free(w);
+		done(arg); /* the reply (in *out) goes out */
+		return;
+	}
+	free(w);
+}
+
+/* The store's committer: a deferred update's group is committed or failed. */
+static void on_committed(srv__store_op *op)
+{
+	pending_write *w = (pending_write *)op;
+	if (op->rc) {
+		srv__log_field f[] = {{"stream", w->s->id}, {"principal", w->s->owner}};
+		srv__log_fields(
+		        SRV_LOG_ERROR, f, 2,
+		        "stream store: the write was not committed (503 store_unavailable)");
+	}
+	write_end(w, op->rc);
+	write_free(w);
+}
+
+/*
+ * Applies delta to s as one durable op, with idempotency key `key` (or
+ * NULL) and, for a merge, the merged state's state_id (or NULL). Fills
+ * *out with the 200 reply, the first reply of key (409
+ * idempotency_conflict when key was used with another body), a
  * {"applied": false} reply when state_id was merged before, or a problem.
+ *
+ * With req->deferred (an update on the store lane) and a SQLite store, an
+ * op submitted is not waited for: apply returns true, and the committer
+ * finishes it (write_end, then the handler's end: it then owns delta, bid
+ * and the reference to s, and calls req->defer_done). Otherwise it returns
+ * false with *out filled, and delta, bid and s stay the caller's.
  *
  * The keys are claimed (put in s->keys) before the store is asked about
  * them, so a retry with the same key waits for this call instead of
  * racing it, and with SQLite the lookups run without s->mu: a disk that
  * stalls never holds up a reader of the stream.
  */
-static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
-                  const char *state_id)
+static bool apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
+                  const char *state_id, const srv_request *req, char *bid)
 {
 	srv__streams *ss = s->ss;
-	void *bytes = NULL, *state = NULL;
 	size_t blen = 0, slen = 0;
-	char *reply = NULL, *prev = NULL, *rec = NULL, *srec = NULL;
-	pending_key pk = {key, NULL}, pk2 = {NULL, NULL};
-	bool claimed = false;
-	srv__store_op op;
 	eng_error err;
-	eng_stream_counts c, dc;
+	eng_stream_counts c;
 	bool shared = srv__store_shared(ss->store);
-	char digest[DIGEST_HEX], skey[DIGEST_HEX + 8];
+	pending_write *w = calloc(1, sizeof *w);
+	if (!w) {
+		api_reply_error(out, 503, "out_of_memory", "out of memory");
+		return false;
+	}
+	w->s = s;
+	w->out = out;
+	w->key = key;
+	w->pk.key = key;
+	srv__store_op *op = &w->op;
+	char *digest = w->digest;
 
 	/* The digest is kept only with a key or a state_id: without either,
 	 * nothing will compare it (SHA-256 of every delta was 5% of the time
@@ -2055,14 +2195,14 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 		memset(digest, '0', DIGEST_HEX - 1);
 		digest[DIGEST_HEX - 1] = '\0';
 	}
-	if (eng_stream_serialize(&bytes, &blen, delta) ||
-	    ((key || state_id) && digest_hex(digest, state_id ? state_id : "", bytes, blen))) {
+	if (eng_stream_serialize(&w->bytes, &blen, delta) ||
+	    ((key || state_id) && digest_hex(digest, state_id ? state_id : "", w->bytes, blen))) {
 		api_reply_error(out, 503, "out_of_memory", "out of memory");
 		goto out;
 	}
 	if (state_id) {
-		state_key(skey, sizeof skey, state_id);
-		pk2.key = skey;
+		state_key(w->skey, sizeof w->skey, state_id);
+		w->pk2.key = w->skey;
 	}
 	pthread_mutex_lock(&s->mu);
 	for (;;) {
@@ -2070,7 +2210,7 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 			api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
 			goto unlock;
 		}
-		if ((!key || !key_pending(s, key)) && (!pk2.key || !key_pending(s, pk2.key)))
+		if ((!key || !key_pending(s, key)) && (!w->pk2.key || !key_pending(s, w->pk2.key)))
 			break;
 		pthread_cond_wait(&s->cv, &s->mu); /* the original is in flight */
 	}
@@ -2082,9 +2222,9 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 		store_unavailable(ss, out);
 		goto unlock;
 	}
-	size_t dmem = eng_stream_memory(delta);
+	w->dmem = eng_stream_memory(delta);
 	bool near_cap = s->st && s->inflight_mem + s->unsynced_mem > 0 &&
-	                eng_stream_memory(s->st) + s->inflight_mem + s->unsynced_mem + dmem >
+	                eng_stream_memory(s->st) + s->inflight_mem + s->unsynced_mem + w->dmem >
 	                        ss->lim.max_bytes;
 	if (shared && (s->reload || near_cap || srv__now_ms() - s->synced_ms >= SYNC_EVERY_MS)) {
 		/* The checks below see the store's state of at most SYNC_EVERY_MS
@@ -2101,15 +2241,15 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 		}
 	}
 	if (key) {
-		pk.next = s->keys;
-		s->keys = &pk;
+		w->pk.next = s->keys;
+		s->keys = &w->pk;
 	}
-	if (pk2.key) {
-		pk2.next = s->keys;
-		s->keys = &pk2;
+	if (w->pk2.key) {
+		w->pk2.next = s->keys;
+		s->keys = &w->pk2;
 	}
-	claimed = true;
-	if (key || pk2.key) {
+	w->claimed = true;
+	if (key || w->pk2.key) {
 		/* SQLite: the lookups may wait on the disk, so not under mu (the
 		 * claimed keys keep retries out). A shared store keeps mu: its
 		 * sync above must still hold at the merge. */
@@ -2117,9 +2257,9 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 			pthread_mutex_unlock(&s->mu);
 		/* (A shared store decides both keys in the commit, replies as
 		 * below; only a batch that fails the check looks its key up.) */
-		int r = key && !shared ? srv__store_key_get(ss->store, s->id, key, &prev) : 0;
-		int r2 = r == 0 && pk2.key && !shared
-		                 ? srv__store_key_get(ss->store, s->id, pk2.key, &srec)
+		int r = key && !shared ? srv__store_key_get(ss->store, s->id, key, &w->prev) : 0;
+		int r2 = r == 0 && w->pk2.key && !shared
+		                 ? srv__store_key_get(ss->store, s->id, w->pk2.key, &w->srec)
 		                 : 0;
 		if (!shared)
 			pthread_mutex_lock(&s->mu);
@@ -2128,7 +2268,7 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 			goto unlock;
 		}
 		if (r == 1) {
-			reply_replayed(out, prev, digest, key);
+			reply_replayed(out, w->prev, digest, key);
 			goto unlock;
 		}
 		if (s->deleted) {
@@ -2152,25 +2292,26 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 		}
 	}
 	eng_stream_counts_of(&c, s->st);
-	if (pk2.key) {
-		if (srec) {
+	if (w->pk2.key) {
+		if (w->srec) {
 			/* Merged before: nothing to add, say so. */
 			api_reply_json(out, 200, api_stream_ack(s->id, &c, API_STREAM_APPLIED_NO));
 			goto unlock;
 		}
-		srec = record_new(digest, "{}");
-		if (!srec) {
+		w->srec = record_new(digest, "{}");
+		if (!w->srec) {
 			api_reply_error(out, 503, "out_of_memory", "out of memory");
 			goto unlock;
 		}
 	}
 	/* The reply first (the counts after the merge are known), so nothing
 	 * can fail once the stream has changed. */
-	eng_stream_counts_of(&dc, delta);
-	eng_stream_counts after = {c.updates + dc.updates, c.rows + dc.rows};
+	eng_stream_counts_of(&w->dc, delta);
+	eng_stream_counts after = {c.updates + w->dc.updates, c.rows + w->dc.rows};
 	json_t *body = api_stream_ack(
 	        s->id, &after, state_id ? API_STREAM_APPLIED_YES : API_STREAM_APPLIED_UNSAID);
-	if (reply_json_copy(out, 200, body, &reply) || !(rec = record_new(digest, reply))) {
+	if (reply_json_copy(out, 200, body, &w->reply) ||
+	    !(w->rec = record_new(digest, w->reply))) {
 		api_reply_free(out);
 		api_reply_error(out, 503, "out_of_memory", "out of memory");
 		goto unlock;
@@ -2178,30 +2319,29 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 	if (shared ? check_shared(s, delta, &err) : eng_stream_merge(s->st, delta, &err)) {
 		api_problem p;
 		api_reply_free(out);
-		if (shared && key && srv__store_key_get(ss->store, s->id, key, &prev) == 1) {
+		if (shared && key && srv__store_key_get(ss->store, s->id, key, &w->prev) == 1) {
 			/* a retry of a batch the store has: its first reply */
-			reply_replayed(out, prev, digest, key);
+			reply_replayed(out, w->prev, digest, key);
 			goto unlock;
 		}
 		api_stream_merge_problem(&p, &err);
 		api_reply_problem(out, &p);
 		goto unlock;
 	}
-	memset(&op, 0, sizeof op);
-	op.stream = s->id;
 	/* A shared store's cache moves only by folding the store's deltas in
 	 * order (sync_stream): this op's seq is taken at commit. */
-	op.seq = shared ? s->seq + 1 : ++s->seq;
-	op.key = key;
-	op.reply = rec;
-	op.key2 = pk2.key;
-	op.reply2 = srec;
-	op.updated_ms = s->meta.updated_ms = srv__now_ms();
-	op.add_updates = (int64_t)dc.updates;
-	op.add_rows = (int64_t)dc.rows;
-	op.delta = bytes;
-	op.delta_len = blen;
-	op.stale = &s->stale;
+	op->stream = s->id;
+	op->seq = shared ? s->seq + 1 : ++s->seq;
+	op->key = key;
+	op->reply = w->rec;
+	op->key2 = w->pk2.key;
+	op->reply2 = w->srec;
+	op->updated_ms = s->meta.updated_ms = srv__now_ms();
+	op->add_updates = (int64_t)w->dc.updates;
+	op->add_rows = (int64_t)w->dc.rows;
+	op->delta = w->bytes;
+	op->delta_len = blen;
+	op->stale = &s->stale;
 	s->delta_bytes += blen;
 	size_t mem = eng_stream_memory(s->st);
 	/* A hot stream (ops of it already in flight, so likely in the same
@@ -2212,88 +2352,54 @@ static void apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 	bool hot = s->inflight > 0 && mem <= (size_t)s->inflight * blen / 2;
 	/* (A shared store's checkpoints are written by sync_stream.) */
 	if (!shared && ((s->delta_bytes >= CKPT_MIN_BYTES && s->delta_bytes / 2 >= mem) || hot) &&
-	    eng_stream_serialize(&state, &slen, s->st) == 0) {
-		op.type = SRV__OP_CHECKPOINT;
-		op.data = state;
-		op.len = slen;
+	    eng_stream_serialize(&w->state, &slen, s->st) == 0) {
+		op->type = SRV__OP_CHECKPOINT;
+		op->data = w->state;
+		op->len = slen;
 		s->delta_bytes = 0;
 	} else {
-		op.type = SRV__OP_DELTA;
-		op.data = bytes;
-		op.len = blen;
+		op->type = SRV__OP_DELTA;
+		op->data = w->bytes;
+		op->len = blen;
 	}
 	s->inflight++;
 	if (!shared) {
-		s->pend_updates += (int64_t)dc.updates;
-		s->pend_rows += (int64_t)dc.rows;
+		s->pend_updates += (int64_t)w->dc.updates;
+		s->pend_rows += (int64_t)w->dc.rows;
 	} else {
-		s->inflight_mem += dmem;
+		s->inflight_mem += w->dmem;
 	}
-	srv__store_submit(ss->store, &op);
+	if (req && req->deferred && !shared) {
+		/* The committer finishes it (on_committed): from the submit
+		 * on, w, delta, bid and the reference to s are its. */
+		w->deferred = true;
+		w->delta = delta;
+		w->bid = bid;
+		w->defer_done = req->defer_done;
+		w->defer_arg = req->defer_arg;
+		op->on_done = on_committed;
+		*req->deferred = true;
+		srv__store_submit(ss->store, op);
+		pthread_mutex_unlock(&s->mu);
+		return true;
+	}
+	srv__store_submit(ss->store, op);
 	pthread_mutex_unlock(&s->mu);
-
-	int rc = commit_wait(&op, s);
-
-	pthread_mutex_lock(&s->mu);
-	s->inflight--;
-	if (!shared) {
-		s->pend_updates -= (int64_t)dc.updates;
-		s->pend_rows -= (int64_t)dc.rows;
-	} else {
-		s->inflight_mem -= dmem;
-		if (!rc)
-			s->unsynced_mem += dmem;
-	}
-	/* Another replica took a seq meanwhile, the key was used elsewhere or
-	 * the commit failed: memory is no longer the store's prefix. */
-	if (shared && !rc && op.gone)
-		s->deleted = true;
-	if (rc) {
-		/* SQLite: s is stale now, 503 until the healer reloads it. */
-		api_reply_free(out);
-		store_unavailable(ss, out);
-	} else if (shared && op.gone) {
-		api_reply_free(out);
-		api_reply_error(out, 404, "unknown_stream", "no stream with id %s", s->id);
-	} else if (shared && op.stored_reply) {
-		/* The committed counts, or (replayed) the key's first reply. */
-		api_reply_free(out);
-		if (op.replayed)
-			reply_replayed(out, op.stored_reply, digest, key);
-		else
-			reply_text(out, 200, op.stored_reply);
-	}
-	if (!rc && !(shared && (op.gone || op.replayed)))
-		atomic_fetch_add(&ss->updates_committed, 1);
-	free(op.stored_reply);
-	bool gone = shared && !rc && op.gone;
-	if (claimed) {
-		if (key)
-			key_remove(s, &pk);
-		if (pk2.key)
-			key_remove(s, &pk2);
-	}
-	pthread_cond_broadcast(&s->cv);
-	pthread_mutex_unlock(&s->mu);
-	if (gone)
-		forget(s);
-	goto out;
+	write_end(w, commit_wait(op, s));
+	write_free(w);
+	return false;
 unlock:
-	if (claimed) {
+	if (w->claimed) {
 		if (key)
-			key_remove(s, &pk);
-		if (pk2.key)
-			key_remove(s, &pk2);
+			key_remove(s, &w->pk);
+		if (w->pk2.key)
+			key_remove(s, &w->pk2);
 		pthread_cond_broadcast(&s->cv);
 	}
 	pthread_mutex_unlock(&s->mu);
 out:
-	free(prev);
-	free(srec);
-	free(rec);
-	free(reply);
-	free(bytes);
-	free(state);
+	write_free(w);
+	return false;
 }
 
 void srv__streams_update(api_reply *out, const srv_request *req)
@@ -2306,8 +2412,8 @@ void srv__streams_update(api_reply *out, const srv_request *req)
 		return;
 	if (api_stream_decode_update(&delta, &bid, s->spec, req->api, req->body, req->len, &p))
 		api_reply_problem(out, &p);
-	else
-		apply(out, s, delta, bid ? bid : req->idempotency_key, NULL);
+	else if (apply(out, s, delta, bid ? bid : req->idempotency_key, NULL, req, bid))
+		return; /* deferred: the store's committer ends it */
 	eng_stream_free(delta);
 	free(bid);
 	release(s);
@@ -2334,7 +2440,7 @@ void srv__streams_merge(api_reply *out, const srv_request *req)
 		                "state_id is not the digest of this state");
 		api_reply_problem(out, &p);
 	} else
-		apply(out, s, delta, req->idempotency_key, sid);
+		(void)apply(out, s, delta, req->idempotency_key, sid, NULL, NULL);
 	free(from.state);
 	eng_stream_free(delta);
 	release(s);

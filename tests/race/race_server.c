@@ -10,6 +10,7 @@
  * what went wrong and exits 1 otherwise.
  */
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,6 +78,8 @@ struct myjob {
 	atomic_int ran;
 	atomic_int finished;
 	pthread_t ran_on; /* written by run(), read by done() */
+	bool deferred;    /* run() returns 1: another thread finishes it */
+	struct myjob *next;
 };
 
 static atomic_int done_count;
@@ -84,11 +87,12 @@ static atomic_int wrong_thread;
 static pthread_t loop_thread;
 static atomic_int loop_thread_set;
 
-static void job_run(srv__job *j)
+static int job_run(srv__job *j)
 {
 	struct myjob *m = (struct myjob *)j;
 	m->ran_on = pthread_self();
 	atomic_fetch_add(&m->ran, 1);
+	return 0;
 }
 
 static void job_done(srv__job *j, int cancelled)
@@ -97,8 +101,9 @@ static void job_done(srv__job *j, int cancelled)
 	int expected = 0;
 
 	if (j->lane == SRV_LANE_STORE) {
-		/* a store job's done() right after its run(), on its thread */
-		if (!pthread_equal(m->ran_on, pthread_self()))
+		/* a store job's done() right after its run(), on its thread
+		 * (a deferred one's on the finisher's) */
+		if (!m->deferred && !pthread_equal(m->ran_on, pthread_self()))
 			atomic_fetch_add(&wrong_thread, 1);
 	} else if (atomic_compare_exchange_strong(&loop_thread_set, &expected, 1)) {
 		loop_thread = pthread_self();
@@ -112,11 +117,51 @@ static void job_done(srv__job *j, int cancelled)
 }
 
 /* A store job that waits a little, as one waiting on a commit. */
-static void slow_run(srv__job *j)
+static int slow_run(srv__job *j)
 {
 	struct timespec ts = {0, 2000000};
 	nanosleep(&ts, NULL);
-	job_run(j);
+	return job_run(j);
+}
+
+/* Deferred store jobs (as a stream update whose commit finishes it):
+ * run() hands the job to the finisher thread and returns 1. */
+static pthread_mutex_t fin_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t fin_cv = PTHREAD_COND_INITIALIZER;
+static struct myjob *fin_head;
+static bool fin_stop;
+
+static int deferred_run(srv__job *j)
+{
+	struct myjob *m = (struct myjob *)j;
+	(void)job_run(j);
+	pthread_mutex_lock(&fin_mu);
+	m->next = fin_head;
+	fin_head = m;
+	pthread_cond_signal(&fin_cv);
+	pthread_mutex_unlock(&fin_mu);
+	return 1;
+}
+
+static void *finisher(void *arg)
+{
+	srv__loop *l = arg;
+	pthread_mutex_lock(&fin_mu);
+	for (;;) {
+		while (!fin_head && !fin_stop)
+			pthread_cond_wait(&fin_cv, &fin_mu);
+		if (!fin_head)
+			break;
+		struct myjob *m = fin_head;
+		fin_head = m->next;
+		pthread_mutex_unlock(&fin_mu);
+		struct timespec ts = {0, 1000000};
+		nanosleep(&ts, NULL); /* a commit */
+		srv__loop_finish(l, &m->job);
+		pthread_mutex_lock(&fin_mu);
+	}
+	pthread_mutex_unlock(&fin_mu);
+	return NULL;
 }
 
 struct feed {
@@ -204,6 +249,36 @@ int main(void)
 		      "slow store job %d: ran %d, done %d by the time the stop returned", i,
 		      atomic_load(&slow[i].ran), atomic_load(&slow[i].finished));
 	free(slow);
+
+	/* Deferred store jobs: finished by another thread, and a stop asked
+	 * meanwhile returns only after every done(). */
+	loop = srv__loop_start(2, 4);
+	CHECK(loop != NULL, "srv__loop_start failed");
+	if (!loop)
+		return 1;
+	pthread_t fin;
+	pthread_create(&fin, NULL, finisher, loop);
+	struct myjob *later = calloc(64, sizeof(*later));
+	atomic_store(&wrong_thread, 0);
+	for (int i = 0; i < 64; i++) {
+		later[i].deferred = true;
+		later[i].job.run = deferred_run;
+		later[i].job.done = job_done;
+		later[i].job.lane = SRV_LANE_STORE;
+		srv__loop_submit(loop, &later[i].job);
+	}
+	srv__loop_stop(loop);
+	for (int i = 0; i < 64; i++)
+		CHECK(atomic_load(&later[i].ran) == 1 && atomic_load(&later[i].finished) == 1,
+		      "deferred store job %d: ran %d, done %d by the time the stop returned", i,
+		      atomic_load(&later[i].ran), atomic_load(&later[i].finished));
+	CHECK(atomic_load(&wrong_thread) == 0, "a deferred job was cancelled");
+	pthread_mutex_lock(&fin_mu);
+	fin_stop = true;
+	pthread_cond_signal(&fin_cv);
+	pthread_mutex_unlock(&fin_mu);
+	pthread_join(fin, NULL);
+	free(later);
 	if (failures)
 		return 1;
 	printf("race_server: ok\n");

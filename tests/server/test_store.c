@@ -632,3 +632,106 @@ Test(store, wal_checkpointed_off_the_commit_path, .init = mkdir_temp, .fini = rm
 	srv__store_close(st);
 	free(big);
 }
+
+/* Ops with on_done (a stream update that does not wait): the committer
+ * finishes each once its group's outcome is known, never on the
+ * submitter's thread; a failed group marks the stream stale before
+ * on_done runs; an op refused at the door (broken store) is finished by
+ * the committer too, and what failed is not on disk. */
+typedef struct async_op {
+	srv__store_op op; /* first */
+	atomic_bool stale;
+	pthread_t submitter;
+	bool stale_seen; /* stale at on_done time */
+	bool other_thread;
+	int rc;
+	atomic_int calls;
+} async_op;
+
+static pthread_mutex_t async_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t async_cv = PTHREAD_COND_INITIALIZER;
+
+static void async_done(srv__store_op *op)
+{
+	async_op *a = (async_op *)op;
+	a->stale_seen = atomic_load(&a->stale);
+	a->other_thread = !pthread_equal(a->submitter, pthread_self());
+	a->rc = op->rc;
+	pthread_mutex_lock(&async_mu);
+	atomic_fetch_add(&a->calls, 1);
+	pthread_cond_broadcast(&async_cv);
+	pthread_mutex_unlock(&async_mu);
+}
+
+static void async_submit(srv__store *st, async_op *a, int64_t seq, const char *data)
+{
+	a->op.type = SRV__OP_DELTA;
+	a->op.stream = "s";
+	a->op.seq = seq;
+	a->op.data = data;
+	a->op.len = strlen(data);
+	a->op.stale = &a->stale;
+	a->op.on_done = async_done;
+	a->submitter = pthread_self();
+	srv__store_submit(st, &a->op);
+}
+
+static void async_wait(async_op *a, int n)
+{
+	pthread_mutex_lock(&async_mu);
+	for (int i = 0; i < n; i++)
+		while (atomic_load(&a[i].calls) == 0)
+			pthread_cond_wait(&async_cv, &async_mu);
+	pthread_mutex_unlock(&async_mu);
+}
+
+Test(store, on_done_ops_finished_by_the_committer, .init = mkdir_temp, .fini = rm_temp)
+{
+	srv__store *st = open_store();
+	srv__store_op c = {0};
+	c.type = SRV__OP_CREATE;
+	c.stream = "s";
+	c.config = "{}";
+	c.data = "0";
+	c.len = 1;
+	run(st, &c);
+
+	static async_op ok[20];
+	memset(ok, 0, sizeof ok);
+	for (int i = 0; i < 20; i++)
+		async_submit(st, &ok[i], i + 1, "d");
+	async_wait(ok, 20);
+	for (int i = 0; i < 20; i++) {
+		cr_assert_eq(ok[i].rc, 0);
+		cr_assert(ok[i].other_thread, "op %d finished on its submitter's thread", i);
+		cr_assert_not(ok[i].stale_seen);
+		cr_assert_eq(atomic_load(&ok[i].calls), 1);
+	}
+
+	/* a failed group: stale before on_done, rc -1 */
+	async_op bad = {0};
+	srv__store_test_fail(st, -1);
+	async_submit(st, &bad, 21, "x");
+	async_wait(&bad, 1);
+	cr_assert_eq(bad.rc, -1);
+	cr_assert(bad.stale_seen);
+	cr_assert(srv__store_broken(st));
+
+	/* refused at the door: finished by the committer, stale first */
+	srv__store_test_fail(st, 0);
+	async_op door = {0};
+	async_submit(st, &door, 21, "y");
+	async_wait(&door, 1);
+	cr_assert_eq(door.rc, -1);
+	cr_assert(door.stale_seen);
+	cr_assert(door.other_thread);
+	cr_assert_eq(srv__store_heal(st), 0);
+	srv__store_close(st);
+
+	st = open_store();
+	seen *s = load(st);
+	cr_assert_eq(s->nstreams, 1);
+	cr_assert_eq(s->ndeltas[0], 20); /* neither failed op is there */
+	free(s);
+	srv__store_close(st);
+}

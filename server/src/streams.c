@@ -186,6 +186,8 @@ typedef struct stream {
 	eng_stream *st;
 	int64_t seq;                     /* seq of the last op applied */
 	size_t delta_bytes;              /* delta bytes submitted since the last checkpoint */
+	size_t last_blen;                /* the last update's delta bytes (apply's `hot`) */
+	atomic_bool hot_hint;            /* the last update was hot: the next one likely is */
 	pending_key *keys;               /* keys of in-flight ops (and of key lookups) */
 	srv__ckpts ckpts;                /* checkpoint records (docs/API.md section 7) */
 	int inflight;                    /* ops submitted whose outcome write_end has not seen */
@@ -2190,12 +2192,16 @@ static bool apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 
 	/* The digest is kept only with a key or a state_id: without either,
 	 * nothing will compare it (SHA-256 of every delta was 5% of the time
-	 * of 32 writers' updates). */
+	 * of 32 writers' updates). The delta's bytes are for the digest, a
+	 * shared store and a DELTA op: a hot stream (below) writes its state
+	 * instead, so its update, without a key, is not serialized at all
+	 * (under mu, when the guess from the last update was wrong). */
 	if (!key && !state_id) {
 		memset(digest, '0', DIGEST_HEX - 1);
 		digest[DIGEST_HEX - 1] = '\0';
 	}
-	if (eng_stream_serialize(&w->bytes, &blen, delta) ||
+	bool need = key || state_id || shared || !atomic_load(&s->hot_hint);
+	if ((need && eng_stream_serialize(&w->bytes, &blen, delta)) ||
 	    ((key || state_id) && digest_hex(digest, state_id ? state_id : "", w->bytes, blen))) {
 		api_reply_error(out, 503, "out_of_memory", "out of memory");
 		goto out;
@@ -2316,6 +2322,22 @@ static bool apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 		api_reply_error(out, 503, "out_of_memory", "out of memory");
 		goto unlock;
 	}
+	/* A hot stream (ops of it already in flight, so likely in the same
+	 * group as this one) whose state weighs less than those ops' deltas:
+	 * the state as a checkpoint, and the group writes it alone (store.c
+	 * skips the deltas it covers). 32 writers to one sketch stream write
+	 * one state per commit instead of a delta each. Decided before the
+	 * merge, so the delta's bytes, when they are needed after all, are
+	 * made while nothing has changed (an update's size is guessed from the
+	 * last one's when it was not serialized). */
+	size_t est = w->bytes ? blen : s->last_blen;
+	bool hot = !shared && s->inflight > 0 &&
+	           eng_stream_memory(s->st) <= (size_t)s->inflight * est / 2;
+	if (!w->bytes && !hot && eng_stream_serialize(&w->bytes, &blen, delta)) {
+		api_reply_free(out);
+		api_reply_error(out, 503, "out_of_memory", "out of memory");
+		goto unlock;
+	}
 	if (shared ? check_shared(s, delta, &err) : eng_stream_merge(s->st, delta, &err)) {
 		api_problem p;
 		api_reply_free(out);
@@ -2326,6 +2348,31 @@ static bool apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 		}
 		api_stream_merge_problem(&p, &err);
 		api_reply_problem(out, &p);
+		goto unlock;
+	}
+	atomic_store(&s->hot_hint, hot);
+	if (w->bytes)
+		s->last_blen = blen;
+	s->delta_bytes += w->bytes ? blen : est;
+	size_t mem = eng_stream_memory(s->st);
+	/* (A shared store's checkpoints are written by sync_stream.) */
+	if (!shared && ((s->delta_bytes >= CKPT_MIN_BYTES && s->delta_bytes / 2 >= mem) || hot) &&
+	    eng_stream_serialize(&w->state, &slen, s->st) == 0) {
+		op->type = SRV__OP_CHECKPOINT;
+		op->data = w->state;
+		op->len = slen;
+		s->delta_bytes = 0;
+	} else if (w->bytes || eng_stream_serialize(&w->bytes, &blen, delta) == 0) {
+		op->type = SRV__OP_DELTA;
+		op->data = w->bytes;
+		op->len = blen;
+	} else {
+		/* Out of memory with the update merged: memory now holds what
+		 * the disk will not, so the stream is stale until the healer
+		 * reloads it (reads and writes 503 meanwhile). */
+		atomic_store(&s->stale, true);
+		api_reply_free(out);
+		store_unavailable(ss, out);
 		goto unlock;
 	}
 	/* A shared store's cache moves only by folding the store's deltas in
@@ -2342,26 +2389,6 @@ static bool apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 	op->delta = w->bytes;
 	op->delta_len = blen;
 	op->stale = &s->stale;
-	s->delta_bytes += blen;
-	size_t mem = eng_stream_memory(s->st);
-	/* A hot stream (ops of it already in flight, so likely in the same
-	 * group as this one) whose state weighs less than those ops' deltas:
-	 * the state as a checkpoint, and the group writes it alone (store.c
-	 * skips the deltas it covers). 32 writers to one sketch stream write
-	 * one state per commit instead of a delta each. */
-	bool hot = s->inflight > 0 && mem <= (size_t)s->inflight * blen / 2;
-	/* (A shared store's checkpoints are written by sync_stream.) */
-	if (!shared && ((s->delta_bytes >= CKPT_MIN_BYTES && s->delta_bytes / 2 >= mem) || hot) &&
-	    eng_stream_serialize(&w->state, &slen, s->st) == 0) {
-		op->type = SRV__OP_CHECKPOINT;
-		op->data = w->state;
-		op->len = slen;
-		s->delta_bytes = 0;
-	} else {
-		op->type = SRV__OP_DELTA;
-		op->data = w->bytes;
-		op->len = blen;
-	}
 	s->inflight++;
 	if (!shared) {
 		s->pend_updates += (int64_t)w->dc.updates;

@@ -225,37 +225,67 @@ int64_t eng_sketch_negatives(const eng_sketch *s)
 
 /* ---- merge and coarsen ---------------------------------------------------------- */
 
+/* The low bits a bucket's cell leaves free: its cell is [lo & ~m, lo | m]
+ * (m = 0 for one key). cell_lo/cell_hi without their branches. */
+static inline uint64_t cell_span(const bucket *x)
+{
+	uint64_t d = x->lo ^ x->hi;
+	return d ? ~(uint64_t)0 >> __builtin_clzll(d) : 0;
+}
+
 /* out (room for na + nb) := union of two lists satisfying (I); returns its
- * length. */
+ * length. The cells of the two heads and of the last output bucket are
+ * kept in locals: a fold leaves the output cell as it was (see MERGE), so
+ * each bucket's cell is worked out once. (Per bucket this was a few
+ * count-leading-zeros and branches on them; it is the bulk of merging a
+ * small update into a stream.) */
 static int64_t merge_lists(bucket *out, const bucket *a, int64_t na, const bucket *b, int64_t nb)
 {
 	int64_t i = 0, j = 0, m = 0;
+	uint64_t ma = 0, ca = 0, mb = 0, cb = 0; /* span and start of a[i], b[j] */
+	uint64_t tlo = 0, thi = 0;               /* the cell of out[m - 1] */
+	if (na > 0) {
+		ma = cell_span(&a[0]);
+		ca = a[0].lo & ~ma;
+	}
+	if (nb > 0) {
+		mb = cell_span(&b[0]);
+		cb = b[0].lo & ~mb;
+	}
 	while (i < na || j < nb) {
 		const bucket *x;
-		if (j >= nb) {
-			x = &a[i++];
-		} else if (i >= na) {
-			x = &b[j++];
+		uint64_t cx, mx;
+		/* by cell start, the larger cell (larger span) first on a tie */
+		if (j >= nb || (i < na && (ca < cb || (ca == cb && ma >= mb)))) {
+			x = &a[i];
+			cx = ca;
+			mx = ma;
+			if (++i < na) {
+				ma = cell_span(&a[i]);
+				ca = a[i].lo & ~ma;
+			}
 		} else {
-			uint64_t ca = cell_lo(&a[i]), cb = cell_lo(&b[j]);
-			if (ca < cb || (ca == cb && level(&a[i]) <= level(&b[j])))
-				x = &a[i++];
-			else
-				x = &b[j++];
-		}
-		if (m > 0) {
-			bucket *t = &out[m - 1];
-			if (cell_lo(x) >= cell_lo(t) && cell_hi(x) <= cell_hi(t)) {
-				if (x->lo < t->lo)
-					t->lo = x->lo;
-				if (x->hi > t->hi)
-					t->hi = x->hi;
-				t->pos += x->pos;
-				t->neg += x->neg;
-				continue;
+			x = &b[j];
+			cx = cb;
+			mx = mb;
+			if (++j < nb) {
+				mb = cell_span(&b[j]);
+				cb = b[j].lo & ~mb;
 			}
 		}
+		if (m > 0 && cx >= tlo && (cx | mx) <= thi) {
+			bucket *t = &out[m - 1];
+			if (x->lo < t->lo)
+				t->lo = x->lo;
+			if (x->hi > t->hi)
+				t->hi = x->hi;
+			t->pos += x->pos;
+			t->neg += x->neg;
+			continue;
+		}
 		out[m++] = *x;
+		tlo = cx;
+		thi = cx | mx;
 	}
 	return m;
 }

@@ -629,31 +629,33 @@ typedef struct scratch {
 	bool indexed;    /* rt is built (calls of INDEX_MIN items or more) */
 	route rt;
 	int64_t np, nn;
+	void *mem; /* every array above but rt's, in one block (scratch_init) */
 } scratch;
 
 #define CHUNK 4096
 
 static void scratch_free(scratch *x)
 {
-	free(x->score);
-	free(x->w);
-	free(x->lab);
-	free(x->key);
-	free(x->tkey);
-	free(x->idx);
-	free(x->tidx);
-	free(x->plab);
-	free(x->pw);
-	free(x->batch);
-	free(x->cur);
-	free(x->next);
-	free(x->cnt);
+	free(x->mem);
+	x->mem = NULL;
 	route_free(&x->rt);
+}
+
+/* The next n bytes of the block at *p (n a multiple of the alignment the
+ * arrays after it need: the 8-byte ones come first, then the 4-byte, then
+ * the bytes). */
+static void *carve(uint8_t **p, size_t n)
+{
+	void *r = *p;
+	*p += n;
+	return r;
 }
 
 /* Scratch for adding n items: pending room of min(n, PENDING), and working
  * lists big enough for every merge result (at most the buckets held plus
- * one batch of pending items, and never more than capacity plus one). */
+ * one batch of pending items, and never more than capacity plus one). One
+ * allocation for all of it: a small update made thirteen before, a good
+ * part of its cost. */
 static int scratch_init(scratch *x, const eng_sketch *s, int64_t n)
 {
 	memset(x, 0, sizeof(*x));
@@ -661,24 +663,28 @@ static int scratch_init(scratch *x, const eng_sketch *s, int64_t n)
 	size_t c = (size_t)(n < CHUNK ? (n > 0 ? n : 1) : CHUNK);
 	int64_t held = s->nb + n < s->capacity ? s->nb + n : s->capacity;
 	x->room = held + (int64_t)b;
-	x->score = malloc(c * sizeof(double));
-	x->w = malloc(c * sizeof(double));
-	x->lab = malloc(c);
-	x->key = malloc(b * sizeof(uint64_t));
-	x->tkey = malloc(b * sizeof(uint64_t));
-	x->idx = malloc(b * sizeof(uint32_t));
-	x->tidx = malloc(b * sizeof(uint32_t));
-	x->plab = malloc(b);
-	x->pw = malloc(b * sizeof(double));
-	x->batch = malloc(b * sizeof(bucket));
-	x->cur = malloc((size_t)x->room * sizeof(bucket));
-	x->next = malloc((size_t)x->room * sizeof(bucket));
-	x->cnt = calloc(2 * (size_t)x->room, sizeof(uint32_t));
-	if (!x->score || !x->w || !x->lab || !x->key || !x->tkey || !x->idx || !x->tidx ||
-	    !x->plab || !x->pw || !x->batch || !x->cur || !x->next || !x->cnt) {
-		scratch_free(x);
+	size_t r = (size_t)x->room;
+	size_t wide = 2 * c * sizeof(double) + 2 * b * sizeof(uint64_t) + b * sizeof(double) +
+	              (b + 2 * r) * sizeof(bucket);
+	size_t narrow = (2 * b + 2 * r) * sizeof(uint32_t);
+	uint8_t *p = malloc(wide + narrow + c + b);
+	if (!p)
 		return ENG_ENOMEM;
-	}
+	x->mem = p;
+	x->score = carve(&p, c * sizeof(double));
+	x->w = carve(&p, c * sizeof(double));
+	x->key = carve(&p, b * sizeof(uint64_t));
+	x->tkey = carve(&p, b * sizeof(uint64_t));
+	x->pw = carve(&p, b * sizeof(double));
+	x->batch = carve(&p, b * sizeof(bucket));
+	x->cur = carve(&p, r * sizeof(bucket));
+	x->next = carve(&p, r * sizeof(bucket));
+	x->idx = carve(&p, b * sizeof(uint32_t));
+	x->tidx = carve(&p, b * sizeof(uint32_t));
+	x->cnt = carve(&p, 2 * r * sizeof(uint32_t));
+	memset(x->cnt, 0, 2 * r * sizeof(uint32_t));
+	x->lab = carve(&p, c);
+	x->plab = carve(&p, b);
 	if (s->nb > 0)
 		memcpy(x->cur, s->b, (size_t)s->nb * sizeof(bucket));
 	x->ncur = s->nb;

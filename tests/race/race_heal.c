@@ -7,12 +7,14 @@
  * or 503 store_unavailable and never shows more rows than were sent, and
  * that at the end, once healed, each stream holds exactly the batches that
  * got a 200 (nothing acknowledged lost, nothing refused kept), also after
- * a reopen. A plain executable (Criterion aborts under ThreadSanitizer);
+ * a reopen. Half the writers let the handler answer later (request.h's
+ * `deferred`: the committer finishes their updates). A plain executable (Criterion aborts under ThreadSanitizer);
  * exit status 0 = pass.
  */
 #include <jansson.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +89,25 @@ static long long read_count(int k)
 	return c;
 }
 
+/* A deferred update's end (request.h): the store's committer calls it
+ * once the reply is in `out`. */
+typedef struct later {
+	pthread_mutex_t m;
+	pthread_cond_t cv;
+	int done;
+} later;
+
+static void later_done(void *arg)
+{
+	later *l = arg;
+	pthread_mutex_lock(&l->m);
+	l->done = 1;
+	pthread_cond_signal(&l->cv);
+	pthread_mutex_unlock(&l->m);
+}
+
+/* Odd writers let the handler answer later, as http.c's store lane does
+ * (the committer finishes the update); even ones wait in the handler. */
 static void *writer(void *arg)
 {
 	int t = (int)(intptr_t)arg;
@@ -107,7 +128,20 @@ static void *writer(void *arg)
 		pthread_mutex_lock(&mu);
 		sent[k] += ROWS;
 		pthread_mutex_unlock(&mu);
+		bool deferred = false;
+		later l = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+		if (t % 2) {
+			r.deferred = &deferred;
+			r.defer_done = later_done;
+			r.defer_arg = &l;
+		}
 		srv__streams_update(&out, &r);
+		if (deferred) {
+			pthread_mutex_lock(&l.m);
+			while (!l.done)
+				pthread_cond_wait(&l.cv, &l.m);
+			pthread_mutex_unlock(&l.m);
+		}
 		pthread_mutex_lock(&mu);
 		if (out.status == 200)
 			acked[k] += ROWS;

@@ -47,7 +47,11 @@
  *   before the deltas and keys of seq <= s (they were submitted before it,
  *   under the stream's mutex).
  * - Within a group a delta covered by a later checkpoint of the same stream
- *   is not written at all (the coalescing that keeps hot streams cheap).
+ *   is not written at all (the coalescing that keeps hot streams cheap),
+ *   and a checkpoint submitted without its bytes (op->resolve: a hot
+ *   stream's update) is asked for them only when nothing later in the
+ *   group covers it, latest first (resolve_group), before BEGIN: a hot
+ *   stream serializes its state once per group.
  * - After a failed transaction (disk full, I/O error) the store is
  *   "broken": the group's ops fail, ops still queued fail, and every op
  *   submitted meanwhile fails at once (one with on_done is finished by
@@ -1050,12 +1054,42 @@ static int finish(srv__store *st, int rc, bool fail_it, char *why, size_t whylen
 	return rc;
 }
 
+/* Gives the group's checkpoints without bytes (srv__store_op.resolve)
+ * theirs, the latest first: whether an op is covered depends on the ops
+ * after it, which are final by then (a later one that became a DELTA
+ * covers nothing). Returns 0 or -1. No lock held. */
+static int resolve_group(srv__store_op *group)
+{
+	size_t n = 0;
+	for (srv__store_op *o = group; o; o = o->next)
+		n += o->resolve && !o->data;
+	if (!n)
+		return 0;
+	srv__store_op **v = malloc(n * sizeof *v);
+	if (!v)
+		return -1;
+	n = 0;
+	for (srv__store_op *o = group; o; o = o->next)
+		if (o->resolve && !o->data)
+			v[n++] = o;
+	int rc = 0;
+	for (size_t i = n; i-- > 0 && !rc;)
+		if (!covered(v[i]))
+			rc = v[i]->resolve(v[i]);
+	free(v);
+	return rc;
+}
+
 /* Writes one group as one transaction. No lock held; only the leader. */
 static int commit_group(srv__store *st, srv__store_op *group, uint64_t *n, bool fail_it, char *why,
                         size_t whylen)
 {
 	int rc = 0;
 	*n = 0;
+	if (resolve_group(group)) {
+		snprintf(why, whylen, "out of memory serializing a stream's state");
+		return finish(st, -1, fail_it, why, whylen);
+	}
 	if (sqlite3_exec(st->w, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
 		rc = -1;
 	for (srv__store_op *op = group; !rc && op; op = op->next, (*n)++) {

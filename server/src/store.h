@@ -86,6 +86,14 @@ typedef struct srv__store_op {
 	 * refused at submit: never on the submitter's thread, so the
 	 * submitter may hold locks on_done takes. */
 	void (*on_done)(struct srv__store_op *op);
+	/* A CHECKPOINT with data NULL (SQLite only): its bytes are asked for
+	 * when its group is written, on the committer's thread with no lock
+	 * of the store held, and only when no later op of the group covers it.
+	 * resolve(op) sets data and len to the stream's state at seq, or, when
+	 * the stream has moved past seq, makes op the DELTA of its own update
+	 * (type, data, len); returns 0, or -1 (the group fails). A hot stream
+	 * so serializes its state once per group, not once per update. */
+	int (*resolve)(struct srv__store_op *op);
 	/* Set by the committer; read them after srv__store_wait (or in
 	 * on_done). */
 	int rc; /* 0, or -1 when the group's transaction failed */

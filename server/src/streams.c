@@ -12,8 +12,10 @@
  *   2. under the stream's mutex: the idempotency check, eng_stream_merge
  *      (all or nothing), seq + 1, and srv__store_submit of an op carrying
  *      the delta's bytes (or, once the deltas since the last checkpoint
- *      weigh twice the state, the whole state as a checkpoint) together
- *      with the idempotency key and the reply;
+ *      weigh twice the state, the whole state as a checkpoint; for a hot
+ *      stream, a checkpoint whose bytes the committer asks for when it
+ *      writes the group, resolve_checkpoint) together with the
+ *      idempotency key and the reply;
  *   3. without the mutex, once the group commit has written the group that
  *      holds the op (one transaction, one fsync for many updates of many
  *      streams): the stream's bookkeeping (write_end), then the 2xx. An
@@ -2048,6 +2050,7 @@ typedef struct pending_write {
 	bool claimed;
 	char *prev, *srec, *rec, *reply;
 	void *bytes, *state;
+	size_t blen; /* bytes' length */
 	char digest[DIGEST_HEX], skey[DIGEST_HEX + 8];
 	eng_stream_counts dc;
 	size_t dmem;
@@ -2138,6 +2141,35 @@ static void write_free(pending_write *w)
 	free(w);
 }
 
+/* The store's committer writes a hot update's checkpoint (store.h's
+ * resolve): the state as it is, when no update of s followed this one,
+ * else this update's own delta. */
+static int resolve_checkpoint(srv__store_op *op)
+{
+	pending_write *w = (pending_write *)op;
+	stream *s = w->s;
+	size_t len = 0;
+	int rc = 0;
+	pthread_mutex_lock(&s->mu);
+	bool now = s->seq == op->seq && s->st;
+	if (now) {
+		rc = eng_stream_serialize(&w->state, &len, s->st) ? -1 : 0;
+		op->data = w->state;
+		op->len = len;
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (now)
+		return rc;
+	if (w->bytes)
+		len = w->blen;
+	else if (eng_stream_serialize(&w->bytes, &len, w->delta))
+		return -1;
+	op->type = SRV__OP_DELTA;
+	op->data = w->bytes;
+	op->len = len;
+	return 0;
+}
+
 /* The store's committer: a deferred update's group is committed or failed. */
 static void on_committed(srv__store_op *op)
 {
@@ -2185,6 +2217,7 @@ static bool apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 	}
 	w->s = s;
 	w->out = out;
+	w->delta = delta; /* freed by write_free only once deferred */
 	w->key = key;
 	w->pk.key = key;
 	srv__store_op *op = &w->op;
@@ -2356,8 +2389,15 @@ static bool apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 	s->delta_bytes += w->bytes ? blen : est;
 	size_t mem = eng_stream_memory(s->st);
 	/* (A shared store's checkpoints are written by sync_stream.) */
-	if (!shared && ((s->delta_bytes >= CKPT_MIN_BYTES && s->delta_bytes / 2 >= mem) || hot) &&
-	    eng_stream_serialize(&w->state, &slen, s->st) == 0) {
+	if (hot) {
+		/* The group's last op of s is the one whose state is written
+		 * (store.c skips the rest): serialized then, once, by the
+		 * committer (resolve_checkpoint). */
+		op->type = SRV__OP_CHECKPOINT;
+		op->resolve = resolve_checkpoint;
+		s->delta_bytes = 0;
+	} else if (!shared && s->delta_bytes >= CKPT_MIN_BYTES && s->delta_bytes / 2 >= mem &&
+	           eng_stream_serialize(&w->state, &slen, s->st) == 0) {
 		op->type = SRV__OP_CHECKPOINT;
 		op->data = w->state;
 		op->len = slen;
@@ -2389,6 +2429,7 @@ static bool apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 	op->delta = w->bytes;
 	op->delta_len = blen;
 	op->stale = &s->stale;
+	w->blen = blen;
 	s->inflight++;
 	if (!shared) {
 		s->pend_updates += (int64_t)w->dc.updates;
@@ -2400,7 +2441,6 @@ static bool apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 		/* The committer finishes it (on_committed): from the submit
 		 * on, w, delta, bid and the reference to s are its. */
 		w->deferred = true;
-		w->delta = delta;
 		w->bid = bid;
 		w->defer_done = req->defer_done;
 		w->defer_arg = req->defer_arg;

@@ -735,3 +735,97 @@ Test(store, on_done_ops_finished_by_the_committer, .init = mkdir_temp, .fini = r
 	free(s);
 	srv__store_close(st);
 }
+
+/* Checkpoints without bytes (srv__store_op.resolve): the committer asks
+ * only the last op of a stream in the group; when that one can only give
+ * its own delta, the earlier ones are asked too (each its delta), so
+ * nothing of the group is lost. */
+typedef struct lazy_op {
+	srv__store_op op; /* first */
+	bool moved_on;    /* resolve: the stream moved past seq (a delta) */
+	char bytes[8];
+	int asked;
+} lazy_op;
+
+static int lazy_resolve(srv__store_op *op)
+{
+	lazy_op *l = (lazy_op *)op;
+	l->asked++;
+	if (l->moved_on)
+		op->type = SRV__OP_DELTA;
+	snprintf(l->bytes, sizeof l->bytes, "%c%lld", l->moved_on ? 'd' : 'S', (long long)op->seq);
+	op->data = l->bytes;
+	op->len = strlen(l->bytes);
+	return 0;
+}
+
+/* Commits ops[0..n) as one group: the committer holds a first op while
+ * they queue. */
+static void one_group(srv__store *st, lazy_op *ops, int n, int64_t seq0)
+{
+	srv__store_op first = {0};
+	first.type = SRV__OP_DELTA;
+	first.stream = "s";
+	first.seq = seq0;
+	first.data = "f";
+	first.len = 1;
+	srv__store_test_hold(st, true);
+	srv__store_submit(st, &first);
+	usleep(50000); /* the committer took `first` and holds */
+	for (int i = 0; i < n; i++) {
+		ops[i].op.type = SRV__OP_CHECKPOINT;
+		ops[i].op.stream = "s";
+		ops[i].op.seq = seq0 + 1 + i;
+		ops[i].op.resolve = lazy_resolve;
+		srv__store_submit(st, &ops[i].op);
+	}
+	srv__store_test_hold(st, false);
+	cr_assert_eq(srv__store_wait(st, &first), 0);
+	for (int i = 0; i < n; i++)
+		cr_assert_eq(srv__store_wait(st, &ops[i].op), 0);
+}
+
+Test(store, lazy_checkpoints_resolved_latest_first, .init = mkdir_temp, .fini = rm_temp)
+{
+	srv__store *st = open_store();
+	srv__store_op c = {0};
+	c.type = SRV__OP_CREATE;
+	c.stream = "s";
+	c.config = "{}";
+	c.data = "0";
+	c.len = 1;
+	run(st, &c);
+
+	/* the last one is the state: only it is asked, the rest covered */
+	lazy_op a[3];
+	memset(a, 0, sizeof a);
+	one_group(st, a, 3, 0);
+	cr_assert_eq(a[0].asked, 0);
+	cr_assert_eq(a[1].asked, 0);
+	cr_assert_eq(a[2].asked, 1);
+
+	/* the last one moved on (a delta): every one is asked, each a delta */
+	lazy_op b[3];
+	memset(b, 0, sizeof b);
+	for (int i = 0; i < 3; i++)
+		b[i].moved_on = true;
+	one_group(st, b, 3, 4);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(b[i].asked, 1, "op %d asked %d times", i, b[i].asked);
+	srv__store_close(st);
+
+	st = open_store();
+	seen *s = load(st);
+	cr_assert_eq(s->nstreams, 1);
+	cr_assert_eq(s->seq[0], 3);
+	cr_assert_str_eq(s->state[0], "S3");
+	/* the deltas after the checkpoint: `first` (4) and the three (5..7) */
+	cr_assert_eq(s->ndeltas[0], 4);
+	const char firsts[] = {'f', 'd', 'd', 'd'};
+	for (int i = 0; i < 4; i++) {
+		cr_assert_eq(s->dseq[0][i], 4 + i);
+		cr_assert_eq(s->dfirst[0][i], firsts[i]);
+	}
+	free(s);
+	srv__store_close(st);
+}

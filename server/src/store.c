@@ -26,10 +26,20 @@
  *
  * Schema:
  *   streams(id PK, owner, config, state BLOB, seq)  the last checkpoint
- *   deltas(stream, seq, data BLOB) PK(stream, seq)   merged in seq order
+ *   deltas(stream, data BLOB, seq) PK(stream, seq)   merged in seq order
  *                                                    on top of the checkpoint
  *   keys(stream, key, reply) PK(stream, key)        idempotency records
  * A stream's state is its checkpoint merged with its deltas of larger seq.
+ * `deltas` is a rowid table with its key in an index of its own: a row of
+ * up to ~4 KB stays on its 4 KiB leaf page, where a WITHOUT ROWID table
+ * (an index b-tree, ~1 KB per cell on the page) gave every 2 KB delta an
+ * overflow page, twice the pages for start-up to check and read. Rowids
+ * follow insertion, so a stream's deltas lie in seq order. Loads read a
+ * delta's seq from its row, not from the index (DELTAS_OF). `data` is not
+ * the last column: quick_check reads every row's last column, and a blob
+ * on its page is copied out whole to be read (2 GB of copies for 10^6
+ * deltas) where an integer is not. Stores of older builds (WITHOUT ROWID)
+ * are migrated at open, in one transaction ("the deltas table's layout").
  *
  * Why deltas: an update is small (one batch) while a state can be large (an
  * `exact` stream keeps every score), so an update writes a row of its own
@@ -233,8 +243,8 @@ static int extra_write(srv__store *st, const srv__store_op *op);
 static const char schema[] =
         "CREATE TABLE IF NOT EXISTS streams(id TEXT PRIMARY KEY, owner TEXT NOT NULL,"
         " config TEXT NOT NULL, state BLOB NOT NULL, seq INTEGER NOT NULL);"
-        "CREATE TABLE IF NOT EXISTS deltas(stream TEXT NOT NULL, seq INTEGER NOT NULL,"
-        " data BLOB NOT NULL, PRIMARY KEY(stream, seq)) WITHOUT ROWID;"
+        "CREATE TABLE IF NOT EXISTS deltas(stream TEXT NOT NULL, data BLOB NOT NULL,"
+        " seq INTEGER NOT NULL, PRIMARY KEY(stream, seq));"
         "CREATE TABLE IF NOT EXISTS keys(stream TEXT NOT NULL, key TEXT NOT NULL,"
         " reply TEXT NOT NULL, PRIMARY KEY(stream, key)) WITHOUT ROWID;"
         "CREATE TABLE IF NOT EXISTS probe(id INTEGER PRIMARY KEY, n NOT NULL);"
@@ -242,6 +252,21 @@ static const char schema[] =
         " WITHOUT ROWID;"
         "CREATE TABLE IF NOT EXISTS store_info(k TEXT PRIMARY KEY, v INTEGER NOT NULL)"
         " WITHOUT ROWID;";
+
+/*
+ * A stream's deltas (?1) in seq order, each read whole from its table row:
+ * the index (stream, seq) only finds the rowids. The seq returned is the
+ * row's own and a row of another stream is left out, so an index entry
+ * damaged into pointing at the wrong row reads as a gap or a misplaced
+ * delta (streams.c quarantines the stream) rather than as another delta's
+ * data under this seq. (SQLite reads a column from the index whenever the
+ * index holds it, hence the self-join on rowid: the table's loop is a
+ * rowid lookup, with no index to substitute.) Append conditions on i.seq,
+ * then " ORDER BY i.seq".
+ */
+#define DELTAS_OF                                                                                  \
+	"SELECT t.seq, t.data FROM deltas AS i CROSS JOIN deltas AS t ON t.rowid = i.rowid"        \
+	" WHERE i.stream = ?1 AND +t.stream = ?1"
 
 static void errf(char *err, size_t errlen, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
@@ -538,10 +563,9 @@ out:
 
 /*
  * Every stream id that has deltas but no stream row, in id order, to fn.
- * Many small deltas: a seek per stream (seek_orphans; 10^6 deltas of 2 KB
- * cost a pass over 330,000 pages otherwise). Else a pass over every
- * delta's key: a seek would be worse when rows overflow, since to compare
- * an index b-tree cell that overflows SQLite reads it whole.
+ * Many small deltas: a seek per stream (seek_orphans; 10^6 deltas cost a
+ * pass over every entry of the (stream, seq) index otherwise). Else a
+ * pass over every delta's key in that index.
  */
 static int scan_orphans(sqlite3 *db, srv__store_orphan_fn fn, void *arg)
 {
@@ -627,6 +651,126 @@ static bool schema_present(sqlite3 *db)
 		all = sqlite3_column_int(q, 0) == 8;
 	sqlite3_finalize(q);
 	return all;
+}
+
+/* ---- the deltas table's layout: migrating stores of older builds ---------------- */
+/*
+ * Builds before this one kept deltas in a WITHOUT ROWID table, i.e. an
+ * index b-tree, whose cells keep at most ~1 KB on a 4 KiB page: every
+ * delta of 2 KB had an overflow page of its own (the 10^6-delta store
+ * was 4.67 GB for 1.96 GB of deltas) and start-up touched twice the
+ * pages. Rows of a rowid table keep up to ~4 KB on their leaf.
+ *
+ * Such a store is migrated at open, before anything reads it (its
+ * quick_check runs first, on the old layout), in ONE transaction: a
+ * kill -9 or a failure (disk full) midway leaves the old table as it was
+ * and the next start migrates again. Stream by stream, each stream's rows
+ * are copied in seq order (so its rowids follow each other) and deleted
+ * from the old table, whose freed pages then take the copies: the file
+ * does not grow by the deltas' size. It keeps its size afterwards (the
+ * freed pages go to new rows; VACUUM with lossd stopped returns them).
+ * The WAL, which then holds every copied page, is copied into the
+ * database and truncated before the load reads it.
+ */
+
+/* Whether db's deltas table is the old WITHOUT ROWID one. */
+static bool deltas_old_layout(sqlite3 *db)
+{
+	sqlite3_stmt *q = NULL;
+	bool exists = false;
+	if (sqlite3_prepare_v2(
+	            db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'deltas'", -1,
+	            &q, NULL) == SQLITE_OK)
+		exists = sqlite3_step(q) == SQLITE_ROW;
+	sqlite3_finalize(q);
+	q = NULL;
+	/* a table WITHOUT ROWID has no rowid column to select */
+	bool rowid = sqlite3_prepare_v2(db, "SELECT rowid FROM deltas", -1, &q, NULL) == SQLITE_OK;
+	sqlite3_finalize(q);
+	return exists && !rowid;
+}
+
+/* The migration's transaction on db (the writer, nothing else open);
+ * *rows gets the deltas moved. 0, or -1 with why in err (rolled back). */
+static int deltas_migrate(sqlite3 *db, int64_t *rows, char *err, size_t errlen)
+{
+	sqlite3_stmt *first = NULL, *copy = NULL, *drop = NULL;
+	int rc = -1, src;
+
+	*rows = 0;
+	if (sqlite3_exec(db,
+	                 "BEGIN IMMEDIATE; DROP TABLE IF EXISTS deltas_rowid;"
+	                 " CREATE TABLE deltas_rowid(stream TEXT NOT NULL, data BLOB NOT NULL,"
+	                 " seq INTEGER NOT NULL, PRIMARY KEY(stream, seq));",
+	                 NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "SELECT stream FROM deltas ORDER BY stream LIMIT 1", -1, &first,
+	                       NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(
+	            db,
+	            "INSERT INTO deltas_rowid(stream, seq, data)"
+	            " SELECT stream, seq, data FROM deltas WHERE stream = ?1 ORDER BY seq",
+	            -1, &copy, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "DELETE FROM deltas WHERE stream = ?1", -1, &drop, NULL) !=
+	            SQLITE_OK)
+		goto out;
+	while ((src = sqlite3_step(first)) == SQLITE_ROW) {
+		sqlite3_bind_value(copy, 1, sqlite3_column_value(first, 0));
+		sqlite3_bind_value(drop, 1, sqlite3_column_value(first, 0));
+		if (sqlite3_step(copy) != SQLITE_DONE)
+			goto out;
+		*rows += sqlite3_changes(db);
+		if (sqlite3_step(drop) != SQLITE_DONE)
+			goto out;
+		sqlite3_reset(copy);
+		sqlite3_reset(drop);
+		sqlite3_reset(first);
+	}
+	if (src != SQLITE_DONE)
+		goto out;
+	sqlite3_reset(first);
+	if (sqlite3_exec(db, "DROP TABLE deltas; ALTER TABLE deltas_rowid RENAME TO deltas; COMMIT",
+	                 NULL, NULL, NULL) != SQLITE_OK)
+		goto out;
+	rc = 0;
+out:
+	if (rc)
+		errf(err, errlen, "%s", sqlite3_errmsg(db));
+	sqlite3_finalize(first);
+	sqlite3_finalize(copy);
+	sqlite3_finalize(drop);
+	if (rc && !sqlite3_get_autocommit(db))
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
+/* Migrates st's deltas table when it is the old layout (a no-op else),
+ * logging that it did and how long it took. */
+static int deltas_upgrade(srv__store *st, char *err, size_t errlen)
+{
+	struct timespec t0;
+	char why[256] = "", extra[128];
+	int64_t rows = 0;
+
+	if (!deltas_old_layout(st->w))
+		return 0;
+	srv_log(SRV_LOG_INFO, NULL,
+	        "stream store: %s keeps its deltas in the layout of older builds; migrating them "
+	        "(one transaction)",
+	        st->path);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (deltas_migrate(st->w, &rows, why, sizeof why)) {
+		errf(err, errlen,
+		     "cannot migrate the deltas of %s to this build's layout (%s); nothing was "
+		     "changed",
+		     st->path, why);
+		return -1;
+	}
+	/* the copies are all in the WAL: into the database before the load */
+	(void)sqlite3_wal_checkpoint_v2(st->w, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+	snprintf(extra, sizeof extra, "\"deltas\":%lld,\"migrate_ms\":%.1f", (long long)rows,
+	         ms_since(&t0));
+	srv_log(SRV_LOG_INFO, extra, "stream store: deltas migrated to the rowid layout");
+	return 0;
 }
 
 int srv__store_check_wait(srv__store *st, char *err, size_t errlen)
@@ -716,9 +860,11 @@ static int store_open(srv__store **out, const char *data_dir, bool check_later, 
 	}
 	/* Structure first (truncation, flipped bits in pages), then ours; or,
 	 * with check_later and a store whose tables are all there (nothing
-	 * below writes then), the check runs on a thread of its own beside
-	 * the load, and the marker waits for it (srv__store_check_wait). */
-	if (check_later && schema_present(st->w) &&
+	 * below writes then) in this build's layout, the check runs on a
+	 * thread of its own beside the load, and the marker waits for it
+	 * (srv__store_check_wait). A store to migrate is checked first. */
+	bool migrate = deltas_old_layout(st->w);
+	if (check_later && !migrate && schema_present(st->w) &&
 	    pthread_create(&st->check_tid, NULL, check_main, st) == 0) {
 		st->check_running = st->marker_later = true;
 	} else if (check_store(st->path, st->check_why, sizeof st->check_why, &st->check_ms)) {
@@ -746,6 +892,11 @@ static int store_open(srv__store **out, const char *data_dir, bool check_later, 
 		     "-wal file); refusing to start. Restore the database, or delete lossd.lock "
 		     "to start from what is there",
 		     st->path, (unsigned long long)st->gen, (unsigned long long)acked);
+		goto out;
+	}
+	/* a store of older builds, checked and not refused: to this layout */
+	if (migrate && deltas_upgrade(st, err, errlen)) {
+		refuse_if_damaged(st->w, st->path, err, errlen);
 		goto out;
 	}
 	if (!st->marker_later)
@@ -1514,9 +1665,10 @@ static void committer_stop(srv__store *st)
  * never after a checkpoint.
  *
  * The writer also keeps a larger page cache (WRITER_CACHE_KIB): a group
- * frees the overflow pages of the deltas a checkpoint replaced (each
- * overflow page must be read to find the next), and with SQLite's default
- * 2 MiB most had been evicted by the groups since, one pread() each.
+ * deletes the deltas a checkpoint replaced (their leaf pages, and any
+ * overflow page of a row past ~4 KB, must be read), and with SQLite's
+ * default 2 MiB most had been evicted by the groups since, one pread()
+ * each.
  */
 
 /* True when the WAL grew by ckpt_pages since the checkpointer last began
@@ -1861,8 +2013,7 @@ int srv__store_load(srv__store *st, const char *only_id, srv__store_stream_fn on
 	                               : "SELECT id, owner, config, state, seq FROM streams"
 	                                 " ORDER BY id",
 	                       -1, &ss, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(st->r, "SELECT seq, data FROM deltas WHERE stream = ?1 ORDER BY seq",
-	                       -1, &ds, NULL) != SQLITE_OK)
+	    sqlite3_prepare_v2(st->r, DELTAS_OF " ORDER BY i.seq", -1, &ds, NULL) != SQLITE_OK)
 		goto out;
 	if (only_id)
 		sqlite3_bind_text(ss, 1, only_id, -1, SQLITE_STATIC);
@@ -1933,8 +2084,7 @@ static void *load_worker(void *arg)
 	if (sqlite3_prepare_v2(db,
 	                       "SELECT id, owner, config, state, seq FROM streams WHERE id = ?1",
 	                       -1, &ss, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(db, "SELECT seq, data FROM deltas WHERE stream = ?1 ORDER BY seq",
-	                       -1, &ds, NULL) != SQLITE_OK)
+	    sqlite3_prepare_v2(db, DELTAS_OF " ORDER BY i.seq", -1, &ds, NULL) != SQLITE_OK)
 		goto out;
 	for (;;) {
 		size_t a = atomic_fetch_add(&la->next, la->chunk);
@@ -2314,10 +2464,8 @@ int srv__store_export(srv__store *st, srv__store_rec_fn fn, void *arg)
 	    sqlite3_prepare_v2(st->r,
 	                       "SELECT id, owner, config, state, seq FROM streams ORDER BY id", -1,
 	                       &ss, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(st->r,
-	                       "SELECT seq, data FROM deltas WHERE stream = ?1 AND seq > ?2"
-	                       " ORDER BY seq",
-	                       -1, &ds, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(st->r, DELTAS_OF " AND i.seq > ?2 ORDER BY i.seq", -1, &ds, NULL) !=
+	            SQLITE_OK ||
 	    sqlite3_prepare_v2(st->r, "SELECT key, reply FROM keys WHERE stream = ?1 ORDER BY key",
 	                       -1, &ks, NULL) != SQLITE_OK)
 		goto out;

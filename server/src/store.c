@@ -61,7 +61,9 @@
  *   and a checkpoint submitted without its bytes (op->resolve: a hot
  *   stream's update) is asked for them only when nothing later in the
  *   group covers it, latest first (resolve_group), before BEGIN: a hot
- *   stream serializes its state once per group.
+ *   stream serializes its state once per group. A stream that moved on
+ *   meanwhile makes the group take the queue as it is then (resolve_all):
+ *   still a prefix of the queue.
  * - After a failed transaction (disk full, I/O error) the store is
  *   "broken": the group's ops fail, ops still queued fail, and every op
  *   submitted meanwhile fails at once (one with on_done is finished by
@@ -1208,8 +1210,9 @@ static int finish(srv__store *st, int rc, bool fail_it, char *why, size_t whylen
 /* Gives the group's checkpoints without bytes (srv__store_op.resolve)
  * theirs, the latest first: whether an op is covered depends on the ops
  * after it, which are final by then (a later one that became a DELTA
- * covers nothing). Returns 0 or -1. No lock held. */
-static int resolve_group(srv__store_op *group)
+ * covers nothing). Returns 0, -1, or 1 when an op's stream moved on (the
+ * group is to take the queue: see commit_queued). No lock held. */
+static int resolve_group(srv__store_op *group, bool final)
 {
 	size_t n = 0;
 	for (srv__store_op *o = group; o; o = o->next)
@@ -1226,9 +1229,35 @@ static int resolve_group(srv__store_op *group)
 	int rc = 0;
 	for (size_t i = n; i-- > 0 && !rc;)
 		if (!covered(v[i]))
-			rc = v[i]->resolve(v[i]);
+			rc = v[i]->resolve(v[i], final);
 	free(v);
 	return rc;
+}
+
+/* Asks the group's checkpoints for their bytes (resolve_group). A stream
+ * that moved past its last op in the group has its newer op queued (a
+ * merge and its submit are one step under the stream's mutex, which
+ * resolve takes), so the group takes the queue as it is and asks again:
+ * its state is then written once, not the deltas of the whole group; the
+ * last of RESOLVE_ROUNDS rounds settles for those deltas. Returns 0 or -1.
+ * The committer only, no lock held. */
+#define RESOLVE_ROUNDS 4
+static int resolve_all(srv__store *st, srv__store_op *group)
+{
+	for (int round = 0;; round++) {
+		int rc = resolve_group(group, round == RESOLVE_ROUNDS - 1);
+		if (rc <= 0)
+			return rc;
+		srv__store_op *last = group;
+		while (last->next)
+			last = last->next;
+		pthread_mutex_lock(&st->mu);
+		last->next = st->head;
+		st->last_group += (uint64_t)st->queued;
+		st->head = st->tail = NULL;
+		st->queued = 0;
+		pthread_mutex_unlock(&st->mu);
+	}
 }
 
 /* Writes one group as one transaction. No lock held; only the leader. */
@@ -1237,7 +1266,7 @@ static int commit_group(srv__store *st, srv__store_op *group, uint64_t *n, bool 
 {
 	int rc = 0;
 	*n = 0;
-	if (resolve_group(group)) {
+	if (resolve_all(st, group)) {
 		snprintf(why, whylen, "out of memory serializing a stream's state");
 		return finish(st, -1, fail_it, why, whylen);
 	}

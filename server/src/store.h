@@ -89,11 +89,14 @@ typedef struct srv__store_op {
 	/* A CHECKPOINT with data NULL (SQLite only): its bytes are asked for
 	 * when its group is written, on the committer's thread with no lock
 	 * of the store held, and only when no later op of the group covers it.
-	 * resolve(op) sets data and len to the stream's state at seq, or, when
-	 * the stream has moved past seq, makes op the DELTA of its own update
-	 * (type, data, len); returns 0, or -1 (the group fails). A hot stream
-	 * so serializes its state once per group, not once per update. */
-	int (*resolve)(struct srv__store_op *op);
+	 * resolve(op, final) sets data and len to the stream's state at seq
+	 * and returns 0; when the stream has moved past seq it returns 1 (not
+	 * when final: the committer then takes the ops queued since into the
+	 * group, the stream's newer op among them, and asks that one), or
+	 * makes op the DELTA of its own update (type, data, len) and returns
+	 * 0; -1: the group fails. A hot stream so serializes its state once
+	 * per group, not once per update. */
+	int (*resolve)(struct srv__store_op *op, bool final);
 	/* Set by the committer; read them after srv__store_wait (or in
 	 * on_done). */
 	int rc; /* 0, or -1 when the group's transaction failed */

@@ -12,10 +12,11 @@
  *   2. under the stream's mutex: the idempotency check, eng_stream_merge
  *      (all or nothing), seq + 1, and srv__store_submit of an op carrying
  *      the delta's bytes (or, once the deltas since the last checkpoint
- *      weigh twice the state, the whole state as a checkpoint; for a hot
- *      stream, a checkpoint whose bytes the committer asks for when it
- *      writes the group, resolve_checkpoint) together with the
- *      idempotency key and the reply;
+ *      weigh twice the state, the whole state as a checkpoint; with ops
+ *      of the stream in flight, the op is "lazy": its bytes, the delta's
+ *      or for a hot stream the state's, are made by the committer when it
+ *      writes the group and only if no later op covers it, resolve_lazy)
+ *      together with the idempotency key and the reply;
  *   3. without the mutex, once the group commit has written the group that
  *      holds the op (one transaction, one fsync for many updates of many
  *      streams): the stream's bookkeeping (write_end), then the 2xx. An
@@ -188,8 +189,8 @@ typedef struct stream {
 	eng_stream *st;
 	int64_t seq;                     /* seq of the last op applied */
 	size_t delta_bytes;              /* delta bytes submitted since the last checkpoint */
-	size_t last_blen;                /* the last update's delta bytes (apply's `hot`) */
-	atomic_bool hot_hint;            /* the last update was hot: the next one likely is */
+	atomic_size_t last_blen;         /* the last delta serialized, bytes (apply's `hot`) */
+	atomic_bool lazy_hint;           /* the last update had ops in flight: so will this one */
 	pending_key *keys;               /* keys of in-flight ops (and of key lookups) */
 	srv__ckpts ckpts;                /* checkpoint records (docs/API.md section 7) */
 	int inflight;                    /* ops submitted whose outcome write_end has not seen */
@@ -2141,29 +2142,35 @@ static void write_free(pending_write *w)
 	free(w);
 }
 
-/* The store's committer writes a hot update's checkpoint (store.h's
- * resolve): the state as it is, when no update of s followed this one,
- * else this update's own delta. */
-static int resolve_checkpoint(srv__store_op *op)
+/* The store's committer writes a lazy update (store.h's resolve): a
+ * hot update's checkpoint is the state as it is, when no update of s
+ * followed this one, else 1 (the committer takes the newer one into the
+ * group), or, when final, the update's own delta; a DELTA is its own. */
+static int resolve_lazy(srv__store_op *op, bool final)
 {
 	pending_write *w = (pending_write *)op;
 	stream *s = w->s;
 	size_t len = 0;
-	int rc = 0;
-	pthread_mutex_lock(&s->mu);
-	bool now = s->seq == op->seq && s->st;
-	if (now) {
-		rc = eng_stream_serialize(&w->state, &len, s->st) ? -1 : 0;
-		op->data = w->state;
-		op->len = len;
+	if (op->type == SRV__OP_CHECKPOINT) {
+		pthread_mutex_lock(&s->mu);
+		bool now = s->seq == op->seq && s->st;
+		int rc = now && eng_stream_serialize(&w->state, &len, s->st) ? -1 : 0;
+		pthread_mutex_unlock(&s->mu);
+		if (now) {
+			op->data = w->state;
+			op->len = len;
+			return rc;
+		}
+		if (!final)
+			return 1;
 	}
-	pthread_mutex_unlock(&s->mu);
-	if (now)
-		return rc;
-	if (w->bytes)
+	if (w->bytes) {
 		len = w->blen;
-	else if (eng_stream_serialize(&w->bytes, &len, w->delta))
-		return -1;
+	} else {
+		if (eng_stream_serialize(&w->bytes, &len, w->delta))
+			return -1;
+		atomic_store(&s->last_blen, len);
+	}
 	op->type = SRV__OP_DELTA;
 	op->data = w->bytes;
 	op->len = len;
@@ -2226,14 +2233,15 @@ static bool apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 	/* The digest is kept only with a key or a state_id: without either,
 	 * nothing will compare it (SHA-256 of every delta was 5% of the time
 	 * of 32 writers' updates). The delta's bytes are for the digest, a
-	 * shared store and a DELTA op: a hot stream (below) writes its state
-	 * instead, so its update, without a key, is not serialized at all
+	 * shared store and a DELTA op; an update of a stream with ops in
+	 * flight, without a key, leaves them to the committer (below), which
+	 * makes them only when no later op of the group covers this one
 	 * (under mu, when the guess from the last update was wrong). */
 	if (!key && !state_id) {
 		memset(digest, '0', DIGEST_HEX - 1);
 		digest[DIGEST_HEX - 1] = '\0';
 	}
-	bool need = key || state_id || shared || !atomic_load(&s->hot_hint);
+	bool need = key || state_id || shared || !atomic_load(&s->lazy_hint);
 	if ((need && eng_stream_serialize(&w->bytes, &blen, delta)) ||
 	    ((key || state_id) && digest_hex(digest, state_id ? state_id : "", w->bytes, blen))) {
 		api_reply_error(out, 503, "out_of_memory", "out of memory");
@@ -2362,11 +2370,15 @@ static bool apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 	 * one state per commit instead of a delta each. Decided before the
 	 * merge, so the delta's bytes, when they are needed after all, are
 	 * made while nothing has changed (an update's size is guessed from the
-	 * last one's when it was not serialized). */
-	size_t est = w->bytes ? blen : s->last_blen;
-	bool hot = !shared && s->inflight > 0 &&
-	           eng_stream_memory(s->st) <= (size_t)s->inflight * est / 2;
-	if (!w->bytes && !hot && eng_stream_serialize(&w->bytes, &blen, delta)) {
+	 * last one serialized when it was not). With ops in flight, an update
+	 * without bytes is "lazy": the committer serializes its state or its
+	 * delta when it writes the group, and only if nothing later in the
+	 * group covers it (resolve_lazy). Without, the bytes are made
+	 * here. */
+	size_t est = w->bytes ? blen : atomic_load(&s->last_blen);
+	bool lazy = !shared && s->inflight > 0;
+	bool hot = lazy && eng_stream_memory(s->st) <= (size_t)s->inflight * est / 2;
+	if (!w->bytes && !lazy && eng_stream_serialize(&w->bytes, &blen, delta)) {
 		api_reply_free(out);
 		api_reply_error(out, 503, "out_of_memory", "out of memory");
 		goto unlock;
@@ -2383,18 +2395,18 @@ static bool apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 		api_reply_problem(out, &p);
 		goto unlock;
 	}
-	atomic_store(&s->hot_hint, hot);
+	atomic_store(&s->lazy_hint, lazy);
 	if (w->bytes)
-		s->last_blen = blen;
+		atomic_store(&s->last_blen, blen);
 	s->delta_bytes += w->bytes ? blen : est;
 	size_t mem = eng_stream_memory(s->st);
 	/* (A shared store's checkpoints are written by sync_stream.) */
 	if (hot) {
 		/* The group's last op of s is the one whose state is written
 		 * (store.c skips the rest): serialized then, once, by the
-		 * committer (resolve_checkpoint). */
+		 * committer (resolve_lazy). */
 		op->type = SRV__OP_CHECKPOINT;
-		op->resolve = resolve_checkpoint;
+		op->resolve = resolve_lazy;
 		s->delta_bytes = 0;
 	} else if (!shared && s->delta_bytes >= CKPT_MIN_BYTES && s->delta_bytes / 2 >= mem &&
 	           eng_stream_serialize(&w->state, &slen, s->st) == 0) {
@@ -2402,18 +2414,13 @@ static bool apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 		op->data = w->state;
 		op->len = slen;
 		s->delta_bytes = 0;
-	} else if (w->bytes || eng_stream_serialize(&w->bytes, &blen, delta) == 0) {
+	} else {
+		/* (no bytes: lazy, the committer makes them) */
 		op->type = SRV__OP_DELTA;
 		op->data = w->bytes;
 		op->len = blen;
-	} else {
-		/* Out of memory with the update merged: memory now holds what
-		 * the disk will not, so the stream is stale until the healer
-		 * reloads it (reads and writes 503 meanwhile). */
-		atomic_store(&s->stale, true);
-		api_reply_free(out);
-		store_unavailable(ss, out);
-		goto unlock;
+		if (!w->bytes)
+			op->resolve = resolve_lazy;
 	}
 	/* A shared store's cache moves only by folding the store's deltas in
 	 * order (sync_stream): this op's seq is taken at commit. */

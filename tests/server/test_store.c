@@ -747,8 +747,9 @@ typedef struct lazy_op {
 	int asked;
 } lazy_op;
 
-static int lazy_resolve(srv__store_op *op)
+static int lazy_resolve(srv__store_op *op, bool final)
 {
+	(void) final;
 	lazy_op *l = (lazy_op *)op;
 	l->asked++;
 	if (l->moved_on)
@@ -826,6 +827,83 @@ Test(store, lazy_checkpoints_resolved_latest_first, .init = mkdir_temp, .fini = 
 		cr_assert_eq(s->dseq[0][i], 4 + i);
 		cr_assert_eq(s->dfirst[0][i], firsts[i]);
 	}
+	free(s);
+	srv__store_close(st);
+}
+
+/* A stream that moved past the group's last op of it (a newer op was
+ * queued meanwhile): the group takes the queue and asks the newer op, so
+ * the state is written once, at the newest seq, in the same commit. */
+static srv__store *ext_st;
+static lazy_op ext[3];
+
+static int moving_resolve(srv__store_op *op, bool final)
+{
+	lazy_op *l = (lazy_op *)op;
+	if (l != &ext[1])
+		return lazy_resolve(op, final);
+	l->asked++;
+	if (l->asked == 1) {
+		/* a newer update merged and submitted meanwhile */
+		ext[2].op.type = SRV__OP_CHECKPOINT;
+		ext[2].op.stream = "s";
+		ext[2].op.seq = op->seq + 1;
+		ext[2].op.resolve = lazy_resolve;
+		srv__store_submit(ext_st, &ext[2].op);
+		return 1;
+	}
+	cr_assert(false, "asked again although covered");
+	return -1;
+}
+
+Test(store, lazy_checkpoint_takes_the_newer_op, .init = mkdir_temp, .fini = rm_temp)
+{
+	srv__store *st = ext_st = open_store();
+	srv__store_op c = {0};
+	c.type = SRV__OP_CREATE;
+	c.stream = "s";
+	c.config = "{}";
+	c.data = "0";
+	c.len = 1;
+	run(st, &c);
+	uint64_t g0, o0, g1, o1;
+	srv__store_stats(st, &g0, &o0);
+
+	srv__store_op first = {0};
+	first.type = SRV__OP_DELTA;
+	first.stream = "s";
+	first.seq = 1;
+	first.data = "f";
+	first.len = 1;
+	memset(ext, 0, sizeof ext);
+	srv__store_test_hold(st, true);
+	srv__store_submit(st, &first);
+	usleep(50000); /* the committer took `first` and holds */
+	for (int i = 0; i < 2; i++) {
+		ext[i].op.type = SRV__OP_CHECKPOINT;
+		ext[i].op.stream = "s";
+		ext[i].op.seq = 2 + i;
+		ext[i].op.resolve = moving_resolve;
+		srv__store_submit(st, &ext[i].op);
+	}
+	srv__store_test_hold(st, false);
+	cr_assert_eq(srv__store_wait(st, &first), 0);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(srv__store_wait(st, &ext[i].op), 0);
+	cr_assert_eq(ext[0].asked, 0);
+	cr_assert_eq(ext[1].asked, 1);
+	cr_assert_eq(ext[2].asked, 1);
+	srv__store_stats(st, &g1, &o1);
+	cr_assert_eq(g1 - g0, 2, "first, then the three in one group: %llu groups",
+	             (unsigned long long)(g1 - g0));
+	cr_assert_eq(o1 - o0, 4);
+	srv__store_close(st);
+
+	st = open_store();
+	seen *s = load(st);
+	cr_assert_eq(s->seq[0], 4);
+	cr_assert_str_eq(s->state[0], "S4");
+	cr_assert_eq(s->ndeltas[0], 0);
 	free(s);
 	srv__store_close(st);
 }

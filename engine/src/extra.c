@@ -616,7 +616,8 @@ int eng__extra_prepare(eng__loss_job *j, eng_error *err)
 	return 0;
 }
 
-int eng__extra_finish(eng__loss_job *j, eng_loss_result *r, const eng_parallel *par, eng_error *err)
+int eng__extra_finish(eng__loss_job *j, eng_loss_result *r, int64_t from, const eng_parallel *par,
+                      eng_error *err)
 {
 	const eng_extra_opts *x = j->xo;
 	r->extra = eng_extra_result_new(x);
@@ -631,7 +632,7 @@ int eng__extra_finish(eng__loss_job *j, eng_loss_result *r, const eng_parallel *
 	if (!j->x_work)
 		return 0;
 	if (!j->x_fused)
-		eng_parallel_for(par, j->ntasks, eng__extra_task, j);
+		eng__parallel_from(par, from, j->ntasks, eng__extra_task, j);
 	for (int64_t t = 0; t < j->ntasks; t++) {
 		const eng__extra_part *xp = &j->xparts[t];
 		if (xp->err)

@@ -11,7 +11,13 @@
  *
  * Invariants: task boundaries depend only on shapes and options (never on
  * the thread count) and parts are added in task order, so a result is
- * bit-identical serial or parallel. Weights are validated (finite, >= 0)
+ * bit-identical serial or parallel, and also when some tasks ran earlier
+ * than the rest: eng_loss_compute is eng_loss_plan_new (checks, weights,
+ * the task cut, partial tables), eng_loss_plan_finish (the tasks not run
+ * yet, through par, then the reduction) and eng_loss_plan_free, and a
+ * caller that has y_pred's first rows before the others runs their tasks
+ * with eng_loss_plan_run in between (eng_loss_plan_pred_end: how much of
+ * y_pred a prefix of tasks reads). The threads are the caller's. Weights are validated (finite, >= 0)
  * and widened to double before any task runs; y_true and y_pred are read
  * in place by the tasks, which validate them as they go.
  *
@@ -720,13 +726,9 @@ static int new_result(eng_loss_result **out, eng__loss_job *j, const positions *
 	return 0;
 }
 
-/* Cuts the job into tasks, gives each its partial tables and runs them;
- * then reports the first problem by index, if a task met one. */
-static int run_tasks(eng__loss_job *j, owned *own, const positions *p, const eng_parallel *par,
-                     eng_error *err)
+/* Cuts the job into tasks and gives each its partial tables. */
+static int plan_parts(eng__loss_job *j, owned *own, const positions *p, eng_error *err)
 {
-	int rc;
-
 	plan_tasks(j, p->work);
 	j->parts = calloc((size_t)(j->ntasks ? j->ntasks : 1), sizeof(*j->parts));
 	if (j->nclasses)
@@ -739,10 +741,35 @@ static int run_tasks(eng__loss_job *j, owned *own, const positions *p, const eng
 		j->parts[t].cls = own->cls ? own->cls + t * j->nclasses : NULL;
 		j->parts[t].conf = own->conf ? own->conf + t * j->conf_n * j->conf_n : NULL;
 	}
-	if (j->o->extra && (rc = eng__extra_prepare(j, err)))
-		return rc;
-	eng_parallel_for(par, j->ntasks, p->fn, j);
+	if (j->o->extra)
+		return eng__extra_prepare(j, err);
+	return 0;
+}
 
+/* Tasks [from, from + n) of fn, through par. */
+typedef struct span {
+	eng_task_fn fn;
+	void *arg;
+	int64_t from;
+} span;
+
+static void span_task(void *arg, int64_t t)
+{
+	const span *s = arg;
+	s->fn(s->arg, s->from + t);
+}
+
+void eng__parallel_from(const eng_parallel *par, int64_t from, int64_t to, eng_task_fn fn,
+                        void *arg)
+{
+	span s = {fn, arg, from};
+	if (to > from)
+		eng_parallel_for(par, to - from, span_task, &s);
+}
+
+/* The first problem a task met, by index (0 when none). */
+static int task_error(const eng__loss_job *j, eng_error *err)
+{
 	const eng__loss_part *bad = NULL;
 	for (int64_t t = 0; t < j->ntasks; t++) {
 		const eng__loss_part *pt = &j->parts[t];
@@ -773,41 +800,127 @@ static void reduce_parts(eng_loss_result *r, const eng__loss_job *j)
 	}
 }
 
-int eng_loss_compute(eng_loss_result **out, const eng_tensor *y_true, const eng_tensor *y_pred,
-                     const eng_loss_opts *o, const eng_parallel *par, eng_error *err)
-{
-	eng__loss_job job = {0};
-	eng__loss_job *j = &job;
-	owned own = {0};
+/* ---- plans ------------------------------------------------------------------------ */
+
+struct eng_loss_plan {
+	eng__loss_job job;
+	owned own;
 	positions pos;
-	eng_loss_result *r = NULL;
+	eng_loss_result *r;
+	int64_t done; /* tasks [0, done) have run */
+};
+
+void eng_loss_plan_free(eng_loss_plan *pl)
+{
+	if (!pl)
+		return;
+	eng__extra_cleanup(&pl->job);
+	eng_loss_result_free(pl->r);
+	free(pl->own.conf);
+	free(pl->own.cls);
+	free(pl->job.parts);
+	free(pl->own.xg);
+	free(pl->own.pw);
+	free(pl->own.cost);
+	free(pl->own.cw);
+	free(pl->own.sw);
+	free(pl);
+}
+
+int eng_loss_plan_new(eng_loss_plan **out, const eng_tensor *y_true, const eng_tensor *y_pred,
+                      const eng_loss_opts *o, eng_error *err)
+{
+	eng_loss_plan *pl = NULL;
+	eng__loss_job *j;
 	int rc;
 
 	*out = NULL;
 	if ((rc = check_opts(o, err)))
-		goto out;
+		return rc;
+	if (!(pl = calloc(1, sizeof(*pl))))
+		return eng_error_set(err, ENG_ENOMEM, NULL, -1, "out of memory");
+	j = &pl->job;
 	j->o = o;
 	j->yt = y_true;
 	j->yp = y_pred;
-	if ((rc = plan_positions(&pos, j, err)) || (rc = prepare_inputs(j, &own, &pos, err)) ||
-	    (rc = new_result(&r, j, &pos, err)) || (rc = run_tasks(j, &own, &pos, par, err)))
+	if ((rc = plan_positions(&pl->pos, j, err)) ||
+	    (rc = prepare_inputs(j, &pl->own, &pl->pos, err)) ||
+	    (rc = new_result(&pl->r, j, &pl->pos, err)) ||
+	    (rc = plan_parts(j, &pl->own, &pl->pos, err)))
 		goto out;
-	reduce_parts(r, j);
-	if (o->extra && (rc = eng__extra_finish(j, r, par, err)))
-		goto out;
-	*out = r;
-	r = NULL;
-	rc = 0;
+	*out = pl;
+	pl = NULL;
 out:
-	eng__extra_cleanup(j);
-	eng_loss_result_free(r);
-	free(own.conf);
-	free(own.cls);
-	free(j->parts);
-	free(own.xg);
-	free(own.pw);
-	free(own.cost);
-	free(own.cw);
-	free(own.sw);
+	eng_loss_plan_free(pl);
+	return rc;
+}
+
+int64_t eng_loss_plan_tasks(const eng_loss_plan *pl)
+{
+	return pl->job.ntasks;
+}
+
+int64_t eng_loss_plan_done(const eng_loss_plan *pl)
+{
+	return pl->done;
+}
+
+int64_t eng_loss_plan_pred_end(const eng_loss_plan *pl, int64_t t)
+{
+	const eng__loss_job *j = &pl->job;
+	int64_t p0, p1;
+
+	if (t < 0)
+		return 0;
+	eng__task_range(j, t < j->ntasks ? t : j->ntasks - 1, &p0, &p1);
+	if (eng_loss_is_categorical(j->o->kind))
+		return (p1 + j->inner - 1) / j->inner * j->C * j->inner;
+	if (j->o->kind == ENG_LOSS_GAUSSIAN_MIXTURE)
+		return p1 * 3 * j->K;
+	return p1; /* one element a position */
+}
+
+void eng_loss_plan_run(eng_loss_plan *pl, int64_t to)
+{
+	eng__loss_job *j = &pl->job;
+
+	if (to > j->ntasks)
+		to = j->ntasks;
+	for (; pl->done < to; pl->done++) {
+		pl->pos.fn(j, pl->done);
+		if (j->x_work && !j->x_fused)
+			eng__extra_task(j, pl->done);
+	}
+}
+
+int eng_loss_plan_finish(eng_loss_result **out, eng_loss_plan *pl, const eng_parallel *par,
+                         eng_error *err)
+{
+	eng__loss_job *j = &pl->job;
+	int rc;
+
+	*out = NULL;
+	eng__parallel_from(par, pl->done, j->ntasks, pl->pos.fn, j);
+	if ((rc = task_error(j, err)))
+		return rc;
+	reduce_parts(pl->r, j);
+	if (j->o->extra && (rc = eng__extra_finish(j, pl->r, pl->done, par, err)))
+		return rc;
+	pl->done = j->ntasks;
+	*out = pl->r;
+	pl->r = NULL;
+	return 0;
+}
+
+int eng_loss_compute(eng_loss_result **out, const eng_tensor *y_true, const eng_tensor *y_pred,
+                     const eng_loss_opts *o, const eng_parallel *par, eng_error *err)
+{
+	eng_loss_plan *pl = NULL;
+	int rc;
+
+	*out = NULL;
+	if (!(rc = eng_loss_plan_new(&pl, y_true, y_pred, o, err)))
+		rc = eng_loss_plan_finish(out, pl, par, err);
+	eng_loss_plan_free(pl);
 	return rc;
 }

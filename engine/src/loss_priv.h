@@ -130,6 +130,10 @@ static inline void eng__load(double *dst, const eng_tensor *t, int64_t off, int6
 	}
 }
 
+/* fn(arg, t) for every t in [from, to), through par (loss.c). */
+void eng__parallel_from(const eng_parallel *par, int64_t from, int64_t to, eng_task_fn fn,
+                        void *arg);
+
 /* Records the task's first problem (later ones are dropped). Returns code. */
 int eng__part_fail(eng__loss_part *pt, int code, const char *field, int64_t index, const char *fmt,
                    ...) __attribute__((format(printf, 5, 6)));
@@ -163,8 +167,8 @@ void eng__gmm_task(void *arg, int64_t t);
  * extra.c, in the order loss.c calls them: check o->extra against the kind
  * and class count (ENG_EINVAL); prepare the per-task parts once the tasks
  * are planned (ENG_ENOMEM), fusing them into the loss pass when
- * eng__xent_fuses_extra says so; finish: run eng__extra_task unless fused,
- * and add the parts into r->extra (ENG_ENOMEM); cleanup frees the parts
+ * eng__xent_fuses_extra says so; finish: run eng__extra_task unless fused
+ * (on tasks [from, ntasks): eng_loss_plan_run ran those before), and add the parts into r->extra (ENG_ENOMEM); cleanup frees the parts
  * (always, also after a failure).
  */
 int eng__extra_check(const eng_extra_opts *x, eng_loss_kind k, int64_t C, eng_error *err);
@@ -177,7 +181,7 @@ void eng__extra_opts_of(eng_extra_opts *o, const eng_extra_result *x);
 /* True when a and b (either may be NULL) are extra sums of one
  * configuration (eng__extra_opts_equal), so they add. */
 bool eng__extra_same_config(const eng_extra_result *a, const eng_extra_result *b);
-int eng__extra_finish(eng__loss_job *j, eng_loss_result *r, const eng_parallel *par,
+int eng__extra_finish(eng__loss_job *j, eng_loss_result *r, int64_t from, const eng_parallel *par,
                       eng_error *err);
 void eng__extra_cleanup(eng__loss_job *j);
 void eng__extra_task(void *arg, int64_t t);

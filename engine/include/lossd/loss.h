@@ -280,4 +280,36 @@ bool eng_loss_result_value(const eng_loss_result *r, eng_reduction red, double *
 int eng_loss_compute(eng_loss_result **out, const eng_tensor *y_true, const eng_tensor *y_pred,
                      const eng_loss_opts *o, const eng_parallel *par, eng_error *err);
 
+/*
+ * The same computation, driven a range of tasks at a time: for a caller
+ * that has y_pred's first elements before the rest (a body decoded as it
+ * arrives) and runs the tasks that read only those early, on a thread of
+ * its own. eng_loss_plan_new does every check and preparation of
+ * eng_loss_compute that reads no y_pred value (the same errors), and cuts
+ * the same tasks; eng_loss_plan_run(pl, to) runs tasks [done, to) serially,
+ * in this thread; eng_loss_plan_finish runs the rest through par, then
+ * reports the first problem by index and adds the parts in task order, so
+ * *out is bit for bit eng_loss_compute's, whatever was run early.
+ * eng_loss_plan_pred_end(pl, t) is the count of y_pred elements, from the
+ * first in row-major order, that tasks [0, t] read: run task t only once
+ * those hold their final values.
+ *
+ * y_true, y_pred and o (and the tensors o points to) are borrowed until
+ * eng_loss_plan_free; y_pred's elements past what the tasks run so far
+ * read may still change. Not thread-safe: one thread at a time (the hand-off
+ * between threads is the caller's). Returns as eng_loss_compute; after
+ * eng_loss_plan_finish only eng_loss_plan_free may be called.
+ */
+typedef struct eng_loss_plan eng_loss_plan;
+
+int eng_loss_plan_new(eng_loss_plan **out, const eng_tensor *y_true, const eng_tensor *y_pred,
+                      const eng_loss_opts *o, eng_error *err);
+int64_t eng_loss_plan_tasks(const eng_loss_plan *pl);
+int64_t eng_loss_plan_done(const eng_loss_plan *pl);
+int64_t eng_loss_plan_pred_end(const eng_loss_plan *pl, int64_t t);
+void eng_loss_plan_run(eng_loss_plan *pl, int64_t to);
+int eng_loss_plan_finish(eng_loss_result **out, eng_loss_plan *pl, const eng_parallel *par,
+                         eng_error *err);
+void eng_loss_plan_free(eng_loss_plan *pl);
+
 #endif

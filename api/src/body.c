@@ -40,6 +40,20 @@
  * packs are in body order; a placeholder stands only for a rectangular nest
  * of numbers (at most ENG_MAX_RANK deep, within max_depth).
  *
+ * The loss started as the body arrives: while a lifted string is decoded,
+ * api_body_decoding tells how many of its bytes are final (all but the
+ * last group, which the padding may decode again), and api__body_snapshot
+ * lends the text and packs before it, so api_loss_early_* (loss.c) can
+ * guess that it is y_pred, plan the loss and run its tasks on another
+ * thread over the rows decoded so far (server/src/early.c drives that
+ * thread). For that, decoded bytes are never written again while the body
+ * lives: a string found not liftable after all (fallback) keeps its arena
+ * bytes reserved instead of handing them to the next string or array.
+ * When the last byte arrives, what is left of the loss is the tail rows
+ * and the reduction; the answer is bit for bit the buffered one (loss.c
+ * says why). Measured with bench/run.sh --only body: see
+ * docs/PERFORMANCE.md, "Large base64 request read as it arrives".
+ *
  * Limits: an array whose rows are shorter than API__PACK_MIN values (a
  * (N, 3) tensor, a vector) keeps its text until it closes, so its peak is
  * text and values; an array that turns out not to be a rectangular nest of
@@ -174,6 +188,33 @@ size_t api_body_len(const api_body *b)
 	return b ? b->sent : 0;
 }
 
+size_t api_body_decoding(const api_body *b, size_t *id)
+{
+	*id = 0;
+	if (!b || b->mode != S_DECODE)
+		return SIZE_MAX;
+	*id = b->start;
+	/* the last group is decoded again when the string ends padded */
+	return b->groups > 1 ? (b->groups - 1) * 3 : 0;
+}
+
+int api__body_snapshot(const api_body *b, api__body_snap *out)
+{
+	memset(out, 0, sizeof *out);
+	if (b->mode != S_DECODE)
+		return -1;
+	out->text = b->text.p;
+	out->len = b->text.len;
+	out->packs = b->packs;
+	out->npacks = b->npacks;
+	out->decoded = b->arena + b->seg;
+	out->start = b->start;
+	out->sent = b->sent;
+	out->open = b->open;
+	out->depth = b->depth;
+	return 0;
+}
+
 /* ---- the text ----------------------------------------------------------------------- */
 
 static int put(api_body *b, const void *s, size_t n)
@@ -239,6 +280,10 @@ static int fallback(api_body *b, const unsigned char *r, size_t base, size_t kk)
 	}
 	if (put(b, buf, n))
 		return -1;
+	/* what was decoded stays reserved: an early loss (api_loss_early_step)
+	 * may be reading it until the request ends */
+	if (b->seg + b->groups * 3 + 4 > b->akeep)
+		b->aused = b->akeep = b->seg + b->groups * 3 + 4;
 	b->mode = S_STR;
 	b->k = kk;
 	b->esc = false;

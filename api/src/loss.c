@@ -33,6 +33,7 @@
 #include "lossd/api.h"
 #include "lossd/loss.h"
 #include "fields.h"
+#include "mem.h"
 #include "packed.h"
 #include "render.h"
 
@@ -363,121 +364,170 @@ int api__read_calibration(eng_extra_opts *x, const json_t *obj, const char *base
 	return 0;
 }
 
-/*
- * Evaluates the loss request obj (pointer base) into *reply (new) and
- * *value (the reduced loss, NaN when undefined); pk is what the body's
- * parse lifted (tensors may view it). Returns 0 or -1 with *p.
- */
-static int one_loss(json_t **reply, double *value, const api_ctx *ctx, const json_t *obj,
-                    const char *base, int64_t *budget, const api_packed *pk, api_problem *p)
+/* What one loss request asks for: the engine's options and tensors (o
+ * points into x and t: never moved once read). */
+typedef struct loss_in {
+	eng_loss_opts o;
+	eng_extra_opts x;
+	api_tensor t[T_COUNT];
+	int al;
+	double beta;
+} loss_in;
+
+static void loss_in_init(loss_in *in)
 {
 	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
 	eng_extra_opts x = ENG_EXTRA_OPTS_INIT;
-	api_tensor t[T_COUNT];
-	eng_loss_result *res = NULL;
-	eng_error err = {0};
-	int kind = 0, red = 0, gerr = 0, nanp = 0, rc = -1;
-	int64_t axis = -1;
-	double beta = 1.0;
-	int al = AL_NONE;
-
+	in->o = o;
+	in->x = x;
 	for (int i = 0; i < T_COUNT; i++) {
 		api_tensor e = API_TENSOR_INIT;
-		t[i] = e;
+		in->t[i] = e;
 	}
-	*reply = NULL;
-	*value = NAN;
-	if (!json_is_object(obj)) {
-		api_problem_set(p, 422, "bad_type", base,
-		                "a loss request must be an object, got %s", api__type_name(obj));
-		goto out;
-	}
+	in->al = AL_NONE;
+	in->beta = 1.0;
+}
+
+static void loss_in_free(loss_in *in)
+{
+	for (int i = T_COUNT - 1; i >= 0; i--)
+		api_tensor_free(&in->t[i]);
+}
+
+/* Reads the loss request obj (pointer base) into *in (loss_in_init'ed;
+ * loss_in_free it either way). Returns 0 or -1 with *p. */
+static int loss_read(loss_in *in, const api_ctx *ctx, const json_t *obj, const char *base,
+                     int64_t *budget, const api_packed *pk, api_problem *p)
+{
+	eng_loss_opts *o = &in->o;
+	int kind = 0, red = 0, gerr = 0, nanp = 0;
+	int64_t axis = -1;
+	int al;
+
+	if (!json_is_object(obj))
+		return api_problem_set(p, 422, "bad_type", base,
+		                       "a loss request must be an object, got %s",
+		                       api__type_name(obj));
 	if (api__check_fields(obj, loss_fields, base, p) || api__require(obj, base, "loss", p))
-		goto out;
-	al = alias_of(obj);
+		return -1;
+	al = in->al = alias_of(obj);
 	if (al == AL_NONE && api__get_enum(&kind, obj, base, "loss", eng_loss_names, 0, p))
-		goto out;
+		return -1;
 	if (al != AL_NONE)
 		kind = (int)alias_kinds[al];
 	if (only_for(obj, base, "beta", al == AL_SL1, "smooth_l1", p) ||
 	    only_for(obj, base, "log_target", al == AL_KL, "kl_div", p) ||
 	    only_for(obj, base, "delta", al != AL_SL1, "huber (smooth_l1 takes beta)", p) ||
-	    api__get_number(&beta, obj, base, "beta", 1.0, 0.0, INFINITY, p) ||
-	    api__get_bool(&o.log_target, obj, base, "log_target", false, p) ||
+	    api__get_number(&in->beta, obj, base, "beta", 1.0, 0.0, INFINITY, p) ||
+	    api__get_bool(&o->log_target, obj, base, "log_target", false, p) ||
 	    api__get_enum(&nanp, obj, base, "nan_policy", nan_names, 0, p) ||
-	    api__get_bool(&o.from_logits, obj, base, "from_logits", false, p) ||
+	    api__get_bool(&o->from_logits, obj, base, "from_logits", false, p) ||
 	    api__get_int(&axis, obj, base, "axis", -1, -ENG_MAX_RANK, ENG_MAX_RANK - 1, p) ||
 	    api__get_enum(&red, obj, base, "reduction", eng_reduction_names, ENG_RED_MEAN, p) ||
-	    api__get_number(&o.label_smoothing, obj, base, "label_smoothing", 0.0, 0.0, 1.0, p) ||
-	    api__get_number(&o.alpha, obj, base, "alpha", 0.25, -INFINITY, INFINITY, p) ||
-	    api__get_number(&o.gamma, obj, base, "gamma", 2.0, 0.0, INFINITY, p) ||
-	    api__get_bool(&o.apply_class_balancing, obj, base, "apply_class_balancing", false, p) ||
-	    api__get_number(&o.delta, obj, base, "delta", 1.0, 0.0, INFINITY, p) ||
+	    api__get_number(&o->label_smoothing, obj, base, "label_smoothing", 0.0, 0.0, 1.0, p) ||
+	    api__get_number(&o->alpha, obj, base, "alpha", 0.25, -INFINITY, INFINITY, p) ||
+	    api__get_number(&o->gamma, obj, base, "gamma", 2.0, 0.0, INFINITY, p) ||
+	    api__get_bool(&o->apply_class_balancing, obj, base, "apply_class_balancing", false,
+	                  p) ||
+	    api__get_number(&o->delta, obj, base, "delta", 1.0, 0.0, INFINITY, p) ||
 	    api__get_enum(&gerr, obj, base, "error", error_names, ENG_GMM_MAE, p) ||
-	    api__get_bool(&o.per_class, obj, base, "per_class", true, p) ||
-	    api__get_bool(&o.confusion, obj, base, "confusion_matrix", false, p))
-		goto out;
-	if (api__get_ignore_class(&o.has_ignore_class, &o.ignore_class, obj, base, p) ||
-	    api__read_top_k(&x, obj, base, pk, p) || api__read_calibration(&x, obj, base, p))
-		goto out;
+	    api__get_bool(&o->per_class, obj, base, "per_class", true, p) ||
+	    api__get_bool(&o->confusion, obj, base, "confusion_matrix", false, p))
+		return -1;
+	if (api__get_ignore_class(&o->has_ignore_class, &o->ignore_class, obj, base, p) ||
+	    api__read_top_k(&in->x, obj, base, pk, p) ||
+	    api__read_calibration(&in->x, obj, base, p))
+		return -1;
 	if (((al == AL_CE || al == AL_BCE_LOGITS) &&
-	     alias_logits(&o.from_logits, obj, base, al, true, p)) ||
+	     alias_logits(&o->from_logits, obj, base, al, true, p)) ||
 	    ((al == AL_NLL || al == AL_BCE || al == AL_KL) &&
-	     alias_logits(&o.from_logits, obj, base, al, false, p)))
-		goto out;
+	     alias_logits(&o->from_logits, obj, base, al, false, p)))
+		return -1;
 	if (al == AL_SL1) {
-		if (!(beta > 0)) {
+		if (!(in->beta > 0)) {
 			char ptr[sizeof p->pointer];
-			api_problem_set(p, 422, "bad_option",
-			                api__pointer(ptr, sizeof ptr, base, "beta"),
-			                "beta must be > 0 (PyTorch's beta = 0 is mae)");
-			goto out;
+			return api_problem_set(p, 422, "bad_option",
+			                       api__pointer(ptr, sizeof ptr, base, "beta"),
+			                       "beta must be > 0 (PyTorch's beta = 0 is mae)");
 		}
-		o.delta = beta;
+		o->delta = in->beta;
 	}
 	if (al == AL_NLL)
-		o.from_logits = true; /* log_softmax of log-probabilities is themselves */
-	o.log_input = al == AL_KL;
-	o.kind = (eng_loss_kind)kind;
-	o.reduction = (eng_reduction)red;
-	o.gmm_error = (eng_gmm_error)gerr;
-	o.axis = (int)axis;
-	o.propagate_nan = nanp == 1;
+		o->from_logits = true; /* log_softmax of log-probabilities is themselves */
+	o->log_input = al == AL_KL;
+	o->kind = (eng_loss_kind)kind;
+	o->reduction = (eng_reduction)red;
+	o->gmm_error = (eng_gmm_error)gerr;
+	o->axis = (int)axis;
+	o->propagate_nan = nanp == 1;
 
-	api_tensor_opts topts = {o.propagate_nan, budget, pk, ctx ? ctx->par : NULL};
+	api_tensor *t = in->t;
+	api_tensor_opts topts = {o->propagate_nan, budget, pk, ctx ? ctx->par : NULL};
 	for (int i = 0; i < T_COUNT; i++)
 		if (api__get_tensor(&t[i], obj, base, tensor_keys[i], i <= T_PRED, &topts, p))
-			goto out;
-	o.sample_weight = t[T_SW].t.data ? &t[T_SW].t : NULL;
-	o.class_weight = t[T_CW].t.data ? &t[T_CW].t : NULL;
-	o.cost_matrix = t[T_COST].t.data ? &t[T_COST].t : NULL;
-	o.pos_weight = t[T_PW].t.data ? &t[T_PW].t : NULL;
-	o.x = t[T_X].t.data ? &t[T_X].t : NULL;
+			return -1;
+	o->sample_weight = t[T_SW].t.data ? &t[T_SW].t : NULL;
+	o->class_weight = t[T_CW].t.data ? &t[T_CW].t : NULL;
+	o->cost_matrix = t[T_COST].t.data ? &t[T_COST].t : NULL;
+	o->pos_weight = t[T_PW].t.data ? &t[T_PW].t : NULL;
+	o->x = t[T_X].t.data ? &t[T_X].t : NULL;
 	if (al == AL_CE || al == AL_NLL) {
 		const eng_tensor *yt = &t[T_TRUE].t, *yp = &t[T_PRED].t;
 		bool probs = al == AL_CE && yt->ndim == yp->ndim &&
 		             !memcmp(yt->shape, yp->shape, (size_t)yt->ndim * sizeof yt->shape[0]);
-		o.kind = probs ? ENG_LOSS_CATEGORICAL_CE : ENG_LOSS_SPARSE_CE;
+		o->kind = probs ? ENG_LOSS_CATEGORICAL_CE : ENG_LOSS_SPARSE_CE;
 		if (!api__field(obj, "axis"))
-			o.axis = yp->ndim >= 2 ? 1 : 0;
-		if (!probs && !o.has_ignore_class) {
-			o.has_ignore_class = true;
-			o.ignore_class = -100;
+			o->axis = yp->ndim >= 2 ? 1 : 0;
+		if (!probs && !o->has_ignore_class) {
+			o->has_ignore_class = true;
+			o->ignore_class = -100;
 		}
 	}
-	x.perplexity = o.kind == ENG_LOSS_SPARSE_CE || o.kind == ENG_LOSS_CATEGORICAL_CE;
-	if (x.ntop || x.bins || x.perplexity)
-		o.extra = &x;
+	in->x.perplexity = o->kind == ENG_LOSS_SPARSE_CE || o->kind == ENG_LOSS_CATEGORICAL_CE;
+	if (in->x.ntop || in->x.bins || in->x.perplexity)
+		o->extra = &in->x;
+	return 0;
+}
 
-	if (eng_loss_compute(&res, &t[T_TRUE].t, &t[T_PRED].t, &o, ctx ? ctx->par : NULL, &err)) {
+static bool early_holds(const api_early *e, const json_t *obj, const loss_in *in);
+static int early_finish(eng_loss_result **out, api_early *e, const eng_parallel *par,
+                        eng_error *err);
+
+/*
+ * Evaluates the loss request obj (pointer base) into *reply (new) and
+ * *value (the reduced loss, NaN when undefined); pk is what the body's
+ * parse lifted (tensors may view it). early (may be NULL) is a loss
+ * started as the body arrived: used when its guess holds. Returns 0 or -1
+ * with *p.
+ */
+static int one_loss(json_t **reply, double *value, const api_ctx *ctx, const json_t *obj,
+                    const char *base, int64_t *budget, const api_packed *pk, api_early *early,
+                    api_problem *p)
+{
+	loss_in in;
+	eng_loss_result *res = NULL;
+	eng_error err = {0};
+	const eng_parallel *par = ctx ? ctx->par : NULL;
+	int rc = -1, erc;
+
+	loss_in_init(&in);
+	*reply = NULL;
+	*value = NAN;
+	if (loss_read(&in, ctx, obj, base, budget, pk, p))
+		goto out;
+	if (early_holds(early, obj, &in))
+		erc = early_finish(&res, early, par, &err);
+	else
+		erc = eng_loss_compute(&res, &in.t[T_TRUE].t, &in.t[T_PRED].t, &in.o, par, &err);
+	if (erc) {
 		from_eng(p, &err, base);
 		goto out;
 	}
-	if (al == AL_SL1)
-		scale_losses(res, 1.0 / beta);
-	*reply = render(res, o.reduction);
+	if (in.al == AL_SL1)
+		scale_losses(res, 1.0 / in.beta);
+	*reply = render(res, in.o.reduction);
 	if (*reply &&
-	    json_object_set_new(*reply, "loss_name", json_string(eng_loss_kind_name(o.kind)))) {
+	    json_object_set_new(*reply, "loss_name", json_string(eng_loss_kind_name(in.o.kind)))) {
 		json_decref(*reply);
 		*reply = NULL;
 	}
@@ -486,13 +536,237 @@ static int one_loss(json_t **reply, double *value, const api_ctx *ctx, const jso
 		                "out of memory while building the reply");
 		goto out;
 	}
-	if (o.reduction != ENG_RED_NONE && !eng_loss_result_value(res, o.reduction, value))
+	if (in.o.reduction != ENG_RED_NONE && !eng_loss_result_value(res, in.o.reduction, value))
 		*value = NAN;
 	rc = 0;
 out:
 	eng_loss_result_free(res);
-	for (int i = T_COUNT - 1; i >= 0; i--)
-		api_tensor_free(&t[i]);
+	loss_in_free(&in);
+	return rc;
+}
+
+/* ---- a loss started as the body arrives ---------------------------------------------- */
+
+/*
+ * How the early loss answers bit for bit as the buffered path. When body.c
+ * starts decoding a long "b64" string, api_loss_early_new takes a guess:
+ * the text read so far, a placeholder for the string (a pending pack: its
+ * tensor views the arena unchecked) and the brackets that close what is
+ * open. Prepared on another thread, the guess is read as a request
+ * (loss_read, the buffered path's own reading) and planned
+ * (eng_loss_plan_new); then the plan's tasks run, in task order, each once
+ * the string's decoded bytes cover the rows it reads (eng_loss_plan_pred_end).
+ * Those bytes are final when read (api_body_decoding) and each task writes
+ * only its own part.
+ *
+ * At the end the whole request is read as always, and the early work is
+ * used only when the guess held: the request object equals the guess's
+ * (json_equal: every option, every tensor field, y_pred's placeholder at
+ * the same index, nothing after it) and y_pred's tensor, now checked
+ * (size, base64, non-finite values), is the same dtype and shape over the
+ * same bytes. Reading is a function of the object and the packs it points
+ * to, which are the same (the packs before the string never change), so
+ * the options and tensors are those the plan was made from; the plan's
+ * tasks are the buffered path's (task cuts depend on shapes and options
+ * only), eng_loss_plan_finish runs the rest and reduces in task order. Any
+ * other outcome (the guess did not hold, or failed to read or plan) is the
+ * buffered path, untouched: errors and their positions are its own.
+ *
+ * Non-finite values: with nan_policy "raise", the steps also scan y_pred's
+ * decoded elements in order (before the tasks that read them); what was
+ * scanned, and the first non-finite found, goes to the whole request's
+ * pack (early_mark), and tensor.c's check starts where the scan stopped:
+ * the same first index, so the same error. A non-finite value found stops
+ * the tasks (the request fails before the loss).
+ *
+ * Not started early: reduction "none" (the plan would hold a value per
+ * position through the upload, and rendering them, not the loss, is that
+ * request's cost). What a plan holds is then its partial tables, at most
+ * ~32 MiB by eng_loss_plan_new's cut, and the guess's small tree.
+ */
+#define EARLY_SCAN ((int64_t)1 << 20) /* elements scanned a step */
+
+struct api_early {
+	const api_ctx *ctx;
+	char *text; /* the guess (NUL-terminated) */
+	size_t len;
+	api_packed *sp; /* its packs until parsed (then pk) */
+	size_t sent;
+	const unsigned char *pred; /* where the string's bytes go */
+	json_t *req;
+	api_packed *pk;
+	loss_in in;
+	bool read;
+	eng_loss_plan *plan;
+	size_t esz;       /* y_pred's element size */
+	bool scan;        /* y_pred is scanned (nan_policy raise, a float dtype) */
+	int64_t scanned;  /* its elements scanned for non-finite values */
+	int64_t scan_bad; /* the first non-finite among them, or -1 */
+	eng_dtype scan_dt;
+	bool used;          /* the guess held: the answer used the plan */
+	int64_t ran, tasks; /* then: its tasks run early, of all */
+};
+
+void api_loss_early_free(api_early *e)
+{
+	if (!e)
+		return;
+	eng_loss_plan_free(e->plan);
+	if (e->read)
+		loss_in_free(&e->in);
+	api_packed_free(e->pk);
+	json_decref(e->req);
+	api_packed_free(e->sp);
+	api__free(e->text);
+	api__free(e);
+}
+
+int api_loss_early_new(api_early **out, const api_ctx *ctx, const api_body *b)
+{
+	api__body_snap sn;
+	api_early *e = NULL;
+	char ph[40];
+	int rc = -1;
+
+	*out = NULL;
+	if (api__body_snapshot(b, &sn))
+		return -1;
+	int phn = snprintf(ph, sizeof ph, "\"\\u0000%zu\"", sn.npacks);
+	size_t cap = sn.len + (size_t)phn + (size_t)sn.depth + 1;
+	if (!(e = api__malloc(sizeof *e)))
+		return -1;
+	memset(e, 0, sizeof *e);
+	e->ctx = ctx;
+	e->sent = sn.sent;
+	e->pred = sn.decoded;
+	if (!(e->text = api__malloc(cap)) || !(e->sp = api__malloc(sizeof *e->sp)))
+		goto out;
+	memset(e->sp, 0, sizeof *e->sp);
+	if (!(e->sp->packs = api__malloc((sn.npacks + 1) * sizeof *e->sp->packs)))
+		goto out;
+	if (sn.len)
+		memcpy(e->text, sn.text, sn.len);
+	memcpy(e->text + sn.len, ph, (size_t)phn);
+	e->len = sn.len + (size_t)phn;
+	for (int d = sn.depth - 1; d >= 0; d--)
+		e->text[e->len++] = sn.open[d] ? ']' : '}';
+	e->text[e->len] = '\0';
+	if (sn.npacks)
+		memcpy(e->sp->packs, sn.packs, sn.npacks * sizeof *sn.packs);
+	api__pack *pp = &e->sp->packs[sn.npacks];
+	memset(pp, 0, sizeof *pp);
+	pp->decoded = sn.decoded;
+	pp->pending = true;
+	pp->nbytes = pp->bad_at = SIZE_MAX;
+	pp->body_start = sn.start;
+	pp->body_end = sn.sent;
+	pp->skel_start = sn.len;
+	pp->skel_end = sn.len + (size_t)phn;
+	e->sp->n = e->sp->nstream = e->sp->cap = sn.npacks + 1;
+	*out = e;
+	e = NULL;
+	rc = 0;
+out:
+	api_loss_early_free(e);
+	return rc;
+}
+
+int api_loss_early_prepare(api_early *e)
+{
+	static const api_ctx defaults = API_CTX_INIT;
+	const api_ctx *ctx = e->ctx ? e->ctx : &defaults;
+	api_problem p = {0};
+	eng_error err = {0};
+	int64_t budget = ctx->max_elements;
+
+	e->req = api__parse_sent(ctx, e->text, e->len, e->sp, e->sent, &e->pk, &p);
+	e->sp = NULL; /* parse's now */
+	if (!e->req || !json_is_object(e->req) || api__field(e->req, "heads"))
+		return -1;
+	loss_in_init(&e->in);
+	e->read = true;
+	if (loss_read(&e->in, ctx, e->req, "", &budget, e->pk, &p))
+		return -1;
+	const eng_tensor *yp = &e->in.t[T_PRED].t;
+	if (yp->data != (const void *)e->pred)
+		return -1; /* the string is not y_pred */
+	if (e->in.o.reduction == ENG_RED_NONE)
+		return -1; /* a value per position: its reply, not the loss, is the cost,
+		            * and the plan would hold them through the upload */
+	e->esz = eng_dtype_size(yp->dtype);
+	e->scan_dt = yp->dtype;
+	e->scan_bad = -1;
+	e->scan = !e->in.o.propagate_nan && (yp->dtype == ENG_F32 || yp->dtype == ENG_F64);
+	if (eng_loss_plan_new(&e->plan, &e->in.t[T_TRUE].t, yp, &e->in.o, &err))
+		return -1;
+	return 0;
+}
+
+int api_loss_early_step(api_early *e, size_t ready)
+{
+	if (!e || !e->plan || e->scan_bad >= 0)
+		return 0; /* a non-finite value: the request fails before the loss */
+	int64_t have = (int64_t)(ready / e->esz), size = e->in.t[T_PRED].t.size;
+	if (e->scan && e->scanned < size && e->scanned < have) {
+		int64_t to = have < size ? have : size;
+		if (to - e->scanned > EARLY_SCAN)
+			to = e->scanned + EARLY_SCAN;
+		e->scan_bad = api__first_nonfinite(e->scan_dt, e->pred, e->scanned, to);
+		e->scanned = to;
+		return 1;
+	}
+	int64_t t = eng_loss_plan_done(e->plan);
+	if (t >= eng_loss_plan_tasks(e->plan) ||
+	    (uint64_t)eng_loss_plan_pred_end(e->plan, t) * e->esz > ready)
+		return 0;
+	eng_loss_plan_run(e->plan, t + 1);
+	return 1;
+}
+
+/* Hands what e scanned of y_pred's string to its pack in pk (the whole
+ * request's), so the tensor's check does not read it again. */
+static void early_mark(const api_early *e, api_packed *pk)
+{
+	if (!e || !e->scan || !e->scanned || !pk)
+		return;
+	for (size_t i = 0; i < pk->nstream; i++) {
+		api__pack *q = &pk->packs[i];
+		if (q->rank == 0 && q->decoded == e->pred) {
+			q->scanned = e->scanned;
+			q->scanned_bad = e->scan_bad;
+			q->scanned_dt = e->scan_dt;
+		}
+	}
+}
+
+bool api_loss_early_used(const api_early *e, int64_t *ran, int64_t *tasks)
+{
+	*ran = e && e->used ? e->ran : 0;
+	*tasks = e && e->used ? e->tasks : 0;
+	return e && e->used;
+}
+
+static bool early_holds(const api_early *e, const json_t *obj, const loss_in *in)
+{
+	if (!e || !e->plan || !json_equal(e->req, (json_t *)obj))
+		return false;
+	const eng_tensor *a = &e->in.t[T_PRED].t, *b = &in->t[T_PRED].t;
+	return a->dtype == b->dtype && a->ndim == b->ndim && a->size == b->size &&
+	       a->data == b->data &&
+	       !memcmp(a->shape, b->shape, (size_t)a->ndim * sizeof a->shape[0]);
+}
+
+/* The early plan's result; the plan is freed here (before the reply is
+ * built: its parts are the larger). */
+static int early_finish(eng_loss_result **out, api_early *e, const eng_parallel *par,
+                        eng_error *err)
+{
+	e->used = true;
+	e->ran = eng_loss_plan_done(e->plan);
+	e->tasks = eng_loss_plan_tasks(e->plan);
+	int rc = eng_loss_plan_finish(out, e->plan, par, err);
+	eng_loss_plan_free(e->plan);
+	e->plan = NULL;
 	return rc;
 }
 
@@ -556,7 +830,7 @@ static int heads(json_t **reply, const api_ctx *ctx, const json_t *obj, int64_t 
 		json_t *r;
 		double v;
 		snprintf(base, sizeof base, "/heads/%zu", i);
-		if (one_loss(&r, &v, ctx, json_array_get(hs, i), base, budget, pk, p))
+		if (one_loss(&r, &v, ctx, json_array_get(hs, i), base, budget, pk, NULL, p))
 			goto out;
 		if (json_array_append_new(list, r)) {
 			api_problem_set(p, 503, "out_of_memory", "", "out of memory");
@@ -581,8 +855,10 @@ out:
 
 /* ---- the endpoint --------------------------------------------------------------------- */
 
-/* The body is body[0, len), or sent when not NULL. */
-static void loss(api_reply *out, const api_ctx *ctx, const char *body, size_t len, api_body *sent)
+/* The body is body[0, len), or sent when not NULL (early: its loss
+ * started as it arrived, or NULL). */
+static void loss(api_reply *out, const api_ctx *ctx, const char *body, size_t len, api_body *sent,
+                 api_early *early)
 {
 	api_ctx defaults = API_CTX_INIT;
 	api_problem p = {0};
@@ -600,10 +876,11 @@ static void loss(api_reply *out, const api_ctx *ctx, const char *body, size_t le
 		api_reply_problem(out, &p);
 		return;
 	}
+	early_mark(early, pk);
 	if (api__field(req, "heads"))
 		rc = heads(&reply, ctx, req, &budget, pk, &p);
 	else
-		rc = one_loss(&reply, &v, ctx, req, "", &budget, pk, &p);
+		rc = one_loss(&reply, &v, ctx, req, "", &budget, pk, early, &p);
 	json_decref(req);
 	api_packed_free(pk);
 	if (rc) {
@@ -615,10 +892,15 @@ static void loss(api_reply *out, const api_ctx *ctx, const char *body, size_t le
 
 void api_loss(api_reply *out, const api_ctx *ctx, const char *body, size_t len)
 {
-	loss(out, ctx, body, len, NULL);
+	loss(out, ctx, body, len, NULL, NULL);
 }
 
 void api_loss_sent(api_reply *out, const api_ctx *ctx, api_body *b)
 {
-	loss(out, ctx, NULL, 0, b);
+	loss(out, ctx, NULL, 0, b, NULL);
+}
+
+void api_loss_sent_early(api_reply *out, const api_ctx *ctx, api_body *b, api_early *e)
+{
+	loss(out, ctx, NULL, 0, b, e);
 }

@@ -36,6 +36,14 @@ typedef struct api__pack {
 	 * the bytes after the last of them (it may be pretty-printed) */
 	size_t lines, last_col;
 	size_t skel_start, skel_end; /* its placeholder's bytes in the skeleton */
+	/* a string still being decoded (an early loss's guess, loss.c): a
+	 * tensor views its bytes unchecked, as they will be */
+	bool pending;
+	/* a decoded string an early loss scanned for non-finite values as it
+	 * arrived (loss.c): its first `scanned` elements as scanned_dt, and
+	 * the first non-finite among them (-1: none); 0 when not scanned */
+	int64_t scanned, scanned_bad;
+	eng_dtype scanned_dt;
 } api__pack;
 
 struct api_packed {
@@ -97,6 +105,27 @@ json_t *api__parse_sent(const api_ctx *ctx, const char *text, size_t len, api_pa
 
 /* The parse of a body read by body.c: ends it (a string still open is
  * text) and parses it as api_parse_body_packed would the body as sent. */
+/* What api_loss_early_new copies of a body decoding a string (body.c):
+ * the text before the string's '"', the packs before it, where its bytes
+ * go, its offset and the body's length so far. All borrowed from b.
+ * -1 when b decodes no string. */
+typedef struct api__body_snap {
+	const char *text;
+	size_t len;
+	const api__pack *packs;
+	size_t npacks;
+	const unsigned char *decoded;
+	size_t start, sent;
+	const unsigned char *open; /* 1: an array, 0: an object, per open container */
+	int depth;
+} api__body_snap;
+
+int api__body_snapshot(const api_body *b, api__body_snap *out);
+
+/* tensor.c: the first NaN or Inf among elements [from, to) of a float32
+ * or float64 payload (other dtypes: none), or -1. */
+int64_t api__first_nonfinite(eng_dtype dt, const void *data, int64_t from, int64_t to);
+
 json_t *api__body_parse(const api_ctx *ctx, api_body *b, api_packed **packed, api_problem *p);
 
 enum { API__PACK_MIN = 16, API__PACK_STR_MIN = 1024 };

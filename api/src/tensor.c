@@ -370,16 +370,17 @@ fail:
 	return -1;
 }
 
-/* Index of the first NaN or Inf in a float tensor, or -1. float32 is
- * checked a block at a time without branches (vectorized: this pass reads
- * a whole decoded tensor), and the block that has one is searched. */
-static int64_t first_nonfinite(const eng_tensor *t)
+/* Index of the first NaN or Inf among elements [from, to) of a float
+ * payload, or -1. float32 is checked a block at a time without branches
+ * (vectorized: this pass reads a whole decoded tensor), and the block that
+ * has one is searched. */
+int64_t api__first_nonfinite(eng_dtype dt, const void *data, int64_t from, int64_t to)
 {
-	if (t->dtype == ENG_F32) {
-		const uint32_t *u = t->data;
+	if (dt == ENG_F32) {
+		const uint32_t *u = data;
 		enum { BLK = 1024 };
-		for (int64_t b = 0; b < t->size; b += BLK) {
-			int64_t e = t->size - b < BLK ? t->size : b + BLK;
+		for (int64_t b = from; b < to; b += BLK) {
+			int64_t e = to - b < BLK ? to : b + BLK;
 			uint32_t any = 0;
 			for (int64_t i = b; i < e; i++)
 				any |= (uint32_t)((u[i] & 0x7f800000u) == 0x7f800000u);
@@ -387,13 +388,28 @@ static int64_t first_nonfinite(const eng_tensor *t)
 				if ((u[i] & 0x7f800000u) == 0x7f800000u)
 					return i;
 		}
-	} else if (t->dtype == ENG_F64) {
-		const uint64_t *u = t->data;
-		for (int64_t i = 0; i < t->size; i++)
+	} else if (dt == ENG_F64) {
+		const uint64_t *u = data;
+		for (int64_t i = from; i < to; i++)
 			if ((u[i] & 0x7ff0000000000000ull) == 0x7ff0000000000000ull)
 				return i;
 	}
 	return -1;
+}
+
+/* The first non-finite element of t, or -1; what an early loss already
+ * scanned of these bytes (lifted's scanned, when it views them as t's
+ * dtype) is not read again. */
+static int64_t first_nonfinite(const eng_tensor *t, const api__pack *lifted)
+{
+	int64_t from = 0;
+	if (lifted && lifted->scanned > 0 && lifted->decoded == t->data &&
+	    lifted->scanned_dt == t->dtype && lifted->scanned <= t->size) {
+		if (lifted->scanned_bad >= 0)
+			return lifted->scanned_bad;
+		from = lifted->scanned;
+	}
+	return api__first_nonfinite(t->dtype, t->data, from, t->size);
 }
 
 /* ---- tensor objects -------------------------------------------------------------- */
@@ -571,6 +587,14 @@ static int decode_b64(api_tensor *out, json_t *obj, const char *pointer,
 	/* decoded as the body arrived (body.c): the same checks, in the same
 	 * order, on what the decoder noted; the tensor views the bytes */
 	const unsigned char *early = lifted ? lifted->decoded : NULL;
+	if (early && lifted->pending) {
+		/* still arriving (an early loss's guess): checked when it has */
+		if (charge(opts, size, pointer, p))
+			return -1;
+		set_view(out, dt, ndim, shape, size, NULL);
+		out->t.data = early;
+		return 0;
+	}
 	snprintf(ptr, sizeof ptr, "%s/b64", pointer ? pointer : "");
 	size_t nbytes = early ? lifted->nbytes : api__b64_decoded_size(str, len);
 	if (nbytes == SIZE_MAX)
@@ -608,7 +632,7 @@ static int decode_b64(api_tensor *out, json_t *obj, const char *pointer,
 	set_view(out, dt, ndim, shape, size, buf);
 decoded:
 	if (!opts || !opts->allow_nonfinite) {
-		int64_t i = first_nonfinite(&out->t);
+		int64_t i = first_nonfinite(&out->t, lifted);
 		if (i >= 0) {
 			double x = eng_tensor_at(&out->t, i);
 			api_problem_set(p, 422, "non_finite", pointer,

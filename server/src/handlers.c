@@ -69,7 +69,7 @@ void srv__dispatch(api_reply *out, enum srv__route route, const srv_request *req
 	switch (route) {
 	case SRV_ROUTE_LOSS:
 		if (req->sent)
-			api_loss_sent(out, req->api, req->sent);
+			api_loss_sent_early(out, req->api, req->sent, req->early);
 		else
 			api_loss(out, req->api, req->body, req->len);
 		return;

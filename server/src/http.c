@@ -70,6 +70,9 @@
  * bodymem.c (reused across requests, so no fresh pages to clear), the rest
  * kept as text; the budget is taken as that text and the arena grow, and
  * the handler answers from them (api_loss_sent) as from the whole body.
+ * For /v1/loss, early.c's helper may meanwhile run the loss on the rows
+ * decoded (srv__early_feed after each chunk); it is stopped and joined
+ * before the handler runs and before the arena is given back (drop_body).
  *
  * Lock order: no lock is held here; the hand-off lock lives in loop.c,
  * the log lock in log.c, the budget's in budget.c and the connection
@@ -103,6 +106,7 @@
 #include "bodymem.h"
 #include "budget.h"
 #include "conns.h"
+#include "early.h"
 #include "headers.h"
 #include "log.h"
 #include "lossd/api_stream.h"
@@ -154,6 +158,8 @@ struct req {
 	api_body *sent; /* new: the body read as it arrives, or NULL (then body) */
 	void *arena;    /* sent's arena, from s->bodymem */
 	size_t arena_cap;
+	srv__early *early; /* new: a loss started on sent's rows (early.c), or NULL */
+	int early_tries;
 	uint64_t bytes_in;
 	api_reply reply; /* filled by the worker */
 	int status;
@@ -367,6 +373,8 @@ static void drop_body(struct req *r)
 	free(r->body);
 	r->body = NULL;
 	r->len = r->cap = 0;
+	/* the helper reads the arena: stopped first */
+	api_loss_early_free(srv__early_end(&r->early, &r->srv->early_running));
 	if (r->arena) {
 		size_t used = api_body_held(r->sent);
 		api_body_free(r->sent);
@@ -401,8 +409,12 @@ static void sent_chunk(struct req *r, const char *data, size_t n)
 {
 	if (api_body_feed(r->sent, data, n) == 0) {
 		size_t held = api_body_held(r->sent);
-		if (held <= r->reserved || reserve(r, held - r->reserved))
+		if (held <= r->reserved || reserve(r, held - r->reserved)) {
+			if (r->route == SRV_ROUTE_LOSS)
+				srv__early_feed(&r->early, &r->early_tries, &r->srv->early_running,
+				                &r->srv->api, r->sent);
 			return;
+		}
 	}
 	r->over_budget = true;
 	drop_body(r);
@@ -619,6 +631,7 @@ static void job_finish(void *arg);
  * then *deferred is true on return and r may be gone already. */
 static void run_handler(struct req *r, bool *deferred)
 {
+	api_early *early = srv__early_end(&r->early, &r->srv->early_running);
 	srv_request q = {
 	        .method = r->match.info->method, /* HEAD arrives as GET */
 	        .route = r->match.info->pattern,
@@ -627,6 +640,7 @@ static void run_handler(struct req *r, bool *deferred)
 	        .body = r->body ? r->body : "",
 	        .len = r->len,
 	        .sent = r->sent,
+	        .early = early,
 	        .idempotency_key = r->has_idem ? r->idem_key : NULL,
 	        .principal = r->srv->auth ? r->principal : NULL,
 	        .admin = r->srv->auth && r->role == SRV_ROLE_ADMIN,
@@ -638,6 +652,12 @@ static void run_handler(struct req *r, bool *deferred)
 	};
 	memset(&r->reply, 0, sizeof(r->reply));
 	srv__dispatch(&r->reply, r->route, &q);
+	if (early) {
+		int64_t ran, tasks;
+		bool used = api_loss_early_used(early, &ran, &tasks);
+		srv__metrics_early(used, ran);
+		api_loss_early_free(early);
+	}
 	if (deferred && *deferred)
 		return;
 	if (!r->reply.status)

@@ -12,7 +12,8 @@
  * http_request_duration_seconds{route} (histogram), http_in_flight_requests,
  * http_queue_depth, http_request_bytes_total, http_response_bytes_total,
  * http_overloaded_total, http_buffered_bytes,
- * http_connections_cut_total{reason}, draining,
+ * http_connections_cut_total{reason}, loss_early_total{outcome},
+ * loss_early_tasks_total, draining,
  * build_info{version,...}; and the stream
  * store's streams, store_commit_groups_total (commits: one fsync each),
  * store_commit_ops_total (their ratio is the group-commit batching factor),
@@ -57,6 +58,7 @@ static atomic_uint_fast64_t requests[SRV_ROUTE_COUNT][NSTATUS];
 static atomic_uint_fast64_t hist[SRV_ROUTE_COUNT][NBUCKET + 1]; /* last: +Inf */
 static atomic_uint_fast64_t hist_sum_us[SRV_ROUTE_COUNT];
 static atomic_uint_fast64_t bytes_in_total, bytes_out_total, overloaded_total;
+static atomic_uint_fast64_t early_used_total, early_unused_total, early_tasks_total;
 static atomic_uint_fast64_t cut_total[SRV_CUT__COUNT];
 static const char *const cut_names[SRV_CUT__COUNT] = {"request_timeout", "slow_body",
                                                       "evicted_idle", "refused"};
@@ -110,6 +112,13 @@ int64_t srv__metrics_queued(void)
 	return (int64_t)atomic_load_explicit(&queued, memory_order_relaxed);
 }
 
+void srv__metrics_early(bool used, int64_t ran)
+{
+	atomic_fetch_add_explicit(used ? &early_used_total : &early_unused_total, 1,
+	                          memory_order_relaxed);
+	atomic_fetch_add_explicit(&early_tasks_total, (uint_fast64_t)ran, memory_order_relaxed);
+}
+
 void srv__metrics_overloaded(void)
 {
 	atomic_fetch_add_explicit(&overloaded_total, 1, memory_order_relaxed);
@@ -143,6 +152,9 @@ void srv__metrics_reset(void)
 	atomic_store(&bytes_in_total, 0);
 	atomic_store(&bytes_out_total, 0);
 	atomic_store(&overloaded_total, 0);
+	atomic_store(&early_used_total, 0);
+	atomic_store(&early_unused_total, 0);
+	atomic_store(&early_tasks_total, 0);
 	for (size_t i = 0; i < SRV_CUT__COUNT; i++)
 		atomic_store(&cut_total[i], 0);
 	atomic_store(&inflight, 0);
@@ -248,12 +260,24 @@ char *srv__metrics_render(srv__streams *ss, size_t *len)
 	        "# HELP lossd_http_overloaded_total Requests refused with 503 overloaded.\n"
 	        "# TYPE lossd_http_overloaded_total counter\n"
 	        "lossd_http_overloaded_total %llu\n"
+	        "# HELP lossd_loss_early_total Large /v1/loss bodies whose loss a helper "
+	        "planned as they arrived, by whether the answer used that work.\n"
+	        "# TYPE lossd_loss_early_total counter\n"
+	        "lossd_loss_early_total{outcome=\"used\"} %llu\n"
+	        "lossd_loss_early_total{outcome=\"unused\"} %llu\n"
+	        "# HELP lossd_loss_early_tasks_total Loss tasks those used ran before their "
+	        "body ended.\n"
+	        "# TYPE lossd_loss_early_tasks_total counter\n"
+	        "lossd_loss_early_tasks_total %llu\n"
 	        "# HELP lossd_draining 1 after SIGTERM, while open requests finish.\n"
 	        "# TYPE lossd_draining gauge\n"
 	        "lossd_draining %d\n",
 	        (long long)srv__metrics_inflight(), (long long)srv__metrics_queued(),
 	        (unsigned long long)ld(&bytes_in_total), (unsigned long long)ld(&bytes_out_total),
-	        (unsigned long long)ld(&overloaded_total), atomic_load(&draining));
+	        (unsigned long long)ld(&overloaded_total),
+	        (unsigned long long)ld(&early_used_total),
+	        (unsigned long long)ld(&early_unused_total),
+	        (unsigned long long)ld(&early_tasks_total), atomic_load(&draining));
 
 	bprintf(&b,
 	        "# HELP lossd_http_buffered_bytes Request-body bytes held in memory (taken "

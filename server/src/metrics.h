@@ -4,6 +4,7 @@
 #ifndef LOSSD_SERVER_METRICS_H
 #define LOSSD_SERVER_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,6 +20,10 @@ void srv__metrics_inflight_add(int delta);
 void srv__metrics_queued_add(int delta);
 int64_t srv__metrics_inflight(void);
 int64_t srv__metrics_queued(void);
+
+/* A /v1/loss answered after early.c's helper planned its loss: whether
+ * the answer used that work, and its tasks run early. Any thread. */
+void srv__metrics_early(bool used, int64_t ran);
 
 /* Requests refused with 503 overloaded. Any thread. */
 void srv__metrics_overloaded(void);

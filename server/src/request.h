@@ -31,6 +31,7 @@ typedef struct srv_request {
 	size_t len;
 	api_body *sent;               /* the body read as it arrives (api_body_feed), or NULL: then
 	                 * body and len (/v1/loss and /v1/auc only) */
+	api_early *early;             /* borrowed, or NULL: sent's loss started as it arrived */
 	const char *idempotency_key;  /* Idempotency-Key header or NULL; http.c admits 1 to
 	                              * API_IDEMPOTENCY_KEY_MAX bytes (400 otherwise) */
 	const char *principal;        /* owner of the bearer token, or NULL when auth is off */

@@ -36,6 +36,7 @@ typedef struct srv__server {
 					  at most half of --max-inflight, so writes
 					  waiting on a stalled disk leave room for the
 					  compute routes */
+	atomic_int early_running;     /* early.c's helpers (http.c's requests) */
 	atomic_int inflight;          /* admitted to the workers, not yet resumed;
 					  SRV_INFLIGHT_CLOSED once stopping */
 	atomic_uint_fast64_t next_id; /* request id counter */

@@ -106,6 +106,41 @@ class BodyStream(unittest.TestCase):
                         self.assertEqual(r.json()["pointer"], "/y_pred/b64")
         self.assertEqual(self.srv.get("/healthz").status, 200)
 
+    def test_loss_started_early(self):
+        """y_pred last: a helper runs the loss on the rows decoded while the
+        rest arrives (lossd_loss_early_total "used" counts the request), and the
+        reply is still the chunked path's (both() compares them). A key after
+        y_pred: the guess does not hold ("unused"), same reply. A client
+        that goes away mid-body leaves the server answering."""
+        def m(name):
+            return self.srv.metric(name) or 0
+        used, unused = 'lossd_loss_early_total{outcome="used"}', \
+            'lossd_loss_early_total{outcome="unused"}'
+        u0, n0 = m(used), m(unused)
+        r = self.both(body())
+        self.assertEqual(r.status, 200, r.body[:300])
+        self.assertEqual(m(used), u0 + 1)  # the chunked one is gathered whole
+        r = self.both(body(tail=', "per_class": false'))
+        self.assertEqual(r.status, 200, r.body[:300])
+        self.assertNotIn("per_class", r.json())
+        self.assertEqual(m(used), u0 + 1)
+        self.assertEqual(m(unused), n0 + 1)
+        data = body()
+        for cut in (700000, len(data) - 10):
+            s = socket.create_connection(("127.0.0.1", self.srv.port), timeout=30)
+            s.sendall(b"POST /v1/loss HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\n\r\n" % len(data) + data[:cut])
+            s.close()
+        # Their helpers end with them (once the server has seen them go):
+        # a later request finds a free helper (at most 2 run at once), so
+        # the early work is used again; were they leaked, it never would be.
+        for _ in range(20):
+            r = self.both(data)
+            self.assertEqual(r.status, 200, r.body[:300])
+            if m(used) > u0 + 1:
+                break
+        self.assertEqual(m(used), u0 + 2)
+
     def test_auc(self):
         rnd = random.Random(3)
         s = array.array("f", (rnd.random() for _ in range(400000)))

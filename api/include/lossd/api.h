@@ -201,6 +201,12 @@ size_t api_body_len(const api_body *b);
 /* Accepts NULL. The arena is the caller's again. */
 void api_body_free(api_body *b);
 
+/* While b decodes a lifted "b64" string: the bytes of it decoded for good
+ * so far (in b's arena; they never change again, while b lives), and in
+ * *id the string's offset in the body (one per string). SIZE_MAX when b
+ * decodes none. For api_loss_early_new's caller. */
+size_t api_body_decoding(const api_body *b, size_t *id);
+
 /* ---- endpoints ------------------------------------------------------------------ */
 /* POST /v1/loss (docs/API.md section 2). Any thread. */
 void api_loss(api_reply *out, const api_ctx *ctx, const char *body, size_t len);
@@ -212,5 +218,39 @@ void api_auc(api_reply *out, const api_ctx *ctx, const char *body, size_t len);
  * call: b can only be freed afterwards). Any thread. */
 void api_loss_sent(api_reply *out, const api_ctx *ctx, api_body *b);
 void api_auc_sent(api_reply *out, const api_ctx *ctx, api_body *b);
+
+/*
+ * A /v1/loss loss started on the rows of y_pred already decoded, while the
+ * rest of the body arrives (api/src/loss.c says how and why it answers bit
+ * for bit as the buffered path). A guess taken when b starts decoding a
+ * long string: that the string is y_pred's "b64", every other field came
+ * before it, and only closing brackets follow. api_loss_sent_early checks
+ * the guess against the whole request and uses the early work only when
+ * it held; otherwise it answers as api_loss_sent.
+ *
+ * api_loss_early_new: on the thread feeding b, while api_body_decoding(b)
+ * is not SIZE_MAX; copies what it needs (the text so far, the pack table:
+ * small), so b may be fed on. *out new (api_loss_early_free), or NULL
+ * (returns -1) when out of memory. ctx borrowed until the free.
+ * api_loss_early_prepare: then on any one thread: parses the guess,
+ * decodes its other tensors, plans the loss; 0 when the loss can start
+ * early, -1 when not (the guess is then simply not used).
+ * api_loss_early_step: runs the next task of the plan when its rows lie
+ * within the string's first `ready` bytes (api_body_decoding, handed over
+ * by the caller with a happens-before); 1 when one ran, 0 when none could.
+ * Reads b's arena: stop calling it before b is freed.
+ * api_loss_sent_early: as api_loss_sent, e (may be NULL) borrowed and no
+ * longer stepped by anyone. Any thread. Then api_loss_early_used says
+ * whether the answer used e's work, and how many of its tasks had run
+ * early (*ran) of all (*tasks); 0 and false otherwise.
+ */
+typedef struct api_early api_early;
+
+int api_loss_early_new(api_early **out, const api_ctx *ctx, const api_body *b);
+int api_loss_early_prepare(api_early *e);
+int api_loss_early_step(api_early *e, size_t ready);
+void api_loss_early_free(api_early *e);
+void api_loss_sent_early(api_reply *out, const api_ctx *ctx, api_body *b, api_early *e);
+bool api_loss_early_used(const api_early *e, int64_t *ran, int64_t *tasks);
 
 #endif

@@ -1,0 +1,179 @@
+/*
+ * race_early.c - server/src/early.c's helper thread against the thread
+ * feeding the body: a large base64 /v1/loss body fed chunk by chunk as
+ * http.c feeds it (srv__early_feed after every chunk, with pauses so the
+ * helper runs tasks while the arena is still being written), then
+ * srv__early_end and api_loss_sent_early. The reply must be api_loss's of
+ * the whole body byte for byte, the early work used, and a body given up
+ * half-way (a client gone) must end its helper before the arena is freed.
+ * Several requests at once, each its own feeding thread, share the
+ * server-wide cap on helpers. Meant for ThreadSanitizer
+ * (-DLOSSD_SANITIZE=thread); a plain executable, exit status 0 = pass.
+ */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "early.h"
+
+#define ROWS    4096
+#define C       64 /* 262144 logits: 8 tasks */
+#define THREADS 3
+#define ROUNDS  3
+
+static const api_ctx ctx = API_CTX_INIT;
+static atomic_int running;
+static char *body, *want;
+static size_t body_len, want_len;
+static atomic_int failures, used_count;
+
+static void fail(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "race_early: ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\n");
+	va_end(ap);
+	atomic_fetch_add(&failures, 1);
+}
+
+static const char b64c[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static void b64(char *dst, const unsigned char *s, size_t n)
+{
+	size_t i = 0;
+	for (; i + 3 <= n; i += 3, dst += 4) {
+		uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
+		for (int k = 0; k < 4; k++)
+			dst[k] = b64c[(v >> (18 - 6 * k)) & 63];
+	}
+	if (n - i == 1) {
+		uint32_t v = (uint32_t)s[i] << 16;
+		dst[0] = b64c[v >> 18];
+		dst[1] = b64c[(v >> 12) & 63];
+		dst[2] = dst[3] = '=';
+		dst += 4;
+	} else if (n - i == 2) {
+		uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8;
+		dst[0] = b64c[v >> 18];
+		dst[1] = b64c[(v >> 12) & 63];
+		dst[2] = b64c[(v >> 6) & 63];
+		dst[3] = '=';
+		dst += 4;
+	}
+	*dst = '\0';
+}
+
+static void make_body(void)
+{
+	float *x = malloc((size_t)ROWS * C * sizeof *x);
+	int32_t *y = malloc(ROWS * sizeof *y);
+	uint32_t seed = 1;
+	for (size_t i = 0; i < (size_t)ROWS * C; i++) {
+		seed = seed * 1664525u + 1013904223u;
+		x[i] = (float)((int)(seed >> 8) % 2000 - 1000) / 250.0f;
+	}
+	for (int i = 0; i < ROWS; i++)
+		y[i] = (int32_t)((i * 7) % C);
+	size_t xb = ((size_t)ROWS * C * 4 + 2) / 3 * 4, yb = (ROWS * 4 + 2) / 3 * 4;
+	char *xs = malloc(xb + 1), *ys = malloc(yb + 1);
+	b64(xs, (const unsigned char *)x, (size_t)ROWS * C * 4);
+	b64(ys, (const unsigned char *)y, ROWS * 4);
+	body = malloc(xb + yb + 512);
+	body_len =
+	        (size_t)sprintf(body,
+	                        "{\"loss\": \"sparse_categorical_crossentropy\", \"from_logits\": "
+	                        "true, \"y_true\": {\"shape\": [%d], \"dtype\": \"int32\", "
+	                        "\"b64\": \"%s\"}, \"y_pred\": {\"shape\": [%d, %d], "
+	                        "\"dtype\": \"float32\", \"b64\": \"%s\"}}",
+	                        ROWS, ys, ROWS, C, xs);
+	free(xs);
+	free(ys);
+	free(x);
+	free(y);
+}
+
+/* One request: fed in chunks of `chunk`, given up after `upto` bytes when
+ * upto < body_len. */
+static void request(size_t chunk, size_t upto)
+{
+	size_t cap = api_body_arena_size(body_len);
+	void *arena = aligned_alloc(64, (cap + 63) / 64 * 64);
+	api_body *b = NULL;
+	srv__early *early = NULL;
+	int tries = 0;
+	struct timespec nap = {0, 200000};
+
+	if (!arena || api_body_new(&b, arena, cap, body_len, ctx.max_depth)) {
+		fail("out of memory");
+		free(arena);
+		return;
+	}
+	for (size_t at = 0; at < upto; at += chunk) {
+		size_t n = upto - at < chunk ? upto - at : chunk;
+		if (api_body_feed(b, body + at, n)) {
+			fail("feed failed at %zu", at);
+			break;
+		}
+		srv__early_feed(&early, &tries, &running, &ctx, b);
+		if (at / chunk % 16 == 0)
+			nanosleep(&nap, NULL); /* let the helper catch up now and then */
+	}
+	api_early *e = srv__early_end(&early, &running);
+	if (upto == body_len) {
+		api_reply got = {0};
+		int64_t ran, tasks;
+		api_loss_sent_early(&got, &ctx, b, e);
+		if (got.len != want_len || memcmp(got.body, want, want_len))
+			fail("chunks of %zu: %.200s, whole body %.200s", chunk, got.body, want);
+		if (api_loss_early_used(e, &ran, &tasks))
+			atomic_fetch_add(&used_count, 1);
+		api_reply_free(&got);
+	}
+	api_loss_early_free(e);
+	api_body_free(b);
+	free(arena);
+}
+
+static void *worker(void *arg)
+{
+	size_t k = (size_t)(uintptr_t)arg;
+	for (int r = 0; r < ROUNDS; r++) {
+		request(4093 + 1000 * k, body_len);
+		request(65536, body_len / 2 + 1000 * k); /* a client gone mid-body */
+	}
+	return NULL;
+}
+
+int main(void)
+{
+	api_reply w = {0};
+	pthread_t th[THREADS];
+
+	make_body();
+	api_loss(&w, &ctx, body, body_len);
+	if (w.status != 200) {
+		fprintf(stderr, "race_early: whole body answered %d %s\n", w.status, w.body);
+		return 1;
+	}
+	want = w.body;
+	want_len = w.len;
+	for (size_t k = 0; k < THREADS; k++)
+		pthread_create(&th[k], NULL, worker, (void *)(uintptr_t)k);
+	for (size_t k = 0; k < THREADS; k++)
+		pthread_join(th[k], NULL);
+	if (atomic_load(&running) != 0)
+		fail("%d helpers still counted as running", atomic_load(&running));
+	if (atomic_load(&used_count) == 0)
+		fail("no request used its early work");
+	printf("race_early: %d of %d requests used their early work\n", atomic_load(&used_count),
+	       THREADS * ROUNDS);
+	api_reply_free(&w);
+	free(body);
+	return atomic_load(&failures) ? 1 : 0;
+}

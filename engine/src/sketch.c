@@ -241,6 +241,14 @@ static inline uint64_t cell_span(const bucket *x)
  * small update into a stream.) */
 static int64_t merge_lists(bucket *out, const bucket *a, int64_t na, const bucket *b, int64_t nb)
 {
+	if (na == 0 || nb == 0) {
+		/* One list: its cells are disjoint already (I), nothing folds
+		 * (an update's batch into the empty list of its delta). */
+		int64_t n = na ? na : nb;
+		if (n > 0)
+			memcpy(out, na ? a : b, (size_t)n * sizeof(bucket));
+		return n;
+	}
 	int64_t i = 0, j = 0, m = 0;
 	uint64_t ma = 0, ca = 0, mb = 0, cb = 0; /* span and start of a[i], b[j] */
 	uint64_t tlo = 0, thi = 0;               /* the cell of out[m - 1] */

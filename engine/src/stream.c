@@ -48,6 +48,7 @@
 #include <string.h>
 
 #include "aucdata.h"
+#include "aucfast.h"
 #include "history_priv.h"
 #include "loss_priv.h"
 #include "lossd/binned.h"
@@ -496,9 +497,18 @@ int eng_stream_batch(eng_stream **out, const eng_stream_config *cfg, const eng_t
 	}
 
 	for (int64_t c = 0; c < C; c++) {
-		/* Reads and validates the column (labels, weights, NaN scores). */
-		if ((rc = eng__auc_gather(&d, c, 0, N, sbuf, lbuf, wbuf, err)))
+		/* Reads and validates the column (labels, weights, NaN scores):
+		 * the fast reader (aucfast.h, the same values and errors as
+		 * eng__auc_gather), then the weights of 1 eng__auc_gather gives
+		 * without a weight tensor. */
+		eng__auc_reader rd;
+		const double *sc;
+		eng__auc_reader_init(&rd, &d, c, C);
+		if ((rc = eng__auc_read(&rd, 0, N, sbuf, &sc, lbuf, wbuf, err)))
 			goto out;
+		if (!rd.weighted)
+			for (int64_t i = 0; i < N; i++)
+				wbuf[i] = 1.0;
 		eng__colcount *k = &s->cc[c];
 		for (int64_t i = 0; i < N; i++) {
 			if (lbuf[i]) {
@@ -509,13 +519,13 @@ int eng_stream_batch(eng_stream **out, const eng_stream_config *cfg, const eng_t
 				k->nw += wbuf[i];
 			}
 		}
-		if (s->bins && (rc = eng_binned_add_values(s->bins[c], sbuf, lbuf, wbuf, N, err)))
+		if (s->bins && (rc = eng_binned_add_values(s->bins[c], sc, lbuf, wbuf, N, err)))
 			goto out;
-		if (s->sk && (rc = eng_sketch_add_values(s->sk[c], sbuf, lbuf, wbuf, N, err)))
+		if (s->sk && (rc = eng_sketch_add_values(s->sk[c], sc, lbuf, wbuf, N, err)))
 			goto out;
 		if (cfg->method == ENG_STREAM_EXACT) {
 			for (int64_t i = 0; i < N; i++)
-				s->score[i * C + c] = sbuf[i];
+				s->score[i * C + c] = sc[i];
 			if (cfg->kind == ENG_LABELS_MULTI)
 				for (int64_t i = 0; i < N; i++)
 					s->label[i * C + c] = lbuf[i];

@@ -214,6 +214,11 @@ static void write_hist(eng__writer *w, const eng__hist *h)
 	free(hb);
 }
 
+uint64_t eng_checksum64(const void *p, size_t n)
+{
+	return eng__checksum64(p, n);
+}
+
 int eng_stream_serialize(void **out, size_t *len, const eng_stream *s)
 {
 	eng__writer w = ENG__WRITER_INIT;

@@ -25,10 +25,11 @@
  * a thread of the store does it on its own connection ("WAL checkpoints").
  *
  * Schema:
- *   streams(id PK, owner, config, state BLOB, seq)  the last checkpoint
+ *   streams(id PK, owner, config, state BLOB, seq, sum)  the last checkpoint
  *   deltas(stream, data BLOB, seq) PK(stream, seq)   merged in seq order
  *                                                    on top of the checkpoint
- *   keys(stream, key, reply) PK(stream, key)        idempotency records
+ *   keys(stream, key, reply, sum) PK(stream, key)   idempotency records
+ * (`sum`: the text rows' checksums, see "Damage").
  * A stream's state is its checkpoint merged with its deltas of larger seq.
  * `deltas` is a rowid table with its key in an index of its own: a row of
  * up to ~4 KB stays on its 4 KiB leaf page, where a WITHOUT ROWID table
@@ -121,6 +122,29 @@
  * - streams.c checks each stream's rows as it loads them (checksums, the
  *   delta sequence, the head, rows without their stream: srv__store_orphans)
  *   and quarantines what fails.
+ * - States and deltas carry a checksum in their bytes (the engine's); the
+ *   text rows carry one in a column of their own, `sum` ("row checksums"):
+ *   streams (id, owner, config), keys (stream, key, reply), checkpoints
+ *   (stream, n, step, body), meta (stream, meta, updated_ms). It is written
+ *   by the row's own statement (lossd_rowsum() in its SQL: an upsert sums
+ *   the values it keeps, e.g. meta's max(updated_ms)), so it costs a hash
+ *   of the row and no statement more. It is checked wherever the row is
+ *   read: stream rows by every load and reload, each stream's keys on its
+ *   reloads and idempotency lookups (-2 from srv__store_key_get: streams.c
+ *   makes the stream stale, the healer's reload quarantines it), and
+ *   srv__store_load_extra reads every checkpoint, meta and key row at start
+ *   (a failing row names its stream to the callback with NULL text). A row
+ *   whose stream id was damaged names no stream: it is traced to the stream
+ *   whose id gives its checksum (bad_row_owner), and a stream row with a
+ *   checksum but no meta row (creates write both) is damage too.
+ *   --copy-store stops at a failing row (srv__store_export). A NULL sum (a
+ *   row older builds wrote) is not checked; the column is added at open
+ *   (sums_add), and a trigger clears the sum of a meta row an older build
+ *   updates in place, the one row it rewrites without a new sum.
+ *   PostgreSQL (store_pg.c) has none: its pages carry their own checksums
+ *   where the cluster enables them, its rows are read with their stream
+ *   (no quick_check-style scan of a file lossd owns), and sharing the SQL
+ *   function would mean an extension on the server.
  *
  * Backends: this file is also the store interface (store.h). A store
  * opened by srv__store_open_url on another backend's URL is a bare
@@ -147,6 +171,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "lossd/eng.h"
 
 struct srv__store {
 	const srv__store_backend *be; /* NULL: this SQLite store; else every call goes there */
@@ -234,6 +259,8 @@ const double srv__store_lat_bounds[SRV__STORE_LAT_BUCKETS] = {
 
 static int extra_open(srv__store *st, char *err, size_t errlen);
 static void extra_close(srv__store *st);
+static bool sums_missing(sqlite3 *db);
+static int sums_add(sqlite3 *db, char *err, size_t errlen);
 static int writer_setup(srv__store *st, char *err, size_t errlen);
 static int checkpointer_start(srv__store *st, char *err, size_t errlen);
 static void checkpointer_stop(srv__store *st);
@@ -365,6 +392,73 @@ static int quick_check(sqlite3 *db, char *err, size_t errlen)
  */
 #define LOAD_MMAP "PRAGMA mmap_size=1099511627776"
 
+/* ---- row checksums: the text rows (see "Damage") ------------------------------------- */
+/*
+ * A text row's checksum covers its key and its text: streams (id, owner,
+ * config), keys (stream, key, reply), checkpoints (stream, n, step, body)
+ * and meta (stream, meta, updated_ms); it is the row's `sum` column, NULL
+ * in rows older builds wrote. Each value counts with its type and length,
+ * through the engine's state checksum (eng_checksum64), so "ab","c" and
+ * "a","bc" differ.
+ */
+static int64_t row_sum(int n, sqlite3_value **v)
+{
+	uint64_t h = 0x9e3779b97f4a7c15ull;
+	for (int i = 0; i < n; i++) {
+		uint64_t f;
+		if (sqlite3_value_type(v[i]) == SQLITE_INTEGER) {
+			int64_t x = sqlite3_value_int64(v[i]);
+			f = eng_checksum64(&x, sizeof x) ^ 1u;
+		} else {
+			const unsigned char *t = sqlite3_value_text(v[i]);
+			size_t len = (size_t)sqlite3_value_bytes(v[i]);
+			f = eng_checksum64(t ? t : (const unsigned char *)"", t ? len : 0) ^
+			    ((uint64_t)len << 8) ^ 2u;
+		}
+		h = (h ^ f) * 1099511628211ull;
+		h ^= h >> 31;
+	}
+	return (int64_t)h;
+}
+
+/* lossd_rowsum(v, ...): row_sum in SQL, so a row and its checksum are
+ * written by one statement (an upsert sums the values it keeps). */
+static void rowsum_sql(sqlite3_context *cx, int n, sqlite3_value **v)
+{
+	sqlite3_result_int64(cx, row_sum(n, v));
+}
+
+/* True when the n columns of s from `first` on do not give the checksum
+ * in column `at`; a NULL there (a row of an older build) passes. */
+static bool row_bad(sqlite3_stmt *s, int first, int n, int at)
+{
+	sqlite3_value *v[4];
+	if (sqlite3_column_type(s, at) == SQLITE_NULL)
+		return false;
+	assert(n <= 4);
+	for (int i = 0; i < n; i++)
+		v[i] = sqlite3_column_value(s, first + i);
+	return row_sum(n, v) != sqlite3_column_int64(s, at);
+}
+
+/* True when an idempotency record of stream id fails its checksum; -1 when
+ * they cannot be read. ks: "SELECT stream, key, reply, sum FROM keys WHERE
+ * stream = ?1" on the caller's connection. */
+static int keys_bad(sqlite3_stmt *ks, const char *id)
+{
+	int rc, bad = 0;
+	sqlite3_bind_text(ks, 1, id, -1, SQLITE_TRANSIENT);
+	while ((rc = sqlite3_step(ks)) == SQLITE_ROW)
+		if (row_bad(ks, 0, 3, 3)) {
+			bad = 1;
+			break;
+		}
+	sqlite3_reset(ks);
+	return bad || rc == SQLITE_DONE ? bad : -1;
+}
+
+#define KEYS_OF "SELECT stream, key, reply, sum FROM keys WHERE stream = ?1"
+
 /* A connection on path; vfs NULL (the default) or srv__store_map_vfs()'s
  * for a start-up read. */
 static int open_conn_vfs(sqlite3 **db, const char *path, const char *vfs, char *err, size_t errlen)
@@ -377,7 +471,10 @@ static int open_conn_vfs(sqlite3 **db, const char *path, const char *vfs, char *
 		return -1;
 	}
 	sqlite3_busy_timeout(*db, 10000);
-	if (sqlite3_exec(*db,
+	if (sqlite3_create_function(*db, "lossd_rowsum", -1,
+	                            SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, NULL,
+	                            rowsum_sql, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_exec(*db,
 	                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
 	                 " PRAGMA foreign_keys=OFF;",
 	                 NULL, NULL, NULL) != SQLITE_OK) {
@@ -434,7 +531,8 @@ static void finalize_writer(srv__store *st)
 static int prep_writer(srv__store *st, char *err, size_t errlen)
 {
 	if (prep(st->w, &st->ins_stream,
-	         "INSERT INTO streams(id, owner, config, state, seq) VALUES(?1, ?2, ?3, ?4, ?5)",
+	         "INSERT INTO streams(id, owner, config, state, seq, sum)"
+	         " VALUES(?1, ?2, ?3, ?4, ?5, lossd_rowsum(?1, ?2, ?3))",
 	         err, errlen) ||
 	    prep(st->w, &st->upd_state, "UPDATE streams SET state = ?2, seq = ?3 WHERE id = ?1",
 	         err, errlen) ||
@@ -447,8 +545,9 @@ static int prep_writer(srv__store *st, char *err, size_t errlen)
 	    prep(st->w, &st->del_deltas, "DELETE FROM deltas WHERE stream = ?1", err, errlen) ||
 	    prep(st->w, &st->del_keys, "DELETE FROM keys WHERE stream = ?1", err, errlen) ||
 	    prep(st->w, &st->ins_key,
-	         "INSERT OR IGNORE INTO keys(stream, key, reply) VALUES(?1, ?2, ?3)", err,
-	         errlen) ||
+	         "INSERT OR IGNORE INTO keys(stream, key, reply, sum)"
+	         " VALUES(?1, ?2, ?3, lossd_rowsum(?1, ?2, ?3))",
+	         err, errlen) ||
 	    prep(st->w, &st->ins_probe, "INSERT OR REPLACE INTO probe(id, n) VALUES(1, ?1)", err,
 	         errlen) ||
 	    prep(st->w, &st->set_head, "INSERT OR REPLACE INTO heads(stream, seq) VALUES(?1, ?2)",
@@ -927,7 +1026,7 @@ static int store_open(srv__store **out, const char *data_dir, bool check_later, 
 	 * thread of its own beside the load, and the marker waits for it
 	 * (srv__store_check_wait). A store to migrate is checked first. */
 	bool migrate = deltas_old_layout(st->w);
-	if (check_later && !migrate && schema_present(st->w) &&
+	if (check_later && !migrate && schema_present(st->w) && !sums_missing(st->w) &&
 	    pthread_create(&st->check_tid, NULL, check_main, st) == 0) {
 		st->check_running = st->marker_later = true;
 	} else if (check_store(st->path, st->check_why, sizeof st->check_why, &st->check_ms)) {
@@ -962,6 +1061,11 @@ static int store_open(srv__store **out, const char *data_dir, bool check_later, 
 		refuse_if_damaged(st->w, st->path, err, errlen);
 		goto out;
 	}
+	/* the text rows' checksum columns, on a store without them */
+	if (sums_missing(st->w) && sums_add(st->w, err, errlen)) {
+		refuse_if_damaged(st->w, st->path, err, errlen);
+		goto out;
+	}
 	if (!st->marker_later)
 		marker_write(st->lock_fd, st->gen);
 	if (writer_setup(st, err, errlen) || open_conn(&st->r, st->path, err, errlen) ||
@@ -969,7 +1073,8 @@ static int store_open(srv__store **out, const char *data_dir, bool check_later, 
 		goto out;
 	sync_dir(data_dir);
 	if (prep_writer(st, err, errlen) ||
-	    prep(st->r, &st->get_key, "SELECT reply FROM keys WHERE stream = ?1 AND key = ?2", err,
+	    prep(st->r, &st->get_key,
+	         "SELECT stream, key, reply, sum FROM keys WHERE stream = ?1 AND key = ?2", err,
 	         errlen) ||
 	    extra_open(st, err, errlen) || committer_start(st, err, errlen))
 		goto out;
@@ -2071,8 +2176,10 @@ int srv__store_key_get(srv__store *st, const char *stream, const char *key, char
 	sqlite3_bind_text(st->get_key, 1, stream, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st->get_key, 2, key, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st->get_key);
-	if (rc == SQLITE_ROW) {
-		const char *t = (const char *)sqlite3_column_text(st->get_key, 0);
+	if (rc == SQLITE_ROW && row_bad(st->get_key, 0, 3, 3)) {
+		rc = -2; /* never served: the caller quarantines the stream */
+	} else if (rc == SQLITE_ROW) {
+		const char *t = (const char *)sqlite3_column_text(st->get_key, 2);
 		*reply = strdup(t ? t : "");
 		rc = *reply ? 1 : -1;
 	} else {
@@ -2087,7 +2194,7 @@ int srv__store_key_get(srv__store *st, const char *stream, const char *key, char
 int srv__store_load(srv__store *st, const char *only_id, srv__store_stream_fn on_stream,
                     srv__store_delta_fn on_delta, void *arg)
 {
-	sqlite3_stmt *ss = NULL, *ds = NULL;
+	sqlite3_stmt *ss = NULL, *ds = NULL, *ks = NULL;
 	int rc = -1, src;
 
 	if (st->be)
@@ -2098,12 +2205,13 @@ int srv__store_load(srv__store *st, const char *only_id, srv__store_stream_fn on
 	if (sqlite3_exec(st->r, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
 		goto out;
 	if (sqlite3_prepare_v2(st->r,
-	                       only_id ? "SELECT id, owner, config, state, seq FROM streams"
+	                       only_id ? "SELECT id, owner, config, state, seq, sum FROM streams"
 	                                 " WHERE id = ?1"
-	                               : "SELECT id, owner, config, state, seq FROM streams"
+	                               : "SELECT id, owner, config, state, seq, sum FROM streams"
 	                                 " ORDER BY id",
 	                       -1, &ss, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(st->r, DELTAS_OF " ORDER BY i.seq", -1, &ds, NULL) != SQLITE_OK)
+	    sqlite3_prepare_v2(st->r, DELTAS_OF " ORDER BY i.seq", -1, &ds, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(st->r, KEYS_OF, -1, &ks, NULL) != SQLITE_OK)
 		goto out;
 	if (only_id)
 		sqlite3_bind_text(ss, 1, only_id, -1, SQLITE_STATIC);
@@ -2114,7 +2222,15 @@ int srv__store_load(srv__store *st, const char *only_id, srv__store_stream_fn on
 		const void *state = sqlite3_column_blob(ss, 3);
 		size_t len = (size_t)sqlite3_column_bytes(ss, 3);
 		int64_t seq = sqlite3_column_int64(ss, 4);
-		void *h = on_stream(arg, id ? id : "", owner ? owner : "", config ? config : "",
+		/* its text rows: the stream row, its idempotency records (a lookup
+		 * that met a bad one made it stale: the healer's reload is here) */
+		int bad = row_bad(ss, 0, 3, 5) ? 1 : keys_bad(ks, id);
+		if (bad < 0)
+			goto out;
+		void *h = on_stream(arg, id ? id : "", owner ? owner : "",
+		                    bad      ? NULL
+		                    : config ? config
+		                             : "",
 		                    state, len, seq);
 		if (!h)
 			goto out;
@@ -2137,6 +2253,7 @@ int srv__store_load(srv__store *st, const char *only_id, srv__store_stream_fn on
 out:
 	sqlite3_finalize(ss);
 	sqlite3_finalize(ds);
+	sqlite3_finalize(ks);
 	sqlite3_exec(st->r, "COMMIT", NULL, NULL, NULL);
 	reader_unlock(st);
 	return rc;
@@ -2171,9 +2288,9 @@ static void *load_worker(void *arg)
 	    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
 		goto out;
 	begun = true;
-	if (sqlite3_prepare_v2(db,
-	                       "SELECT id, owner, config, state, seq FROM streams WHERE id = ?1",
-	                       -1, &ss, NULL) != SQLITE_OK ||
+	if (sqlite3_prepare_v2(
+	            db, "SELECT id, owner, config, state, seq, sum FROM streams WHERE id = ?1", -1,
+	            &ss, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(db, DELTAS_OF " ORDER BY i.seq", -1, &ds, NULL) != SQLITE_OK)
 		goto out;
 	for (;;) {
@@ -2200,8 +2317,12 @@ static void *load_worker(void *arg)
 			const void *state = sqlite3_column_blob(ss, 3);
 			size_t len = (size_t)sqlite3_column_bytes(ss, 3);
 			int64_t seq = sqlite3_column_int64(ss, 4);
+			bool bad = row_bad(ss, 0, 3, 5);
 			void *h = la->on_stream(la->arg, id ? id : "", owner ? owner : "",
-			                        config ? config : "", state, len, seq);
+			                        bad      ? NULL
+			                        : config ? config
+			                                 : "",
+			                        state, len, seq);
 			sqlite3_reset(ss);
 			if (!h)
 				goto out;
@@ -2316,9 +2437,10 @@ int srv__store_orphans(srv__store *st, srv__store_orphan_fn fn, void *arg)
 /*
  * Two more tables, written by the same group transaction as the op that
  * carries them:
- *   checkpoints(stream, n, step, body) PK(stream, n)  checkpoint records
- *   meta(stream PK, meta, updated_ms)                 tags, ttl_s, created_at
+ *   checkpoints(stream, n, step, body, sum) PK(stream, n)  checkpoint records
+ *   meta(stream PK, meta, updated_ms, sum)            tags, ttl_s, created_at
  *                                                     as JSON; updated_at
+ * (`sum`: the row's checksum, see "Damage" at the top).
  * The step series needs no table: it is part of the stream's state and
  * travels in its deltas and checkpoints.
  */
@@ -2345,23 +2467,103 @@ static int extra_open(srv__store *st, char *err, size_t errlen)
 		return -1;
 	}
 	return prep(st->w, &x->ins_ckpt,
-	            "INSERT OR REPLACE INTO checkpoints(stream, n, step, body)"
-	            " VALUES(?1, ?2, ?3, ?4)",
+	            "INSERT OR REPLACE INTO checkpoints(stream, n, step, body, sum)"
+	            " VALUES(?1, ?2, ?3, ?4, lossd_rowsum(?1, ?2, ?3, ?4))",
 	            err, errlen) ||
 	       prep(st->w, &x->trim_ckpt, "DELETE FROM checkpoints WHERE stream = ?1 AND n < ?2",
 	            err, errlen) ||
 	       prep(st->w, &x->del_ckpts, "DELETE FROM checkpoints WHERE stream = ?1", err,
 	            errlen) ||
 	       prep(st->w, &x->put_meta,
-	            "INSERT INTO meta(stream, meta, updated_ms) VALUES(?1, ?2, ?3)"
+	            "INSERT INTO meta(stream, meta, updated_ms, sum)"
+	            " VALUES(?1, ?2, ?3, lossd_rowsum(?1, ?2, ?3))"
 	            " ON CONFLICT(stream) DO UPDATE SET meta = excluded.meta,"
-	            " updated_ms = max(updated_ms, excluded.updated_ms)",
+	            " updated_ms = max(updated_ms, excluded.updated_ms),"
+	            " sum = lossd_rowsum(stream, excluded.meta,"
+	            " max(updated_ms, excluded.updated_ms))",
 	            err, errlen) ||
 	       prep(st->w, &x->put_mtime,
-	            "INSERT INTO meta(stream, meta, updated_ms) VALUES(?1, '{}', ?2)"
-	            " ON CONFLICT(stream) DO UPDATE SET updated_ms = excluded.updated_ms",
+	            "INSERT INTO meta(stream, meta, updated_ms, sum)"
+	            " VALUES(?1, '{}', ?2, lossd_rowsum(?1, '{}', ?2))"
+	            " ON CONFLICT(stream) DO UPDATE SET updated_ms = excluded.updated_ms,"
+	            " sum = lossd_rowsum(stream, meta, excluded.updated_ms)",
 	            err, errlen) ||
 	       prep(st->w, &x->del_meta, "DELETE FROM meta WHERE stream = ?1", err, errlen);
+}
+
+/* The text tables and whether each has its checksum column yet. */
+static const char *const sum_tables[] = {"streams", "keys", "checkpoints", "meta"};
+
+static bool has_sum(sqlite3 *db, const char *table)
+{
+	sqlite3_stmt *q = NULL;
+	bool yes = false;
+	if (sqlite3_prepare_v2(db, "SELECT count(*) FROM pragma_table_info(?1) WHERE name = 'sum'",
+	                       -1, &q, NULL) == SQLITE_OK) {
+		sqlite3_bind_text(q, 1, table, -1, SQLITE_STATIC);
+		yes = sqlite3_step(q) == SQLITE_ROW && sqlite3_column_int(q, 0) == 1;
+	}
+	sqlite3_finalize(q);
+	return yes;
+}
+
+/* True when a text table lacks its `sum` column, or meta its trigger (a
+ * new store, or one of an older build): store_open then adds them, writing,
+ * so the check runs first. */
+static bool sums_missing(sqlite3 *db)
+{
+	sqlite3_stmt *q = NULL;
+	bool trigger = false;
+	for (size_t i = 0; i < sizeof sum_tables / sizeof *sum_tables; i++)
+		if (!has_sum(db, sum_tables[i]))
+			return true;
+	if (sqlite3_prepare_v2(db,
+	                       "SELECT 1 FROM sqlite_master WHERE type = 'trigger'"
+	                       " AND name = 'meta_sum_stale'",
+	                       -1, &q, NULL) == SQLITE_OK)
+		trigger = sqlite3_step(q) == SQLITE_ROW;
+	sqlite3_finalize(q);
+	return !trigger;
+}
+
+/*
+ * Gives the text tables their checksum column, in one transaction: an
+ * ALTER TABLE ... ADD COLUMN changes only the schema (the rows there keep
+ * a NULL sum, accepted as before), so it costs the same for any store.
+ * An older build reading the store lists its columns and never sees
+ * `sum`. Rows it writes have none (its INSERT leaves it NULL, its INSERT
+ * OR REPLACE of a checkpoint too), except meta, which it updates in place:
+ * the trigger clears a sum that an update of the row's values left as it
+ * was (this build's updates always change it with them).
+ */
+static int sums_add(sqlite3 *db, char *err, size_t errlen)
+{
+	char sql[96];
+	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_exec(db, extra_schema, NULL, NULL, NULL) != SQLITE_OK)
+		goto fail;
+	for (size_t i = 0; i < sizeof sum_tables / sizeof *sum_tables; i++) {
+		if (has_sum(db, sum_tables[i]))
+			continue;
+		snprintf(sql, sizeof sql, "ALTER TABLE %s ADD COLUMN sum INTEGER", sum_tables[i]);
+		if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
+			goto fail;
+	}
+	if (sqlite3_exec(
+	            db,
+	            "CREATE TRIGGER IF NOT EXISTS meta_sum_stale AFTER UPDATE OF meta, updated_ms"
+	            " ON meta WHEN NEW.sum IS OLD.sum AND (NEW.meta IS NOT OLD.meta OR"
+	            " NEW.updated_ms IS NOT OLD.updated_ms)"
+	            " BEGIN UPDATE meta SET sum = NULL WHERE stream = NEW.stream; END;"
+	            " COMMIT",
+	            NULL, NULL, NULL) != SQLITE_OK)
+		goto fail;
+	return 0;
+fail:
+	errf(err, errlen, "cannot add the row checksums: %s", sqlite3_errmsg(db));
+	if (!sqlite3_get_autocommit(db))
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return -1;
 }
 
 static void extra_close(srv__store *st)
@@ -2432,26 +2634,74 @@ static int extra_write(srv__store *st, const srv__store_op *op)
 	return 0;
 }
 
+/*
+ * Whose row this is, for a row of keys, checkpoints or meta (stream first,
+ * its n values, checksum in column `at`) that fails its checksum: the
+ * stream whose id gives the checksum with the row's other values (a
+ * damaged stream id, which names no stream or another one), else the id
+ * the row names. new (free()); NULL when out of memory.
+ */
+static char *bad_row_owner(sqlite3 *db, sqlite3_stmt *row, int n, int at)
+{
+	sqlite3_stmt *q = NULL;
+	sqlite3_value *v[4];
+	char *who = NULL;
+	int64_t want = sqlite3_column_int64(row, at);
+
+	assert(n <= 4);
+	for (int i = 1; i < n; i++)
+		v[i] = sqlite3_column_value(row, i);
+	if (sqlite3_prepare_v2(db, "SELECT id FROM streams", -1, &q, NULL) == SQLITE_OK)
+		while (!who && sqlite3_step(q) == SQLITE_ROW) {
+			v[0] = sqlite3_column_value(q, 0);
+			if (row_sum(n, v) == want)
+				who = strdup((const char *)sqlite3_column_text(q, 0));
+		}
+	sqlite3_finalize(q);
+	if (!who) {
+		const char *id = (const char *)sqlite3_column_text(row, 0);
+		who = strdup(id ? id : "");
+	}
+	return who;
+}
+
 int srv__store_load_extra(srv__store *st, srv__store_ckpt_fn on_ckpt, srv__store_meta_fn on_meta,
                           void *arg)
 {
-	sqlite3_stmt *cs = NULL, *ms = NULL;
+	sqlite3_stmt *cs = NULL, *ms = NULL, *ks = NULL, *ns = NULL;
 	int rc = -1, src;
+	char *who = NULL;
 
 	if (st->be)
 		return st->be->load_extra ? st->be->load_extra(st->impl, on_ckpt, on_meta, arg) : 0;
 	pthread_mutex_lock(&st->rmu);
-	if (sqlite3_prepare_v2(st->r,
-	                       "SELECT stream, n, step, body FROM checkpoints ORDER BY stream, n",
-	                       -1, &cs, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(st->r, "SELECT stream, meta, updated_ms FROM meta", -1, &ms, NULL) !=
-	            SQLITE_OK)
+	if (sqlite3_exec(st->r, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+		goto out;
+	if (sqlite3_prepare_v2(
+	            st->r, "SELECT stream, n, step, body, sum FROM checkpoints ORDER BY stream, n",
+	            -1, &cs, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(st->r, "SELECT stream, meta, updated_ms, sum FROM meta", -1, &ms,
+	                       NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(st->r, "SELECT stream, key, reply, sum FROM keys", -1, &ks, NULL) !=
+	            SQLITE_OK ||
+	    sqlite3_prepare_v2(st->r,
+	                       "SELECT id FROM streams WHERE sum IS NOT NULL AND NOT EXISTS"
+	                       " (SELECT 1 FROM meta WHERE stream = id)",
+	                       -1, &ns, NULL) != SQLITE_OK)
 		goto out;
 	while ((src = sqlite3_step(cs)) == SQLITE_ROW) {
 		const char *id = (const char *)sqlite3_column_text(cs, 0);
 		const char *body = (const char *)sqlite3_column_text(cs, 3);
-		if (on_ckpt(arg, id ? id : "", sqlite3_column_int64(cs, 1),
-		            sqlite3_column_int64(cs, 2), body ? body : "{}"))
+		int64_t n = sqlite3_column_int64(cs, 1);
+		if (row_bad(cs, 0, 4, 4)) {
+			if (!(who = bad_row_owner(st->r, cs, 4, 4)) ||
+			    on_ckpt(arg, who, n, sqlite3_column_int64(cs, 2), NULL))
+				goto out;
+			free(who);
+			who = NULL;
+			continue;
+		}
+		if (on_ckpt(arg, id ? id : "", n, sqlite3_column_int64(cs, 2), body ? body : "{}"))
 			goto out;
 	}
 	if (src != SQLITE_DONE)
@@ -2459,14 +2709,44 @@ int srv__store_load_extra(srv__store *st, srv__store_ckpt_fn on_ckpt, srv__store
 	while ((src = sqlite3_step(ms)) == SQLITE_ROW) {
 		const char *id = (const char *)sqlite3_column_text(ms, 0);
 		const char *meta = (const char *)sqlite3_column_text(ms, 1);
+		if (row_bad(ms, 0, 3, 3)) {
+			if (!(who = bad_row_owner(st->r, ms, 3, 3)) || on_meta(arg, who, NULL, 0))
+				goto out;
+			free(who);
+			who = NULL;
+			continue;
+		}
 		if (on_meta(arg, id ? id : "", meta ? meta : "{}", sqlite3_column_int64(ms, 2)))
 			goto out;
+	}
+	if (src != SQLITE_DONE)
+		goto out;
+	/* a stream row with a checksum was written with its meta row (creates
+	 * write both): none is a meta row lost, e.g. to a damaged stream id */
+	while ((src = sqlite3_step(ns)) == SQLITE_ROW)
+		if (on_meta(arg, (const char *)sqlite3_column_text(ns, 0), NULL, 0))
+			goto out;
+	if (src != SQLITE_DONE)
+		goto out;
+	/* every idempotency record, in one pass over the table (a stream's
+	 * lookups and reloads check its own again) */
+	while ((src = sqlite3_step(ks)) == SQLITE_ROW) {
+		if (!row_bad(ks, 0, 3, 3))
+			continue;
+		if (!(who = bad_row_owner(st->r, ks, 3, 3)) || on_ckpt(arg, who, -1, 0, NULL))
+			goto out;
+		free(who);
+		who = NULL;
 	}
 	if (src == SQLITE_DONE)
 		rc = 0;
 out:
+	free(who);
 	sqlite3_finalize(cs);
 	sqlite3_finalize(ms);
+	sqlite3_finalize(ks);
+	sqlite3_finalize(ns);
+	sqlite3_exec(st->r, "COMMIT", NULL, NULL, NULL);
 	pthread_mutex_unlock(&st->rmu);
 	return rc;
 }
@@ -2494,18 +2774,22 @@ void srv__store_rec_clear(srv__store_rec *rec)
 	rec->ndeltas = rec->nkeys = rec->nckpts = 0;
 }
 
-/* The checkpoint records and metadata of rec's stream (SQLite). */
+/* The checkpoint records and metadata of rec's stream (SQLite). Returns 0,
+ * -1, or -2 when a row fails its checksum. */
 static int export_extra(srv__store *st, srv__store_rec *rec)
 {
 	sqlite3_stmt *cs = NULL, *ms = NULL;
 	size_t cap = 0;
 	int rc = -1;
 
-	if (sqlite3_prepare_v2(st->r,
-	                       "SELECT n, step, body FROM checkpoints WHERE stream = ?1 ORDER BY n",
-	                       -1, &cs, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(st->r, "SELECT meta, updated_ms FROM meta WHERE stream = ?1", -1,
-	                       &ms, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(
+	            st->r,
+	            "SELECT stream, n, step, body, sum FROM checkpoints WHERE stream = ?1"
+	            " ORDER BY n",
+	            -1, &cs, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(st->r,
+	                       "SELECT stream, meta, updated_ms, sum FROM meta WHERE stream = ?1",
+	                       -1, &ms, NULL) != SQLITE_OK)
 		goto out;
 	sqlite3_bind_text(cs, 1, rec->id, -1, SQLITE_STATIC);
 	while (sqlite3_step(cs) == SQLITE_ROW) {
@@ -2517,10 +2801,14 @@ static int export_extra(srv__store *st, srv__store_rec *rec)
 			rec->ckpts = nv;
 			cap = nc;
 		}
-		const char *b = (const char *)sqlite3_column_text(cs, 2);
+		if (row_bad(cs, 0, 4, 4)) {
+			rc = -2;
+			goto out;
+		}
+		const char *b = (const char *)sqlite3_column_text(cs, 3);
 		srv__store_ckpt_row *c = &rec->ckpts[rec->nckpts];
-		c->n = sqlite3_column_int64(cs, 0);
-		c->step = sqlite3_column_int64(cs, 1);
+		c->n = sqlite3_column_int64(cs, 1);
+		c->step = sqlite3_column_int64(cs, 2);
 		c->body = strdup(b ? b : "");
 		rec->nckpts++;
 		if (!c->body)
@@ -2528,8 +2816,12 @@ static int export_extra(srv__store *st, srv__store_rec *rec)
 	}
 	sqlite3_bind_text(ms, 1, rec->id, -1, SQLITE_STATIC);
 	if (sqlite3_step(ms) == SQLITE_ROW) {
-		const char *m = (const char *)sqlite3_column_text(ms, 0);
-		rec->updated_ms = sqlite3_column_int64(ms, 1);
+		if (row_bad(ms, 0, 3, 3)) {
+			rc = -2;
+			goto out;
+		}
+		const char *m = (const char *)sqlite3_column_text(ms, 1);
+		rec->updated_ms = sqlite3_column_int64(ms, 2);
 		if (!(rec->meta = strdup(m ? m : "{}")))
 			goto out;
 	}
@@ -2552,11 +2844,13 @@ int srv__store_export(srv__store *st, srv__store_rec_fn fn, void *arg)
 	pthread_mutex_lock(&st->rmu);
 	if (sqlite3_exec(st->r, "BEGIN", NULL, NULL, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(st->r,
-	                       "SELECT id, owner, config, state, seq FROM streams ORDER BY id", -1,
-	                       &ss, NULL) != SQLITE_OK ||
+	                       "SELECT id, owner, config, state, seq, sum FROM streams ORDER BY id",
+	                       -1, &ss, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(st->r, DELTAS_OF " AND i.seq > ?2 ORDER BY i.seq", -1, &ds, NULL) !=
 	            SQLITE_OK ||
-	    sqlite3_prepare_v2(st->r, "SELECT key, reply FROM keys WHERE stream = ?1 ORDER BY key",
+	    sqlite3_prepare_v2(st->r,
+	                       "SELECT stream, key, reply, sum FROM keys WHERE stream = ?1"
+	                       " ORDER BY key",
 	                       -1, &ks, NULL) != SQLITE_OK)
 		goto out;
 	while ((src = sqlite3_step(ss)) == SQLITE_ROW) {
@@ -2568,6 +2862,8 @@ int srv__store_export(srv__store *st, srv__store_rec_fn fn, void *arg)
 		rec.state = sqlite3_column_blob(ss, 3);
 		rec.len = (size_t)sqlite3_column_bytes(ss, 3);
 		rec.ckpt_seq = rec.seq = sqlite3_column_int64(ss, 4);
+		if (row_bad(ss, 0, 3, 5))
+			goto damaged;
 		sqlite3_bind_text(ds, 1, rec.id, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_int64(ds, 2, rec.ckpt_seq);
 		while (sqlite3_step(ds) == SQLITE_ROW) {
@@ -2602,8 +2898,12 @@ int srv__store_export(srv__store *st, srv__store_rec_fn fn, void *arg)
 				rec.keys = nv;
 				cap = nc;
 			}
-			const char *k = (const char *)sqlite3_column_text(ks, 0);
-			const char *r = (const char *)sqlite3_column_text(ks, 1);
+			if (row_bad(ks, 0, 3, 3)) {
+				sqlite3_reset(ks);
+				goto damaged;
+			}
+			const char *k = (const char *)sqlite3_column_text(ks, 1);
+			const char *r = (const char *)sqlite3_column_text(ks, 2);
 			srv__store_key_row *kr = &rec.keys[rec.nkeys];
 			kr->key = strdup(k ? k : "");
 			kr->reply = strdup(r ? r : "");
@@ -2612,7 +2912,10 @@ int srv__store_export(srv__store *st, srv__store_rec_fn fn, void *arg)
 				goto out;
 		}
 		sqlite3_reset(ks);
-		if (export_extra(st, &rec))
+		int xrc = export_extra(st, &rec);
+		if (xrc == -2)
+			goto damaged;
+		if (xrc)
 			goto out;
 		int frc = fn(arg, &rec);
 		srv__store_rec_clear(&rec);
@@ -2620,6 +2923,12 @@ int srv__store_export(srv__store *st, srv__store_rec_fn fn, void *arg)
 			goto out;
 	}
 	rc = src == SQLITE_DONE ? 0 : -1;
+	goto out;
+damaged: /* a copy carries no row that fails its checksum (see "Damage") */
+	srv_log(SRV_LOG_ERROR, NULL,
+	        "stream %s: a row (its config, an idempotency record, a checkpoint record or "
+	        "its metadata) fails its checksum; the copy stops",
+	        rec.id ? rec.id : "?");
 out:
 	srv__store_rec_clear(&rec);
 	sqlite3_finalize(ss);
@@ -2678,11 +2987,11 @@ int srv__store_import(srv__store *st, const srv__store_rec *rec)
 		if (extra_write(st, &op))
 			goto out;
 	}
-	if (rec->meta) {
+	{ /* its meta row, "{}" for one of an older store without (see load_extra) */
 		memset(&op, 0, sizeof op);
 		op.type = SRV__OP_NOTE;
 		op.stream = rec->id;
-		op.meta = rec->meta;
+		op.meta = rec->meta ? rec->meta : "{}";
 		op.updated_ms = rec->updated_ms;
 		if (extra_write(st, &op))
 			goto out;

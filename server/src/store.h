@@ -158,7 +158,9 @@ void srv__store_close(srv__store *st);
  * call) returning a handle, or NULL to stop with an error; then on_delta
  * for each of that stream's deltas in seq order (every delta stored, also
  * any at or below the checkpoint's seq, which should not exist: the caller
- * checks the sequence), returning 0 or -1 (stop).
+ * checks the sequence), returning 0 or -1 (stop). config is NULL when the
+ * stream's row, or (srv__store_load) one of its idempotency records, fails
+ * its checksum (SQLite; store.c "Damage"): the caller quarantines it.
  */
 typedef void *(*srv__store_stream_fn)(void *arg, const char *id, const char *owner,
                                       const char *config, const void *state, size_t len,
@@ -218,8 +220,10 @@ int srv__store_heads(srv__store *st, srv__store_head_fn fn, void *arg);
 
 /*
  * Looks up the reply recorded with (stream, key). Returns 1 and *reply
- * (new, free()) when found, 0 when not, -1 on a database error. Sees every
- * group committed before the call. Any thread.
+ * (new, free()) when found, 0 when not, -1 on a database error, -2 when
+ * the record fails its checksum (SQLite: never served; the caller
+ * quarantines the stream). Sees every group committed before the call.
+ * Any thread.
  */
 int srv__store_key_get(srv__store *st, const char *stream, const char *key, char **reply);
 
@@ -238,6 +242,11 @@ int srv__store_wait(srv__store *st, srv__store_op *op);
  * History and metadata at load, after srv__store_load: on_ckpt for every
  * checkpoint record in (stream, n) order, on_meta for every metadata row.
  * A callback returning -1 stops the load (-1). Any thread (reader).
+ * SQLite: a row that fails its checksum (store.c, "Damage") comes with
+ * NULL text under the stream it belongs to: on_ckpt(body NULL) for a
+ * checkpoint record, or with n = -1 for an idempotency record (every one
+ * is checked here), on_meta(meta NULL) for a meta row, or for a stream
+ * whose meta row is missing.
  */
 typedef int (*srv__store_ckpt_fn)(void *arg, const char *stream, int64_t n, int64_t step,
                                   const char *body);

@@ -85,7 +85,11 @@
  * /readyz is 503 and new writes are refused at once instead of queueing.
  *
  * Quarantine. Loading is never all or nothing: a stream whose config,
- * checkpoint or any delta does not read back, whose deltas do not follow
+ * checkpoint or any delta does not read back, one of whose text rows (its
+ * owner and config, an idempotency record, a checkpoint record, its
+ * metadata) fails its checksum (store.c passes NULL text; an idempotency
+ * lookup's -2 makes the stream stale, and the healer's reload finds the
+ * same), whose deltas do not follow
  * each other seq by seq from its checkpoint (a gap, or a delta at or below
  * it: rows lost or keys damaged), or whose deltas have no stream row, is
  * kept in the table as `damaged` with no state: every route answers 503
@@ -158,7 +162,6 @@
 #include "lossd/dynbuf.h"
 #include "lossd/history.h"
 #include "log.h"
-#include "loop.h"
 #include "lossd/stream.h"
 #include "log.h"
 #include "store.h"
@@ -445,7 +448,13 @@ static void *on_stream(void *arg, const char *id, const char *owner, const char 
 	if (!s)
 		goto fail;
 	s->seq = seq;
-	if (api_stream_spec_load(&s->spec, config, &lim, &p))
+	if (!config) {
+		/* store.c: a text row of it fails its checksum. The owner read
+		 * back may be wrong: any principal gets 503, none a 404. */
+		s->owner_unknown = true;
+		quarantine(s, "its stream row (owner, config) or an idempotency record fails its "
+		              "checksum");
+	} else if (api_stream_spec_load(&s->spec, config, &lim, &p))
 		quarantine(s, "bad stored config: %s", p.detail);
 	/* Uncapped while replaying (the cap may have shrunk since): the disk
 	 * holds only what was accepted. srv__streams_open sets the cap after. */
@@ -762,6 +771,13 @@ static int on_ckpt(void *arg, const char *id, int64_t n, int64_t step, const cha
 	if (i < 0)
 		return 0; /* a record left by a stream since deleted */
 	stream *s = ss->v[i];
+	if (!body) { /* store.c: the record (n = -1: an idempotency record) fails its checksum */
+		if (n < 0)
+			quarantine(s, "an idempotency record fails its checksum");
+		else
+			quarantine(s, "checkpoint record %lld fails its checksum", (long long)n);
+		return 0;
+	}
 	char *text = strdup(body);
 	int64_t keep;
 	if (!text || srv__ckpts_reserve(&s->ckpts)) {
@@ -780,6 +796,11 @@ static int on_meta(void *arg, const char *id, const char *meta, int64_t updated_
 		return 0; /* a row left by a stream since deleted */
 	stream *s = ss->v[i];
 	api_meta m;
+	if (!meta) { /* store.c: the row fails its checksum */
+		quarantine(s, "its metadata row (tags, ttl_s, created_at, updated_at) fails its "
+		              "checksum or is missing");
+		return 0;
+	}
 	if (api_meta_load(&m, meta)) {
 		srv_log(SRV_LOG_WARN, NULL, "stream %s: bad stored metadata (ignored)", id);
 		return 0;
@@ -871,12 +892,14 @@ static void *rs_stream(void *arg, const char *id, const char *owner, const char 
 {
 	rs_ctx *rc = arg;
 	eng_error err;
-	(void)config;
 	stream *t = stream_alloc(rc->ss, id, owner);
 	if (!t)
 		return NULL;
 	t->seq = seq;
-	if (eng_stream_deserialize(&t->st, state, len, SIZE_MAX, &err))
+	if (!config) /* as in on_stream */
+		quarantine(t, "its stream row (owner, config) or an idempotency record fails its "
+		              "checksum");
+	else if (eng_stream_deserialize(&t->st, state, len, SIZE_MAX, &err))
 		quarantine(t, "bad stored state at seq %lld: %s", (long long)seq, err.msg);
 	rc->t = t;
 	return t;
@@ -1166,11 +1189,6 @@ bool srv__streams_stalled(srv__streams *ss)
 	return ss->store && store_state(ss, &h) == 2;
 }
 
-bool srv__streams_updates_defer(srv__streams *ss)
-{
-	return ss->open && ss->store && !srv__store_shared(ss->store);
-}
-
 bool srv__streams_writable(srv__streams *ss)
 {
 	srv__store_health h;
@@ -1253,9 +1271,7 @@ static int digest_hex(char out[DIGEST_HEX], const char *tag, const void *bytes, 
 static int commit_wait(srv__store_op *op, const stream *s)
 {
 	srv__streams *ss = s->ss;
-	srv__loop_blocking(true);
 	int rc = srv__store_wait(ss->store, op);
-	srv__loop_blocking(false);
 	if (rc) {
 		srv__log_field f[] = {{"stream", s->id}, {"principal", s->owner}};
 		srv__log_fields(
@@ -1263,6 +1279,16 @@ static int commit_wait(srv__store_op *op, const stream *s)
 		        "stream store: the write was not committed (503 store_unavailable)");
 	}
 	return rc;
+}
+
+/* An idempotency record of s failed its checksum (srv__store_key_get -2):
+ * nothing of it is served, this request gets 503 stream_damaged, and s is
+ * made stale, so it takes no new op and the healer reloads it from disk,
+ * where the same record quarantines it (srv__store_load). s->mu held. */
+static void key_damaged(stream *s, api_reply *out)
+{
+	atomic_store(&s->stale, true);
+	stream_damaged(out, s->id);
 }
 
 static void store_unavailable(srv__streams *ss, api_reply *out)
@@ -1340,11 +1366,8 @@ static int wait_committed(stream *s)
  * `deleted` and `stale` after it (mu may have been released). */
 static void write_gate(stream *s)
 {
-	while (s->readers > 0) {
-		srv__loop_blocking(true);
+	while (s->readers > 0)
 		pthread_cond_wait(&s->cv, &s->mu);
-		srv__loop_blocking(false);
-	}
 }
 
 /* Replies with a copy of a stored reply body. */
@@ -2270,9 +2293,7 @@ static bool apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 		}
 		if ((!key || !key_pending(s, key)) && (!w->pk2.key || !key_pending(s, w->pk2.key)))
 			break;
-		srv__loop_blocking(true); /* the original is in flight */
-		pthread_cond_wait(&s->cv, &s->mu);
-		srv__loop_blocking(false);
+		pthread_cond_wait(&s->cv, &s->mu); /* the original is in flight */
 	}
 	if (atomic_load(&s->stale) || !s->st) {
 		stream_resyncing(out, s);
@@ -2313,19 +2334,19 @@ static bool apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 		/* SQLite: the lookups may wait on the disk, so not under mu (the
 		 * claimed keys keep retries out). A shared store keeps mu: its
 		 * sync above must still hold at the merge. */
-		if (!shared) {
+		if (!shared)
 			pthread_mutex_unlock(&s->mu);
-			srv__loop_blocking(true); /* the disk */
-		}
 		/* (A shared store decides both keys in the commit, replies as
 		 * below; only a batch that fails the check looks its key up.) */
 		int r = key && !shared ? srv__store_key_get(ss->store, s->id, key, &w->prev) : 0;
 		int r2 = r == 0 && w->pk2.key && !shared
 		                 ? srv__store_key_get(ss->store, s->id, w->pk2.key, &w->srec)
 		                 : 0;
-		if (!shared) {
-			srv__loop_blocking(false);
+		if (!shared)
 			pthread_mutex_lock(&s->mu);
+		if (r == -2 || r2 == -2) {
+			key_damaged(s, out);
+			goto unlock;
 		}
 		if (r < 0 || r2 < 0) {
 			store_unavailable(ss, out);
@@ -2793,6 +2814,10 @@ again: /* a shared store: another replica's record took the number */
 	}
 	if (key) {
 		int r = srv__store_key_get(ss->store, s->id, key, &prev);
+		if (r == -2) {
+			key_damaged(s, out);
+			goto unlock;
+		}
 		if (r < 0) {
 			store_unavailable(ss, out);
 			goto unlock;

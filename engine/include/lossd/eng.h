@@ -106,4 +106,13 @@ typedef struct eng_parallel {
 
 void eng_parallel_for(const eng_parallel *par, int64_t ntasks, eng_task_fn fn, void *arg);
 
+/* ---- checksums ---------------------------------------------------------- */
+/*
+ * The 64-bit checksum that frames a serialized stream state (stream.h),
+ * over any n bytes: for callers that keep bytes of their own beside states
+ * (the server's store checksums its text rows with it). Not cryptographic:
+ * it detects damage, not tampering.
+ */
+uint64_t eng_checksum64(const void *p, size_t n);
+
 #endif

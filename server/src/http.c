@@ -794,6 +794,9 @@ static enum MHD_Result park_and_submit(struct req *r)
 	r->job.run = job_run;
 	r->job.done = job_done;
 	r->job.lane = r->match.info->kind == SRV_STORE ? SRV_LANE_STORE : 0;
+	/* An update that does not wait for its commit (loop.h's quick) */
+	r->job.quick =
+	        r->route == SRV_ROUTE_STREAMS_UPDATE && srv__streams_updates_defer(s->streams);
 	MHD_suspend_connection(r->conn);
 	srv__loop_submit(s->loop, &r->job);
 	return MHD_YES;

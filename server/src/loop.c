@@ -20,8 +20,12 @@
  * for its commit at all: its run() submits the op and returns nonzero,
  * the store's committer finishes it (srv__loop_finish) with the rest of
  * its group, and the store thread takes the next job at once (a sleep and
- * a wake-up per update fewer). Other store jobs still wait, so there may
- * be more store threads than cores: one per store job admitted (http.c
+ * a wake-up per update fewer). Such a job is `quick`: while as many quick
+ * jobs run as there are cores (`scap`), a new one wakes no thread and
+ * waits for one of them, which takes it without sleeping (a burst of
+ * updates costs no wake-up each). It cannot wait forever: a quick job
+ * never waits on a queued job. Other store jobs still wait, and always
+ * wake a thread, so there may be more store threads than cores: one per store job admitted (http.c
  * admits at most half of --max-inflight), started when a job finds no
  * idle one and kept. A job that waited in the queue for a thread would
  * join a later commit group instead of the one in progress: with a few
@@ -42,6 +46,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 struct srv__loop {
 	uv_loop_t loop;
@@ -58,6 +63,9 @@ struct srv__loop {
 	pthread_t *sthreads;
 	int nstore, smax; /* store threads started, and the most there may be */
 	int sidle;        /* of them waiting for a job */
+	int squick;       /* of them running a quick job */
+	int swake;        /* signalled for a quick job, not awake yet */
+	int scap;         /* quick jobs run at once before they queue: the cores */
 };
 
 static void push(srv__job **head, srv__job **tail, srv__job *job)
@@ -109,6 +117,37 @@ static void async_cb(uv_async_t *a)
 		uv_close((uv_handle_t *)&l->async, NULL);
 }
 
+static int store_grow(srv__loop *l);
+
+/* The store thread's current job, for srv__loop_blocking. */
+static _Thread_local srv__loop *tl_loop;
+static _Thread_local bool tl_quick, tl_blocked;
+
+void srv__loop_blocking(bool on)
+{
+	srv__loop *l = tl_loop;
+	if (!l || !tl_quick || tl_blocked == on)
+		return;
+	tl_blocked = on;
+	bool wake = false;
+	pthread_mutex_lock(&l->mu);
+	if (on) {
+		l->squick--;
+		if (l->shead) {
+			/* a queued quick job may be waiting for this thread */
+			l->swake++;
+			if (l->sidle == 0)
+				(void)store_grow(l);
+			wake = true;
+		}
+	} else {
+		l->squick++;
+	}
+	pthread_mutex_unlock(&l->mu);
+	if (wake)
+		pthread_cond_signal(&l->scv);
+}
+
 static void *store_main(void *arg)
 {
 	srv__loop *l = arg;
@@ -118,17 +157,26 @@ static void *store_main(void *arg)
 		while (!l->shead && !l->sstop)
 			pthread_cond_wait(&l->scv, &l->mu);
 		l->sidle--;
+		if (l->swake > 0)
+			l->swake--;
 		if (!l->shead)
 			break; /* sstop, and nothing left */
 		srv__job *job = l->shead;
 		l->shead = job->next;
 		if (!l->shead)
 			l->stail = NULL;
+		bool quick = job->quick;
+		l->squick += quick;
 		pthread_mutex_unlock(&l->mu);
 		job->next = NULL;
+		tl_loop = l;
+		tl_quick = quick;
+		tl_blocked = false;
 		if (!job->run(job))
 			srv__loop_finish(l, job); /* job may be gone from here */
 		pthread_mutex_lock(&l->mu);
+		l->squick -= quick && !tl_blocked;
+		tl_quick = tl_blocked = false;
 	}
 	pthread_mutex_unlock(&l->mu);
 	return NULL;
@@ -186,6 +234,8 @@ srv__loop *srv__loop_start(int nworkers, int nstore)
 	if (!l->sthreads)
 		goto fail_async;
 	l->smax = nstore;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	l->scap = ncpu < 1 ? 1 : ncpu > 64 ? 64 : (int)ncpu;
 	/* a few now, the rest as jobs find none idle (srv__loop_submit) */
 	while (l->nstore < (nstore < 4 ? nstore : 4))
 		if (store_grow(l))
@@ -215,6 +265,14 @@ void srv__loop_submit(srv__loop *l, srv__job *job)
 	if (job->lane == SRV_LANE_STORE) {
 		l->souts++;
 		push(&l->shead, &l->stail, job);
+		/* Enough quick jobs running (or about to) to keep the cores
+		 * busy: one of them takes this one when done (it never waits
+		 * on a queued job), and no thread is woken. */
+		if (job->quick && l->squick + l->swake >= l->scap) {
+			pthread_mutex_unlock(&l->mu);
+			return;
+		}
+		l->swake += job->quick;
 		/* No idle thread: one more, else the job waits for one (a
 		 * thread that cannot start is not an error: the queue drains). */
 		if (l->sidle == 0)

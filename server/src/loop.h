@@ -4,6 +4,7 @@
 #ifndef LOSSD_SERVER_LOOP_H
 #define LOSSD_SERVER_LOOP_H
 
+#include <stdbool.h>
 #include <uv.h>
 
 typedef struct srv__job srv__job;
@@ -21,6 +22,12 @@ struct srv__job {
 	uv_work_t work; /* private to loop.c */
 	srv__job *next; /* private to loop.c */
 	int lane;       /* 0 or SRV_LANE_STORE; set before srv__loop_submit */
+	/* SRV_LANE_STORE: run() computes and seldom waits, and never on another
+	 * queued job (a stream update on SQLite: it does not wait for its
+	 * commit; where it may wait, it says so: srv__loop_blocking). Such a
+	 * job wakes a store thread only while fewer quick jobs run than there
+	 * are cores; else one of those takes it when done. */
+	bool quick;
 	int (*run)(srv__job *job);
 	void (*done)(srv__job *job, int cancelled);
 };
@@ -39,6 +46,12 @@ srv__loop *srv__loop_start(int nworkers, int nstore);
 /* Hands job to the loop. The loop thread queues it on the worker pool.
  * The job must stay valid until its done() runs. Any thread. */
 void srv__loop_submit(srv__loop *l, srv__job *job);
+
+/* A quick store job (loop.h's `quick`) is about to wait (on == true: on
+ * the disk, on another request's commit) or is done waiting: while it
+ * waits it does not count as running, and a queued job gets a thread.
+ * Pairs; a no-op on any other thread or job. */
+void srv__loop_blocking(bool on);
 
 /* Finishes a store job whose run() returned nonzero: calls its done()
  * (job may be gone once it returns). Any thread, no lock held. */

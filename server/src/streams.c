@@ -162,6 +162,7 @@
 #include "lossd/dynbuf.h"
 #include "lossd/history.h"
 #include "log.h"
+#include "loop.h"
 #include "lossd/stream.h"
 #include "log.h"
 #include "store.h"
@@ -1189,6 +1190,11 @@ bool srv__streams_stalled(srv__streams *ss)
 	return ss->store && store_state(ss, &h) == 2;
 }
 
+bool srv__streams_updates_defer(srv__streams *ss)
+{
+	return ss->open && ss->store && !srv__store_shared(ss->store);
+}
+
 bool srv__streams_writable(srv__streams *ss)
 {
 	srv__store_health h;
@@ -1271,7 +1277,9 @@ static int digest_hex(char out[DIGEST_HEX], const char *tag, const void *bytes, 
 static int commit_wait(srv__store_op *op, const stream *s)
 {
 	srv__streams *ss = s->ss;
+	srv__loop_blocking(true);
 	int rc = srv__store_wait(ss->store, op);
+	srv__loop_blocking(false);
 	if (rc) {
 		srv__log_field f[] = {{"stream", s->id}, {"principal", s->owner}};
 		srv__log_fields(
@@ -1366,8 +1374,11 @@ static int wait_committed(stream *s)
  * `deleted` and `stale` after it (mu may have been released). */
 static void write_gate(stream *s)
 {
-	while (s->readers > 0)
+	while (s->readers > 0) {
+		srv__loop_blocking(true);
 		pthread_cond_wait(&s->cv, &s->mu);
+		srv__loop_blocking(false);
+	}
 }
 
 /* Replies with a copy of a stored reply body. */
@@ -2293,7 +2304,9 @@ static bool apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 		}
 		if ((!key || !key_pending(s, key)) && (!w->pk2.key || !key_pending(s, w->pk2.key)))
 			break;
-		pthread_cond_wait(&s->cv, &s->mu); /* the original is in flight */
+		srv__loop_blocking(true); /* the original is in flight */
+		pthread_cond_wait(&s->cv, &s->mu);
+		srv__loop_blocking(false);
 	}
 	if (atomic_load(&s->stale) || !s->st) {
 		stream_resyncing(out, s);
@@ -2334,16 +2347,20 @@ static bool apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 		/* SQLite: the lookups may wait on the disk, so not under mu (the
 		 * claimed keys keep retries out). A shared store keeps mu: its
 		 * sync above must still hold at the merge. */
-		if (!shared)
+		if (!shared) {
 			pthread_mutex_unlock(&s->mu);
+			srv__loop_blocking(true); /* the disk */
+		}
 		/* (A shared store decides both keys in the commit, replies as
 		 * below; only a batch that fails the check looks its key up.) */
 		int r = key && !shared ? srv__store_key_get(ss->store, s->id, key, &w->prev) : 0;
 		int r2 = r == 0 && w->pk2.key && !shared
 		                 ? srv__store_key_get(ss->store, s->id, w->pk2.key, &w->srec)
 		                 : 0;
-		if (!shared)
+		if (!shared) {
+			srv__loop_blocking(false);
 			pthread_mutex_lock(&s->mu);
+		}
 		if (r == -2 || r2 == -2) {
 			key_damaged(s, out);
 			goto unlock;

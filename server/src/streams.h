@@ -107,6 +107,11 @@ bool srv__streams_writable(srv__streams *ss);
  * thread; never blocks on I/O. */
 bool srv__streams_stalled(srv__streams *ss);
 
+/* True when an update's handler returns before its commit (request.h's
+ * `deferred`): the store is SQLite, its committer finishes the update.
+ * Any thread, once the table is open. */
+bool srv__streams_updates_defer(srv__streams *ss);
+
 /* Test hook: the next n store transactions fail (n < 0: all, 0: none). */
 void srv__streams_test_store_fail(srv__streams *ss, int n);
 

@@ -177,6 +177,9 @@ static void *submitter(void *arg)
 		f->jobs[i].job.done = job_done;
 		/* every third job on the store lane's own threads */
 		f->jobs[i].job.lane = i % 3 == 0 ? SRV_LANE_STORE : 0;
+		/* half of those quick (loop.h): they may queue for a running
+		 * thread instead of waking one, and must all run all the same */
+		f->jobs[i].job.quick = i % 6 == 0;
 		srv__loop_submit(f->loop, &f->jobs[i].job);
 	}
 	return NULL;
@@ -265,6 +268,7 @@ int main(void)
 		later[i].job.run = deferred_run;
 		later[i].job.done = job_done;
 		later[i].job.lane = SRV_LANE_STORE;
+		later[i].job.quick = i % 2 == 0;
 		srv__loop_submit(loop, &later[i].job);
 	}
 	srv__loop_stop(loop);

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lossd/api_stream.h"
 #include "lossd/stream.h"
@@ -134,6 +135,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "startup_store: %s\n", err);
 		goto out;
 	}
+	/* the metadata row the server writes with every create (created_at;
+	 * a stream row whose metadata row is missing reads as damaged) */
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+	char meta[96];
+	snprintf(meta, sizeof meta, "{\"created_ms\":%lld,\"tags\":{},\"ttl_s\":0}",
+	         (long long)now_ms);
 	for (long k = 0; k < nstreams; k++) {
 		/* ops borrow the id until their group is flushed */
 		char *sid = ids + (size_t)k * 33;
@@ -149,6 +158,8 @@ int main(int argc, char **argv)
 		op.owner = "";
 		op.config = text;
 		op.len = slen;
+		op.meta = meta;
+		op.updated_ms = now_ms;
 		if (submit(st, g, &op, state))
 			goto out;
 		for (long j = 0; j < ndeltas; j++) {

@@ -64,7 +64,7 @@ struct srv__loop {
 	int nstore, smax; /* store threads started, and the most there may be */
 	int sidle;        /* of them waiting for a job */
 	int squick;       /* of them running a quick job */
-	int swake;        /* signalled for a quick job, not awake yet */
+	int swake;        /* idle, signalled and not awake yet (<= sidle) */
 	int scap;         /* quick jobs run at once before they queue: the cores */
 };
 
@@ -118,6 +118,7 @@ static void async_cb(uv_async_t *a)
 }
 
 static int store_grow(srv__loop *l);
+static bool store_wake(srv__loop *l);
 
 /* The store thread's current job, for srv__loop_blocking. */
 static _Thread_local srv__loop *tl_loop;
@@ -133,13 +134,9 @@ void srv__loop_blocking(bool on)
 	pthread_mutex_lock(&l->mu);
 	if (on) {
 		l->squick--;
-		if (l->shead) {
-			/* a queued quick job may be waiting for this thread */
-			l->swake++;
-			if (l->sidle == 0)
-				(void)store_grow(l);
-			wake = true;
-		}
+		/* a queued quick job may be waiting for this thread */
+		if (l->shead)
+			wake = store_wake(l);
 	} else {
 		l->squick++;
 	}
@@ -154,11 +151,13 @@ static void *store_main(void *arg)
 	pthread_mutex_lock(&l->mu);
 	for (;;) {
 		l->sidle++;
-		while (!l->shead && !l->sstop)
+		while (!l->shead && !l->sstop) {
 			pthread_cond_wait(&l->scv, &l->mu);
+			/* awake: one signal taken (or none, if spurious) */
+			if (l->swake > 0)
+				l->swake--;
+		}
 		l->sidle--;
-		if (l->swake > 0)
-			l->swake--;
 		if (!l->shead)
 			break; /* sstop, and nothing left */
 		srv__job *job = l->shead;
@@ -203,6 +202,23 @@ static void store_stop(srv__loop *l)
 }
 
 /* Starts one more store thread if the limit allows. l->mu held. */
+/* Under mu, for a job just queued: true when an idle thread that no one
+ * signalled yet is there (counted in swake; the caller signals after the
+ * unlock), else a thread is started for it (a thread that cannot start is
+ * not an error: the queue drains). swake counts only signals an idle
+ * thread will take, each undone by its wake-up, so it never stays up
+ * after a job was taken by another thread (a leak of it would stop
+ * quick jobs from waking anyone). */
+static bool store_wake(srv__loop *l)
+{
+	if (l->sidle > l->swake) {
+		l->swake++;
+		return true;
+	}
+	(void)store_grow(l);
+	return false;
+}
+
 static int store_grow(srv__loop *l)
 {
 	if (l->nstore >= l->smax ||
@@ -272,14 +288,11 @@ void srv__loop_submit(srv__loop *l, srv__job *job)
 			pthread_mutex_unlock(&l->mu);
 			return;
 		}
-		l->swake += job->quick;
-		/* No idle thread: one more, else the job waits for one (a
-		 * thread that cannot start is not an error: the queue drains). */
-		if (l->sidle == 0)
-			(void)store_grow(l);
+		bool wake = store_wake(l);
 		pthread_mutex_unlock(&l->mu);
 		/* After the unlock: the woken thread does not wait for mu. */
-		pthread_cond_signal(&l->scv);
+		if (wake)
+			pthread_cond_signal(&l->scv);
 		return;
 	}
 	push(&l->head, &l->tail, job);

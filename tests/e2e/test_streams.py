@@ -102,6 +102,43 @@ class StreamsTest(unittest.TestCase):
         return out
 
     # ------------------------------------------------------------------
+    def test_32_writers_with_batch_ids_on_one_stream(self):
+        """32 keep-alive writers, every update with its own batch_id (a key
+        lookup per update, so each may block its store thread): every one
+        is answered 200 and counted once. (Once, store threads all sat idle
+        with updates queued: the count of signalled threads had leaked and
+        quick jobs stopped waking any.)"""
+        with Server(args=["--max-inflight", "4096"]) as srv:
+            sid = self.create(srv, {"method": "sketch"})
+            clients, each, n = 32, 80, 1000
+            rnd = random.Random(7)
+            y = [rnd.randrange(2) for _ in range(n)]
+            s = [round(rnd.random(), 6) for _ in range(n)]
+            errors = []
+
+            def run(k):
+                conn = srv.connection(timeout=30)
+                try:
+                    for i in range(each):
+                        body = {"y_true": y, "y_score": s, "batch_id": "w%d-%d" % (k, i)}
+                        st, reply = self.update(srv, sid, body, conn=conn)
+                        if st != 200:
+                            errors.append((k, i, st, reply[:200]))
+                except Exception as e:  # a timeout: an update never answered
+                    errors.append((k, repr(e)))
+                finally:
+                    conn.close()
+
+            th = [threading.Thread(target=run, args=(k,)) for k in range(clients)]
+            for t in th:
+                t.start()
+            for t in th:
+                t.join()
+            self.assertEqual(errors, [])
+            got = srv.get("/v1/streams/" + sid).json()
+            self.assertEqual(got["updates"], clients * each)
+            self.assertEqual(got["count"], n * clients * each)
+
     def test_concurrent_clients_equal_one_request(self):
         with Server(args=["--threads", "4"]) as srv:
             # binary, exact, with a loss, weighted

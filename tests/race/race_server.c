@@ -164,6 +164,17 @@ static void *finisher(void *arg)
 	return NULL;
 }
 
+/* A quick store job that blocks (as an update waiting on a key lookup
+ * says so with srv__loop_blocking) while others are queued behind it. */
+static int blocking_run(srv__job *j)
+{
+	struct timespec ts = {0, 50000};
+	srv__loop_blocking(true);
+	nanosleep(&ts, NULL);
+	srv__loop_blocking(false);
+	return job_run(j);
+}
+
 struct feed {
 	srv__loop *loop;
 	struct myjob *jobs;
@@ -283,6 +294,37 @@ int main(void)
 	pthread_mutex_unlock(&fin_mu);
 	pthread_join(fin, NULL);
 	free(later);
+
+	/* Waves of quick jobs that block (srv__loop_blocking) while others
+	 * queue: every wave runs to the end, none is left queued with the
+	 * store threads idle. */
+	loop = srv__loop_start(2, 2);
+	CHECK(loop != NULL, "srv__loop_start failed");
+	if (!loop)
+		return 1;
+	enum { WAVES = 300, WAVE = 3 };
+	struct myjob *wave = calloc((size_t)WAVES * WAVE, sizeof(*wave));
+	atomic_store(&done_count, 0);
+	for (int w = 0; w < WAVES; w++) {
+		for (int i = 0; i < WAVE; i++) {
+			struct myjob *m = &wave[w * WAVE + i];
+			m->job.run = blocking_run;
+			m->job.done = job_done;
+			m->job.lane = SRV_LANE_STORE;
+			m->job.quick = true;
+			srv__loop_submit(loop, &m->job);
+		}
+		int want = (w + 1) * WAVE;
+		for (int k = 0; k < 10000 && atomic_load(&done_count) < want; k++)
+			nanosleep(&ts, NULL);
+		if (atomic_load(&done_count) < want) {
+			CHECK(0, "wave %d: %d of %d quick jobs done after 10 s", w,
+			      atomic_load(&done_count), want);
+			return 1; /* a stop would wait for the stuck queue */
+		}
+	}
+	srv__loop_stop(loop);
+	free(wave);
 	if (failures)
 		return 1;
 	printf("race_server: ok\n");

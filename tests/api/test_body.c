@@ -19,27 +19,7 @@
 #include "b64.h"
 #include "mem.h"
 
-typedef struct buf {
-	char *s;
-	size_t n, cap;
-} buf;
-
-static void put(buf *b, const char *s, size_t n)
-{
-	if (b->n + n + 1 > b->cap) {
-		b->cap = (b->n + n + 1) * 2;
-		b->s = realloc(b->s, b->cap);
-		cr_assert_not_null(b->s);
-	}
-	memcpy(b->s + b->n, s, n);
-	b->n += n;
-	b->s[b->n] = '\0';
-}
-
-static void puts_(buf *b, const char *s)
-{
-	put(b, s, strlen(s));
-}
+#include "testbuf.h"
 
 /* base64 of n float32 logits (deterministic), new */
 static char *logits_b64(size_t n, uint32_t seed)

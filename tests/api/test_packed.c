@@ -21,27 +21,7 @@
 
 /* ---- a growable string and a seeded generator ------------------------------------- */
 
-typedef struct buf {
-	char *s;
-	size_t n, cap;
-} buf;
-
-static void put(buf *b, const char *s, size_t n)
-{
-	if (b->n + n + 1 > b->cap) {
-		b->cap = (b->n + n + 1) * 2;
-		b->s = realloc(b->s, b->cap);
-		cr_assert_not_null(b->s);
-	}
-	memcpy(b->s + b->n, s, n);
-	b->n += n;
-	b->s[b->n] = '\0';
-}
-
-static void puts_(buf *b, const char *s)
-{
-	put(b, s, strlen(s));
-}
+#include "testbuf.h"
 
 static uint64_t rng_state;
 

@@ -110,6 +110,7 @@ def spray(port, duration, clients, batch=1000, streams=1):
     s = json.dumps([round(rnd.random(), 6) for _ in range(batch)])
     template = '{"y_true": %s, "y_score": %s, "batch_id": "%%s"}' % (y, s)
     acked, bad = [0] * clients, [0] * clients
+    why = []  # the first failures: status and body, or the exception
     go = threading.Event()
     stop_at = [0.0]
 
@@ -121,15 +122,17 @@ def spray(port, duration, clients, batch=1000, streams=1):
         while time.monotonic() < stop_at[0]:
             k += 1
             try:
-                st, _ = request(port, "POST", path, template % ("c%d-%d" % (i, k)), conn)
-            except OSError:
+                st, body = request(port, "POST", path, template % ("c%d-%d" % (i, k)), conn)
+            except OSError as e:
                 conn.close()
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-                st = None
+                st, body = None, repr(e)
             if st == 200:
                 acked[i] += 1
             else:
                 bad[i] += 1
+                if len(why) < 5:
+                    why.append("client %d update %d: %s %s" % (i, k, st, body[:300]))
         conn.close()
 
     ts = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
@@ -141,6 +144,8 @@ def spray(port, duration, clients, batch=1000, streams=1):
     for t in ts:
         t.join()
     elapsed = time.monotonic() - t0
+    for w in why:
+        log("failed: " + w)
     count = sum(json.loads(request(port, "GET", "/v1/streams/" + sid)[1])["count"]
                 for sid in sids)
     return sum(acked) / elapsed, sum(acked), sum(bad), {"count": count}

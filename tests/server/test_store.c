@@ -85,6 +85,19 @@ static void run(srv__store *st, srv__store_op *op)
 	cr_assert_eq(srv__store_wait(st, op), 0);
 }
 
+/* Creates stream `id` (no owner, config "{}") whose stored state is the
+ * bytes of `state`. */
+static void create(srv__store *st, const char *id, const char *state)
+{
+	srv__store_op op = {0};
+	op.type = SRV__OP_CREATE;
+	op.stream = id;
+	op.config = "{}";
+	op.data = state;
+	op.len = strlen(state);
+	run(st, &op);
+}
+
 Test(store, round_trip_and_keys_across_reopen, .init = mkdir_temp, .fini = rm_temp)
 {
 	srv__store *st = open_store();
@@ -137,15 +150,8 @@ Test(store, round_trip_and_keys_across_reopen, .init = mkdir_temp, .fini = rm_te
 Test(store, checkpoint_reset_delete, .init = mkdir_temp, .fini = rm_temp)
 {
 	srv__store *st = open_store();
-	srv__store_op c1 = {0}, c2 = {0};
-	c1.type = c2.type = SRV__OP_CREATE;
-	c1.stream = "a";
-	c2.stream = "b";
-	c1.config = c2.config = "{}";
-	c1.data = c2.data = "0";
-	c1.len = c2.len = 1;
-	run(st, &c1);
-	run(st, &c2);
+	create(st, "a", "0");
+	create(st, "b", "0");
 	/* One group: deltas 1..3 of a, a checkpoint at 2 (covers 1, 2), key k. */
 	srv__store_op d[3] = {{0}}, ck = {0};
 	for (int i = 0; i < 3; i++) {
@@ -240,15 +246,8 @@ static void *work(void *arg)
 Test(store, group_commit_many_threads, .init = mkdir_temp, .fini = rm_temp, .timeout = 120)
 {
 	srv__store *st = open_store();
-	for (int k = 0; k < 2; k++) {
-		srv__store_op c = {0};
-		c.type = SRV__OP_CREATE;
-		c.stream = k ? "t1" : "t0";
-		c.config = "{}";
-		c.data = "0";
-		c.len = 1;
-		run(st, &c);
-	}
+	create(st, "t0", "0");
+	create(st, "t1", "0");
 	uint64_t g0, o0;
 	srv__store_stats(st, &g0, &o0);
 	pthread_t th[THREADS];
@@ -303,13 +302,7 @@ Test(store, one_process_per_data_dir, .init = mkdir_temp, .fini = rm_temp)
 Test(store, broken_then_healed, .init = mkdir_temp, .fini = rm_temp)
 {
 	srv__store *st = open_store();
-	srv__store_op c = {0};
-	c.type = SRV__OP_CREATE;
-	c.stream = "s";
-	c.config = "{}";
-	c.data = "0";
-	c.len = 1;
-	run(st, &c);
+	create(st, "s", "0");
 
 	atomic_bool stale = false;
 	srv__store_op d = {0};
@@ -556,13 +549,7 @@ Test(store, gather_rule)
 Test(store, lone_writer_never_waits, .init = mkdir_temp, .fini = rm_temp)
 {
 	srv__store *st = open_store();
-	srv__store_op c = {0};
-	c.type = SRV__OP_CREATE;
-	c.stream = "a";
-	c.config = "{}";
-	c.data = "0";
-	c.len = 1;
-	run(st, &c);
+	create(st, "a", "0");
 	for (int i = 0; i < 200; i++) {
 		srv__store_op op = {0};
 		op.type = SRV__OP_DELTA;
@@ -590,13 +577,7 @@ Test(store, wal_checkpointed_off_the_commit_path, .init = mkdir_temp, .fini = rm
 	cr_assert_not_null(big);
 	memset(big, 'd', BIG);
 	srv__store *st = open_store();
-	srv__store_op c = {0};
-	c.type = SRV__OP_CREATE;
-	c.stream = "w";
-	c.config = "{}";
-	c.data = "s";
-	c.len = 1;
-	run(st, &c);
+	create(st, "w", "s");
 	int64_t seq = 1;
 	for (int i = 0; i < N; i++) {
 		srv__store_op op = {0};
@@ -688,13 +669,7 @@ static void async_wait(async_op *a, int n)
 Test(store, on_done_ops_finished_by_the_committer, .init = mkdir_temp, .fini = rm_temp)
 {
 	srv__store *st = open_store();
-	srv__store_op c = {0};
-	c.type = SRV__OP_CREATE;
-	c.stream = "s";
-	c.config = "{}";
-	c.data = "0";
-	c.len = 1;
-	run(st, &c);
+	create(st, "s", "0");
 
 	static async_op ok[20];
 	memset(ok, 0, sizeof ok);
@@ -789,13 +764,7 @@ static void one_group(srv__store *st, lazy_op *ops, int n, int64_t seq0)
 Test(store, lazy_checkpoints_resolved_latest_first, .init = mkdir_temp, .fini = rm_temp)
 {
 	srv__store *st = open_store();
-	srv__store_op c = {0};
-	c.type = SRV__OP_CREATE;
-	c.stream = "s";
-	c.config = "{}";
-	c.data = "0";
-	c.len = 1;
-	run(st, &c);
+	create(st, "s", "0");
 
 	/* the last one is the state: only it is asked, the rest covered */
 	lazy_op a[3];
@@ -859,13 +828,7 @@ static int moving_resolve(srv__store_op *op, bool final)
 Test(store, lazy_checkpoint_takes_the_newer_op, .init = mkdir_temp, .fini = rm_temp)
 {
 	srv__store *st = ext_st = open_store();
-	srv__store_op c = {0};
-	c.type = SRV__OP_CREATE;
-	c.stream = "s";
-	c.config = "{}";
-	c.data = "0";
-	c.len = 1;
-	run(st, &c);
+	create(st, "s", "0");
 	uint64_t g0, o0, g1, o1;
 	srv__store_stats(st, &g0, &o0);
 

@@ -3,19 +3,47 @@
  * payload of {"shape", "dtype", "b64"} tensors and of imported stream
  * states, encoding exported stream states.
  *
- * Why shaped so: tensors arrive as megabytes of base64, so the decoder is
- * table-driven and branch-free per group. b64dK[c] is character c in
- * position K of a group of 4, already placed where its 6 bits land in the 3
- * output bytes as a little-endian uint32 (byte 0 = first output byte), so a
- * group decodes to b64d0[s0] | b64d1[s1] | b64d2[s2] | b64d3[s3] and is
- * stored with one 4-byte memcpy (the 4th byte is overwritten by the next
- * group). Characters outside the alphabet set bit 24 (B64_BAD), which the
- * OR carries to the end of the loop; only then, off the fast path, is the
- * offending character looked for. About 4 GB/s of input on one core, 1.7
- * GB/s end to end with the buffer's page faults (48 MB, see the report).
+ * Why shaped so: tensors arrive as megabytes of base64 (a (8192, 32000)
+ * float32 tensor is 1.4 GB of it, decoded on the connection's thread as it
+ * arrives: body.c), so the decoder has two paths that give the same bytes.
+ *
+ * The table path, everywhere: b64dK[c] is character c in position K of a
+ * group of 4, already placed where its 6 bits land in the 3 output bytes as
+ * a little-endian uint32 (byte 0 = first output byte), so a group decodes
+ * to b64d0[s0] | b64d1[s1] | b64d2[s2] | b64d3[s3] and is stored with one
+ * 4-byte memcpy (the 4th byte is overwritten by the next group). Characters
+ * outside the alphabet set bit 24 (B64_BAD), which the OR carries to the
+ * end of the loop; only then, off the fast path, is the offending
+ * character looked for.
+ *
+ * The AVX2 path, on x86-64 CPUs that have AVX2 (asked once, with
+ * __builtin_cpu_supports; the function alone is compiled for AVX2, so the
+ * binary runs on any x86-64 and builds elsewhere without it): 32
+ * characters at a time, after the method Wojciech Mula and Daniel Lemire
+ * describe ("Faster Base64 Encoding and Decoding Using AVX2 Instructions",
+ * 2018). A character's high nibble picks one class bit (0x2_, 0x3_, 0x4_ or
+ * 0x6_, 0x5_ or 0x7_, anything else) and its low nibble the set of classes
+ * in which it is NOT a base64 character, both by vpshufb; a nonzero AND
+ * marks a character outside the alphabet. The high nibble (less one for
+ * '/', which shares 0x2_ with '+') picks by a third vpshufb what to add to
+ * the character to get its 6 bits; vpmaddubsw joins pairs into 12 bits,
+ * vpmaddwd pairs of those into 24, and a vpshufb and a vpermd put the 24
+ * bytes in order, stored as 16 + 8 bytes (nothing past them). A block of 32
+ * with a character outside the alphabet ends the AVX2 loop: the table path
+ * decodes from that block on, so every byte written, garbage included, and
+ * every error are the table path's. The tail (fewer than 32 characters, and
+ * the last group, which may hold '=') is always the table path's.
+ *
+ * Measured (bench-local loop over api__b64_decode, 171 MB of base64 into
+ * a buffer already faulted in, one core, machine shared): RATES. End to end
+ * through body.c: see docs/PERFORMANCE.md, "Large base64 request read as
+ * it arrives".
  *
  * Invariants: only the last group may hold '=' (one or two, at its end);
  * len must be a multiple of 4. Padding bits are not required to be zero.
+ * Both paths write the same bytes for every input, valid or not (tests
+ * compare them: tests/api/test_b64.c, and fuzz_body with the table path
+ * forced on one side).
  *
  * The encoder is the plain one (a state is exported far less often than
  * tensors arrive) and always pads.
@@ -24,10 +52,16 @@
  */
 #include "b64.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define B64_AVX2 1
+#include <immintrin.h>
+#endif
 
 #define B64_BAD 0x01000000u
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -201,6 +235,110 @@ static bool valid(unsigned char c)
 	return !(b64d0[c] & B64_BAD);
 }
 
+/*
+ * Which path decodes: -1 not asked yet, 0 the tables, 1 AVX2. Asked once
+ * (racing first callers all store the same answer); api__b64_set_simd
+ * changes it for tests.
+ */
+static atomic_int simd = -1;
+
+static bool cpu_avx2(void)
+{
+#ifdef B64_AVX2
+	__builtin_cpu_init();
+	return __builtin_cpu_supports("avx2");
+#else
+	return false;
+#endif
+}
+
+static bool use_avx2(void)
+{
+	int m = atomic_load_explicit(&simd, memory_order_relaxed);
+	if (m < 0) {
+		m = cpu_avx2();
+		atomic_store_explicit(&simd, m, memory_order_relaxed);
+	}
+	return m == 1;
+}
+
+bool api__b64_set_simd(bool on)
+{
+	int m = on && cpu_avx2();
+	atomic_store_explicit(&simd, m, memory_order_relaxed);
+	return m == 1;
+}
+
+#ifdef B64_AVX2
+/*
+ * Decodes up to `blocks` blocks of 32 characters at s into 24 bytes each at
+ * dst, writing nothing else. Stops before the first block that holds a
+ * character outside the alphabet ('=' included). Returns how many it
+ * decoded.
+ */
+__attribute__((target("avx2"))) static size_t decode_avx2(unsigned char *dst,
+                                                          const unsigned char *s, size_t blocks)
+{
+	/* class bits: 0x01 high nibble 2, 0x02 3, 0x04 4 or 6, 0x08 5 or 7,
+	 * 0x10 any other; by low nibble, the classes where it is not base64:
+	 * 0x2_ holds only '+' (b) and '/' (f), 0x3_ only 0-9, 0x4_ and 0x6_
+	 * all but 0, 0x5_ and 0x7_ only 0 to a */
+	const __m256i lo_bad =
+	        _mm256_setr_epi8(0x15, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x13,
+	                         0x1a, 0x1b, 0x1b, 0x1b, 0x1a, 0x15, 0x11, 0x11, 0x11, 0x11, 0x11,
+	                         0x11, 0x11, 0x11, 0x11, 0x13, 0x1a, 0x1b, 0x1b, 0x1b, 0x1a);
+	const __m256i hi_class =
+	        _mm256_setr_epi8(0x10, 0x10, 0x01, 0x02, 0x04, 0x08, 0x04, 0x08, 0x10, 0x10, 0x10,
+	                         0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x01, 0x02, 0x04, 0x08,
+	                         0x04, 0x08, 0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x10);
+	/* what to add, by high nibble ('/' one lower): '/' 63-47, '+' 62-43,
+	 * digits 52-48, A-Z 0-65, a-z 26-97 */
+	const __m256i add =
+	        _mm256_setr_epi8(0, 16, 19, 4, -65, -65, -71, -71, 0, 0, 0, 0, 0, 0, 0, 0, 0, 16,
+	                         19, 4, -65, -65, -71, -71, 0, 0, 0, 0, 0, 0, 0, 0);
+	const __m256i nibble = _mm256_set1_epi8(0x0f), slash = _mm256_set1_epi8('/');
+	/* bytes a, b -> a * 64 + b; words ab, cd -> ab * 4096 + cd */
+	const __m256i join12 = _mm256_set1_epi16(0x0140), join24 = _mm256_set1_epi32(0x00011000);
+	/* each 24-bit value's bytes high to low, 12 bytes a lane */
+	const __m256i order =
+	        _mm256_setr_epi8(2, 1, 0, 6, 5, 4, 10, 9, 8, 14, 13, 12, -1, -1, -1, -1, 2, 1, 0, 6,
+	                         5, 4, 10, 9, 8, 14, 13, 12, -1, -1, -1, -1);
+	const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 4, 5, 6, 3, 7);
+	size_t b;
+
+	for (b = 0; b < blocks; b++, s += 32, dst += 24) {
+		__m256i c = _mm256_loadu_si256((const __m256i *)(const void *)s);
+		__m256i hi = _mm256_and_si256(_mm256_srli_epi32(c, 4), nibble);
+		__m256i lo = _mm256_and_si256(c, nibble);
+		__m256i bad = _mm256_and_si256(_mm256_shuffle_epi8(lo_bad, lo),
+		                               _mm256_shuffle_epi8(hi_class, hi));
+		if (!_mm256_testz_si256(bad, bad))
+			break;
+		__m256i pick = _mm256_add_epi8(hi, _mm256_cmpeq_epi8(c, slash));
+		__m256i v = _mm256_add_epi8(c, _mm256_shuffle_epi8(add, pick));
+		v = _mm256_madd_epi16(_mm256_maddubs_epi16(v, join12), join24);
+		v = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(v, order), lanes);
+		_mm_storeu_si128((__m128i *)(void *)dst, _mm256_castsi256_si128(v));
+		_mm_storel_epi64((__m128i *)(void *)(dst + 16), _mm256_extracti128_si256(v, 1));
+	}
+	return b;
+}
+#endif
+
+/* The whole blocks of 32 characters among `groups` groups at s that the
+ * AVX2 path decoded into dst (0 without it): groups done. */
+static size_t decode_fast(unsigned char *dst, const unsigned char *s, size_t groups)
+{
+#ifdef B64_AVX2
+	if (groups >= 8 && use_avx2())
+		return decode_avx2(dst, s, groups / 8) * 8;
+#endif
+	(void)dst;
+	(void)s;
+	(void)groups;
+	return 0;
+}
+
 size_t api__b64_decoded_size(const char *str, size_t len)
 {
 	const unsigned char *s = (const unsigned char *)str;
@@ -240,8 +378,12 @@ int api__b64_decode(void *out, const char *str, size_t len, size_t *bad_at)
 	}
 	if (groups == 0)
 		return 0;
-	/* All groups but the last: 4 characters -> 3 bytes, storing 4. */
-	for (size_t g = 0; g + 1 < groups; g++, s += 4, dst += 3) {
+	/* All groups but the last: 32 characters -> 24 bytes while AVX2 can,
+	 * then 4 characters -> 3 bytes, storing 4. */
+	size_t done = decode_fast(dst, s, groups - 1);
+	s += done * 4;
+	dst += done * 3;
+	for (size_t g = done; g + 1 < groups; g++, s += 4, dst += 3) {
 		uint32_t x = b64d0[s[0]] | b64d1[s[1]] | b64d2[s[2]] | b64d3[s[3]];
 		bad |= x;
 		memcpy(dst, &x, 4);
@@ -269,7 +411,10 @@ int api__b64_decode(void *out, const char *str, size_t len, size_t *bad_at)
 uint32_t api__b64_decode_groups(unsigned char *dst, const unsigned char *s, size_t groups)
 {
 	uint32_t bad = 0;
-	for (size_t g = 0; g < groups; g++, s += 4, dst += 3) {
+	size_t done = decode_fast(dst, s, groups);
+	s += done * 4;
+	dst += done * 3;
+	for (size_t g = done; g < groups; g++, s += 4, dst += 3) {
 		uint32_t x = b64d0[s[0]] | b64d1[s[1]] | b64d2[s[2]] | b64d3[s[3]];
 		bad |= x;
 		memcpy(dst, &x, 4);

@@ -30,6 +30,13 @@ int api__b64_decode(void *dst, const char *s, size_t len, size_t *bad_at);
  */
 uint32_t api__b64_decode_groups(unsigned char *dst, const unsigned char *s, size_t groups);
 
+/*
+ * Tests only, never while another thread decodes: on = false makes every
+ * decode take the table path; on = true the AVX2 path where this build and
+ * CPU have it (the default). Returns whether the AVX2 path is now used.
+ */
+bool api__b64_set_simd(bool on);
+
 /* Whether c is one of the 64 characters of the alphabet ('=' is not). */
 bool api__b64_alphabet(unsigned char c);
 

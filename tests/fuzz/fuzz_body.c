@@ -9,7 +9,9 @@
  * tests/api/test_body.c builds them; corpus_body has both). The arena is
  * exactly api_body_arena_size(len), so ASan sees any write past it; a
  * body whose input length is odd gets it 16 bytes off a 64-byte boundary
- * (lifted arrays are then copied, not viewed where they are).
+ * (lifted arrays are then copied, not viewed where they are). The whole
+ * body is decoded with b64.c's table path forced, the chunks with its AVX2
+ * path where the CPU has it, so the fuzzer compares the two decoders too.
  * Build: CC=clang cmake -DLOSSD_FUZZ=ON -DLOSSD_BUILD_TESTS=OFF.
  */
 #include <stdint.h>
@@ -18,6 +20,7 @@
 #include <string.h>
 
 #include "lossd/api.h"
+#include "b64.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -35,7 +38,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ctx.max_elements = 1 << 16;
 	ctx.max_json_bytes = (size_t)1 << 22;
 
+	api__b64_set_simd(false);
 	api_loss(&want, &ctx, s, n);
+	api__b64_set_simd(true);
 	size_t cap = api_body_arena_size(n), off = size % 2 ? 16 : 0;
 	char *block = aligned_alloc(64, (cap + off + 63) / 64 * 64);
 	void *arena = block + off;

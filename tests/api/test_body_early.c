@@ -160,44 +160,64 @@ static void expect_same(const api_reply *want, const api_reply *got, const char 
 
 enum { HOLDS, NEVER, MAYBE }; /* whether the guess must hold */
 
+/* One body's trial: the whole body's reply, what the guess must do, and
+ * the tasks run early over its splits. */
+typedef struct trial {
+	const buf *b;
+	api_reply want;
+	int holds;
+	int64_t early_tasks;
+} trial;
+
+/* The body fed in the chunks cut at cuts[0..nc): the reply must be the
+ * whole body's, and the early work used (HOLDS; when `always_guessed` is
+ * false, only if a guess was taken: a chunk may hold a whole string) or
+ * not (NEVER). `what` and `at` name the split in messages. */
+static void split(trial *t, const size_t *cuts, size_t nc, unsigned step_pct, uint32_t seed,
+                  bool always_guessed, const char *what, size_t at)
+{
+	api_reply got = {0};
+	bool used, planned;
+	int64_t ran;
+	fed(&got, &used, &ran, &planned, t->b->s, t->b->n, cuts, nc, step_pct, seed);
+	expect_same(&t->want, &got, what, at);
+	api_reply_free(&got);
+	if (t->holds == HOLDS && (always_guessed || planned))
+		cr_assert(used, "%s %zu: the early work was not used", what, at);
+	if (t->holds == NEVER)
+		cr_assert(!used, "%s %zu: the early work was used", what, at);
+	t->early_tasks += ran;
+}
+
 /*
  * Whole vs fed in chunks of several sizes and random cuts, stepping every
  * chunk or a few. `holds`: HOLDS when the early work must be used (and
  * some task must have run early over the splits), NEVER when it must not.
+ * `bytewise`: also fed one byte at a time.
  */
 static void check(const buf *b, int expect_status, const char *expect_code, int holds,
                   bool bytewise)
 {
 	static const size_t steps[] = {7, 61, 1000, 4093, 65536, 300001};
 	api_ctx ctx = limits;
-	api_reply want = {0}, got = {0};
+	trial t = {b, {0}, holds, 0};
 	size_t n = b->n, maxcuts = n + 1;
 	size_t *cuts = malloc(maxcuts * sizeof *cuts);
-	int64_t ran, early_tasks = 0;
-	bool used, planned;
 	uint32_t seed = 12345;
 
-	api_loss(&want, &ctx, b->s, n);
+	api_loss(&t.want, &ctx, b->s, n);
 	if (expect_status > 0)
-		cr_assert_eq(want.status, expect_status, "whole body: %d %.300s", want.status,
-		             want.body);
+		cr_assert_eq(t.want.status, expect_status, "whole body: %d %.300s", t.want.status,
+		             t.want.body);
 	if (expect_code)
-		cr_assert(strstr(want.body, expect_code), "whole body: %.300s", want.body);
+		cr_assert(strstr(t.want.body, expect_code), "whole body: %.300s", t.want.body);
 
 	for (size_t k = 0; k < sizeof steps / sizeof steps[0] + (bytewise ? 1 : 0); k++) {
 		size_t step = k < sizeof steps / sizeof steps[0] ? steps[k] : 1, nc = 0;
 		for (size_t at = step; at < n; at += step)
 			cuts[nc++] = at;
-		for (unsigned pct = 100; pct > 0; pct = pct == 100 ? 30 : 0) {
-			fed(&got, &used, &ran, &planned, b->s, n, cuts, nc, pct, (uint32_t)k);
-			expect_same(&want, &got, "chunks of", step);
-			api_reply_free(&got);
-			if (holds == HOLDS)
-				cr_assert(used, "chunks of %zu: the early work was not used", step);
-			if (holds == NEVER)
-				cr_assert(!used, "chunks of %zu: the early work was used", step);
-			early_tasks += ran;
-		}
+		for (unsigned pct = 100; pct > 0; pct = pct == 100 ? 30 : 0)
+			split(&t, cuts, nc, pct, (uint32_t)k, true, "chunks of", step);
 	}
 	for (int r = 0; r < 24; r++) {
 		size_t nc = 1 + rnd(&seed) % 40;
@@ -205,23 +225,16 @@ static void check(const buf *b, int expect_status, const char *expect_code, int 
 			cuts[i] = rnd(&seed) % (n + 1);
 		for (size_t i = 1; i < nc; i++) /* sort (insertion) */
 			for (size_t j = i; j > 0 && cuts[j - 1] > cuts[j]; j--) {
-				size_t t = cuts[j];
+				size_t tmp = cuts[j];
 				cuts[j] = cuts[j - 1];
-				cuts[j - 1] = t;
+				cuts[j - 1] = tmp;
 			}
-		fed(&got, &used, &ran, &planned, b->s, n, cuts, nc, r % 2 ? 100 : 50, (uint32_t)r);
-		expect_same(&want, &got, "random cuts, run", (size_t)r);
-		api_reply_free(&got);
-		/* a chunk may hold the whole string: then no guess was taken */
-		if (holds == HOLDS && planned)
-			cr_assert(used, "random cuts %d: the early work was not used", r);
-		if (holds == NEVER)
-			cr_assert(!used, "random cuts %d: the early work was used", r);
-		early_tasks += ran;
+		split(&t, cuts, nc, r % 2 ? 100 : 50, (uint32_t)r, false, "random cuts, run",
+		      (size_t)r);
 	}
 	if (holds == HOLDS)
-		cr_assert_gt(early_tasks, 0, "no task ever ran before the body's end");
-	api_reply_free(&want);
+		cr_assert_gt(t.early_tasks, 0, "no task ever ran before the body's end");
+	api_reply_free(&t.want);
 	free(cuts);
 }
 
@@ -230,39 +243,72 @@ static void check(const buf *b, int expect_status, const char *expect_code, int 
 #define ROWS 8192
 #define C    32 /* 262144 logits: 8 tasks */
 
-/* sparse CE from logits; `tail` before the final '}', `head` after '{' */
-static void sparse_body(buf *b, const float *x, const int32_t *y, const char *head,
-                        const char *tail, bool pred_first)
+/* A sparse case's tensors: ROWS x C logits and ROWS labels, from seeds. */
+typedef struct sparse_data {
+	float *x;
+	int32_t *y;
+} sparse_data;
+
+static sparse_data sparse_data_new(uint32_t xseed, uint32_t yseed)
+{
+	return (sparse_data){logits((size_t)ROWS * C, xseed), labels(ROWS, C, yseed)};
+}
+
+static void sparse_data_free(sparse_data *d)
+{
+	free(d->x);
+	free(d->y);
+}
+
+/* Where a sparse body departs from the plain one: `head` after the
+ * loss's keys, `tail` before the final '}', y_pred before y_true. */
+typedef struct layout {
+	const char *head, *tail;
+	bool pred_first;
+} layout;
+
+static const layout plain = {0};
+
+/* A sparse CE from logits body of d; new (the caller frees .s). */
+static buf sparse_body(const sparse_data *d, layout l)
 {
 	char shape[64];
-	puts_(b, "{\"loss\": \"sparse_categorical_crossentropy\", \"from_logits\": true, ");
-	puts_(b, head ? head : "");
+	buf b = {0};
+	puts_(&b, "{\"loss\": \"sparse_categorical_crossentropy\", \"from_logits\": true, ");
+	puts_(&b, l.head ? l.head : "");
 	snprintf(shape, sizeof shape, "[%d, %d]", ROWS, C);
-	if (pred_first) {
-		tensor(b, "y_pred", shape, "float32", x, (size_t)ROWS * C * sizeof *x);
-		puts_(b, ",\n ");
+	if (l.pred_first) {
+		tensor(&b, "y_pred", shape, "float32", d->x, (size_t)ROWS * C * sizeof *d->x);
+		puts_(&b, ",\n ");
 	}
 	snprintf(shape, sizeof shape, "[%d]", ROWS);
-	tensor(b, "y_true", shape, "int32", y, ROWS * sizeof *y);
-	if (!pred_first) {
-		puts_(b, ",\n ");
+	tensor(&b, "y_true", shape, "int32", d->y, ROWS * sizeof *d->y);
+	if (!l.pred_first) {
+		puts_(&b, ",\n ");
 		snprintf(shape, sizeof shape, "[%d, %d]", ROWS, C);
-		tensor(b, "y_pred", shape, "float32", x, (size_t)ROWS * C * sizeof *x);
+		tensor(&b, "y_pred", shape, "float32", d->x, (size_t)ROWS * C * sizeof *d->x);
 	}
-	puts_(b, tail ? tail : "");
-	puts_(b, "}");
+	puts_(&b, l.tail ? l.tail : "");
+	puts_(&b, "}");
+	return b;
+}
+
+/* The sparse body of d in layout l, checked as check() does. */
+static void check_sparse(const sparse_data *d, layout l, int expect_status, const char *expect_code,
+                         int holds)
+{
+	buf b = sparse_body(d, l);
+	check(&b, expect_status, expect_code, holds, false);
+	free(b.s);
 }
 
 Test(early, sparse_from_logits, .timeout = 240)
 {
-	float *x = logits((size_t)ROWS * C, 7);
-	int32_t *y = labels(ROWS, C, 3);
-	buf b = {0};
-	sparse_body(&b, x, y, NULL, NULL, false);
-	check(&b, 200, "\"per_class\"", HOLDS, true);
+	sparse_data d = sparse_data_new(7, 3);
+	buf b = sparse_body(&d, plain);
+	check(&b, 200, "\"per_class\"", HOLDS, true); /* and fed byte by byte */
 	free(b.s);
-	free(x);
-	free(y);
+	sparse_data_free(&d);
 }
 
 Test(early, sparse_ignore_index_weights_extras_float64, .timeout = 240)
@@ -362,74 +408,44 @@ Test(early, binary_pos_weight_reduction_none, .timeout = 240)
 
 Test(early, guess_cannot_hold, .timeout = 240)
 {
-	float *x = logits((size_t)ROWS * C, 8);
-	int32_t *y = labels(ROWS, C, 2);
-	buf b = {0};
-	sparse_body(&b, x, y, NULL, NULL, true); /* y_true after y_pred */
-	check(&b, 200, NULL, NEVER, false);
-	free(b.s);
-	memset(&b, 0, sizeof b);
-	sparse_body(&b, x, y, NULL, ", \"per_class\": false", false); /* a key after it */
-	check(&b, 200, NULL, NEVER, false);
-	free(b.s);
-	memset(&b, 0, sizeof b);
-	sparse_body(&b, x, y, NULL, ", \"axis\": 0", false); /* one that changes the loss */
-	check(&b, 422, NULL, NEVER, false);
-	free(b.s);
-	free(x);
-	free(y);
+	sparse_data d = sparse_data_new(8, 2);
+	/* y_true after y_pred */
+	check_sparse(&d, (layout){.pred_first = true}, 200, NULL, NEVER);
+	/* a key after it */
+	check_sparse(&d, (layout){.tail = ", \"per_class\": false"}, 200, NULL, NEVER);
+	/* one that changes the loss */
+	check_sparse(&d, (layout){.tail = ", \"axis\": 0"}, 422, NULL, NEVER);
+	sparse_data_free(&d);
 }
 
 Test(early, bad_values_early_and_late, .timeout = 240)
 {
-	float *x = logits((size_t)ROWS * C, 9);
-	int32_t *y = labels(ROWS, C, 5);
-	buf b = {0};
-
-	y[ROWS - 3] = C; /* a label out of range in the last rows */
-	sparse_body(&b, x, y, NULL, NULL, false);
-	check(&b, 422, "/y_true/8189", HOLDS, false);
-	free(b.s);
-	memset(&b, 0, sizeof b);
-	y[70] = -7; /* and one in the first task: the smallest index is reported */
-	sparse_body(&b, x, y, NULL, NULL, false);
-	check(&b, 422, "/y_true/70", HOLDS, false);
-	free(b.s);
-	memset(&b, 0, sizeof b);
-	y[70] = 0;
-	y[ROWS - 3] = 0;
-	x[(size_t)(ROWS - 2) * C + 5] = NAN; /* a non-finite logit in the last row */
-	sparse_body(&b, x, y, NULL, NULL, false);
-	check(&b, 422, "non_finite", NEVER, false);
-	free(b.s);
-	free(x);
-	free(y);
+	sparse_data d = sparse_data_new(9, 5);
+	d.y[ROWS - 3] = C; /* a label out of range in the last rows */
+	check_sparse(&d, plain, 422, "/y_true/8189", HOLDS);
+	d.y[70] = -7; /* and one in the first task: the smallest index is reported */
+	check_sparse(&d, plain, 422, "/y_true/70", HOLDS);
+	d.y[70] = 0;
+	d.y[ROWS - 3] = 0;
+	d.x[(size_t)(ROWS - 2) * C + 5] = NAN; /* a non-finite logit in the last row */
+	check_sparse(&d, plain, 422, "non_finite", NEVER);
+	sparse_data_free(&d);
 }
 
 /* Non-finite logits: scanned as they arrive (the first one found early is
  * the reply's), or let through under nan_policy "propagate". */
 Test(early, non_finite_early_scan_and_propagate, .timeout = 240)
 {
-	float *x = logits((size_t)ROWS * C, 13);
-	int32_t *y = labels(ROWS, C, 8);
-	buf b = {0};
-	x[(size_t)5 * C + 3] = INFINITY; /* flat index 163, in the first rows */
-	x[(size_t)(ROWS - 40) * C] = NAN;
-	sparse_body(&b, x, y, NULL, NULL, false);
-	check(&b, 422, "flat index 163", NEVER, false);
-	free(b.s);
-	memset(&b, 0, sizeof b);
-	x[(size_t)5 * C + 3] = 0;
-	x[(size_t)(ROWS / 2) * C + 7] = -INFINITY; /* index 131079 */
-	sparse_body(&b, x, y, NULL, NULL, false);
-	check(&b, 422, "flat index 131079", NEVER, false);
-	free(b.s);
-	memset(&b, 0, sizeof b);
-	sparse_body(&b, x, y, "\"nan_policy\": \"propagate\", ", NULL, false);
-	check(&b, 200, "\"loss\":null", HOLDS, false);
-	free(b.s);
-	free(x);
-	free(y);
+	sparse_data d = sparse_data_new(13, 8);
+	d.x[(size_t)5 * C + 3] = INFINITY; /* flat index 163, in the first rows */
+	d.x[(size_t)(ROWS - 40) * C] = NAN;
+	check_sparse(&d, plain, 422, "flat index 163", NEVER);
+	d.x[(size_t)5 * C + 3] = 0;
+	d.x[(size_t)(ROWS / 2) * C + 7] = -INFINITY; /* index 131079 */
+	check_sparse(&d, plain, 422, "flat index 131079", NEVER);
+	check_sparse(&d, (layout){.head = "\"nan_policy\": \"propagate\", "}, 200, "\"loss\":null",
+	             HOLDS);
+	sparse_data_free(&d);
 }
 
 Test(early, probability_out_of_range_late, .timeout = 240)
@@ -456,10 +472,8 @@ Test(early, probability_out_of_range_late, .timeout = 240)
 
 Test(early, bad_base64_late_and_escape, .timeout = 240)
 {
-	float *x = logits((size_t)ROWS * C, 10);
-	int32_t *y = labels(ROWS, C, 6);
-	buf b = {0};
-	sparse_body(&b, x, y, NULL, NULL, false);
+	sparse_data d = sparse_data_new(10, 6);
+	buf b = sparse_body(&d, plain);
 	size_t end = b.n - 3; /* the y_pred string's last characters: "...\"}}" */
 	char *s = malloc(b.n + 1);
 	memcpy(s, b.s, b.n + 1);
@@ -470,20 +484,17 @@ Test(early, bad_base64_late_and_escape, .timeout = 240)
 	check(&b, -1, NULL, NEVER, false);
 	free(s);
 	free(b.s);
-	free(x);
-	free(y);
+	sparse_data_free(&d);
 }
 
 /* A body cut short anywhere (the request's end came early): the buffered
  * path's error, and no early work used. */
 Test(early, cut_short, .timeout = 240)
 {
-	float *x = logits((size_t)ROWS * C, 12);
-	int32_t *y = labels(ROWS, C, 7);
+	sparse_data d = sparse_data_new(12, 7);
 	api_ctx ctx = limits;
-	buf b = {0};
+	buf b = sparse_body(&d, plain);
 	uint32_t seed = 77;
-	sparse_body(&b, x, y, NULL, NULL, false);
 	for (int r = 0; r < 40; r++) {
 		size_t n = r < 3 ? b.n - 1 - (size_t)r : rnd(&seed) % b.n;
 		size_t cuts[8];
@@ -501,6 +512,5 @@ Test(early, cut_short, .timeout = 240)
 		api_reply_free(&got);
 	}
 	free(b.s);
-	free(x);
-	free(y);
+	sparse_data_free(&d);
 }

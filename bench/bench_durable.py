@@ -4,7 +4,11 @@ p99 at 32 clients, beside this disk's fsync rate measured in the same run.
 
 For each body (1,000 binary scores as JSON arrays, and the same as base64
 tensors: y_true uint8, y_score float32; "jsonstep": the JSON body with
-"step": 1, every update adding into one step point) and each spread (ONE sketch stream
+"step": 1, every update adding into one step point; "b64fresh": base64
+bodies whose 1,000 scores the client draws anew for every request, as a
+training worker's are, so the sketch is full and each update merges into
+a full one, where one body repeated keeps the stream at its ~1,000
+buckets) and each spread (ONE sketch stream
 shared by every client, and 32 streams, client i on stream i mod 32):
   1. a fresh lossd (the build's, durability on: WAL + synchronous=FULL, a
      2xx only after the commit's fsync) on 127.0.0.1 with a --data-dir in
@@ -169,7 +173,7 @@ def bodies(n):
     # the JSON body with "step": every client adds into the same step point,
     # as data-parallel workers do (issue 15: at most 10% more than without)
     jstep = js[:-1] + b', "step": 1}'
-    return {"json": js, "b64": b64, "jsonstep": jstep}
+    return {"json": js, "b64": b64, "jsonstep": jstep, "b64fresh": b64}
 
 
 def run_case(a, kind, nstreams, body, batch):
@@ -195,7 +199,8 @@ def run_case(a, kind, nstreams, body, batch):
         load0 = os.getloadavg()[0]
         cp = subprocess.run([a.client, "--port", str(port), "--seconds", str(a.duration),
                              "--clients", str(a.clients), "--body", body_file,
-                             "--fsync", data_dir, str(a.fsync_seconds)] + paths,
+                             "--fsync", data_dir, str(a.fsync_seconds)] +
+                            (["--fresh", str(batch)] if kind.endswith("fresh") else []) + paths,
                             capture_output=True, text=True, timeout=a.duration + 180)
         load1 = os.getloadavg()[0]
         if cp.returncode != 0:
@@ -283,7 +288,8 @@ def main():
     ap.add_argument("--fsync-seconds", type=float, default=2)
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--dir", default="/var/tmp")
-    ap.add_argument("--only", default="json/s1,json/s32,b64/s1,b64/s32,jsonstep/s1")
+    ap.add_argument("--only", default="json/s1,json/s32,b64/s1,b64/s32,jsonstep/s1,"
+                    "b64fresh/s1,b64fresh/s32")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--server-args", default="", help="more lossd flags (space separated)")
     a = ap.parse_args()

@@ -13,8 +13,14 @@
  * driver checks that the streams' counts equal it.
  *
  *   durable_client --port P --seconds S --clients N --body FILE PATH...
- *                  [--fsync DIR SECONDS]
- * Connection i posts FILE to PATH[i % number of paths]. Prints one JSON
+ *                  [--fsync DIR SECONDS] [--fresh N]
+ * Connection i posts FILE to PATH[i % number of paths]. With --fresh N it
+ * posts instead a body drawn anew for every request: N binary labels and
+ * N float32 scores (labels uniform, scores about 0.35 + 0.3 label with
+ * spread 0.2, clipped to [0, 1], as the driver's fixed body), as base64
+ * tensors. A training worker's scores are new at every step, so a sketch
+ * stream fills to its capacity and every update merges into a full one;
+ * one fixed body repeated keeps the stream at that body's buckets. Prints one JSON
  * line: {"sent", "ok", "bad", "errors", "seconds", "p50_ms", "p99_ms",
  * "max_ms", "first_bad"}; "bad" counts replies other than 200, "errors"
  * broken connections (either makes the run invalid). --fsync first runs
@@ -28,6 +34,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdbool.h>
@@ -58,6 +65,7 @@ typedef struct conn {
 	size_t got;
 	double t0;
 	bool busy;
+	char *own; /* --fresh: this connection's request text */
 } conn;
 
 static double now(void)
@@ -120,6 +128,96 @@ static double fsync_rate(const char *dir, double seconds)
 	return n < 0 ? -1 : (double)n / (now() - t0);
 }
 
+/* ---- --fresh bodies ---- */
+
+static uint64_t rng = 0x9e3779b97f4a7c15u;
+
+static uint64_t next_u64(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
+
+/* A standard normal draw (Box-Muller, one of the pair). */
+static double next_normal(void)
+{
+	double u = ((double)(next_u64() >> 11) + 0.5) / 9007199254740992.0;
+	double v = (double)(next_u64() >> 11) / 9007199254740992.0;
+	return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
+}
+
+static size_t b64_put(char *out, const unsigned char *in, size_t n)
+{
+	static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t o = 0, i = 0;
+	for (; i + 2 < n; i += 3) {
+		uint32_t w = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+		out[o++] = a[w >> 18];
+		out[o++] = a[(w >> 12) & 63];
+		out[o++] = a[(w >> 6) & 63];
+		out[o++] = a[w & 63];
+	}
+	if (i < n) {
+		uint32_t w = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0);
+		out[o++] = a[w >> 18];
+		out[o++] = a[(w >> 12) & 63];
+		out[o++] = i + 1 < n ? a[(w >> 6) & 63] : '=';
+		out[o++] = '=';
+	}
+	return o;
+}
+
+/* Bytes a body of n items takes at most: its base64 strings (n label
+ * bytes, 4 n score bytes) and the JSON around them. */
+static size_t fresh_body_room(int n)
+{
+	return 256 + 4 * (((size_t)n + 2) / 3) + 4 * ((4 * (size_t)n + 2) / 3);
+}
+
+/* Bytes the request text of such a body to path takes at most. */
+static size_t fresh_room(const char *path, int n)
+{
+	return strlen(path) + 256 + fresh_body_room(n);
+}
+
+/* The request text of a new body of n items to path into buf (room from
+ * fresh_room); returns its length. */
+static size_t fresh_request(char *buf, const char *path, int n)
+{
+	unsigned char *y = malloc((size_t)n), *f = malloc((size_t)n * 4);
+	char *body = malloc(fresh_body_room(n));
+	if (!y || !f || !body)
+		abort();
+	for (int i = 0; i < n; i++) {
+		y[i] = (unsigned char)(next_u64() >> 63);
+		double x = 0.35 + 0.3 * y[i] + 0.2 * next_normal();
+		float v = (float)(x < 0.0 ? 0.0 : x > 1.0 ? 1.0 : x);
+		memcpy(f + 4 * (size_t)i, &v, 4);
+	}
+	size_t b = (size_t)sprintf(body,
+	                           "{\"y_true\": {\"shape\": [%d], \"dtype\": \"uint8\", "
+	                           "\"b64\": \"",
+	                           n);
+	b += b64_put(body + b, y, (size_t)n);
+	b += (size_t)sprintf(body + b,
+	                     "\"}, \"y_score\": {\"shape\": [%d], \"dtype\": \"float32\", "
+	                     "\"b64\": \"",
+	                     n);
+	b += b64_put(body + b, f, (size_t)n * 4);
+	b += (size_t)sprintf(body + b, "\"}}");
+	int h = sprintf(buf,
+	                "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+	                "application/json\r\nContent-Length: %zu\r\n\r\n",
+	                path, b);
+	memcpy(buf + h, body, b);
+	free(y);
+	free(f);
+	free(body);
+	return (size_t)h + b;
+}
+
 static int connect_to(int port)
 {
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
@@ -162,7 +260,7 @@ static long reply_done(const conn *c, int *status)
 
 int main(int argc, char **argv)
 {
-	int port = 0, nconn = 32;
+	int port = 0, nconn = 32, fresh = 0;
 	double seconds = 10, fsync_s = 0;
 	const char *body_path = NULL, *fsync_dir = NULL;
 	const char *paths[MAX_PATHS];
@@ -176,6 +274,8 @@ int main(int argc, char **argv)
 			nconn = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--body") && i + 1 < argc)
 			body_path = argv[++i];
+		else if (!strcmp(argv[i], "--fresh") && i + 1 < argc)
+			fresh = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--fsync") && i + 2 < argc) {
 			fsync_dir = argv[++i];
 			fsync_s = atof(argv[++i]);
@@ -189,7 +289,7 @@ int main(int argc, char **argv)
 	if (!port || !body_path || !npaths || nconn < 1 || nconn > MAX_CONNS) {
 		fprintf(stderr,
 		        "usage: durable_client --port P --seconds S --clients N --body FILE "
-		        "PATH... [--fsync DIR SECONDS]\n");
+		        "PATH... [--fsync DIR SECONDS] [--fresh N]\n");
 		return 2;
 	}
 	size_t blen = 0;
@@ -232,6 +332,13 @@ int main(int argc, char **argv)
 		}
 		c->head = reqs[i % npaths];
 		c->head_len = rlen[i % npaths];
+		if (fresh > 0) {
+			c->own = malloc(fresh_room(paths[i % npaths], fresh));
+			if (!c->own)
+				return 1;
+			c->head_len = fresh_request(c->own, paths[i % npaths], fresh);
+			c->head = c->own;
+		}
 		c->busy = true;
 		c->t0 = now();
 		sent++;
@@ -286,6 +393,10 @@ int main(int argc, char **argv)
 					memmove(c->buf, c->buf + len, c->got - (size_t)len);
 					c->got -= (size_t)len;
 					if (t < deadline) {
+						if (c->own)
+							c->head_len = fresh_request(
+							        c->own, paths[(c - cs) % npaths],
+							        fresh);
 						c->off = 0;
 						c->t0 = t;
 						sent++;

@@ -129,6 +129,7 @@ struct eng_sketch {
 	int64_t nb, alloc;
 	bucket *b;
 	int64_t positives, negatives;
+	double wadded; /* the weight of every item added, summed as it came */
 };
 
 /* ---- cells ----------------------------------------------------------------- */
@@ -191,6 +192,7 @@ void eng_sketch_reset(eng_sketch *s)
 	s->b = NULL;
 	s->nb = s->alloc = 0;
 	s->positives = s->negatives = 0;
+	s->wadded = 0.0;
 }
 
 size_t eng_sketch_memory(const eng_sketch *s)
@@ -233,12 +235,59 @@ static inline uint64_t cell_span(const bucket *x)
 	return d ? ~(uint64_t)0 >> __builtin_clzll(d) : 0;
 }
 
+/* Whether a bucket with cell start c and span m comes before one with
+ * (c2, m2) in MERGE's order: by cell start, then the larger cell first; on
+ * a full tie the bucket of the first list (tie true) goes first. */
+static inline bool merges_first(uint64_t c, uint64_t m, uint64_t c2, uint64_t m2, bool tie)
+{
+	return c < c2 || (c == c2 && (m > m2 || (m == m2 && tie)));
+}
+
+/* The first k in [i, n) whose bucket of l does not come before (c, m)
+ * (n when all do). The cell starts along one list rise (I), so the order
+ * is monotone: a few steps first (a small batch's buckets fall tens of a
+ * full stream's apart, and a scan mispredicts once where a search would at
+ * every probe), then a gallop and a binary search. */
+#define RUN_SCAN 48
+static int64_t run_end(const bucket *l, int64_t i, int64_t n, uint64_t c, uint64_t m, bool tie)
+{
+	int64_t stop = n - i > RUN_SCAN ? i + RUN_SCAN : n;
+	for (; i < stop; i++) {
+		uint64_t s = cell_span(&l[i]);
+		if (!merges_first(l[i].lo & ~s, s, c, m, tie))
+			return i;
+	}
+	int64_t lo = i, hi = i, step = 1; /* l[..lo) come first */
+	while (hi < n) {
+		uint64_t s = cell_span(&l[hi]);
+		if (!merges_first(l[hi].lo & ~s, s, c, m, tie))
+			break;
+		lo = hi + 1;
+		hi = i + step;
+		step *= 2;
+	}
+	if (hi > n)
+		hi = n;
+	while (lo < hi) {
+		int64_t mid = lo + (hi - lo) / 2;
+		uint64_t s = cell_span(&l[mid]);
+		if (merges_first(l[mid].lo & ~s, s, c, m, tie))
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 /* out (room for na + nb) := union of two lists satisfying (I); returns its
  * length. The cells of the two heads and of the last output bucket are
  * kept in locals: a fold leaves the output cell as it was (see MERGE), so
- * each bucket's cell is worked out once. (Per bucket this was a few
- * count-leading-zeros and branches on them; it is the bulk of merging a
- * small update into a stream.) */
+ * each bucket's cell is worked out once. A RUN: once a bucket of one list
+ * is appended, the buckets of that list that come before the other
+ * list's head are appended unchanged (their cells are disjoint from it and
+ * from each other), so they are found by a gallop and copied in one go: a
+ * small update merged into a large stream costs its own buckets' steps and
+ * a copy of the rest, not a step per bucket held. */
 static int64_t merge_lists(bucket *out, const bucket *a, int64_t na, const bucket *b, int64_t nb)
 {
 	if (na == 0 || nb == 0) {
@@ -250,21 +299,14 @@ static int64_t merge_lists(bucket *out, const bucket *a, int64_t na, const bucke
 		return n;
 	}
 	int64_t i = 0, j = 0, m = 0;
-	uint64_t ma = 0, ca = 0, mb = 0, cb = 0; /* span and start of a[i], b[j] */
-	uint64_t tlo = 0, thi = 0;               /* the cell of out[m - 1] */
-	if (na > 0) {
-		ma = cell_span(&a[0]);
-		ca = a[0].lo & ~ma;
-	}
-	if (nb > 0) {
-		mb = cell_span(&b[0]);
-		cb = b[0].lo & ~mb;
-	}
+	uint64_t ma = cell_span(&a[0]), ca = a[0].lo & ~ma; /* span and start of a[i] */
+	uint64_t mb = cell_span(&b[0]), cb = b[0].lo & ~mb; /* and of b[j] */
+	uint64_t tlo = 0, thi = 0;                          /* the cell of out[m - 1] */
 	while (i < na || j < nb) {
 		const bucket *x;
 		uint64_t cx, mx;
-		/* by cell start, the larger cell (larger span) first on a tie */
-		if (j >= nb || (i < na && (ca < cb || (ca == cb && ma >= mb)))) {
+		bool from_a = j >= nb || (i < na && merges_first(ca, ma, cb, mb, true));
+		if (from_a) {
 			x = &a[i];
 			cx = ca;
 			mx = ma;
@@ -294,6 +336,30 @@ static int64_t merge_lists(bucket *out, const bucket *a, int64_t na, const bucke
 		out[m++] = *x;
 		tlo = cx;
 		thi = cx | mx;
+		/* the run behind x in its own list */
+		const bucket *l = from_a ? a : b;
+		int64_t *k = from_a ? &i : &j, n = from_a ? na : nb;
+		int64_t r = *k >= n  ? n
+		            : from_a ? (j < nb ? run_end(a, i, na, cb, mb, true) : na)
+		                     : (i < na ? run_end(b, j, nb, ca, ma, false) : nb);
+		if (r > *k) {
+			memcpy(&out[m], &l[*k], (size_t)(r - *k) * sizeof(bucket));
+			m += r - *k;
+			*k = r;
+			uint64_t s = cell_span(&out[m - 1]);
+			tlo = out[m - 1].lo & ~s;
+			thi = tlo | s;
+			if (r < n) {
+				uint64_t sr = cell_span(&l[r]);
+				if (from_a) {
+					ma = sr;
+					ca = l[r].lo & ~sr;
+				} else {
+					mb = sr;
+					cb = l[r].lo & ~sr;
+				}
+			}
+		}
 	}
 	return m;
 }
@@ -466,15 +532,23 @@ static int64_t coarsen(bucket *b, int64_t n, int64_t cap)
 	return m;
 }
 
+/* The buckets s's array has room for once it holds n (n <= capacity):
+ * grown by doubling, never beyond capacity, never shrunk. */
+static int64_t alloc_for(const eng_sketch *s, int64_t n)
+{
+	if (n <= s->alloc)
+		return s->alloc;
+	int64_t a = s->alloc ? s->alloc : 64;
+	while (a < n)
+		a *= 2;
+	return a > s->capacity ? s->capacity : a;
+}
+
 /* Replaces s's buckets by cur[0..n) (n <= capacity after coarsening). */
 static int install(eng_sketch *s, const bucket *cur, int64_t n)
 {
 	if (n > s->alloc) {
-		int64_t a = s->alloc ? s->alloc : 64;
-		while (a < n)
-			a *= 2;
-		if (a > s->capacity)
-			a = s->capacity;
+		int64_t a = alloc_for(s, n);
 		bucket *nbuf = realloc(s->b, (size_t)a * sizeof(bucket));
 		if (!nbuf)
 			return ENG_ENOMEM;
@@ -637,7 +711,8 @@ typedef struct scratch {
 	bool indexed;    /* rt is built (calls of INDEX_MIN items or more) */
 	route rt;
 	int64_t np, nn;
-	void *mem; /* every array above but rt's, in one block (scratch_init) */
+	double wadd; /* the items' weight */
+	void *mem;   /* every array above but rt's, in one block (scratch_init) */
 } scratch;
 
 #define CHUNK 4096
@@ -889,6 +964,10 @@ static int insert_items(scratch *x, const eng_sketch *s, const double *score, co
 		ones += lab[i];
 	x->np += ones;
 	x->nn += cnt - ones;
+	double wsum = w ? 0.0 : (double)cnt;
+	for (int64_t i = 0; w && i < cnt; i++)
+		wsum += w[i];
+	x->wadd += wsum;
 	if (x->counted > COUNT_SETTLE)
 		settle_counts(x);
 	x->counted += cnt;
@@ -949,6 +1028,7 @@ static int commit(eng_sketch *s, scratch *x, eng_error *err)
 		return eng_error_set(err, ENG_ENOMEM, "y_score", -1, "out of memory");
 	s->positives += x->np;
 	s->negatives += x->nn;
+	s->wadded += x->wadd;
 	return 0;
 }
 
@@ -1013,18 +1093,68 @@ out:
 	return rc;
 }
 
+/* Whether every bucket of b lies in the cell of a bucket of a; then at[j]
+ * is that bucket for b[j]. The cells of b rise, so each search starts at
+ * the last one found. */
+static bool contained(const bucket *a, int64_t na, const bucket *b, int64_t nb, int64_t *at)
+{
+	int64_t i = 0;
+	for (int64_t j = 0; j < nb; j++) {
+		uint64_t mb = cell_span(&b[j]), cb = b[j].lo & ~mb;
+		/* the last bucket of a whose cell starts at or before b[j]'s */
+		i = run_end(a, i, na, cb, 0, true) - 1;
+		if (i < 0)
+			return false;
+		uint64_t ma = cell_span(&a[i]), ca = a[i].lo & ~ma;
+		if (!(cb >= ca && (cb | mb) <= (ca | ma)))
+			return false;
+		at[j] = i;
+	}
+	return true;
+}
+
 int eng_sketch_merge(eng_sketch *dst, const eng_sketch *src)
 {
+	/* IN PLACE: when every bucket of src lies in the cell of one of dst,
+	 * MERGE would append none and fold each into that bucket, in src's
+	 * order (a bucket of dst goes first on a tie; cells inside one cell
+	 * follow it): the same additions here, without copying dst's list
+	 * twice. The usual case once a stream's sketch is full. */
+	int64_t *at = dst->nb > 0 && src->nb > 0 ? malloc((size_t)src->nb * sizeof(int64_t)) : NULL;
+	bool inplace = at && contained(dst->b, dst->nb, src->b, src->nb, at);
+	free(inplace ? NULL : at);
+	if (inplace) {
+		for (int64_t j = 0; j < src->nb; j++) {
+			bucket *t = &dst->b[at[j]];
+			const bucket *x = &src->b[j];
+			if (x->lo < t->lo)
+				t->lo = x->lo;
+			if (x->hi > t->hi)
+				t->hi = x->hi;
+			t->pos += x->pos;
+			t->neg += x->neg;
+		}
+		free(at);
+		dst->positives += src->positives;
+		dst->negatives += src->negatives;
+		dst->wadded += src->wadded;
+		return 0;
+	}
 	int64_t room = dst->nb + src->nb;
 	bucket *t = malloc((size_t)(room > 0 ? room : 1) * sizeof(bucket));
 	if (!t)
 		return ENG_ENOMEM;
 	int64_t n = merge_lists(t, dst->b, dst->nb, src->b, src->nb);
 	n = coarsen(t, n, dst->capacity);
-	int rc = n < 0 ? ENG_ENOMEM : install(dst, t, n);
+	if (n < 0) {
+		free(t);
+		return ENG_ENOMEM;
+	}
+	int rc = install(dst, t, n);
 	if (!rc) {
 		dst->positives += src->positives;
 		dst->negatives += src->negatives;
+		dst->wadded += src->wadded;
 	}
 	free(t);
 	return rc;
@@ -1039,6 +1169,11 @@ void eng_sketch_weights(const eng_sketch *s, double *pos, double *neg)
 	}
 	*pos = p;
 	*neg = q;
+}
+
+double eng_sketch_weight_added(const eng_sketch *s)
+{
+	return s->wadded;
 }
 
 /* ---- answers ----------------------------------------------------------------- */
@@ -1454,6 +1589,7 @@ int eng_sketch_deserialize(eng_sketch **out, const uint8_t *buf, size_t len)
 	s->nb = (int64_t)nb;
 	s->positives = (int64_t)np;
 	s->negatives = (int64_t)nn;
+	s->wadded = P + N;
 	*out = s;
 	return 0;
 bad:

@@ -368,6 +368,13 @@ bool eng__stream_sums_finite(const eng_stream *a, const eng_stream *b, const cha
 			*what = "weight sums";
 			return false;
 		}
+		/* a sketch whose weight, with b's, is far below overflow has
+		 * finite sums whatever their order: no pass over its buckets
+		 * (an update merges into a stream of up to 32,766 of them) */
+		if (a->sk && eng_sketch_weight_added(a->sk[k]) +
+		                             (b ? eng_sketch_weight_added(b->sk[k]) : 0.0) <
+		                     DBL_MAX / 4)
+			continue;
 		eng__stream_acc_weights(a, k, &ap, &an);
 		if (b)
 			eng__stream_acc_weights(b, k, &bp, &bn);

@@ -60,6 +60,13 @@ int eng_sketch_merge(eng_sketch *dst, const eng_sketch *src);
  * (what a stream checks stays finite). */
 void eng_sketch_weights(const eng_sketch *s, double *pos, double *neg);
 
+/* The weight of every item added (both classes), summed as the items
+ * came, not over the buckets: it takes no pass over them, and as all
+ * weights are finite and >= 0 it is within a relative n * 2^-53 of the sum
+ * of eng_sketch_weights' two totals (n items). A state read back counts
+ * its buckets' sum. */
+double eng_sketch_weight_added(const eng_sketch *s);
+
 /*
  * AUC of everything added. ROC: the Mann-Whitney area with every bucket's
  * inner pairs counted one half; error_bound = sum over folded buckets of

@@ -1,0 +1,201 @@
+/*
+ * test_sketch_merge.c - the sketch's MERGE (engine/src/sketch.c) against
+ * the rule it implements, written out plainly here: walk both bucket lists
+ * in order of cell start (the larger cell first on a tie, the first list's
+ * bucket on a full tie), fold a bucket whose cell lies inside the cell of
+ * the last output bucket into it, append it otherwise.
+ *
+ * merge_lists copies the runs of one list that come before the other's
+ * head in one go (found by a gallop); a run that starts, ends or is cut at
+ * the wrong bucket shows here as a different bucket list. The destination's
+ * cap is large enough that nothing is coarsened, so the result must be the
+ * plain merge bit for bit: every key and every weight, in both directions,
+ * for lists of very different and of equal lengths, exact and folded, with
+ * cells nested across the two lists.
+ */
+#include <criterion/criterion.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "aucdata.h" /* eng__sketch_serialize_v1 */
+#include "bytes.h"
+#include "lossd/sketch.h"
+#include "rng.h"
+
+typedef struct tb {
+	uint64_t lo, hi;
+	double pos, neg;
+} tb;
+
+/* A sketch's buckets and counts, read from its version 1 bytes (fixed
+ * width: magic, version, cap, positives, negatives, count, then lo, hi,
+ * pos, neg per bucket, little-endian). */
+typedef struct list {
+	int64_t n;
+	uint64_t positives, negatives;
+	tb *b;
+} list;
+
+static list buckets_of(const eng_sketch *k)
+{
+	uint8_t *bytes;
+	size_t len;
+	cr_assert_eq(eng__sketch_serialize_v1(&bytes, &len, k), 0);
+	cr_assert_geq(len, 40);
+	list l;
+	memcpy(&l.positives, bytes + 16, 8);
+	memcpy(&l.negatives, bytes + 24, 8);
+	uint64_t n;
+	memcpy(&n, bytes + 32, 8);
+	cr_assert_eq(len, 40 + n * 32);
+	l.n = (int64_t)n;
+	l.b = malloc((n ? n : 1) * sizeof(tb));
+	cr_assert_not_null(l.b);
+	for (uint64_t i = 0; i < n; i++)
+		memcpy(&l.b[i], bytes + 40 + 32 * i, 32);
+	free(bytes);
+	return l;
+}
+
+static uint64_t span(const tb *x)
+{
+	uint64_t d = x->lo ^ x->hi;
+	return d ? ~(uint64_t)0 >> __builtin_clzll(d) : 0;
+}
+
+static int64_t plain_merge(tb *out, const tb *a, int64_t na, const tb *b, int64_t nb)
+{
+	int64_t i = 0, j = 0, m = 0;
+	while (i < na || j < nb) {
+		const tb *x;
+		if (j >= nb) {
+			x = &a[i++];
+		} else if (i >= na) {
+			x = &b[j++];
+		} else {
+			uint64_t sa = span(&a[i]), sb = span(&b[j]);
+			uint64_t ca = a[i].lo & ~sa, cb = b[j].lo & ~sb;
+			x = ca < cb || (ca == cb && sa >= sb) ? &a[i++] : &b[j++];
+		}
+		uint64_t s = span(x), c = x->lo & ~s;
+		if (m > 0) {
+			tb *t = &out[m - 1];
+			uint64_t ts = span(t), tc = t->lo & ~ts;
+			if (c >= tc && (c | s) <= (tc | ts)) {
+				t->lo = x->lo < t->lo ? x->lo : t->lo;
+				t->hi = x->hi > t->hi ? x->hi : t->hi;
+				t->pos += x->pos;
+				t->neg += x->neg;
+				continue;
+			}
+		}
+		out[m++] = *x;
+	}
+	return m;
+}
+
+/* n scores around two class centres, at one of a few resolutions: exact
+ * distinct keys, float32-rounded, or quantised to few values (ties). */
+static eng_sketch *filled(size_t cap, int64_t n, double shift, int kind)
+{
+	double *s = malloc((size_t)(n ? n : 1) * sizeof(double));
+	uint8_t *y = malloc((size_t)(n ? n : 1));
+	cr_assert(s && y);
+	for (int64_t i = 0; i < n; i++) {
+		y[i] = (uint8_t)(rnd() & 1);
+		double x = normal() * 0.2 + (y[i] ? 0.65 : 0.35) + shift;
+		s[i] = kind == 0 ? x : kind == 1 ? (double)(float)x : (double)(int)(x * 64) / 64;
+	}
+	eng_sketch *k = eng_sketch_new(cap);
+	cr_assert_not_null(k);
+	cr_assert_eq(eng_sketch_add_values(k, s, y, NULL, n, NULL), 0);
+	free(s);
+	free(y);
+	return k;
+}
+
+/* dst := dst + src through the engine, compared with the plain merge of
+ * their lists (dst's cap holds both: no coarsening). */
+static void check_merge(eng_sketch *dst, const eng_sketch *src)
+{
+	list a = buckets_of(dst), b = buckets_of(src);
+	cr_assert_leq(a.n + b.n, eng_sketch_capacity(dst), "the case would coarsen");
+	tb *want = malloc((size_t)(a.n + b.n + 1) * sizeof(tb));
+	cr_assert_not_null(want);
+	int64_t m = plain_merge(want, a.b, a.n, b.b, b.n);
+	cr_assert_eq(eng_sketch_merge(dst, src), 0);
+	list got = buckets_of(dst);
+	cr_expect_eq(got.n, m, "%lld buckets, the plain merge has %lld", (long long)got.n,
+	             (long long)m);
+	int64_t diff = -1;
+	for (int64_t i = 0; got.n == m && i < m && diff < 0; i++)
+		if (memcmp(&got.b[i], &want[i], sizeof(tb)) != 0)
+			diff = i;
+	cr_expect_eq(diff, -1, "bucket %lld differs from the plain merge (%lld + %lld buckets)",
+	             (long long)diff, (long long)a.n, (long long)b.n);
+	cr_expect_eq(got.positives, a.positives + b.positives);
+	cr_expect_eq(got.negatives, a.negatives + b.negatives);
+	free(a.b);
+	free(b.b);
+	free(got.b);
+	free(want);
+}
+
+/* A destination with a large cap whose buckets are folded: a small-cap
+ * sketch merged into an empty large one keeps its folded cells. */
+static eng_sketch *folded_big(int64_t n, double shift, int kind)
+{
+	eng_sketch *small = filled(4096, n, shift, kind), *big = eng_sketch_new(1 << 22);
+	cr_assert_not_null(big);
+	cr_assert_eq(eng_sketch_merge(big, small), 0);
+	eng_sketch_free(small);
+	return big;
+}
+
+Test(sketch_merge, equals_the_plain_merge_for_every_mix_of_sizes_and_cells)
+{
+	static const int64_t sizes[] = {1, 3, 40, 1000, 20000};
+	for (int kind = 0; kind < 3; kind++) {
+		for (size_t p = 0; p < sizeof sizes / sizeof *sizes; p++) {
+			for (size_t q = 0; q < sizeof sizes / sizeof *sizes; q++) {
+				rng_state = 1000u + (uint64_t)(kind * 100) + p * 10 + q;
+				int64_t na = sizes[p], nb = sizes[q];
+				/* exact into exact */
+				eng_sketch *d = filled(1 << 22, na, 0.0, kind);
+				eng_sketch *s = filled(1 << 22, nb, 0.01, kind);
+				check_merge(d, s);
+				/* coarse (folded) into exact, and exact into coarse:
+				 * cells of one list nested over runs of the other */
+				eng_sketch *fd = folded_big(na, 0.0, kind);
+				eng_sketch *fs = filled(2048, nb, -0.02, kind);
+				check_merge(fd, s);
+				check_merge(d, fs);
+				check_merge(fd, fs);
+				/* a sketch merged with a copy of itself */
+				eng_sketch *twin = eng_sketch_new(1 << 22);
+				cr_assert_eq(eng_sketch_merge(twin, s), 0);
+				check_merge(twin, s);
+				eng_sketch_free(d);
+				eng_sketch_free(s);
+				eng_sketch_free(fd);
+				eng_sketch_free(fs);
+				eng_sketch_free(twin);
+			}
+		}
+	}
+}
+
+Test(sketch_merge, disjoint_ranges_and_empty_lists)
+{
+	rng_state = 5;
+	eng_sketch *low = filled(1 << 22, 5000, -10.0, 0), *high = filled(1 << 22, 5000, 10.0, 0);
+	eng_sketch *empty = eng_sketch_new(1 << 22);
+	check_merge(low, high);  /* the whole of high after low: one run */
+	check_merge(high, low);  /* the whole of the source first */
+	check_merge(empty, low); /* into nothing */
+	check_merge(low, empty); /* nothing in */
+	eng_sketch_free(low);
+	eng_sketch_free(high);
+	eng_sketch_free(empty);
+}

@@ -254,6 +254,7 @@ static bool cpu_avx2(void)
 #endif
 }
 
+#ifdef B64_AVX2
 static bool use_avx2(void)
 {
 	int m = atomic_load_explicit(&simd, memory_order_relaxed);
@@ -263,6 +264,7 @@ static bool use_avx2(void)
 	}
 	return m == 1;
 }
+#endif
 
 bool api__b64_set_simd(bool on)
 {

@@ -888,7 +888,10 @@ void eng_loss_plan_run(eng_loss_plan *pl, int64_t to)
 		to = j->ntasks;
 	for (; pl->done < to; pl->done++) {
 		pl->pos.fn(j, pl->done);
-		if (j->x_work && !j->x_fused)
+		/* the metrics trust the labels the loss task checked: after a
+		 * bad one they would index a row by it (the finish reports it
+		 * before any metric is read) */
+		if (j->x_work && !j->x_fused && !j->parts[pl->done].err)
 			eng__extra_task(j, pl->done);
 	}
 }

@@ -201,7 +201,6 @@ static void store_stop(srv__loop *l)
 	l->nstore = 0;
 }
 
-/* Starts one more store thread if the limit allows. l->mu held. */
 /* Under mu, for a job just queued: true when an idle thread that no one
  * signalled yet is there (counted in swake; the caller signals after the
  * unlock), else a thread is started for it (a thread that cannot start is
@@ -219,6 +218,7 @@ static bool store_wake(srv__loop *l)
 	return false;
 }
 
+/* Starts one more store thread if the limit allows. l->mu held. */
 static int store_grow(srv__loop *l)
 {
 	if (l->nstore >= l->smax ||

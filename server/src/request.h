@@ -44,7 +44,9 @@ typedef struct srv_request {
 	 * reply, valid until then) and calls defer_done(defer_arg) exactly
 	 * once, from any thread, when `out` holds the reply. deferred NULL:
 	 * the reply is due when the handler returns. Nothing else of this
-	 * struct may be kept past the handler's return. */
+	 * struct may be kept past the handler's return, but for what points
+	 * into http.c's request (idempotency_key: its idem_key), which lives
+	 * until the reply. */
 	bool *deferred;
 	void (*defer_done)(void *arg);
 	void *defer_arg;

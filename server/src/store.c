@@ -66,11 +66,14 @@
  *   meanwhile makes the group take the queue as it is then (resolve_all):
  *   still a prefix of the queue.
  * - After a failed transaction (disk full, I/O error) the store is
- *   "broken": the group's ops fail, ops still queued fail, and every op
- *   submitted meanwhile fails at once (one with on_done is finished by
- *   the committer), each marking its stream stale (srv__store_op.stale)
- *   before its waiter is woken or its on_done runs, so streams.c never
- *   shows memory the disk refused (it reloads a stale stream from disk).
+ *   "broken": the group's ops fail, ops still queued fail (the healer
+ *   finishes those it finds queued), and every op submitted meanwhile
+ *   fails at once (one with on_done is finished by the committer), each
+ *   marking its stream stale (srv__store_op.stale) before its waiter is
+ *   woken or its on_done runs, so streams.c never shows memory the disk
+ *   refused (it reloads a stale stream from disk). An op of a stream
+ *   already stale is refused the same way after the heal, until that
+ *   reload: it may follow the op that failed.
  *   srv__store_heal (the healer thread in streams.c, every 500 ms) retries:
  *   it takes the leader role, so no group is in flight, commits a probe
  *   transaction (one 64 KiB row of the `probe` table rewritten), reopening
@@ -1658,7 +1661,13 @@ void srv__store_submit(srv__store *st, srv__store_op *op)
 	op->rc = 0;
 	op->waiter = NULL;
 	pthread_mutex_lock(&st->mu);
-	if (st->broken && op->on_done) {
+	/* A stream already stale (an earlier op of it failed after its
+	 * submitter looked, and a heal may have cleared `broken` since) is
+	 * refused too: its memory holds that op, so neither a delta after
+	 * the gap nor a state including it may reach the disk. fail_ops sets
+	 * stale under mu before the failed group lets go of `broken`. */
+	bool refuse = st->broken || (op->stale && atomic_load(op->stale));
+	if (refuse && op->on_done) {
 		/* Refused at the door, finished by the committer: the
 		 * submitter may hold locks on_done takes. The stream's
 		 * memory already holds op. */
@@ -1670,7 +1679,7 @@ void srv__store_submit(srv__store *st, srv__store_op *op)
 		else
 			st->rhead = op;
 		st->rtail = op;
-	} else if (st->broken) {
+	} else if (refuse) {
 		/* Refused at the door (no waiter yet, nothing to wake). */
 		struct wakes none;
 		wakes_init(&none);

@@ -83,7 +83,8 @@ typedef struct srv__store_op {
 	 * (SQLite only, never with srv__store_wait) the committer calls
 	 * on_done(op) once the outcome is known (rc set, stale marked), on
 	 * its own thread with no lock of the store held, also for an op
-	 * refused at submit: never on the submitter's thread, so the
+	 * refused at submit (or the healer does, on its thread, for ops it
+	 * fails as it takes the queue of a broken store): never on the submitter's thread, so the
 	 * submitter may hold locks on_done takes. */
 	void (*on_done)(struct srv__store_op *op);
 	/* A CHECKPOINT with data NULL (SQLite only): its bytes are asked for
@@ -229,7 +230,7 @@ int srv__store_key_get(srv__store *st, const char *stream, const char *key, char
 
 /* Queues op for the next group, or fails it at once (rc -1, done,
  * *stale set; with on_done, finished by the committer) while the store is
- * broken. Never blocks on I/O: callable with a stream's mutex held (lock
+ * broken or *op->stale is already set. Never blocks on I/O: callable with a stream's mutex held (lock
  * order: stream, then the store's queue). Any thread. */
 void srv__store_submit(srv__store *st, srv__store_op *op);
 

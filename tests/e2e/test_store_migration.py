@@ -170,25 +170,48 @@ class MigrationTest(unittest.TestCase):
         for f in ("lossd.db", "lossd.lock"):
             shutil.copy(os.path.join(self.dir, f), pristine)
         seen = {"old": 0, "rowid": 0}
+        inside = 0  # kills that landed between the migration's start and commit
         trial = os.path.join(self.dir, "trial")
-        for delay in (0.0, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64):
+        # Kills at fixed delays from the start, then kills the moment the
+        # process logs that it begins to migrate (a read of its stdout
+        # away), which land inside the transaction unless it is done in
+        # less time than that read and the signal take.
+        plans = [("start", d) for d in (0.0, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64)]
+        plans += [("line", 0.0)] * 4
+        for when, delay in plans:
             shutil.rmtree(trial, ignore_errors=True)
             shutil.copytree(pristine, trial)
             p = subprocess.Popen([LOSSD_BIN, "--bind", "127.0.0.1", "--port", "0",
                                   "--data-dir", trial],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(delay)
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            logged = []
+            if when == "line":
+                for raw in p.stdout:
+                    logged.append(raw.decode("utf-8", "replace"))
+                    if "migrating them" in logged[-1]:
+                        break
+            else:
+                time.sleep(delay)
             p.send_signal(signal.SIGKILL)
+            logged += [raw.decode("utf-8", "replace") for raw in p.stdout]
             p.wait()
+            began = any("migrating them" in l for l in logged)
+            ended = any("deltas migrated" in l for l in logged)
             kind, got, names = layout(self.db(trial))
-            self.assertEqual(got, rows, "kill after %.3f s: rows changed" % delay)
+            self.assertEqual(got, rows, "kill %s + %.3f s: rows changed" % (when, delay))
             self.assertNotIn("deltas_rowid", names)
+            # it began and the old layout is whole: killed before the
+            # one transaction committed (a kill after the commit and
+            # before the "migrated" line leaves the new layout)
+            inside += began and not ended and kind == "old"
             seen[kind] += 1
             with Server(data_dir=trial) as srv:
                 self.check_served(srv, readings)
             self.assertEqual(layout(self.db(trial))[0], "rowid")
-        print("kill -9 during a migrating start: layout found after the kill %r"
-              % seen, file=sys.stderr)
+        print("kill -9 during a migrating start: layout found after the kill %r, %d kills "
+              "inside the migration" % (seen, inside), file=sys.stderr)
+        self.assertGreater(inside, 0, "no kill landed inside the migration: the test "
+                           "checked only the layouts before and after it")
 
 
 if __name__ == "__main__":

@@ -192,12 +192,15 @@ class StreamsTest(unittest.TestCase):
             delays = srv.metric("lossd_store_commit_delays_total")
             self.assertIsNotNone(delays)
             self.assertLessEqual(delays, groups)
-            self.assertGreaterEqual(srv.metric("lossd_store_commit_delay_seconds_total"), 0)
+            # time waited exactly when some leader waited
+            waited = srv.metric("lossd_store_commit_delay_seconds_total")
+            self.assertEqual(waited > 0, delays > 0, (waited, delays))
+            # exported (how many checkpoints ran depends on timing)
             for by in ("checkpointer", "commit"):
-                self.assertGreaterEqual(
-                    srv.metric('lossd_store_wal_checkpoints_total{by="%s"}' % by), 0)
+                self.assertIsNotNone(
+                    srv.metric('lossd_store_wal_checkpoints_total{by="%s"}' % by))
             self.assertEqual(srv.metric("lossd_store_wal_checkpoint_failures_total"), 0)
-            self.assertGreaterEqual(srv.metric("lossd_store_wal_pages"), 0)
+            self.assertIsNotNone(srv.metric("lossd_store_wal_pages"))
 
     def test_merge_across_servers(self):
         y, s, w = make_data(2000, 4)

@@ -555,3 +555,65 @@ Test(extra, fused_bins_on_edges_match_calib_bin_of)
 		eng_loss_result_free(b);
 	}
 }
+
+/* A plan run task by task (the early loss: api/src/loss.c) over labels one
+ * of which is out of range: the metrics of a task whose loss found the bad
+ * label are not run (they index a row by the label: 2e9 classes past its
+ * end), and the finish reports the label as the one-shot compute does;
+ * float64 and float32, logits and probabilities. */
+static void plan_with_bad_labels(eng_dtype dt, bool logits)
+{
+	enum { N = 200000, C = 4 };
+	double *p = malloc(sizeof(double) * N * C), *y = malloc(sizeof(double) * N);
+	float *f = malloc(sizeof(float) * N * C);
+	cr_assert(p && y && f);
+	for (int i = 0; i < N; i++) {
+		y[i] = i % C;
+		for (int k = 0; k < C; k++) {
+			p[i * C + k] = logits ? 0.1 * (double)((i + k) % 7) : 0.25;
+			f[i * C + k] = (float)p[i * C + k];
+		}
+	}
+	y[5] = 2e9;
+	y[N - 3] = -7;
+	eng_tensor yp = tens(dt, dt == ENG_F32 ? (void *)f : (void *)p, 2, I64(N), I64(C));
+	eng_tensor yt = tens(ENG_F64, y, 1, I64(N));
+	eng_extra_opts x = ENG_EXTRA_OPTS_INIT;
+	x.ntop = 2;
+	x.top_k[0] = 1;
+	x.top_k[1] = 3;
+	x.bins = 10;
+	x.perplexity = true;
+	eng_loss_opts o = ENG_LOSS_OPTS_INIT;
+	o.kind = ENG_LOSS_SPARSE_CE;
+	o.from_logits = logits;
+	o.extra = &x;
+	eng_loss_plan *pl = NULL;
+	eng_error e1 = {0}, e2 = {0};
+	cr_assert_eq(eng_loss_plan_new(&pl, &yt, &yp, &o, &e1), 0, "%s", e1.msg);
+	cr_assert_gt(eng_loss_plan_tasks(pl), 1, "one task: the case runs nothing early");
+	eng_loss_plan_run(pl, eng_loss_plan_tasks(pl));
+	eng_loss_result *r = NULL;
+	int rc = eng_loss_plan_finish(&r, pl, NULL, &e1);
+	eng_loss_plan_free(pl);
+	cr_expect_null(r);
+	eng_loss_result *r2 = NULL;
+	int rc2 = eng_loss_compute(&r2, &yt, &yp, &o, NULL, &e2);
+	cr_expect_null(r2);
+	cr_expect_neq(rc, 0);
+	cr_expect_eq(rc, rc2);
+	cr_expect_eq(e1.index, 5);
+	cr_expect_eq(e2.index, 5);
+	cr_expect_str_eq(e1.field, e2.field);
+	free(p);
+	free(f);
+	free(y);
+}
+
+Test(extra, plan_run_stops_at_a_bad_label_before_the_metrics)
+{
+	plan_with_bad_labels(ENG_F64, true);
+	plan_with_bad_labels(ENG_F64, false);
+	plan_with_bad_labels(ENG_F32, true);
+	plan_with_bad_labels(ENG_F32, false);
+}

@@ -701,12 +701,33 @@ Test(store, on_done_ops_finished_by_the_committer, .init = mkdir_temp, .fini = r
 	cr_assert(door.stale_seen);
 	cr_assert(door.other_thread);
 	cr_assert_eq(srv__store_heal(st), 0);
+	cr_assert_not(srv__store_broken(st));
+
+	/* healed, but the stream is still stale (not reloaded yet): its
+	 * next op is refused as well, whether it waits or has on_done */
+	async_op after = {0};
+	atomic_store(&after.stale, true);
+	async_submit(st, &after, 22, "z");
+	async_wait(&after, 1);
+	cr_assert_eq(after.rc, -1);
+	cr_assert(after.other_thread);
+	atomic_bool stale = true;
+	srv__store_op op = {0};
+	op.type = SRV__OP_DELTA;
+	op.stream = "s";
+	op.seq = 22;
+	op.data = "w";
+	op.len = 1;
+	op.stale = &stale;
+	srv__store_submit(st, &op);
+	cr_assert_eq(srv__store_wait(st, &op), -1);
+	cr_assert_not(srv__store_broken(st), "a stale stream's op broke the store");
 	srv__store_close(st);
 
 	st = open_store();
 	seen *s = load(st);
 	cr_assert_eq(s->nstreams, 1);
-	cr_assert_eq(s->ndeltas[0], 20); /* neither failed op is there */
+	cr_assert_eq(s->ndeltas[0], 20); /* no failed or refused op is there */
 	free(s);
 	srv__store_close(st);
 }
@@ -735,6 +756,20 @@ static int lazy_resolve(srv__store_op *op, bool final)
 	return 0;
 }
 
+/* Waits until the committer has taken the queue and holds its group
+ * (srv__store_test_hold): its transaction is then running. */
+static void wait_held(srv__store *st)
+{
+	srv__store_health h;
+	for (int i = 0; i < 20000; i++) {
+		srv__store_health_of(&h, st);
+		if (h.running_s > 0)
+			return;
+		usleep(1000);
+	}
+	cr_assert_fail("the committer never took the held group");
+}
+
 /* Commits ops[0..n) as one group: the committer holds a first op while
  * they queue. */
 static void one_group(srv__store *st, lazy_op *ops, int n, int64_t seq0)
@@ -747,7 +782,7 @@ static void one_group(srv__store *st, lazy_op *ops, int n, int64_t seq0)
 	first.len = 1;
 	srv__store_test_hold(st, true);
 	srv__store_submit(st, &first);
-	usleep(50000); /* the committer took `first` and holds */
+	wait_held(st); /* the committer took `first` and holds */
 	for (int i = 0; i < n; i++) {
 		ops[i].op.type = SRV__OP_CHECKPOINT;
 		ops[i].op.stream = "s";
@@ -841,7 +876,7 @@ Test(store, lazy_checkpoint_takes_the_newer_op, .init = mkdir_temp, .fini = rm_t
 	memset(ext, 0, sizeof ext);
 	srv__store_test_hold(st, true);
 	srv__store_submit(st, &first);
-	usleep(50000); /* the committer took `first` and holds */
+	wait_held(st); /* the committer took `first` and holds */
 	for (int i = 0; i < 2; i++) {
 		ext[i].op.type = SRV__OP_CHECKPOINT;
 		ext[i].op.stream = "s";

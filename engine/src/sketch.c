@@ -244,39 +244,20 @@ static inline bool merges_first(uint64_t c, uint64_t m, uint64_t c2, uint64_t m2
 }
 
 /* The first k in [i, n) whose bucket of l does not come before (c, m)
- * (n when all do). The cell starts along one list rise (I), so the order
- * is monotone: a few steps first (a small batch's buckets fall tens of a
- * full stream's apart, and a scan mispredicts once where a search would at
- * every probe), then a gallop and a binary search. */
-#define RUN_SCAN 48
+ * (n when all do). A bucket whose hi lies below c has its cell start below
+ * c, so it comes first: one compare a bucket. Past the first bucket whose
+ * hi does not, cells start above that hi (I), so only that one may still
+ * come first, by its cell start. */
 static int64_t run_end(const bucket *l, int64_t i, int64_t n, uint64_t c, uint64_t m, bool tie)
 {
-	int64_t stop = n - i > RUN_SCAN ? i + RUN_SCAN : n;
-	for (; i < stop; i++) {
+	while (i < n && l[i].hi < c)
+		i++;
+	if (i < n) {
 		uint64_t s = cell_span(&l[i]);
-		if (!merges_first(l[i].lo & ~s, s, c, m, tie))
-			return i;
+		if (merges_first(l[i].lo & ~s, s, c, m, tie))
+			i++;
 	}
-	int64_t lo = i, hi = i, step = 1; /* l[..lo) come first */
-	while (hi < n) {
-		uint64_t s = cell_span(&l[hi]);
-		if (!merges_first(l[hi].lo & ~s, s, c, m, tie))
-			break;
-		lo = hi + 1;
-		hi = i + step;
-		step *= 2;
-	}
-	if (hi > n)
-		hi = n;
-	while (lo < hi) {
-		int64_t mid = lo + (hi - lo) / 2;
-		uint64_t s = cell_span(&l[mid]);
-		if (merges_first(l[mid].lo & ~s, s, c, m, tie))
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
+	return i;
 }
 
 /* out (room for na + nb) := union of two lists satisfying (I); returns its
@@ -285,9 +266,10 @@ static int64_t run_end(const bucket *l, int64_t i, int64_t n, uint64_t c, uint64
  * each bucket's cell is worked out once. A RUN: once a bucket of one list
  * is appended, the buckets of that list that come before the other
  * list's head are appended unchanged (their cells are disjoint from it and
- * from each other), so they are found by a gallop and copied in one go: a
- * small update merged into a large stream costs its own buckets' steps and
- * a copy of the rest, not a step per bucket held. */
+ * from each other), so they are found by a scan of one compare a bucket
+ * (run_end) and copied in one go: a small update merged into a large
+ * stream costs its own buckets' steps and a copy of the rest, not a full
+ * step per bucket held. */
 static int64_t merge_lists(bucket *out, const bucket *a, int64_t na, const bucket *b, int64_t nb)
 {
 	if (na == 0 || nb == 0) {

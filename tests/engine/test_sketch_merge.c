@@ -6,7 +6,7 @@
  * the last output bucket into it, append it otherwise.
  *
  * merge_lists copies the runs of one list that come before the other's
- * head in one go (found by a gallop); a run that starts, ends or is cut at
+ * head in one go (found by a scan); a run that starts, ends or is cut at
  * the wrong bucket shows here as a different bucket list. The destination's
  * cap is large enough that nothing is coarsened, so the result must be the
  * plain merge bit for bit: every key and every weight, in both directions,

@@ -49,6 +49,14 @@
  * thread). For that, decoded bytes are never written again while the body
  * lives: a string found not liftable after all (fallback) keeps its arena
  * bytes reserved instead of handing them to the next string or array.
+ * Number arrays likewise: the outermost candidate's values are written
+ * back to back from its first, so its rows are the tensor's rows as the
+ * whole array would be lifted; a row is final once it has closed lifted
+ * (at least API__PACK_MIN values, so akeep covers it: nothing is written
+ * over it, even when the array fails later) with its siblings' shape, and
+ * while the array is open api_body_decoding tells the bytes of those rows
+ * (`rows`). Rows kept as text (short, or past HOLD_SLACK) publish
+ * nothing.
  * When the last byte arrives, what is left of the loss is the tail rows
  * and the reduction; the answer is bit for bit the buffered one (loss.c
  * says why). Measured with bench/run.sh --only body: see
@@ -131,6 +139,7 @@ struct api_body {
 	 * ncand of open[]), the number token being read (its text offset) */
 	cand cands[MAX_CANDS];
 	int ncand;
+	size_t rows; /* arena bytes of cands[0]'s children closed for good */
 	size_t tok;
 	size_t lines, last_nl; /* newlines read in arrays, body offset of the last */
 };
@@ -188,9 +197,19 @@ size_t api_body_len(const api_body *b)
 	return b ? b->sent : 0;
 }
 
+/* cands[0] holds rows an early loss may read (see cand_close). */
+static bool rows_ready(const api_body *b)
+{
+	return b->mode == S_ARR && b->ncand > 0 && b->rows > 0 && b->cands[0].rank < ENG_MAX_RANK;
+}
+
 size_t api_body_decoding(const api_body *b, size_t *id)
 {
 	*id = 0;
+	if (b && rows_ready(b)) {
+		*id = b->cands[0].start;
+		return b->rows;
+	}
 	if (!b || b->mode != S_DECODE)
 		return SIZE_MAX;
 	*id = b->start;
@@ -201,6 +220,21 @@ size_t api_body_decoding(const api_body *b, size_t *id)
 int api__body_snapshot(const api_body *b, api__body_snap *out)
 {
 	memset(out, 0, sizeof *out);
+	if (rows_ready(b)) {
+		const cand *f = &b->cands[0];
+		out->text = b->text.p;
+		out->len = f->tstart;
+		out->packs = b->packs;
+		out->npacks = f->npacks;
+		out->values = (const double *)(const void *)(b->arena + f->astart);
+		out->rank = f->rank;
+		memcpy(out->shape, f->shape, (size_t)f->rank * sizeof *f->shape);
+		out->start = f->start;
+		out->sent = b->sent;
+		out->open = b->open;
+		out->depth = b->depth - b->ncand;
+		return 0;
+	}
 	if (b->mode != S_DECODE)
 		return -1;
 	out->text = b->text.p;
@@ -449,8 +483,10 @@ static void cands_fail(api_body *b)
 /* An array opens at s[i] (a candidate: the caller checked). */
 static int cand_open(api_body *b, size_t i)
 {
-	if (!b->ncand)
+	if (!b->ncand) {
 		b->aused = (b->aused + 63) & ~(size_t)63; /* it may be lifted whole */
+		b->rows = 0;
+	}
 	cand *f = &b->cands[b->ncand++];
 	f->start = b->sent + i;
 	f->tstart = b->text.len;
@@ -563,6 +599,10 @@ static int cand_close(api_body *b, size_t i)
 	memcpy(p->shape, shape, (size_t)rank * sizeof *shape);
 	p->n++;
 	p->expect = E_COMMA;
+	/* a row of the outermost candidate, lifted (so akeep covers it) and of
+	 * its siblings' shape: its values are final (the file-top comment) */
+	if (b->ncand == 1 && size >= API__PACK_MIN)
+		b->rows = b->aused - p->astart;
 	return 0;
 }
 

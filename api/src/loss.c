@@ -572,6 +572,17 @@ out:
  * other outcome (the guess did not hold, or failed to read or plan) is the
  * buffered path, untouched: errors and their positions are its own.
  *
+ * y_pred as nested JSON arrays: body.c lifts the rows as they close, back
+ * to back where the whole array's values will be, and publishes the bytes
+ * of those closed for good (api_body_decoding). The guess then holds a
+ * pending array placeholder ["\u0000",K] of those rows' shape; how many
+ * rows is read from the parsed guess (guess_rows: y_pred's "shape", else
+ * y_true's first dimension), and the whole request must say the same (its
+ * shape is compared). Nothing copies a pending array (packed.c), and
+ * JSON numbers are finite, so there is no scan. A ragged row, a value that
+ * is not a number, rows kept as text: the array is not lifted whole, the
+ * request object differs from the guess, and the buffered path answers.
+ *
  * Non-finite values: with nan_policy "raise", the steps also scan y_pred's
  * decoded elements in order (before the tasks that read them); what was
  * scanned, and the first non-finite found, goes to the whole request's
@@ -592,7 +603,9 @@ struct api_early {
 	size_t len;
 	api_packed *sp; /* its packs until parsed (then pk) */
 	size_t sent;
-	const unsigned char *pred; /* where the string's bytes go */
+	const unsigned char *pred; /* where the string's bytes (the array's values) go */
+	bool array;                /* y_pred is guessed a number array (rows) */
+	size_t kpack;              /* its pack's index */
 	json_t *req;
 	api_packed *pk;
 	loss_in in;
@@ -631,14 +644,18 @@ int api_loss_early_new(api_early **out, const api_ctx *ctx, const api_body *b)
 	*out = NULL;
 	if (api__body_snapshot(b, &sn))
 		return -1;
-	int phn = snprintf(ph, sizeof ph, "\"\\u0000%zu\"", sn.npacks);
+	bool array = sn.values != NULL;
+	int phn = array ? snprintf(ph, sizeof ph, "[\"\\u0000\",%zu]", sn.npacks)
+	                : snprintf(ph, sizeof ph, "\"\\u0000%zu\"", sn.npacks);
 	size_t cap = sn.len + (size_t)phn + (size_t)sn.depth + 1;
 	if (!(e = api__malloc(sizeof *e)))
 		return -1;
 	memset(e, 0, sizeof *e);
 	e->ctx = ctx;
 	e->sent = sn.sent;
-	e->pred = sn.decoded;
+	e->pred = array ? (const unsigned char *)(const void *)sn.values : sn.decoded;
+	e->array = array;
+	e->kpack = sn.npacks;
 	if (!(e->text = api__malloc(cap)) || !(e->sp = api__malloc(sizeof *e->sp)))
 		goto out;
 	memset(e->sp, 0, sizeof *e->sp);
@@ -655,9 +672,20 @@ int api_loss_early_new(api_early **out, const api_ctx *ctx, const api_body *b)
 		memcpy(e->sp->packs, sn.packs, sn.npacks * sizeof *sn.packs);
 	api__pack *pp = &e->sp->packs[sn.npacks];
 	memset(pp, 0, sizeof *pp);
-	pp->decoded = sn.decoded;
 	pp->pending = true;
-	pp->nbytes = pp->bad_at = SIZE_MAX;
+	if (array) {
+		/* rows of sn.shape; how many is guessed once parsed (guess_rows) */
+		pp->values = sn.values;
+		pp->rank = sn.rank + 1;
+		pp->shape[0] = 1;
+		memcpy(pp->shape + 1, sn.shape, (size_t)sn.rank * sizeof sn.shape[0]);
+		pp->size = 1;
+		for (int d = 0; d < sn.rank; d++)
+			pp->size *= sn.shape[d];
+	} else {
+		pp->decoded = sn.decoded;
+		pp->nbytes = pp->bad_at = SIZE_MAX;
+	}
 	pp->body_start = sn.start;
 	pp->body_end = sn.sent;
 	pp->skel_start = sn.len;
@@ -669,6 +697,40 @@ int api_loss_early_new(api_early **out, const api_ctx *ctx, const api_body *b)
 out:
 	api_loss_early_free(e);
 	return rc;
+}
+
+/* The leading dimension of a tensor field v, or 0 when it does not say. */
+static int64_t leading_dim(const json_t *v, const api_packed *pk, const api__pack * not )
+{
+	const json_t *s = json_object_get(v, "shape");
+	if (json_is_object(v) && json_is_array(s) && json_is_integer(json_array_get(s, 0)))
+		return json_integer_value(json_array_get(s, 0));
+	if (json_is_object(v))
+		v = json_object_get(v, "data");
+	const api__pack *lk = api__packed_array(pk, v);
+	if (lk)
+		return lk == not ? 0 : lk->shape[0];
+	return json_is_array(v) ? (int64_t)json_array_size(v) : 0;
+}
+
+/*
+ * How many rows the guessed array of y_pred will have when it closes:
+ * y_pred's own "shape", else y_true's leading dimension (every loss pairs
+ * y_pred's first axis with y_true's). Only a guess: the whole request
+ * decides (early_holds). Sets its pack's shape and size; -1 when nothing
+ * tells.
+ */
+static int guess_rows(api_early *e)
+{
+	api__pack *pp = &e->pk->packs[e->kpack];
+	int64_t n = leading_dim(json_object_get(e->req, "y_pred"), e->pk, pp);
+	if (n <= 0)
+		n = leading_dim(json_object_get(e->req, "y_true"), e->pk, pp);
+	if (n <= 0 || n > INT64_MAX / pp->size)
+		return -1;
+	pp->size *= n;
+	pp->shape[0] = n;
+	return 0;
 }
 
 int api_loss_early_prepare(api_early *e)
@@ -683,6 +745,8 @@ int api_loss_early_prepare(api_early *e)
 	e->sp = NULL; /* parse's now */
 	if (!e->req || !json_is_object(e->req) || api__field(e->req, "heads"))
 		return -1;
+	if (e->array && (!e->pk || e->pk->nstream <= e->kpack || guess_rows(e)))
+		return -1;
 	loss_in_init(&e->in);
 	e->read = true;
 	if (loss_read(&e->in, ctx, e->req, "", &budget, e->pk, &p))
@@ -696,7 +760,9 @@ int api_loss_early_prepare(api_early *e)
 	e->esz = eng_dtype_size(yp->dtype);
 	e->scan_dt = yp->dtype;
 	e->scan_bad = -1;
-	e->scan = !e->in.o.propagate_nan && (yp->dtype == ENG_F32 || yp->dtype == ENG_F64);
+	/* (JSON numbers are finite: parse.c refuses an overflow) */
+	e->scan = !e->array && !e->in.o.propagate_nan &&
+	          (yp->dtype == ENG_F32 || yp->dtype == ENG_F64);
 	if (eng_loss_plan_new(&e->plan, &e->in.t[T_TRUE].t, yp, &e->in.o, &err))
 		return -1;
 	return 0;

@@ -391,8 +391,8 @@ static size_t sent_array(lifter *L, const api__pack *mp, size_t i)
 	size_t end = m.skel_end;
 
 	if (in_ok && (top->kind == KIND_NUMBERS || top->expect == EXPECT_COMMA ||
-	              top->chain + m.rank > ENG_MAX_RANK))
-		return fail(L);
+	              top->chain + m.rank > ENG_MAX_RANK || m.pending))
+		return fail(L); /* (a pending array's values are not there yet) */
 	if (L->depth + m.rank > L->max_frames)
 		return STOP;
 	if (in_ok) {
@@ -411,7 +411,7 @@ static size_t sent_array(lifter *L, const api__pack *mp, size_t i)
 		return end;
 	}
 	L->alen = (L->alen + 7) & ~(size_t)7;
-	if (((uintptr_t)m.values & 63) == 0 || L->alen + (size_t)m.size > L->acap)
+	if (((uintptr_t)m.values & 63) == 0 || m.pending || L->alen + (size_t)m.size > L->acap)
 		return end; /* lifted where it is */
 	memcpy(L->pk->arena + L->alen, m.values, (size_t)m.size * sizeof(double));
 	m.values = L->pk->arena + L->alen;

@@ -36,8 +36,9 @@ typedef struct api__pack {
 	 * the bytes after the last of them (it may be pretty-printed) */
 	size_t lines, last_col;
 	size_t skel_start, skel_end; /* its placeholder's bytes in the skeleton */
-	/* a string still being decoded (an early loss's guess, loss.c): a
-	 * tensor views its bytes unchecked, as they will be */
+	/* a string still being decoded or an array still being read (an
+	 * early loss's guess, loss.c): a tensor views its bytes unchecked, as
+	 * they will be, and nothing copies them */
 	bool pending;
 	/* a decoded string an early loss scanned for non-finite values as it
 	 * arrived (loss.c): its first `scanned` elements as scanned_dt, and
@@ -105,16 +106,21 @@ json_t *api__parse_sent(const api_ctx *ctx, const char *text, size_t len, api_pa
 
 /* The parse of a body read by body.c: ends it (a string still open is
  * text) and parses it as api_parse_body_packed would the body as sent. */
-/* What api_loss_early_new copies of a body decoding a string (body.c):
- * the text before the string's '"', the packs before it, where its bytes
- * go, its offset and the body's length so far. All borrowed from b.
- * -1 when b decodes no string. */
+/* What api_loss_early_new copies of a body decoding a string or reading
+ * the rows of a number array (body.c): the text before the string's '"'
+ * (the array's '['), the packs before it, where its bytes (values) go, its
+ * offset and the body's length so far; for an array, the rank and shape
+ * of its rows. All borrowed from b. -1 when b publishes no bytes
+ * (api_body_decoding). */
 typedef struct api__body_snap {
 	const char *text;
 	size_t len;
 	const api__pack *packs;
 	size_t npacks;
-	const unsigned char *decoded;
+	const unsigned char *decoded; /* a string's, or NULL */
+	const double *values;         /* an array's, or NULL */
+	int rank;
+	int64_t shape[ENG_MAX_RANK];
 	size_t start, sent;
 	const unsigned char *open; /* 1: an array, 0: an object, per open container */
 	int depth;

@@ -7,7 +7,10 @@
  * and everything else came before it, the api layer can guess the request
  * and plan the loss (api_loss_early_*); a helper thread here runs the
  * plan's tasks on the rows decoded so far, off the HTTP thread, so when
- * the last byte arrives only the tail rows and the reduction remain.
+ * the last byte arrives only the tail rows and the reduction remain. The
+ * same for y_pred as nested JSON arrays: body.c lifts each row into
+ * float64 values as it closes, and publishes those rows' bytes the same
+ * way (api_body_decoding: one id per array).
  * api/src/loss.c says why the reply is bit for bit the buffered one.
  *
  * How: the HTTP thread publishes how many bytes of the string are decoded
@@ -19,8 +22,9 @@
  * sets stop and joins: the helper ends after at most one task (a few
  * milliseconds), before the arena it reads is given back.
  *
- * Bounds: SRV_EARLY_MAX helpers in the server, two tries per request; a
- * string shorter than EARLY_MIN decoded bytes never starts one.
+ * Bounds: SRV_EARLY_MAX helpers in the server, two tries per request (a
+ * long y_true before y_pred takes the first); a string or array with
+ * fewer than EARLY_MIN bytes decoded (rows' values) never starts one.
  *
  * Lock order: k->mu is a leaf.
  */

@@ -514,3 +514,319 @@ Test(early, cut_short, .timeout = 240)
 	free(b.s);
 	sparse_data_free(&d);
 }
+
+/* ---- JSON number arrays --------------------------------------------------------------- */
+
+/*
+ * y_pred as nested arrays of JSON numbers: body.c lifts its rows as they
+ * close, and the guess is taken on the rows read so far (their count from
+ * y_true's, or y_pred's "shape"). Same comparison as above.
+ */
+
+/* "key": rows x c values of x as nested arrays (a newline every few rows,
+ * as a pretty-printer would) */
+static void json_rows(buf *b, const char *key, const float *x, size_t rows, size_t c)
+{
+	char t[64];
+	if (key) {
+		snprintf(t, sizeof t, "\"%s\": ", key);
+		puts_(b, t);
+	}
+	puts_(b, "[");
+	for (size_t r = 0; r < rows; r++) {
+		puts_(b, r ? (r % 7 ? "," : ",\n  ") : "");
+		puts_(b, "[");
+		for (size_t k = 0; k < c; k++) {
+			snprintf(t, sizeof t, "%s%.9g", k ? "," : "", (double)x[r * c + k]);
+			puts_(b, t);
+		}
+		puts_(b, "]");
+	}
+	puts_(b, "]");
+}
+
+/* JSON array of n integers */
+static void json_labels(buf *b, const char *key, const int32_t *y, size_t n)
+{
+	char t[64];
+	snprintf(t, sizeof t, "\"%s\": [", key);
+	puts_(b, t);
+	for (size_t i = 0; i < n; i++) {
+		snprintf(t, sizeof t, "%s%d", i ? "," : "", (int)y[i]);
+		puts_(b, t);
+	}
+	puts_(b, "]");
+}
+
+/* sparse CE from logits, y_pred (rows, c) as nested arrays after y_true
+ * (a JSON array) unless pred_first; `head` after '{', `tail` before '}' */
+static void json_sparse_body(buf *b, const float *x, const int32_t *y, size_t rows, size_t c,
+                             const char *head, const char *tail, bool pred_first)
+{
+	puts_(b, "{\"loss\": \"sparse_categorical_crossentropy\", \"from_logits\": true, ");
+	puts_(b, head ? head : "");
+	if (pred_first) {
+		json_rows(b, "y_pred", x, rows, c);
+		puts_(b, ",\n ");
+	}
+	json_labels(b, "y_true", y, rows);
+	if (!pred_first) {
+		puts_(b, ",\n ");
+		json_rows(b, "y_pred", x, rows, c);
+	}
+	puts_(b, tail ? tail : "");
+	puts_(b, "}");
+}
+
+Test(early_json, sparse_from_logits, .timeout = 240)
+{
+	float *x = logits((size_t)ROWS * C, 31);
+	int32_t *y = labels(ROWS, C, 32);
+	buf b = {0};
+	json_sparse_body(&b, x, y, ROWS, C, NULL, NULL, false);
+	check(&b, 200, "\"per_class\"", HOLDS, false);
+	free(b.s);
+	free(x);
+	free(y);
+}
+
+/* y_pred a tensor object ({"dtype", "shape", "data": nested arrays}) after
+ * a base64 y_true, with weights and extras: the rows' count from its shape */
+Test(early_json, tensor_object_dtype_shape_extras, .timeout = 240)
+{
+	float *x = logits((size_t)ROWS * C, 33);
+	int32_t *y = labels(ROWS, C, 34);
+	double cw[C];
+	char shape[64];
+	buf b = {0};
+	for (int c = 0; c < C; c++)
+		cw[c] = 0.5 + c / 8.0;
+	for (int i = 0; i < ROWS; i += 13)
+		y[i] = -1; /* ignored */
+	puts_(&b, "{\"loss\": \"sparse_categorical_crossentropy\", \"from_logits\": true, "
+	          "\"ignore_index\": -1, \"top_k\": [1, 3], \"calibration\": {\"bins\": 5},\n ");
+	numbers(&b, "class_weight", cw, C);
+	puts_(&b, ",\n ");
+	snprintf(shape, sizeof shape, "[%d]", ROWS);
+	tensor(&b, "y_true", shape, "int32", y, ROWS * sizeof *y);
+	snprintf(shape, sizeof shape,
+	         ",\n \"y_pred\": {\"dtype\": \"float32\", \"shape\": [%d, %d], ", ROWS, C);
+	puts_(&b, shape);
+	json_rows(&b, "data", x, ROWS, C);
+	puts_(&b, "}}");
+	check(&b, 200, "\"top_k_accuracy\"", HOLDS, false);
+	free(b.s);
+	free(x);
+	free(y);
+}
+
+/* y_true as nested arrays of y_pred's shape: the first guess (on it) fails */
+Test(early_json, categorical_both_nested, .timeout = 240)
+{
+	enum { R = 4096 };
+	float *t = probs(R, C, 35), *p = probs(R, C, 36);
+	buf b = {0};
+	puts_(&b, "{\"loss\": \"categorical_crossentropy\", \"label_smoothing\": 0.1,\n ");
+	json_rows(&b, "y_true", t, R, C);
+	puts_(&b, ",\n ");
+	json_rows(&b, "y_pred", p, R, C);
+	puts_(&b, "}");
+	check(&b, 200, "\"per_class\"", HOLDS, false);
+	free(b.s);
+	free(t);
+	free(p);
+}
+
+/* (B, C, L) with the class axis 1 (PyTorch's cross_entropy): a row is a
+ * (C, L) matrix */
+Test(early_json, rank3_rows, .timeout = 240)
+{
+	enum { B = 4096, K = 8, L = 8 };
+	float *x = logits((size_t)B * K * L, 37);
+	int32_t *y = labels((size_t)B * L, K, 38);
+	buf b = {0};
+	char t[32];
+	puts_(&b, "{\"loss\": \"cross_entropy\", \"y_true\": [");
+	for (int i = 0; i < B; i++) {
+		puts_(&b, i ? ",[" : "[");
+		for (int l = 0; l < L; l++) {
+			snprintf(t, sizeof t, "%s%d", l ? "," : "", (int)y[i * L + l]);
+			puts_(&b, t);
+		}
+		puts_(&b, "]");
+	}
+	puts_(&b, "],\n \"y_pred\": [");
+	for (int i = 0; i < B; i++) {
+		puts_(&b, i ? ",\n" : "");
+		json_rows(&b, NULL, x + (size_t)i * K * L, K, L);
+	}
+	puts_(&b, "]}");
+	check(&b, 200, "\"per_class\"", HOLDS, false);
+	free(b.s);
+	free(x);
+	free(y);
+}
+
+Test(early_json, guess_cannot_hold, .timeout = 240)
+{
+	float *x = logits((size_t)ROWS * C, 39);
+	int32_t *y = labels(ROWS, C, 40);
+	buf b = {0};
+	json_sparse_body(&b, x, y, ROWS, C, NULL, NULL, true); /* y_true after y_pred */
+	check(&b, 200, NULL, NEVER, false);
+	free(b.s);
+	memset(&b, 0, sizeof b);
+	json_sparse_body(&b, x, y, ROWS, C, NULL, ", \"per_class\": false",
+	                 false); /* a key after */
+	check(&b, 200, NULL, NEVER, false);
+	free(b.s);
+	memset(&b, 0, sizeof b);
+	/* one row fewer than y_true's labels: the guessed count is wrong */
+	json_sparse_body(&b, x, y, ROWS, C, NULL, NULL, false);
+	char *end = strrchr(b.s, '[');
+	cr_assert_not_null(end);
+	end[-1] = ']';
+	end[0] = '}';
+	b.n = (size_t)(end - b.s) + 1;
+	end[1] = '\0';
+	check(&b, 422, "shape_mismatch", NEVER, false);
+	free(b.s);
+	memset(&b, 0, sizeof b);
+	json_sparse_body(&b, x, y, ROWS, C, "\"reduction\": \"none\", ", NULL, false);
+	check(&b, 200, "\"per_position\"", NEVER, false); /* not started early */
+	free(b.s);
+	free(x);
+	free(y);
+}
+
+/* The body with `bad` written over the value at flat index at of y_pred
+ * (its text replaced; the rest of the body as it was). */
+static void json_bad_value(buf *out, const float *x, const int32_t *y, size_t at, const char *bad)
+{
+	buf b = {0};
+	json_sparse_body(&b, x, y, ROWS, C, NULL, NULL, false);
+	const char *p = strstr(b.s, "\"y_pred\": [") + 11;
+	for (size_t k = 0; k <= at; k++) { /* to the start of value `at` */
+		while (*p == '[' || *p == ',' || *p == '\n' || *p == ' ' || *p == ']')
+			p++;
+		if (k < at)
+			while (*p != ',' && *p != ']')
+				p++;
+	}
+	const char *q = p;
+	while (*q != ',' && *q != ']')
+		q++;
+	put(out, b.s, (size_t)(p - b.s));
+	puts_(out, bad);
+	puts_(out, q);
+	free(b.s);
+}
+
+/* Ragged rows, bad values: the buffered path's error, early work never used
+ * (the guess and its tasks run on the rows before, and are dropped). */
+Test(early_json, ragged_and_bad_values, .timeout = 240)
+{
+	static const struct {
+		size_t at;
+		const char *bad, *code;
+	} cases[] = {
+	        {(size_t)(ROWS - 5) * C + 3, "1,2", "shape_mismatch"}, /* a row too long, late */
+	        {(size_t)6000 * C + 31, "[1]", "shape_mismatch"},      /* a number an array */
+	        {(size_t)(ROWS - 2) * C, "\"x\"", "bad_type"},         /* a string */
+	        {(size_t)5000 * C + 9, "null", "bad_type"},
+	        {(size_t)7000 * C + 1, "1e999", "malformed_json"}, /* overflow: jansson's error */
+	        {(size_t)4000 * C + 2, "01", "malformed_json"},
+	};
+	float *x = logits((size_t)ROWS * C, 41);
+	int32_t *y = labels(ROWS, C, 42);
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		buf b = {0};
+		json_bad_value(&b, x, y, cases[i].at, cases[i].bad);
+		check(&b, -1, cases[i].code, NEVER, false);
+		free(b.s);
+	}
+	/* a row one short (ends early): ragged */
+	buf b = {0};
+	json_bad_value(&b, x, y, (size_t)(ROWS - 100) * C + C - 1, "");
+	char *hole = strstr(b.s, ",]");
+	cr_assert_not_null(hole);
+	memmove(hole, hole + 1, strlen(hole + 1) + 1);
+	b.n--;
+	check(&b, 422, "shape_mismatch", NEVER, false);
+	free(b.s);
+	free(x);
+	free(y);
+}
+
+/* Bad labels late and early: found by the tasks run early or the rest, the
+ * same error as buffered; probabilities out of range likewise. */
+Test(early_json, bad_labels_early_and_late, .timeout = 240)
+{
+	float *x = logits((size_t)ROWS * C, 43);
+	int32_t *y = labels(ROWS, C, 44);
+	buf b = {0};
+	y[ROWS - 3] = C;
+	json_sparse_body(&b, x, y, ROWS, C, NULL, NULL, false);
+	check(&b, 422, "/y_true/8189", HOLDS, false);
+	free(b.s);
+	memset(&b, 0, sizeof b);
+	y[70] = -7;
+	json_sparse_body(&b, x, y, ROWS, C, NULL, NULL, false);
+	check(&b, 422, "/y_true/70", HOLDS, false);
+	free(b.s);
+	free(x);
+	free(y);
+}
+
+/* Rows kept as text: shorter than 16 values, or past 32,768 numbers (the
+ * rows' arena slack): never started early, same replies. */
+Test(early_json, rows_kept_as_text, .timeout = 240)
+{
+	enum { R1 = 32768, C1 = 8, R2 = 8, C2 = 40000 };
+	float *x = logits((size_t)R1 * C1, 45);
+	int32_t *y = labels(R1, C1, 46);
+	buf b = {0};
+	json_sparse_body(&b, x, y, R1, C1, NULL, NULL, false);
+	check(&b, 200, "\"per_class\"", NEVER, false);
+	free(b.s);
+	free(x);
+	free(y);
+	x = logits((size_t)R2 * C2, 47);
+	y = labels(R2, C2, 48);
+	memset(&b, 0, sizeof b);
+	json_sparse_body(&b, x, y, R2, C2, "\"per_class\": false, ", NULL, false);
+	check(&b, 200, "\"loss\"", NEVER, false);
+	free(b.s);
+	free(x);
+	free(y);
+}
+
+/* A JSON body cut short anywhere: the buffered path's error, nothing used. */
+Test(early_json, cut_short, .timeout = 240)
+{
+	float *x = logits((size_t)ROWS * C, 49);
+	int32_t *y = labels(ROWS, C, 50);
+	api_ctx ctx = limits;
+	buf b = {0};
+	uint32_t seed = 78;
+	json_sparse_body(&b, x, y, ROWS, C, NULL, NULL, false);
+	for (int r = 0; r < 30; r++) {
+		size_t n = r < 3 ? b.n - 1 - (size_t)r : rnd(&seed) % b.n;
+		size_t cuts[8];
+		api_reply want = {0}, got = {0};
+		bool used, planned;
+		int64_t ran;
+		for (int i = 0; i < 8; i++)
+			cuts[i] = (size_t)(i + 1) * n / 9;
+		api_loss(&want, &ctx, b.s, n);
+		fed(&got, &used, &ran, &planned, b.s, n, cuts, 8, 100, (uint32_t)r);
+		expect_same(&want, &got, "cut at", n);
+		cr_assert(!used, "cut at %zu: the early work was used", n);
+		cr_assert_neq(want.status, 200);
+		api_reply_free(&want);
+		api_reply_free(&got);
+	}
+	free(b.s);
+	free(x);
+	free(y);
+}

@@ -269,6 +269,37 @@ class BodyStreamJson(unittest.TestCase):
                     self.same(data)
         self.assertEqual(self.srv.get("/healthz").status, 200)
 
+    def test_loss_started_early(self):
+        """JSON y_pred last: the helper runs the loss on the rows lifted while
+        the rest arrives (lossd_loss_early_total "used"), same reply as the
+        chunked path. A key after y_pred, a ragged row: never used, the
+        buffered replies. A client gone mid-body leaves the server answering
+        and its helper freed."""
+        def m(name):
+            return self.srv.metric(name) or 0
+        used = 'lossd_loss_early_total{outcome="used"}'
+        u0 = m(used)
+        data = json_body()
+        self.same(data, 200)
+        self.assertEqual(m(used), u0 + 1)  # the chunked one is gathered whole
+        self.same(json_body(tail=', "per_class": false'), 200)
+        ragged = json_body(edit=lambda x: x[:-2] + ", 1" + x[-2:])  # the last row
+        self.same(ragged, 422, "shape_mismatch")
+        self.assertEqual(m(used), u0 + 1)
+        for cut in (700000, len(data) - 10):
+            s = socket.create_connection(("127.0.0.1", self.srv.port), timeout=30)
+            s.sendall(b"POST /v1/loss HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\n\r\n" % len(data) + data[:cut])
+            s.close()
+        # as for base64: leaked helpers (at most 2) would never let it be used again
+        for _ in range(20):
+            r = self.srv.request("POST", "/v1/loss", data,
+                                 headers={"Content-Type": "application/json"}, timeout=120)
+            self.assertEqual(r.status, 200, r.body[:300])
+            if m(used) > u0 + 1:
+                break
+        self.assertEqual(m(used), u0 + 2)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -7,7 +7,9 @@
  * the whole body byte for byte, the early work used, and a body given up
  * half-way (a client gone) must end its helper before the arena is freed.
  * Several requests at once, each its own feeding thread, share the
- * server-wide cap on helpers. Meant for ThreadSanitizer
+ * server-wide cap on helpers. Three bodies: y_pred in base64, the same as
+ * nested JSON arrays (the helper reads the rows body.c lifted), and that
+ * with a ragged row near the end (a 422: the helper's work dropped). Meant for ThreadSanitizer
  * (-DLOSSD_SANITIZE=thread); a plain executable, exit status 0 = pass.
  */
 #include <pthread.h>
@@ -25,11 +27,16 @@
 #define THREADS 3
 #define ROUNDS  3
 
+enum { K_B64, K_JSON, K_RAGGED, NKINDS };
+
 static const api_ctx ctx = API_CTX_INIT;
 static atomic_int running;
-static char *body, *want;
-static size_t body_len, want_len;
-static atomic_int failures, used_count;
+static struct kind {
+	char *body, *want;
+	size_t body_len, want_len;
+	atomic_int used;
+} kinds[NKINDS];
+static atomic_int failures;
 
 static void fail(const char *fmt, ...)
 {
@@ -84,8 +91,9 @@ static void make_body(void)
 	char *xs = malloc(xb + 1), *ys = malloc(yb + 1);
 	b64(xs, (const unsigned char *)x, (size_t)ROWS * C * 4);
 	b64(ys, (const unsigned char *)y, ROWS * 4);
-	body = malloc(xb + yb + 512);
-	body_len =
+	char *body = malloc(xb + yb + 512);
+	kinds[K_B64].body = body;
+	kinds[K_B64].body_len =
 	        (size_t)sprintf(body,
 	                        "{\"loss\": \"sparse_categorical_crossentropy\", \"from_logits\": "
 	                        "true, \"y_true\": {\"shape\": [%d], \"dtype\": \"int32\", "
@@ -94,14 +102,45 @@ static void make_body(void)
 	                        ROWS, ys, ROWS, C, xs);
 	free(xs);
 	free(ys);
+
+	/* the same as JSON: labels, then rows of %.9g */
+	size_t cap = (size_t)ROWS * C * 20 + ROWS * 8 + 512, n = 0;
+	body = malloc(cap);
+	n += (size_t)sprintf(body + n, "{\"loss\": \"sparse_categorical_crossentropy\", "
+	                               "\"from_logits\": true, \"y_true\": [");
+	for (int i = 0; i < ROWS; i++)
+		n += (size_t)sprintf(body + n, "%s%d", i ? "," : "", (int)y[i]);
+	n += (size_t)sprintf(body + n, "],\n \"y_pred\": [");
+	for (int i = 0; i < ROWS; i++) {
+		n += (size_t)sprintf(body + n, "%s[", i ? ",\n" : "");
+		for (int k = 0; k < C; k++)
+			n += (size_t)sprintf(body + n, "%s%.9g", k ? "," : "",
+			                     (double)x[(size_t)i * C + k]);
+		n += (size_t)sprintf(body + n, "]");
+	}
+	n += (size_t)sprintf(body + n, "]}");
+	kinds[K_JSON].body = body;
+	kinds[K_JSON].body_len = n;
+	/* and with the row before the last one value short */
+	char *r = malloc(n + 1);
+	memcpy(r, body, n + 1);
+	char *last = strrchr(r, '[');
+	char *end = last - 3, *cut = end; /* the ']' closing the row before ",\n[" */
+	while (*cut != ',')
+		cut--; /* its last value's ',' */
+	memmove(cut, end, strlen(end) + 1);
+	kinds[K_RAGGED].body = r;
+	kinds[K_RAGGED].body_len = strlen(r);
 	free(x);
 	free(y);
 }
 
 /* One request: fed in chunks of `chunk`, given up after `upto` bytes when
  * upto < body_len. */
-static void request(size_t chunk, size_t upto)
+static void request(struct kind *kd, size_t chunk, size_t upto)
 {
+	const char *body = kd->body;
+	size_t body_len = kd->body_len;
 	size_t cap = api_body_arena_size(body_len);
 	void *arena = aligned_alloc(64, (cap + 63) / 64 * 64);
 	api_body *b = NULL;
@@ -129,10 +168,11 @@ static void request(size_t chunk, size_t upto)
 		api_reply got = {0};
 		int64_t ran, tasks;
 		api_loss_sent_early(&got, &ctx, b, e);
-		if (got.len != want_len || memcmp(got.body, want, want_len))
-			fail("chunks of %zu: %.200s, whole body %.200s", chunk, got.body, want);
+		if (got.len != kd->want_len || memcmp(got.body, kd->want, kd->want_len))
+			fail("body %d, chunks of %zu: %.200s, whole body %.200s", (int)(kd - kinds),
+			     chunk, got.body, kd->want);
 		if (api_loss_early_used(e, &ran, &tasks))
-			atomic_fetch_add(&used_count, 1);
+			atomic_fetch_add(&kd->used, 1);
 		api_reply_free(&got);
 	}
 	api_loss_early_free(e);
@@ -144,8 +184,12 @@ static void *worker(void *arg)
 {
 	size_t k = (size_t)(uintptr_t)arg;
 	for (int r = 0; r < ROUNDS; r++) {
-		request(4093 + 1000 * k, body_len);
-		request(65536, body_len / 2 + 1000 * k); /* a client gone mid-body */
+		for (int i = 0; i < NKINDS; i++) {
+			struct kind *kd = &kinds[(i + k) % NKINDS];
+			request(kd, 4093 + 1000 * k, kd->body_len);
+			/* a client gone mid-body */
+			request(kd, 65536, kd->body_len / 2 + 1000 * k);
+		}
 	}
 	return NULL;
 }
@@ -156,24 +200,33 @@ int main(void)
 	pthread_t th[THREADS];
 
 	make_body();
-	api_loss(&w, &ctx, body, body_len);
-	if (w.status != 200) {
-		fprintf(stderr, "race_early: whole body answered %d %s\n", w.status, w.body);
-		return 1;
+	for (int i = 0; i < NKINDS; i++) {
+		api_loss(&w, &ctx, kinds[i].body, kinds[i].body_len);
+		if (w.status != (i == K_RAGGED ? 422 : 200)) {
+			fprintf(stderr, "race_early: whole body %d answered %d %s\n", i, w.status,
+			        w.body);
+			return 1;
+		}
+		kinds[i].want = w.body;
+		kinds[i].want_len = w.len;
+		memset(&w, 0, sizeof w);
 	}
-	want = w.body;
-	want_len = w.len;
 	for (size_t k = 0; k < THREADS; k++)
 		pthread_create(&th[k], NULL, worker, (void *)(uintptr_t)k);
 	for (size_t k = 0; k < THREADS; k++)
 		pthread_join(th[k], NULL);
 	if (atomic_load(&running) != 0)
 		fail("%d helpers still counted as running", atomic_load(&running));
-	if (atomic_load(&used_count) == 0)
-		fail("no request used its early work");
-	printf("race_early: %d of %d requests used their early work\n", atomic_load(&used_count),
-	       THREADS * ROUNDS);
-	api_reply_free(&w);
-	free(body);
+	if (atomic_load(&kinds[K_B64].used) == 0 || atomic_load(&kinds[K_JSON].used) == 0)
+		fail("no request used its early work (base64 %d, JSON %d)",
+		     atomic_load(&kinds[K_B64].used), atomic_load(&kinds[K_JSON].used));
+	if (atomic_load(&kinds[K_RAGGED].used))
+		fail("a ragged body used its early work");
+	printf("race_early: base64 %d, JSON %d of %d whole requests used their early work\n",
+	       atomic_load(&kinds[K_B64].used), atomic_load(&kinds[K_JSON].used), THREADS * ROUNDS);
+	for (int i = 0; i < NKINDS; i++) {
+		free(kinds[i].want);
+		free(kinds[i].body);
+	}
 	return atomic_load(&failures) ? 1 : 0;
 }

@@ -203,8 +203,11 @@ void api_body_free(api_body *b);
 
 /* While b decodes a lifted "b64" string: the bytes of it decoded for good
  * so far (in b's arena; they never change again, while b lives), and in
- * *id the string's offset in the body (one per string). SIZE_MAX when b
- * decodes none. For api_loss_early_new's caller. */
+ * *id the string's offset in the body (one per string). Likewise while b
+ * reads a nested array of numbers whose first rows closed lifted: the
+ * bytes of those rows' float64 values, back to back from the array's
+ * first, and the array's offset. SIZE_MAX when b publishes neither. For
+ * api_loss_early_new's caller. */
 size_t api_body_decoding(const api_body *b, size_t *id);
 
 /* ---- endpoints ------------------------------------------------------------------ */
@@ -223,8 +226,10 @@ void api_auc_sent(api_reply *out, const api_ctx *ctx, api_body *b);
  * A /v1/loss loss started on the rows of y_pred already decoded, while the
  * rest of the body arrives (api/src/loss.c says how and why it answers bit
  * for bit as the buffered path). A guess taken when b starts decoding a
- * long string: that the string is y_pred's "b64", every other field came
- * before it, and only closing brackets follow. api_loss_sent_early checks
+ * long string (or has read the first rows of a number array): that it is
+ * y_pred's "b64" (y_pred's nested arrays, as many rows as its "shape" or
+ * y_true says), every other field came before it, and only closing
+ * brackets follow. api_loss_sent_early checks
  * the guess against the whole request and uses the early work only when
  * it held; otherwise it answers as api_loss_sent.
  *

@@ -78,6 +78,38 @@ def request(port, method, path, body=None, timeout=600):
         c.close()
 
 
+def post_timed(port, path, body, timeout=600):
+    """POST body with a Content-Length on a raw socket: status, reply body,
+    and the seconds from its last byte sent to the whole reply read (what
+    is left of the request once the client is done: the loss and the
+    reply, less what ran while the body arrived)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(("POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   "Content-Length: %d\r\nConnection: close\r\n\r\n" % (
+                       path, len(body))).encode())
+        s.sendall(body)
+        t0 = time.perf_counter()
+        got = []
+        while True:
+            b = s.recv(1 << 16)
+            if not b:
+                break
+            got.append(b)
+        tail = time.perf_counter() - t0
+    finally:
+        s.close()
+    head, _, rest = b"".join(got).partition(b"\r\n\r\n")
+    return int(head.split()[1]), rest, tail
+
+
+def cpu_seconds(pid):
+    """utime + stime of pid so far (/proc/PID/stat), in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Server:
     """A server process started by this script, stopped by its pid."""
 
@@ -408,11 +440,14 @@ def run_body(a, what, body, decoded, ref, tol, id_, shape, profile):
         log(str(e))
         return 1
     try:
-        secs = []
+        secs, tails, cpus = [], [], []
         for r in range(a.body_runs):
+            c0 = cpu_seconds(srv.proc.pid)
             t0 = time.perf_counter()
-            st, reply = request(port, "POST", "/v1/loss", body)
+            st, reply, tail = post_timed(port, "/v1/loss", body)
             secs.append(time.perf_counter() - t0)
+            tails.append(tail)
+            cpus.append(cpu_seconds(srv.proc.pid) - c0)
             got = json.loads(reply).get("loss") if st == 200 else None
             if got is None or abs(got - ref) > tol * abs(ref):
                 log("%s: HTTP %d %r, float64 reference %.10g" % (what, st, reply[:300], ref))
@@ -426,14 +461,18 @@ def run_body(a, what, body, decoded, ref, tol, id_, shape, profile):
         med = statistics.median(secs)
         emit(id_, "lossd", "MB/s", len(body) / med / 1e6, body_bytes=len(body),
              decoded_bytes=decoded, ms=round(med * 1e3, 1), shape=list(shape),
-             runs=a.body_runs, runs_ms=[round(t * 1e3, 1) for t in secs])
+             runs=a.body_runs, runs_ms=[round(t * 1e3, 1) for t in secs],
+             last_byte_to_reply_ms=round(statistics.median(tails) * 1e3, 1),
+             server_cpu_s=round(statistics.median(cpus), 3))
         emit(id_ + "/hwm", "lossd", "x(decoded)", hwm / decoded, vm_hwm=hwm,
              decoded_bytes=decoded, runs=a.body_runs)
         log("%s: %.0f MB/s (median of %d: %s ms), VmHWM %.3f GB = %.2fx decoded "
-            "(body %.2fx decoded)" % (
+            "(body %.2fx decoded); last byte to reply %.0f ms, server CPU %.2f s "
+            "(medians)" % (
                 what, len(body) / med / 1e6, a.body_runs,
                 ", ".join("%.0f" % (t * 1e3) for t in secs), hwm / 1e9, hwm / decoded,
-                len(body) / decoded))
+                len(body) / decoded, statistics.median(tails) * 1e3,
+                statistics.median(cpus)))
     finally:
         srv.stop()
     return 0

@@ -593,7 +593,8 @@ out:
  * Not started early: reduction "none" (the plan would hold a value per
  * position through the upload, and rendering them, not the loss, is that
  * request's cost). What a plan holds is then its partial tables, at most
- * ~32 MiB by eng_loss_plan_new's cut, and the guess's small tree.
+ * ~32 MiB by eng_loss_plan_new's cut (counted in the caller's budget when
+ * it gives one: api_loss_early_budget), and the guess's small tree.
  */
 #define EARLY_SCAN ((int64_t)1 << 20) /* elements scanned a step */
 
@@ -616,15 +617,29 @@ struct api_early {
 	int64_t scanned;  /* its elements scanned for non-finite values */
 	int64_t scan_bad; /* the first non-finite among them, or -1 */
 	eng_dtype scan_dt;
+	bool (*take)(void *, size_t); /* the caller's budget (api_loss_early_budget) */
+	void (*give)(void *, size_t);
+	void *barg;
+	size_t held;        /* taken for the plan's tables */
 	bool used;          /* the guess held: the answer used the plan */
 	int64_t ran, tasks; /* then: its tasks run early, of all */
 };
+
+/* Frees the plan and gives back what its tables took of the budget. */
+static void plan_free(api_early *e)
+{
+	eng_loss_plan_free(e->plan);
+	e->plan = NULL;
+	if (e->held && e->give)
+		e->give(e->barg, e->held);
+	e->held = 0;
+}
 
 void api_loss_early_free(api_early *e)
 {
 	if (!e)
 		return;
-	eng_loss_plan_free(e->plan);
+	plan_free(e);
 	if (e->read)
 		loss_in_free(&e->in);
 	api_packed_free(e->pk);
@@ -763,9 +778,24 @@ int api_loss_early_prepare(api_early *e)
 	/* (JSON numbers are finite: parse.c refuses an overflow) */
 	e->scan = !e->array && !e->in.o.propagate_nan &&
 	          (yp->dtype == ENG_F32 || yp->dtype == ENG_F64);
-	if (eng_loss_plan_new(&e->plan, &e->in.t[T_TRUE].t, yp, &e->in.o, &err))
+	/* the partial tables, counted before they are asked for */
+	int64_t tables = eng_loss_plan_table_bytes(&e->in.t[T_TRUE].t, yp, &e->in.o);
+	if (tables < 0 || (e->take && !e->take(e->barg, (size_t)tables)))
 		return -1;
+	e->held = e->take ? (size_t)tables : 0;
+	if (eng_loss_plan_new(&e->plan, &e->in.t[T_TRUE].t, yp, &e->in.o, &err)) {
+		plan_free(e);
+		return -1;
+	}
 	return 0;
+}
+
+void api_loss_early_budget(api_early *e, bool (*take)(void *arg, size_t n),
+                           void (*give)(void *arg, size_t n), void *arg)
+{
+	e->take = take;
+	e->give = give;
+	e->barg = arg;
 }
 
 int api_loss_early_step(api_early *e, size_t ready)
@@ -831,8 +861,7 @@ static int early_finish(eng_loss_result **out, api_early *e, const eng_parallel 
 	e->ran = eng_loss_plan_done(e->plan);
 	e->tasks = eng_loss_plan_tasks(e->plan);
 	int rc = eng_loss_plan_finish(out, e->plan, par, err);
-	eng_loss_plan_free(e->plan);
-	e->plan = NULL;
+	plan_free(e);
 	return rc;
 }
 

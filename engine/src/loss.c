@@ -855,6 +855,29 @@ out:
 	return rc;
 }
 
+int64_t eng_loss_plan_table_bytes(const eng_tensor *y_true, const eng_tensor *y_pred,
+                                  const eng_loss_opts *o)
+{
+	eng__loss_job j;
+	positions p;
+	eng_error err = {0};
+
+	memset(&j, 0, sizeof j); /* as eng_loss_plan_new's (calloc) */
+	j.o = o;
+	j.yt = y_true;
+	j.yp = y_pred;
+	if (check_opts(o, &err) || plan_positions(&p, &j, &err))
+		return -1;
+	plan_tasks(&j, p.work); /* plan_parts' cut */
+	int64_t per = (int64_t)sizeof(eng__loss_part) +
+	              j.nclasses * (int64_t)sizeof(eng_loss_class) +
+	              j.conf_n * j.conf_n * (int64_t)sizeof(int64_t);
+	if (o->extra) /* eng__extra_prepare's, at most */
+		per += (int64_t)sizeof(eng__extra_part) +
+		       o->extra->bins * (int64_t)sizeof(eng_calib_bin);
+	return (j.ntasks ? j.ntasks : 1) * per;
+}
+
 int64_t eng_loss_plan_tasks(const eng_loss_plan *pl)
 {
 	return pl->job.ntasks;

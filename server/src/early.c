@@ -22,6 +22,11 @@
  * sets stop and joins: the helper ends after at most one task (a few
  * milliseconds), before the arena it reads is given back.
  *
+ * Memory: the plan's partial tables (up to ~32 MiB) are taken from the
+ * request's body budget before they are allocated (budget.c; refused:
+ * no early start) and given back when they are freed (api/src/loss.c
+ * calls take and give).
+ *
  * Bounds: SRV_EARLY_MAX helpers in the server, two tries per request (a
  * long y_true before y_pred takes the first); a string or array with
  * fewer than EARLY_MIN bytes decoded (rows' values) never starts one.
@@ -102,9 +107,21 @@ api_early *srv__early_end(srv__early **ep, atomic_int *running)
 	return e;
 }
 
+static bool take(void *arg, size_t n)
+{
+	const srv__early_budget *bud = arg;
+	return srv__budget_take(bud->budget, bud->principal, bud->ro, n);
+}
+
+static void give(void *arg, size_t n)
+{
+	const srv__early_budget *bud = arg;
+	srv__budget_give(bud->budget, bud->principal, bud->ro, n);
+}
+
 /* A helper on the string b is decoding (id), or nothing. */
 static srv__early *start(atomic_int *running, const api_ctx *ctx, const api_body *b, size_t id,
-                         size_t ready)
+                         size_t ready, const srv__early_budget *bud)
 {
 	srv__early *k;
 
@@ -118,6 +135,8 @@ static srv__early *start(atomic_int *running, const api_ctx *ctx, const api_body
 	k->ready = k->published = ready;
 	if (api_loss_early_new(&k->e, ctx, b))
 		goto fail;
+	if (bud && bud->budget)
+		api_loss_early_budget(k->e, take, give, (void *)bud);
 	if (pthread_mutex_init(&k->mu, NULL))
 		goto fail;
 	if (pthread_cond_init(&k->cv, NULL)) {
@@ -139,7 +158,7 @@ fail:
 }
 
 void srv__early_feed(srv__early **ep, int *tries, atomic_int *running, const api_ctx *ctx,
-                     const api_body *b)
+                     const api_body *b, const srv__early_budget *bud)
 {
 	srv__early *k = *ep;
 	size_t id, ready = api_body_decoding(b, &id);
@@ -162,5 +181,5 @@ void srv__early_feed(srv__early **ep, int *tries, atomic_int *running, const api
 	 * (y_pred's string must end the request) */
 	api_loss_early_free(srv__early_end(ep, running));
 	++*tries;
-	*ep = start(running, ctx, b, id, ready);
+	*ep = start(running, ctx, b, id, ready, bud);
 }

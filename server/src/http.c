@@ -158,7 +158,8 @@ struct req {
 	api_body *sent; /* new: the body read as it arrives, or NULL (then body) */
 	void *arena;    /* sent's arena, from s->bodymem */
 	size_t arena_cap;
-	srv__early *early; /* new: a loss started on sent's rows (early.c), or NULL */
+	srv__early *early;              /* new: a loss started on sent's rows (early.c), or NULL */
+	srv__early_budget early_budget; /* where its partial tables count */
 	int early_tries;
 	uint64_t bytes_in;
 	api_reply reply; /* filled by the worker */
@@ -410,9 +411,16 @@ static void sent_chunk(struct req *r, const char *data, size_t n)
 	if (api_body_feed(r->sent, data, n) == 0) {
 		size_t held = api_body_held(r->sent);
 		if (held <= r->reserved || reserve(r, held - r->reserved)) {
-			if (r->route == SRV_ROUTE_LOSS)
+			if (r->route == SRV_ROUTE_LOSS) {
+				/* set before any helper reads it, never changed */
+				if (!r->early_budget.budget) {
+					r->early_budget.budget = r->srv->budget;
+					r->early_budget.principal = budget_owner(r);
+					r->early_budget.ro = budget_reader(r);
+				}
 				srv__early_feed(&r->early, &r->early_tries, &r->srv->early_running,
-				                &r->srv->api, r->sent);
+				                &r->srv->api, r->sent, &r->early_budget);
+			}
 			return;
 		}
 	}

@@ -830,3 +830,106 @@ Test(early_json, cut_short, .timeout = 240)
 	free(x);
 	free(y);
 }
+
+/* ---- the partial tables in the caller's budget ----------------------------------------- */
+
+typedef struct ledger {
+	size_t room, taken, given;
+	int takes, gives, asks; /* asks: takes refused too */
+} ledger;
+
+static bool ledger_take(void *arg, size_t n)
+{
+	ledger *l = arg;
+	l->asks++;
+	if (n > l->room - (l->taken - l->given))
+		return false;
+	l->taken += n;
+	l->takes++;
+	return true;
+}
+
+static void ledger_give(void *arg, size_t n)
+{
+	ledger *l = arg;
+	l->given += n;
+	l->gives++;
+}
+
+/* body fed in 64 KiB chunks, a guess on the first array or string with
+ * GUESS_MIN bytes, its tables counted in l: the reply, and whether it used
+ * the early work. Checks that the tables are given back when the answer is
+ * made (before api_loss_early_free). */
+static bool fed_budget(api_reply *out, const buf *body, ledger *l)
+{
+	api_ctx ctx = limits;
+	size_t n = body->n, cap = api_body_arena_size(n), id;
+	void *arena = aligned_alloc(64, (cap + 63) / 64 * 64);
+	api_body *b = NULL;
+	api_early *e = NULL;
+	int64_t ran, tasks;
+	bool tried = false;
+
+	cr_assert_not_null(arena);
+	cr_assert_eq(api_body_new(&b, arena, cap, n, ctx.max_depth), 0);
+	for (size_t at = 0; at < n; at += 65536) {
+		cr_assert_eq(api_body_feed(b, body->s + at, n - at < 65536 ? n - at : 65536), 0);
+		size_t ready = api_body_decoding(b, &id);
+		if (!tried && ready != SIZE_MAX && ready >= GUESS_MIN) {
+			tried = true;
+			cr_assert_eq(api_loss_early_new(&e, &ctx, b), 0);
+			api_loss_early_budget(e, ledger_take, ledger_give, l);
+			if (api_loss_early_prepare(e)) {
+				cr_assert_eq(l->taken, l->given, "a plan refused keeps nothing");
+				api_loss_early_free(e);
+				e = NULL;
+				continue;
+			}
+			cr_assert_eq(l->takes, 1);
+			cr_assert_gt(l->taken, 0);
+		}
+		if (e && ready != SIZE_MAX)
+			while (api_loss_early_step(e, ready))
+				;
+	}
+	api_loss_sent_early(out, &ctx, b, e);
+	bool used = api_loss_early_used(e, &ran, &tasks);
+	cr_assert_eq(l->given, l->taken, "tables given back with the answer");
+	api_loss_early_free(e);
+	cr_assert_eq(l->given, l->taken);
+	cr_assert_eq(l->gives, l->takes);
+	api_body_free(b);
+	free(arena);
+	return used;
+}
+
+Test(early_budget, tables_taken_before_and_given_back)
+{
+	float *x = logits((size_t)ROWS * C, 51);
+	int32_t *y = labels(ROWS, C, 52);
+	api_ctx ctx = limits;
+	api_reply want = {0}, got = {0};
+	buf bodies[2] = {{0}, {0}};
+	json_sparse_body(&bodies[0], x, y, ROWS, C, "\"confusion_matrix\": true, ", NULL, false);
+	sparse_body(&bodies[1], x, y, "\"confusion_matrix\": true, ", NULL, false);
+	for (int i = 0; i < 2; i++) {
+		api_loss(&want, &ctx, bodies[i].s, bodies[i].n);
+		cr_assert_eq(want.status, 200);
+		ledger roomy = {(size_t)1 << 30, 0, 0, 0, 0, 0};
+		cr_assert(fed_budget(&got, &bodies[i], &roomy), "body %d: not used", i);
+		cr_assert_eq(roomy.takes, 1, "body %d", i);
+		expect_same(&want, &got, "roomy budget, body", (size_t)i);
+		api_reply_free(&got);
+		/* no room for the tables: not started early, the same reply */
+		ledger tight = {roomy.taken - 1, 0, 0, 0, 0, 0};
+		cr_assert_not(fed_budget(&got, &bodies[i], &tight), "body %d: used", i);
+		cr_assert_eq(tight.asks, 1);
+		cr_assert_eq(tight.takes, 0);
+		expect_same(&want, &got, "tight budget, body", (size_t)i);
+		api_reply_free(&got);
+		api_reply_free(&want);
+		free(bodies[i].s);
+	}
+	free(x);
+	free(y);
+}

@@ -9,7 +9,10 @@
  * Several requests at once, each its own feeding thread, share the
  * server-wide cap on helpers. Three bodies: y_pred in base64, the same as
  * nested JSON arrays (the helper reads the rows body.c lifted), and that
- * with a ragged row near the end (a 422: the helper's work dropped). Meant for ThreadSanitizer
+ * with a ragged row near the end (a 422: the helper's work dropped). The
+ * helpers' partial tables are counted in a budget (budget.c), all given
+ * back at the end; with a budget too small for them, nothing starts early
+ * and the replies are the same. Meant for ThreadSanitizer
  * (-DLOSSD_SANITIZE=thread); a plain executable, exit status 0 = pass.
  */
 #include <pthread.h>
@@ -31,6 +34,7 @@ enum { K_B64, K_JSON, K_RAGGED, NKINDS };
 
 static const api_ctx ctx = API_CTX_INIT;
 static atomic_int running;
+static srv__early_budget bud;
 static struct kind {
 	char *body, *want;
 	size_t body_len, want_len;
@@ -159,7 +163,7 @@ static void request(struct kind *kd, size_t chunk, size_t upto)
 			fail("feed failed at %zu", at);
 			break;
 		}
-		srv__early_feed(&early, &tries, &running, &ctx, b);
+		srv__early_feed(&early, &tries, &running, &ctx, b, &bud);
 		if (at / chunk % 16 == 0)
 			nanosleep(&nap, NULL); /* let the helper catch up now and then */
 	}
@@ -211,12 +215,24 @@ int main(void)
 		kinds[i].want_len = w.len;
 		memset(&w, 0, sizeof w);
 	}
+	/* a budget with room for 1 KiB of tables: nothing starts early */
+	bud.budget = srv__budget_new(1024, 1024, 1024);
+	for (int i = 0; i < NKINDS; i++)
+		request(&kinds[i], 65536, kinds[i].body_len);
+	for (int i = 0; i < NKINDS; i++)
+		if (atomic_load(&kinds[i].used))
+			fail("body %d used early work its tables had no budget for", i);
+	srv__budget_free(bud.budget);
+	bud.budget = srv__budget_new((size_t)1 << 30, (size_t)1 << 30, (size_t)1 << 30);
 	for (size_t k = 0; k < THREADS; k++)
 		pthread_create(&th[k], NULL, worker, (void *)(uintptr_t)k);
 	for (size_t k = 0; k < THREADS; k++)
 		pthread_join(th[k], NULL);
 	if (atomic_load(&running) != 0)
 		fail("%d helpers still counted as running", atomic_load(&running));
+	if (srv__budget_used(bud.budget) != 0)
+		fail("%zu bytes of budget still taken", srv__budget_used(bud.budget));
+	srv__budget_free(bud.budget);
 	if (atomic_load(&kinds[K_B64].used) == 0 || atomic_load(&kinds[K_JSON].used) == 0)
 		fail("no request used its early work (base64 %d, JSON %d)",
 		     atomic_load(&kinds[K_B64].used), atomic_load(&kinds[K_JSON].used));

@@ -237,6 +237,12 @@ void api_auc_sent(api_reply *out, const api_ctx *ctx, api_body *b);
  * is not SIZE_MAX; copies what it needs (the text so far, the pack table:
  * small), so b may be fed on. *out new (api_loss_early_free), or NULL
  * (returns -1) when out of memory. ctx borrowed until the free.
+ * api_loss_early_budget: before prepare, counts the plan's partial tables
+ * (eng_loss_plan_table_bytes: up to ~32 MiB) in the caller's memory
+ * budget: take(arg, n) before they are allocated (false: the loss is not
+ * started early), give(arg, n) with the same n once they are freed (in
+ * api_loss_sent_early or api_loss_early_free, on the thread calling it).
+ * arg borrowed until then.
  * api_loss_early_prepare: then on any one thread: parses the guess,
  * decodes its other tensors, plans the loss; 0 when the loss can start
  * early, -1 when not (the guess is then simply not used).
@@ -252,6 +258,8 @@ void api_auc_sent(api_reply *out, const api_ctx *ctx, api_body *b);
 typedef struct api_early api_early;
 
 int api_loss_early_new(api_early **out, const api_ctx *ctx, const api_body *b);
+void api_loss_early_budget(api_early *e, bool (*take)(void *arg, size_t n),
+                           void (*give)(void *arg, size_t n), void *arg);
 int api_loss_early_prepare(api_early *e);
 int api_loss_early_step(api_early *e, size_t ready);
 void api_loss_early_free(api_early *e);

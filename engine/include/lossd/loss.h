@@ -312,4 +312,12 @@ int eng_loss_plan_finish(eng_loss_result **out, eng_loss_plan *pl, const eng_par
                          eng_error *err);
 void eng_loss_plan_free(eng_loss_plan *pl);
 
+/* The bytes of partial tables (per-task sums, per-class rows, confusion
+ * counts, calibration bins) eng_loss_plan_new would allocate for these
+ * arguments, so a caller can count them against a memory budget before
+ * asking for them; -1 when eng_loss_plan_new would refuse the shapes or
+ * options. Allocates nothing; inputs borrowed for the call. */
+int64_t eng_loss_plan_table_bytes(const eng_tensor *y_true, const eng_tensor *y_pred,
+                                  const eng_loss_opts *o);
+
 #endif

@@ -10,6 +10,9 @@
  * same (status, body); where the guess holds, the early work must have
  * been used and, over the splits, tasks must have run before the end;
  * where it cannot hold (y_true after y_pred, a key after it), never used.
+ * The same for y_pred as nested JSON arrays (the guess taken on the rows
+ * lifted so far; ragged rows and bad values never used), and the plan's
+ * partial tables counted in a caller's budget (api_loss_early_budget).
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -524,7 +527,7 @@ Test(early, cut_short, .timeout = 240)
  */
 
 /* "key": rows x c values of x as nested arrays (a newline every few rows,
- * as a pretty-printer would) */
+ * as a pretty-printer would); no key: the array alone */
 static void json_rows(buf *b, const char *key, const float *x, size_t rows, size_t c)
 {
 	char t[64];
@@ -545,7 +548,7 @@ static void json_rows(buf *b, const char *key, const float *x, size_t rows, size
 	puts_(b, "]");
 }
 
-/* JSON array of n integers */
+/* "key": [n integers] */
 static void json_labels(buf *b, const char *key, const int32_t *y, size_t n)
 {
 	char t[64];
@@ -558,66 +561,74 @@ static void json_labels(buf *b, const char *key, const int32_t *y, size_t n)
 	puts_(b, "]");
 }
 
-/* sparse CE from logits, y_pred (rows, c) as nested arrays after y_true
- * (a JSON array) unless pred_first; `head` after '{', `tail` before '}' */
-static void json_sparse_body(buf *b, const float *x, const int32_t *y, size_t rows, size_t c,
-                             const char *head, const char *tail, bool pred_first)
+/* sparse_body's request with y_true a JSON array and y_pred (rows, C)
+ * nested arrays (rows of d's, at most ROWS); new (the caller frees .s). */
+static buf json_sparse_rows(const sparse_data *d, layout l, size_t rows)
 {
-	puts_(b, "{\"loss\": \"sparse_categorical_crossentropy\", \"from_logits\": true, ");
-	puts_(b, head ? head : "");
-	if (pred_first) {
-		json_rows(b, "y_pred", x, rows, c);
-		puts_(b, ",\n ");
+	buf b = {0};
+	puts_(&b, "{\"loss\": \"sparse_categorical_crossentropy\", \"from_logits\": true, ");
+	puts_(&b, l.head ? l.head : "");
+	if (l.pred_first) {
+		json_rows(&b, "y_pred", d->x, rows, C);
+		puts_(&b, ",\n ");
 	}
-	json_labels(b, "y_true", y, rows);
-	if (!pred_first) {
-		puts_(b, ",\n ");
-		json_rows(b, "y_pred", x, rows, c);
+	json_labels(&b, "y_true", d->y, ROWS);
+	if (!l.pred_first) {
+		puts_(&b, ",\n ");
+		json_rows(&b, "y_pred", d->x, rows, C);
 	}
-	puts_(b, tail ? tail : "");
-	puts_(b, "}");
+	puts_(&b, l.tail ? l.tail : "");
+	puts_(&b, "}");
+	return b;
+}
+
+static buf json_sparse_body(const sparse_data *d, layout l)
+{
+	return json_sparse_rows(d, l, ROWS);
+}
+
+/* The JSON sparse body of d in layout l, checked as check() does. */
+static void check_json_sparse(const sparse_data *d, layout l, int expect_status,
+                              const char *expect_code, int holds)
+{
+	buf b = json_sparse_body(d, l);
+	check(&b, expect_status, expect_code, holds, false);
+	free(b.s);
 }
 
 Test(early_json, sparse_from_logits, .timeout = 240)
 {
-	float *x = logits((size_t)ROWS * C, 31);
-	int32_t *y = labels(ROWS, C, 32);
-	buf b = {0};
-	json_sparse_body(&b, x, y, ROWS, C, NULL, NULL, false);
-	check(&b, 200, "\"per_class\"", HOLDS, false);
-	free(b.s);
-	free(x);
-	free(y);
+	sparse_data d = sparse_data_new(31, 32);
+	check_json_sparse(&d, plain, 200, "\"per_class\"", HOLDS);
+	sparse_data_free(&d);
 }
 
 /* y_pred a tensor object ({"dtype", "shape", "data": nested arrays}) after
  * a base64 y_true, with weights and extras: the rows' count from its shape */
 Test(early_json, tensor_object_dtype_shape_extras, .timeout = 240)
 {
-	float *x = logits((size_t)ROWS * C, 33);
-	int32_t *y = labels(ROWS, C, 34);
+	sparse_data d = sparse_data_new(33, 34);
 	double cw[C];
-	char shape[64];
+	char shape[80];
 	buf b = {0};
 	for (int c = 0; c < C; c++)
 		cw[c] = 0.5 + c / 8.0;
 	for (int i = 0; i < ROWS; i += 13)
-		y[i] = -1; /* ignored */
+		d.y[i] = -1; /* ignored */
 	puts_(&b, "{\"loss\": \"sparse_categorical_crossentropy\", \"from_logits\": true, "
 	          "\"ignore_index\": -1, \"top_k\": [1, 3], \"calibration\": {\"bins\": 5},\n ");
 	numbers(&b, "class_weight", cw, C);
 	puts_(&b, ",\n ");
 	snprintf(shape, sizeof shape, "[%d]", ROWS);
-	tensor(&b, "y_true", shape, "int32", y, ROWS * sizeof *y);
+	tensor(&b, "y_true", shape, "int32", d.y, ROWS * sizeof *d.y);
 	snprintf(shape, sizeof shape,
 	         ",\n \"y_pred\": {\"dtype\": \"float32\", \"shape\": [%d, %d], ", ROWS, C);
 	puts_(&b, shape);
-	json_rows(&b, "data", x, ROWS, C);
+	json_rows(&b, "data", d.x, ROWS, C);
 	puts_(&b, "}}");
 	check(&b, 200, "\"top_k_accuracy\"", HOLDS, false);
 	free(b.s);
-	free(x);
-	free(y);
+	sparse_data_free(&d);
 }
 
 /* y_true as nested arrays of y_pred's shape: the first guess (on it) fails */
@@ -669,42 +680,24 @@ Test(early_json, rank3_rows, .timeout = 240)
 
 Test(early_json, guess_cannot_hold, .timeout = 240)
 {
-	float *x = logits((size_t)ROWS * C, 39);
-	int32_t *y = labels(ROWS, C, 40);
-	buf b = {0};
-	json_sparse_body(&b, x, y, ROWS, C, NULL, NULL, true); /* y_true after y_pred */
-	check(&b, 200, NULL, NEVER, false);
-	free(b.s);
-	memset(&b, 0, sizeof b);
-	json_sparse_body(&b, x, y, ROWS, C, NULL, ", \"per_class\": false",
-	                 false); /* a key after */
-	check(&b, 200, NULL, NEVER, false);
-	free(b.s);
-	memset(&b, 0, sizeof b);
+	sparse_data d = sparse_data_new(39, 40);
+	check_json_sparse(&d, (layout){.pred_first = true}, 200, NULL, NEVER); /* y_true after */
+	check_json_sparse(&d, (layout){.tail = ", \"per_class\": false"}, 200, NULL, NEVER);
 	/* one row fewer than y_true's labels: the guessed count is wrong */
-	json_sparse_body(&b, x, y, ROWS, C, NULL, NULL, false);
-	char *end = strrchr(b.s, '[');
-	cr_assert_not_null(end);
-	end[-1] = ']';
-	end[0] = '}';
-	b.n = (size_t)(end - b.s) + 1;
-	end[1] = '\0';
+	buf b = json_sparse_rows(&d, plain, ROWS - 1);
 	check(&b, 422, "shape_mismatch", NEVER, false);
 	free(b.s);
-	memset(&b, 0, sizeof b);
-	json_sparse_body(&b, x, y, ROWS, C, "\"reduction\": \"none\", ", NULL, false);
-	check(&b, 200, "\"per_position\"", NEVER, false); /* not started early */
-	free(b.s);
-	free(x);
-	free(y);
+	/* not started early */
+	check_json_sparse(&d, (layout){.head = "\"reduction\": \"none\", "}, 200,
+	                  "\"per_position\"", NEVER);
+	sparse_data_free(&d);
 }
 
-/* The body with `bad` written over the value at flat index at of y_pred
- * (its text replaced; the rest of the body as it was). */
-static void json_bad_value(buf *out, const float *x, const int32_t *y, size_t at, const char *bad)
+/* The plain JSON body of d with `bad` written over the value at flat
+ * index at of y_pred (its text replaced; the rest of the body as it was). */
+static buf json_bad_value(const sparse_data *d, size_t at, const char *bad)
 {
-	buf b = {0};
-	json_sparse_body(&b, x, y, ROWS, C, NULL, NULL, false);
+	buf b = json_sparse_body(d, plain), out = {0};
 	const char *p = strstr(b.s, "\"y_pred\": [") + 11;
 	for (size_t k = 0; k <= at; k++) { /* to the start of value `at` */
 		while (*p == '[' || *p == ',' || *p == '\n' || *p == ' ' || *p == ']')
@@ -716,10 +709,11 @@ static void json_bad_value(buf *out, const float *x, const int32_t *y, size_t at
 	const char *q = p;
 	while (*q != ',' && *q != ']')
 		q++;
-	put(out, b.s, (size_t)(p - b.s));
-	puts_(out, bad);
-	puts_(out, q);
+	put(&out, b.s, (size_t)(p - b.s));
+	puts_(&out, bad);
+	puts_(&out, q);
 	free(b.s);
+	return out;
 }
 
 /* Ragged rows, bad values: the buffered path's error, early work never used
@@ -737,79 +731,67 @@ Test(early_json, ragged_and_bad_values, .timeout = 240)
 	        {(size_t)7000 * C + 1, "1e999", "malformed_json"}, /* overflow: jansson's error */
 	        {(size_t)4000 * C + 2, "01", "malformed_json"},
 	};
-	float *x = logits((size_t)ROWS * C, 41);
-	int32_t *y = labels(ROWS, C, 42);
+	sparse_data d = sparse_data_new(41, 42);
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		buf b = {0};
-		json_bad_value(&b, x, y, cases[i].at, cases[i].bad);
+		buf b = json_bad_value(&d, cases[i].at, cases[i].bad);
 		check(&b, -1, cases[i].code, NEVER, false);
 		free(b.s);
 	}
-	/* a row one short (ends early): ragged */
-	buf b = {0};
-	json_bad_value(&b, x, y, (size_t)(ROWS - 100) * C + C - 1, "");
+	/* a row one short (its last value and comma gone): ragged */
+	buf b = json_bad_value(&d, (size_t)(ROWS - 100) * C + C - 1, "");
 	char *hole = strstr(b.s, ",]");
 	cr_assert_not_null(hole);
 	memmove(hole, hole + 1, strlen(hole + 1) + 1);
 	b.n--;
 	check(&b, 422, "shape_mismatch", NEVER, false);
 	free(b.s);
-	free(x);
-	free(y);
+	sparse_data_free(&d);
 }
 
 /* Bad labels late and early: found by the tasks run early or the rest, the
- * same error as buffered; probabilities out of range likewise. */
+ * same error as buffered. */
 Test(early_json, bad_labels_early_and_late, .timeout = 240)
 {
-	float *x = logits((size_t)ROWS * C, 43);
-	int32_t *y = labels(ROWS, C, 44);
-	buf b = {0};
-	y[ROWS - 3] = C;
-	json_sparse_body(&b, x, y, ROWS, C, NULL, NULL, false);
-	check(&b, 422, "/y_true/8189", HOLDS, false);
-	free(b.s);
-	memset(&b, 0, sizeof b);
-	y[70] = -7;
-	json_sparse_body(&b, x, y, ROWS, C, NULL, NULL, false);
-	check(&b, 422, "/y_true/70", HOLDS, false);
-	free(b.s);
-	free(x);
-	free(y);
+	sparse_data d = sparse_data_new(43, 44);
+	d.y[ROWS - 3] = C;
+	check_json_sparse(&d, plain, 422, "/y_true/8189", HOLDS);
+	d.y[70] = -7;
+	check_json_sparse(&d, plain, 422, "/y_true/70", HOLDS);
+	sparse_data_free(&d);
 }
 
 /* Rows kept as text: shorter than 16 values, or past 32,768 numbers (the
  * rows' arena slack): never started early, same replies. */
 Test(early_json, rows_kept_as_text, .timeout = 240)
 {
-	enum { R1 = 32768, C1 = 8, R2 = 8, C2 = 40000 };
-	float *x = logits((size_t)R1 * C1, 45);
-	int32_t *y = labels(R1, C1, 46);
-	buf b = {0};
-	json_sparse_body(&b, x, y, R1, C1, NULL, NULL, false);
-	check(&b, 200, "\"per_class\"", NEVER, false);
-	free(b.s);
-	free(x);
-	free(y);
-	x = logits((size_t)R2 * C2, 47);
-	y = labels(R2, C2, 48);
-	memset(&b, 0, sizeof b);
-	json_sparse_body(&b, x, y, R2, C2, "\"per_class\": false, ", NULL, false);
-	check(&b, 200, "\"loss\"", NEVER, false);
-	free(b.s);
-	free(x);
-	free(y);
+	static const struct {
+		size_t rows, c;
+	} shapes[] = {{32768, 8}, {8, 40000}};
+	for (size_t i = 0; i < 2; i++) {
+		size_t r = shapes[i].rows, c = shapes[i].c;
+		float *x = logits(r * c, 45);
+		int32_t *y = labels(r, (int)c, 46);
+		buf b = {0};
+		puts_(&b, "{\"loss\": \"sparse_categorical_crossentropy\", \"from_logits\": true, "
+		          "\"per_class\": false, ");
+		json_labels(&b, "y_true", y, r);
+		puts_(&b, ",\n ");
+		json_rows(&b, "y_pred", x, r, c);
+		puts_(&b, "}");
+		check(&b, 200, "\"loss\"", NEVER, false);
+		free(b.s);
+		free(x);
+		free(y);
+	}
 }
 
 /* A JSON body cut short anywhere: the buffered path's error, nothing used. */
 Test(early_json, cut_short, .timeout = 240)
 {
-	float *x = logits((size_t)ROWS * C, 49);
-	int32_t *y = labels(ROWS, C, 50);
+	sparse_data d = sparse_data_new(49, 50);
 	api_ctx ctx = limits;
-	buf b = {0};
+	buf b = json_sparse_body(&d, plain);
 	uint32_t seed = 78;
-	json_sparse_body(&b, x, y, ROWS, C, NULL, NULL, false);
 	for (int r = 0; r < 30; r++) {
 		size_t n = r < 3 ? b.n - 1 - (size_t)r : rnd(&seed) % b.n;
 		size_t cuts[8];
@@ -827,8 +809,7 @@ Test(early_json, cut_short, .timeout = 240)
 		api_reply_free(&got);
 	}
 	free(b.s);
-	free(x);
-	free(y);
+	sparse_data_free(&d);
 }
 
 /* ---- the partial tables in the caller's budget ----------------------------------------- */
@@ -905,13 +886,11 @@ static bool fed_budget(api_reply *out, const buf *body, ledger *l)
 
 Test(early_budget, tables_taken_before_and_given_back)
 {
-	float *x = logits((size_t)ROWS * C, 51);
-	int32_t *y = labels(ROWS, C, 52);
+	sparse_data d = sparse_data_new(51, 52);
+	layout conf = {.head = "\"confusion_matrix\": true, "};
 	api_ctx ctx = limits;
 	api_reply want = {0}, got = {0};
-	buf bodies[2] = {{0}, {0}};
-	json_sparse_body(&bodies[0], x, y, ROWS, C, "\"confusion_matrix\": true, ", NULL, false);
-	sparse_body(&bodies[1], x, y, "\"confusion_matrix\": true, ", NULL, false);
+	buf bodies[2] = {json_sparse_body(&d, conf), sparse_body(&d, conf)};
 	for (int i = 0; i < 2; i++) {
 		api_loss(&want, &ctx, bodies[i].s, bodies[i].n);
 		cr_assert_eq(want.status, 200);
@@ -930,6 +909,5 @@ Test(early_budget, tables_taken_before_and_given_back)
 		api_reply_free(&want);
 		free(bodies[i].s);
 	}
-	free(x);
-	free(y);
+	sparse_data_free(&d);
 }

@@ -760,14 +760,15 @@ Test(early_json, bad_labels_early_and_late, .timeout = 240)
 	sparse_data_free(&d);
 }
 
-/* Rows kept as text: shorter than 16 values, or past 32,768 numbers (the
- * rows' arena slack): never started early, same replies. */
+/* Rows kept as text: shorter than 16 values (past the 256 KiB of values
+ * held unlifted, or lifted only whole at the end), or past 32,768 numbers
+ * (that slack): never started early, same replies. */
 Test(early_json, rows_kept_as_text, .timeout = 240)
 {
 	static const struct {
 		size_t rows, c;
-	} shapes[] = {{32768, 8}, {8, 40000}};
-	for (size_t i = 0; i < 2; i++) {
+	} shapes[] = {{32768, 8}, {3000, 8}, {8, 40000}};
+	for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
 		size_t r = shapes[i].rows, c = shapes[i].c;
 		float *x = logits(r * c, 45);
 		int32_t *y = labels(r, (int)c, 46);

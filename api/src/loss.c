@@ -714,8 +714,9 @@ out:
 	return rc;
 }
 
-/* The leading dimension of a tensor field v, or 0 when it does not say. */
-static int64_t leading_dim(const json_t *v, const api_packed *pk, const api__pack * not )
+/* The leading dimension of a tensor field v, or 0 when it does not say
+ * (or when v is the guessed array `self` itself). */
+static int64_t leading_dim(const json_t *v, const api_packed *pk, const api__pack *self)
 {
 	const json_t *s = json_object_get(v, "shape");
 	if (json_is_object(v) && json_is_array(s) && json_is_integer(json_array_get(s, 0)))
@@ -724,7 +725,7 @@ static int64_t leading_dim(const json_t *v, const api_packed *pk, const api__pac
 		v = json_object_get(v, "data");
 	const api__pack *lk = api__packed_array(pk, v);
 	if (lk)
-		return lk == not ? 0 : lk->shape[0];
+		return lk == self ? 0 : lk->shape[0];
 	return json_is_array(v) ? (int64_t)json_array_size(v) : 0;
 }
 

@@ -206,7 +206,10 @@ def build(res, smoke):
             "http/body_json/hwm", "lossd", hi=1.1, unit="x decoded")
 
     t.section("durable stream updates, 32 clients, 1,000 scores each (issue 19)")
-    for kind, lo in (("json", 4000), ("b64", 15000)):
+    # b64fresh: the client draws new scores for every update (a training
+    # worker's are new at each step), so the sketch is full and each update
+    # merges into a full one; json and b64 repeat one body
+    for kind, lo in (("json", 4000), ("b64", 15000), ("b64fresh", 15000)):
         for ns in (1, 32):
             c = "durable/%s/s%d/c32" % (kind, ns)
             d = res.get((c, "lossd"), {})

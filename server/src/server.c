@@ -245,15 +245,18 @@ static void reload_tokens(srv__server *s)
  * sketch buffers (a few hundred KB, made and freed on each store thread)
  * sat just over 128 KiB: each update gave its pages back and faulted them
  * in again, about 4 page faults and a TLB shoot-down on the other core
- * per update. Freeing one 1 MiB block at start-up puts the thresholds
- * where glibc's own adjustment takes them after the first large request
- * (1 and 2 MiB, still adjusted upward as before), so at most 2 MiB stays
- * free at the top of each heap.
+ * per update. A merge into a full sketch stream takes more: the merged
+ * list (32 bytes a bucket: 1.1 MB at the default cap) and the folding's
+ * arrays (~1.3 MB), both freed at its end, which trimmed a 2 MiB threshold
+ * each time: 37-167 page faults per update with fresh scores to 32 streams.
+ * Freeing one 4 MiB block at start-up puts the thresholds at 4 and 8 MiB
+ * (still adjusted upward by glibc as before): 4 faults per update there,
+ * and at most 8 MiB stays free at the top of each heap.
  */
 static void warm_malloc(void)
 {
 #ifdef __GLIBC__
-	volatile char *p = malloc((size_t)1 << 20);
+	volatile char *p = malloc((size_t)4 << 20);
 	if (p) {
 		p[0] = 0; /* used, so the pair is not optimized away */
 		free((void *)p);

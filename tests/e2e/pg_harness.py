@@ -29,7 +29,9 @@ shared() -> the PgServer of this process, started on first use and stopped
 
 HAProxy(backends, check_path="/readyz") - Debian's haproxy on a private
     loopback port, round robin over backends ["127.0.0.1:PORT", ...),
-    health-checking GET check_path every 200 ms; .url, .port, .close().
+    health-checking GET check_path every 200 ms (a backend is out after 3
+    failed checks, back after 1 good one; a failed connect is retried on
+    another backend, nothing else is); .url, .port, .close().
     Raises unittest.SkipTest when haproxy is not installed.
 """
 import atexit
@@ -178,13 +180,25 @@ class HAProxy:
         self.url = "http://127.0.0.1:%d" % self.port
         self.dir = tempfile.mkdtemp(prefix="lossd-haproxy-")
         cfg = os.path.join(self.dir, "haproxy.cfg")
+        # A replica leaves the rotation after 3 failed checks in a row and
+        # comes back after one good one; a check has 1 s to answer once
+        # connected (timeout check). With fall 1 and no timeout check, one
+        # /readyz answered later than inter (200 ms) took a replica out, and
+        # when a stall of the loaded machine did that to every replica at
+        # once, HAProxy had no server and answered 503 itself. A killed
+        # replica (connection refused) is still out within ~0.6 s, and a
+        # request HAProxy could not connect with meanwhile goes to another
+        # replica (retries, redispatch). Only a failed connect is retried
+        # (retry-on conn-failure, the default): a request that reached a
+        # replica may have been applied there, so it is never sent twice.
         lines = ["global", "  maxconn 4096", "defaults", "  mode http",
                  "  timeout connect 2s", "  timeout client 60s", "  timeout server 60s",
-                 "  retries 0",
                  "frontend fe", "  bind 127.0.0.1:%d" % self.port, "  default_backend be",
                  "backend be", "  balance roundrobin",
+                 "  retries 2", "  option redispatch 1", "  retry-on conn-failure",
                  "  option httpchk GET %s" % check_path, "  http-check expect status 200",
-                 "  default-server inter 200ms fall 1 rise 1"]
+                 "  timeout check 1s",
+                 "  default-server inter 200ms fall 3 rise 1"]
         for i, b in enumerate(backends):
             lines.append("  server r%d %s check" % (i, b))
         with open(cfg, "w") as f:

@@ -235,6 +235,18 @@ static inline uint64_t cell_span(const bucket *x)
 	return d ? ~(uint64_t)0 >> __builtin_clzll(d) : 0;
 }
 
+/* MERGE's fold of x into t, whose cell holds x's: t's cell does not change
+ * (lo/hi straddle its midpoint already, or both are the one key). */
+static inline void fold_into(bucket *t, const bucket *x)
+{
+	if (x->lo < t->lo)
+		t->lo = x->lo;
+	if (x->hi > t->hi)
+		t->hi = x->hi;
+	t->pos += x->pos;
+	t->neg += x->neg;
+}
+
 /* Whether a bucket with cell start c and span m comes before one with
  * (c2, m2) in MERGE's order: by cell start, then the larger cell first; on
  * a full tie the bucket of the first list (tie true) goes first. */
@@ -306,13 +318,7 @@ static int64_t merge_lists(bucket *out, const bucket *a, int64_t na, const bucke
 			}
 		}
 		if (m > 0 && cx >= tlo && (cx | mx) <= thi) {
-			bucket *t = &out[m - 1];
-			if (x->lo < t->lo)
-				t->lo = x->lo;
-			if (x->hi > t->hi)
-				t->hi = x->hi;
-			t->pos += x->pos;
-			t->neg += x->neg;
+			fold_into(&out[m - 1], x);
 			continue;
 		}
 		out[m++] = *x;
@@ -1107,14 +1113,7 @@ int eng_sketch_merge(eng_sketch *dst, const eng_sketch *src)
 	free(inplace ? NULL : at);
 	if (inplace) {
 		for (int64_t j = 0; j < src->nb; j++) {
-			bucket *t = &dst->b[at[j]];
-			const bucket *x = &src->b[j];
-			if (x->lo < t->lo)
-				t->lo = x->lo;
-			if (x->hi > t->hi)
-				t->hi = x->hi;
-			t->pos += x->pos;
-			t->neg += x->neg;
+			fold_into(&dst->b[at[j]], &src->b[j]);
 		}
 		free(at);
 		dst->positives += src->positives;

@@ -98,6 +98,20 @@ static void create(srv__store *st, const char *id, const char *state)
 	run(st, &op);
 }
 
+/* A delta of stream at seq (data: its bytes; stale: NULL or the stream's
+ * flag). */
+static srv__store_op delta(const char *stream, int64_t seq, const char *data, atomic_bool *stale)
+{
+	srv__store_op op = {0};
+	op.type = SRV__OP_DELTA;
+	op.stream = stream;
+	op.seq = seq;
+	op.data = data;
+	op.len = strlen(data);
+	op.stale = stale;
+	return op;
+}
+
 Test(store, round_trip_and_keys_across_reopen, .init = mkdir_temp, .fini = rm_temp)
 {
 	srv__store *st = open_store();
@@ -305,13 +319,7 @@ Test(store, broken_then_healed, .init = mkdir_temp, .fini = rm_temp)
 	create(st, "s", "0");
 
 	atomic_bool stale = false;
-	srv__store_op d = {0};
-	d.type = SRV__OP_DELTA;
-	d.stream = "s";
-	d.seq = 1;
-	d.data = "1";
-	d.len = 1;
-	d.stale = &stale;
+	srv__store_op d = delta("s", 1, "1", &stale);
 	srv__store_test_fail(st, -1);
 	srv__store_submit(st, &d);
 	cr_assert_eq(srv__store_wait(st, &d), -1);
@@ -551,12 +559,7 @@ Test(store, lone_writer_never_waits, .init = mkdir_temp, .fini = rm_temp)
 	srv__store *st = open_store();
 	create(st, "a", "0");
 	for (int i = 0; i < 200; i++) {
-		srv__store_op op = {0};
-		op.type = SRV__OP_DELTA;
-		op.stream = "a";
-		op.seq = 2 + i;
-		op.data = "x";
-		op.len = 1;
+		srv__store_op op = delta("a", 2 + i, "x", NULL);
 		run(st, &op);
 	}
 	srv__store_health h;
@@ -712,13 +715,7 @@ Test(store, on_done_ops_finished_by_the_committer, .init = mkdir_temp, .fini = r
 	cr_assert_eq(after.rc, -1);
 	cr_assert(after.other_thread);
 	atomic_bool stale = true;
-	srv__store_op op = {0};
-	op.type = SRV__OP_DELTA;
-	op.stream = "s";
-	op.seq = 22;
-	op.data = "w";
-	op.len = 1;
-	op.stale = &stale;
+	srv__store_op op = delta("s", 22, "w", &stale);
 	srv__store_submit(st, &op);
 	cr_assert_eq(srv__store_wait(st, &op), -1);
 	cr_assert_not(srv__store_broken(st), "a stale stream's op broke the store");
@@ -774,12 +771,7 @@ static void wait_held(srv__store *st)
  * they queue. */
 static void one_group(srv__store *st, lazy_op *ops, int n, int64_t seq0)
 {
-	srv__store_op first = {0};
-	first.type = SRV__OP_DELTA;
-	first.stream = "s";
-	first.seq = seq0;
-	first.data = "f";
-	first.len = 1;
+	srv__store_op first = delta("s", seq0, "f", NULL);
 	srv__store_test_hold(st, true);
 	srv__store_submit(st, &first);
 	wait_held(st); /* the committer took `first` and holds */
@@ -867,12 +859,7 @@ Test(store, lazy_checkpoint_takes_the_newer_op, .init = mkdir_temp, .fini = rm_t
 	uint64_t g0, o0, g1, o1;
 	srv__store_stats(st, &g0, &o0);
 
-	srv__store_op first = {0};
-	first.type = SRV__OP_DELTA;
-	first.stream = "s";
-	first.seq = 1;
-	first.data = "f";
-	first.len = 1;
+	srv__store_op first = delta("s", 1, "f", NULL);
 	memset(ext, 0, sizeof ext);
 	srv__store_test_hold(st, true);
 	srv__store_submit(st, &first);

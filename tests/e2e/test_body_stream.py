@@ -46,6 +46,25 @@ def logits_b64():
     return json.loads(body().decode().replace("\n", " "))["y_pred"]["b64"]
 
 
+
+def cut_then_used_again(test, data, send, used, u0):
+    """Two clients send part of /v1/loss body `data` and go away. Their early
+    helpers end with them (once the server has seen them go): a later request,
+    sent by send(data), finds a free helper (at most 2 run at once), so the
+    early work is used again (used() counts it; u0 + 1 before); were they
+    leaked, it never would be."""
+    for cut in (700000, len(data) - 10):
+        s = socket.create_connection(("127.0.0.1", test.srv.port), timeout=30)
+        s.sendall(b"POST /v1/loss HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(data) + data[:cut])
+        s.close()
+    for _ in range(20):
+        r = send(data)
+        test.assertEqual(r.status, 200, r.body[:300])
+        if used() > u0 + 1:
+            break
+    test.assertEqual(used(), u0 + 2)
+
 class BodyStream(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -125,21 +144,7 @@ class BodyStream(unittest.TestCase):
         self.assertNotIn("per_class", r.json())
         self.assertEqual(m(used), u0 + 1)
         self.assertEqual(m(unused), n0 + 1)
-        data = body()
-        for cut in (700000, len(data) - 10):
-            s = socket.create_connection(("127.0.0.1", self.srv.port), timeout=30)
-            s.sendall(b"POST /v1/loss HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                      b"Content-Length: %d\r\n\r\n" % len(data) + data[:cut])
-            s.close()
-        # Their helpers end with them (once the server has seen them go):
-        # a later request finds a free helper (at most 2 run at once), so
-        # the early work is used again; were they leaked, it never would be.
-        for _ in range(20):
-            r = self.both(data)
-            self.assertEqual(r.status, 200, r.body[:300])
-            if m(used) > u0 + 1:
-                break
-        self.assertEqual(m(used), u0 + 2)
+        cut_then_used_again(self, body(), self.both, lambda: m(used), u0)
 
     def test_auc(self):
         rnd = random.Random(3)
@@ -286,19 +291,9 @@ class BodyStreamJson(unittest.TestCase):
         ragged = json_body(edit=lambda x: x[:-2] + ", 1" + x[-2:])  # the last row
         self.same(ragged, 422, "shape_mismatch")
         self.assertEqual(m(used), u0 + 1)
-        for cut in (700000, len(data) - 10):
-            s = socket.create_connection(("127.0.0.1", self.srv.port), timeout=30)
-            s.sendall(b"POST /v1/loss HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                      b"Content-Length: %d\r\n\r\n" % len(data) + data[:cut])
-            s.close()
-        # as for base64: leaked helpers (at most 2) would never let it be used again
-        for _ in range(20):
-            r = self.srv.request("POST", "/v1/loss", data,
-                                 headers={"Content-Type": "application/json"}, timeout=120)
-            self.assertEqual(r.status, 200, r.body[:300])
-            if m(used) > u0 + 1:
-                break
-        self.assertEqual(m(used), u0 + 2)
+        cut_then_used_again(
+            self, data, lambda d: self.srv.request("POST", "/v1/loss", d, headers={
+                "Content-Type": "application/json"}, timeout=120), lambda: m(used), u0)
 
 
 if __name__ == "__main__":

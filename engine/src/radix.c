@@ -8,11 +8,13 @@
  * (2,048 buckets: the counts of a digit stay in L1 and its scatter streams
  * stay few enough for the write-combining of L1/L2), so a 32-bit key takes
  * three passes and a 64-bit one six; below SMALL keys, 8-bit digits, whose
- * histograms cost less to clear and scan than the sort itself. All digit
- * histograms are built in one read of the keys, and a digit that is the
- * same in every key (the top bits of range-reduced keys, say) costs no
- * pass: callers that subtract the least key and drop constant low bits
- * (auc.c) pay only for the bits that differ.
+ * histograms cost less to clear and scan than the sort itself. A first
+ * read of the keys finds the digits that differ between them; only those
+ * get a histogram (all built in one more read) and a pass, so a digit that
+ * is the same in every key (the low bits of float32 scores widened to
+ * double, the top bits of range-reduced keys) costs nothing: callers that
+ * subtract the least key and drop constant low bits (auc.c) pay only for
+ * the bits that differ.
  *
  * Invariants: stable (equal keys keep their input order), so ties carry
  * their indices in input order. The result always ends in the caller's
@@ -38,27 +40,25 @@
 		enum { R = 1 << (BITS) };                                                          \
 		const KT mask = (KT)(R - 1);                                                       \
 		uint32_t hist[DIGITS][R];                                                          \
-		memset(hist, 0, sizeof(hist));                                                     \
+		KT diff = 0;                                                                       \
+		for (int64_t i = 1; i < n; i++)                                                    \
+			diff |= key[i] ^ key[0];                                                   \
+		int act[DIGITS], na = 0;                                                           \
+		for (int b = 0; b < (DIGITS); b++)                                                 \
+			if ((diff >> ((BITS)*b)) & mask)                                           \
+				act[na++] = b;                                                     \
+		for (int a = 0; a < na; a++)                                                       \
+			memset(hist[act[a]], 0, sizeof(hist[0]));                                  \
 		for (int64_t i = 0; i < n; i++) {                                                  \
 			KT k = key[i];                                                             \
-			for (int b = 0; b < (DIGITS); b++)                                         \
-				hist[b][(k >> ((BITS)*b)) & mask]++;                               \
+			for (int a = 0; a < na; a++)                                               \
+				hist[act[a]][(k >> ((BITS)*act[a])) & mask]++;                     \
 		}                                                                                  \
 		KT *src = key, *dst = tkey;                                                        \
 		uint32_t *isrc = idx, *idst = tidx;                                                \
-		for (int b = 0; b < (DIGITS); b++) {                                               \
+		for (int a = 0; a < na; a++) {                                                     \
+			int b = act[a];                                                            \
 			uint32_t *h = hist[b];                                                     \
-			bool trivial = false;                                                      \
-			for (int d = 0; d < R; d++) {                                              \
-				if (h[d] == (uint32_t)n) {                                         \
-					trivial = true;                                            \
-					break;                                                     \
-				}                                                                  \
-				if (h[d] != 0)                                                     \
-					break;                                                     \
-			}                                                                          \
-			if (trivial || n < 2)                                                      \
-				continue;                                                          \
 			uint32_t off = 0;                                                          \
 			for (int d = 0; d < R; d++) {                                              \
 				uint32_t c = h[d];                                                 \

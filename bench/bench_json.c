@@ -68,32 +68,6 @@ static char *make_json_body(int64_t n, size_t *len, float **vals)
 	return s;
 }
 
-static const char b64_alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static size_t b64_encode(char *out, const unsigned char *in, size_t n)
-{
-	size_t o = 0, i = 0;
-
-	for (; i + 3 <= n; i += 3) {
-		uint32_t w = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-
-		out[o++] = b64_alphabet[w >> 18];
-		out[o++] = b64_alphabet[(w >> 12) & 63];
-		out[o++] = b64_alphabet[(w >> 6) & 63];
-		out[o++] = b64_alphabet[w & 63];
-	}
-	if (i < n) {
-		uint32_t w = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0);
-
-		out[o++] = b64_alphabet[w >> 18];
-		out[o++] = b64_alphabet[(w >> 12) & 63];
-		out[o++] = i + 1 < n ? b64_alphabet[(w >> 6) & 63] : '=';
-		out[o++] = '=';
-	}
-	return o;
-}
-
 /* {"y_pred": {"shape": [n], "dtype": "float32", "b64": "..."}}; *b64len is
  * the length of the base64 text alone. */
 static char *make_b64_body(int64_t n, size_t *len, size_t *b64len, float **vals)
@@ -110,7 +84,7 @@ static char *make_b64_body(int64_t n, size_t *len, size_t *b64len, float **vals)
 	at = (size_t)snprintf(
 	        s, cap, "{\"y_pred\": {\"shape\": [%lld], \"dtype\": \"float32\", \"b64\": \"",
 	        (long long)n);
-	*b64len = b64_encode(s + at, (const unsigned char *)v, raw);
+	*b64len = bench_b64_encode(s + at, (const unsigned char *)v, raw);
 	at += *b64len;
 	at += (size_t)snprintf(s + at, cap - at, "\"}}");
 	*len = at;
@@ -129,7 +103,7 @@ static int64_t b64_decode_table(unsigned char *out, const char *in, size_t n)
 	if (!tab[0]) {
 		memset(tab, -1, sizeof tab);
 		for (int k = 0; k < 64; k++)
-			tab[(unsigned char)b64_alphabet[k]] = (int8_t)k;
+			tab[(unsigned char)bench_b64_alphabet[k]] = (int8_t)k;
 	}
 	while (n > 0 && in[n - 1] == '=')
 		n--;

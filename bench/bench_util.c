@@ -72,6 +72,32 @@ double bench_rng_normal(bench_rng *r)
 	return sqrt(-2.0 * log(1.0 - u)) * cos(2.0 * M_PI * v);
 }
 
+const char bench_b64_alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+size_t bench_b64_encode(char *out, const unsigned char *in, size_t n)
+{
+	size_t o = 0, i = 0;
+
+	for (; i + 3 <= n; i += 3) {
+		uint32_t w = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+
+		out[o++] = bench_b64_alphabet[w >> 18];
+		out[o++] = bench_b64_alphabet[(w >> 12) & 63];
+		out[o++] = bench_b64_alphabet[(w >> 6) & 63];
+		out[o++] = bench_b64_alphabet[w & 63];
+	}
+	if (i < n) {
+		uint32_t w = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0);
+
+		out[o++] = bench_b64_alphabet[w >> 18];
+		out[o++] = bench_b64_alphabet[(w >> 12) & 63];
+		out[o++] = i + 1 < n ? bench_b64_alphabet[(w >> 6) & 63] : '=';
+		out[o++] = '=';
+	}
+	return o;
+}
+
 void *bench_alloc(size_t bytes)
 {
 	void *p = NULL;

@@ -40,6 +40,11 @@ double bench_rng_unif(bench_rng *r);
 /* Standard normal (Box-Muller; one of the pair is dropped). */
 double bench_rng_normal(bench_rng *r);
 
+/* The standard base64 alphabet, and an encoder into it (padded): writes
+ * 4 ceil(n / 3) characters to out, returns their count. */
+extern const char bench_b64_alphabet[];
+size_t bench_b64_encode(char *out, const unsigned char *in, size_t n);
+
 /* 64-byte aligned, every page written (so timing excludes page faults).
  * New: free() it. Exits the program on failure (a benchmark, not a server). */
 void *bench_alloc(size_t bytes);

@@ -34,7 +34,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdbool.h>
@@ -46,8 +45,9 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "bench_util.h"
 
 #define MAX_CONNS 1024
 #define MAX_PATHS 1024
@@ -67,13 +67,6 @@ typedef struct conn {
 	bool busy;
 	char *own; /* --fresh: this connection's request text */
 } conn;
-
-static double now(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 static char *slurp(const char *path, size_t *len)
 {
@@ -111,7 +104,7 @@ static double fsync_rate(const char *dir, double seconds)
 			break;
 	fsync(fd);
 	long n = 0;
-	double t0 = now(), t;
+	double t0 = bench_now(), t;
 	do {
 		/* 4 KiB at a time through the first 4 MiB, as a WAL is reused */
 		if (pwrite(fd, blk, sizeof blk, (off_t)(n % 1000) * (off_t)sizeof blk) !=
@@ -121,53 +114,16 @@ static double fsync_rate(const char *dir, double seconds)
 			break;
 		}
 		n++;
-		t = now();
+		t = bench_now();
 	} while (t - t0 < seconds);
 	close(fd);
 	unlink(path);
-	return n < 0 ? -1 : (double)n / (now() - t0);
+	return n < 0 ? -1 : (double)n / (bench_now() - t0);
 }
 
 /* ---- --fresh bodies ---- */
 
-static uint64_t rng = 0x9e3779b97f4a7c15u;
-
-static uint64_t next_u64(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
-}
-
-/* A standard normal draw (Box-Muller, one of the pair). */
-static double next_normal(void)
-{
-	double u = ((double)(next_u64() >> 11) + 0.5) / 9007199254740992.0;
-	double v = (double)(next_u64() >> 11) / 9007199254740992.0;
-	return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
-}
-
-static size_t b64_put(char *out, const unsigned char *in, size_t n)
-{
-	static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	size_t o = 0, i = 0;
-	for (; i + 2 < n; i += 3) {
-		uint32_t w = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-		out[o++] = a[w >> 18];
-		out[o++] = a[(w >> 12) & 63];
-		out[o++] = a[(w >> 6) & 63];
-		out[o++] = a[w & 63];
-	}
-	if (i < n) {
-		uint32_t w = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0);
-		out[o++] = a[w >> 18];
-		out[o++] = a[(w >> 12) & 63];
-		out[o++] = i + 1 < n ? a[(w >> 6) & 63] : '=';
-		out[o++] = '=';
-	}
-	return o;
-}
+static bench_rng rng = {7};
 
 /* Bytes a body of n items takes at most: its base64 strings (n label
  * bytes, 4 n score bytes) and the JSON around them. */
@@ -191,8 +147,8 @@ static size_t fresh_request(char *buf, const char *path, int n)
 	if (!y || !f || !body)
 		abort();
 	for (int i = 0; i < n; i++) {
-		y[i] = (unsigned char)(next_u64() >> 63);
-		double x = 0.35 + 0.3 * y[i] + 0.2 * next_normal();
+		y[i] = (unsigned char)(bench_rng_u64(&rng) >> 63);
+		double x = 0.35 + 0.3 * y[i] + 0.2 * bench_rng_normal(&rng);
 		float v = (float)(x < 0.0 ? 0.0 : x > 1.0 ? 1.0 : x);
 		memcpy(f + 4 * (size_t)i, &v, 4);
 	}
@@ -200,12 +156,12 @@ static size_t fresh_request(char *buf, const char *path, int n)
 	                           "{\"y_true\": {\"shape\": [%d], \"dtype\": \"uint8\", "
 	                           "\"b64\": \"",
 	                           n);
-	b += b64_put(body + b, y, (size_t)n);
+	b += bench_b64_encode(body + b, y, (size_t)n);
 	b += (size_t)sprintf(body + b,
 	                     "\"}, \"y_score\": {\"shape\": [%d], \"dtype\": \"float32\", "
 	                     "\"b64\": \"",
 	                     n);
-	b += b64_put(body + b, f, (size_t)n * 4);
+	b += bench_b64_encode(body + b, f, (size_t)n * 4);
 	b += (size_t)sprintf(body + b, "\"}}");
 	int h = sprintf(buf,
 	                "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
@@ -322,7 +278,7 @@ int main(int argc, char **argv)
 	long sent = 0, ok = 0, bad = 0, errors = 0, live = 0;
 	double lat_max = 0;
 	char first_bad[256] = "";
-	double t_start = now(), deadline = t_start + seconds;
+	double t_start = bench_now(), deadline = t_start + seconds;
 	for (int i = 0; i < nconn; i++) {
 		conn *c = &cs[i];
 		c->fd = connect_to(port);
@@ -340,7 +296,7 @@ int main(int argc, char **argv)
 			c->head = c->own;
 		}
 		c->busy = true;
-		c->t0 = now();
+		c->t0 = bench_now();
 		sent++;
 		live++;
 		struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
@@ -375,7 +331,7 @@ int main(int argc, char **argv)
 				if (len < 0)
 					dead = true;
 				if (len > 0) {
-					double t = now(), d = t - c->t0;
+					double t = bench_now(), d = t - c->t0;
 					size_t b = (size_t)(d * 1e6 / LAT_BUCKET_US);
 					lat[b > LAT_BUCKETS ? LAT_BUCKETS : b]++;
 					if (d > lat_max)
@@ -419,13 +375,13 @@ int main(int argc, char **argv)
 				live--;
 			}
 		}
-		if (n == 0 && now() > deadline + 60) {
+		if (n == 0 && bench_now() > deadline + 60) {
 			fprintf(stderr, "durable_client: %ld replies missing after 60 s\n", live);
 			errors += live;
 			break;
 		}
 	}
-	double elapsed = now() - t_start;
+	double elapsed = bench_now() - t_start;
 	long total = ok + bad, acc = 0;
 	double p50 = 0, p99 = 0;
 	for (size_t b = 0; b <= LAT_BUCKETS && total; b++) {

@@ -1109,18 +1109,16 @@ int eng_sketch_merge(eng_sketch *dst, const eng_sketch *src)
 	 * follow it): the same additions here, without copying dst's list
 	 * twice. The usual case once a stream's sketch is full. */
 	int64_t *at = dst->nb > 0 && src->nb > 0 ? malloc((size_t)src->nb * sizeof(int64_t)) : NULL;
-	bool inplace = at && contained(dst->b, dst->nb, src->b, src->nb, at);
-	free(inplace ? NULL : at);
-	if (inplace) {
-		for (int64_t j = 0; j < src->nb; j++) {
+	if (at && contained(dst->b, dst->nb, src->b, src->nb, at)) {
+		for (int64_t j = 0; j < src->nb; j++)
 			fold_into(&dst->b[at[j]], &src->b[j]);
-		}
 		free(at);
 		dst->positives += src->positives;
 		dst->negatives += src->negatives;
 		dst->wadded += src->wadded;
 		return 0;
 	}
+	free(at);
 	int64_t room = dst->nb + src->nb;
 	bucket *t = malloc((size_t)(room > 0 ? room : 1) * sizeof(bucket));
 	if (!t)

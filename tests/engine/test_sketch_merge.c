@@ -12,14 +12,22 @@
  * plain merge bit for bit: every key and every weight, in both directions,
  * for lists of very different and of equal lengths, exact and folded, with
  * cells nested across the two lists.
+ *
+ * Past capacity: a merge that overflows coarsens to capacity minus a
+ * headroom (capacity / 32), so the small merges after it that fit are
+ * plain merges again, bit for bit, until the list fills up; checked over
+ * a stream of fresh training-step updates into a full sketch, with the
+ * AUC of everything merged within the reported bound of the exact one.
  */
 #include <criterion/criterion.h>
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "aucdata.h" /* eng__sketch_serialize_v1 */
 #include "bytes.h"
+#include "lossd/auc.h"
 #include "lossd/sketch.h"
 #include "rng.h"
 
@@ -198,4 +206,70 @@ Test(sketch_merge, disjoint_ranges_and_empty_lists)
 	eng_sketch_free(low);
 	eng_sketch_free(high);
 	eng_sketch_free(empty);
+}
+
+/* n scores of one training step (as filled's, float32): into s, y. */
+static void step_scores(double *s, uint8_t *y, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++) {
+		y[i] = (uint8_t)(rnd() & 1);
+		s[i] = (double)(float)(normal() * 0.2 + (y[i] ? 0.65 : 0.35));
+	}
+}
+
+Test(sketch_merge, an_overflowing_merge_leaves_headroom_the_next_ones_fill)
+{
+	enum { STEP = 1000, STEPS = 400 };
+	static double s[STEP * STEPS];
+	static uint8_t y[STEP * STEPS];
+	rng_state = 31;
+	eng_sketch *dst = eng_sketch_new(1 << 18);
+	cr_assert_not_null(dst);
+	int64_t cap = eng_sketch_capacity(dst), room = cap / 32;
+	int plain = 0, coarsened = 0;
+	for (int t = 0; t < STEPS; t++) {
+		double *st = s + (int64_t)t * STEP;
+		uint8_t *yt = y + (int64_t)t * STEP;
+		step_scores(st, yt, STEP);
+		eng_sketch *up = eng_sketch_new(0);
+		cr_assert_not_null(up);
+		cr_assert_eq(eng_sketch_add_values(up, st, yt, NULL, STEP, NULL), 0);
+		list a = buckets_of(dst), b = buckets_of(up);
+		tb *want = malloc((size_t)(a.n + b.n) * sizeof(tb));
+		cr_assert_not_null(want);
+		int64_t m = plain_merge(want, a.b, a.n, b.b, b.n);
+		cr_assert_eq(eng_sketch_merge(dst, up), 0);
+		list got = buckets_of(dst);
+		if (m <= cap) {
+			/* fits: nothing folds, the plain merge bit for bit */
+			plain++;
+			cr_expect(got.n == m && memcmp(got.b, want, (size_t)m * sizeof(tb)) == 0,
+			          "step %d: a merge that fits (%lld of %lld) was coarsened", t,
+			          (long long)m, (long long)cap);
+		} else {
+			coarsened++;
+			cr_expect_leq(got.n, cap - room, "step %d: %lld buckets after a fold", t,
+			              (long long)got.n);
+		}
+		cr_expect_leq(eng_sketch_memory(dst), (size_t)1 << 18);
+		free(a.b);
+		free(b.b);
+		free(got.b);
+		free(want);
+		eng_sketch_free(up);
+	}
+	/* the stream filled, then folded once per few steps, not at each */
+	cr_expect_gt(coarsened, 0);
+	cr_expect_gt(plain, 2 * coarsened, "%d plain merges, %d folded", plain, coarsened);
+	int64_t n = (int64_t)STEP * STEPS;
+	eng_tensor ts = {ENG_F64, 1, {n}, n, s}, ty = {ENG_U8, 1, {n}, n, y};
+	eng_auc_data d = {&ts, &ty, NULL, ENG_LABELS_BINARY};
+	eng_auc_opts o = ENG_AUC_OPTS_INIT;
+	eng_auc_result e, r;
+	cr_assert_eq(eng_auc_exact(&e, NULL, &d, 0, &o, NULL), 0);
+	cr_assert_eq(eng_sketch_auc(&r, NULL, dst, ENG_CURVE_ROC, 512), 0);
+	cr_expect(r.error_bound > 0.0);
+	cr_expect(fabs(r.auc - e.auc) <= r.error_bound, "%.12f vs exact %.12f +- %g", r.auc, e.auc,
+	          r.error_bound);
+	eng_sketch_free(dst);
 }

@@ -1066,11 +1066,75 @@ out:
 	return rc;
 }
 
+/* INSERT into an EMPTY sketch of at most one batch of items (validated):
+ * every item is pending, so the whole call is one flush - keys in input
+ * order, sorted stably, equal keys summed in that order, coarsened to
+ * capacity - which this does without the scratch's working lists, index
+ * and per-item lookups. The same state, bit for bit (test_sketch_merge):
+ * a stream update's delta, built on every update, is this case. */
+static int add_fresh(eng_sketch *s, const double *score, const uint8_t *label, const double *w,
+                     int64_t n, eng_error *err)
+{
+	size_t m = (size_t)n;
+	uint8_t *mem = malloc(m * (2 * sizeof(uint64_t) + 2 * sizeof(uint32_t) + sizeof(bucket)));
+	if (!mem)
+		return eng_error_set(err, ENG_ENOMEM, "y_score", -1, "out of memory");
+	uint8_t *p = mem;
+	bucket *b = carve(&p, m * sizeof(bucket));
+	uint64_t *key = carve(&p, m * sizeof(uint64_t)), *tkey = carve(&p, m * sizeof(uint64_t));
+	uint32_t *idx = carve(&p, m * sizeof(uint32_t)), *tidx = carve(&p, m * sizeof(uint32_t));
+	int64_t k = 0, ones = 0;
+	double wadd = 0.0;
+	for (int64_t from = 0; from < n; from += CHUNK) {
+		/* the weight added, summed by chunks as insert_items does */
+		int64_t to = n - from < CHUNK ? n : from + CHUNK;
+		double wsum = w ? 0.0 : (double)(to - from);
+		for (int64_t i = from; i < to; i++) {
+			ones += label[i];
+			if (w) {
+				wsum += w[i];
+				if (w[i] == 0.0)
+					continue;
+			}
+			key[k] = key_of(score[i]);
+			idx[k++] = (uint32_t)i;
+		}
+		wadd += wsum;
+	}
+	eng__radix_sort64(key, idx, tkey, tidx, k);
+	int64_t nb = 0;
+	for (int64_t i = 0; i < k;) {
+		bucket t = {key[i], key[i], 0.0, 0.0};
+		for (; i < k && key[i] == t.lo; i++) {
+			double wi = w ? w[idx[i]] : 1.0;
+			if (label[idx[i]])
+				t.pos += wi;
+			else
+				t.neg += wi;
+		}
+		b[nb++] = t;
+	}
+	nb = coarsen(b, nb, s->capacity);
+	int rc = nb < 0 || install(s, b, nb) ? ENG_ENOMEM : 0;
+	free(mem);
+	if (rc)
+		return eng_error_set(err, rc, "y_score", -1, "out of memory");
+	s->positives += ones;
+	s->negatives += n - ones;
+	s->wadded += wadd;
+	return 0;
+}
+
 int eng_sketch_add_values(eng_sketch *s, const double *score, const uint8_t *label,
                           const double *weight, int64_t n, eng_error *err)
 {
 	scratch x;
 	int rc = 0;
+	if (s->nb == 0 && n > 0 && n <= PENDING) {
+		int64_t i = eng__auc_first_bad(score, label, weight, n);
+		if (i < 0)
+			return add_fresh(s, score, label, weight, n, err);
+	}
 	if (scratch_init(&x, s, n))
 		return eng_error_set(err, ENG_ENOMEM, "y_score", -1, "out of memory");
 	for (int64_t from = 0; from < n; from += CHUNK) {
@@ -1432,6 +1496,12 @@ static bool small_int(double x)
  * doubled again: scale 4). Returns the end. */
 static uint8_t *put_weight(uint8_t *p, double x, uint64_t scale, uint64_t tag)
 {
+	/* the usual count, below 32: one byte (its varint), one branch */
+	int32_t i = x >= 0.0 && x < 32.0 ? (int32_t)x : -1;
+	if (i >= 0 && (double)i == x && !signbit(x)) {
+		*p = (uint8_t)((uint64_t)i * scale + tag);
+		return p + 1;
+	}
 	if (small_int(x))
 		return p + eng__put_varint(p, (uint64_t)(int64_t)x * scale + tag);
 	*p++ = (uint8_t)(tag + 1);

@@ -1164,38 +1164,76 @@ out:
 	return rc;
 }
 
-/* Whether every bucket of b lies in the cell of a bucket of a; then at[j]
- * is that bucket for b[j]. The cells of b rise, so each search starts at
- * the last one found. */
-static bool contained(const bucket *a, int64_t na, const bucket *b, int64_t nb, int64_t *at)
+/* Where MERGE puts each bucket of b among a's when none of b's needs more
+ * than that (see eng_sketch_merge): at[j] >= 0 is the bucket of a whose
+ * cell holds b[j]'s (b[j] folds into it); at[j] = -1 - q says b[j] holds
+ * one key that lies in no cell of a, so it is appended between a[q - 1]
+ * and a[q]. Returns how many are appended, or -1 when a bucket of b is
+ * folded and lies in no cell of a (it may hold some of a's: the full
+ * MERGE). The cells of b rise, so each search starts at the last one
+ * found. */
+static int64_t place(const bucket *a, int64_t na, const bucket *b, int64_t nb, int64_t *at)
 {
-	int64_t i = 0;
+	int64_t i = 0, k = 0;
 	for (int64_t j = 0; j < nb; j++) {
 		uint64_t mb = cell_span(&b[j]), cb = b[j].lo & ~mb;
 		/* the last bucket of a whose cell starts at or before b[j]'s */
-		i = run_end(a, i, na, cb, 0, true) - 1;
-		if (i < 0)
-			return false;
-		uint64_t ma = cell_span(&a[i]), ca = a[i].lo & ~ma;
-		if (!(cb >= ca && (cb | mb) <= (ca | ma)))
-			return false;
-		at[j] = i;
+		i = run_end(a, i > 0 ? i : 0, na, cb, 0, true) - 1;
+		uint64_t ma = i >= 0 ? cell_span(&a[i]) : 0, ca = i >= 0 ? a[i].lo & ~ma : 0;
+		if (i >= 0 && cb >= ca && (cb | mb) <= (ca | ma)) {
+			at[j] = i;
+		} else if (mb == 0) {
+			at[j] = -2 - i; /* q = i + 1 */
+			k++;
+		} else {
+			return -1;
+		}
 	}
-	return true;
+	return k;
 }
 
 int eng_sketch_merge(eng_sketch *dst, const eng_sketch *src)
 {
 	/* IN PLACE: when every bucket of src lies in the cell of one of dst,
-	 * MERGE would append none and fold each into that bucket, in src's
-	 * order (a bucket of dst goes first on a tie; cells inside one cell
-	 * follow it): the same additions here, without copying dst's list
-	 * twice. The usual case once a stream's sketch is full. */
+	 * or holds one key in none (one training step's scores into a full
+	 * stream: most fall in its cells, a few between them), MERGE would
+	 * fold each of the first into that bucket, in src's order (a bucket
+	 * of dst goes first on a tie; cells inside one cell follow it), and
+	 * append each of the others where its key falls (its cell meets no
+	 * other): the same here, dst's list moved up once from the back to
+	 * make room, instead of copied into a new list and back. While the
+	 * result fits in capacity, as nothing is coarsened then. */
 	int64_t *at = dst->nb > 0 && src->nb > 0 ? malloc((size_t)src->nb * sizeof(int64_t)) : NULL;
-	if (at && contained(dst->b, dst->nb, src->b, src->nb, at)) {
+	int64_t k = at ? place(dst->b, dst->nb, src->b, src->nb, at) : -1;
+	if (k >= 0 && dst->nb + k <= dst->capacity) {
+		int64_t n = dst->nb + k;
+		if (n > dst->alloc) {
+			int64_t a = alloc_for(dst, n);
+			bucket *nbuf = realloc(dst->b, (size_t)a * sizeof(bucket));
+			if (!nbuf) {
+				free(at);
+				return ENG_ENOMEM;
+			}
+			dst->b = nbuf;
+			dst->alloc = a;
+		}
+		bucket *b = dst->b;
 		for (int64_t j = 0; j < src->nb; j++)
-			fold_into(&dst->b[at[j]], &src->b[j]);
+			if (at[j] >= 0)
+				fold_into(&b[at[j]], &src->b[j]);
+		int64_t end = dst->nb, w = n;
+		for (int64_t j = src->nb - 1; k > 0 && j >= 0; j--) {
+			if (at[j] >= 0)
+				continue;
+			int64_t q = -1 - at[j];
+			w -= end - q;
+			memmove(&b[w], &b[q], (size_t)(end - q) * sizeof(bucket));
+			end = q;
+			b[--w] = src->b[j];
+			k--;
+		}
 		free(at);
+		dst->nb = n;
 		dst->positives += src->positives;
 		dst->negatives += src->negatives;
 		dst->wadded += src->wadded;

@@ -9,7 +9,9 @@
  * head in one go (found by a scan); a run that starts, ends or is cut at
  * the wrong bucket shows here as a different bucket list. The destination's
  * cap is large enough that nothing is coarsened, so the result must be the
- * plain merge bit for bit: every key and every weight, in both directions,
+ * plain merge bit for bit (also when it is done in place: every bucket of
+ * the source inside a cell of the destination, or one key between them):
+ * every key and every weight, in both directions,
  * for lists of very different and of equal lengths, exact and folded, with
  * cells nested across the two lists.
  *

@@ -343,7 +343,8 @@ Test(sketch, reset_caps_and_errors)
 /* eng_sketch_add_values into an empty sketch of at most one batch takes
  * a shortcut (add_fresh, sketch.c) that must leave the state the general
  * insert leaves: eng_sketch_add always takes the general one. Same bytes
- * for every distribution, weighted (a quarter of the weights 0) or not,
+ * for every distribution, in float64 and float32 (whose keys leave low
+ * bits free), weighted (a quarter of the weights 0) or not,
  * sizes around the batch, with and without a capacity fold. */
 Test(sketch, a_first_add_equals_the_general_insert)
 {
@@ -352,9 +353,12 @@ Test(sketch, a_first_add_equals_the_general_insert)
 	static uint8_t y[MAX];
 	static const int64_t sizes[] = {1, 1000, 40000, 65536, 65537};
 	static const size_t caps[] = {0, 4096};
-	for (int kind = 0; kind < D_COUNT; kind++) {
-		rng_state = 900u + (uint64_t)kind;
-		generate((dist)kind, s, y, w, MAX);
+	for (int kind = 0; kind < 2 * D_COUNT; kind++) {
+		/* the second round in float32: keys with free low bits */
+		rng_state = 900u + (uint64_t)(kind % D_COUNT);
+		generate((dist)(kind % D_COUNT), s, y, w, MAX);
+		for (int64_t i = 0; kind >= D_COUNT && i < MAX; i++)
+			s[i] = (double)(float)s[i];
 		for (size_t z = 0; z < sizeof sizes / sizeof *sizes; z++) {
 			for (size_t c = 0; c < 2; c++) {
 				for (int weighted = 0; weighted < 2; weighted++) {

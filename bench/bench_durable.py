@@ -35,9 +35,12 @@ with commits/s, fsyncs/s, p50, the bytes lossd wrote to disk per update
 itself), its threads' context switches per update (switches_per_update:
 the thread hand-offs, load-independent), its minor page faults per update
 (faults_per_update) and the load average as extra fields.
+With --perf DIR each case gets a second run of its own whose lossd is
+profiled (bench/profile.sh: perf, cpu-clock, the top functions) into
+DIR/profile-durable-KIND-sN.txt, so the figures come from unprofiled runs.
 Usage: bench/bench_durable.py [--bin build/server/lossd]
   [--client build/bench/durable_client] [--duration 10] [--clients 32]
-  [--only json/s1,b64/s32,...] [--smoke]
+  [--only json/s1,b64/s32,...] [--perf DIR] [--smoke]
 """
 import argparse
 import base64
@@ -176,7 +179,10 @@ def bodies(n):
     return {"json": js, "b64": b64, "jsonstep": jstep, "b64fresh": b64}
 
 
-def run_case(a, kind, nstreams, body, batch):
+def run_case(a, kind, nstreams, body, batch, perf=None):
+    """One measured run of the case; with perf (a file), instead a run of its
+    own whose lossd is profiled (bench/profile.sh -p) for all but its first
+    and last seconds, with no figures."""
     data_dir = tempfile.mkdtemp(prefix="bench-durable-", dir=a.dir)
     body_file = os.path.join(data_dir, "body.json")
     with open(body_file, "wb") as f:
@@ -197,11 +203,21 @@ def run_case(a, kind, nstreams, body, batch):
         x0 = switches(p.pid)
         f0 = minor_faults(p.pid)
         load0 = os.getloadavg()[0]
-        cp = subprocess.run([a.client, "--port", str(port), "--seconds", str(a.duration),
-                             "--clients", str(a.clients), "--body", body_file,
-                             "--fsync", data_dir, str(a.fsync_seconds)] +
-                            (["--fresh", str(batch)] if kind.endswith("fresh") else []) + paths,
-                            capture_output=True, text=True, timeout=a.duration + 180)
+        client = [a.client, "--port", str(port), "--seconds", str(a.duration),
+                  "--clients", str(a.clients), "--body", body_file] + \
+                 (["--fsync", data_dir, str(a.fsync_seconds)] if not perf else []) + \
+                 (["--fresh", str(batch)] if kind.endswith("fresh") else []) + paths
+        if perf:
+            cl = subprocess.Popen(client, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            time.sleep(1)
+            pr = subprocess.run([os.path.join(HERE, "profile.sh"), "-o", perf, "-p",
+                                 str(p.pid), str(max(1, int(a.duration) - 2))],
+                                capture_output=True, text=True)
+            cl.wait(timeout=a.duration + 180)
+            log("%s: profile in %s%s" % (case, perf, "" if pr.returncode == 0 else
+                                          " (profile.sh failed: %s)" % pr.stderr.strip()))
+            return 1 if pr.returncode or cl.returncode else 0
+        cp = subprocess.run(client, capture_output=True, text=True, timeout=a.duration + 180)
         load1 = os.getloadavg()[0]
         if cp.returncode != 0:
             log("%s: client failed: %s" % (case, cp.stderr))
@@ -292,6 +308,9 @@ def main():
                     "b64fresh/s1,b64fresh/s32")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--server-args", default="", help="more lossd flags (space separated)")
+    ap.add_argument("--perf", metavar="DIR",
+                    help="after each case, a run of its own profiled into "
+                    "DIR/profile-durable-KIND-sN.txt (bench/profile.sh)")
     a = ap.parse_args()
     a.server_args = a.server_args.split()
     if a.smoke:
@@ -300,8 +319,12 @@ def main():
     fails = 0
     for c in a.only.split(","):
         kind, s = c.split("/")
-        fails += run_case(a, kind, int(s[1:]) if not a.smoke else min(int(s[1:]), 4), bs[kind],
-                          1000)
+        n = int(s[1:]) if not a.smoke else min(int(s[1:]), 4)
+        fails += run_case(a, kind, n, bs[kind], 1000)
+        if a.perf and not a.smoke:
+            os.makedirs(a.perf, exist_ok=True)
+            fails += run_case(a, kind, n, bs[kind], 1000, perf=os.path.join(
+                a.perf, "profile-durable-%s-s%d.txt" % (kind, n)))
     return 1 if fails else 0
 
 

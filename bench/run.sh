@@ -156,8 +156,10 @@ if want durable; then
 	# durable updates: JSON and base64 bodies, 1 and 32 streams, 32 clients,
 	# beside the data dir's fsync rate (bench/bench_durable.py)
 	if [ -x "$BUILD/server/lossd" ] && [ -x "$B/durable_client" ]; then
+		dargs=()
+		[ $SMOKE = 0 ] && command -v perf >/dev/null && dargs+=(--perf "$ROOT/bench/results/profiles")
 		run durable "$PY" "$ROOT/bench/bench_durable.py" --bin "$BUILD/server/lossd" \
-			--client "$B/durable_client" "${SM[@]}"
+			--client "$B/durable_client" "${dargs[@]}" "${SM[@]}"
 	else skip durable "lossd or durable_client not built"; fi
 fi
 if want pg && [ -f "$ROOT/bench/bench_pg.py" ]; then

@@ -1073,7 +1073,7 @@ out:
  * every item is pending, so the whole call is one flush - keys in input
  * order, sorted stably, equal keys summed in that order, coarsened to
  * capacity - which this does without the scratch's working lists, index
- * and per-item lookups. The same state, bit for bit (test_sketch_merge):
+ * and per-item lookups. The same state, bit for bit (test_sketch.c):
  * a stream update's delta, built on every update, is this case. */
 static int add_fresh(eng_sketch *s, const double *score, const uint8_t *label, const double *w,
                      int64_t n, eng_error *err)

@@ -546,7 +546,7 @@ static int64_t alloc_for(const eng_sketch *s, int64_t n)
  * once per headroom's worth of new buckets instead of at every merge
  * divides that cost by the updates that fit; the sketch holds between
  * capacity - headroom and capacity buckets. The folds it adds are the
- * cheapest left (free ones first): a stream of 1,000-score steps of
+ * cheapest left (free ones first): a stream of 2,600 steps of 1,000
  * smooth scores ends with a bound 3.4% larger (1.83e-5 against 1.77e-5),
  * a merge of two full halves with the same bound. */
 static int64_t headroom(const eng_sketch *s)

@@ -396,10 +396,8 @@ static eng__hist *merged(const eng__hist *a, const eng__hist *b, int64_t columns
 	return h;
 }
 
-int eng__hist_prepare(eng__hist_plan *plan, eng__hist *dst, const eng__hist *src, int64_t columns,
-                      size_t max_points)
+int eng__hist_check(const eng__hist *dst, const eng__hist *src, int64_t columns)
 {
-	memset(plan, 0, sizeof(*plan));
 	if (!src || src->n == 0)
 		return 0;
 	if (src->columns != columns || (dst && dst->columns != columns))
@@ -413,9 +411,19 @@ int eng__hist_prepare(eng__hist_plan *plan, eng__hist *dst, const eng__hist *src
 		return ENG_ENONFINITE;
 	/* the extra layouts: equal, or one side has none (a series from
 	 * version-1 bytes meeting new points) */
-	bool dx = dst && dst->has_x, sx = src->has_x;
-	if (dx && sx && !eng__extra_opts_equal(&dst->xo, &src->xo))
+	if (dst && dst->has_x && src->has_x && !eng__extra_opts_equal(&dst->xo, &src->xo))
 		return ENG_ESTATE;
+	return 0;
+}
+
+int eng__hist_prepare(eng__hist_plan *plan, eng__hist *dst, const eng__hist *src, int64_t columns,
+                      size_t max_points)
+{
+	memset(plan, 0, sizeof(*plan));
+	int rc = eng__hist_check(dst, src, columns);
+	if (rc || !src || src->n == 0)
+		return rc;
+	bool dx = dst && dst->has_x, sx = src->has_x;
 	const hpt *q = &src->p[0];
 	if (dst && dst->n && dx == sx && src->n == 1 && q->step == q->step_end) {
 		size_t at = eng__hist_find(dst, q->step);

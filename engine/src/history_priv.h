@@ -32,6 +32,13 @@ size_t eng__hist_memory(const eng__hist *h);
 size_t eng__hist_size(const eng__hist *h);
 
 /*
+ * The checks of eng__hist_prepare that need no memory: 0, ENG_ESTATE (other
+ * columns or extra sums), ENG_ELIMIT or ENG_ENONFINITE, as prepare would
+ * answer them. Neither series changes.
+ */
+int eng__hist_check(const eng__hist *dst, const eng__hist *src, int64_t columns);
+
+/*
  * Phase 1 of adding src into *dst (either may be NULL), keeping at most
  * max_points: everything that can fail, *dst's contents untouched (its
  * capacity may grow). Returns 0, ENG_ELIMIT (a count would pass 2^62),

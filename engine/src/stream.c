@@ -646,16 +646,35 @@ int eng__stream_grow_rows(eng_stream *dst, int64_t n2, size_t row)
 	return 0;
 }
 
-int eng_stream_merge(eng_stream *dst, const eng_stream *src, eng_error *err)
+static int hist_error(eng_error *err, int rc)
+{
+	return eng_error_set(err, rc, "state", -1,
+	                     rc == ENG_ENOMEM   ? "out of memory"
+	                     : rc == ENG_ELIMIT ? "the step series' counts would pass 2^62"
+	                     : rc == ENG_ESTATE ? "the step series' top_k, calibration or "
+	                                          "perplexity sums differ from the stream's"
+	                                        : "the step series' sums would overflow to "
+	                                          "infinity; nothing was changed");
+}
+
+/* The bytes one kept row of an exact stream takes when dst and src merge. */
+static size_t exact_row(const eng_stream *dst, const eng_stream *src)
+{
+	const eng_stream_config *c = &dst->cfg;
+	return (size_t)c->columns * sizeof(double) +
+	       (size_t)eng__stream_lcols(c) * sizeof(int32_t) +
+	       (dst->weight || src->weight ? sizeof(double) : 0);
+}
+
+/* Phase 1 of a merge, the part that needs no memory: every refusal
+ * eng_stream_merge can answer but out of memory, with its message, for a
+ * cap of max_bytes. Both streams untouched. */
+static int merge_check(const eng_stream *dst, const eng_stream *src, size_t max_bytes,
+                       eng_error *err)
 {
 	const eng_stream_config *c = &dst->cfg;
 	int64_t C = c->columns;
-	size_t L = (size_t)eng__stream_lcols(c);
-	eng_loss_result *nloss = NULL;
-	eng_sketch **nsk = NULL;
-	eng__hist_plan hp = {0};
-	int rc = 0;
-
+	int rc;
 	if (!eng_stream_config_equal(&dst->cfg, &src->cfg))
 		return eng_error_set(err, ENG_ESTATE, "state", -1,
 		                     "the state's config differs from the stream's");
@@ -668,8 +687,6 @@ int eng_stream_merge(eng_stream *dst, const eng_stream *src, eng_error *err)
 		        err, ENG_ESTATE, "state", -1,
 		        "the state's top_k, calibration or perplexity sums differ from "
 		        "the stream's");
-
-	/* Phase 1: everything that can fail, dst untouched. */
 	if (counts_overflow(dst, src))
 		return eng_error_set(err, ENG_ELIMIT, "state", -1,
 		                     "the stream's counts would pass 2^62");
@@ -679,29 +696,52 @@ int eng_stream_merge(eng_stream *dst, const eng_stream *src, eng_error *err)
 		                     "the stream's %s would overflow to infinity; "
 		                     "nothing was changed",
 		                     what);
+	if ((rc = eng__hist_check(dst->hist, src->hist, C)))
+		return hist_error(err, rc);
+	if (c->method == ENG_STREAM_EXACT && src->n > 0) {
+		int64_t n2 = dst->n + src->n;
+		if (src->n > INT64_MAX / 2 || (size_t)n2 > (max_bytes / exact_row(dst, src)))
+			return eng_error_set(err, ENG_ELIMIT, "y_score", -1,
+			                     "the stream would hold %lld rows, more than its "
+			                     "memory cap of %zu bytes allows",
+			                     (long long)n2, max_bytes);
+	}
+	if (src->bins)
+		for (int64_t k = 0; k < C; k++)
+			if (eng_binned_num_thresholds(src->bins[k]) !=
+			    eng_binned_num_thresholds(dst->bins[k]))
+				return eng_error_set(err, ENG_ESTATE, "state", -1,
+				                     "threshold counts differ");
+	return 0;
+}
+
+int eng_stream_merge_check(const eng_stream *dst, const eng_stream *src, size_t max_bytes,
+                           eng_error *err)
+{
+	return merge_check(dst, src, max_bytes, err);
+}
+
+int eng_stream_merge(eng_stream *dst, const eng_stream *src, eng_error *err)
+{
+	const eng_stream_config *c = &dst->cfg;
+	int64_t C = c->columns;
+	size_t L = (size_t)eng__stream_lcols(c);
+	eng_loss_result *nloss = NULL;
+	eng_sketch **nsk = NULL;
+	eng__hist_plan hp = {0};
+	int rc = 0;
+
+	/* Phase 1: everything that can fail, dst untouched. */
+	if ((rc = merge_check(dst, src, c->max_bytes, err)))
+		return rc;
 	if ((rc = eng__hist_prepare(&hp, dst->hist, src->hist, C, dst->hist_max)))
-		return eng_error_set(err, rc, "state", -1,
-		                     rc == ENG_ENOMEM   ? "out of memory"
-		                     : rc == ENG_ELIMIT ? "the step series' counts would pass 2^62"
-		                     : rc == ENG_ESTATE ? "the step series' top_k, calibration or "
-		                                          "perplexity sums differ from the stream's"
-		                                        : "the step series' sums would overflow to "
-		                                          "infinity; nothing was changed");
+		return hist_error(err, rc);
 	if (src->loss && !dst->loss && !(nloss = loss_empty_like(src->loss)))
 		goto nomem;
 	int64_t n2 = dst->n + src->n;
 	bool need_w = dst->weight || src->weight;
 	if (c->method == ENG_STREAM_EXACT && src->n > 0) {
-		size_t row = (size_t)C * sizeof(double) + L * sizeof(int32_t) +
-		             (need_w ? sizeof(double) : 0);
-		if (src->n > INT64_MAX / 2 || (size_t)n2 > (c->max_bytes / row)) {
-			rc = eng_error_set(err, ENG_ELIMIT, "y_score", -1,
-			                   "the stream would hold %lld rows, more than its "
-			                   "memory cap of %zu bytes allows",
-			                   (long long)n2, c->max_bytes);
-			goto out;
-		}
-		if (eng__stream_grow_rows(dst, n2, row))
+		if (eng__stream_grow_rows(dst, n2, exact_row(dst, src)))
 			goto nomem;
 		if (need_w && !dst->weight) {
 			double *nw = malloc((size_t)dst->cap * sizeof(double));
@@ -730,14 +770,6 @@ int eng_stream_merge(eng_stream *dst, const eng_stream *src, eng_error *err)
 				goto out;
 			}
 		}
-	} else if (src->bins) {
-		for (int64_t k = 0; k < C; k++)
-			if (eng_binned_num_thresholds(src->bins[k]) !=
-			    eng_binned_num_thresholds(dst->bins[k])) {
-				rc = eng_error_set(err, ENG_ESTATE, "state", -1,
-				                   "threshold counts differ");
-				goto out;
-			}
 	}
 
 	/* Phase 2: cannot fail. */

@@ -103,7 +103,8 @@ typedef struct srv__store_op {
 	int rc; /* 0, or -1 when the group's transaction failed */
 	bool done;
 	struct srv__store_op *next;
-	void *waiter; /* private to store.c: the condition its waiter sleeps on */
+	void *waiter; /* private to the backend (store.c, store_pg.c): the condition its
+	               * waiter sleeps on */
 } srv__store_op;
 
 /*

@@ -98,7 +98,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SCHEMA_VERSION 6
+#define SCHEMA_VERSION 7
 #define MIGRATE_LOCK   0x6c6f737364 /* "lossd": the advisory lock's key */
 #define MAX_CONNS      64
 
@@ -120,7 +120,7 @@ typedef struct pg {
 	atomic_bool down;
 	atomic_uint gen;
 	pthread_mutex_t mu, pool_mu;
-	pthread_cond_t cv_done, pool_cv, mon_cv;
+	pthread_cond_t pool_cv, mon_cv;
 	bool stop;
 	uint64_t groups, ops;
 	pthread_t mon;
@@ -346,8 +346,67 @@ static const char schema_v6[] =
         "  RETURN QUERY SELECT 0, r.seq, rep;"
         " END $f$;";
 
-static const char *const migrations[SCHEMA_VERSION] = {schema_v1, schema_v2, schema_v3,
-                                                       schema_v4, schema_v5, schema_v6};
+/* Version 7: the store's CPU per update. lossd_delta locks the stream's
+ * row and reads its counts in one statement, so the reply is known before
+ * the key goes in and the key row is written once (it was inserted empty,
+ * then updated: a dead row per update); and a delta row that fits a page
+ * stays in its heap page (toast_tuple_target) instead of being cut into
+ * TOAST chunks with their index entries, on write and on every replica's
+ * read. Same arguments and answers as version 6. */
+static const char schema_v7[] =
+        "CREATE OR REPLACE FUNCTION lossd_delta(p_stream text, p_key text, p_data bytea,"
+        " p_ckpt bytea, p_expect bigint, p_updates bigint, p_rows bigint, p_prefix text,"
+        " p_key2 text, p_reply2 text, p_mtime bigint)"
+        " RETURNS TABLE(status int, seq bigint, reply text) LANGUAGE plpgsql AS $f$"
+        " DECLARE r record; prev text; rep text;"
+        " BEGIN"
+        "  SELECT s.seq + 1 AS seq, s.updates + p_updates AS updates, s.rows + p_rows AS rows"
+        "   INTO r FROM lossd_streams s WHERE s.id = p_stream FOR UPDATE;"
+        "  IF NOT FOUND THEN RETURN QUERY SELECT 2, 0::bigint, NULL::text; RETURN; END IF;"
+        "  rep := format('{\"id\":\"%s\",\"updates\":%s,\"count\":%s%s}',"
+        "   p_stream, r.updates, r.rows,"
+        "   CASE WHEN p_key2 IS NOT NULL THEN ',\"applied\":true' ELSE '' END);"
+        "  IF p_key IS NOT NULL THEN"
+        "   INSERT INTO lossd_keys(stream, key, reply)"
+        "    VALUES (p_stream, p_key, coalesce(p_prefix, '') || rep) ON CONFLICT DO NOTHING;"
+        "   IF NOT FOUND THEN"
+        "    SELECT k.reply INTO prev FROM lossd_keys k"
+        "     WHERE k.stream = p_stream AND k.key = p_key;"
+        "    RETURN QUERY SELECT 1, 0::bigint, prev; RETURN;"
+        "   END IF;"
+        "  END IF;"
+        "  IF p_key2 IS NOT NULL THEN"
+        "   INSERT INTO lossd_keys(stream, key, reply) VALUES (p_stream, p_key2,"
+        "    coalesce(p_reply2, '')) ON CONFLICT DO NOTHING;"
+        "   IF NOT FOUND THEN"
+        "    rep := format('{\"id\":\"%s\",\"updates\":%s,\"count\":%s,\"applied\":false}',"
+        "     p_stream, r.updates - p_updates, r.rows - p_rows);"
+        "    IF p_key IS NOT NULL THEN"
+        "     UPDATE lossd_keys k SET reply = coalesce(p_prefix, '') || rep"
+        "      WHERE k.stream = p_stream AND k.key = p_key;"
+        "    END IF;"
+        "    RETURN QUERY SELECT 1, 0::bigint, rep; RETURN;"
+        "   END IF;"
+        "  END IF;"
+        "  UPDATE lossd_streams s SET seq = r.seq, updates = r.updates, rows = r.rows,"
+        "   updated_at = now() WHERE s.id = p_stream;"
+        "  IF p_mtime > 0 THEN"
+        "   INSERT INTO lossd_meta(stream, meta, updated_ms) VALUES (p_stream, '{}', p_mtime)"
+        "    ON CONFLICT (stream) DO UPDATE"
+        "    SET updated_ms = greatest(lossd_meta.updated_ms, excluded.updated_ms);"
+        "  END IF;"
+        "  IF p_ckpt IS NOT NULL AND r.seq = p_expect THEN"
+        "   UPDATE lossd_streams s SET state = p_ckpt, ckpt_seq = r.seq WHERE s.id = p_stream;"
+        "   DELETE FROM lossd_deltas d WHERE d.stream = p_stream AND d.seq <= r.seq;"
+        "  ELSE"
+        "   INSERT INTO lossd_deltas(stream, seq, data) VALUES (p_stream, r.seq, p_data);"
+        "  END IF;"
+        "  RETURN QUERY SELECT 0, r.seq, rep;"
+        " END $f$;"
+        "ALTER TABLE lossd_deltas SET (toast_tuple_target = 8160);";
+
+static const char *const migrations[SCHEMA_VERSION] = {schema_v1, schema_v2, schema_v3, schema_v4,
+                                                       schema_v5, schema_v6, schema_v7};
 
 /* Prepared on every connection. */
 static const struct {
@@ -691,7 +750,6 @@ static void pg_close(void *b)
 	}
 	pthread_mutex_destroy(&p->mu);
 	pthread_mutex_destroy(&p->pool_mu);
-	pthread_cond_destroy(&p->cv_done);
 	pthread_cond_destroy(&p->pool_cv);
 	pthread_cond_destroy(&p->mon_cv);
 	free(p);
@@ -783,7 +841,6 @@ static int pg_open(void **out, const char *url, const srv__store_opts *o, char *
 	}
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_mutex_init(&p->pool_mu, NULL);
-	pthread_cond_init(&p->cv_done, NULL);
 	pthread_cond_init(&p->pool_cv, NULL);
 	pthread_cond_init(&p->mon_cv, NULL);
 	int n = o->connections < 2 ? 2 : o->connections > MAX_CONNS ? MAX_CONNS : o->connections;
@@ -1212,6 +1269,7 @@ static void pg_submit(void *b, srv__store_op *op)
 	op->committed_seq = -1;
 	op->stored_reply = NULL;
 	op->replayed = op->gone = op->taken = false;
+	op->waiter = NULL;
 	pthread_mutex_lock(&p->mu);
 	if (p->qt[k])
 		p->qt[k]->next = op;
@@ -1221,15 +1279,66 @@ static void pg_submit(void *b, srv__store_op *op)
 	pthread_mutex_unlock(&p->mu);
 }
 
+/*
+ * A thread in pg_wait sleeping on a lock and condition of its own (on its
+ * stack): whoever takes it from op->waiter (under mu) wakes it, once, after
+ * releasing mu. Leaders wake the ops of the group they committed, and one
+ * waiter of a queued op to lead the next group: each waiter wakes about
+ * once per update instead of at every group any writer commits (a shared
+ * condition woke every replica thread in a store wait per group, and each
+ * then queued for mu).
+ */
+struct waiter {
+	pthread_mutex_t m;
+	pthread_cond_t cv;
+	bool woken;          /* under m */
+	struct waiter *next; /* the taker's list of those to wake */
+};
+
+/* Takes op's sleeping waiter, if any, onto *list. mu held. */
+static void take_waiter(srv__store_op *op, struct waiter **list)
+{
+	struct waiter *w = op->waiter;
+	if (!w)
+		return;
+	op->waiter = NULL;
+	w->next = *list;
+	*list = w;
+}
+
+/* Wakes every waiter of list. mu NOT held: each may be gone once told. */
+static void wake_all(struct waiter *list)
+{
+	for (struct waiter *w = list, *next; w; w = next) {
+		next = w->next;
+		pthread_mutex_lock(&w->m);
+		w->woken = true;
+		pthread_cond_signal(&w->cv);
+		pthread_mutex_unlock(&w->m);
+	}
+}
+
 static int pg_wait(void *b, srv__store_op *op)
 {
 	pg *p = b;
 	int k = writer_of(p, op->stream);
 	slot *w = &p->wr[k];
+	struct waiter me;
+	pthread_mutex_init(&me.m, NULL);
+	pthread_cond_init(&me.cv, NULL);
 	pthread_mutex_lock(&p->mu);
 	while (!op->done) {
 		if (w->busy || !p->qh[k]) {
-			pthread_cond_wait(&p->cv_done, &p->mu);
+			/* Sleep until told: op is done, or the writer is free with
+			 * ops queued and this thread is to lead them. */
+			me.woken = false;
+			op->waiter = &me;
+			pthread_mutex_unlock(&p->mu);
+			pthread_mutex_lock(&me.m);
+			while (!me.woken)
+				pthread_cond_wait(&me.cv, &me.m);
+			pthread_mutex_unlock(&me.m);
+			pthread_mutex_lock(&p->mu);
 			continue;
 		}
 		/* Lead the writer's queued ops: one transaction. */
@@ -1241,6 +1350,7 @@ static int pg_wait(void *b, srv__store_op *op)
 		uint64_t n = 0;
 		int rc = atomic_load(&p->down) ? -1 : commit_group(p, w, group, &n);
 
+		struct waiter *wake = NULL;
 		pthread_mutex_lock(&p->mu);
 		w->busy = false;
 		if (!rc) {
@@ -1248,7 +1358,7 @@ static int pg_wait(void *b, srv__store_op *op)
 			p->ops += n;
 		}
 		for (srv__store_op *o = group, *next; o; o = next) {
-			next = o->next;
+			next = o->next; /* o may be gone once its waiter sees done */
 			if (rc) {
 				free(o->stored_reply);
 				o->stored_reply = NULL;
@@ -1256,11 +1366,25 @@ static int pg_wait(void *b, srv__store_op *op)
 			}
 			o->rc = rc;
 			o->done = true;
+			take_waiter(o, &wake);
 		}
-		pthread_cond_broadcast(&p->cv_done);
+		/* The next group's leader: a sleeping waiter of a queued op (one
+		 * that sleeps not yet finds the writer free on its own). */
+		for (srv__store_op *o = p->qh[k]; o; o = o->next)
+			if (o->waiter) {
+				take_waiter(o, &wake);
+				break;
+			}
+		if (wake) {
+			pthread_mutex_unlock(&p->mu);
+			wake_all(wake);
+			pthread_mutex_lock(&p->mu);
+		}
 	}
 	int rc = op->rc;
 	pthread_mutex_unlock(&p->mu);
+	pthread_cond_destroy(&me.cv);
+	pthread_mutex_destroy(&me.m);
 	return rc;
 }
 

@@ -599,34 +599,16 @@ static int on_sync_delta(void *arg, void *handle, int64_t seq, const void *data,
 /*
  * Shared stores: would delta merge into the stream (finite sums, the
  * memory cap)? The cache itself is left alone (it changes only by folding
- * the store's deltas in seq order), so the check merges into a copy; a
- * state too large to copy per update (an exact stream past 4 MiB) is
- * checked against the memory cap only. 0 or an engine error in *err.
+ * the store's deltas in seq order), so this is the merge's own check
+ * (eng_stream_merge_check) at the cap, no copy: cloning the state was a
+ * serialize and a deserialize of it per update, as much CPU as folding.
+ * The cap is the merge's: an exact stream's rows. 0 or an engine error in
+ * *err.
  */
 static int check_shared(const stream *s, const eng_stream *delta, eng_error *err)
 {
-	srv__streams *ss = s->ss;
-	size_t mem = eng_stream_memory(s->st), dmem = eng_stream_memory(delta);
-	eng_stream *c = NULL;
 	memset(err, 0, sizeof(*err));
-	if (mem > ((size_t)4 << 20)) {
-		if (mem + dmem <= ss->lim.max_bytes)
-			return 0;
-		err->code = ENG_ELIMIT;
-		snprintf(err->msg, sizeof err->msg,
-		         "the stream would keep more than its memory cap (%zu bytes)",
-		         ss->lim.max_bytes);
-		return err->code;
-	}
-	if (eng_stream_clone(&c, s->st)) {
-		err->code = ENG_ENOMEM;
-		snprintf(err->msg, sizeof err->msg, "out of memory");
-		return err->code;
-	}
-	eng_stream_set_max_bytes(c, ss->lim.max_bytes);
-	int rc = eng_stream_merge(c, delta, err);
-	eng_stream_free(c);
-	return rc;
+	return eng_stream_merge_check(s->st, delta, s->ss->lim.max_bytes, err);
 }
 
 /*

@@ -1447,3 +1447,103 @@ Test(stream, history_metric_sums_are_checked_on_read)
 	free(b);
 	eng_stream_free(s);
 }
+
+/* eng_stream_merge_check answers what eng_stream_merge would, with the
+ * same message, without changing either stream; and its cap is the one
+ * it is given, not dst's. */
+static void check_as_merge(eng_stream *dst, const eng_stream *src, size_t cap, int want)
+{
+	size_t l0, l1;
+	void *b0 = ser(dst, &l0);
+	eng_error ce, me;
+	memset(&ce, 0, sizeof ce);
+	memset(&me, 0, sizeof me);
+	int rc = eng_stream_merge_check(dst, src, cap, &ce);
+	void *b1 = ser(dst, &l1);
+	cr_assert(l0 == l1 && memcmp(b0, b1, l0) == 0, "the check changed the stream");
+	cr_assert_eq(rc, want, "check: %d (%s), want %d", rc, ce.msg, want);
+	eng_stream_set_max_bytes(dst, cap);
+	cr_assert_eq(eng_stream_merge(dst, src, &me), want, "merge: %s", me.msg);
+	cr_assert_str_eq(ce.msg, me.msg);
+	free(b0);
+	free(b1);
+}
+
+Test(stream, merge_check_answers_as_merge)
+{
+	make_data();
+	eng_error err;
+	int rc;
+	/* fine, for every method: the merge then goes through */
+	eng_stream_method ms[] = {ENG_STREAM_EXACT, ENG_STREAM_BINNED, ENG_STREAM_SKETCH};
+	for (int i = 0; i < 3; i++) {
+		eng_stream *s = new_stream(ms[i], ENG_LABELS_BINARY, ENG_CURVE_ROC);
+		eng_stream *b = new_stream(ms[i], ENG_LABELS_BINARY, ENG_CURVE_ROC);
+		add_rows(s, ENG_LABELS_BINARY, 0, 100, true);
+		add_rows(b, ENG_LABELS_BINARY, 100, 200, false);
+		check_as_merge(s, b, SIZE_MAX, 0);
+		eng_stream_counts cnt;
+		eng_stream_counts_of(&cnt, s);
+		cr_assert_eq(cnt.rows, 200);
+		eng_stream_free(b);
+		eng_stream_free(s);
+	}
+	/* configs that differ */
+	eng_stream *a = new_stream(ENG_STREAM_BINNED, ENG_LABELS_BINARY, ENG_CURVE_ROC);
+	eng_stream *p = new_stream(ENG_STREAM_BINNED, ENG_LABELS_BINARY, ENG_CURVE_PR);
+	add_rows(p, ENG_LABELS_BINARY, 0, 50, false);
+	check_as_merge(a, p, SIZE_MAX, ENG_ESTATE);
+	eng_stream_free(a);
+	eng_stream_free(p);
+	/* weight sums that would overflow, for every method */
+	double y2[] = {1, 0}, s2[] = {0.2, 0.5}, w2[] = {1.7e308, 1};
+	for (int i = 0; i < 3; i++) {
+		eng_stream *s = new_stream(ms[i], ENG_LABELS_BINARY, ENG_CURVE_ROC);
+		eng_stream *b = batch_of(eng_stream_config_of(s), y2, s2, w2, 2, NULL, &rc, &err);
+		cr_assert_eq(rc, 0, "%s", err.msg);
+		check_as_merge(s, b, SIZE_MAX, 0);
+		check_as_merge(s, b, SIZE_MAX, ENG_ENONFINITE);
+		eng_stream_free(b);
+		eng_stream_free(s);
+	}
+	/* an exact stream's rows past the cap given: refused at 16 * 200
+	 * bytes although the stream's own cap is far larger */
+	eng_stream *e = new_stream(ENG_STREAM_EXACT, ENG_LABELS_BINARY, ENG_CURVE_ROC);
+	eng_stream *eb = new_stream(ENG_STREAM_EXACT, ENG_LABELS_BINARY, ENG_CURVE_ROC);
+	add_rows(e, ENG_LABELS_BINARY, 0, 200, false);
+	add_rows(eb, ENG_LABELS_BINARY, 200, 400, false);
+	eng_error ce;
+	cr_assert_eq(eng_stream_merge_check(e, eb, SIZE_MAX, &ce), 0, "%s", ce.msg);
+	check_as_merge(e, eb, 16 * 200, ENG_ELIMIT);
+	eng_stream_free(eb);
+	eng_stream_free(e);
+	/* loss sums that would overflow */
+	eng_stream_config cfg = ENG_STREAM_CONFIG_INIT;
+	cfg.has_loss = true;
+	cfg.loss_kind = ENG_LOSS_MSE;
+	double y[] = {1, 0}, sc[] = {0.9, 0.1};
+	eng_loss_result *lr = eng_loss_result_new(ENG_LOSS_MSE, 0, 0);
+	cr_assert_not_null(lr);
+	lr->wloss_sum = 1.5e308;
+	lr->weight_sum = 2;
+	lr->count = 2;
+	eng_stream *l = NULL;
+	cr_assert_eq(eng_stream_new(&l, &cfg, &err), 0);
+	eng_stream *lb = batch_of(&cfg, y, sc, NULL, 2, lr, &rc, &err);
+	cr_assert_eq(rc, 0, "%s", err.msg);
+	check_as_merge(l, lb, SIZE_MAX, 0);
+	check_as_merge(l, lb, SIZE_MAX, ENG_ENONFINITE);
+	eng_loss_result_free(lr);
+	eng_stream_free(lb);
+	eng_stream_free(l);
+	/* extra sums of another layout */
+	eng_stream_config xc = xcfg(ENG_STREAM_SKETCH);
+	eng_extra_opts x5 = xopts(5), x6 = xopts(6);
+	eng_stream *xs = NULL, *x1 = xbatch(&xc, &x5, 0, 50), *x2 = xbatch(&xc, &x6, 50, 100);
+	cr_assert_eq(eng_stream_new(&xs, &xc, &err), 0);
+	check_as_merge(xs, x1, SIZE_MAX, 0);
+	check_as_merge(xs, x2, SIZE_MAX, ENG_ESTATE);
+	eng_stream_free(x1);
+	eng_stream_free(x2);
+	eng_stream_free(xs);
+}

@@ -115,6 +115,17 @@ int eng_stream_batch(eng_stream **out, const eng_stream_config *cfg, const eng_t
  */
 int eng_stream_merge(eng_stream *dst, const eng_stream *src, eng_error *err);
 
+/*
+ * Would eng_stream_merge(dst, src) succeed if dst's memory cap were
+ * max_bytes? Runs every check of the merge but the allocations, with the
+ * merge's errors and messages (ENG_ESTATE, ENG_ELIMIT, ENG_ENONFINITE; out
+ * of memory is the one refusal it cannot foresee), and changes neither
+ * stream: a replica whose cached state only moves by what its store
+ * committed checks an update against it without a copy.
+ */
+int eng_stream_merge_check(const eng_stream *dst, const eng_stream *src, size_t max_bytes,
+                           eng_error *err);
+
 /* Back to empty, config kept. Returns 0 or ENG_ENOMEM (s then unchanged). */
 int eng_stream_reset(eng_stream *s);
 

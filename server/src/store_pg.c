@@ -350,9 +350,10 @@ static const char schema_v6[] =
  * row and reads its counts in one statement, so the reply is known before
  * the key goes in and the key row is written once (it was inserted empty,
  * then updated: a dead row per update); and a delta row that fits a page
- * stays in its heap page (toast_tuple_target) instead of being cut into
- * TOAST chunks with their index entries, on write and on every replica's
- * read. Same arguments and answers as version 6. */
+ * (up to 8,160 bytes: a sketch update of up to about 900 scores) stays in
+ * its heap page (toast_tuple_target) instead of being cut into TOAST
+ * chunks with their index entries, on write and on every replica's read.
+ * Same arguments and answers as version 6. */
 static const char schema_v7[] =
         "CREATE OR REPLACE FUNCTION lossd_delta(p_stream text, p_key text, p_data bytea,"
         " p_ckpt bytea, p_expect bigint, p_updates bigint, p_rows bigint, p_prefix text,"

@@ -159,6 +159,56 @@ class PgReplicas(unittest.TestCase):
             self.assertEqual(call(a.url, "POST", "/v1/streams/%s/update" % sid,
                                   batch(0, 1))[0], 404)
 
+    def test_update_rows_written_once_and_in_place(self):
+        """Schema version 7: an update's key row is written with its reply
+        (the counts after it) and a 500-score sketch delta (4-5 KB) stays in
+        its heap page, not in TOAST chunks; replies, replays and readings on
+        either replica are as before."""
+        url = self.pg.create_db("lean")
+        a, b = self.replica(url), self.replica(url)
+        try:
+            st, _, body = call(a.url, "POST", "/v1/streams", {"method": "sketch"})
+            self.assertEqual(st, 201, body)
+            sid = json.loads(body)["id"]
+            rnd = random.Random(5)
+            bodies = []
+            for k in range(10):
+                bodies.append({"y_true": [rnd.randint(0, 1) for _ in range(500)],
+                               "y_score": [round(rnd.random(), 6) for _ in range(500)],
+                               "batch_id": "lean-%d" % k})
+                st, _, body = call((a, b)[k % 2].url, "POST",
+                                   "/v1/streams/%s/update" % sid, bodies[k])
+                self.assertEqual(st, 200, body)
+                self.assertEqual(json.loads(body)["updates"], k + 1)
+            # a replay on the other replica: the first reply, nothing added
+            st, _, body = call(b.url, "POST", "/v1/streams/%s/update" % sid, bodies[2])
+            self.assertEqual(st, 200, body)
+            self.assertEqual(json.loads(body)["updates"], 3)
+            for r in (a, b):
+                st, _, body = call(r.url, "GET", "/v1/streams/" + sid)
+                self.assertEqual((st, json.loads(body)["count"]), (200, 5000), body)
+            q = lambda sql: self.pg.psql(sql, "lean").strip()
+            self.assertEqual(q("SELECT version FROM lossd_schema_version ORDER BY version DESC"
+                               " LIMIT 1"), "7")
+            replies = q("SELECT key || ' ' || replace(reply, E'\\n', ' ') FROM lossd_keys"
+                        " WHERE stream = '%s'" % sid).splitlines()
+            self.assertEqual(len(replies), 10)
+            for line in replies:
+                k = int(line.split()[0].split("-")[1])
+                self.assertIn('"updates":%d,' % (k + 1), line)
+            # every delta is longer than the 2 KB that sends a row to TOAST
+            # by default, and none went there
+            lens = q("SELECT min(octet_length(data)) || ' ' || count(*) FROM lossd_deltas"
+                     " WHERE stream = '%s'" % sid).split()
+            self.assertEqual(int(lens[1]), 10)
+            self.assertGreater(int(lens[0]), 2100)
+            toast = q("SELECT reltoastrelid::regclass FROM pg_class"
+                      " WHERE relname = 'lossd_deltas'")
+            self.assertEqual(q("SELECT count(*) FROM %s" % toast), "0")
+        finally:
+            a.stop()
+            b.stop()
+
     def test_store_down_then_back(self):
         url = self.pg.create_db("down")
         with self.replica(url) as a:

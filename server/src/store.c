@@ -1183,12 +1183,13 @@ bool srv__store_shared(srv__store *st)
 	return st->be != NULL && st->be->sync != NULL;
 }
 
-int srv__store_sync(srv__store *st, const char *id, int64_t seq, void *handle,
-                    srv__store_stream_fn on_state, srv__store_delta_fn on_delta, void *arg)
+int srv__store_sync(srv__store *st, const char *id, int64_t seq, const int64_t *have, size_t nhave,
+                    void *handle, srv__store_stream_fn on_state, srv__store_delta_fn on_delta,
+                    void *arg)
 {
 	if (!st->be || !st->be->sync)
 		return -1; /* one process: memory is the truth */
-	return st->be->sync(st->impl, id, seq, handle, on_state, on_delta, arg);
+	return st->be->sync(st->impl, id, seq, have, nhave, handle, on_state, on_delta, arg);
 }
 
 int srv__store_put_checkpoint(srv__store *st, const char *id, int64_t seq, const void *state,

@@ -278,11 +278,15 @@ bool srv__store_shared(srv__store *st);
  * checkpoint above seq (or seq < 0), calls on_state once, as a load would
  * (its return value becomes the handle), then on_delta for each delta
  * above it; else on_delta(arg, handle, ...) for each delta above seq, in
- * seq order. All in one snapshot. Returns 1, 0 when the stream is gone,
- * -1 on a store error or a callback's. Any thread.
+ * seq order. All in one snapshot. have (nhave, ascending, each above seq)
+ * are seqs whose deltas the caller holds already (this process's own
+ * committed updates): in the second case they are not read, and on_delta
+ * gets data NULL, len 0 at their place. Returns 1, 0 when the stream is
+ * gone, -1 on a store error or a callback's. Any thread.
  */
-int srv__store_sync(srv__store *st, const char *id, int64_t seq, void *handle,
-                    srv__store_stream_fn on_state, srv__store_delta_fn on_delta, void *arg);
+int srv__store_sync(srv__store *st, const char *id, int64_t seq, const int64_t *have, size_t nhave,
+                    void *handle, srv__store_stream_fn on_state, srv__store_delta_fn on_delta,
+                    void *arg);
 
 /* Shared stores: stores state (the stream's whole state at seq, as every
  * replica folds it) as the stream's checkpoint and drops the deltas up to
@@ -462,8 +466,9 @@ typedef struct srv__store_backend {
 	void (*stats)(void *b, uint64_t *groups, uint64_t *ops);
 	bool (*broken)(void *b);
 	int (*orphans)(void *b, srv__store_orphan_fn fn, void *arg); /* NULL: none */
-	int (*sync)(void *b, const char *id, int64_t seq, void *handle,
-	            srv__store_stream_fn on_state, srv__store_delta_fn on_delta, void *arg);
+	int (*sync)(void *b, const char *id, int64_t seq, const int64_t *have, size_t nhave,
+	            void *handle, srv__store_stream_fn on_state, srv__store_delta_fn on_delta,
+	            void *arg);
 	int (*export_all)(void *b, srv__store_rec_fn fn, void *arg);
 	int (*import)(void *b, const srv__store_rec *rec);
 	int (*list)(void *b, const srv__store_list_q *q, srv__store_list_fn fn, void *arg);

@@ -28,13 +28,15 @@
  * so replicas starting together migrate once and the others wait.
  *
  * Sequence numbers. A write takes the stream's next seq inside its own
- * transaction, under the stream row's lock (lossd_delta's SELECT ... FOR
- * UPDATE), and writes its delta at that seq before COMMIT. A reader that
+ * transaction, under the stream row's lock (lossd_delta's UPDATE of the
+ * row), and writes its delta at that seq before COMMIT. A reader that
  * sees seq = n in one statement therefore sees every delta <= n: the
  * deltas become visible as a gap-free prefix, in commit order. A replica
  * caches a stream's state with the seq it reflects and, at read, folds in
  * the deltas above it (srv__store_sync), which is what makes a read on any
- * replica include every write acknowledged on any replica.
+ * replica include every write acknowledged on any replica. The deltas a
+ * replica committed itself are not read back: it names their seqs, and
+ * folds them, at their place in the order, from memory (streams.c).
  *
  * Idempotency across replicas: lossd_delta inserts the key first (ON
  * CONFLICT DO NOTHING) under the stream's row lock; when it is already
@@ -433,8 +435,9 @@ static const struct {
         {"key_get", "SELECT reply FROM lossd_keys WHERE stream = $1 AND key = $2", 2},
         {"sync",
          "SELECT s.seq, s.ckpt_seq, d.seq, d.data FROM lossd_streams s LEFT JOIN lossd_deltas d"
-         " ON d.stream = s.id AND d.seq > $2 WHERE s.id = $1 ORDER BY d.seq",
-         2},
+         " ON d.stream = s.id AND d.seq > $2 AND d.seq <> ALL($3::bigint[]) WHERE s.id = $1"
+         " ORDER BY d.seq",
+         3},
         {"load_one", "SELECT id, owner, config, state, ckpt_seq FROM lossd_streams WHERE id = $1",
          1},
         {"load_all", "SELECT id, owner, config, state, ckpt_seq FROM lossd_streams ORDER BY id", 0},
@@ -1496,18 +1499,30 @@ static int pg_load(void *b, const char *only_id, srv__store_stream_fn on_stream,
 	return rc < 0 ? -1 : 0;
 }
 
-static int pg_sync(void *b, const char *id, int64_t seq, void *handle,
-                   srv__store_stream_fn on_state, srv__store_delta_fn on_delta, void *arg)
+/* The most seqs a sync is told it need not read (the array's text). */
+#define MAX_HAVE 64
+
+static int pg_sync(void *b, const char *id, int64_t seq, const int64_t *have, size_t nhave,
+                   void *handle, srv__store_stream_fn on_state, srv__store_delta_fn on_delta,
+                   void *arg)
 {
 	pg *p = b;
 	slot *s = reader_get(p);
 	int rc = -1;
 	if (!s)
 		return -1;
-	char sq[24];
+	char sq[24], arr[MAX_HAVE * 21 + 3];
+	size_t at = 0;
 	snprintf(sq, sizeof sq, "%lld", (long long)(seq < 0 ? 0 : seq));
-	const char *v[] = {id, sq};
-	PGresult *r = run(p, s, "sync", 2, v, NULL, PGRES_TUPLES_OK);
+	if (seq < 0 || nhave > MAX_HAVE)
+		nhave = 0; /* (a reload reads everything) */
+	arr[at++] = '{';
+	for (size_t i = 0; i < nhave; i++)
+		at += (size_t)snprintf(arr + at, sizeof arr - at, "%s%lld", i ? "," : "",
+		                       (long long)have[i]);
+	snprintf(arr + at, sizeof arr - at, "}");
+	const char *v[] = {id, sq, arr};
+	PGresult *r = run(p, s, "sync", 3, v, NULL, PGRES_TUPLES_OK);
 	if (!r)
 		goto out;
 	if (PQntuples(r) == 0) {
@@ -1522,15 +1537,20 @@ static int pg_sync(void *b, const char *id, int64_t seq, void *handle,
 		rc = n < 0 ? -1 : n > 0 ? 1 : 0;
 		goto out;
 	}
+	/* The deltas read and the ones the caller has, in seq order, up to
+	 * the stream's seq in this snapshot. */
+	int64_t head = get_i64(r, 0, 0);
+	size_t h = 0;
 	rc = 1;
-	for (int i = 0; i < PQntuples(r); i++) {
-		if (PQgetisnull(r, i, 2))
-			continue;
-		if (on_delta(arg, handle, get_i64(r, i, 2), PQgetvalue(r, i, 3),
-		             (size_t)PQgetlength(r, i, 3))) {
+	for (int i = 0; i <= PQntuples(r) && rc == 1; i++) {
+		bool row = i < PQntuples(r) && !PQgetisnull(r, i, 2);
+		int64_t q = row ? get_i64(r, i, 2) : head + 1;
+		for (; h < nhave && have[h] < q && have[h] <= head; h++)
+			if (have[h] > seq && on_delta(arg, handle, have[h], NULL, 0))
+				rc = -1;
+		if (row && rc == 1 &&
+		    on_delta(arg, handle, q, PQgetvalue(r, i, 3), (size_t)PQgetlength(r, i, 3)))
 			rc = -1;
-			break;
-		}
 	}
 out:
 	PQclear(r);

@@ -64,7 +64,11 @@
  * does not wait: it shows each stream's counts less what its in-flight ops
  * added (`pend_updates`, `pend_rows`) and leaves out streams whose create
  * is in flight (`unborn`). (Shared stores: memory moves only by what the
- * store committed, so nothing waits.)
+ * store committed, so nothing waits. A replica folds the store's deltas
+ * in seq order, its own updates among them from the decoded deltas it kept
+ * at their commit (own_put), so each is decoded once per replica that did
+ * not write it; an update is checked against the cache with
+ * eng_stream_merge_check, no copy.)
  *
  * Healing. A failed commit (disk full, I/O error) breaks the store
  * (store.c): writes get 503 store_unavailable with Retry-After and
@@ -177,6 +181,17 @@
  * memory cap and finite sums), so a busy stream's updates do not each wait
  * for a round trip under the stream's mutex. Reads always sync. */
 #define SYNC_EVERY_MS 20
+#define OWN_MAX       64
+#define OWN_MAX_BYTES ((size_t)8 << 20)
+
+/* Shared stores: one of this replica's committed updates, kept for the
+ * fold (stream.own). */
+typedef struct own_delta {
+	int64_t seq;
+	eng_stream *d;
+	size_t mem, len; /* its memory, and its bytes' length as stored */
+	struct own_delta *next;
+} own_delta;
 
 typedef struct pending_key {
 	const char *key; /* borrowed from the waiting handler */
@@ -218,6 +233,11 @@ typedef struct stream {
 	 * cap an update syncs first, whatever SYNC_EVERY_MS says, so that the
 	 * cap holds exactly for one replica's sequential updates. */
 	size_t inflight_mem, unsynced_mem;
+	/* This replica's committed updates not folded in yet, by seq
+	 * (own_put): a sync folds them from here, neither read back from the
+	 * store nor decoded again. At most OWN_MAX of them, OWN_MAX_BYTES. */
+	struct own_delta *own;
+	size_t own_n, own_mem;
 	/* SQLite: true from a failed op until resync() reloads the stream from
 	 * disk; set by the store (srv__store_op.stale), read and cleared under
 	 * mu */
@@ -262,6 +282,11 @@ static void stream_free(stream *s)
 	if (!s)
 		return;
 	eng_stream_free(s->st);
+	for (own_delta *o = s->own, *next; o; o = next) {
+		next = o->next;
+		eng_stream_free(o->d);
+		free(o);
+	}
 	srv__ckpts_clear(&s->ckpts);
 	api_meta_clear(&s->meta);
 	api_stream_spec_free(s->spec);
@@ -585,15 +610,71 @@ static int on_sync_delta(void *arg, void *handle, int64_t seq, const void *data,
 	eng_stream *d = NULL;
 	eng_error err;
 	(void)arg;
-	if (seq != s->seq + 1 || eng_stream_deserialize(&d, data, len, SIZE_MAX, &err))
+	if (seq != s->seq + 1)
 		return -1;
-	int rc = eng_stream_merge(s->st, d, &err);
-	eng_stream_free(d);
-	if (rc)
-		return -1;
+	if (!data) {
+		/* one of this replica's own (srv__store_sync's have) */
+		own_delta *o = s->own;
+		if (!o || o->seq != seq || eng_stream_merge(s->st, o->d, &err))
+			return -1;
+		s->own = o->next;
+		s->own_n--;
+		s->own_mem -= o->mem;
+		len = o->len;
+		eng_stream_free(o->d);
+		free(o);
+	} else {
+		if (eng_stream_deserialize(&d, data, len, SIZE_MAX, &err))
+			return -1;
+		int rc = eng_stream_merge(s->st, d, &err);
+		eng_stream_free(d);
+		if (rc)
+			return -1;
+	}
 	s->seq = seq;
 	s->folded_bytes += len;
 	return 0;
+}
+
+/* Shared stores: drops s's own deltas at or below seq (folded, or covered
+ * by a checkpoint read whole). s's mu held. */
+static void own_drop_upto(stream *s, int64_t seq)
+{
+	while (s->own && s->own->seq <= seq) {
+		own_delta *o = s->own;
+		s->own = o->next;
+		s->own_n--;
+		s->own_mem -= o->mem;
+		eng_stream_free(o->d);
+		free(o);
+	}
+}
+
+/* Shared stores: keeps d, this replica's update committed at seq (len
+ * bytes stored), for the next sync to fold. True when kept (d is then
+ * s's); false when the cache is past seq or the list is full. s's mu
+ * held. */
+static bool own_put(stream *s, int64_t seq, eng_stream *d, size_t mem, size_t len)
+{
+	if (seq <= s->seq || s->reload || s->own_n >= OWN_MAX || s->own_mem + mem > OWN_MAX_BYTES)
+		return false;
+	own_delta *o = malloc(sizeof *o);
+	if (!o)
+		return false;
+	*o = (own_delta){seq, d, mem, len, NULL};
+	/* commits of one group end in any order: keep the list sorted */
+	own_delta **at = &s->own;
+	while (*at && (*at)->seq < seq)
+		at = &(*at)->next;
+	if (*at && (*at)->seq == seq) {
+		free(o);
+		return false;
+	}
+	o->next = *at;
+	*at = o;
+	s->own_n++;
+	s->own_mem += mem;
+	return true;
 }
 
 /*
@@ -622,8 +703,14 @@ static int sync_stream(stream *s)
 	srv__streams *ss = s->ss;
 	if (srv__store_broken(ss->store))
 		return -1;
-	int r = srv__store_sync(ss->store, s->id, s->reload ? -1 : s->seq, s, on_state,
+	int64_t have[OWN_MAX];
+	size_t nhave = 0;
+	own_drop_upto(s, s->seq);
+	for (own_delta *o = s->own; o && !s->reload && nhave < OWN_MAX; o = o->next)
+		have[nhave++] = o->seq;
+	int r = srv__store_sync(ss->store, s->id, s->reload ? -1 : s->seq, have, nhave, s, on_state,
 	                        on_sync_delta, s);
+	own_drop_upto(s, s->seq);
 	if (r == 1) {
 		s->reload = false;
 		s->synced_ms = srv__now_ms();
@@ -2085,6 +2172,8 @@ typedef struct pending_write {
 	/* deferred: the handler returned; freed and answered by write_end */
 	bool deferred;
 	eng_stream *delta; /* owned once deferred */
+	bool keep;         /* shared: may be kept for the fold (own_put) */
+	bool kept;         /* ...and was: it is the stream's now */
 	char *bid;         /* owned once deferred (key may point into it) */
 	void (*defer_done)(void *arg);
 	void *defer_arg;
@@ -2114,6 +2203,9 @@ static void write_end(pending_write *w, int rc)
 	 * the commit failed: memory is no longer the store's prefix. */
 	if (shared && !rc && op->gone)
 		s->deleted = true;
+	if (shared && !rc && w->keep && !op->gone && !op->replayed &&
+	    own_put(s, op->committed_seq, w->delta, w->dmem, w->blen))
+		w->kept = true;
 	if (rc) {
 		/* SQLite: s is stale now, 503 until the healer reloads it. */
 		api_reply_free(out);
@@ -2219,7 +2311,7 @@ static void on_committed(srv__store_op *op)
 }
 
 /*
- * Applies delta to s as one durable op, with idempotency key `key` (or
+ * Applies *deltap to s as one durable op, with idempotency key `key` (or
  * NULL) and, for a merge, the merged state's state_id (or NULL). Fills
  * *out with the 200 reply, the first reply of key (409
  * idempotency_conflict when key was used with another body), a
@@ -2229,16 +2321,19 @@ static void on_committed(srv__store_op *op)
  * op submitted is not waited for: apply returns true, and the committer
  * finishes it (write_end, then the handler's end: it then owns delta, bid
  * and the reference to s, and calls req->defer_done). Otherwise it returns
- * false with *out filled, and delta, bid and s stay the caller's.
+ * false with *out filled, and delta, bid and s stay the caller's; but on
+ * a shared store s may keep the delta of an update it committed, to fold
+ * it at its next sync (own_put): *deltap is then NULL.
  *
  * The keys are claimed (put in s->keys) before the store is asked about
  * them, so a retry with the same key waits for this call instead of
  * racing it, and with SQLite the lookups run without s->mu: a disk that
  * stalls never holds up a reader of the stream.
  */
-static bool apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
+static bool apply(api_reply *out, stream *s, eng_stream **deltap, const char *key,
                   const char *state_id, const srv_request *req, char *bid)
 {
+	eng_stream *delta = *deltap;
 	srv__streams *ss = s->ss;
 	size_t blen = 0, slen = 0;
 	eng_error err;
@@ -2494,9 +2589,12 @@ static bool apply(api_reply *out, stream *s, eng_stream *delta, const char *key,
 		pthread_mutex_unlock(&s->mu);
 		return true;
 	}
+	w->keep = shared;
 	srv__store_submit(ss->store, op);
 	pthread_mutex_unlock(&s->mu);
 	write_end(w, commit_wait(op, s));
+	if (w->kept)
+		*deltap = NULL; /* s folds it at its next sync */
 	write_free(w);
 	return false;
 unlock:
@@ -2523,7 +2621,7 @@ void srv__streams_update(api_reply *out, const srv_request *req)
 		return;
 	if (api_stream_decode_update(&delta, &bid, s->spec, req->api, req->body, req->len, &p))
 		api_reply_problem(out, &p);
-	else if (apply(out, s, delta, bid ? bid : req->idempotency_key, NULL, req, bid))
+	else if (apply(out, s, &delta, bid ? bid : req->idempotency_key, NULL, req, bid))
 		return; /* deferred: the store's committer ends it */
 	eng_stream_free(delta);
 	free(bid);
@@ -2551,7 +2649,7 @@ void srv__streams_merge(api_reply *out, const srv_request *req)
 		                "state_id is not the digest of this state");
 		api_reply_problem(out, &p);
 	} else
-		(void)apply(out, s, delta, req->idempotency_key, sid, NULL, NULL);
+		(void)apply(out, s, &delta, req->idempotency_key, sid, NULL, NULL);
 	free(from.state);
 	eng_stream_free(delta);
 	release(s);

@@ -163,23 +163,41 @@ class PgReplicas(unittest.TestCase):
         """Schema version 7: an update's key row is written with its reply
         (the counts after it) and a 500-score sketch delta (4-5 KB) stays in
         its heap page, not in TOAST chunks; replies, replays and readings on
-        either replica are as before."""
+        either replica are as before, and a replica that folds its own
+        updates from memory reads what one lossd on SQLite reads."""
         url = self.pg.create_db("lean")
-        a, b = self.replica(url), self.replica(url)
+        a, b, ref = self.replica(url), self.replica(url), Server()
+
+        def reading(srv, sid):
+            st, _, body = call(srv.url, "GET", "/v1/streams/%s?curve=true" % sid)
+            self.assertEqual(st, 200, body)
+            d = json.loads(body)
+            return {k: v for k, v in d.items() if k not in ("id", "created_at", "updated_at")}
+
         try:
             st, _, body = call(a.url, "POST", "/v1/streams", {"method": "sketch"})
             self.assertEqual(st, 201, body)
             sid = json.loads(body)["id"]
+            st, _, body = call(ref.url, "POST", "/v1/streams", {"method": "sketch"})
+            rsid = json.loads(body)["id"]
             rnd = random.Random(5)
             bodies = []
+            # Updates alternate between the replicas, two on a, one on b,
+            # and after each the other replica reads: its fold takes its
+            # own updates from memory and the other's from the store, in
+            # seq order, and gives what one lossd on SQLite gives.
             for k in range(10):
                 bodies.append({"y_true": [rnd.randint(0, 1) for _ in range(500)],
                                "y_score": [round(rnd.random(), 6) for _ in range(500)],
                                "batch_id": "lean-%d" % k})
-                st, _, body = call((a, b)[k % 2].url, "POST",
-                                   "/v1/streams/%s/update" % sid, bodies[k])
+                w, o = (a, b) if k % 3 < 2 else (b, a)
+                st, _, body = call(w.url, "POST", "/v1/streams/%s/update" % sid, bodies[k])
                 self.assertEqual(st, 200, body)
                 self.assertEqual(json.loads(body)["updates"], k + 1)
+                st, _, body = call(ref.url, "POST", "/v1/streams/%s/update" % rsid, bodies[k])
+                self.assertEqual(st, 200, body)
+                self.assertEqual(reading(o, sid), reading(ref, rsid), "after update %d" % k)
+            self.assertEqual(reading(a, sid), reading(ref, rsid))
             # a replay on the other replica: the first reply, nothing added
             st, _, body = call(b.url, "POST", "/v1/streams/%s/update" % sid, bodies[2])
             self.assertEqual(st, 200, body)
@@ -208,6 +226,7 @@ class PgReplicas(unittest.TestCase):
         finally:
             a.stop()
             b.stop()
+            ref.stop()
 
     def test_store_down_then_back(self):
         url = self.pg.create_db("down")

@@ -434,6 +434,7 @@ typedef struct load_ctx {
 	srv__streams *ss;
 	atomic_int failed; /* set by any loader thread (srv__store_load_all) */
 	bool lazy;         /* load_one: a stream already in the table is not an error */
+	stream *held;      /* load_one: the stream read, its mu held until its last delta */
 } load_ctx;
 
 /* Marks s (being loaded) damaged: its state is dropped, every route but
@@ -490,10 +491,20 @@ static void *on_stream(void *arg, const char *id, const char *owner, const char 
 	 * what was committed; check_shared applies the cap to updates) */
 	if (s->st)
 		eng_stream_set_history_max(s->st, ss->lim.history_points);
+	/* Lazily loaded, s is in the table before its deltas are: its mu is
+	 * held until load_one has them all, so no request syncs or reads it
+	 * half folded. (Its own mu, then the table's: no one can wait for s
+	 * before it is in the table.) */
+	if (lc->lazy)
+		pthread_mutex_lock(&s->mu);
 	pthread_mutex_lock(&ss->mu);
 	long at = find(ss, id);
 	int rc = at >= 0 ? (lc->lazy ? 1 : -1) : insert_at(ss, (size_t)(-at - 1), s);
 	pthread_mutex_unlock(&ss->mu);
+	if (lc->lazy && rc == 0)
+		lc->held = s;
+	else if (lc->lazy)
+		pthread_mutex_unlock(&s->mu);
 	if (rc == 1) { /* another request loaded it meanwhile */
 		stream_free(s);
 		return NULL;
@@ -568,8 +579,11 @@ static int on_orphan(void *arg, const char *id)
  * or -1 when the store cannot be read. */
 static int load_one(srv__streams *ss, const char *id)
 {
-	load_ctx lc = {ss, 0, true};
-	if (srv__store_load(ss->store, id, on_stream, on_delta, &lc) == 0)
+	load_ctx lc = {ss, 0, true, NULL};
+	int r = srv__store_load(ss->store, id, on_stream, on_delta, &lc);
+	if (lc.held)
+		pthread_mutex_unlock(&lc.held->mu);
+	if (r == 0)
 		return 0;
 	pthread_mutex_lock(&ss->mu);
 	bool there = find(ss, id) >= 0;
@@ -1118,7 +1132,7 @@ static void *reaper_main(void *arg)
 int srv__streams_open(srv__streams *ss, const char *data_dir)
 {
 	char err[512];
-	load_ctx lc = {ss, 0, false};
+	load_ctx lc = {ss, 0, false, NULL};
 
 	ss->store_opts.data_dir = data_dir;
 	/* SQLite's quick_check runs beside the loaders; nothing loaded is

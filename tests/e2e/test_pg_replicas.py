@@ -228,6 +228,52 @@ class PgReplicas(unittest.TestCase):
             b.stop()
             ref.stop()
 
+    def test_first_requests_on_a_replica_wait_for_its_load(self):
+        """A replica reads a stream another one created when it is first
+        asked for, and puts it in its table before its deltas are folded:
+        requests arriving meanwhile wait for the load instead of syncing
+        the half-read cache (which failed them with 503 store_unavailable,
+        or quarantined the stream as if deltas were missing)."""
+        url = self.pg.create_db("lazyload")
+        a, b = self.replica(url), self.replica(url)
+        try:
+            st, _, body = call(a.url, "POST", "/v1/streams", {"method": "sketch"})
+            self.assertEqual(st, 201, body)
+            sid = json.loads(body)["id"]
+            for k in range(400):
+                st, _, body = call(a.url, "POST", "/v1/streams/%s/update" % sid, batch(99, k))
+                self.assertEqual(st, 200, body)
+            go = threading.Event()
+            got = []
+
+            def client(i):
+                go.wait()
+                st, _, body = call(b.url, "POST", "/v1/streams/%s/update" % sid,
+                                   batch(i, 1000))
+                got.append((st, body))
+                st, _, body = call(b.url, "GET", "/v1/streams/" + sid)
+                got.append((st, body))
+
+            ts = [threading.Thread(target=client, args=(i,)) for i in range(16)]
+            for t in ts:
+                t.start()
+            go.set()
+            for t in ts:
+                t.join()
+            self.assertEqual([g for g in got if g[0] != 200], [])
+            readings = []
+            for r in (a, b):
+                st, _, body = call(r.url, "GET", "/v1/streams/%s?curve=true" % sid)
+                self.assertEqual(st, 200, body)
+                d = json.loads(body)
+                readings.append({k: v for k, v in d.items() if k != "updated_at"})
+            self.assertEqual(readings[0]["updates"], 416)
+            self.assertEqual(readings[0]["count"], 416 * ROWS)
+            self.assertEqual(readings[1], readings[0])
+        finally:
+            a.stop()
+            b.stop()
+
     def test_store_down_then_back(self):
         url = self.pg.create_db("down")
         with self.replica(url) as a:

@@ -180,9 +180,10 @@
  * most this long ago (the store decides seq and keys; the check is the
  * memory cap and finite sums), so a busy stream's updates do not each wait
  * for a round trip under the stream's mutex. Reads always sync. */
-#define SYNC_EVERY_MS 20
-#define OWN_MAX       64
-#define OWN_MAX_BYTES ((size_t)8 << 20)
+#define SYNC_EVERY_MS   20
+#define OWN_MAX         64
+#define OWN_MAX_BYTES   ((size_t)4 << 20)
+#define OWN_TOTAL_BYTES ((size_t)32 << 20)
 
 /* Shared stores: one of this replica's committed updates, kept for the
  * fold (stream.own). */
@@ -267,6 +268,9 @@ struct srv__streams {
 	pthread_cond_t reaper_cv;
 	/* updates and merges applied and committed since open (/metrics) */
 	atomic_uint_fast64_t updates_committed;
+	/* shared stores: what every stream's kept own deltas weigh (own_put),
+	 * at most OWN_TOTAL_BYTES, so idle streams cannot hold much */
+	atomic_size_t own_mem;
 };
 
 static api_stream_limits api_limits(srv__streams *ss)
@@ -284,6 +288,7 @@ static void stream_free(stream *s)
 	eng_stream_free(s->st);
 	for (own_delta *o = s->own, *next; o; o = next) {
 		next = o->next;
+		atomic_fetch_sub(&s->ss->own_mem, o->mem);
 		eng_stream_free(o->d);
 		free(o);
 	}
@@ -634,6 +639,7 @@ static int on_sync_delta(void *arg, void *handle, int64_t seq, const void *data,
 		s->own = o->next;
 		s->own_n--;
 		s->own_mem -= o->mem;
+		atomic_fetch_sub(&s->ss->own_mem, o->mem);
 		len = o->len;
 		eng_stream_free(o->d);
 		free(o);
@@ -659,6 +665,7 @@ static void own_drop_upto(stream *s, int64_t seq)
 		s->own = o->next;
 		s->own_n--;
 		s->own_mem -= o->mem;
+		atomic_fetch_sub(&s->ss->own_mem, o->mem);
 		eng_stream_free(o->d);
 		free(o);
 	}
@@ -666,21 +673,29 @@ static void own_drop_upto(stream *s, int64_t seq)
 
 /* Shared stores: keeps d, this replica's update committed at seq (len
  * bytes stored), for the next sync to fold. True when kept (d is then
- * s's); false when the cache is past seq or the list is full. s's mu
- * held. */
+ * s's); false when the cache is past seq, or s's list or the replica's
+ * (OWN_TOTAL_BYTES over every stream) is full. s's mu held. */
 static bool own_put(stream *s, int64_t seq, eng_stream *d, size_t mem, size_t len)
 {
+	srv__streams *ss = s->ss;
 	if (seq <= s->seq || s->reload || s->own_n >= OWN_MAX || s->own_mem + mem > OWN_MAX_BYTES)
 		return false;
-	own_delta *o = malloc(sizeof *o);
-	if (!o)
+	if (atomic_fetch_add(&ss->own_mem, mem) + mem > OWN_TOTAL_BYTES) {
+		atomic_fetch_sub(&ss->own_mem, mem);
 		return false;
+	}
+	own_delta *o = malloc(sizeof *o);
+	if (!o) {
+		atomic_fetch_sub(&ss->own_mem, mem);
+		return false;
+	}
 	*o = (own_delta){seq, d, mem, len, NULL};
 	/* commits of one group end in any order: keep the list sorted */
 	own_delta **at = &s->own;
 	while (*at && (*at)->seq < seq)
 		at = &(*at)->next;
 	if (*at && (*at)->seq == seq) {
+		atomic_fetch_sub(&ss->own_mem, mem);
 		free(o);
 		return false;
 	}

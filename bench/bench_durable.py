@@ -35,12 +35,16 @@ with commits/s, fsyncs/s, p50, the bytes lossd wrote to disk per update
 itself), its threads' context switches per update (switches_per_update:
 the thread hand-offs, load-independent), its minor page faults per update
 (faults_per_update) and the load average as extra fields.
+Then (--step-pairs N, default 3) json/s1 and jsonstep/s1 run N times in
+turn: "step"'s cost in updates/s and in CPU per update as ratios of the
+runs' sums (durable/step_pairs/updates, .../cpu), as one run's spread is
+larger than that cost.
 With --perf DIR each case gets a second run of its own whose lossd is
 profiled (bench/profile.sh: perf, cpu-clock, the top functions) into
 DIR/profile-durable-KIND-sN.txt, so the figures come from unprofiled runs.
 Usage: bench/bench_durable.py [--bin build/server/lossd]
   [--client build/bench/durable_client] [--duration 10] [--clients 32]
-  [--only json/s1,b64/s32,...] [--perf DIR] [--smoke]
+  [--only json/s1,b64/s32,...] [--step-pairs 3] [--perf DIR] [--smoke]
 """
 import argparse
 import base64
@@ -179,10 +183,11 @@ def bodies(n):
     return {"json": js, "b64": b64, "jsonstep": jstep, "b64fresh": b64}
 
 
-def run_case(a, kind, nstreams, body, batch, perf=None):
+def run_case(a, kind, nstreams, body, batch, perf=None, out=None):
     """One measured run of the case; with perf (a file), instead a run of its
     own whose lossd is profiled (bench/profile.sh -p) for all but its first
-    and last seconds, with no figures."""
+    and last seconds, with no figures. With out (a list), the run's updates/s
+    and CPU us per update are appended to it instead of printed."""
     data_dir = tempfile.mkdtemp(prefix="bench-durable-", dir=a.dir)
     body_file = os.path.join(data_dir, "body.json")
     with open(body_file, "wb") as f:
@@ -269,6 +274,11 @@ def run_case(a, kind, nstreams, body, batch, perf=None):
                      load=[round(load0, 2), round(load1, 2)],
                      note="%d clients, %s 1,000-score bodies, %d stream(s); fsync %.0f/s" %
                      (a.clients, kind, nstreams, r["fsyncs_per_s"]))
+        if out is not None:
+            out.append((rate, cpu * 1e6 / r["ok"]))
+            log("%s: %.0f updates/s, %.0f us of lossd CPU per update (a pair's run)" %
+                (case, rate, cpu * 1e6 / r["ok"]))
+            return 0
         emit(case, "updates/s", rate, **extra)
         emit(case + "/per_commit", "updates/commit", per_commit,
              note="%.0f commits/s; disk: %.0f fsyncs/s" % (commits_s, r["fsyncs_per_s"]))
@@ -308,6 +318,9 @@ def main():
                     "b64fresh/s1,b64fresh/s32")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--server-args", default="", help="more lossd flags (space separated)")
+    ap.add_argument("--step-pairs", type=int, default=3, metavar="N",
+                    help="json/s1 and jsonstep/s1 run N times in turn after the cases "
+                    "(0: not): the step's cost as a ratio of sums")
     ap.add_argument("--perf", metavar="DIR",
                     help="after each case, a run of its own profiled into "
                     "DIR/profile-durable-KIND-sN.txt (bench/profile.sh)")
@@ -325,6 +338,23 @@ def main():
             os.makedirs(a.perf, exist_ok=True)
             fails += run_case(a, kind, n, bs[kind], 1000, perf=os.path.join(
                 a.perf, "profile-durable-%s-s%d.txt" % (kind, n)))
+    if a.step_pairs > 0 and not a.smoke:
+        # "step" costs less than one run's spread: json/s1 and jsonstep/s1 in
+        # turn, each ratio taken over the sums of the runs
+        runs = {"json": [], "jsonstep": []}
+        for _ in range(a.step_pairs):
+            for kind in ("json", "jsonstep"):
+                fails += run_case(a, kind, 1, bs[kind], 1000, out=runs[kind])
+        if len(runs["json"]) == len(runs["jsonstep"]) == a.step_pairs:
+            rate = [sum(r for r, _ in runs[k]) for k in ("json", "jsonstep")]
+            cpu = [sum(c for _, c in runs[k]) for k in ("json", "jsonstep")]
+            pairs = ["%.0f/%.0f" % (s_[0], n_[0]) for s_, n_ in zip(runs["jsonstep"],
+                                                                     runs["json"])]
+            emit("durable/step_pairs/updates", "x", rate[1] / rate[0], pairs=pairs,
+                 note="updates/s with \"step\" over without, %d pairs in turn: %s" %
+                 (a.step_pairs, ", ".join(pairs)))
+            emit("durable/step_pairs/cpu", "x", cpu[1] / cpu[0],
+                 note="lossd CPU per update with \"step\" over without, same runs")
     return 1 if fails else 0
 
 

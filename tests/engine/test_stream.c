@@ -686,29 +686,44 @@ Test(stream, sums_stay_finite)
 	}
 }
 
+/* An empty stream with an MSE loss (*s) and a batch of two rows (*b) whose
+ * loss sum is 1.5e308, so that merging it twice overflows; *lr is the
+ * batch's loss result (the caller frees all three). */
+static const double mse_y[] = {1, 0}, mse_sc[] = {0.9, 0.1};
+
+static void mse_near_overflow(eng_stream_config *cfg, eng_stream **s, eng_stream **b,
+                              eng_loss_result **lr)
+{
+	*cfg = (eng_stream_config)ENG_STREAM_CONFIG_INIT;
+	cfg->has_loss = true;
+	cfg->loss_kind = ENG_LOSS_MSE;
+	*lr = eng_loss_result_new(ENG_LOSS_MSE, 0, 0);
+	cr_assert_not_null(*lr);
+	(*lr)->wloss_sum = 1.5e308;
+	(*lr)->weight_sum = 2;
+	(*lr)->count = 2;
+	eng_error err;
+	int rc;
+	*s = NULL;
+	cr_assert_eq(eng_stream_new(s, cfg, &err), 0);
+	*b = batch_of(cfg, mse_y, mse_sc, NULL, 2, *lr, &rc, &err);
+	cr_assert_eq(rc, 0, "%s", err.msg);
+}
+
 /* Loss sums overflow the same way (a huge squared error twice). */
 Test(stream, loss_sums_stay_finite)
 {
-	eng_stream_config cfg = ENG_STREAM_CONFIG_INIT;
-	cfg.has_loss = true;
-	cfg.loss_kind = ENG_LOSS_MSE;
-	double y[] = {1, 0}, sc[] = {0.9, 0.1};
-	eng_loss_result *lr = eng_loss_result_new(ENG_LOSS_MSE, 0, 0);
-	cr_assert_not_null(lr);
-	lr->wloss_sum = 1.5e308;
-	lr->weight_sum = 2;
-	lr->count = 2;
+	eng_stream_config cfg;
+	eng_stream *s, *b;
+	eng_loss_result *lr;
+	mse_near_overflow(&cfg, &s, &b, &lr);
 	eng_error err;
 	int rc;
-	eng_stream *s = NULL;
-	cr_assert_eq(eng_stream_new(&s, &cfg, &err), 0);
-	eng_stream *b = batch_of(&cfg, y, sc, NULL, 2, lr, &rc, &err);
-	cr_assert_eq(rc, 0, "%s", err.msg);
 	cr_assert_eq(eng_stream_merge(s, b, &err), 0);
 	cr_assert_eq(eng_stream_merge(s, b, &err), ENG_ENONFINITE);
 	cr_assert(strstr(err.msg, "loss sums") != NULL, "%s", err.msg);
 	lr->wloss_sum = INFINITY;
-	eng_stream *b2 = batch_of(&cfg, y, sc, NULL, 2, lr, &rc, &err);
+	eng_stream *b2 = batch_of(&cfg, mse_y, mse_sc, NULL, 2, lr, &rc, &err);
 	cr_assert_eq(rc, ENG_ENONFINITE);
 	cr_assert_null(b2);
 	eng_loss_result_free(lr);
@@ -1518,19 +1533,10 @@ Test(stream, merge_check_answers_as_merge)
 	eng_stream_free(eb);
 	eng_stream_free(e);
 	/* loss sums that would overflow */
-	eng_stream_config cfg = ENG_STREAM_CONFIG_INIT;
-	cfg.has_loss = true;
-	cfg.loss_kind = ENG_LOSS_MSE;
-	double y[] = {1, 0}, sc[] = {0.9, 0.1};
-	eng_loss_result *lr = eng_loss_result_new(ENG_LOSS_MSE, 0, 0);
-	cr_assert_not_null(lr);
-	lr->wloss_sum = 1.5e308;
-	lr->weight_sum = 2;
-	lr->count = 2;
-	eng_stream *l = NULL;
-	cr_assert_eq(eng_stream_new(&l, &cfg, &err), 0);
-	eng_stream *lb = batch_of(&cfg, y, sc, NULL, 2, lr, &rc, &err);
-	cr_assert_eq(rc, 0, "%s", err.msg);
+	eng_stream_config cfg;
+	eng_stream *l, *lb;
+	eng_loss_result *lr;
+	mse_near_overflow(&cfg, &l, &lb, &lr);
 	check_as_merge(l, lb, SIZE_MAX, 0);
 	check_as_merge(l, lb, SIZE_MAX, ENG_ENONFINITE);
 	eng_loss_result_free(lr);

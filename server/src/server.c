@@ -26,6 +26,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -252,8 +253,16 @@ static void reload_tokens(srv__server *s)
  * Freeing one 4 MiB block at start-up puts the thresholds at 4 and 8 MiB
  * (still adjusted upward by glibc as before): 4 faults per update there,
  * and at most 8 MiB stays free at the top of each heap.
+ *
+ * The malloc_trim here sets glibc's allocator up on the main thread before
+ * any other starts. Where malloc is not glibc's (AddressSanitizer's, in
+ * the sanitize stage), the first call that reaches glibc's allocator was
+ * the malloc_trim after a large body (http.c), on a worker: it set the
+ * allocator up there, and two workers doing so at once left its count of
+ * the threads on its main arena one short, so glibc aborted as the second
+ * of them exited ("a->attached_threads > 0"; tests/race/race_malloc.c).
  */
-static void warm_malloc(void)
+void srv__malloc_setup(void)
 {
 #ifdef __GLIBC__
 	volatile char *p = malloc((size_t)4 << 20);
@@ -261,6 +270,7 @@ static void warm_malloc(void)
 		p[0] = 0; /* used, so the pair is not optimized away */
 		free((void *)p);
 	}
+	malloc_trim(0);
 #endif
 }
 
@@ -272,7 +282,7 @@ static int run(srv__server *s)
 
 	srv__log_set_level(s->cfg.log_level);
 	signal(SIGPIPE, SIG_IGN);
-	warm_malloc();
+	srv__malloc_setup();
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);

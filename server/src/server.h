@@ -70,6 +70,10 @@ void srv__ops(api_reply *out, const srv__server *s, enum srv__route route);
  * for a 2xx reply, 1 otherwise (with a message on stderr). Main thread. */
 int srv__check(const char *url, int timeout_s);
 
+/* glibc's malloc thresholds raised and its allocator set up (server.c).
+ * Main thread, before any other starts. */
+void srv__malloc_setup(void);
+
 /* lossd --copy-store FROM TO (copy.c): copies every stream of store URL
  * from into store URL to and verifies the counts. Returns the exit status
  * (0 done, 1 failed, 2 usage). Main thread, no server running. */

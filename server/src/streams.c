@@ -273,6 +273,19 @@ struct srv__streams {
 	atomic_size_t own_mem;
 };
 
+/* Shared stores: drops the first of s's own deltas (own_put) and gives
+ * its weight back. s's mu held, or s unreachable. */
+static void own_pop(stream *s)
+{
+	own_delta *o = s->own;
+	s->own = o->next;
+	s->own_n--;
+	s->own_mem -= o->mem;
+	atomic_fetch_sub(&s->ss->own_mem, o->mem);
+	eng_stream_free(o->d);
+	free(o);
+}
+
 static api_stream_limits api_limits(srv__streams *ss)
 {
 	api_stream_limits l = {ss->lim.max_bytes, ss->lim.sketch_bytes};
@@ -286,12 +299,8 @@ static void stream_free(stream *s)
 	if (!s)
 		return;
 	eng_stream_free(s->st);
-	for (own_delta *o = s->own, *next; o; o = next) {
-		next = o->next;
-		atomic_fetch_sub(&s->ss->own_mem, o->mem);
-		eng_stream_free(o->d);
-		free(o);
-	}
+	while (s->own)
+		own_pop(s);
 	srv__ckpts_clear(&s->ckpts);
 	api_meta_clear(&s->meta);
 	api_stream_spec_free(s->spec);
@@ -636,13 +645,8 @@ static int on_sync_delta(void *arg, void *handle, int64_t seq, const void *data,
 		own_delta *o = s->own;
 		if (!o || o->seq != seq || eng_stream_merge(s->st, o->d, &err))
 			return -1;
-		s->own = o->next;
-		s->own_n--;
-		s->own_mem -= o->mem;
-		atomic_fetch_sub(&s->ss->own_mem, o->mem);
 		len = o->len;
-		eng_stream_free(o->d);
-		free(o);
+		own_pop(s);
 	} else {
 		if (eng_stream_deserialize(&d, data, len, SIZE_MAX, &err))
 			return -1;
@@ -660,15 +664,8 @@ static int on_sync_delta(void *arg, void *handle, int64_t seq, const void *data,
  * by a checkpoint read whole). s's mu held. */
 static void own_drop_upto(stream *s, int64_t seq)
 {
-	while (s->own && s->own->seq <= seq) {
-		own_delta *o = s->own;
-		s->own = o->next;
-		s->own_n--;
-		s->own_mem -= o->mem;
-		atomic_fetch_sub(&s->ss->own_mem, o->mem);
-		eng_stream_free(o->d);
-		free(o);
-	}
+	while (s->own && s->own->seq <= seq)
+		own_pop(s);
 }
 
 /* Shared stores: keeps d, this replica's update committed at seq (len

@@ -121,7 +121,9 @@
  *   with every op, so a lost tail of deltas (which leaves no gap) shows.
  * - the start-up reads (quick_check and the orphan scan, srv__store_load_all
  *   on a connection per loader thread) map the whole file (LOAD_MMAP on
- *   store_map.c's VFS); nothing else does.
+ *   store_vfs.c's lossd-map VFS); nothing else does. The writer's
+ *   connection is on its lossd-wal VFS: a commit's WAL frames reach the
+ *   kernel as one write, at the sync.
  * - streams.c checks each stream's rows as it loads them (checksums, the
  *   delta sequence, the head, rows without their stream: srv__store_orphans)
  *   and quarantines what fails.
@@ -502,6 +504,13 @@ static int open_conn_vfs(sqlite3 **db, const char *path, const char *vfs, char *
 static int open_conn(sqlite3 **db, const char *path, char *err, size_t errlen)
 {
 	return open_conn_vfs(db, path, NULL, err, errlen);
+}
+
+/* The writer's connection: its WAL writes gathered into one per commit
+ * (srv__store_wal_vfs; the default VFS when it is not there). */
+static int open_writer(srv__store *st, char *err, size_t errlen)
+{
+	return open_conn_vfs(&st->w, st->path, srv__store_wal_vfs(), err, errlen);
 }
 
 static int prep(sqlite3 *db, sqlite3_stmt **st, const char *sql, char *err, size_t errlen)
@@ -1031,7 +1040,7 @@ static int store_open(srv__store **out, const char *data_dir, bool check_later, 
 		     st->path, (unsigned long long)acked);
 		goto out;
 	}
-	if (open_conn(&st->w, st->path, err, errlen)) {
+	if (open_writer(st, err, errlen)) {
 		refuse_if_damaged(st->w, st->path, err, errlen);
 		goto out;
 	}
@@ -2061,7 +2070,7 @@ static int reopen_writer(srv__store *st, char *why, size_t whylen)
 	extra_close(st);
 	sqlite3_close(st->w);
 	st->w = NULL;
-	if (open_conn(&st->w, st->path, why, whylen) || writer_setup(st, why, whylen) ||
+	if (open_writer(st, why, whylen) || writer_setup(st, why, whylen) ||
 	    prep_writer(st, why, whylen) || extra_open(st, why, whylen))
 		return -1;
 	return 0;

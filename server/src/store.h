@@ -195,11 +195,24 @@ int srv__store_load_all(srv__store *st, int threads, srv__store_stream_fn on_str
 
 /*
  * The name of the SQLite VFS that maps a database file whole for the
- * start-up reads (store_map.c; SQLite's own mapping stops at 2 GiB), or
+ * start-up reads (store_vfs.c; SQLite's own mapping stops at 2 GiB), or
  * NULL (then the default VFS) when it cannot be registered. A connection
  * on it must be closed before anything writes the file. Any thread.
  */
 const char *srv__store_map_vfs(void);
+
+/*
+ * The name of the SQLite VFS whose connections gather their writes to the
+ * WAL into one write per sync (store_vfs.c), or NULL (then the default
+ * VFS) when it cannot be registered. The writer's: a connection on it must
+ * run with synchronous=FULL. Any thread.
+ */
+const char *srv__store_wal_vfs(void);
+
+/* Writes to a WAL gathered so far by srv__store_wal_vfs connections, and
+ * the writes they became (all connections, since the process started).
+ * For tests and benchmarks. Any thread. */
+void srv__store_vfs_stats(uint64_t *gathered, uint64_t *written);
 
 /*
  * Calls fn(arg, id) once per stream id that has deltas but no stream row

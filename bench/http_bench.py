@@ -37,6 +37,7 @@ import json
 import os
 import re
 import signal
+import shutil
 import socket
 import statistics
 import subprocess
@@ -514,6 +515,7 @@ def bench_streams(a):
                      port, "/healthz")
     except RuntimeError as e:
         log(str(e))
+        shutil.rmtree(data_dir, ignore_errors=True)
         return 1
     try:
         st, reply = request(port, "POST", "/v1/streams", b'{"method": "sketch"}')
@@ -559,6 +561,7 @@ def bench_streams(a):
     finally:
         srv.stop()
         os.unlink(body_file)
+        shutil.rmtree(data_dir, ignore_errors=True)
     return fails
 
 

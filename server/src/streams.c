@@ -2277,7 +2277,8 @@ static void write_free(pending_write *w)
 	if (w->deferred) {
 		void (*done)(void *) = w->defer_done;
 		void *arg = w->defer_arg;
-		eng_stream_free(w->delta);
+		if (!w->kept) /* (kept: the stream's own_put list owns it) */
+			eng_stream_free(w->delta);
 		free(w->bid);
 		release(w->s);
 		free(w);

@@ -21,7 +21,7 @@ Prints JSON lines ({"id", "impl", "metric", "value", ...}) like the other
 benchmarks, and a summary on stderr. Usage:
   bench/bench_pg.py [--bin build/server/lossd] [--duration 10] [--clients 32]
                     [--replicas 2] [--reads 300] [--streams 1]
-                    [--store-connections 8]
+                    [--store-connections 4]
 Needs postgresql, pgbench (postgresql-contrib is part of postgresql on
 Debian) and haproxy; only loopback is contacted.
 """
@@ -240,8 +240,9 @@ def main():
     ap.add_argument("--replicas", type=int, default=2)
     ap.add_argument("--reads", type=int, default=300)
     ap.add_argument("--threads", type=int, default=8)
-    ap.add_argument("--store-connections", type=int, default=8,
-                    help="each replica's --store-connections (half of them commit)")
+    ap.add_argument("--store-connections", type=int, default=4,
+                    help="each replica's --store-connections (half of them commit); "
+                    "default lossd's own default")
     ap.add_argument("--streams", type=int, default=1,
                     help="spread the clients over this many streams (default one)")
     a = ap.parse_args()

@@ -239,59 +239,38 @@ static void reload_tokens(srv__server *s)
 }
 
 /*
- * glibc's malloc thresholds, in two phases.
+ * glibc gives the free top of a thread's malloc heap back to the kernel
+ * (madvise) once it exceeds the trim threshold, 128 KiB until the first
+ * block that was mmap()ed is freed, which raises the mmap threshold to that
+ * block's size and the trim threshold to twice it. A stream update's
+ * sketch buffers (a few hundred KB, made and freed on each store thread)
+ * sat just over 128 KiB: each update gave its pages back and faulted them
+ * in again, about 4 page faults and a TLB shoot-down on the other core
+ * per update. A merge into a full sketch stream takes more: the merged
+ * list (32 bytes a bucket: 1.1 MB at the default cap) and the folding's
+ * arrays (~1.3 MB), both freed at its end, which trimmed a 2 MiB threshold
+ * each time: 37-167 page faults per update with fresh scores to 32 streams.
+ * Freeing one 4 MiB block at start-up puts the thresholds at 4 and 8 MiB
+ * (still adjusted upward by glibc as before): 4 faults per update there,
+ * and at most 8 MiB stays free at the top of each heap.
  *
- * Loading the store: an exact stream's arrays grow by doubling as its
- * deltas are decoded into them, and below the mmap threshold every growth
- * is a copy into a new heap block (first-touched pages) while above it
- * realloc moves the pages (mremap) and copies nothing. With the serving
- * threshold (4 MiB, below) each of the 10^6-delta store's 150 streams
- * copied ~12 MB on its way to 12 MB: 12% of the start-up's CPU in memmove,
- * more in page faults. LOAD_MMAP_THRESHOLD while the store loads
- * (srv__malloc_setup) makes every array past it a mapping from the start.
- * bench_startup.py, in turn: 3.29-3.35 -> 3.22-3.23 CPU-s and 1.76-1.78
- * -> 1.71-1.72 s to ready for that store, 12.25 -> 12.02 MB per stream;
- * the checkpointed store (four 250,000-row deltas a stream) 1.05-1.19 s
- * either way.
- *
- * Serving (srv__malloc_serve, once the store is open): glibc gives the
- * free top of a thread's heap back to the kernel (madvise) once it exceeds
- * the trim threshold, 128 KiB by default. A stream update's sketch buffers
- * (a few hundred KB, made and freed on each store thread) sat just over
- * it: each update gave its pages back and faulted them in again, about 4
- * page faults and a TLB shoot-down on the other core per update. A merge
- * into a full sketch stream takes more: the merged list (32 bytes a
- * bucket: 1.1 MB at the default cap) and the folding's arrays (~1.3 MB),
- * both freed at its end: 37-167 page faults per update with fresh scores
- * to 32 streams under a 2 MiB threshold. So: blocks below 4 MiB come from
- * the heap, and up to 8 MiB stays free at the top of each heap, fixed
- * (glibc's own adjustment is off once a threshold is set).
- *
- * The malloc_trim sets glibc's allocator up on the main thread before any
- * other starts. Where malloc is not glibc's (AddressSanitizer's, in the
- * sanitize stage), the first call that reaches glibc's allocator was the
- * malloc_trim after a large body (http.c), on a worker: it set the
+ * The malloc_trim here sets glibc's allocator up on the main thread before
+ * any other starts. Where malloc is not glibc's (AddressSanitizer's, in
+ * the sanitize stage), the first call that reaches glibc's allocator was
+ * the malloc_trim after a large body (http.c), on a worker: it set the
  * allocator up there, and two workers doing so at once left its count of
  * the threads on its main arena one short, so glibc aborted as the second
  * of them exited ("a->attached_threads > 0"; tests/race/race_malloc.c).
  */
-#define LOAD_MMAP_THRESHOLD  ((int)128 << 10)
-#define SERVE_MMAP_THRESHOLD ((int)4 << 20)
-#define SERVE_TRIM_THRESHOLD ((int)8 << 20)
-
 void srv__malloc_setup(void)
 {
 #ifdef __GLIBC__
-	mallopt(M_MMAP_THRESHOLD, LOAD_MMAP_THRESHOLD);
+	volatile char *p = malloc((size_t)4 << 20);
+	if (p) {
+		p[0] = 0; /* used, so the pair is not optimized away */
+		free((void *)p);
+	}
 	malloc_trim(0);
-#endif
-}
-
-void srv__malloc_serve(void)
-{
-#ifdef __GLIBC__
-	mallopt(M_MMAP_THRESHOLD, SERVE_MMAP_THRESHOLD);
-	mallopt(M_TRIM_THRESHOLD, SERVE_TRIM_THRESHOLD);
 #endif
 }
 
@@ -360,7 +339,6 @@ static int run(srv__server *s)
 		        pg ? "(postgresql)" : s->cfg.data_dir);
 		goto out_streams;
 	}
-	srv__malloc_serve();
 	/* Store threads mostly wait on commits (loop.c): one per stream write
 	 * http.c admits (half of --max-inflight), so every admitted writer
 	 * can be waiting on the commit in progress and join the next group. */

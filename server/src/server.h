@@ -70,13 +70,9 @@ void srv__ops(api_reply *out, const srv__server *s, enum srv__route route);
  * for a 2xx reply, 1 otherwise (with a message on stderr). Main thread. */
 int srv__check(const char *url, int timeout_s);
 
-/* glibc's allocator set up, with its thresholds for loading the store
- * (server.c). Main thread, before any other starts. */
+/* glibc's malloc thresholds raised and its allocator set up (server.c).
+ * Main thread, before any other starts. */
 void srv__malloc_setup(void);
-
-/* glibc's malloc thresholds for serving (server.c), once the store is
- * loaded. Main thread. */
-void srv__malloc_serve(void);
 
 /* lossd --copy-store FROM TO (copy.c): copies every stream of store URL
  * from into store URL to and verifies the counts. Returns the exit status

@@ -1474,8 +1474,10 @@ static int commit_group(srv__store *st, srv__store_op *group, uint64_t *n, bool 
 		bool skip = (op->type == SRV__OP_DELTA || op->type == SRV__OP_CHECKPOINT) &&
 		            covered(op);
 		bool wipe = forgets(op);
-		rc = wipe ? wipe_freed(st->w, true) : 0;
-		rc = rc ? rc : write_op(st, op, skip);
+		if (wipe)
+			rc = wipe_freed(st->w, true);
+		if (!rc)
+			rc = write_op(st, op, skip);
 		if (wipe && wipe_freed(st->w, false))
 			rc = -1;
 	}
@@ -1885,13 +1887,14 @@ static void committer_stop(srv__store *st)
  * copy (a pread and a pwrite per page) and an fsync of lossd.db before its
  * writers were answered. Here the writer's WAL hook replaces it, and a
  * thread of the store, on its own connection, runs a PASSIVE checkpoint
- * each time the WAL grew by CKPT_BYTES while leaders go on committing: a
+ * each time the WAL grew by CKPT_BYTES while leaders go on committing. A
  * page written by many commits is copied once per run, and 32 MiB spans
  * the pages a busy store rewrites (index and heads pages, the pages of
- * the deltas a checkpoint replaced, reused by the next ones), so with 32
+ * the deltas a checkpoint replaced, reused by the next ones): with 32
  * streams' updates the copy writes 1.7 KB per update against the WAL's
- * 13.4, where 4 MiB (SQLite's volume) copied half of what the WAL took: PASSIVE never waits for a writer or a reader, and copies the
- * frames committed before it began. SQLite starts the WAL over at the
+ * 13.4, where 4 MiB (SQLite's volume) copied half of what the WAL took.
+ * PASSIVE never waits for a writer or a reader, and copies the frames
+ * committed before it began. SQLite starts the WAL over at the
  * first write after a checkpoint that copied every frame, which under
  * steady commits seldom happens (one lands during the copy), so the
  * leader that leaves the WAL past CKPT_HARD_BYTES, with the checkpointer

@@ -77,7 +77,7 @@
 
 /* Our file: the mapping or the gathered bytes, then the default VFS's own
  * file right after. */
-typedef struct map_file {
+typedef struct shim_file {
 	sqlite3_file base;  /* pMethods = &methods */
 	const uint8_t *map; /* lossd-map: the main database file, read-only; NULL: none */
 	size_t len;
@@ -86,10 +86,10 @@ typedef struct map_file {
 	size_t nbuf;      /* how many */
 	sqlite3_int64 at; /* the file offset of buf[0] */
 	sqlite3_file *real;
-} map_file;
+} shim_file;
 
 /* where the default VFS's file starts inside ours */
-#define HEAD ((sizeof(map_file) + 15) / 16 * 16)
+#define HEAD ((sizeof(shim_file) + 15) / 16 * 16)
 
 static sqlite3_vfs map_vfs, wal_vfs;
 static sqlite3_io_methods methods;
@@ -117,7 +117,7 @@ static pthread_mutex_t maps_mu = PTHREAD_MUTEX_INITIALIZER;
 /* Maps path read-only into mf, sharing a mapping of the same file and
  * size (nothing when it cannot: then every read goes to the default VFS,
  * as without this shim). */
-static void map_whole(map_file *mf, const char *path)
+static void map_whole(shim_file *mf, const char *path)
 {
 	struct stat sb;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -185,7 +185,7 @@ static void unmap_later(void *p, size_t len)
 }
 
 /* Drops mf's reference to its mapping; the last one unmaps it. */
-static void unmap_whole(map_file *mf)
+static void unmap_whole(shim_file *mf)
 {
 	if (!mf->map)
 		return;
@@ -201,12 +201,12 @@ static void unmap_whole(map_file *mf)
 
 static sqlite3_file *real_of(sqlite3_file *f)
 {
-	return ((map_file *)f)->real;
+	return ((shim_file *)f)->real;
 }
 
 /* Hands the gathered bytes to the default VFS; they are dropped either
  * way (a failed write's frames are written again when SQLite retries). */
-static int flush(map_file *mf)
+static int flush(shim_file *mf)
 {
 	if (!mf->nbuf)
 		return SQLITE_OK;
@@ -217,14 +217,14 @@ static int flush(map_file *mf)
 }
 
 /* True when [off, off + amt) overlaps the gathered bytes. */
-static bool in_gathered(const map_file *mf, sqlite3_int64 off, int amt)
+static bool in_gathered(const shim_file *mf, sqlite3_int64 off, int amt)
 {
 	return mf->nbuf && off < mf->at + (sqlite3_int64)mf->nbuf && off + amt > mf->at;
 }
 
 static int m_close(sqlite3_file *f)
 {
-	map_file *mf = (map_file *)f;
+	shim_file *mf = (shim_file *)f;
 	int rc = flush(mf);
 	free(mf->buf);
 	mf->buf = NULL;
@@ -233,7 +233,7 @@ static int m_close(sqlite3_file *f)
 	return rc ? rc : crc;
 }
 
-static bool in_map(const map_file *mf, sqlite3_int64 off, int amt)
+static bool in_map(const shim_file *mf, sqlite3_int64 off, int amt)
 {
 	return mf->map && off >= 0 && amt >= 0 && (uint64_t)off <= mf->len &&
 	       (uint64_t)amt <= mf->len - (uint64_t)off;
@@ -241,7 +241,7 @@ static bool in_map(const map_file *mf, sqlite3_int64 off, int amt)
 
 static int m_read(sqlite3_file *f, void *buf, int amt, sqlite3_int64 off)
 {
-	map_file *mf = (map_file *)f;
+	shim_file *mf = (shim_file *)f;
 	if (in_map(mf, off, amt)) {
 		memcpy(buf, mf->map + off, (size_t)amt);
 		return SQLITE_OK;
@@ -251,7 +251,7 @@ static int m_read(sqlite3_file *f, void *buf, int amt, sqlite3_int64 off)
 }
 
 /* Writes what is gathered, then buf, through the default VFS. */
-static int write_through(map_file *mf, const void *buf, int amt, sqlite3_int64 off)
+static int write_through(shim_file *mf, const void *buf, int amt, sqlite3_int64 off)
 {
 	int rc = flush(mf);
 	return rc ? rc : mf->real->pMethods->xWrite(mf->real, buf, amt, off);
@@ -261,7 +261,7 @@ static int write_through(map_file *mf, const void *buf, int amt, sqlite3_int64 o
  * any other write, or one that does not fit, flushes them first. */
 static int m_write(sqlite3_file *f, const void *buf, int amt, sqlite3_int64 off)
 {
-	map_file *mf = (map_file *)f;
+	shim_file *mf = (shim_file *)f;
 	if (!mf->gather || amt < 0 || (size_t)amt > GATHER_MAX)
 		return write_through(mf, buf, amt, off);
 	if (mf->nbuf &&
@@ -282,19 +282,19 @@ static int m_write(sqlite3_file *f, const void *buf, int amt, sqlite3_int64 off)
 
 static int m_truncate(sqlite3_file *f, sqlite3_int64 size)
 {
-	int rc = flush((map_file *)f);
+	int rc = flush((shim_file *)f);
 	return rc ? rc : real_of(f)->pMethods->xTruncate(real_of(f), size);
 }
 
 static int m_sync(sqlite3_file *f, int flags)
 {
-	int rc = flush((map_file *)f);
+	int rc = flush((shim_file *)f);
 	return rc ? rc : real_of(f)->pMethods->xSync(real_of(f), flags);
 }
 
 static int m_size(sqlite3_file *f, sqlite3_int64 *size)
 {
-	int rc = flush((map_file *)f);
+	int rc = flush((shim_file *)f);
 	return rc ? rc : real_of(f)->pMethods->xFileSize(real_of(f), size);
 }
 
@@ -351,7 +351,7 @@ static int m_shm_unmap(sqlite3_file *f, int del)
 /* A page the pager asks for in place: ours when it lies in the mapping. */
 static int m_fetch(sqlite3_file *f, sqlite3_int64 off, int amt, void **pp)
 {
-	map_file *mf = (map_file *)f;
+	shim_file *mf = (shim_file *)f;
 	if (in_map(mf, off, amt)) {
 		*pp = (void *)(mf->map + off);
 		return SQLITE_OK;
@@ -361,7 +361,7 @@ static int m_fetch(sqlite3_file *f, sqlite3_int64 off, int amt, void **pp)
 
 static int m_unfetch(sqlite3_file *f, sqlite3_int64 off, void *p)
 {
-	map_file *mf = (map_file *)f;
+	shim_file *mf = (shim_file *)f;
 	if (p && (const uint8_t *)p >= mf->map && (const uint8_t *)p < mf->map + mf->len)
 		return SQLITE_OK; /* ours: nothing to release until close */
 	return mf->real->pMethods->xUnfetch(mf->real, off, p);
@@ -373,7 +373,7 @@ static int m_open(sqlite3_vfs *v, const char *name, sqlite3_file *f, int flags, 
 {
 	sqlite3_vfs *real = v->pAppData;
 	bool map = v == &map_vfs;
-	map_file *mf = (map_file *)f;
+	shim_file *mf = (shim_file *)f;
 	memset(mf, 0, sizeof(*mf));
 	mf->real = (sqlite3_file *)((char *)f + HEAD);
 	int rc = real->xOpen(real, name, mf->real, flags, out_flags);

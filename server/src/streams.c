@@ -677,6 +677,12 @@ static bool own_put(stream *s, int64_t seq, eng_stream *d, size_t mem, size_t le
 	srv__streams *ss = s->ss;
 	if (seq <= s->seq || s->reload || s->own_n >= OWN_MAX || s->own_mem + mem > OWN_MAX_BYTES)
 		return false;
+	/* commits of one group end in any order: keep the list sorted */
+	own_delta **at = &s->own;
+	while (*at && (*at)->seq < seq)
+		at = &(*at)->next;
+	if (*at && (*at)->seq == seq)
+		return false;
 	if (atomic_fetch_add(&ss->own_mem, mem) + mem > OWN_TOTAL_BYTES) {
 		atomic_fetch_sub(&ss->own_mem, mem);
 		return false;
@@ -686,17 +692,7 @@ static bool own_put(stream *s, int64_t seq, eng_stream *d, size_t mem, size_t le
 		atomic_fetch_sub(&ss->own_mem, mem);
 		return false;
 	}
-	*o = (own_delta){seq, d, mem, len, NULL};
-	/* commits of one group end in any order: keep the list sorted */
-	own_delta **at = &s->own;
-	while (*at && (*at)->seq < seq)
-		at = &(*at)->next;
-	if (*at && (*at)->seq == seq) {
-		atomic_fetch_sub(&ss->own_mem, mem);
-		free(o);
-		return false;
-	}
-	o->next = *at;
+	*o = (own_delta){seq, d, mem, len, *at};
 	*at = o;
 	s->own_n++;
 	s->own_mem += mem;

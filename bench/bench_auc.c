@@ -10,6 +10,11 @@
  * and sketch updates the scores are squashed into (0, 1) by a sigmoid, as
  * probabilities are.
  *
+ * And the engine's share of one durable stream update (bench_durable.py's
+ * "b64" case: 1,000 float32 probabilities to a sketch stream): the delta
+ * built from the batch, merged into the stream, serialized for the store;
+ * microseconds per update (stream/update_1000), with each part beside it.
+ *
  * Figures are M scores/s = n / median seconds, on one thread: the AUC
  * engines take no eng_parallel, so per core is per call. Checks that fail
  * the program: the exact AUC agrees with a float64 O(n log n) reference
@@ -25,6 +30,7 @@
 #include "lossd/auc.h"
 #include "lossd/binned.h"
 #include "lossd/sketch.h"
+#include "lossd/stream.h"
 
 typedef struct sl {
 	double s;
@@ -260,6 +266,65 @@ static int bench_sketch(const bench_opts *o, const dataset *d)
 	return fails;
 }
 
+/* One stream update's engine work, repeated: microseconds per update
+ * (median over runs of UPDATES updates each), the three parts beside it.
+ * The scores are the first 1,000 probabilities, as float32. */
+static int bench_stream_update(const bench_opts *o, const dataset *d)
+{
+	enum { N = 1000, UPDATES = 2000 };
+	float sc[N];
+	for (int i = 0; i < N; i++)
+		sc[i] = (float)d->p64[i];
+	eng_tensor yt = vec(ENG_U8, d->y8, N), st = vec(ENG_F32, sc, N);
+	eng_stream_config cfg = ENG_STREAM_CONFIG_INIT;
+	eng_stream *s = NULL;
+	eng_error err;
+	double *secs = calloc((size_t)o->runs, sizeof *secs), part[3] = {0, 0, 0};
+	size_t bytes = 0;
+	int fails = 0;
+
+	if (!secs || eng_stream_new(&s, &cfg, &err))
+		fails++;
+	for (int r = -1; r < o->runs && !fails; r++) {
+		double t[4], sum[3] = {0, 0, 0};
+		for (int u = 0; u < UPDATES && !fails; u++) {
+			eng_stream *delta = NULL;
+			void *b = NULL;
+			t[0] = bench_now();
+			fails += eng_stream_batch(&delta, &cfg, &yt, &st, NULL, NULL, &err) != 0;
+			t[1] = bench_now();
+			fails += !fails && eng_stream_merge(s, delta, &err) != 0;
+			t[2] = bench_now();
+			fails += !fails && eng_stream_serialize(&b, &bytes, delta) != 0;
+			t[3] = bench_now();
+			for (int k = 0; k < 3; k++)
+				sum[k] += t[k + 1] - t[k];
+			free(b);
+			eng_stream_free(delta);
+		}
+		if (r >= 0) {
+			secs[r] = sum[0] + sum[1] + sum[2];
+			for (int k = 0; k < 3; k++)
+				part[k] += sum[k] / o->runs;
+		}
+	}
+	if (fails) {
+		fprintf(stderr, "bench_auc: stream update failed: %s\n", err.msg);
+	} else {
+		char extra[200];
+		snprintf(extra, sizeof extra,
+		         "\"batch_us\": %.3f, \"merge_us\": %.3f, \"serialize_us\": %.3f, "
+		         "\"delta_bytes\": %zu, \"per_core\": true",
+		         part[0] / UPDATES * 1e6, part[1] / UPDATES * 1e6, part[2] / UPDATES * 1e6,
+		         bytes);
+		bench_emit("stream/update_1000", "lossd", "us",
+		           bench_median(secs, o->runs) / UPDATES * 1e6, extra);
+	}
+	eng_stream_free(s);
+	free(secs);
+	return fails;
+}
+
 int main(int argc, char **argv)
 {
 	bench_opts o;
@@ -281,7 +346,7 @@ int main(int argc, char **argv)
 		const char *name = o.smoke ? smoke[i].name : full[i].name;
 
 #define WANT(part) (snprintf(key, sizeof key, "%s/%s", name, part), !only || strstr(key, only))
-		if (!WANT("exact") && !WANT("binned") && !WANT("sketch"))
+		if (!WANT("exact") && !WANT("binned") && !WANT("sketch") && !WANT("stream"))
 			continue;
 		fprintf(stderr, "bench_auc: n = %s\n", name);
 		make_data(&d, n);
@@ -293,6 +358,8 @@ int main(int argc, char **argv)
 			fails += bench_binned(&o, &d);
 		if (i == nsizes - 1 && WANT("sketch"))
 			fails += bench_sketch(&o, &d);
+		if (i == nsizes - 1 && WANT("stream"))
+			fails += bench_stream_update(&o, &d);
 		free_data(&d);
 	}
 	return fails ? 1 : 0;

@@ -225,6 +225,15 @@ def build(res, smoke):
             t.bound("%s bodies, %d stream(s): p99" % (kind, ns), c + "/p99", "lossd", hi=20,
                     unit="ms")
 
+    # the engine's share of one b64 update's CPU (bench_auc, one thread):
+    # what the update costs before HTTP, the kernel and the store
+    d = res.get(("stream/update_1000", "lossd"), {})
+    t.bound("engine work of one b64 update (batch, merge, serialize the delta)",
+            "stream/update_1000", "lossd", unit="us",
+            note=("batch %s, merge %s, serialize %s us; delta %s B" %
+                  (fmt(d.get("batch_us")), fmt(d.get("merge_us")), fmt(d.get("serialize_us")),
+                   d.get("delta_bytes"))) if d else "")
+
     # issue 15: an update with "step" costs at most 10% more than one without
     # "step"'s cost: over bench_durable's alternating pairs when they ran
     # (one run's spread is larger than the effect), else from the one run

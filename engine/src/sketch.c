@@ -1535,7 +1535,7 @@ static bool small_int(double x)
 /* A weight code at p: 2 x (+ tag) for a small integer, 1 + tag and the
  * f64 otherwise (tag: 2 for pos's folded bit, else 0; pos's integer is
  * doubled again: scale 4). Returns the end. */
-static uint8_t *put_weight(uint8_t *p, double x, uint64_t scale, uint64_t tag)
+static inline uint8_t *put_weight(uint8_t *p, double x, uint64_t scale, uint64_t tag)
 {
 	/* the usual count, below 32: one byte (its varint), one branch */
 	int32_t i = x >= 0.0 && x < 32.0 ? (int32_t)x : -1;

@@ -5,7 +5,10 @@
  *
  * The sort against qsort on keys with many equal values, both digit widths
  * (below and above 4,096 keys), with and without a carried index (stable:
- * equal keys keep their input order); the keys of negative zero, subnormals,
+ * equal keys keep their input order); below 4,096 keys, keys whose
+ * differing bits are a window of every width at every offset, two windows
+ * apart, and float32 scores widened to double (the digits are placed where
+ * the bits differ, from one to eight passes, odd and even counts); the keys of negative zero, subnormals,
  * infinities and neighbouring doubles; and eng__auc_sort's three layouts
  * (32-bit words, 64-bit words, bare keys with labels beside them) read
  * back as the scores and labels they came from, in order.
@@ -119,6 +122,43 @@ Test(radix, sorts_like_qsort_and_stays_stable)
 		for (size_t d = 0; d < sizeof draws / sizeof draws[0]; d++)
 			for (int wide = 0; wide < 2; wide++)
 				check_sort(sizes[s] ? sizes[s] : 1, wide, draws[d]);
+}
+
+/* The window draw_window fills: `span` random bits from bit `low` up, on
+ * a fixed base; with `gap` > 0 a second such window `gap` bits above. */
+static int w_low, w_span, w_gap;
+
+static uint64_t draw_window(int64_t i)
+{
+	(void)i;
+	uint64_t m = w_span >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << w_span) - 1;
+	uint64_t k = 0x5a5a5a5a5a5a5a5aull & ~(m << w_low);
+	k |= (rnd() & m) << w_low;
+	int hi = w_low + w_span + w_gap;
+	if (w_gap && hi < 64)
+		k = (k & ~(m << hi)) | (rnd() & m) << hi;
+	return k;
+}
+
+static uint64_t draw_float32_score(int64_t i)
+{
+	/* a training worker's scores: float32 in [0, 1], some exactly 0 or 1 */
+	float f = i % 50 == 0 ? 0.0f : i % 70 == 0 ? 1.0f : (float)(rnd() >> 40) / 16777216.0f;
+	return eng__key64((double)f);
+}
+
+Test(radix, small_sorts_place_digits_where_bits_differ)
+{
+	rng_state = 11;
+	for (w_span = 1; w_span <= 64; w_span += w_span < 12 ? 1 : 5)
+		for (w_low = 0; w_low + w_span <= 64; w_low += 7)
+			for (w_gap = 0; w_gap <= 20; w_gap += 20) {
+				check_sort(1000, 1, draw_window);
+				if (w_low + w_span <= 32)
+					check_sort(1000, 0, draw_window);
+			}
+	for (int64_t n = 2; n < 4096; n = n * 3 + 1)
+		check_sort(n, 1, draw_float32_score);
 }
 
 Test(radix, keys_order_doubles_and_tie_signed_zeros)

@@ -617,17 +617,12 @@ static bool counts_overflow(const eng_stream *dst, const eng_stream *src)
 	return false;
 }
 
-int eng__stream_grow_rows(eng_stream *dst, int64_t n2, size_t row)
+/* The arrays' room set to ncap rows (> cap). 0, or ENG_ENOMEM with cap
+ * unchanged (an array already moved keeps its larger room, unused). */
+static int grow_room(eng_stream *dst, int64_t ncap)
 {
 	const eng_stream_config *c = &dst->cfg;
 	size_t L = (size_t)eng__stream_lcols(c);
-	if (n2 <= dst->cap)
-		return 0;
-	int64_t ncap = dst->cap ? dst->cap : 64;
-	while (ncap < n2)
-		ncap = ncap > INT64_MAX / 2 ? n2 : ncap * 2;
-	if ((size_t)ncap > c->max_bytes / row)
-		ncap = n2;
 	double *ns = realloc(dst->score, (size_t)ncap * (size_t)c->columns * sizeof(double));
 	if (!ns)
 		return ENG_ENOMEM;
@@ -644,6 +639,59 @@ int eng__stream_grow_rows(eng_stream *dst, int64_t n2, size_t row)
 	}
 	dst->cap = ncap; /* capacity only: contents unchanged */
 	return 0;
+}
+
+int eng__stream_grow_rows(eng_stream *dst, int64_t n2, size_t row)
+{
+	const eng_stream_config *c = &dst->cfg;
+	if (n2 <= dst->cap)
+		return 0;
+	int64_t ncap = dst->cap ? dst->cap : 64;
+	while (ncap < n2)
+		ncap = ncap > INT64_MAX / 2 ? n2 : ncap * 2;
+	if ((size_t)ncap > c->max_bytes / row)
+		ncap = n2;
+	return grow_room(dst, ncap);
+}
+
+/* The bytes one row of s takes (its rows' arrays). */
+static size_t own_row(const eng_stream *s)
+{
+	const eng_stream_config *c = &s->cfg;
+	return (size_t)c->columns * sizeof(double) +
+	       (size_t)eng__stream_lcols(c) * sizeof(int32_t) + (s->weight ? sizeof(double) : 0);
+}
+
+int eng_stream_reserve(eng_stream *s, int64_t rows, size_t max_bytes)
+{
+	if (s->cfg.method != ENG_STREAM_EXACT)
+		return 0;
+	size_t row = own_row(s);
+	if (rows > 0 && (size_t)rows > max_bytes / row)
+		rows = (int64_t)(max_bytes / row);
+	return rows > s->cap ? grow_room(s, rows) : 0;
+}
+
+void eng_stream_trim(eng_stream *s)
+{
+	const eng_stream_config *c = &s->cfg;
+	if (s->cfg.method != ENG_STREAM_EXACT || s->n == 0 || s->cap <= s->n)
+		return;
+	size_t n = (size_t)s->n, L = (size_t)eng__stream_lcols(c);
+	/* Every array keeps room for n rows whether or not its shrink is
+	 * granted (one refused keeps its old room, unused), so cap = n holds. */
+	double *ns = realloc(s->score, n * (size_t)c->columns * sizeof(double));
+	if (ns)
+		s->score = ns;
+	int32_t *nl = realloc(s->label, n * L * sizeof(int32_t));
+	if (nl)
+		s->label = nl;
+	if (s->weight) {
+		double *nw = realloc(s->weight, n * sizeof(double));
+		if (nw)
+			s->weight = nw;
+	}
+	s->cap = s->n;
 }
 
 static int hist_error(eng_error *err, int rc)

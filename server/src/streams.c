@@ -6,6 +6,8 @@
  * lives in a table sorted by id. The load runs on a loader thread per core
  * (srv__store_load_all), each delta decoded straight into its stream
  * (eng_stream_merge_bytes): a big store's start is bound by decoding.
+ * The heads, read first, say how many deltas each stream replays, so an
+ * exact stream's rows are grown once at its first delta (on_delta).
  * A write (create, update, merge, reset, delete) goes:
  *   1. decode the body into an engine delta (no lock: JSON and validation
  *      run in parallel on every worker);
@@ -209,6 +211,7 @@ typedef struct stream {
 	/* under mu: */
 	eng_stream *st;
 	int64_t seq;                     /* seq of the last op applied */
+	int64_t replay_left;             /* loading: deltas to replay after the checkpoint */
 	size_t delta_bytes;              /* delta bytes submitted since the last checkpoint */
 	atomic_size_t last_blen;         /* the last delta serialized, bytes (apply's `hot`) */
 	atomic_bool lazy_hint;           /* the last update had ops in flight: so will this one */
@@ -444,12 +447,82 @@ static void release(stream *s)
 
 /* ---- open / close ------------------------------------------------------------------ */
 
+/* A stream's last committed seq, read before the start-up load. */
+typedef struct head_rec {
+	char *id;
+	int64_t seq;
+} head_rec;
+
 typedef struct load_ctx {
 	srv__streams *ss;
 	atomic_int failed; /* set by any loader thread (srv__store_load_all) */
 	bool lazy;         /* load_one: a stream already in the table is not an error */
 	stream *held;      /* load_one: the stream read, its mu held until its last delta */
+	/* start-up: the heads in id order (store.c reads them sorted), so a
+	 * stream knows how many deltas it is about to replay (on_delta) */
+	head_rec *heads;
+	size_t nheads, heads_cap;
+	bool no_heads; /* dropped (collect_head) */
 } load_ctx;
+
+/* The committed head of stream id read before the load, or INT64_MIN. */
+static int64_t head_after(const load_ctx *lc, const char *id)
+{
+	size_t lo = 0, hi = lc->nheads;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(lc->heads[mid].id, id);
+		if (c == 0)
+			return lc->heads[mid].seq;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return INT64_MIN;
+}
+
+static void heads_free(load_ctx *lc);
+
+/* Keeps a head for on_stream. The heads are only a forecast: out of
+ * memory, or out of strcmp's order (store.c reads them ORDER BY stream,
+ * binary collation: the same order), drops them all and the load goes on
+ * without. */
+static int collect_head(void *arg, const char *id, int64_t seq)
+{
+	load_ctx *lc = arg;
+	if (lc->no_heads)
+		return 0;
+	if (lc->nheads == lc->heads_cap) {
+		size_t cap = lc->heads_cap ? 2 * lc->heads_cap : 1024;
+		head_rec *h = realloc(lc->heads, cap * sizeof(*h));
+		if (!h)
+			goto drop;
+		lc->heads = h;
+		lc->heads_cap = cap;
+	}
+	if (lc->nheads > 0 && strcmp(lc->heads[lc->nheads - 1].id, id) >= 0)
+		goto drop;
+	head_rec *h = &lc->heads[lc->nheads];
+	if (!(h->id = strdup(id)))
+		goto drop;
+	h->seq = seq;
+	lc->nheads++;
+	return 0;
+drop:
+	heads_free(lc);
+	lc->no_heads = true;
+	return 0;
+}
+
+static void heads_free(load_ctx *lc)
+{
+	for (size_t i = 0; i < lc->nheads; i++)
+		free(lc->heads[i].id);
+	free(lc->heads);
+	lc->heads = NULL;
+	lc->nheads = lc->heads_cap = 0;
+}
 
 /* Marks s (being loaded) damaged: its state is dropped, every route but
  * the owner's DELETE answers 503 stream_damaged, and an error line says
@@ -489,6 +562,8 @@ static void *on_stream(void *arg, const char *id, const char *owner, const char 
 	if (!s)
 		goto fail;
 	s->seq = seq;
+	int64_t head = head_after(lc, id);
+	s->replay_left = head > seq ? head - seq : 0;
 	if (!config) {
 		/* store.c: a text row of it fails its checksum. The owner read
 		 * back may be wrong: any principal gets 503, none a 404. */
@@ -549,11 +624,24 @@ static int on_delta(void *arg, void *handle, int64_t seq, const void *data, size
 	}
 	/* Replays ignore the cap: the disk holds only what was accepted (the
 	 * stream's is set after the load). Decoded into the stream in place. */
+	int64_t left = s->replay_left;
+	eng_stream_counts c0, c1;
+	s->replay_left = 0;
+	eng_stream_counts_of(&c0, s->st);
 	if (eng_stream_merge_bytes(s->st, data, len, &err)) {
 		quarantine(s, "cannot replay delta %lld: %s", (long long)seq, err.msg);
 		return 0;
 	}
 	s->seq = seq;
+	/* The first of several: an exact stream's arrays grown once, for as
+	 * many more deltas of this one's rows (a worker's batches are of one
+	 * size), up to the memory cap; on_head gives back any room unused.
+	 * Growing by doublings copied every row about once more, and touched
+	 * fresh pages for each copy: a tenth of the start of 10^6 deltas. */
+	eng_stream_counts_of(&c1, s->st);
+	int64_t per = c1.rows - c0.rows;
+	if (left > 1 && per > 0 && left - 1 <= (INT64_MAX - c1.rows) / per)
+		(void)eng_stream_reserve(s->st, c1.rows + (left - 1) * per, s->ss->lim.max_bytes);
 	return 0;
 }
 
@@ -593,7 +681,7 @@ static int on_orphan(void *arg, const char *id)
  * or -1 when the store cannot be read. */
 static int load_one(srv__streams *ss, const char *id)
 {
-	load_ctx lc = {ss, 0, true, NULL};
+	load_ctx lc = {.ss = ss, .lazy = true};
 	int r = srv__store_load(ss->store, id, on_stream, on_delta, &lc);
 	if (lc.held)
 		pthread_mutex_unlock(&lc.held->mu);
@@ -919,6 +1007,8 @@ static int on_head(void *arg, const char *id, int64_t head)
 	if (!s->damaged && s->seq != head)
 		quarantine(s, "its rows end at seq %lld but seq %lld was committed",
 		           (long long)s->seq, (long long)head);
+	if (s->st) /* the room on_delta reserved and did not use */
+		eng_stream_trim(s->st);
 	return 0;
 }
 
@@ -1140,7 +1230,7 @@ static void *reaper_main(void *arg)
 int srv__streams_open(srv__streams *ss, const char *data_dir)
 {
 	char err[512];
-	load_ctx lc = {ss, 0, false, NULL};
+	load_ctx lc = {.ss = ss};
 
 	ss->store_opts.data_dir = data_dir;
 	/* SQLite's quick_check runs beside the loaders; nothing loaded is
@@ -1159,10 +1249,12 @@ int srv__streams_open(srv__streams *ss, const char *data_dir)
 	              : cores > SRV__STORE_LOAD_THREADS ? SRV__STORE_LOAD_THREADS
 	                                                : (int)cores;
 	bool bad = !srv__store_shared(ss->store) &&
-	           (srv__store_load_all(ss->store, loaders, on_stream, on_delta, &lc) ||
+	           (srv__store_heads(ss->store, collect_head, &lc) ||
+	            srv__store_load_all(ss->store, loaders, on_stream, on_delta, &lc) ||
 	            lc.failed || srv__store_orphans(ss->store, on_orphan, &lc) || lc.failed ||
 	            srv__store_heads(ss->store, on_head, &lc) || lc.failed ||
 	            srv__store_load_extra(ss->store, on_ckpt, on_meta, &lc));
+	heads_free(&lc);
 	/* a damaged file may also fail the load: the check's refusal first */
 	if (srv__store_check_wait(ss->store, err, sizeof err)) {
 		srv_log(SRV_LOG_ERROR, NULL, "stream store: %s", err);

@@ -406,6 +406,58 @@ class StreamsTest(unittest.TestCase):
         finally:
             shutil.rmtree(d, ignore_errors=True)
 
+    def test_uneven_pending_deltas_load_as_sent(self):
+        """The start-up grows an exact stream's rows once, for as many
+        pending deltas as its first one (a worker's batches are of one
+        size), and gives back what it did not use: deltas smaller and larger
+        than the first, weighted and not, load byte for byte as they were
+        sent, and the streams go on taking updates as a stream that never
+        restarted does."""
+        d = tempfile.mkdtemp(prefix="lossd-uneven-")
+        try:
+            y, s, w = make_data(700, 13)
+            plans = {"small_first": [1, 40, 3, 200, 2, 150],
+                     "big_first": [300, 1, 1, 2, 90]}
+            def parts(sizes, weighted, at=0):
+                out = []
+                for n in sizes:
+                    b = {"y_true": y[at:at + n], "y_score": s[at:at + n]}
+                    if weighted:
+                        b["sample_weight"] = w[at:at + n]
+                    out.append(b)
+                    at += n
+                return out, at
+            srv = Server(data_dir=d, check_exit=False)
+            ids, states, refs, more = {}, {}, {}, {}
+            try:
+                for name, sizes in plans.items():
+                    for weighted in (False, True):
+                        key = (name, weighted)
+                        ups, used = parts(sizes, weighted)
+                        ids[key] = self.create(srv, {"method": "exact"})
+                        refs[key] = self.create(srv, {"method": "exact"})
+                        for b in ups:
+                            self.assertEqual(self.update(srv, ids[key], b).status, 200)
+                            self.assertEqual(self.update(srv, refs[key], b).status, 200)
+                        states[key] = srv.get("/v1/streams/%s/state" % ids[key]).json()
+                        more[key] = parts([700 - used], weighted, used)[0][0]
+                srv.send_signal(signal.SIGKILL)
+                srv.wait()
+            finally:
+                srv.stop()
+            with Server(data_dir=d) as srv:
+                for key, sid in ids.items():
+                    got = srv.get("/v1/streams/%s/state" % sid).json()
+                    self.assertEqual(got, states[key], key)
+                    for t in (sid, refs[key]):
+                        self.assertEqual(self.update(srv, t, more[key]).status, 200)
+                    a = srv.get("/v1/streams/%s/state" % sid).json()["state"]
+                    b = srv.get("/v1/streams/%s/state" % refs[key]).json()["state"]
+                    self.assertEqual(a, b, key)
+                    self.assertEqual(srv.get("/v1/streams/" + sid).json()["count"], 700)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
     def test_kill9_loop(self):
         """Start, update from client threads, SIGKILL, restart, compare."""
         d = tempfile.mkdtemp(prefix="lossd-kill9-")

@@ -1,7 +1,8 @@
 /*
  * test_stream.c - engine/src/stream.c: batches merged into a stream give the
  * numbers of one evaluation over all the data; merge and update are all or
- * nothing; serialized states round-trip and corrupt ones are refused.
+ * nothing; serialized states round-trip and corrupt ones are refused; room
+ * reserved for rows to come (a replay) and given back changes no row.
  */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
@@ -402,6 +403,58 @@ Test(stream, memory_cap)
 	free(b0);
 	free(b1);
 	eng_stream_free(s);
+}
+
+/* Room reserved for rows to come changes nothing a reader sees, is taken
+ * by the merges that follow without growing again, stops at the memory
+ * bound given, and trim gives back what was not used; other methods have
+ * no rows to make room for. */
+Test(stream, reserve_and_trim_keep_the_contents)
+{
+	make_data();
+	for (int weighted = 0; weighted < 2; weighted++) {
+		eng_stream *s = new_stream(ENG_STREAM_EXACT, ENG_LABELS_CLASS_ID, ENG_CURVE_ROC);
+		eng_stream *ref = new_stream(ENG_STREAM_EXACT, ENG_LABELS_CLASS_ID, ENG_CURVE_ROC);
+		add_rows(s, ENG_LABELS_CLASS_ID, 0, 100, weighted);
+		add_rows(ref, ENG_LABELS_CLASS_ID, 0, 100, weighted);
+		size_t m0 = eng_stream_memory(s),
+		       row = C * sizeof(double) + sizeof(int32_t) + (weighted ? sizeof(double) : 0);
+		/* bounded: room for 300 rows at most, not the 10^6 asked */
+		cr_assert_eq(eng_stream_reserve(s, 1000000, 300 * row), 0);
+		size_t m1 = eng_stream_memory(s);
+		cr_assert_eq(m1, m0 + (300 - 128) * row, "room: %zu -> %zu (row %zu)", m0, m1, row);
+		/* a reserve below the room is a no-op */
+		cr_assert_eq(eng_stream_reserve(s, 200, SIZE_MAX), 0);
+		cr_assert_eq(eng_stream_memory(s), m1);
+		add_rows(s, ENG_LABELS_CLASS_ID, 100, 300, weighted);
+		add_rows(ref, ENG_LABELS_CLASS_ID, 100, 300, weighted);
+		cr_assert_eq(eng_stream_memory(s), m1, "the merges into reserved room grew it");
+		add_rows(s, ENG_LABELS_CLASS_ID, 300, 310, weighted);
+		add_rows(ref, ENG_LABELS_CLASS_ID, 300, 310, weighted);
+		eng_stream_trim(s);
+		cr_assert_eq(eng_stream_memory(s), m0 + (310 - 128) * row);
+		size_t l, lr;
+		void *b = ser(s, &l), *br = ser(ref, &lr);
+		cr_assert(l == lr && memcmp(b, br, l) == 0, "reserve or trim changed the rows");
+		/* and it goes on growing after a trim */
+		add_rows(s, ENG_LABELS_CLASS_ID, 310, N, weighted);
+		add_rows(ref, ENG_LABELS_CLASS_ID, 310, N, weighted);
+		free(b);
+		free(br);
+		b = ser(s, &l);
+		br = ser(ref, &lr);
+		cr_assert(l == lr && memcmp(b, br, l) == 0);
+		free(b);
+		free(br);
+		eng_stream_free(s);
+		eng_stream_free(ref);
+	}
+	eng_stream *sk = new_stream(ENG_STREAM_SKETCH, ENG_LABELS_BINARY, ENG_CURVE_ROC);
+	size_t m = eng_stream_memory(sk);
+	cr_assert_eq(eng_stream_reserve(sk, 1000000, SIZE_MAX), 0);
+	eng_stream_trim(sk);
+	cr_assert_eq(eng_stream_memory(sk), m);
+	eng_stream_free(sk);
 }
 
 Test(stream, config_mismatch_and_reset)

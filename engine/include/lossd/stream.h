@@ -137,6 +137,21 @@ int eng_stream_empty_copy(eng_stream **out, const eng_stream *s);
 /* Sets the memory cap of s (not part of its identity). */
 void eng_stream_set_max_bytes(eng_stream *s, size_t max_bytes);
 
+/*
+ * Room for `rows` rows in all in an exact stream, or for as many as
+ * max_bytes of rows hold if fewer (no-op for the other methods and when it
+ * has that room): a caller that knows how many rows are coming (a replay of
+ * stored deltas) grows the arrays once instead of by doublings, each a
+ * copy of all rows so far. Contents unchanged. 0, or ENG_ENOMEM (the room
+ * may have grown in part).
+ */
+int eng_stream_reserve(eng_stream *s, int64_t rows, size_t max_bytes);
+
+/* Gives back an exact stream's room beyond its rows (after a reserve that
+ * guessed high). Contents unchanged; a shrink the allocator refuses keeps
+ * that array's room. */
+void eng_stream_trim(eng_stream *s);
+
 /* Bytes of heap s holds (what max_bytes bounds). */
 size_t eng_stream_memory(const eng_stream *s);
 

@@ -13,7 +13,7 @@
  * And the engine's share of one durable stream update (bench_durable.py's
  * "b64" case: 1,000 float32 probabilities to a sketch stream): the delta
  * built from the batch, merged into the stream, serialized for the store;
- * microseconds per update (stream/update_1000), with each part beside it.
+ * microseconds per update (engine/stream_update_1000), with each part beside it.
  *
  * Figures are M scores/s = n / median seconds, on one thread: the AUC
  * engines take no eng_parallel, so per core is per call. Checks that fail
@@ -317,7 +317,7 @@ static int bench_stream_update(const bench_opts *o, const dataset *d)
 		         "\"delta_bytes\": %zu, \"per_core\": true",
 		         part[0] / UPDATES * 1e6, part[1] / UPDATES * 1e6, part[2] / UPDATES * 1e6,
 		         bytes);
-		bench_emit("stream/update_1000", "lossd", "us",
+		bench_emit("engine/stream_update_1000", "lossd", "us",
 		           bench_median(secs, o->runs) / UPDATES * 1e6, extra);
 	}
 	eng_stream_free(s);

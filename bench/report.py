@@ -227,9 +227,9 @@ def build(res, smoke):
 
     # the engine's share of one b64 update's CPU (bench_auc, one thread):
     # what the update costs before HTTP, the kernel and the store
-    d = res.get(("stream/update_1000", "lossd"), {})
+    d = res.get(("engine/stream_update_1000", "lossd"), {})
     t.bound("engine work of one b64 update (batch, merge, serialize the delta)",
-            "stream/update_1000", "lossd", unit="us",
+            "engine/stream_update_1000", "lossd", unit="us",
             note=("batch %s, merge %s, serialize %s us; delta %s B" %
                   (fmt(d.get("batch_us")), fmt(d.get("merge_us")), fmt(d.get("serialize_us")),
                    d.get("delta_bytes"))) if d else "")

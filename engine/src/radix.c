@@ -30,76 +30,14 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
-#define SMALL 4096 /* below this many keys, 8-bit digits */
-
-/*
- * NAME_BITS(key, idx, tkey, tidx, n): the sort with BITS-bit digits,
- * DIGITS = ceil(width / BITS) of them.
- */
-#define DEFINE_RADIX_PASSES(NAME, KT, BITS, DIGITS)                                                \
-	static void NAME(KT *key, uint32_t *idx, KT *tkey, uint32_t *tidx, int64_t n)              \
-	{                                                                                          \
-		enum { R = 1 << (BITS) };                                                          \
-		const KT mask = (KT)(R - 1);                                                       \
-		uint32_t hist[DIGITS][R];                                                          \
-		KT diff = 0;                                                                       \
-		for (int64_t i = 1; i < n; i++)                                                    \
-			diff |= key[i] ^ key[0];                                                   \
-		int act[DIGITS], na = 0;                                                           \
-		for (int b = 0; b < (DIGITS); b++)                                                 \
-			if ((diff >> ((BITS)*b)) & mask)                                           \
-				act[na++] = b;                                                     \
-		for (int a = 0; a < na; a++)                                                       \
-			memset(hist[act[a]], 0, sizeof(hist[0]));                                  \
-		for (int64_t i = 0; i < n; i++) {                                                  \
-			KT k = key[i];                                                             \
-			for (int a = 0; a < na; a++)                                               \
-				hist[act[a]][(k >> ((BITS)*act[a])) & mask]++;                     \
-		}                                                                                  \
-		KT *src = key, *dst = tkey;                                                        \
-		uint32_t *isrc = idx, *idst = tidx;                                                \
-		for (int a = 0; a < na; a++) {                                                     \
-			int b = act[a];                                                            \
-			uint32_t *h = hist[b];                                                     \
-			uint32_t off = 0;                                                          \
-			for (int d = 0; d < R; d++) {                                              \
-				uint32_t c = h[d];                                                 \
-				h[d] = off;                                                        \
-				off += c;                                                          \
-			}                                                                          \
-			int sh = (BITS)*b;                                                         \
-			if (isrc) {                                                                \
-				for (int64_t i = 0; i < n; i++) {                                  \
-					uint32_t p = h[(src[i] >> sh) & mask]++;                   \
-					dst[p] = src[i];                                           \
-					idst[p] = isrc[i];                                         \
-				}                                                                  \
-				uint32_t *it = isrc;                                               \
-				isrc = idst;                                                       \
-				idst = it;                                                         \
-			} else {                                                                   \
-				for (int64_t i = 0; i < n; i++)                                    \
-					dst[h[(src[i] >> sh) & mask]++] = src[i];                  \
-			}                                                                          \
-			KT *t = src;                                                               \
-			src = dst;                                                                 \
-			dst = t;                                                                   \
-		}                                                                                  \
-		if (src != key) {                                                                  \
-			memcpy(key, src, (size_t)n * sizeof(KT));                                  \
-			if (idx)                                                                   \
-				memcpy(idx, isrc, (size_t)n * sizeof(uint32_t));                   \
-		}                                                                                  \
-	}
-
-DEFINE_RADIX_PASSES(sort64_d11, uint64_t, 11, 6)
-DEFINE_RADIX_PASSES(sort32_d11, uint32_t, 11, 3)
+#define SMALL 4096 /* below this many keys, digits placed by place_digits */
+#define WIDE  11   /* the digits' width from SMALL keys up */
 
 /*
  * Places a small sort's digits: each starts at the lowest differing bit
  * (of diff) not covered by the one before, and all are `w` bits wide, for
  * the w in [8, 11] that takes the fewest (the narrower on a tie). Writes
- * their shifts to sh and returns their number. The 34 differing bits of
+ * their shifts to sh and returns their number. The 33 differing bits of
  * float32 scores in [0, 1] widened to double take four 9-bit digits
  * instead of five 8-bit ones (and an even count: no final copy).
  */
@@ -123,19 +61,31 @@ static int place_digits(uint64_t diff, int *sh, int *width)
 	return best;
 }
 
+/* A large sort's digits: WIDE bits at multiples of WIDE, those in which
+ * the keys differ. Writes their shifts to sh; returns their number. */
+static int wide_digits(uint64_t diff, int *sh)
+{
+	int k = 0;
+	for (int b = 0; b < 64; b += WIDE)
+		if ((diff >> b) & ((UINT64_C(1) << WIDE) - 1))
+			sh[k++] = b;
+	return k;
+}
+
 /*
- * NAME(key, idx, tkey, tidx, n): the sort below SMALL keys, with the
- * digits place_digits chooses (at most 8: 8-bit digits cover 64 bits).
+ * NAME(key, idx, tkey, tidx, n): the sort of n keys of type KT, with the
+ * digits place_digits (below SMALL keys) or wide_digits chooses: at most
+ * 8 of 8 to 11 bits, all counted in one read, then a pass each.
  */
-#define DEFINE_RADIX_SMALL(NAME, KT)                                                               \
+#define DEFINE_RADIX(NAME, KT)                                                                     \
 	static void NAME(KT *key, uint32_t *idx, KT *tkey, uint32_t *tidx, int64_t n)              \
 	{                                                                                          \
-		uint32_t hist[8][1 << 11];                                                         \
+		uint32_t hist[8][1 << WIDE];                                                       \
 		KT diff = 0;                                                                       \
 		for (int64_t i = 1; i < n; i++)                                                    \
 			diff |= key[i] ^ key[0];                                                   \
-		int sh[8], w = 8;                                                                  \
-		int na = place_digits(diff, sh, &w);                                               \
+		int sh[8], w = WIDE;                                                               \
+		int na = n < SMALL ? place_digits(diff, sh, &w) : wide_digits(diff, sh);           \
 		const KT mask = (KT)((1u << w) - 1);                                               \
 		const uint32_t r = 1u << w;                                                        \
 		for (int a = 0; a < na; a++)                                                       \
@@ -180,21 +130,15 @@ static int place_digits(uint64_t diff, int *sh, int *width)
 		}                                                                                  \
 	}
 
-DEFINE_RADIX_SMALL(sort64_small, uint64_t)
-DEFINE_RADIX_SMALL(sort32_small, uint32_t)
+DEFINE_RADIX(sort64, uint64_t)
+DEFINE_RADIX(sort32, uint32_t)
 
 void eng__radix_sort64(uint64_t *key, uint32_t *idx, uint64_t *tkey, uint32_t *tidx, int64_t n)
 {
-	if (n < SMALL)
-		sort64_small(key, idx, tkey, tidx, n);
-	else
-		sort64_d11(key, idx, tkey, tidx, n);
+	sort64(key, idx, tkey, tidx, n);
 }
 
 void eng__radix_sort32(uint32_t *key, uint32_t *idx, uint32_t *tkey, uint32_t *tidx, int64_t n)
 {
-	if (n < SMALL)
-		sort32_small(key, idx, tkey, tidx, n);
-	else
-		sort32_d11(key, idx, tkey, tidx, n);
+	sort32(key, idx, tkey, tidx, n);
 }

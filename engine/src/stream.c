@@ -617,28 +617,34 @@ static bool counts_overflow(const eng_stream *dst, const eng_stream *src)
 	return false;
 }
 
-/* The arrays' room set to ncap rows (> cap). 0, or ENG_ENOMEM with cap
- * unchanged (an array already moved keeps its larger room, unused). */
-static int grow_room(eng_stream *dst, int64_t ncap)
+/* The arrays' room set to ncap rows (>= n, > 0). 0, or ENG_ENOMEM when an
+ * array could not be moved: cap is then min(cap, ncap), which every array
+ * still holds (those moved have ncap rows of room, the others their old
+ * cap), so a refused growth keeps the old cap and a refused shrink the
+ * smaller one. Contents unchanged. */
+static int set_room(eng_stream *dst, int64_t ncap)
 {
 	const eng_stream_config *c = &dst->cfg;
 	size_t L = (size_t)eng__stream_lcols(c);
+	int rc = ENG_ENOMEM;
 	double *ns = realloc(dst->score, (size_t)ncap * (size_t)c->columns * sizeof(double));
 	if (!ns)
-		return ENG_ENOMEM;
+		goto out;
 	dst->score = ns;
 	int32_t *nl = realloc(dst->label, (size_t)ncap * L * sizeof(int32_t));
 	if (!nl)
-		return ENG_ENOMEM;
+		goto out;
 	dst->label = nl;
 	if (dst->weight) {
 		double *nw = realloc(dst->weight, (size_t)ncap * sizeof(double));
 		if (!nw)
-			return ENG_ENOMEM;
+			goto out;
 		dst->weight = nw;
 	}
-	dst->cap = ncap; /* capacity only: contents unchanged */
-	return 0;
+	rc = 0;
+out:
+	dst->cap = rc == 0 || ncap < dst->cap ? ncap : dst->cap;
+	return rc;
 }
 
 int eng__stream_grow_rows(eng_stream *dst, int64_t n2, size_t row)
@@ -651,47 +657,7 @@ int eng__stream_grow_rows(eng_stream *dst, int64_t n2, size_t row)
 		ncap = ncap > INT64_MAX / 2 ? n2 : ncap * 2;
 	if ((size_t)ncap > c->max_bytes / row)
 		ncap = n2;
-	return grow_room(dst, ncap);
-}
-
-/* The bytes one row of s takes (its rows' arrays). */
-static size_t own_row(const eng_stream *s)
-{
-	const eng_stream_config *c = &s->cfg;
-	return (size_t)c->columns * sizeof(double) +
-	       (size_t)eng__stream_lcols(c) * sizeof(int32_t) + (s->weight ? sizeof(double) : 0);
-}
-
-int eng_stream_reserve(eng_stream *s, int64_t rows, size_t max_bytes)
-{
-	if (s->cfg.method != ENG_STREAM_EXACT)
-		return 0;
-	size_t row = own_row(s);
-	if (rows > 0 && (size_t)rows > max_bytes / row)
-		rows = (int64_t)(max_bytes / row);
-	return rows > s->cap ? grow_room(s, rows) : 0;
-}
-
-void eng_stream_trim(eng_stream *s)
-{
-	const eng_stream_config *c = &s->cfg;
-	if (s->cfg.method != ENG_STREAM_EXACT || s->n == 0 || s->cap <= s->n)
-		return;
-	size_t n = (size_t)s->n, L = (size_t)eng__stream_lcols(c);
-	/* Every array keeps room for n rows whether or not its shrink is
-	 * granted (one refused keeps its old room, unused), so cap = n holds. */
-	double *ns = realloc(s->score, n * (size_t)c->columns * sizeof(double));
-	if (ns)
-		s->score = ns;
-	int32_t *nl = realloc(s->label, n * L * sizeof(int32_t));
-	if (nl)
-		s->label = nl;
-	if (s->weight) {
-		double *nw = realloc(s->weight, n * sizeof(double));
-		if (nw)
-			s->weight = nw;
-	}
-	s->cap = s->n;
+	return set_room(dst, ncap);
 }
 
 static int hist_error(eng_error *err, int rc)
@@ -712,6 +678,23 @@ static size_t exact_row(const eng_stream *dst, const eng_stream *src)
 	return (size_t)c->columns * sizeof(double) +
 	       (size_t)eng__stream_lcols(c) * sizeof(int32_t) +
 	       (dst->weight || src->weight ? sizeof(double) : 0);
+}
+
+int eng_stream_reserve(eng_stream *s, int64_t rows, size_t max_bytes)
+{
+	if (s->cfg.method != ENG_STREAM_EXACT)
+		return 0;
+	size_t row = exact_row(s, s);
+	if (rows > 0 && (size_t)rows > max_bytes / row)
+		rows = (int64_t)(max_bytes / row);
+	return rows > s->cap ? set_room(s, rows) : 0;
+}
+
+void eng_stream_trim(eng_stream *s)
+{
+	/* (a shrink the allocator refuses leaves that array's room, unused) */
+	if (s->cfg.method == ENG_STREAM_EXACT && s->n > 0 && s->cap > s->n)
+		(void)set_room(s, s->n);
 }
 
 /* Phase 1 of a merge, the part that needs no memory: every refusal

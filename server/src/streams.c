@@ -447,7 +447,7 @@ static void release(stream *s)
 
 /* ---- open / close ------------------------------------------------------------------ */
 
-/* A stream's last committed seq, read before the start-up load. */
+/* A stream's last committed seq (its head), read before the start-up load. */
 typedef struct head_rec {
 	char *id;
 	int64_t seq;
@@ -458,60 +458,53 @@ typedef struct load_ctx {
 	atomic_int failed; /* set by any loader thread (srv__store_load_all) */
 	bool lazy;         /* load_one: a stream already in the table is not an error */
 	stream *held;      /* load_one: the stream read, its mu held until its last delta */
-	/* start-up: the heads in id order (store.c reads them sorted), so a
-	 * stream knows how many deltas it is about to replay (on_delta) */
+	/* start-up: the heads, sorted by id, read once: a stream knows how
+	 * many deltas it is about to replay (on_delta), and after the load
+	 * each is checked against the rows read (check_heads) */
 	head_rec *heads;
 	size_t nheads, heads_cap;
-	bool no_heads; /* dropped (collect_head) */
 } load_ctx;
 
-/* The committed head of stream id read before the load, or INT64_MIN. */
-static int64_t head_after(const load_ctx *lc, const char *id)
+static int head_cmp(const void *a, const void *b)
 {
-	size_t lo = 0, hi = lc->nheads;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(lc->heads[mid].id, id);
-		if (c == 0)
-			return lc->heads[mid].seq;
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return INT64_MIN;
+	return strcmp(((const head_rec *)a)->id, ((const head_rec *)b)->id);
 }
 
-static void heads_free(load_ctx *lc);
+/* The head of stream id read before the load, or INT64_MIN. */
+static int64_t head_after(const load_ctx *lc, const char *id)
+{
+	head_rec key = {(char *)id, 0};
+	const head_rec *h =
+	        lc->nheads ? bsearch(&key, lc->heads, lc->nheads, sizeof(key), head_cmp) : NULL;
+	return h ? h->seq : INT64_MIN;
+}
 
-/* Keeps a head for on_stream. The heads are only a forecast: out of
- * memory, or out of strcmp's order (store.c reads them ORDER BY stream,
- * binary collation: the same order), drops them all and the load goes on
- * without. */
 static int collect_head(void *arg, const char *id, int64_t seq)
 {
 	load_ctx *lc = arg;
-	if (lc->no_heads)
-		return 0;
 	if (lc->nheads == lc->heads_cap) {
 		size_t cap = lc->heads_cap ? 2 * lc->heads_cap : 1024;
 		head_rec *h = realloc(lc->heads, cap * sizeof(*h));
 		if (!h)
-			goto drop;
+			return -1;
 		lc->heads = h;
 		lc->heads_cap = cap;
 	}
-	if (lc->nheads > 0 && strcmp(lc->heads[lc->nheads - 1].id, id) >= 0)
-		goto drop;
 	head_rec *h = &lc->heads[lc->nheads];
 	if (!(h->id = strdup(id)))
-		goto drop;
+		return -1;
 	h->seq = seq;
 	lc->nheads++;
 	return 0;
-drop:
-	heads_free(lc);
-	lc->no_heads = true;
+}
+
+/* Reads the heads into lc, sorted for head_after. 0 or -1. */
+static int read_heads(load_ctx *lc)
+{
+	if (srv__store_heads(lc->ss->store, collect_head, lc))
+		return -1;
+	if (lc->nheads)
+		qsort(lc->heads, lc->nheads, sizeof(*lc->heads), head_cmp);
 	return 0;
 }
 
@@ -638,7 +631,7 @@ static int on_delta(void *arg, void *handle, int64_t seq, const void *data, size
 		return 0;
 	/* The first of several: an exact stream's arrays grown once, for as
 	 * many more deltas of this one's rows (a worker's batches are of one
-	 * size), up to the memory cap; on_head gives back any room unused.
+	 * size), up to the memory cap; check_heads gives back any room unused.
 	 * Growing by doublings copied every row about once more (5% of the
 	 * start's CPU with 10^6 deltas). */
 	eng_stream_counts_of(&c1, s->st);
@@ -996,22 +989,30 @@ static int on_meta(void *arg, const char *id, const char *meta, int64_t updated_
 	return 0;
 }
 
-/* A stream's recorded head: its deltas must reach it exactly (a lost tail
- * leaves no gap), and a head without its stream means the row is gone. */
-static int on_head(void *arg, const char *id, int64_t head)
+/* After the load, each head read before it (read_heads): a stream's
+ * deltas must reach its head exactly (a lost tail leaves no gap), and a
+ * head without its stream means the row is gone. The room on_delta
+ * reserved and did not use is given back. */
+static int check_heads(load_ctx *lc)
 {
-	srv__streams *ss = ((load_ctx *)arg)->ss;
-	pthread_mutex_lock(&ss->mu);
-	long at = find(ss, id);
-	stream *s = at >= 0 ? ss->v[at] : NULL;
-	pthread_mutex_unlock(&ss->mu);
-	if (!s)
-		return on_orphan(arg, id);
-	if (!s->damaged && s->seq != head)
-		quarantine(s, "its rows end at seq %lld but seq %lld was committed",
-		           (long long)s->seq, (long long)head);
-	if (s->st) /* the room on_delta reserved and did not use */
-		eng_stream_trim(s->st);
+	srv__streams *ss = lc->ss;
+	for (size_t i = 0; i < lc->nheads; i++) {
+		const head_rec *h = &lc->heads[i];
+		pthread_mutex_lock(&ss->mu);
+		long at = find(ss, h->id);
+		stream *s = at >= 0 ? ss->v[at] : NULL;
+		pthread_mutex_unlock(&ss->mu);
+		if (!s) {
+			if (on_orphan(lc, h->id))
+				return -1;
+			continue;
+		}
+		if (!s->damaged && s->seq != h->seq)
+			quarantine(s, "its rows end at seq %lld but seq %lld was committed",
+			           (long long)s->seq, (long long)h->seq);
+		if (s->st)
+			eng_stream_trim(s->st);
+	}
 	return 0;
 }
 
@@ -1251,12 +1252,12 @@ int srv__streams_open(srv__streams *ss, const char *data_dir)
 	int loaders = cores < 1                         ? 1
 	              : cores > SRV__STORE_LOAD_THREADS ? SRV__STORE_LOAD_THREADS
 	                                                : (int)cores;
-	bool bad = !srv__store_shared(ss->store) &&
-	           (srv__store_heads(ss->store, collect_head, &lc) ||
-	            srv__store_load_all(ss->store, loaders, on_stream, on_delta, &lc) ||
-	            lc.failed || srv__store_orphans(ss->store, on_orphan, &lc) || lc.failed ||
-	            srv__store_heads(ss->store, on_head, &lc) || lc.failed ||
-	            srv__store_load_extra(ss->store, on_ckpt, on_meta, &lc));
+	bool bad =
+	        !srv__store_shared(ss->store) &&
+	        (read_heads(&lc) ||
+	         srv__store_load_all(ss->store, loaders, on_stream, on_delta, &lc) || lc.failed ||
+	         srv__store_orphans(ss->store, on_orphan, &lc) || lc.failed || check_heads(&lc) ||
+	         lc.failed || srv__store_load_extra(ss->store, on_ckpt, on_meta, &lc));
 	heads_free(&lc);
 	/* a damaged file may also fail the load: the check's refusal first */
 	if (srv__store_check_wait(ss->store, err, sizeof err)) {

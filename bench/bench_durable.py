@@ -269,7 +269,9 @@ def run_case(a, kind, nstreams, body, batch, perf=None, out=None):
                      switches_per_update=spu, faults_per_update=fpu,
                      cpu_bound_per_s=os.cpu_count() * r["ok"] / cpu if cpu else None,
                      commits_per_s=commits_s, fsyncs_per_s=r["fsyncs_per_s"],
-                     commit_ms=commit_ms,
+                     commit_ms=commit_ms, machine_idle=r.get("machine_idle"),
+                     client_us_per_update=(r["client_cpu_s"] * 1e6 / r["ok"]
+                                           if "client_cpu_s" in r and r["ok"] else None),
                      acknowledged=r["ok"], clients=a.clients, streams=nstreams,
                      load=[round(load0, 2), round(load1, 2)],
                      note="%d clients, %s 1,000-score bodies, %d stream(s); fsync %.0f/s" %
@@ -287,13 +289,18 @@ def run_case(a, kind, nstreams, body, batch, perf=None, out=None):
              note="write+fdatasync of 4 KiB in the data dir, just before the run")
         log("%s: %.0f updates/s, %.1f updates/commit, %.0f commits/s (%s ms each), fsync "
             "%.0f/s, p50 %.2f ms, p99 %.2f ms, %s KB written, %.0f us of lossd CPU and %s "
-            "context switches per update (all %d cores: %.0f/s), load %.2f -> %.2f" %
+            "context switches per update (all %d cores: %.0f/s), the client %s us, machine "
+            "idle %s, load %.2f -> %.2f" %
             (case, rate, per_commit, commits_s,
              "%.2f" % commit_ms if commit_ms is not None else "?", r["fsyncs_per_s"],
              r["p50_ms"], r["p99_ms"],
              "%.1f" % (wpu / 1e3) if wpu is not None else "?", cpu * 1e6 / r["ok"],
              "%.1f" % spu if spu is not None else "?",
-             os.cpu_count(), os.cpu_count() * r["ok"] / cpu if cpu else 0, load0, load1))
+             os.cpu_count(), os.cpu_count() * r["ok"] / cpu if cpu else 0,
+             "%.0f" % extra["client_us_per_update"]
+             if extra["client_us_per_update"] is not None else "?",
+             "%.0f%%" % (100 * r["machine_idle"]) if "machine_idle" in r else "?",
+             load0, load1))
         return 0
     finally:
         p.terminate()

@@ -218,6 +218,20 @@ def cpu_report(tag, used, acked):
     return server, per
 
 
+def commit_counts(ports):
+    """Store transactions and the writes they carried, summed over the
+    lossd processes on these ports (their /metrics counters)."""
+    groups = ops = 0
+    for port in ports:
+        st, body = request(port, "GET", "/metrics")
+        for line in body.decode().splitlines() if st == 200 else ():
+            if line.startswith("lossd_store_commit_groups_total "):
+                groups += int(float(line.split()[1]))
+            elif line.startswith("lossd_store_commit_ops_total "):
+                ops += int(float(line.split()[1]))
+    return groups, ops
+
+
 def pgbench(pg, clients, duration):
     pg.psql("SELECT 1")
     db = "bench"
@@ -267,8 +281,11 @@ def main():
                           "postgresql": lambda: pg_pids(pg),
                           "haproxy": lambda: ([lb.proc.pid], ())})
         meter.start()
+        g0 = commit_counts([r.port for r in reps])
         rps, n, bad, reading = spray(port, a.duration, a.clients, streams=a.streams)
         pg_server, pg_per = cpu_report("postgresql", meter.stop(), n)
+        g1 = commit_counts([r.port for r in reps])
+        pg_groups = (g1[0] - g0[0], g1[1] - g0[1])
         ok = bad == 0 and reading["count"] == n * 1000
         fails += not ok
         emit("pg/update_1000" + sfx, "lossd_pg", "updates/s", rps, streams=a.streams,
@@ -313,8 +330,16 @@ def main():
         sq = Lossd(a.bin, ["--threads", str(a.threads)])
         meter = CpuMeter({"lossd": lambda: ([sq.proc.pid], ())})
         meter.start()
+        g0 = commit_counts([sq.port])
         srps, sn, sbad, sreading = spray(sq.port, a.duration, a.clients, streams=a.streams)
         sq_server, sq_per = cpu_report("sqlite", meter.stop(), sn)
+        g1 = commit_counts([sq.port])
+        for impl, (groups, ops) in (("lossd_pg", pg_groups),
+                                    ("lossd_sqlite", (g1[0] - g0[0], g1[1] - g0[1]))):
+            emit("pg/updates_per_commit" + sfx, impl, "updates/commit",
+                 ops / groups if groups else 0, transactions=groups, writes=ops)
+            log("%s: %.2f writes per store transaction (%d transactions)"
+                % (impl, ops / groups if groups else 0, groups))
         emit("pg/cpu_per_update" + sfx, "lossd_pg", "CPU ms/update", pg_server,
              **{k.replace(" ", "_"): round(v, 3) for k, v in pg_per.items()})
         emit("pg/cpu_per_update" + sfx, "lossd_sqlite", "CPU ms/update", sq_server,

@@ -72,6 +72,18 @@ double bench_rng_normal(bench_rng *r)
 	return sqrt(-2.0 * log(1.0 - u)) * cos(2.0 * M_PI * v);
 }
 
+void bench_rng_near_normals(bench_rng *r, double *out, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint64_t a = bench_rng_u64(r), b = bench_rng_u64(r);
+		double sum = (double)(a >> 32) + (double)(a & 0xffffffffu) + (double)(b >> 32) +
+		             (double)(b & 0xffffffffu);
+
+		/* four uniforms in [0, 2^32): mean 2^33, standard deviation 2^32 / sqrt(3) */
+		out[i] = (sum - 0x1.0p33) * (1.7320508075688772 * 0x1.0p-32);
+	}
+}
+
 const char bench_b64_alphabet[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 

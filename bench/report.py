@@ -213,11 +213,15 @@ def build(res, smoke):
         for ns in (1, 32):
             c = "durable/%s/s%d/c32" % (kind, ns)
             d = res.get((c, "lossd"), {})
+            idle = d.get("machine_idle")
             note = ("%s commits/s, disk %s fsyncs/s; lossd %s us CPU/update (%s/s on all "
-                    "cores), %s context switches/update; load %s" %
+                    "cores), %s context switches/update; the client %s us CPU/update; "
+                    "machine idle %s; load %s" %
                     (fmt(d.get("commits_per_s")), fmt(d.get("fsyncs_per_s")),
                      fmt(d.get("cpu_us_per_update")), fmt(d.get("cpu_bound_per_s")),
-                     fmt(d.get("switches_per_update")), d.get("load")) if d else "")
+                     fmt(d.get("switches_per_update")), fmt(d.get("client_us_per_update")),
+                     "%.0f%%" % (100 * idle) if idle is not None else "?",
+                     d.get("load")) if d else "")
             t.bound("%s bodies, %d stream(s): updates/s" % (kind, ns), c, "lossd", lo=lo,
                     unit="updates/s", note=note)
             t.bound("%s bodies, %d stream(s): updates per commit" % (kind, ns),
@@ -269,6 +273,11 @@ def build(res, smoke):
                 "pg/cpu_per_update" + sfx, "lossd_pg", "pg/cpu_per_update" + sfx,
                 "lossd_sqlite", None, "CPU ms/update",
                 note="on a CPU-bound machine the updates/s ratio is at most its inverse")
+        for impl, who in (("lossd_pg", "the replicas"), ("lossd_sqlite", "lossd on SQLite")):
+            d = res.get(("pg/updates_per_commit" + sfx, impl))
+            t.bound("updates per store transaction, %s, %s run" % (who, what),
+                    "pg/updates_per_commit" + sfx, impl, unit="updates/commit",
+                    note="%s transactions" % d.get("transactions") if d else "")
         d = res.get(("pg/read_after_other_replica_write" + sfx, "lossd"))
         t.bound("read on replica 1 of replica 0's update, p50, %s run" % what,
                 "pg/read_after_other_replica_write" + sfx, "lossd", unit="ms",

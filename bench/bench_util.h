@@ -42,8 +42,8 @@ double bench_rng_normal(bench_rng *r);
 /* n draws of mean 0 and variance 1, near-normal: the sum of four uniforms
  * (Irwin-Hall, within 3.47 of 0), two 64-bit draws for each value. For
  * load generators, whose every microsecond is taken from the server they
- * measure: ~3 ns a value, against ~40 for bench_rng_normal's log, sqrt and
- * cos. */
+ * measure: ~3 ns a value on the 2-core VM of docs/PERFORMANCE.md, against
+ * ~27 for bench_rng_normal's log, sqrt and cos. */
 void bench_rng_near_normals(bench_rng *r, double *out, size_t n);
 
 /* The standard base64 alphabet, and an encoder into it (padded): writes

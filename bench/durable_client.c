@@ -19,13 +19,13 @@
  * N float32 scores (labels uniform, scores about 0.35 + 0.3 label with
  * spread 0.2, near-normal, clipped to [0, 1], as the driver's fixed
  * body), as base64 tensors; bench_rng_near_normals, since Box-Muller draws
- * cost this client ~50 us of CPU per update that the server it measures,
- * on the same cores, could not use. A training worker's scores are new at
- * every step, so a sketch stream fills to its capacity and every update
- * merges into a full one; one fixed body repeated keeps the stream at that
- * body's buckets. Prints one JSON line: {"sent", "ok", "bad", "errors",
- * "seconds", "p50_ms", "p99_ms", "max_ms", "machine_idle", "client_cpu_s",
- * "first_bad"}; "bad" counts replies other than 200, "errors" broken
+ * took about half of this client's ~50 us of CPU per update, CPU that the
+ * server it measures, on the same cores, could not use. A training
+ * worker's scores are new at every step, so a sketch stream fills to its
+ * capacity and every update merges into a full one; one fixed body
+ * repeated keeps the stream at that body's buckets. Prints one JSON line:
+ * {"sent", "ok", "bad", "errors", "seconds", "p50_ms", "p99_ms", "max_ms",
+ * "machine_idle", "client_cpu_s", "first_bad"}; "bad" counts replies other than 200, "errors" broken
  * connections (either makes the run invalid); "machine_idle" is the share
  * of all CPUs' time over the run that was idle or waiting for I/O
  * (/proc/stat: time no process ran on), "client_cpu_s" this client's own

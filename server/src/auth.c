@@ -30,6 +30,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "grow.h"
+
 #define TOKEN_MIN     16
 #define TOKEN_MAX     256
 #define PRINCIPAL_MAX SRV_PRINCIPAL_MAX
@@ -159,16 +161,12 @@ static int table_parse(struct table **out, const char *text, char *err, size_t e
 				goto fail;
 			}
 		}
-		if (a->n == cap) {
-			size_t ncap = cap ? cap * 2 : 8;
-			struct entry *ne = realloc(a->e, ncap * sizeof(*ne));
-			if (!ne) {
-				fail(err, errlen, line, "out of memory");
-				goto fail;
-			}
-			a->e = ne;
-			cap = ncap;
+		struct entry *ne = srv__grow(a->e, &cap, a->n, sizeof(*ne), 8);
+		if (!ne) {
+			fail(err, errlen, line, "out of memory");
+			goto fail;
 		}
+		a->e = ne;
 		e = &a->e[a->n++];
 		memset(e, 0, sizeof(*e));
 		memcpy(e->token, w[0], n[0]);

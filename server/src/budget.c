@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grow.h"
 #include "metrics.h"
 
 struct holder {
@@ -73,13 +74,9 @@ static struct holder *holder_of(srv__budget *b, const char *principal)
 	for (size_t i = 0; i < b->nh; i++)
 		if (!strcmp(b->h[i].name, principal))
 			return &b->h[i];
-	if (b->nh == b->caph) {
-		size_t ncap = b->caph ? 2 * b->caph : 8;
-		if (!(nh = realloc(b->h, ncap * sizeof(*nh))))
-			return NULL;
-		b->h = nh;
-		b->caph = ncap;
-	}
+	if (!(nh = srv__grow(b->h, &b->caph, b->nh, sizeof(*nh), 8)))
+		return NULL;
+	b->h = nh;
 	if (!(b->h[b->nh].name = strdup(principal)))
 		return NULL;
 	b->h[b->nh].used = 0;

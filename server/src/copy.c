@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "grow.h"
 #include "lossd/stream.h"
 #include "server.h"
 #include "store.h"
@@ -83,14 +84,10 @@ static int on_from(void *arg, srv__store_rec *rec)
 		fprintf(stderr, "lossd: copy: cannot write stream %s\n", rec->id);
 		return -1;
 	}
-	if (cc->n == cc->cap) {
-		size_t nc = cc->cap ? 2 * cc->cap : 64;
-		copied *nv = realloc(cc->v, nc * sizeof(*nv));
-		if (!nv)
-			return -1;
-		cc->v = nv;
-		cc->cap = nc;
-	}
+	copied *nv = srv__grow(cc->v, &cc->cap, cc->n, sizeof(*nv), 64);
+	if (!nv)
+		return -1;
+	cc->v = nv;
 	copied *c = &cc->v[cc->n++];
 	snprintf(c->id, sizeof c->id, "%s", rec->id);
 	c->updates = rec->updates;

@@ -18,16 +18,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "grow.h"
+
 int srv__ckpts_reserve(srv__ckpts *l)
 {
-	if (l->len < l->cap)
-		return 0;
-	size_t nc = l->cap ? l->cap * 2 : 16;
-	srv__ckpt *nv = realloc(l->v, nc * sizeof(*nv));
+	srv__ckpt *nv = srv__grow(l->v, &l->cap, l->len, sizeof(*nv), 16);
 	if (!nv)
 		return -1;
 	l->v = nv;
-	l->cap = nc;
 	return 0;
 }
 

@@ -186,6 +186,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "grow.h"
 #include "log.h"
 #include "lossd/eng.h"
 
@@ -2426,14 +2427,10 @@ int srv__store_load_all(srv__store *st, int threads, srv__store_stream_fn on_str
 	}
 	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
 		const char *id = (const char *)sqlite3_column_text(q, 0);
-		if (la.n == cap) {
-			size_t nc = cap ? cap * 2 : 256;
-			char **nv = realloc(la.ids, nc * sizeof(*nv));
-			if (!nv)
-				break;
-			la.ids = nv;
-			cap = nc;
-		}
+		char **nv = srv__grow(la.ids, &cap, la.n, sizeof(*nv), 256);
+		if (!nv)
+			break;
+		la.ids = nv;
 		if (!(la.ids[la.n] = strdup(id ? id : "")))
 			break;
 		la.n++;
@@ -2851,14 +2848,10 @@ static int export_extra(srv__store *st, srv__store_rec *rec)
 		goto out;
 	sqlite3_bind_text(cs, 1, rec->id, -1, SQLITE_STATIC);
 	while (sqlite3_step(cs) == SQLITE_ROW) {
-		if (rec->nckpts == cap) {
-			size_t nc = cap ? 2 * cap : 16;
-			void *nv = realloc(rec->ckpts, nc * sizeof(*rec->ckpts));
-			if (!nv)
-				goto out;
-			rec->ckpts = nv;
-			cap = nc;
-		}
+		void *nv = srv__grow(rec->ckpts, &cap, rec->nckpts, sizeof(*rec->ckpts), 16);
+		if (!nv)
+			goto out;
+		rec->ckpts = nv;
 		if (row_bad(cs, 0, 4, 4)) {
 			rc = -2;
 			goto out;
@@ -2925,14 +2918,11 @@ int srv__store_export(srv__store *st, srv__store_rec_fn fn, void *arg)
 		sqlite3_bind_text(ds, 1, rec.id, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_int64(ds, 2, rec.ckpt_seq);
 		while (sqlite3_step(ds) == SQLITE_ROW) {
-			if (rec.ndeltas == cap) {
-				size_t nc = cap ? 2 * cap : 16;
-				void *nv = realloc(rec.deltas, nc * sizeof(*rec.deltas));
-				if (!nv)
-					goto out;
-				rec.deltas = nv;
-				cap = nc;
-			}
+			void *nv =
+			        srv__grow(rec.deltas, &cap, rec.ndeltas, sizeof(*rec.deltas), 16);
+			if (!nv)
+				goto out;
+			rec.deltas = nv;
 			srv__store_delta_row *d = &rec.deltas[rec.ndeltas];
 			d->seq = sqlite3_column_int64(ds, 0);
 			d->len = (size_t)sqlite3_column_bytes(ds, 1);
@@ -2948,14 +2938,10 @@ int srv__store_export(srv__store *st, srv__store_rec_fn fn, void *arg)
 		cap = 0;
 		sqlite3_bind_text(ks, 1, rec.id, -1, SQLITE_TRANSIENT);
 		while (sqlite3_step(ks) == SQLITE_ROW) {
-			if (rec.nkeys == cap) {
-				size_t nc = cap ? 2 * cap : 16;
-				void *nv = realloc(rec.keys, nc * sizeof(*rec.keys));
-				if (!nv)
-					goto out;
-				rec.keys = nv;
-				cap = nc;
-			}
+			void *nv = srv__grow(rec.keys, &cap, rec.nkeys, sizeof(*rec.keys), 16);
+			if (!nv)
+				goto out;
+			rec.keys = nv;
 			if (row_bad(ks, 0, 3, 3)) {
 				sqlite3_reset(ks);
 				goto damaged;

@@ -158,6 +158,7 @@
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 
+#include "grow.h"
 #include "history.h"
 #include "router.h"
 #include "lossd/api_history.h"
@@ -362,14 +363,10 @@ typedef enum stream_err {
 /* Table mu held. */
 static int insert_at(srv__streams *ss, size_t at, stream *s)
 {
-	if (ss->n == ss->cap) {
-		size_t nc = ss->cap ? ss->cap * 2 : 64;
-		stream **nv = realloc(ss->v, nc * sizeof(*nv));
-		if (!nv)
-			return -1;
-		ss->v = nv;
-		ss->cap = nc;
-	}
+	stream **nv = srv__grow(ss->v, &ss->cap, ss->n, sizeof(*nv), 64);
+	if (!nv)
+		return -1;
+	ss->v = nv;
 	memmove(ss->v + at + 1, ss->v + at, (ss->n - at) * sizeof(*ss->v));
 	ss->v[at] = s;
 	ss->n++;
@@ -482,15 +479,11 @@ static int64_t head_after(const load_ctx *lc, const char *id)
 static int collect_head(void *arg, const char *id, int64_t seq)
 {
 	load_ctx *lc = arg;
-	if (lc->nheads == lc->heads_cap) {
-		size_t cap = lc->heads_cap ? 2 * lc->heads_cap : 1024;
-		head_rec *h = realloc(lc->heads, cap * sizeof(*h));
-		if (!h)
-			return -1;
-		lc->heads = h;
-		lc->heads_cap = cap;
-	}
-	head_rec *h = &lc->heads[lc->nheads];
+	head_rec *v = srv__grow(lc->heads, &lc->heads_cap, lc->nheads, sizeof(*v), 1024);
+	if (!v)
+		return -1;
+	lc->heads = v;
+	head_rec *h = &v[lc->nheads];
 	if (!(h->id = strdup(id)))
 		return -1;
 	h->seq = seq;

@@ -175,7 +175,13 @@ int api_query_list(api_list_query *q, const char *query, api_problem *p)
 				        p, 422, "bad_option", "",
 				        "query parameter limit must be an integer in [1, 1000]");
 		} else if (!strcmp(k, "after")) {
-			snprintf(q->after, sizeof q->after, "%s", v);
+			/* longer than any cursor a page gives: not one (cut
+			 * short, it could name another page) */
+			if (strlen(v) >= sizeof q->after)
+				return api_problem_set(p, 422, "bad_cursor", "",
+				                       "after must be the `next` of a previous "
+				                       "page with the same sort");
+			memcpy(q->after, v, strlen(v) + 1);
 		} else if (!strcmp(k, "principal")) {
 			if (strlen(v) >= sizeof q->owner)
 				return api_problem_set(p, 422, "bad_option", "",
@@ -186,7 +192,7 @@ int api_query_list(api_list_query *q, const char *query, api_problem *p)
 			if (strlen(v) > 256)
 				return api_problem_set(p, 422, "bad_option", "",
 				                       "name_prefix is at most 256 bytes");
-			snprintf(q->prefix, sizeof q->prefix, "%s", v);
+			memcpy(q->prefix, v, strlen(v) + 1);
 			q->filtered = true;
 		} else if (!strcmp(k, "tag")) {
 			char *colon = strchr(v, ':');

@@ -171,6 +171,16 @@ Test(query, list_refusals)
 		strcat(q16, i ? "&tag=k:v" : "tag=k:v");
 	cr_assert_eq(api_query_list(&q, q16, &p), 0);
 	cr_assert_eq(q.ntags, 16);
+	/* a cursor longer than any page gives is refused, not cut short */
+	char longer[6 + sizeof q.after + 1];
+	memcpy(longer, "after=", 6);
+	memset(longer + 6, 'a', sizeof q.after);
+	longer[6 + sizeof q.after] = '\0';
+	cr_assert_eq(api_query_list(&q, longer, &p), -1);
+	cr_assert_str_eq(p.code, "bad_cursor");
+	longer[6 + sizeof q.after - 1] = '\0'; /* the longest that fits */
+	cr_assert_eq(api_query_list(&q, longer, &p), 0);
+	cr_assert_eq(strlen(q.after), sizeof q.after - 1);
 }
 
 Test(query, history_reads_and_refuses)

@@ -268,6 +268,15 @@ static inline bool merges_first(uint64_t c, uint64_t m, uint64_t c2, uint64_t m2
  * come first, by its cell start. */
 static int64_t run_end(const bucket *l, int64_t i, int64_t n, uint64_t c, uint64_t m, bool tie)
 {
+	/* his rise (I): eight at a time while the eighth lies below c (a
+	 * small update's buckets fall ~30 apart in a full stream's), then one
+	 * at a time. A stream's 1 MiB of buckets is seldom in cache when an
+	 * update comes (32 streams: 32 MiB), so the walk asks for the lines
+	 * 4 KiB ahead of it (an address only: no access past the end). */
+	while (i + 8 <= n && l[i + 7].hi < c) {
+		__builtin_prefetch((const void *)((uintptr_t)(l + i) + (7 + 128) * sizeof *l));
+		i += 8;
+	}
 	while (i < n && l[i].hi < c)
 		i++;
 	if (i < n) {
@@ -360,21 +369,35 @@ static int64_t merge_lists(bucket *out, const bucket *a, int64_t na, const bucke
 
 /* A fold of boundary (left, next[left]) as it was when pushed: stale once
  * either bucket's version moved (left's version moves whenever its next
- * does). 24 bytes: bucket indices stay below 2^32 (capacity + one batch). */
+ * does). 24 bytes: bucket indices stay below 2^32 (capacity + one batch).
+ * The heap's order is the cost, then the finer cell (larger depth), then
+ * the leftmost, packed in two words compared as integers: cost's bits
+ * (a cost is never NaN or -0.0, fold_cost, and the bits of doubles >= +0.0
+ * rise with them) and (63 - depth) << 32 | left. */
 typedef struct cand {
-	double cost;
-	int32_t depth;
-	uint32_t left;
+	uint64_t cost;  /* the double's bits */
+	uint64_t order; /* (63 - depth) << 32 | left */
 	uint32_t vl, vr;
 } cand;
 
-static bool cand_less(const cand *a, const cand *b)
+static cand cand_make(double cost, int depth, int64_t left, uint32_t vl, uint32_t vr)
 {
-	if (a->cost != b->cost)
-		return a->cost < b->cost;
-	if (a->depth != b->depth)
-		return a->depth > b->depth; /* finer cells first */
-	return a->left < b->left;
+	cand c;
+	memcpy(&c.cost, &cost, sizeof cost);
+	c.order = (uint64_t)(63 - depth) << 32 | (uint32_t)left;
+	c.vl = vl;
+	c.vr = vr;
+	return c;
+}
+
+static inline uint32_t cand_left(const cand *c)
+{
+	return (uint32_t)c->order;
+}
+
+static inline bool cand_less(const cand *a, const cand *b)
+{
+	return a->cost != b->cost ? a->cost < b->cost : a->order < b->order;
 }
 
 static void heap_push(cand *h, int64_t *n, cand c)
@@ -433,9 +456,18 @@ static cand heap_pop(cand *h, int64_t *n)
 	return top;
 }
 
+/* COARSEN's working set: the live buckets as a doubly linked list (int32:
+ * indices stay below 2^31, as for cand), each bucket's version, and the
+ * depth of the boundary on each bucket's left, bd[j] = depth(prev j, j)
+ * (bd[0] and bd[n]: -1, no boundary). A fold of j into i keeps lo_i, and
+ * the new boundary (i, q) has the depth (j, q) had: lo_i and lo_j share
+ * more leading bits than lo_j and lo_q (the fold was legal), so lo_i and
+ * lo_q share exactly as many as lo_j and lo_q. So bd is computed once, one
+ * clz a boundary, and never again. */
 typedef struct links {
-	int64_t *prev, *next;
+	int32_t *prev, *next;
 	uint32_t *ver;
+	int8_t *bd;
 } links;
 
 static double fold_cost(const bucket *x, const bucket *y)
@@ -448,27 +480,19 @@ static double fold_cost(const bucket *x, const bucket *y)
 	return c > 0.0 ? c : 0.0;
 }
 
-/* Pushes the fold of boundary (i, next[i]) if it is legal (appends it
- * without ordering when heap is false). */
-static void consider(cand *h, int64_t *nh, const bucket *b, const links *lk, int64_t i, int64_t n,
-                     bool heap)
+/* Pushes the fold of boundary (i, next[i]) if it is legal: its depth a
+ * strict local maximum. */
+static void consider(cand *h, int64_t *nh, const bucket *b, const links *lk, int64_t i, int64_t n)
 {
 	if (i < 0)
 		return;
 	int64_t j = lk->next[i];
 	if (j >= n)
 		return;
-	int d = depth(&b[i], &b[j]);
-	int64_t p = lk->prev[i], q = lk->next[j];
-	if (p >= 0 && depth(&b[p], &b[i]) >= d)
+	int d = lk->bd[j];
+	if (lk->bd[i] >= d || lk->bd[lk->next[j]] >= d)
 		return;
-	if (q < n && depth(&b[j], &b[q]) >= d)
-		return;
-	cand c = {fold_cost(&b[i], &b[j]), d, (uint32_t)i, lk->ver[i], lk->ver[j]};
-	if (heap)
-		heap_push(h, nh, c);
-	else
-		h[(*nh)++] = c;
+	heap_push(h, nh, cand_make(fold_cost(&b[i], &b[j]), d, i, lk->ver[i], lk->ver[j]));
 }
 
 /* Folds b[0..n) down to at most cap buckets, in place; returns the new
@@ -477,33 +501,43 @@ static int64_t coarsen(bucket *b, int64_t n, int64_t cap)
 {
 	if (n <= cap)
 		return n;
-	links lk;
-	lk.prev = malloc((size_t)n * sizeof(int64_t));
-	lk.next = malloc((size_t)n * sizeof(int64_t));
-	lk.ver = calloc((size_t)n, sizeof(uint32_t));
-	cand *h = malloc((size_t)(n + 2 * (n - cap) + 2) * sizeof(cand));
-	if (!lk.prev || !lk.next || !lk.ver || !h) {
-		free(lk.prev);
-		free(lk.next);
-		free(lk.ver);
-		free(h);
+	/* the candidates: at most one boundary in two is a local maximum,
+	 * and each fold pushes two */
+	size_t nc = (size_t)(n / 2 + 2 * (n - cap) + 2);
+	size_t per = 2 * sizeof(int32_t) + sizeof(uint32_t);
+	uint8_t *mem = malloc(nc * sizeof(cand) + (size_t)n * per + (size_t)n + 1);
+	if (!mem)
 		return -1;
-	}
+	cand *h = (cand *)mem;
+	links lk;
+	lk.prev = (int32_t *)(h + nc);
+	lk.next = lk.prev + n;
+	lk.ver = (uint32_t *)(lk.next + n);
+	lk.bd = (int8_t *)(lk.ver + n);
+	lk.bd[0] = lk.bd[n] = -1;
 	for (int64_t i = 0; i < n; i++) {
-		lk.prev[i] = i - 1;
-		lk.next[i] = i + 1;
+		lk.prev[i] = (int32_t)(i - 1);
+		lk.next[i] = (int32_t)(i + 1);
+		lk.ver[i] = 0;
+		if (i > 0)
+			lk.bd[i] = (int8_t)depth(&b[i - 1], &b[i]);
 	}
+	/* the legal folds as they stand: boundary i+1 (buckets i, i + 1)
+	 * deeper than both its neighbours */
 	int64_t nh = 0, live = n;
-	for (int64_t i = 0; i + 1 < n; i++)
-		consider(h, &nh, b, &lk, i, n, false);
+	for (int64_t i = 0; i + 1 < n; i++) {
+		int d = lk.bd[i + 1];
+		if (lk.bd[i] < d && lk.bd[i + 2] < d)
+			h[nh++] = cand_make(fold_cost(&b[i], &b[i + 1]), d, i, 0, 0);
+	}
 	for (int64_t i = nh / 2 - 1; i >= 0; i--) /* heapify: O(n), same pops */
 		sift_down(h, nh, i, h[i]);
 	while (live > cap && nh > 0) {
 		cand c = heap_pop(h, &nh);
-		int64_t i = c.left, j = lk.next[i];
+		int64_t i = cand_left(&c), j = lk.next[i];
 		if (lk.ver[i] != c.vl || j >= n || lk.ver[j] != c.vr)
 			continue; /* stale */
-		/* fold j into i */
+		/* fold j into i (bd of the boundary after i: bd[next j], as is) */
 		b[i].hi = b[j].hi;
 		b[i].pos += b[j].pos;
 		b[i].neg += b[j].neg;
@@ -511,18 +545,17 @@ static int64_t coarsen(bucket *b, int64_t n, int64_t cap)
 		lk.ver[j] = UINT32_MAX; /* dead */
 		lk.next[i] = lk.next[j];
 		if (lk.next[j] < n)
-			lk.prev[lk.next[j]] = i;
+			lk.prev[lk.next[j]] = (int32_t)i;
 		live--;
-		consider(h, &nh, b, &lk, lk.prev[i], n, true);
-		consider(h, &nh, b, &lk, i, n, true);
+		consider(h, &nh, b, &lk, lk.prev[i], n);
+		consider(h, &nh, b, &lk, i, n);
 	}
+	/* the live buckets, in order (a fold unlinks, never moves) */
 	int64_t m = 0;
-	for (int64_t i = 0; i < n; i = lk.next[i])
-		b[m++] = b[i];
-	free(lk.prev);
-	free(lk.next);
-	free(lk.ver);
-	free(h);
+	for (int64_t i = 0; i < n; i++)
+		if (lk.ver[i] != UINT32_MAX)
+			b[m++] = b[i];
+	free(mem);
 	return m;
 }
 
@@ -1173,9 +1206,12 @@ out:
  * one key that lies in no cell of a, so it is appended between a[q - 1]
  * and a[q]. Returns how many are appended, or -1 when a bucket of b is
  * folded and lies in no cell of a (it may hold some of a's: the full
- * MERGE). The cells of b rise, so each search starts at the last one
- * found. */
-static int64_t place(const bucket *a, int64_t na, const bucket *b, int64_t nb, int64_t *at)
+ * MERGE) or when more than room are appended (the result would not fit:
+ * the full MERGE, which coarsens; a stream at capacity stops here after
+ * room + 1 of them instead of walking all of a). The cells of b rise, so
+ * each search starts at the last one found. */
+static int64_t place(const bucket *a, int64_t na, const bucket *b, int64_t nb, int64_t room,
+                     int64_t *at)
 {
 	int64_t i = 0, k = 0;
 	for (int64_t j = 0; j < nb; j++) {
@@ -1187,7 +1223,8 @@ static int64_t place(const bucket *a, int64_t na, const bucket *b, int64_t nb, i
 			at[j] = i;
 		} else if (mb == 0) {
 			at[j] = -2 - i; /* q = i + 1 */
-			k++;
+			if (++k > room)
+				return -1;
 		} else {
 			return -1;
 		}
@@ -1207,8 +1244,8 @@ int eng_sketch_merge(eng_sketch *dst, const eng_sketch *src)
 	 * make room, instead of copied into a new list and back. While the
 	 * result fits in capacity, as nothing is coarsened then. */
 	int64_t *at = dst->nb > 0 && src->nb > 0 ? malloc((size_t)src->nb * sizeof(int64_t)) : NULL;
-	int64_t k = at ? place(dst->b, dst->nb, src->b, src->nb, at) : -1;
-	if (k >= 0 && dst->nb + k <= dst->capacity) {
+	int64_t k = at ? place(dst->b, dst->nb, src->b, src->nb, dst->capacity - dst->nb, at) : -1;
+	if (k >= 0) {
 		int64_t n = dst->nb + k;
 		if (n > dst->alloc) {
 			int64_t a = alloc_for(dst, n);

@@ -20,6 +20,11 @@
  * plain merges again, bit for bit, until the list fills up; checked over
  * a stream of fresh training-step updates into a full sketch, with the
  * AUC of everything merged within the reported bound of the exact one.
+ * The coarsening itself (a heap of candidate folds, boundary depths worked
+ * out once) against its rule written out plainly too (plain_coarsen: scan
+ * every boundary for the cheapest legal fold, fold it, again), bit for
+ * bit: after those overflowing merges, and for a first add of more
+ * (weighted) distinct scores than the cap holds.
  */
 #include <criterion/criterion.h>
 
@@ -103,6 +108,59 @@ static int64_t plain_merge(tb *out, const tb *a, int64_t na, const tb *b, int64_
 		out[m++] = *x;
 	}
 	return m;
+}
+
+/* COARSEN's rule: while over cap, fold the cheapest legal pair of
+ * neighbours, the right one into the left. Legal: the depth of their
+ * boundary (the leading bits their lo keys share) exceeds both neighbouring
+ * boundaries'. Cost: the bound it adds, (pos_i + pos_j)(neg_i + neg_j) less
+ * each folded bucket's own pos neg, at least 0; on a tie the finer cell
+ * (deeper boundary), then the leftmost. Returns the new length. */
+static int64_t plain_coarsen(tb *b, int64_t n, int64_t cap)
+{
+	while (n > cap) {
+		int64_t best = -1;
+		double best_cost = 0.0;
+		int best_depth = 0;
+		for (int64_t i = 0; i + 1 < n; i++) {
+			int d = __builtin_clzll(b[i].lo ^ b[i + 1].lo);
+			if (i > 0 && __builtin_clzll(b[i - 1].lo ^ b[i].lo) >= d)
+				continue;
+			if (i + 2 < n && __builtin_clzll(b[i + 1].lo ^ b[i + 2].lo) >= d)
+				continue;
+			const tb *x = &b[i], *y = &b[i + 1];
+			double c = (x->pos + y->pos) * (x->neg + y->neg);
+			if (x->lo != x->hi)
+				c -= x->pos * x->neg;
+			if (y->lo != y->hi)
+				c -= y->pos * y->neg;
+			c = c > 0.0 ? c : 0.0;
+			if (best < 0 || c < best_cost || (c == best_cost && d > best_depth)) {
+				best = i;
+				best_cost = c;
+				best_depth = d;
+			}
+		}
+		cr_assert_geq(best, 0, "no legal fold among %lld buckets", (long long)n);
+		b[best].hi = b[best + 1].hi;
+		b[best].pos += b[best + 1].pos;
+		b[best].neg += b[best + 1].neg;
+		memmove(&b[best + 1], &b[best + 2], (size_t)(n - best - 2) * sizeof(tb));
+		n--;
+	}
+	return n;
+}
+
+/* got's buckets are want[0..m), bit for bit. */
+static void expect_list(const list *got, const tb *want, int64_t m, const char *what)
+{
+	int64_t diff = -1;
+	for (int64_t i = 0; got->n == m && i < m && diff < 0; i++)
+		if (memcmp(&got->b[i], &want[i], sizeof(tb)) != 0)
+			diff = i;
+	cr_expect(got->n == m && diff < 0,
+	          "%s: %lld buckets, the rule gives %lld; first differing %lld", what,
+	          (long long)got->n, (long long)m, (long long)diff);
 }
 
 /* n scores around two class centres, at one of a few resolutions: exact
@@ -252,6 +310,10 @@ Test(sketch_merge, an_overflowing_merge_leaves_headroom_the_next_ones_fill)
 			coarsened++;
 			cr_expect_leq(got.n, cap - room, "step %d: %lld buckets after a fold", t,
 			              (long long)got.n);
+			if (coarsened <= 12) { /* the rule is quadratic: the first dozen */
+				m = plain_coarsen(want, m, cap - room);
+				expect_list(&got, want, m, "an overflowing merge, coarsened");
+			}
 		}
 		cr_expect_leq(eng_sketch_memory(dst), (size_t)1 << 18);
 		free(a.b);
@@ -274,4 +336,37 @@ Test(sketch_merge, an_overflowing_merge_leaves_headroom_the_next_ones_fill)
 	cr_expect(fabs(r.auc - e.auc) <= r.error_bound, "%.12f vs exact %.12f +- %g", r.auc, e.auc,
 	          r.error_bound);
 	eng_sketch_free(dst);
+}
+
+Test(sketch_merge, a_first_add_past_the_cap_coarsens_by_the_rule)
+{
+	enum { N = 3000 };
+	static double sc[N], w[N];
+	static uint8_t y[N];
+	rng_state = 77;
+	for (int round = 0; round < 6; round++) {
+		int64_t n = 200 + (int64_t)(rnd() % (N - 200));
+		for (int64_t i = 0; i < n; i++) {
+			y[i] = (uint8_t)(rnd() & 1);
+			double x = normal() * 0.2 + (y[i] ? 0.6 : 0.4);
+			/* distinct keys, float32 ones, or few values (folds that tie) */
+			sc[i] = round % 3 == 0   ? x
+			        : round % 3 == 1 ? (double)(float)x
+			                         : (double)(int)(x * 512) / 512;
+			w[i] = round < 3 ? 1.0 : 0.25 + (double)(rnd() % 16) / 4;
+		}
+		/* the exact buckets (a cap that holds them all), then the rule */
+		eng_sketch *big = eng_sketch_new(1 << 22), *small = eng_sketch_new(2048);
+		cr_assert(big && small);
+		cr_assert_eq(eng_sketch_add_values(big, sc, y, w, n, NULL), 0);
+		cr_assert_eq(eng_sketch_add_values(small, sc, y, w, n, NULL), 0);
+		list all = buckets_of(big), got = buckets_of(small);
+		cr_assert_gt(all.n, eng_sketch_capacity(small), "the case would not coarsen");
+		int64_t m = plain_coarsen(all.b, all.n, eng_sketch_capacity(small));
+		expect_list(&got, all.b, m, "a first add past the cap");
+		free(all.b);
+		free(got.b);
+		eng_sketch_free(big);
+		eng_sketch_free(small);
+	}
 }

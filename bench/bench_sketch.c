@@ -4,10 +4,17 @@
  * state's memory, and that the exact AUC (eng_auc_exact on the same data)
  * lies within auc +- error_bound. Also a two-way merge of halves.
  *
- * Not built by CMake (bench/ has no CMakeLists.txt); build by hand:
- *   cc -O2 -std=c11 -D_POSIX_C_SOURCE=200809L -Iengine/include \
- *      bench/bench_sketch.c build-auc/engine/liblossd_engine.a -lm -o /tmp/bench_sketch
- * Usage: bench_sketch [n] (default 10000000)
+ * Then what a durable stream's update costs in the engine: training steps
+ * of 1,000 fresh float32 scores (as bench/durable_client --fresh draws
+ * them) merged into 32 default-cap streams in turn, the time per merge
+ * over the first steps (the streams fill, then coarsen at almost every
+ * other merge) and later ones (most scores fall in cells already there).
+ * 32 streams' 32 MiB of buckets do not stay in cache between two
+ * updates of one stream, as in the server.
+ *
+ * Built by bench/CMakeLists.txt (LOSSD_BUILD_BENCH); bench/run.sh keeps its
+ * text beside the table.
+ * Usage: bench_sketch [n] [steps] (defaults 10000000 and 2000)
  */
 #include <math.h>
 #include <stdint.h>
@@ -112,14 +119,69 @@ static int run(const char *name, int64_t n, int sigmoid, double shift)
 	return 0;
 }
 
+/* STREAMS streams, `steps` training steps of STEP fresh scores into each
+ * (one step into every stream, then the next): mean us per merge over
+ * the step ranges of `edges`. */
+#define STREAMS 32
+#define STEP    1000
+static int fresh_steps(int steps)
+{
+	static const int edges[] = {50, 200, 400, 1000, 2000, 5000, 1 << 30};
+	enum { NE = sizeof edges / sizeof *edges };
+	double spent[NE] = {0};
+	double score[STEP];
+	uint8_t label[STEP];
+	eng_sketch *s[STREAMS];
+	for (int k = 0; k < STREAMS; k++)
+		if (!(s[k] = eng_sketch_new(0)))
+			return 1;
+	for (int t = 0; t < steps; t++) {
+		int e = 0;
+		while (t >= edges[e])
+			e++;
+		for (int k = 0; k < STREAMS; k++) {
+			for (int i = 0; i < STEP; i++) {
+				label[i] = (uint8_t)(next_u64() >> 63);
+				double x = 0.35 + 0.3 * label[i] + 0.2 * normal();
+				score[i] = (float)(x < 0.0 ? 0.0 : x > 1.0 ? 1.0 : x);
+			}
+			eng_sketch *d = eng_sketch_new(0);
+			eng_error err;
+			if (!d || eng_sketch_add_values(d, score, label, NULL, STEP, &err))
+				return 1;
+			double t0 = now();
+			int rc = eng_sketch_merge(s[k], d);
+			spent[e] += now() - t0;
+			eng_sketch_free(d);
+			if (rc)
+				return 1;
+		}
+	}
+	printf("fresh steps of %d float32 scores merged into %d streams in turn:\n", STEP, STREAMS);
+	double total = 0.0;
+	for (int e = 0, lo = 0; e < NE && lo < steps; lo = edges[e++]) {
+		int hi = edges[e] < steps ? edges[e] : steps;
+		printf("  steps %4d-%4d: %6.1f us a merge\n", lo, hi,
+		       spent[e] / ((double)(hi - lo) * STREAMS) * 1e6);
+		total += spent[e];
+	}
+	printf("  all %d steps: %.1f us a merge; buckets %lld / %lld\n", steps,
+	       total / ((double)steps * STREAMS) * 1e6, (long long)eng_sketch_buckets(s[0]),
+	       (long long)eng_sketch_capacity(s[0]));
+	for (int k = 0; k < STREAMS; k++)
+		eng_sketch_free(s[k]);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	int64_t n = argc > 1 ? atoll(argv[1]) : 10000000;
+	int steps = argc > 2 ? atoi(argv[2]) : 2000;
 	if (run("normal shift 1", n, 0, 1.0))
 		return 1;
 	if (run("sigmoid shift 1", n, 1, 1.0))
 		return 1;
 	if (run("normal shift 0.1", n, 0, 0.1))
 		return 1;
-	return 0;
+	return steps > 0 ? fresh_steps(steps) : 0;
 }

@@ -788,6 +788,72 @@ static void one_group(srv__store *st, lazy_op *ops, int n, int64_t seq0)
 		cr_assert_eq(srv__store_wait(st, &ops[i].op), 0);
 }
 
+/* srv__store_heads into two slots, s and t (-1: no head). */
+static int on_head(void *arg, const char *id, int64_t seq)
+{
+	int64_t *h = arg;
+	h[strcmp(id, "s") == 0 ? 0 : 1] = seq;
+	return 0;
+}
+
+/* A group leaves each stream's head at its last op's seq: the heads after
+ * one group of interleaved deltas of two streams, and after one that ends
+ * with a delete, are those the ops written one by one would leave, and the
+ * store opens with them (its check that the deltas reach every head). */
+Test(store, a_group_leaves_each_streams_last_head, .init = mkdir_temp, .fini = rm_temp)
+{
+	srv__store *st = open_store();
+	create(st, "s", "0");
+	create(st, "t", "0");
+	srv__store_op first = delta("s", 1, "a", NULL);
+	srv__store_op ops[] = {delta("t", 1, "b", NULL), delta("s", 2, "c", NULL),
+	                       delta("s", 3, "d", NULL), delta("t", 2, "e", NULL),
+	                       delta("s", 4, "f", NULL)};
+	enum { N = sizeof ops / sizeof *ops };
+	srv__store_test_hold(st, true);
+	srv__store_submit(st, &first);
+	wait_held(st);
+	for (int i = 0; i < N; i++)
+		srv__store_submit(st, &ops[i]);
+	srv__store_test_hold(st, false);
+	cr_assert_eq(srv__store_wait(st, &first), 0);
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(srv__store_wait(st, &ops[i]), 0);
+	int64_t h[2] = {-1, -1};
+	cr_assert_eq(srv__store_heads(st, on_head, h), 0);
+	cr_assert_eq(h[0], 4);
+	cr_assert_eq(h[1], 2);
+
+	/* deltas of t, then its delete, in one group: t has no head left */
+	srv__store_op more[] = {delta("t", 3, "g", NULL),
+	                        delta("s", 5, "h", NULL),
+	                        {.type = SRV__OP_DELETE, .stream = "t"}};
+	srv__store_op lead = delta("s", 5, "x", NULL);
+	lead.type = SRV__OP_NOTE;
+	srv__store_test_hold(st, true);
+	srv__store_submit(st, &lead);
+	wait_held(st);
+	for (int i = 0; i < 3; i++)
+		srv__store_submit(st, &more[i]);
+	srv__store_test_hold(st, false);
+	cr_assert_eq(srv__store_wait(st, &lead), 0);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(srv__store_wait(st, &more[i]), 0);
+	h[0] = h[1] = -1;
+	cr_assert_eq(srv__store_heads(st, on_head, h), 0);
+	cr_assert_eq(h[0], 5);
+	cr_assert_eq(h[1], -1);
+	srv__store_close(st);
+
+	/* and the store opens with them: the deltas reach each head */
+	st = open_store();
+	seen *l = load(st);
+	cr_assert_eq(l->nstreams, 1);
+	cr_assert_eq(l->ndeltas[0], 5);
+	free(l);
+	srv__store_close(st);
+}
+
 Test(store, lazy_checkpoints_resolved_latest_first, .init = mkdir_temp, .fini = rm_temp)
 {
 	srv__store *st = open_store();

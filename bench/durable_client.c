@@ -25,8 +25,9 @@
  * capacity and every update merges into a full one; one fixed body
  * repeated keeps the stream at that body's buckets. Prints one JSON line:
  * {"sent", "ok", "bad", "errors", "seconds", "p50_ms", "p99_ms", "max_ms",
- * "machine_idle", "client_cpu_s", "first_bad"}; "bad" counts replies other than 200, "errors" broken
- * connections (either makes the run invalid); "machine_idle" is the share
+ * "machine_idle", "client_cpu_s", "first_bad"}; "bad" counts replies
+ * other than 200, "errors" broken connections (either makes the run
+ * invalid); "machine_idle" is the share
  * of all CPUs' time over the run that was idle or waiting for I/O
  * (/proc/stat: time no process ran on), "client_cpu_s" this client's own
  * CPU time. --fsync first runs write+fdatasync of 4 KiB (overwriting a

@@ -24,9 +24,21 @@ if command -v perf >/dev/null; then
 		echo "== by shared object"
 		perf report -i "$DATA" --stdio --no-children --sort dso --percent-limit 1 \
 			-g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -12
+		echo "== by thread (lossd names its threads: docs/ARCHITECTURE.md, Threads)"
+		perf report -i "$DATA" --stdio --no-children --sort comm --percent-limit 0.5 \
+			-g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -12
 		echo "== by function"
 		perf report -i "$DATA" --stdio --no-children --sort dso,symbol --percent-limit 1.5 \
 			-g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -40
+		# the store's commit chain, when there is one: its share of that
+		# thread's own samples
+		if perf report -i "$DATA" --stdio --no-children --sort comm -g none 2>/dev/null |
+			grep -q ' lossd-commit *$'; then
+			echo "== the committer (lossd-commit), % of its own samples"
+			perf report -i "$DATA" --stdio --no-children --comm lossd-commit \
+				--percentage relative --sort dso,symbol --percent-limit 2 -g none \
+				2>/dev/null | grep -v '^#' | grep -v '^$' | head -20
+		fi
 	} >"$OUT"
 else
 	valgrind --tool=callgrind --callgrind-out-file="$DATA" "$@" >/dev/null 2>&1

@@ -53,6 +53,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "thread.h"
 
 struct srv__conn {
 	srv__conn *prev, *next;
@@ -123,6 +124,7 @@ static void check_body(srv__conns *c, srv__conn *k, double now)
 static void *sweeper(void *arg)
 {
 	srv__conns *c = arg;
+	srv__thread_name("lossd-sweep");
 
 	pthread_mutex_lock(&c->mu);
 	while (!c->stop) {

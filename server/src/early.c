@@ -34,6 +34,7 @@
  * Lock order: k->mu is a leaf.
  */
 #include "early.h"
+#include "thread.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -61,6 +62,7 @@ static void *helper(void *arg)
 	srv__early *k = arg;
 	size_t ready = 0;
 	bool stop = false;
+	srv__thread_name("lossd-early");
 
 	if (api_loss_early_prepare(k->e))
 		return NULL;

@@ -41,6 +41,7 @@
  * It does not bound the queues: http.c admits at most --max-inflight jobs.
  */
 #include "loop.h"
+#include "thread.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -80,7 +81,12 @@ static void push(srv__job **head, srv__job **tail, srv__job *job)
 
 static void work_cb(uv_work_t *w)
 {
+	static _Thread_local bool named; /* libuv's pool threads, once each */
 	srv__job *job = w->data;
+	if (!named) {
+		srv__thread_name("lossd-work");
+		named = true;
+	}
 	(void)job->run(job);
 }
 
@@ -148,6 +154,7 @@ void srv__loop_blocking(bool on)
 static void *store_main(void *arg)
 {
 	srv__loop *l = arg;
+	srv__thread_name("lossd-store");
 	pthread_mutex_lock(&l->mu);
 	for (;;) {
 		l->sidle++;
@@ -184,6 +191,7 @@ static void *store_main(void *arg)
 static void loop_main(void *arg)
 {
 	srv__loop *l = arg;
+	srv__thread_name("lossd-loop");
 	uv_run(&l->loop, UV_RUN_DEFAULT);
 }
 

@@ -21,6 +21,7 @@
  * Tasks must not call for_each (eng.h says so); nothing nests.
  */
 #include "par.h"
+#include "thread.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -82,6 +83,7 @@ static void unlist(srv__par *p, job *j)
 static void *helper_main(void *arg)
 {
 	srv__par *p = arg;
+	srv__thread_name("lossd-par");
 
 	pthread_mutex_lock(&p->mu);
 	for (;;) {

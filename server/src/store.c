@@ -189,6 +189,7 @@
 #include "grow.h"
 #include "log.h"
 #include "lossd/eng.h"
+#include "thread.h"
 
 struct srv__store {
 	const srv__store_backend *be; /* NULL: this SQLite store; else every call goes there */
@@ -735,6 +736,7 @@ static void *check_main(void *arg)
 	srv__store *st = arg;
 	struct timespec c0;
 	sqlite3 *db = NULL;
+	srv__thread_name("lossd-check");
 	clock_gettime(CLOCK_MONOTONIC, &c0);
 	st->check_failed = open_mapped(&db, st->path, st->check_why, sizeof st->check_why) ||
 	                   quick_check(db, st->check_why, sizeof st->check_why);
@@ -1843,6 +1845,7 @@ static void commit_queued(srv__store *st)
 static void *committer_main(void *arg)
 {
 	srv__store *st = arg;
+	srv__thread_name("lossd-commit");
 	pthread_mutex_lock(&st->mu);
 	for (;;) {
 		if (!st->leader && (st->head || st->rhead)) {
@@ -2000,6 +2003,7 @@ static void checkpoint(srv__store *st, sqlite3 *db, bool inline_)
 static void *checkpointer(void *arg)
 {
 	srv__store *st = arg;
+	srv__thread_name("lossd-ckpt");
 	pthread_mutex_lock(&st->mu);
 	for (;;) {
 		while (!st->ckpt_stop && !ckpt_due(st))
@@ -2408,6 +2412,13 @@ out:
 	return NULL;
 }
 
+/* A load thread of its own (the calling thread loads too, unnamed). */
+static void *load_thread(void *arg)
+{
+	srv__thread_name("lossd-load");
+	return load_worker(arg);
+}
+
 int srv__store_load_all(srv__store *st, int threads, srv__store_stream_fn on_stream,
                         srv__store_delta_fn on_delta, void *arg)
 {
@@ -2449,7 +2460,7 @@ int srv__store_load_all(srv__store *st, int threads, srv__store_stream_fn on_str
 	if (la.chunk < 1)
 		la.chunk = 1;
 	for (int t = 1; t < threads && (size_t)t < la.n; t++) {
-		if (pthread_create(&tid[started], NULL, load_worker, &la) != 0)
+		if (pthread_create(&tid[started], NULL, load_thread, &la) != 0)
 			break;
 		started++;
 	}

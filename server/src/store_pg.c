@@ -86,6 +86,7 @@
 #include "store.h"
 
 #include "log.h"
+#include "thread.h"
 
 #ifdef LOSSD_HAVE_LIBPQ
 
@@ -681,6 +682,7 @@ static void *monitor(void *arg)
 	pg *p = arg;
 	PGconn *c = NULL;
 	long backoff_ms = 100;
+	srv__thread_name("lossd-pgmon");
 
 	pthread_mutex_lock(&p->mu);
 	while (!p->stop) {

@@ -55,6 +55,7 @@
  * streams.c).
  */
 #include "store.h"
+#include "thread.h"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -159,6 +160,7 @@ typedef struct unmapping {
 static void *unmap_main(void *arg)
 {
 	unmapping *u = arg;
+	srv__thread_name("lossd-unmap");
 	munmap(u->p, u->len);
 	free(u);
 	return NULL;

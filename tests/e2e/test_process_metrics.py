@@ -43,6 +43,27 @@ class ProcessMetrics(unittest.TestCase):
             self.assertGreater(srv.metric("process_cpu_seconds_total"), cpu0)
 
 
+class ThreadNames(unittest.TestCase):
+    """Each thread of lossd's own says what it is (server/src/thread.h), so
+    that top -H and perf tell the store's committer from a worker."""
+
+    def test_named_threads(self):
+        with Server() as srv:
+            self.assertEqual(srv.post_json("/v1/streams", {"name": "t"}).status, 201)
+            task = "/proc/%d/task" % srv.proc.pid
+            names = set()
+            for tid in os.listdir(task):
+                try:
+                    with open(os.path.join(task, tid, "comm")) as f:
+                        names.add(f.read().strip())
+                except FileNotFoundError:  # a thread that just ended
+                    pass
+            for name in ("lossd-commit", "lossd-ckpt", "lossd-loop", "lossd-store",
+                         "lossd-heal"):
+                self.assertIn(name, names)
+            self.assertIn("lossd", names)  # the main thread keeps the process' name
+
+
 class StreamGauges(unittest.TestCase):
     """--metrics-streams and its companions (docs/API.md section 6)."""
 

@@ -17,6 +17,7 @@ stored data, and damage on disk is detected, never served.
 import base64
 import json
 import os
+import random
 import shutil
 import signal
 import sqlite3
@@ -209,7 +210,11 @@ class QuarantineTest(Base):
         ids = []
         with Server(data_dir=self.dir) as srv:
             for m in METHODS:
-                sid = self.create(srv, {"method": m})
+                # binned at 20 thresholds: its deltas weigh under a page, so
+                # they stay rows (at 200, its state would replace them:
+                # SmallStateTest)
+                sid = self.create(srv, {"method": m, **({"num_thresholds": 20}
+                                                        if m == "binned" else {})})
                 for i in range(3):
                     body = {"y_true": [1, 0, 1], "y_score": [0.9, 0.1, 0.4 + i / 10]}
                     self.assertEqual(self.update(srv, sid, body).status, 200)
@@ -359,6 +364,46 @@ class QuarantineTest(Base):
             r = srv.delete("/v1/streams/" + ids[0])
             self.assertEqual(r.status, 503)
             self.assertEqual(r.problem()["code"], "stream_damaged")
+
+
+class SmallStateTest(Base):
+    """A small state (a sketch of the same 1,000 scores, a binned stream) is
+    written in place of an update's delta once the deltas since its last
+    checkpoint weigh a page and half the state (server/src/streams.c,
+    CKPT_SMALL_BYTES): such a stream's deltas never pile up, and what was
+    acknowledged is what a restart serves. Tiny updates stay deltas."""
+
+    def rows(self, sid):
+        con = sqlite3.connect(os.path.join(self.dir, "lossd.db"))
+        n = con.execute("SELECT count(*) FROM deltas WHERE stream = ?", (sid,)).fetchone()[0]
+        seq = con.execute("SELECT seq FROM streams WHERE id = ?", (sid,)).fetchone()[0]
+        con.close()
+        return n, seq
+
+    def test_small_states_replace_deltas(self):
+        rng = random.Random(5)
+        scores = [round(rng.random(), 6) for _ in range(1000)]
+        big = {"y_true": [int(rng.random() < x) for x in scores], "y_score": scores}
+        tiny = {"y_true": [1, 0, 1], "y_score": [0.9, 0.1, 0.4]}
+        with Server(data_dir=self.dir) as srv:
+            ids = {m: self.create(srv, {"method": m}) for m in ("sketch", "binned")}
+            few = self.create(srv, {"method": "sketch"})
+            for _ in range(20):
+                for sid in ids.values():
+                    self.assertEqual(self.update(srv, sid, big).status, 200)
+            for _ in range(5):
+                self.assertEqual(self.update(srv, few, tiny).status, 200)
+            readings = {sid: srv.get("/v1/streams/" + sid).json()
+                        for sid in list(ids.values()) + [few]}
+            self.assertEqual(readings[ids["sketch"]]["updates"], 20)
+        for m, sid in ids.items():
+            n, seq = self.rows(sid)
+            self.assertLessEqual(n, 1, m)  # at most the last update's delta
+            self.assertGreaterEqual(seq, 19, m)  # the state: at the last op or the one before
+        self.assertEqual(self.rows(few)[0], 5)  # 5 tiny deltas, as before
+        with Server(data_dir=self.dir) as srv:
+            for sid, before in readings.items():
+                self.assertEqual(srv.get("/v1/streams/" + sid).json(), before)
 
 
 class IdempotencyTest(Base):

@@ -16,12 +16,16 @@
 3. read latency of a stream another replica just updated: update through
    replica 0, then GET through replica 1 (which must include it), --reads
    times; p50 and p99.
+4. with --perf FILE, after 2a a second spray on the same replicas with the
+   whole machine profiled (perf record -a): each process's and thread's
+   share, then the top functions, into FILE (bench/run.sh writes
+   bench/results/profiles/profile-pg-sN.txt).
 
 Prints JSON lines ({"id", "impl", "metric", "value", ...}) like the other
 benchmarks, and a summary on stderr. Usage:
   bench/bench_pg.py [--bin build/server/lossd] [--duration 10] [--clients 32]
                     [--replicas 2] [--reads 300] [--streams 1]
-                    [--store-connections 4]
+                    [--store-connections 4] [--perf FILE]
 Needs postgresql, pgbench (postgresql-contrib is part of postgresql on
 Debian) and haproxy; only loopback is contacted.
 """
@@ -246,6 +250,40 @@ def pgbench(pg, clients, duration):
     return float(m.group(1))
 
 
+def profile_run(a, port):
+    """The replicas' spray again, the whole machine sampled (perf record -a)
+    meanwhile; where the CPU went into a.perf. Its figures are not emitted
+    (perf costs some). Returns the failures."""
+    data = a.perf + ".data"
+    try:
+        prof = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "999", "-a",
+                                 "-g", "-o", data, "--", "sleep", str(max(1, a.duration - 2))],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError as e:
+        log("perf: %s; no profile" % e)
+        return 0
+    rps, n, bad, _ = spray(port, a.duration, a.clients, streams=a.streams)
+    prof.wait()
+    log("profiled run: %.0f updates/s (perf attached)" % rps)
+
+    def report(*args):
+        r = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "-g",
+                            "none"] + list(args), capture_output=True, text=True)
+        return "\n".join(l for l in r.stdout.splitlines() if l and not l.startswith("#"))
+    with open(a.perf, "w") as f:
+        f.write("== %d replicas on PostgreSQL behind HAProxy, %d clients, %d stream(s): "
+                "%.0f updates/s while profiled (the whole machine, cpu-clock)\n"
+                % (a.replicas, a.clients, a.streams, rps))
+        f.write("== by process or thread name (postgres: its backends; lossd-*: the replicas)\n")
+        f.write("\n".join(report("--sort", "comm", "--percent-limit", "0.5").splitlines()[:16]))
+        f.write("\n== by function\n")
+        f.write("\n".join(report("--sort", "comm,dso,symbol", "--percent-limit", "0.8")
+                          .splitlines()[:40]) + "\n")
+    os.unlink(data)
+    log("profile in %s" % a.perf)
+    return 1 if bad else 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.path.join(HERE, "..", "build", "server", "lossd"))
@@ -259,6 +297,10 @@ def main():
                     "default lossd's own default")
     ap.add_argument("--streams", type=int, default=1,
                     help="spread the clients over this many streams (default one)")
+    ap.add_argument("--perf", metavar="FILE",
+                    help="after the measured run, a second one on the same replicas with the "
+                    "whole machine profiled (perf, cpu-clock) into FILE: the share of each "
+                    "process and thread (lossd names its threads), then the top functions")
     a = ap.parse_args()
     pg = pg_harness.PgServer()
     reps, lb, sq = [], None, None
@@ -296,6 +338,8 @@ def main():
         log("postgresql, %d replicas behind HAProxy: %.0f acknowledged updates/s "
             "(%d acknowledged, %d failed, count %s)" % (a.replicas, rps, n, bad,
                                                       "ok" if ok else "WRONG"))
+        if a.perf:
+            fails += profile_run(a, port)
 
         # a read on replica 1 of what replica 0 just acknowledged
         st, body = request(reps[0].port, "POST", "/v1/streams", json.dumps({"method": "sketch"}))

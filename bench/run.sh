@@ -172,7 +172,11 @@ if want pg && [ -f "$ROOT/bench/bench_pg.py" ]; then
 	else
 		pargs=(); [ $SMOKE = 1 ] && pargs=(--duration 2 --clients 4 --reads 20)
 		for ns in 1 8; do
-			run "pg-s$ns" "$PY" "$ROOT/bench/bench_pg.py" --bin "$BUILD/server/lossd" --streams $ns "${pargs[@]}"
+			prof=()
+			[ $SMOKE = 0 ] && command -v perf >/dev/null &&
+				mkdir -p "$ROOT/bench/results/profiles" &&
+				prof=(--perf "$ROOT/bench/results/profiles/profile-pg-s$ns.txt")
+			run "pg-s$ns" "$PY" "$ROOT/bench/bench_pg.py" --bin "$BUILD/server/lossd" --streams $ns "${pargs[@]}" "${prof[@]}"
 		done
 	fi
 fi

@@ -17,8 +17,8 @@
    replica 0, then GET through replica 1 (which must include it), --reads
    times; p50 and p99.
 4. with --perf FILE, after 2a a second spray on the same replicas with the
-   whole machine profiled (perf record -a): each process's and thread's
-   share, then the top functions, into FILE (bench/run.sh writes
+   whole machine profiled (bench/profile.sh -a): each process's and
+   thread's share, then the top functions, into FILE (bench/run.sh writes
    bench/results/profiles/profile-pg-sN.txt).
 
 Prints JSON lines ({"id", "impl", "metric", "value", ...}) like the other
@@ -251,36 +251,19 @@ def pgbench(pg, clients, duration):
 
 
 def profile_run(a, port):
-    """The replicas' spray again, the whole machine sampled (perf record -a)
-    meanwhile; where the CPU went into a.perf. Its figures are not emitted
-    (perf costs some). Returns the failures."""
-    data = a.perf + ".data"
+    """The replicas' spray again, the whole machine sampled meanwhile
+    (bench/profile.sh -a) into a.perf. Its figures are not emitted (perf
+    costs some). Returns the failures."""
     try:
-        prof = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "999", "-a",
-                                 "-g", "-o", data, "--", "sleep", str(max(1, a.duration - 2))],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        prof = subprocess.Popen([os.path.join(HERE, "profile.sh"), "-o", a.perf, "-a",
+                                 str(max(1, a.duration - 2))])
     except OSError as e:
-        log("perf: %s; no profile" % e)
+        log("profile.sh: %s; no profile" % e)
         return 0
     rps, n, bad, _ = spray(port, a.duration, a.clients, streams=a.streams)
     prof.wait()
-    log("profiled run: %.0f updates/s (perf attached)" % rps)
-
-    def report(*args):
-        r = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "-g",
-                            "none"] + list(args), capture_output=True, text=True)
-        return "\n".join(l for l in r.stdout.splitlines() if l and not l.startswith("#"))
-    with open(a.perf, "w") as f:
-        f.write("== %d replicas on PostgreSQL behind HAProxy, %d clients, %d stream(s): "
-                "%.0f updates/s while profiled (the whole machine, cpu-clock)\n"
-                % (a.replicas, a.clients, a.streams, rps))
-        f.write("== by process or thread name (postgres: its backends; lossd-*: the replicas)\n")
-        f.write("\n".join(report("--sort", "comm", "--percent-limit", "0.5").splitlines()[:16]))
-        f.write("\n== by function\n")
-        f.write("\n".join(report("--sort", "comm,dso,symbol", "--percent-limit", "0.8")
-                          .splitlines()[:40]) + "\n")
-    os.unlink(data)
-    log("profile in %s" % a.perf)
+    log("profiled run: %.0f updates/s (perf attached); profile in %s%s"
+        % (rps, a.perf, "" if prof.returncode == 0 else " (profile.sh failed)"))
     return 1 if bad else 0
 
 

@@ -9,6 +9,9 @@
 #          bench/profile.sh build-bench/bench/bench_auc --runs 3
 #   bench/profile.sh -p PID SECONDS     attach to a running process (lossd
 #                                       under wrk, see http_bench.py --perf)
+#   bench/profile.sh -a SECONDS         the whole machine (lossd replicas,
+#                                       PostgreSQL and HAProxy: bench_pg.py --perf);
+#                                       "by thread" then shows each process too
 # Falls back to valgrind --tool=callgrind when perf is missing.
 set -uo pipefail
 OUT=/dev/stdout
@@ -17,6 +20,8 @@ DATA=$(mktemp /tmp/lossd-perf.XXXXXX)
 if command -v perf >/dev/null; then
 	if [ "${1:-}" = "-p" ]; then
 		perf record -q -e cpu-clock -F 1999 -g -o "$DATA" -p "$2" -- sleep "$3" >/dev/null 2>&1
+	elif [ "${1:-}" = "-a" ]; then
+		perf record -q -e cpu-clock -F 999 -g -o "$DATA" -a -- sleep "$2" >/dev/null 2>&1
 	else
 		perf record -q -e cpu-clock -F 1999 -g -o "$DATA" -- "$@" >/dev/null 2>&1
 	fi

@@ -266,6 +266,15 @@ typedef struct stream {
 	int refs;
 } stream;
 
+/* A state of `len` bytes was written (or is about to be) as s's
+ * checkpoint: no delta since, and its size for apply's small-state rule.
+ * Under s->mu. */
+static void checkpointed(stream *s, size_t len)
+{
+	s->delta_bytes = 0;
+	s->state_blen = len;
+}
+
 struct srv__streams {
 	pthread_mutex_t mu;
 	stream **v; /* sorted by id */
@@ -717,7 +726,7 @@ static void *on_state(void *arg, const char *id, const char *owner, const char *
 	eng_stream_free(s->st);
 	s->st = n;
 	s->seq = seq;
-	s->delta_bytes = 0;
+	checkpointed(s, len);
 	s->folded_bytes = 0;
 	return s;
 }
@@ -1157,8 +1166,7 @@ static void resync(stream *s)
 		if (s->st)
 			eng_stream_set_max_bytes(s->st, ss->lim.max_bytes);
 		s->seq = t->seq;
-		s->delta_bytes = 0;
-		s->state_blen = t->state_blen;
+		checkpointed(s, t->state_blen);
 		atomic_store(&s->stale, false);
 	}
 	pthread_mutex_unlock(&s->mu);
@@ -2646,9 +2654,11 @@ static bool apply(api_reply *out, stream *s, eng_stream **deltap, const char *ke
 	size_t est = w->bytes ? blen : atomic_load(&s->last_blen);
 	bool lazy = !shared && s->inflight > 0;
 	bool hot = lazy && eng_stream_memory(s->st) <= (size_t)s->inflight * est / 2;
-	/* The state's size as last serialized; the delta's, est. Written in
-	 * its place, the delta's bytes are not needed: every eighth such
-	 * update makes them anyway, so a guess gone stale is corrected. */
+	/* The small-state rule (CKPT_SMALL_BYTES), on the state's size as last
+	 * serialized and the delta's, est (a guess when its bytes were not
+	 * made: every eighth such update makes them, so the guess stays
+	 * fresh). Written in the delta's place, the delta's bytes are not
+	 * needed. */
 	size_t pending = s->delta_bytes + est;
 	bool small = !shared && !lazy && s->state_blen > 0 && s->state_blen <= CKPT_SMALL_BYTES &&
 	             pending >= CKPT_SMALL_FROM && s->state_blen <= 2 * pending;
@@ -2670,7 +2680,9 @@ static bool apply(api_reply *out, stream *s, eng_stream **deltap, const char *ke
 		goto unlock;
 	}
 	atomic_store(&s->lazy_hint, lazy);
-	atomic_store(&s->small_hint, small && !w->bytes ? ++s->small_run % 8 != 0 : small);
+	/* the next update skips the delta's bytes, but not after 8 in a row */
+	bool skip = small && (w->bytes || ++s->small_run % 8 != 0);
+	atomic_store(&s->small_hint, skip);
 	if (w->bytes)
 		atomic_store(&s->last_blen, blen);
 	s->delta_bytes += w->bytes ? blen : est;
@@ -2689,8 +2701,7 @@ static bool apply(api_reply *out, stream *s, eng_stream **deltap, const char *ke
 		op->type = SRV__OP_CHECKPOINT;
 		op->data = w->state;
 		op->len = slen;
-		s->delta_bytes = 0;
-		s->state_blen = slen;
+		checkpointed(s, slen);
 	} else {
 		/* (no bytes: lazy, the committer makes them) */
 		op->type = SRV__OP_DELTA;
@@ -2857,8 +2868,7 @@ void srv__streams_reset(api_reply *out, const srv_request *req)
 	op.clear_keys = true;
 	op.stale = &s->stale;
 	op.updated_ms = s->meta.updated_ms = srv__now_ms();
-	s->delta_bytes = 0;
-	s->state_blen = slen;
+	checkpointed(s, slen);
 	s->inflight++;
 	s->pend_updates -= (int64_t)c0.updates;
 	s->pend_rows -= (int64_t)c0.rows;
@@ -3094,8 +3104,7 @@ again: /* a shared store: another replica's record took the number */
 		op.data = state;
 		op.len = slen;
 		op.clear_keys = true;
-		s->delta_bytes = 0;
-		s->state_blen = slen;
+		checkpointed(s, slen);
 	}
 	int64_t keep_from;
 	size_t dropped = srv__ckpts_add(&s->ckpts, cr.step, n, text, ss->lim.history_checkpoints,
